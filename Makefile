@@ -1,0 +1,95 @@
+# azscep — the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+AZURITE_VERSION := 3.37.0
+LOCAL           := $(CURDIR)/.local
+AZURITE_DIR     := $(LOCAL)/azurite
+AZURITE_BIN     := $(AZURITE_DIR)/node_modules/.bin/azurite-table
+AZURITE_PORT    ?= 10002
+BIN             := $(LOCAL)/bin/azscep
+PORT            ?= 7071
+FUZZTIME        ?= 30s
+GO              ?= go
+SUDO            := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Azurite's well-known development account (public; documented by Microsoft).
+AZURITE_CONN := DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;TableEndpoint=http://127.0.0.1:$(AZURITE_PORT)/devstoreaccount1;
+
+LOCAL_ENV := AZSCEP_MODE=local \
+	FUNCTIONS_CUSTOMHANDLER_PORT=$(PORT) \
+	AZSCEP_TABLES_CONNECTION='$(AZURITE_CONN)' \
+	AZSCEP_LOCAL_KEY_DIR=$(LOCAL)/ca \
+	AZSCEP_DEV_ISSUER=true \
+	AZSCEP_API_AUDIENCES=api://azscep-local
+
+.PHONY: help
+help:
+	@echo "make run    start Azurite and the CA locally on http://127.0.0.1:$(PORT)"
+	@echo "make test   vet, unit + integration tests (Azurite), real scepclient enrollment, fuzz seeds, zlint"
+	@echo "make bench  benchmarks against the SPEC §6 targets (table + .local/bench.json)"
+	@echo "make fuzz   run every fuzz target for FUZZTIME (default $(FUZZTIME))"
+	@echo "make dist   the deployable package in dist/ (what azd zips)"
+
+# --- tools the tests need; installed here so a clean machine (and CI) gets them -------------------------------
+$(AZURITE_BIN):
+	@mkdir -p $(AZURITE_DIR)
+	cd $(AZURITE_DIR) && npm install --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
+
+.PHONY: azurite-install scepclient-install tools
+azurite-install: $(AZURITE_BIN)
+
+scepclient-install:
+	@command -v scepclient >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq scep; }
+
+tools: azurite-install scepclient-install
+
+# --- run --------------------------------------------------------------------------------------------------------
+$(BIN): $(shell find handler internal -name '*.go' -not -name '*_test.go') go.mod go.sum
+	@mkdir -p $(dir $@)
+	$(GO) build -o $@ ./handler
+
+.PHONY: run azurite-start
+azurite-start: $(AZURITE_BIN)
+	@if ! (exec 3<>/dev/tcp/127.0.0.1/$(AZURITE_PORT)) 2>/dev/null; then \
+		mkdir -p $(LOCAL)/azurite-data; \
+		echo "starting Azurite table service on 127.0.0.1:$(AZURITE_PORT) (log: .local/azurite.log)"; \
+		nohup $(AZURITE_BIN) --tableHost 127.0.0.1 --tablePort $(AZURITE_PORT) --location $(LOCAL)/azurite-data \
+			--disableTelemetry --skipApiVersionCheck >$(LOCAL)/azurite.log 2>&1 & \
+		for i in $$(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/$(AZURITE_PORT)) 2>/dev/null && break; sleep 0.2; done; \
+	fi
+
+run: azurite-start $(BIN)
+	@env $(LOCAL_ENV) $(BIN) ca init >/dev/null
+	@env $(LOCAL_ENV) $(BIN) local-help
+	@exec env $(LOCAL_ENV) $(BIN)
+
+# --- test -------------------------------------------------------------------------------------------------------
+.PHONY: test vet
+vet:
+	@unformatted=$$(gofmt -l handler internal); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+test: tools vet
+	AZURITE_BIN=$(AZURITE_BIN) SCEPCLIENT=$$(command -v scepclient) $(GO) test -count=1 -timeout 12m ./...
+
+# --- bench, fuzz, dist ------------------------------------------------------------------------------------------
+.PHONY: bench fuzz dist
+bench: tools
+	AZURITE_BIN=$(AZURITE_BIN) $(GO) test -run '^$$' -bench . -benchtime 2s -timeout 20m ./internal/... | tee $(LOCAL)/bench.txt
+
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$t ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+dist:
+	rm -rf dist && mkdir -p dist
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags "-s -w" -o dist/azscep ./handler
+	chmod 0755 dist/azscep
+	cp host.json dist/
+	for f in functions/*/; do mkdir -p dist/$$(basename $$f) && cp $$f/function.json dist/$$(basename $$f)/; done
+	@echo "dist/ is ready for azd deploy"

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/azscep/azscep/internal/config"
+	"github.com/azscep/azscep/internal/custody"
+)
+
+// command runs an admin subcommand. Output for the operator goes to stdout; errors are returned.
+func command(ctx context.Context, cfg *config.Config, log *slog.Logger, args []string) error {
+	switch args[0] {
+	case "ca":
+		if len(args) < 2 {
+			return errors.New("usage: azscep ca init|import|rotate-ra|show [flags]")
+		}
+		return caCommand(ctx, cfg, args[1], args[2:], os.Stdout)
+	case "revocation-sync":
+		return revocationSyncCommand(ctx, cfg, log, os.Stdout)
+	case "local-help":
+		return localHelp(cfg, os.Stdout)
+	case "version":
+		fmt.Println("azscep", version)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q (want ca, revocation-sync or version)", args[0])
+}
+
+// version is set by the build (-ldflags "-X main.version=...").
+var version = "dev"
+
+func caCommand(ctx context.Context, cfg *config.Config, sub string, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("ca "+sub, flag.ContinueOnError)
+	subject := fs.String("subject", "CN=azscep CA,O=azscep", "CA subject (init): comma-separated RDNs, e.g. \"CN=Contoso Device CA,O=Contoso,C=US\"")
+	validity := fs.String("validity", "3650d", "root validity (init)")
+	keyType := fs.String("key-type", "RSA-HSM", "Key Vault key type (init): RSA-HSM, EC-HSM, RSA or EC; local mode: RSA or EC")
+	keySize := fs.Int("key-size", 3072, "RSA key size (init): 3072 or 4096")
+	curve := fs.String("curve", "P-256", "EC curve (init): P-256 or P-384")
+	subordinate := fs.Bool("subordinate", false, "init: print a CSR for a parent CA instead of making a root")
+	certFile := fs.String("cert", "", "import: PEM file with the signed CA certificate first, then its issuers")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	name, err := parseDN(*subject)
+	if err != nil {
+		return err
+	}
+	days, err := time.ParseDuration(strings.Replace(*validity, "d", "h", 1))
+	if strings.HasSuffix(*validity, "d") {
+		days *= 24
+	}
+	if err != nil || days < 24*time.Hour {
+		return fmt.Errorf("bad -validity %q", *validity)
+	}
+	now := time.Now()
+	if cfg.Mode == config.ModeLocal {
+		return caLocal(cfg, sub, name, days, *keyType, now, out)
+	}
+
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	cred, err := azureCredential(cfg)
+	if err != nil {
+		return err
+	}
+	v, err := vault(cfg, cred, st)
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "init":
+		res, err := v.Init(ctx, custody.VaultInitOptions{KeyType: *keyType, KeySize: *keySize, Curve: *curve,
+			Subordinate: *subordinate, Root: custody.RootOptions{Subject: name, Validity: days}}, now)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "key %s (created: %t)\nroot created: %t\nRA created: %t\n", res.KID, res.KeyCreated,
+			res.RootCreated, res.RACreated)
+		if res.CSR != nil {
+			fmt.Fprintf(out, "Have this CSR signed by the parent CA, then run `azscep ca import -cert chain.pem`:\n%s",
+				pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: res.CSR}))
+		}
+		return nil
+	case "import":
+		chain, err := readChain(*certFile)
+		if err != nil {
+			return err
+		}
+		if err := v.Import(ctx, chain, "", now); err != nil {
+			return err
+		}
+		fmt.Fprintln(out, "imported", chain[0].Subject.String())
+		return nil
+	case "rotate-ra":
+		if err := v.RotateRA(ctx, "", now); err != nil {
+			return err
+		}
+		fmt.Fprintln(out, "RA rotated; instances pick it up when they restart")
+		return nil
+	case "show":
+		chain, kid, ra, err := v.Show(ctx)
+		if err != nil {
+			return err
+		}
+		printChain(out, chain, ra)
+		fmt.Fprintf(out, "CA key: %s\n", kid)
+		return nil
+	}
+	return fmt.Errorf("unknown ca command %q", sub)
+}
+
+func caLocal(cfg *config.Config, sub string, name pkix.Name, validity time.Duration, keyType string, now time.Time, out io.Writer) error {
+	switch sub {
+	case "init":
+		kt := "RSA"
+		if strings.HasPrefix(keyType, "EC") {
+			kt = "EC"
+		}
+		created, err := custody.InitLocal(cfg.LocalKeyDir, custody.LocalInitOptions{Subject: name, Validity: validity,
+			KeyType: kt, NoRA: cfg.RAMode == "ca"}, now)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "local CA in %s (created: %t)\n", cfg.LocalKeyDir, created)
+		return nil
+	case "rotate-ra":
+		if err := custody.RotateLocalRA(cfg.LocalKeyDir, now); err != nil {
+			return err
+		}
+		fmt.Fprintln(out, "RA rotated")
+		return nil
+	case "show":
+		k, err := custody.LoadLocal(cfg.LocalKeyDir, now)
+		if err != nil {
+			return err
+		}
+		printChain(out, k.Chain, k.RACert)
+		return nil
+	case "import":
+		return errors.New("local mode makes self-signed roots only; use azure mode for a subordinate CA")
+	}
+	return fmt.Errorf("unknown ca command %q", sub)
+}
+
+func printChain(out io.Writer, chain []*x509.Certificate, ra *x509.Certificate) {
+	for i, c := range chain {
+		fmt.Fprintf(out, "chain[%d]: %s\n  not after: %s\n  sha256: %s\n", i, c.Subject.String(),
+			c.NotAfter.UTC().Format(time.RFC3339), custody.Fingerprint(c))
+	}
+	if ra != nil {
+		fmt.Fprintf(out, "RA: %s\n  not after: %s\n  sha256: %s\n", ra.Subject.String(),
+			ra.NotAfter.UTC().Format(time.RFC3339), custody.Fingerprint(ra))
+	}
+}
+
+func readChain(path string) ([]*x509.Certificate, error) {
+	if path == "" {
+		return nil, errors.New("-cert is required")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return custody.ParsePEMCertificates(data)
+}
+
+// parseDN reads "CN=x,O=y,C=z" (no escaped commas; CA subjects do not need them).
+func parseDN(s string) (pkix.Name, error) {
+	var n pkix.Name
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || v == "" {
+			return n, fmt.Errorf("bad subject part %q", part)
+		}
+		switch strings.ToUpper(k) {
+		case "CN":
+			n.CommonName = v
+		case "O":
+			n.Organization = append(n.Organization, v)
+		case "OU":
+			n.OrganizationalUnit = append(n.OrganizationalUnit, v)
+		case "C":
+			n.Country = append(n.Country, v)
+		case "L":
+			n.Locality = append(n.Locality, v)
+		case "ST":
+			n.Province = append(n.Province, v)
+		default:
+			return n, fmt.Errorf("subject attribute %q is not supported", k)
+		}
+	}
+	if n.CommonName == "" {
+		return n, errors.New("subject needs a CN")
+	}
+	return n, nil
+}
+
+func revocationSyncCommand(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writer) error {
+	return errors.New("revocation sync is not configured in this build")
+}
+
+// localHelp prints how to enroll against the CA `make run` starts.
+func localHelp(cfg *config.Config, out io.Writer) error {
+	if cfg.Mode != config.ModeLocal {
+		return errors.New("local-help is for local mode")
+	}
+	base := cfg.URL("")
+	fmt.Fprintf(out, `
+azscep is starting on %[1]s (local mode: keys in %[2]s, records in Azurite)
+
+  SCEP URL:          %[1]s/api/scep/static
+  static challenge:  %[3]s
+  CA certificate:    curl -s %[1]s/api/ca -o ca.der
+
+Enroll a certificate with Debian's scepclient (apt-get install scep), in another terminal:
+
+  scepclient -server-url %[1]s/api/scep/static -private-key device.key -certificate device.pem \
+      -challenge %[3]s -cn device-0001 && openssl x509 -in device.pem -noout -subject -issuer -dates
+
+`, base, cfg.LocalKeyDir, config.LocalStaticChallenge)
+	if cfg.DevIssuer {
+		fmt.Fprintf(out, `Enroll over REST with a token from the local development issuer (never available in Azure):
+
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout app.key -subj /CN=app-0001 -out app.csr
+  TOKEN=$(curl -s -X POST '%[1]s/api/dev/token?roles=CSR.Request.Db')
+  curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/pkcs10' \
+      --data-binary @app.csr -H 'Accept: application/x-pem-file' %[1]s/api/csr
+
+`, base)
+	}
+	fmt.Fprintln(out, "Stop with Ctrl-C. Local state lives in .local/ (delete it to start over).")
+	return nil
+}

@@ -1,0 +1,347 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/azscep/azscep/internal/config"
+	"github.com/azscep/azscep/internal/custody"
+	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/store/azuritetest"
+	"github.com/azscep/azscep/internal/store/tables"
+)
+
+func TestMain(m *testing.M) { azuritetest.Main(m) }
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// localService is the real handler (serve) in local mode against Azurite, in this process.
+type localService struct {
+	base  string
+	cfg   *config.Config
+	store store.Store
+	logs  *bytes.Buffer
+}
+
+var logMu sync.Mutex
+
+type lockedBuffer struct{ b *bytes.Buffer }
+
+func (l lockedBuffer) Write(p []byte) (int, error) {
+	logMu.Lock()
+	defer logMu.Unlock()
+	return l.b.Write(p)
+}
+
+func startLocal(t *testing.T, extra ...string) *localService {
+	t.Helper()
+	port := freePort(t)
+	dir := t.TempDir()
+	prefix := azuritetest.FreshPrefix()
+	conn := azuritetest.ConnectionString(t)
+	env := append([]string{"AZSCEP_MODE=local", fmt.Sprintf("FUNCTIONS_CUSTOMHANDLER_PORT=%d", port),
+		"AZSCEP_TABLES_CONNECTION=" + conn, "AZSCEP_TABLES_PREFIX=" + prefix,
+		"AZSCEP_LOCAL_KEY_DIR=" + filepath.Join(dir, "ca")}, extra...)
+	cfg, err := config.Load(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := custody.InitLocal(cfg.LocalKeyDir, custody.LocalInitOptions{KeyType: "RSA"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	logs := &bytes.Buffer{}
+	log := slog.New(slog.NewJSONHandler(lockedBuffer{logs}, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, log) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(base + "/api/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("service did not become healthy: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	st, err := tables.NewFromConnectionString(conn, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &localService{base: base, cfg: cfg, store: st, logs: logs}
+}
+
+func scepclientPath(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("SCEPCLIENT"); p != "" {
+		return p
+	}
+	p, err := exec.LookPath("scepclient")
+	if err != nil {
+		t.Fatal("Debian's scepclient is not installed: run `make test`, which installs the scep package")
+	}
+	return p
+}
+
+// TestScepclientEnrollment is the README's promise: a real SCEP client gets a certificate from the running
+// service, and the certificate is durably recorded.
+func TestScepclientEnrollment(t *testing.T) {
+	svc := startLocal(t)
+	dir := t.TempDir()
+	keyPath, certPath := filepath.Join(dir, "device.key"), filepath.Join(dir, "device.pem")
+	cmd := exec.Command(scepclientPath(t), "-server-url", svc.base+"/api/scep/static", "-private-key", keyPath,
+		"-certificate", certPath, "-challenge", config.LocalStaticChallenge, "-cn", "device-0001")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("scepclient failed: %v\n%s", err, out)
+	}
+	pemBytes, err := os.ReadFile(certPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := custody.ParsePEMCertificates(pemBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := certs[0]
+	if leaf.Subject.CommonName != "device-0001" {
+		t.Errorf("CN = %q", leaf.Subject.CommonName)
+	}
+
+	// The issuer is the CA /api/ca publishes.
+	resp, err := http.Get(svc.base + "/api/ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caDER, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/pkix-cert" {
+		t.Errorf("/api/ca content type %q", ct)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := leaf.CheckSignatureFrom(ca); err != nil {
+		t.Fatalf("leaf not signed by the published CA: %v", err)
+	}
+	rec, err := svc.store.Get(context.Background(), store.SerialString(leaf.SerialNumber))
+	if err != nil {
+		t.Fatalf("no record for the issued certificate: %v", err)
+	}
+	if rec.Status != store.StatusIssued || !bytes.Equal(rec.CertDER, leaf.Raw) || rec.Endpoint != "static" ||
+		rec.Source != store.SourceSCEP || rec.TxID == "" {
+		t.Fatalf("record wrong: status=%s endpoint=%s source=%s", rec.Status, rec.Endpoint, rec.Source)
+	}
+	lintIssued(t, leaf)
+
+	// The challenge password never reaches the logs.
+	logMu.Lock()
+	logged := svc.logs.String()
+	logMu.Unlock()
+	if strings.Contains(logged, config.LocalStaticChallenge) {
+		t.Fatal("the static challenge appears in the logs")
+	}
+	if !strings.Contains(logged, `"msg":"certificate issued"`) {
+		t.Fatalf("no issuance log line in:\n%s", logged)
+	}
+
+	// A wrong challenge gets nothing. (scepclient keeps csr.pem beside the certificate and re-uses it, so the
+	// second client needs its own directory.)
+	dir = t.TempDir()
+	bad := exec.Command(scepclientPath(t), "-server-url", svc.base+"/api/scep/static", "-private-key",
+		filepath.Join(dir, "other.key"), "-certificate", filepath.Join(dir, "other.pem"), "-challenge", "wrong-challenge",
+		"-cn", "device-0002")
+	bad.Dir = dir
+	if out, err := bad.CombinedOutput(); err == nil {
+		t.Fatalf("scepclient with a wrong challenge succeeded:\n%s\n%s", out, svc.logs.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "other.pem")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("a certificate was written for a wrong challenge")
+	}
+}
+
+func TestCAAndHealthRoutes(t *testing.T) {
+	svc := startLocal(t)
+	req, _ := http.NewRequest(http.MethodGet, svc.base+"/api/ca", nil)
+	req.Header.Set("Accept", "application/x-pem-file")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if block, _ := pem.Decode(body); block == nil || block.Type != "CERTIFICATE" {
+		t.Fatalf("PEM chain not returned: %q", body)
+	}
+	resp, err = http.Post(svc.base+"/api/ca", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET" {
+		t.Fatalf("POST /api/ca = %d Allow=%q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+	resp, err = http.Get(svc.base + "/api/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"store":{"status":"ok"}`) {
+		t.Fatalf("health = %d %s", resp.StatusCode, body)
+	}
+	resp, err = http.Get(svc.base + "/")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET / = %v %v", resp, err)
+	}
+	resp.Body.Close()
+	resp, err = http.Get(svc.base + "/api/nothing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 || resp.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("unknown route = %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// buildBinary builds the real binary once per test run, for process-level behaviour (exit codes, signals).
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "azscep-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "azscep")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+func TestBadConfigurationExitsWithOneLine(t *testing.T) {
+	bin := buildBinary(t)
+	for _, env := range [][]string{
+		{"AZSCEP_MODE=cloud"},
+		{"AZSCEP_MODE=azure", "AZSCEP_BASE_URL=https://ca.example.net", "AZSCEP_TABLES_ENDPOINT=https://t.example.net",
+			"AZSCEP_KEYVAULT_URL=https://kv.vault.azure.net", "AZSCEP_SCEP_ENDPOINTS=static", "AZSCEP_SCEP_STATIC_SECRET=long-enough"},
+	} {
+		cmd := exec.Command(bin)
+		cmd.Env = env
+		var stderr, stdout bytes.Buffer
+		cmd.Stderr, cmd.Stdout = &stderr, &stdout
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+			t.Fatalf("env %v: exit %v, want 2", env, err)
+		}
+		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+		if len(lines) != 1 || !strings.Contains(lines[0], "setting ") {
+			t.Fatalf("want one line naming the setting, got %q", stderr.String())
+		}
+	}
+}
+
+// TestGracefulShutdownAndImmediateReadiness runs the binary, checks GET / answers while dependencies are still
+// unreachable, and that SIGTERM ends the process cleanly.
+func TestGracefulShutdownAndImmediateReadiness(t *testing.T) {
+	bin := buildBinary(t)
+	port := freePort(t)
+	dir := t.TempDir()
+	// Tables point at a closed port: the service must still answer GET / and report 503 elsewhere.
+	dead := freePort(t)
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"AZSCEP_MODE=local", fmt.Sprintf("FUNCTIONS_CUSTOMHANDLER_PORT=%d", port),
+		"AZSCEP_LOCAL_KEY_DIR=" + dir,
+		fmt.Sprintf("AZSCEP_TABLES_CONNECTION=DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;TableEndpoint=http://127.0.0.1:%d/devstoreaccount1;", dead)}
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	var ok bool
+	for i := 0; i < 200 && !ok; i++ {
+		if resp, err := http.Get(base + "/"); err == nil {
+			resp.Body.Close()
+			ok = resp.StatusCode == 200
+		} else {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if !ok {
+		t.Fatal("GET / never answered")
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(25 * time.Second):
+		t.Fatal("process did not stop after SIGTERM")
+	}
+	// Every stdout line is JSON (the host treats stdout as information logs).
+	sc := bufio.NewScanner(&stdout)
+	for sc.Scan() {
+		if line := sc.Text(); !strings.HasPrefix(line, "{") {
+			t.Errorf("non-JSON stdout line: %q", line)
+		}
+	}
+}

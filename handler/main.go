@@ -1,0 +1,56 @@
+// Command azscep is the custom-handler binary: with no arguments it serves the Functions routes on
+// 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT; with `ca ...` or `revocation-sync` it runs an admin command.
+//
+// This package only loads configuration, wires the internal packages together and serves. Anything that makes a
+// decision lives under internal/.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/azscep/azscep/internal/config"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	cfg, err := config.Load(os.Environ())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "azscep: configuration error: %v\n", err)
+		return 2
+	}
+	log := newLogger(cfg.LogLevel)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if len(args) > 0 {
+		if err := command(ctx, cfg, log, args); err != nil {
+			fmt.Fprintf(os.Stderr, "azscep: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	if err := cfg.CheckServe(); err != nil {
+		fmt.Fprintf(os.Stderr, "azscep: configuration error: %v\n", err)
+		return 2
+	}
+	if err := serve(ctx, cfg, log); err != nil {
+		fmt.Fprintf(os.Stderr, "azscep: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// newLogger writes JSON lines to stdout: the Functions host logs every stderr line as an error, so stderr is
+// kept for real errors only.
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: l}))
+}

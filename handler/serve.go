@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/azscep/azscep/internal/config"
+	"github.com/azscep/azscep/internal/custody"
+	"github.com/azscep/azscep/internal/httpx"
+	"github.com/azscep/azscep/internal/issuance"
+	"github.com/azscep/azscep/internal/scep"
+	"github.com/azscep/azscep/internal/store"
+)
+
+// serve listens first, so the host's readiness probe on GET / succeeds at once, then builds the dependencies
+// (Table Storage, keys) in the background. Until they are ready the routes answer 503 with Retry-After; a
+// configuration fault found then (a CA key that does not match its certificate) ends the process with one line.
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	scep.Init()
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", cfg.Port))
+	if err != nil {
+		return fmt.Errorf("listening: %w", err)
+	}
+	a := &app{cfg: cfg, log: log, ready: make(chan struct{})}
+	srv := &http.Server{
+		Handler:           httpx.Edge(log, a),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      240 * time.Second, // the host's own limit for forwarded requests is 230 s
+		IdleTimeout:       120 * time.Second,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "mode", string(cfg.Mode))
+
+	fatal := make(chan error, 1)
+	go func() {
+		if err := a.init(ctx); err != nil {
+			fatal <- err
+		}
+	}()
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-fatal:
+		shutdown(srv)
+		return err
+	case err := <-errc:
+		return fmt.Errorf("serving: %w", err)
+	}
+	shutdown(srv)
+	a.close()
+	return nil
+}
+
+func shutdown(srv *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(ctx)
+}
+
+// app is the running service: the mux is swapped in once the dependencies are ready.
+type app struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	ready chan struct{}
+	mux   http.Handler
+	deps  *deps
+
+	closeOnce sync.Once
+}
+
+func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/" {
+		// The host polls GET / for readiness and latency: answer at once, whatever state we are in.
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	select {
+	case <-a.ready:
+		a.mux.ServeHTTP(w, r)
+		return
+	default:
+	}
+	t := time.NewTimer(20 * time.Second)
+	defer t.Stop()
+	select {
+	case <-a.ready:
+		a.mux.ServeHTTP(w, r)
+	case <-t.C:
+		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusServiceUnavailable, Code: "starting",
+			Detail: "the service is starting", RetryAfter: 5 * time.Second})
+	case <-r.Context().Done():
+	}
+}
+
+// init builds the dependencies. Store outages are retried (the service stays up, answering 503); faults in the
+// key material are fatal.
+func (a *app) init(ctx context.Context) error {
+	start := time.Now()
+	var d *deps
+	for attempt := 0; ; attempt++ {
+		var err error
+		d, err = build(ctx, a.cfg, a.log)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, store.ErrUnavailable) || ctx.Err() != nil {
+			return err
+		}
+		a.log.Warn("dependencies not reachable yet; retrying", "err", err, "attempt", attempt)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(time.Duration(attempt+1)*time.Second, 10*time.Second)):
+		}
+	}
+	a.deps = d
+	a.mux = routes(d)
+	close(a.ready)
+	a.log.Info("ready", "duration_ms", time.Since(start).Milliseconds(), "ca", d.keys.CA().Subject.String(),
+		"ca_sha256", custody.Fingerprint(d.keys.CA()))
+	return nil
+}
+
+func (a *app) close() {
+	a.closeOnce.Do(func() {
+		if a.deps != nil && a.deps.close != nil {
+			a.deps.close()
+		}
+	})
+}
+
+// deps is everything the routes use.
+type deps struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	store  store.Store
+	keys   *custody.Keys
+	issuer *issuance.Issuer
+	scep   *scep.Server
+	close  func()
+}
+
+func routes(d *deps) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/api/scep/", d.scep)
+	mux.HandleFunc("/api/ca", d.serveCA)
+	mux.HandleFunc("/api/health", d.serveHealth)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusNotFound, Code: "not_found", Detail: "no such route"})
+	})
+	return mux
+}
+
+// serveCA answers /api/ca: the CA certificate in DER (the AIA caIssuers URL), or the chain as PEM on request.
+func (d *deps) serveCA(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		httpx.MethodNotAllowed(w, r, http.MethodGet)
+		return
+	}
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	if strings.Contains(r.Header.Get("Accept"), "application/x-pem-file") || r.URL.Query().Get("format") == "pem" {
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		_, _ = w.Write(custody.EncodePEM(d.keys.Chain...))
+		return
+	}
+	w.Header().Set("Content-Type", "application/pkix-cert")
+	_, _ = w.Write(d.keys.CA().Raw)
+}
+
+// serveHealth reports liveness and dependency status without secrets.
+func (d *deps) serveHealth(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		httpx.MethodNotAllowed(w, r, http.MethodGet)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	type check struct {
+		Status string `json:"status"`
+		Error  string `json:"error,omitempty"`
+	}
+	body := struct {
+		Status string           `json:"status"`
+		Checks map[string]check `json:"checks"`
+		CA     string           `json:"ca"`
+		Mode   string           `json:"mode"`
+	}{Status: "ok", Checks: map[string]check{}, CA: d.keys.CA().Subject.String(), Mode: string(d.cfg.Mode)}
+	body.Checks["ca"] = check{Status: "ok"}
+	if err := d.store.Ping(ctx); err != nil {
+		body.Status = "degraded"
+		body.Checks["store"] = check{Status: "unavailable", Error: "table storage did not answer"}
+		d.log.Warn("health: store unavailable", "err", err)
+	} else {
+		body.Checks["store"] = check{Status: "ok"}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if body.Status != "ok" {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(body)
+}

@@ -1,0 +1,557 @@
+// Package config turns the process environment (Azure Functions app settings) into one typed, validated
+// Config. No other package reads the environment. A bad or missing setting is an error naming the setting, which
+// the handler prints as one line before exiting.
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/azscep/azscep/internal/policy"
+)
+
+// Mode selects where keys and tokens come from.
+type Mode string
+
+// Modes. Local mode uses key files and may enable the development token issuer; Azure mode uses Key Vault and
+// managed identity and never enables anything for development.
+const (
+	ModeLocal Mode = "local"
+	ModeAzure Mode = "azure"
+)
+
+// Config is every setting, parsed.
+type Config struct {
+	Mode     Mode
+	Port     int
+	BaseURL  *url.URL // public base for AIA/CDP URLs, e.g. https://ca.example.net
+	LogLevel string
+
+	// Table Storage: a connection string (Azurite, local) or an endpoint reached with managed identity.
+	TablesConnection string
+	TablesEndpoint   string
+	TablesPrefix     string
+
+	// ManagedIdentityClientID is the user-assigned identity (AZURE_CLIENT_ID); empty means the developer's credential.
+	ManagedIdentityClientID string
+
+	// Local keys.
+	LocalKeyDir string
+
+	// Key Vault keys.
+	KeyVaultURL  string
+	CAKeyName    string
+	CAKeyVersion string
+	KEKName      string // key-encryption key for the RA envelope
+	RAMode       string // "envelope" (software RA key, wrapped by Key Vault) or "ca" (the CA key decrypts and signs)
+
+	Backdate   time.Duration
+	StaleAfter time.Duration
+
+	Profiles  map[string]*policy.Profile
+	Endpoints []Endpoint
+
+	Intune IntuneConfig
+	API    APIConfig
+
+	RevocationBatch int
+	CRLValidity     time.Duration
+	OCSPValidity    time.Duration
+
+	// DevIssuer enables the local development token issuer (local mode only).
+	DevIssuer bool
+}
+
+// Endpoint is one SCEP endpoint's settings.
+type Endpoint struct {
+	Name          string
+	Challenge     string // static | intune
+	Secret        string
+	Profile       string
+	CACert        string // chain (RA + CA) | single (CA only; the CA key decrypts)
+	CertRepChain  bool
+	RenewalWindow time.Duration
+}
+
+// IntuneConfig configures the Intune client; Enabled is false when no endpoint needs it and no tenant is set.
+type IntuneConfig struct {
+	Enabled        bool
+	TenantID       string
+	ClientID       string
+	Credential     string // managedidentity | secret | certificate
+	ClientSecret   string
+	CertPath       string
+	AuthorityHost  string
+	GraphURL       string
+	ResourceURL    string
+	CABundle       string // extra trust roots (tests and the local fake)
+	Provider       string
+	RevocationSync bool
+}
+
+// APIConfig configures /api/csr and the admin API.
+type APIConfig struct {
+	Enabled       bool
+	TenantID      string
+	Audiences     []string
+	AuthorityHost string
+	GraphURL      string
+	Profile       string
+	RetryWindow   time.Duration
+}
+
+// Setting describes one app setting: the single list the README table, local.settings.sample.json and the
+// deployment checks are compared with.
+type Setting struct {
+	Name     string
+	Default  string
+	Azure    string // "required", "optional" or "local-only"
+	Doc      string
+	Prefixed bool // a family: Name is a prefix followed by an endpoint or profile name
+}
+
+// Settings is every setting the parser reads.
+var Settings = []Setting{
+	{Name: "AZSCEP_MODE", Default: "azure", Azure: "required", Doc: "`local` (key files, Azurite, dev token issuer allowed) or `azure` (Key Vault, managed identity)"},
+	{Name: "FUNCTIONS_CUSTOMHANDLER_PORT", Default: "7071", Azure: "optional", Doc: "port to listen on (set by the Functions host)"},
+	{Name: "AZSCEP_BASE_URL", Default: "http://127.0.0.1:7071 (local)", Azure: "required", Doc: "public base URL; AIA, CDP and OCSP URLs in certificates are built from it"},
+	{Name: "AZSCEP_LOG_LEVEL", Default: "info", Azure: "optional", Doc: "debug, info, warn or error"},
+	{Name: "AZSCEP_TABLES_CONNECTION", Azure: "local-only", Doc: "Table Storage connection string (Azurite); wins over AZSCEP_TABLES_ENDPOINT"},
+	{Name: "AZSCEP_TABLES_ENDPOINT", Azure: "required", Doc: "Table service URL reached with the managed identity, e.g. https://acct.table.core.windows.net"},
+	{Name: "AZSCEP_TABLES_PREFIX", Default: "azscep", Azure: "optional", Doc: "prefix of the table names"},
+	{Name: "AZURE_CLIENT_ID", Azure: "required", Doc: "client ID of the user-assigned managed identity"},
+	{Name: "AZSCEP_LOCAL_KEY_DIR", Default: ".local/ca", Azure: "local-only", Doc: "directory of the local CA and RA key files"},
+	{Name: "AZSCEP_KEYVAULT_URL", Azure: "required", Doc: "Key Vault URL, e.g. https://kv.vault.azure.net"},
+	{Name: "AZSCEP_CA_KEY_NAME", Default: "azscep-ca", Azure: "optional", Doc: "name of the CA key in Key Vault"},
+	{Name: "AZSCEP_CA_KEY_VERSION", Azure: "optional", Doc: "pins the CA key version; empty = the version `ca init` recorded"},
+	{Name: "AZSCEP_KEK_NAME", Default: "azscep-kek", Azure: "optional", Doc: "Key Vault key (RSA, wrapKey/unwrapKey only) that wraps the RA key"},
+	{Name: "AZSCEP_RA_MODE", Default: "envelope", Azure: "optional", Doc: "`envelope` (RA key wrapped by Key Vault; 1 Key Vault op per enrollment) or `ca` (CA key decrypts and signs; 3 ops)"},
+	{Name: "AZSCEP_BACKDATE", Default: "5m", Azure: "optional", Doc: "notBefore back-date for clock skew (≤ 1h)"},
+	{Name: "AZSCEP_PENDING_STALE_AFTER", Default: "5m", Azure: "optional", Doc: "age after which a pending request's transaction ID may be re-used"},
+	{Name: "AZSCEP_SCEP_ENDPOINTS", Default: "static (local), static,intune (azure)", Azure: "optional", Doc: "comma-separated SCEP endpoint names"},
+	{Name: "AZSCEP_SCEP_", Prefixed: true, Azure: "optional", Doc: "per endpoint `<NAME>`: `challenge=static|intune;profile=NAME;cacert=chain|single;certrep_chain=true|false;renewal=30d`"},
+	{Name: "AZSCEP_SCEP_<NAME>_SECRET", Prefixed: true, Azure: "optional", Doc: "static challenge of endpoint NAME (use a Key Vault reference)"},
+	{Name: "AZSCEP_PROFILE_", Prefixed: true, Azure: "optional", Doc: "per profile `<NAME>`: `validity=365d;ku=digitalSignature;eku=clientAuth;san=dns,email,upn,uri;minrsa=2048;curves=P-256,P-384`"},
+	{Name: "AZSCEP_INTUNE_TENANT_ID", Azure: "optional", Doc: "Entra tenant of Intune; required when an endpoint uses the intune challenge"},
+	{Name: "AZSCEP_INTUNE_CLIENT_ID", Azure: "optional", Doc: "app (client) ID used for Intune; defaults to AZURE_CLIENT_ID with managed identity"},
+	{Name: "AZSCEP_INTUNE_CREDENTIAL", Default: "managedidentity", Azure: "optional", Doc: "`managedidentity`, `secret` or `certificate`"},
+	{Name: "AZSCEP_INTUNE_CLIENT_SECRET", Azure: "optional", Doc: "client secret when the credential is `secret` (use a Key Vault reference)"},
+	{Name: "AZSCEP_INTUNE_CERT_PATH", Azure: "optional", Doc: "PEM file with certificate and key when the credential is `certificate`"},
+	{Name: "AZSCEP_INTUNE_AUTHORITY", Default: "https://login.microsoftonline.com/", Azure: "optional", Doc: "Entra authority host (national clouds, tests)"},
+	{Name: "AZSCEP_INTUNE_GRAPH_URL", Default: "https://graph.microsoft.com/", Azure: "optional", Doc: "Microsoft Graph base URL"},
+	{Name: "AZSCEP_INTUNE_RESOURCE_URL", Default: "https://api.manage.microsoft.com/", Azure: "optional", Doc: "Intune resource URL"},
+	{Name: "AZSCEP_INTUNE_CA_BUNDLE", Azure: "local-only", Doc: "PEM roots to trust for Entra/Graph/Intune (the local fake)"},
+	{Name: "AZSCEP_API_TENANT_ID", Azure: "optional", Doc: "Entra tenant whose tokens /api/csr and the admin API accept; empty disables both"},
+	{Name: "AZSCEP_API_AUDIENCES", Azure: "optional", Doc: "comma-separated accepted audiences: the API's client ID and App ID URI"},
+	{Name: "AZSCEP_API_AUTHORITY", Default: "https://login.microsoftonline.com/", Azure: "optional", Doc: "authority host for token issuers and keys"},
+	{Name: "AZSCEP_API_GRAPH_URL", Default: "https://graph.microsoft.com/", Azure: "optional", Doc: "Graph base URL for device ownership checks"},
+	{Name: "AZSCEP_API_PROFILE", Default: "api", Azure: "optional", Doc: "profile /api/csr issues with"},
+	{Name: "AZSCEP_API_RETRY_WINDOW", Default: "10m", Azure: "optional", Doc: "a retry of the same CSR by the same caller within this window returns the same certificate"},
+	{Name: "AZSCEP_REVOCATION_BATCH", Default: "100", Azure: "optional", Doc: "revocation requests downloaded per sync run (1–500)"},
+	{Name: "REVOCATION_SCHEDULE", Default: "0 0 * * * *", Azure: "optional", Doc: "NCRONTAB schedule of the revocation sync (read by the Functions host)"},
+	{Name: "AZSCEP_CRL_VALIDITY", Default: "24h", Azure: "optional", Doc: "CRL nextUpdate distance; regenerated after half of it"},
+	{Name: "AZSCEP_OCSP_VALIDITY", Default: "1h", Azure: "optional", Doc: "OCSP response validity"},
+	{Name: "AZSCEP_DEV_ISSUER", Default: "false", Azure: "local-only", Doc: "local mode only: serve a development token issuer for /api/csr"},
+}
+
+// Error names the setting that is wrong.
+type Error struct {
+	Setting string
+	Problem string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("setting %s: %s", e.Setting, e.Problem) }
+
+// Load parses an environment in os.Environ form into a Config.
+func Load(environ []string) (*Config, error) { return load(environ, nil) }
+
+// load parses environ; when read is non-nil it records every setting name looked up (for the settings-list test).
+func load(environ []string, read map[string]bool) (*Config, error) {
+	env := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	p := parser{env: env, read: read}
+	c := &Config{}
+	switch m := strings.ToLower(p.str("AZSCEP_MODE", "azure")); m {
+	case "local", "azure":
+		c.Mode = Mode(m)
+	default:
+		return nil, &Error{"AZSCEP_MODE", "must be local or azure"}
+	}
+	local := c.Mode == ModeLocal
+	c.Port = p.int("FUNCTIONS_CUSTOMHANDLER_PORT", 7071, 1, 65535)
+	base := p.str("AZSCEP_BASE_URL", "")
+	if base == "" && local {
+		base = fmt.Sprintf("http://127.0.0.1:%d", c.Port)
+	}
+	if base == "" {
+		p.fail("AZSCEP_BASE_URL", "is required in azure mode")
+	} else if u, err := url.Parse(strings.TrimRight(base, "/")); err != nil || u.Host == "" ||
+		(u.Scheme != "https" && !(local && u.Scheme == "http")) {
+		p.fail("AZSCEP_BASE_URL", "must be an absolute https URL (http allowed in local mode)")
+	} else {
+		c.BaseURL = u
+	}
+	c.LogLevel = p.oneOf("AZSCEP_LOG_LEVEL", "info", "debug", "info", "warn", "error")
+
+	c.TablesConnection = p.str("AZSCEP_TABLES_CONNECTION", "")
+	c.TablesEndpoint = p.str("AZSCEP_TABLES_ENDPOINT", "")
+	c.TablesPrefix = p.str("AZSCEP_TABLES_PREFIX", "azscep")
+	if !alnum(c.TablesPrefix) || len(c.TablesPrefix) > 50 || (c.TablesPrefix != "" && !isLetter(c.TablesPrefix[0])) {
+		p.fail("AZSCEP_TABLES_PREFIX", "must start with a letter and be alphanumeric, at most 50 characters")
+	}
+	switch {
+	case c.TablesConnection != "":
+		if !local {
+			p.fail("AZSCEP_TABLES_CONNECTION", "is local-only; use AZSCEP_TABLES_ENDPOINT with the managed identity")
+		}
+	case c.TablesEndpoint != "":
+		p.httpsURL("AZSCEP_TABLES_ENDPOINT", c.TablesEndpoint, local)
+	default:
+		p.fail("AZSCEP_TABLES_ENDPOINT", "or AZSCEP_TABLES_CONNECTION is required")
+	}
+	c.ManagedIdentityClientID = p.str("AZURE_CLIENT_ID", "")
+
+	c.LocalKeyDir = p.str("AZSCEP_LOCAL_KEY_DIR", ".local/ca")
+	c.KeyVaultURL = p.str("AZSCEP_KEYVAULT_URL", "")
+	c.CAKeyName = p.str("AZSCEP_CA_KEY_NAME", "azscep-ca")
+	c.CAKeyVersion = p.str("AZSCEP_CA_KEY_VERSION", "")
+	c.KEKName = p.str("AZSCEP_KEK_NAME", "azscep-kek")
+	c.RAMode = p.oneOf("AZSCEP_RA_MODE", "envelope", "envelope", "ca")
+	if !local {
+		if c.KeyVaultURL == "" {
+			p.fail("AZSCEP_KEYVAULT_URL", "is required in azure mode")
+		} else {
+			p.httpsURL("AZSCEP_KEYVAULT_URL", c.KeyVaultURL, false)
+		}
+	}
+	c.Backdate = p.duration("AZSCEP_BACKDATE", 5*time.Minute, 0, time.Hour)
+	c.StaleAfter = p.duration("AZSCEP_PENDING_STALE_AFTER", 5*time.Minute, time.Minute, 24*time.Hour)
+
+	c.Profiles = defaultProfiles()
+	for _, kv := range p.prefixed("AZSCEP_PROFILE_") {
+		prof, err := policy.ParseProfile(strings.ToLower(kv[0]), kv[1])
+		if err != nil {
+			p.fail("AZSCEP_PROFILE_"+kv[0], err.Error())
+			continue
+		}
+		c.Profiles[prof.Name] = prof
+	}
+
+	c.Intune = IntuneConfig{
+		TenantID:      p.str("AZSCEP_INTUNE_TENANT_ID", ""),
+		ClientID:      p.str("AZSCEP_INTUNE_CLIENT_ID", c.ManagedIdentityClientID),
+		Credential:    p.oneOf("AZSCEP_INTUNE_CREDENTIAL", "managedidentity", "managedidentity", "secret", "certificate"),
+		ClientSecret:  p.str("AZSCEP_INTUNE_CLIENT_SECRET", ""),
+		CertPath:      p.str("AZSCEP_INTUNE_CERT_PATH", ""),
+		AuthorityHost: p.str("AZSCEP_INTUNE_AUTHORITY", "https://login.microsoftonline.com/"),
+		GraphURL:      p.str("AZSCEP_INTUNE_GRAPH_URL", "https://graph.microsoft.com/"),
+		ResourceURL:   p.str("AZSCEP_INTUNE_RESOURCE_URL", "https://api.manage.microsoft.com/"),
+		CABundle:      p.str("AZSCEP_INTUNE_CA_BUNDLE", ""),
+		Provider:      "azscep/1.0",
+	}
+	if c.Intune.CABundle != "" && !local {
+		p.fail("AZSCEP_INTUNE_CA_BUNDLE", "is local-only")
+	}
+
+	defaultEndpoints := "static"
+	if !local || c.Intune.TenantID != "" {
+		defaultEndpoints = "static,intune"
+	}
+	for _, name := range splitList(p.str("AZSCEP_SCEP_ENDPOINTS", defaultEndpoints)) {
+		e := p.endpoint(name, local, c.Profiles)
+		c.Endpoints = append(c.Endpoints, e)
+		if e.Challenge == "intune" {
+			c.Intune.Enabled = true
+		}
+	}
+	if c.Intune.TenantID != "" {
+		c.Intune.Enabled = true
+		c.Intune.RevocationSync = true
+	}
+	if c.Intune.Enabled {
+		p.intune(&c.Intune)
+	}
+
+	c.API = APIConfig{
+		TenantID:      p.str("AZSCEP_API_TENANT_ID", ""),
+		Audiences:     splitList(p.str("AZSCEP_API_AUDIENCES", "")),
+		AuthorityHost: p.str("AZSCEP_API_AUTHORITY", "https://login.microsoftonline.com/"),
+		GraphURL:      p.str("AZSCEP_API_GRAPH_URL", "https://graph.microsoft.com/"),
+		Profile:       strings.ToLower(p.str("AZSCEP_API_PROFILE", "api")),
+		RetryWindow:   p.duration("AZSCEP_API_RETRY_WINDOW", 10*time.Minute, 0, 24*time.Hour),
+	}
+	c.DevIssuer = p.bool("AZSCEP_DEV_ISSUER", false)
+	if c.DevIssuer && !local {
+		p.fail("AZSCEP_DEV_ISSUER", "the development token issuer is never available in azure mode")
+	}
+	if c.API.TenantID != "" || c.DevIssuer {
+		c.API.Enabled = true
+		if len(c.API.Audiences) == 0 {
+			p.fail("AZSCEP_API_AUDIENCES", "is required when the API is enabled")
+		}
+		if _, ok := c.Profiles[c.API.Profile]; !ok {
+			p.fail("AZSCEP_API_PROFILE", fmt.Sprintf("profile %q is not defined", c.API.Profile))
+		}
+	}
+	c.RevocationBatch = p.int("AZSCEP_REVOCATION_BATCH", 100, 1, 500)
+	c.CRLValidity = p.duration("AZSCEP_CRL_VALIDITY", 24*time.Hour, time.Hour, 31*24*time.Hour)
+	c.OCSPValidity = p.duration("AZSCEP_OCSP_VALIDITY", time.Hour, 5*time.Minute, 7*24*time.Hour)
+	if p.err != nil {
+		return nil, p.err
+	}
+	return c, nil
+}
+
+// CheckServe adds the checks that apply only to the running service, not to admin commands (which run with the
+// administrator's own credential): in Azure the service must use its user-assigned managed identity.
+func (c *Config) CheckServe() error {
+	if c.Mode == ModeAzure && c.ManagedIdentityClientID == "" {
+		return &Error{"AZURE_CLIENT_ID", "is required in azure mode (the user-assigned managed identity)"}
+	}
+	return nil
+}
+
+// defaultProfiles are the built-in profiles; AZSCEP_PROFILE_<NAME> overrides or adds.
+func defaultProfiles() map[string]*policy.Profile {
+	mk := func(name, spec string) *policy.Profile {
+		p, err := policy.ParseProfile(name, spec)
+		if err != nil {
+			panic(err) // built-in specs are constants covered by tests
+		}
+		return p
+	}
+	return map[string]*policy.Profile{
+		// device: network gear and Linux clients with static challenges.
+		"device": mk("device", "validity=365d;ku=digitalSignature;eku=clientAuth;san=dns,email,upn,uri"),
+		// intune: what Intune SCEP profiles request (keyEncipherment for RSA Wi-Fi/VPN key exchange).
+		"intune": mk("intune", "validity=365d;ku=digitalSignature,keyEncipherment;eku=clientAuth;san=dns,email,upn,uri"),
+		// api: /api/csr.
+		"api": mk("api", "validity=365d;ku=digitalSignature;eku=clientAuth;san=dns,email,upn,uri"),
+	}
+}
+
+// URL joins the base URL and a path.
+func (c *Config) URL(path string) string { return strings.TrimRight(c.BaseURL.String(), "/") + path }
+
+type parser struct {
+	env  map[string]string
+	read map[string]bool
+	err  error
+}
+
+func (p *parser) getenv(name string) string {
+	if p.read != nil {
+		p.read[name] = true
+	}
+	return p.env[name]
+}
+
+func (p *parser) fail(setting, problem string) {
+	if p.err == nil {
+		p.err = &Error{Setting: setting, Problem: problem}
+	}
+}
+
+func (p *parser) str(name, def string) string {
+	if v := strings.TrimSpace(p.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (p *parser) int(name string, def, min, max int) int {
+	v := p.str(name, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min || n > max {
+		p.fail(name, fmt.Sprintf("must be an integer from %d to %d", min, max))
+		return def
+	}
+	return n
+}
+
+func (p *parser) bool(name string, def bool) bool {
+	v := p.str(name, "")
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		p.fail(name, "must be true or false")
+	}
+	return b
+}
+
+func (p *parser) duration(name string, def, min, max time.Duration) time.Duration {
+	v := p.str(name, "")
+	if v == "" {
+		return def
+	}
+	d, err := policy.ParseDuration(v)
+	if err != nil || d < min || d > max {
+		p.fail(name, fmt.Sprintf("must be a duration from %s to %s", min, max))
+		return def
+	}
+	return d
+}
+
+func (p *parser) oneOf(name, def string, allowed ...string) string {
+	v := strings.ToLower(p.str(name, def))
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	p.fail(name, "must be one of "+strings.Join(allowed, ", "))
+	return def
+}
+
+func (p *parser) httpsURL(name, v string, allowHTTP bool) {
+	u, err := url.Parse(v)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && !(allowHTTP && u.Scheme == "http")) {
+		p.fail(name, "must be an absolute https URL")
+	}
+}
+
+// prefixed returns (suffix, value) for every non-empty setting whose name starts with prefix.
+func (p *parser) prefixed(prefix string) [][2]string {
+	var out [][2]string
+	for k, v := range p.env {
+		if strings.HasPrefix(k, prefix) && v != "" {
+			out = append(out, [2]string{strings.TrimPrefix(k, prefix), v})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i][0] < out[j][0] })
+	return out
+}
+
+func (p *parser) endpoint(name string, local bool, profiles map[string]*policy.Profile) Endpoint {
+	key := "AZSCEP_SCEP_" + strings.ToUpper(name)
+	e := Endpoint{Name: strings.ToLower(name), CACert: "chain"}
+	if !alnum(name) {
+		p.fail("AZSCEP_SCEP_ENDPOINTS", fmt.Sprintf("endpoint name %q must be alphanumeric", name))
+		return e
+	}
+	switch e.Name {
+	case "intune":
+		e.Challenge, e.Profile = "intune", "intune"
+	default:
+		e.Challenge, e.Profile = "static", "device"
+	}
+	for _, part := range strings.Split(p.str(key, ""), ";") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			p.fail(key, fmt.Sprintf("%q is not key=value", part))
+			continue
+		}
+		switch strings.ToLower(strings.TrimSpace(k)) {
+		case "challenge":
+			e.Challenge = strings.ToLower(strings.TrimSpace(v))
+		case "profile":
+			e.Profile = strings.ToLower(strings.TrimSpace(v))
+		case "cacert":
+			e.CACert = strings.ToLower(strings.TrimSpace(v))
+		case "certrep_chain":
+			b, err := strconv.ParseBool(strings.TrimSpace(v))
+			if err != nil {
+				p.fail(key, "certrep_chain must be true or false")
+			}
+			e.CertRepChain = b
+		case "renewal":
+			d, err := policy.ParseDuration(strings.TrimSpace(v))
+			if err != nil {
+				p.fail(key, "renewal must be a duration such as 30d")
+			}
+			e.RenewalWindow = d
+		default:
+			p.fail(key, fmt.Sprintf("unknown key %q", k))
+		}
+	}
+	if e.Challenge != "static" && e.Challenge != "intune" {
+		p.fail(key, "challenge must be static or intune")
+	}
+	if e.CACert != "chain" && e.CACert != "single" {
+		p.fail(key, "cacert must be chain or single")
+	}
+	if _, ok := profiles[e.Profile]; !ok {
+		p.fail(key, fmt.Sprintf("profile %q is not defined", e.Profile))
+	}
+	if e.Challenge == "static" {
+		e.Secret = p.getenv(key + "_SECRET")
+		if e.Secret == "" && local && e.Name == "static" {
+			e.Secret = LocalStaticChallenge
+		}
+		if len(e.Secret) < 8 {
+			p.fail(key+"_SECRET", "static challenge of at least 8 characters is required")
+		}
+	}
+	return e
+}
+
+// LocalStaticChallenge is the challenge of the local default `static` endpoint, printed by `make run`. Azure mode
+// never defaults a secret.
+const LocalStaticChallenge = "local-static-challenge"
+
+func (p *parser) intune(c *IntuneConfig) {
+	if c.TenantID == "" {
+		p.fail("AZSCEP_INTUNE_TENANT_ID", "is required when an endpoint uses the intune challenge")
+	}
+	switch c.Credential {
+	case "secret":
+		if c.ClientSecret == "" {
+			p.fail("AZSCEP_INTUNE_CLIENT_SECRET", "is required with AZSCEP_INTUNE_CREDENTIAL=secret")
+		}
+		if c.ClientID == "" {
+			p.fail("AZSCEP_INTUNE_CLIENT_ID", "is required with a secret credential")
+		}
+	case "certificate":
+		if c.CertPath == "" {
+			p.fail("AZSCEP_INTUNE_CERT_PATH", "is required with AZSCEP_INTUNE_CREDENTIAL=certificate")
+		}
+		if c.ClientID == "" {
+			p.fail("AZSCEP_INTUNE_CLIENT_ID", "is required with a certificate credential")
+		}
+	}
+	for _, s := range []struct{ name, v string }{{"AZSCEP_INTUNE_AUTHORITY", c.AuthorityHost},
+		{"AZSCEP_INTUNE_GRAPH_URL", c.GraphURL}, {"AZSCEP_INTUNE_RESOURCE_URL", c.ResourceURL}} {
+		p.httpsURL(s.name, s.v, false)
+	}
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func alnum(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isLetter(s[i]) && !(s[i] >= '0' && s[i] <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }

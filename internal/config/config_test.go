@@ -1,0 +1,161 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func localEnv(extra ...string) []string {
+	return append([]string{"AZSCEP_MODE=local", "AZSCEP_TABLES_CONNECTION=DefaultEndpointsProtocol=http;AccountName=a;AccountKey=a;TableEndpoint=http://127.0.0.1:10002/a;"}, extra...)
+}
+
+func azureEnv(extra ...string) []string {
+	return append([]string{"AZSCEP_MODE=azure", "AZSCEP_BASE_URL=https://ca.example.net",
+		"AZSCEP_TABLES_ENDPOINT=https://acct.table.core.windows.net", "AZSCEP_KEYVAULT_URL=https://kv.vault.azure.net",
+		"AZURE_CLIENT_ID=00000000-0000-0000-0000-000000000001", "AZSCEP_INTUNE_TENANT_ID=contoso.onmicrosoft.com",
+		"AZSCEP_SCEP_STATIC_SECRET=a-long-static-secret"}, extra...)
+}
+
+func TestLocalDefaults(t *testing.T) {
+	c, err := Load(localEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Port != 7071 || c.BaseURL.String() != "http://127.0.0.1:7071" || c.Mode != ModeLocal {
+		t.Fatalf("defaults wrong: %+v", c)
+	}
+	if len(c.Endpoints) != 1 || c.Endpoints[0].Name != "static" || c.Endpoints[0].Secret != LocalStaticChallenge {
+		t.Fatalf("local default endpoint wrong: %+v", c.Endpoints)
+	}
+	if c.URL("/api/crl") != "http://127.0.0.1:7071/api/crl" {
+		t.Fatalf("URL = %s", c.URL("/api/crl"))
+	}
+	for _, name := range []string{"device", "intune", "api"} {
+		if c.Profiles[name] == nil {
+			t.Errorf("built-in profile %s missing", name)
+		}
+	}
+}
+
+func TestAzureDefaults(t *testing.T) {
+	c, err := Load(azureEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Endpoints) != 2 || c.Endpoints[1].Name != "intune" || c.Endpoints[1].Challenge != "intune" ||
+		c.Endpoints[1].Profile != "intune" || !c.Intune.Enabled {
+		t.Fatalf("azure default endpoints wrong: %+v", c.Endpoints)
+	}
+	if err := c.CheckServe(); err != nil {
+		t.Fatal(err)
+	}
+	if c.RAMode != "envelope" || c.KEKName != "azscep-kek" || c.CAKeyName != "azscep-ca" {
+		t.Fatalf("key defaults wrong: %+v", c)
+	}
+}
+
+func TestEndpointAndProfileSettings(t *testing.T) {
+	c, err := Load(localEnv("AZSCEP_SCEP_ENDPOINTS=routers,static",
+		"AZSCEP_SCEP_ROUTERS=challenge=static;profile=net;cacert=single;certrep_chain=true;renewal=14d",
+		"AZSCEP_SCEP_ROUTERS_SECRET=router-secret-1",
+		"AZSCEP_PROFILE_NET=validity=90d;ku=digitalSignature,keyEncipherment;eku=clientAuth,serverAuth;san=dns,ip"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := c.Endpoints[0]
+	if e.Name != "routers" || e.Profile != "net" || e.CACert != "single" || !e.CertRepChain ||
+		e.RenewalWindow != 14*24*time.Hour || e.Secret != "router-secret-1" {
+		t.Fatalf("endpoint = %+v", e)
+	}
+	if p := c.Profiles["net"]; p == nil || p.MaxValidity != 90*24*time.Hour || len(p.ExtKeyUsage) != 2 {
+		t.Fatalf("profile = %+v", p)
+	}
+}
+
+// TestBadSettings: every bad or missing setting names itself in one error.
+func TestBadSettings(t *testing.T) {
+	cases := []struct {
+		name    string
+		env     []string
+		setting string
+	}{
+		{"mode", []string{"AZSCEP_MODE=cloud"}, "AZSCEP_MODE"},
+		{"port", localEnv("FUNCTIONS_CUSTOMHANDLER_PORT=99999"), "FUNCTIONS_CUSTOMHANDLER_PORT"},
+		{"base url http in azure", azureEnv("AZSCEP_BASE_URL=http://ca.example.net"), "AZSCEP_BASE_URL"},
+		{"no base url in azure", []string{"AZSCEP_MODE=azure"}, "AZSCEP_BASE_URL"},
+		{"no tables", []string{"AZSCEP_MODE=local"}, "AZSCEP_TABLES_ENDPOINT"},
+		{"connection string in azure", azureEnv("AZSCEP_TABLES_CONNECTION=x"), "AZSCEP_TABLES_CONNECTION"},
+		{"no key vault", []string{"AZSCEP_MODE=azure", "AZSCEP_BASE_URL=https://x", "AZSCEP_TABLES_ENDPOINT=https://t"}, "AZSCEP_KEYVAULT_URL"},
+		{"ra mode", localEnv("AZSCEP_RA_MODE=hsm"), "AZSCEP_RA_MODE"},
+		{"backdate", localEnv("AZSCEP_BACKDATE=2h"), "AZSCEP_BACKDATE"},
+		{"endpoint key", localEnv("AZSCEP_SCEP_STATIC=colour=blue"), "AZSCEP_SCEP_STATIC"},
+		{"endpoint profile", localEnv("AZSCEP_SCEP_STATIC=profile=nope"), "AZSCEP_SCEP_STATIC"},
+		{"endpoint name", localEnv("AZSCEP_SCEP_ENDPOINTS=bad-name"), "AZSCEP_SCEP_ENDPOINTS"},
+		{"short secret", localEnv("AZSCEP_SCEP_ENDPOINTS=gear", "AZSCEP_SCEP_GEAR_SECRET=short"), "AZSCEP_SCEP_GEAR_SECRET"},
+		{"azure static needs secret", azureEnv("AZSCEP_SCEP_STATIC_SECRET="), "AZSCEP_SCEP_STATIC_SECRET"},
+		{"profile", localEnv("AZSCEP_PROFILE_X=eku=codeSigning"), "AZSCEP_PROFILE_X"},
+		{"intune tenant", localEnv("AZSCEP_SCEP_ENDPOINTS=intune"), "AZSCEP_INTUNE_TENANT_ID"},
+		{"intune secret", azureEnv("AZSCEP_INTUNE_CREDENTIAL=secret"), "AZSCEP_INTUNE_CLIENT_SECRET"},
+		{"intune bundle in azure", azureEnv("AZSCEP_INTUNE_CA_BUNDLE=/x.pem"), "AZSCEP_INTUNE_CA_BUNDLE"},
+		{"dev issuer in azure", azureEnv("AZSCEP_DEV_ISSUER=true"), "AZSCEP_DEV_ISSUER"},
+		{"api audiences", localEnv("AZSCEP_API_TENANT_ID=t"), "AZSCEP_API_AUDIENCES"},
+		{"batch", localEnv("AZSCEP_REVOCATION_BATCH=501"), "AZSCEP_REVOCATION_BATCH"},
+		{"prefix", localEnv("AZSCEP_TABLES_PREFIX=9x"), "AZSCEP_TABLES_PREFIX"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(tc.env)
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Setting != tc.setting {
+				t.Fatalf("err = %v, want an error naming %s", err, tc.setting)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error is not one line: %q", err)
+			}
+		})
+	}
+	c, err := Load(azureEnv("AZURE_CLIENT_ID="))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ce *Error
+	if err := c.CheckServe(); !errors.As(err, &ce) || ce.Setting != "AZURE_CLIENT_ID" {
+		t.Fatalf("serving in azure without a managed identity: %v", err)
+	}
+}
+
+// TestSettingsListCoversParser: every setting name the parser reads is in Settings (the list README, the
+// sample settings file and the Bicep checks are compared with).
+func TestSettingsListCoversParser(t *testing.T) {
+	seen := map[string]bool{}
+	for _, env := range [][]string{azureEnv(), localEnv("AZSCEP_DEV_ISSUER=true", "AZSCEP_API_AUDIENCES=x",
+		"AZSCEP_SCEP_ENDPOINTS=static,intune", "AZSCEP_INTUNE_TENANT_ID=t")} {
+		if _, err := load(env, seen); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(seen) < 30 {
+		t.Fatalf("only %d settings recorded; the recorder is broken", len(seen))
+	}
+	known := map[string]bool{}
+	for _, s := range Settings {
+		known[s.Name] = true
+	}
+	for name := range seen {
+		if known[name] {
+			continue
+		}
+		prefixed := false
+		for _, s := range Settings {
+			if s.Prefixed && strings.HasPrefix(name, strings.SplitN(s.Name, "<", 2)[0]) {
+				prefixed = true
+			}
+		}
+		if !prefixed {
+			t.Errorf("setting %s is read but not listed in config.Settings", name)
+		}
+	}
+}
+

@@ -1,0 +1,450 @@
+// Package crl builds, caches and serves the CA's full certificate revocation list (RFC 5280 §5).
+//
+// The package is pure: it reads revocations through Source, allocates CRL numbers through Counter and signs
+// through a crypto.Signer (in production a Key Vault key), so it can be tested without storage or network.
+// A Publisher makes exactly one signature per generation and shares each generation between concurrent
+// callers, so a burst of CRL downloads costs at most one Key Vault operation.
+package crl
+
+import (
+	"cmp"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Defaults for Options. A 24 h CRL regenerated at half-life means relying parties never hold a CRL that is more
+// than 12 h older than the newest one, and Key Vault is asked for at most a few signatures a day when nothing is
+// revoked.
+const (
+	DefaultValidity        = 24 * time.Hour
+	DefaultRetryBackoff    = 30 * time.Second
+	DefaultGenerateTimeout = 2 * time.Minute
+	// MinValidity keeps the half-life refresh from degenerating into a generation per request.
+	MinValidity = 10 * time.Minute
+)
+
+// Sentinel errors. Callers test them with errors.Is.
+var (
+	// ErrUnavailable means no CRL can be served: none was ever generated, or the last one expired and
+	// regeneration fails. The HTTP handler maps it to 503.
+	ErrUnavailable = errors.New("crl: no valid CRL available")
+	// ErrInvalidEntry means Source returned an entry the CRL cannot represent (nil or non-positive serial,
+	// zero revocation time, reason code not allowed in a full CRL). It is a storage contract violation; the
+	// generation fails rather than publish a CRL that silently drops or misstates a revocation.
+	ErrInvalidEntry = errors.New("crl: invalid revocation entry")
+	// ErrInvalidIssuer means the CA certificate cannot sign CRLs (no cRLSign key usage or no subject key
+	// identifier) or its key is of an unsupported type.
+	ErrInvalidIssuer = errors.New("crl: CA certificate cannot issue CRLs")
+	// ErrKeyMismatch means the signer's public key is not the CA certificate's key.
+	ErrKeyMismatch = errors.New("crl: signer key does not match CA certificate")
+	// ErrInvalidNumber means the Counter returned a CRL number RFC 5280 §5.2.3 does not allow
+	// (nil, negative or longer than 20 octets).
+	ErrInvalidNumber = errors.New("crl: invalid CRL number")
+)
+
+// Entry is one revoked certificate as the storage layer reports it.
+type Entry struct {
+	Serial    *big.Int
+	RevokedAt time.Time
+	// Reason is the RFC 5280 §5.3.1 CRLReason code; 0 (unspecified) is encoded by omitting the extension.
+	Reason int
+}
+
+// Source lists revocations. It is implemented by the storage layer over its revocation index.
+type Source interface {
+	// RevokedEntries returns every revoked certificate that has not expired from the CRL (the complete list,
+	// not a delta). The order does not matter and duplicates are tolerated.
+	RevokedEntries(ctx context.Context) ([]Entry, error)
+}
+
+// Counter allocates CRL numbers. RFC 5280 §5.2.3 requires them to increase strictly for a given CA, and several
+// function instances generate CRLs independently, so the storage layer implements it with an ETag-protected
+// counter shared by all instances.
+type Counter interface {
+	// NextCRLNumber returns a number greater than every number it returned before, to any caller.
+	NextCRLNumber(ctx context.Context) (*big.Int, error)
+}
+
+// Clock is the time source, injected so tests can move time.
+type Clock interface {
+	Now() time.Time
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+// MemoryCounter is an in-process Counter for tests and single-instance local runs. The zero value is ready and
+// returns 1 first.
+type MemoryCounter struct {
+	mu   sync.Mutex
+	last big.Int
+}
+
+// NextCRLNumber returns the previous number plus one.
+func (c *MemoryCounter) NextCRLNumber(ctx context.Context) (*big.Int, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("allocating CRL number: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.last.Add(&c.last, big.NewInt(1))
+	return new(big.Int).Set(&c.last), nil
+}
+
+// CRL is one signed CRL and the metadata needed to serve it. It is immutable once returned.
+type CRL struct {
+	DER        []byte
+	PEM        []byte
+	Number     *big.Int
+	ThisUpdate time.Time
+	NextUpdate time.Time
+	// ETag is a strong entity tag of DER (quoted, ready for the ETag header).
+	ETag string
+	// Entries is the number of revoked certificates listed.
+	Entries int
+}
+
+// RefreshAt is when the Publisher stops serving this CRL as fresh: half-way through its validity.
+func (c *CRL) RefreshAt() time.Time {
+	return c.ThisUpdate.Add(c.NextUpdate.Sub(c.ThisUpdate) / 2)
+}
+
+// Options tune a Publisher. Zero values select the defaults.
+type Options struct {
+	// Validity is NextUpdate − ThisUpdate. Default DefaultValidity; at least MinValidity.
+	Validity time.Duration
+	// RetryBackoff is the pause after a failed generation before another is attempted while a still-valid
+	// CRL is being served (or an error returned); it keeps an outage of the store or Key Vault from turning
+	// every download into a retry. Default DefaultRetryBackoff.
+	RetryBackoff time.Duration
+	// GenerateTimeout bounds one generation (store read + counter + signature). Default DefaultGenerateTimeout.
+	GenerateTimeout time.Duration
+	// Clock defaults to the system clock.
+	Clock Clock
+	// Logger receives generation failures. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Publisher keeps the current CRL and regenerates it when it is missing, past half its validity, or
+// invalidated by a revocation. It is safe for concurrent use.
+type Publisher struct {
+	issuer   *x509.Certificate
+	signer   crypto.Signer
+	sigAlg   x509.SignatureAlgorithm
+	source   Source
+	counter  Counter
+	validity time.Duration
+	backoff  time.Duration
+	timeout  time.Duration
+	clock    Clock
+	log      *slog.Logger
+
+	mu       sync.Mutex
+	cur      *CRL
+	curEpoch uint64 // epoch at which cur's flight started
+	epoch    uint64 // incremented by Invalidate
+	flight   *flight
+	failErr  error
+	failedAt time.Time
+}
+
+// flight is one in-progress generation that concurrent callers wait on.
+type flight struct {
+	done  chan struct{}
+	epoch uint64
+	crl   *CRL
+	err   error
+}
+
+// NewPublisher checks that signer holds the CA certificate's key and that the certificate may sign CRLs, so
+// a misconfiguration fails at start-up rather than at the first download.
+func NewPublisher(caCert *x509.Certificate, signer crypto.Signer, source Source, counter Counter, opts Options) (*Publisher, error) {
+	switch {
+	case caCert == nil:
+		return nil, fmt.Errorf("%w: nil CA certificate", ErrInvalidIssuer)
+	case signer == nil || source == nil || counter == nil:
+		return nil, errors.New("crl: signer, source and counter are required")
+	case caCert.KeyUsage != 0 && caCert.KeyUsage&x509.KeyUsageCRLSign == 0:
+		return nil, fmt.Errorf("%w: key usage lacks cRLSign", ErrInvalidIssuer)
+	case len(caCert.SubjectKeyId) == 0:
+		return nil, fmt.Errorf("%w: no subject key identifier", ErrInvalidIssuer)
+	}
+	pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(caCert.PublicKey) {
+		return nil, ErrKeyMismatch
+	}
+	sigAlg, err := signatureAlgorithm(signer.Public())
+	if err != nil {
+		return nil, err
+	}
+	p := &Publisher{
+		issuer:   caCert,
+		signer:   signer,
+		sigAlg:   sigAlg,
+		source:   source,
+		counter:  counter,
+		validity: cmp.Or(opts.Validity, DefaultValidity),
+		backoff:  cmp.Or(opts.RetryBackoff, DefaultRetryBackoff),
+		timeout:  cmp.Or(opts.GenerateTimeout, DefaultGenerateTimeout),
+		clock:    opts.Clock,
+		log:      opts.Logger,
+	}
+	if p.validity < MinValidity {
+		return nil, fmt.Errorf("crl: validity %v is below the minimum %v", p.validity, MinValidity)
+	}
+	if p.backoff < 0 || p.timeout < 0 {
+		return nil, errors.New("crl: negative retry backoff or timeout")
+	}
+	if p.clock == nil {
+		p.clock = systemClock{}
+	}
+	if p.log == nil {
+		p.log = slog.Default()
+	}
+	return p, nil
+}
+
+// signatureAlgorithm picks the signature algorithm for a CA key: SHA-256 for RSA and P-256, SHA-384 for
+// P-384, SHA-512 for P-521, Ed25519 as is. RSA uses PKCS #1 v1.5, which every CRL consumer and Key Vault's RS256
+// support.
+func signatureAlgorithm(pub crypto.PublicKey) (x509.SignatureAlgorithm, error) {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		return x509.SHA256WithRSA, nil
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			return x509.ECDSAWithSHA256, nil
+		case elliptic.P384():
+			return x509.ECDSAWithSHA384, nil
+		case elliptic.P521():
+			return x509.ECDSAWithSHA512, nil
+		}
+		return x509.UnknownSignatureAlgorithm, fmt.Errorf("%w: unsupported ECDSA curve", ErrInvalidIssuer)
+	case ed25519.PublicKey:
+		return x509.PureEd25519, nil
+	}
+	return x509.UnknownSignatureAlgorithm, fmt.Errorf("%w: unsupported key type %T", ErrInvalidIssuer, pub)
+}
+
+// Invalidate marks the current CRL as outdated after a revocation, so the next Current call regenerates it.
+// A generation already running when Invalidate is called may have read the revocation index before the
+// revocation; its result is kept only until a new generation succeeds.
+func (p *Publisher) Invalidate() {
+	p.mu.Lock()
+	p.epoch++
+	p.failErr = nil // a new revocation deserves an immediate attempt, not the failure backoff
+	p.mu.Unlock()
+}
+
+// Current returns the CRL to serve. It regenerates when there is none, when more than half of its validity has
+// passed, or after Invalidate; concurrent callers wait for the same generation. If regeneration fails while the
+// cached CRL has not reached NextUpdate, the cached CRL is returned and the failure is logged; otherwise the
+// error wraps ErrUnavailable.
+func (p *Publisher) Current(ctx context.Context) (*CRL, error) {
+	p.mu.Lock()
+	myEpoch := p.epoch
+	p.mu.Unlock()
+	for {
+		p.mu.Lock()
+		now := p.clock.Now()
+		if p.freshLocked(now) {
+			c := p.cur
+			p.mu.Unlock()
+			return c, nil
+		}
+		if p.flight == nil && p.failErr != nil && now.Before(p.failedAt.Add(p.backoff)) {
+			c, err := p.staleOrErrLocked(now, p.failErr)
+			p.mu.Unlock()
+			return c, err
+		}
+		f := p.flight
+		if f == nil {
+			f = p.startFlightLocked(ctx)
+		}
+		p.mu.Unlock()
+
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for CRL generation: %w", ctx.Err())
+		}
+		p.mu.Lock()
+		if f.err != nil {
+			c, err := p.staleOrErrLocked(p.clock.Now(), f.err)
+			p.mu.Unlock()
+			return c, err
+		}
+		if f.epoch >= myEpoch {
+			// The generation read the revocation index after every Invalidate this caller could have
+			// observed. Serve the newest CRL we have (cur is never older than f.crl).
+			c := p.cur
+			p.mu.Unlock()
+			return c, nil
+		}
+		p.mu.Unlock()
+		// We joined a generation that started before an Invalidate we must honour: go round once more.
+	}
+}
+
+func (p *Publisher) freshLocked(now time.Time) bool {
+	return p.cur != nil && now.Before(p.cur.RefreshAt())
+}
+
+func (p *Publisher) staleOrErrLocked(now time.Time, cause error) (*CRL, error) {
+	if p.cur != nil && now.Before(p.cur.NextUpdate) {
+		return p.cur, nil
+	}
+	return nil, fmt.Errorf("%w: %w", ErrUnavailable, cause)
+}
+
+// startFlightLocked runs a generation detached from the caller's cancellation (other callers may be waiting on
+// it) but bounded by GenerateTimeout; it keeps the caller's context values for tracing.
+func (p *Publisher) startFlightLocked(ctx context.Context) *flight {
+	f := &flight{done: make(chan struct{}), epoch: p.epoch}
+	p.flight = f
+	go func() {
+		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
+		defer cancel()
+		c, err := p.generate(gctx)
+
+		p.mu.Lock()
+		now := p.clock.Now()
+		if err != nil {
+			p.failErr, p.failedAt = err, now
+			if p.cur != nil && now.Before(p.cur.NextUpdate) {
+				p.log.WarnContext(ctx, "CRL regeneration failed; serving cached CRL",
+					"error", err, "crl_number", p.cur.Number.String(), "next_update", p.cur.NextUpdate)
+			} else {
+				p.log.ErrorContext(ctx, "CRL generation failed; no valid CRL to serve", "error", err)
+			}
+		} else {
+			p.failErr = nil
+			// Never replace a CRL with one carrying a lower number (RFC 5280 §5.2.3).
+			if p.cur == nil || c.Number.Cmp(p.cur.Number) > 0 {
+				p.cur, p.curEpoch = c, f.epoch
+			}
+		}
+		f.crl, f.err = c, err
+		p.flight = nil
+		p.mu.Unlock()
+		close(f.done)
+	}()
+	return f
+}
+
+// generate builds and signs one CRL. The CRL number is allocated before the revocation index is read, so any
+// revocation committed before number N was allocated (by any instance) appears in CRL N and every later one.
+func (p *Publisher) generate(ctx context.Context) (*CRL, error) {
+	num, err := p.counter.NextCRLNumber(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("allocating CRL number: %w", err)
+	}
+	if num == nil || num.Sign() < 0 || len(num.Bytes()) > 20 || (len(num.Bytes()) == 20 && num.Bytes()[0]&0x80 != 0) {
+		return nil, ErrInvalidNumber
+	}
+	entries, err := p.source.RevokedEntries(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading revoked certificates: %w", err)
+	}
+	list, err := revocationEntries(entries)
+	if err != nil {
+		return nil, err
+	}
+	now := p.clock.Now().UTC().Truncate(time.Second)
+	tmpl := &x509.RevocationList{
+		SignatureAlgorithm:        p.sigAlg,
+		Number:                    num,
+		ThisUpdate:                now,
+		NextUpdate:                now.Add(p.validity),
+		RevokedCertificateEntries: list,
+	}
+	der, err := create(tmpl, p.issuer, p.signer)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(der)
+	return &CRL{
+		DER:        der,
+		PEM:        pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}),
+		Number:     num,
+		ThisUpdate: tmpl.ThisUpdate,
+		NextUpdate: tmpl.NextUpdate,
+		ETag:       `"` + hex.EncodeToString(sum[:16]) + `"`,
+		Entries:    len(list),
+	}, nil
+}
+
+// create signs tmpl with exactly one call to signer and verifies the result against the issuer certificate
+// before returning it, so a faulty remote signer cannot make us publish a CRL nobody can verify.
+func create(tmpl *x509.RevocationList, issuer *x509.Certificate, signer crypto.Signer) ([]byte, error) {
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, issuer, signer)
+	if err != nil {
+		return nil, fmt.Errorf("signing CRL: %w", err)
+	}
+	parsed, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return nil, fmt.Errorf("parsing signed CRL: %w", err)
+	}
+	if err := parsed.CheckSignatureFrom(issuer); err != nil {
+		return nil, fmt.Errorf("verifying signed CRL: %w", err)
+	}
+	return der, nil
+}
+
+// validReason reports whether code may appear in a full CRL: RFC 5280 §5.3.1 codes except 7 (unused) and
+// 8 (removeFromCRL, delta CRLs only).
+func validReason(code int) bool {
+	return code >= 0 && code <= 10 && code != 7 && code != 8
+}
+
+// revocationEntries validates, sorts by serial and de-duplicates (keeping the earliest revocation) the
+// source's entries. Sorting makes the CRL deterministic for a given index.
+func revocationEntries(entries []Entry) ([]x509.RevocationListEntry, error) {
+	for i, e := range entries {
+		switch {
+		case e.Serial == nil || e.Serial.Sign() <= 0:
+			return nil, fmt.Errorf("%w: entry %d has no positive serial", ErrInvalidEntry, i)
+		case e.RevokedAt.IsZero():
+			return nil, fmt.Errorf("%w: serial %x has no revocation time", ErrInvalidEntry, e.Serial)
+		case !validReason(e.Reason):
+			return nil, fmt.Errorf("%w: serial %x has reason code %d", ErrInvalidEntry, e.Serial, e.Reason)
+		}
+	}
+	sorted := slices.Clone(entries)
+	slices.SortFunc(sorted, func(a, b Entry) int {
+		if c := a.Serial.Cmp(b.Serial); c != 0 {
+			return c
+		}
+		return a.RevokedAt.Compare(b.RevokedAt)
+	})
+	out := make([]x509.RevocationListEntry, 0, len(sorted))
+	for i, e := range sorted {
+		if i > 0 && sorted[i-1].Serial.Cmp(e.Serial) == 0 {
+			continue
+		}
+		out = append(out, x509.RevocationListEntry{
+			SerialNumber:   e.Serial,
+			RevocationTime: e.RevokedAt.UTC(),
+			ReasonCode:     e.Reason,
+		})
+	}
+	return out, nil
+}

@@ -1,0 +1,541 @@
+package crl
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestCurrent_SignedCRLContent(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{Validity: 24 * time.Hour})
+	t1 := time.Date(2026, 2, 1, 8, 30, 15, 0, time.UTC)
+	t2 := time.Date(2026, 2, 2, 9, 0, 0, 0, time.FixedZone("CET", 3600))
+	f.src.entries = []Entry{
+		{Serial: big.NewInt(0x3000), RevokedAt: t2, Reason: 9}, // privilegeWithdrawn
+		{Serial: big.NewInt(0x1000), RevokedAt: t1, Reason: 1}, // keyCompromise
+		{Serial: big.NewInt(0x2000), RevokedAt: t1, Reason: 0}, // unspecified: no extension
+		{Serial: big.NewInt(0x1000), RevokedAt: t2, Reason: 4}, // duplicate, later: dropped
+	}
+
+	c, err := f.pub.Current(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl := mustParse(t, c, f.ca.cert)
+
+	if rl.Number.Cmp(big.NewInt(1)) != 0 || c.Number.Cmp(rl.Number) != 0 {
+		t.Errorf("number = %v (struct %v), want 1", rl.Number, c.Number)
+	}
+	now := f.clock.Now()
+	if !rl.ThisUpdate.Equal(now) || !c.ThisUpdate.Equal(now) {
+		t.Errorf("ThisUpdate = %v / %v, want %v", rl.ThisUpdate, c.ThisUpdate, now)
+	}
+	if want := now.Add(24 * time.Hour); !rl.NextUpdate.Equal(want) || !c.NextUpdate.Equal(want) {
+		t.Errorf("NextUpdate = %v / %v, want %v", rl.NextUpdate, c.NextUpdate, want)
+	}
+	if rl.SignatureAlgorithm != x509.ECDSAWithSHA256 {
+		t.Errorf("signature algorithm = %v", rl.SignatureAlgorithm)
+	}
+	if string(rl.AuthorityKeyId) != string(f.ca.cert.SubjectKeyId) {
+		t.Error("AKI does not match CA SKID")
+	}
+	want := []struct {
+		serial int64
+		at     time.Time
+		reason int
+	}{{0x1000, t1, 1}, {0x2000, t1, 0}, {0x3000, t2, 9}}
+	if len(rl.RevokedCertificateEntries) != len(want) || c.Entries != len(want) {
+		t.Fatalf("got %d entries (struct %d), want %d", len(rl.RevokedCertificateEntries), c.Entries, len(want))
+	}
+	for i, w := range want {
+		e := rl.RevokedCertificateEntries[i]
+		if e.SerialNumber.Int64() != w.serial || !e.RevocationTime.Equal(w.at) || e.ReasonCode != w.reason {
+			t.Errorf("entry %d = {%x %v %d}, want {%x %v %d}", i, e.SerialNumber, e.RevocationTime, e.ReasonCode, w.serial, w.at, w.reason)
+		}
+		hasReasonExt := false
+		for _, ext := range e.Extensions {
+			if ext.Id.String() == "2.5.29.21" {
+				hasReasonExt = true
+			}
+		}
+		if hasReasonExt != (w.reason != 0) {
+			t.Errorf("entry %d: reasonCode extension present = %v", i, hasReasonExt)
+		}
+	}
+
+	block, rest := pem.Decode(c.PEM)
+	if block == nil || block.Type != "X509 CRL" || len(rest) != 0 || string(block.Bytes) != string(c.DER) {
+		t.Error("PEM does not wrap the DER as one X509 CRL block")
+	}
+	if !strings.HasPrefix(c.ETag, `"`) || !strings.HasSuffix(c.ETag, `"`) || len(c.ETag) < 10 {
+		t.Errorf("ETag %q is not a quoted strong tag", c.ETag)
+	}
+	if got := f.ca.signer.calls.Load(); got != 1 {
+		t.Errorf("Sign calls = %d, want 1", got)
+	}
+}
+
+func TestCurrent_EmptyCRL(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{})
+	c, err := f.pub.Current(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl := mustParse(t, c, f.ca.cert)
+	if len(rl.RevokedCertificateEntries) != 0 {
+		t.Errorf("entries = %d, want 0", len(rl.RevokedCertificateEntries))
+	}
+	if got := rl.NextUpdate.Sub(rl.ThisUpdate); got != DefaultValidity {
+		t.Errorf("validity = %v, want default %v", got, DefaultValidity)
+	}
+}
+
+func TestCurrent_CachedUntilHalfLife(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{Validity: 24 * time.Hour})
+	first, err := f.pub.Current(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(12*time.Hour - time.Second)
+	for range 5 {
+		c, err := f.pub.Current(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c != first {
+			t.Fatal("CRL regenerated before half its validity")
+		}
+	}
+	if got := f.ca.signer.calls.Load(); got != 1 {
+		t.Fatalf("Sign calls = %d, want 1 while cached", got)
+	}
+	if got := f.src.calls.Load(); got != 1 {
+		t.Fatalf("source reads = %d, want 1 while cached", got)
+	}
+
+	f.clock.Advance(time.Second)
+	second, err := f.pub.Current(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second == first || second.Number.Cmp(first.Number) <= 0 {
+		t.Fatalf("not regenerated at half-life: number %v after %v", second.Number, first.Number)
+	}
+	if !second.ThisUpdate.Equal(f.clock.Now()) {
+		t.Errorf("new ThisUpdate = %v, want %v", second.ThisUpdate, f.clock.Now())
+	}
+	if got := f.ca.signer.calls.Load(); got != 2 {
+		t.Errorf("Sign calls = %d, want 2", got)
+	}
+}
+
+func TestInvalidate_RegeneratesWithNewRevocation(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{})
+	first, err := f.pub.Current(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.src.add(Entry{Serial: big.NewInt(77), RevokedAt: f.clock.Now(), Reason: 1})
+	// Without Invalidate the cached CRL is still served.
+	if c, _ := f.pub.Current(t.Context()); c != first {
+		t.Fatal("CRL regenerated without Invalidate")
+	}
+	f.pub.Invalidate()
+	second, err := f.pub.Current(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Number.Cmp(first.Number) <= 0 {
+		t.Fatalf("number %v not above %v", second.Number, first.Number)
+	}
+	rl := mustParse(t, second, f.ca.cert)
+	if len(rl.RevokedCertificateEntries) != 1 || rl.RevokedCertificateEntries[0].SerialNumber.Int64() != 77 {
+		t.Fatalf("new CRL does not list the revocation: %+v", rl.RevokedCertificateEntries)
+	}
+	if third, _ := f.pub.Current(t.Context()); third != second {
+		t.Error("CRL regenerated again without a new Invalidate")
+	}
+}
+
+func TestNumbers_StrictlyIncreaseAcrossPublishersSharingCounter(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{})
+	other := f.newPublisher(t, Options{})
+	var last *big.Int
+	for i := range 6 {
+		p := f.pub
+		if i%2 == 1 {
+			p = other
+		}
+		p.Invalidate()
+		c, err := p.Current(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rl := mustParse(t, c, f.ca.cert)
+		if last != nil && rl.Number.Cmp(last) <= 0 {
+			t.Fatalf("generation %d: number %v not above %v", i, rl.Number, last)
+		}
+		last = rl.Number
+	}
+}
+
+func TestCurrent_ConcurrentCallersShareOneGeneration(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{})
+	f.src.gate = make(chan struct{})
+	f.src.started = make(chan struct{}, 10)
+
+	const n = 32
+	results := make(chan *CRL, n)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			c, err := f.pub.Current(t.Context())
+			results <- c
+			errs <- err
+		})
+	}
+	<-f.src.started // one generation is in flight
+	close(f.src.gate)
+	wg.Wait()
+	close(results)
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var first *CRL
+	for c := range results {
+		if first == nil {
+			first = c
+		}
+		if c != first {
+			t.Fatal("callers received different CRLs")
+		}
+	}
+	if got := f.ca.signer.calls.Load(); got != 1 {
+		t.Errorf("Sign calls = %d, want exactly 1", got)
+	}
+	if got := f.src.calls.Load(); got != 1 {
+		t.Errorf("source reads = %d, want 1", got)
+	}
+}
+
+func TestInvalidate_DuringGenerationIsHonoured(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{})
+	f.src.gate = make(chan struct{})
+	f.src.started = make(chan struct{}, 10)
+
+	early := make(chan *CRL, 1)
+	go func() {
+		c, err := f.pub.Current(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		early <- c
+	}()
+	<-f.src.started // generation 1 read started, before the revocation
+
+	f.src.add(Entry{Serial: big.NewInt(5), RevokedAt: f.clock.Now(), Reason: 1})
+	f.pub.Invalidate()
+	late := make(chan *CRL, 1)
+	go func() {
+		c, err := f.pub.Current(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		late <- c
+	}()
+	f.src.gate <- struct{}{} // release generation 1, whose snapshot predates the revocation
+	<-f.src.started          // generation 2 started for the late caller
+	close(f.src.gate)
+
+	<-early
+	c := <-late
+	rl := mustParse(t, c, f.ca.cert)
+	if len(rl.RevokedCertificateEntries) != 1 {
+		t.Fatalf("caller arriving after Invalidate got a CRL without the revocation (number %v)", rl.Number)
+	}
+	if cur, _ := f.pub.Current(t.Context()); cur != c {
+		t.Error("newest CRL is not the cached one")
+	}
+}
+
+func TestCurrent_ServesCachedCRLWhenRegenerationFails(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{Validity: 24 * time.Hour, RetryBackoff: time.Minute})
+	first, err := f.pub.Current(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.ca.signer.fail.Store(true)
+	f.clock.Advance(13 * time.Hour) // past half-life
+
+	c, err := f.pub.Current(t.Context())
+	if err != nil || c != first {
+		t.Fatalf("Current = %v, %v; want the cached CRL and no error", c, err)
+	}
+	if !strings.Contains(f.logs.String(), "serving cached CRL") || !strings.Contains(f.logs.String(), errSignerDown.Error()) {
+		t.Errorf("failure not logged: %q", f.logs.String())
+	}
+	// Within the backoff no new attempt is made.
+	signs := f.ca.signer.calls.Load()
+	if c, err := f.pub.Current(t.Context()); err != nil || c != first {
+		t.Fatal("cached CRL not served during backoff")
+	}
+	if f.ca.signer.calls.Load() != signs {
+		t.Error("regeneration retried inside the backoff")
+	}
+	// After the backoff a retry happens and succeeds.
+	f.ca.signer.fail.Store(false)
+	f.clock.Advance(time.Minute)
+	c, err = f.pub.Current(t.Context())
+	if err != nil || c == first {
+		t.Fatalf("no regeneration after backoff: %v", err)
+	}
+}
+
+func TestCurrent_UnavailableAfterNextUpdate(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{Validity: time.Hour, RetryBackoff: time.Second})
+	if _, err := f.pub.Current(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	f.src.setErr(errStoreDown)
+	f.clock.Advance(time.Hour)
+	c, err := f.pub.Current(t.Context())
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, errStoreDown) || c != nil {
+		t.Fatalf("Current = %v, %v; want ErrUnavailable wrapping the store error", c, err)
+	}
+	if !strings.Contains(f.logs.String(), "no valid CRL") {
+		t.Errorf("failure not logged: %q", f.logs.String())
+	}
+}
+
+func TestCurrent_NoCRLYetAndSourceDown(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{})
+	f.src.setErr(errStoreDown)
+	if _, err := f.pub.Current(t.Context()); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable", err)
+	}
+	if got := f.ca.signer.calls.Load(); got != 0 {
+		t.Errorf("Sign called %d times for a failed read", got)
+	}
+	// Invalidate lifts the backoff so a revocation is published as soon as the store is back.
+	f.src.setErr(nil)
+	f.pub.Invalidate()
+	if _, err := f.pub.Current(t.Context()); err != nil {
+		t.Fatalf("after recovery: %v", err)
+	}
+}
+
+func TestCurrent_CallerCancellationDoesNotAbortSharedGeneration(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{})
+	f.src.gate = make(chan struct{})
+	f.src.started = make(chan struct{}, 1)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := f.pub.Current(ctx)
+		errc <- err
+	}()
+	<-f.src.started
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled caller err = %v", err)
+	}
+	close(f.src.gate)
+	c, err := f.pub.Current(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Number.Int64() != 1 || f.src.calls.Load() != 1 {
+		t.Errorf("generation started by the cancelled caller was not reused (number %v, reads %d)", c.Number, f.src.calls.Load())
+	}
+}
+
+func TestGenerate_InvalidEntries(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name  string
+		entry Entry
+	}{
+		{"fail/nil serial", Entry{RevokedAt: now}},
+		{"fail/zero serial", Entry{Serial: big.NewInt(0), RevokedAt: now}},
+		{"fail/negative serial", Entry{Serial: big.NewInt(-5), RevokedAt: now}},
+		{"fail/zero time", Entry{Serial: big.NewInt(5)}},
+		{"fail/reason 7 unused", Entry{Serial: big.NewInt(5), RevokedAt: now, Reason: 7}},
+		{"fail/reason 8 removeFromCRL", Entry{Serial: big.NewInt(5), RevokedAt: now, Reason: 8}},
+		{"fail/reason 11", Entry{Serial: big.NewInt(5), RevokedAt: now, Reason: 11}},
+		{"fail/reason -1", Entry{Serial: big.NewInt(5), RevokedAt: now, Reason: -1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, Options{})
+			f.src.entries = []Entry{{Serial: big.NewInt(1), RevokedAt: now}, tt.entry}
+			_, err := f.pub.Current(t.Context())
+			if !errors.Is(err, ErrInvalidEntry) || !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("err = %v, want ErrInvalidEntry", err)
+			}
+			if f.ca.signer.calls.Load() != 0 {
+				t.Error("signed a CRL from invalid entries")
+			}
+		})
+	}
+}
+
+type fixedCounter struct{ n *big.Int }
+
+func (c fixedCounter) NextCRLNumber(context.Context) (*big.Int, error) { return c.n, nil }
+
+func TestGenerate_InvalidCRLNumber(t *testing.T) {
+	t.Parallel()
+	tooLong := new(big.Int).Lsh(big.NewInt(1), 160)
+	for _, n := range []*big.Int{nil, big.NewInt(-1), tooLong} {
+		f := newFixture(t, Options{})
+		p, err := NewPublisher(f.ca.cert, f.ca.signer, f.src, fixedCounter{n}, Options{Clock: f.clock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Current(t.Context()); !errors.Is(err, ErrInvalidNumber) {
+			t.Errorf("number %v: err = %v, want ErrInvalidNumber", n, err)
+		}
+	}
+}
+
+func TestMemoryCounter(t *testing.T) {
+	t.Parallel()
+	var c MemoryCounter
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	seen := map[int64]bool{}
+	for range 50 {
+		wg.Go(func() {
+			n, err := c.NextCRLNumber(t.Context())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			seen[n.Int64()] = true
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	for i := int64(1); i <= 50; i++ {
+		if !seen[i] {
+			t.Fatalf("number %d never returned (duplicates handed out)", i)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := c.NextCRLNumber(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled ctx: err = %v", err)
+	}
+}
+
+func TestNewPublisher_Validation(t *testing.T) {
+	t.Parallel()
+	ca := newTestCA(t, nil)
+	otherKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	noCRLSign := *ca.cert
+	noCRLSign.KeyUsage = x509.KeyUsageCertSign
+	noSKID := *ca.cert
+	noSKID.SubjectKeyId = nil
+	src, ctr := &memSource{}, &MemoryCounter{}
+
+	tests := []struct {
+		name   string
+		cert   *x509.Certificate
+		signer crypto.Signer
+		opts   Options
+		want   error
+	}{
+		{"fail/key mismatch", ca.cert, otherKey, Options{}, ErrKeyMismatch},
+		{"fail/no cRLSign", &noCRLSign, ca.key, Options{}, ErrInvalidIssuer},
+		{"fail/no SKID", &noSKID, ca.key, Options{}, ErrInvalidIssuer},
+		{"fail/nil cert", nil, ca.key, Options{}, ErrInvalidIssuer},
+		{"fail/validity too short", ca.cert, ca.key, Options{Validity: time.Minute}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := NewPublisher(tt.cert, tt.signer, src, ctr, tt.opts)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	if _, err := NewPublisher(ca.cert, ca.key, src, ctr, Options{}); err != nil {
+		t.Fatalf("ok/valid: %v", err)
+	}
+}
+
+func TestSignatureAlgorithmFollowsKey(t *testing.T) {
+	t.Parallel()
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	tests := []struct {
+		name string
+		key  crypto.Signer
+		want x509.SignatureAlgorithm
+	}{
+		{"rsa", rsaKey, x509.SHA256WithRSA},
+		{"p256", p256, x509.ECDSAWithSHA256},
+		{"p384", p384, x509.ECDSAWithSHA384},
+		{"ed25519", edKey, x509.PureEd25519},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ca := newTestCA(t, tt.key)
+			p, err := NewPublisher(ca.cert, ca.signer, &memSource{}, &MemoryCounter{}, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := p.Current(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			rl := mustParse(t, c, ca.cert)
+			if rl.SignatureAlgorithm != tt.want {
+				t.Errorf("algorithm = %v, want %v", rl.SignatureAlgorithm, tt.want)
+			}
+			if got := ca.signer.calls.Load(); got != 1 {
+				t.Errorf("Sign calls = %d, want 1", got)
+			}
+		})
+	}
+}

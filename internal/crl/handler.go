@@ -1,0 +1,103 @@
+package crl
+
+import (
+	"bytes"
+	"encoding/json"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Media types served by Handler.
+const (
+	ContentTypeDER = "application/pkix-crl" // RFC 5280 §4.2.1.13, RFC 2585
+	ContentTypePEM = "application/x-pem-file"
+)
+
+// Handler serves GET/HEAD /api/crl: the current CRL as DER, or PEM when the client's Accept header prefers
+// application/x-pem-file. Responses carry validators (ETag, Last-Modified) so conditional requests get 304, and
+// are cacheable until the CRL's refresh point, after which this service would hand out a newer CRL anyway.
+func Handler(p *Publisher) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
+			return
+		}
+		c, err := p.Current(r.Context())
+		if err != nil {
+			writeUnavailable(w, p.backoff)
+			return
+		}
+
+		body, ctype, etag := c.DER, ContentTypeDER, c.ETag
+		if prefersPEM(r.Header.Values("Accept")) {
+			// A strong ETag identifies one representation, so PEM gets its own.
+			body, ctype, etag = c.PEM, ContentTypePEM, strings.TrimSuffix(c.ETag, `"`)+`-pem"`
+		}
+		now := p.clock.Now()
+		maxAge := max(c.RefreshAt().Sub(now), 0).Truncate(time.Second)
+
+		h := w.Header()
+		h.Set("Content-Type", ctype)
+		h.Set("Vary", "Accept")
+		h.Set("ETag", etag)
+		h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(maxAge/time.Second)))
+		h.Set("Expires", now.Add(maxAge).UTC().Format(http.TimeFormat))
+		// ServeContent answers If-None-Match / If-Modified-Since with 304, HEAD without a body, and sets
+		// Last-Modified from ThisUpdate.
+		http.ServeContent(w, r, "", c.ThisUpdate, bytes.NewReader(body))
+	})
+}
+
+// prefersPEM reports whether the Accept header ranks application/x-pem-file above the DER type. DER is the
+// default (RFC 5280 relying parties fetch with no or a wildcard Accept).
+func prefersPEM(accept []string) bool {
+	pemQ, derQ := -1.0, -1.0
+	for _, v := range accept {
+		for _, part := range strings.Split(v, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil {
+				continue
+			}
+			q := 1.0
+			if s, ok := params["q"]; ok {
+				if f, err := strconv.ParseFloat(s, 64); err == nil && f >= 0 && f <= 1 {
+					q = f
+				}
+			}
+			switch mt {
+			case ContentTypePEM:
+				pemQ = max(pemQ, q)
+			case ContentTypeDER:
+				derQ = max(derQ, q)
+			}
+		}
+	}
+	return pemQ > 0 && pemQ >= derQ
+}
+
+// problem is an RFC 9457 problem document.
+type problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Code   string `json:"code"`
+}
+
+func writeUnavailable(w http.ResponseWriter, retryAfter time.Duration) {
+	body, _ := json.Marshal(problem{ // cannot fail: fixed struct of strings and an int
+		Type:   "about:blank",
+		Title:  "CRL temporarily unavailable",
+		Status: http.StatusServiceUnavailable,
+		Code:   "crl_unavailable",
+	})
+	h := w.Header()
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Retry-After", strconv.Itoa(max(int(retryAfter/time.Second), 1)))
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write(body)
+}

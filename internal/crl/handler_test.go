@@ -1,0 +1,247 @@
+package crl
+
+import (
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestHandler_DERByDefault(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{Validity: 24 * time.Hour})
+	f.src.entries = []Entry{{Serial: big.NewInt(42), RevokedAt: f.clock.Now().Add(-time.Hour), Reason: 1}}
+	srv := httptest.NewServer(Handler(f.pub))
+	defer srv.Close()
+
+	resp, err := http.Get(srv.URL + "/api/crl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	c, _ := f.pub.Current(t.Context())
+	if string(body) != string(c.DER) {
+		t.Fatal("body is not the CRL DER")
+	}
+	h := resp.Header
+	checks := map[string]string{
+		"Content-Type":  "application/pkix-crl",
+		"ETag":          c.ETag,
+		"Cache-Control": "public, max-age=43200", // until the half-life refresh point
+		"Last-Modified": c.ThisUpdate.Format(http.TimeFormat),
+		"Expires":       f.clock.Now().Add(12 * time.Hour).Format(http.TimeFormat),
+		"Vary":          "Accept",
+	}
+	for k, want := range checks {
+		if got := h.Get(k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+
+	// Six hours later the max-age shrinks: caches must not keep it past the refresh point.
+	f.clock.Advance(6 * time.Hour)
+	resp, err = http.Get(srv.URL + "/api/crl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("Cache-Control"); got != "public, max-age=21600" {
+		t.Errorf("Cache-Control later = %q", got)
+	}
+}
+
+func TestHandler_PEMOnAccept(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{})
+	h := Handler(f.pub)
+	tests := []struct {
+		accept  string
+		wantPEM bool
+	}{
+		{"", false},
+		{"*/*", false},
+		{"application/pkix-crl", false},
+		{"application/x-pem-file", true},
+		{"text/html, application/x-pem-file;q=0.9", true},
+		{"application/pkix-crl;q=1, application/x-pem-file;q=0.5", false},
+		{"application/x-pem-file;q=0", false},
+	}
+	for _, tt := range tests {
+		req := httptest.NewRequest(http.MethodGet, "/api/crl", nil)
+		if tt.accept != "" {
+			req.Header.Set("Accept", tt.accept)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("Accept %q: status %d", tt.accept, rec.Code)
+		}
+		isPEM := strings.HasPrefix(rec.Body.String(), "-----BEGIN X509 CRL-----")
+		if isPEM != tt.wantPEM {
+			t.Errorf("Accept %q: PEM = %v, want %v", tt.accept, isPEM, tt.wantPEM)
+		}
+		wantType := ContentTypeDER
+		if tt.wantPEM {
+			wantType = ContentTypePEM
+			if block, _ := pem.Decode(rec.Body.Bytes()); block == nil || block.Type != "X509 CRL" {
+				t.Errorf("Accept %q: body is not a PEM CRL", tt.accept)
+			}
+		}
+		if got := rec.Header().Get("Content-Type"); got != wantType {
+			t.Errorf("Accept %q: Content-Type %q, want %q", tt.accept, got, wantType)
+		}
+	}
+}
+
+func TestHandler_ConditionalGet(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{})
+	h := Handler(f.pub)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/crl", nil))
+	etag := rec.Header().Get("ETag")
+	if etag == "" {
+		t.Fatal("no ETag")
+	}
+
+	req := httptest.NewRequest(http.MethodGet, "/api/crl", nil)
+	req.Header.Set("If-None-Match", etag)
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusNotModified || rec.Body.Len() != 0 {
+		t.Fatalf("If-None-Match current: status %d, %d body bytes; want 304 and none", rec.Code, rec.Body.Len())
+	}
+	if rec.Header().Get("ETag") != etag {
+		t.Error("304 lacks the ETag")
+	}
+
+	// The PEM representation has its own tag: the DER tag does not validate it.
+	req = httptest.NewRequest(http.MethodGet, "/api/crl", nil)
+	req.Header.Set("If-None-Match", etag)
+	req.Header.Set("Accept", ContentTypePEM)
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK || rec.Header().Get("ETag") == etag {
+		t.Fatalf("PEM with DER ETag: status %d, etag %q", rec.Code, rec.Header().Get("ETag"))
+	}
+
+	// After a revocation the old tag no longer matches.
+	f.pub.Invalidate()
+	req = httptest.NewRequest(http.MethodGet, "/api/crl", nil)
+	req.Header.Set("If-None-Match", etag)
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK || rec.Header().Get("ETag") == etag {
+		t.Fatalf("stale ETag after Invalidate: status %d", rec.Code)
+	}
+}
+
+func TestHandler_HeadHasNoBody(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{})
+	rec := httptest.NewRecorder()
+	Handler(f.pub).ServeHTTP(rec, httptest.NewRequest(http.MethodHead, "/api/crl", nil))
+	if rec.Code != http.StatusOK || rec.Body.Len() != 0 || rec.Header().Get("ETag") == "" {
+		t.Fatalf("HEAD: status %d, body %d bytes, etag %q", rec.Code, rec.Body.Len(), rec.Header().Get("ETag"))
+	}
+}
+
+func TestHandler_MethodNotAllowed(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{})
+	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
+		rec := httptest.NewRecorder()
+		Handler(f.pub).ServeHTTP(rec, httptest.NewRequest(m, "/api/crl", strings.NewReader("x")))
+		if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "GET, HEAD" {
+			t.Errorf("%s: status %d, Allow %q", m, rec.Code, rec.Header().Get("Allow"))
+		}
+	}
+	if f.ca.signer.calls.Load() != 0 {
+		t.Error("a rejected method caused a CRL generation")
+	}
+}
+
+func TestHandler_UnavailableIs503Problem(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{RetryBackoff: 45 * time.Second})
+	f.src.setErr(errStoreDown)
+	rec := httptest.NewRecorder()
+	Handler(f.pub).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/crl", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want 503", rec.Code)
+	}
+	if got := rec.Header().Get("Retry-After"); got != "45" {
+		t.Errorf("Retry-After = %q, want 45", got)
+	}
+	if got := rec.Header().Get("Content-Type"); got != "application/problem+json" {
+		t.Errorf("Content-Type = %q", got)
+	}
+	var p map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
+		t.Fatalf("body is not JSON: %v", err)
+	}
+	if p["type"] != "about:blank" || p["status"] != float64(503) || p["code"] != "crl_unavailable" || p["title"] == "" {
+		t.Errorf("problem = %v", p)
+	}
+	if strings.Contains(rec.Body.String(), errStoreDown.Error()) {
+		t.Error("internal error text leaked to the client")
+	}
+}
+
+// TestOpenSSLVerifiesCRL checks interoperability with an independent implementation.
+func TestOpenSSLVerifiesCRL(t *testing.T) {
+	t.Parallel()
+	opensslPath, err := exec.LookPath("openssl")
+	if err != nil {
+		t.Fatal("openssl is required for the interoperability test: ", err)
+	}
+	f := newFixture(t, Options{})
+	f.src.entries = []Entry{
+		{Serial: big.NewInt(0x0102030405), RevokedAt: f.clock.Now().Add(-time.Hour), Reason: 1},
+		{Serial: big.NewInt(99), RevokedAt: f.clock.Now().Add(-2 * time.Hour)},
+	}
+	c, err := f.pub.Current(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	crlPath, caPath := filepath.Join(dir, "ca.crl"), filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(crlPath, c.DER, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.ca.cert.Raw})
+	if err := os.WriteFile(caPath, caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(t.Context(), opensslPath, "crl", "-inform", "DER", "-in", crlPath,
+		"-CAfile", caPath, "-noout").CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl crl: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "verify OK") {
+		t.Fatalf("openssl did not verify the CRL:\n%s", out)
+	}
+
+	out, err = exec.CommandContext(t.Context(), opensslPath, "crl", "-inform", "DER", "-in", crlPath,
+		"-noout", "-text").CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl crl -text: %v\n%s", err, out)
+	}
+	for _, want := range []string{"X509v3 CRL Number", "Serial Number: 0102030405", "Key Compromise", "Serial Number: 63"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("openssl -text lacks %q:\n%s", want, out)
+		}
+	}
+}

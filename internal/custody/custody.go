@@ -1,0 +1,285 @@
+// Package custody loads and creates the CA's keys and certificates. The only key types that leave it are
+// crypto.Signer (the CA key) and RAKey (the SCEP RA key, which must also decrypt), so a local file key and a
+// Key Vault key are interchangeable for every caller.
+package custody
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+)
+
+// ErrKeyMismatch means a private key is not the key of the certificate it is paired with: a CA key version pinned
+// to the wrong version, a key file from another CA, an RA key that does not belong to its certificate, or a
+// certificate offered for import that was issued for another key. Start-up and `ca import` stop on it.
+var ErrKeyMismatch = errors.New("custody: key mismatch")
+
+// RAKey is what SCEP needs from a key: decrypt the envelope's content key and sign the CertRep.
+type RAKey interface {
+	crypto.Signer
+	crypto.Decrypter
+}
+
+// Keys is the loaded key material of a CA.
+type Keys struct {
+	// Chain is the CA certificate first, then its issuers (empty beyond the CA for a root).
+	Chain    []*x509.Certificate
+	CASigner crypto.Signer
+	// RACert and RAKey are the SCEP registration authority. Both are nil in CA-decrypt mode, where the CA key
+	// decrypts envelopes and signs CertReps itself.
+	RACert *x509.Certificate
+	RAKey  RAKey
+}
+
+// CA returns the issuing certificate.
+func (k *Keys) CA() *x509.Certificate { return k.Chain[0] }
+
+// SCEPIdentity is the certificate and key SCEP clients encrypt to and CertReps are signed with.
+func (k *Keys) SCEPIdentity() (*x509.Certificate, RAKey, error) {
+	if k.RACert != nil {
+		return k.RACert, k.RAKey, nil
+	}
+	if len(k.Chain) == 0 || k.CASigner == nil {
+		return nil, nil, errors.New("custody: no CA certificate or key")
+	}
+	if _, ok := k.CASigner.Public().(*rsa.PublicKey); !ok {
+		return nil, nil, errors.New("custody: CA-decrypt mode needs an RSA CA key (SCEP clients encrypt to it)")
+	}
+	d, ok := k.CASigner.(RAKey)
+	if !ok {
+		return nil, nil, errors.New("custody: CA-decrypt mode needs a CA key that can decrypt")
+	}
+	// A Key Vault key implements Decrypt whatever its key_ops say; without "decrypt" every enrollment would fail
+	// with 403, so refuse at start-up instead.
+	if c, ok := d.(interface{ CanDecrypt() bool }); ok && !c.CanDecrypt() {
+		return nil, nil, fmt.Errorf("custody: CA-decrypt mode needs a CA key whose key_ops allow decrypt; %s allows only %s",
+			describeKey(d), describeOps(d))
+	}
+	return k.CA(), d, nil
+}
+
+// Check verifies the invariants start-up must refuse to run without: the CA key matches the CA certificate, the
+// chain links, the CA can sign certificates, and the RA certificate is valid now and chains to the CA.
+func (k *Keys) Check(now time.Time) error {
+	if len(k.Chain) == 0 || k.CASigner == nil {
+		return errors.New("custody: no CA certificate or key")
+	}
+	ca := k.CA()
+	if err := matchCAKey(k.CASigner, ca); err != nil {
+		return err
+	}
+	if !ca.IsCA || ca.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return errors.New("custody: the CA certificate is not a CA certificate with keyCertSign")
+	}
+	if now.After(ca.NotAfter) {
+		return fmt.Errorf("custody: the CA certificate expired at %s", ca.NotAfter.UTC().Format(time.RFC3339))
+	}
+	for i := 0; i+1 < len(k.Chain); i++ {
+		if err := k.Chain[i].CheckSignatureFrom(k.Chain[i+1]); err != nil {
+			return fmt.Errorf("custody: chain link %d does not verify: %w", i, err)
+		}
+	}
+	if k.RACert == nil {
+		_, _, err := k.SCEPIdentity()
+		return err
+	}
+	if k.RAKey == nil || !publicKeysEqual(k.RAKey.Public(), k.RACert.PublicKey) {
+		return fmt.Errorf("%w: the RA key does not match the RA certificate %q", ErrKeyMismatch, k.RACert.Subject.String())
+	}
+	if _, ok := k.RACert.PublicKey.(*rsa.PublicKey); !ok {
+		return errors.New("custody: the RA key must be RSA (SCEP clients encrypt to it)")
+	}
+	if err := k.RACert.CheckSignatureFrom(ca); err != nil {
+		return fmt.Errorf("custody: the RA certificate is not signed by the CA: %w", err)
+	}
+	if now.Before(k.RACert.NotBefore) || now.After(k.RACert.NotAfter) {
+		return fmt.Errorf("custody: the RA certificate is not valid now (%s – %s)",
+			k.RACert.NotBefore.UTC().Format(time.RFC3339), k.RACert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// matchCAKey refuses a CA key that is not the key of the CA certificate, naming both so an operator can tell a
+// wrongly pinned Key Vault version or a stray key file from the real thing.
+func matchCAKey(key crypto.Signer, ca *x509.Certificate) error {
+	if !publicKeysEqual(key.Public(), ca.PublicKey) {
+		return fmt.Errorf("%w: the CA key (%s) does not match the CA certificate %q (SHA-256 %s)",
+			ErrKeyMismatch, describeKey(key), ca.Subject.String(), Fingerprint(ca))
+	}
+	return nil
+}
+
+// describeKey names a key for an error message without revealing anything secret: the Key Vault key ID when
+// there is one, otherwise its type and size.
+func describeKey(k crypto.Signer) string {
+	if id, ok := k.(interface{ KID() string }); ok && id.KID() != "" {
+		return id.KID()
+	}
+	switch pub := k.Public().(type) {
+	case *rsa.PublicKey:
+		return fmt.Sprintf("RSA %d-bit key", pub.N.BitLen())
+	case *ecdsa.PublicKey:
+		return fmt.Sprintf("EC %s key", pub.Curve.Params().Name)
+	}
+	return fmt.Sprintf("%T key", k.Public())
+}
+
+// describeOps lists a Key Vault key's key_ops for an error message.
+func describeOps(k any) string {
+	o, ok := k.(interface{ KeyOps() []string })
+	if !ok || len(o.KeyOps()) == 0 {
+		return "no operations"
+	}
+	return strings.Join(o.KeyOps(), ", ")
+}
+
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	e, ok := a.(equaler)
+	return ok && e.Equal(b)
+}
+
+// RootOptions shape a self-signed root.
+type RootOptions struct {
+	Subject  pkix.Name
+	Validity time.Duration
+}
+
+// NewRoot makes a self-signed CA certificate with signer (one signature).
+func NewRoot(signer crypto.Signer, opts RootOptions, now time.Time) (*x509.Certificate, error) {
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	ski, err := KeyID(signer.Public())
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               opts.Subject,
+		NotBefore:             now.Add(-time.Hour).Truncate(time.Second),
+		NotAfter:              now.Add(opts.Validity).Truncate(time.Second),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            0,
+		MaxPathLenZero:        true,
+		SubjectKeyId:          ski,
+		SignatureAlgorithm:    SignatureAlgorithmFor(signer.Public()),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, signer.Public(), signer)
+	if err != nil {
+		return nil, fmt.Errorf("custody: signing root certificate: %w", err)
+	}
+	return x509.ParseCertificate(der)
+}
+
+// NewSubordinateCSR makes the CSR an admin sends to a parent CA.
+func NewSubordinateCSR(signer crypto.Signer, subject pkix.Name) ([]byte, error) {
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: subject, SignatureAlgorithm: SignatureAlgorithmFor(signer.Public())}, signer)
+	if err != nil {
+		return nil, fmt.Errorf("custody: signing subordinate CSR: %w", err)
+	}
+	return der, nil
+}
+
+// RAValidity is how long an RA certificate lives; `ca rotate-ra` renews it.
+const RAValidity = 2 * 365 * 24 * time.Hour
+
+// NewRACertificate issues the SCEP RA certificate for raPub (RSA) with the CA key: keyEncipherment (clients
+// encrypt to it) and digitalSignature (it signs CertReps).
+func NewRACertificate(ca *x509.Certificate, caSigner crypto.Signer, raPub crypto.PublicKey, cn string, now time.Time) (*x509.Certificate, error) {
+	if _, ok := raPub.(*rsa.PublicKey); !ok {
+		return nil, errors.New("custody: the RA key must be RSA")
+	}
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	ski, err := KeyID(raPub)
+	if err != nil {
+		return nil, err
+	}
+	notAfter := now.Add(RAValidity)
+	if notAfter.After(ca.NotAfter) {
+		notAfter = ca.NotAfter
+	}
+	subject := pkix.Name{CommonName: cn}
+	if len(ca.Subject.Organization) > 0 {
+		subject.Organization = ca.Subject.Organization
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               subject,
+		NotBefore:             now.Add(-time.Hour).Truncate(time.Second),
+		NotAfter:              notAfter.Truncate(time.Second),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		BasicConstraintsValid: true,
+		SubjectKeyId:          ski,
+		SignatureAlgorithm:    SignatureAlgorithmFor(ca.PublicKey),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, raPub, caSigner)
+	if err != nil {
+		return nil, fmt.Errorf("custody: signing RA certificate: %w", err)
+	}
+	return x509.ParseCertificate(der)
+}
+
+// SignatureAlgorithmFor picks SHA-256+ for a CA key.
+func SignatureAlgorithmFor(pub crypto.PublicKey) x509.SignatureAlgorithm {
+	if k, ok := pub.(*ecdsa.PublicKey); ok {
+		if k.Curve == elliptic.P384() {
+			return x509.ECDSAWithSHA384
+		}
+		return x509.ECDSAWithSHA256
+	}
+	return x509.SHA256WithRSA
+}
+
+// Fingerprint is the upper-case hex SHA-256 of a certificate.
+func Fingerprint(c *x509.Certificate) string {
+	s := sha256.Sum256(c.Raw)
+	return strings.ToUpper(hex.EncodeToString(s[:]))
+}
+
+func randomSerial() (*big.Int, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	b[0] &= 0x7f
+	b[0] |= 0x40
+	return new(big.Int).SetBytes(b), nil
+}
+
+// KeyID is the RFC 5280 §4.2.1.2 method-1 key identifier: SHA-1 of the subjectPublicKey bits.
+func KeyID(pub crypto.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	var spki struct {
+		Algorithm pkix.AlgorithmIdentifier
+		PublicKey asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(der, &spki); err != nil {
+		return nil, err
+	}
+	s := sha1.Sum(spki.PublicKey.Bytes)
+	return s[:], nil
+}

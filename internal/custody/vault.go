@@ -1,0 +1,541 @@
+package custody
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+
+	"github.com/azscep/azscep/internal/keyvault"
+	"github.com/azscep/azscep/internal/store"
+)
+
+// Meta document names in the store.
+const (
+	metaCA = "ca" // caRecord: the public chain and the pinned key version
+	metaRA = "ra" // raEnvelope: the RA certificate and its wrapped private key
+)
+
+// ErrNotInitialized means `ca init` has not run (or a subordinate CA awaits `ca import`).
+var ErrNotInitialized = errors.New("custody: the CA is not initialised; run `azscep ca init`")
+
+// ErrEnvelope means the wrapped RA key could not be opened or does not match its certificate (tampering or the
+// wrong key-encryption key). Start-up stops on it.
+var ErrEnvelope = errors.New("custody: RA key envelope cannot be opened")
+
+// caRecord is the public half of the CA, stored under meta "ca".
+type caRecord struct {
+	Version    int      `json:"version"`
+	KeyName    string   `json:"keyName"`
+	KeyVersion string   `json:"keyVersion"`
+	KID        string   `json:"kid"`
+	Chain      [][]byte `json:"chain,omitempty"`      // DER, CA first
+	PendingCSR []byte   `json:"pendingCsr,omitempty"` // subordinate CA awaiting its certificate
+}
+
+// raEnvelope is the SCEP RA key, encrypted: AES-256-GCM under a random data key, the data key wrapped by the
+// Key Vault key-encryption key with RSA-OAEP-256. The GCM additional data is the RA certificate's SHA-256, so a
+// ciphertext moved next to another certificate does not open.
+type raEnvelope struct {
+	Version    int    `json:"version"`
+	Cert       []byte `json:"cert"`
+	KEKName    string `json:"kekName"`
+	KEKVersion string `json:"kekVersion"`
+	Alg        string `json:"alg"`
+	WrappedKey []byte `json:"wrappedKey"`
+	Nonce      []byte `json:"nonce"`
+	Ciphertext []byte `json:"ciphertext"`
+}
+
+// Vault is the Key Vault custody backend.
+type Vault struct {
+	Client     *azkeys.Client
+	Meta       store.Meta
+	CAKeyName  string
+	CAKeyVer   string // pin; "" = the version recorded by `ca init`
+	KEKName    string
+	CADecrypts bool // RA mode "ca": no RA key; the CA key decrypts and signs CertReps
+	KeyOptions keyvault.Options
+}
+
+// Load reads the public chain and the RA envelope from the store, pins the CA key version, unwraps the RA key
+// once (one Key Vault operation per instance) and checks everything fits together.
+func (v *Vault) Load(ctx context.Context, now time.Time) (*Keys, error) {
+	rec, _, err := v.readCA(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(rec.Chain) == 0 {
+		return nil, fmt.Errorf("%w (a subordinate CA awaits `azscep ca import`)", ErrNotInitialized)
+	}
+	chain, err := parseDERs(rec.Chain)
+	if err != nil {
+		return nil, err
+	}
+	name, err := v.caKeyName(rec)
+	if err != nil {
+		return nil, err
+	}
+	version := v.CAKeyVer
+	if version == "" {
+		version = rec.KeyVersion
+	}
+	caKey, err := keyvault.New(ctx, v.Client, name, version, v.KeyOptions)
+	if err != nil {
+		return nil, fmt.Errorf("custody: loading CA key %s/%s: %w", name, version, err)
+	}
+	if !caKey.CanSign() {
+		return nil, fmt.Errorf("custody: the CA key %s does not allow sign (key_ops: %s)", caKey.KID(), describeOps(caKey))
+	}
+	k := &Keys{Chain: chain, CASigner: caKey}
+	if !v.CADecrypts {
+		raw, _, err := v.Meta.GetMeta(ctx, metaRA)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("%w: no RA key stored", ErrNotInitialized)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("custody: reading RA envelope: %w", err)
+		}
+		k.RACert, k.RAKey, err = v.open(ctx, raw)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := k.Check(now); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// caKeyName is the CA key the record was initialised with. A configured name that differs is refused: loading
+// the recorded version under another name could only fail later with a confusing "not found".
+func (v *Vault) caKeyName(rec *caRecord) (string, error) {
+	if v.CAKeyName != "" && rec.KeyName != "" && v.CAKeyName != rec.KeyName {
+		return "", fmt.Errorf("custody: the CA key is configured as %q but the CA was initialised with %q",
+			v.CAKeyName, rec.KeyName)
+	}
+	if rec.KeyName != "" {
+		return rec.KeyName, nil
+	}
+	return v.CAKeyName, nil
+}
+
+func (v *Vault) open(ctx context.Context, raw []byte) (*x509.Certificate, RAKey, error) {
+	var env raEnvelope
+	if err := json.Unmarshal(raw, &env); err != nil || env.Version != 1 || env.Alg != "RSA-OAEP-256" {
+		return nil, nil, fmt.Errorf("%w: envelope is malformed", ErrEnvelope)
+	}
+	cert, err := x509.ParseCertificate(env.Cert)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: RA certificate does not parse", ErrEnvelope)
+	}
+	kek, err := keyvault.New(ctx, v.Client, env.KEKName, env.KEKVersion, v.KeyOptions)
+	if err != nil {
+		return nil, nil, fmt.Errorf("custody: loading key-encryption key %s: %w", env.KEKName, err)
+	}
+	dek, err := kek.UnwrapKey(ctx, env.WrappedKey)
+	if err != nil {
+		// A wrapped key Key Vault cannot unwrap (400) or that cannot even be an RSA ciphertext for the KEK is a
+		// damaged envelope; throttling, outages and missing permissions are not, and keep their own class.
+		if errors.Is(err, keyvault.ErrRejected) || errors.Is(err, keyvault.ErrInvalidInput) {
+			return nil, nil, fmt.Errorf("%w: the data key does not unwrap with %s: %w", ErrEnvelope, kek.KID(), err)
+		}
+		return nil, nil, fmt.Errorf("custody: unwrapping RA data key: %w", err)
+	}
+	defer clear(dek)
+	block, err := aes.NewCipher(dek)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: data key is not AES-256", ErrEnvelope)
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil || len(env.Nonce) != gcm.NonceSize() {
+		return nil, nil, fmt.Errorf("%w: bad nonce", ErrEnvelope)
+	}
+	aad := sha256.Sum256(env.Cert)
+	plain, err := gcm.Open(nil, env.Nonce, env.Ciphertext, aad[:])
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: authentication failed", ErrEnvelope)
+	}
+	defer clear(plain)
+	key, err := x509.ParsePKCS8PrivateKey(plain)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: RA key does not parse", ErrEnvelope)
+	}
+	rk, ok := key.(*rsa.PrivateKey)
+	if !ok || !rk.PublicKey.Equal(cert.PublicKey) {
+		return nil, nil, fmt.Errorf("%w: RA key does not match its certificate: %w", ErrEnvelope, ErrKeyMismatch)
+	}
+	return cert, rk, nil
+}
+
+// seal wraps an RA key for the store.
+func (v *Vault) seal(ctx context.Context, kek *keyvault.Key, cert *x509.Certificate, key *rsa.PrivateKey) ([]byte, error) {
+	plain, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(plain)
+	dek := make([]byte, 32)
+	if _, err := rand.Read(dek); err != nil {
+		return nil, err
+	}
+	defer clear(dek)
+	block, _ := aes.NewCipher(dek)
+	gcm, _ := cipher.NewGCM(block)
+	nonce := make([]byte, gcm.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	aad := sha256.Sum256(cert.Raw)
+	wrapped, err := kek.WrapKey(ctx, dek)
+	if err != nil {
+		return nil, fmt.Errorf("custody: wrapping RA data key: %w", err)
+	}
+	return json.Marshal(raEnvelope{Version: 1, Cert: cert.Raw, KEKName: kek.Name(), KEKVersion: kek.Version(),
+		Alg: "RSA-OAEP-256", WrappedKey: wrapped, Nonce: nonce, Ciphertext: gcm.Seal(nil, nonce, plain, aad[:])})
+}
+
+func (v *Vault) readCA(ctx context.Context) (*caRecord, string, error) {
+	raw, etag, err := v.Meta.GetMeta(ctx, metaCA)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, "", ErrNotInitialized
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("custody: reading CA record: %w", err)
+	}
+	var rec caRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return nil, "", fmt.Errorf("custody: CA record is malformed: %w", err)
+	}
+	return &rec, etag, nil
+}
+
+// VaultInitOptions are the `ca init` flags.
+type VaultInitOptions struct {
+	KeyType     string // RSA-HSM, EC-HSM, RSA or EC
+	KeySize     int    // RSA: 3072 or 4096
+	Curve       string // EC: P-256 or P-384
+	Subordinate bool   // print a CSR instead of making a root
+	Root        RootOptions
+	RACommon    string
+}
+
+// InitResult says what `ca init` did; a second run reports nothing created.
+type InitResult struct {
+	KeyCreated  bool
+	RootCreated bool
+	CSR         []byte // subordinate: the CSR to have signed (also on re-runs until imported)
+	RACreated   bool
+	KID         string
+}
+
+// Init creates or adopts the CA key, then makes a root or a subordinate CSR, then the RA. Every step checks
+// what already exists first, so re-running it changes nothing.
+func (v *Vault) Init(ctx context.Context, opts VaultInitOptions, now time.Time) (*InitResult, error) {
+	res := &InitResult{}
+	rec, _, err := v.readCA(ctx)
+	if err != nil && !errors.Is(err, ErrNotInitialized) {
+		return nil, err
+	}
+	if rec != nil {
+		if _, err := v.caKeyName(rec); err != nil {
+			return nil, err
+		}
+	}
+	if rec == nil {
+		if err := v.checkInitOptions(opts); err != nil {
+			return nil, err
+		}
+		ops := []azkeys.KeyOperation{azkeys.KeyOperationSign, azkeys.KeyOperationVerify}
+		if v.CADecrypts {
+			ops = append(ops, azkeys.KeyOperationDecrypt)
+		}
+		key, created, err := v.ensureKey(ctx, v.CAKeyName, opts.KeyType, opts.KeySize, opts.Curve, ops, v.checkCAKey)
+		if err != nil {
+			return nil, err
+		}
+		res.KeyCreated = created
+		rec = &caRecord{Version: 1, KeyName: key.Name(), KeyVersion: key.Version(), KID: key.KID()}
+		if opts.Subordinate {
+			if rec.PendingCSR, err = NewSubordinateCSR(key, opts.Root.Subject); err != nil {
+				return nil, err
+			}
+		} else {
+			root, err := NewRoot(key, opts.Root, now)
+			if err != nil {
+				return nil, err
+			}
+			rec.Chain = [][]byte{root.Raw}
+			res.RootCreated = true
+		}
+		raw, err := json.Marshal(rec)
+		if err != nil {
+			return nil, fmt.Errorf("custody: encoding CA record: %w", err)
+		}
+		if _, err := v.Meta.PutMeta(ctx, metaCA, raw, ""); err != nil {
+			return nil, fmt.Errorf("custody: storing CA record: %w", err)
+		}
+	}
+	res.KID = rec.KID
+	if len(rec.Chain) == 0 {
+		res.CSR = rec.PendingCSR
+		return res, nil
+	}
+	created, err := v.ensureRA(ctx, rec, opts.RACommon, now, false)
+	res.RACreated = created
+	return res, err
+}
+
+// checkInitOptions refuses `ca init` options that would create a key and then fail (or make a certificate that is
+// expired from birth), before anything is created.
+func (v *Vault) checkInitOptions(opts VaultInitOptions) error {
+	if v.CAKeyName == "" {
+		return errors.New("custody: no CA key name configured")
+	}
+	if !v.CADecrypts && v.KEKName == "" {
+		return errors.New("custody: no key-encryption key name configured")
+	}
+	if len(opts.Root.Subject.ToRDNSequence()) == 0 {
+		return errors.New("custody: the CA subject is empty")
+	}
+	if !opts.Subordinate && opts.Root.Validity <= 0 {
+		return errors.New("custody: the root validity must be positive")
+	}
+	if v.CADecrypts && (opts.KeyType == "EC" || opts.KeyType == "EC-HSM") {
+		return errors.New("custody: CA-decrypt mode needs an RSA CA key (SCEP clients encrypt to it)")
+	}
+	return nil
+}
+
+// checkCAKey accepts a CA key for `ca init`, adopted or new: it must sign, and in CA-decrypt mode decrypt too.
+func (v *Vault) checkCAKey(k *keyvault.Key) error {
+	if !k.CanSign() {
+		return fmt.Errorf("custody: the CA key %s does not allow sign (key_ops: %s)", k.KID(), describeOps(k))
+	}
+	if v.CADecrypts && !k.CanDecrypt() {
+		return fmt.Errorf("custody: CA-decrypt mode needs an RSA CA key that allows decrypt; %s is %s with key_ops %s",
+			k.KID(), k.KeyType(), describeOps(k))
+	}
+	return nil
+}
+
+// checkKEK accepts a key-encryption key: RSA with wrapKey and unwrapKey.
+func checkKEK(k *keyvault.Key) error {
+	if !k.CanWrapKey() || !k.CanUnwrapKey() {
+		return fmt.Errorf("custody: the key-encryption key %s must be RSA with wrapKey and unwrapKey; it is %s with key_ops %s",
+			k.KID(), k.KeyType(), describeOps(k))
+	}
+	return nil
+}
+
+// Import installs the signed subordinate certificate (and its issuers) after checking it is for the CA key.
+func (v *Vault) Import(ctx context.Context, chain []*x509.Certificate, raCommon string, now time.Time) error {
+	rec, etag, err := v.readCA(ctx)
+	if err != nil {
+		return err
+	}
+	key, err := keyvault.New(ctx, v.Client, rec.KeyName, rec.KeyVersion, v.KeyOptions)
+	if err != nil {
+		return fmt.Errorf("custody: loading CA key: %w", err)
+	}
+	if len(chain) == 0 {
+		return errors.New("custody: no certificate to import")
+	}
+	if !publicKeysEqual(key.Public(), chain[0].PublicKey) {
+		return fmt.Errorf("%w: the certificate %q is not for the CA key %s", ErrKeyMismatch, chain[0].Subject.String(), key.KID())
+	}
+	if !chain[0].IsCA || chain[0].KeyUsage&x509.KeyUsageCertSign == 0 {
+		return errors.New("custody: the certificate is not a CA certificate with keyCertSign")
+	}
+	if now.After(chain[0].NotAfter) {
+		return fmt.Errorf("custody: the certificate expired at %s", chain[0].NotAfter.UTC().Format(time.RFC3339))
+	}
+	for i := 0; i+1 < len(chain); i++ {
+		if err := chain[i].CheckSignatureFrom(chain[i+1]); err != nil {
+			return fmt.Errorf("custody: chain link %d does not verify: %w", i, err)
+		}
+	}
+	if len(rec.Chain) > 0 && string(rec.Chain[0]) == string(chain[0].Raw) {
+		_, err := v.ensureRA(ctx, rec, raCommon, now, false)
+		return err // already imported
+	}
+	rec.Chain = nil
+	for _, c := range chain {
+		rec.Chain = append(rec.Chain, c.Raw)
+	}
+	rec.PendingCSR = nil
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("custody: encoding CA record: %w", err)
+	}
+	if _, err := v.Meta.PutMeta(ctx, metaCA, raw, etag); err != nil {
+		return fmt.Errorf("custody: storing imported chain: %w", err)
+	}
+	_, err = v.ensureRA(ctx, rec, raCommon, now, false)
+	return err
+}
+
+// RotateRA issues a new RA key and certificate and replaces the envelope.
+func (v *Vault) RotateRA(ctx context.Context, raCommon string, now time.Time) error {
+	if v.CADecrypts {
+		return errors.New("custody: CA-decrypt mode has no RA key to rotate")
+	}
+	rec, _, err := v.readCA(ctx)
+	if err != nil {
+		return err
+	}
+	if len(rec.Chain) == 0 {
+		return ErrNotInitialized
+	}
+	_, err = v.ensureRA(ctx, rec, raCommon, now, true)
+	return err
+}
+
+func (v *Vault) ensureRA(ctx context.Context, rec *caRecord, cn string, now time.Time, rotate bool) (bool, error) {
+	if v.CADecrypts {
+		return false, nil
+	}
+	_, etag, err := v.Meta.GetMeta(ctx, metaRA)
+	switch {
+	case err == nil && !rotate:
+		return false, nil
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return false, fmt.Errorf("custody: reading RA envelope: %w", err)
+	}
+	chain, err := parseDERs(rec.Chain)
+	if err != nil {
+		return false, err
+	}
+	caKey, err := keyvault.New(ctx, v.Client, rec.KeyName, rec.KeyVersion, v.KeyOptions)
+	if err != nil {
+		return false, fmt.Errorf("custody: loading CA key: %w", err)
+	}
+	kek, _, err := v.ensureKey(ctx, v.KEKName, "RSA", 3072, "",
+		[]azkeys.KeyOperation{azkeys.KeyOperationWrapKey, azkeys.KeyOperationUnwrapKey}, checkKEK)
+	if err != nil {
+		return false, err
+	}
+	raKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return false, err
+	}
+	if cn == "" {
+		cn = "azscep SCEP RA"
+	}
+	raCert, err := NewRACertificate(chain[0], caKey, raKey.Public(), cn, now)
+	if err != nil {
+		return false, err
+	}
+	sealed, err := v.seal(ctx, kek, raCert, raKey)
+	if err != nil {
+		return false, err
+	}
+	if _, err := v.Meta.PutMeta(ctx, metaRA, sealed, etag); err != nil {
+		return false, fmt.Errorf("custody: storing RA envelope: %w", err)
+	}
+	return true, nil
+}
+
+// ensureKey adopts the current version of name or creates it. check vets an adopted key before it is used, so
+// a key that cannot do its job (wrong type, missing key_ops) is refused before anything is signed or stored.
+func (v *Vault) ensureKey(ctx context.Context, name, kty string, size int, curve string, ops []azkeys.KeyOperation,
+	check func(*keyvault.Key) error) (*keyvault.Key, bool, error) {
+	key, err := keyvault.New(ctx, v.Client, name, "", v.KeyOptions)
+	if err == nil {
+		if err := check(key); err != nil {
+			return nil, false, err
+		}
+		return key, false, nil
+	}
+	if !errors.Is(err, keyvault.ErrNotFound) {
+		return nil, false, fmt.Errorf("custody: looking up key %s: %w", name, err)
+	}
+	params := azkeys.CreateKeyParameters{KeyOps: ptrs(ops)}
+	switch kty {
+	case "RSA", "RSA-HSM", "":
+		if kty == "" {
+			kty = "RSA"
+		}
+		if size == 0 {
+			size = 3072
+		}
+		if size != 3072 && size != 4096 {
+			return nil, false, fmt.Errorf("custody: RSA key size %d is not 3072 or 4096", size)
+		}
+		s := int32(size)
+		params.KeySize = &s
+	case "EC", "EC-HSM":
+		c := azkeys.CurveName(curve)
+		if curve == "" {
+			c = azkeys.CurveNameP256
+		}
+		if c != azkeys.CurveNameP256 && c != azkeys.CurveNameP384 {
+			return nil, false, fmt.Errorf("custody: curve %q is not P-256 or P-384", curve)
+		}
+		params.Curve = &c
+	default:
+		return nil, false, fmt.Errorf("custody: key type %q is not RSA-HSM, EC-HSM, RSA or EC", kty)
+	}
+	k := azkeys.KeyType(kty)
+	params.Kty = &k
+	if _, err := v.Client.CreateKey(ctx, name, params, nil); err != nil {
+		return nil, false, fmt.Errorf("custody: creating key %s: %w", name, err)
+	}
+	key, err = keyvault.New(ctx, v.Client, name, "", v.KeyOptions)
+	if err != nil {
+		return nil, false, fmt.Errorf("custody: loading new key %s: %w", name, err)
+	}
+	if err := check(key); err != nil {
+		return nil, false, err
+	}
+	return key, true, nil
+}
+
+// Show describes the stored CA for `ca show`.
+func (v *Vault) Show(ctx context.Context) (chain []*x509.Certificate, kid string, ra *x509.Certificate, err error) {
+	rec, _, err := v.readCA(ctx)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	chain, err = parseDERs(rec.Chain)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	raw, _, err := v.Meta.GetMeta(ctx, metaRA)
+	if err == nil {
+		var env raEnvelope
+		if json.Unmarshal(raw, &env) == nil {
+			ra, _ = x509.ParseCertificate(env.Cert)
+		}
+	}
+	return chain, rec.KID, ra, nil
+}
+
+func ptrs[T any](in []T) []*T {
+	out := make([]*T, len(in))
+	for i := range in {
+		out[i] = &in[i]
+	}
+	return out
+}
+
+func parseDERs(ders [][]byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for _, d := range ders {
+		c, err := x509.ParseCertificate(d)
+		if err != nil {
+			return nil, fmt.Errorf("custody: stored certificate does not parse: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}

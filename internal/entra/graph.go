@@ -1,0 +1,334 @@
+package entra
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+)
+
+// Defaults for GraphConfig.
+const (
+	DefaultGraphBaseURL     = "https://graph.microsoft.com/"
+	DefaultPositiveTTL      = 5 * time.Minute
+	DefaultNegativeTTL      = time.Minute
+	DefaultMaxCacheEntries  = 10000
+	defaultGraphTimeout     = 10 * time.Second
+	maxGraphBodyBytes       = 1 << 20
+	maxGraphPages           = 5
+	graphTokenRefreshMargin = 5 * time.Minute
+)
+
+// ErrInvalidID reports a user object ID or device ID that is not a GUID. No
+// Graph call is made for it; for a device ID taken from a CSR it simply means
+// "not a device this user can own".
+var ErrInvalidID = errors.New("entra: ID is not a GUID")
+
+// GraphConfig configures DeviceOwnership.
+type GraphConfig struct {
+	// Credential obtains app-only Graph tokens (managed identity in Azure).
+	// The identity needs Device.Read.All and
+	// DeviceManagementManagedDevices.Read.All.
+	Credential azcore.TokenCredential
+	// BaseURL is the Graph root (national clouds, tests); default
+	// https://graph.microsoft.com/. Must be https unless loopback.
+	BaseURL string
+	// Scope requested from Credential; default "<BaseURL origin>/.default".
+	Scope string
+	// HTTPClient sends Graph requests; nil means a 10 s timeout client.
+	HTTPClient *http.Client
+	// PositiveTTL / NegativeTTL bound how long an "owns" / "does not own"
+	// answer is reused. Negative answers are kept shorter so a device that was
+	// just enrolled is usable quickly.
+	PositiveTTL time.Duration
+	NegativeTTL time.Duration
+	// MaxCacheEntries bounds the answer cache.
+	MaxCacheEntries int
+	// Clock is time.Now unless a test needs to move time.
+	Clock func() time.Time
+}
+
+// DeviceOwnership answers whether a user owns a device, for CSR.SelfService
+// device certificates. It is safe for concurrent use.
+type DeviceOwnership struct {
+	cfg     GraphConfig
+	base    *url.URL
+	tokenMu sync.Mutex
+	token   azcore.AccessToken
+
+	cacheMu sync.Mutex
+	cache   map[ownershipKey]ownershipEntry
+}
+
+type ownershipKey struct{ user, device string }
+
+type ownershipEntry struct {
+	owns    bool
+	expires time.Time
+}
+
+// NewDeviceOwnership validates cfg. It makes no network calls.
+func NewDeviceOwnership(cfg GraphConfig) (*DeviceOwnership, error) {
+	if cfg.Credential == nil {
+		return nil, errors.New("entra: GraphConfig.Credential is required")
+	}
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = DefaultGraphBaseURL
+	}
+	if !strings.HasSuffix(cfg.BaseURL, "/") {
+		cfg.BaseURL += "/"
+	}
+	if err := checkServiceURL(cfg.BaseURL); err != nil {
+		return nil, fmt.Errorf("entra: Graph BaseURL: %w", err)
+	}
+	base, err := url.Parse(cfg.BaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("entra: Graph BaseURL: %w", err)
+	}
+	if cfg.Scope == "" {
+		cfg.Scope = base.Scheme + "://" + base.Host + "/.default"
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: defaultGraphTimeout}
+	}
+	if cfg.PositiveTTL <= 0 {
+		cfg.PositiveTTL = DefaultPositiveTTL
+	}
+	if cfg.NegativeTTL <= 0 {
+		cfg.NegativeTTL = DefaultNegativeTTL
+	}
+	if cfg.MaxCacheEntries <= 0 {
+		cfg.MaxCacheEntries = DefaultMaxCacheEntries
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	return &DeviceOwnership{cfg: cfg, base: base, cache: make(map[ownershipKey]ownershipEntry)}, nil
+}
+
+// OwnsDevice reports whether userObjectID owns deviceID, which may be either
+// an Entra device ID (the `deviceId` property, not the directory object id) or
+// an Intune managed-device ID:
+//
+//  1. GET /v1.0/devices(deviceId='{id}')/registeredOwners — the user must be a
+//     registered owner.
+//  2. If no such Entra device: GET /v1.0/deviceManagement/managedDevices/{id} —
+//     the user must be the Intune primary user (userId) or a registered owner
+//     of the device's azureADDeviceId.
+//
+// Unknown devices are "false". Any Graph failure (transport, 401/403, 429,
+// 5xx, unreadable body) is an error wrapping ErrUnavailable, never "true".
+// Answers are cached per (user, device) for PositiveTTL / NegativeTTL; errors
+// are not cached.
+func (d *DeviceOwnership) OwnsDevice(ctx context.Context, userObjectID, deviceID string) (bool, error) {
+	if !isGUID(userObjectID) {
+		return false, fmt.Errorf("%w: user object ID", ErrInvalidID)
+	}
+	if !isGUID(deviceID) {
+		return false, fmt.Errorf("%w: device ID", ErrInvalidID)
+	}
+	key := ownershipKey{normGUID(userObjectID), normGUID(deviceID)}
+	now := d.cfg.Clock()
+	d.cacheMu.Lock()
+	if e, ok := d.cache[key]; ok {
+		if now.Before(e.expires) {
+			d.cacheMu.Unlock()
+			return e.owns, nil
+		}
+		delete(d.cache, key)
+	}
+	d.cacheMu.Unlock()
+
+	owns, err := d.lookup(ctx, key.user, key.device)
+	if err != nil {
+		return false, err
+	}
+	ttl := d.cfg.NegativeTTL
+	if owns {
+		ttl = d.cfg.PositiveTTL
+	}
+	d.store(key, ownershipEntry{owns: owns, expires: d.cfg.Clock().Add(ttl)})
+	return owns, nil
+}
+
+func (d *DeviceOwnership) store(key ownershipKey, e ownershipEntry) {
+	d.cacheMu.Lock()
+	defer d.cacheMu.Unlock()
+	if _, exists := d.cache[key]; !exists && len(d.cache) >= d.cfg.MaxCacheEntries {
+		now := d.cfg.Clock()
+		for k, v := range d.cache {
+			if !now.Before(v.expires) {
+				delete(d.cache, k)
+			}
+		}
+		// Still full: drop arbitrary entries. A cache miss only costs a Graph
+		// call, so simplicity beats LRU bookkeeping here.
+		for k := range d.cache {
+			if len(d.cache) < d.cfg.MaxCacheEntries {
+				break
+			}
+			delete(d.cache, k)
+		}
+	}
+	d.cache[key] = e
+}
+
+func (d *DeviceOwnership) lookup(ctx context.Context, user, device string) (bool, error) {
+	owners, found, err := d.registeredOwners(ctx, device)
+	if err != nil {
+		return false, err
+	}
+	if found {
+		return owners[user], nil
+	}
+	var md struct {
+		ID              string `json:"id"`
+		UserID          string `json:"userId"`
+		AzureADDeviceID string `json:"azureADDeviceId"`
+	}
+	found, err = d.getJSON(ctx, d.graphURL("v1.0/deviceManagement/managedDevices/"+device+"?$select=id,userId,azureADDeviceId"), &md)
+	if err != nil || !found {
+		return false, err
+	}
+	if isGUID(md.UserID) && normGUID(md.UserID) == user {
+		return true, nil
+	}
+	aad := normGUID(md.AzureADDeviceID)
+	if !isGUID(aad) || aad == nilGUID || aad == device {
+		return false, nil
+	}
+	owners, found, err = d.registeredOwners(ctx, aad)
+	if err != nil {
+		return false, err
+	}
+	return found && owners[user], nil
+}
+
+// registeredOwners lists the registered owners of the Entra device with the
+// given deviceId (alternate key), following paging. found is false on 404.
+func (d *DeviceOwnership) registeredOwners(ctx context.Context, deviceID string) (map[string]bool, bool, error) {
+	next := d.graphURL("v1.0/devices(deviceId='" + deviceID + "')/registeredOwners?$select=id")
+	owners := make(map[string]bool)
+	for page := 0; next != ""; page++ {
+		if page == maxGraphPages {
+			return nil, false, fmt.Errorf("%w: Graph registeredOwners: more than %d pages", ErrUnavailable, maxGraphPages)
+		}
+		var resp struct {
+			Value []struct {
+				ID string `json:"id"`
+			} `json:"value"`
+			NextLink string `json:"@odata.nextLink"`
+		}
+		found, err := d.getJSON(ctx, next, &resp)
+		if err != nil {
+			return nil, false, err
+		}
+		if !found {
+			if page > 0 {
+				return nil, false, fmt.Errorf("%w: Graph registeredOwners: next page not found", ErrUnavailable)
+			}
+			return nil, false, nil
+		}
+		for _, o := range resp.Value {
+			if isGUID(o.ID) {
+				owners[normGUID(o.ID)] = true
+			}
+		}
+		next = resp.NextLink
+		if next != "" {
+			if err := d.sameOrigin(next); err != nil {
+				return nil, false, err
+			}
+		}
+	}
+	return owners, true, nil
+}
+
+func (d *DeviceOwnership) graphURL(rel string) string { return d.cfg.BaseURL + rel }
+
+// sameOrigin stops a nextLink from sending our Graph token anywhere else.
+func (d *DeviceOwnership) sameOrigin(link string) error {
+	u, err := url.Parse(link)
+	if err != nil || u.Scheme != d.base.Scheme || u.Host != d.base.Host {
+		return fmt.Errorf("%w: Graph nextLink points outside %s", ErrUnavailable, d.base.Host)
+	}
+	return nil
+}
+
+// getJSON GETs a Graph URL. found is false for 404; every other non-200 is
+// ErrUnavailable.
+func (d *DeviceOwnership) getJSON(ctx context.Context, u string, v any) (found bool, err error) {
+	tok, err := d.accessToken(ctx)
+	if err != nil {
+		return false, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return false, fmt.Errorf("%w: building Graph request: %w", ErrUnavailable, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Accept", "application/json")
+	resp, err := d.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return false, fmt.Errorf("%w: Graph GET %s: %w", ErrUnavailable, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxGraphBodyBytes+1))
+	if err != nil {
+		return false, fmt.Errorf("%w: reading Graph response: %w", ErrUnavailable, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return false, nil
+	case resp.StatusCode != http.StatusOK:
+		if resp.StatusCode == http.StatusUnauthorized {
+			d.dropToken()
+		}
+		return false, fmt.Errorf("%w: Graph GET %s: status %d", ErrUnavailable, req.URL.Path, resp.StatusCode)
+	case len(body) > maxGraphBodyBytes:
+		return false, fmt.Errorf("%w: Graph response exceeds %d bytes", ErrUnavailable, maxGraphBodyBytes)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return false, fmt.Errorf("%w: decoding Graph response: %w", ErrUnavailable, err)
+	}
+	return true, nil
+}
+
+// accessToken returns a cached Graph token, refreshing it five minutes before
+// expiry (or at the credential's RefreshOn hint).
+func (d *DeviceOwnership) accessToken(ctx context.Context) (string, error) {
+	d.tokenMu.Lock()
+	defer d.tokenMu.Unlock()
+	now := d.cfg.Clock()
+	refreshAt := d.token.ExpiresOn.Add(-graphTokenRefreshMargin)
+	if !d.token.RefreshOn.IsZero() && d.token.RefreshOn.Before(refreshAt) {
+		refreshAt = d.token.RefreshOn
+	}
+	if d.token.Token != "" && now.Before(refreshAt) {
+		return d.token.Token, nil
+	}
+	tok, err := d.cfg.Credential.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{d.cfg.Scope}})
+	if err != nil {
+		return "", fmt.Errorf("%w: acquiring Graph token: %w", ErrUnavailable, err)
+	}
+	if tok.Token == "" {
+		return "", fmt.Errorf("%w: credential returned an empty Graph token", ErrUnavailable)
+	}
+	d.token = tok
+	return tok.Token, nil
+}
+
+func (d *DeviceOwnership) dropToken() {
+	d.tokenMu.Lock()
+	d.token = azcore.AccessToken{}
+	d.tokenMu.Unlock()
+}

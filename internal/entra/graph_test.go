@@ -1,0 +1,233 @@
+package entra_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/azscep/azscep/internal/entra"
+	"github.com/azscep/azscep/internal/entra/entrafake"
+)
+
+type graphEnv struct {
+	g     *entrafake.Graph
+	cred  *entrafake.Credential
+	clock *fakeClock
+	d     *entra.DeviceOwnership
+}
+
+func newGraphEnv(t *testing.T, mutate ...func(*entra.GraphConfig)) *graphEnv {
+	t.Helper()
+	g := entrafake.NewGraph(t)
+	cred := g.Credential()
+	clock := newFakeClock()
+	cfg := entra.GraphConfig{
+		Credential: cred,
+		BaseURL:    g.URL(),
+		Scope:      entrafake.GraphScope,
+		HTTPClient: g.Client(),
+		Clock:      clock.Now,
+	}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	d, err := entra.NewDeviceOwnership(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &graphEnv{g: g, cred: cred, clock: clock, d: d}
+}
+
+func (e *graphEnv) owns(t *testing.T, user, device string) bool {
+	t.Helper()
+	ok, err := e.d.OwnsDevice(context.Background(), user, device)
+	if err != nil {
+		t.Fatalf("OwnsDevice(%s, %s): %v", user, device, err)
+	}
+	return ok
+}
+
+func TestOwnsDeviceEntraDeviceID(t *testing.T) {
+	e := newGraphEnv(t)
+	user, other := entrafake.NewGUID(), entrafake.NewGUID()
+	dev := entrafake.NewGUID()
+	e.g.AddDevice(dev, user)
+
+	if !e.owns(t, user, strings.ToUpper(dev)) {
+		t.Fatal("registered owner not recognised")
+	}
+	reqs := e.g.Requests()
+	if len(reqs) != 1 || reqs[0].Path != "/v1.0/devices(deviceId='"+dev+"')/registeredOwners" || reqs[0].Query != "$select=id" {
+		t.Fatalf("Graph calls = %+v, want one registeredOwners by deviceId alternate key", reqs)
+	}
+	if reqs[0].Auth != "Bearer "+e.g.Token {
+		t.Fatal("Graph call not authenticated with the credential's token")
+	}
+	if e.owns(t, other, dev) {
+		t.Fatal("non-owner allowed")
+	}
+}
+
+func TestOwnsDeviceIntuneDeviceID(t *testing.T) {
+	e := newGraphEnv(t)
+	user, other := entrafake.NewGUID(), entrafake.NewGUID()
+	intune := entrafake.NewGUID()
+	e.g.AddManagedDevice(entrafake.ManagedDevice{ID: intune, UserID: user, AzureADDeviceID: "00000000-0000-0000-0000-000000000000"})
+
+	if !e.owns(t, user, intune) {
+		t.Fatal("Intune primary user not recognised")
+	}
+	reqs := e.g.Requests()
+	if len(reqs) != 2 || reqs[1].Path != "/v1.0/deviceManagement/managedDevices/"+intune {
+		t.Fatalf("Graph calls = %+v, want Entra lookup (404) then managedDevices", reqs)
+	}
+	if e.owns(t, other, intune) {
+		t.Fatal("non-primary user allowed for a device without Entra registration")
+	}
+}
+
+func TestOwnsDeviceIntuneViaAzureADDevice(t *testing.T) {
+	e := newGraphEnv(t)
+	user, primary := entrafake.NewGUID(), entrafake.NewGUID()
+	aad, intune := entrafake.NewGUID(), entrafake.NewGUID()
+	e.g.AddDevice(aad, user)
+	e.g.AddManagedDevice(entrafake.ManagedDevice{ID: intune, UserID: primary, AzureADDeviceID: aad})
+	if !e.owns(t, user, intune) {
+		t.Fatal("registered owner of the Intune device's Entra device not recognised")
+	}
+	if !e.owns(t, primary, intune) {
+		t.Fatal("primary user not recognised")
+	}
+	if e.owns(t, entrafake.NewGUID(), intune) {
+		t.Fatal("stranger allowed")
+	}
+}
+
+func TestOwnsDeviceUnknownDevice(t *testing.T) {
+	e := newGraphEnv(t)
+	if e.owns(t, entrafake.NewGUID(), entrafake.NewGUID()) {
+		t.Fatal("unknown device owned")
+	}
+}
+
+func TestOwnsDevicePaging(t *testing.T) {
+	e := newGraphEnv(t)
+	user := entrafake.NewGUID()
+	dev := entrafake.NewGUID()
+	e.g.AddDevice(dev, entrafake.NewGUID(), entrafake.NewGUID(), user)
+	e.g.SetPageSize(1)
+	if !e.owns(t, user, dev) {
+		t.Fatal("owner on the third page not found")
+	}
+	if n := len(e.g.Requests()); n != 3 {
+		t.Fatalf("Graph calls = %d, want 3 pages", n)
+	}
+}
+
+func TestOwnsDeviceGraphFailuresAreUnavailable(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(*graphEnv)
+	}{
+		{"500", func(e *graphEnv) { e.g.SetFault(entrafake.Fault{Status: http.StatusInternalServerError}) }},
+		{"429", func(e *graphEnv) { e.g.SetFault(entrafake.Fault{Status: http.StatusTooManyRequests}) }},
+		{"403 missing permission", func(e *graphEnv) { e.g.SetFault(entrafake.Fault{Status: http.StatusForbidden}) }},
+		{"timeout", func(e *graphEnv) { e.g.SetFault(entrafake.Fault{Hang: true}) }},
+		{"credential fails", func(e *graphEnv) { e.cred.SetError(errors.New("IMDS unreachable")) }},
+		{"wrong token", func(e *graphEnv) { e.cred.Token = "stolen" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newGraphEnv(t, func(c *entra.GraphConfig) {
+				c.HTTPClient = &http.Client{Timeout: 200 * time.Millisecond}
+			})
+			user, dev := entrafake.NewGUID(), entrafake.NewGUID()
+			e.g.AddDevice(dev, user)
+			tc.setup(e)
+			ok, err := e.d.OwnsDevice(context.Background(), user, dev)
+			if ok || !errors.Is(err, entra.ErrUnavailable) {
+				t.Fatalf("OwnsDevice = (%v, %v), want (false, ErrUnavailable)", ok, err)
+			}
+			// Failures are not cached: once Graph recovers the answer is right.
+			e.g.SetFault(entrafake.Fault{})
+			e.cred.SetError(nil)
+			e.cred.Token = e.g.Token
+			if !e.owns(t, user, dev) {
+				t.Fatal("after recovery: owner not recognised")
+			}
+		})
+	}
+}
+
+func TestOwnsDeviceCache(t *testing.T) {
+	e := newGraphEnv(t)
+	user, stranger := entrafake.NewGUID(), entrafake.NewGUID()
+	dev := entrafake.NewGUID()
+	e.g.AddDevice(dev, user)
+
+	if !e.owns(t, user, dev) || e.owns(t, stranger, dev) {
+		t.Fatal("wrong answers")
+	}
+	calls := len(e.g.Requests())
+	// Cache hits: no Graph calls, even with Graph down.
+	e.g.SetFault(entrafake.Fault{Status: http.StatusInternalServerError})
+	if !e.owns(t, user, dev) || e.owns(t, stranger, dev) {
+		t.Fatal("cached answers changed")
+	}
+	if len(e.g.Requests()) != calls {
+		t.Fatalf("cache hit made Graph calls: %+v", e.g.Requests()[calls:])
+	}
+	e.g.SetFault(entrafake.Fault{})
+
+	// Negative answers expire after a minute, positive ones after five.
+	e.clock.Advance(entra.DefaultNegativeTTL)
+	e.owns(t, stranger, dev)
+	e.owns(t, user, dev)
+	if got := len(e.g.Requests()); got != calls+1 {
+		t.Fatalf("after 1 min: %d new Graph calls, want 1 (negative entry only)", got-calls)
+	}
+	e.clock.Advance(entra.DefaultPositiveTTL)
+	e.owns(t, user, dev)
+	if got := len(e.g.Requests()); got != calls+2 {
+		t.Fatalf("after 5 min: %d new Graph calls, want 2", got-calls)
+	}
+	if e.cred.Calls() != 1 {
+		t.Fatalf("credential called %d times; the Graph token must be reused", e.cred.Calls())
+	}
+}
+
+func TestOwnsDeviceValidatesIDs(t *testing.T) {
+	e := newGraphEnv(t)
+	good := entrafake.NewGUID()
+	for _, tc := range []struct{ user, dev string }{
+		{good, "x') or true or ('"},
+		{good, "../../users"},
+		{good, "{" + good + "}"},
+		{good, ""},
+		{"me", good},
+		{good + "0", good},
+	} {
+		ok, err := e.d.OwnsDevice(context.Background(), tc.user, tc.dev)
+		if ok || !errors.Is(err, entra.ErrInvalidID) {
+			t.Fatalf("OwnsDevice(%q, %q) = (%v, %v), want ErrInvalidID", tc.user, tc.dev, ok, err)
+		}
+	}
+	if n := len(e.g.Requests()); n != 0 {
+		t.Fatalf("invalid IDs reached Graph: %+v", e.g.Requests())
+	}
+}
+
+func TestNewDeviceOwnershipValidatesConfig(t *testing.T) {
+	g := entrafake.NewGraph(t)
+	if _, err := entra.NewDeviceOwnership(entra.GraphConfig{}); err == nil {
+		t.Fatal("missing credential accepted")
+	}
+	if _, err := entra.NewDeviceOwnership(entra.GraphConfig{Credential: g.Credential(), BaseURL: "http://graph.example.com/"}); err == nil {
+		t.Fatal("plain-http Graph URL accepted")
+	}
+	if _, err := entra.NewDeviceOwnership(entra.GraphConfig{Credential: g.Credential()}); err != nil {
+		t.Fatalf("defaults rejected: %v", err)
+	}
+}

@@ -1,0 +1,525 @@
+package entra_test
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/azscep/azscep/internal/entra"
+	"github.com/azscep/azscep/internal/entra/entrafake"
+)
+
+func TestVerifyAcceptsV1AndV2WithBothAudienceForms(t *testing.T) {
+	e := newEnv(t)
+	user := entrafake.NewGUID()
+	roles := []string{entra.RoleCSRSelfService}
+	for _, tc := range []struct {
+		name    string
+		version []entrafake.MintOption
+		want    string
+	}{
+		{"v1", []entrafake.MintOption{entrafake.V1()}, entra.TokenV1},
+		{"v2", []entrafake.MintOption{entrafake.V2()}, entra.TokenV2},
+	} {
+		for _, aud := range []string{e.fake.ClientID, e.fake.AppIDURI} {
+			t.Run(tc.name+"/user/"+aud, func(t *testing.T) {
+				opts := append(slices.Clone(tc.version), entrafake.WithAudience(aud))
+				c := e.mustVerify(t, e.fake.MintUser(user, "alice@contoso.example", roles, opts...))
+				if c.ObjectID != user || c.UPN != "alice@contoso.example" || c.IsApp || c.TokenVersion != tc.want ||
+					c.TenantID != e.fake.TenantID || c.AppID != e.fake.ClientAppID || c.Name != "Test User alice@contoso.example" {
+					t.Fatalf("caller = %+v", c)
+				}
+				if !c.HasRole(entra.RoleCSRSelfService) || c.HasRole(entra.RoleCSRRequestDb) {
+					t.Fatalf("roles = %v", c.Roles)
+				}
+				if !slices.Equal(c.Scopes, []string{"access_as_user"}) {
+					t.Fatalf("scopes = %v", c.Scopes)
+				}
+				if want := e.clock.Now().Add(time.Hour); !c.ExpiresAt.Equal(want) {
+					t.Fatalf("ExpiresAt = %v, want %v", c.ExpiresAt, want)
+				}
+			})
+			t.Run(tc.name+"/app/"+aud, func(t *testing.T) {
+				opts := append(slices.Clone(tc.version), entrafake.WithAudience(aud))
+				c := e.mustVerify(t, e.fake.MintApp([]string{entra.RoleCSRRequestDb}, opts...))
+				if !c.IsApp || c.ObjectID != e.fake.AppObjectID || c.UPN != "" || c.AppID != e.fake.ClientAppID || c.TokenVersion != tc.want {
+					t.Fatalf("caller = %+v", c)
+				}
+				if !c.HasRole(entra.RoleCSRRequestDb) {
+					t.Fatalf("roles = %v", c.Roles)
+				}
+			})
+		}
+	}
+}
+
+func TestVerifyUPNFallbacks(t *testing.T) {
+	e := newEnv(t)
+	oid := entrafake.NewGUID()
+	// v1 with only unique_name (e.g. guest accounts without upn).
+	c := e.mustVerify(t, e.fake.MintUser(oid, "bob@contoso.example", nil, entrafake.V1(), entrafake.WithoutClaim("upn")))
+	if c.UPN != "bob@contoso.example" {
+		t.Fatalf("UPN from unique_name = %q", c.UPN)
+	}
+	// upn wins over preferred_username.
+	c = e.mustVerify(t, e.fake.MintUser(oid, "display@contoso.example", nil, entrafake.WithClaim("upn", "real@contoso.example")))
+	if c.UPN != "real@contoso.example" {
+		t.Fatalf("UPN = %q, want upn claim", c.UPN)
+	}
+}
+
+func TestVerifyAppVersusUser(t *testing.T) {
+	e := newEnv(t)
+	oid := entrafake.NewGUID()
+	for _, tc := range []struct {
+		name  string
+		tok   string
+		isApp bool
+	}{
+		{"app with idtyp", e.fake.MintApp(nil), true},
+		{"app without idtyp: no scp and oid==sub", e.fake.MintApp(nil, entrafake.WithIDTyp("")), true},
+		{"app without idtyp but oid!=sub", e.fake.MintApp(nil, entrafake.WithIDTyp(""), entrafake.WithClaim("sub", "pairwise-sub")), false},
+		{"user without idtyp", e.fake.MintUser(oid, "u@contoso.example", nil), false},
+		{"user with idtyp user", e.fake.MintUser(oid, "u@contoso.example", nil, entrafake.WithIDTyp("user")), false},
+		{"user without scp but oid!=sub", e.fake.MintUser(oid, "u@contoso.example", nil, entrafake.WithoutClaim("scp")), false},
+		{"idtyp app wins over scp", e.fake.MintUser(oid, "u@contoso.example", nil, entrafake.WithIDTyp("app")), true},
+		{"idtyp user wins over oid==sub", e.fake.MintApp(nil, entrafake.WithIDTyp("user")), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := e.mustVerify(t, tc.tok)
+			if c.IsApp != tc.isApp {
+				t.Fatalf("IsApp = %v, want %v", c.IsApp, tc.isApp)
+			}
+		})
+	}
+}
+
+func TestVerifyHeaderErrors(t *testing.T) {
+	e := newEnv(t)
+	valid := e.fake.MintUser(entrafake.NewGUID(), "u@contoso.example", nil)
+	big := strings.Repeat("a", entra.DefaultMaxTokenBytes-10) + "." + "bbbbbbbbbb" + "." + "c"
+	for _, tc := range []struct {
+		name   string
+		values []string
+		code   string
+		www    string
+	}{
+		{"no header", nil, "", "Bearer"},
+		{"empty header", []string{""}, "", "Bearer"},
+		{"two headers", []string{"Bearer " + valid, "Bearer " + valid}, entra.CodeInvalidRequest, `Bearer error="invalid_request", error_description="multiple Authorization headers"`},
+		{"basic scheme", []string{"Basic dXNlcjpwYXNz"}, "", "Bearer"},
+		{"token without scheme", []string{valid}, "", "Bearer"},
+		{"bearer without token", []string{"Bearer"}, entra.CodeInvalidRequest, ""},
+		{"bearer with blank token", []string{"Bearer    "}, entra.CodeInvalidRequest, ""},
+		{"two segments", []string{"Bearer aaa.bbb"}, entra.CodeInvalidToken, `Bearer error="invalid_token", error_description="malformed token"`},
+		{"four segments", []string{"Bearer a.b.c.d"}, entra.CodeInvalidToken, ""},
+		{"non-base64url characters", []string{"Bearer a+b.c/d.e="}, entra.CodeInvalidToken, ""},
+		{"two tokens in one header", []string{"Bearer " + valid + ", Bearer " + valid}, entra.CodeInvalidToken, ""},
+		{"header not base64", []string{"Bearer !!!.e30.sig"}, entra.CodeInvalidToken, ""},
+		{"header not JSON", []string{"Bearer bm90anNvbg.e30.c2ln"}, entra.CodeInvalidToken, ""},
+		{"claims not JSON", []string{"Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6IngifQ.bm90anNvbg.c2ln"}, entra.CodeInvalidToken, ""},
+		{"oversized raw", []string{"Bearer " + big + strings.Repeat("x", 20)}, entra.CodeInvalidToken, `Bearer error="invalid_token", error_description="token too large"`},
+		{"oversized signed", []string{"Bearer " + e.fake.MintUser(entrafake.NewGUID(), "u@contoso.example", nil, entrafake.Oversized(entra.DefaultMaxTokenBytes))}, entra.CodeInvalidToken, ""},
+		{"roles of wrong type", []string{"Bearer " + e.fake.MintUser(entrafake.NewGUID(), "u@contoso.example", nil, entrafake.WithClaim("roles", "CSR.Request.Db"))}, entra.CodeInvalidToken, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(e.fake.Requests())
+			c, err := e.v.Verify(context.Background(), tc.values)
+			if c != nil {
+				t.Fatalf("caller = %+v, want nil", c)
+			}
+			ae := mustAuthError(t, err, http.StatusUnauthorized, tc.code)
+			if tc.www != "" && ae.WWWAuthenticate() != tc.www {
+				t.Fatalf("WWW-Authenticate = %q, want %q", ae.WWWAuthenticate(), tc.www)
+			}
+			if tc.name != "roles of wrong type" && len(e.fake.Requests()) != before {
+				t.Fatalf("header-level rejection fetched metadata: %v", e.fake.Requests()[before:])
+			}
+		})
+	}
+}
+
+func TestVerifyAcceptsCaseInsensitiveSchemeAndExtraSpaces(t *testing.T) {
+	e := newEnv(t)
+	tok := e.fake.MintApp(nil)
+	for _, h := range []string{"bearer " + tok, "BEARER  " + tok, "Bearer " + tok + " "} {
+		c, err := e.v.Verify(context.Background(), []string{h})
+		mustCaller(t, c, err)
+	}
+}
+
+func TestVerifyRejectsAlgorithmConfusion(t *testing.T) {
+	e := newEnv(t)
+	oid := entrafake.NewGUID()
+	for _, tc := range []struct {
+		name string
+		tok  string
+	}{
+		{"alg none", e.fake.MintUser(oid, "u@contoso.example", []string{entra.RoleCSRRequestDb}, entrafake.AlgNone())},
+		{"HS256 keyed with RSA public key", e.fake.MintUser(oid, "u@contoso.example", []string{entra.RoleCSRRequestDb}, entrafake.HS256WithPublicKey())},
+		{"RS256 header on HS256 signature", swapAlg(t, e.fake.MintApp(nil, entrafake.HS256WithPublicKey()), "RS256")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.verify(tc.tok)
+			mustAuthError(t, err, http.StatusUnauthorized, entra.CodeInvalidToken)
+			if !errors.Is(err, jwt.ErrTokenSignatureInvalid) {
+				t.Fatalf("want signature/algorithm rejection, got %v", err)
+			}
+		})
+	}
+}
+
+// swapAlg rewrites the alg header without re-signing.
+func swapAlg(t *testing.T, tok, alg string) string {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	p := jwt.NewParser()
+	hdr, err := p.DecodeSegment(parts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := strings.Replace(string(hdr), `"alg":"HS256"`, `"alg":"`+alg+`"`, 1)
+	if h == string(hdr) {
+		t.Fatalf("header %s has no HS256 alg", hdr)
+	}
+	parts[0] = base64.RawURLEncoding.EncodeToString([]byte(h))
+	return strings.Join(parts, ".")
+}
+
+func TestVerifyRejectsBadSignature(t *testing.T) {
+	e := newEnv(t)
+	tok := e.fake.MintApp([]string{entra.RoleCSRRequestDb})
+	parts := strings.Split(tok, ".")
+	// Re-sign-free claim tampering: swap in claims of another token.
+	other := strings.Split(e.fake.MintApp([]string{entra.RoleCertificatesManage}), ".")
+	forged := parts[0] + "." + other[1] + "." + parts[2]
+	_, err := e.verify(forged)
+	mustAuthError(t, err, http.StatusUnauthorized, entra.CodeInvalidToken)
+	if !errors.Is(err, jwt.ErrTokenSignatureInvalid) {
+		t.Fatalf("want signature error, got %v", err)
+	}
+}
+
+func TestVerifyClaimChecks(t *testing.T) {
+	e := newEnv(t)
+	oid := entrafake.NewGUID()
+	other := entrafake.NewGUID()
+	upn := "u@contoso.example"
+	for _, tc := range []struct {
+		name  string
+		tok   string
+		cause error
+	}{
+		{"token from another tenant", e.fake.MintUser(oid, upn, nil, entrafake.FromTenant(other)), nil},
+		{"v1 token from another tenant", e.fake.MintApp(nil, entrafake.V1(), entrafake.FromTenant(other)), nil},
+		{"our issuer but other tid", e.fake.MintUser(oid, upn, nil, entrafake.WithClaim("tid", other)), nil},
+		{"missing tid", e.fake.MintUser(oid, upn, nil, entrafake.WithoutClaim("tid")), nil},
+		{"public-cloud v2 issuer (not this authority)", e.fake.MintApp(nil, entrafake.WithClaim("iss", "https://login.microsoftonline.com/"+e.fake.TenantID+"/v2.0")), nil},
+		{"v1 issuer without trailing slash", e.fake.MintApp(nil, entrafake.V1(), entrafake.WithClaim("iss", "https://sts.windows.net/"+e.fake.TenantID)), nil},
+		{"issuer with different case", e.fake.MintApp(nil, entrafake.V1(), entrafake.WithClaim("iss", "https://STS.windows.net/"+e.fake.TenantID+"/")), nil},
+		{"missing issuer", e.fake.MintApp(nil, entrafake.WithoutClaim("iss")), nil},
+		{"ver contradicts issuer", e.fake.MintApp(nil, entrafake.WithClaim("ver", "1.0")), nil},
+		{"graph audience", e.fake.MintApp(nil, entrafake.WithAudience("https://graph.microsoft.com")), jwt.ErrTokenInvalidAudience},
+		{"other app's audience", e.fake.MintApp(nil, entrafake.WithAudience(entrafake.NewGUID())), jwt.ErrTokenInvalidAudience},
+		{"missing audience", e.fake.MintApp(nil, entrafake.WithoutClaim("aud")), jwt.ErrTokenRequiredClaimMissing},
+		{"expired", e.fake.MintUser(oid, upn, nil, entrafake.Expired()), jwt.ErrTokenExpired},
+		{"nbf in future", e.fake.MintUser(oid, upn, nil, entrafake.FutureNotBefore()), jwt.ErrTokenNotValidYet},
+		{"missing exp", e.fake.MintUser(oid, upn, nil, entrafake.NoExpiry()), jwt.ErrTokenRequiredClaimMissing},
+		{"missing oid", e.fake.MintUser(oid, upn, nil, entrafake.WithoutClaim("oid")), nil},
+		{"oid not a GUID", e.fake.MintUser("not-a-guid", upn, nil), nil},
+		{"no kid", e.fake.MintApp(nil, entrafake.WithHeaderKID("")), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := e.verify(tc.tok)
+			if c != nil {
+				t.Fatalf("accepted: %+v", c)
+			}
+			mustAuthError(t, err, http.StatusUnauthorized, entra.CodeInvalidToken)
+			if tc.cause != nil && !errors.Is(err, tc.cause) {
+				t.Fatalf("error %v does not wrap %v", err, tc.cause)
+			}
+		})
+	}
+}
+
+func TestVerifyLeewayEdges(t *testing.T) {
+	e := newEnv(t, func(c *entra.Config) { c.Leeway = 90 * time.Second })
+	t0 := e.clock.Now()
+	exp := e.fake.MintApp(nil, entrafake.ExpiresAt(t0))
+	nbf := e.fake.MintApp(nil, entrafake.NotBefore(t0.Add(90*time.Second)))
+
+	e.clock.Set(t0.Add(89 * time.Second))
+	e.mustVerify(t, exp)
+	e.clock.Set(t0.Add(90 * time.Second))
+	_, err := e.verify(exp)
+	mustAuthError(t, err, http.StatusUnauthorized, entra.CodeInvalidToken)
+	if !errors.Is(err, jwt.ErrTokenExpired) {
+		t.Fatalf("want expired, got %v", err)
+	}
+
+	e.clock.Set(t0) // nbf - leeway == now: valid
+	e.mustVerify(t, nbf)
+	e.clock.Set(t0.Add(-time.Second))
+	_, err = e.verify(nbf)
+	if !errors.Is(err, jwt.ErrTokenNotValidYet) {
+		t.Fatalf("want not-yet-valid, got %v", err)
+	}
+}
+
+func TestVerifyUnknownKIDRefreshesOnceThenRateLimits(t *testing.T) {
+	e := newEnv(t)
+	e.mustVerify(t, e.fake.MintApp(nil))
+	if n := e.fake.JWKSFetches(); n != 1 {
+		t.Fatalf("JWKS fetches after first token = %d, want 1", n)
+	}
+	e.mustVerify(t, e.fake.MintApp(nil))
+	if n := e.fake.JWKSFetches(); n != 1 {
+		t.Fatalf("known kid refetched JWKS: %d fetches", n)
+	}
+
+	_, err := e.verify(e.fake.MintApp(nil, entrafake.UnknownKID()))
+	ae := mustAuthError(t, err, http.StatusUnauthorized, entra.CodeInvalidToken)
+	if ae.Description != "token signing key not recognised" {
+		t.Fatalf("description = %q", ae.Description)
+	}
+	if n := e.fake.JWKSFetches(); n != 2 {
+		t.Fatalf("unknown kid: JWKS fetches = %d, want exactly one refresh (2)", n)
+	}
+
+	// Within the interval: further unknown kids get 401 without a fetch.
+	for range 5 {
+		_, err = e.verify(e.fake.MintApp(nil, entrafake.UnknownKID()))
+		mustAuthError(t, err, http.StatusUnauthorized, entra.CodeInvalidToken)
+	}
+	e.clock.Advance(entra.DefaultRefreshInterval - time.Second)
+	_, err = e.verify(e.fake.MintApp(nil, entrafake.UnknownKID()))
+	mustAuthError(t, err, http.StatusUnauthorized, entra.CodeInvalidToken)
+	if n := e.fake.JWKSFetches(); n != 2 {
+		t.Fatalf("rate limit broken: JWKS fetches = %d, want 2", n)
+	}
+
+	// After the interval, one more refresh is allowed.
+	e.clock.Advance(time.Second)
+	_, err = e.verify(e.fake.MintApp(nil, entrafake.UnknownKID()))
+	mustAuthError(t, err, http.StatusUnauthorized, entra.CodeInvalidToken)
+	if n := e.fake.JWKSFetches(); n != 3 {
+		t.Fatalf("after interval: JWKS fetches = %d, want 3", n)
+	}
+}
+
+func TestVerifyKeyRotation(t *testing.T) {
+	e := newEnv(t)
+	old := e.fake.ActiveKID()
+	e.mustVerify(t, e.fake.MintApp(nil))
+
+	// Entra publishes a new key, withdraws the old one and starts signing with
+	// the new one before our cache has seen it.
+	next := e.fake.AddKey()
+	e.fake.RemoveKey(old)
+	e.fake.UseKey(next)
+	c := e.mustVerify(t, e.fake.MintApp([]string{entra.RoleCSRRequestDb}))
+	if !c.HasRole(entra.RoleCSRRequestDb) {
+		t.Fatal("token signed with the rotated key lost its roles")
+	}
+	if n := e.fake.JWKSFetches(); n != 2 {
+		t.Fatalf("JWKS fetches = %d, want 2", n)
+	}
+	// The withdrawn key no longer verifies: the refresh replaced the set.
+	_, err := e.verify(e.fake.MintApp(nil, entrafake.SignedWith(old)))
+	mustAuthError(t, err, http.StatusUnauthorized, entra.CodeInvalidToken)
+}
+
+func TestVerifyConcurrentCallersShareOneFetch(t *testing.T) {
+	e := newEnv(t)
+	const n = 16
+	toks := make([]string, n)
+	for i := range toks {
+		toks[i] = e.fake.MintApp(nil)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = e.verify(toks[i])
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("caller %d: %v", i, err)
+		}
+	}
+	if f := e.fake.JWKSFetches(); f != 1 {
+		t.Fatalf("cold start with %d concurrent callers: %d JWKS fetches, want 1", n, f)
+	}
+
+	// A burst of unknown kids after the load also costs one fetch in total.
+	unknown := make([]string, n)
+	for i := range unknown {
+		unknown[i] = e.fake.MintApp(nil, entrafake.UnknownKID())
+	}
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = e.verify(unknown[i])
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		mustAuthError(t, err, http.StatusUnauthorized, entra.CodeInvalidToken)
+	}
+	if f := e.fake.JWKSFetches(); f != 2 {
+		t.Fatalf("unknown-kid burst: %d JWKS fetches in total, want 2", f)
+	}
+}
+
+func TestVerifyUnavailableJWKS(t *testing.T) {
+	e := newEnv(t)
+	tok := e.fake.MintApp(nil)
+	e.fake.SetFault(http.StatusInternalServerError)
+
+	c, err := e.verify(tok)
+	if c != nil || !errors.Is(err, entra.ErrUnavailable) {
+		t.Fatalf("Verify with Entra down = (%v, %v), want ErrUnavailable", c, err)
+	}
+	var ae *entra.AuthError
+	if errors.As(err, &ae) {
+		t.Fatalf("outage must not look like a bad token: %v", err)
+	}
+	// Malformed input is still a 401 without asking Entra.
+	_, err = e.verify("not.a.jwt!")
+	mustAuthError(t, err, http.StatusUnauthorized, entra.CodeInvalidToken)
+
+	// Entra recovers; within the failure backoff we do not hammer it.
+	e.fake.SetFault(0)
+	fetches := len(e.fake.Requests())
+	if _, err = e.verify(tok); !errors.Is(err, entra.ErrUnavailable) {
+		t.Fatalf("within backoff: %v, want ErrUnavailable", err)
+	}
+	if len(e.fake.Requests()) != fetches {
+		t.Fatal("retried within the failure backoff")
+	}
+	e.clock.Advance(10 * time.Second)
+	e.mustVerify(t, tok)
+}
+
+func TestVerifyStaleKeysSurviveOutageAndExpire(t *testing.T) {
+	e := newEnv(t)
+	e.mustVerify(t, e.fake.MintApp(nil))
+
+	// A day later Entra is down: the cached keys keep working.
+	e.clock.Advance(entra.DefaultKeyMaxAge)
+	e.fake.SetFault(http.StatusServiceUnavailable)
+	before := len(e.fake.Requests())
+	e.mustVerify(t, e.fake.MintApp(nil))
+	if len(e.fake.Requests()) == before {
+		t.Fatal("stale key set: no refresh attempted")
+	}
+	// Within the failure backoff the stale keys are used without new attempts.
+	before = len(e.fake.Requests())
+	e.clock.Advance(5 * time.Second)
+	e.mustVerify(t, e.fake.MintApp(nil))
+	if len(e.fake.Requests()) != before {
+		t.Fatal("refresh retried within the failure backoff")
+	}
+
+	// Entra is back and has withdrawn the old key: after the backoff the next
+	// request refreshes and the old key stops verifying.
+	e.fake.SetFault(0)
+	old := e.fake.ActiveKID()
+	e.fake.UseKey(e.fake.AddKey())
+	e.fake.RemoveKey(old)
+	e.clock.Advance(10 * time.Second)
+	_, err := e.verify(e.fake.MintApp(nil, entrafake.SignedWith(old)))
+	mustAuthError(t, err, http.StatusUnauthorized, entra.CodeInvalidToken)
+	e.mustVerify(t, e.fake.MintApp(nil))
+}
+
+func TestVerifyRejectsDiscoveryForWrongIssuer(t *testing.T) {
+	fake := entrafake.New(t)
+	// A proxy that serves the fake's documents under another authority: the
+	// v2 issuer no longer matches the authority we were configured with.
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp, err := fake.Client().Get(fake.URL() + r.URL.Path)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		buf := make([]byte, 1<<16)
+		n, _ := resp.Body.Read(buf)
+		_, _ = w.Write(buf[:n])
+	}))
+	t.Cleanup(proxy.Close)
+	v, err := entra.NewVerifier(entra.Config{TenantID: fake.TenantID, Audiences: []string{fake.ClientID}, AuthorityHost: proxy.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = v.Verify(context.Background(), []string{"Bearer " + fake.MintApp(nil)})
+	if !errors.Is(err, entra.ErrUnavailable) || !strings.Contains(err.Error(), "issuer") {
+		t.Fatalf("mismatched discovery issuer: %v, want ErrUnavailable about the issuer", err)
+	}
+	if err := v.Prefetch(context.Background()); !errors.Is(err, entra.ErrUnavailable) {
+		t.Fatalf("Prefetch = %v", err)
+	}
+}
+
+func TestPrefetch(t *testing.T) {
+	e := newEnv(t)
+	if err := e.v.Prefetch(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if e.fake.JWKSFetches() != 1 || e.fake.DiscoveryFetches() != 2 {
+		t.Fatalf("requests = %v", e.fake.Requests())
+	}
+	e.mustVerify(t, e.fake.MintApp(nil))
+	if e.fake.JWKSFetches() != 1 {
+		t.Fatal("Verify refetched after Prefetch")
+	}
+}
+
+func TestNewVerifierValidatesConfig(t *testing.T) {
+	tid := entrafake.NewGUID()
+	for _, tc := range []struct {
+		name string
+		cfg  entra.Config
+	}{
+		{"tenant domain name", entra.Config{TenantID: "contoso.onmicrosoft.com", Audiences: []string{"x"}}},
+		{"no audience", entra.Config{TenantID: tid, Audiences: []string{" "}}},
+		{"plain http authority", entra.Config{TenantID: tid, Audiences: []string{"x"}, AuthorityHost: "http://login.example.com/"}},
+		{"leeway too large", entra.Config{TenantID: tid, Audiences: []string{"x"}, Leeway: 3 * time.Minute}},
+		{"negative leeway", entra.Config{TenantID: tid, Audiences: []string{"x"}, Leeway: -time.Second}},
+		{"authority with query", entra.Config{TenantID: tid, Audiences: []string{"x"}, AuthorityHost: "https://login.example.com/?x=1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := entra.NewVerifier(tc.cfg); err == nil {
+				t.Fatal("accepted invalid config")
+			}
+		})
+	}
+	if _, err := entra.NewVerifier(entra.Config{TenantID: tid, Audiences: []string{"api://x"}}); err != nil {
+		t.Fatalf("minimal config rejected: %v", err)
+	}
+}
+
+func TestVerifyCustomTokenCap(t *testing.T) {
+	e := newEnv(t, func(c *entra.Config) { c.MaxTokenBytes = 512 })
+	_, err := e.verify(e.fake.MintApp(nil))
+	ae := mustAuthError(t, err, http.StatusUnauthorized, entra.CodeInvalidToken)
+	if ae.Description != "token too large" {
+		t.Fatalf("description = %q", ae.Description)
+	}
+}

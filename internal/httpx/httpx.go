@@ -1,0 +1,157 @@
+// Package httpx holds the HTTP edge shared by every route: body caps, problem+json answers, the mapping of
+// internal errors to statuses, panic recovery and the access log. It has no business logic.
+package httpx
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"time"
+)
+
+// MaxBody is the request body cap for every route that parses a body (reliability.md §3.3: body size is a
+// security control against BER nesting bombs).
+const MaxBody = 64 << 10
+
+// ErrTooLarge is returned by ReadBody for bodies over the cap.
+var ErrTooLarge = errors.New("request body too large")
+
+// ReadBody reads at most limit bytes; a larger body gives ErrTooLarge without reading the rest.
+func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, ErrTooLarge
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, ErrTooLarge
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading request body: %w", err)
+	}
+	return b, nil
+}
+
+// Problem is an RFC 9457 problem document with a stable reason code.
+type Problem struct {
+	Type     string `json:"type"`
+	Title    string `json:"title"`
+	Status   int    `json:"status"`
+	Code     string `json:"code"`
+	Detail   string `json:"detail,omitempty"`
+	Instance string `json:"instance,omitempty"`
+	// RetryAfter, when set, becomes the Retry-After header (seconds).
+	RetryAfter time.Duration `json:"-"`
+	// Header adds response headers (e.g. WWW-Authenticate).
+	Header http.Header `json:"-"`
+}
+
+func (p *Problem) Error() string { return fmt.Sprintf("%d %s: %s", p.Status, p.Code, p.Detail) }
+
+// WriteProblem answers with p as application/problem+json.
+func WriteProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
+	if p.Type == "" {
+		p.Type = "about:blank"
+	}
+	if p.Title == "" {
+		p.Title = http.StatusText(p.Status)
+	}
+	p.Instance = RequestID(r.Context())
+	for k, vs := range p.Header {
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	if p.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((p.RetryAfter+time.Second-1)/time.Second)))
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+// MethodNotAllowed answers 405 with the Allow header.
+func MethodNotAllowed(w http.ResponseWriter, r *http.Request, allow ...string) {
+	for _, a := range allow {
+		w.Header().Add("Allow", a)
+	}
+	WriteProblem(w, r, &Problem{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
+		Detail: "method " + r.Method + " is not allowed here"})
+}
+
+type ctxKey int
+
+const requestIDKey ctxKey = 0
+
+// RequestID returns the ID the access log gave this request.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// statusRecorder captures the status for the access log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += n
+	return n, err
+}
+
+// Edge wraps a handler with a request ID, panic recovery (500, never a dropped connection) and one JSON access
+// log line per request. The Functions invocation ID, when present, is logged for correlation. Query strings are
+// not logged: a GET PKIOperation carries the whole SCEP message there.
+func Edge(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		idb := make([]byte, 8)
+		_, _ = rand.Read(idb)
+		id := hex.EncodeToString(idb)
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
+		rec := &statusRecorder{ResponseWriter: w}
+		rec.Header().Set("X-Request-Id", id)
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				log.Error("handler panic", "request_id", id, "path", r.URL.Path, "panic", fmt.Sprint(p),
+					"stack", string(debug.Stack()))
+				if rec.status == 0 {
+					WriteProblem(rec, r, &Problem{Status: http.StatusInternalServerError, Code: "internal_error",
+						Detail: "internal error"})
+				}
+			}
+			if r.URL.Path == "/" {
+				return // the host's readiness and latency pings
+			}
+			log.Info("request", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", rec.status,
+				"bytes", rec.bytes, "duration_ms", time.Since(start).Milliseconds(),
+				"invocation_id", r.Header.Get("X-Azure-Functions-InvocationId"))
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}

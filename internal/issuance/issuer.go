@@ -1,0 +1,432 @@
+// Package issuance is the CA's issuance cycle, in the order reliability.md §5.1 prescribes (Boulder's
+// ca.IssueCertificate, adapted to one binary and Table Storage):
+//
+//  1. build the certificate from the profile and the policy-checked request, with a fresh 128-bit serial;
+//  2. lint it, signed with a throwaway key (the planned certificate);
+//  3. insert a pending record carrying the planned certificate — a serial collision fails the insert;
+//  4. claim the idempotency key (SCEP transaction ID or REST retry key) for that serial;
+//  5. sign with the CA key (one Key Vault operation), verify the signature and that the signed TBS equals the
+//     linted TBS;
+//  6. move the record to issued (ETag-conditioned), with the certificate;
+//  7. deliver (the Intune success notification, when there is one); if delivery fails the record is marked
+//     withheld and the certificate never leaves.
+//
+// A signature therefore always has a committed pending record, and a certificate a client or Intune sees always
+// has a committed issued record.
+package issuance
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/azscep/azscep/internal/custody"
+	"github.com/azscep/azscep/internal/lint"
+	"github.com/azscep/azscep/internal/policy"
+	"github.com/azscep/azscep/internal/store"
+)
+
+// Errors callers map to protocol answers.
+var (
+	// ErrKeyMismatch: the idempotency key is bound to a certificate for another public key (SCEP badRequest).
+	ErrKeyMismatch = errors.New("issuance: transaction is bound to another key")
+	// ErrInProgress: another request with the same idempotency key is being signed right now (SCEP PENDING).
+	ErrInProgress = errors.New("issuance: request with the same key is in progress")
+	// ErrWithheld: the certificate was signed and recorded but delivery was refused, so it is never returned.
+	ErrWithheld = errors.New("issuance: certificate withheld")
+	// ErrRevoked: a replay found the earlier certificate revoked.
+	ErrRevoked = errors.New("issuance: earlier certificate is revoked")
+	// ErrSigner: the CA key failed; the pending record was abandoned.
+	ErrSigner = errors.New("issuance: CA signer failed")
+)
+
+// CA is the issuing certificate and its key. The key is any crypto.Signer: a local key or Key Vault.
+type CA struct {
+	Cert   *x509.Certificate
+	Signer crypto.Signer
+}
+
+// URLs are the locations embedded in every certificate (AIA and CDP).
+type URLs struct {
+	OCSP      []string
+	CAIssuers []string
+	CRL       []string
+}
+
+// Config configures an Issuer.
+type Config struct {
+	CA       CA
+	Store    store.Store
+	URLs     URLs
+	Backdate time.Duration // notBefore skew allowance, ≤ 1 h
+	// StaleAfter is how old a pending record must be before a new request with the same idempotency key may
+	// take over its key (the earlier request crashed or gave up).
+	StaleAfter time.Duration
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+// Issuer runs the issuance cycle.
+type Issuer struct {
+	ca       CA
+	sigAlg   x509.SignatureAlgorithm
+	store    store.Store
+	urls     URLs
+	backdate time.Duration
+	stale    time.Duration
+	log      *slog.Logger
+	now      func() time.Time
+
+	linterOnce sync.Once
+	linter     *lint.Linter
+	linterErr  error
+
+	flight singleflight.Group
+}
+
+// New validates the configuration and returns an Issuer. The throwaway lint key is generated in the background
+// so that start-up stays fast; the first issuance waits for it.
+func New(cfg Config) (*Issuer, error) {
+	if cfg.CA.Cert == nil || cfg.CA.Signer == nil || cfg.Store == nil {
+		return nil, errors.New("issuance: CA certificate, signer and store are required")
+	}
+	alg := custody.SignatureAlgorithmFor(cfg.CA.Cert.PublicKey)
+	if cfg.Backdate < 0 || cfg.Backdate > time.Hour {
+		return nil, fmt.Errorf("issuance: back-date %s must be between 0 and 1h", cfg.Backdate)
+	}
+	if cfg.StaleAfter <= 0 {
+		cfg.StaleAfter = 5 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	i := &Issuer{ca: cfg.CA, sigAlg: alg, store: cfg.Store, urls: cfg.URLs, backdate: cfg.Backdate,
+		stale: cfg.StaleAfter, log: cfg.Logger, now: cfg.Now}
+	go i.lintKey()
+	return i, nil
+}
+
+func (i *Issuer) lintKey() (*lint.Linter, error) {
+	i.linterOnce.Do(func() { i.linter, i.linterErr = lint.New(i.ca.Cert) })
+	return i.linter, i.linterErr
+}
+
+// CACert returns the issuing certificate.
+func (i *Issuer) CACert() *x509.Certificate { return i.ca.Cert }
+
+// Request is one issuance.
+type Request struct {
+	Checked  *policy.Request
+	Profile  *policy.Profile
+	Source   string // store.SourceSCEP or store.SourceAPI
+	Endpoint string
+	// Requester identifies who asked: an Entra object/app ID or UPN for REST, the challenge type for SCEP.
+	Requester string
+	DeviceID  string
+	// TxID is the SCEP transaction ID, or "" for REST.
+	TxID string
+	// Key is the idempotency key ("" for none). A second request with the same key and public key gets the
+	// stored certificate; with another key, ErrKeyMismatch.
+	Key string
+	// ReplayWindow limits how old a stored certificate may be to count as a replay (0: no limit).
+	ReplayWindow time.Duration
+	// Deliver runs after the issued record is durable and before the certificate is returned (the Intune success
+	// notification). An error withholds the certificate. It may set Intune fields on the record, which are saved.
+	Deliver func(ctx context.Context, rec *store.Record, cert *x509.Certificate) error
+}
+
+// Result is an issued (or replayed) certificate with its record.
+type Result struct {
+	Cert     *x509.Certificate
+	Record   *store.Record
+	Replayed bool
+}
+
+// PublicKeyHash is the record's binding of a certificate to its key.
+func PublicKeyHash(pub crypto.PublicKey) string {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:])
+}
+
+// Replay looks up an earlier result for key. It returns (nil, nil) when there is nothing to replay and a new
+// issuance should run; a Result for an issued certificate bound to the same key; or ErrKeyMismatch,
+// ErrInProgress, ErrRevoked or ErrWithheld. Replays touch only the store: no signature, no Intune call.
+func (i *Issuer) Replay(ctx context.Context, key string, pub crypto.PublicKey, window time.Duration) (*Result, error) {
+	if key == "" {
+		return nil, nil
+	}
+	b, err := i.store.Lookup(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("looking up idempotency key: %w", err)
+	}
+	rec, err := i.store.Get(ctx, b.Serial)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil // the claim outlived a failed insert; a new issuance rebinds it
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading record %s: %w", b.Serial, err)
+	}
+	return i.replayRecord(rec, pub, window)
+}
+
+func (i *Issuer) replayRecord(rec *store.Record, pub crypto.PublicKey, window time.Duration) (*Result, error) {
+	if window > 0 && i.now().Sub(rec.Created) > window {
+		return nil, nil
+	}
+	if rec.PublicKey != PublicKeyHash(pub) {
+		return nil, ErrKeyMismatch
+	}
+	switch rec.Status {
+	case store.StatusIssued:
+		if rec.Withheld {
+			return nil, ErrWithheld
+		}
+		cert, err := x509.ParseCertificate(rec.CertDER)
+		if err != nil {
+			return nil, fmt.Errorf("stored certificate %s does not parse: %w", rec.Serial, err)
+		}
+		return &Result{Cert: cert, Record: rec, Replayed: true}, nil
+	case store.StatusPending:
+		if i.now().Sub(rec.Created) < i.stale {
+			return nil, ErrInProgress
+		}
+		return nil, nil
+	case store.StatusRevoked:
+		return nil, ErrRevoked
+	}
+	return nil, nil // abandoned: issue afresh
+}
+
+// Issue runs the cycle for one request. Concurrent requests with the same key in this process share one run;
+// across processes the key claim in the store decides.
+func (i *Issuer) Issue(ctx context.Context, req *Request) (*Result, error) {
+	if req.Key == "" {
+		return i.issue(ctx, req)
+	}
+	pubHash := PublicKeyHash(req.Checked.PublicKey)
+	v, err, _ := i.flight.Do(req.Key+"\x00"+pubHash, func() (any, error) { return i.issue(ctx, req) })
+	if err != nil {
+		return nil, err
+	}
+	return v.(*Result), nil
+}
+
+func (i *Issuer) issue(ctx context.Context, req *Request) (*Result, error) {
+	linter, err := i.lintKey()
+	if err != nil {
+		return nil, fmt.Errorf("preparing linter: %w", err)
+	}
+	now := i.now()
+
+	// Steps 1–3: template, lint, pending record. A serial collision (vanishingly rare) retries with a new serial.
+	var rec *store.Record
+	var tmpl *x509.Certificate
+	for attempt := 0; ; attempt++ {
+		serial, err := newSerial()
+		if err != nil {
+			return nil, err
+		}
+		tmpl, err = i.buildTemplate(req.Checked, req.Profile, serial, now)
+		if err != nil {
+			return nil, err
+		}
+		planned, err := linter.Check(tmpl, req.Checked.PublicKey, lint.Expect{KeyUsage: tmpl.KeyUsage,
+			ExtKeyUsage: tmpl.ExtKeyUsage, MaxValidity: req.Profile.MaxValidity, NotBefore: now.Add(-i.backdate - time.Second)})
+		if err != nil {
+			i.log.Error("lint refused certificate", "err", err, "endpoint", req.Endpoint)
+			return nil, fmt.Errorf("linting planned certificate: %w", err)
+		}
+		rec = i.newRecord(req, tmpl, planned, now)
+		err = i.store.Insert(ctx, rec)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, store.ErrExists) && attempt < 3 {
+			continue
+		}
+		return nil, fmt.Errorf("inserting pending record: %w", err)
+	}
+
+	// Step 4: claim the idempotency key.
+	if req.Key != "" {
+		res, err := i.claim(ctx, req, rec)
+		if res != nil || err != nil {
+			return res, err
+		}
+	}
+
+	// Step 5: the one CA-key operation.
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, i.ca.Cert, req.Checked.PublicKey, i.ca.Signer)
+	if err != nil {
+		i.abandon(rec, "signature failed: "+err.Error())
+		return nil, fmt.Errorf("%w: %w", ErrSigner, err)
+	}
+	cert, err := i.verify(der, rec.PlannedDER)
+	if err != nil {
+		// A signature exists but is wrong: keep the record pending-turned-abandoned with the note, never deliver.
+		i.abandon(rec, err.Error())
+		return nil, err
+	}
+
+	// Step 6: make the certificate durable. From here on the request context may be gone (the client hung up),
+	// but the signature exists, so the writes get their own deadline.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	rec.Status = store.StatusIssued
+	rec.CertDER = der
+	rec.SHA1, rec.SHA256 = thumbprints(der)
+	rec.Updated = i.now()
+	if err := i.store.Update(wctx, rec, store.StatusPending); err != nil {
+		// The record stays pending; the sweeper reports it and it stays revocable by serial.
+		return nil, fmt.Errorf("recording issued certificate %s: %w", rec.Serial, err)
+	}
+	i.log.Info("certificate issued", "serial", rec.Serial, "endpoint", rec.Endpoint, "source", rec.Source,
+		"subject", rec.Subject, "not_after", rec.NotAfter.UTC().Format(time.RFC3339), "sha256", rec.SHA256)
+
+	// Step 7: delivery gate.
+	if req.Deliver != nil {
+		if derr := req.Deliver(ctx, rec, cert); derr != nil {
+			rec.Withheld = true
+			rec.Note = truncate("withheld: "+derr.Error(), 512)
+			rec.Updated = i.now()
+			if err := i.store.Update(wctx, rec, store.StatusIssued); err != nil {
+				i.log.Error("marking withheld certificate failed", "serial", rec.Serial, "err", err)
+			}
+			return nil, fmt.Errorf("%w: %w", ErrWithheld, derr)
+		}
+		rec.Updated = i.now()
+		if err := i.store.Update(wctx, rec, store.StatusIssued); err != nil {
+			// The certificate is durable already; the delivery bookkeeping is not worth failing the client for.
+			i.log.Warn("recording delivery failed", "serial", rec.Serial, "err", err)
+		}
+	}
+	return &Result{Cert: cert, Record: rec}, nil
+}
+
+// claim binds the idempotency key to rec's serial. On a conflict it resolves against the earlier record and
+// abandons rec (never signed). A non-nil Result is a replay.
+func (i *Issuer) claim(ctx context.Context, req *Request, rec *store.Record) (*Result, error) {
+	for attempt := 0; attempt < 3; attempt++ {
+		b, err := i.store.Claim(ctx, req.Key, rec.Serial)
+		if err == nil {
+			return nil, nil
+		}
+		if !errors.Is(err, store.ErrExists) {
+			i.abandon(rec, "idempotency claim failed")
+			return nil, fmt.Errorf("claiming idempotency key: %w", err)
+		}
+		prev, err := i.store.Get(ctx, b.Serial)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			i.abandon(rec, "idempotency claim failed")
+			return nil, fmt.Errorf("reading record bound to the idempotency key: %w", err)
+		}
+		if prev != nil {
+			res, rerr := i.replayRecord(prev, req.Checked.PublicKey, req.ReplayWindow)
+			if res != nil || rerr != nil {
+				i.abandon(rec, "duplicate of "+prev.Serial)
+				return res, rerr
+			}
+		}
+		// The earlier record is abandoned, stale or gone: take the key over.
+		if _, err := i.store.Rebind(ctx, b, rec.Serial); err == nil {
+			return nil, nil
+		} else if !errors.Is(err, store.ErrConflict) {
+			i.abandon(rec, "idempotency rebind failed")
+			return nil, fmt.Errorf("rebinding idempotency key: %w", err)
+		}
+	}
+	i.abandon(rec, "idempotency key contended")
+	return nil, ErrInProgress
+}
+
+func (i *Issuer) abandon(rec *store.Record, note string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	rec.Status = store.StatusAbandoned
+	rec.Note = truncate(note, 512)
+	rec.Updated = i.now()
+	if err := i.store.Update(ctx, rec, store.StatusPending); err != nil {
+		i.log.Warn("abandoning pending record failed; the sweeper will report it", "serial", rec.Serial, "err", err)
+	}
+}
+
+// verify checks the real signature against the CA certificate and that the signed TBS is byte-for-byte the
+// linted TBS (Boulder's tbsCertIsDeterministic), so what was linted is what was signed.
+func (i *Issuer) verify(der, planned []byte) (*x509.Certificate, error) {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("signed certificate does not parse: %w", err)
+	}
+	if err := cert.CheckSignatureFrom(i.ca.Cert); err != nil {
+		return nil, fmt.Errorf("%w: signature does not verify against the CA certificate: %w", ErrSigner, err)
+	}
+	lintCert, err := x509.ParseCertificate(planned)
+	if err != nil {
+		return nil, fmt.Errorf("planned certificate does not parse: %w", err)
+	}
+	if !bytes.Equal(cert.RawTBSCertificate, lintCert.RawTBSCertificate) {
+		return nil, errors.New("signed TBS differs from the linted TBS")
+	}
+	return cert, nil
+}
+
+func (i *Issuer) newRecord(req *Request, tmpl *x509.Certificate, planned []byte, now time.Time) *store.Record {
+	planCert, _ := x509.ParseCertificate(planned) // Check parsed it already
+	csrHash := sha256.Sum256(req.Checked.CSR.Raw)
+	return &store.Record{
+		Serial:     store.SerialString(tmpl.SerialNumber),
+		Status:     store.StatusPending,
+		Issuer:     i.ca.Cert.Subject.String(),
+		Subject:    planCert.Subject.String(),
+		SANs:       req.Checked.Names(),
+		NotBefore:  tmpl.NotBefore,
+		NotAfter:   tmpl.NotAfter,
+		PublicKey:  PublicKeyHash(req.Checked.PublicKey),
+		CSRHash:    hex.EncodeToString(csrHash[:]),
+		Source:     req.Source,
+		Endpoint:   req.Endpoint,
+		Requester:  req.Requester,
+		Profile:    req.Profile.Name,
+		TxID:       req.TxID,
+		DeviceID:   req.DeviceID,
+		PlannedDER: planned,
+		Created:    now,
+		Updated:    now,
+	}
+}
+
+func thumbprints(der []byte) (string, string) {
+	s1 := sha1.Sum(der)
+	s256 := sha256.Sum256(der)
+	return strings.ToUpper(hex.EncodeToString(s1[:])), strings.ToUpper(hex.EncodeToString(s256[:]))
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,467 @@
+package issuance
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/azscep/azscep/internal/custody"
+	"github.com/azscep/azscep/internal/policy"
+	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/store/memstore"
+	"github.com/azscep/azscep/internal/store/storetest"
+)
+
+// auditSigner wraps the CA key and, at every signature, checks the invariant of reliability.md §5.1: a committed
+// pending record exists whose planned certificate has exactly the TBS being signed.
+type auditSigner struct {
+	crypto.Signer
+	st     store.Store
+	t      *testing.T
+	signs  atomic.Int32
+	failed atomic.Bool
+	fail   error
+}
+
+func (a *auditSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	a.signs.Add(1)
+	page, _, err := a.st.Search(context.Background(), store.Query{Status: store.StatusPending, Limit: 200})
+	if err != nil {
+		a.t.Errorf("audit: listing pending records: %v", err)
+	}
+	found := false
+	for _, rec := range page {
+		c, err := x509.ParseCertificate(rec.PlannedDER)
+		if err != nil {
+			continue
+		}
+		sum := sha256.Sum256(c.RawTBSCertificate)
+		if string(sum[:]) == string(digest) {
+			found = true
+		}
+	}
+	if !found {
+		a.failed.Store(true)
+		a.t.Errorf("audit: signature requested without a committed pending record for this TBS")
+	}
+	if a.fail != nil {
+		return nil, a.fail
+	}
+	return a.Signer.Sign(r, digest, opts)
+}
+
+var (
+	caOnce sync.Once
+	caCert *x509.Certificate
+	caKey  *rsa.PrivateKey
+)
+
+func testCA(t *testing.T) (*x509.Certificate, *rsa.PrivateKey) {
+	caOnce.Do(func() {
+		var err error
+		caKey, err = rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			panic(err)
+		}
+		caCert, err = custody.NewRoot(caKey, custody.RootOptions{Subject: pkix.Name{CommonName: "Test CA"},
+			Validity: 5 * 365 * 24 * time.Hour}, time.Now())
+		if err != nil {
+			panic(err)
+		}
+	})
+	return caCert, caKey
+}
+
+type fixture struct {
+	st     store.Store
+	signer *auditSigner
+	iss    *Issuer
+	prof   *policy.Profile
+}
+
+func newFixture(t *testing.T, st store.Store) *fixture {
+	t.Helper()
+	ca, key := testCA(t)
+	if st == nil {
+		st = memstore.New()
+	}
+	as := &auditSigner{Signer: key, st: st, t: t}
+	iss, err := New(Config{CA: CA{Cert: ca, Signer: as}, Store: st, Backdate: 5 * time.Minute,
+		URLs: URLs{OCSP: []string{"http://ca.test/api/ocsp"}, CAIssuers: []string{"http://ca.test/api/ca"},
+			CRL: []string{"http://ca.test/api/crl"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, err := policy.ParseProfile("device", "validity=30d;ku=digitalSignature;eku=clientAuth;san=dns,uri")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{st: st, signer: as, iss: iss, prof: prof}
+}
+
+var leafKey = func() *ecdsa.PrivateKey {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return k
+}()
+
+func (f *fixture) request(t *testing.T, key crypto.Signer, cn, idem string) *Request {
+	t.Helper()
+	if key == nil {
+		key = leafKey
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: cn}, DNSNames: []string{cn + ".example.net"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := policy.ParseCSR(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked, err := policy.Check(csr, f.prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Request{Checked: checked, Profile: f.prof, Source: store.SourceSCEP, Endpoint: "static",
+		Requester: "test", TxID: idem, Key: idem}
+}
+
+func TestIssueRecordsBeforeAndAfterSigning(t *testing.T) {
+	f := newFixture(t, nil)
+	res, err := f.iss.Issue(context.Background(), f.request(t, nil, "device-1", "tx-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.signer.signs.Load() != 1 {
+		t.Fatalf("signatures = %d, want 1", f.signer.signs.Load())
+	}
+	c := res.Cert
+	if err := c.CheckSignatureFrom(caCert); err != nil {
+		t.Fatalf("certificate does not verify: %v", err)
+	}
+	rec, err := f.st.Get(context.Background(), store.SerialString(c.SerialNumber))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Status != store.StatusIssued || string(rec.CertDER) != string(c.Raw) || rec.SHA256 == "" || rec.SHA1 == "" {
+		t.Fatalf("record not issued with the certificate: %+v", rec.Status)
+	}
+	if n := len(c.SerialNumber.Bytes()); n != 17 {
+		t.Errorf("serial is %d octets, want 17 (prefix + 128 random bits)", n)
+	}
+	if c.IsCA || !c.BasicConstraintsValid || c.KeyUsage != x509.KeyUsageDigitalSignature ||
+		len(c.ExtKeyUsage) != 1 || c.ExtKeyUsage[0] != x509.ExtKeyUsageClientAuth {
+		t.Errorf("profile content wrong: CA=%v KU=%v EKU=%v", c.IsCA, c.KeyUsage, c.ExtKeyUsage)
+	}
+	if len(c.OCSPServer) != 1 || len(c.IssuingCertificateURL) != 1 || len(c.CRLDistributionPoints) != 1 {
+		t.Errorf("AIA/CDP missing: %v %v %v", c.OCSPServer, c.IssuingCertificateURL, c.CRLDistributionPoints)
+	}
+	if d := c.NotAfter.Sub(time.Now()); d > 30*24*time.Hour || d < 29*24*time.Hour {
+		t.Errorf("validity %s, want the 30 day profile cap", d)
+	}
+	if time.Since(c.NotBefore) < 4*time.Minute {
+		t.Errorf("notBefore %s is not back-dated", c.NotBefore)
+	}
+}
+
+func TestValidityAttributeShortensAndCANotAfterCaps(t *testing.T) {
+	f := newFixture(t, nil)
+	req := f.request(t, nil, "short", "")
+	req.Checked.Validity = policy.RequestedValidity{Unit: "Days", Units: 7}
+	res, err := f.iss.Issue(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Until(res.Cert.NotAfter); d > 7*24*time.Hour || d < 7*24*time.Hour-time.Minute {
+		t.Errorf("validity %s, want 7 days", d)
+	}
+	req.Checked.Validity = policy.RequestedValidity{Unit: "Years", Units: 10}
+	res, err = f.iss.Issue(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Until(res.Cert.NotAfter); d > 30*24*time.Hour {
+		t.Errorf("a CSR widened validity to %s beyond the profile cap", d)
+	}
+
+	// A CA that expires in 10 days caps every leaf at its own notAfter.
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	shortCA, err := custody.NewRoot(key, custody.RootOptions{Subject: pkix.Name{CommonName: "Short CA"},
+		Validity: 10 * 24 * time.Hour}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := New(Config{CA: CA{Cert: shortCA, Signer: key}, Store: memstore.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = iss.Issue(context.Background(), f.request(t, nil, "capped", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Cert.NotAfter.After(shortCA.NotAfter) {
+		t.Errorf("leaf notAfter %s outlives the CA %s", res.Cert.NotAfter, shortCA.NotAfter)
+	}
+}
+
+func TestReplayReturnsStoredCertificateWithoutSigning(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	first, err := f.iss.Issue(ctx, f.request(t, nil, "replay", "tx-replay"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.iss.Replay(ctx, "tx-replay", leafKey.Public(), 0)
+	if err != nil || got == nil || !got.Replayed || string(got.Cert.Raw) != string(first.Cert.Raw) {
+		t.Fatalf("Replay = %v, %v; want the stored certificate", got, err)
+	}
+	// A second Issue with the same key (a client retry that raced past Replay) also replays.
+	again, err := f.iss.Issue(ctx, f.request(t, nil, "replay", "tx-replay"))
+	if err != nil || !again.Replayed || string(again.Cert.Raw) != string(first.Cert.Raw) {
+		t.Fatalf("second Issue = %v, %v; want a replay", again, err)
+	}
+	if n := f.signer.signs.Load(); n != 1 {
+		t.Fatalf("signatures = %d, want 1", n)
+	}
+	// The duplicate's own pending record was abandoned, never signed.
+	page, _, _ := f.st.Search(ctx, store.Query{Status: store.StatusAbandoned, Limit: 10})
+	if len(page) != 1 || page[0].CertDER != nil {
+		t.Fatalf("want one abandoned unsigned duplicate record, got %d", len(page))
+	}
+
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if _, err := f.iss.Replay(ctx, "tx-replay", other.Public(), 0); !errors.Is(err, ErrKeyMismatch) {
+		t.Fatalf("Replay with another key: %v, want ErrKeyMismatch", err)
+	}
+	if _, err := f.iss.Issue(ctx, f.request(t, other, "replay", "tx-replay")); !errors.Is(err, ErrKeyMismatch) {
+		t.Fatalf("Issue with another key: %v, want ErrKeyMismatch", err)
+	}
+	if n := f.signer.signs.Load(); n != 1 {
+		t.Fatalf("signatures = %d after mismatched replays, want 1", n)
+	}
+}
+
+func TestReplayWindow(t *testing.T) {
+	f := newFixture(t, nil)
+	now := time.Now()
+	f.iss.now = func() time.Time { return now }
+	ctx := context.Background()
+	if _, err := f.iss.Issue(ctx, f.request(t, nil, "window", "api-key")); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := f.iss.Replay(ctx, "api-key", leafKey.Public(), time.Minute); err != nil || res == nil {
+		t.Fatalf("inside the window: %v %v", res, err)
+	}
+	now = now.Add(2 * time.Minute)
+	if res, err := f.iss.Replay(ctx, "api-key", leafKey.Public(), time.Minute); err != nil || res != nil {
+		t.Fatalf("outside the window: %v %v, want nothing to replay", res, err)
+	}
+	res, err := f.iss.Issue(ctx, &Request{Checked: f.request(t, nil, "window", "").Checked, Profile: f.prof,
+		Source: store.SourceAPI, Key: "api-key", ReplayWindow: time.Minute})
+	if err != nil || res.Replayed {
+		t.Fatalf("after the window a new certificate is issued: %v %v", res, err)
+	}
+	if f.signer.signs.Load() != 2 {
+		t.Fatalf("signatures = %d, want 2", f.signer.signs.Load())
+	}
+}
+
+func TestConcurrentDuplicatesSignOnce(t *testing.T) {
+	f := newFixture(t, nil)
+	const n = 16
+	var wg sync.WaitGroup
+	serials := make(chan string, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := f.iss.Issue(context.Background(), f.request(t, nil, "dup", "tx-dup"))
+			if err != nil {
+				if errors.Is(err, ErrInProgress) {
+					return
+				}
+				t.Error(err)
+				return
+			}
+			serials <- res.Record.Serial
+		}()
+	}
+	wg.Wait()
+	close(serials)
+	seen := map[string]bool{}
+	for s := range serials {
+		seen[s] = true
+	}
+	if len(seen) != 1 {
+		t.Fatalf("duplicates got %d different serials, want 1", len(seen))
+	}
+	if n := f.signer.signs.Load(); n != 1 {
+		t.Fatalf("signatures = %d, want 1", n)
+	}
+}
+
+// TestStoreFailureAtEveryWrite fails each store write of one issuance in turn (and then each with the write
+// committed but its answer lost) and checks that no certificate is returned without an issued record, and no
+// signature happened without a committed pending record (the audit signer).
+func TestStoreFailureAtEveryWrite(t *testing.T) {
+	for _, commit := range []bool{false, true} {
+		for n := 1; n <= 4; n++ {
+			t.Run(fmt.Sprintf("write%d/commit=%t", n, commit), func(t *testing.T) {
+				fs := storetest.NewFaultStore(memstore.New())
+				f := newFixture(t, fs)
+				fs.Inject(storetest.Fault{Nth: n, Commit: commit})
+				res, err := f.iss.Issue(context.Background(), f.request(t, nil, "fault", "tx-fault"))
+				if err != nil {
+					if res != nil {
+						t.Fatal("a result came back with an error")
+					}
+					return
+				}
+				rec, gerr := fs.Inner().Get(context.Background(), res.Record.Serial)
+				if gerr != nil || rec.Status != store.StatusIssued || string(rec.CertDER) != string(res.Cert.Raw) {
+					t.Fatalf("certificate returned without a committed issued record: %v %v", rec, gerr)
+				}
+			})
+		}
+	}
+}
+
+func TestContextCancelledBetweenSteps(t *testing.T) {
+	for step := 1; step <= 5; step++ {
+		t.Run(fmt.Sprint("call", step), func(t *testing.T) {
+			fs := storetest.NewFaultStore(memstore.New())
+			f := newFixture(t, fs)
+			ctx, cancel := context.WithCancel(context.Background())
+			var calls atomic.Int32
+			fs.OnCall(func(string) {
+				if calls.Add(1) == int32(step) {
+					cancel()
+				}
+			})
+			res, err := f.iss.Issue(ctx, f.request(t, nil, "cancel", "tx-cancel"))
+			fs.Clear()
+			if err == nil {
+				rec, gerr := fs.Inner().Get(context.Background(), res.Record.Serial)
+				if gerr != nil || rec.Status != store.StatusIssued {
+					t.Fatalf("certificate returned without an issued record: %v", gerr)
+				}
+			}
+			// Whatever happened, every signed certificate is recorded as issued or still revocable by serial.
+			page, _, _ := fs.Inner().Search(context.Background(), store.Query{Limit: 50})
+			for _, rec := range page {
+				if rec.CertDER != nil && rec.Status != store.StatusIssued {
+					t.Errorf("record %s has a certificate but status %s", rec.Serial, rec.Status)
+				}
+			}
+		})
+	}
+}
+
+func TestSignerFailureAbandonsRecord(t *testing.T) {
+	f := newFixture(t, nil)
+	f.signer.fail = errors.New("key vault says no")
+	_, err := f.iss.Issue(context.Background(), f.request(t, nil, "signfail", "tx-signfail"))
+	if !errors.Is(err, ErrSigner) {
+		t.Fatalf("err = %v, want ErrSigner", err)
+	}
+	page, _, _ := f.st.Search(context.Background(), store.Query{Limit: 10})
+	if len(page) != 1 || page[0].Status != store.StatusAbandoned || page[0].Note == "" {
+		t.Fatalf("want one abandoned record with a note, got %+v", page)
+	}
+	// The transaction can be retried: the abandoned record does not block it.
+	f.signer.fail = nil
+	if _, err := f.iss.Issue(context.Background(), f.request(t, nil, "signfail", "tx-signfail")); err != nil {
+		t.Fatalf("retry after an abandoned attempt: %v", err)
+	}
+}
+
+func TestDeliveryFailureWithholds(t *testing.T) {
+	f := newFixture(t, nil)
+	req := f.request(t, nil, "withheld", "tx-withheld")
+	req.Deliver = func(ctx context.Context, rec *store.Record, c *x509.Certificate) error {
+		return errors.New("intune refused the notification")
+	}
+	res, err := f.iss.Issue(context.Background(), req)
+	if !errors.Is(err, ErrWithheld) || res != nil {
+		t.Fatalf("Issue = %v, %v; want ErrWithheld and no certificate", res, err)
+	}
+	page, _, _ := f.st.Search(context.Background(), store.Query{Status: store.StatusIssued, Limit: 10})
+	if len(page) != 1 || !page[0].Withheld {
+		t.Fatalf("want the issued record marked withheld, got %+v", page)
+	}
+	if _, err := f.iss.Replay(context.Background(), "tx-withheld", leafKey.Public(), 0); !errors.Is(err, ErrWithheld) {
+		t.Fatalf("replay of a withheld certificate: %v, want ErrWithheld", err)
+	}
+}
+
+func TestStalePendingIsTakenOver(t *testing.T) {
+	f := newFixture(t, nil)
+	now := time.Now()
+	f.iss.now = func() time.Time { return now }
+	ctx := context.Background()
+	// A crashed attempt: pending record bound to the key, never signed.
+	crashed := &store.Record{Serial: "5C01", Status: store.StatusPending, PublicKey: PublicKeyHash(leafKey.Public()),
+		Created: now, Updated: now}
+	if err := f.st.Insert(ctx, crashed); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.st.Claim(ctx, "tx-stale", "5C01"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.iss.Issue(ctx, f.request(t, nil, "stale", "tx-stale")); !errors.Is(err, ErrInProgress) {
+		t.Fatalf("a fresh pending record must answer in-progress, got %v", err)
+	}
+	now = now.Add(10 * time.Minute)
+	res, err := f.iss.Issue(ctx, f.request(t, nil, "stale", "tx-stale"))
+	if err != nil {
+		t.Fatalf("stale pending record should be taken over: %v", err)
+	}
+	b, _ := f.st.Lookup(ctx, "tx-stale")
+	if b.Serial != res.Record.Serial {
+		t.Fatalf("key bound to %s, want %s", b.Serial, res.Record.Serial)
+	}
+}
+
+func TestTBSMismatchIsNeverDelivered(t *testing.T) {
+	f := newFixture(t, nil)
+	// A signer that signs something else (a compromised or buggy KMS) must be caught by the verification step.
+	other, _ := rsa.GenerateKey(rand.Reader, 2048)
+	f.iss.ca.Signer = other
+	_, err := f.iss.Issue(context.Background(), f.request(t, nil, "bad", "tx-bad"))
+	if err == nil {
+		t.Fatal("a certificate signed by the wrong key was accepted")
+	}
+	page, _, _ := f.st.Search(context.Background(), store.Query{Limit: 10})
+	if len(page) != 1 || page[0].Status != store.StatusAbandoned {
+		t.Fatalf("record should be abandoned, got %+v", page[0].Status)
+	}
+}
+
+func BenchmarkIssue(b *testing.B) {
+	ca, key := testCA(nil)
+	st := memstore.New()
+	iss, _ := New(Config{CA: CA{Cert: ca, Signer: key}, Store: st})
+	prof, _ := policy.ParseProfile("device", "")
+	der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "b"}}, leafKey)
+	csr, _ := policy.ParseCSR(der)
+	checked, _ := policy.Check(csr, prof)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := iss.Issue(context.Background(), &Request{Checked: checked, Profile: prof, Key: fmt.Sprint(i)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

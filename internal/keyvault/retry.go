@@ -1,0 +1,212 @@
+package keyvault
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+)
+
+// call runs one Key Vault operation with a deadline per attempt and our own
+// retry policy: 429, 408 and 5xx answers and transport failures are retried
+// with exponential backoff (honouring Retry-After) until MaxAttempts requests
+// were sent or the next wait would exceed MaxWait in total. Everything else
+// fails at once. The returned error is classified (see the sentinels).
+func (k *Key) call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
+	var (
+		waited     time.Duration
+		lastErr    error
+		retryAfter time.Duration // server's last Retry-After, 0 if none
+		throttled  bool
+	)
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, k.opts.CallTimeout)
+		err := fn(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			// The caller gave up; do not dress that up as an outage.
+			return fmt.Errorf("keyvault %s %s: %w", op, k.ref(), ctx.Err())
+		}
+
+		var re *azcore.ResponseError
+		isResp := errors.As(err, &re)
+		switch {
+		case isResp && re.StatusCode == http.StatusTooManyRequests:
+			throttled = true
+		case isResp && (re.StatusCode >= 500 || re.StatusCode == http.StatusRequestTimeout):
+			throttled = false
+		case isResp:
+			return k.classify(op, re, err)
+		default:
+			// Transport failure or the per-attempt deadline: retryable.
+			throttled = false
+		}
+		lastErr = err
+		retryAfter = 0
+		if isResp {
+			retryAfter = parseRetryAfter(re.RawResponse, time.Now())
+		}
+
+		wait := retryAfter
+		if wait == 0 {
+			wait = k.backoff(attempt)
+		}
+		if attempt >= k.opts.MaxAttempts || waited+wait > k.opts.MaxWait {
+			return k.exhausted(op, attempt, throttled, retryAfter, wait, lastErr)
+		}
+		if err := k.opts.Sleep(ctx, wait); err != nil {
+			return fmt.Errorf("keyvault %s %s: waiting to retry: %w", op, k.ref(), err)
+		}
+		waited += wait
+	}
+}
+
+// exhausted builds the error returned when the retry budget is spent.
+func (k *Key) exhausted(op string, attempts int, throttled bool, retryAfter, next time.Duration, last error) error {
+	if throttled {
+		ra := retryAfter
+		if ra == 0 {
+			ra = next
+		}
+		return &ThrottledError{
+			Op:         op,
+			Key:        k.ref(),
+			Attempts:   attempts,
+			RetryAfter: ceilSeconds(ra),
+			Err:        last,
+		}
+	}
+	return &opError{
+		op:     op,
+		key:    k.ref(),
+		kind:   ErrUnavailable,
+		detail: fmt.Sprintf("after %d attempt(s): %s", attempts, summarize(last)),
+		cause:  last,
+	}
+}
+
+// ceilSeconds rounds d up to whole seconds, at least one: Retry-After
+// headers carry whole seconds and must never promise less than was asked.
+func ceilSeconds(d time.Duration) time.Duration {
+	if d <= time.Second {
+		return time.Second
+	}
+	return (d + time.Second - 1).Truncate(time.Second)
+}
+
+// classify maps a non-retryable HTTP answer to a sentinel.
+func (k *Key) classify(op string, re *azcore.ResponseError, err error) error {
+	var kind error
+	switch {
+	case re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden:
+		kind = ErrForbidden
+	case re.StatusCode == http.StatusNotFound:
+		kind = ErrNotFound
+	default:
+		kind = ErrRejected
+	}
+	return &opError{op: op, key: k.ref(), kind: kind, detail: summarize(err), cause: err}
+}
+
+// backoff is the exponential wait before retry number attempt (1-based) when
+// the server gave no Retry-After: BaseBackoff·2^(attempt-1), capped at
+// MaxBackoff, with "equal jitter" (half fixed, half random) so that many
+// instances throttled together do not retry in lockstep.
+func (k *Key) backoff(attempt int) time.Duration {
+	d := k.opts.BaseBackoff
+	for i := 1; i < attempt && d < k.opts.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, k.opts.MaxBackoff)
+	half := d / 2
+	if half <= 0 {
+		return d
+	}
+	return half + rand.N(half+1)
+}
+
+// parseRetryAfter reads the server's requested delay: the millisecond headers
+// Azure services use (retry-after-ms, x-ms-retry-after-ms), then the standard
+// Retry-After as delay-seconds or an HTTP-date. It returns 0 when there is none.
+func parseRetryAfter(resp *http.Response, now time.Time) time.Duration {
+	if resp == nil {
+		return 0
+	}
+	for _, h := range []string{"Retry-After-Ms", "X-Ms-Retry-After-Ms"} {
+		if v := strings.TrimSpace(resp.Header.Get(h)); v != "" {
+			if ms, err := strconv.ParseInt(v, 10, 64); err == nil && ms > 0 && ms < int64(time.Hour/time.Millisecond) {
+				return time.Duration(ms) * time.Millisecond
+			}
+		}
+	}
+	v := strings.TrimSpace(resp.Header.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 || secs > int64(time.Hour/time.Second) {
+			return 0
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 && d <= time.Hour {
+			return d.Round(time.Second)
+		}
+	}
+	return 0
+}
+
+// summarize renders an error in one line. azcore's ResponseError message is a
+// multi-line dump of the whole response; we keep status, Key Vault error code
+// and message only (none of which carry secrets).
+func summarize(err error) string {
+	var re *azcore.ResponseError
+	if !errors.As(err, &re) {
+		return err.Error()
+	}
+	msg := fmt.Sprintf("HTTP %d", re.StatusCode)
+	if re.ErrorCode != "" {
+		msg += " " + re.ErrorCode
+	}
+	if re.RawResponse != nil {
+		if body, perr := runtime.Payload(re.RawResponse); perr == nil {
+			var eb struct {
+				Error struct {
+					Message string `json:"message"`
+				} `json:"error"`
+			}
+			if json.Unmarshal(body, &eb) == nil && eb.Error.Message != "" {
+				m := eb.Error.Message
+				if len(m) > 200 {
+					m = m[:200] + "…"
+				}
+				msg += ": " + m
+			}
+		}
+	}
+	return msg
+}
+
+// sleep waits for d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,100 @@
+package ocsp
+
+import (
+	"crypto"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"fmt"
+	"math/big"
+
+	xocsp "golang.org/x/crypto/ocsp"
+)
+
+// oidNonce is id-pkix-ocsp-nonce (RFC 6960 §4.4.1, RFC 8954).
+var oidNonce = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 2}
+
+// maxNonceLen is the RFC 8954 upper bound on the nonce octets.
+const maxNonceLen = 32
+
+// request is what the responder needs from an OCSPRequest.
+type request struct {
+	hash       crypto.Hash
+	nameHash   []byte
+	keyHash    []byte
+	serial     *big.Int
+	nonceValue []byte // extnValue of the nonce extension, echoed verbatim; nil without a nonce
+}
+
+// rawOCSPRequest mirrors RFC 6960 §4.1.1 closely enough to reach what x/crypto/ocsp drops: the number of
+// requests and the requestExtensions.
+type rawOCSPRequest struct {
+	TBSRequest        rawTBSRequest
+	OptionalSignature asn1.RawValue `asn1:"explicit,tag:0,optional"`
+}
+
+type rawTBSRequest struct {
+	Version           int           `asn1:"explicit,tag:0,default:0,optional"`
+	RequestorName     asn1.RawValue `asn1:"explicit,tag:1,optional"`
+	RequestList       []asn1.RawValue
+	RequestExtensions []pkix.Extension `asn1:"explicit,tag:2,optional"`
+}
+
+// parseRequest decodes an OCSP request. Errors wrap ErrMalformedRequest.
+func parseRequest(der []byte) (*request, error) {
+	if len(der) == 0 {
+		return nil, fmt.Errorf("%w: empty request", ErrMalformedRequest)
+	}
+	// x/crypto/ocsp validates the CertID (hash algorithm, field types), rejects trailing data and signed
+	// requests; our own pass below reads the parts it drops.
+	parsed, err := xocsp.ParseRequest(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformedRequest, err)
+	}
+	var raw rawOCSPRequest
+	if _, err := asn1.Unmarshal(der, &raw); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformedRequest, err)
+	}
+	// RFC 5019 §2.1.1: one Request per OCSPRequest. Answering only the first would hand the client a response
+	// that silently omits the others.
+	if len(raw.TBSRequest.RequestList) != 1 {
+		return nil, fmt.Errorf("%w: %d certificates requested, want 1", ErrMalformedRequest, len(raw.TBSRequest.RequestList))
+	}
+	if parsed.SerialNumber == nil {
+		return nil, fmt.Errorf("%w: no serial number", ErrMalformedRequest)
+	}
+	req := &request{
+		hash:     parsed.HashAlgorithm,
+		nameHash: parsed.IssuerNameHash,
+		keyHash:  parsed.IssuerKeyHash,
+		serial:   parsed.SerialNumber,
+	}
+	for _, ext := range raw.TBSRequest.RequestExtensions {
+		if !ext.Id.Equal(oidNonce) {
+			continue // RFC 6960 §4.4: unrecognised request extensions are ignored
+		}
+		if req.nonceValue != nil {
+			return nil, fmt.Errorf("%w: duplicate nonce extension", ErrMalformedRequest)
+		}
+		if err := checkNonce(ext.Value); err != nil {
+			return nil, err
+		}
+		req.nonceValue = ext.Value
+	}
+	return req, nil
+}
+
+// checkNonce enforces RFC 8954 §2.1: Nonce ::= OCTET STRING (SIZE(1..32)), and a responder rejects a nonce
+// outside that range with malformedRequest.
+func checkNonce(extnValue []byte) error {
+	var nonce []byte
+	rest, err := asn1.Unmarshal(extnValue, &nonce)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: nonce is not an OCTET STRING: %w", ErrMalformedRequest, err)
+	case len(rest) != 0:
+		return fmt.Errorf("%w: trailing data after nonce", ErrMalformedRequest)
+	case len(nonce) < 1 || len(nonce) > maxNonceLen:
+		return fmt.Errorf("%w: nonce length %d outside 1..%d", ErrMalformedRequest, len(nonce), maxNonceLen)
+	}
+	return nil
+}

@@ -1,0 +1,420 @@
+// Package ocsp is the CA's OCSP responder (RFC 6960, with the RFC 5019 lightweight profile for GET and
+// caching).
+//
+// Responses are signed by a delegated responder: each instance generates an in-memory key and has the CA sign a
+// short-lived certificate for it (EKU OCSPSigning, id-pkix-ocsp-nocheck), renewed lazily at half-life. The CA key
+// (in Key Vault) is therefore used once per renewal and never per response, and signed nonce-less responses are
+// cached per serial until shortly before their nextUpdate.
+//
+// The package is pure: certificate status comes from a StatusSource the storage layer implements.
+package ocsp
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	xocsp "golang.org/x/crypto/ocsp"
+	"golang.org/x/sync/singleflight"
+)
+
+// Defaults for Options.
+const (
+	// DefaultResponseValidity is nextUpdate − thisUpdate. An hour bounds how long a relying party may keep
+	// trusting a "good" answer after a revocation.
+	DefaultResponseValidity = time.Hour
+	// DefaultCacheMargin: a cached response is replaced this long before its nextUpdate, so clients and HTTP
+	// caches never receive a response that is about to expire.
+	DefaultCacheMargin = 10 * time.Minute
+	// DefaultResponderCertValidity is the responder certificate lifetime; it is renewed at half-life.
+	DefaultResponderCertValidity = 48 * time.Hour
+	// DefaultCacheSize bounds the number of cached responses (about 1 KiB each with an ECDSA responder).
+	DefaultCacheSize = 10_000
+	// DefaultLookupTimeout bounds a status lookup and signing when the caller's context has no deadline.
+	DefaultLookupTimeout = 10 * time.Second
+	// DefaultRetryBackoff is the pause after a failed responder-certificate renewal before the next attempt.
+	DefaultRetryBackoff = 30 * time.Second
+)
+
+// Sentinel errors. Respond wraps one of them whenever it returns a non-successful OCSP response.
+var (
+	// ErrMalformedRequest: the request could not be parsed (answered with malformedRequest).
+	ErrMalformedRequest = errors.New("ocsp: malformed request")
+	// ErrUnauthorized: the request names an issuer other than our CA (answered with unauthorized).
+	ErrUnauthorized = errors.New("ocsp: request for a certificate of another issuer")
+	// ErrTryLater: the status source or the CA signer is unavailable (answered with tryLater).
+	ErrTryLater = errors.New("ocsp: status temporarily unavailable")
+	// ErrInvalidStatus: the source returned a status that cannot be encoded, such as a revocation without a
+	// time or with a reason code outside RFC 5280 (answered with internalError).
+	ErrInvalidStatus = errors.New("ocsp: invalid certificate status from source")
+	// ErrInvalidIssuer: the CA certificate or key cannot be used for OCSP delegation.
+	ErrInvalidIssuer = errors.New("ocsp: unusable CA certificate")
+	// ErrKeyMismatch: the CA signer's public key is not the CA certificate's.
+	ErrKeyMismatch = errors.New("ocsp: signer key does not match CA certificate")
+)
+
+// Status is a certificate's revocation status as the storage layer knows it.
+type Status struct {
+	// Known is false when the serial was never issued by this CA (answered "unknown").
+	Known     bool
+	Revoked   bool
+	RevokedAt time.Time
+	// Reason is the RFC 5280 §5.3.1 CRLReason code.
+	Reason int
+}
+
+// StatusSource looks up certificate status. It is implemented by the storage layer (one point read).
+type StatusSource interface {
+	// CertificateStatus returns the status of serial; an unknown serial is Status{Known: false} with a nil
+	// error. Errors are treated as transient.
+	CertificateStatus(ctx context.Context, serial *big.Int) (Status, error)
+}
+
+// Clock is the time source, injected so tests can move time.
+type Clock interface {
+	Now() time.Time
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+// KeyType selects the responder key algorithm.
+type KeyType int
+
+// Responder key types. P-256 signs in microseconds; RSA-2048 exists for relying parties that cannot verify
+// ECDSA under an RSA CA.
+const (
+	KeyP256 KeyType = iota
+	KeyRSA2048
+)
+
+// Options tune a Responder. Zero values select the defaults.
+type Options struct {
+	KeyType               KeyType
+	ResponseValidity      time.Duration
+	CacheMargin           time.Duration
+	ResponderCertValidity time.Duration
+	CacheSize             int
+	LookupTimeout         time.Duration
+	RetryBackoff          time.Duration
+	Clock                 Clock
+	Logger                *slog.Logger
+}
+
+// Stats are counters for metrics and tests.
+type Stats struct {
+	CacheHits       int64
+	CacheMisses     int64
+	ResponsesSigned int64
+	// ResponderCerts counts responder certificates signed by the CA key.
+	ResponderCerts int64
+	CacheEntries   int
+}
+
+// Responder answers OCSP requests for one CA. It is safe for concurrent use.
+type Responder struct {
+	ca       *x509.Certificate
+	caSigner crypto.Signer
+	caSigAlg x509.SignatureAlgorithm
+	source   StatusSource
+	opts     Options
+	clock    Clock
+	log      *slog.Logger
+
+	// issuerHashes holds our CA's issuerNameHash and issuerKeyHash per CertID hash algorithm.
+	issuerHashes map[crypto.Hash][2][]byte
+
+	cache         *responseCache
+	invalidations atomic.Uint64 // bumped by Invalidate; a miss computed across a bump is not cached
+	misses        singleflight.Group
+
+	delegate      atomic.Pointer[delegate]
+	renewals      singleflight.Group
+	renewMu       sync.Mutex
+	renewErr      error
+	renewFailedAt time.Time
+
+	hits, missCount, signed, certs atomic.Int64
+}
+
+// NewResponder checks the CA certificate and signer and prepares the responder. It makes no CA-key call: the
+// responder certificate is created on the first request, so start-up stays fast and offline.
+func NewResponder(caCert *x509.Certificate, caSigner crypto.Signer, source StatusSource, opts Options) (*Responder, error) {
+	if caCert == nil {
+		return nil, fmt.Errorf("%w: nil CA certificate", ErrInvalidIssuer)
+	}
+	if caSigner == nil || source == nil {
+		return nil, errors.New("ocsp: CA signer and status source are required")
+	}
+	if caCert.KeyUsage != 0 && caCert.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return nil, fmt.Errorf("%w: key usage lacks keyCertSign", ErrInvalidIssuer)
+	}
+	pub, ok := caSigner.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(caCert.PublicKey) {
+		return nil, ErrKeyMismatch
+	}
+	sigAlg, err := signatureAlgorithm(caSigner.Public())
+	if err != nil {
+		return nil, err
+	}
+	opts.ResponseValidity = cmp.Or(opts.ResponseValidity, DefaultResponseValidity)
+	opts.CacheMargin = cmp.Or(opts.CacheMargin, DefaultCacheMargin)
+	opts.ResponderCertValidity = cmp.Or(opts.ResponderCertValidity, DefaultResponderCertValidity)
+	opts.CacheSize = cmp.Or(opts.CacheSize, DefaultCacheSize)
+	opts.LookupTimeout = cmp.Or(opts.LookupTimeout, DefaultLookupTimeout)
+	opts.RetryBackoff = cmp.Or(opts.RetryBackoff, DefaultRetryBackoff)
+	switch {
+	case opts.KeyType != KeyP256 && opts.KeyType != KeyRSA2048:
+		return nil, fmt.Errorf("ocsp: unknown responder key type %d", opts.KeyType)
+	case opts.ResponseValidity < time.Minute:
+		return nil, errors.New("ocsp: response validity below one minute")
+	case opts.CacheMargin < 0 || opts.CacheMargin >= opts.ResponseValidity:
+		return nil, errors.New("ocsp: cache margin must be within the response validity")
+	case opts.ResponderCertValidity < 4*opts.ResponseValidity:
+		// Renewal at half-life must leave room for responses (and a failed renewal) to fit inside the cert.
+		return nil, errors.New("ocsp: responder certificate validity must be at least 4× the response validity")
+	case opts.CacheSize < 0 || opts.LookupTimeout < 0 || opts.RetryBackoff < 0:
+		return nil, errors.New("ocsp: negative cache size, timeout or backoff")
+	}
+
+	r := &Responder{
+		ca:           caCert,
+		caSigner:     caSigner,
+		caSigAlg:     sigAlg,
+		source:       source,
+		opts:         opts,
+		clock:        opts.Clock,
+		log:          opts.Logger,
+		issuerHashes: make(map[crypto.Hash][2][]byte, len(hashOIDs)),
+		cache:        newResponseCache(opts.CacheSize),
+	}
+	if r.clock == nil {
+		r.clock = systemClock{}
+	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	var spki struct {
+		Algorithm pkix.AlgorithmIdentifier
+		PublicKey asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(caCert.RawSubjectPublicKeyInfo, &spki); err != nil {
+		return nil, fmt.Errorf("%w: decoding public key: %w", ErrInvalidIssuer, err)
+	}
+	for h := range hashOIDs {
+		nh, kh := h.New(), h.New()
+		nh.Write(caCert.RawSubject)
+		kh.Write(spki.PublicKey.RightAlign())
+		r.issuerHashes[h] = [2][]byte{nh.Sum(nil), kh.Sum(nil)}
+	}
+	return r, nil
+}
+
+// Respond answers one DER-encoded OCSP request with a DER-encoded OCSP response. The returned bytes are always
+// a response to send: when it is not "successful" (malformedRequest, unauthorized, tryLater, internalError) the
+// error says why and wraps ErrMalformedRequest, ErrUnauthorized, ErrTryLater or ErrInvalidStatus.
+func (r *Responder) Respond(ctx context.Context, reqDER []byte) ([]byte, error) {
+	res, err := r.respond(ctx, reqDER)
+	return res.der, err
+}
+
+// Invalidate drops cached responses for serial after a revocation, so this instance answers "revoked" at once.
+// Other instances keep their cached "good" response until its refresh point (at most ResponseValidity −
+// CacheMargin); relying parties may cache it until nextUpdate anyway.
+func (r *Responder) Invalidate(serial *big.Int) {
+	if serial == nil {
+		return
+	}
+	r.invalidations.Add(1)
+	r.cache.remove(serial)
+}
+
+// Stats returns counters since start.
+func (r *Responder) Stats() Stats {
+	return Stats{
+		CacheHits:       r.hits.Load(),
+		CacheMisses:     r.missCount.Load(),
+		ResponsesSigned: r.signed.Load(),
+		ResponderCerts:  r.certs.Load(),
+		CacheEntries:    r.cache.len(),
+	}
+}
+
+// Pre-encoded non-successful responses (RFC 6960 §4.2.1). They are unsigned by definition.
+var (
+	respMalformed    = &cachedResponse{der: xocsp.MalformedRequestErrorResponse}
+	respUnauthorized = &cachedResponse{der: xocsp.UnauthorizedErrorResponse}
+	respTryLater     = &cachedResponse{der: xocsp.TryLaterErrorResponse}
+	respInternal     = &cachedResponse{der: xocsp.InternalErrorErrorResponse}
+)
+
+// respond is Respond with the metadata the HTTP handler needs for caching headers. The *cachedResponse is
+// never nil; only successful responses carry times and an ETag.
+func (r *Responder) respond(ctx context.Context, reqDER []byte) (*cachedResponse, error) {
+	req, err := parseRequest(reqDER)
+	if err != nil {
+		return respMalformed, err
+	}
+	hashes, ok := r.issuerHashes[req.hash]
+	if !ok || !bytes.Equal(req.nameHash, hashes[0]) || !bytes.Equal(req.keyHash, hashes[1]) {
+		return respUnauthorized, ErrUnauthorized
+	}
+	if req.nonceValue != nil {
+		// A nonce makes the response unique to this request: never cached, never shared.
+		r.missCount.Add(1)
+		return r.build(ctx, req, false, 0)
+	}
+
+	key := cacheKey(req.hash, req.serial)
+	if c := r.cache.get(key, r.clock.Now()); c != nil {
+		r.hits.Add(1)
+		return c, nil
+	}
+	r.missCount.Add(1)
+	epoch := r.invalidations.Load()
+	// Concurrent misses for one serial share a lookup and a signature. The epoch in the key keeps a request
+	// that arrives after Invalidate from joining a lookup that started before it.
+	ch := r.misses.DoChan(key+"/"+strconv.FormatUint(epoch, 10), func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.LookupTimeout)
+		defer cancel()
+		res, err := r.build(fctx, req, true, epoch)
+		return res, err
+	})
+	select {
+	case res := <-ch:
+		return res.Val.(*cachedResponse), res.Err
+	case <-ctx.Done():
+		return respTryLater, fmt.Errorf("%w: %w", ErrTryLater, ctx.Err())
+	}
+}
+
+// build looks up the status and signs a fresh response; when cacheable and no Invalidate happened since epoch
+// was read, the response is cached.
+func (r *Responder) build(ctx context.Context, req *request, cacheable bool, epoch uint64) (*cachedResponse, error) {
+	st, err := r.source.CertificateStatus(ctx, req.serial)
+	if err != nil {
+		return respTryLater, fmt.Errorf("%w: looking up serial %x: %w", ErrTryLater, req.serial, err)
+	}
+	single, err := r.singleStatus(st)
+	if err != nil {
+		return respInternal, fmt.Errorf("serial %x: %w", req.serial, err)
+	}
+	d, err := r.currentDelegate(ctx)
+	if err != nil {
+		return respTryLater, fmt.Errorf("%w: %w", ErrTryLater, err)
+	}
+	now := r.clock.Now()
+	single.thisUpdate = now.UTC().Truncate(time.Second)
+	single.nextUpdate = single.thisUpdate.Add(r.opts.ResponseValidity)
+	der, err := marshalResponse(d, req, single, now)
+	if err != nil {
+		return respInternal, err
+	}
+	r.signed.Add(1)
+	sum := sha256.Sum256(der)
+	res := &cachedResponse{
+		der:        der,
+		thisUpdate: single.thisUpdate,
+		nextUpdate: single.nextUpdate,
+		staleAt:    single.nextUpdate.Add(-r.opts.CacheMargin),
+		etag:       `"` + hex.EncodeToString(sum[:16]) + `"`,
+		public:     req.nonceValue == nil,
+	}
+	// Unknown serials are not cached: random serials would evict real entries, and nothing is gained by
+	// remembering them (they cost one point read).
+	if cacheable && st.Known && r.invalidations.Load() == epoch {
+		r.cache.put(cacheKey(req.hash, req.serial), res, now)
+	}
+	return res, nil
+}
+
+// singleStatus validates a source status and maps it to the wire status.
+func (r *Responder) singleStatus(st Status) (singleStatus, error) {
+	switch {
+	case !st.Known:
+		return singleStatus{status: statusUnknown}, nil
+	case !st.Revoked:
+		return singleStatus{status: statusGood}, nil
+	case st.RevokedAt.IsZero():
+		return singleStatus{}, fmt.Errorf("%w: revoked without a revocation time", ErrInvalidStatus)
+	case st.Reason < 0 || st.Reason > 10 || st.Reason == 7 || st.Reason == 8:
+		// 7 is unassigned; 8 (removeFromCRL) only has meaning in delta CRLs.
+		return singleStatus{}, fmt.Errorf("%w: reason code %d", ErrInvalidStatus, st.Reason)
+	}
+	return singleStatus{status: statusRevoked, revokedAt: st.RevokedAt.Truncate(time.Second), reason: st.Reason}, nil
+}
+
+// currentDelegate returns a responder key and certificate, renewing at half-life. Renewal is shared between
+// concurrent callers (one CA signature per renewal); if it fails, the old delegate is used while responses
+// still fit inside its certificate, and further attempts wait RetryBackoff.
+func (r *Responder) currentDelegate(ctx context.Context) (*delegate, error) {
+	now := r.clock.Now()
+	validity := r.opts.ResponseValidity
+	d := r.delegate.Load()
+	if d != nil && now.Before(d.renewAt) && d.usableFor(now, validity) {
+		return d, nil
+	}
+	r.renewMu.Lock()
+	lastErr := r.renewErr
+	inBackoff := lastErr != nil && now.Before(r.renewFailedAt.Add(r.opts.RetryBackoff))
+	r.renewMu.Unlock()
+	if inBackoff {
+		if d.usableFor(now, validity) {
+			return d, nil
+		}
+		return nil, lastErr
+	}
+
+	ch := r.renewals.DoChan("renew", func() (any, error) {
+		now := r.clock.Now()
+		if cur := r.delegate.Load(); cur != nil && now.Before(cur.renewAt) && cur.usableFor(now, validity) {
+			return cur, nil // renewed by a flight that finished after our first check
+		}
+		nd, err := newDelegate(r.ca, r.caSigner, r.caSigAlg, r.opts.KeyType, r.opts.ResponderCertValidity, now)
+		r.renewMu.Lock()
+		if err != nil {
+			r.renewErr, r.renewFailedAt = fmt.Errorf("renewing OCSP responder certificate: %w", err), now
+		} else {
+			r.renewErr = nil
+		}
+		r.renewMu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		r.certs.Add(1)
+		r.delegate.Store(nd)
+		r.log.InfoContext(ctx, "issued OCSP responder certificate",
+			"serial", nd.cert.SerialNumber.Text(16), "not_after", nd.cert.NotAfter)
+		return nd, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err == nil {
+			return res.Val.(*delegate), nil
+		}
+		if d.usableFor(r.clock.Now(), validity) {
+			r.log.WarnContext(ctx, "OCSP responder certificate renewal failed; using current certificate",
+				"error", res.Err, "not_after", d.cert.NotAfter)
+			return d, nil
+		}
+		r.log.ErrorContext(ctx, "OCSP responder certificate unavailable", "error", res.Err)
+		return nil, fmt.Errorf("renewing OCSP responder certificate: %w", res.Err)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for OCSP responder certificate: %w", ctx.Err())
+	}
+}

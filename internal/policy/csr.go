@@ -1,0 +1,703 @@
+package policy
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf16"
+)
+
+// Code is a stable, machine-readable reason a request was refused. It appears in problem+json bodies, in logs
+// and (mapped to a failInfo) in SCEP answers.
+type Code string
+
+// Rejection codes. Clients and dashboards may rely on these strings.
+const (
+	CodeMalformedCSR       Code = "malformed_csr"
+	CodeBadSignatureAlg    Code = "bad_signature_algorithm"
+	CodeBadCSRSignature    Code = "bad_csr_signature"
+	CodeBadKey             Code = "bad_key"
+	CodeForbiddenExtension Code = "forbidden_extension"
+	CodeKeyUsage           Code = "key_usage_not_allowed"
+	CodeExtKeyUsage        Code = "extended_key_usage_not_allowed"
+	CodeSAN                Code = "subject_alt_name_not_allowed"
+	CodeSubject            Code = "bad_subject"
+	CodeValidity           Code = "bad_validity"
+	CodeChallenge          Code = "bad_challenge"
+	CodeNotAuthorized      Code = "not_authorized"
+)
+
+// Rejection is a policy refusal: the request is well-formed enough to answer but may not be issued.
+type Rejection struct {
+	Code   Code
+	Detail string
+}
+
+func (r *Rejection) Error() string { return fmt.Sprintf("%s: %s", r.Code, r.Detail) }
+
+func reject(c Code, format string, args ...any) *Rejection {
+	return &Rejection{Code: c, Detail: fmt.Sprintf(format, args...)}
+}
+
+// AsRejection returns the Rejection in err's chain, if any.
+func AsRejection(err error) (*Rejection, bool) {
+	var r *Rejection
+	ok := errors.As(err, &r)
+	return r, ok
+}
+
+// Request is a CSR that passed policy: only these fields may reach a certificate.
+type Request struct {
+	CSR        *x509.CertificateRequest
+	PublicKey  crypto.PublicKey
+	RawSubject []byte
+	Subject    pkix.Name
+	DNSNames   []string
+	Emails     []string
+	URIs       []*url.URL
+	UPNs       []string
+	IPs        []net.IP
+	// SANExtension is the subjectAltName extension to put in the certificate, re-encoded from the allowed
+	// names (Go's template cannot express otherName UPNs). Nil when there are no names.
+	SANExtension *pkix.Extension
+	KeyUsage     x509.KeyUsage
+	ExtKeyUsage  []x509.ExtKeyUsage
+	// Validity is what the CSR's Microsoft validity attribute asked for, if anything.
+	Validity          RequestedValidity
+	ChallengePassword string
+}
+
+// Names returns every SAN as "type:value" for records and logs.
+func (r *Request) Names() []string {
+	var out []string
+	for _, n := range r.DNSNames {
+		out = append(out, "dns:"+n)
+	}
+	for _, n := range r.Emails {
+		out = append(out, "email:"+n)
+	}
+	for _, n := range r.UPNs {
+		out = append(out, "upn:"+n)
+	}
+	for _, u := range r.URIs {
+		out = append(out, "uri:"+u.String())
+	}
+	for _, ip := range r.IPs {
+		out = append(out, "ip:"+ip.String())
+	}
+	return out
+}
+
+// RequestedValidity is the CSR attribute 1.3.6.1.4.1.311.13.2.1 (ValidityPeriod / ValidityPeriodUnits).
+type RequestedValidity struct {
+	Unit  string // Minutes, Hours, Days, Weeks, Months or Years; "" when absent
+	Units int
+}
+
+// NotAfter is from plus the requested period, or the zero time when nothing was requested.
+func (v RequestedValidity) NotAfter(from time.Time) time.Time {
+	switch v.Unit {
+	case "Minutes":
+		return from.Add(time.Duration(v.Units) * time.Minute)
+	case "Hours":
+		return from.Add(time.Duration(v.Units) * time.Hour)
+	case "Days":
+		return from.AddDate(0, 0, v.Units)
+	case "Weeks":
+		return from.AddDate(0, 0, 7*v.Units)
+	case "Months":
+		return from.AddDate(0, v.Units, 0)
+	case "Years":
+		return from.AddDate(v.Units, 0, 0)
+	}
+	return time.Time{}
+}
+
+var (
+	oidExtBasicConstraints = asn1.ObjectIdentifier{2, 5, 29, 19}
+	oidExtKeyUsage         = asn1.ObjectIdentifier{2, 5, 29, 15}
+	oidExtExtKeyUsage      = asn1.ObjectIdentifier{2, 5, 29, 37}
+	oidExtSAN              = asn1.ObjectIdentifier{2, 5, 29, 17}
+	oidExtSKI              = asn1.ObjectIdentifier{2, 5, 29, 14}
+	oidExtNameConstraints  = asn1.ObjectIdentifier{2, 5, 29, 30}
+	oidUPN                 = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 20, 2, 3}
+	oidValidityAttr        = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 13, 2, 1}
+	oidChallengePassword   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 7}
+	oidExtensionRequest    = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 14}
+
+	ekuOIDs = map[string]x509.ExtKeyUsage{
+		"1.3.6.1.5.5.7.3.1": x509.ExtKeyUsageServerAuth,
+		"1.3.6.1.5.5.7.3.2": x509.ExtKeyUsageClientAuth,
+		"1.3.6.1.5.5.7.3.4": x509.ExtKeyUsageEmailProtection,
+	}
+)
+
+// goodSignatureAlgorithms is explicit because Go's CheckSignature still accepts SHA-1.
+var goodSignatureAlgorithms = map[x509.SignatureAlgorithm]bool{
+	x509.SHA256WithRSA: true, x509.SHA384WithRSA: true, x509.SHA512WithRSA: true,
+	x509.SHA256WithRSAPSS: true, x509.SHA384WithRSAPSS: true, x509.SHA512WithRSAPSS: true,
+	x509.ECDSAWithSHA256: true, x509.ECDSAWithSHA384: true, x509.ECDSAWithSHA512: true,
+}
+
+// Limits that keep names sane (RFC 5280 upper bounds where it gives them).
+const (
+	maxSANs        = 32
+	maxRDNs        = 16
+	maxAttrLen     = 128
+	maxCNLen       = 64 // ub-common-name
+	maxDNSLen      = 253
+	maxURILen      = 512
+	maxEmailLen    = 254
+	maxCSRBytes    = 16 << 10
+	minPeriodUnits = 1
+)
+
+// ParseCSR parses DER and refuses trailing data (x509.ParseCertificateRequest tolerates none either, but says so
+// less clearly) and oversized requests.
+func ParseCSR(der []byte) (*x509.CertificateRequest, error) {
+	if len(der) > maxCSRBytes {
+		return nil, reject(CodeMalformedCSR, "CSR is %d bytes, more than %d", len(der), maxCSRBytes)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, reject(CodeMalformedCSR, "parsing CSR: %v", err)
+	}
+	return csr, nil
+}
+
+// Check applies the profile to a parsed CSR. The order follows Boulder's csr.VerifyCSR: signature algorithm, key,
+// signature, then extensions, names and validity. The key is judged before the signature is verified because
+// crypto/rsa refuses to verify with keys below 1024 bits, which would otherwise report a weak key as a bad
+// signature. The error is always a *Rejection.
+func Check(csr *x509.CertificateRequest, p *Profile) (*Request, error) {
+	if !goodSignatureAlgorithms[csr.SignatureAlgorithm] {
+		return nil, reject(CodeBadSignatureAlg, "CSR signature algorithm %v is not allowed", csr.SignatureAlgorithm)
+	}
+	if err := CheckKey(csr.PublicKey, p); err != nil {
+		return nil, err
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, reject(CodeBadCSRSignature, "CSR signature does not verify")
+	}
+	req := &Request{CSR: csr, PublicKey: csr.PublicKey, RawSubject: csr.RawSubject, Subject: csr.Subject,
+		KeyUsage: p.KeyUsage, ExtKeyUsage: append([]x509.ExtKeyUsage(nil), p.ExtKeyUsage...)}
+	if _, isEC := csr.PublicKey.(*ecdsa.PublicKey); isEC {
+		// RFC 5480 §3: an ECDSA key cannot do key transport.
+		req.KeyUsage &^= x509.KeyUsageKeyEncipherment | x509.KeyUsageDataEncipherment
+	}
+	for _, ext := range csr.Extensions {
+		if err := checkExtension(req, p, ext); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkSubject(csr.RawSubject); err != nil {
+		return nil, err
+	}
+	if len(csr.RawSubject) <= 2 && req.SANExtension == nil {
+		return nil, reject(CodeSubject, "CSR has neither a subject nor subject alternative names")
+	}
+	attrs, err := parseAttributes(csr.RawTBSCertificateRequest)
+	if err != nil {
+		return nil, reject(CodeMalformedCSR, "parsing CSR attributes: %v", err)
+	}
+	for _, a := range attrs {
+		switch {
+		case a.Type.Equal(oidValidityAttr):
+			v, err := parseValidityAttribute(a.Values)
+			if err != nil {
+				return nil, reject(CodeValidity, "%v", err)
+			}
+			req.Validity = v
+		case a.Type.Equal(oidChallengePassword):
+			pw, err := parseChallenge(a.Values)
+			if err != nil {
+				return nil, reject(CodeChallenge, "challengePassword attribute is malformed")
+			}
+			req.ChallengePassword = pw
+		}
+	}
+	return req, nil
+}
+
+// CheckKey enforces BR §6.1.5/§6.1.6-style key quality: RSA 2048/3072/4096 with e=65537 and no small factors,
+// ECDSA P-256/P-384 only.
+func CheckKey(pub crypto.PublicKey, p *Profile) error {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		bits := k.N.BitLen()
+		if bits != 2048 && bits != 3072 && bits != 4096 {
+			return reject(CodeBadKey, "RSA key size %d is not one of 2048, 3072, 4096", bits)
+		}
+		if bits < p.MinRSABits {
+			return reject(CodeBadKey, "RSA key size %d is below the profile minimum %d", bits, p.MinRSABits)
+		}
+		if k.E != 65537 {
+			return reject(CodeBadKey, "RSA public exponent %d is not 65537", k.E)
+		}
+		if hasSmallFactor(k.N) {
+			return reject(CodeBadKey, "RSA modulus has a small prime factor")
+		}
+		if fermatFactorable(k.N) {
+			return reject(CodeBadKey, "RSA modulus factors by Fermat's method")
+		}
+		return nil
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			if p.AllowP256 {
+				return nil
+			}
+		case elliptic.P384():
+			if p.AllowP384 {
+				return nil
+			}
+		}
+		return reject(CodeBadKey, "ECDSA curve %s is not allowed", k.Curve.Params().Name)
+	}
+	return reject(CodeBadKey, "key type %T is not allowed", pub)
+}
+
+// smallPrimesProduct is the product of the primes below 752 (BR §6.1.6 "no factors smaller than 752").
+var smallPrimesProduct = func() *big.Int {
+	prod := big.NewInt(1)
+	for n := int64(2); n < 752; n++ {
+		if big.NewInt(n).ProbablyPrime(0) {
+			prod.Mul(prod, big.NewInt(n))
+		}
+	}
+	return prod
+}()
+
+func hasSmallFactor(n *big.Int) bool {
+	return new(big.Int).GCD(nil, nil, n, smallPrimesProduct).Cmp(big.NewInt(1)) != 0
+}
+
+// fermatFactorable tries a few rounds of Fermat's method, which factors moduli whose primes are too close
+// (CVE-2022-26320). Boulder runs 100 rounds; the cost is a handful of big-integer square roots.
+func fermatFactorable(n *big.Int) bool {
+	a := new(big.Int).Sqrt(n)
+	if new(big.Int).Mul(a, a).Cmp(n) == 0 {
+		return true
+	}
+	b2, b := new(big.Int), new(big.Int)
+	for i := 0; i < 100; i++ {
+		a.Add(a, big.NewInt(1))
+		b2.Mul(a, a)
+		b2.Sub(b2, n)
+		b.Sqrt(b2)
+		if new(big.Int).Mul(b, b).Cmp(b2) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func checkExtension(req *Request, p *Profile, ext pkix.Extension) error {
+	switch {
+	case ext.Id.Equal(oidExtBasicConstraints):
+		var bc struct {
+			IsCA       bool `asn1:"optional"`
+			MaxPathLen int  `asn1:"optional,default:-1"`
+		}
+		if rest, err := asn1.Unmarshal(ext.Value, &bc); err != nil || len(rest) != 0 {
+			return reject(CodeMalformedCSR, "basicConstraints request is malformed")
+		}
+		if bc.IsCA || bc.MaxPathLen != -1 {
+			return reject(CodeForbiddenExtension, "CSR asks for a CA certificate")
+		}
+	case ext.Id.Equal(oidExtKeyUsage):
+		var bits asn1.BitString
+		if rest, err := asn1.Unmarshal(ext.Value, &bits); err != nil || len(rest) != 0 {
+			return reject(CodeMalformedCSR, "keyUsage request is malformed")
+		}
+		var ku x509.KeyUsage
+		for i := 0; i < 9; i++ {
+			if bits.At(i) != 0 {
+				ku |= 1 << uint(i)
+			}
+		}
+		if ku&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != 0 {
+			return reject(CodeForbiddenExtension, "CSR asks for keyCertSign or cRLSign")
+		}
+		if ku&^p.KeyUsage != 0 {
+			return reject(CodeKeyUsage, "CSR asks for key usages outside profile %s", p.Name)
+		}
+		if ku != 0 {
+			req.KeyUsage &= ku
+			if req.KeyUsage == 0 {
+				return reject(CodeKeyUsage, "CSR key usage leaves nothing the key may do")
+			}
+		}
+	case ext.Id.Equal(oidExtExtKeyUsage):
+		var oids []asn1.ObjectIdentifier
+		if rest, err := asn1.Unmarshal(ext.Value, &oids); err != nil || len(rest) != 0 {
+			return reject(CodeMalformedCSR, "extendedKeyUsage request is malformed")
+		}
+		var narrowed []x509.ExtKeyUsage
+		for _, o := range oids {
+			eku, known := ekuOIDs[o.String()]
+			if !known || !containsEKU(p.ExtKeyUsage, eku) {
+				return reject(CodeExtKeyUsage, "CSR asks for extended key usage %s outside profile %s", o, p.Name)
+			}
+			if !containsEKU(narrowed, eku) {
+				narrowed = append(narrowed, eku)
+			}
+		}
+		if len(narrowed) > 0 {
+			req.ExtKeyUsage = narrowed
+		}
+	case ext.Id.Equal(oidExtSAN):
+		return checkSAN(req, p, ext.Value)
+	case ext.Id.Equal(oidExtNameConstraints):
+		return reject(CodeForbiddenExtension, "CSR asks for name constraints")
+	case ext.Id.Equal(oidExtSKI):
+		// Computed by the CA.
+	default:
+		if ext.Critical {
+			return reject(CodeForbiddenExtension, "CSR has an unknown critical extension %s", ext.Id)
+		}
+		// Unknown non-critical extensions (Windows template names and the like) are ignored, never copied.
+	}
+	return nil
+}
+
+func containsEKU(list []x509.ExtKeyUsage, e x509.ExtKeyUsage) bool {
+	for _, x := range list {
+		if x == e {
+			return true
+		}
+	}
+	return false
+}
+
+// checkSAN parses GeneralNames itself: Go's parser drops otherName (UPN) and silently ignores types we must refuse.
+func checkSAN(req *Request, p *Profile, der []byte) error {
+	var seq asn1.RawValue
+	if rest, err := asn1.Unmarshal(der, &seq); err != nil || len(rest) != 0 || seq.Tag != asn1.TagSequence {
+		return reject(CodeMalformedCSR, "subjectAltName request is malformed")
+	}
+	rest := seq.Bytes
+	var out []asn1.RawValue
+	for len(rest) > 0 {
+		var gn asn1.RawValue
+		var err error
+		rest, err = asn1.Unmarshal(rest, &gn)
+		if err != nil || gn.Class != asn1.ClassContextSpecific {
+			return reject(CodeMalformedCSR, "subjectAltName entry is malformed")
+		}
+		// otherName, x400Address, directoryName and ediPartyName are constructed; the string and octet forms
+		// are primitive. A constructed dNSName would otherwise be read as its inner TLV bytes.
+		if constructed := gn.Tag == 0 || gn.Tag == 3 || gn.Tag == 4 || gn.Tag == 5; gn.IsCompound != constructed {
+			return reject(CodeMalformedCSR, "subjectAltName entry %d has the wrong form", gn.Tag)
+		}
+		if len(out) >= maxSANs {
+			return reject(CodeSAN, "more than %d subject alternative names", maxSANs)
+		}
+		switch gn.Tag {
+		case 0: // otherName
+			var on struct {
+				Type  asn1.ObjectIdentifier
+				Value asn1.RawValue `asn1:"explicit,tag:0"`
+			}
+			if _, err := asn1.UnmarshalWithParams(gn.FullBytes, &on, "tag:0"); err != nil {
+				return reject(CodeMalformedCSR, "otherName is malformed")
+			}
+			if !on.Type.Equal(oidUPN) {
+				return reject(CodeSAN, "otherName %s is not allowed", on.Type)
+			}
+			var upn string
+			if _, err := asn1.UnmarshalWithParams(on.Value.FullBytes, &upn, "utf8"); err != nil {
+				return reject(CodeMalformedCSR, "UPN is not a UTF8String")
+			}
+			if !p.Allows(SANUPN) {
+				return reject(CodeSAN, "UPN names are not allowed by profile %s", p.Name)
+			}
+			if !validEmailLike(upn) {
+				return reject(CodeSAN, "UPN %q is malformed", clip(upn))
+			}
+			req.UPNs = append(req.UPNs, upn)
+		case 1: // rfc822Name
+			if !p.Allows(SANEmail) {
+				return reject(CodeSAN, "email names are not allowed by profile %s", p.Name)
+			}
+			e := string(gn.Bytes)
+			if !validEmailLike(e) {
+				return reject(CodeSAN, "email %q is malformed", clip(e))
+			}
+			req.Emails = append(req.Emails, e)
+		case 2: // dNSName
+			if !p.Allows(SANDNS) {
+				return reject(CodeSAN, "DNS names are not allowed by profile %s", p.Name)
+			}
+			d := string(gn.Bytes)
+			if !validDNSName(d) {
+				return reject(CodeSAN, "DNS name %q is malformed", clip(d))
+			}
+			req.DNSNames = append(req.DNSNames, d)
+		case 6: // uniformResourceIdentifier
+			if !p.Allows(SANURI) {
+				return reject(CodeSAN, "URI names are not allowed by profile %s", p.Name)
+			}
+			s := string(gn.Bytes)
+			u, err := url.Parse(s)
+			if err != nil || u.Scheme == "" || len(s) > maxURILen || hasControl(s) {
+				return reject(CodeSAN, "URI %q is malformed", clip(s))
+			}
+			req.URIs = append(req.URIs, u)
+		case 7: // iPAddress
+			if !p.Allows(SANIP) {
+				return reject(CodeSAN, "IP addresses are not allowed by profile %s", p.Name)
+			}
+			if len(gn.Bytes) != 4 && len(gn.Bytes) != 16 {
+				return reject(CodeSAN, "IP address is malformed")
+			}
+			req.IPs = append(req.IPs, net.IP(gn.Bytes))
+		default:
+			return reject(CodeSAN, "subject alternative name type %d is not allowed", gn.Tag)
+		}
+		out = append(out, gn)
+	}
+	if len(out) == 0 {
+		return reject(CodeSAN, "subjectAltName request is empty")
+	}
+	// Re-encode only what was accepted, in the order requested (identical to the request here, since anything
+	// else was refused); criticality is set by the issuer from the subject.
+	val, err := asn1.Marshal(out)
+	if err != nil {
+		return reject(CodeMalformedCSR, "re-encoding subjectAltName: %v", err)
+	}
+	req.SANExtension = &pkix.Extension{Id: oidExtSAN, Value: val}
+	return nil
+}
+
+// allowedSubjectAttributes are the DN attribute types the CA copies; anything else is refused.
+var allowedSubjectAttributes = map[string]int{
+	"2.5.4.3":                    maxCNLen, // CN
+	"2.5.4.6":                    2,        // C
+	"2.5.4.7":                    maxAttrLen,
+	"2.5.4.8":                    maxAttrLen,
+	"2.5.4.9":                    maxAttrLen,
+	"2.5.4.10":                   64, // O
+	"2.5.4.11":                   64, // OU
+	"2.5.4.12":                   64,
+	"2.5.4.4":                    64,
+	"2.5.4.42":                   64,
+	"2.5.4.5":                    64, // serialNumber
+	"2.5.4.17":                   40,
+	"1.2.840.113549.1.9.1":       maxEmailLen,
+	"0.9.2342.19200300.100.1.25": 63, // DC
+	"0.9.2342.19200300.100.1.1":  maxAttrLen,
+}
+
+func checkSubject(raw []byte) error {
+	var rdns pkix.RDNSequence
+	if rest, err := asn1.Unmarshal(raw, &rdns); err != nil || len(rest) != 0 {
+		return reject(CodeSubject, "subject is malformed")
+	}
+	if len(rdns) > maxRDNs {
+		return reject(CodeSubject, "subject has %d RDNs, more than %d", len(rdns), maxRDNs)
+	}
+	for _, rdn := range rdns {
+		for _, atv := range rdn {
+			limit, ok := allowedSubjectAttributes[atv.Type.String()]
+			if !ok {
+				return reject(CodeSubject, "subject attribute %s is not allowed", atv.Type)
+			}
+			s, ok := atv.Value.(string)
+			if !ok {
+				return reject(CodeSubject, "subject attribute %s is not a string", atv.Type)
+			}
+			if s == "" || len([]rune(s)) > limit || hasControl(s) {
+				return reject(CodeSubject, "subject attribute %s is empty, too long or has control characters", atv.Type)
+			}
+		}
+	}
+	return nil
+}
+
+type attribute struct {
+	Type   asn1.ObjectIdentifier
+	Values []asn1.RawValue `asn1:"set"`
+}
+
+// parseAttributes reads the CSR attribute set, which x509.CertificateRequest exposes only for the extension request.
+func parseAttributes(tbs []byte) ([]attribute, error) {
+	var info struct {
+		Version    int
+		Subject    asn1.RawValue
+		PublicKey  asn1.RawValue
+		Attributes []asn1.RawValue `asn1:"tag:0,optional,set"`
+	}
+	if _, err := asn1.Unmarshal(tbs, &info); err != nil {
+		return nil, err
+	}
+	var out []attribute
+	for _, raw := range info.Attributes {
+		var a attribute
+		if rest, err := asn1.Unmarshal(raw.FullBytes, &a); err != nil || len(rest) != 0 {
+			return nil, fmt.Errorf("attribute is malformed")
+		}
+		if a.Type.Equal(oidExtensionRequest) {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func parseChallenge(values []asn1.RawValue) (string, error) {
+	if len(values) != 1 {
+		return "", fmt.Errorf("want one value")
+	}
+	v := values[0]
+	switch v.Tag {
+	case asn1.TagPrintableString, asn1.TagUTF8String, asn1.TagIA5String, 20: // 20 = TeletexString, used by some clients
+		return string(v.Bytes), nil
+	case asn1.TagBMPString:
+		return decodeBMP(v.Bytes)
+	}
+	return "", fmt.Errorf("unsupported string type %d", v.Tag)
+}
+
+// parseValidityAttribute reads EnrollmentNameValuePair values (name, value as BMPString) for
+// ValidityPeriod and ValidityPeriodUnits, accepting either one pair per value or a sequence of pairs.
+func parseValidityAttribute(values []asn1.RawValue) (RequestedValidity, error) {
+	pairs := map[string]string{}
+	var addPair func(raw []byte, depth int) error
+	addPair = func(raw []byte, depth int) error {
+		var seq asn1.RawValue
+		if rest, err := asn1.Unmarshal(raw, &seq); err != nil || len(rest) != 0 || seq.Tag != asn1.TagSequence {
+			return fmt.Errorf("validity attribute is malformed")
+		}
+		var first asn1.RawValue
+		rest, err := asn1.Unmarshal(seq.Bytes, &first)
+		if err != nil {
+			return fmt.Errorf("validity attribute is malformed")
+		}
+		if first.Tag == asn1.TagSequence && depth == 0 {
+			for b := seq.Bytes; len(b) > 0; {
+				var el asn1.RawValue
+				if b, err = asn1.Unmarshal(b, &el); err != nil {
+					return fmt.Errorf("validity attribute is malformed")
+				}
+				if err := addPair(el.FullBytes, 1); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		var second asn1.RawValue
+		if rest, err = asn1.Unmarshal(rest, &second); err != nil || len(rest) != 0 {
+			return fmt.Errorf("validity attribute pair is malformed")
+		}
+		name, err1 := decodeString(first)
+		value, err2 := decodeString(second)
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("validity attribute pair is not two strings")
+		}
+		pairs[name] = value
+		return nil
+	}
+	for _, v := range values {
+		if err := addPair(v.FullBytes, 0); err != nil {
+			return RequestedValidity{}, err
+		}
+	}
+	unit, hasUnit := pairs["ValidityPeriod"]
+	n, hasN := pairs["ValidityPeriodUnits"]
+	if !hasUnit && !hasN {
+		return RequestedValidity{}, nil
+	}
+	if !hasUnit || !hasN {
+		return RequestedValidity{}, fmt.Errorf("validity attribute needs both ValidityPeriod and ValidityPeriodUnits")
+	}
+	switch unit {
+	case "Minutes", "Hours", "Days", "Weeks", "Months", "Years":
+	default:
+		return RequestedValidity{}, fmt.Errorf("validity period unit %q is not supported", clip(unit))
+	}
+	var units int
+	if _, err := fmt.Sscanf(n, "%d", &units); err != nil || units < minPeriodUnits || units > 1_000_000 ||
+		fmt.Sprint(units) != n {
+		return RequestedValidity{}, fmt.Errorf("validity period units %q is not a positive integer", clip(n))
+	}
+	return RequestedValidity{Unit: unit, Units: units}, nil
+}
+
+func decodeString(v asn1.RawValue) (string, error) {
+	switch v.Tag {
+	case asn1.TagBMPString:
+		return decodeBMP(v.Bytes)
+	case asn1.TagUTF8String, asn1.TagPrintableString, asn1.TagIA5String:
+		return string(v.Bytes), nil
+	}
+	return "", fmt.Errorf("unsupported string type")
+}
+
+func decodeBMP(b []byte) (string, error) {
+	if len(b)%2 != 0 {
+		return "", fmt.Errorf("odd BMPString length")
+	}
+	u := make([]uint16, len(b)/2)
+	for i := range u {
+		u[i] = uint16(b[2*i])<<8 | uint16(b[2*i+1])
+	}
+	return string(utf16.Decode(u)), nil
+}
+
+func validDNSName(d string) bool {
+	if d == "" || len(d) > maxDNSLen || strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".") {
+		return false
+	}
+	for _, label := range strings.Split(d, ".") {
+		if label == "" || len(label) > 63 || strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func validEmailLike(s string) bool {
+	local, domain, ok := strings.Cut(s, "@")
+	return ok && local != "" && len(s) <= maxEmailLen && !hasControl(s) && !strings.ContainsAny(s, " <>\"") &&
+		validDNSName(domain)
+}
+
+func hasControl(s string) bool {
+	for _, r := range s {
+		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+			return true
+		}
+	}
+	return false
+}
+
+// clip shortens attacker-chosen strings before they reach error messages and logs.
+func clip(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,212 @@
+// Package policy decides what a certificate request may become. It is pure: no I/O, no clocks it does not get
+// passed, no keys. The issuance package builds the certificate from a Profile and the Request this package
+// returns; nothing else from the CSR reaches the template (Boulder's rule: content comes from the profile).
+package policy
+
+import (
+	"crypto/x509"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// SANType is one kind of subject alternative name a profile may allow.
+type SANType uint8
+
+// The SAN types the CA understands. UPN is the Microsoft otherName 1.3.6.1.4.1.311.20.2.3.
+const (
+	SANDNS SANType = 1 << iota
+	SANEmail
+	SANUPN
+	SANURI
+	SANIP
+)
+
+var sanTypeNames = map[string]SANType{"dns": SANDNS, "email": SANEmail, "upn": SANUPN, "uri": SANURI, "ip": SANIP}
+
+// Profile is the certificate content an endpoint issues. A CSR may narrow KeyUsage and ExtKeyUsage, never widen.
+type Profile struct {
+	Name        string
+	MaxValidity time.Duration
+	KeyUsage    x509.KeyUsage
+	ExtKeyUsage []x509.ExtKeyUsage
+	SANTypes    SANType
+	MinRSABits  int
+	// AllowP384 and AllowP256 select the ECDSA curves accepted; RSA is always accepted at MinRSABits or more.
+	AllowP256 bool
+	AllowP384 bool
+}
+
+// Allows reports whether t is among the profile's SAN types.
+func (p *Profile) Allows(t SANType) bool { return p.SANTypes&t != 0 }
+
+// Validate checks the profile's own invariants; constructors call it so a bad profile never serves.
+func (p *Profile) Validate() error {
+	switch {
+	case p.Name == "":
+		return fmt.Errorf("profile has no name")
+	case p.MaxValidity < time.Hour:
+		return fmt.Errorf("profile %s: validity %s is below one hour", p.Name, p.MaxValidity)
+	case p.MaxValidity > 5*366*24*time.Hour:
+		return fmt.Errorf("profile %s: validity %s is above five years", p.Name, p.MaxValidity)
+	case p.KeyUsage == 0:
+		return fmt.Errorf("profile %s: no key usage", p.Name)
+	case p.KeyUsage&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != 0:
+		return fmt.Errorf("profile %s: keyCertSign/cRLSign are not allowed in a leaf profile", p.Name)
+	case len(p.ExtKeyUsage) == 0:
+		return fmt.Errorf("profile %s: no extended key usage", p.Name)
+	case p.MinRSABits < 2048:
+		return fmt.Errorf("profile %s: minimum RSA size %d is below 2048", p.Name, p.MinRSABits)
+	}
+	for _, e := range p.ExtKeyUsage {
+		if _, ok := ekuNames[e]; !ok {
+			return fmt.Errorf("profile %s: extended key usage %d is not allowed", p.Name, e)
+		}
+	}
+	return nil
+}
+
+var kuNames = []struct {
+	name string
+	ku   x509.KeyUsage
+}{
+	{"digitalSignature", x509.KeyUsageDigitalSignature},
+	{"nonRepudiation", x509.KeyUsageContentCommitment},
+	{"keyEncipherment", x509.KeyUsageKeyEncipherment},
+	{"dataEncipherment", x509.KeyUsageDataEncipherment},
+	{"keyAgreement", x509.KeyUsageKeyAgreement},
+}
+
+// ekuNames lists the EKUs a leaf profile may carry. Code signing, time stamping, OCSP signing and
+// anyExtendedKeyUsage are deliberately absent: this CA issues device and user identities, and none of those may
+// ever be delegated to one. serverAuth stays available for devices that also terminate TLS (network gear).
+var ekuNames = map[x509.ExtKeyUsage]string{
+	x509.ExtKeyUsageClientAuth:      "clientAuth",
+	x509.ExtKeyUsageServerAuth:      "serverAuth",
+	x509.ExtKeyUsageEmailProtection: "emailProtection",
+}
+
+// ParseProfile reads a profile from its setting value, a semicolon-separated list of key=value pairs:
+//
+//	validity=365d;ku=digitalSignature,keyEncipherment;eku=clientAuth;san=dns,email,upn,uri;minrsa=2048;curves=P-256,P-384
+//
+// Unknown keys are errors so a typo never silently weakens a profile.
+func ParseProfile(name, spec string) (*Profile, error) {
+	p := &Profile{Name: name, MaxValidity: 365 * 24 * time.Hour, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, SANTypes: SANDNS | SANEmail | SANUPN | SANURI,
+		MinRSABits: 2048, AllowP256: true, AllowP384: true}
+	for _, part := range strings.Split(spec, ";") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, fmt.Errorf("profile %s: %q is not key=value", name, part)
+		}
+		k, v = strings.ToLower(strings.TrimSpace(k)), strings.TrimSpace(v)
+		var err error
+		switch k {
+		case "validity":
+			p.MaxValidity, err = ParseDuration(v)
+		case "ku":
+			p.KeyUsage = 0
+			for _, n := range splitList(v) {
+				found := false
+				for _, e := range kuNames {
+					if strings.EqualFold(e.name, n) {
+						p.KeyUsage |= e.ku
+						found = true
+					}
+				}
+				if !found {
+					err = fmt.Errorf("unknown key usage %q", n)
+				}
+			}
+		case "eku":
+			p.ExtKeyUsage = nil
+			for _, n := range splitList(v) {
+				found := false
+				for eku, en := range ekuNames {
+					if strings.EqualFold(en, n) {
+						// A repeated name would otherwise put the same OID in the certificate twice.
+						if !containsEKU(p.ExtKeyUsage, eku) {
+							p.ExtKeyUsage = append(p.ExtKeyUsage, eku)
+						}
+						found = true
+					}
+				}
+				if !found {
+					err = fmt.Errorf("unknown or forbidden extended key usage %q", n)
+				}
+			}
+			sort.Slice(p.ExtKeyUsage, func(i, j int) bool { return p.ExtKeyUsage[i] < p.ExtKeyUsage[j] })
+		case "san":
+			p.SANTypes = 0
+			for _, n := range splitList(v) {
+				t, ok := sanTypeNames[strings.ToLower(n)]
+				if !ok {
+					err = fmt.Errorf("unknown SAN type %q", n)
+				}
+				p.SANTypes |= t
+			}
+		case "minrsa":
+			p.MinRSABits, err = strconv.Atoi(v)
+		case "curves":
+			p.AllowP256, p.AllowP384 = false, false
+			for _, n := range splitList(v) {
+				switch strings.ToUpper(n) {
+				case "P-256", "P256":
+					p.AllowP256 = true
+				case "P-384", "P384":
+					p.AllowP384 = true
+				case "NONE":
+				default:
+					err = fmt.Errorf("unsupported curve %q", n)
+				}
+			}
+		default:
+			err = fmt.Errorf("unknown key %q", k)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("profile %s: %w", name, err)
+		}
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// ParseDuration accepts Go durations plus whole days ("365d").
+func ParseDuration(v string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		d, err := strconv.Atoi(n)
+		// The upper bound keeps the multiplication below from wrapping into a plausible-looking duration.
+		if err != nil || d < 0 || d > maxDurationDays {
+			return 0, fmt.Errorf("bad duration %q", v)
+		}
+		return time.Duration(d) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("bad duration %q", v)
+	}
+	return d, nil
+}
+
+// maxDurationDays is the largest day count a time.Duration holds (about 292 years).
+const maxDurationDays = int(math.MaxInt64 / int64(24*time.Hour))
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,268 @@
+package scep
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"math/big"
+
+	"github.com/azscep/azscep/internal/httpx"
+	"github.com/azscep/azscep/internal/issuance"
+	"github.com/azscep/azscep/internal/policy"
+	"github.com/azscep/azscep/internal/store"
+)
+
+// handle decides one PKIOperation. The order follows reliability.md §4: message check, decrypt, CSR policy,
+// challenge, replay, Intune, issuance — no Key Vault or Intune call for input that fails local checks.
+func (s *Server) handle(ctx context.Context, e *Endpoint, msg *PKIMessage) outcome {
+	switch msg.MessageType {
+	case PKCSReq, RenewalReq, CertPoll, GetCert, GetCRL:
+	default:
+		return fail(BadRequest, fmt.Errorf("message type %q is not supported", clip(string(msg.MessageType))))
+	}
+	if !msg.SignatureValid {
+		return fail(BadMessageCheck, errors.New("outer signature does not verify"))
+	}
+	cert, key, err := s.identity(e)
+	if err != nil {
+		return fail(BadRequest, err)
+	}
+	plain, err := msg.Decrypt(cert, key)
+	if err != nil {
+		if d, ok := httpx.Unavailable(err); ok { // a remote decrypter that is down is not the client's fault
+			return outcome{unavailable: d, err: err}
+		}
+		return fail(BadMessageCheck, err)
+	}
+	switch msg.MessageType {
+	case CertPoll:
+		return s.certPoll(ctx, e, msg)
+	case GetCert:
+		return s.getCert(ctx, plain)
+	case GetCRL:
+		return s.getCRL(ctx)
+	}
+	return s.enroll(ctx, e, msg, plain)
+}
+
+func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDER []byte) outcome {
+	csr, err := policy.ParseCSR(csrDER)
+	if err != nil {
+		// Same answer as a failed decrypt: an attacker learns nothing about which step failed.
+		return fail(BadMessageCheck, err)
+	}
+	req, err := policy.Check(csr, e.Profile)
+	if err != nil {
+		return rejection(err)
+	}
+	renewal := msg.MessageType == RenewalReq
+	if renewal {
+		if err := s.checkRenewal(ctx, e, msg.SignerCert, csr); err != nil {
+			return rejection(err)
+		}
+	}
+	if e.Challenge == ChallengeStatic && !renewal && !staticChallengeOK(e.Secret, req.ChallengePassword) {
+		return fail(BadRequest, &policy.Rejection{Code: policy.CodeChallenge, Detail: "challenge password is wrong"})
+	}
+
+	key := "scep|" + e.Name + "|" + msg.TransactionID
+	if res, err := s.issuer.Replay(ctx, key, req.PublicKey, 0); err != nil || res != nil {
+		return s.issued(res, err)
+	}
+
+	ireq := &issuance.Request{Checked: req, Profile: e.Profile, Source: store.SourceSCEP, Endpoint: e.Name,
+		Requester: "scep:" + e.Challenge, TxID: msg.TransactionID, Key: key, DeviceID: deviceID(req)}
+	if e.Challenge == ChallengeIntune {
+		// Fail closed: anything but an explicit Success from Intune means no certificate.
+		if err := s.intune.Validate(ctx, msg.TransactionID, csr.Raw); err != nil {
+			return fail(BadRequest, fmt.Errorf("intune validation: %w", err))
+		}
+		ireq.Deliver = func(ctx context.Context, rec *store.Record, c *x509.Certificate) error {
+			return s.intune.NotifySuccess(ctx, msg.TransactionID, csr.Raw, rec, c)
+		}
+	}
+	res, err := s.issuer.Issue(ctx, ireq)
+	if err != nil && e.Challenge == ChallengeIntune && !errors.Is(err, issuance.ErrWithheld) &&
+		!errors.Is(err, issuance.ErrInProgress) {
+		// Issuance failed after a successful validation: tell Intune (its console shows the reason).
+		if nerr := s.intune.NotifyFailure(context.WithoutCancel(ctx), msg.TransactionID, csr.Raw, err.Error()); nerr != nil {
+			s.log.Warn("intune failure notification failed", "transaction_id", msg.TransactionID, "err", nerr)
+		}
+	}
+	return s.issued(res, err)
+}
+
+// issued turns an issuance result into a CertRep outcome.
+func (s *Server) issued(res *issuance.Result, err error) outcome {
+	switch {
+	case err == nil:
+		return outcome{status: StatusSuccess, cert: res.Cert, serial: res.Record.Serial, replayed: res.Replayed}
+	case errors.Is(err, issuance.ErrInProgress):
+		return outcome{status: StatusPending, err: err}
+	case errors.Is(err, issuance.ErrKeyMismatch), errors.Is(err, issuance.ErrRevoked),
+		errors.Is(err, issuance.ErrWithheld):
+		return fail(BadRequest, err)
+	}
+	if d, ok := httpx.Unavailable(err); ok {
+		return outcome{unavailable: d, err: err}
+	}
+	return rejection(err)
+}
+
+// rejection maps a policy refusal to its failInfo; anything else is an internal failure answered badRequest.
+func rejection(err error) outcome {
+	r, ok := policy.AsRejection(err)
+	if !ok {
+		return fail(BadRequest, err)
+	}
+	switch r.Code {
+	case policy.CodeBadSignatureAlg:
+		return fail(BadAlg, err)
+	case policy.CodeMalformedCSR, policy.CodeBadCSRSignature:
+		return fail(BadMessageCheck, err)
+	case policy.CodeValidity:
+		return fail(BadTime, err)
+	}
+	return fail(BadRequest, err)
+}
+
+// checkRenewal accepts a RenewalReq signed by a certificate this CA issued, that is unexpired and unrevoked,
+// for the same subject, inside the endpoint's renewal window (RFC 8894 §3.3.1.2).
+func (s *Server) checkRenewal(ctx context.Context, e *Endpoint, old *x509.Certificate, csr *x509.CertificateRequest) error {
+	deny := func(format string, args ...any) error {
+		return &policy.Rejection{Code: policy.CodeNotAuthorized, Detail: fmt.Sprintf(format, args...)}
+	}
+	if err := old.CheckSignatureFrom(s.keys.CA()); err != nil {
+		return deny("renewal signer certificate was not issued by this CA")
+	}
+	now := s.now()
+	if now.Before(old.NotBefore) || now.After(old.NotAfter) {
+		return deny("renewal signer certificate is not valid now")
+	}
+	rec, err := s.store.Get(ctx, store.SerialString(old.SerialNumber))
+	if errors.Is(err, store.ErrNotFound) {
+		return deny("renewal signer certificate is not in the records")
+	}
+	if err != nil {
+		return fmt.Errorf("reading renewal signer record: %w", err)
+	}
+	if rec.Status != store.StatusIssued || rec.Withheld || !bytes.Equal(rec.CertDER, old.Raw) {
+		return deny("renewal signer certificate is %s", rec.Status)
+	}
+	if !bytes.Equal(old.RawSubject, csr.RawSubject) {
+		return deny("renewal must keep the subject")
+	}
+	window := e.RenewalWindow
+	if window <= 0 {
+		window = old.NotAfter.Sub(old.NotBefore) / 2
+	}
+	if now.Before(old.NotAfter.Add(-window)) {
+		return deny("renewal is allowed only in the last %s of the certificate's validity", window)
+	}
+	return nil
+}
+
+// certPoll answers CertPoll (GetCertInitial) from the records by transaction ID.
+func (s *Server) certPoll(ctx context.Context, e *Endpoint, msg *PKIMessage) outcome {
+	key := "scep|" + e.Name + "|" + msg.TransactionID
+	b, err := s.store.Lookup(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return fail(BadCertID, errors.New("no request with this transaction ID"))
+	}
+	if err != nil {
+		return s.issued(nil, err)
+	}
+	rec, err := s.store.Get(ctx, b.Serial)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return fail(BadCertID, err)
+		}
+		return s.issued(nil, err)
+	}
+	if rec.PublicKey != issuance.PublicKeyHash(msg.SignerCert.PublicKey) {
+		// CertPoll is signed with the same key as the PKCSReq; anyone else gets nothing.
+		return fail(BadCertID, errors.New("poll signed by another key"))
+	}
+	switch rec.Status {
+	case store.StatusPending:
+		return outcome{status: StatusPending}
+	case store.StatusIssued:
+		if !rec.Withheld {
+			c, err := x509.ParseCertificate(rec.CertDER)
+			if err != nil {
+				return fail(BadCertID, err)
+			}
+			return outcome{status: StatusSuccess, cert: c, serial: rec.Serial, replayed: true}
+		}
+	}
+	return fail(BadCertID, fmt.Errorf("request is %s", rec.Status))
+}
+
+// issuerAndSerial is the RFC 8894 GetCert/GetCRL content.
+type issuerAndSerial struct {
+	Issuer asn1.RawValue
+	Serial *big.Int
+}
+
+func (s *Server) getCert(ctx context.Context, content []byte) outcome {
+	var ias issuerAndSerial
+	if rest, err := asn1.Unmarshal(content, &ias); err != nil || len(rest) != 0 || ias.Serial == nil {
+		return fail(BadRequest, errors.New("GetCert content is not IssuerAndSerialNumber"))
+	}
+	if !bytes.Equal(ias.Issuer.FullBytes, s.keys.CA().RawSubject) {
+		return fail(BadCertID, errors.New("GetCert for another issuer"))
+	}
+	rec, err := s.store.Get(ctx, store.SerialString(ias.Serial))
+	if errors.Is(err, store.ErrNotFound) {
+		return fail(BadCertID, err)
+	}
+	if err != nil {
+		return s.issued(nil, err)
+	}
+	if (rec.Status != store.StatusIssued && rec.Status != store.StatusRevoked) || rec.Withheld {
+		return fail(BadCertID, fmt.Errorf("certificate is %s", rec.Status))
+	}
+	c, err := x509.ParseCertificate(rec.CertDER)
+	if err != nil {
+		return fail(BadCertID, err)
+	}
+	return outcome{status: StatusSuccess, cert: c, serial: rec.Serial}
+}
+
+func (s *Server) getCRL(ctx context.Context) outcome {
+	if s.crl == nil {
+		return fail(BadRequest, errors.New("no CRL is published"))
+	}
+	der, err := s.crl.CurrentDER(ctx)
+	if err != nil {
+		return s.issued(nil, err)
+	}
+	return outcome{status: StatusSuccess, crl: der}
+}
+
+// deviceID extracts an Intune device ID from an IntuneDeviceId:// URI SAN, if present.
+func deviceID(req *policy.Request) string {
+	for _, u := range req.URIs {
+		if equalFold(u.Scheme, "IntuneDeviceId") {
+			if u.Host != "" {
+				return u.Host
+			}
+			return u.Opaque
+		}
+	}
+	return ""
+}
+
+func equalFold(a, b string) bool { return len(a) == len(b) && bytes.EqualFold([]byte(a), []byte(b)) }
+
+func clip(s string) string {
+	if len(s) > 16 {
+		return s[:16]
+	}
+	return s
+}
+
+

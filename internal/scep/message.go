@@ -1,0 +1,345 @@
+package scep
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/asn1"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/smallstep/pkcs7"
+)
+
+// MessageType is the SCEP messageType attribute (RFC 8894 §3.2.1.2), a decimal string on the wire.
+type MessageType string
+
+// The message types the server understands. UpdateReq (18) from older drafts is refused.
+const (
+	CertRep    MessageType = "3"
+	RenewalReq MessageType = "17"
+	PKCSReq    MessageType = "19"
+	CertPoll   MessageType = "20" // GetCertInitial
+	GetCert    MessageType = "21"
+	GetCRL     MessageType = "22"
+)
+
+// PKIStatus is the pkiStatus attribute of a CertRep.
+type PKIStatus string
+
+// RFC 8894 §3.2.1.3.
+const (
+	StatusSuccess PKIStatus = "0"
+	StatusFailure PKIStatus = "2"
+	StatusPending PKIStatus = "3"
+)
+
+// FailInfo is the failInfo attribute of a FAILURE CertRep.
+type FailInfo string
+
+// RFC 8894 §3.2.1.4.
+const (
+	BadAlg          FailInfo = "0"
+	BadMessageCheck FailInfo = "1"
+	BadRequest      FailInfo = "2"
+	BadTime         FailInfo = "3"
+	BadCertID       FailInfo = "4"
+)
+
+var (
+	oidMessageType    = asn1.ObjectIdentifier{2, 16, 840, 1, 113733, 1, 9, 2}
+	oidPKIStatus      = asn1.ObjectIdentifier{2, 16, 840, 1, 113733, 1, 9, 3}
+	oidFailInfo       = asn1.ObjectIdentifier{2, 16, 840, 1, 113733, 1, 9, 4}
+	oidSenderNonce    = asn1.ObjectIdentifier{2, 16, 840, 1, 113733, 1, 9, 5}
+	oidRecipientNonce = asn1.ObjectIdentifier{2, 16, 840, 1, 113733, 1, 9, 6}
+	oidTransactionID  = asn1.ObjectIdentifier{2, 16, 840, 1, 113733, 1, 9, 7}
+)
+
+// ErrMalformed marks messages that cannot be answered with a CertRep (no readable transaction ID or nonce):
+// the HTTP edge answers 400.
+var ErrMalformed = errors.New("scep: malformed message")
+
+// maxNesting bounds BER nesting before the recursive pkcs7 parser sees the input (reliability.md §3.3).
+const maxNesting = 32
+
+// PKIMessage is a parsed, not yet decrypted, client request.
+type PKIMessage struct {
+	TransactionID string
+	MessageType   MessageType
+	SenderNonce   []byte
+	// SignerCert signed the request: a self-signed throwaway for PKCSReq, the old certificate for RenewalReq.
+	SignerCert *x509.Certificate
+	// SignatureValid is false when the outer signature did not verify; such a message gets badMessageCheck.
+	SignatureValid bool
+	p7             *pkcs7.PKCS7
+}
+
+// ParsePKIMessage parses and verifies the outer SignedData. Errors wrap ErrMalformed.
+func ParsePKIMessage(der []byte) (*PKIMessage, error) {
+	if err := checkNesting(der); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	p7, err := pkcs7.Parse(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: parsing SignedData: %v", ErrMalformed, err)
+	}
+	if len(p7.Signers) != 1 {
+		return nil, fmt.Errorf("%w: want exactly one signer, got %d", ErrMalformed, len(p7.Signers))
+	}
+	m := &PKIMessage{p7: p7}
+	var tx, mt string
+	if err := p7.UnmarshalSignedAttribute(oidTransactionID, &tx); err != nil || tx == "" || len(tx) > 256 {
+		return nil, fmt.Errorf("%w: transactionID missing or malformed", ErrMalformed)
+	}
+	if err := p7.UnmarshalSignedAttribute(oidMessageType, &mt); err != nil || mt == "" || len(mt) > 4 {
+		return nil, fmt.Errorf("%w: messageType missing or malformed", ErrMalformed)
+	}
+	if err := p7.UnmarshalSignedAttribute(oidSenderNonce, &m.SenderNonce); err != nil || len(m.SenderNonce) != 16 {
+		return nil, fmt.Errorf("%w: senderNonce missing or not 16 bytes", ErrMalformed)
+	}
+	m.TransactionID, m.MessageType = tx, MessageType(mt)
+	m.SignerCert = p7.GetOnlySigner()
+	if m.SignerCert == nil {
+		return nil, fmt.Errorf("%w: signer certificate missing", ErrMalformed)
+	}
+	m.SignatureValid = p7.Verify() == nil
+	return m, nil
+}
+
+// Decrypt opens the pkcsPKIEnvelope with the RA (or CA) key. Every failure returns the same error so that the
+// answer never tells an attacker which step failed (PKCS#1 v1.5 padding oracle).
+func (m *PKIMessage) Decrypt(cert *x509.Certificate, key crypto.Decrypter) ([]byte, error) {
+	env, err := pkcs7.Parse(m.p7.Content)
+	if err != nil {
+		return nil, errDecrypt
+	}
+	plain, err := env.Decrypt(cert, key)
+	if err != nil {
+		return nil, errDecrypt
+	}
+	return plain, nil
+}
+
+var errDecrypt = errors.New("scep: envelope cannot be opened")
+
+// CertRepOptions describe one CertRep.
+type CertRepOptions struct {
+	Status   PKIStatus
+	FailInfo FailInfo
+	// Certs is the degenerate PKCS#7 payload of a SUCCESS: the issued certificate first, then the chain if the
+	// endpoint sends it. For GetCRL, CRL carries the CRL instead.
+	Certs []*x509.Certificate
+	CRL   []byte
+	// Signer is the RA (or CA) certificate and key that sign the CertRep.
+	SignerCert *x509.Certificate
+	SignerKey  crypto.Signer
+}
+
+// CertRep builds the response to m. SUCCESS payloads are encrypted to the request's signer certificate with the
+// process-wide content encryption algorithm (AES-256-CBC, set once by Init).
+func (m *PKIMessage) CertRep(o CertRepOptions) ([]byte, error) {
+	var content []byte
+	if o.Status == StatusSuccess {
+		deg, err := degenerate(o.Certs, o.CRL)
+		if err != nil {
+			return nil, err
+		}
+		content, err = pkcs7.Encrypt(deg, []*x509.Certificate{m.SignerCert})
+		if err != nil {
+			return nil, fmt.Errorf("scep: encrypting CertRep: %w", err)
+		}
+	}
+	nonce := make([]byte, 16)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	attrs := []pkcs7.Attribute{
+		{Type: oidTransactionID, Value: printable(m.TransactionID)},
+		{Type: oidMessageType, Value: printable(string(CertRep))},
+		{Type: oidPKIStatus, Value: printable(string(o.Status))},
+		{Type: oidSenderNonce, Value: nonce},
+		{Type: oidRecipientNonce, Value: m.SenderNonce},
+	}
+	if o.Status == StatusFailure {
+		attrs = append(attrs, pkcs7.Attribute{Type: oidFailInfo, Value: printable(string(o.FailInfo))})
+	}
+	sd, err := pkcs7.NewSignedData(content)
+	if err != nil {
+		return nil, fmt.Errorf("scep: building CertRep: %w", err)
+	}
+	if o.Status == StatusSuccess && len(o.Certs) > 0 {
+		// Clients such as micromdm's take the first certificate of the SignedData as the issued one.
+		sd.AddCertificate(o.Certs[0])
+	}
+	if err := sd.AddSigner(o.SignerCert, o.SignerKey, pkcs7.SignerInfoConfig{ExtraSignedAttributes: attrs}); err != nil {
+		return nil, fmt.Errorf("scep: signing CertRep: %w", err)
+	}
+	return sd.Finish()
+}
+
+// printable encodes s as a PrintableString when it can be one (transaction IDs are base64 or hex) and as a
+// UTF8String otherwise, exactly as the attribute was sent.
+func printable(s string) asn1.RawValue {
+	tag := asn1.TagPrintableString
+	for _, c := range s {
+		if !isPrintable(c) {
+			tag = asn1.TagUTF8String
+			break
+		}
+	}
+	return asn1.RawValue{Tag: tag, Bytes: []byte(s)}
+}
+
+func isPrintable(c rune) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		strings.ContainsRune(" '()+,-./:=?", c)
+}
+
+// Degenerate builds a certs-only (and optionally CRL-only) SignedData: GetCACert chains and CertRep payloads.
+func Degenerate(certs []*x509.Certificate) ([]byte, error) { return degenerate(certs, nil) }
+
+func degenerate(certs []*x509.Certificate, crl []byte) ([]byte, error) {
+	var raw []byte
+	for _, c := range certs {
+		raw = append(raw, c.Raw...)
+	}
+	type contentInfo struct {
+		ContentType asn1.ObjectIdentifier
+	}
+	sd := struct {
+		Version          int
+		DigestAlgorithms asn1.RawValue
+		ContentInfo      contentInfo
+		Certificates     asn1.RawValue `asn1:"optional,tag:0"`
+		CRLs             asn1.RawValue `asn1:"optional,tag:1"`
+		SignerInfos      asn1.RawValue
+	}{
+		Version:          1,
+		DigestAlgorithms: asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagSet, IsCompound: true},
+		ContentInfo:      contentInfo{ContentType: asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 1}},
+		SignerInfos:      asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagSet, IsCompound: true},
+	}
+	if len(raw) > 0 {
+		sd.Certificates = asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: raw}
+	}
+	if len(crl) > 0 {
+		sd.CRLs = asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 1, IsCompound: true, Bytes: crl}
+	}
+	inner, err := asn1.Marshal(sd)
+	if err != nil {
+		return nil, fmt.Errorf("scep: encoding degenerate SignedData: %w", err)
+	}
+	return asn1.Marshal(struct {
+		ContentType asn1.ObjectIdentifier
+		Content     asn1.RawValue
+	}{asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 2},
+		asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: inner}})
+}
+
+// DecodeGETMessage decodes the `message` query parameter of a GET PKIOperation. Clients send base64 with or
+// without URL escaping (macOS leaves '+', '/' unescaped), and the Functions host re-encodes the query so '+'
+// arrives as a space; both are undone here before strict base64 decoding.
+func DecodeGETMessage(rawQuery string) ([]byte, error) {
+	var raw string
+	for _, kv := range strings.Split(rawQuery, "&") {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == "message" {
+			raw = v
+			break
+		}
+	}
+	if raw == "" {
+		return nil, fmt.Errorf("%w: message parameter missing", ErrMalformed)
+	}
+	if strings.Contains(raw, "%") {
+		u, err := url.PathUnescape(raw) // PathUnescape keeps '+' as '+'
+		if err != nil {
+			return nil, fmt.Errorf("%w: message parameter is not URL-encoded", ErrMalformed)
+		}
+		raw = u
+		if strings.Contains(raw, "%") { // double-encoded by an intermediary
+			if u, err := url.PathUnescape(raw); err == nil {
+				raw = u
+			}
+		}
+	}
+	raw = strings.NewReplacer(" ", "+", "\r", "", "\n", "").Replace(raw)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.Strict().DecodeString(raw); err == nil {
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: message parameter is not base64", ErrMalformed)
+}
+
+// checkNesting walks BER headers iteratively and refuses nesting deeper than maxNesting, so the recursive
+// BER-to-DER conversion in pkcs7.Parse never sees a nesting bomb.
+func checkNesting(b []byte) error {
+	type frame struct{ end int } // end < 0: indefinite length
+	var stack []frame
+	i := 0
+	for i < len(b) {
+		// Pop definite-length frames that end here.
+		for len(stack) > 0 && stack[len(stack)-1].end >= 0 && i >= stack[len(stack)-1].end {
+			stack = stack[:len(stack)-1]
+		}
+		if i+1 < len(b) && b[i] == 0 && b[i+1] == 0 && len(stack) > 0 && stack[len(stack)-1].end < 0 {
+			stack = stack[:len(stack)-1] // end-of-contents of an indefinite frame
+			i += 2
+			continue
+		}
+		tag := b[i]
+		i++
+		if tag&0x1f == 0x1f { // high tag number
+			for i < len(b) && b[i]&0x80 != 0 {
+				i++
+			}
+			i++
+		}
+		if i >= len(b) {
+			return errors.New("truncated BER header")
+		}
+		l := int(b[i])
+		i++
+		length := -1
+		switch {
+		case l < 0x80:
+			length = l
+		case l == 0x80:
+			if tag&0x20 == 0 {
+				return errors.New("indefinite length on a primitive")
+			}
+		default:
+			n := l & 0x7f
+			if n > 4 || i+n > len(b) {
+				return errors.New("bad BER length")
+			}
+			length = 0
+			for k := 0; k < n; k++ {
+				length = length<<8 | int(b[i+k])
+			}
+			i += n
+		}
+		if tag&0x20 != 0 { // constructed: descend
+			end := -1
+			if length >= 0 {
+				end = i + length
+				if end > len(b) {
+					return errors.New("BER length beyond input")
+				}
+			}
+			stack = append(stack, frame{end: end})
+			if len(stack) > maxNesting {
+				return fmt.Errorf("BER nesting deeper than %d", maxNesting)
+			}
+			continue
+		}
+		if length < 0 || i+length > len(b) {
+			return errors.New("BER length beyond input")
+		}
+		i += length
+	}
+	return nil
+}

@@ -1,0 +1,320 @@
+// Package scep is the SCEP server (RFC 8894): the HTTP operations GetCACaps, GetCACert and PKIOperation, the
+// PKIMessage wire format (on smallstep/pkcs7, which accepts a remote crypto.Signer/Decrypter), and the
+// per-endpoint enrollment rules: static or Intune challenges, renewal, replay, polling. Certificates come from the
+// issuance package; this package never touches the CA key.
+package scep
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/smallstep/pkcs7"
+
+	"github.com/azscep/azscep/internal/custody"
+	"github.com/azscep/azscep/internal/httpx"
+	"github.com/azscep/azscep/internal/issuance"
+	"github.com/azscep/azscep/internal/policy"
+	"github.com/azscep/azscep/internal/store"
+)
+
+// Init sets smallstep/pkcs7's process-wide algorithms once, before any request: CertRep payloads are
+// AES-256-CBC (the library default is DES-CBC) and SignedData digests SHA-256 (the default SHA-1 has no Key
+// Vault signature algorithm). It also enables the legacy certificate parser so Windows clients, whose signer
+// certificates mark the AKI critical, can enroll (reliability.md §3.4).
+func Init() {
+	pkcs7.ContentEncryptionAlgorithm = pkcs7.EncryptionAlgorithmAES256CBC
+	_ = pkcs7.SetDefaultDigestAlgorithm(pkcs7.OIDDigestAlgorithmSHA256)
+	pkcs7.SetFallbackLegacyX509CertificateParserEnabled(true)
+}
+
+// Challenge types of an endpoint.
+const (
+	ChallengeStatic = "static"
+	ChallengeIntune = "intune"
+)
+
+// Endpoint is one named SCEP URL, /api/scep/{Name}.
+type Endpoint struct {
+	Name          string
+	Challenge     string // ChallengeStatic or ChallengeIntune
+	Secret        []byte // the static challenge
+	Profile       *policy.Profile
+	UseCA         bool // GetCACert returns only the CA certificate and the CA key decrypts and signs CertReps
+	CertRepChain  bool // CertRep carries the CA chain after the issued certificate
+	RenewalWindow time.Duration
+}
+
+// Intune is the part of the Intune client the SCEP flow needs (validate before signing, notify after).
+type Intune interface {
+	Validate(ctx context.Context, transactionID string, csrDER []byte) error
+	NotifySuccess(ctx context.Context, transactionID string, csrDER []byte, rec *store.Record, cert *x509.Certificate) error
+	NotifyFailure(ctx context.Context, transactionID string, csrDER []byte, reason string) error
+}
+
+// CRLSource provides the current CRL for GetCRL.
+type CRLSource interface {
+	CurrentDER(ctx context.Context) ([]byte, error)
+}
+
+// Config wires a Server.
+type Config struct {
+	Keys      *custody.Keys
+	Issuer    *issuance.Issuer
+	Store     store.Store
+	Endpoints []*Endpoint
+	Intune    Intune    // required when an endpoint uses the intune challenge
+	CRL       CRLSource // optional: GetCRL answers badRequest without it
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// Server answers /api/scep/{endpoint}.
+type Server struct {
+	keys      *custody.Keys
+	issuer    *issuance.Issuer
+	store     store.Store
+	endpoints map[string]*Endpoint
+	intune    Intune
+	crl       CRLSource
+	log       *slog.Logger
+	now       func() time.Time
+}
+
+// New checks the configuration: every endpoint has a profile and what its challenge and identity need.
+func New(cfg Config) (*Server, error) {
+	if cfg.Keys == nil || cfg.Issuer == nil || cfg.Store == nil {
+		return nil, errors.New("scep: keys, issuer and store are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{keys: cfg.Keys, issuer: cfg.Issuer, store: cfg.Store, endpoints: map[string]*Endpoint{},
+		intune: cfg.Intune, crl: cfg.CRL, log: cfg.Logger, now: cfg.Now}
+	for _, e := range cfg.Endpoints {
+		if e.Profile == nil {
+			return nil, fmt.Errorf("scep: endpoint %s has no profile", e.Name)
+		}
+		switch e.Challenge {
+		case ChallengeStatic:
+			if len(e.Secret) < 8 {
+				return nil, fmt.Errorf("scep: endpoint %s: static challenge must be at least 8 characters", e.Name)
+			}
+		case ChallengeIntune:
+			if cfg.Intune == nil {
+				return nil, fmt.Errorf("scep: endpoint %s uses the intune challenge but Intune is not configured", e.Name)
+			}
+		default:
+			return nil, fmt.Errorf("scep: endpoint %s: unknown challenge type %q", e.Name, e.Challenge)
+		}
+		if _, _, err := s.identity(e); err != nil {
+			return nil, fmt.Errorf("scep: endpoint %s: %w", e.Name, err)
+		}
+		s.endpoints[strings.ToLower(e.Name)] = e
+	}
+	return s, nil
+}
+
+// identity is the certificate clients encrypt to and the key that opens envelopes and signs CertReps.
+func (s *Server) identity(e *Endpoint) (*x509.Certificate, custody.RAKey, error) {
+	if e.UseCA {
+		d, ok := s.keys.CASigner.(custody.RAKey)
+		if !ok {
+			return nil, nil, errors.New("the CA key cannot decrypt, so GetCACert cannot return the CA alone")
+		}
+		return s.keys.CA(), d, nil
+	}
+	if s.keys.RACert == nil {
+		return nil, nil, errors.New("no RA certificate; run `azscep ca init` or set the endpoint to cacert=single")
+	}
+	return s.keys.RACert, s.keys.RAKey, nil
+}
+
+// ServeHTTP routes /api/scep/{endpoint}[/anything] by the `operation` query parameter.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rest := strings.TrimPrefix(r.URL.Path, "/api/scep/")
+	name, _, _ := strings.Cut(rest, "/")
+	e, ok := s.endpoints[strings.ToLower(name)]
+	if !ok {
+		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusNotFound, Code: "unknown_endpoint",
+			Detail: "no SCEP endpoint of that name"})
+		return
+	}
+	op := r.URL.Query().Get("operation")
+	switch op {
+	case "GetCACaps":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			httpx.MethodNotAllowed(w, r, http.MethodGet)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte(caps))
+	case "GetCACert":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			httpx.MethodNotAllowed(w, r, http.MethodGet)
+			return
+		}
+		s.getCACert(w, r, e)
+	case "PKIOperation":
+		s.pkiOperation(w, r, e)
+	case "":
+		plainError(w, http.StatusBadRequest, "missing operation")
+	default:
+		plainError(w, http.StatusBadRequest, "unknown operation")
+	}
+}
+
+// caps advertises only what the server wants used (RFC 8894 §7: GetCACaps is unauthenticated, so anything
+// weaker would invite a downgrade).
+const caps = "POSTPKIOperation\nSHA-256\nSHA-512\nAES\nSCEPStandard\nRenewal\n"
+
+func (s *Server) getCACert(w http.ResponseWriter, r *http.Request, e *Endpoint) {
+	if e.UseCA && len(s.keys.Chain) == 1 {
+		w.Header().Set("Content-Type", "application/x-x509-ca-cert")
+		_, _ = w.Write(s.keys.CA().Raw)
+		return
+	}
+	cert, _, _ := s.identity(e)
+	certs := []*x509.Certificate{cert}
+	for _, c := range s.keys.Chain {
+		if c != cert {
+			certs = append(certs, c)
+		}
+	}
+	body, err := Degenerate(certs)
+	if err != nil {
+		plainError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-x509-ca-ra-cert")
+	_, _ = w.Write(body)
+}
+
+func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoint) {
+	var der []byte
+	switch r.Method {
+	case http.MethodPost:
+		ct := r.Header.Get("Content-Type")
+		if mt, _, _ := strings.Cut(ct, ";"); ct != "" && !strings.EqualFold(strings.TrimSpace(mt), "application/x-pki-message") &&
+			!strings.EqualFold(strings.TrimSpace(mt), "application/octet-stream") {
+			plainError(w, http.StatusUnsupportedMediaType, "PKIOperation body must be application/x-pki-message")
+			return
+		}
+		b, err := httpx.ReadBody(w, r, httpx.MaxBody)
+		if errors.Is(err, httpx.ErrTooLarge) {
+			s.log.Warn("scep body over cap", "endpoint", e.Name, "content_length", r.ContentLength)
+			plainError(w, http.StatusRequestEntityTooLarge, "message too large")
+			return
+		}
+		if err != nil {
+			plainError(w, http.StatusBadRequest, "cannot read body")
+			return
+		}
+		der = b
+	case http.MethodGet:
+		if len(r.URL.RawQuery) > 2*httpx.MaxBody {
+			plainError(w, http.StatusRequestEntityTooLarge, "message too large")
+			return
+		}
+		b, err := DecodeGETMessage(r.URL.RawQuery)
+		if err != nil {
+			plainError(w, http.StatusBadRequest, "message parameter is missing or not base64")
+			return
+		}
+		der = b
+	default:
+		httpx.MethodNotAllowed(w, r, http.MethodGet, http.MethodPost)
+		return
+	}
+	if len(der) == 0 {
+		plainError(w, http.StatusBadRequest, "empty message")
+		return
+	}
+	msg, err := ParsePKIMessage(der)
+	if err != nil {
+		s.log.Info("scep message rejected", "endpoint", e.Name, "err", err)
+		plainError(w, http.StatusBadRequest, "malformed PKIMessage")
+		return
+	}
+	start := s.now()
+	out := s.handle(r.Context(), e, msg)
+	attrs := []any{"endpoint", e.Name, "transaction_id", msg.TransactionID, "message_type", string(msg.MessageType),
+		"duration_ms", s.now().Sub(start).Milliseconds()}
+	if out.unavailable > 0 {
+		s.log.Warn("scep dependency unavailable", append(attrs, "err", out.err)...)
+		w.Header().Set("Retry-After", fmt.Sprint(int(out.unavailable.Seconds())))
+		plainError(w, http.StatusServiceUnavailable, "temporarily unavailable, retry later")
+		return
+	}
+	attrs = append(attrs, "pki_status", string(out.status), "fail_info", string(out.failInfo))
+	if out.serial != "" {
+		attrs = append(attrs, "serial", out.serial, "replayed", out.replayed)
+	}
+	if out.err != nil {
+		attrs = append(attrs, "reason", out.err.Error())
+	}
+	s.log.Info("scep pkioperation", attrs...)
+	body, err := s.certRep(e, msg, out)
+	if err != nil {
+		s.log.Error("building CertRep failed", "endpoint", e.Name, "transaction_id", msg.TransactionID, "err", err)
+		if d, ok := httpx.Unavailable(err); ok {
+			w.Header().Set("Retry-After", fmt.Sprint(int(d.Seconds())))
+			plainError(w, http.StatusServiceUnavailable, "temporarily unavailable, retry later")
+			return
+		}
+		plainError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-pki-message")
+	_, _ = w.Write(body)
+}
+
+func (s *Server) certRep(e *Endpoint, msg *PKIMessage, out outcome) ([]byte, error) {
+	cert, key, err := s.identity(e)
+	if err != nil {
+		return nil, err
+	}
+	o := CertRepOptions{Status: out.status, FailInfo: out.failInfo, SignerCert: cert, SignerKey: key, CRL: out.crl}
+	if out.cert != nil {
+		o.Certs = []*x509.Certificate{out.cert}
+		if e.CertRepChain {
+			o.Certs = append(o.Certs, s.keys.Chain...)
+		}
+	}
+	return msg.CertRep(o)
+}
+
+// outcome is what one PKIOperation decided.
+type outcome struct {
+	status      PKIStatus
+	failInfo    FailInfo
+	cert        *x509.Certificate
+	crl         []byte
+	serial      string
+	replayed    bool
+	err         error         // why, for the log only
+	unavailable time.Duration // > 0: answer 503 with this Retry-After instead of a CertRep
+}
+
+func fail(info FailInfo, err error) outcome { return outcome{status: StatusFailure, failInfo: info, err: err} }
+
+func plainError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(msg + "\n"))
+}
+
+// staticChallengeOK compares in constant time (the length of the secret may leak; its content does not).
+func staticChallengeOK(secret []byte, got string) bool {
+	return len(got) > 0 && subtle.ConstantTimeCompare(secret, []byte(got)) == 1
+}

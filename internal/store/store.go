@@ -1,0 +1,282 @@
+// Package store owns the CA's durable records: one record per certificate the CA ever planned to sign, the
+// idempotency index that makes SCEP transaction IDs and REST retries replayable, the revocation index the CRL is
+// built from, the Intune revocation work items, and small pieces of CA state (public chain, wrapped RA key,
+// CRL number).
+//
+// Records are never deleted or overwritten. A record is created with an insert (a serial collision fails) and then
+// only moves through the state machine pending → issued | abandoned, issued → revoked, each move an update
+// conditioned on the ETag the caller read (reliability.md §5.1).
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+)
+
+// Status is the lifecycle state of a certificate record.
+type Status string
+
+// The record states. A pending record exists before every signature; it becomes issued once the signed
+// certificate is stored, or abandoned when the signature was never made (or its outcome is unknown and the
+// caller gave up — an abandoned record with a planned certificate may still be revoked by serial).
+const (
+	StatusPending   Status = "pending"
+	StatusIssued    Status = "issued"
+	StatusAbandoned Status = "abandoned"
+	StatusRevoked   Status = "revoked"
+)
+
+// CanMove reports whether the state machine allows the transition from s to next.
+func (s Status) CanMove(next Status) bool {
+	switch s {
+	case StatusPending:
+		return next == StatusIssued || next == StatusAbandoned || next == StatusRevoked
+	case StatusIssued:
+		return next == StatusRevoked
+	case StatusAbandoned:
+		// A pending record whose signature outcome was unknown can still be revoked by an admin.
+		return next == StatusRevoked
+	}
+	return false
+}
+
+// Sources recorded on every certificate.
+const (
+	SourceSCEP = "scep"
+	SourceAPI  = "api"
+)
+
+// Record is one certificate the CA planned to sign. Field names follow the table schema in README.md.
+type Record struct {
+	// Serial is the certificate serial as upper-case hexadecimal without leading zeros: the exact string the
+	// CA reports to Intune and the row's key.
+	Serial string
+	Status Status
+
+	Issuer     string // issuer DN, RFC 2253
+	Subject    string // subject DN, RFC 2253
+	SANs       []string
+	NotBefore  time.Time
+	NotAfter   time.Time
+	SHA1       string // upper-case hex SHA-1 of the certificate DER (set when issued)
+	SHA256     string // upper-case hex SHA-256 of the certificate DER (set when issued)
+	PublicKey  string // hex SHA-256 of the subject public key info: binds replays to a key
+	CSRHash    string // hex SHA-256 of the PKCS#10 DER
+	Source     string // SourceSCEP or SourceAPI
+	Endpoint   string // SCEP endpoint name, or the REST profile name
+	Requester  string // Entra object ID, UPN or app ID for REST; challenge type for SCEP
+	Profile    string // profile name the certificate was built from
+	TxID       string // SCEP transaction ID or REST idempotency key
+	DeviceID   string // Intune or Entra device ID when known
+	PlannedDER []byte // the linted to-be-signed certificate (signed with a throwaway key): what we planned to sign
+	CertDER    []byte // the issued certificate
+
+	// Intune bookkeeping (SCEP endpoints of type intune).
+	IntuneSerial    string // exact serial string sent in successNotification
+	CAConfiguration string // caConfiguration sent in successNotification
+	IntuneNotified  bool   // successNotification accepted
+	Withheld        bool   // signed but never delivered (Intune refused the success notification)
+
+	RevokedAt        time.Time
+	RevocationReason int    // RFC 5280 CRLReason
+	RevokedBy        string // "intune", or the admin's identity
+	RevocationRef    string // Intune requestContext or audit reference
+
+	Note    string // why a record was abandoned or withheld
+	Created time.Time
+	Updated time.Time
+
+	// ETag is the version the record was read or written at; updates are conditioned on it.
+	ETag string
+}
+
+// Errors every Store implementation returns (wrapped) so callers can use errors.Is.
+var (
+	ErrNotFound    = errors.New("store: not found")
+	ErrExists      = errors.New("store: already exists")
+	ErrConflict    = errors.New("store: record changed since it was read")
+	ErrTransition  = errors.New("store: transition not allowed")
+	ErrUnavailable = errors.New("store: unavailable")
+)
+
+// Certificates is the certificate-record part of the store.
+type Certificates interface {
+	// Insert creates a new record; a record with the same serial makes it fail with ErrExists.
+	Insert(ctx context.Context, r *Record) error
+	// Update writes r if the stored record still has r.ETag, after checking that the stored status may move to
+	// r.Status. On success r.ETag is the new version. A stale ETag gives ErrConflict.
+	Update(ctx context.Context, r *Record, from Status) error
+	// Get reads one record by serial (any accepted spelling, see NormalizeSerial).
+	Get(ctx context.Context, serial string) (*Record, error)
+	// Search lists records matching q, newest first within a page, with an opaque continuation token.
+	Search(ctx context.Context, q Query) (page []*Record, next string, err error)
+	// Pending lists records still pending that were created before the cutoff (the sweeper's view).
+	Pending(ctx context.Context, before time.Time) ([]*Record, error)
+}
+
+// Query selects records for the admin API. Empty fields do not filter.
+type Query struct {
+	Subject      string // substring of the subject DN (case-insensitive)
+	DeviceID     string
+	Requester    string
+	Status       Status
+	Since, Until time.Time // on Created
+	Limit        int
+	Continuation string
+}
+
+// Index maps idempotency keys (SCEP transaction IDs per endpoint, REST retry keys) to serials.
+type Index interface {
+	// Claim binds key to serial if key is unbound. If key is already bound it returns ErrExists and the
+	// current binding (serial and ETag) so the caller can decide whether to replay or to rebind.
+	Claim(ctx context.Context, key, serial string) (Binding, error)
+	// Lookup returns the current binding of key, or ErrNotFound.
+	Lookup(ctx context.Context, key string) (Binding, error)
+	// Rebind moves key to a new serial if the binding is still at b.ETag (the old record was abandoned).
+	Rebind(ctx context.Context, b Binding, serial string) (Binding, error)
+}
+
+// Binding is the state of one idempotency key.
+type Binding struct {
+	Key     string
+	Serial  string
+	Created time.Time
+	ETag    string
+}
+
+// Revoked is one entry of the revocation index the CRL is built from.
+type Revoked struct {
+	Serial    string
+	RevokedAt time.Time
+	Reason    int
+}
+
+// Revocations is the revocation index: written before the record moves to revoked so that a crash between the
+// two writes errs on the side of publishing the revocation.
+type Revocations interface {
+	// AddRevoked records a revocation in the index (idempotent: re-adding the same serial keeps the first entry).
+	AddRevoked(ctx context.Context, e Revoked) error
+	// ListRevoked returns every revoked serial.
+	ListRevoked(ctx context.Context) ([]Revoked, error)
+}
+
+// Meta holds small named documents of CA state with optimistic concurrency.
+type Meta interface {
+	// GetMeta returns the value and ETag stored under name, or ErrNotFound.
+	GetMeta(ctx context.Context, name string) (value []byte, etag string, err error)
+	// PutMeta creates name when etag is "" (ErrExists if it exists) or replaces it if it is still at etag
+	// (ErrConflict otherwise). It returns the new ETag.
+	PutMeta(ctx context.Context, name string, value []byte, etag string) (string, error)
+}
+
+// Store is everything the CA persists.
+type Store interface {
+	Certificates
+	Index
+	Revocations
+	Meta
+	RevocationQueue
+	// Ping checks that the backend answers (health endpoint).
+	Ping(ctx context.Context) error
+}
+
+// NormalizeSerial turns any common spelling of a serial (upper or lower case, leading zeros, colon or space
+// separators, optional 0x) into the canonical form used as the record key. It returns "" for anything that is
+// not a positive hexadecimal integer of at most 20 octets.
+func NormalizeSerial(s string) string {
+	s = strings.TrimSpace(s)
+	s = strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
+	s = strings.NewReplacer(":", "", " ", "", "-", "").Replace(s)
+	s = strings.TrimLeft(s, "0")
+	if s == "" || len(s) > 40 {
+		return ""
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return ""
+		}
+	}
+	return strings.ToUpper(s)
+}
+
+// SerialString renders a certificate serial in the canonical form.
+func SerialString(n *big.Int) string {
+	return strings.ToUpper(n.Text(16))
+}
+
+// ParseSerial is the inverse of SerialString for canonical or loosely spelled serials.
+func ParseSerial(s string) (*big.Int, error) {
+	c := NormalizeSerial(s)
+	if c == "" {
+		return nil, fmt.Errorf("serial %q: %w", s, ErrNotFound)
+	}
+	n, _ := new(big.Int).SetString(c, 16)
+	return n, nil
+}
+
+// WorkState is where an Intune revocation request stands in our hands (reliability.md §5.2).
+type WorkState string
+
+// Work item states. A request is persisted as downloaded before anything acts on it; applied once our records
+// reflect it and the result to report is stored on the item; uploaded once Intune accepted the result. Foreign
+// items (another CA's) are kept for audit and never acknowledged.
+const (
+	WorkDownloaded WorkState = "downloaded"
+	WorkApplied    WorkState = "applied"
+	WorkUploaded   WorkState = "uploaded"
+	WorkForeign    WorkState = "foreign"
+)
+
+// RevocationRequest is one Intune revocation request and our progress on it.
+type RevocationRequest struct {
+	RequestContext  string // opaque, echoed to Intune; the item's identity
+	SerialNumber    string // as Intune sent it
+	IssuerName      string
+	CAConfiguration string
+	State           WorkState
+
+	// The result to upload, set when State reaches WorkApplied.
+	Succeeded    bool
+	ErrorCode    string
+	ErrorMessage string
+
+	Downloaded time.Time
+	Applied    time.Time
+	Uploaded   time.Time
+	Attempts   int // upload attempts
+	ETag       string
+}
+
+// RevocationQueue persists Intune revocation work items and the record of each sync run.
+type RevocationQueue interface {
+	// EnqueueRevocation inserts a downloaded request; ErrExists if its RequestContext is already known.
+	EnqueueRevocation(ctx context.Context, r *RevocationRequest) error
+	// UpdateRevocation writes r if it is still at r.ETag (ErrConflict otherwise) and refreshes r.ETag.
+	UpdateRevocation(ctx context.Context, r *RevocationRequest) error
+	// OpenRevocations lists items in state downloaded or applied, oldest first, at most limit.
+	OpenRevocations(ctx context.Context, limit int) ([]*RevocationRequest, error)
+	// RecordRun appends the summary of one sync run.
+	RecordRun(ctx context.Context, run SyncRun) error
+	// Runs lists the most recent sync runs, newest first.
+	Runs(ctx context.Context, limit int) ([]SyncRun, error)
+}
+
+// SyncRun summarises one revocation sync run.
+type SyncRun struct {
+	ID         string
+	Started    time.Time
+	Finished   time.Time
+	Trigger    string // timer, manual, admin
+	Resumed    int    // open items from earlier runs
+	Downloaded int
+	Foreign    int
+	Revoked    int
+	NotFound   int
+	Failed     int
+	Uploaded   int
+	Errors     []string
+}

@@ -1,0 +1,970 @@
+// Package storetest holds the contract every store.Store implementation must pass, and FaultStore, a wrapper
+// that injects failures for tests of the issuance and revocation paths.
+//
+// The contract pins down behaviour the CA relies on for "loses no data" (reliability.md §5): inserts never
+// overwrite, updates are conditioned on the ETag and the state machine, exactly one of many concurrent writers
+// wins, and reads accept any spelling of a serial.
+package storetest
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"math/big"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/azscep/azscep/internal/store"
+)
+
+// Run runs the contract against stores made by newStore. Every subtest gets its own empty store and runs in
+// parallel with the others.
+func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"Ping", testPing},
+		{"InsertGet", testInsertGet},
+		{"InsertDuplicate", testInsertDuplicate},
+		{"InsertRejectsBadInput", testInsertRejectsBadInput},
+		{"GetNormalizesSerial", testGetNormalizesSerial},
+		{"Transitions", testTransitions},
+		{"InStateUpdate", testInStateUpdate},
+		{"StaleETag", testStaleETag},
+		{"ConcurrentUpdates", testConcurrentUpdates},
+		{"Pending", testPending},
+		{"SearchFilters", testSearchFilters},
+		{"SearchPagination", testSearchPagination},
+		{"SearchDefaultLimit", testSearchDefaultLimit},
+		{"SearchBadToken", testSearchBadToken},
+		{"IndexClaimLookup", testIndexClaimLookup},
+		{"IndexRebind", testIndexRebind},
+		{"IndexClaimRace", testIndexClaimRace},
+		{"IndexRebindRace", testIndexRebindRace},
+		{"Revoked", testRevoked},
+		{"Meta", testMeta},
+		{"MetaLarge", testMetaLarge},
+		{"QueueEnqueueUpdate", testQueueEnqueueUpdate},
+		{"QueueOpen", testQueueOpen},
+		{"Runs", testRuns},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, newStore(t))
+		})
+	}
+}
+
+// NewSerial returns a random canonical serial (128 bits, no leading zero), as the CA allocates them.
+func NewSerial() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	b[0] |= 0x10
+	return store.SerialString(new(big.Int).SetBytes(b))
+}
+
+// base is a fixed instant with sub-second digits that survive Table Storage's 100 ns resolution.
+var base = time.Date(2025, 3, 14, 15, 9, 26, 535897900, time.UTC)
+
+// FullRecord returns a pending record with every field set, for round-trip checks.
+func FullRecord(serial string) *store.Record {
+	return &store.Record{
+		Serial:           serial,
+		Status:           store.StatusPending,
+		Issuer:           "CN=Test Issuing CA,O=Acme",
+		Subject:          "CN=device-" + strings.ToLower(serial) + ",O=Acme",
+		SANs:             []string{"dns:device.example.com", "uri:urn:uuid:00000000-0000-0000-0000-000000000001"},
+		NotBefore:        base.Add(-time.Minute),
+		NotAfter:         base.Add(365 * 24 * time.Hour),
+		SHA1:             "0A1B",
+		SHA256:           "0A1B2C",
+		PublicKey:        "abcdef",
+		CSRHash:          "012345",
+		Source:           store.SourceSCEP,
+		Endpoint:         "intune",
+		Requester:        "intune",
+		Profile:          "device",
+		TxID:             "tx-" + serial,
+		DeviceID:         "11111111-2222-3333-4444-555555555555",
+		PlannedDER:       bytes.Repeat([]byte{0x30, 0x82, 0x01}, 400),
+		IntuneSerial:     serial,
+		CAConfiguration:  "ca.example.com\\Test CA",
+		RevocationReason: 0,
+		Note:             "it's a test",
+		Created:          base,
+	}
+}
+
+// DiffRecords lists the fields in which got differs from want, ignoring ETag and Updated (set by the store).
+// Times compare by instant and empty slices equal nil ones.
+func DiffRecords(got, want *store.Record) []string {
+	var diffs []string
+	gv, wv := reflect.ValueOf(got).Elem(), reflect.ValueOf(want).Elem()
+	for i := range gv.NumField() {
+		name := gv.Type().Field(i).Name
+		if name == "ETag" || name == "Updated" {
+			continue
+		}
+		g, w := gv.Field(i).Interface(), wv.Field(i).Interface()
+		same := false
+		switch gt := g.(type) {
+		case time.Time:
+			same = gt.Equal(w.(time.Time))
+		case []byte:
+			same = bytes.Equal(gt, w.([]byte))
+		case []string:
+			same = slices.Equal(gt, w.([]string))
+		default:
+			same = reflect.DeepEqual(g, w)
+		}
+		if !same {
+			diffs = append(diffs, fmt.Sprintf("%s: got %v, want %v", name, g, w))
+		}
+	}
+	return diffs
+}
+
+func mustInsert(t *testing.T, s store.Store, r *store.Record) {
+	t.Helper()
+	if err := s.Insert(t.Context(), r); err != nil {
+		t.Fatalf("Insert(%s): %v", r.Serial, err)
+	}
+}
+
+func mustGet(t *testing.T, s store.Store, serial string) *store.Record {
+	t.Helper()
+	r, err := s.Get(t.Context(), serial)
+	if err != nil {
+		t.Fatalf("Get(%s): %v", serial, err)
+	}
+	return r
+}
+
+func mustUpdate(t *testing.T, s store.Store, r *store.Record, to store.Status) {
+	t.Helper()
+	from := r.Status
+	r.Status = to
+	if err := s.Update(t.Context(), r, from); err != nil {
+		t.Fatalf("Update(%s, %s→%s): %v", r.Serial, from, to, err)
+	}
+}
+
+func testPing(t *testing.T, s store.Store) {
+	if err := s.Ping(t.Context()); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+}
+
+func testInsertGet(t *testing.T, s store.Store) {
+	r := FullRecord(NewSerial())
+	mustInsert(t, s, r)
+	if r.ETag == "" {
+		t.Error("Insert left ETag empty")
+	}
+	if r.Updated.IsZero() {
+		t.Error("Insert left Updated zero")
+	}
+	got := mustGet(t, s, r.Serial)
+	if d := DiffRecords(got, r); d != nil {
+		t.Errorf("Get after Insert differs:\n%s", strings.Join(d, "\n"))
+	}
+	if got.ETag != r.ETag {
+		t.Errorf("Get ETag = %q, Insert gave %q", got.ETag, r.ETag)
+	}
+
+	// Issue it with every remaining field set and read it back.
+	r.CertDER = bytes.Repeat([]byte{0x30, 0x82}, 700)
+	r.SHA1, r.SHA256 = "AA", "BB"
+	r.IntuneNotified, r.Withheld = true, true
+	mustUpdate(t, s, r, store.StatusIssued)
+	r.RevokedAt = base.Add(time.Hour)
+	r.RevocationReason = 4
+	r.RevokedBy = "admin@example.com"
+	r.RevocationRef = "ctx-'1'"
+	mustUpdate(t, s, r, store.StatusRevoked)
+	got = mustGet(t, s, r.Serial)
+	if d := DiffRecords(got, r); d != nil {
+		t.Errorf("Get after Update differs:\n%s", strings.Join(d, "\n"))
+	}
+
+	// A record with no optional fields round-trips as zero values.
+	bare := &store.Record{Serial: NewSerial(), Status: store.StatusPending}
+	mustInsert(t, s, bare)
+	if bare.Created.IsZero() {
+		t.Error("Insert did not set Created on a record without one")
+	}
+	if d := DiffRecords(mustGet(t, s, bare.Serial), bare); d != nil {
+		t.Errorf("minimal record differs:\n%s", strings.Join(d, "\n"))
+	}
+}
+
+func testInsertDuplicate(t *testing.T, s store.Store) {
+	r := FullRecord(NewSerial())
+	mustInsert(t, s, r)
+	dup := FullRecord(r.Serial)
+	dup.Subject = "CN=intruder"
+	if err := s.Insert(t.Context(), dup); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("second Insert = %v, want ErrExists", err)
+	}
+	if got := mustGet(t, s, r.Serial); got.Subject != r.Subject || got.ETag != r.ETag {
+		t.Errorf("duplicate Insert changed the record: subject %q etag %q", got.Subject, got.ETag)
+	}
+}
+
+func testInsertRejectsBadInput(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	serial := NewSerial()
+	for name, r := range map[string]*store.Record{
+		"lower-case serial": {Serial: strings.ToLower(serial), Status: store.StatusPending},
+		"leading zero":      {Serial: "0" + serial, Status: store.StatusPending},
+		"empty serial":      {Status: store.StatusPending},
+		"unknown status":    {Serial: serial, Status: "bogus"},
+		"oversized DER":     {Serial: serial, Status: store.StatusPending, PlannedDER: make([]byte, 70*1024)},
+	} {
+		if err := s.Insert(ctx, r); err == nil {
+			t.Errorf("Insert with %s succeeded", name)
+		} else if errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("Insert with %s = %v, want a validation error", name, err)
+		}
+	}
+	if _, err := s.Get(ctx, serial); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("rejected record was stored: Get = %v", err)
+	}
+}
+
+func testGetNormalizesSerial(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	r := &store.Record{Serial: "1A2B3C4D5E6F", Status: store.StatusPending}
+	mustInsert(t, s, r)
+	for _, spelling := range []string{"1A2B3C4D5E6F", "1a2b3c4d5e6f", "001A2B3C4D5E6F", "0x1a2b3c4d5e6f", "1a:2b:3c:4d:5e:6f", " 1A2B 3C4D 5E6F "} {
+		got, err := s.Get(ctx, spelling)
+		if err != nil {
+			t.Errorf("Get(%q): %v", spelling, err)
+			continue
+		}
+		if got.Serial != r.Serial {
+			t.Errorf("Get(%q).Serial = %q", spelling, got.Serial)
+		}
+	}
+	for _, bad := range []string{"", "zz", "0", "1A2B3C4D5E6E", "1A2B3C4D5E6F00"} {
+		if _, err := s.Get(ctx, bad); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Get(%q) = %v, want ErrNotFound", bad, err)
+		}
+	}
+}
+
+var allStatuses = []store.Status{store.StatusPending, store.StatusIssued, store.StatusAbandoned, store.StatusRevoked}
+
+// recordAt inserts a record and walks it through allowed transitions to st.
+func recordAt(t *testing.T, s store.Store, st store.Status) *store.Record {
+	t.Helper()
+	r := FullRecord(NewSerial())
+	mustInsert(t, s, r)
+	switch st {
+	case store.StatusIssued, store.StatusAbandoned:
+		mustUpdate(t, s, r, st)
+	case store.StatusRevoked:
+		mustUpdate(t, s, r, store.StatusIssued)
+		mustUpdate(t, s, r, store.StatusRevoked)
+	}
+	return r
+}
+
+func testTransitions(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	allowed := map[[2]store.Status]bool{
+		{store.StatusPending, store.StatusIssued}:    true,
+		{store.StatusPending, store.StatusAbandoned}: true,
+		{store.StatusPending, store.StatusRevoked}:   true,
+		{store.StatusIssued, store.StatusRevoked}:    true,
+		{store.StatusAbandoned, store.StatusRevoked}: true,
+	}
+	for _, from := range allStatuses {
+		for _, to := range allStatuses {
+			if from == to {
+				continue // in-state updates: testInStateUpdate
+			}
+			r := recordAt(t, s, from)
+			before := r.ETag
+			r.Status = to
+			err := s.Update(ctx, r, from)
+			got := mustGet(t, s, r.Serial)
+			if allowed[[2]store.Status{from, to}] {
+				if err != nil {
+					t.Errorf("%s→%s: %v, want success", from, to, err)
+				} else if got.Status != to || r.ETag == before || got.ETag != r.ETag {
+					t.Errorf("%s→%s: stored status %s, etag %q→%q (stored %q)", from, to, got.Status, before, r.ETag, got.ETag)
+				}
+				continue
+			}
+			if !errors.Is(err, store.ErrTransition) {
+				t.Errorf("%s→%s: %v, want ErrTransition", from, to, err)
+			}
+			if got.Status != from || got.ETag != before {
+				t.Errorf("%s→%s refused but stored status is %s, etag %q (was %q)", from, to, got.Status, got.ETag, before)
+			}
+		}
+	}
+}
+
+func testInStateUpdate(t *testing.T, s store.Store) {
+	for _, st := range allStatuses {
+		r := recordAt(t, s, st)
+		r.IntuneNotified = true
+		r.Note = "notified " + string(st)
+		if err := s.Update(t.Context(), r, st); err != nil {
+			t.Errorf("in-state update at %s: %v", st, err)
+			continue
+		}
+		got := mustGet(t, s, r.Serial)
+		if !got.IntuneNotified || got.Note != r.Note || got.Status != st {
+			t.Errorf("in-state update at %s not stored: %+v", st, got)
+		}
+	}
+}
+
+func testStaleETag(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	r := FullRecord(NewSerial())
+	mustInsert(t, s, r)
+	stale := *r
+	mustUpdate(t, s, r, store.StatusIssued)
+
+	stale.Status = store.StatusAbandoned
+	if err := s.Update(ctx, &stale, store.StatusPending); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("Update with stale ETag = %v, want ErrConflict", err)
+	}
+	noTag := *r
+	noTag.ETag = ""
+	noTag.Status = store.StatusRevoked
+	if err := s.Update(ctx, &noTag, store.StatusIssued); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("Update without ETag = %v, want ErrConflict", err)
+	}
+	if got := mustGet(t, s, r.Serial); got.Status != store.StatusIssued || got.ETag != r.ETag {
+		t.Errorf("refused updates changed the record: %s %q", got.Status, got.ETag)
+	}
+
+	missing := FullRecord(NewSerial())
+	missing.ETag = r.ETag
+	missing.Status = store.StatusIssued
+	if err := s.Update(ctx, missing, store.StatusPending); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Update of a missing record = %v, want ErrNotFound", err)
+	}
+}
+
+func testConcurrentUpdates(t *testing.T, s store.Store) {
+	r := FullRecord(NewSerial())
+	mustInsert(t, s, r)
+	const n = 20
+	errs := make([]error, n)
+	copies := make([]*store.Record, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		c := *r
+		c.Note = fmt.Sprintf("writer %d", i)
+		if i%2 == 0 {
+			c.Status = store.StatusIssued
+		} else {
+			c.Status = store.StatusAbandoned
+		}
+		copies[i] = &c
+		wg.Go(func() { errs[i] = s.Update(t.Context(), copies[i], store.StatusPending) })
+	}
+	wg.Wait()
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			if winner >= 0 {
+				t.Errorf("writers %d and %d both won", winner, i)
+			}
+			winner = i
+		case !errors.Is(err, store.ErrConflict):
+			t.Errorf("writer %d: %v, want ErrConflict", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no writer won")
+	}
+	got := mustGet(t, s, r.Serial)
+	if got.Note != copies[winner].Note || got.Status != copies[winner].Status || got.ETag != copies[winner].ETag {
+		t.Errorf("stored %q/%s/%q, winner wrote %q/%s/%q", got.Note, got.Status, got.ETag,
+			copies[winner].Note, copies[winner].Status, copies[winner].ETag)
+	}
+}
+
+func serials(rs []*store.Record) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.Serial
+	}
+	return out
+}
+
+func testPending(t *testing.T, s store.Store) {
+	var want []string
+	for i, st := range []store.Status{store.StatusPending, store.StatusIssued, store.StatusPending, store.StatusAbandoned, store.StatusPending, store.StatusPending} {
+		r := FullRecord(NewSerial())
+		r.Created = base.Add(time.Duration(5-i) * time.Minute) // later records are older
+		mustInsert(t, s, r)
+		if st != store.StatusPending {
+			mustUpdate(t, s, r, st)
+		}
+		if st == store.StatusPending && i > 0 { // record 0 is at base+5m, after the cutoff
+			want = append(want, r.Serial)
+		}
+	}
+	slices.Reverse(want) // oldest first
+	got, err := s.Pending(t.Context(), base.Add(5*time.Minute))
+	if err != nil {
+		t.Fatalf("Pending: %v", err)
+	}
+	if !slices.Equal(serials(got), want) {
+		t.Errorf("Pending = %v, want %v (oldest first)", serials(got), want)
+	}
+}
+
+// searchAll follows continuation tokens to the end and checks each page's size and order.
+func searchAll(t *testing.T, s store.Store, q store.Query) (all []string, pages int) {
+	t.Helper()
+	for pages = 1; pages < 100; pages++ {
+		page, next, err := s.Search(t.Context(), q)
+		if err != nil {
+			t.Fatalf("Search(%+v) page %d: %v", q, pages, err)
+		}
+		if q.Limit > 0 && len(page) > q.Limit {
+			t.Errorf("page %d has %d records, limit %d", pages, len(page), q.Limit)
+		}
+		if next != "" && len(page) != q.Limit && q.Limit > 0 {
+			t.Errorf("page %d has %d records but more follow (limit %d)", pages, len(page), q.Limit)
+		}
+		if !sort.SliceIsSorted(page, func(i, j int) bool { return page[i].Created.After(page[j].Created) }) {
+			t.Errorf("page %d is not newest first", pages)
+		}
+		all = append(all, serials(page)...)
+		if next == "" {
+			return all, pages
+		}
+		q.Continuation = next
+	}
+	t.Fatal("Search did not finish within 100 pages")
+	return nil, 0
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
+
+func testSearchFilters(t *testing.T, s store.Store) {
+	type spec struct {
+		subject, device, requester string
+		status                     store.Status
+	}
+	specs := []spec{
+		{"CN=Alice Example,O=Acme", "dev-1", "o'brien@example.com", store.StatusIssued},
+		{"CN=alice-laptop,O=Acme", "dev-2", "intune", store.StatusPending},
+		{"CN=Bob,O=Other", "dev-1", "intune", store.StatusRevoked},
+		{"CN=Carol,O=Acme", "dev-3", "o'brien@example.com", store.StatusPending},
+		{"CN=Dave,O=Other", "", "app-1", store.StatusAbandoned},
+	}
+	var ser []string
+	for i, sp := range specs {
+		r := FullRecord(NewSerial())
+		r.Subject, r.DeviceID, r.Requester = sp.subject, sp.device, sp.requester
+		r.Created = base.Add(time.Duration(i) * time.Hour)
+		mustInsert(t, s, r)
+		switch sp.status {
+		case store.StatusIssued, store.StatusAbandoned:
+			mustUpdate(t, s, r, sp.status)
+		case store.StatusRevoked:
+			mustUpdate(t, s, r, store.StatusIssued)
+			mustUpdate(t, s, r, store.StatusRevoked)
+		}
+		ser = append(ser, r.Serial)
+	}
+	cases := []struct {
+		name string
+		q    store.Query
+		want []int
+	}{
+		{"all", store.Query{}, []int{0, 1, 2, 3, 4}},
+		{"subject case-insensitive", store.Query{Subject: "ALICE"}, []int{0, 1}},
+		{"subject org", store.Query{Subject: "o=acme"}, []int{0, 1, 3}},
+		{"device", store.Query{DeviceID: "dev-1"}, []int{0, 2}},
+		{"requester with quote", store.Query{Requester: "o'brien@example.com"}, []int{0, 3}},
+		{"requester injection", store.Query{Requester: "x' or Requester ne 'x"}, nil},
+		{"status", store.Query{Status: store.StatusPending}, []int{1, 3}},
+		{"since inclusive", store.Query{Since: base.Add(3 * time.Hour)}, []int{3, 4}},
+		{"until exclusive", store.Query{Until: base.Add(2 * time.Hour)}, []int{0, 1}},
+		{"window", store.Query{Since: base.Add(time.Hour), Until: base.Add(4 * time.Hour)}, []int{1, 2, 3}},
+		{"combined", store.Query{Subject: "acme", Requester: "o'brien@example.com", Status: store.StatusPending}, []int{3}},
+		{"none", store.Query{DeviceID: "nope"}, nil},
+	}
+	for _, tc := range cases {
+		var want []string
+		for _, i := range tc.want {
+			want = append(want, ser[i])
+		}
+		got, _ := searchAll(t, s, tc.q)
+		if !sameSet(got, want) {
+			t.Errorf("%s: got %v, want %v", tc.name, got, want)
+		}
+	}
+
+	// One page holds the matches newest first.
+	page, next, err := s.Search(t.Context(), store.Query{Subject: "acme"})
+	if err != nil || next != "" {
+		t.Fatalf("Search: %v, next %q", err, next)
+	}
+	if want := []string{ser[3], ser[1], ser[0]}; !slices.Equal(serials(page), want) {
+		t.Errorf("page order %v, want newest first %v", serials(page), want)
+	}
+}
+
+func testSearchPagination(t *testing.T, s store.Store) {
+	var all, acme []string
+	for i := range 12 {
+		r := FullRecord(NewSerial())
+		r.Created = base.Add(time.Duration(i) * time.Second)
+		if i%3 == 0 {
+			r.Subject = fmt.Sprintf("CN=match-%d,O=Needle", i)
+			acme = append(acme, r.Serial)
+		} else {
+			r.Subject = fmt.Sprintf("CN=other-%d,O=Hay", i)
+		}
+		mustInsert(t, s, r)
+		all = append(all, r.Serial)
+	}
+	got, pages := searchAll(t, s, store.Query{Limit: 5})
+	if !sameSet(got, all) || len(got) != len(all) || pages != 3 {
+		t.Errorf("paged listing: %d records in %d pages, want %d in 3 without duplicates", len(got), pages, len(all))
+	}
+	got, pages = searchAll(t, s, store.Query{Limit: 1, Subject: "needle"})
+	if !sameSet(got, acme) || len(got) != len(acme) || pages != len(acme) {
+		t.Errorf("paged filtered listing: %v in %d pages, want %v in %d", got, pages, acme, len(acme))
+	}
+	got, pages = searchAll(t, s, store.Query{Limit: 2, Subject: "needle", Since: base.Add(time.Second)})
+	if !sameSet(got, acme[1:]) || pages != 2 {
+		t.Errorf("paged filtered listing with since: %v in %d pages, want %v in 2", got, pages, acme[1:])
+	}
+}
+
+func testSearchDefaultLimit(t *testing.T, s store.Store) {
+	for range 55 {
+		mustInsert(t, s, &store.Record{Serial: NewSerial(), Status: store.StatusPending})
+	}
+	page, next, err := s.Search(t.Context(), store.Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page) != 50 || next == "" {
+		t.Errorf("default page: %d records, next %q; want 50 and a token", len(page), next)
+	}
+	page, next, err = s.Search(t.Context(), store.Query{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page) != 55 || next != "" {
+		t.Errorf("large limit: %d records, next %q; want all 55", len(page), next)
+	}
+}
+
+func testSearchBadToken(t *testing.T, s store.Store) {
+	mustInsert(t, s, &store.Record{Serial: NewSerial(), Status: store.StatusPending})
+	for _, tok := range []string{"!!!", "bm90IGpzb24", "eyJhIjoieiJ9"} {
+		if _, _, err := s.Search(t.Context(), store.Query{Continuation: tok}); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Search with token %q = %v, want ErrNotFound", tok, err)
+		}
+	}
+}
+
+func testIndexClaimLookup(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for _, key := range []string{"scep/ep1/0123456789ABCDEF", "api/o'brien/#1?/\\x", "ключ", strings.Repeat("k", 1500)} {
+		serial, other := NewSerial(), NewSerial()
+		if _, err := s.Lookup(ctx, key); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Lookup of unbound key = %v, want ErrNotFound", err)
+		}
+		b, err := s.Claim(ctx, key, serial)
+		if err != nil {
+			t.Fatalf("Claim(%.20q): %v", key, err)
+		}
+		if b.Key != key || b.Serial != serial || b.ETag == "" || b.Created.IsZero() {
+			t.Errorf("Claim binding = %+v", b)
+		}
+		got, err := s.Lookup(ctx, key)
+		if err != nil || got.Serial != serial || got.ETag != b.ETag || got.Key != key || !got.Created.Equal(b.Created) {
+			t.Errorf("Lookup = %+v, %v; want %+v", got, err, b)
+		}
+		again, err := s.Claim(ctx, key, other)
+		if !errors.Is(err, store.ErrExists) {
+			t.Errorf("second Claim = %v, want ErrExists", err)
+		}
+		if again.Serial != serial || again.ETag != b.ETag {
+			t.Errorf("second Claim returned binding %+v, want the first %+v", again, b)
+		}
+	}
+	if _, err := s.Claim(ctx, "", NewSerial()); err == nil {
+		t.Error("Claim of an empty key succeeded")
+	}
+}
+
+func testIndexRebind(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	b, err := s.Claim(ctx, "k1", NewSerial())
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := NewSerial()
+	nb, err := s.Rebind(ctx, b, next)
+	if err != nil {
+		t.Fatalf("Rebind: %v", err)
+	}
+	if nb.Serial != next || nb.ETag == b.ETag || nb.Key != b.Key {
+		t.Errorf("Rebind binding = %+v", nb)
+	}
+	if _, err := s.Rebind(ctx, b, NewSerial()); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("Rebind with stale ETag = %v, want ErrConflict", err)
+	}
+	if got, err := s.Lookup(ctx, "k1"); err != nil || got.Serial != next || got.ETag != nb.ETag {
+		t.Errorf("Lookup after Rebind = %+v, %v", got, err)
+	}
+	if _, err := s.Rebind(ctx, store.Binding{Key: "never", ETag: nb.ETag}, NewSerial()); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Rebind of an unbound key = %v, want ErrNotFound", err)
+	}
+}
+
+func testIndexClaimRace(t *testing.T, s store.Store) {
+	const n = 20
+	var wg sync.WaitGroup
+	want := make([]string, n)
+	got := make([]store.Binding, n)
+	errs := make([]error, n)
+	for i := range n {
+		want[i] = NewSerial()
+		wg.Go(func() { got[i], errs[i] = s.Claim(t.Context(), "race", want[i]) })
+	}
+	wg.Wait()
+	winner := -1
+	for i, err := range errs {
+		if err == nil {
+			if winner >= 0 {
+				t.Fatalf("claims %d and %d both won", winner, i)
+			}
+			winner = i
+		} else if !errors.Is(err, store.ErrExists) {
+			t.Errorf("claim %d: %v, want ErrExists", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no claim won")
+	}
+	for i, b := range got {
+		if errs[i] != nil && errors.Is(errs[i], store.ErrExists) && b.Serial != want[winner] {
+			t.Errorf("losing claim %d saw serial %s, winner bound %s", i, b.Serial, want[winner])
+		}
+	}
+	if b, err := s.Lookup(t.Context(), "race"); err != nil || b.Serial != want[winner] {
+		t.Errorf("Lookup = %+v, %v; winner bound %s", b, err, want[winner])
+	}
+}
+
+func testIndexRebindRace(t *testing.T, s store.Store) {
+	b, err := s.Claim(t.Context(), "rebind-race", NewSerial())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	want := make([]string, n)
+	for i := range n {
+		want[i] = NewSerial()
+		wg.Go(func() { _, errs[i] = s.Rebind(t.Context(), b, want[i]) })
+	}
+	wg.Wait()
+	winner := -1
+	for i, err := range errs {
+		if err == nil {
+			if winner >= 0 {
+				t.Fatalf("rebinds %d and %d both won", winner, i)
+			}
+			winner = i
+		} else if !errors.Is(err, store.ErrConflict) {
+			t.Errorf("rebind %d: %v, want ErrConflict", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no rebind won")
+	}
+	if got, err := s.Lookup(t.Context(), "rebind-race"); err != nil || got.Serial != want[winner] {
+		t.Errorf("Lookup = %+v, %v; winner bound %s", got, err, want[winner])
+	}
+}
+
+func testRevoked(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if got, err := s.ListRevoked(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("empty ListRevoked = %v, %v", got, err)
+	}
+	want := map[string]store.Revoked{}
+	for i := range 5 {
+		e := store.Revoked{Serial: NewSerial(), RevokedAt: base.Add(time.Duration(i) * time.Minute), Reason: i}
+		// Any spelling is stored canonically.
+		spelled := e
+		spelled.Serial = "00" + strings.ToLower(e.Serial)
+		if err := s.AddRevoked(ctx, spelled); err != nil {
+			t.Fatalf("AddRevoked: %v", err)
+		}
+		want[e.Serial] = e
+		// Adding again keeps the first entry.
+		later := e
+		later.RevokedAt, later.Reason = base.Add(48*time.Hour), 9
+		if err := s.AddRevoked(ctx, later); err != nil {
+			t.Fatalf("second AddRevoked: %v", err)
+		}
+	}
+	if err := s.AddRevoked(ctx, store.Revoked{Serial: "not-hex"}); err == nil {
+		t.Error("AddRevoked with a bad serial succeeded")
+	}
+	got, err := s.ListRevoked(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("ListRevoked has %d entries, want %d", len(got), len(want))
+	}
+	for _, e := range got {
+		w, ok := want[e.Serial]
+		if !ok || !e.RevokedAt.Equal(w.RevokedAt) || e.Reason != w.Reason {
+			t.Errorf("ListRevoked entry %+v, want %+v", e, w)
+		}
+	}
+}
+
+func testMeta(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if _, _, err := s.GetMeta(ctx, "crl-number"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetMeta of missing name = %v, want ErrNotFound", err)
+	}
+	e1, err := s.PutMeta(ctx, "crl-number", []byte("1"), "")
+	if err != nil || e1 == "" {
+		t.Fatalf("create PutMeta = %q, %v", e1, err)
+	}
+	if _, err := s.PutMeta(ctx, "crl-number", []byte("x"), ""); !errors.Is(err, store.ErrExists) {
+		t.Errorf("second create = %v, want ErrExists", err)
+	}
+	e2, err := s.PutMeta(ctx, "crl-number", []byte("2"), e1)
+	if err != nil || e2 == "" || e2 == e1 {
+		t.Fatalf("replace PutMeta = %q, %v (old %q)", e2, err, e1)
+	}
+	if _, err := s.PutMeta(ctx, "crl-number", []byte("3"), e1); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("replace with stale ETag = %v, want ErrConflict", err)
+	}
+	if v, etag, err := s.GetMeta(ctx, "crl-number"); err != nil || string(v) != "2" || etag != e2 {
+		t.Errorf("GetMeta = %q, %q, %v; want 2, %q", v, etag, err, e2)
+	}
+	if _, err := s.PutMeta(ctx, "absent", []byte("x"), e2); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("replace of a missing name = %v, want ErrNotFound", err)
+	}
+	if _, err := s.PutMeta(ctx, "empty", nil, ""); err != nil {
+		t.Errorf("empty value: %v", err)
+	} else if v, _, err := s.GetMeta(ctx, "empty"); err != nil || len(v) != 0 {
+		t.Errorf("empty value read back as %q, %v", v, err)
+	}
+	if _, err := s.PutMeta(ctx, "bad/name", []byte("x"), ""); err == nil {
+		t.Error("PutMeta with '/' in the name succeeded")
+	}
+}
+
+func testMetaLarge(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	big := make([]byte, 300*1024)
+	_, _ = rand.Read(big)
+	etag, err := s.PutMeta(ctx, "chain", big, "")
+	if err != nil {
+		t.Fatalf("PutMeta of %d bytes: %v", len(big), err)
+	}
+	v, got, err := s.GetMeta(ctx, "chain")
+	if err != nil || !bytes.Equal(v, big) || got != etag {
+		t.Fatalf("large value did not round-trip: %d bytes, %v", len(v), err)
+	}
+	// Shrinking must not leave stale chunks behind.
+	if _, err := s.PutMeta(ctx, "chain", []byte("small"), etag); err != nil {
+		t.Fatal(err)
+	}
+	if v, _, err := s.GetMeta(ctx, "chain"); err != nil || string(v) != "small" {
+		t.Errorf("after shrinking: %d bytes, %v", len(v), err)
+	}
+	if _, err := s.PutMeta(ctx, "huge", make([]byte, 600*1024), ""); err == nil {
+		t.Error("PutMeta of 600 KiB succeeded")
+	}
+}
+
+func testQueueEnqueueUpdate(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	r := &store.RevocationRequest{
+		RequestContext:  "ctx/'1'#?",
+		SerialNumber:    "0a1b",
+		IssuerName:      "CN=Test",
+		CAConfiguration: "ca\\cfg",
+		Downloaded:      base,
+	}
+	if err := s.EnqueueRevocation(ctx, r); err != nil {
+		t.Fatalf("EnqueueRevocation: %v", err)
+	}
+	if r.ETag == "" || r.State != store.WorkDownloaded {
+		t.Errorf("after enqueue: etag %q state %q", r.ETag, r.State)
+	}
+	dup := *r
+	dup.ETag = ""
+	if err := s.EnqueueRevocation(ctx, &dup); !errors.Is(err, store.ErrExists) {
+		t.Errorf("duplicate enqueue = %v, want ErrExists", err)
+	}
+	stale := *r
+	r.State, r.Succeeded, r.ErrorCode, r.ErrorMessage = store.WorkApplied, false, "4004", "not found: 'x'"
+	r.Applied, r.Attempts = base.Add(time.Minute), 2
+	if err := s.UpdateRevocation(ctx, r); err != nil {
+		t.Fatalf("UpdateRevocation: %v", err)
+	}
+	if r.ETag == stale.ETag {
+		t.Error("UpdateRevocation did not refresh the ETag")
+	}
+	stale.State = store.WorkUploaded
+	if err := s.UpdateRevocation(ctx, &stale); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("stale UpdateRevocation = %v, want ErrConflict", err)
+	}
+	if err := s.UpdateRevocation(ctx, &store.RevocationRequest{RequestContext: "unknown", State: store.WorkApplied, ETag: r.ETag}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("UpdateRevocation of unknown item = %v, want ErrNotFound", err)
+	}
+	open, err := s.OpenRevocations(ctx, 0)
+	if err != nil || len(open) != 1 {
+		t.Fatalf("OpenRevocations = %v, %v", open, err)
+	}
+	if got := open[0]; !sameRequest(*got, *r) {
+		t.Errorf("stored item %+v, want %+v", *got, *r)
+	}
+}
+
+func testQueueOpen(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	states := []store.WorkState{store.WorkApplied, store.WorkUploaded, store.WorkDownloaded, store.WorkForeign, store.WorkDownloaded, store.WorkApplied}
+	var want []string
+	for i, st := range states {
+		r := &store.RevocationRequest{
+			RequestContext: fmt.Sprintf("rc-%d", i),
+			SerialNumber:   NewSerial(),
+			Downloaded:     base.Add(time.Duration(len(states)-i) * time.Minute), // later items are older
+		}
+		if err := s.EnqueueRevocation(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		if st != store.WorkDownloaded {
+			r.State = st
+			if err := s.UpdateRevocation(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if st == store.WorkDownloaded || st == store.WorkApplied {
+			want = append(want, r.RequestContext)
+		}
+	}
+	slices.Reverse(want)
+	ids := func(rs []*store.RevocationRequest) []string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, r.RequestContext)
+		}
+		return out
+	}
+	got, err := s.OpenRevocations(ctx, 0)
+	if err != nil || !slices.Equal(ids(got), want) {
+		t.Errorf("OpenRevocations = %v, %v; want %v (oldest first)", ids(got), err, want)
+	}
+	got, err = s.OpenRevocations(ctx, 2)
+	if err != nil || !slices.Equal(ids(got), want[:2]) {
+		t.Errorf("OpenRevocations(2) = %v, %v; want %v", ids(got), err, want[:2])
+	}
+}
+
+func testRuns(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if got, err := s.Runs(ctx, 10); err != nil || len(got) != 0 {
+		t.Fatalf("empty Runs = %v, %v", got, err)
+	}
+	var runs []store.SyncRun
+	for i := range 4 {
+		runs = append(runs, store.SyncRun{
+			ID:         fmt.Sprintf("run-%d", i),
+			Started:    base.Add(time.Duration(i) * time.Hour),
+			Finished:   base.Add(time.Duration(i)*time.Hour + 3*time.Second),
+			Trigger:    "timer",
+			Resumed:    i,
+			Downloaded: 100 + i,
+			Foreign:    1,
+			Revoked:    2,
+			NotFound:   3,
+			Failed:     4,
+			Uploaded:   5,
+			Errors:     []string{fmt.Sprintf("error %d", i), "it's broken"},
+		})
+	}
+	// Two runs in the same instant stay apart.
+	twin := runs[3]
+	twin.ID, twin.Errors = "run-3b", nil
+	for _, i := range []int{2, 0, 3, 1} {
+		if err := s.RecordRun(ctx, runs[i]); err != nil {
+			t.Fatalf("RecordRun: %v", err)
+		}
+	}
+	if err := s.RecordRun(ctx, twin); err != nil {
+		t.Fatalf("RecordRun twin: %v", err)
+	}
+	if err := s.RecordRun(ctx, runs[1]); !errors.Is(err, store.ErrExists) {
+		t.Errorf("recording a run twice = %v, want ErrExists", err)
+	}
+	got, err := s.Runs(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.SyncRun{runs[3], twin, runs[2], runs[1], runs[0]}
+	if len(got) != len(want) {
+		t.Fatalf("Runs returned %d runs, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !sameRun(got[i], want[i]) {
+			t.Errorf("Runs[%d] = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	got, err = s.Runs(ctx, 2)
+	if err != nil || len(got) != 2 || got[0].ID != "run-3" || got[1].ID != "run-3b" {
+		t.Errorf("Runs(2) = %+v, %v", got, err)
+	}
+}
+
+func sameRun(a, b store.SyncRun) bool {
+	if !a.Started.Equal(b.Started) || !a.Finished.Equal(b.Finished) || !slices.Equal(a.Errors, b.Errors) {
+		return false
+	}
+	a.Started, a.Finished, a.Errors = b.Started, b.Finished, b.Errors
+	return reflect.DeepEqual(a, b)
+}
+
+func sameRequest(a, b store.RevocationRequest) bool {
+	if !a.Downloaded.Equal(b.Downloaded) || !a.Applied.Equal(b.Applied) || !a.Uploaded.Equal(b.Uploaded) {
+		return false
+	}
+	a.Downloaded, a.Applied, a.Uploaded = b.Downloaded, b.Applied, b.Uploaded
+	return a == b
+}

@@ -1,0 +1,246 @@
+package tables
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+	"unicode/utf16"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+)
+
+// Service limits (azure-functions.md §4.3).
+const (
+	// MaxProperty is the largest binary property, and the largest string property in UTF-16 bytes.
+	MaxProperty = 64 * 1024
+	// MaxKey is the longest idempotency key accepted (the key is stored as a property; the row key is its hash).
+	MaxKey = 2048
+	// MaxMetaValue is the largest meta document: it is split over binary properties of MaxProperty bytes,
+	// and the entity as a whole must stay under 1 MiB.
+	MaxMetaValue = 512 * 1024
+)
+
+// timeLayout is the service's DateTime form: UTC with 100 ns resolution.
+const timeLayout = "2006-01-02T15:04:05.0000000Z"
+
+const propWriteID = "WriteID"
+
+// normTime is a time as the service keeps it.
+func normTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC().Truncate(100 * time.Nanosecond)
+}
+
+// entity is one entity being written: keys, properties and OData type annotations.
+type entity map[string]any
+
+func newEntity(pk, rk string) entity {
+	return entity{"PartitionKey": pk, "RowKey": rk}
+}
+
+func (e entity) pk() string { return e["PartitionKey"].(string) }
+func (e entity) rk() string { return e["RowKey"].(string) }
+
+func (e entity) set(name string, v any) { e[name] = v }
+
+// str sets a string property; the empty string is omitted (and reads back as empty).
+func (e entity) str(name, v string) {
+	if v != "" {
+		e[name] = v
+	}
+}
+
+func (e entity) boolean(name string, v bool) {
+	if v {
+		e[name] = true
+	}
+}
+
+func (e entity) int(name string, v int) {
+	if v != 0 {
+		e[name] = int32(max(min(v, math.MaxInt32), math.MinInt32))
+	}
+}
+
+// time sets an Edm.DateTime; the zero time is omitted (it is outside the service's range).
+func (e entity) time(name string, t time.Time) {
+	if t.IsZero() {
+		return
+	}
+	e[name] = normTime(t).Format(timeLayout)
+	e[name+"@odata.type"] = "Edm.DateTime"
+}
+
+// binary sets an Edm.Binary; an empty value is omitted.
+func (e entity) binary(name string, b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	e[name] = base64.StdEncoding.EncodeToString(b)
+	e[name+"@odata.type"] = "Edm.Binary"
+}
+
+// jsonStr stores v as a JSON string property (for lists); nil and empty lists are omitted.
+func (e entity) jsonStr(name string, v []string) {
+	if len(v) == 0 {
+		return
+	}
+	b, _ := json.Marshal(v)
+	e[name] = string(b)
+}
+
+var errTooLarge = errors.New("property over the 64 KiB limit")
+
+// marshal checks the per-property limits (so the caller gets a clear error, not the service's 400) and encodes.
+func (e entity) marshal() ([]byte, error) {
+	for name, v := range e {
+		switch v := v.(type) {
+		case string:
+			if typ, _ := e[name+"@odata.type"].(string); typ == "Edm.Binary" {
+				if n := len(v) / 4 * 3; n-strings.Count(v[max(0, len(v)-2):], "=") > MaxProperty {
+					return nil, fmt.Errorf("%s: %w", name, errTooLarge)
+				}
+				continue
+			}
+			if utf16Len(v) > MaxProperty {
+				return nil, fmt.Errorf("%s: %w", name, errTooLarge)
+			}
+		}
+	}
+	return json.Marshal(map[string]any(e))
+}
+
+func utf16Len(s string) int {
+	n := 0
+	for _, r := range s {
+		n += utf16.RuneLen(r)
+	}
+	return 2 * n
+}
+
+// props is one entity read back.
+type props map[string]any
+
+func decodeEntity(raw []byte) (props, string, error) {
+	var e aztables.EDMEntity
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return nil, "", fmt.Errorf("decoding entity: %w", err)
+	}
+	p := props(e.Properties)
+	p["PartitionKey"] = e.PartitionKey
+	p["RowKey"] = e.RowKey
+	return p, e.ETag, nil
+}
+
+func (p props) str(name string) string {
+	s, _ := p[name].(string)
+	return s
+}
+
+func (p props) boolean(name string) bool {
+	b, _ := p[name].(bool)
+	return b
+}
+
+func (p props) int(name string) int {
+	switch v := p[name].(type) {
+	case int32:
+		return int(v)
+	case aztables.EDMInt64:
+		return int(v)
+	case float64:
+		return int(v)
+	}
+	return 0
+}
+
+// time tolerates a DateTime that arrives without its annotation (as a plain string).
+func (p props) time(name string) (time.Time, error) {
+	switch v := p[name].(type) {
+	case nil:
+		return time.Time{}, nil
+	case aztables.EDMDateTime:
+		return normTime(time.Time(v)), nil
+	case string:
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("property %s: %w", name, err)
+		}
+		return normTime(t), nil
+	}
+	return time.Time{}, fmt.Errorf("property %s has type %T, want Edm.DateTime", name, p[name])
+}
+
+// binary tolerates a Binary that arrives without its annotation (as a base64 string).
+func (p props) binary(name string) ([]byte, error) {
+	switch v := p[name].(type) {
+	case nil:
+		return nil, nil
+	case aztables.EDMBinary:
+		if len(v) == 0 {
+			return nil, nil
+		}
+		return []byte(v), nil
+	case string:
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			return nil, fmt.Errorf("property %s: %w", name, err)
+		}
+		if len(b) == 0 {
+			return nil, nil
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("property %s has type %T, want Edm.Binary", name, p[name])
+}
+
+func (p props) jsonStr(name string) ([]string, error) {
+	s := p.str(name)
+	if s == "" {
+		return nil, nil
+	}
+	var v []string
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		return nil, fmt.Errorf("property %s: %w", name, err)
+	}
+	if len(v) == 0 {
+		return nil, nil
+	}
+	return v, nil
+}
+
+// decoder collects the first error of a series of property reads.
+type decoder struct {
+	p   props
+	err error
+}
+
+func (d *decoder) time(name string) time.Time {
+	t, err := d.p.time(name)
+	if d.err == nil {
+		d.err = err
+	}
+	return t
+}
+
+func (d *decoder) binary(name string) []byte {
+	b, err := d.p.binary(name)
+	if d.err == nil {
+		d.err = err
+	}
+	return b
+}
+
+func (d *decoder) jsonStr(name string) []string {
+	v, err := d.p.jsonStr(name)
+	if d.err == nil {
+		d.err = err
+	}
+	return v
+}

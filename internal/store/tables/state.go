@@ -1,0 +1,457 @@
+package tables
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+
+	"github.com/azscep/azscep/internal/store"
+)
+
+const (
+	revokedPK = "revoked"
+	metaPK    = "meta"
+	revreqPK  = "revreq"
+	runsPK    = "runs"
+)
+
+func hashHex(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+// indexKeys spreads keys over 256 partitions by the first byte of their hash; the row key is the whole hash,
+// so any key (slashes, quotes, any length up to MaxKey) maps to a valid row key.
+func indexKeys(key string) (pk, rk string) {
+	h := hashHex(key)
+	return h[:2], h
+}
+
+func checkKey(key string) error {
+	if key == "" {
+		return errors.New("empty idempotency key")
+	}
+	if len(key) > MaxKey {
+		return fmt.Errorf("idempotency key is %d bytes, over the %d byte limit", len(key), MaxKey)
+	}
+	return nil
+}
+
+func checkSerial(serial string) error {
+	if serial == "" || store.NormalizeSerial(serial) != serial {
+		return fmt.Errorf("serial %q is not canonical", serial)
+	}
+	return nil
+}
+
+func bindingEntity(key, serial string, created time.Time) entity {
+	pk, rk := indexKeys(key)
+	e := newEntity(pk, rk)
+	e.str("Key", key)
+	e.str("Serial", serial)
+	e.time("Created", created)
+	return e
+}
+
+func decodeBinding(key string, p props, etag string) (store.Binding, error) {
+	if p.str("Key") != key {
+		// Two keys with one SHA-256: never expected, but never answer with another key's serial.
+		return store.Binding{}, fmt.Errorf("index entity holds a different key")
+	}
+	created, err := p.time("Created")
+	if err != nil {
+		return store.Binding{}, err
+	}
+	return store.Binding{Key: key, Serial: p.str("Serial"), Created: created, ETag: etag}, nil
+}
+
+// Claim implements store.Index. A claim the SDK retried after a lost response is still reported as won.
+func (s *Store) Claim(ctx context.Context, key, serial string) (store.Binding, error) {
+	if err := checkKey(key); err != nil {
+		return store.Binding{}, fmt.Errorf("tables: claiming key: %w", err)
+	}
+	if err := checkSerial(serial); err != nil {
+		return store.Binding{}, fmt.Errorf("tables: claiming key: %w", err)
+	}
+	now := s.stamp()
+	etag, err := s.add(ctx, s.index, "claiming key", bindingEntity(key, serial, now))
+	if err == nil {
+		return store.Binding{Key: key, Serial: serial, Created: now, ETag: etag}, nil
+	}
+	if !errors.Is(err, store.ErrExists) {
+		return store.Binding{}, err
+	}
+	cur, lerr := s.Lookup(ctx, key)
+	if lerr != nil {
+		return store.Binding{}, fmt.Errorf("tables: claiming key: bound, but reading the binding failed: %w", lerr)
+	}
+	return cur, fmt.Errorf("tables: claiming key: bound to %s: %w", cur.Serial, store.ErrExists)
+}
+
+// Lookup implements store.Index.
+func (s *Store) Lookup(ctx context.Context, key string) (store.Binding, error) {
+	pk, rk := indexKeys(key)
+	p, etag, err := s.read(ctx, s.index, "looking up key", pk, rk)
+	if err != nil {
+		return store.Binding{}, err
+	}
+	b, err := decodeBinding(key, p, etag)
+	if err != nil {
+		return store.Binding{}, fmt.Errorf("tables: looking up key: %w", err)
+	}
+	return b, nil
+}
+
+// Rebind implements store.Index. The binding's Created becomes the time of the rebind; a key that was never
+// bound gives ErrNotFound.
+func (s *Store) Rebind(ctx context.Context, b store.Binding, serial string) (store.Binding, error) {
+	if err := checkKey(b.Key); err != nil {
+		return store.Binding{}, fmt.Errorf("tables: rebinding key: %w", err)
+	}
+	if err := checkSerial(serial); err != nil {
+		return store.Binding{}, fmt.Errorf("tables: rebinding key: %w", err)
+	}
+	now := s.stamp()
+	etag, err := s.replace(ctx, s.index, "rebinding key", bindingEntity(b.Key, serial, now), b.ETag)
+	if err != nil {
+		return store.Binding{}, err
+	}
+	return store.Binding{Key: b.Key, Serial: serial, Created: now, ETag: etag}, nil
+}
+
+// AddRevoked implements store.Revocations. An entry that exists already is kept as it is.
+func (s *Store) AddRevoked(ctx context.Context, e store.Revoked) error {
+	c := store.NormalizeSerial(e.Serial)
+	if c == "" {
+		return fmt.Errorf("tables: adding revocation: serial %q is not a serial", e.Serial)
+	}
+	ent := newEntity(revokedPK, c)
+	ent.time("RevokedAt", e.RevokedAt)
+	ent.int("Reason", e.Reason)
+	_, err := s.add(ctx, s.revoked, "adding revocation "+c, ent)
+	if errors.Is(err, store.ErrExists) {
+		return nil
+	}
+	return err
+}
+
+// ListRevoked implements store.Revocations, in serial order. It selects only the three columns the CRL needs
+// and reads the largest pages the service gives (1,000 entries), so 100,000 entries take 100 calls.
+func (s *Store) ListRevoked(ctx context.Context) ([]store.Revoked, error) {
+	filter := "PartitionKey eq " + quote(revokedPK)
+	sel := "RowKey,RevokedAt,Reason"
+	top := int32(pageSize)
+	var out []store.Revoked
+	err := s.list(ctx, s.revoked, "listing revocations", &aztables.ListEntitiesOptions{Filter: &filter, Select: &sel, Top: &top},
+		func(p props, _ string) (bool, error) {
+			at, err := p.time("RevokedAt")
+			if err != nil {
+				return false, err
+			}
+			out = append(out, store.Revoked{Serial: p.str("RowKey"), RevokedAt: at, Reason: p.int("Reason")})
+			return true, nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func checkMetaName(name string) error {
+	if name == "" || len(name) > 128 {
+		return fmt.Errorf("meta name %q must be 1 to 128 characters", name)
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("meta name %q may only hold letters, digits, '.', '_' and '-'", name)
+		}
+	}
+	return nil
+}
+
+// metaChunk names the binary properties a meta value is split over: Value, Value1, Value2, ...
+func metaChunk(i int) string {
+	if i == 0 {
+		return "Value"
+	}
+	return "Value" + strconv.Itoa(i)
+}
+
+// GetMeta implements store.Meta.
+func (s *Store) GetMeta(ctx context.Context, name string) ([]byte, string, error) {
+	if err := checkMetaName(name); err != nil {
+		return nil, "", fmt.Errorf("tables: reading meta: %w: %w", err, store.ErrNotFound)
+	}
+	p, etag, err := s.read(ctx, s.meta, "reading meta "+name, metaPK, name)
+	if err != nil {
+		return nil, "", err
+	}
+	n := p.int("Length")
+	var v []byte
+	for i := 0; len(v) < n; i++ {
+		b, err := p.binary(metaChunk(i))
+		if err != nil || len(b) == 0 {
+			return nil, "", fmt.Errorf("tables: reading meta %s: chunk %d missing or malformed", name, i)
+		}
+		v = append(v, b...)
+	}
+	if len(v) != n {
+		return nil, "", fmt.Errorf("tables: reading meta %s: %d bytes, expected %d", name, len(v), n)
+	}
+	return v, etag, nil
+}
+
+// PutMeta implements store.Meta. Replacing a name that does not exist gives ErrNotFound.
+func (s *Store) PutMeta(ctx context.Context, name string, value []byte, etag string) (string, error) {
+	if err := checkMetaName(name); err != nil {
+		return "", fmt.Errorf("tables: writing meta: %w", err)
+	}
+	if len(value) > MaxMetaValue {
+		return "", fmt.Errorf("tables: writing meta %s: value is %d bytes, over the %d byte limit", name, len(value), MaxMetaValue)
+	}
+	e := newEntity(metaPK, name)
+	e.int("Length", len(value))
+	for i := 0; len(value) > 0; i++ {
+		n := min(len(value), MaxProperty)
+		e.binary(metaChunk(i), value[:n])
+		value = value[n:]
+	}
+	if etag == "" {
+		return s.add(ctx, s.meta, "creating meta "+name, e)
+	}
+	return s.replace(ctx, s.meta, "replacing meta "+name, e, etag)
+}
+
+func validWork(st store.WorkState) bool {
+	switch st {
+	case store.WorkDownloaded, store.WorkApplied, store.WorkUploaded, store.WorkForeign:
+		return true
+	}
+	return false
+}
+
+func checkRequest(r *store.RevocationRequest) error {
+	if r == nil {
+		return errors.New("nil request")
+	}
+	if r.RequestContext == "" {
+		return errors.New("empty request context")
+	}
+	if !validWork(r.State) {
+		return fmt.Errorf("unknown work state %q", r.State)
+	}
+	return nil
+}
+
+func requestEntity(r *store.RevocationRequest) entity {
+	e := newEntity(revreqPK, hashHex(r.RequestContext))
+	e.str("RequestContext", r.RequestContext)
+	e.str("SerialNumber", r.SerialNumber)
+	e.str("IssuerName", r.IssuerName)
+	e.str("CAConfiguration", r.CAConfiguration)
+	e.str("State", string(r.State))
+	e.boolean("Succeeded", r.Succeeded)
+	e.str("ErrorCode", r.ErrorCode)
+	e.str("ErrorMessage", r.ErrorMessage)
+	e.time("Downloaded", r.Downloaded)
+	e.time("Applied", r.Applied)
+	e.time("Uploaded", r.Uploaded)
+	e.int("Attempts", r.Attempts)
+	return e
+}
+
+func decodeRequest(p props, etag string) (*store.RevocationRequest, error) {
+	d := decoder{p: p}
+	r := &store.RevocationRequest{
+		RequestContext:  p.str("RequestContext"),
+		SerialNumber:    p.str("SerialNumber"),
+		IssuerName:      p.str("IssuerName"),
+		CAConfiguration: p.str("CAConfiguration"),
+		State:           store.WorkState(p.str("State")),
+		Succeeded:       p.boolean("Succeeded"),
+		ErrorCode:       p.str("ErrorCode"),
+		ErrorMessage:    p.str("ErrorMessage"),
+		Downloaded:      d.time("Downloaded"),
+		Applied:         d.time("Applied"),
+		Uploaded:        d.time("Uploaded"),
+		Attempts:        p.int("Attempts"),
+		ETag:            etag,
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("decoding revocation request: %w", d.err)
+	}
+	return r, nil
+}
+
+// EnqueueRevocation implements store.RevocationQueue. An empty State means WorkDownloaded and a zero
+// Downloaded means now; both are written back to r, with r.ETag.
+func (s *Store) EnqueueRevocation(ctx context.Context, r *store.RevocationRequest) error {
+	if r != nil && r.State == "" {
+		r.State = store.WorkDownloaded
+	}
+	if err := checkRequest(r); err != nil {
+		return fmt.Errorf("tables: enqueueing revocation: %w", err)
+	}
+	downloaded := normTime(r.Downloaded)
+	if downloaded.IsZero() {
+		downloaded = s.stamp()
+	}
+	e := requestEntity(r)
+	e.time("Downloaded", downloaded)
+	etag, err := s.add(ctx, s.revreq, "enqueueing revocation", e)
+	if err != nil {
+		return err
+	}
+	r.Downloaded, r.ETag = downloaded, etag
+	return nil
+}
+
+// UpdateRevocation implements store.RevocationQueue. An unknown item gives ErrNotFound.
+func (s *Store) UpdateRevocation(ctx context.Context, r *store.RevocationRequest) error {
+	if err := checkRequest(r); err != nil {
+		return fmt.Errorf("tables: updating revocation: %w", err)
+	}
+	etag, err := s.replace(ctx, s.revreq, "updating revocation", requestEntity(r), r.ETag)
+	if err != nil {
+		return err
+	}
+	r.ETag = etag
+	return nil
+}
+
+// OpenRevocations implements store.RevocationQueue, oldest download first. A limit of zero or less means no
+// limit. The service filters on State; the partition holds every item ever downloaded, which at the hourly
+// 500-item maximum stays a cheap single-partition scan for years.
+func (s *Store) OpenRevocations(ctx context.Context, limit int) ([]*store.RevocationRequest, error) {
+	filter := "PartitionKey eq " + quote(revreqPK) + " and (State eq " + quote(string(store.WorkDownloaded)) +
+		" or State eq " + quote(string(store.WorkApplied)) + ")"
+	top := int32(pageSize)
+	type item struct {
+		key string
+		r   *store.RevocationRequest
+	}
+	var open []item
+	err := s.list(ctx, s.revreq, "listing open revocations", &aztables.ListEntitiesOptions{Filter: &filter, Top: &top},
+		func(p props, etag string) (bool, error) {
+			r, err := decodeRequest(p, etag)
+			if err != nil {
+				return false, err
+			}
+			open = append(open, item{p.str("RowKey"), r})
+			return true, nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(open, func(i, j int) bool {
+		if !open[i].r.Downloaded.Equal(open[j].r.Downloaded) {
+			return open[i].r.Downloaded.Before(open[j].r.Downloaded)
+		}
+		return open[i].key < open[j].key
+	})
+	if limit > 0 && len(open) > limit {
+		open = open[:limit]
+	}
+	out := make([]*store.RevocationRequest, len(open))
+	for i, it := range open {
+		out[i] = it.r
+	}
+	return out, nil
+}
+
+// runKey orders runs newest first in the service's ascending key order: the start time inverted, then the run
+// ID to keep runs started in the same instant apart.
+func runKey(started time.Time, id string) string {
+	ns := started.UTC().UnixNano()
+	if started.Before(time.Unix(0, 0)) {
+		ns = 0
+	}
+	return fmt.Sprintf("%019d_%s", math.MaxInt64-ns, id)
+}
+
+func checkRunID(id string) error {
+	if len(id) > 128 {
+		return errors.New("run ID is over 128 characters")
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("run ID %q may only hold letters, digits, '.', '_' and '-'", id)
+		}
+	}
+	return nil
+}
+
+// RecordRun implements store.RevocationQueue. An empty ID gets a random one and a zero Started means now;
+// recording the same run (ID and Started) twice gives ErrExists.
+func (s *Store) RecordRun(ctx context.Context, run store.SyncRun) error {
+	if run.ID == "" {
+		run.ID = newWriteID()
+	}
+	if err := checkRunID(run.ID); err != nil {
+		return fmt.Errorf("tables: recording run: %w", err)
+	}
+	if run.Started.IsZero() {
+		run.Started = s.stamp()
+	}
+	run.Started = normTime(run.Started)
+	e := newEntity(runsPK, runKey(run.Started, run.ID))
+	e.str("ID", run.ID)
+	e.time("Started", run.Started)
+	e.time("Finished", run.Finished)
+	e.str("Trigger", run.Trigger)
+	e.int("Resumed", run.Resumed)
+	e.int("Downloaded", run.Downloaded)
+	e.int("Foreign", run.Foreign)
+	e.int("Revoked", run.Revoked)
+	e.int("NotFound", run.NotFound)
+	e.int("Failed", run.Failed)
+	e.int("Uploaded", run.Uploaded)
+	e.jsonStr("Errors", run.Errors)
+	_, err := s.add(ctx, s.runs, "recording run "+run.ID, e)
+	return err
+}
+
+// Runs implements store.RevocationQueue, newest first. A limit of zero or less means no limit.
+func (s *Store) Runs(ctx context.Context, limit int) ([]store.SyncRun, error) {
+	filter := "PartitionKey eq " + quote(runsPK)
+	top := int32(pageSize)
+	if limit > 0 && limit < pageSize {
+		top = int32(limit)
+	}
+	var out []store.SyncRun
+	err := s.list(ctx, s.runs, "listing runs", &aztables.ListEntitiesOptions{Filter: &filter, Top: &top},
+		func(p props, _ string) (bool, error) {
+			d := decoder{p: p}
+			run := store.SyncRun{
+				ID:         p.str("ID"),
+				Started:    d.time("Started"),
+				Finished:   d.time("Finished"),
+				Trigger:    p.str("Trigger"),
+				Resumed:    p.int("Resumed"),
+				Downloaded: p.int("Downloaded"),
+				Foreign:    p.int("Foreign"),
+				Revoked:    p.int("Revoked"),
+				NotFound:   p.int("NotFound"),
+				Failed:     p.int("Failed"),
+				Uploaded:   p.int("Uploaded"),
+				Errors:     d.jsonStr("Errors"),
+			}
+			if d.err != nil {
+				return false, fmt.Errorf("decoding run: %w", d.err)
+			}
+			out = append(out, run)
+			return limit <= 0 || len(out) < limit, nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

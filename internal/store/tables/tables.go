@@ -1,0 +1,412 @@
+// Package tables is the store.Store on Azure Table Storage (and Azurite locally), through the aztables SDK.
+//
+// Layout (prefix + name for every table):
+//
+//	certs    PartitionKey = canonical serial, RowKey = "cert"        one point read per serial
+//	index    PartitionKey = hex sha256(key)[:2], RowKey = hex sha256(key)
+//	revoked  PartitionKey = "revoked", RowKey = canonical serial    the CRL's source, listed with $select
+//	meta     PartitionKey = "meta", RowKey = name
+//	revreq   PartitionKey = "revreq", RowKey = hex sha256(RequestContext)
+//	runs     PartitionKey = "runs", RowKey = inverted start time + "_" + run ID (newest first)
+//
+// Every write is a single-entity insert (AddEntity) or an ETag-conditioned replace (UpdateEntity with IfMatch);
+// nothing here upserts, merges or deletes. Each written entity carries a random WriteID so that when the SDK
+// retries a write whose first response was lost, the resulting 409 or 412 is recognised as our own write and
+// reported as the success it was.
+//
+// Errors: 404, 409 and 412 map to store.ErrNotFound, store.ErrExists and store.ErrConflict; throttling, server
+// errors, authorisation failures, a missing table, transport errors and timeouts map to store.ErrUnavailable,
+// which the HTTP edge turns into 503. Calls are bounded by a short per-call timeout and a small retry budget so
+// that a dead backend fails fast instead of retrying for minutes (the azcore default).
+package tables
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+
+	"github.com/azscep/azscep/internal/store"
+)
+
+// Table name suffixes; the configured prefix goes in front of each.
+const (
+	TableCerts    = "certs"
+	TableIndex    = "index"
+	TableRevoked  = "revoked"
+	TableMeta     = "meta"
+	TableRevReq   = "revreq"
+	TableRuns     = "runs"
+	prefixMaxLen  = 63 - len(TableRevoked)
+	prefixConnKey = "TablePrefix"
+)
+
+// Defaults for the call budget; see WithCallTimeout and WithRetry.
+const (
+	DefaultCallTimeout = 10 * time.Second
+	defaultTryTimeout  = 5 * time.Second
+)
+
+// DefaultRetry is the retry policy unless WithRetry says otherwise: two retries with short delays, so that a
+// dead backend answers ErrUnavailable within a second or two instead of after the SDK's minutes of back-off.
+var DefaultRetry = policy.RetryOptions{
+	MaxRetries:    2,
+	TryTimeout:    defaultTryTimeout,
+	RetryDelay:    100 * time.Millisecond,
+	MaxRetryDelay: 500 * time.Millisecond,
+}
+
+// Option configures a Store.
+type Option func(*config)
+
+type config struct {
+	callTimeout time.Duration
+	retry       policy.RetryOptions
+	now         func() time.Time
+	transport   policy.Transporter
+	maxScan     int // entities one Search call examines at most; a field so tests can lower it
+}
+
+// WithCallTimeout bounds each call to the service (each page, for listings), retries included.
+func WithCallTimeout(d time.Duration) Option {
+	return func(c *config) { c.callTimeout = d }
+}
+
+// WithRetry replaces DefaultRetry.
+func WithRetry(r policy.RetryOptions) Option {
+	return func(c *config) { c.retry = r }
+}
+
+// WithClock sets the clock for Created/Updated stamps, so tests can drive the sweeper's view of time.
+func WithClock(now func() time.Time) Option {
+	return func(c *config) { c.now = now }
+}
+
+// WithTransport sets the HTTP transport, for tests that need to observe or break the wire.
+func WithTransport(t policy.Transporter) Option {
+	return func(c *config) { c.transport = t }
+}
+
+// Store is the Table Storage store.Store. It is safe for concurrent use.
+type Store struct {
+	cfg     config
+	svc     *aztables.ServiceClient
+	names   [6]string
+	certs   *aztables.Client
+	index   *aztables.Client
+	revoked *aztables.Client
+	meta    *aztables.Client
+	revreq  *aztables.Client
+	runs    *aztables.Client
+}
+
+var _ store.Store = (*Store)(nil)
+
+// NewFromConnectionString connects with a storage connection string in its full form (Azurite or an account
+// key; the SDK rejects the UseDevelopmentStorage=true shorthand). A TablePrefix=... element in the connection
+// string, which the SDK does not know, is removed and put in front of prefix: test harnesses use it to give
+// every test its own tables.
+func NewFromConnectionString(conn, prefix string, opts ...Option) (*Store, error) {
+	conn, connPrefix := splitPrefix(conn)
+	cfg := newConfig(opts)
+	svc, err := aztables.NewServiceClientFromConnectionString(conn, cfg.clientOptions())
+	if err != nil {
+		// The SDK's message never includes the string itself, so the account key cannot leak from here.
+		return nil, fmt.Errorf("tables: parsing connection string: %w", err)
+	}
+	return newStore(svc, connPrefix+prefix, cfg)
+}
+
+// NewWithCredential connects to tableEndpointURL (https://<account>.table.core.windows.net) with an Entra
+// credential, normally the function app's managed identity, which needs the Storage Table Data Contributor role.
+func NewWithCredential(tableEndpointURL string, cred azcore.TokenCredential, prefix string, opts ...Option) (*Store, error) {
+	cfg := newConfig(opts)
+	svc, err := aztables.NewServiceClient(tableEndpointURL, cred, cfg.clientOptions())
+	if err != nil {
+		return nil, fmt.Errorf("tables: creating client for %s: %w", tableEndpointURL, err)
+	}
+	return newStore(svc, prefix, cfg)
+}
+
+func newConfig(opts []Option) config {
+	cfg := config{callTimeout: DefaultCallTimeout, retry: DefaultRetry, now: time.Now, maxScan: maxScan}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return cfg
+}
+
+func (c *config) clientOptions() *aztables.ClientOptions {
+	o := &aztables.ClientOptions{}
+	o.Retry = c.retry
+	o.Telemetry.Disabled = true
+	if c.transport != nil {
+		o.Transport = c.transport
+	}
+	return o
+}
+
+// splitPrefix removes the TablePrefix element from a connection string.
+func splitPrefix(conn string) (rest, prefix string) {
+	var kept []string
+	for part := range strings.SplitSeq(conn, ";") {
+		if k, v, ok := strings.Cut(part, "="); ok && strings.EqualFold(strings.TrimSpace(k), prefixConnKey) {
+			prefix = strings.TrimSpace(v)
+			continue
+		}
+		kept = append(kept, part)
+	}
+	return strings.Join(kept, ";"), prefix
+}
+
+// ValidPrefix reports whether prefix makes valid table names: alphanumeric, starting with a letter, and short
+// enough for the longest table name to stay within 63 characters.
+func ValidPrefix(prefix string) error {
+	if len(prefix) > prefixMaxLen {
+		return fmt.Errorf("tables: prefix %q is longer than %d characters", prefix, prefixMaxLen)
+	}
+	for i, c := range prefix {
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if !letter && (i == 0 || !(c >= '0' && c <= '9')) {
+			return fmt.Errorf("tables: prefix %q must be letters and digits, starting with a letter", prefix)
+		}
+	}
+	return nil
+}
+
+func newStore(svc *aztables.ServiceClient, prefix string, cfg config) (*Store, error) {
+	if err := ValidPrefix(prefix); err != nil {
+		return nil, err
+	}
+	s := &Store{cfg: cfg, svc: svc}
+	for i, n := range []string{TableCerts, TableIndex, TableRevoked, TableMeta, TableRevReq, TableRuns} {
+		s.names[i] = prefix + n
+	}
+	s.certs = svc.NewClient(s.names[0])
+	s.index = svc.NewClient(s.names[1])
+	s.revoked = svc.NewClient(s.names[2])
+	s.meta = svc.NewClient(s.names[3])
+	s.revreq = svc.NewClient(s.names[4])
+	s.runs = svc.NewClient(s.names[5])
+	return s, nil
+}
+
+// TableNames lists the six table names in use, for deployment checks and tests.
+func (s *Store) TableNames() []string { return s.names[:] }
+
+// EnsureTables creates the tables that do not exist yet. Run it at start-up (or from deployment); without the
+// tables every call fails with ErrUnavailable.
+func (s *Store) EnsureTables(ctx context.Context) error {
+	for _, name := range s.names {
+		cctx, cancel := s.callCtx(ctx)
+		_, err := s.svc.CreateTable(cctx, name, nil)
+		cancel()
+		var re *azcore.ResponseError
+		if errors.As(err, &re) && re.StatusCode == http.StatusConflict {
+			continue // TableAlreadyExists
+		}
+		if err != nil {
+			return mapErr("creating table "+name, err)
+		}
+	}
+	return nil
+}
+
+// Ping implements store.Store with the cheapest query there is: one key from the meta table.
+func (s *Store) Ping(ctx context.Context) error {
+	cctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	top := int32(1)
+	filter := "PartitionKey eq 'meta'"
+	sel := "RowKey"
+	p := s.meta.NewListEntitiesPager(&aztables.ListEntitiesOptions{Filter: &filter, Select: &sel, Top: &top})
+	if _, err := p.NextPage(cctx); err != nil {
+		return mapErr("ping", err)
+	}
+	return nil
+}
+
+func (s *Store) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.cfg.callTimeout)
+}
+
+// stamp is the store's notion of now, at the service's resolution.
+func (s *Store) stamp() time.Time { return normTime(s.cfg.now()) }
+
+// statusErr keeps the SDK error reachable with errors.As while printing one line instead of the SDK's
+// multi-line dump of the response.
+type statusErr struct {
+	op       string
+	sentinel error
+	re       *azcore.ResponseError
+}
+
+func (e *statusErr) Error() string {
+	code := e.re.ErrorCode
+	if code == "" {
+		code = http.StatusText(e.re.StatusCode)
+	}
+	if e.sentinel == nil {
+		return fmt.Sprintf("tables: %s: HTTP %d %s", e.op, e.re.StatusCode, code)
+	}
+	return fmt.Sprintf("tables: %s: %v (HTTP %d %s)", e.op, e.sentinel, e.re.StatusCode, code)
+}
+
+func (e *statusErr) Unwrap() []error {
+	if e.sentinel == nil {
+		return []error{e.re}
+	}
+	return []error{e.sentinel, e.re}
+}
+
+// mapErr turns an SDK error into the store's sentinels.
+func mapErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		var sentinel error
+		switch {
+		case re.ErrorCode == string(aztables.TableNotFound):
+			// A missing table is a deployment fault, not a missing record: answering "not found" here
+			// would make the CA re-issue or report certificates as unknown.
+			sentinel = store.ErrUnavailable
+		case re.StatusCode == http.StatusNotFound:
+			sentinel = store.ErrNotFound
+		case re.StatusCode == http.StatusConflict:
+			sentinel = store.ErrExists
+		case re.StatusCode == http.StatusPreconditionFailed:
+			sentinel = store.ErrConflict
+		case re.StatusCode == http.StatusUnauthorized, re.StatusCode == http.StatusForbidden,
+			re.StatusCode == http.StatusRequestTimeout, re.StatusCode == http.StatusTooManyRequests,
+			re.StatusCode >= 500:
+			sentinel = store.ErrUnavailable
+		}
+		return &statusErr{op: op, sentinel: sentinel, re: re}
+	}
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("tables: %s: %w", op, err)
+	}
+	// Transport failures and deadlines: the backend did not answer in time.
+	return fmt.Errorf("tables: %s: %w: %w", op, store.ErrUnavailable, err)
+}
+
+func newWriteID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// read is a point read; it returns the entity's properties and ETag.
+func (s *Store) read(ctx context.Context, c *aztables.Client, op, pk, rk string) (props, string, error) {
+	cctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	resp, err := c.GetEntity(cctx, pk, rk, nil)
+	if err != nil {
+		return nil, "", mapErr(op, err)
+	}
+	p, etag, err := decodeEntity(resp.Value)
+	if err != nil {
+		return nil, "", fmt.Errorf("tables: %s: %w", op, err)
+	}
+	if resp.ETag != "" {
+		etag = string(resp.ETag)
+	}
+	return p, etag, nil
+}
+
+// add inserts e. A 409 whose stored entity carries our WriteID is our own insert replayed by the SDK's retry
+// after a lost response, and counts as success.
+func (s *Store) add(ctx context.Context, c *aztables.Client, op string, e entity) (string, error) {
+	id := newWriteID()
+	e.set(propWriteID, id)
+	body, err := e.marshal()
+	if err != nil {
+		return "", fmt.Errorf("tables: %s: %w", op, err)
+	}
+	cctx, cancel := s.callCtx(ctx)
+	resp, err := c.AddEntity(cctx, body, nil)
+	cancel()
+	if err == nil {
+		return string(resp.ETag), nil
+	}
+	err = mapErr(op, err)
+	if errors.Is(err, store.ErrExists) {
+		if p, etag, rerr := s.read(ctx, c, op, e.pk(), e.rk()); rerr == nil && p.str(propWriteID) == id {
+			return etag, nil
+		}
+	}
+	return "", err
+}
+
+// replace overwrites e if it is still at etag. A 412 whose stored entity carries our WriteID is our own write
+// replayed by the SDK's retry after a lost response, and counts as success.
+func (s *Store) replace(ctx context.Context, c *aztables.Client, op string, e entity, etag string) (string, error) {
+	if etag == "" {
+		return "", fmt.Errorf("tables: %s: no ETag: %w", op, store.ErrConflict)
+	}
+	id := newWriteID()
+	e.set(propWriteID, id)
+	body, err := e.marshal()
+	if err != nil {
+		return "", fmt.Errorf("tables: %s: %w", op, err)
+	}
+	match := azcore.ETag(etag)
+	cctx, cancel := s.callCtx(ctx)
+	resp, err := c.UpdateEntity(cctx, body, &aztables.UpdateEntityOptions{UpdateMode: aztables.UpdateModeReplace, IfMatch: &match})
+	cancel()
+	if err == nil {
+		return string(resp.ETag), nil
+	}
+	err = mapErr(op, err)
+	if errors.Is(err, store.ErrConflict) {
+		if p, cur, rerr := s.read(ctx, c, op, e.pk(), e.rk()); rerr == nil && p.str(propWriteID) == id {
+			return cur, nil
+		}
+	}
+	return "", err
+}
+
+// list runs a query and calls fn for each entity until fn returns false or the results end. Each page gets
+// its own call timeout so that long listings (the CRL's 100,000 entries) are not cut short.
+func (s *Store) list(ctx context.Context, c *aztables.Client, op string, o *aztables.ListEntitiesOptions, fn func(p props, etag string) (bool, error)) error {
+	pager := c.NewListEntitiesPager(o)
+	for pager.More() {
+		cctx, cancel := s.callCtx(ctx)
+		page, err := pager.NextPage(cctx)
+		cancel()
+		if err != nil {
+			return mapErr(op, err)
+		}
+		for _, raw := range page.Entities {
+			p, etag, err := decodeEntity(raw)
+			if err != nil {
+				return fmt.Errorf("tables: %s: %w", op, err)
+			}
+			more, err := fn(p, etag)
+			if err != nil || !more {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// quote renders s as an OData string literal; doubling single quotes is the only escape the grammar has.
+func quote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+// dateLiteral renders t as an OData datetime literal.
+func dateLiteral(t time.Time) string {
+	return "datetime'" + normTime(t).Format(timeLayout) + "'"
+}

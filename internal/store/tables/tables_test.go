@@ -1,0 +1,321 @@
+package tables_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/store/azuritetest"
+	"github.com/azscep/azscep/internal/store/storetest"
+	"github.com/azscep/azscep/internal/store/tables"
+)
+
+func TestMain(m *testing.M) { azuritetest.Main(m) }
+
+// newStore returns a store on fresh tables of the shared Azurite.
+func newStore(t testing.TB, opts ...tables.Option) *tables.Store {
+	t.Helper()
+	s, err := tables.NewFromConnectionString(azuritetest.ConnectionString(t), "", opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnsureTables(t.Context()); err != nil {
+		t.Fatalf("EnsureTables: %v", err)
+	}
+	return s
+}
+
+func TestContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return newStore(t) })
+}
+
+func TestEnsureTablesTwice(t *testing.T) {
+	s := newStore(t)
+	if err := s.EnsureTables(t.Context()); err != nil {
+		t.Fatalf("second EnsureTables: %v", err)
+	}
+}
+
+// A missing table is a deployment fault: it must not read as "no such certificate".
+func TestMissingTableIsUnavailable(t *testing.T) {
+	s, err := tables.NewFromConnectionString(azuritetest.ConnectionString(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(t.Context(), "ABCDEF"); !errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get without tables = %v, want ErrUnavailable only", err)
+	}
+	if _, _, err := s.GetMeta(t.Context(), "x"); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("GetMeta without tables = %v, want ErrUnavailable", err)
+	}
+}
+
+func TestPrefix(t *testing.T) {
+	conn := azuritetest.ConnectionString(t)
+	s, err := tables.NewFromConnectionString(conn, "ca1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := s.TableNames()
+	if len(names) != 6 || !strings.HasPrefix(names[0], "t") || !strings.HasSuffix(names[0], "ca1certs") {
+		t.Errorf("table names %v: want the connection string's prefix, then ca1", names)
+	}
+	// Without a TablePrefix the argument alone must make valid table names.
+	plain := "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=AAAA;TableEndpoint=http://127.0.0.1:1/devstoreaccount1;"
+	for _, bad := range []string{"1abc", "a-b", "ab_c", strings.Repeat("a", 57)} {
+		if _, err := tables.NewFromConnectionString(plain, bad); err == nil {
+			t.Errorf("prefix %q accepted", bad)
+		}
+	}
+	if _, err := tables.NewFromConnectionString(plain, "a1"); err != nil {
+		t.Errorf("prefix a1 refused: %v", err)
+	}
+	if _, err := tables.NewFromConnectionString("UseDevelopmentStorage=true", ""); err == nil {
+		t.Error("shorthand connection string accepted")
+	}
+}
+
+// The stopped-backend case the health endpoint and the HTTP edge rely on: every call fails with
+// ErrUnavailable (quickly, thanks to the small retry budget), and the store recovers when the backend returns.
+func TestStoppedBackendIsUnavailable(t *testing.T) {
+	proxy := azuritetest.NewProxy(t)
+	s, err := tables.NewFromConnectionString(proxy.ConnectionString(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := s.EnsureTables(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := storetest.FullRecord(storetest.NewSerial())
+	if err := s.Insert(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Stop()
+	checks := map[string]error{
+		"Ping":       s.Ping(ctx),
+		"Insert":     s.Insert(ctx, storetest.FullRecord(storetest.NewSerial())),
+		"AddRevoked": s.AddRevoked(ctx, store.Revoked{Serial: r.Serial}),
+	}
+	_, checks["Get"] = s.Get(ctx, r.Serial)
+	_, checks["Claim"] = s.Claim(ctx, "k", r.Serial)
+	_, checks["ListRevoked"] = s.ListRevoked(ctx)
+	_, _, checks["Search"] = s.Search(ctx, store.Query{})
+	_, _, checks["GetMeta"] = s.GetMeta(ctx, "m")
+	up := *r
+	up.Status = store.StatusIssued
+	checks["Update"] = s.Update(ctx, &up, store.StatusPending)
+	for name, err := range checks {
+		if !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("%s with the backend gone = %v, want ErrUnavailable", name, err)
+		}
+	}
+
+	if err := proxy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Errorf("Ping after recovery: %v", err)
+	}
+	got, err := s.Get(ctx, r.Serial)
+	if err != nil || got.Status != store.StatusPending {
+		t.Fatalf("Get after recovery = %v, %v", got, err)
+	}
+	r.Status = store.StatusIssued
+	if err := s.Update(ctx, r, store.StatusPending); err != nil {
+		t.Errorf("Update after recovery: %v", err)
+	}
+}
+
+// A call that hangs is cut by the per-call timeout and reported as unavailable.
+func TestCallTimeoutIsUnavailable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // accept and never answer
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	conn := "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=AAAA;TableEndpoint=http://" + ln.Addr().String() + "/devstoreaccount1;"
+	s, err := tables.NewFromConnectionString(conn, "", tables.WithCallTimeout(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(t.Context(), "ABC"); !errors.Is(err, store.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Get against a silent server = %v, want ErrUnavailable wrapping the deadline", err)
+	}
+}
+
+// lossyTransport sends a request and then drops the response for the requests drop selects, as a network
+// failure after the service committed the write would.
+type lossyTransport struct {
+	drop    func(*http.Request) bool
+	dropped atomic.Int32
+}
+
+func (l *lossyTransport) Do(req *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err == nil && l.drop(req) {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		l.dropped.Add(1)
+		return nil, fmt.Errorf("connection reset after %s %s (simulated)", req.Method, req.URL.Path)
+	}
+	return resp, err
+}
+
+// When the SDK retries a write whose response was lost, the retry meets our own entity (409 or 412); the store
+// recognises its WriteID and reports the success it was, instead of "exists" or "conflict".
+func TestLostResponseIsRetriedAsSuccess(t *testing.T) {
+	var once sync.Map // method+path → dropped once
+	lt := &lossyTransport{drop: func(r *http.Request) bool {
+		if r.Method != http.MethodPost && r.Method != http.MethodPut {
+			return false
+		}
+		if strings.HasSuffix(r.URL.Path, "/Tables") {
+			return false
+		}
+		_, seen := once.LoadOrStore(r.Method+" "+r.URL.Path, true)
+		return !seen
+	}}
+	retry := tables.DefaultRetry
+	retry.RetryDelay = time.Millisecond
+	s := newStore(t, tables.WithTransport(lt), tables.WithRetry(retry))
+	ctx := t.Context()
+
+	r := storetest.FullRecord(storetest.NewSerial())
+	if err := s.Insert(ctx, r); err != nil {
+		t.Fatalf("Insert with a lost response: %v", err)
+	}
+	r.Status = store.StatusIssued
+	if err := s.Update(ctx, r, store.StatusPending); err != nil {
+		t.Fatalf("Update with a lost response: %v", err)
+	}
+	got, err := s.Get(ctx, r.Serial)
+	if err != nil || got.ETag != r.ETag || got.Status != store.StatusIssued {
+		t.Fatalf("after lost responses: %v, etag %q vs %q", err, got.ETag, r.ETag)
+	}
+	b, err := s.Claim(ctx, "lost", r.Serial)
+	if err != nil || b.Serial != r.Serial {
+		t.Fatalf("Claim with a lost response: %+v, %v", b, err)
+	}
+	if _, err := s.Rebind(ctx, b, storetest.NewSerial()); err != nil {
+		t.Fatalf("Rebind with a lost response: %v", err)
+	}
+	if n := lt.dropped.Load(); n != 4 {
+		t.Errorf("dropped %d responses, want 4 (the test did not exercise the retry path)", n)
+	}
+	// Someone else's write still conflicts.
+	stale := *got
+	stale.Status = store.StatusRevoked
+	if err := s.Update(ctx, got, store.StatusIssued); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(ctx, &stale, store.StatusIssued); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("stale Update = %v, want ErrConflict", err)
+	}
+}
+
+// More revoked entries than one service page (1,000) all come back.
+func TestListRevokedPages(t *testing.T) {
+	s := newStore(t)
+	const n = 2345
+	addRevoked(t, s, n)
+	got, err := s.ListRevoked(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n {
+		t.Fatalf("ListRevoked returned %d entries, want %d", len(got), n)
+	}
+	seen := map[string]bool{}
+	for _, e := range got {
+		if seen[e.Serial] || e.RevokedAt.IsZero() || e.Reason != 1 {
+			t.Fatalf("bad entry %+v", e)
+		}
+		seen[e.Serial] = true
+	}
+}
+
+func addRevoked(t testing.TB, s store.Store, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	next := atomic.Int64{}
+	for range 16 {
+		wg.Go(func() {
+			for {
+				i := next.Add(1)
+				if i > int64(n) {
+					return
+				}
+				if err := s.AddRevoked(t.Context(), store.Revoked{Serial: fmt.Sprintf("%X", 0x100000+i), RevokedAt: time.Now(), Reason: 1}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+func BenchmarkInsertUpdate(b *testing.B) {
+	s := newStore(b)
+	ctx := b.Context()
+	for b.Loop() {
+		r := storetest.FullRecord(storetest.NewSerial())
+		if err := s.Insert(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+		r.Status = store.StatusIssued
+		r.CertDER = r.PlannedDER
+		if err := s.Update(ctx, r, store.StatusPending); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkGet(b *testing.B) {
+	s := newStore(b)
+	ctx := b.Context()
+	r := storetest.FullRecord(storetest.NewSerial())
+	if err := s.Insert(ctx, r); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := s.Get(ctx, r.Serial); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkListRevoked10k(b *testing.B) {
+	s := newStore(b)
+	addRevoked(b, s, 10000)
+	for b.Loop() {
+		got, err := s.ListRevoked(b.Context())
+		if err != nil || len(got) != 10000 {
+			b.Fatalf("ListRevoked: %d entries, %v", len(got), err)
+		}
+	}
+}
