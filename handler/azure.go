@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
 	"github.com/azscep/azscep/internal/config"
 	"github.com/azscep/azscep/internal/custody"
@@ -21,8 +22,8 @@ func azureCredential(cfg *config.Config) (azcore.TokenCredential, error) {
 }
 
 // vault builds the Key Vault custody backend over the store.
-func vault(cfg *config.Config, cred azcore.TokenCredential, st store.Meta) (*custody.Vault, error) {
-	client, err := keyvault.NewClient(cfg.KeyVaultURL, cred, nil)
+func vault(cfg *config.Config, cred azcore.TokenCredential, st store.Meta, kvOptions *azkeys.ClientOptions) (*custody.Vault, error) {
+	client, err := keyvault.NewClient(cfg.KeyVaultURL, cred, kvOptions)
 	if err != nil {
 		return nil, err
 	}
@@ -31,12 +32,15 @@ func vault(cfg *config.Config, cred azcore.TokenCredential, st store.Meta) (*cus
 }
 
 // loadKeyVaultKeys loads the CA key (pinned version) and unwraps the RA key: once per instance.
-func loadKeyVaultKeys(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Logger) (*custody.Keys, error) {
-	cred, err := azureCredential(cfg)
-	if err != nil {
-		return nil, err
+func loadKeyVaultKeys(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Logger, opts buildOptions) (*custody.Keys, error) {
+	cred := opts.credential
+	if cred == nil {
+		var err error
+		if cred, err = azureCredential(cfg); err != nil {
+			return nil, err
+		}
 	}
-	v, err := vault(cfg, cred, st)
+	v, err := vault(cfg, cred, st, opts.kvOptions)
 	if err != nil {
 		return nil, err
 	}

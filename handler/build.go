@@ -2,13 +2,29 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+
+	"github.com/azscep/azscep/internal/admin"
 	"github.com/azscep/azscep/internal/config"
+	"github.com/azscep/azscep/internal/crl"
+	"github.com/azscep/azscep/internal/csrapi"
 	"github.com/azscep/azscep/internal/custody"
+	"github.com/azscep/azscep/internal/entra"
+	"github.com/azscep/azscep/internal/intune"
 	"github.com/azscep/azscep/internal/issuance"
+	"github.com/azscep/azscep/internal/ocsp"
+	"github.com/azscep/azscep/internal/revocation"
 	"github.com/azscep/azscep/internal/scep"
 	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/store/tables"
@@ -37,12 +53,24 @@ func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
 }
 
 // build wires every dependency of the routes.
-func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (*deps, error) {
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		return nil, err
+// buildOptions are what tests inject: an HTTP client that trusts their fakes' TLS certificates, and Key Vault
+// client options pointing at the fake vault. Production passes the zero value.
+type buildOptions struct {
+	httpClient *http.Client
+	kvOptions  *azkeys.ClientOptions
+	credential azcore.TokenCredential
+	store      store.Store // replaces Table Storage (fault injection, azure-mode tests)
+}
+
+func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts buildOptions) (*deps, error) {
+	st := opts.store
+	if st == nil {
+		var err error
+		if st, err = openStore(ctx, cfg); err != nil {
+			return nil, err
+		}
 	}
-	keys, err := loadKeys(ctx, cfg, st, log)
+	keys, err := loadKeys(ctx, cfg, st, log, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -62,19 +90,146 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (*deps, er
 			Profile: cfg.Profiles[e.Profile], UseCA: e.CACert == "single" || cfg.RAMode == "ca",
 			CertRepChain: e.CertRepChain, RenewalWindow: e.RenewalWindow})
 	}
-	d := &deps{cfg: cfg, log: log, store: st, keys: keys, issuer: iss}
-	sc, err := scep.New(scep.Config{Keys: keys, Issuer: iss, Store: st, Endpoints: endpoints, Logger: log})
+	d := &deps{cfg: cfg, log: log, store: st, keys: keys, issuer: iss, httpClient: opts.httpClient}
+
+	// Revocation status: the CRL (one CA signature per generation) and OCSP (a delegated responder; no CA-key
+	// operation per response), both told about every revocation.
+	status := revocation.Status{Store: st}
+	if d.crl, err = crl.NewPublisher(keys.CA(), keys.CASigner, status, status, crl.Options{Validity: cfg.CRLValidity, Logger: log}); err != nil {
+		return nil, fmt.Errorf("CRL publisher: %w", err)
+	}
+	if d.ocsp, err = ocsp.NewResponder(keys.CA(), keys.CASigner, status, ocsp.Options{ResponseValidity: cfg.OCSPValidity, Logger: log}); err != nil {
+		return nil, fmt.Errorf("OCSP responder: %w", err)
+	}
+	onRevoked := func(serials []string) {
+		d.crl.Invalidate()
+		for _, s := range serials {
+			if n, err := store.ParseSerial(s); err == nil {
+				d.ocsp.Invalidate(n)
+			}
+		}
+	}
+
+	var challenge scep.Intune
+	if cfg.Intune.Enabled {
+		client, err := intuneClient(cfg, log, opts)
+		if err != nil {
+			return nil, err
+		}
+		caConfig := keys.CA().Subject.String()
+		challenge = &scep.IntuneChallenge{Client: client, CAConfiguration: caConfig}
+		if cfg.Intune.RevocationSync {
+			d.sync, err = revocation.NewSyncer(revocation.SyncConfig{Store: st, Intune: client, CAConfiguration: caConfig,
+				IssuerName: caConfig, Batch: cfg.RevocationBatch, OnRevoked: onRevoked, Logger: log})
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	sc, err := scep.New(scep.Config{Keys: keys, Issuer: iss, Store: st, Endpoints: endpoints, Intune: challenge,
+		CRL: revocation.CRLDER{Publisher: d.crl}, Logger: log})
 	if err != nil {
 		return nil, err
 	}
 	d.scep = sc
+	if cfg.API.Enabled {
+		if err := buildAPI(ctx, cfg, d); err != nil {
+			return nil, err
+		}
+		var syncer admin.Syncer
+		if d.sync != nil {
+			syncer = d.sync
+		}
+		if d.admin, err = admin.New(admin.Config{Verifier: d.verifier, Store: st, Sync: syncer, OnRevoked: onRevoked, Logger: log}); err != nil {
+			return nil, err
+		}
+	}
 	return d, nil
 }
 
+// intuneClient builds the Intune client with the credential the settings choose.
+func intuneClient(cfg *config.Config, log *slog.Logger, opts buildOptions) (*intune.Client, error) {
+	httpClient := opts.httpClient
+	if cfg.Intune.CABundle != "" {
+		pemData, err := os.ReadFile(cfg.Intune.CABundle)
+		if err != nil {
+			return nil, fmt.Errorf("reading AZSCEP_INTUNE_CA_BUNDLE: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pemData) {
+			return nil, errors.New("AZSCEP_INTUNE_CA_BUNDLE holds no PEM certificate")
+		}
+		httpClient = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	}
+	kind := map[string]intune.CredentialKind{"managedidentity": intune.CredentialManagedIdentity,
+		"secret": intune.CredentialClientSecret, "certificate": intune.CredentialClientCertificate}[cfg.Intune.Credential]
+	cc := intune.CredentialConfig{Kind: kind, TenantID: cfg.Intune.TenantID, ClientID: cfg.Intune.ClientID,
+		ClientSecret: cfg.Intune.ClientSecret, AuthorityHost: cfg.Intune.AuthorityHost, HTTPClient: httpClient,
+		DisableInstanceDiscovery: cfg.Intune.AuthorityHost != intune.DefaultAuthorityHost}
+	if cfg.Intune.CertPath != "" {
+		data, err := os.ReadFile(cfg.Intune.CertPath)
+		if err != nil {
+			return nil, fmt.Errorf("reading AZSCEP_INTUNE_CERT_PATH: %w", err)
+		}
+		cc.Certificate = data
+	}
+	cred, err := intune.NewCredential(cc)
+	if err != nil {
+		return nil, fmt.Errorf("intune credential: %w", err)
+	}
+	return intune.New(intune.Config{Credential: cred, TenantID: cfg.Intune.TenantID,
+		ProviderNameAndVersion: cfg.Intune.Provider + " " + version, GraphBase: cfg.Intune.GraphURL,
+		IntuneResource: cfg.Intune.ResourceURL, HTTPClient: httpClient, Logger: log})
+}
+
+// buildAPI wires /api/csr: Entra tokens in Azure, the development issuer locally when enabled.
+func buildAPI(ctx context.Context, cfg *config.Config, d *deps) error {
+	var vcfg entra.Config
+	var own csrapi.Ownership
+	if cfg.DevIssuer {
+		dev, err := entra.NewDevIssuer(entra.DevIssuerConfig{Dir: filepath.Join(cfg.LocalKeyDir, "dev-issuer"),
+			BaseURL: cfg.URL("/api/dev")})
+		if err != nil {
+			return fmt.Errorf("starting the development token issuer: %w", err)
+		}
+		d.dev = dev.Handler()
+		vcfg = dev.VerifierConfig()
+	} else {
+		vcfg = entra.Config{TenantID: cfg.API.TenantID, Audiences: cfg.API.Audiences, AuthorityHost: cfg.API.AuthorityHost}
+		cred, err := azureCredential(cfg)
+		if err != nil {
+			return err
+		}
+		o, err := entra.NewDeviceOwnership(entra.GraphConfig{Credential: cred, BaseURL: cfg.API.GraphURL})
+		if err != nil {
+			return fmt.Errorf("device ownership client: %w", err)
+		}
+		own = o
+	}
+	if d.httpClient != nil {
+		vcfg.HTTPClient = d.httpClient
+	}
+	v, err := entra.NewVerifier(vcfg)
+	if err != nil {
+		return fmt.Errorf("token verifier: %w", err)
+	}
+	d.verifier = v
+	h, err := csrapi.New(csrapi.Config{Verifier: v, Ownership: own, Issuer: d.issuer, Chain: d.keys.Chain,
+		Profile: cfg.Profiles[cfg.API.Profile], RetryWindow: cfg.API.RetryWindow, Logger: d.log})
+	if err != nil {
+		return err
+	}
+	d.csr = h
+	return nil
+}
+
 // loadKeys loads the CA and RA from files (local mode) or from Key Vault and the store (azure mode).
-func loadKeys(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Logger) (*custody.Keys, error) {
+func loadKeys(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Logger, opts buildOptions) (*custody.Keys, error) {
 	if cfg.Mode == config.ModeLocal {
 		return custody.LoadLocal(cfg.LocalKeyDir, time.Now())
 	}
-	return loadKeyVaultKeys(ctx, cfg, st, log)
+	return loadKeyVaultKeys(ctx, cfg, st, log, opts)
 }

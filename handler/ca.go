@@ -76,7 +76,7 @@ func caCommand(ctx context.Context, cfg *config.Config, sub string, args []strin
 	if err != nil {
 		return err
 	}
-	v, err := vault(cfg, cred, st)
+	v, err := vault(cfg, cred, st, nil)
 	if err != nil {
 		return err
 	}
@@ -208,8 +208,22 @@ func parseDN(s string) (pkix.Name, error) {
 	return n, nil
 }
 
+// revocationSyncCommand runs one Intune revocation cycle by hand (`azscep revocation-sync`).
 func revocationSyncCommand(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writer) error {
-	return errors.New("revocation sync is not configured in this build")
+	d, err := build(ctx, cfg, log, buildOptions{})
+	if err != nil {
+		return err
+	}
+	if d.sync == nil {
+		return errors.New("Intune is not configured (set AZSCEP_INTUNE_TENANT_ID)")
+	}
+	run, err := d.sync.Run(ctx, "manual")
+	fmt.Fprintf(out, "run %s: resumed %d, downloaded %d, foreign %d, revoked %d, not found %d, failed %d, uploaded %d\n",
+		run.ID, run.Resumed, run.Downloaded, run.Foreign, run.Revoked, run.NotFound, run.Failed, run.Uploaded)
+	for _, e := range run.Errors {
+		fmt.Fprintln(out, "  error:", e)
+	}
+	return err
 }
 
 // localHelp prints how to enroll against the CA `make run` starts.
@@ -235,7 +249,7 @@ Enroll a certificate with Debian's scepclient (apt-get install scep), in another
 		fmt.Fprintf(out, `Enroll over REST with a token from the local development issuer (never available in Azure):
 
   openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout app.key -subj /CN=app-0001 -out app.csr
-  TOKEN=$(curl -s -X POST '%[1]s/api/dev/token?roles=CSR.Request.Db')
+  TOKEN=$(curl -s -X POST -d '{"roles":["CSR.Request.Db"]}' %[1]s/api/dev/token | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
   curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/pkcs10' \
       --data-binary @app.csr -H 'Accept: application/x-pem-file' %[1]s/api/csr
 

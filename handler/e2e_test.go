@@ -78,7 +78,7 @@ func startLocal(t *testing.T, extra ...string) *localService {
 	log := slog.New(slog.NewJSONHandler(lockedBuffer{logs}, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, log) }()
+	go func() { done <- serve(ctx, cfg, log, buildOptions{}) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -40,7 +40,7 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "azscep: configuration error: %v\n", err)
 		return 2
 	}
-	if err := serve(ctx, cfg, log); err != nil {
+	if err := serve(ctx, cfg, log, buildOptions{}); err != nil {
 		fmt.Fprintf(os.Stderr, "azscep: %v\n", err)
 		return 1
 	}

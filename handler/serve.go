@@ -13,23 +13,28 @@ import (
 	"time"
 
 	"github.com/azscep/azscep/internal/config"
+	"github.com/azscep/azscep/internal/crl"
 	"github.com/azscep/azscep/internal/custody"
+	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/httpx"
 	"github.com/azscep/azscep/internal/issuance"
+	"github.com/azscep/azscep/internal/ocsp"
+	"github.com/azscep/azscep/internal/revocation"
 	"github.com/azscep/azscep/internal/scep"
 	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/timer"
 )
 
 // serve listens first, so the host's readiness probe on GET / succeeds at once, then builds the dependencies
 // (Table Storage, keys) in the background. Until they are ready the routes answer 503 with Retry-After; a
 // configuration fault found then (a CA key that does not match its certificate) ends the process with one line.
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, opts buildOptions) error {
 	scep.Init()
 	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", cfg.Port))
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)
 	}
-	a := &app{cfg: cfg, log: log, ready: make(chan struct{})}
+	a := &app{cfg: cfg, log: log, opts: opts, ready: make(chan struct{})}
 	srv := &http.Server{
 		Handler:           httpx.Edge(log, a),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -71,6 +76,7 @@ func shutdown(srv *http.Server) {
 type app struct {
 	cfg   *config.Config
 	log   *slog.Logger
+	opts  buildOptions
 	ready chan struct{}
 	mux   http.Handler
 	deps  *deps
@@ -109,7 +115,7 @@ func (a *app) init(ctx context.Context) error {
 	var d *deps
 	for attempt := 0; ; attempt++ {
 		var err error
-		d, err = build(ctx, a.cfg, a.log)
+		d, err = build(ctx, a.cfg, a.log, a.opts)
 		if err == nil {
 			break
 		}
@@ -147,7 +153,16 @@ type deps struct {
 	keys   *custody.Keys
 	issuer *issuance.Issuer
 	scep   *scep.Server
-	close  func()
+	crl    *crl.Publisher
+	ocsp   *ocsp.Responder
+	sync   *revocation.Syncer // nil when Intune is not configured
+	admin  http.Handler       // nil when the API is not configured
+	csr    http.Handler       // nil when the API is not configured
+	dev    http.Handler       // the local development token issuer (local mode only)
+	// verifier authenticates Entra bearer tokens for /api/csr and the admin API.
+	verifier   *entra.Verifier
+	httpClient *http.Client // tests: trust a fake's TLS certificate
+	close      func()
 }
 
 func routes(d *deps) *http.ServeMux {
@@ -155,6 +170,31 @@ func routes(d *deps) *http.ServeMux {
 	mux.Handle("/api/scep/", d.scep)
 	mux.HandleFunc("/api/ca", d.serveCA)
 	mux.HandleFunc("/api/health", d.serveHealth)
+	mux.HandleFunc("/api/csr", func(w http.ResponseWriter, r *http.Request) {
+		if d.csr == nil {
+			httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusNotFound, Code: "api_disabled",
+				Detail: "REST enrollment is not configured (set AZSCEP_API_TENANT_ID)"})
+			return
+		}
+		d.csr.ServeHTTP(w, r)
+	})
+	mux.Handle("/api/crl", d.crlHandler())
+	mux.Handle("/api/ocsp", d.ocspHandler())
+	mux.Handle("/api/ocsp/", d.ocspHandler())
+	admin := func(w http.ResponseWriter, r *http.Request) {
+		if d.admin == nil {
+			httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusNotFound, Code: "api_disabled",
+				Detail: "the admin API is not configured (set AZSCEP_API_TENANT_ID)"})
+			return
+		}
+		d.admin.ServeHTTP(w, r)
+	}
+	mux.HandleFunc("/api/certificates", admin)
+	mux.HandleFunc("/api/certificates/", admin)
+	mux.Handle("/revocation-sync", timer.Handler("timer", d.log, d.runSync))
+	if d.dev != nil && d.cfg.Mode == config.ModeLocal {
+		mux.Handle("/api/dev/", d.dev)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusNotFound, Code: "not_found", Detail: "no such route"})
 	})
@@ -209,4 +249,32 @@ func (d *deps) serveHealth(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	_ = json.NewEncoder(w).Encode(body)
+}
+
+func (d *deps) crlHandler() http.Handler {
+	if d.crl == nil {
+		return http.NotFoundHandler()
+	}
+	return crl.Handler(d.crl)
+}
+
+func (d *deps) ocspHandler() http.Handler {
+	if d.ocsp == nil {
+		return http.NotFoundHandler()
+	}
+	return ocsp.Handler(d.ocsp)
+}
+
+// runSync is the hourly timer: one Intune revocation cycle.
+func (d *deps) runSync(ctx context.Context, info timer.Info) ([]string, error) {
+	if d.sync == nil {
+		return []string{"Intune is not configured; no revocation sync"}, nil
+	}
+	run, err := d.sync.Run(ctx, "timer")
+	if errors.Is(err, revocation.ErrRunning) {
+		return []string{"another revocation sync run holds the lease; skipped"}, nil
+	}
+	lines := []string{fmt.Sprintf("revocation sync %s: resumed=%d downloaded=%d foreign=%d revoked=%d not_found=%d failed=%d uploaded=%d past_due=%t",
+		run.ID, run.Resumed, run.Downloaded, run.Foreign, run.Revoked, run.NotFound, run.Failed, run.Uploaded, info.IsPastDue)}
+	return append(lines, run.Errors...), err
 }

@@ -294,7 +294,7 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 	}
 	if c.API.TenantID != "" || c.DevIssuer {
 		c.API.Enabled = true
-		if len(c.API.Audiences) == 0 {
+		if c.API.TenantID != "" && len(c.API.Audiences) == 0 {
 			p.fail("AZSCEP_API_AUDIENCES", "is required when the API is enabled")
 		}
 		if _, ok := c.Profiles[c.API.Profile]; !ok {

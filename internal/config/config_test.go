@@ -158,4 +158,3 @@ func TestSettingsListCoversParser(t *testing.T) {
 		}
 	}
 }
-

@@ -93,8 +93,9 @@ type Config struct {
 	// CallTimeout bounds one attempt (token, discovery and POST). Default 30 s.
 	CallTimeout time.Duration
 	// MaxAttempts bounds attempts of the idempotent calls (validateRequest,
-	// download) on transport errors, 5xx and 429. Default 3. Notifications
-	// and uploads are attempted at most twice regardless.
+	// download) on transport errors, 5xx, 429 and a stale-location 404.
+	// Default 3. Notifications and uploads are attempted at most twice: a
+	// repeat after a lost answer may double-report, which Intune tolerates.
 	MaxAttempts int
 	// RetryBackoff is the first pause between attempts; it doubles with
 	// jitter and is capped at 2 s. Default 200 ms.
@@ -118,7 +119,6 @@ type Config struct {
 type Client struct {
 	cred         azcore.TokenCredential
 	provider     string
-	tenant       string
 	graphScope   string
 	intuneScope  string
 	discoveryURL string
@@ -156,7 +156,6 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{
 		cred:         cfg.Credential,
 		provider:     cfg.ProviderNameAndVersion,
-		tenant:       cfg.TenantID,
 		graphScope:   orDefault(cfg.GraphScope, graphBase+".default"),
 		intuneScope:  orDefault(cfg.IntuneScope, resource+"/.default"),
 		discoveryURL: graphBase + version + "/servicePrincipals/appId=" + url.PathEscape(appID) + "/endpoints",
@@ -179,6 +178,10 @@ func New(cfg Config) (*Client, error) {
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.log = c.log.With(slog.String("component", "intune"))
+	if cfg.TenantID != "" {
+		c.log = c.log.With(slog.String("tenantId", cfg.TenantID))
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -238,9 +241,10 @@ var (
 	opUpload   = operation{"uploadRevocationResults", ServicePkiConnector, "CertificateAuthorityRequests/uploadRevocationResults", PkiAPIVersion, false}
 )
 
-// parseFunc interprets a 2xx body. It returns the code to log (may be "")
-// and an error that classifies the answer.
-type parseFunc func(body []byte, activityID string) (code string, err error)
+// parseFunc interprets a 2xx body. It returns attributes describing the
+// answer for the call's log line (e.g. the code) and an error that
+// classifies the answer.
+type parseFunc func(body []byte, activityID string) (logAttrs []slog.Attr, err error)
 
 // call runs op with bounded retries. Each attempt gets a fresh
 // client-request-id, token lookup, discovery lookup and CallTimeout.
@@ -249,9 +253,9 @@ func (c *Client) call(ctx context.Context, op operation, txID string, reqBody an
 	if err != nil {
 		return fmt.Errorf("%w: encoding %s body: %v", ErrInvalidArgument, op.name, err)
 	}
-	attempts := 2
-	if op.idempotent {
-		attempts = c.maxAttempts
+	attempts := c.maxAttempts
+	if !op.idempotent {
+		attempts = min(attempts, 2)
 	}
 	var (
 		lastErr error
@@ -311,8 +315,11 @@ func (c *Client) attempt(parent context.Context, op operation, txID string, n in
 	defer cancel()
 	activityID := uuid.NewString()
 	start := time.Now()
-	status, code := 0, ""
-	var retryAfter time.Duration
+	status := 0
+	var (
+		retryAfter time.Duration
+		outcome    []slog.Attr
+	)
 
 	err := func() error {
 		base, err := c.disco.lookup(ctx, op.service)
@@ -358,7 +365,7 @@ func (c *Client) attempt(parent context.Context, op operation, txID string, n in
 			retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"))
 			return &HTTPError{Operation: op.name, Status: status, ActivityID: activityID, Body: snippet(body)}
 		}
-		code, err = parse(body, activityID)
+		outcome, err = parse(body, activityID)
 		return err
 	}()
 
@@ -372,9 +379,7 @@ func (c *Client) attempt(parent context.Context, op operation, txID string, n in
 	if txID != "" {
 		attrs = append(attrs, slog.String("transactionId", txID))
 	}
-	if code != "" {
-		attrs = append(attrs, slog.String("code", code))
-	}
+	attrs = append(attrs, outcome...)
 	if err != nil {
 		attrs = append(attrs, slog.String("error", err.Error()))
 		c.log.LogAttrs(parent, slog.LevelWarn, "intune call failed", attrs...)

@@ -49,6 +49,8 @@ type ValidationError struct {
 	ActivityID string
 }
 
+// Error includes the code, Intune's description and the client-request-id
+// (needed by Microsoft support), never request content.
 func (e *ValidationError) Error() string {
 	return fmt.Sprintf("intune: %s rejected transaction %q: %s: %s (client-request-id %s)",
 		e.Operation, e.TransactionID, e.Code, e.Description, e.ActivityID)
@@ -68,6 +70,7 @@ type HTTPError struct {
 	Body string
 }
 
+// Error includes the status, the client-request-id and the start of the body.
 func (e *HTTPError) Error() string {
 	msg := fmt.Sprintf("intune: %s: HTTP %d %s (client-request-id %s)",
 		e.Operation, e.Status, http.StatusText(e.Status), e.ActivityID)

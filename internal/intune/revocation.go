@@ -59,17 +59,17 @@ func (c *Client) DownloadRevocationRequests(ctx context.Context, max int) ([]Rev
 		"issuerName":  nil,
 	}}
 	var out []RevocationRequest
-	parse := func(raw []byte, activityID string) (string, error) {
+	parse := func(raw []byte, activityID string) ([]slog.Attr, error) {
 		items, dropped, err := parseDownload(raw)
 		if err != nil {
-			return "", fmt.Errorf("%w: %s: %v (client-request-id %s)", ErrMalformedResponse, opDownload.name, err, activityID)
+			return nil, fmt.Errorf("%w: %s: %v (client-request-id %s)", ErrMalformedResponse, opDownload.name, err, activityID)
 		}
 		if dropped > 0 {
 			c.log.Warn("intune revocation download: dropped items without requestContext",
 				slog.Int("dropped", dropped), slog.String("clientRequestId", activityID))
 		}
 		out = items
-		return fmt.Sprintf("%d items", len(items)), nil
+		return []slog.Attr{slog.Int("items", len(items)), slog.Int("maxRequests", max)}, nil
 	}
 	if err := c.call(ctx, opDownload, "", body, parse); err != nil {
 		return nil, err
@@ -147,32 +147,47 @@ func (c *Client) UploadRevocationResults(ctx context.Context, results []Revocati
 			"errorMessage":   nullIfEmpty(r.ErrorMessage),
 		})
 	}
-	parse := func(raw []byte, activityID string) (string, error) {
+	parse := func(raw []byte, activityID string) ([]slog.Attr, error) {
+		attrs := []slog.Attr{slog.Int("results", len(results))}
 		var doc map[string]json.RawMessage
 		if err := json.Unmarshal(raw, &doc); err != nil || doc == nil {
-			return "", fmt.Errorf("%w: %s: answer is not a JSON object (client-request-id %s)", ErrMalformedResponse, opUpload.name, activityID)
+			return attrs, fmt.Errorf("%w: %s: answer is not a JSON object (client-request-id %s)", ErrMalformedResponse, opUpload.name, activityID)
 		}
 		v, ok := doc["value"]
 		if !ok {
-			return "", fmt.Errorf("%w: %s: member \"value\" missing (client-request-id %s)", ErrMalformedResponse, opUpload.name, activityID)
+			return attrs, fmt.Errorf("%w: %s: member \"value\" missing (client-request-id %s)", ErrMalformedResponse, opUpload.name, activityID)
 		}
-		var b bool
-		if err := json.Unmarshal(v, &b); err == nil && string(v) != "null" {
-			if b {
-				return "true", nil
-			}
-			return "false", fmt.Errorf("%w (client-request-id %s)", ErrUploadNotAccepted, activityID)
+		accepted, ok := parseBoolValue(v)
+		if !ok {
+			return attrs, fmt.Errorf("%w: %s: member \"value\" is not a boolean (client-request-id %s)", ErrMalformedResponse, opUpload.name, activityID)
 		}
-		var s string
-		if err := json.Unmarshal(v, &s); err == nil && string(v) != "null" {
-			if strings.EqualFold(strings.TrimSpace(s), "true") {
-				return "true", nil
-			}
-			if strings.EqualFold(strings.TrimSpace(s), "false") {
-				return "false", fmt.Errorf("%w (client-request-id %s)", ErrUploadNotAccepted, activityID)
-			}
+		attrs = append(attrs, slog.Bool("accepted", accepted))
+		if !accepted {
+			return attrs, fmt.Errorf("%w (client-request-id %s)", ErrUploadNotAccepted, activityID)
 		}
-		return "", fmt.Errorf("%w: %s: member \"value\" is not a boolean (client-request-id %s)", ErrMalformedResponse, opUpload.name, activityID)
+		return attrs, nil
 	}
 	return c.call(ctx, opUpload, "", map[string]any{"results": wire}, parse)
+}
+
+// parseBoolValue reads an OData boolean that Microsoft's libraries also
+// accept as the strings "true"/"false" (any case).
+func parseBoolValue(v json.RawMessage) (value, ok bool) {
+	if string(v) == "null" {
+		return false, false
+	}
+	var b bool
+	if err := json.Unmarshal(v, &b); err == nil {
+		return b, true
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err == nil {
+		switch strings.ToLower(strings.TrimSpace(s)) {
+		case "true":
+			return true, true
+		case "false":
+			return false, true
+		}
+	}
+	return false, false
 }

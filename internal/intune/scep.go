@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 	"unicode/utf16"
@@ -169,25 +170,26 @@ func nullIfEmpty(s string) any {
 // must be strings, as Microsoft's Java library requires. Success iff the code
 // is exactly "Success".
 func scepParser(opName, txID string) parseFunc {
-	return func(body []byte, activityID string) (string, error) {
+	return func(body []byte, activityID string) ([]slog.Attr, error) {
 		var doc map[string]json.RawMessage
 		if err := json.Unmarshal(body, &doc); err != nil || doc == nil {
-			return "", fmt.Errorf("%w: %s: answer is not a JSON object (client-request-id %s)", ErrMalformedResponse, opName, activityID)
+			return nil, fmt.Errorf("%w: %s: answer is not a JSON object (client-request-id %s)", ErrMalformedResponse, opName, activityID)
 		}
 		var code, desc string
 		if err := decodeString(doc, "code", &code); err != nil {
-			return "", fmt.Errorf("%w: %s: %v (client-request-id %s)", ErrMalformedResponse, opName, err, activityID)
+			return nil, fmt.Errorf("%w: %s: %v (client-request-id %s)", ErrMalformedResponse, opName, err, activityID)
 		}
+		attrs := []slog.Attr{slog.String("code", code)}
 		if err := decodeString(doc, "errorDescription", &desc); err != nil {
-			return code, fmt.Errorf("%w: %s: %v (client-request-id %s)", ErrMalformedResponse, opName, err, activityID)
+			return attrs, fmt.Errorf("%w: %s: %v (client-request-id %s)", ErrMalformedResponse, opName, err, activityID)
 		}
 		if Code(code) == CodeSuccess {
-			return code, nil
+			return attrs, nil
 		}
 		if code == "" {
-			return "", fmt.Errorf("%w: %s: empty code (client-request-id %s)", ErrMalformedResponse, opName, activityID)
+			return attrs, fmt.Errorf("%w: %s: empty code (client-request-id %s)", ErrMalformedResponse, opName, activityID)
 		}
-		return code, &ValidationError{
+		return attrs, &ValidationError{
 			Operation:     opName,
 			Code:          Code(code),
 			Description:   desc,

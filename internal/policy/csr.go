@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // Code is a stable, machine-readable reason a request was refused. It appears in problem+json bodies, in logs
@@ -177,16 +178,16 @@ func ParseCSR(der []byte) (*x509.CertificateRequest, error) {
 	return csr, nil
 }
 
-// Check applies the profile to a parsed CSR. The order follows Boulder's csr.VerifyCSR: signature algorithm, key,
-// signature, then extensions, names and validity. The key is judged before the signature is verified because
-// crypto/rsa refuses to verify with keys below 1024 bits, which would otherwise report a weak key as a bad
-// signature. The error is always a *Rejection.
+// Check applies the profile to a parsed CSR. The order follows Boulder's csr.VerifyCSR: key, signature algorithm,
+// signature, then extensions, names and validity. The key comes first so a client with the wrong kind of key
+// (Ed25519, RSA-1024 with SHA-1, RSA below 1024 bits, which crypto/rsa will not even verify) is told about its
+// key rather than about a symptom of it. The error is always a *Rejection.
 func Check(csr *x509.CertificateRequest, p *Profile) (*Request, error) {
-	if !goodSignatureAlgorithms[csr.SignatureAlgorithm] {
-		return nil, reject(CodeBadSignatureAlg, "CSR signature algorithm %v is not allowed", csr.SignatureAlgorithm)
-	}
 	if err := CheckKey(csr.PublicKey, p); err != nil {
 		return nil, err
+	}
+	if !goodSignatureAlgorithms[csr.SignatureAlgorithm] {
+		return nil, reject(CodeBadSignatureAlg, "CSR signature algorithm %v is not allowed", csr.SignatureAlgorithm)
 	}
 	if err := csr.CheckSignature(); err != nil {
 		return nil, reject(CodeBadCSRSignature, "CSR signature does not verify")
@@ -411,16 +412,22 @@ func checkSAN(req *Request, p *Profile, der []byte) error {
 				Type  asn1.ObjectIdentifier
 				Value asn1.RawValue `asn1:"explicit,tag:0"`
 			}
-			if _, err := asn1.UnmarshalWithParams(gn.FullBytes, &on, "tag:0"); err != nil {
+			if rest, err := asn1.UnmarshalWithParams(gn.FullBytes, &on, "tag:0"); err != nil || len(rest) != 0 {
 				return reject(CodeMalformedCSR, "otherName is malformed")
 			}
 			if !on.Type.Equal(oidUPN) {
 				return reject(CodeSAN, "otherName %s is not allowed", on.Type)
 			}
-			var upn string
-			if _, err := asn1.UnmarshalWithParams(on.Value.FullBytes, &upn, "utf8"); err != nil {
+			// encoding/asn1 does not unwrap an explicitly tagged RawValue: on.Value is the [0] element itself
+			// and its contents are the UTF8String. Unmarshalling into a string would accept any string type, so
+			// the tag is checked by hand: the name is copied verbatim and must be what Windows expects.
+			var inner asn1.RawValue
+			if rest, err := asn1.Unmarshal(on.Value.Bytes, &inner); err != nil || len(rest) != 0 ||
+				inner.Class != asn1.ClassUniversal || inner.Tag != asn1.TagUTF8String || inner.IsCompound ||
+				!utf8.Valid(inner.Bytes) {
 				return reject(CodeMalformedCSR, "UPN is not a UTF8String")
 			}
+			upn := string(inner.Bytes)
 			if !p.Allows(SANUPN) {
 				return reject(CodeSAN, "UPN names are not allowed by profile %s", p.Name)
 			}

@@ -410,10 +410,16 @@ func gnIP(b []byte) asn1.RawValue {
 // gnOther encodes otherName ::= [0] IMPLICIT SEQUENCE { type-id OID, value [0] EXPLICIT ANY }.
 func gnOther(t testing.TB, oid asn1.ObjectIdentifier, value asn1.RawValue) asn1.RawValue {
 	t.Helper()
+	// encoding/asn1 ignores tag parameters on RawValue fields when marshalling, so the [0] EXPLICIT wrapper is
+	// spelled out.
+	inner, err := asn1.Marshal(value)
+	if err != nil {
+		t.Fatalf("marshal otherName value: %v", err)
+	}
 	der, err := asn1.MarshalWithParams(struct {
 		Type  asn1.ObjectIdentifier
-		Value asn1.RawValue `asn1:"explicit,tag:0"`
-	}{oid, value}, "tag:0")
+		Value asn1.RawValue
+	}{oid, asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: inner}}, "tag:0")
 	if err != nil {
 		t.Fatalf("marshal otherName: %v", err)
 	}

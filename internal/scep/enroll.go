@@ -88,7 +88,7 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 	if err != nil && e.Challenge == ChallengeIntune && !errors.Is(err, issuance.ErrWithheld) &&
 		!errors.Is(err, issuance.ErrInProgress) {
 		// Issuance failed after a successful validation: tell Intune (its console shows the reason).
-		if nerr := s.intune.NotifyFailure(context.WithoutCancel(ctx), msg.TransactionID, csr.Raw, err.Error()); nerr != nil {
+		if nerr := s.intune.NotifyFailure(context.WithoutCancel(ctx), msg.TransactionID, csr.Raw, err); nerr != nil {
 			s.log.Warn("intune failure notification failed", "transaction_id", msg.TransactionID, "err", nerr)
 		}
 	}

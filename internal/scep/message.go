@@ -275,11 +275,13 @@ func DecodeGETMessage(rawQuery string) ([]byte, error) {
 }
 
 // checkNesting walks BER headers iteratively and refuses nesting deeper than maxNesting, so the recursive
-// BER-to-DER conversion in pkcs7.Parse never sees a nesting bomb.
+// BER-to-DER conversion in pkcs7.Parse never sees a nesting bomb. It also refuses anything after the first
+// top-level element: pkcs7.Parse silently ignores trailing data, and a message must be exactly one ContentInfo.
 func checkNesting(b []byte) error {
 	type frame struct{ end int } // end < 0: indefinite length
 	var stack []frame
 	i := 0
+	seenTop := false
 	for i < len(b) {
 		// Pop definite-length frames that end here.
 		for len(stack) > 0 && stack[len(stack)-1].end >= 0 && i >= stack[len(stack)-1].end {
@@ -289,6 +291,12 @@ func checkNesting(b []byte) error {
 			stack = stack[:len(stack)-1] // end-of-contents of an indefinite frame
 			i += 2
 			continue
+		}
+		if len(stack) == 0 {
+			if seenTop {
+				return errors.New("trailing data after the message")
+			}
+			seenTop = true
 		}
 		tag := b[i]
 		i++

@@ -55,7 +55,7 @@ type Endpoint struct {
 type Intune interface {
 	Validate(ctx context.Context, transactionID string, csrDER []byte) error
 	NotifySuccess(ctx context.Context, transactionID string, csrDER []byte, rec *store.Record, cert *x509.Certificate) error
-	NotifyFailure(ctx context.Context, transactionID string, csrDER []byte, reason string) error
+	NotifyFailure(ctx context.Context, transactionID string, csrDER []byte, cause error) error
 }
 
 // CRLSource provides the current CRL for GetCRL.

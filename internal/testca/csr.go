@@ -121,10 +121,12 @@ func sanExtension(t testing.TB, o CSROptions) *pkix.Extension {
 		if err != nil {
 			t.Fatalf("testca: %v", err)
 		}
+		// value [0] EXPLICIT UTF8String, spelled out: encoding/asn1 drops an explicit tag around a RawValue
+		// that carries FullBytes.
 		on := struct {
 			Type  asn1.ObjectIdentifier
-			Value asn1.RawValue `asn1:"explicit,tag:0"`
-		}{oidUPN, asn1.RawValue{FullBytes: utf8}}
+			Value asn1.RawValue
+		}{oidUPN, asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: utf8}}
 		b, err := asn1.MarshalWithParams(on, "tag:0")
 		if err != nil {
 			t.Fatalf("testca: %v", err)

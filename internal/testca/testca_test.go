@@ -92,7 +92,7 @@ func TestCSROptions(t *testing.T) {
 	for _, e := range csr.Extensions {
 		switch {
 		case e.Id.Equal(oidExtSAN):
-			sawUPN = strings.Contains(string(e.Value), "user@example.com") && containsOID(e.Value, oidUPN)
+			sawUPN = upnOf(t, e.Value) == "user@example.com"
 		case e.Id.Equal(oidExtKeyUsage):
 			var bs asn1.BitString
 			_, _ = asn1.Unmarshal(e.Value, &bs)
@@ -137,9 +137,25 @@ func TestCSROptions(t *testing.T) {
 	}
 }
 
-func containsOID(der []byte, oid asn1.ObjectIdentifier) bool {
-	b, _ := asn1.Marshal(oid)
-	return strings.Contains(string(der), string(b))
+// upnOf decodes the first GeneralName as an RFC 5280 otherName holding a Microsoft UPN, strictly.
+func upnOf(t *testing.T, san []byte) string {
+	t.Helper()
+	var names []asn1.RawValue
+	if _, err := asn1.Unmarshal(san, &names); err != nil || len(names) == 0 {
+		t.Fatalf("SAN: %v", err)
+	}
+	var on struct {
+		Type  asn1.ObjectIdentifier
+		Value asn1.RawValue `asn1:"explicit,tag:0"`
+	}
+	if rest, err := asn1.UnmarshalWithParams(names[0].FullBytes, &on, "tag:0"); err != nil || len(rest) != 0 {
+		t.Fatalf("otherName: %v", err)
+	}
+	var upn string
+	if _, err := asn1.UnmarshalWithParams(on.Value.FullBytes, &upn, "utf8"); err != nil || !on.Type.Equal(oidUPN) {
+		t.Fatalf("UPN value: %v (type %v)", err, on.Type)
+	}
+	return upn
 }
 
 func TestWindowsSigner(t *testing.T) {

@@ -438,6 +438,11 @@ func (s *Server) handleFailure(w http.ResponseWriter, r *http.Request, e *Entry)
 		s.reject(w, e, http.StatusBadRequest, "BadRequest", "notification: member \"hResult\" is required")
 		return
 	}
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
+		s.reject(w, e, http.StatusBadRequest, "BadRequest", "notification: hResult must be a JSON number")
+		return
+	}
 	var n json.Number
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -150,13 +151,26 @@ func (s *Store) ListRevoked(ctx context.Context) ([]store.Revoked, error) {
 	sel := "RowKey,RevokedAt,Reason"
 	top := int32(pageSize)
 	var out []store.Revoked
-	err := s.list(ctx, s.revoked, "listing revocations", &aztables.ListEntitiesOptions{Filter: &filter, Select: &sel, Top: &top},
-		func(p props, _ string) (bool, error) {
-			at, err := p.time("RevokedAt")
-			if err != nil {
-				return false, err
+	err := s.listRaw(ctx, s.revoked, "listing revocations", &aztables.ListEntitiesOptions{Filter: &filter, Select: &sel, Top: &top},
+		func(raw []byte) (bool, error) {
+			// A struct decode: several times cheaper than the generic entity map at 100,000 entries.
+			var e struct {
+				RowKey    string
+				RevokedAt string
+				Reason    int
 			}
-			out = append(out, store.Revoked{Serial: p.str("RowKey"), RevokedAt: at, Reason: p.int("Reason")})
+			if err := json.Unmarshal(raw, &e); err != nil {
+				return false, fmt.Errorf("decoding revocation: %w", err)
+			}
+			r := store.Revoked{Serial: e.RowKey, Reason: e.Reason}
+			if e.RevokedAt != "" {
+				at, err := time.Parse(time.RFC3339Nano, e.RevokedAt)
+				if err != nil {
+					return false, fmt.Errorf("decoding revocation %s: %w", e.RowKey, err)
+				}
+				r.RevokedAt = normTime(at)
+			}
+			out = append(out, r)
 			return true, nil
 		})
 	if err != nil {

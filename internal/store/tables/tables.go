@@ -379,6 +379,17 @@ func (s *Store) replace(ctx context.Context, c *aztables.Client, op string, e en
 // list runs a query and calls fn for each entity until fn returns false or the results end. Each page gets
 // its own call timeout so that long listings (the CRL's 100,000 entries) are not cut short.
 func (s *Store) list(ctx context.Context, c *aztables.Client, op string, o *aztables.ListEntitiesOptions, fn func(p props, etag string) (bool, error)) error {
+	return s.listRaw(ctx, c, op, o, func(raw []byte) (bool, error) {
+		p, etag, err := decodeEntity(raw)
+		if err != nil {
+			return false, err
+		}
+		return fn(p, etag)
+	})
+}
+
+// listRaw is list with the entity's JSON, for hot listings that decode into a struct.
+func (s *Store) listRaw(ctx context.Context, c *aztables.Client, op string, o *aztables.ListEntitiesOptions, fn func(raw []byte) (bool, error)) error {
 	pager := c.NewListEntitiesPager(o)
 	for pager.More() {
 		cctx, cancel := s.callCtx(ctx)
@@ -388,13 +399,12 @@ func (s *Store) list(ctx context.Context, c *aztables.Client, op string, o *azta
 			return mapErr(op, err)
 		}
 		for _, raw := range page.Entities {
-			p, etag, err := decodeEntity(raw)
+			more, err := fn(raw)
 			if err != nil {
 				return fmt.Errorf("tables: %s: %w", op, err)
 			}
-			more, err := fn(p, etag)
-			if err != nil || !more {
-				return err
+			if !more {
+				return nil
 			}
 		}
 	}

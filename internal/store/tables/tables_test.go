@@ -7,11 +7,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
 	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/store/azuritetest"
@@ -39,6 +43,7 @@ func TestContract(t *testing.T) {
 }
 
 func TestEnsureTablesTwice(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	if err := s.EnsureTables(t.Context()); err != nil {
 		t.Fatalf("second EnsureTables: %v", err)
@@ -47,6 +52,7 @@ func TestEnsureTablesTwice(t *testing.T) {
 
 // A missing table is a deployment fault: it must not read as "no such certificate".
 func TestMissingTableIsUnavailable(t *testing.T) {
+	t.Parallel()
 	s, err := tables.NewFromConnectionString(azuritetest.ConnectionString(t), "")
 	if err != nil {
 		t.Fatal(err)
@@ -87,6 +93,7 @@ func TestPrefix(t *testing.T) {
 // The stopped-backend case the health endpoint and the HTTP edge rely on: every call fails with
 // ErrUnavailable (quickly, thanks to the small retry budget), and the store recovers when the backend returns.
 func TestStoppedBackendIsUnavailable(t *testing.T) {
+	t.Parallel()
 	proxy := azuritetest.NewProxy(t)
 	s, err := tables.NewFromConnectionString(proxy.ConnectionString(), "")
 	if err != nil {
@@ -183,6 +190,7 @@ func (l *lossyTransport) Do(req *http.Request) (*http.Response, error) {
 // When the SDK retries a write whose response was lost, the retry meets our own entity (409 or 412); the store
 // recognises its WriteID and reports the success it was, instead of "exists" or "conflict".
 func TestLostResponseIsRetriedAsSuccess(t *testing.T) {
+	t.Parallel()
 	var once sync.Map // method+path → dropped once
 	lt := &lossyTransport{drop: func(r *http.Request) bool {
 		if r.Method != http.MethodPost && r.Method != http.MethodPut {
@@ -234,8 +242,9 @@ func TestLostResponseIsRetriedAsSuccess(t *testing.T) {
 
 // More revoked entries than one service page (1,000) all come back.
 func TestListRevokedPages(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
-	const n = 2345
+	const n = 1234
 	addRevoked(t, s, n)
 	got, err := s.ListRevoked(t.Context())
 	if err != nil {
@@ -317,5 +326,43 @@ func BenchmarkListRevoked10k(b *testing.B) {
 		if err != nil || len(got) != 10000 {
 			b.Fatalf("ListRevoked: %d entries, %v", len(got), err)
 		}
+	}
+}
+
+type fakeCredential struct{ scopes chan []string }
+
+func (f fakeCredential) GetToken(_ context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	select {
+	case f.scopes <- o.Scopes:
+	default:
+	}
+	return azcore.AccessToken{Token: "test-token", ExpiresOn: time.Now().Add(time.Hour)}, nil
+}
+
+// The managed-identity path: requests carry a bearer token for Azure Storage's scope.
+func TestNewWithCredential(t *testing.T) {
+	auth := make(chan string, 1)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case auth <- r.Header.Get("Authorization"):
+		default:
+		}
+		w.Header().Set("Content-Type", "application/json;odata=minimalmetadata")
+		_, _ = io.WriteString(w, `{"value":[]}`)
+	}))
+	defer srv.Close()
+	cred := fakeCredential{scopes: make(chan []string, 1)}
+	s, err := tables.NewWithCredential(srv.URL, cred, "ca", tables.WithTransport(srv.Client()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(t.Context()); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+	if got := <-auth; got != "Bearer test-token" {
+		t.Errorf("Authorization = %q", got)
+	}
+	if got := <-cred.scopes; len(got) != 1 || got[0] != "https://storage.azure.com/.default" {
+		t.Errorf("token scopes = %v", got)
 	}
 }

@@ -1,0 +1,331 @@
+// Package admin is the certificate administration API under /api/certificates: search, get one certificate,
+// revoke with an RFC 5280 reason, and start the Intune revocation sync by hand. Every call needs an Entra bearer
+// token with the Certificates.Manage app role; every revocation is audited with the caller's identity.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/azscep/azscep/internal/entra"
+	"github.com/azscep/azscep/internal/httpx"
+	"github.com/azscep/azscep/internal/revocation"
+	"github.com/azscep/azscep/internal/store"
+)
+
+// Verifier authenticates callers.
+type Verifier interface {
+	Verify(ctx context.Context, authorization []string) (*entra.Caller, error)
+}
+
+// Syncer runs one revocation sync.
+type Syncer interface {
+	Run(ctx context.Context, trigger string) (store.SyncRun, error)
+}
+
+// Config wires a Handler.
+type Config struct {
+	Verifier  Verifier
+	Store     store.Store
+	Sync      Syncer // nil when Intune is not configured
+	OnRevoked func(serials []string)
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// Handler serves /api/certificates.
+type Handler struct{ cfg Config }
+
+// New validates cfg.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Verifier == nil || cfg.Store == nil {
+		return nil, errors.New("admin: verifier and store are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Handler{cfg: cfg}, nil
+}
+
+// CertificateView is the JSON form of a record (no planned DER; the PEM only for single gets).
+type CertificateView struct {
+	Serial           string    `json:"serial"`
+	Status           string    `json:"status"`
+	Subject          string    `json:"subject"`
+	SANs             []string  `json:"sans,omitempty"`
+	Issuer           string    `json:"issuer"`
+	NotBefore        time.Time `json:"notBefore"`
+	NotAfter         time.Time `json:"notAfter"`
+	SHA1             string    `json:"sha1,omitempty"`
+	SHA256           string    `json:"sha256,omitempty"`
+	Source           string    `json:"source"`
+	Endpoint         string    `json:"endpoint"`
+	Profile          string    `json:"profile"`
+	Requester        string    `json:"requester,omitempty"`
+	DeviceID         string    `json:"deviceId,omitempty"`
+	TransactionID    string    `json:"transactionId,omitempty"`
+	IntuneNotified   bool      `json:"intuneNotified,omitempty"`
+	Withheld         bool      `json:"withheld,omitempty"`
+	RevokedAt        time.Time `json:"revokedAt,omitzero"`
+	RevocationReason string    `json:"revocationReason,omitempty"`
+	RevokedBy        string    `json:"revokedBy,omitempty"`
+	Note             string    `json:"note,omitempty"`
+	Created          time.Time `json:"created"`
+	PEM              string    `json:"pem,omitempty"`
+}
+
+func view(r *store.Record, withPEM bool) CertificateView {
+	v := CertificateView{Serial: r.Serial, Status: string(r.Status), Subject: r.Subject, SANs: r.SANs, Issuer: r.Issuer,
+		NotBefore: r.NotBefore, NotAfter: r.NotAfter, SHA1: r.SHA1, SHA256: r.SHA256, Source: r.Source,
+		Endpoint: r.Endpoint, Profile: r.Profile, Requester: r.Requester, DeviceID: r.DeviceID, TransactionID: r.TxID,
+		IntuneNotified: r.IntuneNotified, Withheld: r.Withheld, RevokedBy: r.RevokedBy, Note: r.Note, Created: r.Created}
+	if r.Status == store.StatusRevoked {
+		v.RevokedAt = r.RevokedAt
+		v.RevocationReason = revocation.ReasonName(r.RevocationReason)
+	}
+	if withPEM && len(r.CertDER) > 0 {
+		v.PEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.CertDER}))
+	}
+	return v
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	caller, err := h.cfg.Verifier.Verify(r.Context(), r.Header.Values("Authorization"))
+	if err == nil {
+		err = entra.RequireRole(caller, entra.RoleCertificatesManage)
+	}
+	if err != nil {
+		h.authFailure(w, r, err)
+		return
+	}
+	rest := strings.Trim(strings.TrimPrefix(r.URL.Path, "/api/certificates"), "/")
+	parts := strings.Split(rest, "/")
+	switch {
+	case rest == "":
+		if r.Method != http.MethodGet {
+			httpx.MethodNotAllowed(w, r, http.MethodGet)
+			return
+		}
+		h.search(w, r)
+	case rest == "revocation-sync":
+		if r.Method != http.MethodPost {
+			httpx.MethodNotAllowed(w, r, http.MethodPost)
+			return
+		}
+		h.sync(w, r, caller)
+	case len(parts) == 1:
+		if r.Method != http.MethodGet {
+			httpx.MethodNotAllowed(w, r, http.MethodGet)
+			return
+		}
+		h.get(w, r, parts[0])
+	case len(parts) == 2 && parts[1] == "revoke":
+		if r.Method != http.MethodPost {
+			httpx.MethodNotAllowed(w, r, http.MethodPost)
+			return
+		}
+		h.revoke(w, r, caller, parts[0])
+	default:
+		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusNotFound, Code: "not_found", Detail: "no such route"})
+	}
+}
+
+func (h *Handler) authFailure(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *entra.AuthError
+	if errors.As(err, &ae) {
+		code := ae.Code
+		if code == "" {
+			code = "unauthorized"
+		}
+		httpx.WriteProblem(w, r, &httpx.Problem{Status: ae.Status, Code: code, Detail: ae.Description,
+			Header: http.Header{"WWW-Authenticate": {ae.WWWAuthenticate()}}})
+		return
+	}
+	h.unavailable(w, r, err)
+}
+
+func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	if d, ok := httpx.Unavailable(err); ok || errors.Is(err, entra.ErrUnavailable) {
+		if d == 0 {
+			d = httpx.DefaultRetryAfter
+		}
+		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusServiceUnavailable, Code: "unavailable",
+			Detail: "a dependency is unavailable; retry later", RetryAfter: d})
+		return
+	}
+	h.cfg.Logger.Error("admin request failed", "err", err)
+	httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusInternalServerError, Code: "internal_error", Detail: "internal error"})
+}
+
+func badRequest(w http.ResponseWriter, r *http.Request, code, detail string) {
+	httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusBadRequest, Code: code, Detail: detail})
+}
+
+// search answers GET /api/certificates?subject=&device=&requester=&status=&since=&until=&limit=&continuation=.
+func (h *Handler) search(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	query := store.Query{Subject: q.Get("subject"), DeviceID: q.Get("device"), Requester: q.Get("requester"),
+		Status: store.Status(q.Get("status")), Continuation: q.Get("continuation")}
+	switch query.Status {
+	case "", store.StatusPending, store.StatusIssued, store.StatusAbandoned, store.StatusRevoked:
+	default:
+		badRequest(w, r, "bad_status", "status must be pending, issued, abandoned or revoked")
+		return
+	}
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"since", &query.Since}, {"until", &query.Until}} {
+		if v := q.Get(p.name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				badRequest(w, r, "bad_time", p.name+" must be an RFC 3339 time")
+				return
+			}
+			*p.dst = t
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 200 {
+			badRequest(w, r, "bad_limit", "limit must be 1–200")
+			return
+		}
+		query.Limit = n
+	}
+	page, next, err := h.cfg.Store.Search(r.Context(), query)
+	if errors.Is(err, store.ErrNotFound) && query.Continuation != "" {
+		badRequest(w, r, "bad_continuation", "continuation token is not valid")
+		return
+	}
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	out := struct {
+		Items        []CertificateView `json:"items"`
+		Continuation string            `json:"continuation,omitempty"`
+	}{Items: []CertificateView{}, Continuation: next}
+	for _, rec := range page {
+		out.Items = append(out.Items, view(rec, false))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) get(w http.ResponseWriter, r *http.Request, serial string) {
+	if store.NormalizeSerial(serial) == "" {
+		badRequest(w, r, "bad_serial", "serial must be hexadecimal")
+		return
+	}
+	rec, err := h.cfg.Store.Get(r.Context(), serial)
+	if errors.Is(err, store.ErrNotFound) {
+		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusNotFound, Code: "certificate_not_found", Detail: "no certificate with that serial"})
+		return
+	}
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, view(rec, true))
+}
+
+// revoke answers POST /api/certificates/{serial}/revoke with {"reason": "keyCompromise"}.
+func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, caller *entra.Caller, serial string) {
+	if store.NormalizeSerial(serial) == "" {
+		badRequest(w, r, "bad_serial", "serial must be hexadecimal")
+		return
+	}
+	body, err := httpx.ReadBody(w, r, 4<<10)
+	if err != nil {
+		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large", Detail: "body over 4 KiB"})
+		return
+	}
+	var req struct {
+		Reason  string `json:"reason"`
+		Comment string `json:"comment"`
+	}
+	if len(body) > 0 {
+		dec := json.NewDecoder(strings.NewReader(string(body)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			badRequest(w, r, "bad_json", "body must be {\"reason\": \"<RFC 5280 reason>\"}")
+			return
+		}
+	}
+	if req.Reason == "" {
+		req.Reason = "unspecified"
+	}
+	reason, err := revocation.ReasonCode(req.Reason)
+	if err != nil {
+		badRequest(w, r, "bad_reason", err.Error())
+		return
+	}
+	by := "admin:" + who(caller)
+	outcome, rec, err := revocation.Revoke(r.Context(), h.cfg.Store, serial, reason, by, truncate(req.Comment, 256), h.cfg.Now())
+	switch {
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, revocation.ErrNotRevocable):
+		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusNotFound, Code: "certificate_not_found", Detail: "no revocable certificate with that serial"})
+		return
+	case err != nil:
+		h.unavailable(w, r, err)
+		return
+	}
+	h.cfg.Logger.Info("audit: certificate revoked", "serial", rec.Serial, "reason", revocation.ReasonName(reason),
+		"by", by, "already_revoked", outcome == revocation.AlreadyRevoked)
+	if outcome == revocation.Revoked && h.cfg.OnRevoked != nil {
+		h.cfg.OnRevoked([]string{rec.Serial})
+	}
+	writeJSON(w, http.StatusOK, view(rec, false))
+}
+
+func (h *Handler) sync(w http.ResponseWriter, r *http.Request, caller *entra.Caller) {
+	if h.cfg.Sync == nil {
+		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusNotFound, Code: "sync_disabled", Detail: "Intune is not configured"})
+		return
+	}
+	h.cfg.Logger.Info("audit: manual revocation sync", "by", who(caller))
+	run, err := h.cfg.Sync.Run(r.Context(), "admin")
+	if errors.Is(err, revocation.ErrRunning) {
+		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusConflict, Code: "sync_running", Detail: err.Error(), RetryAfter: time.Minute})
+		return
+	}
+	status := http.StatusOK
+	if err != nil {
+		status = http.StatusBadGateway
+	}
+	writeJSON(w, status, run)
+}
+
+func who(c *entra.Caller) string {
+	if c.IsApp {
+		return "app:" + c.AppID
+	}
+	if c.UPN != "" {
+		return c.UPN + " (" + c.ObjectID + ")"
+	}
+	return "oid:" + c.ObjectID
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,433 @@
+// Package csrapi is the REST enrollment endpoint POST /api/csr (SPEC §4.5): an Entra ID bearer token, a PKCS#10
+// request in DER, PEM, base64 or a CMS SignedData wrapper, and the certificate back as DER, a PEM chain or a
+// certs-only PKCS#7. Authorisation is by app role; self-service callers may only get certificates bound to
+// themselves or to devices they own. Certificates come from the same issuance cycle and records as SCEP.
+package csrapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	mozpkcs7 "go.mozilla.org/pkcs7"
+	"golang.org/x/time/rate"
+
+	"github.com/azscep/azscep/internal/custody"
+	"github.com/azscep/azscep/internal/entra"
+	"github.com/azscep/azscep/internal/httpx"
+	"github.com/azscep/azscep/internal/issuance"
+	"github.com/azscep/azscep/internal/policy"
+	"github.com/azscep/azscep/internal/scep"
+	"github.com/azscep/azscep/internal/store"
+)
+
+// Verifier authenticates a caller from the Authorization header values.
+type Verifier interface {
+	Verify(ctx context.Context, authorization []string) (*entra.Caller, error)
+}
+
+// Ownership answers whether a user owns a device (Entra device ID or Intune device ID).
+type Ownership interface {
+	OwnsDevice(ctx context.Context, userObjectID, deviceID string) (bool, error)
+}
+
+// Config wires a Handler.
+type Config struct {
+	Verifier    Verifier
+	Ownership   Ownership // nil: device self-service is refused
+	Issuer      *issuance.Issuer
+	Chain       []*x509.Certificate
+	Profile     *policy.Profile
+	RetryWindow time.Duration
+	// RatePerCaller limits requests per caller (per second, with a burst of 4×); 0 means 5/s.
+	RatePerCaller float64
+	Logger        *slog.Logger
+}
+
+// Handler serves POST /api/csr.
+type Handler struct {
+	cfg     Config
+	log     *slog.Logger
+	mu      sync.Mutex
+	buckets map[string]*rate.Limiter
+}
+
+// New validates cfg.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Verifier == nil || cfg.Issuer == nil || cfg.Profile == nil || len(cfg.Chain) == 0 {
+		return nil, errors.New("csrapi: verifier, issuer, profile and chain are required")
+	}
+	if cfg.RatePerCaller <= 0 {
+		cfg.RatePerCaller = 5
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{cfg: cfg, log: cfg.Logger, buckets: map[string]*rate.Limiter{}}, nil
+}
+
+// Problem codes specific to this endpoint (policy codes are used as they are).
+const (
+	// CodeUnauthorized answers a request that carried no bearer credentials at all (RFC 6750 §3.1 sends no
+	// error code in the challenge then); rejected tokens carry the RFC 6750 code (invalid_token, …) instead.
+	CodeUnauthorized  = "unauthorized"
+	CodeMethod        = "method_not_allowed"
+	CodeTooLarge      = "request_too_large"
+	CodeMediaType     = "unsupported_media_type"
+	CodeBadEncoding   = "bad_encoding"
+	CodeForbidden     = "forbidden"
+	CodeRateLimited   = "rate_limited"
+	CodeUnavailable   = "unavailable"
+	CodeInProgress    = "in_progress"
+	CodeInternal      = "internal_error"
+	CodeNotSelf       = "not_bound_to_caller"
+	CodeNotOwner      = "device_not_owned"
+	CodeNotClientAuth = "self_service_client_auth_only"
+)
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		httpx.MethodNotAllowed(w, r, http.MethodPost)
+		return
+	}
+	start := time.Now()
+	caller, err := h.cfg.Verifier.Verify(r.Context(), r.Header.Values("Authorization"))
+	if err != nil {
+		h.authFailure(w, r, err)
+		return
+	}
+	if err := entra.RequireRole(caller, entra.RoleCSRRequestDb, entra.RoleCSRSelfService); err != nil {
+		h.authFailure(w, r, err)
+		return
+	}
+	if !h.allow(callerID(caller)) {
+		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
+			Detail: "too many requests from this caller", RetryAfter: time.Second})
+		return
+	}
+	der, p := h.readCSR(w, r)
+	if p != nil {
+		httpx.WriteProblem(w, r, p)
+		return
+	}
+	res, p := h.enroll(r.Context(), caller, der)
+	if p != nil {
+		h.log.Info("csr refused", "caller", callerID(caller), "status", p.Status, "code", p.Code, "detail", p.Detail)
+		httpx.WriteProblem(w, r, p)
+		return
+	}
+	h.log.Info("csr issued", "caller", callerID(caller), "serial", res.Record.Serial, "replayed", res.Replayed,
+		"duration_ms", time.Since(start).Milliseconds())
+	h.write(w, r, res)
+}
+
+func (h *Handler) authFailure(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *entra.AuthError
+	if errors.As(err, &ae) {
+		h.log.Info("csr auth refused", "status", ae.Status, "err", err)
+		p := &httpx.Problem{Status: ae.Status, Code: CodeUnauthorized, Detail: ae.Description}
+		if ae.Status == http.StatusForbidden {
+			p.Code = CodeForbidden
+		}
+		if ae.Code != "" {
+			p.Code = ae.Code
+		}
+		p.Header = http.Header{"WWW-Authenticate": {ae.WWWAuthenticate()}}
+		httpx.WriteProblem(w, r, p)
+		return
+	}
+	if errors.Is(err, entra.ErrUnavailable) {
+		h.log.Warn("csr auth dependency unavailable", "err", err)
+		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
+			Detail: "token keys cannot be fetched right now", RetryAfter: 30 * time.Second})
+		return
+	}
+	h.log.Error("csr auth failed", "err", err)
+	httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusInternalServerError, Code: CodeInternal, Detail: "internal error"})
+}
+
+func (h *Handler) allow(id string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	l, ok := h.buckets[id]
+	if !ok {
+		if len(h.buckets) > 10000 { // bounded: drop state rather than grow without limit
+			h.buckets = map[string]*rate.Limiter{}
+		}
+		l = rate.NewLimiter(rate.Limit(h.cfg.RatePerCaller), int(4*h.cfg.RatePerCaller)+1)
+		h.buckets[id] = l
+	}
+	return l.Allow()
+}
+
+// readCSR reads the body under the cap and decodes it by content type: DER (application/pkcs10,
+// application/octet-stream or none), PEM or base64 text, or CMS SignedData (application/pkcs7-mime) around a CSR.
+func (h *Handler) readCSR(w http.ResponseWriter, r *http.Request) ([]byte, *httpx.Problem) {
+	mt := ""
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		var err error
+		if mt, _, err = mime.ParseMediaType(ct); err != nil {
+			return nil, &httpx.Problem{Status: http.StatusUnsupportedMediaType, Code: CodeMediaType, Detail: "malformed Content-Type"}
+		}
+	}
+	switch mt {
+	case "", "application/pkcs10", "application/octet-stream", "application/x-pem-file", "text/plain",
+		"application/pkcs7-mime", "application/pkcs7":
+	default:
+		return nil, &httpx.Problem{Status: http.StatusUnsupportedMediaType, Code: CodeMediaType,
+			Detail: "send application/pkcs10 (DER, PEM or base64) or application/pkcs7-mime"}
+	}
+	body, err := httpx.ReadBody(w, r, httpx.MaxBody)
+	if errors.Is(err, httpx.ErrTooLarge) {
+		return nil, &httpx.Problem{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge, Detail: "request body over 64 KiB"}
+	}
+	if err != nil {
+		return nil, &httpx.Problem{Status: http.StatusBadRequest, Code: CodeBadEncoding, Detail: "cannot read body"}
+	}
+	der, err := DecodeCSR(body, mt == "application/pkcs7-mime" || mt == "application/pkcs7")
+	if err != nil {
+		return nil, &httpx.Problem{Status: http.StatusBadRequest, Code: CodeBadEncoding, Detail: err.Error()}
+	}
+	return der, nil
+}
+
+// DecodeCSR turns a request body into PKCS#10 DER. PEM must hold exactly one CERTIFICATE REQUEST block and
+// nothing else; base64 may be wrapped; CMS is a SignedData whose content is the CSR and whose signature verifies.
+func DecodeCSR(body []byte, cms bool) ([]byte, error) {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return nil, errors.New("empty body")
+	}
+	var der []byte
+	switch {
+	case bytes.HasPrefix(trimmed, []byte("-----BEGIN")):
+		block, rest := pem.Decode(trimmed)
+		if block == nil || (block.Type != "CERTIFICATE REQUEST" && block.Type != "NEW CERTIFICATE REQUEST" && block.Type != "PKCS7") {
+			return nil, errors.New("PEM block is not a CERTIFICATE REQUEST")
+		}
+		if len(bytes.TrimSpace(rest)) != 0 {
+			return nil, errors.New("data after the PEM block")
+		}
+		der, cms = block.Bytes, cms || block.Type == "PKCS7"
+	case body[0] == 0x30:
+		der = body
+	default:
+		clean := strings.Map(func(r rune) rune {
+			if r == '\n' || r == '\r' || r == ' ' || r == '\t' {
+				return -1
+			}
+			return r
+		}, string(trimmed))
+		b, err := base64.StdEncoding.DecodeString(clean)
+		if err != nil {
+			return nil, errors.New("body is neither DER, PEM nor base64")
+		}
+		der = b
+	}
+	if cms {
+		p7, err := mozpkcs7.Parse(der)
+		if err != nil {
+			return nil, errors.New("CMS body does not parse")
+		}
+		if len(p7.Signers) > 0 {
+			if err := p7.Verify(); err != nil {
+				return nil, errors.New("CMS signature does not verify")
+			}
+		}
+		der = p7.Content
+		if len(der) == 0 {
+			return nil, errors.New("CMS body carries no content")
+		}
+	}
+	return der, nil
+}
+
+// enroll applies policy, the self-service rules and issues (or replays within the retry window).
+func (h *Handler) enroll(ctx context.Context, caller *entra.Caller, der []byte) (*issuance.Result, *httpx.Problem) {
+	csr, err := policy.ParseCSR(der)
+	if err != nil {
+		return nil, rejectionProblem(err)
+	}
+	req, err := policy.Check(csr, h.cfg.Profile)
+	if err != nil {
+		return nil, rejectionProblem(err)
+	}
+	deviceID := ""
+	if !caller.HasRole(entra.RoleCSRRequestDb) {
+		if deviceID, err = h.selfService(ctx, caller, req); err != nil {
+			var p *httpx.Problem
+			if errors.As(err, &p) {
+				return nil, p
+			}
+			return nil, &httpx.Problem{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
+				Detail: "device ownership cannot be checked right now", RetryAfter: 30 * time.Second}
+		}
+	}
+	sum := sha256.Sum256(csr.Raw)
+	key := "api|" + callerID(caller) + "|" + hex.EncodeToString(sum[:])
+	res, err := h.cfg.Issuer.Replay(ctx, key, req.PublicKey, h.cfg.RetryWindow)
+	if err == nil && res == nil {
+		res, err = h.cfg.Issuer.Issue(ctx, &issuance.Request{Checked: req, Profile: h.cfg.Profile,
+			Source: store.SourceAPI, Endpoint: "api", Requester: requester(caller), DeviceID: deviceID,
+			Key: key, ReplayWindow: h.cfg.RetryWindow})
+	}
+	if err != nil {
+		return nil, issuanceProblem(err)
+	}
+	return res, nil
+}
+
+var guid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// selfService enforces SPEC §4.5 for CSR.SelfService callers: a user (never an app) may get a clientAuth
+// certificate for their own UPN, or for a device they own. It returns the device ID for the record.
+func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, req *policy.Request) (string, error) {
+	forbid := func(code, detail string) error {
+		return &httpx.Problem{Status: http.StatusForbidden, Code: code, Detail: detail}
+	}
+	if caller.IsApp {
+		return "", forbid(CodeForbidden, "self-service is for signed-in users; applications need CSR.Request.Db")
+	}
+	if !slices.Equal(req.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}) {
+		return "", forbid(CodeNotClientAuth, "self-service certificates are clientAuth only")
+	}
+	if len(req.DNSNames)+len(req.Emails)+len(req.IPs) > 0 {
+		return "", forbid(CodeNotSelf, "self-service certificates carry only your UPN or your device ID")
+	}
+	cn := req.Subject.CommonName
+	// A device certificate: CN is a device ID, and/or one IntuneDeviceId:// URI naming the same device.
+	var device string
+	for _, u := range req.URIs {
+		if !strings.EqualFold(u.Scheme, "IntuneDeviceId") {
+			return "", forbid(CodeNotSelf, "only IntuneDeviceId:// URIs are allowed in self-service")
+		}
+		id := u.Host
+		if id == "" {
+			id = u.Opaque
+		}
+		if device != "" && !strings.EqualFold(device, id) {
+			return "", forbid(CodeNotSelf, "more than one device named")
+		}
+		device = id
+	}
+	if guid.MatchString(cn) {
+		if device != "" && !strings.EqualFold(device, cn) {
+			return "", forbid(CodeNotSelf, "the subject and the IntuneDeviceId URI name different devices")
+		}
+		device = cn
+	}
+	if device != "" {
+		if len(req.UPNs) > 0 {
+			return "", forbid(CodeNotSelf, "a device certificate does not carry a UPN")
+		}
+		if !guid.MatchString(device) || h.cfg.Ownership == nil {
+			return "", forbid(CodeNotOwner, "the device is not one you own")
+		}
+		owns, err := h.cfg.Ownership.OwnsDevice(ctx, caller.ObjectID, device)
+		if errors.Is(err, entra.ErrInvalidID) {
+			return "", forbid(CodeNotOwner, "the device is not one you own")
+		}
+		if err != nil {
+			return "", fmt.Errorf("checking device ownership: %w", err)
+		}
+		if !owns {
+			return "", forbid(CodeNotOwner, "the device is not one you own")
+		}
+		return strings.ToLower(device), nil
+	}
+	// A user certificate: every UPN SAN (or, without SANs, the subject CN) is the caller's UPN.
+	if caller.UPN == "" {
+		return "", forbid(CodeNotSelf, "your token carries no UPN")
+	}
+	if len(req.UPNs) == 0 && !strings.EqualFold(cn, caller.UPN) {
+		return "", forbid(CodeNotSelf, "the certificate must name your UPN")
+	}
+	for _, upn := range req.UPNs {
+		if !strings.EqualFold(upn, caller.UPN) {
+			return "", forbid(CodeNotSelf, "the UPN is not yours")
+		}
+	}
+	if cn != "" && !strings.EqualFold(cn, caller.UPN) && len(req.UPNs) == 0 {
+		return "", forbid(CodeNotSelf, "the subject must be your UPN")
+	}
+	return "", nil
+}
+
+func rejectionProblem(err error) *httpx.Problem {
+	if r, ok := policy.AsRejection(err); ok {
+		return &httpx.Problem{Status: http.StatusBadRequest, Code: string(r.Code), Detail: r.Detail}
+	}
+	return &httpx.Problem{Status: http.StatusBadRequest, Code: string(policy.CodeMalformedCSR), Detail: "the CSR cannot be used"}
+}
+
+func issuanceProblem(err error) *httpx.Problem {
+	if d, ok := httpx.Unavailable(err); ok {
+		return &httpx.Problem{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
+			Detail: "a dependency is unavailable; retry later", RetryAfter: d}
+	}
+	switch {
+	case errors.Is(err, issuance.ErrInProgress):
+		return &httpx.Problem{Status: http.StatusConflict, Code: CodeInProgress,
+			Detail: "the same request is being processed", RetryAfter: 2 * time.Second}
+	case errors.Is(err, issuance.ErrRevoked):
+		return &httpx.Problem{Status: http.StatusConflict, Code: "revoked", Detail: "the earlier certificate for this request is revoked"}
+	}
+	if r, ok := policy.AsRejection(err); ok {
+		return &httpx.Problem{Status: http.StatusBadRequest, Code: string(r.Code), Detail: r.Detail}
+	}
+	return &httpx.Problem{Status: http.StatusInternalServerError, Code: CodeInternal, Detail: "internal error"}
+}
+
+// write answers with the certificate in the format Accept asks for.
+func (h *Handler) write(w http.ResponseWriter, r *http.Request, res *issuance.Result) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Location", "/api/certificates/"+res.Record.Serial)
+	w.Header().Set("X-Certificate-Serial", res.Record.Serial)
+	accept := r.Header.Get("Accept")
+	switch {
+	case strings.Contains(accept, "application/x-pem-file"):
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		_, _ = w.Write(custody.EncodePEM(append([]*x509.Certificate{res.Cert}, h.cfg.Chain...)...))
+	case strings.Contains(accept, "application/pkcs7-mime"):
+		body, err := scep.Degenerate(append([]*x509.Certificate{res.Cert}, h.cfg.Chain...))
+		if err != nil {
+			httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusInternalServerError, Code: CodeInternal, Detail: "internal error"})
+			return
+		}
+		w.Header().Set("Content-Type", "application/pkcs7-mime; smime-type=certs-only")
+		_, _ = w.Write(body)
+	default:
+		w.Header().Set("Content-Type", "application/pkix-cert")
+		_, _ = w.Write(res.Cert.Raw)
+	}
+}
+
+// callerID is the stable identity a retry key and rate limit are scoped to.
+func callerID(c *entra.Caller) string {
+	if c.IsApp {
+		return "app:" + c.AppID
+	}
+	return "oid:" + c.ObjectID
+}
+
+// requester is what the record stores about who asked.
+func requester(c *entra.Caller) string {
+	if c.IsApp {
+		return "app:" + c.AppID + " oid:" + c.ObjectID
+	}
+	return "oid:" + c.ObjectID + " upn:" + c.UPN
+}

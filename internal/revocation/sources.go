@@ -1,0 +1,101 @@
+package revocation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+
+	"github.com/azscep/azscep/internal/crl"
+	"github.com/azscep/azscep/internal/ocsp"
+	"github.com/azscep/azscep/internal/store"
+)
+
+// Status adapts the store to what the CRL publisher and the OCSP responder read: the revocation index, an
+// ETag-protected CRL number shared by every instance, and one point read per certificate status.
+type Status struct{ Store store.Store }
+
+var (
+	_ crl.Source        = Status{}
+	_ crl.Counter       = Status{}
+	_ ocsp.StatusSource = Status{}
+)
+
+// RevokedEntries lists the revocation index.
+func (s Status) RevokedEntries(ctx context.Context) ([]crl.Entry, error) {
+	list, err := s.Store.ListRevoked(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]crl.Entry, 0, len(list))
+	for _, r := range list {
+		n, err := store.ParseSerial(r.Serial)
+		if err != nil {
+			continue // a malformed index row cannot be published; the record itself is still revoked
+		}
+		out = append(out, crl.Entry{Serial: n, RevokedAt: r.RevokedAt, Reason: r.Reason})
+	}
+	return out, nil
+}
+
+const crlNumberDoc = "crl-number"
+
+// NextCRLNumber increments the shared counter with an ETag-conditioned write, so two instances can never
+// publish the same number (RFC 5280 §5.2.3).
+func (s Status) NextCRLNumber(ctx context.Context) (*big.Int, error) {
+	for attempt := 0; attempt < 20; attempt++ {
+		raw, etag, err := s.Store.GetMeta(ctx, crlNumberDoc)
+		cur := new(big.Int)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			etag = ""
+		case err != nil:
+			return nil, fmt.Errorf("reading CRL number: %w", err)
+		default:
+			if _, ok := cur.SetString(string(raw), 16); !ok {
+				return nil, fmt.Errorf("stored CRL number %q is not hexadecimal", raw)
+			}
+		}
+		next := new(big.Int).Add(cur, big.NewInt(1))
+		_, err = s.Store.PutMeta(ctx, crlNumberDoc, []byte(next.Text(16)), etag)
+		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrExists) {
+			continue // another instance took this number
+		}
+		if err != nil {
+			return nil, fmt.Errorf("writing CRL number: %w", err)
+		}
+		return next, nil
+	}
+	return nil, fmt.Errorf("allocating CRL number: %w", store.ErrConflict)
+}
+
+// CertificateStatus answers good for issued certificates, revoked with time and reason, and unknown for anything
+// never delivered (pending, abandoned, withheld) or never issued here.
+func (s Status) CertificateStatus(ctx context.Context, serial *big.Int) (ocsp.Status, error) {
+	rec, err := s.Store.Get(ctx, store.SerialString(serial))
+	if errors.Is(err, store.ErrNotFound) {
+		return ocsp.Status{}, nil
+	}
+	if err != nil {
+		return ocsp.Status{}, err
+	}
+	switch {
+	case rec.Status == store.StatusRevoked:
+		return ocsp.Status{Known: true, Revoked: true, RevokedAt: rec.RevokedAt, Reason: rec.RevocationReason}, nil
+	case rec.Status == store.StatusIssued && !rec.Withheld:
+		return ocsp.Status{Known: true}, nil
+	}
+	return ocsp.Status{}, nil
+}
+
+// CRLDER adapts the publisher for SCEP GetCRL.
+type CRLDER struct{ Publisher *crl.Publisher }
+
+// CurrentDER returns the current CRL.
+func (c CRLDER) CurrentDER(ctx context.Context) ([]byte, error) {
+	cur, err := c.Publisher.Current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return cur.DER, nil
+}

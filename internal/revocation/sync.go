@@ -1,0 +1,349 @@
+package revocation
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/azscep/azscep/internal/intune"
+	"github.com/azscep/azscep/internal/store"
+)
+
+// Intune is the revocation half of the Intune client.
+type Intune interface {
+	DownloadRevocationRequests(ctx context.Context, max int) ([]intune.RevocationRequest, error)
+	UploadRevocationResults(ctx context.Context, results []intune.RevocationResult) error
+}
+
+// SyncConfig wires a Syncer.
+type SyncConfig struct {
+	Store  store.Store
+	Intune Intune
+	// CAConfiguration and IssuerName identify this CA in Intune's items (what successNotification reported).
+	CAConfiguration string
+	IssuerName      string
+	Batch           int           // downloads per run, 1–500 (default 100)
+	Budget          time.Duration // stop starting new chunks after this long (default 8 min: fits a 10-min timeout)
+	Chunk           int           // items applied and uploaded per chunk (default 50)
+	// OnRevoked is told about every serial revoked, so CRL and OCSP caches drop what they hold.
+	OnRevoked func(serials []string)
+	Logger    *slog.Logger
+	Now       func() time.Time
+	// LeaseTTL bounds how long a crashed run blocks the next one (default 15 min).
+	LeaseTTL time.Duration
+}
+
+// Syncer runs the Intune revocation cycle.
+type Syncer struct{ cfg SyncConfig }
+
+// ErrRunning means another run holds the lease; this run did nothing.
+var ErrRunning = errors.New("revocation: another sync run is in progress")
+
+// NewSyncer validates cfg and applies defaults.
+func NewSyncer(cfg SyncConfig) (*Syncer, error) {
+	if cfg.Store == nil || cfg.Intune == nil {
+		return nil, errors.New("revocation: store and Intune client are required")
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = intune.DefaultMaxRevocationRequests
+	}
+	if cfg.Batch > intune.MaxRevocationRequests {
+		return nil, fmt.Errorf("revocation: batch %d is above Intune's limit of 500", cfg.Batch)
+	}
+	if cfg.Budget <= 0 {
+		cfg.Budget = 8 * time.Minute
+	}
+	if cfg.Chunk <= 0 {
+		cfg.Chunk = 50
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 15 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Syncer{cfg: cfg}, nil
+}
+
+// Run performs one cycle: resume earlier work, download once, persist, apply, upload. It always records the run.
+func (s *Syncer) Run(ctx context.Context, trigger string) (store.SyncRun, error) {
+	run := store.SyncRun{ID: newID(), Started: s.cfg.Now(), Trigger: trigger}
+	release, err := s.lease(ctx, run.ID)
+	if err != nil {
+		return run, err
+	}
+	defer release()
+	err = s.cycle(ctx, &run)
+	if err != nil {
+		run.Errors = append(run.Errors, err.Error())
+	}
+	run.Finished = s.cfg.Now()
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if rerr := s.cfg.Store.RecordRun(rctx, run); rerr != nil {
+		s.cfg.Logger.Warn("recording revocation sync run failed", "err", rerr)
+	}
+	s.cfg.Logger.Info("revocation sync", "run", run.ID, "trigger", trigger, "resumed", run.Resumed,
+		"downloaded", run.Downloaded, "foreign", run.Foreign, "revoked", run.Revoked, "not_found", run.NotFound,
+		"failed", run.Failed, "uploaded", run.Uploaded, "errors", len(run.Errors),
+		"duration_ms", run.Finished.Sub(run.Started).Milliseconds())
+	return run, err
+}
+
+func (s *Syncer) cycle(ctx context.Context, run *store.SyncRun) error {
+	deadline := run.Started.Add(s.cfg.Budget)
+	// 1. Resume: items downloaded or applied by earlier runs are finished before anything new is fetched.
+	open, err := s.cfg.Store.OpenRevocations(ctx, 10*intune.MaxRevocationRequests)
+	if err != nil {
+		return fmt.Errorf("listing open revocation requests: %w", err)
+	}
+	run.Resumed = len(open)
+	if err := s.process(ctx, run, open, deadline); err != nil {
+		return err
+	}
+	if s.cfg.Now().After(deadline) {
+		return nil // leave the download for the next run rather than risk the function timeout
+	}
+
+	// 2. Download once: after a download Intune offers nothing more for a while (reliability.md §5.2).
+	items, err := s.cfg.Intune.DownloadRevocationRequests(ctx, s.cfg.Batch)
+	if err != nil {
+		return fmt.Errorf("downloading revocation requests: %w", err)
+	}
+	run.Downloaded = len(items)
+
+	// 3. Persist every item before acting on any. The download is the only copy we can count on.
+	var work []*store.RevocationRequest
+	var again []*store.RevocationRequest
+	for _, it := range items {
+		w := &store.RevocationRequest{RequestContext: it.RequestContext, SerialNumber: it.SerialNumber,
+			IssuerName: it.IssuerName, CAConfiguration: it.CAConfiguration, State: store.WorkDownloaded,
+			Downloaded: s.cfg.Now()}
+		if !s.ours(it) {
+			w.State = store.WorkForeign
+			run.Foreign++
+		}
+		err := s.cfg.Store.EnqueueRevocation(ctx, w)
+		switch {
+		case errors.Is(err, store.ErrExists):
+			// Delivered before. If it is still open the resume step of this or the next run handles it; if it
+			// was uploaded, Intune did not take our answer: answer again (revocation is idempotent).
+			if w.State != store.WorkForeign {
+				again = append(again, w)
+			}
+			continue
+		case err != nil:
+			// Not persisted: do not act on it. Intune offers unacknowledged items again.
+			run.Errors = append(run.Errors, fmt.Sprintf("persisting %s: %v", short(it.RequestContext), err))
+			continue
+		}
+		if w.State == store.WorkDownloaded {
+			work = append(work, w)
+		}
+	}
+	if err := s.process(ctx, run, work, deadline); err != nil {
+		return err
+	}
+	return s.answerAgain(ctx, run, again)
+}
+
+// ours decides whether an item is for this CA; foreign items are kept but never acknowledged, since another CA
+// in the tenant may be polling the same queue.
+func (s *Syncer) ours(it intune.RevocationRequest) bool {
+	if it.CAConfiguration != "" {
+		return strings.EqualFold(it.CAConfiguration, s.cfg.CAConfiguration)
+	}
+	if it.IssuerName != "" {
+		return strings.EqualFold(it.IssuerName, s.cfg.IssuerName) || strings.EqualFold(it.IssuerName, s.cfg.CAConfiguration)
+	}
+	return true // no routing information: our records decide (unknown serial → CertificateNotFoundError)
+}
+
+// process applies and uploads items chunk by chunk, persisting after each step.
+func (s *Syncer) process(ctx context.Context, run *store.SyncRun, items []*store.RevocationRequest, deadline time.Time) error {
+	for start := 0; start < len(items); start += s.cfg.Chunk {
+		if s.cfg.Now().After(deadline) {
+			run.Errors = append(run.Errors, fmt.Sprintf("time budget spent; %d items left for the next run", len(items)-start))
+			return nil
+		}
+		chunk := items[start:min(start+s.cfg.Chunk, len(items))]
+		var applied []*store.RevocationRequest
+		for _, it := range chunk {
+			if it.State == store.WorkDownloaded {
+				if err := s.apply(ctx, run, it); err != nil {
+					run.Errors = append(run.Errors, err.Error())
+					continue
+				}
+			}
+			if it.State == store.WorkApplied {
+				applied = append(applied, it)
+			}
+		}
+		if err := s.upload(ctx, run, applied); err != nil {
+			// Leave them applied: the next run uploads them without waiting for Intune to offer them again.
+			run.Errors = append(run.Errors, err.Error())
+		}
+	}
+	return nil
+}
+
+// apply revokes the record an item names and persists the result to report.
+func (s *Syncer) apply(ctx context.Context, run *store.SyncRun, it *store.RevocationRequest) error {
+	outcome, _, err := Revoke(ctx, s.cfg.Store, it.SerialNumber, IntuneReason, "intune", it.RequestContext, s.cfg.Now())
+	switch {
+	case err == nil:
+		it.Succeeded, it.ErrorCode, it.ErrorMessage = true, intune.RevocationNone.String(), ""
+		if outcome == Revoked {
+			run.Revoked++
+			if s.cfg.OnRevoked != nil {
+				s.cfg.OnRevoked([]string{store.NormalizeSerial(it.SerialNumber)})
+			}
+		}
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, ErrNotRevocable):
+		run.NotFound++
+		it.Succeeded, it.ErrorCode = false, intune.RevocationCertificateNotFoundError.String()
+		it.ErrorMessage = "certificate not found at this CA"
+	default:
+		// Store trouble: report a retryable code so Intune offers it again, and keep trying ourselves.
+		run.Failed++
+		it.Succeeded, it.ErrorCode = false, intune.RevocationRetryableServiceException.String()
+		it.ErrorMessage = "the CA could not record the revocation; retry later"
+	}
+	it.State = store.WorkApplied
+	it.Applied = s.cfg.Now()
+	if uerr := s.cfg.Store.UpdateRevocation(ctx, it); uerr != nil {
+		it.State = store.WorkDownloaded
+		return fmt.Errorf("persisting result for %s: %w", short(it.RequestContext), uerr)
+	}
+	return nil
+}
+
+func (s *Syncer) upload(ctx context.Context, run *store.SyncRun, items []*store.RevocationRequest) error {
+	if len(items) == 0 {
+		return nil
+	}
+	results := make([]intune.RevocationResult, len(items))
+	for i, it := range items {
+		results[i] = result(it)
+	}
+	if err := s.cfg.Intune.UploadRevocationResults(ctx, results); err != nil {
+		for _, it := range items {
+			it.Attempts++
+			_ = s.cfg.Store.UpdateRevocation(ctx, it) // best effort: the count is informational
+		}
+		return fmt.Errorf("uploading %d results: %w", len(items), err)
+	}
+	for _, it := range items {
+		it.State = store.WorkUploaded
+		it.Uploaded = s.cfg.Now()
+		it.Attempts++
+		if err := s.cfg.Store.UpdateRevocation(ctx, it); err != nil {
+			// Intune has the result; at worst the next run uploads it again, which is harmless.
+			run.Errors = append(run.Errors, fmt.Sprintf("marking %s uploaded: %v", short(it.RequestContext), err))
+			continue
+		}
+		run.Uploaded++
+	}
+	return nil
+}
+
+// answerAgain re-answers items Intune offered again after we had uploaded their result.
+func (s *Syncer) answerAgain(ctx context.Context, run *store.SyncRun, items []*store.RevocationRequest) error {
+	var results []intune.RevocationResult
+	for _, it := range items {
+		outcome, _, err := Revoke(ctx, s.cfg.Store, it.SerialNumber, IntuneReason, "intune", it.RequestContext, s.cfg.Now())
+		switch {
+		case err == nil:
+			if outcome == Revoked {
+				run.Revoked++
+			}
+			results = append(results, intune.RevocationResult{RequestContext: it.RequestContext, Succeeded: true,
+				ErrorCode: intune.RevocationNone})
+		case errors.Is(err, store.ErrNotFound), errors.Is(err, ErrNotRevocable):
+			results = append(results, intune.RevocationResult{RequestContext: it.RequestContext,
+				ErrorCode: intune.RevocationCertificateNotFoundError, ErrorMessage: "certificate not found at this CA"})
+		default:
+			run.Errors = append(run.Errors, fmt.Sprintf("re-applying %s: %v", short(it.RequestContext), err))
+		}
+	}
+	if len(results) == 0 {
+		return nil
+	}
+	if err := s.cfg.Intune.UploadRevocationResults(ctx, results); err != nil {
+		return fmt.Errorf("re-uploading %d results: %w", len(results), err)
+	}
+	run.Uploaded += len(results)
+	return nil
+}
+
+func result(it *store.RevocationRequest) intune.RevocationResult {
+	r := intune.RevocationResult{RequestContext: it.RequestContext, Succeeded: it.Succeeded}
+	if it.Succeeded {
+		r.ErrorCode = intune.RevocationNone
+		return r
+	}
+	code, ok := intune.ParseRevocationErrorCode(it.ErrorCode)
+	if !ok || code == intune.RevocationNone {
+		code = intune.RevocationRetryableServiceException
+	}
+	r.ErrorCode = code
+	r.ErrorMessage = it.ErrorMessage
+	return r
+}
+
+// lease makes overlapping runs (timer plus a manual run) exclusive: a lease document with an expiry, taken with an
+// ETag-conditioned write. A crashed run's lease expires after LeaseTTL.
+func (s *Syncer) lease(ctx context.Context, id string) (func(), error) {
+	type leaseDoc struct {
+		Holder  string    `json:"holder"`
+		Expires time.Time `json:"expires"`
+	}
+	const name = "revocation-sync-lease"
+	raw, etag, err := s.cfg.Store.GetMeta(ctx, name)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("reading sync lease: %w", err)
+	}
+	if err == nil {
+		var cur leaseDoc
+		if json.Unmarshal(raw, &cur) == nil && cur.Holder != "" && s.cfg.Now().Before(cur.Expires) {
+			return nil, ErrRunning
+		}
+	}
+	doc, _ := json.Marshal(leaseDoc{Holder: id, Expires: s.cfg.Now().Add(s.cfg.LeaseTTL)})
+	newTag, err := s.cfg.Store.PutMeta(ctx, name, doc, etag)
+	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrExists) {
+		return nil, ErrRunning
+	}
+	if err != nil {
+		return nil, fmt.Errorf("taking sync lease: %w", err)
+	}
+	return func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		free, _ := json.Marshal(leaseDoc{})
+		_, _ = s.cfg.Store.PutMeta(rctx, name, free, newTag)
+	}, nil
+}
+
+func newID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// short keeps opaque request contexts out of logs in full.
+func short(s string) string {
+	if len(s) > 12 {
+		return s[:12] + "…"
+	}
+	return s
+}

@@ -1,0 +1,338 @@
+package scep_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"io"
+	"math/big"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/store/storetest"
+	"github.com/azscep/azscep/internal/testca"
+)
+
+// enrolled is a device that holds a certificate the test CA issued through SCEP.
+type enrolled struct {
+	client *testca.Client
+	cert   *x509.Certificate
+	req    *testca.Request
+}
+
+func enroll(t *testing.T, e *env, keyIndex int, cn string) enrolled {
+	t.Helper()
+	c := e.client(t, keyIndex, cn)
+	req := c.PKCSReq(t, csrFor(t, c, cn))
+	return enrolled{client: c, cert: wantSuccess(t, e.pki(t, epStatic, req)), req: req}
+}
+
+func TestRenewal(t *testing.T) {
+	t.Parallel()
+	half := profileValidity / 2
+
+	// renew sends a RenewalReq for a new key (no challenge), signed with old and its key.
+	renew := func(t *testing.T, e *env, d enrolled, old *x509.Certificate, subject string) *testca.CertRep {
+		t.Helper()
+		newKey := testca.RSAKey(t, 7)
+		csr := testca.CSR(t, newKey, testca.CSROptions{Subject: pkix.Name{CommonName: subject}})
+		return e.pki(t, epStatic, d.client.RenewalReq(t, csr, old, d.client.Key))
+	}
+
+	t.Run("inside the window", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, envOptions{})
+		d := enroll(t, e, 0, "renew-me")
+		e.offset.Store(int64(half + 24*time.Hour))
+		rep := renew(t, e, d, d.cert, "renew-me")
+		cert := wantSuccess(t, rep)
+		if cert.Equal(d.cert) || !testca.RSAKey(t, 7).PublicKey.Equal(cert.PublicKey) {
+			t.Fatal("renewal did not issue a new certificate for the new key")
+		}
+		if !bytes.Equal(cert.RawSubject, d.cert.RawSubject) {
+			t.Error("renewal changed the subject")
+		}
+		if n := e.countStatus(t, store.StatusIssued); n != 2 {
+			t.Errorf("%d issued records, want 2", n)
+		}
+	})
+
+	refused := []struct {
+		name    string
+		offset  time.Duration
+		prepare func(t *testing.T, e *env, d enrolled) *x509.Certificate // the certificate that signs
+		subject string
+	}{
+		{"before the window", time.Hour, nil, "renew-me"},
+		{"expired", profileValidity + time.Hour, nil, "renew-me"},
+		{"revoked", half + 24*time.Hour, func(t *testing.T, e *env, d enrolled) *x509.Certificate {
+			rec, err := e.mem.Get(context.Background(), hexSerial(d.cert))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec.Status, rec.RevokedAt, rec.RevocationReason = store.StatusRevoked, time.Now(), 1
+			if err := e.mem.Update(context.Background(), rec, store.StatusIssued); err != nil {
+				t.Fatal(err)
+			}
+			return d.cert
+		}, "renew-me"},
+		{"not ours", half + 24*time.Hour, func(t *testing.T, e *env, d enrolled) *x509.Certificate {
+			other := testca.New(t, testca.Options{Subject: e.ca.Cert.Subject}) // same name, another key
+			return other.Issue(t, d.client.Key.Public(), testca.LeafOptions{Subject: d.cert.Subject,
+				NotBefore: d.cert.NotBefore, NotAfter: d.cert.NotAfter})
+		}, "renew-me"},
+		{"ours but never recorded", half + 24*time.Hour, func(t *testing.T, e *env, d enrolled) *x509.Certificate {
+			return e.ca.Issue(t, d.client.Key.Public(), testca.LeafOptions{Subject: d.cert.Subject,
+				NotBefore: d.cert.NotBefore, NotAfter: d.cert.NotAfter})
+		}, "renew-me"},
+		{"different subject", half + 24*time.Hour, nil, "someone-else"},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envOptions{})
+			d := enroll(t, e, 0, "renew-me")
+			signer := d.cert
+			if tc.prepare != nil {
+				signer = tc.prepare(t, e, d)
+			}
+			e.offset.Store(int64(tc.offset))
+			wantFailure(t, renew(t, e, d, signer, tc.subject), testca.FailBadRequest)
+			if n := len(e.records(t)); n != 1 {
+				t.Errorf("%d records after a refused renewal, want only the original", n)
+			}
+		})
+	}
+
+	t.Run("a PKCSReq signed by an issued certificate still needs the challenge", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, envOptions{})
+		d := enroll(t, e, 0, "renew-me")
+		e.offset.Store(int64(half + 24*time.Hour))
+		newKey := testca.RSAKey(t, 7)
+		csr := testca.CSR(t, newKey, testca.CSROptions{Subject: pkix.Name{CommonName: "renew-me"}})
+		rep := e.pki(t, epStatic, d.client.Message(t, testca.Message{Type: testca.MsgPKCSReq, Content: csr.Raw,
+			SignerCert: d.cert, SignerKey: d.client.Key, TransactionID: "renewal-as-pkcsreq"}))
+		wantFailure(t, rep, testca.FailBadRequest)
+	})
+}
+
+func TestCertPoll(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	d := enroll(t, e, 0, "poller")
+
+	rep := e.pki(t, epStatic, d.client.CertPoll(t, d.req.TransactionID, e.ca.Cert, pkix.Name{CommonName: "poller"}))
+	if got := wantSuccess(t, rep); !got.Equal(d.cert) {
+		t.Fatal("CertPoll returned another certificate")
+	}
+	rep = e.pki(t, epStatic, d.client.CertPoll(t, "no-such-transaction", e.ca.Cert, pkix.Name{CommonName: "poller"}))
+	wantFailure(t, rep, testca.FailBadCertID)
+
+	// Someone else polling for the device's transaction learns nothing.
+	thief := e.client(t, 1, "poller")
+	rep = e.pki(t, epStatic, thief.CertPoll(t, d.req.TransactionID, e.ca.Cert, pkix.Name{CommonName: "poller"}))
+	wantFailure(t, rep, testca.FailBadCertID)
+	if n := len(e.records(t)); n != 1 {
+		t.Fatalf("polls made records: %d", n)
+	}
+}
+
+// TestPendingWhileSigning holds issuance between the signature and the issued-record write: a CertPoll and a
+// duplicate PKCSReq for the same transaction get PENDING (no second signature), and once the record is written
+// the poll returns the certificate.
+func TestPendingWhileSigning(t *testing.T) {
+	t.Parallel()
+	reached, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	e := newEnv(t, envOptions{wrap: func(s store.Store) store.Store {
+		f := storetest.NewFaultStore(s)
+		f.OnCall(func(method string) {
+			if method == storetest.MethodUpdate { // the first Update is pending → issued, after signing
+				once.Do(func() { close(reached); <-release })
+			}
+		})
+		return f
+	}})
+	c := e.client(t, 0, "slow")
+	csr := csrFor(t, c, "slow")
+	first := c.PKCSReq(t, csr)
+	type answer struct {
+		resp *http.Response
+		body []byte
+		err  error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		resp, err := http.Post(e.url(epStatic)+"?operation=PKIOperation", "application/x-pki-message",
+			bytes.NewReader(first.Raw))
+		if err != nil {
+			done <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		done <- answer{resp, body, err}
+	}()
+	select {
+	case <-reached:
+	case <-time.After(20 * time.Second):
+		close(release)
+		t.Fatal("issuance never reached the issued-record write")
+	}
+
+	rep := e.pki(t, epStatic, c.CertPoll(t, first.TransactionID, e.ca.Cert, pkix.Name{CommonName: "slow"}))
+	if rep.Status != testca.StatusPending {
+		t.Errorf("CertPoll during signing: status %q failInfo %q, want PENDING", rep.Status, rep.FailInfo)
+	}
+	rep = e.pki(t, epStatic, c.PKCSReq(t, csr))
+	if rep.Status != testca.StatusPending {
+		t.Errorf("duplicate PKCSReq during signing: status %q failInfo %q, want PENDING", rep.Status, rep.FailInfo)
+	}
+	close(release)
+	held := <-done
+	if held.err != nil {
+		t.Fatal(held.err)
+	}
+	cert := wantSuccess(t, e.certRep(t, held.resp, held.body, first))
+	rep = e.pki(t, epStatic, c.CertPoll(t, first.TransactionID, e.ca.Cert, pkix.Name{CommonName: "slow"}))
+	if got := wantSuccess(t, rep); !got.Equal(cert) {
+		t.Fatal("CertPoll after signing returned another certificate")
+	}
+	if n := len(e.records(t)); n != 1 {
+		t.Fatalf("%d records, want 1: a duplicate caused a second signature", n)
+	}
+}
+
+func TestGetCert(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	d := enroll(t, e, 0, "getcert")
+	other := e.client(t, 1, "anyone")
+
+	rep := e.pki(t, epStatic, other.GetCert(t, e.ca.Cert, d.cert.SerialNumber))
+	if got := wantSuccess(t, rep); !got.Equal(d.cert) {
+		t.Fatal("GetCert returned another certificate")
+	}
+	unknown, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	wantFailure(t, e.pki(t, epStatic, other.GetCert(t, e.ca.Cert, unknown)), testca.FailBadCertID)
+	foreign := testca.New(t, testca.Options{})
+	wantFailure(t, e.pki(t, epStatic, other.GetCert(t, foreign.Cert, d.cert.SerialNumber)), testca.FailBadCertID)
+	// Content that is not IssuerAndSerialNumber.
+	wantFailure(t, e.pki(t, epStatic, other.Message(t, testca.Message{Type: testca.MsgGetCert,
+		Content: []byte("serial please")})), testca.FailBadRequest)
+}
+
+// TestStoreUnavailable: Table Storage down before any certificate leaves means HTTP 503 with Retry-After, so
+// the client retries; never a certificate without a durable issued record.
+func TestStoreUnavailable(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name        string
+		fault       storetest.Fault
+		wantPending int // records left pending (signed, outcome unrecorded) — resolvable by serial later
+	}{
+		{"every write fails", storetest.Fault{}, 0},
+		{"replay lookup fails", storetest.Fault{Method: storetest.MethodLookup}, 0},
+		{"issued-record write fails after signing", storetest.Fault{Method: storetest.MethodUpdate, Nth: 1}, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var fs *storetest.FaultStore
+			e := newEnv(t, envOptions{wrap: func(s store.Store) store.Store {
+				fs = storetest.NewFaultStore(s)
+				return fs
+			}})
+			fs.Inject(tc.fault)
+			c := e.client(t, 0, "unavailable")
+			resp, body := testca.Post(t, e.url(epStatic), c.PKCSReq(t, csrFor(t, c, "unavailable")).Raw)
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				t.Fatalf("HTTP %d, want 503", resp.StatusCode)
+			}
+			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || s <= 0 {
+				t.Errorf("Retry-After %q", resp.Header.Get("Retry-After"))
+			}
+			if bytes.Contains(body, []byte{0x30, 0x82}) || resp.Header.Get("Content-Type") == "application/x-pki-message" {
+				t.Error("a 503 carries a PKI message")
+			}
+			if n := e.countStatus(t, store.StatusIssued); n != 0 {
+				t.Errorf("%d issued records", n)
+			}
+			if n := e.countStatus(t, store.StatusPending); n != tc.wantPending {
+				t.Errorf("%d pending records, want %d", n, tc.wantPending)
+			}
+
+			// Once the store is back, the client's retry succeeds.
+			fs.Clear()
+			req := c.PKCSReq(t, csrFor(t, c, "unavailable"))
+			if tc.wantPending > 0 {
+				// The signed-but-unrecorded attempt holds the transaction until it goes stale: no second
+				// signature for it meanwhile. A new key is a new transaction.
+				rep := e.pki(t, epStatic, req)
+				if rep.Status != testca.StatusPending {
+					t.Errorf("retry of the unrecorded transaction: status %q, want PENDING", rep.Status)
+				}
+				c = e.client(t, 1, "unavailable")
+				req = c.PKCSReq(t, csrFor(t, c, "unavailable"))
+			}
+			wantSuccess(t, e.pki(t, epStatic, req))
+		})
+	}
+}
+
+// TestNoSecretsInLogs: the static challenge, right or wrong, never reaches the log.
+func TestNoSecretsInLogs(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	e := newEnv(t, envOptions{log: &buf})
+	c := e.client(t, 0, "logged")
+	wantSuccess(t, e.pki(t, epStatic, c.PKCSReq(t, csrFor(t, c, "logged"))))
+	wrong := "wrong-but-secret-looking-guess"
+	csr := testca.CSR(t, c.Key, testca.CSROptions{Subject: pkix.Name{CommonName: "logged"}, ChallengePassword: wrong})
+	wantFailure(t, e.pki(t, epStatic, c.Message(t, testca.Message{Type: testca.MsgPKCSReq, Content: csr.Raw,
+		TransactionID: "logged-2"})), testca.FailBadRequest)
+	out := buf.String()
+	if !strings.Contains(out, "scep pkioperation") {
+		t.Fatalf("nothing logged: %q", out)
+	}
+	for _, secret := range []string{staticSecret, wrong} {
+		if strings.Contains(out, secret) {
+			t.Errorf("the log contains the challenge %q", secret)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func makeCRL(t testing.TB, ca *testca.CA) []byte {
+	t.Helper()
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(7),
+		ThisUpdate: time.Now().Add(-time.Minute), NextUpdate: time.Now().Add(time.Hour)}, ca.Cert, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}

@@ -1,0 +1,161 @@
+package tables
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+
+	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/store/azuritetest"
+)
+
+func respErr(status int, code string) error {
+	return &azcore.ResponseError{StatusCode: status, ErrorCode: code}
+}
+
+func TestMapErr(t *testing.T) {
+	cases := []struct {
+		err  error
+		want error
+	}{
+		{respErr(404, "ResourceNotFound"), store.ErrNotFound},
+		{respErr(404, "TableNotFound"), store.ErrUnavailable},
+		{respErr(409, "EntityAlreadyExists"), store.ErrExists},
+		{respErr(412, "UpdateConditionNotSatisfied"), store.ErrConflict},
+		{respErr(429, ""), store.ErrUnavailable},
+		{respErr(503, "ServerBusy"), store.ErrUnavailable},
+		{respErr(500, "InternalError"), store.ErrUnavailable},
+		{respErr(403, "AuthorizationPermissionMismatch"), store.ErrUnavailable},
+		{fmt.Errorf("dial tcp: connection refused"), store.ErrUnavailable},
+		{context.DeadlineExceeded, store.ErrUnavailable},
+	}
+	for _, tc := range cases {
+		got := mapErr("op", tc.err)
+		if !errors.Is(got, tc.want) {
+			t.Errorf("mapErr(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+		if strings.Contains(got.Error(), "\n") {
+			t.Errorf("mapErr(%v) message spans lines: %q", tc.err, got)
+		}
+	}
+	// A 400 is our bug, not an outage: no sentinel, but the SDK error stays reachable.
+	got := mapErr("op", respErr(http.StatusBadRequest, "InvalidInput"))
+	var re *azcore.ResponseError
+	if errors.Is(got, store.ErrUnavailable) || !errors.As(got, &re) || re.ErrorCode != "InvalidInput" {
+		t.Errorf("mapErr(400) = %v", got)
+	}
+	if got := mapErr("op", context.Canceled); errors.Is(got, store.ErrUnavailable) || !errors.Is(got, context.Canceled) {
+		t.Errorf("mapErr(canceled) = %v, want the cancellation only", got)
+	}
+}
+
+func TestSplitPrefix(t *testing.T) {
+	rest, prefix := splitPrefix("A=1;TablePrefix=tabc;B=x=y;")
+	if rest != "A=1;B=x=y;" || prefix != "tabc" {
+		t.Errorf("splitPrefix = %q, %q", rest, prefix)
+	}
+	if rest, prefix := splitPrefix("A=1"); rest != "A=1" || prefix != "" {
+		t.Errorf("splitPrefix without prefix = %q, %q", rest, prefix)
+	}
+}
+
+func TestQuote(t *testing.T) {
+	if got := quote("o'brien''"); got != "'o''brien'''''" {
+		t.Errorf("quote = %s", got)
+	}
+	if got := dateLiteral(time.Date(2025, 1, 2, 3, 4, 5, 123456789, time.FixedZone("x", 3600))); got != "datetime'2025-01-02T02:04:05.1234567Z'" {
+		t.Errorf("dateLiteral = %s", got)
+	}
+}
+
+func TestEntityLimits(t *testing.T) {
+	e := newEntity("p", "r")
+	e.str("Big", strings.Repeat("é", MaxProperty/2+1)) // one UTF-16 unit per rune
+	if _, err := e.marshal(); !errors.Is(err, errTooLarge) {
+		t.Errorf("string over 64 KiB: %v", err)
+	}
+	e = newEntity("p", "r")
+	e.str("Fits", strings.Repeat("é", MaxProperty/2))
+	e.binary("Bin", make([]byte, MaxProperty))
+	if _, err := e.marshal(); err != nil {
+		t.Errorf("properties at the limit: %v", err)
+	}
+	e.binary("Bin", make([]byte, MaxProperty+1))
+	if _, err := e.marshal(); !errors.Is(err, errTooLarge) {
+		t.Errorf("binary over 64 KiB: %v", err)
+	}
+}
+
+// Values that arrive without their OData annotation still decode.
+func TestDecodeWithoutAnnotations(t *testing.T) {
+	p, etag, err := decodeEntity([]byte(`{"PartitionKey":"ABC","RowKey":"cert","odata.etag":"W/\"1\"",` +
+		`"Created":"2025-01-02T03:04:05.1234567Z","CertDER":"AQID","Status":"issued","RevocationReason":4}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := decodeRecord(p, etag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Serial != "ABC" || r.ETag != `W/"1"` || r.Status != store.StatusIssued || r.RevocationReason != 4 ||
+		string(r.CertDER) != "\x01\x02\x03" || r.Created.Nanosecond() != 123456700 {
+		t.Errorf("decoded %+v", r)
+	}
+	p, _, _ = decodeEntity([]byte(`{"PartitionKey":"ABC","RowKey":"cert","Created":true}`))
+	if _, err := decodeRecord(p, ""); err == nil {
+		t.Error("a boolean Created decoded")
+	}
+}
+
+// With the scan cap reached, Search hands back a token that resumes after the last record examined, and
+// following tokens still finds every match exactly once.
+func TestSearchScanCap(t *testing.T) {
+	t.Parallel()
+	s, err := NewFromConnectionString(azuritetest.ConnectionString(t), "", func(c *config) { c.maxScan = 3 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := s.EnsureTables(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for i := range 10 {
+		r := &store.Record{Serial: fmt.Sprintf("%X", 0x1000+i), Status: store.StatusPending, Subject: "CN=hay"}
+		if i == 8 {
+			r.Subject = "CN=needle"
+			want[r.Serial] = true
+		}
+		if err := s.Insert(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := store.Query{Subject: "needle", Limit: 5}
+	pages, found := 0, map[string]bool{}
+	for {
+		page, next, err := s.Search(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, r := range page {
+			if found[r.Serial] {
+				t.Errorf("%s returned twice", r.Serial)
+			}
+			found[r.Serial] = true
+		}
+		if next == "" || pages > 10 {
+			break
+		}
+		q.Continuation = next
+	}
+	if pages != 4 || len(found) != 1 || !found["1008"] {
+		t.Errorf("found %v in %d pages, want 1008 in 4 pages of at most 3 scanned records", found, pages)
+	}
+}
