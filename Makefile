@@ -8,6 +8,8 @@ AZURITE_DIR     := $(LOCAL)/azurite
 AZURITE_BIN     := $(AZURITE_DIR)/node_modules/.bin/azurite-table
 AZURITE_PORT    ?= 10002
 BIN             := $(LOCAL)/bin/azscep
+FAKE            := $(LOCAL)/bin/intunefake
+FAKE_PORT       ?= 7443
 PORT            ?= 7071
 FUZZTIME        ?= 30s
 GO              ?= go
@@ -20,7 +22,8 @@ LOCAL_ENV := AZSCEP_MODE=local \
 	FUNCTIONS_CUSTOMHANDLER_PORT=$(PORT) \
 	AZSCEP_TABLES_CONNECTION='$(AZURITE_CONN)' \
 	AZSCEP_LOCAL_KEY_DIR=$(LOCAL)/ca \
-	AZSCEP_DEV_ISSUER=true
+	AZSCEP_DEV_ISSUER=true \
+	AZSCEP_SCEP_ENDPOINTS=static,intune
 
 .PHONY: help
 help:
@@ -48,7 +51,11 @@ $(BIN): $(shell find handler internal -name '*.go' -not -name '*_test.go') go.mo
 	@mkdir -p $(dir $@)
 	$(GO) build -o $@ ./handler
 
-.PHONY: run azurite-start
+$(FAKE): $(shell find internal/intune -name '*.go' -not -name '*_test.go') go.mod go.sum
+	@mkdir -p $(dir $@)
+	$(GO) build -o $@ ./internal/intune/intunefake/cmd/intunefake
+
+.PHONY: run azurite-start intunefake-start
 azurite-start: $(AZURITE_BIN)
 	@if ! (exec 3<>/dev/tcp/127.0.0.1/$(AZURITE_PORT)) 2>/dev/null; then \
 		mkdir -p $(LOCAL)/azurite-data; \
@@ -58,10 +65,20 @@ azurite-start: $(AZURITE_BIN)
 		for i in $$(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/$(AZURITE_PORT)) 2>/dev/null && break; sleep 0.2; done; \
 	fi
 
-run: azurite-start $(BIN)
-	@env $(LOCAL_ENV) $(BIN) ca init >/dev/null
-	@env $(LOCAL_ENV) $(BIN) local-help
-	@exec env $(LOCAL_ENV) $(BIN)
+# The Intune fake (Entra + Graph + Intune on https://127.0.0.1:$(FAKE_PORT)) backs the local `intune` endpoint.
+intunefake-start: $(FAKE)
+	@if ! (exec 3<>/dev/tcp/127.0.0.1/$(FAKE_PORT)) 2>/dev/null; then \
+		echo "starting the Intune fake on https://127.0.0.1:$(FAKE_PORT) (log: .local/intunefake.log)"; \
+		rm -f $(LOCAL)/intunefake.env; \
+		nohup $(FAKE) -addr 127.0.0.1:$(FAKE_PORT) -cert $(LOCAL)/intunefake.pem -env $(LOCAL)/intunefake.env \
+			>$(LOCAL)/intunefake.log 2>&1 & \
+		for i in $$(seq 1 50); do [ -s $(LOCAL)/intunefake.env ] && break; sleep 0.2; done; \
+	fi
+
+run: azurite-start intunefake-start $(BIN)
+	@set -a && . $(LOCAL)/intunefake.env && set +a && env $(LOCAL_ENV) $(BIN) ca init >/dev/null
+	@set -a && . $(LOCAL)/intunefake.env && set +a && env $(LOCAL_ENV) $(BIN) local-help
+	@set -a && . $(LOCAL)/intunefake.env && set +a && exec env $(LOCAL_ENV) $(BIN)
 
 # --- test -------------------------------------------------------------------------------------------------------
 .PHONY: test vet
@@ -85,10 +102,11 @@ fuzz:
 		done; \
 	done
 
+DIST ?= dist
 dist:
-	rm -rf dist && mkdir -p dist
-	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags "-s -w" -o dist/azscep ./handler
-	chmod 0755 dist/azscep
-	cp host.json dist/
-	for f in functions/*/; do mkdir -p dist/$$(basename $$f) && cp $$f/function.json dist/$$(basename $$f)/; done
-	@echo "dist/ is ready for azd deploy"
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags "-s -w" -o $(DIST)/azscep ./handler
+	chmod 0755 $(DIST)/azscep
+	install -m 0644 host.json $(DIST)/host.json
+	for f in functions/*/; do n=$$(basename $$f); install -d -m 0755 $(DIST)/$$n && install -m 0644 $$f/function.json $(DIST)/$$n/; done
+	@echo "$(DIST)/ is ready for azd deploy"

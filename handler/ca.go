@@ -241,10 +241,26 @@ azscep is starting on %[1]s (local mode: keys in %[2]s, records in Azurite)
 
 Enroll a certificate with Debian's scepclient (apt-get install scep), in another terminal:
 
-  scepclient -server-url %[1]s/api/scep/static -private-key device.key -certificate device.pem \
-      -challenge %[3]s -cn device-0001 && openssl x509 -in device.pem -noout -subject -issuer -dates
+  mkdir -p static-demo && cd static-demo && scepclient -server-url %[1]s/api/scep/static \
+      -private-key device.key -certificate device.pem -challenge %[3]s -cn device-0001 \
+      && openssl x509 -in device.pem -noout -subject -issuer -dates
+
+(scepclient keeps csr.pem beside the certificate and re-uses it: give each enrollment its own directory.)
 
 `, base, cfg.LocalKeyDir, config.LocalStaticChallenge)
+	if cfg.Intune.Enabled && cfg.Intune.CABundle != "" {
+		fake := strings.TrimRight(cfg.Intune.AuthorityHost, "/")
+		fmt.Fprintf(out, `Intune-style enrollment against the local Intune fake (%[2]s): register a challenge the way
+Intune would when it sends a SCEP profile to a device, then enroll with it:
+
+  curl -sk -X POST %[2]s/fake/challenges -d '{"password":"intune-demo-0001","keySize":2048,
+      "subject":"CN=device-0002,OU=MDM,O=scep-client,C=US"}'
+  mkdir -p intune-demo && cd intune-demo && scepclient -server-url %[1]s/api/scep/intune \
+      -private-key device.key -certificate device.pem -challenge intune-demo-0001 -cn device-0002
+  curl -sk %[2]s/fake/journal      # what the CA sent to Intune: validateRequest, successNotification
+
+`, base, fake)
+	}
 	if cfg.DevIssuer {
 		fmt.Fprintf(out, `Enroll over REST with a token from the local development issuer (never available in Azure):
 

@@ -82,6 +82,31 @@ type CertificateView struct {
 	Note             string    `json:"note,omitempty"`
 	Created          time.Time `json:"created"`
 	PEM              string    `json:"pem,omitempty"`
+	// AlreadyRevoked is set in a revoke answer when the certificate was revoked before this call, so a client
+	// retrying a revoke can tell that its reason was not the one recorded.
+	AlreadyRevoked bool `json:"alreadyRevoked,omitempty"`
+}
+
+// SyncRunView is the JSON form of one revocation sync run, as the manual sync endpoint answers it.
+type SyncRunView struct {
+	ID         string    `json:"id"`
+	Started    time.Time `json:"started"`
+	Finished   time.Time `json:"finished,omitzero"`
+	Trigger    string    `json:"trigger"`
+	Resumed    int       `json:"resumed"`
+	Downloaded int       `json:"downloaded"`
+	Foreign    int       `json:"foreign"`
+	Revoked    int       `json:"revoked"`
+	NotFound   int       `json:"notFound"`
+	Failed     int       `json:"failed"`
+	Uploaded   int       `json:"uploaded"`
+	Errors     []string  `json:"errors,omitempty"`
+}
+
+func runView(r store.SyncRun) SyncRunView {
+	return SyncRunView{ID: r.ID, Started: r.Started, Finished: r.Finished, Trigger: r.Trigger, Resumed: r.Resumed,
+		Downloaded: r.Downloaded, Foreign: r.Foreign, Revoked: r.Revoked, NotFound: r.NotFound, Failed: r.Failed,
+		Uploaded: r.Uploaded, Errors: r.Errors}
 }
 
 func view(r *store.Record, withPEM bool) CertificateView {
@@ -246,8 +271,12 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, caller *entra.C
 		return
 	}
 	body, err := httpx.ReadBody(w, r, 4<<10)
-	if err != nil {
+	if errors.Is(err, httpx.ErrTooLarge) {
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large", Detail: "body over 4 KiB"})
+		return
+	}
+	if err != nil {
+		badRequest(w, r, "bad_body", "the request body could not be read")
 		return
 	}
 	var req struct {
@@ -285,7 +314,9 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, caller *entra.C
 	if outcome == revocation.Revoked && h.cfg.OnRevoked != nil {
 		h.cfg.OnRevoked([]string{rec.Serial})
 	}
-	writeJSON(w, http.StatusOK, view(rec, false))
+	v := view(rec, false)
+	v.AlreadyRevoked = outcome == revocation.AlreadyRevoked
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (h *Handler) sync(w http.ResponseWriter, r *http.Request, caller *entra.Caller) {
@@ -303,7 +334,7 @@ func (h *Handler) sync(w http.ResponseWriter, r *http.Request, caller *entra.Cal
 	if err != nil {
 		status = http.StatusBadGateway
 	}
-	writeJSON(w, status, run)
+	writeJSON(w, status, runView(run))
 }
 
 func who(c *entra.Caller) string {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -155,6 +156,19 @@ func TestSettingsListCoversParser(t *testing.T) {
 		}
 		if !prefixed {
 			t.Errorf("setting %s is read but not listed in config.Settings", name)
+		}
+	}
+}
+
+// TestReadmeListsEverySetting keeps the README's settings table in step with the parser's list.
+func TestReadmeListsEverySetting(t *testing.T) {
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range Settings {
+		if !strings.Contains(string(data), "`"+s.Name+"`") {
+			t.Errorf("README.md does not document %s", s.Name)
 		}
 	}
 }

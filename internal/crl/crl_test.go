@@ -213,7 +213,7 @@ func TestCurrent_ConcurrentCallersShareOneGeneration(t *testing.T) {
 			errs <- err
 		})
 	}
-	<-f.src.started // one generation is in flight
+	await(t, f.src.started) // one generation is in flight
 	close(f.src.gate)
 	wg.Wait()
 	close(results)
@@ -254,7 +254,7 @@ func TestInvalidate_DuringGenerationIsHonoured(t *testing.T) {
 		}
 		early <- c
 	}()
-	<-f.src.started // generation 1 read started, before the revocation
+	await(t, f.src.started) // generation 1 read started, before the revocation
 
 	f.src.add(Entry{Serial: big.NewInt(5), RevokedAt: f.clock.Now(), Reason: 1})
 	f.pub.Invalidate()
@@ -267,7 +267,7 @@ func TestInvalidate_DuringGenerationIsHonoured(t *testing.T) {
 		late <- c
 	}()
 	f.src.gate <- struct{}{} // release generation 1, whose snapshot predates the revocation
-	<-f.src.started          // generation 2 started for the late caller
+	await(t, f.src.started)  // generation 2 started for the late caller
 	close(f.src.gate)
 
 	<-early
@@ -362,7 +362,7 @@ func TestCurrent_CallerCancellationDoesNotAbortSharedGeneration(t *testing.T) {
 		_, err := f.pub.Current(ctx)
 		errc <- err
 	}()
-	<-f.src.started
+	await(t, f.src.started)
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled caller err = %v", err)

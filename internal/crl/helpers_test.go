@@ -210,3 +210,13 @@ func mustParse(t testing.TB, c *CRL, issuer *x509.Certificate) *x509.RevocationL
 	}
 	return rl
 }
+
+// await receives from ch or fails the test, so a broken synchronisation shows up as a failure, not a hang.
+func await(t testing.TB, ch <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("timed out waiting for the source to be called")
+	}
+}

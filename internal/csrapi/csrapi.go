@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
@@ -114,9 +115,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.authFailure(w, r, err)
 		return
 	}
-	if !h.allow(callerID(caller)) {
+	if ok, wait := h.allow(callerID(caller)); !ok {
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
-			Detail: "too many requests from this caller", RetryAfter: time.Second})
+			Detail: "too many requests from this caller", RetryAfter: max(wait, time.Second)})
 		return
 	}
 	der, p := h.readCSR(w, r)
@@ -160,7 +161,9 @@ func (h *Handler) authFailure(w http.ResponseWriter, r *http.Request, err error)
 	httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusInternalServerError, Code: CodeInternal, Detail: "internal error"})
 }
 
-func (h *Handler) allow(id string) bool {
+// allow takes a token from the caller's bucket, or reports how long until one is available (the Retry-After a
+// well-behaved client should honour, rather than a fixed guess).
+func (h *Handler) allow(id string) (bool, time.Duration) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	l, ok := h.buckets[id]
@@ -171,7 +174,16 @@ func (h *Handler) allow(id string) bool {
 		l = rate.NewLimiter(rate.Limit(h.cfg.RatePerCaller), int(4*h.cfg.RatePerCaller)+1)
 		h.buckets[id] = l
 	}
-	return l.Allow()
+	now := time.Now()
+	res := l.ReserveN(now, 1)
+	if !res.OK() {
+		return false, time.Second
+	}
+	if wait := res.DelayFrom(now); wait > 0 {
+		res.CancelAt(now) // a refused request must not consume the token it was refused for
+		return false, wait
+	}
+	return true, 0
 }
 
 // readCSR reads the body under the cap and decodes it by content type: DER (application/pkcs10,
@@ -243,10 +255,13 @@ func DecodeCSR(body []byte, cms bool) ([]byte, error) {
 		if err != nil {
 			return nil, errors.New("CMS body does not parse")
 		}
-		if len(p7.Signers) > 0 {
-			if err := p7.Verify(); err != nil {
-				return nil, errors.New("CMS signature does not verify")
-			}
+		// The wrapper is only accepted signed, as documented: an unsigned SignedData is a malformed request,
+		// not a shortcut around the signature check.
+		if len(p7.Signers) == 0 {
+			return nil, errors.New("CMS body has no signer")
+		}
+		if err := p7.Verify(); err != nil {
+			return nil, errors.New("CMS signature does not verify")
 		}
 		der = p7.Content
 		if len(der) == 0 {
@@ -293,8 +308,19 @@ func (h *Handler) enroll(ctx context.Context, caller *entra.Caller, der []byte) 
 
 var guid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
+var (
+	oidCommonName   = asn1.ObjectIdentifier{2, 5, 4, 3}
+	oidEmailAddress = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}
+	oidUserID       = asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 1}
+)
+
 // selfService enforces SPEC §4.5 for CSR.SelfService callers: a user (never an app) may get a clientAuth
 // certificate for their own UPN, or for a device they own. It returns the device ID for the record.
+//
+// Every name that identifies someone must be bound to the caller, because relying parties differ in which one
+// they read: the subject may carry at most one common name (pkix.Name keeps only the last, a relying party may
+// read the first) and no e-mail address or user ID attributes; IntuneDeviceId URIs must be exactly
+// IntuneDeviceId://<GUID>, so that no parser can read another device out of user info or a path.
 func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, req *policy.Request) (string, error) {
 	forbid := func(code, detail string) error {
 		return &httpx.Problem{Status: http.StatusForbidden, Code: code, Detail: detail}
@@ -308,6 +334,18 @@ func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, req *po
 	if len(req.DNSNames)+len(req.Emails)+len(req.IPs) > 0 {
 		return "", forbid(CodeNotSelf, "self-service certificates carry only your UPN or your device ID")
 	}
+	cns := 0
+	for _, atv := range req.Subject.Names {
+		switch {
+		case atv.Type.Equal(oidCommonName):
+			cns++
+		case atv.Type.Equal(oidEmailAddress), atv.Type.Equal(oidUserID):
+			return "", forbid(CodeNotSelf, "self-service subjects carry no e-mail address or user ID")
+		}
+	}
+	if cns > 1 {
+		return "", forbid(CodeNotSelf, "the subject has more than one common name")
+	}
 	cn := req.Subject.CommonName
 	// A device certificate: CN is a device ID, and/or one IntuneDeviceId:// URI naming the same device.
 	var device string
@@ -315,14 +353,14 @@ func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, req *po
 		if !strings.EqualFold(u.Scheme, "IntuneDeviceId") {
 			return "", forbid(CodeNotSelf, "only IntuneDeviceId:// URIs are allowed in self-service")
 		}
-		id := u.Host
-		if id == "" {
-			id = u.Opaque
+		if u.Host == "" || u.Opaque != "" || u.User != nil || u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" ||
+			u.Port() != "" {
+			return "", forbid(CodeNotSelf, "an IntuneDeviceId URI must be IntuneDeviceId://<device ID>")
 		}
-		if device != "" && !strings.EqualFold(device, id) {
+		if device != "" && !strings.EqualFold(device, u.Host) {
 			return "", forbid(CodeNotSelf, "more than one device named")
 		}
-		device = id
+		device = u.Host
 	}
 	if guid.MatchString(cn) {
 		if device != "" && !strings.EqualFold(device, cn) {
@@ -333,6 +371,10 @@ func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, req *po
 	if device != "" {
 		if len(req.UPNs) > 0 {
 			return "", forbid(CodeNotSelf, "a device certificate does not carry a UPN")
+		}
+		// The CN, if any, is the device (checked above) or the caller.
+		if cn != "" && !strings.EqualFold(cn, device) && (caller.UPN == "" || !strings.EqualFold(cn, caller.UPN)) {
+			return "", forbid(CodeNotSelf, "the subject must be the device ID or your UPN")
 		}
 		if !guid.MatchString(device) || h.cfg.Ownership == nil {
 			return "", forbid(CodeNotOwner, "the device is not one you own")
@@ -349,20 +391,21 @@ func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, req *po
 		}
 		return strings.ToLower(device), nil
 	}
-	// A user certificate: every UPN SAN (or, without SANs, the subject CN) is the caller's UPN.
+	// A user certificate: every UPN SAN and the subject CN, if present, are the caller's UPN, and at least one
+	// of them is present.
 	if caller.UPN == "" {
 		return "", forbid(CodeNotSelf, "your token carries no UPN")
 	}
-	if len(req.UPNs) == 0 && !strings.EqualFold(cn, caller.UPN) {
+	if len(req.UPNs) == 0 && cn == "" {
 		return "", forbid(CodeNotSelf, "the certificate must name your UPN")
+	}
+	if cn != "" && !strings.EqualFold(cn, caller.UPN) {
+		return "", forbid(CodeNotSelf, "the subject must be your UPN")
 	}
 	for _, upn := range req.UPNs {
 		if !strings.EqualFold(upn, caller.UPN) {
 			return "", forbid(CodeNotSelf, "the UPN is not yours")
 		}
-	}
-	if cn != "" && !strings.EqualFold(cn, caller.UPN) && len(req.UPNs) == 0 {
-		return "", forbid(CodeNotSelf, "the subject must be your UPN")
 	}
 	return "", nil
 }

@@ -315,3 +315,13 @@ func mustParse(t testing.TB, der []byte, issuer *x509.Certificate) *xocsp.Respon
 	}
 	return resp
 }
+
+// await receives from ch or fails the test, so a broken synchronisation shows up as a failure, not a hang.
+func await(t testing.TB, ch <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("timed out waiting for the source to be called")
+	}
+}

@@ -268,7 +268,7 @@ func TestRespond_InvalidateDuringLookupIsNotCachedStale(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	<-f.src.started // lookup read "good"
+	await(t, f.src.started) // lookup read "good"
 	f.src.set(serial, Status{Known: true, Revoked: true, RevokedAt: f.clock.Now(), Reason: 1})
 	f.r.Invalidate(serial)
 	close(f.src.gate)
@@ -299,9 +299,13 @@ func TestRespond_ConcurrentMissesShareOneLookup(t *testing.T) {
 			results[i] = resp
 		})
 	}
-	<-f.src.started
-	for f.r.Stats().CacheMisses < int64(len(results)) {
-		time.Sleep(time.Millisecond) // let every caller reach the shared lookup
+	await(t, f.src.started)
+	deadline := time.Now().Add(10 * time.Second)
+	for f.r.Stats().CacheMisses < int64(len(results)) { // let every caller reach the shared lookup
+		if time.Now().After(deadline) {
+			t.Fatal("callers never reached the lookup")
+		}
+		time.Sleep(time.Millisecond)
 	}
 	close(f.src.gate)
 	wg.Wait()

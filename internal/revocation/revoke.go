@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/azscep/azscep/internal/store"
@@ -20,11 +22,12 @@ var reasonNames = map[int]string{
 	5: "cessationOfOperation", 6: "certificateHold", 9: "privilegeWithdrawn", 10: "aACompromise",
 }
 
-// ReasonCode parses an RFC 5280 reason by name or number. Hold and the CA-level reasons are refused: this CA does
-// not suspend certificates and leaves are not CAs.
+// ReasonCode parses an RFC 5280 reason by name (any case) or decimal number. Hold and the CA-level reasons are
+// refused: this CA does not suspend certificates and leaves are not CAs.
 func ReasonCode(v string) (int, error) {
+	v = strings.TrimSpace(v)
 	for code, name := range reasonNames {
-		if v == name || v == fmt.Sprint(code) {
+		if strings.EqualFold(v, name) || v == strconv.Itoa(code) {
 			if code == 2 || code == 6 || code == 10 {
 				return 0, fmt.Errorf("reason %s is not used for leaf certificates", name)
 			}

@@ -79,6 +79,8 @@ func (s *Syncer) Run(ctx context.Context, trigger string) (store.SyncRun, error)
 	run := store.SyncRun{ID: newID(), Started: s.cfg.Now(), Trigger: trigger}
 	release, err := s.lease(ctx, run.ID)
 	if err != nil {
+		// Not a run: nothing was read from Intune or changed. The run holding the lease records itself.
+		s.cfg.Logger.Info("revocation sync not started", "trigger", trigger, "err", err)
 		return run, err
 	}
 	defer release()
@@ -121,34 +123,27 @@ func (s *Syncer) cycle(ctx context.Context, run *store.SyncRun) error {
 	}
 	run.Downloaded = len(items)
 
-	// 3. Persist every item before acting on any. The download is the only copy we can count on.
+	// 3. Persist every item before acting on any. The download is the only copy we can count on. Whether an
+	// item is ours is decided when it is applied (it may need a record lookup), so every item starts downloaded.
 	var work []*store.RevocationRequest
 	var again []*store.RevocationRequest
 	for _, it := range items {
 		w := &store.RevocationRequest{RequestContext: it.RequestContext, SerialNumber: it.SerialNumber,
 			IssuerName: it.IssuerName, CAConfiguration: it.CAConfiguration, State: store.WorkDownloaded,
 			Downloaded: s.cfg.Now()}
-		if !s.ours(it) {
-			w.State = store.WorkForeign
-			run.Foreign++
-		}
 		err := s.cfg.Store.EnqueueRevocation(ctx, w)
 		switch {
 		case errors.Is(err, store.ErrExists):
 			// Delivered before. If it is still open the resume step of this or the next run handles it; if it
 			// was uploaded, Intune did not take our answer: answer again (revocation is idempotent).
-			if w.State != store.WorkForeign {
-				again = append(again, w)
-			}
+			again = append(again, w)
 			continue
 		case err != nil:
 			// Not persisted: do not act on it. Intune offers unacknowledged items again.
 			run.Errors = append(run.Errors, fmt.Sprintf("persisting %s: %v", short(it.RequestContext), err))
 			continue
 		}
-		if w.State == store.WorkDownloaded {
-			work = append(work, w)
-		}
+		work = append(work, w)
 	}
 	if err := s.process(ctx, run, work, deadline); err != nil {
 		return err
@@ -156,9 +151,11 @@ func (s *Syncer) cycle(ctx context.Context, run *store.SyncRun) error {
 	return s.answerAgain(ctx, run, again)
 }
 
-// ours decides whether an item is for this CA; foreign items are kept but never acknowledged, since another CA
-// in the tenant may be polling the same queue.
-func (s *Syncer) ours(it intune.RevocationRequest) bool {
+// routedHere reports whether an item's routing information names this CA. Items routed elsewhere are still ours
+// when their serial names one of our records (the caConfiguration we report may have changed since the
+// certificate was issued, for example after a CA rollover); otherwise they are foreign: kept but never
+// acknowledged, since another CA in the tenant may be polling the same queue.
+func (s *Syncer) routedHere(it *store.RevocationRequest) bool {
 	if it.CAConfiguration != "" {
 		return strings.EqualFold(it.CAConfiguration, s.cfg.CAConfiguration)
 	}
@@ -196,10 +193,19 @@ func (s *Syncer) process(ctx context.Context, run *store.SyncRun, items []*store
 	return nil
 }
 
-// apply revokes the record an item names and persists the result to report.
+// apply revokes the record an item names and persists the result to report. An item routed to another CA whose
+// serial is not ours is persisted as foreign and never answered.
 func (s *Syncer) apply(ctx context.Context, run *store.SyncRun, it *store.RevocationRequest) error {
 	outcome, _, err := Revoke(ctx, s.cfg.Store, it.SerialNumber, IntuneReason, "intune", it.RequestContext, s.cfg.Now())
 	switch {
+	case (errors.Is(err, store.ErrNotFound) || errors.Is(err, ErrNotRevocable)) && !s.routedHere(it):
+		it.State = store.WorkForeign
+		if uerr := s.cfg.Store.UpdateRevocation(ctx, it); uerr != nil {
+			it.State = store.WorkDownloaded
+			return fmt.Errorf("persisting foreign item %s: %w", short(it.RequestContext), uerr)
+		}
+		run.Foreign++
+		return nil
 	case err == nil:
 		it.Succeeded, it.ErrorCode, it.ErrorMessage = true, intune.RevocationNone.String(), ""
 		if outcome == Revoked {
@@ -213,7 +219,8 @@ func (s *Syncer) apply(ctx context.Context, run *store.SyncRun, it *store.Revoca
 		it.Succeeded, it.ErrorCode = false, intune.RevocationCertificateNotFoundError.String()
 		it.ErrorMessage = "certificate not found at this CA"
 	default:
-		// Store trouble: report a retryable code so Intune offers it again, and keep trying ourselves.
+		// Store trouble: report a retryable code so Intune offers it again, and keep the item open so the next
+		// run tries again itself (whether Intune re-offers retryable items is undocumented).
 		run.Failed++
 		it.Succeeded, it.ErrorCode = false, intune.RevocationRetryableServiceException.String()
 		it.ErrorMessage = "the CA could not record the revocation; retry later"
@@ -243,35 +250,49 @@ func (s *Syncer) upload(ctx context.Context, run *store.SyncRun, items []*store.
 		return fmt.Errorf("uploading %d results: %w", len(items), err)
 	}
 	for _, it := range items {
+		run.Uploaded++
 		it.State = store.WorkUploaded
+		if r := result(it); !r.Succeeded && r.ErrorCode.Retryable() {
+			// Intune was told "try again later"; we do not rely on it offering the item again: the next run
+			// applies it once more (revocation is idempotent) and uploads the final answer.
+			it.State = store.WorkDownloaded
+		}
 		it.Uploaded = s.cfg.Now()
 		it.Attempts++
 		if err := s.cfg.Store.UpdateRevocation(ctx, it); err != nil {
 			// Intune has the result; at worst the next run uploads it again, which is harmless.
 			run.Errors = append(run.Errors, fmt.Sprintf("marking %s uploaded: %v", short(it.RequestContext), err))
-			continue
 		}
-		run.Uploaded++
 	}
 	return nil
 }
 
-// answerAgain re-answers items Intune offered again after we had uploaded their result.
+// answerAgain re-answers items Intune offered again although we already hold them (it did not take our answer, or
+// we have not given one yet). Revocation is idempotent, so the answer is recomputed rather than read back.
+// Foreign items stay unanswered; items we cannot decide now are left to Intune's next offer and to our own
+// resume step.
 func (s *Syncer) answerAgain(ctx context.Context, run *store.SyncRun, items []*store.RevocationRequest) error {
 	var results []intune.RevocationResult
 	for _, it := range items {
 		outcome, _, err := Revoke(ctx, s.cfg.Store, it.SerialNumber, IntuneReason, "intune", it.RequestContext, s.cfg.Now())
 		switch {
+		case (errors.Is(err, store.ErrNotFound) || errors.Is(err, ErrNotRevocable)) && !s.routedHere(it):
+			continue
 		case err == nil:
 			if outcome == Revoked {
 				run.Revoked++
+				if s.cfg.OnRevoked != nil {
+					s.cfg.OnRevoked([]string{store.NormalizeSerial(it.SerialNumber)})
+				}
 			}
 			results = append(results, intune.RevocationResult{RequestContext: it.RequestContext, Succeeded: true,
 				ErrorCode: intune.RevocationNone})
 		case errors.Is(err, store.ErrNotFound), errors.Is(err, ErrNotRevocable):
+			run.NotFound++
 			results = append(results, intune.RevocationResult{RequestContext: it.RequestContext,
 				ErrorCode: intune.RevocationCertificateNotFoundError, ErrorMessage: "certificate not found at this CA"})
 		default:
+			run.Failed++
 			run.Errors = append(run.Errors, fmt.Sprintf("re-applying %s: %v", short(it.RequestContext), err))
 		}
 	}

@@ -160,7 +160,7 @@ func (m *PKIMessage) CertRep(o CertRepOptions) ([]byte, error) {
 		{Type: oidTransactionID, Value: printable(m.TransactionID)},
 		{Type: oidMessageType, Value: printable(string(CertRep))},
 		{Type: oidPKIStatus, Value: printable(string(o.Status))},
-		{Type: oidSenderNonce, Value: nonce},
+		{Type: oidSenderNonce, Value: m.SenderNonce},
 		{Type: oidRecipientNonce, Value: m.SenderNonce},
 	}
 	if o.Status == StatusFailure {

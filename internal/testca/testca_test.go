@@ -151,11 +151,13 @@ func upnOf(t *testing.T, san []byte) string {
 	if rest, err := asn1.UnmarshalWithParams(names[0].FullBytes, &on, "tag:0"); err != nil || len(rest) != 0 {
 		t.Fatalf("otherName: %v", err)
 	}
-	var upn string
-	if _, err := asn1.UnmarshalWithParams(on.Value.FullBytes, &upn, "utf8"); err != nil || !on.Type.Equal(oidUPN) {
-		t.Fatalf("UPN value: %v (type %v)", err, on.Type)
+	// encoding/asn1 keeps the explicit [0] in FullBytes; its contents must be exactly one UTF8String.
+	var inner asn1.RawValue
+	if rest, err := asn1.Unmarshal(on.Value.Bytes, &inner); err != nil || len(rest) != 0 ||
+		inner.Tag != asn1.TagUTF8String || !on.Type.Equal(oidUPN) {
+		t.Fatalf("UPN value: %v (type %v, tag %d)", err, on.Type, inner.Tag)
 	}
-	return upn
+	return string(inner.Bytes)
 }
 
 func TestWindowsSigner(t *testing.T) {

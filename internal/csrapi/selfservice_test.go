@@ -1,0 +1,363 @@
+package csrapi_test
+
+import (
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/azscep/azscep/internal/csrapi"
+	"github.com/azscep/azscep/internal/entra"
+	"github.com/azscep/azscep/internal/entra/entrafake"
+	"github.com/azscep/azscep/internal/policy"
+	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/testca"
+)
+
+var (
+	selfService = []string{entra.RoleCSRSelfService}
+	requestDb   = []string{entra.RoleCSRRequestDb}
+
+	oidExtSAN      = asn1.ObjectIdentifier{2, 5, 29, 17}
+	oidUPN         = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 20, 2, 3}
+	oidCommonName  = asn1.ObjectIdentifier{2, 5, 4, 3}
+	oidEmailInName = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}
+)
+
+// certUPNs reads the Microsoft UPN otherNames from a certificate's subjectAltName (crypto/x509 does not).
+func certUPNs(t *testing.T, cert *x509.Certificate) []string {
+	t.Helper()
+	var out []string
+	for _, ext := range cert.Extensions {
+		if !ext.Id.Equal(oidExtSAN) {
+			continue
+		}
+		var names []asn1.RawValue
+		if _, err := asn1.Unmarshal(ext.Value, &names); err != nil {
+			t.Fatalf("SAN extension: %v", err)
+		}
+		for _, n := range names {
+			if n.Class != asn1.ClassContextSpecific || n.Tag != 0 {
+				continue
+			}
+			var on struct {
+				Type  asn1.ObjectIdentifier
+				Value asn1.RawValue `asn1:"explicit,tag:0"`
+			}
+			if _, err := asn1.UnmarshalWithParams(n.FullBytes, &on, "tag:0"); err != nil {
+				t.Fatalf("otherName: %v", err)
+			}
+			if !on.Type.Equal(oidUPN) {
+				continue
+			}
+			var s string
+			if _, err := asn1.UnmarshalWithParams(on.Value.Bytes, &s, "utf8"); err != nil {
+				t.Fatalf("UPN value: %v", err)
+			}
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func deviceURI(id string) *url.URL { return &url.URL{Scheme: "IntuneDeviceId", Host: id} }
+
+// TestIssueAppAndUserCallers: CSR.Request.Db callers — apps and users, v1 and v2 tokens — get any CSR the API
+// profile allows, and the record says who asked.
+func TestIssueAppAndUserCallers(t *testing.T) {
+	e := newEnv(t)
+	bob := newUser("bob")
+	cases := []struct {
+		name          string
+		token         string
+		wantRequester []string
+	}{
+		{"app v2", e.appToken(), []string{"app:" + e.tenant.ClientAppID, "oid:" + e.tenant.AppObjectID}},
+		{"app v1", e.appToken(entrafake.V1()), []string{"app:" + e.tenant.ClientAppID, "oid:" + e.tenant.AppObjectID}},
+		{"user v2", e.userToken(bob, requestDb), []string{"oid:" + bob.oid, "upn:" + bob.upn}},
+		{"user v1", e.userToken(bob, requestDb, entrafake.V1()), []string{"oid:" + bob.oid, "upn:" + bob.upn}},
+		// A user holding both roles is not held to the self-service rules.
+		{"user with both roles", e.userToken(bob, []string{entra.RoleCSRSelfService, entra.RoleCSRRequestDb}),
+			[]string{"oid:" + bob.oid, "upn:" + bob.upn}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			// Names no self-service caller could get: a kiosk's DNS name and someone else's UPN.
+			der := csrDER(t, ecKey(t, "db-"+tc.name), testca.CSROptions{Subject: cn("kiosk-" + string(rune('a'+i))),
+				DNSNames: []string{"kiosk.contoso.test"}, UPNs: []string{"svc-kiosk@contoso.test"}})
+			cert := e.wantCert(e.post(tc.token, der))
+			rec := e.record(cert)
+			for _, part := range tc.wantRequester {
+				if !slices.Contains(strings.Fields(rec.Requester), part) {
+					t.Fatalf("requester = %q, want it to carry %q", rec.Requester, part)
+				}
+			}
+			if rec.DeviceID != "" {
+				t.Fatalf("device ID = %q for a Request.Db certificate", rec.DeviceID)
+			}
+			if rec.Endpoint != "api" || rec.Profile != "api" {
+				t.Fatalf("record endpoint/profile = %q/%q, want api/api", rec.Endpoint, rec.Profile)
+			}
+			if !slices.Equal(cert.DNSNames, []string{"kiosk.contoso.test"}) ||
+				!slices.Equal(certUPNs(t, cert), []string{"svc-kiosk@contoso.test"}) {
+				t.Fatalf("certificate names = %v / %v", cert.DNSNames, certUPNs(t, cert))
+			}
+			if !slices.Equal(cert.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}) || cert.IsCA {
+				t.Fatalf("EKU %v, CA %v: the profile decides, not the request", cert.ExtKeyUsage, cert.IsCA)
+			}
+		})
+	}
+}
+
+// TestSelfServiceUserCertificates: a CSR.SelfService user gets a clientAuth certificate naming their own UPN,
+// in the SAN or (without SANs) in the subject.
+func TestSelfServiceUserCertificates(t *testing.T) {
+	e := newEnv(t)
+	alice := newUser("alice")
+	cases := []struct {
+		name  string
+		token string
+		csr   testca.CSROptions
+	}{
+		{"UPN SAN, v2 token", e.userToken(alice, selfService), testca.CSROptions{UPNs: []string{alice.upn}}},
+		{"UPN SAN, v1 token", e.userToken(alice, selfService, entrafake.V1()), testca.CSROptions{UPNs: []string{alice.upn}}},
+		{"UPN SAN and CN = UPN", e.userToken(alice, selfService),
+			testca.CSROptions{Subject: cn(alice.upn), UPNs: []string{alice.upn}}},
+		{"UPN SAN in another case", e.userToken(alice, selfService), testca.CSROptions{UPNs: []string{strings.ToUpper(alice.upn)}}},
+		{"CN = UPN, no SAN", e.userToken(alice, selfService), testca.CSROptions{Subject: cn(alice.upn)}},
+		{"CN = UPN with organisation", e.userToken(alice, selfService),
+			testca.CSROptions{Subject: pkix.Name{CommonName: alice.upn, Organization: []string{"Contoso"}}}},
+		{"asks for clientAuth explicitly", e.userToken(alice, selfService),
+			testca.CSROptions{UPNs: []string{alice.upn}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cert := e.wantCert(e.post(tc.token, csrDER(t, ecKey(t, "ss-"+tc.name), tc.csr)))
+			rec := e.record(cert)
+			if rec.Requester != "oid:"+alice.oid+" upn:"+alice.upn {
+				t.Fatalf("requester = %q", rec.Requester)
+			}
+			if rec.DeviceID != "" {
+				t.Fatalf("device ID = %q on a user certificate", rec.DeviceID)
+			}
+			if len(tc.csr.UPNs) > 0 {
+				if got := certUPNs(t, cert); len(got) != 1 || !strings.EqualFold(got[0], alice.upn) {
+					t.Fatalf("certificate UPNs = %v, want %s", got, alice.upn)
+				}
+			} else if cert.Subject.CommonName != alice.upn || len(cert.Extensions) == 0 || len(certUPNs(t, cert)) != 0 {
+				t.Fatalf("subject CN = %q, UPNs %v", cert.Subject.CommonName, certUPNs(t, cert))
+			}
+			if !slices.Equal(cert.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}) {
+				t.Fatalf("EKU = %v, want clientAuth only", cert.ExtKeyUsage)
+			}
+		})
+	}
+	if len(e.graph.Requests()) != 0 {
+		t.Fatalf("user certificates made Graph calls: %+v", e.graph.Requests())
+	}
+}
+
+// TestSelfServiceDeviceCertificates: a device certificate names a device the caller owns — by Entra device ID
+// or Intune device ID in the CN, or by an IntuneDeviceId:// URI — and the record carries the device ID.
+func TestSelfServiceDeviceCertificates(t *testing.T) {
+	e := newEnv(t)
+	alice := newUser("alice")
+	entraDev := entrafake.NewGUID()
+	e.graph.AddDevice(entraDev, alice.oid)
+	intuneDev := entrafake.NewGUID()
+	e.graph.AddManagedDevice(entrafake.ManagedDevice{ID: intuneDev, UserID: alice.oid, AzureADDeviceID: entrafake.NewGUID()})
+	uriDev := entrafake.NewGUID()
+	e.graph.AddManagedDevice(entrafake.ManagedDevice{ID: uriDev, UserID: alice.oid, AzureADDeviceID: entrafake.NewGUID()})
+	tok := e.userToken(alice, selfService)
+
+	cases := []struct {
+		name   string
+		csr    testca.CSROptions
+		device string
+	}{
+		{"CN = owned Entra device ID", testca.CSROptions{Subject: cn(entraDev)}, entraDev},
+		{"CN = owned Entra device ID, upper case", testca.CSROptions{Subject: cn(strings.ToUpper(entraDev))}, entraDev},
+		{"CN = owned Intune device ID", testca.CSROptions{Subject: cn(intuneDev)}, intuneDev},
+		{"SAN URI IntuneDeviceId://owned", testca.CSROptions{URIs: []*url.URL{deviceURI(uriDev)}}, uriDev},
+		{"CN and URI name the same owned device", testca.CSROptions{Subject: cn(uriDev), URIs: []*url.URL{deviceURI(uriDev)}}, uriDev},
+		{"URI plus CN = caller's UPN", testca.CSROptions{Subject: cn(alice.upn), URIs: []*url.URL{deviceURI(entraDev)}}, entraDev},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cert := e.wantCert(e.post(tok, csrDER(t, ecKey(t, "dev-"+tc.name), tc.csr)))
+			rec := e.record(cert)
+			if rec.DeviceID != tc.device {
+				t.Fatalf("record device ID = %q, want %q", rec.DeviceID, tc.device)
+			}
+			if !strings.Contains(rec.Requester, "oid:"+alice.oid) {
+				t.Fatalf("requester = %q, want alice's object ID", rec.Requester)
+			}
+			if len(tc.csr.URIs) > 0 && (len(cert.URIs) != 1 || !strings.EqualFold(cert.URIs[0].Host, tc.device)) {
+				t.Fatalf("certificate URIs = %v", cert.URIs)
+			}
+		})
+	}
+	// Every ownership question went to Graph with the fake's token; nothing else was asked.
+	for _, r := range e.graph.Requests() {
+		if r.Auth != "Bearer "+e.graph.Token || r.Method != http.MethodGet {
+			t.Fatalf("unexpected Graph call %+v", r)
+		}
+	}
+}
+
+// TestSelfServiceRefusals: anything a CSR.SelfService caller asks for that is not bound to them is 403 with a
+// stable code, before any signature (no record).
+func TestSelfServiceRefusals(t *testing.T) {
+	e := newEnv(t)
+	alice, mallory := newUser("alice"), newUser("mallory")
+	aliceDev, malloryDev := entrafake.NewGUID(), entrafake.NewGUID()
+	e.graph.AddDevice(aliceDev, alice.oid)
+	e.graph.AddDevice(malloryDev, mallory.oid)
+	malloryIntune := entrafake.NewGUID()
+	e.graph.AddManagedDevice(entrafake.ManagedDevice{ID: malloryIntune, UserID: mallory.oid, AzureADDeviceID: malloryDev})
+	tok := e.userToken(alice, selfService)
+
+	withName := func(n pkix.Name, extra ...pkix.AttributeTypeAndValue) pkix.Name {
+		n.ExtraNames = append(n.ExtraNames, extra...)
+		return n
+	}
+	cases := []struct {
+		name  string
+		token string
+		csr   testca.CSROptions
+		code  string
+	}{
+		{"someone else's UPN in the SAN", tok, testca.CSROptions{UPNs: []string{mallory.upn}}, csrapi.CodeNotSelf},
+		{"own and someone else's UPN", tok, testca.CSROptions{UPNs: []string{alice.upn, mallory.upn}}, csrapi.CodeNotSelf},
+		{"someone else's UPN as CN", tok, testca.CSROptions{Subject: cn(mallory.upn)}, csrapi.CodeNotSelf},
+		{"no name at all bound to the caller", tok, testca.CSROptions{Subject: cn("laptop-17")}, csrapi.CodeNotSelf},
+		{"own UPN SAN but someone else's CN", tok,
+			testca.CSROptions{Subject: cn(mallory.upn), UPNs: []string{alice.upn}}, csrapi.CodeNotSelf},
+		// pkix.Name keeps the last CN, so the victim's comes first where most relying parties look.
+		{"two CNs, the caller's last", tok, testca.CSROptions{Subject: withName(pkix.Name{},
+			pkix.AttributeTypeAndValue{Type: oidCommonName, Value: mallory.upn},
+			pkix.AttributeTypeAndValue{Type: oidCommonName, Value: alice.upn})}, csrapi.CodeNotSelf},
+		{"someone else's e-mail address in the subject", tok, testca.CSROptions{Subject: withName(cn(alice.upn),
+			pkix.AttributeTypeAndValue{Type: oidEmailInName, Value: mallory.upn})}, csrapi.CodeNotSelf},
+		{"DNS name", tok, testca.CSROptions{UPNs: []string{alice.upn}, DNSNames: []string{"alice.contoso.test"}}, csrapi.CodeNotSelf},
+		{"e-mail SAN", tok, testca.CSROptions{UPNs: []string{alice.upn}, Emails: []string{alice.upn}}, csrapi.CodeNotSelf},
+		{"Intune SID URI", tok, testca.CSROptions{UPNs: []string{alice.upn}, URIs: []*url.URL{testca.IntuneSIDURI("S-1-5-21-1-2-3-1001")}}, csrapi.CodeNotSelf},
+		{"device URI plus UPN", tok, testca.CSROptions{UPNs: []string{alice.upn}, URIs: []*url.URL{deviceURI(aliceDev)}}, csrapi.CodeNotSelf},
+		{"CN and URI name different devices", tok, testca.CSROptions{Subject: cn(aliceDev), URIs: []*url.URL{deviceURI(malloryDev)}}, csrapi.CodeNotSelf},
+		{"two device URIs", tok, testca.CSROptions{URIs: []*url.URL{deviceURI(aliceDev), deviceURI(malloryDev)}}, csrapi.CodeNotSelf},
+		{"device URI with user info", tok, testca.CSROptions{URIs: []*url.URL{{Scheme: "IntuneDeviceId", User: url.User(malloryDev), Host: aliceDev}}}, csrapi.CodeNotSelf},
+		{"device URI with a path", tok, testca.CSROptions{URIs: []*url.URL{{Scheme: "IntuneDeviceId", Host: aliceDev, Path: "/" + malloryDev}}}, csrapi.CodeNotSelf},
+		{"opaque device URI", tok, testca.CSROptions{URIs: []*url.URL{{Scheme: "IntuneDeviceId", Opaque: aliceDev}}}, csrapi.CodeNotSelf},
+		{"empty device URI beside own UPN", tok, testca.CSROptions{UPNs: []string{alice.upn}, URIs: []*url.URL{{Scheme: "IntuneDeviceId", Host: ""}}}, csrapi.CodeNotSelf},
+		{"own device URI but someone else's CN", tok, testca.CSROptions{Subject: cn(mallory.upn), URIs: []*url.URL{deviceURI(aliceDev)}}, csrapi.CodeNotSelf},
+		{"CN = someone else's Entra device", tok, testca.CSROptions{Subject: cn(malloryDev)}, csrapi.CodeNotOwner},
+		{"CN = someone else's Intune device", tok, testca.CSROptions{Subject: cn(malloryIntune)}, csrapi.CodeNotOwner},
+		{"CN = unknown device", tok, testca.CSROptions{Subject: cn(entrafake.NewGUID())}, csrapi.CodeNotOwner},
+		{"URI names someone else's device", tok, testca.CSROptions{URIs: []*url.URL{deviceURI(malloryDev)}}, csrapi.CodeNotOwner},
+		{"URI device ID is not a GUID", tok, testca.CSROptions{URIs: []*url.URL{deviceURI("laptop-17")}}, csrapi.CodeNotOwner},
+		{"app token with the self-service role", e.tenant.MintApp(selfService), testca.CSROptions{Subject: cn(aliceDev)}, csrapi.CodeForbidden},
+		{"user token without a UPN", e.userToken(user{oid: alice.oid}, selfService), testca.CSROptions{Subject: cn("nobody")}, csrapi.CodeNotSelf},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.post(tc.token, csrDER(t, ecKey(t, "refuse"), tc.csr))
+			wantProblem(t, r, http.StatusForbidden, tc.code)
+		})
+	}
+	if n := e.records(""); n != 0 {
+		t.Fatalf("records = %d after refused self-service requests, want 0", n)
+	}
+}
+
+// TestSelfServiceClientAuthOnly: self-service certificates are clientAuth only. With the default profile a wider
+// EKU is refused by policy (400); with a profile that allows more, the self-service rule refuses it (403) while a
+// CSR.Request.Db caller may have it.
+func TestSelfServiceClientAuthOnly(t *testing.T) {
+	t.Run("default profile", func(t *testing.T) {
+		e := newEnv(t)
+		alice := newUser("alice")
+		der := csrDER(t, ecKey(t, "eku"), testca.CSROptions{UPNs: []string{alice.upn},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+		wantProblem(t, e.post(e.userToken(alice, selfService), der), http.StatusBadRequest, string(policy.CodeExtKeyUsage))
+	})
+	t.Run("wider profile", func(t *testing.T) {
+		wide, err := policy.ParseProfile("api", "validity=365d;ku=digitalSignature;eku=clientAuth,emailProtection;san=upn,uri")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := newEnv(t, func(c *csrapi.Config) { c.Profile = wide })
+		alice := newUser("alice")
+		tok := e.userToken(alice, selfService)
+		email := csrDER(t, ecKey(t, "eku-email"), testca.CSROptions{UPNs: []string{alice.upn},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}})
+		wantProblem(t, e.post(tok, email), http.StatusForbidden, csrapi.CodeNotClientAuth)
+		// No EKU requested means the profile's (both): also not clientAuth-only.
+		wantProblem(t, e.post(tok, csrDER(t, ecKey(t, "eku-none"), testca.CSROptions{UPNs: []string{alice.upn}})),
+			http.StatusForbidden, csrapi.CodeNotClientAuth)
+		if n := e.records(""); n != 0 {
+			t.Fatalf("records = %d, want 0", n)
+		}
+		// Narrowed to clientAuth it is fine.
+		cert := e.wantCert(e.post(tok, csrDER(t, ecKey(t, "eku-client"), testca.CSROptions{UPNs: []string{alice.upn},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})))
+		if !slices.Equal(cert.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}) {
+			t.Fatalf("EKU = %v", cert.ExtKeyUsage)
+		}
+		// A Request.Db caller gets what the profile allows.
+		cert = e.wantCert(e.post(e.appToken(), email))
+		if !slices.Equal(cert.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}) {
+			t.Fatalf("EKU = %v", cert.ExtKeyUsage)
+		}
+	})
+}
+
+// TestSelfServiceGraphDown: when Graph cannot answer an ownership question the caller gets 503 with Retry-After
+// — never a certificate — and the next request after recovery succeeds (errors are not cached as "no").
+func TestSelfServiceGraphDown(t *testing.T) {
+	for _, status := range []int{http.StatusServiceUnavailable, http.StatusInternalServerError,
+		http.StatusTooManyRequests, http.StatusUnauthorized} {
+		t.Run(http.StatusText(status), func(t *testing.T) {
+			e := newEnv(t)
+			alice := newUser("alice")
+			dev := entrafake.NewGUID()
+			e.graph.AddDevice(dev, alice.oid)
+			tok := e.userToken(alice, selfService)
+			der := csrDER(t, ecKey(t, "graph-down"), testca.CSROptions{Subject: cn(dev)})
+
+			e.graph.SetFault(entrafake.Fault{Status: status})
+			r := e.post(tok, der)
+			wantProblem(t, r, http.StatusServiceUnavailable, csrapi.CodeUnavailable)
+			wantRetryAfter(t, r, 1)
+			if len(e.graph.Requests()) == 0 {
+				t.Fatal("no Graph call was made: the answer did not come from the ownership check")
+			}
+			if n := e.records(""); n != 0 {
+				t.Fatalf("records = %d while Graph is down, want 0", n)
+			}
+
+			e.graph.SetFault(entrafake.Fault{})
+			rec := e.record(e.wantCert(e.post(tok, der)))
+			if rec.DeviceID != dev {
+				t.Fatalf("device ID = %q, want %q", rec.DeviceID, dev)
+			}
+		})
+	}
+}
+
+// TestSelfServiceWithoutOwnership: with no Graph client configured, device self-service is refused (403), while
+// user certificates still work.
+func TestSelfServiceWithoutOwnership(t *testing.T) {
+	e := newEnv(t, func(c *csrapi.Config) { c.Ownership = nil })
+	alice := newUser("alice")
+	tok := e.userToken(alice, selfService)
+	wantProblem(t, e.post(tok, csrDER(t, ecKey(t, "no-graph"), testca.CSROptions{Subject: cn(entrafake.NewGUID())})),
+		http.StatusForbidden, csrapi.CodeNotOwner)
+	e.wantCert(e.post(tok, csrDER(t, ecKey(t, "no-graph-user"), testca.CSROptions{UPNs: []string{alice.upn}})))
+	if n := e.records(store.StatusIssued); n != 1 {
+		t.Fatalf("issued = %d, want 1", n)
+	}
+}

@@ -1,0 +1,303 @@
+package lint_test
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"errors"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/azscep/azscep/internal/lint"
+)
+
+var (
+	oidBasicConstraints = asn1.ObjectIdentifier{2, 5, 29, 19}
+	oidSAN              = asn1.ObjectIdentifier{2, 5, 29, 17}
+)
+
+func mustMarshal(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := asn1.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestLinterCheck(t *testing.T) {
+	loadFixtures(t)
+	type basicConstraints struct {
+		IsCA    bool `asn1:"optional"`
+		PathLen int  `asn1:"optional,default:-1"`
+	}
+	upnSAN := pkix.Extension{Id: oidSAN, Critical: true, Value: mustMarshal(t, []asn1.RawValue{
+		{Class: asn1.ClassContextSpecific, Tag: 1, Bytes: []byte("alice@contoso.com")}})}
+	for _, tc := range []struct {
+		name    string
+		rsaCA   bool
+		pub     func() crypto.PublicKey
+		mutate  func(tmpl *x509.Certificate, want *lint.Expect)
+		wantErr string // "" means the leaf must pass
+	}{
+		{name: "ok/p256-leaf"},
+		{name: "ok/rsa-leaf-rsa-ca", rsaCA: true, pub: func() crypto.PublicKey { return keys.leafRSA.Public() }},
+		{name: "ok/intune-shape-keyEncipherment", rsaCA: true, pub: func() crypto.PublicKey { return keys.leafRSA.Public() },
+			mutate: func(c *x509.Certificate, w *lint.Expect) {
+				c.KeyUsage |= x509.KeyUsageKeyEncipherment
+				w.KeyUsage = c.KeyUsage
+			}},
+		{name: "ok/empty-subject-critical-san", mutate: func(c *x509.Certificate, _ *lint.Expect) {
+			c.Subject, c.DNSNames, c.ExtraExtensions = pkix.Name{}, nil, []pkix.Extension{upnSAN}
+		}},
+		{name: "ok/validity-at-cap-plus-backdate", mutate: func(c *x509.Certificate, w *lint.Expect) {
+			c.NotAfter = c.NotBefore.Add(maxValidity + time.Hour)
+		}},
+		{name: "ok/serial-20-octets", mutate: func(c *x509.Certificate, _ *lint.Expect) {
+			c.SerialNumber = new(big.Int).SetBytes(append([]byte{0x7f}, bytes.Repeat([]byte{0xa5}, 19)...))
+		}},
+
+		{name: "fail/ca-true", mutate: func(c *x509.Certificate, _ *lint.Expect) { c.IsCA = true },
+			wantErr: "CA:FALSE"},
+		{name: "fail/no-basic-constraints", mutate: func(c *x509.Certificate, _ *lint.Expect) { c.BasicConstraintsValid = false },
+			wantErr: "CA:FALSE"},
+		{name: "fail/basic-constraints-not-critical", mutate: func(c *x509.Certificate, _ *lint.Expect) {
+			c.BasicConstraintsValid = false
+			c.ExtraExtensions = append(c.ExtraExtensions, pkix.Extension{Id: oidBasicConstraints,
+				Value: mustMarshal(t, basicConstraints{PathLen: -1})})
+		}, wantErr: "must be critical"},
+		// Go refuses MaxPathLen on a non-CA template, so the extension is spelled out.
+		{name: "fail/path-length-on-leaf", mutate: func(c *x509.Certificate, _ *lint.Expect) {
+			c.BasicConstraintsValid = false
+			c.ExtraExtensions = append(c.ExtraExtensions, pkix.Extension{Id: oidBasicConstraints, Critical: true,
+				Value: mustMarshal(t, basicConstraints{PathLen: 0})})
+		}, wantErr: "path length"},
+		{name: "fail/keyCertSign", mutate: func(c *x509.Certificate, w *lint.Expect) {
+			c.KeyUsage |= x509.KeyUsageCertSign
+			w.KeyUsage = c.KeyUsage
+		}, wantErr: "keyCertSign"},
+		{name: "fail/cRLSign", mutate: func(c *x509.Certificate, w *lint.Expect) {
+			c.KeyUsage |= x509.KeyUsageCRLSign
+			w.KeyUsage = c.KeyUsage
+		}, wantErr: "keyCertSign or cRLSign"},
+		{name: "fail/key-usage-mismatch", mutate: func(c *x509.Certificate, _ *lint.Expect) {
+			c.KeyUsage |= x509.KeyUsageKeyEncipherment
+		}, wantErr: "key usage"},
+		{name: "fail/no-key-usage", mutate: func(c *x509.Certificate, _ *lint.Expect) { c.KeyUsage = 0 }, wantErr: "key usage"},
+		{name: "fail/eku-mismatch", mutate: func(c *x509.Certificate, _ *lint.Expect) {
+			c.ExtKeyUsage = append(c.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
+		}, wantErr: "extended key usage differs"},
+		{name: "fail/eku-missing", mutate: func(c *x509.Certificate, _ *lint.Expect) { c.ExtKeyUsage = nil },
+			wantErr: "extended key usage differs"},
+		{name: "fail/unknown-eku", mutate: func(c *x509.Certificate, _ *lint.Expect) {
+			c.UnknownExtKeyUsage = []asn1.ObjectIdentifier{{1, 3, 6, 1, 4, 1, 311, 10, 3, 4}}
+		}, wantErr: "extended key usage differs"},
+		{name: "fail/code-signing-even-if-expected", mutate: func(c *x509.Certificate, w *lint.Expect) {
+			c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageCodeSigning}
+			w.ExtKeyUsage = c.ExtKeyUsage
+		}, wantErr: "never issued"},
+		{name: "fail/any-eku-even-if-expected", mutate: func(c *x509.Certificate, w *lint.Expect) {
+			c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageAny}
+			w.ExtKeyUsage = c.ExtKeyUsage
+		}, wantErr: "never issued"},
+		{name: "fail/serial-zero", mutate: func(c *x509.Certificate, _ *lint.Expect) { c.SerialNumber = big.NewInt(0) },
+			wantErr: "positive"},
+		{name: "fail/serial-short", mutate: func(c *x509.Certificate, _ *lint.Expect) { c.SerialNumber = big.NewInt(7) },
+			wantErr: "fewer than 64 bits"},
+		{name: "fail/serial-63-bits", mutate: func(c *x509.Certificate, _ *lint.Expect) {
+			c.SerialNumber = new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 64), big.NewInt(1))
+		}, wantErr: "fewer than 64 bits"},
+		// A 20-byte magnitude with the top bit set encodes as 21 octets (a leading zero keeps it positive).
+		{name: "fail/serial-21-octets", mutate: func(c *x509.Certificate, _ *lint.Expect) {
+			c.SerialNumber = new(big.Int).SetBytes(append([]byte{0x80}, bytes.Repeat([]byte{0xa5}, 19)...))
+		}, wantErr: "20 octets"},
+		{name: "fail/serial-21-byte-magnitude", mutate: func(c *x509.Certificate, _ *lint.Expect) {
+			c.SerialNumber = new(big.Int).SetBytes(bytes.Repeat([]byte{0x11}, 21))
+		}, wantErr: "20 octets"},
+		{name: "fail/not-after-before-not-before", mutate: func(c *x509.Certificate, _ *lint.Expect) {
+			c.NotAfter = c.NotBefore.Add(-time.Second)
+		}, wantErr: "notAfter is not after notBefore"},
+		{name: "fail/validity-over-cap", mutate: func(c *x509.Certificate, _ *lint.Expect) {
+			c.NotAfter = c.NotBefore.Add(maxValidity + 3*time.Hour)
+		}, wantErr: "exceeds the profile cap"},
+		{name: "fail/outlives-issuer", mutate: func(c *x509.Certificate, w *lint.Expect) {
+			c.NotAfter = fixtures.caEC.NotAfter.Add(time.Second)
+			w.MaxValidity = 10 * maxValidity
+		}, wantErr: "outlives"},
+		{name: "fail/backdated-too-far", mutate: func(c *x509.Certificate, w *lint.Expect) {
+			c.NotBefore = w.NotBefore.Add(-time.Minute)
+		}, wantErr: "back-dated"},
+		{name: "fail/missing-ski", mutate: func(c *x509.Certificate, _ *lint.Expect) { c.SubjectKeyId = nil },
+			wantErr: "subject key identifier"},
+		{name: "fail/ecdsa-sha1", mutate: func(c *x509.Certificate, _ *lint.Expect) { c.SignatureAlgorithm = x509.ECDSAWithSHA1 },
+			wantErr: "weak signature algorithm"},
+		{name: "fail/sha1-rsa", rsaCA: true, mutate: func(c *x509.Certificate, _ *lint.Expect) {
+			c.SignatureAlgorithm = x509.SHA1WithRSA
+		}, wantErr: "weak signature algorithm"},
+		{name: "fail/no-names", mutate: func(c *x509.Certificate, _ *lint.Expect) { c.Subject, c.DNSNames = pkix.Name{}, nil },
+			wantErr: "names nobody"},
+		{name: "fail/empty-subject-non-critical-san", mutate: func(c *x509.Certificate, _ *lint.Expect) {
+			san := upnSAN
+			san.Critical = false
+			c.Subject, c.DNSNames, c.ExtraExtensions = pkix.Name{}, nil, []pkix.Extension{san}
+		}, wantErr: "must be critical when the subject is empty"},
+		{name: "fail/rsa-1024-leaf", pub: func() crypto.PublicKey { return keys.leafRSA1024.Public() },
+			wantErr: "RSA key below 2048"},
+		{name: "fail/p521-leaf", pub: func() crypto.PublicKey { return keys.leafP521.Public() }, wantErr: "curve"},
+		{name: "fail/ed25519-leaf", pub: func() crypto.PublicKey { return keys.leafEd.Public() }, wantErr: "never issued"},
+		// Go itself refuses this template; the Linter must report that as a lint failure, not sign anyway.
+		{name: "fail/template-go-refuses", mutate: func(c *x509.Certificate, _ *lint.Expect) { c.MaxPathLen = 2 },
+			wantErr: "signing with the throwaway key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, ca := fixtures.linterEC, fixtures.caEC
+			if tc.rsaCA {
+				l, ca = fixtures.linterRSA, fixtures.caRSA
+			}
+			pub := keys.leafEC.Public()
+			if tc.pub != nil {
+				pub = tc.pub()
+			}
+			now := time.Now()
+			tmpl := leafTemplate(t, pub, now)
+			want := expectFor(tmpl, now)
+			if tc.mutate != nil {
+				tc.mutate(tmpl, &want)
+			}
+			der, err := l.Check(tmpl, pub, want)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Check: %v", err)
+				}
+				assertLinted(t, der, ca, pub)
+				return
+			}
+			if !errors.Is(err, lint.ErrLint) {
+				t.Fatalf("Check error %v does not wrap ErrLint", err)
+			}
+			if !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("Check error %q does not mention %q", err, tc.wantErr)
+			}
+			if der != nil {
+				t.Fatal("Check returned DER with an error")
+			}
+		})
+	}
+}
+
+// assertLinted checks what Check returns: the planned certificate, with the real issuer's name and key
+// identifier, for the subject's key, signed by the throwaway key rather than the CA's.
+func assertLinted(t *testing.T, der []byte, ca *x509.Certificate, pub crypto.PublicKey) {
+	t.Helper()
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatalf("linted DER does not parse: %v", err)
+	}
+	if !bytes.Equal(c.RawIssuer, ca.RawSubject) || !bytes.Equal(c.AuthorityKeyId, ca.SubjectKeyId) {
+		t.Fatal("linted certificate does not name the real issuer")
+	}
+	if !c.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(pub) {
+		t.Fatal("linted certificate carries another key")
+	}
+	if err := c.CheckSignatureFrom(ca); err == nil {
+		t.Fatal("linted certificate verifies under the real CA key: the Linter must never hold it")
+	}
+	if err := lint.Certificate(c, ca, lint.Expect{KeyUsage: c.KeyUsage, ExtKeyUsage: c.ExtKeyUsage,
+		MaxValidity: maxValidity}); err != nil {
+		t.Fatalf("re-linting the returned certificate: %v", err)
+	}
+}
+
+// TestCertificateIssuerChecks covers failures Linter.Check cannot produce because it always uses the real names.
+func TestCertificateIssuerChecks(t *testing.T) {
+	loadFixtures(t)
+	now := time.Now()
+	tmpl := leafTemplate(t, keys.leafEC.Public(), now)
+	want := expectFor(tmpl, now)
+	der, err := fixtures.linterEC.Check(tmpl, keys.leafEC.Public(), want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherSKI := *fixtures.caEC
+	otherSKI.SubjectKeyId = bytes.Repeat([]byte{1}, 20)
+	noSKI := *fixtures.caEC
+	noSKI.SubjectKeyId = nil
+	for _, tc := range []struct {
+		name    string
+		issuer  *x509.Certificate
+		wantErr string
+	}{
+		{"ok/real-issuer", fixtures.caEC, ""},
+		{"ok/issuer-without-ski", &noSKI, ""},
+		{"fail/wrong-issuer-name", fixtures.otherCA, "issuer name"},
+		{"fail/authority-key-id-mismatch", &otherSKI, "authority key identifier"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := lint.Certificate(leaf, tc.issuer, want)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, lint.ErrLint) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("Certificate() = %v, want ErrLint mentioning %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestNew(t *testing.T) {
+	loadFixtures(t)
+	_, edKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edCA, err := selfSignedCA("ed25519 CA", edKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lint.New(edCA); err == nil || !strings.Contains(err.Error(), "not supported") {
+		t.Fatalf("New(Ed25519 CA) = %v, want unsupported", err)
+	}
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca384, err := selfSignedCA("P-384 CA", p384)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := lint.New(ca384)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tmpl := leafTemplate(t, keys.leafEC.Public(), now)
+	der, err := l.Check(tmpl, keys.leafEC.Public(), expectFor(tmpl, now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SignatureAlgorithm != x509.ECDSAWithSHA384 {
+		t.Fatalf("throwaway key is not shaped like the P-384 CA key: signed with %v", c.SignatureAlgorithm)
+	}
+	if err := c.CheckSignatureFrom(ca384); err == nil {
+		t.Fatal("signed by the real CA key")
+	}
+}
