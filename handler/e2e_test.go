@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -343,5 +344,109 @@ func TestGracefulShutdownAndImmediateReadiness(t *testing.T) {
 		if line := sc.Text(); !strings.HasPrefix(line, "{") {
 			t.Errorf("non-JSON stdout line: %q", line)
 		}
+	}
+}
+
+// devToken mints a token from the local development issuer the running service exposes.
+func devToken(t *testing.T, base string, roles ...string) string {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"roles": roles, "upn": "admin@azscep.local"})
+	resp, err := http.Post(base+"/api/dev/token", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.AccessToken == "" {
+		t.Fatalf("dev token: %v (status %d)", err, resp.StatusCode)
+	}
+	return tok.AccessToken
+}
+
+func runOpenSSL(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("openssl", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// TestRevocationVisibleInOCSPAndCRL: a certificate enrolled over SCEP is good in OCSP; once an admin revokes it
+// through the API it is revoked in OCSP and listed in the CRL — checked with the openssl command line.
+func TestRevocationVisibleInOCSPAndCRL(t *testing.T) {
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	dir := t.TempDir()
+	cmd := exec.Command(scepclientPath(t), "-server-url", svc.base+"/api/scep/static", "-private-key",
+		filepath.Join(dir, "d.key"), "-certificate", filepath.Join(dir, "d.pem"), "-challenge",
+		config.LocalStaticChallenge, "-cn", "ocsp-device")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("scepclient: %v\n%s", err, out)
+	}
+	leafPEM, _ := os.ReadFile(filepath.Join(dir, "d.pem"))
+	leaf, _ := custody.ParsePEMCertificates(leafPEM)
+	resp, err := http.Get(svc.base + "/api/ca?format=pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, caPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ocspArgs := []string{"ocsp", "-issuer", caFile, "-cert", filepath.Join(dir, "d.pem"), "-url", svc.base + "/api/ocsp",
+		"-CAfile", caFile}
+	if out := runOpenSSL(t, ocspArgs...); !strings.Contains(out, "Response verify OK") || !strings.Contains(out, ": good") {
+		t.Fatalf("OCSP before revocation:\n%s", out)
+	}
+
+	// Revoke through the admin API; a token without the role is refused first.
+	serial := store.SerialString(leaf[0].SerialNumber)
+	revoke := func(token string) *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, svc.base+"/api/certificates/"+serial+"/revoke",
+			strings.NewReader(`{"reason":"keyCompromise"}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if r := revoke(devToken(t, svc.base, "CSR.Request.Db")); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("revoke without Certificates.Manage = %d, want 403", r.StatusCode)
+	}
+	if r := revoke(devToken(t, svc.base, "Certificates.Manage")); r.StatusCode != http.StatusOK {
+		t.Fatalf("revoke = %d", r.StatusCode)
+	}
+	out := runOpenSSL(t, ocspArgs...)
+	if !strings.Contains(out, ": revoked") || !strings.Contains(out, "Reason: keyCompromise") {
+		t.Fatalf("OCSP after revocation:\n%s", out)
+	}
+	resp, err = http.Get(svc.base + "/api/crl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	crlDER, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	crlFile := filepath.Join(dir, "ca.crl")
+	if err := os.WriteFile(crlFile, crlDER, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out = runOpenSSL(t, "crl", "-inform", "DER", "-in", crlFile, "-CAfile", caFile, "-noout", "-text")
+	if !strings.Contains(out, serial) || !strings.Contains(out, "Key Compromise") {
+		t.Fatalf("CRL does not list %s:\n%s", serial, out)
+	}
+	if out := runOpenSSL(t, "crl", "-inform", "DER", "-in", crlFile, "-CAfile", caFile, "-noout"); !strings.Contains(out, "verify OK") {
+		t.Fatalf("CRL does not verify: %s", out)
+	}
+	rec, err := svc.store.Get(context.Background(), serial)
+	if err != nil || rec.Status != store.StatusRevoked || !strings.HasPrefix(rec.RevokedBy, "admin:admin@azscep.local") {
+		t.Fatalf("record after revocation: %+v %v", rec, err)
 	}
 }

@@ -37,6 +37,8 @@ type running struct {
 	base string
 	cfg  *config.Config
 	logs *bytes.Buffer
+	// stop ends serve and waits for it; the test's cleanup calls it too.
+	stop func()
 }
 
 // scepURL is the SCEP URL of an endpoint.
@@ -89,22 +91,22 @@ func startServe(t *testing.T, env []string, opts buildOptions) *running {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, cfg, log, opts) }()
-	stopped := false
-	t.Cleanup(func() {
-		cancel()
-		if stopped {
-			return
-		}
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	var once sync.Once
 	r := &running{base: fmt.Sprintf("http://127.0.0.1:%d", cfg.Port), cfg: cfg, logs: logs}
+	r.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		})
+	}
+	t.Cleanup(r.stop)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		select {
 		case err := <-done:
-			stopped = true
+			once.Do(func() { cancel() }) // already stopped: the cleanup must not wait again
 			t.Fatalf("serve stopped during start-up: %v\n%s", err, r.logText())
 		default:
 		}

@@ -130,7 +130,7 @@ func (a *app) init(ctx context.Context) error {
 		}
 	}
 	a.deps = d
-	a.mux = routes(d)
+	a.mux = d.unclean(routes(d))
 	close(a.ready)
 	a.log.Info("ready", "duration_ms", time.Since(start).Milliseconds(), "ca", d.keys.CA().Subject.String(),
 		"ca_sha256", custody.Fingerprint(d.keys.CA()))
@@ -249,6 +249,19 @@ func (d *deps) serveHealth(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	_ = json.NewEncoder(w).Encode(body)
+}
+
+// unclean sends OCSP GET requests straight to the responder: their base64 path may contain "//", which
+// http.ServeMux would clean and redirect.
+func (d *deps) unclean(mux *http.ServeMux) http.Handler {
+	ocspGET := d.ocspHandler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/ocsp/") {
+			ocspGET.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 func (d *deps) crlHandler() http.Handler {

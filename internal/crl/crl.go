@@ -25,6 +25,7 @@ import (
 	"math/big"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -163,6 +164,8 @@ type Publisher struct {
 	flight   *flight
 	failErr  error
 	failedAt time.Time
+
+	waiters atomic.Int32 // callers blocked on a flight; lets tests line up races deterministically
 }
 
 // flight is one in-progress generation that concurrent callers wait on.
@@ -281,11 +284,14 @@ func (p *Publisher) Current(ctx context.Context) (*CRL, error) {
 		}
 		p.mu.Unlock()
 
+		p.waiters.Add(1)
 		select {
 		case <-f.done:
 		case <-ctx.Done():
+			p.waiters.Add(-1)
 			return nil, fmt.Errorf("waiting for CRL generation: %w", ctx.Err())
 		}
+		p.waiters.Add(-1)
 		p.mu.Lock()
 		if f.err != nil {
 			c, err := p.staleOrErrLocked(p.clock.Now(), f.err)
@@ -305,7 +311,7 @@ func (p *Publisher) Current(ctx context.Context) (*CRL, error) {
 }
 
 func (p *Publisher) freshLocked(now time.Time) bool {
-	return p.cur != nil && now.Before(p.cur.RefreshAt())
+	return p.cur != nil && p.curEpoch == p.epoch && now.Before(p.cur.RefreshAt())
 }
 
 func (p *Publisher) staleOrErrLocked(now time.Time, cause error) (*CRL, error) {

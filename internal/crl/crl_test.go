@@ -266,8 +266,17 @@ func TestInvalidate_DuringGenerationIsHonoured(t *testing.T) {
 		}
 		late <- c
 	}()
-	f.src.gate <- struct{}{} // release generation 1, whose snapshot predates the revocation
-	await(t, f.src.started)  // generation 2 started for the late caller
+	// Wait until the late caller has joined generation 1, then release it: its snapshot predates the
+	// revocation, so the late caller must not be handed its result.
+	deadline := time.Now().Add(10 * time.Second)
+	for f.pub.waiters.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("late caller never joined the running generation")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	f.src.gate <- struct{}{}
+	await(t, f.src.started) // generation 2 started for the late caller
 	close(f.src.gate)
 
 	<-early

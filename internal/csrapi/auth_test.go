@@ -52,6 +52,8 @@ func TestAuthRejections(t *testing.T) {
 			code: entra.CodeInvalidToken, challenge: `Bearer error="invalid_token"*`},
 		{name: "HS256 keyed with the public key", auth: bearer(e.appToken(entrafake.HS256WithPublicKey())),
 			status: 401, code: entra.CodeInvalidToken, challenge: `Bearer error="invalid_token"*`},
+		{name: "bad signature", auth: bearer(tamperSignature(e.appToken())), status: 401,
+			code: entra.CodeInvalidToken, challenge: `Bearer error="invalid_token"*`},
 		{name: "wrong tenant", auth: bearer(e.appToken(entrafake.FromTenant(otherTenant))), status: 401,
 			code: entra.CodeInvalidToken, challenge: `Bearer error="invalid_token"*`},
 		{name: "wrong issuer", auth: bearer(e.appToken(entrafake.WithClaim("iss",
@@ -167,4 +169,17 @@ func TestMethodNotAllowed(t *testing.T) {
 	if n := e.records(store.StatusIssued); n != 0 {
 		t.Fatalf("records = %d, want 0", n)
 	}
+}
+
+// tamperSignature flips one character in the middle of a JWT's signature segment (the last character may only
+// carry padding bits, which lenient base64url decoders ignore).
+func tamperSignature(tok string) string {
+	i := strings.LastIndexByte(tok, '.') + (len(tok)-strings.LastIndexByte(tok, '.'))/2
+	b := []byte(tok)
+	if b[i] == 'A' {
+		b[i] = 'B'
+	} else {
+		b[i] = 'A'
+	}
+	return string(b)
 }

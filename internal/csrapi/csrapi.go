@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -48,15 +49,23 @@ type Ownership interface {
 
 // Config wires a Handler.
 type Config struct {
-	Verifier    Verifier
-	Ownership   Ownership // nil: device self-service is refused
-	Issuer      *issuance.Issuer
-	Chain       []*x509.Certificate
-	Profile     *policy.Profile
+	// Verifier authenticates every request before anything else is read (an *entra.Verifier in production).
+	Verifier Verifier
+	// Ownership answers self-service device questions; nil refuses device self-service (fail closed).
+	Ownership Ownership
+	// Issuer runs the same issuance cycle and records as SCEP.
+	Issuer *issuance.Issuer
+	// Chain is sent after the leaf in PEM and PKCS#7 answers, issuing CA first.
+	Chain []*x509.Certificate
+	// Profile is what every certificate from this endpoint is built from.
+	Profile *policy.Profile
+	// RetryWindow is how long the same CSR from the same caller is answered with the stored certificate instead
+	// of a new one, so a client that lost the response does not mint duplicates. 0 means no limit.
 	RetryWindow time.Duration
 	// RatePerCaller limits requests per caller (per second, with a burst of 4×); 0 means 5/s.
 	RatePerCaller float64
-	Logger        *slog.Logger
+	// Logger gets one line per refusal and per issuance (never token or key material); nil discards.
+	Logger *slog.Logger
 }
 
 // Handler serves POST /api/csr.
@@ -100,6 +109,8 @@ const (
 	CodeNotClientAuth = "self_service_client_auth_only"
 )
 
+// ServeHTTP rejects before spending: method, token, role and rate limit come before the body is read, and
+// every local check comes before the CA key is used.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		httpx.MethodNotAllowed(w, r, http.MethodPost)
@@ -249,6 +260,9 @@ func DecodeCSR(body []byte, cms bool) ([]byte, error) {
 			return nil, errors.New("body is neither DER, PEM nor base64")
 		}
 		der = b
+	}
+	if len(der) == 0 {
+		return nil, errors.New("the body holds no request")
 	}
 	if cms {
 		p7, err := mozpkcs7.Parse(der)
@@ -440,12 +454,11 @@ func (h *Handler) write(w http.ResponseWriter, r *http.Request, res *issuance.Re
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Location", "/api/certificates/"+res.Record.Serial)
 	w.Header().Set("X-Certificate-Serial", res.Record.Serial)
-	accept := r.Header.Get("Accept")
-	switch {
-	case strings.Contains(accept, "application/x-pem-file"):
+	switch negotiate(r.Header.Values("Accept")) {
+	case "application/x-pem-file":
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		_, _ = w.Write(custody.EncodePEM(append([]*x509.Certificate{res.Cert}, h.cfg.Chain...)...))
-	case strings.Contains(accept, "application/pkcs7-mime"):
+	case "application/pkcs7-mime":
 		body, err := scep.Degenerate(append([]*x509.Certificate{res.Cert}, h.cfg.Chain...))
 		if err != nil {
 			httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusInternalServerError, Code: CodeInternal, Detail: "internal error"})
@@ -457,6 +470,36 @@ func (h *Handler) write(w http.ResponseWriter, r *http.Request, res *issuance.Re
 		w.Header().Set("Content-Type", "application/pkix-cert")
 		_, _ = w.Write(res.Cert.Raw)
 	}
+}
+
+// negotiate picks the answer format from Accept: the explicitly named type with the highest q (the first one
+// listed on a tie), never one the client ruled out with q=0. Wildcards and anything else get the DER default,
+// which every client can handle, rather than a 406 after a certificate was already issued.
+func negotiate(accept []string) string {
+	best, bestQ := "application/pkix-cert", 0.0
+	for _, header := range accept {
+		for _, part := range strings.Split(header, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil {
+				continue
+			}
+			switch mt {
+			case "application/pkix-cert", "application/x-pem-file", "application/pkcs7-mime":
+			default:
+				continue
+			}
+			q := 1.0
+			if v, ok := params["q"]; ok {
+				if q, err = strconv.ParseFloat(v, 64); err != nil || q < 0 || q > 1 {
+					continue
+				}
+			}
+			if q > bestQ {
+				best, bestQ = mt, q
+			}
+		}
+	}
+	return best
 }
 
 // callerID is the stable identity a retry key and rate limit are scoped to.

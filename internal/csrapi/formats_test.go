@@ -151,6 +151,8 @@ func TestRequestRejections(t *testing.T) {
 			code: csrapi.CodeBadEncoding},
 		{name: "PEM of a certificate", body: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.ca.Cert.Raw}),
 			status: 400, code: csrapi.CodeBadEncoding},
+		{name: "empty PEM block", body: []byte("-----BEGIN CERTIFICATE REQUEST-----\n-----END CERTIFICATE REQUEST-----\n"),
+			status: 400, code: csrapi.CodeBadEncoding},
 		{name: "unterminated PEM", body: pemDER[:len(pemDER)-10], status: 400, code: csrapi.CodeBadEncoding},
 		{name: "base64 with a bad character", body: append(wrap64(der, "\n"), '*'), status: 400, code: csrapi.CodeBadEncoding},
 		{name: "CMS that does not parse", body: der, contentType: "application/pkcs7-mime", status: 400,
@@ -307,6 +309,23 @@ func TestResponseFormats(t *testing.T) {
 		}
 	})
 
+	t.Run("Accept negotiation", func(t *testing.T) {
+		for accept, want := range map[string]string{
+			"application/x-pem-file;q=0, application/pkix-cert":          "application/pkix-cert",
+			"application/x-pem-file;q=0":                                 "application/pkix-cert",
+			"application/pkix-cert;q=0.5, application/pkcs7-mime":        "application/pkcs7-mime; smime-type=certs-only",
+			"text/html, application/x-pem-file; q=0.9":                   "application/x-pem-file",
+			"application/pkcs7-mime;q=0.2, application/x-pem-file;q=0.8": "application/x-pem-file",
+			"application/json": "application/pkix-cert",
+		} {
+			r := e.do(request{body: der, contentType: "application/pkcs10", auth: bearer(tok), accept: accept})
+			if r.StatusCode != http.StatusOK || r.Header.Get("Content-Type") != want {
+				t.Errorf("Accept %q: status %d, Content-Type %q; want %q", accept, r.StatusCode,
+					r.Header.Get("Content-Type"), want)
+			}
+		}
+	})
+
 	t.Run("DER when Accept names something else", func(t *testing.T) {
 		r := e.do(request{body: der, contentType: "application/pkcs10", auth: bearer(tok), accept: "*/*"})
 		if c := e.wantCert(r); !c.Equal(cert) {
@@ -314,7 +333,7 @@ func TestResponseFormats(t *testing.T) {
 		}
 	})
 	if n := e.records(store.StatusIssued); n != 1 {
-		t.Fatalf("issued records = %d after one request and three retries, want 1", n)
+		t.Fatalf("issued records = %d after one request and its retries, want 1", n)
 	}
 }
 

@@ -3,6 +3,10 @@ package csrapi_test
 import (
 	"bytes"
 	"encoding/base64"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/azscep/azscep/internal/csrapi"
@@ -66,4 +70,50 @@ func FuzzDecodeCSR(f *testing.F) {
 			}
 		}
 	})
+}
+
+// readSeed reads one file of the go-fuzz corpus format this package's seeds use.
+func readSeed(t *testing.T, name string) ([]byte, bool) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("testdata", "fuzz", "FuzzDecodeCSR", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	if len(lines) != 3 || lines[0] != "go test fuzz v1" {
+		t.Fatalf("seed %s is not a corpus file", name)
+	}
+	body, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(lines[1], "[]byte("), ")"))
+	if err != nil {
+		t.Fatalf("seed %s: %v", name, err)
+	}
+	cms, err := strconv.ParseBool(strings.TrimSuffix(strings.TrimPrefix(lines[2], "bool("), ")"))
+	if err != nil {
+		t.Fatalf("seed %s: %v", name, err)
+	}
+	return []byte(body), cms
+}
+
+// TestDecodeCSRSeeds pins what the seed corpus (made with openssl: an EC key, its CSR, and a CMS SignedData
+// signed by a self-signed certificate for that key) must decode to, so the fuzz seeds keep covering the success
+// paths and not only the refusals.
+func TestDecodeCSRSeeds(t *testing.T) {
+	want, _ := readSeed(t, "der")
+	if _, err := policy.ParseCSR(want); err != nil {
+		t.Fatalf("the DER seed is not a CSR: %v", err)
+	}
+	for _, name := range []string{"der", "pem", "base64-wrapped", "cms-der", "cms-base64", "cms-pem"} {
+		body, cms := readSeed(t, name)
+		got, err := csrapi.DecodeCSR(body, cms)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: DecodeCSR = %d bytes, %v; want the DER seed", name, len(got), err)
+		}
+	}
+	for _, name := range []string{"csr-as-cms", "two-pem-blocks", "pem-trailing", "truncated-length", "garbage",
+		"empty", "whitespace", "nested-ber", "pem-header-only", "pem-empty-block"} {
+		body, cms := readSeed(t, name)
+		if got, err := csrapi.DecodeCSR(body, cms); err == nil {
+			t.Errorf("%s: DecodeCSR accepted it (%d bytes)", name, len(got))
+		}
+	}
 }

@@ -105,15 +105,25 @@ const (
 
 // Options tune a Responder. Zero values select the defaults.
 type Options struct {
-	KeyType               KeyType
-	ResponseValidity      time.Duration
-	CacheMargin           time.Duration
+	// KeyType of the in-memory responder key; default KeyP256.
+	KeyType KeyType
+	// ResponseValidity is nextUpdate − thisUpdate; default DefaultResponseValidity.
+	ResponseValidity time.Duration
+	// CacheMargin: cached responses are re-signed this long before nextUpdate; default DefaultCacheMargin.
+	CacheMargin time.Duration
+	// ResponderCertValidity of each responder certificate; default DefaultResponderCertValidity, at least
+	// 4 × ResponseValidity.
 	ResponderCertValidity time.Duration
-	CacheSize             int
-	LookupTimeout         time.Duration
-	RetryBackoff          time.Duration
-	Clock                 Clock
-	Logger                *slog.Logger
+	// CacheSize bounds the cached responses; default DefaultCacheSize.
+	CacheSize int
+	// LookupTimeout bounds a shared status lookup and signature; default DefaultLookupTimeout.
+	LookupTimeout time.Duration
+	// RetryBackoff after a failed responder-certificate renewal; default DefaultRetryBackoff.
+	RetryBackoff time.Duration
+	// Clock defaults to the system clock.
+	Clock Clock
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
 }
 
 // Stats are counters for metrics and tests.
@@ -306,9 +316,14 @@ func (r *Responder) respond(ctx context.Context, reqDER []byte) (*cachedResponse
 // build looks up the status and signs a fresh response; when cacheable and no Invalidate happened since epoch
 // was read, the response is cached.
 func (r *Responder) build(ctx context.Context, req *request, cacheable bool, epoch uint64) (*cachedResponse, error) {
-	st, err := r.source.CertificateStatus(ctx, req.serial)
-	if err != nil {
-		return respTryLater, fmt.Errorf("%w: looking up serial %x: %w", ErrTryLater, req.serial, err)
+	var st Status // unknown
+	// RFC 5280 §4.1.2.2 serials are positive and at most 20 octets; we never issued anything else, so the
+	// store is not asked about it.
+	if b := req.serial.Bytes(); req.serial.Sign() > 0 && len(b) <= 20 {
+		var err error
+		if st, err = r.source.CertificateStatus(ctx, req.serial); err != nil {
+			return respTryLater, fmt.Errorf("%w: looking up serial %x: %w", ErrTryLater, req.serial, err)
+		}
 	}
 	single, err := r.singleStatus(st)
 	if err != nil {

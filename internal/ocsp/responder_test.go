@@ -322,6 +322,22 @@ func TestRespond_ConcurrentMissesShareOneLookup(t *testing.T) {
 	}
 }
 
+func TestRespond_ImpossibleSerialsAreUnknownWithoutLookup(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{})
+	tooLong := new(big.Int).Lsh(big.NewInt(1), 8*21)
+	for _, serial := range []*big.Int{big.NewInt(0), big.NewInt(-7), tooLong} {
+		f.src.set(serial, Status{Known: true}) // must not be consulted
+		r := mustParse(t, mustRespond(t, f.r, makeRequest(t, f.ca.cert, serial, crypto.SHA1, nil)), f.ca.cert)
+		if r.Status != xocsp.Unknown || r.SerialNumber.Cmp(serial) != 0 {
+			t.Errorf("serial %v: status %d for %v", serial, r.Status, r.SerialNumber)
+		}
+	}
+	if f.src.calls.Load() != 0 {
+		t.Errorf("source consulted %d times", f.src.calls.Load())
+	}
+}
+
 func TestRespond_UnknownNotCached(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, Options{})

@@ -1,0 +1,448 @@
+package main
+
+// Key Vault custody through the real handler: serve in azure mode against the Key Vault fake, with the CA
+// bootstrapped by custody.Vault.Init (what `azscep ca init` runs) on the same fake and store. These tests count
+// Key Vault operations per enrollment (SPEC §4.1, §6) and check the start-up refusals.
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/azscep/azscep/internal/custody"
+	"github.com/azscep/azscep/internal/issuance"
+	"github.com/azscep/azscep/internal/keyvault/kvfake"
+	"github.com/azscep/azscep/internal/policy"
+	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/store/memstore"
+	"github.com/azscep/azscep/internal/testca"
+)
+
+const (
+	kvStaticSecret = "kv-test-static-challenge"
+	kvCAKeyName    = "azscep-ca"  // the AZSCEP_CA_KEY_NAME default
+	kvKEKName      = "azscep-kek" // the AZSCEP_KEK_NAME default
+)
+
+// kvKeys are RSA keys for the vaults, distinct from every device key (testca reserves them), shared by the tests:
+// each test has its own fake, so sharing the key material costs nothing and saves key generation.
+var kvKeys struct {
+	once       sync.Once
+	ca, kek, x crypto.Signer
+}
+
+func vaultKeys(t *testing.T) (ca, kek, other crypto.Signer) {
+	t.Helper()
+	kvKeys.once.Do(func() {
+		kvKeys.ca = testca.New(t, testca.Options{KeyType: testca.KeyRSA, NoRA: true}).Key
+		kvKeys.kek = testca.New(t, testca.Options{KeyType: testca.KeyRSA, NoRA: true}).Key
+		kvKeys.x = testca.New(t, testca.Options{KeyType: testca.KeyRSA, NoRA: true}).Key
+	})
+	if kvKeys.ca == nil || kvKeys.kek == nil || kvKeys.x == nil {
+		t.Fatal("vault test keys were not created")
+	}
+	return kvKeys.ca, kvKeys.kek, kvKeys.x
+}
+
+// vaultCA is a CA whose key lives in the Key Vault fake, bootstrapped like `azscep ca init` does.
+type vaultCA struct {
+	kv     *kvfake.Server
+	store  store.Store
+	caKey  crypto.Signer
+	raMode string
+	extra  []string
+}
+
+// newVaultCA installs caKey (and a KEK unless raMode is "ca") in a fresh fake and runs custody.Vault.Init, which
+// adopts them, makes the root, and in RA mode the wrapped RA key. st nil means a memstore.
+func newVaultCA(t *testing.T, caKey crypto.Signer, raMode string, st store.Store) *vaultCA {
+	t.Helper()
+	kv := kvfake.New(t)
+	if st == nil {
+		st = memstore.New()
+	}
+	ops := []string{kvfake.KeyOpSign, kvfake.KeyOpVerify}
+	if raMode == "ca" {
+		ops = append(ops, kvfake.KeyOpDecrypt)
+	}
+	kv.MustImportKey(t, kvCAKeyName, caKey, kvfake.KeyOptions{Ops: ops, HSM: true})
+	if raMode != "ca" {
+		_, kek, _ := vaultKeys(t)
+		kv.MustImportKey(t, kvKEKName, kek, kvfake.KeyOptions{Ops: []string{kvfake.KeyOpWrapKey, kvfake.KeyOpUnwrapKey}, HSM: true})
+	}
+	keyType := "RSA-HSM"
+	if _, ok := caKey.(*ecdsa.PrivateKey); ok {
+		keyType = "EC-HSM"
+	}
+	v := &custody.Vault{Client: kv.Client(t), Meta: st, CAKeyName: kvCAKeyName, KEKName: kvKEKName, CADecrypts: raMode == "ca"}
+	res, err := v.Init(context.Background(), custody.VaultInitOptions{KeyType: keyType, Root: custody.RootOptions{
+		Subject: pkix.Name{CommonName: "azscep Key Vault test CA", Organization: []string{"azscep tests"}}, Validity: 365 * 24 * time.Hour}},
+		time.Now())
+	if err != nil {
+		t.Fatalf("ca init: %v", err)
+	}
+	if res.KeyCreated || !res.RootCreated || res.RACreated != (raMode != "ca") {
+		t.Fatalf("ca init did not adopt the key and create the CA: %+v", res)
+	}
+	kv.Reset()
+	return &vaultCA{kv: kv, store: st, caKey: caKey, raMode: raMode}
+}
+
+// env is the azure-mode configuration: Key Vault at the fake; Table Storage is injected, so its endpoint is only
+// what the settings parser requires.
+func (v *vaultCA) env(extra ...string) []string {
+	env := []string{"AZSCEP_MODE=azure", "AZSCEP_BASE_URL=https://ca.example.test",
+		"AZSCEP_TABLES_ENDPOINT=https://tables.example.test", "AZURE_CLIENT_ID=7d0c1f3e-6a55-4c1b-9e0a-0d4f6c2b1a99",
+		"AZSCEP_KEYVAULT_URL=" + v.kv.URL(), "AZSCEP_SCEP_ENDPOINTS=static", "AZSCEP_SCEP_STATIC_SECRET=" + kvStaticSecret}
+	if v.raMode != "" {
+		env = append(env, "AZSCEP_RA_MODE="+v.raMode)
+	}
+	return append(append(env, v.extra...), extra...)
+}
+
+func (v *vaultCA) opts() buildOptions {
+	return buildOptions{kvOptions: v.kv.ClientOptions(), credential: v.kv.Credential(), store: v.store}
+}
+
+func (v *vaultCA) start(t *testing.T) *running {
+	t.Helper()
+	return startServe(t, v.env(), v.opts())
+}
+
+// kvCounts renders the fake's per-operation counters for messages.
+func kvCounts(kv *kvfake.Server) map[string]int {
+	out := map[string]int{}
+	for _, op := range []string{kvfake.OpGet, kvfake.OpVersions, kvfake.OpCreate, kvfake.OpSign, kvfake.OpDecrypt,
+		kvfake.OpEncrypt, kvfake.OpWrapKey, kvfake.OpUnwrapKey} {
+		if n := kv.Count(op); n > 0 {
+			out[op] = n
+		}
+	}
+	return out
+}
+
+// wantKV fails unless the fake saw exactly the given operations since its last Reset.
+func wantKV(t *testing.T, kv *kvfake.Server, what string, want map[string]int) {
+	t.Helper()
+	got := kvCounts(kv)
+	total := 0
+	for _, n := range want {
+		total += n
+	}
+	if kv.Total() != total || len(got) != len(want) {
+		t.Fatalf("%s: Key Vault operations %v, want %v", what, got, want)
+	}
+	for op, n := range want {
+		if got[op] != n {
+			t.Fatalf("%s: Key Vault operations %v, want %v", what, got, want)
+		}
+	}
+}
+
+// staticEnroll enrolls a fresh device on the static endpoint and returns the exchange.
+func staticEnroll(t *testing.T, svc *running, to []*x509.Certificate, cn string) *exchange {
+	t.Helper()
+	key := testca.RSAKey(t, nextDeviceKey(t))
+	client := testca.NewClient(t, key, pkix.Name{CommonName: cn}, to...)
+	csr := testca.CSR(t, key, testca.CSROptions{Subject: pkix.Name{CommonName: cn}, ChallengePassword: kvStaticSecret})
+	return post(t, svc.scepURL("static"), client.PKCSReq(t, csr))
+}
+
+// TestKeyVaultRAModeOneOperationPerEnrollment is SPEC §6's first target: in RA mode the only Key Vault operation
+// of an enrollment is the certificate signature; start-up costs one key read for the CA and one read plus one
+// unwrap for the key-encryption key.
+func TestKeyVaultRAModeOneOperationPerEnrollment(t *testing.T) {
+	caKey, _, _ := vaultKeys(t)
+	v := newVaultCA(t, caKey, "", nil)
+	svc := v.start(t)
+	wantKV(t, v.kv, "start-up", map[string]int{kvfake.OpGet: 2, kvfake.OpUnwrapKey: 1})
+	if n := len(v.kv.Journal()); n == 0 {
+		t.Fatal("the journal is empty")
+	}
+	for _, e := range v.kv.Journal() {
+		if e.Op == kvfake.OpGet && !strings.Contains(e.Path, "/keys/"+kvCAKeyName+"/") && !strings.Contains(e.Path, "/keys/"+kvKEKName+"/") {
+			t.Errorf("start-up read an unexpected key: %s", e.Path)
+		}
+	}
+	v.kv.Reset()
+
+	certs, ct := getCACert(t, svc.scepURL("static"))
+	if ct != "application/x-x509-ca-ra-cert" || len(certs) != 2 {
+		t.Fatalf("GetCACert = %s with %d certificates, want the RA and the CA", ct, len(certs))
+	}
+	to := recipients(t, certs)
+	ra := to[0]
+	var ca *x509.Certificate
+	for _, c := range certs {
+		if c.IsCA {
+			ca = c
+		}
+	}
+	if ca == nil || ra.IsCA || ra.CheckSignatureFrom(ca) != nil {
+		t.Fatal("GetCACert does not return an RA certificate issued by the CA")
+	}
+	if !ca.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(caKey.Public()) {
+		t.Fatal("the CA certificate is not for the Key Vault key")
+	}
+
+	for i, cn := range []string{"kv-device-1", "kv-device-2"} {
+		x := staticEnroll(t, svc, to, cn)
+		cert := x.mustSucceed(t, ra)
+		if err := cert.CheckSignatureFrom(ca); err != nil {
+			t.Fatalf("issued certificate not signed by the Key Vault CA: %v", err)
+		}
+		wantKV(t, v.kv, "enrollment "+cn, map[string]int{kvfake.OpSign: 1})
+		v.kv.Reset()
+		rec := recordFor(t, v.store, "static", x.req.TransactionID)
+		if rec.Status != store.StatusIssued || rec.Serial != store.SerialString(cert.SerialNumber) || string(rec.CertDER) != string(cert.Raw) {
+			t.Fatalf("enrollment %d: record %s %s does not hold the issued certificate", i, rec.Serial, rec.Status)
+		}
+		lintIssued(t, cert)
+
+		// A replay of the same message answers from the store: no Key Vault operation at all.
+		again := post(t, svc.scepURL("static"), x.req).mustSucceed(t, ra)
+		if !again.Equal(cert) {
+			t.Fatal("a replayed transaction got another certificate")
+		}
+		wantKV(t, v.kv, "replay", map[string]int{})
+	}
+}
+
+// TestKeyVaultCADecryptModeThreeOperations: with AZSCEP_RA_MODE=ca the CA key decrypts the envelope and signs both
+// the certificate and the CertRep, three Key Vault operations, and GetCACert returns the CA alone.
+func TestKeyVaultCADecryptModeThreeOperations(t *testing.T) {
+	caKey, _, _ := vaultKeys(t)
+	v := newVaultCA(t, caKey, "ca", nil)
+	svc := v.start(t)
+	wantKV(t, v.kv, "start-up", map[string]int{kvfake.OpGet: 1})
+	v.kv.Reset()
+
+	certs, ct := getCACert(t, svc.scepURL("static"))
+	if ct != "application/x-x509-ca-cert" || len(certs) != 1 || !certs[0].IsCA {
+		t.Fatalf("GetCACert = %s with %d certificates, want the CA alone", ct, len(certs))
+	}
+	ca := certs[0]
+	x := staticEnroll(t, svc, certs, "kv-ca-mode-device")
+	cert := x.mustSucceed(t, ca) // the CertRep is signed by the CA key itself
+	if err := cert.CheckSignatureFrom(ca); err != nil {
+		t.Fatal(err)
+	}
+	wantKV(t, v.kv, "enrollment", map[string]int{kvfake.OpDecrypt: 1, kvfake.OpSign: 2})
+	for _, e := range v.kv.Journal() {
+		if e.Op != "" && !strings.Contains(e.Path, "/keys/"+kvCAKeyName+"/") {
+			t.Errorf("an enrollment used another key: %s", e.Path)
+		}
+	}
+}
+
+// TestKeyVaultECCAInRAMode: an EC P-256 CA key cannot decrypt, so clients must encrypt to the RA; a Go SCEP
+// client that picks the keyEncipherment certificate from GetCACert enrolls with one Key Vault operation.
+func TestKeyVaultECCAInRAMode(t *testing.T) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := newVaultCA(t, caKey, "", nil)
+	svc := v.start(t)
+	v.kv.Reset()
+	certs, _ := getCACert(t, svc.scepURL("static"))
+	to := recipients(t, certs)
+	if _, ok := to[0].PublicKey.(*ecdsa.PublicKey); ok || to[0].IsCA {
+		t.Fatal("the encryption certificate is not the RSA RA")
+	}
+	x := staticEnroll(t, svc, to, "kv-ec-device")
+	cert := x.mustSucceed(t, to[0])
+	if cert.SignatureAlgorithm != x509.ECDSAWithSHA256 {
+		t.Fatalf("certificate signed with %v, want ECDSA-SHA256", cert.SignatureAlgorithm)
+	}
+	var ca *x509.Certificate
+	for _, c := range certs {
+		if c.IsCA {
+			ca = c
+		}
+	}
+	if err := cert.CheckSignatureFrom(ca); err != nil {
+		t.Fatal(err)
+	}
+	wantKV(t, v.kv, "enrollment", map[string]int{kvfake.OpSign: 1})
+	lintIssued(t, cert)
+}
+
+// TestKeyVaultRestartUnwrapsOnce: a second instance on the same store and vault opens the same RA with exactly one
+// unwrap and serves enrollments with no further envelope work. The store is Table Storage on Azurite, so the RA
+// envelope goes through the real table round trip.
+func TestKeyVaultRestartUnwrapsOnce(t *testing.T) {
+	caKey, _, _ := vaultKeys(t)
+	st, _ := azuriteStore(t)
+	v := newVaultCA(t, caKey, "", st)
+
+	first := v.start(t)
+	certs1, _ := getCACert(t, first.scepURL("static"))
+	to1 := recipients(t, certs1)
+	staticEnroll(t, first, to1, "kv-before-restart").mustSucceed(t, to1[0])
+	first.stop()
+
+	v.kv.Reset()
+	second := v.start(t)
+	wantKV(t, v.kv, "restart", map[string]int{kvfake.OpGet: 2, kvfake.OpUnwrapKey: 1})
+	certs2, _ := getCACert(t, second.scepURL("static"))
+	to2 := recipients(t, certs2)
+	if !to2[0].Equal(to1[0]) {
+		t.Fatal("the restarted instance serves another RA certificate")
+	}
+	v.kv.Reset()
+	for _, cn := range []string{"kv-after-restart-1", "kv-after-restart-2"} {
+		staticEnroll(t, second, to2, cn).mustSucceed(t, to2[0])
+	}
+	wantKV(t, v.kv, "two enrollments after the restart", map[string]int{kvfake.OpSign: 2})
+}
+
+// TestKeyVaultTamperedEnvelopeStopsStartUp: a wrapped data key or ciphertext changed in the store makes start-up
+// fail with the envelope error, before any signature.
+func TestKeyVaultTamperedEnvelopeStopsStartUp(t *testing.T) {
+	caKey, _, _ := vaultKeys(t)
+	v := newVaultCA(t, caKey, "", nil)
+	ctx := context.Background()
+	orig, _, err := v.store.GetMeta(ctx, "ra")
+	if err != nil {
+		t.Fatalf("no RA envelope after ca init: %v", err)
+	}
+	for _, field := range []string{"wrappedKey", "ciphertext"} {
+		t.Run(field, func(t *testing.T) {
+			var env map[string]json.RawMessage
+			if err := json.Unmarshal(orig, &env); err != nil {
+				t.Fatal(err)
+			}
+			var b []byte
+			if err := json.Unmarshal(env[field], &b); err != nil || len(b) == 0 {
+				t.Fatalf("envelope field %s: %v", field, err)
+			}
+			b[len(b)/2] ^= 0x01
+			env[field], _ = json.Marshal(b)
+			tampered, _ := json.Marshal(env)
+			_, etag, err := v.store.GetMeta(ctx, "ra")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := v.store.PutMeta(ctx, "ra", tampered, etag); err != nil {
+				t.Fatal(err)
+			}
+			v.kv.Reset()
+			err, logs := serveUntilExit(t, v.env(), v.opts())
+			if !errors.Is(err, custody.ErrEnvelope) || !strings.Contains(err.Error(), "envelope") {
+				t.Fatalf("serve = %v, want the envelope error", err)
+			}
+			if v.kv.Count(kvfake.OpSign) != 0 || v.kv.Count(kvfake.OpUnwrapKey) != 1 {
+				t.Fatalf("Key Vault operations %v, want one unwrap and no signature", kvCounts(v.kv))
+			}
+			if strings.Contains(logs, `"msg":"ready"`) {
+				t.Fatal("the service reported ready with a tampered envelope")
+			}
+		})
+	}
+	// The untouched envelope still opens: the failures above were the tampering, not the set-up.
+	_, etag, _ := v.store.GetMeta(ctx, "ra")
+	if _, err := v.store.PutMeta(ctx, "ra", orig, etag); err != nil {
+		t.Fatal(err)
+	}
+	v.start(t)
+}
+
+// TestKeyVaultThrottledSignatureIs503: Key Vault answering 429 to every signature makes the SCEP request a 503 with
+// the vault's Retry-After and no CertRep, the pending record is abandoned, and the client's retry once the vault
+// recovers gets its certificate.
+func TestKeyVaultThrottledSignatureIs503(t *testing.T) {
+	caKey, _, _ := vaultKeys(t)
+	v := newVaultCA(t, caKey, "", nil)
+	svc := v.start(t)
+	certs, _ := getCACert(t, svc.scepURL("static"))
+	to := recipients(t, certs)
+
+	v.kv.Throttle(kvfake.OpSign, -1, 10*time.Second)
+	v.kv.Reset()
+	x := staticEnroll(t, svc, to, "kv-throttled-device")
+	if x.resp.StatusCode != http.StatusServiceUnavailable || x.resp.Header.Get("Retry-After") != "10" {
+		t.Fatalf("throttled enrollment = %d Retry-After %q, want 503 with Retry-After 10", x.resp.StatusCode, x.resp.Header.Get("Retry-After"))
+	}
+	if ct := x.resp.Header.Get("Content-Type"); strings.Contains(ct, "pki-message") {
+		t.Fatalf("a 503 carries a PKI message (%s)", ct)
+	}
+	if v.kv.Count(kvfake.OpSign) != 1 {
+		t.Fatalf("signature attempts %d, want 1 (the Retry-After exceeds the retry budget)", v.kv.Count(kvfake.OpSign))
+	}
+	rec := recordFor(t, v.store, "static", x.req.TransactionID)
+	if rec.Status != store.StatusAbandoned || len(rec.CertDER) != 0 {
+		t.Fatalf("record after the throttled signature: %s with %d certificate bytes, want abandoned and empty", rec.Status, len(rec.CertDER))
+	}
+	if !strings.Contains(svc.logText(), "throttled") {
+		t.Error("the throttling is not logged")
+	}
+
+	v.kv.ClearFaults()
+	cert := post(t, svc.scepURL("static"), x.req).mustSucceed(t, to[0])
+	again := recordFor(t, v.store, "static", x.req.TransactionID)
+	if again.Serial == rec.Serial || again.Status != store.StatusIssued || again.Serial != store.SerialString(cert.SerialNumber) {
+		t.Fatalf("retry: record %s %s, want a new issued record", again.Serial, again.Status)
+	}
+	if old, err := v.store.Get(context.Background(), rec.Serial); err != nil || old.Status != store.StatusAbandoned {
+		t.Fatalf("the abandoned record changed: %v %v", old, err)
+	}
+}
+
+// TestKeyVaultCAKeyMismatchStopsStartUp: a CA key version pinned to a key that is not the CA certificate's stops
+// start-up with the key-mismatch error.
+func TestKeyVaultCAKeyMismatchStopsStartUp(t *testing.T) {
+	caKey, _, other := vaultKeys(t)
+	v := newVaultCA(t, caKey, "", nil)
+	kid := v.kv.MustImportKey(t, kvCAKeyName, other, kvfake.KeyOptions{Ops: []string{kvfake.KeyOpSign, kvfake.KeyOpVerify}, HSM: true})
+	version := kid[strings.LastIndex(kid, "/")+1:]
+	err, _ := serveUntilExit(t, v.env("AZSCEP_CA_KEY_VERSION="+version), v.opts())
+	if !errors.Is(err, custody.ErrKeyMismatch) || !strings.Contains(err.Error(), version) {
+		t.Fatalf("serve = %v, want a key mismatch naming version %s", err, version)
+	}
+	if v.kv.Count(kvfake.OpSign) != 0 {
+		t.Fatal("a mismatched CA key was used to sign")
+	}
+}
+
+// TestKeyVaultRESTIssuanceOneSignature: /api/csr authenticates with Entra tokens in azure mode (the development
+// issuer is local-only), so the issuer it is wired to is driven directly: one issuance is one signature.
+func TestKeyVaultRESTIssuanceOneSignature(t *testing.T) {
+	caKey, _, _ := vaultKeys(t)
+	v := newVaultCA(t, caKey, "", nil)
+	cfg := loadConfig(t, v.env())
+	d, err := build(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), v.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := testca.RSAKey(t, nextDeviceKey(t))
+	csr := testca.CSR(t, key, testca.CSROptions{Subject: pkix.Name{CommonName: "kv-rest-client"}, DNSNames: []string{"client.example.test"}})
+	prof := cfg.Profiles[cfg.API.Profile]
+	checked, err := policy.Check(csr, prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.kv.Reset()
+	res, err := d.issuer.Issue(context.Background(), &issuance.Request{Checked: checked, Profile: prof, Source: store.SourceAPI,
+		Endpoint: prof.Name, Requester: "app:test", Key: "api|test|1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Cert.CheckSignatureFrom(d.keys.CA()); err != nil {
+		t.Fatal(err)
+	}
+	wantKV(t, v.kv, "REST issuance", map[string]int{kvfake.OpSign: 1})
+}

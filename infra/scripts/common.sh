@@ -1,0 +1,74 @@
+# shellcheck shell=bash
+# Written for bash 3.2+ (macOS /bin/bash): no associative arrays, mapfile or case-changing expansions.
+# Helpers shared by the azscep deployment scripts. Sourced, not executed.
+
+# repo_root is the repository root (the scripts live in infra/scripts/).
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+# AZSCEP_CLI is the admin CLI built for this machine (the same path `make run` uses).
+AZSCEP_CLI="$repo_root/.local/bin/azscep"
+
+log() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }
+
+die() {
+	log "error: $*"
+	exit 1
+}
+
+# need fails unless a command exists; $2 says what it is needed for.
+need() {
+	command -v "$1" >/dev/null 2>&1 || die "$1 is required ($2)"
+}
+
+# is_true accepts 1/true/yes/y/on in any case. (No ${1,,}: macOS ships bash 3.2.)
+is_true() {
+	case "$(printf '%s' "$1" | tr '[:upper:]' '[:lower:]')" in
+	1 | true | yes | y | on) return 0 ;;
+	*) return 1 ;;
+	esac
+}
+
+# require_vars fails naming the first empty variable.
+require_vars() {
+	local v
+	for v in "$@"; do
+		[[ -n "${!v:-}" ]] || die "$v is not set: run \`azd provision\` (or \`azd up\`) for this environment first"
+	done
+}
+
+# load_azd_env exports the values of the current azd environment that are not already set. azd exports them to
+# hooks itself; this makes the scripts work when run by hand too. Values in the caller's environment win.
+load_azd_env() {
+	command -v azd >/dev/null 2>&1 || return 0
+	local values line key value
+	values=$(azd env get-values 2>/dev/null) || return 0
+	while IFS= read -r line; do
+		[[ $line =~ ^([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
+		key=${BASH_REMATCH[1]}
+		value=${BASH_REMATCH[2]}
+		# azd writes KEY="value" with \" and \\ escaped.
+		if [[ ${#value} -ge 2 && $value == \"*\" ]]; then
+			value=${value:1:${#value}-2}
+			value=${value//\\\"/\"}
+			value=${value//\\\\/\\}
+		fi
+		if [[ -z "${!key+set}" ]]; then
+			export "$key=$value"
+		fi
+	done <<<"$values"
+}
+
+# build_cli builds the admin CLI for this machine.
+build_cli() {
+	need go "to build the azscep admin CLI (Go version in go.mod)"
+	log "building $AZSCEP_CLI"
+	(cd "$repo_root" && go build -o .local/bin/azscep ./handler) || die "go build failed"
+}
+
+# graph_url prints the Microsoft Graph root of the signed-in cloud without a trailing slash.
+graph_url() {
+	local url
+	url=$(az cloud show --query endpoints.microsoftGraphResourceId -o tsv 2>/dev/null) || url=""
+	[[ -n $url ]] || url="https://graph.microsoft.com/"
+	printf '%s\n' "${url%/}"
+}

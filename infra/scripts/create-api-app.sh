@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Creates, or brings up to date, the Entra app registration that protects /api/csr and the admin API
+# (/api/certificates). Safe to run again: it changes only what differs and keeps existing role IDs.
+#
+#   infra/scripts/create-api-app.sh [--name DISPLAY_NAME] [--set-azd-env]
+#
+# Result:
+#   - app roles CSR.Request.Db (Application, User), CSR.SelfService (User), Certificates.Manage (Application, User);
+#   - App ID URI api://<appId>, v2 access tokens (requestedAccessTokenVersion 2), the optional access-token claim
+#     idtyp (lets the CA tell app-only tokens from user tokens), a delegated scope access_as_user for user clients;
+#   - a service principal with "assignment required", so only principals granted a role get tokens.
+# It prints the values for AZSCEP_API_TENANT_ID and AZSCEP_API_AUDIENCES; --set-azd-env also stores them in the
+# current azd environment (then run `azd provision`).
+#
+# Needs: az (signed in; Application Administrator or Cloud Application Administrator, or the owner of the app),
+# jq. Roles are granted to clients afterwards (docs/deployment.md, "Entra setup").
+set -euo pipefail
+# shellcheck source=infra/scripts/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+name=""
+set_env=false
+while [[ $# -gt 0 ]]; do
+	case "$1" in
+	--name)
+		[[ $# -ge 2 ]] || die "--name needs a value"
+		name=$2
+		shift 2
+		;;
+	--set-azd-env)
+		set_env=true
+		shift
+		;;
+	-h | --help)
+		sed -n '2,20p' "$0"
+		exit 0
+		;;
+	*) die "unknown argument $1 (see --help)" ;;
+	esac
+done
+
+need az "the Azure CLI, signed in to the tenant of the API"
+need jq "to merge app roles and claims"
+load_azd_env
+[[ -n $name ]] || name="azscep-api-${AZURE_ENV_NAME:-default}"
+
+graph=$(graph_url)
+tenant=$(az account show --query tenantId -o tsv)
+[[ -n $tenant ]] || die "not signed in: run az login"
+
+new_uuid() {
+	if [[ -r /proc/sys/kernel/random/uuid ]]; then
+		cat /proc/sys/kernel/random/uuid
+	elif command -v uuidgen >/dev/null 2>&1; then
+		uuidgen | tr '[:upper:]' '[:lower:]'
+	else
+		die "cannot generate a UUID (no /proc/sys/kernel/random/uuid, no uuidgen)"
+	fi
+}
+
+# Find the registration by exact display name (OData string literal: ' doubled).
+quoted=${name//\'/\'\'}
+matches=$(az ad app list --filter "displayName eq '$quoted'" --query "[].appId" -o tsv)
+count=$(printf '%s' "$matches" | grep -c . || true)
+if [[ $count -gt 1 ]]; then
+	die "$count app registrations are named '$name'; pass --name with a unique name"
+elif [[ $count -eq 1 ]]; then
+	app_id=$matches
+	log "found app registration '$name' ($app_id)"
+else
+	app_id=$(az ad app create --display-name "$name" --sign-in-audience AzureADMyOrg --query appId -o tsv)
+	log "created app registration '$name' ($app_id)"
+fi
+object_id=$(az ad app show --id "$app_id" --query id -o tsv)
+app_url="$graph/v1.0/applications/$object_id"
+
+current=$(az rest --method GET --uri "$app_url?\$select=identifierUris,appRoles,api,optionalClaims" -o json)
+
+# Desired state, merged into what exists: other roles, scopes and claims are kept; our roles keep their IDs.
+desired=$(jq -c \
+	--arg uri "api://$app_id" \
+	--arg id1 "$(new_uuid)" --arg id2 "$(new_uuid)" --arg id3 "$(new_uuid)" --arg id4 "$(new_uuid)" '
+	def want: [
+		{value: "CSR.Request.Db", id: $id1, types: ["Application", "User"],
+		 name: "Request certificates",
+		 desc: "Submit any CSR the azscep API profile allows and receive the certificate."},
+		{value: "CSR.SelfService", id: $id2, types: ["User"],
+		 name: "Request own certificates",
+		 desc: "Get client-authentication certificates for yourself or for devices you own."},
+		{value: "Certificates.Manage", id: $id3, types: ["Application", "User"],
+		 name: "Manage certificates",
+		 desc: "Search, read and revoke certificates issued by azscep."}
+	];
+	. as $cur
+	| (want | map(.value)) as $ours
+	| ($cur.appRoles // []) as $roles
+	| ($cur.api // {}) as $api
+	| ($cur.optionalClaims // {}) as $claims
+	| ($api.oauth2PermissionScopes // []) as $scopes
+	| {
+		identifierUris: ((($cur.identifierUris // []) + [$uri]) | unique),
+		appRoles: (
+			[$roles[] | select(.value as $v | $ours | index($v) | not)]
+			+ [want[] as $w
+				| ([$roles[] | select(.value == $w.value)] | .[0]) as $old
+				| {allowedMemberTypes: $w.types, description: $w.desc, displayName: $w.name,
+				   id: (if $old == null then $w.id else $old.id end), isEnabled: true, value: $w.value}]
+		),
+		api: ($api + {
+			requestedAccessTokenVersion: 2,
+			oauth2PermissionScopes: (
+				if any($scopes[]; .value == "access_as_user") then $scopes
+				else $scopes + [{
+					id: $id4, value: "access_as_user", type: "User", isEnabled: true,
+					adminConsentDisplayName: "Use azscep as the signed-in user",
+					adminConsentDescription: "Lets the app call the azscep API as the signed-in user; app roles still decide what is allowed.",
+					userConsentDisplayName: "Use azscep as you",
+					userConsentDescription: "Lets the app call the azscep API as you; your app roles still decide what is allowed."
+				}] end)
+		}),
+		optionalClaims: ($claims + {
+			accessToken: (($claims.accessToken // []) as $at
+				| if any($at[]; .name == "idtyp") then $at
+				  else $at + [{name: "idtyp", source: null, essential: false, additionalProperties: []}] end)
+		})
+	}' <<<"$current")
+
+# Compare only the properties we manage (sorted), so that an up-to-date registration is not written at all.
+normalize='{identifierUris: (.identifierUris // [] | sort), appRoles: (.appRoles // [] | sort_by(.value)),
+	api: (.api // {} | .oauth2PermissionScopes |= ((. // []) | sort_by(.value))), optionalClaims: (.optionalClaims // {})}'
+if [[ "$(jq -S -c "$normalize" <<<"$current")" == "$(jq -S -c "$normalize" <<<"$desired")" ]]; then
+	log "app roles, App ID URI, token version and claims are up to date"
+else
+	body=$(mktemp)
+	trap 'rm -f "$body"' EXIT
+	printf '%s' "$desired" >"$body"
+	az rest --method PATCH --uri "$app_url" --headers "Content-Type=application/json" --body "@$body" >/dev/null
+	log "updated app roles, App ID URI (api://$app_id), token version 2 and the idtyp claim"
+fi
+
+# Service principal (enterprise application): needed to assign roles; "assignment required" blocks everyone else.
+sp_id=$(az ad sp list --filter "appId eq '$app_id'" --query "[0].id" -o tsv)
+if [[ -z $sp_id ]]; then
+	sp_id=$(az ad sp create --id "$app_id" --query id -o tsv)
+	log "created service principal $sp_id"
+fi
+required=$(az rest --method GET --uri "$graph/v1.0/servicePrincipals/$sp_id?\$select=appRoleAssignmentRequired" --query appRoleAssignmentRequired -o tsv)
+if [[ $required != true ]]; then
+	az rest --method PATCH --uri "$graph/v1.0/servicePrincipals/$sp_id" --headers "Content-Type=application/json" \
+		--body '{"appRoleAssignmentRequired": true}' >/dev/null
+	log "service principal now requires an app role assignment"
+fi
+
+audiences="$app_id,api://$app_id"
+cat <<MSG
+
+API app registration '$name'
+  client (app) ID: $app_id
+  App ID URI:      api://$app_id
+  tenant:          $tenant
+Configure azscep with:
+  azd env set AZSCEP_API_TENANT_ID $tenant
+  azd env set AZSCEP_API_AUDIENCES "$audiences"
+  azd provision
+MSG
+if [[ $set_env == true ]]; then
+	need azd "to store the values in the azd environment"
+	azd env set AZSCEP_API_TENANT_ID "$tenant"
+	azd env set AZSCEP_API_AUDIENCES "$audiences"
+	log "stored AZSCEP_API_TENANT_ID and AZSCEP_API_AUDIENCES in the azd environment; run azd provision"
+fi

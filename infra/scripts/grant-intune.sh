@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Grants the app's managed identity the application permissions azscep needs, as Microsoft Graph
+# appRoleAssignments (managed identities have no "API permissions" blade). Idempotent: existing assignments are
+# left alone.
+#
+#   infra/scripts/grant-intune.sh [MANAGED_IDENTITY_PRINCIPAL_ID] [--set-azd-env]
+#
+#   Microsoft Intune API  scep_challenge_provider                 validate SCEP challenges, notify Intune, and
+#                                                                 download/upload revocation requests
+#   Microsoft Graph       Application.Read.All                    Intune service discovery
+#   Microsoft Graph       Device.Read.All                         self-service: registered owners of a device
+#   Microsoft Graph       DeviceManagementManagedDevices.Read.All self-service: the user of a managed device
+#
+# The principal ID defaults to AZURE_MANAGED_IDENTITY_PRINCIPAL_ID from the azd environment. The signed-in az user
+# must be allowed to grant application permissions (Privileged Role Administrator or Global Administrator).
+# Then enable the Intune endpoint: azd env set AZSCEP_INTUNE_TENANT_ID <tenant> && azd provision
+# (--set-azd-env does the first half).
+set -euo pipefail
+# shellcheck source=infra/scripts/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+# Well-known application IDs and the documented Intune role (docs: intune-protocol §3.3).
+intune_app_id=c161e42e-d4df-4a3d-9b42-e7a3c31f59d4
+intune_role_id=39d724e8-6a34-4930-9a36-364082c35716
+graph_app_id=00000003-0000-0000-c000-000000000000
+
+principal=""
+set_env=false
+while [[ $# -gt 0 ]]; do
+	case "$1" in
+	--set-azd-env)
+		set_env=true
+		shift
+		;;
+	-h | --help)
+		sed -n '2,19p' "$0"
+		exit 0
+		;;
+	-*) die "unknown option $1 (see --help)" ;;
+	*)
+		principal=$1
+		shift
+		;;
+	esac
+done
+
+need az "the Azure CLI, signed in to the Intune tenant"
+load_azd_env
+principal=${principal:-${AZURE_MANAGED_IDENTITY_PRINCIPAL_ID:-}}
+[[ -n $principal ]] || die "no managed identity principal ID: pass it or run azd provision first"
+[[ $principal =~ ^[0-9a-fA-F-]{36}$ ]] || die "'$principal' is not an object ID"
+
+graph=$(graph_url)
+tenant=$(az account show --query tenantId -o tsv)
+[[ -n $tenant ]] || die "not signed in: run az login"
+
+# service_principal prints the object ID of the service principal of a well-known application in this tenant.
+service_principal() {
+	local id
+	id=$(az ad sp list --filter "appId eq '$1'" --query "[0].id" -o tsv)
+	[[ -n $id ]] || die "no service principal for application $1 ($2) in tenant $tenant"
+	printf '%s\n' "$id"
+}
+
+# app_role prints the ID of the application-type app role with the given value on a service principal.
+app_role() {
+	local id
+	id=$(az rest --method GET --uri "$graph/v1.0/servicePrincipals/$1?\$select=appRoles" \
+		--query "appRoles[?value=='$2' && contains(allowedMemberTypes, 'Application')].id | [0]" -o tsv)
+	[[ -n $id ]] || die "the service principal $1 has no application role $2"
+	printf '%s\n' "$id"
+}
+
+existing=$(az rest --method GET --uri "$graph/v1.0/servicePrincipals/$principal/appRoleAssignments" \
+	--query "value[].[resourceId, appRoleId]" -o tsv | tr '[:upper:]' '[:lower:]')
+
+# grant assigns app role $2 of resource service principal $1 (named $3) unless already assigned.
+grant() {
+	local resource=$1 role=$2 label=$3 line
+	while IFS=$'\t' read -r -a line; do
+		if [[ ${#line[@]} -ge 2 && ${line[0]} == "${resource,,}" && ${line[1]} == "${role,,}" ]]; then
+			log "already granted: $label"
+			return 0
+		fi
+	done <<<"$existing"
+	az rest --method POST --uri "$graph/v1.0/servicePrincipals/$principal/appRoleAssignments" \
+		--headers "Content-Type=application/json" \
+		--body "{\"principalId\": \"$principal\", \"resourceId\": \"$resource\", \"appRoleId\": \"$role\"}" >/dev/null
+	log "granted: $label"
+}
+
+intune_sp=$(service_principal "$intune_app_id" "Microsoft Intune API; is Intune licensed in this tenant?")
+role=$(app_role "$intune_sp" scep_challenge_provider)
+if [[ $role != "$intune_role_id" ]]; then
+	log "warning: scep_challenge_provider has ID $role here, not the documented $intune_role_id; using $role"
+fi
+grant "$intune_sp" "$role" "Microsoft Intune API / scep_challenge_provider"
+
+graph_sp=$(service_principal "$graph_app_id" "Microsoft Graph")
+for permission in Application.Read.All Device.Read.All DeviceManagementManagedDevices.Read.All; do
+	grant "$graph_sp" "$(app_role "$graph_sp" "$permission")" "Microsoft Graph / $permission"
+done
+
+cat <<MSG
+
+The managed identity $principal has the Intune and Graph permissions (tokens it already holds pick them up
+when they are renewed, within about an hour; restarting the function app forces new tokens).
+Enable the Intune SCEP endpoint and the hourly revocation sync:
+  azd env set AZSCEP_INTUNE_TENANT_ID $tenant
+  azd provision
+MSG
+if [[ $set_env == true ]]; then
+	need azd "to store the value in the azd environment"
+	azd env set AZSCEP_INTUNE_TENANT_ID "$tenant"
+	log "stored AZSCEP_INTUNE_TENANT_ID in the azd environment; run azd provision"
+fi

@@ -1,0 +1,772 @@
+package revocation_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/azscep/azscep/internal/intune/intunefake"
+	"github.com/azscep/azscep/internal/revocation"
+	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/store/storetest"
+)
+
+// Intune asks for N of our certificates: each is revoked for cessationOfOperation, the results go up in one
+// upload with the exact wire form, the index (CRL source) lists them, and the run is recorded and logged once.
+func TestSyncHappyPath(t *testing.T) {
+	backends(t, func(t *testing.T, tables bool) {
+		f := newFixture(t, fixtureOptions{tables: tables})
+		recs := f.issue(t, 5)
+		contexts := map[string]string{} // request context → serial
+		for _, r := range recs {
+			contexts[f.queue(t, r.Serial)] = r.Serial
+		}
+		s := f.syncer(t, nil)
+		before := f.clock.Now()
+		run := f.run(t, s)
+		wantRun(t, run, counts{Downloaded: 5, Revoked: 5, Uploaded: 5})
+		if len(run.Errors) != 0 {
+			t.Errorf("run errors: %q", run.Errors)
+		}
+
+		for rc, serial := range contexts {
+			f.wantRevokedByIntune(t, serial, rc, before, f.clock.Now())
+			f.wantIndexed(t, serial, 5)
+			if st := f.workState(t, rc); st != store.WorkUploaded {
+				t.Errorf("work item for %s is %s, want uploaded", serial, st)
+			}
+			if st := f.fakeState(t, rc).State; st != intunefake.StateDone {
+				t.Errorf("Intune's item for %s is %s, want done", serial, st)
+			}
+		}
+		if n := f.fake.Count(intunefake.RouteDownload); n != 1 {
+			t.Errorf("downloads = %d, want 1", n)
+		}
+		bodies := f.acceptedUploadBodies(t)
+		if len(bodies) != 1 || len(bodies[0]) != 5 {
+			t.Fatalf("upload bodies = %v, want one with 5 results", bodies)
+		}
+		for _, r := range bodies[0] {
+			if _, ok := contexts[r.RequestContext]; !ok || !r.Succeeded || string(r.ErrorCode) != `"None"` || string(r.ErrorMessage) != "null" {
+				t.Errorf("uploaded %+v (errorCode %s, errorMessage %s), want a known context, succeeded, \"None\", null",
+					r, r.ErrorCode, r.ErrorMessage)
+			}
+		}
+		if rej := f.fake.Rejections(); len(rej) != 0 {
+			t.Errorf("the strict fake rejected requests: %+v", rej)
+		}
+		notified := f.notifiedSerials()
+		slices.Sort(notified)
+		var want []string
+		for _, serial := range contexts {
+			want = append(want, serial)
+		}
+		slices.Sort(want)
+		if !slices.Equal(notified, want) {
+			t.Errorf("OnRevoked got %v, want %v", notified, want)
+		}
+		open, err := f.backend.OpenRevocations(context.Background(), 0)
+		if err != nil || len(open) != 0 {
+			t.Errorf("open work items after the run: %d (%v), want none", len(open), err)
+		}
+
+		runs, err := f.backend.Runs(context.Background(), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(runs) != 1 || runs[0].ID != run.ID || countsOf(runs[0]) != countsOf(run) || runs[0].Trigger != "timer" ||
+			runs[0].Finished.Before(runs[0].Started) {
+			t.Errorf("recorded runs = %+v, want the one run %+v", runs, run)
+		}
+		if n := f.logs.count("revocation sync"); n != 1 {
+			t.Errorf("%d 'revocation sync' log lines, want 1:\n%s", n, f.logs)
+		}
+		for _, rc := range slices.Collect(maps.Keys(contexts)) {
+			if strings.Contains(f.logs.String(), rc) {
+				t.Errorf("the log holds a full request context")
+			}
+		}
+	})
+}
+
+// The function dies right after the download (its context is cancelled before anything is applied): every item
+// is durable as downloaded, and the next run — still inside Intune's cool-down, so its download returns
+// nothing — revokes and uploads them all from the store.
+func TestSyncCrashAfterDownload(t *testing.T) {
+	backends(t, func(t *testing.T, tables bool) {
+		f := newFixture(t, fixtureOptions{tables: tables})
+		recs := f.issue(t, 3)
+		var rcs []string
+		for _, r := range recs {
+			rcs = append(rcs, f.queue(t, r.Serial))
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var enqueued atomic.Int32
+		f.faults.OnCall(func(method string) {
+			switch method {
+			case storetest.MethodEnqueueRevocation:
+				enqueued.Add(1)
+			case storetest.MethodGet:
+				if enqueued.Load() == 3 {
+					cancel() // the host killed the function after the download was persisted
+				}
+			}
+		})
+		s := f.syncer(t, nil)
+		run, err := s.Run(ctx, "timer")
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		f.faults.Clear()
+		if run.Downloaded != 3 || run.Uploaded != 0 || len(run.Errors) == 0 {
+			t.Errorf("crashed run = %+v, want 3 downloaded, nothing uploaded, errors recorded", run)
+		}
+		if n := f.fake.Count(intunefake.RouteUpload); n != 0 {
+			t.Errorf("uploads during the crashed run = %d", n)
+		}
+		for i, rc := range rcs {
+			if st := f.workState(t, rc); st != store.WorkDownloaded {
+				t.Errorf("work item %d is %s after the crash, want downloaded", i, st)
+			}
+			if r := f.record(t, recs[i].Serial); r.Status != store.StatusIssued {
+				t.Errorf("record %d is %s after the crash, want issued", i, r.Status)
+			}
+		}
+		open, err := f.backend.OpenRevocations(context.Background(), 0)
+		if err != nil || len(open) != 3 {
+			t.Fatalf("open items after the crash: %d (%v), want 3", len(open), err)
+		}
+		runs, _ := f.backend.Runs(context.Background(), 0)
+		if len(runs) != 1 {
+			t.Errorf("the crashed run left %d run records, want 1", len(runs))
+		}
+
+		// Next run, inside the cool-down.
+		before := f.clock.Now()
+		run2 := f.run(t, s)
+		wantRun(t, run2, counts{Resumed: 3, Revoked: 3, Uploaded: 3})
+		for i, rc := range rcs {
+			f.wantRevokedByIntune(t, recs[i].Serial, rc, before, f.clock.Now())
+			if st := f.workState(t, rc); st != store.WorkUploaded {
+				t.Errorf("work item %d is %s, want uploaded", i, st)
+			}
+			it := f.fakeState(t, rc)
+			if it.State != intunefake.StateDone || it.Deliveries != 1 {
+				t.Errorf("Intune's item %d: %s after %d deliveries, want done after 1", i, it.State, it.Deliveries)
+			}
+			if u := f.uploadsFor(rc); len(u) != 1 || !u[0].Succeeded || u[0].ErrorCode != 0 {
+				t.Errorf("uploads for item %d = %+v, want one success", i, u)
+			}
+		}
+		if n := f.fake.Count(intunefake.RouteDownload); n != 2 {
+			t.Errorf("downloads = %d, want one per run", n)
+		}
+		runs, _ = f.backend.Runs(context.Background(), 0)
+		if len(runs) != 2 {
+			t.Errorf("%d run records, want 2", len(runs))
+		}
+	})
+}
+
+// The record is revoked but persisting the item's result fails: nothing is uploaded for it, the item stays
+// open, and the next run reports success without revoking again.
+func TestSyncResultNotPersisted(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	rec := f.issue(t, 1)[0]
+	rc := f.queue(t, rec.Serial)
+	f.faults.FailMethod(storetest.MethodUpdateRevocation, nil)
+	s := f.syncer(t, nil)
+	before := f.clock.Now()
+	run := f.run(t, s)
+	wantRun(t, run, counts{Downloaded: 1, Revoked: 1})
+	if len(run.Errors) == 0 {
+		t.Error("the failed persist is not in the run's errors")
+	}
+	if n := f.fake.Count(intunefake.RouteUpload); n != 0 {
+		t.Errorf("%d uploads although the result was not persisted", n)
+	}
+	f.wantRevokedByIntune(t, rec.Serial, rc, before, f.clock.Now())
+	revokedAt := f.record(t, rec.Serial).RevokedAt
+
+	f.faults.Clear()
+	f.clock.Advance(time.Hour)
+	run2 := f.run(t, s)
+	wantRun(t, run2, counts{Resumed: 1, Uploaded: 1})
+	if u := f.uploadsFor(rc); len(u) != 1 || !u[0].Succeeded {
+		t.Errorf("uploads = %+v, want one success", u)
+	}
+	if r := f.record(t, rec.Serial); !r.RevokedAt.Equal(revokedAt) {
+		t.Errorf("revocation time moved from %v to %v on the second run", revokedAt, r.RevokedAt)
+	}
+	if n := len(f.notifiedSerials()); n != 1 {
+		t.Errorf("OnRevoked called for %d serials, want 1", n)
+	}
+}
+
+// An upload that fails (500, a timeout, or an answer of false) leaves the items applied; the next run uploads
+// them from the store without downloading them again.
+func TestSyncUploadFailureRetriedNextRun(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		fault intunefake.Fault
+	}{
+		{"500", intunefake.Fault{Status: 500, Body: `{"error":{"code":"InternalError","message":"boom"}}`}},
+		{"timeout", intunefake.Fault{Delay: 3 * time.Second}},
+		{"not accepted", intunefake.Fault{Body: `{"value":false}`}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, fixtureOptions{callTimeout: time.Second})
+			recs := f.issue(t, 2)
+			rcs := []string{f.queue(t, recs[0].Serial), f.queue(t, recs[1].Serial)}
+			f.fake.InjectFault(intunefake.RouteUpload, tt.fault)
+			s := f.syncer(t, nil)
+			run := f.run(t, s)
+			wantRun(t, run, counts{Downloaded: 2, Revoked: 2})
+			if len(run.Errors) == 0 {
+				t.Error("the failed upload is not in the run's errors")
+			}
+			if n := f.fake.Count(intunefake.RouteUpload); n == 0 {
+				t.Fatal("no upload was attempted")
+			}
+			if u := f.fake.UploadedResults(); len(u) != 0 {
+				t.Fatalf("the fake recorded results despite the fault: %+v", u)
+			}
+			for _, rc := range rcs {
+				it, _ := f.st.item(rc)
+				if it.State != store.WorkApplied || !it.Succeeded || it.Attempts < 1 {
+					t.Errorf("work item after the failed upload: %+v, want applied, succeeded, attempts ≥ 1", it)
+				}
+			}
+
+			f.fake.ClearFaults()
+			run2 := f.run(t, s)
+			wantRun(t, run2, counts{Resumed: 2, Uploaded: 2})
+			for _, rc := range rcs {
+				if u := f.uploadsFor(rc); len(u) != 1 || !u[0].Succeeded {
+					t.Errorf("uploads = %+v, want one success", u)
+				}
+				it := f.fakeState(t, rc)
+				if it.State != intunefake.StateDone || it.Deliveries != 1 {
+					t.Errorf("Intune's item: %s after %d deliveries, want done after 1", it.State, it.Deliveries)
+				}
+				if st := f.workState(t, rc); st != store.WorkUploaded {
+					t.Errorf("work item is %s, want uploaded", st)
+				}
+			}
+			if n := f.fake.Count(intunefake.RouteDownload); n != 2 {
+				t.Errorf("downloads = %d, want one per run", n)
+			}
+		})
+	}
+}
+
+// Intune offers a request again after we answered it: it is answered again with success, and nothing about the
+// revocation changes (same time, same index entry, no cache invalidation, no revoked count).
+func TestSyncSameRequestDeliveredTwice(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	rec := f.issue(t, 1)[0]
+	rc := f.queue(t, rec.Serial)
+	s := f.syncer(t, nil)
+	f.run(t, s)
+	first := f.record(t, rec.Serial)
+
+	f.fake.Advance(61 * time.Minute)
+	f.clock.Advance(61 * time.Minute)
+	f.fake.InjectFault(intunefake.RouteDownload, intunefake.Fault{Times: 1, Body: fmt.Sprintf(
+		`{"value":[{"requestContext":%q,"serialNumber":%q,"issuerName":%q,"caConfiguration":%q}]}`,
+		rc, rec.Serial, f.caConfig, f.caConfig)})
+	run := f.run(t, s)
+	wantRun(t, run, counts{Downloaded: 1, Uploaded: 1})
+	u := f.uploadsFor(rc)
+	if len(u) != 2 || !u[0].Succeeded || !u[1].Succeeded || u[1].ErrorCode != 0 {
+		t.Errorf("uploads = %+v, want two successes", u)
+	}
+	again := f.record(t, rec.Serial)
+	if again.ETag != first.ETag || !again.RevokedAt.Equal(first.RevokedAt) || again.RevocationRef != rc {
+		t.Errorf("record changed on the second delivery: %+v → %+v", first, again)
+	}
+	list, _ := f.backend.ListRevoked(context.Background())
+	if len(list) != 1 || !list[0].RevokedAt.Equal(first.RevokedAt) {
+		t.Errorf("index = %+v, want the one first entry", list)
+	}
+	if n := len(f.notifiedSerials()); n != 1 {
+		t.Errorf("OnRevoked called for %d serials, want 1", n)
+	}
+}
+
+// 250 queued requests with a batch of 100 and Intune's cool-down: each run inside the cool-down gets nothing,
+// each run after it drains one batch, chunked into uploads of Chunk results; nothing is answered twice.
+func TestSyncDrainsOverRuns(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	recs := f.issue(t, 250)
+	bySerial := map[string]string{}
+	for _, r := range recs {
+		bySerial[f.queue(t, r.Serial)] = r.Serial
+	}
+	s := f.syncer(t, func(c *revocation.SyncConfig) { c.Batch = 100; c.Chunk = 40 })
+
+	run := f.run(t, s)
+	wantRun(t, run, counts{Downloaded: 100, Revoked: 100, Uploaded: 100})
+	if n := f.fake.Count(intunefake.RouteUpload); n != 3 {
+		t.Errorf("uploads for 100 items in chunks of 40 = %d, want 3", n)
+	}
+	run = f.run(t, s) // inside the cool-down
+	wantRun(t, run, counts{})
+	for _, want := range []int{100, 50, 0} {
+		f.fake.Advance(61 * time.Minute)
+		f.clock.Advance(61 * time.Minute)
+		run = f.run(t, s)
+		wantRun(t, run, counts{Downloaded: want, Revoked: want, Uploaded: want})
+	}
+	seen := map[string]int{}
+	for _, u := range f.fake.UploadedResults() {
+		seen[u.RequestContext]++
+		if !u.Succeeded {
+			t.Errorf("failure uploaded: %+v", u)
+		}
+	}
+	if len(seen) != 250 {
+		t.Errorf("%d distinct requests answered, want 250", len(seen))
+	}
+	for rc, n := range seen {
+		if n != 1 {
+			t.Errorf("request %.12s… answered %d times", rc, n)
+		}
+	}
+	for rc, serial := range bySerial {
+		if r := f.record(t, serial); r.Status != store.StatusRevoked || r.RevocationRef != rc {
+			t.Errorf("record %s: %s ref %.12s…", serial, r.Status, r.RevocationRef)
+		}
+	}
+	runs, _ := f.backend.Runs(context.Background(), 0)
+	if len(runs) != 5 || f.logs.count("revocation sync") != 5 {
+		t.Errorf("%d run records and %d log lines, want 5 each", len(runs), f.logs.count("revocation sync"))
+	}
+}
+
+// The answer for each kind of request: unknown serial → CertificateNotFoundError; already revoked by an admin →
+// success without touching the admin's revocation; serial spelled in lower case with leading zeros → matched;
+// pending with a planned certificate → revoked; pending without one → not found.
+func TestSyncOutcomes(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	issued := f.issue(t, 2)
+	adminRevoked, spelled := issued[0], issued[1]
+	if _, _, err := revocation.Revoke(context.Background(), f.backend, adminRevoked.Serial, 1, "admin:alice", "", f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	adminRec := f.record(t, adminRevoked.Serial)
+	pendingPlanned := f.insert(t, store.StatusPending, true, "pending-planned")
+	pendingBare := f.insert(t, store.StatusPending, false, "pending-bare")
+
+	rcUnknown := f.queue(t, "0123456789ABCDEF")
+	rcGarbage := f.queue(t, "not-a-serial")
+	rcAdmin := f.queue(t, adminRevoked.Serial)
+	rcSpelled := f.queue(t, "00"+strings.ToLower(spelled.Serial))
+	rcPlanned := f.queue(t, pendingPlanned.Serial)
+	rcBare := f.queue(t, pendingBare.Serial)
+
+	s := f.syncer(t, nil)
+	before := f.clock.Now()
+	run := f.run(t, s)
+	wantRun(t, run, counts{Downloaded: 6, Revoked: 2, NotFound: 3, Uploaded: 6})
+
+	for _, tt := range []struct {
+		name string
+		rc   string
+		ok   bool
+		code int
+	}{
+		{"unknown serial", rcUnknown, false, 4004},
+		{"not a serial", rcGarbage, false, 4004},
+		{"pending without a planned certificate", rcBare, false, 4004},
+		{"already revoked by an admin", rcAdmin, true, 0},
+		{"serial in another spelling", rcSpelled, true, 0},
+		{"pending with a planned certificate", rcPlanned, true, 0},
+	} {
+		u := f.uploadsFor(tt.rc)
+		if len(u) != 1 || u[0].Succeeded != tt.ok || u[0].ErrorCode != tt.code {
+			t.Errorf("%s: uploaded %+v, want succeeded=%t code %d", tt.name, u, tt.ok, tt.code)
+			continue
+		}
+		if !tt.ok && (u[0].ErrorCodeRaw != `"CertificateNotFoundError"` || u[0].ErrorMessage == nil || *u[0].ErrorMessage == "") {
+			t.Errorf("%s: errorCode %s message %v, want the member name and a message", tt.name, u[0].ErrorCodeRaw, u[0].ErrorMessage)
+		}
+		if tt.ok && (u[0].ErrorCodeRaw != `"None"` || u[0].ErrorMessage != nil) {
+			t.Errorf("%s: errorCode %s message %v, want \"None\" and null", tt.name, u[0].ErrorCodeRaw, u[0].ErrorMessage)
+		}
+		wantFake := intunefake.StateDone
+		if !tt.ok {
+			wantFake = intunefake.StateFailed
+		}
+		if st := f.fakeState(t, tt.rc).State; st != wantFake {
+			t.Errorf("%s: Intune's item is %s, want %s", tt.name, st, wantFake)
+		}
+		if st := f.workState(t, tt.rc); st != store.WorkUploaded {
+			t.Errorf("%s: work item is %s, want uploaded", tt.name, st)
+		}
+	}
+	if got := f.record(t, adminRevoked.Serial); got.ETag != adminRec.ETag || got.RevokedBy != "admin:alice" || got.RevocationReason != 1 {
+		t.Errorf("the admin's revocation was changed: %+v", got)
+	}
+	f.wantRevokedByIntune(t, spelled.Serial, rcSpelled, before, f.clock.Now())
+	f.wantRevokedByIntune(t, pendingPlanned.Serial, rcPlanned, before, f.clock.Now())
+	if r := f.record(t, pendingBare.Serial); r.Status != store.StatusPending {
+		t.Errorf("pending record without a planned certificate became %s", r.Status)
+	}
+}
+
+// Requests routed to another CA whose serial is not ours are kept as foreign and never answered, even when
+// Intune offers them again; a request routed elsewhere for a serial that is ours (the reported caConfiguration
+// changed, e.g. after a CA rollover) is still revoked.
+func TestSyncForeignItems(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	ours := f.issue(t, 2)
+	rcOtherCA := f.queueRaw(t, intunefake.RevocationRequest{SerialNumber: "0ABCDEF012345678", IssuerName: "CN=Other CA", CAConfiguration: "CN=Other CA"})
+	rcOtherIssuer := f.queueRaw(t, intunefake.RevocationRequest{SerialNumber: "0ABCDEF012345679", IssuerName: "CN=Other CA"})
+	rcNoRouting := f.queueRaw(t, intunefake.RevocationRequest{SerialNumber: "0ABCDEF01234567A"})
+	rcRolledOver := f.queueRaw(t, intunefake.RevocationRequest{SerialNumber: ours[0].Serial, CAConfiguration: "CN=Our old CA name"})
+	rcByIssuer := f.queueRaw(t, intunefake.RevocationRequest{SerialNumber: ours[1].Serial, IssuerName: f.caConfig})
+
+	s := f.syncer(t, nil)
+	run := f.run(t, s)
+	wantRun(t, run, counts{Downloaded: 5, Foreign: 2, Revoked: 2, NotFound: 1, Uploaded: 3})
+	for _, rc := range []string{rcOtherCA, rcOtherIssuer} {
+		if st := f.workState(t, rc); st != store.WorkForeign {
+			t.Errorf("foreign item is %s, want foreign", st)
+		}
+		if u := f.uploadsFor(rc); len(u) != 0 {
+			t.Errorf("foreign item answered: %+v", u)
+		}
+	}
+	if u := f.uploadsFor(rcNoRouting); len(u) != 1 || u[0].ErrorCode != 4004 {
+		t.Errorf("unrouted unknown serial: uploaded %+v, want CertificateNotFoundError", u)
+	}
+	for i, rc := range []string{rcRolledOver, rcByIssuer} {
+		if r := f.record(t, ours[i].Serial); r.Status != store.StatusRevoked || r.RevocationRef != rc {
+			t.Errorf("our certificate %d: %s", i, r.Status)
+		}
+		if u := f.uploadsFor(rc); len(u) != 1 || !u[0].Succeeded {
+			t.Errorf("our certificate %d: uploaded %+v", i, u)
+		}
+	}
+
+	// Unacknowledged, the foreign items come back after the cool-down; they stay unanswered.
+	f.fake.Advance(61 * time.Minute)
+	f.clock.Advance(61 * time.Minute)
+	run = f.run(t, s)
+	wantRun(t, run, counts{Downloaded: 2})
+	for _, rc := range []string{rcOtherCA, rcOtherIssuer} {
+		if it := f.fakeState(t, rc); it.Deliveries != 2 || len(f.uploadsFor(rc)) != 0 {
+			t.Errorf("foreign item delivered %d times, answered %d times; want 2 and 0", it.Deliveries, len(f.uploadsFor(rc)))
+		}
+	}
+}
+
+// Store trouble while revoking: Intune is told RetryableServiceException, the item stays open locally, and the
+// next run finishes the revocation and reports success; Intune's re-offer is answered with success too.
+func TestSyncStoreTroubleWhileApplying(t *testing.T) {
+	for _, method := range []string{storetest.MethodUpdate, storetest.MethodAddRevoked, storetest.MethodGet} {
+		t.Run(method, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, fixtureOptions{})
+			recs := f.issue(t, 2)
+			rcs := []string{f.queue(t, recs[0].Serial), f.queue(t, recs[1].Serial)}
+			f.faults.FailMethod(method, nil)
+			s := f.syncer(t, nil)
+			run := f.run(t, s)
+			wantRun(t, run, counts{Downloaded: 2, Failed: 2, Uploaded: 2})
+			for i, rc := range rcs {
+				u := f.uploadsFor(rc)
+				if len(u) != 1 || u[0].Succeeded || u[0].ErrorCode != 4100 {
+					t.Errorf("uploaded %+v, want RetryableServiceException", u)
+				}
+				if st := f.workState(t, rc); st != store.WorkDownloaded {
+					t.Errorf("work item is %s after a retryable answer, want downloaded (open)", st)
+				}
+				if r := f.record(t, recs[i].Serial); r.Status != store.StatusIssued {
+					t.Errorf("record is %s after the failed revocation", r.Status)
+				}
+			}
+			open, _ := f.backend.OpenRevocations(context.Background(), 0)
+			if len(open) != 2 {
+				t.Errorf("%d open items, want 2", len(open))
+			}
+
+			f.faults.Clear()
+			before := f.clock.Now()
+			run2 := f.run(t, s) // inside the cool-down: only our own resume finishes them
+			wantRun(t, run2, counts{Resumed: 2, Revoked: 2, Uploaded: 2})
+			for i, rc := range rcs {
+				f.wantRevokedByIntune(t, recs[i].Serial, rc, before, f.clock.Now())
+				f.wantIndexed(t, recs[i].Serial, 5)
+				u := f.uploadsFor(rc)
+				if len(u) != 2 || !u[1].Succeeded {
+					t.Errorf("uploads = %+v, want retryable then success", u)
+				}
+				if st := f.fakeState(t, rc).State; st != intunefake.StateDone {
+					t.Errorf("Intune's item is %s, want done", st)
+				}
+				if st := f.workState(t, rc); st != store.WorkUploaded {
+					t.Errorf("work item is %s, want uploaded", st)
+				}
+			}
+		})
+	}
+}
+
+// Intune re-offers an item we answered "retry later" while our own retry of it fails once more: the re-offered
+// copy is revoked and answered with success (and the caches told), and our still-open copy is closed by the next
+// run without a second revocation.
+func TestSyncRetryableReofferedByIntune(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	rec := f.issue(t, 1)[0]
+	rc := f.queue(t, rec.Serial)
+	f.faults.FailMethod(storetest.MethodUpdate, nil)
+	s := f.syncer(t, nil)
+	f.run(t, s)
+	f.faults.Clear()
+	if st := f.fakeState(t, rc).State; st != intunefake.StateQueued {
+		t.Fatalf("Intune's item is %s after a retryable answer, want queued", st)
+	}
+
+	f.fake.Advance(61 * time.Minute)
+	f.clock.Advance(61 * time.Minute)
+	f.faults.Inject(storetest.Fault{Method: storetest.MethodUpdate, Nth: 1}) // our resume fails once more
+	run := f.run(t, s)
+	f.faults.Clear()
+	wantRun(t, run, counts{Resumed: 1, Downloaded: 1, Failed: 1, Revoked: 1, Uploaded: 2})
+	u := f.uploadsFor(rc)
+	if len(u) != 3 || u[0].ErrorCode != 4100 || u[1].ErrorCode != 4100 || !u[2].Succeeded {
+		t.Errorf("uploads = %+v, want retryable, retryable, success", u)
+	}
+	if st := f.fakeState(t, rc).State; st != intunefake.StateDone {
+		t.Errorf("Intune's item is %s, want done", st)
+	}
+	if r := f.record(t, rec.Serial); r.Status != store.StatusRevoked || r.RevocationRef != rc {
+		t.Errorf("record %s ref %.12q", r.Status, r.RevocationRef)
+	}
+	if n := len(f.notifiedSerials()); n != 1 {
+		t.Errorf("OnRevoked called for %d serials, want 1", n)
+	}
+
+	run = f.run(t, s)
+	wantRun(t, run, counts{Resumed: 1, Uploaded: 1})
+	if st := f.workState(t, rc); st != store.WorkUploaded {
+		t.Errorf("work item is %s, want uploaded", st)
+	}
+	if n := len(f.notifiedSerials()); n != 1 {
+		t.Errorf("OnRevoked called for %d serials, want 1", n)
+	}
+}
+
+// A run that cannot download returns the error and still leaves a record with the error and one log line.
+func TestSyncDownloadFailureRecorded(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	f.fake.InjectFault(intunefake.RouteDownload, intunefake.Fault{Status: 503})
+	s := f.syncer(t, nil)
+	run, err := s.Run(context.Background(), "admin")
+	if err == nil {
+		t.Fatal("Run succeeded although every download failed")
+	}
+	runs, rerr := f.backend.Runs(context.Background(), 0)
+	if rerr != nil || len(runs) != 1 || len(runs[0].Errors) == 0 || runs[0].ID != run.ID || runs[0].Trigger != "admin" {
+		t.Errorf("recorded runs = %+v (%v), want one with the download error", runs, rerr)
+	}
+	if n := f.logs.count("revocation sync"); n != 1 {
+		t.Errorf("%d log lines, want 1", n)
+	}
+}
+
+// Two overlapping runs: the second gets ErrRunning without touching Intune; the first finishes alone, and each
+// request is answered once.
+func TestSyncOverlappingRuns(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	recs := f.issue(t, 3)
+	for _, r := range recs {
+		f.queue(t, r.Serial)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	f.faults.OnCall(func(method string) {
+		if method == storetest.MethodEnqueueRevocation {
+			once.Do(func() { close(entered); <-release })
+		}
+	})
+	s1, s2 := f.syncer(t, nil), f.syncer(t, nil)
+	done := make(chan error, 1)
+	var first store.SyncRun
+	go func() {
+		var err error
+		first, err = s1.Run(context.Background(), "timer")
+		done <- err
+	}()
+	<-entered
+	_, err := s2.Run(context.Background(), "admin")
+	if !errors.Is(err, revocation.ErrRunning) {
+		t.Errorf("overlapping run: %v, want ErrRunning", err)
+	}
+	if n := f.fake.Count(intunefake.RouteDownload); n != 1 {
+		t.Errorf("downloads = %d while the second run was refused, want 1", n)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	wantRun(t, first, counts{Downloaded: 3, Revoked: 3, Uploaded: 3})
+	if n := len(f.fake.UploadedResults()); n != 3 {
+		t.Errorf("%d results uploaded, want 3", n)
+	}
+	runs, _ := f.backend.Runs(context.Background(), 0)
+	if len(runs) != 1 {
+		t.Errorf("%d run records, want only the run that ran", len(runs))
+	}
+	// The lease is free again.
+	f.run(t, s2)
+}
+
+// Many runs started at once (timer plus manual runs on several instances): the lease lets them through one at a
+// time, so no request is answered twice and every revocation happens once.
+func TestSyncConcurrentRunsNoDoubleUpload(t *testing.T) {
+	backends(t, func(t *testing.T, tables bool) {
+		f := newFixture(t, fixtureOptions{tables: tables})
+		recs := f.issue(t, 10)
+		for _, r := range recs {
+			f.queue(t, r.Serial)
+		}
+		var wg sync.WaitGroup
+		var ran, refused atomic.Int32
+		for range 6 {
+			s := f.syncer(t, nil)
+			wg.Go(func() {
+				_, err := s.Run(context.Background(), "admin")
+				switch {
+				case err == nil:
+					ran.Add(1)
+				case errors.Is(err, revocation.ErrRunning):
+					refused.Add(1)
+				default:
+					t.Errorf("Run: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if ran.Load() == 0 || ran.Load()+refused.Load() != 6 {
+			t.Errorf("%d runs ran and %d were refused", ran.Load(), refused.Load())
+		}
+		seen := map[string]int{}
+		for _, u := range f.fake.UploadedResults() {
+			seen[u.RequestContext]++
+		}
+		if len(seen) != 10 {
+			t.Errorf("%d requests answered, want 10", len(seen))
+		}
+		for _, n := range seen {
+			if n != 1 {
+				t.Errorf("a request was answered %d times", n)
+			}
+		}
+		if n := len(f.notifiedSerials()); n != 10 {
+			t.Errorf("OnRevoked got %d serials, want 10", n)
+		}
+		runs, _ := f.backend.Runs(context.Background(), 0)
+		if len(runs) != int(ran.Load()) {
+			t.Errorf("%d run records for %d runs", len(runs), ran.Load())
+		}
+	})
+}
+
+// A run that died holding the lease blocks the next run only until the lease expires.
+func TestSyncExpiredLeaseTakenOver(t *testing.T) {
+	backends(t, func(t *testing.T, tables bool) {
+		f := newFixture(t, fixtureOptions{tables: tables})
+		rec := f.issue(t, 1)[0]
+		rc := f.queue(t, rec.Serial)
+		s := f.syncer(t, func(c *revocation.SyncConfig) { c.LeaseTTL = 15 * time.Minute })
+		// The first run's lease release (its second PutMeta) is lost, as when the host kills the function.
+		f.faults.Inject(storetest.Fault{Method: storetest.MethodPutMeta, Nth: 2})
+		f.run(t, s)
+		f.faults.Clear()
+
+		f.clock.Advance(14 * time.Minute)
+		if _, err := s.Run(context.Background(), "timer"); !errors.Is(err, revocation.ErrRunning) {
+			t.Fatalf("run inside the dead run's lease: %v, want ErrRunning", err)
+		}
+		f.clock.Advance(2 * time.Minute)
+		f.fake.Advance(2 * time.Hour)
+		f.fake.InjectFault(intunefake.RouteDownload, intunefake.Fault{Times: 1, Body: fmt.Sprintf(
+			`{"value":[{"requestContext":%q,"serialNumber":%q,"caConfiguration":%q}]}`, rc, rec.Serial, f.caConfig)})
+		run := f.run(t, s)
+		wantRun(t, run, counts{Downloaded: 1, Uploaded: 1})
+		if runs, _ := f.backend.Runs(context.Background(), 0); len(runs) != 2 {
+			t.Errorf("%d run records, want 2", len(runs))
+		}
+		// The taking run released its lease normally.
+		f.run(t, s)
+	})
+}
+
+// A run that has spent its time budget leaves the rest for the next run instead of downloading more.
+func TestSyncTimeBudget(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	recs := f.issue(t, 4)
+	var rcs []string
+	for _, r := range recs {
+		rcs = append(rcs, f.queue(t, r.Serial))
+	}
+	s := f.syncer(t, func(c *revocation.SyncConfig) { c.Chunk = 2; c.Budget = time.Minute })
+	// Every record read costs the run a minute of its budget: the first chunk is finished, the second is left.
+	f.faults.OnCall(func(method string) {
+		if method == storetest.MethodGet {
+			f.clock.Advance(40 * time.Second)
+		}
+	})
+	run := f.run(t, s)
+	f.faults.Clear()
+	wantRun(t, run, counts{Downloaded: 4, Revoked: 2, Uploaded: 2})
+	if len(run.Errors) != 1 || !strings.Contains(run.Errors[0], "2 items left") {
+		t.Errorf("errors = %q, want the budget note", run.Errors)
+	}
+	open, _ := f.backend.OpenRevocations(context.Background(), 0)
+	if len(open) != 2 {
+		t.Fatalf("%d open items, want 2", len(open))
+	}
+	run = f.run(t, s)
+	if run.Resumed != 2 || run.Revoked != 2 || run.Uploaded != 2 {
+		t.Errorf("next run = %+v, want the 2 left-over items finished", run)
+	}
+	for _, rc := range rcs {
+		if u := f.uploadsFor(rc); len(u) != 1 || !u[0].Succeeded {
+			t.Errorf("uploads = %+v", u)
+		}
+	}
+}
+
+func TestNewSyncerValidates(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	for name, cfg := range map[string]revocation.SyncConfig{
+		"no store":    {Intune: f.client},
+		"no intune":   {Store: f.st},
+		"batch > 500": {Store: f.st, Intune: f.client, Batch: 501},
+	} {
+		if _, err := revocation.NewSyncer(cfg); err == nil {
+			t.Errorf("%s: NewSyncer accepted %+v", name, cfg)
+		}
+	}
+	// Batch 500 is Intune's limit and is sent as is.
+	f.queue(t, "0A")
+	s := f.syncer(t, func(c *revocation.SyncConfig) { c.Batch = 500 })
+	f.run(t, s)
+	reqs := f.fake.Requests(intunefake.RouteDownload)
+	if len(reqs) != 1 || !strings.Contains(string(reqs[0].Body), `"maxRequests":500`) {
+		t.Errorf("download bodies = %v, want maxRequests 500", reqs)
+	}
+}
