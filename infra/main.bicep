@@ -65,9 +65,9 @@ param caKeyName string = 'azscep-ca'
 @maxLength(127)
 param kekName string = 'azscep-kek'
 
-@description('Prefix of the CA table names.')
+@description('Prefix of the CA table names: letters and digits, starting with a letter (config.Load checks it).')
 @minLength(1)
-@maxLength(56)
+@maxLength(50)
 param tablesPrefix string = 'azscep'
 
 @description('Static SCEP challenge (endpoint "static"). Generated once by azd and kept in the azd environment unless AZSCEP_STATIC_CHALLENGE is set; stored only as a Key Vault secret.')

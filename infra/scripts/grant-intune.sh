@@ -76,9 +76,11 @@ existing=$(az rest --method GET --uri "$graph/v1.0/servicePrincipals/$principal/
 
 # grant assigns app role $2 of resource service principal $1 (named $3) unless already assigned.
 grant() {
-	local resource=$1 role=$2 label=$3 line
+	local resource role label=$3 line
+	resource=$(printf '%s' "$1" | tr '[:upper:]' '[:lower:]')
+	role=$(printf '%s' "$2" | tr '[:upper:]' '[:lower:]')
 	while IFS=$'\t' read -r -a line; do
-		if [[ ${#line[@]} -ge 2 && ${line[0]} == "${resource,,}" && ${line[1]} == "${role,,}" ]]; then
+		if [[ ${#line[@]} -ge 2 && ${line[0]} == "$resource" && ${line[1]} == "$role" ]]; then
 			log "already granted: $label"
 			return 0
 		fi

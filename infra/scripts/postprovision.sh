@@ -45,7 +45,7 @@ delay=20
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
-log "running azscep ${args[*]} (key vault ${AZSCEP_KEYVAULT_URL})"
+log "running azscep $(printf '%q ' "${args[@]}")(key vault ${AZSCEP_KEYVAULT_URL})"
 attempt=1
 while :; do
 	set +e
@@ -58,7 +58,7 @@ while :; do
 	fi
 	# Exit status 2 is a configuration error: retrying cannot help.
 	if [[ $rc -eq 2 || $attempt -ge $attempts ]]; then
-		die "azscep ca init failed (exit $rc). Fix the cause above and run: infra/scripts/azscep-admin.sh ${args[*]}"
+		die "azscep ca init failed (exit $rc). Fix the cause above and run: infra/scripts/azscep-admin.sh $(printf '%q ' "${args[@]}")"
 	fi
 	log "attempt $attempt of $attempts failed; role assignments made by this deployment can take a few minutes to apply. Retrying in ${delay}s"
 	sleep "$delay"

@@ -124,6 +124,8 @@ func view(r *store.Record, withPEM bool) CertificateView {
 	return v
 }
 
+// ServeHTTP authenticates and authorizes every call before routing it, so an unauthenticated caller learns
+// nothing about which serials or routes exist.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	caller, err := h.cfg.Verifier.Verify(r.Context(), r.Header.Values("Authorization"))
 	if err == nil {

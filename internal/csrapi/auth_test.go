@@ -102,7 +102,8 @@ func TestAuthRejections(t *testing.T) {
 		before := e.tenant.JWKSFetches()
 		r := e.post(e.appToken(entrafake.UnknownKID()), der)
 		wantProblem(t, r, 401, entra.CodeInvalidToken)
-		if got := r.Header.Get("WWW-Authenticate"); got != `Bearer error="invalid_token", error_description="token signing key not recognised"` {
+		want := `Bearer error="invalid_token", error_description="token signing key not recognised"`
+		if got := r.Header.Get("WWW-Authenticate"); got != want {
 			t.Fatalf("WWW-Authenticate = %q", got)
 		}
 		if n := e.tenant.JWKSFetches() - before; n != 1 {

@@ -367,8 +367,9 @@ func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, req *po
 		if !strings.EqualFold(u.Scheme, "IntuneDeviceId") {
 			return "", forbid(CodeNotSelf, "only IntuneDeviceId:// URIs are allowed in self-service")
 		}
-		if u.Host == "" || u.Opaque != "" || u.User != nil || u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" ||
-			u.Port() != "" {
+		bare := u.Host != "" && u.Port() == "" && u.Opaque == "" && u.User == nil && u.Path == "" &&
+			u.RawQuery == "" && !u.ForceQuery && u.Fragment == ""
+		if !bare {
 			return "", forbid(CodeNotSelf, "an IntuneDeviceId URI must be IntuneDeviceId://<device ID>")
 		}
 		if device != "" && !strings.EqualFold(device, u.Host) {

@@ -75,9 +75,7 @@ type env struct {
 	graph   *entrafake.Graph
 	store   *memstore.Store
 	ca      *testca.CA
-	issuer  *issuance.Issuer
 	profile *policy.Profile
-	handler *csrapi.Handler
 	srv     *httptest.Server
 }
 
@@ -171,8 +169,7 @@ func newEnvWith(t *testing.T, d deps, mutate ...func(*csrapi.Config)) *env {
 	mux.Handle("/api/csr", h)
 	srv := httptest.NewServer(httpx.Edge(testLogger(t), mux))
 	t.Cleanup(srv.Close)
-	return &env{t: t, clock: c, tenant: tenant, graph: graph, store: st, ca: ca, issuer: iss, profile: cfg.Profile,
-		handler: h, srv: srv}
+	return &env{t: t, clock: c, tenant: tenant, graph: graph, store: st, ca: ca, profile: cfg.Profile, srv: srv}
 }
 
 // appToken is an app-only token with CSR.Request.Db.
@@ -480,6 +477,3 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
-
-// contains reports whether s contains sub, case-insensitively.
-func contains(s, sub string) bool { return strings.Contains(strings.ToLower(s), strings.ToLower(sub)) }

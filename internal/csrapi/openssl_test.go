@@ -63,7 +63,8 @@ func TestOpenSSLEndToEnd(t *testing.T) {
 		{name: "rsa", keyArgs: []string{"-newkey", "rsa:2048"}, subj: "/CN=openssl-rsa/O=Contoso",
 			ext: []string{"-addext", "subjectAltName=DNS:openssl-rsa.contoso.test"}, token: e.appToken()},
 		{name: "ec", keyArgs: []string{"-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"}, subj: "/CN=" + alice.upn,
-			ext:   []string{"-addext", "extendedKeyUsage=clientAuth", "-addext", "subjectAltName=otherName:1.3.6.1.4.1.311.20.2.3;UTF8:" + alice.upn},
+			ext: []string{"-addext", "extendedKeyUsage=clientAuth",
+				"-addext", "subjectAltName=otherName:1.3.6.1.4.1.311.20.2.3;UTF8:" + alice.upn},
 			token: e.userToken(alice, []string{entra.RoleCSRSelfService}), accept: "application/x-pem-file"},
 	}
 	for _, tc := range cases {
@@ -105,7 +106,8 @@ func TestOpenSSLEndToEnd(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			if got := openssl(t, dir, "verify", "-CAfile", "ca.pem", "-purpose", "sslclient", certFile); strings.TrimSpace(got) != certFile+": OK" {
+			got := openssl(t, dir, "verify", "-CAfile", "ca.pem", "-purpose", "sslclient", certFile)
+			if strings.TrimSpace(got) != certFile+": OK" {
 				t.Fatalf("openssl verify: %q", got)
 			}
 			// The certificate is for the key openssl generated, not just any key.

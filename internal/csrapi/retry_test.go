@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -88,14 +89,21 @@ func TestRetrySelfService(t *testing.T) {
 	}
 }
 
-// TestRetryConcurrent: identical requests racing each other produce one certificate, which all of them get.
+// TestRetryConcurrent: identical requests racing each other produce one certificate. Each racer gets either that
+// certificate or 409 in_progress with Retry-After (the first one's signature is still under way); a retry after
+// the race gets the certificate.
 func TestRetryConcurrent(t *testing.T) {
 	e := newEnv(t)
 	der := csrDER(t, ecKey(t, "race"), testca.CSROptions{Subject: cn("race-device")})
 	tok := e.appToken()
 	const n = 8
-	serials := make([]string, n)
-	statuses := make([]int, n)
+	type result struct {
+		status     int
+		serial     string
+		code       string
+		retryAfter string
+	}
+	results := make([]result, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Add(1)
@@ -111,19 +119,31 @@ func TestRetryConcurrent(t *testing.T) {
 				return
 			}
 			defer resp.Body.Close()
-			_, _ = io.Copy(io.Discard, resp.Body)
-			statuses[i] = resp.StatusCode
-			serials[i] = resp.Header.Get("X-Certificate-Serial")
+			body, _ := io.ReadAll(resp.Body)
+			var p problemBody
+			_ = json.Unmarshal(body, &p)
+			results[i] = result{resp.StatusCode, resp.Header.Get("X-Certificate-Serial"), p.Code, resp.Header.Get("Retry-After")}
 		}()
 	}
 	wg.Wait()
-	for i := range n {
-		if statuses[i] != http.StatusOK || serials[i] != serials[0] || serials[0] == "" {
-			t.Fatalf("request %d: status %d serial %q; want 200 and %q for all", i, statuses[i], serials[i], serials[0])
+	serial := ""
+	for i, r := range results {
+		switch {
+		case r.status == http.StatusOK && r.serial != "" && (serial == "" || r.serial == serial):
+			serial = r.serial
+		case r.status == http.StatusConflict && r.code == csrapi.CodeInProgress && r.retryAfter != "":
+		default:
+			t.Fatalf("request %d: %+v; want 200 with the one serial, or 409 in_progress with Retry-After", i, r)
 		}
+	}
+	if serial == "" {
+		t.Fatal("no racer got the certificate")
 	}
 	if got := e.records(store.StatusIssued); got != 1 {
 		t.Fatalf("issued records = %d for %d identical requests, want 1", got, n)
+	}
+	if got := e.wantCert(e.post(tok, der)); store.SerialString(got.SerialNumber) != serial {
+		t.Fatalf("retry after the race got %s, want %s", store.SerialString(got.SerialNumber), serial)
 	}
 }
 

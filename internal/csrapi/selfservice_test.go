@@ -221,6 +221,9 @@ func TestSelfServiceRefusals(t *testing.T) {
 	e.graph.AddManagedDevice(entrafake.ManagedDevice{ID: malloryIntune, UserID: mallory.oid, AzureADDeviceID: malloryDev})
 	tok := e.userToken(alice, selfService)
 
+	type o = testca.CSROptions
+	us := func(u ...*url.URL) []*url.URL { return u }
+	upns := []string{alice.upn}
 	withName := func(n pkix.Name, extra ...pkix.AttributeTypeAndValue) pkix.Name {
 		n.ExtraNames = append(n.ExtraNames, extra...)
 		return n
@@ -243,24 +246,34 @@ func TestSelfServiceRefusals(t *testing.T) {
 			pkix.AttributeTypeAndValue{Type: oidCommonName, Value: alice.upn})}, csrapi.CodeNotSelf},
 		{"someone else's e-mail address in the subject", tok, testca.CSROptions{Subject: withName(cn(alice.upn),
 			pkix.AttributeTypeAndValue{Type: oidEmailInName, Value: mallory.upn})}, csrapi.CodeNotSelf},
-		{"DNS name", tok, testca.CSROptions{UPNs: []string{alice.upn}, DNSNames: []string{"alice.contoso.test"}}, csrapi.CodeNotSelf},
-		{"e-mail SAN", tok, testca.CSROptions{UPNs: []string{alice.upn}, Emails: []string{alice.upn}}, csrapi.CodeNotSelf},
-		{"Intune SID URI", tok, testca.CSROptions{UPNs: []string{alice.upn}, URIs: []*url.URL{testca.IntuneSIDURI("S-1-5-21-1-2-3-1001")}}, csrapi.CodeNotSelf},
-		{"device URI plus UPN", tok, testca.CSROptions{UPNs: []string{alice.upn}, URIs: []*url.URL{deviceURI(aliceDev)}}, csrapi.CodeNotSelf},
-		{"CN and URI name different devices", tok, testca.CSROptions{Subject: cn(aliceDev), URIs: []*url.URL{deviceURI(malloryDev)}}, csrapi.CodeNotSelf},
-		{"two device URIs", tok, testca.CSROptions{URIs: []*url.URL{deviceURI(aliceDev), deviceURI(malloryDev)}}, csrapi.CodeNotSelf},
-		{"device URI with user info", tok, testca.CSROptions{URIs: []*url.URL{{Scheme: "IntuneDeviceId", User: url.User(malloryDev), Host: aliceDev}}}, csrapi.CodeNotSelf},
-		{"device URI with a path", tok, testca.CSROptions{URIs: []*url.URL{{Scheme: "IntuneDeviceId", Host: aliceDev, Path: "/" + malloryDev}}}, csrapi.CodeNotSelf},
-		{"opaque device URI", tok, testca.CSROptions{URIs: []*url.URL{{Scheme: "IntuneDeviceId", Opaque: aliceDev}}}, csrapi.CodeNotSelf},
-		{"empty device URI beside own UPN", tok, testca.CSROptions{UPNs: []string{alice.upn}, URIs: []*url.URL{{Scheme: "IntuneDeviceId", Host: ""}}}, csrapi.CodeNotSelf},
-		{"own device URI but someone else's CN", tok, testca.CSROptions{Subject: cn(mallory.upn), URIs: []*url.URL{deviceURI(aliceDev)}}, csrapi.CodeNotSelf},
-		{"CN = someone else's Entra device", tok, testca.CSROptions{Subject: cn(malloryDev)}, csrapi.CodeNotOwner},
-		{"CN = someone else's Intune device", tok, testca.CSROptions{Subject: cn(malloryIntune)}, csrapi.CodeNotOwner},
-		{"CN = unknown device", tok, testca.CSROptions{Subject: cn(entrafake.NewGUID())}, csrapi.CodeNotOwner},
-		{"URI names someone else's device", tok, testca.CSROptions{URIs: []*url.URL{deviceURI(malloryDev)}}, csrapi.CodeNotOwner},
-		{"URI device ID is not a GUID", tok, testca.CSROptions{URIs: []*url.URL{deviceURI("laptop-17")}}, csrapi.CodeNotOwner},
-		{"app token with the self-service role", e.tenant.MintApp(selfService), testca.CSROptions{Subject: cn(aliceDev)}, csrapi.CodeForbidden},
-		{"user token without a UPN", e.userToken(user{oid: alice.oid}, selfService), testca.CSROptions{Subject: cn("nobody")}, csrapi.CodeNotSelf},
+		{"user ID attribute in the subject", tok, o{Subject: withName(cn(alice.upn),
+			pkix.AttributeTypeAndValue{Type: asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 1}, Value: "mallory"})},
+			csrapi.CodeNotSelf},
+		{"DNS name", tok, o{UPNs: upns, DNSNames: []string{"alice.contoso.test"}}, csrapi.CodeNotSelf},
+		{"e-mail SAN", tok, o{UPNs: upns, Emails: []string{alice.upn}}, csrapi.CodeNotSelf},
+		{"Intune SID URI", tok, o{UPNs: upns, URIs: us(testca.IntuneSIDURI("S-1-5-21-1-2-3-1001"))}, csrapi.CodeNotSelf},
+		{"device URI plus UPN", tok, o{UPNs: upns, URIs: us(deviceURI(aliceDev))}, csrapi.CodeNotSelf},
+		{"CN and URI name different devices", tok, o{Subject: cn(aliceDev), URIs: us(deviceURI(malloryDev))},
+			csrapi.CodeNotSelf},
+		{"two device URIs", tok, o{URIs: us(deviceURI(aliceDev), deviceURI(malloryDev))}, csrapi.CodeNotSelf},
+		{"device URI with user info", tok,
+			o{URIs: us(&url.URL{Scheme: "IntuneDeviceId", User: url.User(malloryDev), Host: aliceDev})}, csrapi.CodeNotSelf},
+		{"device URI with a path", tok,
+			o{URIs: us(&url.URL{Scheme: "IntuneDeviceId", Host: aliceDev, Path: "/" + malloryDev})}, csrapi.CodeNotSelf},
+		{"opaque device URI", tok, o{URIs: us(&url.URL{Scheme: "IntuneDeviceId", Opaque: aliceDev})}, csrapi.CodeNotSelf},
+		{"empty device URI beside own UPN", tok, o{UPNs: upns, URIs: us(&url.URL{Scheme: "IntuneDeviceId"})},
+			csrapi.CodeNotSelf},
+		{"own device URI but someone else's CN", tok, o{Subject: cn(mallory.upn), URIs: us(deviceURI(aliceDev))},
+			csrapi.CodeNotSelf},
+		{"CN = someone else's Entra device", tok, o{Subject: cn(malloryDev)}, csrapi.CodeNotOwner},
+		{"CN = someone else's Intune device", tok, o{Subject: cn(malloryIntune)}, csrapi.CodeNotOwner},
+		{"CN = unknown device", tok, o{Subject: cn(entrafake.NewGUID())}, csrapi.CodeNotOwner},
+		{"URI names someone else's device", tok, o{URIs: us(deviceURI(malloryDev))}, csrapi.CodeNotOwner},
+		{"URI device ID is not a GUID", tok, o{URIs: us(deviceURI("laptop-17"))}, csrapi.CodeNotOwner},
+		{"app token with the self-service role", e.tenant.MintApp(selfService), o{Subject: cn(aliceDev)},
+			csrapi.CodeForbidden},
+		{"user token without a UPN", e.userToken(user{oid: alice.oid}, selfService), o{Subject: cn("nobody")},
+			csrapi.CodeNotSelf},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -107,8 +107,8 @@ func FetchCACerts(ctx context.Context, client *http.Client, scepURL string) ([]*
 type SCEPConfig struct {
 	// Path is the SCEP endpoint path, e.g. /api/scep/static; requests POST to Path?operation=PKIOperation.
 	Path string
-	// Recipients are the certificates the CSR is encrypted to: what GetCACert returned (real clients encrypt to
-	// every one of them).
+	// Recipients are what GetCACert returned. The CSR is encrypted to every RSA certificate among them, as
+	// micromdm's scepclient does (key transport needs RSA; an EC CA certificate in the chain is skipped).
 	Recipients []*x509.Certificate
 	// Challenge is the challengePassword put in every CSR ("" for none).
 	Challenge string
@@ -135,9 +135,16 @@ type SCEPRequest struct {
 // The message envelope uses smallstep/pkcs7's process-wide ContentEncryptionAlgorithm (the server's scep.Init
 // sets AES-256-CBC; a load generator running beside micromdm/scep should leave it there).
 func BuildSCEP(cfg SCEPConfig, n int) ([]*SCEPRequest, error) {
-	if len(cfg.Keys) == 0 || len(cfg.Recipients) == 0 || cfg.Path == "" {
-		return nil, errors.New("loadgen: SCEPConfig needs Path, Recipients and Keys")
+	var rsaRecipients []*x509.Certificate
+	for _, c := range cfg.Recipients {
+		if _, ok := c.PublicKey.(*rsa.PublicKey); ok {
+			rsaRecipients = append(rsaRecipients, c)
+		}
 	}
+	if len(cfg.Keys) == 0 || len(rsaRecipients) == 0 || cfg.Path == "" {
+		return nil, errors.New("loadgen: SCEPConfig needs Path, Keys and an RSA recipient")
+	}
+	cfg.Recipients = rsaRecipients
 	if cfg.CommonName == "" {
 		cfg.CommonName = "loadgen-"
 	}
@@ -339,4 +346,37 @@ func parallel(n int, fn func(i int) error) error {
 	close(next)
 	wg.Wait()
 	return first
+}
+
+// CertRep statuses (RFC 8894 §3.2.1.3) as CertRepStatus reports them.
+const (
+	StatusSuccess = "SUCCESS"
+	StatusFailure = "FAILURE"
+	StatusPending = "PENDING"
+)
+
+// CertRepStatus reads the pkiStatus (SUCCESS, FAILURE or PENDING) and failInfo of a CertRep after checking its
+// signature. It needs no key, so tests can classify any answer, successful or not.
+func CertRepStatus(body []byte) (status, failInfo string, err error) {
+	p7, err := pkcs7.Parse(body)
+	if err != nil {
+		return "", "", fmt.Errorf("CertRep does not parse: %w", err)
+	}
+	if err := p7.Verify(); err != nil {
+		return "", "", fmt.Errorf("CertRep signature: %w", err)
+	}
+	var s string
+	if err := p7.UnmarshalSignedAttribute(oidPKIStatus, &s); err != nil {
+		return "", "", fmt.Errorf("CertRep pkiStatus: %w", err)
+	}
+	switch s {
+	case "0":
+		return StatusSuccess, "", nil
+	case "2":
+		_ = p7.UnmarshalSignedAttribute(oidFailInfo, &failInfo)
+		return StatusFailure, failInfo, nil
+	case "3":
+		return StatusPending, "", nil
+	}
+	return "", "", fmt.Errorf("unknown pkiStatus %q", s)
 }

@@ -65,6 +65,8 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 	if canonical == "" {
 		return 0, nil, fmt.Errorf("%w: %q is not a serial number", store.ErrNotFound, serial)
 	}
+	// One revocation time for every attempt, so the index entry (first write wins) and the record agree.
+	at := now.UTC().Truncate(time.Second)
 	for attempt := 0; attempt < 5; attempt++ {
 		rec, err := st.Get(ctx, canonical)
 		if err != nil {
@@ -83,7 +85,6 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 			}
 		}
 		from := rec.Status
-		at := now.UTC().Truncate(time.Second)
 		if err := st.AddRevoked(ctx, store.Revoked{Serial: rec.Serial, RevokedAt: at, Reason: reason}); err != nil {
 			return 0, nil, fmt.Errorf("indexing revocation: %w", err)
 		}

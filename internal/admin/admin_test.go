@@ -1,0 +1,667 @@
+package admin_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/azscep/azscep/internal/admin"
+	"github.com/azscep/azscep/internal/entra"
+	"github.com/azscep/azscep/internal/entra/entrafake"
+	"github.com/azscep/azscep/internal/revocation"
+	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/store/memstore"
+	"github.com/azscep/azscep/internal/store/storetest"
+	"github.com/azscep/azscep/internal/testca"
+)
+
+const (
+	aliceOID = "11111111-2222-3333-4444-555555555555"
+	aliceUPN = "alice@contoso.example"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// lines returns the decoded JSON log lines with message msg.
+func (s *syncBuffer) lines(msg string) []map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []map[string]any
+	for line := range strings.SplitSeq(s.b.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// stubSyncer stands in for revocation.Syncer, which has its own tests.
+type stubSyncer struct {
+	mu       sync.Mutex
+	triggers []string
+	run      store.SyncRun
+	err      error
+}
+
+func (s *stubSyncer) Run(ctx context.Context, trigger string) (store.SyncRun, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.triggers = append(s.triggers, trigger)
+	return s.run, s.err
+}
+
+type env struct {
+	fake   *entrafake.Server
+	ca     *testca.CA
+	st     *memstore.Store
+	faults *storetest.FaultStore
+	srv    *httptest.Server
+	logs   *syncBuffer
+	sync   *stubSyncer
+	admin  string // token with Certificates.Manage
+
+	mu      sync.Mutex
+	revoked []string
+}
+
+func newEnv(t *testing.T, mutate func(*admin.Config)) *env {
+	t.Helper()
+	fake := entrafake.New(t)
+	v, err := entra.NewVerifier(entra.Config{
+		TenantID:      fake.TenantID,
+		Audiences:     []string{fake.ClientID, fake.AppIDURI},
+		AuthorityHost: fake.Authority(),
+		HTTPClient:    fake.Client(),
+	})
+	if err != nil {
+		t.Fatalf("NewVerifier: %v", err)
+	}
+	e := &env{fake: fake, ca: testca.New(t, testca.Options{}), st: memstore.New(), logs: &syncBuffer{}, sync: &stubSyncer{}}
+	e.faults = storetest.NewFaultStore(e.st)
+	cfg := admin.Config{
+		Verifier: v,
+		Store:    e.faults,
+		Sync:     e.sync,
+		OnRevoked: func(serials []string) {
+			e.mu.Lock()
+			e.revoked = append(e.revoked, serials...)
+			e.mu.Unlock()
+		},
+		Logger: slog.New(slog.NewJSONHandler(e.logs, nil)),
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	h, err := admin.New(cfg)
+	if err != nil {
+		t.Fatalf("admin.New: %v", err)
+	}
+	e.srv = httptest.NewServer(h)
+	t.Cleanup(e.srv.Close)
+	e.admin = fake.MintUser(aliceOID, aliceUPN, []string{entra.RoleCertificatesManage})
+	return e
+}
+
+func (e *env) notified() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.revoked)
+}
+
+func (e *env) do(t *testing.T, method, path, token, body string) (*http.Response, []byte) {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), method, e.srv.URL+path, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+type problem struct {
+	Status int    `json:"status"`
+	Code   string `json:"code"`
+	Detail string `json:"detail"`
+}
+
+// wantProblem checks an RFC 9457 answer with status and code.
+func wantProblem(t *testing.T, resp *http.Response, body []byte, status int, code string) problem {
+	t.Helper()
+	var p problem
+	if resp.StatusCode != status || resp.Header.Get("Content-Type") != "application/problem+json" ||
+		json.Unmarshal(body, &p) != nil || p.Code != code || p.Status != status {
+		t.Errorf("%s %s: %d %s %s; want %d problem+json with code %q", resp.Request.Method, resp.Request.URL.Path,
+			resp.StatusCode, resp.Header.Get("Content-Type"), body, status, code)
+	}
+	return p
+}
+
+// insert stores a record; withCert attaches a real certificate signed by the env's CA.
+func (e *env) insert(t *testing.T, r store.Record, withCert bool) *store.Record {
+	t.Helper()
+	if r.Serial == "" || withCert {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert := e.ca.Issue(t, key.Public(), testca.LeafOptions{Subject: pkix.Name{CommonName: "leaf"}})
+		r.Serial = store.SerialString(cert.SerialNumber)
+		if withCert {
+			r.CertDER = cert.Raw
+			r.Subject = cert.Subject.String()
+			r.NotBefore, r.NotAfter = cert.NotBefore, cert.NotAfter
+		}
+	}
+	if r.Status == "" {
+		r.Status = store.StatusIssued
+	}
+	if r.Source == "" {
+		r.Source = store.SourceAPI
+	}
+	if err := e.st.Insert(context.Background(), &r); err != nil {
+		t.Fatal(err)
+	}
+	return &r
+}
+
+type page struct {
+	Items        []admin.CertificateView `json:"items"`
+	Continuation string                  `json:"continuation"`
+}
+
+func TestAuthentication(t *testing.T) {
+	e := newEnv(t, nil)
+	rec := e.insert(t, store.Record{Subject: "CN=x"}, true)
+	paths := []struct{ method, path string }{
+		{http.MethodGet, "/api/certificates"},
+		{http.MethodGet, "/api/certificates/" + rec.Serial},
+		{http.MethodPost, "/api/certificates/" + rec.Serial + "/revoke"},
+		{http.MethodPost, "/api/certificates/revocation-sync"},
+	}
+	for _, p := range paths {
+		resp, body := e.do(t, p.method, p.path, "", "")
+		wantProblem(t, resp, body, http.StatusUnauthorized, "unauthorized")
+		if got := resp.Header.Get("WWW-Authenticate"); got != "Bearer" {
+			t.Errorf("%s %s without a token: WWW-Authenticate %q, want Bearer", p.method, p.path, got)
+		}
+
+		resp, body = e.do(t, p.method, p.path, "not.a.token", "")
+		wantProblem(t, resp, body, http.StatusUnauthorized, entra.CodeInvalidToken)
+		if got := resp.Header.Get("WWW-Authenticate"); !strings.Contains(got, `error="invalid_token"`) {
+			t.Errorf("bad token: WWW-Authenticate %q", got)
+		}
+
+		resp, body = e.do(t, p.method, p.path, e.fake.MintUser(aliceOID, aliceUPN, []string{entra.RoleCSRSelfService}), "")
+		wantProblem(t, resp, body, http.StatusForbidden, entra.CodeInsufficientScope)
+		if got := resp.Header.Get("WWW-Authenticate"); !strings.Contains(got, `error="insufficient_scope"`) {
+			t.Errorf("missing role: WWW-Authenticate %q", got)
+		}
+
+		resp, body = e.do(t, p.method, p.path, e.fake.MintUser(aliceOID, aliceUPN, []string{entra.RoleCertificatesManage}, entrafake.Expired()), "")
+		wantProblem(t, resp, body, http.StatusUnauthorized, entra.CodeInvalidToken)
+	}
+	if r, _ := e.st.Get(t.Context(), rec.Serial); r.Status != store.StatusIssued {
+		t.Error("an unauthenticated request revoked a certificate")
+	}
+	if len(e.sync.triggers) != 0 {
+		t.Error("an unauthenticated request ran the sync")
+	}
+}
+
+// When the tenant's keys cannot be fetched the API answers 503 with Retry-After, never 401 and never success.
+func TestIdentityUnavailable(t *testing.T) {
+	e := newEnv(t, nil)
+	e.fake.SetFault(http.StatusInternalServerError)
+	resp, body := e.do(t, http.MethodGet, "/api/certificates", e.admin, "")
+	wantProblem(t, resp, body, http.StatusServiceUnavailable, "unavailable")
+	if resp.Header.Get("Retry-After") == "" {
+		t.Error("no Retry-After")
+	}
+}
+
+func TestSearch(t *testing.T) {
+	e := newEnv(t, nil)
+	base := time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)
+	var laptops []string
+	for i := range 7 {
+		r := e.insert(t, store.Record{Subject: fmt.Sprintf("CN=Laptop-%d,O=Contoso", i), Requester: "alice",
+			DeviceID: fmt.Sprintf("dev-%d", i), Created: base.Add(time.Duration(i) * time.Hour)}, false)
+		laptops = append(laptops, r.Serial)
+	}
+	phone := e.insert(t, store.Record{Subject: "CN=phone", Requester: "bob", DeviceID: "dev-p", Created: base.Add(24 * time.Hour),
+		Status: store.StatusPending}, false)
+	tablet := e.insert(t, store.Record{Subject: "CN=tablet", Requester: "bob", DeviceID: "dev-t", Created: base.Add(25 * time.Hour)}, true)
+	if _, _, err := revocation.Revoke(t.Context(), e.st, tablet.Serial, 1, "admin:x", "", base.Add(26*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+
+	search := func(query string) []string {
+		t.Helper()
+		resp, body := e.do(t, http.MethodGet, "/api/certificates?"+query, e.admin, "")
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Cache-Control") != "no-store" {
+			t.Fatalf("search %q: %d %s", query, resp.StatusCode, body)
+		}
+		var p page
+		if err := json.Unmarshal(body, &p); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, it := range p.Items {
+			out = append(out, it.Serial)
+			if it.PEM != "" {
+				t.Errorf("search result carries a PEM")
+			}
+		}
+		if p.Continuation != "" {
+			t.Fatalf("search %q returned a continuation on a small result", query)
+		}
+		slices.Sort(out)
+		return out
+	}
+	sorted := func(s ...string) []string { s = slices.Clone(s); slices.Sort(s); return s }
+
+	for _, tt := range []struct {
+		query string
+		want  []string
+	}{
+		{"subject=laptop", sorted(laptops...)},
+		{"subject=" + url.QueryEscape("laptop-3,o=contoso"), sorted(laptops[3])},
+		{"device=dev-2", sorted(laptops[2])},
+		{"requester=bob", sorted(phone.Serial, tablet.Serial)},
+		{"status=pending", sorted(phone.Serial)},
+		{"status=revoked", sorted(tablet.Serial)},
+		{"requester=alice&since=" + base.Add(2*time.Hour).Format(time.RFC3339) + "&until=" + base.Add(5*time.Hour).Format(time.RFC3339),
+			sorted(laptops[2:5]...)},
+		{"requester=nobody", nil},
+	} {
+		if got := search(tt.query); !slices.Equal(got, tt.want) {
+			t.Errorf("search %q = %v, want %v", tt.query, got, tt.want)
+		}
+	}
+
+	// The revoked record's view says why and by whom.
+	resp, body := e.do(t, http.MethodGet, "/api/certificates?status=revoked", e.admin, "")
+	var p page
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &p) != nil || len(p.Items) != 1 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	if v := p.Items[0]; v.Status != "revoked" || v.RevocationReason != "keyCompromise" || v.RevokedBy != "admin:x" || v.RevokedAt.IsZero() {
+		t.Errorf("revoked view %+v", v)
+	}
+}
+
+// More matches than one page: the continuation walks every match exactly once.
+func TestSearchPagination(t *testing.T) {
+	e := newEnv(t, nil)
+	want := map[string]bool{}
+	for i := range 8 {
+		r := e.insert(t, store.Record{Subject: fmt.Sprintf("CN=host-%d", i), Requester: "svc"}, false)
+		want[r.Serial] = true
+	}
+	e.insert(t, store.Record{Subject: "CN=other", Requester: "someone-else"}, false)
+	seen := map[string]bool{}
+	pages := 0
+	q := "requester=svc&limit=3"
+	for {
+		resp, body := e.do(t, http.MethodGet, "/api/certificates?"+q, e.admin, "")
+		var p page
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &p) != nil {
+			t.Fatalf("page %d: %d %s", pages, resp.StatusCode, body)
+		}
+		pages++
+		if len(p.Items) > 3 {
+			t.Errorf("page of %d items with limit 3", len(p.Items))
+		}
+		for _, it := range p.Items {
+			if seen[it.Serial] || !want[it.Serial] {
+				t.Errorf("page %d returned %s (seen before: %t, expected at all: %t)", pages, it.Serial, seen[it.Serial], want[it.Serial])
+			}
+			seen[it.Serial] = true
+		}
+		if p.Continuation == "" {
+			break
+		}
+		if pages > 10 {
+			t.Fatal("continuation never ends")
+		}
+		q = "requester=svc&limit=3&continuation=" + url.QueryEscape(p.Continuation)
+	}
+	if pages != 3 || len(seen) != 8 {
+		t.Errorf("%d pages, %d records; want 3 pages covering 8", pages, len(seen))
+	}
+}
+
+func TestSearchBadQueries(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, tt := range []struct{ query, code string }{
+		{"status=active", "bad_status"},
+		{"status=REVOKED", "bad_status"},
+		{"limit=0", "bad_limit"},
+		{"limit=201", "bad_limit"},
+		{"limit=ten", "bad_limit"},
+		{"since=yesterday", "bad_time"},
+		{"until=2026-13-01T00:00:00Z", "bad_time"},
+		{"since=2026-04-01", "bad_time"},
+		{"continuation=%21%21%21", "bad_continuation"},
+		{"continuation=eyJhIjoiIn0", "bad_continuation"},
+	} {
+		resp, body := e.do(t, http.MethodGet, "/api/certificates?"+tt.query, e.admin, "")
+		wantProblem(t, resp, body, http.StatusBadRequest, tt.code)
+	}
+	// Limit bounds are inclusive.
+	for _, q := range []string{"limit=1", "limit=200"} {
+		if resp, body := e.do(t, http.MethodGet, "/api/certificates?"+q, e.admin, ""); resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %d %s", q, resp.StatusCode, body)
+		}
+	}
+}
+
+func TestGet(t *testing.T) {
+	e := newEnv(t, nil)
+	rec := e.insert(t, store.Record{Requester: "alice", DeviceID: "dev-1", Profile: "device", Endpoint: "api"}, true)
+	for _, spelling := range []string{rec.Serial, strings.ToLower(rec.Serial), "00" + rec.Serial} {
+		resp, body := e.do(t, http.MethodGet, "/api/certificates/"+spelling, e.admin, "")
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
+			t.Fatalf("GET %s: %d %s", spelling, resp.StatusCode, body)
+		}
+		var v admin.CertificateView
+		if err := json.Unmarshal(body, &v); err != nil {
+			t.Fatal(err)
+		}
+		if v.Serial != rec.Serial || v.Status != "issued" || v.Subject != rec.Subject || v.DeviceID != "dev-1" ||
+			v.Requester != "alice" || !v.NotAfter.Equal(rec.NotAfter) || v.RevocationReason != "" {
+			t.Errorf("view %+v", v)
+		}
+		block, _ := pem.Decode([]byte(v.PEM))
+		if block == nil || block.Type != "CERTIFICATE" {
+			t.Fatalf("PEM %q", v.PEM)
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil || store.SerialString(cert.SerialNumber) != rec.Serial {
+			t.Errorf("PEM certificate: %v", err)
+		}
+		if strings.Contains(string(body), "plannedDer") || strings.Contains(string(body), "PlannedDER") {
+			t.Error("the planned certificate leaks into the view")
+		}
+	}
+
+	resp, body := e.do(t, http.MethodGet, "/api/certificates/0ABCDEF0123", e.admin, "")
+	wantProblem(t, resp, body, http.StatusNotFound, "certificate_not_found")
+	resp, body = e.do(t, http.MethodGet, "/api/certificates/not-hex", e.admin, "")
+	wantProblem(t, resp, body, http.StatusBadRequest, "bad_serial")
+
+	// A store outage is a 503 with Retry-After, not a 404.
+	e.faults.FailMethod(storetest.MethodGet, nil)
+	resp, body = e.do(t, http.MethodGet, "/api/certificates/"+rec.Serial, e.admin, "")
+	wantProblem(t, resp, body, http.StatusServiceUnavailable, "unavailable")
+	if resp.Header.Get("Retry-After") == "" {
+		t.Error("no Retry-After on 503")
+	}
+}
+
+func TestRevoke(t *testing.T) {
+	e := newEnv(t, nil)
+	rec := e.insert(t, store.Record{Requester: "alice"}, true)
+	path := "/api/certificates/" + strings.ToLower(rec.Serial) + "/revoke"
+	before := time.Now().Truncate(time.Second)
+
+	resp, body := e.do(t, http.MethodPost, path, e.admin, `{"reason":"keyCompromise","comment":"laptop stolen"}`)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("revoke: %d %s", resp.StatusCode, body)
+	}
+	wantBy := "admin:" + aliceUPN + " (" + aliceOID + ")"
+	var v admin.CertificateView
+	if err := json.Unmarshal(body, &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Serial != rec.Serial || v.Status != "revoked" || v.RevocationReason != "keyCompromise" || v.RevokedBy != wantBy ||
+		v.AlreadyRevoked || v.PEM != "" {
+		t.Errorf("answer %+v", v)
+	}
+	stored, _ := e.st.Get(t.Context(), rec.Serial)
+	if stored.Status != store.StatusRevoked || stored.RevocationReason != 1 || stored.RevokedBy != wantBy ||
+		stored.RevocationRef != "laptop stolen" || stored.RevokedAt.Before(before) || stored.RevokedAt.After(time.Now()) {
+		t.Errorf("stored %+v", stored)
+	}
+	list, _ := e.st.ListRevoked(t.Context())
+	if len(list) != 1 || list[0].Serial != rec.Serial || list[0].Reason != 1 {
+		t.Errorf("index %+v", list)
+	}
+	if got := e.notified(); !slices.Equal(got, []string{rec.Serial}) {
+		t.Errorf("OnRevoked got %v", got)
+	}
+	audit := e.logs.lines("audit: certificate revoked")
+	if len(audit) != 1 || audit[0]["by"] != wantBy || audit[0]["serial"] != rec.Serial || audit[0]["reason"] != "keyCompromise" ||
+		audit[0]["already_revoked"] != false {
+		t.Errorf("audit lines %v", audit)
+	}
+
+	// Again, with another reason: 200, already revoked, nothing changes, caches not told again.
+	resp, body = e.do(t, http.MethodPost, path, e.admin, `{"reason":"superseded"}`)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("second revoke: %d %s", resp.StatusCode, body)
+	}
+	v = admin.CertificateView{}
+	if err := json.Unmarshal(body, &v); err != nil {
+		t.Fatal(err)
+	}
+	if !v.AlreadyRevoked || v.RevocationReason != "keyCompromise" || v.RevokedBy != wantBy {
+		t.Errorf("second answer %+v, want alreadyRevoked with the first revocation", v)
+	}
+	if again, _ := e.st.Get(t.Context(), rec.Serial); again.ETag != stored.ETag {
+		t.Error("the second revoke rewrote the record")
+	}
+	if n := len(e.notified()); n != 1 {
+		t.Errorf("OnRevoked called %d times", n)
+	}
+	audit = e.logs.lines("audit: certificate revoked")
+	if len(audit) != 2 || audit[1]["already_revoked"] != true || audit[1]["by"] != wantBy {
+		t.Errorf("audit lines %v", audit)
+	}
+}
+
+func TestRevokeVariants(t *testing.T) {
+	e := newEnv(t, nil)
+
+	// No body: reason unspecified.
+	rec := e.insert(t, store.Record{}, true)
+	resp, body := e.do(t, http.MethodPost, "/api/certificates/"+rec.Serial+"/revoke", e.admin, "")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	if r, _ := e.st.Get(t.Context(), rec.Serial); r.Status != store.StatusRevoked || r.RevocationReason != 0 {
+		t.Errorf("no-body revoke stored %s reason %d", r.Status, r.RevocationReason)
+	}
+
+	// Numeric reason; an app caller is audited by its app ID.
+	rec = e.insert(t, store.Record{}, true)
+	app := e.fake.MintApp([]string{entra.RoleCertificatesManage})
+	resp, body = e.do(t, http.MethodPost, "/api/certificates/"+rec.Serial+"/revoke", app, `{"reason":"5"}`)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	if r, _ := e.st.Get(t.Context(), rec.Serial); r.RevocationReason != 5 || r.RevokedBy != "admin:app:"+e.fake.ClientAppID {
+		t.Errorf("app revoke stored reason %d by %q", r.RevocationReason, r.RevokedBy)
+	}
+
+	// A pending record with a planned certificate can be revoked; one without cannot.
+	planned := e.insert(t, store.Record{Status: store.StatusPending, PlannedDER: []byte{0x30, 0x00}}, false)
+	resp, body = e.do(t, http.MethodPost, "/api/certificates/"+planned.Serial+"/revoke", e.admin, `{"reason":"superseded"}`)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("planned: %d %s", resp.StatusCode, body)
+	}
+	bare := e.insert(t, store.Record{Status: store.StatusPending}, false)
+	resp, body = e.do(t, http.MethodPost, "/api/certificates/"+bare.Serial+"/revoke", e.admin, `{"reason":"superseded"}`)
+	wantProblem(t, resp, body, http.StatusNotFound, "certificate_not_found")
+
+	target := e.insert(t, store.Record{}, true)
+	revokePath := "/api/certificates/" + target.Serial + "/revoke"
+	for _, tt := range []struct {
+		body   string
+		status int
+		code   string
+	}{
+		{`{"reason":"certificateHold"}`, http.StatusBadRequest, "bad_reason"},
+		{`{"reason":"cACompromise"}`, http.StatusBadRequest, "bad_reason"},
+		{`{"reason":"8"}`, http.StatusBadRequest, "bad_reason"},
+		{`{"reason":"lost"}`, http.StatusBadRequest, "bad_reason"},
+		{`{"reason":`, http.StatusBadRequest, "bad_json"},
+		{`{"reason":1}`, http.StatusBadRequest, "bad_json"},
+		{`{"reason":"keyCompromise","why":"x"}`, http.StatusBadRequest, "bad_json"},
+		{`[]`, http.StatusBadRequest, "bad_json"},
+		{`{"comment":"` + strings.Repeat("x", 5000) + `"}`, http.StatusRequestEntityTooLarge, "request_too_large"},
+	} {
+		resp, body := e.do(t, http.MethodPost, revokePath, e.admin, tt.body)
+		wantProblem(t, resp, body, tt.status, tt.code)
+	}
+	if r, _ := e.st.Get(t.Context(), target.Serial); r.Status != store.StatusIssued {
+		t.Errorf("a refused revoke changed the record to %s", r.Status)
+	}
+
+	resp, body = e.do(t, http.MethodPost, "/api/certificates/0ABCDEF0123/revoke", e.admin, `{"reason":"superseded"}`)
+	wantProblem(t, resp, body, http.StatusNotFound, "certificate_not_found")
+	resp, body = e.do(t, http.MethodPost, "/api/certificates/xyz/revoke", e.admin, `{"reason":"superseded"}`)
+	wantProblem(t, resp, body, http.StatusBadRequest, "bad_serial")
+
+	// Store outage: 503, the record unchanged.
+	e.faults.FailMethod(storetest.MethodAddRevoked, nil)
+	resp, body = e.do(t, http.MethodPost, revokePath, e.admin, `{"reason":"superseded"}`)
+	wantProblem(t, resp, body, http.StatusServiceUnavailable, "unavailable")
+	if r, _ := e.st.Get(t.Context(), target.Serial); r.Status != store.StatusIssued {
+		t.Errorf("record is %s after a failed revoke", r.Status)
+	}
+}
+
+func TestManualSync(t *testing.T) {
+	e := newEnv(t, nil)
+	started := time.Date(2026, 4, 2, 3, 4, 5, 0, time.UTC)
+	e.sync.run = store.SyncRun{ID: "abc123", Started: started, Finished: started.Add(time.Second), Trigger: "admin",
+		Resumed: 1, Downloaded: 2, Foreign: 3, Revoked: 4, NotFound: 5, Failed: 6, Uploaded: 7, Errors: []string{"e1"}}
+	resp, body := e.do(t, http.MethodPost, "/api/certificates/revocation-sync", e.admin, "")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{"id": "abc123", "trigger": "admin", "resumed": 1.0, "downloaded": 2.0, "foreign": 3.0,
+		"revoked": 4.0, "notFound": 5.0, "failed": 6.0, "uploaded": 7.0, "started": "2026-04-02T03:04:05Z"} {
+		if got[k] != want {
+			t.Errorf("answer[%q] = %v, want %v (%s)", k, got[k], want, body)
+		}
+	}
+	if !slices.Equal(e.sync.triggers, []string{"admin"}) {
+		t.Errorf("syncer triggers %v", e.sync.triggers)
+	}
+	if audit := e.logs.lines("audit: manual revocation sync"); len(audit) != 1 || audit[0]["by"] != aliceUPN+" ("+aliceOID+")" {
+		t.Errorf("audit lines %v", audit)
+	}
+
+	e.sync.err = revocation.ErrRunning
+	resp, body = e.do(t, http.MethodPost, "/api/certificates/revocation-sync", e.admin, "")
+	wantProblem(t, resp, body, http.StatusConflict, "sync_running")
+	if resp.Header.Get("Retry-After") == "" {
+		t.Error("409 without Retry-After")
+	}
+
+	e.sync.err = errors.New("downloading revocation requests: boom")
+	resp, body = e.do(t, http.MethodPost, "/api/certificates/revocation-sync", e.admin, "")
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), `"id":"abc123"`) {
+		t.Errorf("failed sync: %d %s, want 502 with the run", resp.StatusCode, body)
+	}
+
+	off := newEnv(t, func(c *admin.Config) { c.Sync = nil })
+	resp, body = off.do(t, http.MethodPost, "/api/certificates/revocation-sync", off.admin, "")
+	wantProblem(t, resp, body, http.StatusNotFound, "sync_disabled")
+}
+
+func TestMethodsAndRoutes(t *testing.T) {
+	e := newEnv(t, nil)
+	rec := e.insert(t, store.Record{}, true)
+	for _, tt := range []struct {
+		method, path, allow string
+	}{
+		{http.MethodPost, "/api/certificates", "GET"},
+		{http.MethodDelete, "/api/certificates", "GET"},
+		{http.MethodGet, "/api/certificates/revocation-sync", "POST"},
+		{http.MethodPut, "/api/certificates/" + rec.Serial, "GET"},
+		{http.MethodPost, "/api/certificates/" + rec.Serial, "GET"},
+		{http.MethodGet, "/api/certificates/" + rec.Serial + "/revoke", "POST"},
+		{http.MethodDelete, "/api/certificates/" + rec.Serial + "/revoke", "POST"},
+	} {
+		resp, body := e.do(t, tt.method, tt.path, e.admin, "")
+		wantProblem(t, resp, body, http.StatusMethodNotAllowed, "method_not_allowed")
+		if got := resp.Header.Get("Allow"); got != tt.allow {
+			t.Errorf("%s %s: Allow %q, want %q", tt.method, tt.path, got, tt.allow)
+		}
+	}
+	for _, p := range []string{"/api/certificates/" + rec.Serial + "/unrevoke", "/api/certificates/a/b/c"} {
+		resp, body := e.do(t, http.MethodPost, p, e.admin, "")
+		wantProblem(t, resp, body, http.StatusNotFound, "not_found")
+	}
+	if r, _ := e.st.Get(t.Context(), rec.Serial); r.Status != store.StatusIssued {
+		t.Error("a refused method changed the record")
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	if _, err := admin.New(admin.Config{Store: memstore.New()}); err == nil {
+		t.Error("New accepted a config without a verifier")
+	}
+	if _, err := admin.New(admin.Config{Verifier: fakeVerifier{}}); err == nil {
+		t.Error("New accepted a config without a store")
+	}
+}
+
+type fakeVerifier struct{}
+
+func (fakeVerifier) Verify(context.Context, []string) (*entra.Caller, error) {
+	return nil, errors.New("no")
+}

@@ -1,0 +1,1396 @@
+package config
+
+// Offline checks of the deployment files (azure.yaml, infra/, local.settings.sample.json) against the settings
+// parser. The Bicep CLI cannot run here (azure-functions.md §5), so the Bicep is read as text with a small
+// scanner that understands strings (including ${} interpolation), comments and bracket nesting: enough to pull out
+// top-level declarations, decorators and object properties reliably. What these tests cannot see (ARM validation,
+// API versions, region support) is left to `az bicep build` and `azd provision --preview` (docs/deployment.md).
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/azscep/azscep/internal/store/tables"
+)
+
+// --- repository files --------------------------------------------------------------------------------------------
+
+// repoRoot is the module root; tests run in internal/config.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		t.Fatalf("repository root not found from %s: %v", root, err)
+	}
+	return root
+}
+
+func readRepoFile(t *testing.T, rel string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), filepath.FromSlash(rel)))
+	if err != nil {
+		t.Fatalf("reading %s: %v", rel, err)
+	}
+	return string(b)
+}
+
+// bicepFiles lists every .bicep file under infra/, relative to the repository root with forward slashes.
+func bicepFiles(t *testing.T) []string {
+	t.Helper()
+	root := repoRoot(t)
+	var files []string
+	err := filepath.WalkDir(filepath.Join(root, "infra"), func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && strings.HasSuffix(path, ".bicep") {
+			rel, _ := filepath.Rel(root, path)
+			files = append(files, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(files)
+	if len(files) == 0 {
+		t.Fatal("no .bicep files under infra/")
+	}
+	return files
+}
+
+// --- a small Bicep reader ----------------------------------------------------------------------------------------
+
+// skipString returns the index just after the Bicep string that starts at s[i] (a single quote). Multi-line
+// strings (three quotes) have no escapes; ordinary strings have \ escapes and ${...} interpolations that may contain strings themselves.
+func skipString(s string, i int) int {
+	if strings.HasPrefix(s[i:], "'''") {
+		if end := strings.Index(s[i+3:], "'''"); end >= 0 {
+			return i + 3 + end + 3
+		}
+		return len(s)
+	}
+	for j := i + 1; j < len(s); {
+		switch {
+		case s[j] == '\\':
+			j += 2
+		case s[j] == '$' && j+1 < len(s) && s[j+1] == '{':
+			j = skipBalanced(s, j+1)
+		case s[j] == '\'':
+			return j + 1
+		default:
+			j++
+		}
+	}
+	return len(s)
+}
+
+// skipBalanced returns the index just after the bracket that closes s[i] (one of "([{"), skipping strings.
+func skipBalanced(s string, i int) int {
+	depth := 0
+	for j := i; j < len(s); {
+		switch s[j] {
+		case '\'':
+			j = skipString(s, j)
+			continue
+		case '(', '[', '{':
+			depth++
+		case ')', ']', '}':
+			depth--
+			if depth == 0 {
+				return j + 1
+			}
+		}
+		j++
+	}
+	return len(s)
+}
+
+// stripComments removes // and /* */ comments outside strings, keeping line breaks.
+func stripComments(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		switch {
+		case s[i] == '\'':
+			j := skipString(s, i)
+			b.WriteString(s[i:j])
+			i = j
+		case strings.HasPrefix(s[i:], "//"):
+			for i < len(s) && s[i] != '\n' {
+				i++
+			}
+		case strings.HasPrefix(s[i:], "/*"):
+			end := strings.Index(s[i+2:], "*/")
+			if end < 0 {
+				end = len(s) - i - 2
+			}
+			b.WriteString(strings.Repeat("\n", strings.Count(s[i:i+2+end], "\n")))
+			i += 2 + end + 2
+		default:
+			b.WriteByte(s[i])
+			i++
+		}
+	}
+	return b.String()
+}
+
+// scanTop calls f for every top-level index of s (outside strings and brackets); f returns false to stop.
+func scanTop(s string, f func(i int) bool) {
+	for i := 0; i < len(s); {
+		switch s[i] {
+		case '\'':
+			i = skipString(s, i)
+			continue
+		case '(', '[', '{':
+			i = skipBalanced(s, i)
+			continue
+		}
+		if !f(i) {
+			return
+		}
+		i++
+	}
+}
+
+// splitTop splits s at top-level newlines and commas, dropping empty parts.
+func splitTop(s string) []string {
+	var parts []string
+	start := 0
+	scanTop(s, func(i int) bool {
+		if s[i] == '\n' || s[i] == ',' {
+			if p := strings.TrimSpace(s[start:i]); p != "" {
+				parts = append(parts, p)
+			}
+			start = i + 1
+		}
+		return true
+	})
+	if p := strings.TrimSpace(s[start:]); p != "" {
+		parts = append(parts, p)
+	}
+	return parts
+}
+
+// indexTop returns the first top-level index of c in s, or -1.
+func indexTop(s string, c byte) int {
+	at := -1
+	scanTop(s, func(i int) bool {
+		if s[i] == c {
+			at = i
+			return false
+		}
+		return true
+	})
+	return at
+}
+
+// decl is one top-level Bicep statement: param, var, resource, module, output, targetScope...
+type decl struct {
+	Kind       string   // first keyword
+	Name       string   // symbolic name (empty for targetScope)
+	Header     string   // text between the name and "=" (type, resource type string, "existing")
+	Value      string   // expression after "=" (default value for params), trimmed
+	Decorators []string // "@secure()", "@metadata({...})", ...
+}
+
+// assignIndex finds the top-level "=" of a statement (not ==, !=, <=, >=, =~).
+func assignIndex(stmt string) int {
+	at := -1
+	scanTop(stmt, func(i int) bool {
+		if stmt[i] != '=' {
+			return true
+		}
+		prev, next := byte(' '), byte(' ')
+		if i > 0 {
+			prev = stmt[i-1]
+		}
+		if i+1 < len(stmt) {
+			next = stmt[i+1]
+		}
+		if next == '=' || next == '~' || strings.IndexByte("=!<>", prev) >= 0 {
+			return true
+		}
+		at = i
+		return false
+	})
+	return at
+}
+
+// parseBicep splits a Bicep file into its top-level declarations.
+func parseBicep(src string) []decl {
+	s := stripComments(src)
+	var out []decl
+	var pending []string
+	for i := 0; i < len(s); {
+		if c := s[i]; c == ' ' || c == '\t' || c == '\r' || c == '\n' {
+			i++
+			continue
+		}
+		if s[i] == '@' {
+			j := i + 1
+			for j < len(s) && (isLetter(s[j]) || s[j] == '.' || s[j] == '_') {
+				j++
+			}
+			if j < len(s) && s[j] == '(' {
+				j = skipBalanced(s, j)
+			}
+			pending = append(pending, s[i:j])
+			i = j
+			continue
+		}
+		j := i
+		for j < len(s) && s[j] != '\n' {
+			switch s[j] {
+			case '\'':
+				j = skipString(s, j)
+			case '(', '[', '{':
+				j = skipBalanced(s, j)
+			default:
+				j++
+			}
+		}
+		stmt := strings.TrimSpace(s[i:j])
+		i = j
+		d := decl{Decorators: pending}
+		pending = nil
+		head := stmt
+		if a := assignIndex(stmt); a >= 0 {
+			head, d.Value = strings.TrimSpace(stmt[:a]), strings.TrimSpace(stmt[a+1:])
+		}
+		fields := strings.Fields(head)
+		if len(fields) > 0 {
+			d.Kind = fields[0]
+		}
+		if len(fields) > 1 {
+			d.Name = fields[1]
+			d.Header = strings.TrimSpace(strings.Join(fields[2:], " "))
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// bicepFile is a parsed Bicep file.
+type bicepFile struct {
+	Path  string
+	Decls []decl
+}
+
+func loadBicep(t *testing.T, rel string) bicepFile {
+	t.Helper()
+	return bicepFile{Path: rel, Decls: parseBicep(readRepoFile(t, rel))}
+}
+
+// find returns the declaration of a kind and name; it fails the test when there is none.
+func (f bicepFile) find(t *testing.T, kind, name string) decl {
+	t.Helper()
+	for _, d := range f.Decls {
+		if d.Kind == kind && d.Name == name {
+			return d
+		}
+	}
+	t.Fatalf("%s: no %s %s", f.Path, kind, name)
+	return decl{}
+}
+
+func (f bicepFile) has(kind, name string) bool {
+	for _, d := range f.Decls {
+		if d.Kind == kind && d.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// resourcesOfType returns the resources whose type string starts with typ + "@".
+func (f bicepFile) resourcesOfType(typ string) []decl {
+	var out []decl
+	for _, d := range f.Decls {
+		if d.Kind == "resource" && strings.HasPrefix(d.Header, "'"+typ+"@") {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// prop is one object property.
+type prop struct{ Key, Value string }
+
+// parseObject returns the properties of an object literal "{ ... }" in source order.
+func parseObject(expr string) ([]prop, error) {
+	expr = strings.TrimSpace(expr)
+	if !strings.HasPrefix(expr, "{") || skipBalanced(expr, 0) != len(expr) {
+		return nil, fmt.Errorf("not an object literal: %.60q", expr)
+	}
+	var props []prop
+	for _, part := range splitTop(expr[1 : len(expr)-1]) {
+		c := indexTop(part, ':')
+		if c < 0 {
+			return nil, fmt.Errorf("object entry without a key: %.60q", part)
+		}
+		key := strings.TrimSpace(part[:c])
+		if lit, ok := stringLiteral(key); ok {
+			key = lit
+		}
+		props = append(props, prop{Key: key, Value: strings.TrimSpace(part[c+1:])})
+	}
+	return props, nil
+}
+
+// parseArray returns the items of an array literal "[ ... ]".
+func parseArray(expr string) ([]string, error) {
+	expr = strings.TrimSpace(expr)
+	if !strings.HasPrefix(expr, "[") || skipBalanced(expr, 0) != len(expr) {
+		return nil, fmt.Errorf("not an array literal: %.60q", expr)
+	}
+	return splitTop(expr[1 : len(expr)-1]), nil
+}
+
+// lookup follows a path of property names through nested object literals.
+func lookup(expr string, path ...string) (string, error) {
+	for _, key := range path {
+		props, err := parseObject(expr)
+		if err != nil {
+			return "", err
+		}
+		found := false
+		for _, p := range props {
+			if p.Key == key {
+				expr, found = p.Value, true
+				break
+			}
+		}
+		if !found {
+			return "", fmt.Errorf("no property %q", key)
+		}
+	}
+	return expr, nil
+}
+
+func mustLookup(t *testing.T, where, expr string, path ...string) string {
+	t.Helper()
+	v, err := lookup(expr, path...)
+	if err != nil {
+		t.Fatalf("%s: %s: %v", where, strings.Join(path, "."), err)
+	}
+	return v
+}
+
+// loopBody splits "[ for x in source: body ]" into the source expression and the body.
+func loopBody(expr string) (source, body string, err error) {
+	items, err := parseArray(expr)
+	if err != nil || len(items) != 1 {
+		return "", "", fmt.Errorf("not a for-expression: %.60q", expr)
+	}
+	m := regexp.MustCompile(`^for\s+\w+\s+in\s+`).FindStringIndex(items[0])
+	if m == nil {
+		return "", "", fmt.Errorf("not a for-expression: %.60q", expr)
+	}
+	rest := items[0][m[1]:]
+	c := indexTop(rest, ':')
+	if c < 0 {
+		return "", "", fmt.Errorf("for-expression without body: %.60q", expr)
+	}
+	return strings.TrimSpace(rest[:c]), strings.TrimSpace(rest[c+1:]), nil
+}
+
+// stringLiteral returns the value of a plain string literal without interpolation.
+func stringLiteral(expr string) (string, bool) {
+	expr = strings.TrimSpace(expr)
+	if len(expr) < 2 || expr[0] != '\'' || skipString(expr, 0) != len(expr) || strings.HasPrefix(expr, "'''") {
+		return "", false
+	}
+	inner := expr[1 : len(expr)-1]
+	if strings.Contains(inner, "${") {
+		return "", false
+	}
+	r := strings.NewReplacer(`\'`, `'`, `\\`, `\`, `\$`, `$`, `\n`, "\n", `\t`, "\t")
+	return r.Replace(inner), true
+}
+
+func TestBicepReader(t *testing.T) {
+	src := `// comment with 'quote
+@description('a // not a comment')
+@secure()
+param p string = 'x=${f('}')}y' /* block
+comment */
+var o = {
+  'k-1': 'v: 1'
+  k2: a ? 'b' : 'c'
+  k3: {
+    inner: [
+      1
+      2
+    ]
+  }
+}
+resource r 'Microsoft.X/y@2024-01-01' = [
+  for i in (empty(p) ? [] : list): {
+    name: i
+  }
+]
+output q bool = p == 'a'
+`
+	f := parseBicep(src)
+	if len(f) != 4 {
+		t.Fatalf("got %d declarations: %+v", len(f), f)
+	}
+	if f[0].Kind != "param" || f[0].Name != "p" || f[0].Header != "string" || f[0].Value != `'x=${f('}')}y'` ||
+		len(f[0].Decorators) != 2 || f[0].Decorators[1] != "@secure()" {
+		t.Errorf("param: %+v", f[0])
+	}
+	props, err := parseObject(f[1].Value)
+	if err != nil || len(props) != 3 || props[0].Key != "k-1" || props[0].Value != "'v: 1'" || props[1].Value != "a ? 'b' : 'c'" {
+		t.Errorf("object: %+v %v", props, err)
+	}
+	if v, err := lookup(f[1].Value, "k3", "inner"); err != nil || !strings.HasPrefix(v, "[") {
+		t.Errorf("lookup: %q %v", v, err)
+	}
+	src2, body, err := loopBody(f[2].Value)
+	if err != nil || src2 != "(empty(p) ? [] : list)" || mustLookup(t, "loop", body, "name") != "i" {
+		t.Errorf("loop: %q %q %v", src2, body, err)
+	}
+	if f[3].Kind != "output" || f[3].Value != "p == 'a'" {
+		t.Errorf("output: %+v", f[3])
+	}
+	if v, ok := stringLiteral(`'it\'s'`); !ok || v != "it's" {
+		t.Errorf("literal: %q %v", v, ok)
+	}
+	if _, ok := stringLiteral(`'a${b}'`); ok {
+		t.Error("an interpolated string is not a literal")
+	}
+}
+
+// --- settings ----------------------------------------------------------------------------------------------------
+
+const functionAppModule = "infra/modules/functionapp.bicep"
+
+// appSettings returns the app settings object of the function app module, in source order.
+func appSettings(t *testing.T) []prop {
+	t.Helper()
+	f := loadBicep(t, functionAppModule)
+	props, err := parseObject(f.find(t, "var", "appSettings").Value)
+	if err != nil {
+		t.Fatalf("%s: appSettings: %v", functionAppModule, err)
+	}
+	// The object must be what the appsettings resource applies.
+	var applied bool
+	for _, r := range f.resourcesOfType("Microsoft.Web/sites/config") {
+		if name, _ := lookup(r.Value, "name"); name == "'appsettings'" {
+			v, err := lookup(r.Value, "properties")
+			applied = err == nil && regexp.MustCompile(`^union\(\s*appSettings\s*,`).MatchString(v)
+		}
+	}
+	if !applied {
+		t.Fatalf("%s: no sites/config 'appsettings' resource applying union(appSettings, ...)", functionAppModule)
+	}
+	seen := map[string]bool{}
+	for _, p := range props {
+		if seen[p.Key] {
+			t.Errorf("app setting %s is set twice", p.Key)
+		}
+		seen[p.Key] = true
+	}
+	return props
+}
+
+func settingValue(props []prop, name string) (string, bool) {
+	for _, p := range props {
+		if p.Key == name {
+			return p.Value, true
+		}
+	}
+	return "", false
+}
+
+// settingPattern turns a config.Settings name into a matcher: exact, or a family such as AZSCEP_SCEP_<NAME>_SECRET.
+func settingPattern(s Setting) *regexp.Regexp {
+	name := regexp.QuoteMeta(s.Name)
+	if s.Prefixed {
+		if strings.Contains(s.Name, "<NAME>") {
+			name = strings.ReplaceAll(name, "<NAME>", "[A-Z0-9]+")
+		} else {
+			name += "[A-Z0-9_]+"
+		}
+	}
+	return regexp.MustCompile("^" + name + "$")
+}
+
+func knownSetting(name string) (Setting, bool) {
+	for _, s := range Settings {
+		if settingPattern(s).MatchString(name) {
+			return s, true
+		}
+	}
+	return Setting{}, false
+}
+
+// platformSetting: settings read by the Functions host or the App Insights agent, not by azscep.
+func platformSetting(name string) bool {
+	return strings.HasPrefix(name, "AzureWebJobsStorage__") || strings.HasPrefix(name, "APPLICATIONINSIGHTS_")
+}
+
+// forbiddenFlexSettings must not appear anywhere in the Bicep: Flex Consumption rejects or ignores them, and the
+// plain AzureWebJobsStorage connection string would need the shared key that the storage account disables.
+var forbiddenFlexSettings = []string{
+	"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE",
+	"WEBSITE_CONTENTAZUREFILECONNECTIONSTRING", "WEBSITE_CONTENTSHARE", "WEBSITE_NODE_DEFAULT_VERSION",
+	"linuxFxVersion", "AzureWebJobsDashboard",
+}
+
+func TestDeployAppSettingsMatchConfig(t *testing.T) {
+	props := appSettings(t)
+	for _, s := range Settings {
+		if s.Azure == "required" && !s.Prefixed {
+			if _, ok := settingValue(props, s.Name); !ok {
+				t.Errorf("%s is required in Azure (config.Settings) but the function app does not set it", s.Name)
+			}
+		}
+	}
+	for _, p := range props {
+		if platformSetting(p.Key) {
+			continue
+		}
+		s, ok := knownSetting(p.Key)
+		switch {
+		case !ok:
+			t.Errorf("app setting %s is neither in config.Settings nor a platform setting", p.Key)
+		case s.Azure == "local-only":
+			t.Errorf("app setting %s is local-only and must not be set in Azure", p.Key)
+		}
+	}
+	if v, _ := settingValue(props, "AZSCEP_MODE"); v != "'azure'" {
+		t.Errorf("AZSCEP_MODE = %s, want 'azure'", v)
+	}
+	for _, name := range []string{"AzureWebJobsStorage__credential", "AzureWebJobsStorage__clientId",
+		"AzureWebJobsStorage__blobServiceUri", "APPLICATIONINSIGHTS_CONNECTION_STRING",
+		"APPLICATIONINSIGHTS_AUTHENTICATION_STRING"} {
+		if _, ok := settingValue(props, name); !ok {
+			t.Errorf("platform setting %s is missing (identity-based host storage, Entra-authenticated telemetry)", name)
+		}
+	}
+	if v, _ := settingValue(props, "AzureWebJobsStorage__credential"); v != "'managedidentity'" {
+		t.Errorf("AzureWebJobsStorage__credential = %s, want 'managedidentity'", v)
+	}
+	if v, _ := settingValue(props, "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"); !regexp.MustCompile(
+		`^'ClientId=\$\{\w+\};Authorization=AAD'$`).MatchString(v) {
+		t.Errorf("APPLICATIONINSIGHTS_AUTHENTICATION_STRING = %s, want 'ClientId=${<client id>};Authorization=AAD'", v)
+	}
+	// The client ID the host uses for storage and the one azscep uses must be the same identity.
+	a, _ := settingValue(props, "AZURE_CLIENT_ID")
+	b, _ := settingValue(props, "AzureWebJobsStorage__clientId")
+	if a != b || a == "" {
+		t.Errorf("AZURE_CLIENT_ID (%s) and AzureWebJobsStorage__clientId (%s) must be the same identity", a, b)
+	}
+}
+
+func TestDeployNoForbiddenOrNondeterministicBicep(t *testing.T) {
+	for _, rel := range bicepFiles(t) {
+		code := stripComments(readRepoFile(t, rel))
+		for _, bad := range forbiddenFlexSettings {
+			if strings.Contains(code, bad) {
+				t.Errorf("%s sets %s, which Flex Consumption does not allow", rel, bad)
+			}
+		}
+		if regexp.MustCompile(`\bAzureWebJobsStorage\b[^_]`).MatchString(code) {
+			t.Errorf("%s sets the AzureWebJobsStorage connection string; use the identity-based __ settings", rel)
+		}
+		for _, fn := range []string{"utcNow(", "newGuid("} {
+			if strings.Contains(code, fn) {
+				t.Errorf("%s calls %s: resource properties must be identical on every deployment", rel, fn)
+			}
+		}
+	}
+}
+
+// TestDeployHostSettingReferences: every %NAME% a function.json reads is an app setting; an unresolvable one
+// disables the function with an indexing error (azure-functions.md §1.7).
+func TestDeployHostSettingReferences(t *testing.T) {
+	props := appSettings(t)
+	dirs, err := os.ReadDir(filepath.Join(repoRoot(t), "functions"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := 0
+	for _, d := range dirs {
+		body := readRepoFile(t, "functions/"+d.Name()+"/function.json")
+		for _, m := range regexp.MustCompile(`%([A-Za-z0-9_]+)%`).FindAllStringSubmatch(body, -1) {
+			refs++
+			if _, ok := settingValue(props, m[1]); !ok {
+				t.Errorf("functions/%s/function.json reads %%%s%% but the function app does not set it", d.Name(), m[1])
+			}
+		}
+	}
+	if refs == 0 {
+		t.Error("no %SETTING% reference found; the revocation-sync schedule is expected to use %REVOCATION_SCHEDULE%")
+	}
+	v, ok := settingValue(props, "REVOCATION_SCHEDULE")
+	lit, isLit := stringLiteral(v)
+	if !ok || !isLit {
+		t.Fatalf("REVOCATION_SCHEDULE must be set to a literal NCRONTAB, got %q", v)
+	}
+	if _, err := cron.NewParser(cron.Second | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow).Parse(lit); err != nil {
+		t.Errorf("REVOCATION_SCHEDULE %q is not a 6-field NCRONTAB: %v", lit, err)
+	}
+}
+
+// TestDeployStaticChallengeIsKeyVaultReference: the challenge reaches the app only through a Key Vault reference
+// to a secret the template creates from a @secure() parameter; no secret-bearing setting holds a literal.
+func TestDeployStaticChallengeIsKeyVaultReference(t *testing.T) {
+	props := appSettings(t)
+	ref := regexp.MustCompile(`^'@Microsoft\.KeyVault\(SecretUri=\$\{(\w+)\}\)'$`)
+	v, ok := settingValue(props, "AZSCEP_SCEP_STATIC_SECRET")
+	m := ref.FindStringSubmatch(v)
+	if !ok || m == nil {
+		t.Fatalf("AZSCEP_SCEP_STATIC_SECRET = %q, want '@Microsoft.KeyVault(SecretUri=${...})'", v)
+	}
+	for _, p := range props {
+		if strings.HasSuffix(p.Key, "_SECRET") && !ref.MatchString(p.Value) {
+			t.Errorf("%s must be a Key Vault reference, not %s", p.Key, p.Value)
+		}
+	}
+
+	app := loadBicep(t, functionAppModule)
+	app.find(t, "param", m[1])
+	site := app.resourcesOfType("Microsoft.Web/sites")
+	if len(site) != 1 {
+		t.Fatalf("want one Microsoft.Web/sites resource, found %d", len(site))
+	}
+	if v := mustLookup(t, "site", site[0].Value, "properties", "keyVaultReferenceIdentity"); v == "" {
+		t.Error("keyVaultReferenceIdentity must name the user-assigned identity (references default to a system identity)")
+	}
+
+	// main.bicep feeds the secret URI from the Key Vault module's secret, created from a @secure() parameter.
+	main := loadBicep(t, "infra/main.bicep")
+	passed := mustLookup(t, "module functionApp", main.find(t, "module", "functionApp").Value, "params", m[1])
+	om := regexp.MustCompile(`^(\w+)\.outputs\.(\w+)$`).FindStringSubmatch(passed)
+	if om == nil {
+		t.Fatalf("main.bicep passes %s = %s, want <module>.outputs.<name>", m[1], passed)
+	}
+	kvMod := main.find(t, "module", om[1])
+	kvPath := "infra/" + strings.Trim(kvMod.Header, "'")
+	kv := loadBicep(t, kvPath)
+	out := kv.find(t, "output", om[2])
+	sm := regexp.MustCompile(`^(\w+)\.properties\.secretUri$`).FindStringSubmatch(out.Value)
+	if sm == nil {
+		t.Fatalf("%s: output %s = %s, want <secret>.properties.secretUri (versionless)", kvPath, om[2], out.Value)
+	}
+	secret := kv.find(t, "resource", sm[1])
+	if !strings.HasPrefix(secret.Header, "'Microsoft.KeyVault/vaults/secrets@") {
+		t.Fatalf("%s: %s is %s, not a Key Vault secret", kvPath, sm[1], secret.Header)
+	}
+	valueParam := mustLookup(t, kvPath, secret.Value, "properties", "value")
+	if !hasDecorator(kv.find(t, "param", valueParam), "@secure()") {
+		t.Errorf("%s: the secret value comes from %s, which must be @secure()", kvPath, valueParam)
+	}
+	mainParam := mustLookup(t, "module "+om[1], kvMod.Value, "params", valueParam)
+	if !hasDecorator(main.find(t, "param", mainParam), "@secure()") {
+		t.Errorf("main.bicep: %s must be @secure()", mainParam)
+	}
+}
+
+func hasDecorator(d decl, dec string) bool {
+	for _, x := range d.Decorators {
+		if x == dec {
+			return true
+		}
+	}
+	return false
+}
+
+// TestDeployedSettingsLoad evaluates the app settings the template produces (literals as written, parameters at
+// their defaults, deployment-time values from representative samples) and loads them with config.Load: the
+// deployed app must start, with and without the optional Intune and API settings.
+func TestDeployedSettingsLoad(t *testing.T) {
+	props := appSettings(t)
+	app := loadBicep(t, functionAppModule)
+	// Values known only at deployment time.
+	samples := map[string]string{
+		"AzureWebJobsStorage__clientId":         "00000000-0000-0000-0000-0000000000c1",
+		"AzureWebJobsStorage__blobServiceUri":   "https://staz.blob.core.windows.net/",
+		"AzureWebJobsStorage__queueServiceUri":  "https://staz.queue.core.windows.net/",
+		"AzureWebJobsStorage__tableServiceUri":  "https://staz.table.core.windows.net/",
+		"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-000000000000",
+		"APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "ClientId=00000000-0000-0000-0000-0000000000c1;" +
+			"Authorization=AAD",
+		"AZURE_CLIENT_ID":        "00000000-0000-0000-0000-0000000000c1",
+		"AZSCEP_BASE_URL":        "https://func-az.azurewebsites.net",
+		"AZSCEP_TABLES_ENDPOINT": "https://staz.table.core.windows.net",
+		"AZSCEP_TABLES_PREFIX":   "azscep",
+		"AZSCEP_KEYVAULT_URL":    "https://kv-az.vault.azure.net/",
+		"AZSCEP_CA_KEY_NAME":     "azscep-ca",
+		"AZSCEP_KEK_NAME":        "azscep-kek",
+		"AZSCEP_RA_MODE":         "envelope",
+		// What App Service substitutes for the Key Vault reference.
+		"AZSCEP_SCEP_STATIC_SECRET": "resolved-static-challenge-0123456789",
+	}
+	scenarios := []struct {
+		name     string
+		override map[string]string
+		intune   bool
+		api      bool
+	}{
+		{name: "minimal", override: map[string]string{}},
+		{name: "intune and API", intune: true, api: true, override: map[string]string{
+			"AZSCEP_INTUNE_TENANT_ID": "11111111-1111-1111-1111-111111111111",
+			"AZSCEP_API_TENANT_ID":    "11111111-1111-1111-1111-111111111111",
+			"AZSCEP_API_AUDIENCES":    "22222222-2222-2222-2222-222222222222,api://22222222-2222-2222-2222-222222222222",
+		}},
+	}
+	// paramDefault resolves a bare identifier to the module parameter's literal default.
+	paramDefault := func(ident string) (string, bool) {
+		if !app.has("param", ident) {
+			return "", false
+		}
+		return stringLiteral(app.find(t, "param", ident).Value)
+	}
+	ternary := regexp.MustCompile(`^empty\((\w+)\)\s*\?\s*('(?:[^'\\]|\\.)*')\s*:\s*('(?:[^'\\]|\\.)*')$`)
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			// identValue: the value a bare identifier has in this scenario (through the setting it feeds).
+			identValue := func(ident string) (string, bool) {
+				for _, p := range props {
+					if p.Value == ident {
+						if v, ok := sc.override[p.Key]; ok {
+							return v, true
+						}
+					}
+				}
+				return paramDefault(ident)
+			}
+			env := []string{}
+			for _, p := range props {
+				expr := p.Value
+				if regexp.MustCompile(`^\w+$`).MatchString(expr) && app.has("var", expr) {
+					expr = app.find(t, "var", expr).Value
+				}
+				v, ok := sc.override[p.Key]
+				if !ok {
+					v, ok = stringLiteral(expr)
+				}
+				if !ok {
+					if m := ternary.FindStringSubmatch(expr); m != nil {
+						if cond, known := identValue(m[1]); known {
+							branch := m[3]
+							if cond == "" {
+								branch = m[2]
+							}
+							v, ok = stringLiteral(branch)
+						}
+					}
+				}
+				if !ok && regexp.MustCompile(`^\w+$`).MatchString(expr) {
+					v, ok = paramDefault(expr)
+				}
+				if !ok {
+					v, ok = samples[p.Key]
+				}
+				if !ok {
+					t.Fatalf("no sample value for app setting %s = %s; add one to this test", p.Key, p.Value)
+				}
+				env = append(env, p.Key+"="+v)
+			}
+			c, err := Load(env)
+			if err != nil {
+				t.Fatalf("the deployed settings do not load: %v\n%s", err, strings.Join(env, "\n"))
+			}
+			if err := c.CheckServe(); err != nil {
+				t.Fatal(err)
+			}
+			if c.Mode != ModeAzure || c.Intune.Enabled != sc.intune || c.API.Enabled != sc.api {
+				t.Errorf("mode %s, intune %t, api %t; want azure, %t, %t", c.Mode, c.Intune.Enabled, c.API.Enabled,
+					sc.intune, sc.api)
+			}
+			var static bool
+			for _, e := range c.Endpoints {
+				if e.Name == "static" && e.Secret == samples["AZSCEP_SCEP_STATIC_SECRET"] {
+					static = true
+				}
+			}
+			if !static {
+				t.Errorf("the static endpoint must exist and use the Key Vault secret: %+v", c.Endpoints)
+			}
+		})
+	}
+}
+
+// --- resources ---------------------------------------------------------------------------------------------------
+
+func TestDeployFunctionApp(t *testing.T) {
+	app := loadBicep(t, functionAppModule)
+	plans := app.resourcesOfType("Microsoft.Web/serverfarms")
+	sites := app.resourcesOfType("Microsoft.Web/sites")
+	if len(plans) != 1 || len(sites) != 1 {
+		t.Fatalf("want one plan and one site, found %d and %d", len(plans), len(sites))
+	}
+	plan, site := plans[0].Value, sites[0].Value
+	checks := []struct {
+		where, expr string
+		path        []string
+		want        string
+	}{
+		{"plan", plan, []string{"sku", "name"}, "'FC1'"},
+		{"plan", plan, []string{"sku", "tier"}, "'FlexConsumption'"},
+		{"plan", plan, []string{"properties", "reserved"}, "true"},
+		{"site", site, []string{"kind"}, "'functionapp,linux'"},
+		{"site", site, []string{"identity", "type"}, "'UserAssigned'"},
+		{"site", site, []string{"properties", "httpsOnly"}, "true"},
+		{"site", site, []string{"properties", "functionAppConfig", "runtime", "name"}, "'custom'"},
+		{"site", site, []string{"properties", "functionAppConfig", "runtime", "version"}, "'1.0'"},
+		{"site", site, []string{"properties", "functionAppConfig", "deployment", "storage", "type"}, "'blobContainer'"},
+		{"site", site, []string{"properties", "functionAppConfig", "deployment", "storage", "authentication", "type"},
+			"'UserAssignedIdentity'"},
+	}
+	for _, c := range checks {
+		if got := mustLookup(t, c.where, c.expr, c.path...); got != c.want {
+			t.Errorf("%s %s = %s, want %s", c.where, strings.Join(c.path, "."), got, c.want)
+		}
+	}
+	for _, p := range [][]string{
+		{"properties", "functionAppConfig", "scaleAndConcurrency", "maximumInstanceCount"},
+		{"properties", "functionAppConfig", "scaleAndConcurrency", "instanceMemoryMB"},
+		{"properties", "functionAppConfig", "deployment", "storage", "authentication", "userAssignedIdentityResourceId"},
+	} {
+		mustLookup(t, "site", site, p...)
+	}
+	if _, err := lookup(site, "properties", "siteConfig", "linuxFxVersion"); err == nil {
+		t.Error("linuxFxVersion must not be set on Flex Consumption")
+	}
+}
+
+// TestDeployServiceTag: azd finds the app by the azd-service-name tag, which must equal the service in azure.yaml.
+func TestDeployServiceTag(t *testing.T) {
+	app := loadBicep(t, functionAppModule)
+	site := app.resourcesOfType("Microsoft.Web/sites")[0]
+	tags := mustLookup(t, "site", site.Value, "tags")
+	m := regexp.MustCompile(`^union\(\s*tags\s*,\s*(\{[\s\S]*\})\s*\)$`).FindStringSubmatch(tags)
+	if m == nil {
+		t.Fatalf("site tags = %s, want union(tags, {'azd-service-name': ...})", tags)
+	}
+	ident := mustLookup(t, "site tags", m[1], "azd-service-name")
+	app.find(t, "param", ident)
+	main := loadBicep(t, "infra/main.bicep")
+	passed := mustLookup(t, "module functionApp", main.find(t, "module", "functionApp").Value, "params", ident)
+	name, ok := stringLiteral(passed)
+	if !ok {
+		name, ok = stringLiteral(main.find(t, "var", passed).Value)
+	}
+	if !ok {
+		t.Fatalf("main.bicep: the service name %s is not a literal or a literal var", passed)
+	}
+	services := yamlChildren(parseYAML(t, readRepoFile(t, "azure.yaml")), "services")
+	if len(services) != 1 || services[0] != name {
+		t.Errorf("azd-service-name tag is %q, azure.yaml services are %v", name, services)
+	}
+	// The resource group carries azd-env-name so azd finds it.
+	rg := main.resourcesOfType("Microsoft.Resources/resourceGroups")
+	if len(rg) != 1 || mustLookup(t, "resource group", rg[0].Value, "tags") != "tags" ||
+		mustLookup(t, "tags", main.find(t, "var", "tags").Value, "azd-env-name") != "environmentName" {
+		t.Error("the resource group must be tagged azd-env-name: environmentName")
+	}
+	if main.find(t, "targetScope", "").Value != "'subscription'" {
+		t.Error("main.bicep must target the subscription (it creates the resource group)")
+	}
+}
+
+func TestDeployStorageAndKeyVault(t *testing.T) {
+	st := loadBicep(t, "infra/modules/storage.bicep")
+	accounts := st.resourcesOfType("Microsoft.Storage/storageAccounts")
+	if len(accounts) != 1 {
+		t.Fatalf("want one storage account, found %d", len(accounts))
+	}
+	for path, want := range map[string]string{
+		"properties.allowSharedKeyAccess":     "false",
+		"properties.allowBlobPublicAccess":    "false",
+		"properties.minimumTlsVersion":        "'TLS1_2'",
+		"properties.supportsHttpsTrafficOnly": "true",
+	} {
+		if got := mustLookup(t, "storage", accounts[0].Value, strings.Split(path, ".")...); got != want {
+			t.Errorf("storage %s = %s, want %s", path, got, want)
+		}
+	}
+	if len(st.resourcesOfType("Microsoft.Storage/storageAccounts/blobServices/containers")) != 1 {
+		t.Error("storage.bicep must create the deployment container")
+	}
+	if len(st.resourcesOfType("Microsoft.Storage/storageAccounts/tableServices/tables")) != 1 {
+		t.Error("storage.bicep must create the CA tables")
+	}
+
+	// The tables main.bicep creates are the ones internal/store/tables uses.
+	main := loadBicep(t, "infra/main.bicep")
+	items, err := parseArray(main.find(t, "var", "tableSuffixes").Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, it := range items {
+		lit, ok := stringLiteral(it)
+		if !ok {
+			t.Fatalf("tableSuffixes item %s is not a literal", it)
+		}
+		got = append(got, lit)
+	}
+	want := []string{tables.TableCerts, tables.TableIndex, tables.TableRevoked, tables.TableMeta, tables.TableRevReq,
+		tables.TableRuns}
+	sort.Strings(got)
+	sort.Strings(want)
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("main.bicep tableSuffixes = %v, internal/store/tables uses %v", got, want)
+	}
+	prefix, _ := stringLiteral(main.find(t, "param", "tablesPrefix").Value)
+	if def, _ := knownSetting("AZSCEP_TABLES_PREFIX"); prefix != def.Default {
+		t.Errorf("main.bicep tablesPrefix default %q differs from the AZSCEP_TABLES_PREFIX default %q", prefix, def.Default)
+	}
+
+	kv := loadBicep(t, "infra/modules/keyvault.bicep")
+	vaults := kv.resourcesOfType("Microsoft.KeyVault/vaults")
+	if len(vaults) != 1 {
+		t.Fatalf("want one vault, found %d", len(vaults))
+	}
+	for path, want := range map[string]string{
+		"properties.enableRbacAuthorization": "true",
+		"properties.enablePurgeProtection":   "true",
+		"properties.enableSoftDelete":        "true",
+		"properties.sku.name":                "skuName",
+	} {
+		if got := mustLookup(t, "vault", vaults[0].Value, strings.Split(path, ".")...); got != want {
+			t.Errorf("vault %s = %s, want %s", path, got, want)
+		}
+	}
+	// Premium (HSM) exactly when an HSM key type is chosen.
+	sku := mustLookup(t, "module keyVault", main.find(t, "module", "keyVault").Value, "params", "skuName")
+	if sku != "endsWith(caKeyType, '-HSM') ? 'premium' : 'standard'" {
+		t.Errorf("vault SKU = %s; want premium for RSA-HSM/EC-HSM, standard otherwise", sku)
+	}
+	if len(kv.resourcesOfType("Microsoft.KeyVault/vaults/keys")) != 0 {
+		t.Error("the CA key must be created by `azscep ca init`, never by the template (a redeployment could re-version it)")
+	}
+}
+
+// builtinRoles are the built-in role definition IDs (azure-functions.md §4.3, "Azure built-in roles").
+var builtinRoles = map[string]string{
+	"keyVaultCryptoUser":          "12338af0-0e69-4776-bea7-57ae8d297424",
+	"keyVaultCryptoOfficer":       "14b46e9e-c2b7-41b4-b07b-48a6ebf60603",
+	"keyVaultSecretsUser":         "4633458b-17de-408a-b874-0445c86b69e6",
+	"keyVaultSecretsOfficer":      "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
+	"keyVaultCertificatesOfficer": "a4417e6f-fecd-4de8-b567-7b0420556985",
+	"keyVaultCertificateUser":     "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba",
+	"keyVaultReader":              "21090545-7ca7-4776-b22c-e363652d74d2",
+	"keyVaultAdministrator":       "00482a5a-887f-4fb3-b363-3b7fe8e74483",
+	"storageBlobDataOwner":        "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+	"storageBlobDataContributor":  "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+	"storageTableDataContributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+	"storageTableDataReader":      "76199698-9eea-4c19-bc75-cec21354c6b6",
+	"storageQueueDataContributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+	"monitoringMetricsPublisher":  "3913510d-42f4-4e42-8a64-420c390055eb",
+}
+
+// TestDeployRoleAssignments: the GUIDs are the built-in roles they claim to be, and the grants are exactly the
+// least-privilege set: nothing missing, nothing extra.
+func TestDeployRoleAssignments(t *testing.T) {
+	const rolesPath = "infra/modules/roles.bicep"
+	rf := loadBicep(t, rolesPath)
+	roleProps, err := parseObject(rf.find(t, "var", "roleIds").Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roleIDs := map[string]string{}
+	for _, p := range roleProps {
+		guid, ok := stringLiteral(p.Value)
+		want, known := builtinRoles[p.Key]
+		switch {
+		case !ok:
+			t.Errorf("roleIds.%s = %s is not a literal", p.Key, p.Value)
+		case !known:
+			t.Errorf("roleIds.%s is not a built-in role this test knows", p.Key)
+		case guid != want:
+			t.Errorf("roleIds.%s = %s, want %s", p.Key, guid, want)
+		}
+		roleIDs[p.Key] = guid
+	}
+	// No role GUID hides outside the table.
+	guidRE := regexp.MustCompile(`[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}`)
+	for _, rel := range bicepFiles(t) {
+		code := stripComments(readRepoFile(t, rel))
+		if rel == rolesPath {
+			code = strings.Replace(code, rf.find(t, "var", "roleIds").Value, "", 1)
+		}
+		if g := guidRE.FindString(code); g != "" {
+			t.Errorf("%s: GUID %s outside roles.bicep's roleIds table", rel, g)
+		}
+	}
+
+	// Resolve each for-loop of role assignments to (principal, scope, role) grants.
+	arrays := map[string][]string{}
+	for _, d := range rf.Decls {
+		if d.Kind != "var" || !strings.HasPrefix(d.Value, "[") {
+			continue
+		}
+		items, err := parseArray(d.Value)
+		if err != nil {
+			continue
+		}
+		for _, it := range items {
+			m := regexp.MustCompile(`^roleIds\.(\w+)$`).FindStringSubmatch(it)
+			if m == nil {
+				t.Fatalf("%s: var %s item %s is not roleIds.<name>", rolesPath, d.Name, it)
+			}
+			arrays[d.Name] = append(arrays[d.Name], m[1])
+		}
+	}
+	got := map[string]bool{}
+	assignments := rf.resourcesOfType("Microsoft.Authorization/roleAssignments")
+	if len(assignments) == 0 {
+		t.Fatal("no role assignments")
+	}
+	for _, a := range assignments {
+		source, body, err := loopBody(a.Value)
+		if err != nil {
+			t.Fatalf("%s: %s: %v", rolesPath, a.Name, err)
+		}
+		var roles []string
+		for _, w := range regexp.MustCompile(`\w+`).FindAllString(source, -1) {
+			roles = append(roles, arrays[w]...)
+		}
+		if len(roles) == 0 {
+			t.Fatalf("%s: %s loops over %s, which names no role array", rolesPath, a.Name, source)
+		}
+		principal := mustLookup(t, a.Name, body, "properties", "principalId")
+		scope := mustLookup(t, a.Name, body, "scope")
+		if def := mustLookup(t, a.Name, body, "properties", "roleDefinitionId"); !regexp.MustCompile(
+			`^subscriptionResourceId\('Microsoft\.Authorization/roleDefinitions',\s*\w+\)$`).MatchString(def) {
+			t.Errorf("%s: roleDefinitionId = %s", a.Name, def)
+		}
+		if name := mustLookup(t, a.Name, body, "name"); !strings.HasPrefix(name, "guid("+scope+".id, "+principal+",") {
+			t.Errorf("%s: name = %s, want guid(<scope>.id, <principal>, <role>) so re-deploys are idempotent", a.Name, name)
+		}
+		if typ := mustLookup(t, a.Name, body, "properties", "principalType"); principal == "identityPrincipalId" &&
+			typ != "'ServicePrincipal'" {
+			t.Errorf("%s: principalType for the managed identity = %s, want 'ServicePrincipal'", a.Name, typ)
+		}
+		for _, r := range roles {
+			got[principal+" "+scope+" "+r] = true
+		}
+	}
+	want := []string{
+		"identityPrincipalId storage storageBlobDataOwner",
+		"identityPrincipalId storage storageTableDataContributor",
+		"identityPrincipalId storage storageQueueDataContributor",
+		"identityPrincipalId vault keyVaultCryptoUser",
+		"identityPrincipalId vault keyVaultSecretsUser",
+		"identityPrincipalId appInsights monitoringMetricsPublisher",
+		"adminPrincipalId vault keyVaultCryptoOfficer",
+		"adminPrincipalId vault keyVaultSecretsOfficer",
+		"adminPrincipalId storage storageTableDataContributor",
+	}
+	for _, w := range want {
+		if !got[w] {
+			t.Errorf("missing role assignment: %s", w)
+		}
+		delete(got, w)
+	}
+	for extra := range got {
+		t.Errorf("unexpected role assignment (least privilege): %s", extra)
+	}
+	// The scopes are the resources of the same names, and main.bicep passes the right principals.
+	for scope, typ := range map[string]string{"storage": "Microsoft.Storage/storageAccounts",
+		"vault": "Microsoft.KeyVault/vaults", "appInsights": "Microsoft.Insights/components"} {
+		if !strings.HasPrefix(rf.find(t, "resource", scope).Header, "'"+typ+"@") {
+			t.Errorf("scope %s is not a %s", scope, typ)
+		}
+	}
+	main := loadBicep(t, "infra/main.bicep")
+	rolesMod := main.find(t, "module", "roles").Value
+	if v := mustLookup(t, "module roles", rolesMod, "params", "identityPrincipalId"); v != "identity.outputs.principalId" {
+		t.Errorf("roles identityPrincipalId = %s", v)
+	}
+	if v := mustLookup(t, "module roles", rolesMod, "params", "adminPrincipalId"); v != "principalId" {
+		t.Errorf("roles adminPrincipalId = %s", v)
+	}
+}
+
+// TestDeployModulesAndParameters: local module files only (no registry modules), none orphaned, and every main
+// parameter either has a default or comes from the azd environment.
+func TestDeployModulesAndParameters(t *testing.T) {
+	referenced := map[string]bool{}
+	for _, rel := range bicepFiles(t) {
+		code := stripComments(readRepoFile(t, rel))
+		if regexp.MustCompile(`'(br|ts)[:/]`).MatchString(code) {
+			t.Errorf("%s references a registry module or template spec; keep infra/ plain", rel)
+		}
+		for _, d := range parseBicep(code) {
+			if d.Kind != "module" {
+				continue
+			}
+			path, ok := stringLiteral(d.Header)
+			if !ok {
+				t.Errorf("%s: module %s has no plain path: %s", rel, d.Name, d.Header)
+				continue
+			}
+			target := filepath.ToSlash(filepath.Join(filepath.Dir(rel), path))
+			if _, err := os.Stat(filepath.Join(repoRoot(t), target)); err != nil {
+				t.Errorf("%s: module %s: %v", rel, d.Name, err)
+			}
+			referenced[target] = true
+		}
+	}
+	for _, rel := range bicepFiles(t) {
+		if rel != "infra/main.bicep" && !referenced[rel] {
+			t.Errorf("%s is not used by any module declaration", rel)
+		}
+	}
+
+	var params struct {
+		Parameters map[string]struct {
+			Value any `json:"value"`
+		} `json:"parameters"`
+	}
+	if err := json.Unmarshal([]byte(readRepoFile(t, "infra/main.parameters.json")), &params); err != nil {
+		t.Fatalf("main.parameters.json: %v", err)
+	}
+	main := loadBicep(t, "infra/main.bicep")
+	for name := range params.Parameters {
+		if !main.has("param", name) {
+			t.Errorf("main.parameters.json sets %s, which main.bicep does not declare", name)
+		}
+	}
+	for _, d := range main.Decls {
+		if d.Kind != "param" || d.Value != "" {
+			continue
+		}
+		if _, ok := params.Parameters[d.Name]; !ok {
+			t.Errorf("main.bicep param %s has no default and is not in main.parameters.json (azd would prompt)", d.Name)
+		}
+	}
+	for name, env := range map[string]string{"environmentName": "${AZURE_ENV_NAME}", "location": "${AZURE_LOCATION}",
+		"principalId": "${AZURE_PRINCIPAL_ID}"} {
+		if v, _ := params.Parameters[name].Value.(string); v != env {
+			t.Errorf("main.parameters.json %s = %v, want %s", name, params.Parameters[name].Value, env)
+		}
+	}
+}
+
+// TestDeployOutputs: the outputs the scripts and the operator's guide rely on exist, and AZURE_CLIENT_ID is not
+// one of them (the admin CLI would then try the app's managed identity instead of the admin's credential).
+func TestDeployOutputs(t *testing.T) {
+	main := loadBicep(t, "infra/main.bicep")
+	outputs := map[string]bool{}
+	for _, d := range main.Decls {
+		if d.Kind == "output" {
+			outputs[d.Name] = true
+		}
+	}
+	for _, name := range []string{"SCEP_URL_STATIC", "SCEP_URL_INTUNE", "CSR_URL", "AZURE_MANAGED_IDENTITY_CLIENT_ID",
+		"AZURE_MANAGED_IDENTITY_PRINCIPAL_ID", "AZSCEP_KEYVAULT_URL", "AZSCEP_TABLES_ENDPOINT", "AZURE_FUNCTION_APP_NAME",
+		"AZSCEP_BASE_URL", "AZURE_TENANT_ID", "AZURE_KEY_VAULT_NAME"} {
+		if !outputs[name] {
+			t.Errorf("main.bicep has no output %s", name)
+		}
+	}
+	if outputs["AZURE_CLIENT_ID"] {
+		t.Error("main.bicep must not output AZURE_CLIENT_ID")
+	}
+	// Every variable a script requires from the azd environment is an output.
+	dir := filepath.Join(repoRoot(t), "infra", "scripts")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	required := 0
+	for _, e := range entries {
+		body := readRepoFile(t, "infra/scripts/"+e.Name())
+		for _, m := range regexp.MustCompile(`(?m)^\s*require_vars\s+([A-Z0-9_ ]+)$`).FindAllStringSubmatch(body, -1) {
+			for _, v := range strings.Fields(m[1]) {
+				required++
+				if !outputs[v] {
+					t.Errorf("infra/scripts/%s requires %s, which main.bicep does not output", e.Name(), v)
+				}
+			}
+		}
+	}
+	if required == 0 {
+		t.Error("no require_vars found in infra/scripts; the admin scripts need the provisioned endpoints")
+	}
+}
+
+// --- azure.yaml --------------------------------------------------------------------------------------------------
+
+// parseYAML reads the block-mapping subset of YAML azure.yaml uses into dotted paths ("services.azscep.host").
+// Sequences and flow collections are rejected so that a later edit cannot silently escape the checks.
+func parseYAML(t *testing.T, src string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	type level struct {
+		indent int
+		key    string
+	}
+	var stack []level
+	for n, line := range strings.Split(src, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if trimmed == "" || strings.HasPrefix(trimmed, "#") {
+			continue
+		}
+		if strings.HasPrefix(trimmed, "- ") || strings.HasPrefix(trimmed, "{") || strings.HasPrefix(trimmed, "[") {
+			t.Fatalf("azure.yaml line %d: sequences and flow collections are not supported by this check", n+1)
+		}
+		indent := len(line) - len(strings.TrimLeft(line, " "))
+		key, value, ok := strings.Cut(trimmed, ":")
+		if !ok {
+			t.Fatalf("azure.yaml line %d: not key: value", n+1)
+		}
+		for len(stack) > 0 && stack[len(stack)-1].indent >= indent {
+			stack = stack[:len(stack)-1]
+		}
+		path := key
+		if len(stack) > 0 {
+			path = stack[len(stack)-1].key + "." + key
+		}
+		value = strings.TrimSpace(value)
+		if i := strings.Index(value, " #"); i >= 0 {
+			value = strings.TrimSpace(value[:i])
+		}
+		if len(value) >= 2 && (value[0] == '"' || value[0] == '\'') && value[len(value)-1] == value[0] {
+			value = value[1 : len(value)-1]
+		}
+		if value == "" {
+			stack = append(stack, level{indent, path})
+			continue
+		}
+		if strings.HasPrefix(value, "|") || strings.HasPrefix(value, ">") {
+			t.Fatalf("azure.yaml line %d: block scalars are not supported by this check", n+1)
+		}
+		out[path] = value
+	}
+	return out
+}
+
+// yamlChildren lists the direct child keys of a path.
+func yamlChildren(doc map[string]string, parent string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for path := range doc {
+		if rest, ok := strings.CutPrefix(path, parent+"."); ok {
+			child, _, _ := strings.Cut(rest, ".")
+			if !seen[child] {
+				seen[child] = true
+				out = append(out, child)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestDeployAzureYAML(t *testing.T) {
+	doc := parseYAML(t, readRepoFile(t, "azure.yaml"))
+	if !regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`).MatchString(doc["name"]) {
+		t.Errorf("azure.yaml name %q is not a valid azd project name", doc["name"])
+	}
+	services := yamlChildren(doc, "services")
+	if len(services) != 1 {
+		t.Fatalf("want one service, got %v", services)
+	}
+	svc := "services." + services[0] + "."
+	for key, want := range map[string]string{"host": "function", "language": "custom", "project": ".", "dist": "dist",
+		"hooks.prepackage.posix.run": "make dist", "hooks.prepackage.windows.run": "make dist"} {
+		if got := doc[svc+key]; got != want {
+			t.Errorf("azure.yaml %s%s = %q, want %q", svc, key, got, want)
+		}
+	}
+	// The prepackage hook needs the target (its layout is checked by the handler's dist test).
+	if !regexp.MustCompile(`(?m)^dist:`).MatchString(readRepoFile(t, "Makefile")) {
+		t.Error("Makefile has no dist target for the prepackage hook")
+	}
+
+	for _, shell := range []string{"posix", "windows"} {
+		run := doc["hooks.postprovision."+shell+".run"]
+		m := regexp.MustCompile(`^bash \./(infra/scripts/postprovision\.sh)$`).FindStringSubmatch(run)
+		if m == nil {
+			t.Errorf("azure.yaml hooks.postprovision.%s.run = %q, want bash ./infra/scripts/postprovision.sh", shell, run)
+			continue
+		}
+		readRepoFile(t, m[1])
+	}
+}
+
+// TestDeployScripts: the scripts azure.yaml and the guide name exist, are bash, and the postprovision hook runs
+// the admin CLI's idempotent `ca init` built from ./handler.
+func TestDeployScripts(t *testing.T) {
+	for _, name := range []string{"postprovision.sh", "azscep-admin.sh", "create-api-app.sh", "grant-intune.sh"} {
+		body := readRepoFile(t, "infra/scripts/"+name)
+		if !strings.HasPrefix(body, "#!/usr/bin/env bash\n") || !strings.Contains(body, "set -euo pipefail") {
+			t.Errorf("%s must be a bash script with set -euo pipefail", name)
+		}
+	}
+	common := readRepoFile(t, "infra/scripts/common.sh")
+	if !strings.Contains(common, "go build -o .local/bin/azscep ./handler") {
+		t.Error("common.sh must build the admin CLI from ./handler into .local/bin/azscep")
+	}
+	post := readRepoFile(t, "infra/scripts/postprovision.sh")
+	if !strings.Contains(post, "args=(ca init") || !strings.Contains(post, "azscep-admin.sh") {
+		t.Error("postprovision.sh must run `ca init` through azscep-admin.sh")
+	}
+	admin := readRepoFile(t, "infra/scripts/azscep-admin.sh")
+	if !strings.Contains(admin, "-u AZURE_CLIENT_ID") || !strings.Contains(admin, "AZSCEP_MODE=azure") {
+		t.Error("azscep-admin.sh must run in azure mode without AZURE_CLIENT_ID (the admin's own credential)")
+	}
+	intune := readRepoFile(t, "infra/scripts/grant-intune.sh")
+	for _, s := range []string{"c161e42e-d4df-4a3d-9b42-e7a3c31f59d4", "39d724e8-6a34-4930-9a36-364082c35716",
+		"scep_challenge_provider", "Application.Read.All", "Device.Read.All", "DeviceManagementManagedDevices.Read.All"} {
+		if !strings.Contains(intune, s) {
+			t.Errorf("grant-intune.sh does not mention %s", s)
+		}
+	}
+	api := readRepoFile(t, "infra/scripts/create-api-app.sh")
+	for _, s := range []string{"CSR.Request.Db", "CSR.SelfService", "Certificates.Manage", "requestedAccessTokenVersion: 2",
+		"api://", "AZSCEP_API_TENANT_ID", "AZSCEP_API_AUDIENCES"} {
+		if !strings.Contains(api, s) {
+			t.Errorf("create-api-app.sh does not mention %s", s)
+		}
+	}
+}
+
+// --- local.settings.sample.json ----------------------------------------------------------------------------------
+
+func TestLocalSettingsSample(t *testing.T) {
+	var sample struct {
+		IsEncrypted *bool             `json:"IsEncrypted"`
+		Values      map[string]string `json:"Values"` // Core Tools requires string values
+	}
+	if err := json.Unmarshal([]byte(readRepoFile(t, "local.settings.sample.json")), &sample); err != nil {
+		t.Fatalf("local.settings.sample.json: %v (all Values must be strings)", err)
+	}
+	if sample.IsEncrypted == nil || *sample.IsEncrypted {
+		t.Error("IsEncrypted must be false")
+	}
+	for _, s := range Settings {
+		if s.Prefixed {
+			continue
+		}
+		if _, ok := sample.Values[s.Name]; !ok {
+			t.Errorf("local.settings.sample.json does not list %s", s.Name)
+		}
+	}
+	if v := sample.Values["FUNCTIONS_WORKER_RUNTIME"]; !strings.EqualFold(v, "custom") {
+		t.Errorf("FUNCTIONS_WORKER_RUNTIME = %q, want custom (Core Tools)", v)
+	}
+	if v := sample.Values["AzureWebJobsStorage"]; v != "UseDevelopmentStorage=true" {
+		t.Errorf("AzureWebJobsStorage = %q, want UseDevelopmentStorage=true (Azurite)", v)
+	}
+	for name := range sample.Values {
+		if _, ok := knownSetting(name); !ok && name != "FUNCTIONS_WORKER_RUNTIME" && name != "AzureWebJobsStorage" {
+			t.Errorf("local.settings.sample.json lists %s, which no one reads", name)
+		}
+	}
+}

@@ -1,0 +1,219 @@
+package report
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+)
+
+// Benchmark names and units the handler's benchmarks report under (handler/bench_test.go). They are the contract
+// between the benchmarks and this report.
+const (
+	BenchSCEPLocal      = "BenchmarkSCEPLocal"      // sub-benchmarks c=1, c=8, c=32: enroll/s, p50-ms, p99-ms
+	BenchAPICSRLocal    = "BenchmarkAPICSRLocal"    // same, /api/csr
+	BenchMicromdm       = "BenchmarkMicromdmSCEP"   // sub-benchmarks rsa3072/c=N, rsa2048/c=N
+	BenchRSAFloor       = "BenchmarkRSAFloor"       // enroll/s, decrypt-ms, signca-ms, signra-ms
+	BenchKeyVaultOps    = "BenchmarkKeyVaultOps"    // scep, csr: kvops/enroll; ocsp: kvops/response
+	BenchIntuneWarm     = "BenchmarkIntuneWarm"     // intune-calls/enroll, token-discovery/enroll
+	BenchIntuneLatency  = "BenchmarkIntuneLatency"  // p50-ms, p99-ms, kv-ms, intune-ms, store-ms, other-ms, kv-calls/enroll, intune-calls/enroll
+	BenchStartToReady   = "BenchmarkStartToReady"   // ns/op (process start → GET / answers), ready-ms
+	BenchResidentMemory = "BenchmarkResidentMemory" // idle-MB, peak-MB
+	BenchSCEPInProcess  = "BenchmarkSCEPInProcess"  // sub-benchmarks azurite, memstore (profiling): enroll/s, p50-ms, p99-ms
+
+	UnitEnrollPerSec = "enroll/s"
+	UnitP50          = "p50-ms"
+	UnitP99          = "p99-ms"
+)
+
+// Concurrency levels of the load benchmarks.
+var Concurrency = []int{1, 8, 32}
+
+// Figures maps a run onto SPEC §6: one row per target, plus the figures behind them.
+func Figures(r *Run) []Figure {
+	var out []Figure
+	add := func(f Figure) { out = append(out, f) }
+	val := func(name, unit string) *float64 {
+		if v, ok := r.Metric(name, unit); ok {
+			return &v
+		}
+		return nil
+	}
+	pass := func(v *float64, ok func(float64) bool) *bool {
+		if v == nil {
+			return nil
+		}
+		p := ok(*v)
+		return &p
+	}
+	latency := func(name string) string {
+		p50, p99 := val(name, UnitP50), val(name, UnitP99)
+		if p50 == nil || p99 == nil {
+			return ""
+		}
+		return fmt.Sprintf("p50 %s ms, p99 %s ms", formatValue(*p50), formatValue(*p99))
+	}
+
+	// Key Vault and Intune calls.
+	for _, kv := range []struct{ sub, measure string }{
+		{"scep", "Key Vault operations per SCEP enrollment, steady state (RA envelope mode)"},
+		{"csr", "Key Vault operations per /api/csr enrollment"},
+	} {
+		name := BenchKeyVaultOps + "/" + kv.sub
+		v := val(name, "kvops/enroll")
+		add(Figure{ID: "kv-" + kv.sub, Measure: kv.measure, Value: v, Unit: "ops", Target: "1",
+			Pass: pass(v, func(x float64) bool { return math.Abs(x-1) < 0.01 }), Source: name + " kvops/enroll"})
+	}
+	ocspName := BenchKeyVaultOps + "/ocsp"
+	v := val(ocspName, "kvops/response")
+	add(Figure{ID: "kv-ocsp", Measure: "Key Vault operations per OCSP response (amortised)", Value: v, Unit: "ops",
+		Target: "0", Pass: pass(v, func(x float64) bool { return x < 0.01 }), Source: ocspName + " kvops/response"})
+
+	calls, side := val(BenchIntuneWarm, "intune-calls/enroll"), val(BenchIntuneWarm, "token-discovery/enroll")
+	f := Figure{ID: "intune-warm", Measure: "Intune calls per Intune enrollment, warm", Value: calls, Unit: "calls",
+		Target: "2 (validate + notify), no token or discovery call", Source: BenchIntuneWarm + " intune-calls/enroll"}
+	if calls != nil && side != nil {
+		p := math.Abs(*calls-2) < 0.01 && *side == 0
+		f.Pass = &p
+		f.Detail = fmt.Sprintf("token + discovery calls per enrollment: %s", formatValue(*side))
+	}
+	add(f)
+
+	// SCEP throughput with local keys, the RSA floor, and micromdm/scep.
+	bestOurs, bestAt := 0.0, 0
+	for _, c := range Concurrency {
+		name := fmt.Sprintf("%s/c=%d", BenchSCEPLocal, c)
+		v := val(name, UnitEnrollPerSec)
+		if v != nil && *v > bestOurs {
+			bestOurs, bestAt = *v, c
+		}
+		add(Figure{ID: fmt.Sprintf("scep-local-c%d", c), Measure: fmt.Sprintf("SCEP enrollments/s, local keys + Azurite, %d concurrent", c),
+			Value: v, Unit: UnitEnrollPerSec, Detail: latency(name), Source: name})
+	}
+	floor := val(BenchRSAFloor, UnitEnrollPerSec)
+	f = Figure{ID: "rsa-floor", Measure: "RSA floor: 3 private-key operations per enrollment, all CPUs", Value: floor,
+		Unit: UnitEnrollPerSec, Source: BenchRSAFloor}
+	if d, sca, sra := val(BenchRSAFloor, "decrypt-ms"), val(BenchRSAFloor, "signca-ms"), val(BenchRSAFloor, "signra-ms"); d != nil && sca != nil && sra != nil {
+		f.Detail = fmt.Sprintf("RA decrypt %s + CA sign %s + RA sign %s ms on one CPU", formatValue(*d), formatValue(*sca), formatValue(*sra))
+	}
+	add(f)
+	f = Figure{ID: "scep-vs-floor", Measure: "SCEP enrollments/s, local keys, as a share of the RSA floor", Unit: "ratio", Target: "≥ 0.85"}
+	if floor != nil && bestOurs > 0 && *floor > 0 {
+		ratio := bestOurs / *floor
+		f.Value, f.Pass = &ratio, pass(&ratio, func(x float64) bool { return x >= 0.85 })
+		f.Detail = fmt.Sprintf("best %s/s (%d concurrent) vs floor %s/s", formatValue(bestOurs), bestAt, formatValue(*floor))
+	}
+	add(f)
+
+	bestTheirs := map[string]float64{}
+	for _, size := range []string{"rsa3072", "rsa2048"} {
+		for _, c := range Concurrency {
+			name := fmt.Sprintf("%s/%s/c=%d", BenchMicromdm, size, c)
+			v := val(name, UnitEnrollPerSec)
+			if v != nil && *v > bestTheirs[size] {
+				bestTheirs[size] = *v
+			}
+			add(Figure{ID: fmt.Sprintf("micromdm-%s-c%d", size, c),
+				Measure: fmt.Sprintf("micromdm/scep (Debian scepserver) enrollments/s, CA %s, %d concurrent", strings.TrimPrefix(size, "rsa")+"-bit", c),
+				Value:   v, Unit: UnitEnrollPerSec, Detail: latency(name), Source: name})
+		}
+	}
+	f = Figure{ID: "scep-vs-micromdm", Measure: "SCEP enrollments/s vs micromdm/scep, same CA key size (3072), same client",
+		Unit: "ratio", Target: "≥ 1.0 against the faster of step-ca and micromdm/scep"}
+	if t := bestTheirs["rsa3072"]; t > 0 && bestOurs > 0 {
+		ratio := bestOurs / t
+		f.Value, f.Pass = &ratio, pass(&ratio, func(x float64) bool { return x >= 1 })
+		f.Detail = fmt.Sprintf("best %s/s vs best %s/s; step-ca not measured", formatValue(bestOurs), formatValue(t))
+	}
+	add(f)
+	f = Figure{ID: "scep-vs-micromdm-2048", Measure: "SCEP enrollments/s vs micromdm/scep with a 2048-bit CA (all its operations cheaper than ours)", Unit: "ratio"}
+	if t := bestTheirs["rsa2048"]; t > 0 && bestOurs > 0 {
+		ratio := bestOurs / t
+		f.Value = &ratio
+		f.Detail = fmt.Sprintf("best %s/s vs best %s/s", formatValue(bestOurs), formatValue(t))
+	}
+	add(f)
+
+	for _, c := range Concurrency {
+		name := fmt.Sprintf("%s/c=%d", BenchAPICSRLocal, c)
+		add(Figure{ID: fmt.Sprintf("csr-local-c%d", c), Measure: fmt.Sprintf("/api/csr enrollments/s, local keys + Azurite, %d concurrent", c),
+			Value: val(name, UnitEnrollPerSec), Unit: UnitEnrollPerSec, Detail: latency(name), Source: name})
+	}
+
+	// Latency on the Intune endpoint with slow dependencies.
+	f = Figure{ID: "intune-latency", Measure: "Intune enrollment latency (p50), Key Vault +20 ms/call, Intune +50 ms/call",
+		Value: val(BenchIntuneLatency, UnitP50), Unit: "ms", Source: BenchIntuneLatency}
+	if f.Value != nil {
+		parts := []string{latency(BenchIntuneLatency)}
+		for _, p := range []struct{ unit, label, calls string }{{"kv-ms", "Key Vault", "kv-calls/enroll"},
+			{"intune-ms", "Intune", "intune-calls/enroll"}, {"store-ms", "Table Storage", ""}, {"other-ms", "CPU and HTTP", ""}} {
+			if x := val(BenchIntuneLatency, p.unit); x != nil {
+				s := fmt.Sprintf("%s %s ms", p.label, formatValue(*x))
+				if n := val(BenchIntuneLatency, p.calls); p.calls != "" && n != nil {
+					s += fmt.Sprintf(" (%s calls)", formatValue(*n))
+				}
+				parts = append(parts, s)
+			}
+		}
+		f.Detail = strings.Join(parts, "; ")
+	}
+	add(f)
+
+	// Process figures.
+	ns := val(BenchStartToReady, "ns/op")
+	f = Figure{ID: "start-to-ready", Measure: "Handler start to answering GET /", Unit: "ms", Target: "< 100 ms", Source: BenchStartToReady}
+	if ns != nil {
+		ms := *ns / 1e6
+		f.Value, f.Pass = &ms, pass(&ms, func(x float64) bool { return x < 100 })
+		if r := val(BenchStartToReady, "ready-ms"); r != nil {
+			f.Detail = fmt.Sprintf("dependencies built (GET /api/health 200) after %s ms", formatValue(*r))
+		}
+	}
+	add(f)
+	idle := val(BenchResidentMemory, "idle-MB")
+	add(Figure{ID: "rss-idle", Measure: "Resident memory, idle", Value: idle, Unit: "MB", Target: "< 40 MB",
+		Pass: pass(idle, func(x float64) bool { return x < 40 }), Source: BenchResidentMemory + " idle-MB"})
+	peak := val(BenchResidentMemory, "peak-MB")
+	add(Figure{ID: "rss-load", Measure: "Resident memory, peak under 32 concurrent enrollments", Value: peak, Unit: "MB",
+		Target: "< 150 MB", Pass: pass(peak, func(x float64) bool { return x < 150 }), Source: BenchResidentMemory + " peak-MB"})
+
+	// Figures from the other packages' benchmarks.
+	f = Figure{ID: "ocsp-cached", Measure: "OCSP responses/s for known serials (cached)", Unit: "responses/s", Target: "≥ 5,000 on 2 cores"}
+	if b, ok := r.find("/ocsp", regexp.MustCompile(`^BenchmarkRespondCached$`)); ok {
+		if x, has := b.Metrics["responses/s"]; has {
+			f.Value, f.Pass, f.Source = &x, pass(&x, func(v float64) bool { return v >= 5000 }), "ocsp "+b.Name
+			if b.Procs > 0 {
+				f.Detail = fmt.Sprintf("GOMAXPROCS %d", b.Procs)
+			}
+			if h, ok := r.find("/ocsp", regexp.MustCompile(`^BenchmarkHandlerCachedGET$`)); ok {
+				if y, has := h.Metrics["responses/s"]; has {
+					f.Detail = strings.TrimPrefix(f.Detail+"; with the HTTP handler: "+formatValue(y)+"/s", "; ")
+				}
+			}
+		}
+	}
+	add(f)
+	f = Figure{ID: "sync-500", Measure: "Revocation sync of 500 requests against Azurite", Unit: "s", Target: "< 10 s"}
+	if b, ok := r.find("/revocation", regexp.MustCompile(`500`)); ok {
+		if x, has := b.Metrics["ns/op"]; has {
+			s := x / 1e9
+			f.Value, f.Pass, f.Source = &s, pass(&s, func(v float64) bool { return v < 10 }), "revocation "+b.Name
+		}
+	}
+	add(f)
+	f = Figure{ID: "crl-100k", Measure: "CRL with 100,000 revoked entries", Unit: "s", Target: "generated in < 5 s"}
+	if b, ok := r.find("/crl", regexp.MustCompile(`100k`)); ok {
+		if x, has := b.Metrics["ns/op"]; has {
+			s := x / 1e9
+			f.Value, f.Pass, f.Source = &s, pass(&s, func(v float64) bool { return v < 5 }), "crl "+b.Name
+		}
+	}
+	add(f)
+
+	for _, sub := range []string{"azurite", "memstore"} {
+		name := BenchSCEPInProcess + "/" + sub
+		add(Figure{ID: "scep-inprocess-" + sub, Measure: "SCEP enrollments/s, server in the load generator's process, 8 concurrent, " + sub,
+			Value: val(name, UnitEnrollPerSec), Unit: UnitEnrollPerSec, Detail: latency(name), Source: name})
+	}
+	return out
+}

@@ -1,0 +1,170 @@
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+const sample = `goos: linux
+goarch: amd64
+pkg: github.com/azscep/azscep/internal/crl
+cpu: Test CPU @ 2.00GHz
+BenchmarkGenerate100k-2   	       3	 612345678 ns/op	 4000000 crl-bytes
+PASS
+ok  	github.com/azscep/azscep/internal/crl	5.1s
+pkg: github.com/azscep/azscep/internal/ocsp
+BenchmarkRespondCached-2    	  200000	      9000 ns/op	  111111 responses/s	    2048 B/op	      20 allocs/op
+BenchmarkHandlerCachedGET-2 	  100000	     20000 ns/op	   50000 responses/s
+pkg: github.com/azscep/azscep/internal/revocation
+BenchmarkSync500-2   	       1	12500000000 ns/op
+pkg: github.com/azscep/azscep/handler
+BenchmarkRSAFloor-2   	       1	1000000000 ns/op	   200.0 enroll/s	 1.5 decrypt-ms	 4.5 signca-ms	 1.5 signra-ms
+BenchmarkSCEPLocal/c=1-2     	     100	   8000000 ns/op	   125.0 enroll/s	 7.9 p50-ms	 9.0 p99-ms
+BenchmarkSCEPLocal/c=8-2     	     300	   5000000 ns/op	   180.0 enroll/s	 40 p50-ms	 80 p99-ms
+BenchmarkSCEPLocal/c=32-2    	     300	   5200000 ns/op	   175.0 enroll/s	 160 p50-ms	 300 p99-ms
+BenchmarkMicromdmSCEP/rsa3072/c=8-2  	     300	   9000000 ns/op	   110.0 enroll/s
+BenchmarkMicromdmSCEP/rsa2048/c=8-2  	     300	   5000000 ns/op	   200.0 enroll/s
+BenchmarkKeyVaultOps/scep-2 	  50	 1000 ns/op	 1.000 kvops/enroll
+BenchmarkKeyVaultOps/csr-2 	  50	 1000 ns/op	 2.000 kvops/enroll
+BenchmarkKeyVaultOps/ocsp-2 	  500	 1000 ns/op	 0.002 kvops/response
+BenchmarkIntuneWarm-2 	  20	 1000 ns/op	 2.000 intune-calls/enroll	 0 token-discovery/enroll
+BenchmarkIntuneLatency-2 	  20	 130000000 ns/op	 128 p50-ms	 140 p99-ms	 20.5 kv-ms	 101 intune-ms	 4 store-ms	 2.5 other-ms	 1 kv-calls/enroll	 2 intune-calls/enroll
+BenchmarkStartToReady-2 	  20	 25000000 ns/op	 180 ready-ms
+BenchmarkResidentMemory-2 	  1	 1000 ns/op	 18.5 idle-MB	 160 peak-MB
+--- FAIL: BenchmarkAPICSRLocal/c=8
+FAIL	github.com/azscep/azscep/handler	100s
+`
+
+func figure(t *testing.T, figs []Figure, id string) Figure {
+	t.Helper()
+	for _, f := range figs {
+		if f.ID == id {
+			return f
+		}
+	}
+	t.Fatalf("no figure %s", id)
+	return Figure{}
+}
+
+func wantPass(t *testing.T, f Figure, want bool) {
+	t.Helper()
+	if f.Pass == nil || *f.Pass != want {
+		t.Errorf("%s: pass = %v, want %v (value %v)", f.ID, f.Pass, want, f.Value)
+	}
+}
+
+func TestParse(t *testing.T) {
+	run, err := Parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.CPU != "Test CPU @ 2.00GHz" || run.GOOS != "linux" || run.GOARCH != "amd64" {
+		t.Errorf("header: %+v", run)
+	}
+	if v, ok := run.Metric("BenchmarkSCEPLocal/c=8", "p99-ms"); !ok || v != 80 {
+		t.Errorf("SCEPLocal/c=8 p99 = %v %v", v, ok)
+	}
+	b, ok := run.find("/ocsp", mustRE(`^BenchmarkRespondCached$`))
+	if !ok || b.Procs != 2 || b.N != 200000 || b.Metrics["allocs/op"] != 20 {
+		t.Errorf("RespondCached = %+v", b)
+	}
+	if len(run.Failures) != 2 || run.Failures[0] != "--- FAIL: BenchmarkAPICSRLocal/c=8" {
+		t.Errorf("failures = %q", run.Failures)
+	}
+	if _, err := Parse(strings.NewReader("BenchmarkX-2 1 12 ns/op 5\n")); err == nil {
+		t.Error("an odd value/unit list was accepted")
+	}
+	if _, err := Parse(strings.NewReader("BenchmarkX-2 1 twelve ns/op\n")); err == nil {
+		t.Error("a non-numeric value was accepted")
+	}
+}
+
+func TestFiguresAgainstTargets(t *testing.T) {
+	run, err := Parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	figs := Figures(run)
+	wantPass(t, figure(t, figs, "kv-scep"), true)
+	wantPass(t, figure(t, figs, "kv-csr"), false) // 2 operations where the target is 1
+	wantPass(t, figure(t, figs, "kv-ocsp"), true)
+	wantPass(t, figure(t, figs, "intune-warm"), true)
+	wantPass(t, figure(t, figs, "ocsp-cached"), true)
+	wantPass(t, figure(t, figs, "sync-500"), false) // 12.5 s
+	wantPass(t, figure(t, figs, "crl-100k"), true)
+	wantPass(t, figure(t, figs, "start-to-ready"), true)
+	wantPass(t, figure(t, figs, "rss-idle"), true)
+	wantPass(t, figure(t, figs, "rss-load"), false) // 160 MB
+
+	floor := figure(t, figs, "scep-vs-floor")
+	if floor.Value == nil || *floor.Value != 0.9 || !strings.Contains(floor.Detail, "8 concurrent") {
+		t.Errorf("scep-vs-floor = %v %q, want the best (8 concurrent) 180/200", floor.Value, floor.Detail)
+	}
+	wantPass(t, floor, true)
+	mdm := figure(t, figs, "scep-vs-micromdm")
+	if mdm.Value == nil || *mdm.Value < 1.63 || *mdm.Value > 1.64 {
+		t.Errorf("scep-vs-micromdm = %v, want 180/110", mdm.Value)
+	}
+	wantPass(t, mdm, true)
+	if f := figure(t, figs, "scep-vs-micromdm-2048"); f.Value == nil || *f.Value != 0.9 || f.Pass != nil {
+		t.Errorf("2048 comparison = %v pass %v, want 0.9 for information", f.Value, f.Pass)
+	}
+	if f := figure(t, figs, "start-to-ready"); *f.Value != 25 || !strings.Contains(f.Detail, "180 ms") {
+		t.Errorf("start-to-ready = %v %q", *f.Value, f.Detail)
+	}
+	lat := figure(t, figs, "intune-latency")
+	for _, want := range []string{"p50 128 ms", "Key Vault 20.5 ms (1.00 calls)", "Intune 101 ms (2.00 calls)", "Table Storage 4.00 ms"} {
+		if !strings.Contains(lat.Detail, want) {
+			t.Errorf("latency detail %q lacks %q", lat.Detail, want)
+		}
+	}
+	// A figure nobody measured is listed as such, neither passing nor failing.
+	if f := figure(t, figs, "csr-local-c8"); f.Value != nil || f.Pass != nil {
+		t.Errorf("unmeasured figure = %+v", f)
+	}
+}
+
+func TestTableAndJSON(t *testing.T) {
+	run, err := Parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := New(run, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	text := table.String()
+	for _, want := range []string{"Key Vault operations per SCEP enrollment", "< 100 ms", "NO", "not measured",
+		"failed: --- FAIL: BenchmarkAPICSRLocal/c=8"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("table lacks %q:\n%s", want, text)
+		}
+	}
+	var js bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var back struct {
+		Generated  time.Time
+		CPU        string
+		Figures    []Figure
+		Benchmarks []Benchmark
+	}
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if !back.Generated.Equal(rep.Generated) || back.CPU == "" || len(back.Figures) != len(rep.Figures) ||
+		len(back.Benchmarks) != len(run.Benchmarks) {
+		t.Fatalf("JSON round trip lost data: %+v", back)
+	}
+	if f := figure(t, back.Figures, "kv-scep"); f.Value == nil || *f.Value != 1 || f.Target != "1" {
+		t.Errorf("kv-scep in JSON = %+v", f)
+	}
+}
+
+func mustRE(s string) *regexp.Regexp { return regexp.MustCompile(s) }
