@@ -40,7 +40,6 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
     Application_Type: 'web'
     WorkspaceResourceId: logAnalytics.id
     DisableLocalAuth: true
-    RetentionInDays: retentionInDays
   }
 }
 

@@ -64,6 +64,8 @@ type Config struct {
 
 	// DevIssuer enables the local development token issuer (local mode only).
 	DevIssuer bool
+
+	serveErr error
 }
 
 // Endpoint is one SCEP endpoint's settings.
@@ -307,12 +309,16 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 	if p.err != nil {
 		return nil, p.err
 	}
+	c.serveErr = p.serveErr
 	return c, nil
 }
 
 // CheckServe adds the checks that apply only to the running service, not to admin commands (which run with the
 // administrator's own credential): in Azure the service must use its user-assigned managed identity.
 func (c *Config) CheckServe() error {
+	if c.serveErr != nil {
+		return c.serveErr
+	}
 	if c.Mode == ModeAzure && c.ManagedIdentityClientID == "" {
 		return &Error{"AZURE_CLIENT_ID", "is required in azure mode (the user-assigned managed identity)"}
 	}
@@ -345,13 +351,32 @@ type parser struct {
 	env  map[string]string
 	read map[string]bool
 	err  error
+	// serveErr is a problem that only matters to the running service (a missing challenge secret), not to the
+	// admin commands, which run on an administrator's machine without the app's secrets.
+	serveErr error
 }
+
+func (p *parser) defer_(setting, problem string) {
+	if p.serveErr == nil {
+		p.serveErr = &Error{Setting: setting, Problem: problem}
+	}
+}
+
+// kvReference is how App Service spells a Key Vault reference; the platform replaces it with the secret, and
+// leaves it verbatim when it cannot (no access, no such secret). A verbatim reference must never be used as a
+// secret: anyone could guess it from the vault's name.
+const kvReference = "@Microsoft.KeyVault("
 
 func (p *parser) getenv(name string) string {
 	if p.read != nil {
 		p.read[name] = true
 	}
-	return p.env[name]
+	v := p.env[name]
+	if strings.HasPrefix(strings.TrimSpace(v), kvReference) {
+		p.fail(name, "is an unresolved Key Vault reference: give the app's identity Key Vault Secrets User on the vault and check the secret URI")
+		return ""
+	}
+	return v
 }
 
 func (p *parser) fail(setting, problem string) {
@@ -496,7 +521,7 @@ func (p *parser) endpoint(name string, local bool, profiles map[string]*policy.P
 			e.Secret = LocalStaticChallenge
 		}
 		if len(e.Secret) < 8 {
-			p.fail(key+"_SECRET", "static challenge of at least 8 characters is required")
+			p.defer_(key+"_SECRET", "static challenge of at least 8 characters is required")
 		}
 	}
 	return e
@@ -508,7 +533,7 @@ const LocalStaticChallenge = "local-static-challenge"
 
 func (p *parser) intune(c *IntuneConfig) {
 	if c.TenantID == "" {
-		p.fail("AZSCEP_INTUNE_TENANT_ID", "is required when an endpoint uses the intune challenge")
+		p.defer_("AZSCEP_INTUNE_TENANT_ID", "is required when an endpoint uses the intune challenge")
 	}
 	switch c.Credential {
 	case "secret":

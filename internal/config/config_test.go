@@ -101,13 +101,18 @@ func TestBadSettings(t *testing.T) {
 		{"intune secret", azureEnv("AZSCEP_INTUNE_CREDENTIAL=secret"), "AZSCEP_INTUNE_CLIENT_SECRET"},
 		{"intune bundle in azure", azureEnv("AZSCEP_INTUNE_CA_BUNDLE=/x.pem"), "AZSCEP_INTUNE_CA_BUNDLE"},
 		{"dev issuer in azure", azureEnv("AZSCEP_DEV_ISSUER=true"), "AZSCEP_DEV_ISSUER"},
+		{"unresolved key vault reference", azureEnv("AZSCEP_SCEP_STATIC_SECRET=@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/x)"), "AZSCEP_SCEP_STATIC_SECRET"},
 		{"api audiences", localEnv("AZSCEP_API_TENANT_ID=t"), "AZSCEP_API_AUDIENCES"},
 		{"batch", localEnv("AZSCEP_REVOCATION_BATCH=501"), "AZSCEP_REVOCATION_BATCH"},
 		{"prefix", localEnv("AZSCEP_TABLES_PREFIX=9x"), "AZSCEP_TABLES_PREFIX"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Load(tc.env)
+			c, err := Load(tc.env)
+			if err == nil {
+				// Problems that only concern the running service surface in CheckServe.
+				err = c.CheckServe()
+			}
 			var ce *Error
 			if !errors.As(err, &ce) || ce.Setting != tc.setting {
 				t.Fatalf("err = %v, want an error naming %s", err, tc.setting)
@@ -170,5 +175,19 @@ func TestReadmeListsEverySetting(t *testing.T) {
 		if !strings.Contains(string(data), "`"+s.Name+"`") {
 			t.Errorf("README.md does not document %s", s.Name)
 		}
+	}
+}
+
+// TestAdminCommandsLoadWithoutServiceSecrets: admin commands run on an administrator's machine without the app's
+// secrets; only serving needs them.
+func TestAdminCommandsLoadWithoutServiceSecrets(t *testing.T) {
+	c, err := Load([]string{"AZSCEP_MODE=azure", "AZSCEP_BASE_URL=https://ca.example.net",
+		"AZSCEP_TABLES_ENDPOINT=https://acct.table.core.windows.net", "AZSCEP_KEYVAULT_URL=https://kv.vault.azure.net"})
+	if err != nil {
+		t.Fatalf("admin configuration refused: %v", err)
+	}
+	var ce *Error
+	if err := c.CheckServe(); !errors.As(err, &ce) || ce.Setting != "AZSCEP_SCEP_STATIC_SECRET" {
+		t.Fatalf("serving without the static secret: %v", err)
 	}
 }

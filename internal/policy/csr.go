@@ -213,15 +213,22 @@ func Check(csr *x509.CertificateRequest, p *Profile) (*Request, error) {
 	if err != nil {
 		return nil, reject(CodeMalformedCSR, "parsing CSR attributes: %v", err)
 	}
+	// Each attribute may appear once: with two challengePassword attributes the static-challenge comparison and
+	// Intune's validation could read different ones.
+	var seenValidity, seenChallenge bool
 	for _, a := range attrs {
 		switch {
+		case a.Type.Equal(oidValidityAttr) && seenValidity, a.Type.Equal(oidChallengePassword) && seenChallenge:
+			return nil, reject(CodeMalformedCSR, "CSR repeats the attribute %s", a.Type)
 		case a.Type.Equal(oidValidityAttr):
+			seenValidity = true
 			v, err := parseValidityAttribute(a.Values)
 			if err != nil {
 				return nil, reject(CodeValidity, "%v", err)
 			}
 			req.Validity = v
 		case a.Type.Equal(oidChallengePassword):
+			seenChallenge = true
 			pw, err := parseChallenge(a.Values)
 			if err != nil {
 				return nil, reject(CodeChallenge, "challengePassword attribute is malformed")

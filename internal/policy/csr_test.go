@@ -645,6 +645,8 @@ func TestCheckValidityAttribute(t *testing.T) {
 	}
 	oddBMP := asn1.RawValue{Tag: asn1.TagBMPString, Bytes: []byte{0, 'D', 0}}
 	cases = append(cases, []checkCase{
+		{name: "fail/two-attributes", spec: withAttr(validityPerValue(t, "Days", "3"), validityPerValue(t, "Years", "3")),
+			want: policy.CodeMalformedCSR},
 		{name: "fail/unit-unknown", spec: withAttr(validityPerValue(t, "Fortnights", "2")), want: policy.CodeValidity},
 		{name: "fail/unit-only", spec: withAttr(attribute(t, oidValidityAttr, pair(t, "ValidityPeriod", "Days"))),
 			want: policy.CodeValidity},
@@ -717,6 +719,8 @@ func TestCheckChallengePassword(t *testing.T) {
 		{name: "ok/long-intune-style", spec: withChallenge(der(t, utf8Str(strings.Repeat("eyJhbGciOi", 200)))),
 			verify: pw(strings.Repeat("eyJhbGciOi", 200))},
 		{name: "fail/two-values", spec: withChallenge(der(t, printable("a")), der(t, printable("b"))), want: policy.CodeChallenge},
+		{name: "fail/two-attributes", spec: csrSpec{attrs: [][]byte{attribute(t, oidChallengePassword, der(t, printable("a"))),
+			attribute(t, oidChallengePassword, der(t, printable("b")))}}, want: policy.CodeMalformedCSR},
 		{name: "fail/no-values", spec: withChallenge(), want: policy.CodeChallenge},
 		{name: "fail/integer", spec: withChallenge(mustMarshal(t, 1234)), want: policy.CodeChallenge},
 		{name: "fail/octet-string", spec: withChallenge(mustMarshal(t, []byte("secret"))), want: policy.CodeChallenge},
@@ -778,5 +782,20 @@ func TestRejectionDetailIsClipped(t *testing.T) {
 	wantCode(t, err, policy.CodeSAN)
 	if strings.ContainsAny(err.Error(), "\n") {
 		t.Fatalf("control character in %q", err)
+	}
+}
+
+// BenchmarkCheck measures the per-request policy cost for a typical Intune-shaped P-256 CSR.
+func BenchmarkCheck(b *testing.B) {
+	loadKeys(b)
+	der := buildCSR(b, csrSpec{key: keyRef(signerKey(keys.p256)), exts: []pkix.Extension{
+		sanExt(b, gnUPN(b, "alice@contoso.com"), gnURI(intuneSIDURI), gnURI(intuneDeviceURI)),
+		kuExt(b, x509.KeyUsageDigitalSignature)}, attrs: [][]byte{validityPerValue(b, "Days", "30")}})
+	prof := mustProfile(b, "intune", specIntune)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := checkDER(der, prof); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

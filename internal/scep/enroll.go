@@ -3,6 +3,7 @@ package scep
 import (
 	"bytes"
 	"context"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/asn1"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"math/big"
 
 	"github.com/azscep/azscep/internal/httpx"
+	"github.com/azscep/azscep/internal/intune"
 	"github.com/azscep/azscep/internal/issuance"
 	"github.com/azscep/azscep/internal/policy"
 	"github.com/azscep/azscep/internal/store"
@@ -25,6 +27,11 @@ func (s *Server) handle(ctx context.Context, e *Endpoint, msg *PKIMessage) outco
 	}
 	if !msg.SignatureValid {
 		return fail(BadMessageCheck, errors.New("outer signature does not verify"))
+	}
+	if _, ok := msg.SignerCert.PublicKey.(*rsa.PublicKey); !ok {
+		// A SUCCESS is encrypted to the signer certificate with RSA key transport. Refuse before issuing, or a
+		// certificate would be signed, recorded and reported to Intune that no CertRep can carry.
+		return fail(BadAlg, fmt.Errorf("signer key %T cannot receive an encrypted CertRep", msg.SignerCert.PublicKey))
 	}
 	cert, key, err := s.identity(e)
 	if err != nil {
@@ -78,7 +85,16 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 	if e.Challenge == ChallengeIntune {
 		// Fail closed: anything but an explicit Success from Intune means no certificate.
 		if err := s.intune.Validate(ctx, msg.TransactionID, csr.Raw); err != nil {
-			return fail(BadRequest, fmt.Errorf("intune validation: %w", err))
+			err = fmt.Errorf("intune validation: %w", err)
+			// An outage is not a verdict: answer 503 so the device retries later (reliability.md §4.2). No
+			// certificate leaves either way.
+			if errors.Is(err, intune.ErrUnavailable) {
+				return outcome{unavailable: httpx.DefaultRetryAfter, err: err}
+			}
+			if d, ok := httpx.Unavailable(err); ok {
+				return outcome{unavailable: d, err: err}
+			}
+			return fail(BadRequest, err)
 		}
 		ireq.Deliver = func(ctx context.Context, rec *store.Record, c *x509.Certificate) error {
 			return s.intune.NotifySuccess(ctx, msg.TransactionID, csr.Raw, rec, c)
@@ -264,5 +280,3 @@ func clip(s string) string {
 	}
 	return s
 }
-
-

@@ -3,9 +3,13 @@ package scep_test
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -15,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/azscep/azscep/internal/custody"
+	"github.com/azscep/azscep/internal/keyvault"
 	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/store/storetest"
 	"github.com/azscep/azscep/internal/testca"
@@ -151,7 +157,8 @@ func TestCertPoll(t *testing.T) {
 func TestPendingWhileSigning(t *testing.T) {
 	t.Parallel()
 	reached, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
+	var once, releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
 	e := newEnv(t, envOptions{wrap: func(s store.Store) store.Store {
 		f := storetest.NewFaultStore(s)
 		f.OnCall(func(method string) {
@@ -161,6 +168,7 @@ func TestPendingWhileSigning(t *testing.T) {
 		})
 		return f
 	}})
+	t.Cleanup(unblock) // runs before the server closes, so a failing test never leaves the request hanging
 	c := e.client(t, 0, "slow")
 	csr := csrFor(t, c, "slow")
 	first := c.PKCSReq(t, csr)
@@ -184,7 +192,6 @@ func TestPendingWhileSigning(t *testing.T) {
 	select {
 	case <-reached:
 	case <-time.After(20 * time.Second):
-		close(release)
 		t.Fatal("issuance never reached the issued-record write")
 	}
 
@@ -196,7 +203,7 @@ func TestPendingWhileSigning(t *testing.T) {
 	if rep.Status != testca.StatusPending {
 		t.Errorf("duplicate PKCSReq during signing: status %q failInfo %q, want PENDING", rep.Status, rep.FailInfo)
 	}
-	close(release)
+	unblock()
 	held := <-done
 	if held.err != nil {
 		t.Fatal(held.err)
@@ -335,4 +342,77 @@ func makeCRL(t testing.TB, ca *testca.CA) []byte {
 		t.Fatal(err)
 	}
 	return der
+}
+
+// TestECSignerRefused: a requester whose signer key is not RSA cannot receive an encrypted CertRep, so nothing
+// may be issued for it (otherwise a certificate would be signed and recorded that no answer can carry).
+func TestECSignerRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer := testca.SelfSigned(t, ecKey, pkix.Name{CommonName: "ec-device"})
+	csr := testca.CSR(t, ecKey, testca.CSROptions{Subject: pkix.Name{CommonName: "ec-device"}, ChallengePassword: staticSecret})
+	c := e.client(t, 0, "unused")
+	rep := e.pki(t, epStatic, c.Message(t, testca.Message{Type: testca.MsgPKCSReq, Content: csr.Raw,
+		SignerCert: signer, SignerKey: ecKey}))
+	wantFailure(t, rep, testca.FailBadAlg)
+	if n := len(e.records(t)); n != 0 {
+		t.Fatalf("%d records for an undeliverable request", n)
+	}
+}
+
+// flakyRA is an RA key whose remote operations fail as Key Vault does when it is down.
+type flakyRA struct {
+	custody.RAKey
+	failDecrypt, failSign bool
+}
+
+func (k flakyRA) Decrypt(r io.Reader, msg []byte, opts crypto.DecrypterOpts) ([]byte, error) {
+	if k.failDecrypt {
+		return nil, fmt.Errorf("unwrapping content key: %w", keyvault.ErrUnavailable)
+	}
+	return k.RAKey.Decrypt(r, msg, opts)
+}
+
+func (k flakyRA) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if k.failSign {
+		return nil, fmt.Errorf("signing CertRep: %w", keyvault.ErrUnavailable)
+	}
+	return k.RAKey.Sign(r, digest, opts)
+}
+
+// TestRAKeyUnavailable: an RA key in Key Vault that cannot answer gives 503 + Retry-After, not a verdict on the
+// request; a CertRep that cannot be signed after issuance leaves the certificate to the client's retry.
+func TestRAKeyUnavailable(t *testing.T) {
+	t.Parallel()
+	base := theCA(t)
+	for _, tc := range []struct {
+		name       string
+		ra         flakyRA
+		wantIssued int
+	}{
+		{"decrypt", flakyRA{RAKey: base.RAKey, failDecrypt: true}, 0},
+		{"sign", flakyRA{RAKey: base.RAKey, failSign: true}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			keys := *base.Keys
+			keys.RAKey = tc.ra
+			ca := *base
+			ca.Keys = &keys
+			e := newEnv(t, envOptions{ca: &ca})
+			c := e.client(t, 0, "kv-down")
+			req := c.PKCSReq(t, csrFor(t, c, "kv-down"))
+			resp, _ := testca.Post(t, e.url(epStatic), req.Raw)
+			if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+				t.Fatalf("HTTP %d Retry-After %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+			}
+			if n := e.countStatus(t, store.StatusIssued); n != tc.wantIssued {
+				t.Fatalf("%d issued records, want %d", n, tc.wantIssued)
+			}
+		})
+	}
 }

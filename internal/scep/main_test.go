@@ -72,9 +72,10 @@ type envOptions struct {
 	ca        *testca.CA
 	endpoints []*scep.Endpoint
 	// wrap, when set, wraps the memstore the issuer and server use (fault injection).
-	wrap func(store.Store) store.Store
-	crl  scep.CRLSource
-	log  io.Writer
+	wrap   func(store.Store) store.Store
+	crl    scep.CRLSource
+	intune scep.Intune
+	log    io.Writer
 }
 
 // env is one SCEP server under test: the real issuance.Issuer over a memstore, served by httptest.
@@ -128,6 +129,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		Store:     e.store,
 		Endpoints: o.endpoints,
 		CRL:       o.crl,
+		Intune:    o.intune,
 		Logger:    slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:       func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) },
 	})

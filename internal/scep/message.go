@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/smallstep/pkcs7"
+
+	"github.com/azscep/azscep/internal/httpx"
 )
 
 // MessageType is the SCEP messageType attribute (RFC 8894 §3.2.1.2), a decimal string on the wire.
@@ -109,8 +111,9 @@ func ParsePKIMessage(der []byte) (*PKIMessage, error) {
 	return m, nil
 }
 
-// Decrypt opens the pkcsPKIEnvelope with the RA (or CA) key. Every failure returns the same error so that the
-// answer never tells an attacker which step failed (PKCS#1 v1.5 padding oracle).
+// Decrypt opens the pkcsPKIEnvelope with the RA (or CA) key. Every failure caused by the message returns the
+// same error so that the answer never tells an attacker which step failed (PKCS#1 v1.5 padding oracle); only a
+// key that is unavailable (httpx.Unavailable) is reported as such.
 func (m *PKIMessage) Decrypt(cert *x509.Certificate, key crypto.Decrypter) ([]byte, error) {
 	env, err := pkcs7.Parse(m.p7.Content)
 	if err != nil {
@@ -118,6 +121,11 @@ func (m *PKIMessage) Decrypt(cert *x509.Certificate, key crypto.Decrypter) ([]by
 	}
 	plain, err := env.Decrypt(cert, key)
 	if err != nil {
+		// A remote decrypter (Key Vault) that is down or throttling says nothing about the ciphertext: pass that
+		// on so the client gets 503 and retries. Every other failure is the one opaque error.
+		if _, ok := httpx.Unavailable(err); ok {
+			return nil, fmt.Errorf("scep: opening envelope: %w", err)
+		}
 		return nil, errDecrypt
 	}
 	return plain, nil
@@ -160,7 +168,7 @@ func (m *PKIMessage) CertRep(o CertRepOptions) ([]byte, error) {
 		{Type: oidTransactionID, Value: printable(m.TransactionID)},
 		{Type: oidMessageType, Value: printable(string(CertRep))},
 		{Type: oidPKIStatus, Value: printable(string(o.Status))},
-		{Type: oidSenderNonce, Value: m.SenderNonce},
+		{Type: oidSenderNonce, Value: nonce},
 		{Type: oidRecipientNonce, Value: m.SenderNonce},
 	}
 	if o.Status == StatusFailure {

@@ -305,7 +305,9 @@ type outcome struct {
 	unavailable time.Duration // > 0: answer 503 with this Retry-After instead of a CertRep
 }
 
-func fail(info FailInfo, err error) outcome { return outcome{status: StatusFailure, failInfo: info, err: err} }
+func fail(info FailInfo, err error) outcome {
+	return outcome{status: StatusFailure, failInfo: info, err: err}
+}
 
 func plainError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -70,9 +70,10 @@ type Request struct {
 	MessageType   string
 	TransactionID string
 	SenderNonce   []byte
-	// SignerCert and SignerKey signed the request; the CertRep is encrypted to SignerCert.
+	// SignerCert and SignerKey signed the request; the CertRep is encrypted to SignerCert (so only an RSA
+	// SignerKey can open a SUCCESS).
 	SignerCert *x509.Certificate
-	SignerKey  *rsa.PrivateKey
+	SignerKey  crypto.Signer
 }
 
 // TransactionID is the transaction ID smallstep/scep derives from a public key (base64 of its key identifier),
@@ -112,9 +113,10 @@ type Message struct {
 	Recipients []*x509.Certificate
 	// RawContent, when set, is the SignedData content verbatim (no envelope): for garbage envelopes.
 	RawContent []byte
-	// SignerCert and SignerKey default to the client's. A RenewalReq is signed with the old certificate.
+	// SignerCert and SignerKey default to the client's. A RenewalReq is signed with the old certificate; an
+	// ECDSA signer makes a request no CertRep can be encrypted to.
 	SignerCert *x509.Certificate
-	SignerKey  *rsa.PrivateKey
+	SignerKey  crypto.Signer
 	// ForgeWith, when set, signs with this key while naming SignerCert: the outer signature does not verify.
 	ForgeWith crypto.Signer
 }
@@ -148,7 +150,7 @@ func (c *Client) Message(t testing.TB, m Message) *Request {
 	if err != nil {
 		t.Fatalf("testca: %v", err)
 	}
-	var signKey crypto.Signer = m.SignerKey
+	signKey := m.SignerKey
 	if m.ForgeWith != nil {
 		signKey = m.ForgeWith
 	}
