@@ -1028,10 +1028,20 @@ func TestFaultAzuriteOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The service's own Table Storage client, on the proxy, with a trip wire that stops the proxy in the middle
+	// of the load run (at the seventh insert after it is armed), so that the outage hits requests in flight.
+	tbl, err := tables.NewFromConnectionString(conn, cfg.TablesPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.EnsureTables(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wire := &fxTripWire{Store: tbl, at: 7, trip: proxy.Stop}
 	logs := &fxLogs{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil)), buildOptions{}) }()
+	go func() { done <- serve(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil)), buildOptions{store: wire}) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -1084,12 +1094,11 @@ func TestFaultAzuriteOutage(t *testing.T) {
 	collect(built[:8], res)
 
 	// During: a load run starts and the store vanishes under it.
-	type result struct{ res *loadgen.Result }
-	ch := make(chan result, 1)
-	go func() { ch <- result{run(built[8:24])} }()
-	time.Sleep(50 * time.Millisecond)
-	proxy.Stop()
-	during := (<-ch).res
+	wire.armed.Store(true)
+	during := run(built[8:24])
+	if !wire.tripped.Load() {
+		t.Fatal("the store never went away")
+	}
 	collect(built[8:24], during)
 	t.Logf("load run across the outage: %s, statuses %v", during, during.Statuses)
 	if during.Statuses[0] != 0 {
@@ -1139,10 +1148,7 @@ func TestFaultAzuriteOutage(t *testing.T) {
 		t.Fatalf("retries of the refused requests: %s %v", res, res.ErrorKinds)
 	}
 
-	st, err := tables.NewFromConnectionString(conn, cfg.TablesPrefix)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := tbl
 	serials := map[string]bool{}
 	for _, c := range delivered {
 		serial := store.SerialString(c.SerialNumber)
@@ -1238,4 +1244,21 @@ func TestFaultInvariantsCatchBrokenStores(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fxTripWire calls trip once, during the at-th Insert after it is armed.
+type fxTripWire struct {
+	store.Store
+	at      int32
+	trip    func()
+	armed   atomic.Bool
+	tripped atomic.Bool
+	n       atomic.Int32
+}
+
+func (w *fxTripWire) Insert(ctx context.Context, r *store.Record) error {
+	if w.armed.Load() && w.n.Add(1) == w.at && w.tripped.CompareAndSwap(false, true) {
+		w.trip()
+	}
+	return w.Store.Insert(ctx, r)
 }

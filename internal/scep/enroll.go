@@ -11,7 +11,6 @@ import (
 	"math/big"
 
 	"github.com/azscep/azscep/internal/httpx"
-	"github.com/azscep/azscep/internal/intune"
 	"github.com/azscep/azscep/internal/issuance"
 	"github.com/azscep/azscep/internal/policy"
 	"github.com/azscep/azscep/internal/store"
@@ -85,16 +84,9 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 	if e.Challenge == ChallengeIntune {
 		// Fail closed: anything but an explicit Success from Intune means no certificate.
 		if err := s.intune.Validate(ctx, msg.TransactionID, csr.Raw); err != nil {
-			err = fmt.Errorf("intune validation: %w", err)
-			// An outage is not a verdict: answer 503 so the device retries later (reliability.md §4.2). No
-			// certificate leaves either way.
-			if errors.Is(err, intune.ErrUnavailable) {
-				return outcome{unavailable: httpx.DefaultRetryAfter, err: err}
-			}
-			if d, ok := httpx.Unavailable(err); ok {
-				return outcome{unavailable: d, err: err}
-			}
-			return fail(BadRequest, err)
+			// Timeouts, 401/403/5xx and malformed answers included: a SCEP FAILURE, never a certificate. The
+			// device's next attempt (Intune re-delivers the profile) validates afresh.
+			return fail(BadRequest, fmt.Errorf("intune validation: %w", err))
 		}
 		ireq.Deliver = func(ctx context.Context, rec *store.Record, c *x509.Certificate) error {
 			return s.intune.NotifySuccess(ctx, msg.TransactionID, csr.Raw, rec, c)

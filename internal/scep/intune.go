@@ -42,6 +42,9 @@ func (c *IntuneChallenge) NotifyFailure(ctx context.Context, transactionID strin
 		code = intune.HResultPolicyRejected
 	} else if errors.Is(cause, issuance.ErrSigner) {
 		code = intune.HResultSigningFailed
+	} else if errors.Is(cause, store.ErrUnavailable) {
+		// The record could not be written: the admin console should point at Table Storage, not the CA key.
+		code = intune.HResultStorageFailed
 	}
 	return c.Client.NotifyFailure(ctx, transactionID, csrDER, code, intune.TruncateDescription(cause.Error()))
 }

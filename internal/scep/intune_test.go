@@ -6,7 +6,6 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"testing"
 
@@ -124,10 +123,8 @@ func TestIntuneUnavailable(t *testing.T) {
 	f := &fakeIntune{validateErr: fmt.Errorf("validateRequest: %w", intune.ErrUnavailable)}
 	e := intuneEnv(t, f, nil)
 	_, _, req := intuneRequest(t, e, 0)
-	resp, _ := testca.Post(t, e.url("intune"), req.Raw)
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("HTTP %d Retry-After %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
-	}
+	// Fail closed with a SCEP FAILURE (the rule for every non-Success answer, outages included).
+	wantFailure(t, e.pki(t, "intune", req), testca.FailBadRequest)
 	if n := len(e.records(t)); n != 0 {
 		t.Fatalf("%d records while Intune was down", n)
 	}
