@@ -92,7 +92,10 @@ test: tools vet
 # --- bench, fuzz, dist ------------------------------------------------------------------------------------------
 .PHONY: bench fuzz dist
 bench: tools
-	AZURITE_BIN=$(AZURITE_BIN) $(GO) test -run '^$$' -bench . -benchtime 2s -timeout 20m ./internal/... | tee $(LOCAL)/bench.txt
+	@mkdir -p $(LOCAL)
+	set -o pipefail; AZURITE_BIN=$(AZURITE_BIN) $(GO) test -run '^$$' -bench . -benchtime 2s -timeout 20m ./internal/... | tee $(LOCAL)/bench.txt
+	set -o pipefail; AZURITE_BIN=$(AZURITE_BIN) $(GO) test -run '^$$' -bench . -benchtime 3s -timeout 30m ./handler | tee $(LOCAL)/bench-handler.txt
+	$(GO) run ./internal/loadgen/report/benchreport -json $(LOCAL)/bench.json $(LOCAL)/bench.txt $(LOCAL)/bench-handler.txt
 
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \

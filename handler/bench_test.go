@@ -202,8 +202,10 @@ func startAzscep(b *testing.B) *benchChild {
 	return c
 }
 
-// benchSCEP runs b.N pre-built enrollments against scepURL from c clients and reports the figures.
-func benchSCEP(b *testing.B, base, path, challenge string, c int) *loadgen.Result {
+// benchSCEP runs b.N pre-built enrollments against scepURL from c clients and reports the figures. Failed
+// enrollments fail the benchmark unless tolerated (another product's behaviour under load is reported as its
+// errors metric, not hidden and not fatal).
+func benchSCEP(b *testing.B, base, path, challenge string, c int, tolerateErrors bool) *loadgen.Result {
 	b.Helper()
 	b.StopTimer()
 	recipients, err := loadgen.FetchCACerts(context.Background(), nil, base+path)
@@ -215,18 +217,26 @@ func benchSCEP(b *testing.B, base, path, challenge string, c int) *loadgen.Resul
 	if err != nil {
 		b.Fatal(err)
 	}
-	res := benchRun(b, base, c, loadgen.Requests(built))
-	// Outside the timed phase, open a few answers as a device would.
-	for i := 0; i < min(3, len(built)); i++ {
+	res := benchRun(b, base, c, loadgen.Requests(built), tolerateErrors)
+	// Outside the timed phase, open a few successful answers as a device would.
+	opened := 0
+	for i := 0; i < len(built) && opened < 3; i++ {
+		if built[i].CheckCertRep(http.StatusOK, res.Bodies[i]) != nil {
+			continue
+		}
 		if _, err := built[i].VerifyCertRep(res.Bodies[i], recipients); err != nil {
 			b.Fatalf("answer %d does not give the device its certificate: %v", i, err)
 		}
+		opened++
+	}
+	if opened == 0 {
+		b.Fatalf("no enrollment succeeded: %v", res.ErrorKinds)
 	}
 	return res
 }
 
 // benchRun is the timed phase.
-func benchRun(b *testing.B, base string, c int, reqs []loadgen.Request) *loadgen.Result {
+func benchRun(b *testing.B, base string, c int, reqs []loadgen.Request, tolerateErrors bool) *loadgen.Result {
 	b.Helper()
 	client := loadgen.NewClient(c)
 	b.StartTimer()
@@ -236,10 +246,13 @@ func benchRun(b *testing.B, base string, c int, reqs []loadgen.Request) *loadgen
 	if err != nil {
 		b.Fatal(err)
 	}
-	if res.Errors > 0 {
+	if res.Errors > 0 && !tolerateErrors {
 		b.Fatalf("%d of %d requests failed: %v", res.Errors, res.Sent, res.ErrorKinds)
 	}
 	reportLoad(b, res)
+	if tolerateErrors {
+		b.ReportMetric(float64(res.Errors), "errors")
+	}
 	return res
 }
 
@@ -258,7 +271,7 @@ func BenchmarkSCEPLocal(b *testing.B) {
 	svc := startAzscep(b)
 	for _, c := range report.Concurrency {
 		b.Run(fmt.Sprintf("c=%d", c), func(b *testing.B) {
-			benchSCEP(b, svc.base, "/api/scep/static", config.LocalStaticChallenge, c)
+			benchSCEP(b, svc.base, "/api/scep/static", config.LocalStaticChallenge, c, false)
 		})
 	}
 }
@@ -288,13 +301,15 @@ func BenchmarkAPICSRLocal(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			benchRun(b, svc.base, c, loadgen.CSRRequests(built))
+			benchRun(b, svc.base, c, loadgen.CSRRequests(built), false)
 		})
 	}
 }
 
 // BenchmarkMicromdmSCEP drives Debian's scepserver (micromdm/scep 2.1) with the same load generator and the same
 // requests: CA keys of 3072 bits (our CA's size; micromdm uses its CA key for all three operations) and 2048 bits.
+// Its file depot refuses some concurrent requests (FAILURE badRequest); those are reported as errors and do not
+// count as enrollments.
 func BenchmarkMicromdmSCEP(b *testing.B) {
 	bin, err := exec.LookPath("scepserver")
 	if err != nil {
@@ -313,7 +328,7 @@ func BenchmarkMicromdmSCEP(b *testing.B) {
 			svc.waitFor(b, svc.base+"/scep?operation=GetCACaps", 30*time.Second)
 			for _, c := range report.Concurrency {
 				b.Run(fmt.Sprintf("c=%d", c), func(b *testing.B) {
-					benchSCEP(b, svc.base, "/scep", challenge, c)
+					benchSCEP(b, svc.base, "/scep", challenge, c, true)
 				})
 			}
 		})
@@ -384,13 +399,14 @@ func BenchmarkStartToReady(b *testing.B) {
 // BenchmarkResidentMemory reads the binary's resident memory when idle (after start-up, before any request) and
 // its peak (VmHWM) after b.N enrollments from 32 concurrent clients.
 func BenchmarkResidentMemory(b *testing.B) {
+	b.StopTimer()
 	svc := startAzscep(b)
 	time.Sleep(2 * time.Second) // let start-up work (the linter's throwaway key) finish
 	idle, err := loadgen.ProcessMemory(svc.cmd.Process.Pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	benchSCEP(b, svc.base, "/api/scep/static", config.LocalStaticChallenge, 32)
+	benchSCEP(b, svc.base, "/api/scep/static", config.LocalStaticChallenge, 32, false)
 	after, err := loadgen.ProcessMemory(svc.cmd.Process.Pid)
 	if err != nil {
 		b.Fatal(err)
@@ -606,9 +622,9 @@ func benchCount(in *intunefake.Server, routes []intunefake.Route) int {
 // BenchmarkIntuneWarm counts the calls to Entra, Graph and Intune per enrollment on the intune endpoint once the
 // client is warm (token and discovery cached).
 func BenchmarkIntuneWarm(b *testing.B) {
+	b.StopTimer()
 	e := newBenchAzureEnv(b)
 	e.run(b, 1, e.scepRequests(b, fxEndpointIntune, 1)) // warm: token, discovery
-	b.StopTimer()
 	reqs := e.scepRequests(b, fxEndpointIntune, b.N)
 	all, side := benchCount(e.intune, benchIntuneRoutes), benchCount(e.intune, benchTokenRoutes)
 	b.StartTimer()
@@ -623,13 +639,13 @@ func BenchmarkIntuneWarm(b *testing.B) {
 // 20 ms more and every Intune call 50 ms more, and splits the mean enrollment time into Key Vault, Intune, Table
 // Storage (Azurite) and the rest (CPU, HTTP).
 func BenchmarkIntuneLatency(b *testing.B) {
+	b.StopTimer()
 	e := newBenchAzureEnv(b)
 	e.kv.SetLatency("", 20*time.Millisecond)
 	for _, r := range benchIntuneRoutes {
 		e.intune.InjectFault(r, intunefake.Fault{Delay: 50 * time.Millisecond})
 	}
 	e.run(b, 1, e.scepRequests(b, fxEndpointIntune, 1)) // warm
-	b.StopTimer()
 	reqs := e.scepRequests(b, fxEndpointIntune, b.N)
 	kvCalls, kvNanos := e.tap.calls.Load(), e.tap.nanos.Load()
 	inCalls, inNanos := e.intuneCalls.Load(), e.intuneNanos.Load()
@@ -678,7 +694,7 @@ func BenchmarkSCEPInProcess(b *testing.B) {
 			})
 			base := fmt.Sprintf("http://127.0.0.1:%d", port)
 			fxWaitHealthy(b, base, done)
-			benchSCEP(b, base, "/api/scep/static", config.LocalStaticChallenge, 8)
+			benchSCEP(b, base, "/api/scep/static", config.LocalStaticChallenge, 8, false)
 		})
 	}
 }

@@ -75,9 +75,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 		return nil, err
 	}
 	urls := issuance.URLs{
-		OCSP:      []string{cfg.URL("/api/ocsp")},
-		CAIssuers: []string{cfg.URL("/api/ca")},
-		CRL:       []string{cfg.URL("/api/crl")},
+		OCSP:      []string{cfg.PublishedURL("/api/ocsp")},
+		CAIssuers: []string{cfg.PublishedURL("/api/ca")},
+		CRL:       []string{cfg.PublishedURL("/api/crl")},
 	}
 	iss, err := issuance.New(issuance.Config{CA: issuance.CA{Cert: keys.CA(), Signer: keys.CASigner}, Store: st,
 		URLs: urls, Backdate: cfg.Backdate, StaleAfter: cfg.StaleAfter, Logger: log})

@@ -124,8 +124,9 @@ func startServe(t *testing.T, env []string, opts buildOptions) *running {
 	}
 }
 
-// serveUntilExit runs serve and returns the error it stops with; start-up faults must end it on their own.
-func serveUntilExit(t *testing.T, env []string, opts buildOptions) (error, string) {
+// serveUntilExit runs serve and returns what it logged and the error it stopped with; start-up faults must end it
+// on their own.
+func serveUntilExit(t *testing.T, env []string, opts buildOptions) (string, error) {
 	t.Helper()
 	cfg := loadConfig(t, env)
 	logs := &bytes.Buffer{}
@@ -138,12 +139,12 @@ func serveUntilExit(t *testing.T, env []string, opts buildOptions) (error, strin
 	case err := <-done:
 		logMu.Lock()
 		defer logMu.Unlock()
-		return err, logs.String()
+		return logs.String(), err
 	case <-time.After(30 * time.Second):
 		cancel()
 		<-done
 		t.Fatal("serve did not stop on a fatal start-up fault")
-		return nil, ""
+		return "", nil
 	}
 }
 
@@ -372,7 +373,7 @@ func sanNames(t *testing.T, c *x509.Certificate) (uris, upns []string) {
 			case n.Class == asn1.ClassContextSpecific && n.Tag == 0:
 				var on struct {
 					Type  asn1.ObjectIdentifier
-					Value asn1.RawValue `asn1:"explicit,tag:0"`
+					Value asn1.RawValue // [0] EXPLICIT UTF8String
 				}
 				seq := append([]byte{0x30}, n.FullBytes[1:]...)
 				if _, err := asn1.Unmarshal(seq, &on); err != nil {
@@ -382,7 +383,10 @@ func sanNames(t *testing.T, c *x509.Certificate) (uris, upns []string) {
 					continue
 				}
 				var upn string
-				if _, err := asn1.UnmarshalWithParams(on.Value.FullBytes, &upn, "utf8"); err != nil {
+				if on.Value.Class != asn1.ClassContextSpecific || on.Value.Tag != 0 {
+					t.Fatalf("UPN otherName value is not [0] EXPLICIT")
+				}
+				if _, err := asn1.UnmarshalWithParams(on.Value.Bytes, &upn, "utf8"); err != nil {
 					t.Fatalf("UPN does not parse: %v", err)
 				}
 				upns = append(upns, upn)

@@ -470,6 +470,9 @@ func (k *fxKVTap) Do(req *http.Request) (*http.Response, error) {
 	if err != nil || !isSign || resp.StatusCode != http.StatusOK {
 		return resp, err
 	}
+	if !k.audit.Load() {
+		return resp, nil // start-up (before the scenario): not counted, no faults
+	}
 	k.mu.Lock()
 	k.signs++
 	after := k.after
@@ -497,7 +500,7 @@ func (k *fxKVTap) check(body []byte) {
 		return
 	}
 	var h func() hash.Hash
-	switch op.Alg[len(op.Alg)-3:] {
+	switch op.Alg[max(len(op.Alg)-3, 0):] {
 	case "256":
 		h = sha256.New
 	case "384":

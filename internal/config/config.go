@@ -28,7 +28,10 @@ const (
 type Config struct {
 	Mode     Mode
 	Port     int
-	BaseURL  *url.URL // public base for AIA/CDP URLs, e.g. https://ca.example.net
+	BaseURL  *url.URL // public base URL of the service, e.g. https://ca.example.net
+	// PublicationURL is the base of the AIA (OCSP, caIssuers) and CDP URLs written into certificates. RFC 5280
+	// asks for http there (no TLS dependency loop); it defaults to BaseURL.
+	PublicationURL *url.URL
 	LogLevel string
 
 	// Table Storage: a connection string (Azurite, local) or an endpoint reached with managed identity.
@@ -121,6 +124,7 @@ var Settings = []Setting{
 	{Name: "AZSCEP_MODE", Default: "azure", Azure: "required", Doc: "`local` (key files, Azurite, dev token issuer allowed) or `azure` (Key Vault, managed identity)"},
 	{Name: "FUNCTIONS_CUSTOMHANDLER_PORT", Default: "7071", Azure: "optional", Doc: "port to listen on (set by the Functions host)"},
 	{Name: "AZSCEP_BASE_URL", Default: "http://127.0.0.1:7071 (local)", Azure: "required", Doc: "public base URL; AIA, CDP and OCSP URLs in certificates are built from it"},
+	{Name: "AZSCEP_PUBLICATION_URL", Default: "AZSCEP_BASE_URL", Azure: "optional", Doc: "base of the OCSP, caIssuers and CRL URLs in certificates; http allowed (RFC 5280 prefers it), e.g. a custom domain serving /api/ocsp, /api/ca and /api/crl over http"},
 	{Name: "AZSCEP_LOG_LEVEL", Default: "info", Azure: "optional", Doc: "debug, info, warn or error"},
 	{Name: "AZSCEP_TABLES_CONNECTION", Azure: "local-only", Doc: "Table Storage connection string (Azurite); wins over AZSCEP_TABLES_ENDPOINT"},
 	{Name: "AZSCEP_TABLES_ENDPOINT", Azure: "required", Doc: "Table service URL reached with the managed identity, e.g. https://acct.table.core.windows.net"},
@@ -200,6 +204,14 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 		p.fail("AZSCEP_BASE_URL", "must be an absolute https URL (http allowed in local mode)")
 	} else {
 		c.BaseURL = u
+	}
+	c.PublicationURL = c.BaseURL
+	if v := p.str("AZSCEP_PUBLICATION_URL", ""); v != "" {
+		if u, err := url.Parse(strings.TrimRight(v, "/")); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			p.fail("AZSCEP_PUBLICATION_URL", "must be an absolute http or https URL")
+		} else {
+			c.PublicationURL = u
+		}
 	}
 	c.LogLevel = p.oneOf("AZSCEP_LOG_LEVEL", "info", "debug", "info", "warn", "error")
 
@@ -346,6 +358,11 @@ func defaultProfiles() map[string]*policy.Profile {
 
 // URL joins the base URL and a path.
 func (c *Config) URL(path string) string { return strings.TrimRight(c.BaseURL.String(), "/") + path }
+
+// PublishedURL joins the publication base URL (for AIA and CDP) and a path.
+func (c *Config) PublishedURL(path string) string {
+	return strings.TrimRight(c.PublicationURL.String(), "/") + path
+}
 
 type parser struct {
 	env  map[string]string
