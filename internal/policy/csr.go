@@ -142,6 +142,9 @@ var (
 		"1.3.6.1.5.5.7.3.1": x509.ExtKeyUsageServerAuth,
 		"1.3.6.1.5.5.7.3.2": x509.ExtKeyUsageClientAuth,
 		"1.3.6.1.5.5.7.3.4": x509.ExtKeyUsageEmailProtection,
+		"1.3.6.1.5.5.7.3.5": x509.ExtKeyUsageIPSECEndSystem,
+		"1.3.6.1.5.5.7.3.6": x509.ExtKeyUsageIPSECTunnel,
+		"1.3.6.1.5.5.7.3.7": x509.ExtKeyUsageIPSECUser,
 	}
 )
 

@@ -87,6 +87,10 @@ var ekuNames = map[x509.ExtKeyUsage]string{
 	x509.ExtKeyUsageClientAuth:      "clientAuth",
 	x509.ExtKeyUsageServerAuth:      "serverAuth",
 	x509.ExtKeyUsageEmailProtection: "emailProtection",
+	// IPsec EKUs for VPN profiles (Intune SCEP profiles offer "IP security tunnel termination" and friends).
+	x509.ExtKeyUsageIPSECEndSystem: "ipsecEndSystem",
+	x509.ExtKeyUsageIPSECTunnel:    "ipsecTunnel",
+	x509.ExtKeyUsageIPSECUser:      "ipsecUser",
 }
 
 // ParseProfile reads a profile from its setting value, a semicolon-separated list of key=value pairs:

@@ -200,3 +200,17 @@ func TestParseDuration(t *testing.T) {
 		})
 	}
 }
+
+// TestIPsecProfile: a VPN profile may carry the IPsec EKUs and a CSR asking for them under it is accepted.
+func TestIPsecProfile(t *testing.T) {
+	p, err := policy.ParseProfile("vpn", "eku=clientAuth,ipsecTunnel,ipsecUser")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.ExtKeyUsage) != 3 {
+		t.Fatalf("EKUs = %v", p.ExtKeyUsage)
+	}
+	if _, err := policy.ParseProfile("bad", "eku=codeSigning"); err == nil {
+		t.Fatal("codeSigning must stay forbidden")
+	}
+}
