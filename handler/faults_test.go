@@ -169,7 +169,6 @@ type fxOptions struct {
 
 // fxEnv is one running service in azure mode against the fakes.
 type fxEnv struct {
-	t       testing.TB
 	cfg     *config.Config
 	base    store.Store // the records behind every fault
 	journal *fxJournal
@@ -199,7 +198,7 @@ func newFxEnv(t testing.TB, o fxOptions) *fxEnv {
 		o.vault = sharedFxVault(t)
 	}
 	ctx := context.Background()
-	e := &fxEnv{t: t, kv: o.vault.kv, base: o.backing, logs: &fxLogs{}}
+	e := &fxEnv{kv: o.vault.kv, base: o.backing, logs: &fxLogs{}}
 	if e.base == nil {
 		e.base = memstore.New()
 	}
@@ -378,47 +377,57 @@ var fxFlows = []fxFlow{
 	{"api-csr", func(e *fxEnv, t testing.TB) fxReq { return e.csrRequest(t) }},
 }
 
-// send sends req and classifies the answer. A certificate counts as delivered (and is checked against the
-// records by check) only when the answer is a success that opens as the client would open it.
+// send sends req and classifies the answer (see sendErr); any error fails the test.
 func (e *fxEnv) send(t testing.TB, req fxReq) fxOutcome {
 	t.Helper()
+	out, err := e.sendErr(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// sendErr sends req and classifies the answer. A certificate counts as delivered (and is checked against the
+// records by check) only when the answer is a success that opens as the client would open it; a success that
+// does not open is an error. It is safe to call from any goroutine.
+func (e *fxEnv) sendErr(req fxReq) (fxOutcome, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	hr, err := http.NewRequestWithContext(ctx, req.Method, e.srv.URL+req.Path, bytes.NewReader(req.Body))
 	if err != nil {
-		t.Fatal(err)
+		return fxOutcome{}, err
 	}
 	for k, v := range req.Header {
 		hr.Header[k] = v
 	}
 	resp, err := e.srv.Client().Do(hr)
 	if err != nil {
-		t.Fatalf("%s: %v", req.Path, err)
+		return fxOutcome{}, fmt.Errorf("%s: %w", req.Path, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatal(err)
+		return fxOutcome{}, err
 	}
 	out := fxOutcome{http: resp.StatusCode}
 	if resp.StatusCode != http.StatusOK {
-		return out
+		return out, nil
 	}
 	if strings.HasPrefix(req.Path, "/api/scep/") {
 		if out.status, out.failInfo, err = loadgen.CertRepStatus(body); err != nil {
-			t.Fatalf("answer is not a CertRep: %v", err)
+			return out, fmt.Errorf("answer is not a CertRep: %w", err)
 		}
 		if out.status != loadgen.StatusSuccess {
-			return out
+			return out, nil
 		}
 	}
 	if out.cert, err = req.certOf(body); err != nil {
-		t.Fatalf("a successful answer does not give the client its certificate: %v", err)
+		return out, fmt.Errorf("a successful answer does not give the client its certificate: %w", err)
 	}
 	e.mu.Lock()
 	e.delivered = append(e.delivered, out.cert)
 	e.mu.Unlock()
-	return out
+	return out, nil
 }
 
 // ---- the Key Vault tap: audit and faults at the signing boundary -----------------------------------------
@@ -961,7 +970,10 @@ func TestFaultConcurrentDuplicates(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					<-start
-					outs[i] = e.send(t, req)
+					var err error
+					if outs[i], err = e.sendErr(req); err != nil {
+						t.Error(err)
+					}
 				}()
 			}
 			close(start)

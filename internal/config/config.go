@@ -26,13 +26,13 @@ const (
 
 // Config is every setting, parsed.
 type Config struct {
-	Mode     Mode
-	Port     int
-	BaseURL  *url.URL // public base URL of the service, e.g. https://ca.example.net
+	Mode    Mode
+	Port    int
+	BaseURL *url.URL // public base URL of the service, e.g. https://ca.example.net
 	// PublicationURL is the base of the AIA (OCSP, caIssuers) and CDP URLs written into certificates. RFC 5280
 	// asks for http there (no TLS dependency loop); it defaults to BaseURL.
 	PublicationURL *url.URL
-	LogLevel string
+	LogLevel       string
 
 	// Table Storage: a connection string (Azurite, local) or an endpoint reached with managed identity.
 	TablesConnection string
