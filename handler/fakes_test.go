@@ -340,12 +340,19 @@ func recordFor(t *testing.T, st store.Store, endpoint, txID string) *store.Recor
 	return rec
 }
 
-// noRecordFor asserts that no record was bound to a transaction.
+// noRecordFor asserts that no certificate record exists for a transaction. (Its idempotency key may be claimed:
+// the claim precedes the pending record, and a retry adopts a claim that has no record.)
 func noRecordFor(t *testing.T, st store.Store, endpoint, txID string) {
 	t.Helper()
-	_, err := st.Lookup(context.Background(), "scep|"+endpoint+"|"+txID)
-	if !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("transaction %s has a record binding (err %v), want none", txID, err)
+	b, err := st.Lookup(context.Background(), "scep|"+endpoint+"|"+txID)
+	if errors.Is(err, store.ErrNotFound) {
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := st.Get(context.Background(), b.Serial); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("transaction %s has record %v (err %v), want none", txID, rec, err)
 	}
 }
 

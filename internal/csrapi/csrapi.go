@@ -308,12 +308,10 @@ func (h *Handler) enroll(ctx context.Context, caller *entra.Caller, der []byte) 
 	}
 	sum := sha256.Sum256(csr.Raw)
 	key := "api|" + callerID(caller) + "|" + hex.EncodeToString(sum[:])
-	res, err := h.cfg.Issuer.Replay(ctx, key, req.PublicKey, h.cfg.RetryWindow)
-	if err == nil && res == nil {
-		res, err = h.cfg.Issuer.Issue(ctx, &issuance.Request{Checked: req, Profile: h.cfg.Profile,
-			Source: store.SourceAPI, Endpoint: "api", Requester: requester(caller), DeviceID: deviceID,
-			Key: key, ReplayWindow: h.cfg.RetryWindow})
-	}
+	// Retries inside the window are found by the issuer's key claim, with no extra lookup on fresh requests.
+	res, err := h.cfg.Issuer.Issue(ctx, &issuance.Request{Checked: req, Profile: h.cfg.Profile,
+		Source: store.SourceAPI, Endpoint: "api", Requester: requester(caller), DeviceID: deviceID,
+		Key: key, ReplayWindow: h.cfg.RetryWindow})
 	if err != nil {
 		return nil, issuanceProblem(err)
 	}

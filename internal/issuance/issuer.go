@@ -3,8 +3,9 @@
 //
 //  1. build the certificate from the profile and the policy-checked request, with a fresh 128-bit serial;
 //  2. lint it, signed with a throwaway key (the planned certificate);
-//  3. insert a pending record carrying the planned certificate — a serial collision fails the insert;
-//  4. claim the idempotency key (SCEP transaction ID or REST retry key) for that serial;
+//  3. claim the idempotency key (SCEP transaction ID or REST retry key) for the serial — replays and
+//     concurrent duplicates stop here;
+//  4. insert a pending record carrying the planned certificate — a serial collision fails the insert;
 //  5. sign with the CA key (one Key Vault operation), verify the signature and that the signed TBS equals the
 //     linted TBS;
 //  6. move the record to issued (ETag-conditioned), with the certificate;
@@ -27,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"strings"
 	"sync"
 	"time"
@@ -184,7 +186,7 @@ func (i *Issuer) Replay(ctx context.Context, key string, pub crypto.PublicKey, w
 	}
 	rec, err := i.store.Get(ctx, b.Serial)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil // the claim outlived a failed insert; a new issuance rebinds it
+		return nil, nil // claimed but not recorded (yet): Issue adopts the claim and the insert decides
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading record %s: %w", b.Serial, err)
@@ -241,41 +243,48 @@ func (i *Issuer) issue(ctx context.Context, req *Request) (*Result, error) {
 	}
 	now := i.now()
 
-	// Steps 1–3: template, lint, pending record. A serial collision (vanishingly rare) retries with a new serial.
-	var rec *store.Record
+	serial, err := newSerial()
+	if err != nil {
+		return nil, err
+	}
 	var tmpl *x509.Certificate
+	var rec *store.Record
 	for attempt := 0; ; attempt++ {
-		serial, err := newSerial()
-		if err != nil {
+		// Steps 1–2: template from the profile, linted with the throwaway key.
+		if tmpl, rec, err = i.prepare(linter, req, serial, now); err != nil {
 			return nil, err
 		}
-		tmpl, err = i.buildTemplate(req.Checked, req.Profile, serial, now)
-		if err != nil {
-			return nil, err
+		// Step 3: claim the idempotency key for the serial. Replays and concurrent duplicates stop here, before
+		// any record is written. A claim whose pending record was never written (its request died between the
+		// two writes) is adopted: this request uses that serial, and the insert below decides who goes on.
+		if req.Key != "" {
+			res, adopt, err := i.claim(ctx, req, rec.Serial)
+			if res != nil || err != nil {
+				return res, err
+			}
+			if adopt != "" && adopt != rec.Serial {
+				if serial, err = store.ParseSerial(adopt); err != nil {
+					return nil, fmt.Errorf("idempotency key bound to a malformed serial: %w", err)
+				}
+				continue
+			}
 		}
-		planned, err := linter.Check(tmpl, req.Checked.PublicKey, lint.Expect{KeyUsage: tmpl.KeyUsage,
-			ExtKeyUsage: tmpl.ExtKeyUsage, MaxValidity: req.Profile.MaxValidity, NotBefore: now.Add(-i.backdate - time.Second)})
-		if err != nil {
-			i.log.Error("lint refused certificate", "err", err, "endpoint", req.Endpoint)
-			return nil, fmt.Errorf("linting planned certificate: %w", err)
-		}
-		rec = i.newRecord(req, tmpl, planned, now)
+		// Step 4: the pending record, committed before the signature. An insert, never an upsert: the serial's
+		// uniqueness in the store is what makes only one request sign for an adopted claim.
 		err = i.store.Insert(ctx, rec)
 		if err == nil {
 			break
 		}
 		if errors.Is(err, store.ErrExists) && attempt < 3 {
-			continue
+			if req.Key == "" {
+				serial, err = newSerial() // a 2^-128 collision
+				if err != nil {
+					return nil, err
+				}
+			}
+			continue // with a key: the claim now finds the record that won and resolves against it
 		}
 		return nil, fmt.Errorf("inserting pending record: %w", err)
-	}
-
-	// Step 4: claim the idempotency key.
-	if req.Key != "" {
-		res, err := i.claim(ctx, req, rec)
-		if res != nil || err != nil {
-			return res, err
-		}
 	}
 
 	// Step 5: the one CA-key operation.
@@ -308,7 +317,9 @@ func (i *Issuer) issue(ctx context.Context, req *Request) (*Result, error) {
 
 	// Step 7: delivery gate.
 	if req.Deliver != nil {
-		if derr := req.Deliver(ctx, rec, cert); derr != nil {
+		// The detached context: a client that hung up after the signature must not turn a good certificate into
+		// a withheld one; its retry replays the delivered certificate.
+		if derr := req.Deliver(wctx, rec, cert); derr != nil {
 			rec.Withheld = true
 			rec.Note = truncate("withheld: "+derr.Error(), 512)
 			rec.Updated = i.now()
@@ -326,40 +337,37 @@ func (i *Issuer) issue(ctx context.Context, req *Request) (*Result, error) {
 	return &Result{Cert: cert, Record: rec}, nil
 }
 
-// claim binds the idempotency key to rec's serial. On a conflict it resolves against the earlier record and
-// abandons rec (never signed). A non-nil Result is a replay.
-func (i *Issuer) claim(ctx context.Context, req *Request, rec *store.Record) (*Result, error) {
+// claim binds the idempotency key to serial. If the key is bound already it resolves against the earlier
+// attempt: a replay (non-nil Result), ErrKeyMismatch, ErrInProgress, ErrRevoked or ErrWithheld; or, when the
+// earlier attempt was abandoned, stale or outside the replay window, it takes the key over. When the key is bound
+// to a serial that has no record yet, it returns that serial to adopt.
+func (i *Issuer) claim(ctx context.Context, req *Request, serial string) (*Result, string, error) {
 	for attempt := 0; attempt < 3; attempt++ {
-		b, err := i.store.Claim(ctx, req.Key, rec.Serial)
+		b, err := i.store.Claim(ctx, req.Key, serial)
 		if err == nil {
-			return nil, nil
+			return nil, "", nil
 		}
 		if !errors.Is(err, store.ErrExists) {
-			i.abandon(rec, "idempotency claim failed")
-			return nil, fmt.Errorf("claiming idempotency key: %w", err)
+			return nil, "", fmt.Errorf("claiming idempotency key: %w", err)
 		}
 		prev, err := i.store.Get(ctx, b.Serial)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			i.abandon(rec, "idempotency claim failed")
-			return nil, fmt.Errorf("reading record bound to the idempotency key: %w", err)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return nil, b.Serial, nil // claimed, never recorded: adopt (or our own earlier claim)
+		case err != nil:
+			return nil, "", fmt.Errorf("reading record bound to the idempotency key: %w", err)
 		}
-		if prev != nil {
-			res, rerr := i.replayRecord(prev, req.Checked.PublicKey, req.ReplayWindow)
-			if res != nil || rerr != nil {
-				i.abandon(rec, "duplicate of "+prev.Serial)
-				return res, rerr
-			}
+		if res, rerr := i.replayRecord(prev, req.Checked.PublicKey, req.ReplayWindow); res != nil || rerr != nil {
+			return res, "", rerr
 		}
-		// The earlier record is abandoned, stale or gone: take the key over.
-		if _, err := i.store.Rebind(ctx, b, rec.Serial); err == nil {
-			return nil, nil
+		// The earlier attempt is abandoned, stale or outside the window: take the key over.
+		if _, err := i.store.Rebind(ctx, b, serial); err == nil {
+			return nil, "", nil
 		} else if !errors.Is(err, store.ErrConflict) {
-			i.abandon(rec, "idempotency rebind failed")
-			return nil, fmt.Errorf("rebinding idempotency key: %w", err)
+			return nil, "", fmt.Errorf("rebinding idempotency key: %w", err)
 		}
 	}
-	i.abandon(rec, "idempotency key contended")
-	return nil, ErrInProgress
+	return nil, "", ErrInProgress
 }
 
 func (i *Issuer) abandon(rec *store.Record, note string) {
@@ -391,6 +399,21 @@ func (i *Issuer) verify(der, planned []byte) (*x509.Certificate, error) {
 		return nil, errors.New("signed TBS differs from the linted TBS")
 	}
 	return cert, nil
+}
+
+// prepare builds and lints the certificate for serial and the pending record that describes it.
+func (i *Issuer) prepare(linter *lint.Linter, req *Request, serial *big.Int, now time.Time) (*x509.Certificate, *store.Record, error) {
+	tmpl, err := i.buildTemplate(req.Checked, req.Profile, serial, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	planned, err := linter.Check(tmpl, req.Checked.PublicKey, lint.Expect{KeyUsage: tmpl.KeyUsage,
+		ExtKeyUsage: tmpl.ExtKeyUsage, MaxValidity: req.Profile.MaxValidity, NotBefore: now.Add(-i.backdate - time.Second)})
+	if err != nil {
+		i.log.Error("lint refused certificate", "err", err, "endpoint", req.Endpoint)
+		return nil, nil, fmt.Errorf("linting planned certificate: %w", err)
+	}
+	return tmpl, i.newRecord(req, tmpl, planned, now), nil
 }
 
 func (i *Issuer) newRecord(req *Request, tmpl *x509.Certificate, planned []byte, now time.Time) *store.Record {

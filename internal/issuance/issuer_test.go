@@ -236,10 +236,10 @@ func TestReplayReturnsStoredCertificateWithoutSigning(t *testing.T) {
 	if n := f.signer.signs.Load(); n != 1 {
 		t.Fatalf("signatures = %d, want 1", n)
 	}
-	// The duplicate's own pending record was abandoned, never signed.
-	page, _, _ := f.st.Search(ctx, store.Query{Status: store.StatusAbandoned, Limit: 10})
-	if len(page) != 1 || page[0].CertDER != nil {
-		t.Fatalf("want one abandoned unsigned duplicate record, got %d", len(page))
+	// The duplicate stopped at the key claim: no second record was written.
+	page, _, _ := f.st.Search(ctx, store.Query{Limit: 10})
+	if len(page) != 1 {
+		t.Fatalf("want exactly the one issued record, got %d", len(page))
 	}
 
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -463,5 +463,41 @@ func BenchmarkIssue(b *testing.B) {
 		if _, err := iss.Issue(context.Background(), &Request{Checked: checked, Profile: prof, Key: fmt.Sprint(i)}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestClaimWithoutRecordIsAdopted: a request that died between claiming its key and writing its pending record
+// leaves a claim with no record; the retry adopts that serial, and only one request can then insert (and sign) it.
+func TestClaimWithoutRecordIsAdopted(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	n1, _ := newSerial()
+	n2, _ := newSerial()
+	orphan, raced := store.SerialString(n1), store.SerialString(n2)
+	if _, err := f.st.Claim(ctx, "tx-orphan", orphan); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.iss.Issue(ctx, f.request(t, nil, "orphan", "tx-orphan"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Record.Serial != orphan {
+		t.Fatalf("serial %s, want the adopted %s", res.Record.Serial, orphan)
+	}
+	// Had another process inserted the adopted serial first, this request must not sign: the insert refuses it
+	// and the claim then resolves against the winner (pending and fresh: in progress).
+	if _, err := f.st.Claim(ctx, "tx-race", raced); err != nil {
+		t.Fatal(err)
+	}
+	winner := &store.Record{Serial: raced, Status: store.StatusPending, PublicKey: PublicKeyHash(leafKey.Public()),
+		PlannedDER: res.Record.PlannedDER, Created: time.Now(), Updated: time.Now()}
+	if err := f.st.Insert(ctx, winner); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.iss.Issue(ctx, f.request(t, nil, "race", "tx-race")); !errors.Is(err, ErrInProgress) {
+		t.Fatalf("err = %v, want ErrInProgress", err)
+	}
+	if n := f.signer.signs.Load(); n != 1 {
+		t.Fatalf("signatures = %d, want 1", n)
 	}
 }

@@ -199,9 +199,25 @@ func TestPendingWhileSigning(t *testing.T) {
 	if rep.Status != testca.StatusPending {
 		t.Errorf("CertPoll during signing: status %q failInfo %q, want PENDING", rep.Status, rep.FailInfo)
 	}
-	rep = e.pki(t, epStatic, c.PKCSReq(t, csr))
-	if rep.Status != testca.StatusPending {
-		t.Errorf("duplicate PKCSReq during signing: status %q failInfo %q, want PENDING", rep.Status, rep.FailInfo)
+	// A duplicate PKCSReq in this process joins the issuance in flight and gets its certificate once it is
+	// durable (no second signature, no PENDING round trip for the client).
+	dup := c.PKCSReq(t, csr)
+	dupDone := make(chan answer, 1)
+	go func() {
+		resp, err := http.Post(e.url(epStatic)+"?operation=PKIOperation", "application/x-pki-message",
+			bytes.NewReader(dup.Raw))
+		if err != nil {
+			dupDone <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		dupDone <- answer{resp, body, err}
+	}()
+	select {
+	case a := <-dupDone:
+		t.Fatalf("the duplicate was answered (%v) before the first request's certificate was durable", a.err)
+	case <-time.After(200 * time.Millisecond):
 	}
 	unblock()
 	held := <-done
@@ -209,6 +225,13 @@ func TestPendingWhileSigning(t *testing.T) {
 		t.Fatal(held.err)
 	}
 	cert := wantSuccess(t, e.certRep(t, held.resp, held.body, first))
+	dupAns := <-dupDone
+	if dupAns.err != nil {
+		t.Fatal(dupAns.err)
+	}
+	if got := wantSuccess(t, e.certRep(t, dupAns.resp, dupAns.body, dup)); !got.Equal(cert) {
+		t.Fatal("the duplicate got another certificate")
+	}
 	rep = e.pki(t, epStatic, c.CertPoll(t, first.TransactionID, e.ca.Cert, pkix.Name{CommonName: "slow"}))
 	if got := wantSuccess(t, rep); !got.Equal(cert) {
 		t.Fatal("CertPoll after signing returned another certificate")
@@ -247,7 +270,8 @@ func TestStoreUnavailable(t *testing.T) {
 		wantPending int // records left pending (signed, outcome unrecorded) — resolvable by serial later
 	}{
 		{"every write fails", storetest.Fault{}, 0},
-		{"replay lookup fails", storetest.Fault{Method: storetest.MethodLookup}, 0},
+		{"idempotency claim fails", storetest.Fault{Method: storetest.MethodClaim}, 0},
+		{"pending insert fails", storetest.Fault{Method: storetest.MethodInsert}, 0},
 		{"issued-record write fails after signing", storetest.Fault{Method: storetest.MethodUpdate, Nth: 1}, 1},
 	}
 	for _, tc := range cases {
