@@ -98,7 +98,8 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 	if d.crl, err = crl.NewPublisher(keys.CA(), keys.CASigner, status, status, crl.Options{Validity: cfg.CRLValidity, Logger: log}); err != nil {
 		return nil, fmt.Errorf("CRL publisher: %w", err)
 	}
-	if d.ocsp, err = ocsp.NewResponder(keys.CA(), keys.CASigner, status, ocsp.Options{ResponseValidity: cfg.OCSPValidity, Logger: log}); err != nil {
+	if d.ocsp, err = ocsp.NewResponder(keys.CA(), keys.CASigner, status, ocsp.Options{ResponseValidity: cfg.OCSPValidity,
+		Recorder: &revocation.ResponderRecords{Store: st}, Logger: log}); err != nil {
 		return nil, fmt.Errorf("OCSP responder: %w", err)
 	}
 	onRevoked := func(serials []string) {

@@ -160,11 +160,7 @@ func writeKey(path string, key crypto.Signer) error {
 }
 
 func writeCerts(path string, certs ...*x509.Certificate) error {
-	var out []byte
-	for _, c := range certs {
-		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	return writeAtomic(path, out, 0o644)
+	return writeAtomic(path, EncodePEM(certs...), 0o644)
 }
 
 // writeAtomic writes via a temporary file and rename so a crash never leaves half a key.

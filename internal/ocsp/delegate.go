@@ -1,6 +1,7 @@
 package ocsp
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -46,7 +47,7 @@ func (d *delegate) usableFor(now time.Time, validity time.Duration) bool {
 
 // newDelegate generates a responder key and has the CA sign its certificate: the only CA-key operation the
 // OCSP path makes, once per renewal.
-func newDelegate(ca *x509.Certificate, caSigner crypto.Signer, caSigAlg x509.SignatureAlgorithm, keyType KeyType, validity time.Duration, now time.Time) (*delegate, error) {
+func newDelegate(ctx context.Context, rec Recorder, ca *x509.Certificate, caSigner crypto.Signer, caSigAlg x509.SignatureAlgorithm, keyType KeyType, validity time.Duration, now time.Time) (*delegate, error) {
 	var (
 		key      crypto.Signer
 		err      error
@@ -100,6 +101,11 @@ func newDelegate(ca *x509.Certificate, caSigner crypto.Signer, caSigAlg x509.Sig
 		SignatureAlgorithm:    caSigAlg,
 		ExtraExtensions:       []pkix.Extension{{Id: oidOCSPNoCheck, Value: asn1.NullBytes}},
 	}
+	if rec != nil {
+		if err := rec.Planned(ctx, tmpl); err != nil {
+			return nil, fmt.Errorf("recording planned responder certificate: %w", err)
+		}
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caSigner)
 	if err != nil {
 		return nil, fmt.Errorf("signing responder certificate: %w", err)
@@ -110,6 +116,11 @@ func newDelegate(ca *x509.Certificate, caSigner crypto.Signer, caSigAlg x509.Sig
 	}
 	if err := cert.CheckSignatureFrom(ca); err != nil {
 		return nil, fmt.Errorf("verifying responder certificate: %w", err)
+	}
+	if rec != nil {
+		if err := rec.Issued(ctx, cert); err != nil {
+			return nil, fmt.Errorf("recording responder certificate: %w", err)
+		}
 	}
 	return &delegate{
 		key:         key,

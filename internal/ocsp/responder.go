@@ -103,8 +103,18 @@ const (
 	KeyRSA2048
 )
 
+// Recorder makes each responder certificate durable like every other certificate the CA signs: Planned runs
+// before the CA key is used (an error stops the signature) and Issued before the certificate is used (an error
+// discards it).
+type Recorder interface {
+	Planned(ctx context.Context, tmpl *x509.Certificate) error
+	Issued(ctx context.Context, cert *x509.Certificate) error
+}
+
 // Options tune a Responder. Zero values select the defaults.
 type Options struct {
+	// Recorder, when set, records responder certificates (see Recorder).
+	Recorder Recorder
 	// KeyType of the in-memory responder key; default KeyP256.
 	KeyType KeyType
 	// ResponseValidity is nextUpdate − thisUpdate; default DefaultResponseValidity.
@@ -400,7 +410,7 @@ func (r *Responder) currentDelegate(ctx context.Context) (*delegate, error) {
 		if cur := r.delegate.Load(); cur != nil && now.Before(cur.renewAt) && cur.usableFor(now, validity) {
 			return cur, nil // renewed by a flight that finished after our first check
 		}
-		nd, err := newDelegate(r.ca, r.caSigner, r.caSigAlg, r.opts.KeyType, r.opts.ResponderCertValidity, now)
+		nd, err := newDelegate(ctx, r.opts.Recorder, r.ca, r.caSigner, r.caSigAlg, r.opts.KeyType, r.opts.ResponderCertValidity, now)
 		r.renewMu.Lock()
 		if err != nil {
 			r.renewErr, r.renewFailedAt = fmt.Errorf("renewing OCSP responder certificate: %w", err), now

@@ -2,9 +2,16 @@ package revocation
 
 import (
 	"context"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/azscep/azscep/internal/crl"
 	"github.com/azscep/azscep/internal/ocsp"
@@ -98,4 +105,58 @@ func (c CRLDER) CurrentDER(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	return cur.DER, nil
+}
+
+// ResponderRecords records the OCSP responder certificates the CA signs, under the same rule as every other
+// certificate: a pending record before the signature, the issued certificate before it is used.
+type ResponderRecords struct {
+	Store store.Store
+	Now   func() time.Time
+
+	mu      sync.Mutex
+	pending map[string]*store.Record
+}
+
+var _ ocsp.Recorder = (*ResponderRecords)(nil)
+
+// Planned inserts the pending record for a responder certificate about to be signed.
+func (r *ResponderRecords) Planned(ctx context.Context, tmpl *x509.Certificate) error {
+	now := r.now()
+	rec := &store.Record{Serial: store.SerialString(tmpl.SerialNumber), Status: store.StatusPending,
+		Subject: tmpl.Subject.String(), NotBefore: tmpl.NotBefore, NotAfter: tmpl.NotAfter, Source: "ocsp",
+		Endpoint: "ocsp-responder", Profile: "ocsp-responder", Requester: "azscep", Created: now, Updated: now}
+	if err := r.Store.Insert(ctx, rec); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pending == nil {
+		r.pending = map[string]*store.Record{}
+	}
+	r.pending[rec.Serial] = rec
+	return nil
+}
+
+// Issued moves the record to issued with the signed certificate.
+func (r *ResponderRecords) Issued(ctx context.Context, cert *x509.Certificate) error {
+	serial := store.SerialString(cert.SerialNumber)
+	r.mu.Lock()
+	rec, ok := r.pending[serial]
+	delete(r.pending, serial)
+	r.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("responder certificate %s was never planned", serial)
+	}
+	s1, s256 := sha1.Sum(cert.Raw), sha256.Sum256(cert.Raw)
+	rec.Status, rec.CertDER, rec.Issuer = store.StatusIssued, cert.Raw, cert.Issuer.String()
+	rec.SHA1, rec.SHA256 = strings.ToUpper(hex.EncodeToString(s1[:])), strings.ToUpper(hex.EncodeToString(s256[:]))
+	rec.Updated = r.now()
+	return r.Store.Update(ctx, rec, store.StatusPending)
+}
+
+func (r *ResponderRecords) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
 }
