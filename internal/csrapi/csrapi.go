@@ -28,12 +28,12 @@ import (
 	mozpkcs7 "go.mozilla.org/pkcs7"
 	"golang.org/x/time/rate"
 
+	"github.com/azscep/azscep/internal/cms"
 	"github.com/azscep/azscep/internal/custody"
 	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/httpx"
 	"github.com/azscep/azscep/internal/issuance"
 	"github.com/azscep/azscep/internal/policy"
-	"github.com/azscep/azscep/internal/scep"
 	"github.com/azscep/azscep/internal/store"
 )
 
@@ -458,7 +458,7 @@ func (h *Handler) write(w http.ResponseWriter, r *http.Request, res *issuance.Re
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		_, _ = w.Write(custody.EncodePEM(append([]*x509.Certificate{res.Cert}, h.cfg.Chain...)...))
 	case "application/pkcs7-mime":
-		body, err := scep.Degenerate(append([]*x509.Certificate{res.Cert}, h.cfg.Chain...))
+		body, err := cms.Degenerate(append([]*x509.Certificate{res.Cert}, h.cfg.Chain...), nil)
 		if err != nil {
 			httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusInternalServerError, Code: CodeInternal, Detail: "internal error"})
 			return

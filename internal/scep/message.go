@@ -13,6 +13,8 @@ import (
 
 	"github.com/smallstep/pkcs7"
 
+	"github.com/azscep/azscep/internal/cms"
+
 	"github.com/azscep/azscep/internal/httpx"
 )
 
@@ -151,7 +153,7 @@ type CertRepOptions struct {
 func (m *PKIMessage) CertRep(o CertRepOptions) ([]byte, error) {
 	var content []byte
 	if o.Status == StatusSuccess {
-		deg, err := degenerate(o.Certs, o.CRL)
+		deg, err := cms.Degenerate(o.Certs, o.CRL)
 		if err != nil {
 			return nil, err
 		}
@@ -206,46 +208,8 @@ func isPrintable(c rune) bool {
 		strings.ContainsRune(" '()+,-./:=?", c)
 }
 
-// Degenerate builds a certs-only (and optionally CRL-only) SignedData: GetCACert chains and CertRep payloads.
-func Degenerate(certs []*x509.Certificate) ([]byte, error) { return degenerate(certs, nil) }
-
-func degenerate(certs []*x509.Certificate, crl []byte) ([]byte, error) {
-	var raw []byte
-	for _, c := range certs {
-		raw = append(raw, c.Raw...)
-	}
-	type contentInfo struct {
-		ContentType asn1.ObjectIdentifier
-	}
-	sd := struct {
-		Version          int
-		DigestAlgorithms asn1.RawValue
-		ContentInfo      contentInfo
-		Certificates     asn1.RawValue `asn1:"optional,tag:0"`
-		CRLs             asn1.RawValue `asn1:"optional,tag:1"`
-		SignerInfos      asn1.RawValue
-	}{
-		Version:          1,
-		DigestAlgorithms: asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagSet, IsCompound: true},
-		ContentInfo:      contentInfo{ContentType: asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 1}},
-		SignerInfos:      asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagSet, IsCompound: true},
-	}
-	if len(raw) > 0 {
-		sd.Certificates = asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: raw}
-	}
-	if len(crl) > 0 {
-		sd.CRLs = asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 1, IsCompound: true, Bytes: crl}
-	}
-	inner, err := asn1.Marshal(sd)
-	if err != nil {
-		return nil, fmt.Errorf("scep: encoding degenerate SignedData: %w", err)
-	}
-	return asn1.Marshal(struct {
-		ContentType asn1.ObjectIdentifier
-		Content     asn1.RawValue
-	}{asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 2},
-		asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: inner}})
-}
+// Degenerate builds a certs-only SignedData (GetCACert chains, CertRep payloads).
+func Degenerate(certs []*x509.Certificate) ([]byte, error) { return cms.Degenerate(certs, nil) }
 
 // DecodeGETMessage decodes the `message` query parameter of a GET PKIOperation. Clients send base64 with or
 // without URL escaping (macOS leaves '+', '/' unescaped), and the Functions host re-encodes the query so '+'
