@@ -450,3 +450,34 @@ func TestRevocationVisibleInOCSPAndCRL(t *testing.T) {
 		t.Fatalf("record after revocation: %+v %v", rec, err)
 	}
 }
+
+// TestTimerReportsStalePendingRecords: the hourly timer reports pending records old enough that their request
+// must have died between the pending write and the issued update; they stay in the store, revocable by serial.
+func TestTimerReportsStalePendingRecords(t *testing.T) {
+	svc := startLocal(t)
+	old := time.Now().Add(-2 * time.Hour)
+	stale := &store.Record{Serial: "5C00112233445566778899AABBCCDDEEFF", Status: store.StatusPending, Endpoint: "static",
+		Created: old, Updated: old}
+	if err := svc.store.Insert(context.Background(), stale); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(svc.base+"/revocation-sync", "application/json",
+		strings.NewReader(`{"Data":{"timer":{"ScheduleStatus":null,"IsPastDue":false}},"Metadata":{}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Logs []string }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	joined := strings.Join(out.Logs, "\n")
+	if resp.StatusCode != 200 || !strings.Contains(joined, "Intune is not configured") ||
+		!strings.Contains(joined, "1 pending records older than 30m0s") || !strings.Contains(joined, stale.Serial) {
+		t.Fatalf("timer answer %d:\n%s", resp.StatusCode, joined)
+	}
+	rec, err := svc.store.Get(context.Background(), stale.Serial)
+	if err != nil || rec.Status != store.StatusPending {
+		t.Fatalf("the sweep changed the record: %v %v", rec, err)
+	}
+}

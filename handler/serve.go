@@ -278,16 +278,50 @@ func (d *deps) ocspHandler() http.Handler {
 	return ocsp.Handler(d.ocsp)
 }
 
-// runSync is the hourly timer: one Intune revocation cycle.
+// runSync is the hourly timer: one Intune revocation cycle, then the pending-record sweep.
 func (d *deps) runSync(ctx context.Context, info timer.Info) ([]string, error) {
-	if d.sync == nil {
-		return []string{"Intune is not configured; no revocation sync"}, nil
+	var lines []string
+	var err error
+	switch {
+	case d.sync == nil:
+		lines = append(lines, "Intune is not configured; no revocation sync")
+	default:
+		var run store.SyncRun
+		run, err = d.sync.Run(ctx, "timer")
+		if errors.Is(err, revocation.ErrRunning) {
+			lines, err = append(lines, "another revocation sync run holds the lease; skipped"), nil
+			break
+		}
+		lines = append(lines, fmt.Sprintf("revocation sync %s: resumed=%d downloaded=%d foreign=%d revoked=%d not_found=%d failed=%d uploaded=%d past_due=%t",
+			run.ID, run.Resumed, run.Downloaded, run.Foreign, run.Revoked, run.NotFound, run.Failed, run.Uploaded, info.IsPastDue))
+		lines = append(lines, run.Errors...)
 	}
-	run, err := d.sync.Run(ctx, "timer")
-	if errors.Is(err, revocation.ErrRunning) {
-		return []string{"another revocation sync run holds the lease; skipped"}, nil
+	return append(lines, d.sweepPending(ctx)...), err
+}
+
+// pendingReportAge is how old a pending record must be before the sweep reports it.
+const pendingReportAge = 30 * time.Minute
+
+// sweepPending reports pending records older than pendingReportAge (reliability.md §5.1): the request that wrote
+// each died between its pending record and the issued update, so a certificate may have been signed. They are
+// never dropped; an operator revokes them by serial (POST /api/certificates/{serial}/revoke) if in doubt.
+func (d *deps) sweepPending(ctx context.Context) []string {
+	recs, err := d.store.Pending(ctx, time.Now().Add(-pendingReportAge))
+	if err != nil {
+		d.log.Warn("pending sweep failed", "err", err)
+		return []string{"pending sweep failed: " + err.Error()}
 	}
-	lines := []string{fmt.Sprintf("revocation sync %s: resumed=%d downloaded=%d foreign=%d revoked=%d not_found=%d failed=%d uploaded=%d past_due=%t",
-		run.ID, run.Resumed, run.Downloaded, run.Foreign, run.Revoked, run.NotFound, run.Failed, run.Uploaded, info.IsPastDue)}
-	return append(lines, run.Errors...), err
+	if len(recs) == 0 {
+		return nil
+	}
+	var serials []string
+	for i, rec := range recs {
+		if i < 20 {
+			serials = append(serials, rec.Serial)
+		}
+		d.log.Warn("stale pending record: signature outcome unknown, revocable by serial", "serial", rec.Serial,
+			"endpoint", rec.Endpoint, "created", rec.Created.UTC().Format(time.RFC3339))
+	}
+	return []string{fmt.Sprintf("%d pending records older than %s (revocable by serial): %s", len(recs),
+		pendingReportAge, strings.Join(serials, " "))}
 }

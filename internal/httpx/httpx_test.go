@@ -1,0 +1,124 @@
+package httpx
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/azscep/azscep/internal/keyvault"
+	"github.com/azscep/azscep/internal/store"
+)
+
+func TestReadBodyCap(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		size    int
+		chunked bool
+		wantErr error
+	}{
+		{"at the cap", MaxBody, false, nil},
+		{"over the cap, Content-Length", MaxBody + 1, false, ErrTooLarge},
+		{"over the cap, chunked", MaxBody + 1, true, ErrTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(make([]byte, tc.size)))
+			if tc.chunked {
+				r.ContentLength = -1
+			}
+			b, err := ReadBody(httptest.NewRecorder(), r, MaxBody)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			if tc.wantErr == nil && len(b) != tc.size {
+				t.Fatalf("read %d bytes", len(b))
+			}
+		})
+	}
+}
+
+func TestWriteProblem(t *testing.T) {
+	rec := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	WriteProblem(rec, r, &Problem{Status: http.StatusServiceUnavailable, Code: "unavailable", Detail: "later",
+		RetryAfter: 1500 * time.Millisecond, Header: http.Header{"WWW-Authenticate": {"Bearer"}}})
+	if rec.Code != 503 || rec.Header().Get("Content-Type") != "application/problem+json" ||
+		rec.Header().Get("Retry-After") != "2" || rec.Header().Get("WWW-Authenticate") != "Bearer" {
+		t.Fatalf("%d %v", rec.Code, rec.Header())
+	}
+	var p map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p["type"] != "about:blank" || p["title"] != "Service Unavailable" || p["code"] != "unavailable" || p["status"] != float64(503) {
+		t.Fatalf("problem = %v", p)
+	}
+}
+
+// TestEdge: a panicking handler answers 500 problem+json (the connection is not dropped), every answer carries a
+// request ID, and the access log never contains the query string (a GET PKIOperation carries the SCEP message).
+func TestEdge(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	h := Edge(log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/panic" {
+			panic("boom")
+		}
+		if RequestID(r.Context()) == "" {
+			t.Error("no request ID in the context")
+		}
+		w.WriteHeader(http.StatusTeapot)
+	}))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/panic")
+	if err != nil {
+		t.Fatalf("the panic dropped the connection: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 500 || resp.Header.Get("Content-Type") != "application/problem+json" || resp.Header.Get("X-Request-Id") == "" {
+		t.Fatalf("panic answer %d %v", resp.StatusCode, resp.Header)
+	}
+	resp, err = http.Get(srv.URL + "/api/scep/static?operation=PKIOperation&message=SECRETMESSAGE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTeapot {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	out := logs.String()
+	if strings.Contains(out, "SECRETMESSAGE") {
+		t.Fatal("the query string reached the access log")
+	}
+	if !strings.Contains(out, `"msg":"handler panic"`) || !strings.Contains(out, `"status":418`) {
+		t.Fatalf("logs:\n%s", out)
+	}
+}
+
+func TestUnavailable(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want time.Duration
+		ok   bool
+	}{
+		{fmt.Errorf("x: %w", store.ErrUnavailable), DefaultRetryAfter, true},
+		{fmt.Errorf("x: %w", &keyvault.ThrottledError{RetryAfter: 7 * time.Second}), 7 * time.Second, true},
+		{fmt.Errorf("x: %w", keyvault.ErrUnavailable), DefaultRetryAfter, true},
+		{context.DeadlineExceeded, DefaultRetryAfter, true},
+		{store.ErrConflict, 0, false},
+		{keyvault.ErrForbidden, 0, false},
+	} {
+		d, ok := Unavailable(tc.err)
+		if ok != tc.ok || d != tc.want {
+			t.Errorf("Unavailable(%v) = %v %v, want %v %v", tc.err, d, ok, tc.want, tc.ok)
+		}
+	}
+}
