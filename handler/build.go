@@ -52,7 +52,6 @@ func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
 	return st, nil
 }
 
-// build wires every dependency of the routes.
 // buildOptions are what tests inject: an HTTP client that trusts their fakes' TLS certificates, and Key Vault
 // client options pointing at the fake vault. Production passes the zero value.
 type buildOptions struct {
@@ -62,6 +61,7 @@ type buildOptions struct {
 	store      store.Store // replaces Table Storage (fault injection, azure-mode tests)
 }
 
+// build wires every dependency of the routes.
 func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts buildOptions) (*deps, error) {
 	st := opts.store
 	if st == nil {
