@@ -27,6 +27,7 @@ import (
 	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/store/azuritetest"
 	"github.com/azscep/azscep/internal/store/tables"
+	"github.com/azscep/azscep/internal/testca"
 )
 
 func TestMain(m *testing.M) { azuritetest.Main(m) }
@@ -46,17 +47,7 @@ type localService struct {
 	base  string
 	cfg   *config.Config
 	store store.Store
-	logs  *bytes.Buffer
-}
-
-var logMu sync.Mutex
-
-type lockedBuffer struct{ b *bytes.Buffer }
-
-func (l lockedBuffer) Write(p []byte) (int, error) {
-	logMu.Lock()
-	defer logMu.Unlock()
-	return l.b.Write(p)
+	logs  *testca.LogBuffer
 }
 
 func startLocal(t *testing.T, extra ...string) *localService {
@@ -75,8 +66,8 @@ func startLocal(t *testing.T, extra ...string) *localService {
 	if _, err := custody.InitLocal(cfg.LocalKeyDir, custody.LocalInitOptions{KeyType: "RSA"}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	logs := &bytes.Buffer{}
-	log := slog.New(slog.NewJSONHandler(lockedBuffer{logs}, nil))
+	logs := &testca.LogBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, cfg, log, buildOptions{}) }()
@@ -174,9 +165,7 @@ func TestScepclientEnrollment(t *testing.T) {
 	lintIssued(t, leaf)
 
 	// The challenge password never reaches the logs.
-	logMu.Lock()
 	logged := svc.logs.String()
-	logMu.Unlock()
 	if strings.Contains(logged, config.LocalStaticChallenge) {
 		t.Fatal("the static challenge appears in the logs")
 	}

@@ -4,7 +4,6 @@ package main
 // the Key Vault fake (keyvault_test.go) and the Entra/Graph/Intune fake (intune_test.go).
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/asn1"
@@ -36,7 +35,7 @@ import (
 type running struct {
 	base string
 	cfg  *config.Config
-	logs *bytes.Buffer
+	logs *testca.LogBuffer
 	// stop ends serve and waits for it; the test's cleanup calls it too.
 	stop func()
 }
@@ -46,8 +45,6 @@ func (r *running) scepURL(endpoint string) string { return r.base + "/api/scep/"
 
 // logText returns everything the service logged so far.
 func (r *running) logText() string {
-	logMu.Lock()
-	defer logMu.Unlock()
 	return r.logs.String()
 }
 
@@ -86,8 +83,8 @@ func loadConfig(t *testing.T, env []string) *config.Config {
 func startServe(t *testing.T, env []string, opts buildOptions) *running {
 	t.Helper()
 	cfg := loadConfig(t, env)
-	logs := &bytes.Buffer{}
-	log := slog.New(slog.NewJSONHandler(lockedBuffer{logs}, nil))
+	logs := &testca.LogBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, cfg, log, opts) }()
@@ -129,16 +126,14 @@ func startServe(t *testing.T, env []string, opts buildOptions) *running {
 func serveUntilExit(t *testing.T, env []string, opts buildOptions) (string, error) {
 	t.Helper()
 	cfg := loadConfig(t, env)
-	logs := &bytes.Buffer{}
-	log := slog.New(slog.NewJSONHandler(lockedBuffer{logs}, nil))
+	logs := &testca.LogBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, cfg, log, opts) }()
 	select {
 	case err := <-done:
-		logMu.Lock()
-		defer logMu.Unlock()
 		return logs.String(), err
 	case <-time.After(30 * time.Second):
 		cancel()

@@ -180,7 +180,7 @@ type fxEnv struct {
 	d       *deps
 	h       http.Handler
 	srv     *httptest.Server
-	logs    *fxLogs
+	logs    *testca.LogBuffer
 	ca      *x509.Certificate
 	rcpts   []*x509.Certificate
 
@@ -198,7 +198,7 @@ func newFxEnv(t testing.TB, o fxOptions) *fxEnv {
 		o.vault = sharedFxVault(t)
 	}
 	ctx := context.Background()
-	e := &fxEnv{kv: o.vault.kv, base: o.backing, logs: &fxLogs{}}
+	e := &fxEnv{kv: o.vault.kv, base: o.backing, logs: &testca.LogBuffer{}}
 	if e.base == nil {
 		e.base = memstore.New()
 	}
@@ -286,24 +286,6 @@ func (e *fxEnv) cancelRequest() {
 	if e.cancel != nil {
 		e.cancel()
 	}
-}
-
-// fxLogs collects the service's log lines.
-type fxLogs struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *fxLogs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *fxLogs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 // ---- requests ---------------------------------------------------------------------------------------------
@@ -624,19 +606,7 @@ func (j *fxJournal) Update(ctx context.Context, r *store.Record, from store.Stat
 // records lists every record.
 func (e *fxEnv) records(t testing.TB) []*store.Record {
 	t.Helper()
-	var all []*store.Record
-	q := store.Query{Limit: 500}
-	for {
-		page, next, err := e.base.Search(context.Background(), q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, page...)
-		if next == "" {
-			return all
-		}
-		q.Continuation = next
-	}
+	return testca.AllRecords(t, e.base, store.Query{Limit: 500})
 }
 
 // check asserts the invariants of reliability.md §5.1 over everything this environment did.
@@ -1053,7 +1023,7 @@ func TestFaultAzuriteOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	wire := &fxTripWire{Store: tbl, at: 7, trip: proxy.Stop}
-	logs := &fxLogs{}
+	logs := &testca.LogBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil)), buildOptions{store: wire}) }()

@@ -1,7 +1,6 @@
 package admin_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -38,31 +37,6 @@ const (
 	aliceUPN = "alice@contoso.example"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// lines returns the decoded JSON log lines with message msg.
-func (s *syncBuffer) lines(msg string) []map[string]any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []map[string]any
-	for line := range strings.SplitSeq(s.b.String(), "\n") {
-		var m map[string]any
-		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
 // stubSyncer stands in for revocation.Syncer, which has its own tests.
 type stubSyncer struct {
 	mu       sync.Mutex
@@ -84,7 +58,7 @@ type env struct {
 	st     *memstore.Store
 	faults *storetest.FaultStore
 	srv    *httptest.Server
-	logs   *syncBuffer
+	logs   *testca.LogBuffer
 	sync   *stubSyncer
 	admin  string // token with Certificates.Manage
 
@@ -104,7 +78,7 @@ func newEnv(t *testing.T, mutate func(*admin.Config)) *env {
 	if err != nil {
 		t.Fatalf("NewVerifier: %v", err)
 	}
-	e := &env{fake: fake, ca: testca.New(t, testca.Options{}), st: memstore.New(), logs: &syncBuffer{}, sync: &stubSyncer{}}
+	e := &env{fake: fake, ca: testca.New(t, testca.Options{}), st: memstore.New(), logs: &testca.LogBuffer{}, sync: &stubSyncer{}}
 	e.faults = storetest.NewFaultStore(e.st)
 	cfg := admin.Config{
 		Verifier: v,
@@ -152,16 +126,7 @@ func (e *env) do(t *testing.T, method, path, token, body string) (*http.Response
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := e.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, b
+	return testca.Do(t, e.srv.Client(), req)
 }
 
 type problem struct {
@@ -476,7 +441,7 @@ func TestRevoke(t *testing.T) {
 	if got := e.notified(); !slices.Equal(got, []string{rec.Serial}) {
 		t.Errorf("OnRevoked got %v", got)
 	}
-	audit := e.logs.lines("audit: certificate revoked")
+	audit := e.logs.Records("audit: certificate revoked")
 	if len(audit) != 1 || audit[0]["by"] != wantBy || audit[0]["serial"] != rec.Serial || audit[0]["reason"] != "keyCompromise" ||
 		audit[0]["already_revoked"] != false {
 		t.Errorf("audit lines %v", audit)
@@ -500,7 +465,7 @@ func TestRevoke(t *testing.T) {
 	if n := len(e.notified()); n != 1 {
 		t.Errorf("OnRevoked called %d times", n)
 	}
-	audit = e.logs.lines("audit: certificate revoked")
+	audit = e.logs.Records("audit: certificate revoked")
 	if len(audit) != 2 || audit[1]["already_revoked"] != true || audit[1]["by"] != wantBy {
 		t.Errorf("audit lines %v", audit)
 	}
@@ -600,7 +565,7 @@ func TestManualSync(t *testing.T) {
 	if !slices.Equal(e.sync.triggers, []string{"admin"}) {
 		t.Errorf("syncer triggers %v", e.sync.triggers)
 	}
-	if audit := e.logs.lines("audit: manual revocation sync"); len(audit) != 1 || audit[0]["by"] != aliceUPN+" ("+aliceOID+")" {
+	if audit := e.logs.Records("audit: manual revocation sync"); len(audit) != 1 || audit[0]["by"] != aliceUPN+" ("+aliceOID+")" {
 		t.Errorf("audit lines %v", audit)
 	}
 

@@ -45,7 +45,7 @@ func BenchmarkGenerate100k(b *testing.B) {
 		size = len(c.DER)
 	}
 	b.ReportMetric(float64(size), "crl-bytes")
-	if got, want := ca.signer.calls.Load(), int64(b.N); got != want {
+	if got, want := ca.signer.Calls(), int64(b.N); got != want {
 		b.Fatalf("Sign calls = %d for %d generations", got, want)
 	}
 }

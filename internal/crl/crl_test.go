@@ -83,7 +83,7 @@ func TestCurrent_SignedCRLContent(t *testing.T) {
 	if !strings.HasPrefix(c.ETag, `"`) || !strings.HasSuffix(c.ETag, `"`) || len(c.ETag) < 10 {
 		t.Errorf("ETag %q is not a quoted strong tag", c.ETag)
 	}
-	if got := f.ca.signer.calls.Load(); got != 1 {
+	if got := f.ca.signer.Calls(); got != 1 {
 		t.Errorf("Sign calls = %d, want 1", got)
 	}
 }
@@ -121,7 +121,7 @@ func TestCurrent_CachedUntilHalfLife(t *testing.T) {
 			t.Fatal("CRL regenerated before half its validity")
 		}
 	}
-	if got := f.ca.signer.calls.Load(); got != 1 {
+	if got := f.ca.signer.Calls(); got != 1 {
 		t.Fatalf("Sign calls = %d, want 1 while cached", got)
 	}
 	if got := f.src.calls.Load(); got != 1 {
@@ -139,7 +139,7 @@ func TestCurrent_CachedUntilHalfLife(t *testing.T) {
 	if !second.ThisUpdate.Equal(f.clock.Now()) {
 		t.Errorf("new ThisUpdate = %v, want %v", second.ThisUpdate, f.clock.Now())
 	}
-	if got := f.ca.signer.calls.Load(); got != 2 {
+	if got := f.ca.signer.Calls(); got != 2 {
 		t.Errorf("Sign calls = %d, want 2", got)
 	}
 }
@@ -232,7 +232,7 @@ func TestCurrent_ConcurrentCallersShareOneGeneration(t *testing.T) {
 			t.Fatal("callers received different CRLs")
 		}
 	}
-	if got := f.ca.signer.calls.Load(); got != 1 {
+	if got := f.ca.signer.Calls(); got != 1 {
 		t.Errorf("Sign calls = %d, want exactly 1", got)
 	}
 	if got := f.src.calls.Load(); got != 1 {
@@ -297,7 +297,7 @@ func TestCurrent_ServesCachedCRLWhenRegenerationFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.ca.signer.fail.Store(true)
+	f.ca.signer.Fail(errSignerDown)
 	f.clock.Advance(13 * time.Hour) // past half-life
 
 	c, err := f.pub.Current(t.Context())
@@ -308,15 +308,15 @@ func TestCurrent_ServesCachedCRLWhenRegenerationFails(t *testing.T) {
 		t.Errorf("failure not logged: %q", f.logs.String())
 	}
 	// Within the backoff no new attempt is made.
-	signs := f.ca.signer.calls.Load()
+	signs := f.ca.signer.Calls()
 	if c, err := f.pub.Current(t.Context()); err != nil || c != first {
 		t.Fatal("cached CRL not served during backoff")
 	}
-	if f.ca.signer.calls.Load() != signs {
+	if f.ca.signer.Calls() != signs {
 		t.Error("regeneration retried inside the backoff")
 	}
 	// After the backoff a retry happens and succeeds.
-	f.ca.signer.fail.Store(false)
+	f.ca.signer.Fail(nil)
 	f.clock.Advance(time.Minute)
 	c, err = f.pub.Current(t.Context())
 	if err != nil || c == first {
@@ -348,7 +348,7 @@ func TestCurrent_NoCRLYetAndSourceDown(t *testing.T) {
 	if _, err := f.pub.Current(t.Context()); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
-	if got := f.ca.signer.calls.Load(); got != 0 {
+	if got := f.ca.signer.Calls(); got != 0 {
 		t.Errorf("Sign called %d times for a failed read", got)
 	}
 	// Invalidate lifts the backoff so a revocation is published as soon as the store is back.
@@ -411,7 +411,7 @@ func TestGenerate_InvalidEntries(t *testing.T) {
 			if !errors.Is(err, ErrInvalidEntry) || !errors.Is(err, ErrUnavailable) {
 				t.Fatalf("err = %v, want ErrInvalidEntry", err)
 			}
-			if f.ca.signer.calls.Load() != 0 {
+			if f.ca.signer.Calls() != 0 {
 				t.Error("signed a CRL from invalid entries")
 			}
 		})
@@ -542,7 +542,7 @@ func TestSignatureAlgorithmFollowsKey(t *testing.T) {
 			if rl.SignatureAlgorithm != tt.want {
 				t.Errorf("algorithm = %v, want %v", rl.SignatureAlgorithm, tt.want)
 			}
-			if got := ca.signer.calls.Load(); got != 1 {
+			if got := ca.signer.Calls(); got != 1 {
 				t.Errorf("Sign calls = %d, want 1", got)
 			}
 		})

@@ -1,7 +1,6 @@
 package crl
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -9,7 +8,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"io"
 	"log/slog"
 	"math/big"
 	"slices"
@@ -17,44 +15,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/azscep/azscep/internal/testca"
 )
-
-// fakeClock is a settable Clock.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-// countingSigner counts Sign calls, standing in for a remote (Key Vault) key.
-type countingSigner struct {
-	crypto.Signer
-	calls atomic.Int64
-	fail  atomic.Bool
-}
-
-func (s *countingSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	s.calls.Add(1)
-	if s.fail.Load() {
-		return nil, errSignerDown
-	}
-	return s.Signer.Sign(r, digest, opts)
-}
 
 type testError string
 
@@ -112,7 +75,7 @@ func (s *memSource) setErr(err error) {
 type testCA struct {
 	cert   *x509.Certificate
 	key    crypto.Signer
-	signer *countingSigner
+	signer *testca.CountingSigner
 }
 
 func newTestCA(t testing.TB, key crypto.Signer) *testCA {
@@ -141,33 +104,15 @@ func newTestCA(t testing.TB, key crypto.Signer) *testCA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testCA{cert: cert, key: key, signer: &countingSigner{Signer: key}}
-}
-
-// logBuffer collects log output for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	return &testCA{cert: cert, key: key, signer: &testca.CountingSigner{Signer: key}}
 }
 
 type fixture struct {
 	ca      *testCA
 	src     *memSource
 	counter *MemoryCounter
-	clock   *fakeClock
-	logs    *logBuffer
+	clock   *testca.Clock
+	logs    *testca.LogBuffer
 	pub     *Publisher
 }
 
@@ -177,8 +122,8 @@ func newFixture(t testing.TB, opts Options) *fixture {
 		ca:      newTestCA(t, nil),
 		src:     &memSource{},
 		counter: &MemoryCounter{},
-		clock:   newFakeClock(),
-		logs:    &logBuffer{},
+		clock:   testca.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)),
+		logs:    &testca.LogBuffer{},
 	}
 	f.pub = f.newPublisher(t, opts)
 	return f

@@ -43,34 +43,17 @@ const apiProfile = "validity=365d;ku=digitalSignature;eku=clientAuth;san=dns,ema
 // retryWindow is the window every env uses unless a test overrides it.
 const retryWindow = 10 * time.Minute
 
-// clock is one settable clock shared by the fake tenant (token times), the verifier, the issuer and the store,
-// so a test can move past the retry window without sleeping. It starts at the real time (whole seconds, as
+// newClock is one settable clock shared by the fake tenant (token times), the verifier, the issuer and the
+// store, so a test can move past the retry window without sleeping. It starts at the real time (whole seconds, as
 // certificates carry them) so that `openssl verify`, which uses the real clock, agrees with it.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Now().Truncate(time.Second)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *testca.Clock { return testca.NewClock(time.Now().Truncate(time.Second)) }
 
 // env is a complete /api/csr stack on loopback: a fake Entra tenant and Microsoft Graph, the real verifier and
 // ownership client pointed at them, a throwaway CA, a real issuer over memstore, and the handler behind the same
 // edge middleware production uses.
 type env struct {
 	t       *testing.T
-	clock   *clock
+	clock   *testca.Clock
 	tenant  *entrafake.Server
 	graph   *entrafake.Graph
 	store   *memstore.Store

@@ -10,12 +10,13 @@ import (
 
 	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/entra/entrafake"
+	"github.com/azscep/azscep/internal/testca"
 )
 
 type graphEnv struct {
 	g     *entrafake.Graph
 	cred  *entrafake.Credential
-	clock *fakeClock
+	clock *testca.Clock
 	d     *entra.DeviceOwnership
 }
 

@@ -3,45 +3,22 @@ package entra_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/entra/entrafake"
+	"github.com/azscep/azscep/internal/testca"
 )
 
-// fakeClock is a settable clock shared by the verifier and the fake issuer.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
+// newFakeClock is a settable clock shared by the verifier and the fake issuer.
+func newFakeClock() *testca.Clock {
+	return testca.NewClock(time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC))
 }
 
 type env struct {
 	fake  *entrafake.Server
-	clock *fakeClock
+	clock *testca.Clock
 	v     *entra.Verifier
 	cfg   entra.Config
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/azscep/azscep/internal/intune"
 	"github.com/azscep/azscep/internal/intune/intunefake"
+	"github.com/azscep/azscep/internal/testca"
 )
 
 func validCSR(t *testing.T, f *intunefake.Server) []byte {
@@ -221,12 +222,9 @@ func TestDiscoverySelection(t *testing.T) {
 
 func TestDiscoveryMissRefreshAndTTL(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	clock := testca.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	e := newEnv(t, intunefake.Options{}, func(c *intune.Config) {
-		c.Now = clock
+		c.Now = clock.Now
 		c.DiscoveryMissRefresh = time.Minute
 		c.DiscoveryTTL = time.Hour
 	})
@@ -240,14 +238,14 @@ func TestDiscoveryMissRefreshAndTTL(t *testing.T) {
 		t.Fatalf("err = %v, want ErrServiceNotFound", err)
 	}
 	e.fake.SetEndpoints(nil) // PKI service appears
-	advance(2 * time.Minute)
+	clock.Advance(2 * time.Minute)
 	if _, err := e.client.DownloadRevocationRequests(t.Context(), 1); err != nil {
 		t.Fatalf("after the miss-refresh interval: %v", err)
 	}
 	if n := e.fake.Count(intunefake.RouteDiscovery); n != 2 {
 		t.Errorf("discovery calls = %d, want 2", n)
 	}
-	advance(2 * time.Hour) // TTL
+	clock.Advance(2 * time.Hour) // TTL
 	if err := e.client.ValidateRequest(t.Context(), "tx", csr); err != nil {
 		t.Fatal(err)
 	}

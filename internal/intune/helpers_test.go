@@ -24,6 +24,7 @@ import (
 
 	"github.com/azscep/azscep/internal/intune"
 	"github.com/azscep/azscep/internal/intune/intunefake"
+	"github.com/azscep/azscep/internal/testca"
 )
 
 const provider = "azscep-test/1.0"
@@ -33,25 +34,8 @@ const provider = "azscep-test/1.0"
 type env struct {
 	fake   *intunefake.Server
 	client *intune.Client
-	logs   *syncBuffer
+	logs   *testca.LogBuffer
 	cred   azcore.TokenCredential
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newFake(t *testing.T, opts intunefake.Options) *intunefake.Server {
@@ -78,7 +62,7 @@ func secretCredential(t *testing.T, f *intunefake.Server, secret string) intune.
 	}
 }
 
-func newClient(t *testing.T, f *intunefake.Server, cc intune.CredentialConfig, mutate func(*intune.Config)) (*intune.Client, *syncBuffer) {
+func newClient(t *testing.T, f *intunefake.Server, cc intune.CredentialConfig, mutate func(*intune.Config)) (*intune.Client, *testca.LogBuffer) {
 	t.Helper()
 	cred, err := intune.NewCredential(cc)
 	if err != nil {
@@ -89,9 +73,9 @@ func newClient(t *testing.T, f *intunefake.Server, cc intune.CredentialConfig, m
 
 // clientWithCred builds a client around an existing credential (whose
 // token cache is therefore shared).
-func clientWithCred(t *testing.T, f *intunefake.Server, cred azcore.TokenCredential, mutate func(*intune.Config)) (*intune.Client, *syncBuffer) {
+func clientWithCred(t *testing.T, f *intunefake.Server, cred azcore.TokenCredential, mutate func(*intune.Config)) (*intune.Client, *testca.LogBuffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testca.LogBuffer{}
 	cfg := intune.Config{
 		Credential:             cred,
 		TenantID:               f.TenantID(),

@@ -1,7 +1,6 @@
 package ocsp
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -10,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
-	"io"
 	"log/slog"
 	"math/big"
 	"sync"
@@ -19,28 +17,9 @@ import (
 	"time"
 
 	xocsp "golang.org/x/crypto/ocsp"
+
+	"github.com/azscep/azscep/internal/testca"
 )
-
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 type testError string
 
@@ -50,21 +29,6 @@ const (
 	errSignerDown = testError("CA signer unavailable")
 	errStoreDown  = testError("store unavailable")
 )
-
-// countingSigner stands in for the Key Vault CA key and counts its use.
-type countingSigner struct {
-	crypto.Signer
-	calls atomic.Int64
-	fail  atomic.Bool
-}
-
-func (s *countingSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	s.calls.Add(1)
-	if s.fail.Load() {
-		return nil, errSignerDown
-	}
-	return s.Signer.Sign(r, digest, opts)
-}
 
 // memStatus is an in-memory StatusSource.
 type memStatus struct {
@@ -111,7 +75,7 @@ func (m *memStatus) CertificateStatus(ctx context.Context, serial *big.Int) (Sta
 type testCA struct {
 	cert   *x509.Certificate
 	key    crypto.Signer
-	signer *countingSigner
+	signer *testca.CountingSigner
 }
 
 func newTestCA(t testing.TB, key crypto.Signer, cn string) *testCA {
@@ -140,7 +104,7 @@ func newTestCA(t testing.TB, key crypto.Signer, cn string) *testCA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testCA{cert: cert, key: key, signer: &countingSigner{Signer: key}}
+	return &testCA{cert: cert, key: key, signer: &testca.CountingSigner{Signer: key}}
 }
 
 // issue makes a leaf certificate (signed directly with the CA key, not through the counting signer).
@@ -170,34 +134,17 @@ func (ca *testCA) issue(t testing.TB, serial *big.Int) *x509.Certificate {
 	return cert
 }
 
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type fixture struct {
 	ca    *testCA
 	src   *memStatus
-	clock *fakeClock
-	logs  *logBuffer
+	clock *testca.Clock
+	logs  *testca.LogBuffer
 	r     *Responder
 }
 
 func newFixture(t testing.TB, opts Options) *fixture {
 	t.Helper()
-	f := &fixture{ca: newTestCA(t, nil, "azscep test CA"), src: newMemStatus(), clock: newFakeClock(), logs: &logBuffer{}}
+	f := &fixture{ca: newTestCA(t, nil, "azscep test CA"), src: newMemStatus(), clock: testca.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)), logs: &testca.LogBuffer{}}
 	if opts.Clock == nil {
 		opts.Clock = f.clock
 	}

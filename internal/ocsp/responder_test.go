@@ -196,7 +196,7 @@ func TestRespond_CachedResponsesAreNotResigned(t *testing.T) {
 	if got := f.src.calls.Load(); got != 1 {
 		t.Errorf("status lookups = %d, want 1", got)
 	}
-	if got := f.ca.signer.calls.Load(); got != 1 {
+	if got := f.ca.signer.Calls(); got != 1 {
 		t.Errorf("CA signer calls = %d, want 1 (the responder certificate)", got)
 	}
 
@@ -317,8 +317,8 @@ func TestRespond_ConcurrentMissesShareOneLookup(t *testing.T) {
 	if got := f.src.calls.Load(); got != 1 {
 		t.Errorf("lookups = %d, want 1", got)
 	}
-	if st := f.r.Stats(); st.ResponsesSigned != 1 || f.ca.signer.calls.Load() != 1 {
-		t.Errorf("signatures = %d, CA signatures = %d; want 1 and 1", st.ResponsesSigned, f.ca.signer.calls.Load())
+	if st := f.r.Stats(); st.ResponsesSigned != 1 || f.ca.signer.Calls() != 1 {
+		t.Errorf("signatures = %d, CA signatures = %d; want 1 and 1", st.ResponsesSigned, f.ca.signer.Calls())
 	}
 }
 
@@ -399,7 +399,7 @@ func TestRespond_Malformed(t *testing.T) {
 			t.Errorf("%s: response %x is not malformedRequest (%v)", name, resp, perr)
 		}
 	}
-	if f.src.calls.Load() != 0 || f.ca.signer.calls.Load() != 0 {
+	if f.src.calls.Load() != 0 || f.ca.signer.Calls() != 0 {
 		t.Error("malformed requests reached the source or the CA signer")
 	}
 }
@@ -494,7 +494,7 @@ func TestResponderCert_RenewedAtHalfLifeWithOneCASignature(t *testing.T) {
 			t.Fatal("concurrent requests after half-life did not share one renewed certificate")
 		}
 	}
-	if got := f.ca.signer.calls.Load(); got != 2 {
+	if got := f.ca.signer.Calls(); got != 2 {
 		t.Errorf("CA signer calls = %d, want 2 (one per responder certificate)", got)
 	}
 	if f.r.Stats().ResponderCerts != 2 {
@@ -511,7 +511,7 @@ func TestResponderCert_RenewalFailureFallsBackThenFails(t *testing.T) {
 	req := makeRequest(t, f.ca.cert, serial, crypto.SHA1, nonce)
 	first := mustParse(t, mustRespond(t, f.r, req), f.ca.cert).Certificate
 
-	f.ca.signer.fail.Store(true)
+	f.ca.signer.Fail(errSignerDown)
 	f.clock.Advance(30 * time.Hour) // past renewal, cert still valid for 18 h
 	r := mustParse(t, mustRespond(t, f.r, req), f.ca.cert)
 	if !r.Certificate.Equal(first) {
@@ -520,9 +520,9 @@ func TestResponderCert_RenewalFailureFallsBackThenFails(t *testing.T) {
 	if !strings.Contains(f.logs.String(), "renewal failed") {
 		t.Errorf("renewal failure not logged: %s", f.logs.String())
 	}
-	calls := f.ca.signer.calls.Load()
+	calls := f.ca.signer.Calls()
 	mustRespond(t, f.r, req)
-	if f.ca.signer.calls.Load() != calls {
+	if f.ca.signer.Calls() != calls {
 		t.Error("renewal retried within the backoff")
 	}
 
@@ -532,7 +532,7 @@ func TestResponderCert_RenewalFailureFallsBackThenFails(t *testing.T) {
 		t.Fatalf("err = %v; want tryLater wrapping the signer failure", err)
 	}
 
-	f.ca.signer.fail.Store(false)
+	f.ca.signer.Fail(nil)
 	f.clock.Advance(time.Minute)
 	r = mustParse(t, mustRespond(t, f.r, req), f.ca.cert)
 	if r.Certificate.Equal(first) {
@@ -608,7 +608,7 @@ func TestNewResponder_Validation(t *testing.T) {
 	if _, err := NewResponder(ca.cert, ca.signer, src, Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if ca.signer.calls.Load() != 0 {
+	if ca.signer.Calls() != 0 {
 		t.Error("NewResponder used the CA key")
 	}
 }

@@ -1,7 +1,6 @@
 package revocation_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -33,24 +32,6 @@ import (
 )
 
 func TestMain(m *testing.M) { azuritetest.Main(m) }
-
-// clock is the syncer's settable clock (lease expiry, timestamps).
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // tracker remembers the last successfully written version of every revocation work item, so tests can see the
 // states (uploaded, foreign) that store.RevocationQueue only writes and never lists.
@@ -89,37 +70,6 @@ func (t *tracker) item(requestContext string) (store.RevocationRequest, bool) {
 	return it, ok
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// count returns the number of log lines whose msg is exactly msg.
-func (s *syncBuffer) count(msg string) int {
-	n := 0
-	for line := range strings.SplitSeq(s.String(), "\n") {
-		var m struct {
-			Msg string `json:"msg"`
-		}
-		if json.Unmarshal([]byte(line), &m) == nil && m.Msg == msg {
-			n++
-		}
-	}
-	return n
-}
-
 type fixtureOptions struct {
 	tables      bool          // Azurite tables instead of memstore
 	coolDown    time.Duration // the fake's cool-down; default one hour
@@ -136,8 +86,8 @@ type fixture struct {
 	st       *tracker // what the syncer uses: tracker → faults → backend
 	fake     *intunefake.Server
 	client   *intune.Client
-	clock    *clock
-	logs     *syncBuffer
+	clock    *testca.Clock
+	logs     *testca.LogBuffer
 
 	mu       sync.Mutex
 	notified []string // serials passed to OnRevoked
@@ -209,8 +159,8 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 		st:       &tracker{Store: faults, items: map[string]store.RevocationRequest{}},
 		fake:     fake,
 		client:   client,
-		clock:    &clock{t: time.Now()},
-		logs:     &syncBuffer{},
+		clock:    testca.NewClock(time.Now()),
+		logs:     &testca.LogBuffer{},
 	}
 }
 

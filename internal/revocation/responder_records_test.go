@@ -2,13 +2,10 @@ package revocation_test
 
 import (
 	"context"
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509/pkix"
-	"io"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,16 +18,6 @@ import (
 	"github.com/azscep/azscep/internal/store/storetest"
 	"github.com/azscep/azscep/internal/testca"
 )
-
-type countingSigner struct {
-	crypto.Signer
-	n atomic.Int32
-}
-
-func (c *countingSigner) Sign(r io.Reader, d []byte, o crypto.SignerOpts) ([]byte, error) {
-	c.n.Add(1)
-	return c.Signer.Sign(r, d, o)
-}
 
 // TestResponderCertificateIsRecorded: the delegated OCSP responder certificate is a certificate the CA signs, so
 // it gets a pending record before the signature and an issued record before use; without a durable pending
@@ -46,7 +33,7 @@ func TestResponderCertificateIsRecorded(t *testing.T) {
 
 	fs := storetest.NewFaultStore(memstore.New())
 	fs.FailMethod(storetest.MethodInsert, nil)
-	signer := &countingSigner{Signer: ca.Key}
+	signer := &testca.CountingSigner{Signer: ca.Key}
 	r, err := ocsp.NewResponder(ca.Cert, signer, revocation.Status{Store: fs},
 		ocsp.Options{Recorder: &revocation.ResponderRecords{Store: fs}, RetryBackoff: time.Millisecond})
 	if err != nil {
@@ -55,7 +42,7 @@ func TestResponderCertificateIsRecorded(t *testing.T) {
 	if _, err := r.Respond(context.Background(), reqDER); err == nil {
 		t.Fatal("a response was signed by a responder certificate that could not be recorded")
 	}
-	if n := signer.n.Load(); n != 0 {
+	if n := signer.Calls(); n != 0 {
 		t.Fatalf("the CA key signed %d times without a pending record", n)
 	}
 
@@ -76,7 +63,7 @@ func TestResponderCertificateIsRecorded(t *testing.T) {
 	if rec.Status != store.StatusIssued || string(rec.CertDER) != string(resp.Certificate.Raw) || rec.Source != "ocsp" {
 		t.Fatalf("record = %+v", rec.Status)
 	}
-	if signer.n.Load() != 1 {
-		t.Fatalf("CA signatures = %d, want 1 (the responder certificate)", signer.n.Load())
+	if signer.Calls() != 1 {
+		t.Fatalf("CA signatures = %d, want 1 (the responder certificate)", signer.Calls())
 	}
 }

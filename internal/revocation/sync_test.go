@@ -85,7 +85,7 @@ func TestSyncHappyPath(t *testing.T) {
 			runs[0].Finished.Before(runs[0].Started) {
 			t.Errorf("recorded runs = %+v, want the one run %+v", runs, run)
 		}
-		if n := f.logs.count("revocation sync"); n != 1 {
+		if n := len(f.logs.Records("revocation sync")); n != 1 {
 			t.Errorf("%d 'revocation sync' log lines, want 1:\n%s", n, f.logs)
 		}
 		for _, rc := range slices.Collect(maps.Keys(contexts)) {
@@ -348,8 +348,8 @@ func TestSyncDrainsOverRuns(t *testing.T) {
 		}
 	}
 	runs, _ := f.backend.Runs(context.Background(), 0)
-	if len(runs) != 5 || f.logs.count("revocation sync") != 5 {
-		t.Errorf("%d run records and %d log lines, want 5 each", len(runs), f.logs.count("revocation sync"))
+	if len(runs) != 5 || len(f.logs.Records("revocation sync")) != 5 {
+		t.Errorf("%d run records and %d log lines, want 5 each", len(runs), len(f.logs.Records("revocation sync")))
 	}
 }
 
@@ -581,7 +581,7 @@ func TestSyncDownloadFailureRecorded(t *testing.T) {
 	if rerr != nil || len(runs) != 1 || len(runs[0].Errors) == 0 || runs[0].ID != run.ID || runs[0].Trigger != "admin" {
 		t.Errorf("recorded runs = %+v (%v), want one with the download error", runs, rerr)
 	}
-	if n := f.logs.count("revocation sync"); n != 1 {
+	if n := len(f.logs.Records("revocation sync")); n != 1 {
 		t.Errorf("%d log lines, want 1", n)
 	}
 }

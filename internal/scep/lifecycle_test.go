@@ -322,7 +322,7 @@ func TestStoreUnavailable(t *testing.T) {
 // TestNoSecretsInLogs: the static challenge, right or wrong, never reaches the log.
 func TestNoSecretsInLogs(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf testca.LogBuffer
 	e := newEnv(t, envOptions{log: &buf})
 	c := e.client(t, 0, "logged")
 	wantSuccess(t, e.pki(t, epStatic, c.PKCSReq(t, csrFor(t, c, "logged"))))
@@ -339,23 +339,6 @@ func TestNoSecretsInLogs(t *testing.T) {
 			t.Errorf("the log contains the challenge %q", secret)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func makeCRL(t testing.TB, ca *testca.CA) []byte {

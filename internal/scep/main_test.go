@@ -2,7 +2,6 @@ package scep_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
@@ -171,16 +170,7 @@ func (e *env) do(t testing.TB, method, url, contentType string, body []byte) (*h
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	resp, err := e.ts.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, b
+	return testca.Do(t, e.ts.Client(), req)
 }
 
 // pki posts req to endpoint and returns the verified CertRep; the answer must be a 200 CertRep signed by the RA.
@@ -216,19 +206,7 @@ func csrFor(t testing.TB, c *testca.Client, cn string) *x509.CertificateRequest 
 // records lists every record in the store (behind any fault wrapper).
 func (e *env) records(t testing.TB) []*store.Record {
 	t.Helper()
-	var all []*store.Record
-	q := store.Query{Limit: 200}
-	for {
-		page, next, err := e.mem.Search(context.Background(), q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, page...)
-		if next == "" {
-			return all
-		}
-		q.Continuation = next
-	}
+	return testca.AllRecords(t, e.mem, store.Query{Limit: 200})
 }
 
 func (e *env) countStatus(t testing.TB, st store.Status) int {

@@ -11,7 +11,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"io"
 	"math/big"
 	"net/http"
 	"strings"
@@ -24,6 +23,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
 	"github.com/azscep/azscep/internal/keyvault/kvfake"
+	"github.com/azscep/azscep/internal/testca"
 )
 
 var (
@@ -87,15 +87,7 @@ func raw(t *testing.T, f *kvfake.Server, method, path, query, token, contentType
 		req.Header.Set("Content-Type", contentType)
 	}
 	hc := f.ClientOptions().Transport.(*http.Client)
-	resp, err := hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, b := testca.Do(t, hc, req)
 	return rawResponse{status: resp.StatusCode, header: resp.Header, body: b}
 }
 
