@@ -250,6 +250,9 @@ func (i *Issuer) issue(ctx context.Context, req *Request) (*Result, error) {
 	var tmpl *x509.Certificate
 	var rec *store.Record
 	for attempt := 0; ; attempt++ {
+		if attempt == 5 {
+			return nil, ErrInProgress // the key keeps moving under us: other requests are working on it
+		}
 		// Steps 1–2: template from the profile, linted with the throwaway key.
 		if tmpl, rec, err = i.prepare(linter, req, serial, now); err != nil {
 			return nil, err
