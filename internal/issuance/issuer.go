@@ -81,6 +81,9 @@ type Config struct {
 	Now        func() time.Time
 }
 
+// deliverTimeout bounds the delivery gate (the Intune success notification and its one retry).
+const deliverTimeout = 75 * time.Second
+
 // Issuer runs the issuance cycle.
 type Issuer struct {
 	ca       CA
@@ -320,9 +323,12 @@ func (i *Issuer) issue(ctx context.Context, req *Request) (*Result, error) {
 
 	// Step 7: delivery gate.
 	if req.Deliver != nil {
-		// The detached context: a client that hung up after the signature must not turn a good certificate into
-		// a withheld one; its retry replays the delivered certificate.
-		if derr := req.Deliver(wctx, rec, cert); derr != nil {
+		// A detached context: a client that hung up after the signature must not turn a good certificate into a
+		// withheld one; its retry replays the delivered certificate. Its own deadline covers Intune's retries.
+		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), deliverTimeout)
+		derr := req.Deliver(dctx, rec, cert)
+		dcancel()
+		if derr != nil {
 			rec.Withheld = true
 			rec.Note = truncate("withheld: "+derr.Error(), 512)
 			rec.Updated = i.now()
