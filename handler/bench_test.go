@@ -23,7 +23,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -36,7 +35,6 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/azscep/azscep/internal/config"
-	"github.com/azscep/azscep/internal/custody"
 	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/entra/entrafake"
 	"github.com/azscep/azscep/internal/intune/intunefake"
@@ -51,54 +49,10 @@ import (
 
 // ---- shared fixtures ------------------------------------------------------------------------------------------
 
-var benchBin struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// benchBinary builds the real binary once per benchmark run.
-func benchBinary(b *testing.B) string {
-	b.Helper()
-	benchBin.once.Do(func() {
-		dir, err := os.MkdirTemp("", "azscep-bench-bin")
-		if err != nil {
-			benchBin.err = err
-			return
-		}
-		benchBin.path = filepath.Join(dir, "azscep")
-		if out, err := exec.Command("go", "build", "-o", benchBin.path, ".").CombinedOutput(); err != nil {
-			benchBin.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if benchBin.err != nil {
-		b.Fatal(benchBin.err)
-	}
-	return benchBin.path
-}
-
-var benchCA struct {
-	once sync.Once
-	dir  string
-	err  error
-}
-
-// benchKeyDir is one local CA as `make run` creates it (RSA-3072 CA, RSA-2048 RA), shared by every child.
+// benchKeyDir is one local CA as `make run` creates it (RSA-3072 CA, RSA-2048 RA): the suite's shared local CA.
 func benchKeyDir(b *testing.B) string {
 	b.Helper()
-	benchCA.once.Do(func() {
-		dir, err := os.MkdirTemp("", "azscep-bench-ca")
-		if err != nil {
-			benchCA.err = err
-			return
-		}
-		benchCA.dir = filepath.Join(dir, "ca")
-		_, benchCA.err = custody.InitLocal(benchCA.dir, custody.LocalInitOptions{KeyType: "RSA"}, time.Now())
-	})
-	if benchCA.err != nil {
-		b.Fatal(benchCA.err)
-	}
-	return benchCA.dir
+	return newLocalKeyDir(b)
 }
 
 var benchDevKeys struct {
@@ -195,7 +149,7 @@ func benchAzscepEnv(b *testing.B, port int) []string {
 func startAzscep(b *testing.B) *benchChild {
 	b.Helper()
 	port := freePort(b)
-	cmd := exec.Command(benchBinary(b))
+	cmd := exec.Command(buildBinary(b))
 	cmd.Env = benchAzscepEnv(b, port)
 	c := benchStart(b, cmd, fmt.Sprintf("http://127.0.0.1:%d", port))
 	c.waitFor(b, c.base+"/api/health", time.Minute)
@@ -361,7 +315,7 @@ func BenchmarkRSAFloor(b *testing.B) {
 // BenchmarkStartToReady starts the real binary b.N times and reports the time from process start to the first
 // answer to GET / (start-ms, the SPEC figure) and to GET /api/health 200 (ready-ms: store and keys loaded).
 func BenchmarkStartToReady(b *testing.B) {
-	bin := benchBinary(b)
+	bin := buildBinary(b)
 	port := freePort(b)
 	env := benchAzscepEnv(b, port)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)

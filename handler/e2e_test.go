@@ -239,8 +239,9 @@ var (
 	binErr  error
 )
 
-// buildBinary builds the real binary once per test run, for process-level behaviour (exit codes, signals).
-func buildBinary(t *testing.T) string {
+// buildBinary builds the real binary once per test binary, for process-level behaviour (exit codes, signals) and
+// the benchmarks that measure the real process.
+func buildBinary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "azscep-bin")

@@ -152,7 +152,7 @@ var localCA struct {
 }
 
 // newLocalKeyDir returns a fresh directory holding a copy of the shared local CA.
-func newLocalKeyDir(t *testing.T) string {
+func newLocalKeyDir(t testing.TB) string {
 	t.Helper()
 	localCA.once.Do(func() {
 		dir, err := os.MkdirTemp("", "azscep-localca")
