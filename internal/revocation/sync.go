@@ -37,6 +37,8 @@ type SyncConfig struct {
 	Now       func() time.Time
 	// LeaseTTL bounds how long a crashed run blocks the next one (default 15 min).
 	LeaseTTL time.Duration
+	// PersistTimeout bounds persisting a download, which runs detached from the caller's context (default 2 min).
+	PersistTimeout time.Duration
 }
 
 // Syncer runs the Intune revocation cycle.
@@ -64,6 +66,9 @@ func NewSyncer(cfg SyncConfig) (*Syncer, error) {
 	}
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = 15 * time.Minute
+	}
+	if cfg.PersistTimeout <= 0 {
+		cfg.PersistTimeout = 2 * time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -125,13 +130,18 @@ func (s *Syncer) cycle(ctx context.Context, run *store.SyncRun) error {
 
 	// 3. Persist every item before acting on any. The download is the only copy we can count on. Whether an
 	// item is ours is decided when it is applied (it may need a record lookup), so every item starts downloaded.
+	// Persisting runs under its own deadline, detached from the caller: once Intune has handed the items over it
+	// will not offer them again for a while, so an admin client that disconnects or the host's deadline right
+	// after the download must not make us drop them.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.PersistTimeout)
+	defer cancel()
 	var work []*store.RevocationRequest
 	var again []*store.RevocationRequest
 	for _, it := range items {
 		w := &store.RevocationRequest{RequestContext: it.RequestContext, SerialNumber: it.SerialNumber,
 			IssuerName: it.IssuerName, CAConfiguration: it.CAConfiguration, State: store.WorkDownloaded,
 			Downloaded: s.cfg.Now()}
-		err := s.cfg.Store.EnqueueRevocation(ctx, w)
+		err := s.cfg.Store.EnqueueRevocation(pctx, w)
 		switch {
 		case errors.Is(err, store.ErrExists):
 			// Delivered before. If it is still open the resume step of this or the next run handles it; if it
@@ -151,10 +161,55 @@ func (s *Syncer) cycle(ctx context.Context, run *store.SyncRun) error {
 	return s.answerAgain(ctx, run, again)
 }
 
+// errNotIntuneIssued means a revocation request names a certificate this CA holds but that Intune never received
+// from us: it was issued through /api/csr, a static endpoint, or an Intune endpoint whose successNotification
+// failed, or Intune routed the request to another CA configuration. Intune gets the same answer as for an unknown
+// serial (CertificateNotFoundError); only an admin may revoke such a certificate.
+var errNotIntuneIssued = fmt.Errorf("%w: not issued through Intune", store.ErrNotFound)
+
+// revoke applies one Intune request: only to a certificate issued through an Intune endpoint and reported to
+// Intune by successNotification, and only when the request is routed to the CA configuration that certificate
+// was reported with (or to this CA's current one).
+func (s *Syncer) revoke(ctx context.Context, it *store.RevocationRequest) (Outcome, error) {
+	serial := store.NormalizeSerial(it.SerialNumber)
+	if serial == "" {
+		return 0, fmt.Errorf("%w: %q is not a serial number", store.ErrNotFound, it.SerialNumber)
+	}
+	rec, err := s.cfg.Store.Get(ctx, serial)
+	if err != nil {
+		return 0, err
+	}
+	if why := s.intuneMayNotRevoke(rec, it); why != "" {
+		s.cfg.Logger.Warn("intune revocation refused: certificate not issued through Intune", "serial", rec.Serial,
+			"why", why, "source", rec.Source, "endpoint", rec.Endpoint, "status", string(rec.Status),
+			"ca_configuration", it.CAConfiguration, "request", short(it.RequestContext))
+		return 0, errNotIntuneIssued
+	}
+	outcome, _, err := Revoke(ctx, s.cfg.Store, serial, IntuneReason, "intune", it.RequestContext, s.cfg.Now())
+	return outcome, err
+}
+
+// intuneMayNotRevoke says why Intune may not revoke rec through it, or "" when it may.
+func (s *Syncer) intuneMayNotRevoke(rec *store.Record, it *store.RevocationRequest) string {
+	switch {
+	case rec.Source != store.SourceSCEP:
+		return "not issued over SCEP"
+	case !rec.IntuneNotified:
+		return "never reported to Intune by successNotification"
+	case it.CAConfiguration != "" && !strings.EqualFold(it.CAConfiguration, rec.CAConfiguration) &&
+		!strings.EqualFold(it.CAConfiguration, s.cfg.CAConfiguration):
+		return "routed to another CA configuration"
+	case it.CAConfiguration == "" && it.IssuerName != "" && !strings.EqualFold(it.IssuerName, rec.CAConfiguration) &&
+		!strings.EqualFold(it.IssuerName, rec.Issuer) && !s.routedHere(it):
+		return "routed to another issuer"
+	}
+	return ""
+}
+
 // routedHere reports whether an item's routing information names this CA. Items routed elsewhere are still ours
-// when their serial names one of our records (the caConfiguration we report may have changed since the
-// certificate was issued, for example after a CA rollover); otherwise they are foreign: kept but never
-// acknowledged, since another CA in the tenant may be polling the same queue.
+// when they name an Intune-reported record with the caConfiguration that record was reported with (the
+// caConfiguration we report may have changed since, for example after a CA rollover); otherwise they are
+// foreign: kept but never acknowledged, since another CA in the tenant may be polling the same queue.
 func (s *Syncer) routedHere(it *store.RevocationRequest) bool {
 	if it.CAConfiguration != "" {
 		return strings.EqualFold(it.CAConfiguration, s.cfg.CAConfiguration)
@@ -171,6 +226,10 @@ func (s *Syncer) process(ctx context.Context, run *store.SyncRun, items []*store
 		if s.cfg.Now().After(deadline) {
 			run.Errors = append(run.Errors, fmt.Sprintf("time budget spent; %d items left for the next run", len(items)-start))
 			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			// The caller is gone: what is left stays open (downloaded or applied) for the next run.
+			return fmt.Errorf("stopped with %d items left for the next run: %w", len(items)-start, err)
 		}
 		chunk := items[start:min(start+s.cfg.Chunk, len(items))]
 		var applied []*store.RevocationRequest
@@ -196,7 +255,11 @@ func (s *Syncer) process(ctx context.Context, run *store.SyncRun, items []*store
 // apply revokes the record an item names and persists the result to report. An item routed to another CA whose
 // serial is not ours is persisted as foreign and never answered.
 func (s *Syncer) apply(ctx context.Context, run *store.SyncRun, it *store.RevocationRequest) error {
-	outcome, _, err := Revoke(ctx, s.cfg.Store, it.SerialNumber, IntuneReason, "intune", it.RequestContext, s.cfg.Now())
+	outcome, err := s.revoke(ctx, it)
+	if err != nil && ctx.Err() != nil {
+		// Cancelled, not a store fault: leave the item downloaded for the next run rather than report anything.
+		return fmt.Errorf("applying %s: %w", short(it.RequestContext), err)
+	}
 	switch {
 	case (errors.Is(err, store.ErrNotFound) || errors.Is(err, ErrNotRevocable)) && !s.routedHere(it):
 		it.State = store.WorkForeign
@@ -274,7 +337,7 @@ func (s *Syncer) upload(ctx context.Context, run *store.SyncRun, items []*store.
 func (s *Syncer) answerAgain(ctx context.Context, run *store.SyncRun, items []*store.RevocationRequest) error {
 	var results []intune.RevocationResult
 	for _, it := range items {
-		outcome, _, err := Revoke(ctx, s.cfg.Store, it.SerialNumber, IntuneReason, "intune", it.RequestContext, s.cfg.Now())
+		outcome, err := s.revoke(ctx, it)
 		switch {
 		case (errors.Is(err, store.ErrNotFound) || errors.Is(err, ErrNotRevocable)) && !s.routedHere(it):
 			continue

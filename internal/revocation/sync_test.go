@@ -377,7 +377,7 @@ func TestSyncOutcomes(t *testing.T) {
 	s := f.syncer(t, nil)
 	before := f.clock.Now()
 	run := f.run(t, s)
-	wantRun(t, run, counts{Downloaded: 6, Revoked: 2, NotFound: 3, Uploaded: 6})
+	wantRun(t, run, counts{Downloaded: 6, Revoked: 1, NotFound: 4, Uploaded: 6})
 
 	for _, tt := range []struct {
 		name string
@@ -388,9 +388,10 @@ func TestSyncOutcomes(t *testing.T) {
 		{"unknown serial", rcUnknown, false, 4004},
 		{"not a serial", rcGarbage, false, 4004},
 		{"pending without a planned certificate", rcBare, false, 4004},
+		// Never reported to Intune by successNotification: not Intune's to revoke (an admin may).
+		{"pending with a planned certificate", rcPlanned, false, 4004},
 		{"already revoked by an admin", rcAdmin, true, 0},
 		{"serial in another spelling", rcSpelled, true, 0},
-		{"pending with a planned certificate", rcPlanned, true, 0},
 	} {
 		u := f.uploadsFor(tt.rc)
 		if len(u) != 1 || u[0].Succeeded != tt.ok || u[0].ErrorCode != tt.code {
@@ -418,28 +419,39 @@ func TestSyncOutcomes(t *testing.T) {
 		t.Errorf("the admin's revocation was changed: %+v", got)
 	}
 	f.wantRevokedByIntune(t, spelled.Serial, rcSpelled, before, f.clock.Now())
-	f.wantRevokedByIntune(t, pendingPlanned.Serial, rcPlanned, before, f.clock.Now())
-	if r := f.record(t, pendingBare.Serial); r.Status != store.StatusPending {
-		t.Errorf("pending record without a planned certificate became %s", r.Status)
+	for _, r := range []*store.Record{pendingBare, pendingPlanned} {
+		if got := f.record(t, r.Serial); got.Status != store.StatusPending {
+			t.Errorf("pending record %s became %s", r.Serial, got.Status)
+		}
 	}
 }
 
 // Requests routed to another CA whose serial is not ours are kept as foreign and never answered, even when
-// Intune offers them again; a request routed elsewhere for a serial that is ours (the reported caConfiguration
-// changed, e.g. after a CA rollover) is still revoked.
+// Intune offers them again. A request routed to another CA for a serial that is ours is foreign too, unless that
+// is the caConfiguration the certificate was reported with (the CA was renamed since, e.g. after a rollover).
 func TestSyncForeignItems(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
-	ours := f.issue(t, 2)
+	ours := f.issue(t, 3)
+	// ours[0] was reported to Intune under the CA's previous caConfiguration.
+	old := f.record(t, ours[0].Serial)
+	old.CAConfiguration = "CN=Our old CA name"
+	if err := f.backend.Update(context.Background(), old, store.StatusIssued); err != nil {
+		t.Fatal(err)
+	}
 	rcOtherCA := f.queueRaw(t, intunefake.RevocationRequest{SerialNumber: "0ABCDEF012345678", IssuerName: "CN=Other CA", CAConfiguration: "CN=Other CA"})
 	rcOtherIssuer := f.queueRaw(t, intunefake.RevocationRequest{SerialNumber: "0ABCDEF012345679", IssuerName: "CN=Other CA"})
+	rcOursElsewhere := f.queueRaw(t, intunefake.RevocationRequest{SerialNumber: ours[2].Serial, IssuerName: "CN=Other CA", CAConfiguration: "CN=Other CA"})
 	rcNoRouting := f.queueRaw(t, intunefake.RevocationRequest{SerialNumber: "0ABCDEF01234567A"})
 	rcRolledOver := f.queueRaw(t, intunefake.RevocationRequest{SerialNumber: ours[0].Serial, CAConfiguration: "CN=Our old CA name"})
 	rcByIssuer := f.queueRaw(t, intunefake.RevocationRequest{SerialNumber: ours[1].Serial, IssuerName: f.caConfig})
 
 	s := f.syncer(t, nil)
 	run := f.run(t, s)
-	wantRun(t, run, counts{Downloaded: 5, Foreign: 2, Revoked: 2, NotFound: 1, Uploaded: 3})
-	for _, rc := range []string{rcOtherCA, rcOtherIssuer} {
+	wantRun(t, run, counts{Downloaded: 6, Foreign: 3, Revoked: 2, NotFound: 1, Uploaded: 3})
+	if r := f.record(t, ours[2].Serial); r.Status != store.StatusIssued {
+		t.Errorf("a request routed to another CA revoked our certificate: %s", r.Status)
+	}
+	for _, rc := range []string{rcOtherCA, rcOtherIssuer, rcOursElsewhere} {
 		if st := f.workState(t, rc); st != store.WorkForeign {
 			t.Errorf("foreign item is %s, want foreign", st)
 		}
@@ -463,8 +475,8 @@ func TestSyncForeignItems(t *testing.T) {
 	f.fake.Advance(61 * time.Minute)
 	f.clock.Advance(61 * time.Minute)
 	run = f.run(t, s)
-	wantRun(t, run, counts{Downloaded: 2})
-	for _, rc := range []string{rcOtherCA, rcOtherIssuer} {
+	wantRun(t, run, counts{Downloaded: 3})
+	for _, rc := range []string{rcOtherCA, rcOtherIssuer, rcOursElsewhere} {
 		if it := f.fakeState(t, rc); it.Deliveries != 2 || len(f.uploadsFor(rc)) != 0 {
 			t.Errorf("foreign item delivered %d times, answered %d times; want 2 and 0", it.Deliveries, len(f.uploadsFor(rc)))
 		}
