@@ -215,6 +215,9 @@ func revocationSyncCommand(ctx context.Context, cfg *config.Config, log *slog.Lo
 		return err
 	}
 	if d.sync == nil {
+		if f := cfg.Fault(config.FeatureIntune); f != nil {
+			return fmt.Errorf("Intune is disabled: %w", f)
+		}
 		return errors.New("Intune is not configured (set AZSCEP_INTUNE_TENANT_ID)")
 	}
 	run, err := d.sync.Run(ctx, "manual")

@@ -76,6 +76,9 @@ func loadConfig(t *testing.T, env []string) *config.Config {
 	if err := cfg.CheckServe(); err != nil {
 		t.Fatalf("config: %v", err)
 	}
+	if len(cfg.Faults) != 0 {
+		t.Fatalf("config disables features: %v", cfg.Faults)
+	}
 	return cfg
 }
 

@@ -45,6 +45,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "mode", string(cfg.Mode))
+	for _, f := range cfg.FaultList() {
+		log.Error("feature disabled by a setting", "feature", f.Feature, "setting", f.Err.Setting, "problem", f.Err.Problem)
+	}
 
 	fatal := make(chan error, 1)
 	go func() {
@@ -167,22 +170,38 @@ type deps struct {
 
 func routes(d *deps) *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.Handle("/api/scep/", d.scep)
+	// The POST routes whose body is the message answer 411 to a body the host would drop (httpx.RequireLength).
+	mux.Handle("/api/scep/", httpx.RequireLength(false, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/api/scep/"), "/")
+		if f := d.cfg.Fault(config.EndpointFeature(name)); f != nil {
+			featureDisabled(w, r, "SCEP endpoint "+strings.ToLower(name), f)
+			return
+		}
+		d.scep.ServeHTTP(w, r)
+	})))
 	mux.HandleFunc("/api/ca", d.serveCA)
 	mux.HandleFunc("/api/health", d.serveHealth)
-	mux.HandleFunc("/api/csr", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/api/csr", httpx.RequireLength(true, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if d.csr == nil {
+			if f := d.cfg.Fault(config.FeatureAPI); f != nil {
+				featureDisabled(w, r, "REST enrollment", f)
+				return
+			}
 			httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusNotFound, Code: "api_disabled",
 				Detail: "REST enrollment is not configured (set AZSCEP_API_TENANT_ID)"})
 			return
 		}
 		d.csr.ServeHTTP(w, r)
-	})
+	})))
 	mux.Handle("/api/crl", d.crlHandler())
 	mux.Handle("/api/ocsp", d.ocspHandler())
 	mux.Handle("/api/ocsp/", d.ocspHandler())
 	admin := func(w http.ResponseWriter, r *http.Request) {
 		if d.admin == nil {
+			if f := d.cfg.Fault(config.FeatureAPI); f != nil {
+				featureDisabled(w, r, "the admin API", f)
+				return
+			}
 			httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusNotFound, Code: "api_disabled",
 				Detail: "the admin API is not configured (set AZSCEP_API_TENANT_ID)"})
 			return
@@ -199,6 +218,13 @@ func routes(d *deps) *http.ServeMux {
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusNotFound, Code: "not_found", Detail: "no such route"})
 	})
 	return mux
+}
+
+// featureDisabled answers for a feature a setting problem disabled (config.Config.Faults): 503, naming the
+// setting, so that the operator sees the cause from the client side too. The problem text never holds a value.
+func featureDisabled(w http.ResponseWriter, r *http.Request, what string, f *config.Error) {
+	httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusServiceUnavailable, Code: "feature_disabled",
+		Detail: what + " is disabled until its setting is fixed and the app restarted: " + f.Error()})
 }
 
 // serveCA answers /api/ca: the CA certificate in DER (the AIA caIssuers URL), or the chain as PEM on request.
@@ -236,6 +262,10 @@ func (d *deps) serveHealth(w http.ResponseWriter, r *http.Request) {
 		Mode   string           `json:"mode"`
 	}{Status: "ok", Checks: map[string]check{}, CA: d.keys.CA().Subject.String(), Mode: string(d.cfg.Mode)}
 	body.Checks["ca"] = check{Status: "ok"}
+	for _, f := range d.cfg.FaultList() {
+		body.Status = "degraded"
+		body.Checks[f.Feature] = check{Status: "disabled", Error: f.Err.Error()}
+	}
 	if err := d.store.Ping(ctx); err != nil {
 		body.Status = "degraded"
 		body.Checks["store"] = check{Status: "unavailable", Error: "table storage did not answer"}
@@ -275,7 +305,7 @@ func (d *deps) ocspHandler() http.Handler {
 	if d.ocsp == nil {
 		return http.NotFoundHandler()
 	}
-	return ocsp.Handler(d.ocsp)
+	return httpx.RequireLength(false, ocsp.Handler(d.ocsp))
 }
 
 // runSync is the hourly timer: one Intune revocation cycle, then the pending-record sweep.
@@ -283,6 +313,8 @@ func (d *deps) runSync(ctx context.Context, info timer.Info) ([]string, error) {
 	var lines []string
 	var err error
 	switch {
+	case d.sync == nil && d.cfg.Fault(config.FeatureIntune) != nil:
+		err = fmt.Errorf("Intune is disabled, no revocation sync: %w", d.cfg.Fault(config.FeatureIntune))
 	case d.sync == nil:
 		lines = append(lines, "Intune is not configured; no revocation sync")
 	default:

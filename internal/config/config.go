@@ -1,6 +1,22 @@
 // Package config turns the process environment (Azure Functions app settings) into one typed, validated
-// Config. No other package reads the environment. A bad or missing setting is an error naming the setting, which
-// the handler prints as one line before exiting.
+// Config. No other package reads the environment.
+//
+// Two kinds of setting problems, both an *Error naming the setting:
+//
+//   - A core setting (mode, base URL, Table Storage, Key Vault, CRL/OCSP) that is bad fails Load; the handler
+//     prints it as one line and exits 2. Without these nothing can be served.
+//   - A setting that only one optional feature needs (a SCEP endpoint and its challenge secret, a profile, Intune,
+//     the REST API) disables that feature only: Load succeeds and records the problem in Config.Faults. The
+//     service serves everything else (CA certificate, CRL, OCSP, the other endpoints), the disabled feature answers
+//     503 problem+json naming the setting, and /api/health reports it as degraded. The commonest cause is a Key
+//     Vault reference App Service could not resolve yet (a role assignment seconds old at first deploy); the
+//     platform re-reads references only when the app restarts, so one bad secret must not stop the whole CA.
+//
+// Adding a setting: list it in Settings (and the README table), read it with the parser's helpers (p.str, p.int,
+// p.duration, ...) and report problems with p.fail. If the setting belongs to one optional feature, read it inside
+// that feature's p.feature(...) block (the endpoint, profile, Intune and API blocks in load): p.fail there records
+// a fault of that feature instead of failing Load; nothing else is needed. A new optional feature gets its own
+// p.feature block and a Feature constant, and the handler checks Config.Fault for it where it builds the feature.
 package config
 
 import (
@@ -68,7 +84,43 @@ type Config struct {
 	// DevIssuer enables the local development token issuer (local mode only).
 	DevIssuer bool
 
-	serveErr error
+	// Faults maps each optional feature a setting problem disabled (FeatureIntune, FeatureAPI,
+	// EndpointFeature(name), ProfileFeature(name)) to the first problem found. Disabled endpoints are left out of
+	// Endpoints, a disabled Intune or API has Enabled false. Admin commands ignore faults they do not need.
+	Faults map[string]*Error
+}
+
+// Optional features a setting problem can disable on its own (see the package comment).
+const (
+	// FeatureIntune is the Intune client: the intune challenge and the revocation sync.
+	FeatureIntune = "intune"
+	// FeatureAPI is REST enrollment (/api/csr) and the admin API (/api/certificates).
+	FeatureAPI = "api"
+)
+
+// EndpointFeature names the feature of SCEP endpoint name (its settings, challenge secret and profile).
+func EndpointFeature(name string) string { return "scep/" + strings.ToLower(name) }
+
+// ProfileFeature names the feature of profile name; the endpoints and API using it are disabled with it.
+func ProfileFeature(name string) string { return "profile/" + strings.ToLower(name) }
+
+// Fault returns the problem that disabled feature, or nil when it is not disabled.
+func (c *Config) Fault(feature string) *Error { return c.Faults[feature] }
+
+// FaultList returns the faults sorted by feature, for health reports and startup logs.
+func (c *Config) FaultList() []FeatureFault {
+	out := make([]FeatureFault, 0, len(c.Faults))
+	for f, e := range c.Faults {
+		out = append(out, FeatureFault{Feature: f, Err: e})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Feature < out[j].Feature })
+	return out
+}
+
+// FeatureFault is one disabled feature and the setting problem that disabled it.
+type FeatureFault struct {
+	Feature string
+	Err     *Error
 }
 
 // Endpoint is one SCEP endpoint's settings.
@@ -183,7 +235,7 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 			env[k] = v
 		}
 	}
-	p := parser{env: env, read: read}
+	p := parser{env: env, read: read, faults: map[string]*Error{}}
 	c := &Config{}
 	switch m := strings.ToLower(p.str("AZSCEP_MODE", "azure")); m {
 	case "local", "azure":
@@ -249,39 +301,55 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 	c.Backdate = p.duration("AZSCEP_BACKDATE", 5*time.Minute, 0, time.Hour)
 	c.StaleAfter = p.duration("AZSCEP_PENDING_STALE_AFTER", 5*time.Minute, time.Minute, 24*time.Hour)
 
+	// Optional features from here on: problems found inside p.feature blocks disable that feature only.
 	c.Profiles = defaultProfiles()
-	for _, kv := range p.prefixed("AZSCEP_PROFILE_") {
-		prof, err := policy.ParseProfile(strings.ToLower(kv[0]), kv[1])
-		if err != nil {
-			p.fail("AZSCEP_PROFILE_"+kv[0], err.Error())
-			continue
+	for _, suffix := range p.prefixed("AZSCEP_PROFILE_") {
+		name := strings.ToLower(suffix)
+		if !p.feature(ProfileFeature(name), func() {
+			setting := "AZSCEP_PROFILE_" + suffix
+			prof, err := policy.ParseProfile(name, p.str(setting, ""))
+			if err != nil {
+				p.fail(setting, err.Error())
+				return
+			}
+			c.Profiles[prof.Name] = prof
+		}) {
+			// Never fall back to a built-in profile of the same name: it is not the policy the operator wrote.
+			delete(c.Profiles, name)
 		}
-		c.Profiles[prof.Name] = prof
 	}
 
-	c.Intune = IntuneConfig{
-		TenantID:      p.str("AZSCEP_INTUNE_TENANT_ID", ""),
-		ClientID:      p.str("AZSCEP_INTUNE_CLIENT_ID", c.ManagedIdentityClientID),
-		Credential:    p.oneOf("AZSCEP_INTUNE_CREDENTIAL", "managedidentity", "managedidentity", "secret", "certificate"),
-		ClientSecret:  p.str("AZSCEP_INTUNE_CLIENT_SECRET", ""),
-		CertPath:      p.str("AZSCEP_INTUNE_CERT_PATH", ""),
-		AuthorityHost: p.str("AZSCEP_INTUNE_AUTHORITY", "https://login.microsoftonline.com/"),
-		GraphURL:      p.str("AZSCEP_INTUNE_GRAPH_URL", "https://graph.microsoft.com/"),
-		ResourceURL:   p.str("AZSCEP_INTUNE_RESOURCE_URL", "https://api.manage.microsoft.com/"),
-		CABundle:      p.str("AZSCEP_INTUNE_CA_BUNDLE", ""),
-		Provider:      "azscep/1.0",
-	}
-	if c.Intune.CABundle != "" && !local {
-		p.fail("AZSCEP_INTUNE_CA_BUNDLE", "is local-only")
-	}
+	p.feature(FeatureIntune, func() {
+		c.Intune = IntuneConfig{
+			TenantID:      p.str("AZSCEP_INTUNE_TENANT_ID", ""),
+			ClientID:      p.str("AZSCEP_INTUNE_CLIENT_ID", c.ManagedIdentityClientID),
+			Credential:    p.oneOf("AZSCEP_INTUNE_CREDENTIAL", "managedidentity", "managedidentity", "secret", "certificate"),
+			ClientSecret:  p.str("AZSCEP_INTUNE_CLIENT_SECRET", ""),
+			CertPath:      p.str("AZSCEP_INTUNE_CERT_PATH", ""),
+			AuthorityHost: p.str("AZSCEP_INTUNE_AUTHORITY", "https://login.microsoftonline.com/"),
+			GraphURL:      p.str("AZSCEP_INTUNE_GRAPH_URL", "https://graph.microsoft.com/"),
+			ResourceURL:   p.str("AZSCEP_INTUNE_RESOURCE_URL", "https://api.manage.microsoft.com/"),
+			CABundle:      p.str("AZSCEP_INTUNE_CA_BUNDLE", ""),
+			Provider:      "azscep/1.0",
+		}
+		if c.Intune.CABundle != "" && !local {
+			p.fail("AZSCEP_INTUNE_CA_BUNDLE", "is local-only")
+		}
+	})
 
 	defaultEndpoints := "static"
 	if !local || c.Intune.TenantID != "" {
 		defaultEndpoints = "static,intune"
 	}
 	for _, name := range splitList(p.str("AZSCEP_SCEP_ENDPOINTS", defaultEndpoints)) {
-		e := p.endpoint(name, local, c.Profiles)
-		c.Endpoints = append(c.Endpoints, e)
+		if !alnum(name) {
+			p.fail("AZSCEP_SCEP_ENDPOINTS", fmt.Sprintf("endpoint name %q must be alphanumeric", name))
+			continue
+		}
+		var e Endpoint
+		if p.feature(EndpointFeature(name), func() { e = p.endpoint(name, local, c.Profiles) }) {
+			c.Endpoints = append(c.Endpoints, e)
+		}
 		if e.Challenge == "intune" {
 			c.Intune.Enabled = true
 		}
@@ -291,46 +359,58 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 		c.Intune.RevocationSync = true
 	}
 	if c.Intune.Enabled {
-		p.intune(&c.Intune)
+		p.feature(FeatureIntune, func() { p.intune(&c.Intune) })
+	}
+	if f := p.faults[FeatureIntune]; f != nil {
+		// The endpoints that use the intune challenge go down with Intune, naming Intune's setting.
+		c.Intune.Enabled, c.Intune.RevocationSync = false, false
+		kept := c.Endpoints[:0]
+		for _, e := range c.Endpoints {
+			if e.Challenge == "intune" {
+				p.faults[EndpointFeature(e.Name)] = f
+				continue
+			}
+			kept = append(kept, e)
+		}
+		c.Endpoints = kept
 	}
 
-	c.API = APIConfig{
-		TenantID:      p.str("AZSCEP_API_TENANT_ID", ""),
-		Audiences:     splitList(p.str("AZSCEP_API_AUDIENCES", "")),
-		AuthorityHost: p.str("AZSCEP_API_AUTHORITY", "https://login.microsoftonline.com/"),
-		GraphURL:      p.str("AZSCEP_API_GRAPH_URL", "https://graph.microsoft.com/"),
-		Profile:       strings.ToLower(p.str("AZSCEP_API_PROFILE", "api")),
-		RetryWindow:   p.duration("AZSCEP_API_RETRY_WINDOW", 10*time.Minute, 0, 24*time.Hour),
-	}
+	// The development issuer is a safety interlock, not a feature setting: asking for it in Azure stops the process.
 	c.DevIssuer = p.bool("AZSCEP_DEV_ISSUER", false)
 	if c.DevIssuer && !local {
 		p.fail("AZSCEP_DEV_ISSUER", "the development token issuer is never available in azure mode")
 	}
-	if c.API.TenantID != "" || c.DevIssuer {
-		c.API.Enabled = true
+	apiOK := p.feature(FeatureAPI, func() {
+		c.API = APIConfig{
+			TenantID:      p.str("AZSCEP_API_TENANT_ID", ""),
+			Audiences:     splitList(p.str("AZSCEP_API_AUDIENCES", "")),
+			AuthorityHost: p.str("AZSCEP_API_AUTHORITY", "https://login.microsoftonline.com/"),
+			GraphURL:      p.str("AZSCEP_API_GRAPH_URL", "https://graph.microsoft.com/"),
+			Profile:       strings.ToLower(p.str("AZSCEP_API_PROFILE", "api")),
+			RetryWindow:   p.duration("AZSCEP_API_RETRY_WINDOW", 10*time.Minute, 0, 24*time.Hour),
+		}
+		if c.API.TenantID == "" && !c.DevIssuer {
+			return
+		}
 		if c.API.TenantID != "" && len(c.API.Audiences) == 0 {
 			p.fail("AZSCEP_API_AUDIENCES", "is required when the API is enabled")
 		}
-		if _, ok := c.Profiles[c.API.Profile]; !ok {
-			p.fail("AZSCEP_API_PROFILE", fmt.Sprintf("profile %q is not defined", c.API.Profile))
-		}
-	}
+		p.profile("AZSCEP_API_PROFILE", c.API.Profile, c.Profiles)
+	})
+	c.API.Enabled = apiOK && (c.API.TenantID != "" || c.DevIssuer)
 	c.RevocationBatch = p.int("AZSCEP_REVOCATION_BATCH", 100, 1, 500)
 	c.CRLValidity = p.duration("AZSCEP_CRL_VALIDITY", 24*time.Hour, time.Hour, 31*24*time.Hour)
 	c.OCSPValidity = p.duration("AZSCEP_OCSP_VALIDITY", time.Hour, 5*time.Minute, 7*24*time.Hour)
 	if p.err != nil {
 		return nil, p.err
 	}
-	c.serveErr = p.serveErr
+	c.Faults = p.faults
 	return c, nil
 }
 
 // CheckServe adds the checks that apply only to the running service, not to admin commands (which run with the
 // administrator's own credential): in Azure the service must use its user-assigned managed identity.
 func (c *Config) CheckServe() error {
-	if c.serveErr != nil {
-		return c.serveErr
-	}
 	if c.Mode == ModeAzure && c.ManagedIdentityClientID == "" {
 		return &Error{"AZURE_CLIENT_ID", "is required in azure mode (the user-assigned managed identity)"}
 	}
@@ -367,15 +447,30 @@ func (c *Config) PublishedURL(path string) string {
 type parser struct {
 	env  map[string]string
 	read map[string]bool
-	err  error
-	// serveErr is a problem that only matters to the running service (a missing challenge secret), not to the
-	// admin commands, which run on an administrator's machine without the app's secrets.
-	serveErr error
+	err  error // the first problem of a core setting: Load fails
+	// scope is the optional feature whose settings are being read (empty: core settings); faults holds the first
+	// problem of each feature.
+	scope  string
+	faults map[string]*Error
 }
 
-func (p *parser) defer_(setting, problem string) {
-	if p.serveErr == nil {
-		p.serveErr = &Error{Setting: setting, Problem: problem}
+// feature reads the settings of one optional feature: every p.fail inside parse disables that feature (the first
+// problem is kept) instead of failing Load. It reports whether the feature is still usable.
+func (p *parser) feature(name string, parse func()) bool {
+	outer := p.scope
+	p.scope = name
+	parse()
+	p.scope = outer
+	return p.faults[name] == nil
+}
+
+// profile checks that the setting's profile exists and is not disabled; a disabled profile's own problem is
+// inherited, so the operator is pointed at AZSCEP_PROFILE_<NAME>, not at the setting that names it.
+func (p *parser) profile(setting, name string, profiles map[string]*policy.Profile) {
+	if f := p.faults[ProfileFeature(name)]; f != nil {
+		p.failWith(f)
+	} else if _, ok := profiles[name]; !ok {
+		p.fail(setting, fmt.Sprintf("profile %q is not defined", name))
 	}
 }
 
@@ -390,15 +485,27 @@ func (p *parser) getenv(name string) string {
 	}
 	v := p.env[name]
 	if strings.HasPrefix(strings.TrimSpace(v), kvReference) {
-		p.fail(name, "is an unresolved Key Vault reference: give the app's identity Key Vault Secrets User on the vault and check the secret URI")
+		p.fail(name, "is an unresolved Key Vault reference: give the app's identity Key Vault Secrets User on the "+
+			"vault, check the secret URI, then restart the app (az functionapp restart); App Service re-reads "+
+			"references only on a restart or every 24 hours")
 		return ""
 	}
 	return v
 }
 
+// fail records a problem of setting: a fault of the feature being read, or Load's error for a core setting.
 func (p *parser) fail(setting, problem string) {
-	if p.err == nil {
-		p.err = &Error{Setting: setting, Problem: problem}
+	p.failWith(&Error{Setting: setting, Problem: problem})
+}
+
+func (p *parser) failWith(e *Error) {
+	switch {
+	case p.scope != "":
+		if p.faults[p.scope] == nil {
+			p.faults[p.scope] = e
+		}
+	case p.err == nil:
+		p.err = e
 	}
 }
 
@@ -465,25 +572,23 @@ func (p *parser) httpsURL(name, v string, allowHTTP bool) {
 	}
 }
 
-// prefixed returns (suffix, value) for every non-empty setting whose name starts with prefix.
-func (p *parser) prefixed(prefix string) [][2]string {
-	var out [][2]string
+// prefixed returns the suffix of every non-empty setting whose name starts with prefix, sorted; the values are
+// read with p.str so that Key Vault references are checked.
+func (p *parser) prefixed(prefix string) []string {
+	var out []string
 	for k, v := range p.env {
 		if strings.HasPrefix(k, prefix) && v != "" {
-			out = append(out, [2]string{strings.TrimPrefix(k, prefix), v})
+			out = append(out, strings.TrimPrefix(k, prefix))
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i][0] < out[j][0] })
+	sort.Strings(out)
 	return out
 }
 
+// endpoint reads the settings of SCEP endpoint name; it runs inside the endpoint's p.feature block.
 func (p *parser) endpoint(name string, local bool, profiles map[string]*policy.Profile) Endpoint {
 	key := "AZSCEP_SCEP_" + strings.ToUpper(name)
 	e := Endpoint{Name: strings.ToLower(name), CACert: "chain"}
-	if !alnum(name) {
-		p.fail("AZSCEP_SCEP_ENDPOINTS", fmt.Sprintf("endpoint name %q must be alphanumeric", name))
-		return e
-	}
 	switch e.Name {
 	case "intune":
 		e.Challenge, e.Profile = "intune", "intune"
@@ -529,16 +634,14 @@ func (p *parser) endpoint(name string, local bool, profiles map[string]*policy.P
 	if e.CACert != "chain" && e.CACert != "single" {
 		p.fail(key, "cacert must be chain or single")
 	}
-	if _, ok := profiles[e.Profile]; !ok {
-		p.fail(key, fmt.Sprintf("profile %q is not defined", e.Profile))
-	}
+	p.profile(key, e.Profile, profiles)
 	if e.Challenge == "static" {
 		e.Secret = p.getenv(key + "_SECRET")
 		if e.Secret == "" && local && e.Name == "static" {
 			e.Secret = LocalStaticChallenge
 		}
 		if len(e.Secret) < 8 {
-			p.defer_(key+"_SECRET", "static challenge of at least 8 characters is required")
+			p.fail(key+"_SECRET", "static challenge of at least 8 characters is required")
 		}
 	}
 	return e
@@ -550,7 +653,7 @@ const LocalStaticChallenge = "local-static-challenge"
 
 func (p *parser) intune(c *IntuneConfig) {
 	if c.TenantID == "" {
-		p.defer_("AZSCEP_INTUNE_TENANT_ID", "is required when an endpoint uses the intune challenge")
+		p.fail("AZSCEP_INTUNE_TENANT_ID", "is required when an endpoint uses the intune challenge")
 	}
 	switch c.Credential {
 	case "secret":

@@ -75,40 +75,57 @@ func TestEndpointAndProfileSettings(t *testing.T) {
 	}
 }
 
-// TestBadSettings: every bad or missing setting names itself in one error.
+// TestBadSettings: every bad or missing setting names itself in one error. A core setting fails Load; a setting
+// of one optional feature disables that feature only (feature names it), and everything else still loads.
 func TestBadSettings(t *testing.T) {
 	cases := []struct {
 		name    string
 		env     []string
 		setting string
+		feature string // empty: Load (or CheckServe) fails
 	}{
-		{"mode", []string{"AZSCEP_MODE=cloud"}, "AZSCEP_MODE"},
-		{"port", localEnv("FUNCTIONS_CUSTOMHANDLER_PORT=99999"), "FUNCTIONS_CUSTOMHANDLER_PORT"},
-		{"base url http in azure", azureEnv("AZSCEP_BASE_URL=http://ca.example.net"), "AZSCEP_BASE_URL"},
-		{"no base url in azure", []string{"AZSCEP_MODE=azure"}, "AZSCEP_BASE_URL"},
-		{"no tables", []string{"AZSCEP_MODE=local"}, "AZSCEP_TABLES_ENDPOINT"},
-		{"connection string in azure", azureEnv("AZSCEP_TABLES_CONNECTION=x"), "AZSCEP_TABLES_CONNECTION"},
-		{"no key vault", []string{"AZSCEP_MODE=azure", "AZSCEP_BASE_URL=https://x", "AZSCEP_TABLES_ENDPOINT=https://t"}, "AZSCEP_KEYVAULT_URL"},
-		{"ra mode", localEnv("AZSCEP_RA_MODE=hsm"), "AZSCEP_RA_MODE"},
-		{"backdate", localEnv("AZSCEP_BACKDATE=2h"), "AZSCEP_BACKDATE"},
-		{"endpoint key", localEnv("AZSCEP_SCEP_STATIC=colour=blue"), "AZSCEP_SCEP_STATIC"},
-		{"endpoint profile", localEnv("AZSCEP_SCEP_STATIC=profile=nope"), "AZSCEP_SCEP_STATIC"},
-		{"endpoint name", localEnv("AZSCEP_SCEP_ENDPOINTS=bad-name"), "AZSCEP_SCEP_ENDPOINTS"},
-		{"short secret", localEnv("AZSCEP_SCEP_ENDPOINTS=gear", "AZSCEP_SCEP_GEAR_SECRET=short"), "AZSCEP_SCEP_GEAR_SECRET"},
-		{"azure static needs secret", azureEnv("AZSCEP_SCEP_STATIC_SECRET="), "AZSCEP_SCEP_STATIC_SECRET"},
-		{"profile", localEnv("AZSCEP_PROFILE_X=eku=codeSigning"), "AZSCEP_PROFILE_X"},
-		{"intune tenant", localEnv("AZSCEP_SCEP_ENDPOINTS=intune"), "AZSCEP_INTUNE_TENANT_ID"},
-		{"intune secret", azureEnv("AZSCEP_INTUNE_CREDENTIAL=secret"), "AZSCEP_INTUNE_CLIENT_SECRET"},
-		{"intune bundle in azure", azureEnv("AZSCEP_INTUNE_CA_BUNDLE=/x.pem"), "AZSCEP_INTUNE_CA_BUNDLE"},
-		{"dev issuer in azure", azureEnv("AZSCEP_DEV_ISSUER=true"), "AZSCEP_DEV_ISSUER"},
-		{"unresolved key vault reference", azureEnv("AZSCEP_SCEP_STATIC_SECRET=@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/x)"), "AZSCEP_SCEP_STATIC_SECRET"},
-		{"api audiences", localEnv("AZSCEP_API_TENANT_ID=t"), "AZSCEP_API_AUDIENCES"},
-		{"batch", localEnv("AZSCEP_REVOCATION_BATCH=501"), "AZSCEP_REVOCATION_BATCH"},
-		{"prefix", localEnv("AZSCEP_TABLES_PREFIX=9x"), "AZSCEP_TABLES_PREFIX"},
+		{"mode", []string{"AZSCEP_MODE=cloud"}, "AZSCEP_MODE", ""},
+		{"port", localEnv("FUNCTIONS_CUSTOMHANDLER_PORT=99999"), "FUNCTIONS_CUSTOMHANDLER_PORT", ""},
+		{"base url http in azure", azureEnv("AZSCEP_BASE_URL=http://ca.example.net"), "AZSCEP_BASE_URL", ""},
+		{"no base url in azure", []string{"AZSCEP_MODE=azure"}, "AZSCEP_BASE_URL", ""},
+		{"no tables", []string{"AZSCEP_MODE=local"}, "AZSCEP_TABLES_ENDPOINT", ""},
+		{"connection string in azure", azureEnv("AZSCEP_TABLES_CONNECTION=x"), "AZSCEP_TABLES_CONNECTION", ""},
+		{"no key vault", []string{"AZSCEP_MODE=azure", "AZSCEP_BASE_URL=https://x", "AZSCEP_TABLES_ENDPOINT=https://t"}, "AZSCEP_KEYVAULT_URL", ""},
+		{"ra mode", localEnv("AZSCEP_RA_MODE=hsm"), "AZSCEP_RA_MODE", ""},
+		{"backdate", localEnv("AZSCEP_BACKDATE=2h"), "AZSCEP_BACKDATE", ""},
+		{"endpoint name", localEnv("AZSCEP_SCEP_ENDPOINTS=bad-name"), "AZSCEP_SCEP_ENDPOINTS", ""},
+		{"dev issuer in azure", azureEnv("AZSCEP_DEV_ISSUER=true"), "AZSCEP_DEV_ISSUER", ""},
+		{"batch", localEnv("AZSCEP_REVOCATION_BATCH=501"), "AZSCEP_REVOCATION_BATCH", ""},
+		{"prefix", localEnv("AZSCEP_TABLES_PREFIX=9x"), "AZSCEP_TABLES_PREFIX", ""},
+		{"unresolved core reference", azureEnv("AZSCEP_KEYVAULT_URL=@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/u/)"), "AZSCEP_KEYVAULT_URL", ""},
+
+		{"endpoint key", localEnv("AZSCEP_SCEP_STATIC=colour=blue"), "AZSCEP_SCEP_STATIC", "scep/static"},
+		{"endpoint profile", localEnv("AZSCEP_SCEP_STATIC=profile=nope"), "AZSCEP_SCEP_STATIC", "scep/static"},
+		{"short secret", localEnv("AZSCEP_SCEP_ENDPOINTS=gear,static", "AZSCEP_SCEP_GEAR_SECRET=short"), "AZSCEP_SCEP_GEAR_SECRET", "scep/gear"},
+		{"azure static needs secret", azureEnv("AZSCEP_SCEP_STATIC_SECRET="), "AZSCEP_SCEP_STATIC_SECRET", "scep/static"},
+		{"unresolved key vault reference", azureEnv("AZSCEP_SCEP_STATIC_SECRET=@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/x)"), "AZSCEP_SCEP_STATIC_SECRET", "scep/static"},
+		{"profile", localEnv("AZSCEP_PROFILE_X=eku=codeSigning"), "AZSCEP_PROFILE_X", "profile/x"},
+		{"profile disables its endpoint", localEnv("AZSCEP_PROFILE_DEVICE=eku=codeSigning"), "AZSCEP_PROFILE_DEVICE", "scep/static"},
+		{"intune tenant", localEnv("AZSCEP_SCEP_ENDPOINTS=intune,static"), "AZSCEP_INTUNE_TENANT_ID", "intune"},
+		{"intune endpoint goes with intune", localEnv("AZSCEP_SCEP_ENDPOINTS=intune,static"), "AZSCEP_INTUNE_TENANT_ID", "scep/intune"},
+		{"intune secret", azureEnv("AZSCEP_INTUNE_CREDENTIAL=secret"), "AZSCEP_INTUNE_CLIENT_SECRET", "intune"},
+		{"intune unresolved secret", azureEnv("AZSCEP_INTUNE_CREDENTIAL=secret", "AZSCEP_INTUNE_CLIENT_SECRET=@Microsoft.KeyVault(VaultName=kv;SecretName=s)"), "AZSCEP_INTUNE_CLIENT_SECRET", "intune"},
+		{"intune bundle in azure", azureEnv("AZSCEP_INTUNE_CA_BUNDLE=/x.pem"), "AZSCEP_INTUNE_CA_BUNDLE", "intune"},
+		{"api audiences", localEnv("AZSCEP_API_TENANT_ID=t"), "AZSCEP_API_AUDIENCES", "api"},
+		{"api unresolved audiences", azureEnv("AZSCEP_API_TENANT_ID=t", "AZSCEP_API_AUDIENCES=@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/a)"), "AZSCEP_API_AUDIENCES", "api"},
+		{"api profile", localEnv("AZSCEP_API_TENANT_ID=t", "AZSCEP_API_AUDIENCES=a", "AZSCEP_API_PROFILE=nope"), "AZSCEP_API_PROFILE", "api"},
+		{"api inherits its profile's fault", localEnv("AZSCEP_API_TENANT_ID=t", "AZSCEP_API_AUDIENCES=a", "AZSCEP_PROFILE_API=ku=bogus"), "AZSCEP_PROFILE_API", "api"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := Load(tc.env)
+			if tc.feature != "" {
+				if err != nil {
+					t.Fatalf("a feature setting failed Load: %v", err)
+				}
+				checkFault(t, c, tc.feature, tc.setting)
+				return
+			}
 			if err == nil {
 				// Problems that only concern the running service surface in CheckServe.
 				err = c.CheckServe()
@@ -129,6 +146,50 @@ func TestBadSettings(t *testing.T) {
 	var ce *Error
 	if err := c.CheckServe(); !errors.As(err, &ce) || ce.Setting != "AZURE_CLIENT_ID" {
 		t.Fatalf("serving in azure without a managed identity: %v", err)
+	}
+}
+
+// checkFault asserts that feature is disabled by a one-line problem naming setting, and gone from the Config.
+func checkFault(t *testing.T, c *Config, feature, setting string) {
+	t.Helper()
+	f := c.Fault(feature)
+	if f == nil || f.Setting != setting {
+		t.Fatalf("fault of %s = %v, want one naming %s (faults: %v)", feature, f, setting, c.Faults)
+	}
+	if strings.Contains(f.Error(), "\n") || strings.Contains(f.Error(), "@Microsoft.KeyVault") {
+		t.Fatalf("fault is not one clean line: %q", f)
+	}
+	for _, e := range c.Endpoints {
+		if EndpointFeature(e.Name) == feature {
+			t.Fatalf("disabled endpoint %s is still configured", e.Name)
+		}
+	}
+	if (feature == FeatureIntune && c.Intune.Enabled) || (feature == FeatureAPI && c.API.Enabled) {
+		t.Fatalf("disabled feature %s is still enabled", feature)
+	}
+}
+
+// TestOneFaultDisablesOnlyItsFeature: one unreadable secret leaves every other feature configured.
+func TestOneFaultDisablesOnlyItsFeature(t *testing.T) {
+	ref := "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/static-challenge/)"
+	c, err := Load(azureEnv("AZSCEP_SCEP_STATIC_SECRET="+ref, "AZSCEP_SCEP_ENDPOINTS=static,intune,gear",
+		"AZSCEP_SCEP_GEAR_SECRET=gear-secret-123", "AZSCEP_API_TENANT_ID=t", "AZSCEP_API_AUDIENCES=api://x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckServe(); err != nil {
+		t.Fatal(err)
+	}
+	checkFault(t, c, "scep/static", "AZSCEP_SCEP_STATIC_SECRET")
+	if len(c.Faults) != 1 {
+		t.Fatalf("faults = %v, want only the static endpoint", c.Faults)
+	}
+	if len(c.Endpoints) != 2 || c.Endpoints[0].Name != "intune" || c.Endpoints[1].Name != "gear" ||
+		!c.Intune.Enabled || !c.API.Enabled {
+		t.Fatalf("the other features must stay: %+v intune=%t api=%t", c.Endpoints, c.Intune.Enabled, c.API.Enabled)
+	}
+	if l := c.FaultList(); len(l) != 1 || l[0].Feature != "scep/static" {
+		t.Fatalf("FaultList = %+v", l)
 	}
 }
 
@@ -186,8 +247,6 @@ func TestAdminCommandsLoadWithoutServiceSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatalf("admin configuration refused: %v", err)
 	}
-	var ce *Error
-	if err := c.CheckServe(); !errors.As(err, &ce) || ce.Setting != "AZSCEP_SCEP_STATIC_SECRET" {
-		t.Fatalf("serving without the static secret: %v", err)
-	}
+	// Serving without the secret disables the static endpoint only.
+	checkFault(t, c, "scep/static", "AZSCEP_SCEP_STATIC_SECRET")
 }

@@ -808,6 +808,9 @@ func TestDeployedSettingsLoad(t *testing.T) {
 			if err := c.CheckServe(); err != nil {
 				t.Fatal(err)
 			}
+			if len(c.Faults) != 0 {
+				t.Fatalf("the deployed settings disable features: %v", c.Faults)
+			}
 			if c.Mode != ModeAzure || c.Intune.Enabled != sc.intune || c.API.Enabled != sc.api {
 				t.Errorf("mode %s, intune %t, api %t; want azure, %t, %t", c.Mode, c.Intune.Enabled, c.API.Enabled,
 					sc.intune, sc.api)

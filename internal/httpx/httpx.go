@@ -155,3 +155,32 @@ func Edge(log *slog.Logger, next http.Handler) http.Handler {
 		next.ServeHTTP(rec, r)
 	})
 }
+
+// LengthRequiredDetail explains a 411: behind the Functions host a body without a declared length never arrives.
+const LengthRequiredDetail = "the request body must be sent with a Content-Length header: the Azure Functions host " +
+	"forwards a request body only when Content-Length is greater than zero, so a chunked body " +
+	"(Transfer-Encoding: chunked) would arrive empty"
+
+// RequireLength guards a route whose POST body is the message (SCEP PKIOperation, /api/csr, OCSP). With
+// enableForwardingHttpRequest the host copies a body only when Content-Length > 0, so a chunked POST reaches the
+// handler empty and would be answered with a misleading parse error. Such a POST (length unknown, or no
+// Content-Length at all) is answered 411 here instead: problem+json when problem is true, otherwise plain text for
+// clients that do not read JSON (SCEP, OCSP). An explicit Content-Length: 0 is left to the handler's own error.
+func RequireLength(problem bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.ContentLength > 0 ||
+			(r.ContentLength == 0 && r.Header.Get("Content-Length") != "") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if problem {
+			WriteProblem(w, r, &Problem{Status: http.StatusLengthRequired, Code: "length_required",
+				Detail: LengthRequiredDetail})
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusLengthRequired)
+		_, _ = io.WriteString(w, "411 Length Required: "+LengthRequiredDetail+"\n")
+	})
+}

@@ -122,3 +122,47 @@ func TestUnavailable(t *testing.T) {
 		}
 	}
 }
+
+// TestRequireLength: a POST without a declared length is answered 411 before the handler sees an empty body.
+func TestRequireLength(t *testing.T) {
+	reached := false
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached = true })
+	for _, tc := range []struct {
+		name   string
+		method string
+		length int64
+		header string
+		want   bool // reaches the handler
+	}{
+		{"declared length", http.MethodPost, 10, "10", true},
+		{"explicit zero", http.MethodPost, 0, "0", true},
+		{"chunked", http.MethodPost, -1, "", false},
+		{"no length at all", http.MethodPost, 0, "", false},
+		{"GET", http.MethodGet, 0, "", true},
+	} {
+		for _, problem := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/problem=%t", tc.name, problem), func(t *testing.T) {
+				reached = false
+				r := httptest.NewRequest(tc.method, "/api/csr", strings.NewReader(""))
+				r.ContentLength = tc.length
+				r.Header.Del("Content-Length")
+				if tc.header != "" {
+					r.Header.Set("Content-Length", tc.header)
+				}
+				w := httptest.NewRecorder()
+				RequireLength(problem, next).ServeHTTP(w, r)
+				if reached != tc.want {
+					t.Fatalf("reached handler = %t, want %t", reached, tc.want)
+				}
+				if tc.want {
+					return
+				}
+				ct := w.Header().Get("Content-Type")
+				if w.Code != http.StatusLengthRequired || !strings.Contains(w.Body.String(), "Content-Length") ||
+					(problem != (ct == "application/problem+json")) {
+					t.Fatalf("got %d %s %q", w.Code, ct, w.Body.String())
+				}
+			})
+		}
+	}
+}
