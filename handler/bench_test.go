@@ -441,19 +441,14 @@ func (s *benchTimedStore) Get(ctx context.Context, serial string) (*store.Record
 	return s.Store.Get(ctx, serial)
 }
 
-func (s *benchTimedStore) Claim(ctx context.Context, key, serial string) (store.Binding, error) {
+func (s *benchTimedStore) InsertBound(ctx context.Context, key string, prev *store.Binding, r *store.Record) (store.Binding, error) {
 	defer s.time(time.Now())
-	return s.Store.Claim(ctx, key, serial)
+	return s.Store.InsertBound(ctx, key, prev, r)
 }
 
 func (s *benchTimedStore) Lookup(ctx context.Context, key string) (store.Binding, error) {
 	defer s.time(time.Now())
 	return s.Store.Lookup(ctx, key)
-}
-
-func (s *benchTimedStore) Rebind(ctx context.Context, bd store.Binding, serial string) (store.Binding, error) {
-	defer s.time(time.Now())
-	return s.Store.Rebind(ctx, bd, serial)
 }
 
 // scepRequests builds n enrollments on an endpoint of the azure environment.

@@ -338,8 +338,8 @@ func recordFor(t *testing.T, st store.Store, endpoint, txID string) *store.Recor
 	return rec
 }
 
-// noRecordFor asserts that no certificate record exists for a transaction. (Its idempotency key may be claimed:
-// the claim precedes the pending record, and a retry adopts a claim that has no record.)
+// noRecordFor asserts that no certificate record exists for a transaction. (A binding without its record is
+// tolerated: older versions wrote the claim before the record, and issuance takes such a binding over.)
 func noRecordFor(t *testing.T, st store.Store, endpoint, txID string) {
 	t.Helper()
 	b, err := st.Lookup(context.Background(), "scep|"+endpoint+"|"+txID)

@@ -741,7 +741,7 @@ func TestIntuneFailureAfterValidation(t *testing.T) {
 			fs = storetest.NewFaultStore(st)
 			return fs
 		}})
-		fs.FailMethod(storetest.MethodInsert, nil)
+		fs.FailMethod(storetest.MethodInsertBound, nil)
 		a := s.enroll(t, testca.CSROptions{Subject: pkix.Name{CommonName: "store-failure-device"}}, intunefake.Challenge{})
 		if a.resp.StatusCode != http.StatusServiceUnavailable || a.resp.Header.Get("Retry-After") == "" {
 			t.Fatalf("enrollment with the store down = %d Retry-After %q, want 503", a.resp.StatusCode, a.resp.Header.Get("Retry-After"))

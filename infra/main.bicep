@@ -158,7 +158,6 @@ var staticChallengeSecretName = 'azscep-scep-static-challenge'
 // Must match the table suffixes of internal/store/tables (checked by internal/config/deploy_test.go).
 var tableSuffixes = [
   'certs'
-  'index'
   'revoked'
   'meta'
   'revreq'

@@ -944,7 +944,7 @@ func TestDeployStorageAndKeyVault(t *testing.T) {
 		}
 		got = append(got, lit)
 	}
-	want := []string{tables.TableCerts, tables.TableIndex, tables.TableRevoked, tables.TableMeta, tables.TableRevReq,
+	want := []string{tables.TableCerts, tables.TableRevoked, tables.TableMeta, tables.TableRevReq,
 		tables.TableRuns}
 	sort.Strings(got)
 	sort.Strings(want)

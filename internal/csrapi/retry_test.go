@@ -178,6 +178,13 @@ func (f *faultStore) Insert(ctx context.Context, r *store.Record) error {
 	return f.Store.Insert(ctx, r)
 }
 
+func (f *faultStore) InsertBound(ctx context.Context, key string, prev *store.Binding, r *store.Record) (store.Binding, error) {
+	if f.down.Load() {
+		return store.Binding{}, f.err("insert bound")
+	}
+	return f.Store.InsertBound(ctx, key, prev, r)
+}
+
 func (f *faultStore) Lookup(ctx context.Context, key string) (store.Binding, error) {
 	if f.down.Load() {
 		return store.Binding{}, f.err("lookup")

@@ -3,9 +3,10 @@
 //
 //  1. build the certificate from the profile and the policy-checked request, with a fresh 128-bit serial;
 //  2. lint it, signed with a throwaway key (the planned certificate);
-//  3. claim the idempotency key (SCEP transaction ID or REST retry key) for the serial — replays and
-//     concurrent duplicates stop here;
-//  4. insert a pending record carrying the planned certificate — a serial collision fails the insert;
+//  3. claim the idempotency key (SCEP transaction ID or REST retry key) for the serial and
+//  4. insert a pending record carrying the planned certificate, both in one atomic store write (one Table
+//     Storage entity-group transaction: the serial carries the key's partition) — replays and concurrent
+//     duplicates stop here, and a serial collision fails the insert;
 //  5. sign with the CA key (one Key Vault operation), verify the signature and that the signed TBS equals the
 //     linted TBS;
 //  6. move the record to issued (ETag-conditioned), with the certificate;
@@ -189,7 +190,7 @@ func (i *Issuer) Replay(ctx context.Context, key string, pub crypto.PublicKey, w
 	}
 	rec, err := i.store.Get(ctx, b.Serial)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil // claimed but not recorded (yet): Issue adopts the claim and the insert decides
+		return nil, nil // a binding without its record (older versions wrote them apart): Issue takes it over
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading record %s: %w", b.Serial, err)
@@ -246,51 +247,53 @@ func (i *Issuer) issue(ctx context.Context, req *Request) (*Result, error) {
 	}
 	now := i.now()
 
-	serial, err := newSerial()
+	serial, err := newSerial(req.Key)
 	if err != nil {
 		return nil, err
 	}
 	var tmpl *x509.Certificate
 	var rec *store.Record
+	var prev *store.Binding // the earlier attempt's binding this request takes the key over from
 	for attempt := 0; ; attempt++ {
 		if attempt == 5 {
 			return nil, ErrInProgress // the key keeps moving under us: other requests are working on it
 		}
 		// Steps 1–2: template from the profile, linted with the throwaway key.
-		if tmpl, rec, err = i.prepare(linter, req, serial, now); err != nil {
-			return nil, err
-		}
-		// Step 3: claim the idempotency key for the serial. Replays and concurrent duplicates stop here, before
-		// any record is written. A claim whose pending record was never written (its request died between the
-		// two writes) is adopted: this request uses that serial, and the insert below decides who goes on.
-		if req.Key != "" {
-			res, adopt, err := i.claim(ctx, req, rec.Serial)
-			if res != nil || err != nil {
-				return res, err
-			}
-			if adopt != "" && adopt != rec.Serial {
-				if serial, err = store.ParseSerial(adopt); err != nil {
-					return nil, fmt.Errorf("idempotency key bound to a malformed serial: %w", err)
-				}
-				continue
+		if rec == nil || rec.Serial != store.SerialString(serial) {
+			if tmpl, rec, err = i.prepare(linter, req, serial, now); err != nil {
+				return nil, err
 			}
 		}
-		// Step 4: the pending record, committed before the signature. An insert, never an upsert: the serial's
-		// uniqueness in the store is what makes only one request sign for an adopted claim.
-		err = i.store.Insert(ctx, rec)
+		// Steps 3–4: the pending record, committed before the signature; an insert, never an upsert. With an
+		// idempotency key, the key's claim commits in the same write, so replays and concurrent duplicates stop
+		// here, before anything is signed, and no claim is ever without its record.
+		var b store.Binding
+		if req.Key == "" {
+			err = i.store.Insert(ctx, rec)
+		} else {
+			b, err = i.store.InsertBound(ctx, req.Key, prev, rec)
+		}
 		if err == nil {
 			break
 		}
-		if errors.Is(err, store.ErrExists) && attempt < 3 {
-			if req.Key == "" {
-				serial, err = newSerial() // a 2^-128 collision
-				if err != nil {
-					return nil, err
-				}
+		switch {
+		case errors.Is(err, store.ErrExists) && b.Serial == "":
+			// A 2^-120 serial collision: nothing was written, try another serial.
+			if serial, err = newSerial(req.Key); err != nil {
+				return nil, err
 			}
-			continue // with a key: the claim now finds the record that won and resolves against it
+		case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict) && b.Serial != "":
+			// The key is bound to an earlier attempt: replay it, refuse, or take the key over from it.
+			res, err := i.resolve(ctx, req, b)
+			if res != nil || err != nil {
+				return res, err
+			}
+			prev = &b
+		case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound) && prev != nil:
+			prev = nil // the binding moved under us: look again
+		default:
+			return nil, fmt.Errorf("inserting pending record: %w", err)
 		}
-		return nil, fmt.Errorf("inserting pending record: %w", err)
 	}
 
 	// Step 5: the one CA-key operation.
@@ -346,37 +349,20 @@ func (i *Issuer) issue(ctx context.Context, req *Request) (*Result, error) {
 	return &Result{Cert: cert, Record: rec}, nil
 }
 
-// claim binds the idempotency key to serial. If the key is bound already it resolves against the earlier
-// attempt: a replay (non-nil Result), ErrKeyMismatch, ErrInProgress, ErrRevoked or ErrWithheld; or, when the
-// earlier attempt was abandoned, stale or outside the replay window, it takes the key over. When the key is bound
-// to a serial that has no record yet, it returns that serial to adopt.
-func (i *Issuer) claim(ctx context.Context, req *Request, serial string) (*Result, string, error) {
-	for attempt := 0; attempt < 3; attempt++ {
-		b, err := i.store.Claim(ctx, req.Key, serial)
-		if err == nil {
-			return nil, "", nil
-		}
-		if !errors.Is(err, store.ErrExists) {
-			return nil, "", fmt.Errorf("claiming idempotency key: %w", err)
-		}
-		prev, err := i.store.Get(ctx, b.Serial)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			return nil, b.Serial, nil // claimed, never recorded: adopt (or our own earlier claim)
-		case err != nil:
-			return nil, "", fmt.Errorf("reading record bound to the idempotency key: %w", err)
-		}
-		if res, rerr := i.replayRecord(prev, req.Checked.PublicKey, req.ReplayWindow); res != nil || rerr != nil {
-			return res, "", rerr
-		}
-		// The earlier attempt is abandoned, stale or outside the window: take the key over.
-		if _, err := i.store.Rebind(ctx, b, serial); err == nil {
-			return nil, "", nil
-		} else if !errors.Is(err, store.ErrConflict) {
-			return nil, "", fmt.Errorf("rebinding idempotency key: %w", err)
-		}
+// resolve decides what a request does about the earlier attempt its idempotency key is bound to: a replay
+// (non-nil Result), ErrKeyMismatch, ErrInProgress, ErrRevoked or ErrWithheld; or (nil, nil) when the earlier
+// attempt was abandoned, is stale or outside the replay window, and the key may be taken over.
+func (i *Issuer) resolve(ctx context.Context, req *Request, b store.Binding) (*Result, error) {
+	prev, err := i.store.Get(ctx, b.Serial)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		// A binding without its record cannot be written any more (they commit together); one left by an
+		// older version is taken over, conditioned on its ETag, so only one request proceeds.
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading record bound to the idempotency key: %w", err)
 	}
-	return nil, "", ErrInProgress
+	return i.replayRecord(prev, req.Checked.PublicKey, req.ReplayWindow)
 }
 
 func (i *Issuer) abandon(rec *store.Record, note string) {

@@ -413,12 +413,9 @@ func TestStalePendingIsTakenOver(t *testing.T) {
 	f.iss.now = func() time.Time { return now }
 	ctx := context.Background()
 	// A crashed attempt: pending record bound to the key, never signed.
-	crashed := &store.Record{Serial: "5C01", Status: store.StatusPending, PublicKey: PublicKeyHash(leafKey.Public()),
-		Created: now, Updated: now}
-	if err := f.st.Insert(ctx, crashed); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.st.Claim(ctx, "tx-stale", "5C01"); err != nil {
+	crashed := &store.Record{Serial: storetest.SerialFor("tx-stale"), Status: store.StatusPending,
+		PublicKey: PublicKeyHash(leafKey.Public()), Created: now, Updated: now}
+	if _, err := f.st.InsertBound(ctx, "tx-stale", nil, crashed); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.iss.Issue(ctx, f.request(t, nil, "stale", "tx-stale")); !errors.Is(err, ErrInProgress) {
@@ -466,36 +463,82 @@ func BenchmarkIssue(b *testing.B) {
 	}
 }
 
-// TestClaimWithoutRecordIsAdopted: a request that died between claiming its key and writing its pending record
-// leaves a claim with no record; the retry adopts that serial, and only one request can then insert (and sign) it.
-func TestClaimWithoutRecordIsAdopted(t *testing.T) {
-	f := newFixture(t, nil)
+// TestFreshIssuanceTwoRoundTrips: a fresh issuance costs two store round trips, with or without an idempotency
+// key: the pending record (with the key's claim in the same write), then the issued update. Nothing is read.
+func TestFreshIssuanceTwoRoundTrips(t *testing.T) {
+	for _, key := range []string{"tx-fresh", ""} {
+		fs := storetest.NewFaultStore(memstore.New())
+		f := newFixture(t, fs)
+		f.signer.st = fs.Inner() // the audit's own read is not the issuer's
+		if _, err := f.iss.Issue(context.Background(), f.request(t, nil, "fresh", key)); err != nil {
+			t.Fatal(err)
+		}
+		write := storetest.MethodInsertBound
+		if key == "" {
+			write = storetest.MethodInsert
+		}
+		if fs.TotalCalls() != 2 || fs.Calls(write) != 1 || fs.Calls(storetest.MethodUpdate) != 1 {
+			t.Errorf("key %q: %d store calls (%s %d, Update %d), want 2: one %s and one Update", key,
+				fs.TotalCalls(), write, fs.Calls(write), fs.Calls(storetest.MethodUpdate), write)
+		}
+	}
+}
+
+// TestClaimAndRecordCommitTogether: the key's claim and the pending record are one write. When it fails nothing
+// is bound and nothing signed; when it committed but the answer was lost, the retry finds the bound pending
+// record (in progress) and does not sign a second time.
+func TestClaimAndRecordCommitTogether(t *testing.T) {
 	ctx := context.Background()
-	n1, _ := newSerial()
-	n2, _ := newSerial()
-	orphan, raced := store.SerialString(n1), store.SerialString(n2)
-	if _, err := f.st.Claim(ctx, "tx-orphan", orphan); err != nil {
+	fs := storetest.NewFaultStore(memstore.New())
+	f := newFixture(t, fs)
+	fs.Inject(storetest.Fault{Method: storetest.MethodInsertBound, Nth: 1})
+	if _, err := f.iss.Issue(ctx, f.request(t, nil, "lost", "tx-lost")); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("Issue with the write failing = %v, want ErrUnavailable", err)
+	}
+	if b, err := fs.Inner().Lookup(ctx, "tx-lost"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a failed write bound the key: %+v, %v", b, err)
+	}
+	if page, _, _ := fs.Inner().Search(ctx, store.Query{}); len(page) != 0 {
+		t.Fatalf("a failed write left %d records", len(page))
+	}
+	fs.Inject(storetest.Fault{Method: storetest.MethodInsertBound, Nth: 1, Commit: true})
+	if _, err := f.iss.Issue(ctx, f.request(t, nil, "lost", "tx-lost")); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("Issue with the answer lost = %v, want ErrUnavailable", err)
+	}
+	b, err := fs.Inner().Lookup(ctx, "tx-lost")
+	if err != nil {
+		t.Fatalf("the committed write did not bind the key: %v", err)
+	}
+	if rec, err := fs.Inner().Get(ctx, b.Serial); err != nil || rec.Status != store.StatusPending {
+		t.Fatalf("the key is bound without its pending record: %+v, %v", rec, err)
+	}
+	if _, err := f.iss.Issue(ctx, f.request(t, nil, "lost", "tx-lost")); !errors.Is(err, ErrInProgress) {
+		t.Fatalf("retry = %v, want ErrInProgress", err)
+	}
+	if n := f.signer.signs.Load(); n != 0 {
+		t.Fatalf("signatures = %d, want 0", n)
+	}
+}
+
+// TestBindingWithoutRecordIsTakenOver: older versions claimed the key and inserted the record in two writes, so a
+// binding can point to a record that was never written. A new request takes the key over (conditioned on the
+// binding's ETag) and signs once.
+func TestBindingWithoutRecordIsTakenOver(t *testing.T) {
+	ctx := context.Background()
+	fs := storetest.NewFaultStore(memstore.New())
+	f := newFixture(t, fs)
+	orphan := &store.Record{Serial: storetest.SerialFor("tx-orphan"), Status: store.StatusPending}
+	if _, err := fs.Inner().InsertBound(ctx, "tx-orphan", nil, orphan); err != nil {
 		t.Fatal(err)
 	}
+	// The binding's record reads as missing, as an orphaned claim's would.
+	fs.Inject(storetest.Fault{Method: storetest.MethodGet, Nth: 1, Err: store.ErrNotFound})
 	res, err := f.iss.Issue(ctx, f.request(t, nil, "orphan", "tx-orphan"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Record.Serial != orphan {
-		t.Fatalf("serial %s, want the adopted %s", res.Record.Serial, orphan)
-	}
-	// Had another process inserted the adopted serial first, this request must not sign: the insert refuses it
-	// and the claim then resolves against the winner (pending and fresh: in progress).
-	if _, err := f.st.Claim(ctx, "tx-race", raced); err != nil {
-		t.Fatal(err)
-	}
-	winner := &store.Record{Serial: raced, Status: store.StatusPending, PublicKey: PublicKeyHash(leafKey.Public()),
-		PlannedDER: res.Record.PlannedDER, Created: time.Now(), Updated: time.Now()}
-	if err := f.st.Insert(ctx, winner); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.iss.Issue(ctx, f.request(t, nil, "race", "tx-race")); !errors.Is(err, ErrInProgress) {
-		t.Fatalf("err = %v, want ErrInProgress", err)
+	if b, _ := fs.Inner().Lookup(ctx, "tx-orphan"); b.Serial != res.Record.Serial || res.Record.Serial == orphan.Serial {
+		t.Fatalf("key bound to %s, issued %s (orphan %s)", b.Serial, res.Record.Serial, orphan.Serial)
 	}
 	if n := f.signer.signs.Load(); n != 1 {
 		t.Fatalf("signatures = %d, want 1", n)

@@ -154,7 +154,7 @@ func TestIntuneFailureNotification(t *testing.T) {
 	boom := errors.New("table rejected the entity")
 	e := intuneEnv(t, f, func(s store.Store) store.Store {
 		fs := storetest.NewFaultStore(s)
-		fs.Inject(storetest.Fault{Method: storetest.MethodInsert, Err: boom})
+		fs.Inject(storetest.Fault{Method: storetest.MethodInsertBound, Err: boom})
 		return fs
 	})
 	_, _, req := intuneRequest(t, e, 0)

@@ -270,8 +270,7 @@ func TestStoreUnavailable(t *testing.T) {
 		wantPending int // records left pending (signed, outcome unrecorded) — resolvable by serial later
 	}{
 		{"every write fails", storetest.Fault{}, 0},
-		{"idempotency claim fails", storetest.Fault{Method: storetest.MethodClaim}, 0},
-		{"pending insert fails", storetest.Fault{Method: storetest.MethodInsert}, 0},
+		{"pending record with its idempotency claim fails", storetest.Fault{Method: storetest.MethodInsertBound}, 0},
 		{"issued-record write fails after signing", storetest.Fault{Method: storetest.MethodUpdate, Nth: 1}, 1},
 	}
 	for _, tc := range cases {

@@ -10,9 +10,11 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math/big"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -129,15 +131,39 @@ type Query struct {
 	Continuation string
 }
 
-// Index maps idempotency keys (SCEP transaction IDs per endpoint, REST retry keys) to serials.
+// Index maps idempotency keys (SCEP transaction IDs per endpoint, REST retry keys) to serials. A key is only ever
+// bound together with the pending record it points to, in one atomic write, so a binding always has its record.
 type Index interface {
-	// Claim binds key to serial if key is unbound. If key is already bound it returns ErrExists and the
-	// current binding (serial and ETag) so the caller can decide whether to replay or to rebind.
-	Claim(ctx context.Context, key, serial string) (Binding, error)
+	// InsertBound inserts the pending record r and binds key to r.Serial in one atomic write: both commit or
+	// neither does (in Table Storage one entity-group transaction, which is why r.Serial must lie in key's
+	// partition: see SerialPartition and KeyPartition). With prev nil the key must be unbound; a bound key gives
+	// ErrExists and the current binding, and nothing is written. With prev set the binding moves from prev.Serial
+	// to r.Serial if it is still at prev.ETag (ErrConflict otherwise; ErrNotFound if the key was never bound). A
+	// record that exists already with r.Serial gives ErrExists and a zero Binding. On success r.Created (when
+	// zero), r.Updated and r.ETag are set as by Insert.
+	InsertBound(ctx context.Context, key string, prev *Binding, r *Record) (Binding, error)
 	// Lookup returns the current binding of key, or ErrNotFound.
 	Lookup(ctx context.Context, key string) (Binding, error)
-	// Rebind moves key to a new serial if the binding is still at b.ETag (the old record was abandoned).
-	Rebind(ctx context.Context, b Binding, serial string) (Binding, error)
+}
+
+// KeyPartition is the partition an idempotency key's binding lives in: the first byte of SHA-256(key). A record
+// bound to the key must be in the same partition, so issuance gives its serial this low-order byte.
+func KeyPartition(key string) byte {
+	h := sha256.Sum256([]byte(key))
+	return h[0]
+}
+
+// SerialPartition is the partition a record lives in: the serial's low-order byte. The serial must be canonical
+// (NormalizeSerial); ok is false otherwise.
+func SerialPartition(serial string) (p byte, ok bool) {
+	if serial == "" || NormalizeSerial(serial) != serial {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(serial[max(0, len(serial)-2):], 16, 8)
+	if err != nil {
+		return 0, false
+	}
+	return byte(v), true
 }
 
 // Binding is the state of one idempotency key.

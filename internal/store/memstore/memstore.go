@@ -404,23 +404,46 @@ func checkSerial(serial string) error {
 	return nil
 }
 
-// Claim implements store.Index.
-func (s *Store) Claim(ctx context.Context, key, serial string) (store.Binding, error) {
-	if err := ctxErr(ctx, "claiming key"); err != nil {
+// InsertBound implements store.Index: the record and the binding are written under one lock, so both or
+// neither are visible. The partition rule of the Table Storage store is enforced here too, so that tests on this
+// store catch a serial outside its key's partition.
+func (s *Store) InsertBound(ctx context.Context, key string, prev *store.Binding, r *store.Record) (store.Binding, error) {
+	if err := ctxErr(ctx, "binding key"); err != nil {
 		return store.Binding{}, err
 	}
 	if err := checkKey(key); err != nil {
-		return store.Binding{}, fmt.Errorf("memstore: claiming key: %w", err)
+		return store.Binding{}, fmt.Errorf("memstore: binding key: %w", err)
 	}
-	if err := checkSerial(serial); err != nil {
-		return store.Binding{}, fmt.Errorf("memstore: claiming key: %w", err)
+	if err := checkRecord(r); err != nil {
+		return store.Binding{}, fmt.Errorf("memstore: binding key: %w", err)
+	}
+	if p, _ := store.SerialPartition(r.Serial); p != store.KeyPartition(key) {
+		return store.Binding{}, fmt.Errorf("memstore: binding key: serial %s is not in the key's partition", r.Serial)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if b, ok := s.index[key]; ok {
-		return b, fmt.Errorf("memstore: claiming key: bound to %s: %w", b.Serial, store.ErrExists)
+	cur, bound := s.index[key]
+	switch {
+	case prev == nil && bound:
+		return cur, fmt.Errorf("memstore: binding key: bound to %s: %w", cur.Serial, store.ErrExists)
+	case prev != nil && !bound:
+		return store.Binding{}, fmt.Errorf("memstore: rebinding key: %w", store.ErrNotFound)
+	case prev != nil && (prev.ETag == "" || cur.ETag != prev.ETag):
+		return cur, fmt.Errorf("memstore: rebinding key: %w", store.ErrConflict)
 	}
-	b := store.Binding{Key: key, Serial: serial, Created: s.stamp(), ETag: s.nextETag()}
+	if _, ok := s.certs[r.Serial]; ok {
+		return store.Binding{}, fmt.Errorf("memstore: inserting record %s: %w", r.Serial, store.ErrExists)
+	}
+	now := s.stamp()
+	c := copyRecord(r)
+	if c.Created.IsZero() {
+		c.Created = now
+	}
+	c.Updated = now
+	c.ETag = s.nextETag()
+	s.certs[c.Serial] = c
+	r.Created, r.Updated, r.ETag = c.Created, c.Updated, c.ETag
+	b := store.Binding{Key: key, Serial: r.Serial, Created: now, ETag: s.nextETag()}
 	s.index[key] = b
 	return b, nil
 }
@@ -437,32 +460,6 @@ func (s *Store) Lookup(ctx context.Context, key string) (store.Binding, error) {
 		return store.Binding{}, fmt.Errorf("memstore: looking up key: %w", store.ErrNotFound)
 	}
 	return b, nil
-}
-
-// Rebind implements store.Index. The binding's Created becomes the time of the rebind; a key that was never
-// bound gives ErrNotFound.
-func (s *Store) Rebind(ctx context.Context, b store.Binding, serial string) (store.Binding, error) {
-	if err := ctxErr(ctx, "rebinding key"); err != nil {
-		return store.Binding{}, err
-	}
-	if err := checkKey(b.Key); err != nil {
-		return store.Binding{}, fmt.Errorf("memstore: rebinding key: %w", err)
-	}
-	if err := checkSerial(serial); err != nil {
-		return store.Binding{}, fmt.Errorf("memstore: rebinding key: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur, ok := s.index[b.Key]
-	if !ok {
-		return store.Binding{}, fmt.Errorf("memstore: rebinding key: %w", store.ErrNotFound)
-	}
-	if b.ETag == "" || cur.ETag != b.ETag {
-		return store.Binding{}, fmt.Errorf("memstore: rebinding key: %w", store.ErrConflict)
-	}
-	nb := store.Binding{Key: b.Key, Serial: serial, Created: s.stamp(), ETag: s.nextETag()}
-	s.index[b.Key] = nb
-	return nb, nil
 }
 
 // AddRevoked implements store.Revocations.

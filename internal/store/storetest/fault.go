@@ -17,9 +17,8 @@ const (
 	MethodGet               = "Get"
 	MethodSearch            = "Search"
 	MethodPending           = "Pending"
-	MethodClaim             = "Claim"
+	MethodInsertBound       = "InsertBound"
 	MethodLookup            = "Lookup"
-	MethodRebind            = "Rebind"
 	MethodAddRevoked        = "AddRevoked"
 	MethodListRevoked       = "ListRevoked"
 	MethodGetMeta           = "GetMeta"
@@ -34,12 +33,12 @@ const (
 
 // WriteMethods are the methods that change the store; a Fault with an empty Method matches exactly these.
 var WriteMethods = []string{
-	MethodInsert, MethodUpdate, MethodClaim, MethodRebind, MethodAddRevoked, MethodPutMeta,
+	MethodInsert, MethodUpdate, MethodInsertBound, MethodAddRevoked, MethodPutMeta,
 	MethodEnqueueRevocation, MethodUpdateRevocation, MethodRecordRun,
 }
 
 var allMethods = []string{
-	MethodInsert, MethodUpdate, MethodGet, MethodSearch, MethodPending, MethodClaim, MethodLookup, MethodRebind,
+	MethodInsert, MethodUpdate, MethodGet, MethodSearch, MethodPending, MethodInsertBound, MethodLookup,
 	MethodAddRevoked, MethodListRevoked, MethodGetMeta, MethodPutMeta, MethodEnqueueRevocation,
 	MethodUpdateRevocation, MethodOpenRevocations, MethodRecordRun, MethodRuns, MethodPing,
 }
@@ -125,6 +124,17 @@ func (f *FaultStore) Calls(method string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.calls[method]
+}
+
+// TotalCalls reports how many calls of any method were made (including failed ones): the store round trips.
+func (f *FaultStore) TotalCalls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.calls {
+		n += c
+	}
+	return n
 }
 
 // Writes reports how many write calls were made (including failed ones).
@@ -224,16 +234,12 @@ func (f *FaultStore) Pending(ctx context.Context, before time.Time) (rs []*store
 	return rs, nil
 }
 
-// Claim implements store.Store. An injected fault returns a zero Binding.
-func (f *FaultStore) Claim(ctx context.Context, key, serial string) (b store.Binding, err error) {
-	ft := f.enter(MethodClaim)
-	if ft == nil {
-		return f.inner.Claim(ctx, key, serial)
-	}
-	if ft.Commit {
-		_, _ = f.inner.Claim(ctx, key, serial)
-	}
-	return store.Binding{}, injected(MethodClaim, ft)
+// InsertBound implements store.Store. An injected fault returns a zero Binding; a committed one writes on a
+// copy of the record, so the caller sees no new ETag.
+func (f *FaultStore) InsertBound(ctx context.Context, key string, prev *store.Binding, r *store.Record) (b store.Binding, err error) {
+	err = f.do(MethodInsertBound, func() error { b, err = f.inner.InsertBound(ctx, key, prev, r); return err },
+		func() error { c := *r; _, err := f.inner.InsertBound(ctx, key, prev, &c); return err })
+	return b, err
 }
 
 // Lookup implements store.Store.
@@ -243,15 +249,6 @@ func (f *FaultStore) Lookup(ctx context.Context, key string) (b store.Binding, e
 		return store.Binding{}, err
 	}
 	return b, nil
-}
-
-// Rebind implements store.Store.
-func (f *FaultStore) Rebind(ctx context.Context, b store.Binding, serial string) (nb store.Binding, err error) {
-	err = f.do(MethodRebind, func() error { nb, err = f.inner.Rebind(ctx, b, serial); return err }, nil)
-	if err != nil {
-		return store.Binding{}, err
-	}
-	return nb, nil
 }
 
 // AddRevoked implements store.Store.

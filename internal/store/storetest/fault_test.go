@@ -28,17 +28,18 @@ func TestFailNthWrite(t *testing.T) {
 	if _, err := f.Lookup(ctx, "k"); !errors.Is(err, store.ErrNotFound) { // reads do not count
 		t.Fatalf("Lookup = %v", err)
 	}
-	if _, err := f.Claim(ctx, "k", r.Serial); !errors.Is(err, boom) {
+	bound := &store.Record{Serial: storetest.SerialFor("k"), Status: store.StatusPending}
+	if _, err := f.InsertBound(ctx, "k", nil, bound); !errors.Is(err, boom) {
 		t.Fatalf("write 2 = %v, want the injected error", err)
 	}
 	if _, err := f.Inner().Lookup(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("failed write reached the store: %v", err)
 	}
-	if _, err := f.Claim(ctx, "k", r.Serial); err != nil {
+	if _, err := f.InsertBound(ctx, "k", nil, bound); err != nil {
 		t.Fatalf("write 3: %v", err)
 	}
-	if f.Writes() != 3 || f.Calls(storetest.MethodClaim) != 2 || f.Calls(storetest.MethodLookup) != 1 {
-		t.Errorf("counts: writes %d claims %d lookups %d", f.Writes(), f.Calls(storetest.MethodClaim), f.Calls(storetest.MethodLookup))
+	if f.Writes() != 3 || f.Calls(storetest.MethodInsertBound) != 2 || f.Calls(storetest.MethodLookup) != 1 {
+		t.Errorf("counts: writes %d InsertBound %d lookups %d", f.Writes(), f.Calls(storetest.MethodInsertBound), f.Calls(storetest.MethodLookup))
 	}
 }
 

@@ -44,9 +44,10 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"SearchPagination", testSearchPagination},
 		{"SearchDefaultLimit", testSearchDefaultLimit},
 		{"SearchBadToken", testSearchBadToken},
-		{"IndexClaimLookup", testIndexClaimLookup},
+		{"IndexBindLookup", testIndexBindLookup},
+		{"IndexBindSerialCollision", testIndexBindSerialCollision},
 		{"IndexRebind", testIndexRebind},
-		{"IndexClaimRace", testIndexClaimRace},
+		{"IndexBindRace", testIndexBindRace},
 		{"IndexRebindRace", testIndexRebindRace},
 		{"Revoked", testRevoked},
 		{"Meta", testMeta},
@@ -68,6 +69,16 @@ func NewSerial() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	b[0] |= 0x10
+	return store.SerialString(new(big.Int).SetBytes(b))
+}
+
+// SerialFor returns a random canonical serial in key's partition (store.KeyPartition), as store.InsertBound
+// requires of the record bound to key.
+func SerialFor(key string) string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	b[0] |= 0x10
+	b[15] = store.KeyPartition(key)
 	return store.SerialString(new(big.Int).SetBytes(b))
 }
 
@@ -589,109 +600,161 @@ func testSearchBadToken(t *testing.T, s store.Store) {
 	}
 }
 
-func testIndexClaimLookup(t *testing.T, s store.Store) {
+// pendingFor is a pending record whose serial lies in key's partition, as InsertBound requires.
+func pendingFor(key string) *store.Record {
+	return &store.Record{Serial: SerialFor(key), Status: store.StatusPending, PublicKey: "pk"}
+}
+
+// mustBeAbsent fails the test if a record with serial exists: a refused InsertBound must write nothing.
+func mustBeAbsent(t *testing.T, s store.Store, serial, why string) {
+	t.Helper()
+	if r, err := s.Get(t.Context(), serial); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("%s: record %s = %+v, %v; want ErrNotFound (nothing written)", why, serial, r, err)
+	}
+}
+
+func testIndexBindLookup(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	for _, key := range []string{"scep/ep1/0123456789ABCDEF", "api/o'brien/#1?/\\x", "ключ", strings.Repeat("k", 1500)} {
-		serial, other := NewSerial(), NewSerial()
 		if _, err := s.Lookup(ctx, key); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("Lookup of unbound key = %v, want ErrNotFound", err)
 		}
-		b, err := s.Claim(ctx, key, serial)
+		r := pendingFor(key)
+		b, err := s.InsertBound(ctx, key, nil, r)
 		if err != nil {
-			t.Fatalf("Claim(%.20q): %v", key, err)
+			t.Fatalf("InsertBound(%.20q): %v", key, err)
 		}
-		if b.Key != key || b.Serial != serial || b.ETag == "" || b.Created.IsZero() {
-			t.Errorf("Claim binding = %+v", b)
+		if b.Key != key || b.Serial != r.Serial || b.ETag == "" || b.Created.IsZero() || r.ETag == "" || r.Created.IsZero() {
+			t.Errorf("InsertBound binding = %+v, record ETag %q created %v", b, r.ETag, r.Created)
 		}
 		got, err := s.Lookup(ctx, key)
-		if err != nil || got.Serial != serial || got.ETag != b.ETag || got.Key != key || !got.Created.Equal(b.Created) {
+		if err != nil || got.Serial != r.Serial || got.ETag != b.ETag || got.Key != key || !got.Created.Equal(b.Created) {
 			t.Errorf("Lookup = %+v, %v; want %+v", got, err, b)
 		}
-		again, err := s.Claim(ctx, key, other)
+		if rec, err := s.Get(ctx, r.Serial); err != nil || rec.Status != store.StatusPending || rec.ETag != r.ETag {
+			t.Errorf("Get of the bound record = %+v, %v; want pending at %q", rec, err, r.ETag)
+		}
+		other := pendingFor(key)
+		again, err := s.InsertBound(ctx, key, nil, other)
 		if !errors.Is(err, store.ErrExists) {
-			t.Errorf("second Claim = %v, want ErrExists", err)
+			t.Errorf("second InsertBound = %v, want ErrExists", err)
 		}
-		if again.Serial != serial || again.ETag != b.ETag {
-			t.Errorf("second Claim returned binding %+v, want the first %+v", again, b)
+		if again.Serial != r.Serial || again.ETag != b.ETag {
+			t.Errorf("second InsertBound returned binding %+v, want the first %+v", again, b)
 		}
+		mustBeAbsent(t, s, other.Serial, "InsertBound of a bound key")
 	}
-	if _, err := s.Claim(ctx, "", NewSerial()); err == nil {
-		t.Error("Claim of an empty key succeeded")
+	if _, err := s.InsertBound(ctx, "", nil, pendingFor("")); err == nil {
+		t.Error("InsertBound of an empty key succeeded")
+	}
+	// A serial outside the key's partition cannot share a transaction with the binding.
+	r := pendingFor("elsewhere")
+	if _, err := s.InsertBound(ctx, "here", nil, r); err == nil || errors.Is(err, store.ErrExists) {
+		t.Errorf("InsertBound with a serial outside the key's partition = %v, want a plain error", err)
+	}
+	mustBeAbsent(t, s, r.Serial, "InsertBound outside the partition")
+	if _, err := s.Lookup(ctx, "here"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Lookup after the refused InsertBound = %v, want ErrNotFound", err)
+	}
+}
+
+func testIndexBindSerialCollision(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	first := pendingFor("collide")
+	mustInsert(t, s, first)
+	dup := &store.Record{Serial: first.Serial, Status: store.StatusPending, PublicKey: "other"}
+	b, err := s.InsertBound(ctx, "collide", nil, dup)
+	if !errors.Is(err, store.ErrExists) || b != (store.Binding{}) {
+		t.Errorf("InsertBound onto an existing serial = %+v, %v; want a zero binding and ErrExists", b, err)
+	}
+	if got, err := s.Lookup(ctx, "collide"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the binding was written without its record: %+v, %v", got, err)
+	}
+	if rec, err := s.Get(ctx, first.Serial); err != nil || rec.PublicKey != "pk" {
+		t.Errorf("the existing record changed: %+v, %v", rec, err)
 	}
 }
 
 func testIndexRebind(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	b, err := s.Claim(ctx, "k1", NewSerial())
+	b, err := s.InsertBound(ctx, "k1", nil, pendingFor("k1"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	next := NewSerial()
-	nb, err := s.Rebind(ctx, b, next)
+	next := pendingFor("k1")
+	nb, err := s.InsertBound(ctx, "k1", &b, next)
 	if err != nil {
-		t.Fatalf("Rebind: %v", err)
+		t.Fatalf("rebinding InsertBound: %v", err)
 	}
-	if nb.Serial != next || nb.ETag == b.ETag || nb.Key != b.Key {
-		t.Errorf("Rebind binding = %+v", nb)
+	if nb.Serial != next.Serial || nb.ETag == b.ETag || nb.Key != b.Key {
+		t.Errorf("rebound binding = %+v", nb)
 	}
-	if _, err := s.Rebind(ctx, b, NewSerial()); !errors.Is(err, store.ErrConflict) {
-		t.Errorf("Rebind with stale ETag = %v, want ErrConflict", err)
+	stale := pendingFor("k1")
+	if _, err := s.InsertBound(ctx, "k1", &b, stale); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("rebind with a stale ETag = %v, want ErrConflict", err)
 	}
-	if got, err := s.Lookup(ctx, "k1"); err != nil || got.Serial != next || got.ETag != nb.ETag {
-		t.Errorf("Lookup after Rebind = %+v, %v", got, err)
+	mustBeAbsent(t, s, stale.Serial, "rebind with a stale ETag")
+	if got, err := s.Lookup(ctx, "k1"); err != nil || got.Serial != next.Serial || got.ETag != nb.ETag {
+		t.Errorf("Lookup after the rebind = %+v, %v", got, err)
 	}
-	if _, err := s.Rebind(ctx, store.Binding{Key: "never", ETag: nb.ETag}, NewSerial()); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("Rebind of an unbound key = %v, want ErrNotFound", err)
+	never := pendingFor("never")
+	if _, err := s.InsertBound(ctx, "never", &store.Binding{Key: "never", ETag: nb.ETag}, never); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("rebind of an unbound key = %v, want ErrNotFound", err)
 	}
+	mustBeAbsent(t, s, never.Serial, "rebind of an unbound key")
 }
 
-func testIndexClaimRace(t *testing.T, s store.Store) {
+func testIndexBindRace(t *testing.T, s store.Store) {
 	const n = 20
 	var wg sync.WaitGroup
-	want := make([]string, n)
+	recs := make([]*store.Record, n)
 	got := make([]store.Binding, n)
 	errs := make([]error, n)
 	for i := range n {
-		want[i] = NewSerial()
-		wg.Go(func() { got[i], errs[i] = s.Claim(t.Context(), "race", want[i]) })
+		recs[i] = pendingFor("race")
+		wg.Go(func() { got[i], errs[i] = s.InsertBound(t.Context(), "race", nil, recs[i]) })
 	}
 	wg.Wait()
 	winner := -1
 	for i, err := range errs {
 		if err == nil {
 			if winner >= 0 {
-				t.Fatalf("claims %d and %d both won", winner, i)
+				t.Fatalf("InsertBound %d and %d both won", winner, i)
 			}
 			winner = i
 		} else if !errors.Is(err, store.ErrExists) {
-			t.Errorf("claim %d: %v, want ErrExists", i, err)
+			t.Errorf("InsertBound %d: %v, want ErrExists", i, err)
 		}
 	}
 	if winner < 0 {
-		t.Fatal("no claim won")
+		t.Fatal("no InsertBound won")
 	}
 	for i, b := range got {
-		if errs[i] != nil && errors.Is(errs[i], store.ErrExists) && b.Serial != want[winner] {
-			t.Errorf("losing claim %d saw serial %s, winner bound %s", i, b.Serial, want[winner])
+		if i == winner {
+			continue
 		}
+		if b.Serial != recs[winner].Serial {
+			t.Errorf("losing InsertBound %d saw serial %s, winner bound %s", i, b.Serial, recs[winner].Serial)
+		}
+		mustBeAbsent(t, s, recs[i].Serial, "losing InsertBound")
 	}
-	if b, err := s.Lookup(t.Context(), "race"); err != nil || b.Serial != want[winner] {
-		t.Errorf("Lookup = %+v, %v; winner bound %s", b, err, want[winner])
+	if b, err := s.Lookup(t.Context(), "race"); err != nil || b.Serial != recs[winner].Serial {
+		t.Errorf("Lookup = %+v, %v; winner bound %s", b, err, recs[winner].Serial)
 	}
 }
 
 func testIndexRebindRace(t *testing.T, s store.Store) {
-	b, err := s.Claim(t.Context(), "rebind-race", NewSerial())
+	b, err := s.InsertBound(t.Context(), "rebind-race", nil, pendingFor("rebind-race"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	const n = 20
 	var wg sync.WaitGroup
 	errs := make([]error, n)
-	want := make([]string, n)
+	recs := make([]*store.Record, n)
 	for i := range n {
-		want[i] = NewSerial()
-		wg.Go(func() { _, errs[i] = s.Rebind(t.Context(), b, want[i]) })
+		recs[i] = pendingFor("rebind-race")
+		wg.Go(func() { _, errs[i] = s.InsertBound(t.Context(), "rebind-race", &b, recs[i]) })
 	}
 	wg.Wait()
 	winner := -1
@@ -703,13 +766,15 @@ func testIndexRebindRace(t *testing.T, s store.Store) {
 			winner = i
 		} else if !errors.Is(err, store.ErrConflict) {
 			t.Errorf("rebind %d: %v, want ErrConflict", i, err)
+		} else {
+			mustBeAbsent(t, s, recs[i].Serial, "losing rebind")
 		}
 	}
 	if winner < 0 {
 		t.Fatal("no rebind won")
 	}
-	if got, err := s.Lookup(t.Context(), "rebind-race"); err != nil || got.Serial != want[winner] {
-		t.Errorf("Lookup = %+v, %v; winner bound %s", got, err, want[winner])
+	if got, err := s.Lookup(t.Context(), "rebind-race"); err != nil || got.Serial != recs[winner].Serial {
+		t.Errorf("Lookup = %+v, %v; winner bound %s", got, err, recs[winner].Serial)
 	}
 }
 

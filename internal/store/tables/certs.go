@@ -16,7 +16,9 @@ import (
 )
 
 const (
-	certRowKey = "cert"
+	// recordRowsBelow bounds the row keys of records: serials are upper-case hexadecimal, every other row of the
+	// certs table (the idempotency bindings) has a row key that sorts after "G".
+	recordRowsBelow = "G"
 
 	defaultLimit = 50
 	maxLimit     = 200
@@ -26,6 +28,9 @@ const (
 	// pageSize is the service's largest page.
 	pageSize = 1000
 )
+
+// recordsOnly is the filter clause that keeps a listing of the certs table to records.
+var recordsOnly = "RowKey lt " + quote(recordRowsBelow)
 
 func validStatus(st store.Status) bool {
 	switch st {
@@ -54,8 +59,15 @@ func checkRecord(r *store.Record) error {
 	return nil
 }
 
+// recordKeys places a record: its partition is the serial's low byte (store.SerialPartition), its row key the
+// serial. The serial must be canonical.
+func recordKeys(serial string) (pk, rk string) {
+	p, _ := store.SerialPartition(serial)
+	return partitionKey(p), serial
+}
+
 func recordEntity(r *store.Record) entity {
-	e := newEntity(r.Serial, certRowKey)
+	e := newEntity(recordKeys(r.Serial))
 	e.str("Status", string(r.Status))
 	e.str("Issuer", r.Issuer)
 	e.str("Subject", r.Subject)
@@ -91,7 +103,7 @@ func recordEntity(r *store.Record) entity {
 func decodeRecord(p props, etag string) (*store.Record, error) {
 	d := decoder{p: p}
 	r := &store.Record{
-		Serial:           p.str("PartitionKey"),
+		Serial:           p.str("RowKey"),
 		Status:           store.Status(p.str("Status")),
 		Issuer:           p.str("Issuer"),
 		Subject:          p.str("Subject"),
@@ -178,7 +190,8 @@ func (s *Store) Get(ctx context.Context, serial string) (*store.Record, error) {
 	if c == "" {
 		return nil, fmt.Errorf("tables: reading record %q: %w", serial, store.ErrNotFound)
 	}
-	p, etag, err := s.read(ctx, s.certs, "reading record "+c, c, certRowKey)
+	pk, rk := recordKeys(c)
+	p, etag, err := s.read(ctx, s.certs, "reading record "+c, pk, rk)
 	if err != nil {
 		return nil, err
 	}
@@ -189,9 +202,9 @@ func (s *Store) Get(ctx context.Context, serial string) (*store.Record, error) {
 	return r, nil
 }
 
-// token is the continuation state: the serial (partition key) of the last record examined. The service lists
-// in key order, so "PartitionKey gt last" resumes exactly where the previous page stopped, whatever the
-// client-side subject filter consumed, and survives inserts between pages.
+// token is the continuation state: the serial of the last record examined. The service lists in key order
+// (partition, then serial), and the serial gives both, so "after (partition, serial)" resumes exactly where the
+// previous page stopped, whatever the client-side subject filter consumed, and survives inserts between pages.
 type token struct {
 	After string `json:"a"`
 }
@@ -231,9 +244,10 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]*store.Record, str
 	}
 	limit = min(limit, maxLimit)
 
-	clauses := []string{"RowKey eq " + quote(certRowKey)}
+	clauses := []string{recordsOnly}
 	if after != "" {
-		clauses = append(clauses, "PartitionKey gt "+quote(after))
+		pk, rk := recordKeys(after)
+		clauses = append(clauses, "(PartitionKey gt "+quote(pk)+" or (PartitionKey eq "+quote(pk)+" and RowKey gt "+quote(rk)+"))")
 	}
 	if q.Status != "" {
 		clauses = append(clauses, "Status eq "+quote(string(q.Status)))
@@ -301,7 +315,7 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]*store.Record, str
 
 // Pending implements store.Certificates: pending records created strictly before the cutoff, oldest first.
 func (s *Store) Pending(ctx context.Context, before time.Time) ([]*store.Record, error) {
-	filter := "RowKey eq " + quote(certRowKey) + " and Status eq " + quote(string(store.StatusPending)) +
+	filter := recordsOnly + " and Status eq " + quote(string(store.StatusPending)) +
 		" and Created lt " + dateLiteral(before)
 	top := int32(pageSize)
 	var out []*store.Record

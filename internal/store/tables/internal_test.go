@@ -94,7 +94,7 @@ func TestEntityLimits(t *testing.T) {
 
 // Values that arrive without their OData annotation still decode.
 func TestDecodeWithoutAnnotations(t *testing.T) {
-	p, etag, err := decodeEntity([]byte(`{"PartitionKey":"ABC","RowKey":"cert","odata.etag":"W/\"1\"",` +
+	p, etag, err := decodeEntity([]byte(`{"PartitionKey":"BC","RowKey":"ABC","odata.etag":"W/\"1\"",` +
 		`"Created":"2025-01-02T03:04:05.1234567Z","CertDER":"AQID","Status":"issued","RevocationReason":4}`))
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +107,7 @@ func TestDecodeWithoutAnnotations(t *testing.T) {
 		string(r.CertDER) != "\x01\x02\x03" || r.Created.Nanosecond() != 123456700 {
 		t.Errorf("decoded %+v", r)
 	}
-	p, _, _ = decodeEntity([]byte(`{"PartitionKey":"ABC","RowKey":"cert","Created":true}`))
+	p, _, _ = decodeEntity([]byte(`{"PartitionKey":"BC","RowKey":"ABC","Created":true}`))
 	if _, err := decodeRecord(p, ""); err == nil {
 		t.Error("a boolean Created decoded")
 	}
@@ -157,5 +157,25 @@ func TestSearchScanCap(t *testing.T) {
 	}
 	if pages != 4 || len(found) != 1 || !found["1008"] {
 		t.Errorf("found %v in %d pages, want 1008 in 4 pages of at most 3 scanned records", found, pages)
+	}
+}
+
+// A record and the binding of a key whose partition its serial carries share a partition (so they can share a
+// transaction), and a binding's row key never looks like a record's.
+func TestLayout(t *testing.T) {
+	if pk, rk := recordKeys("5CAB12"); pk != "12" || rk != "5CAB12" {
+		t.Errorf("recordKeys(5CAB12) = %s/%s", pk, rk)
+	}
+	if pk, _ := recordKeys("A"); pk != "0A" {
+		t.Errorf("recordKeys(A) partition = %s, want 0A", pk)
+	}
+	for _, key := range []string{"scep|ep|tx", "api|x", ""} {
+		pk, rk := indexKeys(key)
+		if want := partitionKey(store.KeyPartition(key)); pk != want {
+			t.Errorf("indexKeys(%q) partition %s, want %s", key, pk, want)
+		}
+		if rk < recordRowsBelow {
+			t.Errorf("binding row key %s sorts among the records", rk)
+		}
 	}
 }

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"sort"
 	"strconv"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
 	"github.com/azscep/azscep/internal/store"
@@ -29,11 +31,22 @@ func hashHex(s string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// indexKeys spreads keys over 256 partitions by the first byte of their hash; the row key is the whole hash,
-// so any key (slashes, quotes, any length up to MaxKey) maps to a valid row key.
+// partitionKey renders a partition (store.KeyPartition, store.SerialPartition) as the PartitionKey of the
+// certs table.
+func partitionKey(p byte) string {
+	const hexDigits = "0123456789ABCDEF"
+	return string([]byte{hexDigits[p>>4], hexDigits[p&0xf]})
+}
+
+// bindingRowPrefix starts every binding's row key. Records' row keys are serials (upper-case hex digits), so a
+// binding never collides with a record and sorts after every record of its partition.
+const bindingRowPrefix = "key-"
+
+// indexKeys places key's binding in the certs table: its partition is store.KeyPartition(key), where the record
+// bound to it lives too; the row key holds the whole hash, so any key (slashes, quotes, any length up to MaxKey)
+// maps to a valid row key.
 func indexKeys(key string) (pk, rk string) {
-	h := hashHex(key)
-	return h[:2], h
+	return partitionKey(store.KeyPartition(key)), bindingRowPrefix + hashHex(key)
 }
 
 func checkKey(key string) error {
@@ -74,58 +87,104 @@ func decodeBinding(key string, p props, etag string) (store.Binding, error) {
 	return store.Binding{Key: key, Serial: p.str("Serial"), Created: created, ETag: etag}, nil
 }
 
-// Claim implements store.Index. A claim the SDK retried after a lost response is still reported as won.
-func (s *Store) Claim(ctx context.Context, key, serial string) (store.Binding, error) {
+// InsertBound implements store.Index with one entity-group transaction in the certs table: the record's insert
+// and the binding's insert (or, with prev, its replace conditioned on prev.ETag). Both entities carry the same
+// WriteID, so a transaction the SDK retried after a lost response is recognised and reported as the success it
+// was.
+func (s *Store) InsertBound(ctx context.Context, key string, prev *store.Binding, r *store.Record) (store.Binding, error) {
+	const op = "binding key"
 	if err := checkKey(key); err != nil {
-		return store.Binding{}, fmt.Errorf("tables: claiming key: %w", err)
+		return store.Binding{}, fmt.Errorf("tables: %s: %w", op, err)
 	}
-	if err := checkSerial(serial); err != nil {
-		return store.Binding{}, fmt.Errorf("tables: claiming key: %w", err)
+	if err := checkRecord(r); err != nil {
+		return store.Binding{}, fmt.Errorf("tables: %s: %w", op, err)
+	}
+	if p, _ := store.SerialPartition(r.Serial); p != store.KeyPartition(key) {
+		return store.Binding{}, fmt.Errorf("tables: %s: serial %s is not in the key's partition", op, r.Serial)
+	}
+	if prev != nil && prev.ETag == "" {
+		return store.Binding{}, fmt.Errorf("tables: %s: no ETag: %w", op, store.ErrConflict)
 	}
 	now := s.stamp()
-	etag, err := s.add(ctx, s.index, "claiming key", bindingEntity(key, serial, now))
-	if err == nil {
-		return store.Binding{Key: key, Serial: serial, Created: now, ETag: etag}, nil
+	created := normTime(r.Created)
+	if created.IsZero() {
+		created = now
 	}
-	if !errors.Is(err, store.ErrExists) {
+	id := newWriteID()
+	rec := recordEntity(r)
+	rec.time("Created", created)
+	rec.time("Updated", now)
+	rec.set(propWriteID, id)
+	bind := bindingEntity(key, r.Serial, now)
+	bind.set(propWriteID, id)
+	recBody, err := rec.marshal()
+	if err != nil {
+		return store.Binding{}, fmt.Errorf("tables: %s: %w", op, err)
+	}
+	bindBody, err := bind.marshal()
+	if err != nil {
+		return store.Binding{}, fmt.Errorf("tables: %s: %w", op, err)
+	}
+	bindAction := aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: bindBody}
+	if prev != nil {
+		match := azcore.ETag(prev.ETag)
+		bindAction = aztables.TransactionAction{ActionType: aztables.TransactionTypeUpdateReplace, Entity: bindBody, IfMatch: &match}
+	}
+	res, err := s.transact(ctx, s.certs, op+" with record "+r.Serial, []aztables.TransactionAction{
+		{ActionType: aztables.TransactionTypeAdd, Entity: recBody}, bindAction})
+	if err != nil {
 		return store.Binding{}, err
 	}
-	cur, lerr := s.Lookup(ctx, key)
-	if lerr != nil {
-		return store.Binding{}, fmt.Errorf("tables: claiming key: bound, but reading the binding failed: %w", lerr)
+	if len(res) == 2 && res[0].status < 300 && res[1].status < 300 {
+		r.Created, r.Updated, r.ETag = created, now, res[0].etag
+		return store.Binding{Key: key, Serial: r.Serial, Created: now, ETag: res[1].etag}, nil
 	}
-	return cur, fmt.Errorf("tables: claiming key: bound to %s: %w", cur.Serial, store.ErrExists)
+	// The transaction failed as a whole; the binding as it stands now tells why.
+	cur, curID, lerr := s.lookup(ctx, key)
+	switch {
+	case lerr == nil && curID == id:
+		// Our own transaction, committed before a lost response made the SDK send it again.
+		got, gerr := s.Get(ctx, r.Serial)
+		if gerr != nil {
+			return store.Binding{}, fmt.Errorf("tables: %s: committed, but reading the record back failed: %w", op, gerr)
+		}
+		r.Created, r.Updated, r.ETag = created, now, got.ETag
+		return cur, nil
+	case lerr != nil && !errors.Is(lerr, store.ErrNotFound):
+		return store.Binding{}, fmt.Errorf("tables: %s: the transaction failed and reading the binding failed: %w", op, lerr)
+	case prev == nil && lerr == nil:
+		return cur, fmt.Errorf("tables: %s: bound to %s: %w", op, cur.Serial, store.ErrExists)
+	case prev != nil && lerr != nil:
+		return store.Binding{}, fmt.Errorf("tables: rebinding key: %w", store.ErrNotFound)
+	case prev != nil && cur.ETag != prev.ETag:
+		return cur, fmt.Errorf("tables: rebinding key: bound to %s: %w", cur.Serial, store.ErrConflict)
+	}
+	// The binding would have been accepted: the record's insert failed.
+	failed := res[len(res)-1]
+	if failed.status == http.StatusConflict {
+		return store.Binding{}, fmt.Errorf("tables: inserting record %s: %w", r.Serial, store.ErrExists)
+	}
+	return store.Binding{}, fmt.Errorf("tables: %s: transaction refused with HTTP %d %s: %w", op, failed.status, failed.code, store.ErrUnavailable)
 }
 
 // Lookup implements store.Index.
 func (s *Store) Lookup(ctx context.Context, key string) (store.Binding, error) {
+	b, _, err := s.lookup(ctx, key)
+	return b, err
+}
+
+// lookup reads key's binding and the WriteID it was written with.
+func (s *Store) lookup(ctx context.Context, key string) (store.Binding, string, error) {
 	pk, rk := indexKeys(key)
-	p, etag, err := s.read(ctx, s.index, "looking up key", pk, rk)
+	p, etag, err := s.read(ctx, s.certs, "looking up key", pk, rk)
 	if err != nil {
-		return store.Binding{}, err
+		return store.Binding{}, "", err
 	}
 	b, err := decodeBinding(key, p, etag)
 	if err != nil {
-		return store.Binding{}, fmt.Errorf("tables: looking up key: %w", err)
+		return store.Binding{}, "", fmt.Errorf("tables: looking up key: %w", err)
 	}
-	return b, nil
-}
-
-// Rebind implements store.Index. The binding's Created becomes the time of the rebind; a key that was never
-// bound gives ErrNotFound.
-func (s *Store) Rebind(ctx context.Context, b store.Binding, serial string) (store.Binding, error) {
-	if err := checkKey(b.Key); err != nil {
-		return store.Binding{}, fmt.Errorf("tables: rebinding key: %w", err)
-	}
-	if err := checkSerial(serial); err != nil {
-		return store.Binding{}, fmt.Errorf("tables: rebinding key: %w", err)
-	}
-	now := s.stamp()
-	etag, err := s.replace(ctx, s.index, "rebinding key", bindingEntity(b.Key, serial, now), b.ETag)
-	if err != nil {
-		return store.Binding{}, err
-	}
-	return store.Binding{Key: b.Key, Serial: serial, Created: now, ETag: etag}, nil
+	return b, p.str(propWriteID), nil
 }
 
 // AddRevoked implements store.Revocations. An entry that exists already is kept as it is.

@@ -2,15 +2,18 @@
 //
 // Layout (prefix + name for every table):
 //
-//	certs    PartitionKey = canonical serial, RowKey = "cert"        one point read per serial
-//	index    PartitionKey = hex sha256(key)[:2], RowKey = hex sha256(key)
+//	certs    PartitionKey = 2 hex digits, RowKey = canonical serial  records: partition = the serial's low byte
+//	         PartitionKey = 2 hex digits, RowKey = "key-" + hex sha256(key)   idempotency bindings: partition =
+//	                                                                  the first byte of sha256(key)
 //	revoked  PartitionKey = "revoked", RowKey = canonical serial    the CRL's source, listed with $select
 //	meta     PartitionKey = "meta", RowKey = name
 //	revreq   PartitionKey = "revreq", RowKey = hex sha256(RequestContext)
 //	runs     PartitionKey = "runs", RowKey = inverted start time + "_" + run ID (newest first)
 //
-// Every write is a single-entity insert (AddEntity) or an ETag-conditioned replace (UpdateEntity with IfMatch);
-// nothing here upserts, merges or deletes. Each written entity carries a random WriteID so that when the SDK
+// Every write is a single-entity insert (AddEntity) or an ETag-conditioned replace (UpdateEntity with IfMatch),
+// except InsertBound: an entity-group transaction of the record's insert and the binding's insert (or
+// ETag-conditioned replace). Issuance puts a bound record's serial in its key's partition (store.KeyPartition),
+// which is what lets the two commit atomically in one round trip. Nothing here upserts, merges or deletes. Each written entity carries a random WriteID so that when the SDK
 // retries a write whose first response was lost, the resulting 409 or 412 is recognised as our own write and
 // reported as the success it was.
 //
@@ -40,7 +43,6 @@ import (
 // Table name suffixes; the configured prefix goes in front of each.
 const (
 	TableCerts    = "certs"
-	TableIndex    = "index"
 	TableRevoked  = "revoked"
 	TableMeta     = "meta"
 	TableRevReq   = "revreq"
@@ -99,9 +101,8 @@ func WithTransport(t policy.Transporter) Option {
 type Store struct {
 	cfg     config
 	svc     *aztables.ServiceClient
-	names   [6]string
+	names   [5]string
 	certs   *aztables.Client
-	index   *aztables.Client
 	revoked *aztables.Client
 	meta    *aztables.Client
 	revreq  *aztables.Client
@@ -148,9 +149,11 @@ func (c *config) clientOptions() *aztables.ClientOptions {
 	o := &aztables.ClientOptions{}
 	o.Retry = c.retry
 	o.Telemetry.Disabled = true
-	if c.transport != nil {
-		o.Transport = c.transport
+	t := c.transport
+	if t == nil {
+		t = defaultTransport
 	}
+	o.Transport = captureTransport{inner: t}
 	return o
 }
 
@@ -187,19 +190,18 @@ func newStore(svc *aztables.ServiceClient, prefix string, cfg config) (*Store, e
 		return nil, err
 	}
 	s := &Store{cfg: cfg, svc: svc}
-	for i, n := range []string{TableCerts, TableIndex, TableRevoked, TableMeta, TableRevReq, TableRuns} {
+	for i, n := range []string{TableCerts, TableRevoked, TableMeta, TableRevReq, TableRuns} {
 		s.names[i] = prefix + n
 	}
 	s.certs = svc.NewClient(s.names[0])
-	s.index = svc.NewClient(s.names[1])
-	s.revoked = svc.NewClient(s.names[2])
-	s.meta = svc.NewClient(s.names[3])
-	s.revreq = svc.NewClient(s.names[4])
-	s.runs = svc.NewClient(s.names[5])
+	s.revoked = svc.NewClient(s.names[1])
+	s.meta = svc.NewClient(s.names[2])
+	s.revreq = svc.NewClient(s.names[3])
+	s.runs = svc.NewClient(s.names[4])
 	return s, nil
 }
 
-// TableNames lists the six table names in use, for deployment checks and tests.
+// TableNames lists the five table names in use, for deployment checks and tests.
 func (s *Store) TableNames() []string { return s.names[:] }
 
 // EnsureTables creates the tables that do not exist yet. Run it at start-up (or from deployment); without the

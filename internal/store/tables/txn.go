@@ -1,0 +1,161 @@
+package tables
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+
+	"github.com/azscep/azscep/internal/store"
+)
+
+// The SDK's SubmitTransaction reports neither the ETags of the entities it wrote nor which operation failed and
+// why (a failed entity-group transaction is a 202 whose body holds the failing operation's status). Both matter
+// here: the record's ETag conditions the issued update that follows, and a failure must be told apart as a bound
+// key (409 on the binding), a serial collision (409 on the record), a moved binding (412) or an unbound key (404).
+// captureTransport keeps a copy of the raw $batch response for the call whose context asks for it, and
+// parseBatch reads it, so the transaction stays one round trip with nothing read back.
+
+type captureKey struct{}
+
+// batchCapture receives the last $batch response of one call (the retry policy sits above the transport, so a
+// retried transaction leaves the final attempt's answer here).
+type batchCapture struct {
+	status      int
+	contentType string
+	body        []byte
+}
+
+type captureTransport struct {
+	inner policy.Transporter
+}
+
+func (t captureTransport) Do(req *http.Request) (*http.Response, error) {
+	resp, err := t.inner.Do(req)
+	c, _ := req.Context().Value(captureKey{}).(*batchCapture)
+	if err != nil || c == nil || !strings.HasSuffix(req.URL.Path, "/$batch") {
+		return resp, err
+	}
+	body, rerr := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if rerr != nil {
+		return nil, fmt.Errorf("reading transaction response: %w", rerr)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	c.status, c.contentType, c.body = resp.StatusCode, resp.Header.Get("Content-Type"), body
+	return resp, nil
+}
+
+// defaultTransport is used when no transport is configured: azcore's defaults (TLS 1.2, proxy from the
+// environment), with enough idle connections per host that a busy instance reuses its connections to the table
+// endpoint instead of opening new ones.
+var defaultTransport = &http.Client{Transport: &http.Transport{
+	Proxy:                 http.ProxyFromEnvironment,
+	ForceAttemptHTTP2:     true,
+	MaxIdleConns:          100,
+	MaxIdleConnsPerHost:   64,
+	IdleConnTimeout:       90 * time.Second,
+	TLSHandshakeTimeout:   10 * time.Second,
+	ExpectContinueTimeout: time.Second,
+	TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+}}
+
+// opResult is the service's answer to one operation of a transaction.
+type opResult struct {
+	status int
+	etag   string
+	code   string // the error code of a failed operation
+}
+
+// parseBatch reads a $batch response: one changeset with one response per operation on success, or the failing
+// operation's response alone on failure.
+func parseBatch(contentType string, body []byte) ([]opResult, error) {
+	parts, err := multipartParts(contentType, body)
+	if err != nil {
+		return nil, fmt.Errorf("batch response: %w", err)
+	}
+	if len(parts) != 1 {
+		return nil, fmt.Errorf("batch response has %d parts, want one changeset", len(parts))
+	}
+	ops, err := multipartParts(parts[0].contentType, parts[0].body)
+	if err != nil {
+		return nil, fmt.Errorf("changeset response: %w", err)
+	}
+	var out []opResult
+	for _, op := range ops {
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(op.body)), nil)
+		if err != nil {
+			return nil, fmt.Errorf("changeset response: %w", err)
+		}
+		_ = resp.Body.Close()
+		out = append(out, opResult{status: resp.StatusCode, etag: resp.Header.Get("ETag"),
+			code: resp.Header.Get("x-ms-error-code")})
+	}
+	if len(out) == 0 {
+		return nil, errors.New("changeset response holds no operation")
+	}
+	return out, nil
+}
+
+type mimePart struct {
+	contentType string
+	body        []byte
+}
+
+func multipartParts(contentType string, body []byte) ([]mimePart, error) {
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil || !strings.HasPrefix(mt, "multipart/") || params["boundary"] == "" {
+		return nil, fmt.Errorf("content type %q is not multipart", contentType)
+	}
+	r := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+	var out []mimePart
+	for {
+		p, err := r.NextPart()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		b, err := io.ReadAll(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, mimePart{contentType: p.Header.Get("Content-Type"), body: b})
+	}
+}
+
+// transact submits actions as one entity-group transaction on c and returns each operation's result. A
+// transaction the service refused as a whole, or whose answer cannot be read, is an error (mapped like any
+// other call's); a transaction with a failed operation returns the results and a nil error, for the caller to
+// interpret.
+func (s *Store) transact(ctx context.Context, c *aztables.Client, op string, actions []aztables.TransactionAction) ([]opResult, error) {
+	capture := &batchCapture{}
+	cctx, cancel := s.callCtx(context.WithValue(ctx, captureKey{}, capture))
+	_, err := c.SubmitTransaction(cctx, actions, nil)
+	cancel()
+	var re *azcore.ResponseError
+	if err != nil && !(errors.As(err, &re) && re.StatusCode == http.StatusAccepted) {
+		return nil, mapErr(op, err)
+	}
+	if capture.status != http.StatusAccepted {
+		return nil, fmt.Errorf("tables: %s: transaction answered HTTP %d: %w", op, capture.status, store.ErrUnavailable)
+	}
+	res, perr := parseBatch(capture.contentType, capture.body)
+	if perr != nil {
+		return nil, fmt.Errorf("tables: %s: %w: %w", op, store.ErrUnavailable, perr)
+	}
+	return res, nil
+}
