@@ -59,6 +59,9 @@ type buildOptions struct {
 	kvOptions  *azkeys.ClientOptions
 	credential azcore.TokenCredential
 	store      store.Store // replaces Table Storage (fault injection, azure-mode tests)
+	// clock replaces the system clock of the OCSP responder, the CRL publisher and the RA renewal (tests move
+	// time instead of waiting).
+	clock interface{ Now() time.Time }
 }
 
 // build wires every dependency of the routes.
@@ -94,12 +97,19 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 
 	// Revocation status: the CRL (one CA signature per generation) and OCSP (a delegated responder; no CA-key
 	// operation per response), both told about every revocation.
+	// Revocations made by other instances reach both through the shared revocation generation (one store read per
+	// instance every 30 s at most), so every instance answers within the five-minute bound.
 	status := revocation.Status{Store: st}
-	if d.crl, err = crl.NewPublisher(keys.CA(), keys.CASigner, status, status, crl.Options{Validity: cfg.CRLValidity, Logger: log}); err != nil {
+	crlOpts := crl.Options{Validity: cfg.CRLValidity, Generation: status, Logger: log}
+	ocspOpts := ocsp.Options{ResponseValidity: cfg.OCSPValidity, Generation: status,
+		Recorder: &revocation.ResponderRecords{Store: st}, Logger: log}
+	if opts.clock != nil {
+		crlOpts.Clock, ocspOpts.Clock = opts.clock, opts.clock
+	}
+	if d.crl, err = crl.NewPublisher(keys.CA(), keys.CASigner, status, status, crlOpts); err != nil {
 		return nil, fmt.Errorf("CRL publisher: %w", err)
 	}
-	if d.ocsp, err = ocsp.NewResponder(keys.CA(), keys.CASigner, status, ocsp.Options{ResponseValidity: cfg.OCSPValidity,
-		Recorder: &revocation.ResponderRecords{Store: st}, Logger: log}); err != nil {
+	if d.ocsp, err = ocsp.NewResponder(keys.CA(), keys.CASigner, status, ocspOpts); err != nil {
 		return nil, fmt.Errorf("OCSP responder: %w", err)
 	}
 	onRevoked := func(serials []string) {

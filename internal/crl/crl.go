@@ -38,7 +38,15 @@ const (
 	DefaultGenerateTimeout = 2 * time.Minute
 	// MinValidity keeps the half-life refresh from degenerating into a generation per request.
 	MinValidity = 10 * time.Minute
+	// DefaultGenerationInterval is how often a Publisher reads the shared revocation generation (see
+	// Options.Generation): a revocation on another instance reaches this instance's CRL within it.
+	DefaultGenerationInterval = 30 * time.Second
 )
+
+// GenerationSource reads the revocation generation that every revocation, on any instance, increments.
+type GenerationSource interface {
+	RevocationGeneration(ctx context.Context) (uint64, error)
+}
 
 // Sentinel errors. Callers test them with errors.Is.
 var (
@@ -137,6 +145,12 @@ type Options struct {
 	RetryBackoff time.Duration
 	// GenerateTimeout bounds one generation (store read + counter + signature). Default DefaultGenerateTimeout.
 	GenerateTimeout time.Duration
+	// Generation, when set, is read at most once per GenerationInterval (by the Current call that finds the last
+	// read too old); a new value invalidates the CRL as a local revocation would, so revocations made by other
+	// instances are published here within the interval. A failed read is logged and retried on the next call.
+	Generation GenerationSource
+	// GenerationInterval defaults to DefaultGenerationInterval.
+	GenerationInterval time.Duration
 	// Clock defaults to the system clock.
 	Clock Clock
 	// Logger receives generation failures. Default slog.Default().
@@ -156,6 +170,13 @@ type Publisher struct {
 	timeout  time.Duration
 	clock    Clock
 	log      *slog.Logger
+
+	gen         GenerationSource
+	genInterval time.Duration
+	genMu       sync.Mutex // held while reading the generation: one read at a time
+	genChecked  time.Time
+	genSeen     uint64
+	genInit     bool
 
 	mu       sync.Mutex
 	cur      *CRL
@@ -208,6 +229,9 @@ func NewPublisher(caCert *x509.Certificate, signer crypto.Signer, source Source,
 		timeout:  cmp.Or(opts.GenerateTimeout, DefaultGenerateTimeout),
 		clock:    opts.Clock,
 		log:      opts.Logger,
+
+		gen:         opts.Generation,
+		genInterval: cmp.Or(opts.GenerationInterval, DefaultGenerationInterval),
 	}
 	if p.validity < MinValidity {
 		return nil, fmt.Errorf("crl: validity %v is below the minimum %v", p.validity, MinValidity)
@@ -262,6 +286,7 @@ func (p *Publisher) Invalidate() {
 // cached CRL has not reached NextUpdate, the cached CRL is returned and the failure is logged; otherwise the
 // error wraps ErrUnavailable.
 func (p *Publisher) Current(ctx context.Context) (*CRL, error) {
+	p.followGeneration(ctx)
 	p.mu.Lock()
 	myEpoch := p.epoch
 	p.mu.Unlock()
@@ -308,6 +333,31 @@ func (p *Publisher) Current(ctx context.Context) (*CRL, error) {
 		p.mu.Unlock()
 		// We joined a generation that started before an Invalidate we must honour: go round once more.
 	}
+}
+
+// followGeneration reads the revocation generation when the last read is older than the interval, and
+// invalidates the CRL when it changed since the last read (another instance revoked something).
+func (p *Publisher) followGeneration(ctx context.Context) {
+	if p.gen == nil {
+		return
+	}
+	p.genMu.Lock()
+	defer p.genMu.Unlock()
+	now := p.clock.Now()
+	if p.genInit && now.Sub(p.genChecked) < p.genInterval {
+		return
+	}
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
+	defer cancel()
+	g, err := p.gen.RevocationGeneration(gctx)
+	if err != nil {
+		p.log.WarnContext(ctx, "CRL: reading the revocation generation failed", "error", err)
+		return
+	}
+	if p.genInit && g != p.genSeen {
+		p.Invalidate()
+	}
+	p.genSeen, p.genInit, p.genChecked = g, true, now
 }
 
 func (p *Publisher) freshLocked(now time.Time) bool {

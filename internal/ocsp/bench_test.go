@@ -14,10 +14,13 @@ import (
 
 const benchSerials = 1000
 
-func benchResponder(b *testing.B) (*Responder, [][]byte) {
+func benchResponder(b *testing.B) (*Responder, [][]byte) { return benchResponderWith(b, Options{}) }
+
+func benchResponderWith(b *testing.B, opts Options) (*Responder, [][]byte) {
 	ca := newTestCA(b, nil, "bench CA")
 	src := newMemStatus()
-	r, err := NewResponder(ca.cert, ca.signer, src, Options{Logger: slog.New(slog.DiscardHandler)}) // system clock
+	opts.Logger = slog.New(slog.DiscardHandler)
+	r, err := NewResponder(ca.cert, ca.signer, src, opts) // system clock
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -107,6 +107,16 @@ func (c *responseCache) remove(serial *big.Int) {
 	}
 }
 
+// clear drops every cached response.
+func (c *responseCache) clear() {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		clear(s.m)
+		s.mu.Unlock()
+	}
+}
+
 func (c *responseCache) len() int {
 	n := 0
 	for i := range c.shards {

@@ -48,7 +48,19 @@ const (
 	DefaultLookupTimeout = 10 * time.Second
 	// DefaultRetryBackoff is the pause after a failed responder-certificate renewal before the next attempt.
 	DefaultRetryBackoff = 30 * time.Second
+	// DefaultGenerationInterval is how often an instance reads the shared revocation generation (one store read,
+	// made by the first request after the interval). A revocation made on another instance is answered within
+	// this interval plus one read: well inside the five-minute bound, at 120 reads an hour per instance.
+	DefaultGenerationInterval = 30 * time.Second
 )
+
+// GenerationSource reads the revocation generation that every revocation, on any instance, increments, with the
+// serials revoked recently.
+type GenerationSource interface {
+	// RevokedSince returns the current generation and the serials revoked after generation after; complete is
+	// false when they are no longer all known (the responder then drops its whole cache).
+	RevokedSince(ctx context.Context, after uint64) (gen uint64, serials []*big.Int, complete bool, err error)
+}
 
 // Sentinel errors. Respond wraps one of them whenever it returns a non-successful OCSP response.
 var (
@@ -130,6 +142,14 @@ type Options struct {
 	LookupTimeout time.Duration
 	// RetryBackoff after a failed responder-certificate renewal; default DefaultRetryBackoff.
 	RetryBackoff time.Duration
+	// Generation, when set, makes cached responses follow revocations made by other instances: it is read at
+	// most once per GenerationInterval (by the request that finds the last read too old; concurrent ones share
+	// it) and a new value drops the cached responses of the serials revoked since. While it cannot be read the cache is bypassed, so a
+	// status is never served from memory older than the interval (fail closed: misses go to the store).
+	Generation GenerationSource
+	// GenerationInterval bounds how stale a cached response may be after a revocation elsewhere; default
+	// DefaultGenerationInterval.
+	GenerationInterval time.Duration
 	// Clock defaults to the system clock.
 	Clock Clock
 	// Logger defaults to slog.Default().
@@ -144,6 +164,8 @@ type Stats struct {
 	// ResponderCerts counts responder certificates signed by the CA key.
 	ResponderCerts int64
 	CacheEntries   int
+	// GenerationReads counts reads of the revocation generation.
+	GenerationReads int64
 }
 
 // Responder answers OCSP requests for one CA. It is safe for concurrent use.
@@ -170,6 +192,14 @@ type Responder struct {
 	renewFailedAt time.Time
 
 	hits, missCount, signed, certs atomic.Int64
+
+	// The revocation generation last read (genSeen, valid once genInit) and when the read started (unix ns).
+	genCheckedAt atomic.Int64
+	genMu        sync.Mutex
+	genSeen      uint64
+	genInit      bool
+	genFlight    singleflight.Group
+	genReads     atomic.Int64
 }
 
 // NewResponder checks the CA certificate and signer and prepares the responder. It makes no CA-key call: the
@@ -198,7 +228,10 @@ func NewResponder(caCert *x509.Certificate, caSigner crypto.Signer, source Statu
 	opts.CacheSize = cmp.Or(opts.CacheSize, DefaultCacheSize)
 	opts.LookupTimeout = cmp.Or(opts.LookupTimeout, DefaultLookupTimeout)
 	opts.RetryBackoff = cmp.Or(opts.RetryBackoff, DefaultRetryBackoff)
+	opts.GenerationInterval = cmp.Or(opts.GenerationInterval, DefaultGenerationInterval)
 	switch {
+	case opts.GenerationInterval < 0:
+		return nil, errors.New("ocsp: negative generation interval")
 	case opts.KeyType != KeyP256 && opts.KeyType != KeyRSA2048:
 		return nil, fmt.Errorf("ocsp: unknown responder key type %d", opts.KeyType)
 	case opts.ResponseValidity < time.Minute:
@@ -254,14 +287,66 @@ func (r *Responder) Respond(ctx context.Context, reqDER []byte) ([]byte, error) 
 }
 
 // Invalidate drops cached responses for serial after a revocation, so this instance answers "revoked" at once.
-// Other instances keep their cached "good" response until its refresh point (at most ResponseValidity −
-// CacheMargin); relying parties may cache it until nextUpdate anyway.
+// Other instances learn of it through the revocation generation (Options.Generation) within GenerationInterval;
+// relying parties may cache a response until its nextUpdate anyway.
 func (r *Responder) Invalidate(serial *big.Int) {
 	if serial == nil {
 		return
 	}
 	r.invalidations.Add(1)
 	r.cache.remove(serial)
+}
+
+// cacheCurrent reports whether cached responses may be served: always without a GenerationSource; otherwise when
+// the revocation generation was read less than GenerationInterval ago, reading it now if not (one read shared by
+// concurrent callers). A new generation drops the serials revoked since (or the whole cache when they are not all
+// known); a failed read bypasses the cache for this request.
+func (r *Responder) cacheCurrent(ctx context.Context) bool {
+	if r.opts.Generation == nil {
+		return true
+	}
+	now := r.clock.Now()
+	if now.UnixNano()-r.genCheckedAt.Load() < int64(r.opts.GenerationInterval) {
+		return true
+	}
+	ch := r.genFlight.DoChan("generation", func() (any, error) {
+		started := r.clock.Now()
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.LookupTimeout)
+		defer cancel()
+		r.genReads.Add(1)
+		r.genMu.Lock()
+		after, init := r.genSeen, r.genInit
+		r.genMu.Unlock()
+		g, serials, complete, err := r.opts.Generation.RevokedSince(fctx, after)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case !init || !complete:
+			// First read, or too far behind to know which serials changed: drop everything.
+			r.invalidations.Add(1)
+			r.cache.clear()
+		case g != after:
+			for _, s := range serials {
+				r.Invalidate(s) // also keeps responses computed before the bump out of the cache
+			}
+		}
+		r.genMu.Lock()
+		r.genSeen, r.genInit = g, true
+		r.genMu.Unlock()
+		r.genCheckedAt.Store(started.UnixNano())
+		return nil, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			r.log.WarnContext(ctx, "OCSP: reading the revocation generation failed; answering from the store", "error", res.Err)
+			return false
+		}
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // Stats returns counters since start.
@@ -272,6 +357,7 @@ func (r *Responder) Stats() Stats {
 		ResponsesSigned: r.signed.Load(),
 		ResponderCerts:  r.certs.Load(),
 		CacheEntries:    r.cache.len(),
+		GenerationReads: r.genReads.Load(),
 	}
 }
 
@@ -301,9 +387,11 @@ func (r *Responder) respond(ctx context.Context, reqDER []byte) (*cachedResponse
 	}
 
 	key := cacheKey(req.hash, req.serial)
-	if c := r.cache.get(key, r.clock.Now()); c != nil {
-		r.hits.Add(1)
-		return c, nil
+	if r.cacheCurrent(ctx) {
+		if c := r.cache.get(key, r.clock.Now()); c != nil {
+			r.hits.Add(1)
+			return c, nil
+		}
 	}
 	r.missCount.Add(1)
 	epoch := r.invalidations.Load()

@@ -6,6 +6,7 @@ package revocation
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -56,10 +57,92 @@ const (
 	AlreadyRevoked
 )
 
+// generationDoc is the meta document holding the revocation generation: a counter every revocation increments,
+// with the serials of the most recent revocations, which each instance reads at most once per check interval to
+// learn which of its cached OCSP answers (and whether its CRL) another instance made stale.
+const generationDoc = "revocation-generation"
+
+// generationHistory is how many recent revocations the generation document names. An instance that fell further
+// behind drops its whole OCSP cache instead of single serials.
+const generationHistory = 256
+
+// generation is the generationDoc's JSON.
+type generation struct {
+	N      uint64            `json:"n"`
+	Recent []generationEntry `json:"recent,omitempty"` // oldest first, at most generationHistory
+}
+
+type generationEntry struct {
+	N      uint64 `json:"n"`
+	Serial string `json:"serial"`
+}
+
+// BumpGeneration records that serial was revoked: the generation is incremented and serial appended to the
+// recent history, with an ETag-conditioned write retried on a concurrent bump.
+func BumpGeneration(ctx context.Context, st store.Meta, serial string) error {
+	for attempt := 0; attempt < 10; attempt++ {
+		g, etag, err := readGeneration(ctx, st)
+		if err != nil {
+			return err
+		}
+		g.N++
+		g.Recent = append(g.Recent, generationEntry{N: g.N, Serial: serial})
+		if len(g.Recent) > generationHistory {
+			g.Recent = g.Recent[len(g.Recent)-generationHistory:]
+		}
+		raw, err := json.Marshal(g)
+		if err != nil {
+			return fmt.Errorf("encoding revocation generation: %w", err)
+		}
+		_, err = st.PutMeta(ctx, generationDoc, raw, etag)
+		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrExists) {
+			continue // another revocation bumped it meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("bumping revocation generation: %w", err)
+		}
+		return nil
+	}
+	return fmt.Errorf("bumping revocation generation: %w", store.ErrConflict)
+}
+
+// readGeneration returns the current generation (zero before the first revocation) and its ETag.
+func readGeneration(ctx context.Context, st store.Meta) (*generation, string, error) {
+	raw, etag, err := st.GetMeta(ctx, generationDoc)
+	if errors.Is(err, store.ErrNotFound) {
+		return &generation{}, "", nil
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("reading revocation generation: %w", err)
+	}
+	var g generation
+	if err := json.Unmarshal(raw, &g); err != nil {
+		return nil, "", fmt.Errorf("stored revocation generation is malformed: %w", err)
+	}
+	return &g, etag, nil
+}
+
+// since lists the serials revoked after generation after; complete is false when the history no longer reaches
+// back that far (the caller must assume anything changed).
+func (g *generation) since(after uint64) (serials []string, complete bool) {
+	if after >= g.N {
+		return nil, true
+	}
+	if len(g.Recent) == 0 || g.Recent[0].N > after+1 {
+		return nil, false
+	}
+	for _, e := range g.Recent {
+		if e.N > after {
+			serials = append(serials, e.Serial)
+		}
+	}
+	return serials, true
+}
+
 // Revoke moves the record for serial to revoked. The revocation index entry (what the CRL is built from) is
 // written first, so a crash between the two writes still publishes the revocation; a retry completes the record.
 // Revoking a revoked certificate reports AlreadyRevoked and changes nothing. ErrConflict from a concurrent update
-// is retried.
+// is retried. Every successful call bumps the revocation generation (BumpGeneration) last.
 func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, ref string, now time.Time) (Outcome, *store.Record, error) {
 	canonical := store.NormalizeSerial(serial)
 	if canonical == "" {
@@ -74,9 +157,13 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 		}
 		switch rec.Status {
 		case store.StatusRevoked:
-			// Complete a revocation whose index write succeeded but whose record write did not, or vice versa.
+			// Complete a revocation whose index write succeeded but whose record write did not, or vice versa, and
+			// whose generation bump may have failed: a retry must leave every instance told.
 			if err := st.AddRevoked(ctx, store.Revoked{Serial: rec.Serial, RevokedAt: rec.RevokedAt, Reason: rec.RevocationReason}); err != nil {
 				return 0, nil, fmt.Errorf("indexing revocation: %w", err)
+			}
+			if err := BumpGeneration(ctx, st, rec.Serial); err != nil {
+				return 0, nil, err
 			}
 			return AlreadyRevoked, rec, nil
 		case store.StatusPending, store.StatusAbandoned:
@@ -100,6 +187,11 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 		}
 		if err != nil {
 			return 0, nil, fmt.Errorf("recording revocation: %w", err)
+		}
+		// The revocation is durable; tell the other instances' OCSP and CRL caches. If this fails the caller
+		// sees an error and retries, and the retry (AlreadyRevoked) bumps again.
+		if err := BumpGeneration(ctx, st, rec.Serial); err != nil {
+			return 0, nil, err
 		}
 		return Revoked, rec, nil
 	}

@@ -23,10 +23,40 @@ import (
 type Status struct{ Store store.Store }
 
 var (
-	_ crl.Source        = Status{}
-	_ crl.Counter       = Status{}
-	_ ocsp.StatusSource = Status{}
+	_ crl.Source            = Status{}
+	_ crl.Counter           = Status{}
+	_ crl.GenerationSource  = Status{}
+	_ ocsp.StatusSource     = Status{}
+	_ ocsp.GenerationSource = Status{}
 )
+
+// RevocationGeneration reads the shared revocation generation (one point read) for CRL publishers, which only
+// need to know that something was revoked.
+func (s Status) RevocationGeneration(ctx context.Context) (uint64, error) {
+	g, _, err := readGeneration(ctx, s.Store)
+	if err != nil {
+		return 0, err
+	}
+	return g.N, nil
+}
+
+// RevokedSince reads the shared revocation generation (one point read) for OCSP responders: the current
+// generation and the serials revoked after generation after, or complete=false when the recent history does not
+// reach back that far.
+func (s Status) RevokedSince(ctx context.Context, after uint64) (uint64, []*big.Int, bool, error) {
+	g, _, err := readGeneration(ctx, s.Store)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	names, complete := g.since(after)
+	serials := make([]*big.Int, 0, len(names))
+	for _, n := range names {
+		if v, err := store.ParseSerial(n); err == nil {
+			serials = append(serials, v)
+		}
+	}
+	return g.N, serials, complete, nil
+}
 
 // RevokedEntries lists the revocation index.
 func (s Status) RevokedEntries(ctx context.Context) ([]crl.Entry, error) {

@@ -703,8 +703,9 @@ func TestSyncExpiredLeaseTakenOver(t *testing.T) {
 		rec := f.issue(t, 1)[0]
 		rc := f.queue(t, rec.Serial)
 		s := f.syncer(t, func(c *revocation.SyncConfig) { c.LeaseTTL = 15 * time.Minute })
-		// The first run's lease release (its second PutMeta) is lost, as when the host kills the function.
-		f.faults.Inject(storetest.Fault{Method: storetest.MethodPutMeta, Nth: 2})
+		// The first run's lease release (its third PutMeta: lease, revocation generation, release) is lost, as
+		// when the host kills the function.
+		f.faults.Inject(storetest.Fault{Method: storetest.MethodPutMeta, Nth: 3})
 		f.run(t, s)
 		f.faults.Clear()
 

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	xocsp "golang.org/x/crypto/ocsp"
+
+	"github.com/azscep/azscep/internal/config"
+	"github.com/azscep/azscep/internal/httpx"
+	"github.com/azscep/azscep/internal/scep"
+	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/testca"
+)
+
+// instance is one handler instance (its own deps: OCSP responder, CRL publisher, caches) built in this process
+// over a shared store and key directory, serving HTTP.
+type instance struct {
+	d     *deps
+	base  string
+	clock *testca.Clock
+	logs  *testca.LogBuffer
+}
+
+// startInstance builds an instance with its own clock; several instances with the same env share Azurite and keys.
+func startInstance(t *testing.T, env []string) *instance {
+	t.Helper()
+	cfg := loadConfig(t, env)
+	in := &instance{clock: testca.NewClock(time.Now()), logs: &testca.LogBuffer{}}
+	log := slog.New(slog.NewJSONHandler(in.logs, nil))
+	scep.Init()
+	var err error
+	if in.d, err = build(context.Background(), cfg, log, buildOptions{clock: in.clock}); err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	// Listen on the configured port: the development token issuer's keys are fetched from the base URL.
+	srv := httptest.NewUnstartedServer(httpx.Edge(log, in.d.unclean(routes(in.d))))
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", cfg.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(func() {
+		srv.Close()
+		if in.d.close != nil {
+			in.d.close()
+		}
+	})
+	in.base = srv.URL
+	return in
+}
+
+// ocspStatus asks an instance's /api/ocsp about cert.
+func (in *instance) ocspStatus(t *testing.T, cert, ca *x509.Certificate) int {
+	t.Helper()
+	req, err := xocsp.CreateRequest(cert, ca, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(in.base+"/api/ocsp", "application/ocsp-request", bytes.NewReader(req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	parsed, err := xocsp.ParseResponseForCert(body, cert, ca)
+	if err != nil {
+		t.Fatalf("OCSP answer: %v", err)
+	}
+	return parsed.Status
+}
+
+// crlLists reports whether an instance's /api/crl lists serial.
+func (in *instance) crlLists(t *testing.T, ca *x509.Certificate, serial string) bool {
+	t.Helper()
+	resp, err := http.Get(in.base + "/api/crl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	der, _ := io.ReadAll(resp.Body)
+	list, err := x509.ParseRevocationList(der)
+	if err != nil || list.CheckSignatureFrom(ca) != nil {
+		t.Fatalf("CRL: %v", err)
+	}
+	for _, e := range list.RevokedCertificateEntries {
+		if store.SerialString(e.SerialNumber) == serial {
+			return true
+		}
+	}
+	return false
+}
+
+// adminRevoke revokes serial through an instance's admin API with a development token.
+func (in *instance) adminRevoke(t *testing.T, serial, reason string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, in.base+"/api/certificates/"+serial+"/revoke",
+		strings.NewReader(`{"reason":"`+reason+`"}`))
+	req.Header.Set("Authorization", "Bearer "+devToken(t, in.base, "Certificates.Manage"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("revoke %s = %d %s\n%s", serial, resp.StatusCode, body, in.logs.String())
+	}
+}
+
+// TestRevocationSeenByOtherInstance (issue 11, point 10): two handler instances on one Azurite. A certificate is
+// good on instance B (and cached there); an admin revokes it on instance A. B keeps its cached answer only until
+// its next revocation-generation read — at most 30 s later, well inside the five-minute bound — and then answers
+// revoked, and its CRL lists the certificate. B's clock is moved instead of waiting.
+func TestRevocationSeenByOtherInstance(t *testing.T) {
+	_, stEnv := azuriteStore(t)
+	env := append([]string{"AZSCEP_MODE=local", "AZSCEP_LOCAL_KEY_DIR=" + newLocalKeyDir(t), "AZSCEP_DEV_ISSUER=true"}, stEnv...)
+	a, b := startInstance(t, env), startInstance(t, env)
+
+	certs, _ := getCACert(t, a.base+"/api/scep/static")
+	ra := recipients(t, certs)[0]
+	ca := a.d.keys.CA()
+	key := testca.RSAKey(t, nextDeviceKey(t))
+	subject := pkix.Name{CommonName: "freshness-device"}
+	csr := testca.CSR(t, key, testca.CSROptions{Subject: subject, ChallengePassword: config.LocalStaticChallenge})
+	cert := post(t, a.base+"/api/scep/static", testca.NewClient(t, key, subject, ra).PKCSReq(t, csr)).mustSucceed(t, ra)
+	serial := store.SerialString(cert.SerialNumber)
+
+	if st := b.ocspStatus(t, cert, ca); st != xocsp.Good {
+		t.Fatalf("B before the revocation: %d, want good", st)
+	}
+	if b.crlLists(t, ca, serial) {
+		t.Fatal("B's CRL lists the certificate before the revocation")
+	}
+
+	a.adminRevoke(t, serial, "keyCompromise")
+	if st := a.ocspStatus(t, cert, ca); st != xocsp.Revoked {
+		t.Fatalf("A, which revoked it: %d, want revoked at once", st)
+	}
+	// B read the generation less than 30 s ago (its clock has not moved): its cached answers stand. This is the
+	// staleness the bound allows, and what keeps B at one store read per 30 s rather than one per request.
+	if st := b.ocspStatus(t, cert, ca); st != xocsp.Good {
+		t.Fatalf("B inside the interval: %d; the generation was read per request", st)
+	}
+
+	b.clock.Advance(31 * time.Second)
+	if st := b.ocspStatus(t, cert, ca); st != xocsp.Revoked {
+		t.Fatalf("B 31 s after a revocation on A: %d, want revoked", st)
+	}
+	if !b.crlLists(t, ca, serial) {
+		t.Fatal("B's CRL does not list the certificate 31 s after its revocation on A")
+	}
+	if reads := b.d.ocsp.Stats().GenerationReads; reads > 3 {
+		t.Errorf("B read the generation %d times for 3 OCSP requests over two intervals, want at most one per interval", reads)
+	}
+}
