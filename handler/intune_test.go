@@ -573,7 +573,7 @@ func mustASN1(t *testing.T, v any) []byte {
 // renewal and is told about the new certificate.
 func TestIntuneRenewalAndValidity(t *testing.T) {
 	s := startIntune(t, intuneSetup{env: []string{
-		"AZSCEP_PROFILE_SHORT=validity=2h;ku=digitalSignature,keyEncipherment;eku=clientAuth;san=dns,email,upn,uri",
+		"AZSCEP_PROFILE_SHORT=validity=2h;ku=digitalSignature,keyEncipherment;eku=clientAuth;dns=*;email=*;upn=*;uri=*;identity_uris=sid,intunedeviceid",
 		"AZSCEP_SCEP_INTUNE=profile=short;renewal=3h"}})
 	subject := pkix.Name{CommonName: "renewing-device"}
 	first := s.enroll(t, testca.CSROptions{Subject: subject}, intunefake.Challenge{Subject: subject.String()})

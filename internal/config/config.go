@@ -159,6 +159,10 @@ type APIConfig struct {
 	GraphURL      string
 	Profile       string
 	RetryWindow   time.Duration
+	// ClientApps, when set, are the only client applications (azp/appid) whose tokens /api/csr accepts.
+	ClientApps []string
+	// AllowGuests lets guest (B2B, external) accounts use /api/csr; they are refused by default.
+	AllowGuests bool
 }
 
 // Setting describes one app setting: the single list the README table, local.settings.sample.json and the
@@ -193,7 +197,7 @@ var Settings = []Setting{
 	{Name: "AZSCEP_SCEP_ENDPOINTS", Default: "static (local), static,intune (azure)", Azure: "optional", Doc: "comma-separated SCEP endpoint names"},
 	{Name: "AZSCEP_SCEP_<NAME>", Prefixed: true, Azure: "optional", Doc: "per endpoint `<NAME>`: `challenge=static|intune;profile=NAME;cacert=chain|single;certrep_chain=true|false;renewal=30d`"},
 	{Name: "AZSCEP_SCEP_<NAME>_SECRET", Prefixed: true, Azure: "optional", Doc: "static challenge of endpoint NAME (use a Key Vault reference)"},
-	{Name: "AZSCEP_PROFILE_<NAME>", Prefixed: true, Azure: "optional", Doc: "per profile `<NAME>`: `validity=365d;ku=digitalSignature;eku=clientAuth;san=dns,email,upn,uri;minrsa=2048;curves=P-256,P-384`"},
+	{Name: "AZSCEP_PROFILE_<NAME>", Prefixed: true, Azure: "optional", Doc: "per profile `<NAME>`: `validity=365d;ku=digitalSignature;eku=clientAuth;dns=*.corp.example.com;upn=*@contoso.com;minrsa=2048;curves=P-256,P-384` (name allow-lists: README \"Profiles\")"},
 	{Name: "AZSCEP_INTUNE_TENANT_ID", Azure: "optional", Doc: "Entra tenant of Intune; required when an endpoint uses the intune challenge"},
 	{Name: "AZSCEP_INTUNE_CLIENT_ID", Azure: "optional", Doc: "app (client) ID used for Intune; defaults to AZURE_CLIENT_ID with managed identity"},
 	{Name: "AZSCEP_INTUNE_CREDENTIAL", Default: "managedidentity", Azure: "optional", Doc: "`managedidentity`, `secret` or `certificate`"},
@@ -208,6 +212,8 @@ var Settings = []Setting{
 	{Name: "AZSCEP_API_AUTHORITY", Default: "https://login.microsoftonline.com/", Azure: "optional", Doc: "authority host for token issuers and keys"},
 	{Name: "AZSCEP_API_GRAPH_URL", Default: "https://graph.microsoft.com/", Azure: "optional", Doc: "Graph base URL for device ownership checks"},
 	{Name: "AZSCEP_API_PROFILE", Default: "api", Azure: "optional", Doc: "profile /api/csr issues with"},
+	{Name: "AZSCEP_API_CLIENT_APPS", Azure: "optional", Doc: "comma-separated client application IDs (`azp`/`appid`) allowed to call /api/csr; empty = any client the tenant lets obtain a token"},
+	{Name: "AZSCEP_API_ALLOW_GUESTS", Default: "false", Azure: "optional", Doc: "let guest (B2B, external) accounts use /api/csr"},
 	{Name: "AZSCEP_API_RETRY_WINDOW", Default: "10m", Azure: "optional", Doc: "a retry of the same CSR by the same caller within this window returns the same certificate"},
 	{Name: "AZSCEP_REVOCATION_BATCH", Default: "100", Azure: "optional", Doc: "revocation requests downloaded per sync run (1–500)"},
 	{Name: "REVOCATION_SCHEDULE", Default: "0 0 * * * *", Azure: "optional", Doc: "NCRONTAB schedule of the revocation sync (read by the Functions host)"},
@@ -388,9 +394,17 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 			GraphURL:      p.str("AZSCEP_API_GRAPH_URL", "https://graph.microsoft.com/"),
 			Profile:       strings.ToLower(p.str("AZSCEP_API_PROFILE", "api")),
 			RetryWindow:   p.duration("AZSCEP_API_RETRY_WINDOW", 10*time.Minute, 0, 24*time.Hour),
+			ClientApps:    splitList(p.str("AZSCEP_API_CLIENT_APPS", "")),
+			AllowGuests:   p.bool("AZSCEP_API_ALLOW_GUESTS", false),
 		}
 		if c.API.TenantID == "" && !c.DevIssuer {
 			return
+		}
+		for i, id := range c.API.ClientApps {
+			if !isGUID(id) {
+				p.fail("AZSCEP_API_CLIENT_APPS", fmt.Sprintf("%q is not an application (client) ID", id))
+			}
+			c.API.ClientApps[i] = strings.ToLower(id)
 		}
 		if c.API.TenantID != "" && len(c.API.Audiences) == 0 {
 			p.fail("AZSCEP_API_AUDIENCES", "is required when the API is enabled")
@@ -427,12 +441,20 @@ func defaultProfiles() map[string]*policy.Profile {
 		return p
 	}
 	return map[string]*policy.Profile{
-		// device: network gear and Linux clients with static challenges.
-		"device": mk("device", "validity=365d;ku=digitalSignature;eku=clientAuth;san=dns,email,upn,uri"),
-		// intune: what Intune SCEP profiles request (keyEncipherment for RSA Wi-Fi/VPN key exchange).
-		"intune": mk("intune", "validity=365d;ku=digitalSignature,keyEncipherment;eku=clientAuth;san=dns,email,upn,uri"),
-		// api: /api/csr.
-		"api": mk("api", "validity=365d;ku=digitalSignature;eku=clientAuth;san=dns,email,upn,uri"),
+		// device: network gear and Linux clients with a shared static challenge. DNS names and a CN only: whoever
+		// holds the challenge must not be able to name a user (UPN, e-mail) or an Entra/Intune identity (SID and
+		// IntuneDeviceId URIs), which Entra certificate-based auth and AD strong mapping trust. Any DNS name
+		// (dns=*), because the CA cannot know the organisation's domains and clientAuth-only DNS certificates
+		// authenticate nobody to Entra or (under KB5014754 full enforcement) AD; narrow it with
+		// AZSCEP_PROFILE_DEVICE=...;dns=*.corp.example.com.
+		"device": mk("device", "validity=365d;ku=digitalSignature;eku=clientAuth;dns=*"),
+		// intune: what Intune SCEP profiles request (keyEncipherment for RSA Wi-Fi/VPN key exchange). Every name
+		// type with *, and the identity URIs: Intune validates each CSR against the SCEP profile it issued the
+		// challenge for, so Intune, not this profile, authorizes the names.
+		"intune": mk("intune", "validity=365d;ku=digitalSignature,keyEncipherment;eku=clientAuth;dns=*;email=*;upn=*;uri=*;identity_uris=sid,intunedeviceid"),
+		// api: /api/csr. CSR.Request.Db callers get what this allows (no identity URIs); self-service callers
+		// additionally only names bound to themselves (internal/csrapi).
+		"api": mk("api", "validity=365d;ku=digitalSignature;eku=clientAuth;dns=*;email=*;upn=*;uri=*"),
 	}
 }
 
@@ -700,3 +722,24 @@ func alnum(s string) bool {
 }
 
 func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+
+// isGUID reports whether s is a GUID in its usual 8-4-4-4-12 hex form.
+func isGUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}

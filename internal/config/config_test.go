@@ -2,7 +2,10 @@ package config
 
 import (
 	"errors"
+	"net"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -61,7 +64,7 @@ func TestEndpointAndProfileSettings(t *testing.T) {
 	c, err := Load(localEnv("AZSCEP_SCEP_ENDPOINTS=routers,static",
 		"AZSCEP_SCEP_ROUTERS=challenge=static;profile=net;cacert=single;certrep_chain=true;renewal=14d",
 		"AZSCEP_SCEP_ROUTERS_SECRET=router-secret-1",
-		"AZSCEP_PROFILE_NET=validity=90d;ku=digitalSignature,keyEncipherment;eku=clientAuth,serverAuth;san=dns,ip"))
+		"AZSCEP_PROFILE_NET=validity=90d;ku=digitalSignature,keyEncipherment;eku=clientAuth,serverAuth;dns=*.corp.example.com;ip=10.0.0.0/8"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +109,14 @@ func TestBadSettings(t *testing.T) {
 		{"unresolved key vault reference", azureEnv("AZSCEP_SCEP_STATIC_SECRET=@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/x)"), "AZSCEP_SCEP_STATIC_SECRET", "scep/static"},
 		{"profile", localEnv("AZSCEP_PROFILE_X=eku=codeSigning"), "AZSCEP_PROFILE_X", "profile/x"},
 		{"profile disables its endpoint", localEnv("AZSCEP_PROFILE_DEVICE=eku=codeSigning"), "AZSCEP_PROFILE_DEVICE", "scep/static"},
+		// Allow-lists that would match everything without saying "*" (issue 11).
+		{"profile san= old form", localEnv("AZSCEP_PROFILE_DEVICE=san=dns,upn"), "AZSCEP_PROFILE_DEVICE", "scep/static"},
+		{"profile empty dns list", localEnv("AZSCEP_PROFILE_DEVICE=dns="), "AZSCEP_PROFILE_DEVICE", "scep/static"},
+		{"profile every IPv4 address", localEnv("AZSCEP_PROFILE_NET=ip=0.0.0.0/0"), "AZSCEP_PROFILE_NET", "profile/net"},
+		{"profile match-all DNS pattern", localEnv("AZSCEP_PROFILE_NET=dns=**"), "AZSCEP_PROFILE_NET", "profile/net"},
+		{"profile match-all UPN pattern", localEnv("AZSCEP_PROFILE_NET=upn=*@*"), "AZSCEP_PROFILE_NET", "profile/net"},
+		{"api client app not a GUID", localEnv("AZSCEP_DEV_ISSUER=true", "AZSCEP_API_CLIENT_APPS=my-app"), "AZSCEP_API_CLIENT_APPS", "api"},
+		{"api allow guests", localEnv("AZSCEP_DEV_ISSUER=true", "AZSCEP_API_ALLOW_GUESTS=maybe"), "AZSCEP_API_ALLOW_GUESTS", "api"},
 		{"intune tenant", localEnv("AZSCEP_SCEP_ENDPOINTS=intune,static"), "AZSCEP_INTUNE_TENANT_ID", "intune"},
 		{"intune endpoint goes with intune", localEnv("AZSCEP_SCEP_ENDPOINTS=intune,static"), "AZSCEP_INTUNE_TENANT_ID", "scep/intune"},
 		{"intune secret", azureEnv("AZSCEP_INTUNE_CREDENTIAL=secret"), "AZSCEP_INTUNE_CLIENT_SECRET", "intune"},
@@ -249,4 +260,47 @@ func TestAdminCommandsLoadWithoutServiceSecrets(t *testing.T) {
 	}
 	// Serving without the secret disables the static endpoint only.
 	checkFault(t, c, "scep/static", "AZSCEP_SCEP_STATIC_SECRET")
+}
+
+// TestBuiltInProfileNames pins which names each built-in profile yields (README "Profiles").
+func TestBuiltInProfileNames(t *testing.T) {
+	c, err := Load(localEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid, _ := url.Parse("tag:microsoft.com,2022-09-14:sid:S-1-5-21-1-2-3-500")
+	dev, _ := url.Parse("IntuneDeviceId://5f2c8a1e-3b4d-4c6e-9f70-8a1b2c3d4e5f")
+	web, _ := url.Parse("https://app.example.net/")
+	for _, tc := range []struct {
+		profile                          string
+		dns, email, upn, uri, ip, sid, d bool
+	}{
+		{"device", true, false, false, false, false, false, false},
+		{"intune", true, true, true, true, false, true, true},
+		{"api", true, true, true, true, false, false, false},
+	} {
+		p := c.Profiles[tc.profile]
+		got := []bool{p.AllowsDNS("host.example.net"), p.AllowsEmail("a@example.net"), p.AllowsUPN("a@example.net"),
+			p.AllowsURI(web), p.AllowsIP(net.ParseIP("10.0.0.1")), p.AllowsURI(sid), p.AllowsURI(dev)}
+		want := []bool{tc.dns, tc.email, tc.upn, tc.uri, tc.ip, tc.sid, tc.d}
+		if !slices.Equal(got, want) {
+			t.Errorf("profile %s allows dns,email,upn,uri,ip,sid,deviceid = %v, want %v", tc.profile, got, want)
+		}
+	}
+}
+
+func TestAPIClientAppsAndGuests(t *testing.T) {
+	c, err := Load(localEnv("AZSCEP_DEV_ISSUER=true",
+		"AZSCEP_API_CLIENT_APPS=0A1B2C3D-0000-4000-8000-000000000001, 0a1b2c3d-0000-4000-8000-000000000002",
+		"AZSCEP_API_ALLOW_GUESTS=true"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"0a1b2c3d-0000-4000-8000-000000000001", "0a1b2c3d-0000-4000-8000-000000000002"}
+	if !slices.Equal(c.API.ClientApps, want) || !c.API.AllowGuests {
+		t.Fatalf("API = %+v", c.API)
+	}
+	if c, err = Load(localEnv("AZSCEP_DEV_ISSUER=true")); err != nil || len(c.API.ClientApps) != 0 || c.API.AllowGuests {
+		t.Fatalf("defaults: %+v, %v", c.API, err)
+	}
 }

@@ -62,6 +62,11 @@ type Config struct {
 	// RetryWindow is how long the same CSR from the same caller is answered with the stored certificate instead
 	// of a new one, so a client that lost the response does not mint duplicates. 0 means no limit.
 	RetryWindow time.Duration
+	// ClientApps, when not empty, are the only client applications (the token's azp/appid, lower-case) whose
+	// tokens are accepted; others get 403 client_app_not_allowed.
+	ClientApps []string
+	// AllowGuests admits guest (B2B, external) user accounts; by default they get 403 guest_not_allowed.
+	AllowGuests bool
 	// RatePerCaller limits requests per caller (per second, with a burst of 4×); 0 means 5/s.
 	RatePerCaller float64
 	// Logger gets one line per refusal and per issuance (never token or key material); nil discards.
@@ -107,6 +112,8 @@ const (
 	CodeNotSelf       = "not_bound_to_caller"
 	CodeNotOwner      = "device_not_owned"
 	CodeNotClientAuth = "self_service_client_auth_only"
+	CodeClientApp     = "client_app_not_allowed"
+	CodeGuest         = "guest_not_allowed"
 )
 
 // ServeHTTP rejects before spending: method, token, role and rate limit come before the body is read, and
@@ -124,6 +131,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := entra.RequireRole(caller, entra.RoleCSRRequestDb, entra.RoleCSRSelfService); err != nil {
 		h.authFailure(w, r, err)
+		return
+	}
+	if p := h.admit(caller); p != nil {
+		h.log.Info("csr refused", "caller", callerID(caller), "status", p.Status, "code", p.Code, "detail", p.Detail)
+		httpx.WriteProblem(w, r, p)
 		return
 	}
 	if ok, wait := h.allow(callerID(caller)); !ok {
@@ -145,6 +157,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.log.Info("csr issued", "caller", callerID(caller), "serial", res.Record.Serial, "replayed", res.Replayed,
 		"duration_ms", time.Since(start).Milliseconds())
 	h.write(w, r, res)
+}
+
+// admit applies the deployment's caller restrictions that hold whatever the role: the client application
+// allow-list and the refusal of guest accounts.
+func (h *Handler) admit(caller *entra.Caller) *httpx.Problem {
+	if len(h.cfg.ClientApps) > 0 && !slices.Contains(h.cfg.ClientApps, strings.ToLower(caller.AppID)) {
+		return &httpx.Problem{Status: http.StatusForbidden, Code: CodeClientApp,
+			Detail: "the client application is not allowed to request certificates"}
+	}
+	if caller.Guest && !h.cfg.AllowGuests {
+		return &httpx.Problem{Status: http.StatusForbidden, Code: CodeGuest,
+			Detail: "guest accounts may not request certificates"}
+	}
+	return nil
 }
 
 func (h *Handler) authFailure(w http.ResponseWriter, r *http.Request, err error) {
@@ -291,12 +317,19 @@ func (h *Handler) enroll(ctx context.Context, caller *entra.Caller, der []byte) 
 	if err != nil {
 		return nil, rejectionProblem(err)
 	}
-	req, err := policy.Check(csr, h.cfg.Profile)
+	// The profile's allow-lists bind every caller. A self-service caller may also carry an IntuneDeviceId URI,
+	// which the profile does not need to allow: selfService authorizes it by the device's ownership in Graph.
+	selfService := !caller.HasRole(entra.RoleCSRRequestDb)
+	prof := h.cfg.Profile
+	if selfService {
+		prof = prof.WithIdentityURIs(policy.IdentityIntuneDeviceID)
+	}
+	req, err := policy.Check(csr, prof)
 	if err != nil {
 		return nil, rejectionProblem(err)
 	}
 	deviceID := ""
-	if !caller.HasRole(entra.RoleCSRRequestDb) {
+	if selfService {
 		if deviceID, err = h.selfService(ctx, caller, req); err != nil {
 			var p *httpx.Problem
 			if errors.As(err, &p) {
@@ -309,7 +342,7 @@ func (h *Handler) enroll(ctx context.Context, caller *entra.Caller, der []byte) 
 	sum := sha256.Sum256(csr.Raw)
 	key := "api|" + callerID(caller) + "|" + hex.EncodeToString(sum[:])
 	// Retries inside the window are found by the issuer's key claim, with no extra lookup on fresh requests.
-	res, err := h.cfg.Issuer.Issue(ctx, &issuance.Request{Checked: req, Profile: h.cfg.Profile,
+	res, err := h.cfg.Issuer.Issue(ctx, &issuance.Request{Checked: req, Profile: prof,
 		Source: store.SourceAPI, Endpoint: "api", Requester: requester(caller), DeviceID: deviceID,
 		Key: key, ReplayWindow: h.cfg.RetryWindow})
 	if err != nil {
@@ -320,19 +353,17 @@ func (h *Handler) enroll(ctx context.Context, caller *entra.Caller, der []byte) 
 
 var guid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
-var (
-	oidCommonName   = asn1.ObjectIdentifier{2, 5, 4, 3}
-	oidEmailAddress = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}
-	oidUserID       = asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 1}
-)
+var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
 
 // selfService enforces SPEC §4.5 for CSR.SelfService callers: a user (never an app) may get a clientAuth
 // certificate for their own UPN, or for a device they own. It returns the device ID for the record.
 //
 // Every name that identifies someone must be bound to the caller, because relying parties differ in which one
-// they read: the subject may carry at most one common name (pkix.Name keeps only the last, a relying party may
-// read the first) and no e-mail address or user ID attributes; IntuneDeviceId URIs must be exactly
-// IntuneDeviceId://<GUID>, so that no parser can read another device out of user info or a path.
+// they read: the subject is at most one common name and nothing else (no O, OU, DC, e-mail, user ID, serial
+// number, title…: relying parties map certificates by subject attributes the caller could otherwise choose;
+// pkix.Name keeps only the last CN, a relying party may read the first); IntuneDeviceId URIs must be exactly
+// IntuneDeviceId://<GUID>, so that no parser can read another device out of user info or a path. The caller's
+// UPN is the token's upn claim only (entra.Caller.UPN), never the mutable preferred_username.
 func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, req *policy.Request) (string, error) {
 	forbid := func(code, detail string) error {
 		return &httpx.Problem{Status: http.StatusForbidden, Code: code, Detail: detail}
@@ -348,12 +379,10 @@ func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, req *po
 	}
 	cns := 0
 	for _, atv := range req.Subject.Names {
-		switch {
-		case atv.Type.Equal(oidCommonName):
-			cns++
-		case atv.Type.Equal(oidEmailAddress), atv.Type.Equal(oidUserID):
-			return "", forbid(CodeNotSelf, "self-service subjects carry no e-mail address or user ID")
+		if !atv.Type.Equal(oidCommonName) {
+			return "", forbid(CodeNotSelf, "a self-service subject is a common name only")
 		}
+		cns++
 	}
 	if cns > 1 {
 		return "", forbid(CodeNotSelf, "the subject has more than one common name")
@@ -407,7 +436,8 @@ func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, req *po
 	// A user certificate: every UPN SAN and the subject CN, if present, are the caller's UPN, and at least one
 	// of them is present.
 	if caller.UPN == "" {
-		return "", forbid(CodeNotSelf, "your token carries no UPN")
+		// preferred_username and unique_name are mutable by the user and never bind a certificate.
+		return "", forbid(CodeNotSelf, "your token carries no upn claim (the API registration must request it)")
 	}
 	if len(req.UPNs) == 0 && cn == "" {
 		return "", forbid(CodeNotSelf, "the certificate must name your UPN")
@@ -513,6 +543,9 @@ func callerID(c *entra.Caller) string {
 func requester(c *entra.Caller) string {
 	if c.IsApp {
 		return "app:" + c.AppID + " oid:" + c.ObjectID
+	}
+	if c.UPN == "" {
+		return "oid:" + c.ObjectID + " username:" + c.Username
 	}
 	return "oid:" + c.ObjectID + " upn:" + c.UPN
 }

@@ -38,7 +38,7 @@ import (
 )
 
 // apiProfile is config's built-in "api" profile, spelled out so that a change there is a visible diff here.
-const apiProfile = "validity=365d;ku=digitalSignature;eku=clientAuth;san=dns,email,upn,uri"
+const apiProfile = "validity=365d;ku=digitalSignature;eku=clientAuth;dns=*;email=*;upn=*;uri=*"
 
 // retryWindow is the window every env uses unless a test overrides it.
 const retryWindow = 10 * time.Minute
@@ -76,7 +76,8 @@ func newEnv(t *testing.T, mutate ...func(*csrapi.Config)) *env {
 func newEnvWith(t *testing.T, d deps, mutate ...func(*csrapi.Config)) *env {
 	t.Helper()
 	c := newClock()
-	tenant := entrafake.New(t, entrafake.WithClock(c.Now))
+	// The tenant's API registration asks for the optional claims create-api-app.sh configures.
+	tenant := entrafake.New(t, entrafake.WithClock(c.Now), entrafake.WithOptionalClaims("idtyp", "upn", "acct"))
 	graph := entrafake.NewGraph(t)
 
 	verifier, err := entra.NewVerifier(entra.Config{

@@ -129,8 +129,6 @@ func TestSelfServiceUserCertificates(t *testing.T) {
 			testca.CSROptions{Subject: cn(alice.upn), UPNs: []string{alice.upn}}},
 		{"UPN SAN in another case", e.userToken(alice, selfService), testca.CSROptions{UPNs: []string{strings.ToUpper(alice.upn)}}},
 		{"CN = UPN, no SAN", e.userToken(alice, selfService), testca.CSROptions{Subject: cn(alice.upn)}},
-		{"CN = UPN with organisation", e.userToken(alice, selfService),
-			testca.CSROptions{Subject: pkix.Name{CommonName: alice.upn, Organization: []string{"Contoso"}}}},
 		{"asks for clientAuth explicitly", e.userToken(alice, selfService),
 			testca.CSROptions{UPNs: []string{alice.upn}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}},
 	}
@@ -249,9 +247,22 @@ func TestSelfServiceRefusals(t *testing.T) {
 		{"user ID attribute in the subject", tok, o{Subject: withName(cn(alice.upn),
 			pkix.AttributeTypeAndValue{Type: asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 1}, Value: "mallory"})},
 			csrapi.CodeNotSelf},
+		// A self-service subject is one CN and nothing else: relying parties map by attributes the caller would
+		// otherwise choose (issue 11 point 8).
+		{"organisation in the subject", tok, o{Subject: pkix.Name{CommonName: alice.upn, Organization: []string{"Contoso"}}},
+			csrapi.CodeNotSelf},
+		{"organisational unit in the subject", tok, o{Subject: pkix.Name{CommonName: alice.upn,
+			OrganizationalUnit: []string{"Domain Admins"}}}, csrapi.CodeNotSelf},
+		{"serial number in the subject", tok, o{Subject: pkix.Name{CommonName: alice.upn, SerialNumber: "1"}}, csrapi.CodeNotSelf},
+		{"domain components in the subject", tok, o{Subject: withName(cn(alice.upn),
+			pkix.AttributeTypeAndValue{Type: asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 25}, Value: "contoso"})},
+			csrapi.CodeNotSelf},
+		{"title in the subject", tok, o{Subject: withName(cn(alice.upn),
+			pkix.AttributeTypeAndValue{Type: asn1.ObjectIdentifier{2, 5, 4, 12}, Value: "CEO"})}, csrapi.CodeNotSelf},
+		{"device certificate with an organisation", tok, o{Subject: pkix.Name{CommonName: aliceDev,
+			Organization: []string{"Contoso"}}}, csrapi.CodeNotSelf},
 		{"DNS name", tok, o{UPNs: upns, DNSNames: []string{"alice.contoso.test"}}, csrapi.CodeNotSelf},
 		{"e-mail SAN", tok, o{UPNs: upns, Emails: []string{alice.upn}}, csrapi.CodeNotSelf},
-		{"Intune SID URI", tok, o{UPNs: upns, URIs: us(testca.IntuneSIDURI("S-1-5-21-1-2-3-1001"))}, csrapi.CodeNotSelf},
 		{"device URI plus UPN", tok, o{UPNs: upns, URIs: us(deviceURI(aliceDev))}, csrapi.CodeNotSelf},
 		{"CN and URI name different devices", tok, o{Subject: cn(aliceDev), URIs: us(deviceURI(malloryDev))},
 			csrapi.CodeNotSelf},
@@ -281,6 +292,9 @@ func TestSelfServiceRefusals(t *testing.T) {
 			wantProblem(t, r, http.StatusForbidden, tc.code)
 		})
 	}
+	// A SID URI is refused by the api profile itself (no identity_uris opt-in), whoever asks.
+	r := e.post(tok, csrDER(t, ecKey(t, "refuse"), o{UPNs: upns, URIs: us(testca.IntuneSIDURI("S-1-5-21-1-2-3-1001"))}))
+	wantProblem(t, r, http.StatusBadRequest, string(policy.CodeSAN))
 	if n := e.records(""); n != 0 {
 		t.Fatalf("records = %d after refused self-service requests, want 0", n)
 	}
@@ -298,7 +312,7 @@ func TestSelfServiceClientAuthOnly(t *testing.T) {
 		wantProblem(t, e.post(e.userToken(alice, selfService), der), http.StatusBadRequest, string(policy.CodeExtKeyUsage))
 	})
 	t.Run("wider profile", func(t *testing.T) {
-		wide, err := policy.ParseProfile("api", "validity=365d;ku=digitalSignature;eku=clientAuth,emailProtection;san=upn,uri")
+		wide, err := policy.ParseProfile("api", "validity=365d;ku=digitalSignature;eku=clientAuth,emailProtection;upn=*;uri=*")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -283,7 +283,8 @@ func (d *DevIssuer) Mint(req DevTokenRequest) (string, error) {
 		c["scp"] = "access_as_user"
 		c["idtyp"] = "user"
 		if req.Version == TokenV2 {
-			c["preferred_username"] = req.UPN
+			// upn is an optional claim in v2 tokens; the registration create-api-app.sh makes asks for it.
+			c["preferred_username"], c["upn"] = req.UPN, req.UPN
 		} else {
 			c["upn"], c["unique_name"] = req.UPN, req.UPN
 		}

@@ -51,9 +51,23 @@ type Caller struct {
 	ObjectID string
 	// TenantID is the `tid` claim (always the configured tenant).
 	TenantID string
-	// UPN is for display and for matching a user certificate's UPN SAN: `upn`,
-	// else `preferred_username`, else `unique_name`. Empty for apps.
+	// UPN is the `upn` claim, the only name claim a certificate may be bound
+	// to: `preferred_username` and `unique_name` are documented by Microsoft
+	// as mutable (a user can change them) and are never used for that. v1
+	// tokens carry `upn` for members; v2 tokens only when the API registration
+	// lists it as an optional access-token claim (create-api-app.sh does).
+	// Empty for apps, and for users whose token lacks the claim.
 	UPN string
+	// Username is for display and logs only: `upn`, else
+	// `preferred_username`, else `unique_name`.
+	Username string
+	// Guest is true for a user from outside the tenant (B2B guest, personal
+	// Microsoft account): the optional `acct` claim is 1, or `idp` names an
+	// identity provider other than this tenant's issuer (Entra sets `idp` only
+	// when the user was authenticated elsewhere), or the UPN is an #EXT# one.
+	Guest bool
+	// IdentityProvider is the `idp` claim when it differs from the issuer.
+	IdentityProvider string
 	// AppID is the client application that obtained the token (`azp` in v2,
 	// `appid` in v1).
 	AppID string
@@ -103,6 +117,10 @@ type entraClaims struct {
 	Roles             []string `json:"roles"`
 	Scp               string   `json:"scp"`
 	IDTyp             string   `json:"idtyp"`
+	IDP               string   `json:"idp"`
+	// Acct is the optional account-status claim: 0 member, 1 guest. Read
+	// loosely (number or string) so that its encoding cannot hide a guest.
+	Acct any `json:"acct"`
 }
 
 // Verify authenticates a request from the values of its Authorization header
@@ -181,7 +199,8 @@ func (v *Verifier) Verify(ctx context.Context, authorizationHeaderValues []strin
 	c := &Caller{
 		ObjectID:     normGUID(claims.ObjectID),
 		TenantID:     v.cfg.TenantID,
-		UPN:          firstNonEmpty(claims.UPN, claims.PreferredUsername, claims.UniqueName),
+		UPN:          claims.UPN,
+		Username:     firstNonEmpty(claims.UPN, claims.PreferredUsername, claims.UniqueName),
 		AppID:        firstNonEmpty(claims.AZP, claims.AppID),
 		Name:         claims.Name,
 		Roles:        claims.Roles,
@@ -199,7 +218,28 @@ func (v *Verifier) Verify(ctx context.Context, authorizationHeaderValues []strin
 	default:
 		c.IsApp = claims.Scp == "" && claims.ObjectID == claims.Subject
 	}
+	if claims.IDP != "" && claims.IDP != snap.v1Issuer && claims.IDP != snap.v2Issuer {
+		c.IdentityProvider = claims.IDP
+	}
+	if !c.IsApp {
+		c.Guest = c.IdentityProvider != "" || isGuestAcct(claims.Acct) ||
+			strings.Contains(strings.ToUpper(claims.UPN), "#EXT#")
+	}
 	return c, nil
+}
+
+// isGuestAcct reads the optional `acct` claim: 1 (or "1") is a guest; a value
+// that is neither 0 nor 1 counts as a guest too (fail closed).
+func isGuestAcct(v any) bool {
+	switch a := v.(type) {
+	case nil:
+		return false
+	case float64:
+		return a != 0
+	case string:
+		return a != "0"
+	}
+	return true
 }
 
 // bearerToken extracts the token from the Authorization header values, or

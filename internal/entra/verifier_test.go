@@ -34,7 +34,13 @@ func TestVerifyAcceptsV1AndV2WithBothAudienceForms(t *testing.T) {
 			t.Run(tc.name+"/user/"+aud, func(t *testing.T) {
 				opts := append(slices.Clone(tc.version), entrafake.WithAudience(aud))
 				c := e.mustVerify(t, e.fake.MintUser(user, "alice@contoso.example", roles, opts...))
-				if c.ObjectID != user || c.UPN != "alice@contoso.example" || c.IsApp || c.TokenVersion != tc.want ||
+				// v2 tokens carry upn only as a configured optional claim (TestVerifyUPNIsTheUPNClaimOnly).
+				wantUPN := "alice@contoso.example"
+				if tc.want == entra.TokenV2 {
+					wantUPN = ""
+				}
+				if c.ObjectID != user || c.UPN != wantUPN || c.Username != "alice@contoso.example" || c.Guest ||
+					c.IsApp || c.TokenVersion != tc.want ||
 					c.TenantID != e.fake.TenantID || c.AppID != e.fake.ClientAppID || c.Name != "Test User alice@contoso.example" {
 					t.Fatalf("caller = %+v", c)
 				}
@@ -62,18 +68,70 @@ func TestVerifyAcceptsV1AndV2WithBothAudienceForms(t *testing.T) {
 	}
 }
 
-func TestVerifyUPNFallbacks(t *testing.T) {
+// TestVerifyUPNIsTheUPNClaimOnly: preferred_username and unique_name are mutable and only ever displayed; the
+// UPN a certificate may be bound to comes from the upn claim alone.
+func TestVerifyUPNIsTheUPNClaimOnly(t *testing.T) {
 	e := newEnv(t)
 	oid := entrafake.NewGUID()
-	// v1 with only unique_name (e.g. guest accounts without upn).
+	// v1 with only unique_name.
 	c := e.mustVerify(t, e.fake.MintUser(oid, "bob@contoso.example", nil, entrafake.V1(), entrafake.WithoutClaim("upn")))
-	if c.UPN != "bob@contoso.example" {
-		t.Fatalf("UPN from unique_name = %q", c.UPN)
+	if c.UPN != "" || c.Username != "bob@contoso.example" {
+		t.Fatalf("UPN %q Username %q, want no UPN from unique_name", c.UPN, c.Username)
 	}
-	// upn wins over preferred_username.
+	// v2 with only preferred_username (the registration lacks the upn optional claim).
+	c = e.mustVerify(t, e.fake.MintUser(oid, "display@contoso.example", nil))
+	if c.UPN != "" || c.Username != "display@contoso.example" {
+		t.Fatalf("UPN %q Username %q, want no UPN from preferred_username", c.UPN, c.Username)
+	}
+	// upn is used, and wins over preferred_username for display too.
 	c = e.mustVerify(t, e.fake.MintUser(oid, "display@contoso.example", nil, entrafake.WithClaim("upn", "real@contoso.example")))
-	if c.UPN != "real@contoso.example" {
-		t.Fatalf("UPN = %q, want upn claim", c.UPN)
+	if c.UPN != "real@contoso.example" || c.Username != "real@contoso.example" {
+		t.Fatalf("UPN %q Username %q, want the upn claim", c.UPN, c.Username)
+	}
+	// With the optional claim configured, v2 user tokens carry upn.
+	e.fake.OptionalClaims = []string{"upn", "acct"}
+	c = e.mustVerify(t, e.fake.MintUser(oid, "carol@contoso.example", nil))
+	if c.UPN != "carol@contoso.example" || c.Guest {
+		t.Fatalf("UPN %q guest %v", c.UPN, c.Guest)
+	}
+}
+
+// TestVerifyGuest: a guest is recognised by idp (always emitted by Entra for users authenticated elsewhere), by
+// the optional acct claim, or by an #EXT# UPN; members and apps are not guests.
+func TestVerifyGuest(t *testing.T) {
+	e := newEnv(t)
+	home := entrafake.NewGUID()
+	oid := entrafake.NewGUID()
+	for _, tc := range []struct {
+		name   string
+		claims []string
+		opts   []entrafake.MintOption
+		guest  bool
+	}{
+		{"member-v2", nil, nil, false},
+		{"member-v1", nil, []entrafake.MintOption{entrafake.V1()}, false},
+		{"member-acct-0", []string{"upn", "acct"}, nil, false},
+		{"member-idp-is-own-v1-issuer", nil, []entrafake.MintOption{entrafake.WithClaim("idp", entrafake.V1Issuer(e.fake.TenantID))}, false},
+		{"guest-v2-idp", nil, []entrafake.MintOption{entrafake.Guest(home)}, true},
+		{"guest-v1-idp", nil, []entrafake.MintOption{entrafake.V1(), entrafake.Guest(home)}, true},
+		{"guest-acct-and-idp", []string{"upn", "acct"}, []entrafake.MintOption{entrafake.Guest(home)}, true},
+		{"guest-acct-only", nil, []entrafake.MintOption{entrafake.WithClaim("acct", 1)}, true},
+		{"guest-acct-string", nil, []entrafake.MintOption{entrafake.WithClaim("acct", "1")}, true},
+		{"guest-acct-unknown-value", nil, []entrafake.MintOption{entrafake.WithClaim("acct", 7)}, true},
+		{"guest-msa", nil, []entrafake.MintOption{entrafake.WithClaim("idp", "live.com")}, true},
+		{"guest-ext-upn", nil, []entrafake.MintOption{entrafake.WithClaim("upn", "alice_fabrikam.com#EXT#@contoso.example")}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e.fake.OptionalClaims = tc.claims
+			c := e.mustVerify(t, e.fake.MintUser(oid, "alice@contoso.example", nil, tc.opts...))
+			if c.Guest != tc.guest {
+				t.Fatalf("Guest = %v, want %v (caller %+v)", c.Guest, tc.guest, c)
+			}
+		})
+	}
+	e.fake.OptionalClaims = nil
+	if c := e.mustVerify(t, e.fake.MintApp(nil, entrafake.WithClaim("idp", "https://sts.windows.net/"+home+"/"))); c.Guest {
+		t.Fatal("an app token is never a guest")
 	}
 }
 

@@ -105,7 +105,7 @@ func newFixture(t *testing.T, st store.Store) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prof, err := policy.ParseProfile("device", "validity=30d;ku=digitalSignature;eku=clientAuth;san=dns,uri")
+	prof, err := policy.ParseProfile("device", "validity=30d;ku=digitalSignature;eku=clientAuth;dns=*;uri=*")
 	if err != nil {
 		t.Fatal(err)
 	}

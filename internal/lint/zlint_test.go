@@ -31,8 +31,8 @@ var ZlintAllowed = map[string]string{
 }
 
 const (
-	zSpecDevice = "validity=365d;ku=digitalSignature;eku=clientAuth;san=dns,email,upn,uri"
-	zSpecIntune = "validity=365d;ku=digitalSignature,keyEncipherment;eku=clientAuth;san=dns,email,upn,uri"
+	zSpecDevice = "validity=365d;ku=digitalSignature;eku=clientAuth;dns=*;email=*;upn=*;uri=*;identity_uris=sid,intunedeviceid"
+	zSpecIntune = "validity=365d;ku=digitalSignature,keyEncipherment;eku=clientAuth;dns=*;email=*;upn=*;uri=*;identity_uris=sid,intunedeviceid"
 	sidURI      = "tag:microsoft.com,2022-09-14:sid:S-1-5-21-1004336348-1177238915-682003330-1104"
 	deviceURI   = "IntuneDeviceId://5f2c8a1e-3b4d-4c6e-9f70-8a1b2c3d4e5f"
 )

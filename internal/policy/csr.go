@@ -137,6 +137,8 @@ var (
 	oidValidityAttr        = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 13, 2, 1}
 	oidChallengePassword   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 7}
 	oidExtensionRequest    = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 14}
+	oidCommonName          = asn1.ObjectIdentifier{2, 5, 4, 3}
+	oidEmailAttribute      = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}
 
 	ekuOIDs = map[string]x509.ExtKeyUsage{
 		"1.3.6.1.5.5.7.3.1": x509.ExtKeyUsageServerAuth,
@@ -206,7 +208,7 @@ func Check(csr *x509.CertificateRequest, p *Profile) (*Request, error) {
 			return nil, err
 		}
 	}
-	if err := checkSubject(csr.RawSubject); err != nil {
+	if err := checkSubject(csr.RawSubject, p); err != nil {
 		return nil, err
 	}
 	if len(csr.RawSubject) <= 2 && req.SANExtension == nil {
@@ -472,6 +474,9 @@ func checkSAN(req *Request, p *Profile, der []byte) error {
 			if !validEmailLike(upn) {
 				return reject(CodeSAN, "UPN %q is malformed", clip(upn))
 			}
+			if !p.AllowsUPN(upn) {
+				return reject(CodeSAN, "UPN %q is not allowed by profile %s", clip(upn), p.Name)
+			}
 			req.UPNs = append(req.UPNs, upn)
 		case 1: // rfc822Name
 			if !p.Allows(SANEmail) {
@@ -480,6 +485,9 @@ func checkSAN(req *Request, p *Profile, der []byte) error {
 			e := string(gn.Bytes)
 			if !validEmailLike(e) {
 				return reject(CodeSAN, "email %q is malformed", clip(e))
+			}
+			if !p.AllowsEmail(e) {
+				return reject(CodeSAN, "email %q is not allowed by profile %s", clip(e), p.Name)
 			}
 			req.Emails = append(req.Emails, e)
 		case 2: // dNSName
@@ -490,15 +498,25 @@ func checkSAN(req *Request, p *Profile, der []byte) error {
 			if !validDNSName(d) {
 				return reject(CodeSAN, "DNS name %q is malformed", clip(d))
 			}
+			if !p.AllowsDNS(d) {
+				return reject(CodeSAN, "DNS name %q is not allowed by profile %s", clip(d), p.Name)
+			}
 			req.DNSNames = append(req.DNSNames, d)
 		case 6: // uniformResourceIdentifier
-			if !p.Allows(SANURI) {
-				return reject(CodeSAN, "URI names are not allowed by profile %s", p.Name)
-			}
 			s := string(gn.Bytes)
 			u, err := url.Parse(s)
 			if err != nil || u.Scheme == "" || len(s) > maxURILen || hasControl(s) {
 				return reject(CodeSAN, "URI %q is malformed", clip(s))
+			}
+			// Identity URIs are governed by the profile's identity_uris opt-in alone, ordinary URIs by uri=.
+			if k := IdentityURIKind(u); k != 0 && !p.AllowsURI(u) {
+				return reject(CodeSAN, "%s URIs are not allowed by profile %s", identityKindName(k), p.Name)
+			}
+			if !p.AllowsURI(u) {
+				if !p.Allows(SANURI) {
+					return reject(CodeSAN, "URI names are not allowed by profile %s", p.Name)
+				}
+				return reject(CodeSAN, "URI %q is not allowed by profile %s", clip(s), p.Name)
 			}
 			req.URIs = append(req.URIs, u)
 		case 7: // iPAddress
@@ -507,6 +525,9 @@ func checkSAN(req *Request, p *Profile, der []byte) error {
 			}
 			if len(gn.Bytes) != 4 && len(gn.Bytes) != 16 {
 				return reject(CodeSAN, "IP address is malformed")
+			}
+			if !p.AllowsIP(net.IP(gn.Bytes)) {
+				return reject(CodeSAN, "IP address %s is not allowed by profile %s", net.IP(gn.Bytes), p.Name)
 			}
 			req.IPs = append(req.IPs, net.IP(gn.Bytes))
 		default:
@@ -546,7 +567,9 @@ var allowedSubjectAttributes = map[string]int{
 	"0.9.2342.19200300.100.1.1":  maxAttrLen,
 }
 
-func checkSubject(raw []byte) error {
+// checkSubject applies the attribute and length limits, and holds every attribute that names someone (the
+// common name, the emailAddress attribute) to the profile's name allow-lists.
+func checkSubject(raw []byte, p *Profile) error {
 	var rdns pkix.RDNSequence
 	if rest, err := asn1.Unmarshal(raw, &rdns); err != nil || len(rest) != 0 {
 		return reject(CodeSubject, "subject is malformed")
@@ -566,6 +589,16 @@ func checkSubject(raw []byte) error {
 			}
 			if s == "" || len([]rune(s)) > limit || hasControl(s) {
 				return reject(CodeSubject, "subject attribute %s is empty, too long or has control characters", atv.Type)
+			}
+			switch {
+			case atv.Type.Equal(oidCommonName):
+				if err := checkNameLike(p, "common name", s); err != nil {
+					return err
+				}
+			case atv.Type.Equal(oidEmailAttribute):
+				if !validEmailLike(s) || !(p.AllowsEmail(s) || p.AllowsUPN(s)) {
+					return reject(CodeSubject, "subject e-mail address %q is not allowed by profile %s", clip(s), p.Name)
+				}
 			}
 		}
 	}
@@ -745,4 +778,11 @@ func clip(s string) string {
 		}
 		return r
 	}, s)
+}
+
+func identityKindName(k IdentityURI) string {
+	if k == IdentitySID {
+		return "SID (tag:microsoft.com)"
+	}
+	return "IntuneDeviceId"
 }

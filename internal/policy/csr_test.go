@@ -26,7 +26,7 @@ import (
 type checkCase struct {
 	name    string
 	spec    csrSpec
-	profile string // profile spec; "" means specDevice
+	profile string // profile spec; "" means specWide
 	want    policy.Code
 	verify  func(t *testing.T, r *policy.Request)
 }
@@ -37,7 +37,7 @@ func runCheckCases(t *testing.T, cases []checkCase) {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := tc.profile
 			if spec == "" {
-				spec = specDevice
+				spec = specWide
 			}
 			prof := mustProfile(t, "test", spec)
 			req, err := checkDER(buildCSR(t, tc.spec), prof)
@@ -70,8 +70,8 @@ func TestCheckKeys(t *testing.T) {
 		{name: "ok/p-256", spec: csrSpec{key: keyRef(signerKey(keys.p256))}, verify: samePublicKey(keys.p256.Public())},
 		{name: "ok/p-384", spec: csrSpec{key: keyRef(signerKey(keys.p384))}},
 		{name: "ok/rsa-3072-at-profile-minimum", spec: csrSpec{key: keyRef(signerKey(keys.rsa3072))},
-			profile: specDevice + ";minrsa=3072"},
-		{name: "ok/p-384-only-profile", spec: csrSpec{key: keyRef(signerKey(keys.p384))}, profile: specDevice + ";curves=P-384"},
+			profile: specWide + ";minrsa=3072"},
+		{name: "ok/p-384-only-profile", spec: csrSpec{key: keyRef(signerKey(keys.p384))}, profile: specWide + ";curves=P-384"},
 
 		{name: "fail/rsa-512", spec: csrSpec{key: keyRef(rawKey(keys.rsa512))}, want: policy.CodeBadKey},
 		{name: "fail/rsa-1024", spec: csrSpec{key: keyRef(signerKey(keys.rsa1024))}, want: policy.CodeBadKey},
@@ -80,15 +80,15 @@ func TestCheckKeys(t *testing.T) {
 		{name: "fail/rsa-small-factor-751", spec: csrSpec{key: keyRef(rawKey(keys.rsaSmallFactor))}, want: policy.CodeBadKey},
 		{name: "fail/rsa-fermat-close-primes", spec: csrSpec{key: keyRef(rawKey(keys.rsaFermat))}, want: policy.CodeBadKey},
 		{name: "fail/rsa-2048-below-profile-minimum", spec: csrSpec{key: keyRef(signerKey(keys.rsa2048))},
-			profile: specDevice + ";minrsa=3072", want: policy.CodeBadKey},
+			profile: specWide + ";minrsa=3072", want: policy.CodeBadKey},
 		{name: "fail/ed25519", spec: csrSpec{key: keyRef(signerKey(keys.ed))}, want: policy.CodeBadKey},
 		{name: "fail/p-521", spec: csrSpec{key: keyRef(signerKey(keys.p521))}, want: policy.CodeBadKey},
 		{name: "fail/p-256-not-in-profile", spec: csrSpec{key: keyRef(signerKey(keys.p256))},
-			profile: specDevice + ";curves=P-384", want: policy.CodeBadKey},
+			profile: specWide + ";curves=P-384", want: policy.CodeBadKey},
 		{name: "fail/p-384-not-in-profile", spec: csrSpec{key: keyRef(signerKey(keys.p384))},
-			profile: specDevice + ";curves=P-256", want: policy.CodeBadKey},
+			profile: specWide + ";curves=P-256", want: policy.CodeBadKey},
 		{name: "fail/ecdsa-curves-none", spec: csrSpec{key: keyRef(signerKey(keys.p256))},
-			profile: specDevice + ";curves=none", want: policy.CodeBadKey},
+			profile: specWide + ";curves=none", want: policy.CodeBadKey},
 	})
 }
 
@@ -96,7 +96,7 @@ func TestCheckKeys(t *testing.T) {
 // are what their names say (so the refusals above are for the stated reason).
 func TestCheckKeyDirect(t *testing.T) {
 	loadKeys(t)
-	prof := mustProfile(t, "device", specDevice)
+	prof := mustProfile(t, "device", specWide)
 	if new(big.Int).Mod(keys.rsaSmallFactor.N, keys.smallPrim).Sign() != 0 || keys.rsaSmallFactor.N.BitLen() != 2048 {
 		t.Fatal("small-factor modulus is not a 2048-bit multiple of 751")
 	}
@@ -213,7 +213,7 @@ func TestCheckGoBuiltCSR(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, err := checkDER(der, mustProfile(t, "device", specDevice))
+	req, err := checkDER(der, mustProfile(t, "device", specWide))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,10 +393,10 @@ func TestCheckSANs(t *testing.T) {
 			}
 		}},
 
-		{name: "fail/dns-not-allowed", profile: "san=email,upn", spec: withSAN(gnDNS("laptop.contoso.com")), want: policy.CodeSAN},
-		{name: "fail/email-not-allowed", profile: "san=dns", spec: withSAN(gnEmail("alice@contoso.com")), want: policy.CodeSAN},
-		{name: "fail/upn-not-allowed", profile: "san=dns,email,uri", spec: withSAN(gnUPN(t, "alice@contoso.com")), want: policy.CodeSAN},
-		{name: "fail/uri-not-allowed", profile: "san=dns,email,upn", spec: withSAN(gnURI(intuneSIDURI)), want: policy.CodeSAN},
+		{name: "fail/dns-not-allowed", profile: "email=*;upn=*", spec: withSAN(gnDNS("laptop.contoso.com")), want: policy.CodeSAN},
+		{name: "fail/email-not-allowed", profile: "dns=*", spec: withSAN(gnEmail("alice@contoso.com")), want: policy.CodeSAN},
+		{name: "fail/upn-not-allowed", profile: "dns=*;email=*;uri=*", spec: withSAN(gnUPN(t, "alice@contoso.com")), want: policy.CodeSAN},
+		{name: "fail/uri-not-allowed", profile: "dns=*;email=*;upn=*", spec: withSAN(gnURI("https://contoso.com/")), want: policy.CodeSAN},
 		{name: "fail/ip-not-allowed-by-default", spec: withSAN(gnIP([]byte{10, 0, 0, 1})), want: policy.CodeSAN},
 		{name: "fail/one-refused-name-refuses-all", spec: withSAN(gnDNS("ok.contoso.com"), gnIP([]byte{10, 0, 0, 1})),
 			want: policy.CodeSAN},
@@ -428,7 +428,7 @@ func TestCheckSANs(t *testing.T) {
 		"*.contoso.com", "under_score.com", "sp ace.com", strings.Repeat("a", 64) + ".com",
 		strings.Repeat(strings.Repeat("a", 60)+".", 5) + "com", "ex\u00e4mple.com"} {
 		t.Run("fail/dns-malformed/"+clipName(bad), func(t *testing.T) {
-			_, err := checkDER(buildCSR(t, withSAN(gnDNS(bad))), mustProfile(t, "d", specDevice))
+			_, err := checkDER(buildCSR(t, withSAN(gnDNS(bad))), mustProfile(t, "d", specWide))
 			if r, ok := policy.AsRejection(err); !ok || (r.Code != policy.CodeSAN && r.Code != policy.CodeMalformedCSR) {
 				t.Fatalf("got %v, want a SAN or malformed rejection", err)
 			}
@@ -437,7 +437,7 @@ func TestCheckSANs(t *testing.T) {
 	for _, bad := range []string{"no-at-sign", "@contoso.com", "alice@", "a@b@contoso.com", "a b@contoso.com",
 		"<alice>@contoso.com", "alice@-contoso.com", "alice@contoso..com", strings.Repeat("a", 250) + "@x.com"} {
 		t.Run("fail/email-malformed/"+clipName(bad), func(t *testing.T) {
-			_, err := checkDER(buildCSR(t, withSAN(gnEmail(bad))), mustProfile(t, "d", specDevice))
+			_, err := checkDER(buildCSR(t, withSAN(gnEmail(bad))), mustProfile(t, "d", specWide))
 			wantCode(t, err, policy.CodeSAN)
 		})
 	}
@@ -737,14 +737,14 @@ func TestCheckChallengeNotInError(t *testing.T) {
 		exts:  []pkix.Extension{ekuExt(t, oidEKUCodeSigning)},
 		attrs: [][]byte{attribute(t, oidChallengePassword, der(t, printable(secret)), der(t, printable(secret)))},
 	}
-	for _, prof := range []string{specDevice, specAllSAN} {
+	for _, prof := range []string{specWide, specAllSAN} {
 		_, err := checkDER(buildCSR(t, spec), mustProfile(t, "p", prof))
 		if err == nil || strings.Contains(err.Error(), secret) {
 			t.Fatalf("error %v", err)
 		}
 	}
 	spec.exts = nil
-	_, err := checkDER(buildCSR(t, spec), mustProfile(t, "p", specDevice))
+	_, err := checkDER(buildCSR(t, spec), mustProfile(t, "p", specWide))
 	wantCode(t, err, policy.CodeChallenge)
 	if strings.Contains(err.Error(), secret) {
 		t.Fatalf("challenge password leaked into %q", err)
@@ -773,12 +773,12 @@ func TestRejection(t *testing.T) {
 func TestRejectionDetailIsClipped(t *testing.T) {
 	loadKeys(t)
 	long := strings.Repeat("x", 300) + "@-bad"
-	_, err := checkDER(buildCSR(t, csrSpec{exts: []pkix.Extension{sanExt(t, gnEmail(long))}}), mustProfile(t, "d", specDevice))
+	_, err := checkDER(buildCSR(t, csrSpec{exts: []pkix.Extension{sanExt(t, gnEmail(long))}}), mustProfile(t, "d", specWide))
 	wantCode(t, err, policy.CodeSAN)
 	if len(err.Error()) > 200 || strings.Contains(err.Error(), long) {
 		t.Fatalf("detail not clipped: %d bytes", len(err.Error()))
 	}
-	_, err = checkDER(buildCSR(t, csrSpec{exts: []pkix.Extension{sanExt(t, gnUPN(t, "a\nb"))}}), mustProfile(t, "d", specDevice))
+	_, err = checkDER(buildCSR(t, csrSpec{exts: []pkix.Extension{sanExt(t, gnUPN(t, "a\nb"))}}), mustProfile(t, "d", specWide))
 	wantCode(t, err, policy.CodeSAN)
 	if strings.ContainsAny(err.Error(), "\n") {
 		t.Fatalf("control character in %q", err)

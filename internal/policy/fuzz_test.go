@@ -15,7 +15,7 @@ func FuzzCheck(f *testing.F) {
 	f.Add([]byte{0x30, 0x00})
 	f.Add([]byte{0x30, 0x82})
 	profiles := []*policy.Profile{
-		mustProfile(f, "device", specDevice),
+		mustProfile(f, "device", specWide),
 		mustProfile(f, "intune", specIntune),
 		mustProfile(f, "all", specAllSAN+";curves=P-384"),
 	}

@@ -23,9 +23,11 @@ import (
 
 // Profiles shaped like config's built-in ones; kept here as literals so a change to either is a visible diff.
 const (
-	specDevice = "validity=365d;ku=digitalSignature;eku=clientAuth;san=dns,email,upn,uri"
-	specIntune = "validity=365d;ku=digitalSignature,keyEncipherment;eku=clientAuth;san=dns,email,upn,uri"
-	specAllSAN = "validity=365d;ku=digitalSignature;eku=clientAuth;san=dns,email,upn,uri,ip"
+	specDevice = "validity=365d;ku=digitalSignature;eku=clientAuth;dns=*"
+	specIntune = "validity=365d;ku=digitalSignature,keyEncipherment;eku=clientAuth;dns=*;email=*;upn=*;uri=*;identity_uris=sid,intunedeviceid"
+	// specWide allows every name the CA understands except IP addresses (the old device profile plus identity URIs).
+	specWide   = "validity=365d;ku=digitalSignature;eku=clientAuth;dns=*;email=*;upn=*;uri=*;identity_uris=sid,intunedeviceid"
+	specAllSAN = specWide + ";ip=*"
 )
 
 var (

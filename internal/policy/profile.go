@@ -33,15 +33,18 @@ type Profile struct {
 	MaxValidity time.Duration
 	KeyUsage    x509.KeyUsage
 	ExtKeyUsage []x509.ExtKeyUsage
-	SANTypes    SANType
-	MinRSABits  int
+	// Names holds the allow-list of every SAN type the profile allows; a type without an entry is refused.
+	Names map[SANType]*AllowList
+	// IdentityURIs are the Microsoft identity URIs (SID, IntuneDeviceId) the profile accepts; none by default.
+	IdentityURIs IdentityURI
+	MinRSABits   int
 	// AllowP384 and AllowP256 select the ECDSA curves accepted; RSA is always accepted at MinRSABits or more.
 	AllowP256 bool
 	AllowP384 bool
 }
 
-// Allows reports whether t is among the profile's SAN types.
-func (p *Profile) Allows(t SANType) bool { return p.SANTypes&t != 0 }
+// Allows reports whether t is among the profile's SAN types (with some allow-list).
+func (p *Profile) Allows(t SANType) bool { return p.Names[t] != nil }
 
 // Validate checks the profile's own invariants; constructors call it so a bad profile never serves.
 func (p *Profile) Validate() error {
@@ -95,12 +98,13 @@ var ekuNames = map[x509.ExtKeyUsage]string{
 
 // ParseProfile reads a profile from its setting value, a semicolon-separated list of key=value pairs:
 //
-//	validity=365d;ku=digitalSignature,keyEncipherment;eku=clientAuth;san=dns,email,upn,uri;minrsa=2048;curves=P-256,P-384
+//	validity=365d;ku=digitalSignature,keyEncipherment;eku=clientAuth;dns=*.corp.example.com;upn=*@contoso.com;minrsa=2048;curves=P-256,P-384
 //
-// Unknown keys are errors so a typo never silently weakens a profile.
+// Each SAN type the profile allows is a key with its allow-list (names.go); a profile without any allows no SANs
+// (the subject only). Unknown keys are errors so a typo never silently weakens a profile.
 func ParseProfile(name, spec string) (*Profile, error) {
 	p := &Profile{Name: name, MaxValidity: 365 * 24 * time.Hour, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, SANTypes: SANDNS | SANEmail | SANUPN | SANURI,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, Names: map[SANType]*AllowList{},
 		MinRSABits: 2048, AllowP256: true, AllowP384: true}
 	for _, part := range strings.Split(spec, ";") {
 		part = strings.TrimSpace(part)
@@ -149,13 +153,29 @@ func ParseProfile(name, spec string) (*Profile, error) {
 			}
 			sort.Slice(p.ExtKeyUsage, func(i, j int) bool { return p.ExtKeyUsage[i] < p.ExtKeyUsage[j] })
 		case "san":
-			p.SANTypes = 0
+			// The old form allowed every name of the listed types without saying so.
+			err = fmt.Errorf("san= is replaced by one key per name type with its allowed patterns, " +
+				"e.g. dns=*.corp.example.com;upn=*@contoso.com (write dns=* to allow any DNS name)")
+		case "dns", "email", "upn", "uri", "ip":
+			t := sanTypeNames[k]
+			if p.Names[t] != nil {
+				err = fmt.Errorf("%s= is given twice", k)
+				break
+			}
+			var l *AllowList
+			if l, err = parseAllowList(t, v); err == nil {
+				p.Names[t] = l
+			} else {
+				err = fmt.Errorf("%s=: %w", k, err)
+			}
+		case "identity_uris":
+			p.IdentityURIs = 0
 			for _, n := range splitList(v) {
-				t, ok := sanTypeNames[strings.ToLower(n)]
-				if !ok {
-					err = fmt.Errorf("unknown SAN type %q", n)
+				t, ok := identityURINames[strings.ToLower(n)]
+				if !ok && !strings.EqualFold(n, "none") {
+					err = fmt.Errorf("unknown identity URI kind %q (sid, intunedeviceid or none)", n)
 				}
-				p.SANTypes |= t
+				p.IdentityURIs |= t
 			}
 		case "minrsa":
 			p.MinRSABits, err = strconv.Atoi(v)

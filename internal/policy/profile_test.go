@@ -12,44 +12,60 @@ import (
 
 const day = 24 * time.Hour
 
+// sanTypes lists the SAN types a profile allows, for comparisons.
+func sanTypes(p *policy.Profile) policy.SANType {
+	var t policy.SANType
+	for _, x := range []policy.SANType{policy.SANDNS, policy.SANEmail, policy.SANUPN, policy.SANURI, policy.SANIP} {
+		if p.Allows(x) {
+			t |= x
+		}
+	}
+	return t
+}
+
 func TestParseProfile(t *testing.T) {
+	all := policy.SANDNS | policy.SANEmail | policy.SANUPN | policy.SANURI
 	for _, tc := range []struct {
 		name, spec string
 		want       policy.Profile
+		types      policy.SANType
 	}{
+		// Without name keys a profile allows no SANs at all: the subject only.
 		{"ok/defaults", "", policy.Profile{MaxValidity: 365 * day, KeyUsage: x509.KeyUsageDigitalSignature,
-			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-			SANTypes:    policy.SANDNS | policy.SANEmail | policy.SANUPN | policy.SANURI, MinRSABits: 2048,
-			AllowP256: true, AllowP384: true}},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, MinRSABits: 2048,
+			AllowP256: true, AllowP384: true}, 0},
+		{"ok/built-in-device", specDevice, policy.Profile{MaxValidity: 365 * day, KeyUsage: x509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, MinRSABits: 2048,
+			AllowP256: true, AllowP384: true}, policy.SANDNS},
 		{"ok/built-in-intune", specIntune, policy.Profile{MaxValidity: 365 * day,
 			KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-			SANTypes:    policy.SANDNS | policy.SANEmail | policy.SANUPN | policy.SANURI, MinRSABits: 2048,
-			AllowP256: true, AllowP384: true}},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, MinRSABits: 2048,
+			IdentityURIs: policy.IdentitySID | policy.IdentityIntuneDeviceID,
+			AllowP256:    true, AllowP384: true}, all},
 		{"ok/everything", "validity=90d;ku=digitalSignature,nonRepudiation,keyEncipherment,dataEncipherment,keyAgreement;" +
-			"eku=emailProtection,serverAuth,clientAuth;san=dns,ip;minrsa=3072;curves=P-384",
+			"eku=emailProtection,serverAuth,clientAuth;dns=*.corp.example.com;ip=10.0.0.0/8;minrsa=3072;curves=P-384",
 			policy.Profile{MaxValidity: 90 * day, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment |
 				x509.KeyUsageKeyEncipherment | x509.KeyUsageDataEncipherment | x509.KeyUsageKeyAgreement,
 				ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageEmailProtection},
-				SANTypes:    policy.SANDNS | policy.SANIP, MinRSABits: 3072, AllowP384: true}},
-		{"ok/whitespace-case-and-empty-parts", " Validity = 12h ;; KU = DigitalSignature ; EKU=CLIENTAUTH ; san=DNS, UPN ; curves=p256 ;",
+				MinRSABits:  3072, AllowP384: true}, policy.SANDNS | policy.SANIP},
+		{"ok/whitespace-case-and-empty-parts", " Validity = 12h ;; KU = DigitalSignature ; EKU=CLIENTAUTH ; DNS=* ; upn = *@Contoso.com ; curves=p256 ;",
 			policy.Profile{MaxValidity: 12 * time.Hour, KeyUsage: x509.KeyUsageDigitalSignature,
-				ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, SANTypes: policy.SANDNS | policy.SANUPN,
-				MinRSABits: 2048, AllowP256: true}},
+				ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+				MinRSABits:  2048, AllowP256: true}, policy.SANDNS | policy.SANUPN},
 		{"ok/curves-none", "curves=none", policy.Profile{MaxValidity: 365 * day, KeyUsage: x509.KeyUsageDigitalSignature,
-			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-			SANTypes:    policy.SANDNS | policy.SANEmail | policy.SANUPN | policy.SANURI, MinRSABits: 2048}},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, MinRSABits: 2048}, 0},
 		{"ok/eku-repeated-once", "eku=clientAuth,clientAuth,CLIENTAUTH", policy.Profile{MaxValidity: 365 * day,
 			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-			SANTypes: policy.SANDNS | policy.SANEmail | policy.SANUPN | policy.SANURI, MinRSABits: 2048, AllowP256: true, AllowP384: true}},
-		{"ok/no-san-types", "san=", policy.Profile{MaxValidity: 365 * day, KeyUsage: x509.KeyUsageDigitalSignature,
-			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, MinRSABits: 2048, AllowP256: true, AllowP384: true}},
+			MinRSABits: 2048, AllowP256: true, AllowP384: true}, 0},
+		{"ok/identity-uris-none", "identity_uris=none", policy.Profile{MaxValidity: 365 * day, KeyUsage: x509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, MinRSABits: 2048, AllowP256: true, AllowP384: true}, 0},
+		{"ok/identity-uris-device-only", "identity_uris=IntuneDeviceId", policy.Profile{MaxValidity: 365 * day,
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, MinRSABits: 2048,
+			IdentityURIs: policy.IdentityIntuneDeviceID, AllowP256: true, AllowP384: true}, 0},
 		{"ok/validity-one-hour", "validity=1h", policy.Profile{MaxValidity: time.Hour, KeyUsage: x509.KeyUsageDigitalSignature,
-			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-			SANTypes:    policy.SANDNS | policy.SANEmail | policy.SANUPN | policy.SANURI, MinRSABits: 2048, AllowP256: true, AllowP384: true}},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, MinRSABits: 2048, AllowP256: true, AllowP384: true}, 0},
 		{"ok/validity-five-years", "validity=1830d", policy.Profile{MaxValidity: 1830 * day, KeyUsage: x509.KeyUsageDigitalSignature,
-			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-			SANTypes:    policy.SANDNS | policy.SANEmail | policy.SANUPN | policy.SANURI, MinRSABits: 2048, AllowP256: true, AllowP384: true}},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, MinRSABits: 2048, AllowP256: true, AllowP384: true}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := policy.ParseProfile("p1", tc.spec)
@@ -58,9 +74,10 @@ func TestParseProfile(t *testing.T) {
 			}
 			tc.want.Name = "p1"
 			if got.Name != tc.want.Name || got.MaxValidity != tc.want.MaxValidity || got.KeyUsage != tc.want.KeyUsage ||
-				!slices.Equal(got.ExtKeyUsage, tc.want.ExtKeyUsage) || got.SANTypes != tc.want.SANTypes ||
+				!slices.Equal(got.ExtKeyUsage, tc.want.ExtKeyUsage) || sanTypes(got) != tc.types ||
+				got.IdentityURIs != tc.want.IdentityURIs ||
 				got.MinRSABits != tc.want.MinRSABits || got.AllowP256 != tc.want.AllowP256 || got.AllowP384 != tc.want.AllowP384 {
-				t.Fatalf("got  %+v\nwant %+v", *got, tc.want)
+				t.Fatalf("got  %+v (SAN types %b)\nwant %+v (SAN types %b)", *got, sanTypes(got), tc.want, tc.types)
 			}
 			if err := got.Validate(); err != nil {
 				t.Fatalf("parsed profile does not validate: %v", err)
@@ -87,7 +104,29 @@ func TestParseProfileErrors(t *testing.T) {
 		{"fail/eku-timeStamping", "p", "eku=timeStamping", "forbidden extended key usage"},
 		{"fail/eku-ocspSigning", "p", "eku=OCSPSigning", "forbidden extended key usage"},
 		{"fail/eku-empty", "p", "eku=", "no extended key usage"},
-		{"fail/san-unknown", "p", "san=dns,x400", `unknown SAN type "x400"`},
+		{"fail/san-old-form", "p", "san=dns,upn", "san= is replaced by one key per name type"},
+		{"fail/san-empty-old-form", "p", "san=", "san= is replaced"},
+		{"fail/dns-empty", "p", "dns=", "no patterns"},
+		{"fail/dns-only-commas", "p", "dns= , ,", "no patterns"},
+		{"fail/dns-twice", "p", "dns=a.example.com;dns=*", "given twice"},
+		{"fail/dns-double-star", "p", "dns=**", "is not a DNS name"},
+		{"fail/dns-star-star-dot", "p", "dns=*.*", "is not a DNS name"},
+		{"fail/dns-inner-star", "p", "dns=a.*.example.com", "is not a DNS name"},
+		{"fail/dns-partial-label-star", "p", "dns=dev*.example.com", "is not a DNS name"},
+		{"fail/dns-trailing-dot", "p", "dns=*.example.com.", "is not a DNS name"},
+		{"fail/upn-no-at", "p", "upn=contoso.com", "is not local@domain"},
+		{"fail/upn-star-domain", "p", "upn=*@*", "is not a DNS name"},
+		{"fail/upn-partial-local-star", "p", "upn=adm*@contoso.com", "local part is * or a literal"},
+		{"fail/email-no-local", "p", "email=@contoso.com", "is not local@domain"},
+		{"fail/ip-all-v4", "p", "ip=0.0.0.0/0", "matches every address"},
+		{"fail/ip-all-v6", "p", "ip=10.0.0.0/8,::/0", "matches every address"},
+		{"fail/ip-host-bits", "p", "ip=10.1.2.3/8", "host bits set"},
+		{"fail/ip-garbage", "p", "ip=10.0.0.0/33", "not an IP address or CIDR"},
+		{"fail/uri-no-scheme", "p", "uri=*.example.com", "is not scheme://host-pattern"},
+		{"fail/uri-star-host", "p", "uri=https://*", "is not a DNS name"},
+		{"fail/uri-path", "p", "uri=https://example.com/path", "is not a DNS name"},
+		{"fail/uri-bad-scheme", "p", "uri=1http://example.com", "is not scheme://host-pattern"},
+		{"fail/identity-uris-unknown", "p", "identity_uris=sid,upn", `unknown identity URI kind "upn"`},
 		{"fail/minrsa-1024", "p", "minrsa=1024", "minimum RSA size 1024 is below 2048"},
 		{"fail/minrsa-not-a-number", "p", "minrsa=big", "profile p"},
 		{"fail/curves-p521", "p", "curves=P-256,P-521", `unsupported curve "P-521"`},
@@ -153,7 +192,7 @@ func TestProfileValidate(t *testing.T) {
 }
 
 func TestProfileAllows(t *testing.T) {
-	p := mustProfile(t, "p", "san=dns,upn")
+	p := mustProfile(t, "p", "dns=*;upn=*@contoso.com")
 	for typ, want := range map[policy.SANType]bool{policy.SANDNS: true, policy.SANUPN: true, policy.SANEmail: false,
 		policy.SANURI: false, policy.SANIP: false} {
 		if p.Allows(typ) != want {

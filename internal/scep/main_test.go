@@ -44,7 +44,7 @@ const profileValidity = 30 * 24 * time.Hour
 func testProfile(t testing.TB) *policy.Profile {
 	t.Helper()
 	p, err := policy.ParseProfile("device",
-		"validity=30d;ku=digitalSignature,keyEncipherment;eku=clientAuth;san=dns,email,upn,uri")
+		"validity=30d;ku=digitalSignature,keyEncipherment;eku=clientAuth;dns=*;email=*;upn=*;uri=*;identity_uris=sid,intunedeviceid")
 	if err != nil {
 		t.Fatal(err)
 	}

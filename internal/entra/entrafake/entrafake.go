@@ -56,6 +56,10 @@ type Server struct {
 	// AppObjectID is the oid (and sub) of the client app's service principal
 	// in app-only tokens.
 	AppObjectID string
+	// OptionalClaims are the access-token optional claims the API
+	// registration requests (WithOptionalClaims): "upn" adds upn to v2 user
+	// tokens, "acct" adds the account status (0 member, 1 guest).
+	OptionalClaims []string
 
 	tb  testing.TB
 	srv *httptest.Server
@@ -83,6 +87,22 @@ func WithTenant(tid string) Option { return func(s *Server) { s.TenantID = tid }
 // WithClientID fixes the API client ID (and App ID URI api://<id>).
 func WithClientID(id string) Option {
 	return func(s *Server) { s.ClientID, s.AppIDURI = id, "api://"+id }
+}
+
+// WithOptionalClaims models the API registration's optionalClaims.accessToken
+// list (create-api-app.sh requests idtyp, upn and acct): "upn" puts upn into v2
+// user tokens (v1 carry it anyway), "acct" puts acct into user tokens.
+func WithOptionalClaims(names ...string) Option {
+	return func(s *Server) { s.OptionalClaims = append(s.OptionalClaims, names...) }
+}
+
+func (s *Server) optional(name string) bool {
+	for _, n := range s.OptionalClaims {
+		if n == name {
+			return true
+		}
+	}
+	return false
 }
 
 // WithClock makes minted tokens' iat/nbf/exp relative to clock.
@@ -299,6 +319,7 @@ type mint struct {
 	tenant     string
 	aud        string
 	upn        string
+	guestOf    string // home tenant of a B2B guest
 }
 
 // V1 mints a v1.0-shaped token (iss sts.windows.net, aud App ID URI, appid,
@@ -392,6 +413,12 @@ func WithIDTyp(v string) MintOption {
 	}
 }
 
+// Guest mints a user token for a B2B guest whose home tenant is homeTenant:
+// Entra then sets idp to the home tenant's v1 issuer, acct to 1 (when that
+// optional claim is configured), and omits upn in v1 tokens unless the UPN is
+// given with WithClaim (include_externally_authenticated_upn).
+func Guest(homeTenant string) MintOption { return func(m *mint) { m.guestOf = homeTenant } }
+
 // WithScopes sets scp (space-separated delegated scopes).
 func WithScopes(scp string) MintOption { return WithClaim("scp", scp) }
 
@@ -453,6 +480,9 @@ func (s *Server) mint(principal func(*mint), opts []MintOption) string {
 		c["appidacr"] = "1"
 		if m.upn != "" {
 			c["upn"], c["unique_name"] = m.upn, m.upn
+			if m.guestOf != "" {
+				delete(c, "upn")
+			}
 		}
 	} else {
 		c["ver"] = "2.0"
@@ -462,7 +492,19 @@ func (s *Server) mint(principal func(*mint), opts []MintOption) string {
 		c["azpacr"] = "1"
 		if m.upn != "" {
 			c["preferred_username"] = m.upn
+			if s.optional("upn") && m.guestOf == "" {
+				c["upn"] = m.upn
+			}
 		}
+	}
+	if m.upn != "" && s.optional("acct") {
+		c["acct"] = 0
+		if m.guestOf != "" {
+			c["acct"] = 1
+		}
+	}
+	if m.guestOf != "" {
+		c["idp"] = V1Issuer(m.guestOf)
 	}
 	if m.aud != "" {
 		c["aud"] = m.aud

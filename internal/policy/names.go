@@ -1,0 +1,379 @@
+package policy
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+)
+
+// Name allow-lists. A profile names every SAN type it allows with its own key and a comma-separated list of
+// patterns; a type without a key is refused. The syntax and its semantics (README "Profiles"):
+//
+//	dns=host.corp.example.com,*.corp.example.com,**.lab.example.com
+//	    exact name; "*." one label; "**." one or more labels; case-insensitive; no pattern matches the suffix itself
+//	email=*@corp.example.com,alice@example.com      upn=*@contoso.com,*@**.contoso.com
+//	    "*" or an exact local part (case-insensitive), "@", then a DNS pattern for the domain
+//	ip=10.0.0.0/8,192.0.2.7,2001:db8::/32
+//	    CIDR blocks or single addresses; 0.0.0.0/0 and ::/0 are refused (write "*")
+//	uri=https://*.corp.example.com,spiffe://corp.example.com,urn:*
+//	    scheme and a DNS pattern for the host (any port, path, query; no user info), or "scheme:*"
+//	identity_uris=sid,intunedeviceid
+//	    the Microsoft identity URIs (tag:microsoft.com,2022-09-14:sid:… and IntuneDeviceId://…): refused unless
+//	    listed here, whatever uri= says
+//
+// "*" alone allows every well-formed name of the type and is the only way to say so: an empty list, a bare type
+// name (the old san=dns,upn) or a pattern that covers everything without saying "*" is a configuration error.
+
+// IdentityURI is a kind of Microsoft identity URI a profile may opt in to.
+type IdentityURI uint8
+
+// The identity URIs relying parties treat as proof of who someone is: Entra/AD strong certificate mapping reads
+// the SID URI, Intune and Entra device-based access read the device ID URI.
+const (
+	IdentitySID IdentityURI = 1 << iota
+	IdentityIntuneDeviceID
+)
+
+var identityURINames = map[string]IdentityURI{"sid": IdentitySID, "intunedeviceid": IdentityIntuneDeviceID}
+
+// msTagPrefix starts the opaque part of Intune's SID URI (tag:microsoft.com,2022-09-14:sid:<SID>). Every
+// tag:microsoft.com URI counts as a SID URI, compared case-insensitively, so that a variant date or suffix cannot
+// slip past as an ordinary URI.
+const msTagPrefix = "microsoft.com,"
+
+// IdentityURIKind classifies u: IdentitySID for tag:microsoft.com,… URIs, IdentityIntuneDeviceID for
+// IntuneDeviceId:// URIs (schemes compared case-insensitively), 0 for anything else.
+func IdentityURIKind(u *url.URL) IdentityURI {
+	switch {
+	case strings.EqualFold(u.Scheme, "tag") && strings.HasPrefix(strings.ToLower(u.Opaque), msTagPrefix):
+		return IdentitySID
+	case strings.EqualFold(u.Scheme, "intunedeviceid"):
+		return IdentityIntuneDeviceID
+	}
+	return 0
+}
+
+// AllowList is the patterns a profile allows for one SAN type.
+type AllowList struct {
+	// Any is the explicit "*": every well-formed name of the type.
+	Any      bool
+	Patterns []string // as configured, for messages
+
+	dns  []dnsPattern
+	mail []mailPattern
+	uri  []uriPattern
+	nets []*net.IPNet
+}
+
+// dnsPattern is an exact name (wild 0), "*.suffix" (wild 1: exactly one more label) or "**.suffix" (wild 2: one
+// or more labels). Stored lower-case.
+type dnsPattern struct {
+	wild   int
+	suffix string
+}
+
+type mailPattern struct {
+	local  string // "" = any local part
+	domain dnsPattern
+}
+
+type uriPattern struct {
+	scheme string // lower-case
+	any    bool   // "scheme:*"
+	host   dnsPattern
+}
+
+func parseDNSPattern(s string) (dnsPattern, error) {
+	s = strings.ToLower(s)
+	p := dnsPattern{}
+	switch {
+	case strings.HasPrefix(s, "**."):
+		p.wild, s = 2, s[3:]
+	case strings.HasPrefix(s, "*."):
+		p.wild, s = 1, s[2:]
+	}
+	if !validDNSName(s) {
+		return p, fmt.Errorf("%q is not a DNS name, *.name or **.name", s)
+	}
+	p.suffix = s
+	return p, nil
+}
+
+func (p dnsPattern) match(name string) bool {
+	name = strings.ToLower(name)
+	if p.wild == 0 {
+		return name == p.suffix
+	}
+	prefix, ok := strings.CutSuffix(name, "."+p.suffix)
+	if !ok || prefix == "" {
+		return false
+	}
+	return p.wild == 2 || !strings.Contains(prefix, ".")
+}
+
+func parseMailPattern(s string) (mailPattern, error) {
+	local, domain, ok := strings.Cut(s, "@")
+	if !ok || local == "" {
+		return mailPattern{}, fmt.Errorf("%q is not local@domain or *@domain", s)
+	}
+	m := mailPattern{}
+	if local != "*" {
+		if strings.Contains(local, "*") || !validEmailLike(local+"@example.com") {
+			return m, fmt.Errorf("%q: the local part is * or a literal name", s)
+		}
+		m.local = local
+	}
+	d, err := parseDNSPattern(domain)
+	if err != nil {
+		return m, fmt.Errorf("%q: %w", s, err)
+	}
+	m.domain = d
+	return m, nil
+}
+
+func (m mailPattern) match(name string) bool {
+	local, domain, ok := strings.Cut(name, "@")
+	return ok && (m.local == "" || strings.EqualFold(local, m.local)) && m.domain.match(domain)
+}
+
+func parseURIPattern(s string) (uriPattern, error) {
+	scheme, rest, ok := strings.Cut(s, ":")
+	if !ok || scheme == "" || !validScheme(scheme) {
+		return uriPattern{}, fmt.Errorf("%q is not scheme://host-pattern or scheme:*", s)
+	}
+	p := uriPattern{scheme: strings.ToLower(scheme)}
+	if rest == "*" {
+		p.any = true
+		return p, nil
+	}
+	host, ok := strings.CutPrefix(rest, "//")
+	if !ok {
+		return p, fmt.Errorf("%q is not scheme://host-pattern or scheme:*", s)
+	}
+	h, err := parseDNSPattern(host)
+	if err != nil {
+		return p, fmt.Errorf("%q: %w", s, err)
+	}
+	p.host = h
+	return p, nil
+}
+
+func validScheme(s string) bool {
+	for i, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && (c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p uriPattern) match(u *url.URL) bool {
+	if !strings.EqualFold(u.Scheme, p.scheme) {
+		return false
+	}
+	if p.any {
+		return true
+	}
+	// A host pattern needs a hierarchical URI with a host and no user info (which some parsers read as the host).
+	return u.Opaque == "" && u.User == nil && u.Host != "" && p.host.match(u.Hostname())
+}
+
+func parseIPPattern(s string) (*net.IPNet, error) {
+	if !strings.Contains(s, "/") {
+		ip := net.ParseIP(s)
+		if ip == nil {
+			return nil, fmt.Errorf("%q is not an IP address or CIDR block", s)
+		}
+		if v4 := ip.To4(); v4 != nil {
+			return &net.IPNet{IP: v4, Mask: net.CIDRMask(32, 32)}, nil
+		}
+		return &net.IPNet{IP: ip, Mask: net.CIDRMask(128, 128)}, nil
+	}
+	ip, n, err := net.ParseCIDR(s)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not an IP address or CIDR block", s)
+	}
+	if !ip.Equal(n.IP) {
+		return nil, fmt.Errorf("%q has host bits set (did you mean %s?)", s, n)
+	}
+	if ones, _ := n.Mask.Size(); ones == 0 {
+		return nil, fmt.Errorf("%q matches every address: write * to allow any", s)
+	}
+	return n, nil
+}
+
+// parseAllowList reads the comma-separated patterns of one SAN type.
+func parseAllowList(t SANType, v string) (*AllowList, error) {
+	items := splitList(v)
+	if len(items) == 0 {
+		return nil, fmt.Errorf("no patterns: remove the key to refuse these names, or write * to allow any")
+	}
+	l := &AllowList{Patterns: items}
+	for _, s := range items {
+		if s == "*" {
+			l.Any = true
+			continue
+		}
+		var err error
+		switch t {
+		case SANDNS:
+			var p dnsPattern
+			if p, err = parseDNSPattern(s); err == nil {
+				l.dns = append(l.dns, p)
+			}
+		case SANEmail, SANUPN:
+			var p mailPattern
+			if p, err = parseMailPattern(s); err == nil {
+				l.mail = append(l.mail, p)
+			}
+		case SANURI:
+			var p uriPattern
+			if p, err = parseURIPattern(s); err == nil {
+				l.uri = append(l.uri, p)
+			}
+		case SANIP:
+			var n *net.IPNet
+			if n, err = parseIPPattern(s); err == nil {
+				l.nets = append(l.nets, n)
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+func (l *AllowList) matchDNS(name string) bool {
+	if l == nil {
+		return false
+	}
+	if l.Any {
+		return true
+	}
+	for _, p := range l.dns {
+		if p.match(name) {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *AllowList) matchMail(name string) bool {
+	if l == nil {
+		return false
+	}
+	if l.Any {
+		return true
+	}
+	for _, p := range l.mail {
+		if p.match(name) {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *AllowList) matchURI(u *url.URL) bool {
+	if l == nil {
+		return false
+	}
+	if l.Any {
+		return true
+	}
+	for _, p := range l.uri {
+		if p.match(u) {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *AllowList) matchIP(ip net.IP) bool {
+	if l == nil {
+		return false
+	}
+	if l.Any {
+		return true
+	}
+	for _, n := range l.nets {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// AllowsDNS reports whether the profile allows the DNS name (type and pattern).
+func (p *Profile) AllowsDNS(name string) bool { return p.Names[SANDNS].matchDNS(name) }
+
+// AllowsEmail reports whether the profile allows the rfc822Name.
+func (p *Profile) AllowsEmail(name string) bool { return p.Names[SANEmail].matchMail(name) }
+
+// AllowsUPN reports whether the profile allows the UPN otherName.
+func (p *Profile) AllowsUPN(name string) bool { return p.Names[SANUPN].matchMail(name) }
+
+// AllowsIP reports whether the profile allows the IP address.
+func (p *Profile) AllowsIP(ip net.IP) bool { return p.Names[SANIP].matchIP(ip) }
+
+// AllowsURI reports whether the profile allows the URI: an identity URI only when the profile opts in to its
+// kind (uri= patterns, even "*", never admit one); any other URI when it matches the uri= allow-list.
+func (p *Profile) AllowsURI(u *url.URL) bool {
+	if k := IdentityURIKind(u); k != 0 {
+		return p.IdentityURIs&k != 0
+	}
+	return p.Names[SANURI].matchURI(u)
+}
+
+// WithIdentityURIs returns a copy of p that also accepts the identity URIs in k. A door that authorizes such a
+// name itself (self-service device ownership checked in Graph) uses it; the configured profile is not changed.
+func (p *Profile) WithIdentityURIs(k IdentityURI) *Profile {
+	c := *p
+	c.IdentityURIs |= k
+	return &c
+}
+
+// checkNameLike constrains a subject attribute value that looks like a name, so that a relying party that reads
+// the subject (RADIUS servers mapping the CN to a user, legacy TLS clients matching the CN to a host) is held to
+// the same allow-lists as the SANs: something@domain must be an allowed UPN or e-mail name, an IP address an
+// allowed IP, something with a scheme (x://, tag:, urn:) an allowed URI, and a dotted DNS name an allowed DNS
+// name. A single label ("router-17", an IMEI, a serial number, a device GUID) and free text are not names.
+func checkNameLike(p *Profile, what, v string) error {
+	refuse := func(kind string) error {
+		return reject(CodeSubject, "%s %q looks like %s that profile %s does not allow", what, clip(v), kind, p.Name)
+	}
+	switch {
+	case strings.Contains(v, "@"):
+		if !validEmailLike(v) || !(p.AllowsUPN(v) || p.AllowsEmail(v)) {
+			return refuse("a UPN or e-mail address")
+		}
+	case net.ParseIP(v) != nil:
+		if !p.AllowsIP(net.ParseIP(v)) {
+			return refuse("an IP address")
+		}
+	case looksLikeURI(v):
+		u, err := url.Parse(v)
+		if err != nil || !p.AllowsURI(u) {
+			return refuse("a URI")
+		}
+	case strings.Contains(v, ".") && validDNSName(v):
+		if !p.AllowsDNS(v) {
+			return refuse("a DNS name")
+		}
+	}
+	return nil
+}
+
+// looksLikeURI is true for "scheme://…" and for the opaque schemes relying parties read identities from.
+func looksLikeURI(v string) bool {
+	if strings.Contains(v, "://") {
+		return true
+	}
+	scheme, _, ok := strings.Cut(v, ":")
+	switch strings.ToLower(scheme) {
+	case "tag", "urn", "intunedeviceid", "mailto", "sip":
+		return ok
+	}
+	return false
+}

@@ -1,0 +1,206 @@
+package policy_test
+
+import (
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"net"
+	"net/url"
+	"testing"
+
+	"github.com/azscep/azscep/internal/policy"
+)
+
+// TestAllowListSemantics pins the documented pattern semantics (README "Profiles") name by name.
+func TestAllowListSemantics(t *testing.T) {
+	p := mustProfile(t, "p", "dns=host.example.net,*.corp.example.com,**.lab.example.com;"+
+		"upn=*@contoso.com,admin@fabrikam.com;email=*@*.mail.example.com;ip=10.0.0.0/8,192.0.2.7,2001:db8::/32;"+
+		"uri=https://*.corp.example.com,spiffe://corp.example.com,urn:*")
+	for _, tc := range []struct {
+		name string
+		got  bool
+		want bool
+	}{
+		// DNS: exact, "*." one label, "**." one or more labels, never the suffix itself, case-insensitive.
+		{"dns/exact", p.AllowsDNS("host.example.net"), true},
+		{"dns/exact-case", p.AllowsDNS("HOST.Example.NET"), true},
+		{"dns/exact-is-not-a-suffix", p.AllowsDNS("a.host.example.net"), false},
+		{"dns/one-label", p.AllowsDNS("laptop-7.corp.example.com"), true},
+		{"dns/one-label-case", p.AllowsDNS("Laptop-7.CORP.example.com"), true},
+		{"dns/one-label-not-two", p.AllowsDNS("a.b.corp.example.com"), false},
+		{"dns/one-label-not-the-suffix", p.AllowsDNS("corp.example.com"), false},
+		{"dns/one-label-whole-label-only", p.AllowsDNS("evilcorp.example.com"), false},
+		{"dns/one-label-not-a-longer-suffix", p.AllowsDNS("a.corp.example.com.evil.test"), false},
+		{"dns/many-labels-one", p.AllowsDNS("x.lab.example.com"), true},
+		{"dns/many-labels-three", p.AllowsDNS("a.b.c.lab.example.com"), true},
+		{"dns/many-labels-not-the-suffix", p.AllowsDNS("lab.example.com"), false},
+		{"dns/other-domain", p.AllowsDNS("dc01.contoso.com"), false},
+		// UPN and e-mail: local part "*" or literal (case-insensitive), domain by DNS pattern.
+		{"upn/any-local", p.AllowsUPN("alice@contoso.com"), true},
+		{"upn/domain-case", p.AllowsUPN("Alice@CONTOSO.COM"), true},
+		{"upn/subdomain-is-not-the-domain", p.AllowsUPN("alice@eu.contoso.com"), false},
+		{"upn/longer-domain", p.AllowsUPN("alice@contoso.com.evil.test"), false},
+		{"upn/literal-local", p.AllowsUPN("ADMIN@fabrikam.com"), true},
+		{"upn/other-local", p.AllowsUPN("alice@fabrikam.com"), false},
+		{"email/one-label-domain", p.AllowsEmail("bob@eu.mail.example.com"), true},
+		{"email/not-the-bare-domain", p.AllowsEmail("bob@mail.example.com"), false},
+		{"email/upn-list-is-not-email", p.AllowsEmail("alice@contoso.com"), false},
+		// IP by CIDR block or single address.
+		{"ip/in-block", p.AllowsIP(net.ParseIP("10.200.0.1")), true},
+		{"ip/outside-block", p.AllowsIP(net.ParseIP("11.0.0.1")), false},
+		{"ip/single", p.AllowsIP(net.ParseIP("192.0.2.7")), true},
+		{"ip/next-to-single", p.AllowsIP(net.ParseIP("192.0.2.8")), false},
+		{"ip/v6-block", p.AllowsIP(net.ParseIP("2001:db8:1::5")), true},
+		{"ip/v6-outside", p.AllowsIP(net.ParseIP("2001:db9::5")), false},
+		// URI by scheme and host pattern; "scheme:*" for a whole scheme.
+		{"uri/host", p.AllowsURI(mustURL(t, "https://app.corp.example.com/path?q=1")), true},
+		{"uri/host-port", p.AllowsURI(mustURL(t, "HTTPS://app.corp.example.com:8443/")), true},
+		{"uri/scheme-differs", p.AllowsURI(mustURL(t, "http://app.corp.example.com/")), false},
+		{"uri/host-outside", p.AllowsURI(mustURL(t, "https://app.evil.test/")), false},
+		{"uri/user-info", p.AllowsURI(mustURL(t, "https://app.corp.example.com@evil.test/")), false},
+		{"uri/user-info-matching-host", p.AllowsURI(mustURL(t, "https://x@app.corp.example.com/")), false},
+		{"uri/exact-host", p.AllowsURI(mustURL(t, "spiffe://corp.example.com/ns/prod/sa/web")), true},
+		{"uri/whole-scheme", p.AllowsURI(mustURL(t, "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6")), true},
+		// Identity URIs never pass by uri= patterns.
+		{"uri/sid-not-by-pattern", p.AllowsURI(mustURL(t, intuneSIDURI)), false},
+		{"uri/device-not-by-pattern", p.AllowsURI(mustURL(t, intuneDeviceURI)), false},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s: allowed = %v, want %v", tc.name, tc.got, tc.want)
+		}
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// TestIdentityURIsNeedTheOptIn: SID and IntuneDeviceId URIs are refused even under uri=*, in any spelling, until
+// the profile lists their kind in identity_uris.
+func TestIdentityURIsNeedTheOptIn(t *testing.T) {
+	sidVariants := []string{intuneSIDURI, "TAG:Microsoft.Com,2022-09-14:SID:S-1-5-21-1-2-3-500",
+		"tag:microsoft.com,2099-01-01:sid:S-1-5-21-1-2-3-500"}
+	deviceVariants := []string{intuneDeviceURI, "intunedeviceid://5f2c8a1e-3b4d-4c6e-9f70-8a1b2c3d4e5f",
+		"INTUNEDEVICEID://5f2c8a1e-3b4d-4c6e-9f70-8a1b2c3d4e5f/x"}
+	uriStar := mustProfile(t, "p", "uri=*")
+	sidOnly := mustProfile(t, "p", "uri=*;identity_uris=sid")
+	deviceOnly := mustProfile(t, "p", "identity_uris=intunedeviceid")
+	for _, s := range sidVariants {
+		u := mustURL(t, s)
+		if uriStar.AllowsURI(u) || deviceOnly.AllowsURI(u) || !sidOnly.AllowsURI(u) {
+			t.Errorf("%s: uri=* %v, devices %v, sid %v", s, uriStar.AllowsURI(u), deviceOnly.AllowsURI(u), sidOnly.AllowsURI(u))
+		}
+	}
+	for _, s := range deviceVariants {
+		u := mustURL(t, s)
+		if uriStar.AllowsURI(u) || sidOnly.AllowsURI(u) || !deviceOnly.AllowsURI(u) {
+			t.Errorf("%s: uri=* %v, sid %v, devices %v", s, uriStar.AllowsURI(u), sidOnly.AllowsURI(u), deviceOnly.AllowsURI(u))
+		}
+	}
+	// A door that authorizes device IDs itself widens a copy, never the configured profile.
+	wider := uriStar.WithIdentityURIs(policy.IdentityIntuneDeviceID)
+	if !wider.AllowsURI(mustURL(t, intuneDeviceURI)) || uriStar.AllowsURI(mustURL(t, intuneDeviceURI)) {
+		t.Fatal("WithIdentityURIs must widen a copy only")
+	}
+
+	// Through Check: the SID URI is refused by the built-in device profile and by a uri=* profile.
+	loadKeys(t)
+	for _, spec := range []string{specDevice, "dns=*;uri=*"} {
+		_, err := checkDER(buildCSR(t, csrSpec{exts: []pkix.Extension{sanExt(t, gnURI(intuneSIDURI))}}), mustProfile(t, "p", spec))
+		wantCode(t, err, policy.CodeSAN)
+	}
+}
+
+// TestBuiltInDeviceProfileNames: the static endpoint's profile yields DNS names and a CN, nothing that names a
+// person or an Entra/Intune identity.
+func TestBuiltInDeviceProfileNames(t *testing.T) {
+	loadKeys(t)
+	prof := mustProfile(t, "device", specDevice)
+	for _, tc := range []struct {
+		name string
+		spec csrSpec
+		want policy.Code
+	}{
+		{"ok/dns", csrSpec{exts: []pkix.Extension{sanExt(t, gnDNS("router-7.branch.example.net"))}}, ""},
+		{"ok/cn-only", csrSpec{subject: name(t, pkix.Name{CommonName: "router-7"})}, ""},
+		{"ok/cn-dns", csrSpec{subject: name(t, pkix.Name{CommonName: "router-7.branch.example.net"})}, ""},
+		{"fail/upn", csrSpec{exts: []pkix.Extension{sanExt(t, gnUPN(t, "administrator@contoso.com"))}}, policy.CodeSAN},
+		{"fail/email", csrSpec{exts: []pkix.Extension{sanExt(t, gnEmail("alice@contoso.com"))}}, policy.CodeSAN},
+		{"fail/sid-uri", csrSpec{exts: []pkix.Extension{sanExt(t, gnURI(intuneSIDURI))}}, policy.CodeSAN},
+		{"fail/device-uri", csrSpec{exts: []pkix.Extension{sanExt(t, gnURI(intuneDeviceURI))}}, policy.CodeSAN},
+		{"fail/plain-uri", csrSpec{exts: []pkix.Extension{sanExt(t, gnURI("https://example.net/"))}}, policy.CodeSAN},
+		{"fail/ip", csrSpec{exts: []pkix.Extension{sanExt(t, gnIP([]byte{10, 0, 0, 1}))}}, policy.CodeSAN},
+		{"fail/dns-and-upn", csrSpec{exts: []pkix.Extension{sanExt(t, gnDNS("r.example.net"),
+			gnUPN(t, "administrator@contoso.com"))}}, policy.CodeSAN},
+		{"fail/cn-upn", csrSpec{subject: name(t, pkix.Name{CommonName: "administrator@contoso.com"})}, policy.CodeSubject},
+		{"fail/cn-sid-uri", csrSpec{subject: name(t, pkix.Name{CommonName: intuneSIDURI[:60]})}, policy.CodeSubject},
+		{"fail/cn-ip", csrSpec{subject: name(t, pkix.Name{CommonName: "10.0.0.1"})}, policy.CodeSubject},
+		{"fail/email-attribute", csrSpec{subject: name(t, pkix.Name{CommonName: "router-7", ExtraNames: []pkix.AttributeTypeAndValue{
+			{Type: asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}, Value: "alice@contoso.com"}}})}, policy.CodeSubject},
+		{"fail/second-cn-upn", csrSpec{subject: name(t, pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{
+			{Type: asn1.ObjectIdentifier{2, 5, 4, 3}, Value: "router-7"},
+			{Type: asn1.ObjectIdentifier{2, 5, 4, 3}, Value: "administrator@contoso.com"}}})}, policy.CodeSubject},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := checkDER(buildCSR(t, tc.spec), prof)
+			wantCode(t, err, tc.want)
+		})
+	}
+}
+
+// TestCommonNameAllowList: a CN that looks like a name is held to that type's allow-list; free text and single
+// labels are not names.
+func TestCommonNameAllowList(t *testing.T) {
+	loadKeys(t)
+	prof := mustProfile(t, "p", "dns=*.corp.example.com;upn=*@contoso.com;ip=10.0.0.0/8")
+	for _, tc := range []struct {
+		cn   string
+		want policy.Code
+	}{
+		{"laptop-7.corp.example.com", ""},
+		{"LAPTOP-7.Corp.Example.com", ""},
+		{"dc01.contoso.com", policy.CodeSubject},
+		{"alice@contoso.com", ""},
+		{"alice@fabrikam.com", policy.CodeSubject},
+		{"alice smith@contoso.com", policy.CodeSubject},
+		{"10.1.2.3", ""},
+		{"192.0.2.1", policy.CodeSubject},
+		{"https://x.corp.example.com/", policy.CodeSubject},
+		{"IntuneDeviceId://5f2c8a1e-3b4d-4c6e-9f70-8a1b2c3d4e5f", policy.CodeSubject},
+		{"urn:uuid:5f2c8a1e", policy.CodeSubject},
+		{"5f2c8a1e-3b4d-4c6e-9f70-8a1b2c3d4e5f", ""}, // a device GUID is a single label
+		{"356938035643809", ""},                      // IMEI
+		{"Alice Smith", ""},
+		{"J. Smith", ""}, // dotted but not a DNS name
+	} {
+		t.Run(tc.cn, func(t *testing.T) {
+			_, err := checkDER(buildCSR(t, csrSpec{subject: name(t, pkix.Name{CommonName: tc.cn})}), prof)
+			wantCode(t, err, tc.want)
+		})
+	}
+}
+
+// TestSANAllowListThroughCheck: names outside the patterns are refused with the SAN code and the profile named.
+func TestSANAllowListThroughCheck(t *testing.T) {
+	loadKeys(t)
+	prof := mustProfile(t, "corp", "dns=*.corp.example.com;upn=*@contoso.com;email=*@contoso.com;ip=10.0.0.0/8;uri=https://*.corp.example.com")
+	ok := []asn1.RawValue{gnDNS("a.corp.example.com"), gnUPN(t, "alice@contoso.com"), gnEmail("alice@contoso.com"),
+		gnIP([]byte{10, 9, 8, 7}), gnURI("https://app.corp.example.com/x")}
+	req, err := checkDER(buildCSR(t, csrSpec{exts: []pkix.Extension{sanExt(t, ok...)}}), prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(req.Names()) != 5 {
+		t.Fatalf("names %v", req.Names())
+	}
+	for _, bad := range []asn1.RawValue{gnDNS("a.b.corp.example.com"), gnUPN(t, "alice@fabrikam.com"),
+		gnEmail("alice@contoso.com.evil.test"), gnIP([]byte{192, 0, 2, 1}), gnURI("https://evil.test/"),
+		gnURI(intuneSIDURI)} {
+		_, err := checkDER(buildCSR(t, csrSpec{exts: []pkix.Extension{sanExt(t, append(append([]asn1.RawValue{}, ok...), bad)...)}}), prof)
+		wantCode(t, err, policy.CodeSAN)
+	}
+}
