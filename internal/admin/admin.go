@@ -343,8 +343,9 @@ func who(c *entra.Caller) string {
 	if c.IsApp {
 		return "app:" + c.AppID
 	}
-	if c.UPN != "" {
-		return c.UPN + " (" + c.ObjectID + ")"
+	// Display only: the object ID identifies the admin; the name may be a (mutable) preferred_username.
+	if c.Username != "" {
+		return c.Username + " (" + c.ObjectID + ")"
 	}
 	return "oid:" + c.ObjectID
 }
