@@ -355,7 +355,7 @@ func BenchmarkStartToReady(b *testing.B) {
 func BenchmarkResidentMemory(b *testing.B) {
 	b.StopTimer()
 	svc := startAzscep(b)
-	time.Sleep(2 * time.Second) // let start-up work (the linter's throwaway key) finish
+	time.Sleep(2 * time.Second) // let start-up work finish
 	idle, err := loadgen.ProcessMemory(svc.cmd.Process.Pid)
 	if err != nil {
 		b.Fatal(err)

@@ -2,7 +2,8 @@
 // ca.IssueCertificate, adapted to one binary and Table Storage):
 //
 //  1. build the certificate from the profile and the policy-checked request, with a fresh 128-bit serial;
-//  2. lint it, signed with a throwaway key (the planned certificate);
+//  2. lint its to-be-signed bytes, built exactly as the CA's signature will build them but never signed (the
+//     planned certificate);
 //  3. claim the idempotency key (SCEP transaction ID or REST retry key) for the serial and
 //  4. insert a pending record carrying the planned certificate, both in one atomic store write (one Table
 //     Storage entity-group transaction: the serial carries the key's partition) — replays and concurrent
@@ -103,8 +104,7 @@ type Issuer struct {
 	flight singleflight.Group
 }
 
-// New validates the configuration and returns an Issuer. The throwaway lint key is generated in the background
-// so that start-up stays fast; the first issuance waits for it.
+// New validates the configuration and returns an Issuer.
 func New(cfg Config) (*Issuer, error) {
 	if cfg.CA.Cert == nil || cfg.CA.Signer == nil || cfg.Store == nil {
 		return nil, errors.New("issuance: CA certificate, signer and store are required")
@@ -124,7 +124,6 @@ func New(cfg Config) (*Issuer, error) {
 	}
 	i := &Issuer{ca: cfg.CA, sigAlg: alg, store: cfg.Store, urls: cfg.URLs, backdate: cfg.Backdate,
 		stale: cfg.StaleAfter, log: cfg.Logger, now: cfg.Now}
-	go i.lintKey()
 	return i, nil
 }
 
@@ -258,7 +257,7 @@ func (i *Issuer) issue(ctx context.Context, req *Request) (*Result, error) {
 		if attempt == 5 {
 			return nil, ErrInProgress // the key keeps moving under us: other requests are working on it
 		}
-		// Steps 1–2: template from the profile, linted with the throwaway key.
+		// Steps 1–2: template from the profile, its to-be-signed bytes linted.
 		if rec == nil || rec.Serial != store.SerialString(serial) {
 			if tmpl, rec, err = i.prepare(linter, req, serial, now); err != nil {
 				return nil, err

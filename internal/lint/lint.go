@@ -1,8 +1,9 @@
 // Package lint checks a to-be-signed certificate before the CA key ever sees it (BR §4.3.1.2). The template is
-// signed with a throwaway key of the CA key's type under a stand-in issuer certificate that carries the real
-// issuer's name and key identifier, so the linted bytes equal the real TBS except for the signature value. Then
-// the project's own profile lints run on the result. zlint runs over issued certificates in the test suite; it
-// marks most lints not applicable to clientAuth-only leaves, so these lints are the policy (reliability.md §3.1).
+// built by crypto/x509 exactly as the CA's signature will build it (real issuer certificate, the CA key's
+// signature algorithm), but the "signer" it is handed only captures the to-be-signed bytes and refuses to sign, so
+// no key operation runs; the planned certificate is those bytes with a placeholder (empty) signature. Then the
+// project's own profile lints run on the result. zlint runs over issued certificates in the test suite; it marks
+// most lints not applicable to clientAuth-only leaves, so these lints are the policy (reliability.md §3.1).
 package lint
 
 import (
@@ -16,43 +17,54 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"slices"
 	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // ErrLint is wrapped by every lint failure; issuance refuses to sign after one.
 var ErrLint = errors.New("lint")
 
-// Linter signs templates with a throwaway key and lints the result.
+// Linter builds to-be-signed certificates without signing them and lints the result.
 type Linter struct {
-	issuer     *x509.Certificate // stand-in issuer: real names, throwaway public key
-	realIssuer *x509.Certificate
-	key        crypto.Signer
+	issuer *x509.Certificate
 }
 
-// New makes a throwaway key of the CA key's type (RSA 2048, or the CA's curve). Key generation is slow (hundreds
-// of milliseconds for RSA), so callers build the Linter off the request path.
+// New returns a Linter for certificates issued by ca (an RSA or ECDSA CA).
 func New(ca *x509.Certificate) (*Linter, error) {
-	var key crypto.Signer
-	var err error
-	switch k := ca.PublicKey.(type) {
-	case *rsa.PublicKey:
-		// The TBS does not depend on the issuer key's size (same signature algorithm OID, real names and AKI),
-		// so a 2048-bit throwaway key lints exactly the bytes the CA key will sign, at a third of the cost of a
-		// 3072- or 4096-bit one on every issuance.
-		key, err = rsa.GenerateKey(rand.Reader, 2048)
-	case *ecdsa.PublicKey:
-		key, err = ecdsa.GenerateKey(k.Curve, rand.Reader)
-	default:
-		return nil, fmt.Errorf("lint: CA key type %T is not supported", ca.PublicKey)
+	switch ca.PublicKey.(type) {
+	case *rsa.PublicKey, *ecdsa.PublicKey:
+		return &Linter{issuer: ca}, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("lint: generating throwaway key: %w", err)
-	}
-	stand := *ca
-	stand.PublicKey = key.Public()
-	return &Linter{issuer: &stand, realIssuer: ca, key: key}, nil
+	return nil, fmt.Errorf("lint: CA key type %T is not supported", ca.PublicKey)
+}
+
+// errCaptured stops x509.CreateCertificate once the to-be-signed bytes are captured.
+var errCaptured = errors.New("lint: to-be-signed certificate captured")
+
+// tbsCapture is the signer the template is built with. crypto/x509 hands a crypto.MessageSigner the whole
+// to-be-signed certificate (not a digest); it keeps those bytes and refuses, so CreateCertificate stops before any
+// signature exists. Its public key is the CA's, so the signature algorithm and the issuer checks are the real ones.
+type tbsCapture struct {
+	pub crypto.PublicKey
+	tbs []byte
+}
+
+func (c *tbsCapture) Public() crypto.PublicKey { return c.pub }
+
+func (c *tbsCapture) SignMessage(_ io.Reader, msg []byte, _ crypto.SignerOpts) ([]byte, error) {
+	c.tbs = bytes.Clone(msg)
+	return nil, errCaptured
+}
+
+// Sign is only reached if crypto/x509 stopped handing over the message; failing closed keeps the CA from ever
+// signing an unlinted certificate.
+func (c *tbsCapture) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, errors.New("lint: crypto/x509 asked for a digest signature; the to-be-signed bytes cannot be captured")
 }
 
 // Expect is what the issuer intended; the lints compare the certificate with it.
@@ -63,21 +75,46 @@ type Expect struct {
 	NotBefore   time.Time // the earliest acceptable notBefore
 }
 
-// Check signs tmpl for pub with the throwaway key, lints it and returns the linted DER (the record of what the CA
-// plans to sign).
+// Check builds the to-be-signed certificate for tmpl and pub exactly as the CA's signature will, lints it and
+// returns the planned certificate (the record of what the CA plans to sign): the to-be-signed bytes with the
+// signature algorithm and an empty signature. No key operation runs.
 func (l *Linter) Check(tmpl *x509.Certificate, pub crypto.PublicKey, want Expect) ([]byte, error) {
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, l.issuer, pub, l.key)
+	capture := &tbsCapture{pub: l.issuer.PublicKey}
+	if _, err := x509.CreateCertificate(rand.Reader, tmpl, l.issuer, pub, capture); capture.tbs == nil {
+		return nil, fmt.Errorf("%w: building the to-be-signed certificate: %v", ErrLint, err)
+	}
+	der, err := planned(capture.tbs)
 	if err != nil {
-		return nil, fmt.Errorf("%w: signing with the throwaway key: %v", ErrLint, err)
+		return nil, fmt.Errorf("%w: %v", ErrLint, err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
 		return nil, fmt.Errorf("%w: to-be-signed certificate does not parse: %v", ErrLint, err)
 	}
-	if err := Certificate(cert, l.realIssuer, want); err != nil {
+	if err := Certificate(cert, l.issuer, want); err != nil {
 		return nil, err
 	}
 	return der, nil
+}
+
+// planned wraps a to-be-signed certificate as a Certificate with the TBS's own signature algorithm and an empty
+// signature value (RFC 5280 §4.1: tbsCertificate, signatureAlgorithm, signatureValue).
+func planned(tbs []byte) ([]byte, error) {
+	in := cryptobyte.String(tbs)
+	var body cryptobyte.String
+	var algo cryptobyte.String
+	if !in.ReadASN1(&body, cbasn1.SEQUENCE) || !in.Empty() ||
+		!body.SkipOptionalASN1(cbasn1.Tag(0).Constructed().ContextSpecific()) || !body.SkipASN1(cbasn1.INTEGER) ||
+		!body.ReadASN1Element(&algo, cbasn1.SEQUENCE) {
+		return nil, errors.New("to-be-signed certificate is malformed")
+	}
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddBytes(tbs)
+		b.AddBytes(algo)
+		b.AddASN1BitString(nil)
+	})
+	return b.Bytes()
 }
 
 // Certificate runs the profile lints on a parsed leaf issued (or to be issued) by issuer.

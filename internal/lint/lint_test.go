@@ -155,7 +155,7 @@ func TestLinterCheck(t *testing.T) {
 		{name: "fail/ed25519-leaf", pub: func() crypto.PublicKey { return keys.leafEd.Public() }, wantErr: "never issued"},
 		// Go itself refuses this template; the Linter must report that as a lint failure, not sign anyway.
 		{name: "fail/template-go-refuses", mutate: func(c *x509.Certificate, _ *lint.Expect) { c.MaxPathLen = 2 },
-			wantErr: "signing with the throwaway key"},
+			wantErr: "building the to-be-signed certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l, ca := fixtures.linterEC, fixtures.caEC
@@ -194,7 +194,7 @@ func TestLinterCheck(t *testing.T) {
 }
 
 // assertLinted checks what Check returns: the planned certificate, with the real issuer's name and key
-// identifier, for the subject's key, signed by the throwaway key rather than the CA's.
+// identifier, for the subject's key, and no signature by anyone (the CA key never saw it).
 func assertLinted(t *testing.T, der []byte, ca *x509.Certificate, pub crypto.PublicKey) {
 	t.Helper()
 	c, err := x509.ParseCertificate(der)
@@ -295,9 +295,55 @@ func TestNew(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.SignatureAlgorithm != x509.ECDSAWithSHA384 {
-		t.Fatalf("throwaway key is not shaped like the P-384 CA key: signed with %v", c.SignatureAlgorithm)
+		t.Fatalf("planned certificate does not carry the P-384 CA's signature algorithm: %v", c.SignatureAlgorithm)
 	}
 	if err := c.CheckSignatureFrom(ca384); err == nil {
 		t.Fatal("signed by the real CA key")
+	}
+}
+
+// TestPlannedTBSIsWhatTheCASigns: the planned certificate's to-be-signed bytes are byte for byte those of the
+// certificate the CA key then signs from the same template (the check issuance makes after signing), and its
+// signature is empty: building it ran no key operation.
+func TestPlannedTBSIsWhatTheCASigns(t *testing.T) {
+	loadFixtures(t)
+	for _, tc := range []struct {
+		name   string
+		l      *lint.Linter
+		ca     *x509.Certificate
+		caKey  crypto.Signer
+		leaf   crypto.PublicKey
+		sigAlg x509.SignatureAlgorithm
+	}{
+		{"rsa", fixtures.linterRSA, fixtures.caRSA, keys.caRSA, keys.leafRSA.Public(), x509.SHA256WithRSA},
+		{"ecdsa", fixtures.linterEC, fixtures.caEC, keys.caEC, keys.leafEC.Public(), x509.ECDSAWithSHA256},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Now()
+			tmpl := leafTemplate(t, tc.leaf, now)
+			der, err := tc.l.Check(tmpl, tc.leaf, expectFor(tmpl, now))
+			if err != nil {
+				t.Fatal(err)
+			}
+			plan, err := x509.ParseCertificate(der)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(plan.Signature) != 0 || plan.SignatureAlgorithm != tc.sigAlg {
+				t.Errorf("planned certificate signature %d bytes, algorithm %v; want none, %v", len(plan.Signature),
+					plan.SignatureAlgorithm, tc.sigAlg)
+			}
+			signed, err := x509.CreateCertificate(rand.Reader, tmpl, tc.ca, tc.leaf, tc.caKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			real, err := x509.ParseCertificate(signed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(real.RawTBSCertificate, plan.RawTBSCertificate) {
+				t.Error("the CA signed other to-be-signed bytes than the ones linted")
+			}
+		})
 	}
 }

@@ -74,7 +74,7 @@ type Record struct {
 	Profile    string // profile name the certificate was built from
 	TxID       string // SCEP transaction ID or REST idempotency key
 	DeviceID   string // Intune or Entra device ID when known
-	PlannedDER []byte // the linted to-be-signed certificate (signed with a throwaway key): what we planned to sign
+	PlannedDER []byte // the linted to-be-signed certificate (with an empty signature): what we planned to sign
 	CertDER    []byte // the issued certificate
 
 	// Intune bookkeeping (SCEP endpoints of type intune).
