@@ -24,6 +24,7 @@ import (
 	"github.com/azscep/azscep/internal/intune"
 	"github.com/azscep/azscep/internal/issuance"
 	"github.com/azscep/azscep/internal/ocsp"
+	"github.com/azscep/azscep/internal/ratelimit"
 	"github.com/azscep/azscep/internal/revocation"
 	"github.com/azscep/azscep/internal/scep"
 	"github.com/azscep/azscep/internal/store"
@@ -59,14 +60,18 @@ type buildOptions struct {
 	kvOptions  *azkeys.ClientOptions
 	credential azcore.TokenCredential
 	store      store.Store // replaces Table Storage (fault injection, azure-mode tests)
-	// clock replaces the system clock of the OCSP responder, the CRL publisher and the RA renewal (tests move
-	// time instead of waiting).
+	// clock replaces the system clock of the OCSP responder, the CRL publisher, the RA renewal, issuance and
+	// SCEP (renewal and replay windows, rate limits): tests move time instead of waiting.
 	clock interface{ Now() time.Time }
 }
 
 // build wires every dependency of the routes.
 func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts buildOptions) (*deps, error) {
 	st := opts.store
+	var now func() time.Time // nil: the system clock
+	if opts.clock != nil {
+		now = opts.clock.Now
+	}
 	if st == nil {
 		var err error
 		if st, err = openStore(ctx, cfg); err != nil {
@@ -83,7 +88,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 		CRL:       []string{cfg.PublishedURL("/api/crl")},
 	}
 	iss, err := issuance.New(issuance.Config{CA: issuance.CA{Cert: keys.CA(), Signer: keys.CASigner}, Store: st,
-		URLs: urls, Backdate: cfg.Backdate, StaleAfter: cfg.StaleAfter, Logger: log})
+		URLs: urls, Backdate: cfg.Backdate, StaleAfter: cfg.StaleAfter, Logger: log, Now: now})
 	if err != nil {
 		return nil, err
 	}
@@ -91,8 +96,11 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 	for _, e := range cfg.Endpoints {
 		endpoints = append(endpoints, &scep.Endpoint{Name: e.Name, Challenge: e.Challenge, Secret: []byte(e.Secret),
 			Profile: cfg.Profiles[e.Profile], UseCA: e.CACert == "single" || cfg.RAMode == "ca",
-			CertRepChain: e.CertRepChain, RenewalWindow: e.RenewalWindow})
+			CertRepChain: e.CertRepChain, RenewalWindow: e.RenewalWindow, ReplayWindow: e.ReplayWindow,
+			RenewFrom: e.RenewFrom, RenewalMax: e.RenewalMax})
 	}
+	limiter := ratelimit.New(ratelimit.Bucket{Burst: cfg.SCEPRatePerClient.Count, Per: cfg.SCEPRatePerClient.Per},
+		ratelimit.Bucket{Burst: cfg.SCEPRateGlobal.Count, Per: cfg.SCEPRateGlobal.Per}, now)
 	d := &deps{cfg: cfg, log: log, store: st, keys: keys, issuer: iss, httpClient: opts.httpClient}
 
 	// Revocation status: the CRL (one CA signature per generation) and OCSP (a delegated responder; no CA-key
@@ -138,7 +146,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 		}
 	}
 	sc, err := scep.New(scep.Config{Keys: keys, Issuer: iss, Store: st, Endpoints: endpoints, Intune: challenge,
-		CRL: revocation.CRLDER{Publisher: d.crl}, Logger: log})
+		CRL: revocation.CRLDER{Publisher: d.crl}, Limiter: limiter, Logger: log, Now: now})
 	if err != nil {
 		return nil, err
 	}

@@ -74,6 +74,10 @@ type Config struct {
 	Profiles  map[string]*policy.Profile
 	Endpoints []Endpoint
 
+	// SCEP PKIOperation rate limits (per instance), checked before any Key Vault or Intune call.
+	SCEPRatePerClient Rate
+	SCEPRateGlobal    Rate
+
 	Intune IntuneConfig
 	API    APIConfig
 
@@ -132,7 +136,22 @@ type Endpoint struct {
 	CACert        string // chain (RA + CA) | single (CA only; the CA key decrypts)
 	CertRepChain  bool
 	RenewalWindow time.Duration
+	// ReplayWindow: a PKCSReq repeating a transaction ID and key within it gets the stored certificate back.
+	ReplayWindow time.Duration
+	// RenewFrom names the other endpoints whose certificates this endpoint renews (its own always).
+	RenewFrom []string
+	// RenewalMax bounds a renewal chain from its first issuance; 0 means 3 × the profile's validity.
+	RenewalMax time.Duration
 }
+
+// Rate is a token bucket: Count requests at once, refilled at Count per Per.
+type Rate struct {
+	Count int
+	Per   time.Duration
+}
+
+// DefaultReplayWindow is how long a SCEP PKCSReq replay returns the stored certificate.
+const DefaultReplayWindow = 24 * time.Hour
 
 // IntuneConfig configures the Intune client; Enabled is false when no endpoint needs it and no tenant is set.
 type IntuneConfig struct {
@@ -195,7 +214,9 @@ var Settings = []Setting{
 	{Name: "AZSCEP_BACKDATE", Default: "5m", Azure: "optional", Doc: "notBefore back-date for clock skew (≤ 1h)"},
 	{Name: "AZSCEP_PENDING_STALE_AFTER", Default: "5m", Azure: "optional", Doc: "age after which a pending request's transaction ID may be re-used"},
 	{Name: "AZSCEP_SCEP_ENDPOINTS", Default: "static (local), static,intune (azure)", Azure: "optional", Doc: "comma-separated SCEP endpoint names"},
-	{Name: "AZSCEP_SCEP_<NAME>", Prefixed: true, Azure: "optional", Doc: "per endpoint `<NAME>`: `challenge=static|intune;profile=NAME;cacert=chain|single;certrep_chain=true|false;renewal=30d`"},
+	{Name: "AZSCEP_SCEP_<NAME>", Prefixed: true, Azure: "optional", Doc: "per endpoint `<NAME>`: `challenge=static|intune;profile=NAME;cacert=chain|single;certrep_chain=true|false;renewal=30d;replay=24h;renew_from=NAME,…;renewal_max=1095d` (renew_from: other endpoints whose certificates it renews, default none; renewal_max: a renewal chain's lifetime from its first issuance, default 3 × the profile validity)"},
+	{Name: "AZSCEP_SCEP_RATE_PER_CLIENT", Default: "120/1m", Azure: "optional", Doc: "SCEP PKIOperation token bucket per client IP (X-Forwarded-For as the host forwards it; IPv6 per /64), per instance: `COUNT/DURATION`; over it: 429 with Retry-After"},
+	{Name: "AZSCEP_SCEP_RATE_GLOBAL", Default: "3000/1m", Azure: "optional", Doc: "SCEP PKIOperation token bucket for all clients of one instance: `COUNT/DURATION`; over it: 503 with Retry-After"},
 	{Name: "AZSCEP_SCEP_<NAME>_SECRET", Prefixed: true, Azure: "optional", Doc: "static challenge of endpoint NAME (use a Key Vault reference)"},
 	{Name: "AZSCEP_PROFILE_<NAME>", Prefixed: true, Azure: "optional", Doc: "per profile `<NAME>`: `validity=365d;ku=digitalSignature;eku=clientAuth;dns=*.corp.example.com;upn=*@contoso.com;minrsa=2048;curves=P-256,P-384` (name allow-lists: README \"Profiles\")"},
 	{Name: "AZSCEP_INTUNE_TENANT_ID", Azure: "optional", Doc: "Entra tenant of Intune; required when an endpoint uses the intune challenge"},
@@ -360,6 +381,9 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 			c.Intune.Enabled = true
 		}
 	}
+	c.Endpoints = p.renewFrom(c.Endpoints)
+	c.SCEPRatePerClient = p.rate("AZSCEP_SCEP_RATE_PER_CLIENT", Rate{Count: 120, Per: time.Minute})
+	c.SCEPRateGlobal = p.rate("AZSCEP_SCEP_RATE_GLOBAL", Rate{Count: 3000, Per: time.Minute})
 	if c.Intune.TenantID != "" {
 		c.Intune.Enabled = true
 		c.Intune.RevocationSync = true
@@ -610,7 +634,7 @@ func (p *parser) prefixed(prefix string) []string {
 // endpoint reads the settings of SCEP endpoint name; it runs inside the endpoint's p.feature block.
 func (p *parser) endpoint(name string, local bool, profiles map[string]*policy.Profile) Endpoint {
 	key := "AZSCEP_SCEP_" + strings.ToUpper(name)
-	e := Endpoint{Name: strings.ToLower(name), CACert: "chain"}
+	e := Endpoint{Name: strings.ToLower(name), CACert: "chain", ReplayWindow: DefaultReplayWindow}
 	switch e.Name {
 	case "intune":
 		e.Challenge, e.Profile = "intune", "intune"
@@ -646,6 +670,22 @@ func (p *parser) endpoint(name string, local bool, profiles map[string]*policy.P
 				p.fail(key, "renewal must be a duration such as 30d")
 			}
 			e.RenewalWindow = d
+		case "replay":
+			d, err := policy.ParseDuration(strings.TrimSpace(v))
+			if err != nil || d < time.Minute || d > 31*24*time.Hour {
+				p.fail(key, "replay must be a duration from 1m to 31d")
+			}
+			e.ReplayWindow = d
+		case "renew_from":
+			for _, n := range splitList(v) {
+				e.RenewFrom = append(e.RenewFrom, strings.ToLower(n))
+			}
+		case "renewal_max":
+			d, err := policy.ParseDuration(strings.TrimSpace(v))
+			if err != nil || d < time.Hour {
+				p.fail(key, "renewal_max must be a duration of at least 1h, such as 1095d")
+			}
+			e.RenewalMax = d
 		default:
 			p.fail(key, fmt.Sprintf("unknown key %q", k))
 		}
@@ -667,6 +707,52 @@ func (p *parser) endpoint(name string, local bool, profiles map[string]*policy.P
 		}
 	}
 	return e
+}
+
+// renewFrom checks every endpoint's renew_from list: it names enabled endpoints, and a static endpoint never
+// renews an Intune endpoint's certificates (their names were vouched for by Intune for one device, and a static
+// endpoint would renew them without asking Intune). An endpoint whose list fails is disabled; the rest are
+// returned.
+func (p *parser) renewFrom(eps []Endpoint) []Endpoint {
+	challenge := map[string]string{}
+	for _, e := range eps {
+		challenge[e.Name] = e.Challenge
+	}
+	kept := eps[:0]
+	for _, e := range eps {
+		ok := p.feature(EndpointFeature(e.Name), func() {
+			key := "AZSCEP_SCEP_" + strings.ToUpper(e.Name)
+			for _, from := range e.RenewFrom {
+				c, known := challenge[from]
+				switch {
+				case !known:
+					p.fail(key, fmt.Sprintf("renew_from names %q, which is not an enabled endpoint", from))
+				case e.Challenge == "static" && c == "intune":
+					p.fail(key, fmt.Sprintf("a static endpoint cannot renew certificates of the intune endpoint %q", from))
+				}
+			}
+		})
+		if ok {
+			kept = append(kept, e)
+		}
+	}
+	return kept
+}
+
+// rate parses COUNT/DURATION (e.g. 120/1m).
+func (p *parser) rate(name string, def Rate) Rate {
+	v := p.str(name, "")
+	if v == "" {
+		return def
+	}
+	n, per, ok := strings.Cut(v, "/")
+	count, err := strconv.Atoi(strings.TrimSpace(n))
+	d, derr := policy.ParseDuration(strings.TrimSpace(per))
+	if !ok || err != nil || derr != nil || count < 1 || count > 1_000_000 || d < time.Second || d > 24*time.Hour {
+		p.fail(name, "must be COUNT/DURATION, e.g. 120/1m (count 1–1000000, duration 1s–24h)")
+		return def
+	}
+	return Rate{Count: count, Per: d}
 }
 
 // LocalStaticChallenge is the challenge of the local default `static` endpoint, printed by `make run`. Azure mode

@@ -76,6 +76,26 @@ func TestEndpointAndProfileSettings(t *testing.T) {
 	if p := c.Profiles["net"]; p == nil || p.MaxValidity != 90*24*time.Hour || len(p.ExtKeyUsage) != 2 {
 		t.Fatalf("profile = %+v", p)
 	}
+	if s := c.Endpoints[1]; s.ReplayWindow != DefaultReplayWindow || len(s.RenewFrom) != 0 || s.RenewalMax != 0 {
+		t.Fatalf("static endpoint defaults: replay %s, renew_from %v, renewal_max %s", s.ReplayWindow, s.RenewFrom, s.RenewalMax)
+	}
+	if c.SCEPRatePerClient != (Rate{Count: 120, Per: time.Minute}) || c.SCEPRateGlobal != (Rate{Count: 3000, Per: time.Minute}) {
+		t.Fatalf("rate defaults: %+v %+v", c.SCEPRatePerClient, c.SCEPRateGlobal)
+	}
+
+	c, err = Load(localEnv("AZSCEP_SCEP_ENDPOINTS=routers,static",
+		"AZSCEP_SCEP_ROUTERS=replay=1h;renew_from=Static;renewal_max=730d", "AZSCEP_SCEP_ROUTERS_SECRET=router-secret-1",
+		"AZSCEP_SCEP_RATE_PER_CLIENT=10/1s", "AZSCEP_SCEP_RATE_GLOBAL=500/30s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := c.Endpoints[0]; e.ReplayWindow != time.Hour || len(e.RenewFrom) != 1 || e.RenewFrom[0] != "static" ||
+		e.RenewalMax != 730*24*time.Hour {
+		t.Fatalf("renewal settings: %+v", e)
+	}
+	if c.SCEPRatePerClient != (Rate{Count: 10, Per: time.Second}) || c.SCEPRateGlobal != (Rate{Count: 500, Per: 30 * time.Second}) {
+		t.Fatalf("rates: %+v %+v", c.SCEPRatePerClient, c.SCEPRateGlobal)
+	}
 }
 
 // TestBadSettings: every bad or missing setting names itself in one error. A core setting fails Load; a setting
@@ -126,6 +146,12 @@ func TestBadSettings(t *testing.T) {
 		{"api unresolved audiences", azureEnv("AZSCEP_API_TENANT_ID=t", "AZSCEP_API_AUDIENCES=@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/a)"), "AZSCEP_API_AUDIENCES", "api"},
 		{"api profile", localEnv("AZSCEP_API_TENANT_ID=t", "AZSCEP_API_AUDIENCES=a", "AZSCEP_API_PROFILE=nope"), "AZSCEP_API_PROFILE", "api"},
 		{"api inherits its profile's fault", localEnv("AZSCEP_API_TENANT_ID=t", "AZSCEP_API_AUDIENCES=a", "AZSCEP_PROFILE_API=ku=bogus"), "AZSCEP_PROFILE_API", "api"},
+		{"replay window", localEnv("AZSCEP_SCEP_STATIC=replay=40d"), "AZSCEP_SCEP_STATIC", "scep/static"},
+		{"renewal maximum", localEnv("AZSCEP_SCEP_STATIC=renewal_max=10m"), "AZSCEP_SCEP_STATIC", "scep/static"},
+		{"renew from an unknown endpoint", localEnv("AZSCEP_SCEP_STATIC=renew_from=nowhere"), "AZSCEP_SCEP_STATIC", "scep/static"},
+		{"static renews intune", azureEnv("AZSCEP_SCEP_STATIC=renew_from=intune"), "AZSCEP_SCEP_STATIC", "scep/static"},
+		{"client rate", localEnv("AZSCEP_SCEP_RATE_PER_CLIENT=fast"), "AZSCEP_SCEP_RATE_PER_CLIENT", ""},
+		{"global rate", localEnv("AZSCEP_SCEP_RATE_GLOBAL=0/1m"), "AZSCEP_SCEP_RATE_GLOBAL", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -51,7 +51,7 @@ var (
 	ErrInProgress = errors.New("issuance: request with the same key is in progress")
 	// ErrWithheld: the certificate was signed and recorded but delivery was refused, so it is never returned.
 	ErrWithheld = errors.New("issuance: certificate withheld")
-	// ErrRevoked: a replay found the earlier certificate revoked.
+	// ErrRevoked: a replay found the earlier certificate revoked (unless the request says ReissueRevoked).
 	ErrRevoked = errors.New("issuance: earlier certificate is revoked")
 	// ErrSigner: the CA key failed; the pending record was abandoned.
 	ErrSigner = errors.New("issuance: CA signer failed")
@@ -151,6 +151,14 @@ type Request struct {
 	Key string
 	// ReplayWindow limits how old a stored certificate may be to count as a replay (0: no limit).
 	ReplayWindow time.Duration
+	// ReissueRevoked makes a replay whose earlier certificate is revoked a new enrollment instead of ErrRevoked
+	// (SCEP: clients that derive the transaction ID from the key must be able to enroll again).
+	ReissueRevoked bool
+	// RenewedFrom and ChainStarted link a renewal to the certificate it replaces (copied to the record).
+	RenewedFrom  string
+	ChainStarted time.Time
+	// NotAfterCap, when set, ends the certificate no later than this instant (a renewal chain's maximum).
+	NotAfterCap time.Time
 	// Deliver runs after the issued record is durable and before the certificate is returned (the Intune success
 	// notification). An error withholds the certificate. It may set Intune fields on the record, which are saved.
 	Deliver func(ctx context.Context, rec *store.Record, cert *x509.Certificate) error
@@ -176,7 +184,22 @@ func PublicKeyHash(pub crypto.PublicKey) string {
 // Replay looks up an earlier result for key. It returns (nil, nil) when there is nothing to replay and a new
 // issuance should run; a Result for an issued certificate bound to the same key; or ErrKeyMismatch,
 // ErrInProgress, ErrRevoked or ErrWithheld. Replays touch only the store: no signature, no Intune call.
+//
+// Only a certificate that is still valid and created within window (0: no limit) is replayed; an expired one, or
+// one older than the window, makes the request a new enrollment (which runs every authorization check afresh, and
+// whose key claim takes the key over). Clients that derive the transaction ID from their key (sscep, certmonger,
+// smallstep) could otherwise never enroll that key again.
 func (i *Issuer) Replay(ctx context.Context, key string, pub crypto.PublicKey, window time.Duration) (*Result, error) {
+	return i.replay(ctx, key, pub, window, false)
+}
+
+// ReplayRequest is Replay with req's key, public key, window and ReissueRevoked rule: the look-up a caller makes
+// before work that must not run twice (Intune validation), with the rules Issue will apply.
+func (i *Issuer) ReplayRequest(ctx context.Context, req *Request) (*Result, error) {
+	return i.replay(ctx, req.Key, req.Checked.PublicKey, req.ReplayWindow, req.ReissueRevoked)
+}
+
+func (i *Issuer) replay(ctx context.Context, key string, pub crypto.PublicKey, window time.Duration, reissueRevoked bool) (*Result, error) {
 	if key == "" {
 		return nil, nil
 	}
@@ -194,10 +217,10 @@ func (i *Issuer) Replay(ctx context.Context, key string, pub crypto.PublicKey, w
 	if err != nil {
 		return nil, fmt.Errorf("reading record %s: %w", b.Serial, err)
 	}
-	return i.replayRecord(rec, pub, window)
+	return i.replayRecord(rec, pub, window, reissueRevoked)
 }
 
-func (i *Issuer) replayRecord(rec *store.Record, pub crypto.PublicKey, window time.Duration) (*Result, error) {
+func (i *Issuer) replayRecord(rec *store.Record, pub crypto.PublicKey, window time.Duration, reissueRevoked bool) (*Result, error) {
 	if window > 0 && i.now().Sub(rec.Created) > window {
 		return nil, nil
 	}
@@ -208,6 +231,9 @@ func (i *Issuer) replayRecord(rec *store.Record, pub crypto.PublicKey, window ti
 	case store.StatusIssued:
 		if rec.Withheld {
 			return nil, ErrWithheld
+		}
+		if !i.now().Before(rec.NotAfter) {
+			return nil, nil // expired: a new enrollment
 		}
 		cert, err := x509.ParseCertificate(rec.CertDER)
 		if err != nil {
@@ -220,9 +246,11 @@ func (i *Issuer) replayRecord(rec *store.Record, pub crypto.PublicKey, window ti
 		}
 		return nil, nil
 	case store.StatusRevoked:
-		return nil, ErrRevoked
+		if !reissueRevoked {
+			return nil, ErrRevoked
+		}
 	}
-	return nil, nil // abandoned: issue afresh
+	return nil, nil // abandoned (or revoked, when the caller re-issues): issue afresh
 }
 
 // Issue runs the cycle for one request. Concurrent requests with the same key in this process share one run;
@@ -361,7 +389,7 @@ func (i *Issuer) resolve(ctx context.Context, req *Request, b store.Binding) (*R
 	case err != nil:
 		return nil, fmt.Errorf("reading record bound to the idempotency key: %w", err)
 	}
-	return i.replayRecord(prev, req.Checked.PublicKey, req.ReplayWindow)
+	return i.replayRecord(prev, req.Checked.PublicKey, req.ReplayWindow, req.ReissueRevoked)
 }
 
 func (i *Issuer) abandon(rec *store.Record, note string) {
@@ -397,7 +425,7 @@ func (i *Issuer) verify(der, planned []byte) (*x509.Certificate, error) {
 
 // prepare builds and lints the certificate for serial and the pending record that describes it.
 func (i *Issuer) prepare(linter *lint.Linter, req *Request, serial *big.Int, now time.Time) (*x509.Certificate, *store.Record, error) {
-	tmpl, err := i.buildTemplate(req.Checked, req.Profile, serial, now)
+	tmpl, err := i.buildTemplate(req.Checked, req.Profile, serial, now, req.NotAfterCap)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -413,7 +441,7 @@ func (i *Issuer) prepare(linter *lint.Linter, req *Request, serial *big.Int, now
 func (i *Issuer) newRecord(req *Request, tmpl *x509.Certificate, planned []byte, now time.Time) *store.Record {
 	planCert, _ := x509.ParseCertificate(planned) // Check parsed it already
 	csrHash := sha256.Sum256(req.Checked.CSR.Raw)
-	return &store.Record{
+	rec := &store.Record{
 		Serial:     store.SerialString(tmpl.SerialNumber),
 		Status:     store.StatusPending,
 		Issuer:     i.ca.Cert.Subject.String(),
@@ -433,6 +461,9 @@ func (i *Issuer) newRecord(req *Request, tmpl *x509.Certificate, planned []byte,
 		Created:    now,
 		Updated:    now,
 	}
+
+	rec.RenewedFrom, rec.ChainStarted = req.RenewedFrom, req.ChainStarted
+	return rec
 }
 
 func thumbprints(der []byte) (string, string) {

@@ -544,3 +544,68 @@ func TestBindingWithoutRecordIsTakenOver(t *testing.T) {
 		t.Fatalf("signatures = %d, want 1", n)
 	}
 }
+
+// TestReplayOnlyValidUnrevoked: a replay returns the stored certificate only while it is valid; an expired one,
+// or a revoked one when the request says ReissueRevoked (SCEP), makes the request a new enrollment whose key
+// claim takes the idempotency key over. Without it a revoked certificate is ErrRevoked (/api/csr answers 409).
+func TestReplayOnlyValidUnrevoked(t *testing.T) {
+	ctx := context.Background()
+	t.Run("revoked", func(t *testing.T) {
+		f := newFixture(t, nil)
+		first, err := f.iss.Issue(ctx, f.request(t, nil, "revoked", "tx-rev"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := first.Record
+		rec.Status, rec.RevokedAt, rec.RevocationReason = store.StatusRevoked, time.Now(), 1
+		if err := f.st.Update(ctx, rec, store.StatusIssued); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.iss.Replay(ctx, "tx-rev", leafKey.Public(), 0); !errors.Is(err, ErrRevoked) {
+			t.Fatalf("Replay of a revoked certificate: %v, want ErrRevoked by default", err)
+		}
+		req := f.request(t, nil, "revoked", "tx-rev")
+		req.ReissueRevoked = true
+		if res, err := f.iss.ReplayRequest(ctx, req); err != nil || res != nil {
+			t.Fatalf("ReplayRequest of a revoked certificate with ReissueRevoked = %v, %v; want nothing to replay", res, err)
+		}
+		again, err := f.iss.Issue(ctx, req)
+		if err != nil || again.Replayed || again.Record.Serial == rec.Serial {
+			t.Fatalf("Issue after revocation = %v, %v; want a new certificate", again, err)
+		}
+		if b, err := f.st.Lookup(ctx, "tx-rev"); err != nil || b.Serial != again.Record.Serial {
+			t.Fatalf("the key is bound to %v (%v), want the new serial %s", b.Serial, err, again.Record.Serial)
+		}
+	})
+	t.Run("expired", func(t *testing.T) {
+		f := newFixture(t, nil)
+		now := time.Now()
+		f.iss.now = func() time.Time { return now }
+		first, err := f.iss.Issue(ctx, f.request(t, nil, "expired", "tx-exp"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		now = first.Cert.NotAfter.Add(time.Second)
+		if res, err := f.iss.Replay(ctx, "tx-exp", leafKey.Public(), 0); err != nil || res != nil {
+			t.Fatalf("Replay of an expired certificate = %v, %v; want nothing to replay", res, err)
+		}
+	})
+}
+
+// TestNotAfterCap: a cap (a renewal chain's end) ends the certificate no later than the cap.
+func TestNotAfterCap(t *testing.T) {
+	f := newFixture(t, nil)
+	req := f.request(t, nil, "capped", "")
+	req.NotAfterCap = time.Now().Add(48 * time.Hour)
+	req.RenewedFrom, req.ChainStarted = "5C01", time.Now().Add(-time.Hour)
+	res, err := f.iss.Issue(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Cert.NotAfter.After(req.NotAfterCap) {
+		t.Fatalf("notAfter %v after the cap %v", res.Cert.NotAfter, req.NotAfterCap)
+	}
+	if res.Record.RenewedFrom != "5C01" || !res.Record.ChainStarted.Equal(req.ChainStarted) {
+		t.Fatalf("record renewed_from %q chain_started %v", res.Record.RenewedFrom, res.Record.ChainStarted)
+	}
+}

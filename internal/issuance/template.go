@@ -35,12 +35,16 @@ func newSerial(key string) (*big.Int, error) {
 }
 
 // buildTemplate turns a policy-checked request into the certificate template. Only the public key, subject and
-// accepted names come from the request; everything else comes from the profile and the CA.
-func (i *Issuer) buildTemplate(req *policy.Request, prof *policy.Profile, serial *big.Int, now time.Time) (*x509.Certificate, error) {
+// accepted names come from the request; everything else comes from the profile and the CA. A non-zero cap
+// ends the certificate no later than that instant.
+func (i *Issuer) buildTemplate(req *policy.Request, prof *policy.Profile, serial *big.Int, now, capAt time.Time) (*x509.Certificate, error) {
 	notBefore := now.Add(-i.backdate).Truncate(time.Second)
 	notAfter := now.Add(prof.MaxValidity)
 	if want := req.Validity.NotAfter(now); !want.IsZero() && want.Before(notAfter) {
 		notAfter = want
+	}
+	if !capAt.IsZero() && capAt.Before(notAfter) {
+		notAfter = capAt
 	}
 	if notAfter.After(i.ca.Cert.NotAfter) {
 		notAfter = i.ca.Cert.NotAfter
@@ -48,7 +52,7 @@ func (i *Issuer) buildTemplate(req *policy.Request, prof *policy.Profile, serial
 	// RFC 5280 §4.1.2.5: validity is inclusive of notAfter, so end one second early.
 	notAfter = notAfter.Truncate(time.Second).Add(-time.Second)
 	if !notAfter.After(now) {
-		return nil, &policy.Rejection{Code: policy.CodeValidity, Detail: "the CA certificate expires too soon to issue"}
+		return nil, &policy.Rejection{Code: policy.CodeValidity, Detail: "the CA certificate (or the renewal chain) ends too soon to issue"}
 	}
 	ski, err := custody.KeyID(req.PublicKey)
 	if err != nil {

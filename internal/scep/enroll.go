@@ -5,10 +5,13 @@ import (
 	"context"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
+	"time"
 
 	"github.com/azscep/azscep/internal/httpx"
 	"github.com/azscep/azscep/internal/issuance"
@@ -16,8 +19,9 @@ import (
 	"github.com/azscep/azscep/internal/store"
 )
 
-// handle decides one PKIOperation. The order follows reliability.md §4: message check, decrypt, CSR policy,
-// challenge, replay, Intune, issuance — no Key Vault or Intune call for input that fails local checks.
+// handle decides one PKIOperation whose outer signature verified (pkiOperation answers 400 otherwise). The
+// order follows reliability.md §4: message check, decrypt, CSR policy, renewal or challenge, replay, Intune,
+// issuance — no Key Vault or Intune call for input that fails local checks.
 func (s *Server) handle(ctx context.Context, e *Endpoint, msg *PKIMessage) outcome {
 	switch msg.MessageType {
 	case PKCSReq, RenewalReq, CertPoll, GetCert, GetCRL:
@@ -47,7 +51,7 @@ func (s *Server) handle(ctx context.Context, e *Endpoint, msg *PKIMessage) outco
 	case CertPoll:
 		return s.certPoll(ctx, e, msg)
 	case GetCert:
-		return s.getCert(ctx, plain)
+		return s.getCert(ctx, msg.SignerCert, plain)
 	case GetCRL:
 		return s.getCRL(ctx)
 	}
@@ -65,8 +69,9 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 		return rejection(err)
 	}
 	renewal := msg.MessageType == RenewalReq
+	var prev *store.Record // the certificate being renewed
 	if renewal {
-		if err := s.checkRenewal(ctx, e, msg.SignerCert, csr); err != nil {
+		if prev, err = s.checkRenewal(ctx, e, msg.SignerCert, req); err != nil {
 			return rejection(err)
 		}
 	}
@@ -74,17 +79,29 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 		return fail(BadRequest, &policy.Rejection{Code: policy.CodeChallenge, Detail: "challenge password is wrong"})
 	}
 
+	// A replay within the endpoint's window of a certificate still valid and unrevoked returns it; anything else
+	// with the same transaction ID is a new enrollment (a revoked one included: it is authorized afresh).
 	key := "scep|" + e.Name + "|" + msg.TransactionID
+	ireq := &issuance.Request{Checked: req, Profile: e.Profile, Source: store.SourceSCEP, Endpoint: e.Name,
+		Requester: "scep:" + e.Challenge, TxID: msg.TransactionID, Key: key, DeviceID: deviceID(req),
+		ReplayWindow: e.ReplayWindow, ReissueRevoked: true}
 	if e.Challenge == ChallengeIntune {
 		// A replay must not reach Intune a second time, so look it up before validating. Other endpoints let the
 		// issuer's key claim find replays: one store round trip fewer on every fresh enrollment.
-		if res, err := s.issuer.Replay(ctx, key, req.PublicKey, 0); err != nil || res != nil {
+		if res, err := s.issuer.ReplayRequest(ctx, ireq); err != nil || res != nil {
 			return s.issued(res, err)
 		}
 	}
-
-	ireq := &issuance.Request{Checked: req, Profile: e.Profile, Source: store.SourceSCEP, Endpoint: e.Name,
-		Requester: "scep:" + e.Challenge, TxID: msg.TransactionID, Key: key, DeviceID: deviceID(req)}
+	if prev != nil {
+		// A renewal is the old certificate's holder asking again: whoever was authorized for it stays on record,
+		// and the chain's start (and with it the chain's end) carries over.
+		start := chainStart(prev)
+		ireq.Requester, ireq.RenewedFrom, ireq.ChainStarted = prev.Requester, prev.Serial, start
+		ireq.NotAfterCap = start.Add(e.renewalMax())
+		if ireq.DeviceID == "" {
+			ireq.DeviceID = prev.DeviceID
+		}
+	}
 	if e.Challenge == ChallengeIntune {
 		// Fail closed: anything but an explicit Success from Intune means no certificate.
 		if err := s.intune.Validate(ctx, msg.TransactionID, csr.Raw); err != nil {
@@ -141,40 +158,118 @@ func rejection(err error) outcome {
 	return fail(BadRequest, err)
 }
 
-// checkRenewal accepts a RenewalReq signed by a certificate this CA issued, that is unexpired and unrevoked,
-// for the same subject, inside the endpoint's renewal window (RFC 8894 §3.3.1.2).
-func (s *Server) checkRenewal(ctx context.Context, e *Endpoint, old *x509.Certificate, csr *x509.CertificateRequest) error {
+// checkRenewal decides whether a RenewalReq may skip the endpoint's challenge (RFC 8894 §3.3.1.2). A renewal
+// re-certifies what was authorized before, nothing more: the signer certificate must be one this CA issued
+// through SCEP on this endpoint (or one it lists in RenewFrom), valid, issued and unrevoked, and not the RA or an
+// OCSP responder certificate; the request must keep its subject and ask for the same names or fewer (compared
+// as encoded); it must come inside the renewal window and before the chain's maximum. It returns the old record.
+func (s *Server) checkRenewal(ctx context.Context, e *Endpoint, old *x509.Certificate, req *policy.Request) (*store.Record, error) {
 	deny := func(format string, args ...any) error {
 		return &policy.Rejection{Code: policy.CodeNotAuthorized, Detail: fmt.Sprintf(format, args...)}
 	}
 	if err := old.CheckSignatureFrom(s.keys.CA()); err != nil {
-		return deny("renewal signer certificate was not issued by this CA")
+		return nil, deny("renewal signer certificate was not issued by this CA")
+	}
+	if old.IsCA || slices.Contains(old.ExtKeyUsage, x509.ExtKeyUsageOCSPSigning) ||
+		(s.keys.RACert != nil && bytes.Equal(old.RawSubjectPublicKeyInfo, s.keys.RACert.RawSubjectPublicKeyInfo)) {
+		return nil, deny("renewal signer is a CA, RA or OCSP responder certificate")
 	}
 	now := s.now()
 	if now.Before(old.NotBefore) || now.After(old.NotAfter) {
-		return deny("renewal signer certificate is not valid now")
+		return nil, deny("renewal signer certificate is not valid now")
 	}
 	rec, err := s.store.Get(ctx, store.SerialString(old.SerialNumber))
 	if errors.Is(err, store.ErrNotFound) {
-		return deny("renewal signer certificate is not in the records")
+		return nil, deny("renewal signer certificate is not in the records")
 	}
 	if err != nil {
-		return fmt.Errorf("reading renewal signer record: %w", err)
+		return nil, fmt.Errorf("reading renewal signer record: %w", err)
 	}
 	if rec.Status != store.StatusIssued || rec.Withheld || !bytes.Equal(rec.CertDER, old.Raw) {
-		return deny("renewal signer certificate is %s", rec.Status)
+		return nil, deny("renewal signer certificate is %s", rec.Status)
 	}
-	if !bytes.Equal(old.RawSubject, csr.RawSubject) {
-		return deny("renewal must keep the subject")
+	// Only SCEP certificates of this endpoint (or one it renews for): an /api/csr certificate was authorized by an
+	// Entra token for its caller, an Intune one by Intune for one device; neither authorizes a static endpoint.
+	if rec.Source != store.SourceSCEP || !e.renews(rec.Endpoint) {
+		return nil, deny("endpoint %s does not renew certificates issued by %s/%s", e.Name, rec.Source, rec.Endpoint)
+	}
+	if !bytes.Equal(old.RawSubject, req.RawSubject) {
+		return nil, deny("renewal must keep the subject")
+	}
+	if err := namesSubset(old, req.SANExtension); err != nil {
+		return nil, deny("renewal may only ask for the old certificate's names: %v", err)
 	}
 	window := e.RenewalWindow
 	if window <= 0 {
 		window = old.NotAfter.Sub(old.NotBefore) / 2
 	}
 	if now.Before(old.NotAfter.Add(-window)) {
-		return deny("renewal is allowed only in the last %s of the certificate's validity", window)
+		return nil, deny("renewal is allowed only in the last %s of the certificate's validity", window)
+	}
+	if end := chainStart(rec).Add(e.renewalMax()); !now.Before(end) {
+		return nil, deny("the renewal chain started %s and may not be renewed past %s",
+			chainStart(rec).UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339))
+	}
+	return rec, nil
+}
+
+// chainStart is when rec's renewal chain began: its own creation for a first issuance.
+func chainStart(rec *store.Record) time.Time {
+	if !rec.ChainStarted.IsZero() {
+		return rec.ChainStarted
+	}
+	return rec.Created
+}
+
+var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
+
+// namesSubset checks that every GeneralName of the requested subjectAltName (policy's re-encoding, nil for none)
+// appears byte for byte in old's subjectAltName.
+func namesSubset(old *x509.Certificate, requested *pkix.Extension) error {
+	if requested == nil {
+		return nil
+	}
+	var had map[string]bool
+	for _, ext := range old.Extensions {
+		if ext.Id.Equal(oidSubjectAltName) {
+			names, err := generalNames(ext.Value)
+			if err != nil {
+				return fmt.Errorf("old certificate: %w", err)
+			}
+			had = map[string]bool{}
+			for _, n := range names {
+				had[string(n)] = true
+			}
+		}
+	}
+	names, err := generalNames(requested.Value)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if !had[string(n)] {
+			return errors.New("the request names something the old certificate does not")
+		}
 	}
 	return nil
+}
+
+// generalNames splits a GeneralNames SEQUENCE into its encoded elements.
+func generalNames(der []byte) ([][]byte, error) {
+	var seq asn1.RawValue
+	if rest, err := asn1.Unmarshal(der, &seq); err != nil || len(rest) != 0 || seq.Tag != asn1.TagSequence {
+		return nil, errors.New("subjectAltName is malformed")
+	}
+	var out [][]byte
+	for rest := seq.Bytes; len(rest) > 0; {
+		var gn asn1.RawValue
+		var err error
+		if rest, err = asn1.Unmarshal(rest, &gn); err != nil {
+			return nil, errors.New("subjectAltName entry is malformed")
+		}
+		out = append(out, gn.FullBytes)
+	}
+	return out, nil
 }
 
 // certPoll answers CertPoll (GetCertInitial) from the records by transaction ID.
@@ -219,7 +314,11 @@ type issuerAndSerial struct {
 	Serial *big.Int
 }
 
-func (s *Server) getCert(ctx context.Context, content []byte) outcome {
+// getCert answers GetCert, but only to the certificate's holder: a requester whose signer key is the
+// certificate's key (the outer signature proved possession), or whose signer is a valid certificate of ours for
+// the same subject (a renewed device fetching its earlier certificate). Everyone else gets badCertID, the same
+// answer as for a serial that does not exist, so GetCert tells strangers nothing about which serials exist.
+func (s *Server) getCert(ctx context.Context, signer *x509.Certificate, content []byte) outcome {
 	var ias issuerAndSerial
 	if rest, err := asn1.Unmarshal(content, &ias); err != nil || len(rest) != 0 || ias.Serial == nil {
 		return fail(BadRequest, errors.New("GetCert content is not IssuerAndSerialNumber"))
@@ -241,7 +340,35 @@ func (s *Server) getCert(ctx context.Context, content []byte) outcome {
 	if err != nil {
 		return fail(BadCertID, err)
 	}
+	ok, err := s.holds(ctx, signer, rec, c)
+	if err != nil {
+		return s.issued(nil, err)
+	}
+	if !ok {
+		return fail(BadCertID, errors.New("GetCert from neither the certificate's key holder nor a holder of its subject"))
+	}
 	return outcome{status: StatusSuccess, cert: c, serial: rec.Serial}
+}
+
+// holds reports whether signer may receive c (recorded as rec): see getCert.
+func (s *Server) holds(ctx context.Context, signer *x509.Certificate, rec *store.Record, c *x509.Certificate) (bool, error) {
+	if issuance.PublicKeyHash(signer.PublicKey) == rec.PublicKey {
+		return true, nil
+	}
+	if !bytes.Equal(signer.RawSubject, c.RawSubject) || signer.CheckSignatureFrom(s.keys.CA()) != nil {
+		return false, nil
+	}
+	if now := s.now(); now.Before(signer.NotBefore) || now.After(signer.NotAfter) {
+		return false, nil
+	}
+	srec, err := s.store.Get(ctx, store.SerialString(signer.SerialNumber))
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading GetCert signer record: %w", err)
+	}
+	return srec.Status == store.StatusIssued && !srec.Withheld && bytes.Equal(srec.CertDER, signer.Raw), nil
 }
 
 func (s *Server) getCRL(ctx context.Context) outcome {

@@ -33,6 +33,19 @@ type enrolled struct {
 	req    *testca.Request
 }
 
+// revoke marks c's record revoked (keyCompromise), as the admin API would.
+func (e *env) revoke(t *testing.T, c *x509.Certificate) {
+	t.Helper()
+	rec, err := e.mem.Get(context.Background(), hexSerial(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Status, rec.RevokedAt, rec.RevocationReason = store.StatusRevoked, time.Now(), 1
+	if err := e.mem.Update(context.Background(), rec, store.StatusIssued); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func enroll(t *testing.T, e *env, keyIndex int, cn string) enrolled {
 	t.Helper()
 	c := e.client(t, keyIndex, cn)
@@ -79,14 +92,7 @@ func TestRenewal(t *testing.T) {
 		{"before the window", time.Hour, nil, "renew-me"},
 		{"expired", profileValidity + time.Hour, nil, "renew-me"},
 		{"revoked", half + 24*time.Hour, func(t *testing.T, e *env, d enrolled) *x509.Certificate {
-			rec, err := e.mem.Get(context.Background(), hexSerial(d.cert))
-			if err != nil {
-				t.Fatal(err)
-			}
-			rec.Status, rec.RevokedAt, rec.RevocationReason = store.StatusRevoked, time.Now(), 1
-			if err := e.mem.Update(context.Background(), rec, store.StatusIssued); err != nil {
-				t.Fatal(err)
-			}
+			e.revoke(t, d.cert)
 			return d.cert
 		}, "renew-me"},
 		{"not ours", half + 24*time.Hour, func(t *testing.T, e *env, d enrolled) *x509.Certificate {
@@ -241,22 +247,53 @@ func TestPendingWhileSigning(t *testing.T) {
 	}
 }
 
+// TestGetCert: GetCert answers only the certificate's holder — the key's owner, or a holder of a valid certificate
+// of ours for the same subject — and everyone else gets badCertID, the answer for a serial that does not exist.
 func TestGetCert(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
 	d := enroll(t, e, 0, "getcert")
-	other := e.client(t, 1, "anyone")
+	get := func(c *testca.Client, issuer *x509.Certificate, serial *big.Int) *testca.CertRep {
+		t.Helper()
+		return e.pki(t, epStatic, c.GetCert(t, issuer, serial))
+	}
+	as := func(key int, cert *x509.Certificate) *testca.Client {
+		return &testca.Client{Key: testca.RSAKey(t, key), Cert: cert, Recipients: []*x509.Certificate{e.ca.Recipient()}}
+	}
 
-	rep := e.pki(t, epStatic, other.GetCert(t, e.ca.Cert, d.cert.SerialNumber))
-	if got := wantSuccess(t, rep); !got.Equal(d.cert) {
+	// The key's owner, signing with a fresh self-signed certificate (as after losing the certificate).
+	if got := wantSuccess(t, get(e.client(t, 0, "anything"), e.ca.Cert, d.cert.SerialNumber)); !got.Equal(d.cert) {
 		t.Fatal("GetCert returned another certificate")
 	}
+	// A holder of another valid certificate of ours for the same subject (another key, e.g. after a renewal).
+	sibling := enroll(t, e, 1, "getcert")
+	if got := wantSuccess(t, get(as(1, sibling.cert), e.ca.Cert, d.cert.SerialNumber)); !got.Equal(d.cert) {
+		t.Fatal("GetCert for the subject's holder returned another certificate")
+	}
+
+	other := enroll(t, e, 2, "someone-else")
+	forged := testca.SelfSigned(t, testca.RSAKey(t, 3), d.cert.Subject)
+	refused := map[string]*testca.Client{
+		"a stranger's self-signed certificate":            e.client(t, 3, "getcert"),
+		"a self-signed certificate with the same subject": as(3, forged),
+		"our certificate for another subject":             as(2, other.cert),
+	}
+	for name, c := range refused {
+		if rep := get(c, e.ca.Cert, d.cert.SerialNumber); rep.Status != testca.StatusFailure ||
+			rep.FailInfo != testca.FailBadCertID || len(rep.Certificates) != 0 {
+			t.Errorf("%s: status %q failInfo %q, want FAILURE badCertID", name, rep.Status, rep.FailInfo)
+		}
+	}
+	// The sibling's certificate once revoked no longer opens the subject's certificates.
+	e.revoke(t, sibling.cert)
+	wantFailure(t, get(as(1, sibling.cert), e.ca.Cert, d.cert.SerialNumber), testca.FailBadCertID)
+
 	unknown, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	wantFailure(t, e.pki(t, epStatic, other.GetCert(t, e.ca.Cert, unknown)), testca.FailBadCertID)
+	wantFailure(t, get(d.client, e.ca.Cert, unknown), testca.FailBadCertID)
 	foreign := testca.New(t, testca.Options{})
-	wantFailure(t, e.pki(t, epStatic, other.GetCert(t, foreign.Cert, d.cert.SerialNumber)), testca.FailBadCertID)
+	wantFailure(t, get(d.client, foreign.Cert, d.cert.SerialNumber), testca.FailBadCertID)
 	// Content that is not IssuerAndSerialNumber.
-	wantFailure(t, e.pki(t, epStatic, other.Message(t, testca.Message{Type: testca.MsgGetCert,
+	wantFailure(t, e.pki(t, epStatic, d.client.Message(t, testca.Message{Type: testca.MsgGetCert,
 		Content: []byte("serial please")})), testca.FailBadRequest)
 }
 

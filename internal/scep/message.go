@@ -117,6 +117,11 @@ func ParsePKIMessage(der []byte) (*PKIMessage, error) {
 // same error so that the answer never tells an attacker which step failed (PKCS#1 v1.5 padding oracle); only a
 // key that is unavailable (httpx.Unavailable) is reported as such.
 func (m *PKIMessage) Decrypt(cert *x509.Certificate, key crypto.Decrypter) ([]byte, error) {
+	// The EnvelopedData sits in an OCTET STRING, which the pre-scan of the whole message did not descend into:
+	// bound its nesting too before the recursive parser sees it.
+	if maxDepthOK(m.p7.Content) != nil {
+		return nil, errDecrypt
+	}
 	env, err := pkcs7.Parse(m.p7.Content)
 	if err != nil {
 		return nil, errDecrypt
@@ -128,6 +133,10 @@ func (m *PKIMessage) Decrypt(cert *x509.Certificate, key crypto.Decrypter) ([]by
 		if _, ok := httpx.Unavailable(err); ok {
 			return nil, fmt.Errorf("scep: opening envelope: %w", err)
 		}
+		return nil, errDecrypt
+	}
+	// And the decrypted content (a CSR, IssuerAndSerialNumber or IssuerAndSubject), before any parser sees it.
+	if maxDepthOK(plain) != nil {
 		return nil, errDecrypt
 	}
 	return plain, nil
@@ -249,7 +258,21 @@ func DecodeGETMessage(rawQuery string) ([]byte, error) {
 // checkNesting walks BER headers iteratively and refuses nesting deeper than maxNesting, so the recursive
 // BER-to-DER conversion in pkcs7.Parse never sees a nesting bomb. It also refuses anything after the first
 // top-level element: pkcs7.Parse silently ignores trailing data, and a message must be exactly one ContentInfo.
-func checkNesting(b []byte) error {
+func checkNesting(b []byte) error { return scanBER(b, true) }
+
+// maxDepthOK refuses only nesting deeper than maxNesting; anything else malformed is left to the real parser,
+// which refuses it with its own error.
+func maxDepthOK(b []byte) error { return scanBER(b, false) }
+
+// scanBER walks b's BER headers without recursion. strict refuses malformed headers and trailing data; otherwise
+// the walk stops at the first malformed header and only excessive nesting is an error.
+func scanBER(b []byte, strict bool) error {
+	malformed := func(msg string) error {
+		if strict {
+			return errors.New(msg)
+		}
+		return nil
+	}
 	type frame struct{ end int } // end < 0: indefinite length
 	var stack []frame
 	i := 0
@@ -265,7 +288,7 @@ func checkNesting(b []byte) error {
 			continue
 		}
 		if len(stack) == 0 {
-			if seenTop {
+			if seenTop && strict {
 				return errors.New("trailing data after the message")
 			}
 			seenTop = true
@@ -279,7 +302,7 @@ func checkNesting(b []byte) error {
 			i++
 		}
 		if i >= len(b) {
-			return errors.New("truncated BER header")
+			return malformed("truncated BER header")
 		}
 		l := int(b[i])
 		i++
@@ -289,12 +312,12 @@ func checkNesting(b []byte) error {
 			length = l
 		case l == 0x80:
 			if tag&0x20 == 0 {
-				return errors.New("indefinite length on a primitive")
+				return malformed("indefinite length on a primitive")
 			}
 		default:
 			n := l & 0x7f
 			if n > 4 || i+n > len(b) {
-				return errors.New("bad BER length")
+				return malformed("bad BER length")
 			}
 			length = 0
 			for k := 0; k < n; k++ {
@@ -307,7 +330,10 @@ func checkNesting(b []byte) error {
 			if length >= 0 {
 				end = i + length
 				if end > len(b) {
-					return errors.New("BER length beyond input")
+					if strict {
+						return errors.New("BER length beyond input")
+					}
+					end = len(b) // keep counting depth inside: a lenient parser might still descend
 				}
 			}
 			stack = append(stack, frame{end: end})
@@ -317,7 +343,7 @@ func checkNesting(b []byte) error {
 			continue
 		}
 		if length < 0 || i+length > len(b) {
-			return errors.New("BER length beyond input")
+			return malformed("BER length beyond input")
 		}
 		i += length
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/azscep/azscep/internal/httpx"
 	"github.com/azscep/azscep/internal/issuance"
 	"github.com/azscep/azscep/internal/policy"
+	"github.com/azscep/azscep/internal/ratelimit"
 	"github.com/azscep/azscep/internal/store"
 )
 
@@ -49,6 +50,38 @@ type Endpoint struct {
 	UseCA         bool // GetCACert returns only the CA certificate and the CA key decrypts and signs CertReps
 	CertRepChain  bool // CertRep carries the CA chain after the issued certificate
 	RenewalWindow time.Duration
+	// ReplayWindow: a PKCSReq repeating a transaction ID and key within it gets the stored certificate back (if
+	// still valid and unrevoked); later it is a new enrollment. 0 means DefaultReplayWindow.
+	ReplayWindow time.Duration
+	// RenewFrom names the other endpoints whose certificates this endpoint renews; its own it always renews.
+	RenewFrom []string
+	// RenewalMax bounds a renewal chain, counted from the chain's first issuance; 0 means 3 × the profile's
+	// validity.
+	RenewalMax time.Duration
+}
+
+// DefaultReplayWindow is the replay window of an endpoint that sets none.
+const DefaultReplayWindow = 24 * time.Hour
+
+// renewalMax is the endpoint's renewal chain maximum.
+func (e *Endpoint) renewalMax() time.Duration {
+	if e.RenewalMax > 0 {
+		return e.RenewalMax
+	}
+	return 3 * e.Profile.MaxValidity
+}
+
+// renews reports whether e may renew a certificate issued by the endpoint named from.
+func (e *Endpoint) renews(from string) bool {
+	if strings.EqualFold(from, e.Name) {
+		return true
+	}
+	for _, n := range e.RenewFrom {
+		if strings.EqualFold(n, from) {
+			return true
+		}
+	}
+	return false
 }
 
 // Intune is the part of the Intune client the SCEP flow needs (validate before signing, notify after).
@@ -71,8 +104,10 @@ type Config struct {
 	Endpoints []*Endpoint
 	Intune    Intune    // required when an endpoint uses the intune challenge
 	CRL       CRLSource // optional: GetCRL answers badRequest without it
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// Limiter admits PKIOperations before any work (optional; the handler always sets one).
+	Limiter *ratelimit.Limiter
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Server answers /api/scep/{endpoint}.
@@ -83,6 +118,7 @@ type Server struct {
 	endpoints map[string]*Endpoint
 	intune    Intune
 	crl       CRLSource
+	limit     *ratelimit.Limiter
 	log       *slog.Logger
 	now       func() time.Time
 }
@@ -99,8 +135,12 @@ func New(cfg Config) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	s := &Server{keys: cfg.Keys, issuer: cfg.Issuer, store: cfg.Store, endpoints: map[string]*Endpoint{},
-		intune: cfg.Intune, crl: cfg.CRL, log: cfg.Logger, now: cfg.Now}
-	for _, e := range cfg.Endpoints {
+		intune: cfg.Intune, crl: cfg.CRL, limit: cfg.Limiter, log: cfg.Logger, now: cfg.Now}
+	for _, ep := range cfg.Endpoints {
+		e := *ep // the server keeps its own copy, with defaults filled in
+		if e.ReplayWindow <= 0 {
+			e.ReplayWindow = DefaultReplayWindow
+		}
 		if e.Profile == nil {
 			return nil, fmt.Errorf("scep: endpoint %s has no profile", e.Name)
 		}
@@ -116,10 +156,21 @@ func New(cfg Config) (*Server, error) {
 		default:
 			return nil, fmt.Errorf("scep: endpoint %s: unknown challenge type %q", e.Name, e.Challenge)
 		}
-		if _, _, err := s.identity(e); err != nil {
+		if _, _, err := s.identity(&e); err != nil {
 			return nil, fmt.Errorf("scep: endpoint %s: %w", e.Name, err)
 		}
-		s.endpoints[strings.ToLower(e.Name)] = e
+		s.endpoints[strings.ToLower(e.Name)] = &e
+	}
+	for _, e := range s.endpoints {
+		for _, from := range e.RenewFrom {
+			f, ok := s.endpoints[strings.ToLower(from)]
+			if !ok {
+				return nil, fmt.Errorf("scep: endpoint %s renews certificates of %q, which is not an endpoint", e.Name, from)
+			}
+			if e.Challenge == ChallengeStatic && f.Challenge == ChallengeIntune {
+				return nil, fmt.Errorf("scep: static endpoint %s cannot renew certificates of the intune endpoint %s", e.Name, f.Name)
+			}
+		}
 	}
 	return s, nil
 }
@@ -200,6 +251,21 @@ func (s *Server) getCACert(w http.ResponseWriter, r *http.Request, e *Endpoint) 
 }
 
 func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoint) {
+	// Admission first: everything after this may cost a Key Vault operation or an Intune call.
+	if s.limit != nil {
+		client := ratelimit.ClientKey(r)
+		if d := s.limit.Allow(client); !d.OK {
+			w.Header().Set("Retry-After", fmt.Sprint(d.RetryAfterSeconds()))
+			if d.Global {
+				s.log.Debug("scep instance over its rate limit", "endpoint", e.Name, "client", client)
+				plainError(w, http.StatusServiceUnavailable, "too many requests to this instance, retry later")
+				return
+			}
+			s.log.Debug("scep client over its rate limit", "endpoint", e.Name, "client", client)
+			plainError(w, http.StatusTooManyRequests, "too many requests, retry later")
+			return
+		}
+	}
 	var der []byte
 	switch r.Method {
 	case http.MethodPost:
@@ -243,6 +309,14 @@ func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoin
 	if err != nil {
 		s.log.Info("scep message rejected", "endpoint", e.Name, "err", err)
 		plainError(w, http.StatusBadRequest, "malformed PKIMessage")
+		return
+	}
+	if !msg.SignatureValid {
+		// No CertRep: signing one may be a Key Vault operation (the CA key signs CertReps in CA mode and on
+		// cacert=single endpoints), and a message nobody signed must cost nothing. Its transaction ID and nonce
+		// are unauthenticated anyway.
+		s.log.Info("scep message rejected", "endpoint", e.Name, "err", "outer signature does not verify")
+		plainError(w, http.StatusBadRequest, "message signature does not verify")
 		return
 	}
 	start := s.now()

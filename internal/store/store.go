@@ -77,6 +77,12 @@ type Record struct {
 	PlannedDER []byte // the linted to-be-signed certificate (with an empty signature): what we planned to sign
 	CertDER    []byte // the issued certificate
 
+	// RenewedFrom is the serial of the certificate a SCEP RenewalReq was signed with; "" for first issuances.
+	RenewedFrom string
+	// ChainStarted is when the first certificate of a renewal chain was issued (that record's Created); zero for
+	// first issuances. A renewal chain may not outlive the renewing endpoint's maximum counted from here.
+	ChainStarted time.Time
+
 	// Intune bookkeeping (SCEP endpoints of type intune).
 	IntuneSerial    string // exact serial string sent in successNotification
 	CAConfiguration string // caConfiguration sent in successNotification

@@ -150,7 +150,7 @@ func checkRecord(r *store.Record) error {
 	}
 	for name, v := range map[string]string{
 		"Issuer": r.Issuer, "Subject": r.Subject, "Note": r.Note, "RevocationRef": r.RevocationRef,
-		"TxID": r.TxID, "Requester": r.Requester, "DeviceID": r.DeviceID,
+		"TxID": r.TxID, "Requester": r.Requester, "DeviceID": r.DeviceID, "RenewedFrom": r.RenewedFrom,
 	} {
 		if utf16Bytes(v) > MaxBinary {
 			return fmt.Errorf("%s is over the %d byte property limit", name, MaxBinary)
@@ -176,6 +176,7 @@ func copyRecord(r *store.Record) *store.Record {
 	c.NotBefore = normTime(r.NotBefore)
 	c.NotAfter = normTime(r.NotAfter)
 	c.RevokedAt = normTime(r.RevokedAt)
+	c.ChainStarted = normTime(r.ChainStarted)
 	c.Created = normTime(r.Created)
 	c.Updated = normTime(r.Updated)
 	return &c

@@ -105,6 +105,8 @@ func FullRecord(serial string) *store.Record {
 		Profile:          "device",
 		TxID:             "tx-" + serial,
 		DeviceID:         "11111111-2222-3333-4444-555555555555",
+		RenewedFrom:      "5C0123456789ABCDEF0123456789ABCDEF",
+		ChainStarted:     base.Add(-400 * 24 * time.Hour),
 		PlannedDER:       bytes.Repeat([]byte{0x30, 0x82, 0x01}, 400),
 		IntuneSerial:     serial,
 		CAConfiguration:  "ca.example.com\\Test CA",

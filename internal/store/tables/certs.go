@@ -84,6 +84,8 @@ func recordEntity(r *store.Record) entity {
 	e.str("Profile", r.Profile)
 	e.str("TxID", r.TxID)
 	e.str("DeviceID", r.DeviceID)
+	e.str("RenewedFrom", r.RenewedFrom)
+	e.time("ChainStarted", r.ChainStarted)
 	e.binary("PlannedDER", r.PlannedDER)
 	e.binary("CertDER", r.CertDER)
 	e.str("IntuneSerial", r.IntuneSerial)
@@ -120,6 +122,8 @@ func decodeRecord(p props, etag string) (*store.Record, error) {
 		Profile:          p.str("Profile"),
 		TxID:             p.str("TxID"),
 		DeviceID:         p.str("DeviceID"),
+		RenewedFrom:      p.str("RenewedFrom"),
+		ChainStarted:     d.time("ChainStarted"),
 		PlannedDER:       d.binary("PlannedDER"),
 		CertDER:          d.binary("CertDER"),
 		IntuneSerial:     p.str("IntuneSerial"),

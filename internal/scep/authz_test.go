@@ -1,0 +1,142 @@
+package scep_test
+
+import (
+	"context"
+	"crypto/x509/pkix"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/azscep/azscep/internal/scep"
+	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/testca"
+)
+
+// named is the SAN set of the certificates renewed below.
+var named = testca.CSROptions{Subject: pkix.Name{CommonName: "router-7"}, DNSNames: []string{"router-7.corp.example"},
+	UPNs: []string{"router-7@corp.example"}, ChallengePassword: staticSecret}
+
+// enrollNamed enrolls key n on endpoint with the names of o.
+func enrollNamed(t *testing.T, e *env, endpoint string, n int, o testca.CSROptions) enrolled {
+	t.Helper()
+	c := e.client(t, n, o.Subject.CommonName)
+	req := c.PKCSReq(t, testca.CSR(t, c.Key, o))
+	return enrolled{client: c, cert: wantSuccess(t, e.pki(t, endpoint, req)), req: req}
+}
+
+// renewWith sends a RenewalReq for key 7 (or the given key) and the names of o, signed with d's certificate, to
+// endpoint. The transaction ID follows the new key, so renewals that must not replay each other use other keys.
+func renewWith(t *testing.T, e *env, endpoint string, d enrolled, o testca.CSROptions, key ...int) *testca.CertRep {
+	t.Helper()
+	o.ChallengePassword = ""
+	k := 7
+	if len(key) > 0 {
+		k = key[0]
+	}
+	csr := testca.CSR(t, testca.RSAKey(t, k), o)
+	return e.pki(t, endpoint, d.client.RenewalReq(t, csr, d.cert, d.client.Key))
+}
+
+// TestRenewalNames: a renewal re-certifies the old certificate's names or fewer, never more; the new record links
+// the old certificate, keeps its requester and the chain's start.
+func TestRenewalNames(t *testing.T) {
+	t.Parallel()
+	inWindow := int64(profileValidity/2 + 24*time.Hour)
+	more := []testca.CSROptions{
+		{Subject: named.Subject, DNSNames: []string{"router-7.corp.example", "dc01.corp.example"}, UPNs: named.UPNs},
+		{Subject: named.Subject, DNSNames: named.DNSNames, UPNs: []string{"administrator@corp.example"}},
+		{Subject: named.Subject, DNSNames: named.DNSNames, UPNs: named.UPNs,
+			URIs: []*url.URL{testca.IntuneSIDURI("S-1-5-21-1-2-3-500")}},
+		{Subject: named.Subject, DNSNames: []string{"ROUTER-7.corp.example"}}, // compared as encoded
+	}
+	for i, o := range more {
+		e := newEnv(t, envOptions{})
+		d := enrollNamed(t, e, epStatic, 0, named)
+		e.offset.Store(inWindow)
+		wantFailure(t, renewWith(t, e, epStatic, d, o), testca.FailBadRequest)
+		if n := len(e.records(t)); n != 1 {
+			t.Fatalf("case %d: %d records after a refused renewal, want 1", i, n)
+		}
+	}
+
+	e := newEnv(t, envOptions{})
+	d := enrollNamed(t, e, epStatic, 0, named)
+	e.offset.Store(inWindow)
+	for i, o := range []testca.CSROptions{named, {Subject: named.Subject, DNSNames: named.DNSNames}} {
+		name := []string{"same names", "a subset"}[i]
+		cert := wantSuccess(t, renewWith(t, e, epStatic, d, o, 7+i))
+		rec, err := e.mem.Get(context.Background(), hexSerial(cert))
+		if err != nil {
+			t.Fatal(err)
+		}
+		old, _ := e.mem.Get(context.Background(), hexSerial(d.cert))
+		if rec.RenewedFrom != old.Serial || rec.Requester != old.Requester || !rec.ChainStarted.Equal(old.Created) {
+			t.Fatalf("%s: record renewed_from %q requester %q chain_started %v, want %q %q %v", name, rec.RenewedFrom,
+				rec.Requester, rec.ChainStarted, old.Serial, old.Requester, old.Created)
+		}
+		if len(rec.SANs) != len(o.DNSNames)+len(o.UPNs) {
+			t.Fatalf("%s: record names %v", name, rec.SANs)
+		}
+	}
+}
+
+// TestRenewalEndpoint: an endpoint renews its own certificates and those of the endpoints it lists, nothing else.
+func TestRenewalEndpoint(t *testing.T) {
+	t.Parallel()
+	inWindow := int64(profileValidity/2 + 24*time.Hour)
+	endpoints := func(renewFrom ...string) []*scep.Endpoint {
+		return []*scep.Endpoint{
+			{Name: epStatic, Challenge: scep.ChallengeStatic, Secret: []byte(staticSecret), Profile: testProfile(t)},
+			{Name: epChain, Challenge: scep.ChallengeStatic, Secret: []byte(staticSecret), Profile: testProfile(t),
+				RenewFrom: renewFrom},
+		}
+	}
+	e := newEnv(t, envOptions{endpoints: endpoints()})
+	d := enrollNamed(t, e, epStatic, 0, named)
+	e.offset.Store(inWindow)
+	wantFailure(t, renewWith(t, e, epChain, d, named), testca.FailBadRequest)
+
+	e = newEnv(t, envOptions{endpoints: endpoints(epStatic)})
+	d = enrollNamed(t, e, epStatic, 0, named)
+	e.offset.Store(inWindow)
+	wantSuccess(t, renewWith(t, e, epChain, d, named))
+}
+
+// TestRenewalChainMaximum: a chain is renewed up to its maximum from the first issuance, its certificates end by
+// then, and past it the renewal is refused.
+func TestRenewalChainMaximum(t *testing.T) {
+	t.Parallel()
+	const chainMax = 20 * 24 * time.Hour
+	e := newEnv(t, envOptions{endpoints: []*scep.Endpoint{{Name: epStatic, Challenge: scep.ChallengeStatic,
+		Secret: []byte(staticSecret), Profile: testProfile(t), RenewalMax: chainMax}}})
+	d := enrollNamed(t, e, epStatic, 0, named)
+	first, _ := e.mem.Get(context.Background(), hexSerial(d.cert))
+
+	e.offset.Store(int64(16 * 24 * time.Hour)) // in the window (last 15 of 30 days), inside the chain
+	cert := wantSuccess(t, renewWith(t, e, epStatic, d, named))
+	if end := first.Created.Add(chainMax); cert.NotAfter.After(end) {
+		t.Fatalf("renewed certificate ends %v, after the chain's end %v", cert.NotAfter, end)
+	}
+
+	e.offset.Store(int64(21 * 24 * time.Hour)) // still in the window, past the chain's maximum
+	wantFailure(t, renewWith(t, e, epStatic, d, named), testca.FailBadRequest)
+	if n := e.countStatus(t, store.StatusIssued); n != 2 {
+		t.Fatalf("%d issued records, want 2", n)
+	}
+}
+
+// TestStaticEndpointCannotRenewIntune: the configuration that would let a static endpoint renew Intune
+// certificates is refused outright.
+func TestStaticEndpointCannotRenewIntune(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	_, err := scep.New(scep.Config{Keys: e.ca.Keys, Issuer: e.issuer, Store: e.store, Intune: &fakeIntune{},
+		Endpoints: []*scep.Endpoint{
+			{Name: "intune", Challenge: scep.ChallengeIntune, Profile: testProfile(t)},
+			{Name: "static", Challenge: scep.ChallengeStatic, Secret: []byte(staticSecret), Profile: testProfile(t),
+				RenewFrom: []string{"intune"}},
+		}})
+	if err == nil {
+		t.Fatal("a static endpoint renewing the intune endpoint's certificates was accepted")
+	}
+}
