@@ -42,7 +42,7 @@ func startAuthz(t *testing.T, start time.Time, raMode string, extra ...string) *
 	caKey, _, _ := vaultKeys(t)
 	st, _ := azuriteStore(t)
 	v := newVaultCA(t, caKey, raMode, st)
-	ent := entrafake.New(t)
+	ent := entrafake.New(t, entrafake.WithOptionalClaims("idtyp", "upn", "acct")) // as create-api-app.sh registers it
 	clock := testca.NewClock(start)
 	env := v.env(append([]string{"AZSCEP_API_TENANT_ID=" + ent.TenantID, "AZSCEP_API_AUDIENCES=" + ent.ClientID,
 		"AZSCEP_API_AUTHORITY=" + ent.Authority()}, extra...)...)
@@ -140,7 +140,7 @@ func (a *authzService) signs() int {
 }
 
 // wideProfile allows every SAN type, so that the renewal checks, not the profile, are what refuses a name.
-const wideProfile = "validity=365d;ku=digitalSignature;eku=clientAuth;san=dns,email,upn,uri"
+const wideProfile = "validity=365d;ku=digitalSignature;eku=clientAuth;dns=*;email=*;upn=*;uri=*;identity_uris=sid,intunedeviceid"
 
 // TestRenewalAttackSelfServiceCertificateOnStatic is issue 11's attack: a user holding a CSR.SelfService
 // certificate from /api/csr sends the static endpoint a RenewalReq with the same subject plus an administrator's
@@ -182,7 +182,7 @@ func TestRenewalOnStaticEndpoint(t *testing.T) {
 	// in signingTime and the server checks it against the signer certificate. So the clock starts 36 hours back
 	// and the chain may last 2 days.
 	start := time.Now().Add(-36 * time.Hour)
-	a := startAuthz(t, start, "", "AZSCEP_PROFILE_SHORT=validity=10d;ku=digitalSignature;eku=clientAuth;san=dns,email,upn,uri",
+	a := startAuthz(t, start, "", "AZSCEP_PROFILE_SHORT=validity=10d;ku=digitalSignature;eku=clientAuth;dns=*",
 		"AZSCEP_SCEP_STATIC=profile=short;renewal=400d;renewal_max=2d")
 	names := testca.CSROptions{Subject: pkix.Name{CommonName: "router-9"},
 		DNSNames: []string{"router-9.corp.example", "router-9-mgmt.corp.example"}}
@@ -243,7 +243,7 @@ func TestRenewalOnStaticEndpoint(t *testing.T) {
 func TestReplayWindow(t *testing.T) {
 	a := startAuthz(t, time.Now(), "", "AZSCEP_SCEP_ENDPOINTS=static,short", "AZSCEP_SCEP_SHORT=profile=brief",
 		"AZSCEP_SCEP_SHORT_SECRET="+kvStaticSecret,
-		"AZSCEP_PROFILE_BRIEF=validity=12h;ku=digitalSignature;eku=clientAuth;san=dns,email,upn,uri")
+		"AZSCEP_PROFILE_BRIEF=validity=12h;ku=digitalSignature;eku=clientAuth;dns=*")
 	key := testca.RSAKey(t, nextDeviceKey(t))
 	x := a.enroll(t, "static", key, testca.CSROptions{Subject: pkix.Name{CommonName: "replayed-device"}})
 	cert1 := x.mustSucceed(t, a.ra)
@@ -290,7 +290,7 @@ func TestReplayWindow(t *testing.T) {
 // ours for the same subject; strangers, holders of other subjects and of revoked certificates get badCertID.
 func TestGetCertOnlyForHolders(t *testing.T) {
 	a := startAuthz(t, time.Now(), "")
-	subject := testca.CSROptions{Subject: pkix.Name{CommonName: "printer-1"}, UPNs: []string{"printer-1@corp.example"}}
+	subject := testca.CSROptions{Subject: pkix.Name{CommonName: "printer-1"}, DNSNames: []string{"printer-1.corp.example"}}
 	key1, key2, key3 := testca.RSAKey(t, nextDeviceKey(t)), testca.RSAKey(t, nextDeviceKey(t)), testca.RSAKey(t, nextDeviceKey(t))
 	target := a.enroll(t, "static", key1, subject).mustSucceed(t, a.ra)
 	sibling := a.enroll(t, "static", key2, subject).mustSucceed(t, a.ra)
