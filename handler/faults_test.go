@@ -230,7 +230,9 @@ func newFxEnv(t testing.TB, o fxOptions) *fxEnv {
 		"AZSCEP_INTUNE_CLIENT_SECRET=" + in.ClientSecret(), "AZSCEP_INTUNE_CREDENTIAL=secret",
 		"AZSCEP_INTUNE_AUTHORITY=" + in.AuthorityHost(), "AZSCEP_INTUNE_GRAPH_URL=" + in.GraphBase(),
 		"AZSCEP_API_TENANT_ID=" + e.entra.TenantID, "AZSCEP_API_AUDIENCES=" + e.entra.ClientID,
-		"AZSCEP_API_AUTHORITY=" + e.entra.Authority()}
+		"AZSCEP_API_AUTHORITY=" + e.entra.Authority(),
+		// The scenarios and the benchmarks built on them send everything from one address.
+		benchRatePerClient, benchRateGlobal}
 	if e.cfg, err = config.Load(env); err != nil {
 		t.Fatalf("config: %v", err)
 	}

@@ -76,3 +76,13 @@ func TestClientKey(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkAllow is the limiter's cost per PKIOperation (two bucket reservations under one lock).
+func BenchmarkAllow(b *testing.B) {
+	l := New(Bucket{Burst: 1 << 30, Per: time.Second}, Bucket{Burst: 1 << 30, Per: time.Second}, nil)
+	keys := []string{"198.51.100.1", "198.51.100.2", "2001:db8:1:2::/64", "203.0.113.9"}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		l.Allow(keys[i%len(keys)])
+	}
+}
