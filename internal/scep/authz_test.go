@@ -2,6 +2,8 @@ package scep_test
 
 import (
 	"context"
+	"crypto/rsa"
+	"crypto/x509"
 	"crypto/x509/pkix"
 	"net/url"
 	"testing"
@@ -138,5 +140,36 @@ func TestStaticEndpointCannotRenewIntune(t *testing.T) {
 		}})
 	if err == nil {
 		t.Fatal("a static endpoint renewing the intune endpoint's certificates was accepted")
+	}
+}
+
+// TestRenewalRefusesRAAndResponderCertificates: the RA certificate and OCSP responder certificates never renew
+// into a client certificate, even if a record made them look like this endpoint's own.
+func TestRenewalRefusesRAAndResponderCertificates(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{endpoints: []*scep.Endpoint{{Name: epStatic, Challenge: scep.ChallengeStatic,
+		Secret: []byte(staticSecret), Profile: testProfile(t), RenewalWindow: 100 * 365 * 24 * time.Hour}}})
+	responderKey := testca.RSAKey(t, 4)
+	responder := e.ca.Issue(t, responderKey.Public(), testca.LeafOptions{Subject: pkix.Name{CommonName: "azscep OCSP responder"},
+		ExtKeyUse: []x509.ExtKeyUsage{x509.ExtKeyUsageOCSPSigning}})
+	for name, signer := range map[string]struct {
+		cert *x509.Certificate
+		key  *rsa.PrivateKey
+	}{"the RA": {e.ca.RACert, e.ca.RAKey}, "an OCSP responder": {responder, responderKey}} {
+		now := time.Now()
+		if err := e.mem.Insert(context.Background(), &store.Record{Serial: hexSerial(signer.cert), Status: store.StatusIssued,
+			Source: store.SourceSCEP, Endpoint: epStatic, CertDER: signer.cert.Raw, NotBefore: signer.cert.NotBefore,
+			NotAfter: signer.cert.NotAfter, Created: now, Updated: now}); err != nil {
+			t.Fatal(err)
+		}
+		csr := testca.CSR(t, testca.RSAKey(t, 7), testca.CSROptions{Subject: signer.cert.Subject})
+		c := &testca.Client{Key: signer.key, Cert: signer.cert, Recipients: []*x509.Certificate{e.ca.Recipient()}}
+		rep := e.pki(t, epStatic, c.RenewalReq(t, csr, signer.cert, signer.key))
+		if rep.Status != testca.StatusFailure || rep.FailInfo != testca.FailBadRequest {
+			t.Fatalf("renewal signed by %s: status %q failInfo %q, want FAILURE badRequest", name, rep.Status, rep.FailInfo)
+		}
+	}
+	if n := e.countStatus(t, store.StatusIssued); n != 2 {
+		t.Fatalf("%d issued records, want only the two planted ones", n)
 	}
 }
