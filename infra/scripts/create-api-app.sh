@@ -6,8 +6,10 @@
 #
 # Result:
 #   - app roles CSR.Request.Db (Application, User), CSR.SelfService (User), Certificates.Manage (Application, User);
-#   - App ID URI api://<appId>, v2 access tokens (requestedAccessTokenVersion 2), the optional access-token claim
-#     idtyp (lets the CA tell app-only tokens from user tokens), a delegated scope access_as_user for user clients;
+#   - App ID URI api://<appId>, v2 access tokens (requestedAccessTokenVersion 2), the optional access-token claims
+#     idtyp (lets the CA tell app-only tokens from user tokens), upn (the only user name a self-service
+#     certificate is bound to: v2 tokens carry it only on request, and preferred_username is mutable) and acct
+#     (0 member, 1 guest: guests are refused unless AZSCEP_API_ALLOW_GUESTS), a delegated scope access_as_user;
 #   - a service principal with "assignment required", so only principals granted a role get tokens.
 # It prints the values for AZSCEP_API_TENANT_ID and AZSCEP_API_AUDIENCES; --set-azd-env also stores them in the
 # current azd environment (then run `azd provision`).
@@ -119,9 +121,9 @@ desired=$(jq -c \
 				}] end)
 		}),
 		optionalClaims: ($claims + {
-			accessToken: (($claims.accessToken // []) as $at
-				| if any($at[]; .name == "idtyp") then $at
-				  else $at + [{name: "idtyp", source: null, essential: false, additionalProperties: []}] end)
+			accessToken: (reduce ("idtyp", "upn", "acct") as $n (($claims.accessToken // []);
+				if any(.[]; .name == $n) then .
+				else . + [{name: $n, source: null, essential: false, additionalProperties: []}] end))
 		})
 	}' <<<"$current")
 
@@ -135,7 +137,7 @@ else
 	trap 'rm -f "$body"' EXIT
 	printf '%s' "$desired" >"$body"
 	az rest --method PATCH --uri "$app_url" --headers "Content-Type=application/json" --body "@$body" >/dev/null
-	log "updated app roles, App ID URI (api://$app_id), token version 2 and the idtyp claim"
+	log "updated app roles, App ID URI (api://$app_id), token version 2 and the idtyp, upn and acct claims"
 fi
 
 # Service principal (enterprise application): needed to assign roles; "assignment required" blocks everyone else.

@@ -1357,7 +1357,9 @@ func TestDeployScripts(t *testing.T) {
 	}
 	api := readRepoFile(t, "infra/scripts/create-api-app.sh")
 	for _, s := range []string{"CSR.Request.Db", "CSR.SelfService", "Certificates.Manage", "requestedAccessTokenVersion: 2",
-		"api://", "AZSCEP_API_TENANT_ID", "AZSCEP_API_AUDIENCES"} {
+		"api://", "AZSCEP_API_TENANT_ID", "AZSCEP_API_AUDIENCES",
+		// The optional access-token claims /api/csr relies on: app vs user, the binding UPN, guest status.
+		`("idtyp", "upn", "acct")`} {
 		if !strings.Contains(api, s) {
 			t.Errorf("create-api-app.sh does not mention %s", s)
 		}

@@ -1,0 +1,286 @@
+package main
+
+// Issuance authorization through the real handler (issue 11, points 2 and 8): which names the default static
+// endpoint yields, how a profile's allow-lists and configuration refusals behave, and who /api/csr serves and binds.
+
+import (
+	"bytes"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/azscep/azscep/internal/config"
+	"github.com/azscep/azscep/internal/csrapi"
+	"github.com/azscep/azscep/internal/entra"
+	"github.com/azscep/azscep/internal/entra/entrafake"
+	"github.com/azscep/azscep/internal/policy"
+	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/testca"
+)
+
+// namesService is serve in local mode (key files, Azurite) with the default `static` endpoint and /api/csr
+// accepting tokens of a fake Entra tenant whose API registration requests the optional claims
+// create-api-app.sh configures (idtyp, upn, acct).
+type namesService struct {
+	*running
+	entra *entrafake.Server
+	store store.Store
+	ra    *x509.Certificate
+}
+
+func startNames(t *testing.T, env ...string) *namesService {
+	t.Helper()
+	tenant := entrafake.New(t, entrafake.WithOptionalClaims("idtyp", "upn", "acct"))
+	st, stEnv := azuriteStore(t)
+	base := append([]string{"AZSCEP_MODE=local", "AZSCEP_LOCAL_KEY_DIR=" + newLocalKeyDir(t),
+		"AZSCEP_API_TENANT_ID=" + tenant.TenantID, "AZSCEP_API_AUDIENCES=" + tenant.ClientID,
+		"AZSCEP_API_AUTHORITY=" + tenant.Authority()}, stEnv...)
+	svc := startServe(t, append(base, env...), buildOptions{httpClient: tenant.Client(), store: st})
+	s := &namesService{running: svc, entra: tenant, store: st}
+	if svc.cfg.Fault(config.EndpointFeature("static")) == nil {
+		certs, _ := getCACert(t, svc.scepURL("static"))
+		s.ra = recipients(t, certs)[0]
+	}
+	return s
+}
+
+// static sends a PKCSReq with the right static challenge for a CSR built from o.
+func (s *namesService) static(t *testing.T, o testca.CSROptions) *exchange {
+	t.Helper()
+	key := testca.RSAKey(t, nextDeviceKey(t))
+	o.ChallengePassword = config.LocalStaticChallenge
+	subject := o.Subject
+	if subject.CommonName == "" {
+		subject = pkix.Name{CommonName: "scep-client"}
+	}
+	client := testca.NewClient(t, key, subject, s.ra)
+	return post(t, s.scepURL("static"), client.PKCSReq(t, testca.CSR(t, key, o)))
+}
+
+// refused asserts a SCEP FAILURE badRequest for a policy reason, with no record and no signature: the refusal is
+// logged with the policy code and no certificate was issued for the transaction (a pending record precedes every
+// signature, and there is none).
+func (s *namesService) refused(t *testing.T, x *exchange, code policy.Code) {
+	t.Helper()
+	x.mustFail(t, s.ra, testca.FailBadRequest)
+	noRecordFor(t, s.store, "static", x.req.TransactionID)
+	found := false
+	for _, l := range s.logLines(t) {
+		if l["transaction_id"] != x.req.TransactionID {
+			continue
+		}
+		if l["msg"] == "certificate issued" || l["serial"] != nil {
+			t.Fatalf("a certificate was issued for refused transaction %s: %v", x.req.TransactionID, l)
+		}
+		if l["msg"] == "scep pkioperation" && strings.Contains(l["reason"].(string), string(code)) {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no refusal with code %s logged for %s", code, x.req.TransactionID)
+	}
+}
+
+// TestStaticEndpointNames: whoever holds the shared static challenge gets DNS names and a CN, never a UPN, an
+// e-mail address, a SID or IntuneDeviceId URI, nor a CN that names a person.
+func TestStaticEndpointNames(t *testing.T) {
+	s := startNames(t)
+	const sid = "S-1-5-21-1004336348-1177238915-682003330-500"
+	for _, tc := range []struct {
+		name string
+		o    testca.CSROptions
+		code policy.Code
+	}{
+		{"UPN", testca.CSROptions{Subject: pkix.Name{CommonName: "router-1"}, UPNs: []string{"administrator@contoso.example"}}, policy.CodeSAN},
+		{"SID URI", testca.CSROptions{Subject: pkix.Name{CommonName: "router-1"}, URIs: []*url.URL{testca.IntuneSIDURI(sid)}}, policy.CodeSAN},
+		{"UPN, DNS and SID URI (the issue's request)", testca.CSROptions{Subject: pkix.Name{CommonName: "router-1"},
+			DNSNames: []string{"dc01.contoso.example"}, UPNs: []string{"administrator@contoso.example"},
+			URIs: []*url.URL{testca.IntuneSIDURI(sid)}}, policy.CodeSAN},
+		{"IntuneDeviceId URI", testca.CSROptions{Subject: pkix.Name{CommonName: "router-1"},
+			URIs: []*url.URL{{Scheme: "IntuneDeviceId", Host: entrafake.NewGUID()}}}, policy.CodeSAN},
+		{"e-mail", testca.CSROptions{Subject: pkix.Name{CommonName: "router-1"}, Emails: []string{"alice@contoso.example"}}, policy.CodeSAN},
+		{"CN that is a UPN", testca.CSROptions{Subject: pkix.Name{CommonName: "administrator@contoso.example"}}, policy.CodeSubject},
+	} {
+		t.Run(tc.name, func(t *testing.T) { s.refused(t, s.static(t, tc.o), tc.code) })
+	}
+	t.Run("DNS name and CN", func(t *testing.T) {
+		x := s.static(t, testca.CSROptions{Subject: pkix.Name{CommonName: "router-1.branch.example.net"},
+			DNSNames: []string{"router-1.branch.example.net"}})
+		cert := x.mustSucceed(t, s.ra)
+		uris, upns := sanNames(t, cert)
+		if !slices.Equal(cert.DNSNames, []string{"router-1.branch.example.net"}) || len(uris)+len(upns)+len(cert.EmailAddresses) != 0 {
+			t.Fatalf("names %v %v %v %v", cert.DNSNames, uris, upns, cert.EmailAddresses)
+		}
+		if rec := recordFor(t, s.store, "static", x.req.TransactionID); rec.Status != store.StatusIssued {
+			t.Fatalf("record %s", rec.Status)
+		}
+	})
+}
+
+// TestStaticEndpointDNSAllowList: a narrowed device profile admits DNS names inside its patterns only.
+func TestStaticEndpointDNSAllowList(t *testing.T) {
+	s := startNames(t, "AZSCEP_PROFILE_DEVICE=validity=90d;ku=digitalSignature;eku=clientAuth;dns=*.branch.example.net")
+	for _, name := range []string{"dc01.contoso.example", "a.b.branch.example.net", "branch.example.net"} {
+		t.Run("outside/"+name, func(t *testing.T) {
+			s.refused(t, s.static(t, testca.CSROptions{Subject: pkix.Name{CommonName: "router-2"}, DNSNames: []string{name}}), policy.CodeSAN)
+		})
+	}
+	t.Run("outside as CN", func(t *testing.T) {
+		s.refused(t, s.static(t, testca.CSROptions{Subject: pkix.Name{CommonName: "dc01.contoso.example"}}), policy.CodeSubject)
+	})
+	t.Run("inside", func(t *testing.T) {
+		x := s.static(t, testca.CSROptions{Subject: pkix.Name{CommonName: "router-2.branch.example.net"},
+			DNSNames: []string{"Router-2.Branch.Example.NET"}})
+		cert := x.mustSucceed(t, s.ra)
+		if !slices.Equal(cert.DNSNames, []string{"Router-2.Branch.Example.NET"}) {
+			t.Fatalf("DNS names %v", cert.DNSNames)
+		}
+	})
+}
+
+// TestMatchAllAllowListRefused: a profile whose allow-list would match everything without an explicit "*" is a
+// configuration error. The real binary starts; each endpoint using such a profile stays down and names the setting
+// to fix (it never serves wider), while the built-in static endpoint serves.
+func TestMatchAllAllowListRefused(t *testing.T) {
+	bad := map[string]string{"oldform": "san=dns,upn", "emptydns": "dns=", "allips": "dns=*;ip=0.0.0.0/0", "allupns": "upn=*@*"}
+	extra := []string{"AZSCEP_SCEP_ENDPOINTS=static,oldform,emptydns,allips,allupns"}
+	for name, spec := range bad {
+		up := strings.ToUpper(name)
+		extra = append(extra, "AZSCEP_SCEP_"+up+"=profile="+name, "AZSCEP_SCEP_"+up+"_SECRET=a-long-static-secret",
+			"AZSCEP_PROFILE_"+up+"="+spec)
+	}
+	env, port := binaryEnv(t, extra...)
+	svc := startBinary(t, env, port)
+	for name := range bad {
+		resp, body := svc.get(t, "/api/scep/"+name+"?operation=GetCACaps")
+		setting := "AZSCEP_PROFILE_" + strings.ToUpper(name)
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, setting) ||
+			resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("endpoint %s (%s) = %d %s, want 503 problem+json naming %s", name, bad[name], resp.StatusCode, body, setting)
+		}
+	}
+	if resp, body := svc.get(t, "/api/scep/static?operation=GetCACaps"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("static endpoint = %d %s", resp.StatusCode, body)
+	}
+}
+
+// apiCall posts a CSR to /api/csr with a bearer token.
+func (s *namesService) apiCall(t *testing.T, token string, o testca.CSROptions) (int, []byte, http.Header) {
+	t.Helper()
+	csr := testca.CSR(t, testca.RSAKey(t, nextDeviceKey(t)), o)
+	req, err := http.NewRequest(http.MethodPost, s.base+"/api/csr", bytes.NewReader(csr.Raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/pkcs10")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body, resp.Header
+}
+
+// wantAPIProblem asserts a problem+json refusal with status and code, and that nothing was issued.
+func (s *namesService) wantAPIProblem(t *testing.T, token string, o testca.CSROptions, status int, code string) {
+	t.Helper()
+	issued := strings.Count(s.logText(), `"msg":"certificate issued"`)
+	got, body, h := s.apiCall(t, token, o)
+	var p struct {
+		Code string `json:"code"`
+	}
+	if got != status || h.Get("Content-Type") != "application/problem+json" || json.Unmarshal(body, &p) != nil || p.Code != code {
+		t.Fatalf("/api/csr = %d %s %s, want %d problem+json %s", got, h.Get("Content-Type"), body, status, code)
+	}
+	if n := strings.Count(s.logText(), `"msg":"certificate issued"`); n != issued {
+		t.Fatal("a certificate was issued for a refused request")
+	}
+}
+
+func (s *namesService) wantAPICert(t *testing.T, token string, o testca.CSROptions) *x509.Certificate {
+	t.Helper()
+	got, body, _ := s.apiCall(t, token, o)
+	if got != http.StatusOK {
+		t.Fatalf("/api/csr = %d %s, want a certificate", got, body)
+	}
+	cert, err := x509.ParseCertificate(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
+
+var selfServiceRole = []string{entra.RoleCSRSelfService}
+
+// TestSelfServiceBinding: a self-service subject is one CN; the binding is the upn claim, never
+// preferred_username; guests are refused.
+func TestSelfServiceBinding(t *testing.T) {
+	s := startNames(t)
+	const upn = "alice@contoso.example"
+	oid := entrafake.NewGUID()
+	tok := s.entra.MintUser(oid, upn, selfServiceRole)
+
+	t.Run("extra subject attributes", func(t *testing.T) {
+		for _, subject := range []pkix.Name{
+			{CommonName: upn, Organization: []string{"Contoso"}},
+			{CommonName: upn, OrganizationalUnit: []string{"Domain Admins"}},
+			{CommonName: upn, SerialNumber: "42"},
+		} {
+			s.wantAPIProblem(t, tok, testca.CSROptions{Subject: subject, UPNs: []string{upn}}, http.StatusForbidden, csrapi.CodeNotSelf)
+		}
+	})
+	t.Run("preferred_username only", func(t *testing.T) {
+		// The registration lacks the upn optional claim: the token names the user only in the mutable
+		// preferred_username, which binds nothing.
+		noUPN := s.entra.MintUser(oid, upn, selfServiceRole, entrafake.WithoutClaim("upn"))
+		s.wantAPIProblem(t, noUPN, testca.CSROptions{UPNs: []string{upn}}, http.StatusForbidden, csrapi.CodeNotSelf)
+		s.wantAPIProblem(t, noUPN, testca.CSROptions{Subject: pkix.Name{CommonName: upn}}, http.StatusForbidden, csrapi.CodeNotSelf)
+	})
+	t.Run("guest", func(t *testing.T) {
+		guest := s.entra.MintUser(entrafake.NewGUID(), "bob_fabrikam.example#EXT#@contoso.example", selfServiceRole,
+			entrafake.Guest(entrafake.NewGUID()))
+		s.wantAPIProblem(t, guest, testca.CSROptions{Subject: pkix.Name{CommonName: "bob"}}, http.StatusForbidden, csrapi.CodeGuest)
+	})
+	t.Run("CN and UPN from the upn claim", func(t *testing.T) {
+		cert := s.wantAPICert(t, tok, testca.CSROptions{Subject: pkix.Name{CommonName: upn}, UPNs: []string{upn}})
+		if _, upns := sanNames(t, cert); !slices.Equal(upns, []string{upn}) || cert.Subject.String() != "CN="+upn {
+			t.Fatalf("certificate %s UPNs %v", cert.Subject, upns)
+		}
+		rec, err := s.store.Get(t.Context(), store.SerialString(cert.SerialNumber))
+		if err != nil || rec.Requester != "oid:"+oid+" upn:"+upn {
+			t.Fatalf("record requester %q (%v)", rec.Requester, err)
+		}
+	})
+}
+
+// TestGuestsAllowedBySetting: AZSCEP_API_ALLOW_GUESTS admits guests (here a CSR.Request.Db guest).
+func TestGuestsAllowedBySetting(t *testing.T) {
+	db := []string{entra.RoleCSRRequestDb}
+	o := testca.CSROptions{Subject: pkix.Name{CommonName: "guest-service"}}
+	refusing := startNames(t)
+	refusing.wantAPIProblem(t, refusing.entra.MintUser(entrafake.NewGUID(), "bob@fabrikam.example", db,
+		entrafake.Guest(entrafake.NewGUID())), o, http.StatusForbidden, csrapi.CodeGuest)
+	allowing := startNames(t, "AZSCEP_API_ALLOW_GUESTS=true")
+	allowing.wantAPICert(t, allowing.entra.MintUser(entrafake.NewGUID(), "bob@fabrikam.example", db,
+		entrafake.Guest(entrafake.NewGUID())), o)
+}
+
+// TestClientAppAllowList: with AZSCEP_API_CLIENT_APPS set, a token obtained by another client application (azp)
+// gets 403; the listed client is served.
+func TestClientAppAllowList(t *testing.T) {
+	db := []string{entra.RoleCSRRequestDb}
+	o := testca.CSROptions{Subject: pkix.Name{CommonName: "svc-1"}}
+	listed := entrafake.NewGUID()
+	s := startNames(t, "AZSCEP_API_CLIENT_APPS="+strings.ToUpper(listed))
+	s.wantAPIProblem(t, s.entra.MintUser(entrafake.NewGUID(), "carol@contoso.example", db), o, http.StatusForbidden, csrapi.CodeClientApp)
+	s.wantAPIProblem(t, s.entra.MintApp(db), o, http.StatusForbidden, csrapi.CodeClientApp)
+	s.wantAPICert(t, s.entra.MintUser(entrafake.NewGUID(), "carol@contoso.example", db, entrafake.WithClaim("azp", listed)), o)
+}
