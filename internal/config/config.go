@@ -27,6 +27,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/policy"
 )
 
@@ -425,7 +426,7 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 			return
 		}
 		for i, id := range c.API.ClientApps {
-			if !isGUID(id) {
+			if !entra.IsGUID(id) {
 				p.fail("AZSCEP_API_CLIENT_APPS", fmt.Sprintf("%q is not an application (client) ID", id))
 			}
 			c.API.ClientApps[i] = strings.ToLower(id)
@@ -808,24 +809,3 @@ func alnum(s string) bool {
 }
 
 func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
-
-// isGUID reports whether s is a GUID in its usual 8-4-4-4-12 hex form.
-func isGUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
-}

@@ -26,6 +26,9 @@ func isGUID(s string) bool {
 	return true
 }
 
+// IsGUID is isGUID for other packages (settings that hold Entra IDs).
+func IsGUID(s string) bool { return isGUID(s) }
+
 func isHex(c byte) bool {
 	return ('0' <= c && c <= '9') || ('a' <= c && c <= 'f') || ('A' <= c && c <= 'F')
 }

@@ -245,64 +245,36 @@ func parseAllowList(t SANType, v string) (*AllowList, error) {
 	return l, nil
 }
 
-func (l *AllowList) matchDNS(name string) bool {
+// matchAny is true for the explicit "*" or when one of the patterns matches; false for a type without a list.
+func matchAny[T any](l *AllowList, patterns func(*AllowList) []T, match func(T) bool) bool {
 	if l == nil {
 		return false
 	}
 	if l.Any {
 		return true
 	}
-	for _, p := range l.dns {
-		if p.match(name) {
+	for _, p := range patterns(l) {
+		if match(p) {
 			return true
 		}
 	}
 	return false
+}
+
+func (l *AllowList) matchDNS(name string) bool {
+	return matchAny(l, func(l *AllowList) []dnsPattern { return l.dns }, func(p dnsPattern) bool { return p.match(name) })
 }
 
 func (l *AllowList) matchMail(name string) bool {
-	if l == nil {
-		return false
-	}
-	if l.Any {
-		return true
-	}
-	for _, p := range l.mail {
-		if p.match(name) {
-			return true
-		}
-	}
-	return false
+	return matchAny(l, func(l *AllowList) []mailPattern { return l.mail }, func(p mailPattern) bool { return p.match(name) })
 }
 
 func (l *AllowList) matchURI(u *url.URL) bool {
-	if l == nil {
-		return false
-	}
-	if l.Any {
-		return true
-	}
-	for _, p := range l.uri {
-		if p.match(u) {
-			return true
-		}
-	}
-	return false
+	return matchAny(l, func(l *AllowList) []uriPattern { return l.uri }, func(p uriPattern) bool { return p.match(u) })
 }
 
 func (l *AllowList) matchIP(ip net.IP) bool {
-	if l == nil {
-		return false
-	}
-	if l.Any {
-		return true
-	}
-	for _, n := range l.nets {
-		if n.Contains(ip) {
-			return true
-		}
-	}
-	return false
+	return matchAny(l, func(l *AllowList) []*net.IPNet { return l.nets }, func(n *net.IPNet) bool { return n.Contains(ip) })
 }
 
 // AllowsDNS reports whether the profile allows the DNS name (type and pattern).
