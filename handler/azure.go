@@ -1,12 +1,18 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
 	"github.com/azscep/azscep/internal/config"
@@ -50,4 +56,50 @@ func loadKeyVaultKeys(ctx context.Context, cfg *config.Config, st store.Store, l
 	}
 	log.Info("keys loaded from Key Vault", "ca_key", cfg.CAKeyName, "ra_mode", cfg.RAMode)
 	return keys, nil
+}
+
+// describeIdentity gets a Key Vault token with cred and says whose it is, from the token's claims: the user (upn)
+// or application (appid), object ID and tenant. The token is decoded for display only (it is not verified here;
+// Key Vault verifies it) and is never printed or logged. Getting it first also makes a missing or wrong sign-in
+// fail at once with the credential's own message rather than as a 403 later.
+func describeIdentity(ctx context.Context, vaultURL string, cred azcore.TokenCredential) (string, error) {
+	u, err := url.Parse(vaultURL)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("bad Key Vault URL %q", vaultURL)
+	}
+	// kv-name.vault.azure.net → https://vault.azure.net/.default (the same rule holds in national clouds).
+	_, suffix, _ := strings.Cut(u.Hostname(), ".")
+	tok, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{"https://" + suffix + "/.default"}})
+	if err != nil {
+		return "", fmt.Errorf("signing in for Key Vault: %w", err)
+	}
+	return identityFromToken(tok.Token), nil
+}
+
+// identityFromToken renders the identity claims of a JWT access token; an unreadable token gives "unknown".
+func identityFromToken(token string) string {
+	var claims struct {
+		OID               string `json:"oid"`
+		TID               string `json:"tid"`
+		UPN               string `json:"upn"`
+		UniqueName        string `json:"unique_name"`
+		PreferredUsername string `json:"preferred_username"`
+		AppID             string `json:"appid"`
+		AZP               string `json:"azp"`
+		IDType            string `json:"idtyp"`
+	}
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return "an identity whose token is not a JWT"
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil || json.Unmarshal(payload, &claims) != nil {
+		return "an identity whose token claims are unreadable"
+	}
+	name := cmp.Or(claims.UPN, claims.UniqueName, claims.PreferredUsername)
+	kind := "user " + name
+	if name == "" || claims.IDType == "app" {
+		kind = "application " + cmp.Or(claims.AppID, claims.AZP, "(no appid)")
+	}
+	return fmt.Sprintf("%s (object ID %s, tenant %s)", kind, cmp.Or(claims.OID, "unknown"), cmp.Or(claims.TID, "unknown"))
 }

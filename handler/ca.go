@@ -6,7 +6,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,49 +22,43 @@ func command(ctx context.Context, cfg *config.Config, log *slog.Logger, args []s
 	switch args[0] {
 	case "ca":
 		if len(args) < 2 {
-			return errors.New("usage: azscep ca init|import|rotate-ra|show [flags]")
+			return fmt.Errorf("ca needs a command: %w", errUsage)
 		}
 		return caCommand(ctx, cfg, args[1], args[2:], os.Stdout)
 	case "revocation-sync":
 		return revocationSyncCommand(ctx, cfg, log, os.Stdout)
 	case "local-help":
 		return localHelp(cfg, os.Stdout)
-	case "version":
-		fmt.Println("azscep", version)
-		return nil
 	}
-	return fmt.Errorf("unknown command %q (want ca, revocation-sync or version)", args[0])
+	return fmt.Errorf("unknown command %q: %w", args[0], errUsage)
 }
 
-// version is set by the build (-ldflags "-X main.version=...").
-var version = "dev"
-
 func caCommand(ctx context.Context, cfg *config.Config, sub string, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("ca "+sub, flag.ContinueOnError)
-	subject := fs.String("subject", "CN=azscep CA,O=azscep", "CA subject (init): comma-separated RDNs, e.g. \"CN=Contoso Device CA,O=Contoso,C=US\"")
-	validity := fs.String("validity", "3650d", "root validity (init)")
-	keyType := fs.String("key-type", "RSA-HSM", "Key Vault key type (init): RSA-HSM, EC-HSM, RSA or EC; local mode: RSA or EC")
-	keySize := fs.Int("key-size", 3072, "RSA key size (init): 3072 or 4096")
-	curve := fs.String("curve", "P-256", "EC curve (init): P-256 or P-384")
-	subordinate := fs.Bool("subordinate", false, "init: print a CSR for a parent CA instead of making a root")
-	certFile := fs.String("cert", "", "import: PEM file with the signed CA certificate first, then its issuers")
-	if err := fs.Parse(args); err != nil {
-		return err
+	fs, o := caFlags(sub)
+	if fs == nil {
+		return fmt.Errorf("unknown ca command %q: %w", sub, errUsage)
 	}
-	name, err := parseDN(*subject)
+	fs.SetOutput(io.Discard) // the caller prints the error and the usage once
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%v: %w", err, errUsage)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: %w", fs.Arg(0), errUsage)
+	}
+	name, err := parseDN(o.subject)
 	if err != nil {
 		return err
 	}
-	days, err := time.ParseDuration(strings.Replace(*validity, "d", "h", 1))
-	if strings.HasSuffix(*validity, "d") {
+	days, err := time.ParseDuration(strings.Replace(o.validity, "d", "h", 1))
+	if strings.HasSuffix(o.validity, "d") {
 		days *= 24
 	}
 	if err != nil || days < 24*time.Hour {
-		return fmt.Errorf("bad -validity %q", *validity)
+		return fmt.Errorf("bad -validity %q", o.validity)
 	}
 	now := time.Now()
 	if cfg.Mode == config.ModeLocal {
-		return caLocal(cfg, sub, name, days, *keyType, now, out)
+		return caLocal(cfg, sub, name, days, o.keyType, now, out)
 	}
 
 	st, err := openStore(ctx, cfg)
@@ -76,14 +69,19 @@ func caCommand(ctx context.Context, cfg *config.Config, sub string, args []strin
 	if err != nil {
 		return err
 	}
+	who, err := describeIdentity(ctx, cfg.KeyVaultURL, cred)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "azscep: acting as %s\n", who)
 	v, err := vault(cfg, cred, st, nil)
 	if err != nil {
 		return err
 	}
 	switch sub {
 	case "init":
-		res, err := v.Init(ctx, custody.VaultInitOptions{KeyType: *keyType, KeySize: *keySize, Curve: *curve,
-			Subordinate: *subordinate, Root: custody.RootOptions{Subject: name, Validity: days}}, now)
+		res, err := v.Init(ctx, custody.VaultInitOptions{KeyType: o.keyType, KeySize: o.keySize, Curve: o.curve,
+			Subordinate: o.subordinate, Root: custody.RootOptions{Subject: name, Validity: days}}, now)
 		if err != nil {
 			return err
 		}
@@ -95,7 +93,7 @@ func caCommand(ctx context.Context, cfg *config.Config, sub string, args []strin
 		}
 		return nil
 	case "import":
-		chain, err := readChain(*certFile)
+		chain, err := readChain(o.certFile)
 		if err != nil {
 			return err
 		}

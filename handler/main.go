@@ -1,5 +1,6 @@
 // Command azscep is the custom-handler binary: with no arguments it serves the Functions routes on
-// 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT; with `ca ...` or `revocation-sync` it runs an admin command.
+// 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT; with `ca ...` or `revocation-sync` it runs an admin command;
+// `azscep help` lists every command (cli.go).
 //
 // This package only loads configuration, wires the internal packages together and serves. Anything that makes a
 // decision lives under internal/.
@@ -7,10 +8,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/azscep/azscep/internal/config"
@@ -20,7 +23,11 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
+// run is the process: exit 0 on success, 1 when a command fails, 2 for a bad command line or configuration.
 func run(args []string) int {
+	if code, done := preConfig(args, os.Stdout, os.Stderr); done {
+		return code
+	}
 	cfg, err := config.Load(os.Environ())
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "azscep: configuration error: %v\n", err)
@@ -31,6 +38,11 @@ func run(args []string) int {
 	defer stop()
 	if len(args) > 0 {
 		if err := command(ctx, cfg, log, args); err != nil {
+			if errors.Is(err, errUsage) {
+				fmt.Fprintf(os.Stderr, "azscep: %s\n\n%s", strings.TrimSuffix(err.Error(), ": "+errUsage.Error()),
+					mustHelp(args[:min(2, len(args))]...))
+				return 2
+			}
 			fmt.Fprintf(os.Stderr, "azscep: %v\n", err)
 			return 1
 		}

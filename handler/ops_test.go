@@ -3,18 +3,26 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
+	"github.com/azscep/azscep/internal/config"
 	"github.com/azscep/azscep/internal/store/azuritetest"
 	"github.com/azscep/azscep/internal/testca"
 )
@@ -273,4 +281,185 @@ func rawPost(t *testing.T, port int, path string) (int, string, string) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header.Get("Content-Type"), string(body)
+}
+
+// runCLI runs the real binary with args and env, and returns its exit code, stdout and stderr.
+func runCLI(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(buildBinary(t), args...)
+	cmd.Env = env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, stdout.String(), stderr.String()
+	case errors.As(err, &ee):
+		return ee.ExitCode(), stdout.String(), stderr.String()
+	}
+	t.Fatalf("azscep %v: %v", args, err)
+	return 0, "", ""
+}
+
+// TestCLIExplainsItself (issue 12.6): help for every command and subcommand, version and settings work without any
+// setting (an empty environment would fail config.Load), exit 0 and write to stdout only; a wrong command line
+// exits 2 with the usage on stderr.
+func TestCLIExplainsItself(t *testing.T) {
+	noSettings := []string{}
+	commands := []string{"ca", "revocation-sync", "local-help", "settings", "version", "help"}
+	for _, tc := range []struct {
+		args []string
+		want []string // substrings of stdout
+	}{
+		{[]string{"help"}, commands},
+		{[]string{"--help"}, commands},
+		{[]string{"-h"}, commands},
+		{[]string{"ca", "--help"}, []string{"init", "import", "rotate-ra", "show", "-subject", "-cert"}},
+		{[]string{"ca", "-h"}, []string{"rotate-ra", "-key-type"}},
+		{[]string{"help", "ca"}, []string{"rotate-ra", "-key-type"}},
+		{[]string{"ca", "init", "--help"}, []string{"Usage: azscep ca init", "-subject", "-subordinate", "-validity"}},
+		{[]string{"ca", "import", "-h"}, []string{"Usage: azscep ca import", "-cert"}},
+		{[]string{"ca", "rotate-ra", "--help"}, []string{"Usage: azscep ca rotate-ra", "No flags"}},
+		{[]string{"help", "ca", "show"}, []string{"Usage: azscep ca show", "No flags"}},
+		{[]string{"revocation-sync", "--help"}, []string{"Usage: azscep revocation-sync"}},
+		{[]string{"local-help", "-h"}, []string{"Usage: azscep local-help"}},
+		{[]string{"settings", "--help"}, []string{"Usage: azscep settings"}},
+		{[]string{"help", "version"}, []string{"Usage: azscep version"}},
+		{[]string{"settings"}, []string{config.SettingsTable()}},
+	} {
+		code, stdout, stderr := runCLI(t, noSettings, tc.args...)
+		if code != 0 || stderr != "" {
+			t.Errorf("azscep %s: exit %d, stderr %q", strings.Join(tc.args, " "), code, stderr)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(stdout, w) {
+				t.Errorf("azscep %s: stdout lacks %q:\n%s", strings.Join(tc.args, " "), w, stdout)
+			}
+		}
+	}
+	if _, stdout, _ := runCLI(t, noSettings, "settings"); stdout != config.SettingsTable() {
+		t.Errorf("azscep settings is not exactly config.SettingsTable():\n%s", stdout)
+	}
+
+	// Wrong command lines: exit 2, the reason and the usage on stderr, nothing on stdout.
+	local := []string{"AZSCEP_MODE=local", "AZSCEP_TABLES_CONNECTION=unused", "AZSCEP_LOCAL_KEY_DIR=" + t.TempDir()}
+	for _, tc := range []struct {
+		env  []string
+		args []string
+		want []string
+	}{
+		{noSettings, []string{"bogus"}, []string{`unknown command "bogus"`, "Usage:", "azscep ca <command>"}},
+		{noSettings, []string{"bogus", "--help"}, []string{`unknown command "bogus"`, "Usage:"}},
+		{noSettings, []string{"ca"}, []string{"ca needs a command", "rotate-ra"}},
+		{noSettings, []string{"ca", "bogus"}, []string{`unknown ca command "bogus"`, "rotate-ra"}},
+		{noSettings, []string{"help", "bogus"}, []string{"no help", "Usage:"}},
+		{local, []string{"ca", "init", "-bogus"}, []string{"-bogus", "Usage: azscep ca init", "-subject"}},
+		{local, []string{"ca", "show", "extra"}, []string{`unexpected argument "extra"`, "Usage: azscep ca show"}},
+	} {
+		code, stdout, stderr := runCLI(t, tc.env, tc.args...)
+		if code != 2 || stdout != "" {
+			t.Errorf("azscep %s: exit %d, stdout %q; want 2 and nothing on stdout", strings.Join(tc.args, " "), code, stdout)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(stderr, w) {
+				t.Errorf("azscep %s: stderr lacks %q:\n%s", strings.Join(tc.args, " "), w, stderr)
+			}
+		}
+	}
+}
+
+// TestVersionFromBuildInfo (issue 12.6): `azscep version` prints the module version and the VCS revision the Go
+// toolchain stamped into the binary (what `go version -m` reads), without settings.
+func TestVersionFromBuildInfo(t *testing.T) {
+	bin := buildBinary(t)
+	code, stdout, stderr := runCLI(t, []string{}, "version")
+	if code != 0 || stderr != "" {
+		t.Fatalf("azscep version: exit %d, stderr %q", code, stderr)
+	}
+	out, err := exec.Command("go", "version", "-m", bin).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	modVersion, revision := "", ""
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 3 && f[0] == "mod" && f[1] == "github.com/azscep/azscep":
+			modVersion = f[2]
+		case len(f) == 2 && f[0] == "build" && strings.HasPrefix(f[1], "vcs.revision="):
+			revision = strings.TrimPrefix(f[1], "vcs.revision=")
+		}
+	}
+	lines := strings.Split(stdout, "\n")
+	if modVersion == "" || lines[0] != "azscep "+modVersion {
+		t.Errorf("first line %q, want azscep %s", lines[0], modVersion)
+	}
+	if revision == "" {
+		revision = "unknown (built without VCS information)"
+	}
+	if !strings.Contains(stdout, "revision: "+revision) || !strings.Contains(stdout, "go: go1.") {
+		t.Errorf("version output %q lacks revision %s or the Go version", stdout, revision)
+	}
+}
+
+// TestVersionText covers the stamped case the test binary cannot show when the tree has no VCS stamp (a git
+// worktree, -buildvcs=false).
+func TestVersionText(t *testing.T) {
+	info := &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "github.com/azscep/azscep",
+		Version: "v0.0.0-20261205130000-0123456789ab+dirty"}, Settings: []debug.BuildSetting{
+		{Key: "vcs.revision", Value: "0123456789abcdef0123456789abcdef01234567"}, {Key: "vcs.modified", Value: "true"},
+		{Key: "vcs.time", Value: "2026-12-05T13:00:00Z"}, {Key: "GOOS", Value: "linux"}, {Key: "GOARCH", Value: "amd64"}}}
+	want := "azscep v0.0.0-20261205130000-0123456789ab+dirty\nrevision: 0123456789abcdef0123456789abcdef01234567 " +
+		"(modified)\ncommit time: 2026-12-05T13:00:00Z\ngo: go1.26.8 linux/amd64\n"
+	if got := versionText(info, true); got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+	if got := versionText(nil, false); !strings.Contains(got, "no build information") {
+		t.Fatalf("got %q", got)
+	}
+}
+
+// tokenCredential hands out a fixed token and records the scopes asked for.
+type tokenCredential struct {
+	token  string
+	scopes []string
+}
+
+func (c *tokenCredential) GetToken(_ context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	c.scopes = append(c.scopes, o.Scopes...)
+	return azcore.AccessToken{Token: c.token, ExpiresOn: time.Now().Add(time.Hour)}, nil
+}
+
+func fakeJWT(claims string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"RS256","typ":"JWT"}`)) + "." + enc([]byte(claims)) + ".c2lnbmF0dXJl"
+}
+
+// TestAdminCommandsSayWhoTheyAre (issue 12.2): the admin commands print whose credential they use, from the
+// token's claims, never the token itself; the Key Vault scope follows the vault's cloud.
+func TestAdminCommandsSayWhoTheyAre(t *testing.T) {
+	for _, tc := range []struct {
+		vault, claims, want, scope string
+	}{
+		{"https://kv-az.vault.azure.net/", `{"upn":"alice@contoso.com","oid":"o-1","tid":"t-1","idtyp":"user"}`,
+			"user alice@contoso.com (object ID o-1, tenant t-1)", "https://vault.azure.net/.default"},
+		{"https://kv-cn.vault.azure.cn", `{"appid":"a-2","oid":"o-2","tid":"t-2","idtyp":"app"}`,
+			"application a-2 (object ID o-2, tenant t-2)", "https://vault.azure.cn/.default"},
+		{"https://kv-az.vault.azure.net", `{"unique_name":"live.com#bob@example.com","oid":"o-3","tid":"t-3"}`,
+			"user live.com#bob@example.com (object ID o-3, tenant t-3)", "https://vault.azure.net/.default"},
+	} {
+		cred := &tokenCredential{token: fakeJWT(tc.claims)}
+		got, err := describeIdentity(context.Background(), tc.vault, cred)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != tc.want || strings.Contains(got, cred.token) || len(cred.scopes) != 1 || cred.scopes[0] != tc.scope {
+			t.Errorf("got %q with scopes %v, want %q with %s", got, cred.scopes, tc.want, tc.scope)
+		}
+	}
+	if got := identityFromToken("opaque"); strings.Contains(got, "opaque") {
+		t.Errorf("an opaque token is echoed: %q", got)
+	}
 }

@@ -198,8 +198,8 @@ type Setting struct {
 // Settings is every setting the parser reads.
 var Settings = []Setting{
 	{Name: "AZSCEP_MODE", Default: "azure", Azure: "required", Doc: "`local` (key files, Azurite, dev token issuer allowed) or `azure` (Key Vault, managed identity)"},
-	{Name: "FUNCTIONS_CUSTOMHANDLER_PORT", Default: "7071", Azure: "optional", Doc: "port to listen on (set by the Functions host)"},
-	{Name: "AZSCEP_BASE_URL", Default: "http://127.0.0.1:7071 (local)", Azure: "required", Doc: "public base URL; AIA, CDP and OCSP URLs in certificates are built from it"},
+	{Name: "FUNCTIONS_CUSTOMHANDLER_PORT", Default: "7071", Azure: "optional", Doc: "port to listen on; set by the Functions host"},
+	{Name: "AZSCEP_BASE_URL", Default: "`http://127.0.0.1:7071` locally", Azure: "required", Doc: "public base URL; AIA, CDP and OCSP URLs in certificates are built from it"},
 	{Name: "AZSCEP_PUBLICATION_URL", Default: "AZSCEP_BASE_URL", Azure: "optional", Doc: "base of the OCSP, caIssuers and CRL URLs in certificates; http allowed (RFC 5280 prefers it), e.g. a custom domain serving /api/ocsp, /api/ca and /api/crl over http"},
 	{Name: "AZSCEP_LOG_LEVEL", Default: "info", Azure: "optional", Doc: "debug, info, warn or error"},
 	{Name: "AZSCEP_TABLES_CONNECTION", Azure: "local-only", Doc: "Table Storage connection string (Azurite); wins over AZSCEP_TABLES_ENDPOINT"},
@@ -214,12 +214,12 @@ var Settings = []Setting{
 	{Name: "AZSCEP_RA_MODE", Default: "envelope", Azure: "optional", Doc: "`envelope` (RA key wrapped by Key Vault; 1 Key Vault op per enrollment) or `ca` (CA key decrypts and signs; 3 ops)"},
 	{Name: "AZSCEP_BACKDATE", Default: "5m", Azure: "optional", Doc: "notBefore back-date for clock skew (≤ 1h)"},
 	{Name: "AZSCEP_PENDING_STALE_AFTER", Default: "5m", Azure: "optional", Doc: "age after which a pending request's transaction ID may be re-used"},
-	{Name: "AZSCEP_SCEP_ENDPOINTS", Default: "static (local), static,intune (azure)", Azure: "optional", Doc: "comma-separated SCEP endpoint names"},
+	{Name: "AZSCEP_SCEP_ENDPOINTS", Default: "`static` locally, `static,intune` in Azure", Azure: "optional", Doc: "comma-separated SCEP endpoint names"},
 	{Name: "AZSCEP_SCEP_<NAME>", Prefixed: true, Azure: "optional", Doc: "per endpoint `<NAME>`: `challenge=static|intune;profile=NAME;cacert=chain|single;certrep_chain=true|false;renewal=30d;replay=24h;renew_from=NAME,…;renewal_max=1095d` (renew_from: other endpoints whose certificates it renews, default none; renewal_max: a renewal chain's lifetime from its first issuance, default 3 × the profile validity)"},
 	{Name: "AZSCEP_SCEP_RATE_PER_CLIENT", Default: "120/1m", Azure: "optional", Doc: "SCEP PKIOperation token bucket per client IP (X-Forwarded-For as the host forwards it; IPv6 per /64), per instance: `COUNT/DURATION`; over it: 429 with Retry-After"},
 	{Name: "AZSCEP_SCEP_RATE_GLOBAL", Default: "3000/1m", Azure: "optional", Doc: "SCEP PKIOperation token bucket for all clients of one instance: `COUNT/DURATION`; over it: 503 with Retry-After"},
-	{Name: "AZSCEP_SCEP_<NAME>_SECRET", Prefixed: true, Azure: "optional", Doc: "static challenge of endpoint NAME (use a Key Vault reference)"},
-	{Name: "AZSCEP_PROFILE_<NAME>", Prefixed: true, Azure: "optional", Doc: "per profile `<NAME>`: `validity=365d;ku=digitalSignature;eku=clientAuth;dns=*.corp.example.com;upn=*@contoso.com;minrsa=2048;curves=P-256,P-384` (name allow-lists: README \"Profiles\")"},
+	{Name: "AZSCEP_SCEP_<NAME>_SECRET", Prefixed: true, Azure: "optional", Doc: "static challenge of endpoint NAME, ≥ 8 characters (use a Key Vault reference); required by static endpoints"},
+	{Name: "AZSCEP_PROFILE_<NAME>", Prefixed: true, Default: "built-ins `device`, `intune`, `api`", Azure: "optional", Doc: "per profile `<NAME>`: `validity=365d;ku=digitalSignature;eku=clientAuth;dns=*.corp.example.com;upn=*@contoso.com;minrsa=2048;curves=P-256,P-384` (name allow-lists: [Profiles](#profiles-and-name-allow-lists))"},
 	{Name: "AZSCEP_INTUNE_TENANT_ID", Azure: "optional", Doc: "Entra tenant of Intune; required when an endpoint uses the intune challenge"},
 	{Name: "AZSCEP_INTUNE_CLIENT_ID", Azure: "optional", Doc: "app (client) ID used for Intune; defaults to AZURE_CLIENT_ID with managed identity"},
 	{Name: "AZSCEP_INTUNE_CREDENTIAL", Default: "managedidentity", Azure: "optional", Doc: "`managedidentity`, `secret` or `certificate`"},
@@ -229,19 +229,36 @@ var Settings = []Setting{
 	{Name: "AZSCEP_INTUNE_GRAPH_URL", Default: "https://graph.microsoft.com/", Azure: "optional", Doc: "Microsoft Graph base URL"},
 	{Name: "AZSCEP_INTUNE_RESOURCE_URL", Default: "https://api.manage.microsoft.com/", Azure: "optional", Doc: "Intune resource URL"},
 	{Name: "AZSCEP_INTUNE_CA_BUNDLE", Azure: "local-only", Doc: "PEM roots to trust for Entra/Graph/Intune (the local fake)"},
-	{Name: "AZSCEP_API_TENANT_ID", Azure: "optional", Doc: "Entra tenant whose tokens /api/csr and the admin API accept; empty disables both"},
-	{Name: "AZSCEP_API_AUDIENCES", Azure: "optional", Doc: "comma-separated accepted audiences: the API's client ID and App ID URI"},
+	{Name: "AZSCEP_API_TENANT_ID", Azure: "optional", Doc: "Entra tenant whose tokens `/api/csr` and the admin API accept; empty disables both"},
+	{Name: "AZSCEP_API_AUDIENCES", Azure: "optional", Doc: "comma-separated accepted audiences: the API's client ID and App ID URI; required with the API"},
 	{Name: "AZSCEP_API_AUTHORITY", Default: "https://login.microsoftonline.com/", Azure: "optional", Doc: "authority host for token issuers and keys"},
 	{Name: "AZSCEP_API_GRAPH_URL", Default: "https://graph.microsoft.com/", Azure: "optional", Doc: "Graph base URL for device ownership checks"},
-	{Name: "AZSCEP_API_PROFILE", Default: "api", Azure: "optional", Doc: "profile /api/csr issues with"},
-	{Name: "AZSCEP_API_CLIENT_APPS", Azure: "optional", Doc: "comma-separated client application IDs (`azp`/`appid`) allowed to call /api/csr; empty = any client the tenant lets obtain a token"},
-	{Name: "AZSCEP_API_ALLOW_GUESTS", Default: "false", Azure: "optional", Doc: "let guest (B2B, external) accounts use /api/csr"},
+	{Name: "AZSCEP_API_PROFILE", Default: "api", Azure: "optional", Doc: "profile `/api/csr` issues with"},
+	{Name: "AZSCEP_API_CLIENT_APPS", Azure: "optional", Doc: "comma-separated client application IDs (`azp`/`appid`) allowed to call `/api/csr`; empty = any client the tenant lets obtain a token"},
+	{Name: "AZSCEP_API_ALLOW_GUESTS", Default: "false", Azure: "optional", Doc: "let guest (B2B, external) accounts use `/api/csr`"},
 	{Name: "AZSCEP_API_RETRY_WINDOW", Default: "10m", Azure: "optional", Doc: "a retry of the same CSR by the same caller within this window returns the same certificate"},
 	{Name: "AZSCEP_REVOCATION_BATCH", Default: "100", Azure: "optional", Doc: "revocation requests downloaded per sync run (1–500)"},
-	{Name: "REVOCATION_SCHEDULE", Default: "0 0 * * * *", Azure: "optional", Doc: "NCRONTAB schedule of the revocation sync (read by the Functions host)"},
+	{Name: "REVOCATION_SCHEDULE", Default: "0 0 * * * *", Azure: "optional", Doc: "NCRONTAB schedule of the revocation sync (read by the Functions host, which requires it)"},
 	{Name: "AZSCEP_CRL_VALIDITY", Default: "24h", Azure: "optional", Doc: "CRL nextUpdate distance; regenerated after half of it"},
 	{Name: "AZSCEP_OCSP_VALIDITY", Default: "1h", Azure: "optional", Doc: "OCSP response validity"},
-	{Name: "AZSCEP_DEV_ISSUER", Default: "false", Azure: "local-only", Doc: "local mode only: serve a development token issuer for /api/csr"},
+	{Name: "AZSCEP_DEV_ISSUER", Default: "false", Azure: "local-only", Doc: "local mode only: serve a development token issuer under `/api/dev/` for `/api/csr`"},
+}
+
+// SettingsTable renders Settings as the markdown table README.md shows (a test keeps them equal) and
+// `azscep settings` prints. Plain defaults are shown as code; a default with prose is written as markdown already
+// (it holds a backtick).
+func SettingsTable() string {
+	var b strings.Builder
+	b.WriteString("| Setting | Default | Azure | Meaning |\n|---|---|---|---|\n")
+	cell := func(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+	for _, s := range Settings {
+		def := s.Default
+		if def != "" && !strings.Contains(def, "`") {
+			def = "`" + def + "`"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", s.Name, cell(def), strings.ReplaceAll(s.Azure, "-", " "), cell(s.Doc))
+	}
+	return b.String()
 }
 
 // Error names the setting that is wrong.

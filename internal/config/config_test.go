@@ -263,15 +263,45 @@ func TestSettingsListCoversParser(t *testing.T) {
 	}
 }
 
-// TestReadmeListsEverySetting keeps the README's settings table in step with the parser's list.
-func TestReadmeListsEverySetting(t *testing.T) {
+// TestReadmeSettingsTableIsGenerated: README.md's settings table is exactly what `azscep settings` prints
+// (SettingsTable over Settings), so the documented list, the parser and the binary's own help cannot drift apart.
+func TestReadmeSettingsTableIsGenerated(t *testing.T) {
 	data, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
+	readme := strings.ReplaceAll(string(data), "\r\n", "\n")
+	want := SettingsTable()
+	header := want[:strings.Index(want, "\n")+1]
+	start := strings.Index(readme, header)
+	if start < 0 {
+		t.Fatalf("README.md has no settings table starting with %q", header)
+	}
+	got := readme[start:]
+	if end := strings.Index(got, "\n\n"); end >= 0 {
+		got = got[:end+1]
+	}
+	if got != want {
+		gotLines, wantLines := strings.Split(got, "\n"), strings.Split(want, "\n")
+		for i := 0; i < len(gotLines) || i < len(wantLines); i++ {
+			g, w := "", ""
+			if i < len(gotLines) {
+				g = gotLines[i]
+			}
+			if i < len(wantLines) {
+				w = wantLines[i]
+			}
+			if g != w {
+				t.Errorf("README.md settings table line %d:\n got: %s\nwant: %s", i+1, g, w)
+				break
+			}
+		}
+		t.Fatalf("README.md's settings table is not the generated one; replace it with the output of "+
+			"`go run ./handler settings`:\n%s", want)
+	}
 	for _, s := range Settings {
-		if !strings.Contains(string(data), "`"+s.Name+"`") {
-			t.Errorf("README.md does not document %s", s.Name)
+		if s.Azure != "required" && s.Azure != "optional" && s.Azure != "local-only" {
+			t.Errorf("setting %s: Azure is %q, want required, optional or local-only", s.Name, s.Azure)
 		}
 	}
 }
