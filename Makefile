@@ -1,5 +1,11 @@
 # azscep — the two commands a newcomer needs are `make run` and `make test`.
 SHELL := /bin/bash
+
+# Native Windows (cmd, PowerShell, Git Bash) is not supported: the recipes need bash, and a zip built there loses the
+# handler's executable bit. WSL is Linux, where OS is not Windows_NT.
+ifeq ($(OS),Windows_NT)
+$(error azscep builds and deploys from Linux or macOS only: on Windows run make and azd inside WSL (Ubuntu); see docs/deployment.md, section 2)
+endif
 .DEFAULT_GOAL := help
 
 AZURITE_VERSION := 3.37.0

@@ -180,6 +180,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
 resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
   parent: site
   name: 'ftp'
+  location: location
   properties: {
     allow: false
   }
@@ -188,6 +189,7 @@ resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2
 resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
   parent: site
   name: 'scm'
+  location: location
   properties: {
     allow: false
   }
@@ -221,7 +223,8 @@ var appSettings = {
   AZSCEP_KEK_NAME: kekName
   AZSCEP_RA_MODE: raMode
   AZSCEP_SCEP_ENDPOINTS: scepEndpoints
-  AZSCEP_SCEP_STATIC_SECRET: '@Microsoft.KeyVault(SecretUri=${staticChallengeSecretUri})'
+  // The versionless secret URI (no version segment) ends with a slash in a Key Vault reference.
+  AZSCEP_SCEP_STATIC_SECRET: '@Microsoft.KeyVault(SecretUri=${staticChallengeSecretUri}/)'
   AZSCEP_INTUNE_TENANT_ID: intuneTenantId
   AZSCEP_API_TENANT_ID: apiTenantId
   AZSCEP_API_AUDIENCES: apiAudiences

@@ -77,6 +77,6 @@ resource staticChallengeSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = 
 output name string = vault.name
 output id string = vault.id
 output vaultUri string = vault.properties.vaultUri
-// Versionless URI: the app follows rotations of the secret (App Service refreshes references within 24 hours,
+// Versionless URI (functionapp.bicep appends the trailing slash of the reference): the app follows rotations of the secret (App Service refreshes references within 24 hours,
 // or at once on restart).
 output staticChallengeSecretUri string = staticChallengeSecret.properties.secretUri

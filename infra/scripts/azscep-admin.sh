@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs an azscep CA admin command against the deployed CA with YOUR Azure credential (az login / azd auth login),
-# never the app's managed identity:
+# Runs an azscep CA admin command against the deployed CA with YOUR Azure credential (azd's sign-in,
+# `azd auth login`), never the app's managed identity:
 #
 #   infra/scripts/azscep-admin.sh ca show
 #   infra/scripts/azscep-admin.sh ca init [-subject ...] [-key-type RSA-HSM|EC-HSM|RSA|EC] [-subordinate] ...
@@ -26,12 +26,19 @@ if [[ -z ${AZSCEP_SKIP_BUILD:-} || ! -x $AZSCEP_CLI ]]; then
 	build_cli
 fi
 
-# The admin commands never call Intune, but config.Load validates the SCEP endpoint list before any command runs:
-# the static endpoint would need the challenge (which this machine should not hold), an intune endpoint only a
-# tenant. AZURE_CLIENT_ID is removed so that the CLI uses DefaultAzureCredential (the admin) instead of a managed
-# identity, and local-only settings from a `make run` shell cannot leak into azure mode.
+# Which identity: the roles main.bicep grants go to AZURE_PRINCIPAL_ID, the principal azd is signed in as. Without
+# AZURE_TOKEN_CREDENTIALS, DefaultAzureCredential (azidentity) tries the Azure CLI before azd, so an `az` signed in as
+# someone else would get 403s. With azd available we therefore pin azd's credential (azidentity accepts
+# the credential type name — v1.15 here, see go.mod; "dev" would still try the CLI first). Set AZURE_TOKEN_CREDENTIALS yourself to choose
+# another (e.g. AzureCLICredential). The CLI prints whom it acts as before doing anything.
+if [[ -z ${AZURE_TOKEN_CREDENTIALS:-} ]] && command -v azd >/dev/null 2>&1; then
+	export AZURE_TOKEN_CREDENTIALS=AzureDeveloperCLICredential
+fi
+log "credential: ${AZURE_TOKEN_CREDENTIALS:-DefaultAzureCredential chain (azd not found)}"
+
+# AZURE_CLIENT_ID is removed so that the CLI uses the admin's credential instead of a managed identity, and
+# local-only settings from a `make run` shell cannot leak into azure mode. The static challenge is not needed:
+# admin commands ignore the optional features (config.Faults) whose settings this machine does not hold.
 exec env -u AZURE_CLIENT_ID -u AZSCEP_TABLES_CONNECTION -u AZSCEP_DEV_ISSUER -u AZSCEP_INTUNE_CA_BUNDLE \
 	AZSCEP_MODE=azure \
-	AZSCEP_SCEP_ENDPOINTS=intune \
-	AZSCEP_INTUNE_TENANT_ID="${AZSCEP_INTUNE_TENANT_ID:-$AZURE_TENANT_ID}" \
 	"$AZSCEP_CLI" "$@"

@@ -200,7 +200,7 @@ var Settings = []Setting{
 	{Name: "AZSCEP_MODE", Default: "azure", Azure: "required", Doc: "`local` (key files, Azurite, dev token issuer allowed) or `azure` (Key Vault, managed identity)"},
 	{Name: "FUNCTIONS_CUSTOMHANDLER_PORT", Default: "7071", Azure: "optional", Doc: "port to listen on; set by the Functions host"},
 	{Name: "AZSCEP_BASE_URL", Default: "`http://127.0.0.1:7071` locally", Azure: "required", Doc: "public base URL; AIA, CDP and OCSP URLs in certificates are built from it"},
-	{Name: "AZSCEP_PUBLICATION_URL", Default: "AZSCEP_BASE_URL", Azure: "optional", Doc: "base of the OCSP, caIssuers and CRL URLs in certificates; http allowed (RFC 5280 prefers it), e.g. a custom domain serving /api/ocsp, /api/ca and /api/crl over http"},
+	{Name: "AZSCEP_PUBLICATION_URL", Default: "AZSCEP_BASE_URL", Azure: "optional", Doc: "base of the OCSP, caIssuers and CRL URLs in certificates; http allowed (RFC 5280 prefers it), but the app is HTTPS-only: an http URL needs a front end serving `/api/ocsp`, `/api/ca` and `/api/crl` over http (docs/deployment.md section 3)"},
 	{Name: "AZSCEP_LOG_LEVEL", Default: "info", Azure: "optional", Doc: "debug, info, warn or error"},
 	{Name: "AZSCEP_TABLES_CONNECTION", Azure: "local-only", Doc: "Table Storage connection string (Azurite); wins over AZSCEP_TABLES_ENDPOINT"},
 	{Name: "AZSCEP_TABLES_ENDPOINT", Azure: "required", Doc: "Table service URL reached with the managed identity, e.g. https://acct.table.core.windows.net"},
