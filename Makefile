@@ -9,6 +9,8 @@ endif
 .DEFAULT_GOAL := help
 
 AZURITE_VERSION := 3.37.0
+# The browser bundle of MSAL the certificate console embeds (internal/console/assets/vendor; `make console-msal`).
+MSAL_VERSION    := 5.31.0
 LOCAL           := $(CURDIR)/.local
 AZURITE_DIR     := $(LOCAL)/azurite
 AZURITE_BIN     := $(AZURITE_DIR)/node_modules/.bin/azurite-table
@@ -38,19 +40,34 @@ help:
 	@echo "make bench  benchmarks against the SPEC §6 targets (table + .local/bench.json)"
 	@echo "make fuzz   run every fuzz target for FUZZTIME (default $(FUZZTIME))"
 	@echo "make dist   the deployable package in dist/ (what azd zips)"
+	@echo "make console-msal  re-vendor the pinned MSAL browser bundle of the certificate console"
 
 # --- tools the tests need; installed here so a clean machine (and CI) gets them -------------------------------
 $(AZURITE_BIN):
 	@mkdir -p $(AZURITE_DIR)
 	cd $(AZURITE_DIR) && npm install --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
 
-.PHONY: azurite-install scepclient-install tools
+.PHONY: azurite-install scepclient-install chromium-install tools console-msal
 azurite-install: $(AZURITE_BIN)
 
 scepclient-install:
 	@command -v scepclient >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq scep; }
 
-tools: azurite-install scepclient-install
+# Debian's headless-capable Chromium runs the certificate console's browser tests (handler/console_test.go).
+chromium-install:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+tools: azurite-install scepclient-install chromium-install
+
+# Reproduces the checked-in MSAL bundle from npm (the registry checks the tarball's integrity); a test compares
+# the file with the version and SHA-256 pinned in internal/console/console.go.
+console-msal:
+	rm -rf $(LOCAL)/msal && mkdir -p $(LOCAL)/msal
+	cd $(LOCAL)/msal && npm pack --silent --no-audit --no-fund @azure/msal-browser@$(MSAL_VERSION) >/dev/null && \
+		tar xzf azure-msal-browser-$(MSAL_VERSION).tgz
+	install -m 0644 $(LOCAL)/msal/package/lib/msal-browser.min.js internal/console/assets/vendor/msal-browser.min.js
+	install -m 0644 $(LOCAL)/msal/package/LICENSE internal/console/assets/vendor/msal-browser.LICENSE.txt
+	sha256sum internal/console/assets/vendor/msal-browser.min.js
 
 # --- run --------------------------------------------------------------------------------------------------------
 $(BIN): $(shell find handler internal -name '*.go' -not -name '*_test.go') go.mod go.sum

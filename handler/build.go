@@ -159,7 +159,8 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 		if d.sync != nil {
 			syncer = d.sync
 		}
-		if d.admin, err = admin.New(admin.Config{Verifier: d.verifier, Store: st, Sync: syncer, OnRevoked: onRevoked, Logger: log}); err != nil {
+		if d.admin, err = admin.New(admin.Config{Verifier: d.verifier, Store: st, Sync: syncer, OnRevoked: onRevoked,
+			Overview: d.overview, Logger: log}); err != nil {
 			return nil, err
 		}
 	}

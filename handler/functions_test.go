@@ -106,6 +106,7 @@ var wantFunctions = map[string]string{
 	"crl":             "/api/crl",
 	"ca":              "/api/ca",
 	"certificates":    "/api/certificates/5C01/revoke",
+	"console":         "/api/console/",
 	"health":          "/api/health",
 	"revocation-sync": "/revocation-sync",
 }

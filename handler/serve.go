@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/azscep/azscep/internal/admin"
 	"github.com/azscep/azscep/internal/config"
 	"github.com/azscep/azscep/internal/crl"
 	"github.com/azscep/azscep/internal/custody"
@@ -210,6 +211,7 @@ func routes(d *deps) *http.ServeMux {
 	}
 	mux.HandleFunc("/api/certificates", admin)
 	mux.HandleFunc("/api/certificates/", admin)
+	mux.Handle("/api/console/", consoleHandler(d)) // the certificate console (internal/console)
 	mux.Handle("/revocation-sync", timer.Handler("timer", d.log, d.runSync))
 	if d.dev != nil && d.cfg.Mode == config.ModeLocal {
 		mux.Handle("/api/dev/", d.dev)
@@ -331,8 +333,8 @@ func (d *deps) runSync(ctx context.Context, info timer.Info) ([]string, error) {
 	return append(lines, d.sweepPending(ctx)...), err
 }
 
-// pendingReportAge is how old a pending record must be before the sweep reports it.
-const pendingReportAge = 30 * time.Minute
+// pendingReportAge is how old a pending record must be before the sweep reports it (the console's "stale").
+const pendingReportAge = admin.StalePendingAge
 
 // sweepPending reports pending records older than pendingReportAge (reliability.md §5.1): the request that wrote
 // each died between its pending record and the issued update, so a certificate may have been signed. They are

@@ -36,8 +36,10 @@ type Config struct {
 	Store     store.Store
 	Sync      Syncer // nil when Intune is not configured
 	OnRevoked func(serials []string)
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// Overview builds GET /api/certificates/overview (overview.go); nil answers 404.
+	Overview OverviewFunc
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // Handler serves /api/certificates.
@@ -136,6 +138,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rest := strings.Trim(strings.TrimPrefix(r.URL.Path, "/api/certificates"), "/")
+	if h.serveConsoleRoutes(w, r, rest) {
+		return
+	}
 	parts := strings.Split(rest, "/")
 	switch {
 	case rest == "":
@@ -198,10 +203,12 @@ func badRequest(w http.ResponseWriter, r *http.Request, code, detail string) {
 	httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusBadRequest, Code: code, Detail: detail})
 }
 
-// search answers GET /api/certificates?subject=&device=&requester=&status=&since=&until=&limit=&continuation=.
+// search answers GET /api/certificates?subject=&name=&device=&requester=&endpoint=&source=&status=&since=&until=
+// &limit=&continuation=.
 func (h *Handler) search(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	query := store.Query{Subject: q.Get("subject"), DeviceID: q.Get("device"), Requester: q.Get("requester"),
+	query := store.Query{Subject: q.Get("subject"), Name: q.Get("name"), DeviceID: q.Get("device"),
+		Requester: q.Get("requester"), Endpoint: q.Get("endpoint"), Source: q.Get("source"),
 		Status: store.Status(q.Get("status")), Continuation: q.Get("continuation")}
 	switch query.Status {
 	case "", store.StatusPending, store.StatusIssued, store.StatusAbandoned, store.StatusRevoked:

@@ -595,7 +595,7 @@ func TestMethodsAndRoutes(t *testing.T) {
 	}{
 		{http.MethodPost, "/api/certificates", "GET"},
 		{http.MethodDelete, "/api/certificates", "GET"},
-		{http.MethodGet, "/api/certificates/revocation-sync", "POST"},
+		{http.MethodDelete, "/api/certificates/revocation-sync", "GET, POST"},
 		{http.MethodPut, "/api/certificates/" + rec.Serial, "GET"},
 		{http.MethodPost, "/api/certificates/" + rec.Serial, "GET"},
 		{http.MethodGet, "/api/certificates/" + rec.Serial + "/revoke", "POST"},

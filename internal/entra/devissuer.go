@@ -65,6 +65,7 @@ type DevIssuer struct {
 	key    *rsa.PrivateKey
 	kid    string
 	jwks   []byte
+	auth   devAuthorizer // outstanding authorization codes (devauthorize.go)
 }
 
 // NewDevIssuer loads the signing key from cfg.Dir, creating it if absent.
@@ -313,6 +314,7 @@ func stableGUID(seed string) string {
 //	GET  {tenant}/.well-known/openid-configuration
 //	GET  {tenant}/discovery/v2.0/keys  (and {tenant}/discovery/keys)
 //	POST token   JSON DevTokenRequest → {"access_token", "token_type", "expires_in"}
+//	GET,POST authorize, POST token (form): the authorization-code + PKCE flow of devauthorize.go
 //
 // Mount it at the BaseURL path with a trailing slash, e.g.
 // mux.Handle("/api/dev/", dev.Handler()). Requests from non-loopback peers get
@@ -334,7 +336,14 @@ func (d *DevIssuer) serve(w http.ResponseWriter, r *http.Request) {
 	tp := d.cfg.TenantID + "/"
 	switch rel {
 	case "token":
+		if r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+			d.serveCodeToken(w, r)
+			return
+		}
 		d.serveToken(w, r)
+		return
+	case "authorize":
+		d.serveAuthorize(w, r)
 		return
 	case tp + "v2.0/.well-known/openid-configuration":
 		d.serveJSON(w, r, d.discovery(d.v2Issuer(), d.cfg.BaseURL+"/"+tp+"discovery/v2.0/keys"))
@@ -352,8 +361,10 @@ func (d *DevIssuer) discovery(issuer, jwksURI string) []byte {
 		"issuer":                                issuer,
 		"jwks_uri":                              jwksURI,
 		"token_endpoint":                        d.cfg.BaseURL + "/token",
+		"authorization_endpoint":                d.cfg.BaseURL + "/authorize",
+		"code_challenge_methods_supported":      []string{"S256"},
 		"id_token_signing_alg_values_supported": []string{"RS256"},
-		"response_types_supported":              []string{"token"},
+		"response_types_supported":              []string{"code", "token"},
 		"subject_types_supported":               []string{"pairwise"},
 	})
 	return b

@@ -129,12 +129,30 @@ type Certificates interface {
 // Query selects records for the admin API. Empty fields do not filter.
 type Query struct {
 	Subject      string // substring of the subject DN (case-insensitive)
+	Name         string // substring of the subject DN or of any SAN, e.g. a UPN (case-insensitive)
 	DeviceID     string
 	Requester    string
+	Endpoint     string // SCEP endpoint name or REST profile name
+	Source       string // SourceSCEP or SourceAPI
 	Status       Status
 	Since, Until time.Time // on Created
 	Limit        int
 	Continuation string
+}
+
+// NameMatches reports whether name is a case-insensitive substring of r's subject DN or of one of its SANs: the
+// Query.Name filter, shared by the implementations.
+func NameMatches(r *Record, name string) bool {
+	name = strings.ToLower(name)
+	if strings.Contains(strings.ToLower(r.Subject), name) {
+		return true
+	}
+	for _, san := range r.SANs {
+		if strings.Contains(strings.ToLower(san), name) {
+			return true
+		}
+	}
+	return false
 }
 
 // Index maps idempotency keys (SCEP transaction IDs per endpoint, REST retry keys) to serials. A key is only ever

@@ -310,7 +310,13 @@ func matches(r *store.Record, q *store.Query, subject string) bool {
 	if subject != "" && !strings.Contains(strings.ToLower(r.Subject), subject) {
 		return false
 	}
-	return true
+	if q.Endpoint != "" && r.Endpoint != q.Endpoint {
+		return false
+	}
+	if q.Source != "" && r.Source != q.Source {
+		return false
+	}
+	return q.Name == "" || store.NameMatches(r, q.Name)
 }
 
 // Search implements store.Certificates. Since is inclusive and Until exclusive. Pages are cut in serial order

@@ -483,18 +483,21 @@ func testSearchFilters(t *testing.T, s store.Store) {
 	type spec struct {
 		subject, device, requester string
 		status                     store.Status
+		source, endpoint           string
+		sans                       []string
 	}
 	specs := []spec{
-		{"CN=Alice Example,O=Acme", "dev-1", "o'brien@example.com", store.StatusIssued},
-		{"CN=alice-laptop,O=Acme", "dev-2", "intune", store.StatusPending},
-		{"CN=Bob,O=Other", "dev-1", "intune", store.StatusRevoked},
-		{"CN=Carol,O=Acme", "dev-3", "o'brien@example.com", store.StatusPending},
-		{"CN=Dave,O=Other", "", "app-1", store.StatusAbandoned},
+		{"CN=Alice Example,O=Acme", "dev-1", "o'brien@example.com", store.StatusIssued, store.SourceAPI, "api", []string{"dns:alice.acme.example"}},
+		{"CN=alice-laptop,O=Acme", "dev-2", "intune", store.StatusPending, store.SourceSCEP, "intune", []string{"upn:Zed@Acme.example"}},
+		{"CN=Bob,O=Other", "dev-1", "intune", store.StatusRevoked, store.SourceSCEP, "intune", nil},
+		{"CN=Carol,O=Acme", "dev-3", "o'brien@example.com", store.StatusPending, store.SourceSCEP, "static", nil},
+		{"CN=Dave,O=Other", "", "app-1", store.StatusAbandoned, store.SourceAPI, "api", []string{"dns:zed.other.example"}},
 	}
 	var ser []string
 	for i, sp := range specs {
 		r := FullRecord(NewSerial())
 		r.Subject, r.DeviceID, r.Requester = sp.subject, sp.device, sp.requester
+		r.Source, r.Endpoint, r.SANs = sp.source, sp.endpoint, sp.sans
 		r.Created = base.Add(time.Duration(i) * time.Hour)
 		mustInsert(t, s, r)
 		switch sp.status {
@@ -523,6 +526,13 @@ func testSearchFilters(t *testing.T, s store.Store) {
 		{"window", store.Query{Since: base.Add(time.Hour), Until: base.Add(4 * time.Hour)}, []int{1, 2, 3}},
 		{"combined", store.Query{Subject: "acme", Requester: "o'brien@example.com", Status: store.StatusPending}, []int{3}},
 		{"none", store.Query{DeviceID: "nope"}, nil},
+		{"name in subject or SAN", store.Query{Name: "ZED@"}, []int{1}},
+		{"name across fields", store.Query{Name: "zed"}, []int{1, 4}},
+		{"name in subject", store.Query{Name: "carol"}, []int{3}},
+		{"endpoint", store.Query{Endpoint: "intune"}, []int{1, 2}},
+		{"source", store.Query{Source: store.SourceAPI}, []int{0, 4}},
+		{"source endpoint injection", store.Query{Endpoint: "x' or Endpoint ne 'x"}, nil},
+		{"name and source", store.Query{Name: "acme", Source: store.SourceSCEP}, []int{1, 3}},
 	}
 	for _, tc := range cases {
 		var want []string

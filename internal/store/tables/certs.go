@@ -262,6 +262,12 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]*store.Record, str
 	if q.Requester != "" {
 		clauses = append(clauses, "Requester eq "+quote(q.Requester))
 	}
+	if q.Endpoint != "" {
+		clauses = append(clauses, "Endpoint eq "+quote(q.Endpoint))
+	}
+	if q.Source != "" {
+		clauses = append(clauses, "Source eq "+quote(q.Source))
+	}
 	if !q.Since.IsZero() {
 		clauses = append(clauses, "Created ge "+dateLiteral(q.Since))
 	}
@@ -271,7 +277,7 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]*store.Record, str
 	filter := strings.Join(clauses, " and ")
 	subject := strings.ToLower(q.Subject)
 	top := int32(limit + 1) // one more than a page tells whether another page follows
-	if subject != "" {
+	if subject != "" || q.Name != "" {
 		top = pageSize
 	}
 
@@ -287,7 +293,7 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]*store.Record, str
 			if err != nil {
 				return false, err
 			}
-			if subject != "" && !strings.Contains(strings.ToLower(r.Subject), subject) {
+			if subject != "" && !strings.Contains(strings.ToLower(r.Subject), subject) || q.Name != "" && !store.NameMatches(r, q.Name) {
 				scanned++
 				last = r.Serial
 				return true, nil

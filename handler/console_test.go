@@ -1,0 +1,565 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/azscep/azscep/internal/custody"
+	"github.com/azscep/azscep/internal/store"
+)
+
+// The certificate console in a real browser: Debian's headless Chromium driven over the DevTools protocol
+// (chromedp), against the real handler in local mode and Azurite. One browser, one tab, one walk through every
+// view; screenshots of each view go to .local/console/ (docs/console-*.png are copies of the main ones).
+
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatal("Debian's chromium is not installed: run `make test`, which installs it (make chromium-install)")
+	return ""
+}
+
+// browserSession is one headless Chromium tab plus what the test watches: console messages and downloads.
+type browserSession struct {
+	t         *testing.T
+	ctx       context.Context
+	downloads string
+	shots     string
+
+	mu       sync.Mutex
+	messages []chromedp.ConsoleMessage
+	done     map[string]string // download GUID → file path, when completed
+	used     map[string]bool   // downloads already returned
+	doneCh   chan struct{}
+}
+
+func newBrowser(t *testing.T) *browserSession {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.Flag("headless", true), chromedp.Flag("no-sandbox", true), chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true), chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("hide-scrollbars", true), chromedp.Flag("mute-audio", true),
+		chromedp.Flag("lang", "en-US"), chromedp.Env("TZ=Europe/Berlin"),
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900),
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(allocCtx)
+	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil { // start the browser with no deadline; steps get their own
+		t.Fatalf("starting chromium: %v", err)
+	}
+	b := &browserSession{t: t, ctx: ctx, downloads: t.TempDir(), shots: filepath.Join("..", ".local", "console"),
+		done: map[string]string{}, used: map[string]bool{}, doneCh: make(chan struct{}, 16)}
+	if err := os.MkdirAll(b.shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	messages := chromedp.Console(ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			b.mu.Lock()
+			b.messages = append(b.messages, m)
+			b.mu.Unlock()
+		}
+	}()
+	progress := chromedp.BrowserEvents(ctx, browser.DownloadProgress)
+	go func() {
+		for ev, err := range progress {
+			if err != nil {
+				return
+			}
+			if ev.State == browser.DownloadProgressStateCompleted {
+				b.mu.Lock()
+				b.done[ev.GUID] = filepath.Join(b.downloads, ev.GUID)
+				b.mu.Unlock()
+				b.doneCh <- struct{}{}
+			}
+		}
+	}()
+	on := true
+	if _, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+		Behavior: browser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: b.downloads, EventsEnabled: &on}); err != nil {
+		t.Fatalf("download behaviour: %v", err)
+	}
+	return b
+}
+
+// do runs steps with a deadline, failing the test with the step name.
+func (b *browserSession) do(name string, steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		b.shot("failed-" + strings.ReplaceAll(name, " ", "-"))
+		b.t.Fatalf("%s: %v", name, err)
+	}
+}
+
+// eval evaluates a JavaScript expression and returns its value.
+func eval[T any](b *browserSession, expr string) T {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		b.t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// waitFor polls a JavaScript condition in the page until it holds (the page's own state, not a sleep). A poll
+// that a navigation interrupts (its execution context or target is replaced) starts again in the new document.
+func (b *browserSession) waitFor(name, cond string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
+	defer cancel()
+	for {
+		_, err := chromedp.Run(ctx, chromedp.Poll[bool](cond))
+		if err == nil {
+			return
+		}
+		if ctx.Err() == nil && (strings.Contains(err.Error(), "context") || strings.Contains(err.Error(), "navigated") ||
+			strings.Contains(err.Error(), "active page")) {
+			continue
+		}
+		b.shot("failed-" + strings.ReplaceAll(name, " ", "-"))
+		b.t.Fatalf("waiting for %s (%s): %v\npage text: %s", name, cond, err, eval[string](b, "document.body.innerText"))
+	}
+}
+
+func (b *browserSession) shot(name string) {
+	ctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
+	defer cancel()
+	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Errorf("screenshot %s: %v", name, err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(b.shots, name+".png"), buf, 0o644); err != nil {
+		b.t.Errorf("screenshot %s: %v", name, err)
+	}
+}
+
+// shotViewport saves what the window shows (a long page's full screenshot would be mostly the same rows).
+func (b *browserSession) shotViewport(name string) {
+	ctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
+	defer cancel()
+	buf, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		b.t.Errorf("screenshot %s: %v", name, err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(b.shots, name+".png"), buf, 0o644); err != nil {
+		b.t.Errorf("screenshot %s: %v", name, err)
+	}
+}
+
+// download clicks sel and returns the bytes of the file the browser saved (downloads are one at a time).
+func (b *browserSession) download(sel string) []byte {
+	b.t.Helper()
+	b.do("click "+sel, chromedp.Click(chromedp.CSS(sel)))
+	timeout := time.After(15 * time.Second)
+	for {
+		b.mu.Lock()
+		for guid, p := range b.done {
+			if !b.used[guid] {
+				b.used[guid] = true
+				b.mu.Unlock()
+				data, err := os.ReadFile(p)
+				if err != nil {
+					b.t.Fatalf("reading the download of %s: %v", sel, err)
+				}
+				return data
+			}
+		}
+		b.mu.Unlock()
+		select {
+		case <-b.doneCh:
+		case <-timeout:
+			b.t.Fatalf("no download completed after clicking %s", sel)
+		}
+	}
+}
+
+// problems are the console messages that mean the page is broken: exceptions, console.error calls and browser log
+// errors (a CSP violation is one). Failed requests the test provokes on purpose (401, 403) are logged by the
+// browser as network errors and are not the page's fault, so they are left out.
+func (b *browserSession) problems() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, m := range b.messages {
+		if m.Type != chromedp.ConsoleError && m.Type != chromedp.ConsoleException && m.Type != chromedp.ConsoleWarning {
+			continue
+		}
+		if strings.Contains(m.Text, "Failed to load resource: the server responded with a status of 40") {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s %s (%s:%d)", m.Type, m.Text, m.URL, m.Line+1))
+	}
+	return out
+}
+
+// devTokenAs mints a token for upn from the running service's development issuer.
+func devTokenAs(t *testing.T, base, upn string, roles ...string) string {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"roles": roles, "upn": upn})
+	resp, err := http.Post(base+"/api/dev/token", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.AccessToken == "" {
+		t.Fatalf("dev token: %v (status %d)", err, resp.StatusCode)
+	}
+	return tok.AccessToken
+}
+
+// issueViaAPI gets a certificate for subject over /api/csr with a CSR.Request.Db token and returns it.
+func issueViaAPI(t *testing.T, base, token string, subject pkix.Name, dns ...string) *x509.Certificate {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: subject, DNSNames: dns}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, base+"/api/csr", bytes.NewReader(der))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/pkcs10")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("issuing %s: %d %s", subject, resp.StatusCode, body)
+	}
+	c, err := x509.ParseCertificate(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func ocspStatus(t *testing.T, base string, leaf, issuer *x509.Certificate) *ocsp.Response {
+	t.Helper()
+	reqDER, err := ocsp.CreateRequest(leaf, issuer, &ocsp.RequestOptions{Hash: crypto.SHA256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(base+"/api/ocsp", "application/ocsp-request", bytes.NewReader(reqDER))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	r, err := ocsp.ParseResponseForCert(body, leaf, issuer)
+	if err != nil {
+		t.Fatalf("OCSP response: %v", err)
+	}
+	return r
+}
+
+func TestConsoleInBrowser(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	ctx := context.Background()
+	caPEM, _ := os.ReadFile(filepath.Join(svc.cfg.LocalKeyDir, "ca.pem"))
+	cas, err := custody.ParsePEMCertificates(caPEM)
+	if err != nil || len(cas) == 0 {
+		t.Fatalf("CA certificate: %v", err)
+	}
+
+	// Data: 27 server certificates (more than one page of 25), one whose subject is markup, a stale pending
+	// record and a recorded sync run.
+	// One requester per certificate: /api/csr limits each caller to 5 requests a second.
+	var target *x509.Certificate
+	for i := range 27 {
+		tok := devTokenAs(t, svc.base, fmt.Sprintf("builder-%02d@azscep.local", i), "CSR.Request.Db")
+		name := fmt.Sprintf("app-%02d.contoso.example", i)
+		c := issueViaAPI(t, svc.base, tok, pkix.Name{CommonName: name}, name)
+		if i == 7 {
+			target = c
+		}
+	}
+	markup := pkix.Name{CommonName: "<script>window.__xss=1</script>", Organization: []string{`<img src=x onerror="window.__xss=2">`}}
+	issueViaAPI(t, svc.base, devTokenAs(t, svc.base, "mallory@azscep.local", "CSR.Request.Db"), markup)
+	stale := &store.Record{Serial: "5CA1AB1E0001", Status: store.StatusPending, Subject: "CN=half-done.contoso.example",
+		Issuer: cas[0].Subject.String(), NotBefore: time.Now(), NotAfter: time.Now().Add(24 * time.Hour), Source: store.SourceSCEP,
+		Endpoint: "static", Profile: "device", Requester: "static", Created: time.Now().Add(-2 * time.Hour)}
+	if err := svc.store.Insert(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.store.RecordRun(ctx, store.SyncRun{ID: "run-1", Started: time.Now().Add(-65 * time.Minute),
+		Finished: time.Now().Add(-64 * time.Minute), Trigger: "timer", Downloaded: 3, Revoked: 2, NotFound: 1, Uploaded: 3,
+		Errors: []string{"CertificateNotFoundError for serial 0BADC0DE"}}); err != nil {
+		t.Fatal(err)
+	}
+	console := svc.base + "/api/console/"
+
+	// Sign in through the dev issuer's authorization-code + PKCE flow.
+	b.do("open console", chromedp.Navigate(console))
+	b.waitFor("sign-in page", `!!document.querySelector("#signin")`)
+	if got := eval[string](b, `document.querySelector("h1").textContent`); !strings.Contains(got, "Sign in") {
+		t.Fatalf("first view %q, want the sign-in page", got)
+	}
+	b.shot("signin")
+	b.do("start sign-in", chromedp.Click(chromedp.ID("signin")))
+	b.waitFor("dev issuer form", `location.pathname === "/api/dev/authorize" && !!document.querySelector("#upn")`)
+	b.shot("dev-signin")
+	b.do("sign in", chromedp.Click(chromedp.ID("signin")))
+	b.waitFor("certificate list", `document.querySelectorAll("table.list tbody tr").length > 0`)
+	if s := eval[string](b, `location.search`); s != "" {
+		t.Errorf("the authorization code stays in the URL: %q", s)
+	}
+	if n := eval[int](b, `localStorage.length`); n != 0 {
+		t.Errorf("localStorage holds %d entries; tokens belong in memory or sessionStorage", n)
+	}
+	if !eval[bool](b, `(sessionStorage.getItem("azscep.console.session")||"").includes("eyJ")`) {
+		t.Error("no token in sessionStorage after sign-in")
+	}
+	if who := eval[string](b, `document.querySelector("#user-name").textContent`); who != "admin@azscep.local" {
+		t.Errorf("header shows %q, want the signed-in UPN", who)
+	}
+
+	// Paging: 28 issued + 1 pending = 29 records; page 1 has 25 and a next page.
+	if n := eval[int](b, `document.querySelectorAll("table.list tbody tr").length`); n != 25 {
+		t.Errorf("page 1 has %d rows, want 25", n)
+	}
+	b.shot("certificates")
+	b.do("next page", chromedp.Click(chromedp.ID("next-page")))
+	b.waitFor("page 2", `(document.querySelector("caption")||{}).textContent?.startsWith("Page 2")`)
+	if n := eval[int](b, `document.querySelectorAll("table.list tbody tr").length`); n != 4 {
+		t.Errorf("page 2 has %d rows, want 4", n)
+	}
+	b.do("previous page", chromedp.Click(chromedp.ID("prev-page")))
+	b.waitFor("page 1 again", `(document.querySelector("caption")||{}).textContent?.startsWith("Page 1")`)
+
+	// Markup in a subject renders as text and runs nothing.
+	b.do("search markup", chromedp.SendKeys(chromedp.ID("q"), "window.__xss\n"))
+	b.waitFor("markup result", `document.querySelectorAll("table.list tbody tr").length === 1`)
+	if got := eval[string](b, `document.querySelector("a.subject").textContent`); !strings.Contains(got, "<script") || !strings.Contains(got, "<img src=x") {
+		t.Errorf("subject renders as %q, want the literal markup", got)
+	}
+	b.do("open markup certificate", chromedp.Click(chromedp.CSS("a.subject")))
+	b.waitFor("markup details", `!!document.querySelector(".subject-title")`)
+	if eval[bool](b, `window.__xss !== undefined || document.querySelectorAll("main script, main img").length > 0`) {
+		t.Error("a subject with markup created elements or ran script")
+	}
+
+	// Search by serial (keyboard only: type and press Enter) opens the certificate.
+	serial := store.SerialString(target.SerialNumber)
+	b.do("search serial", chromedp.Navigate(console+"#/certificates"))
+	b.waitFor("search form", `!!document.querySelector("#q")`)
+	b.do("type serial", chromedp.SendKeys(chromedp.ID("q"), strings.ToLower(serial)+"\n"))
+	b.waitFor("certificate details", fmt.Sprintf(`location.hash === "#/certificate/%s" && !!document.querySelector("#download-pem")`, serial))
+	b.shot("certificate")
+	if got := eval[string](b, `document.querySelector("time.when").title`); !strings.HasSuffix(got, " UTC") {
+		t.Errorf("a date's hover text is %q, want the UTC time", got)
+	}
+	pemFile := b.download("#download-pem")
+	if blk, _ := pem.Decode(pemFile); blk == nil || !bytes.Equal(blk.Bytes, target.Raw) {
+		t.Errorf("downloaded PEM is not the certificate: %q", pemFile)
+	}
+	if der := b.download("#download-der"); !bytes.Equal(der, target.Raw) {
+		t.Errorf("downloaded DER (%d bytes) is not the certificate", len(der))
+	}
+
+	// Revoke with a reason and a confirmation; OCSP says revoked.
+	if r := ocspStatus(t, svc.base, target, cas[0]); r.Status != ocsp.Good {
+		t.Fatalf("OCSP before revocation: %d, want good", r.Status)
+	}
+	b.do("choose reason", chromedp.SetValue(chromedp.ID("reason"), "keyCompromise"), chromedp.Click(chromedp.ID("revoke-button")))
+	b.waitFor("confirmation dialog", `document.querySelector("#confirm-revoke").open`)
+	b.shot("revoke-confirm")
+	b.do("confirm", chromedp.Click(chromedp.ID("confirm-yes")))
+	b.waitFor("revoked notice", `!!document.querySelector("#revoke-result .notice.ok")`)
+	b.shot("revoked")
+	if r := ocspStatus(t, svc.base, target, cas[0]); r.Status != ocsp.Revoked || r.RevocationReason != ocsp.KeyCompromise {
+		t.Errorf("OCSP after revocation: status %d reason %d, want revoked/keyCompromise", r.Status, r.RevocationReason)
+	}
+	if rec, err := svc.store.Get(ctx, serial); err != nil || !strings.HasPrefix(rec.RevokedBy, "admin:admin@azscep.local") {
+		t.Errorf("revocation audit: %+v %v", rec, err)
+	}
+
+	// Submit a CSR (paste) and download the certificate.
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csrDER, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "web.contoso.example"},
+		DNSNames: []string{"web.contoso.example"}}, key)
+	csrPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}))
+	b.do("request view", chromedp.Navigate(console+"#/request"))
+	b.waitFor("request form", `!!document.querySelector("#csr") && document.querySelectorAll("#profile option").length > 0`)
+	b.do("paste CSR", chromedp.SetValue(chromedp.ID("csr"), csrPEM), chromedp.Click(chromedp.ID("request-button")))
+	b.waitFor("issued", `!!document.querySelector("#download-chain")`)
+	b.shot("request")
+	chain, err := custody.ParsePEMCertificates(b.download("#download-chain"))
+	if err != nil || len(chain) < 2 || !chain[0].PublicKey.(*ecdsa.PublicKey).Equal(&key.PublicKey) || chain[0].Subject.CommonName != "web.contoso.example" {
+		t.Errorf("downloaded chain: %d certificates, %v", len(chain), err)
+	}
+
+	// The CA overview and the operations view.
+	b.do("overview", chromedp.Navigate(console+"#/overview"))
+	b.waitFor("overview", `[...document.querySelectorAll("h2")].some(h => h.textContent === "CRL") && !!document.querySelector(".facts")`)
+	ov := eval[string](b, `document.querySelector("main").innerText`)
+	for _, want := range []string{cas[0].Subject.CommonName, "SCEP RA certificate", "CRL number", "static", "device", "api"} {
+		if !strings.Contains(ov, want) {
+			t.Errorf("overview lacks %q", want)
+		}
+	}
+	b.shot("overview")
+	b.do("operations", chromedp.Navigate(console+"#/operations"))
+	b.waitFor("operations", `document.querySelectorAll("table.list").length === 2`)
+	ops := eval[string](b, `document.querySelector("main").innerText`)
+	for _, want := range []string{"5CA1AB1E0001", "half-done.contoso.example", "CertificateNotFoundError", "timer"} {
+		if !strings.Contains(ops, want) {
+			t.Errorf("operations view lacks %q", want)
+		}
+	}
+	b.shot("operations")
+
+	// Usability: every form control has a label; narrow window / 200% zoom does not scroll sideways.
+	b.do("certificates again", chromedp.Navigate(console+"#/certificates"))
+	b.waitFor("list", `document.querySelectorAll("table.list tbody tr").length > 0`)
+	if unlabeled := eval[[]string](b, `[...document.querySelectorAll("input,select,textarea")].filter(e => !e.labels.length && !e.getAttribute("aria-label")).map(e => e.id || e.name)`); len(unlabeled) > 0 {
+		t.Errorf("controls without a label: %v", unlabeled)
+	}
+	if _, err := chromedp.Call(b.ctx, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{Width: 640, Height: 1000, DeviceScaleFactor: 2}); err != nil {
+		t.Fatal(err)
+	}
+	b.waitFor("narrow layout", `matchMedia("(max-width: 48rem)").matches`)
+	if eval[bool](b, `document.documentElement.scrollWidth > document.documentElement.clientWidth`) {
+		t.Errorf("at 640 CSS px (1280 px at 200%%) the page scrolls sideways: %d > %d",
+			eval[int](b, `document.documentElement.scrollWidth`), eval[int](b, `document.documentElement.clientWidth`))
+	}
+	b.shotViewport("narrow")
+	if _, err := chromedp.Call(b.ctx, emulation.ClearDeviceMetricsOverride, struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// An expired or refused token: the page says so and offers to sign in again.
+	b.do("spoil token", chromedp.Evaluate[chromedp.Void](`sessionStorage.setItem("azscep.console.session", JSON.stringify({token: "eyJ.bad.token", expires: Date.now() + 3600000}))`))
+	b.do("reload", chromedp.Navigate(console+"#/overview"), chromedp.Reload())
+	b.waitFor("expired message", `[...document.querySelectorAll(".notice h2")].some(h => h.textContent.includes("expired"))`)
+	b.shot("expired")
+
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("console errors: %s", strings.Join(p, "\n"))
+	}
+
+	// A user without Certificates.Manage sees which role is missing.
+	b.do("sign out", chromedp.Evaluate[chromedp.Void](`sessionStorage.clear()`), chromedp.Navigate(console+"#/certificates"), chromedp.Reload())
+	b.waitFor("sign-in page", `!!document.querySelector("#signin")`)
+	b.do("sign in as requester", chromedp.Click(chromedp.ID("signin")))
+	b.waitFor("dev issuer form", `!!document.querySelector("#upn")`)
+	b.do("untick manage", chromedp.SetValue(chromedp.ID("upn"), "requester@azscep.local"),
+		chromedp.Click(chromedp.CSS(`input[value="Certificates.Manage"]`)), chromedp.Click(chromedp.ID("signin")))
+	b.waitFor("403 message", `[...document.querySelectorAll(".notice h2")].some(h => h.textContent === "Missing role: Certificates.Manage")`)
+	if got := eval[string](b, `document.querySelector(".notice").innerText`); !strings.Contains(got, "requester@azscep.local") {
+		t.Errorf("403 message does not name the user: %q", got)
+	}
+	b.shot("forbidden")
+
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("console errors: %s", strings.Join(p, "\n"))
+	}
+
+	// The Content-Security-Policy blocks an injected inline script (and reports the violation).
+	blocked := eval[bool](b, `(() => {
+		window.__violations = 0;
+		document.addEventListener("securitypolicyviolation", () => window.__violations++);
+		const s = document.createElement("script");
+		s.textContent = "window.__injected = true";
+		document.body.append(s);
+		return window.__injected === undefined;
+	})()`)
+	if !blocked {
+		t.Error("an injected inline script ran: the CSP does not block it")
+	}
+	b.waitFor("CSP violation event", `window.__violations > 0`)
+}
+
+// TestConsoleHeaders: the console's responses carry the strict policy, and the admin API stays closed to other
+// origins (no CORS headers, even for a preflight).
+func TestConsoleHeaders(t *testing.T) {
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	resp, err := http.Get(svc.base + "/api/console/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	csp := resp.Header.Get("Content-Security-Policy")
+	for _, want := range []string{"default-src 'self'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'", "object-src 'none'", "base-uri 'none'"} {
+		if !strings.Contains(csp, want) {
+			t.Errorf("CSP %q lacks %q", csp, want)
+		}
+	}
+	if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") {
+		t.Errorf("CSP allows inline code: %q", csp)
+	}
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `<script src="app.js" defer></script>`) {
+		t.Fatalf("index: %d %s", resp.StatusCode, body)
+	}
+	var cfg map[string]string
+	resp, err = http.Get(svc.base + "/api/console/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&cfg)
+	resp.Body.Close()
+	if cfg["mode"] != "dev" || cfg["authorize"] != "/api/dev/authorize" {
+		t.Errorf("local config.json = %v, want the dev issuer", cfg)
+	}
+	req, _ := http.NewRequest(http.MethodOptions, svc.base+"/api/certificates", nil)
+	req.Header.Set("Origin", "https://evil.example")
+	req.Header.Set("Access-Control-Request-Method", "GET")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for k := range resp.Header {
+		if strings.HasPrefix(k, "Access-Control-") {
+			t.Errorf("admin API answers CORS header %s", k)
+		}
+	}
+}

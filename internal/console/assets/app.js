@@ -1,0 +1,847 @@
+// azscep certificate console. Plain JavaScript, no build step: every DOM node is built with createElement and
+// textContent (no HTML string is ever parsed), so certificate fields always render as text. Every action calls the existing
+// authenticated API on this origin with the signed-in user's bearer token. Tokens live in memory and
+// sessionStorage only (MSAL's session storage in Entra mode), never in localStorage.
+"use strict";
+
+(() => {
+  const SESSION_KEY = "azscep.console.session"; // dev mode: {token, expires}
+  const PKCE_KEY = "azscep.console.pkce"; // dev mode: {verifier, state, hash} while signing in
+  const ROLE_MANAGE = "Certificates.Manage";
+  const ROLE_REQUEST = "CSR.Request.Db";
+  const REASONS = [
+    ["unspecified", "Unspecified"],
+    ["keyCompromise", "Key compromise"],
+    ["affiliationChanged", "Affiliation changed"],
+    ["superseded", "Superseded"],
+    ["cessationOfOperation", "Cessation of operation"],
+    ["privilegeWithdrawn", "Privilege withdrawn"],
+  ];
+  const PAGE_SIZES = [25, 50, 100];
+
+  const state = {
+    cfg: null,
+    msal: null,
+    account: null,
+    session: null, // dev mode {token, expires}
+    overview: null,
+    search: { key: "", stack: [] }, // continuation tokens of earlier pages of the current query
+    busy: 0,
+  };
+
+  const main = document.getElementById("main");
+
+  // ---- DOM helpers -------------------------------------------------------------------------------------------
+  function el(tag, attrs, ...kids) {
+    const n = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === "class") n.className = v;
+      else if (k === "for") n.htmlFor = v;
+      else if (k === "text") n.textContent = v;
+      else if (k.startsWith("on")) n.addEventListener(k.slice(2), v);
+      else if (v === true) n.setAttribute(k, "");
+      else n.setAttribute(k, String(v));
+    }
+    for (const kid of kids.flat()) {
+      if (kid === undefined || kid === null || kid === false) continue;
+      n.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+    }
+    return n;
+  }
+
+  function setView(title, ...nodes) {
+    main.replaceChildren(...nodes);
+    document.title = title + " · Certificate console · azscep";
+    main.setAttribute("aria-label", title);
+  }
+
+  function focusMain() {
+    const h = main.querySelector("h1");
+    if (h) {
+      h.setAttribute("tabindex", "-1");
+      h.focus({ preventScroll: false });
+    }
+  }
+
+  // time renders an ISO date in the browser's time zone, with UTC on hover (and for screen readers in the title).
+  const localFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  const localDate = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+  function time(iso, dateOnly) {
+    if (!iso || iso.startsWith("0001-")) return el("span", { class: "muted", text: "—" });
+    const d = new Date(iso);
+    const utc = d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
+    return el("time", { datetime: d.toISOString(), title: utc, class: "when" }, (dateOnly ? localDate : localFmt).format(d));
+  }
+
+  // requester shows the UPN of a REST requester ("oid:… upn:…"), with the full value on hover.
+  function requester(r) {
+    if (!r) return "";
+    const m = r.match(/upn:(\S+)/);
+    return m ? el("span", { title: r, text: m[1] }) : r;
+  }
+
+  function source(c) {
+    const kind = c.source === "scep" ? "SCEP" : c.source === "api" ? "REST" : c.source;
+    return c.endpoint ? `${kind} · ${c.endpoint}` : kind;
+  }
+
+  function daysLeft(iso) {
+    return Math.floor((new Date(iso).getTime() - Date.now()) / 86400000);
+  }
+
+  function expiry(iso) {
+    const left = daysLeft(iso);
+    const cls = left < 0 ? "bad" : left < 30 ? "warn" : "ok";
+    const text = left < 0 ? "expired" : left === 0 ? "expires today" : `${left} days left`;
+    return el("span", {}, time(iso), " ", el("span", { class: "pill " + cls, text }));
+  }
+
+  function badge(status) {
+    return el("span", { class: "badge s-" + status, text: status });
+  }
+
+  function notice(kind, ...kids) {
+    return el("div", { class: "notice " + kind, role: kind === "error" ? "alert" : "status" }, ...kids);
+  }
+
+  function dl(rows) {
+    const list = el("dl", { class: "facts" });
+    for (const [k, v] of rows) {
+      if (v === undefined || v === null || v === "" || (Array.isArray(v) && v.length === 0)) continue;
+      list.append(el("dt", { text: k }), el("dd", {}, v instanceof Node ? v : String(v)));
+    }
+    return list;
+  }
+
+  function mono(s) {
+    return el("code", { class: "mono", text: s });
+  }
+
+  function download(name, type, data) {
+    const url = URL.createObjectURL(new Blob([data], { type }));
+    const a = el("a", { href: url, download: name });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+
+  function pemToDer(pem) {
+    const b64 = pem.replace(/-----[^-]+-----/g, "").replace(/\s+/g, "");
+    const bin = atob(b64);
+    const out = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+    return out;
+  }
+
+  function firstPem(text) {
+    const m = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/);
+    return m ? m[0] + "\n" : "";
+  }
+
+  // ---- progress --------------------------------------------------------------------------------------------
+  function busy(on) {
+    state.busy += on ? 1 : -1;
+    const p = document.getElementById("progress");
+    p.classList.toggle("on", state.busy > 0);
+    document.getElementById("progress-text").textContent = state.busy > 0 ? "Loading…" : "";
+    main.setAttribute("aria-busy", state.busy > 0 ? "true" : "false");
+  }
+
+  function loading(text) {
+    return el("p", { class: "loading", role: "status" }, el("span", { class: "spinner", "aria-hidden": "true" }), text || "Loading…");
+  }
+
+  // ---- tokens ----------------------------------------------------------------------------------------------
+  function b64url(bytes) {
+    let s = "";
+    for (const b of bytes) s += String.fromCharCode(b);
+    return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
+  function claims(token) {
+    try {
+      const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      return JSON.parse(decodeURIComponent(escape(atob(part))));
+    } catch {
+      return {};
+    }
+  }
+
+  function loadSession() {
+    try {
+      const s = JSON.parse(sessionStorage.getItem(SESSION_KEY) || "null");
+      if (s && s.token && s.expires > Date.now() + 30000) return s;
+    } catch {
+      /* a damaged entry is a signed-out session */
+    }
+    sessionStorage.removeItem(SESSION_KEY);
+    return null;
+  }
+
+  async function devSignIn() {
+    const verifier = b64url(crypto.getRandomValues(new Uint8Array(32)));
+    const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
+    const st = b64url(crypto.getRandomValues(new Uint8Array(16)));
+    const hash = location.hash && location.hash !== "#/signin" ? location.hash : "#/certificates";
+    sessionStorage.setItem(PKCE_KEY, JSON.stringify({ verifier, state: st, hash }));
+    const u = new URL(state.cfg.authorize, location.origin);
+    u.search = new URLSearchParams({
+      response_type: "code",
+      client_id: state.cfg.clientId,
+      redirect_uri: redirectURI(),
+      scope: state.cfg.scope,
+      state: st,
+      code_challenge: b64url(new Uint8Array(digest)),
+      code_challenge_method: "S256",
+    }).toString();
+    location.assign(u.toString());
+  }
+
+  function redirectURI() {
+    return location.origin + location.pathname;
+  }
+
+  // devCompleteSignIn redeems ?code= after the dev issuer redirected back.
+  async function devCompleteSignIn() {
+    const q = new URLSearchParams(location.search);
+    if (!q.has("code") && !q.has("error")) return;
+    const saved = JSON.parse(sessionStorage.getItem(PKCE_KEY) || "null");
+    sessionStorage.removeItem(PKCE_KEY);
+    history.replaceState(null, "", location.pathname + ((saved && saved.hash) || "#/certificates"));
+    if (!saved || q.get("state") !== saved.state) throw new Error("The sign-in answer did not match this tab's request; sign in again.");
+    const body = new URLSearchParams({
+      grant_type: "authorization_code",
+      code: q.get("code"),
+      redirect_uri: redirectURI(),
+      client_id: state.cfg.clientId,
+      code_verifier: saved.verifier,
+    });
+    const resp = await fetch(state.cfg.token, { method: "POST", body, credentials: "omit", cache: "no-store" });
+    const tok = await resp.json().catch(() => ({}));
+    if (!resp.ok || !tok.access_token) throw new Error("Sign-in failed: " + (tok.error_description || resp.status));
+    state.session = { token: tok.access_token, expires: Date.now() + tok.expires_in * 1000 };
+    sessionStorage.setItem(SESSION_KEY, JSON.stringify(state.session));
+  }
+
+  function loadScript(src) {
+    return new Promise((resolve, reject) => {
+      const s = el("script", { src });
+      s.addEventListener("load", resolve);
+      s.addEventListener("error", () => reject(new Error("could not load " + src)));
+      document.head.append(s);
+    });
+  }
+
+  async function entraInit() {
+    await loadScript("vendor/msal-browser.min.js");
+    const msal = window.msal;
+    state.msal = new msal.PublicClientApplication({
+      auth: { clientId: state.cfg.clientId, authority: state.cfg.authority, redirectUri: redirectURI(), postLogoutRedirectUri: redirectURI() },
+      cache: { cacheLocation: "sessionStorage" },
+    });
+    await state.msal.initialize();
+    const res = await state.msal.handleRedirectPromise();
+    state.account = (res && res.account) || state.msal.getAllAccounts()[0] || null;
+    if (state.account) state.msal.setActiveAccount(state.account);
+  }
+
+  // token returns a bearer token for the API, or null when the user must sign in (again).
+  async function token() {
+    if (state.cfg.mode === "dev") {
+      state.session = loadSession();
+      return state.session ? state.session.token : null;
+    }
+    if (state.cfg.mode !== "entra" || !state.account) return null;
+    try {
+      const r = await state.msal.acquireTokenSilent({ scopes: [state.cfg.scope], account: state.account });
+      return r.accessToken;
+    } catch (e) {
+      if (e instanceof window.msal.InteractionRequiredAuthError) return null;
+      throw e;
+    }
+  }
+
+  async function signIn() {
+    if (state.cfg.mode === "dev") return devSignIn();
+    if (state.cfg.mode === "entra") return state.msal.loginRedirect({ scopes: [state.cfg.scope] });
+  }
+
+  function signOut() {
+    sessionStorage.removeItem(SESSION_KEY);
+    state.session = null;
+    if (state.cfg.mode === "entra" && state.account) {
+      state.msal.logoutRedirect({ account: state.account });
+      return;
+    }
+    location.hash = "#/signin";
+    render();
+  }
+
+  // ---- API -------------------------------------------------------------------------------------------------
+  class ApiError extends Error {
+    constructor(status, problem, role) {
+      super((problem && (problem.detail || problem.title)) || "HTTP " + status);
+      this.status = status;
+      this.problem = problem || {};
+      this.role = role;
+    }
+  }
+
+  async function api(path, opts = {}, role = ROLE_MANAGE) {
+    const tok = await token();
+    if (!tok) throw new ApiError(401, { code: "signed_out", detail: "not signed in" }, role);
+    const headers = Object.assign({ Authorization: "Bearer " + tok }, opts.headers || {});
+    busy(true);
+    let resp;
+    try {
+      resp = await fetch(path, Object.assign({}, opts, { headers, credentials: "omit", cache: "no-store" }));
+    } catch {
+      throw new ApiError(0, { code: "network", detail: "the CA could not be reached" }, role);
+    } finally {
+      busy(false);
+    }
+    if (resp.ok) return resp;
+    let problem = {};
+    try {
+      problem = await resp.json();
+    } catch {
+      /* not problem+json */
+    }
+    throw new ApiError(resp.status, problem, role);
+  }
+
+  async function apiJSON(path, opts, role) {
+    const resp = await api(path, opts, role);
+    return resp.json();
+  }
+
+  function whoAmI() {
+    if (state.cfg.mode === "dev" && state.session) {
+      const c = claims(state.session.token);
+      return { name: c.name || c.preferred_username || "developer", upn: c.preferred_username || c.upn || "", roles: c.roles || [] };
+    }
+    if (state.account) {
+      const c = state.account.idTokenClaims || {};
+      return { name: state.account.name || state.account.username, upn: state.account.username, roles: c.roles || [] };
+    }
+    return null;
+  }
+
+  // errorView explains a failed call: what happened and what to do next.
+  function errorView(err, retry) {
+    if (!(err instanceof ApiError)) {
+      return notice("error", el("strong", { text: "Something went wrong. " }), String(err.message || err),
+        retry ? el("button", { type: "button", class: "ghost", onclick: retry, text: "Try again" }) : null);
+    }
+    const code = err.problem.code || "";
+    if (err.status === 401) {
+      return notice("error", el("h2", { text: code === "signed_out" ? "You are signed out" : "Your sign-in has expired" }),
+        el("p", { text: code === "signed_out" ? "Sign in to continue." : "The CA did not accept your token any more (" + (err.problem.detail || "expired") + "). Sign in again to continue." }),
+        el("button", { type: "button", class: "primary", onclick: () => { sessionStorage.removeItem(SESSION_KEY); signIn(); }, text: "Sign in again" }));
+    }
+    if (err.status === 403) {
+      const me = whoAmI();
+      return notice("error", el("h2", { text: "Missing role: " + err.role }),
+        el("p", {}, "You are signed in as ", el("strong", { text: (me && (me.upn || me.name)) || "this user" }),
+          ", but your account does not hold the app role ", el("code", { text: err.role }), ", which this page needs."),
+        el("p", { text: "Ask an administrator to assign it to you: Entra admin center → Enterprise applications → the azscep API → Users and groups." }),
+        el("p", { class: "muted" }, "The CA answered 403 ", el("code", { text: code || "forbidden" }), err.problem.detail ? ": " + err.problem.detail : ""));
+    }
+    let msg;
+    if (err.status === 0) msg = "The CA could not be reached. Check your connection and try again.";
+    else if (err.status === 503) msg = "A service the CA depends on (Table Storage, Key Vault or Entra) is unavailable. Try again in a moment.";
+    else if (err.status === 404 && code === "api_disabled") msg = "The admin API is not configured on this CA (set AZSCEP_API_TENANT_ID).";
+    else msg = "The CA answered " + err.status + (code ? " (" + code + ")" : "") + ": " + err.message;
+    return notice("error", el("p", { text: msg }), retry ? el("button", { type: "button", class: "ghost", onclick: retry, text: "Try again" }) : null);
+  }
+
+  // ---- router ----------------------------------------------------------------------------------------------
+  function parseHash() {
+    const h = location.hash.replace(/^#\/?/, "");
+    const [path, query] = h.split("?");
+    const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+    return { view: parts[0] || "certificates", arg: parts[1], params: new URLSearchParams(query || "") };
+  }
+
+  function go(hash) {
+    if (location.hash === hash) render();
+    else location.hash = hash;
+  }
+
+  async function render() {
+    const route = parseHash();
+    const signedIn = !!(await token().catch(() => null));
+    document.getElementById("nav").hidden = !signedIn;
+    document.getElementById("user").hidden = !signedIn;
+    if (signedIn) {
+      const me = whoAmI();
+      document.getElementById("user-name").textContent = me ? me.upn || me.name : "";
+      document.getElementById("user-name").title = me && me.roles.length ? "Roles: " + me.roles.join(", ") : "No app roles";
+    }
+    for (const a of document.querySelectorAll("#nav a")) {
+      const cur = a.dataset.view === route.view || (route.view === "certificate" && a.dataset.view === "certificates");
+      if (cur) a.setAttribute("aria-current", "page");
+      else a.removeAttribute("aria-current");
+    }
+    if (state.cfg.mode === "disabled") return viewDisabled();
+    if (!signedIn) return viewSignIn();
+    switch (route.view) {
+      case "certificate":
+        return viewCertificate(route.arg);
+      case "request":
+        return viewRequest();
+      case "overview":
+        return viewOverview();
+      case "operations":
+        return viewOperations();
+      default:
+        return viewCertificates(route.params);
+    }
+  }
+
+  // ---- views -----------------------------------------------------------------------------------------------
+  function viewDisabled() {
+    setView("Not configured",
+      el("section", { class: "card narrow" }, el("h1", { text: "The admin API is not configured" }),
+        el("p", { text: "Set AZSCEP_API_TENANT_ID and AZSCEP_API_AUDIENCES (see README, REST enrollment) to sign in to the console." })));
+  }
+
+  function viewSignIn() {
+    const dev = state.cfg.mode === "dev";
+    setView("Sign in",
+      el("section", { class: "card narrow signin" },
+        el("h1", { text: "Sign in to the certificate console" }),
+        el("p", { text: "Search, inspect and revoke the certificates this CA issued, request server certificates, and watch the Intune revocation sync." }),
+        dev ? notice("info", el("p", {}, el("strong", { text: "Local mode. " }), "You sign in with the development token issuer: choose a user and app roles, no password.")) : null,
+        el("button", { type: "button", class: "primary big", id: "signin", onclick: () => signIn().catch(showFatal), text: dev ? "Sign in with the development issuer" : "Sign in with Microsoft Entra ID" }),
+        el("p", { class: "muted small", text: "Searching and revoking need the app role Certificates.Manage; requesting certificates needs CSR.Request.Db." })));
+    focusMain();
+  }
+
+  // --- certificates: search and paging
+  function looksLikeSerial(q) {
+    const s = q.replace(/[:\s]/g, "").replace(/^0x/i, "");
+    return s.length >= 6 && s.length <= 40 && /^[0-9a-f]+$/i.test(s) ? s.toUpperCase().replace(/^0+/, "") : "";
+  }
+
+  function field(label, input, hint) {
+    const id = input.id;
+    return el("div", { class: "field" }, el("label", { for: id, text: label }), input, hint ? el("small", { id: id + "-hint", class: "hint", text: hint }) : null);
+  }
+
+  function select(id, options, value) {
+    const s = el("select", { id, name: id });
+    for (const [v, label] of options) s.append(el("option", { value: v, text: label, selected: v === value }));
+    return s;
+  }
+
+  async function endpointOptions() {
+    const opts = [["", "Any"]];
+    const ov = await overview().catch(() => null);
+    if (ov) {
+      for (const e of ov.endpoints || []) opts.push([e.name, "SCEP: " + e.name]);
+      if (ov.apiProfile) opts.push([ov.apiProfile, "REST: " + ov.apiProfile]);
+    }
+    return opts;
+  }
+
+  async function overview(force) {
+    if (!state.overview || force) state.overview = await apiJSON("../certificates/overview");
+    return state.overview;
+  }
+
+  async function viewCertificates(params) {
+    const p = (k) => params.get(k) || "";
+    const q = el("input", { id: "q", name: "q", type: "search", value: p("q"), placeholder: "e.g. device-0001, alice@contoso.com or a serial", "aria-describedby": "q-hint", autocomplete: "off" });
+    const form = el("form", { class: "search", role: "search", "aria-label": "Search certificates" },
+      el("div", { class: "grid" },
+        field("Serial, name or UPN", q, "A serial opens that certificate; anything else matches the subject or a SAN."),
+        field("Status", select("status", [["", "Any"], ["issued", "Issued"], ["revoked", "Revoked"], ["pending", "Pending"], ["abandoned", "Abandoned"]], p("status"))),
+        field("Source", select("source", [["", "Any"], ["scep", "SCEP"], ["api", "REST /api/csr"]], p("source"))),
+        field("Endpoint or profile", select("endpoint", [["", "Any"]].concat(p("endpoint") ? [[p("endpoint"), p("endpoint")]] : []), p("endpoint"))),
+        field("Device ID", el("input", { id: "device", name: "device", value: p("device"), autocomplete: "off" })),
+        field("Requester", el("input", { id: "requester", name: "requester", value: p("requester"), autocomplete: "off" })),
+        field("Issued from", el("input", { id: "since", name: "since", type: "date", value: p("since") })),
+        field("Issued before", el("input", { id: "until", name: "until", type: "date", value: p("until") })),
+        field("Per page", select("limit", PAGE_SIZES.map((n) => [String(n), String(n)]), p("limit") || "25"))),
+      el("div", { class: "actions" },
+        el("button", { type: "submit", class: "primary", id: "search-button", text: "Search" }),
+        el("button", { type: "button", class: "ghost", onclick: () => go("#/certificates"), text: "Clear" })));
+    const results = el("div", { id: "results", "aria-live": "polite" });
+    setView("Certificates", el("h1", { text: "Certificates" }), form, results);
+
+    endpointOptions().then((opts) => {
+      const s = document.getElementById("endpoint");
+      if (!s) return;
+      const cur = s.value;
+      s.replaceChildren(...opts.map(([v, l]) => el("option", { value: v, text: l, selected: v === cur })));
+    });
+
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const f = new FormData(form);
+      const out = new URLSearchParams();
+      for (const [k, v] of f.entries()) if (v && !(k === "limit" && v === "25")) out.set(k, String(v).trim());
+      state.search.stack = [];
+      const hash = "#/certificates" + (out.toString() ? "?" + out.toString() : "");
+      go(hash);
+    });
+
+    const query = new URLSearchParams();
+    const serial = looksLikeSerial(p("q"));
+    if (p("q") && serial && !params.get("continuation")) {
+      results.replaceChildren(loading("Looking up serial " + serial + "…"));
+      try {
+        await api("../certificates/" + encodeURIComponent(serial));
+        // Replace the search entry, so Back returns to where the search started rather than bouncing here again.
+        return location.replace("#/certificate/" + serial);
+      } catch (e) {
+        if (!(e instanceof ApiError) || e.status !== 404) return results.replaceChildren(errorView(e, () => render()));
+      }
+    }
+    if (p("q")) query.set("name", p("q"));
+    for (const k of ["status", "source", "endpoint", "device", "requester"]) if (p(k)) query.set(k, p(k));
+    if (p("since")) query.set("since", new Date(p("since") + "T00:00:00").toISOString());
+    if (p("until")) query.set("until", new Date(p("until") + "T00:00:00").toISOString());
+    query.set("limit", p("limit") || "25");
+    if (p("continuation")) query.set("continuation", p("continuation"));
+
+    const key = [...query.entries()].filter(([k]) => k !== "continuation").map((e) => e.join("=")).join("&");
+    if (state.search.key !== key) state.search = { key, stack: [] };
+
+    results.replaceChildren(loading("Searching…"));
+    let page;
+    try {
+      page = await apiJSON("../certificates?" + query.toString());
+    } catch (e) {
+      return results.replaceChildren(errorView(e, () => render()));
+    }
+    results.replaceChildren(resultsTable(page, params));
+  }
+
+  function resultsTable(page, params) {
+    const pageNo = state.search.stack.length + 1;
+    if (!page.items.length) {
+      return el("div", { class: "empty" }, el("h2", { text: pageNo > 1 ? "No more certificates" : "No certificates match" }),
+        el("p", { text: pageNo > 1 ? "This was the last page." : "Try fewer filters, part of a name, or a full serial." }));
+    }
+    const table = el("table", { class: "list" },
+      el("caption", { text: `Page ${pageNo}: ${page.items.length} certificate${page.items.length === 1 ? "" : "s"}` + (page.continuation ? ", more on the next page" : "") }),
+      el("thead", {}, el("tr", {}, ["Subject", "Serial", "Status", "Source", "Requester / device", "Issued", "Expires"].map((h) => el("th", { scope: "col", text: h })))),
+      el("tbody", {}, page.items.map((c) => el("tr", {},
+        el("td", { "data-label": "Subject" }, el("a", { href: "#/certificate/" + encodeURIComponent(c.serial), class: "subject" }, c.subject || "(empty subject)"),
+          c.sans && c.sans.length ? el("div", { class: "muted small", text: c.sans.join(", ") }) : null),
+        el("td", { "data-label": "Serial" }, mono(c.serial)),
+        el("td", { "data-label": "Status" }, badge(c.status)),
+        el("td", { "data-label": "Source" }, source(c)),
+        el("td", { "data-label": "Requester" }, requester(c.requester), c.deviceId ? el("div", { class: "muted small", text: "device " + c.deviceId }) : null),
+        el("td", { "data-label": "Issued" }, time(c.notBefore, true)),
+        el("td", { "data-label": "Expires" }, time(c.notAfter, true))))));
+    const prev = el("button", { type: "button", class: "ghost", id: "prev-page", disabled: pageNo === 1, text: "← Previous page" });
+    const next = el("button", { type: "button", class: "ghost", id: "next-page", disabled: !page.continuation, text: "Next page →" });
+    prev.addEventListener("click", () => {
+      const back = state.search.stack.pop();
+      const p = new URLSearchParams(params);
+      if (back) p.set("continuation", back);
+      else p.delete("continuation");
+      go("#/certificates?" + p.toString());
+    });
+    next.addEventListener("click", () => {
+      state.search.stack.push(params.get("continuation") || "");
+      const p = new URLSearchParams(params);
+      p.set("continuation", page.continuation);
+      go("#/certificates?" + p.toString());
+    });
+    return el("div", {}, el("div", { class: "table-wrap" }, table), el("nav", { class: "pager", "aria-label": "Pages" }, prev, el("span", { class: "muted", text: "Page " + pageNo }), next));
+  }
+
+  // --- one certificate
+  async function viewCertificate(serial) {
+    setView("Certificate " + serial, el("p", { class: "crumbs" }, el("a", { href: "#/certificates", text: "← Certificates" })), loading());
+    let c;
+    try {
+      c = await apiJSON("../certificates/" + encodeURIComponent(serial));
+    } catch (e) {
+      const err = e instanceof ApiError && e.status === 404
+        ? notice("error", el("h2", { text: "No such certificate" }), el("p", {}, "No certificate has the serial ", mono(serial), "."))
+        : errorView(e, () => render());
+      return setView("Certificate " + serial, el("p", { class: "crumbs" }, el("a", { href: "#/certificates", text: "← Certificates" })), el("h1", { text: "Certificate" }), err);
+    }
+    const ov = await overview().catch(() => null);
+    const revocable = c.status !== "revoked";
+    const audit = el("ol", { class: "audit" },
+      el("li", {}, time(c.created), ` Requested over ${source(c)}`, c.requester ? el("span", {}, " by ", requester(c.requester)) : null),
+      c.sha256 ? el("li", { text: "Signed by the CA key and recorded as issued" + (c.profile ? ` (profile ${c.profile})` : "") }) : null,
+      c.intuneNotified ? el("li", { text: "Intune accepted the success notification" }) : null,
+      c.withheld ? el("li", { class: "bad", text: "Withheld: signed but never delivered (Intune refused the notification)" }) : null,
+      c.note ? el("li", { text: "Note: " + c.note }) : null,
+      c.status === "revoked" ? el("li", { class: "bad" }, time(c.revokedAt), ` Revoked (${c.revocationReason || "unspecified"})` + (c.revokedBy ? ` by ${c.revokedBy}` : "")) : null);
+    const chain = el("ol", { class: "chain" }, el("li", {}, el("strong", { text: c.subject || "(empty subject)" }), el("span", { class: "muted", text: " — this certificate" })));
+    if (ov && ov.ca) for (const ca of ov.ca) chain.prepend(el("li", {}, ca.subject, el("span", { class: "muted", text: ca.subject === ca.issuer ? " — root" : " — CA" })));
+    else chain.prepend(el("li", { text: c.issuer }));
+
+    const downloads = el("div", { class: "actions" },
+      c.pem ? el("button", { type: "button", class: "ghost", id: "download-pem", onclick: () => download(c.serial + ".pem", "application/x-pem-file", c.pem), text: "Download PEM" }) : null,
+      c.pem ? el("button", { type: "button", class: "ghost", id: "download-der", onclick: () => download(c.serial + ".cer", "application/pkix-cert", pemToDer(c.pem)), text: "Download DER" }) : null,
+      !c.pem ? el("span", { class: "muted", text: "No certificate was stored (the signature never completed), so there is nothing to download." }) : null);
+
+    const sections = [
+      el("p", { class: "crumbs" }, el("a", { href: "#/certificates", text: "← Certificates" })),
+      el("div", { class: "title-row" }, el("h1", { class: "subject-title" }, c.subject || "(empty subject)"), badge(c.status)),
+      el("div", { id: "revoke-result", "aria-live": "polite" }),
+      el("div", { class: "cols" },
+        el("section", { class: "card" }, el("h2", { text: "Names" }), dl([["Subject", c.subject], ["Subject alternative names", c.sans ? el("ul", { class: "plain" }, c.sans.map((s) => el("li", { text: s }))) : ""], ["Serial", mono(c.serial)]])),
+        el("section", { class: "card" }, el("h2", { text: "Validity" }), dl([["Not before", time(c.notBefore)], ["Not after", expiry(c.notAfter)], ["Status", badge(c.status)],
+          ["Revoked", c.revokedAt ? time(c.revokedAt) : ""], ["Reason", c.revocationReason], ["Revoked by", c.revokedBy]])),
+        el("section", { class: "card" }, el("h2", { text: "Lineage" }), chain, dl([["Issuer", c.issuer], ["Profile", c.profile]])),
+        el("section", { class: "card" }, el("h2", { text: "Request and Intune" }), dl([["Source", source(c)], ["Requester", c.requester],  ["Device ID", c.deviceId],
+          ["Transaction ID", c.transactionId ? mono(c.transactionId) : ""], ["Intune notified", c.source === "scep" ? (c.intuneNotified ? "yes" : "no") : ""], ["Withheld", c.withheld ? "yes" : ""]])),
+        el("section", { class: "card" }, el("h2", { text: "Fingerprints" }), dl([["SHA-256", c.sha256 ? mono(c.sha256) : ""], ["SHA-1", c.sha1 ? mono(c.sha1) : ""]]), downloads),
+        el("section", { class: "card" }, el("h2", { text: "Audit trail" }), audit)),
+    ];
+    if (revocable) sections.push(revokePanel(c));
+    setView("Certificate " + c.serial, ...sections);
+    focusMain();
+  }
+
+  function revokePanel(c) {
+    const reason = select("reason", REASONS, "unspecified");
+    const comment = el("input", { id: "comment", name: "comment", maxlength: "256", autocomplete: "off" });
+    const dialog = el("dialog", { id: "confirm-revoke", "aria-labelledby": "confirm-title" });
+    const form = el("form", { class: "revoke" },
+      el("h2", { text: "Revoke this certificate" }),
+      el("p", { class: "muted", text: "Revocation is permanent: the CRL and the OCSP responder report the certificate as revoked from the moment it is recorded." }),
+      el("div", { class: "grid two" }, field("Reason (RFC 5280)", reason), field("Comment (audit log, optional)", comment)),
+      el("div", { class: "actions" }, el("button", { type: "submit", class: "danger", id: "revoke-button", text: "Revoke…" })),
+      dialog);
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const label = REASONS.find(([v]) => v === reason.value)[1];
+      const yes = el("button", { type: "button", class: "danger", id: "confirm-yes", text: "Revoke certificate" });
+      const no = el("button", { type: "button", class: "ghost", id: "confirm-no", text: "Cancel" });
+      dialog.replaceChildren(
+        el("h2", { id: "confirm-title", text: "Revoke this certificate?" }),
+        dl([["Subject", c.subject], ["Serial", mono(c.serial)], ["Reason", label]]),
+        el("p", { text: "This cannot be undone." }),
+        el("div", { class: "actions" }, no, yes));
+      no.addEventListener("click", () => dialog.close());
+      yes.addEventListener("click", async () => {
+        dialog.close();
+        const out = document.getElementById("revoke-result");
+        out.replaceChildren(loading("Revoking…"));
+        try {
+          const r = await apiJSON("../certificates/" + encodeURIComponent(c.serial) + "/revoke", {
+            method: "POST",
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ reason: reason.value, comment: comment.value }),
+          });
+          await viewCertificate(c.serial);
+          document.getElementById("revoke-result").replaceChildren(notice("ok", el("strong", { text: r.alreadyRevoked ? "Already revoked. " : "Revoked. " }),
+            r.alreadyRevoked ? "The certificate had been revoked before; the recorded reason is " + r.revocationReason + "." : "The CRL and OCSP now report this certificate as revoked (" + r.revocationReason + ")."));
+        } catch (e) {
+          out.replaceChildren(errorView(e));
+        }
+      });
+      dialog.showModal();
+      no.focus();
+    });
+    return el("section", { class: "card danger-zone" }, form);
+  }
+
+  // --- request a certificate (the Certificate Master flow)
+  async function viewRequest() {
+    const text = el("textarea", { id: "csr", name: "csr", rows: "9", spellcheck: "false", placeholder: "-----BEGIN CERTIFICATE REQUEST-----", "aria-describedby": "csr-hint" });
+    const file = el("input", { id: "csr-file", name: "file", type: "file", accept: ".csr,.req,.pem,.der,.p10" });
+    const profile = select("profile", [], "");
+    const out = el("div", { id: "request-result", "aria-live": "polite" });
+    const form = el("form", { class: "card", id: "request-form" },
+      field("Certificate signing request (PEM)", text, "Paste a PKCS#10 request, e.g. from: openssl req -new -newkey rsa:3072 -nodes -keyout app.key -subj /CN=app.contoso.com -addext subjectAltName=DNS:app.contoso.com"),
+      field("…or choose a file (PEM or DER)", file),
+      field("Profile", profile, "The certificate is built from the profile: key usages, EKUs and validity come from it, never from the request."),
+      el("div", { id: "profile-info" }),
+      el("div", { class: "actions" }, el("button", { type: "submit", class: "primary", id: "request-button", text: "Request certificate" })));
+    setView("Request a certificate", el("h1", { text: "Request a certificate" }),
+      el("p", { class: "lead", text: "Submit a CSR for a server or application certificate and download the result. Needs the app role CSR.Request.Db." }), form, out);
+    focusMain();
+
+    overview().then((ov) => {
+      const names = ov.apiProfile ? [ov.apiProfile] : [];
+      profile.replaceChildren(...names.map((n) => el("option", { value: n, text: n })));
+      const info = (ov.profiles || []).find((p) => p.name === ov.apiProfile);
+      if (info) {
+        document.getElementById("profile-info").replaceChildren(dl([["Validity", info.validity], ["Key usage", (info.keyUsage || []).join(", ")],
+          ["Extended key usage", (info.eku || []).join(", ")], ["Names allowed", (info.sans || []).join(", ")]]));
+      }
+    }).catch(() => {
+      profile.replaceChildren(el("option", { value: "", text: "the CA's API profile" }));
+    });
+
+    file.addEventListener("change", async () => {
+      const f = file.files[0];
+      if (!f) return;
+      if (f.size > 64 * 1024) {
+        out.replaceChildren(notice("error", el("p", { text: "That file is larger than 64 KiB; a CSR is a few KiB at most." })));
+        file.value = "";
+        return;
+      }
+      const buf = new Uint8Array(await f.arrayBuffer());
+      const txt = new TextDecoder().decode(buf);
+      if (txt.includes("-----BEGIN")) {
+        text.value = txt.trim();
+        file.dataset.der = "";
+      } else {
+        text.value = "";
+        text.placeholder = `${f.name}: ${buf.length} bytes of DER will be submitted`;
+        file.dataset.der = "1";
+      }
+    });
+
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      let body, ctype;
+      if (file.dataset.der === "1" && file.files[0]) {
+        body = new Uint8Array(await file.files[0].arrayBuffer());
+        ctype = "application/pkcs10";
+      } else {
+        body = text.value.trim();
+        ctype = "application/x-pem-file";
+        if (!body) {
+          out.replaceChildren(notice("error", el("p", { text: "Paste a CSR or choose a file first." })));
+          text.focus();
+          return;
+        }
+        if (!body.includes("-----BEGIN")) {
+          out.replaceChildren(notice("error", el("p", { text: "That does not look like a PEM CSR: it must start with -----BEGIN CERTIFICATE REQUEST-----." })));
+          text.focus();
+          return;
+        }
+      }
+      out.replaceChildren(loading("Requesting…"));
+      let resp;
+      try {
+        resp = await api("../csr", { method: "POST", headers: { "Content-Type": ctype, Accept: "application/x-pem-file" }, body }, ROLE_REQUEST);
+      } catch (e) {
+        if (e instanceof ApiError && e.status === 400) {
+          return out.replaceChildren(notice("error", el("h2", { text: "The CA refused this request" }), el("p", {}, e.message, " ", el("code", { text: e.problem.code || "" }))));
+        }
+        return out.replaceChildren(errorView(e));
+      }
+      const chain = await resp.text();
+      const loc = resp.headers.get("Location") || "";
+      const serial = decodeURIComponent(loc.split("/").pop() || "");
+      const leaf = firstPem(chain);
+      out.replaceChildren(notice("ok",
+        el("h2", { text: "Certificate issued" }),
+        dl([["Serial", serial ? el("a", { href: "#/certificate/" + encodeURIComponent(serial) }, mono(serial)) : "—"]]),
+        el("div", { class: "actions" },
+          el("button", { type: "button", class: "primary", id: "download-chain", onclick: () => download((serial || "certificate") + "-chain.pem", "application/x-pem-file", chain), text: "Download PEM chain" }),
+          el("button", { type: "button", class: "ghost", id: "download-cert-der", onclick: () => download((serial || "certificate") + ".cer", "application/pkix-cert", pemToDer(leaf)), text: "Download certificate (DER)" }))));
+      out.querySelector("h2").setAttribute("tabindex", "-1");
+      out.querySelector("h2").focus();
+    });
+  }
+
+  // --- the CA overview
+  function certCard(title, c) {
+    return el("section", { class: "card" }, el("h2", { text: title }), dl([["Subject", c.subject], ["Issuer", c.issuer === c.subject ? "self-signed (root)" : c.issuer],
+      ["Serial", mono(c.serial)], ["Key", c.key], ["Valid from", time(c.notBefore)], ["Expires", expiry(c.notAfter)], ["Extended key usage", (c.eku || []).join(", ")], ["SHA-256", mono(c.sha256)]]));
+  }
+
+  async function viewOverview() {
+    setView("CA overview", el("h1", { text: "CA overview" }), loading());
+    let ov;
+    try {
+      ov = await overview(true);
+    } catch (e) {
+      return setView("CA overview", el("h1", { text: "CA overview" }), errorView(e, () => render()));
+    }
+    const cards = [];
+    (ov.ca || []).forEach((c, i) => cards.push(certCard(i === 0 ? "Issuing CA certificate" : "Issuer " + i, c)));
+    cards.push(ov.ra ? certCard("SCEP RA certificate", ov.ra) : el("section", { class: "card" }, el("h2", { text: "SCEP RA" }), el("p", { text: "No separate RA: the CA key decrypts and signs SCEP messages (RA mode ca)." })));
+    cards.push(el("section", { class: "card" }, el("h2", { text: "CA key" }), dl([["Custody", ov.key.custody === "keyvault" ? "Azure Key Vault" : "local key file (development)"],
+      ["Vault", ov.key.vault], ["Key name", ov.key.name], ["Key version", ov.key.version ? mono(ov.key.version) : ""], ["RA mode", ov.key.raMode]])));
+    cards.push(el("section", { class: "card" }, el("h2", { text: "CRL" }), ov.crl ? dl([["CRL number", mono(ov.crl.number)], ["This update", time(ov.crl.thisUpdate)],
+      ["Next update", time(ov.crl.nextUpdate)], ["Revoked entries", String(ov.crl.entries)], ["URL", el("a", { href: ov.urls.crl, text: ov.urls.crl })]]) : notice("error", el("p", { text: ov.crlError || "No CRL." }))));
+    const endpoints = el("section", { class: "card wide" }, el("h2", { text: "SCEP endpoints" }),
+      (ov.endpoints || []).length ? el("div", { class: "table-wrap" }, el("table", { class: "list" },
+        el("thead", {}, el("tr", {}, ["Endpoint", "Challenge", "Profile", "URL"].map((h) => el("th", { scope: "col", text: h })))),
+        el("tbody", {}, ov.endpoints.map((e) => el("tr", {}, el("td", { "data-label": "Endpoint" }, e.name), el("td", { "data-label": "Challenge" }, e.challenge),
+          el("td", { "data-label": "Profile" }, e.profile), el("td", { "data-label": "URL" }, mono(e.url))))))) : el("p", { class: "empty", text: "No SCEP endpoints." }),
+      ov.apiProfile ? el("p", {}, "REST enrollment ", mono(ov.urls.csr), " issues with profile ", el("strong", { text: ov.apiProfile }), ".") : null);
+    const profiles = el("section", { class: "card wide" }, el("h2", { text: "Profiles" }), el("div", { class: "table-wrap" }, el("table", { class: "list" },
+      el("thead", {}, el("tr", {}, ["Profile", "Validity", "Key usage", "Extended key usage", "Names"].map((h) => el("th", { scope: "col", text: h })))),
+      el("tbody", {}, (ov.profiles || []).map((p) => el("tr", {}, el("td", { "data-label": "Profile" }, p.name), el("td", { "data-label": "Validity" }, p.validity),
+        el("td", { "data-label": "Key usage" }, (p.keyUsage || []).join(", ")), el("td", { "data-label": "EKU" }, (p.eku || []).join(", ")), el("td", { "data-label": "Names" }, (p.sans || []).join(", "))))))));
+    setView("CA overview", el("h1", { text: "CA overview" }), el("div", { class: "cols" }, ...cards, endpoints, profiles));
+    focusMain();
+  }
+
+  // --- revocation sync runs and stale pending records
+  async function viewOperations() {
+    setView("Sync & pending", el("h1", { text: "Revocation sync and pending records" }), loading());
+    let runs, ov;
+    try {
+      [runs, ov] = await Promise.all([apiJSON("../certificates/revocation-sync"), overview(true)]);
+    } catch (e) {
+      return setView("Sync & pending", el("h1", { text: "Revocation sync and pending records" }), errorView(e, () => render()));
+    }
+    const out = el("div", { id: "sync-result", "aria-live": "polite" });
+    const runNow = runs.enabled ? el("button", { type: "button", class: "primary", id: "sync-now", text: "Run a sync now" }) : null;
+    if (runNow) {
+      runNow.addEventListener("click", async () => {
+        runNow.disabled = true;
+        out.replaceChildren(loading("Running the Intune revocation sync…"));
+        try {
+          const resp = await api("../certificates/revocation-sync", { method: "POST" });
+          const r = await resp.json();
+          await viewOperations();
+          document.getElementById("sync-result").replaceChildren(notice(r.errors && r.errors.length ? "error" : "ok", el("p", { text: `Sync run finished: ${r.downloaded} downloaded, ${r.revoked} revoked, ${r.uploaded} uploaded.` })));
+        } catch (e) {
+          out.replaceChildren(errorView(e));
+          runNow.disabled = false;
+        }
+      });
+    }
+    const runsTable = runs.items.length ? el("div", { class: "table-wrap" }, el("table", { class: "list" },
+      el("caption", { text: "The most recent runs, newest first" }),
+      el("thead", {}, el("tr", {}, ["Started", "Trigger", "Duration", "Downloaded", "Revoked", "Not found", "Failed", "Uploaded", "Errors"].map((h) => el("th", { scope: "col", text: h })))),
+      el("tbody", {}, runs.items.map((r) => el("tr", { class: r.errors && r.errors.length ? "has-errors" : "" },
+        el("td", { "data-label": "Started" }, time(r.started)), el("td", { "data-label": "Trigger" }, r.trigger),
+        el("td", { "data-label": "Duration" }, r.finished && !r.finished.startsWith("0001-") ? ((new Date(r.finished) - new Date(r.started)) / 1000).toFixed(1) + " s" : "unfinished"),
+        el("td", { "data-label": "Downloaded" }, String(r.downloaded)), el("td", { "data-label": "Revoked" }, String(r.revoked)),
+        el("td", { "data-label": "Not found" }, String(r.notFound)), el("td", { "data-label": "Failed" }, String(r.failed)), el("td", { "data-label": "Uploaded" }, String(r.uploaded)),
+        el("td", { "data-label": "Errors" }, r.errors && r.errors.length ? el("ul", { class: "plain bad" }, r.errors.map((x) => el("li", { text: x }))) : "none")))))) :
+      el("div", { class: "empty" }, el("h3", { text: "No sync runs yet" }), el("p", { text: runs.enabled ? "The timer runs every hour; start one now to see it here." : "Intune is not configured on this CA, so there is nothing to sync." }));
+    const pending = ov.stalePending.length ? el("div", { class: "table-wrap" }, el("table", { class: "list" },
+      el("caption", { text: `${ov.stalePending.length} pending record${ov.stalePending.length === 1 ? "" : "s"} older than ${ov.stalePendingMinutes} minutes` }),
+      el("thead", {}, el("tr", {}, ["Subject", "Serial", "Endpoint", "Created"].map((h) => el("th", { scope: "col", text: h })))),
+      el("tbody", {}, ov.stalePending.map((c) => el("tr", {}, el("td", { "data-label": "Subject" }, el("a", { href: "#/certificate/" + encodeURIComponent(c.serial) }, c.subject || "(empty subject)")),
+        el("td", { "data-label": "Serial" }, mono(c.serial)), el("td", { "data-label": "Endpoint" }, source(c)), el("td", { "data-label": "Created" }, time(c.created))))))) :
+      el("div", { class: "empty" }, el("h3", { text: "No stale pending records" }), el("p", { text: `No request has stayed pending for more than ${ov.stalePendingMinutes} minutes.` }));
+    setView("Sync & pending", el("h1", { text: "Revocation sync and pending records" }),
+      el("section", { class: "card wide" }, el("div", { class: "title-row" }, el("h2", { text: "Intune revocation sync" }), runNow), out, runsTable),
+      el("section", { class: "card wide" }, el("h2", { text: "Stale pending records" }),
+        el("p", { class: "muted", text: "A pending record older than this means the request died between the record and the signature: a certificate may have been signed. Open it and revoke by serial if in doubt." }), pending));
+    focusMain();
+  }
+
+  // ---- start -----------------------------------------------------------------------------------------------
+  function showFatal(err) {
+    setView("Error", el("section", { class: "card narrow" }, el("h1", { text: "The console could not start" }), notice("error", el("p", { text: String(err.message || err) })),
+      el("button", { type: "button", class: "primary", onclick: () => location.assign(location.pathname), text: "Reload" })));
+  }
+
+  async function start() {
+    document.getElementById("signout").addEventListener("click", signOut);
+    window.addEventListener("hashchange", () => render().catch(showFatal));
+    const resp = await fetch("config.json", { cache: "no-store", credentials: "omit" });
+    state.cfg = await resp.json();
+    if (state.cfg.mode === "dev") await devCompleteSignIn();
+    if (state.cfg.mode === "entra") await entraInit();
+    await render();
+  }
+
+  start().catch(showFatal);
+})();
