@@ -97,15 +97,7 @@ func startBinary(t *testing.T, env []string, port int) *binaryService {
 
 func (s *binaryService) do(t *testing.T, req *http.Request) (*http.Response, string) {
 	t.Helper()
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, body := testca.Do(t, http.DefaultClient, req)
 	return resp, string(body)
 }
 

@@ -1154,16 +1154,9 @@ func TestDeployModulesAndParameters(t *testing.T) {
 		}
 	}
 
-	var params struct {
-		Parameters map[string]struct {
-			Value any `json:"value"`
-		} `json:"parameters"`
-	}
-	if err := json.Unmarshal([]byte(readRepoFile(t, "infra/main.parameters.json")), &params); err != nil {
-		t.Fatalf("main.parameters.json: %v", err)
-	}
+	params := parameterValues(t)
 	main := loadBicep(t, "infra/main.bicep")
-	for name := range params.Parameters {
+	for name := range params {
 		if !main.has("param", name) {
 			t.Errorf("main.parameters.json sets %s, which main.bicep does not declare", name)
 		}
@@ -1172,14 +1165,14 @@ func TestDeployModulesAndParameters(t *testing.T) {
 		if d.Kind != "param" || d.Value != "" {
 			continue
 		}
-		if _, ok := params.Parameters[d.Name]; !ok {
+		if _, ok := params[d.Name]; !ok {
 			t.Errorf("main.bicep param %s has no default and is not in main.parameters.json (azd would prompt)", d.Name)
 		}
 	}
 	for name, env := range map[string]string{"environmentName": "${AZURE_ENV_NAME}", "location": "${AZURE_LOCATION}",
 		"principalId": "${AZURE_PRINCIPAL_ID}"} {
-		if v, _ := params.Parameters[name].Value.(string); v != env {
-			t.Errorf("main.parameters.json %s = %v, want %s", name, params.Parameters[name].Value, env)
+		if v, _ := params[name].(string); v != env {
+			t.Errorf("main.parameters.json %s = %v, want %s", name, params[name], env)
 		}
 	}
 }

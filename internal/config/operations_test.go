@@ -70,10 +70,10 @@ func readLogSource(t *testing.T) logSource {
 	return src
 }
 
-// kustoBlocks returns the ```kusto blocks of a markdown document.
-func kustoBlocks(doc string) []string {
+// fencedBlocks returns the bodies of the ```lang blocks of a markdown text.
+func fencedBlocks(doc, lang string) []string {
 	var out []string
-	for _, part := range strings.Split(doc, "```kusto\n")[1:] {
+	for _, part := range strings.Split(doc, "```"+lang+"\n")[1:] {
 		if end := strings.Index(part, "```"); end >= 0 {
 			out = append(out, part[:end])
 		}
@@ -157,7 +157,7 @@ func TestDeployWorkbookQueries(t *testing.T) {
 	}
 	src := readLogSource(t)
 	doc := readRepoFile(t, "docs/deployment.md")
-	blocks := kustoBlocks(doc)
+	blocks := fencedBlocks(doc, "kusto")
 	var names []string
 	for _, f := range files {
 		name := filepath.Base(f)
@@ -232,17 +232,6 @@ func markdownSection(t *testing.T, doc, heading string) string {
 	return rest
 }
 
-// shellBlocks returns the ```sh blocks of a markdown text.
-func shellBlocks(doc string) []string {
-	var out []string
-	for _, part := range strings.Split(doc, "```sh\n")[1:] {
-		if end := strings.Index(part, "```"); end >= 0 {
-			out = append(out, part[:end])
-		}
-	}
-	return out
-}
-
 // TestDeployAdminCredential (issue 12.2): the admin commands started by azd run with azd's credential — the
 // principal main.bicep grants the admin roles to — in a form the azidentity version in go.mod accepts, and the
 // guide no longer requires an Azure CLI sign-in for `azd up`.
@@ -262,17 +251,10 @@ func TestDeployAdminCredential(t *testing.T) {
 		t.Error("azidentity accepted a misspelt AZURE_TOKEN_CREDENTIALS: this check proves nothing")
 	}
 	// The admin roles go to azd's principal, which azd fills in itself.
-	var params struct {
-		Parameters map[string]struct {
-			Value any `json:"value"`
-		} `json:"parameters"`
-	}
-	if err := json.Unmarshal([]byte(readRepoFile(t, "infra/main.parameters.json")), &params); err != nil {
-		t.Fatal(err)
-	}
+	params := parameterValues(t)
 	for name, want := range map[string]string{"principalId": "${AZURE_PRINCIPAL_ID}", "principalType": "${AZURE_PRINCIPAL_TYPE}"} {
-		if got, _ := params.Parameters[name].Value.(string); got != want {
-			t.Errorf("main.parameters.json %s = %v, want %s (detected by azd from its sign-in)", name, params.Parameters[name].Value, want)
+		if got, _ := params[name].(string); got != want {
+			t.Errorf("main.parameters.json %s = %v, want %s (detected by azd from its sign-in)", name, params[name], want)
 		}
 	}
 	doc := readRepoFile(t, "docs/deployment.md")
@@ -283,7 +265,7 @@ func TestDeployAdminCredential(t *testing.T) {
 		}
 	}
 	deploy := markdownSection(t, doc, "## 4. Deploy")
-	if blocks := shellBlocks(deploy); len(blocks) == 0 || strings.Contains(blocks[0], "az login") ||
+	if blocks := fencedBlocks(deploy, "sh"); len(blocks) == 0 || strings.Contains(blocks[0], "az login") ||
 		!strings.Contains(blocks[0], "azd auth login") {
 		t.Errorf("the azd up commands must sign in with azd only: %q", blocks)
 	}
@@ -338,15 +320,8 @@ func TestDeployDocumentedFixes(t *testing.T) {
 		}
 	}
 	// additionalAppSettings, which the guide tells the operator to use, is mapped in main.parameters.json.
-	var params struct {
-		Parameters map[string]struct {
-			Value any `json:"value"`
-		} `json:"parameters"`
-	}
-	if err := json.Unmarshal([]byte(readRepoFile(t, "infra/main.parameters.json")), &params); err != nil {
-		t.Fatal(err)
-	}
-	if v, ok := params.Parameters["additionalAppSettings"].Value.(map[string]any); !ok || v == nil {
+	params := parameterValues(t)
+	if v, ok := params["additionalAppSettings"].(map[string]any); !ok || v == nil {
 		t.Error("main.parameters.json must map additionalAppSettings (an object; azd has no env value for it)")
 	}
 	doc := readRepoFile(t, "docs/deployment.md")
@@ -354,14 +329,14 @@ func TestDeployDocumentedFixes(t *testing.T) {
 	main := loadBicep(t, "infra/main.bicep")
 	for _, d := range main.Decls {
 		if d.Kind == "param" && strings.Contains(doc, "`"+d.Name+"`") {
-			if _, ok := params.Parameters[d.Name]; !ok {
+			if _, ok := params[d.Name]; !ok {
 				t.Errorf("docs/deployment.md names parameter %s, which main.parameters.json does not set", d.Name)
 			}
 		}
 	}
 	// Commands take the app's address from the azd environment, never a hard-coded host.
 	for _, f := range []string{"docs/deployment.md", "README.md"} {
-		for _, b := range shellBlocks(readRepoFile(t, f)) {
+		for _, b := range fencedBlocks(readRepoFile(t, f), "sh") {
 			if strings.Contains(b, "azurewebsites.net") || strings.Contains(b, "<app>") {
 				t.Errorf("%s: a command hard-codes the app's host (use azd env get-value): %s", f, b)
 			}
@@ -393,4 +368,22 @@ func TestDeployDocumentedFixes(t *testing.T) {
 			t.Error("AZSCEP_PUBLICATION_URL's doc must say that an http URL needs a front end (the app is HTTPS-only)")
 		}
 	}
+}
+
+// parameterValues reads the values infra/main.parameters.json gives main.bicep's parameters.
+func parameterValues(t *testing.T) map[string]any {
+	t.Helper()
+	var file struct {
+		Parameters map[string]struct {
+			Value any `json:"value"`
+		} `json:"parameters"`
+	}
+	if err := json.Unmarshal([]byte(readRepoFile(t, "infra/main.parameters.json")), &file); err != nil {
+		t.Fatalf("main.parameters.json: %v", err)
+	}
+	out := map[string]any{}
+	for name, p := range file.Parameters {
+		out[name] = p.Value
+	}
+	return out
 }
