@@ -8,8 +8,8 @@ package main
 // Load benchmarks send b.N enrollments, pre-built before the timer starts, from a fixed number of concurrent
 // clients (internal/loadgen); ns/op is wall time per enrollment, enroll/s its inverse, p50-ms/p99-ms the latency
 // percentiles of that run. Throughput, start-up and memory are measured on the real binary as a child process
-// with local keys and Azurite, like micromdm/scep's scepserver, which is driven by the same load generator. Key
-// Vault and Intune figures need the fakes and run the handler in this process (azure mode).
+// with local keys and Azurite, like the peers of BenchmarkPeers (bench_peers_test.go), driven by the same load
+// generator. Key Vault and Intune figures need the fakes and run the handler in this process (azure mode).
 
 import (
 	"bytes"
@@ -77,7 +77,7 @@ func benchUnique() string {
 	return hex.EncodeToString(b)
 }
 
-// benchChild is a server process: the azscep binary or micromdm's scepserver.
+// benchChild is a server process: the azscep binary or a peer.
 type benchChild struct {
 	cmd    *exec.Cmd
 	base   string
@@ -263,35 +263,6 @@ func BenchmarkAPICSRLocal(b *testing.B) {
 				b.Fatal(err)
 			}
 			benchRun(b, svc.base, c, loadgen.CSRRequests(built), false)
-		})
-	}
-}
-
-// BenchmarkMicromdmSCEP drives Debian's scepserver (micromdm/scep 2.1) with the same load generator and the same
-// requests: CA keys of 3072 bits (our CA's size; micromdm uses its CA key for all three operations) and 2048 bits.
-// Its file depot refuses some concurrent requests (FAILURE badRequest); those are reported as errors and do not
-// count as enrollments.
-func BenchmarkMicromdmSCEP(b *testing.B) {
-	bin, err := exec.LookPath("scepserver")
-	if err != nil {
-		b.Fatal("Debian's scepserver is not installed: `make bench` installs the scep package")
-	}
-	const challenge = "bench-micromdm-challenge"
-	for _, bits := range []int{3072, 2048} {
-		b.Run(fmt.Sprintf("rsa%d", bits), func(b *testing.B) {
-			depot := filepath.Join(b.TempDir(), "depot")
-			if out, err := exec.Command(bin, "ca", "-init", "-depot", depot, "-keySize", fmt.Sprint(bits)).CombinedOutput(); err != nil {
-				b.Fatalf("scepserver ca -init: %v\n%s", err, out)
-			}
-			port := freePort(b)
-			cmd := exec.Command(bin, "-depot", depot, "-port", fmt.Sprint(port), "-challenge", challenge)
-			svc := benchStart(b, cmd, fmt.Sprintf("http://127.0.0.1:%d", port))
-			svc.waitFor(b, svc.base+"/scep?operation=GetCACaps", 30*time.Second)
-			for _, c := range report.Concurrency {
-				b.Run(fmt.Sprintf("c=%d", c), func(b *testing.B) {
-					benchSCEP(b, svc.base, "/scep", challenge, c, true)
-				})
-			}
 		})
 	}
 }

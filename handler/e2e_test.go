@@ -30,7 +30,12 @@ import (
 	"github.com/azscep/azscep/internal/testca"
 )
 
-func TestMain(m *testing.M) { azuritetest.Main(m) }
+func TestMain(m *testing.M) {
+	if benchChildMain() { // the benchmarks' in-memory server process (bench_peers_test.go)
+		return
+	}
+	azuritetest.Main(m)
+}
 
 func freePort(t testing.TB) int {
 	t.Helper()

@@ -364,3 +364,19 @@ func TestParseStatus(t *testing.T) {
 }
 
 func storeQuery() store.Query { return store.Query{Limit: 100} }
+
+func TestParseStat(t *testing.T) {
+	// A command name with spaces and parentheses, utime 250 and stime 50 ticks.
+	line := "4242 (my (odd) cmd) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 9 0 100 1000000 500 " +
+		"18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0"
+	got, err := parseStat([]byte(line))
+	if err != nil || got != 3*time.Second {
+		t.Fatalf("parseStat = %v, %v; want 3s", got, err)
+	}
+	if _, err := parseStat([]byte("4242 no parenthesis")); err == nil {
+		t.Error("a stat line without the command name parsed")
+	}
+	if cpu, err := ProcessCPU(os.Getpid()); err != nil || cpu < 0 {
+		t.Errorf("ProcessCPU(self) = %v, %v", cpu, err)
+	}
+}

@@ -202,6 +202,20 @@ func ConnectionString(t testing.TB) string {
 	return WithPrefix(base, FreshPrefix())
 }
 
+// SharedPID is the process ID of the shared Azurite, or 0 when it is not running (benchmarks read its CPU time:
+// on one machine the store's CPU competes with the server's).
+func SharedPID() int {
+	if shared.srv == nil {
+		return 0
+	}
+	shared.srv.mu.Lock()
+	defer shared.srv.mu.Unlock()
+	if shared.srv.cmd == nil || shared.srv.cmd.Process == nil {
+		return 0
+	}
+	return shared.srv.cmd.Process.Pid
+}
+
 // WithPrefix returns conn with prefix appended to its TablePrefix element (added if absent).
 func WithPrefix(conn, prefix string) string {
 	var kept []string

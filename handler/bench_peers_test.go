@@ -1,0 +1,427 @@
+package main
+
+// BenchmarkPeers is issue 13's side-by-side run: azscep (Azurite, and the in-memory store), step-ca v0.30.2 and
+// micromdm's scepserver v2.3.0, every CA on an RSA-3072 key, driven by the same load generator with the same kind
+// of pre-built requests from 8 clients, in alternating rounds (each round sends to every server in turn, the
+// order rotating, so that load from elsewhere on the machine falls on all of them alike), with the RSA floor
+// measured between rounds. The medians of the rounds give the ratios. `make bench` installs the peers into
+// .local/peers (AZSCEP_PEERS_DIR).
+//
+// The benchmark does a fixed amount of work and ignores b.N (the timer runs throughout, so the framework runs it
+// once): rounds and requests come from AZSCEP_BENCH_ROUNDS and AZSCEP_BENCH_PEER_REQUESTS. Extra azscep binaries
+// can join the rotation with AZSCEP_BENCH_VARIANTS=name=/path/to/binary,...: that is how the before/after table of
+// each optimisation is measured in one run.
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/azscep/azscep/internal/config"
+	"github.com/azscep/azscep/internal/loadgen"
+	"github.com/azscep/azscep/internal/store/azuritetest"
+	"github.com/azscep/azscep/internal/store/memstore"
+)
+
+// Peer versions `make bench` installs; the benchmark names them in its output.
+const (
+	benchStepCAVersion     = "v0.30.2"
+	benchScepserverVersion = "v2.3.0"
+	benchPeerClients       = 8
+	benchChildEnv          = "AZSCEP_BENCH_CHILD"
+)
+
+// benchChildMain turns the test binary into a server process when AZSCEP_BENCH_CHILD=memstore: the handler with
+// the in-memory store, serving like the real binary (same configuration, same JSON logs to stdout), so that the
+// in-memory variant is a separate process like every other server in the comparison. It reports whether it ran.
+func benchChildMain() bool {
+	if os.Getenv(benchChildEnv) != "memstore" {
+		return false
+	}
+	cfg, err := config.Load(os.Environ())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench child: %v\n", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if path := os.Getenv("AZSCEP_BENCH_CPUPROFILE"); path != "" { // the server's own profile, without the client's
+		f, err := os.Create(path)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench child: cpu profile: %v\n", err)
+			os.Exit(2)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	if err := serve(ctx, cfg, newLogger(cfg.LogLevel), buildOptions{store: memstore.New()}); err != nil &&
+		!errors.Is(err, context.Canceled) {
+		fmt.Fprintf(os.Stderr, "bench child: %v\n", err)
+		return true
+	}
+	return true
+}
+
+// benchPeer is one server in the rotation.
+type benchPeer struct {
+	name, base, path, challenge string
+	recipients                  []*x509.Certificate
+	rounds                      [][]*loadgen.SCEPRequest
+	pid                         int  // the server process, for its CPU time
+	azurite                     bool // its store is the shared Azurite, whose CPU time is its too
+	rates                       []float64
+	p50                         []float64
+	cpu, storeCPU               []float64 // ms of CPU per enrollment: the server's, Azurite's
+	errors                      int
+}
+
+func benchEnvInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func benchPeersDir(b *testing.B) string {
+	if d := os.Getenv("AZSCEP_PEERS_DIR"); d != "" {
+		return d
+	}
+	d, err := filepath.Abs(filepath.Join("..", ".local", "peers"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return d
+}
+
+func benchPeerBinary(b *testing.B, name string) string {
+	p := filepath.Join(benchPeersDir(b), name)
+	if _, err := os.Stat(p); err != nil {
+		b.Fatalf("%s is not installed at %s: `make bench` installs it (go install, CGO_ENABLED=0)", name, p)
+	}
+	return p
+}
+
+// startAzscepMemory runs the test binary as the handler with the in-memory store (benchChildMain).
+func startAzscepMemory(b *testing.B) *benchChild {
+	b.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	port := freePort(b)
+	cmd := exec.Command(self, "-test.run=^$")
+	cmd.Env = append(benchAzscepEnv(b, port), benchChildEnv+"=memstore")
+	if v := os.Getenv("AZSCEP_BENCH_CPUPROFILE"); v != "" {
+		cmd.Env = append(cmd.Env, "AZSCEP_BENCH_CPUPROFILE="+v)
+	}
+	c := benchStart(b, cmd, fmt.Sprintf("http://127.0.0.1:%d", port))
+	c.waitFor(b, c.base+"/api/health", time.Minute)
+	return c
+}
+
+// startAzscepBinary runs an azscep binary (a variant, or the suite's build) against Azurite.
+func startAzscepBinary(b *testing.B, bin string) *benchChild {
+	b.Helper()
+	port := freePort(b)
+	cmd := exec.Command(bin)
+	cmd.Env = benchAzscepEnv(b, port)
+	c := benchStart(b, cmd, fmt.Sprintf("http://127.0.0.1:%d", port))
+	c.waitFor(b, c.base+"/api/health", time.Minute)
+	return c
+}
+
+// startStepCA runs step-ca with an RSA-3072 root and intermediate (the intermediate signs certificates and, as
+// step-ca's default SCEP decrypter, opens envelopes and signs CertReps), a SCEP provisioner with a static
+// challenge answering AES-256-CBC, its default Badger database, and SCEP on a plain-HTTP address on 127.0.0.1.
+func startStepCA(b *testing.B, challenge string) *benchChild {
+	b.Helper()
+	bin := benchPeerBinary(b, "step-ca")
+	dir := b.TempDir()
+	keys, err := loadgen.GenerateRSAKeys(2, 3072)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rootKey, intKey := keys[0], keys[1]
+	now := time.Now()
+	mkCA := func(cn string, serial int64, pub *rsa.PublicKey, parent *x509.Certificate, signer *rsa.PrivateKey) *x509.Certificate {
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+			KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature}
+		if parent == nil {
+			parent = tmpl
+		} else {
+			tmpl.MaxPathLenZero = true
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return c
+	}
+	root := mkCA("bench step-ca root", 1, &rootKey.PublicKey, nil, rootKey)
+	inter := mkCA("bench step-ca intermediate", 2, &intKey.PublicKey, root, rootKey)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(intKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		return p
+	}
+	httpPort, tlsPort := freePort(b), freePort(b)
+	cfg := map[string]any{
+		"root": write("root.crt", "CERTIFICATE", root.Raw), "crt": write("intermediate.crt", "CERTIFICATE", inter.Raw),
+		"key":     write("intermediate.key", "PRIVATE KEY", keyDER),
+		"address": fmt.Sprintf("127.0.0.1:%d", tlsPort), "insecureAddress": fmt.Sprintf("127.0.0.1:%d", httpPort),
+		"dnsNames": []string{"127.0.0.1"}, "logger": map[string]any{"format": "text"},
+		"db": map[string]any{"type": "badgerv2", "dataSource": filepath.Join(dir, "db")},
+		"authority": map[string]any{"provisioners": []any{map[string]any{
+			"type": "SCEP", "name": "bench", "challenge": challenge, "minimumPublicKeyLength": 2048,
+			"encryptionAlgorithmIdentifier": 2, // AES-256-CBC, as azscep answers
+		}}},
+	}
+	raw, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "ca.json")
+	if err := os.WriteFile(cfgPath, raw, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, cfgPath)
+	cmd.Env = append(os.Environ(), "STEPPATH="+dir, "HOME="+dir)
+	c := benchStart(b, cmd, fmt.Sprintf("http://127.0.0.1:%d", httpPort))
+	c.waitFor(b, c.base+"/scep/bench?operation=GetCACaps", time.Minute)
+	return c
+}
+
+// startMicromdm runs scepserver with an RSA-3072 CA (micromdm uses the CA key for all three operations) and its
+// file depot.
+func startMicromdm(b *testing.B, challenge string) *benchChild {
+	b.Helper()
+	bin := benchPeerBinary(b, "scepserver")
+	depot := filepath.Join(b.TempDir(), "depot")
+	if out, err := exec.Command(bin, "ca", "-init", "-depot", depot, "-keySize", "3072").CombinedOutput(); err != nil {
+		b.Fatalf("scepserver ca -init: %v\n%s", err, out)
+	}
+	port := freePort(b)
+	cmd := exec.Command(bin, "-depot", depot, "-http-addr", fmt.Sprintf("127.0.0.1:%d", port), "-challenge", challenge)
+	c := benchStart(b, cmd, fmt.Sprintf("http://127.0.0.1:%d", port))
+	c.waitFor(b, c.base+"/scep?operation=GetCACaps", 30*time.Second)
+	return c
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// benchVariants parses AZSCEP_BENCH_VARIANTS.
+func benchVariants(b *testing.B) [][2]string {
+	var out [][2]string
+	for item := range strings.SplitSeq(os.Getenv("AZSCEP_BENCH_VARIANTS"), ",") {
+		if strings.TrimSpace(item) == "" {
+			continue
+		}
+		name, path, ok := strings.Cut(item, "=")
+		if !ok || name == "" || path == "" {
+			b.Fatalf("AZSCEP_BENCH_VARIANTS item %q is not name=/path/to/azscep", item)
+		}
+		out = append(out, [2]string{name, path})
+	}
+	return out
+}
+
+func BenchmarkPeers(b *testing.B) {
+	rounds := benchEnvInt("AZSCEP_BENCH_ROUNDS", 5)
+	perRound := benchEnvInt("AZSCEP_BENCH_PEER_REQUESTS", 300)
+	const peerChallenge = "bench-peer-challenge"
+
+	var peers []*benchPeer
+	add := func(name string, c *benchChild, path, challenge string) {
+		peers = append(peers, &benchPeer{name: name, base: c.base, path: path, challenge: challenge,
+			pid: c.cmd.Process.Pid, azurite: strings.HasPrefix(name, "azscep") && name != "azscep-memory"})
+	}
+	add("azscep-azurite", startAzscep(b), "/api/scep/static", config.LocalStaticChallenge)
+	add("azscep-memory", startAzscepMemory(b), "/api/scep/static", config.LocalStaticChallenge)
+	for _, v := range benchVariants(b) {
+		add(v[0], startAzscepBinary(b, v[1]), "/api/scep/static", config.LocalStaticChallenge)
+	}
+	add("step-ca-"+benchStepCAVersion, startStepCA(b, peerChallenge), "/scep/bench", peerChallenge)
+	add("micromdm-"+benchScepserverVersion, startMicromdm(b, peerChallenge), "/scep", peerChallenge)
+
+	for _, p := range peers {
+		var err error
+		if p.recipients, err = loadgen.FetchCACerts(context.Background(), nil, p.base+p.path); err != nil {
+			b.Fatalf("%s: %v", p.name, err)
+		}
+		for r := range rounds {
+			built, err := loadgen.BuildSCEP(loadgen.SCEPConfig{Path: p.path, Recipients: p.recipients,
+				Challenge: p.challenge, Keys: benchDeviceKeys(b), CommonName: fmt.Sprintf("peer-%s-%d-", benchUnique(), r)},
+				perRound)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p.rounds = append(p.rounds, built)
+		}
+		// Warm each server (connections, lazy start-up work) outside the rounds.
+		warm, err := loadgen.BuildSCEP(loadgen.SCEPConfig{Path: p.path, Recipients: p.recipients, Challenge: p.challenge,
+			Keys: benchDeviceKeys(b), CommonName: "warm-" + benchUnique() + "-"}, benchPeerClients)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := loadgen.Run(context.Background(), loadgen.Options{BaseURL: p.base, Concurrency: benchPeerClients},
+			loadgen.Requests(warm)); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	var floors []float64
+	var floorOp loadgen.Floor
+	for r := range rounds {
+		for i := range peers {
+			p := peers[(i+r)%len(peers)]
+			cpu0, store0 := benchCPU(b, p.pid), benchCPU(b, azuritetest.SharedPID())
+			res, err := loadgen.Run(context.Background(), loadgen.Options{BaseURL: p.base, Concurrency: benchPeerClients,
+				Client: loadgen.NewClient(benchPeerClients), KeepBodies: r == 0}, loadgen.Requests(p.rounds[r]))
+			if err != nil {
+				b.Fatal(err)
+			}
+			n := float64(res.Sent - res.Errors)
+			p.cpu = append(p.cpu, ms(benchCPU(b, p.pid)-cpu0)/n)
+			if p.azurite {
+				p.storeCPU = append(p.storeCPU, ms(benchCPU(b, azuritetest.SharedPID())-store0)/n)
+			}
+			p.rates = append(p.rates, res.Throughput())
+			p.p50 = append(p.p50, ms(res.Percentile(0.5)))
+			p.errors += res.Errors
+			if r == 0 {
+				benchOpenSome(b, p, res)
+			}
+		}
+		f, err := loadgen.MeasureRSAFloor(3072, 2048, 2*time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		floors = append(floors, f.EnrollmentsPerSecond)
+		if r == 0 || f.Decrypt+f.SignCA+f.SignRA < floorOp.Decrypt+floorOp.SignCA+floorOp.SignRA {
+			floorOp = f // the least disturbed single-CPU measurement
+		}
+	}
+
+	floor := median(floors)
+	best := map[bool]float64{} // peer (true) medians
+	var lines []string
+	lines = append(lines, fmt.Sprintf("%-22s %10s %8s %9s %9s %7s  %s", "server (RSA-3072 CA)", "median/s", "p50 ms",
+		"CPU ms", "store ms", "errors", "rounds (enroll/s)"))
+	for _, p := range peers {
+		m := median(p.rates)
+		isPeer := !strings.HasPrefix(p.name, "azscep")
+		if isPeer && m > best[true] {
+			best[true] = m
+		}
+		rs := make([]string, len(p.rates))
+		for i, v := range p.rates {
+			rs[i] = fmt.Sprintf("%.0f", v)
+		}
+		storeCPU := "-"
+		if p.azurite {
+			storeCPU = fmt.Sprintf("%.2f", median(p.storeCPU))
+		}
+		lines = append(lines, fmt.Sprintf("%-22s %10.1f %8.1f %9.2f %9s %7d  %s", p.name, m, median(p.p50),
+			median(p.cpu), storeCPU, p.errors, strings.Join(rs, " ")))
+		b.ReportMetric(m, p.name+"-enroll/s")
+		b.ReportMetric(median(p.cpu), p.name+"-cpu-ms")
+	}
+	floorCPU := ms(floorOp.Decrypt + floorOp.SignCA + floorOp.SignRA)
+	lines = append(lines, fmt.Sprintf("%-22s %10.1f %8s %9.2f %9s %7s  %s", "RSA floor (3072/2048)", floor, "",
+		floorCPU, "", "", strings.Trim(fmt.Sprintf("%.0f", floors), "[]")))
+	for _, p := range peers {
+		if !strings.HasPrefix(p.name, "azscep") {
+			continue
+		}
+		m := median(p.rates)
+		ratio, share := m/best[true], m/floor
+		cpuShare := floorCPU / median(p.cpu)
+		if p.azurite {
+			cpuShare = floorCPU / (median(p.cpu) + median(p.storeCPU))
+		}
+		lines = append(lines, fmt.Sprintf("%s: %.2f× the fastest peer (target ≥ 1.2); %.2f of the floor's throughput, "+
+			"%.2f of its CPU time per enrollment (server + store)", p.name, ratio, share, cpuShare))
+		b.ReportMetric(ratio, p.name+"-vs-peer")
+		b.ReportMetric(share, p.name+"-vs-floor")
+		b.ReportMetric(cpuShare, p.name+"-cpu-vs-floor")
+	}
+	b.ReportMetric(floor, "floor-enroll/s")
+	b.Logf("side by side, %d alternating rounds of %d enrollments from %d clients:\n%s", rounds, perRound,
+		benchPeerClients, strings.Join(lines, "\n"))
+}
+
+// benchOpenSome opens a few successful answers of a peer as a device would (outside the timed runs), so that a
+// server answering fast with something useless cannot win.
+func benchOpenSome(b *testing.B, p *benchPeer, res *loadgen.Result) {
+	b.Helper()
+	opened := 0
+	for i, req := range p.rounds[0] {
+		if opened == 3 {
+			return
+		}
+		if req.CheckCertRep(http.StatusOK, res.Bodies[i]) != nil {
+			continue
+		}
+		if _, err := req.VerifyCertRep(res.Bodies[i], p.recipients); err != nil {
+			b.Fatalf("%s: answer %d does not give the device its certificate: %v", p.name, i, err)
+		}
+		opened++
+	}
+	if opened == 0 {
+		b.Fatalf("%s: no enrollment succeeded: %v", p.name, res.ErrorKinds)
+	}
+}
+
+// benchCPU is the CPU time process pid has used (0 for pid 0).
+func benchCPU(b *testing.B, pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	d, err := loadgen.ProcessCPU(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return d
+}
