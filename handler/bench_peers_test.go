@@ -425,3 +425,88 @@ func benchCPU(b *testing.B, pid int) time.Duration {
 	}
 	return d
 }
+
+// BenchmarkScaleOut: 1, 2 and 4 azscep processes (the real binary) on one set of tables in Azurite, each set
+// behind its own round-robin proxy, driven in alternating rounds like BenchmarkPeers. It reports enrollments/s
+// per instance count and fails on any error or on a serial delivered twice. On one 2-core machine the instances
+// share the same CPUs, so the figure shows that adding instances costs nothing and breaks nothing, not that it
+// adds capacity; TestScaleOut covers duplicates, the sync lease and CRL numbers.
+func BenchmarkScaleOut(b *testing.B) {
+	rounds := benchEnvInt("AZSCEP_BENCH_ROUNDS", 5)
+	perRound := benchEnvInt("AZSCEP_BENCH_PEER_REQUESTS", 300)
+	bin := buildBinary(b)
+	type setup struct {
+		n      int
+		base   string
+		rounds [][]*loadgen.SCEPRequest
+		recips []*x509.Certificate
+		rates  []float64
+		errors int
+	}
+	var setups []*setup
+	for _, n := range []int{1, 2, 4} {
+		env := benchAzscepEnv(b, 0) // one set of tables and one CA for the n instances
+		var bases []string
+		for range n {
+			port := freePort(b)
+			cmd := exec.Command(bin)
+			cmd.Env = append(slices.Clone(env), fmt.Sprintf("FUNCTIONS_CUSTOMHANDLER_PORT=%d", port))
+			c := benchStart(b, cmd, fmt.Sprintf("http://127.0.0.1:%d", port))
+			c.waitFor(b, c.base+"/api/health", time.Minute)
+			bases = append(bases, c.base)
+		}
+		s := &setup{n: n, base: roundRobin(b, bases).URL}
+		path := "/api/scep/static"
+		var err error
+		if s.recips, err = loadgen.FetchCACerts(context.Background(), nil, s.base+path); err != nil {
+			b.Fatal(err)
+		}
+		for r := range rounds + 1 { // round 0 warms every instance
+			built, err := loadgen.BuildSCEP(loadgen.SCEPConfig{Path: path, Recipients: s.recips,
+				Challenge: config.LocalStaticChallenge, Keys: benchDeviceKeys(b),
+				CommonName: fmt.Sprintf("scale-%d-%s-%d-", n, benchUnique(), r)}, perRound)
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.rounds = append(s.rounds, built)
+		}
+		setups = append(setups, s)
+	}
+	for r := range rounds + 1 {
+		for i := range setups {
+			s := setups[(i+r)%len(setups)]
+			res, err := loadgen.Run(context.Background(), loadgen.Options{BaseURL: s.base, Concurrency: benchPeerClients,
+				Client: loadgen.NewClient(benchPeerClients), KeepBodies: true}, loadgen.Requests(s.rounds[r]))
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.errors += res.Errors
+			if r == 0 {
+				continue
+			}
+			s.rates = append(s.rates, res.Throughput())
+			serials := map[string]bool{}
+			for j, req := range s.rounds[r] {
+				c, err := req.VerifyCertRep(res.Bodies[j], s.recips)
+				if err != nil {
+					b.Fatalf("%d instances: answer %d: %v", s.n, j, err)
+				}
+				if serials[c.SerialNumber.String()] {
+					b.Fatalf("%d instances: serial %s delivered twice", s.n, c.SerialNumber)
+				}
+				serials[c.SerialNumber.String()] = true
+			}
+		}
+	}
+	var lines []string
+	for _, s := range setups {
+		if s.errors != 0 {
+			b.Fatalf("%d instances: %d failed enrollments", s.n, s.errors)
+		}
+		m := median(s.rates)
+		b.ReportMetric(m, fmt.Sprintf("instances-%d-enroll/s", s.n))
+		lines = append(lines, fmt.Sprintf("%d instance(s): median %.1f enroll/s, rounds %.0f, 0 errors", s.n, m, s.rates))
+	}
+	b.Logf("scale-out on one Azurite, %d alternating rounds of %d enrollments from %d clients:\n%s", rounds, perRound,
+		benchPeerClients, strings.Join(lines, "\n"))
+}

@@ -12,7 +12,9 @@ import (
 const (
 	BenchSCEPLocal      = "BenchmarkSCEPLocal"      // sub-benchmarks c=1, c=8, c=32: enroll/s, p50-ms, p99-ms
 	BenchAPICSRLocal    = "BenchmarkAPICSRLocal"    // same, /api/csr
-	BenchMicromdm       = "BenchmarkMicromdmSCEP"   // sub-benchmarks rsa3072/c=N, rsa2048/c=N
+	BenchPeers          = "BenchmarkPeers"          // <server>-enroll/s, <server>-cpu-ms, azscep-*-vs-peer, -vs-floor, -cpu-vs-floor
+	BenchLatencyBudget  = "BenchmarkLatencyBudget"  // scep-static, api-csr: p50-ms, kv-ms, store-ms, other-ms, kv-ops/enroll, table-calls/enroll
+	BenchScaleOut       = "BenchmarkScaleOut"       // instances-N-enroll/s
 	BenchRSAFloor       = "BenchmarkRSAFloor"       // enroll/s, decrypt-ms, signca-ms, signra-ms
 	BenchKeyVaultOps    = "BenchmarkKeyVaultOps"    // scep, csr: kvops/enroll; ocsp: kvops/response
 	BenchIntuneWarm     = "BenchmarkIntuneWarm"     // intune-calls/enroll, token-discovery/enroll
@@ -79,14 +81,10 @@ func Figures(r *Run) []Figure {
 	}
 	add(f)
 
-	// SCEP throughput with local keys, the RSA floor, and micromdm/scep.
-	bestOurs, bestAt := 0.0, 0
+	// SCEP throughput with local keys, the RSA floor, and the peers.
 	for _, c := range Concurrency {
 		name := fmt.Sprintf("%s/c=%d", BenchSCEPLocal, c)
 		v := val(name, UnitEnrollPerSec)
-		if v != nil && *v > bestOurs {
-			bestOurs, bestAt = *v, c
-		}
 		add(Figure{ID: fmt.Sprintf("scep-local-c%d", c), Measure: fmt.Sprintf("SCEP enrollments/s, local keys + Azurite, %d concurrent", c),
 			Value: v, Unit: UnitEnrollPerSec, Detail: latency(name), Source: name})
 	}
@@ -97,42 +95,10 @@ func Figures(r *Run) []Figure {
 		f.Detail = fmt.Sprintf("RA decrypt %s + CA sign %s + RA sign %s ms on one CPU", formatValue(*d), formatValue(*sca), formatValue(*sra))
 	}
 	add(f)
-	f = Figure{ID: "scep-vs-floor", Measure: "SCEP enrollments/s, local keys, as a share of the RSA floor", Unit: "ratio", Target: "≥ 0.85"}
-	if floor != nil && bestOurs > 0 && *floor > 0 {
-		ratio := bestOurs / *floor
-		f.Value, f.Pass = &ratio, pass(&ratio, func(x float64) bool { return x >= 0.85 })
-		f.Detail = fmt.Sprintf("best %s/s (%d concurrent) vs floor %s/s", formatValue(bestOurs), bestAt, formatValue(*floor))
-	}
-	add(f)
-
-	bestTheirs := map[string]float64{}
-	for _, size := range []string{"rsa3072", "rsa2048"} {
-		for _, c := range Concurrency {
-			name := fmt.Sprintf("%s/%s/c=%d", BenchMicromdm, size, c)
-			v := val(name, UnitEnrollPerSec)
-			if v != nil && *v > bestTheirs[size] {
-				bestTheirs[size] = *v
-			}
-			add(Figure{ID: fmt.Sprintf("micromdm-%s-c%d", size, c),
-				Measure: fmt.Sprintf("micromdm/scep (Debian scepserver) enrollments/s, CA %s, %d concurrent", strings.TrimPrefix(size, "rsa")+"-bit", c),
-				Value:   v, Unit: UnitEnrollPerSec, Detail: latency(name), Source: name})
-		}
-	}
-	f = Figure{ID: "scep-vs-micromdm", Measure: "SCEP enrollments/s vs micromdm/scep, same CA key size (3072), same client",
-		Unit: "ratio", Target: "≥ 1.0 against the faster of step-ca and micromdm/scep"}
-	if t := bestTheirs["rsa3072"]; t > 0 && bestOurs > 0 {
-		ratio := bestOurs / t
-		f.Value, f.Pass = &ratio, pass(&ratio, func(x float64) bool { return x >= 1 })
-		f.Detail = fmt.Sprintf("best %s/s vs best %s/s; step-ca not measured", formatValue(bestOurs), formatValue(t))
-	}
-	add(f)
-	f = Figure{ID: "scep-vs-micromdm-2048", Measure: "SCEP enrollments/s vs micromdm/scep with a 2048-bit CA (all its operations cheaper than ours)", Unit: "ratio"}
-	if t := bestTheirs["rsa2048"]; t > 0 && bestOurs > 0 {
-		ratio := bestOurs / t
-		f.Value = &ratio
-		f.Detail = fmt.Sprintf("best %s/s vs best %s/s", formatValue(bestOurs), formatValue(t))
-	}
-	add(f)
+	peerFigures(r, add)
+	budgetFigures(r, add)
+	scaleFigures(r, add)
+	costFigures(r, add)
 
 	for _, c := range Concurrency {
 		name := fmt.Sprintf("%s/c=%d", BenchAPICSRLocal, c)

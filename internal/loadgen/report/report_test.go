@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"regexp"
 	"strings"
 	"testing"
@@ -26,8 +27,10 @@ BenchmarkRSAFloor-2   	       1	1000000000 ns/op	   200.0 enroll/s	 1.5 decrypt-
 BenchmarkSCEPLocal/c=1-2     	     100	   8000000 ns/op	   125.0 enroll/s	 7.9 p50-ms	 9.0 p99-ms
 BenchmarkSCEPLocal/c=8-2     	     300	   5000000 ns/op	   180.0 enroll/s	 40 p50-ms	 80 p99-ms
 BenchmarkSCEPLocal/c=32-2    	     300	   5200000 ns/op	   175.0 enroll/s	 160 p50-ms	 300 p99-ms
-BenchmarkMicromdmSCEP/rsa3072/c=8-2  	     300	   9000000 ns/op	   110.0 enroll/s
-BenchmarkMicromdmSCEP/rsa2048/c=8-2  	     300	   5000000 ns/op	   200.0 enroll/s
+BenchmarkPeers-2 	       1	90000000000 ns/op	   150.0 azscep-azurite-enroll/s	 7.0 azscep-azurite-cpu-ms	 1.25 azscep-azurite-vs-peer	 0.60 azscep-azurite-vs-floor	 0.55 azscep-azurite-cpu-vs-floor	 220.0 azscep-memory-enroll/s	 1.83 azscep-memory-vs-peer	 0.88 azscep-memory-vs-floor	 120.0 step-ca-v0.30.2-enroll/s	 100.0 micromdm-v2.3.0-enroll/s	 250 floor-enroll/s
+BenchmarkLatencyBudget/scep-static-2 	  40	 50000000 ns/op	 50 p50-ms	 58 p99-ms	 24 kv-ms	 21 store-ms	 5 other-ms	 1 kv-ops/enroll	 2 table-calls/enroll
+BenchmarkLatencyBudget/api-csr-2 	  40	 50000000 ns/op	 62 p50-ms	 70 p99-ms	 24 kv-ms	 21 store-ms	 17 other-ms	 1 kv-ops/enroll	 2 table-calls/enroll
+BenchmarkScaleOut-2 	       1	30000000000 ns/op	 180 instances-1-enroll/s	 185 instances-2-enroll/s	 170 instances-4-enroll/s
 BenchmarkKeyVaultOps/scep-2 	  50	 1000 ns/op	 1.000 kvops/enroll
 BenchmarkKeyVaultOps/csr-2 	  50	 1000 ns/op	 2.000 kvops/enroll
 BenchmarkKeyVaultOps/ocsp-2 	  500	 1000 ns/op	 0.002 kvops/response
@@ -100,18 +103,35 @@ func TestFiguresAgainstTargets(t *testing.T) {
 	wantPass(t, figure(t, figs, "rss-idle"), true)
 	wantPass(t, figure(t, figs, "rss-load"), false) // 160 MB
 
-	floor := figure(t, figs, "scep-vs-floor")
-	if floor.Value == nil || *floor.Value != 0.9 || !strings.Contains(floor.Detail, "8 concurrent") {
-		t.Errorf("scep-vs-floor = %v %q, want the best (8 concurrent) 180/200", floor.Value, floor.Detail)
+	vsPeer := figure(t, figs, "peers-ratio-azscep-azurite")
+	if vsPeer.Value == nil || *vsPeer.Value != 1.25 {
+		t.Errorf("peer ratio = %v, want 1.25", vsPeer.Value)
 	}
-	wantPass(t, floor, true)
-	mdm := figure(t, figs, "scep-vs-micromdm")
-	if mdm.Value == nil || *mdm.Value < 1.63 || *mdm.Value > 1.64 {
-		t.Errorf("scep-vs-micromdm = %v, want 180/110", mdm.Value)
+	wantPass(t, vsPeer, true)
+	if f := figure(t, figs, "peers-ratio-azscep-memory"); f.Pass != nil {
+		t.Errorf("in-memory peer ratio is for information, got pass %v", *f.Pass)
 	}
-	wantPass(t, mdm, true)
-	if f := figure(t, figs, "scep-vs-micromdm-2048"); f.Value == nil || *f.Value != 0.9 || f.Pass != nil {
-		t.Errorf("2048 comparison = %v pass %v, want 0.9 for information", f.Value, f.Pass)
+	wantPass(t, figure(t, figs, "floor-ratio-azscep-azurite"), false) // 0.60 < 0.65
+	wantPass(t, figure(t, figs, "floor-ratio-azscep-memory"), true)   // 0.88 ≥ 0.85
+	if f := figure(t, figs, "floor-ratio-azscep-azurite"); !strings.Contains(f.Detail, "CPU time per enrollment") {
+		t.Errorf("floor ratio detail %q", f.Detail)
+	}
+	if f := figure(t, figs, "peers-step-ca-v0.30.2"); f.Value == nil || *f.Value != 120 {
+		t.Errorf("step-ca figure = %v", f.Value)
+	}
+	wantPass(t, figure(t, figs, "budget-scep-static"), true)
+	wantPass(t, figure(t, figs, "budget-api-csr"), false) // 62 ms
+	if f := figure(t, figs, "budget-scep-static"); !strings.Contains(f.Detail, "Key Vault 24.0 ms + Table Storage 21.0 ms") {
+		t.Errorf("budget detail %q", f.Detail)
+	}
+	if f := figure(t, figs, "scale-out-4"); f.Value == nil || *f.Value != 170 {
+		t.Errorf("scale-out-4 = %v", f.Value)
+	}
+	// 1,000 × (1 Key Vault op × $0.15/10k + 3 entity ops × $0.00036/10k + $0.40/M + 0.05 s × 0.5 GB × $0.000026).
+	cost := figure(t, figs, "cost-per-1000")
+	want := 0.015 + 0.000108 + 0.0004 + 25*0.000026
+	if cost.Value == nil || math.Abs(*cost.Value-want) > 1e-9 || !strings.Contains(cost.Detail, "SCEPman") {
+		t.Errorf("cost = %v (want %v) %q", cost.Value, want, cost.Detail)
 	}
 	if f := figure(t, figs, "start-to-ready"); *f.Value != 25 || !strings.Contains(f.Detail, "180 ms") {
 		t.Errorf("start-to-ready = %v %q", *f.Value, f.Detail)

@@ -1,0 +1,169 @@
+package report
+
+import (
+	"fmt"
+	"math"
+	"strings"
+)
+
+// Peer names as BenchmarkPeers reports them (metric prefixes).
+const (
+	PeerAzurite  = "azscep-azurite"
+	PeerMemory   = "azscep-memory"
+	PeerStepCA   = "step-ca-v0.30.2"
+	PeerMicromdm = "micromdm-v2.3.0"
+)
+
+// peerFigures: issue 13 points 1 and 2, from the side-by-side run.
+func peerFigures(r *Run, add func(Figure)) {
+	val := func(unit string) *float64 {
+		if v, ok := r.Metric(BenchPeers, unit); ok {
+			return &v
+		}
+		return nil
+	}
+	for _, p := range []struct{ name, measure string }{
+		{PeerAzurite, "azscep, local keys + Azurite"}, {PeerMemory, "azscep, local keys + in-memory store"},
+		{PeerStepCA, "step-ca v0.30.2 (SCEP provisioner, Badger DB)"}, {PeerMicromdm, "micromdm scepserver v2.3.0 (file depot)"},
+	} {
+		f := Figure{ID: "peers-" + p.name, Measure: "Side by side, 8 clients, RSA-3072 CA: " + p.measure,
+			Value: val(p.name + "-enroll/s"), Unit: UnitEnrollPerSec, Source: BenchPeers + " " + p.name + "-enroll/s"}
+		if c := val(p.name + "-cpu-ms"); c != nil {
+			f.Detail = fmt.Sprintf("median of alternating rounds; server CPU %s ms per enrollment", formatValue(*c))
+		}
+		add(f)
+	}
+	for _, c := range []struct {
+		name, measure, target string
+		min               float64
+	}{
+		{PeerAzurite, "azscep (Azurite) vs the fastest peer, same run", "≥ 1.2", 1.2},
+		{PeerMemory, "azscep (in-memory store) vs the fastest peer, same run", "", 0},
+	} {
+		v := val(c.name + "-vs-peer")
+		f := Figure{ID: "peers-ratio-" + c.name, Measure: c.measure, Value: v, Unit: "ratio", Target: c.target,
+			Source: BenchPeers + " " + c.name + "-vs-peer"}
+		if c.min > 0 && v != nil {
+			p := *v >= c.min
+			f.Pass = &p
+		}
+		add(f)
+	}
+	for _, c := range []struct {
+		name, measure, target string
+		min                   float64
+	}{
+		{PeerAzurite, "azscep (Azurite) enrollments/s as a share of the RSA floor, same run", "≥ 0.65", 0.65},
+		{PeerMemory, "azscep (in-memory store) enrollments/s as a share of the RSA floor, same run", "≥ 0.85", 0.85},
+	} {
+		v := val(c.name + "-vs-floor")
+		f := Figure{ID: "floor-ratio-" + c.name, Measure: c.measure, Value: v, Unit: "ratio", Target: c.target,
+			Source: BenchPeers + " " + c.name + "-vs-floor"}
+		if v != nil {
+			p := *v >= c.min
+			f.Pass = &p
+		}
+		if cpu := val(c.name + "-cpu-vs-floor"); cpu != nil {
+			f.Detail = fmt.Sprintf("by CPU time per enrollment (server + store process): %s", formatValue(*cpu))
+		}
+		add(f)
+	}
+}
+
+// budgetFigures: issue 13 point 4.
+func budgetFigures(r *Run, add func(Figure)) {
+	for _, flow := range []struct{ sub, measure string }{
+		{"scep-static", "Static SCEP latency, 1 client, Key Vault +20 ms and Table Storage +8 ms per call"},
+		{"api-csr", "/api/csr latency, 1 client, Key Vault +20 ms and Table Storage +8 ms per call"},
+	} {
+		name := BenchLatencyBudget + "/" + flow.sub
+		v, ok := r.Metric(name, UnitP50)
+		f := Figure{ID: "budget-" + flow.sub, Measure: flow.measure, Unit: "ms", Target: "p50 ≤ 60 ms", Source: name}
+		if ok {
+			f.Value = &v
+			p := v <= 60
+			f.Pass = &p
+			var parts []string
+			for _, m := range []struct{ unit, label string }{{"kv-ms", "Key Vault"}, {"store-ms", "Table Storage"},
+				{"other-ms", "CPU and HTTP"}} {
+				if x, ok := r.Metric(name, m.unit); ok {
+					parts = append(parts, fmt.Sprintf("%s %s ms", m.label, formatValue(x)))
+				}
+			}
+			kv, _ := r.Metric(name, "kv-ops/enroll")
+			tc, _ := r.Metric(name, "table-calls/enroll")
+			p99, _ := r.Metric(name, UnitP99)
+			f.Detail = fmt.Sprintf("mean = %s; %s Key Vault operation(s) and %s Table Storage call(s) per enrollment; p99 %s ms",
+				strings.Join(parts, " + "), formatValue(kv), formatValue(tc), formatValue(p99))
+		}
+		add(f)
+	}
+}
+
+// scaleFigures: issue 13 point 5 (throughput; correctness is TestScaleOut).
+func scaleFigures(r *Run, add func(Figure)) {
+	for _, n := range []int{1, 2, 4} {
+		unit := fmt.Sprintf("instances-%d-enroll/s", n)
+		f := Figure{ID: fmt.Sprintf("scale-out-%d", n), Unit: UnitEnrollPerSec, Source: BenchScaleOut + " " + unit,
+			Measure: fmt.Sprintf("SCEP enrollments/s, %d instance(s) behind a round-robin proxy on one Azurite, 8 clients", n),
+			Detail:  "no errors, no serial delivered twice (the benchmark fails otherwise); same 2 cores for every count"}
+		if v, ok := r.Metric(BenchScaleOut, unit); ok {
+			f.Value = &v
+		}
+		add(f)
+	}
+}
+
+// Azure list prices used for the cost per 1,000 enrollments (USD, pay-as-you-go, East US). They are written down
+// here, not fetched: nothing in `make bench` reaches the network. They were taken from the public pricing pages
+// below as of 2025 and may have changed; check before quoting.
+const (
+	// https://azure.microsoft.com/pricing/details/key-vault/ — RSA 3072/4096 keys ("advanced key" operations), the
+	// same per-operation price in the Standard (software) and Premium (HSM) tiers; HSM keys add a monthly fee.
+	priceKeyVaultPer10k = 0.15
+	// https://azure.microsoft.com/pricing/details/storage/tables/ — Standard LRS, "storage transactions", per
+	// 10,000. Counted per entity operation: a two-entity transaction is counted as two (the higher reading).
+	priceTablePer10k = 0.00036
+	// https://azure.microsoft.com/pricing/details/functions/ — Flex Consumption, on demand: executions per
+	// million, execution time per GB-s of instance memory (512 MB is the smallest instance size).
+	priceFlexPerMillion = 0.40
+	priceFlexPerGBs     = 0.000026
+	flexInstanceGB      = 0.5
+	// https://azure.microsoft.com/pricing/details/app-service/linux/ — App Service Linux, per month (730 h).
+	priceAppServiceS1   = 69.35
+	priceAppServiceP1V3 = 124.10
+	// https://docs.scepman.com/scepman-deployment/azure-sizing — SCEPman's published sizing: 1 × S1 for fewer
+	// than 2,000 clients, 1 × P1V3 (about 400 ACU) for fewer than 10,000 (twice that for the redundant design).
+)
+
+// costFigures: issue 13 point 6. The operation counts are the measured ones (Key Vault operations and Table
+// Storage calls per static SCEP enrollment from BenchmarkLatencyBudget; one Functions execution per enrollment);
+// the billed execution time is the p50 latency at one client with production-like latencies, on a 512 MB
+// instance, as if nothing ran concurrently (Flex bills instance memory while at least one execution runs, so
+// concurrency only lowers it).
+func costFigures(r *Run, add func(Figure)) {
+	name := BenchLatencyBudget + "/scep-static"
+	kv, okKV := r.Metric(name, "kv-ops/enroll")
+	calls, okT := r.Metric(name, "table-calls/enroll")
+	p50, okL := r.Metric(name, UnitP50)
+	f := Figure{ID: "cost-per-1000", Measure: "Azure cost per 1,000 SCEP enrollments (list prices in the detail)",
+		Unit: "USD", Source: name + " kv-ops/enroll, table-calls/enroll, p50-ms"}
+	if okKV && okT && okL {
+		entityOps := calls + 1 // the pending record and its key's claim are one transaction of two entities
+		kvCost := 1000 * kv * priceKeyVaultPer10k / 1e4
+		tableCost := 1000 * entityOps * priceTablePer10k / 1e4
+		execCost := 1000 * priceFlexPerMillion / 1e6
+		gbs := 1000 * p50 / 1000 * flexInstanceGB
+		timeCost := gbs * priceFlexPerGBs
+		total := kvCost + tableCost + execCost + timeCost
+		f.Value = &total
+		f.Detail = fmt.Sprintf("Key Vault %s ops × $%.2f/10k = $%.4f; Table Storage %s entity ops × $%.5f/10k = $%.5f; "+
+			"Functions 1,000 executions × $%.2f/M = $%.4f + %s GB-s (%s ms × %.1f GB) × $%.6f = $%.4f. "+
+			"SCEPman (App Service, fixed): 1 × S1 $%.2f/month for < 2,000 clients = $%.2f per 1,000 enrollments at one "+
+			"enrollment per client per month; 1 × P1V3 $%.2f/month for < 10,000 clients = $%.2f per 1,000",
+			formatValue(1000*kv), priceKeyVaultPer10k, kvCost, formatValue(1000*entityOps), priceTablePer10k, tableCost,
+			priceFlexPerMillion, execCost, formatValue(math.Round(gbs*10)/10), formatValue(p50), flexInstanceGB,
+			priceFlexPerGBs, timeCost, priceAppServiceS1, priceAppServiceS1/2, priceAppServiceP1V3, priceAppServiceP1V3/10)
+	}
+	add(f)
+}
