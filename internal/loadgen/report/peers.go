@@ -35,7 +35,7 @@ func peerFigures(r *Run, add func(Figure)) {
 	}
 	for _, c := range []struct {
 		name, measure, target string
-		min               float64
+		min                   float64
 	}{
 		{PeerAzurite, "azscep (Azurite) vs the fastest peer, same run", "≥ 1.2", 1.2},
 		{PeerMemory, "azscep (in-memory store) vs the fastest peer, same run", "", 0},
