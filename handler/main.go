@@ -30,7 +30,7 @@ func run(args []string) int {
 	}
 	cfg, err := config.Load(os.Environ())
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "azscep: configuration error: %v\n", err)
+		fmt.Fprintf(os.Stderr, "azscep: configuration error: %v (azscep settings lists every setting, azscep help the commands)\n", err)
 		return 2
 	}
 	log := newLogger(cfg.LogLevel)
