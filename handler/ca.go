@@ -270,6 +270,10 @@ Intune would when it sends a SCEP profile to a device, then enroll with it:
   curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/pkcs10' \
       --data-binary @app.csr -H 'Accept: application/x-pem-file' %[1]s/api/csr
 
+Certificate console (search, revoke, CA overview, request certificates), signing in with the same issuer:
+
+  open %[1]s/api/console/
+
 `, base)
 	}
 	fmt.Fprintln(out, "Stop with Ctrl-C. Local state lives in .local/ (delete it to start over).")

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +28,8 @@ import (
 	"github.com/chromedp/chromedp"
 	"golang.org/x/crypto/ocsp"
 
+	"github.com/azscep/azscep/internal/config"
+	"github.com/azscep/azscep/internal/console"
 	"github.com/azscep/azscep/internal/custody"
 	"github.com/azscep/azscep/internal/store"
 )
@@ -334,10 +337,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		Errors: []string{"CertificateNotFoundError for serial 0BADC0DE"}}); err != nil {
 		t.Fatal(err)
 	}
-	console := svc.base + "/api/console/"
+	page := svc.base + "/api/console/"
 
 	// Sign in through the dev issuer's authorization-code + PKCE flow.
-	b.do("open console", chromedp.Navigate(console))
+	b.do("open console", chromedp.Navigate(page))
 	b.waitFor("sign-in page", `!!document.querySelector("#signin")`)
 	if got := eval[string](b, `document.querySelector("h1").textContent`); !strings.Contains(got, "Sign in") {
 		t.Fatalf("first view %q, want the sign-in page", got)
@@ -388,7 +391,7 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	// Search by serial (keyboard only: type and press Enter) opens the certificate.
 	serial := store.SerialString(target.SerialNumber)
-	b.do("search serial", chromedp.Navigate(console+"#/certificates"))
+	b.do("search serial", chromedp.Navigate(page+"#/certificates"))
 	b.waitFor("search form", `!!document.querySelector("#q")`)
 	b.do("type serial", chromedp.SendKeys(chromedp.ID("q"), strings.ToLower(serial)+"\n"))
 	b.waitFor("certificate details", fmt.Sprintf(`location.hash === "#/certificate/%s" && !!document.querySelector("#download-pem")`, serial))
@@ -410,7 +413,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	b.do("choose reason", chromedp.SetValue(chromedp.ID("reason"), "keyCompromise"), chromedp.Click(chromedp.ID("revoke-button")))
 	b.waitFor("confirmation dialog", `document.querySelector("#confirm-revoke").open`)
-	b.shot("revoke-confirm")
+	b.shotViewport("revoke-confirm")
 	b.do("confirm", chromedp.Click(chromedp.ID("confirm-yes")))
 	b.waitFor("revoked notice", `!!document.querySelector("#revoke-result .notice.ok")`)
 	b.shot("revoked")
@@ -426,7 +429,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	csrDER, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "web.contoso.example"},
 		DNSNames: []string{"web.contoso.example"}}, key)
 	csrPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}))
-	b.do("request view", chromedp.Navigate(console+"#/request"))
+	b.do("request view", chromedp.Navigate(page+"#/request"))
 	b.waitFor("request form", `!!document.querySelector("#csr") && document.querySelectorAll("#profile option").length > 0`)
 	b.do("paste CSR", chromedp.SetValue(chromedp.ID("csr"), csrPEM), chromedp.Click(chromedp.ID("request-button")))
 	b.waitFor("issued", `!!document.querySelector("#download-chain")`)
@@ -437,7 +440,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 
 	// The CA overview and the operations view.
-	b.do("overview", chromedp.Navigate(console+"#/overview"))
+	b.do("overview", chromedp.Navigate(page+"#/overview"))
 	b.waitFor("overview", `[...document.querySelectorAll("h2")].some(h => h.textContent === "CRL") && !!document.querySelector(".facts")`)
 	ov := eval[string](b, `document.querySelector("main").innerText`)
 	for _, want := range []string{cas[0].Subject.CommonName, "SCEP RA certificate", "CRL number", "static", "device", "api"} {
@@ -446,7 +449,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 	b.shot("overview")
-	b.do("operations", chromedp.Navigate(console+"#/operations"))
+	b.do("operations", chromedp.Navigate(page+"#/operations"))
 	b.waitFor("operations", `document.querySelectorAll("table.list").length === 2`)
 	ops := eval[string](b, `document.querySelector("main").innerText`)
 	for _, want := range []string{"5CA1AB1E0001", "half-done.contoso.example", "CertificateNotFoundError", "timer"} {
@@ -457,7 +460,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.shot("operations")
 
 	// Usability: every form control has a label; narrow window / 200% zoom does not scroll sideways.
-	b.do("certificates again", chromedp.Navigate(console+"#/certificates"))
+	b.do("certificates again", chromedp.Navigate(page+"#/certificates"))
 	b.waitFor("list", `document.querySelectorAll("table.list tbody tr").length > 0`)
 	if unlabeled := eval[[]string](b, `[...document.querySelectorAll("input,select,textarea")].filter(e => !e.labels.length && !e.getAttribute("aria-label")).map(e => e.id || e.name)`); len(unlabeled) > 0 {
 		t.Errorf("controls without a label: %v", unlabeled)
@@ -477,7 +480,7 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	// An expired or refused token: the page says so and offers to sign in again.
 	b.do("spoil token", chromedp.Evaluate[chromedp.Void](`sessionStorage.setItem("azscep.console.session", JSON.stringify({token: "eyJ.bad.token", expires: Date.now() + 3600000}))`))
-	b.do("reload", chromedp.Navigate(console+"#/overview"), chromedp.Reload())
+	b.do("reload", chromedp.Navigate(page+"#/overview"), chromedp.Reload())
 	b.waitFor("expired message", `[...document.querySelectorAll(".notice h2")].some(h => h.textContent.includes("expired"))`)
 	b.shot("expired")
 
@@ -486,7 +489,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 
 	// A user without Certificates.Manage sees which role is missing.
-	b.do("sign out", chromedp.Evaluate[chromedp.Void](`sessionStorage.clear()`), chromedp.Navigate(console+"#/certificates"), chromedp.Reload())
+	b.do("sign out", chromedp.Evaluate[chromedp.Void](`sessionStorage.clear()`), chromedp.Navigate(page+"#/certificates"), chromedp.Reload())
 	b.waitFor("sign-in page", `!!document.querySelector("#signin")`)
 	b.do("sign in as requester", chromedp.Click(chromedp.ID("signin")))
 	b.waitFor("dev issuer form", `!!document.querySelector("#upn")`)
@@ -561,5 +564,57 @@ func TestConsoleHeaders(t *testing.T) {
 		if strings.HasPrefix(k, "Access-Control-") {
 			t.Errorf("admin API answers CORS header %s", k)
 		}
+	}
+}
+
+// TestConsoleEntraModeLoadsMSAL: in Azure mode the page loads the embedded MSAL bundle under the strict CSP,
+// MSAL initializes (session-storage cache) and the page offers Entra sign-in, with no console errors and nothing
+// token-like in localStorage. Signing in itself needs Entra, which this machine cannot reach.
+func TestConsoleEntraModeLoadsMSAL(t *testing.T) {
+	b := newBrowser(t)
+	h, err := console.New(console.Config{Mode: console.ModeEntra, ClientID: "11111111-2222-4333-8444-555555555555",
+		Scope:     "api://11111111-2222-4333-8444-555555555555/access_as_user",
+		Authority: "https://login.microsoftonline.com/66666666-7777-4888-9999-000000000000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(console.Prefix, h)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	b.do("open console", chromedp.Navigate(srv.URL+console.Prefix))
+	b.waitFor("Entra sign-in", `(document.querySelector("#signin")||{}).textContent === "Sign in with Microsoft Entra ID"`)
+	if !eval[bool](b, `typeof window.msal.PublicClientApplication === "function"`) {
+		t.Error("the MSAL bundle did not load")
+	}
+	if leaked := eval[[]string](b, `Object.keys(localStorage).filter(k => /token|secret/i.test(k + localStorage.getItem(k)))`); len(leaked) > 0 {
+		t.Errorf("localStorage holds token-like entries: %v", leaked)
+	}
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("console errors: %s", strings.Join(p, "\n"))
+	}
+	b.shot("entra-signin")
+}
+
+// TestConsoleRedirectURIRegistered: the Entra setup script registers the console as a SPA redirect URI of the API
+// app registration, which the console signs in as (consoleConfig).
+func TestConsoleRedirectURIRegistered(t *testing.T) {
+	script, err := os.ReadFile("../infra/scripts/create-api-app.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`{spa: {redirectUris:`, `/api/console/`, `AZSCEP_BASE_URL`, `--console-url`} {
+		if !strings.Contains(string(script), want) {
+			t.Errorf("create-api-app.sh lacks %s", want)
+		}
+	}
+	cfg := consoleConfig(&config.Config{API: config.APIConfig{Enabled: true, TenantID: "66666666-7777-4888-9999-000000000000",
+		Audiences: []string{"11111111-2222-4333-8444-555555555555", "api://azscep"}, AuthorityHost: "https://login.microsoftonline.com/"}})
+	if cfg.Mode != console.ModeEntra || cfg.ClientID != "11111111-2222-4333-8444-555555555555" || cfg.Scope != "api://azscep/access_as_user" ||
+		cfg.Authority != "https://login.microsoftonline.com/66666666-7777-4888-9999-000000000000" {
+		t.Errorf("Entra console config = %+v", cfg)
+	}
+	if cfg := consoleConfig(&config.Config{}); cfg.Mode != console.ModeDisabled {
+		t.Errorf("without the API the console is %s, want disabled", cfg.Mode)
 	}
 }

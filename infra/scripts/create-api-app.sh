@@ -2,7 +2,7 @@
 # Creates, or brings up to date, the Entra app registration that protects /api/csr and the admin API
 # (/api/certificates). Safe to run again: it changes only what differs and keeps existing role IDs.
 #
-#   infra/scripts/create-api-app.sh [--name DISPLAY_NAME] [--set-azd-env]
+#   infra/scripts/create-api-app.sh [--name DISPLAY_NAME] [--set-azd-env] [--console-url URL]
 #
 # Result:
 #   - app roles CSR.Request.Db (Application, User), CSR.SelfService (User), Certificates.Manage (Application, User);
@@ -10,7 +10,9 @@
 #     idtyp (lets the CA tell app-only tokens from user tokens), upn (the only user name a self-service
 #     certificate is bound to: v2 tokens carry it only on request, and preferred_username is mutable) and acct
 #     (0 member, 1 guest: guests are refused unless AZSCEP_API_ALLOW_GUESTS), a delegated scope access_as_user;
-#   - a service principal with "assignment required", so only principals granted a role get tokens.
+#   - a service principal with "assignment required", so only principals granted a role get tokens;
+#   - the certificate console's SPA redirect URI, <base URL>/api/console/ (from --console-url, or from the azd
+#     environment's AZSCEP_BASE_URL): the console signs in as this app and asks for its access_as_user scope.
 # It prints the values for AZSCEP_API_TENANT_ID and AZSCEP_API_AUDIENCES; --set-azd-env also stores them in the
 # current azd environment (then run `azd provision`).
 #
@@ -22,6 +24,7 @@ set -euo pipefail
 
 name=""
 set_env=false
+console_url=""
 while [[ $# -gt 0 ]]; do
 	case "$1" in
 	--name)
@@ -32,6 +35,11 @@ while [[ $# -gt 0 ]]; do
 	--set-azd-env)
 		set_env=true
 		shift
+		;;
+	--console-url)
+		[[ $# -ge 2 ]] || die "--console-url needs a value"
+		console_url=$2
+		shift 2
 		;;
 	-h | --help)
 		sed -n '2,20p' "$0"
@@ -138,6 +146,23 @@ else
 	printf '%s' "$desired" >"$body"
 	az rest --method PATCH --uri "$app_url" --headers "Content-Type=application/json" --body "@$body" >/dev/null
 	log "updated app roles, App ID URI (api://$app_id), token version 2 and the idtyp, upn and acct claims"
+fi
+
+# The certificate console (/api/console/) is a single-page app that signs in as this registration: its URL must be
+# a SPA redirect URI (authorization code + PKCE, no secret). Other redirect URIs are kept.
+[[ -n $console_url || -z ${AZSCEP_BASE_URL:-} ]] || console_url="${AZSCEP_BASE_URL%/}/api/console/"
+if [[ -n $console_url ]]; then
+	[[ $console_url == https://*/api/console/ ]] || die "--console-url must be https://<host>/api/console/ (got $console_url)"
+	spa=$(az rest --method GET --uri "$app_url?\$select=spa" -o json | jq -c '.spa.redirectUris // []')
+	if jq -e --arg u "$console_url" 'index($u) != null' <<<"$spa" >/dev/null; then
+		log "the console redirect URI $console_url is registered"
+	else
+		spa_body=$(jq -c --arg u "$console_url" '{spa: {redirectUris: (. + [$u])}}' <<<"$spa")
+		az rest --method PATCH --uri "$app_url" --headers "Content-Type=application/json" --body "$spa_body" >/dev/null
+		log "registered the console redirect URI $console_url (SPA platform)"
+	fi
+else
+	log "no AZSCEP_BASE_URL and no --console-url: the certificate console's redirect URI is not registered"
 fi
 
 # Service principal (enterprise application): needed to assign roles; "assignment required" blocks everyone else.
