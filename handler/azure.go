@@ -18,6 +18,7 @@ import (
 	"github.com/azscep/azscep/internal/config"
 	"github.com/azscep/azscep/internal/custody"
 	"github.com/azscep/azscep/internal/keyvault"
+	"github.com/azscep/azscep/internal/revocation"
 	"github.com/azscep/azscep/internal/store"
 )
 
@@ -37,25 +38,27 @@ func vault(cfg *config.Config, cred azcore.TokenCredential, st store.Meta, kvOpt
 		KEKName: cfg.KEKName, CADecrypts: cfg.RAMode == "ca"}, nil
 }
 
-// loadKeyVaultKeys loads the CA key (pinned version) and unwraps the RA key: once per instance.
-func loadKeyVaultKeys(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Logger, opts buildOptions) (*custody.Keys, error) {
+// loadKeyVaultKeys loads the CA key (pinned version) and unwraps the RA key: once per instance. The vault is
+// returned as the RA's store (renewals, periodic re-reads).
+func loadKeyVaultKeys(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Logger, opts buildOptions) (*custody.Keys, *custody.Vault, error) {
 	cred := opts.credential
 	if cred == nil {
 		var err error
 		if cred, err = azureCredential(cfg); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	v, err := vault(cfg, cred, st, opts.kvOptions)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	v.Recorder = revocation.RARecords(st)
 	keys, err := v.Load(ctx, time.Now())
 	if err != nil {
-		return nil, fmt.Errorf("loading keys from Key Vault: %w", err)
+		return nil, nil, fmt.Errorf("loading keys from Key Vault: %w", err)
 	}
 	log.Info("keys loaded from Key Vault", "ca_key", cfg.CAKeyName, "ra_mode", cfg.RAMode)
-	return keys, nil
+	return keys, v, nil
 }
 
 // describeIdentity gets a Key Vault token with cred and says whose it is, from the token's claims: the user (upn)

@@ -78,7 +78,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 			return nil, err
 		}
 	}
-	keys, err := loadKeys(ctx, cfg, st, log, opts)
+	keys, raStore, err := loadKeys(ctx, cfg, st, log, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -127,6 +127,14 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 				d.ocsp.Invalidate(n)
 			}
 		}
+	}
+
+	if raStore != nil {
+		var stop func()
+		if d.ra, stop, err = raKeeper(ctx, st, raStore, keys, onRevoked, log, opts); err != nil {
+			return nil, err
+		}
+		d.close = stop
 	}
 
 	var challenge scep.Intune
@@ -247,10 +255,52 @@ func buildAPI(ctx context.Context, cfg *config.Config, d *deps) error {
 	return nil
 }
 
-// loadKeys loads the CA and RA from files (local mode) or from Key Vault and the store (azure mode).
-func loadKeys(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Logger, opts buildOptions) (*custody.Keys, error) {
+// loadKeys loads the CA and RA from files (local mode) or from Key Vault and the store (azure mode), and returns
+// where the RA is kept (nil in CA-decrypt mode).
+func loadKeys(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Logger, opts buildOptions) (*custody.Keys, custody.RAStore, error) {
 	if cfg.Mode == config.ModeLocal {
-		return custody.LoadLocal(cfg.LocalKeyDir, time.Now())
+		keys, err := custody.LoadLocal(cfg.LocalKeyDir, time.Now())
+		if err != nil || keys.RACert == nil {
+			return keys, nil, err
+		}
+		return keys, custody.LocalRA{Dir: cfg.LocalKeyDir}, nil
 	}
-	return loadKeyVaultKeys(ctx, cfg, st, log, opts)
+	keys, v, err := loadKeyVaultKeys(ctx, cfg, st, log, opts)
+	if err != nil || keys.RACert == nil {
+		return keys, nil, err
+	}
+	return keys, v, nil
+}
+
+// raKeeper keeps this instance's RA current: it records RA certificates signed before they were recorded (one
+// point read per start), installs the stored RA, and re-reads it every custody.RARefreshInterval in the
+// background (one store read; one unwrap only when it changed) until stop is called. The hourly timer's
+// Maintain renews and retires RA certificates.
+func raKeeper(ctx context.Context, st store.Store, raStore custody.RAStore, keys *custody.Keys, onRevoked func([]string),
+	log *slog.Logger, opts buildOptions) (keeper *custody.RAKeeper, stop func(), err error) {
+	now := time.Now
+	if opts.clock != nil {
+		now = opts.clock.Now
+	}
+	rv := revocation.RARevoker{Store: st, OnRevoked: onRevoked, Now: now}
+	keeper = &custody.RAKeeper{Store: raStore, Keys: keys, Recorder: revocation.RARecords(st), Revoke: rv.Revoke,
+		Revoked: rv.Revoked, Now: now, Logger: log}
+	if _, err := keeper.Refresh(ctx); err != nil {
+		return nil, nil, err
+	}
+	for _, c := range []func(time.Time) (*x509.Certificate, custody.RAKey){
+		func(time.Time) (*x509.Certificate, custody.RAKey) { return keys.RA() }, keys.PreviousRA} {
+		if cert, _ := c(now()); cert != nil {
+			if err := revocation.RecordExisting(ctx, st, cert, now()); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		keeper.Run(rctx, custody.RARefreshInterval)
+	}()
+	return keeper, func() { cancel(); <-done }, nil
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/azscep/azscep/internal/config"
 	"github.com/azscep/azscep/internal/custody"
+	"github.com/azscep/azscep/internal/revocation"
+	"github.com/azscep/azscep/internal/store"
 )
 
 // command runs an admin subcommand. Output for the operator goes to stdout; errors are returned.
@@ -57,13 +59,13 @@ func caCommand(ctx context.Context, cfg *config.Config, sub string, args []strin
 		return fmt.Errorf("bad -validity %q", o.validity)
 	}
 	now := time.Now()
-	if cfg.Mode == config.ModeLocal {
-		return caLocal(cfg, sub, name, days, o.keyType, now, out)
-	}
-
+	// The store records every RA certificate (local mode too: Azurite).
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
+	}
+	if cfg.Mode == config.ModeLocal {
+		return caLocal(ctx, cfg, st, sub, name, days, o.keyType, o.compromised, now, out)
 	}
 	cred, err := azureCredential(cfg)
 	if err != nil {
@@ -78,6 +80,7 @@ func caCommand(ctx context.Context, cfg *config.Config, sub string, args []strin
 	if err != nil {
 		return err
 	}
+	v.Recorder = revocation.RARecords(st)
 	switch sub {
 	case "init":
 		res, err := v.Init(ctx, custody.VaultInitOptions{KeyType: o.keyType, KeySize: o.keySize, Curve: o.curve,
@@ -103,11 +106,22 @@ func caCommand(ctx context.Context, cfg *config.Config, sub string, args []strin
 		fmt.Fprintln(out, "imported", chain[0].Subject.String())
 		return nil
 	case "rotate-ra":
-		if err := v.RotateRA(ctx, "", now); err != nil {
+		if cfg.RAMode == "ca" {
+			return errors.New("CA-decrypt mode has no RA key to rotate")
+		}
+		keys, err := v.Load(ctx, now)
+		if errors.Is(err, custody.ErrNotInitialized) {
+			// The RA envelope was lost (docs/deployment.md §10): make a new one.
+			if err := v.RotateRA(ctx, "", now); err != nil {
+				return err
+			}
+			fmt.Fprintln(out, "RA created; instances pick it up within", custody.RARefreshInterval)
+			return nil
+		}
+		if err != nil {
 			return err
 		}
-		fmt.Fprintln(out, "RA rotated; instances pick it up when they restart")
-		return nil
+		return rotateRA(ctx, st, v, keys, o.compromised, now, out)
 	case "show":
 		chain, kid, ra, err := v.Show(ctx)
 		if err != nil {
@@ -120,7 +134,8 @@ func caCommand(ctx context.Context, cfg *config.Config, sub string, args []strin
 	return fmt.Errorf("unknown ca command %q", sub)
 }
 
-func caLocal(cfg *config.Config, sub string, name pkix.Name, validity time.Duration, keyType string, now time.Time, out io.Writer) error {
+func caLocal(ctx context.Context, cfg *config.Config, st store.Store, sub string, name pkix.Name, validity time.Duration,
+	keyType string, compromised bool, now time.Time, out io.Writer) error {
 	switch sub {
 	case "init":
 		kt := "RSA"
@@ -128,18 +143,18 @@ func caLocal(cfg *config.Config, sub string, name pkix.Name, validity time.Durat
 			kt = "EC"
 		}
 		created, err := custody.InitLocal(cfg.LocalKeyDir, custody.LocalInitOptions{Subject: name, Validity: validity,
-			KeyType: kt, NoRA: cfg.RAMode == "ca"}, now)
+			KeyType: kt, NoRA: cfg.RAMode == "ca", Recorder: revocation.RARecords(st)}, now)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "local CA in %s (created: %t)\n", cfg.LocalKeyDir, created)
 		return nil
 	case "rotate-ra":
-		if err := custody.RotateLocalRA(cfg.LocalKeyDir, now); err != nil {
+		keys, err := custody.LoadLocal(cfg.LocalKeyDir, now)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintln(out, "RA rotated")
-		return nil
+		return rotateRA(ctx, st, custody.LocalRA{Dir: cfg.LocalKeyDir}, keys, compromised, now, out)
 	case "show":
 		k, err := custody.LoadLocal(cfg.LocalKeyDir, now)
 		if err != nil {
@@ -151,6 +166,36 @@ func caLocal(cfg *config.Config, sub string, name pkix.Name, validity time.Durat
 		return errors.New("local mode makes self-signed roots only; use azure mode for a subordinate CA")
 	}
 	return fmt.Errorf("unknown ca command %q", sub)
+}
+
+// rotateRA is `ca rotate-ra`: a new RA certificate (recorded), the current one kept for the overlap (clients
+// cache GetCACert) and revoked by the hourly timer afterwards — or revoked at once with -compromised.
+func rotateRA(ctx context.Context, st store.Store, ras custody.RAStore, keys *custody.Keys, compromised bool, now time.Time, out io.Writer) error {
+	if cur, _ := keys.RA(); cur == nil {
+		return errors.New("CA-decrypt mode has no RA key to rotate")
+	} else if err := revocation.RecordExisting(ctx, st, cur, now); err != nil {
+		return err
+	}
+	rv := revocation.RARevoker{Store: st}
+	k := &custody.RAKeeper{Store: ras, Keys: keys, Recorder: revocation.RARecords(st), Revoke: rv.Revoke, Revoked: rv.Revoked,
+		Now: func() time.Time { return now }}
+	reason := "ca rotate-ra"
+	if compromised {
+		reason += " -compromised"
+	}
+	cert, old, err := k.Rotate(ctx, reason, compromised)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "RA rotated: new RA certificate %s (not after %s); instances pick it up within %s\n",
+		store.SerialString(cert.SerialNumber), cert.NotAfter.UTC().Format(time.RFC3339), custody.RARefreshInterval)
+	if compromised {
+		fmt.Fprintf(out, "previous RA certificate %s revoked (keyCompromise)\n", store.SerialString(old.SerialNumber))
+	} else {
+		fmt.Fprintf(out, "previous RA certificate %s keeps working until %s, when the hourly timer revokes it (superseded)\n",
+			store.SerialString(old.SerialNumber), custody.RetireAt(cert, custody.RAOverlap).UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 func printChain(out io.Writer, chain []*x509.Certificate, ra *x509.Certificate) {

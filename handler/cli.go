@@ -167,7 +167,7 @@ func mustHelp(args ...string) string {
 type caOptions struct {
 	subject, validity, keyType, curve, certFile string
 	keySize                                     int
-	subordinate                                 bool
+	subordinate, compromised                    bool
 }
 
 // caFlags is the flag set of `ca sub` (sub "" lists every flag); nil for an unknown subcommand. Each subcommand
@@ -189,6 +189,9 @@ func caFlags(sub string) (*flag.FlagSet, *caOptions) {
 	}
 	if sub == "import" || sub == "" {
 		fs.StringVar(&o.certFile, "cert", "", "import: PEM file with the signed CA certificate first, then its issuers")
+	}
+	if sub == "rotate-ra" || sub == "" {
+		fs.BoolVar(&o.compromised, "compromised", false, "rotate-ra: revoke the current RA at once (keyCompromise) instead of keeping it for the 7-day overlap")
 	}
 	return fs, o
 }

@@ -159,6 +159,7 @@ type deps struct {
 	scep   *scep.Server
 	crl    *crl.Publisher
 	ocsp   *ocsp.Responder
+	ra     *custody.RAKeeper  // nil in CA-decrypt mode
 	sync   *revocation.Syncer // nil when Intune is not configured
 	admin  http.Handler       // nil when the API is not configured
 	csr    http.Handler       // nil when the API is not configured
@@ -329,6 +330,15 @@ func (d *deps) runSync(ctx context.Context, info timer.Info) ([]string, error) {
 		lines = append(lines, fmt.Sprintf("revocation sync %s: resumed=%d downloaded=%d foreign=%d revoked=%d not_found=%d failed=%d uploaded=%d past_due=%t",
 			run.ID, run.Resumed, run.Downloaded, run.Foreign, run.Revoked, run.NotFound, run.Failed, run.Uploaded, info.IsPastDue))
 		lines = append(lines, run.Errors...)
+	}
+	if d.ra != nil {
+		// The RA step: renew 30 days before expiry, retire the previous RA after its overlap.
+		raLines, raErr := d.ra.Maintain(ctx)
+		lines = append(lines, raLines...)
+		if raErr != nil {
+			d.log.Warn("RA maintenance failed", "err", raErr)
+			lines = append(lines, "RA maintenance failed: "+raErr.Error())
+		}
 	}
 	return append(lines, d.sweepPending(ctx)...), err
 }

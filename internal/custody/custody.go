@@ -4,6 +4,7 @@
 package custody
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -19,6 +20,7 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -42,6 +44,49 @@ type Keys struct {
 	// decrypts envelopes and signs CertReps itself.
 	RACert *x509.Certificate
 	RAKey  RAKey
+
+	// live is the RA installed by SetRA (a renewal picked up while running); it takes precedence over RACert/RAKey.
+	live atomic.Pointer[raState]
+}
+
+// RA is one SCEP RA certificate and its key.
+type RA struct {
+	Cert *x509.Certificate
+	Key  RAKey
+}
+
+// raState is the current RA and, during the overlap after a rotation, the previous one.
+type raState struct {
+	cur      RA
+	prev     *RA
+	retireAt time.Time // the previous RA opens envelopes until then
+}
+
+// RA returns the current RA certificate and key (nil in CA-decrypt mode). Safe for concurrent use with SetRA.
+func (k *Keys) RA() (*x509.Certificate, RAKey) {
+	if st := k.live.Load(); st != nil {
+		return st.cur.Cert, st.cur.Key
+	}
+	return k.RACert, k.RAKey
+}
+
+// PreviousRA returns the RA certificate and key replaced by the last rotation while its overlap lasts (clients
+// that cached GetCACert still encrypt to it), or nils.
+func (k *Keys) PreviousRA(now time.Time) (*x509.Certificate, RAKey) {
+	if st := k.live.Load(); st != nil && st.prev != nil && now.Before(st.retireAt) {
+		return st.prev.Cert, st.prev.Key
+	}
+	return nil, nil
+}
+
+// SetRA installs a new current RA (and the previous one, opened until retireAt) after checking that the current
+// one fits the CA, so SCEP requests from now on use it.
+func (k *Keys) SetRA(cur RA, prev *RA, retireAt time.Time, now time.Time) error {
+	if err := checkRA(k.CA(), cur.Cert, cur.Key, now); err != nil {
+		return err
+	}
+	k.live.Store(&raState{cur: cur, prev: prev, retireAt: retireAt})
+	return nil
 }
 
 // CA returns the issuing certificate.
@@ -49,8 +94,8 @@ func (k *Keys) CA() *x509.Certificate { return k.Chain[0] }
 
 // SCEPIdentity is the certificate and key SCEP clients encrypt to and CertReps are signed with.
 func (k *Keys) SCEPIdentity() (*x509.Certificate, RAKey, error) {
-	if k.RACert != nil {
-		return k.RACert, k.RAKey, nil
+	if cert, key := k.RA(); cert != nil {
+		return cert, key, nil
 	}
 	if len(k.Chain) == 0 || k.CASigner == nil {
 		return nil, nil, errors.New("custody: no CA certificate or key")
@@ -96,18 +141,26 @@ func (k *Keys) Check(now time.Time) error {
 		_, _, err := k.SCEPIdentity()
 		return err
 	}
-	if k.RAKey == nil || !publicKeysEqual(k.RAKey.Public(), k.RACert.PublicKey) {
-		return fmt.Errorf("%w: the RA key does not match the RA certificate %q", ErrKeyMismatch, k.RACert.Subject.String())
+	return checkRA(ca, k.RACert, k.RAKey, now)
+}
+
+// checkRA verifies that an RA certificate and key belong together, are RSA, were issued by ca and are valid now.
+func checkRA(ca, cert *x509.Certificate, key RAKey, now time.Time) error {
+	if cert == nil {
+		return errors.New("custody: no RA certificate")
 	}
-	if _, ok := k.RACert.PublicKey.(*rsa.PublicKey); !ok {
+	if key == nil || !publicKeysEqual(key.Public(), cert.PublicKey) {
+		return fmt.Errorf("%w: the RA key does not match the RA certificate %q", ErrKeyMismatch, cert.Subject.String())
+	}
+	if _, ok := cert.PublicKey.(*rsa.PublicKey); !ok {
 		return errors.New("custody: the RA key must be RSA (SCEP clients encrypt to it)")
 	}
-	if err := k.RACert.CheckSignatureFrom(ca); err != nil {
+	if err := cert.CheckSignatureFrom(ca); err != nil {
 		return fmt.Errorf("custody: the RA certificate is not signed by the CA: %w", err)
 	}
-	if now.Before(k.RACert.NotBefore) || now.After(k.RACert.NotAfter) {
+	if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
 		return fmt.Errorf("custody: the RA certificate is not valid now (%s – %s)",
-			k.RACert.NotBefore.UTC().Format(time.RFC3339), k.RACert.NotAfter.UTC().Format(time.RFC3339))
+			cert.NotBefore.UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return nil
 }
@@ -198,12 +251,40 @@ func NewSubordinateCSR(signer crypto.Signer, subject pkix.Name) ([]byte, error) 
 	return der, nil
 }
 
-// RAValidity is how long an RA certificate lives; `ca rotate-ra` renews it.
+// RAValidity is how long an RA certificate lives; the hourly timer renews it RARenewBefore its end, and
+// `ca rotate-ra` at any time.
 const RAValidity = 2 * 365 * 24 * time.Hour
 
-// NewRACertificate issues the SCEP RA certificate for raPub (RSA) with the CA key: keyEncipherment (clients
-// encrypt to it) and digitalSignature (it signs CertReps).
+// OIDCertificateRequestAgent is Microsoft's Certificate Request Agent EKU (1.3.6.1.4.1.311.20.2.1), what NDES RA
+// certificates carry. It is the RA certificate's only EKU, so no TLS client or server, code-signing or e-mail
+// validator accepts the RA certificate for anything: it can only encrypt SCEP envelopes and sign CertReps.
+var OIDCertificateRequestAgent = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 20, 2, 1}
+
+// Recorder makes a certificate the CA issues to itself durable like every other certificate: Planned runs before
+// the CA key signs (an error stops the signature) and Issued before the certificate is used (an error discards it).
+// revocation.ResponderRecords implements it.
+type Recorder interface {
+	Planned(ctx context.Context, tmpl *x509.Certificate) error
+	Issued(ctx context.Context, cert *x509.Certificate) error
+}
+
+// HasRAUsage reports whether c is an RA certificate restricted to the Certificate Request Agent EKU (RA
+// certificates made before it are renewed by the hourly timer).
+func HasRAUsage(c *x509.Certificate) bool {
+	return len(c.ExtKeyUsage) == 0 && len(c.UnknownExtKeyUsage) == 1 && c.UnknownExtKeyUsage[0].Equal(OIDCertificateRequestAgent)
+}
+
+// NewRACertificate issues the SCEP RA certificate for raPub (RSA) with the CA key, unrecorded (tests and
+// bootstrap without a store; IssueRACertificate records it).
 func NewRACertificate(ca *x509.Certificate, caSigner crypto.Signer, raPub crypto.PublicKey, cn string, now time.Time) (*x509.Certificate, error) {
+	return IssueRACertificate(context.Background(), nil, ca, caSigner, raPub, cn, now)
+}
+
+// IssueRACertificate issues the SCEP RA certificate for raPub (RSA) with the CA key: keyEncipherment (clients
+// encrypt to it), digitalSignature (it signs CertReps) and the Certificate Request Agent EKU only. When rec is
+// set, a pending record is written before the CA key signs and the issued record before the certificate is
+// returned, so every RA certificate is listed, revocable and in the CRL once revoked.
+func IssueRACertificate(ctx context.Context, rec Recorder, ca *x509.Certificate, caSigner crypto.Signer, raPub crypto.PublicKey, cn string, now time.Time) (*x509.Certificate, error) {
 	if _, ok := raPub.(*rsa.PublicKey); !ok {
 		return nil, errors.New("custody: the RA key must be RSA")
 	}
@@ -229,15 +310,30 @@ func NewRACertificate(ca *x509.Certificate, caSigner crypto.Signer, raPub crypto
 		NotBefore:             now.Add(-time.Hour).Truncate(time.Second),
 		NotAfter:              notAfter.Truncate(time.Second),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		UnknownExtKeyUsage:    []asn1.ObjectIdentifier{OIDCertificateRequestAgent},
 		BasicConstraintsValid: true,
 		SubjectKeyId:          ski,
 		SignatureAlgorithm:    SignatureAlgorithmFor(ca.PublicKey),
+	}
+	if rec != nil {
+		if err := rec.Planned(ctx, tmpl); err != nil {
+			return nil, fmt.Errorf("custody: recording the planned RA certificate: %w", err)
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, raPub, caSigner)
 	if err != nil {
 		return nil, fmt.Errorf("custody: signing RA certificate: %w", err)
 	}
-	return x509.ParseCertificate(der)
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("custody: parsing RA certificate: %w", err)
+	}
+	if rec != nil {
+		if err := rec.Issued(ctx, cert); err != nil {
+			return nil, fmt.Errorf("custody: recording the RA certificate: %w", err)
+		}
+	}
+	return cert, nil
 }
 
 // SignatureAlgorithmFor picks SHA-256+ for a CA key.

@@ -1,13 +1,16 @@
 package custody
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -23,6 +26,9 @@ const (
 	localCAChain = "ca.pem"
 	localRAKey   = "ra.key"
 	localRACert  = "ra.pem"
+	// The RA replaced by the last rotation, kept for the overlap (see RAOverlap).
+	localPrevRAKey  = "ra-previous.key"
+	localPrevRACert = "ra-previous.pem"
 )
 
 // LocalInitOptions shape a local CA.
@@ -32,6 +38,8 @@ type LocalInitOptions struct {
 	KeyType  string // "RSA" (3072 bits) or "EC" (P-256)
 	// NoRA selects CA-decrypt mode: no RA key is created.
 	NoRA bool
+	// Recorder, when set, records the RA certificate (pending before the CA key signs, issued after).
+	Recorder Recorder
 }
 
 // InitLocal creates a local CA in dir unless one exists: a key, a self-signed root and the RA. It is idempotent:
@@ -70,7 +78,7 @@ func InitLocal(dir string, opts LocalInitOptions, now time.Time) (bool, error) {
 		return created, nil
 	}
 	if _, err := os.Stat(filepath.Join(dir, localRACert)); errors.Is(err, fs.ErrNotExist) {
-		if err := RotateLocalRA(dir, now); err != nil {
+		if _, err := (LocalRA{Dir: dir}).StoreRA(context.Background(), opts.Recorder, "", false, "", now); err != nil {
 			return false, err
 		}
 		created = true
@@ -78,24 +86,136 @@ func InitLocal(dir string, opts LocalInitOptions, now time.Time) (bool, error) {
 	return created, nil
 }
 
-// RotateLocalRA replaces the local RA key and certificate with new ones issued by the local CA.
+// RotateLocalRA replaces the local RA key and certificate with new ones issued by the local CA, unrecorded; the
+// replaced RA is kept as the previous one. `ca rotate-ra` goes through RAKeeper.Rotate instead, which records the
+// certificate and revokes an older previous RA.
 func RotateLocalRA(dir string, now time.Time) error {
-	chain, caKey, err := loadLocalCA(dir)
+	l := LocalRA{Dir: dir}
+	_, version, err := l.ReadRA(context.Background(), "")
 	if err != nil {
 		return err
+	}
+	_, err = l.StoreRA(context.Background(), nil, version, true, "", now)
+	return err
+}
+
+// LocalRA is the RAStore of local mode: the RA in files next to the CA (ra.pem, ra.key and, during an overlap,
+// ra-previous.pem, ra-previous.key).
+type LocalRA struct{ Dir string }
+
+var _ RAStore = LocalRA{}
+
+// version identifies the stored RA by the certificates' bytes: a small file read, no key parsed.
+func (l LocalRA) version() (string, error) {
+	h := sha256.New()
+	for _, name := range []string{localRACert, localPrevRACert} {
+		b, err := os.ReadFile(filepath.Join(l.Dir, name))
+		if errors.Is(err, fs.ErrNotExist) {
+			h.Write([]byte{0})
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("custody: reading %s: %w", name, err)
+		}
+		h.Write(b)
+		h.Write([]byte{1})
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// ReadRA implements RAStore.
+func (l LocalRA) ReadRA(_ context.Context, known string) (*RAState, string, error) {
+	version, err := l.version()
+	if err != nil || version == known {
+		return nil, version, err
+	}
+	cur, err := readLocalRA(l.Dir, localRACert, localRAKey)
+	if err != nil {
+		return nil, "", err
+	}
+	st := &RAState{Current: *cur}
+	if _, err := os.Stat(filepath.Join(l.Dir, localPrevRACert)); err == nil {
+		if st.Previous, err = readLocalRA(l.Dir, localPrevRACert, localPrevRAKey); err != nil {
+			return nil, "", fmt.Errorf("previous RA: %w", err)
+		}
+	}
+	return st, version, nil
+}
+
+func readLocalRA(dir, certName, keyName string) (*RA, error) {
+	certs, err := readCerts(filepath.Join(dir, certName))
+	if err != nil {
+		return nil, err
+	}
+	key, err := readKey(filepath.Join(dir, keyName))
+	if err != nil {
+		return nil, err
+	}
+	ra, ok := key.(RAKey)
+	if !ok {
+		return nil, errors.New("custody: local RA key cannot decrypt")
+	}
+	return &RA{Cert: certs[0], Key: ra}, nil
+}
+
+// StoreRA implements RAStore. The previous RA's files are written before the new current ones.
+func (l LocalRA) StoreRA(ctx context.Context, rec Recorder, version string, keepCurrent bool, cn string, now time.Time) (*x509.Certificate, error) {
+	if cur, err := l.version(); err != nil {
+		return nil, err
+	} else if version != "" && cur != version {
+		return nil, ErrRAChanged
+	}
+	chain, caKey, err := loadLocalCA(l.Dir)
+	if err != nil {
+		return nil, err
 	}
 	raKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
-		return fmt.Errorf("custody: generating RA key: %w", err)
+		return nil, fmt.Errorf("custody: generating RA key: %w", err)
 	}
-	raCert, err := NewRACertificate(chain[0], caKey, raKey.Public(), "azscep SCEP RA", now)
+	if cn == "" {
+		cn = "azscep SCEP RA"
+	}
+	raCert, err := IssueRACertificate(ctx, rec, chain[0], caKey, raKey.Public(), cn, now)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := writeKey(filepath.Join(dir, localRAKey), raKey); err != nil {
-		return err
+	if keepCurrent {
+		for _, f := range [][2]string{{localRAKey, localPrevRAKey}, {localRACert, localPrevRACert}} {
+			b, err := os.ReadFile(filepath.Join(l.Dir, f[0]))
+			if err != nil {
+				return nil, fmt.Errorf("custody: keeping the previous RA: %w", err)
+			}
+			if err := writeAtomic(filepath.Join(l.Dir, f[1]), b, 0o600); err != nil {
+				return nil, err
+			}
+		}
+	} else if err := l.removePrevious(); err != nil {
+		return nil, err
 	}
-	return writeCerts(filepath.Join(dir, localRACert), raCert)
+	if err := writeKey(filepath.Join(l.Dir, localRAKey), raKey); err != nil {
+		return nil, err
+	}
+	return raCert, writeCerts(filepath.Join(l.Dir, localRACert), raCert)
+}
+
+// ForgetPreviousRA implements RAStore.
+func (l LocalRA) ForgetPreviousRA(_ context.Context, version string) error {
+	if cur, err := l.version(); err != nil {
+		return err
+	} else if cur != version {
+		return ErrRAChanged
+	}
+	return l.removePrevious()
+}
+
+func (l LocalRA) removePrevious() error {
+	for _, name := range []string{localPrevRACert, localPrevRAKey} {
+		if err := os.Remove(filepath.Join(l.Dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("custody: removing %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // LoadLocal loads a local CA (and its RA, if present) and checks it.
@@ -106,19 +226,14 @@ func LoadLocal(dir string, now time.Time) (*Keys, error) {
 	}
 	k := &Keys{Chain: chain, CASigner: caKey}
 	if _, err := os.Stat(filepath.Join(dir, localRACert)); err == nil {
-		certs, err := readCerts(filepath.Join(dir, localRACert))
+		st, _, err := LocalRA{Dir: dir}.ReadRA(context.Background(), "")
 		if err != nil {
 			return nil, err
 		}
-		key, err := readKey(filepath.Join(dir, localRAKey))
-		if err != nil {
-			return nil, err
+		k.RACert, k.RAKey = st.Current.Cert, st.Current.Key
+		if st.Previous != nil {
+			k.live.Store(&raState{cur: st.Current, prev: st.Previous, retireAt: RetireAt(st.Current.Cert, RAOverlap)})
 		}
-		ra, ok := key.(RAKey)
-		if !ok {
-			return nil, errors.New("custody: local RA key cannot decrypt")
-		}
-		k.RACert, k.RAKey = certs[0], ra
 	}
 	if err := k.Check(now); err != nil {
 		return nil, err

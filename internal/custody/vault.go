@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
@@ -54,6 +56,8 @@ type raEnvelope struct {
 	WrappedKey []byte `json:"wrappedKey"`
 	Nonce      []byte `json:"nonce"`
 	Ciphertext []byte `json:"ciphertext"`
+	// Previous is the RA this one replaced, kept (wrapped the same way) for the overlap after a rotation.
+	Previous *raEnvelope `json:"previous,omitempty"`
 }
 
 // Vault is the Key Vault custody backend.
@@ -65,7 +69,14 @@ type Vault struct {
 	KEKName    string
 	CADecrypts bool // RA mode "ca": no RA key; the CA key decrypts and signs CertReps
 	KeyOptions keyvault.Options
+	// Recorder, when set, records every RA certificate (pending before the CA key signs, issued after).
+	Recorder Recorder
+
+	openedMu sync.Mutex
+	opened   map[[32]byte]RAKey // RA keys already unwrapped, by envelope SHA-256: one unwrap per key per instance
 }
+
+var _ RAStore = (*Vault)(nil)
 
 // Load reads the public chain and the RA envelope from the store, pins the CA key version, unwraps the RA key
 // once (one Key Vault operation per instance) and checks everything fits together.
@@ -105,9 +116,16 @@ func (v *Vault) Load(ctx context.Context, now time.Time) (*Keys, error) {
 		if err != nil {
 			return nil, fmt.Errorf("custody: reading RA envelope: %w", err)
 		}
-		k.RACert, k.RAKey, err = v.open(ctx, raw)
+		v.openedMu.Lock()
+		v.opened = nil // start-up opens the envelope afresh; the cache only spares periodic re-reads
+		v.openedMu.Unlock()
+		st, err := v.openState(ctx, raw)
 		if err != nil {
 			return nil, err
+		}
+		k.RACert, k.RAKey = st.Current.Cert, st.Current.Key
+		if st.Previous != nil {
+			k.live.Store(&raState{cur: st.Current, prev: st.Previous, retireAt: RetireAt(st.Current.Cert, RAOverlap)})
 		}
 	}
 	if err := k.Check(now); err != nil {
@@ -129,14 +147,42 @@ func (v *Vault) caKeyName(rec *caRecord) (string, error) {
 	return v.CAKeyName, nil
 }
 
-func (v *Vault) open(ctx context.Context, raw []byte) (*x509.Certificate, RAKey, error) {
+// openState opens the stored RA document: the current RA and, during an overlap, the previous one.
+func (v *Vault) openState(ctx context.Context, raw []byte) (*RAState, error) {
 	var env raEnvelope
-	if err := json.Unmarshal(raw, &env); err != nil || env.Version != 1 || env.Alg != "RSA-OAEP-256" {
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return nil, fmt.Errorf("%w: envelope is malformed", ErrEnvelope)
+	}
+	cert, key, err := v.open(ctx, &env)
+	if err != nil {
+		return nil, err
+	}
+	st := &RAState{Current: RA{Cert: cert, Key: key}}
+	if env.Previous != nil {
+		pc, pk, err := v.open(ctx, env.Previous)
+		if err != nil {
+			return nil, fmt.Errorf("previous RA: %w", err)
+		}
+		st.Previous = &RA{Cert: pc, Key: pk}
+	}
+	return st, nil
+}
+
+func (v *Vault) open(ctx context.Context, env *raEnvelope) (*x509.Certificate, RAKey, error) {
+	if env.Version != 1 || env.Alg != "RSA-OAEP-256" {
 		return nil, nil, fmt.Errorf("%w: envelope is malformed", ErrEnvelope)
 	}
 	cert, err := x509.ParseCertificate(env.Cert)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: RA certificate does not parse", ErrEnvelope)
+	}
+	// The cache is keyed on the whole envelope, so a changed byte anywhere is opened (and checked) afresh.
+	id := sha256.Sum256(slices.Concat(env.Cert, []byte(env.KEKName+"/"+env.KEKVersion), env.WrappedKey, env.Nonce, env.Ciphertext))
+	v.openedMu.Lock()
+	known := v.opened[id]
+	v.openedMu.Unlock()
+	if known != nil {
+		return cert, known, nil
 	}
 	kek, err := keyvault.New(ctx, v.Client, env.KEKName, env.KEKVersion, v.KeyOptions)
 	if err != nil {
@@ -174,11 +220,84 @@ func (v *Vault) open(ctx context.Context, raw []byte) (*x509.Certificate, RAKey,
 	if !ok || !rk.PublicKey.Equal(cert.PublicKey) {
 		return nil, nil, fmt.Errorf("%w: RA key does not match its certificate: %w", ErrEnvelope, ErrKeyMismatch)
 	}
+	v.openedMu.Lock()
+	if v.opened == nil {
+		v.opened = map[[32]byte]RAKey{}
+	}
+	v.opened[id] = rk
+	v.openedMu.Unlock()
 	return cert, rk, nil
 }
 
+// ReadRA implements RAStore: one store read; the keys are unwrapped only for an RA not opened before.
+func (v *Vault) ReadRA(ctx context.Context, known string) (*RAState, string, error) {
+	raw, etag, err := v.Meta.GetMeta(ctx, metaRA)
+	if err != nil {
+		return nil, "", fmt.Errorf("custody: reading RA envelope: %w", err)
+	}
+	if etag == known {
+		return nil, etag, nil
+	}
+	st, err := v.openState(ctx, raw)
+	return st, etag, err
+}
+
+// StoreRA implements RAStore.
+func (v *Vault) StoreRA(ctx context.Context, rec Recorder, version string, keepCurrent bool, cn string, now time.Time) (*x509.Certificate, error) {
+	ca, _, err := v.readCA(ctx)
+	if err != nil {
+		return nil, err
+	}
+	raw, etag, err := v.Meta.GetMeta(ctx, metaRA)
+	if err != nil {
+		return nil, fmt.Errorf("custody: reading RA envelope: %w", err)
+	}
+	if etag != version {
+		return nil, ErrRAChanged
+	}
+	var prev *raEnvelope
+	if keepCurrent {
+		prev = &raEnvelope{}
+		if err := json.Unmarshal(raw, prev); err != nil {
+			return nil, fmt.Errorf("%w: envelope is malformed", ErrEnvelope)
+		}
+		prev.Previous = nil
+	}
+	cert, err := v.issueRA(ctx, ca, rec, cn, etag, prev, now)
+	if errors.Is(err, store.ErrConflict) {
+		return nil, ErrRAChanged
+	}
+	return cert, err
+}
+
+// ForgetPreviousRA implements RAStore.
+func (v *Vault) ForgetPreviousRA(ctx context.Context, version string) error {
+	raw, etag, err := v.Meta.GetMeta(ctx, metaRA)
+	if err != nil {
+		return fmt.Errorf("custody: reading RA envelope: %w", err)
+	}
+	if etag != version {
+		return ErrRAChanged
+	}
+	var env raEnvelope
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return fmt.Errorf("%w: envelope is malformed", ErrEnvelope)
+	}
+	env.Previous = nil
+	out, err := json.Marshal(env)
+	if err != nil {
+		return fmt.Errorf("custody: encoding RA envelope: %w", err)
+	}
+	if _, err := v.Meta.PutMeta(ctx, metaRA, out, etag); errors.Is(err, store.ErrConflict) {
+		return ErrRAChanged
+	} else if err != nil {
+		return fmt.Errorf("custody: storing RA envelope: %w", err)
+	}
+	return nil
+}
+
 // seal wraps an RA key for the store.
-func (v *Vault) seal(ctx context.Context, kek *keyvault.Key, cert *x509.Certificate, key *rsa.PrivateKey) ([]byte, error) {
+func (v *Vault) seal(ctx context.Context, kek *keyvault.Key, cert *x509.Certificate, key *rsa.PrivateKey) (*raEnvelope, error) {
 	plain, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return nil, err
@@ -200,8 +319,8 @@ func (v *Vault) seal(ctx context.Context, kek *keyvault.Key, cert *x509.Certific
 	if err != nil {
 		return nil, fmt.Errorf("custody: wrapping RA data key: %w", err)
 	}
-	return json.Marshal(raEnvelope{Version: 1, Cert: cert.Raw, KEKName: kek.Name(), KEKVersion: kek.Version(),
-		Alg: "RSA-OAEP-256", WrappedKey: wrapped, Nonce: nonce, Ciphertext: gcm.Seal(nil, nonce, plain, aad[:])})
+	return &raEnvelope{Version: 1, Cert: cert.Raw, KEKName: kek.Name(), KEKVersion: kek.Version(),
+		Alg: "RSA-OAEP-256", WrappedKey: wrapped, Nonce: nonce, Ciphertext: gcm.Seal(nil, nonce, plain, aad[:])}, nil
 }
 
 func (v *Vault) readCA(ctx context.Context) (*caRecord, string, error) {
@@ -404,45 +523,72 @@ func (v *Vault) ensureRA(ctx context.Context, rec *caRecord, cn string, now time
 	if v.CADecrypts {
 		return false, nil
 	}
-	_, etag, err := v.Meta.GetMeta(ctx, metaRA)
+	raw, etag, err := v.Meta.GetMeta(ctx, metaRA)
 	switch {
 	case err == nil && !rotate:
 		return false, nil
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return false, fmt.Errorf("custody: reading RA envelope: %w", err)
 	}
+	var prev *raEnvelope
+	if err == nil {
+		// Rotating: the current RA stays as the previous one for the overlap.
+		prev = &raEnvelope{}
+		if json.Unmarshal(raw, prev) != nil {
+			prev = nil // a damaged envelope is replaced, not kept
+		} else {
+			prev.Previous = nil
+		}
+	}
+	if _, err := v.issueRA(ctx, rec, v.Recorder, cn, etag, prev, now); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// issueRA makes a new RA key and certificate (recorded with recorder), wraps the key and stores the envelope —
+// with prev as the previous RA — conditioned on etag ("" = create).
+func (v *Vault) issueRA(ctx context.Context, rec *caRecord, recorder Recorder, cn, etag string, prev *raEnvelope, now time.Time) (*x509.Certificate, error) {
 	chain, err := parseDERs(rec.Chain)
 	if err != nil {
-		return false, err
+		return nil, err
+	}
+	if len(chain) == 0 {
+		return nil, ErrNotInitialized
 	}
 	caKey, err := keyvault.New(ctx, v.Client, rec.KeyName, rec.KeyVersion, v.KeyOptions)
 	if err != nil {
-		return false, fmt.Errorf("custody: loading CA key: %w", err)
+		return nil, fmt.Errorf("custody: loading CA key: %w", err)
 	}
 	kek, _, err := v.ensureKey(ctx, v.KEKName, "RSA", 3072, "",
 		[]azkeys.KeyOperation{azkeys.KeyOperationWrapKey, azkeys.KeyOperationUnwrapKey}, checkKEK)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	raKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	if cn == "" {
 		cn = "azscep SCEP RA"
 	}
-	raCert, err := NewRACertificate(chain[0], caKey, raKey.Public(), cn, now)
+	raCert, err := IssueRACertificate(ctx, recorder, chain[0], caKey, raKey.Public(), cn, now)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	sealed, err := v.seal(ctx, kek, raCert, raKey)
+	env, err := v.seal(ctx, kek, raCert, raKey)
 	if err != nil {
-		return false, err
+		return nil, err
+	}
+	env.Previous = prev
+	sealed, err := json.Marshal(env)
+	if err != nil {
+		return nil, fmt.Errorf("custody: encoding RA envelope: %w", err)
 	}
 	if _, err := v.Meta.PutMeta(ctx, metaRA, sealed, etag); err != nil {
-		return false, fmt.Errorf("custody: storing RA envelope: %w", err)
+		return nil, fmt.Errorf("custody: storing RA envelope: %w", err)
 	}
-	return true, nil
+	return raCert, nil
 }
 
 // ensureKey adopts the current version of name or creates it. check vets an adopted key before it is used, so

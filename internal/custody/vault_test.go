@@ -602,8 +602,7 @@ func TestVaultCAKeyVersionPinning(t *testing.T) {
 	wantErr(t, err, custody.ErrKeyMismatch, "the CA key ("+rotated+") does not match the CA certificate \"CN=Test Root CA,O=Example Org\"")
 
 	// The same through Check directly, as start-up code that assembles Keys itself would see it.
-	swapped := *good
-	swapped.CASigner = e.kvKey(t, "ca", path.Base(rotated))
+	swapped := &custody.Keys{Chain: good.Chain, CASigner: e.kvKey(t, "ca", path.Base(rotated)), RACert: good.RACert, RAKey: good.RAKey}
 	wantErr(t, swapped.Check(now), custody.ErrKeyMismatch, "does not match the CA certificate")
 
 	// Pinning the right version explicitly works; an unknown version is a clear not-found.

@@ -137,11 +137,14 @@ func (c CRLDER) CurrentDER(ctx context.Context) ([]byte, error) {
 	return cur.DER, nil
 }
 
-// ResponderRecords records the OCSP responder certificates the CA signs, under the same rule as every other
-// certificate: a pending record before the signature, the issued certificate before it is used.
+// ResponderRecords records the certificates the CA issues to itself — OCSP responder certificates (the zero
+// Source and Profile) and SCEP RA certificates (RARecords) — under the same rule as every other certificate: a
+// pending record before the signature, the issued certificate before it is used.
 type ResponderRecords struct {
 	Store store.Store
 	Now   func() time.Time
+	// Source and Profile name the kind of certificate on its record; default "ocsp" and "ocsp-responder".
+	Source, Profile string
 
 	mu      sync.Mutex
 	pending map[string]*store.Record
@@ -152,9 +155,13 @@ var _ ocsp.Recorder = (*ResponderRecords)(nil)
 // Planned inserts the pending record for a responder certificate about to be signed.
 func (r *ResponderRecords) Planned(ctx context.Context, tmpl *x509.Certificate) error {
 	now := r.now()
+	source, profile := r.Source, r.Profile
+	if source == "" {
+		source, profile = SourceOCSP, "ocsp-responder"
+	}
 	rec := &store.Record{Serial: store.SerialString(tmpl.SerialNumber), Status: store.StatusPending,
-		Subject: tmpl.Subject.String(), NotBefore: tmpl.NotBefore, NotAfter: tmpl.NotAfter, Source: "ocsp",
-		Endpoint: "ocsp-responder", Profile: "ocsp-responder", Requester: "azscep", Created: now, Updated: now}
+		Subject: tmpl.Subject.String(), NotBefore: tmpl.NotBefore, NotAfter: tmpl.NotAfter, Source: source,
+		Endpoint: profile, Profile: profile, Requester: "azscep", Created: now, Updated: now}
 	if err := r.Store.Insert(ctx, rec); err != nil {
 		return err
 	}
