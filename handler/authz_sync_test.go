@@ -40,22 +40,6 @@ func (e *fxEnv) adminPost(t *testing.T, path, body string, out any) int {
 	return resp.StatusCode
 }
 
-// timerSync runs the hourly function the way the host does and returns its Logs.
-func (e *fxEnv) timerSync(t *testing.T) string {
-	t.Helper()
-	resp, err := e.srv.Client().Post(e.srv.URL+"/revocation-sync", "application/json",
-		strings.NewReader(`{"Data":{"timer":{"ScheduleStatus":null,"IsPastDue":false}},"Metadata":{}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct{ Logs []string }
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("timer answer %d: %v", resp.StatusCode, err)
-	}
-	return strings.Join(out.Logs, "\n")
-}
-
 // TestIntuneRevokesOnlyIntuneIssued (issue 11, point 5) through the real handler: a certificate from the static
 // endpoint and one from /api/csr are queued for revocation at Intune next to one Intune issued. The hourly sync
 // revokes only the Intune one; the others stay issued, Intune gets CertificateNotFoundError (4004) for them, and
@@ -81,7 +65,7 @@ func TestIntuneRevokesOnlyIntuneIssued(t *testing.T) {
 	}
 	rcIntune, rcStatic, rcAPI := queue(viaIntune), queue(static), queue(viaAPI)
 
-	logs := e.timerSync(t)
+	logs := postTimer(t, e.srv.Client(), e.srv.URL)
 	if !strings.Contains(logs, "downloaded=3") || !strings.Contains(logs, "revoked=1") || !strings.Contains(logs, "not_found=2") {
 		t.Fatalf("sync summary:\n%s", logs)
 	}

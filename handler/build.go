@@ -272,10 +272,10 @@ func loadKeys(ctx context.Context, cfg *config.Config, st store.Store, log *slog
 	return keys, v, nil
 }
 
-// raKeeper keeps this instance's RA current: it records RA certificates signed before they were recorded (one
-// point read per start), installs the stored RA, and re-reads it every custody.RARefreshInterval in the
-// background (one store read; one unwrap only when it changed) until stop is called. The hourly timer's
-// Maintain renews and retires RA certificates.
+// raKeeper keeps this instance's RA current: it installs the stored RA and re-reads it every
+// custody.RARefreshInterval in the background (one store read; one unwrap only when it changed) until stop is
+// called. The hourly timer's Maintain records RA certificates signed before they were recorded (one point read),
+// renews and retires RA certificates.
 func raKeeper(ctx context.Context, st store.Store, raStore custody.RAStore, keys *custody.Keys, onRevoked func([]string),
 	log *slog.Logger, opts buildOptions) (keeper *custody.RAKeeper, stop func(), err error) {
 	now := time.Now
@@ -284,17 +284,12 @@ func raKeeper(ctx context.Context, st store.Store, raStore custody.RAStore, keys
 	}
 	rv := revocation.RARevoker{Store: st, OnRevoked: onRevoked, Now: now}
 	keeper = &custody.RAKeeper{Store: raStore, Keys: keys, Recorder: revocation.RARecords(st), Revoke: rv.Revoke,
-		Revoked: rv.Revoked, Now: now, Logger: log}
+		Revoked: rv.Revoked, Now: now, Logger: log,
+		RecordExisting: func(ctx context.Context, c *x509.Certificate) error {
+			return revocation.RecordExisting(ctx, st, c, now())
+		}}
 	if _, err := keeper.Refresh(ctx); err != nil {
 		return nil, nil, err
-	}
-	for _, c := range []func(time.Time) (*x509.Certificate, custody.RAKey){
-		func(time.Time) (*x509.Certificate, custody.RAKey) { return keys.RA() }, keys.PreviousRA} {
-		if cert, _ := c(now()); cert != nil {
-			if err := revocation.RecordExisting(ctx, st, cert, now()); err != nil {
-				return nil, nil, err
-			}
-		}
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})

@@ -80,9 +80,10 @@ func (k *Keys) PreviousRA(now time.Time) (*x509.Certificate, RAKey) {
 }
 
 // SetRA installs a new current RA (and the previous one, opened until retireAt) after checking that the current
-// one fits the CA, so SCEP requests from now on use it.
-func (k *Keys) SetRA(cur RA, prev *RA, retireAt time.Time, now time.Time) error {
-	if err := checkRA(k.CA(), cur.Cert, cur.Key, now); err != nil {
+// one fits the CA, so SCEP requests from now on use it. (Its validity was checked at start-up; renewals replace it
+// 30 days before it ends.)
+func (k *Keys) SetRA(cur RA, prev *RA, retireAt time.Time) error {
+	if err := checkRA(k.CA(), cur.Cert, cur.Key); err != nil {
 		return err
 	}
 	k.live.Store(&raState{cur: cur, prev: prev, retireAt: retireAt})
@@ -141,11 +142,18 @@ func (k *Keys) Check(now time.Time) error {
 		_, _, err := k.SCEPIdentity()
 		return err
 	}
-	return checkRA(ca, k.RACert, k.RAKey, now)
+	if err := checkRA(ca, k.RACert, k.RAKey); err != nil {
+		return err
+	}
+	if now.Before(k.RACert.NotBefore) || now.After(k.RACert.NotAfter) {
+		return fmt.Errorf("custody: the RA certificate is not valid now (%s – %s)",
+			k.RACert.NotBefore.UTC().Format(time.RFC3339), k.RACert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
-// checkRA verifies that an RA certificate and key belong together, are RSA, were issued by ca and are valid now.
-func checkRA(ca, cert *x509.Certificate, key RAKey, now time.Time) error {
+// checkRA verifies that an RA certificate and key belong together, are RSA and were issued by ca.
+func checkRA(ca, cert *x509.Certificate, key RAKey) error {
 	if cert == nil {
 		return errors.New("custody: no RA certificate")
 	}
@@ -157,10 +165,6 @@ func checkRA(ca, cert *x509.Certificate, key RAKey, now time.Time) error {
 	}
 	if err := cert.CheckSignatureFrom(ca); err != nil {
 		return fmt.Errorf("custody: the RA certificate is not signed by the CA: %w", err)
-	}
-	if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
-		return fmt.Errorf("custody: the RA certificate is not valid now (%s – %s)",
-			cert.NotBefore.UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

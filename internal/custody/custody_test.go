@@ -2,6 +2,7 @@ package custody_test
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -23,6 +24,7 @@ import (
 	"github.com/smallstep/pkcs7"
 
 	"github.com/azscep/azscep/internal/custody"
+	"github.com/azscep/azscep/internal/testca"
 )
 
 // now is the fixed clock every test runs at, so validity windows are deterministic.
@@ -420,5 +422,60 @@ func TestPEMHelpers(t *testing.T) {
 	fp := custody.Fingerprint(a)
 	if len(fp) != 64 || strings.ToUpper(fp) != fp || fp == custody.Fingerprint(b) {
 		t.Errorf("fingerprint %q", fp)
+	}
+}
+
+// stubRecorder records what IssueRACertificate tells it, and fails Planned when told to.
+type stubRecorder struct {
+	failPlanned error
+	planned     []*x509.Certificate
+	issued      []*x509.Certificate
+}
+
+func (r *stubRecorder) Planned(_ context.Context, tmpl *x509.Certificate) error {
+	if r.failPlanned != nil {
+		return r.failPlanned
+	}
+	r.planned = append(r.planned, tmpl)
+	return nil
+}
+
+func (r *stubRecorder) Issued(_ context.Context, c *x509.Certificate) error {
+	r.issued = append(r.issued, c)
+	return nil
+}
+
+// TestIssueRACertificateRecordsBeforeSigning: the RA certificate is planned (recorded pending) before the CA key
+// signs and reported issued after; when the pending record cannot be written the CA key is never used. It carries
+// only the Certificate Request Agent EKU, so TLS validators refuse it.
+func TestIssueRACertificateRecordsBeforeSigning(t *testing.T) {
+	t.Parallel()
+	caKey, raKey := testRSAKey(t, 0), testRSAKey(t, 1)
+	ca := testRoot(t, caKey, "Recorded RA CA")
+	signer := &testca.CountingSigner{Signer: caKey}
+	rec := &stubRecorder{failPlanned: errors.New("store down")}
+	_, err := custody.IssueRACertificate(context.Background(), rec, ca, signer, raKey.Public(), "RA", now)
+	wantErr(t, err, nil, "recording the planned RA certificate")
+	if signer.Calls() != 0 {
+		t.Fatalf("the CA key signed %d times without a pending record", signer.Calls())
+	}
+	rec.failPlanned = nil
+	ra, err := custody.IssueRACertificate(context.Background(), rec, ca, signer, raKey.Public(), "RA", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if signer.Calls() != 1 || len(rec.planned) != 1 || len(rec.issued) != 1 ||
+		rec.planned[0].SerialNumber.Cmp(ra.SerialNumber) != 0 || rec.issued[0] != ra {
+		t.Fatalf("signatures %d, planned %d, issued %d", signer.Calls(), len(rec.planned), len(rec.issued))
+	}
+	if !custody.HasRAUsage(ra) {
+		t.Fatalf("RA EKUs %v %v", ra.ExtKeyUsage, ra.UnknownExtKeyUsage)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	for _, u := range []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageCodeSigning} {
+		if _, err := ra.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{u}, CurrentTime: now}); err == nil {
+			t.Errorf("the RA certificate verifies for EKU %d", u)
+		}
 	}
 }

@@ -62,12 +62,15 @@ type RAKeeper struct {
 	// Revoke revokes a superseded RA certificate by serial (idempotent).
 	Revoke func(ctx context.Context, serial, reason string) error
 	// Revoked reports whether the record of serial says revoked (an admin revoked the current RA).
-	Revoked     func(ctx context.Context, serial string) (bool, error)
-	CommonName  string
-	RenewBefore time.Duration // default RARenewBefore
-	Overlap     time.Duration // default RAOverlap
-	Now         func() time.Time
-	Logger      *slog.Logger
+	Revoked func(ctx context.Context, serial string) (bool, error)
+	// RecordExisting, when set, gives an RA certificate signed before RA certificates were recorded its record
+	// (Maintain calls it for the current and previous RA before anything else, so they can be revoked).
+	RecordExisting func(ctx context.Context, cert *x509.Certificate) error
+	CommonName     string
+	RenewBefore    time.Duration // default RARenewBefore
+	Overlap        time.Duration // default RAOverlap
+	Now            func() time.Time
+	Logger         *slog.Logger
 
 	mu      sync.Mutex
 	version string
@@ -107,7 +110,7 @@ func (k *RAKeeper) refreshLocked(ctx context.Context) (bool, error) {
 	if st == nil {
 		return false, nil
 	}
-	if err := k.Keys.SetRA(st.Current, st.Previous, RetireAt(st.Current.Cert, k.Overlap), k.Now()); err != nil {
+	if err := k.Keys.SetRA(st.Current, st.Previous, RetireAt(st.Current.Cert, k.Overlap)); err != nil {
 		return false, err
 	}
 	changed := k.version != ""
@@ -198,6 +201,15 @@ func (k *RAKeeper) Maintain(ctx context.Context) ([]string, error) {
 	now := k.Now()
 	var lines []string
 	cur := st.cur.Cert
+	if k.RecordExisting != nil {
+		for _, c := range []*RA{&st.cur, st.prev} {
+			if c != nil {
+				if err := k.RecordExisting(ctx, c.Cert); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
 	revoked, err := k.Revoked(ctx, serialHex(cur))
 	if err != nil {
 		return nil, fmt.Errorf("custody: reading the RA certificate's record: %w", err)

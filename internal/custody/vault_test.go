@@ -29,6 +29,7 @@ import (
 	"github.com/azscep/azscep/internal/keyvault/kvfake"
 	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/store/memstore"
+	"github.com/azscep/azscep/internal/testca"
 )
 
 // vaultEnv is one CA deployment: a fake Key Vault reached through the real azkeys client, and a store.
@@ -887,4 +888,78 @@ func TestVaultCADecryptMode(t *testing.T) {
 		wantErr(t, err, nil, "CA-decrypt mode needs an RSA CA key that allows decrypt")
 		e.absent(t, "ca")
 	})
+}
+
+// TestVaultRAKeeper: Key Vault mode end to end through RAKeeper. A renewal keeps the previous RA in the envelope;
+// a second instance re-reads it with one store read and one unwrap per new key (an unchanged envelope costs no
+// unwrap); after the overlap Maintain revokes the previous RA and drops it from the envelope.
+func TestVaultRAKeeper(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newVaultEnv(t)
+	e.importKey(t, "ca", testRSAKey(t, 10))
+	e.importKEK(t)
+	mustInit(t, e.v, rootInit("RSA"))
+	clock := testca.NewClock(now)
+	revoked := map[string]string{}
+	keeper := func(v *custody.Vault, k *custody.Keys) *custody.RAKeeper {
+		return &custody.RAKeeper{Store: v, Keys: k, Now: clock.Now,
+			Revoke:  func(_ context.Context, serial, reason string) error { revoked[serial] = reason; return nil },
+			Revoked: func(_ context.Context, serial string) (bool, error) { _, ok := revoked[serial]; return ok, nil }}
+	}
+	bVault := e.instance(t)
+	a, b := e.load(t), e.load(t)
+	ka, kb := keeper(e.v, a), keeper(bVault, b)
+	for _, k := range []*custody.RAKeeper{ka, kb} {
+		if _, err := k.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old, _ := a.RA()
+
+	// Not due: nothing happens.
+	if lines, err := ka.Maintain(ctx); err != nil || len(lines) != 0 {
+		t.Fatalf("Maintain on a fresh RA: %v %v", lines, err)
+	}
+	clock.Set(old.NotAfter.Add(-29 * 24 * time.Hour))
+	lines, err := ka.Maintain(ctx)
+	if err != nil || len(lines) != 1 || !strings.Contains(lines[0], "RA certificate renewed") {
+		t.Fatalf("Maintain 29 days before expiry: %v %v", lines, err)
+	}
+	renewed, _ := a.RA()
+	if prev, _ := a.PreviousRA(clock.Now()); prev == nil || !prev.Equal(old) {
+		t.Fatal("the renewed envelope lost the previous RA")
+	}
+
+	e.fake.Reset()
+	if changed, err := kb.Refresh(ctx); err != nil || !changed {
+		t.Fatalf("B's refresh: %v %v", changed, err)
+	}
+	e.wantCounts(t, map[string]int{kvfake.OpUnwrapKey: 1}) // B opens the new key; the previous one it had opened
+	if cur, _ := b.RA(); !cur.Equal(renewed) {
+		t.Fatal("B does not use the renewed RA")
+	}
+	e.fake.Reset()
+	if changed, err := kb.Refresh(ctx); err != nil || changed {
+		t.Fatalf("B's second refresh: %v %v", changed, err)
+	}
+	e.wantCounts(t, map[string]int{kvfake.OpUnwrapKey: 0})
+
+	clock.Advance(custody.RAOverlap + time.Hour)
+	lines, err = ka.Maintain(ctx)
+	if err != nil || len(lines) != 1 || !strings.Contains(lines[0], "revoked after the overlap") {
+		t.Fatalf("Maintain after the overlap: %v %v", lines, err)
+	}
+	if revoked[strings.ToUpper(old.SerialNumber.Text(16))] != "superseded" {
+		t.Fatalf("revoked = %v", revoked)
+	}
+	if prev, _ := a.PreviousRA(clock.Now()); prev != nil {
+		t.Fatal("the retired RA still opens envelopes")
+	}
+	if _, err := kb.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if prev, _ := b.PreviousRA(clock.Now().Add(-custody.RAOverlap)); prev != nil {
+		t.Fatal("B kept the retired RA")
+	}
 }

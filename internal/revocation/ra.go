@@ -2,13 +2,9 @@ package revocation
 
 import (
 	"context"
-	"crypto/sha1"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/azscep/azscep/internal/custody"
@@ -44,10 +40,9 @@ func RecordExisting(ctx context.Context, st store.Store, cert *x509.Certificate,
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("reading the RA certificate's record: %w", err)
 	}
-	s1, s256 := sha1.Sum(cert.Raw), sha256.Sum256(cert.Raw)
+	sha1Hex, sha256Hex := thumbprints(cert.Raw)
 	rec := &store.Record{Serial: serial, Status: store.StatusIssued, Issuer: cert.Issuer.String(),
-		Subject: cert.Subject.String(), NotBefore: cert.NotBefore, NotAfter: cert.NotAfter,
-		SHA1: strings.ToUpper(hex.EncodeToString(s1[:])), SHA256: strings.ToUpper(hex.EncodeToString(s256[:])),
+		Subject: cert.Subject.String(), NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, SHA1: sha1Hex, SHA256: sha256Hex,
 		Source: SourceRA, Endpoint: RAProfile, Profile: RAProfile, Requester: "azscep", CertDER: cert.Raw,
 		Note: "recorded at start-up: signed before RA certificates were recorded", Created: now, Updated: now}
 	if err := st.Insert(ctx, rec); err != nil && !errors.Is(err, store.ErrExists) {

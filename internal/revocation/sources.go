@@ -184,9 +184,8 @@ func (r *ResponderRecords) Issued(ctx context.Context, cert *x509.Certificate) e
 	if !ok {
 		return fmt.Errorf("responder certificate %s was never planned", serial)
 	}
-	s1, s256 := sha1.Sum(cert.Raw), sha256.Sum256(cert.Raw)
 	rec.Status, rec.CertDER, rec.Issuer = store.StatusIssued, cert.Raw, cert.Issuer.String()
-	rec.SHA1, rec.SHA256 = strings.ToUpper(hex.EncodeToString(s1[:])), strings.ToUpper(hex.EncodeToString(s256[:]))
+	rec.SHA1, rec.SHA256 = thumbprints(cert.Raw)
 	rec.Updated = r.now()
 	return r.Store.Update(ctx, rec, store.StatusPending)
 }
@@ -196,4 +195,10 @@ func (r *ResponderRecords) now() time.Time {
 		return r.Now()
 	}
 	return time.Now()
+}
+
+// thumbprints are the upper-case hex SHA-1 and SHA-256 of a certificate, as records carry them.
+func thumbprints(der []byte) (string, string) {
+	s1, s256 := sha1.Sum(der), sha256.Sum256(der)
+	return strings.ToUpper(hex.EncodeToString(s1[:])), strings.ToUpper(hex.EncodeToString(s256[:]))
 }

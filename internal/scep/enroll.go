@@ -41,6 +41,15 @@ func (s *Server) handle(ctx context.Context, e *Endpoint, msg *PKIMessage) outco
 		return fail(BadRequest, err)
 	}
 	plain, err := msg.Decrypt(cert, key)
+	if err != nil && !e.UseCA {
+		// After an RA rotation, clients that cached GetCACert still encrypt to the previous RA during its overlap.
+		// An envelope not addressed to it fails without a key operation, and every failure stays the same error.
+		if pc, pk := s.keys.PreviousRA(s.now()); pc != nil {
+			if p, perr := msg.Decrypt(pc, pk); perr == nil {
+				plain, err = p, nil
+			}
+		}
+	}
 	if err != nil {
 		if d, ok := httpx.Unavailable(err); ok { // a remote decrypter that is down is not the client's fault
 			return outcome{unavailable: d, err: err}

@@ -442,10 +442,9 @@ func TestRAKeyUnavailable(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			keys := *base.Keys
-			keys.RAKey = tc.ra
+			keys := &custody.Keys{Chain: base.Keys.Chain, CASigner: base.Keys.CASigner, RACert: base.Keys.RACert, RAKey: tc.ra}
 			ca := *base
-			ca.Keys = &keys
+			ca.Keys = keys
 			e := newEnv(t, envOptions{ca: &ca})
 			c := e.client(t, 0, "kv-down")
 			req := c.PKCSReq(t, csrFor(t, c, "kv-down"))

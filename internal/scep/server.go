@@ -184,10 +184,12 @@ func (s *Server) identity(e *Endpoint) (*x509.Certificate, custody.RAKey, error)
 		}
 		return s.keys.CA(), d, nil
 	}
-	if s.keys.RACert == nil {
+	// RA() is the live RA: a renewal installed while running (custody.RAKeeper) is used from the next request on.
+	cert, key := s.keys.RA()
+	if cert == nil {
 		return nil, nil, errors.New("no RA certificate; run `azscep ca init` or set the endpoint to cacert=single")
 	}
-	return s.keys.RACert, s.keys.RAKey, nil
+	return cert, key, nil
 }
 
 // ServeHTTP routes /api/scep/{endpoint}[/anything] by the `operation` query parameter.
