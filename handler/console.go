@@ -76,8 +76,8 @@ func (d *deps) overview(ctx context.Context) (*admin.Overview, error) {
 	for _, c := range d.keys.Chain {
 		ov.CA = append(ov.CA, admin.SummarizeCertificate(c))
 	}
-	if d.keys.RACert != nil {
-		ra := admin.SummarizeCertificate(d.keys.RACert)
+	if cur, _ := d.keys.RA(); cur != nil { // the live RA: renewals are picked up while running
+		ra := admin.SummarizeCertificate(cur)
 		ov.RA = &ra
 	}
 	ov.Key = admin.KeyInfo{Custody: "local", RAMode: cfg.RAMode}

@@ -312,7 +312,7 @@ func TestCLIExplainsItself(t *testing.T) {
 		{[]string{"help", "ca"}, []string{"rotate-ra", "-key-type"}},
 		{[]string{"ca", "init", "--help"}, []string{"Usage: azscep ca init", "-subject", "-subordinate", "-validity"}},
 		{[]string{"ca", "import", "-h"}, []string{"Usage: azscep ca import", "-cert"}},
-		{[]string{"ca", "rotate-ra", "--help"}, []string{"Usage: azscep ca rotate-ra", "No flags"}},
+		{[]string{"ca", "rotate-ra", "--help"}, []string{"Usage: azscep ca rotate-ra", "-compromised"}},
 		{[]string{"help", "ca", "show"}, []string{"Usage: azscep ca show", "No flags"}},
 		{[]string{"revocation-sync", "--help"}, []string{"Usage: azscep revocation-sync"}},
 		{[]string{"local-help", "-h"}, []string{"Usage: azscep local-help"}},
