@@ -342,22 +342,10 @@ func TestGracefulShutdownAndImmediateReadiness(t *testing.T) {
 	}
 }
 
-// devToken mints a token from the local development issuer the running service exposes.
+// devToken mints a token for admin@azscep.local from the local development issuer the running service exposes.
 func devToken(t *testing.T, base string, roles ...string) string {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{"roles": roles, "upn": "admin@azscep.local"})
-	resp, err := http.Post(base+"/api/dev/token", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.AccessToken == "" {
-		t.Fatalf("dev token: %v (status %d)", err, resp.StatusCode)
-	}
-	return tok.AccessToken
+	return devTokenAs(t, base, "admin@azscep.local", roles...)
 }
 
 func runOpenSSL(t *testing.T, args ...string) string {
