@@ -246,7 +246,7 @@ func buildAPI(ctx context.Context, cfg *config.Config, d *deps) error {
 	}
 	d.verifier = v
 	h, err := csrapi.New(csrapi.Config{Verifier: v, Ownership: own, Issuer: d.issuer, Chain: d.keys.Chain,
-		Profile: cfg.Profiles[cfg.API.Profile], RetryWindow: cfg.API.RetryWindow, Logger: d.log,
+		Profile: cfg.Profiles[cfg.API.Profile], Choices: apiChoices(cfg), RetryWindow: cfg.API.RetryWindow, Logger: d.log,
 		ClientApps: cfg.API.ClientApps, AllowGuests: cfg.API.AllowGuests})
 	if err != nil {
 		return err

@@ -67,11 +67,11 @@ func consoleHandler(d *deps) http.Handler {
 // the SCEP endpoints and the profiles. The admin handler adds the stale pending records.
 func (d *deps) overview(ctx context.Context) (*admin.Overview, error) {
 	cfg := d.cfg
-	ov := &admin.Overview{Mode: string(cfg.Mode), APIProfile: cfg.API.Profile, URLs: map[string]string{
+	ov := &admin.Overview{Mode: string(cfg.Mode), APIProfile: cfg.API.Profile, APIProfiles: append([]string{cfg.API.Profile}, cfg.API.Profiles...), URLs: map[string]string{
 		"ca": cfg.PublishedURL("/api/ca"), "crl": cfg.PublishedURL("/api/crl"), "ocsp": cfg.PublishedURL("/api/ocsp"),
 		"scep": cfg.URL("/api/scep/"), "csr": cfg.URL("/api/csr")}}
 	if !cfg.API.Enabled {
-		ov.APIProfile = ""
+		ov.APIProfile, ov.APIProfiles = "", nil
 	}
 	for _, c := range d.keys.Chain {
 		ov.CA = append(ov.CA, admin.SummarizeCertificate(c))
@@ -136,4 +136,13 @@ func profileInfo(p *policy.Profile) admin.ProfileInfo {
 		}
 	}
 	return pi
+}
+
+// apiChoices are the profiles /api/csr callers may choose (AZSCEP_API_PROFILES), by name.
+func apiChoices(cfg *config.Config) map[string]*policy.Profile {
+	out := map[string]*policy.Profile{}
+	for _, name := range cfg.API.Profiles {
+		out[name] = cfg.Profiles[name]
+	}
+	return out
 }

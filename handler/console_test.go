@@ -304,7 +304,8 @@ func ocspStatus(t *testing.T, base string, leaf, issuer *x509.Certificate) *ocsp
 
 func TestConsoleInBrowser(t *testing.T) {
 	b := newBrowser(t)
-	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true", "AZSCEP_PROFILE_SERVER=validity=90d;eku=serverAuth;dns=*.contoso.example",
+		"AZSCEP_API_PROFILES=server")
 	ctx := context.Background()
 	caPEM, _ := os.ReadFile(filepath.Join(svc.cfg.LocalKeyDir, "ca.pem"))
 	cas, err := custody.ParsePEMCertificates(caPEM)
@@ -431,19 +432,26 @@ func TestConsoleInBrowser(t *testing.T) {
 	csrPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}))
 	b.do("request view", chromedp.Navigate(page+"#/request"))
 	b.waitFor("request form", `!!document.querySelector("#csr") && document.querySelectorAll("#profile option").length > 0`)
-	b.do("paste CSR", chromedp.SetValue(chromedp.ID("csr"), csrPEM), chromedp.Click(chromedp.ID("request-button")))
+	b.waitFor("profile choices", `[...document.querySelectorAll("#profile option")].some(o => o.value === "server")`)
+	b.do("paste CSR", chromedp.SetValue(chromedp.ID("csr"), csrPEM), chromedp.SetValue(chromedp.ID("profile"), "server"))
+	b.do("profile details", chromedp.Evaluate[chromedp.Void](`document.querySelector("#profile").dispatchEvent(new Event("change"))`))
+	b.waitFor("server profile shown", `document.querySelector("#profile-info").textContent.includes("serverAuth")`)
+	b.do("submit CSR", chromedp.Click(chromedp.ID("request-button")))
 	b.waitFor("issued", `!!document.querySelector("#download-chain")`)
 	b.shot("request")
 	chain, err := custody.ParsePEMCertificates(b.download("#download-chain"))
 	if err != nil || len(chain) < 2 || !chain[0].PublicKey.(*ecdsa.PublicKey).Equal(&key.PublicKey) || chain[0].Subject.CommonName != "web.contoso.example" {
-		t.Errorf("downloaded chain: %d certificates, %v", len(chain), err)
+		t.Fatalf("downloaded chain: %d certificates, %v", len(chain), err)
+	}
+	if eku := chain[0].ExtKeyUsage; len(eku) != 1 || eku[0] != x509.ExtKeyUsageServerAuth {
+		t.Errorf("certificate from the chosen profile has EKU %v, want serverAuth", eku)
 	}
 
 	// The CA overview and the operations view.
 	b.do("overview", chromedp.Navigate(page+"#/overview"))
 	b.waitFor("overview", `[...document.querySelectorAll("h2")].some(h => h.textContent === "CRL") && !!document.querySelector(".facts")`)
 	ov := eval[string](b, `document.querySelector("main").innerText`)
-	for _, want := range []string{cas[0].Subject.CommonName, "SCEP RA certificate", "CRL number", "static", "device", "api"} {
+	for _, want := range []string{cas[0].Subject.CommonName, "SCEP RA certificate", "CRL number", "static", "device", "api", "server", "serverAuth"} {
 		if !strings.Contains(ov, want) {
 			t.Errorf("overview lacks %q", want)
 		}

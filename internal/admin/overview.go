@@ -40,6 +40,8 @@ type Overview struct {
 	Profiles  []ProfileInfo  `json:"profiles"`
 	// APIProfile is the profile POST /api/csr issues with.
 	APIProfile string `json:"apiProfile,omitempty"`
+	// APIProfiles are the profiles a CSR.Request.Db caller may choose on /api/csr, the default first.
+	APIProfiles []string `json:"apiProfiles,omitempty"`
 	// URLs are the public URLs of the CA certificate, CRL, OCSP responder and SCEP endpoints' base.
 	URLs map[string]string `json:"urls"`
 	// StalePending are pending records older than StalePendingAge (at most 50, oldest first).

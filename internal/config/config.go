@@ -178,7 +178,9 @@ type APIConfig struct {
 	AuthorityHost string
 	GraphURL      string
 	Profile       string
-	RetryWindow   time.Duration
+	// Profiles are further profiles CSR.Request.Db callers may choose with /api/csr?profile=NAME.
+	Profiles    []string
+	RetryWindow time.Duration
 	// ClientApps, when set, are the only client applications (azp/appid) whose tokens /api/csr accepts.
 	ClientApps []string
 	// AllowGuests lets guest (B2B, external) accounts use /api/csr; they are refused by default.
@@ -236,6 +238,7 @@ var Settings = []Setting{
 	{Name: "AZSCEP_API_PROFILE", Default: "api", Azure: "optional", Doc: "profile `/api/csr` issues with"},
 	{Name: "AZSCEP_API_CLIENT_APPS", Azure: "optional", Doc: "comma-separated client application IDs (`azp`/`appid`) allowed to call `/api/csr`; empty = any client the tenant lets obtain a token"},
 	{Name: "AZSCEP_API_ALLOW_GUESTS", Default: "false", Azure: "optional", Doc: "let guest (B2B, external) accounts use `/api/csr`"},
+	{Name: "AZSCEP_API_PROFILES", Azure: "optional", Doc: "further profiles `CSR.Request.Db` callers (and the console) may choose with `/api/csr?profile=NAME`, comma-separated"},
 	{Name: "AZSCEP_API_RETRY_WINDOW", Default: "10m", Azure: "optional", Doc: "a retry of the same CSR by the same caller within this window returns the same certificate"},
 	{Name: "AZSCEP_REVOCATION_BATCH", Default: "100", Azure: "optional", Doc: "revocation requests downloaded per sync run (1–500)"},
 	{Name: "REVOCATION_SCHEDULE", Default: "0 0 * * * *", Azure: "optional", Doc: "NCRONTAB schedule of the revocation sync (read by the Functions host, which requires it)"},
@@ -435,6 +438,7 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 			AuthorityHost: p.str("AZSCEP_API_AUTHORITY", "https://login.microsoftonline.com/"),
 			GraphURL:      p.str("AZSCEP_API_GRAPH_URL", "https://graph.microsoft.com/"),
 			Profile:       strings.ToLower(p.str("AZSCEP_API_PROFILE", "api")),
+			Profiles:      splitList(strings.ToLower(p.str("AZSCEP_API_PROFILES", ""))),
 			RetryWindow:   p.duration("AZSCEP_API_RETRY_WINDOW", 10*time.Minute, 0, 24*time.Hour),
 			ClientApps:    splitList(p.str("AZSCEP_API_CLIENT_APPS", "")),
 			AllowGuests:   p.bool("AZSCEP_API_ALLOW_GUESTS", false),
@@ -452,6 +456,9 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 			p.fail("AZSCEP_API_AUDIENCES", "is required when the API is enabled")
 		}
 		p.profile("AZSCEP_API_PROFILE", c.API.Profile, c.Profiles)
+		for _, name := range c.API.Profiles {
+			p.profile("AZSCEP_API_PROFILES", name, c.Profiles)
+		}
 	})
 	c.API.Enabled = apiOK && (c.API.TenantID != "" || c.DevIssuer)
 	c.RevocationBatch = p.int("AZSCEP_REVOCATION_BATCH", 100, 1, 500)

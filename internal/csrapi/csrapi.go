@@ -57,8 +57,11 @@ type Config struct {
 	Issuer *issuance.Issuer
 	// Chain is sent after the leaf in PEM and PKCS#7 answers, issuing CA first.
 	Chain []*x509.Certificate
-	// Profile is what every certificate from this endpoint is built from.
+	// Profile is what certificates from this endpoint are built from unless the caller chooses another.
 	Profile *policy.Profile
+	// Choices are further profiles a CSR.Request.Db caller may choose with ?profile=NAME (self-service callers
+	// always get Profile), e.g. a serverAuth profile for the certificate console's server certificates.
+	Choices map[string]*policy.Profile
 	// RetryWindow is how long the same CSR from the same caller is answered with the stored certificate instead
 	// of a new one, so a client that lost the response does not mint duplicates. 0 means no limit.
 	RetryWindow time.Duration
@@ -114,6 +117,7 @@ const (
 	CodeNotClientAuth = "self_service_client_auth_only"
 	CodeClientApp     = "client_app_not_allowed"
 	CodeGuest         = "guest_not_allowed"
+	CodeProfile       = "unknown_profile"
 )
 
 // ServeHTTP rejects before spending: method, token, role and rate limit come before the body is read, and
@@ -148,7 +152,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteProblem(w, r, p)
 		return
 	}
-	res, p := h.enroll(r.Context(), caller, der)
+	res, p := h.enroll(r.Context(), caller, der, r.URL.Query().Get("profile"))
 	if p != nil {
 		h.log.Info("csr refused", "caller", callerID(caller), "status", p.Status, "code", p.Code, "detail", p.Detail)
 		httpx.WriteProblem(w, r, p)
@@ -312,15 +316,27 @@ func DecodeCSR(body []byte, cms bool) ([]byte, error) {
 }
 
 // enroll applies policy, the self-service rules and issues (or replays within the retry window).
-func (h *Handler) enroll(ctx context.Context, caller *entra.Caller, der []byte) (*issuance.Result, *httpx.Problem) {
-	csr, err := policy.ParseCSR(der)
-	if err != nil {
-		return nil, rejectionProblem(err)
-	}
+func (h *Handler) enroll(ctx context.Context, caller *entra.Caller, der []byte, choice string) (*issuance.Result, *httpx.Problem) {
 	// The profile's allow-lists bind every caller. A self-service caller may also carry an IntuneDeviceId URI,
 	// which the profile does not need to allow: selfService authorizes it by the device's ownership in Graph.
 	selfService := !caller.HasRole(entra.RoleCSRRequestDb)
 	prof := h.cfg.Profile
+	if choice != "" && choice != prof.Name {
+		chosen, ok := h.cfg.Choices[choice]
+		if !ok {
+			return nil, &httpx.Problem{Status: http.StatusBadRequest, Code: CodeProfile,
+				Detail: "profile " + strconv.Quote(choice) + " cannot be chosen on this endpoint"}
+		}
+		if selfService {
+			return nil, &httpx.Problem{Status: http.StatusForbidden, Code: CodeForbidden,
+				Detail: "choosing a profile needs the role " + entra.RoleCSRRequestDb}
+		}
+		prof = chosen
+	}
+	csr, err := policy.ParseCSR(der)
+	if err != nil {
+		return nil, rejectionProblem(err)
+	}
 	if selfService {
 		prof = prof.WithIdentityURIs(policy.IdentityIntuneDeviceID)
 	}
@@ -341,14 +357,27 @@ func (h *Handler) enroll(ctx context.Context, caller *entra.Caller, der []byte) 
 	}
 	sum := sha256.Sum256(csr.Raw)
 	key := "api|" + callerID(caller) + "|" + hex.EncodeToString(sum[:])
+	if prof != h.cfg.Profile {
+		// The same CSR under another profile is another certificate, not a retry.
+		key += "|" + prof.Name
+	}
 	// Retries inside the window are found by the issuer's key claim, with no extra lookup on fresh requests.
 	res, err := h.cfg.Issuer.Issue(ctx, &issuance.Request{Checked: req, Profile: prof,
-		Source: store.SourceAPI, Endpoint: "api", Requester: requester(caller), DeviceID: deviceID,
+		Source: store.SourceAPI, Endpoint: endpointName(prof, h.cfg.Profile), Requester: requester(caller), DeviceID: deviceID,
 		Key: key, ReplayWindow: h.cfg.RetryWindow})
 	if err != nil {
 		return nil, issuanceProblem(err)
 	}
 	return res, nil
+}
+
+// endpointName is what the record's Endpoint says: "api" for the endpoint's own profile (as before choices
+// existed), the profile's name for a chosen one.
+func endpointName(prof, def *policy.Profile) string {
+	if prof == def {
+		return "api"
+	}
+	return prof.Name
 }
 
 var guid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)

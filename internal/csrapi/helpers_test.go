@@ -180,6 +180,7 @@ type request struct {
 	accept      string
 	auth        []string // Authorization header values; nil sends none
 	method      string
+	query       string // appended to the URL, e.g. "?profile=server"
 }
 
 func bearer(tok string) []string { return []string{"Bearer " + tok} }
@@ -200,7 +201,7 @@ func (e *env) do(r request) *response {
 	if method == "" {
 		method = http.MethodPost
 	}
-	req, err := http.NewRequestWithContext(context.Background(), method, e.srv.URL+"/api/csr", body)
+	req, err := http.NewRequestWithContext(context.Background(), method, e.srv.URL+"/api/csr"+r.query, body)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -667,13 +667,15 @@
     focusMain();
 
     overview().then((ov) => {
-      const names = ov.apiProfile ? [ov.apiProfile] : [];
-      profile.replaceChildren(...names.map((n) => el("option", { value: n, text: n })));
-      const info = (ov.profiles || []).find((p) => p.name === ov.apiProfile);
-      if (info) {
-        document.getElementById("profile-info").replaceChildren(dl([["Validity", info.validity], ["Key usage", (info.keyUsage || []).join(", ")],
-          ["Extended key usage", (info.eku || []).join(", ")], ["Names allowed", (info.sans || []).join(", ")]]));
-      }
+      const names = ov.apiProfiles && ov.apiProfiles.length ? ov.apiProfiles : ov.apiProfile ? [ov.apiProfile] : [];
+      profile.replaceChildren(...names.map((n, i) => el("option", { value: n, text: i === 0 ? n + " (default)" : n })));
+      const show = () => {
+        const info = (ov.profiles || []).find((p) => p.name === profile.value);
+        document.getElementById("profile-info").replaceChildren(info ? dl([["Validity", info.validity], ["Key usage", (info.keyUsage || []).join(", ")],
+          ["Extended key usage", (info.eku || []).join(", ")], ["Names allowed", (info.sans || []).join(", ")]]) : "");
+      };
+      profile.addEventListener("change", show);
+      show();
     }).catch(() => {
       profile.replaceChildren(el("option", { value: "", text: "the CA's API profile" }));
     });
@@ -721,7 +723,8 @@
       out.replaceChildren(loading("Requesting…"));
       let resp;
       try {
-        resp = await api("../csr", { method: "POST", headers: { "Content-Type": ctype, Accept: "application/x-pem-file" }, body }, ROLE_REQUEST);
+        const chosen = profile.value && profile.selectedIndex > 0 ? "?profile=" + encodeURIComponent(profile.value) : "";
+        resp = await api("../csr" + chosen, { method: "POST", headers: { "Content-Type": ctype, Accept: "application/x-pem-file" }, body }, ROLE_REQUEST);
       } catch (e) {
         if (e instanceof ApiError && e.status === 400) {
           return out.replaceChildren(notice("error", el("h2", { text: "The CA refused this request" }), el("p", {}, e.message, " ", el("code", { text: e.problem.code || "" }))));
