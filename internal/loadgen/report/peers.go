@@ -47,6 +47,10 @@ func peerFigures(r *Run, add func(Figure)) {
 			p := *v >= c.min
 			f.Pass = &p
 		}
+		if cpu := val(c.name + "-cpu-vs-peer"); cpu != nil {
+			f.Detail = fmt.Sprintf("by server CPU per enrollment (the store's excluded: in Azure it runs elsewhere): %s×",
+				formatValue(*cpu))
+		}
 		add(f)
 	}
 	for _, c := range []struct {
