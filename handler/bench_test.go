@@ -241,7 +241,13 @@ func BenchmarkSCEPLocal(b *testing.B) {
 // request (the endpoint rate-limits per caller), minted before the timed phase.
 func BenchmarkAPICSRLocal(b *testing.B) {
 	svc := startAzscep(b)
-	dev, err := entra.NewDevIssuer(entra.DevIssuerConfig{Dir: filepath.Join(benchKeyDir(b), "dev-issuer"),
+	keyDir := "" // the server's own key directory: the development issuer's key lives there
+	for _, kv := range svc.cmd.Env {
+		if v, ok := strings.CutPrefix(kv, "AZSCEP_LOCAL_KEY_DIR="); ok {
+			keyDir = v
+		}
+	}
+	dev, err := entra.NewDevIssuer(entra.DevIssuerConfig{Dir: filepath.Join(keyDir, "dev-issuer"),
 		BaseURL: svc.base + "/api/dev"})
 	if err != nil {
 		b.Fatal(err)
