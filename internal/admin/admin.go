@@ -82,6 +82,8 @@ type CertificateView struct {
 	RevocationReason string    `json:"revocationReason,omitempty"`
 	RevokedBy        string    `json:"revokedBy,omitempty"`
 	Note             string    `json:"note,omitempty"`
+	RenewedFrom      string    `json:"renewedFrom,omitempty"` // serial of the certificate a SCEP renewal was signed with
+	ChainStarted     time.Time `json:"chainStarted,omitzero"` // first issuance of the renewal chain
 	Created          time.Time `json:"created"`
 	PEM              string    `json:"pem,omitempty"`
 	// AlreadyRevoked is set in a revoke answer when the certificate was revoked before this call, so a client
@@ -115,7 +117,8 @@ func view(r *store.Record, withPEM bool) CertificateView {
 	v := CertificateView{Serial: r.Serial, Status: string(r.Status), Subject: r.Subject, SANs: r.SANs, Issuer: r.Issuer,
 		NotBefore: r.NotBefore, NotAfter: r.NotAfter, SHA1: r.SHA1, SHA256: r.SHA256, Source: r.Source,
 		Endpoint: r.Endpoint, Profile: r.Profile, Requester: r.Requester, DeviceID: r.DeviceID, TransactionID: r.TxID,
-		IntuneNotified: r.IntuneNotified, Withheld: r.Withheld, RevokedBy: r.RevokedBy, Note: r.Note, Created: r.Created}
+		IntuneNotified: r.IntuneNotified, Withheld: r.Withheld, RevokedBy: r.RevokedBy, Note: r.Note, Created: r.Created,
+		RenewedFrom: r.RenewedFrom, ChainStarted: r.ChainStarted}
 	if r.Status == store.StatusRevoked {
 		v.RevokedAt = r.RevokedAt
 		v.RevocationReason = revocation.ReasonName(r.RevocationReason)

@@ -369,7 +369,9 @@ func TestSearchBadQueries(t *testing.T) {
 
 func TestGet(t *testing.T) {
 	e := newEnv(t, nil)
-	rec := e.insert(t, store.Record{Requester: "alice", DeviceID: "dev-1", Profile: "device", Endpoint: "api"}, true)
+	started := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	rec := e.insert(t, store.Record{Requester: "alice", DeviceID: "dev-1", Profile: "device", Endpoint: "api",
+		RenewedFrom: "0A1B", ChainStarted: started}, true)
 	for _, spelling := range []string{rec.Serial, strings.ToLower(rec.Serial), "00" + rec.Serial} {
 		resp, body := e.do(t, http.MethodGet, "/api/certificates/"+spelling, e.admin, "")
 		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
@@ -380,7 +382,8 @@ func TestGet(t *testing.T) {
 			t.Fatal(err)
 		}
 		if v.Serial != rec.Serial || v.Status != "issued" || v.Subject != rec.Subject || v.DeviceID != "dev-1" ||
-			v.Requester != "alice" || !v.NotAfter.Equal(rec.NotAfter) || v.RevocationReason != "" {
+			v.Requester != "alice" || !v.NotAfter.Equal(rec.NotAfter) || v.RevocationReason != "" ||
+			v.RenewedFrom != "0A1B" || !v.ChainStarted.Equal(started) {
 			t.Errorf("view %+v", v)
 		}
 		block, _ := pem.Decode([]byte(v.PEM))
