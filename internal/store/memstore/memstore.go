@@ -192,8 +192,14 @@ func (s *Store) Insert(ctx context.Context, r *store.Record) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	_, err := s.insertLocked(r)
+	return err
+}
+
+// insertLocked stores a copy of r under its serial (s.mu held) and returns the write time.
+func (s *Store) insertLocked(r *store.Record) (time.Time, error) {
 	if _, ok := s.certs[r.Serial]; ok {
-		return fmt.Errorf("memstore: inserting record %s: %w", r.Serial, store.ErrExists)
+		return time.Time{}, fmt.Errorf("memstore: inserting record %s: %w", r.Serial, store.ErrExists)
 	}
 	now := s.stamp()
 	c := copyRecord(r)
@@ -204,7 +210,7 @@ func (s *Store) Insert(ctx context.Context, r *store.Record) error {
 	c.ETag = s.nextETag()
 	s.certs[c.Serial] = c
 	r.Created, r.Updated, r.ETag = c.Created, c.Updated, c.ETag
-	return nil
+	return now, nil
 }
 
 // Update implements store.Certificates. A write that keeps the status (from == r.Status) is an in-state update
@@ -438,18 +444,10 @@ func (s *Store) InsertBound(ctx context.Context, key string, prev *store.Binding
 	case prev != nil && (prev.ETag == "" || cur.ETag != prev.ETag):
 		return cur, fmt.Errorf("memstore: rebinding key: %w", store.ErrConflict)
 	}
-	if _, ok := s.certs[r.Serial]; ok {
-		return store.Binding{}, fmt.Errorf("memstore: inserting record %s: %w", r.Serial, store.ErrExists)
+	now, err := s.insertLocked(r)
+	if err != nil {
+		return store.Binding{}, err
 	}
-	now := s.stamp()
-	c := copyRecord(r)
-	if c.Created.IsZero() {
-		c.Created = now
-	}
-	c.Updated = now
-	c.ETag = s.nextETag()
-	s.certs[c.Serial] = c
-	r.Created, r.Updated, r.ETag = c.Created, c.Updated, c.ETag
 	b := store.Binding{Key: key, Serial: r.Serial, Created: now, ETag: s.nextETag()}
 	s.index[key] = b
 	return b, nil
