@@ -1,6 +1,7 @@
 package entra
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -10,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/big"
 	"net"
@@ -337,8 +339,18 @@ func (d *DevIssuer) serve(w http.ResponseWriter, r *http.Request) {
 	switch rel {
 	case "token":
 		if r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
-			d.serveCodeToken(w, r)
-			return
+			// `curl -d '{…}'` labels a JSON body as a form: only a body that is not a JSON object takes the
+			// authorization-code path, so the README's one-line token command keeps working.
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, devMaxRequestBytes))
+			if err != nil {
+				http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			if t := bytes.TrimSpace(body); len(t) == 0 || t[0] != '{' {
+				d.serveCodeToken(w, r)
+				return
+			}
 		}
 		d.serveToken(w, r)
 		return

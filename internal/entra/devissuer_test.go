@@ -106,6 +106,28 @@ func TestDevIssuerTokenEndpoint(t *testing.T) {
 		t.Fatalf("lifetime not honoured: token expires in %v, want ~10m", left)
 	}
 
+	// `curl -d '{…}'` (the README's command) labels the JSON body as a form: it must still get a token, while a
+	// real form body goes to the authorization-code grant.
+	resp, err = http.Post(srv.URL+"/api/dev/token", "application/x-www-form-urlencoded", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 || out.AccessToken == "" {
+		t.Fatalf("POST token labelled as a form: %d %v", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+	resp, err = http.Post(srv.URL+"/api/dev/token", "application/x-www-form-urlencoded", strings.NewReader("grant_type=password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var oe struct {
+		Error string `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&oe); err != nil || resp.StatusCode != 400 || oe.Error != "unsupported_grant_type" {
+		t.Fatalf("form with another grant: %d %+v %v", resp.StatusCode, oe, err)
+	}
+	resp.Body.Close()
+
 	for _, tc := range []struct {
 		method, path, body string
 		status             int
