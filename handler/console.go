@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"net/http"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,8 +16,6 @@ import (
 	"github.com/azscep/azscep/internal/policy"
 )
 
-var guidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
 // consoleConfig says how the console signs in: with the development issuer when it runs (local mode), with Entra
 // when the API is configured (the API app registration is also the SPA: it requests its own access_as_user
 // scope), otherwise not at all.
@@ -30,7 +27,7 @@ func consoleConfig(cfg *config.Config) console.Config {
 	case cfg.API.Enabled && cfg.API.TenantID != "":
 		var clientID, appIDURI string
 		for _, a := range cfg.API.Audiences {
-			if guidPattern.MatchString(a) && clientID == "" {
+			if entra.IsGUID(a) && clientID == "" {
 				clientID = a
 			} else if strings.Contains(a, "://") && appIDURI == "" {
 				appIDURI = a
