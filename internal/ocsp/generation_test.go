@@ -168,17 +168,7 @@ func TestGenerationUnreadableBypassesCache(t *testing.T) {
 // hot path adds one atomic load; the generation is read once per interval.
 func BenchmarkRespondCachedWithGeneration(b *testing.B) {
 	r, reqs := benchResponderWith(b, Options{Generation: &memGeneration{}})
-	var next atomic.Int64
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := r.Respond(b.Context(), reqs[next.Add(1)%benchSerials]); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "responses/s")
+	respondParallel(b, r, reqs)
 }
 
 // BenchmarkFreshnessCost simulates one hour of one instance answering benchSerials certificates, each asked for
