@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -322,7 +321,7 @@ func (h *Handler) enroll(ctx context.Context, caller *entra.Caller, der []byte, 
 	selfService := !caller.HasRole(entra.RoleCSRRequestDb)
 	prof := h.cfg.Profile
 	if choice != "" && choice != prof.Name {
-		chosen, ok := h.cfg.Choices[choice]
+		alt, ok := h.cfg.Choices[choice]
 		if !ok {
 			return nil, &httpx.Problem{Status: http.StatusBadRequest, Code: CodeProfile,
 				Detail: "profile " + strconv.Quote(choice) + " cannot be chosen on this endpoint"}
@@ -331,12 +330,13 @@ func (h *Handler) enroll(ctx context.Context, caller *entra.Caller, der []byte, 
 			return nil, &httpx.Problem{Status: http.StatusForbidden, Code: CodeForbidden,
 				Detail: "choosing a profile needs the role " + entra.RoleCSRRequestDb}
 		}
-		prof = chosen
+		prof = alt
 	}
 	csr, err := policy.ParseCSR(der)
 	if err != nil {
 		return nil, rejectionProblem(err)
 	}
+	chosen := prof != h.cfg.Profile // decided before WithIdentityURIs makes a copy
 	if selfService {
 		prof = prof.WithIdentityURIs(policy.IdentityIntuneDeviceID)
 	}
@@ -357,30 +357,21 @@ func (h *Handler) enroll(ctx context.Context, caller *entra.Caller, der []byte, 
 	}
 	sum := sha256.Sum256(csr.Raw)
 	key := "api|" + callerID(caller) + "|" + hex.EncodeToString(sum[:])
-	if prof != h.cfg.Profile {
+	endpoint := "api" // the endpoint's own profile, as before choices existed
+	if chosen {
 		// The same CSR under another profile is another certificate, not a retry.
 		key += "|" + prof.Name
+		endpoint = prof.Name
 	}
 	// Retries inside the window are found by the issuer's key claim, with no extra lookup on fresh requests.
 	res, err := h.cfg.Issuer.Issue(ctx, &issuance.Request{Checked: req, Profile: prof,
-		Source: store.SourceAPI, Endpoint: endpointName(prof, h.cfg.Profile), Requester: requester(caller), DeviceID: deviceID,
+		Source: store.SourceAPI, Endpoint: endpoint, Requester: requester(caller), DeviceID: deviceID,
 		Key: key, ReplayWindow: h.cfg.RetryWindow})
 	if err != nil {
 		return nil, issuanceProblem(err)
 	}
 	return res, nil
 }
-
-// endpointName is what the record's Endpoint says: "api" for the endpoint's own profile (as before choices
-// existed), the profile's name for a chosen one.
-func endpointName(prof, def *policy.Profile) string {
-	if prof == def {
-		return "api"
-	}
-	return prof.Name
-}
-
-var guid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
 
@@ -433,7 +424,7 @@ func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, req *po
 		}
 		device = u.Host
 	}
-	if guid.MatchString(cn) {
+	if entra.IsGUID(cn) {
 		if device != "" && !strings.EqualFold(device, cn) {
 			return "", forbid(CodeNotSelf, "the subject and the IntuneDeviceId URI name different devices")
 		}
@@ -447,7 +438,7 @@ func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, req *po
 		if cn != "" && !strings.EqualFold(cn, device) && (caller.UPN == "" || !strings.EqualFold(cn, caller.UPN)) {
 			return "", forbid(CodeNotSelf, "the subject must be the device ID or your UPN")
 		}
-		if !guid.MatchString(device) || h.cfg.Ownership == nil {
+		if !entra.IsGUID(device) || h.cfg.Ownership == nil {
 			return "", forbid(CodeNotOwner, "the device is not one you own")
 		}
 		owns, err := h.cfg.Ownership.OwnsDevice(ctx, caller.ObjectID, device)

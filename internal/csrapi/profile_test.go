@@ -44,3 +44,24 @@ func TestChosenProfile(t *testing.T) {
 	wantProblem(t, e.do(request{body: der, contentType: "application/pkcs10", auth: bearer(self), query: "?profile=server"}),
 		http.StatusForbidden, csrapi.CodeForbidden)
 }
+
+// TestSelfServiceRecordsTheEndpointsOwnProfile: a self-service request under the endpoint's own profile is not a
+// "chosen" profile, whatever that profile is called — its record says endpoint "api" and a retry is a replay. (The
+// self-service copy of the profile, which adds IntuneDeviceId URIs, once made it look chosen.)
+func TestSelfServiceRecordsTheEndpointsOwnProfile(t *testing.T) {
+	corp, err := policy.ParseProfile("corp", "validity=365d;ku=digitalSignature;eku=clientAuth;dns=*;email=*;upn=*;uri=*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(c *csrapi.Config) { c.Profile = corp })
+	alice := newUser("alice")
+	tok := e.userToken(alice, selfService)
+	der := csrDER(t, ecKey(t, "ss-corp"), testca.CSROptions{UPNs: []string{alice.upn}})
+	cert := e.wantCert(e.post(tok, der))
+	if rec := e.record(cert); rec.Endpoint != "api" || rec.Profile != "corp" {
+		t.Errorf("record endpoint/profile = %q/%q, want api/corp", rec.Endpoint, rec.Profile)
+	}
+	if again := e.wantCert(e.post(tok, der)); !again.Equal(cert) {
+		t.Error("a retry of the same self-service CSR was not a replay")
+	}
+}

@@ -509,10 +509,10 @@ func checkSAN(req *Request, p *Profile, der []byte) error {
 				return reject(CodeSAN, "URI %q is malformed", clip(s))
 			}
 			// Identity URIs are governed by the profile's identity_uris opt-in alone, ordinary URIs by uri=.
-			if k := IdentityURIKind(u); k != 0 && !p.AllowsURI(u) {
-				return reject(CodeSAN, "%s URIs are not allowed by profile %s", identityKindName(k), p.Name)
-			}
 			if !p.AllowsURI(u) {
+				if k := IdentityURIKind(u); k != 0 {
+					return reject(CodeSAN, "%s URIs are not allowed by profile %s", identityKindName(k), p.Name)
+				}
 				if !p.Allows(SANURI) {
 					return reject(CodeSAN, "URI names are not allowed by profile %s", p.Name)
 				}

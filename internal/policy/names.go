@@ -315,13 +315,14 @@ func checkNameLike(p *Profile, what, v string) error {
 	refuse := func(kind string) error {
 		return reject(CodeSubject, "%s %q looks like %s that profile %s does not allow", what, clip(v), kind, p.Name)
 	}
+	ip := net.ParseIP(v)
 	switch {
 	case strings.Contains(v, "@"):
 		if !validEmailLike(v) || !(p.AllowsUPN(v) || p.AllowsEmail(v)) {
 			return refuse("a UPN or e-mail address")
 		}
-	case net.ParseIP(v) != nil:
-		if !p.AllowsIP(net.ParseIP(v)) {
+	case ip != nil:
+		if !p.AllowsIP(ip) {
 			return refuse("an IP address")
 		}
 	case looksLikeURI(v):

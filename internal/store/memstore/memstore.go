@@ -410,13 +410,6 @@ func checkKey(key string) error {
 	return nil
 }
 
-func checkSerial(serial string) error {
-	if serial == "" || store.NormalizeSerial(serial) != serial {
-		return fmt.Errorf("serial %q is not canonical", serial)
-	}
-	return nil
-}
-
 // InsertBound implements store.Index: the record and the binding are written under one lock, so both or
 // neither are visible. The partition rule of the Table Storage store is enforced here too, so that tests on this
 // store catch a serial outside its key's partition.

@@ -59,13 +59,6 @@ func checkKey(key string) error {
 	return nil
 }
 
-func checkSerial(serial string) error {
-	if serial == "" || store.NormalizeSerial(serial) != serial {
-		return fmt.Errorf("serial %q is not canonical", serial)
-	}
-	return nil
-}
-
 func bindingEntity(key, serial string, created time.Time) entity {
 	pk, rk := indexKeys(key)
 	e := newEntity(pk, rk)
