@@ -32,7 +32,6 @@ import (
 	"log/slog"
 	"math/big"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -97,9 +96,8 @@ type Issuer struct {
 	log      *slog.Logger
 	now      func() time.Time
 
-	linterOnce sync.Once
-	linter     *lint.Linter
-	linterErr  error
+	linter    *lint.Linter
+	linterErr error // reported by Issue, so that New accepts any CA (as before)
 
 	flight singleflight.Group
 }
@@ -124,12 +122,8 @@ func New(cfg Config) (*Issuer, error) {
 	}
 	i := &Issuer{ca: cfg.CA, sigAlg: alg, store: cfg.Store, urls: cfg.URLs, backdate: cfg.Backdate,
 		stale: cfg.StaleAfter, log: cfg.Logger, now: cfg.Now}
+	i.linter, i.linterErr = lint.New(cfg.CA.Cert)
 	return i, nil
-}
-
-func (i *Issuer) lintKey() (*lint.Linter, error) {
-	i.linterOnce.Do(func() { i.linter, i.linterErr = lint.New(i.ca.Cert) })
-	return i.linter, i.linterErr
 }
 
 // CACert returns the issuing certificate.
@@ -268,9 +262,8 @@ func (i *Issuer) Issue(ctx context.Context, req *Request) (*Result, error) {
 }
 
 func (i *Issuer) issue(ctx context.Context, req *Request) (*Result, error) {
-	linter, err := i.lintKey()
-	if err != nil {
-		return nil, fmt.Errorf("preparing linter: %w", err)
+	if i.linterErr != nil {
+		return nil, fmt.Errorf("preparing linter: %w", i.linterErr)
 	}
 	now := i.now()
 
@@ -287,7 +280,7 @@ func (i *Issuer) issue(ctx context.Context, req *Request) (*Result, error) {
 		}
 		// Steps 1–2: template from the profile, its to-be-signed bytes linted.
 		if rec == nil || rec.Serial != store.SerialString(serial) {
-			if tmpl, rec, err = i.prepare(linter, req, serial, now); err != nil {
+			if tmpl, rec, err = i.prepare(i.linter, req, serial, now); err != nil {
 				return nil, err
 			}
 		}
@@ -441,7 +434,7 @@ func (i *Issuer) prepare(linter *lint.Linter, req *Request, serial *big.Int, now
 func (i *Issuer) newRecord(req *Request, tmpl *x509.Certificate, planned []byte, now time.Time) *store.Record {
 	planCert, _ := x509.ParseCertificate(planned) // Check parsed it already
 	csrHash := sha256.Sum256(req.Checked.CSR.Raw)
-	rec := &store.Record{
+	return &store.Record{
 		Serial:     store.SerialString(tmpl.SerialNumber),
 		Status:     store.StatusPending,
 		Issuer:     i.ca.Cert.Subject.String(),
@@ -460,10 +453,10 @@ func (i *Issuer) newRecord(req *Request, tmpl *x509.Certificate, planned []byte,
 		PlannedDER: planned,
 		Created:    now,
 		Updated:    now,
-	}
 
-	rec.RenewedFrom, rec.ChainStarted = req.RenewedFrom, req.ChainStarted
-	return rec
+		RenewedFrom:  req.RenewedFrom,
+		ChainStarted: req.ChainStarted,
+	}
 }
 
 func thumbprints(der []byte) (string, string) {

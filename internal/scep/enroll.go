@@ -184,18 +184,12 @@ func (s *Server) checkRenewal(ctx context.Context, e *Endpoint, old *x509.Certif
 		return nil, deny("renewal signer is a CA, RA or OCSP responder certificate")
 	}
 	now := s.now()
-	if now.Before(old.NotBefore) || now.After(old.NotAfter) {
-		return nil, deny("renewal signer certificate is not valid now")
-	}
-	rec, err := s.store.Get(ctx, store.SerialString(old.SerialNumber))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, deny("renewal signer certificate is not in the records")
-	}
+	rec, why, err := s.liveRecord(ctx, old, now)
 	if err != nil {
 		return nil, fmt.Errorf("reading renewal signer record: %w", err)
 	}
-	if rec.Status != store.StatusIssued || rec.Withheld || !bytes.Equal(rec.CertDER, old.Raw) {
-		return nil, deny("renewal signer certificate is %s", rec.Status)
+	if rec == nil {
+		return nil, deny("renewal signer certificate %s", why)
 	}
 	// Only SCEP certificates of this endpoint (or one it renews for): an /api/csr certificate was authorized by an
 	// Entra token for its caller, an Intune one by Intune for one device; neither authorizes a static endpoint.
@@ -215,11 +209,32 @@ func (s *Server) checkRenewal(ctx context.Context, e *Endpoint, old *x509.Certif
 	if now.Before(old.NotAfter.Add(-window)) {
 		return nil, deny("renewal is allowed only in the last %s of the certificate's validity", window)
 	}
-	if end := chainStart(rec).Add(e.renewalMax()); !now.Before(end) {
+	start := chainStart(rec)
+	if end := start.Add(e.renewalMax()); !now.Before(end) {
 		return nil, deny("the renewal chain started %s and may not be renewed past %s",
-			chainStart(rec).UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339))
+			start.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339))
 	}
 	return rec, nil
+}
+
+// liveRecord returns the record of c, a certificate this CA signed, when c is valid at now and recorded as
+// exactly c, issued and delivered. Otherwise it returns a nil record and why not ("is not valid now", ...), or
+// the store's error.
+func (s *Server) liveRecord(ctx context.Context, c *x509.Certificate, now time.Time) (*store.Record, string, error) {
+	if now.Before(c.NotBefore) || now.After(c.NotAfter) {
+		return nil, "is not valid now", nil
+	}
+	rec, err := s.store.Get(ctx, store.SerialString(c.SerialNumber))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, "is not in the records", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	if rec.Status != store.StatusIssued || rec.Withheld || !bytes.Equal(rec.CertDER, c.Raw) {
+		return nil, fmt.Sprintf("is %s", rec.Status), nil
+	}
+	return rec, "", nil
 }
 
 // chainStart is when rec's renewal chain began: its own creation for a first issuance.
@@ -367,17 +382,11 @@ func (s *Server) holds(ctx context.Context, signer *x509.Certificate, rec *store
 	if !bytes.Equal(signer.RawSubject, c.RawSubject) || signer.CheckSignatureFrom(s.keys.CA()) != nil {
 		return false, nil
 	}
-	if now := s.now(); now.Before(signer.NotBefore) || now.After(signer.NotAfter) {
-		return false, nil
-	}
-	srec, err := s.store.Get(ctx, store.SerialString(signer.SerialNumber))
-	if errors.Is(err, store.ErrNotFound) {
-		return false, nil
-	}
+	srec, _, err := s.liveRecord(ctx, signer, s.now())
 	if err != nil {
 		return false, fmt.Errorf("reading GetCert signer record: %w", err)
 	}
-	return srec.Status == store.StatusIssued && !srec.Withheld && bytes.Equal(srec.CertDER, signer.Raw), nil
+	return srec != nil, nil
 }
 
 func (s *Server) getCRL(ctx context.Context) outcome {

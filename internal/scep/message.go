@@ -76,7 +76,7 @@ type PKIMessage struct {
 	SenderNonce   []byte
 	// SignerCert signed the request: a self-signed throwaway for PKCSReq, the old certificate for RenewalReq.
 	SignerCert *x509.Certificate
-	// SignatureValid is false when the outer signature did not verify; such a message gets badMessageCheck.
+	// SignatureValid is false when the outer signature did not verify; such a message is refused with HTTP 400.
 	SignatureValid bool
 	p7             *pkcs7.PKCS7
 }
