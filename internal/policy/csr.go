@@ -423,21 +423,35 @@ func containsEKU(list []x509.ExtKeyUsage, e x509.ExtKeyUsage) bool {
 	return false
 }
 
-// checkSAN parses GeneralNames itself: Go's parser drops otherName (UPN) and silently ignores types we must refuse.
-func checkSAN(req *Request, p *Profile, der []byte) error {
+// GeneralNames splits a subjectAltName extension value into its GeneralName elements (context-specific TLVs,
+// undecoded), so that callers can compare names byte for byte: Go's parser drops otherName (UPN) and silently
+// ignores types we must refuse.
+func GeneralNames(der []byte) ([]asn1.RawValue, error) {
 	var seq asn1.RawValue
 	if rest, err := asn1.Unmarshal(der, &seq); err != nil || len(rest) != 0 || seq.Tag != asn1.TagSequence {
-		return reject(CodeMalformedCSR, "subjectAltName request is malformed")
+		return nil, reject(CodeMalformedCSR, "subjectAltName request is malformed")
 	}
-	rest := seq.Bytes
 	var out []asn1.RawValue
-	for len(rest) > 0 {
+	for rest := seq.Bytes; len(rest) > 0; {
 		var gn asn1.RawValue
 		var err error
 		rest, err = asn1.Unmarshal(rest, &gn)
 		if err != nil || gn.Class != asn1.ClassContextSpecific {
-			return reject(CodeMalformedCSR, "subjectAltName entry is malformed")
+			return nil, reject(CodeMalformedCSR, "subjectAltName entry is malformed")
 		}
+		out = append(out, gn)
+	}
+	return out, nil
+}
+
+// checkSAN checks every requested GeneralName against the profile and re-encodes the accepted ones.
+func checkSAN(req *Request, p *Profile, der []byte) error {
+	names, err := GeneralNames(der)
+	if err != nil {
+		return err
+	}
+	var out []asn1.RawValue
+	for _, gn := range names {
 		// otherName, x400Address, directoryName and ediPartyName are constructed; the string and octet forms
 		// are primitive. A constructed dNSName would otherwise be read as its inner TLV bytes.
 		if constructed := gn.Tag == 0 || gn.Tag == 3 || gn.Tag == 4 || gn.Tag == 5; gn.IsCompound != constructed {

@@ -256,44 +256,26 @@ func namesSubset(old *x509.Certificate, requested *pkix.Extension) error {
 	var had map[string]bool
 	for _, ext := range old.Extensions {
 		if ext.Id.Equal(oidSubjectAltName) {
-			names, err := generalNames(ext.Value)
+			names, err := policy.GeneralNames(ext.Value)
 			if err != nil {
 				return fmt.Errorf("old certificate: %w", err)
 			}
 			had = map[string]bool{}
 			for _, n := range names {
-				had[string(n)] = true
+				had[string(n.FullBytes)] = true
 			}
 		}
 	}
-	names, err := generalNames(requested.Value)
+	names, err := policy.GeneralNames(requested.Value)
 	if err != nil {
 		return err
 	}
 	for _, n := range names {
-		if !had[string(n)] {
+		if !had[string(n.FullBytes)] {
 			return errors.New("the request names something the old certificate does not")
 		}
 	}
 	return nil
-}
-
-// generalNames splits a GeneralNames SEQUENCE into its encoded elements.
-func generalNames(der []byte) ([][]byte, error) {
-	var seq asn1.RawValue
-	if rest, err := asn1.Unmarshal(der, &seq); err != nil || len(rest) != 0 || seq.Tag != asn1.TagSequence {
-		return nil, errors.New("subjectAltName is malformed")
-	}
-	var out [][]byte
-	for rest := seq.Bytes; len(rest) > 0; {
-		var gn asn1.RawValue
-		var err error
-		if rest, err = asn1.Unmarshal(rest, &gn); err != nil {
-			return nil, errors.New("subjectAltName entry is malformed")
-		}
-		out = append(out, gn.FullBytes)
-	}
-	return out, nil
 }
 
 // certPoll answers CertPoll (GetCertInitial) from the records by transaction ID.
