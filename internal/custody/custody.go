@@ -90,6 +90,15 @@ func (k *Keys) SetRA(cur RA, prev *RA, retireAt time.Time) error {
 	return nil
 }
 
+// loadRA takes the RA read at start-up: the current one as RACert/RAKey (checked by Check) and, during an overlap
+// after a rotation, the previous one as well.
+func (k *Keys) loadRA(st *RAState) {
+	k.RACert, k.RAKey = st.Current.Cert, st.Current.Key
+	if st.Previous != nil {
+		k.live.Store(&raState{cur: st.Current, prev: st.Previous, retireAt: RetireAt(st.Current.Cert, RAOverlap)})
+	}
+}
+
 // CA returns the issuing certificate.
 func (k *Keys) CA() *x509.Certificate { return k.Chain[0] }
 
@@ -311,7 +320,7 @@ func IssueRACertificate(ctx context.Context, rec Recorder, ca *x509.Certificate,
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               subject,
-		NotBefore:             now.Add(-time.Hour).Truncate(time.Second),
+		NotBefore:             now.Add(-raBackdate).Truncate(time.Second),
 		NotAfter:              notAfter.Truncate(time.Second),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		UnknownExtKeyUsage:    []asn1.ObjectIdentifier{OIDCertificateRequestAgent},

@@ -174,7 +174,7 @@ func (l LocalRA) StoreRA(ctx context.Context, rec Recorder, version string, keep
 		return nil, fmt.Errorf("custody: generating RA key: %w", err)
 	}
 	if cn == "" {
-		cn = "azscep SCEP RA"
+		cn = defaultRACommonName
 	}
 	raCert, err := IssueRACertificate(ctx, rec, chain[0], caKey, raKey.Public(), cn, now)
 	if err != nil {
@@ -230,10 +230,7 @@ func LoadLocal(dir string, now time.Time) (*Keys, error) {
 		if err != nil {
 			return nil, err
 		}
-		k.RACert, k.RAKey = st.Current.Cert, st.Current.Key
-		if st.Previous != nil {
-			k.live.Store(&raState{cur: st.Current, prev: st.Previous, retireAt: RetireAt(st.Current.Cert, RAOverlap)})
-		}
+		k.loadRA(st)
 	}
 	if err := k.Check(now); err != nil {
 		return nil, err

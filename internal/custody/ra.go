@@ -6,9 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/azscep/azscep/internal/store"
 )
 
 // RA lifecycle defaults.
@@ -21,7 +22,9 @@ const (
 	// RARefreshInterval is how often each instance re-reads the stored RA (one store read, or one small file
 	// read locally; the key is opened again — one Key Vault unwrap — only when it changed).
 	RARefreshInterval = 5 * time.Minute
-	// raBackdate is how far an RA certificate's notBefore lies before its issuance.
+	// defaultRACommonName is the RA certificate's common name unless one is configured.
+	defaultRACommonName = "azscep SCEP RA"
+	// raBackdate is how far an RA certificate's notBefore lies before its issuance (IssueRACertificate).
 	raBackdate = time.Hour
 )
 
@@ -90,7 +93,7 @@ func (k *RAKeeper) defaults() {
 		k.Logger = slog.New(slog.DiscardHandler)
 	}
 	if k.CommonName == "" {
-		k.CommonName = "azscep SCEP RA"
+		k.CommonName = defaultRACommonName
 	}
 }
 
@@ -116,7 +119,7 @@ func (k *RAKeeper) refreshLocked(ctx context.Context) (bool, error) {
 	changed := k.version != ""
 	k.version = version
 	if changed {
-		k.Logger.Info("RA certificate picked up", "serial", serialHex(st.Current.Cert),
+		k.Logger.Info("RA certificate picked up", "serial", store.SerialString(st.Current.Cert.SerialNumber),
 			"not_after", st.Current.Cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return changed, nil
@@ -154,8 +157,8 @@ func (k *RAKeeper) Rotate(ctx context.Context, reason string, compromised bool) 
 		return nil, nil, err
 	}
 	if compromised && old != nil {
-		if err := k.Revoke(ctx, serialHex(old), "keyCompromise"); err != nil {
-			return cert, old, fmt.Errorf("custody: revoking the replaced RA certificate %s: %w", serialHex(old), err)
+		if err := k.Revoke(ctx, store.SerialString(old.SerialNumber), "keyCompromise"); err != nil {
+			return cert, old, fmt.Errorf("custody: revoking the replaced RA certificate %s: %w", store.SerialString(old.SerialNumber), err)
 		}
 	}
 	return cert, old, nil
@@ -168,7 +171,7 @@ func (k *RAKeeper) rotateLocked(ctx context.Context, keepCurrent bool, reason st
 	}
 	if st.prev != nil {
 		// Superseded twice: it would otherwise be dropped while still valid.
-		if err := k.Revoke(ctx, serialHex(st.prev.Cert), "superseded"); err != nil {
+		if err := k.Revoke(ctx, store.SerialString(st.prev.Cert.SerialNumber), "superseded"); err != nil {
 			return nil, fmt.Errorf("custody: revoking the previous RA certificate: %w", err)
 		}
 	}
@@ -176,8 +179,8 @@ func (k *RAKeeper) rotateLocked(ctx context.Context, keepCurrent bool, reason st
 	if err != nil {
 		return nil, err
 	}
-	k.Logger.Info("RA certificate issued", "serial", serialHex(cert), "reason", reason,
-		"previous", serialHex(st.cur.Cert), "previous_valid_until", RetireAt(cert, k.Overlap).UTC().Format(time.RFC3339))
+	k.Logger.Info("RA certificate issued", "serial", store.SerialString(cert.SerialNumber), "reason", reason,
+		"previous", store.SerialString(st.cur.Cert.SerialNumber), "previous_valid_until", RetireAt(cert, k.Overlap).UTC().Format(time.RFC3339))
 	if _, err := k.refreshLocked(ctx); err != nil {
 		return nil, err
 	}
@@ -210,7 +213,7 @@ func (k *RAKeeper) Maintain(ctx context.Context) ([]string, error) {
 			}
 		}
 	}
-	revoked, err := k.Revoked(ctx, serialHex(cur))
+	revoked, err := k.Revoked(ctx, store.SerialString(cur.SerialNumber))
 	if err != nil {
 		return nil, fmt.Errorf("custody: reading the RA certificate's record: %w", err)
 	}
@@ -231,11 +234,11 @@ func (k *RAKeeper) Maintain(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return lines, err
 		}
-		lines = append(lines, fmt.Sprintf("RA certificate renewed (%s): new serial %s", why, serialHex(cert)))
+		lines = append(lines, fmt.Sprintf("RA certificate renewed (%s): new serial %s", why, store.SerialString(cert.SerialNumber)))
 		st = k.Keys.live.Load()
 	}
 	if st.prev != nil && !now.Before(st.retireAt) {
-		serial := serialHex(st.prev.Cert)
+		serial := store.SerialString(st.prev.Cert.SerialNumber)
 		if err := k.Revoke(ctx, serial, "superseded"); err != nil {
 			return lines, fmt.Errorf("custody: revoking the previous RA certificate %s: %w", serial, err)
 		}
@@ -248,9 +251,4 @@ func (k *RAKeeper) Maintain(ctx context.Context) ([]string, error) {
 		lines = append(lines, "previous RA certificate "+serial+" revoked after the overlap (superseded)")
 	}
 	return lines, nil
-}
-
-// serialHex is a certificate serial in the records' canonical form (upper-case hex, no leading zeros).
-func serialHex(c *x509.Certificate) string {
-	return strings.ToUpper(c.SerialNumber.Text(16))
 }

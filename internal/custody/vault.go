@@ -123,10 +123,7 @@ func (v *Vault) Load(ctx context.Context, now time.Time) (*Keys, error) {
 		if err != nil {
 			return nil, err
 		}
-		k.RACert, k.RAKey = st.Current.Cert, st.Current.Key
-		if st.Previous != nil {
-			k.live.Store(&raState{cur: st.Current, prev: st.Previous, retireAt: RetireAt(st.Current.Cert, RAOverlap)})
-		}
+		k.loadRA(st)
 	}
 	if err := k.Check(now); err != nil {
 		return nil, err
@@ -229,6 +226,17 @@ func (v *Vault) open(ctx context.Context, env *raEnvelope) (*x509.Certificate, R
 	return cert, rk, nil
 }
 
+// asPrevious decodes the stored RA envelope raw without its previous RA: to keep it as the previous RA of a new
+// one, or to store it alone once the overlap is over.
+func asPrevious(raw []byte) (*raEnvelope, error) {
+	var env raEnvelope
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return nil, fmt.Errorf("%w: envelope is malformed", ErrEnvelope)
+	}
+	env.Previous = nil
+	return &env, nil
+}
+
 // ReadRA implements RAStore: one store read; the keys are unwrapped only for an RA not opened before.
 func (v *Vault) ReadRA(ctx context.Context, known string) (*RAState, string, error) {
 	raw, etag, err := v.Meta.GetMeta(ctx, metaRA)
@@ -257,11 +265,9 @@ func (v *Vault) StoreRA(ctx context.Context, rec Recorder, version string, keepC
 	}
 	var prev *raEnvelope
 	if keepCurrent {
-		prev = &raEnvelope{}
-		if err := json.Unmarshal(raw, prev); err != nil {
-			return nil, fmt.Errorf("%w: envelope is malformed", ErrEnvelope)
+		if prev, err = asPrevious(raw); err != nil {
+			return nil, err
 		}
-		prev.Previous = nil
 	}
 	cert, err := v.issueRA(ctx, ca, rec, cn, etag, prev, now)
 	if errors.Is(err, store.ErrConflict) {
@@ -279,11 +285,10 @@ func (v *Vault) ForgetPreviousRA(ctx context.Context, version string) error {
 	if etag != version {
 		return ErrRAChanged
 	}
-	var env raEnvelope
-	if err := json.Unmarshal(raw, &env); err != nil {
-		return fmt.Errorf("%w: envelope is malformed", ErrEnvelope)
+	env, err := asPrevious(raw) // the current RA alone
+	if err != nil {
+		return err
 	}
-	env.Previous = nil
 	out, err := json.Marshal(env)
 	if err != nil {
 		return fmt.Errorf("custody: encoding RA envelope: %w", err)
@@ -532,13 +537,8 @@ func (v *Vault) ensureRA(ctx context.Context, rec *caRecord, cn string, now time
 	}
 	var prev *raEnvelope
 	if err == nil {
-		// Rotating: the current RA stays as the previous one for the overlap.
-		prev = &raEnvelope{}
-		if json.Unmarshal(raw, prev) != nil {
-			prev = nil // a damaged envelope is replaced, not kept
-		} else {
-			prev.Previous = nil
-		}
+		// Rotating: the current RA stays as the previous one for the overlap; a damaged envelope is replaced, not kept.
+		prev, _ = asPrevious(raw)
 	}
 	if _, err := v.issueRA(ctx, rec, v.Recorder, cn, etag, prev, now); err != nil {
 		return false, err
@@ -570,7 +570,7 @@ func (v *Vault) issueRA(ctx context.Context, rec *caRecord, recorder Recorder, c
 		return nil, err
 	}
 	if cn == "" {
-		cn = "azscep SCEP RA"
+		cn = defaultRACommonName
 	}
 	raCert, err := IssueRACertificate(ctx, recorder, chain[0], caKey, raKey.Public(), cn, now)
 	if err != nil {
