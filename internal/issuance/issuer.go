@@ -267,7 +267,7 @@ func (i *Issuer) issue(ctx context.Context, req *Request) (*Result, error) {
 	}
 	now := i.now()
 
-	serial, err := newSerial(req.Key)
+	serial, err := newSerial()
 	if err != nil {
 		return nil, err
 	}
@@ -299,7 +299,7 @@ func (i *Issuer) issue(ctx context.Context, req *Request) (*Result, error) {
 		switch {
 		case errors.Is(err, store.ErrExists) && b.Serial == "":
 			// A 2^-120 serial collision: nothing was written, try another serial.
-			if serial, err = newSerial(req.Key); err != nil {
+			if serial, err = newSerial(); err != nil {
 				return nil, err
 			}
 		case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict) && b.Serial != "":

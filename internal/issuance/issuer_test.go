@@ -413,7 +413,7 @@ func TestStalePendingIsTakenOver(t *testing.T) {
 	f.iss.now = func() time.Time { return now }
 	ctx := context.Background()
 	// A crashed attempt: pending record bound to the key, never signed.
-	crashed := &store.Record{Serial: storetest.SerialFor("tx-stale"), Status: store.StatusPending,
+	crashed := &store.Record{Serial: storetest.NewSerial(), Status: store.StatusPending,
 		PublicKey: PublicKeyHash(leafKey.Public()), Created: now, Updated: now}
 	if _, err := f.st.InsertBound(ctx, "tx-stale", nil, crashed); err != nil {
 		t.Fatal(err)
@@ -527,7 +527,7 @@ func TestBindingWithoutRecordIsTakenOver(t *testing.T) {
 	ctx := context.Background()
 	fs := storetest.NewFaultStore(memstore.New())
 	f := newFixture(t, fs)
-	orphan := &store.Record{Serial: storetest.SerialFor("tx-orphan"), Status: store.StatusPending}
+	orphan := &store.Record{Serial: storetest.NewSerial(), Status: store.StatusPending}
 	if _, err := fs.Inner().InsertBound(ctx, "tx-orphan", nil, orphan); err != nil {
 		t.Fatal(err)
 	}

@@ -9,27 +9,20 @@ import (
 
 	"github.com/azscep/azscep/internal/custody"
 	"github.com/azscep/azscep/internal/policy"
-	"github.com/azscep/azscep/internal/store"
 )
 
 // serialBytes is the serial's random part: 16 bytes from crypto/rand, after a fixed prefix byte that keeps the
-// DER INTEGER positive and exactly 17 octets (BR §7.1: > 0, ≤ 20 octets, ≥ 64 random bits). With an idempotency
-// key the last byte is the key's store partition instead, leaving 120 random bits.
+// DER INTEGER positive and exactly 17 octets (BR §7.1: > 0, ≤ 20 octets, ≥ 64 random bits).
 const serialBytes = 16
 
 // serialPrefix is 0x01–0x7f so the encoded integer is positive without a leading zero octet.
 const serialPrefix = 0x5c
 
-func newSerial(key string) (*big.Int, error) {
+func newSerial() (*big.Int, error) {
 	b := make([]byte, serialBytes+1)
 	b[0] = serialPrefix
 	if _, err := rand.Read(b[1:]); err != nil {
 		return nil, fmt.Errorf("reading random serial: %w", err)
-	}
-	if key != "" {
-		// The record bound to key must share its store partition, so that the key's claim and the pending
-		// record commit in one transaction (store.Index.InsertBound). 120 random bits remain.
-		b[serialBytes] = store.KeyPartition(key)
 	}
 	return new(big.Int).SetBytes(b), nil
 }

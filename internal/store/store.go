@@ -10,11 +10,9 @@ package store
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math/big"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -159,8 +157,8 @@ func NameMatches(r *Record, name string) bool {
 // bound together with the pending record it points to, in one atomic write, so a binding always has its record.
 type Index interface {
 	// InsertBound inserts the pending record r and binds key to r.Serial in one atomic write: both commit or
-	// neither does (in Table Storage one entity-group transaction, which is why r.Serial must lie in key's
-	// partition: see SerialPartition and KeyPartition). With prev nil the key must be unbound; a bound key gives
+	// neither does (in Table Storage one entity-group transaction: records and bindings share a partition).
+	// With prev nil the key must be unbound; a bound key gives
 	// ErrExists and the current binding, and nothing is written. With prev set the binding moves from prev.Serial
 	// to r.Serial if it is still at prev.ETag (ErrConflict otherwise; ErrNotFound if the key was never bound). A
 	// record that exists already with r.Serial gives ErrExists and a zero Binding. On success r.Created (when
@@ -168,26 +166,6 @@ type Index interface {
 	InsertBound(ctx context.Context, key string, prev *Binding, r *Record) (Binding, error)
 	// Lookup returns the current binding of key, or ErrNotFound.
 	Lookup(ctx context.Context, key string) (Binding, error)
-}
-
-// KeyPartition is the partition an idempotency key's binding lives in: the first byte of SHA-256(key). A record
-// bound to the key must be in the same partition, so issuance gives its serial this low-order byte.
-func KeyPartition(key string) byte {
-	h := sha256.Sum256([]byte(key))
-	return h[0]
-}
-
-// SerialPartition is the partition a record lives in: the serial's low-order byte. The serial must be canonical
-// (NormalizeSerial); ok is false otherwise.
-func SerialPartition(serial string) (p byte, ok bool) {
-	if serial == "" || NormalizeSerial(serial) != serial {
-		return 0, false
-	}
-	v, err := strconv.ParseUint(serial[max(0, len(serial)-2):], 16, 8)
-	if err != nil {
-		return 0, false
-	}
-	return byte(v), true
 }
 
 // Binding is the state of one idempotency key.

@@ -423,9 +423,6 @@ func (s *Store) InsertBound(ctx context.Context, key string, prev *store.Binding
 	if err := checkRecord(r); err != nil {
 		return store.Binding{}, fmt.Errorf("memstore: binding key: %w", err)
 	}
-	if p, _ := store.SerialPartition(r.Serial); p != store.KeyPartition(key) {
-		return store.Binding{}, fmt.Errorf("memstore: binding key: serial %s is not in the key's partition", r.Serial)
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, bound := s.index[key]

@@ -28,7 +28,7 @@ func TestFailNthWrite(t *testing.T) {
 	if _, err := f.Lookup(ctx, "k"); !errors.Is(err, store.ErrNotFound) { // reads do not count
 		t.Fatalf("Lookup = %v", err)
 	}
-	bound := &store.Record{Serial: storetest.SerialFor("k"), Status: store.StatusPending}
+	bound := &store.Record{Serial: storetest.NewSerial(), Status: store.StatusPending}
 	if _, err := f.InsertBound(ctx, "k", nil, bound); !errors.Is(err, boom) {
 		t.Fatalf("write 2 = %v, want the injected error", err)
 	}

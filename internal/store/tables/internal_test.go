@@ -160,19 +160,16 @@ func TestSearchScanCap(t *testing.T) {
 	}
 }
 
-// A record and the binding of a key whose partition its serial carries share a partition (so they can share a
-// transaction), and a binding's row key never looks like a record's.
+// Records and bindings share one partition (so a record and its binding, and the writes of concurrent
+// enrollments, can share a transaction), and a binding's row key never looks like a record's.
 func TestLayout(t *testing.T) {
-	if pk, rk := recordKeys("5CAB12"); pk != "12" || rk != "5CAB12" {
+	if pk, rk := recordKeys("5CAB12"); pk != certsPK || rk != "5CAB12" {
 		t.Errorf("recordKeys(5CAB12) = %s/%s", pk, rk)
-	}
-	if pk, _ := recordKeys("A"); pk != "0A" {
-		t.Errorf("recordKeys(A) partition = %s, want 0A", pk)
 	}
 	for _, key := range []string{"scep|ep|tx", "api|x", ""} {
 		pk, rk := indexKeys(key)
-		if want := partitionKey(store.KeyPartition(key)); pk != want {
-			t.Errorf("indexKeys(%q) partition %s, want %s", key, pk, want)
+		if pk != certsPK {
+			t.Errorf("indexKeys(%q) partition %s, want %s", key, pk, certsPK)
 		}
 		if rk < recordRowsBelow {
 			t.Errorf("binding row key %s sorts among the records", rk)

@@ -31,22 +31,14 @@ func hashHex(s string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// partitionKey renders a partition (store.KeyPartition, store.SerialPartition) as the PartitionKey of the
-// certs table.
-func partitionKey(p byte) string {
-	const hexDigits = "0123456789ABCDEF"
-	return string([]byte{hexDigits[p>>4], hexDigits[p&0xf]})
-}
-
 // bindingRowPrefix starts every binding's row key. Records' row keys are serials (upper-case hex digits), so a
 // binding never collides with a record and sorts after every record of its partition.
 const bindingRowPrefix = "key-"
 
-// indexKeys places key's binding in the certs table: its partition is store.KeyPartition(key), where the record
-// bound to it lives too; the row key holds the whole hash, so any key (slashes, quotes, any length up to MaxKey)
-// maps to a valid row key.
+// indexKeys places key's binding in the certs partition, beside the records; the row key holds the whole hash,
+// so any key (slashes, quotes, any length up to MaxKey) maps to a valid row key.
 func indexKeys(key string) (pk, rk string) {
-	return partitionKey(store.KeyPartition(key)), bindingRowPrefix + hashHex(key)
+	return certsPK, bindingRowPrefix + hashHex(key)
 }
 
 func checkKey(key string) error {
@@ -92,9 +84,6 @@ func (s *Store) InsertBound(ctx context.Context, key string, prev *store.Binding
 	if err := checkRecord(r); err != nil {
 		return store.Binding{}, fmt.Errorf("tables: %s: %w", op, err)
 	}
-	if p, _ := store.SerialPartition(r.Serial); p != store.KeyPartition(key) {
-		return store.Binding{}, fmt.Errorf("tables: %s: serial %s is not in the key's partition", op, r.Serial)
-	}
 	if prev != nil && prev.ETag == "" {
 		return store.Binding{}, fmt.Errorf("tables: %s: no ETag: %w", op, store.ErrConflict)
 	}
@@ -123,8 +112,8 @@ func (s *Store) InsertBound(ctx context.Context, key string, prev *store.Binding
 		match := azcore.ETag(prev.ETag)
 		bindAction = aztables.TransactionAction{ActionType: aztables.TransactionTypeUpdateReplace, Entity: bindBody, IfMatch: &match}
 	}
-	res, err := s.transact(ctx, s.certs, op+" with record "+r.Serial, []aztables.TransactionAction{
-		{ActionType: aztables.TransactionTypeAdd, Entity: recBody}, bindAction})
+	res, err := s.certsCommit.commit(ctx, op+" with record "+r.Serial, []aztables.TransactionAction{
+		{ActionType: aztables.TransactionTypeAdd, Entity: recBody}, bindAction}, []string{rec.rk(), bind.rk()})
 	if err != nil {
 		return store.Binding{}, err
 	}

@@ -2,20 +2,19 @@
 //
 // Layout (prefix + name for every table):
 //
-//	certs    PartitionKey = 2 hex digits, RowKey = canonical serial  records: partition = the serial's low byte
-//	         PartitionKey = 2 hex digits, RowKey = "key-" + hex sha256(key)   idempotency bindings: partition =
-//	                                                                  the first byte of sha256(key)
+//	certs    PartitionKey = "certs", RowKey = canonical serial            records
+//	         PartitionKey = "certs", RowKey = "key-" + hex sha256(key)    idempotency bindings
 //	revoked  PartitionKey = "revoked", RowKey = canonical serial    the CRL's source, listed with $select
 //	meta     PartitionKey = "meta", RowKey = name
 //	revreq   PartitionKey = "revreq", RowKey = hex sha256(RequestContext)
 //	runs     PartitionKey = "runs", RowKey = inverted start time + "_" + run ID (newest first)
 //
-// Every write is a single-entity insert (AddEntity) or an ETag-conditioned replace (UpdateEntity with IfMatch),
-// except InsertBound: an entity-group transaction of the record's insert and the binding's insert (or
-// ETag-conditioned replace). Issuance puts a bound record's serial in its key's partition (store.KeyPartition),
-// which is what lets the two commit atomically in one round trip. Nothing here upserts, merges or deletes. Each written entity carries a random WriteID so that when the SDK
-// retries a write whose first response was lost, the resulting 409 or 412 is recognised as our own write and
-// reported as the success it was.
+// Records and bindings share one partition, so that every write to the certs table can join an entity-group
+// transaction: a record's insert with its binding's insert (or ETag-conditioned replace), and the writes of
+// concurrent enrollments with each other (group commit, commit.go). Everywhere else a write is a single-entity
+// insert (AddEntity) or an ETag-conditioned replace (UpdateEntity with IfMatch). Nothing here upserts, merges or
+// deletes. Each written entity carries a random WriteID so that when the SDK retries a write whose first
+// response was lost, the resulting 409 or 412 is recognised as our own write and reported as the success it was.
 //
 // Errors: 404, 409 and 412 map to store.ErrNotFound, store.ErrExists and store.ErrConflict; throttling, server
 // errors, authorisation failures, a missing table, transport errors and timeouts map to store.ErrUnavailable,
@@ -99,14 +98,16 @@ func WithTransport(t policy.Transporter) Option {
 
 // Store is the Table Storage store.Store. It is safe for concurrent use.
 type Store struct {
-	cfg     config
-	svc     *aztables.ServiceClient
-	names   [5]string
-	certs   *aztables.Client
-	revoked *aztables.Client
-	meta    *aztables.Client
-	revreq  *aztables.Client
-	runs    *aztables.Client
+	cfg   config
+	svc   *aztables.ServiceClient
+	names [5]string
+	certs *aztables.Client
+	// certsCommit sends every write to the certs table (commit.go).
+	certsCommit *committer
+	revoked     *aztables.Client
+	meta        *aztables.Client
+	revreq      *aztables.Client
+	runs        *aztables.Client
 }
 
 var _ store.Store = (*Store)(nil)
@@ -194,6 +195,7 @@ func newStore(svc *aztables.ServiceClient, prefix string, cfg config) (*Store, e
 		s.names[i] = prefix + n
 	}
 	s.certs = svc.NewClient(s.names[0])
+	s.certsCommit = &committer{s: s, table: s.certs}
 	s.revoked = svc.NewClient(s.names[1])
 	s.meta = svc.NewClient(s.names[2])
 	s.revreq = svc.NewClient(s.names[3])
@@ -243,30 +245,57 @@ func (s *Store) callCtx(ctx context.Context) (context.Context, context.CancelFun
 // stamp is the store's notion of now, at the service's resolution.
 func (s *Store) stamp() time.Time { return normTime(s.cfg.now()) }
 
-// statusErr keeps the SDK error reachable with errors.As while printing one line instead of the SDK's
-// multi-line dump of the response.
+// statusErr is a call the service answered with an error status: one line with the status and error code,
+// the store's sentinel, and the SDK's error (when the status came from one) reachable with errors.As.
 type statusErr struct {
 	op       string
+	status   int
+	code     string
 	sentinel error
 	re       *azcore.ResponseError
 }
 
 func (e *statusErr) Error() string {
-	code := e.re.ErrorCode
+	code := e.code
 	if code == "" {
-		code = http.StatusText(e.re.StatusCode)
+		code = http.StatusText(e.status)
 	}
 	if e.sentinel == nil {
-		return fmt.Sprintf("tables: %s: HTTP %d %s", e.op, e.re.StatusCode, code)
+		return fmt.Sprintf("tables: %s: HTTP %d %s", e.op, e.status, code)
 	}
-	return fmt.Sprintf("tables: %s: %v (HTTP %d %s)", e.op, e.sentinel, e.re.StatusCode, code)
+	return fmt.Sprintf("tables: %s: %v (HTTP %d %s)", e.op, e.sentinel, e.status, code)
 }
 
 func (e *statusErr) Unwrap() []error {
-	if e.sentinel == nil {
-		return []error{e.re}
+	var out []error
+	if e.sentinel != nil {
+		out = append(out, e.sentinel)
 	}
-	return []error{e.sentinel, e.re}
+	if e.re != nil {
+		out = append(out, e.re)
+	}
+	return out
+}
+
+// statusError maps an error status from the service to the store's sentinels.
+func statusError(op string, status int, code string, re *azcore.ResponseError) error {
+	var sentinel error
+	switch {
+	case code == string(aztables.TableNotFound):
+		// A missing table is a deployment fault, not a missing record: answering "not found" here would make
+		// the CA re-issue or report certificates as unknown.
+		sentinel = store.ErrUnavailable
+	case status == http.StatusNotFound:
+		sentinel = store.ErrNotFound
+	case status == http.StatusConflict:
+		sentinel = store.ErrExists
+	case status == http.StatusPreconditionFailed:
+		sentinel = store.ErrConflict
+	case status == http.StatusUnauthorized, status == http.StatusForbidden, status == http.StatusRequestTimeout,
+		status == http.StatusTooManyRequests, status >= 500:
+		sentinel = store.ErrUnavailable
+	}
+	return &statusErr{op: op, status: status, code: code, sentinel: sentinel, re: re}
 }
 
 // mapErr turns an SDK error into the store's sentinels.
@@ -276,24 +305,7 @@ func mapErr(op string, err error) error {
 	}
 	var re *azcore.ResponseError
 	if errors.As(err, &re) {
-		var sentinel error
-		switch {
-		case re.ErrorCode == string(aztables.TableNotFound):
-			// A missing table is a deployment fault, not a missing record: answering "not found" here
-			// would make the CA re-issue or report certificates as unknown.
-			sentinel = store.ErrUnavailable
-		case re.StatusCode == http.StatusNotFound:
-			sentinel = store.ErrNotFound
-		case re.StatusCode == http.StatusConflict:
-			sentinel = store.ErrExists
-		case re.StatusCode == http.StatusPreconditionFailed:
-			sentinel = store.ErrConflict
-		case re.StatusCode == http.StatusUnauthorized, re.StatusCode == http.StatusForbidden,
-			re.StatusCode == http.StatusRequestTimeout, re.StatusCode == http.StatusTooManyRequests,
-			re.StatusCode >= 500:
-			sentinel = store.ErrUnavailable
-		}
-		return &statusErr{op: op, sentinel: sentinel, re: re}
+		return statusError(op, re.StatusCode, re.ErrorCode, re)
 	}
 	if errors.Is(err, context.Canceled) {
 		return fmt.Errorf("tables: %s: %w", op, err)
@@ -335,19 +347,13 @@ func (s *Store) add(ctx context.Context, c *aztables.Client, op string, e entity
 	if err != nil {
 		return "", fmt.Errorf("tables: %s: %w", op, err)
 	}
-	cctx, cancel := s.callCtx(ctx)
-	resp, err := c.AddEntity(cctx, body, nil)
-	cancel()
-	if err == nil {
-		return string(resp.ETag), nil
-	}
-	err = mapErr(op, err)
+	etag, err := s.write(ctx, c, op, e, aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: body})
 	if errors.Is(err, store.ErrExists) {
-		if p, etag, rerr := s.read(ctx, c, op, e.pk(), e.rk()); rerr == nil && p.str(propWriteID) == id {
-			return etag, nil
+		if p, cur, rerr := s.read(ctx, c, op, e.pk(), e.rk()); rerr == nil && p.str(propWriteID) == id {
+			return cur, nil
 		}
 	}
-	return "", err
+	return etag, err
 }
 
 // replace overwrites e if it is still at etag. A 412 whose stored entity carries our WriteID is our own write
@@ -363,19 +369,43 @@ func (s *Store) replace(ctx context.Context, c *aztables.Client, op string, e en
 		return "", fmt.Errorf("tables: %s: %w", op, err)
 	}
 	match := azcore.ETag(etag)
-	cctx, cancel := s.callCtx(ctx)
-	resp, err := c.UpdateEntity(cctx, body, &aztables.UpdateEntityOptions{UpdateMode: aztables.UpdateModeReplace, IfMatch: &match})
-	cancel()
-	if err == nil {
-		return string(resp.ETag), nil
-	}
-	err = mapErr(op, err)
+	etag, err = s.write(ctx, c, op, e, aztables.TransactionAction{ActionType: aztables.TransactionTypeUpdateReplace,
+		Entity: body, IfMatch: &match})
 	if errors.Is(err, store.ErrConflict) {
 		if p, cur, rerr := s.read(ctx, c, op, e.pk(), e.rk()); rerr == nil && p.str(propWriteID) == id {
 			return cur, nil
 		}
 	}
-	return "", err
+	return etag, err
+}
+
+// write sends one insert or replace and returns the new ETag: through the group commit for the certs table,
+// alone for the others.
+func (s *Store) write(ctx context.Context, c *aztables.Client, op string, e entity, a aztables.TransactionAction) (string, error) {
+	if c == s.certs {
+		res, err := s.certsCommit.commit(ctx, op, []aztables.TransactionAction{a}, []string{e.rk()})
+		if err != nil {
+			return "", err
+		}
+		if r := res[len(res)-1]; r.status >= 300 {
+			return "", statusError(op, r.status, r.code, nil)
+		}
+		return res[0].etag, nil
+	}
+	cctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	if a.ActionType == aztables.TransactionTypeAdd {
+		resp, err := c.AddEntity(cctx, a.Entity, nil)
+		if err != nil {
+			return "", mapErr(op, err)
+		}
+		return string(resp.ETag), nil
+	}
+	resp, err := c.UpdateEntity(cctx, a.Entity, &aztables.UpdateEntityOptions{UpdateMode: aztables.UpdateModeReplace, IfMatch: a.IfMatch})
+	if err != nil {
+		return "", mapErr(op, err)
+	}
+	return string(resp.ETag), nil
 }
 
 // list runs a query and calls fn for each entity until fn returns false or the results end. Each page gets

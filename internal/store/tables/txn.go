@@ -5,20 +5,20 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
-
-	"github.com/azscep/azscep/internal/store"
 )
 
 // The SDK's SubmitTransaction reports neither the ETags of the entities it wrote nor which operation failed and
@@ -77,6 +77,7 @@ type opResult struct {
 	status int
 	etag   string
 	code   string // the error code of a failed operation
+	index  int    // a failed operation's position in the transaction, -1 when the answer does not say
 }
 
 // parseBatch reads a $batch response: one changeset with one response per operation on success, or the failing
@@ -99,14 +100,42 @@ func parseBatch(contentType string, body []byte) ([]opResult, error) {
 		if err != nil {
 			return nil, fmt.Errorf("changeset response: %w", err)
 		}
+		r := opResult{status: resp.StatusCode, etag: resp.Header.Get("ETag"), code: resp.Header.Get("x-ms-error-code"), index: -1}
+		if r.status >= 300 {
+			r.code, r.index = failedOperation(resp, r.code)
+		}
 		_ = resp.Body.Close()
-		out = append(out, opResult{status: resp.StatusCode, etag: resp.Header.Get("ETag"),
-			code: resp.Header.Get("x-ms-error-code")})
+		out = append(out, r)
 	}
 	if len(out) == 0 {
 		return nil, errors.New("changeset response holds no operation")
 	}
 	return out, nil
+}
+
+// failedOperation reads a failed operation's OData error: its code, and its position in the transaction, which
+// the service puts in front of the message ("2:The specified entity already exists.").
+func failedOperation(resp *http.Response, code string) (string, int) {
+	var body struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message struct {
+				Value string `json:"value"`
+			} `json:"message"`
+		} `json:"odata.error"`
+	}
+	if json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body) != nil {
+		return code, -1
+	}
+	if code == "" {
+		code = body.Error.Code
+	}
+	n, _, ok := strings.Cut(body.Error.Message.Value, ":")
+	i, err := strconv.Atoi(n)
+	if !ok || err != nil || i < 0 {
+		return code, -1
+	}
+	return code, i
 }
 
 type mimePart struct {
@@ -137,25 +166,22 @@ func multipartParts(contentType string, body []byte) ([]mimePart, error) {
 	}
 }
 
-// transact submits actions as one entity-group transaction on c and returns each operation's result. A
-// transaction the service refused as a whole, or whose answer cannot be read, is an error (mapped like any
-// other call's); a transaction with a failed operation returns the results and a nil error, for the caller to
-// interpret.
-func (s *Store) transact(ctx context.Context, c *aztables.Client, op string, actions []aztables.TransactionAction) ([]opResult, error) {
+// transact submits actions as one entity-group transaction on c and returns each operation's result, or the
+// failed operation's result alone. A transaction the service refused as a whole, or whose answer cannot be read,
+// is an error for mapErr.
+func (s *Store) transact(ctx context.Context, c *aztables.Client, actions []aztables.TransactionAction) ([]opResult, error) {
 	capture := &batchCapture{}
-	cctx, cancel := s.callCtx(context.WithValue(ctx, captureKey{}, capture))
-	_, err := c.SubmitTransaction(cctx, actions, nil)
-	cancel()
+	_, err := c.SubmitTransaction(context.WithValue(ctx, captureKey{}, capture), actions, nil)
 	var re *azcore.ResponseError
 	if err != nil && !(errors.As(err, &re) && re.StatusCode == http.StatusAccepted) {
-		return nil, mapErr(op, err)
+		return nil, err
 	}
 	if capture.status != http.StatusAccepted {
-		return nil, fmt.Errorf("tables: %s: transaction answered HTTP %d: %w", op, capture.status, store.ErrUnavailable)
+		return nil, fmt.Errorf("transaction answered HTTP %d", capture.status)
 	}
-	res, perr := parseBatch(capture.contentType, capture.body)
-	if perr != nil {
-		return nil, fmt.Errorf("tables: %s: %w: %w", op, store.ErrUnavailable, perr)
+	res, err := parseBatch(capture.contentType, capture.body)
+	if err != nil {
+		return nil, err
 	}
 	return res, nil
 }
