@@ -431,6 +431,8 @@ type fxKVTap struct {
 	before func() error
 	// after runs after the key signed; true answers 500 as if the answer were lost (the client retries).
 	after func() bool
+	// corrupt flips a bit of the signature Key Vault answers (a corrupted answer or a KMS signing wrongly).
+	corrupt bool
 
 	// Time spent in Key Vault calls, for the benchmarks.
 	calls, nanos atomic.Int64
@@ -468,12 +470,41 @@ func (k *fxKVTap) Do(req *http.Request) (*http.Response, error) {
 	}
 	k.mu.Lock()
 	k.signs++
-	after := k.after
+	after, corrupt := k.after, k.corrupt
 	k.mu.Unlock()
 	if after != nil && after() {
 		_ = resp.Body.Close()
 		return fxKVError(req, http.StatusInternalServerError, "InternalServerError", "answer lost after signing"), nil
 	}
+	if corrupt {
+		return fxCorruptSignature(resp)
+	}
+	return resp, nil
+}
+
+// fxCorruptSignature flips the last bit of the signature in a Key Vault sign answer.
+func fxCorruptSignature(resp *http.Response) (*http.Response, error) {
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	var answer map[string]any
+	if err := json.Unmarshal(body, &answer); err != nil {
+		return nil, fmt.Errorf("sign answer does not parse: %w", err)
+	}
+	value, _ := answer["value"].(string)
+	sig, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(value, "="))
+	if err != nil || len(sig) == 0 {
+		return nil, fmt.Errorf("sign answer value %q is not base64url", value)
+	}
+	sig[len(sig)-1] ^= 1
+	answer["value"] = base64.RawURLEncoding.EncodeToString(sig)
+	if body, err = json.Marshal(answer); err != nil {
+		return nil, err
+	}
+	resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	resp.Header.Del("Content-Length")
 	return resp, nil
 }
 
@@ -540,6 +571,12 @@ func (k *fxKVTap) set(before func() error, after func() bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.before, k.after = before, after
+}
+
+func (k *fxKVTap) setCorrupt(corrupt bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.corrupt = corrupt
 }
 
 func (k *fxKVTap) signatures() int {
@@ -775,7 +812,8 @@ func TestFaultStoreWriteFailures(t *testing.T) {
 }
 
 // TestFaultSigner breaks the CA signature: refused before the key signs, signed and then the next store write
-// fails, and signed with the answer lost (the Key Vault client retries).
+// fails, signed with the answer lost (the Key Vault client retries), and answered with a wrong signature (the one
+// verification of the CA signature, in the Key Vault client, refuses it).
 func TestFaultSigner(t *testing.T) {
 	for _, fl := range fxFlows {
 		t.Run(fl.name+"/refused", func(t *testing.T) {
@@ -792,6 +830,25 @@ func TestFaultSigner(t *testing.T) {
 			}
 			if fl.name == "scep-intune" && len(e.intune.FailureReports()) != 1 {
 				t.Errorf("Intune was not told about the failed issuance: %d failure reports", len(e.intune.FailureReports()))
+			}
+			e.mustEnroll(t, fl)
+			e.check(t)
+		})
+		t.Run(fl.name+"/wrong-signature", func(t *testing.T) {
+			e := newFxEnv(t, fxOptions{})
+			e.tap.setCorrupt(true)
+			out := e.send(t, fl.new(e, t))
+			e.tap.setCorrupt(false)
+			if out.ok() || e.tap.signatures() != 1 {
+				t.Fatalf("a wrong signature gave %s with %d signatures; want no certificate", out, e.tap.signatures())
+			}
+			recs := e.records(t)
+			if len(recs) != 1 || recs[0].Status != store.StatusAbandoned || recs[0].CertDER != nil ||
+				!strings.Contains(recs[0].Note, "does not verify") {
+				t.Fatalf("want one abandoned record without a certificate, noting the bad signature; got %v", statuses(recs))
+			}
+			if len(e.intune.IssuedCertificates()) != 0 {
+				t.Fatal("Intune was notified of a certificate with a wrong signature")
 			}
 			e.mustEnroll(t, fl)
 			e.check(t)

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/azscep/azscep/internal/keyvault"
 )
 
 // ErrKeyMismatch means a private key is not the key of the certificate it is paired with: a CA key version pinned
@@ -382,6 +384,11 @@ func KeyID(pub crypto.PublicKey) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return SPKIKeyID(der)
+}
+
+// SPKIKeyID is KeyID of a DER SubjectPublicKeyInfo, for a caller that has marshalled the key already.
+func SPKIKeyID(der []byte) ([]byte, error) {
 	var spki struct {
 		Algorithm pkix.AlgorithmIdentifier
 		PublicKey asn1.BitString
@@ -391,4 +398,31 @@ func KeyID(pub crypto.PublicKey) ([]byte, error) {
 	}
 	s := sha1.Sum(spki.PublicKey.Bytes)
 	return s[:], nil
+}
+
+// rsaSignChecks is whether crypto/rsa verifies its own PKCS #1 v1.5 signatures: Go's RSA private-key operation
+// (crypto/internal/fips140/rsa decrypt withCheck) recomputes sig^e mod N and compares it with the padded digest
+// before returning, so a wrong signature is an error, never a result. A BoringCrypto build signs in BoringSSL
+// instead and turns this off (boring.go).
+var rsaSignChecks = true
+
+// SignerVerifiesItself reports whether every signature signer returns is already verified under ca's public key,
+// so that the caller need not verify it again. That holds when signer's public key is ca's and signer is one of
+//
+//   - *keyvault.Key: SignContext verifies Key Vault's answer under the pinned public key (checkSignature);
+//   - *rsa.PrivateKey: crypto/rsa checks its own signature (rsaSignChecks), for PKCS #1 v1.5 and PSS alike.
+//
+// It is a switch on these concrete types, so no wrapper or other signer (a test's, an *ecdsa.PrivateKey, whose
+// signing does not verify, an HSM added later) can claim it by accident: anything else is verified by its caller.
+func SignerVerifiesItself(signer crypto.Signer, ca *x509.Certificate) bool {
+	switch signer.(type) {
+	case *keyvault.Key:
+	case *rsa.PrivateKey:
+		if !rsaSignChecks {
+			return false
+		}
+	default:
+		return false
+	}
+	return publicKeysEqual(signer.Public(), ca.PublicKey)
 }

@@ -963,3 +963,57 @@ func TestVaultRAKeeper(t *testing.T) {
 		t.Fatal("B kept the retired RA")
 	}
 }
+
+// wrappedSigner hides the concrete key type, as a test's or an HSM's wrapper would.
+type wrappedSigner struct{ crypto.Signer }
+
+// TestSignerVerifiesItself: only a Key Vault key and a crypto/rsa key, each for the CA certificate's own public
+// key, count as verifying their signatures; a local ECDSA key, any wrapper and a key for another certificate do
+// not, so issuance verifies those.
+func TestSignerVerifiesItself(t *testing.T) {
+	t.Parallel()
+	e := newVaultEnv(t)
+	e.importKEK(t)
+	opts := rootInit("EC")
+	opts.Curve = "P-256"
+	mustInit(t, e.v, opts)
+	k := e.load(t)
+	if _, ok := k.CASigner.(*keyvault.Key); !ok {
+		t.Fatalf("CA signer is %T, want *keyvault.Key", k.CASigner)
+	}
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := func(key crypto.Signer) *x509.Certificate {
+		c, err := custody.NewRoot(key, custody.RootOptions{Subject: pkix.Name{CommonName: "local"},
+			Validity: time.Hour}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	rsaCA, ecCA := root(rsaKey), root(ecKey)
+	for _, tc := range []struct {
+		name   string
+		signer crypto.Signer
+		ca     *x509.Certificate
+		want   bool
+	}{
+		{"keyvault", k.CASigner, k.CA(), true},
+		{"keyvault/other-certificate", k.CASigner, ecCA, false},
+		{"keyvault/wrapped", wrappedSigner{k.CASigner}, k.CA(), false},
+		{"rsa", rsaKey, rsaCA, true},
+		{"rsa/other-certificate", rsaKey, k.CA(), false},
+		{"rsa/wrapped", wrappedSigner{rsaKey}, rsaCA, false},
+		{"ecdsa", ecKey, ecCA, false},
+	} {
+		if got := custody.SignerVerifiesItself(tc.signer, tc.ca); got != tc.want {
+			t.Errorf("%s: SignerVerifiesItself = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -8,8 +8,8 @@
 //  4. insert a pending record carrying the planned certificate, both in one atomic store write (one Table
 //     Storage entity-group transaction: the serial carries the key's partition) — replays and concurrent
 //     duplicates stop here, and a serial collision fails the insert;
-//  5. sign with the CA key (one Key Vault operation), verify the signature and that the signed TBS equals the
-//     linted TBS;
+//  5. sign the linted to-be-signed bytes themselves with the CA key (one Key Vault operation), so what was linted
+//     is by construction what is signed, and verify the signature once (sign.go);
 //  6. move the record to issued (ETag-conditioned), with the certificate;
 //  7. deliver (the Intune success notification, when there is one); if delivery fails the record is marked
 //     withheld and the certificate never leaves.
@@ -19,10 +19,8 @@
 package issuance
 
 import (
-	"bytes"
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/x509"
@@ -88,6 +86,7 @@ const deliverTimeout = 75 * time.Second
 // Issuer runs the issuance cycle.
 type Issuer struct {
 	ca       CA
+	caName   string // the CA certificate's subject as records name it, formatted once
 	sigAlg   x509.SignatureAlgorithm
 	store    store.Store
 	urls     URLs
@@ -98,6 +97,9 @@ type Issuer struct {
 
 	linter    *lint.Linter
 	linterErr error // reported by Issue, so that New accepts any CA (as before)
+	// signerVerifies: the CA signer verifies its own signatures under the CA certificate's key, so issuance does
+	// not verify them again (custody.SignerVerifiesItself).
+	signerVerifies bool
 
 	flight singleflight.Group
 }
@@ -120,9 +122,10 @@ func New(cfg Config) (*Issuer, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	i := &Issuer{ca: cfg.CA, sigAlg: alg, store: cfg.Store, urls: cfg.URLs, backdate: cfg.Backdate,
+	i := &Issuer{ca: cfg.CA, caName: cfg.CA.Cert.Subject.String(), sigAlg: alg, store: cfg.Store, urls: cfg.URLs, backdate: cfg.Backdate,
 		stale: cfg.StaleAfter, log: cfg.Logger, now: cfg.Now}
 	i.linter, i.linterErr = lint.New(cfg.CA.Cert)
+	i.signerVerifies = custody.SignerVerifiesItself(cfg.CA.Signer, cfg.CA.Cert)
 	return i, nil
 }
 
@@ -171,8 +174,31 @@ func PublicKeyHash(pub crypto.PublicKey) string {
 	if err != nil {
 		return ""
 	}
-	sum := sha256.Sum256(der)
+	return spkiHash(der)
+}
+
+func spkiHash(spki []byte) string {
+	sum := sha256.Sum256(spki)
 	return hex.EncodeToString(sum[:])
+}
+
+// subjectKey is what an issuance derives from the request's public key, from one marshalling of its
+// SubjectPublicKeyInfo: the record's binding (PublicKeyHash) and the subject key identifier.
+type subjectKey struct {
+	hash string
+	id   []byte
+}
+
+func newSubjectKey(pub crypto.PublicKey) (subjectKey, error) {
+	spki, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return subjectKey{}, fmt.Errorf("computing subject key identifier: %w", err)
+	}
+	id, err := custody.SPKIKeyID(spki)
+	if err != nil {
+		return subjectKey{}, fmt.Errorf("computing subject key identifier: %w", err)
+	}
+	return subjectKey{hash: spkiHash(spki), id: id}, nil
 }
 
 // Replay looks up an earlier result for key. It returns (nil, nil) when there is nothing to replay and a new
@@ -211,14 +237,15 @@ func (i *Issuer) replay(ctx context.Context, key string, pub crypto.PublicKey, w
 	if err != nil {
 		return nil, fmt.Errorf("reading record %s: %w", b.Serial, err)
 	}
-	return i.replayRecord(rec, pub, window, reissueRevoked)
+	return i.replayRecord(rec, PublicKeyHash(pub), window, reissueRevoked)
 }
 
-func (i *Issuer) replayRecord(rec *store.Record, pub crypto.PublicKey, window time.Duration, reissueRevoked bool) (*Result, error) {
+// replayRecord decides about the earlier attempt rec for a request whose public key hashes to pubHash.
+func (i *Issuer) replayRecord(rec *store.Record, pubHash string, window time.Duration, reissueRevoked bool) (*Result, error) {
 	if window > 0 && i.now().Sub(rec.Created) > window {
 		return nil, nil
 	}
-	if rec.PublicKey != PublicKeyHash(pub) {
+	if rec.PublicKey != pubHash {
 		return nil, ErrKeyMismatch
 	}
 	switch rec.Status {
@@ -250,18 +277,22 @@ func (i *Issuer) replayRecord(rec *store.Record, pub crypto.PublicKey, window ti
 // Issue runs the cycle for one request. Concurrent requests with the same key in this process share one run;
 // across processes the key claim in the store decides.
 func (i *Issuer) Issue(ctx context.Context, req *Request) (*Result, error) {
-	if req.Key == "" {
-		return i.issue(ctx, req)
+	// Once per request: the flight key, the replay checks, the record and the certificate's key identifier.
+	sk, err := newSubjectKey(req.Checked.PublicKey)
+	if err != nil {
+		return nil, err
 	}
-	pubHash := PublicKeyHash(req.Checked.PublicKey)
-	v, err, _ := i.flight.Do(req.Key+"\x00"+pubHash, func() (any, error) { return i.issue(ctx, req) })
+	if req.Key == "" {
+		return i.issue(ctx, req, sk)
+	}
+	v, err, _ := i.flight.Do(req.Key+"\x00"+sk.hash, func() (any, error) { return i.issue(ctx, req, sk) })
 	if err != nil {
 		return nil, err
 	}
 	return v.(*Result), nil
 }
 
-func (i *Issuer) issue(ctx context.Context, req *Request) (*Result, error) {
+func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Result, error) {
 	if i.linterErr != nil {
 		return nil, fmt.Errorf("preparing linter: %w", i.linterErr)
 	}
@@ -271,7 +302,7 @@ func (i *Issuer) issue(ctx context.Context, req *Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	var tmpl *x509.Certificate
+	var plan *lint.Planned
 	var rec *store.Record
 	var prev *store.Binding // the earlier attempt's binding this request takes the key over from
 	for attempt := 0; ; attempt++ {
@@ -280,7 +311,7 @@ func (i *Issuer) issue(ctx context.Context, req *Request) (*Result, error) {
 		}
 		// Steps 1–2: template from the profile, its to-be-signed bytes linted.
 		if rec == nil || rec.Serial != store.SerialString(serial) {
-			if tmpl, rec, err = i.prepare(i.linter, req, serial, now); err != nil {
+			if plan, rec, err = i.prepare(req, serial, sk, now); err != nil {
 				return nil, err
 			}
 		}
@@ -304,7 +335,7 @@ func (i *Issuer) issue(ctx context.Context, req *Request) (*Result, error) {
 			}
 		case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict) && b.Serial != "":
 			// The key is bound to an earlier attempt: replay it, refuse, or take the key over from it.
-			res, err := i.resolve(ctx, req, b)
+			res, err := i.resolve(ctx, req, b, sk.hash)
 			if res != nil || err != nil {
 				return res, err
 			}
@@ -316,17 +347,17 @@ func (i *Issuer) issue(ctx context.Context, req *Request) (*Result, error) {
 		}
 	}
 
-	// Step 5: the one CA-key operation.
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, i.ca.Cert, req.Checked.PublicKey, i.ca.Signer)
+	// Step 5: the one CA-key operation, over the linted TBS itself, and the one verification of its signature.
+	der, err := i.sign(plan)
 	if err != nil {
+		// No signature, or a wrong one: the record turns abandoned with the note, nothing is delivered.
 		i.abandon(rec, "signature failed: "+err.Error())
 		return nil, fmt.Errorf("%w: %w", ErrSigner, err)
 	}
-	cert, err := i.verify(der, rec.PlannedDER)
+	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		// A signature exists but is wrong: keep the record pending-turned-abandoned with the note, never deliver.
-		i.abandon(rec, err.Error())
-		return nil, err
+		i.abandon(rec, "signed certificate does not parse: "+err.Error())
+		return nil, fmt.Errorf("signed certificate does not parse: %w", err)
 	}
 
 	// Step 6: make the certificate durable. From here on the request context may be gone (the client hung up),
@@ -372,7 +403,7 @@ func (i *Issuer) issue(ctx context.Context, req *Request) (*Result, error) {
 // resolve decides what a request does about the earlier attempt its idempotency key is bound to: a replay
 // (non-nil Result), ErrKeyMismatch, ErrInProgress, ErrRevoked or ErrWithheld; or (nil, nil) when the earlier
 // attempt was abandoned, is stale or outside the replay window, and the key may be taken over.
-func (i *Issuer) resolve(ctx context.Context, req *Request, b store.Binding) (*Result, error) {
+func (i *Issuer) resolve(ctx context.Context, req *Request, b store.Binding, pubHash string) (*Result, error) {
 	prev, err := i.store.Get(ctx, b.Serial)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -382,7 +413,7 @@ func (i *Issuer) resolve(ctx context.Context, req *Request, b store.Binding) (*R
 	case err != nil:
 		return nil, fmt.Errorf("reading record bound to the idempotency key: %w", err)
 	}
-	return i.replayRecord(prev, req.Checked.PublicKey, req.ReplayWindow, req.ReissueRevoked)
+	return i.replayRecord(prev, pubHash, req.ReplayWindow, req.ReissueRevoked)
 }
 
 func (i *Issuer) abandon(rec *store.Record, note string) {
@@ -396,53 +427,32 @@ func (i *Issuer) abandon(rec *store.Record, note string) {
 	}
 }
 
-// verify checks the real signature against the CA certificate and that the signed TBS is byte-for-byte the
-// linted TBS (Boulder's tbsCertIsDeterministic), so what was linted is what was signed.
-func (i *Issuer) verify(der, planned []byte) (*x509.Certificate, error) {
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("signed certificate does not parse: %w", err)
-	}
-	if err := cert.CheckSignatureFrom(i.ca.Cert); err != nil {
-		return nil, fmt.Errorf("%w: signature does not verify against the CA certificate: %w", ErrSigner, err)
-	}
-	lintCert, err := x509.ParseCertificate(planned)
-	if err != nil {
-		return nil, fmt.Errorf("planned certificate does not parse: %w", err)
-	}
-	if !bytes.Equal(cert.RawTBSCertificate, lintCert.RawTBSCertificate) {
-		return nil, errors.New("signed TBS differs from the linted TBS")
-	}
-	return cert, nil
-}
-
 // prepare builds and lints the certificate for serial and the pending record that describes it.
-func (i *Issuer) prepare(linter *lint.Linter, req *Request, serial *big.Int, now time.Time) (*x509.Certificate, *store.Record, error) {
-	tmpl, err := i.buildTemplate(req.Checked, req.Profile, serial, now, req.NotAfterCap)
+func (i *Issuer) prepare(req *Request, serial *big.Int, sk subjectKey, now time.Time) (*lint.Planned, *store.Record, error) {
+	tmpl, err := i.buildTemplate(req.Checked, req.Profile, serial, sk.id, now, req.NotAfterCap)
 	if err != nil {
 		return nil, nil, err
 	}
-	planned, err := linter.Check(tmpl, req.Checked.PublicKey, lint.Expect{KeyUsage: tmpl.KeyUsage,
+	plan, err := i.linter.Check(tmpl, req.Checked.PublicKey, lint.Expect{KeyUsage: tmpl.KeyUsage,
 		ExtKeyUsage: tmpl.ExtKeyUsage, MaxValidity: req.Profile.MaxValidity, NotBefore: now.Add(-i.backdate - time.Second)})
 	if err != nil {
 		i.log.Error("lint refused certificate", "err", err, "endpoint", req.Endpoint)
 		return nil, nil, fmt.Errorf("linting planned certificate: %w", err)
 	}
-	return tmpl, i.newRecord(req, tmpl, planned, now), nil
+	return plan, i.newRecord(req, tmpl, plan, sk.hash, now), nil
 }
 
-func (i *Issuer) newRecord(req *Request, tmpl *x509.Certificate, planned []byte, now time.Time) *store.Record {
-	planCert, _ := x509.ParseCertificate(planned) // Check parsed it already
+func (i *Issuer) newRecord(req *Request, tmpl *x509.Certificate, plan *lint.Planned, pubHash string, now time.Time) *store.Record {
 	csrHash := sha256.Sum256(req.Checked.CSR.Raw)
 	return &store.Record{
 		Serial:     store.SerialString(tmpl.SerialNumber),
 		Status:     store.StatusPending,
-		Issuer:     i.ca.Cert.Subject.String(),
-		Subject:    planCert.Subject.String(),
+		Issuer:     i.caName,
+		Subject:    plan.Cert.Subject.String(),
 		SANs:       req.Checked.Names(),
 		NotBefore:  tmpl.NotBefore,
 		NotAfter:   tmpl.NotAfter,
-		PublicKey:  PublicKeyHash(req.Checked.PublicKey),
+		PublicKey:  pubHash,
 		CSRHash:    hex.EncodeToString(csrHash[:]),
 		Source:     req.Source,
 		Endpoint:   req.Endpoint,
@@ -450,7 +460,7 @@ func (i *Issuer) newRecord(req *Request, tmpl *x509.Certificate, planned []byte,
 		Profile:    req.Profile.Name,
 		TxID:       req.TxID,
 		DeviceID:   req.DeviceID,
-		PlannedDER: planned,
+		PlannedDER: plan.DER,
 		Created:    now,
 		Updated:    now,
 

@@ -1,6 +1,7 @@
 package issuance
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -13,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -432,19 +434,134 @@ func TestStalePendingIsTakenOver(t *testing.T) {
 	}
 }
 
-func TestTBSMismatchIsNeverDelivered(t *testing.T) {
-	f := newFixture(t, nil)
-	// A signer that signs something else (a compromised or buggy KMS) must be caught by the verification step.
-	other, _ := rsa.GenerateKey(rand.Reader, 2048)
-	f.iss.ca.Signer = other
-	_, err := f.iss.Issue(context.Background(), f.request(t, nil, "bad", "tx-bad"))
-	if err == nil {
-		t.Fatal("a certificate signed by the wrong key was accepted")
+// TestWrongSignatureIsNeverDelivered: a signature that does not verify under the CA certificate ends with
+// ErrSigner, the pending record abandoned with a note and no certificate anywhere; the key is then free for a retry.
+// Both ways a signer can be trusted or not are covered: a signer of a type that verifies itself (crypto/rsa) but
+// holds another key, so it is not trusted for this CA, and a wrapper (verified by issuance) returning garbage.
+func TestWrongSignatureIsNeverDelivered(t *testing.T) {
+	other, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
 	}
-	page, _, _ := f.st.Search(context.Background(), store.Query{Limit: 10})
-	if len(page) != 1 || page[0].Status != store.StatusAbandoned {
-		t.Fatalf("record should be abandoned, got %+v", page[0].Status)
+	for _, tc := range []struct {
+		name   string
+		signer func(key crypto.Signer) crypto.Signer
+	}{
+		// A compromised or misconfigured KMS signing with another key.
+		{"other-key", func(crypto.Signer) crypto.Signer { return other }},
+		// A signer that is not known to verify its own output and answers garbage of the right length.
+		{"garbage", func(key crypto.Signer) crypto.Signer { return garbageSigner{key} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			iss, err := New(Config{CA: CA{Cert: f.iss.ca.Cert, Signer: tc.signer(f.iss.ca.Signer)}, Store: f.st})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if iss.signerVerifies {
+				t.Fatal("a signer that does not sign for the CA certificate's key is trusted to verify itself")
+			}
+			res, err := iss.Issue(context.Background(), f.request(t, nil, "bad", "tx-bad"))
+			if !errors.Is(err, ErrSigner) || res != nil {
+				t.Fatalf("Issue = %v, %v; want ErrSigner and no certificate", res, err)
+			}
+			page, _, _ := f.st.Search(context.Background(), store.Query{Limit: 10})
+			if len(page) != 1 || page[0].Status != store.StatusAbandoned || page[0].CertDER != nil ||
+				!strings.Contains(page[0].Note, "does not verify against the CA certificate") {
+				t.Fatalf("want one abandoned record with the note and no certificate, got %+v", page)
+			}
+			if _, err := f.iss.Issue(context.Background(), f.request(t, nil, "bad", "tx-bad")); err != nil {
+				t.Fatalf("retry with the real key after an abandoned attempt: %v", err)
+			}
+		})
 	}
+}
+
+// garbageSigner is a CA signer that is not known to verify itself and returns a wrong signature.
+type garbageSigner struct{ crypto.Signer }
+
+func (g garbageSigner) Sign(_ io.Reader, _ []byte, _ crypto.SignerOpts) ([]byte, error) {
+	sig := make([]byte, g.Public().(*rsa.PublicKey).Size())
+	_, err := rand.Read(sig)
+	sig[0] = 0 // below the modulus: a well-formed, wrong signature
+	return sig, err
+}
+
+// TestSignedCertificateIsThePlannedTBS: for an RSA-3072 CA (crypto/rsa verifies its own signature, issuance does
+// not) and a P-384 CA (issuance verifies), the delivered certificate's TBS is byte for byte the planned (linted)
+// one recorded in the pending record, it verifies under the CA certificate with crypto/x509, and the CA key signed
+// once.
+func TestSignedCertificateIsThePlannedTBS(t *testing.T) {
+	rsa3072, err := rsa.GenerateKey(rand.Reader, 3072)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name         string
+		key          crypto.Signer
+		alg          x509.SignatureAlgorithm
+		selfVerifies bool
+	}{
+		{"rsa-3072", rsa3072, x509.SHA256WithRSA, true},
+		{"ecdsa-p384", p384, x509.ECDSAWithSHA384, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ca, err := custody.NewRoot(tc.key, custody.RootOptions{Subject: pkix.Name{CommonName: tc.name + " CA"},
+				Validity: 365 * 24 * time.Hour}, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := memstore.New()
+			var signs atomic.Int32
+			signer := crypto.Signer(countingSigner{tc.key, &signs})
+			if tc.selfVerifies {
+				signer = tc.key // the concrete type is what custody vouches for
+			}
+			f := newFixture(t, st)
+			iss, err := New(Config{CA: CA{Cert: ca, Signer: signer}, Store: st})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if iss.signerVerifies != tc.selfVerifies {
+				t.Fatalf("signerVerifies = %v, want %v", iss.signerVerifies, tc.selfVerifies)
+			}
+			res, err := iss.Issue(context.Background(), f.request(t, nil, "tbs", "tx-tbs"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			planned, err := x509.ParseCertificate(res.Record.PlannedDER)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(res.Cert.RawTBSCertificate, planned.RawTBSCertificate) {
+				t.Fatal("the delivered certificate's TBS differs from the planned (linted) one")
+			}
+			if err := res.Cert.CheckSignatureFrom(ca); err != nil || res.Cert.SignatureAlgorithm != tc.alg {
+				t.Fatalf("delivered certificate (%v) does not verify under the CA: %v", res.Cert.SignatureAlgorithm, err)
+			}
+			if !bytes.Equal(res.Cert.Raw, res.Record.CertDER) {
+				t.Fatal("the record holds another certificate than the one delivered")
+			}
+			if !tc.selfVerifies && signs.Load() != 1 {
+				t.Fatalf("signatures = %d, want 1", signs.Load())
+			}
+		})
+	}
+}
+
+// countingSigner counts signatures; as a wrapper it is not known to verify itself.
+type countingSigner struct {
+	crypto.Signer
+	n *atomic.Int32
+}
+
+func (c countingSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	c.n.Add(1)
+	return c.Signer.Sign(r, digest, opts)
 }
 
 func BenchmarkIssue(b *testing.B) {

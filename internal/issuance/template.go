@@ -7,7 +7,6 @@ import (
 	"math/big"
 	"time"
 
-	"github.com/azscep/azscep/internal/custody"
 	"github.com/azscep/azscep/internal/policy"
 )
 
@@ -28,9 +27,9 @@ func newSerial() (*big.Int, error) {
 }
 
 // buildTemplate turns a policy-checked request into the certificate template. Only the public key, subject and
-// accepted names come from the request; everything else comes from the profile and the CA. A non-zero cap
-// ends the certificate no later than that instant.
-func (i *Issuer) buildTemplate(req *policy.Request, prof *policy.Profile, serial *big.Int, now, capAt time.Time) (*x509.Certificate, error) {
+// accepted names come from the request; everything else comes from the profile and the CA. ski is the subject
+// key identifier of the request's key. A non-zero cap ends the certificate no later than that instant.
+func (i *Issuer) buildTemplate(req *policy.Request, prof *policy.Profile, serial *big.Int, ski []byte, now, capAt time.Time) (*x509.Certificate, error) {
 	notBefore := now.Add(-i.backdate).Truncate(time.Second)
 	notAfter := now.Add(prof.MaxValidity)
 	if want := req.Validity.NotAfter(now); !want.IsZero() && want.Before(notAfter) {
@@ -46,10 +45,6 @@ func (i *Issuer) buildTemplate(req *policy.Request, prof *policy.Profile, serial
 	notAfter = notAfter.Truncate(time.Second).Add(-time.Second)
 	if !notAfter.After(now) {
 		return nil, &policy.Rejection{Code: policy.CodeValidity, Detail: "the CA certificate (or the renewal chain) ends too soon to issue"}
-	}
-	ski, err := custody.KeyID(req.PublicKey)
-	if err != nil {
-		return nil, fmt.Errorf("computing subject key identifier: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,

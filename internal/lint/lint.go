@@ -1,9 +1,10 @@
-// Package lint checks a to-be-signed certificate before the CA key ever sees it (BR §4.3.1.2). The template is
-// built by crypto/x509 exactly as the CA's signature will build it (real issuer certificate, the CA key's
-// signature algorithm), but the "signer" it is handed only captures the to-be-signed bytes and refuses to sign, so
-// no key operation runs; the planned certificate is those bytes with a placeholder (empty) signature. Then the
-// project's own profile lints run on the result. zlint runs over issued certificates in the test suite; it marks
-// most lints not applicable to clientAuth-only leaves, so these lints are the policy (reliability.md §3.1).
+// Package lint checks a to-be-signed certificate before the CA key ever sees it (BR §4.3.1.2). crypto/x509 builds
+// the to-be-signed bytes from the template (real issuer certificate, the CA key's signature algorithm), but the
+// "signer" it is handed only captures them and refuses to sign, so no key operation runs; the planned certificate
+// is those bytes with a placeholder (empty) signature. Then the project's own profile lints run on the result. The
+// CA later signs exactly these bytes (Planned.WithSignature), so what is linted is by construction what is signed.
+// zlint runs over issued certificates in the test suite; it marks most lints not applicable to clientAuth-only
+// leaves, so these lints are the policy (reliability.md §3.1).
 package lint
 
 import (
@@ -75,31 +76,82 @@ type Expect struct {
 	NotBefore   time.Time // the earliest acceptable notBefore
 }
 
-// Check builds the to-be-signed certificate for tmpl and pub exactly as the CA's signature will, lints it and
-// returns the planned certificate (the record of what the CA plans to sign): the to-be-signed bytes with the
-// signature algorithm and an empty signature. No key operation runs.
-func (l *Linter) Check(tmpl *x509.Certificate, pub crypto.PublicKey, want Expect) ([]byte, error) {
+// Planned is a to-be-signed certificate that passed the lints: exactly what the CA will sign. Its parts are named
+// after RFC 5280 §4.1; Cert is DER parsed once, so nobody needs to parse it again.
+type Planned struct {
+	// TBSCertificate is the DER tbsCertificate: the bytes the CA signs (§4.1.1.1).
+	TBSCertificate []byte
+	// SignatureAlgorithm is the DER AlgorithmIdentifier, copied from the TBS's own signature field, which
+	// §4.1.1.2 requires the outer signatureAlgorithm to equal.
+	SignatureAlgorithm []byte
+	// Hash is the digest the signature algorithm signs (SHA-256, SHA-384 or SHA-512; see SignatureHash).
+	Hash crypto.Hash
+	// DER is the planned certificate: TBSCertificate, SignatureAlgorithm and an empty signatureValue. It is the
+	// record of what the CA plans to sign.
+	DER []byte
+	// Cert is DER parsed.
+	Cert *x509.Certificate
+}
+
+// Check builds the to-be-signed certificate for tmpl and pub exactly as crypto/x509 would sign it (the real issuer,
+// the CA key's signature algorithm), lints it and returns it as Planned. No key operation runs.
+func (l *Linter) Check(tmpl *x509.Certificate, pub crypto.PublicKey, want Expect) (*Planned, error) {
 	capture := &tbsCapture{pub: l.issuer.PublicKey}
 	if _, err := x509.CreateCertificate(rand.Reader, tmpl, l.issuer, pub, capture); capture.tbs == nil {
 		return nil, fmt.Errorf("%w: building the to-be-signed certificate: %v", ErrLint, err)
 	}
-	der, err := planned(capture.tbs)
+	algo, err := signatureAlgorithm(capture.tbs)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrLint, err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
+	p := &Planned{TBSCertificate: capture.tbs, SignatureAlgorithm: algo}
+	if p.DER, err = p.WithSignature(nil); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrLint, err)
+	}
+	if p.Cert, err = x509.ParseCertificate(p.DER); err != nil {
 		return nil, fmt.Errorf("%w: to-be-signed certificate does not parse: %v", ErrLint, err)
 	}
-	if err := Certificate(cert, l.issuer, want); err != nil {
+	if err := Certificate(p.Cert, l.issuer, want); err != nil {
 		return nil, err
 	}
-	return der, nil
+	// Refused here, before any record or key operation, rather than by the signer.
+	if p.Hash, err = SignatureHash(p.Cert.SignatureAlgorithm); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrLint, err)
+	}
+	return p, nil
 }
 
-// planned wraps a to-be-signed certificate as a Certificate with the TBS's own signature algorithm and an empty
-// signature value (RFC 5280 §4.1: tbsCertificate, signatureAlgorithm, signatureValue).
-func planned(tbs []byte) ([]byte, error) {
+// SignatureHash is the digest the CA signs for alg: SHA-256, SHA-384 or SHA-512 with RSA PKCS #1 v1.5 or ECDSA.
+// Everything else (RSA-PSS, Ed25519, SHA-1, MD5, unknown) is an error: issuance signs only what it can hash and
+// verify the same way crypto/x509 does.
+func SignatureHash(alg x509.SignatureAlgorithm) (crypto.Hash, error) {
+	switch alg {
+	case x509.SHA256WithRSA, x509.ECDSAWithSHA256:
+		return crypto.SHA256, nil
+	case x509.SHA384WithRSA, x509.ECDSAWithSHA384:
+		return crypto.SHA384, nil
+	case x509.SHA512WithRSA, x509.ECDSAWithSHA512:
+		return crypto.SHA512, nil
+	}
+	return 0, fmt.Errorf("signature algorithm %v is not signed by this CA", alg)
+}
+
+// WithSignature is the Certificate (RFC 5280 §4.1: SEQUENCE { tbsCertificate, signatureAlgorithm,
+// signatureValue BIT STRING }) of the planned TBS with signatureValue sig; a nil sig gives the planned
+// certificate. The TBS is copied as is, so the signed certificate carries byte for byte what was linted.
+func (p *Planned) WithSignature(sig []byte) ([]byte, error) {
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddBytes(p.TBSCertificate)
+		b.AddBytes(p.SignatureAlgorithm)
+		b.AddASN1BitString(sig)
+	})
+	return b.Bytes()
+}
+
+// signatureAlgorithm is the TBS's signature field (RFC 5280 §4.1.2.3), the AlgorithmIdentifier the outer
+// signatureAlgorithm must repeat.
+func signatureAlgorithm(tbs []byte) ([]byte, error) {
 	in := cryptobyte.String(tbs)
 	var body cryptobyte.String
 	var algo cryptobyte.String
@@ -108,13 +160,7 @@ func planned(tbs []byte) ([]byte, error) {
 		!body.ReadASN1Element(&algo, cbasn1.SEQUENCE) {
 		return nil, errors.New("to-be-signed certificate is malformed")
 	}
-	var b cryptobyte.Builder
-	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddBytes(tbs)
-		b.AddBytes(algo)
-		b.AddASN1BitString(nil)
-	})
-	return b.Bytes()
+	return algo, nil
 }
 
 // Certificate runs the profile lints on a parsed leaf issued (or to be issued) by issuer.

@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -153,6 +154,11 @@ func TestLinterCheck(t *testing.T) {
 			wantErr: "RSA key below 2048"},
 		{name: "fail/p521-leaf", pub: func() crypto.PublicKey { return keys.leafP521.Public() }, wantErr: "curve"},
 		{name: "fail/ed25519-leaf", pub: func() crypto.PublicKey { return keys.leafEd.Public() }, wantErr: "never issued"},
+		// RSA-PSS lints clean, but the CA signs only PKCS #1 v1.5 and ECDSA (lint.SignatureHash): refused before
+		// any record or key operation.
+		{name: "fail/rsa-pss", rsaCA: true, mutate: func(c *x509.Certificate, _ *lint.Expect) {
+			c.SignatureAlgorithm = x509.SHA256WithRSAPSS
+		}, wantErr: "not signed by this CA"},
 		// Go itself refuses this template; the Linter must report that as a lint failure, not sign anyway.
 		{name: "fail/template-go-refuses", mutate: func(c *x509.Certificate, _ *lint.Expect) { c.MaxPathLen = 2 },
 			wantErr: "building the to-be-signed certificate"},
@@ -172,12 +178,12 @@ func TestLinterCheck(t *testing.T) {
 			if tc.mutate != nil {
 				tc.mutate(tmpl, &want)
 			}
-			der, err := l.Check(tmpl, pub, want)
+			plan, err := l.Check(tmpl, pub, want)
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatalf("Check: %v", err)
 				}
-				assertLinted(t, der, ca, pub)
+				assertLinted(t, plan, ca, pub)
 				return
 			}
 			if !errors.Is(err, lint.ErrLint) {
@@ -186,20 +192,28 @@ func TestLinterCheck(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("Check error %q does not mention %q", err, tc.wantErr)
 			}
-			if der != nil {
-				t.Fatal("Check returned DER with an error")
+			if plan != nil {
+				t.Fatal("Check returned a planned certificate with an error")
 			}
 		})
 	}
 }
 
 // assertLinted checks what Check returns: the planned certificate, with the real issuer's name and key
-// identifier, for the subject's key, and no signature by anyone (the CA key never saw it).
-func assertLinted(t *testing.T, der []byte, ca *x509.Certificate, pub crypto.PublicKey) {
+// identifier, for the subject's key, and no signature by anyone (the CA key never saw it); its parts are those of
+// its DER, and Cert is that DER parsed.
+func assertLinted(t *testing.T, plan *lint.Planned, ca *x509.Certificate, pub crypto.PublicKey) {
 	t.Helper()
-	c, err := x509.ParseCertificate(der)
+	c, err := x509.ParseCertificate(plan.DER)
 	if err != nil {
 		t.Fatalf("linted DER does not parse: %v", err)
+	}
+	if !bytes.Equal(plan.Cert.Raw, plan.DER) || !bytes.Equal(c.RawTBSCertificate, plan.TBSCertificate) ||
+		len(c.Signature) != 0 {
+		t.Fatal("Planned's parts differ from its DER, or the planned certificate carries a signature")
+	}
+	if hash, err := lint.SignatureHash(c.SignatureAlgorithm); err != nil || hash != plan.Hash {
+		t.Fatalf("Planned.Hash = %v, want %v (%v)", plan.Hash, hash, err)
 	}
 	if !bytes.Equal(c.RawIssuer, ca.RawSubject) || !bytes.Equal(c.AuthorityKeyId, ca.SubjectKeyId) {
 		t.Fatal("linted certificate does not name the real issuer")
@@ -222,14 +236,11 @@ func TestCertificateIssuerChecks(t *testing.T) {
 	now := time.Now()
 	tmpl := leafTemplate(t, keys.leafEC.Public(), now)
 	want := expectFor(tmpl, now)
-	der, err := fixtures.linterEC.Check(tmpl, keys.leafEC.Public(), want)
+	plan, err := fixtures.linterEC.Check(tmpl, keys.leafEC.Public(), want)
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
+	leaf := plan.Cert
 	otherSKI := *fixtures.caEC
 	otherSKI.SubjectKeyId = bytes.Repeat([]byte{1}, 20)
 	noSKI := *fixtures.caEC
@@ -286,15 +297,12 @@ func TestNew(t *testing.T) {
 	}
 	now := time.Now()
 	tmpl := leafTemplate(t, keys.leafEC.Public(), now)
-	der, err := l.Check(tmpl, keys.leafEC.Public(), expectFor(tmpl, now))
+	plan, err := l.Check(tmpl, keys.leafEC.Public(), expectFor(tmpl, now))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.SignatureAlgorithm != x509.ECDSAWithSHA384 {
+	c := plan.Cert
+	if plan.Hash != crypto.SHA384 || c.SignatureAlgorithm != x509.ECDSAWithSHA384 {
 		t.Fatalf("planned certificate does not carry the P-384 CA's signature algorithm: %v", c.SignatureAlgorithm)
 	}
 	if err := c.CheckSignatureFrom(ca384); err == nil {
@@ -302,9 +310,10 @@ func TestNew(t *testing.T) {
 	}
 }
 
-// TestPlannedTBSIsWhatTheCASigns: the planned certificate's to-be-signed bytes are byte for byte those of the
-// certificate the CA key then signs from the same template (the check issuance makes after signing), and its
-// signature is empty: building it ran no key operation.
+// TestPlannedTBSIsWhatTheCASigns: the CA signs the planned to-be-signed bytes themselves (WithSignature), so the
+// signed certificate's TBS is byte for byte the linted one, and it verifies under the CA certificate with
+// crypto/x509. The planned TBS is also what crypto/x509 itself would have signed from the same template, so
+// building the certificate from the linted bytes changes nothing a client sees.
 func TestPlannedTBSIsWhatTheCASigns(t *testing.T) {
 	loadFixtures(t)
 	for _, tc := range []struct {
@@ -321,29 +330,62 @@ func TestPlannedTBSIsWhatTheCASigns(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			now := time.Now()
 			tmpl := leafTemplate(t, tc.leaf, now)
-			der, err := tc.l.Check(tmpl, tc.leaf, expectFor(tmpl, now))
+			plan, err := tc.l.Check(tmpl, tc.leaf, expectFor(tmpl, now))
 			if err != nil {
 				t.Fatal(err)
 			}
-			plan, err := x509.ParseCertificate(der)
+			if len(plan.Cert.Signature) != 0 || plan.Cert.SignatureAlgorithm != tc.sigAlg || plan.Hash != crypto.SHA256 {
+				t.Errorf("planned certificate signature %d bytes, algorithm %v, hash %v; want none, %v, SHA-256",
+					len(plan.Cert.Signature), plan.Cert.SignatureAlgorithm, plan.Hash, tc.sigAlg)
+			}
+			digest := sha256.Sum256(plan.TBSCertificate)
+			sig, err := tc.caKey.Sign(rand.Reader, digest[:], crypto.SHA256)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(plan.Signature) != 0 || plan.SignatureAlgorithm != tc.sigAlg {
-				t.Errorf("planned certificate signature %d bytes, algorithm %v; want none, %v", len(plan.Signature),
-					plan.SignatureAlgorithm, tc.sigAlg)
-			}
-			signed, err := x509.CreateCertificate(rand.Reader, tmpl, tc.ca, tc.leaf, tc.caKey)
+			der, err := plan.WithSignature(sig)
 			if err != nil {
 				t.Fatal(err)
 			}
-			real, err := x509.ParseCertificate(signed)
+			signed, err := x509.ParseCertificate(der)
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("signed certificate does not parse: %v", err)
 			}
-			if !bytes.Equal(real.RawTBSCertificate, plan.RawTBSCertificate) {
+			if !bytes.Equal(signed.RawTBSCertificate, plan.TBSCertificate) {
 				t.Error("the CA signed other to-be-signed bytes than the ones linted")
 			}
+			if err := signed.CheckSignatureFrom(tc.ca); err != nil {
+				t.Errorf("signed certificate does not verify under the CA: %v", err)
+			}
+			viaX509, err := x509.CreateCertificate(rand.Reader, tmpl, tc.ca, tc.leaf, tc.caKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			real, err := x509.ParseCertificate(viaX509)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(real.RawTBSCertificate, plan.TBSCertificate) {
+				t.Error("crypto/x509 would have signed other to-be-signed bytes than the ones linted")
+			}
 		})
+	}
+}
+
+// TestSignatureHash: only SHA-2 with PKCS #1 v1.5 or ECDSA is signed; everything else fails closed.
+func TestSignatureHash(t *testing.T) {
+	for alg, want := range map[x509.SignatureAlgorithm]crypto.Hash{
+		x509.SHA256WithRSA: crypto.SHA256, x509.SHA384WithRSA: crypto.SHA384, x509.SHA512WithRSA: crypto.SHA512,
+		x509.ECDSAWithSHA256: crypto.SHA256, x509.ECDSAWithSHA384: crypto.SHA384, x509.ECDSAWithSHA512: crypto.SHA512,
+	} {
+		if got, err := lint.SignatureHash(alg); err != nil || got != want {
+			t.Errorf("SignatureHash(%v) = %v, %v; want %v", alg, got, err, want)
+		}
+	}
+	for _, alg := range []x509.SignatureAlgorithm{x509.SHA256WithRSAPSS, x509.SHA512WithRSAPSS, x509.PureEd25519,
+		x509.SHA1WithRSA, x509.ECDSAWithSHA1, x509.MD5WithRSA, x509.UnknownSignatureAlgorithm, 999} {
+		if got, err := lint.SignatureHash(alg); err == nil {
+			t.Errorf("SignatureHash(%v) = %v, want an error", alg, got)
+		}
 	}
 }

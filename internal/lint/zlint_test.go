@@ -150,11 +150,11 @@ func issueThroughPolicy(t *testing.T, useRSA bool, spec string, subject pkix.Nam
 	san := *req.SANExtension
 	san.Critical = len(req.RawSubject) <= 2
 	tmpl.ExtraExtensions = []pkix.Extension{san}
-	der, err := l.Check(tmpl, req.PublicKey, expectFor(tmpl, now))
+	plan, err := l.Check(tmpl, req.PublicKey, expectFor(tmpl, now))
 	if err != nil {
 		t.Fatalf("profile lints refused the shape: %v", err)
 	}
-	return der
+	return plan.DER
 }
 
 func equalStrings(a, b []string) bool {

@@ -1,0 +1,60 @@
+package issuance
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+
+	"github.com/azscep/azscep/internal/lint"
+)
+
+// sign has the CA key sign the planned certificate's own to-be-signed bytes, the ones the linter linted, and
+// returns the Certificate DER. There is no second x509.CreateCertificate, so nothing is rebuilt between the lint
+// and the signature (Boulder's tbsCertIsDeterministic check holds by construction).
+//
+// The signature is verified exactly once, against the CA certificate's public key, before the caller records the
+// certificate as issued: by the signer itself when custody vouches that it checks its own output (Key Vault's
+// client, crypto/rsa; see custody.SignerVerifiesItself), otherwise here. Any other crypto.Signer (a wrapper, a
+// local ECDSA key, an HSM) therefore cannot hand back a wrong signature unnoticed.
+func (i *Issuer) sign(plan *lint.Planned) ([]byte, error) {
+	// lint.Check refused the algorithm already; asked again so that nothing unhashable ever reaches the key.
+	hash, err := lint.SignatureHash(plan.Cert.SignatureAlgorithm)
+	if err != nil {
+		return nil, err
+	}
+	h := hash.New()
+	h.Write(plan.TBSCertificate)
+	digest := h.Sum(nil)
+	sig, err := i.ca.Signer.Sign(rand.Reader, digest, hash)
+	if err != nil {
+		return nil, err
+	}
+	if !i.signerVerifies {
+		if err := verifyDigest(i.ca.Cert.PublicKey, hash, digest, sig); err != nil {
+			return nil, fmt.Errorf("signature does not verify against the CA certificate: %w", err)
+		}
+	}
+	der, err := plan.WithSignature(sig)
+	if err != nil {
+		return nil, fmt.Errorf("assembling the signed certificate: %w", err)
+	}
+	return der, nil
+}
+
+// verifyDigest checks a PKCS #1 v1.5 or ECDSA signature over digest, as crypto/x509 would for the algorithms
+// lint.SignatureHash allows.
+func verifyDigest(pub crypto.PublicKey, hash crypto.Hash, digest, sig []byte) error {
+	switch pub := pub.(type) {
+	case *rsa.PublicKey:
+		return rsa.VerifyPKCS1v15(pub, hash, digest, sig)
+	case *ecdsa.PublicKey:
+		if !ecdsa.VerifyASN1(pub, digest, sig) {
+			return errors.New("ECDSA verification failure")
+		}
+		return nil
+	}
+	return fmt.Errorf("CA public key type %T is not supported", pub)
+}
