@@ -50,11 +50,14 @@ const (
 	benchChildEnv          = "AZSCEP_BENCH_CHILD"
 )
 
-// benchChildMain turns the test binary into a server process when AZSCEP_BENCH_CHILD=memstore: the handler with
-// the in-memory store, serving like the real binary (same configuration, same JSON logs to stdout), so that the
-// in-memory variant is a separate process like every other server in the comparison. It reports whether it ran.
+// benchChildMain turns the test binary into a server process when AZSCEP_BENCH_CHILD is set: the handler with the
+// in-memory store (memstore), or with Table Storage as configured (tables: the real binary's wiring, used when
+// the Azurite variant is profiled), serving like the real binary (same configuration, same JSON logs to stdout),
+// so that every variant is a separate process like every other server in the comparison. It reports whether it
+// ran.
 func benchChildMain() bool {
-	if os.Getenv(benchChildEnv) != "memstore" {
+	mode := os.Getenv(benchChildEnv)
+	if mode != "memstore" && mode != "tables" {
 		return false
 	}
 	cfg, err := config.Load(os.Environ())
@@ -75,7 +78,11 @@ func benchChildMain() bool {
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
-	if err := serve(ctx, cfg, newLogger(cfg.LogLevel), buildOptions{store: memstore.New()}); err != nil &&
+	var opts buildOptions
+	if mode == "memstore" {
+		opts.store = memstore.New()
+	}
+	if err := serve(ctx, cfg, newLogger(cfg.LogLevel), opts); err != nil &&
 		!errors.Is(err, context.Canceled) {
 		fmt.Fprintf(os.Stderr, "bench child: %v\n", err)
 		return true
@@ -123,8 +130,9 @@ func benchPeerBinary(b *testing.B, name string) string {
 	return p
 }
 
-// startAzscepMemory runs the test binary as the handler with the in-memory store (benchChildMain).
-func startAzscepMemory(b *testing.B) *benchChild {
+// startAzscepChild runs the test binary as the handler (benchChildMain) with the in-memory store (memstore) or
+// Azurite (tables). With AZSCEP_BENCH_CPUPROFILE=path the child writes its CPU profile to path.<mode>.
+func startAzscepChild(b *testing.B, mode string) *benchChild {
 	b.Helper()
 	self, err := os.Executable()
 	if err != nil {
@@ -132,9 +140,9 @@ func startAzscepMemory(b *testing.B) *benchChild {
 	}
 	port := freePort(b)
 	cmd := exec.Command(self, "-test.run=^$")
-	cmd.Env = append(benchAzscepEnv(b, port), benchChildEnv+"=memstore")
+	cmd.Env = append(benchAzscepEnv(b, port), benchChildEnv+"="+mode)
 	if v := os.Getenv("AZSCEP_BENCH_CPUPROFILE"); v != "" {
-		cmd.Env = append(cmd.Env, "AZSCEP_BENCH_CPUPROFILE="+v)
+		cmd.Env = append(cmd.Env, "AZSCEP_BENCH_CPUPROFILE="+v+"."+mode)
 	}
 	c := benchStart(b, cmd, fmt.Sprintf("http://127.0.0.1:%d", port))
 	c.waitFor(b, c.base+"/api/health", time.Minute)
@@ -279,8 +287,12 @@ func BenchmarkPeers(b *testing.B) {
 		peers = append(peers, &benchPeer{name: name, base: c.base, path: path, challenge: challenge,
 			pid: c.cmd.Process.Pid, peer: peer, azurite: !peer && name != "azscep-memory"})
 	}
-	add("azscep-azurite", startAzscep(b), "/api/scep/static", config.LocalStaticChallenge)
-	add("azscep-memory", startAzscepMemory(b), "/api/scep/static", config.LocalStaticChallenge)
+	azurite := startAzscep
+	if os.Getenv("AZSCEP_BENCH_CPUPROFILE") != "" { // the same wiring in the test binary, which can profile itself
+		azurite = func(b *testing.B) *benchChild { return startAzscepChild(b, "tables") }
+	}
+	add("azscep-azurite", azurite(b), "/api/scep/static", config.LocalStaticChallenge)
+	add("azscep-memory", startAzscepChild(b, "memstore"), "/api/scep/static", config.LocalStaticChallenge)
 	for _, v := range benchVariants(b) {
 		add(v[0], startAzscepBinary(b, v[1]), "/api/scep/static", config.LocalStaticChallenge)
 	}
