@@ -105,6 +105,16 @@ func newGatedStore(t *testing.T, g *gateTransport) *Store {
 	return s
 }
 
+// holdOne inserts a record whose transaction the armed gate holds on the wire; the returned channel gives the
+// insert's outcome once the gate opens.
+func holdOne(ctx context.Context, s *Store, g *gateTransport) <-chan error {
+	done := make(chan error, 1)
+	g.arm()
+	go func() { done <- s.Insert(ctx, storetest.FullRecord(storetest.NewSerial())) }()
+	g.waitHeld()
+	return done
+}
+
 // waitQueued waits until n groups wait behind the transaction on the wire.
 func waitQueued(t *testing.T, s *Store, n int) {
 	t.Helper()
@@ -131,11 +141,7 @@ func TestGroupCommitSharesTransactions(t *testing.T) {
 	s := newGatedStore(t, g)
 	ctx := t.Context()
 
-	first := storetest.FullRecord(storetest.NewSerial())
-	firstDone := make(chan error, 1)
-	g.arm()
-	go func() { firstDone <- s.Insert(ctx, first) }()
-	g.waitHeld()
+	firstDone := holdOne(ctx, s, g)
 	const n = 12
 	recs := make([]*store.Record, n)
 	errs := make([]error, n)
@@ -212,11 +218,7 @@ func TestGroupCommitRefusedGroupFailsAlone(t *testing.T) {
 			if err := s.Update(ctx, &fresh, store.StatusPending); err != nil {
 				t.Fatal(err)
 			}
-			hold := storetest.FullRecord(storetest.NewSerial())
-			holdDone := make(chan error, 1)
-			g.arm()
-			go func() { holdDone <- s.Insert(ctx, hold) }()
-			g.waitHeld()
+			holdDone := holdOne(ctx, s, g)
 			var wg sync.WaitGroup
 			okRecs := []*store.Record{storetest.FullRecord(storetest.NewSerial()), storetest.FullRecord(storetest.NewSerial())}
 			var okErrs [2]error
@@ -273,11 +275,7 @@ func TestGroupCommitOneWritePerEntity(t *testing.T) {
 	if err := s.Insert(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	hold := storetest.FullRecord(storetest.NewSerial())
-	holdDone := make(chan error, 1)
-	g.arm()
-	go func() { holdDone <- s.Insert(ctx, hold) }()
-	g.waitHeld()
+	holdDone := holdOne(ctx, s, g)
 	a, b := *r, *r
 	a.Note, b.Note = "a", "b"
 	var errA, errB error
@@ -304,11 +302,7 @@ func TestGroupCommitWithdrawnWhileQueued(t *testing.T) {
 	t.Parallel()
 	g := newGate()
 	s := newGatedStore(t, g)
-	hold := storetest.FullRecord(storetest.NewSerial())
-	holdDone := make(chan error, 1)
-	g.arm()
-	go func() { holdDone <- s.Insert(t.Context(), hold) }()
-	g.waitHeld()
+	holdDone := holdOne(t.Context(), s, g)
 	ctx, cancel := context.WithCancel(t.Context())
 	r := storetest.FullRecord(storetest.NewSerial())
 	done := make(chan error, 1)
