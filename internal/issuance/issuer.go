@@ -6,8 +6,8 @@
 //     planned certificate);
 //  3. claim the idempotency key (SCEP transaction ID or REST retry key) for the serial and
 //  4. insert a pending record carrying the planned certificate, both in one atomic store write (one Table
-//     Storage entity-group transaction: the serial carries the key's partition) — replays and concurrent
-//     duplicates stop here, and a serial collision fails the insert;
+//     Storage entity-group transaction) — replays and concurrent duplicates stop here, and a serial collision
+//     fails the insert;
 //  5. sign the linted to-be-signed bytes themselves with the CA key (one Key Vault operation), so what was linted
 //     is by construction what is signed, and verify the signature once (sign.go);
 //  6. move the record to issued (ETag-conditioned), with the certificate;

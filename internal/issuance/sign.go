@@ -20,10 +20,10 @@ import (
 // client, crypto/rsa; see custody.SignerVerifiesItself), otherwise here. Any other crypto.Signer (a wrapper, a
 // local ECDSA key, an HSM) therefore cannot hand back a wrong signature unnoticed.
 func (i *Issuer) sign(plan *lint.Planned) ([]byte, error) {
-	// lint.Check refused the algorithm already; asked again so that nothing unhashable ever reaches the key.
-	hash, err := lint.SignatureHash(plan.Cert.SignatureAlgorithm)
-	if err != nil {
-		return nil, err
+	// lint.Check set Hash only for an algorithm it accepts; a Planned from anywhere else never reaches the key.
+	hash := plan.Hash
+	if !hash.Available() {
+		return nil, errors.New("planned certificate has no signature hash: it was not built by lint.Check")
 	}
 	h := hash.New()
 	h.Write(plan.TBSCertificate)

@@ -411,8 +411,7 @@ func checkKey(key string) error {
 }
 
 // InsertBound implements store.Index: the record and the binding are written under one lock, so both or
-// neither are visible. The partition rule of the Table Storage store is enforced here too, so that tests on this
-// store catch a serial outside its key's partition.
+// neither are visible.
 func (s *Store) InsertBound(ctx context.Context, key string, prev *store.Binding, r *store.Record) (store.Binding, error) {
 	if err := ctxErr(ctx, "binding key"); err != nil {
 		return store.Binding{}, err

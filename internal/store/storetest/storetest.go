@@ -602,8 +602,8 @@ func testSearchBadToken(t *testing.T, s store.Store) {
 	}
 }
 
-// pendingFor is a pending record whose serial lies in key's partition, as InsertBound requires.
-func pendingFor(key string) *store.Record {
+// newPending is a pending record with a fresh serial, as InsertBound takes it.
+func newPending() *store.Record {
 	return &store.Record{Serial: NewSerial(), Status: store.StatusPending, PublicKey: "pk"}
 }
 
@@ -621,7 +621,7 @@ func testIndexBindLookup(t *testing.T, s store.Store) {
 		if _, err := s.Lookup(ctx, key); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("Lookup of unbound key = %v, want ErrNotFound", err)
 		}
-		r := pendingFor(key)
+		r := newPending()
 		b, err := s.InsertBound(ctx, key, nil, r)
 		if err != nil {
 			t.Fatalf("InsertBound(%.20q): %v", key, err)
@@ -636,7 +636,7 @@ func testIndexBindLookup(t *testing.T, s store.Store) {
 		if rec, err := s.Get(ctx, r.Serial); err != nil || rec.Status != store.StatusPending || rec.ETag != r.ETag {
 			t.Errorf("Get of the bound record = %+v, %v; want pending at %q", rec, err, r.ETag)
 		}
-		other := pendingFor(key)
+		other := newPending()
 		again, err := s.InsertBound(ctx, key, nil, other)
 		if !errors.Is(err, store.ErrExists) {
 			t.Errorf("second InsertBound = %v, want ErrExists", err)
@@ -646,14 +646,14 @@ func testIndexBindLookup(t *testing.T, s store.Store) {
 		}
 		mustBeAbsent(t, s, other.Serial, "InsertBound of a bound key")
 	}
-	if _, err := s.InsertBound(ctx, "", nil, pendingFor("")); err == nil {
+	if _, err := s.InsertBound(ctx, "", nil, newPending()); err == nil {
 		t.Error("InsertBound of an empty key succeeded")
 	}
 }
 
 func testIndexBindSerialCollision(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	first := pendingFor("collide")
+	first := newPending()
 	mustInsert(t, s, first)
 	dup := &store.Record{Serial: first.Serial, Status: store.StatusPending, PublicKey: "other"}
 	b, err := s.InsertBound(ctx, "collide", nil, dup)
@@ -670,11 +670,11 @@ func testIndexBindSerialCollision(t *testing.T, s store.Store) {
 
 func testIndexRebind(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	b, err := s.InsertBound(ctx, "k1", nil, pendingFor("k1"))
+	b, err := s.InsertBound(ctx, "k1", nil, newPending())
 	if err != nil {
 		t.Fatal(err)
 	}
-	next := pendingFor("k1")
+	next := newPending()
 	nb, err := s.InsertBound(ctx, "k1", &b, next)
 	if err != nil {
 		t.Fatalf("rebinding InsertBound: %v", err)
@@ -682,7 +682,7 @@ func testIndexRebind(t *testing.T, s store.Store) {
 	if nb.Serial != next.Serial || nb.ETag == b.ETag || nb.Key != b.Key {
 		t.Errorf("rebound binding = %+v", nb)
 	}
-	stale := pendingFor("k1")
+	stale := newPending()
 	if _, err := s.InsertBound(ctx, "k1", &b, stale); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("rebind with a stale ETag = %v, want ErrConflict", err)
 	}
@@ -690,7 +690,7 @@ func testIndexRebind(t *testing.T, s store.Store) {
 	if got, err := s.Lookup(ctx, "k1"); err != nil || got.Serial != next.Serial || got.ETag != nb.ETag {
 		t.Errorf("Lookup after the rebind = %+v, %v", got, err)
 	}
-	never := pendingFor("never")
+	never := newPending()
 	if _, err := s.InsertBound(ctx, "never", &store.Binding{Key: "never", ETag: nb.ETag}, never); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("rebind of an unbound key = %v, want ErrNotFound", err)
 	}
@@ -704,7 +704,7 @@ func testIndexBindRace(t *testing.T, s store.Store) {
 	got := make([]store.Binding, n)
 	errs := make([]error, n)
 	for i := range n {
-		recs[i] = pendingFor("race")
+		recs[i] = newPending()
 		wg.Go(func() { got[i], errs[i] = s.InsertBound(t.Context(), "race", nil, recs[i]) })
 	}
 	wg.Wait()
@@ -737,7 +737,7 @@ func testIndexBindRace(t *testing.T, s store.Store) {
 }
 
 func testIndexRebindRace(t *testing.T, s store.Store) {
-	b, err := s.InsertBound(t.Context(), "rebind-race", nil, pendingFor("rebind-race"))
+	b, err := s.InsertBound(t.Context(), "rebind-race", nil, newPending())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -746,7 +746,7 @@ func testIndexRebindRace(t *testing.T, s store.Store) {
 	errs := make([]error, n)
 	recs := make([]*store.Record, n)
 	for i := range n {
-		recs[i] = pendingFor("rebind-race")
+		recs[i] = newPending()
 		wg.Go(func() { _, errs[i] = s.InsertBound(t.Context(), "rebind-race", &b, recs[i]) })
 	}
 	wg.Wait()
