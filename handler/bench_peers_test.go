@@ -78,6 +78,7 @@ func benchChildMain() bool {
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
+	tuneGC()
 	var opts buildOptions
 	if mode == "memstore" {
 		opts.store = memstore.New()

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -52,6 +53,7 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "azscep: configuration error: %v\n", err)
 		return 2
 	}
+	tuneGC()
 	if err := serve(ctx, cfg, log, buildOptions{}); err != nil {
 		fmt.Fprintf(os.Stderr, "azscep: %v\n", err)
 		return 1
@@ -65,4 +67,17 @@ func newLogger(level string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
 	return slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: l}))
+}
+
+// serveGCPercent is the collector's target while serving, unless GOGC says otherwise. An enrollment allocates about
+// 0.6 MB (CMS encoding, the Table SDK's transaction buffers) while the live heap stays near 5 MB, so Go's default of
+// 100 runs a collection every few enrollments; 400 does a quarter of that marking for a few tens of MB more RSS,
+// which an instance with 2 GB does not miss. GOMEMLIMIT, when set, still bounds the heap.
+const serveGCPercent = 400
+
+// tuneGC applies serveGCPercent to this process unless the operator set GOGC.
+func tuneGC() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(serveGCPercent)
+	}
 }

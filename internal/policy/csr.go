@@ -310,9 +310,9 @@ func fermatFactorable(n *big.Int) bool {
 	b2.Sub(b2, n)
 	step := new(big.Int).Lsh(a, 1) // (a+1)² − a² = 2a + 1
 	step.Add(step, bigOne)
-	b, sq, r := new(big.Int), new(big.Int), new(big.Int)
+	b, sq, q, r := new(big.Int), new(big.Int), new(big.Int), new(big.Int)
 	for i := 0; i < 100; i++ {
-		if maybeSquare(b2, r) {
+		if maybeSquare(b2, q, r) {
 			b.Sqrt(b2)
 			if sq.Mul(b, b).Cmp(b2) == 0 {
 				return true
@@ -340,8 +340,10 @@ var (
 )
 
 // maybeSquare is false when x cannot be a perfect square (a quadratic non-residue modulo 64, 63, 65 or 11).
-func maybeSquare(x, scratch *big.Int) bool {
-	v := scratch.Mod(x, residueModulus).Uint64()
+func maybeSquare(x, q, r *big.Int) bool {
+	// QuoRem into kept q and r: Mod would allocate a new quotient on each of the 100 rounds.
+	q.QuoRem(x, residueModulus, r)
+	v := r.Uint64()
 	return squaresMod[0][v%64] && squaresMod[1][v%63] && squaresMod[2][v%65] && squaresMod[3][v%11]
 }
 

@@ -212,13 +212,15 @@ type Store interface {
 	Ping(ctx context.Context) error
 }
 
+var serialSeparators = strings.NewReplacer(":", "", " ", "", "-", "")
+
 // NormalizeSerial turns any common spelling of a serial (upper or lower case, leading zeros, colon or space
 // separators, optional 0x) into the canonical form used as the record key. It returns "" for anything that is
 // not a positive hexadecimal integer of at most 20 octets.
 func NormalizeSerial(s string) string {
 	s = strings.TrimSpace(s)
 	s = strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
-	s = strings.NewReplacer(":", "", " ", "", "-", "").Replace(s)
+	s = serialSeparators.Replace(s)
 	s = strings.TrimLeft(s, "0")
 	if s == "" || len(s) > 40 {
 		return ""
