@@ -67,9 +67,15 @@ func peerFigures(r *Run, add func(Figure)) {
 			p := *v >= c.min
 			f.Pass = &p
 		}
+		var details []string
 		if cpu := val(c.name + "-cpu-vs-floor"); cpu != nil {
-			f.Detail = fmt.Sprintf("by CPU time per enrollment (server + store process): %s", formatValue(*cpu))
+			details = append(details, fmt.Sprintf("by CPU time per enrollment (server + store process): %s", formatValue(*cpu)))
 		}
+		if ceil := val(c.name + "-ceiling-vs-floor"); ceil != nil {
+			details = append(details, fmt.Sprintf("ceiling on this machine (a server doing only the floor's operations, "+
+				"beside the load generator and any store process sharing its CPUs): %s", formatValue(*ceil)))
+		}
+		f.Detail = strings.Join(details, "; ")
 		add(f)
 	}
 }
