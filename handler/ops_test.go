@@ -181,11 +181,16 @@ func TestUnreadableSecretsDisableOnlyTheirFeature(t *testing.T) {
 		t.Errorf("/api/csr = %d %s", resp.StatusCode, body)
 	}
 
-	// Everything else serves.
-	for _, path := range []string{"/api/ca", "/api/crl", "/api/scep/gear?operation=GetCACert",
+	// Everything else serves, each body with its length (never chunked: older SCEP clients cannot read that).
+	for _, path := range []string{"/api/ca", "/api/ca?format=pem", "/api/crl", "/api/scep/gear?operation=GetCACert",
 		"/api/scep/gear?operation=GetCACaps"} {
-		if resp, body := svc.get(t, path); resp.StatusCode != http.StatusOK {
+		resp, body := svc.get(t, path)
+		if resp.StatusCode != http.StatusOK {
 			t.Errorf("%s = %d %s", path, resp.StatusCode, body)
+		}
+		if resp.ContentLength != int64(len(body)) || len(resp.TransferEncoding) != 0 {
+			t.Errorf("%s: Content-Length %d, Transfer-Encoding %v for a %d-byte body", path, resp.ContentLength,
+				resp.TransferEncoding, len(body))
 		}
 	}
 	// The revocation sync timer reports Intune as disabled, naming the setting.

@@ -238,12 +238,10 @@ func (d *deps) serveCA(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "public, max-age=3600")
 	if strings.Contains(r.Header.Get("Accept"), "application/x-pem-file") || r.URL.Query().Get("format") == "pem" {
-		w.Header().Set("Content-Type", "application/x-pem-file")
-		_, _ = w.Write(custody.EncodePEM(d.keys.Chain...))
+		httpx.WriteBody(w, "application/x-pem-file", custody.EncodePEM(d.keys.Chain...))
 		return
 	}
-	w.Header().Set("Content-Type", "application/pkix-cert")
-	_, _ = w.Write(d.keys.CA().Raw)
+	httpx.WriteBody(w, "application/pkix-cert", d.keys.CA().Raw)
 }
 
 // serveHealth reports liveness and dependency status without secrets.

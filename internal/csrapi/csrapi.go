@@ -505,19 +505,16 @@ func (h *Handler) write(w http.ResponseWriter, r *http.Request, res *issuance.Re
 	w.Header().Set("X-Certificate-Serial", res.Record.Serial)
 	switch negotiate(r.Header.Values("Accept")) {
 	case "application/x-pem-file":
-		w.Header().Set("Content-Type", "application/x-pem-file")
-		_, _ = w.Write(custody.EncodePEM(append([]*x509.Certificate{res.Cert}, h.cfg.Chain...)...))
+		httpx.WriteBody(w, "application/x-pem-file", custody.EncodePEM(append([]*x509.Certificate{res.Cert}, h.cfg.Chain...)...))
 	case "application/pkcs7-mime":
 		body, err := cms.Degenerate(append([]*x509.Certificate{res.Cert}, h.cfg.Chain...), nil)
 		if err != nil {
 			httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusInternalServerError, Code: CodeInternal, Detail: "internal error"})
 			return
 		}
-		w.Header().Set("Content-Type", "application/pkcs7-mime; smime-type=certs-only")
-		_, _ = w.Write(body)
+		httpx.WriteBody(w, "application/pkcs7-mime; smime-type=certs-only", body)
 	default:
-		w.Header().Set("Content-Type", "application/pkix-cert")
-		_, _ = w.Write(res.Cert.Raw)
+		httpx.WriteBody(w, "application/pkix-cert", res.Cert.Raw)
 	}
 }
 

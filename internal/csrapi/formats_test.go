@@ -258,6 +258,7 @@ func TestResponseFormats(t *testing.T) {
 		if r.StatusCode != http.StatusOK || r.Header.Get("Content-Type") != "application/x-pem-file" {
 			t.Fatalf("status %d, Content-Type %q: %s", r.StatusCode, r.Header.Get("Content-Type"), r.body)
 		}
+		wantLength(t, r)
 		var certs []*x509.Certificate
 		for rest := r.body; ; {
 			var b *pem.Block
@@ -294,6 +295,7 @@ func TestResponseFormats(t *testing.T) {
 		if ct := r.Header.Get("Content-Type"); ct != "application/pkcs7-mime; smime-type=certs-only" {
 			t.Fatalf("Content-Type = %q", ct)
 		}
+		wantLength(t, r)
 		p7, err := mozpkcs7.Parse(r.body)
 		if err != nil {
 			t.Fatalf("response is not PKCS#7: %v", err)

@@ -285,6 +285,7 @@ func (e *env) wantCert(r *response) *x509.Certificate {
 	if ct := r.Header.Get("Content-Type"); ct != "application/pkix-cert" {
 		e.t.Fatalf("Content-Type = %q, want application/pkix-cert", ct)
 	}
+	wantLength(e.t, r)
 	cert, err := x509.ParseCertificate(r.body)
 	if err != nil {
 		e.t.Fatalf("response is not a DER certificate: %v", err)
@@ -461,4 +462,13 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// wantLength asserts that the answer declared its length instead of arriving chunked (a PEM chain or a PKCS#7 is
+// over net/http's 2 KB buffer).
+func wantLength(t *testing.T, r *response) {
+	t.Helper()
+	if r.ContentLength != int64(len(r.body)) || len(r.TransferEncoding) != 0 {
+		t.Fatalf("Content-Length %d, Transfer-Encoding %v for a %d-byte body", r.ContentLength, r.TransferEncoding, len(r.body))
+	}
 }

@@ -24,6 +24,17 @@ const MaxBody = 64 << 10
 // ErrTooLarge is returned by ReadBody for bodies over the cap.
 var ErrTooLarge = errors.New("request body too large")
 
+// WriteBody answers 200 with body, its Content-Type and its Content-Length. Without the length, net/http sends
+// any body over 2 KB (a CertRep, a chain) chunked, which HTTP/1.1 SCEP clients in older network gear do not all
+// decode; with it the Functions host can pass the length on as well.
+func WriteBody(w http.ResponseWriter, contentType string, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}
+
 // ReadBody reads at most limit bytes; a larger body gives ErrTooLarge without reading the rest.
 func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {

@@ -188,6 +188,7 @@ func (e *env) certRep(t testing.TB, resp *http.Response, body []byte, req *testc
 	if ct := resp.Header.Get("Content-Type"); ct != "application/x-pki-message" {
 		t.Fatalf("PKIOperation Content-Type %q", ct)
 	}
+	wantLength(t, resp, body)
 	return req.ParseCertRep(t, body, e.ca.Recipient())
 }
 
@@ -244,3 +245,12 @@ func wantSuccess(t testing.TB, rep *testca.CertRep) *x509.Certificate {
 }
 
 func hexSerial(c *x509.Certificate) string { return fmt.Sprintf("%X", c.SerialNumber) }
+
+// wantLength asserts that an answer declared its length instead of arriving chunked: a CertRep or a chain is over
+// net/http's 2 KB buffer, and HTTP/1.1 SCEP clients in older network gear do not all decode chunked bodies.
+func wantLength(t testing.TB, resp *http.Response, body []byte) {
+	t.Helper()
+	if resp.ContentLength != int64(len(body)) || len(resp.TransferEncoding) != 0 {
+		t.Fatalf("Content-Length %d, Transfer-Encoding %v for a %d-byte body", resp.ContentLength, resp.TransferEncoding, len(body))
+	}
+}

@@ -209,8 +209,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			httpx.MethodNotAllowed(w, r, http.MethodGet)
 			return
 		}
-		w.Header().Set("Content-Type", "text/plain")
-		_, _ = w.Write([]byte(caps))
+		httpx.WriteBody(w, "text/plain", []byte(caps))
 	case "GetCACert":
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			httpx.MethodNotAllowed(w, r, http.MethodGet)
@@ -232,8 +231,7 @@ const caps = "POSTPKIOperation\nSHA-256\nSHA-512\nAES\nSCEPStandard\nRenewal\n"
 
 func (s *Server) getCACert(w http.ResponseWriter, r *http.Request, e *Endpoint) {
 	if e.UseCA && len(s.keys.Chain) == 1 {
-		w.Header().Set("Content-Type", "application/x-x509-ca-cert")
-		_, _ = w.Write(s.keys.CA().Raw)
+		httpx.WriteBody(w, "application/x-x509-ca-cert", s.keys.CA().Raw)
 		return
 	}
 	cert, _, _ := s.identity(e)
@@ -248,8 +246,7 @@ func (s *Server) getCACert(w http.ResponseWriter, r *http.Request, e *Endpoint) 
 		plainError(w, http.StatusInternalServerError, "internal error")
 		return
 	}
-	w.Header().Set("Content-Type", "application/x-x509-ca-ra-cert")
-	_, _ = w.Write(body)
+	httpx.WriteBody(w, "application/x-x509-ca-ra-cert", body)
 }
 
 func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoint) {
@@ -350,8 +347,7 @@ func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoin
 		plainError(w, http.StatusInternalServerError, "internal error")
 		return
 	}
-	w.Header().Set("Content-Type", "application/x-pki-message")
-	_, _ = w.Write(body)
+	httpx.WriteBody(w, "application/x-pki-message", body)
 }
 
 func (s *Server) certRep(e *Endpoint, msg *PKIMessage, out outcome) ([]byte, error) {

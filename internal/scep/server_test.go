@@ -46,6 +46,7 @@ func TestGetCACertChain(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); ct != "application/x-x509-ca-ra-cert" {
 		t.Errorf("Content-Type %q", ct)
 	}
+	wantLength(t, resp, body)
 	certs, err := sscep.CACerts(body)
 	if err != nil {
 		t.Fatal(err)
