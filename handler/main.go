@@ -72,7 +72,8 @@ func newLogger(level string) *slog.Logger {
 // serveGCPercent is the collector's target while serving, unless GOGC says otherwise. An enrollment allocates about
 // 0.6 MB (CMS encoding, the Table SDK's transaction buffers) while the live heap stays near 5 MB, so Go's default of
 // 100 runs a collection every few enrollments; 400 does a quarter of that marking for about 13 MB more RSS at the
-// peak of 32 concurrent enrollments (38 MB instead of 25 MB), which an instance with 2 GB does not miss. GOMEMLIMIT, when set, still bounds the heap.
+// peak of 32 concurrent enrollments (38 MB instead of 25 MB), which an instance with 2 GB does not miss.
+// GOMEMLIMIT, when set, still bounds the heap.
 const serveGCPercent = 400
 
 // tuneGC applies serveGCPercent to this process unless the operator set GOGC.
