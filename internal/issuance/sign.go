@@ -1,10 +1,7 @@
 package issuance
 
 import (
-	"crypto"
-	"crypto/ecdsa"
 	"crypto/rand"
-	"crypto/rsa"
 	"errors"
 	"fmt"
 
@@ -33,7 +30,8 @@ func (i *Issuer) sign(plan *lint.Planned) ([]byte, error) {
 		return nil, err
 	}
 	if !i.signerVerifies {
-		if err := verifyDigest(i.ca.Cert.PublicKey, hash, digest, sig); err != nil {
+		// crypto/x509 verifies as it would for the certificate itself: the TBS under the CA certificate's key.
+		if err := i.ca.Cert.CheckSignature(plan.Cert.SignatureAlgorithm, plan.TBSCertificate, sig); err != nil {
 			return nil, fmt.Errorf("signature does not verify against the CA certificate: %w", err)
 		}
 	}
@@ -42,19 +40,4 @@ func (i *Issuer) sign(plan *lint.Planned) ([]byte, error) {
 		return nil, fmt.Errorf("assembling the signed certificate: %w", err)
 	}
 	return der, nil
-}
-
-// verifyDigest checks a PKCS #1 v1.5 or ECDSA signature over digest, as crypto/x509 would for the algorithms
-// lint.SignatureHash allows.
-func verifyDigest(pub crypto.PublicKey, hash crypto.Hash, digest, sig []byte) error {
-	switch pub := pub.(type) {
-	case *rsa.PublicKey:
-		return rsa.VerifyPKCS1v15(pub, hash, digest, sig)
-	case *ecdsa.PublicKey:
-		if !ecdsa.VerifyASN1(pub, digest, sig) {
-			return errors.New("ECDSA verification failure")
-		}
-		return nil
-	}
-	return fmt.Errorf("CA public key type %T is not supported", pub)
 }

@@ -179,9 +179,5 @@ func (s *Store) transact(ctx context.Context, c *aztables.Client, actions []azta
 	if capture.status != http.StatusAccepted {
 		return nil, fmt.Errorf("transaction answered HTTP %d", capture.status)
 	}
-	res, err := parseBatch(capture.contentType, capture.body)
-	if err != nil {
-		return nil, err
-	}
-	return res, nil
+	return parseBatch(capture.contentType, capture.body)
 }
