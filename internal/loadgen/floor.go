@@ -33,47 +33,86 @@ func (f Floor) String() string {
 		f.SignRA.Round(time.Microsecond), f.EnrollmentsPerSecond)
 }
 
+// FloorMeter holds the keys of the floor's operations, generated once, so that a run can measure the floor
+// many times (beside every server's turn) without paying key generation each time, and so that a stand-in
+// server can run exactly the floor's operations per request (Enroll).
+type FloorMeter struct {
+	caBits, raBits int
+	ca, ra         *rsa.PrivateKey
+	wrapped        []byte // a CSR-sized envelope key (AES-256) wrapped to the RA, as a device sends it
+	digest         [sha256.Size]byte
+}
+
+// NewFloorMeter generates an RSA CA key of caBits and an RA key of raBits.
+func NewFloorMeter(caBits, raBits int) (*FloorMeter, error) {
+	keys, err := GenerateRSAKeys(2, max(caBits, raBits))
+	if err != nil {
+		return nil, err
+	}
+	m := &FloorMeter{caBits: caBits, raBits: raBits, ca: keys[0], ra: keys[1],
+		digest: sha256.Sum256([]byte("to-be-signed"))}
+	if caBits != raBits {
+		if m.ca, err = rsa.GenerateKey(rand.Reader, caBits); err != nil {
+			return nil, err
+		}
+		if m.ra, err = rsa.GenerateKey(rand.Reader, raBits); err != nil {
+			return nil, err
+		}
+	}
+	cek := make([]byte, 32)
+	if _, err := rand.Read(cek); err != nil {
+		return nil, err
+	}
+	if m.wrapped, err = rsa.EncryptPKCS1v15(rand.Reader, &m.ra.PublicKey, cek); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *FloorMeter) decrypt() error {
+	_, err := m.ra.Decrypt(rand.Reader, m.wrapped, &rsa.PKCS1v15DecryptOptions{})
+	return err
+}
+
+func (m *FloorMeter) signCA() error {
+	_, err := m.ca.Sign(rand.Reader, m.digest[:], crypto.SHA256)
+	return err
+}
+
+func (m *FloorMeter) signRA() error {
+	_, err := m.ra.Sign(rand.Reader, m.digest[:], crypto.SHA256)
+	return err
+}
+
+// Enroll runs one enrollment's private-key operations: decrypt the envelope key, sign with the CA key, sign with
+// the RA key.
+func (m *FloorMeter) Enroll() error {
+	if err := m.decrypt(); err != nil {
+		return err
+	}
+	if err := m.signCA(); err != nil {
+		return err
+	}
+	return m.signRA()
+}
+
 // MeasureRSAFloor measures the floor for the given key sizes for about d (the keys are generated first, outside
-// the measurement). The per-operation costs are measured on one goroutine; the rate with all CPUs busy, so that
-// shared caches and turbo limits count as they do under load.
+// the measurement).
 func MeasureRSAFloor(caBits, raBits int, d time.Duration) (Floor, error) {
+	m, err := NewFloorMeter(caBits, raBits)
+	if err != nil {
+		return Floor{}, err
+	}
+	return m.Measure(d)
+}
+
+// Measure measures the floor for about d. The per-operation costs are measured on one goroutine; the rate with
+// all CPUs busy, so that shared caches and turbo limits count as they do under load.
+func (m *FloorMeter) Measure(d time.Duration) (Floor, error) {
 	if d <= 0 {
 		return Floor{}, errors.New("loadgen: floor duration must be positive")
 	}
-	keys, err := GenerateRSAKeys(2, max(caBits, raBits))
-	if err != nil {
-		return Floor{}, err
-	}
-	ca, ra := keys[0], keys[1]
-	if caBits != raBits {
-		if ca, err = rsa.GenerateKey(rand.Reader, caBits); err != nil {
-			return Floor{}, err
-		}
-		if ra, err = rsa.GenerateKey(rand.Reader, raBits); err != nil {
-			return Floor{}, err
-		}
-	}
-	// A CSR-sized envelope key (AES-256) wrapped to the RA, as a device sends it.
-	cek := make([]byte, 32)
-	if _, err := rand.Read(cek); err != nil {
-		return Floor{}, err
-	}
-	wrapped, err := rsa.EncryptPKCS1v15(rand.Reader, &ra.PublicKey, cek)
-	if err != nil {
-		return Floor{}, err
-	}
-	digest := sha256.Sum256([]byte("to-be-signed"))
-	one := func() error {
-		if _, err := ra.Decrypt(rand.Reader, wrapped, &rsa.PKCS1v15DecryptOptions{}); err != nil {
-			return err
-		}
-		if _, err := ca.Sign(rand.Reader, digest[:], crypto.SHA256); err != nil {
-			return err
-		}
-		_, err := ra.Sign(rand.Reader, digest[:], crypto.SHA256)
-		return err
-	}
-	f := Floor{CABits: caBits, RABits: raBits, CPUs: runtime.GOMAXPROCS(0)}
+	f := Floor{CABits: m.caBits, RABits: m.raBits, CPUs: runtime.GOMAXPROCS(0)}
 	timeOp := func(op func() error) (time.Duration, error) {
 		const n = 20
 		start := time.Now()
@@ -84,16 +123,14 @@ func MeasureRSAFloor(caBits, raBits int, d time.Duration) (Floor, error) {
 		}
 		return time.Since(start) / n, nil
 	}
-	if f.Decrypt, err = timeOp(func() error {
-		_, err := ra.Decrypt(rand.Reader, wrapped, &rsa.PKCS1v15DecryptOptions{})
-		return err
-	}); err != nil {
+	var err error
+	if f.Decrypt, err = timeOp(m.decrypt); err != nil {
 		return Floor{}, err
 	}
-	if f.SignCA, err = timeOp(func() error { _, err := ca.Sign(rand.Reader, digest[:], crypto.SHA256); return err }); err != nil {
+	if f.SignCA, err = timeOp(m.signCA); err != nil {
 		return Floor{}, err
 	}
-	if f.SignRA, err = timeOp(func() error { _, err := ra.Sign(rand.Reader, digest[:], crypto.SHA256); return err }); err != nil {
+	if f.SignRA, err = timeOp(m.signRA); err != nil {
 		return Floor{}, err
 	}
 
@@ -110,7 +147,7 @@ func MeasureRSAFloor(caBits, raBits int, d time.Duration) (Floor, error) {
 		go func() {
 			defer wg.Done()
 			for time.Now().Before(deadline) {
-				if err := one(); err != nil {
+				if err := m.Enroll(); err != nil {
 					mu.Lock()
 					firstErr = cmp.Or(firstErr, err)
 					mu.Unlock()

@@ -347,6 +347,38 @@ func TestMeasureRSAFloor(t *testing.T) {
 	}
 }
 
+// A meter keeps its keys: measured again, and run one enrollment at a time (the bench's stand-in server), it
+// uses the same CA and RA keys at the sizes it was made with.
+func TestFloorMeterReuse(t *testing.T) {
+	m, err := NewFloorMeter(2048, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, ra := m.ca, m.ra
+	if ca.N.BitLen() != 2048 || ra.N.BitLen() != 1024 {
+		t.Fatalf("key sizes %d/%d, want 2048/1024", ca.N.BitLen(), ra.N.BitLen())
+	}
+	for range 2 {
+		f, err := m.Measure(20 * time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.CABits != 2048 || f.RABits != 1024 || f.EnrollmentsPerSecond <= 0 {
+			t.Fatalf("floor %+v", f)
+		}
+	}
+	if err := m.Enroll(); err != nil {
+		t.Fatal(err)
+	}
+	if m.ca != ca || m.ra != ra {
+		t.Fatal("the meter made new keys")
+	}
+	m.wrapped = []byte("not an RSA ciphertext")
+	if m.Enroll() == nil {
+		t.Fatal("Enroll ignored a failed decryption")
+	}
+}
+
 func TestParseStatus(t *testing.T) {
 	m, err := parseStatus([]byte("Name:\tazscep\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\nThreads:\t7\n"))
 	if err != nil || m.RSS != 10<<20 || m.Peak != 20<<20 {

@@ -12,6 +12,8 @@ const (
 	PeerMemory   = "azscep-memory"
 	PeerStepCA   = "step-ca-v0.30.2"
 	PeerMicromdm = "micromdm-v2.3.0"
+	// PeerFloorHTTP is the stand-in server that does only the floor's private-key operations per request.
+	PeerFloorHTTP = "rsa-floor-http"
 )
 
 // peerFigures: issue 13 points 1 and 2, from the side-by-side run.
@@ -57,8 +59,8 @@ func peerFigures(r *Run, add func(Figure)) {
 		name, measure, target string
 		min                   float64
 	}{
-		{PeerAzurite, "azscep (Azurite) enrollments/s as a share of the RSA floor, same run", "≥ 0.65", 0.65},
-		{PeerMemory, "azscep (in-memory store) enrollments/s as a share of the RSA floor, same run", "≥ 0.85", 0.85},
+		{PeerAzurite, "azscep (Azurite) enrollments/s as a share of the RSA floor measured beside each turn", "≥ 0.65", 0.65},
+		{PeerMemory, "azscep (in-memory store) enrollments/s as a share of the RSA floor measured beside each turn", "≥ 0.85", 0.85},
 	} {
 		v := val(c.name + "-vs-floor")
 		f := Figure{ID: "floor-ratio-" + c.name, Measure: c.measure, Value: v, Unit: "ratio", Target: c.target,
@@ -70,6 +72,14 @@ func peerFigures(r *Run, add func(Figure)) {
 		var details []string
 		if cpu := val(c.name + "-cpu-vs-floor"); cpu != nil {
 			details = append(details, fmt.Sprintf("by CPU time per enrollment (server + store process): %s", formatValue(*cpu)))
+		}
+		if h := val(c.name + "-vs-http-floor"); h != nil {
+			stand := "?"
+			if v := val(PeerFloorHTTP + "-vs-floor"); v != nil {
+				stand = formatValue(*v)
+			}
+			details = append(details, fmt.Sprintf("of the floor over HTTP (a stand-in doing only the floor's "+
+				"operations per request, which reached %s of the floor): %s", stand, formatValue(*h)))
 		}
 		if ceil := val(c.name + "-ceiling-vs-floor"); ceil != nil {
 			details = append(details, fmt.Sprintf("ceiling on this machine (a server doing only the floor's operations, "+
