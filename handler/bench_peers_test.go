@@ -136,20 +136,9 @@ const benchFloorAnswerBytes = 3000
 
 // startFloorChild runs benchFloorServer in a child process.
 func startFloorChild(b *testing.B) *benchChild {
-	b.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		b.Fatal(err)
-	}
-	port := freePort(b)
-	cmd := exec.Command(self, "-test.run=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("FUNCTIONS_CUSTOMHANDLER_PORT=%d", port), benchChildEnv+"=floor")
-	if v := os.Getenv("AZSCEP_BENCH_CPUPROFILE"); v != "" {
-		cmd.Env = append(cmd.Env, "AZSCEP_BENCH_CPUPROFILE="+v+".floor")
-	}
-	c := benchStart(b, cmd, fmt.Sprintf("http://127.0.0.1:%d", port))
-	c.waitFor(b, c.base+"/", time.Minute)
-	return c
+	return startBenchChild(b, "floor", func(port int) []string {
+		return []string{fmt.Sprintf("FUNCTIONS_CUSTOMHANDLER_PORT=%d", port)}
+	}, "/")
 }
 
 // benchPeer is one server in the rotation.
@@ -196,8 +185,15 @@ func benchPeerBinary(b *testing.B, name string) string {
 }
 
 // startAzscepChild runs the test binary as the handler (benchChildMain) with the in-memory store (memstore) or
-// Azurite (tables). With AZSCEP_BENCH_CPUPROFILE=path the child writes its CPU profile to path.<mode>.
+// Azurite (tables).
 func startAzscepChild(b *testing.B, mode string) *benchChild {
+	return startBenchChild(b, mode, func(port int) []string { return benchAzscepEnv(b, port) }, "/api/health")
+}
+
+// startBenchChild runs the test binary as a bench child (benchChildMain) in mode, with env on a free port, and
+// waits until readyPath answers 200. With AZSCEP_BENCH_CPUPROFILE=path the child writes its CPU profile to
+// path.<mode>.
+func startBenchChild(b *testing.B, mode string, env func(port int) []string, readyPath string) *benchChild {
 	b.Helper()
 	self, err := os.Executable()
 	if err != nil {
@@ -205,12 +201,12 @@ func startAzscepChild(b *testing.B, mode string) *benchChild {
 	}
 	port := freePort(b)
 	cmd := exec.Command(self, "-test.run=^$")
-	cmd.Env = append(benchAzscepEnv(b, port), benchChildEnv+"="+mode)
+	cmd.Env = append(env(port), benchChildEnv+"="+mode)
 	if v := os.Getenv("AZSCEP_BENCH_CPUPROFILE"); v != "" {
 		cmd.Env = append(cmd.Env, "AZSCEP_BENCH_CPUPROFILE="+v+"."+mode)
 	}
 	c := benchStart(b, cmd, fmt.Sprintf("http://127.0.0.1:%d", port))
-	c.waitFor(b, c.base+"/api/health", time.Minute)
+	c.waitFor(b, c.base+readyPath, time.Minute)
 	return c
 }
 
