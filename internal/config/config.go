@@ -197,7 +197,15 @@ type Setting struct {
 	Prefixed bool // a family: Name is a prefix followed by an endpoint or profile name
 }
 
-// Settings is every setting the parser reads.
+// The range AZSCEP_OCSP_VALIDITY accepts: every value in it starts the OCSP responder (internal/ocsp refreshes a
+// cached response 10 minutes before its nextUpdate, so a validity must exceed that margin, and renews its 48-hour
+// certificate at half-life, which must hold four validities). A test there checks both ends.
+const (
+	MinOCSPValidity = 15 * time.Minute
+	MaxOCSPValidity = 12 * time.Hour
+)
+
+// Settings is every setting the parser reads, and REVOCATION_SCHEDULE, which only the Functions host reads.
 var Settings = []Setting{
 	{Name: "AZSCEP_MODE", Default: "azure", Azure: "required", Doc: "`local` (key files, Azurite, dev token issuer allowed) or `azure` (Key Vault, managed identity)"},
 	{Name: "FUNCTIONS_CUSTOMHANDLER_PORT", Default: "7071", Azure: "optional", Doc: "port to listen on; set by the Functions host"},
@@ -216,7 +224,7 @@ var Settings = []Setting{
 	{Name: "AZSCEP_RA_MODE", Default: "envelope", Azure: "optional", Doc: "`envelope` (RA key wrapped by Key Vault; 1 Key Vault op per enrollment) or `ca` (CA key decrypts and signs; 3 ops)"},
 	{Name: "AZSCEP_BACKDATE", Default: "5m", Azure: "optional", Doc: "notBefore back-date for clock skew (≤ 1h)"},
 	{Name: "AZSCEP_PENDING_STALE_AFTER", Default: "5m", Azure: "optional", Doc: "age after which a pending request's transaction ID may be re-used"},
-	{Name: "AZSCEP_SCEP_ENDPOINTS", Default: "`static` locally, `static,intune` in Azure", Azure: "optional", Doc: "comma-separated SCEP endpoint names"},
+	{Name: "AZSCEP_SCEP_ENDPOINTS", Default: "`static` locally (`static,intune` with AZSCEP_INTUNE_TENANT_ID), `static,intune` in Azure", Azure: "optional", Doc: "comma-separated SCEP endpoint names"},
 	{Name: "AZSCEP_SCEP_<NAME>", Prefixed: true, Azure: "optional", Doc: "per endpoint `<NAME>`: `challenge=static|intune;profile=NAME;cacert=chain|single;certrep_chain=true|false;renewal=30d;replay=24h;renew_from=NAME,…;renewal_max=1095d` (renew_from: other endpoints whose certificates it renews, default none; renewal_max: a renewal chain's lifetime from its first issuance, default 3 × the profile validity)"},
 	{Name: "AZSCEP_SCEP_RATE_PER_CLIENT", Default: "120/1m", Azure: "optional", Doc: "SCEP PKIOperation token bucket per client IP (X-Forwarded-For as the host forwards it; IPv6 per /64), per instance: `COUNT/DURATION`; over it: 429 with Retry-After"},
 	{Name: "AZSCEP_SCEP_RATE_GLOBAL", Default: "3000/1m", Azure: "optional", Doc: "SCEP PKIOperation token bucket for all clients of one instance: `COUNT/DURATION`; over it: 503 with Retry-After"},
@@ -231,7 +239,7 @@ var Settings = []Setting{
 	{Name: "AZSCEP_INTUNE_GRAPH_URL", Default: "https://graph.microsoft.com/", Azure: "optional", Doc: "Microsoft Graph base URL"},
 	{Name: "AZSCEP_INTUNE_RESOURCE_URL", Default: "https://api.manage.microsoft.com/", Azure: "optional", Doc: "Intune resource URL"},
 	{Name: "AZSCEP_INTUNE_CA_BUNDLE", Azure: "local-only", Doc: "PEM roots to trust for Entra/Graph/Intune (the local fake)"},
-	{Name: "AZSCEP_API_TENANT_ID", Azure: "optional", Doc: "Entra tenant whose tokens `/api/csr` and the admin API accept; empty disables both"},
+	{Name: "AZSCEP_API_TENANT_ID", Azure: "optional", Doc: "Entra tenant whose tokens `/api/csr` and the admin API accept; empty disables both, except locally with AZSCEP_DEV_ISSUER=true (the development issuer's tokens)"},
 	{Name: "AZSCEP_API_AUDIENCES", Azure: "optional", Doc: "comma-separated accepted audiences: the API's client ID and App ID URI; required with the API"},
 	{Name: "AZSCEP_API_AUTHORITY", Default: "https://login.microsoftonline.com/", Azure: "optional", Doc: "authority host for token issuers and keys"},
 	{Name: "AZSCEP_API_GRAPH_URL", Default: "https://graph.microsoft.com/", Azure: "optional", Doc: "Graph base URL for device ownership checks"},
@@ -243,7 +251,7 @@ var Settings = []Setting{
 	{Name: "AZSCEP_REVOCATION_BATCH", Default: "100", Azure: "optional", Doc: "revocation requests downloaded per sync run (1–500)"},
 	{Name: "REVOCATION_SCHEDULE", Default: "0 0 * * * *", Azure: "optional", Doc: "NCRONTAB schedule of the revocation sync (read by the Functions host, which requires it)"},
 	{Name: "AZSCEP_CRL_VALIDITY", Default: "24h", Azure: "optional", Doc: "CRL nextUpdate distance; regenerated after half of it"},
-	{Name: "AZSCEP_OCSP_VALIDITY", Default: "1h", Azure: "optional", Doc: "OCSP response validity"},
+	{Name: "AZSCEP_OCSP_VALIDITY", Default: "1h", Azure: "optional", Doc: "OCSP response validity, 15m to 12h (a response is refreshed 10 min before it expires; the 48 h responder certificate holds four validities)"},
 	{Name: "AZSCEP_DEV_ISSUER", Default: "false", Azure: "local-only", Doc: "local mode only: serve a development token issuer under `/api/dev/` for `/api/csr`"},
 }
 
@@ -463,7 +471,7 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 	c.API.Enabled = apiOK && (c.API.TenantID != "" || c.DevIssuer)
 	c.RevocationBatch = p.int("AZSCEP_REVOCATION_BATCH", 100, 1, 500)
 	c.CRLValidity = p.duration("AZSCEP_CRL_VALIDITY", 24*time.Hour, time.Hour, 31*24*time.Hour)
-	c.OCSPValidity = p.duration("AZSCEP_OCSP_VALIDITY", time.Hour, 5*time.Minute, 7*24*time.Hour)
+	c.OCSPValidity = p.duration("AZSCEP_OCSP_VALIDITY", time.Hour, MinOCSPValidity, MaxOCSPValidity)
 	if p.err != nil {
 		return nil, p.err
 	}

@@ -119,6 +119,10 @@ func TestBadSettings(t *testing.T) {
 		{"endpoint name", localEnv("AZSCEP_SCEP_ENDPOINTS=bad-name"), "AZSCEP_SCEP_ENDPOINTS", ""},
 		{"dev issuer in azure", azureEnv("AZSCEP_DEV_ISSUER=true"), "AZSCEP_DEV_ISSUER", ""},
 		{"batch", localEnv("AZSCEP_REVOCATION_BATCH=501"), "AZSCEP_REVOCATION_BATCH", ""},
+		// Below the OCSP cache margin, or too long for the responder certificate: refused here, by name, rather
+		// than by the responder after the process has started listening.
+		{"ocsp validity short", localEnv("AZSCEP_OCSP_VALIDITY=10m"), "AZSCEP_OCSP_VALIDITY", ""},
+		{"ocsp validity long", localEnv("AZSCEP_OCSP_VALIDITY=13h"), "AZSCEP_OCSP_VALIDITY", ""},
 		{"prefix", localEnv("AZSCEP_TABLES_PREFIX=9x"), "AZSCEP_TABLES_PREFIX", ""},
 		{"unresolved core reference", azureEnv("AZSCEP_KEYVAULT_URL=@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/u/)"), "AZSCEP_KEYVAULT_URL", ""},
 

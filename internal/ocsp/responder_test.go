@@ -19,6 +19,8 @@ import (
 	"time"
 
 	xocsp "golang.org/x/crypto/ocsp"
+
+	"github.com/azscep/azscep/internal/config"
 )
 
 func TestRespond_Statuses(t *testing.T) {
@@ -607,6 +609,13 @@ func TestNewResponder_Validation(t *testing.T) {
 	}
 	if _, err := NewResponder(ca.cert, ca.signer, src, Options{}); err != nil {
 		t.Fatal(err)
+	}
+	// Every validity the configuration accepts must start the responder with its other defaults (the handler sets
+	// only the validity); a value outside that range would stop the process after it had started listening.
+	for _, v := range []time.Duration{config.MinOCSPValidity, config.MaxOCSPValidity} {
+		if _, err := NewResponder(ca.cert, ca.signer, src, Options{ResponseValidity: v}); err != nil {
+			t.Errorf("AZSCEP_OCSP_VALIDITY=%s is accepted by the configuration but not by the responder: %v", v, err)
+		}
 	}
 	if ca.signer.Calls() != 0 {
 		t.Error("NewResponder used the CA key")
