@@ -134,6 +134,13 @@ func TestStaticEndpointDNSAllowList(t *testing.T) {
 	t.Run("outside as CN", func(t *testing.T) {
 		s.refused(t, s.static(t, testca.CSROptions{Subject: pkix.Name{CommonName: "dc01.contoso.example"}}), policy.CodeSubject)
 	})
+	// A CN a TLS client would match as a host (OpenSSL does, without a DNS SAN): a wildcard, inside the list or
+	// not, and a name with a trailing dot are refused like any name outside the list.
+	for _, cn := range []string{"*.bank.example", "*.branch.example.net", "router-2.branch.example.net.", "www.bank.example."} {
+		t.Run("host-like CN/"+cn, func(t *testing.T) {
+			s.refused(t, s.static(t, testca.CSROptions{Subject: pkix.Name{CommonName: cn}}), policy.CodeSubject)
+		})
+	}
 	t.Run("inside", func(t *testing.T) {
 		x := s.static(t, testca.CSROptions{Subject: pkix.Name{CommonName: "router-2.branch.example.net"},
 			DNSNames: []string{"Router-2.Branch.Example.NET"}})

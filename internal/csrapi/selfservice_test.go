@@ -295,6 +295,10 @@ func TestSelfServiceRefusals(t *testing.T) {
 	// A SID URI is refused by the api profile itself (no identity_uris opt-in), whoever asks.
 	r := e.post(tok, csrDER(t, ecKey(t, "refuse"), o{UPNs: upns, URIs: us(testca.IntuneSIDURI("S-1-5-21-1-2-3-1001"))}))
 	wantProblem(t, r, http.StatusBadRequest, string(policy.CodeSAN))
+	// The caller's own UPN with a second value after it inside the same otherName: encoding/asn1 would read only
+	// the first, and the entry is copied into the certificate verbatim, so the second would be signed unchecked.
+	r = e.post(tok, csrDER(t, ecKey(t, "refuse"), o{ExtraExtensions: []pkix.Extension{upnWithTrailer(t, alice.upn, mallory.upn)}}))
+	wantProblem(t, r, http.StatusBadRequest, string(policy.CodeMalformedCSR))
 	if n := e.records(""); n != 0 {
 		t.Fatalf("records = %d after refused self-service requests, want 0", n)
 	}
@@ -387,4 +391,26 @@ func TestSelfServiceWithoutOwnership(t *testing.T) {
 	if n := e.records(store.StatusIssued); n != 1 {
 		t.Fatalf("issued = %d, want 1", n)
 	}
+}
+
+// upnWithTrailer is a subjectAltName extension with one otherName UPN entry whose SEQUENCE carries a second
+// [0] value (another UPN) after the first.
+func upnWithTrailer(t *testing.T, upn, hidden string) pkix.Extension {
+	t.Helper()
+	enc := func(v any) []byte {
+		b, err := asn1.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	explicit0 := func(s string) []byte {
+		return enc(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true,
+			Bytes: enc(asn1.RawValue{Tag: asn1.TagUTF8String, Bytes: []byte(s)})})
+	}
+	body := append(enc(asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 20, 2, 3}), explicit0(upn)...)
+	body = append(body, explicit0(hidden)...)
+	entry := enc(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: body})
+	return pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 17}, Value: enc(asn1.RawValue{Tag: asn1.TagSequence,
+		IsCompound: true, Bytes: entry})}
 }

@@ -18,6 +18,9 @@ import (
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // Code is a stable, machine-readable reason a request was refused. It appears in problem+json bodies, in logs
@@ -464,26 +467,25 @@ func checkSAN(req *Request, p *Profile, der []byte) error {
 		}
 		switch gn.Tag {
 		case 0: // otherName
-			var on struct {
-				Type  asn1.ObjectIdentifier
-				Value asn1.RawValue `asn1:"explicit,tag:0"`
-			}
-			if rest, err := asn1.UnmarshalWithParams(gn.FullBytes, &on, "tag:0"); err != nil || len(rest) != 0 {
+			// OtherName ::= SEQUENCE { type-id OBJECT IDENTIFIER, value [0] EXPLICIT ANY }, read strictly: the
+			// entry is copied into the certificate verbatim, so anything after the value (a second [0] holding
+			// another UPN, which encoding/asn1 would skip) must refuse the request, not ride along unchecked.
+			in := cryptobyte.String(gn.FullBytes)
+			var on, value, upnBytes cryptobyte.String
+			var typeID asn1.ObjectIdentifier
+			if !in.ReadASN1(&on, cbasn1.Tag(0).ContextSpecific().Constructed()) || !in.Empty() ||
+				!on.ReadASN1ObjectIdentifier(&typeID) ||
+				!on.ReadASN1(&value, cbasn1.Tag(0).ContextSpecific().Constructed()) || !on.Empty() {
 				return reject(CodeMalformedCSR, "otherName is malformed")
 			}
-			if !on.Type.Equal(oidUPN) {
-				return reject(CodeSAN, "otherName %s is not allowed", on.Type)
+			if !typeID.Equal(oidUPN) {
+				return reject(CodeSAN, "otherName %s is not allowed", typeID)
 			}
-			// encoding/asn1 does not unwrap an explicitly tagged RawValue: on.Value is the [0] element itself
-			// and its contents are the UTF8String. Unmarshalling into a string would accept any string type, so
-			// the tag is checked by hand: the name is copied verbatim and must be what Windows expects.
-			var inner asn1.RawValue
-			if rest, err := asn1.Unmarshal(on.Value.Bytes, &inner); err != nil || len(rest) != 0 ||
-				inner.Class != asn1.ClassUniversal || inner.Tag != asn1.TagUTF8String || inner.IsCompound ||
-				!utf8.Valid(inner.Bytes) {
+			// A UTF8String and nothing else, as Windows expects; any other string type is refused.
+			if !value.ReadASN1(&upnBytes, cbasn1.UTF8String) || !value.Empty() || !utf8.Valid(upnBytes) {
 				return reject(CodeMalformedCSR, "UPN is not a UTF8String")
 			}
-			upn := string(inner.Bytes)
+			upn := string(upnBytes)
 			if !p.Allows(SANUPN) {
 				return reject(CodeSAN, "UPN names are not allowed by profile %s", p.Name)
 			}
@@ -583,8 +585,20 @@ var allowedSubjectAttributes = map[string]int{
 	"0.9.2342.19200300.100.1.1":  maxAttrLen,
 }
 
+// identityAttributes are the DN attributes relying parties map to an identity (TLS clients the CN to a host, RADIUS
+// servers and pam_pkcs11 the CN, UID or serialNumber to a user, directory mappers O, OU and DC): a value in them
+// that looks like a name is held to the profile's allow-lists (checkNameLike).
+var identityAttributes = map[string]string{
+	"2.5.4.3":                    "common name",
+	"2.5.4.10":                   "organization",
+	"2.5.4.11":                   "organizational unit",
+	"2.5.4.5":                    "serial number attribute",
+	"0.9.2342.19200300.100.1.25": "domain component",
+	"0.9.2342.19200300.100.1.1":  "user ID",
+}
+
 // checkSubject applies the attribute and length limits, and holds every attribute that names someone (the
-// common name, the emailAddress attribute) to the profile's name allow-lists.
+// identity attributes, the emailAddress attribute) to the profile's name allow-lists.
 func checkSubject(raw []byte, p *Profile) error {
 	var rdns pkix.RDNSequence
 	if rest, err := asn1.Unmarshal(raw, &rdns); err != nil || len(rest) != 0 {
@@ -606,9 +620,9 @@ func checkSubject(raw []byte, p *Profile) error {
 			if s == "" || len([]rune(s)) > limit || hasControl(s) {
 				return reject(CodeSubject, "subject attribute %s is empty, too long or has control characters", atv.Type)
 			}
-			switch {
-			case atv.Type.Equal(oidCommonName):
-				if err := checkNameLike(p, "common name", s); err != nil {
+			switch what, named := identityAttributes[atv.Type.String()]; {
+			case named:
+				if err := checkNameLike(p, what, s); err != nil {
 					return err
 				}
 			case atv.Type.Equal(oidEmailAttribute):

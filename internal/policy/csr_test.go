@@ -413,6 +413,13 @@ func TestCheckSANs(t *testing.T) {
 		{name: "fail/upn-invalid-utf8", spec: withSAN(gnOther(t, oidUPN,
 			asn1.RawValue{Tag: asn1.TagUTF8String, Bytes: []byte("al\xffice@contoso.com")})), want: policy.CodeMalformedCSR},
 		{name: "fail/upn-without-domain", spec: withSAN(gnUPN(t, "alice")), want: policy.CodeSAN},
+		// A second value after the first (encoding/asn1 skips trailing SEQUENCE elements): the entry is copied
+		// verbatim, so the unchecked UPN would be signed.
+		{name: "fail/upn-second-value", spec: withSAN(otherNameWithTrailer(t, utf8Str("alice@contoso.com"),
+			asn1RawCtx(0, true, der(t, utf8Str("administrator@fabrikam.com"))))), want: policy.CodeMalformedCSR},
+		{name: "fail/upn-two-strings", spec: withSAN(asn1RawCtx(0, true, append(mustMarshal(t, oidUPN),
+			der(t, asn1RawCtx(0, true, append(der(t, utf8Str("alice@contoso.com")), der(t, utf8Str("administrator@fabrikam.com"))...)))...))),
+			want: policy.CodeMalformedCSR},
 		{name: "fail/upn-control-char", spec: withSAN(gnUPN(t, "al\x07ice@contoso.com")), want: policy.CodeSAN},
 		{name: "fail/33-names", spec: withSAN(many(33)...), want: policy.CodeSAN},
 		{name: "fail/empty-san", spec: withSAN(), want: policy.CodeSAN},
@@ -798,4 +805,11 @@ func BenchmarkCheck(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// otherNameWithTrailer is an otherName UPN entry with an extra element after its [0] value.
+func otherNameWithTrailer(t *testing.T, upn, trailer asn1.RawValue) asn1.RawValue {
+	t.Helper()
+	body := append(mustMarshal(t, oidUPN), der(t, asn1RawCtx(0, true, der(t, upn)))...)
+	return asn1RawCtx(0, true, append(body, der(t, trailer)...))
 }

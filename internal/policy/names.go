@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"unicode"
 )
 
 // Name allow-lists. A profile names every SAN type it allows with its own key and a comma-separated list of
@@ -311,9 +312,20 @@ func (p *Profile) WithIdentityURIs(k IdentityURI) *Profile {
 // the same allow-lists as the SANs: something@domain must be an allowed UPN or e-mail name, an IP address an
 // allowed IP, something with a scheme (x://, tag:, urn:) an allowed URI, and a dotted DNS name an allowed DNS
 // name. A single label ("router-17", an IMEI, a serial number, a device GUID) and free text are not names.
+//
+// Three shapes are refused whatever the profile: a wildcard (wildcard certificates are never issued, and OpenSSL
+// matches a host against a CN when the certificate has no DNS SAN), a dotted name that is not a valid DNS name (a
+// trailing dot, an underscore, Unicode letters: TLS clients normalise these before matching), and a name written
+// in look-alike characters (fullwidth forms, the IDNA dots) that folds to one of the shapes above.
 func checkNameLike(p *Profile, what, v string) error {
 	refuse := func(kind string) error {
 		return reject(CodeSubject, "%s %q looks like %s that profile %s does not allow", what, clip(v), kind, p.Name)
+	}
+	if strings.Contains(v, "*") {
+		return refuse("a wildcard name")
+	}
+	if f := foldLookalikes(v); f != v && nameShaped(f) {
+		return reject(CodeSubject, "%s %q writes a name in look-alike characters", what, clip(v))
 	}
 	ip := net.ParseIP(v)
 	switch {
@@ -330,12 +342,48 @@ func checkNameLike(p *Profile, what, v string) error {
 		if err != nil || !p.AllowsURI(u) {
 			return refuse("a URI")
 		}
-	case strings.Contains(v, ".") && validDNSName(v):
-		if !p.AllowsDNS(v) {
+	case dnsShaped(v):
+		if !validDNSName(v) || !p.AllowsDNS(v) {
 			return refuse("a DNS name")
 		}
 	}
 	return nil
+}
+
+// dnsShaped is true for a dotted value made only of letters (any script), digits, '-', '_' and '.': what a TLS
+// client could take for a host name once it has normalised it. Free text has spaces or other punctuation.
+func dnsShaped(v string) bool {
+	if !strings.Contains(v, ".") {
+		return false
+	}
+	for _, r := range v {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '-' && r != '_' && r != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// nameShaped is true for a value checkNameLike would hold to an allow-list.
+func nameShaped(v string) bool {
+	return strings.Contains(v, "@") || net.ParseIP(v) != nil || looksLikeURI(v) || dnsShaped(v)
+}
+
+// foldLookalikes maps fullwidth ASCII (U+FF01–U+FF5E), the IDNA label separators (U+3002, U+FF0E, U+FF61) and the
+// small commercial at (U+FE6B) to ASCII: the characters Unicode normalisation (NFKC) and IDNA turn into name
+// punctuation.
+func foldLookalikes(v string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 0xFF01 && r <= 0xFF5E:
+			return r - 0xFEE0
+		case r == 0x3002 || r == 0xFF61:
+			return '.'
+		case r == 0xFE6B:
+			return '@'
+		}
+		return r
+	}, v)
 }
 
 // looksLikeURI is true for "scheme://…" and for the opaque schemes relying parties read identities from.

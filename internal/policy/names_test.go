@@ -5,6 +5,8 @@ import (
 	"encoding/asn1"
 	"net"
 	"net/url"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/azscep/azscep/internal/policy"
@@ -176,9 +178,64 @@ func TestCommonNameAllowList(t *testing.T) {
 		{"356938035643809", ""},                      // IMEI
 		{"Alice Smith", ""},
 		{"J. Smith", ""}, // dotted but not a DNS name
+		// Wildcards and names a TLS client normalises before matching (OpenSSL falls back to the CN without a
+		// DNS SAN): never issued, even inside the allow-list.
+		{"*.bank.example", policy.CodeSubject},
+		{"*.corp.example.com", policy.CodeSubject},
+		{"laptop-7.corp.example.com.", policy.CodeSubject},
+		{"www.bank.example.", policy.CodeSubject},
+		{"a_b.bank.example", policy.CodeSubject},
+		{"www.bänk.example", policy.CodeSubject},
+		{"Printer *3", policy.CodeSubject},
+		// Look-alike characters that fold to a name.
+		{"alice\uFF20fabrikam.com", policy.CodeSubject},
+		{"alice\uFF20contoso.com", policy.CodeSubject},
+		{"www\u3002bank\u3002example", policy.CodeSubject},
+		{"dc01\uFF0Econtoso\uFF0Ecom", policy.CodeSubject},
+		{"Ｒｏｕｔｅｒ 17", ""}, // fullwidth free text is not a name
 	} {
 		t.Run(tc.cn, func(t *testing.T) {
 			_, err := checkDER(buildCSR(t, csrSpec{subject: name(t, pkix.Name{CommonName: tc.cn})}), prof)
+			wantCode(t, err, tc.want)
+		})
+	}
+}
+
+// TestIdentityAttributesHeldToAllowLists: the subject attributes relying parties map to an identity (UID for
+// pam_pkcs11 and RADIUS, serialNumber, O, OU, DC) are held to the allow-lists like the common name; the other
+// attributes (locality, title …) are free text.
+func TestIdentityAttributesHeldToAllowLists(t *testing.T) {
+	loadKeys(t)
+	prof := mustProfile(t, "p", "dns=*.corp.example.com;upn=*@contoso.com")
+	oid := func(s string) asn1.ObjectIdentifier {
+		var o asn1.ObjectIdentifier
+		for part := range strings.SplitSeq(s, ".") {
+			n, _ := strconv.Atoi(part)
+			o = append(o, n)
+		}
+		return o
+	}
+	for _, tc := range []struct {
+		attr, value string
+		want        policy.Code
+	}{
+		{"0.9.2342.19200300.100.1.1", "administrator@fabrikam.com", policy.CodeSubject}, // UID
+		{"0.9.2342.19200300.100.1.1", "alice@contoso.com", ""},
+		{"0.9.2342.19200300.100.1.1", "alice", ""},
+		{"2.5.4.5", "alice@fabrikam.com", policy.CodeSubject}, // serialNumber
+		{"2.5.4.5", "SN-4471-22", ""},
+		{"2.5.4.10", "alice@fabrikam.com", policy.CodeSubject}, // O
+		{"2.5.4.10", "Contoso Ltd.", ""},
+		{"2.5.4.11", "www.bank.example", policy.CodeSubject}, // OU
+		{"2.5.4.11", "*.corp.example.com", policy.CodeSubject},
+		{"2.5.4.11", "IT", ""},
+		{"0.9.2342.19200300.100.1.25", "bank.example", policy.CodeSubject}, // DC
+		{"0.9.2342.19200300.100.1.25", "corp", ""},
+		{"2.5.4.7", "St.Louis", ""}, // locality: free text
+	} {
+		t.Run(tc.attr+"="+tc.value, func(t *testing.T) {
+			n := pkix.Name{CommonName: "device-1", ExtraNames: []pkix.AttributeTypeAndValue{{Type: oid(tc.attr), Value: tc.value}}}
+			_, err := checkDER(buildCSR(t, csrSpec{subject: name(t, n)}), prof)
 			wantCode(t, err, tc.want)
 		})
 	}
