@@ -652,12 +652,19 @@ func parseAttributes(tbs []byte) ([]attribute, error) {
 		return nil, err
 	}
 	var out []attribute
+	extensionRequests := 0
 	for _, raw := range info.Attributes {
 		var a attribute
 		if rest, err := asn1.Unmarshal(raw.FullBytes, &a); err != nil || len(rest) != 0 {
 			return nil, fmt.Errorf("attribute is malformed")
 		}
 		if a.Type.Equal(oidExtensionRequest) {
+			// crypto/x509 reads the first value of every extensionRequest and merges them; Intune validates the
+			// request bytes with its own parser. One attribute with one value leaves both reading the same
+			// extensions, as for challengePassword.
+			if extensionRequests++; extensionRequests > 1 || len(a.Values) != 1 {
+				return nil, fmt.Errorf("the extensionRequest attribute must appear once, with one value")
+			}
 			continue
 		}
 		out = append(out, a)

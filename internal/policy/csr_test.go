@@ -269,6 +269,15 @@ func TestCheckExtensions(t *testing.T) {
 		{name: "fail/basic-constraints-malformed", spec: csrSpec{exts: []pkix.Extension{
 			ext(t, oidExtBasicConstraints, true, []byte{0x05, 0x00})}}, want: policy.CodeMalformedCSR},
 
+		// crypto/x509 reads the first value of each extensionRequest and merges the attributes; another parser
+		// (Intune's) may read the last value or the first attribute only, and validate names we would not issue.
+		{name: "fail/extension-request-two-values", spec: csrSpec{attrs: [][]byte{attribute(t, oidExtensionRequest,
+			mustMarshal(t, []pkix.Extension{sanExt(t, gnUPN(t, "admin@contoso.com"))}),
+			mustMarshal(t, []pkix.Extension{sanExt(t, gnUPN(t, "user@contoso.com"))}))}}, want: policy.CodeMalformedCSR},
+		{name: "fail/extension-request-twice", spec: csrSpec{exts: []pkix.Extension{kuExt(t, x509.KeyUsageDigitalSignature)},
+			attrs: [][]byte{attribute(t, oidExtensionRequest, mustMarshal(t, []pkix.Extension{sanExt(t, gnDNS("a.contoso.com"))}))}},
+			want: policy.CodeMalformedCSR},
+
 		{name: "fail/ku-keyCertSign", spec: csrSpec{exts: []pkix.Extension{
 			kuExt(t, x509.KeyUsageDigitalSignature|x509.KeyUsageCertSign)}}, want: policy.CodeForbiddenExtension},
 		{name: "fail/ku-cRLSign", spec: csrSpec{exts: []pkix.Extension{kuExt(t, x509.KeyUsageCRLSign)}},

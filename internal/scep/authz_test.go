@@ -6,9 +6,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/azscep/azscep/internal/policy"
 	"github.com/azscep/azscep/internal/scep"
 	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/testca"
@@ -79,6 +81,38 @@ func TestRenewalNames(t *testing.T) {
 		if len(rec.SANs) != len(o.DNSNames)+len(o.UPNs) {
 			t.Fatalf("%s: record names %v", name, rec.SANs)
 		}
+	}
+}
+
+// TestRenewalUsages: a renewal re-certifies the old certificate's usages, never more: a certificate that asked
+// for clientAuth and digitalSignature alone comes back with those alone although the profile allows serverAuth
+// and keyEncipherment, and a renewal asking only for a usage the old certificate lacked is refused.
+func TestRenewalUsages(t *testing.T) {
+	t.Parallel()
+	inWindow := int64(profileValidity/2 + 24*time.Hour)
+	wide, err := policy.ParseProfile("wide",
+		"validity=30d;ku=digitalSignature,keyEncipherment;eku=clientAuth,serverAuth;dns=*;upn=*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, envOptions{endpoints: []*scep.Endpoint{
+		{Name: epStatic, Challenge: scep.ChallengeStatic, Secret: []byte(staticSecret), Profile: wide}}})
+	narrow := named
+	narrow.KeyUsage, narrow.ExtKeyUsage = x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	d := enrollNamed(t, e, epStatic, 0, narrow)
+	if d.cert.KeyUsage != x509.KeyUsageDigitalSignature || !slices.Equal(d.cert.ExtKeyUsage, narrow.ExtKeyUsage) {
+		t.Fatalf("first certificate: key usage %b, EKU %v", d.cert.KeyUsage, d.cert.ExtKeyUsage)
+	}
+	e.offset.Store(inWindow)
+
+	serverOnly := named
+	serverOnly.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	wantFailure(t, renewWith(t, e, epStatic, d, serverOnly, 8), testca.FailBadRequest)
+
+	cert := wantSuccess(t, renewWith(t, e, epStatic, d, named, 9)) // asks for nothing: the profile's usages
+	if cert.KeyUsage != x509.KeyUsageDigitalSignature || !slices.Equal(cert.ExtKeyUsage, narrow.ExtKeyUsage) {
+		t.Fatalf("renewed certificate: key usage %b, EKU %v; want the old certificate's %b, %v", cert.KeyUsage,
+			cert.ExtKeyUsage, d.cert.KeyUsage, d.cert.ExtKeyUsage)
 	}
 }
 

@@ -171,7 +171,8 @@ func rejection(err error) outcome {
 // re-certifies what was authorized before, nothing more: the signer certificate must be one this CA issued
 // through SCEP on this endpoint (or one it lists in RenewFrom), valid, issued and unrevoked, and not the RA or an
 // OCSP responder certificate; the request must keep its subject and ask for the same names or fewer (compared
-// as encoded); it must come inside the renewal window and before the chain's maximum. It returns the old record.
+// as encoded) and gets no usage the old certificate did not have; it must come inside the renewal window and before
+// the chain's maximum. It returns the old record.
 func (s *Server) checkRenewal(ctx context.Context, e *Endpoint, old *x509.Certificate, req *policy.Request) (*store.Record, error) {
 	deny := func(format string, args ...any) error {
 		return &policy.Rejection{Code: policy.CodeNotAuthorized, Detail: fmt.Sprintf(format, args...)}
@@ -201,6 +202,16 @@ func (s *Server) checkRenewal(ctx context.Context, e *Endpoint, old *x509.Certif
 	}
 	if err := namesSubset(old, req.SANExtension); err != nil {
 		return nil, deny("renewal may only ask for the old certificate's names: %v", err)
+	}
+	// The usages too: the renewed certificate gets the key usage and extended key usages the request would get
+	// that the old certificate had, so a renewal never widens them (a clientAuth-only certificate does not come
+	// back with serverAuth because the profile allows it).
+	req.KeyUsage &= old.KeyUsage
+	req.ExtKeyUsage = slices.DeleteFunc(req.ExtKeyUsage, func(u x509.ExtKeyUsage) bool {
+		return !slices.Contains(old.ExtKeyUsage, u)
+	})
+	if req.KeyUsage == 0 || len(old.ExtKeyUsage) > 0 && len(req.ExtKeyUsage) == 0 {
+		return nil, deny("renewal asks for no usage the old certificate had")
 	}
 	window := e.RenewalWindow
 	if window <= 0 {
