@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/azscep/azscep/internal/config"
+	"github.com/azscep/azscep/internal/httpx"
 	"github.com/azscep/azscep/internal/loadgen"
 	"github.com/azscep/azscep/internal/store/azuritetest"
 	"github.com/azscep/azscep/internal/store/memstore"
@@ -51,6 +52,9 @@ const (
 	benchScepserverVersion = "v2.3.0"
 	benchPeerClients       = 8
 	benchChildEnv          = "AZSCEP_BENCH_CHILD"
+	// The local CA's key sizes, which the RSA floor measures: the CA signs with 3072 bits, the RA decrypts and
+	// signs with 2048.
+	benchCABits, benchRABits = 3072, 2048
 )
 
 // benchChildMain turns the test binary into a server process when AZSCEP_BENCH_CHILD is set: the handler with the
@@ -103,7 +107,7 @@ func benchChildMain() bool {
 // CertRep-sized answer. Driven like the servers, it shows what a SCEP server with no work but those operations
 // reaches on this machine beside this load generator: HTTP, scheduling and the load generator's share included.
 func benchFloorServer(ctx context.Context) {
-	m, err := loadgen.NewFloorMeter(3072, 2048)
+	m, err := loadgen.NewFloorMeter(benchCABits, benchRABits)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench floor: %v\n", err)
 		os.Exit(2)
@@ -112,7 +116,7 @@ func benchFloorServer(ctx context.Context) {
 	srv := &http.Server{Addr: "127.0.0.1:" + os.Getenv("FUNCTIONS_CUSTOMHANDLER_PORT"),
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Method == http.MethodPost {
-				if _, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, 64<<10)); err != nil {
+				if _, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, httpx.MaxBody)); err != nil {
 					http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
 					return
 				}
@@ -343,31 +347,33 @@ func BenchmarkPeers(b *testing.B) {
 	const peerChallenge = "bench-peer-challenge"
 
 	var peers []*benchPeer
-	add := func(name string, c *benchChild, path, challenge string) {
+	add := func(name string, c *benchChild, path, challenge string) *benchPeer {
 		peer := path != "/api/scep/static"
-		peers = append(peers, &benchPeer{name: name, base: c.base, path: path, challenge: challenge,
-			pid: c.cmd.Process.Pid, peer: peer, azurite: !peer && name != "azscep-memory"})
+		p := &benchPeer{name: name, base: c.base, path: path, challenge: challenge,
+			pid: c.cmd.Process.Pid, peer: peer, azurite: !peer && name != "azscep-memory"}
+		peers = append(peers, p)
+		return p
 	}
 	azurite := startAzscep
 	if os.Getenv("AZSCEP_BENCH_CPUPROFILE") != "" { // the same wiring in the test binary, which can profile itself
 		azurite = func(b *testing.B) *benchChild { return startAzscepChild(b, "tables") }
 	}
 	add("azscep-azurite", azurite(b), "/api/scep/static", config.LocalStaticChallenge)
-	add("azscep-memory", startAzscepChild(b, "memstore"), "/api/scep/static", config.LocalStaticChallenge)
+	memory := add("azscep-memory", startAzscepChild(b, "memstore"), "/api/scep/static", config.LocalStaticChallenge)
 	for _, v := range benchVariants(b) {
 		add(v[0], startAzscepBinary(b, v[1]), "/api/scep/static", config.LocalStaticChallenge)
 	}
 	stand := startFloorChild(b)
-	peers = append(peers, &benchPeer{name: "rsa-floor-http", base: stand.base, path: "/api/scep/static",
-		pid: stand.cmd.Process.Pid, floor: true})
+	floorHTTP := &benchPeer{name: "rsa-floor-http", base: stand.base, path: "/api/scep/static",
+		pid: stand.cmd.Process.Pid, floor: true}
+	peers = append(peers, floorHTTP)
 	add("step-ca-"+benchStepCAVersion, startStepCA(b, peerChallenge), "/scep/bench", peerChallenge)
 	add("micromdm-"+benchScepserverVersion, startMicromdm(b, peerChallenge), "/scep", peerChallenge)
 
 	for _, p := range peers {
 		var err error
-		if p.floor { // the same requests as azscep's in-memory variant; the stand-in only reads them
-			p.rounds = peers[1].rounds
-			continue
+		if p.floor {
+			continue // it takes the in-memory variant's requests once they are built
 		}
 		if p.recipients, err = loadgen.FetchCACerts(context.Background(), nil, p.base+p.path); err != nil {
 			b.Fatalf("%s: %v", p.name, err)
@@ -393,10 +399,12 @@ func BenchmarkPeers(b *testing.B) {
 		}
 	}
 
+	floorHTTP.rounds = memory.rounds // the stand-in only reads them
+
 	// The floor is measured before the first turn and after every turn, so that each turn's share of the floor
 	// is taken against the floor measured just before and just after it: this machine's speed drifts within
 	// minutes, and a share against one floor per round would carry that drift.
-	meter, err := loadgen.NewFloorMeter(3072, 2048)
+	meter, err := loadgen.NewFloorMeter(benchCABits, benchRABits)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -474,12 +482,6 @@ func BenchmarkPeers(b *testing.B) {
 	// generator (and for the Azurite variant, Azurite) runs on the same CPUs, so even a server that did only those
 	// operations would reach a share of the floor below 1: the ceiling printed beside each azscep variant.
 	floorBusyCPU := float64(floorOp.CPUs) * 1000 / floor // ms of machine CPU per enrollment at the floor's rate
-	var floorHTTP *benchPeer
-	for _, p := range peers {
-		if p.floor {
-			floorHTTP = p
-		}
-	}
 	httpShare := median(floorHTTP.floorShares)
 	lines = append(lines, fmt.Sprintf("%s (a stand-in doing only the floor's operations per HTTP request): %.2f of "+
 		"the floor", floorHTTP.name, httpShare))

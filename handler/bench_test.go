@@ -278,7 +278,7 @@ func BenchmarkAPICSRLocal(b *testing.B) {
 func BenchmarkRSAFloor(b *testing.B) {
 	var sum loadgen.Floor
 	for i := 0; i < b.N; i++ {
-		f, err := loadgen.MeasureRSAFloor(3072, 2048, time.Second)
+		f, err := loadgen.MeasureRSAFloor(benchCABits, benchRABits, time.Second)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -566,35 +566,32 @@ func checkSAN(req *Request, p *Profile, der []byte) error {
 	return nil
 }
 
-// allowedSubjectAttributes are the DN attribute types the CA copies; anything else is refused.
-var allowedSubjectAttributes = map[string]int{
-	"2.5.4.3":                    maxCNLen, // CN
-	"2.5.4.6":                    2,        // C
-	"2.5.4.7":                    maxAttrLen,
-	"2.5.4.8":                    maxAttrLen,
-	"2.5.4.9":                    maxAttrLen,
-	"2.5.4.10":                   64, // O
-	"2.5.4.11":                   64, // OU
-	"2.5.4.12":                   64,
-	"2.5.4.4":                    64,
-	"2.5.4.42":                   64,
-	"2.5.4.5":                    64, // serialNumber
-	"2.5.4.17":                   40,
-	"1.2.840.113549.1.9.1":       maxEmailLen,
-	"0.9.2342.19200300.100.1.25": 63, // DC
-	"0.9.2342.19200300.100.1.1":  maxAttrLen,
+// subjectAttribute is how the CA treats one DN attribute type it copies.
+type subjectAttribute struct {
+	limit int // the longest value, in characters
+	// identity names the attributes relying parties map to an identity (TLS clients the CN to a host, RADIUS
+	// servers and pam_pkcs11 the CN, UID or serialNumber to a user, directory mappers O, OU and DC): a value in
+	// them that looks like a name is held to the profile's allow-lists (checkNameLike). Empty for free text.
+	identity string
 }
 
-// identityAttributes are the DN attributes relying parties map to an identity (TLS clients the CN to a host, RADIUS
-// servers and pam_pkcs11 the CN, UID or serialNumber to a user, directory mappers O, OU and DC): a value in them
-// that looks like a name is held to the profile's allow-lists (checkNameLike).
-var identityAttributes = map[string]string{
-	"2.5.4.3":                    "common name",
-	"2.5.4.10":                   "organization",
-	"2.5.4.11":                   "organizational unit",
-	"2.5.4.5":                    "serial number attribute",
-	"0.9.2342.19200300.100.1.25": "domain component",
-	"0.9.2342.19200300.100.1.1":  "user ID",
+// allowedSubjectAttributes are the DN attribute types the CA copies; anything else is refused.
+var allowedSubjectAttributes = map[string]subjectAttribute{
+	"2.5.4.3":                    {maxCNLen, "common name"},
+	"2.5.4.6":                    {2, ""}, // C
+	"2.5.4.7":                    {maxAttrLen, ""},
+	"2.5.4.8":                    {maxAttrLen, ""},
+	"2.5.4.9":                    {maxAttrLen, ""},
+	"2.5.4.10":                   {64, "organization"},
+	"2.5.4.11":                   {64, "organizational unit"},
+	"2.5.4.12":                   {64, ""},
+	"2.5.4.4":                    {64, ""},
+	"2.5.4.42":                   {64, ""},
+	"2.5.4.5":                    {64, "serial number attribute"},
+	"2.5.4.17":                   {40, ""},
+	"1.2.840.113549.1.9.1":       {maxEmailLen, ""}, // emailAddress: checked as an e-mail name below
+	"0.9.2342.19200300.100.1.25": {63, "domain component"},
+	"0.9.2342.19200300.100.1.1":  {maxAttrLen, "user ID"},
 }
 
 // checkSubject applies the attribute and length limits, and holds every attribute that names someone (the
@@ -609,7 +606,7 @@ func checkSubject(raw []byte, p *Profile) error {
 	}
 	for _, rdn := range rdns {
 		for _, atv := range rdn {
-			limit, ok := allowedSubjectAttributes[atv.Type.String()]
+			attr, ok := allowedSubjectAttributes[atv.Type.String()]
 			if !ok {
 				return reject(CodeSubject, "subject attribute %s is not allowed", atv.Type)
 			}
@@ -617,12 +614,12 @@ func checkSubject(raw []byte, p *Profile) error {
 			if !ok {
 				return reject(CodeSubject, "subject attribute %s is not a string", atv.Type)
 			}
-			if s == "" || len([]rune(s)) > limit || hasControl(s) {
+			if s == "" || len([]rune(s)) > attr.limit || hasControl(s) {
 				return reject(CodeSubject, "subject attribute %s is empty, too long or has control characters", atv.Type)
 			}
-			switch what, named := identityAttributes[atv.Type.String()]; {
-			case named:
-				if err := checkNameLike(p, what, s); err != nil {
+			switch {
+			case attr.identity != "":
+				if err := checkNameLike(p, attr.identity, s); err != nil {
 					return err
 				}
 			case atv.Type.Equal(oidEmailAttribute):

@@ -324,30 +324,54 @@ func checkNameLike(p *Profile, what, v string) error {
 	if strings.Contains(v, "*") {
 		return refuse("a wildcard name")
 	}
-	if f := foldLookalikes(v); f != v && nameShaped(f) {
+	if f := foldLookalikes(v); f != v && nameKindOf(f) != notAName {
 		return reject(CodeSubject, "%s %q writes a name in look-alike characters", what, clip(v))
 	}
-	ip := net.ParseIP(v)
-	switch {
-	case strings.Contains(v, "@"):
+	switch nameKindOf(v) {
+	case emailLike:
 		if !validEmailLike(v) || !(p.AllowsUPN(v) || p.AllowsEmail(v)) {
 			return refuse("a UPN or e-mail address")
 		}
-	case ip != nil:
-		if !p.AllowsIP(ip) {
+	case ipAddress:
+		if !p.AllowsIP(net.ParseIP(v)) {
 			return refuse("an IP address")
 		}
-	case looksLikeURI(v):
+	case uriLike:
 		u, err := url.Parse(v)
 		if err != nil || !p.AllowsURI(u) {
 			return refuse("a URI")
 		}
-	case dnsShaped(v):
+	case dnsLike:
 		if !validDNSName(v) || !p.AllowsDNS(v) {
 			return refuse("a DNS name")
 		}
 	}
 	return nil
+}
+
+// nameKind is what a subject attribute value looks like to a relying party.
+type nameKind int
+
+const (
+	notAName  nameKind = iota // a single label or free text
+	emailLike                 // something@domain
+	ipAddress
+	uriLike
+	dnsLike // dnsShaped
+)
+
+func nameKindOf(v string) nameKind {
+	switch {
+	case strings.Contains(v, "@"):
+		return emailLike
+	case net.ParseIP(v) != nil:
+		return ipAddress
+	case looksLikeURI(v):
+		return uriLike
+	case dnsShaped(v):
+		return dnsLike
+	}
+	return notAName
 }
 
 // dnsShaped is true for a dotted value made only of letters (any script), digits, '-', '_' and '.': what a TLS
@@ -362,11 +386,6 @@ func dnsShaped(v string) bool {
 		}
 	}
 	return true
-}
-
-// nameShaped is true for a value checkNameLike would hold to an allow-list.
-func nameShaped(v string) bool {
-	return strings.Contains(v, "@") || net.ParseIP(v) != nil || looksLikeURI(v) || dnsShaped(v)
 }
 
 // foldLookalikes maps fullwidth ASCII (U+FF01–U+FF5E), the IDNA label separators (U+3002, U+FF0E, U+FF61) and the
