@@ -425,7 +425,7 @@ func BenchmarkPeers(b *testing.B) {
 	for r := range rounds {
 		for i := range peers {
 			p := peers[(i+r)%len(peers)]
-			cpu0, store0, load0 := benchCPU(b, p.pid), benchCPU(b, azuritetest.SharedPID()), benchCPU(b, os.Getpid())
+			cpu0, store0 := benchCPU(b, p.pid), benchCPU(b, azuritetest.SharedPID())
 			res, err := loadgen.Run(context.Background(), loadgen.Options{BaseURL: p.base, Concurrency: benchPeerClients,
 				Client: loadgen.NewClient(benchPeerClients), KeepBodies: r == 0 && !p.floor}, p.requests(r))
 			if err != nil {
@@ -433,7 +433,7 @@ func BenchmarkPeers(b *testing.B) {
 			}
 			n := float64(res.Sent - res.Errors)
 			p.cpu = append(p.cpu, ms(benchCPU(b, p.pid)-cpu0)/n)
-			p.loadCPU = append(p.loadCPU, ms(benchCPU(b, os.Getpid())-load0)/n)
+			p.loadCPU = append(p.loadCPU, ms(res.ClientCPU)/n)
 			if p.azurite {
 				p.storeCPU = append(p.storeCPU, ms(benchCPU(b, azuritetest.SharedPID())-store0)/n)
 			}

@@ -4,10 +4,10 @@
 //
 // Everything expensive on the client side (key generation, CSR signatures, SCEP envelopes, bearer tokens) is
 // done before the timed phase by the builders in this package (BuildSCEP, BuildCSR). During the timed phase a
-// client only sends bytes and runs each request's Check, which must stay cheap (parse and status checks, no
-// private-key operation): on a small machine the load generator shares the CPU with the server, and a client
-// that decrypts every answer would measure itself. Full verification of a sample of answers is done after the
-// run (VerifyCertRep).
+// client only sends bytes and reads answers; every answer's Check runs after the last answer came back (Run),
+// because on a small machine the load generator shares the CPU with the server, and a client that parses and
+// verifies answers while the server works would take that CPU from it and measure itself. Full verification
+// of a sample of answers, as a device does it, is done by the caller after the run (VerifyCertRep).
 package loadgen
 
 import (
@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -33,8 +35,8 @@ type Request struct {
 	Path   string
 	Header http.Header
 	Body   []byte
-	// Check judges the answer during the timed phase; nil accepts any 2xx. It must be cheap and safe for
-	// concurrent use.
+	// Check judges the answer; nil accepts any 2xx. Run calls it after the timed phase, from several
+	// goroutines at once, so it must be safe for concurrent use.
 	Check func(status int, header http.Header, body []byte) error
 }
 
@@ -52,7 +54,7 @@ type Options struct {
 	// RequestTimeout bounds each request (default 60 s). A request that hits it counts as an error.
 	RequestTimeout time.Duration
 	// KeepBodies keeps the answer bodies (Result.Bodies, indexed like the requests) for verification after
-	// the run. Off by default: bodies cost memory and nothing in the timed phase needs them.
+	// the run. Off by default: Run holds every body until the checks are done and drops them then.
 	KeepBodies bool
 }
 
@@ -62,6 +64,9 @@ type Result struct {
 	Errors    int           // transport errors, non-2xx answers without a Check, and failed Checks
 	Elapsed   time.Duration // first send to last answer
 	Exhausted bool          // the run ended because the requests ran out before Duration
+	// ClientCPU is the CPU time this process (the load generator) used during the timed phase, the answers'
+	// checks excluded; 0 where /proc cannot be read.
+	ClientCPU time.Duration
 	// Latencies of every sent request (successful or not), sorted ascending.
 	Latencies []time.Duration
 	// ErrorKinds counts errors by a short description (status code or error text, clipped), at most 20 kinds.
@@ -123,8 +128,9 @@ var ErrNoRequests = errors.New("loadgen: no requests")
 const maxErrorKinds = 20
 
 // Run sends reqs in order from Concurrency clients until they run out, Duration passes or ctx ends, and reports
-// what it measured. Each request is sent at most once. It returns an error only for unusable options; failures
-// of individual requests are counted in the Result.
+// what it measured. Each request is sent at most once. Elapsed and the latencies cover sending and receiving
+// only: the answers are checked once the last one is in (see the package comment). It returns an error only for
+// unusable options; failures of individual requests are counted in the Result.
 func Run(ctx context.Context, opts Options, reqs []Request) (*Result, error) {
 	if len(reqs) == 0 {
 		return nil, ErrNoRequests
@@ -147,12 +153,10 @@ func Run(ctx context.Context, opts Options, reqs []Request) (*Result, error) {
 		next      atomic.Int64
 		latencies = make([]time.Duration, len(reqs))
 		statuses  = make([]int, len(reqs))
+		headers   = make([]http.Header, len(reqs))
+		bodies    = make([][]byte, len(reqs))
 		failed    = make([]string, len(reqs)) // "" = success
-		bodies    [][]byte
 	)
-	if opts.KeepBodies {
-		bodies = make([][]byte, len(reqs))
-	}
 	runCtx := ctx
 	if opts.Duration > 0 {
 		var cancel context.CancelFunc
@@ -160,6 +164,7 @@ func Run(ctx context.Context, opts Options, reqs []Request) (*Result, error) {
 		defer cancel()
 	}
 
+	cpu0, cpuErr := ProcessCPU(os.Getpid())
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range c {
@@ -176,26 +181,28 @@ func Run(ctx context.Context, opts Options, reqs []Request) (*Result, error) {
 				t0 := time.Now()
 				status, header, body, err := send(ctx, client, base, &reqs[i], timeout)
 				latencies[i] = time.Since(t0)
-				statuses[i] = status
-				if err == nil {
-					err = check(&reqs[i], status, header, body)
-				}
+				statuses[i], headers[i], bodies[i] = status, header, body
 				if err != nil {
 					failed[i] = clip(err.Error())
-				}
-				if bodies != nil {
-					bodies[i] = body
 				}
 			}
 		}()
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	var clientCPU time.Duration
+	if cpu1, err := ProcessCPU(os.Getpid()); err == nil && cpuErr == nil {
+		clientCPU = cpu1 - cpu0
+	}
 
 	// A worker claims an index only while the run is on and always sends what it claimed; workers that found
 	// the list empty pushed next past the end.
 	sent := min(int(next.Load()), len(reqs))
-	res := &Result{Elapsed: elapsed, ErrorKinds: map[string]int{}, Statuses: map[int]int{}, Bodies: bodies}
+	checkAnswers(reqs[:sent], statuses, headers, bodies, failed)
+	res := &Result{Elapsed: elapsed, ClientCPU: clientCPU, ErrorKinds: map[string]int{}, Statuses: map[int]int{}}
+	if opts.KeepBodies {
+		res.Bodies = bodies
+	}
 	for i := range sent {
 		res.Sent++
 		res.Latencies = append(res.Latencies, latencies[i])
@@ -210,6 +217,32 @@ func Run(ctx context.Context, opts Options, reqs []Request) (*Result, error) {
 	res.Exhausted = int(next.Load()) >= len(reqs) && (opts.Duration == 0 || elapsed < opts.Duration)
 	sort.Slice(res.Latencies, func(a, b int) bool { return res.Latencies[a] < res.Latencies[b] })
 	return res, nil
+}
+
+// checkAnswers runs the Check of every answered request that has no transport error yet, on every CPU, and
+// records the failures in failed.
+func checkAnswers(reqs []Request, statuses []int, headers []http.Header, bodies [][]byte, failed []string) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(reqs) {
+					return
+				}
+				if failed[i] != "" {
+					continue
+				}
+				if err := check(&reqs[i], statuses[i], headers[i], bodies[i]); err != nil {
+					failed[i] = clip(err.Error())
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // NewClient returns an HTTP client that keeps one idle connection per concurrent client, so the run measures

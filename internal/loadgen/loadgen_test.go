@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -109,6 +110,70 @@ func TestRunStopsAtDuration(t *testing.T) {
 	}
 	if res.Exhausted || res.Sent == 0 || res.Sent >= 1000 || res.Errors != 0 {
 		t.Fatalf("sent %d (errors %d, exhausted %v); want a partial, error-free run", res.Sent, res.Errors, res.Exhausted)
+	}
+}
+
+// TestChecksRunAfterTheTimedPhase: no answer is checked while requests are still being sent, so that checking
+// takes no CPU from the server under test; every answer is still checked, header and body included.
+func TestChecksRunAfterTheTimedPhase(t *testing.T) {
+	var answered atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-N", r.URL.Query().Get("n"))
+		_, _ = io.WriteString(w, "answer "+r.URL.Query().Get("n"))
+		answered.Add(1)
+	}))
+	defer srv.Close()
+	const n = 6
+	var checked atomic.Int64
+	reqs := make([]Request, n)
+	for i := range reqs {
+		want := strconv.Itoa(i)
+		reqs[i] = Request{Path: "/?n=" + want, Check: func(status int, h http.Header, body []byte) error {
+			checked.Add(1)
+			if got := answered.Load(); got != n {
+				return fmt.Errorf("checked while %d of %d answers were in", got, n)
+			}
+			if status != http.StatusOK || h.Get("X-N") != want || string(body) != "answer "+want {
+				return fmt.Errorf("check got %d %q %q", status, h.Get("X-N"), body)
+			}
+			return nil
+		}}
+	}
+	res, err := Run(context.Background(), Options{BaseURL: srv.URL, Concurrency: 1}, reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != 0 || checked.Load() != n || res.Bodies != nil {
+		t.Fatalf("errors %d %v, %d checks, bodies kept %v; want %d clean checks after the run and no bodies kept",
+			res.Errors, res.ErrorKinds, checked.Load(), res.Bodies != nil, n)
+	}
+}
+
+// TestClientCPUCoversTheTimedPhaseOnly: ClientCPU counts this process's CPU while requests are on the wire (here
+// the in-process server's) and not the checks after it.
+func TestClientCPUCoversTheTimedPhaseOnly(t *testing.T) {
+	spin := func(d time.Duration) {
+		start, err := ProcessCPU(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			now, _ := ProcessCPU(os.Getpid())
+			if now-start >= d {
+				return
+			}
+		}
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { spin(200 * time.Millisecond) }))
+	defer srv.Close()
+	reqs := plainRequests(1, "/")
+	reqs[0].Check = func(int, http.Header, []byte) error { spin(400 * time.Millisecond); return nil }
+	res, err := Run(context.Background(), Options{BaseURL: srv.URL}, reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != 0 || res.ClientCPU < 200*time.Millisecond || res.ClientCPU >= 400*time.Millisecond {
+		t.Fatalf("errors %d, ClientCPU %s; want the server's 200 ms and not the check's 400 ms", res.Errors, res.ClientCPU)
 	}
 }
 

@@ -226,8 +226,8 @@ func buildPKCSReq(cfg SCEPConfig, key *rsa.PrivateKey, signer *x509.Certificate,
 	return r, nil
 }
 
-// CheckCertRep is the cheap answer check of the timed phase: HTTP 200, a CertRep whose outer signature verifies,
-// pkiStatus SUCCESS, the request's transaction ID and recipientNonce = our senderNonce.
+// CheckCertRep is the check every answer gets (after the timed phase, see Run): HTTP 200, a CertRep whose outer
+// signature verifies, pkiStatus SUCCESS, the request's transaction ID and recipientNonce = our senderNonce.
 func (r *SCEPRequest) CheckCertRep(status int, body []byte) error {
 	if status != http.StatusOK {
 		return fmt.Errorf("HTTP %d", status)
