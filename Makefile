@@ -133,8 +133,8 @@ $(PEERS)/.scepserver-$(SCEPSERVER_VERSION):
 .PHONY: peers bench fuzz dist
 peers: $(PEERS)/.step-ca-$(STEPCA_VERSION) $(PEERS)/.scepserver-$(SCEPSERVER_VERSION)
 
-# About 6 minutes on 2 cores once the tools and peers are installed: the figures below, the side-by-side peer run
-# (BenchmarkPeers, 5 alternating rounds), the latency budget and the scale-out run.
+# About 7 minutes on 2 cores once the tools and peers are installed: the figures below, the side-by-side peer run
+# (BenchmarkPeers, 7 alternating rounds), the latency budget and the scale-out run.
 bench: tools peers
 	@mkdir -p $(LOCAL)
 	set -o pipefail; AZURITE_BIN=$(AZURITE_BIN) $(GO) test -run '^$$' -bench . -benchtime 2s -timeout 20m ./internal/... | tee $(LOCAL)/bench.txt
