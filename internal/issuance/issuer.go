@@ -159,6 +159,10 @@ type Request struct {
 	// Deliver runs after the issued record is durable and before the certificate is returned (the Intune success
 	// notification). An error withholds the certificate. It may set Intune fields on the record, which are saved.
 	Deliver func(ctx context.Context, rec *store.Record, cert *x509.Certificate) error
+	// Signed, when set, is given a new certificate once its signature has been checked and before its record
+	// is durable, so that the caller can build its answer while the issued update is on the wire. Nothing built
+	// from it may leave the service unless Issue returns that certificate; Issue waits for Signed to return.
+	Signed func(cert *x509.Certificate)
 }
 
 // Result is an issued (or replayed) certificate with its record.
@@ -358,6 +362,9 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 	if err != nil {
 		i.abandon(rec, "signed certificate does not parse: "+err.Error())
 		return nil, fmt.Errorf("signed certificate does not parse: %w", err)
+	}
+	if req.Signed != nil {
+		req.Signed(cert)
 	}
 
 	// Step 6: make the certificate durable. From here on the request context may be gone (the client hung up),

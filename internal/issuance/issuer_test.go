@@ -409,6 +409,34 @@ func TestDeliveryFailureWithholds(t *testing.T) {
 	}
 }
 
+// TestSignedSeesTheCertificateBeforeItIsDurable: Signed gets the certificate Issue then returns, while its record is
+// still pending (so the caller may prepare its answer, not send it), and is not called for a replay, which has no
+// new signature.
+func TestSignedSeesTheCertificateBeforeItIsDurable(t *testing.T) {
+	f := newFixture(t, nil)
+	req := f.request(t, nil, "early", "tx-early")
+	var seen *x509.Certificate
+	req.Signed = func(c *x509.Certificate) {
+		seen = c
+		rec, err := f.st.Get(context.Background(), store.SerialString(c.SerialNumber))
+		if err != nil || rec.Status != store.StatusPending {
+			t.Errorf("record at Signed: %v (err %v), want pending", rec, err)
+		}
+	}
+	res, err := f.iss.Issue(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen == nil || seen != res.Cert {
+		t.Fatalf("Signed saw %v, want the returned certificate", seen)
+	}
+	seen = nil
+	again, err := f.iss.Issue(context.Background(), req)
+	if err != nil || !again.Replayed || seen != nil {
+		t.Fatalf("replay: %v, %v, Signed called %v; want a replay without Signed", again, err, seen != nil)
+	}
+}
+
 func TestStalePendingIsTakenOver(t *testing.T) {
 	f := newFixture(t, nil)
 	now := time.Now()

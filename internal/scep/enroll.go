@@ -122,6 +122,12 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 			return s.intune.NotifySuccess(ctx, msg.TransactionID, csr.Raw, rec, c)
 		}
 	}
+	var early *earlyCertRep
+	if !e.UseCA {
+		// The RA key is local (unwrapped at start), so building the answer early costs no Key Vault operation
+		// even when the issued update then fails and the answer is thrown away.
+		ireq.Signed = func(c *x509.Certificate) { early = s.buildEarly(e, msg, c) }
+	}
 	res, err := s.issuer.Issue(ctx, ireq)
 	if err != nil && e.Challenge == ChallengeIntune && !errors.Is(err, issuance.ErrWithheld) &&
 		!errors.Is(err, issuance.ErrInProgress) {
@@ -130,7 +136,30 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 			s.log.Warn("intune failure notification failed", "transaction_id", msg.TransactionID, "err", nerr)
 		}
 	}
-	return s.issued(res, err)
+	out := s.issued(res, err)
+	if early != nil && out.status == StatusSuccess && out.cert == early.cert {
+		out.early = early
+	}
+	return out
+}
+
+// earlyCertRep is a successful CertRep built while the issued record is being made durable: the envelope and
+// the RA's signature (a private-key operation) then cost no time on the client's clock. It is sent only when the
+// issuance succeeds with the same certificate (outcome.early); otherwise it is dropped unread.
+type earlyCertRep struct {
+	cert *x509.Certificate
+	done chan struct{}
+	body []byte
+	err  error
+}
+
+func (s *Server) buildEarly(e *Endpoint, msg *PKIMessage, cert *x509.Certificate) *earlyCertRep {
+	r := &earlyCertRep{cert: cert, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		r.body, r.err = s.certRep(e, msg, outcome{status: StatusSuccess, cert: cert})
+	}()
+	return r
 }
 
 // issued turns an issuance result into a CertRep outcome.

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,6 +155,57 @@ func TestCertPoll(t *testing.T) {
 	wantFailure(t, rep, testca.FailBadCertID)
 	if n := len(e.records(t)); n != 1 {
 		t.Fatalf("polls made records: %d", n)
+	}
+}
+
+// signalingRA is the RA key, telling signed of every signature (the RA signs nothing but CertReps).
+type signalingRA struct {
+	custody.RAKey
+	signed chan<- struct{}
+}
+
+func (k signalingRA) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	sig, err := k.RAKey.Sign(r, digest, opts)
+	k.signed <- struct{}{}
+	return sig, err
+}
+
+// TestCertRepBuiltWhileTheRecordIsMadeDurable: the RA signs the successful CertRep while the issued-record write
+// is still on the wire (held here until that signature exists), so the device does not wait for both in turn;
+// the answer is the one sent once the write committed. TestStoreUnavailable covers the other side: when that
+// write fails, the CertRep built early is dropped and the client gets a 503 without a PKI message.
+func TestCertRepBuiltWhileTheRecordIsMadeDurable(t *testing.T) {
+	t.Parallel()
+	ca := theCA(t)
+	signed := make(chan struct{}, 4)
+	keys := &custody.Keys{Chain: ca.Keys.Chain, CASigner: ca.Keys.CASigner, RACert: ca.Keys.RACert,
+		RAKey: signalingRA{RAKey: ca.Keys.RAKey, signed: signed}}
+	var early, updates atomic.Int32
+	e := newEnv(t, envOptions{keys: keys, wrap: func(s store.Store) store.Store {
+		f := storetest.NewFaultStore(s)
+		f.OnCall(func(method string) {
+			if method != storetest.MethodUpdate || updates.Add(1) != 1 { // the first Update: pending → issued
+				return
+			}
+			select {
+			case <-signed:
+				early.Add(1)
+			case <-time.After(10 * time.Second):
+			}
+		})
+		return f
+	}})
+	c := e.client(t, 0, "early")
+	cert := wantSuccess(t, e.pki(t, epStatic, c.PKCSReq(t, csrFor(t, c, "early"))))
+	if early.Load() != 1 {
+		t.Fatal("the CertRep was not signed while the issued record was being written")
+	}
+	if len(signed) != 0 {
+		t.Fatalf("%d more RA signatures: the early CertRep was not the one sent", len(signed))
+	}
+	rec, err := e.mem.Get(context.Background(), hexSerial(cert))
+	if err != nil || rec.Status != store.StatusIssued || !bytes.Equal(rec.CertDER, cert.Raw) {
+		t.Fatalf("record %v (err %v): want the delivered certificate issued", rec, err)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/azscep/azscep/internal/custody"
 	"github.com/azscep/azscep/internal/issuance"
 	"github.com/azscep/azscep/internal/policy"
 	"github.com/azscep/azscep/internal/scep"
@@ -69,6 +70,7 @@ func theCA(t testing.TB) *testca.CA {
 
 type envOptions struct {
 	ca        *testca.CA
+	keys      *custody.Keys // instead of ca.Keys (an instrumented RA)
 	endpoints []*scep.Endpoint
 	// wrap, when set, wraps the memstore the issuer and server use (fault injection).
 	wrap   func(store.Store) store.Store
@@ -122,8 +124,12 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if o.log != nil {
 		logOut = o.log
 	}
+	keys := o.ca.Keys
+	if o.keys != nil {
+		keys = o.keys
+	}
 	e.srv, err = scep.New(scep.Config{
-		Keys:      o.ca.Keys,
+		Keys:      keys,
 		Issuer:    e.issuer,
 		Store:     e.store,
 		Endpoints: o.endpoints,

@@ -336,7 +336,13 @@ func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoin
 		attrs = append(attrs, "reason", out.err.Error())
 	}
 	s.log.Info("scep pkioperation", attrs...)
-	body, err := s.certRep(e, msg, out)
+	var body []byte
+	if out.early != nil {
+		<-out.early.done
+		body, err = out.early.body, out.early.err
+	} else {
+		body, err = s.certRep(e, msg, out)
+	}
 	if err != nil {
 		s.log.Error("building CertRep failed", "endpoint", e.Name, "transaction_id", msg.TransactionID, "err", err)
 		if d, ok := httpx.Unavailable(err); ok {
@@ -373,6 +379,7 @@ type outcome struct {
 	crl         []byte
 	serial      string
 	replayed    bool
+	early       *earlyCertRep // this outcome's CertRep, built while the record was made durable
 	err         error         // why, for the log only
 	unavailable time.Duration // > 0: answer 503 with this Retry-After instead of a CertRep
 }
