@@ -264,7 +264,7 @@ func deviceKeys(t *testing.T) []*rsa.PrivateKey {
 }
 
 // TestSCEPMessagesEnrollAgainstTheRealServer proves the pre-built messages are what a device sends: the real
-// server issues one certificate per message (a new transaction each, even with a shared key), the cheap check
+// server issues one certificate per message (a new transaction each, even with a shared key), the answer check
 // accepts the answers, and the full device-side verification opens them.
 func TestSCEPMessagesEnrollAgainstTheRealServer(t *testing.T) {
 	ts, ca, st := scepService(t)
