@@ -161,7 +161,8 @@ type Request struct {
 	Deliver func(ctx context.Context, rec *store.Record, cert *x509.Certificate) error
 	// Signed, when set, is given a new certificate once its signature has been checked and before its record
 	// is durable, so that the caller can build its answer while the issued update is on the wire. Nothing built
-	// from it may leave the service unless Issue returns that certificate; Issue waits for Signed to return.
+	// from it may leave the service unless Issue returns that certificate. Issue calls it before that update and
+	// waits for it, so it must return at once (start any work in a goroutine) and must not panic.
 	Signed func(cert *x509.Certificate)
 }
 

@@ -46,8 +46,9 @@ type Options struct {
 	BaseURL string
 	// Concurrency is the number of clients sending at once (at least 1).
 	Concurrency int
-	// Duration stops the run after this long; 0 sends every request. A run also ends when the requests run out,
-	// which Result.Exhausted reports so that a too-short request list cannot pass for a timed run.
+	// Duration stops the sending after this long; 0 sends every request. A run also ends when the requests run
+	// out, which Result.Exhausted reports so that a too-short request list cannot pass for a timed run. Run
+	// returns later by the time the answers' checks take.
 	Duration time.Duration
 	// Client sends the requests; nil means a client with keep-alive connections for Concurrency clients.
 	Client *http.Client
@@ -181,7 +182,13 @@ func Run(ctx context.Context, opts Options, reqs []Request) (*Result, error) {
 				t0 := time.Now()
 				status, header, body, err := send(ctx, client, base, &reqs[i], timeout)
 				latencies[i] = time.Since(t0)
-				statuses[i], headers[i], bodies[i] = status, header, body
+				statuses[i] = status
+				if reqs[i].Check != nil {
+					headers[i] = header
+				}
+				if reqs[i].Check != nil || opts.KeepBodies {
+					bodies[i] = body // held for the check after the timed phase, or for the caller
+				}
 				if err != nil {
 					failed[i] = clip(err.Error())
 				}

@@ -102,14 +102,22 @@ func TestRunStopsAtDuration(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}))
 	defer srv.Close()
-	// 1,000 requests of 20 ms each on 2 clients would take 10 s; the run must end after its 100 ms.
-	res, err := Run(context.Background(), Options{BaseURL: srv.URL, Concurrency: 2, Duration: 100 * time.Millisecond},
-		plainRequests(1000, "/"))
+	// 1,000 requests of 20 ms each on 2 clients would take 10 s; the run must end after its 100 ms, with every
+	// answer it got checked.
+	reqs := plainRequests(1000, "/")
+	var checked atomic.Int64
+	for i := range reqs {
+		reqs[i].Check = func(int, http.Header, []byte) error { checked.Add(1); return nil }
+	}
+	res, err := Run(context.Background(), Options{BaseURL: srv.URL, Concurrency: 2, Duration: 100 * time.Millisecond}, reqs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Exhausted || res.Sent == 0 || res.Sent >= 1000 || res.Errors != 0 {
 		t.Fatalf("sent %d (errors %d, exhausted %v); want a partial, error-free run", res.Sent, res.Errors, res.Exhausted)
+	}
+	if int(checked.Load()) != res.Sent {
+		t.Fatalf("%d answers checked of %d sent", checked.Load(), res.Sent)
 	}
 }
 

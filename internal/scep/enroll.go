@@ -157,6 +157,13 @@ func (s *Server) buildEarly(e *Endpoint, msg *PKIMessage, cert *x509.Certificate
 	r := &earlyCertRep{cert: cert, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
+		// Outside the request's goroutine the edge's recovery does not reach: a panic here would stop the
+		// process with other enrollments signed and not yet recorded.
+		defer func() {
+			if p := recover(); p != nil {
+				r.body, r.err = nil, fmt.Errorf("building CertRep: panic: %v", p)
+			}
+		}()
 		r.body, r.err = s.certRep(e, msg, outcome{status: StatusSuccess, cert: cert})
 	}()
 	return r

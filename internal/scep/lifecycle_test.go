@@ -181,6 +181,7 @@ func TestCertRepBuiltWhileTheRecordIsMadeDurable(t *testing.T) {
 	keys := &custody.Keys{Chain: ca.Keys.Chain, CASigner: ca.Keys.CASigner, RACert: ca.Keys.RACert,
 		RAKey: signalingRA{RAKey: ca.Keys.RAKey, signed: signed}}
 	var early, updates atomic.Int32
+	var written atomic.Bool
 	e := newEnv(t, envOptions{keys: keys, wrap: func(s store.Store) store.Store {
 		f := storetest.NewFaultStore(s)
 		f.OnCall(func(method string) {
@@ -190,13 +191,19 @@ func TestCertRepBuiltWhileTheRecordIsMadeDurable(t *testing.T) {
 			select {
 			case <-signed:
 				early.Add(1)
-			case <-time.After(10 * time.Second):
+			case <-time.After(5 * time.Second):
 			}
+			// Hold the write a little longer: an answer sent before it would reach the client meanwhile.
+			time.Sleep(100 * time.Millisecond)
+			written.Store(true)
 		})
 		return f
 	}})
 	c := e.client(t, 0, "early")
 	cert := wantSuccess(t, e.pki(t, epStatic, c.PKCSReq(t, csrFor(t, c, "early"))))
+	if !written.Load() {
+		t.Fatal("the answer left before the issued record was written")
+	}
 	if early.Load() != 1 {
 		t.Fatal("the CertRep was not signed while the issued record was being written")
 	}

@@ -7,13 +7,17 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	sscep "github.com/smallstep/scep"
 	mozpkcs7 "go.mozilla.org/pkcs7"
 
 	"github.com/azscep/azscep/internal/custody"
 	"github.com/azscep/azscep/internal/scep"
+	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/store/storetest"
 	"github.com/azscep/azscep/internal/testca"
 )
 
@@ -93,6 +97,50 @@ func TestCADecryptMode(t *testing.T) {
 	cert := wantSuccess(t, rep)
 	if err := cert.CheckSignatureFrom(ca.Cert); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCAModeBuildsNoCertRepEarly: where the CA key signs CertReps (a Key Vault operation in Azure), none is signed
+// before the issued record is written, so a failed write spends no signature on an answer thrown away.
+func TestCAModeBuildsNoCertRepEarly(t *testing.T) {
+	t.Parallel()
+	ca := testca.New(t, testca.Options{KeyType: testca.KeyRSA, NoRA: true})
+	caKey, ok := ca.Keys.CASigner.(custody.RAKey)
+	if !ok {
+		t.Fatal("the RSA CA key cannot decrypt")
+	}
+	signed := make(chan struct{}, 8)
+	keys := &custody.Keys{Chain: ca.Keys.Chain, CASigner: signalingRA{RAKey: caKey, signed: signed}}
+	var fs *storetest.FaultStore
+	var updates atomic.Int32
+	var early atomic.Bool
+	e := newEnv(t, envOptions{ca: ca, keys: keys, wrap: func(s store.Store) store.Store {
+		fs = storetest.NewFaultStore(s)
+		fs.OnCall(func(method string) {
+			if method != storetest.MethodUpdate || updates.Add(1) != 1 { // the failing pending → issued write
+				return
+			}
+			select { // an answer built early would be signed while this write is held
+			case <-signed:
+				early.Store(true)
+			case <-time.After(500 * time.Millisecond):
+			}
+		})
+		return fs
+	}, endpoints: []*scep.Endpoint{{Name: "single", Challenge: scep.ChallengeStatic, Secret: []byte(staticSecret),
+		Profile: testProfile(t), UseCA: true}}})
+	fs.Inject(storetest.Fault{Method: storetest.MethodUpdate, Nth: 1}) // the issued-record write fails
+	c := e.client(t, 0, "single-early")
+	resp, _ := testca.Post(t, e.url("single"), c.PKCSReq(t, csrFor(t, c, "single-early")).Raw)
+	if resp.StatusCode != http.StatusServiceUnavailable || early.Load() || len(signed) != 0 {
+		t.Fatalf("HTTP %d, CertRep signed during the write %v, %d more; want 503 and no signature",
+			resp.StatusCode, early.Load(), len(signed))
+	}
+	fs.Clear()
+	c = e.client(t, 1, "single-early")
+	wantSuccess(t, e.pki(t, "single", c.PKCSReq(t, csrFor(t, c, "single-early"))))
+	if len(signed) != 1 {
+		t.Fatalf("%d CertRep signatures for one enrollment, want 1", len(signed))
 	}
 }
 
