@@ -18,7 +18,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -229,27 +228,14 @@ func Run(ctx context.Context, opts Options, reqs []Request) (*Result, error) {
 // checkAnswers runs the Check of every answered request that has no transport error yet, on every CPU, and
 // records the failures in failed.
 func checkAnswers(reqs []Request, statuses []int, headers []http.Header, bodies [][]byte, failed []string) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range runtime.GOMAXPROCS(0) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(reqs) {
-					return
-				}
-				if failed[i] != "" {
-					continue
-				}
-				if err := check(&reqs[i], statuses[i], headers[i], bodies[i]); err != nil {
-					failed[i] = clip(err.Error())
-				}
+	_ = parallel(len(reqs), func(i int) error {
+		if failed[i] == "" {
+			if err := check(&reqs[i], statuses[i], headers[i], bodies[i]); err != nil {
+				failed[i] = clip(err.Error())
 			}
-		}()
-	}
-	wg.Wait()
+		}
+		return nil
+	})
 }
 
 // NewClient returns an HTTP client that keeps one idle connection per concurrent client, so the run measures
