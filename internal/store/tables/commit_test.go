@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
+	"github.com/azscep/azscep/internal/loadgen"
 	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/store/azuritetest"
 	"github.com/azscep/azscep/internal/store/storetest"
@@ -93,7 +96,7 @@ func (g *gateTransport) opsPerBatch() []int {
 	return append([]int(nil), g.ops...)
 }
 
-func newGatedStore(t *testing.T, g *gateTransport) *Store {
+func newGatedStore(t testing.TB, g *gateTransport) *Store {
 	t.Helper()
 	s, err := NewFromConnectionString(azuritetest.ConnectionString(t), "", WithTransport(g))
 	if err != nil {
@@ -321,5 +324,83 @@ func TestGroupCommitWithdrawnWhileQueued(t *testing.T) {
 	}
 	if got := g.opsPerBatch(); len(got) != 1 {
 		t.Errorf("transactions = %v, want only the held one", got)
+	}
+}
+
+// Pauses of a benchmark enrollment around its writes: RA decrypt and checks before the pending record, the CA
+// signature between the writes, the CertRep after (built during the update, but the client waits on both). Their
+// sum is an enrollment's time on a CPU at 8 clients in BenchmarkPeers on the 2-core bench machine.
+const (
+	benchBeforeClaim  = 1250 * time.Microsecond
+	benchBeforeUpdate = 2500 * time.Microsecond
+	benchAfterUpdate  = 1250 * time.Microsecond
+	benchWriters      = 8 // BenchmarkPeers' clients
+)
+
+// BenchmarkGroupCommit: fresh enrollments' writes to the certs table — the pending record with its key claim,
+// then the issued update — from 8 concurrent writers pausing between writes as an enrollment does for its
+// private-key operations. The writers sleep rather than compute, so that the store process has the CPUs to
+// itself: this is the store's cost per enrollment apart from the RSA work that makes BenchmarkPeers' figures
+// move with the machine. It reports the transactions and entity operations sent per enrollment and, when the
+// benchmark started Azurite itself, Azurite's CPU time per enrollment; it fails unless every enrollment wrote
+// exactly its three entities.
+func BenchmarkGroupCommit(b *testing.B) {
+	g := newGate()
+	s := newGatedStore(b, g)
+	pid := azuritetest.SharedPID() // 0 with AZSCEP_TABLES_CONNECTION: no process to read
+	ctx := b.Context()
+	cpu := func() time.Duration {
+		if pid == 0 {
+			return 0
+		}
+		d, err := loadgen.ProcessCPU(pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return d
+	}
+	before := len(g.opsPerBatch())
+	cpu0 := cpu()
+	b.ResetTimer()
+	var next atomic.Int64
+	var writers errgroup.Group
+	write := func() error {
+		for next.Add(1) <= int64(b.N) {
+			r := storetest.FullRecord(storetest.NewSerial())
+			time.Sleep(benchBeforeClaim)
+			if _, err := s.InsertBound(ctx, "bench-"+r.Serial, nil, r); err != nil {
+				return err
+			}
+			time.Sleep(benchBeforeUpdate)
+			r.Status, r.CertDER = store.StatusIssued, r.PlannedDER
+			if err := s.Update(ctx, r, store.StatusPending); err != nil {
+				return err
+			}
+			time.Sleep(benchAfterUpdate)
+		}
+		return nil
+	}
+	for range benchWriters {
+		writers.Go(write)
+	}
+	err := writers.Wait()
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	used := cpu() - cpu0
+	batches := g.opsPerBatch()[before:]
+	ops := 0
+	for _, n := range batches {
+		ops += n
+	}
+	n := float64(b.N)
+	if ops != 3*b.N {
+		b.Fatalf("%d entity operations for %d enrollments, want 3 each", ops, b.N)
+	}
+	b.ReportMetric(float64(len(batches))/n, "txn/enroll")
+	b.ReportMetric(float64(ops)/n, "ops/enroll")
+	if pid != 0 {
+		b.ReportMetric(float64(used.Microseconds())/1000/n, "azurite-cpu-ms/enroll")
 	}
 }
