@@ -24,6 +24,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/azscep/azscep/internal/loadgen"
 )
 
 // Environment variables the harness reads.
@@ -214,6 +216,19 @@ func SharedPID() int {
 		return 0
 	}
 	return shared.srv.cmd.Process.Pid
+}
+
+// SharedCPU is the CPU time the shared Azurite has used so far, or 0 when it is not running (SharedPID).
+func SharedCPU(tb testing.TB) time.Duration {
+	pid := SharedPID()
+	if pid == 0 {
+		return 0
+	}
+	d, err := loadgen.ProcessCPU(pid)
+	if err != nil {
+		tb.Fatalf("azuritetest: %v", err)
+	}
+	return d
 }
 
 // WithPrefix returns conn with prefix appended to its TablePrefix element (added if absent).

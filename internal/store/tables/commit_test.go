@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/azscep/azscep/internal/loadgen"
 	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/store/azuritetest"
 	"github.com/azscep/azscep/internal/store/storetest"
@@ -358,26 +357,16 @@ func BenchmarkGroupCommit(b *testing.B) {
 	if warmErr != nil {
 		b.Fatalf("warming Azurite: %v", warmErr)
 	}
-	pid := azuritetest.SharedPID() // 0 with AZSCEP_TABLES_CONNECTION: no process to read
-	cpu := func() time.Duration {
-		if pid == 0 {
-			return 0
-		}
-		d, err := loadgen.ProcessCPU(pid)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return d
-	}
+	ours := azuritetest.SharedPID() != 0 // not with AZSCEP_TABLES_CONNECTION: no process to read
 	before := len(g.opsPerBatch())
-	cpu0 := cpu()
+	cpu0 := azuritetest.SharedCPU(b)
 	b.ResetTimer()
 	err := storetest.Enroll(b.Context(), s, benchWriters, b.N, func(step int) { time.Sleep(benchPauses[step]) })
 	b.StopTimer()
 	if err != nil {
 		b.Fatal(err)
 	}
-	used := cpu() - cpu0
+	used := azuritetest.SharedCPU(b) - cpu0
 	batches := g.opsPerBatch()[before:]
 	ops := 0
 	for _, n := range batches {
@@ -389,7 +378,7 @@ func BenchmarkGroupCommit(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(batches))/n, "txn/enroll")
 	b.ReportMetric(float64(ops)/n, "ops/enroll")
-	if pid != 0 {
+	if ours {
 		b.ReportMetric(float64(used.Microseconds())/1000/n, "azurite-cpu-ms/enroll")
 	}
 }
