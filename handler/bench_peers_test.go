@@ -327,24 +327,23 @@ func median(v []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// benchAzuriteWarmup is how many enrollments' writes warm Azurite before the rounds. Its Node.js compiles its hot
-// paths over its first few thousand enrollments (BenchmarkGroupCommit in internal/store/tables, run with -count:
-// about 1.9 ms of Azurite's CPU per enrollment over the first thousand, 1.0–1.4 ms from the fourth on), while
-// Table Storage, which it stands in for, has no such warm-up. Without it the azscep-azurite turns, 2,100
-// enrollments in all, measured Azurite while it warmed.
-const benchAzuriteWarmup = 4000
-
-// warmAzurite writes benchAzuriteWarmup enrollments into tables of their own on the Azurite the azscep-azurite
-// servers use, as every server is warmed before the rounds.
+// warmAzurite writes azuritetest.Warmup enrollments into tables of their own on the Azurite the azscep-azurite
+// servers use, as every server is warmed before the rounds: without it the azscep-azurite turns, 2,100
+// enrollments in all, measured a fresh Azurite while its CPU per enrollment was still falling.
 func warmAzurite(b *testing.B) {
-	st, err := tables.NewFromConnectionString(azuritetest.ConnectionString(b), "warm")
+	conn := azuritetest.ConnectionString(b)
+	n := azuritetest.Warmup(b)
+	if n == 0 {
+		return
+	}
+	st, err := tables.NewFromConnectionString(conn, "warm")
 	if err != nil {
-		b.Fatal(err)
+		b.Fatalf("warming Azurite: %v", err)
 	}
 	if err := st.EnsureTables(b.Context()); err != nil {
-		b.Fatal(err)
+		b.Fatalf("warming Azurite: %v", err)
 	}
-	if err := storetest.Enroll(b.Context(), st, benchPeerClients, benchAzuriteWarmup, nil); err != nil {
+	if err := storetest.Enroll(b.Context(), st, benchPeerClients, n, nil); err != nil {
 		b.Fatalf("warming Azurite: %v", err)
 	}
 }
@@ -450,8 +449,7 @@ func BenchmarkPeers(b *testing.B) {
 	for r := range rounds {
 		for i := range peers {
 			p := peers[(i+r)%len(peers)]
-			storePID := azuritetest.SharedPID() // 0 with AZSCEP_TABLES_CONNECTION: no process to read
-			cpu0, store0 := benchCPU(b, p.pid), benchCPU(b, storePID)
+			cpu0, store0 := benchCPU(b, p.pid), azuritetest.SharedCPU(b)
 			res, err := loadgen.Run(context.Background(), loadgen.Options{BaseURL: p.base, Concurrency: benchPeerClients,
 				Client: loadgen.NewClient(benchPeerClients), KeepBodies: r == 0 && !p.floor}, p.requests(r))
 			if err != nil {
@@ -460,8 +458,8 @@ func BenchmarkPeers(b *testing.B) {
 			n := float64(res.Sent - res.Errors)
 			p.cpu = append(p.cpu, ms(benchCPU(b, p.pid)-cpu0)/n)
 			p.loadCPU = append(p.loadCPU, ms(res.ClientCPU)/n)
-			if p.azurite && storePID != 0 {
-				p.storeCPU = append(p.storeCPU, ms(benchCPU(b, storePID)-store0)/n)
+			if p.azurite && azuritetest.SharedPID() != 0 { // not with AZSCEP_TABLES_CONNECTION: no process to read
+				p.storeCPU = append(p.storeCPU, ms(azuritetest.SharedCPU(b)-store0)/n)
 			}
 			p.rates = append(p.rates, res.Throughput())
 			p.p50 = append(p.p50, ms(res.Percentile(0.5)))

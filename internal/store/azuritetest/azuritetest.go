@@ -35,7 +35,33 @@ const (
 	EnvConnection = "AZSCEP_TABLES_CONNECTION"
 	// EnvBinary is the azurite-table executable; the default is <repo>/.local/azurite/node_modules/.bin/azurite-table.
 	EnvBinary = "AZURITE_BIN"
+	// EnvWarmup is how many enrollments' writes benchmarks send to the Azurite they started before they measure
+	// it (DefaultWarmup when unset; 0 measures it cold).
+	EnvWarmup = "AZSCEP_BENCH_AZURITE_WARMUP"
 )
+
+// DefaultWarmup is the benchmarks' warm-up in enrollments. A fresh Azurite's CPU per enrollment falls over its
+// first few thousand (consistent with V8's JIT warming up; README, Figures), and a long-running store is past its
+// start-up, so benchmarks measure Azurite warm.
+const DefaultWarmup = 4000
+
+// Warmup is how many enrollments a benchmark should write to warm Azurite: EnvWarmup or DefaultWarmup, and 0 for
+// an endpoint the harness did not start (EnvConnection), which may be a real storage account and is not written
+// to for warming.
+func Warmup(tb testing.TB) int {
+	if SharedPID() == 0 {
+		return 0
+	}
+	v := os.Getenv(EnvWarmup)
+	if v == "" {
+		return DefaultWarmup
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		tb.Fatalf("azuritetest: %s=%q is not a count of enrollments", EnvWarmup, v)
+	}
+	return n
+}
 
 // Azurite's well-known development account (public, documented by Microsoft; not a secret).
 const (

@@ -15,6 +15,9 @@ import (
 // called where an enrollment does its private-key operations: before the claim (step 0), before the update (1)
 // and after it (2). It is for benchmarks that need an enrollment's store traffic without the rest of the CA.
 func Enroll(ctx context.Context, s store.Store, writers, n int, pause func(step int)) error {
+	if writers < 1 {
+		return fmt.Errorf("storetest: %d writers", writers)
+	}
 	if pause == nil {
 		pause = func(int) {}
 	}
