@@ -357,7 +357,7 @@ const (
 	emailLike                 // something@domain
 	ipAddress
 	uriLike
-	dnsLike // dnsShaped
+	dnsLike // dotted, made of name characters (dnsShaped)
 )
 
 func nameKindOf(v string) nameKind {
