@@ -301,8 +301,11 @@ func hasSmallFactor(n *big.Int) bool {
 }
 
 // fermatFactorable tries 100 rounds of Fermat's method, which factors moduli whose primes are too close
-// (CVE-2022-26320), as Boulder does. b² = a² − n is updated incrementally and filtered with quadratic residues
-// mod 64, 63, 65 and 11 before any square root, so the check costs tens of microseconds.
+// (CVE-2022-26320), as Boulder does: round i asks whether b² = a_i² − n is a perfect square for a_i = ⌈√n⌉ + i.
+// Only b²'s residue modulo 64·63·65·11 is carried from round to round, in machine words (b² grows by 2a_i + 1 per
+// round); a round computes b² itself and its square root only when that residue is a quadratic residue modulo 64,
+// 63, 65 and 11, which about one round in a hundred passes. So the check costs a few big-number operations
+// instead of a division of a 2048-bit number per round.
 func fermatFactorable(n *big.Int) bool {
 	a := new(big.Int).Sqrt(n)
 	if new(big.Int).Mul(a, a).Cmp(n) == 0 {
@@ -313,23 +316,40 @@ func fermatFactorable(n *big.Int) bool {
 	b2.Sub(b2, n)
 	step := new(big.Int).Lsh(a, 1) // (a+1)² − a² = 2a + 1
 	step.Add(step, bigOne)
-	b, sq, q, r := new(big.Int), new(big.Int), new(big.Int), new(big.Int)
-	for i := 0; i < 100; i++ {
-		if maybeSquare(b2, q, r) {
-			b.Sqrt(b2)
-			if sq.Mul(b, b).Cmp(b2) == 0 {
+	r := new(big.Int).Mod(b2, residueModulus).Uint64()
+	s := new(big.Int).Mod(step, residueModulus).Uint64()
+	var bi, b, sq *big.Int
+	for i := int64(0); i < fermatRounds; i++ {
+		if maybeSquare(r) {
+			if bi == nil {
+				bi, b, sq = new(big.Int), new(big.Int), new(big.Int)
+			}
+			// b²_i = b²_0 + i·step_0 + i(i−1): the sum of the i steps before this round, each 2 more than the last.
+			bi.SetInt64(i)
+			bi.Mul(bi, step)
+			bi.Add(bi, b2)
+			sq.SetInt64(i * (i - 1))
+			bi.Add(bi, sq)
+			b.Sqrt(bi)
+			if sq.Mul(b, b).Cmp(bi) == 0 {
 				return true
 			}
 		}
-		b2.Add(b2, step)
-		step.Add(step, bigTwo)
+		r = (r + s) % residueWord
+		s = (s + 2) % residueWord
 	}
 	return false
 }
 
+// fermatRounds is Boulder's number of Fermat rounds.
+const fermatRounds = 100
+
+// residueWord is residueModulus as a machine word.
+const residueWord = 64 * 63 * 65 * 11
+
 var (
-	bigOne, bigTwo = big.NewInt(1), big.NewInt(2)
-	residueModulus = big.NewInt(64 * 63 * 65 * 11)
+	bigOne         = big.NewInt(1)
+	residueModulus = big.NewInt(residueWord)
 	squaresMod     = func() [4][]bool {
 		var t [4][]bool
 		for i, m := range []int{64, 63, 65, 11} {
@@ -342,11 +362,9 @@ var (
 	}()
 )
 
-// maybeSquare is false when x cannot be a perfect square (a quadratic non-residue modulo 64, 63, 65 or 11).
-func maybeSquare(x, q, r *big.Int) bool {
-	// QuoRem into kept q and r: Mod would allocate a new quotient on each of the 100 rounds.
-	q.QuoRem(x, residueModulus, r)
-	v := r.Uint64()
+// maybeSquare is false when a number whose residue modulo residueWord is v cannot be a perfect square (a
+// quadratic non-residue modulo 64, 63, 65 or 11).
+func maybeSquare(v uint64) bool {
 	return squaresMod[0][v%64] && squaresMod[1][v%63] && squaresMod[2][v%65] && squaresMod[3][v%11]
 }
 
