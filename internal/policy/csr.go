@@ -318,12 +318,9 @@ func fermatFactorable(n *big.Int) bool {
 	step.Add(step, bigOne)
 	r := new(big.Int).Mod(b2, residueModulus).Uint64()
 	s := new(big.Int).Mod(step, residueModulus).Uint64()
-	var bi, b, sq *big.Int
+	bi, b, sq := new(big.Int), new(big.Int), new(big.Int)
 	for i := int64(0); i < fermatRounds; i++ {
 		if maybeSquare(r) {
-			if bi == nil {
-				bi, b, sq = new(big.Int), new(big.Int), new(big.Int)
-			}
 			// b²_i = b²_0 + i·step_0 + i(i−1): the sum of the i steps before this round, each 2 more than the last.
 			bi.SetInt64(i)
 			bi.Mul(bi, step)
