@@ -419,13 +419,13 @@ func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, req *po
 		if !bare {
 			return "", forbid(CodeNotSelf, "an IntuneDeviceId URI must be IntuneDeviceId://<device ID>")
 		}
-		if device != "" && !strings.EqualFold(device, u.Host) {
+		if device != "" && !policy.SameName(device, u.Host) {
 			return "", forbid(CodeNotSelf, "more than one device named")
 		}
 		device = u.Host
 	}
 	if entra.IsGUID(cn) {
-		if device != "" && !strings.EqualFold(device, cn) {
+		if device != "" && !policy.SameName(device, cn) {
 			return "", forbid(CodeNotSelf, "the subject and the IntuneDeviceId URI name different devices")
 		}
 		device = cn
@@ -435,7 +435,7 @@ func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, req *po
 			return "", forbid(CodeNotSelf, "a device certificate does not carry a UPN")
 		}
 		// The CN, if any, is the device (checked above) or the caller.
-		if cn != "" && !strings.EqualFold(cn, device) && (caller.UPN == "" || !strings.EqualFold(cn, caller.UPN)) {
+		if cn != "" && !policy.SameName(cn, device) && (caller.UPN == "" || !policy.SameName(cn, caller.UPN)) {
 			return "", forbid(CodeNotSelf, "the subject must be the device ID or your UPN")
 		}
 		if !entra.IsGUID(device) || h.cfg.Ownership == nil {
@@ -462,11 +462,11 @@ func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, req *po
 	if len(req.UPNs) == 0 && cn == "" {
 		return "", forbid(CodeNotSelf, "the certificate must name your UPN")
 	}
-	if cn != "" && !strings.EqualFold(cn, caller.UPN) {
+	if cn != "" && !policy.SameName(cn, caller.UPN) {
 		return "", forbid(CodeNotSelf, "the subject must be your UPN")
 	}
 	for _, upn := range req.UPNs {
-		if !strings.EqualFold(upn, caller.UPN) {
+		if !policy.SameName(upn, caller.UPN) {
 			return "", forbid(CodeNotSelf, "the UPN is not yours")
 		}
 	}

@@ -612,6 +612,9 @@ var allowedSubjectAttributes = map[string]subjectAttribute{
 // checkSubject applies the attribute and length limits, and holds every attribute that names someone (the
 // identity attributes, the emailAddress attribute) to the profile's name allow-lists.
 func checkSubject(raw []byte, p *Profile) error {
+	if !wellFormedName(raw) {
+		return reject(CodeSubject, "subject is malformed")
+	}
 	var rdns pkix.RDNSequence
 	if rest, err := asn1.Unmarshal(raw, &rdns); err != nil || len(rest) != 0 {
 		return reject(CodeSubject, "subject is malformed")
@@ -645,6 +648,34 @@ func checkSubject(raw []byte, p *Profile) error {
 		}
 	}
 	return nil
+}
+
+// wellFormedName reports whether raw is a Name exactly as RFC 5280 §4.1.2.4 shapes it, in DER: a SEQUENCE of
+// non-empty SETs of AttributeTypeAndValue, each exactly one type and one value, with nothing after any of them.
+// The certificate carries the subject byte for byte, while encoding/asn1 and crypto/x509 read the first value of
+// an AttributeTypeAndValue and ignore anything after it; a second value would ride into the certificate unchecked.
+func wellFormedName(raw []byte) bool {
+	in := cryptobyte.String(raw)
+	var rdns cryptobyte.String
+	if !in.ReadASN1(&rdns, cbasn1.SEQUENCE) || !in.Empty() {
+		return false
+	}
+	for !rdns.Empty() {
+		var set cryptobyte.String
+		if !rdns.ReadASN1(&set, cbasn1.SET) || set.Empty() {
+			return false
+		}
+		for !set.Empty() {
+			var atv, value cryptobyte.String
+			var typ asn1.ObjectIdentifier
+			var tag cbasn1.Tag
+			if !set.ReadASN1(&atv, cbasn1.SEQUENCE) || !atv.ReadASN1ObjectIdentifier(&typ) ||
+				!atv.ReadAnyASN1Element(&value, &tag) || !atv.Empty() {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 type attribute struct {

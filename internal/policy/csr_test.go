@@ -567,6 +567,19 @@ func TestCheckSubject(t *testing.T) {
 		return withName(pkix.Name{CommonName: "x", ExtraNames: []pkix.AttributeTypeAndValue{{Type: oid, Value: v}}})
 	}
 	sanDNS := []pkix.Extension{sanExt(t, gnDNS("laptop.contoso.com"))}
+	tlv := func(tag int, content ...[]byte) []byte {
+		return der(t, asn1.RawValue{Class: asn1.ClassUniversal, Tag: tag, IsCompound: true, Bytes: bytes.Join(content, nil)})
+	}
+	set := func(atvs ...[]byte) []byte { return tlv(asn1.TagSet, atvs...) }
+	atv := func(oid asn1.ObjectIdentifier, values ...asn1.RawValue) []byte {
+		parts := [][]byte{mustMarshal(t, oid)}
+		for _, v := range values {
+			parts = append(parts, der(t, v))
+		}
+		return tlv(asn1.TagSequence, parts...)
+	}
+	name := func(rdns ...[]byte) csrSpec { return csrSpec{subject: tlv(asn1.TagSequence, rdns...)} }
+	oidCN, oidOU := asn1.ObjectIdentifier{2, 5, 4, 3}, asn1.ObjectIdentifier{2, 5, 4, 11}
 	runCheckCases(t, []checkCase{
 		{name: "ok/typical", spec: withName(pkix.Name{CommonName: "laptop-7", Organization: []string{"Contoso"},
 			OrganizationalUnit: []string{"Devices"}, Country: []string{"NL"}, Locality: []string{"Amsterdam"},
@@ -618,6 +631,19 @@ func TestCheckSubject(t *testing.T) {
 		{name: "fail/empty-subject-without-san", spec: csrSpec{subject: emptyName}, want: policy.CodeSubject},
 		{name: "fail/non-string-value", spec: setRDN(rawATV(asn1.ObjectIdentifier{2, 5, 4, 3},
 			asn1.RawValue{Tag: asn1.TagInteger, Bytes: []byte{1}})), want: policy.CodeSubject},
+
+		// The subject is copied into the certificate byte for byte, so its shape is held to RFC 5280 exactly:
+		// encoding/asn1 and crypto/x509 read the first value of an attribute and skip whatever follows it.
+		{name: "ok/multi-valued-rdn", spec: name(set(atv(oidCN, utf8Str("device-1")), atv(oidOU, utf8Str("Devices"))))},
+		{name: "fail/attribute-second-value", spec: name(set(atv(oidCN, utf8Str("device-1"), utf8Str("admin.contoso.com")))),
+			want: policy.CodeSubject},
+		{name: "fail/empty-rdn", spec: name(set()), want: policy.CodeSubject},
+		// crypto/x509 itself refuses these before the policy sees them.
+		{name: "fail/attribute-without-value", spec: name(set(atv(oidCN))), want: policy.CodeMalformedCSR},
+		{name: "fail/rdn-is-a-sequence", spec: name(tlv(asn1.TagSequence, atv(oidCN, utf8Str("device-1")))),
+			want: policy.CodeMalformedCSR},
+		{name: "fail/trailing-byte-in-rdn", spec: name(append(set(atv(oidCN, utf8Str("device-1"))), 0x00)),
+			want: policy.CodeMalformedCSR},
 	})
 }
 

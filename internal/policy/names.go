@@ -135,7 +135,29 @@ func parseMailPattern(s string) (mailPattern, error) {
 
 func (m mailPattern) match(name string) bool {
 	local, domain, ok := strings.Cut(name, "@")
-	return ok && (m.local == "" || strings.EqualFold(local, m.local)) && m.domain.match(domain)
+	return ok && (m.local == "" || SameName(local, m.local)) && m.domain.match(domain)
+}
+
+// SameName reports whether two names are equal up to ASCII case, the way DNS and Entra compare them. Unlike
+// strings.EqualFold it does not apply Unicode folding, under which U+212A KELVIN SIGN equals "k" and U+017F LONG S
+// equals "s": a look-alike is a different name to every relying party that compares names as ASCII.
+func SameName(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range len(a) {
+		if lowerASCII(a[i]) != lowerASCII(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 func parseURIPattern(s string) (uriPattern, error) {

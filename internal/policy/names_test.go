@@ -15,7 +15,7 @@ import (
 // TestAllowListSemantics pins the documented pattern semantics (README "Profiles") name by name.
 func TestAllowListSemantics(t *testing.T) {
 	p := mustProfile(t, "p", "dns=host.example.net,*.corp.example.com,**.lab.example.com;"+
-		"upn=*@contoso.com,admin@fabrikam.com;email=*@*.mail.example.com;ip=10.0.0.0/8,192.0.2.7,2001:db8::/32;"+
+		"upn=*@contoso.com,admin@fabrikam.com,kim@fabrikam.com;email=*@*.mail.example.com;ip=10.0.0.0/8,192.0.2.7,2001:db8::/32;"+
 		"uri=https://*.corp.example.com,spiffe://corp.example.com,urn:*")
 	for _, tc := range []struct {
 		name string
@@ -43,6 +43,9 @@ func TestAllowListSemantics(t *testing.T) {
 		{"upn/longer-domain", p.AllowsUPN("alice@contoso.com.evil.test"), false},
 		{"upn/literal-local", p.AllowsUPN("ADMIN@fabrikam.com"), true},
 		{"upn/other-local", p.AllowsUPN("alice@fabrikam.com"), false},
+		// Case is ASCII case only: U+212A KELVIN SIGN and U+017F LONG S are not "k" and "s" here.
+		{"upn/literal-local-ascii-case", p.AllowsUPN("KIM@fabrikam.com"), true},
+		{"upn/literal-local-unicode-fold", p.AllowsUPN("\u212Aim@fabrikam.com"), false},
 		{"email/one-label-domain", p.AllowsEmail("bob@eu.mail.example.com"), true},
 		{"email/not-the-bare-domain", p.AllowsEmail("bob@mail.example.com"), false},
 		{"email/upn-list-is-not-email", p.AllowsEmail("alice@contoso.com"), false},
@@ -83,6 +86,25 @@ func mustURL(t *testing.T, s string) *url.URL {
 
 // TestIdentityURIsNeedTheOptIn: SID and IntuneDeviceId URIs are refused even under uri=*, in any spelling, until
 // the profile lists their kind in identity_uris.
+func TestSameName(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"kim@contoso.test", "kim@contoso.test", true},
+		{"KIM@Contoso.TEST", "kim@contoso.test", true},
+		{"\u212Aim@contoso.test", "kim@contoso.test", false}, // KELVIN SIGN, which strings.EqualFold folds to k
+		{"\u017Fam@contoso.test", "sam@contoso.test", false}, // LONG S, folded to s
+		{"\u00C9ric", "\u00E9ric", false},                    // non-ASCII letters differ unless byte-identical
+		{"\u00E9ric", "\u00E9ric", true},
+		{"kim", "kim ", false},
+	} {
+		if got := policy.SameName(tc.a, tc.b); got != tc.want {
+			t.Errorf("SameName(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
 func TestIdentityURIsNeedTheOptIn(t *testing.T) {
 	sidVariants := []string{intuneSIDURI, "TAG:Microsoft.Com,2022-09-14:SID:S-1-5-21-1-2-3-500",
 		"tag:microsoft.com,2099-01-01:sid:S-1-5-21-1-2-3-500"}
