@@ -498,6 +498,10 @@ func (r *Responder) currentDelegate(ctx context.Context) (*delegate, error) {
 		if cur := r.delegate.Load(); cur != nil && now.Before(cur.renewAt) && cur.usableFor(now, validity) {
 			return cur, nil // renewed by a flight that finished after our first check
 		}
+		// The flight is shared: it must not end because the caller that started it hung up (its failure would
+		// hold every other caller to RetryBackoff), and it must not outlive its own deadline either.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.LookupTimeout)
+		defer cancel()
 		nd, err := newDelegate(ctx, r.opts.Recorder, r.ca, r.caSigner, r.caSigAlg, r.opts.KeyType, r.opts.ResponderCertValidity, now)
 		r.renewMu.Lock()
 		if err != nil {
