@@ -668,11 +668,9 @@ func (p *parser) prefixed(prefix string) []string {
 func (p *parser) endpoint(name string, local bool, profiles map[string]*policy.Profile) Endpoint {
 	key := "AZSCEP_SCEP_" + strings.ToUpper(name)
 	e := Endpoint{Name: strings.ToLower(name), CACert: "chain", ReplayWindow: DefaultReplayWindow}
-	switch e.Name {
-	case "intune":
-		e.Challenge, e.Profile = "intune", "intune"
-	default:
-		e.Challenge, e.Profile = "static", "device"
+	e.Challenge = "static"
+	if e.Name == "intune" {
+		e.Challenge = "intune"
 	}
 	for _, part := range strings.Split(p.str(key, ""), ";") {
 		part = strings.TrimSpace(part)
@@ -725,6 +723,16 @@ func (p *parser) endpoint(name string, local bool, profiles map[string]*policy.P
 	}
 	if e.Challenge != "static" && e.Challenge != "intune" {
 		p.fail(key, "challenge must be static or intune")
+	}
+	if e.Profile == "" {
+		// The intune profile accepts the names Intune vouches for request by request (any UPN, SID and device
+		// URIs). Only the intune endpoint with Intune's challenge gets it by default: behind a shared static
+		// secret nobody vouches for them, even on the endpoint named intune, and another endpoint keeps the
+		// narrow default it always had unless the operator names a profile.
+		e.Profile = "device"
+		if e.Name == "intune" && e.Challenge == "intune" {
+			e.Profile = "intune"
+		}
 	}
 	if e.CACert != "chain" && e.CACert != "single" {
 		p.fail(key, "cacert must be chain or single")

@@ -98,6 +98,33 @@ func TestEndpointAndProfileSettings(t *testing.T) {
 	}
 }
 
+// TestDefaultIntuneProfileNeedsIntunesChallenge: an endpoint without a profile gets the intune profile only when it
+// is the intune endpoint and Intune vouches for each request. Switched to a static challenge (say while Intune is
+// down) it must not keep a profile that lets whoever holds the shared secret name any UPN or SID; other endpoints
+// keep the narrow device default; an explicit profile is kept as written.
+func TestDefaultIntuneProfileNeedsIntunesChallenge(t *testing.T) {
+	for _, tc := range []struct {
+		name, setting, want string
+	}{
+		{"intune", "", "intune"},
+		{"intune", "challenge=static", "device"},
+		{"branch", "challenge=intune", "device"},
+		{"branch", "", "device"},
+		{"intune", "challenge=static;profile=intune", "intune"},
+	} {
+		key := "AZSCEP_SCEP_" + strings.ToUpper(tc.name)
+		c, err := Load(localEnv("AZSCEP_SCEP_ENDPOINTS=static,"+tc.name, key+"="+tc.setting, key+"_SECRET=a-long-static-secret",
+			"AZSCEP_INTUNE_TENANT_ID=contoso.onmicrosoft.com"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := c.Endpoints[slices.IndexFunc(c.Endpoints, func(e Endpoint) bool { return e.Name == tc.name })]
+		if e.Profile != tc.want {
+			t.Errorf("endpoint %s with %q: profile %q, want %q", tc.name, tc.setting, e.Profile, tc.want)
+		}
+	}
+}
+
 // TestBadSettings: every bad or missing setting names itself in one error. A core setting fails Load; a setting
 // of one optional feature disables that feature only (feature names it), and everything else still loads.
 func TestBadSettings(t *testing.T) {
