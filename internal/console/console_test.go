@@ -57,6 +57,21 @@ func TestNoInlineCode(t *testing.T) {
 	}
 }
 
+// TestLinksWithAnArgumentNameACertificate: the router takes an argument only for the certificate view; a link such
+// as "#/certificates/<serial>" would silently open the search page instead of the certificate it names.
+func TestLinksWithAnArgumentNameACertificate(t *testing.T) {
+	js, _ := assets.ReadFile("assets/app.js")
+	links := regexp.MustCompile(`"#/([a-z]+)/`).FindAllSubmatch(js, -1)
+	if len(links) == 0 {
+		t.Fatal("no links to a certificate found in app.js")
+	}
+	for _, m := range links {
+		if string(m[1]) != "certificate" {
+			t.Errorf("app.js links to %s with an argument; only #/certificate/<serial> takes one", m[0])
+		}
+	}
+}
+
 func serve(t *testing.T, h http.Handler, method, path string, hdr ...string) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest(method, path, nil)

@@ -595,7 +595,7 @@
         el("section", { class: "card" }, el("h2", { text: "Names" }), dl([["Subject", c.subject], ["Subject alternative names", c.sans ? el("ul", { class: "plain" }, c.sans.map((s) => el("li", { text: s }))) : ""], ["Serial", mono(c.serial)]])),
         el("section", { class: "card" }, el("h2", { text: "Validity" }), dl([["Not before", time(c.notBefore)], ["Not after", expiry(c.notAfter)], ["Status", badge(c.status)],
           ["Revoked", c.revokedAt ? time(c.revokedAt) : ""], ["Reason", c.revocationReason], ["Revoked by", c.revokedBy]])),
-        el("section", { class: "card" }, el("h2", { text: "Lineage" }), chain, dl([["Issuer", c.issuer], ["Profile", c.profile], ["Renewed from", c.renewedFrom ? el("a", { href: "#/certificates/" + encodeURIComponent(c.renewedFrom), text: c.renewedFrom }) : ""], ["Renewal chain since", c.chainStarted ? time(c.chainStarted) : ""]])),
+        el("section", { class: "card" }, el("h2", { text: "Lineage" }), chain, dl([["Issuer", c.issuer], ["Profile", c.profile], ["Renewed from", c.renewedFrom ? el("a", { href: "#/certificate/" + encodeURIComponent(c.renewedFrom), text: c.renewedFrom }) : ""], ["Renewal chain since", c.chainStarted ? time(c.chainStarted) : ""]])),
         el("section", { class: "card" }, el("h2", { text: "Request and Intune" }), dl([["Source", source(c)], ["Requester", c.requester],  ["Device ID", c.deviceId],
           ["Transaction ID", c.transactionId ? mono(c.transactionId) : ""], ["Intune notified", c.source === "scep" ? (c.intuneNotified ? "yes" : "no") : ""], ["Withheld", c.withheld ? "yes" : ""]])),
         el("section", { class: "card" }, el("h2", { text: "Fingerprints" }), dl([["SHA-256", c.sha256 ? mono(c.sha256) : ""], ["SHA-1", c.sha1 ? mono(c.sha1) : ""]]), downloads),
