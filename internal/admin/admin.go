@@ -313,6 +313,15 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, caller *entra.C
 	}
 	by := "admin:" + who(caller)
 	outcome, rec, err := revocation.Revoke(r.Context(), h.cfg.Store, serial, reason, by, truncate(req.Comment, 256), h.cfg.Now())
+	if rec != nil && rec.Status == store.StatusRevoked {
+		// Durable, even when only the final generation bump failed: audit it and tell this instance's caches now
+		// rather than after the admin's retry.
+		h.cfg.Logger.Info("audit: certificate revoked", "serial", rec.Serial, "reason", revocation.ReasonName(reason),
+			"by", by, "already_revoked", outcome == revocation.AlreadyRevoked)
+		if outcome == revocation.Revoked && h.cfg.OnRevoked != nil {
+			h.cfg.OnRevoked([]string{rec.Serial})
+		}
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, revocation.ErrNotRevocable):
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusNotFound, Code: "certificate_not_found", Detail: "no revocable certificate with that serial"})
@@ -320,11 +329,6 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, caller *entra.C
 	case err != nil:
 		h.unavailable(w, r, err)
 		return
-	}
-	h.cfg.Logger.Info("audit: certificate revoked", "serial", rec.Serial, "reason", revocation.ReasonName(reason),
-		"by", by, "already_revoked", outcome == revocation.AlreadyRevoked)
-	if outcome == revocation.Revoked && h.cfg.OnRevoked != nil {
-		h.cfg.OnRevoked([]string{rec.Serial})
 	}
 	v := view(rec, false)
 	v.AlreadyRevoked = outcome == revocation.AlreadyRevoked

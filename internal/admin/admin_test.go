@@ -474,6 +474,39 @@ func TestRevoke(t *testing.T) {
 	}
 }
 
+// TestRevokeWhenTheGenerationBumpFails: the record and the index are written, then telling the other instances
+// (the revocation generation) fails. The admin gets a 503 to retry, but the revocation is durable, so this
+// instance's caches are told and the audit line is written now; the retry completes the bump and tells no one twice.
+func TestRevokeWhenTheGenerationBumpFails(t *testing.T) {
+	e := newEnv(t, nil)
+	rec := e.insert(t, store.Record{Requester: "alice"}, true)
+	path := "/api/certificates/" + rec.Serial + "/revoke"
+	e.faults.Inject(storetest.Fault{Method: storetest.MethodPutMeta, Nth: 1})
+
+	resp, body := e.do(t, http.MethodPost, path, e.admin, `{"reason":"keyCompromise"}`)
+	wantProblem(t, resp, body, http.StatusServiceUnavailable, "unavailable")
+	if stored, _ := e.st.Get(t.Context(), rec.Serial); stored.Status != store.StatusRevoked {
+		t.Fatalf("record %s after the failed bump, want revoked", stored.Status)
+	}
+	if got := e.notified(); !slices.Equal(got, []string{rec.Serial}) {
+		t.Errorf("OnRevoked got %v after a durable revocation whose bump failed, want the serial", got)
+	}
+	if audit := e.logs.Records("audit: certificate revoked"); len(audit) != 1 || audit[0]["already_revoked"] != false {
+		t.Errorf("audit lines %v", audit)
+	}
+
+	resp, body = e.do(t, http.MethodPost, path, e.admin, `{"reason":"keyCompromise"}`)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("retry: %d %s", resp.StatusCode, body)
+	}
+	if n := len(e.notified()); n != 1 {
+		t.Errorf("OnRevoked called %d times, want once", n)
+	}
+	if raw, _, err := e.st.GetMeta(t.Context(), "revocation-generation"); err != nil || !strings.Contains(string(raw), rec.Serial) {
+		t.Errorf("the retry did not bump the revocation generation: %s %v", raw, err)
+	}
+}
+
 func TestRevokeVariants(t *testing.T) {
 	e := newEnv(t, nil)
 

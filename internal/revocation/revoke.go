@@ -142,7 +142,8 @@ func (g *generation) since(after uint64) (serials []string, complete bool) {
 // Revoke moves the record for serial to revoked. The revocation index entry (what the CRL is built from) is
 // written first, so a crash between the two writes still publishes the revocation; a retry completes the record.
 // Revoking a revoked certificate reports AlreadyRevoked and changes nothing. ErrConflict from a concurrent update
-// is retried. Every successful call bumps the revocation generation (BumpGeneration) last.
+// is retried. Every successful call bumps the revocation generation (BumpGeneration) last; when only that bump
+// fails, the error comes with Revoked and the revoked record.
 func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, ref string, now time.Time) (Outcome, *store.Record, error) {
 	canonical := store.NormalizeSerial(serial)
 	if canonical == "" {
@@ -189,9 +190,10 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 			return 0, nil, fmt.Errorf("recording revocation: %w", err)
 		}
 		// The revocation is durable; tell the other instances' OCSP and CRL caches. If this fails the caller
-		// sees an error and retries, and the retry (AlreadyRevoked) bumps again.
+		// still gets the outcome and the revoked record with the error, so that it can tell its own caches, and
+		// its retry (AlreadyRevoked) bumps again.
 		if err := BumpGeneration(ctx, st, rec.Serial); err != nil {
-			return 0, nil, err
+			return Revoked, rec, err
 		}
 		return Revoked, rec, nil
 	}
