@@ -6,7 +6,9 @@
 //
 //   - [Verifier] validates bearer tokens (RS256 only) against the tenant's
 //     OIDC discovery documents and JWKS, which it caches and refreshes on an
-//     unknown key ID at most once per interval. Every rejection is an
+//     unknown key ID at most once per interval. It accepts access tokens only:
+//     an OpenID Connect ID token for the same audience (a `nonce`, no
+//     `azp`/`appid`, no `scp`) is refused. Every rejection is an
 //     [*AuthError] carrying the HTTP status and the RFC 6750 error code, so the
 //     HTTP edge can render 401/403 with a correct WWW-Authenticate header
 //     without knowing why a token failed. When the keys cannot be fetched at

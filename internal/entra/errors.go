@@ -12,6 +12,25 @@ import (
 // fine, we just cannot tell right now, and we never fail open.
 var ErrUnavailable = errors.New("entra: identity dependency unavailable")
 
+// Internal causes of a 401 for a token that is signed by the tenant and meant
+// for us, but is not an access token a client obtained for the API. They are
+// wrapped by the *AuthError Verify returns (errors.Is works on it), so logs
+// and tests can tell the three refusals apart; the client sees only the
+// AuthError's Description.
+var (
+	// ErrIDToken: the token carries a `nonce` claim. OpenID Connect ID tokens
+	// carry one (the sign-in request's nonce); Entra access tokens never do.
+	ErrIDToken = errors.New("entra: token is an ID token, not an access token")
+	// ErrNoClientApp: the token does not name the client application it was
+	// issued to (`azp` in v2 tokens, `appid` in v1 tokens, a GUID). Every
+	// Entra access token does; an ID token does not.
+	ErrNoClientApp = errors.New("entra: token does not name its client application")
+	// ErrNoScope: a delegated (user) token without `scp`. Entra puts the
+	// granted delegated scopes in every user access token; a user-shaped
+	// token without them is an ID token or not from Entra's token endpoint.
+	ErrNoScope = errors.New("entra: delegated token has no scopes")
+)
+
 // RFC 6750 §3.1 error codes used in WWW-Authenticate challenges.
 const (
 	// CodeInvalidRequest means the Authorization header itself is malformed

@@ -2,6 +2,7 @@ package entra
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -69,16 +70,19 @@ type Caller struct {
 	// IdentityProvider is the `idp` claim when it differs from the issuer.
 	IdentityProvider string
 	// AppID is the client application that obtained the token (`azp` in v2,
-	// `appid` in v1).
+	// `appid` in v1): always present, a GUID.
 	AppID string
 	// Name is the display name (`name`), if any.
 	Name string
 	// Roles are the app roles granted to the caller (`roles`).
 	Roles []string
-	// Scopes are the delegated scopes (`scp`), user tokens only.
+	// Scopes are the delegated scopes (`scp`); a user (delegated) caller
+	// always has at least one.
 	Scopes []string
 	// IsApp is true for app-only (client-credentials) tokens: `idtyp` == "app"
 	// when that optional claim is configured, else no `scp` and oid == sub.
+	// A token that is not app-only is a delegated (user) token and must carry
+	// `scp`.
 	IsApp bool
 	// TokenVersion is TokenV1 or TokenV2, from the issuer that signed it.
 	TokenVersion string
@@ -121,6 +125,9 @@ type entraClaims struct {
 	// Acct is the optional account-status claim: 0 member, 1 guest. Read
 	// loosely (number or string) so that its encoding cannot hide a guest.
 	Acct any `json:"acct"`
+	// Nonce is only read for its presence: ID tokens carry it, access tokens
+	// never do. Raw, so that any JSON value (even null or "") counts.
+	Nonce json.RawMessage `json:"nonce"`
 }
 
 // Verify authenticates a request from the values of its Authorization header
@@ -132,7 +139,11 @@ type entraClaims struct {
 // alg RS256 only; kid known (one rate-limited refresh otherwise); signature;
 // exp required, nbf honoured, both with leeway; aud one of the configured;
 // iss exactly the tenant's v1 or v2 issuer, consistent with `ver`; tid equal
-// to the tenant; oid present.
+// to the tenant; oid present; then that it is an access token and not an
+// OpenID Connect ID token for the same audience (the console signs in as the
+// API's own app registration, so its ID token has our client ID as `aud`):
+// no `nonce`; the client application named (`azp` in v2, `appid` in v1); and
+// a delegated (user) token carries `scp`.
 func (v *Verifier) Verify(ctx context.Context, authorizationHeaderValues []string) (*Caller, error) {
 	raw, aerr := bearerToken(authorizationHeaderValues, v.cfg.MaxTokenBytes)
 	if aerr != nil {
@@ -195,13 +206,28 @@ func (v *Verifier) Verify(ctx context.Context, authorizationHeaderValues []strin
 		return nil, unauthorized(CodeInvalidToken, "token has no object ID",
 			errors.New("oid claim missing or not a GUID"))
 	}
+	// ID tokens carry the nonce of the sign-in request; access tokens never do.
+	if claims.Nonce != nil {
+		return nil, unauthorized(CodeInvalidToken, "ID tokens are not accepted; send an access token",
+			fmt.Errorf("%w: nonce claim present", ErrIDToken))
+	}
+	// An access token names the client it was issued to: azp in v2 tokens,
+	// appid in v1 tokens. Only the claim of the token's own version counts.
+	appID, appClaim := claims.AZP, "azp"
+	if version == TokenV1 {
+		appID, appClaim = claims.AppID, "appid"
+	}
+	if !isGUID(appID) {
+		return nil, unauthorized(CodeInvalidToken, "token does not name its client application",
+			fmt.Errorf("%w: v%s token without a GUID %s claim", ErrNoClientApp, version, appClaim))
+	}
 
 	c := &Caller{
 		ObjectID:     normGUID(claims.ObjectID),
 		TenantID:     v.cfg.TenantID,
 		UPN:          claims.UPN,
 		Username:     firstNonEmpty(claims.UPN, claims.PreferredUsername, claims.UniqueName),
-		AppID:        firstNonEmpty(claims.AZP, claims.AppID),
+		AppID:        appID,
 		Name:         claims.Name,
 		Roles:        claims.Roles,
 		Scopes:       strings.Fields(claims.Scp),
@@ -217,6 +243,12 @@ func (v *Verifier) Verify(ctx context.Context, authorizationHeaderValues []strin
 		c.IsApp = false
 	default:
 		c.IsApp = claims.Scp == "" && claims.ObjectID == claims.Subject
+	}
+	// Entra puts the granted delegated scopes in every user access token. A
+	// user-shaped token without them is what an ID token looks like.
+	if !c.IsApp && len(c.Scopes) == 0 {
+		return nil, unauthorized(CodeInvalidToken, "delegated token has no scopes",
+			fmt.Errorf("%w: no scp claim in a user token", ErrNoScope))
 	}
 	if claims.IDP != "" && claims.IDP != snap.v1Issuer && claims.IDP != snap.v2Issuer {
 		c.IdentityProvider = claims.IDP

@@ -135,6 +135,12 @@ func TestVerifyGuest(t *testing.T) {
 	}
 }
 
+// TestVerifyAppVersusUser: idtyp decides when present; without it (the optional claim is not configured, or a v1
+// token) an app-only token is one with no scp whose oid is its sub. Three shapes this table used to accept as users
+// are refused now and tested in TestVerifyRefusesNonAccessTokens: "user without scp but oid!=sub" (no idtyp, no
+// scp, a pairwise sub — exactly an ID token's shape, which Entra never issues as an access token: every delegated
+// access token carries scp), "app without idtyp but oid!=sub" (the same shape) and "idtyp user wins over oid==sub"
+// (a user token without scp).
 func TestVerifyAppVersusUser(t *testing.T) {
 	e := newEnv(t)
 	oid := entrafake.NewGUID()
@@ -144,20 +150,138 @@ func TestVerifyAppVersusUser(t *testing.T) {
 		isApp bool
 	}{
 		{"app with idtyp", e.fake.MintApp(nil), true},
+		{"v1 app with idtyp", e.fake.MintApp(nil, entrafake.V1()), true},
 		{"app without idtyp: no scp and oid==sub", e.fake.MintApp(nil, entrafake.WithIDTyp("")), true},
-		{"app without idtyp but oid!=sub", e.fake.MintApp(nil, entrafake.WithIDTyp(""), entrafake.WithClaim("sub", "pairwise-sub")), false},
+		{"v1 app without idtyp: no scp and oid==sub", e.fake.MintApp(nil, entrafake.V1(), entrafake.WithIDTyp("")), true},
 		{"user without idtyp", e.fake.MintUser(oid, "u@contoso.example", nil), false},
+		{"v1 user without idtyp", e.fake.MintUser(oid, "u@contoso.example", nil, entrafake.V1()), false},
 		{"user with idtyp user", e.fake.MintUser(oid, "u@contoso.example", nil, entrafake.WithIDTyp("user")), false},
-		{"user without scp but oid!=sub", e.fake.MintUser(oid, "u@contoso.example", nil, entrafake.WithoutClaim("scp")), false},
 		{"idtyp app wins over scp", e.fake.MintUser(oid, "u@contoso.example", nil, entrafake.WithIDTyp("app")), true},
-		{"idtyp user wins over oid==sub", e.fake.MintApp(nil, entrafake.WithIDTyp("user")), false},
+		{"idtyp user with scp wins over oid==sub", e.fake.MintApp(nil, entrafake.WithIDTyp("user"), entrafake.WithScopes("access_as_user")), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := e.mustVerify(t, tc.tok)
 			if c.IsApp != tc.isApp {
 				t.Fatalf("IsApp = %v, want %v", c.IsApp, tc.isApp)
 			}
+			if c.AppID != e.fake.ClientAppID {
+				t.Fatalf("AppID = %q, want %q", c.AppID, e.fake.ClientAppID)
+			}
+			if !c.IsApp && len(c.Scopes) == 0 {
+				t.Fatal("user caller without scopes")
+			}
 		})
+	}
+}
+
+// TestVerifyRefusesNonAccessTokens: a token signed by the tenant, for our audience, from our issuer, with an oid
+// and roles, is still refused unless it is an access token. The console signs in as the API's own app
+// registration, so the ID token Entra gives it has aud = the API's client ID, the tenant's issuer, oid, a pairwise
+// sub and the user's app roles — and a nonce, no azp/appid, no scp, no idtyp. Each of the three access-token
+// properties is checked on its own, with its own reason: no nonce (ErrIDToken), the client named by the claim of
+// the token's version (ErrNoClientApp), and scp in a delegated token (ErrNoScope).
+func TestVerifyRefusesNonAccessTokens(t *testing.T) {
+	e := newEnv(t)
+	oid := entrafake.NewGUID()
+	upn := "u@contoso.example"
+	roles := []string{entra.RoleCSRRequestDb, entra.RoleCertificatesManage}
+	const (
+		descIDToken = "ID tokens are not accepted; send an access token"
+		descNoApp   = "token does not name its client application"
+		descNoScope = "delegated token has no scopes"
+	)
+	withoutNonce := entrafake.WithoutClaim("nonce")
+	for _, tc := range []struct {
+		name  string
+		tok   string
+		cause error
+	}{
+		// ID tokens as Entra issues them.
+		{"v2 ID token", e.fake.MintIDToken(oid, upn, roles), entra.ErrIDToken},
+		{"v1 ID token", e.fake.MintIDToken(oid, upn, roles, entrafake.V1()), entra.ErrIDToken},
+		{"v2 ID token for the App ID URI", e.fake.MintIDToken(oid, upn, roles, entrafake.WithAudience(e.fake.AppIDURI)), entra.ErrIDToken},
+		{"v2 ID token with idtyp user", e.fake.MintIDToken(oid, upn, roles, entrafake.WithIDTyp("user")), entra.ErrIDToken},
+		// The security review's shape: a user access token with the access-only claims removed and a nonce added.
+		{"review: user token reshaped as an ID token", e.fake.MintUser(oid, upn, roles,
+			entrafake.WithClaim("nonce", "n-0S6_WzA2Mj"),
+			entrafake.WithoutClaim("scp"), entrafake.WithoutClaim("azp"), entrafake.WithoutClaim("azpacr"),
+			entrafake.WithoutClaim("upn"), entrafake.WithoutClaim("acct"), entrafake.WithIDTyp("")), entra.ErrIDToken},
+		// A nonce alone refuses, whatever its value and whatever else the token carries.
+		{"user access token with a nonce", e.fake.MintUser(oid, upn, roles, entrafake.WithClaim("nonce", "n-access-nonce")), entra.ErrIDToken},
+		{"app access token with a nonce", e.fake.MintApp(roles, entrafake.WithClaim("nonce", "n-access-nonce")), entra.ErrIDToken},
+		{"v1 access token with a nonce", e.fake.MintUser(oid, upn, roles, entrafake.V1(), entrafake.WithClaim("nonce", "n-access-nonce")), entra.ErrIDToken},
+		{"empty nonce", e.fake.MintUser(oid, upn, roles, entrafake.WithClaim("nonce", "")), entra.ErrIDToken},
+		{"null nonce", e.fake.MintUser(oid, upn, roles, entrafake.WithClaim("nonce", nil)), entra.ErrIDToken},
+		{"numeric nonce", e.fake.MintApp(roles, entrafake.WithClaim("nonce", 7)), entra.ErrIDToken},
+		// Without the nonce (an authorization-code sign-in need not send one) the ID token still names no client.
+		{"v2 ID token without nonce", e.fake.MintIDToken(oid, upn, roles, withoutNonce), entra.ErrNoClientApp},
+		{"v1 ID token without nonce", e.fake.MintIDToken(oid, upn, roles, entrafake.V1(), withoutNonce), entra.ErrNoClientApp},
+		// The client must be named by the claim of the token's own version, as a GUID.
+		{"v2 user without azp", e.fake.MintUser(oid, upn, roles, entrafake.WithoutClaim("azp")), entra.ErrNoClientApp},
+		{"v2 app without azp", e.fake.MintApp(roles, entrafake.WithoutClaim("azp")), entra.ErrNoClientApp},
+		{"v1 user without appid", e.fake.MintUser(oid, upn, roles, entrafake.V1(), entrafake.WithoutClaim("appid")), entra.ErrNoClientApp},
+		{"v1 app without appid", e.fake.MintApp(roles, entrafake.V1(), entrafake.WithoutClaim("appid")), entra.ErrNoClientApp},
+		{"v2 token naming its client with appid", e.fake.MintUser(oid, upn, roles, entrafake.WithoutClaim("azp"),
+			entrafake.WithClaim("appid", e.fake.ClientAppID)), entra.ErrNoClientApp},
+		{"v1 token naming its client with azp", e.fake.MintApp(roles, entrafake.V1(), entrafake.WithoutClaim("appid"),
+			entrafake.WithClaim("azp", e.fake.ClientAppID)), entra.ErrNoClientApp},
+		{"empty azp", e.fake.MintUser(oid, upn, roles, entrafake.WithClaim("azp", "")), entra.ErrNoClientApp},
+		{"azp not a GUID", e.fake.MintApp(roles, entrafake.WithClaim("azp", "my-client")), entra.ErrNoClientApp},
+		{"v1 appid not a GUID", e.fake.MintApp(roles, entrafake.V1(), entrafake.WithClaim("appid", "{"+e.fake.ClientAppID+"}")), entra.ErrNoClientApp},
+		// Without nonce and with a client named, the ID token is still a user token without scp.
+		{"ID token without nonce, naming a client", e.fake.MintIDToken(oid, upn, roles, withoutNonce,
+			entrafake.WithClaim("azp", e.fake.ClientAppID)), entra.ErrNoScope},
+		// Formerly accepted by TestVerifyAppVersusUser: no idtyp, no scp, oid != sub is the ID-token shape.
+		{"user without scp but oid!=sub", e.fake.MintUser(oid, upn, roles, entrafake.WithoutClaim("scp")), entra.ErrNoScope},
+		{"v1 user without scp but oid!=sub", e.fake.MintUser(oid, upn, roles, entrafake.V1(), entrafake.WithoutClaim("scp")), entra.ErrNoScope},
+		{"app without idtyp but oid!=sub", e.fake.MintApp(roles, entrafake.WithIDTyp(""),
+			entrafake.WithClaim("sub", "pairwise-sub")), entra.ErrNoScope},
+		// idtyp user is a user; a user needs scp.
+		{"idtyp user without scp", e.fake.MintUser(oid, upn, roles, entrafake.WithIDTyp("user"), entrafake.WithoutClaim("scp")), entra.ErrNoScope},
+		{"idtyp user without scp, oid==sub", e.fake.MintApp(roles, entrafake.WithIDTyp("user")), entra.ErrNoScope},
+		{"blank scp", e.fake.MintUser(oid, upn, roles, entrafake.WithScopes("  ")), entra.ErrNoScope},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := e.verify(tc.tok)
+			if c != nil {
+				t.Fatalf("accepted as %+v", c)
+			}
+			ae := mustAuthError(t, err, http.StatusUnauthorized, entra.CodeInvalidToken)
+			for _, other := range []error{entra.ErrIDToken, entra.ErrNoClientApp, entra.ErrNoScope} {
+				if is := errors.Is(err, other); is != (other == tc.cause) {
+					t.Fatalf("error %v: errors.Is(%v) = %v, want only %v", err, other, is, tc.cause)
+				}
+			}
+			want := map[error]string{entra.ErrIDToken: descIDToken, entra.ErrNoClientApp: descNoApp, entra.ErrNoScope: descNoScope}[tc.cause]
+			if ae.Description != want {
+				t.Fatalf("Description = %q, want %q", ae.Description, want)
+			}
+			if www := ae.WWWAuthenticate(); www != `Bearer error="invalid_token", error_description="`+want+`"` {
+				t.Fatalf("WWW-Authenticate = %q", www)
+			}
+			// Neither the token nor any of its claim values end up in the error (which is logged).
+			parts := strings.Split(tc.tok, ".")
+			for _, leak := range []string{parts[1], parts[2], "n-0S6_WzA2Mj", "n-access-nonce", oid, upn, "my-client"} {
+				if strings.Contains(err.Error(), leak) {
+					t.Fatalf("error %q contains %q", err, leak)
+				}
+			}
+		})
+	}
+}
+
+// TestVerifyAppIDIsTheVersionsClaim: Caller.AppID comes from azp in a v2 token and appid in a v1 token, never from
+// the other version's claim, even when a token carries both.
+func TestVerifyAppIDIsTheVersionsClaim(t *testing.T) {
+	e := newEnv(t)
+	other := entrafake.NewGUID()
+	c := e.mustVerify(t, e.fake.MintApp(nil, entrafake.WithClaim("appid", other)))
+	if c.AppID != e.fake.ClientAppID {
+		t.Fatalf("v2 AppID = %q, want azp %q", c.AppID, e.fake.ClientAppID)
+	}
+	c = e.mustVerify(t, e.fake.MintApp(nil, entrafake.V1(), entrafake.WithClaim("azp", other)))
+	if c.AppID != e.fake.ClientAppID {
+		t.Fatalf("v1 AppID = %q, want appid %q", c.AppID, e.fake.ClientAppID)
 	}
 }
 

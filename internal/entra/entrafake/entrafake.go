@@ -4,7 +4,9 @@
 // [Server] publishes the v1 and v2 OIDC discovery documents and the JWKS of a
 // tenant on an httptest server (loopback, no network), supports key rotation
 // at runtime, records every request, and mints v1- and v2-shaped access tokens
-// — valid ones and every kind of bad one the verifier must reject. [Graph]
+// — valid ones and every kind of bad one the verifier must reject, including
+// the OpenID Connect ID tokens the same tenant issues for the same audience
+// ([Server.MintIDToken]). [Graph]
 // fakes devices, their registered owners and Intune managed devices, with a
 // journal and fault injection.
 package entrafake
@@ -320,6 +322,7 @@ type mint struct {
 	aud        string
 	upn        string
 	guestOf    string // home tenant of a B2B guest
+	idToken    bool   // an OpenID Connect ID token, not an access token
 }
 
 // V1 mints a v1.0-shaped token (iss sts.windows.net, aud App ID URI, appid,
@@ -454,6 +457,30 @@ func (s *Server) MintUser(oid, upn string, roles []string, opts ...MintOption) s
 	}, opts)
 }
 
+// MintIDToken mints an OpenID Connect ID token, as Entra returns it to an app
+// that signs a user in — here the admin console, which signs in as the API's
+// own app registration, so aud is the API's client ID (in v1 too: ID tokens
+// are addressed to the client ID, never to an App ID URI). It carries what an
+// access token for that user carries — issuer, tid, oid, a pairwise sub,
+// name, preferred_username (v2) or upn and unique_name (v1), the app roles
+// assigned to the user — plus the sign-in request's nonce, and none of azp or
+// appid, scp or idtyp, which only access tokens carry (nor the optional
+// access-token claims upn and acct in v2). The verifier must refuse it.
+func (s *Server) MintIDToken(oid, upn string, roles []string, opts ...MintOption) string {
+	s.tb.Helper()
+	return s.mint(func(m *mint) {
+		m.idToken = true
+		m.claims["oid"] = oid
+		m.claims["sub"] = pairwiseSub(oid, s.ClientID)
+		m.claims["name"] = "Test User " + upn
+		m.claims["nonce"] = "n-" + randomKID()
+		m.upn = upn
+		if roles != nil {
+			m.claims["roles"] = roles
+		}
+	}, opts)
+}
+
 func (s *Server) mint(principal func(*mint), opts []MintOption) string {
 	s.tb.Helper()
 	s.mu.Lock()
@@ -478,6 +505,11 @@ func (s *Server) mint(principal func(*mint), opts []MintOption) string {
 		c["aud"] = s.AppIDURI
 		c["appid"] = s.ClientAppID
 		c["appidacr"] = "1"
+		if m.idToken {
+			c["aud"] = s.ClientID
+			delete(c, "appid")
+			delete(c, "appidacr")
+		}
 		if m.upn != "" {
 			c["upn"], c["unique_name"] = m.upn, m.upn
 			if m.guestOf != "" {
@@ -490,14 +522,19 @@ func (s *Server) mint(principal func(*mint), opts []MintOption) string {
 		c["aud"] = s.ClientID
 		c["azp"] = s.ClientAppID
 		c["azpacr"] = "1"
+		if m.idToken {
+			delete(c, "azp")
+			delete(c, "azpacr")
+			c["aio"] = "fake-aio"
+		}
 		if m.upn != "" {
 			c["preferred_username"] = m.upn
-			if s.optional("upn") && m.guestOf == "" {
+			if s.optional("upn") && m.guestOf == "" && !m.idToken {
 				c["upn"] = m.upn
 			}
 		}
 	}
-	if m.upn != "" && s.optional("acct") {
+	if m.upn != "" && s.optional("acct") && !m.idToken {
 		c["acct"] = 0
 		if m.guestOf != "" {
 			c["acct"] = 1

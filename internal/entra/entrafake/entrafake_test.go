@@ -34,6 +34,19 @@ func TestTokenShapes(t *testing.T) {
 		t.Fatalf("v1 header = %v", h)
 	}
 
+	// Real access tokens name their client (azp in v2, appid in v1) and a delegated one carries scp; none has a nonce.
+	if c["scp"] != "access_as_user" || c["nonce"] != nil {
+		t.Fatalf("v1 user claims = %v", c)
+	}
+	_, c = claimsOf(t, s.MintUser(oid, "u@contoso.example", nil))
+	if c["ver"] != "2.0" || c["azp"] != s.ClientAppID || c["scp"] != "access_as_user" || c["appid"] != nil || c["nonce"] != nil {
+		t.Fatalf("v2 user claims = %v", c)
+	}
+	_, c = claimsOf(t, s.MintApp(nil, entrafake.V1()))
+	if c["appid"] != s.ClientAppID || c["azp"] != nil || c["scp"] != nil || c["nonce"] != nil {
+		t.Fatalf("v1 app claims = %v", c)
+	}
+
 	_, c = claimsOf(t, s.MintApp([]string{"R"}))
 	if c["ver"] != "2.0" || c["iss"] != s.V2Issuer() || c["aud"] != s.ClientID || c["azp"] != s.ClientAppID ||
 		c["idtyp"] != "app" || c["oid"] != s.AppObjectID || c["sub"] != s.AppObjectID || c["scp"] != nil || c["appid"] != nil {
@@ -50,6 +63,42 @@ func TestTokenShapes(t *testing.T) {
 	}
 	if tok := s.MintApp(nil, entrafake.Oversized(20000)); len(tok) < 20000 {
 		t.Fatalf("Oversized token is %d bytes", len(tok))
+	}
+}
+
+// TestIDTokenShape: MintIDToken is an OpenID Connect ID token as Entra issues one to the console (which signs in as
+// the API's app registration): addressed to the client ID, with a nonce, and none of the claims only access tokens
+// carry — even with the access-token optional claims configured.
+func TestIDTokenShape(t *testing.T) {
+	s := entrafake.New(t, entrafake.WithOptionalClaims("upn", "acct"))
+	oid := entrafake.NewGUID()
+	for _, tc := range []struct {
+		name string
+		opts []entrafake.MintOption
+		ver  string
+		iss  string
+	}{
+		{"v2", nil, "2.0", s.V2Issuer()},
+		{"v1", []entrafake.MintOption{entrafake.V1()}, "1.0", entrafake.V1Issuer(s.TenantID)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, c := claimsOf(t, s.MintIDToken(oid, "u@contoso.example", []string{"R"}, tc.opts...))
+			if c["ver"] != tc.ver || c["iss"] != tc.iss || c["aud"] != s.ClientID || c["tid"] != s.TenantID ||
+				c["oid"] != oid || c["sub"] == oid || c["sub"] == nil || c["nonce"] == nil || c["exp"] == nil {
+				t.Fatalf("ID token claims = %v", c)
+			}
+			if r, _ := c["roles"].([]any); len(r) != 1 || r[0] != "R" {
+				t.Fatalf("roles = %v", c["roles"])
+			}
+			for _, access := range []string{"azp", "azpacr", "appid", "appidacr", "scp", "idtyp", "acct"} {
+				if v, ok := c[access]; ok {
+					t.Fatalf("ID token carries the access-token claim %s = %v", access, v)
+				}
+			}
+			if tc.ver == "2.0" && (c["upn"] != nil || c["preferred_username"] != "u@contoso.example") {
+				t.Fatalf("v2 ID token name claims = %v", c)
+			}
+		})
 	}
 }
 
