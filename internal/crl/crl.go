@@ -23,10 +23,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	mrand "math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // Defaults for Options. A 24 h CRL regenerated at half-life means relying parties never hold a CRL that is more
@@ -63,9 +66,13 @@ var (
 	// ErrKeyMismatch means the signer's public key is not the CA certificate's key.
 	ErrKeyMismatch = errors.New("crl: signer key does not match CA certificate")
 	// ErrInvalidNumber means the Counter returned a CRL number RFC 5280 §5.2.3 does not allow
-	// (nil, negative or longer than 20 octets).
+	// (nil, negative or longer than 20 octets), or reported a current number below one it had just handed out.
 	ErrInvalidNumber = errors.New("crl: invalid CRL number")
 )
+
+// errSuperseded means a higher CRL number was handed out while a generation attempt read the revocation index;
+// generate starts over rather than sign it.
+var errSuperseded = errors.New("crl: CRL number superseded")
 
 // Entry is one revoked certificate as the storage layer reports it.
 type Entry struct {
@@ -88,6 +95,10 @@ type Source interface {
 type Counter interface {
 	// NextCRLNumber returns a number greater than every number it returned before, to any caller.
 	NextCRLNumber(ctx context.Context) (*big.Int, error)
+	// CurrentCRLNumber returns the last number NextCRLNumber handed out to any caller (0 if none) without
+	// allocating one. A Publisher reads it after the revocation index to learn whether a higher number was
+	// allocated meanwhile (see Publisher.generate).
+	CurrentCRLNumber(ctx context.Context) (*big.Int, error)
 }
 
 // Clock is the time source, injected so tests can move time.
@@ -117,6 +128,16 @@ func (c *MemoryCounter) NextCRLNumber(ctx context.Context) (*big.Int, error) {
 	return new(big.Int).Set(&c.last), nil
 }
 
+// CurrentCRLNumber returns the last number NextCRLNumber returned, or 0 before the first.
+func (c *MemoryCounter) CurrentCRLNumber(ctx context.Context) (*big.Int, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("reading CRL number: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return new(big.Int).Set(&c.last), nil
+}
+
 // CRL is one signed CRL and the metadata needed to serve it. It is immutable once returned.
 type CRL struct {
 	DER        []byte
@@ -143,11 +164,15 @@ type Options struct {
 	// CRL is being served (or an error returned); it keeps an outage of the store or Key Vault from turning
 	// every download into a retry. Default DefaultRetryBackoff.
 	RetryBackoff time.Duration
-	// GenerateTimeout bounds one generation (store read + counter + signature). Default DefaultGenerateTimeout.
+	// GenerateTimeout bounds one generation (store read + counter + signature, and any restarts when another
+	// instance took a higher CRL number meanwhile; see Publisher.generate) and one read of Generation.
+	// Default DefaultGenerateTimeout.
 	GenerateTimeout time.Duration
 	// Generation, when set, is read at most once per GenerationInterval (by the Current call that finds the last
-	// read too old); a new value invalidates the CRL as a local revocation would, so revocations made by other
-	// instances are published here within the interval. A failed read is logged and retried on the next call.
+	// read too old; concurrent callers share that one read); a new value invalidates the CRL as a local revocation
+	// would, so revocations made by other instances are published here within the interval. The read is bounded by
+	// GenerateTimeout, but a caller waits for it only until its own context ends and then serves what is cached. A
+	// failed read is logged once and retried one GenerationInterval after it failed.
 	Generation GenerationSource
 	// GenerationInterval defaults to DefaultGenerationInterval.
 	GenerationInterval time.Duration
@@ -173,8 +198,9 @@ type Publisher struct {
 
 	gen         GenerationSource
 	genInterval time.Duration
-	genMu       sync.Mutex // held while reading the generation: one read at a time
-	genChecked  time.Time
+	genFlight   singleflight.Group // the generation read in progress, shared by every caller that finds one due
+	genMu       sync.Mutex         // guards the fields below; never held across a store call
+	genNext     time.Time          // when the generation is next due to be read; zero: now
 	genSeen     uint64
 	genInit     bool
 
@@ -335,29 +361,54 @@ func (p *Publisher) Current(ctx context.Context) (*CRL, error) {
 	}
 }
 
-// followGeneration reads the revocation generation when the last read is older than the interval, and
-// invalidates the CRL when it changed since the last read (another instance revoked something).
+// followGeneration reads the revocation generation when it is due (see Options.Generation), and invalidates the
+// CRL when it changed since the last read (another instance revoked something).
+//
+// Concurrent callers share one read, detached from their cancellation and bounded by GenerateTimeout. Each waits
+// for it only as long as its own context allows and then goes on to Current's usual logic (a fresh or, after a
+// failed regeneration, still valid cached CRL is served), so a hanging generation read never holds a download
+// past its own deadline. A caller whose context has already ended starts no read. A failed read is logged once
+// (not per caller) and moves the next read one interval on, so a burst of downloads during an outage costs one
+// store read per interval.
 func (p *Publisher) followGeneration(ctx context.Context) {
-	if p.gen == nil {
+	if p.gen == nil || ctx.Err() != nil || !p.generationDue() {
 		return
 	}
+	ch := p.genFlight.DoChan("generation", func() (any, error) {
+		if !p.generationDue() {
+			return nil, nil // a read that finished since our caller looked is recent enough
+		}
+		started := p.clock.Now()
+		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
+		defer cancel()
+		g, err := p.gen.RevocationGeneration(gctx)
+
+		p.genMu.Lock()
+		defer p.genMu.Unlock()
+		if err != nil {
+			p.log.WarnContext(ctx, "CRL: reading the revocation generation failed; serving the cached CRL",
+				"error", err, "retry_in", p.genInterval)
+			p.genNext = p.clock.Now().Add(p.genInterval)
+			return nil, err
+		}
+		if p.genInit && g != p.genSeen {
+			// Before genNext moves on: a caller that skips the read must see the new epoch.
+			p.Invalidate()
+		}
+		p.genSeen, p.genInit, p.genNext = g, true, started.Add(p.genInterval)
+		return nil, nil
+	})
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	}
+}
+
+// generationDue reports whether the revocation generation should be read now.
+func (p *Publisher) generationDue() bool {
 	p.genMu.Lock()
 	defer p.genMu.Unlock()
-	now := p.clock.Now()
-	if p.genInit && now.Sub(p.genChecked) < p.genInterval {
-		return
-	}
-	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
-	defer cancel()
-	g, err := p.gen.RevocationGeneration(gctx)
-	if err != nil {
-		p.log.WarnContext(ctx, "CRL: reading the revocation generation failed", "error", err)
-		return
-	}
-	if p.genInit && g != p.genSeen {
-		p.Invalidate()
-	}
-	p.genSeen, p.genInit, p.genChecked = g, true, now
+	return !p.clock.Now().Before(p.genNext)
 }
 
 func (p *Publisher) freshLocked(now time.Time) bool {
@@ -406,9 +457,57 @@ func (p *Publisher) startFlightLocked(ctx context.Context) *flight {
 	return f
 }
 
-// generate builds and signs one CRL. The CRL number is allocated before the revocation index is read, so any
-// revocation committed before number N was allocated (by any instance) appears in CRL N and every later one.
+// generate builds and signs one CRL, starting over with a new number until an attempt is not superseded or ctx
+// (GenerateTimeout) ends.
+//
+// Allocating the number before reading the revocation index is not enough on its own: instances share the
+// counter and the index, and reading the index takes seconds at 100k entries. If instance A takes N and is still
+// reading when B takes N+1, reads and publishes, and a revocation commits before A's read reaches it, CRL N lists
+// the revocation and the later CRL N+1 does not, while relying parties take N+1 to supersede N (RFC 5280
+// §5.2.3). So each attempt reads the counter again after reading the index (attempt) and signs only if no higher
+// number was handed out meanwhile; otherwise it signs nothing and starts over after a short jittered pause, so
+// instances regenerating at once do not keep superseding one another.
+//
+// Invariant: for any two published CRLs X < Y, Y's number was allocated after X's check (at the check the counter
+// still stood at X), and Y's read began after its number was allocated, so after X's read ended; the index only
+// grows, so CRL Y lists every revocation CRL X lists. A superseded attempt costs store reads, never a signature.
 func (p *Publisher) generate(ctx context.Context) (*CRL, error) {
+	for n := 1; ; n++ {
+		started := time.Now()
+		c, err := p.attempt(ctx)
+		if !errors.Is(err, errSuperseded) {
+			return c, err
+		}
+		pause := retryPause(time.Since(started))
+		p.log.DebugContext(ctx, "CRL generation superseded by another instance; starting over",
+			"error", err, "attempt", n, "pause", pause)
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("generating CRL: gave up after %d superseded attempts (%w): %w", n, err, ctx.Err())
+		}
+	}
+}
+
+// Bounds of the pause before a superseded generation starts over.
+const (
+	minRetryPause = 10 * time.Millisecond
+	maxRetryPause = 2 * time.Second
+)
+
+// retryPause is the jittered pause before a superseded generation starts over: between half and all of the last
+// attempt's duration (clamped to [minRetryPause, maxRetryPause]), which spreads instances that superseded one
+// another so that most of them find the counter unchanged on the next attempt.
+func retryPause(took time.Duration) time.Duration {
+	d := min(max(took, minRetryPause), maxRetryPause)
+	return d/2 + mrand.N(d/2)
+}
+
+// attempt allocates a CRL number, reads the revocation index, checks that the counter has not moved past the
+// number and only then signs. It returns an error wrapping errSuperseded, having signed nothing, if it has.
+func (p *Publisher) attempt(ctx context.Context) (*CRL, error) {
 	num, err := p.counter.NextCRLNumber(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("allocating CRL number: %w", err)
@@ -423,6 +522,15 @@ func (p *Publisher) generate(ctx context.Context) (*CRL, error) {
 	list, err := revocationEntries(entries)
 	if err != nil {
 		return nil, err
+	}
+	cur, err := p.counter.CurrentCRLNumber(ctx)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("re-reading CRL number: %w", err)
+	case cur == nil || cur.Cmp(num) < 0:
+		return nil, fmt.Errorf("%w: counter reports %v after handing out %v", ErrInvalidNumber, cur, num)
+	case cur.Cmp(num) > 0:
+		return nil, fmt.Errorf("%w: number %v, counter at %v", errSuperseded, num, cur)
 	}
 	now := p.clock.Now().UTC().Truncate(time.Second)
 	tmpl := &x509.RevocationList{

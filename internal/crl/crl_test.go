@@ -11,9 +11,12 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"log/slog"
 	"math/big"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -193,6 +196,165 @@ func TestNumbers_StrictlyIncreaseAcrossPublishersSharingCounter(t *testing.T) {
 			t.Fatalf("generation %d: number %v not above %v", i, rl.Number, last)
 		}
 		last = rl.Number
+	}
+}
+
+// sharedIndex is one revocation index read by several publishers (function instances).
+type sharedIndex struct {
+	mu      sync.Mutex
+	entries []Entry
+}
+
+func (x *sharedIndex) add(e Entry) {
+	x.mu.Lock()
+	x.entries = append(x.entries, e)
+	x.mu.Unlock()
+}
+
+// indexView is one instance's Source over a sharedIndex. With a gate, each read first signals started and then
+// waits for the gate before it looks at the index, as a paged listing of a large index is still running well after
+// the CRL number was taken; unlike memSource, a held read sees what was added while it was held.
+type indexView struct {
+	idx     *sharedIndex
+	gate    chan struct{} // nil: no wait
+	started chan struct{}
+	calls   atomic.Int64
+}
+
+func (v *indexView) RevokedEntries(ctx context.Context) ([]Entry, error) {
+	v.calls.Add(1)
+	if v.gate != nil {
+		select {
+		case v.started <- struct{}{}:
+		default:
+		}
+		select {
+		case <-v.gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	v.idx.mu.Lock()
+	defer v.idx.mu.Unlock()
+	return slices.Clone(v.idx.entries), nil
+}
+
+// Two instances share the CRL counter and the revocation index. A takes number 1 and is still reading the index
+// when B takes 2, reads and publishes; then a certificate is revoked and A's read sees it. Relying parties take a
+// higher number to supersede a lower one (RFC 5280 §5.2.3), so A must not publish number 1 listing a revocation
+// that CRL 2 lacks: it finds the counter moved on, signs nothing and starts over with number 3.
+func TestHigherCRLNumberListsEveryEarlierRevocation(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{})
+	idx := &sharedIndex{}
+	viewA := &indexView{idx: idx, gate: make(chan struct{}), started: make(chan struct{}, 1)}
+	viewB := &indexView{idx: idx}
+	pubA, err := NewPublisher(f.ca.cert, f.ca.signer, viewA, f.counter, Options{Clock: f.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubB, err := NewPublisher(f.ca.cert, f.ca.signer, viewB, f.counter, Options{Clock: f.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	type result struct {
+		c   *CRL
+		err error
+	}
+	resA := make(chan result, 1)
+	go func() {
+		c, err := pubA.Current(context.Background())
+		resA <- result{c, err}
+	}()
+	await(t, viewA.started) // A holds number 1 and is reading the index
+
+	crlB, err := pubB.Current(t.Context()) // B takes number 2 and publishes
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked := Entry{Serial: big.NewInt(0xBAD), RevokedAt: f.clock.Now(), Reason: 1}
+	idx.add(revoked)
+	close(viewA.gate)
+	a := <-resA
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+
+	lists := func(c *CRL) bool {
+		for _, e := range mustParse(t, c, f.ca.cert).RevokedCertificateEntries {
+			if e.SerialNumber.Cmp(revoked.Serial) == 0 {
+				return true
+			}
+		}
+		return false
+	}
+	lo, hi := a.c, crlB
+	if lo.Number.Cmp(hi.Number) > 0 {
+		lo, hi = hi, lo
+	}
+	if lists(lo) && !lists(hi) {
+		t.Fatalf("CRL %v lists revoked serial %x but the later CRL %v (published by another instance) does not",
+			lo.Number, revoked.Serial, hi.Number)
+	}
+	if a.c.Number.Cmp(big.NewInt(3)) != 0 || !lists(a.c) {
+		t.Errorf("instance A published CRL %v (lists the revocation: %v), want a fresh attempt as number 3 listing it",
+			a.c.Number, lists(a.c))
+	}
+	if got := viewA.calls.Load(); got != 2 {
+		t.Errorf("instance A read the index %d times, want 2 (the superseded attempt and the retry)", got)
+	}
+	if got := f.ca.signer.Calls(); got != 2 {
+		t.Errorf("Sign calls = %d, want 2 (B's CRL and A's retry; nothing for the superseded attempt)", got)
+	}
+}
+
+// skewedCounter reports a current number skew away from the last one it handed out: +1 as if another instance
+// always took a number while this one read the index, -1 as a counter that went backwards.
+type skewedCounter struct {
+	MemoryCounter
+	skew int64
+}
+
+func (c *skewedCounter) CurrentCRLNumber(ctx context.Context) (*big.Int, error) {
+	n, err := c.MemoryCounter.CurrentCRLNumber(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return n.Add(n, big.NewInt(c.skew)), nil
+}
+
+// A generation that is superseded on every attempt keeps starting over until GenerateTimeout and then fails
+// without a signature; a counter that reports less than it just handed out is an error, not a CRL.
+func TestGenerate_SignsOnlyUnsupersededNumbers(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		skew int64
+		want error
+	}{
+		{"fail/always superseded", +1, context.DeadlineExceeded},
+		{"fail/counter went backwards", -1, ErrInvalidNumber},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, Options{})
+			ctr := &skewedCounter{skew: tt.skew}
+			p, err := NewPublisher(f.ca.cert, f.ca.signer, f.src, ctr, Options{
+				Clock: f.clock, GenerateTimeout: 300 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.Current(t.Context()); !errors.Is(err, tt.want) || !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			if got := f.ca.signer.Calls(); got != 0 {
+				t.Errorf("Sign calls = %d, want 0", got)
+			}
+			if tt.skew > 0 && f.src.calls.Load() < 2 {
+				t.Errorf("index read %d times: a superseded generation did not start over", f.src.calls.Load())
+			}
+		})
 	}
 }
 
@@ -420,7 +582,8 @@ func TestGenerate_InvalidEntries(t *testing.T) {
 
 type fixedCounter struct{ n *big.Int }
 
-func (c fixedCounter) NextCRLNumber(context.Context) (*big.Int, error) { return c.n, nil }
+func (c fixedCounter) NextCRLNumber(context.Context) (*big.Int, error)    { return c.n, nil }
+func (c fixedCounter) CurrentCRLNumber(context.Context) (*big.Int, error) { return c.n, nil }
 
 func TestGenerate_InvalidCRLNumber(t *testing.T) {
 	t.Parallel()
@@ -461,10 +624,23 @@ func TestMemoryCounter(t *testing.T) {
 			t.Fatalf("number %d never returned (duplicates handed out)", i)
 		}
 	}
+	if n, err := c.CurrentCRLNumber(t.Context()); err != nil || n.Int64() != 50 {
+		t.Errorf("CurrentCRLNumber = %v, %v; want 50", n, err)
+	}
+	if n, err := c.NextCRLNumber(t.Context()); err != nil || n.Int64() != 51 {
+		t.Errorf("NextCRLNumber after CurrentCRLNumber = %v, %v; want 51 (reading must not allocate)", n, err)
+	}
+	var zero MemoryCounter
+	if n, err := zero.CurrentCRLNumber(t.Context()); err != nil || n.Sign() != 0 {
+		t.Errorf("CurrentCRLNumber before the first number = %v, %v; want 0", n, err)
+	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, err := c.NextCRLNumber(ctx); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled ctx: err = %v", err)
+	}
+	if _, err := c.CurrentCRLNumber(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled ctx: CurrentCRLNumber err = %v", err)
 	}
 }
 

@@ -81,17 +81,9 @@ const crlNumberDoc = "crl-number"
 // publish the same number (RFC 5280 §5.2.3).
 func (s Status) NextCRLNumber(ctx context.Context) (*big.Int, error) {
 	for attempt := 0; attempt < 20; attempt++ {
-		raw, etag, err := s.Store.GetMeta(ctx, crlNumberDoc)
-		cur := new(big.Int)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			etag = ""
-		case err != nil:
-			return nil, fmt.Errorf("reading CRL number: %w", err)
-		default:
-			if _, ok := cur.SetString(string(raw), 16); !ok {
-				return nil, fmt.Errorf("stored CRL number %q is not hexadecimal", raw)
-			}
+		cur, etag, err := s.readCRLNumber(ctx)
+		if err != nil {
+			return nil, err
 		}
 		next := new(big.Int).Add(cur, big.NewInt(1))
 		_, err = s.Store.PutMeta(ctx, crlNumberDoc, []byte(next.Text(16)), etag)
@@ -104,6 +96,29 @@ func (s Status) NextCRLNumber(ctx context.Context) (*big.Int, error) {
 		return next, nil
 	}
 	return nil, fmt.Errorf("allocating CRL number: %w", store.ErrConflict)
+}
+
+// CurrentCRLNumber reads the shared counter (one point read): the last number NextCRLNumber handed out on any
+// instance, or 0 before the first.
+func (s Status) CurrentCRLNumber(ctx context.Context) (*big.Int, error) {
+	cur, _, err := s.readCRLNumber(ctx)
+	return cur, err
+}
+
+// readCRLNumber reads the counter document and its ETag; a missing document is 0 with no ETag.
+func (s Status) readCRLNumber(ctx context.Context) (*big.Int, string, error) {
+	raw, etag, err := s.Store.GetMeta(ctx, crlNumberDoc)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return new(big.Int), "", nil
+	case err != nil:
+		return nil, "", fmt.Errorf("reading CRL number: %w", err)
+	}
+	cur, ok := new(big.Int).SetString(string(raw), 16)
+	if !ok {
+		return nil, "", fmt.Errorf("stored CRL number %q is not hexadecimal", raw)
+	}
+	return cur, etag, nil
 }
 
 // CertificateStatus answers good for issued certificates, revoked with time and reason, and unknown for anything

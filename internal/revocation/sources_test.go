@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"log/slog"
 	"math/big"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 	"github.com/azscep/azscep/internal/ocsp"
 	"github.com/azscep/azscep/internal/revocation"
 	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/store/storetest"
 )
 
 func writePEM(t *testing.T, dir, name string, der []byte) string {
@@ -262,14 +264,52 @@ func TestCRLNumberSharedAcrossPublishers(t *testing.T) {
 	})
 }
 
+// CurrentCRLNumber reads the shared counter without moving it: 0 before any CRL, then the last number
+// NextCRLNumber handed out (a publisher compares it with its own number after reading the index). An unreadable
+// counter is an error, never 0.
+func TestCRLNumberCurrent(t *testing.T) {
+	backends(t, func(t *testing.T, tables bool) {
+		f := newFixture(t, fixtureOptions{tables: tables})
+		status := revocation.Status{Store: f.backend}
+		wantCurrent := func(want int64) {
+			t.Helper()
+			if n, err := status.CurrentCRLNumber(t.Context()); err != nil || n.Cmp(big.NewInt(want)) != 0 {
+				t.Errorf("CurrentCRLNumber = %v, %v; want %d", n, err, want)
+			}
+		}
+		wantCurrent(0)
+		for want := int64(1); want <= 20; want++ { // past 0xf, so the hex encoding is exercised
+			n, err := status.NextCRLNumber(t.Context())
+			if err != nil || n.Int64() != want {
+				t.Fatalf("NextCRLNumber = %v, %v; want %d", n, err, want)
+			}
+			wantCurrent(want)
+		}
+		wantCurrent(20) // reading does not allocate
+		if n, err := status.NextCRLNumber(t.Context()); err != nil || n.Int64() != 21 {
+			t.Errorf("NextCRLNumber after reads = %v, %v; want 21", n, err)
+		}
+
+		f.faults.FailMethod(storetest.MethodGetMeta, nil)
+		down := revocation.Status{Store: f.faults}
+		if n, err := down.CurrentCRLNumber(t.Context()); !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("CurrentCRLNumber with the store down = %v, %v; want ErrUnavailable", n, err)
+		}
+	})
+}
+
 // A corrupt stored counter stops CRL generation rather than restarting the numbering.
 func TestCRLNumberCorrupt(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	if _, err := f.backend.PutMeta(t.Context(), "crl-number", []byte("not hex"), ""); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := (revocation.Status{Store: f.backend}).NextCRLNumber(t.Context()); err == nil {
+	status := revocation.Status{Store: f.backend}
+	if n, err := status.NextCRLNumber(t.Context()); err == nil {
 		t.Errorf("NextCRLNumber = %v over a corrupt counter", n)
+	}
+	if n, err := status.CurrentCRLNumber(t.Context()); err == nil {
+		t.Errorf("CurrentCRLNumber = %v over a corrupt counter", n)
 	}
 }
 
