@@ -9,6 +9,8 @@ package main
 //     the SHA-256 of a pending record's planned TBS must equal the digest sent to the sign operation);
 //   - no certificate returned to a client and no Intune success notification without a committed issued record
 //     holding that certificate;
+//   - no certificate of the Intune endpoint returned to a client (first answer, replay, CertPoll or GetCert) before
+//     Intune accepted its successNotification and the record shows it (IntuneNotified);
 //   - serials unique; no record lost or overwritten (every committed insert is still there with its planned
 //     certificate, a stored certificate never changes, only state-machine transitions);
 //   - duplicates signed once; no handler panic; and the service keeps working afterwards.
@@ -34,6 +36,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -698,6 +701,18 @@ func (e *fxEnv) problems(t testing.TB) []string {
 			errorf("certificate %s was delivered but its record is %s (withheld %v, same DER %v)", serial, rec.Status,
 				rec.Withheld, bytes.Equal(rec.CertDER, c.Raw))
 		}
+		// On the Intune endpoint a certificate leaves only after Intune accepted its successNotification, and the
+		// record must say so: the revocation sync revokes only certificates reported to Intune.
+		if rec.Source == store.SourceSCEP && strings.EqualFold(rec.Endpoint, fxEndpointIntune) {
+			if !rec.IntuneNotified {
+				errorf("certificate %s of the Intune endpoint was delivered but its record does not show successNotification accepted", serial)
+			}
+			if !slices.ContainsFunc(e.intune.IssuedCertificates(), func(n intunefake.Issued) bool {
+				return strings.EqualFold(n.SerialNumber, serial)
+			}) {
+				errorf("certificate %s of the Intune endpoint was delivered but Intune never accepted its successNotification", serial)
+			}
+		}
 	}
 	// Every certificate Intune was told about is durable in an issued record.
 	for _, n := range e.intune.IssuedCertificates() {
@@ -1254,7 +1269,7 @@ func fxWaitHealthy(t testing.TB, base string, done <-chan error) {
 // fxLyingStore acknowledges writes it never makes: the broken store the invariants exist to catch.
 type fxLyingStore struct {
 	store.Store
-	skipInsert, skipIssued bool
+	skipInsert, skipIssued, skipNotified bool
 }
 
 func (l *fxLyingStore) Insert(ctx context.Context, r *store.Record) error {
@@ -1275,12 +1290,16 @@ func (l *fxLyingStore) Update(ctx context.Context, r *store.Record, from store.S
 	if l.skipIssued && r.Status == store.StatusIssued {
 		return nil
 	}
+	if l.skipNotified && from == store.StatusIssued && r.IntuneNotified {
+		return nil
+	}
 	return l.Store.Update(ctx, r, from)
 }
 
 // TestFaultInvariantsCatchBrokenStores proves the suite's checks are not vacuous: a store that acknowledges the
-// pending insert without making it shows up as a signature without a committed pending record, and one that
-// acknowledges the move to issued without making it as a delivered certificate without an issued record.
+// pending insert without making it shows up as a signature without a committed pending record, one that
+// acknowledges the move to issued without making it as a delivered certificate without an issued record, and one
+// that acknowledges Intune's acceptance without recording it as an Intune certificate delivered un-notified.
 func TestFaultInvariantsCatchBrokenStores(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -1291,6 +1310,7 @@ func TestFaultInvariantsCatchBrokenStores(t *testing.T) {
 	}{
 		{"pending-insert-not-made", fxLyingStore{skipInsert: true}, "without a committed pending record", fxFlows[0], false},
 		{"issued-update-not-made", fxLyingStore{skipIssued: true}, "was delivered but its record is pending", fxFlows[2], true},
+		{"notified-update-not-made", fxLyingStore{skipNotified: true}, "does not show successNotification accepted", fxFlows[1], true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lie := tc.lie

@@ -12,13 +12,16 @@
 //     is by construction what is signed, and verify the signature once (sign.go);
 //  6. move the record to issued (ETag-conditioned), with the certificate;
 //  7. deliver (the Intune success notification, when there is one); if delivery fails the record is marked
-//     withheld and the certificate never leaves.
+//     withheld and the certificate never leaves, and if it succeeds the record says so (IntuneNotified) before the
+//     certificate leaves.
 //
 // A signature therefore always has a committed pending record, and a certificate a client or Intune sees always
-// has a committed issued record.
+// has a committed issued record. A certificate issued behind a delivery gate (Request.Gated) leaves — in Issue's
+// answer or in any later one (Releasable) — only once its record shows the gate passed.
 package issuance
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha1"
@@ -82,6 +85,16 @@ type Config struct {
 
 // deliverTimeout bounds the delivery gate (the Intune success notification and its one retry).
 const deliverTimeout = 75 * time.Second
+
+// writeTimeout bounds each store write made once the certificate is signed (the issued record, the gate's
+// outcome): the request's own context may be gone by then.
+const writeTimeout = 15 * time.Second
+
+// deliverWindow is how long after its issued write a gated record whose gate has not been recorded as passed may
+// still be in the middle of it: the rest of the issued write, the gate itself and the write recording its outcome,
+// each at its own deadline, and some clock skew between the instance that wrote the record and the one reading it.
+// Within it a replay is told "in progress"; after it the gate is taken as failed (Releasable).
+const deliverWindow = writeTimeout + deliverTimeout + writeTimeout + 10*time.Second
 
 // Issuer runs the issuance cycle.
 type Issuer struct {
@@ -157,8 +170,14 @@ type Request struct {
 	// NotAfterCap, when set, ends the certificate no later than this instant (a renewal chain's maximum).
 	NotAfterCap time.Time
 	// Deliver runs after the issued record is durable and before the certificate is returned (the Intune success
-	// notification). An error withholds the certificate. It may set Intune fields on the record, which are saved.
+	// notification). An error withholds the certificate. It sets rec.IntuneNotified when it succeeds (a nil error
+	// without it withholds the certificate too) and may set the other Intune fields; they are saved.
 	Deliver func(ctx context.Context, rec *store.Record, cert *x509.Certificate) error
+	// Gated marks a request whose certificate may leave only through Deliver (the SCEP Intune endpoints): its
+	// certificate is handed out, by Issue or by any later replay, only once the record shows IntuneNotified
+	// (Releasable). Set it with Deliver, and already for ReplayRequest, which runs before Deliver is known; Issue
+	// refuses Gated without Deliver, and treats Deliver without Gated as gated.
+	Gated bool
 	// Signed, when set, is given a new certificate once its signature has been checked and before its record
 	// is durable, so that the caller can build its answer while the issued update is on the wire. Nothing built
 	// from it may leave the service unless Issue returns that certificate. Issue calls it before that update and
@@ -214,17 +233,30 @@ func newSubjectKey(pub crypto.PublicKey) (subjectKey, error) {
 // one older than the window, makes the request a new enrollment (which runs every authorization check afresh, and
 // whose key claim takes the key over). Clients that derive the transaction ID from their key (sscep, certmonger,
 // smallstep) could otherwise never enroll that key again.
+//
+// Replay is for requests without a delivery gate; a gated request's look-up is ReplayRequest.
 func (i *Issuer) Replay(ctx context.Context, key string, pub crypto.PublicKey, window time.Duration) (*Result, error) {
-	return i.replay(ctx, key, pub, window, false)
+	return i.replay(ctx, key, pub, replayRules{window: window})
 }
 
-// ReplayRequest is Replay with req's key, public key, window and ReissueRevoked rule: the look-up a caller makes
-// before work that must not run twice (Intune validation), with the rules Issue will apply.
+// ReplayRequest is Replay with req's key, public key, window, ReissueRevoked rule and delivery gate (Gated): the
+// look-up a caller makes before work that must not run twice (Intune validation), with the rules Issue will apply.
 func (i *Issuer) ReplayRequest(ctx context.Context, req *Request) (*Result, error) {
-	return i.replay(ctx, req.Key, req.Checked.PublicKey, req.ReplayWindow, req.ReissueRevoked)
+	return i.replay(ctx, req.Key, req.Checked.PublicKey, replayRules{window: req.ReplayWindow,
+		reissueRevoked: req.ReissueRevoked, gated: req.gated()})
 }
 
-func (i *Issuer) replay(ctx context.Context, key string, pub crypto.PublicKey, window time.Duration, reissueRevoked bool) (*Result, error) {
+// gated reports whether req's certificate may leave only through its delivery gate.
+func (r *Request) gated() bool { return r.Gated || r.Deliver != nil }
+
+// replayRules are what a replay decision depends on besides the earlier record and the request's key.
+type replayRules struct {
+	window         time.Duration // a record created longer ago is not replayed (0: no limit)
+	reissueRevoked bool          // a revoked record makes a new enrollment instead of ErrRevoked
+	gated          bool          // the request has a delivery gate (Request.Gated)
+}
+
+func (i *Issuer) replay(ctx context.Context, key string, pub crypto.PublicKey, rules replayRules) (*Result, error) {
 	if key == "" {
 		return nil, nil
 	}
@@ -242,12 +274,12 @@ func (i *Issuer) replay(ctx context.Context, key string, pub crypto.PublicKey, w
 	if err != nil {
 		return nil, fmt.Errorf("reading record %s: %w", b.Serial, err)
 	}
-	return i.replayRecord(rec, PublicKeyHash(pub), window, reissueRevoked)
+	return i.replayRecord(rec, PublicKeyHash(pub), rules)
 }
 
 // replayRecord decides about the earlier attempt rec for a request whose public key hashes to pubHash.
-func (i *Issuer) replayRecord(rec *store.Record, pubHash string, window time.Duration, reissueRevoked bool) (*Result, error) {
-	if window > 0 && i.now().Sub(rec.Created) > window {
+func (i *Issuer) replayRecord(rec *store.Record, pubHash string, rules replayRules) (*Result, error) {
+	if rules.window > 0 && i.now().Sub(rec.Created) > rules.window {
 		return nil, nil
 	}
 	if rec.PublicKey != pubHash {
@@ -261,6 +293,9 @@ func (i *Issuer) replayRecord(rec *store.Record, pubHash string, window time.Dur
 		if !i.now().Before(rec.NotAfter) {
 			return nil, nil // expired: a new enrollment
 		}
+		if err := i.Releasable(rec, rules.gated); err != nil {
+			return nil, err
+		}
 		cert, err := x509.ParseCertificate(rec.CertDER)
 		if err != nil {
 			return nil, fmt.Errorf("stored certificate %s does not parse: %w", rec.Serial, err)
@@ -272,11 +307,32 @@ func (i *Issuer) replayRecord(rec *store.Record, pubHash string, window time.Dur
 		}
 		return nil, nil
 	case store.StatusRevoked:
-		if !reissueRevoked {
+		if !rules.reissueRevoked {
 			return nil, ErrRevoked
 		}
 	}
 	return nil, nil // abandoned (or revoked, when the caller re-issues): issue afresh
+}
+
+// Releasable decides whether the certificate on rec, an issued (or revoked) record, may be handed out again: by a
+// replay, a SCEP CertPoll or GetCert, or anything else that answers with a stored certificate. gated says whether
+// it was issued behind a delivery gate (Request.Gated; the caller knows from the endpoint, never from names). It
+// returns nil when it may; ErrWithheld when the delivery was refused; and for a gated record whose gate is not
+// recorded as passed (IntuneNotified false), ErrInProgress while the gate may still be running (deliverWindow after
+// the record's last write) and ErrWithheld after that. So a gated certificate leaves only once Intune has accepted
+// it; a gate whose outcome was lost (a failed write, a crash, an issued write whose answer was lost) never turns into
+// a delivery, and nothing here calls Intune again.
+func (i *Issuer) Releasable(rec *store.Record, gated bool) error {
+	if rec.Withheld {
+		return ErrWithheld
+	}
+	if !gated || rec.IntuneNotified {
+		return nil
+	}
+	if i.now().Sub(rec.Updated) < deliverWindow {
+		return ErrInProgress
+	}
+	return fmt.Errorf("%w: Intune's acceptance of certificate %s was never recorded", ErrWithheld, rec.Serial)
 }
 
 // Issue runs the cycle for one request. Concurrent requests with the same key in this process share one run;
@@ -300,6 +356,10 @@ func (i *Issuer) Issue(ctx context.Context, req *Request) (*Result, error) {
 func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Result, error) {
 	if i.linterErr != nil {
 		return nil, fmt.Errorf("preparing linter: %w", i.linterErr)
+	}
+	if req.Gated && req.Deliver == nil {
+		// The certificate would leave ungated while every replay of it waits for a gate that never runs.
+		return nil, errors.New("issuance: a gated request needs its delivery gate (Deliver)")
 	}
 	now := i.now()
 
@@ -370,14 +430,19 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 
 	// Step 6: make the certificate durable. From here on the request context may be gone (the client hung up),
 	// but the signature exists, so the writes get their own deadline.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
 	rec.Status = store.StatusIssued
 	rec.CertDER = der
 	rec.SHA1, rec.SHA256 = thumbprints(der)
 	rec.Updated = i.now()
 	if err := i.store.Update(wctx, rec, store.StatusPending); err != nil {
-		// The record stays pending; the sweeper reports it and it stays revocable by serial.
+		// The record stays pending; the sweeper reports it and it stays revocable by serial. Or the write committed
+		// and only its answer was lost: the record is issued with a certificate nobody has seen. Without a gate its
+		// replay hands it out, as this answer would have. With a gate that is safe too: the gate below never ran,
+		// so the record's IntuneNotified is false and Releasable (above) refuses it to every later request — in
+		// progress for deliverWindow, then withheld — while the caller reports the failure (Intune's
+		// failureNotification) and no successNotification is ever sent for it.
 		return nil, fmt.Errorf("recording issued certificate %s: %w", rec.Serial, err)
 	}
 	i.log.Info("certificate issued", "serial", rec.Serial, "endpoint", rec.Endpoint, "source", rec.Source,
@@ -390,22 +455,60 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), deliverTimeout)
 		derr := req.Deliver(dctx, rec, cert)
 		dcancel()
+		if derr == nil && !rec.IntuneNotified {
+			derr = errors.New("the delivery gate passed without recording it")
+		}
+		// The gate's outcome gets a deadline of its own: the gate may have used up the issued write's.
+		octx, ocancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+		defer ocancel()
 		if derr != nil {
 			rec.Withheld = true
 			rec.Note = truncate("withheld: "+derr.Error(), 512)
 			rec.Updated = i.now()
-			if err := i.store.Update(wctx, rec, store.StatusIssued); err != nil {
+			if err := i.store.Update(octx, rec, store.StatusIssued); err != nil {
+				// Still never delivered: the record's IntuneNotified is false, so Releasable refuses it.
 				i.log.Error("marking withheld certificate failed", "serial", rec.Serial, "err", err)
 			}
 			return nil, fmt.Errorf("%w: %w", ErrWithheld, derr)
 		}
-		rec.Updated = i.now()
-		if err := i.store.Update(wctx, rec, store.StatusIssued); err != nil {
-			// The certificate is durable already; the delivery bookkeeping is not worth failing the client for.
-			i.log.Warn("recording delivery failed", "serial", rec.Serial, "err", err)
+		if err := i.recordDelivered(octx, rec); err != nil {
+			// Intune accepted the certificate but the record does not say so, so it does not leave: a replay would
+			// refuse it (Releasable), and this answer must not give what a replay would refuse. Not a failure to
+			// report to Intune, which has the certificate: the caller answers "in progress", and the replay decides
+			// from whatever the store holds by then.
+			i.log.Error("recording accepted delivery failed; certificate not returned", "serial", rec.Serial, "err", err)
+			return nil, fmt.Errorf("%w: recording the accepted delivery of %s: %w", ErrInProgress, rec.Serial, err)
 		}
 	}
 	return &Result{Cert: cert, Record: rec}, nil
+}
+
+// recordDelivered writes rec, whose delivery gate passed, with the gate's bookkeeping (IntuneNotified and the other
+// Intune fields). A failed write is tried once more from the stored version, which shows the bookkeeping already
+// when the first write committed and only its answer was lost.
+func (i *Issuer) recordDelivered(ctx context.Context, rec *store.Record) error {
+	rec.Updated = i.now()
+	err := i.store.Update(ctx, rec, store.StatusIssued)
+	if err == nil {
+		return nil
+	}
+	i.log.Warn("recording delivery failed; trying again", "serial", rec.Serial, "err", err)
+	cur, gerr := i.store.Get(ctx, rec.Serial)
+	if gerr != nil {
+		return fmt.Errorf("%w (re-reading the record: %w)", err, gerr)
+	}
+	if cur.Status != store.StatusIssued || cur.Withheld || !bytes.Equal(cur.CertDER, rec.CertDER) {
+		return fmt.Errorf("%w (the record is now %s, withheld %t)", err, cur.Status, cur.Withheld)
+	}
+	if !cur.IntuneNotified {
+		cur.IntuneSerial, cur.CAConfiguration, cur.IntuneNotified = rec.IntuneSerial, rec.CAConfiguration, true
+		cur.Updated = i.now()
+		if err := i.store.Update(ctx, cur, store.StatusIssued); err != nil {
+			return err
+		}
+	}
+	*rec = *cur
+	return nil
 }
 
 // resolve decides what a request does about the earlier attempt its idempotency key is bound to: a replay
@@ -421,11 +524,12 @@ func (i *Issuer) resolve(ctx context.Context, req *Request, b store.Binding, pub
 	case err != nil:
 		return nil, fmt.Errorf("reading record bound to the idempotency key: %w", err)
 	}
-	return i.replayRecord(prev, pubHash, req.ReplayWindow, req.ReissueRevoked)
+	return i.replayRecord(prev, pubHash, replayRules{window: req.ReplayWindow, reissueRevoked: req.ReissueRevoked,
+		gated: req.gated()})
 }
 
 func (i *Issuer) abandon(rec *store.Record, note string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
 	rec.Status = store.StatusAbandoned
 	rec.Note = truncate(note, 512)

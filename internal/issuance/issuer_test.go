@@ -754,3 +754,159 @@ func TestNotAfterCap(t *testing.T) {
 		t.Fatalf("record renewed_from %q chain_started %v", res.Record.RenewedFrom, res.Record.ChainStarted)
 	}
 }
+
+// notify is a delivery gate that accepts, as the Intune success notification does, and counts its calls.
+func notify(calls *atomic.Int32) func(context.Context, *store.Record, *x509.Certificate) error {
+	return func(_ context.Context, rec *store.Record, _ *x509.Certificate) error {
+		calls.Add(1)
+		rec.IntuneNotified = true
+		return nil
+	}
+}
+
+// TestReleasable: a stored certificate may be handed out again unless withheld; one issued behind a delivery gate
+// only once its record shows the gate passed, and until then it is in progress for deliverWindow after the record's
+// last write and withheld after that.
+func TestReleasable(t *testing.T) {
+	f := newFixture(t, nil)
+	now := time.Now()
+	f.iss.now = func() time.Time { return now }
+	for _, tc := range []struct {
+		name                      string
+		gated, notified, withheld bool
+		age                       time.Duration
+		want                      error
+	}{
+		{"ungated", false, false, false, time.Hour, nil},
+		{"ungated, withheld", false, false, true, 0, ErrWithheld},
+		{"gated, notified", true, true, false, time.Hour, nil},
+		{"gated, notified, withheld", true, true, true, 0, ErrWithheld},
+		{"gated, just written", true, false, false, 0, ErrInProgress},
+		{"gated, gate may still run", true, false, false, deliverWindow - time.Second, ErrInProgress},
+		{"gated, gate is over", true, false, false, deliverWindow, ErrWithheld},
+		{"gated, withheld", true, false, true, 0, ErrWithheld},
+	} {
+		rec := &store.Record{Serial: "01", Status: store.StatusIssued, IntuneNotified: tc.notified, Withheld: tc.withheld,
+			Updated: now.Add(-tc.age)}
+		if err := f.iss.Releasable(rec, tc.gated); !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestGatedRequestNeedsItsGate: a request marked Gated without a Deliver is refused before anything is written or
+// signed (its certificate would leave ungated, while every replay waited for a gate that never runs).
+func TestGatedRequestNeedsItsGate(t *testing.T) {
+	f := newFixture(t, nil)
+	req := f.request(t, nil, "gated", "tx-gated")
+	req.Gated = true
+	if res, err := f.iss.Issue(context.Background(), req); err == nil || res != nil {
+		t.Fatalf("Issue = %v, %v; want an error", res, err)
+	}
+	if page, _, _ := f.st.Search(context.Background(), store.Query{Limit: 10}); len(page) != 0 || f.signer.signs.Load() != 0 {
+		t.Fatalf("%d records, %d signatures; want none", len(page), f.signer.signs.Load())
+	}
+}
+
+// TestGatedCertificateOfALostIssuedWrite: the issued write commits but its answer is lost, so Issue fails and the
+// gate never runs. An ungated replay would hand the stored certificate out; a gated one (ReplayRequest, or Issue
+// meeting the key claim) is in progress while the gate could still be running and withheld after, and never runs
+// the gate itself.
+func TestGatedCertificateOfALostIssuedWrite(t *testing.T) {
+	fs := storetest.NewFaultStore(memstore.New())
+	f := newFixture(t, fs)
+	now := time.Now()
+	f.iss.now = func() time.Time { return now }
+	ctx := context.Background()
+	var calls atomic.Int32
+	gatedReq := func() *Request {
+		req := f.request(t, nil, "lost", "tx-lost")
+		req.Gated, req.Deliver = true, notify(&calls)
+		return req
+	}
+	fs.Inject(storetest.Fault{Method: storetest.MethodUpdate, Nth: 1, Commit: true})
+	if res, err := f.iss.Issue(ctx, gatedReq()); err == nil || res != nil {
+		t.Fatalf("Issue = %v, %v; want the lost write's error", res, err)
+	}
+	fs.Clear()
+	if res, err := f.iss.Replay(ctx, "tx-lost", leafKey.Public(), 0); err != nil || res == nil {
+		t.Fatalf("ungated Replay = %v, %v; want the stored certificate", res, err)
+	}
+	if res, err := f.iss.ReplayRequest(ctx, gatedReq()); !errors.Is(err, ErrInProgress) || res != nil {
+		t.Fatalf("gated ReplayRequest = %v, %v; want ErrInProgress", res, err)
+	}
+	if res, err := f.iss.Issue(ctx, gatedReq()); !errors.Is(err, ErrInProgress) || res != nil {
+		t.Fatalf("gated Issue = %v, %v; want ErrInProgress", res, err)
+	}
+	now = now.Add(deliverWindow + time.Minute) // the store stamped the record a little after now
+	if res, err := f.iss.ReplayRequest(ctx, gatedReq()); !errors.Is(err, ErrWithheld) || res != nil {
+		t.Fatalf("gated ReplayRequest after the window = %v, %v; want ErrWithheld", res, err)
+	}
+	if res, err := f.iss.Issue(ctx, gatedReq()); !errors.Is(err, ErrWithheld) || res != nil {
+		t.Fatalf("gated Issue after the window = %v, %v; want ErrWithheld", res, err)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("the delivery gate ran %d times for a certificate whose issuance failed", n)
+	}
+	if n := f.signer.signs.Load(); n != 1 {
+		t.Fatalf("signatures = %d, want 1", n)
+	}
+}
+
+// TestAcceptedDeliveryIsDurableBeforeTheCertificateLeaves: Issue returns a gated certificate only once its record
+// durably shows the gate passed. A lost bookkeeping write is made again (or found committed); lost twice, the
+// certificate does not leave and the answer is ErrInProgress (not a failure: the gate accepted it). A gate that
+// returns no error without recording its pass withholds the certificate.
+func TestAcceptedDeliveryIsDurableBeforeTheCertificateLeaves(t *testing.T) {
+	// Update 1: pending → issued. Update 2: the gate's bookkeeping. Update 3: its second attempt.
+	for _, tc := range []struct {
+		name   string
+		faults []storetest.Fault
+		want   error
+	}{
+		{"no fault", nil, nil},
+		{"lost once", []storetest.Fault{{Method: storetest.MethodUpdate, Nth: 2}}, nil},
+		{"committed, answer lost", []storetest.Fault{{Method: storetest.MethodUpdate, Nth: 2, Commit: true}}, nil},
+		{"lost twice", []storetest.Fault{{Method: storetest.MethodUpdate, Nth: 2}, {Method: storetest.MethodUpdate, Nth: 3}}, ErrInProgress},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := storetest.NewFaultStore(memstore.New())
+			f := newFixture(t, fs)
+			for _, ft := range tc.faults {
+				fs.Inject(ft)
+			}
+			var calls atomic.Int32
+			req := f.request(t, nil, "durable", "tx-durable")
+			req.Gated, req.Deliver = true, notify(&calls)
+			res, err := f.iss.Issue(context.Background(), req)
+			page, _, _ := fs.Inner().Search(context.Background(), store.Query{Limit: 10})
+			if len(page) != 1 || page[0].Status != store.StatusIssued || page[0].Withheld {
+				t.Fatalf("want one issued record, not withheld; got %d", len(page))
+			}
+			if tc.want != nil {
+				if !errors.Is(err, tc.want) || res != nil {
+					t.Fatalf("Issue = %v, %v; want %v and no certificate", res, err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !page[0].IntuneNotified || !res.Record.IntuneNotified || !bytes.Equal(page[0].CertDER, res.Cert.Raw) {
+				t.Fatalf("certificate returned while the record shows notified %v", page[0].IntuneNotified)
+			}
+			if calls.Load() != 1 {
+				t.Fatalf("the gate ran %d times, want 1", calls.Load())
+			}
+		})
+	}
+	t.Run("gate passed without recording it", func(t *testing.T) {
+		f := newFixture(t, nil)
+		req := f.request(t, nil, "silent", "tx-silent")
+		req.Gated = true
+		req.Deliver = func(context.Context, *store.Record, *x509.Certificate) error { return nil }
+		if res, err := f.iss.Issue(context.Background(), req); !errors.Is(err, ErrWithheld) || res != nil {
+			t.Fatalf("Issue = %v, %v; want ErrWithheld", res, err)
+		}
+	})
+}

@@ -91,9 +91,12 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 	// A replay within the endpoint's window of a certificate still valid and unrevoked returns it; anything else
 	// with the same transaction ID is a new enrollment (a revoked one included: it is authorized afresh).
 	key := "scep|" + e.Name + "|" + msg.TransactionID
+	// On an Intune endpoint the certificate leaves only after Intune accepted its successNotification (Gated): a
+	// replay, too, gets it only once the record shows that, and is told PENDING while the notification may still be
+	// in flight.
 	ireq := &issuance.Request{Checked: req, Profile: e.Profile, Source: store.SourceSCEP, Endpoint: e.Name,
 		Requester: "scep:" + e.Challenge, TxID: msg.TransactionID, Key: key, DeviceID: deviceID(req),
-		ReplayWindow: e.ReplayWindow, ReissueRevoked: true}
+		ReplayWindow: e.ReplayWindow, ReissueRevoked: true, Gated: e.gated()}
 	if e.Challenge == ChallengeIntune {
 		// A replay must not reach Intune a second time, so look it up before validating. Other endpoints let the
 		// issuer's key claim find replays: one store round trip fewer on every fresh enrollment.
@@ -350,13 +353,18 @@ func (s *Server) certPoll(ctx context.Context, e *Endpoint, msg *PKIMessage) out
 	case store.StatusPending:
 		return outcome{status: StatusPending}
 	case store.StatusIssued:
-		if !rec.Withheld {
-			c, err := x509.ParseCertificate(rec.CertDER)
-			if err != nil {
-				return fail(BadCertID, err)
-			}
-			return outcome{status: StatusSuccess, cert: c, serial: rec.Serial, replayed: true}
+		// The record was issued through e (the transaction ID is e's), so e says whether it is gated.
+		switch err := s.issuer.Releasable(rec, e.gated()); {
+		case errors.Is(err, issuance.ErrInProgress):
+			return outcome{status: StatusPending, err: err}
+		case err != nil:
+			return fail(BadCertID, err) // withheld: the answer for a request that has no certificate
 		}
+		c, err := x509.ParseCertificate(rec.CertDER)
+		if err != nil {
+			return fail(BadCertID, err)
+		}
+		return outcome{status: StatusSuccess, cert: c, serial: rec.Serial, replayed: true}
 	}
 	return fail(BadCertID, fmt.Errorf("request is %s", rec.Status))
 }
@@ -386,8 +394,12 @@ func (s *Server) getCert(ctx context.Context, signer *x509.Certificate, content 
 	if err != nil {
 		return s.issued(nil, err)
 	}
-	if (rec.Status != store.StatusIssued && rec.Status != store.StatusRevoked) || rec.Withheld {
+	if rec.Status != store.StatusIssued && rec.Status != store.StatusRevoked {
 		return fail(BadCertID, fmt.Errorf("certificate is %s", rec.Status))
+	}
+	if err := s.issuer.Releasable(rec, s.gatedRecord(rec)); err != nil {
+		// Withheld, or gated and not yet accepted by Intune: the same answer as for a pending certificate.
+		return fail(BadCertID, err)
 	}
 	c, err := x509.ParseCertificate(rec.CertDER)
 	if err != nil {
@@ -432,7 +444,7 @@ func (s *Server) getCRL(ctx context.Context) outcome {
 // deviceID extracts an Intune device ID from an IntuneDeviceId:// URI SAN, if present.
 func deviceID(req *policy.Request) string {
 	for _, u := range req.URIs {
-		if equalFold(u.Scheme, "IntuneDeviceId") {
+		if policy.SameName(u.Scheme, "IntuneDeviceId") {
 			if u.Host != "" {
 				return u.Host
 			}
@@ -441,8 +453,6 @@ func deviceID(req *policy.Request) string {
 	}
 	return ""
 }
-
-func equalFold(a, b string) bool { return len(a) == len(b) && bytes.EqualFold([]byte(a), []byte(b)) }
 
 func clip(s string) string {
 	if len(s) > 16 {

@@ -1,13 +1,18 @@
 package scep_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"io"
+	"math/big"
+	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/azscep/azscep/internal/intune"
 	"github.com/azscep/azscep/internal/scep"
@@ -164,5 +169,290 @@ func TestIntuneFailureNotification(t *testing.T) {
 	}
 	if !errors.Is(f.failCauses[0], boom) || f.failed[0] != req.TransactionID {
 		t.Errorf("failureNotification cause %v", f.failCauses[0])
+	}
+}
+
+// heldIntune is fakeIntune whose successNotification, once called, waits until the test releases it.
+type heldIntune struct {
+	*fakeIntune
+	entered, release chan struct{}
+	enterOnce        sync.Once
+}
+
+func newHeldIntune(f *fakeIntune) *heldIntune {
+	return &heldIntune{fakeIntune: f, entered: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (h *heldIntune) NotifySuccess(ctx context.Context, txID string, csrDER []byte, rec *store.Record, cert *x509.Certificate) error {
+	h.enterOnce.Do(func() { close(h.entered) })
+	<-h.release
+	return h.fakeIntune.NotifySuccess(ctx, txID, csrDER, rec, cert)
+}
+
+// asyncAnswer is the answer to a request sent in the background.
+type asyncAnswer struct {
+	resp *http.Response
+	body []byte
+	err  error
+}
+
+// postAsync posts req to endpoint in the background.
+func (e *env) postAsync(endpoint string, req *testca.Request) <-chan asyncAnswer {
+	done := make(chan asyncAnswer, 1)
+	go func() {
+		resp, err := http.Post(e.url(endpoint)+"?operation=PKIOperation", "application/x-pki-message", bytes.NewReader(req.Raw))
+		if err != nil {
+			done <- asyncAnswer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		done <- asyncAnswer{resp: resp, body: body, err: err}
+	}()
+	return done
+}
+
+// askedAgain is what a device hears when it asks again for the certificate of its one enrollment: the same
+// PKCSReq (same transaction ID and key), a CertPoll for the transaction and a GetCert for the serial, all signed
+// with its key.
+type askedAgain struct{ retry, poll, get *testca.CertRep }
+
+func (e *env) askAgain(t *testing.T, endpoint string, c *testca.Client, csr *x509.CertificateRequest) askedAgain {
+	t.Helper()
+	recs := e.records(t)
+	if len(recs) != 1 {
+		t.Fatalf("%d records, want the enrollment's one", len(recs))
+	}
+	serial, ok := new(big.Int).SetString(recs[0].Serial, 16)
+	if !ok {
+		t.Fatalf("record serial %q", recs[0].Serial)
+	}
+	return askedAgain{
+		retry: e.pki(t, endpoint, c.PKCSReq(t, csr)),
+		poll:  e.pki(t, endpoint, c.CertPoll(t, testca.TransactionID(t, csr.PublicKey), e.ca.Cert, csr.Subject)),
+		get:   e.pki(t, endpoint, c.GetCert(t, e.ca.Cert, serial)),
+	}
+}
+
+// wantNotYet asserts that every way of asking again was told to wait (GetCert has no PENDING: badCertID, as
+// for a pending record) and got no certificate.
+func (a askedAgain) wantNotYet(t *testing.T) {
+	t.Helper()
+	for name, rep := range map[string]*testca.CertRep{"retry": a.retry, "CertPoll": a.poll} {
+		if rep.Status != testca.StatusPending || len(rep.Certificates) != 0 {
+			t.Errorf("%s: status %q failInfo %q with %d certificates, want PENDING", name, rep.Status, rep.FailInfo,
+				len(rep.Certificates))
+		}
+	}
+	wantFailure(t, a.get, testca.FailBadCertID)
+}
+
+// wantRefused asserts the answers for a withheld certificate: FAILURE everywhere, no certificate.
+func (a askedAgain) wantRefused(t *testing.T) {
+	t.Helper()
+	wantFailure(t, a.retry, testca.FailBadRequest)
+	wantFailure(t, a.poll, testca.FailBadCertID)
+	wantFailure(t, a.get, testca.FailBadCertID)
+}
+
+// wantGiven asserts that every way of asking again got cert.
+func (a askedAgain) wantGiven(t *testing.T, cert *x509.Certificate) {
+	t.Helper()
+	for name, rep := range map[string]*testca.CertRep{"retry": a.retry, "CertPoll": a.poll, "GetCert": a.get} {
+		if got := wantSuccess(t, rep); !got.Equal(cert) {
+			t.Errorf("%s returned another certificate", name)
+		}
+	}
+}
+
+// afterDelivery moves the issuer's clock past the longest a successNotification (with the writes around it) can
+// still be in flight.
+func (e *env) afterDelivery() { e.issuerOffset.Store(int64(10 * time.Minute)) }
+
+// TestIntuneCertificateWaitsForSuccessNotification: while successNotification is in flight (the issued record is
+// durable, IntuneNotified still false), the device's retry of the same PKCSReq and its CertPoll are told PENDING
+// and a GetCert of the serial badCertID — none gets the certificate Intune may yet refuse. Once Intune answered,
+// they get the certificate if it was accepted and FAILURE if it was refused, and Intune is not called again.
+func TestIntuneCertificateWaitsForSuccessNotification(t *testing.T) {
+	t.Parallel()
+	for _, refused := range []bool{false, true} {
+		t.Run(fmt.Sprintf("refused=%t", refused), func(t *testing.T) {
+			t.Parallel()
+			f := &fakeIntune{}
+			if refused {
+				f.notifyErr = &intune.ValidationError{Operation: "successNotification", Code: "Failure"}
+			}
+			h := newHeldIntune(f)
+			e := newEnv(t, envOptions{intune: h, endpoints: []*scep.Endpoint{
+				{Name: "intune", Challenge: scep.ChallengeIntune, Profile: testProfile(t)}}})
+			var once sync.Once
+			release := func() { once.Do(func() { close(h.release) }) }
+			t.Cleanup(release) // before the server closes: a failing test never leaves the notification hanging
+			c, csr, first := intuneRequest(t, e, 0)
+			done := e.postAsync("intune", first)
+			select {
+			case <-h.entered:
+			case <-time.After(20 * time.Second):
+				t.Fatal("successNotification was never called")
+			}
+
+			e.askAgain(t, "intune", c, csr).wantNotYet(t)
+
+			release()
+			a := <-done
+			if a.err != nil {
+				t.Fatal(a.err)
+			}
+			rep := e.certRep(t, a.resp, a.body, first)
+			recs := e.records(t)
+			if refused {
+				wantFailure(t, rep, testca.FailBadRequest)
+				if len(recs) != 1 || !recs[0].Withheld || recs[0].IntuneNotified {
+					t.Fatal("want the one record withheld and not notified")
+				}
+				e.askAgain(t, "intune", c, csr).wantRefused(t)
+			} else {
+				cert := wantSuccess(t, rep)
+				if len(recs) != 1 || recs[0].Withheld || !recs[0].IntuneNotified {
+					t.Fatal("want the one record notified and not withheld")
+				}
+				e.askAgain(t, "intune", c, csr).wantGiven(t, cert)
+			}
+			if v, n, fl := f.counts(); v != 1 || n != 1 || fl != 0 {
+				t.Errorf("validate %d, successNotification %d, failureNotification %d; want 1, 1, 0", v, n, fl)
+			}
+		})
+	}
+}
+
+// TestIntuneRefusedCertificateStaysWithheldWhenTheMarkIsLost: Intune refuses successNotification and the write
+// marking the record withheld fails, so the record stays issued and not withheld — but it never shows the
+// notification accepted. Asking again is told to wait while the notification could still be in flight and refused
+// after that: never the certificate Intune refused, and no second Intune call.
+func TestIntuneRefusedCertificateStaysWithheldWhenTheMarkIsLost(t *testing.T) {
+	t.Parallel()
+	f := &fakeIntune{notifyErr: &intune.ValidationError{Operation: "successNotification", Code: "Failure"}}
+	e := intuneEnv(t, f, func(s store.Store) store.Store {
+		fs := storetest.NewFaultStore(s)
+		// Update 1: pending → issued. Update 2: marking the certificate withheld.
+		fs.Inject(storetest.Fault{Method: storetest.MethodUpdate, Nth: 2, Err: errors.New("table storage blip")})
+		return fs
+	})
+	c, csr, req := intuneRequest(t, e, 0)
+	wantFailure(t, e.pki(t, "intune", req), testca.FailBadRequest)
+	if recs := e.records(t); len(recs) != 1 || recs[0].Status != store.StatusIssued || recs[0].Withheld || recs[0].IntuneNotified {
+		t.Fatal("want one issued record, neither withheld nor notified (the withheld mark was lost)")
+	}
+	e.askAgain(t, "intune", c, csr).wantNotYet(t)
+	e.afterDelivery()
+	e.askAgain(t, "intune", c, csr).wantRefused(t)
+	if v, n, fl := f.counts(); v != 1 || n != 1 || fl != 0 {
+		t.Errorf("validate %d, successNotification %d, failureNotification %d; want 1, 1, 0", v, n, fl)
+	}
+}
+
+// TestLostIssuedWriteIsReplayedOnlyWithoutAGate: the pending → issued write commits but its answer is lost, so the
+// first attempt gets 503 and the record is issued with a certificate nobody has seen. On a static endpoint the
+// retry gets that certificate, as the first answer would have. On an Intune endpoint failureNotification was sent
+// and successNotification never was: asking again is told to wait and then refused, never given the certificate.
+func TestLostIssuedWriteIsReplayedOnlyWithoutAGate(t *testing.T) {
+	t.Parallel()
+	for _, endpoint := range []string{epStatic, "intune"} {
+		t.Run(endpoint, func(t *testing.T) {
+			t.Parallel()
+			f := &fakeIntune{}
+			e := newEnv(t, envOptions{intune: f, endpoints: []*scep.Endpoint{
+				{Name: epStatic, Challenge: scep.ChallengeStatic, Secret: []byte(staticSecret), Profile: testProfile(t)},
+				{Name: "intune", Challenge: scep.ChallengeIntune, Profile: testProfile(t)}},
+				wrap: func(s store.Store) store.Store {
+					fs := storetest.NewFaultStore(s)
+					fs.Inject(storetest.Fault{Method: storetest.MethodUpdate, Nth: 1, Commit: true})
+					return fs
+				}})
+			c := e.client(t, 0, "lost-write")
+			challenge := staticSecret
+			if endpoint == "intune" {
+				challenge = intuneChallenge
+			}
+			csr := testca.CSR(t, c.Key, testca.CSROptions{Subject: pkix.Name{CommonName: "lost-write"},
+				ChallengePassword: challenge})
+			resp, body := e.do(t, http.MethodPost, e.url(endpoint)+"?operation=PKIOperation", "application/x-pki-message",
+				c.PKCSReq(t, csr).Raw)
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				t.Fatalf("first attempt: HTTP %d %q, want 503", resp.StatusCode, body)
+			}
+			recs := e.records(t)
+			if len(recs) != 1 || recs[0].Status != store.StatusIssued || recs[0].IntuneNotified {
+				t.Fatal("want one issued, un-notified record (the write committed)")
+			}
+			if endpoint == epStatic {
+				stored, err := x509.ParseCertificate(recs[0].CertDER)
+				if err != nil {
+					t.Fatal(err)
+				}
+				e.askAgain(t, endpoint, c, csr).wantGiven(t, stored)
+				return
+			}
+			e.askAgain(t, endpoint, c, csr).wantNotYet(t)
+			e.afterDelivery()
+			e.askAgain(t, endpoint, c, csr).wantRefused(t)
+			if v, n, fl := f.counts(); v != 1 || n != 0 || fl != 1 {
+				t.Errorf("validate %d, successNotification %d, failureNotification %d; want 1, 0, 1", v, n, fl)
+			}
+		})
+	}
+}
+
+// TestIntuneAcceptedNotificationIsRecordedBeforeTheCertificateLeaves: the write recording that Intune accepted
+// successNotification fails. Lost once (with or without committing), it is made again and the device gets its
+// certificate with IntuneNotified durable. Lost for good, the device is told PENDING — not FAILURE, and no
+// failureNotification: Intune has the certificate — and is never given a certificate the records do not show as
+// reported to Intune.
+func TestIntuneAcceptedNotificationIsRecordedBeforeTheCertificateLeaves(t *testing.T) {
+	t.Parallel()
+	// Update 1: pending → issued. Update 2: the notification's bookkeeping. Update 3: its second attempt.
+	for _, tc := range []struct {
+		name   string
+		faults []storetest.Fault
+		given  bool
+	}{
+		{"lost once", []storetest.Fault{{Method: storetest.MethodUpdate, Nth: 2}}, true},
+		{"committed, answer lost", []storetest.Fault{{Method: storetest.MethodUpdate, Nth: 2, Commit: true}}, true},
+		{"lost twice", []storetest.Fault{{Method: storetest.MethodUpdate, Nth: 2}, {Method: storetest.MethodUpdate, Nth: 3}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := &fakeIntune{}
+			e := intuneEnv(t, f, func(s store.Store) store.Store {
+				fs := storetest.NewFaultStore(s)
+				for _, ft := range tc.faults {
+					fs.Inject(ft)
+				}
+				return fs
+			})
+			c, csr, req := intuneRequest(t, e, 0)
+			rep := e.pki(t, "intune", req)
+			recs := e.records(t)
+			if len(recs) != 1 || recs[0].Status != store.StatusIssued || recs[0].Withheld {
+				t.Fatal("want one issued record, not withheld")
+			}
+			if tc.given {
+				cert := wantSuccess(t, rep)
+				if !recs[0].IntuneNotified {
+					t.Fatal("certificate delivered while the record does not show it reported to Intune")
+				}
+				e.askAgain(t, "intune", c, csr).wantGiven(t, cert)
+			} else {
+				if rep.Status != testca.StatusPending || len(rep.Certificates) != 0 {
+					t.Fatalf("status %q failInfo %q, want PENDING without a certificate", rep.Status, rep.FailInfo)
+				}
+				e.askAgain(t, "intune", c, csr).wantNotYet(t)
+				e.afterDelivery()
+				e.askAgain(t, "intune", c, csr).wantRefused(t)
+			}
+			if v, n, fl := f.counts(); v != 1 || n != 1 || fl != 0 {
+				t.Errorf("validate %d, successNotification %d, failureNotification %d; want 1, 1, 0", v, n, fl)
+			}
+		})
 	}
 }

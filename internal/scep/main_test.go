@@ -87,9 +87,11 @@ type env struct {
 	issuer *issuance.Issuer
 	srv    *scep.Server
 	ts     *httptest.Server
-	// offset shifts the SCEP server's clock (renewal windows); issuance keeps real time.
+	// offset shifts the SCEP server's clock (renewal windows).
 	offset atomic.Int64
-	panics atomic.Int32
+	// issuerOffset shifts the issuer's clock (how long ago a record was written, for the delivery gate).
+	issuerOffset atomic.Int64
+	panics       atomic.Int32
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -116,6 +118,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		URLs: issuance.URLs{OCSP: []string{"http://ca.test/api/ocsp"}, CAIssuers: []string{"http://ca.test/api/ca"},
 			CRL: []string{"http://ca.test/api/crl"}},
 		Backdate: 5 * time.Minute,
+		Now:      func() time.Time { return time.Now().Add(time.Duration(e.issuerOffset.Load())) },
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -84,6 +84,21 @@ func (e *Endpoint) renews(from string) bool {
 	return false
 }
 
+// gated reports whether e's certificates may leave only after Intune accepted their successNotification (the
+// delivery gate of issuance.Request.Gated): the Intune-challenge endpoints.
+func (e *Endpoint) gated() bool { return e.Challenge == ChallengeIntune }
+
+// gatedRecord reports whether rec's certificate was issued behind a delivery gate, from the configuration of the
+// endpoint that issued it (GetCert may ask any endpoint for any serial). A SCEP record of an endpoint this server no
+// longer has counts as gated: whether it was cannot be known, and refusing it is the safe side.
+func (s *Server) gatedRecord(rec *store.Record) bool {
+	if rec.Source != store.SourceSCEP {
+		return false
+	}
+	e, ok := s.endpoints[strings.ToLower(rec.Endpoint)]
+	return !ok || e.gated()
+}
+
 // Intune is the part of the Intune client the SCEP flow needs (validate before signing, notify after).
 type Intune interface {
 	Validate(ctx context.Context, transactionID string, csrDER []byte) error
@@ -286,13 +301,21 @@ func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoin
 		}
 		der = b
 	case http.MethodGet:
-		if len(r.URL.RawQuery) > 2*httpx.MaxBody {
+		// The same cap as a POST body, on the decoded message; the query is bounded first, before any decoding, by
+		// the longest way a message under the cap can be written.
+		if len(r.URL.RawQuery) > maxGETQuery {
+			s.log.Warn("scep query over cap", "endpoint", e.Name, "query_length", len(r.URL.RawQuery))
 			plainError(w, http.StatusRequestEntityTooLarge, "message too large")
 			return
 		}
 		b, err := DecodeGETMessage(r.URL.RawQuery)
 		if err != nil {
 			plainError(w, http.StatusBadRequest, "message parameter is missing or not base64")
+			return
+		}
+		if len(b) > httpx.MaxBody {
+			s.log.Warn("scep message over cap", "endpoint", e.Name, "message_length", len(b))
+			plainError(w, http.StatusRequestEntityTooLarge, "message too large")
 			return
 		}
 		der = b
@@ -355,6 +378,14 @@ func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoin
 	}
 	httpx.WriteBody(w, "application/x-pki-message", body)
 }
+
+// maxGETBase64 is the base64 length of the largest message httpx.MaxBody allows (padded).
+const maxGETBase64 = (httpx.MaxBody + 2) / 3 * 4
+
+// maxGETQuery bounds the raw query of a GET PKIOperation: that base64 with every character URL-escaped (three
+// bytes each, as "%2B"), the CRLF line breaks DecodeGETMessage accepts (escaped, every 64 characters) and room for
+// the other parameters.
+const maxGETQuery = 3*maxGETBase64 + 6*(maxGETBase64/64+1) + 1024
 
 func (s *Server) certRep(e *Endpoint, msg *PKIMessage, out outcome) ([]byte, error) {
 	cert, key, err := s.identity(e)

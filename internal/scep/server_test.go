@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	mozpkcs7 "go.mozilla.org/pkcs7"
 
 	"github.com/azscep/azscep/internal/custody"
+	"github.com/azscep/azscep/internal/httpx"
 	"github.com/azscep/azscep/internal/scep"
 	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/store/storetest"
@@ -245,6 +247,44 @@ func TestTransport(t *testing.T) {
 		req := cl.PKCSReq(t, csrFor(t, cl, "ct"))
 		resp, body := e.do(t, http.MethodPost, op, ct, req.Raw)
 		wantSuccess(t, e.certRep(t, resp, body, req))
+	}
+}
+
+// TestGETMessageCap: a GET PKIOperation's message is held to the POST body cap once decoded — one byte over it is
+// 413, as for POST, not handed to the parser —, while a message at the cap is read however its query is escaped
+// (here every character percent-escaped, three times its base64 length).
+func TestGETMessageCap(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	op := e.url(epStatic) + "?operation=PKIOperation&message="
+	message := func(n int) []byte {
+		b := make([]byte, n)
+		b[0], b[1] = 0x30, 0x80
+		return b
+	}
+	escapeEvery := func(s string) string {
+		var b strings.Builder
+		for i := 0; i < len(s); i++ {
+			fmt.Fprintf(&b, "%%%02X", s[i])
+		}
+		return b.String()
+	}
+	cases := []struct {
+		name, query string
+		want        int
+	}{
+		{"one byte over, base64url", base64.RawURLEncoding.EncodeToString(message(httpx.MaxBody + 1)), http.StatusRequestEntityTooLarge},
+		{"one byte over, base64 query-escaped", escapeAll(base64.StdEncoding.EncodeToString(message(httpx.MaxBody + 1))),
+			http.StatusRequestEntityTooLarge},
+		{"at the cap, every character escaped", escapeEvery(base64.StdEncoding.EncodeToString(message(httpx.MaxBody))),
+			http.StatusBadRequest},
+		{"a query longer than any message under the cap", strings.Repeat("%41", 110000), http.StatusRequestEntityTooLarge},
+	}
+	for _, tc := range cases {
+		resp, body := e.do(t, http.MethodGet, op+tc.query, "", nil)
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s (%d-byte query): HTTP %d %q, want %d", tc.name, len(tc.query), resp.StatusCode, body, tc.want)
+		}
 	}
 }
 
