@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -622,6 +623,7 @@ func checkSubject(raw []byte, p *Profile) error {
 	if len(rdns) > maxRDNs {
 		return reject(CodeSubject, "subject has %d RDNs, more than %d", len(rdns), maxRDNs)
 	}
+	var dcs []string
 	for _, rdn := range rdns {
 		for _, atv := range rdn {
 			attr, ok := allowedSubjectAttributes[atv.Type.String()]
@@ -640,6 +642,9 @@ func checkSubject(raw []byte, p *Profile) error {
 				if err := checkNameLike(p, attr.identity, s); err != nil {
 					return err
 				}
+				if atv.Type.Equal(oidDomainComponent) {
+					dcs = append(dcs, s)
+				}
 			case atv.Type.Equal(oidEmailAttribute):
 				if !validEmailLike(s) || !(p.AllowsEmail(s) || p.AllowsUPN(s)) {
 					return reject(CodeSubject, "subject e-mail address %q is not allowed by profile %s", clip(s), p.Name)
@@ -647,8 +652,18 @@ func checkSubject(raw []byte, p *Profile) error {
 			}
 		}
 	}
+	if len(dcs) > 1 {
+		// Relying parties (Active Directory first) read the domain components together as one domain, the last
+		// one (in DER order) leftmost: DC=com, DC=evil names evil.com though neither label is a name alone.
+		slices.Reverse(dcs)
+		if err := checkNameLike(p, "domain components", strings.Join(dcs, ".")); err != nil {
+			return err
+		}
+	}
 	return nil
 }
+
+var oidDomainComponent = asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 25}
 
 // wellFormedName reports whether raw is a Name exactly as RFC 5280 §4.1.2.4 shapes it, in DER: a SEQUENCE of
 // non-empty SETs of AttributeTypeAndValue, each exactly one type and one value, with nothing after any of them.

@@ -416,6 +416,11 @@ func dnsShaped(v string) bool {
 func foldLookalikes(v string) string {
 	return strings.Map(func(r rune) rune {
 		switch {
+		case unicode.Is(unicode.Cf, r):
+			// Invisible format characters (soft hyphen, zero-width space and joiners, bidi controls): IDNA
+			// mapping drops them and a reader does not see them, so "evil\u00ADcorp.example.com" is
+			// evilcorp.example.com.
+			return -1
 		case r >= 0xFF01 && r <= 0xFF5E:
 			return r - 0xFEE0
 		case r == 0x3002 || r == 0xFF61:

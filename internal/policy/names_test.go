@@ -215,6 +215,13 @@ func TestCommonNameAllowList(t *testing.T) {
 		{"www\u3002bank\u3002example", policy.CodeSubject},
 		{"dc01\uFF0Econtoso\uFF0Ecom", policy.CodeSubject},
 		{"Ｒｏｕｔｅｒ 17", ""}, // fullwidth free text is not a name
+		// Invisible format characters hide a name from the DNS-shape test but not from a reader or IDNA.
+		{"evil\u00ADcorp.example.com", policy.CodeSubject},      // soft hyphen
+		{"dc01\u200B.contoso.com", policy.CodeSubject},          // zero-width space
+		{"laptop-7\u200D.corp.example.com", policy.CodeSubject}, // zero-width joiner, even inside the allow-list
+		{"alice\u2060@fabrikam.com", policy.CodeSubject},        // word joiner
+		{"moc.elpmaxe.knab\u202E", policy.CodeSubject},          // right-to-left override
+		{"Router\u00AD 17", ""},                                 // free text stays free text
 	} {
 		t.Run(tc.cn, func(t *testing.T) {
 			_, err := checkDER(buildCSR(t, csrSpec{subject: name(t, pkix.Name{CommonName: tc.cn})}), prof)
@@ -258,6 +265,37 @@ func TestIdentityAttributesHeldToAllowLists(t *testing.T) {
 		t.Run(tc.attr+"="+tc.value, func(t *testing.T) {
 			n := pkix.Name{CommonName: "device-1", ExtraNames: []pkix.AttributeTypeAndValue{{Type: oid(tc.attr), Value: tc.value}}}
 			_, err := checkDER(buildCSR(t, csrSpec{subject: name(t, n)}), prof)
+			wantCode(t, err, tc.want)
+		})
+	}
+}
+
+// TestDomainComponentsReadAsOneName: the DC attributes together name a domain (DC=com, DC=evil is evil.com), held
+// to the DNS allow-list as a whole even though each label alone is not a name.
+func TestDomainComponentsReadAsOneName(t *testing.T) {
+	loadKeys(t)
+	prof := mustProfile(t, "p", "dns=corp.example.com,*.corp.example.com")
+	dc := func(labels ...string) pkix.Name { // in DER order: the top-level label first
+		n := pkix.Name{CommonName: "device-1"}
+		for _, l := range labels {
+			n.ExtraNames = append(n.ExtraNames, pkix.AttributeTypeAndValue{Type: asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 25}, Value: l})
+		}
+		return n
+	}
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		want   policy.Code
+	}{
+		{"one label", []string{"corp"}, ""},
+		{"allowed domain", []string{"com", "example", "corp"}, ""},
+		{"allowed host", []string{"com", "example", "corp", "eu"}, ""},
+		{"other domain", []string{"com", "evil"}, policy.CodeSubject},
+		{"allowed labels, reversed", []string{"corp", "example", "com"}, policy.CodeSubject},
+		{"parent of the allowed domain", []string{"com", "example"}, policy.CodeSubject},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := checkDER(buildCSR(t, csrSpec{subject: name(t, dc(tc.labels...))}), prof)
 			wantCode(t, err, tc.want)
 		})
 	}
