@@ -47,16 +47,17 @@ func caCommand(ctx context.Context, cfg *config.Config, sub string, args []strin
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q: %w", fs.Arg(0), errUsage)
 	}
+	// A bad subject, validity or key choice is a configuration error (exit 2), which postprovision does not retry.
 	name, err := parseDN(o.subject)
 	if err != nil {
-		return err
+		return fmt.Errorf("-subject: %v: %w", err, errUsage)
 	}
 	days, err := time.ParseDuration(strings.Replace(o.validity, "d", "h", 1))
 	if strings.HasSuffix(o.validity, "d") {
 		days *= 24
 	}
 	if err != nil || days < 24*time.Hour {
-		return fmt.Errorf("bad -validity %q", o.validity)
+		return fmt.Errorf("bad -validity %q: %w", o.validity, errUsage)
 	}
 	now := time.Now()
 	// The store records every RA certificate (local mode too: Azurite).
@@ -85,6 +86,9 @@ func caCommand(ctx context.Context, cfg *config.Config, sub string, args []strin
 	case "init":
 		res, err := v.Init(ctx, custody.VaultInitOptions{KeyType: o.keyType, KeySize: o.keySize, Curve: o.curve,
 			Subordinate: o.subordinate, Root: custody.RootOptions{Subject: name, Validity: days}}, now)
+		if errors.Is(err, custody.ErrInitOptions) {
+			return fmt.Errorf("%v: %w", err, errUsage)
+		}
 		if err != nil {
 			return err
 		}

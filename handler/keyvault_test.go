@@ -341,6 +341,23 @@ func TestKeyVaultRestartUnwrapsOnce(t *testing.T) {
 	wantKV(t, v.kv, "two enrollments after the restart", map[string]int{kvfake.OpSign: 2})
 }
 
+// TestKeyVaultStartUpOutlastsARoleStillSpreading: Key Vault refusing the app (403) at start-up, as it does for minutes
+// after a role assignment, is waited out: the handler becomes ready once the role applies instead of exiting into
+// the Functions host's restart limit. A fault in the key material stays fatal (the tests after this one).
+func TestKeyVaultStartUpOutlastsARoleStillSpreading(t *testing.T) {
+	caKey, _, _ := vaultKeys(t)
+	v := newVaultCA(t, caKey, "", nil)
+	v.kv.Reset()
+	v.kv.Fail(kvfake.OpGet, 2, http.StatusForbidden)
+	svc := v.start(t)
+	if n := strings.Count(svc.logText(), "dependencies not reachable yet"); n != 2 {
+		t.Errorf("%d retry lines, want one for each refused start", n)
+	}
+	certs, _ := getCACert(t, svc.scepURL("static"))
+	to := recipients(t, certs)
+	staticEnroll(t, svc, to, "kv-after-the-role-applied").mustSucceed(t, to[0])
+}
+
 // TestKeyVaultTamperedEnvelopeStopsStartUp: a wrapped data key or ciphertext changed in the store makes start-up
 // fail with the envelope error, before any signature.
 func TestKeyVaultTamperedEnvelopeStopsStartUp(t *testing.T) {

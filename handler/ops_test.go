@@ -354,6 +354,9 @@ func TestCLIExplainsItself(t *testing.T) {
 		{noSettings, []string{"help", "bogus"}, []string{"no help", "Usage:"}},
 		{local, []string{"ca", "init", "-bogus"}, []string{"-bogus", "Usage: azscep ca init", "-subject"}},
 		{local, []string{"ca", "show", "extra"}, []string{`unexpected argument "extra"`, "Usage: azscep ca show"}},
+		// Bad values are configuration errors too: exit 2, which the postprovision hook does not retry.
+		{local, []string{"ca", "init", "-subject", "not a name"}, []string{"-subject", `bad subject part "not a name"`, "Usage: azscep ca init"}},
+		{local, []string{"ca", "init", "-validity", "12x"}, []string{`bad -validity "12x"`, "Usage: azscep ca init"}},
 	} {
 		code, stdout, stderr := runCLI(t, tc.env, tc.args...)
 		if code != 2 || stdout != "" {

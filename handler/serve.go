@@ -19,6 +19,7 @@ import (
 	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/httpx"
 	"github.com/azscep/azscep/internal/issuance"
+	"github.com/azscep/azscep/internal/keyvault"
 	"github.com/azscep/azscep/internal/ocsp"
 	"github.com/azscep/azscep/internal/revocation"
 	"github.com/azscep/azscep/internal/scep"
@@ -112,8 +113,10 @@ func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// init builds the dependencies. Store outages are retried (the service stays up, answering 503); faults in the
-// key material are fatal.
+// init builds the dependencies. Outages of the store and of Key Vault — Key Vault's 403 included, which a role
+// assignment still spreading gives for minutes, and its throttling during a scale-out — are retried, the service
+// staying up and answering 503, instead of exiting into the host's restart limit; faults in the key material are
+// fatal.
 func (a *app) init(ctx context.Context) error {
 	start := time.Now()
 	var d *deps
@@ -123,7 +126,7 @@ func (a *app) init(ctx context.Context) error {
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, store.ErrUnavailable) || ctx.Err() != nil {
+		if !transientAtStart(err) || ctx.Err() != nil {
 			return err
 		}
 		a.log.Warn("dependencies not reachable yet; retrying", "err", err, "attempt", attempt)
@@ -139,6 +142,13 @@ func (a *app) init(ctx context.Context) error {
 	a.log.Info("ready", "duration_ms", time.Since(start).Milliseconds(), "ca", d.keys.CA().Subject.String(),
 		"ca_sha256", custody.Fingerprint(d.keys.CA()))
 	return nil
+}
+
+// transientAtStart reports whether a start-up failure may pass by itself: the store or Key Vault unreachable,
+// throttled, or refusing a role that is still being applied.
+func transientAtStart(err error) bool {
+	return errors.Is(err, store.ErrUnavailable) || errors.Is(err, keyvault.ErrUnavailable) ||
+		errors.Is(err, keyvault.ErrThrottled) || errors.Is(err, keyvault.ErrForbidden)
 }
 
 func (a *app) close() {

@@ -13,7 +13,8 @@
 #   AZSCEP_CA_CURVE        EC: P-256 (default) or P-384
 #   AZSCEP_CA_SUBORDINATE  true: make a CSR for a parent CA instead of a self-signed root
 #   AZSCEP_SKIP_CA_INIT    true: do nothing (bootstrap by hand with infra/scripts/azscep-admin.sh)
-#   AZSCEP_CA_INIT_ATTEMPTS tries while new role assignments propagate (default 8, 20 s apart)
+#   AZSCEP_CA_INIT_ATTEMPTS tries while new role assignments propagate (default 36, 20 s apart: the 10 minutes
+#                          Azure documents for a role assignment to apply, and two more)
 # The subject, validity and key parameters only matter the first time; later runs adopt what exists.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -39,7 +40,7 @@ if is_true "${AZSCEP_CA_SUBORDINATE:-false}"; then
 	args+=(-subordinate)
 fi
 
-attempts=${AZSCEP_CA_INIT_ATTEMPTS:-8}
+attempts=${AZSCEP_CA_INIT_ATTEMPTS:-36}
 [[ $attempts =~ ^[1-9][0-9]*$ ]] || die "AZSCEP_CA_INIT_ATTEMPTS must be a positive integer"
 delay=20
 out=$(mktemp)

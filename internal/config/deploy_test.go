@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -1337,6 +1338,19 @@ func TestDeployScripts(t *testing.T) {
 	post := readRepoFile(t, "infra/scripts/postprovision.sh")
 	if !strings.Contains(post, "args=(ca init") || !strings.Contains(post, "azscep-admin.sh") {
 		t.Error("postprovision.sh must run `ca init` through azscep-admin.sh")
+	}
+	// Azure documents up to 10 minutes for a role assignment to apply: the hook's retries must outlast that, or a
+	// first `azd up` stops at postprovision and never deploys the code.
+	tries := regexp.MustCompile(`attempts=\$\{AZSCEP_CA_INIT_ATTEMPTS:-(\d+)\}`).FindStringSubmatch(post)
+	delay := regexp.MustCompile(`(?m)^delay=(\d+)$`).FindStringSubmatch(post)
+	if tries == nil || delay == nil {
+		t.Error("postprovision.sh must set attempts=${AZSCEP_CA_INIT_ATTEMPTS:-N} and delay=S")
+	} else {
+		n, _ := strconv.Atoi(tries[1])
+		d, _ := strconv.Atoi(delay[1])
+		if (n-1)*d < 600 {
+			t.Errorf("postprovision.sh tries ca init %d times %d s apart: under the 10 minutes a role assignment may take", n, d)
+		}
 	}
 	admin := readRepoFile(t, "infra/scripts/azscep-admin.sh")
 	if !strings.Contains(admin, "-u AZURE_CLIENT_ID") || !strings.Contains(admin, "AZSCEP_MODE=azure") {

@@ -34,6 +34,10 @@ var ErrNotInitialized = errors.New("custody: the CA is not initialised; run `azs
 // wrong key-encryption key). Start-up stops on it.
 var ErrEnvelope = errors.New("custody: RA key envelope cannot be opened")
 
+// ErrInitOptions means `ca init` was asked for something it cannot make (an empty subject, an unknown key type, size
+// or curve, an EC key in CA-decrypt mode): a configuration error that no retry fixes. Nothing was created.
+var ErrInitOptions = errors.New("custody: ca init options")
+
 // caRecord is the public half of the CA, stored under meta "ca".
 type caRecord struct {
 	Version    int      `json:"version"`
@@ -429,15 +433,16 @@ func (v *Vault) checkInitOptions(opts VaultInitOptions) error {
 		return errors.New("custody: no key-encryption key name configured")
 	}
 	if len(opts.Root.Subject.ToRDNSequence()) == 0 {
-		return errors.New("custody: the CA subject is empty")
+		return fmt.Errorf("%w: the CA subject is empty", ErrInitOptions)
 	}
 	if !opts.Subordinate && opts.Root.Validity <= 0 {
-		return errors.New("custody: the root validity must be positive")
+		return fmt.Errorf("%w: the root validity must be positive", ErrInitOptions)
 	}
 	if v.CADecrypts && (opts.KeyType == "EC" || opts.KeyType == "EC-HSM") {
-		return errors.New("custody: CA-decrypt mode needs an RSA CA key (SCEP clients encrypt to it)")
+		return fmt.Errorf("%w: CA-decrypt mode needs an RSA CA key (SCEP clients encrypt to it)", ErrInitOptions)
 	}
-	return nil
+	_, err := keyParameters(opts.KeyType, opts.KeySize, opts.Curve)
+	return err
 }
 
 // checkCAKey accepts a CA key for `ca init`, adopted or new: it must sign, and in CA-decrypt mode decrypt too.
@@ -591,6 +596,40 @@ func (v *Vault) issueRA(ctx context.Context, rec *caRecord, recorder Recorder, c
 	return raCert, nil
 }
 
+// keyParameters are the parameters of a new key of type kty ("" is RSA) with size (RSA, 0 is 3072) or curve (EC,
+// "" is P-256); anything else is ErrInitOptions.
+func keyParameters(kty string, size int, curve string) (azkeys.CreateKeyParameters, error) {
+	var params azkeys.CreateKeyParameters
+	switch kty {
+	case "RSA", "RSA-HSM", "":
+		if kty == "" {
+			kty = "RSA"
+		}
+		if size == 0 {
+			size = 3072
+		}
+		if size != 3072 && size != 4096 {
+			return params, fmt.Errorf("%w: RSA key size %d is not 3072 or 4096", ErrInitOptions, size)
+		}
+		s := int32(size)
+		params.KeySize = &s
+	case "EC", "EC-HSM":
+		c := azkeys.CurveName(curve)
+		if curve == "" {
+			c = azkeys.CurveNameP256
+		}
+		if c != azkeys.CurveNameP256 && c != azkeys.CurveNameP384 {
+			return params, fmt.Errorf("%w: curve %q is not P-256 or P-384", ErrInitOptions, curve)
+		}
+		params.Curve = &c
+	default:
+		return params, fmt.Errorf("%w: key type %q is not RSA-HSM, EC-HSM, RSA or EC", ErrInitOptions, kty)
+	}
+	k := azkeys.KeyType(kty)
+	params.Kty = &k
+	return params, nil
+}
+
 // ensureKey adopts the current version of name or creates it. check vets an adopted key before it is used, so
 // a key that cannot do its job (wrong type, missing key_ops) is refused before anything is signed or stored.
 func (v *Vault) ensureKey(ctx context.Context, name, kty string, size int, curve string, ops []azkeys.KeyOperation,
@@ -605,34 +644,11 @@ func (v *Vault) ensureKey(ctx context.Context, name, kty string, size int, curve
 	if !errors.Is(err, keyvault.ErrNotFound) {
 		return nil, false, fmt.Errorf("custody: looking up key %s: %w", name, err)
 	}
-	params := azkeys.CreateKeyParameters{KeyOps: ptrs(ops)}
-	switch kty {
-	case "RSA", "RSA-HSM", "":
-		if kty == "" {
-			kty = "RSA"
-		}
-		if size == 0 {
-			size = 3072
-		}
-		if size != 3072 && size != 4096 {
-			return nil, false, fmt.Errorf("custody: RSA key size %d is not 3072 or 4096", size)
-		}
-		s := int32(size)
-		params.KeySize = &s
-	case "EC", "EC-HSM":
-		c := azkeys.CurveName(curve)
-		if curve == "" {
-			c = azkeys.CurveNameP256
-		}
-		if c != azkeys.CurveNameP256 && c != azkeys.CurveNameP384 {
-			return nil, false, fmt.Errorf("custody: curve %q is not P-256 or P-384", curve)
-		}
-		params.Curve = &c
-	default:
-		return nil, false, fmt.Errorf("custody: key type %q is not RSA-HSM, EC-HSM, RSA or EC", kty)
+	params, err := keyParameters(kty, size, curve)
+	if err != nil {
+		return nil, false, err
 	}
-	k := azkeys.KeyType(kty)
-	params.Kty = &k
+	params.KeyOps = ptrs(ops)
 	if _, err := v.Client.CreateKey(ctx, name, params, nil); err != nil {
 		return nil, false, fmt.Errorf("custody: creating key %s: %w", name, err)
 	}

@@ -414,7 +414,7 @@ func TestVaultInitRefusesUnfitKeys(t *testing.T) {
 			{custody.VaultInitOptions{KeyType: "oct", Root: rootInit("").Root}, `key type "oct" is not`},
 		} {
 			_, err := e.v.Init(ctx, tc.opts, now)
-			wantErr(t, err, nil, tc.substr)
+			wantErr(t, err, custody.ErrInitOptions, tc.substr)
 		}
 		e.absent(t, "ca")
 		e.wantCounts(t, map[string]int{kvfake.OpCreate: 0, kvfake.OpSign: 0})
