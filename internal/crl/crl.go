@@ -44,6 +44,9 @@ const (
 	// DefaultGenerationInterval is how often a Publisher reads the shared revocation generation (see
 	// Options.Generation): a revocation on another instance reaches this instance's CRL within it.
 	DefaultGenerationInterval = 30 * time.Second
+	// DefaultStaleWait is how long a caller waits for a regeneration when a still-valid CRL is cached (see
+	// Options.StaleWait): far beyond a healthy generation, far below a relying party's patience.
+	DefaultStaleWait = 5 * time.Second
 )
 
 // GenerationSource reads the revocation generation that every revocation, on any instance, increments.
@@ -176,6 +179,10 @@ type Options struct {
 	Generation GenerationSource
 	// GenerationInterval defaults to DefaultGenerationInterval.
 	GenerationInterval time.Duration
+	// StaleWait bounds how long a caller waits for a regeneration in flight while the cached CRL is still valid
+	// (before its NextUpdate); then it gets the cached one, and the regeneration replaces it when it finishes. A
+	// store or Key Vault in trouble thus slows no download beyond it. Default DefaultStaleWait.
+	StaleWait time.Duration
 	// Clock defaults to the system clock.
 	Clock Clock
 	// Logger receives generation failures. Default slog.Default().
@@ -193,6 +200,7 @@ type Publisher struct {
 	validity time.Duration
 	backoff  time.Duration
 	timeout  time.Duration
+	stale    time.Duration
 	clock    Clock
 	log      *slog.Logger
 
@@ -253,6 +261,7 @@ func NewPublisher(caCert *x509.Certificate, signer crypto.Signer, source Source,
 		validity: cmp.Or(opts.Validity, DefaultValidity),
 		backoff:  cmp.Or(opts.RetryBackoff, DefaultRetryBackoff),
 		timeout:  cmp.Or(opts.GenerateTimeout, DefaultGenerateTimeout),
+		stale:    cmp.Or(opts.StaleWait, DefaultStaleWait),
 		clock:    opts.Clock,
 		log:      opts.Logger,
 
@@ -262,8 +271,8 @@ func NewPublisher(caCert *x509.Certificate, signer crypto.Signer, source Source,
 	if p.validity < MinValidity {
 		return nil, fmt.Errorf("crl: validity %v is below the minimum %v", p.validity, MinValidity)
 	}
-	if p.backoff < 0 || p.timeout < 0 {
-		return nil, errors.New("crl: negative retry backoff or timeout")
+	if p.backoff < 0 || p.timeout < 0 || p.stale < 0 {
+		return nil, errors.New("crl: negative retry backoff, timeout or stale wait")
 	}
 	if p.clock == nil {
 		p.clock = systemClock{}
@@ -308,9 +317,9 @@ func (p *Publisher) Invalidate() {
 }
 
 // Current returns the CRL to serve. It regenerates when there is none, when more than half of its validity has
-// passed, or after Invalidate; concurrent callers wait for the same generation. If regeneration fails while the
-// cached CRL has not reached NextUpdate, the cached CRL is returned and the failure is logged; otherwise the
-// error wraps ErrUnavailable.
+// passed, or after Invalidate; concurrent callers wait for the same generation. If regeneration fails, or is still
+// running after StaleWait, while the cached CRL has not reached NextUpdate, the cached CRL is returned (a failure is
+// logged); otherwise the error wraps ErrUnavailable.
 func (p *Publisher) Current(ctx context.Context) (*CRL, error) {
 	p.followGeneration(ctx)
 	p.mu.Lock()
@@ -333,11 +342,25 @@ func (p *Publisher) Current(ctx context.Context) (*CRL, error) {
 		if f == nil {
 			f = p.startFlightLocked(ctx)
 		}
+		var stale <-chan time.Time
+		if cached := p.cur; cached != nil && now.Before(cached.NextUpdate) {
+			t := time.NewTimer(p.stale)
+			defer t.Stop()
+			stale = t.C
+		}
 		p.mu.Unlock()
 
 		p.waiters.Add(1)
 		select {
 		case <-f.done:
+		case <-stale:
+			// The regeneration is slow (the store or Key Vault in trouble) and the cached CRL is still valid:
+			// serve it rather than hold the relying party; the flight replaces it when it finishes.
+			p.waiters.Add(-1)
+			p.mu.Lock()
+			c := p.cur
+			p.mu.Unlock()
+			return c, nil
 		case <-ctx.Done():
 			p.waiters.Add(-1)
 			return nil, fmt.Errorf("waiting for CRL generation: %w", ctx.Err())

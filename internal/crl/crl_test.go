@@ -486,6 +486,48 @@ func TestCurrent_ServesCachedCRLWhenRegenerationFails(t *testing.T) {
 	}
 }
 
+// TestCurrent_SlowRegenerationServesCachedCRL: a regeneration that hangs (a store in a brownout) holds a download
+// for StaleWait at most while the cached CRL is still valid; the regeneration goes on and is served once done.
+func TestCurrent_SlowRegenerationServesCachedCRL(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{Validity: 24 * time.Hour, StaleWait: 50 * time.Millisecond})
+	first, err := f.pub.Current(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.src.gate = make(chan struct{})
+	f.src.started = make(chan struct{}, 1)
+	f.clock.Advance(13 * time.Hour) // past half-life: regenerate
+
+	start := time.Now()
+	c, err := f.pub.Current(t.Context())
+	if err != nil || c != first {
+		t.Fatalf("Current = %v, %v; want the cached CRL", c, err)
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Fatalf("the download waited %v for a hanging regeneration", waited)
+	}
+	await(t, f.src.started)
+	close(f.src.gate)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := f.pub.Current(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Number.Cmp(first.Number) > 0 {
+			break // the regeneration finished and replaced the cached CRL
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the regeneration never replaced the cached CRL")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := f.src.calls.Load(); n != 2 {
+		t.Errorf("index reads %d, want 2 (the first CRL and one regeneration)", n)
+	}
+}
+
 func TestCurrent_UnavailableAfterNextUpdate(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, Options{Validity: time.Hour, RetryBackoff: time.Second})
