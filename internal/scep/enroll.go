@@ -284,6 +284,11 @@ func (s *Server) liveRecord(ctx context.Context, c *x509.Certificate, now time.T
 	if rec.Status != store.StatusIssued || rec.Withheld || !bytes.Equal(rec.CertDER, c.Raw) {
 		return nil, fmt.Sprintf("is %s", rec.Status), nil
 	}
+	// A certificate that may not leave (an Intune one Intune has not accepted) authorizes nothing either: whoever
+	// shows it did not get it from us.
+	if s.issuer.Releasable(rec, s.gatedRecord(rec)) != nil {
+		return nil, "was never delivered", nil
+	}
 	return rec, "", nil
 }
 

@@ -456,3 +456,42 @@ func TestIntuneAcceptedNotificationIsRecordedBeforeTheCertificateLeaves(t *testi
 		})
 	}
 }
+
+// TestUndeliveredIntuneCertificateAuthorizesNothing: an Intune certificate whose acceptance by Intune was never
+// recorded may not leave, so whoever shows it did not get it from us: it is no renewal signer. The same renewal
+// with the acceptance recorded succeeds.
+func TestUndeliveredIntuneCertificateAuthorizesNothing(t *testing.T) {
+	t.Parallel()
+	for _, notified := range []bool{true, false} {
+		t.Run(fmt.Sprintf("notified=%t", notified), func(t *testing.T) {
+			t.Parallel()
+			f := &fakeIntune{}
+			e := intuneEnv(t, f, nil)
+			c, _, req := intuneRequest(t, e, 0)
+			cert := wantSuccess(t, e.pki(t, "intune", req))
+			if !notified {
+				ctx := context.Background()
+				rec, err := e.mem.Get(ctx, hexSerial(cert))
+				if err != nil {
+					t.Fatal(err)
+				}
+				rec.IntuneNotified = false
+				if err := e.mem.Update(ctx, rec, store.StatusIssued); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.afterDelivery()
+			e.offset.Store(int64(profileValidity/2 + 24*time.Hour))
+			csr := testca.CSR(t, testca.RSAKey(t, 7), testca.CSROptions{Subject: pkix.Name{CommonName: "intune-device"}})
+			rep := e.pki(t, "intune", c.RenewalReq(t, csr, cert, c.Key))
+			if notified {
+				wantSuccess(t, rep)
+				return
+			}
+			wantFailure(t, rep, testca.FailBadRequest)
+			if v, _, _ := f.counts(); v != 1 {
+				t.Errorf("Intune validated %d requests, want only the first enrollment's", v)
+			}
+		})
+	}
+}
