@@ -325,6 +325,8 @@ func (p *Publisher) Current(ctx context.Context) (*CRL, error) {
 	p.mu.Lock()
 	myEpoch := p.epoch
 	p.mu.Unlock()
+	var staleTimer *time.Timer
+	var stale <-chan time.Time
 	for {
 		p.mu.Lock()
 		now := p.clock.Now()
@@ -342,11 +344,10 @@ func (p *Publisher) Current(ctx context.Context) (*CRL, error) {
 		if f == nil {
 			f = p.startFlightLocked(ctx)
 		}
-		var stale <-chan time.Time
-		if cached := p.cur; cached != nil && now.Before(cached.NextUpdate) {
-			t := time.NewTimer(p.stale)
-			defer t.Stop()
-			stale = t.C
+		if staleTimer == nil && p.cur != nil && now.Before(p.cur.NextUpdate) {
+			staleTimer = time.NewTimer(p.stale) // once per call: going round again does not extend the wait
+			defer staleTimer.Stop()
+			stale = staleTimer.C
 		}
 		p.mu.Unlock()
 
@@ -514,18 +515,16 @@ func (p *Publisher) generate(ctx context.Context) (*CRL, error) {
 	}
 }
 
-// Bounds of the pause before a superseded generation starts over.
-const (
-	minRetryPause = 10 * time.Millisecond
-	maxRetryPause = 2 * time.Second
-)
+// minRetryPause is the shortest pause before a superseded generation starts over.
+const minRetryPause = 10 * time.Millisecond
 
-// retryPause is the jittered pause before a superseded generation starts over: between half and all of the last
-// attempt's duration (clamped to [minRetryPause, maxRetryPause]), which spreads instances that superseded one
-// another so that most of them find the counter unchanged on the next attempt.
+// retryPause is the jittered pause before a superseded generation starts over: between one and two times the last
+// attempt's duration. The instance that superseded this one took its number before this one's check, so it is at
+// most one read from its own check; a pause shorter than a read would take the next number under it and supersede
+// it in turn, and instances doing that to each other would never publish. The generation's deadline bounds the sum.
 func retryPause(took time.Duration) time.Duration {
-	d := min(max(took, minRetryPause), maxRetryPause)
-	return d/2 + mrand.N(d/2)
+	d := max(took, minRetryPause)
+	return d + mrand.N(d)
 }
 
 // attempt allocates a CRL number, reads the revocation index, checks that the counter has not moved past the

@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"io"
 	"log/slog"
 	"math/big"
 	"slices"
@@ -196,6 +197,65 @@ func TestNumbers_StrictlyIncreaseAcrossPublishersSharingCounter(t *testing.T) {
 			t.Fatalf("generation %d: number %v not above %v", i, rl.Number, last)
 		}
 		last = rl.Number
+	}
+}
+
+// slowIndex is a Source whose every read takes delay, as a paged listing of a large index does.
+type slowIndex struct {
+	delay time.Duration
+	calls atomic.Int64
+}
+
+func (x *slowIndex) RevokedEntries(ctx context.Context) ([]Entry, error) {
+	x.calls.Add(1)
+	select {
+	case <-time.After(x.delay):
+		return nil, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// TestConcurrentGenerationsAllPublish: instances that regenerate at once (after a revocation every instance does)
+// supersede one another while they read the index; each must still publish, its pause before starting over long
+// enough that the instance which superseded it reaches its check first, instead of superseding it back.
+func TestConcurrentGenerationsAllPublish(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{})
+	idx := &slowIndex{delay: 100 * time.Millisecond}
+	const instances = 4
+	errs := make(chan error, instances)
+	for range instances {
+		p, err := NewPublisher(f.ca.cert, f.ca.signer, idx, f.counter, Options{Clock: f.clock,
+			GenerateTimeout: 10 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			_, err := p.Current(t.Context())
+			errs <- err
+		}()
+	}
+	for range instances {
+		if err := <-errs; err != nil {
+			t.Errorf("an instance did not publish: %v", err)
+		}
+	}
+	if n := idx.calls.Load(); n > 4*instances {
+		t.Errorf("%d index reads for %d CRLs: the instances kept superseding one another", n, instances)
+	}
+}
+
+// TestRetryPauseOutlastsARead: a superseded instance pauses at least as long as its last attempt took, however
+// long that was, so that the instance which superseded it (at most one read from its check) gets there first.
+func TestRetryPauseOutlastsARead(t *testing.T) {
+	for _, took := range []time.Duration{0, time.Millisecond, 100 * time.Millisecond, 3 * time.Second, 30 * time.Second} {
+		floor := max(took, minRetryPause)
+		for range 200 {
+			if p := retryPause(took); p < floor || p >= 2*floor {
+				t.Fatalf("retryPause(%v) = %v, want within [%v, %v)", took, p, floor, 2*floor)
+			}
+		}
 	}
 }
 
