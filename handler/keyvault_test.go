@@ -28,6 +28,7 @@ import (
 
 	"github.com/azscep/azscep/internal/custody"
 	"github.com/azscep/azscep/internal/issuance"
+	"github.com/azscep/azscep/internal/keyvault"
 	"github.com/azscep/azscep/internal/keyvault/kvfake"
 	"github.com/azscep/azscep/internal/policy"
 	"github.com/azscep/azscep/internal/store"
@@ -356,6 +357,18 @@ func TestKeyVaultStartUpOutlastsARoleStillSpreading(t *testing.T) {
 	certs, _ := getCACert(t, svc.scepURL("static"))
 	to := recipients(t, certs)
 	staticEnroll(t, svc, to, "kv-after-the-role-applied").mustSucceed(t, to[0])
+}
+
+// TestKeyVaultDisabledCAKeyStopsStartUp: a disabled CA key is an operator's decision, not a role still spreading:
+// start-up stops with the error instead of waiting for it forever.
+func TestKeyVaultDisabledCAKeyStopsStartUp(t *testing.T) {
+	caKey, _, _ := vaultKeys(t)
+	v := newVaultCA(t, caKey, "", nil)
+	v.kv.SetEnabled(kvCAKeyName, false)
+	_, err := serveUntilExit(t, v.env(), v.opts())
+	if !errors.Is(err, keyvault.ErrDisabled) {
+		t.Fatalf("serve = %v, want the disabled-key error", err)
+	}
 }
 
 // TestKeyVaultTamperedEnvelopeStopsStartUp: a wrapped data key or ciphertext changed in the store makes start-up

@@ -8,8 +8,8 @@ import (
 )
 
 // Sentinel errors. Every error a Key returns for a failed remote call matches
-// exactly one of ErrThrottled, ErrUnavailable, ErrForbidden, ErrNotFound or
-// ErrRejected with errors.Is, so the HTTP edge can choose a status without
+// exactly one of ErrThrottled, ErrUnavailable, ErrForbidden, ErrNotFound,
+// ErrDisabled or ErrRejected with errors.Is, so the HTTP edge can choose a status without
 // parsing messages; the underlying *azcore.ResponseError (when there is one)
 // stays reachable with errors.As.
 var (
@@ -24,10 +24,15 @@ var (
 	ErrUnavailable = errors.New("keyvault: unavailable")
 
 	// ErrForbidden means the caller is not authorized (401/403): a missing
-	// access policy or RBAC role, an invalid token, a disabled key, or an
-	// operation the key's key_ops do not allow. Retrying does not help; an
-	// operator must fix the configuration.
+	// access policy or RBAC role, an invalid token, or an operation the key's
+	// key_ops do not allow. An operator must fix the configuration, except
+	// for the minutes after a role assignment, while it spreads: start-up
+	// waits those out.
 	ErrForbidden = errors.New("keyvault: forbidden")
+
+	// ErrDisabled means the key (version) is disabled in Key Vault. Nothing
+	// spreads that away: an operator must enable it or pin another version.
+	ErrDisabled = errors.New("keyvault: key disabled")
 
 	// ErrNotFound means the key or key version does not exist (404). Bootstrap
 	// code uses it to decide between adopting and creating a key.

@@ -143,7 +143,7 @@ func New(ctx context.Context, client *azkeys.Client, name, version string, opts 
 	k.version = gotVersion
 	k.kid = string(*jwk.KID)
 	if resp.Attributes != nil && resp.Attributes.Enabled != nil && !*resp.Attributes.Enabled {
-		return nil, fmt.Errorf("keyvault get %s: key is disabled: %w", k.ref(), ErrForbidden)
+		return nil, fmt.Errorf("keyvault get %s: key is disabled: %w", k.ref(), ErrDisabled)
 	}
 	if jwk.Kty != nil {
 		k.kty = string(*jwk.Kty)

@@ -200,8 +200,9 @@ func TestNewErrors(t *testing.T) {
 	if _, err := keyvault.New(ctx, e.client, "missing", "", keyvault.Options{}); !errors.Is(err, keyvault.ErrNotFound) {
 		t.Fatalf("missing key: err = %v, want ErrNotFound", err)
 	}
-	if _, err := keyvault.New(ctx, e.client, "off", "", keyvault.Options{}); !errors.Is(err, keyvault.ErrForbidden) {
-		t.Fatalf("disabled key: err = %v, want ErrForbidden", err)
+	if _, err := keyvault.New(ctx, e.client, "off", "", keyvault.Options{}); !errors.Is(err, keyvault.ErrDisabled) ||
+		errors.Is(err, keyvault.ErrForbidden) {
+		t.Fatalf("disabled key: err = %v, want ErrDisabled (and not ErrForbidden, which start-up retries)", err)
 	}
 	if _, err := keyvault.New(ctx, e.client, "a/b", "", keyvault.Options{}); !errors.Is(err, keyvault.ErrInvalidInput) {
 		t.Fatalf("bad name: err = %v, want ErrInvalidInput", err)

@@ -260,6 +260,15 @@ func (s *Server) MustImportKey(tb testing.TB, name string, priv crypto.Signer, o
 	return kid
 }
 
+// SetEnabled enables or disables every version of key name, as an operator does in the portal.
+func (s *Server) SetEnabled(name string, enabled bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range s.keys[name] {
+		k.enabled = enabled
+	}
+}
+
 // addLocked assigns a fresh version to k and makes it the current version.
 func (s *Server) addLocked(k *key) {
 	k.version = randomHex(16) // 32 hex characters, like Key Vault
