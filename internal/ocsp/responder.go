@@ -472,6 +472,10 @@ func (r *Responder) singleStatus(st Status) (singleStatus, error) {
 	return singleStatus{status: statusRevoked, revokedAt: st.RevokedAt.Truncate(time.Second), reason: st.Reason}, nil
 }
 
+// renewalTimeout bounds one renewal of the responder certificate: two store writes and a Key Vault signature, each
+// of which may spend its own retries (Key Vault's call timeout alone is 10 s per attempt).
+const renewalTimeout = time.Minute
+
 // currentDelegate returns a responder key and certificate, renewing at half-life. Renewal is shared between
 // concurrent callers (one CA signature per renewal); if it fails, the old delegate is used while responses
 // still fit inside its certificate, and further attempts wait RetryBackoff.
@@ -500,7 +504,7 @@ func (r *Responder) currentDelegate(ctx context.Context) (*delegate, error) {
 		}
 		// The flight is shared: it must not end because the caller that started it hung up (its failure would
 		// hold every other caller to RetryBackoff), and it must not outlive its own deadline either.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.LookupTimeout)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), renewalTimeout)
 		defer cancel()
 		nd, err := newDelegate(ctx, r.opts.Recorder, r.ca, r.caSigner, r.caSigAlg, r.opts.KeyType, r.opts.ResponderCertValidity, now)
 		r.renewMu.Lock()
