@@ -847,10 +847,12 @@ func validDNSName(d string) bool {
 	return true
 }
 
+// validEmailLike holds a UPN or e-mail name to its shape; a name written with look-alike or invisible characters
+// (foldLookalikes) is refused, in a SAN as in the subject.
 func validEmailLike(s string) bool {
 	local, domain, ok := strings.Cut(s, "@")
 	return ok && local != "" && len(s) <= maxEmailLen && !hasControl(s) && !strings.ContainsAny(s, " <>\"") &&
-		validDNSName(domain)
+		validDNSName(domain) && foldLookalikes(s) == s
 }
 
 func hasControl(s string) bool {

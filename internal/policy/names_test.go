@@ -316,7 +316,9 @@ func TestSANAllowListThroughCheck(t *testing.T) {
 	}
 	for _, bad := range []asn1.RawValue{gnDNS("a.b.corp.example.com"), gnUPN(t, "alice@fabrikam.com"),
 		gnEmail("alice@contoso.com.evil.test"), gnIP([]byte{192, 0, 2, 1}), gnURI("https://evil.test/"),
-		gnURI(intuneSIDURI)} {
+		gnURI(intuneSIDURI),
+		// Look-alike and invisible characters in a SAN as in the subject.
+		gnUPN(t, "adm\u00ADin@contoso.com"), gnUPN(t, "\uFF41lice@contoso.com"), gnUPN(t, "alice\u200D@contoso.com")} {
 		_, err := checkDER(buildCSR(t, csrSpec{exts: []pkix.Extension{sanExt(t, append(append([]asn1.RawValue{}, ok...), bad)...)}}), prof)
 		wantCode(t, err, policy.CodeSAN)
 	}
