@@ -654,10 +654,11 @@ func checkSubject(raw []byte, p *Profile) error {
 	}
 	if len(dcs) > 1 {
 		// Relying parties (Active Directory first) read the domain components together as one domain, the last
-		// one (in DER order) leftmost: DC=com, DC=evil names evil.com though neither label is a name alone.
+		// one (in DER order) leftmost: DC=com, DC=evil names evil.com though neither label is a name alone. It is
+		// the domain of the hosts the profile allows, so *.corp.example.com allows DC=corp, DC=example, DC=com.
 		slices.Reverse(dcs)
-		if err := checkNameLike(p, "domain components", strings.Join(dcs, ".")); err != nil {
-			return err
+		if d := strings.Join(dcs, "."); !validDNSName(d) || !p.AllowsDomain(d) {
+			return reject(CodeSubject, "domain components name %q, a domain profile %s does not allow", clip(d), p.Name)
 		}
 	}
 	return nil

@@ -303,6 +303,14 @@ func (l *AllowList) matchIP(ip net.IP) bool {
 // AllowsDNS reports whether the profile allows the DNS name (type and pattern).
 func (p *Profile) AllowsDNS(name string) bool { return p.Names[SANDNS].matchDNS(name) }
 
+// AllowsDomain reports whether the profile's DNS allow-list names the domain itself or the hosts under it (*.domain,
+// **.domain): the domain an Active Directory subject's domain components name, the parent of its hosts.
+func (p *Profile) AllowsDomain(domain string) bool {
+	domain = strings.ToLower(domain)
+	return p.AllowsDNS(domain) || matchAny(p.Names[SANDNS], func(l *AllowList) []dnsPattern { return l.dns },
+		func(d dnsPattern) bool { return d.wild != 0 && d.suffix == domain })
+}
+
 // AllowsEmail reports whether the profile allows the rfc822Name.
 func (p *Profile) AllowsEmail(name string) bool { return p.Names[SANEmail].matchMail(name) }
 

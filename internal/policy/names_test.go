@@ -274,7 +274,7 @@ func TestIdentityAttributesHeldToAllowLists(t *testing.T) {
 // to the DNS allow-list as a whole even though each label alone is not a name.
 func TestDomainComponentsReadAsOneName(t *testing.T) {
 	loadKeys(t)
-	prof := mustProfile(t, "p", "dns=corp.example.com,*.corp.example.com")
+	prof := mustProfile(t, "p", "dns=*.corp.example.com,**.lab.example.com,host.example.net")
 	dc := func(labels ...string) pkix.Name { // in DER order: the top-level label first
 		n := pkix.Name{CommonName: "device-1"}
 		for _, l := range labels {
@@ -288,11 +288,15 @@ func TestDomainComponentsReadAsOneName(t *testing.T) {
 		want   policy.Code
 	}{
 		{"one label", []string{"corp"}, ""},
-		{"allowed domain", []string{"com", "example", "corp"}, ""},
-		{"allowed host", []string{"com", "example", "corp", "eu"}, ""},
+		{"the domain of allowed hosts (*.)", []string{"com", "example", "corp"}, ""},
+		{"the domain of allowed hosts (**.)", []string{"com", "example", "lab"}, ""},
+		{"an allowed host", []string{"com", "example", "corp", "eu"}, ""},
+		{"an allowed exact name", []string{"net", "example", "host"}, ""},
 		{"other domain", []string{"com", "evil"}, policy.CodeSubject},
 		{"allowed labels, reversed", []string{"corp", "example", "com"}, policy.CodeSubject},
 		{"parent of the allowed domain", []string{"com", "example"}, policy.CodeSubject},
+		{"the domain of an exact name only", []string{"net", "example"}, policy.CodeSubject},
+		{"not a DNS label", []string{"com", "Contoso Ltd"}, policy.CodeSubject},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := checkDER(buildCSR(t, csrSpec{subject: name(t, dc(tc.labels...))}), prof)
