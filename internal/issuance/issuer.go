@@ -315,8 +315,9 @@ func (i *Issuer) replayRecord(rec *store.Record, pubHash string, rules replayRul
 }
 
 // Releasable decides whether the certificate on rec, an issued (or revoked) record, may be handed out again: by a
-// replay, a SCEP CertPoll or GetCert, or anything else that answers with a stored certificate. gated says whether
-// it was issued behind a delivery gate (Request.Gated; the caller knows from the endpoint, never from names). It
+// replay, a SCEP CertPoll or GetCert, or anything else that answers with a stored certificate. It is gated when the
+// record says it was issued behind a delivery gate (store.Record.Gated) or gated says the caller's endpoint has one
+// (Request.Gated; known from the endpoint, never from names). It
 // returns nil when it may; ErrWithheld when the delivery was refused; and for a gated record whose gate is not
 // recorded as passed (IntuneNotified false), ErrInProgress while the gate may still be running (deliverWindow after
 // the record's last write) and ErrWithheld after that. So a gated certificate leaves only once Intune has accepted
@@ -326,7 +327,9 @@ func (i *Issuer) Releasable(rec *store.Record, gated bool) error {
 	if rec.Withheld {
 		return ErrWithheld
 	}
-	if !gated || rec.IntuneNotified {
+	// The record's own mark decides even when the endpoint is no longer configured as gated (switched to a static
+	// challenge, say): a certificate issued behind the gate never leaves without it.
+	if !(gated || rec.Gated) || rec.IntuneNotified {
 		return nil
 	}
 	if i.now().Sub(rec.Updated) < deliverWindow {
@@ -578,6 +581,7 @@ func (i *Issuer) newRecord(req *Request, tmpl *x509.Certificate, plan *lint.Plan
 
 		RenewedFrom:  req.RenewedFrom,
 		ChainStarted: req.ChainStarted,
+		Gated:        req.gated(),
 	}
 }
 

@@ -776,18 +776,23 @@ func TestReleasable(t *testing.T) {
 		gated, notified, withheld bool
 		age                       time.Duration
 		want                      error
+		recordGated               bool // the record's own mark (store.Record.Gated)
 	}{
-		{"ungated", false, false, false, time.Hour, nil},
-		{"ungated, withheld", false, false, true, 0, ErrWithheld},
-		{"gated, notified", true, true, false, time.Hour, nil},
-		{"gated, notified, withheld", true, true, true, 0, ErrWithheld},
-		{"gated, just written", true, false, false, 0, ErrInProgress},
-		{"gated, gate may still run", true, false, false, deliverWindow - time.Second, ErrInProgress},
-		{"gated, gate is over", true, false, false, deliverWindow, ErrWithheld},
-		{"gated, withheld", true, false, true, 0, ErrWithheld},
+		{"ungated", false, false, false, time.Hour, nil, false},
+		// The endpoint no longer says gated (its challenge was switched to static), the record still does.
+		{"record gated, gate is over", false, false, false, deliverWindow, ErrWithheld, true},
+		{"record gated, gate may still run", false, false, false, 0, ErrInProgress, true},
+		{"record gated, notified", false, true, false, time.Hour, nil, true},
+		{"ungated, withheld", false, false, true, 0, ErrWithheld, false},
+		{"gated, notified", true, true, false, time.Hour, nil, false},
+		{"gated, notified, withheld", true, true, true, 0, ErrWithheld, false},
+		{"gated, just written", true, false, false, 0, ErrInProgress, false},
+		{"gated, gate may still run", true, false, false, deliverWindow - time.Second, ErrInProgress, false},
+		{"gated, gate is over", true, false, false, deliverWindow, ErrWithheld, false},
+		{"gated, withheld", true, false, true, 0, ErrWithheld, false},
 	} {
 		rec := &store.Record{Serial: "01", Status: store.StatusIssued, IntuneNotified: tc.notified, Withheld: tc.withheld,
-			Updated: now.Add(-tc.age)}
+			Updated: now.Add(-tc.age), Gated: tc.recordGated}
 		if err := f.iss.Releasable(rec, tc.gated); !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
@@ -809,9 +814,9 @@ func TestGatedRequestNeedsItsGate(t *testing.T) {
 }
 
 // TestGatedCertificateOfALostIssuedWrite: the issued write commits but its answer is lost, so Issue fails and the
-// gate never runs. An ungated replay would hand the stored certificate out; a gated one (ReplayRequest, or Issue
-// meeting the key claim) is in progress while the gate could still be running and withheld after, and never runs
-// the gate itself.
+// gate never runs. Every replay — gated (ReplayRequest, or Issue meeting the key claim) or not (the record's own
+// mark decides, whatever the caller's endpoint now says) — is in progress while the gate could still be running and
+// withheld after, and never runs the gate itself.
 func TestGatedCertificateOfALostIssuedWrite(t *testing.T) {
 	fs := storetest.NewFaultStore(memstore.New())
 	f := newFixture(t, fs)
@@ -829,8 +834,8 @@ func TestGatedCertificateOfALostIssuedWrite(t *testing.T) {
 		t.Fatalf("Issue = %v, %v; want the lost write's error", res, err)
 	}
 	fs.Clear()
-	if res, err := f.iss.Replay(ctx, "tx-lost", leafKey.Public(), 0); err != nil || res == nil {
-		t.Fatalf("ungated Replay = %v, %v; want the stored certificate", res, err)
+	if res, err := f.iss.Replay(ctx, "tx-lost", leafKey.Public(), 0); !errors.Is(err, ErrInProgress) || res != nil {
+		t.Fatalf("ungated Replay = %v, %v; want ErrInProgress (the record carries the gate)", res, err)
 	}
 	if res, err := f.iss.ReplayRequest(ctx, gatedReq()); !errors.Is(err, ErrInProgress) || res != nil {
 		t.Fatalf("gated ReplayRequest = %v, %v; want ErrInProgress", res, err)
@@ -882,6 +887,9 @@ func TestAcceptedDeliveryIsDurableBeforeTheCertificateLeaves(t *testing.T) {
 			page, _, _ := fs.Inner().Search(context.Background(), store.Query{Limit: 10})
 			if len(page) != 1 || page[0].Status != store.StatusIssued || page[0].Withheld {
 				t.Fatalf("want one issued record, not withheld; got %d", len(page))
+			}
+			if !page[0].Gated {
+				t.Fatal("the record of a gated request does not carry the gate (store.Record.Gated)")
 			}
 			if tc.want != nil {
 				if !errors.Is(err, tc.want) || res != nil {

@@ -86,6 +86,9 @@ type Record struct {
 	CAConfiguration string // caConfiguration sent in successNotification
 	IntuneNotified  bool   // successNotification accepted
 	Withheld        bool   // signed but never delivered (Intune refused the success notification)
+	// Gated marks a certificate issued behind a delivery gate (an Intune endpoint): it may leave, then or later,
+	// only once IntuneNotified. Written with the pending record, so the rule does not follow later settings.
+	Gated bool
 
 	RevokedAt        time.Time
 	RevocationReason int    // RFC 5280 CRLReason

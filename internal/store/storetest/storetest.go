@@ -100,6 +100,7 @@ func FullRecord(serial string) *store.Record {
 		PlannedDER:       bytes.Repeat([]byte{0x30, 0x82, 0x01}, 400),
 		IntuneSerial:     serial,
 		CAConfiguration:  "ca.example.com\\Test CA",
+		Gated:            true,
 		RevocationReason: 0,
 		Note:             "it's a test",
 		Created:          base,

@@ -95,6 +95,7 @@ func recordEntity(r *store.Record) entity {
 	e.str("IntuneSerial", r.IntuneSerial)
 	e.str("CAConfiguration", r.CAConfiguration)
 	e.boolean("IntuneNotified", r.IntuneNotified)
+	e.boolean("Gated", r.Gated)
 	e.boolean("Withheld", r.Withheld)
 	e.time("RevokedAt", r.RevokedAt)
 	e.int("RevocationReason", r.RevocationReason)
@@ -133,6 +134,7 @@ func decodeRecord(p props, etag string) (*store.Record, error) {
 		IntuneSerial:     p.str("IntuneSerial"),
 		CAConfiguration:  p.str("CAConfiguration"),
 		IntuneNotified:   p.boolean("IntuneNotified"),
+		Gated:            p.boolean("Gated"),
 		Withheld:         p.boolean("Withheld"),
 		RevokedAt:        d.time("RevokedAt"),
 		RevocationReason: p.int("RevocationReason"),
