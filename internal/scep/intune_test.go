@@ -217,6 +217,15 @@ func (e *env) postAsync(endpoint string, req *testca.Request) <-chan asyncAnswer
 // with its key.
 type askedAgain struct{ retry, poll, get *testca.CertRep }
 
+// wantHeldThenRefused asks again while the notification could still be running (told to wait) and once it cannot
+// be any more (refused): a certificate whose acceptance was never recorded is never given.
+func (e *env) wantHeldThenRefused(t *testing.T, endpoint string, c *testca.Client, csr *x509.CertificateRequest) {
+	t.Helper()
+	e.askAgain(t, endpoint, c, csr).wantNotYet(t)
+	e.afterDelivery()
+	e.askAgain(t, endpoint, c, csr).wantRefused(t)
+}
+
 func (e *env) askAgain(t *testing.T, endpoint string, c *testca.Client, csr *x509.CertificateRequest) askedAgain {
 	t.Helper()
 	recs := e.records(t)
@@ -343,9 +352,7 @@ func TestIntuneRefusedCertificateStaysWithheldWhenTheMarkIsLost(t *testing.T) {
 	if recs := e.records(t); len(recs) != 1 || recs[0].Status != store.StatusIssued || recs[0].Withheld || recs[0].IntuneNotified {
 		t.Fatal("want one issued record, neither withheld nor notified (the withheld mark was lost)")
 	}
-	e.askAgain(t, "intune", c, csr).wantNotYet(t)
-	e.afterDelivery()
-	e.askAgain(t, "intune", c, csr).wantRefused(t)
+	e.wantHeldThenRefused(t, "intune", c, csr)
 	if v, n, fl := f.counts(); v != 1 || n != 1 || fl != 0 {
 		t.Errorf("validate %d, successNotification %d, failureNotification %d; want 1, 1, 0", v, n, fl)
 	}
@@ -393,9 +400,7 @@ func TestLostIssuedWriteIsReplayedOnlyWithoutAGate(t *testing.T) {
 				e.askAgain(t, endpoint, c, csr).wantGiven(t, stored)
 				return
 			}
-			e.askAgain(t, endpoint, c, csr).wantNotYet(t)
-			e.afterDelivery()
-			e.askAgain(t, endpoint, c, csr).wantRefused(t)
+			e.wantHeldThenRefused(t, endpoint, c, csr)
 			if v, n, fl := f.counts(); v != 1 || n != 0 || fl != 1 {
 				t.Errorf("validate %d, successNotification %d, failureNotification %d; want 1, 0, 1", v, n, fl)
 			}
@@ -446,9 +451,7 @@ func TestIntuneAcceptedNotificationIsRecordedBeforeTheCertificateLeaves(t *testi
 				if rep.Status != testca.StatusPending || len(rep.Certificates) != 0 {
 					t.Fatalf("status %q failInfo %q, want PENDING without a certificate", rep.Status, rep.FailInfo)
 				}
-				e.askAgain(t, "intune", c, csr).wantNotYet(t)
-				e.afterDelivery()
-				e.askAgain(t, "intune", c, csr).wantRefused(t)
+				e.wantHeldThenRefused(t, "intune", c, csr)
 			}
 			if v, n, fl := f.counts(); v != 1 || n != 1 || fl != 0 {
 				t.Errorf("validate %d, successNotification %d, failureNotification %d; want 1, 1, 0", v, n, fl)
