@@ -34,8 +34,9 @@ var ErrNotInitialized = errors.New("custody: the CA is not initialised; run `azs
 // wrong key-encryption key). Start-up stops on it.
 var ErrEnvelope = errors.New("custody: RA key envelope cannot be opened")
 
-// ErrInitOptions means `ca init` was asked for something it cannot make (an empty subject, an unknown key type, size
-// or curve, an EC key in CA-decrypt mode): a configuration error that no retry fixes. Nothing was created.
+// ErrInitOptions means `ca init` was asked for something it cannot make or adopt (an empty subject, an unknown key
+// type, size or curve, an EC key in CA-decrypt mode, an existing key whose type or key_ops cannot do its job): a
+// configuration error that no retry fixes. Nothing was created.
 var ErrInitOptions = errors.New("custody: ca init options")
 
 // caRecord is the public half of the CA, stored under meta "ca".
@@ -427,10 +428,10 @@ func (v *Vault) Init(ctx context.Context, opts VaultInitOptions, now time.Time) 
 // expired from birth), before anything is created.
 func (v *Vault) checkInitOptions(opts VaultInitOptions) error {
 	if v.CAKeyName == "" {
-		return errors.New("custody: no CA key name configured")
+		return fmt.Errorf("%w: no CA key name configured", ErrInitOptions)
 	}
 	if !v.CADecrypts && v.KEKName == "" {
-		return errors.New("custody: no key-encryption key name configured")
+		return fmt.Errorf("%w: no key-encryption key name configured", ErrInitOptions)
 	}
 	if len(opts.Root.Subject.ToRDNSequence()) == 0 {
 		return fmt.Errorf("%w: the CA subject is empty", ErrInitOptions)
@@ -448,11 +449,11 @@ func (v *Vault) checkInitOptions(opts VaultInitOptions) error {
 // checkCAKey accepts a CA key for `ca init`, adopted or new: it must sign, and in CA-decrypt mode decrypt too.
 func (v *Vault) checkCAKey(k *keyvault.Key) error {
 	if !k.CanSign() {
-		return fmt.Errorf("custody: the CA key %s does not allow sign (key_ops: %s)", k.KID(), describeOps(k))
+		return fmt.Errorf("%w: the CA key %s does not allow sign (key_ops: %s)", ErrInitOptions, k.KID(), describeOps(k))
 	}
 	if v.CADecrypts && !k.CanDecrypt() {
-		return fmt.Errorf("custody: CA-decrypt mode needs an RSA CA key that allows decrypt; %s is %s with key_ops %s",
-			k.KID(), k.KeyType(), describeOps(k))
+		return fmt.Errorf("%w: CA-decrypt mode needs an RSA CA key that allows decrypt; %s is %s with key_ops %s",
+			ErrInitOptions, k.KID(), k.KeyType(), describeOps(k))
 	}
 	return nil
 }
@@ -460,8 +461,8 @@ func (v *Vault) checkCAKey(k *keyvault.Key) error {
 // checkKEK accepts a key-encryption key: RSA with wrapKey and unwrapKey.
 func checkKEK(k *keyvault.Key) error {
 	if !k.CanWrapKey() || !k.CanUnwrapKey() {
-		return fmt.Errorf("custody: the key-encryption key %s must be RSA with wrapKey and unwrapKey; it is %s with key_ops %s",
-			k.KID(), k.KeyType(), describeOps(k))
+		return fmt.Errorf("%w: the key-encryption key %s must be RSA with wrapKey and unwrapKey; it is %s with key_ops %s",
+			ErrInitOptions, k.KID(), k.KeyType(), describeOps(k))
 	}
 	return nil
 }
