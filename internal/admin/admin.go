@@ -318,9 +318,9 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, caller *entra.C
 		// rather than after the admin's retry.
 		h.cfg.Logger.Info("audit: certificate revoked", "serial", rec.Serial, "reason", revocation.ReasonName(reason),
 			"by", by, "already_revoked", outcome == revocation.AlreadyRevoked)
-		if outcome == revocation.Revoked && h.cfg.OnRevoked != nil {
-			h.cfg.OnRevoked([]string{rec.Serial})
-		}
+	}
+	if revocation.NewlyRevoked(outcome, rec) && h.cfg.OnRevoked != nil {
+		h.cfg.OnRevoked([]string{rec.Serial})
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, revocation.ErrNotRevocable):

@@ -69,14 +69,11 @@ func (r RARevoker) Revoke(ctx context.Context, serial, reason string) error {
 	if r.Now != nil {
 		now = r.Now
 	}
-	outcome, _, err := Revoke(ctx, r.Store, serial, code, RABy, "", now())
-	if err != nil {
-		return err
+	outcome, rec, err := Revoke(ctx, r.Store, serial, code, RABy, "", now())
+	if NewlyRevoked(outcome, rec) && r.OnRevoked != nil {
+		r.OnRevoked([]string{rec.Serial})
 	}
-	if outcome == Revoked && r.OnRevoked != nil {
-		r.OnRevoked([]string{store.NormalizeSerial(serial)})
-	}
-	return nil
+	return err
 }
 
 // Revoked reports whether serial's record says revoked (an unknown serial is not revoked).

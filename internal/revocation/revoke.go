@@ -139,6 +139,13 @@ func (g *generation) since(after uint64) (serials []string, complete bool) {
 	return serials, true
 }
 
+// NewlyRevoked reports whether Revoke's answer means this call revoked the certificate — also when only the final
+// generation bump failed and Revoke returned an error with it — so that the caller tells its own instance's CRL and
+// OCSP caches at once; the other instances follow the generation once a retry has bumped it.
+func NewlyRevoked(outcome Outcome, rec *store.Record) bool {
+	return outcome == Revoked && rec != nil && rec.Status == store.StatusRevoked
+}
+
 // Revoke moves the record for serial to revoked. The revocation index entry (what the CRL is built from) is
 // written first, so a crash between the two writes still publishes the revocation; a retry completes the record.
 // Revoking a revoked certificate reports AlreadyRevoked and changes nothing. ErrConflict from a concurrent update

@@ -185,7 +185,10 @@ func (s *Syncer) revoke(ctx context.Context, it *store.RevocationRequest) (Outco
 			"ca_configuration", it.CAConfiguration, "request", short(it.RequestContext))
 		return 0, errNotIntuneIssued
 	}
-	outcome, _, err := Revoke(ctx, s.cfg.Store, serial, IntuneReason, "intune", it.RequestContext, s.cfg.Now())
+	outcome, rec, err := Revoke(ctx, s.cfg.Store, serial, IntuneReason, "intune", it.RequestContext, s.cfg.Now())
+	if NewlyRevoked(outcome, rec) && s.cfg.OnRevoked != nil {
+		s.cfg.OnRevoked([]string{rec.Serial}) // also when only the generation bump failed: the revocation is durable
+	}
 	return outcome, err
 }
 
@@ -273,9 +276,6 @@ func (s *Syncer) apply(ctx context.Context, run *store.SyncRun, it *store.Revoca
 		it.Succeeded, it.ErrorCode, it.ErrorMessage = true, intune.RevocationNone.String(), ""
 		if outcome == Revoked {
 			run.Revoked++
-			if s.cfg.OnRevoked != nil {
-				s.cfg.OnRevoked([]string{store.NormalizeSerial(it.SerialNumber)})
-			}
 		}
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, ErrNotRevocable):
 		run.NotFound++
@@ -344,9 +344,6 @@ func (s *Syncer) answerAgain(ctx context.Context, run *store.SyncRun, items []*s
 		case err == nil:
 			if outcome == Revoked {
 				run.Revoked++
-				if s.cfg.OnRevoked != nil {
-					s.cfg.OnRevoked([]string{store.NormalizeSerial(it.SerialNumber)})
-				}
 			}
 			results = append(results, intune.RevocationResult{RequestContext: it.RequestContext, Succeeded: true,
 				ErrorCode: intune.RevocationNone})

@@ -485,6 +485,35 @@ func TestSyncForeignItems(t *testing.T) {
 
 // Store trouble while revoking: Intune is told RetryableServiceException, the item stays open locally, and the
 // next run finishes the revocation and reports success; Intune's re-offer is answered with success too.
+// TestSyncGenerationBumpFails: the record and the index are written, then telling the other instances (the
+// revocation generation) fails. The revocation is durable, so this instance's caches are told at once; the item is
+// answered "retry later", and the next run completes the bump without telling the caches twice.
+func TestSyncGenerationBumpFails(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, fixtureOptions{})
+	recs := f.issue(t, 1)
+	rc := f.queue(t, recs[0].Serial)
+	f.faults.Inject(storetest.Fault{Method: storetest.MethodPutMeta, Nth: 2}) // 1: the sync lease; 2: the bump
+	s := f.syncer(t, nil)
+	wantRun(t, f.run(t, s), counts{Downloaded: 1, Failed: 1, Uploaded: 1})
+	if r := f.record(t, recs[0].Serial); r.Status != store.StatusRevoked {
+		t.Fatalf("record is %s, want revoked (only the bump failed)", r.Status)
+	}
+	if got := f.notifiedSerials(); !slices.Equal(got, []string{recs[0].Serial}) {
+		t.Errorf("OnRevoked got %v after a durable revocation whose bump failed, want the serial", got)
+	}
+	if u := f.uploadsFor(rc); len(u) != 1 || u[0].Succeeded {
+		t.Errorf("uploads = %+v, want one retry-later answer", u)
+	}
+	f.run(t, s)
+	if n := len(f.notifiedSerials()); n != 1 {
+		t.Errorf("OnRevoked called for %d serials, want 1", n)
+	}
+	if raw, _, err := f.backend.GetMeta(context.Background(), "revocation-generation"); err != nil || !strings.Contains(string(raw), recs[0].Serial) {
+		t.Errorf("the next run did not bump the revocation generation: %s %v", raw, err)
+	}
+}
+
 func TestSyncStoreTroubleWhileApplying(t *testing.T) {
 	for _, method := range []string{storetest.MethodUpdate, storetest.MethodAddRevoked, storetest.MethodGet} {
 		t.Run(method, func(t *testing.T) {
