@@ -180,8 +180,9 @@ type Options struct {
 	// GenerationInterval defaults to DefaultGenerationInterval.
 	GenerationInterval time.Duration
 	// StaleWait bounds how long a caller waits for a regeneration in flight while the cached CRL is still valid
-	// (before its NextUpdate); then it gets the cached one, and the regeneration replaces it when it finishes. A
-	// store or Key Vault in trouble thus slows no download beyond it. Default DefaultStaleWait.
+	// (before its NextUpdate) and no revocation has invalidated it (the half-life refresh); then it gets the cached
+	// one, and the regeneration replaces it when it finishes. A store or Key Vault in trouble thus slows no routine
+	// download beyond it; after a revocation the caller waits for the CRL that lists it. Default DefaultStaleWait.
 	StaleWait time.Duration
 	// Clock defaults to the system clock.
 	Clock Clock
@@ -317,9 +318,9 @@ func (p *Publisher) Invalidate() {
 }
 
 // Current returns the CRL to serve. It regenerates when there is none, when more than half of its validity has
-// passed, or after Invalidate; concurrent callers wait for the same generation. If regeneration fails, or is still
-// running after StaleWait, while the cached CRL has not reached NextUpdate, the cached CRL is returned (a failure is
-// logged); otherwise the error wraps ErrUnavailable.
+// passed, or after Invalidate; concurrent callers wait for the same generation. If regeneration fails, or (for the
+// half-life refresh, not after Invalidate) is still running after StaleWait, while the cached CRL has not reached
+// NextUpdate, the cached CRL is returned (a failure is logged); otherwise the error wraps ErrUnavailable.
 func (p *Publisher) Current(ctx context.Context) (*CRL, error) {
 	p.followGeneration(ctx)
 	p.mu.Lock()
@@ -344,7 +345,9 @@ func (p *Publisher) Current(ctx context.Context) (*CRL, error) {
 		if f == nil {
 			f = p.startFlightLocked(ctx)
 		}
-		if staleTimer == nil && p.cur != nil && now.Before(p.cur.NextUpdate) {
+		// Only a CRL that is merely old may stand in for a slow regeneration: one that a revocation invalidated
+		// would be served without that revocation, and cached by relying parties until its half-life.
+		if staleTimer == nil && p.cur != nil && now.Before(p.cur.NextUpdate) && p.curEpoch == p.epoch {
 			staleTimer = time.NewTimer(p.stale) // once per call: going round again does not extend the wait
 			defer staleTimer.Stop()
 			stale = staleTimer.C

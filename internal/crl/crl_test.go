@@ -588,6 +588,30 @@ func TestCurrent_SlowRegenerationServesCachedCRL(t *testing.T) {
 	}
 }
 
+// TestCurrent_SlowRegenerationAfterARevocationIsWaitedFor: after Invalidate (a revocation) the cached CRL lacks the
+// revocation, so a caller waits for the regeneration even past StaleWait instead of being given the stale one.
+func TestCurrent_SlowRegenerationAfterARevocationIsWaitedFor(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{Validity: 24 * time.Hour, StaleWait: 50 * time.Millisecond})
+	first, err := f.pub.Current(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.src.gate = make(chan struct{})
+	f.src.started = make(chan struct{}, 1)
+	f.pub.Invalidate()
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	if c, err := f.pub.Current(ctx); err == nil || c == first {
+		t.Fatalf("Current gave the cached CRL (error %v); want to wait for the one that lists the revocation (until the caller's deadline)", err)
+	}
+	close(f.src.gate)
+	c, err := f.pub.Current(t.Context())
+	if err != nil || c.Number.Cmp(first.Number) <= 0 {
+		t.Fatalf("Current after the regeneration = %v, %v; want the new CRL", c, err)
+	}
+}
+
 func TestCurrent_UnavailableAfterNextUpdate(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, Options{Validity: time.Hour, RetryBackoff: time.Second})

@@ -35,8 +35,9 @@ var ErrNotInitialized = errors.New("custody: the CA is not initialised; run `azs
 var ErrEnvelope = errors.New("custody: RA key envelope cannot be opened")
 
 // ErrInitOptions means `ca init` was asked for something it cannot make or adopt (an empty subject, an unknown key
-// type, size or curve, an EC key in CA-decrypt mode, an existing key whose type or key_ops cannot do its job): a
-// configuration error that no retry fixes. Nothing was created.
+// type, size or curve, an EC key in CA-decrypt mode, an existing key that is disabled or whose type or key_ops cannot
+// do its job): a configuration error that no retry fixes. The options are checked before anything is created; an
+// existing key-encryption key is only met after the CA key and root, which the next `ca init` adopts.
 var ErrInitOptions = errors.New("custody: ca init options")
 
 // caRecord is the public half of the CA, stored under meta "ca".
@@ -189,6 +190,12 @@ func (v *Vault) open(ctx context.Context, env *raEnvelope) (*x509.Certificate, R
 	kek, err := keyvault.New(ctx, v.Client, env.KEKName, env.KEKVersion, v.KeyOptions)
 	if err != nil {
 		return nil, nil, fmt.Errorf("custody: loading key-encryption key %s: %w", env.KEKName, err)
+	}
+	// Checked here, not left to Key Vault's 403: start-up waits a 403 out as a role still spreading, while key_ops
+	// without unwrapKey is an operator's setting that no wait changes.
+	if !kek.CanUnwrapKey() {
+		return nil, nil, fmt.Errorf("custody: the key-encryption key %s does not allow unwrapKey (key_ops: %s)",
+			kek.KID(), describeOps(kek))
 	}
 	dek, err := kek.UnwrapKey(ctx, env.WrappedKey)
 	if err != nil {
@@ -641,6 +648,9 @@ func (v *Vault) ensureKey(ctx context.Context, name, kty string, size int, curve
 			return nil, false, err
 		}
 		return key, false, nil
+	}
+	if errors.Is(err, keyvault.ErrDisabled) {
+		return nil, false, fmt.Errorf("%w: key %s: %w", ErrInitOptions, name, err)
 	}
 	if !errors.Is(err, keyvault.ErrNotFound) {
 		return nil, false, fmt.Errorf("custody: looking up key %s: %w", name, err)

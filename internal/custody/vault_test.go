@@ -137,6 +137,39 @@ func (e *vaultEnv) load(t *testing.T) *custody.Keys {
 	return k
 }
 
+// TestVaultLoadRefusesAKEKThatCannotUnwrap: key_ops changed after ca init so that the KEK no longer allows
+// unwrapKey stop Load with a named error, before Key Vault is asked (its 403 would read as a role still spreading).
+func TestVaultLoadRefusesAKEKThatCannotUnwrap(t *testing.T) {
+	t.Parallel()
+	e := newVaultEnv(t)
+	e.importKey(t, "ca", testRSAKey(t, 10))
+	e.importKEK(t)
+	mustInit(t, e.v, rootInit("RSA"))
+	e.fake.SetKeyOps("kek", kvfake.KeyOpWrapKey)
+	e.fake.Reset()
+	_, err := e.v.Load(context.Background(), now)
+	if err == nil || errors.Is(err, keyvault.ErrForbidden) || !strings.Contains(err.Error(), "does not allow unwrapKey") {
+		t.Fatalf("Load = %v, want the KEK's missing unwrapKey named (and not Key Vault's forbidden)", err)
+	}
+	if n := e.fake.Count(kvfake.OpUnwrapKey); n != 0 {
+		t.Errorf("unwrapKey asked %d times of a KEK that does not allow it", n)
+	}
+}
+
+// TestVaultInitRefusesADisabledKey: an existing CA key that is disabled is an operator's setting, not an outage:
+// ca init fails with ErrInitOptions (exit 2), which the postprovision hook does not retry, and creates nothing.
+func TestVaultInitRefusesADisabledKey(t *testing.T) {
+	t.Parallel()
+	e := newVaultEnv(t)
+	e.fake.MustImportKey(t, "ca", testRSAKey(t, 10), kvfake.KeyOptions{Disabled: true})
+	_, err := e.v.Init(context.Background(), rootInit("RSA"), now)
+	if !errors.Is(err, custody.ErrInitOptions) || !errors.Is(err, keyvault.ErrDisabled) {
+		t.Fatalf("Init = %v, want ErrInitOptions wrapping ErrDisabled", err)
+	}
+	e.absent(t, "ca")
+	e.wantCounts(t, map[string]int{kvfake.OpCreate: 0, kvfake.OpSign: 0})
+}
+
 func rootInit(kty string) custody.VaultInitOptions {
 	return custody.VaultInitOptions{KeyType: kty,
 		Root:     custody.RootOptions{Subject: pkix.Name{CommonName: "Test Root CA", Organization: []string{"Example Org"}}, Validity: tenYears},

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math/big"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,5 +91,60 @@ func TestRenewalOutlivesTheCallerThatStartedIt(t *testing.T) {
 	}
 	if resp.Status != xocsp.Good {
 		t.Errorf("status %d, want good", resp.Status)
+	}
+}
+
+// slowRecorder records responder certificates at once until hold is set; then Planned waits for release, as a
+// store in a brownout does.
+type slowRecorder struct {
+	hold    atomic.Bool
+	release chan struct{}
+}
+
+func (r *slowRecorder) Planned(ctx context.Context, _ *x509.Certificate) error {
+	if r.hold.Load() {
+		select {
+		case <-r.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func (r *slowRecorder) Issued(context.Context, *x509.Certificate) error { return nil }
+
+// TestSlowRenewalDoesNotHoldAnswers: past half-life the responder certificate is renewed, but while the renewal
+// hangs, an answer the current certificate still covers waits for it only briefly and is signed with the current
+// one; once the renewal finishes the new certificate signs.
+func TestSlowRenewalDoesNotHoldAnswers(t *testing.T) {
+	rec := &slowRecorder{release: make(chan struct{})}
+	f := newFixture(t, Options{Recorder: rec})
+	serial := big.NewInt(0x51)
+	f.src.set(serial, Status{Known: true})
+	nonce := nonceExt(t, []byte("0123456789abcdef")) // never served from the cache
+	req := makeRequest(t, f.ca.cert, serial, crypto.SHA256, nonce)
+	first := mustParse(t, mustRespond(t, f.r, req), f.ca.cert).Certificate
+
+	rec.hold.Store(true)
+	f.clock.Advance(30 * time.Hour) // past renewal; the certificate still covers answers for 18 h
+	start := time.Now()
+	got := mustParse(t, mustRespond(t, f.r, req), f.ca.cert).Certificate
+	if waited := time.Since(start); waited > renewalWait+5*time.Second {
+		t.Fatalf("the answer waited %v for a hanging renewal", waited)
+	}
+	if !got.Equal(first) {
+		t.Fatal("the answer was not signed with the current certificate while the renewal hangs")
+	}
+	close(rec.release)
+	deadline := time.Now().Add(10 * time.Second)
+	for f.r.Stats().ResponderCerts < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the renewal never finished")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if c := mustParse(t, mustRespond(t, f.r, req), f.ca.cert).Certificate; c.Equal(first) {
+		t.Fatal("the renewed certificate does not sign once the renewal finished")
 	}
 }

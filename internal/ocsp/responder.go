@@ -476,6 +476,10 @@ func (r *Responder) singleStatus(st Status) (singleStatus, error) {
 // of which may spend its own retries (Key Vault's call timeout alone is 10 s per attempt).
 const renewalTimeout = time.Minute
 
+// renewalWait is how long an answer the current responder certificate still covers waits for its renewal: far
+// beyond a healthy renewal, far below a relying party's patience.
+const renewalWait = 2 * time.Second
+
 // currentDelegate returns a responder key and certificate, renewing at half-life. Renewal is shared between
 // concurrent callers (one CA signature per renewal); if it fails, the old delegate is used while responses
 // still fit inside its certificate, and further attempts wait RetryBackoff.
@@ -515,6 +519,7 @@ func (r *Responder) currentDelegate(ctx context.Context) (*delegate, error) {
 		}
 		r.renewMu.Unlock()
 		if err != nil {
+			r.log.WarnContext(ctx, "OCSP responder certificate renewal failed", "error", err)
 			return nil, err
 		}
 		r.certs.Add(1)
@@ -523,7 +528,17 @@ func (r *Responder) currentDelegate(ctx context.Context) (*delegate, error) {
 			"serial", nd.cert.SerialNumber.Text(16), "not_after", nd.cert.NotAfter)
 		return nd, nil
 	})
+	var stale <-chan time.Time
+	if d.usableFor(now, validity) {
+		// The current certificate still covers this answer: wait for the renewal only briefly, then sign with the
+		// current one and let the renewal finish (or fail, and be retried after RetryBackoff) on its own.
+		t := time.NewTimer(renewalWait)
+		defer t.Stop()
+		stale = t.C
+	}
 	select {
+	case <-stale:
+		return d, nil
 	case res := <-ch:
 		if res.Err == nil {
 			return res.Val.(*delegate), nil

@@ -483,8 +483,6 @@ func TestSyncForeignItems(t *testing.T) {
 	}
 }
 
-// Store trouble while revoking: Intune is told RetryableServiceException, the item stays open locally, and the
-// next run finishes the revocation and reports success; Intune's re-offer is answered with success too.
 // TestSyncGenerationBumpFails: the record and the index are written, then telling the other instances (the
 // revocation generation) fails. The revocation is durable, so this instance's caches are told at once; the item is
 // answered "retry later", and the next run completes the bump without telling the caches twice.
@@ -514,6 +512,8 @@ func TestSyncGenerationBumpFails(t *testing.T) {
 	}
 }
 
+// Store trouble while revoking: Intune is told RetryableServiceException, the item stays open locally, and the
+// next run finishes the revocation and reports success; Intune's re-offer is answered with success too.
 func TestSyncStoreTroubleWhileApplying(t *testing.T) {
 	for _, method := range []string{storetest.MethodUpdate, storetest.MethodAddRevoked, storetest.MethodGet} {
 		t.Run(method, func(t *testing.T) {

@@ -269,6 +269,16 @@ func (s *Server) SetEnabled(name string, enabled bool) {
 	}
 }
 
+// SetKeyOps replaces the permitted operations of every version of key name, as `az keyvault key set-attributes
+// --ops` does.
+func (s *Server) SetKeyOps(name string, ops ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range s.keys[name] {
+		k.ops = slices.Clone(ops)
+	}
+}
+
 // addLocked assigns a fresh version to k and makes it the current version.
 func (s *Server) addLocked(k *key) {
 	k.version = randomHex(16) // 32 hex characters, like Key Vault
