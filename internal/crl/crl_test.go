@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -546,69 +547,55 @@ func TestCurrent_ServesCachedCRLWhenRegenerationFails(t *testing.T) {
 	}
 }
 
-// TestCurrent_SlowRegenerationServesCachedCRL: a regeneration that hangs (a store in a brownout) holds a download
-// for StaleWait at most while the cached CRL is still valid; the regeneration goes on and is served once done.
-func TestCurrent_SlowRegenerationServesCachedCRL(t *testing.T) {
+// TestCurrent_SlowRegeneration: a regeneration that hangs (a store in a brownout). For the half-life refresh a
+// download waits StaleWait at most and gets the cached CRL, which the regeneration replaces once done. After
+// Invalidate (a revocation) the cached CRL lacks the revocation, so the download waits for the new one instead.
+func TestCurrent_SlowRegeneration(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, Options{Validity: 24 * time.Hour, StaleWait: 50 * time.Millisecond})
-	first, err := f.pub.Current(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.src.gate = make(chan struct{})
-	f.src.started = make(chan struct{}, 1)
-	f.clock.Advance(13 * time.Hour) // past half-life: regenerate
-
-	start := time.Now()
-	c, err := f.pub.Current(t.Context())
-	if err != nil || c != first {
-		t.Fatalf("Current = %v, %v; want the cached CRL", c, err)
-	}
-	if waited := time.Since(start); waited > 5*time.Second {
-		t.Fatalf("the download waited %v for a hanging regeneration", waited)
-	}
-	await(t, f.src.started)
-	close(f.src.gate)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := f.pub.Current(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.Number.Cmp(first.Number) > 0 {
-			break // the regeneration finished and replaced the cached CRL
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the regeneration never replaced the cached CRL")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := f.src.calls.Load(); n != 2 {
-		t.Errorf("index reads %d, want 2 (the first CRL and one regeneration)", n)
-	}
-}
-
-// TestCurrent_SlowRegenerationAfterARevocationIsWaitedFor: after Invalidate (a revocation) the cached CRL lacks the
-// revocation, so a caller waits for the regeneration even past StaleWait instead of being given the stale one.
-func TestCurrent_SlowRegenerationAfterARevocationIsWaitedFor(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t, Options{Validity: 24 * time.Hour, StaleWait: 50 * time.Millisecond})
-	first, err := f.pub.Current(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.src.gate = make(chan struct{})
-	f.src.started = make(chan struct{}, 1)
-	f.pub.Invalidate()
-	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
-	defer cancel()
-	if c, err := f.pub.Current(ctx); err == nil || c == first {
-		t.Fatalf("Current gave the cached CRL (error %v); want to wait for the one that lists the revocation (until the caller's deadline)", err)
-	}
-	close(f.src.gate)
-	c, err := f.pub.Current(t.Context())
-	if err != nil || c.Number.Cmp(first.Number) <= 0 {
-		t.Fatalf("Current after the regeneration = %v, %v; want the new CRL", c, err)
+	for _, revoked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("revoked=%t", revoked), func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, Options{Validity: 24 * time.Hour, StaleWait: 50 * time.Millisecond})
+			first, err := f.pub.Current(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.src.gate = make(chan struct{})
+			f.src.started = make(chan struct{}, 1)
+			if revoked {
+				f.pub.Invalidate()
+			} else {
+				f.clock.Advance(13 * time.Hour) // past half-life: regenerate
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+			defer cancel()
+			c, err := f.pub.Current(ctx)
+			switch {
+			case revoked && (err == nil || c == first):
+				t.Fatalf("Current gave the cached CRL (error %v); want to wait for the one listing the revocation", err)
+			case !revoked && (err != nil || c != first):
+				t.Fatalf("Current = %v; want the cached CRL after StaleWait", err)
+			}
+			await(t, f.src.started)
+			close(f.src.gate)
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				c, err := f.pub.Current(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.Number.Cmp(first.Number) > 0 {
+					break // the regeneration finished and replaced the cached CRL
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the regeneration never replaced the cached CRL")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if n := f.src.calls.Load(); n != 2 {
+				t.Errorf("index reads %d, want 2 (the first CRL and one regeneration)", n)
+			}
+		})
 	}
 }
 
