@@ -492,8 +492,8 @@ func (p *Publisher) startFlightLocked(ctx context.Context) *flight {
 // reading when B takes N+1, reads and publishes, and a revocation commits before A's read reaches it, CRL N lists
 // the revocation and the later CRL N+1 does not, while relying parties take N+1 to supersede N (RFC 5280
 // §5.2.3). So each attempt reads the counter again after reading the index (attempt) and signs only if no higher
-// number was handed out meanwhile; otherwise it signs nothing and starts over after a short jittered pause, so
-// instances regenerating at once do not keep superseding one another.
+// number was handed out meanwhile; otherwise it signs nothing and starts over after a jittered pause of one to two
+// times its attempt (retryPause), so instances regenerating at once do not keep superseding one another.
 //
 // Invariant: for any two published CRLs X < Y, Y's number was allocated after X's check (at the check the counter
 // still stood at X), and Y's read began after its number was allocated, so after X's read ended; the index only

@@ -242,12 +242,16 @@ func (i *Issuer) Replay(ctx context.Context, key string, pub crypto.PublicKey, w
 // ReplayRequest is Replay with req's key, public key, window, ReissueRevoked rule and delivery gate (Gated): the
 // look-up a caller makes before work that must not run twice (Intune validation), with the rules Issue will apply.
 func (i *Issuer) ReplayRequest(ctx context.Context, req *Request) (*Result, error) {
-	return i.replay(ctx, req.Key, req.Checked.PublicKey, replayRules{window: req.ReplayWindow,
-		reissueRevoked: req.ReissueRevoked, gated: req.gated()})
+	return i.replay(ctx, req.Key, req.Checked.PublicKey, req.replayRules())
 }
 
 // gated reports whether req's certificate may leave only through its delivery gate.
 func (r *Request) gated() bool { return r.Gated || r.Deliver != nil }
+
+// replayRules are req's rules for deciding about an earlier attempt with its key.
+func (r *Request) replayRules() replayRules {
+	return replayRules{window: r.ReplayWindow, reissueRevoked: r.ReissueRevoked, gated: r.gated()}
+}
 
 // replayRules are what a replay decision depends on besides the earlier record and the request's key.
 type replayRules struct {
@@ -317,10 +321,10 @@ func (i *Issuer) replayRecord(rec *store.Record, pubHash string, rules replayRul
 // Releasable decides whether the certificate on rec, an issued (or revoked) record, may be handed out again: by a
 // replay, a SCEP CertPoll or GetCert, or anything else that answers with a stored certificate. It is gated when the
 // record says it was issued behind a delivery gate (store.Record.Gated) or gated says the caller's endpoint has one
-// (Request.Gated; known from the endpoint, never from names). It
-// returns nil when it may; ErrWithheld when the delivery was refused; and for a gated record whose gate is not
-// recorded as passed (IntuneNotified false), ErrInProgress while the gate may still be running (deliverWindow after
-// the record's last write) and ErrWithheld after that. So a gated certificate leaves only once Intune has accepted
+// (Request.Gated; known from the endpoint, never from names). It returns nil when it may; ErrWithheld when the
+// delivery was refused; and for a gated record whose gate is not recorded as passed (IntuneNotified false),
+// ErrInProgress while the gate may still be running (deliverWindow after the record's last write) and ErrWithheld
+// after that. So a gated certificate leaves only once Intune has accepted
 // it; a gate whose outcome was lost (a failed write, a crash, an issued write whose answer was lost) never turns into
 // a delivery, and nothing here calls Intune again.
 func (i *Issuer) Releasable(rec *store.Record, gated bool) error {
@@ -527,8 +531,7 @@ func (i *Issuer) resolve(ctx context.Context, req *Request, b store.Binding, pub
 	case err != nil:
 		return nil, fmt.Errorf("reading record bound to the idempotency key: %w", err)
 	}
-	return i.replayRecord(prev, pubHash, replayRules{window: req.ReplayWindow, reissueRevoked: req.ReissueRevoked,
-		gated: req.gated()})
+	return i.replayRecord(prev, pubHash, req.replayRules())
 }
 
 func (i *Issuer) abandon(rec *store.Record, note string) {

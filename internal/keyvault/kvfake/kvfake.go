@@ -262,20 +262,21 @@ func (s *Server) MustImportKey(tb testing.TB, name string, priv crypto.Signer, o
 
 // SetEnabled enables or disables every version of key name, as an operator does in the portal.
 func (s *Server) SetEnabled(name string, enabled bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, k := range s.keys[name] {
-		k.enabled = enabled
-	}
+	s.eachVersion(name, func(k *key) { k.enabled = enabled })
 }
 
 // SetKeyOps replaces the permitted operations of every version of key name, as `az keyvault key set-attributes
 // --ops` does.
 func (s *Server) SetKeyOps(name string, ops ...string) {
+	s.eachVersion(name, func(k *key) { k.ops = slices.Clone(ops) })
+}
+
+// eachVersion changes every version of key name under the lock.
+func (s *Server) eachVersion(name string, change func(*key)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, k := range s.keys[name] {
-		k.ops = slices.Clone(ops)
+		change(k)
 	}
 }
 
