@@ -236,6 +236,12 @@ func (s *Server) checkRenewal(ctx context.Context, e *Endpoint, old *x509.Certif
 	if rec.Source != store.SourceSCEP || !e.renews(rec.Endpoint) {
 		return nil, deny("endpoint %s does not renew certificates issued by %s/%s", e.Name, rec.Source, rec.Endpoint)
 	}
+	// Intune vouched for that certificate for one device; a shared secret does not stand in for Intune, also when
+	// the endpoint that issued it has since been switched to a static challenge (the record, not the settings,
+	// says who authorized it).
+	if e.Challenge == ChallengeStatic && intuneAuthorized(rec) {
+		return nil, deny("endpoint %s has a static challenge and does not renew certificates Intune authorized", e.Name)
+	}
 	if !bytes.Equal(old.RawSubject, req.RawSubject) {
 		return nil, deny("renewal must keep the subject")
 	}
@@ -265,6 +271,12 @@ func (s *Server) checkRenewal(ctx context.Context, e *Endpoint, old *x509.Certif
 			start.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339))
 	}
 	return rec, nil
+}
+
+// intuneAuthorized reports whether rec was issued behind Intune's validateRequest: gated on its
+// successNotification, or reported to Intune by one (records from before the gate was written).
+func intuneAuthorized(rec *store.Record) bool {
+	return rec.Gated || rec.IntuneNotified || rec.IntuneSerial != ""
 }
 
 // liveRecord returns the record of c, a certificate this CA signed, when c is valid at now and recorded as

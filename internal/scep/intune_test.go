@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/azscep/azscep/internal/intune"
+	"github.com/azscep/azscep/internal/policy"
 	"github.com/azscep/azscep/internal/scep"
 	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/store/storetest"
@@ -497,4 +499,37 @@ func TestUndeliveredIntuneCertificateAuthorizesNothing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// An Intune certificate is renewed only with Intune. Switching the endpoint that issued it to a static challenge
+// (which the README describes) must not turn the shared secret into a stand-in for Intune's validateRequest: the
+// record says Intune authorized it, whatever the endpoint's settings say now.
+func TestStaticEndpointDoesNotRenewIntuneCertificatesAfterASwitch(t *testing.T) {
+	f := &fakeIntune{}
+	e := intuneEnv(t, f, nil)
+	c, _, req := intuneRequest(t, e, 0)
+	old := wantSuccess(t, e.pki(t, "intune", req))
+
+	prof, err := policy.ParseProfile("device", "validity=365d;ku=digitalSignature;eku=clientAuth;dns=*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := scep.New(scep.Config{Keys: e.ca.Keys, Issuer: e.issuer, Store: e.store, Logger: slog.New(slog.DiscardHandler),
+		Endpoints: []*scep.Endpoint{{Name: "intune", Challenge: scep.ChallengeStatic, Secret: []byte(staticSecret), Profile: prof}},
+		Now:       func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv = srv
+	e.offset.Store(int64(profileValidity/2 + 24*time.Hour)) // inside the renewal window
+
+	csr := testca.CSR(t, testca.RSAKey(t, 7), testca.CSROptions{Subject: old.Subject})
+	wantFailure(t, e.pki(t, "intune", c.RenewalReq(t, csr, old, c.Key)), testca.FailBadRequest)
+	if v, n, _ := f.counts(); v != 1 || n != 1 {
+		t.Errorf("Intune calls after the refused renewal: validate %d, notify %d; want 1 and 1", v, n)
+	}
+	// The refusal is about who authorized the old certificate, not the request: a static enrollment with the
+	// secret still works there.
+	d := e.client(t, 8, "static-after-switch")
+	wantSuccess(t, e.pki(t, "intune", d.PKCSReq(t, csrFor(t, d, "static-after-switch"))))
 }
