@@ -128,6 +128,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 			}
 		}
 	}
+	d.onRevoked = onRevoked
 
 	if raStore != nil {
 		var stop func()

@@ -167,3 +167,38 @@ func TestRevocationSeenByOtherInstance(t *testing.T) {
 		t.Errorf("B read the generation %d times for 3 OCSP requests over two intervals, want at most one per interval", reads)
 	}
 }
+
+// The hourly timer completes a revocation interrupted between its two writes: before it, the CRL lists the
+// certificate while OCSP still answers good; after it, OCSP answers revoked with the CRL's time and reason.
+func TestTimerCompletesAnInterruptedRevocation(t *testing.T) {
+	in := startInstance(t, localEnv(t))
+	ra, ca := in.raOf(t), in.d.keys.CA()
+	cert := in.enrollTo(t, ra, "interrupted-revocation").mustSucceed(t, ra)
+	serial := store.SerialString(cert.SerialNumber)
+	at := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
+	if _, err := in.d.store.AddRevoked(t.Context(), store.Revoked{Serial: serial, RevokedAt: at, Reason: 1}); err != nil {
+		t.Fatal(err) // the first of Revoke's two writes; the record write never happened
+	}
+	in.d.crl.Invalidate()
+	if !in.crlLists(t, ca, serial) || in.ocspStatus(t, cert, ca) != xocsp.Good {
+		t.Fatal("not the interrupted state: want the CRL to list the certificate and OCSP to answer good")
+	}
+
+	if logs := in.timer(t); !strings.Contains(logs, "completed 1 interrupted revocations: "+serial) {
+		t.Errorf("timer logs %q do not report the completion", logs)
+	}
+	if got := in.ocspStatus(t, cert, ca); got != xocsp.Revoked {
+		t.Errorf("OCSP status %d after the timer, want revoked", got)
+	}
+	rec, err := in.d.store.Get(t.Context(), serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Status != store.StatusRevoked || !rec.RevokedAt.Equal(at) || rec.RevocationReason != 1 {
+		t.Errorf("record %s at %v reason %d; want revoked at %v for keyCompromise like the CRL", rec.Status,
+			rec.RevokedAt, rec.RevocationReason, at)
+	}
+	if logs := in.timer(t); strings.Contains(logs, "interrupted") {
+		t.Errorf("second timer run: %q, want nothing left to complete", logs)
+	}
+}

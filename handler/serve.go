@@ -174,6 +174,8 @@ type deps struct {
 	admin  http.Handler       // nil when the API is not configured
 	csr    http.Handler       // nil when the API is not configured
 	dev    http.Handler       // the local development token issuer (local mode only)
+	// onRevoked tells this instance's CRL and OCSP caches about revocations it made.
+	onRevoked func(serials []string)
 	// verifier authenticates Entra bearer tokens for /api/csr and the admin API.
 	verifier   *entra.Verifier
 	httpClient *http.Client // tests: trust a fake's TLS certificate
@@ -348,7 +350,33 @@ func (d *deps) runSync(ctx context.Context, info timer.Info) ([]string, error) {
 			lines = append(lines, "RA maintenance failed: "+raErr.Error())
 		}
 	}
+	lines = append(lines, d.completeInterrupted(ctx)...)
 	return append(lines, d.sweepPending(ctx)...), err
+}
+
+// completeInterrupted finishes revocations interrupted between their index entry and their record
+// (revocation.CompleteInterrupted) from the last revocation.InterruptedWindow.
+func (d *deps) completeInterrupted(ctx context.Context) []string {
+	now := time.Now()
+	done, err := revocation.CompleteInterrupted(ctx, d.store, now.Add(-revocation.InterruptedWindow), now)
+	var serials []string
+	for _, rec := range done {
+		serials = append(serials, rec.Serial)
+		d.log.Warn("completed an interrupted revocation", "serial", rec.Serial, "revoked_at",
+			rec.RevokedAt.UTC().Format(time.RFC3339), "reason", revocation.ReasonName(rec.RevocationReason))
+	}
+	var lines []string
+	if len(done) > 0 {
+		if d.onRevoked != nil {
+			d.onRevoked(serials)
+		}
+		lines = append(lines, fmt.Sprintf("completed %d interrupted revocations: %s", len(done), strings.Join(serials, " ")))
+	}
+	if err != nil {
+		d.log.Warn("interrupted-revocation sweep failed", "err", err)
+		lines = append(lines, "interrupted-revocation sweep failed: "+err.Error())
+	}
+	return lines
 }
 
 // pendingReportAge is how old a pending record must be before the sweep reports it (the console's "stale").

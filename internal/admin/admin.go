@@ -312,7 +312,11 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, caller *entra.C
 		return
 	}
 	by := "admin:" + who(caller)
-	outcome, rec, err := revocation.Revoke(r.Context(), h.cfg.Store, serial, reason, by, truncate(req.Comment, 256), h.cfg.Now())
+	// Detached from the admin's connection: a client that hangs up between the index entry and the record must
+	// not leave the CRL saying revoked while OCSP still says good.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), revokeTimeout)
+	defer cancel()
+	outcome, rec, err := revocation.Revoke(ctx, h.cfg.Store, serial, reason, by, truncate(req.Comment, 256), h.cfg.Now())
 	if rec != nil && rec.Status == store.StatusRevoked {
 		// Durable, even when only the final generation bump failed: audit it and tell this instance's caches now
 		// rather than after the admin's retry.
@@ -334,6 +338,10 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, caller *entra.C
 	v.AlreadyRevoked = outcome == revocation.AlreadyRevoked
 	writeJSON(w, http.StatusOK, v)
 }
+
+// revokeTimeout bounds one revocation once it has started: its store calls, each with its own retries, well
+// inside the Functions host's HTTP timeout.
+const revokeTimeout = time.Minute
 
 func (h *Handler) sync(w http.ResponseWriter, r *http.Request, caller *entra.Caller) {
 	if h.cfg.Sync == nil {

@@ -666,3 +666,53 @@ type fakeVerifier struct{}
 func (fakeVerifier) Verify(context.Context, []string) (*entra.Caller, error) {
 	return nil, errors.New("no")
 }
+
+// hangUpStore makes the admin's client hang up right after the revocation's index entry is written, and gives
+// the server time to notice before the record is written.
+type hangUpStore struct {
+	store.Store
+	hangUp func()
+}
+
+func (s hangUpStore) AddRevoked(ctx context.Context, e store.Revoked) (store.Revoked, error) {
+	kept, err := s.Store.AddRevoked(ctx, e)
+	s.hangUp()
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Second):
+	}
+	return kept, err
+}
+
+// A revocation that has started finishes although the admin's client hangs up between its two writes: otherwise
+// the CRL lists the certificate while OCSP and the console still say issued.
+func TestRevokeOutlivesTheClient(t *testing.T) {
+	ctx, hangUp := context.WithCancel(t.Context())
+	e := newEnv(t, func(c *admin.Config) { c.Store = hangUpStore{Store: c.Store, hangUp: hangUp} })
+	rec := e.insert(t, store.Record{Requester: "alice"}, true)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.srv.URL+"/api/certificates/"+rec.Serial+"/revoke",
+		strings.NewReader(`{"reason":"keyCompromise"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+e.admin)
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err := e.srv.Client().Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatal("the client's request did not end when it hung up")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		stored, err := e.st.Get(t.Context(), rec.Serial)
+		if err == nil && stored.Status == store.StatusRevoked {
+			if stored.RevocationReason != 1 {
+				t.Errorf("reason %d, want keyCompromise", stored.RevocationReason)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("record %s after the client hung up, want revoked like the CRL index", stored.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

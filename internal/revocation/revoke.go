@@ -147,7 +147,8 @@ func NewlyRevoked(outcome Outcome, rec *store.Record) bool {
 }
 
 // Revoke moves the record for serial to revoked. The revocation index entry (what the CRL is built from) is
-// written first, so a crash between the two writes still publishes the revocation; a retry completes the record.
+// written first, so a crash between the two writes still publishes the revocation; a retry, or CompleteInterrupted,
+// completes the record with the index entry's time and reason.
 // Revoking a revoked certificate reports AlreadyRevoked and changes nothing. ErrConflict from a concurrent update
 // is retried. Every successful call bumps the revocation generation (BumpGeneration) last; when only that bump
 // fails, the error comes with Revoked and the revoked record.
@@ -167,7 +168,7 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 		case store.StatusRevoked:
 			// Complete a revocation whose index write succeeded but whose record write did not, or vice versa, and
 			// whose generation bump may have failed: a retry must leave every instance told.
-			if err := st.AddRevoked(ctx, store.Revoked{Serial: rec.Serial, RevokedAt: rec.RevokedAt, Reason: rec.RevocationReason}); err != nil {
+			if _, err := st.AddRevoked(ctx, store.Revoked{Serial: rec.Serial, RevokedAt: rec.RevokedAt, Reason: rec.RevocationReason}); err != nil {
 				return 0, nil, fmt.Errorf("indexing revocation: %w", err)
 			}
 			if err := BumpGeneration(ctx, st, rec.Serial); err != nil {
@@ -180,12 +181,15 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 			}
 		}
 		from := rec.Status
-		if err := st.AddRevoked(ctx, store.Revoked{Serial: rec.Serial, RevokedAt: at, Reason: reason}); err != nil {
+		kept, err := st.AddRevoked(ctx, store.Revoked{Serial: rec.Serial, RevokedAt: at, Reason: reason})
+		if err != nil {
 			return 0, nil, fmt.Errorf("indexing revocation: %w", err)
 		}
+		// An entry kept from an earlier revocation interrupted between its two writes is what the CRL already
+		// publishes: the record takes its time and reason, so that the CRL and OCSP say the same.
 		rec.Status = store.StatusRevoked
-		rec.RevokedAt = at
-		rec.RevocationReason = reason
+		rec.RevokedAt = kept.RevokedAt
+		rec.RevocationReason = kept.Reason
 		rec.RevokedBy = by
 		rec.RevocationRef = ref
 		rec.Updated = now
@@ -205,4 +209,43 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 		return Revoked, rec, nil
 	}
 	return 0, nil, fmt.Errorf("revoking %s: %w", canonical, store.ErrConflict)
+}
+
+// InterruptedWindow is how far back CompleteInterrupted looks: revocations indexed in this window are checked
+// against their records. It is far longer than the hourly sweep's interval, so that a record write failing through
+// a long store outage is still completed once the store is back.
+const InterruptedWindow = 7 * 24 * time.Hour
+
+// CompleteInterrupted finishes revocations interrupted between their two writes: an index entry indexed since
+// since (the CRL already lists the certificate) whose record is not revoked (OCSP, the console and renewal would
+// still take it as issued). Each is completed by Revoke, with the index entry's time and reason, and returned.
+// Nothing else is read but the index and the records of the window's entries.
+func CompleteInterrupted(ctx context.Context, st store.Store, since, now time.Time) ([]*store.Record, error) {
+	entries, err := st.ListRevoked(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing revocations: %w", err)
+	}
+	var done []*store.Record
+	var errs []error
+	for _, e := range entries {
+		if e.RevokedAt.Before(since) {
+			continue
+		}
+		rec, err := st.Get(ctx, e.Serial)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reading %s: %w", e.Serial, err))
+			continue
+		}
+		if rec.Status == store.StatusRevoked {
+			continue
+		}
+		outcome, rec, err := Revoke(ctx, st, e.Serial, e.Reason, "sweep", "completes a revocation interrupted after its index entry", now)
+		if NewlyRevoked(outcome, rec) {
+			done = append(done, rec)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("completing %s: %w", e.Serial, err))
+		}
+	}
+	return done, errors.Join(errs...)
 }

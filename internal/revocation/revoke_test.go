@@ -295,3 +295,70 @@ func TestReasonCode(t *testing.T) {
 		t.Error("ReasonName")
 	}
 }
+
+// revokeInterrupted revokes rec with its record write failing, as when the admin's request ends between the
+// index entry and the record: the CRL then lists the certificate while its record still says issued.
+func revokeInterrupted(t *testing.T, f *fixture, rec *store.Record, reason int, now time.Time) {
+	t.Helper()
+	f.faults.Inject(storetest.Fault{Method: storetest.MethodUpdate, Err: context.Canceled})
+	defer f.faults.Clear()
+	if _, _, err := revocation.Revoke(t.Context(), f.faults, rec.Serial, reason, "admin:alice", "ticket", now); err == nil {
+		t.Fatal("Revoke succeeded through a failing record write")
+	}
+	if e, ok := indexed(t, f.backend)[rec.Serial]; !ok || f.record(t, rec.Serial).Status != store.StatusIssued {
+		t.Fatalf("not the interrupted state: indexed %v (%+v), record %s", ok, e, f.record(t, rec.Serial).Status)
+	}
+}
+
+// A revocation interrupted between its index entry and its record is completed with the time and reason the CRL
+// already publishes, by the next Revoke (the admin's retry, with another reason and later) and by the sweep.
+func TestInterruptedRevocationCompletesWithTheIndexedEntry(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	first := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+
+	t.Run("retry", func(t *testing.T) {
+		rec := f.issue(t, 1)[0]
+		revokeInterrupted(t, f, rec, 1, first)
+		outcome, got, err := revocation.Revoke(t.Context(), f.backend, rec.Serial, 4, "admin:bob", "retry", first.Add(time.Hour))
+		if err != nil || !revocation.NewlyRevoked(outcome, got) {
+			t.Fatalf("retry = %v, %+v, %v", outcome, got, err)
+		}
+		stored := f.record(t, rec.Serial)
+		if !stored.RevokedAt.Equal(first) || stored.RevocationReason != 1 {
+			t.Errorf("record revoked at %v reason %d; the CRL says %v reason 1", stored.RevokedAt, stored.RevocationReason, first)
+		}
+	})
+
+	t.Run("sweep", func(t *testing.T) {
+		recs := f.issue(t, 3)
+		revokeInterrupted(t, f, recs[0], 1, first)
+		revokeInterrupted(t, f, recs[1], 3, first.Add(-revocation.InterruptedWindow-time.Hour)) // outside the window
+		if _, _, err := revocation.Revoke(t.Context(), f.backend, recs[2].Serial, 4, "admin:alice", "", first); err != nil {
+			t.Fatal(err) // a complete revocation: nothing to do
+		}
+		before, _, err := f.backend.GetMeta(t.Context(), "revocation-generation")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done, err := revocation.CompleteInterrupted(t.Context(), f.backend, first.Add(-time.Hour), first.Add(2*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(done) != 1 || done[0].Serial != recs[0].Serial {
+			t.Fatalf("completed %v, want only %s", done, recs[0].Serial)
+		}
+		stored := f.record(t, recs[0].Serial)
+		if stored.Status != store.StatusRevoked || !stored.RevokedAt.Equal(first) || stored.RevocationReason != 1 || stored.RevokedBy != "sweep" {
+			t.Errorf("completed record %s at %v reason %d by %q", stored.Status, stored.RevokedAt, stored.RevocationReason, stored.RevokedBy)
+		}
+		if f.record(t, recs[1].Serial).Status != store.StatusIssued {
+			t.Error("an entry outside the window was read and completed")
+		}
+		if after, _, _ := f.backend.GetMeta(t.Context(), "revocation-generation"); string(after) == string(before) {
+			t.Error("the generation was not bumped: other instances' OCSP caches keep answering good")
+		}
+		if again, err := revocation.CompleteInterrupted(t.Context(), f.backend, first.Add(-time.Hour), first.Add(3*time.Hour)); err != nil || len(again) != 0 {
+			t.Errorf("second sweep = %v, %v; want nothing left", again, err)
+		}
+	})
+}

@@ -189,8 +189,10 @@ type Revoked struct {
 // Revocations is the revocation index: written before the record moves to revoked so that a crash between the
 // two writes errs on the side of publishing the revocation.
 type Revocations interface {
-	// AddRevoked records a revocation in the index (idempotent: re-adding the same serial keeps the first entry).
-	AddRevoked(ctx context.Context, e Revoked) error
+	// AddRevoked records a revocation in the index and returns the entry the index holds: e, or the first entry
+	// for that serial when there is one already (adding again keeps it), so that the record can be written with
+	// the time and reason the CRL already publishes.
+	AddRevoked(ctx context.Context, e Revoked) (Revoked, error)
 	// ListRevoked returns every revoked serial.
 	ListRevoked(ctx context.Context) ([]Revoked, error)
 }

@@ -457,21 +457,21 @@ func (s *Store) Lookup(ctx context.Context, key string) (store.Binding, error) {
 }
 
 // AddRevoked implements store.Revocations.
-func (s *Store) AddRevoked(ctx context.Context, e store.Revoked) error {
+func (s *Store) AddRevoked(ctx context.Context, e store.Revoked) (store.Revoked, error) {
 	if err := ctxErr(ctx, "adding revocation"); err != nil {
-		return err
+		return store.Revoked{}, err
 	}
 	c := store.NormalizeSerial(e.Serial)
 	if c == "" {
-		return fmt.Errorf("memstore: adding revocation: serial %q is not a serial", e.Serial)
+		return store.Revoked{}, fmt.Errorf("memstore: adding revocation: serial %q is not a serial", e.Serial)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.revoked[c]; ok {
-		return nil // keep the first entry
+	if kept, ok := s.revoked[c]; ok {
+		return kept, nil // keep the first entry
 	}
 	s.revoked[c] = store.Revoked{Serial: c, RevokedAt: normTime(e.RevokedAt), Reason: e.Reason}
-	return nil
+	return s.revoked[c], nil
 }
 
 // ListRevoked implements store.Revocations, in serial order.

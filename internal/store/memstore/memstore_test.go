@@ -85,7 +85,7 @@ func BenchmarkListRevoked10k(b *testing.B) {
 	s := memstore.New()
 	ctx := b.Context()
 	for i := range 10000 {
-		if err := s.AddRevoked(ctx, store.Revoked{Serial: fmt.Sprintf("%X", i+1), RevokedAt: time.Now()}); err != nil {
+		if _, err := s.AddRevoked(ctx, store.Revoked{Serial: fmt.Sprintf("%X", i+1), RevokedAt: time.Now()}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -252,8 +252,13 @@ func (f *FaultStore) Lookup(ctx context.Context, key string) (b store.Binding, e
 }
 
 // AddRevoked implements store.Store.
-func (f *FaultStore) AddRevoked(ctx context.Context, e store.Revoked) error {
-	return f.do(MethodAddRevoked, func() error { return f.inner.AddRevoked(ctx, e) }, nil)
+func (f *FaultStore) AddRevoked(ctx context.Context, e store.Revoked) (kept store.Revoked, err error) {
+	err = f.do(MethodAddRevoked, func() error { kept, err = f.inner.AddRevoked(ctx, e); return err },
+		func() error { _, err := f.inner.AddRevoked(ctx, e); return err })
+	if err != nil {
+		return store.Revoked{}, err
+	}
+	return kept, nil
 }
 
 // ListRevoked implements store.Store.

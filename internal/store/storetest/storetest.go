@@ -783,18 +783,19 @@ func testRevoked(t *testing.T, s store.Store) {
 		// Any spelling is stored canonically.
 		spelled := e
 		spelled.Serial = "00" + strings.ToLower(e.Serial)
-		if err := s.AddRevoked(ctx, spelled); err != nil {
-			t.Fatalf("AddRevoked: %v", err)
+		if kept, err := s.AddRevoked(ctx, spelled); err != nil || kept.Serial != e.Serial ||
+			!kept.RevokedAt.Equal(e.RevokedAt) || kept.Reason != e.Reason {
+			t.Fatalf("AddRevoked = %+v, %v; want %+v", kept, err, e)
 		}
 		want[e.Serial] = e
-		// Adding again keeps the first entry.
+		// Adding again keeps the first entry, and says so: the caller writes the record with it.
 		later := e
 		later.RevokedAt, later.Reason = base.Add(48*time.Hour), 9
-		if err := s.AddRevoked(ctx, later); err != nil {
-			t.Fatalf("second AddRevoked: %v", err)
+		if kept, err := s.AddRevoked(ctx, later); err != nil || !kept.RevokedAt.Equal(e.RevokedAt) || kept.Reason != e.Reason {
+			t.Fatalf("second AddRevoked = %+v, %v; want the first entry %+v", kept, err, e)
 		}
 	}
-	if err := s.AddRevoked(ctx, store.Revoked{Serial: "not-hex"}); err == nil {
+	if _, err := s.AddRevoked(ctx, store.Revoked{Serial: "not-hex"}); err == nil {
 		t.Error("AddRevoked with a bad serial succeeded")
 	}
 	got, err := s.ListRevoked(ctx)

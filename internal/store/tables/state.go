@@ -169,20 +169,32 @@ func (s *Store) lookup(ctx context.Context, key string) (store.Binding, string, 
 	return b, p.str(propWriteID), nil
 }
 
-// AddRevoked implements store.Revocations. An entry that exists already is kept as it is.
-func (s *Store) AddRevoked(ctx context.Context, e store.Revoked) error {
+// AddRevoked implements store.Revocations. An entry that exists already is kept as it is, and read back.
+func (s *Store) AddRevoked(ctx context.Context, e store.Revoked) (store.Revoked, error) {
 	c := store.NormalizeSerial(e.Serial)
 	if c == "" {
-		return fmt.Errorf("tables: adding revocation: serial %q is not a serial", e.Serial)
+		return store.Revoked{}, fmt.Errorf("tables: adding revocation: serial %q is not a serial", e.Serial)
 	}
+	op := "adding revocation " + c
 	ent := newEntity(revokedPK, c)
 	ent.time("RevokedAt", e.RevokedAt)
 	ent.int("Reason", e.Reason)
-	_, err := s.add(ctx, s.revoked, "adding revocation "+c, ent)
-	if errors.Is(err, store.ErrExists) {
-		return nil
+	_, err := s.add(ctx, s.revoked, op, ent)
+	switch {
+	case err == nil:
+		return store.Revoked{Serial: c, RevokedAt: normTime(e.RevokedAt), Reason: e.Reason}, nil
+	case !errors.Is(err, store.ErrExists):
+		return store.Revoked{}, err
 	}
-	return err
+	p, _, err := s.read(ctx, s.revoked, op, revokedPK, c)
+	if err != nil {
+		return store.Revoked{}, err
+	}
+	at, err := p.time("RevokedAt")
+	if err != nil {
+		return store.Revoked{}, fmt.Errorf("tables: %s: %w", op, err)
+	}
+	return store.Revoked{Serial: c, RevokedAt: at, Reason: p.int("Reason")}, nil
 }
 
 // ListRevoked implements store.Revocations, in serial order. It selects only the three columns the CRL needs

@@ -111,7 +111,7 @@ func TestStoppedBackendIsUnavailable(t *testing.T) {
 	checks := map[string]error{
 		"Ping":       s.Ping(ctx),
 		"Insert":     s.Insert(ctx, storetest.FullRecord(storetest.NewSerial())),
-		"AddRevoked": s.AddRevoked(ctx, store.Revoked{Serial: r.Serial}),
+		"AddRevoked": func() error { _, err := s.AddRevoked(ctx, store.Revoked{Serial: r.Serial}); return err }(),
 	}
 	_, checks["Get"] = s.Get(ctx, r.Serial)
 	_, checks["InsertBound"] = s.InsertBound(ctx, "k", nil, &store.Record{Serial: storetest.NewSerial(), Status: store.StatusPending})
@@ -291,7 +291,7 @@ func addRevoked(t testing.TB, s store.Store, n int) {
 				if i > int64(n) {
 					return
 				}
-				if err := s.AddRevoked(t.Context(), store.Revoked{Serial: fmt.Sprintf("%X", 0x100000+i), RevokedAt: time.Now(), Reason: 1}); err != nil {
+				if _, err := s.AddRevoked(t.Context(), store.Revoked{Serial: fmt.Sprintf("%X", 0x100000+i), RevokedAt: time.Now(), Reason: 1}); err != nil {
 					errs <- err
 					return
 				}
