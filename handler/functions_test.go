@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/azscep/azscep/internal/config"
+	"github.com/azscep/azscep/internal/timer"
 )
 
 // hostJSON is the subset of host.json the Functions host reads for a custom handler; decoding is strict so a
@@ -90,6 +92,11 @@ func TestHostJSON(t *testing.T) {
 	}
 	if h.Logging.LogLevel["default"] == "" {
 		t.Error("logging.logLevel.default missing")
+	}
+	// The timer's handler keeps its connection writable for this long (timer.FunctionTimeout); the revocation
+	// sync's budget is planned inside it.
+	if want := fmt.Sprintf("%02d:%02d:00", int(timer.FunctionTimeout.Hours()), int(timer.FunctionTimeout.Minutes())%60); h.FunctionTimeout != want {
+		t.Errorf("functionTimeout = %q, want %s (timer.FunctionTimeout)", h.FunctionTimeout, want)
 	}
 }
 

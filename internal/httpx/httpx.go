@@ -116,6 +116,10 @@ type statusRecorder struct {
 	bytes  int
 }
 
+// Unwrap lets http.ResponseController reach the connection (a handler that runs longer than the server's write
+// timeout extends its own deadline).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
 func (s *statusRecorder) WriteHeader(code int) {
 	if s.status == 0 {
 		s.status = code

@@ -16,6 +16,11 @@ import (
 	"github.com/azscep/azscep/internal/httpx"
 )
 
+// FunctionTimeout is host.json's functionTimeout: how long the host waits for an invocation's answer. A timer
+// invocation may run that long, longer than the server's write timeout for ordinary requests, so its handler
+// extends its own write deadline to it.
+const FunctionTimeout = 10 * time.Minute
+
 // Info is the TimerInfo the host sends. ScheduleStatus is nil when the schedule is not monitored.
 type Info struct {
 	IsPastDue      bool
@@ -113,6 +118,11 @@ func Handler(binding string, log *slog.Logger, run func(ctx context.Context, inf
 		if r.Method != http.MethodPost {
 			httpx.MethodNotAllowed(w, r, http.MethodPost)
 			return
+		}
+		// Without this the run completes but the host gets no answer (the server closes the connection at its write
+		// timeout) and records a failed invocation without its Logs.
+		if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(FunctionTimeout + time.Minute)); err != nil {
+			log.Warn("timer invocation: cannot extend the write deadline", "err", err)
 		}
 		resp := Response{Outputs: map[string]any{}, Logs: []string{}}
 		body, err := httpx.ReadBody(w, r, httpx.MaxBody)

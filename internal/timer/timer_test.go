@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/azscep/azscep/internal/httpx"
 )
 
 func TestParseInvocation(t *testing.T) {
@@ -103,5 +105,30 @@ func TestHandlerAnswersJSONAlways(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/revocation-sync", nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Fatalf("GET = %d", rec.Code)
+	}
+}
+
+// A run longer than the server's write timeout for ordinary requests still answers the host: the revocation sync
+// may run for minutes, and an answer cut at the write timeout is a failed invocation without its Logs. Scaled
+// down: a 100 ms write timeout, a 400 ms run, behind the same edge middleware as the service.
+func TestLongRunOutlastsTheWriteTimeout(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	h := httpx.Edge(log, Handler("timer", log, func(ctx context.Context, info Info) ([]string, error) {
+		time.Sleep(400 * time.Millisecond)
+		return []string{"revoked 3"}, nil
+	}))
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.WriteTimeout = 100 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/revocation-sync", "application/json",
+		strings.NewReader(`{"Data":{"timer":{"IsPastDue":false}},"Metadata":{}}`))
+	if err != nil {
+		t.Fatalf("the host got no answer from a run longer than the write timeout: %v", err)
+	}
+	defer resp.Body.Close()
+	var out Response
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || len(out.Logs) != 1 || out.Logs[0] != "revoked 3" {
+		t.Errorf("answer %d %+v, %v", resp.StatusCode, out, err)
 	}
 }
