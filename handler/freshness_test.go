@@ -202,3 +202,26 @@ func TestTimerCompletesAnInterruptedRevocation(t *testing.T) {
 		t.Errorf("second timer run: %q, want nothing left to complete", logs)
 	}
 }
+
+// In local mode a web page that rebinds its own name to 127.0.0.1 cannot mint development tokens (or reach any
+// other route): the Host header still names the page's host.
+func TestLocalModeRefusesRebindingHosts(t *testing.T) {
+	in := startInstance(t, localEnv(t))
+	for _, host := range []string{"rebind.evil.example", "rebind.evil.example:" + in.base[strings.LastIndex(in.base, ":")+1:]} {
+		req, _ := http.NewRequest(http.MethodPost, in.base+"/api/dev/token", strings.NewReader(`{"roles":["Certificates.Manage"]}`))
+		req.Host = host
+		req.Header.Set("Content-Type", "text/plain")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMisdirectedRequest || strings.Contains(string(body), "access_token") {
+			t.Errorf("Host %q: %d %s, want 421 and no token", host, resp.StatusCode, body)
+		}
+	}
+	if tok := devToken(t, in.base, "Certificates.Manage"); tok == "" { // addressed to 127.0.0.1: served
+		t.Error("no token for a loopback Host")
+	}
+}

@@ -295,16 +295,22 @@ func (d *deps) serveHealth(w http.ResponseWriter, r *http.Request) {
 }
 
 // unclean sends OCSP GET requests straight to the responder: their base64 path may contain "//", which
-// http.ServeMux would clean and redirect.
+// http.ServeMux would clean and redirect. In local mode every route answers only requests addressed to a
+// loopback name: the development token issuer mints any role to whoever asks from this machine, and a web page
+// in the developer's browser must not become such a caller by DNS rebinding.
 func (d *deps) unclean(mux *http.ServeMux) http.Handler {
 	ocspGET := d.ocspHandler()
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/api/ocsp/") {
 			ocspGET.ServeHTTP(w, r)
 			return
 		}
 		mux.ServeHTTP(w, r)
 	})
+	if d.cfg.Mode == config.ModeLocal {
+		h = httpx.LoopbackHostOnly(h)
+	}
+	return h
 }
 
 func (d *deps) crlHandler() http.Handler {

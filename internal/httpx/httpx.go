@@ -11,9 +11,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -198,4 +201,32 @@ func RequireLength(problem bool, next http.Handler) http.Handler {
 		w.WriteHeader(http.StatusLengthRequired)
 		_, _ = io.WriteString(w, "411 Length Required: "+LengthRequiredDetail+"\n")
 	})
+}
+
+// LoopbackHostOnly answers 421 to requests whose Host header is not a loopback name or address. A service that
+// listens on 127.0.0.1 is reached by loopback peers only, but a web page the developer visits can rebind its own
+// name to 127.0.0.1 (DNS rebinding) and then read the answers as same-origin: the Host header it sends still
+// names the attacker's host.
+func LoopbackHostOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !loopbackHost(r.Host) {
+			WriteProblem(w, r, &Problem{Status: http.StatusMisdirectedRequest, Code: "not_loopback_host",
+				Detail: "a local service answers only requests addressed to localhost or a loopback address"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }

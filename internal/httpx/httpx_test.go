@@ -166,3 +166,27 @@ func TestRequireLength(t *testing.T) {
 		}
 	}
 }
+
+func TestLoopbackHostOnly(t *testing.T) {
+	h := LoopbackHostOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	for host, want := range map[string]int{
+		"127.0.0.1:7071": http.StatusNoContent, "localhost:7071": http.StatusNoContent, "LOCALHOST.": http.StatusNoContent,
+		"[::1]:7071": http.StatusNoContent, "127.8.9.10": http.StatusNoContent, "[::ffff:127.0.0.1]:1": http.StatusNoContent,
+		"app.localhost:7071": http.StatusNoContent,
+		// DNS rebinding: the page's own name, now resolving to 127.0.0.1.
+		"rebind.evil.example:7071": http.StatusMisdirectedRequest, "localhost.evil.example": http.StatusMisdirectedRequest,
+		"10.0.0.1:7071": http.StatusMisdirectedRequest, "0.0.0.0:7071": http.StatusMisdirectedRequest,
+		"": http.StatusMisdirectedRequest,
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/api/dev/token", nil)
+		r.Host = host
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code != want {
+			t.Errorf("Host %q: %d, want %d", host, rec.Code, want)
+		}
+		if want != http.StatusNoContent && !strings.Contains(rec.Body.String(), "not_loopback_host") {
+			t.Errorf("Host %q: body %q, want the reason code", host, rec.Body.String())
+		}
+	}
+}
