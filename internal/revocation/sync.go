@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/azscep/azscep/internal/intune"
 	"github.com/azscep/azscep/internal/store"
@@ -28,9 +29,12 @@ type SyncConfig struct {
 	// CAConfiguration and IssuerName identify this CA in Intune's items (what successNotification reported).
 	CAConfiguration string
 	IssuerName      string
-	Batch           int           // downloads per run, 1–500 (default 100)
-	Budget          time.Duration // stop starting new chunks after this long (default 8 min: fits a 10-min timeout)
-	Chunk           int           // items applied and uploaded per chunk (default 50)
+	Batch           int // downloads per run, 1–500 (default 100)
+	// Budget is how long after its start a run may begin new work: new chunks, and a download only while the
+	// download and its persist (DownloadWorstCase + PersistTimeout) still fit before it ends (default 8 min: with
+	// the last chunk and the run record it fits the host's 10-min functionTimeout).
+	Budget time.Duration
+	Chunk  int // items applied and uploaded per chunk (default 50)
 	// OnRevoked is told about every serial revoked, so CRL and OCSP caches drop what they hold.
 	OnRevoked func(serials []string)
 	Logger    *slog.Logger
@@ -38,8 +42,40 @@ type SyncConfig struct {
 	// LeaseTTL bounds how long a crashed run blocks the next one (default 15 min).
 	LeaseTTL time.Duration
 	// PersistTimeout bounds persisting a download, which runs detached from the caller's context (default 2 min).
+	// Failed writes are retried until it ends.
 	PersistTimeout time.Duration
+	// DownloadWorstCase is the longest one DownloadRevocationRequests call can take, its retries included
+	// (default DefaultDownloadWorstCase, which matches an Intune client with default attempts and CallTimeout;
+	// set it when the client is configured otherwise). It is part of the reserve a download needs inside Budget:
+	// the host kills the function at its timeout, and items downloaded but not yet persisted are lost — Intune
+	// offers nothing more for about an hour after a download, if it ever offers them again.
+	DownloadWorstCase time.Duration
+	// Sleep pauses between persist attempts and returns early with ctx's error (default: a timer). Tests make it
+	// instant.
+	Sleep func(ctx context.Context, d time.Duration) error
 }
+
+// DefaultDownloadWorstCase is how long one DownloadRevocationRequests call of an Intune client with default
+// settings can take: three attempts of at most intune.DefaultCallTimeout each (token, discovery and POST share
+// it) and two pauses between them, each capped at 2 s (internal/intune/client.go, Client.call).
+const DefaultDownloadWorstCase = 3*intune.DefaultCallTimeout + 2*2*time.Second
+
+// Pauses between attempts to persist downloaded items: short enough to ride out a throttling burst or a failover,
+// doubling so a longer outage is not hammered, capped so that one still gets an attempt every few seconds until
+// PersistTimeout ends.
+const (
+	persistBackoff    = 250 * time.Millisecond
+	persistBackoffMax = 5 * time.Second
+)
+
+// Bounds on the error lines a run records. The run record keeps them in one Table Storage property (64 KiB,
+// counted in UTF-16: 32K characters), so a run with a few hundred failing items could not be recorded at all.
+// The first lines say what went wrong; every line left out or shortened is logged in full.
+const (
+	maxRunErrors     = 50       // lines kept, plus one saying how many more there were
+	maxRunErrorRunes = 300      // characters kept of each line
+	maxRunErrorsJSON = 24 << 10 // bytes of the kept lines JSON-encoded (escapes can grow a line sixfold)
+)
 
 // Syncer runs the Intune revocation cycle.
 type Syncer struct{ cfg SyncConfig }
@@ -70,6 +106,16 @@ func NewSyncer(cfg SyncConfig) (*Syncer, error) {
 	if cfg.PersistTimeout <= 0 {
 		cfg.PersistTimeout = 2 * time.Minute
 	}
+	if cfg.DownloadWorstCase <= 0 {
+		cfg.DownloadWorstCase = DefaultDownloadWorstCase
+	}
+	if cfg.Budget < cfg.DownloadWorstCase+cfg.PersistTimeout {
+		return nil, fmt.Errorf("revocation: budget %v leaves no room for a download (%v) and its persist (%v)",
+			cfg.Budget, cfg.DownloadWorstCase, cfg.PersistTimeout)
+	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = sleep
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -94,6 +140,7 @@ func (s *Syncer) Run(ctx context.Context, trigger string) (store.SyncRun, error)
 		run.Errors = append(run.Errors, err.Error())
 	}
 	run.Finished = s.cfg.Now()
+	run.Errors = s.capErrors(run.ID, run.Errors)
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if rerr := s.cfg.Store.RecordRun(rctx, run); rerr != nil {
@@ -117,11 +164,18 @@ func (s *Syncer) cycle(ctx context.Context, run *store.SyncRun) error {
 	if err := s.process(ctx, run, open, deadline); err != nil {
 		return err
 	}
-	if s.cfg.Now().After(deadline) {
-		return nil // leave the download for the next run rather than risk the function timeout
-	}
 
-	// 2. Download once: after a download Intune offers nothing more for a while (reliability.md §5.2).
+	// 2. Download once: after a download Intune offers nothing more for a while (reliability.md §5.2). So start it
+	// only while the download at its slowest and the persist after it still fit in the budget: the host kills the
+	// function at its timeout, and items downloaded but not yet stored would be lost. Left for the next run, the
+	// items wait in Intune's queue.
+	if left, need := deadline.Sub(s.cfg.Now()), s.cfg.DownloadWorstCase+s.cfg.PersistTimeout; left < need {
+		msg := fmt.Sprintf("download left for the next run: %v of the time budget left, a download and its persist may need %v",
+			max(left, 0).Round(time.Second), need)
+		s.cfg.Logger.Warn("revocation sync: "+msg, "run", run.ID)
+		run.Errors = append(run.Errors, msg)
+		return nil
+	}
 	items, err := s.cfg.Intune.DownloadRevocationRequests(ctx, s.cfg.Batch)
 	if err != nil {
 		return fmt.Errorf("downloading revocation requests: %w", err)
@@ -135,30 +189,79 @@ func (s *Syncer) cycle(ctx context.Context, run *store.SyncRun) error {
 	// after the download must not make us drop them.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.PersistTimeout)
 	defer cancel()
-	var work []*store.RevocationRequest
-	var again []*store.RevocationRequest
-	for _, it := range items {
-		w := &store.RevocationRequest{RequestContext: it.RequestContext, SerialNumber: it.SerialNumber,
-			IssuerName: it.IssuerName, CAConfiguration: it.CAConfiguration, State: store.WorkDownloaded,
-			Downloaded: s.cfg.Now()}
-		err := s.cfg.Store.EnqueueRevocation(pctx, w)
-		switch {
-		case errors.Is(err, store.ErrExists):
-			// Delivered before. If it is still open the resume step of this or the next run handles it; if it
-			// was uploaded, Intune did not take our answer: answer again (revocation is idempotent).
-			again = append(again, w)
-			continue
-		case err != nil:
-			// Not persisted: do not act on it. Intune offers unacknowledged items again.
-			run.Errors = append(run.Errors, fmt.Sprintf("persisting %s: %v", short(it.RequestContext), err))
-			continue
-		}
-		work = append(work, w)
-	}
+	work, again := s.persist(pctx, run, items)
 	if err := s.process(ctx, run, work, deadline); err != nil {
 		return err
 	}
 	return s.answerAgain(ctx, run, again)
+}
+
+// persist stores every downloaded item as downloaded and returns the new ones (work) and those we already held
+// (again), in download order. A write that fails with anything but ErrExists is tried again, in rounds over all
+// items not yet stored with a growing pause between rounds, until ctx (PersistTimeout) ends: rounds rather than
+// one item at a time, so an item the store keeps refusing does not use up the time the others need.
+//
+// ErrExists on a later attempt can also mean that an earlier attempt was written although its answer was lost;
+// either way the item is durable, and the again path plus the next run's resume step finish it.
+//
+// An item still not stored is not acted on, and Intune may not offer it again (whether and when it re-offers
+// unacknowledged items is undocumented): it is logged at Error level with what an operator needs to revoke by
+// hand, and counted as failed.
+func (s *Syncer) persist(ctx context.Context, run *store.SyncRun, items []intune.RevocationRequest) (work, again []*store.RevocationRequest) {
+	type pending struct {
+		w        *store.RevocationRequest
+		stored   bool
+		known    bool // ErrExists: we already held it
+		attempts int
+		err      error
+	}
+	all := make([]*pending, len(items))
+	left := make([]*pending, 0, len(items))
+	for i, it := range items {
+		all[i] = &pending{w: &store.RevocationRequest{RequestContext: it.RequestContext,
+			SerialNumber: it.SerialNumber, IssuerName: it.IssuerName, CAConfiguration: it.CAConfiguration,
+			State: store.WorkDownloaded, Downloaded: s.cfg.Now()}}
+		left = append(left, all[i])
+	}
+	for pause := persistBackoff; ; pause = min(2*pause, persistBackoffMax) {
+		next := left[:0]
+		for _, p := range left {
+			p.attempts++
+			p.err = s.cfg.Store.EnqueueRevocation(ctx, p.w)
+			switch {
+			case p.err == nil:
+				p.stored = true
+			case errors.Is(p.err, store.ErrExists):
+				p.known = true
+			default:
+				next = append(next, p)
+			}
+		}
+		left = next
+		if len(left) == 0 || s.cfg.Sleep(ctx, pause) != nil {
+			break
+		}
+	}
+	for _, p := range all {
+		switch {
+		case p.stored:
+			work = append(work, p.w)
+		case p.known:
+			// Delivered before. If it is still open the resume step of this or the next run handles it; if it
+			// was uploaded, Intune did not take our answer: answer again (revocation is idempotent).
+			again = append(again, p.w)
+		default:
+			run.Failed++
+			s.cfg.Logger.Error("intune revocation request lost: downloaded but not persisted, nothing done for it; "+
+				"revoke the certificate by hand if it is ours", "run", run.ID, "serial", cut(p.w.SerialNumber, 64),
+				"ca_configuration", cut(p.w.CAConfiguration, 200), "request", short(p.w.RequestContext),
+				"attempts", p.attempts, "err", p.err)
+			run.Errors = append(run.Errors, fmt.Sprintf("not persisted after %d attempts, nothing done for it "+
+				"(revoke by hand if ours): serial %s, request %s: %v", p.attempts, cut(p.w.SerialNumber, 64),
+				short(p.w.RequestContext), p.err))
+		}
+	}
+	return work, again
 }
 
 // errNotIntuneIssued means a revocation request names a certificate this CA holds but that Intune never received
@@ -415,6 +518,41 @@ func (s *Syncer) lease(ctx context.Context, id string) (func(), error) {
 	}, nil
 }
 
+// capErrors bounds a run's error lines so that the run can be recorded (see maxRunErrors): the first lines,
+// each shortened, and one line saying how many more there were. Every line dropped or shortened is logged in
+// full at Warn level, so nothing is lost to an operator.
+func (s *Syncer) capErrors(runID string, lines []string) []string {
+	kept := make([]string, 0, min(len(lines), maxRunErrors+1))
+	size := 0
+	for i, line := range lines {
+		c := cut(line, maxRunErrorRunes)
+		enc, _ := json.Marshal(c)
+		if len(kept) == maxRunErrors || size+len(enc)+1 > maxRunErrorsJSON {
+			for _, l := range lines[i:] {
+				s.cfg.Logger.Warn("revocation sync error left out of the run record", "run", runID, "error", l)
+			}
+			return append(kept, fmt.Sprintf("… and %d more errors (see the logs)", len(lines)-i))
+		}
+		if c != line {
+			s.cfg.Logger.Warn("revocation sync error shortened in the run record", "run", runID, "error", line)
+		}
+		kept = append(kept, c)
+		size += len(enc) + 1
+	}
+	return kept
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 func newID() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
@@ -427,4 +565,12 @@ func short(s string) string {
 		return s[:12] + "…"
 	}
 	return s
+}
+
+// cut shortens s to at most n characters, marking the cut with "…".
+func cut(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n-1]) + "…"
 }

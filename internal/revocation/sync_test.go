@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/azscep/azscep/internal/intune/intunefake"
 	"github.com/azscep/azscep/internal/revocation"
@@ -764,7 +765,10 @@ func TestSyncTimeBudget(t *testing.T) {
 	for _, r := range recs {
 		rcs = append(rcs, f.queue(t, r.Serial))
 	}
-	s := f.syncer(t, func(c *revocation.SyncConfig) { c.Chunk = 2; c.Budget = time.Minute })
+	s := f.syncer(t, func(c *revocation.SyncConfig) {
+		c.Chunk, c.Budget = 2, time.Minute
+		c.DownloadWorstCase, c.PersistTimeout = 10*time.Second, 10*time.Second // a download fits in the minute
+	})
 	// Every record read costs the run a minute of its budget: the first chunk is finished, the second is left.
 	f.faults.OnCall(func(method string) {
 		if method == storetest.MethodGet {
@@ -798,6 +802,8 @@ func TestNewSyncerValidates(t *testing.T) {
 		"no store":    {Intune: f.client},
 		"no intune":   {Store: f.st},
 		"batch > 500": {Store: f.st, Intune: f.client, Batch: 501},
+		// 3 min cannot hold a download at its slowest (94 s) and its persist (2 min): it would never download.
+		"budget without room for a download": {Store: f.st, Intune: f.client, Budget: 3 * time.Minute},
 	} {
 		if _, err := revocation.NewSyncer(cfg); err == nil {
 			t.Errorf("%s: NewSyncer accepted %+v", name, cfg)
@@ -810,5 +816,264 @@ func TestNewSyncerValidates(t *testing.T) {
 	reqs := f.fake.Requests(intunefake.RouteDownload)
 	if len(reqs) != 1 || !strings.Contains(string(reqs[0].Body), `"maxRequests":500`) {
 		t.Errorf("download bodies = %v, want maxRequests 500", reqs)
+	}
+}
+
+// pauses is a SyncConfig.Sleep that waits a millisecond instead of what it was asked (or returns ctx's error) and
+// remembers what it was asked to wait; then, if set, runs at the nth pause (1-based).
+type pauses struct {
+	mu    sync.Mutex
+	waits []time.Duration
+	n     int
+	then  func()
+}
+
+func (p *pauses) sleep(ctx context.Context, d time.Duration) error {
+	p.mu.Lock()
+	p.waits = append(p.waits, d)
+	fire := p.then != nil && len(p.waits) == p.n
+	p.mu.Unlock()
+	if fire {
+		p.then()
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Millisecond): // real time passes, so a short PersistTimeout ends
+		return nil
+	}
+}
+
+func (p *pauses) got() []time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.waits)
+}
+
+// A downloaded item whose first write to the store fails is written again rather than dropped: after the run (and
+// a second one, inside Intune's cool-down) every item is persisted and its record revoked. The download is the
+// only copy. A longer outage is ridden out with pauses of 250 ms doubling up to 5 s.
+func TestSyncPersistRetried(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		fault  func(f *fixture, p *pauses)
+		pauses []time.Duration
+	}{
+		{"one failed write", func(f *fixture, p *pauses) {
+			f.faults.Inject(storetest.Fault{Method: storetest.MethodEnqueueRevocation, Nth: 1})
+		}, []time.Duration{250 * time.Millisecond}},
+		{"outage over seven pauses", func(f *fixture, p *pauses) {
+			f.faults.FailMethod(storetest.MethodEnqueueRevocation, nil)
+			p.n, p.then = 7, f.faults.Clear
+		}, []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second,
+			4 * time.Second, 5 * time.Second, 5 * time.Second}},
+		// The write is committed but its answer lost: the retry finds the item stored (ErrExists), and it is
+		// finished like an item delivered twice.
+		{"write committed, answer lost", func(f *fixture, p *pauses) {
+			f.faults.Inject(storetest.Fault{Method: storetest.MethodEnqueueRevocation, Nth: 1, Commit: true})
+		}, []time.Duration{250 * time.Millisecond}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, fixtureOptions{})
+			recs := f.issue(t, 3)
+			var rcs []string
+			for _, r := range recs {
+				rcs = append(rcs, f.queue(t, r.Serial))
+			}
+			p := &pauses{}
+			tt.fault(f, p)
+			s := f.syncer(t, func(c *revocation.SyncConfig) { c.Sleep = p.sleep })
+			before := f.clock.Now()
+			run := f.run(t, s)
+			f.faults.Clear()
+			if run.Downloaded != 3 || run.Revoked != 3 || run.Failed != 0 || len(run.Errors) != 0 {
+				t.Errorf("run = %+v, want 3 downloaded and revoked, no failures or errors", run)
+			}
+			if got := p.got(); !slices.Equal(got, tt.pauses) {
+				t.Errorf("pauses between attempts = %v, want %v", got, tt.pauses)
+			}
+			f.run(t, s) // inside the cool-down: only what we stored can be finished
+			for i, rc := range rcs {
+				if _, ok := f.st.item(rc); !ok {
+					t.Errorf("item %d was never persisted", i)
+				}
+				f.wantRevokedByIntune(t, recs[i].Serial, rc, before, f.clock.Now())
+				if st := f.fakeState(t, rc).State; st != intunefake.StateDone {
+					t.Errorf("Intune's item %d is %s, want done", i, st)
+				}
+			}
+			open, err := f.backend.OpenRevocations(context.Background(), 0)
+			if err != nil || len(open) != 0 {
+				t.Errorf("%d open items after two runs (%v), want none", len(open), err)
+			}
+			if rej := f.fake.Rejections(); len(rej) != 0 {
+				t.Errorf("the strict fake rejected requests: %+v", rej)
+			}
+		})
+	}
+}
+
+// A store outage that outlasts PersistTimeout: nothing is done for the items (no revocation, no upload), and each
+// is counted as failed, in the run's errors and logged at Error level with its serial, so that an operator can
+// revoke by hand; no request context is logged in full.
+func TestSyncPersistOutlastsTimeout(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, fixtureOptions{})
+	recs := f.issue(t, 2)
+	rcs := []string{f.queue(t, recs[0].Serial), f.queue(t, recs[1].Serial)}
+	f.faults.FailMethod(storetest.MethodEnqueueRevocation, nil)
+	p := &pauses{}
+	s := f.syncer(t, func(c *revocation.SyncConfig) { c.Sleep = p.sleep; c.PersistTimeout = 100 * time.Millisecond })
+	run := f.run(t, s)
+	f.faults.Clear()
+	wantRun(t, run, counts{Downloaded: 2, Failed: 2})
+	if n := f.faults.Calls(storetest.MethodEnqueueRevocation); n < 4 {
+		t.Errorf("%d writes for 2 items, want them retried", n)
+	}
+	if n := f.fake.Count(intunefake.RouteUpload); n != 0 {
+		t.Errorf("%d uploads for items that were never stored", n)
+	}
+	lost := f.logs.Records("intune revocation request lost: downloaded but not persisted, nothing done for it; " +
+		"revoke the certificate by hand if it is ours")
+	if len(lost) != 2 {
+		t.Fatalf("%d 'request lost' log lines, want 2:\n%s", len(lost), f.logs)
+	}
+	for i, r := range recs {
+		if got := f.record(t, r.Serial).Status; got != store.StatusIssued {
+			t.Errorf("record %d is %s, want issued: nothing may act on an item that was not stored", i, got)
+		}
+		if _, ok := f.st.item(rcs[i]); ok {
+			t.Errorf("item %d is stored", i)
+		}
+		if lost[i]["level"] != "ERROR" || lost[i]["serial"] != r.Serial || lost[i]["request"] != rcs[i][:12]+"…" {
+			t.Errorf("log line %v, want level ERROR, serial %s and the shortened request context", lost[i], r.Serial)
+		}
+		if !slices.ContainsFunc(run.Errors, func(e string) bool {
+			return strings.Contains(e, "not persisted") && strings.Contains(e, r.Serial)
+		}) {
+			t.Errorf("run errors %q do not name serial %s", run.Errors, r.Serial)
+		}
+		if strings.Contains(f.logs.String(), rcs[i]) {
+			t.Error("the log holds a full request context")
+		}
+	}
+}
+
+// The download is started only while it (at its slowest: the Intune client's three attempts) and the persist
+// after it still fit in the time budget; otherwise it is left for the next run, which gets the items. With the
+// defaults (8 min budget, 94 s download, 2 min persist) the latest start is 4 min 26 s into the run.
+func TestSyncDownloadReserve(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		resume   time.Duration // how long the resume step takes
+		download bool
+	}{
+		{"resume ends early", 4*time.Minute + 20*time.Second, true},
+		{"resume ends late", 4*time.Minute + 30*time.Second, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, fixtureOptions{})
+			rec := f.issue(t, 1)[0]
+			rc := f.queue(t, rec.Serial)
+			f.faults.OnCall(func(method string) {
+				if method == storetest.MethodOpenRevocations {
+					f.clock.Advance(tt.resume)
+				}
+			})
+			s := f.syncer(t, nil)
+			run := f.run(t, s)
+			f.faults.Clear()
+			if !tt.download {
+				wantRun(t, run, counts{})
+				if n := f.fake.Count(intunefake.RouteDownload); n != 0 {
+					t.Errorf("%d downloads with too little of the budget left, want none", n)
+				}
+				if len(run.Errors) != 1 || !strings.Contains(run.Errors[0], "download left for the next run") {
+					t.Errorf("errors = %q, want the skipped download noted", run.Errors)
+				}
+				if st := f.fakeState(t, rc).State; st != intunefake.StateQueued {
+					t.Errorf("Intune's item is %s, want still queued", st)
+				}
+				run = f.run(t, s) // a run with the whole budget
+			}
+			wantRun(t, run, counts{Downloaded: 1, Revoked: 1, Uploaded: 1})
+			if len(run.Errors) != 0 {
+				t.Errorf("errors = %q", run.Errors)
+			}
+			if n := f.fake.Count(intunefake.RouteDownload); n != 1 {
+				t.Errorf("downloads = %d, want 1", n)
+			}
+		})
+	}
+}
+
+// A run with 500 failing items is still recorded: its errors keep at most 50 lines, each at most 300 characters,
+// plus one that says how many more there were, and every line left out is logged. Long lines full of characters
+// that JSON escapes (and that count twice in UTF-16) are also kept under Table Storage's 64 KiB property limit.
+func TestSyncRunErrorsCapped(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  error
+	}{
+		{"short lines", nil},
+		{"long lines", fmt.Errorf("%w: %s", store.ErrUnavailable, strings.Repeat("é<𝄞", 400))},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			backends(t, func(t *testing.T, tables bool) {
+				f := newFixture(t, fixtureOptions{tables: tables})
+				var rcs []string
+				for i := range 500 {
+					rcs = append(rcs, f.queue(t, fmt.Sprintf("7%015X", i))) // unknown serials
+				}
+				f.faults.FailMethod(storetest.MethodUpdateRevocation, tt.err) // every result fails to persist
+				s := f.syncer(t, func(c *revocation.SyncConfig) { c.Batch = 500 })
+				run := f.run(t, s)
+				f.faults.Clear()
+				if run.Downloaded != 500 {
+					t.Fatalf("run = %+v, want 500 downloaded", countsOf(run))
+				}
+				runs, err := f.backend.Runs(context.Background(), 0)
+				if err != nil || len(runs) != 1 {
+					t.Fatalf("recorded runs = %d (%v), want the one run (logs:\n%.2000s)", len(runs), err, f.logs)
+				}
+				errs := runs[0].Errors
+				if !slices.Equal(errs, run.Errors) {
+					t.Errorf("recorded errors differ from the returned ones")
+				}
+				if len(errs) < 2 || len(errs) > 51 {
+					t.Fatalf("%d error lines recorded, want 2 to 51", len(errs))
+				}
+				kept := len(errs) - 1
+				if want := fmt.Sprintf("… and %d more errors (see the logs)", 500-kept); errs[kept] != want {
+					t.Errorf("last error line %q, want %q", errs[kept], want)
+				}
+				for _, e := range errs {
+					if n := utf8.RuneCountInString(e); n > 300 {
+						t.Errorf("an error line of %d characters is recorded", n)
+					}
+				}
+				// Every request is named either in a kept line or in a log line.
+				var logged strings.Builder
+				for _, r := range f.logs.Records("revocation sync error left out of the run record") {
+					if r["level"] != "WARN" {
+						t.Errorf("left-out line logged at %v, want WARN", r["level"])
+					}
+					fmt.Fprintln(&logged, r["error"])
+				}
+				all := strings.Join(errs, "\n") + logged.String()
+				for _, rc := range rcs {
+					if !strings.Contains(all, rc[:12]) {
+						t.Fatalf("request %.12s… is neither in the run's errors nor in the log", rc)
+					}
+				}
+				if tt.err != nil {
+					if n := len(f.logs.Records("revocation sync error shortened in the run record")); n != kept {
+						t.Errorf("%d shortened lines logged, want %d", n, kept)
+					}
+				}
+			})
+		})
 	}
 }
