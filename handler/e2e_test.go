@@ -440,9 +440,15 @@ func TestTimerReportsStalePendingRecords(t *testing.T) {
 	svc := startLocal(t)
 	old := time.Now().Add(-2 * time.Hour)
 	stale := &store.Record{Serial: "5C00112233445566778899AABBCCDDEEFF", Status: store.StatusPending, Endpoint: "static",
-		Created: old, Updated: old}
-	if err := svc.store.Insert(context.Background(), stale); err != nil {
-		t.Fatal(err)
+		PlannedDER: []byte{0x30, 0x03, 0x02, 0x01, 0x01}, Created: old, Updated: old}
+	// An OCSP responder certificate whose issued write failed: discarded, so nothing to revoke (and Revoke refuses
+	// a record without a planned certificate): not in the revocable list.
+	responder := &store.Record{Serial: "5C00112233445566778899AABBCCDDEE00", Status: store.StatusPending, Source: "ocsp",
+		Endpoint: "ocsp-responder", Created: old, Updated: old}
+	for _, r := range []*store.Record{stale, responder} {
+		if err := svc.store.Insert(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
 	}
 	resp, err := http.Post(svc.base+"/revocation-sync", "application/json",
 		strings.NewReader(`{"Data":{"timer":{"ScheduleStatus":null,"IsPastDue":false}},"Metadata":{}}`))
@@ -456,7 +462,8 @@ func TestTimerReportsStalePendingRecords(t *testing.T) {
 	}
 	joined := strings.Join(out.Logs, "\n")
 	if resp.StatusCode != 200 || !strings.Contains(joined, "Intune is not configured") ||
-		!strings.Contains(joined, "1 pending records older than 30m0s") || !strings.Contains(joined, stale.Serial) {
+		!strings.Contains(joined, "1 pending records older than 30m0s (revocable by serial): "+stale.Serial+"\n") ||
+		!strings.Contains(joined, "1 pending records older than 30m0s without a planned certificate (OCSP or RA certificates never used; nothing to revoke): "+responder.Serial) {
 		t.Fatalf("timer answer %d:\n%s", resp.StatusCode, joined)
 	}
 	rec, err := svc.store.Get(context.Background(), stale.Serial)

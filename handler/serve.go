@@ -390,24 +390,37 @@ const pendingReportAge = admin.StalePendingAge
 
 // sweepPending reports pending records older than pendingReportAge (reliability.md §5.1): the request that wrote
 // each died between its pending record and the issued update, so a certificate may have been signed. They are
-// never dropped; an operator revokes them by serial (POST /api/certificates/{serial}/revoke) if in doubt.
+// never dropped; an operator revokes them by serial (POST /api/certificates/{serial}/revoke) if in doubt. A record
+// without a planned certificate is an OCSP responder or RA certificate the CA was making for itself: its signature
+// is discarded unless the record is completed, so nothing of it can be in use, and it is reported apart (revocation
+// refuses it).
 func (d *deps) sweepPending(ctx context.Context) []string {
 	recs, err := d.store.Pending(ctx, time.Now().Add(-pendingReportAge))
 	if err != nil {
 		d.log.Warn("pending sweep failed", "err", err)
 		return []string{"pending sweep failed: " + err.Error()}
 	}
-	if len(recs) == 0 {
-		return nil
-	}
-	var serials []string
-	for i, rec := range recs {
-		if i < 20 {
-			serials = append(serials, rec.Serial)
+	var revocable, unused []string
+	for _, rec := range recs {
+		if len(rec.PlannedDER) == 0 {
+			unused = append(unused, rec.Serial)
+			d.log.Info("stale pending record without a planned certificate: never used", "serial", rec.Serial,
+				"source", rec.Source, "created", rec.Created.UTC().Format(time.RFC3339))
+			continue
 		}
+		revocable = append(revocable, rec.Serial)
 		d.log.Warn("stale pending record: signature outcome unknown, revocable by serial", "serial", rec.Serial,
 			"endpoint", rec.Endpoint, "created", rec.Created.UTC().Format(time.RFC3339))
 	}
-	return []string{fmt.Sprintf("%d pending records older than %s (revocable by serial): %s", len(recs),
-		pendingReportAge, strings.Join(serials, " "))}
+	var lines []string
+	if len(revocable) > 0 {
+		lines = append(lines, fmt.Sprintf("%d pending records older than %s (revocable by serial): %s", len(revocable),
+			pendingReportAge, strings.Join(revocable[:min(len(revocable), 20)], " ")))
+	}
+	if len(unused) > 0 {
+		lines = append(lines, fmt.Sprintf("%d pending records older than %s without a planned certificate (OCSP or RA "+
+			"certificates never used; nothing to revoke): %s", len(unused), pendingReportAge,
+			strings.Join(unused[:min(len(unused), 20)], " ")))
+	}
+	return lines
 }
