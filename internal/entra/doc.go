@@ -16,8 +16,10 @@
 //     identity provider must not look like a bad token, and must never let a
 //     token through.
 //   - [DeviceOwnership] asks Microsoft Graph whether a user is the registered
-//     owner (Entra) or primary user (Intune) of a device, with a small bounded
-//     cache. Graph failures are [ErrUnavailable], never "allowed".
+//     owner (Entra) or primary user (Intune) of a device, and then whether an
+//     administrator has disabled the Entra device (a disabled device is not
+//     owned), with a small bounded cache. Graph failures are
+//     [ErrUnavailable], never "allowed".
 //   - [DevIssuer] is a local-only token issuer so `make run` can exercise the
 //     real verification path with tokens the developer mints. It refuses to
 //     serve anything but loopback addresses.

@@ -36,8 +36,8 @@ var ErrInvalidID = errors.New("entra: ID is not a GUID")
 // GraphConfig configures DeviceOwnership.
 type GraphConfig struct {
 	// Credential obtains app-only Graph tokens (managed identity in Azure).
-	// The identity needs Device.Read.All and
-	// DeviceManagementManagedDevices.Read.All.
+	// The identity needs Device.Read.All (registered owners and
+	// accountEnabled) and DeviceManagementManagedDevices.Read.All.
 	Credential azcore.TokenCredential
 	// BaseURL is the Graph root (national clouds, tests); default
 	// https://graph.microsoft.com/. Must be https unless loopback.
@@ -47,8 +47,10 @@ type GraphConfig struct {
 	// HTTPClient sends Graph requests; nil means a 10 s timeout client.
 	HTTPClient *http.Client
 	// PositiveTTL / NegativeTTL bound how long an "owns" / "does not own"
-	// answer is reused. Negative answers are kept shorter so a device that was
-	// just enrolled is usable quickly.
+	// (or "disabled") answer is reused. Negative answers are kept shorter so a
+	// device that was just enrolled or re-enabled is usable quickly;
+	// PositiveTTL is also how long a device an administrator has just
+	// disabled may still be answered "owned".
 	PositiveTTL time.Duration
 	NegativeTTL time.Duration
 	// MaxCacheEntries bounds the answer cache.
@@ -58,7 +60,8 @@ type GraphConfig struct {
 }
 
 // DeviceOwnership answers whether a user owns a device, for CSR.SelfService
-// device certificates. It is safe for concurrent use.
+// device certificates; a device an administrator disabled in Entra is not
+// owned. It is safe for concurrent use.
 type DeviceOwnership struct {
 	cfg     GraphConfig
 	base    *url.URL
@@ -72,8 +75,38 @@ type DeviceOwnership struct {
 type ownershipKey struct{ user, device string }
 
 type ownershipEntry struct {
-	owns    bool
+	verdict DeviceVerdict
 	expires time.Time
+}
+
+// DeviceVerdict is DeviceOwnership's answer for one (user, device) pair.
+type DeviceVerdict int
+
+const (
+	// DeviceNotOwned: no such device, or the user is neither a registered
+	// owner of it nor its Intune primary user.
+	DeviceNotOwned DeviceVerdict = iota
+	// DeviceOwned: the user owns the device and its Entra device object, if
+	// it has one, is enabled.
+	DeviceOwned
+	// DeviceDisabled: the user owns the device, but an administrator has
+	// disabled its Entra device object (accountEnabled=false, e.g. a device
+	// reported lost or stolen). Graph keeps the registered owners of a
+	// disabled device, so ownership alone must not grant anything. Only an
+	// owner learns that the device is disabled: for anyone else a disabled
+	// device is DeviceNotOwned.
+	DeviceDisabled
+)
+
+func (v DeviceVerdict) String() string {
+	switch v {
+	case DeviceOwned:
+		return "owned"
+	case DeviceDisabled:
+		return "disabled"
+	default:
+		return "not owned"
+	}
 }
 
 // NewDeviceOwnership validates cfg. It makes no network calls.
@@ -115,26 +148,42 @@ func NewDeviceOwnership(cfg GraphConfig) (*DeviceOwnership, error) {
 	return &DeviceOwnership{cfg: cfg, base: base, cache: make(map[ownershipKey]ownershipEntry)}, nil
 }
 
-// OwnsDevice reports whether userObjectID owns deviceID, which may be either
-// an Entra device ID (the `deviceId` property, not the directory object id) or
-// an Intune managed-device ID:
-//
-//  1. GET /v1.0/devices(deviceId='{id}')/registeredOwners — the user must be a
-//     registered owner.
-//  2. If no such Entra device: GET /v1.0/deviceManagement/managedDevices/{id} —
-//     the user must be the Intune primary user (userId) or a registered owner
-//     of the device's azureADDeviceId.
-//
-// Unknown devices are "false". Any Graph failure (transport, 401/403, 429,
-// 5xx, unreadable body) is an error wrapping ErrUnavailable, never "true".
-// Answers are cached per (user, device) for PositiveTTL / NegativeTTL; errors
-// are not cached.
+// OwnsDevice reports whether userObjectID owns deviceID and may have a
+// certificate for it: Verdict is DeviceOwned. A disabled device is not owned.
 func (d *DeviceOwnership) OwnsDevice(ctx context.Context, userObjectID, deviceID string) (bool, error) {
+	v, err := d.Verdict(ctx, userObjectID, deviceID)
+	return v == DeviceOwned, err
+}
+
+// Verdict answers whether userObjectID owns deviceID, which may be either an
+// Entra device ID (the `deviceId` property, not the directory object id) or an
+// Intune managed-device ID:
+//
+//  1. GET /v1.0/devices(deviceId='{id}')/registeredOwners?$select=id — the
+//     user must be a registered owner;
+//  2. if no such Entra device: GET /v1.0/deviceManagement/managedDevices/{id}
+//     — the user must be the Intune primary user (userId) or a registered
+//     owner of the device's azureADDeviceId (step 1 for that ID);
+//  3. only when the user owns the device: GET
+//     /v1.0/devices(deviceId='{id}')?$select=id,accountEnabled for the Entra
+//     device that granted ownership (for a primary user, the managed device's
+//     azureADDeviceId, if any) — accountEnabled=false is DeviceDisabled. A
+//     primary user's managed device without an Entra device (no
+//     azureADDeviceId, or 404) stays owned, as Intune-only devices have none.
+//
+// Step 3 runs only for owners, so unknown devices and other users' devices
+// cost no more Graph calls than before it existed. Unknown devices are
+// DeviceNotOwned. Any Graph failure (transport, 401/403, 429, 5xx, unreadable
+// body, a device answer without accountEnabled) is an error wrapping
+// ErrUnavailable, never DeviceOwned. Answers are cached per (user, device),
+// DeviceOwned for PositiveTTL and the others for NegativeTTL; errors are not
+// cached.
+func (d *DeviceOwnership) Verdict(ctx context.Context, userObjectID, deviceID string) (DeviceVerdict, error) {
 	if !isGUID(userObjectID) {
-		return false, fmt.Errorf("%w: user object ID", ErrInvalidID)
+		return DeviceNotOwned, fmt.Errorf("%w: user object ID", ErrInvalidID)
 	}
 	if !isGUID(deviceID) {
-		return false, fmt.Errorf("%w: device ID", ErrInvalidID)
+		return DeviceNotOwned, fmt.Errorf("%w: device ID", ErrInvalidID)
 	}
 	key := ownershipKey{normGUID(userObjectID), normGUID(deviceID)}
 	now := d.cfg.Clock()
@@ -142,22 +191,22 @@ func (d *DeviceOwnership) OwnsDevice(ctx context.Context, userObjectID, deviceID
 	if e, ok := d.cache[key]; ok {
 		if now.Before(e.expires) {
 			d.cacheMu.Unlock()
-			return e.owns, nil
+			return e.verdict, nil
 		}
 		delete(d.cache, key)
 	}
 	d.cacheMu.Unlock()
 
-	owns, err := d.lookup(ctx, key.user, key.device)
+	v, err := d.lookup(ctx, key.user, key.device)
 	if err != nil {
-		return false, err
+		return DeviceNotOwned, err
 	}
 	ttl := d.cfg.NegativeTTL
-	if owns {
+	if v == DeviceOwned {
 		ttl = d.cfg.PositiveTTL
 	}
-	d.store(key, ownershipEntry{owns: owns, expires: d.cfg.Clock().Add(ttl)})
-	return owns, nil
+	d.store(key, ownershipEntry{verdict: v, expires: d.cfg.Clock().Add(ttl)})
+	return v, nil
 }
 
 func (d *DeviceOwnership) store(key ownershipKey, e ownershipEntry) {
@@ -182,13 +231,16 @@ func (d *DeviceOwnership) store(key ownershipKey, e ownershipEntry) {
 	d.cache[key] = e
 }
 
-func (d *DeviceOwnership) lookup(ctx context.Context, user, device string) (bool, error) {
+func (d *DeviceOwnership) lookup(ctx context.Context, user, device string) (DeviceVerdict, error) {
 	owners, found, err := d.registeredOwners(ctx, device)
 	if err != nil {
-		return false, err
+		return DeviceNotOwned, err
 	}
 	if found {
-		return owners[user], nil
+		if !owners[user] {
+			return DeviceNotOwned, nil
+		}
+		return d.enabled(ctx, device, false)
 	}
 	var md struct {
 		ID              string `json:"id"`
@@ -197,20 +249,53 @@ func (d *DeviceOwnership) lookup(ctx context.Context, user, device string) (bool
 	}
 	found, err = d.getJSON(ctx, d.graphURL("v1.0/deviceManagement/managedDevices/"+device+"?$select=id,userId,azureADDeviceId"), &md)
 	if err != nil || !found {
-		return false, err
-	}
-	if isGUID(md.UserID) && normGUID(md.UserID) == user {
-		return true, nil
+		return DeviceNotOwned, err
 	}
 	aad := normGUID(md.AzureADDeviceID)
-	if !isGUID(aad) || aad == nilGUID || aad == device {
-		return false, nil
+	hasAAD := isGUID(aad) && aad != nilGUID && aad != device
+	if isGUID(md.UserID) && normGUID(md.UserID) == user {
+		if !hasAAD {
+			return DeviceOwned, nil
+		}
+		// The primary user owns it unless the Entra device behind it is
+		// disabled; a managed device whose Entra device is gone stays owned.
+		return d.enabled(ctx, aad, true)
+	}
+	if !hasAAD {
+		return DeviceNotOwned, nil
 	}
 	owners, found, err = d.registeredOwners(ctx, aad)
-	if err != nil {
-		return false, err
+	if err != nil || !found || !owners[user] {
+		return DeviceNotOwned, err
 	}
-	return found && owners[user], nil
+	return d.enabled(ctx, aad, false)
+}
+
+// enabled reads accountEnabled of the Entra device with the given deviceId
+// (alternate key), once the user is known to own it: DeviceOwned if true,
+// DeviceDisabled if false. A missing device (404) is DeviceOwned when
+// missingOK (a managed device without an Entra device), otherwise
+// DeviceNotOwned (deleted since its owners were read). An answer without a
+// boolean accountEnabled is ErrUnavailable: never guess "enabled".
+func (d *DeviceOwnership) enabled(ctx context.Context, deviceID string, missingOK bool) (DeviceVerdict, error) {
+	var dev struct {
+		ID             string `json:"id"`
+		AccountEnabled *bool  `json:"accountEnabled"`
+	}
+	found, err := d.getJSON(ctx, d.graphURL("v1.0/devices(deviceId='"+deviceID+"')?$select=id,accountEnabled"), &dev)
+	switch {
+	case err != nil:
+		return DeviceNotOwned, err
+	case !found && missingOK:
+		return DeviceOwned, nil
+	case !found:
+		return DeviceNotOwned, nil
+	case dev.AccountEnabled == nil:
+		return DeviceNotOwned, fmt.Errorf("%w: Graph device answer has no accountEnabled", ErrUnavailable)
+	case !*dev.AccountEnabled:
+		return DeviceDisabled, nil
+	}
+	return DeviceOwned, nil
 }
 
 // registeredOwners lists the registered owners of the Entra device with the

@@ -23,7 +23,7 @@ func TestOwnershipCacheIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 10 {
-		d.store(ownershipKey{"u", fmt.Sprint(i)}, ownershipEntry{owns: true, expires: now.Add(time.Minute)})
+		d.store(ownershipKey{"u", fmt.Sprint(i)}, ownershipEntry{verdict: DeviceOwned, expires: now.Add(time.Minute)})
 		if len(d.cache) > 3 {
 			t.Fatalf("cache grew to %d entries, limit 3", len(d.cache))
 		}

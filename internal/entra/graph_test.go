@@ -60,15 +60,38 @@ func TestOwnsDeviceEntraDeviceID(t *testing.T) {
 	if !e.owns(t, user, strings.ToUpper(dev)) {
 		t.Fatal("registered owner not recognised")
 	}
-	reqs := e.g.Requests()
-	if len(reqs) != 1 || reqs[0].Path != "/v1.0/devices(deviceId='"+dev+"')/registeredOwners" || reqs[0].Query != "$select=id" {
-		t.Fatalf("Graph calls = %+v, want one registeredOwners by deviceId alternate key", reqs)
-	}
-	if reqs[0].Auth != "Bearer "+e.g.Token {
-		t.Fatal("Graph call not authenticated with the credential's token")
-	}
+	e.wantCalls(t, ownersCall(dev), stateCall(dev))
 	if e.owns(t, other, dev) {
 		t.Fatal("non-owner allowed")
+	}
+}
+
+// graphCall is the path and query of one expected Graph GET.
+type graphCall struct{ path, query string }
+
+func ownersCall(dev string) graphCall {
+	return graphCall{"/v1.0/devices(deviceId='" + dev + "')/registeredOwners", "$select=id"}
+}
+
+func stateCall(dev string) graphCall {
+	return graphCall{"/v1.0/devices(deviceId='" + dev + "')", "$select=id,accountEnabled"}
+}
+
+func managedCall(id string) graphCall {
+	return graphCall{"/v1.0/deviceManagement/managedDevices/" + id, "$select=id,userId,azureADDeviceId"}
+}
+
+// wantCalls asserts the exact Graph GETs made so far, each with the credential's token.
+func (e *graphEnv) wantCalls(t *testing.T, want ...graphCall) {
+	t.Helper()
+	got := e.g.Requests()
+	ok := len(got) == len(want)
+	for i := 0; ok && i < len(got); i++ {
+		ok = got[i].Method == http.MethodGet && got[i].Path == want[i].path && got[i].Query == want[i].query &&
+			got[i].Auth == "Bearer "+e.g.Token
+	}
+	if !ok {
+		t.Fatalf("Graph calls = %+v, want %+v", got, want)
 	}
 }
 
@@ -81,10 +104,8 @@ func TestOwnsDeviceIntuneDeviceID(t *testing.T) {
 	if !e.owns(t, user, intune) {
 		t.Fatal("Intune primary user not recognised")
 	}
-	reqs := e.g.Requests()
-	if len(reqs) != 2 || reqs[1].Path != "/v1.0/deviceManagement/managedDevices/"+intune {
-		t.Fatalf("Graph calls = %+v, want Entra lookup (404) then managedDevices", reqs)
-	}
+	// Entra lookup (404), then managedDevices; no Entra device behind it, so no state to read.
+	e.wantCalls(t, ownersCall(intune), managedCall(intune))
 	if e.owns(t, other, intune) {
 		t.Fatal("non-primary user allowed for a device without Entra registration")
 	}
@@ -123,8 +144,8 @@ func TestOwnsDevicePaging(t *testing.T) {
 	if !e.owns(t, user, dev) {
 		t.Fatal("owner on the third page not found")
 	}
-	if n := len(e.g.Requests()); n != 3 {
-		t.Fatalf("Graph calls = %d, want 3 pages", n)
+	if n := len(e.g.Requests()); n != 4 {
+		t.Fatalf("Graph calls = %d, want 3 pages and the device's state", n)
 	}
 }
 
@@ -171,7 +192,7 @@ func TestOwnsDeviceCache(t *testing.T) {
 	if !e.owns(t, user, dev) || e.owns(t, stranger, dev) {
 		t.Fatal("wrong answers")
 	}
-	calls := len(e.g.Requests())
+	calls := len(e.g.Requests()) // owners + state for user, owners for stranger
 	// Cache hits: no Graph calls, even with Graph down.
 	e.g.SetFault(entrafake.Fault{Status: http.StatusInternalServerError})
 	if !e.owns(t, user, dev) || e.owns(t, stranger, dev) {
@@ -191,8 +212,8 @@ func TestOwnsDeviceCache(t *testing.T) {
 	}
 	e.clock.Advance(entra.DefaultPositiveTTL)
 	e.owns(t, user, dev)
-	if got := len(e.g.Requests()); got != calls+2 {
-		t.Fatalf("after 5 min: %d new Graph calls, want 2", got-calls)
+	if got := len(e.g.Requests()); got != calls+3 {
+		t.Fatalf("after 5 min: %d new Graph calls, want 3 (negative entry, then owners and state)", got-calls)
 	}
 	if e.cred.Calls() != 1 {
 		t.Fatalf("credential called %d times; the Graph token must be reused", e.cred.Calls())

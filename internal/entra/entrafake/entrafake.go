@@ -7,8 +7,8 @@
 // — valid ones and every kind of bad one the verifier must reject, including
 // the OpenID Connect ID tokens the same tenant issues for the same audience
 // ([Server.MintIDToken]). [Graph]
-// fakes devices, their registered owners and Intune managed devices, with a
-// journal and fault injection.
+// fakes devices (enabled or disabled), their registered owners and Intune
+// managed devices, with a journal and fault injection.
 package entrafake
 
 import (

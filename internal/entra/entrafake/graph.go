@@ -3,9 +3,11 @@ package entrafake
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,11 +25,19 @@ const GraphScope = "https://graph.microsoft.com/.default"
 //
 //	GET /v1.0/devices(deviceId='{deviceId}')/registeredOwners
 //	GET /v1.0/devices/{objectId}/registeredOwners
+//	GET /v1.0/devices(deviceId='{deviceId}')
+//	GET /v1.0/devices/{objectId}
 //	GET /v1.0/devices?$filter=deviceId eq '{deviceId}'
 //	GET /v1.0/deviceManagement/managedDevices/{id}
 //
 // It checks the bearer token issued by Credential, answers unknown objects
 // with Graph's 404 error shape, journals every request and can inject faults.
+// It models only a few properties of each type (a device's id, deviceId and
+// accountEnabled; a registered owner's id; a managed device's id, userId and
+// azureADDeviceId): a $select naming any other property, and any query option
+// a route does not model ($expand, $top…), is a 400, and a $select is honoured
+// (only the selected properties come back), so a client that forgets to
+// select a property it reads does not get it.
 type Graph struct {
 	tb  testing.TB
 	srv *httptest.Server
@@ -39,15 +49,17 @@ type Graph struct {
 	managed   map[string]ManagedDevice
 	journal   []Request
 	fault     Fault
+	faultSkip int // requests left to serve before fault applies
 	pageSize  int
 	closing   chan struct{}
 	closeOnce sync.Once
 }
 
 type graphDevice struct {
-	objectID string
-	deviceID string
-	owners   []string
+	objectID       string
+	deviceID       string
+	accountEnabled bool
+	owners         []string
 }
 
 // ManagedDevice is the subset of an Intune managedDevice the fake serves.
@@ -64,6 +76,9 @@ type Fault struct {
 	// Hang blocks the response until the client gives up (or the test ends),
 	// modelling a timeout.
 	Hang bool
+	// After is how many requests, counted from SetFault, are served normally
+	// before the fault applies: After 1 fails every request but the first.
+	After int
 }
 
 // NewGraph starts a Graph fake; it is closed by the test's Cleanup.
@@ -90,14 +105,31 @@ func (g *Graph) URL() string { return g.srv.URL + "/" }
 // Client is an HTTP client for the fake.
 func (g *Graph) Client() *http.Client { return g.srv.Client() }
 
-// AddDevice registers an Entra device with the given deviceId and registered
-// owners and returns its directory object id.
+// AddDevice registers an enabled Entra device with the given deviceId and
+// registered owners and returns its directory object id.
 func (g *Graph) AddDevice(deviceID string, owners ...string) string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	d := &graphDevice{objectID: NewGUID(), deviceID: strings.ToLower(deviceID), owners: owners}
+	d := &graphDevice{objectID: NewGUID(), deviceID: strings.ToLower(deviceID), accountEnabled: true, owners: owners}
 	g.devices[d.deviceID] = d
 	return d.objectID
+}
+
+// SetAccountEnabled enables or disables the Entra device with the given
+// deviceId, as an administrator does in the Entra admin center (a lost device
+// is disabled). Like Graph, the fake keeps a disabled device's registered
+// owners. An unknown deviceId fails the test.
+func (g *Graph) SetAccountEnabled(deviceID string, enabled bool) {
+	g.tb.Helper()
+	g.mu.Lock()
+	d := g.devices[strings.ToLower(deviceID)]
+	if d != nil {
+		d.accountEnabled = enabled
+	}
+	g.mu.Unlock()
+	if d == nil {
+		g.tb.Fatalf("entrafake: SetAccountEnabled: no device %s", deviceID)
+	}
 }
 
 // AddManagedDevice registers an Intune managed device.
@@ -107,10 +139,12 @@ func (g *Graph) AddManagedDevice(md ManagedDevice) {
 	g.managed[strings.ToLower(md.ID)] = md
 }
 
-// SetFault injects f into all following requests (zero Fault clears it).
+// SetFault injects f into all following requests, or into those after the
+// first f.After (zero Fault clears it).
 func (g *Graph) SetFault(f Fault) {
 	g.mu.Lock()
 	g.fault = f
+	g.faultSkip = f.After
 	g.mu.Unlock()
 }
 
@@ -129,9 +163,18 @@ func (g *Graph) Requests() []Request {
 	return append([]Request(nil), g.journal...)
 }
 
+// The properties the fake models, per type; $select may name only these.
+var (
+	deviceProps  = []string{"id", "deviceId", "accountEnabled"}
+	ownerProps   = []string{"id"}
+	managedProps = []string{"id", "userId", "azureADDeviceId"}
+)
+
 var (
 	reAltKey  = regexp.MustCompile(`^/v1\.0/devices\(deviceId='([0-9a-fA-F-]{36})'\)/registeredOwners$`)
 	reObjID   = regexp.MustCompile(`^/v1\.0/devices/([0-9a-fA-F-]{36})/registeredOwners$`)
+	reDevAlt  = regexp.MustCompile(`^/v1\.0/devices\(deviceId='([0-9a-fA-F-]{36})'\)$`)
+	reDevObj  = regexp.MustCompile(`^/v1\.0/devices/([0-9a-fA-F-]{36})$`)
 	reManaged = regexp.MustCompile(`^/v1\.0/deviceManagement/managedDevices/([^/]+)$`)
 	reFilter  = regexp.MustCompile(`^deviceId eq '([0-9a-fA-F-]{36})'$`)
 )
@@ -140,6 +183,10 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
 	g.journal = append(g.journal, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Auth: r.Header.Get("Authorization")})
 	fault := g.fault
+	if g.faultSkip > 0 {
+		g.faultSkip--
+		fault = Fault{}
+	}
 	pageSize := g.pageSize
 	g.mu.Unlock()
 
@@ -170,6 +217,10 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 	case reObjID.MatchString(r.URL.Path):
 		id := strings.ToLower(reObjID.FindStringSubmatch(r.URL.Path)[1])
 		g.owners(w, r, g.deviceByObjectID(id), pageSize)
+	case reDevAlt.MatchString(r.URL.Path):
+		g.device(w, r, g.deviceByDeviceID(strings.ToLower(reDevAlt.FindStringSubmatch(r.URL.Path)[1])))
+	case reDevObj.MatchString(r.URL.Path):
+		g.device(w, r, g.deviceByObjectID(strings.ToLower(reDevObj.FindStringSubmatch(r.URL.Path)[1])))
 	case r.URL.Path == "/v1.0/devices":
 		m := reFilter.FindStringSubmatch(q.Get("$filter"))
 		if m == nil {
@@ -178,11 +229,15 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		value := []map[string]any{}
 		if d := g.deviceByDeviceID(strings.ToLower(m[1])); d != nil {
-			value = append(value, map[string]any{"id": d.objectID, "deviceId": d.deviceID})
+			value = append(value, g.deviceJSON(d))
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"@odata.context": g.srv.URL + "/v1.0/$metadata#devices", "value": value})
 	case reManaged.MatchString(r.URL.Path):
 		id := strings.ToLower(reManaged.FindStringSubmatch(r.URL.Path)[1])
+		sel, ok := selected(w, r, "managedDevice", managedProps)
+		if !ok {
+			return
+		}
 		g.mu.Lock()
 		md, ok := g.managed[id]
 		g.mu.Unlock()
@@ -190,18 +245,19 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 			graphError(w, http.StatusNotFound, "ResourceNotFound", "Resource not found")
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{
-			"@odata.context":  g.srv.URL + "/v1.0/$metadata#deviceManagement/managedDevices/$entity",
-			"id":              md.ID,
-			"userId":          md.UserID,
-			"azureADDeviceId": md.AzureADDeviceID,
-		})
+		body := project(map[string]any{"id": md.ID, "userId": md.UserID, "azureADDeviceId": md.AzureADDeviceID}, sel)
+		body["@odata.context"] = g.srv.URL + "/v1.0/$metadata#deviceManagement/managedDevices" + selContext(sel) + "/$entity"
+		writeJSON(w, http.StatusOK, body)
 	default:
 		graphError(w, http.StatusBadRequest, "BadRequest", "Resource not found for the segment.")
 	}
 }
 
 func (g *Graph) owners(w http.ResponseWriter, r *http.Request, d *graphDevice, pageSize int) {
+	sel, ok := selected(w, r, "directoryObject", ownerProps, "$skiptoken")
+	if !ok {
+		return
+	}
 	if d == nil {
 		graphError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource does not exist or one of its queried reference-property objects are not present.")
 		return
@@ -221,7 +277,9 @@ func (g *Graph) owners(w http.ResponseWriter, r *http.Request, d *graphDevice, p
 	}
 	value := []map[string]any{}
 	for _, o := range d.owners[start:end] {
-		value = append(value, map[string]any{"@odata.type": "#microsoft.graph.user", "id": o})
+		item := project(map[string]any{"id": o}, sel)
+		item["@odata.type"] = "#microsoft.graph.user"
+		value = append(value, item)
 	}
 	body := map[string]any{"@odata.context": g.srv.URL + "/v1.0/$metadata#directoryObjects", "value": value}
 	if end < len(d.owners) {
@@ -233,6 +291,76 @@ func (g *Graph) owners(w http.ResponseWriter, r *http.Request, d *graphDevice, p
 		body["@odata.nextLink"] = u.String()
 	}
 	writeJSON(w, http.StatusOK, body)
+}
+
+// device answers GET of one device by either key.
+func (g *Graph) device(w http.ResponseWriter, r *http.Request, d *graphDevice) {
+	sel, ok := selected(w, r, "device", deviceProps)
+	if !ok {
+		return
+	}
+	if d == nil {
+		graphError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource does not exist or one of its queried reference-property objects are not present.")
+		return
+	}
+	body := project(g.deviceJSON(d), sel)
+	body["@odata.context"] = g.srv.URL + "/v1.0/$metadata#devices" + selContext(sel) + "/$entity"
+	writeJSON(w, http.StatusOK, body)
+}
+
+func (g *Graph) deviceJSON(d *graphDevice) map[string]any {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return map[string]any{"id": d.objectID, "deviceId": d.deviceID, "accountEnabled": d.accountEnabled}
+}
+
+// selected checks a GET's query: only $select and the given options, each at
+// most once, and a $select naming only props (the properties the fake models
+// for typ). It returns the selected properties (nil: no $select, all of them),
+// or answers 400 and returns false.
+func selected(w http.ResponseWriter, r *http.Request, typ string, props []string, options ...string) ([]string, bool) {
+	q := r.URL.Query()
+	for k, v := range q {
+		if len(v) != 1 {
+			graphError(w, http.StatusBadRequest, "Request_BadRequest", fmt.Sprintf("Query option '%s' was specified more than once, but it must be specified at most once.", k))
+			return nil, false
+		}
+		if k != "$select" && !slices.Contains(options, k) {
+			graphError(w, http.StatusBadRequest, "Request_UnsupportedQuery", fmt.Sprintf("entrafake: query option '%s' is not modelled on this route.", k))
+			return nil, false
+		}
+	}
+	if !q.Has("$select") {
+		return nil, true
+	}
+	sel := strings.Split(q.Get("$select"), ",")
+	for _, p := range sel {
+		if !slices.Contains(props, p) {
+			graphError(w, http.StatusBadRequest, "Request_BadRequest", fmt.Sprintf("Could not find a property named '%s' on type 'microsoft.graph.%s'.", p, typ))
+			return nil, false
+		}
+	}
+	return sel, true
+}
+
+// project keeps the selected properties of an entity (all of them for nil).
+func project(all map[string]any, sel []string) map[string]any {
+	if sel == nil {
+		return all
+	}
+	out := make(map[string]any, len(sel))
+	for _, p := range sel {
+		out[p] = all[p]
+	}
+	return out
+}
+
+// selContext is the @odata.context suffix for a $select, e.g. "(id,accountEnabled)".
+func selContext(sel []string) string {
+	if sel == nil {
+		return ""
+	}
+	return "(" + strings.Join(sel, ",") + ")"
 }
 
 func (g *Graph) deviceByDeviceID(id string) *graphDevice {

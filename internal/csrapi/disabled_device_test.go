@@ -1,0 +1,96 @@
+package csrapi_test
+
+import (
+	"net/http"
+	"net/url"
+	"testing"
+
+	"github.com/azscep/azscep/internal/csrapi"
+	"github.com/azscep/azscep/internal/entra"
+	"github.com/azscep/azscep/internal/entra/entrafake"
+	"github.com/azscep/azscep/internal/testca"
+)
+
+// TestSelfServiceDisabledDevice: a device an administrator disabled in Entra (accountEnabled=false, e.g. reported
+// lost) gets no self-service certificate although Graph still lists the caller as its registered owner — named by
+// Entra device ID, by IntuneDeviceId:// URI, or by an Intune device ID whose Entra device is disabled, whether the
+// caller is the Intune primary user or a registered owner of that Entra device. Nothing is signed or recorded; once
+// the device is enabled again (and the short negative cache has expired) the same request succeeds.
+func TestSelfServiceDisabledDevice(t *testing.T) {
+	e := newEnv(t)
+	alice := newUser("alice")
+	entraDev := entrafake.NewGUID()
+	e.graph.AddDevice(entraDev, alice.oid)
+	primaryAAD, primaryIntune := entrafake.NewGUID(), entrafake.NewGUID()
+	e.graph.AddDevice(primaryAAD)
+	e.graph.AddManagedDevice(entrafake.ManagedDevice{ID: primaryIntune, UserID: alice.oid, AzureADDeviceID: primaryAAD})
+	ownerAAD, ownerIntune := entrafake.NewGUID(), entrafake.NewGUID()
+	e.graph.AddDevice(ownerAAD, alice.oid)
+	e.graph.AddManagedDevice(entrafake.ManagedDevice{ID: ownerIntune, UserID: entrafake.NewGUID(), AzureADDeviceID: ownerAAD})
+	for _, d := range []string{entraDev, primaryAAD, ownerAAD} {
+		e.graph.SetAccountEnabled(d, false)
+	}
+	tok := e.userToken(alice, selfService)
+
+	cases := []struct {
+		name   string
+		csr    testca.CSROptions
+		device string
+	}{
+		{"CN = disabled Entra device ID", testca.CSROptions{Subject: cn(entraDev)}, entraDev},
+		{"SAN URI IntuneDeviceId://disabled Entra device", testca.CSROptions{URIs: []*url.URL{deviceURI(entraDev)}}, entraDev},
+		{"CN = Intune device, primary user, Entra device disabled", testca.CSROptions{Subject: cn(primaryIntune)}, primaryIntune},
+		{"SAN URI = Intune device, registered owner, Entra device disabled",
+			testca.CSROptions{Subject: cn(ownerIntune), URIs: []*url.URL{deviceURI(ownerIntune)}}, ownerIntune},
+	}
+	ders := make([][]byte, len(cases))
+	for i, tc := range cases {
+		ders[i] = csrDER(t, ecKey(t, "disabled-"+tc.name), tc.csr)
+		t.Run(tc.name, func(t *testing.T) {
+			wantProblem(t, e.post(tok, ders[i]), http.StatusForbidden, csrapi.CodeNotOwner)
+		})
+	}
+	if n := e.records(""); n != 0 {
+		t.Fatalf("records = %d for disabled devices, want 0", n)
+	}
+
+	for _, d := range []string{entraDev, primaryAAD, ownerAAD} {
+		e.graph.SetAccountEnabled(d, true)
+	}
+	e.clock.Advance(entra.DefaultNegativeTTL)
+	tok = e.userToken(alice, selfService)
+	for i, tc := range cases {
+		t.Run(tc.name+", enabled again", func(t *testing.T) {
+			if rec := e.record(e.wantCert(e.post(tok, ders[i]))); rec.DeviceID != tc.device {
+				t.Fatalf("record device ID = %q, want %q", rec.DeviceID, tc.device)
+			}
+		})
+	}
+}
+
+// TestSelfServiceDeviceStateUnavailable: when Graph answers the owners but not the device's accountEnabled, the
+// caller gets 503 with Retry-After, never a certificate.
+func TestSelfServiceDeviceStateUnavailable(t *testing.T) {
+	e := newEnv(t)
+	alice := newUser("alice")
+	dev := entrafake.NewGUID()
+	e.graph.AddDevice(dev, alice.oid)
+	tok := e.userToken(alice, selfService)
+	der := csrDER(t, ecKey(t, "state-down"), testca.CSROptions{Subject: cn(dev)})
+
+	e.graph.SetFault(entrafake.Fault{Status: http.StatusServiceUnavailable, After: 1})
+	r := e.post(tok, der)
+	wantProblem(t, r, http.StatusServiceUnavailable, csrapi.CodeUnavailable)
+	wantRetryAfter(t, r, 1)
+	reqs := e.graph.Requests()
+	if len(reqs) != 2 || reqs[1].Path != "/v1.0/devices(deviceId='"+dev+"')" || reqs[1].Query != "$select=id,accountEnabled" {
+		t.Fatalf("Graph calls = %+v, want registeredOwners then the failing accountEnabled read", reqs)
+	}
+	if n := e.records(""); n != 0 {
+		t.Fatalf("records = %d while Graph is down, want 0", n)
+	}
+	e.graph.SetFault(entrafake.Fault{})
+	if rec := e.record(e.wantCert(e.post(tok, der))); rec.DeviceID != dev {
+		t.Fatalf("device ID = %q, want %q", rec.DeviceID, dev)
+	}
+}

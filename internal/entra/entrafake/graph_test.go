@@ -1,0 +1,125 @@
+package entrafake_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/azscep/azscep/internal/entra/entrafake"
+)
+
+// graphGET sends an authenticated (unless tok is "") GET to the Graph fake and decodes the JSON answer.
+func graphGET(t *testing.T, g *entrafake.Graph, tok, pathAndQuery string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, strings.TrimSuffix(g.URL(), "/")+pathAndQuery, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := g.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		t.Fatalf("GET %s: body is not JSON: %v", pathAndQuery, err)
+	}
+	return resp.StatusCode, m
+}
+
+func errorCode(m map[string]any) string {
+	e, _ := m["error"].(map[string]any)
+	c, _ := e["code"].(string)
+	return c
+}
+
+// TestGraphDeviceState: a device's accountEnabled is served by either key, true by default and false once disabled;
+// registered owners survive disabling; $select is honoured.
+func TestGraphDeviceState(t *testing.T) {
+	g := entrafake.NewGraph(t)
+	dev, owner := entrafake.NewGUID(), entrafake.NewGUID()
+	obj := g.AddDevice(dev, owner)
+
+	code, m := graphGET(t, g, g.Token, "/v1.0/devices(deviceId='"+dev+"')?$select=id,accountEnabled")
+	if code != http.StatusOK || m["id"] != obj || m["accountEnabled"] != true || len(m) != 3 ||
+		!strings.HasSuffix(m["@odata.context"].(string), "/v1.0/$metadata#devices(id,accountEnabled)/$entity") {
+		t.Fatalf("enabled device = %d %v", code, m)
+	}
+	g.SetAccountEnabled(strings.ToUpper(dev), false)
+	for _, path := range []string{"/v1.0/devices(deviceId='" + strings.ToUpper(dev) + "')", "/v1.0/devices/" + obj} {
+		code, m = graphGET(t, g, g.Token, path)
+		if code != http.StatusOK || m["id"] != obj || m["deviceId"] != dev || m["accountEnabled"] != false {
+			t.Fatalf("GET %s after disabling = %d %v", path, code, m)
+		}
+	}
+	code, m = graphGET(t, g, g.Token, "/v1.0/devices?$filter=deviceId%20eq%20'"+dev+"'")
+	if v, _ := m["value"].([]any); code != http.StatusOK || len(v) != 1 || v[0].(map[string]any)["accountEnabled"] != false {
+		t.Fatalf("$filter after disabling = %d %v", code, m)
+	}
+	code, m = graphGET(t, g, g.Token, "/v1.0/devices(deviceId='"+dev+"')/registeredOwners?$select=id")
+	if v, _ := m["value"].([]any); code != http.StatusOK || len(v) != 1 || v[0].(map[string]any)["id"] != owner {
+		t.Fatalf("a disabled device's owners = %d %v", code, m)
+	}
+	code, m = graphGET(t, g, g.Token, "/v1.0/devices(deviceId='"+dev+"')?$select=accountEnabled")
+	if code != http.StatusOK || len(m) != 2 || m["accountEnabled"] != false {
+		t.Fatalf("$select=accountEnabled = %d %v", code, m)
+	}
+}
+
+// TestGraphStrictQueries: what the fake does not model is an error, not a silently wrong answer.
+func TestGraphStrictQueries(t *testing.T) {
+	g := entrafake.NewGraph(t)
+	dev, intune := entrafake.NewGUID(), entrafake.NewGUID()
+	g.AddDevice(dev, entrafake.NewGUID())
+	g.AddManagedDevice(entrafake.ManagedDevice{ID: intune, UserID: entrafake.NewGUID(), AzureADDeviceID: dev})
+	alt := "/v1.0/devices(deviceId='" + dev + "')"
+	for _, tc := range []struct {
+		tok, path string
+		status    int
+		code      string
+	}{
+		{"", alt + "?$select=id,accountEnabled", http.StatusUnauthorized, "InvalidAuthenticationToken"},
+		{"stolen", alt, http.StatusUnauthorized, "InvalidAuthenticationToken"},
+		{g.Token, alt + "?$select=id,isEnabled", http.StatusBadRequest, "Request_BadRequest"},
+		{g.Token, alt + "?$select=", http.StatusBadRequest, "Request_BadRequest"},
+		{g.Token, alt + "?$select=id&$select=accountEnabled", http.StatusBadRequest, "Request_BadRequest"},
+		{g.Token, alt + "?$select=id,accountEnabled&$expand=registeredOwners", http.StatusBadRequest, "Request_UnsupportedQuery"},
+		{g.Token, alt + "/registeredOwners?$select=displayName", http.StatusBadRequest, "Request_BadRequest"},
+		{g.Token, alt + "/registeredOwners?$top=1", http.StatusBadRequest, "Request_UnsupportedQuery"},
+		{g.Token, "/v1.0/deviceManagement/managedDevices/" + intune + "?$select=id,managementState", http.StatusBadRequest, "Request_BadRequest"},
+		{g.Token, "/v1.0/devices(deviceId='" + entrafake.NewGUID() + "')?$select=id,accountEnabled", http.StatusNotFound, "Request_ResourceNotFound"},
+		{g.Token, "/v1.0/devices(id='" + dev + "')", http.StatusBadRequest, "BadRequest"},
+	} {
+		code, m := graphGET(t, g, tc.tok, tc.path)
+		if code != tc.status || errorCode(m) != tc.code {
+			t.Errorf("GET %s = %d %v, want %d %s", tc.path, code, m, tc.status, tc.code)
+		}
+	}
+	// $select on a managed device is honoured.
+	code, m := graphGET(t, g, g.Token, "/v1.0/deviceManagement/managedDevices/"+intune+"?$select=id,azureADDeviceId")
+	if _, hasUser := m["userId"]; code != http.StatusOK || hasUser || m["azureADDeviceId"] != dev {
+		t.Fatalf("managed device with $select = %d %v", code, m)
+	}
+}
+
+// TestGraphFaultAfter: Fault.After lets the first requests through, then fails the rest until cleared.
+func TestGraphFaultAfter(t *testing.T) {
+	g := entrafake.NewGraph(t)
+	dev := entrafake.NewGUID()
+	g.AddDevice(dev)
+	path := "/v1.0/devices(deviceId='" + dev + "')"
+	g.SetFault(entrafake.Fault{Status: http.StatusServiceUnavailable, After: 2})
+	for i, want := range []int{200, 200, 503, 503} {
+		if code, _ := graphGET(t, g, g.Token, path); code != want {
+			t.Fatalf("request %d = %d, want %d", i+1, code, want)
+		}
+	}
+	g.SetFault(entrafake.Fault{})
+	if code, _ := graphGET(t, g, g.Token, path); code != http.StatusOK {
+		t.Fatalf("after clearing = %d", code)
+	}
+}
