@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -141,6 +142,7 @@ var (
 	oidValidityAttr        = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 13, 2, 1}
 	oidChallengePassword   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 7}
 	oidExtensionRequest    = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 14}
+	oidMSCertExtensions    = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 2, 1, 14} // szOID_CERT_EXTENSIONS
 	oidCommonName          = asn1.ObjectIdentifier{2, 5, 4, 3}
 	oidEmailAttribute      = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}
 
@@ -506,7 +508,7 @@ func checkSAN(req *Request, p *Profile, der []byte) error {
 				return reject(CodeSAN, "UPN names are not allowed by profile %s", p.Name)
 			}
 			if !validEmailLike(upn) {
-				return reject(CodeSAN, "UPN %q is malformed", clip(upn))
+				return reject(CodeSAN, "UPN %+q is %s", clip(upn), emailFault(upn))
 			}
 			if !p.AllowsUPN(upn) {
 				return reject(CodeSAN, "UPN %q is not allowed by profile %s", clip(upn), p.Name)
@@ -518,7 +520,7 @@ func checkSAN(req *Request, p *Profile, der []byte) error {
 			}
 			e := string(gn.Bytes)
 			if !validEmailLike(e) {
-				return reject(CodeSAN, "email %q is malformed", clip(e))
+				return reject(CodeSAN, "email %+q is %s", clip(e), emailFault(e))
 			}
 			if !p.AllowsEmail(e) {
 				return reject(CodeSAN, "email %q is not allowed by profile %s", clip(e), p.Name)
@@ -613,7 +615,8 @@ var allowedSubjectAttributes = map[string]subjectAttribute{
 // checkSubject applies the attribute and length limits, and holds every attribute that names someone (the
 // identity attributes, the emailAddress attribute) to the profile's name allow-lists.
 func checkSubject(raw []byte, p *Profile) error {
-	if !wellFormedName(raw) {
+	values, ok := nameValues(raw)
+	if !ok {
 		return reject(CodeSubject, "subject is malformed")
 	}
 	var rdns pkix.RDNSequence
@@ -623,16 +626,31 @@ func checkSubject(raw []byte, p *Profile) error {
 	if len(rdns) > maxRDNs {
 		return reject(CodeSubject, "subject has %d RDNs, more than %d", len(rdns), maxRDNs)
 	}
+	n := 0
+	for _, rdn := range rdns {
+		n += len(rdn)
+	}
+	if n != len(values) {
+		return reject(CodeSubject, "subject is malformed")
+	}
 	var dcs []string
+	i := 0
 	for _, rdn := range rdns {
 		for _, atv := range rdn {
+			rv := values[i]
+			i++
 			attr, ok := allowedSubjectAttributes[atv.Type.String()]
 			if !ok {
 				return reject(CodeSubject, "subject attribute %s is not allowed", atv.Type)
 			}
-			s, ok := atv.Value.(string)
-			if !ok {
-				return reject(CodeSubject, "subject attribute %s is not a string", atv.Type)
+			// The policy judges the string a relying party reads, which is only the string this CA reads (Go's
+			// decoding, what every door checks) when the string type decodes one way for every reader.
+			s, err := subjectString(rv.tag, rv.value)
+			if err != nil {
+				return reject(CodeSubject, "subject attribute %s %v", atv.Type, err)
+			}
+			if goRead, _ := atv.Value.(string); goRead != s {
+				return reject(CodeSubject, "subject attribute %s does not decode the same way for every reader", atv.Type)
 			}
 			if s == "" || len([]rune(s)) > attr.limit || hasControl(s) {
 				return reject(CodeSubject, "subject attribute %s is empty, too long or has control characters", atv.Type)
@@ -666,32 +684,138 @@ func checkSubject(raw []byte, p *Profile) error {
 
 var oidDomainComponent = asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 25}
 
-// wellFormedName reports whether raw is a Name exactly as RFC 5280 §4.1.2.4 shapes it, in DER: a SEQUENCE of
-// non-empty SETs of AttributeTypeAndValue, each exactly one type and one value, with nothing after any of them.
-// The certificate carries the subject byte for byte, while encoding/asn1 and crypto/x509 read the first value of
-// an AttributeTypeAndValue and ignore anything after it; a second value would ride into the certificate unchecked.
-func wellFormedName(raw []byte) bool {
+// nameValue is one attribute value of a Name as encoded: its universal tag and content octets.
+type nameValue struct {
+	tag   cbasn1.Tag
+	value []byte
+}
+
+// nameValues returns the attribute values of raw in order, and whether raw is a Name exactly as RFC 5280
+// §4.1.2.4 shapes it, in DER: a SEQUENCE of non-empty SETs of AttributeTypeAndValue, each exactly one type and
+// one value, with nothing after any of them. The certificate carries the subject byte for byte, while
+// encoding/asn1 and crypto/x509 read the first value of an AttributeTypeAndValue and ignore anything after it; a
+// second value would ride into the certificate unchecked.
+func nameValues(raw []byte) ([]nameValue, bool) {
 	in := cryptobyte.String(raw)
 	var rdns cryptobyte.String
 	if !in.ReadASN1(&rdns, cbasn1.SEQUENCE) || !in.Empty() {
-		return false
+		return nil, false
 	}
+	var out []nameValue
 	for !rdns.Empty() {
 		var set cryptobyte.String
 		if !rdns.ReadASN1(&set, cbasn1.SET) || set.Empty() {
-			return false
+			return nil, false
 		}
 		for !set.Empty() {
 			var atv, value cryptobyte.String
 			var typ asn1.ObjectIdentifier
 			var tag cbasn1.Tag
 			if !set.ReadASN1(&atv, cbasn1.SEQUENCE) || !atv.ReadASN1ObjectIdentifier(&typ) ||
-				!atv.ReadAnyASN1Element(&value, &tag) || !atv.Empty() {
-				return false
+				!atv.ReadAnyASN1(&value, &tag) || !atv.Empty() {
+				return nil, false
 			}
+			out = append(out, nameValue{tag, value})
 		}
 	}
-	return true
+	return out, true
+}
+
+// ASN.1 universal string tags encoding/asn1 does not name.
+const (
+	tagVideotexString  = 21
+	tagGraphicString   = 25
+	tagVisibleString   = 26
+	tagGeneralString   = 27
+	tagUniversalString = 28
+)
+
+// subjectString decodes a subject attribute value of one of the string types every reader decodes the same way,
+// and says why any other is refused (the error completes "subject attribute <OID> …"). The subject is copied
+// into the certificate byte for byte, so a string type that Go and a relying party decode differently would have
+// the policy judge one name and the relying party read another: Go reads a TeletexString as Latin-1, Windows
+// CryptoAPI as UTF-8 first, so the UTF-8 bytes of a fullwidth "ＡＤＭＩＮ＠ＣＯＮＴＯＳＯ｡ＣＯＭ" are harmless
+// mojibake to the policy and that fullwidth name to Windows.
+func subjectString(tag cbasn1.Tag, b []byte) (string, error) {
+	switch int(tag) {
+	case asn1.TagUTF8String:
+		if !utf8.Valid(b) {
+			return "", fmt.Errorf("is not valid UTF-8")
+		}
+		return string(b), nil
+	case asn1.TagPrintableString:
+		for _, c := range b {
+			if !printableChar(c) {
+				return "", fmt.Errorf("is a PrintableString with a character outside its set")
+			}
+		}
+		return string(b), nil
+	case asn1.TagIA5String:
+		for _, c := range b {
+			if c >= utf8.RuneSelf {
+				return "", fmt.Errorf("is an IA5String with a byte outside ASCII")
+			}
+		}
+		return string(b), nil
+	case asn1.TagNumericString:
+		for _, c := range b {
+			if !(c >= '0' && c <= '9' || c == ' ') {
+				return "", fmt.Errorf("is a NumericString with a character other than a digit or a space")
+			}
+		}
+		return string(b), nil
+	case asn1.TagBMPString:
+		// UCS-2 big-endian, which Go and Windows read alike, except that Go drops a trailing NUL (00 00) the
+		// certificate keeps; Go refuses surrogates and the noncharacters itself.
+		if len(b)%2 != 0 {
+			return "", fmt.Errorf("is a BMPString of odd length")
+		}
+		u := make([]uint16, len(b)/2)
+		for i := range u {
+			c := uint16(b[2*i])<<8 | uint16(b[2*i+1])
+			switch {
+			case c == 0:
+				return "", fmt.Errorf("is a BMPString with a NUL character, which some readers take for its end")
+			case c >= 0xD800 && c <= 0xDFFF, c == 0xFFFE, c == 0xFFFF, c >= 0xFDD0 && c <= 0xFDEF:
+				return "", fmt.Errorf("is a BMPString with a surrogate or a noncharacter")
+			}
+			u[i] = c
+		}
+		return string(utf16.Decode(u)), nil
+	case asn1.TagT61String:
+		return "", fmt.Errorf("is a TeletexString, which Go reads as Latin-1 and Windows as UTF-8, so they read " +
+			"different names: encode it as a UTF8String or a PrintableString")
+	case tagVideotexString, tagGraphicString, tagGeneralString, tagUniversalString:
+		return "", fmt.Errorf("is a %s, which readers decode differently: encode it as a UTF8String or a "+
+			"PrintableString", stringTypeName(tag))
+	case tagVisibleString:
+		// ASCII, and safe for relying parties, but Go (this CA's own checks and its doors') does not decode it.
+		return "", fmt.Errorf("is a VisibleString, which Go does not decode: encode it as a UTF8String or a " +
+			"PrintableString")
+	}
+	return "", fmt.Errorf("is not a string")
+}
+
+func stringTypeName(tag cbasn1.Tag) string {
+	switch int(tag) {
+	case tagVideotexString:
+		return "VideotexString"
+	case tagGraphicString:
+		return "GraphicString"
+	case tagGeneralString:
+		return "GeneralString"
+	case tagUniversalString:
+		return "UniversalString"
+	}
+	return fmt.Sprintf("string type %d", tag)
+}
+
+// printableChar is the PrintableString character set as Go reads it: X.680's, and '*' and '&', which Go accepts
+// because certificates in the wild carry them.
+func printableChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		c >= '\'' && c <= ')' || c >= '+' && c <= '/' || c == ' ' || c == ':' || c == '=' || c == '?' ||
+		c == '*' || c == '&'
 }
 
 type attribute struct {
@@ -711,22 +835,37 @@ func parseAttributes(tbs []byte) ([]attribute, error) {
 		return nil, err
 	}
 	var out []attribute
-	extensionRequests := 0
+	var extensionRequest, msExtensions []byte
+	extensionRequests, msExtensionAttrs := 0, 0
 	for _, raw := range info.Attributes {
 		var a attribute
 		if rest, err := asn1.Unmarshal(raw.FullBytes, &a); err != nil || len(rest) != 0 {
 			return nil, fmt.Errorf("attribute is malformed")
 		}
-		if a.Type.Equal(oidExtensionRequest) {
+		switch {
+		case a.Type.Equal(oidExtensionRequest):
 			// crypto/x509 reads the first value of every extensionRequest and merges them; Intune validates the
 			// request bytes with its own parser. One attribute with one value leaves both reading the same
 			// extensions, as for challengePassword.
 			if extensionRequests++; extensionRequests > 1 || len(a.Values) != 1 {
 				return nil, fmt.Errorf("the extensionRequest attribute must appear once, with one value")
 			}
-			continue
+			extensionRequest = a.Values[0].FullBytes
+		case a.Type.Equal(oidMSCertExtensions):
+			// Windows reads extensions from szOID_CERT_EXTENSIONS as from extensionRequest; crypto/x509 and this
+			// policy do not. A validator that read the names there (Intune's, say) could approve one set while
+			// the certificate got the extensionRequest's.
+			if msExtensionAttrs++; msExtensionAttrs > 1 || len(a.Values) != 1 {
+				return nil, fmt.Errorf("the attribute %s (szOID_CERT_EXTENSIONS) must appear once, with one value", a.Type)
+			}
+			msExtensions = a.Values[0].FullBytes
+		default:
+			out = append(out, a)
 		}
-		out = append(out, a)
+	}
+	if msExtensionAttrs > 0 && (extensionRequests == 0 || !bytes.Equal(msExtensions, extensionRequest)) {
+		return nil, fmt.Errorf("the attribute %s (szOID_CERT_EXTENSIONS) must carry exactly the extensionRequest "+
+			"value, so that every reader sees the same extensions", oidMSCertExtensions)
 	}
 	return out, nil
 }
@@ -849,11 +988,20 @@ func validDNSName(d string) bool {
 }
 
 // validEmailLike holds a UPN or e-mail name to its shape; a name written with look-alike or invisible characters
-// (foldLookalikes) is refused, in a SAN as in the subject.
+// (one that lookalikeFold changes: "\u212Aim@…" is Kim@…, "adm\u2024in@…" adm.in@…) is refused, in a SAN as in
+// the subject.
 func validEmailLike(s string) bool {
 	local, domain, ok := strings.Cut(s, "@")
 	return ok && local != "" && len(s) <= maxEmailLen && !hasControl(s) && !strings.ContainsAny(s, " <>\"") &&
-		validDNSName(domain) && foldLookalikes(s) == s
+		validDNSName(domain) && lookalikeFold(s) == s
+}
+
+// emailFault says why validEmailLike refused s.
+func emailFault(s string) string {
+	if f := lookalikeFold(s); f != s {
+		return fmt.Sprintf("written in look-alike or invisible characters (it reads as %q)", clip(f))
+	}
+	return "malformed"
 }
 
 func hasControl(s string) bool {

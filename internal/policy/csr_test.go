@@ -278,6 +278,37 @@ func TestCheckExtensions(t *testing.T) {
 			attrs: [][]byte{attribute(t, oidExtensionRequest, mustMarshal(t, []pkix.Extension{sanExt(t, gnDNS("a.contoso.com"))}))}},
 			want: policy.CodeMalformedCSR},
 
+		// Windows reads Microsoft's szOID_CERT_EXTENSIONS attribute like extensionRequest; crypto/x509 ignores it. A
+		// validator reading names from it could approve a UPN while the certificate got the extensionRequest's names,
+		// so it is accepted only as an exact copy of the extensionRequest value.
+		{name: "ok/ms-cert-extensions-identical", spec: csrSpec{exts: []pkix.Extension{sanExt(t, gnDNS("a.contoso.com"))},
+			attrs: [][]byte{attribute(t, oidMSCertExtensions, mustMarshal(t, []pkix.Extension{sanExt(t, gnDNS("a.contoso.com"))}))}},
+			verify: func(t *testing.T, r *policy.Request) {
+				if !slices.Equal(r.DNSNames, []string{"a.contoso.com"}) || len(r.UPNs) != 0 {
+					t.Fatalf("names %v", r.Names())
+				}
+			}},
+		{name: "fail/ms-cert-extensions-other-names", spec: csrSpec{exts: []pkix.Extension{sanExt(t, gnDNS("a.contoso.com"))},
+			attrs: [][]byte{attribute(t, oidMSCertExtensions, mustMarshal(t, []pkix.Extension{sanExt(t, gnUPN(t, "admin@contoso.com"))}))}},
+			want: policy.CodeMalformedCSR},
+		{name: "fail/ms-cert-extensions-more-extensions", spec: csrSpec{exts: []pkix.Extension{sanExt(t, gnDNS("a.contoso.com"))},
+			attrs: [][]byte{attribute(t, oidMSCertExtensions, mustMarshal(t, []pkix.Extension{sanExt(t, gnDNS("a.contoso.com")),
+				ekuExt(t, oidEKUServerAuth)}))}},
+			want: policy.CodeMalformedCSR},
+		{name: "fail/ms-cert-extensions-without-extension-request", spec: csrSpec{
+			attrs: [][]byte{attribute(t, oidMSCertExtensions, mustMarshal(t, []pkix.Extension{sanExt(t, gnUPN(t, "admin@contoso.com"))}))}},
+			want: policy.CodeMalformedCSR},
+		{name: "fail/ms-cert-extensions-twice", spec: csrSpec{exts: []pkix.Extension{sanExt(t, gnDNS("a.contoso.com"))},
+			attrs: [][]byte{
+				attribute(t, oidMSCertExtensions, mustMarshal(t, []pkix.Extension{sanExt(t, gnDNS("a.contoso.com"))})),
+				attribute(t, oidMSCertExtensions, mustMarshal(t, []pkix.Extension{sanExt(t, gnDNS("a.contoso.com"))}))}},
+			want: policy.CodeMalformedCSR},
+		{name: "fail/ms-cert-extensions-two-values", spec: csrSpec{exts: []pkix.Extension{sanExt(t, gnDNS("a.contoso.com"))},
+			attrs: [][]byte{attribute(t, oidMSCertExtensions,
+				mustMarshal(t, []pkix.Extension{sanExt(t, gnDNS("a.contoso.com"))}),
+				mustMarshal(t, []pkix.Extension{sanExt(t, gnUPN(t, "admin@contoso.com"))}))}},
+			want: policy.CodeMalformedCSR},
+
 		{name: "fail/ku-keyCertSign", spec: csrSpec{exts: []pkix.Extension{
 			kuExt(t, x509.KeyUsageDigitalSignature|x509.KeyUsageCertSign)}}, want: policy.CodeForbiddenExtension},
 		{name: "fail/ku-cRLSign", spec: csrSpec{exts: []pkix.Extension{kuExt(t, x509.KeyUsageCRLSign)}},
@@ -622,7 +653,8 @@ func TestCheckSubject(t *testing.T) {
 		{name: "fail/cn-del", spec: withName(pkix.Name{CommonName: "laptop\x7f"}), want: policy.CodeSubject},
 		{name: "fail/ou-c1-control", spec: withName(pkix.Name{CommonName: "x", OrganizationalUnit: []string{"a\u0085b"}}),
 			want: policy.CodeSubject},
-		// T61String decodes as Latin-1, where 0x85 is the C1 control NEL.
+		// A TeletexString is refused whatever it holds (TestSubjectStringTypes); this one would also read, as Go
+		// reads it (Latin-1), with the C1 control NEL.
 		{name: "fail/t61-c1-control", spec: setRDN(rawATV(asn1.ObjectIdentifier{2, 5, 4, 3},
 			asn1.RawValue{Tag: asn1.TagT61String, Bytes: []byte{'a', 0x85, 'b'}})), want: policy.CodeSubject},
 		{name: "fail/unknown-attribute", spec: extra(asn1.ObjectIdentifier{1, 2, 3, 4}, "x"), want: policy.CodeSubject},
@@ -645,6 +677,93 @@ func TestCheckSubject(t *testing.T) {
 		{name: "fail/trailing-byte-in-rdn", spec: name(append(set(atv(oidCN, utf8Str("device-1"))), 0x00)),
 			want: policy.CodeMalformedCSR},
 	})
+}
+
+// TestSubjectStringTypes: the subject is copied into the certificate byte for byte, so it may only use string
+// types every reader decodes the same way. Go reads a TeletexString as Latin-1 and Windows CryptoAPI as UTF-8 first,
+// so the UTF-8 bytes of a fullwidth name, which the policy refuses as a UTF8String, were read by the policy as
+// harmless Latin-1 mojibake and reached Windows as that fullwidth name; Go drops a trailing NUL from a BMPString
+// that the certificate keeps.
+func TestSubjectStringTypes(t *testing.T) {
+	loadKeys(t)
+	const prof = "dns=*.corp.example.com;upn=*@contoso.com;email=*@contoso.com"
+	var (
+		oidCN     = asn1.ObjectIdentifier{2, 5, 4, 3}
+		oidO      = asn1.ObjectIdentifier{2, 5, 4, 10}
+		oidOU     = asn1.ObjectIdentifier{2, 5, 4, 11}
+		oidL      = asn1.ObjectIdentifier{2, 5, 4, 7}
+		oidSerial = asn1.ObjectIdentifier{2, 5, 4, 5}
+		oidUID    = asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 1}
+		oidDC     = asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 25}
+		oidEmail  = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}
+	)
+	str := func(tag int, b []byte) asn1.RawValue { return asn1.RawValue{Tag: tag, Bytes: b} }
+	t61 := func(s string) asn1.RawValue { return str(asn1.TagT61String, []byte(s)) } // the UTF-8 bytes of s
+	ia5 := func(s string) asn1.RawValue { return str(asn1.TagIA5String, []byte(s)) }
+	// subject is a Name of one RDN per value, each value encoded as given.
+	subject := func(atvs ...any) csrSpec {
+		var rdns [][]byte
+		for i := 0; i < len(atvs); i += 2 {
+			atv := seq(mustMarshal(t, atvs[i].(asn1.ObjectIdentifier)), der(t, atvs[i+1].(asn1.RawValue)))
+			rdns = append(rdns, der(t, asn1.RawValue{Tag: asn1.TagSet, IsCompound: true, Bytes: atv}))
+		}
+		return csrSpec{subject: seq(rdns...)}
+	}
+	const (
+		fullwidthAdmin = "\uFF21\uFF24\uFF2D\uFF29\uFF2E\uFF20\uFF23\uFF2F\uFF2E\uFF34\uFF2F\uFF33\uFF2F\uFF61\uFF23\uFF2F\uFF2D" // ＡＤＭＩＮ＠ＣＯＮＴＯＳＯ｡ＣＯＭ
+		fullwidthEvil  = "\uFF25\uFF36\uFF29\uFF2C\uFF61\uFF23\uFF2F\uFF2D"                                                       // ＥＶＩＬ｡ＣＯＭ
+	)
+	type tc struct {
+		name   string
+		spec   csrSpec
+		want   policy.Code
+		detail string // a word the refusal must name
+	}
+	cases := []tc{
+		// The same fullwidth names as UTF8Strings: refused as look-alikes, as before.
+		{"utf8-fullwidth-upn-cn", subject(oidCN, utf8Str(fullwidthAdmin)), policy.CodeSubject, "look-alike"},
+		{"utf8-fullwidth-dns-cn", subject(oidCN, utf8Str(fullwidthEvil)), policy.CodeSubject, "look-alike"},
+		// As TeletexStrings, in every attribute, and even plain ASCII.
+		{"t61-fullwidth-upn-cn", subject(oidCN, t61(fullwidthAdmin)), policy.CodeSubject, "TeletexString"},
+		{"t61-fullwidth-dns-cn", subject(oidCN, t61(fullwidthEvil)), policy.CodeSubject, "TeletexString"},
+		{"t61-ascii-cn", subject(oidCN, t61("device-1")), policy.CodeSubject, "TeletexString"},
+		{"t61-locality", subject(oidCN, utf8Str("device-1"), oidL, t61("Amsterdam")), policy.CodeSubject, "TeletexString"},
+		// Go refuses surrogates in a BMPString itself: the CSR does not parse.
+		{"bmp-surrogate-pair", subject(oidCN, bmp("laptop\U0001F600")), policy.CodeMalformedCSR, ""},
+		{"bmp-trailing-nul", subject(oidCN, bmp("laptop\x00")), policy.CodeSubject, "NUL"},
+		{"bmp-nul-inside", subject(oidCN, bmp("lap\x00top")), policy.CodeSubject, "NUL"},
+		{"bmp-nul-only", subject(oidCN, bmp("\x00")), policy.CodeSubject, "NUL"},
+		{"bmp-fullwidth-dns-cn", subject(oidCN, bmp(fullwidthEvil)), policy.CodeSubject, "look-alike"},
+		{"visible", subject(oidCN, str(26, []byte("device-1"))), policy.CodeSubject, "VisibleString"},
+		{"videotex", subject(oidCN, str(21, []byte("device-1"))), policy.CodeSubject, "VideotexString"},
+		{"graphic", subject(oidCN, str(25, []byte("device-1"))), policy.CodeSubject, "GraphicString"},
+		{"general", subject(oidCN, str(27, []byte("device-1"))), policy.CodeSubject, "GeneralString"},
+		{"universal", subject(oidCN, str(28, []byte("\x00\x00\x00d"))), policy.CodeSubject, "UniversalString"},
+		{"octet-string", subject(oidCN, str(asn1.TagOctetString, []byte("device-1"))), policy.CodeSubject, "not a string"},
+
+		{"ok/printable", subject(oidCN, printable("device-1"), oidO, printable("Contoso Ltd.")), "", ""},
+		{"ok/utf8", subject(oidCN, utf8Str("Zoë Müller"), oidO, utf8Str("東京オフィス")), "", ""},
+		{"ok/bmp", subject(oidCN, bmp("Иван"), oidOU, bmp("東京オフィス")), "", ""},
+		{"ok/ia5-email-dc", subject(oidCN, utf8Str("alice"), oidEmail, ia5("alice@contoso.com"),
+			oidDC, ia5("com"), oidDC, ia5("example"), oidDC, ia5("corp")), "", ""},
+		{"ok/numeric-serial", subject(oidCN, utf8Str("device-1"), oidSerial, str(asn1.TagNumericString, []byte("4711 0815"))), "", ""},
+	}
+	// Every attribute the policy reads as a name, and a free-text one.
+	for _, oid := range []asn1.ObjectIdentifier{oidCN, oidO, oidOU, oidUID, oidSerial, oidDC, oidL} {
+		for _, v := range []struct{ label, value string }{{"admin", fullwidthAdmin}, {"evil", fullwidthEvil}} {
+			cases = append(cases, tc{fmt.Sprintf("t61-%s-%s", oid, v.label), subject(oidCN, utf8Str("device-1"), oid, t61(v.value)),
+				policy.CodeSubject, "TeletexString"})
+		}
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := checkDER(buildCSR(t, c.spec), mustProfile(t, "p", prof))
+			wantCode(t, err, c.want)
+			if c.detail != "" && !strings.Contains(err.Error(), c.detail) {
+				t.Fatalf("refusal %q does not say %q", err, c.detail)
+			}
+		})
+	}
 }
 
 func TestCheckValidityAttribute(t *testing.T) {

@@ -40,6 +40,12 @@ func FuzzCheck(f *testing.F) {
 	})
 }
 
+// rawRDNSET is an RDN with its values undecoded (encoding/asn1 reads a slice type named …SET as a SET OF).
+type rawRDNSET []struct {
+	Type  asn1.ObjectIdentifier
+	Value asn1.RawValue
+}
+
 func assertInsideProfile(t *testing.T, req *policy.Request, p *policy.Profile) {
 	t.Helper()
 	if req.KeyUsage == 0 || req.KeyUsage&^p.KeyUsage != 0 {
@@ -88,6 +94,27 @@ func assertInsideProfile(t *testing.T, req *policy.Request, p *policy.Profile) {
 		var gns []asn1.RawValue
 		if rest, err := asn1.Unmarshal(req.SANExtension.Value, &gns); err != nil || len(rest) != 0 || len(gns) != len(names) {
 			t.Fatalf("SAN extension does not parse back to %d names: %v", len(names), err)
+		}
+	}
+	// The subject reaches the certificate byte for byte: only string types every reader decodes alike, and no NUL
+	// (Go drops a BMPString's trailing one).
+	var rdns []rawRDNSET
+	if rest, err := asn1.Unmarshal(req.RawSubject, &rdns); err != nil || len(rest) != 0 {
+		t.Fatalf("accepted subject does not parse: %v", err)
+	}
+	for _, rdn := range rdns {
+		for _, atv := range rdn {
+			switch atv.Value.Tag {
+			case asn1.TagUTF8String, asn1.TagPrintableString, asn1.TagIA5String, asn1.TagNumericString:
+			case asn1.TagBMPString:
+				for i := 0; i+1 < len(atv.Value.Bytes); i += 2 {
+					if atv.Value.Bytes[i] == 0 && atv.Value.Bytes[i+1] == 0 {
+						t.Fatalf("accepted a BMPString with a NUL in %s", atv.Type)
+					}
+				}
+			default:
+				t.Fatalf("accepted string type %d in %s", atv.Value.Tag, atv.Type)
+			}
 		}
 	}
 	switch v := req.Validity; v.Unit {

@@ -41,6 +41,7 @@ var (
 	oidValidityAttr        = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 13, 2, 1}
 	oidChallengePassword   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 7}
 	oidExtensionRequest    = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 14}
+	oidMSCertExtensions    = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 2, 1, 14} // szOID_CERT_EXTENSIONS
 	oidMSTemplateName      = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 20, 2}
 
 	oidEKUServerAuth  = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 1}

@@ -19,7 +19,9 @@ func TestFermatRoundsDoNotAllocate(t *testing.T) {
 	}
 	allocs := testing.AllocsPerRun(20, func() { fermatFactorable(key.N) })
 	t.Logf("fermatFactorable: %.0f allocations", allocs)
-	if allocs > 40 {
+	// 19–21 for most keys; a round whose residues pass the filter takes a square root, a few allocations each
+	// (up to 48 seen in 150 keys). An allocation per round would make 100 or more.
+	if allocs > 80 {
 		t.Fatalf("fermatFactorable made %.0f allocations for 100 rounds; want a fixed handful, none per round", allocs)
 	}
 }

@@ -6,6 +6,9 @@ import (
 	"net/url"
 	"strings"
 	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Name allow-lists. A profile names every SAN type it allows with its own key and a comma-separated list of
@@ -346,16 +349,18 @@ func (p *Profile) WithIdentityURIs(k IdentityURI) *Profile {
 // Three shapes are refused whatever the profile: a wildcard (wildcard certificates are never issued, and OpenSSL
 // matches a host against a CN when the certificate has no DNS SAN), a dotted name that is not a valid DNS name (a
 // trailing dot, an underscore, Unicode letters: TLS clients normalise these before matching), and a name written
-// in look-alike characters (fullwidth forms, the IDNA dots) that folds to one of the shapes above.
+// in look-alike characters: a value whose compatibility form (lookalikeFold) differs from it and has one of the
+// shapes above.
 func checkNameLike(p *Profile, what, v string) error {
 	refuse := func(kind string) error {
 		return reject(CodeSubject, "%s %q looks like %s that profile %s does not allow", what, clip(v), kind, p.Name)
 	}
-	if strings.Contains(v, "*") {
+	f := lookalikeFold(v)
+	if strings.Contains(f, "*") {
 		return refuse("a wildcard name")
 	}
-	if f := foldLookalikes(v); f != v && nameKindOf(f) != notAName {
-		return reject(CodeSubject, "%s %q writes a name in look-alike characters", what, clip(v))
+	if f != v && nameKindOf(f) != notAName {
+		return reject(CodeSubject, "%s %+q writes a name in look-alike characters (it reads as %q)", what, clip(v), clip(f))
 	}
 	switch nameKindOf(v) {
 	case emailLike:
@@ -418,26 +423,42 @@ func dnsShaped(v string) bool {
 	return true
 }
 
-// foldLookalikes maps fullwidth ASCII (U+FF01–U+FF5E), the IDNA label separators (U+3002, U+FF0E, U+FF61) and the
-// small commercial at (U+FE6B) to ASCII: the characters Unicode normalisation (NFKC) and IDNA turn into name
-// punctuation.
-func foldLookalikes(v string) string {
+// lookalikeFold is v as a reader that normalises names reads it: invisible characters dropped, then the Unicode
+// compatibility form (NFKC), with the IDNA label separators as dots. It follows UTS 46 (the mapping IDNA
+// applies before a name is looked up or compared) in everything that changes a name's shape: NFKC turns
+// fullwidth and small forms into ASCII ("ＡＤＭＩＮ＠…", U+FE52 SMALL FULL STOP, U+FE6B SMALL COMMERCIAL AT), the
+// leaders and the parenthesized or full-stop digits into ASCII punctuation (U+2024 ONE DOT LEADER is ".", U+2488
+// "⒈" is "1."), and letter-like symbols into letters (U+212A KELVIN SIGN is "K"); UTS 46 also maps U+3002
+// IDEOGRAPHIC FULL STOP (to which NFKC turns U+FF61 and U+FE12) to ".", and drops the default-ignorable
+// characters. So a value whose fold differs from it and is name-shaped is a name written in look-alike
+// characters, while ordinary text in any script ("Zoë Müller", "東京オフィス", "Иван") either folds to itself or
+// to something that is still not a name.
+func lookalikeFold(v string) string {
+	ascii := true
+	for i := 0; i < len(v) && ascii; i++ {
+		ascii = v[i] < utf8.RuneSelf
+	}
+	if ascii {
+		return v // ASCII has no invisible characters and is its own NFKC form
+	}
+	f := norm.NFKC.String(strings.Map(dropInvisible, v))
 	return strings.Map(func(r rune) rune {
-		switch {
-		case unicode.Is(unicode.Cf, r):
-			// Invisible format characters (soft hyphen, zero-width space and joiners, bidi controls): IDNA
-			// mapping drops them and a reader does not see them, so "evil\u00ADcorp.example.com" is
-			// evilcorp.example.com.
-			return -1
-		case r >= 0xFF01 && r <= 0xFF5E:
-			return r - 0xFEE0
-		case r == 0x3002 || r == 0xFF61:
+		if r == 0x3002 {
 			return '.'
-		case r == 0xFE6B:
-			return '@'
 		}
-		return r
-	}, v)
+		return dropInvisible(r)
+	}, f)
+}
+
+// dropInvisible drops the characters a reader does not see and IDNA mapping removes (UTS 46 maps the
+// default-ignorable code points to nothing): format characters (soft hyphen, zero-width space and joiners, bidi
+// controls), variation selectors, and the other default-ignorables (combining grapheme joiner, Hangul fillers).
+// "evil\u00ADcorp.example.com" is evilcorp.example.com.
+func dropInvisible(r rune) rune {
+	if r >= utf8.RuneSelf && unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point) {
+		return -1
+	}
+	return r
 }
 
 // looksLikeURI is true for "scheme://…" and for the opaque schemes relying parties read identities from.

@@ -3,8 +3,10 @@ package policy_test
 import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -222,6 +224,28 @@ func TestCommonNameAllowList(t *testing.T) {
 		{"alice\u2060@fabrikam.com", policy.CodeSubject},        // word joiner
 		{"moc.elpmaxe.knab\u202E", policy.CodeSubject},          // right-to-left override
 		{"Router\u00AD 17", ""},                                 // free text stays free text
+		// Look-alikes by compatibility form (NFKC, as UTS 46 maps names), not by a list: dots that are not
+		// U+002E, digits with a full stop, letter-like symbols, the fullwidth asterisk, ignorable marks.
+		{"evil\u2024com", policy.CodeSubject},                            // ONE DOT LEADER: evil.com
+		{"evil\uFE52com", policy.CodeSubject},                            // SMALL FULL STOP: evil.com
+		{"evil\u2488com", policy.CodeSubject},                            // DIGIT ONE FULL STOP: evil1.com
+		{"laptop-7\u2024corp\u2024example\u2024com", policy.CodeSubject}, // even inside the allow-list
+		{"www\uFE12bank\uFE12example", policy.CodeSubject},               // vertical ideographic full stop: U+3002, a dot
+		{"\u212Aim@contoso.com", policy.CodeSubject},                     // KELVIN SIGN: Kim@contoso.com
+		{"alice\uFE6Bcontoso.com", policy.CodeSubject},                   // SMALL COMMERCIAL AT
+		{"\uFF0A.bank.example", policy.CodeSubject},                      // FULLWIDTH ASTERISK: a wildcard
+		{"\uFF14\uFF10.\uFF10.\uFF10.\uFF11", policy.CodeSubject},        // fullwidth digits: 10.0.0.1, an allowed IP
+		{"evil\uFE0Fcorp.example.com", policy.CodeSubject},               // variation selector, default-ignorable
+		{"evil\u034Fcorp.example.com", policy.CodeSubject},               // COMBINING GRAPHEME JOINER, default-ignorable
+		// Ordinary names in any script stay free text, whatever NFKC does to them.
+		{"Zo\u00EB M\u00FCller", ""},
+		{"Zoe\u0308 Mu\u0308ller", ""},                                  // decomposed: NFKC composes it, still not a name
+		{"\u6771\u4EAC\u30AA\u30D5\u30A3\u30B9", ""},                    // 東京オフィス
+		{"\uFF84\uFF73\uFF77\uFF6E\uFF73 \uFF75\uFF8C\uFF68\uFF7D", ""}, // half-width katakana
+		{"\u0418\u0432\u0430\u043D", ""},                                // Иван
+		{"\u0418\u0432\u0430\u043D \u041F\u0435\u0442\u0440\u043E\u0432", ""},
+		{"Stra\u00DFe 5, B\u00FCro \u2116 3", ""},                // NUMERO SIGN: "No"
+		{"\uFF52\uFF4F\uFF55\uFF54\uFF45\uFF52\uFF11\uFF17", ""}, // fullwidth single label: router17, not a name
 	} {
 		t.Run(tc.cn, func(t *testing.T) {
 			_, err := checkDER(buildCSR(t, csrSpec{subject: name(t, pkix.Name{CommonName: tc.cn})}), prof)
@@ -261,6 +285,16 @@ func TestIdentityAttributesHeldToAllowLists(t *testing.T) {
 		{"0.9.2342.19200300.100.1.25", "bank.example", policy.CodeSubject}, // DC
 		{"0.9.2342.19200300.100.1.25", "corp", ""},
 		{"2.5.4.7", "St.Louis", ""}, // locality: free text
+		// Look-alikes by compatibility form, in every identity attribute and the emailAddress attribute.
+		{"0.9.2342.19200300.100.1.1", "\u212Aim@contoso.com", policy.CodeSubject},
+		{"2.5.4.10", "evil\u2024com", policy.CodeSubject},
+		{"2.5.4.11", "www\uFE52bank\uFE52example", policy.CodeSubject},
+		{"0.9.2342.19200300.100.1.25", "evil\u2488com", policy.CodeSubject},
+		{"2.5.4.5", "laptop-7\uFE52corp\uFE52example\uFE52com", policy.CodeSubject},
+		{"1.2.840.113549.1.9.1", "adm\u2024in@contoso.com", policy.CodeSubject},
+		{"1.2.840.113549.1.9.1", "alice@contoso.com", ""},
+		{"2.5.4.10", "Zo\u00EB M\u00FCller GmbH", ""},
+		{"2.5.4.11", "\u6771\u4EAC\u30AA\u30D5\u30A3\u30B9", ""},
 	} {
 		t.Run(tc.attr+"="+tc.value, func(t *testing.T) {
 			n := pkix.Name{CommonName: "device-1", ExtraNames: []pkix.AttributeTypeAndValue{{Type: oid(tc.attr), Value: tc.value}}}
@@ -318,12 +352,30 @@ func TestSANAllowListThroughCheck(t *testing.T) {
 	if len(req.Names()) != 5 {
 		t.Fatalf("names %v", req.Names())
 	}
-	for _, bad := range []asn1.RawValue{gnDNS("a.b.corp.example.com"), gnUPN(t, "alice@fabrikam.com"),
-		gnEmail("alice@contoso.com.evil.test"), gnIP([]byte{192, 0, 2, 1}), gnURI("https://evil.test/"),
-		gnURI(intuneSIDURI),
+	type named struct {
+		name string
+		gn   asn1.RawValue
+	}
+	upn := func(s string) named { return named{"upn:" + s, gnUPN(t, s)} }
+	other := func(gn asn1.RawValue) named { return named{fmt.Sprintf("%d:%q", gn.Tag, gn.Bytes), gn} }
+	for _, bad := range []named{other(gnDNS("a.b.corp.example.com")), upn("alice@fabrikam.com"),
+		other(gnEmail("alice@contoso.com.evil.test")), other(gnIP([]byte{192, 0, 2, 1})), other(gnURI("https://evil.test/")),
+		other(gnURI(intuneSIDURI)),
 		// Look-alike and invisible characters in a SAN as in the subject.
-		gnUPN(t, "adm\u00ADin@contoso.com"), gnUPN(t, "\uFF41lice@contoso.com"), gnUPN(t, "alice\u200D@contoso.com")} {
-		_, err := checkDER(buildCSR(t, csrSpec{exts: []pkix.Extension{sanExt(t, append(append([]asn1.RawValue{}, ok...), bad)...)}}), prof)
-		wantCode(t, err, policy.CodeSAN)
+		upn("adm\u00ADin@contoso.com"), upn("\uFF41lice@contoso.com"), upn("alice\u200D@contoso.com"),
+		// ... and by compatibility form (NFKC), not by a list.
+		upn("\u212Aim@contoso.com"), upn("adm\u2024in@contoso.com"), upn("adm\uFE52in@contoso.com"),
+		upn("alice\uFE0F@contoso.com"), upn("\u2488alice@contoso.com")} {
+		t.Run(bad.name, func(t *testing.T) {
+			_, err := checkDER(buildCSR(t, csrSpec{exts: []pkix.Extension{sanExt(t, append(append([]asn1.RawValue{}, ok...), bad.gn)...)}}), prof)
+			wantCode(t, err, policy.CodeSAN)
+		})
+	}
+	// A UPN in another script is not a look-alike.
+	for _, u := range []string{"zo\u00EB@contoso.com", "\u0438\u0432\u0430\u043D@contoso.com", "\u6771\u4EAC@contoso.com"} {
+		req, err := checkDER(buildCSR(t, csrSpec{exts: []pkix.Extension{sanExt(t, gnUPN(t, u))}}), prof)
+		if err != nil || !slices.Equal(req.UPNs, []string{u}) {
+			t.Errorf("UPN %q: %v", u, err)
+		}
 	}
 }
