@@ -252,7 +252,7 @@ var Settings = []Setting{
 	{Name: "REVOCATION_SCHEDULE", Default: "0 0 * * * *", Azure: "optional", Doc: "NCRONTAB schedule of the revocation sync (read by the Functions host, which requires it)"},
 	{Name: "AZSCEP_CRL_VALIDITY", Default: "24h", Azure: "optional", Doc: "CRL nextUpdate distance; regenerated after half of it"},
 	{Name: "AZSCEP_OCSP_VALIDITY", Default: "1h", Azure: "optional", Doc: "OCSP response validity, 15m to 12h (a response is refreshed 10 min before it expires; the 48 h responder certificate holds four validities)"},
-	{Name: "AZSCEP_DEV_ISSUER", Default: "false", Azure: "local-only", Doc: "local mode only: serve a development token issuer under `/api/dev/` for `/api/csr`"},
+	{Name: "AZSCEP_DEV_ISSUER", Default: "false", Azure: "local-only", Doc: "local mode only: serve a development token issuer under `/api/dev/` for `/api/csr` (in local mode every route answers only requests addressed to `localhost` or a loopback address, 421 otherwise, so that a web page cannot mint tokens by DNS rebinding)"},
 }
 
 // SettingsTable renders Settings as the markdown table README.md shows (a test keeps them equal) and
