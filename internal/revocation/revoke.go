@@ -168,7 +168,8 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 		case store.StatusRevoked:
 			// Complete a revocation whose index write succeeded but whose record write did not, or vice versa, and
 			// whose generation bump may have failed: a retry must leave every instance told.
-			if _, err := st.AddRevoked(ctx, store.Revoked{Serial: rec.Serial, RevokedAt: rec.RevokedAt, Reason: rec.RevocationReason}); err != nil {
+			if _, err := st.AddRevoked(ctx, store.Revoked{Serial: rec.Serial, RevokedAt: rec.RevokedAt, Reason: rec.RevocationReason,
+				NotAfter: rec.NotAfter}); err != nil {
 				return 0, nil, fmt.Errorf("indexing revocation: %w", err)
 			}
 			if err := BumpGeneration(ctx, st, rec.Serial); err != nil {
@@ -181,7 +182,7 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 			}
 		}
 		from := rec.Status
-		kept, err := st.AddRevoked(ctx, store.Revoked{Serial: rec.Serial, RevokedAt: at, Reason: reason})
+		kept, err := st.AddRevoked(ctx, store.Revoked{Serial: rec.Serial, RevokedAt: at, Reason: reason, NotAfter: rec.NotAfter})
 		if err != nil {
 			return 0, nil, fmt.Errorf("indexing revocation: %w", err)
 		}

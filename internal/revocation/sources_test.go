@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/azscep/azscep/internal/crl"
 	"github.com/azscep/azscep/internal/ocsp"
@@ -332,4 +333,37 @@ func TestCRLDER(t *testing.T) {
 	if _, err := x509.ParseRevocationList(der); err != nil {
 		t.Error(err)
 	}
+}
+
+// The CRL drops a revoked certificate once it has expired (RFC 5280 §3.3), so that it does not grow for the CA's
+// whole life; until then it lists it, and an entry indexed before the index kept notAfter stays.
+func TestRevokedEntriesDropExpiredCertificates(t *testing.T) {
+	backends(t, func(t *testing.T, tables bool) {
+		f := newFixture(t, fixtureOptions{tables: tables})
+		rec := f.issue(t, 1)[0]
+		if _, _, err := revocation.Revoke(t.Context(), f.backend, rec.Serial, 1, "admin:alice", "", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		legacy := store.Revoked{Serial: "5C0123456789ABCDEF0123456789ABCDEF", RevokedAt: time.Now().Add(-time.Hour)}
+		if _, err := f.backend.AddRevoked(t.Context(), legacy); err != nil {
+			t.Fatal(err)
+		}
+		listed := func(at time.Time) map[string]bool {
+			entries, err := revocation.Status{Store: f.backend, Now: func() time.Time { return at }}.RevokedEntries(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := map[string]bool{}
+			for _, e := range entries {
+				out[store.SerialString(e.Serial)] = true
+			}
+			return out
+		}
+		if got := listed(rec.NotAfter.Add(-time.Minute)); !got[rec.Serial] || !got[legacy.Serial] {
+			t.Errorf("before expiry: %v, want %s and the legacy entry", got, rec.Serial)
+		}
+		if got := listed(rec.NotAfter.Add(time.Minute)); got[rec.Serial] || !got[legacy.Serial] {
+			t.Errorf("after expiry: %v, want only the legacy entry", got)
+		}
+	})
 }

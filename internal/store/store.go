@@ -184,6 +184,9 @@ type Revoked struct {
 	Serial    string
 	RevokedAt time.Time
 	Reason    int
+	// NotAfter is the certificate's notAfter, so that the CRL can drop it once it has expired (RFC 5280 §3.3).
+	// Zero for entries written before the index kept it: they stay on the CRL.
+	NotAfter time.Time
 }
 
 // Revocations is the revocation index: written before the record moves to revoked so that a crash between the

@@ -470,7 +470,7 @@ func (s *Store) AddRevoked(ctx context.Context, e store.Revoked) (store.Revoked,
 	if kept, ok := s.revoked[c]; ok {
 		return kept, nil // keep the first entry
 	}
-	s.revoked[c] = store.Revoked{Serial: c, RevokedAt: normTime(e.RevokedAt), Reason: e.Reason}
+	s.revoked[c] = store.Revoked{Serial: c, RevokedAt: normTime(e.RevokedAt), Reason: e.Reason, NotAfter: normTime(e.NotAfter)}
 	return s.revoked[c], nil
 }
 

@@ -780,18 +780,22 @@ func testRevoked(t *testing.T, s store.Store) {
 	want := map[string]store.Revoked{}
 	for i := range 5 {
 		e := store.Revoked{Serial: NewSerial(), RevokedAt: base.Add(time.Duration(i) * time.Minute), Reason: i}
+		if i%2 == 1 { // entries written before the index kept the certificate's notAfter have none
+			e.NotAfter = base.Add(time.Duration(i) * 24 * time.Hour)
+		}
 		// Any spelling is stored canonically.
 		spelled := e
 		spelled.Serial = "00" + strings.ToLower(e.Serial)
 		if kept, err := s.AddRevoked(ctx, spelled); err != nil || kept.Serial != e.Serial ||
-			!kept.RevokedAt.Equal(e.RevokedAt) || kept.Reason != e.Reason {
+			!kept.RevokedAt.Equal(e.RevokedAt) || kept.Reason != e.Reason || !kept.NotAfter.Equal(e.NotAfter) {
 			t.Fatalf("AddRevoked = %+v, %v; want %+v", kept, err, e)
 		}
 		want[e.Serial] = e
 		// Adding again keeps the first entry, and says so: the caller writes the record with it.
 		later := e
-		later.RevokedAt, later.Reason = base.Add(48*time.Hour), 9
-		if kept, err := s.AddRevoked(ctx, later); err != nil || !kept.RevokedAt.Equal(e.RevokedAt) || kept.Reason != e.Reason {
+		later.RevokedAt, later.Reason, later.NotAfter = base.Add(48*time.Hour), 9, base.Add(1000*time.Hour)
+		if kept, err := s.AddRevoked(ctx, later); err != nil || !kept.RevokedAt.Equal(e.RevokedAt) || kept.Reason != e.Reason ||
+			!kept.NotAfter.Equal(e.NotAfter) {
 			t.Fatalf("second AddRevoked = %+v, %v; want the first entry %+v", kept, err, e)
 		}
 	}
@@ -807,7 +811,7 @@ func testRevoked(t *testing.T, s store.Store) {
 	}
 	for _, e := range got {
 		w, ok := want[e.Serial]
-		if !ok || !e.RevokedAt.Equal(w.RevokedAt) || e.Reason != w.Reason {
+		if !ok || !e.RevokedAt.Equal(w.RevokedAt) || e.Reason != w.Reason || !e.NotAfter.Equal(w.NotAfter) {
 			t.Errorf("ListRevoked entry %+v, want %+v", e, w)
 		}
 	}
