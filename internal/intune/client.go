@@ -33,6 +33,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/google/uuid"
+
+	"github.com/azscep/azscep/internal/ctxtime"
 )
 
 // Defaults for Config (intune-protocol.md §2).
@@ -287,7 +289,7 @@ func (c *Client) call(ctx context.Context, op operation, txID string, reqBody an
 		if wait > 2*time.Second {
 			wait = 2 * time.Second
 		}
-		if err := sleepCtx(ctx, wait); err != nil {
+		if err := ctxtime.Sleep(ctx, wait); err != nil {
 			break
 		}
 		pause *= 2
@@ -296,17 +298,6 @@ func (c *Client) call(ctx context.Context, op operation, txID string, reqBody an
 		lastErr = fmt.Errorf("%w: %w", lastErr, ctx.Err())
 	}
 	return lastErr
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // attempt performs one HTTP exchange for op and logs exactly one line.

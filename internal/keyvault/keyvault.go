@@ -30,6 +30,8 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+
+	"github.com/azscep/azscep/internal/ctxtime"
 )
 
 // Options tunes a Key's remote calls. The zero value selects the defaults.
@@ -74,7 +76,7 @@ func (o Options) withDefaults() Options {
 		o.MaxBackoff = o.BaseBackoff
 	}
 	if o.Sleep == nil {
-		o.Sleep = sleep
+		o.Sleep = ctxtime.Sleep
 	}
 	return o
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/azscep/azscep/internal/ctxtime"
 	"github.com/azscep/azscep/internal/intune"
 	"github.com/azscep/azscep/internal/store"
 )
@@ -114,7 +115,7 @@ func NewSyncer(cfg SyncConfig) (*Syncer, error) {
 			cfg.Budget, cfg.DownloadWorstCase, cfg.PersistTimeout)
 	}
 	if cfg.Sleep == nil {
-		cfg.Sleep = sleep
+		cfg.Sleep = ctxtime.Sleep
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -540,17 +541,6 @@ func (s *Syncer) capErrors(runID string, lines []string) []string {
 		size += len(enc) + 1
 	}
 	return kept
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 func newID() string {
