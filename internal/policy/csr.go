@@ -783,8 +783,15 @@ func subjectString(tag cbasn1.Tag, b []byte) (string, error) {
 		}
 		return string(utf16.Decode(u)), nil
 	case asn1.TagT61String:
-		return "", fmt.Errorf("is a TeletexString, which Go reads as Latin-1 and Windows as UTF-8, so they read " +
-			"different names: encode it as a UTF8String or a PrintableString")
+		// ASCII reads the same either way (OpenSSL's "nombstr" string mask writes TeletexString for any value with
+		// a character outside PrintableString, such as "_" or "@"); only the 8-bit bytes are read differently.
+		for _, c := range b {
+			if c >= utf8.RuneSelf {
+				return "", fmt.Errorf("is a TeletexString with 8-bit characters, which Go reads as Latin-1 and " +
+					"Windows as UTF-8, so they read different names: encode it as a UTF8String")
+			}
+		}
+		return string(b), nil
 	case tagVideotexString, tagGraphicString, tagGeneralString, tagUniversalString:
 		return "", fmt.Errorf("is a %s, which readers decode differently: encode it as a UTF8String or a "+
 			"PrintableString", stringTypeName(tag))
@@ -863,7 +870,9 @@ func parseAttributes(tbs []byte) ([]attribute, error) {
 			out = append(out, a)
 		}
 	}
-	if msExtensionAttrs > 0 && (extensionRequests == 0 || !bytes.Equal(msExtensions, extensionRequest)) {
+	// Alone it names no extension this CA copies (legacy Windows clients sent template information there), so it
+	// is only refused beside an extensionRequest that says something else.
+	if msExtensionAttrs > 0 && extensionRequests > 0 && !bytes.Equal(msExtensions, extensionRequest) {
 		return nil, fmt.Errorf("the attribute %s (szOID_CERT_EXTENSIONS) must carry exactly the extensionRequest "+
 			"value, so that every reader sees the same extensions", oidMSCertExtensions)
 	}

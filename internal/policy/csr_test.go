@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -295,9 +296,9 @@ func TestCheckExtensions(t *testing.T) {
 			attrs: [][]byte{attribute(t, oidMSCertExtensions, mustMarshal(t, []pkix.Extension{sanExt(t, gnDNS("a.contoso.com")),
 				ekuExt(t, oidEKUServerAuth)}))}},
 			want: policy.CodeMalformedCSR},
-		{name: "fail/ms-cert-extensions-without-extension-request", spec: csrSpec{
-			attrs: [][]byte{attribute(t, oidMSCertExtensions, mustMarshal(t, []pkix.Extension{sanExt(t, gnUPN(t, "admin@contoso.com"))}))}},
-			want: policy.CodeMalformedCSR},
+		// Alone it carries nothing this CA copies (legacy Windows clients sent template information there).
+		{name: "ok/ms-cert-extensions-without-extension-request", spec: csrSpec{
+			attrs: [][]byte{attribute(t, oidMSCertExtensions, mustMarshal(t, []pkix.Extension{sanExt(t, gnUPN(t, "admin@contoso.com"))}))}}},
 		{name: "fail/ms-cert-extensions-twice", spec: csrSpec{exts: []pkix.Extension{sanExt(t, gnDNS("a.contoso.com"))},
 			attrs: [][]byte{
 				attribute(t, oidMSCertExtensions, mustMarshal(t, []pkix.Extension{sanExt(t, gnDNS("a.contoso.com"))})),
@@ -723,11 +724,12 @@ func TestSubjectStringTypes(t *testing.T) {
 		// The same fullwidth names as UTF8Strings: refused as look-alikes, as before.
 		{"utf8-fullwidth-upn-cn", subject(oidCN, utf8Str(fullwidthAdmin)), policy.CodeSubject, "look-alike"},
 		{"utf8-fullwidth-dns-cn", subject(oidCN, utf8Str(fullwidthEvil)), policy.CodeSubject, "look-alike"},
-		// As TeletexStrings, in every attribute, and even plain ASCII.
+		// As TeletexStrings with 8-bit bytes, in every attribute (free text too): Go and Windows read them apart.
 		{"t61-fullwidth-upn-cn", subject(oidCN, t61(fullwidthAdmin)), policy.CodeSubject, "TeletexString"},
 		{"t61-fullwidth-dns-cn", subject(oidCN, t61(fullwidthEvil)), policy.CodeSubject, "TeletexString"},
-		{"t61-ascii-cn", subject(oidCN, t61("device-1")), policy.CodeSubject, "TeletexString"},
-		{"t61-locality", subject(oidCN, utf8Str("device-1"), oidL, t61("Amsterdam")), policy.CodeSubject, "TeletexString"},
+		{"t61-latin-locality", subject(oidCN, utf8Str("device-1"), oidL, t61("Zoë")), policy.CodeSubject, "TeletexString"},
+		// ASCII TeletexStrings read the same everywhere (OpenSSL's nombstr mask writes them).
+		{"ok/t61-ascii", subject(oidCN, t61("router_17"), oidL, t61("Amsterdam")), "", ""},
 		// Go refuses surrogates in a BMPString itself: the CSR does not parse.
 		{"bmp-surrogate-pair", subject(oidCN, bmp("laptop\U0001F600")), policy.CodeMalformedCSR, ""},
 		{"bmp-trailing-nul", subject(oidCN, bmp("laptop\x00")), policy.CodeSubject, "NUL"},
@@ -966,4 +968,24 @@ func otherNameWithTrailer(t *testing.T, upn, trailer asn1.RawValue) asn1.RawValu
 	t.Helper()
 	body := append(mustMarshal(t, oidUPN), der(t, asn1RawCtx(0, true, der(t, upn)))...)
 	return asn1RawCtx(0, true, append(body, der(t, trailer)...))
+}
+
+// A real OpenSSL request made with `string_mask = nombstr` (old openssl.cnf files, embedded SCEP clients): its
+// subject is TeletexStrings because of "_", "&" and "(", all ASCII, which every reader decodes alike.
+func TestOpenSSLNombstrSubjectAccepted(t *testing.T) {
+	der, err := os.ReadFile("testdata/openssl-nombstr.csr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := policy.ParseCSR(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := policy.Check(csr, mustProfile(t, "device", "validity=365d;ku=digitalSignature;eku=clientAuth;dns=*"))
+	if err != nil {
+		t.Fatalf("CN=router_17, O=Contoso & Co (Lab_1) as TeletexStrings refused: %v", err)
+	}
+	if req.Subject.CommonName != "router_17" {
+		t.Errorf("CN read as %q", req.Subject.CommonName)
+	}
 }

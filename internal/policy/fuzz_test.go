@@ -96,8 +96,8 @@ func assertInsideProfile(t *testing.T, req *policy.Request, p *policy.Profile) {
 			t.Fatalf("SAN extension does not parse back to %d names: %v", len(names), err)
 		}
 	}
-	// The subject reaches the certificate byte for byte: only string types every reader decodes alike, and no NUL
-	// (Go drops a BMPString's trailing one).
+	// The subject reaches the certificate byte for byte: only string types every reader decodes alike (a
+	// TeletexString only in ASCII), and no NUL (Go drops a BMPString's trailing one).
 	var rdns []rawRDNSET
 	if rest, err := asn1.Unmarshal(req.RawSubject, &rdns); err != nil || len(rest) != 0 {
 		t.Fatalf("accepted subject does not parse: %v", err)
@@ -106,6 +106,12 @@ func assertInsideProfile(t *testing.T, req *policy.Request, p *policy.Profile) {
 		for _, atv := range rdn {
 			switch atv.Value.Tag {
 			case asn1.TagUTF8String, asn1.TagPrintableString, asn1.TagIA5String, asn1.TagNumericString:
+			case asn1.TagT61String:
+				for _, c := range atv.Value.Bytes {
+					if c >= 0x80 {
+						t.Fatalf("accepted a TeletexString with 8-bit characters in %s", atv.Type)
+					}
+				}
 			case asn1.TagBMPString:
 				for i := 0; i+1 < len(atv.Value.Bytes); i += 2 {
 					if atv.Value.Bytes[i] == 0 && atv.Value.Bytes[i+1] == 0 {
