@@ -360,9 +360,16 @@ func (d *deps) runSync(ctx context.Context, info timer.Info) ([]string, error) {
 	return append(lines, d.sweepPending(ctx)...), err
 }
 
+// interruptedSweepTimeout bounds the hourly sweep for interrupted revocations.
+const interruptedSweepTimeout = time.Minute
+
 // completeInterrupted finishes revocations interrupted between their index entry and their record
 // (revocation.CompleteInterrupted) from the last revocation.InterruptedWindow.
 func (d *deps) completeInterrupted(ctx context.Context) []string {
+	// Bounded, after the sync's own budget, so the invocation stays inside functionTimeout; what is left waits
+	// for the next hour.
+	ctx, cancel := context.WithTimeout(ctx, interruptedSweepTimeout)
+	defer cancel()
 	now := time.Now()
 	done, err := revocation.CompleteInterrupted(ctx, d.store, now.Add(-revocation.InterruptedWindow), now)
 	var serials []string
@@ -376,7 +383,8 @@ func (d *deps) completeInterrupted(ctx context.Context) []string {
 		if d.onRevoked != nil {
 			d.onRevoked(serials)
 		}
-		lines = append(lines, fmt.Sprintf("completed %d interrupted revocations: %s", len(done), strings.Join(serials, " ")))
+		lines = append(lines, fmt.Sprintf("completed %d interrupted revocations: %s", len(done),
+			strings.Join(serials[:min(len(serials), 20)], " ")))
 	}
 	if err != nil {
 		d.log.Warn("interrupted-revocation sweep failed", "err", err)

@@ -320,7 +320,8 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, caller *entra.C
 	if rec != nil && rec.Status == store.StatusRevoked {
 		// Durable, even when only the final generation bump failed: audit it and tell this instance's caches now
 		// rather than after the admin's retry.
-		h.cfg.Logger.Info("audit: certificate revoked", "serial", rec.Serial, "reason", revocation.ReasonName(reason),
+		// The record's reason: after an interrupted revocation it is the first request's, which the CRL publishes.
+		h.cfg.Logger.Info("audit: certificate revoked", "serial", rec.Serial, "reason", revocation.ReasonName(rec.RevocationReason),
 			"by", by, "already_revoked", outcome == revocation.AlreadyRevoked)
 	}
 	if revocation.NewlyRevoked(outcome, rec) && h.cfg.OnRevoked != nil {

@@ -716,3 +716,24 @@ func TestRevokeOutlivesTheClient(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// An admin revocation interrupted after its index entry (keyCompromise) and retried with another reason
+// (superseded) keeps the first reason, which the CRL publishes; the answer and the audit line say that one too.
+func TestRevokeRetryAfterAnInterruptionAuditsTheKeptReason(t *testing.T) {
+	e := newEnv(t, nil)
+	rec := e.insert(t, store.Record{Requester: "alice"}, true)
+	path := "/api/certificates/" + rec.Serial + "/revoke"
+	e.faults.Inject(storetest.Fault{Method: storetest.MethodUpdate, Err: store.ErrUnavailable})
+	if resp, body := e.do(t, http.MethodPost, path, e.admin, `{"reason":"keyCompromise"}`); resp.StatusCode == http.StatusOK {
+		t.Fatalf("first revoke answered %s through a failing record write", body)
+	}
+	e.faults.Clear()
+	resp, body := e.do(t, http.MethodPost, path, e.admin, `{"reason":"superseded"}`)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"keyCompromise"`) {
+		t.Fatalf("retry: %d %s, want 200 naming keyCompromise", resp.StatusCode, body)
+	}
+	audit := e.logs.Records("audit: certificate revoked")
+	if len(audit) != 1 || audit[0]["reason"] != "keyCompromise" {
+		t.Errorf("audit lines %v, want one naming keyCompromise", audit)
+	}
+}

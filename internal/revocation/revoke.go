@@ -217,10 +217,16 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 // a long store outage is still completed once the store is back.
 const InterruptedWindow = 7 * 24 * time.Hour
 
+// InterruptedGrace is how old an index entry must be before CompleteInterrupted takes it for interrupted: a
+// revocation between its two writes right now is not, and completing it would record the sweep instead of who
+// revoked it and why. Far longer than one Revoke call with its store retries.
+const InterruptedGrace = 15 * time.Minute
+
 // CompleteInterrupted finishes revocations interrupted between their two writes: an index entry indexed since
-// since (the CRL already lists the certificate) whose record is not revoked (OCSP, the console and renewal would
-// still take it as issued). Each is completed by Revoke, with the index entry's time and reason, and returned.
-// Nothing else is read but the index and the records of the window's entries.
+// since and at least InterruptedGrace before now (the CRL already lists the certificate) whose record is not
+// revoked (OCSP, the console and renewal would still take it as issued). Each is completed by Revoke, with the
+// index entry's time and reason, and returned. Nothing else is read but the index and the records of the window's
+// entries; when ctx ends, what is left waits for the next call.
 func CompleteInterrupted(ctx context.Context, st store.Store, since, now time.Time) ([]*store.Record, error) {
 	entries, err := st.ListRevoked(ctx)
 	if err != nil {
@@ -229,8 +235,12 @@ func CompleteInterrupted(ctx context.Context, st store.Store, since, now time.Ti
 	var done []*store.Record
 	var errs []error
 	for _, e := range entries {
-		if e.RevokedAt.Before(since) {
+		if e.RevokedAt.Before(since) || e.RevokedAt.After(now.Add(-InterruptedGrace)) {
 			continue
+		}
+		if ctx.Err() != nil {
+			errs = append(errs, fmt.Errorf("stopped before %s: %w", e.Serial, ctx.Err()))
+			break
 		}
 		rec, err := st.Get(ctx, e.Serial)
 		if err != nil {

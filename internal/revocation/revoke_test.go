@@ -330,9 +330,13 @@ func TestInterruptedRevocationCompletesWithTheIndexedEntry(t *testing.T) {
 	})
 
 	t.Run("sweep", func(t *testing.T) {
-		recs := f.issue(t, 3)
+		recs := f.issue(t, 4)
+		sweptAt := first.Add(2 * time.Hour)
 		revokeInterrupted(t, f, recs[0], 1, first)
 		revokeInterrupted(t, f, recs[1], 3, first.Add(-revocation.InterruptedWindow-time.Hour)) // outside the window
+		// Between its two writes right now, not interrupted: the sweep must not take it over (it would record
+		// itself instead of who revoked it and why).
+		revokeInterrupted(t, f, recs[3], 1, sweptAt.Add(-time.Minute))
 		if _, _, err := revocation.Revoke(t.Context(), f.backend, recs[2].Serial, 4, "admin:alice", "", first); err != nil {
 			t.Fatal(err) // a complete revocation: nothing to do
 		}
@@ -340,7 +344,7 @@ func TestInterruptedRevocationCompletesWithTheIndexedEntry(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		done, err := revocation.CompleteInterrupted(t.Context(), f.backend, first.Add(-time.Hour), first.Add(2*time.Hour))
+		done, err := revocation.CompleteInterrupted(t.Context(), f.backend, first.Add(-time.Hour), sweptAt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -354,10 +358,13 @@ func TestInterruptedRevocationCompletesWithTheIndexedEntry(t *testing.T) {
 		if f.record(t, recs[1].Serial).Status != store.StatusIssued {
 			t.Error("an entry outside the window was read and completed")
 		}
+		if f.record(t, recs[3].Serial).Status != store.StatusIssued {
+			t.Error("a revocation inside the grace period, possibly still in progress, was taken over")
+		}
 		if after, _, _ := f.backend.GetMeta(t.Context(), "revocation-generation"); string(after) == string(before) {
 			t.Error("the generation was not bumped: other instances' OCSP caches keep answering good")
 		}
-		if again, err := revocation.CompleteInterrupted(t.Context(), f.backend, first.Add(-time.Hour), first.Add(3*time.Hour)); err != nil || len(again) != 0 {
+		if again, err := revocation.CompleteInterrupted(t.Context(), f.backend, first.Add(-time.Hour), sweptAt.Add(time.Minute)); err != nil || len(again) != 0 {
 			t.Errorf("second sweep = %v, %v; want nothing left", again, err)
 		}
 	})
