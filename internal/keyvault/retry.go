@@ -198,4 +198,3 @@ func summarize(err error) string {
 	}
 	return msg
 }
-
