@@ -41,9 +41,15 @@ type Verifier interface {
 	Verify(ctx context.Context, authorization []string) (*entra.Caller, error)
 }
 
-// Ownership answers whether a user owns a device (Entra device ID or Intune device ID).
+// Ownership answers whether a user owns a device (an *entra.DeviceOwnership in production).
 type Ownership interface {
+	// OwnsDevice answers for a device ID that may be an Entra device ID or an Intune managed-device ID (Entra
+	// device first): the question for a device certificate named by its CN alone.
 	OwnsDevice(ctx context.Context, userObjectID, deviceID string) (bool, error)
+	// OwnsManagedDevice answers for the Intune managed device with this ID only, never an Entra device whose
+	// deviceId is the same GUID: the question for a certificate carrying IntuneDeviceId://<id>, which relying
+	// parties read as an Intune managed-device ID.
+	OwnsManagedDevice(ctx context.Context, userObjectID, managedDeviceID string) (bool, error)
 }
 
 // Config wires a Handler.
@@ -408,8 +414,11 @@ func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, req *po
 		return "", forbid(CodeNotSelf, "the subject has more than one common name")
 	}
 	cn := req.Subject.CommonName
-	// A device certificate: CN is a device ID, and/or one IntuneDeviceId:// URI naming the same device.
+	// A device certificate: CN is a device ID, and/or one IntuneDeviceId:// URI naming the same device. With the
+	// URI, relying parties read the ID as an Intune managed-device ID, so only that managed device decides
+	// (managed); a CN alone may be an Entra or an Intune device ID.
 	var device string
+	managed := false
 	for _, u := range req.URIs {
 		if !strings.EqualFold(u.Scheme, "IntuneDeviceId") {
 			return "", forbid(CodeNotSelf, "only IntuneDeviceId:// URIs are allowed in self-service")
@@ -423,6 +432,7 @@ func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, req *po
 			return "", forbid(CodeNotSelf, "more than one device named")
 		}
 		device = u.Host
+		managed = true
 	}
 	if entra.IsGUID(cn) {
 		if device != "" && !policy.SameName(device, cn) {
@@ -441,7 +451,13 @@ func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, req *po
 		if !entra.IsGUID(device) || h.cfg.Ownership == nil {
 			return "", forbid(CodeNotOwner, "the device is not one you own")
 		}
-		owns, err := h.cfg.Ownership.OwnsDevice(ctx, caller.ObjectID, device)
+		var owns bool
+		var err error
+		if managed {
+			owns, err = h.cfg.Ownership.OwnsManagedDevice(ctx, caller.ObjectID, device)
+		} else {
+			owns, err = h.cfg.Ownership.OwnsDevice(ctx, caller.ObjectID, device)
+		}
 		if errors.Is(err, entra.ErrInvalidID) {
 			return "", forbid(CodeNotOwner, "the device is not one you own")
 		}

@@ -13,9 +13,9 @@ import (
 
 // TestSelfServiceDisabledDevice: a device an administrator disabled in Entra (accountEnabled=false, e.g. reported
 // lost) gets no self-service certificate although Graph still lists the caller as its registered owner — named by
-// Entra device ID, by IntuneDeviceId:// URI, or by an Intune device ID whose Entra device is disabled, whether the
-// caller is the Intune primary user or a registered owner of that Entra device. Nothing is signed or recorded; once
-// the device is enabled again (and the short negative cache has expired) the same request succeeds.
+// Entra device ID, or by an Intune device ID (in the CN or an IntuneDeviceId:// URI) whose Entra device is disabled,
+// whether the caller is the Intune primary user or a registered owner of that Entra device. Nothing is signed or
+// recorded; once the device is enabled again (and the short negative cache has expired) the same request succeeds.
 func TestSelfServiceDisabledDevice(t *testing.T) {
 	e := newEnv(t)
 	alice := newUser("alice")
@@ -38,7 +38,8 @@ func TestSelfServiceDisabledDevice(t *testing.T) {
 		device string
 	}{
 		{"CN = disabled Entra device ID", testca.CSROptions{Subject: cn(entraDev)}, entraDev},
-		{"SAN URI IntuneDeviceId://disabled Entra device", testca.CSROptions{URIs: []*url.URL{deviceURI(entraDev)}}, entraDev},
+		{"SAN URI = Intune device, primary user, Entra device disabled",
+			testca.CSROptions{URIs: []*url.URL{deviceURI(primaryIntune)}}, primaryIntune},
 		{"CN = Intune device, primary user, Entra device disabled", testca.CSROptions{Subject: cn(primaryIntune)}, primaryIntune},
 		{"SAN URI = Intune device, registered owner, Entra device disabled",
 			testca.CSROptions{Subject: cn(ownerIntune), URIs: []*url.URL{deviceURI(ownerIntune)}}, ownerIntune},

@@ -160,7 +160,8 @@ func TestSelfServiceUserCertificates(t *testing.T) {
 }
 
 // TestSelfServiceDeviceCertificates: a device certificate names a device the caller owns — by Entra device ID
-// or Intune device ID in the CN, or by an IntuneDeviceId:// URI — and the record carries the device ID.
+// or Intune device ID in the CN, or by an IntuneDeviceId:// URI naming a managed device (only a managed device:
+// TestSelfServiceIntuneURIIsManagedDeviceOnly) — and the record carries the device ID.
 func TestSelfServiceDeviceCertificates(t *testing.T) {
 	e := newEnv(t)
 	alice := newUser("alice")
@@ -182,7 +183,7 @@ func TestSelfServiceDeviceCertificates(t *testing.T) {
 		{"CN = owned Intune device ID", testca.CSROptions{Subject: cn(intuneDev)}, intuneDev},
 		{"SAN URI IntuneDeviceId://owned", testca.CSROptions{URIs: []*url.URL{deviceURI(uriDev)}}, uriDev},
 		{"CN and URI name the same owned device", testca.CSROptions{Subject: cn(uriDev), URIs: []*url.URL{deviceURI(uriDev)}}, uriDev},
-		{"URI plus CN = caller's UPN", testca.CSROptions{Subject: cn(alice.upn), URIs: []*url.URL{deviceURI(entraDev)}}, entraDev},
+		{"URI plus CN = caller's UPN", testca.CSROptions{Subject: cn(alice.upn), URIs: []*url.URL{deviceURI(uriDev)}}, uriDev},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -16,7 +16,9 @@
 //     identity provider must not look like a bad token, and must never let a
 //     token through.
 //   - [DeviceOwnership] asks Microsoft Graph whether a user is the registered
-//     owner (Entra) or primary user (Intune) of a device, and then whether an
+//     owner (Entra) or primary user (Intune) of a device — for an
+//     IntuneDeviceId:// name only of the Intune managed device with that ID
+//     ([DeviceOwnership.VerdictManaged]) — and then whether an
 //     administrator has disabled the Entra device (a disabled device is not
 //     owned), with a small bounded cache. Graph failures are
 //     [ErrUnavailable], never "allowed".

@@ -72,14 +72,22 @@ type DeviceOwnership struct {
 	cache   map[ownershipKey]ownershipEntry
 }
 
-type ownershipKey struct{ user, device string }
+// ownershipKey is one cached question. managed distinguishes "does user own
+// the Intune managed device with this ID" (VerdictManaged) from "does user own
+// the device with this ID, Entra device first" (Verdict): the same GUID can be
+// an Entra deviceId and a managed-device ID of different devices, with
+// different answers.
+type ownershipKey struct {
+	user, device string
+	managed      bool
+}
 
 type ownershipEntry struct {
 	verdict DeviceVerdict
 	expires time.Time
 }
 
-// DeviceVerdict is DeviceOwnership's answer for one (user, device) pair.
+// DeviceVerdict is DeviceOwnership's answer for one (user, device) question.
 type DeviceVerdict int
 
 const (
@@ -155,6 +163,14 @@ func (d *DeviceOwnership) OwnsDevice(ctx context.Context, userObjectID, deviceID
 	return v == DeviceOwned, err
 }
 
+// OwnsManagedDevice reports whether userObjectID owns the Intune managed
+// device managedDeviceID and may have a certificate naming it (an
+// IntuneDeviceId:// URI): VerdictManaged is DeviceOwned.
+func (d *DeviceOwnership) OwnsManagedDevice(ctx context.Context, userObjectID, managedDeviceID string) (bool, error) {
+	v, err := d.VerdictManaged(ctx, userObjectID, managedDeviceID)
+	return v == DeviceOwned, err
+}
+
 // Verdict answers whether userObjectID owns deviceID, which may be either an
 // Entra device ID (the `deviceId` property, not the directory object id) or an
 // Intune managed-device ID:
@@ -178,14 +194,41 @@ func (d *DeviceOwnership) OwnsDevice(ctx context.Context, userObjectID, deviceID
 // ErrUnavailable, never DeviceOwned. Answers are cached per (user, device),
 // DeviceOwned for PositiveTTL and the others for NegativeTTL; errors are not
 // cached.
+//
+// Because step 1 comes first, an Entra device whose deviceId equals someone
+// else's managed-device ID answers for that ID here. Use VerdictManaged when
+// the ID will be read as an Intune managed-device ID (IntuneDeviceId://).
 func (d *DeviceOwnership) Verdict(ctx context.Context, userObjectID, deviceID string) (DeviceVerdict, error) {
+	return d.verdict(ctx, userObjectID, deviceID, false)
+}
+
+// VerdictManaged answers whether userObjectID owns the Intune managed device
+// managedDeviceID, and only that: no Entra device is looked up by that ID, so
+// owning an Entra device whose deviceId happens to equal it grants nothing.
+// This is the question for a certificate carrying IntuneDeviceId://<id>,
+// which relying parties read as an Intune managed-device ID.
+//
+//  1. GET /v1.0/deviceManagement/managedDevices/{id}?$select=id,userId,azureADDeviceId
+//     — 404 is DeviceNotOwned; the user must be the Intune primary user
+//     (userId) or a registered owner of the device's azureADDeviceId
+//     (GET /v1.0/devices(deviceId='{azureADDeviceId}')/registeredOwners);
+//  2. only when the user owns it: accountEnabled of the Entra device
+//     azureADDeviceId, as in Verdict step 3 (false is DeviceDisabled; a
+//     primary user's managed device without an Entra device stays owned).
+//
+// Errors and caching are as for Verdict, in cache entries of their own.
+func (d *DeviceOwnership) VerdictManaged(ctx context.Context, userObjectID, managedDeviceID string) (DeviceVerdict, error) {
+	return d.verdict(ctx, userObjectID, managedDeviceID, true)
+}
+
+func (d *DeviceOwnership) verdict(ctx context.Context, userObjectID, deviceID string, managed bool) (DeviceVerdict, error) {
 	if !isGUID(userObjectID) {
 		return DeviceNotOwned, fmt.Errorf("%w: user object ID", ErrInvalidID)
 	}
 	if !isGUID(deviceID) {
 		return DeviceNotOwned, fmt.Errorf("%w: device ID", ErrInvalidID)
 	}
-	key := ownershipKey{normGUID(userObjectID), normGUID(deviceID)}
+	key := ownershipKey{user: normGUID(userObjectID), device: normGUID(deviceID), managed: managed}
 	now := d.cfg.Clock()
 	d.cacheMu.Lock()
 	if e, ok := d.cache[key]; ok {
@@ -197,7 +240,13 @@ func (d *DeviceOwnership) Verdict(ctx context.Context, userObjectID, deviceID st
 	}
 	d.cacheMu.Unlock()
 
-	v, err := d.lookup(ctx, key.user, key.device)
+	var v DeviceVerdict
+	var err error
+	if managed {
+		v, err = d.lookupManaged(ctx, key.user, key.device, false)
+	} else {
+		v, err = d.lookup(ctx, key.user, key.device)
+	}
 	if err != nil {
 		return DeviceNotOwned, err
 	}
@@ -231,6 +280,8 @@ func (d *DeviceOwnership) store(key ownershipKey, e ownershipEntry) {
 	d.cache[key] = e
 }
 
+// lookup is Verdict's question: the Entra device with deviceId device first,
+// and only if there is none, the Intune managed device with that ID.
 func (d *DeviceOwnership) lookup(ctx context.Context, user, device string) (DeviceVerdict, error) {
 	owners, found, err := d.registeredOwners(ctx, device)
 	if err != nil {
@@ -242,17 +293,25 @@ func (d *DeviceOwnership) lookup(ctx context.Context, user, device string) (Devi
 		}
 		return d.enabled(ctx, device, false)
 	}
+	return d.lookupManaged(ctx, user, device, true)
+}
+
+// lookupManaged is VerdictManaged's question: does user own the Intune managed
+// device with ID device. entraAbsent says the caller has just seen that no
+// Entra device has deviceId device (a managed device naming its own ID as
+// azureADDeviceId then has no Entra device to ask about).
+func (d *DeviceOwnership) lookupManaged(ctx context.Context, user, device string, entraAbsent bool) (DeviceVerdict, error) {
 	var md struct {
 		ID              string `json:"id"`
 		UserID          string `json:"userId"`
 		AzureADDeviceID string `json:"azureADDeviceId"`
 	}
-	found, err = d.getJSON(ctx, d.graphURL("v1.0/deviceManagement/managedDevices/"+device+"?$select=id,userId,azureADDeviceId"), &md)
+	found, err := d.getJSON(ctx, d.graphURL("v1.0/deviceManagement/managedDevices/"+device+"?$select=id,userId,azureADDeviceId"), &md)
 	if err != nil || !found {
 		return DeviceNotOwned, err
 	}
 	aad := normGUID(md.AzureADDeviceID)
-	hasAAD := isGUID(aad) && aad != nilGUID && aad != device
+	hasAAD := isGUID(aad) && aad != nilGUID && !(entraAbsent && aad == device)
 	if isGUID(md.UserID) && normGUID(md.UserID) == user {
 		if !hasAAD {
 			return DeviceOwned, nil
@@ -264,7 +323,7 @@ func (d *DeviceOwnership) lookup(ctx context.Context, user, device string) (Devi
 	if !hasAAD {
 		return DeviceNotOwned, nil
 	}
-	owners, found, err = d.registeredOwners(ctx, aad)
+	owners, found, err := d.registeredOwners(ctx, aad)
 	if err != nil || !found || !owners[user] {
 		return DeviceNotOwned, err
 	}

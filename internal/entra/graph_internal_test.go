@@ -23,18 +23,18 @@ func TestOwnershipCacheIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 10 {
-		d.store(ownershipKey{"u", fmt.Sprint(i)}, ownershipEntry{verdict: DeviceOwned, expires: now.Add(time.Minute)})
+		d.store(ownershipKey{user: "u", device: fmt.Sprint(i)}, ownershipEntry{verdict: DeviceOwned, expires: now.Add(time.Minute)})
 		if len(d.cache) > 3 {
 			t.Fatalf("cache grew to %d entries, limit 3", len(d.cache))
 		}
 	}
 	// The newest entry always survives eviction.
-	if _, ok := d.cache[ownershipKey{"u", "9"}]; !ok {
+	if _, ok := d.cache[ownershipKey{user: "u", device: "9"}]; !ok {
 		t.Fatal("newest entry evicted")
 	}
 	// Expired entries go first.
 	now = now.Add(2 * time.Minute)
-	d.store(ownershipKey{"u", "fresh"}, ownershipEntry{expires: now.Add(time.Minute)})
+	d.store(ownershipKey{user: "u", device: "fresh"}, ownershipEntry{expires: now.Add(time.Minute)})
 	if len(d.cache) != 1 {
 		t.Fatalf("expired entries not swept: %d left", len(d.cache))
 	}
