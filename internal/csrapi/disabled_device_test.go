@@ -21,12 +21,7 @@ func TestSelfServiceDisabledDevice(t *testing.T) {
 	alice := newUser("alice")
 	entraDev := entrafake.NewGUID()
 	e.graph.AddDevice(entraDev, alice.oid)
-	primaryAAD, primaryIntune := entrafake.NewGUID(), entrafake.NewGUID()
-	e.graph.AddDevice(primaryAAD)
-	e.graph.AddManagedDevice(entrafake.ManagedDevice{ID: primaryIntune, UserID: alice.oid, AzureADDeviceID: primaryAAD})
-	ownerAAD, ownerIntune := entrafake.NewGUID(), entrafake.NewGUID()
-	e.graph.AddDevice(ownerAAD, alice.oid)
-	e.graph.AddManagedDevice(entrafake.ManagedDevice{ID: ownerIntune, UserID: entrafake.NewGUID(), AzureADDeviceID: ownerAAD})
+	primaryIntune, primaryAAD, ownerIntune, ownerAAD := e.managedDevices(alice.oid)
 	for _, d := range []string{entraDev, primaryAAD, ownerAAD} {
 		e.graph.SetAccountEnabled(d, false)
 	}
@@ -94,4 +89,16 @@ func TestSelfServiceDeviceStateUnavailable(t *testing.T) {
 	if rec := e.record(e.wantCert(e.post(tok, der))); rec.DeviceID != dev {
 		t.Fatalf("device ID = %q, want %q", rec.DeviceID, dev)
 	}
+}
+
+// managedDevices adds two Intune managed devices for user: one whose primary user they are, and one whose Entra
+// device they are a registered owner of. It returns each managed device's ID and the Entra device behind it.
+func (e *env) managedDevices(user string) (primaryID, primaryAAD, ownerID, ownerAAD string) {
+	primaryAAD, primaryID = entrafake.NewGUID(), entrafake.NewGUID()
+	e.graph.AddDevice(primaryAAD)
+	e.graph.AddManagedDevice(entrafake.ManagedDevice{ID: primaryID, UserID: user, AzureADDeviceID: primaryAAD})
+	ownerAAD, ownerID = entrafake.NewGUID(), entrafake.NewGUID()
+	e.graph.AddDevice(ownerAAD, user)
+	e.graph.AddManagedDevice(entrafake.ManagedDevice{ID: ownerID, UserID: entrafake.NewGUID(), AzureADDeviceID: ownerAAD})
+	return primaryID, primaryAAD, ownerID, ownerAAD
 }

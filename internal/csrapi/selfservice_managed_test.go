@@ -176,12 +176,7 @@ func TestSelfServiceIntuneURIOwnedManagedDevice(t *testing.T) {
 func TestSelfServiceIntuneURIDisabledDevice(t *testing.T) {
 	e := newEnv(t)
 	alice := newUser("alice")
-	primaryAAD, primaryID := entrafake.NewGUID(), entrafake.NewGUID()
-	e.graph.AddDevice(primaryAAD)
-	e.graph.AddManagedDevice(entrafake.ManagedDevice{ID: primaryID, UserID: alice.oid, AzureADDeviceID: primaryAAD})
-	ownerAAD, ownerID := entrafake.NewGUID(), entrafake.NewGUID()
-	e.graph.AddDevice(ownerAAD, alice.oid)
-	e.graph.AddManagedDevice(entrafake.ManagedDevice{ID: ownerID, UserID: entrafake.NewGUID(), AzureADDeviceID: ownerAAD})
+	primaryID, primaryAAD, ownerID, ownerAAD := e.managedDevices(alice.oid)
 	e.graph.SetAccountEnabled(primaryAAD, false)
 	e.graph.SetAccountEnabled(ownerAAD, false)
 	tok := e.userToken(alice, selfService)

@@ -16,9 +16,15 @@ import (
 
 func (e *graphEnv) verdict(t *testing.T, user, device string) entra.DeviceVerdict {
 	t.Helper()
-	v, err := e.d.Verdict(context.Background(), user, device)
+	return mustVerdict(t, "Verdict", e.d.Verdict, user, device)
+}
+
+// mustVerdict asks one of DeviceOwnership's questions and fails the test on an error.
+func mustVerdict(t *testing.T, name string, ask func(context.Context, string, string) (entra.DeviceVerdict, error), user, device string) entra.DeviceVerdict {
+	t.Helper()
+	v, err := ask(context.Background(), user, device)
 	if err != nil {
-		t.Fatalf("Verdict(%s, %s): %v", user, device, err)
+		t.Fatalf("%s(%s, %s): %v", name, user, device, err)
 	}
 	return v
 }

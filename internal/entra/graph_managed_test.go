@@ -14,11 +14,7 @@ import (
 
 func (e *graphEnv) verdictManaged(t *testing.T, user, id string) entra.DeviceVerdict {
 	t.Helper()
-	v, err := e.d.VerdictManaged(context.Background(), user, id)
-	if err != nil {
-		t.Fatalf("VerdictManaged(%s, %s): %v", user, id, err)
-	}
-	return v
+	return mustVerdict(t, "VerdictManaged", e.d.VerdictManaged, user, id)
 }
 
 // TestVerdictManagedIgnoresEntraDeviceID: VerdictManaged is about the Intune managed device with that ID only. An
