@@ -148,19 +148,10 @@ func TestOwnsDeviceStateFailuresAreUnavailable(t *testing.T) {
 			return setup{intune, 3}
 		}},
 	}
-	faults := []entrafake.Fault{
-		{Status: http.StatusInternalServerError},
-		{Status: http.StatusTooManyRequests},
-		{Status: http.StatusForbidden},
-		{Status: http.StatusUnauthorized},
-		{Hang: true},
-	}
 	for _, p := range paths {
-		for _, f := range faults {
+		for _, f := range graphFaults {
 			t.Run(fmt.Sprintf("%s/status %d hang %v", p.name, f.Status, f.Hang), func(t *testing.T) {
-				e := newGraphEnv(t, func(c *entra.GraphConfig) {
-					c.HTTPClient = &http.Client{Timeout: 200 * time.Millisecond}
-				})
+				e := newFaultyGraphEnv(t)
 				user := entrafake.NewGUID()
 				s := p.add(e, user)
 				f.After = s.after
@@ -214,4 +205,18 @@ func TestOwnsDeviceStateAnswerUnusable(t *testing.T) {
 			}
 		})
 	}
+}
+
+// graphFaults are the ways a Graph call fails that must answer ErrUnavailable, never "owned".
+var graphFaults = []entrafake.Fault{
+	{Status: http.StatusInternalServerError},
+	{Status: http.StatusTooManyRequests},
+	{Status: http.StatusForbidden},
+	{Status: http.StatusUnauthorized},
+	{Hang: true},
+}
+
+// newFaultyGraphEnv is a graph environment whose client gives up on a hanging call quickly.
+func newFaultyGraphEnv(t *testing.T) *graphEnv {
+	return newGraphEnv(t, func(c *entra.GraphConfig) { c.HTTPClient = &http.Client{Timeout: 200 * time.Millisecond} })
 }

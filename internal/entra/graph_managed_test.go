@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"testing"
-	"time"
 
 	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/entra/entrafake"
@@ -196,19 +194,10 @@ func TestVerdictManagedGraphFailures(t *testing.T) {
 		{"registered owner, registeredOwners", false, 1},
 		{"registered owner, accountEnabled", false, 2},
 	}
-	faults := []entrafake.Fault{
-		{Status: http.StatusInternalServerError},
-		{Status: http.StatusTooManyRequests},
-		{Status: http.StatusForbidden},
-		{Status: http.StatusUnauthorized},
-		{Hang: true},
-	}
 	for _, s := range steps {
-		for _, f := range faults {
+		for _, f := range graphFaults {
 			t.Run(fmt.Sprintf("%s/status %d hang %v", s.name, f.Status, f.Hang), func(t *testing.T) {
-				e := newGraphEnv(t, func(c *entra.GraphConfig) {
-					c.HTTPClient = &http.Client{Timeout: 200 * time.Millisecond}
-				})
+				e := newFaultyGraphEnv(t)
 				user, id, aad := entrafake.NewGUID(), entrafake.NewGUID(), entrafake.NewGUID()
 				if s.primary {
 					e.g.AddDevice(aad)
