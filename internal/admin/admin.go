@@ -4,15 +4,19 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/httpx"
@@ -206,6 +210,9 @@ func badRequest(w http.ResponseWriter, r *http.Request, code, detail string) {
 	httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusBadRequest, Code: code, Detail: detail})
 }
 
+// maxSearchValue bounds each search parameter: longer than any subject, name or continuation token a record has.
+const maxSearchValue = 1024
+
 // search answers GET /api/certificates?subject=&name=&device=&requester=&endpoint=&source=&status=&since=&until=
 // &limit=&continuation=.
 func (h *Handler) search(w http.ResponseWriter, r *http.Request) {
@@ -213,6 +220,14 @@ func (h *Handler) search(w http.ResponseWriter, r *http.Request) {
 	query := store.Query{Subject: q.Get("subject"), Name: q.Get("name"), DeviceID: q.Get("device"),
 		Requester: q.Get("requester"), Endpoint: q.Get("endpoint"), Source: q.Get("source"),
 		Status: store.Status(q.Get("status")), Continuation: q.Get("continuation")}
+	// Every value becomes a quoted literal in the store's filter; a bound keeps the filter inside what the service
+	// accepts (an over-long one is the caller's error, not the service's).
+	for _, name := range []string{"subject", "name", "device", "requester", "endpoint", "source", "continuation"} {
+		if len(q.Get(name)) > maxSearchValue {
+			badRequest(w, r, "bad_query", fmt.Sprintf("%s is longer than %d bytes", name, maxSearchValue))
+			return
+		}
+	}
 	switch query.Status {
 	case "", store.StatusPending, store.StatusIssued, store.StatusAbandoned, store.StatusRevoked:
 	default:
@@ -282,6 +297,12 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, caller *entra.C
 		badRequest(w, r, "bad_serial", "serial must be hexadecimal")
 		return
 	}
+	// The reason is what the CRL publishes and cannot be changed once written: a body the host may have dropped on
+	// the way (its length not given) must not turn into "unspecified".
+	if !httpx.LengthKnown(r) {
+		httpx.WriteLengthRequired(w, r)
+		return
+	}
 	body, err := httpx.ReadBody(w, r, 4<<10)
 	if errors.Is(err, httpx.ErrTooLarge) {
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large", Detail: "body over 4 KiB"})
@@ -291,15 +312,10 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, caller *entra.C
 		badRequest(w, r, "bad_body", "the request body could not be read")
 		return
 	}
-	var req struct {
-		Reason  string `json:"reason"`
-		Comment string `json:"comment"`
-	}
+	var req revokeBody
 	if len(body) > 0 {
-		dec := json.NewDecoder(strings.NewReader(string(body)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			badRequest(w, r, "bad_json", "body must be {\"reason\": \"<RFC 5280 reason>\"}")
+		if req, err = parseRevokeBody(body); err != nil {
+			badRequest(w, r, "bad_json", "body must be {\"reason\": \"<RFC 5280 reason>\", \"comment\": \"…\"}: "+err.Error())
 			return
 		}
 	}
@@ -316,13 +332,14 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, caller *entra.C
 	// not leave the CRL saying revoked while OCSP still says good.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), revokeTimeout)
 	defer cancel()
-	outcome, rec, err := revocation.Revoke(ctx, h.cfg.Store, serial, reason, by, truncate(req.Comment, 256), h.cfg.Now())
+	comment := truncate(req.Comment, 256)
+	outcome, rec, err := revocation.Revoke(ctx, h.cfg.Store, serial, reason, by, comment, h.cfg.Now())
 	if rec != nil && rec.Status == store.StatusRevoked {
 		// Durable, even when only the final generation bump failed: audit it and tell this instance's caches now
 		// rather than after the admin's retry.
 		// The record's reason: after an interrupted revocation it is the first request's, which the CRL publishes.
 		h.cfg.Logger.Info("audit: certificate revoked", "serial", rec.Serial, "reason", revocation.ReasonName(rec.RevocationReason),
-			"by", by, "already_revoked", outcome == revocation.AlreadyRevoked)
+			"by", by, "comment", comment, "already_revoked", outcome == revocation.AlreadyRevoked)
 	}
 	if revocation.NewlyRevoked(outcome, rec) && h.cfg.OnRevoked != nil {
 		h.cfg.OnRevoked([]string{rec.Serial})
@@ -355,6 +372,11 @@ func (h *Handler) sync(w http.ResponseWriter, r *http.Request, caller *entra.Cal
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusConflict, Code: "sync_running", Detail: err.Error(), RetryAfter: time.Minute})
 		return
 	}
+	if err != nil && run.Finished.IsZero() {
+		// The run never started (its lease could not be read or taken): nothing was done or recorded.
+		h.unavailable(w, r, err)
+		return
+	}
 	status := http.StatusOK
 	if err != nil {
 		status = http.StatusBadGateway
@@ -373,11 +395,67 @@ func who(c *entra.Caller) string {
 	return "oid:" + c.ObjectID
 }
 
+// truncate cuts s to at most n bytes without splitting a character.
 func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
+	if len(s) <= n {
+		return s
 	}
-	return s
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// revokeBody is the revoke request's JSON.
+type revokeBody struct {
+	Reason, Comment string
+}
+
+// parseRevokeBody reads {"reason": "…", "comment": "…"} strictly: an object of those two string members, each at
+// most once and spelled exactly so, and nothing after it. encoding/json alone would match member names in any
+// case, keep the last of two, take null for an empty body and ignore what follows the object; a revocation's
+// reason is published and cannot be changed, so the request must say it once and plainly.
+func parseRevokeBody(body []byte) (revokeBody, error) {
+	var out revokeBody
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return out, errors.New("not a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return out, errors.New("malformed JSON")
+		}
+		name, _ := t.(string)
+		if seen[name] {
+			return out, fmt.Errorf("member %q twice", name)
+		}
+		seen[name] = true
+		t, err = dec.Token()
+		if err != nil {
+			return out, errors.New("malformed JSON")
+		}
+		v, ok := t.(string)
+		if !ok {
+			return out, fmt.Errorf("member %q must be a string", name)
+		}
+		switch name {
+		case "reason":
+			out.Reason = v
+		case "comment":
+			out.Comment = v
+		default:
+			return out, fmt.Errorf("unknown member %q", name)
+		}
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+		return out, errors.New("malformed JSON")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return out, errors.New("data after the object")
+	}
+	return out, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -618,6 +618,15 @@ func TestManualSync(t *testing.T) {
 		t.Errorf("failed sync: %d %s, want 502 with the run", resp.StatusCode, body)
 	}
 
+	// A run that never started (its lease could not be read: the store is down) did nothing and recorded nothing:
+	// 503 with Retry-After, like any other store outage, not a 502 with an empty run.
+	e.sync.run, e.sync.err = store.SyncRun{ID: "never", Started: started}, fmt.Errorf("reading sync lease: %w", store.ErrUnavailable)
+	resp, body = e.do(t, http.MethodPost, "/api/certificates/revocation-sync", e.admin, "")
+	wantProblem(t, resp, body, http.StatusServiceUnavailable, "unavailable")
+	if resp.Header.Get("Retry-After") == "" {
+		t.Error("503 without Retry-After")
+	}
+
 	off := newEnv(t, func(c *admin.Config) { c.Sync = nil })
 	resp, body = off.do(t, http.MethodPost, "/api/certificates/revocation-sync", off.admin, "")
 	wantProblem(t, resp, body, http.StatusNotFound, "sync_disabled")
@@ -736,4 +745,72 @@ func TestRevokeRetryAfterAnInterruptionAuditsTheKeptReason(t *testing.T) {
 	if len(audit) != 1 || audit[0]["reason"] != "keyCompromise" {
 		t.Errorf("audit lines %v, want one naming keyCompromise", audit)
 	}
+}
+
+// The revoke body says its reason once and plainly, and a body whose length was not given (which the Functions
+// host may have dropped) is refused rather than read as "no reason": the reason is published and cannot change.
+func TestRevokeBodyIsStrict(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, body := range []string{
+		`{"reason":"keyCompromise"} trailing`,
+		`{"reason":"superseded"}{"reason":"keyCompromise"}`,
+		`{"REASON":"keyCompromise"}`,
+		`{"reason":"superseded","reason":"keyCompromise"}`,
+		`{"reason":1}`,
+		`{"reason":null}`,
+		`null`,
+		`["keyCompromise"]`,
+		`{"reason":"keyCompromise","note":"x"}`,
+	} {
+		rec := e.insert(t, store.Record{Requester: "alice"}, true)
+		resp, got := e.do(t, http.MethodPost, "/api/certificates/"+rec.Serial+"/revoke", e.admin, body)
+		wantProblem(t, resp, got, http.StatusBadRequest, "bad_json")
+		if stored, _ := e.st.Get(t.Context(), rec.Serial); stored.Status != store.StatusIssued {
+			t.Errorf("body %s revoked the certificate", body)
+		}
+	}
+
+	// Length not given: chunked over the wire, or a POST without Content-Length (what the host forwards when it
+	// dropped a chunked body), served directly.
+	rec := e.insert(t, store.Record{Requester: "alice"}, true)
+	path := "/api/certificates/" + rec.Serial + "/revoke"
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, e.srv.URL+path,
+		io.MultiReader(strings.NewReader(`{"reason":"keyCompromise"}`))) // unknown length: sent chunked
+	req.Header.Set("Authorization", "Bearer "+e.admin)
+	resp, got := testca.Do(t, e.srv.Client(), req)
+	wantProblem(t, resp, got, http.StatusLengthRequired, "length_required")
+	bare := httptest.NewRequest(http.MethodPost, path, nil)
+	bare.Header.Set("Authorization", "Bearer "+e.admin)
+	w := httptest.NewRecorder()
+	e.srv.Config.Handler.ServeHTTP(w, bare)
+	if w.Code != http.StatusLengthRequired {
+		t.Errorf("POST without Content-Length: %d %s, want 411", w.Code, w.Body)
+	}
+	if stored, _ := e.st.Get(t.Context(), rec.Serial); stored.Status != store.StatusIssued {
+		t.Error("revoked without a body of known length")
+	}
+
+	// The comment is audited, cut at whole characters.
+	rec = e.insert(t, store.Record{Requester: "alice"}, true)
+	resp, got = e.do(t, http.MethodPost, "/api/certificates/"+rec.Serial+"/revoke", e.admin,
+		`{"reason":"keyCompromise","comment":"`+strings.Repeat("é", 200)+`"}`)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("revoke: %d %s", resp.StatusCode, got)
+	}
+	audit := e.logs.Records("audit: certificate revoked")
+	if len(audit) == 0 {
+		t.Fatal("no audit line")
+	}
+	comment, _ := audit[len(audit)-1]["comment"].(string)
+	if len(comment) != 256 || comment != strings.Repeat("é", 128) {
+		t.Errorf("audited comment %q (%d bytes), want the first 128 characters", comment, len(comment))
+	}
+}
+
+// Search values become literals in the store's filter; over-long ones are the caller's error (400), not an
+// internal error from the service refusing the filter.
+func TestSearchValueBounded(t *testing.T) {
+	e := newEnv(t, nil)
+	resp, body := e.do(t, http.MethodGet, "/api/certificates?subject="+strings.Repeat("%27", 2000), e.admin, "")
+	wantProblem(t, resp, body, http.StatusBadRequest, "bad_query")
 }

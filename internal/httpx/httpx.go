@@ -186,14 +186,12 @@ const LengthRequiredDetail = "the request body must be sent with a Content-Lengt
 // clients that do not read JSON (SCEP, OCSP). An explicit Content-Length: 0 is left to the handler's own error.
 func RequireLength(problem bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.ContentLength > 0 ||
-			(r.ContentLength == 0 && r.Header.Get("Content-Length") != "") {
+		if r.Method != http.MethodPost || LengthKnown(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
 		if problem {
-			WriteProblem(w, r, &Problem{Status: http.StatusLengthRequired, Code: "length_required",
-				Detail: LengthRequiredDetail})
+			WriteLengthRequired(w, r)
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -201,6 +199,18 @@ func RequireLength(problem bool, next http.Handler) http.Handler {
 		w.WriteHeader(http.StatusLengthRequired)
 		_, _ = io.WriteString(w, "411 Length Required: "+LengthRequiredDetail+"\n")
 	})
+}
+
+// LengthKnown reports whether r says how long its body is: a Content-Length greater than zero, or an explicit
+// Content-Length: 0. Behind the Functions host, a body whose length was not given (chunked, or no header at all)
+// may have been dropped on the way.
+func LengthKnown(r *http.Request) bool {
+	return r.ContentLength > 0 || r.ContentLength == 0 && r.Header.Get("Content-Length") != ""
+}
+
+// WriteLengthRequired answers 411 problem+json (RequireLength's answer).
+func WriteLengthRequired(w http.ResponseWriter, r *http.Request) {
+	WriteProblem(w, r, &Problem{Status: http.StatusLengthRequired, Code: "length_required", Detail: LengthRequiredDetail})
 }
 
 // LoopbackHostOnly answers 421 to requests whose Host header is not a loopback name or address. A service that
