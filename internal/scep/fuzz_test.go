@@ -27,6 +27,13 @@ var berEdgeCases = [][]byte{
 	{0x30, 0x85, 0x01, 0x02, 0x03, 0x04, 0x05},
 	{0x3f, 0xff, 0xff, 0xff, 0xff, 0x7f, 0x00},
 	nestingBomb(64),
+	emptyFirstBomb(64),
+}
+
+// emptyFirstBomb nests depth indefinite-length SEQUENCEs whose first element is 00 00: smallstep/pkcs7 reads that
+// as an element, not as the end of the frame, and descends into the next 30 80.
+func emptyFirstBomb(depth int) []byte {
+	return append([]byte{0x30, 0x80}, bytes.Repeat([]byte{0x00, 0x00, 0x30, 0x80}, depth)...)
 }
 
 func nestingBomb(depth int) []byte {
@@ -117,6 +124,9 @@ func TestCheckNesting(t *testing.T) {
 		{"at the limit", nestingBomb(maxNesting), true},
 		{"one beyond", nestingBomb(maxNesting + 1), false},
 		{"a bomb", nestingBomb(16000), false},
+		{"00 00 first in each frame, beyond", emptyFirstBomb(maxNesting + 1), false},
+		{"00 00 first in each frame, a bomb in a definite SEQUENCE", definiteWrap(emptyFirstBomb(15000)), false},
+		{"00 00 first, then closed", []byte{0x30, 0x80, 0x00, 0x00, 0x00, 0x00}, true},
 		{"definite nesting beyond", definiteNest(maxNesting + 1), false},
 		{"definite nesting at the limit", definiteNest(maxNesting), true},
 		{"30 82", []byte{0x30, 0x82}, false},
@@ -132,6 +142,11 @@ func TestCheckNesting(t *testing.T) {
 			t.Errorf("%s: checkNesting = %v, want ok=%v", tc.name, err, tc.ok)
 		}
 	}
+}
+
+// definiteWrap puts b in one definite-length SEQUENCE.
+func definiteWrap(b []byte) []byte {
+	return append([]byte{0x30, 0x83, byte(len(b) >> 16), byte(len(b) >> 8), byte(len(b))}, b...)
 }
 
 // definiteNest is depth definite-length SEQUENCEs around an INTEGER.

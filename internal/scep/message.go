@@ -273,7 +273,11 @@ func scanBER(b []byte, strict bool) error {
 		}
 		return nil
 	}
-	type frame struct{ end int } // end < 0: indefinite length
+	// end < 0: indefinite length. kids counts the elements read in the frame: the parser after this scan
+	// (smallstep/pkcs7's BER conversion) reads an indefinite frame's first element before it looks for the
+	// end-of-contents octets, so 00 00 there is an element (tag 0, length 0), not the frame's end; counting it as
+	// the end would let "30 80 00 00 30 80 …" nest without limit behind a scan that sees two levels.
+	type frame struct{ end, kids int }
 	var stack []frame
 	i := 0
 	seenTop := false
@@ -282,10 +286,14 @@ func scanBER(b []byte, strict bool) error {
 		for len(stack) > 0 && stack[len(stack)-1].end >= 0 && i >= stack[len(stack)-1].end {
 			stack = stack[:len(stack)-1]
 		}
-		if i+1 < len(b) && b[i] == 0 && b[i+1] == 0 && len(stack) > 0 && stack[len(stack)-1].end < 0 {
+		if i+1 < len(b) && b[i] == 0 && b[i+1] == 0 && len(stack) > 0 && stack[len(stack)-1].end < 0 &&
+			stack[len(stack)-1].kids > 0 {
 			stack = stack[:len(stack)-1] // end-of-contents of an indefinite frame
 			i += 2
 			continue
+		}
+		if len(stack) > 0 {
+			stack[len(stack)-1].kids++
 		}
 		if len(stack) == 0 {
 			if seenTop && strict {
