@@ -175,6 +175,12 @@ func makeRequest(t testing.TB, issuer *x509.Certificate, serial *big.Int, h cryp
 		}
 		return der
 	}
+	return makeRequestWith(t, issuer, serial, h, []pkix.Extension{{Id: oidNonce, Value: nonceExtnValue}})
+}
+
+// makeRequestWith builds a DER OCSP request for serial under issuer with the given request extensions.
+func makeRequestWith(t testing.TB, issuer *x509.Certificate, serial *big.Int, h crypto.Hash, exts []pkix.Extension) []byte {
+	t.Helper()
 	type tbs struct {
 		RequestList []struct{ Cert certID }
 		Extensions  []pkix.Extension `asn1:"explicit,tag:2,optional"`
@@ -187,7 +193,7 @@ func makeRequest(t testing.TB, issuer *x509.Certificate, serial *big.Int, h cryp
 			IssuerKeyHash: hashOf(h, issuerKeyBits(t, issuer)),
 			SerialNumber:  serial,
 		}}},
-		Extensions: []pkix.Extension{{Id: oidNonce, Value: nonceExtnValue}},
+		Extensions: exts,
 	}})
 	if err != nil {
 		t.Fatal(err)

@@ -70,7 +70,11 @@ func parseRequest(der []byte) (*request, error) {
 	}
 	for _, ext := range raw.TBSRequest.RequestExtensions {
 		if !ext.Id.Equal(oidNonce) {
-			continue // RFC 6960 §4.4: unrecognised request extensions are ignored
+			// RFC 6960 §4.4 with RFC 5280's rule: an unrecognised extension is ignored unless it is critical.
+			if ext.Critical {
+				return nil, fmt.Errorf("%w: unrecognised critical request extension %s", ErrMalformedRequest, ext.Id)
+			}
+			continue
 		}
 		if req.nonceValue != nil {
 			return nil, fmt.Errorf("%w: duplicate nonce extension", ErrMalformedRequest)

@@ -10,6 +10,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
 	"math/big"
@@ -619,5 +620,22 @@ func TestNewResponder_Validation(t *testing.T) {
 	}
 	if ca.signer.Calls() != 0 {
 		t.Error("NewResponder used the CA key")
+	}
+}
+
+// RFC 6960 §4.4 with RFC 5280's rule: an unrecognised request extension is ignored, unless it is critical, which
+// the responder cannot honour and refuses as malformedRequest.
+func TestRespond_UnknownCriticalExtensionIsMalformed(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{})
+	unknown := asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1}
+	for _, critical := range []bool{false, true} {
+		der := makeRequestWith(t, f.ca.cert, big.NewInt(1), crypto.SHA256,
+			[]pkix.Extension{{Id: unknown, Critical: critical, Value: []byte{0x05, 0x00}}})
+		resp, err := f.r.Respond(t.Context(), der)
+		malformed := errors.Is(err, ErrMalformedRequest) && bytes.Equal(resp, xocsp.MalformedRequestErrorResponse)
+		if malformed != critical {
+			t.Errorf("critical=%v: err %v, malformedRequest %v", critical, err, malformed)
+		}
 	}
 }

@@ -91,7 +91,8 @@ type singleStatus struct {
 func marshalResponse(d *delegate, req *request, st singleStatus, producedAt time.Time) ([]byte, error) {
 	sr := singleResponse{
 		CertID: certID{
-			// The CertID echoes the request's (already verified) hashes so clients can match it byte for byte.
+			// The CertID echoes the request's (already verified) hashes and serial; the hash algorithm is written
+			// with NULL parameters whatever the request said (OpenSSL and Go match it by OID).
 			HashAlgorithm: pkix.AlgorithmIdentifier{Algorithm: hashOIDs[req.hash], Parameters: asn1.NullRawValue},
 			NameHash:      req.nameHash,
 			IssuerKeyHash: req.keyHash,
