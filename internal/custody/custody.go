@@ -109,23 +109,33 @@ func (k *Keys) SCEPIdentity() (*x509.Certificate, RAKey, error) {
 	if cert, key := k.RA(); cert != nil {
 		return cert, key, nil
 	}
+	d, err := k.CADecrypter()
+	if err != nil {
+		return nil, nil, err
+	}
+	return k.CA(), d, nil
+}
+
+// CADecrypter is the CA key as the key SCEP clients encrypt to (CA-decrypt mode, or an endpoint that hands out
+// the CA alone): an RSA key that can decrypt, and whose Key Vault key_ops allow it.
+func (k *Keys) CADecrypter() (RAKey, error) {
 	if len(k.Chain) == 0 || k.CASigner == nil {
-		return nil, nil, errors.New("custody: no CA certificate or key")
+		return nil, errors.New("custody: no CA certificate or key")
 	}
 	if _, ok := k.CASigner.Public().(*rsa.PublicKey); !ok {
-		return nil, nil, errors.New("custody: CA-decrypt mode needs an RSA CA key (SCEP clients encrypt to it)")
+		return nil, errors.New("custody: CA-decrypt mode needs an RSA CA key (SCEP clients encrypt to it)")
 	}
 	d, ok := k.CASigner.(RAKey)
 	if !ok {
-		return nil, nil, errors.New("custody: CA-decrypt mode needs a CA key that can decrypt")
+		return nil, errors.New("custody: CA-decrypt mode needs a CA key that can decrypt")
 	}
-	// A Key Vault key implements Decrypt whatever its key_ops say; without "decrypt" every enrollment would fail
-	// with 403, so refuse at start-up instead.
+	// A Key Vault key implements Decrypt whatever its key type and key_ops say; without "decrypt" every
+	// enrollment would fail with 403, so refuse at start-up instead.
 	if c, ok := d.(interface{ CanDecrypt() bool }); ok && !c.CanDecrypt() {
-		return nil, nil, fmt.Errorf("custody: CA-decrypt mode needs a CA key whose key_ops allow decrypt; %s allows only %s",
+		return nil, fmt.Errorf("custody: CA-decrypt mode needs a CA key whose key_ops allow decrypt; %s allows only %s",
 			describeKey(d), describeOps(d))
 	}
-	return k.CA(), d, nil
+	return d, nil
 }
 
 // Check verifies the invariants start-up must refuse to run without: the CA key matches the CA certificate, the

@@ -193,9 +193,10 @@ func New(cfg Config) (*Server, error) {
 // identity is the certificate clients encrypt to and the key that opens envelopes and signs CertReps.
 func (s *Server) identity(e *Endpoint) (*x509.Certificate, custody.RAKey, error) {
 	if e.UseCA {
-		d, ok := s.keys.CASigner.(custody.RAKey)
-		if !ok {
-			return nil, nil, errors.New("the CA key cannot decrypt, so GetCACert cannot return the CA alone")
+		// The same checks as CA-decrypt mode: clients encrypt to the CA itself.
+		d, err := s.keys.CADecrypter()
+		if err != nil {
+			return nil, nil, fmt.Errorf("GetCACert cannot return the CA alone: %w", err)
 		}
 		return s.keys.CA(), d, nil
 	}

@@ -2,9 +2,12 @@ package scep_test
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -166,6 +169,12 @@ func TestNewRefusesBadConfig(t *testing.T) {
 			Endpoints: []*scep.Endpoint{{Name: "x", Challenge: scep.ChallengeStatic, Secret: []byte(staticSecret)}}}},
 		// An EC CA key cannot open RSA key transport, so CA-decrypt mode must be refused at start-up.
 		{"CA mode with an EC CA", scep.Config{Keys: ca.Keys, Issuer: e.issuer, Store: e.store,
+			Endpoints: []*scep.Endpoint{{Name: "x", Challenge: scep.ChallengeStatic, Secret: []byte(staticSecret),
+				Profile: testProfile(t), UseCA: true}}}},
+		// Also when the key offers Decrypt whatever its type, as a Key Vault key does: an RA-mode endpoint that
+		// hands out the CA alone would otherwise start and fail every enrollment.
+		{"single-CA endpoint with an EC CA key that offers Decrypt", scep.Config{Issuer: e.issuer, Store: e.store,
+			Keys: &custody.Keys{Chain: ca.Keys.Chain, CASigner: decryptingSigner{ca.Keys.CASigner}, RACert: ca.Keys.RACert, RAKey: ca.Keys.RAKey},
 			Endpoints: []*scep.Endpoint{{Name: "x", Challenge: scep.ChallengeStatic, Secret: []byte(staticSecret),
 				Profile: testProfile(t), UseCA: true}}}},
 		{"RA mode without an RA", scep.Config{Keys: noRA, Issuer: e.issuer, Store: e.store,
@@ -353,4 +362,11 @@ func TestDegenerate(t *testing.T) {
 	if err != nil || len(p7.Certificates) != 1 || !p7.Certificates[0].Equal(ca.Cert) {
 		t.Fatalf("degenerate: %v", err)
 	}
+}
+
+// decryptingSigner is a signer that offers Decrypt whatever its key type, as a Key Vault key does.
+type decryptingSigner struct{ crypto.Signer }
+
+func (decryptingSigner) Decrypt(io.Reader, []byte, crypto.DecrypterOpts) ([]byte, error) {
+	return nil, errors.New("decryptingSigner: cannot decrypt")
 }
