@@ -3,15 +3,19 @@ package scep
 import (
 	"crypto"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 
 	"github.com/smallstep/pkcs7"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/azscep/azscep/internal/cms"
 
@@ -126,6 +130,9 @@ func (m *PKIMessage) Decrypt(cert *x509.Certificate, key crypto.Decrypter) ([]by
 	if err != nil {
 		return nil, errDecrypt
 	}
+	if n := contentKeyLen(m.p7.Content); n > 0 {
+		key = implicitRejection{Decrypter: key, keyLen: n}
+	}
 	plain, err := env.Decrypt(cert, key)
 	if err != nil {
 		// A remote decrypter (Key Vault) that is down or throttling says nothing about the ciphertext: pass that
@@ -143,6 +150,53 @@ func (m *PKIMessage) Decrypt(cert *x509.Certificate, key crypto.Decrypter) ([]by
 }
 
 var errDecrypt = errors.New("scep: envelope cannot be opened")
+
+// implicitRejection asks the decrypter for a session key of the envelope's content-key length. smallstep/pkcs7
+// asks for RSA PKCS#1 v1.5 key transport with SessionKeyLen 0, so a bad padding would fail at once while a good one
+// goes on to decrypt the content; with the length, the decrypter (crypto/rsa, or keyvault.Key) returns a random key
+// instead of a padding error, every envelope is decrypted, and the two fail alike and as late (Bleichenbacher's
+// oracle needs them apart).
+type implicitRejection struct {
+	crypto.Decrypter
+	keyLen int
+}
+
+func (d implicitRejection) Decrypt(r io.Reader, ciphertext []byte, opts crypto.DecrypterOpts) ([]byte, error) {
+	if o, ok := opts.(*rsa.PKCS1v15DecryptOptions); ok && o.SessionKeyLen == 0 {
+		opts = &rsa.PKCS1v15DecryptOptions{SessionKeyLen: d.keyLen}
+	}
+	return d.Decrypter.Decrypt(r, ciphertext, opts)
+}
+
+// Content-encryption algorithms smallstep/pkcs7 opens, and their key lengths.
+var contentKeyLens = map[string]int{
+	"1.3.14.3.2.7":            8,  // DES-CBC
+	"1.2.840.113549.3.7":      24, // DES-EDE3-CBC
+	"2.16.840.1.101.3.4.1.2":  16, // AES-128-CBC
+	"2.16.840.1.101.3.4.1.22": 24, // AES-192-CBC
+	"2.16.840.1.101.3.4.1.42": 32, // AES-256-CBC
+	"2.16.840.1.101.3.4.1.6":  16, // AES-128-GCM
+	"2.16.840.1.101.3.4.1.46": 32, // AES-256-GCM
+}
+
+// contentKeyLen reads the content-encryption algorithm of a DER ContentInfo holding an EnvelopedData (RFC 5652
+// §6.1) and returns its key length, or 0 when the envelope is not DER or the algorithm is unknown (the decrypter is
+// then asked as pkcs7 asks it).
+func contentKeyLen(der []byte) int {
+	in := cryptobyte.String(der)
+	var ci, env, eci cryptobyte.String
+	var alg asn1.ObjectIdentifier
+	if !in.ReadASN1(&ci, cbasn1.SEQUENCE) || !ci.SkipASN1(cbasn1.OBJECT_IDENTIFIER) ||
+		!ci.ReadASN1(&env, cbasn1.Tag(0).Constructed().ContextSpecific()) ||
+		!env.ReadASN1(&env, cbasn1.SEQUENCE) || !env.SkipASN1(cbasn1.INTEGER) ||
+		!env.SkipOptionalASN1(cbasn1.Tag(0).Constructed().ContextSpecific()) || // originatorInfo
+		!env.SkipASN1(cbasn1.SET) || // recipientInfos
+		!env.ReadASN1(&eci, cbasn1.SEQUENCE) || !eci.SkipASN1(cbasn1.OBJECT_IDENTIFIER) ||
+		!eci.ReadASN1(&eci, cbasn1.SEQUENCE) || !eci.ReadASN1ObjectIdentifier(&alg) {
+		return 0
+	}
+	return contentKeyLens[alg.String()]
+}
 
 // CertRepOptions describe one CertRep.
 type CertRepOptions struct {
