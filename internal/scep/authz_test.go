@@ -207,3 +207,22 @@ func TestRenewalRefusesRAAndResponderCertificates(t *testing.T) {
 		t.Fatalf("%d issued records, want only the two planted ones", n)
 	}
 }
+
+// A RenewalReq is signed with the old certificate's key, and so is the CertPoll that follows it (RFC 8894
+// §3.3.3): the poll finds the renewed certificate. A poll signed with some other key still learns nothing.
+func TestCertPollAfterRenewal(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	d := enrollNamed(t, e, epStatic, 0, named)
+	e.offset.Store(int64(profileValidity/2 + 24*time.Hour))
+	csr := testca.CSR(t, testca.RSAKey(t, 7), named)
+	renewed := wantSuccess(t, e.pki(t, epStatic, d.client.RenewalReq(t, csr, d.cert, d.client.Key)))
+
+	txID := testca.TransactionID(t, csr.PublicKey)
+	rep := e.pki(t, epStatic, d.client.CertPoll(t, txID, e.ca.Cert, named.Subject))
+	if got := wantSuccess(t, rep); !got.Equal(renewed) {
+		t.Fatal("CertPoll after the renewal returned another certificate")
+	}
+	thief := e.client(t, 3, named.Subject.CommonName)
+	wantFailure(t, e.pki(t, epStatic, thief.CertPoll(t, txID, e.ca.Cert, named.Subject)), testca.FailBadCertID)
+}

@@ -362,9 +362,16 @@ func (s *Server) certPoll(ctx context.Context, e *Endpoint, msg *PKIMessage) out
 		}
 		return s.issued(nil, err)
 	}
-	if rec.PublicKey != issuance.PublicKeyHash(msg.SignerCert.PublicKey) {
-		// CertPoll is signed with the same key as the PKCSReq; anyone else gets nothing.
-		return fail(BadCertID, errors.New("poll signed by another key"))
+	if signer := issuance.PublicKeyHash(msg.SignerCert.PublicKey); rec.PublicKey != signer {
+		// CertPoll is signed with the same key as the request it polls for: the new key for a PKCSReq, and for a
+		// RenewalReq the old certificate's key, which signed it. Anyone else gets nothing.
+		renewing, err := s.renewalSigner(ctx, rec, signer)
+		if err != nil {
+			return s.issued(nil, err)
+		}
+		if !renewing {
+			return fail(BadCertID, errors.New("poll signed by another key"))
+		}
 	}
 	switch rec.Status {
 	case store.StatusPending:
@@ -384,6 +391,22 @@ func (s *Server) certPoll(ctx context.Context, e *Endpoint, msg *PKIMessage) out
 		return outcome{status: StatusSuccess, cert: c, serial: rec.Serial, replayed: true}
 	}
 	return fail(BadCertID, fmt.Errorf("request is %s", rec.Status))
+}
+
+// renewalSigner reports whether rec renews a certificate whose key hashes to signer (a RenewalReq is signed with
+// the old certificate's key, and so is the CertPoll that follows it).
+func (s *Server) renewalSigner(ctx context.Context, rec *store.Record, signer string) (bool, error) {
+	if rec.RenewedFrom == "" {
+		return false, nil
+	}
+	old, err := s.store.Get(ctx, rec.RenewedFrom)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return old.PublicKey == signer, nil
 }
 
 // issuerAndSerial is the RFC 8894 GetCert/GetCRL content.
