@@ -188,8 +188,10 @@ func TestRotateRAOverlapThenRevoked(t *testing.T) {
 		t.Fatalf("the new RA's record: %+v %v", newRec, err)
 	}
 
-	// Overlap: an envelope to the old RA still opens; the CertRep comes signed by the current RA.
-	in.enrollTo(t, old, "cached-getcacert").mustSucceed(t, cur)
+	// Overlap: an envelope to the old RA still opens, and its CertRep comes signed by that RA, the one the client
+	// cached from GetCACert (a client may check the signer against it); envelopes to the new RA get the new one.
+	in.enrollTo(t, old, "cached-getcacert").mustSucceed(t, old)
+	in.enrollTo(t, cur, "fresh-getcacert").mustSucceed(t, cur)
 	in.clock.Advance(custody.RAOverlap - 2*time.Hour)
 	if logs := in.timer(t); strings.Contains(logs, "previous RA") {
 		t.Fatalf("the old RA was retired inside the overlap:\n%s", logs)

@@ -47,6 +47,7 @@ func (s *Server) handle(ctx context.Context, e *Endpoint, msg *PKIMessage) outco
 		if pc, pk := s.keys.PreviousRA(s.now()); pc != nil {
 			if p, perr := msg.Decrypt(pc, pk); perr == nil {
 				plain, err = p, nil
+				msg.previousRA = &raIdentity{cert: pc, key: pk}
 			}
 		}
 	}

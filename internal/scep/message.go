@@ -18,6 +18,7 @@ import (
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/azscep/azscep/internal/cms"
+	"github.com/azscep/azscep/internal/custody"
 
 	"github.com/azscep/azscep/internal/httpx"
 )
@@ -83,6 +84,15 @@ type PKIMessage struct {
 	// SignatureValid is false when the outer signature did not verify; such a message is refused with HTTP 400.
 	SignatureValid bool
 	p7             *pkcs7.PKCS7
+	// previousRA is set when the envelope was addressed to the previous RA (during its overlap after a rotation):
+	// the client trusts that RA certificate, so its CertRep is signed with it too.
+	previousRA *raIdentity
+}
+
+// raIdentity is an RA certificate and its key.
+type raIdentity struct {
+	cert *x509.Certificate
+	key  custody.RAKey
 }
 
 // ParsePKIMessage parses and verifies the outer SignedData. Errors wrap ErrMalformed.

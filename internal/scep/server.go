@@ -393,6 +393,10 @@ func (s *Server) certRep(e *Endpoint, msg *PKIMessage, out outcome) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
+	if p := msg.previousRA; p != nil {
+		// The client encrypted to the RA it has cached from GetCACert and may check the CertRep's signer against it.
+		cert, key = p.cert, p.key
+	}
 	o := CertRepOptions{Status: out.status, FailInfo: out.failInfo, SignerCert: cert, SignerKey: key, CRL: out.crl}
 	if out.cert != nil {
 		o.Certs = []*x509.Certificate{out.cert}
