@@ -54,7 +54,9 @@ func TestEnvelopeKeyTransportRejectsImplicitly(t *testing.T) {
 	// The same envelope with its encrypted content key garbled: the decrypter returns a random key of the right
 	// length instead of a padding error, and the envelope fails with the one opaque error.
 	env := append([]byte(nil), msg.p7.Content...)
-	env[rsaCiphertextAt(t, env, raKey.Size())] ^= 0xff
+	// The last byte: the ciphertext stays below the modulus (one at or above it is refused on public grounds alone,
+	// which tells an attacker nothing), and only the padding inside it breaks.
+	env[rsaCiphertextAt(t, env, raKey.Size())+raKey.Size()-1] ^= 0xff
 	msg.p7.Content = env
 	spy = &spyDecrypter{PrivateKey: raKey}
 	if _, err := msg.Decrypt(ca.RACert, spy); !errors.Is(err, errDecrypt) {
