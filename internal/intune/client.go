@@ -26,6 +26,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -354,7 +355,7 @@ func (c *Client) attempt(parent context.Context, op operation, txID string, n in
 				c.disco.invalidate()
 			}
 			retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"))
-			return &HTTPError{Operation: op.name, Status: status, ActivityID: activityID, Body: snippet(body)}
+			return &HTTPError{Operation: op.name, Status: status, ActivityID: activityID, Body: errorSummary(body)}
 		}
 		outcome, err = parse(body, activityID)
 		return err
@@ -423,12 +424,60 @@ func readCapped(r io.Reader, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-func snippet(b []byte) string {
-	const max = 512
-	s := strings.ToValidUTF8(string(b), "?")
-	if len(s) > max {
-		s = s[:max]
-		s = strings.ToValidUTF8(s, "")
+// errorSummary is what an error answer says, for errors and logs: the error code and message of a Graph or OData
+// error body, or only the answer's size. The raw body is never kept, and runs that look like base64 are cut from
+// the message: an answer that echoed the request would otherwise carry the CSR, and its challenge password, into
+// the logs.
+func errorSummary(b []byte) string {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(b, &top) == nil {
+		for _, name := range []string{"error", "odata.error"} {
+			raw, ok := top[name]
+			if !ok {
+				continue
+			}
+			var code string
+			if json.Unmarshal(raw, &code) == nil {
+				return clean(code)
+			}
+			var e struct {
+				Code    string          `json:"code"`
+				Message json.RawMessage `json:"message"`
+			}
+			if json.Unmarshal(raw, &e) != nil {
+				break
+			}
+			var msg string
+			if json.Unmarshal(e.Message, &msg) != nil {
+				var v struct {
+					Value string `json:"value"`
+				}
+				_ = json.Unmarshal(e.Message, &v)
+				msg = v.Value
+			}
+			if msg == "" {
+				return clean(e.Code)
+			}
+			return clean(e.Code + ": " + msg)
+		}
+	}
+	return fmt.Sprintf("(a %d-byte answer)", len(b))
+}
+
+// base64Run is a run long enough to be encoded data rather than words.
+var base64Run = regexp.MustCompile(`[A-Za-z0-9+/=_-]{32,}`)
+
+// clean makes s a short single line for a log: valid UTF-8, no control characters, no base64 runs, 200 bytes.
+func clean(s string) string {
+	s = base64Run.ReplaceAllString(strings.ToValidUTF8(s, "?"), "…")
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > 200 {
+		s = strings.ToValidUTF8(s[:200], "") + "…"
 	}
 	return strings.TrimSpace(s)
 }

@@ -142,7 +142,7 @@ func (d *discovery) fetch(ctx context.Context) (map[string]string, error) {
 		}
 		if status < 200 || status > 299 {
 			return nil, fmt.Errorf("%w: %w", ErrDiscovery,
-				&HTTPError{Operation: "discovery", Status: status, ActivityID: activityID, Body: snippet(body)})
+				&HTTPError{Operation: "discovery", Status: status, ActivityID: activityID, Body: errorSummary(body)})
 		}
 		return d.parse(body, activityID)
 	}()

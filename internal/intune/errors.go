@@ -66,11 +66,11 @@ type HTTPError struct {
 	Status int
 	// ActivityID is the client-request-id sent with the request.
 	ActivityID string
-	// Body is the start of the response body (at most 512 bytes), for logs.
+	// Body is what the error answer said (errorSummary: its error code and message, never the raw body).
 	Body string
 }
 
-// Error includes the status, the client-request-id and the start of the body.
+// Error includes the status, the client-request-id and what the answer said.
 func (e *HTTPError) Error() string {
 	msg := fmt.Sprintf("intune: %s: HTTP %d %s (client-request-id %s)",
 		e.Operation, e.Status, http.StatusText(e.Status), e.ActivityID)

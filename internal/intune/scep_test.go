@@ -559,3 +559,32 @@ func TestFormatExpiry(t *testing.T) {
 		}
 	}
 }
+
+// An error answer never brings its raw body into errors or logs: one that echoed the request would carry the CSR,
+// and the challenge password inside it. A Graph/OData error keeps its code and message; anything else, its size.
+func TestErrorAnswersAreSummarised(t *testing.T) {
+	e := newEnv(t, intunefake.Options{}, nil)
+	register(t, e.fake, intunefake.Challenge{Password: "pw-echoed"})
+	csr := makeCSR(t, csrSpec{password: "pw-echoed", subject: pkix.Name{CommonName: "d"}})
+	echo := base64.StdEncoding.EncodeToString(csr)
+	for _, tc := range []struct {
+		body, want string
+	}{
+		{`{"error":{"code":"BadRequest","message":"cannot read ` + echo + `"}}`, "BadRequest: cannot read …"},
+		{`{"odata.error":{"code":"Busy","message":{"lang":"en","value":"try later"}}}`, "Busy: try later"},
+		{`{"error":"busy"}`, "busy"},
+		{"request was: " + echo + " challenge pw-echoed", "-byte answer)"},
+	} {
+		e.fake.ClearFaults()
+		e.fake.InjectFault(intunefake.RouteValidate, intunefake.Fault{Status: 400, Body: tc.body})
+		err := e.client.ValidateRequest(t.Context(), "tx", csr)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("body %.40q: error %v, want it to say %q", tc.body, err, tc.want)
+		}
+		for _, leak := range []string{echo[:40], "pw-echoed"} {
+			if err != nil && strings.Contains(err.Error(), leak) || strings.Contains(e.logs.String(), leak) {
+				t.Errorf("body %.40q: %q reached the error or the log", tc.body, leak)
+			}
+		}
+	}
+}
