@@ -28,6 +28,18 @@ var berEdgeCases = [][]byte{
 	{0x3f, 0xff, 0xff, 0xff, 0xff, 0x7f, 0x00},
 	nestingBomb(64),
 	emptyFirstBomb(64),
+	rewindBomb(6, 64),
+}
+
+// rewindBomb nests "30 02 30 80 <inner> 00 00" n times around an OCTET STRING of base bytes: a definite SEQUENCE
+// of length 2 whose one child, an indefinite SEQUENCE, runs past it. smallstep/pkcs7 reads what the child overran
+// again as the parent's siblings, doubling its work and output per level.
+func rewindBomb(n, base int) []byte {
+	x := append([]byte{0x04, 0x82, byte(base >> 8), byte(base)}, make([]byte, base)...)
+	for range n {
+		x = append(append([]byte{0x30, 0x02, 0x30, 0x80}, x...), 0x00, 0x00)
+	}
+	return append(append([]byte{0x30, 0x80}, x...), 0x00, 0x00)
 }
 
 // emptyFirstBomb nests depth indefinite-length SEQUENCEs whose first element is 00 00: smallstep/pkcs7 reads that
@@ -127,6 +139,11 @@ func TestCheckNesting(t *testing.T) {
 		{"00 00 first in each frame, beyond", emptyFirstBomb(maxNesting + 1), false},
 		{"00 00 first in each frame, a bomb in a definite SEQUENCE", definiteWrap(emptyFirstBomb(15000)), false},
 		{"00 00 first, then closed", []byte{0x30, 0x80, 0x00, 0x00, 0x00, 0x00}, true},
+		{"a child running past its definite parent, nested", rewindBomb(15, 50000), false},
+		{"a primitive running past its definite parent", []byte{0x30, 0x03, 0x04, 0x02, 0x00, 0x00}, false},
+		{"a definite child running past its parent", []byte{0x30, 0x04, 0x30, 0x03, 0x02, 0x01, 0x05}, false},
+		{"an indefinite child inside its definite parent", []byte{0x30, 0x07, 0x30, 0x80, 0x02, 0x01, 0x05, 0x00, 0x00}, true},
+		{"an end-of-contents straddling its parent's end", []byte{0x30, 0x06, 0x30, 0x80, 0x02, 0x01, 0x05, 0x00, 0x00}, false},
 		{"definite nesting beyond", definiteNest(maxNesting + 1), false},
 		{"definite nesting at the limit", definiteNest(maxNesting), true},
 		{"30 82", []byte{0x30, 0x82}, false},

@@ -343,17 +343,47 @@ func scanBER(b []byte, strict bool) error {
 	// the end would let "30 80 00 00 30 80 …" nest without limit behind a scan that sees two levels.
 	type frame struct{ end, kids int }
 	var stack []frame
+	// bound is where the innermost definite-length frame ends (the input's end at the top level). No element may
+	// cross it, in either mode: pkcs7's BER conversion does not hold a child inside its parent's length but reads
+	// what the child overran again as the parent's next siblings, so "30 02 30 80 …", nested, doubles its work and
+	// output per level (50 KB became 800 MB of DER and seconds of CPU).
+	bound := func() int {
+		for k := len(stack) - 1; k >= 0; k-- {
+			if stack[k].end >= 0 {
+				return stack[k].end
+			}
+		}
+		return len(b)
+	}
+	errCross := errors.New("BER element crosses the end of the element that holds it")
 	i := 0
 	seenTop := false
 	for i < len(b) {
-		// Pop definite-length frames that end here.
-		for len(stack) > 0 && stack[len(stack)-1].end >= 0 && i >= stack[len(stack)-1].end {
+		// Close the definite-length frames that end here. An indefinite frame still open where its definite
+		// parent ends crosses that end.
+		for len(stack) > 0 {
+			top := stack[len(stack)-1]
+			if top.end < 0 {
+				if i >= bound() {
+					return errCross
+				}
+				break
+			}
+			if i < top.end {
+				break
+			}
+			if i > top.end {
+				return errCross
+			}
 			stack = stack[:len(stack)-1]
 		}
 		if i+1 < len(b) && b[i] == 0 && b[i+1] == 0 && len(stack) > 0 && stack[len(stack)-1].end < 0 &&
 			stack[len(stack)-1].kids > 0 {
 			stack = stack[:len(stack)-1] // end-of-contents of an indefinite frame
 			i += 2
+			if i > bound() {
+				return errCross
+			}
 			continue
 		}
 		if len(stack) > 0 {
@@ -396,6 +426,10 @@ func scanBER(b []byte, strict bool) error {
 				length = length<<8 | int(b[i+k])
 			}
 			i += n
+		}
+		limit := bound()
+		if length >= 0 && i+length > limit && limit < len(b) {
+			return errCross
 		}
 		if tag&0x20 != 0 { // constructed: descend
 			end := -1

@@ -30,6 +30,11 @@ func TestInnerNestingBounded(t *testing.T) {
 	if err := maxDepthOK(append([]byte{0x02, 0x01, 0x00}, deep(maxNesting+1)...)); err == nil {
 		t.Fatal("deep nesting after a first element passed")
 	}
+	// A child running past its definite parent is refused here too: pkcs7 would read the overrun again, doubling
+	// per level (the envelope is parsed by pkcs7 as well).
+	if err := maxDepthOK(rewindBomb(15, 50000)); err == nil {
+		t.Fatal("children running past their parents passed the depth scan")
+	}
 	if err := maxDepthOK([]byte("certainly not BER")); err != nil {
 		t.Fatalf("garbage refused by the depth scan: %v", err)
 	}
