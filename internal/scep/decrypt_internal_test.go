@@ -51,19 +51,22 @@ func TestEnvelopeKeyTransportRejectsImplicitly(t *testing.T) {
 		t.Fatalf("key transport opened with %#v, want PKCS#1 v1.5 with SessionKeyLen %d", spy.opts[0], n)
 	}
 
-	// The same envelope with its encrypted content key garbled: the decrypter returns a random key of the right
-	// length instead of a padding error, and the envelope fails with the one opaque error.
-	env := append([]byte(nil), msg.p7.Content...)
-	// The last byte: the ciphertext stays below the modulus (one at or above it is refused on public grounds alone,
-	// which tells an attacker nothing), and only the padding inside it breaks.
-	env[rsaCiphertextAt(t, env, raKey.Size())+raKey.Size()-1] ^= 0xff
-	msg.p7.Content = env
-	spy = &spyDecrypter{PrivateKey: raKey}
-	if _, err := msg.Decrypt(ca.RACert, spy); !errors.Is(err, errDecrypt) {
-		t.Fatalf("a garbled key transport: %v, want the opaque decrypt error", err)
-	}
-	if len(spy.outs) != 1 || spy.errs[0] != nil || len(spy.outs[0]) != n {
-		t.Fatalf("decrypter gave %d bytes and %v for a bad padding, want a random key of %d bytes", len(spy.outs[0]), spy.errs[0], n)
+	// The same envelope with its encrypted content key garbled, in DER and re-encoded as BER (which pkcs7 accepts
+	// too): the decrypter returns a random key of the right length instead of a padding error, and the envelope
+	// fails with the one opaque error. The last byte is garbled: the ciphertext stays below the modulus (one at or
+	// above it is refused on public grounds alone, which tells an attacker nothing) and only the padding breaks.
+	der := append([]byte(nil), msg.p7.Content...)
+	der[rsaCiphertextAt(t, der, raKey.Size())+raKey.Size()-1] ^= 0xff
+	for name, env := range map[string][]byte{"DER": der, "BER": indefinite(t, der)} {
+		msg.p7.Content = env
+		spy = &spyDecrypter{PrivateKey: raKey}
+		if _, err := msg.Decrypt(ca.RACert, spy); !errors.Is(err, errDecrypt) {
+			t.Fatalf("%s: a garbled key transport: %v, want the opaque decrypt error", name, err)
+		}
+		if len(spy.outs) != 1 || spy.errs[0] != nil || len(spy.outs[0]) != n {
+			t.Fatalf("%s: decrypter gave %d bytes and %v for a bad padding, want a random key of %d bytes", name,
+				len(spy.outs[0]), spy.errs[0], n)
+		}
 	}
 }
 
@@ -82,6 +85,16 @@ func rsaCiphertextAt(t *testing.T, der []byte, n int) int {
 	}
 	t.Fatal("no RSA-sized OCTET STRING in the envelope")
 	return 0
+}
+
+// indefinite re-encodes a DER element's outer length as indefinite (BER).
+func indefinite(t *testing.T, der []byte) []byte {
+	t.Helper()
+	var v asn1.RawValue
+	if _, err := asn1.Unmarshal(der, &v); err != nil {
+		t.Fatal(err)
+	}
+	return append(append([]byte{der[0], 0x80}, v.Bytes...), 0x00, 0x00)
 }
 
 // envelopeWith is a DER ContentInfo holding an EnvelopedData whose content is encrypted with alg.
@@ -125,7 +138,11 @@ func TestContentKeyLen(t *testing.T) {
 			t.Errorf("%s: %d, want %d", tc.alg, got, tc.want)
 		}
 	}
+	// BER, as pkcs7 accepts it: the same envelope with indefinite lengths reads the same.
+	if got := contentKeyLen(indefinite(t, envelopeWith(t, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 42}))); got != 32 {
+		t.Errorf("BER envelope: %d, want 32", got)
+	}
 	if got := contentKeyLen([]byte{0x30, 0x80, 0x00, 0x00}); got != 0 {
-		t.Errorf("BER: %d, want 0", got)
+		t.Errorf("an empty BER sequence: %d, want 0", got)
 	}
 }

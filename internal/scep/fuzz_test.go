@@ -178,3 +178,19 @@ func definiteNest(depth int) []byte {
 	}
 	return b
 }
+
+func FuzzContentKeyLen(f *testing.F) {
+	for _, b := range berEdgeCases {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if maxDepthOK(data) != nil {
+			return // Decrypt refuses these before reading the envelope
+		}
+		switch n := contentKeyLen(data); n {
+		case 0, 8, 16, 24, 32:
+		default:
+			t.Fatalf("content-key length %d", n)
+		}
+	})
+}

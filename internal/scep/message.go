@@ -14,8 +14,6 @@ import (
 	"strings"
 
 	"github.com/smallstep/pkcs7"
-	"golang.org/x/crypto/cryptobyte"
-	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/azscep/azscep/internal/cms"
 	"github.com/azscep/azscep/internal/custody"
@@ -189,23 +187,106 @@ var contentKeyLens = map[string]int{
 	"2.16.840.1.101.3.4.1.46": 32, // AES-256-GCM
 }
 
-// contentKeyLen reads the content-encryption algorithm of a DER ContentInfo holding an EnvelopedData (RFC 5652
-// §6.1) and returns its key length, or 0 when the envelope is not DER or the algorithm is unknown (the decrypter is
-// then asked as pkcs7 asks it).
-func contentKeyLen(der []byte) int {
-	in := cryptobyte.String(der)
-	var ci, env, eci cryptobyte.String
-	var alg asn1.ObjectIdentifier
-	if !in.ReadASN1(&ci, cbasn1.SEQUENCE) || !ci.SkipASN1(cbasn1.OBJECT_IDENTIFIER) ||
-		!ci.ReadASN1(&env, cbasn1.Tag(0).Constructed().ContextSpecific()) ||
-		!env.ReadASN1(&env, cbasn1.SEQUENCE) || !env.SkipASN1(cbasn1.INTEGER) ||
-		!env.SkipOptionalASN1(cbasn1.Tag(0).Constructed().ContextSpecific()) || // originatorInfo
-		!env.SkipASN1(cbasn1.SET) || // recipientInfos
-		!env.ReadASN1(&eci, cbasn1.SEQUENCE) || !eci.SkipASN1(cbasn1.OBJECT_IDENTIFIER) ||
-		!eci.ReadASN1(&eci, cbasn1.SEQUENCE) || !eci.ReadASN1ObjectIdentifier(&alg) {
+// contentKeyLen reads the content-encryption algorithm of a ContentInfo holding an EnvelopedData (RFC 5652 §6.1),
+// in DER or BER as pkcs7 accepts it, and returns its key length, or 0 when the algorithm is unknown or the
+// structure unreadable (the decrypter is then asked as pkcs7 asks it). Its nesting was bounded by maxDepthOK.
+func contentKeyLen(b []byte) int {
+	ci, ok := berInto(b, 0x30)
+	if !ok {
 		return 0
 	}
-	return contentKeyLens[alg.String()]
+	env, ok := berField(ci, 0x06, 0xa0) // contentType, then [0] content
+	if !ok {
+		return 0
+	}
+	if env, ok = berInto(env, 0x30); !ok {
+		return 0
+	}
+	if env, ok = berSkip(env, 0x02); !ok { // version
+		return 0
+	}
+	if next, _, _, ok := berNext(env); ok && next == 0xa0 { // originatorInfo
+		env, _ = berSkip(env, 0xa0)
+	}
+	eci, ok := berField(env, 0x31, 0x30) // recipientInfos, then encryptedContentInfo
+	if !ok {
+		return 0
+	}
+	alg, ok := berField(eci, 0x06, 0x30) // contentType, then contentEncryptionAlgorithm
+	if !ok {
+		return 0
+	}
+	tag, oid, _, ok := berNext(alg)
+	if !ok || tag != 0x06 || len(oid) > 127 {
+		return 0
+	}
+	var id asn1.ObjectIdentifier
+	if _, err := asn1.Unmarshal(append([]byte{0x06, byte(len(oid))}, oid...), &id); err != nil {
+		return 0
+	}
+	return contentKeyLens[id.String()]
+}
+
+// berNext splits the first BER element off b: its (one-byte) tag, its contents, and what follows. An indefinite
+// length is followed to its end-of-contents octets.
+func berNext(b []byte) (tag byte, content, rest []byte, ok bool) {
+	if len(b) < 2 || b[0]&0x1f == 0x1f {
+		return 0, nil, nil, false
+	}
+	tag, l, i := b[0], int(b[1]), 2
+	switch {
+	case l < 0x80:
+	case l == 0x80:
+		if tag&0x20 == 0 {
+			return 0, nil, nil, false
+		}
+		for j := i; j+1 < len(b); {
+			if b[j] == 0 && b[j+1] == 0 {
+				return tag, b[i:j], b[j+2:], true
+			}
+			_, _, after, ok := berNext(b[j:])
+			if !ok {
+				return 0, nil, nil, false
+			}
+			j = len(b) - len(after)
+		}
+		return 0, nil, nil, false
+	default:
+		n := l & 0x7f
+		if n > 4 || i+n > len(b) {
+			return 0, nil, nil, false
+		}
+		l = 0
+		for k := 0; k < n; k++ {
+			l = l<<8 | int(b[i+k])
+		}
+		i += n
+	}
+	if l < 0 || i+l > len(b) {
+		return 0, nil, nil, false
+	}
+	return tag, b[i : i+l], b[i+l:], true
+}
+
+// berInto returns the contents of b's first element when it has tag want.
+func berInto(b []byte, want byte) ([]byte, bool) {
+	tag, content, _, ok := berNext(b)
+	return content, ok && tag == want
+}
+
+// berSkip returns what follows b's first element when it has tag want.
+func berSkip(b []byte, want byte) ([]byte, bool) {
+	tag, _, rest, ok := berNext(b)
+	return rest, ok && tag == want
+}
+
+// berField skips an element with tag skip and returns the contents of the next one, which must have tag want.
+func berField(b []byte, skip, want byte) ([]byte, bool) {
+	rest, ok := berSkip(b, skip)
+	if !ok {
+		return nil, false
+	}
+	return berInto(rest, want)
 }
 
 // CertRepOptions describe one CertRep.
