@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -266,4 +267,28 @@ func TestTimerRenewsRAAndOtherInstancePicksItUp(t *testing.T) {
 	if prev, _ := b.d.keys.PreviousRA(b.clock.Now()); prev == nil || prev.SerialNumber.Cmp(old.SerialNumber) != 0 {
 		t.Fatal("B does not keep the old RA for the overlap")
 	}
+}
+
+// A previous RA an admin revokes inside its overlap (keyCompromise, say) opens no envelope and signs no CertRep
+// from then on, on any instance: the fallback to it reads its record first.
+func TestRevokedPreviousRAOpensNothing(t *testing.T) {
+	in := startInstance(t, localEnv(t))
+	ctx := context.Background()
+	old := in.raOf(t)
+	keys, err := custody.LoadLocal(in.d.cfg.LocalKeyDir, in.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rotateRA(ctx, in.d.store, custody.LocalRA{Dir: in.d.cfg.LocalKeyDir}, keys, false, in.clock.Now(), io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := in.d.ra.Refresh(ctx); err != nil || !changed {
+		t.Fatalf("refresh after rotate-ra: changed=%t %v", changed, err)
+	}
+	cur := in.raOf(t)
+	in.enrollTo(t, old, "before-revocation").mustSucceed(t, old) // inside the overlap
+
+	in.adminRevoke(t, store.SerialString(old.SerialNumber), "keyCompromise")
+	in.enrollTo(t, old, "after-revocation").mustFail(t, cur, testca.FailBadMessageCheck)
+	in.enrollTo(t, cur, "to-the-current-ra").mustSucceed(t, cur)
 }

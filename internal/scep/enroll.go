@@ -46,8 +46,18 @@ func (s *Server) handle(ctx context.Context, e *Endpoint, msg *PKIMessage) outco
 		// An envelope not addressed to it fails without a key operation, and every failure stays the same error.
 		if pc, pk := s.keys.PreviousRA(s.now()); pc != nil {
 			if p, perr := msg.Decrypt(pc, pk); perr == nil {
-				plain, err = p, nil
-				msg.previousRA = &raIdentity{cert: pc, key: pk}
+				// Only while it is not revoked (an admin may revoke it inside the overlap, keyCompromise say): a
+				// revoked RA neither opens envelopes nor signs CertReps. One read, on this rare path alone.
+				rec, gerr := s.store.Get(ctx, store.SerialString(pc.SerialNumber))
+				switch {
+				case gerr != nil && !errors.Is(gerr, store.ErrNotFound):
+					return s.issued(nil, fmt.Errorf("reading the previous RA's record: %w", gerr))
+				case gerr == nil && rec.Status == store.StatusRevoked:
+					err = errors.New("scep: envelope to the previous RA, which is revoked")
+				default:
+					plain, err = p, nil
+					msg.previousRA = &raIdentity{cert: pc, key: pk}
+				}
 			}
 		}
 	}
