@@ -464,12 +464,21 @@ func errorSummary(b []byte) string {
 	return fmt.Sprintf("(a %d-byte answer)", len(b))
 }
 
-// base64Run is a run long enough to be encoded data rather than words.
-var base64Run = regexp.MustCompile(`[A-Za-z0-9+/=_-]{32,}`)
+// base64Run is a run long enough to be encoded data rather than words; guidText is one that is a GUID (an
+// activity or request ID, worth keeping).
+var (
+	base64Run = regexp.MustCompile(`[A-Za-z0-9+/=_-]{32,}`)
+	guidText  = regexp.MustCompile(`^[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}$`)
+)
 
 // clean makes s a short single line for a log: valid UTF-8, no control characters, no base64 runs, 200 bytes.
 func clean(s string) string {
-	s = base64Run.ReplaceAllString(strings.ToValidUTF8(s, "?"), "…")
+	s = base64Run.ReplaceAllStringFunc(strings.ToValidUTF8(s, "?"), func(run string) string {
+		if guidText.MatchString(run) {
+			return run
+		}
+		return "…"
+	})
 	s = strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return ' '

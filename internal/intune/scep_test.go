@@ -572,6 +572,8 @@ func TestErrorAnswersAreSummarised(t *testing.T) {
 	}{
 		{`{"error":{"code":"BadRequest","message":"cannot read ` + echo + `"}}`, "BadRequest: cannot read …"},
 		{`{"odata.error":{"code":"Busy","message":{"lang":"en","value":"try later"}}}`, "Busy: try later"},
+		{`{"error":{"code":"Throttled","message":"activity 0f8fad5b-d9cb-469f-a165-70867728950e"}}`,
+			"Throttled: activity 0f8fad5b-d9cb-469f-a165-70867728950e"}, // GUIDs stay
 		{`{"error":"busy"}`, "busy"},
 		{"request was: " + echo + " challenge pw-echoed", "-byte answer)"},
 	} {
