@@ -175,24 +175,29 @@ func makeRequest(t testing.TB, issuer *x509.Certificate, serial *big.Int, h cryp
 		}
 		return der
 	}
-	return makeRequestWith(t, issuer, serial, h, []pkix.Extension{{Id: oidNonce, Value: nonceExtnValue}})
+	return makeRequestWith(t, issuer, serial, h, []pkix.Extension{{Id: oidNonce, Value: nonceExtnValue}}, nil)
 }
 
-// makeRequestWith builds a DER OCSP request for serial under issuer with the given request extensions.
-func makeRequestWith(t testing.TB, issuer *x509.Certificate, serial *big.Int, h crypto.Hash, exts []pkix.Extension) []byte {
+// makeRequestWith builds a DER OCSP request for serial under issuer with the given request extensions and
+// extensions of its one request entry (singleRequestExtensions).
+func makeRequestWith(t testing.TB, issuer *x509.Certificate, serial *big.Int, h crypto.Hash, exts, singleExts []pkix.Extension) []byte {
 	t.Helper()
+	type entry struct {
+		Cert       certID
+		Extensions []pkix.Extension `asn1:"explicit,tag:0,optional"`
+	}
 	type tbs struct {
-		RequestList []struct{ Cert certID }
+		RequestList []entry
 		Extensions  []pkix.Extension `asn1:"explicit,tag:2,optional"`
 	}
 	type req struct{ TBSRequest tbs }
 	der, err := asn1.Marshal(req{TBSRequest: tbs{
-		RequestList: []struct{ Cert certID }{{Cert: certID{
+		RequestList: []entry{{Cert: certID{
 			HashAlgorithm: pkix.AlgorithmIdentifier{Algorithm: hashOIDs[h], Parameters: asn1.NullRawValue},
 			NameHash:      hashOf(h, issuer.RawSubject),
 			IssuerKeyHash: hashOf(h, issuerKeyBits(t, issuer)),
 			SerialNumber:  serial,
-		}}},
+		}, Extensions: singleExts}},
 		Extensions: exts,
 	}})
 	if err != nil {

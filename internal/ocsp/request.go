@@ -62,6 +62,19 @@ func parseRequest(der []byte) (*request, error) {
 	if parsed.SerialNumber == nil {
 		return nil, fmt.Errorf("%w: no serial number", ErrMalformedRequest)
 	}
+	// The same rule for the certificate's own request entry (singleRequestExtensions), which x/crypto/ocsp drops.
+	var single struct {
+		Cert       asn1.RawValue
+		Extensions []pkix.Extension `asn1:"explicit,tag:0,optional"`
+	}
+	if rest, err := asn1.Unmarshal(raw.TBSRequest.RequestList[0].FullBytes, &single); err != nil || len(rest) != 0 {
+		return nil, fmt.Errorf("%w: request entry is malformed", ErrMalformedRequest)
+	}
+	for _, ext := range single.Extensions {
+		if ext.Critical {
+			return nil, fmt.Errorf("%w: unrecognised critical extension %s in the request entry", ErrMalformedRequest, ext.Id)
+		}
+	}
 	req := &request{
 		hash:     parsed.HashAlgorithm,
 		nameHash: parsed.IssuerNameHash,

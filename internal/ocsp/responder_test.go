@@ -629,13 +629,20 @@ func TestRespond_UnknownCriticalExtensionIsMalformed(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, Options{})
 	unknown := asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1}
-	for _, critical := range []bool{false, true} {
-		der := makeRequestWith(t, f.ca.cert, big.NewInt(1), crypto.SHA256,
-			[]pkix.Extension{{Id: unknown, Critical: critical, Value: []byte{0x05, 0x00}}})
-		resp, err := f.r.Respond(t.Context(), der)
-		malformed := errors.Is(err, ErrMalformedRequest) && bytes.Equal(resp, xocsp.MalformedRequestErrorResponse)
-		if malformed != critical {
-			t.Errorf("critical=%v: err %v, malformedRequest %v", critical, err, malformed)
+	for _, inEntry := range []bool{false, true} {
+		for _, critical := range []bool{false, true} {
+			ext := []pkix.Extension{{Id: unknown, Critical: critical, Value: []byte{0x05, 0x00}}}
+			var der []byte
+			if inEntry { // singleRequestExtensions
+				der = makeRequestWith(t, f.ca.cert, big.NewInt(1), crypto.SHA256, nil, ext)
+			} else {
+				der = makeRequestWith(t, f.ca.cert, big.NewInt(1), crypto.SHA256, ext, nil)
+			}
+			resp, err := f.r.Respond(t.Context(), der)
+			malformed := errors.Is(err, ErrMalformedRequest) && bytes.Equal(resp, xocsp.MalformedRequestErrorResponse)
+			if malformed != critical {
+				t.Errorf("in the request entry %v, critical %v: err %v, malformedRequest %v", inEntry, critical, err, malformed)
+			}
 		}
 	}
 }
