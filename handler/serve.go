@@ -360,6 +360,11 @@ func (d *deps) runSync(ctx context.Context, info timer.Info) ([]string, error) {
 	return append(lines, d.sweepPending(ctx)...), err
 }
 
+// firstSerials lists the first 20 serials for an invocation's Logs line; the log lines name every one.
+func firstSerials(serials []string) string {
+	return strings.Join(serials[:min(len(serials), 20)], " ")
+}
+
 // interruptedSweepTimeout bounds the hourly sweep for interrupted revocations.
 const interruptedSweepTimeout = time.Minute
 
@@ -384,7 +389,7 @@ func (d *deps) completeInterrupted(ctx context.Context) []string {
 			d.onRevoked(serials)
 		}
 		lines = append(lines, fmt.Sprintf("completed %d interrupted revocations: %s", len(done),
-			strings.Join(serials[:min(len(serials), 20)], " ")))
+			firstSerials(serials)))
 	}
 	if err != nil {
 		d.log.Warn("interrupted-revocation sweep failed", "err", err)
@@ -423,12 +428,12 @@ func (d *deps) sweepPending(ctx context.Context) []string {
 	var lines []string
 	if len(revocable) > 0 {
 		lines = append(lines, fmt.Sprintf("%d pending records older than %s (revocable by serial): %s", len(revocable),
-			pendingReportAge, strings.Join(revocable[:min(len(revocable), 20)], " ")))
+			pendingReportAge, firstSerials(revocable)))
 	}
 	if len(unused) > 0 {
 		lines = append(lines, fmt.Sprintf("%d pending records older than %s without a planned certificate (OCSP or RA "+
 			"certificates never used; nothing to revoke): %s", len(unused), pendingReportAge,
-			strings.Join(unused[:min(len(unused), 20)], " ")))
+			firstSerials(unused)))
 	}
 	return lines
 }

@@ -233,13 +233,12 @@ func berNext(b []byte) (tag byte, content, rest []byte, ok bool) {
 	if len(b) < 2 || b[0]&0x1f == 0x1f {
 		return 0, nil, nil, false
 	}
-	tag, l, i := b[0], int(b[1]), 2
-	switch {
-	case l < 0x80:
-	case l == 0x80:
-		if tag&0x20 == 0 {
-			return 0, nil, nil, false
-		}
+	tag = b[0]
+	l, i, ok := berLength(b, 1, tag)
+	if !ok {
+		return 0, nil, nil, false
+	}
+	if l < 0 {
 		for j := i; j+1 < len(b); {
 			if b[j] == 0 && b[j+1] == 0 {
 				return tag, b[i:j], b[j+2:], true
@@ -251,21 +250,35 @@ func berNext(b []byte) (tag byte, content, rest []byte, ok bool) {
 			j = len(b) - len(after)
 		}
 		return 0, nil, nil, false
-	default:
-		n := l & 0x7f
-		if n > 4 || i+n > len(b) {
-			return 0, nil, nil, false
-		}
-		l = 0
-		for k := 0; k < n; k++ {
-			l = l<<8 | int(b[i+k])
-		}
-		i += n
 	}
-	if l < 0 || i+l > len(b) {
+	if i+l > len(b) {
 		return 0, nil, nil, false
 	}
 	return tag, b[i : i+l], b[i+l:], true
+}
+
+// berLength reads the length octets at b[i] of an element with tag: the length (-1 for the indefinite form, which
+// only a constructed element may have) and where the contents start. Lengths of more than four octets are refused.
+func berLength(b []byte, i int, tag byte) (length, start int, ok bool) {
+	if i >= len(b) {
+		return 0, 0, false
+	}
+	l := int(b[i])
+	i++
+	switch {
+	case l < 0x80:
+		return l, i, true
+	case l == 0x80:
+		return -1, i, tag&0x20 != 0
+	}
+	n := l & 0x7f
+	if n > 4 || i+n > len(b) {
+		return 0, 0, false
+	}
+	for k := 0; k < n; k++ {
+		length = length<<8 | int(b[i+k])
+	}
+	return length, i + n, true
 }
 
 // berInto returns the contents of b's first element when it has tag want.
@@ -487,27 +500,11 @@ func scanBER(b []byte, strict bool) error {
 		if i >= len(b) {
 			return malformed("truncated BER header")
 		}
-		l := int(b[i])
-		i++
-		length := -1
-		switch {
-		case l < 0x80:
-			length = l
-		case l == 0x80:
-			if tag&0x20 == 0 {
-				return malformed("indefinite length on a primitive")
-			}
-		default:
-			n := l & 0x7f
-			if n > 4 || i+n > len(b) {
-				return malformed("bad BER length")
-			}
-			length = 0
-			for k := 0; k < n; k++ {
-				length = length<<8 | int(b[i+k])
-			}
-			i += n
+		length, start, ok := berLength(b, i, tag)
+		if !ok {
+			return malformed("bad BER length")
 		}
+		i = start
 		limit := bound()
 		if length >= 0 && i+length > limit && limit < len(b) {
 			return errCross
