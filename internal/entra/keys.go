@@ -148,6 +148,7 @@ func (c *keyCache) startRefreshLocked(ctx context.Context, now time.Time, reason
 	if c.lastErr != nil && now.Sub(c.lastAttempt) < c.failureBackoff {
 		return nil
 	}
+	prevKIDRefresh := c.lastKIDRefresh
 	if reason == reasonUnknownKID {
 		if !c.lastKIDRefresh.IsZero() && now.Sub(c.lastKIDRefresh) < c.cfg.RefreshInterval {
 			return nil
@@ -167,6 +168,12 @@ func (c *keyCache) startRefreshLocked(ctx context.Context, now time.Time, reason
 		if err != nil {
 			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 			c.lastErr = err
+			if reason == reasonUnknownKID {
+				// A fetch that failed has not looked for the kid: only failureBackoff may hold back the next
+				// one, or a token signed with a genuinely new key would get 503 for a whole RefreshInterval
+				// after a brief Entra outage.
+				c.lastKIDRefresh = prevKIDRefresh
+			}
 		} else {
 			c.snap, c.lastErr = snap, nil
 		}

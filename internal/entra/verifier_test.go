@@ -705,3 +705,36 @@ func TestVerifyCustomTokenCap(t *testing.T) {
 		t.Fatalf("description = %q", ae.Description)
 	}
 }
+
+// TestVerifyFailedUnknownKIDRefreshDoesNotBlockTheInterval: a refresh for an unknown kid that fails (Entra briefly
+// down) has not looked for the key, so once Entra is back only the short failure backoff holds back the next one;
+// a token signed with a newly published key verifies then, not a whole RefreshInterval later.
+func TestVerifyFailedUnknownKIDRefreshDoesNotBlockTheInterval(t *testing.T) {
+	e := newEnv(t)
+	e.mustVerify(t, e.fake.MintApp(nil))
+
+	next := e.fake.AddKey()
+	e.fake.UseKey(next)
+	tok := e.fake.MintApp(nil)
+	e.fake.SetFault(http.StatusServiceUnavailable)
+	if _, err := e.verify(tok); !errors.Is(err, entra.ErrUnavailable) {
+		t.Fatalf("new kid with Entra down: %v, want ErrUnavailable", err)
+	}
+	e.fake.SetFault(0)
+	e.clock.Advance(10 * time.Second)
+	c := e.mustVerify(t, tok)
+	if c == nil {
+		t.Fatal("no caller")
+	}
+	if n := e.fake.JWKSFetches(); n != 2 {
+		t.Fatalf("JWKS fetches = %d, want 2 (the load, then the refresh after the failed one)", n)
+	}
+	// The successful refresh does count: junk kids are limited to one fetch per interval again.
+	for range 3 {
+		_, err := e.verify(e.fake.MintApp(nil, entrafake.UnknownKID()))
+		mustAuthError(t, err, http.StatusUnauthorized, entra.CodeInvalidToken)
+	}
+	if n := e.fake.JWKSFetches(); n != 2 {
+		t.Fatalf("junk kids after a successful refresh: JWKS fetches = %d, want 2", n)
+	}
+}
