@@ -291,3 +291,47 @@ func TestClientAppAllowList(t *testing.T) {
 	s.wantAPIProblem(t, s.entra.MintApp(db), o, http.StatusForbidden, csrapi.CodeClientApp)
 	s.wantAPICert(t, s.entra.MintUser(entrafake.NewGUID(), "carol@contoso.example", db, entrafake.WithClaim("azp", listed)), o)
 }
+
+// TestAdminClientAppAllowList: the admin API takes user tokens from the console (the API's own app registration)
+// and the clients AZSCEP_ADMIN_CLIENT_APPS lists, not from any client an admin ever consented to; app-only tokens
+// carry a role assigned to that application and are taken.
+func TestAdminClientAppAllowList(t *testing.T) {
+	manage := []string{entra.RoleCertificatesManage}
+	cli := entrafake.NewGUID()
+	search := func(s *namesService, tok string) int {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, s.base+"/api/certificates", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, _ := testca.Do(t, http.DefaultClient, req)
+		return resp.StatusCode
+	}
+	s := startNames(t)
+	for _, c := range []struct {
+		name string
+		tok  string
+		want int
+	}{
+		{"console", s.entra.MintUser(entrafake.NewGUID(), "a@contoso.example", manage, entrafake.WithClaim("azp", s.entra.ClientID)), http.StatusOK},
+		{"consented third party", s.entra.MintUser(entrafake.NewGUID(), "a@contoso.example", manage), http.StatusForbidden},
+		{"unlisted CLI", s.entra.MintUser(entrafake.NewGUID(), "a@contoso.example", manage, entrafake.WithClaim("azp", cli)), http.StatusForbidden},
+		{"app-only", s.entra.MintApp(manage), http.StatusOK},
+	} {
+		if got := search(s, c.tok); got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, got, c.want)
+		}
+	}
+	listed := startNames(t, "AZSCEP_ADMIN_CLIENT_APPS="+strings.ToUpper(cli))
+	if got := search(listed, listed.entra.MintUser(entrafake.NewGUID(), "a@contoso.example", manage, entrafake.WithClaim("azp", cli))); got != http.StatusOK {
+		t.Errorf("listed CLI: %d, want 200", got)
+	}
+	if got := search(listed, listed.entra.MintUser(entrafake.NewGUID(), "a@contoso.example", manage, entrafake.WithClaim("azp", listed.entra.ClientID))); got != http.StatusOK {
+		t.Errorf("console beside a list: %d, want 200", got)
+	}
+	anyClient := startNames(t, "AZSCEP_ADMIN_CLIENT_APPS=*")
+	if got := search(anyClient, anyClient.entra.MintUser(entrafake.NewGUID(), "a@contoso.example", manage)); got != http.StatusOK {
+		t.Errorf("any client: %d, want 200", got)
+	}
+}

@@ -100,10 +100,12 @@ func (a *authzService) selfService(t *testing.T, upn string, key *rsa.PrivateKey
 	return cert
 }
 
-// revoke revokes serial through the admin API.
+// revoke revokes serial through the admin API, as an admin signed in to the console (whose client is the API's
+// own app registration).
 func (a *authzService) revoke(t *testing.T, c *x509.Certificate) {
 	t.Helper()
-	tok := a.entra.MintUser(entrafake.NewGUID(), "admin@contoso.example", []string{entra.RoleCertificatesManage})
+	tok := a.entra.MintUser(entrafake.NewGUID(), "admin@contoso.example", []string{entra.RoleCertificatesManage},
+		entrafake.WithClaim("azp", a.entra.ClientID))
 	req, err := http.NewRequest(http.MethodPost, a.base+"/api/certificates/"+store.SerialString(c.SerialNumber)+"/revoke",
 		strings.NewReader(`{"reason":"keyCompromise"}`))
 	if err != nil {

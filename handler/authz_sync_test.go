@@ -19,7 +19,8 @@ import (
 // adminPost sends an admin API POST with a Certificates.Manage token and decodes the JSON answer into out.
 func (e *fxEnv) adminPost(t *testing.T, path, body string, out any) int {
 	t.Helper()
-	tok := e.entra.MintUser(entrafake.NewGUID(), "secops@fault.test", []string{entra.RoleCertificatesManage})
+	tok := e.entra.MintUser(entrafake.NewGUID(), "secops@fault.test", []string{entra.RoleCertificatesManage},
+		entrafake.WithClaim("azp", e.entra.ClientID)) // signed in to the console
 	req, err := http.NewRequest(http.MethodPost, e.srv.URL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/azscep/azscep/internal/admin"
 	"github.com/azscep/azscep/internal/config"
+	"github.com/azscep/azscep/internal/console"
 	"github.com/azscep/azscep/internal/crl"
 	"github.com/azscep/azscep/internal/csrapi"
 	"github.com/azscep/azscep/internal/custody"
@@ -168,8 +170,13 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 		if d.sync != nil {
 			syncer = d.sync
 		}
+		// The console signs users in as the API's own app registration (or, locally, as the dev issuer's client).
+		userApps := cfg.API.AdminClientApps
+		if c := consoleConfig(cfg); c.Mode != console.ModeDisabled {
+			userApps = append([]string{strings.ToLower(c.ClientID)}, userApps...)
+		}
 		if d.admin, err = admin.New(admin.Config{Verifier: d.verifier, Store: st, Sync: syncer, OnRevoked: onRevoked,
-			Overview: d.overview, Logger: log}); err != nil {
+			Overview: d.overview, Logger: log, UserClientApps: userApps, AnyUserClientApp: cfg.API.AdminAnyClientApp}); err != nil {
 			return nil, err
 		}
 	}

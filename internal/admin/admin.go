@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,9 +43,19 @@ type Config struct {
 	OnRevoked func(serials []string)
 	// Overview builds GET /api/certificates/overview (overview.go); nil answers 404.
 	Overview OverviewFunc
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// UserClientApps are the client applications (azp/appid, lower-case) whose delegated (user) tokens are
+	// accepted; AnyUserClientApp accepts every client. Entra puts a user's app roles into the token of any client
+	// the user or the tenant consented to, so without this list a third-party app an admin once signed in to
+	// could revoke certificates as that admin. App-only tokens are not limited: their role was assigned to that
+	// very application.
+	UserClientApps   []string
+	AnyUserClientApp bool
+	Logger           *slog.Logger
+	Now              func() time.Time
 }
+
+// CodeClientApp is the problem code for a user token obtained by a client application the admin API does not accept.
+const CodeClientApp = "client_app_not_allowed"
 
 // Handler serves /api/certificates.
 type Handler struct{ cfg Config }
@@ -142,6 +153,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		h.authFailure(w, r, err)
+		return
+	}
+	if !caller.IsApp && !h.cfg.AnyUserClientApp && !slices.Contains(h.cfg.UserClientApps, strings.ToLower(caller.AppID)) {
+		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusForbidden, Code: CodeClientApp,
+			Detail: "the client application is not allowed to use the admin API for a user (AZSCEP_ADMIN_CLIENT_APPS)"})
 		return
 	}
 	rest := strings.Trim(strings.TrimPrefix(r.URL.Path, "/api/certificates"), "/")

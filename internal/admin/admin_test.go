@@ -89,7 +89,8 @@ func newEnv(t *testing.T, mutate func(*admin.Config)) *env {
 			e.revoked = append(e.revoked, serials...)
 			e.mu.Unlock()
 		},
-		Logger: slog.New(slog.NewJSONHandler(e.logs, nil)),
+		Logger:         slog.New(slog.NewJSONHandler(e.logs, nil)),
+		UserClientApps: []string{strings.ToLower(fake.ClientAppID)},
 	}
 	if mutate != nil {
 		mutate(&cfg)
@@ -813,4 +814,48 @@ func TestSearchValueBounded(t *testing.T) {
 	e := newEnv(t, nil)
 	resp, body := e.do(t, http.MethodGet, "/api/certificates?subject="+strings.Repeat("%27", 2000), e.admin, "")
 	wantProblem(t, resp, body, http.StatusBadRequest, "bad_query")
+}
+
+// TestUserTokensOnlyFromAllowedClientApps: Entra puts an admin's Certificates.Manage role into the token of any
+// client application the admin (or the tenant) consented to. A user token obtained by a client that is not on the
+// list is refused before anything is read or revoked; app-only tokens carry a role assigned to that very
+// application and stay accepted; "*" accepts every client.
+func TestUserTokensOnlyFromAllowedClientApps(t *testing.T) {
+	e := newEnv(t, nil)
+	serial := e.insert(t, store.Record{Subject: "CN=x"}, true).Serial
+	other := entrafake.NewGUID()
+	stranger := e.fake.MintUser(aliceOID, aliceUPN, []string{entra.RoleCertificatesManage}, entrafake.WithClaim("azp", other))
+	for _, c := range []struct{ method, path, body string }{
+		{http.MethodGet, "/api/certificates", ""},
+		{http.MethodGet, "/api/certificates/" + serial, ""},
+		{http.MethodPost, "/api/certificates/" + serial + "/revoke", `{"reason":"keyCompromise"}`},
+		{http.MethodPost, "/api/certificates/revocation-sync", ""},
+	} {
+		resp, body := e.do(t, c.method, c.path, stranger, c.body)
+		wantProblem(t, resp, body, http.StatusForbidden, admin.CodeClientApp)
+	}
+	if got := e.notified(); len(got) != 0 {
+		t.Fatalf("revoked %v for a client that is not allowed", got)
+	}
+	if rec, err := e.st.Get(t.Context(), serial); err != nil || rec.Status != store.StatusIssued {
+		t.Fatalf("record after refused revoke: %+v, %v; want still issued", rec, err)
+	}
+	if len(e.sync.triggers) != 0 {
+		t.Fatalf("sync ran for a client that is not allowed: %v", e.sync.triggers)
+	}
+	// The listed client (the console's) and app-only tokens get through.
+	if resp, body := e.do(t, http.MethodGet, "/api/certificates/"+serial, e.admin, ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("listed client: %d %s", resp.StatusCode, body)
+	}
+	app := e.fake.MintApp([]string{entra.RoleCertificatesManage}, entrafake.WithClaim("azp", other))
+	if resp, body := e.do(t, http.MethodGet, "/api/certificates/"+serial, app, ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("app-only token of another client: %d %s", resp.StatusCode, body)
+	}
+
+	anyClient := newEnv(t, func(c *admin.Config) { c.UserClientApps, c.AnyUserClientApp = nil, true })
+	serial = anyClient.insert(t, store.Record{Subject: "CN=y"}, true).Serial
+	stranger = anyClient.fake.MintUser(aliceOID, aliceUPN, []string{entra.RoleCertificatesManage}, entrafake.WithClaim("azp", other))
+	if resp, body := anyClient.do(t, http.MethodGet, "/api/certificates/"+serial, stranger, ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("any client allowed: %d %s", resp.StatusCode, body)
+	}
 }

@@ -22,6 +22,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -185,6 +186,10 @@ type APIConfig struct {
 	ClientApps []string
 	// AllowGuests lets guest (B2B, external) accounts use /api/csr; they are refused by default.
 	AllowGuests bool
+	// AdminClientApps are client applications (azp/appid) whose user tokens the admin API accepts besides the
+	// console's (the API's own app registration); AdminAnyClientApp ("*") accepts every client.
+	AdminClientApps   []string
+	AdminAnyClientApp bool
 }
 
 // Setting describes one app setting: the single list the README table, local.settings.sample.json and the
@@ -245,6 +250,7 @@ var Settings = []Setting{
 	{Name: "AZSCEP_API_GRAPH_URL", Default: "https://graph.microsoft.com/", Azure: "optional", Doc: "Graph base URL for device ownership checks"},
 	{Name: "AZSCEP_API_PROFILE", Default: "api", Azure: "optional", Doc: "profile `/api/csr` issues with"},
 	{Name: "AZSCEP_API_CLIENT_APPS", Azure: "optional", Doc: "comma-separated client application IDs (`azp`/`appid`) allowed to call `/api/csr`; empty = any client the tenant lets obtain a token"},
+	{Name: "AZSCEP_ADMIN_CLIENT_APPS", Azure: "optional", Doc: "comma-separated client application IDs whose *user* tokens the admin API accepts besides the console's (the API's own app registration), e.g. the Azure CLI's `04b07795-8ddb-461a-bbee-02f9e1bf7b46`; `*` = any; app-only tokens are bound by their own role assignment"},
 	{Name: "AZSCEP_API_ALLOW_GUESTS", Default: "false", Azure: "optional", Doc: "let guest (B2B, external) accounts use `/api/csr`"},
 	{Name: "AZSCEP_API_PROFILES", Azure: "optional", Doc: "further profiles `CSR.Request.Db` callers (and the console) may choose with `/api/csr?profile=NAME`, comma-separated"},
 	{Name: "AZSCEP_API_RETRY_WINDOW", Default: "10m", Azure: "optional", Doc: "a retry of the same CSR by the same caller within this window returns the same certificate"},
@@ -451,14 +457,15 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 			ClientApps:    splitList(p.str("AZSCEP_API_CLIENT_APPS", "")),
 			AllowGuests:   p.bool("AZSCEP_API_ALLOW_GUESTS", false),
 		}
+		admins := splitList(p.str("AZSCEP_ADMIN_CLIENT_APPS", ""))
 		if c.API.TenantID == "" && !c.DevIssuer {
 			return
 		}
-		for i, id := range c.API.ClientApps {
-			if !entra.IsGUID(id) {
-				p.fail("AZSCEP_API_CLIENT_APPS", fmt.Sprintf("%q is not an application (client) ID", id))
-			}
-			c.API.ClientApps[i] = strings.ToLower(id)
+		c.API.ClientApps = p.clientApps("AZSCEP_API_CLIENT_APPS", c.API.ClientApps)
+		if slices.Equal(admins, []string{"*"}) {
+			c.API.AdminAnyClientApp = true
+		} else {
+			c.API.AdminClientApps = p.clientApps("AZSCEP_ADMIN_CLIENT_APPS", admins)
 		}
 		if c.API.TenantID != "" && len(c.API.Audiences) == 0 {
 			p.fail("AZSCEP_API_AUDIENCES", "is required when the API is enabled")
@@ -824,6 +831,18 @@ func (p *parser) intune(c *IntuneConfig) {
 		{"AZSCEP_INTUNE_GRAPH_URL", c.GraphURL}, {"AZSCEP_INTUNE_RESOURCE_URL", c.ResourceURL}} {
 		p.httpsURL(s.name, s.v, false)
 	}
+}
+
+// clientApps checks that every entry of the setting is an application (client) ID and lower-cases it, as tokens'
+// azp/appid are compared.
+func (p *parser) clientApps(name string, ids []string) []string {
+	for i, id := range ids {
+		if !entra.IsGUID(id) {
+			p.fail(name, fmt.Sprintf("%q is not an application (client) ID", id))
+		}
+		ids[i] = strings.ToLower(id)
+	}
+	return ids
 }
 
 func splitList(v string) []string {

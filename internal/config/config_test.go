@@ -167,6 +167,8 @@ func TestBadSettings(t *testing.T) {
 		{"profile match-all DNS pattern", localEnv("AZSCEP_PROFILE_NET=dns=**"), "AZSCEP_PROFILE_NET", "profile/net"},
 		{"profile match-all UPN pattern", localEnv("AZSCEP_PROFILE_NET=upn=*@*"), "AZSCEP_PROFILE_NET", "profile/net"},
 		{"api client app not a GUID", localEnv("AZSCEP_DEV_ISSUER=true", "AZSCEP_API_CLIENT_APPS=my-app"), "AZSCEP_API_CLIENT_APPS", "api"},
+		{"admin client app not a GUID", localEnv("AZSCEP_DEV_ISSUER=true", "AZSCEP_ADMIN_CLIENT_APPS=az-cli"), "AZSCEP_ADMIN_CLIENT_APPS", "api"},
+		{"admin any client beside a list", localEnv("AZSCEP_DEV_ISSUER=true", "AZSCEP_ADMIN_CLIENT_APPS=*,0a1b2c3d-0000-4000-8000-000000000001"), "AZSCEP_ADMIN_CLIENT_APPS", "api"},
 		{"api allow guests", localEnv("AZSCEP_DEV_ISSUER=true", "AZSCEP_API_ALLOW_GUESTS=maybe"), "AZSCEP_API_ALLOW_GUESTS", "api"},
 		{"intune tenant", localEnv("AZSCEP_SCEP_ENDPOINTS=intune,static"), "AZSCEP_INTUNE_TENANT_ID", "intune"},
 		{"intune endpoint goes with intune", localEnv("AZSCEP_SCEP_ENDPOINTS=intune,static"), "AZSCEP_INTUNE_TENANT_ID", "scep/intune"},
@@ -387,7 +389,15 @@ func TestAPIClientAppsAndGuests(t *testing.T) {
 	if !slices.Equal(c.API.ClientApps, want) || !c.API.AllowGuests {
 		t.Fatalf("API = %+v", c.API)
 	}
-	if c, err = Load(localEnv("AZSCEP_DEV_ISSUER=true")); err != nil || len(c.API.ClientApps) != 0 || c.API.AllowGuests {
+	if c, err = Load(localEnv("AZSCEP_DEV_ISSUER=true")); err != nil || len(c.API.ClientApps) != 0 || c.API.AllowGuests ||
+		len(c.API.AdminClientApps) != 0 || c.API.AdminAnyClientApp {
 		t.Fatalf("defaults: %+v, %v", c.API, err)
+	}
+	if c, err = Load(localEnv("AZSCEP_DEV_ISSUER=true", "AZSCEP_ADMIN_CLIENT_APPS=04B07795-8DDB-461A-BBEE-02F9E1BF7B46")); err != nil ||
+		!slices.Equal(c.API.AdminClientApps, []string{"04b07795-8ddb-461a-bbee-02f9e1bf7b46"}) || c.API.AdminAnyClientApp {
+		t.Fatalf("admin client apps: %+v, %v", c.API, err)
+	}
+	if c, err = Load(localEnv("AZSCEP_DEV_ISSUER=true", "AZSCEP_ADMIN_CLIENT_APPS= * ")); err != nil || !c.API.AdminAnyClientApp {
+		t.Fatalf("admin any client: %+v, %v", c.API, err)
 	}
 }
