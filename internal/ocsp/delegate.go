@@ -38,16 +38,45 @@ type delegate struct {
 	sigAlgID    pkix.AlgorithmIdentifier
 	responderID asn1.RawValue // ResponderID byKey, RFC 5019 §2.2.3 preference
 	renewAt     time.Time
+	// endsWithCA: the certificate was cut to the CA certificate's notAfter (RFC 5280: a certificate must not
+	// outlive its issuer), so no renewal can give a later one.
+	endsWithCA bool
 }
 
-// usableFor reports whether responses produced at now (valid until now+validity) stay within the certificate.
+// usableFor reports whether responses produced at now stay within the certificate: for the full validity
+// (now+validity), or, for a certificate that ends with the CA, with nextUpdate cut to its notAfter (see
+// nextUpdate). Without that second case, the CA's last validity would fail this check on every request and
+// each one would renew the certificate: a Key Vault signature and a store record per response.
 func (d *delegate) usableFor(now time.Time, validity time.Duration) bool {
-	return d != nil && !now.Before(d.cert.NotBefore) && !now.Add(validity).After(d.cert.NotAfter)
+	switch {
+	case d == nil || now.Before(d.cert.NotBefore):
+		return false
+	case d.endsWithCA:
+		return now.Before(d.cert.NotAfter)
+	}
+	return !now.Add(validity).After(d.cert.NotAfter)
+}
+
+// nextUpdate is thisUpdate+validity, cut to the certificate's notAfter: a relying party accepts a response only
+// while its signer is authorised (RFC 6960 §3.2), so a response must not claim to be good for longer than the
+// certificate that signs it — and so never beyond the CA's notAfter. The cut only happens in the CA's last
+// response validity; before it usableFor already keeps thisUpdate+validity inside the certificate.
+func (d *delegate) nextUpdate(thisUpdate time.Time, validity time.Duration) time.Time {
+	next := thisUpdate.Add(validity)
+	if next.After(d.cert.NotAfter) {
+		return d.cert.NotAfter
+	}
+	return next
 }
 
 // newDelegate generates a responder key and has the CA sign its certificate: the only CA-key operation the
-// OCSP path makes, once per renewal.
+// OCSP path makes, once per renewal. The certificate ends validity after now, or with the CA certificate if
+// that is sooner; once the CA has expired there is nothing left to sign for, and it fails before the CA key is
+// used or anything is recorded.
 func newDelegate(ctx context.Context, rec Recorder, ca *x509.Certificate, caSigner crypto.Signer, caSigAlg x509.SignatureAlgorithm, keyType KeyType, validity time.Duration, now time.Time) (*delegate, error) {
+	if !now.Before(ca.NotAfter) {
+		return nil, caExpired(ca)
+	}
 	var (
 		key      crypto.Signer
 		err      error
@@ -88,11 +117,18 @@ func newDelegate(ctx context.Context, rec Recorder, ca *x509.Certificate, caSign
 		return nil, err
 	}
 	notBefore := now.Add(-responderCertBackdate).UTC().Truncate(time.Second)
+	notAfter := now.Add(validity).UTC().Truncate(time.Second)
+	// Never past the CA's notAfter: relying parties reject a certificate that outlives its issuer (RFC 5280
+	// path validation checks every certificate's validity at the same time).
+	endsWithCA := !notAfter.Before(ca.NotAfter)
+	if endsWithCA {
+		notAfter = ca.NotAfter.UTC()
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: responderCommonName(ca), Organization: ca.Subject.Organization},
 		NotBefore:             notBefore,
-		NotAfter:              now.Add(validity).UTC().Truncate(time.Second),
+		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageOCSPSigning},
 		BasicConstraintsValid: true,
@@ -122,15 +158,28 @@ func newDelegate(ctx context.Context, rec Recorder, ca *x509.Certificate, caSign
 			return nil, fmt.Errorf("recording responder certificate: %w", err)
 		}
 	}
+	// Renew at half-life so a failed renewal leaves plenty of time to retry; except a certificate that ends with
+	// the CA: its successor would end at the same instant, so it serves until then and is never renewed (renewing
+	// at each half-life of what is left would sign a new one every few minutes as the end nears).
+	renewAt := notBefore.Add(cert.NotAfter.Sub(notBefore) / 2)
+	if endsWithCA {
+		renewAt = cert.NotAfter
+	}
 	return &delegate{
 		key:         key,
 		cert:        cert,
 		hash:        crypto.SHA256,
 		sigAlgID:    sigAlgID,
 		responderID: asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 2, IsCompound: true, Bytes: keyHashDER},
-		// Renew at half-life so a failed renewal leaves plenty of time to retry.
-		renewAt: notBefore.Add(cert.NotAfter.Sub(notBefore) / 2),
+		renewAt:     renewAt,
+		endsWithCA:  endsWithCA,
 	}, nil
+}
+
+// caExpired is the error for an OCSP request once the CA certificate has expired: no responder certificate can
+// be issued (it would outlive its issuer) and none that exists is valid any longer.
+func caExpired(ca *x509.Certificate) error {
+	return fmt.Errorf("%w: the CA certificate expired at %s", ErrInvalidIssuer, ca.NotAfter.UTC().Format(time.RFC3339))
 }
 
 // responderCommonName derives a CN distinct from the CA's, within the 64-character ub-common-name.

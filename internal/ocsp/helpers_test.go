@@ -80,6 +80,12 @@ type testCA struct {
 
 func newTestCA(t testing.TB, key crypto.Signer, cn string) *testCA {
 	t.Helper()
+	return newTestCAUntil(t, key, cn, time.Date(2035, 1, 1, 0, 0, 0, 0, time.UTC))
+}
+
+// newTestCAUntil is newTestCA with a CA certificate that ends at notAfter.
+func newTestCAUntil(t testing.TB, key crypto.Signer, cn string, notAfter time.Time) *testCA {
+	t.Helper()
 	if key == nil {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
@@ -91,7 +97,7 @@ func newTestCA(t testing.TB, key crypto.Signer, cn string) *testCA {
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: cn, Organization: []string{"azscep"}},
 		NotBefore:             time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
-		NotAfter:              time.Date(2035, 1, 1, 0, 0, 0, 0, time.UTC),
+		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
@@ -142,9 +148,17 @@ type fixture struct {
 	r     *Responder
 }
 
+// fixtureStart is the fixture clock's starting time.
+var fixtureStart = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
 func newFixture(t testing.TB, opts Options) *fixture {
 	t.Helper()
-	f := &fixture{ca: newTestCA(t, nil, "azscep test CA"), src: newMemStatus(), clock: testca.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)), logs: &testca.LogBuffer{}}
+	return newFixtureWithCA(t, newTestCA(t, nil, "azscep test CA"), opts)
+}
+
+func newFixtureWithCA(t testing.TB, ca *testCA, opts Options) *fixture {
+	t.Helper()
+	f := &fixture{ca: ca, src: newMemStatus(), clock: testca.NewClock(fixtureStart), logs: &testca.LogBuffer{}}
 	if opts.Clock == nil {
 		opts.Clock = f.clock
 	}

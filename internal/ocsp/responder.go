@@ -2,9 +2,9 @@
 // caching).
 //
 // Responses are signed by a delegated responder: each instance generates an in-memory key and has the CA sign a
-// short-lived certificate for it (EKU OCSPSigning, id-pkix-ocsp-nocheck), renewed lazily at half-life. The CA key
-// (in Key Vault) is therefore used once per renewal and never per response, and signed nonce-less responses are
-// cached per serial until shortly before their nextUpdate.
+// short-lived certificate for it (EKU OCSPSigning, id-pkix-ocsp-nocheck, never past the CA's notAfter), renewed
+// lazily at half-life. The CA key (in Key Vault) is therefore used once per renewal and never per response, and
+// signed nonce-less responses are cached per serial until shortly before their nextUpdate.
 //
 // The package is pure: certificate status comes from a StatusSource the storage layer implements.
 package ocsp
@@ -134,7 +134,8 @@ type Options struct {
 	// CacheMargin: cached responses are re-signed this long before nextUpdate; default DefaultCacheMargin.
 	CacheMargin time.Duration
 	// ResponderCertValidity of each responder certificate; default DefaultResponderCertValidity, at least
-	// 4 × ResponseValidity.
+	// 4 × ResponseValidity. A certificate never ends after the CA certificate: in the CA's last
+	// ResponderCertValidity it ends with the CA and responses' nextUpdate is cut to it.
 	ResponderCertValidity time.Duration
 	// CacheSize bounds the cached responses; default DefaultCacheSize.
 	CacheSize int
@@ -433,7 +434,7 @@ func (r *Responder) build(ctx context.Context, req *request, cacheable bool, epo
 	}
 	now := r.clock.Now()
 	single.thisUpdate = now.UTC().Truncate(time.Second)
-	single.nextUpdate = single.thisUpdate.Add(r.opts.ResponseValidity)
+	single.nextUpdate = d.nextUpdate(single.thisUpdate, r.opts.ResponseValidity)
 	der, err := marshalResponse(d, req, single, now)
 	if err != nil {
 		return respInternal, err
@@ -483,8 +484,18 @@ const renewalWait = 2 * time.Second
 // currentDelegate returns a responder key and certificate, renewing at half-life. Renewal is shared between
 // concurrent callers (one CA signature per renewal); if it fails, the old delegate is used while responses
 // still fit inside its certificate, and further attempts wait RetryBackoff.
+//
+// In the CA's last ResponderCertValidity the certificate ends with the CA and is not renewed: the responder keeps
+// signing with it and cuts each response's nextUpdate to its notAfter, which is the CA's (delegate.nextUpdate).
+// (In its last CacheMargin a response is already stale when signed, so it is not served from the cache: each
+// request signs anew with the in-memory key, still without the CA key.) Signing those last responses with the CA
+// key instead would also be valid, but costs a Key Vault signature per response. Once the CA has expired every
+// request is tryLater, with no renewal attempt.
 func (r *Responder) currentDelegate(ctx context.Context) (*delegate, error) {
 	now := r.clock.Now()
+	if !now.Before(r.ca.NotAfter) {
+		return nil, caExpired(r.ca)
+	}
 	validity := r.opts.ResponseValidity
 	d := r.delegate.Load()
 	if d != nil && now.Before(d.renewAt) && d.usableFor(now, validity) {
