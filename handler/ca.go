@@ -26,7 +26,7 @@ func command(ctx context.Context, cfg *config.Config, log *slog.Logger, args []s
 		if len(args) < 2 {
 			return fmt.Errorf("ca needs a command: %w", errUsage)
 		}
-		return caCommand(ctx, cfg, args[1], args[2:], os.Stdout)
+		return caCommand(ctx, cfg, args[1], args[2:], os.Stdout, buildOptions{})
 	case "revocation-sync":
 		return revocationSyncCommand(ctx, cfg, log, os.Stdout)
 	case "local-help":
@@ -35,7 +35,9 @@ func command(ctx context.Context, cfg *config.Config, log *slog.Logger, args []s
 	return fmt.Errorf("unknown command %q: %w", args[0], errUsage)
 }
 
-func caCommand(ctx context.Context, cfg *config.Config, sub string, args []string, out io.Writer) error {
+// caCommand runs `azscep ca sub`. opts.store, opts.credential and opts.kvOptions replace Table Storage, the admin's
+// credential and the Key Vault transport in tests; production passes the zero value.
+func caCommand(ctx context.Context, cfg *config.Config, sub string, args []string, out io.Writer, opts buildOptions) error {
 	fs, o := caFlags(sub)
 	if fs == nil {
 		return fmt.Errorf("unknown ca command %q: %w", sub, errUsage)
@@ -61,23 +63,27 @@ func caCommand(ctx context.Context, cfg *config.Config, sub string, args []strin
 	}
 	now := time.Now()
 	// The store records every RA certificate (local mode too: Azurite).
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		return err
+	st := opts.store
+	if st == nil {
+		if st, err = openStore(ctx, cfg); err != nil {
+			return err
+		}
 	}
 	if cfg.Mode == config.ModeLocal {
 		return caLocal(ctx, cfg, st, sub, name, days, o.keyType, o.compromised, now, out)
 	}
-	cred, err := azureCredential(cfg)
-	if err != nil {
-		return err
+	cred := opts.credential
+	if cred == nil {
+		if cred, err = azureCredential(cfg); err != nil {
+			return err
+		}
 	}
 	who, err := describeIdentity(ctx, cfg.KeyVaultURL, cred)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "azscep: acting as %s\n", who)
-	v, err := vault(cfg, cred, st, nil)
+	v, err := vault(cfg, cred, st, opts.kvOptions)
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -39,13 +42,7 @@ func run(args []string) int {
 	defer stop()
 	if len(args) > 0 {
 		if err := command(ctx, cfg, log, args); err != nil {
-			if errors.Is(err, errUsage) {
-				fmt.Fprintf(os.Stderr, "azscep: %s\n\n%s", strings.TrimSuffix(err.Error(), ": "+errUsage.Error()),
-					mustHelp(args[:min(2, len(args))]...))
-				return 2
-			}
-			fmt.Fprintf(os.Stderr, "azscep: %v\n", err)
-			return 1
+			return commandFailed(cfg, args, err, os.Stderr)
 		}
 		return 0
 	}
@@ -59,6 +56,48 @@ func run(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// commandFailed prints why an admin command failed and returns its exit status: 2 for a wrong command line (with
+// the usage) or a configuration error, 1 otherwise. Exit 1 is what the postprovision hook retries (for 12 minutes,
+// while role assignments apply), so a fault that no wait fixes must be exit 2: among them a Key Vault or Table
+// Storage host name that does not exist (unresolvableEndpoint).
+func commandFailed(cfg *config.Config, args []string, err error, stderr io.Writer) int {
+	if errors.Is(err, errUsage) {
+		fmt.Fprintf(stderr, "azscep: %s\n\n%s", strings.TrimSuffix(err.Error(), ": "+errUsage.Error()),
+			mustHelp(args[:min(2, len(args))]...))
+		return 2
+	}
+	if msg, ok := unresolvableEndpoint(cfg, err); ok {
+		fmt.Fprintf(stderr, "azscep: configuration error: %s\n", msg)
+		return 2
+	}
+	fmt.Fprintf(stderr, "azscep: %v\n", err)
+	return 1
+}
+
+// unresolvableEndpoint says which setting is wrong when err comes from a DNS answer that the host of
+// AZSCEP_KEYVAULT_URL or AZSCEP_TABLES_ENDPOINT does not exist (NXDOMAIN: *net.DNSError with IsNotFound): a typo in
+// the vault or storage account name. A timeout or a temporary resolver failure (IsTimeout, IsTemporary) is not,
+// nor is a missing name that is not ours (a sign-in endpoint: the machine's DNS, not a setting). Only the one-shot
+// commands ask: the Key Vault client still retries such a failure like any transport failure, and serving keeps
+// waiting it out at start-up (transientAtStart), as it would a private DNS zone that is not linked yet.
+func unresolvableEndpoint(cfg *config.Config, err error) (string, bool) {
+	var dnsErr *net.DNSError
+	if !errors.As(err, &dnsErr) || !dnsErr.IsNotFound || dnsErr.IsTemporary || dnsErr.IsTimeout {
+		return "", false
+	}
+	host := strings.TrimSuffix(dnsErr.Name, ".")
+	for _, e := range []struct{ what, url, setting, name string }{
+		{"Key Vault", cfg.KeyVaultURL, "AZSCEP_KEYVAULT_URL", "the vault name"},
+		{"Table Storage", cfg.TablesEndpoint, "AZSCEP_TABLES_ENDPOINT", "the storage account name"},
+	} {
+		if u, perr := url.Parse(e.url); perr == nil && u.Hostname() != "" && strings.EqualFold(u.Hostname(), host) {
+			return fmt.Sprintf("%s host %s does not resolve (%s): check %s (%s)", e.what, u.Hostname(), dnsErr.Err,
+				e.setting, e.name), true
+		}
+	}
+	return "", false
 }
 
 // newLogger writes JSON lines to stdout: the Functions host logs every stderr line as an error, so stderr is

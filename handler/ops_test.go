@@ -15,15 +15,19 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
 	"github.com/azscep/azscep/internal/config"
+	"github.com/azscep/azscep/internal/keyvault"
 	"github.com/azscep/azscep/internal/store/azuritetest"
+	"github.com/azscep/azscep/internal/store/memstore"
 	"github.com/azscep/azscep/internal/testca"
 )
 
@@ -461,5 +465,134 @@ func TestAdminCommandsSayWhoTheyAre(t *testing.T) {
 	}
 	if got := identityFromToken("opaque"); strings.Contains(got, "opaque") {
 		t.Errorf("an opaque token is echoed: %q", got)
+	}
+}
+
+// failingDial is a Key Vault transport whose every connection fails with dnsErr, the way net.Dialer reports a
+// failed lookup; dials counts the attempts.
+func failingDial(dnsErr net.DNSError, dials *atomic.Int32) *azkeys.ClientOptions {
+	return &azkeys.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: &http.Client{Transport: &http.Transport{
+		DialContext: func(_ context.Context, network, addr string) (net.Conn, error) {
+			dials.Add(1)
+			e := dnsErr
+			e.Name, _, _ = net.SplitHostPort(addr)
+			return nil, &net.OpError{Op: "dial", Net: network, Err: &e}
+		},
+	}}}}
+}
+
+// runCAInit runs `azscep ca init` in azure mode against vaultURL with kvOptions as the Key Vault transport, a fake
+// sign-in and an in-memory store, and returns the exit status, what the operator sees on stderr, the error and how
+// long it took.
+func runCAInit(t *testing.T, vaultURL string, kvOptions *azkeys.ClientOptions) (int, string, error, time.Duration) {
+	t.Helper()
+	cfg, err := config.Load([]string{"AZSCEP_MODE=azure", "AZSCEP_BASE_URL=https://ca.example.test",
+		"AZSCEP_TABLES_ENDPOINT=https://tables.example.test", "AZSCEP_KEYVAULT_URL=" + vaultURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := buildOptions{store: memstore.New(), kvOptions: kvOptions,
+		credential: &tokenCredential{token: fakeJWT(`{"upn":"alice@contoso.com","oid":"o-1","tid":"t-1"}`)}}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	args := []string{"ca", "init"}
+	err = caCommand(ctx, cfg, "init", nil, io.Discard, opts)
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("ca init succeeded against a vault that does not resolve")
+	}
+	var stderr bytes.Buffer
+	code := commandFailed(cfg, args, err, &stderr)
+	return code, stderr.String(), err, took
+}
+
+// TestCAInitUnresolvableVaultFailsFast: a Key Vault URL whose host does not exist (NXDOMAIN: a typo in the vault
+// name) makes `ca init` a configuration error at once — exit 2, one line naming the host and the setting — instead
+// of exit 1, which the postprovision hook retried for 12 minutes (36 tries, 20 s apart). The host is under .invalid
+// (RFC 6761: never resolves). Serving keeps waiting such a failure out, as before.
+func TestCAInitUnresolvableVaultFailsFast(t *testing.T) {
+	check := func(t *testing.T, host string, code int, stderr string, err error, took time.Duration) {
+		t.Helper()
+		if code != 2 || !strings.HasPrefix(stderr, "azscep: configuration error: Key Vault host "+host+" does not resolve") ||
+			!strings.Contains(stderr, "AZSCEP_KEYVAULT_URL") || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("exit %d, stderr %q; want exit 2 and one line naming %s and AZSCEP_KEYVAULT_URL (err: %v)", code, stderr, host, err)
+		}
+		if took > 10*time.Second {
+			t.Errorf("ca init took %s to give up", took)
+		}
+		if !transientAtStart(err) {
+			t.Errorf("serving would stop on %v; it should keep waiting it out", err)
+		}
+	}
+	t.Run("injected", func(t *testing.T) {
+		const host = "kv-azscep-typo.vault.invalid"
+		var dials atomic.Int32
+		code, stderr, err, took := runCAInit(t, "https://"+host+"/",
+			failingDial(net.DNSError{Err: "no such host", IsNotFound: true}, &dials))
+		check(t, host, code, stderr, err, took)
+		if dials.Load() == 0 {
+			t.Error("the vault was never dialled")
+		}
+	})
+	t.Run("resolver", func(t *testing.T) {
+		// The real resolver, where it answers NXDOMAIN for .invalid promptly (not every sandbox has DNS).
+		const host = "kv-azscep-typo.vault.azure.invalid"
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, lerr := net.DefaultResolver.LookupHost(ctx, host)
+		cancel()
+		var dnsErr *net.DNSError
+		if !errors.As(lerr, &dnsErr) || !dnsErr.IsNotFound {
+			t.Skipf("this machine's resolver does not answer NXDOMAIN for %s: %v", host, lerr)
+		}
+		direct := &azkeys.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: &http.Client{
+			Transport: &http.Transport{DialContext: (&net.Dialer{}).DialContext}}}} // no proxy: the lookup is ours
+		code, stderr, err, took := runCAInit(t, "https://"+host+"/", direct)
+		check(t, host, code, stderr, err, took)
+	})
+}
+
+// TestCAInitTemporaryDNSFailureRetried: a resolver that times out or fails temporarily (SERVFAIL) is not a
+// configuration error: Key Vault's calls retry it as before and the command exits 1, which the postprovision hook
+// retries.
+func TestCAInitTemporaryDNSFailureRetried(t *testing.T) {
+	for name, dnsErr := range map[string]net.DNSError{
+		"temporary":            {Err: "server misbehaving", IsTemporary: true},
+		"timeout":              {Err: "i/o timeout", IsTimeout: true, IsTemporary: true},
+		"not found, temporary": {Err: "no such host", IsNotFound: true, IsTemporary: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var dials atomic.Int32
+			code, stderr, err, _ := runCAInit(t, "https://kv-azscep.vault.azure.net/", failingDial(dnsErr, &dials))
+			if code != 1 || strings.Contains(stderr, "configuration error") {
+				t.Errorf("exit %d, stderr %q; want exit 1 (retried by the hook)", code, stderr)
+			}
+			if !errors.Is(err, keyvault.ErrUnavailable) {
+				t.Errorf("err = %v, want keyvault.ErrUnavailable", err)
+			}
+			if n := dials.Load(); n != 4 {
+				t.Errorf("%d dials, want 4 (the Key Vault client's default attempts)", n)
+			}
+		})
+	}
+}
+
+// TestUnresolvableEndpointOnlyOurs: only a missing name of a configured endpoint is a configuration error; the Table
+// Storage endpoint is named with its own setting, and a missing sign-in host (the machine's DNS) is left alone.
+func TestUnresolvableEndpointOnlyOurs(t *testing.T) {
+	cfg := &config.Config{KeyVaultURL: "https://kv-a.vault.azure.net/", TablesEndpoint: "https://sta.table.core.windows.net"}
+	wrap := func(name string) error {
+		return fmt.Errorf("creating tables: %w", &net.OpError{Op: "dial", Net: "tcp",
+			Err: &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}})
+	}
+	if msg, ok := unresolvableEndpoint(cfg, wrap("STA.table.core.windows.net.")); !ok ||
+		!strings.Contains(msg, "Table Storage host sta.table.core.windows.net does not resolve") || !strings.Contains(msg, "AZSCEP_TABLES_ENDPOINT") {
+		t.Errorf("tables host: %q, %t", msg, ok)
+	}
+	if msg, ok := unresolvableEndpoint(cfg, wrap("login.microsoftonline.com")); ok {
+		t.Errorf("sign-in host reported as a setting: %q", msg)
+	}
+	if msg, ok := unresolvableEndpoint(cfg, errors.New("lookup kv-a.vault.azure.net: no such host")); ok {
+		t.Errorf("a message without a *net.DNSError classified: %q", msg)
 	}
 }

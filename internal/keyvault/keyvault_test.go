@@ -13,6 +13,7 @@ import (
 	"crypto/sha512"
 	"crypto/x509"
 	"errors"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -619,6 +620,48 @@ func TestTransportFailureUnavailable(t *testing.T) {
 	}
 	if got := len(e.sleeps.get()); got != 2 {
 		t.Fatalf("waits = %d, want 2 (3 attempts)", got)
+	}
+}
+
+// TestDNSFailuresRetried: a failed lookup of the vault's host is a transport failure like any other — retried
+// within the budget, then ErrUnavailable — whether the resolver timed out, failed temporarily or answered that the
+// name does not exist; the *net.DNSError stays reachable with errors.As, so a one-shot admin command can tell a
+// vault name that does not exist (a configuration error) from a resolver that is down.
+func TestDNSFailuresRetried(t *testing.T) {
+	testKeys(t)
+	f := kvfake.New(t)
+	for name, dnsErr := range map[string]net.DNSError{
+		"temporary": {Err: "server misbehaving", IsTemporary: true},
+		"timeout":   {Err: "i/o timeout", IsTimeout: true, IsTemporary: true},
+		"not found": {Err: "no such host", IsNotFound: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dials := 0
+			dial := func(_ context.Context, network, addr string) (net.Conn, error) {
+				dials++
+				e := dnsErr
+				e.Name, _, _ = net.SplitHostPort(addr)
+				return nil, &net.OpError{Op: "dial", Net: network, Err: &e}
+			}
+			c, err := keyvault.NewClient("https://kv-azscep.vault.invalid/", f.Credential(), &azkeys.ClientOptions{
+				ClientOptions: azcore.ClientOptions{Transport: &http.Client{Transport: &http.Transport{DialContext: dial}}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sleeps := &sleepRecorder{}
+			_, err = keyvault.New(context.Background(), c, "ca", "", keyvault.Options{MaxAttempts: 3, Sleep: sleeps.sleep})
+			if !errors.Is(err, keyvault.ErrUnavailable) {
+				t.Fatalf("err = %v, want ErrUnavailable", err)
+			}
+			var got *net.DNSError
+			if !errors.As(err, &got) || got.Name != "kv-azscep.vault.invalid" || got.IsNotFound != dnsErr.IsNotFound ||
+				got.IsTemporary != dnsErr.IsTemporary || got.IsTimeout != dnsErr.IsTimeout {
+				t.Fatalf("err = %v: the *net.DNSError is lost or changed (%+v)", err, got)
+			}
+			if dials != 3 || len(sleeps.get()) != 2 {
+				t.Fatalf("%d dials and %d waits, want 3 attempts", dials, len(sleeps.get()))
+			}
+		})
 	}
 }
 

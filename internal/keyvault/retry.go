@@ -20,6 +20,11 @@ import (
 // with exponential backoff (honouring Retry-After) until MaxAttempts requests
 // were sent or the next wait would exceed MaxWait in total. Everything else
 // fails at once. The returned error is classified (see the sentinels).
+//
+// A failed lookup of the vault's host is a transport failure too, even a name
+// that does not exist (a private DNS zone may not be linked yet); its
+// *net.DNSError stays reachable with errors.As, so that a one-shot admin
+// command can report a mistyped vault name as a configuration error instead.
 func (k *Key) call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
 	var (
 		waited     time.Duration
