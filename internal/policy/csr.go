@@ -531,8 +531,8 @@ func checkSAN(req *Request, p *Profile, der []byte) error {
 				return reject(CodeSAN, "DNS names are not allowed by profile %s", p.Name)
 			}
 			d := string(gn.Bytes)
-			if !validDNSName(d) {
-				return reject(CodeSAN, "DNS name %q is malformed", clip(d))
+			if !validDNSName(d) || numericHost(d) {
+				return reject(CodeSAN, "DNS name %q is malformed or an IP address", clip(d))
 			}
 			if !p.AllowsDNS(d) {
 				return reject(CodeSAN, "DNS name %q is not allowed by profile %s", clip(d), p.Name)
@@ -675,7 +675,7 @@ func checkSubject(raw []byte, p *Profile) error {
 		// one (in DER order) leftmost: DC=com, DC=evil names evil.com though neither label is a name alone. It is
 		// the domain of the hosts the profile allows, so *.corp.example.com allows DC=corp, DC=example, DC=com.
 		slices.Reverse(dcs)
-		if d := strings.Join(dcs, "."); !validDNSName(d) || !p.AllowsDomain(d) {
+		if d := strings.Join(dcs, "."); !validDNSName(d) || numericHost(d) || !p.AllowsDomain(d) {
 			return reject(CodeSubject, "domain components name %q, a domain profile %s does not allow", clip(d), p.Name)
 		}
 	}

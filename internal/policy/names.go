@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -202,7 +203,8 @@ func (p uriPattern) match(u *url.URL) bool {
 		return true
 	}
 	// A host pattern needs a hierarchical URI with a host and no user info (which some parsers read as the host).
-	return u.Opaque == "" && u.User == nil && u.Host != "" && p.host.match(u.Hostname())
+	return u.Opaque == "" && u.User == nil && u.Host != "" && validDNSName(u.Hostname()) && !numericHost(u.Hostname()) &&
+		p.host.match(u.Hostname())
 }
 
 func parseIPPattern(s string) (*net.IPNet, error) {
@@ -222,6 +224,9 @@ func parseIPPattern(s string) (*net.IPNet, error) {
 	}
 	if !ip.Equal(n.IP) {
 		return nil, fmt.Errorf("%q has host bits set (did you mean %s?)", s, n)
+	}
+	if v4 := n.IP.To4(); v4 != nil && len(n.IP) == net.IPv6len {
+		return nil, fmt.Errorf("%q is an IPv4-mapped block: write it as an IPv4 block", s)
 	}
 	if ones, _ := n.Mask.Size(); ones == 0 {
 		return nil, fmt.Errorf("%q matches every address: write * to allow any", s)
@@ -368,7 +373,7 @@ func checkNameLike(p *Profile, what, v string) error {
 			return refuse("a UPN or e-mail address")
 		}
 	case ipAddress:
-		if !p.AllowsIP(net.ParseIP(v)) {
+		if ip := net.ParseIP(v); ip == nil || !p.AllowsIP(ip) {
 			return refuse("an IP address")
 		}
 	case uriLike:
@@ -399,7 +404,9 @@ func nameKindOf(v string) nameKind {
 	switch {
 	case strings.Contains(v, "@"):
 		return emailLike
-	case net.ParseIP(v) != nil:
+	case net.ParseIP(v) != nil, strings.Contains(v, ".") && numericHost(v):
+		// "10.1" and "0x0a.0.0.1" are 10.0.0.1 to inet_aton. A single number is not: a CN may be an IMEI or a
+		// serial number.
 		return ipAddress
 	case looksLikeURI(v):
 		return uriLike
@@ -472,4 +479,12 @@ func looksLikeURI(v string) bool {
 		return ok
 	}
 	return false
+}
+
+// numericHost is true for a name whose last label is a number (decimal, 0x hex or octal): inet_aton and many TLS
+// stacks read "10.0.0.1", "10.1" and "0x0a000001" as IPv4 addresses; no top-level domain is numeric.
+func numericHost(d string) bool {
+	last := d[strings.LastIndex(d, ".")+1:]
+	_, err := strconv.ParseUint(last, 0, 32)
+	return err == nil
 }
