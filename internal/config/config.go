@@ -375,6 +375,10 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 				return
 			}
 			c.Profiles[prof.Name] = prof
+			if p.written == nil {
+				p.written = map[string]bool{}
+			}
+			p.written[prof.Name] = true
 		}) {
 			// Never fall back to a built-in profile of the same name: it is not the policy the operator wrote.
 			delete(c.Profiles, name)
@@ -538,6 +542,8 @@ type parser struct {
 	// problem of each feature.
 	scope  string
 	faults map[string]*Error
+	// written are the profiles AZSCEP_PROFILE_<NAME> defines (the rest are built-in).
+	written map[string]bool
 }
 
 // feature reads the settings of one optional feature: every p.fail inside parse disables that feature (the first
@@ -745,6 +751,13 @@ func (p *parser) endpoint(name string, local bool, profiles map[string]*policy.P
 		p.fail(key, "cacert must be chain or single")
 	}
 	p.profile(key, e.Profile, profiles)
+	if e.Challenge == "static" && e.Profile != "device" && !p.written[e.Profile] {
+		// The built-in intune and api profiles allow any UPN and e-mail name (intune also SID and device URIs)
+		// because Intune or an Entra role authorizes each request's names; behind a shared static secret nobody
+		// does, and a UPN SAN is what Entra certificate-based authentication binds a user by.
+		p.fail(key, fmt.Sprintf("a static challenge cannot use the built-in profile %q, which lets anyone with the secret "+
+			"name any user; write the names this endpoint may issue in AZSCEP_PROFILE_<NAME>", e.Profile))
+	}
 	if e.Challenge == "static" {
 		e.Secret = p.getenv(key + "_SECRET")
 		if e.Secret == "" && local && e.Name == "static" {

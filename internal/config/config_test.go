@@ -101,25 +101,45 @@ func TestEndpointAndProfileSettings(t *testing.T) {
 // TestDefaultIntuneProfileNeedsIntunesChallenge: an endpoint without a profile gets the intune profile only when it
 // is the intune endpoint and Intune vouches for each request. Switched to a static challenge (say while Intune is
 // down) it must not keep a profile that lets whoever holds the shared secret name any UPN or SID; other endpoints
-// keep the narrow device default; an explicit profile is kept as written.
+// keep the narrow device default. Named explicitly, the built-in intune and api profiles (any UPN, e-mail name,
+// and for intune SID and device URIs, because Intune or an Entra role authorizes each request) are refused behind
+// a static challenge: the endpoint is disabled, naming its setting. A profile the operator wrote is kept.
 func TestDefaultIntuneProfileNeedsIntunesChallenge(t *testing.T) {
 	for _, tc := range []struct {
-		name, setting, want string
+		name, setting, profile, want string
 	}{
-		{"intune", "", "intune"},
-		{"intune", "challenge=static", "device"},
-		{"branch", "challenge=intune", "device"},
-		{"branch", "", "device"},
-		{"intune", "challenge=static;profile=intune", "intune"},
+		{"intune", "", "", "intune"},
+		{"intune", "challenge=static", "", "device"},
+		{"branch", "challenge=intune", "", "device"},
+		{"branch", "", "", "device"},
+		{"intune", "challenge=static;profile=intune", "", ""},
+		{"branch", "profile=api", "", ""},
+		{"branch", "profile=INTUNE", "", ""},
+		{"branch", "profile=device", "", "device"},
+		{"intune", "challenge=static;profile=intune", "validity=90d;ku=digitalSignature;eku=clientAuth;upn=*@contoso.com", "intune"},
 	} {
 		key := "AZSCEP_SCEP_" + strings.ToUpper(tc.name)
-		c, err := Load(localEnv("AZSCEP_SCEP_ENDPOINTS=static,"+tc.name, key+"="+tc.setting, key+"_SECRET=a-long-static-secret",
-			"AZSCEP_INTUNE_TENANT_ID=contoso.onmicrosoft.com"))
+		env := localEnv("AZSCEP_SCEP_ENDPOINTS=static,"+tc.name, key+"="+tc.setting, key+"_SECRET=a-long-static-secret",
+			"AZSCEP_INTUNE_TENANT_ID=contoso.onmicrosoft.com")
+		if tc.profile != "" {
+			env = append(env, "AZSCEP_PROFILE_INTUNE="+tc.profile)
+		}
+		c, err := Load(env)
 		if err != nil {
 			t.Fatal(err)
 		}
-		e := c.Endpoints[slices.IndexFunc(c.Endpoints, func(e Endpoint) bool { return e.Name == tc.name })]
-		if e.Profile != tc.want {
+		i := slices.IndexFunc(c.Endpoints, func(e Endpoint) bool { return e.Name == tc.name })
+		if tc.want == "" {
+			f := c.Fault(EndpointFeature(tc.name))
+			if i >= 0 || f == nil || f.Setting != key || !strings.Contains(f.Error(), "built-in profile") {
+				t.Errorf("endpoint %s with %q: served (%v), fault %v; want disabled naming %s", tc.name, tc.setting, i >= 0, f, key)
+			}
+			continue
+		}
+		if i < 0 {
+			t.Fatalf("endpoint %s with %q disabled: %v", tc.name, tc.setting, c.Fault(EndpointFeature(tc.name)))
+		}
+		if e := c.Endpoints[i]; e.Profile != tc.want {
 			t.Errorf("endpoint %s with %q: profile %q, want %q", tc.name, tc.setting, e.Profile, tc.want)
 		}
 	}
