@@ -133,6 +133,9 @@ type Client struct {
 	log          *slog.Logger
 	now          func() time.Time
 	disco        *discovery
+	// serviceDomain and graphHost bound where discovery may send the Intune token (discovery.parse).
+	serviceDomain string
+	graphHost     string
 }
 
 // New validates cfg, applies defaults and returns a Client. It performs no I/O.
@@ -173,6 +176,13 @@ func New(cfg Config) (*Client, error) {
 	if c.http == nil {
 		c.http = &http.Client{Transport: defaultTransport()}
 	}
+	// Never follow a redirect: Go would re-send the POST (the CSR with its challenge) to the new location, with the
+	// bearer token when only the scheme or port changes, and take that server's verdict as Intune's. A 3xx is an
+	// HTTP error like any other. The copy leaves the caller's client (and the credential's) as it was.
+	hc := *c.http
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.http = &hc
+	c.serviceDomain, c.graphHost = serviceDomain(resource), hostOf(graphBase)
 	if c.maxAttempts <= 0 {
 		c.maxAttempts = 3
 	}
@@ -195,6 +205,24 @@ func New(cfg Config) (*Client, error) {
 		missRefresh: orDefaultDuration(cfg.DiscoveryMissRefresh, 5*time.Minute),
 	}
 	return c, nil
+}
+
+// serviceDomain is the domain the Intune services live under: the resource's host without its first label
+// ("api.manage.microsoft.com" → "manage.microsoft.com"; the services are "fef.msubNN.manage.microsoft.com").
+func serviceDomain(resource string) string {
+	h := strings.ToLower(hostOf(resource))
+	if i := strings.IndexByte(h, '.'); i >= 0 && strings.Count(h, ".") >= 2 {
+		return h[i+1:]
+	}
+	return h
+}
+
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
 }
 
 func defaultTransport() http.RoundTripper {

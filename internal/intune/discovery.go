@@ -198,7 +198,7 @@ func (d *discovery) parse(body []byte, activityID string) (map[string]string, er
 		}
 		uri := strings.TrimRight(strings.TrimSpace(*e.URI), "/")
 		u, err := url.Parse(uri)
-		if err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || !d.c.intuneHost(u.Hostname()) {
 			d.c.log.Warn("graph discovery: ignoring unusable service URI",
 				slog.String("service", *e.ProviderName), slog.String("uri", uri))
 			continue
@@ -206,4 +206,13 @@ func (d *discovery) parse(body []byte, activityID string) (map[string]string, er
 		out[name] = uri
 	}
 	return out, nil
+}
+
+// intuneHost reports whether the Intune token may be sent to host: a host under the Intune resource's domain
+// (serviceDomain), or Graph's own host (which answered the discovery; the local fake serves both). Graph's list
+// decides which scale unit serves the tenant, but not that the token (good for validation, notifications and
+// revocation) leaves Microsoft's Intune service for whatever host an answer names.
+func (c *Client) intuneHost(host string) bool {
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	return h != "" && (h == c.serviceDomain || strings.HasSuffix(h, "."+c.serviceDomain) || strings.EqualFold(h, c.graphHost))
 }
