@@ -306,6 +306,27 @@ func TestPendingWhileSigning(t *testing.T) {
 	}
 }
 
+// TestGetCertEmptySubjectIsNobody: two SAN-only certificates share the empty subject, which names no holder; the
+// holder of one does not get the other by serial (the key's owner still does).
+func TestGetCertEmptySubjectIsNobody(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	a := enrollNamed(t, e, epStatic, 0, testca.CSROptions{DNSNames: []string{"a.corp.example"}, ChallengePassword: staticSecret})
+	b := enrollNamed(t, e, epStatic, 1, testca.CSROptions{DNSNames: []string{"b.corp.example"}, ChallengePassword: staticSecret})
+	if len(a.cert.Subject.Names) != 0 || len(b.cert.Subject.Names) != 0 {
+		t.Fatalf("subjects %q and %q, want both empty", a.cert.Subject, b.cert.Subject)
+	}
+	asB := &testca.Client{Key: testca.RSAKey(t, 1), Cert: b.cert, Recipients: []*x509.Certificate{e.ca.Recipient()}}
+	if rep := e.pki(t, epStatic, asB.GetCert(t, e.ca.Cert, a.cert.SerialNumber)); rep.Status != testca.StatusFailure ||
+		rep.FailInfo != testca.FailBadCertID || len(rep.Certificates) != 0 {
+		t.Errorf("GetCert of a's certificate by b's holder: status %q failInfo %q, want FAILURE badCertID", rep.Status, rep.FailInfo)
+	}
+	asA := &testca.Client{Key: testca.RSAKey(t, 0), Cert: a.cert, Recipients: []*x509.Certificate{e.ca.Recipient()}}
+	if got := wantSuccess(t, e.pki(t, epStatic, asA.GetCert(t, e.ca.Cert, a.cert.SerialNumber))); !got.Equal(a.cert) {
+		t.Fatal("the key's owner did not get its certificate")
+	}
+}
+
 // TestGetCert: GetCert answers only the certificate's holder — the key's owner, or a holder of a valid certificate
 // of ours for the same subject — and everyone else gets badCertID, the answer for a serial that does not exist.
 func TestGetCert(t *testing.T) {
