@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"math/big"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -114,6 +115,7 @@ type csrSpec struct {
 	dns      []string
 	emails   []string
 	upns     []string
+	ips      []net.IP
 	ku       x509.KeyUsage
 	ekus     []asn1.ObjectIdentifier
 	rsaBits  int  // 0 = ECDSA P-256
@@ -167,8 +169,8 @@ func makeCSR(t *testing.T, s csrSpec) []byte {
 	t.Helper()
 	tmpl := &x509util.CertificateRequest{ChallengePassword: s.password}
 	tmpl.Subject = s.subject
-	if (len(s.dns)+len(s.emails)+len(s.upns)) > 0 && !s.noSAN {
-		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, pkix.Extension{Id: oidSAN, Value: sanValue(t, s.dns, s.emails, s.upns)})
+	if (len(s.dns)+len(s.emails)+len(s.upns)+len(s.ips)) > 0 && !s.noSAN {
+		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, pkix.Extension{Id: oidSAN, Value: sanValue(t, s.dns, s.emails, s.upns, s.ips)})
 	}
 	if s.ku != 0 {
 		var bits asn1.BitString
@@ -199,9 +201,15 @@ func makeCSR(t *testing.T, s csrSpec) []byte {
 	return der
 }
 
-func sanValue(t *testing.T, dns, emails, upns []string) []byte {
+func sanValue(t *testing.T, dns, emails, upns []string, ips []net.IP) []byte {
 	t.Helper()
 	var names []asn1.RawValue
+	for _, ip := range ips {
+		if v4 := ip.To4(); v4 != nil {
+			ip = v4
+		}
+		names = append(names, asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 7, Bytes: ip})
+	}
 	for _, d := range dns {
 		names = append(names, asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 2, Bytes: []byte(d)})
 	}

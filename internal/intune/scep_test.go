@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"net"
 	"reflect"
 	"regexp"
 	"strings"
@@ -137,6 +138,7 @@ func TestValidateRequestRejectionCodes(t *testing.T) {
 	register(t, f, intunefake.Challenge{Password: "expired", ExpiresAt: now.Add(time.Minute)})
 	register(t, f, intunefake.Challenge{Password: "subject", Subject: "CN=dev1,O=Contoso"})
 	register(t, f, intunefake.Challenge{Password: "san", DNSNames: []string{"dev1.contoso.com"}, UPNs: []string{"alice@contoso.com"}})
+	register(t, f, intunefake.Challenge{Password: "ip", IPs: []string{"10.0.0.1"}})
 	register(t, f, intunefake.Challenge{Password: "ku", KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment})
 	register(t, f, intunefake.Challenge{Password: "eku", ExtKeyUsages: []string{"clientAuth"}})
 	register(t, f, intunefake.Challenge{Password: "size", KeySize: 2048})
@@ -163,6 +165,8 @@ func TestValidateRequestRejectionCodes(t *testing.T) {
 		{"subject mismatch", makeCSR(t, csrSpec{password: "subject", subject: pkix.Name{CommonName: "dev2", Organization: []string{"Contoso"}}}), intune.CodeSubjectNameMismatch},
 		{"subject missing", makeCSR(t, csrSpec{password: "subject"}), intune.CodeSubjectNameMissing},
 		{"san mismatch", makeCSR(t, csrSpec{password: "san", dns: []string{"dev1.contoso.com"}, upns: []string{"mallory@contoso.com"}}), intune.CodeSubjectAltNameMismatch},
+		{"san with an IP the profile does not list", makeCSR(t, csrSpec{password: "san", dns: []string{"dev1.contoso.com"}, upns: []string{"alice@contoso.com"}, ips: []net.IP{net.ParseIP("10.0.0.1")}}), intune.CodeSubjectAltNameMismatch},
+		{"ip san mismatch", makeCSR(t, csrSpec{password: "ip", ips: []net.IP{net.ParseIP("10.0.0.2")}}), intune.CodeSubjectAltNameMismatch},
 		{"san missing", makeCSR(t, csrSpec{password: "san", subject: pkix.Name{CommonName: "x"}}), intune.CodeSubjectAltNameMissing},
 		{"key usage", makeCSR(t, csrSpec{password: "ku", ku: x509.KeyUsageDigitalSignature}), intune.CodeKeyUsageMismatch},
 		{"eku mismatch", makeCSR(t, csrSpec{password: "eku", ekus: []asn1.ObjectIdentifier{oidServerAuth}}), intune.CodeEnhancedKeyUsageMismatch},

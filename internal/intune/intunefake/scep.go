@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"mime"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -31,11 +32,13 @@ type Challenge struct {
 	// Subject is the expected subject in Go's pkix.Name.String() form
 	// (RFC 2253, e.g. "CN=device1,O=Contoso"), compared case-insensitively.
 	Subject string `json:"subject,omitempty"`
-	// DNSNames, Emails, UPNs and URIs are the expected SANs (as sets).
+	// DNSNames, Emails, UPNs, URIs and IPs are the expected SANs (as sets). When any is set, every SAN type is
+	// compared, so a name of a type the profile does not list (an IP address, say) is a mismatch, as in Intune.
 	DNSNames []string `json:"dnsNames,omitempty"`
 	Emails   []string `json:"emails,omitempty"`
 	UPNs     []string `json:"upns,omitempty"`
 	URIs     []string `json:"uris,omitempty"`
+	IPs      []string `json:"ips,omitempty"`
 	// KeyUsage is the expected keyUsage extension value (0 = unchecked).
 	KeyUsage x509.KeyUsage `json:"keyUsage,omitempty"`
 	// ExtKeyUsages are expected EKUs as dotted OIDs or names (clientAuth,
@@ -319,7 +322,7 @@ func (s *Server) evaluate(csrB64 string) (code, desc string, der []byte) {
 			return "SubjectNameMismatch", fmt.Sprintf("subject %q, expected %q", csr.Subject.String(), ch.Subject), der
 		}
 	}
-	if len(ch.DNSNames)+len(ch.Emails)+len(ch.UPNs)+len(ch.URIs) > 0 {
+	if len(ch.DNSNames)+len(ch.Emails)+len(ch.UPNs)+len(ch.URIs)+len(ch.IPs) > 0 {
 		upns, hasSAN, err := upnsAndSANPresence(csr)
 		if err != nil {
 			return "CertificateRequestDecodingFailed", "SAN: " + err.Error(), der
@@ -331,8 +334,19 @@ func (s *Server) evaluate(csrB64 string) (code, desc string, der []byte) {
 		for _, u := range csr.URIs {
 			uris = append(uris, u.String())
 		}
+		ips := make([]string, 0, len(csr.IPAddresses))
+		for _, ip := range csr.IPAddresses {
+			ips = append(ips, ip.String())
+		}
+		wantIPs := make([]string, 0, len(ch.IPs))
+		for _, v := range ch.IPs {
+			if ip := net.ParseIP(v); ip != nil {
+				v = ip.String()
+			}
+			wantIPs = append(wantIPs, v)
+		}
 		if !sameSet(csr.DNSNames, ch.DNSNames, true) || !sameSet(csr.EmailAddresses, ch.Emails, true) ||
-			!sameSet(upns, ch.UPNs, true) || !sameSet(uris, ch.URIs, false) {
+			!sameSet(upns, ch.UPNs, true) || !sameSet(uris, ch.URIs, false) || !sameSet(ips, wantIPs, false) {
 			return "SubjectAltNameMismatch", "subjectAltName differs from the profile", der
 		}
 	}
