@@ -273,6 +273,11 @@ func DecodeCSR(body []byte, cms bool) ([]byte, error) {
 	var der []byte
 	switch {
 	case bytes.HasPrefix(trimmed, []byte("-----BEGIN")):
+		// pem.Decode skips a block it cannot decode (one stray byte OpenSSL reads as whitespace will do) and returns
+		// the next: with more than one BEGIN line the request signed could be one other readers never show.
+		if bytes.Count(trimmed, []byte("-----BEGIN")) != 1 {
+			return nil, errors.New("more than one PEM block")
+		}
 		block, rest := pem.Decode(trimmed)
 		if block == nil || (block.Type != "CERTIFICATE REQUEST" && block.Type != "NEW CERTIFICATE REQUEST" && block.Type != "PKCS7") {
 			return nil, errors.New("PEM block is not a CERTIFICATE REQUEST")

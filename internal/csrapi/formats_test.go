@@ -147,6 +147,13 @@ func TestRequestRejections(t *testing.T) {
 		{name: "garbage", body: []byte("this is not a certificate request!"), status: 400, code: csrapi.CodeBadEncoding},
 		{name: "binary garbage", body: []byte{0xff, 0x00, 0x13, 0x37}, status: 400, code: csrapi.CodeBadEncoding},
 		{name: "two PEM blocks", body: append(append([]byte{}, pemDER...), pemDER...), status: 400, code: csrapi.CodeBadEncoding},
+		// A vertical tab in the first block's base64: OpenSSL reads it as whitespace and shows the first request; Go's
+		// pem.Decode skips the block and returns the second, which nothing would have shown a reviewer.
+		{name: "two PEM blocks, the first undecodable", body: func() []byte {
+			other := pemCSR(csrDER(t, ecKey(t, "reject-hidden"), testca.CSROptions{Subject: cn("hidden-device")}))
+			lines := strings.SplitN(string(pemDER), "\n", 3)
+			return []byte(lines[0] + "\n" + lines[1] + "\v\n" + lines[2] + string(other))
+		}(), contentType: "application/x-pem-file", status: 400, code: csrapi.CodeBadEncoding},
 		{name: "trailing data after PEM", body: append(append([]byte{}, pemDER...), "trailing"...), status: 400,
 			code: csrapi.CodeBadEncoding},
 		{name: "PEM of a certificate", body: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.ca.Cert.Raw}),

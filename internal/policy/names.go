@@ -50,8 +50,15 @@ const msTagPrefix = "microsoft.com,"
 // IdentityURIKind classifies u: IdentitySID for tag:microsoft.com,… URIs, IdentityIntuneDeviceID for
 // IntuneDeviceId:// URIs (schemes compared case-insensitively), 0 for anything else.
 func IdentityURIKind(u *url.URL) IdentityURI {
+	// The tag is compared percent-decoded too: "tag:microsoft.com%2C2022-09-14:sid:…" must not pass as an
+	// ordinary URI for a reader that decodes it.
+	opaque := u.Opaque
+	if d, err := url.PathUnescape(opaque); err == nil {
+		opaque = d
+	}
 	switch {
-	case strings.EqualFold(u.Scheme, "tag") && strings.HasPrefix(strings.ToLower(u.Opaque), msTagPrefix):
+	case strings.EqualFold(u.Scheme, "tag") && (strings.HasPrefix(strings.ToLower(opaque), msTagPrefix) ||
+		strings.HasPrefix(strings.ToLower(u.Opaque), msTagPrefix)):
 		return IdentitySID
 	case strings.EqualFold(u.Scheme, "intunedeviceid"):
 		return IdentityIntuneDeviceID
