@@ -475,14 +475,15 @@ func TestRevoke(t *testing.T) {
 	}
 }
 
-// TestRevokeWhenTheGenerationBumpFails: the record and the index are written, then telling the other instances
-// (the revocation generation) fails. The admin gets a 503 to retry, but the revocation is durable, so this
-// instance's caches are told and the audit line is written now; the retry completes the bump and tells no one twice.
+// TestRevokeWhenTheGenerationBumpFails: the index, the first generation bump and the record are written, then the
+// final bump (telling the other instances' OCSP caches) fails. The admin gets a 503 to retry, but the revocation is
+// durable, so this instance's caches are told and the audit line is written now; the retry completes the bump and
+// tells no one twice.
 func TestRevokeWhenTheGenerationBumpFails(t *testing.T) {
 	e := newEnv(t, nil)
 	rec := e.insert(t, store.Record{Requester: "alice"}, true)
 	path := "/api/certificates/" + rec.Serial + "/revoke"
-	e.faults.Inject(storetest.Fault{Method: storetest.MethodPutMeta, Nth: 1})
+	e.faults.Inject(storetest.Fault{Method: storetest.MethodPutMeta, Nth: 2})
 
 	resp, body := e.do(t, http.MethodPost, path, e.admin, `{"reason":"keyCompromise"}`)
 	wantProblem(t, resp, body, http.StatusServiceUnavailable, "unavailable")

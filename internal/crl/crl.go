@@ -418,8 +418,9 @@ func (p *Publisher) followGeneration(ctx context.Context) {
 			p.genNext = p.clock.Now().Add(p.genInterval)
 			return nil, err
 		}
-		if p.genInit && g != p.genSeen {
-			// Before genNext moves on: a caller that skips the read must see the new epoch.
+		if !p.genInit || g != p.genSeen {
+			// Before genNext moves on: a caller that skips the read must see the new epoch. The first successful
+			// read has no baseline: a CRL built before it (an earlier read failed) may predate revocations.
 			p.Invalidate()
 		}
 		p.genSeen, p.genInit, p.genNext = g, true, started.Add(p.genInterval)

@@ -150,8 +150,9 @@ func NewlyRevoked(outcome Outcome, rec *store.Record) bool {
 // written first, so a crash between the two writes still publishes the revocation; a retry, or CompleteInterrupted,
 // completes the record with the index entry's time and reason.
 // Revoking a revoked certificate reports AlreadyRevoked and changes nothing. ErrConflict from a concurrent update
-// is retried. Every successful call bumps the revocation generation (BumpGeneration) last; when only that bump
-// fails, the error comes with Revoked and the revoked record.
+// is retried. The revocation generation (BumpGeneration) is bumped after the index entry, for the other instances'
+// CRLs, and again after the record, for their OCSP caches; when only that final bump fails, the error comes with
+// Revoked and the revoked record.
 func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, ref string, now time.Time) (Outcome, *store.Record, error) {
 	canonical := store.NormalizeSerial(serial)
 	if canonical == "" {
@@ -185,6 +186,11 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 		kept, err := st.AddRevoked(ctx, store.Revoked{Serial: rec.Serial, RevokedAt: at, Reason: reason, NotAfter: rec.NotAfter})
 		if err != nil {
 			return 0, nil, fmt.Errorf("indexing revocation: %w", err)
+		}
+		// Tell the other instances' CRLs now, before the record: the index is what they publish. If this bump is
+		// lost the record is not revoked yet, so the sweep (CompleteInterrupted) redoes the whole revocation.
+		if err := BumpGeneration(ctx, st, rec.Serial); err != nil {
+			return 0, nil, err
 		}
 		// An entry kept from an earlier revocation interrupted between its two writes is what the CRL already
 		// publishes: the record takes its time and reason, so that the CRL and OCSP say the same.

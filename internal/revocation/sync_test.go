@@ -484,15 +484,16 @@ func TestSyncForeignItems(t *testing.T) {
 	}
 }
 
-// TestSyncGenerationBumpFails: the record and the index are written, then telling the other instances (the
-// revocation generation) fails. The revocation is durable, so this instance's caches are told at once; the item is
+// TestSyncGenerationBumpFails: the index, the first generation bump and the record are written, then the final
+// bump, which tells the other instances' OCSP caches, fails. The revocation is durable, so this instance's caches are told at once; the item is
 // answered "retry later", and the next run completes the bump without telling the caches twice.
 func TestSyncGenerationBumpFails(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, fixtureOptions{})
 	recs := f.issue(t, 1)
 	rc := f.queue(t, recs[0].Serial)
-	f.faults.Inject(storetest.Fault{Method: storetest.MethodPutMeta, Nth: 2}) // 1: the sync lease; 2: the bump
+	// 1: the sync lease; 2: the bump after the index entry; 3: the bump after the record
+	f.faults.Inject(storetest.Fault{Method: storetest.MethodPutMeta, Nth: 3})
 	s := f.syncer(t, nil)
 	wantRun(t, f.run(t, s), counts{Downloaded: 1, Failed: 1, Uploaded: 1})
 	if r := f.record(t, recs[0].Serial); r.Status != store.StatusRevoked {
@@ -733,9 +734,9 @@ func TestSyncExpiredLeaseTakenOver(t *testing.T) {
 		rec := f.issue(t, 1)[0]
 		rc := f.queue(t, rec.Serial)
 		s := f.syncer(t, func(c *revocation.SyncConfig) { c.LeaseTTL = 15 * time.Minute })
-		// The first run's lease release (its third PutMeta: lease, revocation generation, release) is lost, as
-		// when the host kills the function.
-		f.faults.Inject(storetest.Fault{Method: storetest.MethodPutMeta, Nth: 3})
+		// The first run's lease release (its fourth PutMeta: lease, the revocation generation after the index
+		// entry and after the record, release) is lost, as when the host kills the function.
+		f.faults.Inject(storetest.Fault{Method: storetest.MethodPutMeta, Nth: 4})
 		f.run(t, s)
 		f.faults.Clear()
 
