@@ -77,6 +77,13 @@ type Record struct {
 
 	// RenewedFrom is the serial of the certificate a SCEP RenewalReq was signed with; "" for first issuances.
 	RenewedFrom string
+	// RenewedTo is the forward link: the serial of the latest certificate a RenewalReq signed by this one
+	// produced; "" while it has renewed nothing. A superseded certificate still signs renewals while it is valid,
+	// so the renewal check follows these links and refuses a certificate whose successors include a revoked one:
+	// revoking a device's current certificate then also ends its predecessors' renewals. Written after the
+	// successor is issued (bookkeeping, like IntuneNotified), and repointed by a revocation at the branch that
+	// leads to the revoked certificate, so a lost link write is repaired when it matters.
+	RenewedTo string
 	// ChainStarted is when the first certificate of a renewal chain was issued (that record's Created); zero for
 	// first issuances. A renewal chain may not outlive the renewing endpoint's maximum counted from here.
 	ChainStarted time.Time
@@ -102,6 +109,12 @@ type Record struct {
 	// ETag is the version the record was read or written at; updates are conditioned on it.
 	ETag string
 }
+
+// MaxRenewalWalk bounds how many records a walk along renewal links reads: the renewal check following RenewedTo
+// forward from a renewal's signer, and a revocation following RenewedFrom back to the revoked certificate's
+// ancestors. A chain longer than that, from a certificate still valid, is refused renewal rather than read on:
+// renewals come in the last part of a certificate's validity, so a real one is a few links long.
+const MaxRenewalWalk = 10
 
 // Errors every Store implementation returns (wrapped) so callers can use errors.Is.
 var (
@@ -189,6 +202,35 @@ type Revoked struct {
 	NotAfter time.Time
 }
 
+// CompromisedKey marks a key whose compromise was reported: a certificate for it was revoked with reason
+// keyCompromise. Other certificates may carry the same key (a re-enrollment with the key, a renewal that kept it),
+// and none of them may sign a renewal, nor may a renewal ask for the key, once it is marked. Marks are kept
+// forever: a key does not stop being compromised when the certificate expires.
+type CompromisedKey struct {
+	// PublicKey is the key's Record.PublicKey: lower-case hex SHA-256 of the SubjectPublicKeyInfo.
+	PublicKey string
+	// Serial is the certificate whose revocation marked the key (the first one, when several did).
+	Serial   string
+	MarkedAt time.Time
+}
+
+// KeyCompromise is the RFC 5280 CRLReason that marks a key compromised.
+const KeyCompromise = 1
+
+// ValidKeyHash reports whether h can name a key in MarkCompromised and Compromised: 1 to 128 lower-case
+// hexadecimal digits, as Record.PublicKey holds them (and as a Table Storage row key may hold them).
+func ValidKeyHash(h string) bool {
+	if h == "" || len(h) > 128 {
+		return false
+	}
+	for _, c := range h {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // Revocations is the revocation index: written before the record moves to revoked so that a crash between the
 // two writes errs on the side of publishing the revocation.
 type Revocations interface {
@@ -198,6 +240,13 @@ type Revocations interface {
 	AddRevoked(ctx context.Context, e Revoked) (Revoked, error)
 	// ListRevoked returns every revoked serial.
 	ListRevoked(ctx context.Context) ([]Revoked, error)
+	// MarkCompromised records that k.PublicKey is compromised and returns the mark the store holds: k, or the
+	// first mark of that key when there is one already (marking again keeps it). A key that is not ValidKeyHash
+	// is an error.
+	MarkCompromised(ctx context.Context, k CompromisedKey) (CompromisedKey, error)
+	// Compromised returns the mark of publicKey (a Record.PublicKey), or ErrNotFound: one point read, so that
+	// renewals can ask about the signer's and the requested key.
+	Compromised(ctx context.Context, publicKey string) (CompromisedKey, error)
 }
 
 // Meta holds small named documents of CA state with optimistic concurrency.

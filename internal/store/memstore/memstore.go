@@ -54,9 +54,10 @@ type Store struct {
 
 	mu      sync.Mutex
 	version uint64
-	certs   map[string]*store.Record // by canonical serial
-	index   map[string]store.Binding // by key
-	revoked map[string]store.Revoked // by canonical serial
+	certs   map[string]*store.Record        // by canonical serial
+	index   map[string]store.Binding        // by key
+	revoked map[string]store.Revoked        // by canonical serial
+	keys    map[string]store.CompromisedKey // compromised-key marks, by public-key hash
 	meta    map[string]metaEntry
 	queue   map[string]*store.RevocationRequest // by hex sha256(RequestContext)
 	runs    map[string]store.SyncRun            // by inverted-time row key
@@ -76,6 +77,7 @@ func New(opts ...Option) *Store {
 		certs:   map[string]*store.Record{},
 		index:   map[string]store.Binding{},
 		revoked: map[string]store.Revoked{},
+		keys:    map[string]store.CompromisedKey{},
 		meta:    map[string]metaEntry{},
 		queue:   map[string]*store.RevocationRequest{},
 		runs:    map[string]store.SyncRun{},
@@ -151,6 +153,7 @@ func checkRecord(r *store.Record) error {
 	for name, v := range map[string]string{
 		"Issuer": r.Issuer, "Subject": r.Subject, "Note": r.Note, "RevocationRef": r.RevocationRef,
 		"TxID": r.TxID, "Requester": r.Requester, "DeviceID": r.DeviceID, "RenewedFrom": r.RenewedFrom,
+		"RenewedTo": r.RenewedTo,
 	} {
 		if utf16Bytes(v) > MaxBinary {
 			return fmt.Errorf("%s is over the %d byte property limit", name, MaxBinary)
@@ -487,6 +490,38 @@ func (s *Store) ListRevoked(ctx context.Context) ([]store.Revoked, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Serial < out[j].Serial })
 	return out, nil
+}
+
+// MarkCompromised implements store.Revocations.
+func (s *Store) MarkCompromised(ctx context.Context, k store.CompromisedKey) (store.CompromisedKey, error) {
+	if err := ctxErr(ctx, "marking key compromised"); err != nil {
+		return store.CompromisedKey{}, err
+	}
+	if !store.ValidKeyHash(k.PublicKey) {
+		return store.CompromisedKey{}, fmt.Errorf("memstore: marking key compromised: %q is not a key hash", k.PublicKey)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if kept, ok := s.keys[k.PublicKey]; ok {
+		return kept, nil // keep the first mark
+	}
+	k.MarkedAt = normTime(k.MarkedAt)
+	s.keys[k.PublicKey] = k
+	return k, nil
+}
+
+// Compromised implements store.Revocations.
+func (s *Store) Compromised(ctx context.Context, publicKey string) (store.CompromisedKey, error) {
+	if err := ctxErr(ctx, "reading compromised key"); err != nil {
+		return store.CompromisedKey{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, ok := s.keys[publicKey]
+	if !ok {
+		return store.CompromisedKey{}, fmt.Errorf("memstore: reading compromised key: %w", store.ErrNotFound)
+	}
+	return k, nil
 }
 
 func checkMetaName(name string) error {

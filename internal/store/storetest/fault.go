@@ -21,6 +21,8 @@ const (
 	MethodLookup            = "Lookup"
 	MethodAddRevoked        = "AddRevoked"
 	MethodListRevoked       = "ListRevoked"
+	MethodMarkCompromised   = "MarkCompromised"
+	MethodCompromised       = "Compromised"
 	MethodGetMeta           = "GetMeta"
 	MethodPutMeta           = "PutMeta"
 	MethodEnqueueRevocation = "EnqueueRevocation"
@@ -33,13 +35,13 @@ const (
 
 // WriteMethods are the methods that change the store; a Fault with an empty Method matches exactly these.
 var WriteMethods = []string{
-	MethodInsert, MethodUpdate, MethodInsertBound, MethodAddRevoked, MethodPutMeta,
+	MethodInsert, MethodUpdate, MethodInsertBound, MethodAddRevoked, MethodMarkCompromised, MethodPutMeta,
 	MethodEnqueueRevocation, MethodUpdateRevocation, MethodRecordRun,
 }
 
 var allMethods = []string{
 	MethodInsert, MethodUpdate, MethodGet, MethodSearch, MethodPending, MethodInsertBound, MethodLookup,
-	MethodAddRevoked, MethodListRevoked, MethodGetMeta, MethodPutMeta, MethodEnqueueRevocation,
+	MethodAddRevoked, MethodListRevoked, MethodMarkCompromised, MethodCompromised, MethodGetMeta, MethodPutMeta, MethodEnqueueRevocation,
 	MethodUpdateRevocation, MethodOpenRevocations, MethodRecordRun, MethodRuns, MethodPing,
 }
 
@@ -268,6 +270,25 @@ func (f *FaultStore) ListRevoked(ctx context.Context) (rs []store.Revoked, err e
 		return nil, err
 	}
 	return rs, nil
+}
+
+// MarkCompromised implements store.Store.
+func (f *FaultStore) MarkCompromised(ctx context.Context, k store.CompromisedKey) (kept store.CompromisedKey, err error) {
+	err = f.do(MethodMarkCompromised, func() error { kept, err = f.inner.MarkCompromised(ctx, k); return err },
+		func() error { _, err := f.inner.MarkCompromised(ctx, k); return err })
+	if err != nil {
+		return store.CompromisedKey{}, err
+	}
+	return kept, nil
+}
+
+// Compromised implements store.Store.
+func (f *FaultStore) Compromised(ctx context.Context, publicKey string) (k store.CompromisedKey, err error) {
+	err = f.do(MethodCompromised, func() error { k, err = f.inner.Compromised(ctx, publicKey); return err }, nil)
+	if err != nil {
+		return store.CompromisedKey{}, err
+	}
+	return k, nil
 }
 
 // GetMeta implements store.Store.

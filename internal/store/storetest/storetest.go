@@ -50,6 +50,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"IndexBindRace", testIndexBindRace},
 		{"IndexRebindRace", testIndexRebindRace},
 		{"Revoked", testRevoked},
+		{"CompromisedKeys", testCompromisedKeys},
 		{"Meta", testMeta},
 		{"MetaLarge", testMetaLarge},
 		{"QueueEnqueueUpdate", testQueueEnqueueUpdate},
@@ -96,6 +97,7 @@ func FullRecord(serial string) *store.Record {
 		TxID:             "tx-" + serial,
 		DeviceID:         "11111111-2222-3333-4444-555555555555",
 		RenewedFrom:      "5C0123456789ABCDEF0123456789ABCDEF",
+		RenewedTo:        "6D0123456789ABCDEF0123456789ABCDEF",
 		ChainStarted:     base.Add(-400 * 24 * time.Hour),
 		PlannedDER:       bytes.Repeat([]byte{0x30, 0x82, 0x01}, 400),
 		IntuneSerial:     serial,
@@ -189,6 +191,12 @@ func testInsertGet(t *testing.T, s store.Store) {
 	r.SHA1, r.SHA256 = "AA", "BB"
 	r.IntuneNotified, r.Withheld = true, true
 	mustUpdate(t, s, r, store.StatusIssued)
+	// The forward link is bookkeeping written after issuance, and moved later: an in-state update.
+	r.RenewedTo = "7E0123456789ABCDEF0123456789ABCDEF"
+	mustUpdate(t, s, r, store.StatusIssued)
+	if got := mustGet(t, s, r.Serial); got.RenewedTo != r.RenewedTo {
+		t.Errorf("RenewedTo after an in-state update = %q, want %q", got.RenewedTo, r.RenewedTo)
+	}
 	r.RevokedAt = base.Add(time.Hour)
 	r.RevocationReason = 4
 	r.RevokedBy = "admin@example.com"
@@ -814,6 +822,48 @@ func testRevoked(t *testing.T, s store.Store) {
 		if !ok || !e.RevokedAt.Equal(w.RevokedAt) || e.Reason != w.Reason || !e.NotAfter.Equal(w.NotAfter) {
 			t.Errorf("ListRevoked entry %+v, want %+v", e, w)
 		}
+	}
+}
+
+// testCompromisedKeys: a key's mark is a point read by its hash; the first mark is kept; marks are not revocation
+// index entries (they share a table in Table Storage, never the CRL's listing).
+func testCompromisedKeys(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const key = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
+	if _, err := s.Compromised(ctx, key); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Compromised before any mark: %v, want ErrNotFound", err)
+	}
+	if _, err := s.Compromised(ctx, ""); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Compromised of an empty hash: %v, want ErrNotFound", err)
+	}
+	first := store.CompromisedKey{PublicKey: key, Serial: NewSerial(), MarkedAt: base}
+	if kept, err := s.MarkCompromised(ctx, first); err != nil || kept != first {
+		t.Fatalf("MarkCompromised = %+v, %v; want %+v", kept, err, first)
+	}
+	got, err := s.Compromised(ctx, key)
+	if err != nil || got.PublicKey != key || got.Serial != first.Serial || !got.MarkedAt.Equal(base) {
+		t.Fatalf("Compromised = %+v, %v; want %+v", got, err, first)
+	}
+	// Marking again (a sibling certificate revoked for the same key, a retried revocation) keeps the first mark.
+	later := store.CompromisedKey{PublicKey: key, Serial: NewSerial(), MarkedAt: base.Add(time.Hour)}
+	if kept, err := s.MarkCompromised(ctx, later); err != nil || kept.Serial != first.Serial || !kept.MarkedAt.Equal(base) {
+		t.Fatalf("second MarkCompromised = %+v, %v; want the first mark %+v", kept, err, first)
+	}
+	// Another key is another mark; a hash of another spelling is not the same key.
+	other := store.CompromisedKey{PublicKey: "abcdef", Serial: NewSerial(), MarkedAt: base}
+	if _, err := s.MarkCompromised(ctx, other); err != nil {
+		t.Fatalf("MarkCompromised of a second key: %v", err)
+	}
+	if _, err := s.Compromised(ctx, "ABCDEF"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Compromised(upper case) = %v, want ErrNotFound", err)
+	}
+	for _, bad := range []string{"", "ABCDEF", "not-hex", strings.Repeat("a", 129)} {
+		if _, err := s.MarkCompromised(ctx, store.CompromisedKey{PublicKey: bad, Serial: first.Serial}); err == nil {
+			t.Errorf("MarkCompromised(%q) succeeded", bad)
+		}
+	}
+	if list, err := s.ListRevoked(ctx); err != nil || len(list) != 0 {
+		t.Errorf("ListRevoked after marking keys = %+v, %v; want no entries", list, err)
 	}
 }
 

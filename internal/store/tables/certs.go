@@ -89,6 +89,7 @@ func recordEntity(r *store.Record) entity {
 	e.str("TxID", r.TxID)
 	e.str("DeviceID", r.DeviceID)
 	e.str("RenewedFrom", r.RenewedFrom)
+	e.str("RenewedTo", r.RenewedTo)
 	e.time("ChainStarted", r.ChainStarted)
 	e.binary("PlannedDER", r.PlannedDER)
 	e.binary("CertDER", r.CertDER)
@@ -128,6 +129,7 @@ func decodeRecord(p props, etag string) (*store.Record, error) {
 		TxID:             p.str("TxID"),
 		DeviceID:         p.str("DeviceID"),
 		RenewedFrom:      p.str("RenewedFrom"),
+		RenewedTo:        p.str("RenewedTo"),
 		ChainStarted:     d.time("ChainStarted"),
 		PlannedDER:       d.binary("PlannedDER"),
 		CertDER:          d.binary("CertDER"),

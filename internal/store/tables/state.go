@@ -21,9 +21,12 @@ import (
 
 const (
 	revokedPK = "revoked"
-	metaPK    = "meta"
-	revreqPK  = "revreq"
-	runsPK    = "runs"
+	// compromisedPK holds the compromised-key marks in the revoked table, beside the revocation index they belong
+	// to; ListRevoked filters on revokedPK, so the CRL's listing never reads them.
+	compromisedPK = "compromisedkey"
+	metaPK        = "meta"
+	revreqPK      = "revreq"
+	runsPK        = "runs"
 )
 
 func hashHex(s string) string {
@@ -245,6 +248,44 @@ func (s *Store) ListRevoked(ctx context.Context) ([]store.Revoked, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// MarkCompromised implements store.Revocations with one insert into the revoked table's compromisedkey partition,
+// the key hash as the row key. A mark that exists already is kept as it is, and read back.
+func (s *Store) MarkCompromised(ctx context.Context, k store.CompromisedKey) (store.CompromisedKey, error) {
+	if !store.ValidKeyHash(k.PublicKey) {
+		return store.CompromisedKey{}, fmt.Errorf("tables: marking key compromised: %q is not a key hash", k.PublicKey)
+	}
+	op := "marking key compromised " + k.PublicKey
+	ent := newEntity(compromisedPK, k.PublicKey)
+	ent.str("Serial", k.Serial)
+	ent.time("MarkedAt", k.MarkedAt)
+	_, err := s.add(ctx, s.revoked, op, ent)
+	switch {
+	case err == nil:
+		return store.CompromisedKey{PublicKey: k.PublicKey, Serial: k.Serial, MarkedAt: normTime(k.MarkedAt)}, nil
+	case !errors.Is(err, store.ErrExists):
+		return store.CompromisedKey{}, err
+	}
+	return s.Compromised(ctx, k.PublicKey)
+}
+
+// Compromised implements store.Revocations with one point read.
+func (s *Store) Compromised(ctx context.Context, publicKey string) (store.CompromisedKey, error) {
+	if !store.ValidKeyHash(publicKey) {
+		// Not a row key any mark can have (an empty hash, say): nothing to read.
+		return store.CompromisedKey{}, fmt.Errorf("tables: reading compromised key %q: %w", publicKey, store.ErrNotFound)
+	}
+	op := "reading compromised key " + publicKey
+	p, _, err := s.read(ctx, s.revoked, op, compromisedPK, publicKey)
+	if err != nil {
+		return store.CompromisedKey{}, err
+	}
+	at, err := p.time("MarkedAt")
+	if err != nil {
+		return store.CompromisedKey{}, fmt.Errorf("tables: %s: %w", op, err)
+	}
+	return store.CompromisedKey{PublicKey: publicKey, Serial: p.str("Serial"), MarkedAt: at}, nil
 }
 
 func checkMetaName(name string) error {

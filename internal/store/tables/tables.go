@@ -5,6 +5,7 @@
 //	certs    PartitionKey = "certs", RowKey = canonical serial            records
 //	         PartitionKey = "certs", RowKey = "key-" + hex sha256(key)    idempotency bindings
 //	revoked  PartitionKey = "revoked", RowKey = canonical serial    the CRL's source, listed with $select
+//	         PartitionKey = "compromisedkey", RowKey = hex sha256(SubjectPublicKeyInfo)   keys revoked for keyCompromise
 //	meta     PartitionKey = "meta", RowKey = name
 //	revreq   PartitionKey = "revreq", RowKey = hex sha256(RequestContext)
 //	runs     PartitionKey = "runs", RowKey = inverted start time + "_" + run ID (newest first)
