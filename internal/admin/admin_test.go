@@ -5,8 +5,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -414,9 +416,28 @@ func TestGet(t *testing.T) {
 	}
 }
 
+// keyHash is the Record.PublicKey of the certificate rec carries.
+func keyHash(t *testing.T, rec *store.Record) string {
+	t.Helper()
+	cert, err := x509.ParseCertificate(rec.CertDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spki, err := x509.MarshalPKIXPublicKey(cert.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(spki)
+	return hex.EncodeToString(sum[:])
+}
+
 func TestRevoke(t *testing.T) {
 	e := newEnv(t, nil)
 	rec := e.insert(t, store.Record{Requester: "alice"}, true)
+	rec.PublicKey = keyHash(t, rec) // as the issuer records it
+	if err := e.st.Update(t.Context(), rec, store.StatusIssued); err != nil {
+		t.Fatal(err)
+	}
 	path := "/api/certificates/" + strings.ToLower(rec.Serial) + "/revoke"
 	before := time.Now().Truncate(time.Second)
 
@@ -441,6 +462,10 @@ func TestRevoke(t *testing.T) {
 	list, _ := e.st.ListRevoked(t.Context())
 	if len(list) != 1 || list[0].Serial != rec.Serial || list[0].Reason != 1 {
 		t.Errorf("index %+v", list)
+	}
+	// keyCompromise marks the key, so that no other certificate for it renews, nor does a renewal get it.
+	if mark, err := e.st.Compromised(t.Context(), rec.PublicKey); err != nil || mark.Serial != rec.Serial {
+		t.Errorf("compromised-key mark %+v, %v; want one naming %s", mark, err, rec.Serial)
 	}
 	if got := e.notified(); !slices.Equal(got, []string{rec.Serial}) {
 		t.Errorf("OnRevoked got %v", got)
@@ -531,6 +556,10 @@ func TestRevokeVariants(t *testing.T) {
 	}
 	if r, _ := e.st.Get(t.Context(), rec.Serial); r.RevocationReason != 5 || r.RevokedBy != "admin:app:"+e.fake.ClientAppID {
 		t.Errorf("app revoke stored reason %d by %q", r.RevocationReason, r.RevokedBy)
+	}
+	// Any reason but keyCompromise leaves the key unmarked (the record has none: the certificate's key is used).
+	if mark, err := e.st.Compromised(t.Context(), keyHash(t, rec)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("cessationOfOperation marked the key: %+v, %v", mark, err)
 	}
 
 	// A pending record with a planned certificate can be revoked; one without cannot.

@@ -6,6 +6,9 @@ package revocation
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -146,9 +149,10 @@ func NewlyRevoked(outcome Outcome, rec *store.Record) bool {
 	return outcome == Revoked && rec != nil && rec.Status == store.StatusRevoked
 }
 
-// Revoke moves the record for serial to revoked. The revocation index entry (what the CRL is built from) is
-// written first, so a crash between the two writes still publishes the revocation; a retry, or CompleteInterrupted,
-// completes the record with the index entry's time and reason.
+// Revoke moves the record for serial to revoked. What stops renewals around it is written first (cutOffRenewals:
+// a keyCompromise's key mark, the ancestors' forward links), then the revocation index entry (what the CRL is built
+// from), then the record, so a crash between the writes still publishes the revocation with its cut-off; a retry,
+// or CompleteInterrupted, completes the record with the index entry's time and reason.
 // Revoking a revoked certificate reports AlreadyRevoked and changes nothing. ErrConflict from a concurrent update
 // is retried. The revocation generation (BumpGeneration) is bumped after the index entry, for the other instances'
 // CRLs, and again after the record, for their OCSP caches; when only that final bump fails, the error comes with
@@ -168,7 +172,11 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 		switch rec.Status {
 		case store.StatusRevoked:
 			// Complete a revocation whose index write succeeded but whose record write did not, or vice versa, and
-			// whose generation bump may have failed: a retry must leave every instance told.
+			// whose generation bump may have failed: a retry must leave every instance told. Its renewal cut-off
+			// too, which also completes it for revocations from before the cut-off was written.
+			if err := cutOffRenewals(ctx, st, rec, rec.RevocationReason, at); err != nil {
+				return 0, nil, err
+			}
 			if _, err := st.AddRevoked(ctx, store.Revoked{Serial: rec.Serial, RevokedAt: rec.RevokedAt, Reason: rec.RevocationReason,
 				NotAfter: rec.NotAfter}); err != nil {
 				return 0, nil, fmt.Errorf("indexing revocation: %w", err)
@@ -183,9 +191,19 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 			}
 		}
 		from := rec.Status
+		// Before anything publishes the revocation, so that no crash leaves it published and renewals not cut off.
+		if err := cutOffRenewals(ctx, st, rec, reason, at); err != nil {
+			return 0, nil, err
+		}
 		kept, err := st.AddRevoked(ctx, store.Revoked{Serial: rec.Serial, RevokedAt: at, Reason: reason, NotAfter: rec.NotAfter})
 		if err != nil {
 			return 0, nil, fmt.Errorf("indexing revocation: %w", err)
+		}
+		if kept.Reason == store.KeyCompromise && reason != store.KeyCompromise {
+			// The index kept an earlier, interrupted keyCompromise revocation, and the record takes its reason.
+			if err := markCompromised(ctx, st, rec, at); err != nil {
+				return 0, nil, err
+			}
 		}
 		// Tell the other instances' CRLs now, before the record: the index is what they publish. If this bump is
 		// lost the record is not revoked yet, so the sweep (CompleteInterrupted) redoes the whole revocation.
@@ -216,6 +234,107 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 		return Revoked, rec, nil
 	}
 	return 0, nil, fmt.Errorf("revoking %s: %w", canonical, store.ErrConflict)
+}
+
+// cutOffRenewals writes what makes the revocation of rec, for reason, stop renewals (scep's renewal check reads
+// both): for keyCompromise the key's mark (markCompromised), and for any reason the forward links of rec's renewal
+// ancestors (linkAncestors). Revoke calls it before the revocation index entry, the first write that publishes a
+// revocation, so a crash anywhere leaves the cut-off written whenever the revocation is: an admin's retry or
+// CompleteInterrupted finishes the rest, through Revoke again. A failure fails the revocation before anything is
+// published, and the caller retries; both writes keep what is there already, so retries are harmless.
+func cutOffRenewals(ctx context.Context, st store.Store, rec *store.Record, reason int, now time.Time) error {
+	if reason == store.KeyCompromise {
+		if err := markCompromised(ctx, st, rec, now); err != nil {
+			return err
+		}
+	}
+	return linkAncestors(ctx, st, rec, now)
+}
+
+// markCompromised marks rec's key compromised: any other certificate with that key (an earlier enrollment, a
+// renewal that kept the key) must no longer sign renewals, and no renewal may ask for it. The key is rec's
+// PublicKey; records written without one (the RA certificates recorded at start-up) have it derived from their
+// certificate. A record with neither has no key a renewal could name, and is revoked unmarked.
+func markCompromised(ctx context.Context, st store.Store, rec *store.Record, now time.Time) error {
+	h := keyHash(rec)
+	if !store.ValidKeyHash(h) {
+		return nil
+	}
+	if _, err := st.MarkCompromised(ctx, store.CompromisedKey{PublicKey: h, Serial: rec.Serial, MarkedAt: now}); err != nil {
+		return fmt.Errorf("marking the key of %s compromised: %w", rec.Serial, err)
+	}
+	return nil
+}
+
+// keyHash is rec's PublicKey, or the same hash (SHA-256 of the DER SubjectPublicKeyInfo) computed from its
+// certificate, issued or planned, when the record has none.
+func keyHash(rec *store.Record) string {
+	if rec.PublicKey != "" {
+		return rec.PublicKey
+	}
+	for _, der := range [][]byte{rec.CertDER, rec.PlannedDER} {
+		if len(der) == 0 {
+			continue
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			continue
+		}
+		spki, err := x509.MarshalPKIXPublicKey(c.PublicKey)
+		if err != nil {
+			continue
+		}
+		sum := sha256.Sum256(spki)
+		return hex.EncodeToString(sum[:])
+	}
+	return ""
+}
+
+// linkAncestors points the forward link (RenewedTo) of each renewal ancestor of rec, following RenewedFrom back at
+// most store.MaxRenewalWalk records, at the branch that leads to rec. The renewal check walks those links forward
+// from a renewal's signer and refuses when it reaches a revoked record, so after this no ancestor of a revoked
+// certificate renews again: the superseded certificate a thief kept with a stolen device's names is cut off with
+// the device's current one. The links are normally written right after each renewal; this repairs one whose write
+// failed, and repoints a link at another branch (the ancestor renewed twice) to this one, which only ever refuses
+// more.
+func linkAncestors(ctx context.Context, st store.Store, rec *store.Record, now time.Time) error {
+	child := rec
+	for hops := 0; child.RenewedFrom != "" && hops < store.MaxRenewalWalk; hops++ {
+		parent, err := pointAt(ctx, st, child.RenewedFrom, child.Serial, now)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil // nothing recorded before it
+		}
+		if err != nil {
+			return fmt.Errorf("linking %s to its successor %s: %w", child.RenewedFrom, child.Serial, err)
+		}
+		child = parent
+	}
+	return nil
+}
+
+// pointAt sets the RenewedTo of the record serial to child unless it says so already, with an in-state update
+// retried from a fresh read when the record changed meanwhile, and returns the record.
+func pointAt(ctx context.Context, st store.Store, serial, child string, now time.Time) (*store.Record, error) {
+	for attempt := 0; attempt < 5; attempt++ {
+		r, err := st.Get(ctx, serial)
+		if err != nil {
+			return nil, err
+		}
+		if r.RenewedTo == child {
+			return r, nil
+		}
+		r.RenewedTo = child
+		r.Updated = now
+		err = st.Update(ctx, r, r.Status)
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
+	}
+	return nil, fmt.Errorf("record %s keeps changing: %w", serial, store.ErrConflict)
 }
 
 // InterruptedWindow is how far back CompleteInterrupted looks: revocations indexed in this window are checked
