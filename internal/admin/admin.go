@@ -98,6 +98,7 @@ type CertificateView struct {
 	RevokedBy        string    `json:"revokedBy,omitempty"`
 	Note             string    `json:"note,omitempty"`
 	RenewedFrom      string    `json:"renewedFrom,omitempty"` // serial of the certificate a SCEP renewal was signed with
+	RenewedTo        string    `json:"renewedTo,omitempty"`   // serial of the latest renewal this certificate signed
 	ChainStarted     time.Time `json:"chainStarted,omitzero"` // first issuance of the renewal chain
 	Created          time.Time `json:"created"`
 	PEM              string    `json:"pem,omitempty"`
@@ -133,7 +134,7 @@ func view(r *store.Record, withPEM bool) CertificateView {
 		NotBefore: r.NotBefore, NotAfter: r.NotAfter, SHA1: r.SHA1, SHA256: r.SHA256, Source: r.Source,
 		Endpoint: r.Endpoint, Profile: r.Profile, Requester: r.Requester, DeviceID: r.DeviceID, TransactionID: r.TxID,
 		IntuneNotified: r.IntuneNotified, Withheld: r.Withheld, RevokedBy: r.RevokedBy, Note: r.Note, Created: r.Created,
-		RenewedFrom: r.RenewedFrom, ChainStarted: r.ChainStarted}
+		RenewedFrom: r.RenewedFrom, RenewedTo: r.RenewedTo, ChainStarted: r.ChainStarted}
 	if r.Status == store.StatusRevoked {
 		v.RevokedAt = r.RevokedAt
 		v.RevocationReason = revocation.ReasonName(r.RevocationReason)

@@ -13,7 +13,9 @@
 //  6. move the record to issued (ETag-conditioned), with the certificate;
 //  7. deliver (the Intune success notification, when there is one); if delivery fails the record is marked
 //     withheld and the certificate never leaves, and if it succeeds the record says so (IntuneNotified) before the
-//     certificate leaves.
+//     certificate leaves;
+//  8. for a renewal, point the renewed certificate's record at the new one (RenewedTo) before the certificate
+//     leaves: bookkeeping whose failure is logged, not returned, as the certificate is issued and durable.
 //
 // A signature therefore always has a committed pending record, and a certificate a client or Intune sees always
 // has a committed issued record. A certificate issued behind a delivery gate (Request.Gated) leaves — in Issue's
@@ -167,6 +169,11 @@ type Request struct {
 	// RenewedFrom and ChainStarted link a renewal to the certificate it replaces (copied to the record).
 	RenewedFrom  string
 	ChainStarted time.Time
+	// Renews is the record of the certificate a renewal replaces (RenewedFrom's), as the caller read it when it
+	// authorized the renewal. Once the new certificate is durably issued, and before Issue returns it, Renews's
+	// RenewedTo is set to the new serial (renewLink): the forward link that lets a later revocation of the new
+	// certificate stop renewals from the old one. Nil for first issuances, which so pay no extra write.
+	Renews *store.Record
 	// NotAfterCap, when set, ends the certificate no later than this instant (a renewal chain's maximum).
 	NotAfterCap time.Time
 	// Deliver runs after the issued record is durable and before the certificate is returned (the Intune success
@@ -455,8 +462,11 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 	i.log.Info("certificate issued", "serial", rec.Serial, "endpoint", rec.Endpoint, "source", rec.Source,
 		"subject", rec.Subject, "not_after", rec.NotAfter.UTC().Format(time.RFC3339), "sha256", rec.SHA256)
 
-	// Step 7: delivery gate.
-	if req.Deliver != nil {
+	// Step 7: delivery gate. A renewal's forward link (renewLink) is written once the certificate may leave: here
+	// without a gate, after an accepted delivery with one, never for a withheld certificate, which never leaves.
+	if req.Deliver == nil {
+		i.renewLink(ctx, req, rec)
+	} else {
 		// A detached context: a client that hung up after the signature must not turn a good certificate into a
 		// withheld one; its retry replays the delivered certificate. Its own deadline covers Intune's retries.
 		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), deliverTimeout)
@@ -478,7 +488,10 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 			}
 			return nil, fmt.Errorf("%w: %w", ErrWithheld, derr)
 		}
-		if err := i.recordDelivered(octx, rec); err != nil {
+		err := i.recordDelivered(octx, rec)
+		// Also when that write failed: a replay may still hand the certificate out once the store shows it.
+		i.renewLink(ctx, req, rec)
+		if err != nil {
 			// Intune accepted the certificate but the record does not say so, so it does not leave: a replay would
 			// refuse it (Releasable), and this answer must not give what a replay would refuse. Not a failure to
 			// report to Intune, which has the certificate: the caller answers "in progress", and the replay decides
@@ -488,6 +501,56 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 		}
 	}
 	return &Result{Cert: cert, Record: rec}, nil
+}
+
+// renewLink sets the forward link of the certificate req renews (req.Renews) to rec, its issued successor: one
+// ETag-conditioned in-state update of the old record, with the version the caller read moments ago, so a renewal
+// costs one store round trip more and a first issuance none. It runs before the certificate is returned, so a
+// certificate that has left always had its link attempted; a failure only logs, since the certificate is issued
+// and durable and failing the answer would only make the client retry into a replay. What a lost link costs is
+// bounded: the revocation of rec repoints the old record's link itself (revocation.Revoke walks RenewedFrom
+// backwards), so the renewal check still finds it.
+//
+// A conflict means the old record changed since it was read: it is read again and written only if its link is
+// still what the caller saw. Otherwise someone else moved it — a concurrent renewal from the same certificate, or
+// a revocation pointing it at a revoked successor — and overwriting that could hide the revoked one.
+func (i *Issuer) renewLink(ctx context.Context, req *Request, rec *store.Record) {
+	if req.Renews == nil {
+		return
+	}
+	// Its own deadline: the issued write (and the delivery gate) may have used up theirs.
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cancel()
+	seen := req.Renews.RenewedTo
+	old := *req.Renews // the caller's record stays as it read it
+	for attempt := 0; ; attempt++ {
+		if old.RenewedTo == rec.Serial {
+			return
+		}
+		old.RenewedTo = rec.Serial
+		old.Updated = i.now()
+		err := i.store.Update(lctx, &old, old.Status)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, store.ErrConflict) || attempt == 2 {
+			i.log.Error("recording the renewal's forward link failed; the renewal stands", "serial", rec.Serial,
+				"renewed_from", old.Serial, "err", err)
+			return
+		}
+		cur, gerr := i.store.Get(lctx, old.Serial)
+		if gerr != nil {
+			i.log.Error("recording the renewal's forward link failed; the renewal stands", "serial", rec.Serial,
+				"renewed_from", old.Serial, "err", fmt.Errorf("%w (re-reading the record: %w)", err, gerr))
+			return
+		}
+		if cur.RenewedTo != seen && cur.RenewedTo != rec.Serial {
+			i.log.Warn("renewal's forward link moved meanwhile; left as it is", "serial", rec.Serial,
+				"renewed_from", old.Serial, "renewed_to", cur.RenewedTo)
+			return
+		}
+		old = *cur
+	}
 }
 
 // recordDelivered writes rec, whose delivery gate passed, with the gate's bookkeeping (IntuneNotified and the other

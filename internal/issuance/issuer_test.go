@@ -918,3 +918,117 @@ func TestAcceptedDeliveryIsDurableBeforeTheCertificateLeaves(t *testing.T) {
 		}
 	})
 }
+
+// TestRenewLink: a renewal's issuance points the renewed record at the new one (one more Update, on renewals
+// only); a conflict re-reads and writes again while the link is still what the caller saw, and leaves a link
+// someone else moved; a failure only logs; a withheld certificate is never linked.
+func TestRenewLink(t *testing.T) {
+	old := func(t *testing.T, f *fixture) *store.Record {
+		t.Helper()
+		res, err := f.iss.Issue(context.Background(), f.request(t, nil, "old", "tx-old"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := f.st.Get(context.Background(), res.Record.Serial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
+	renew := func(t *testing.T, f *fixture, prev *store.Record, tx string) *Result {
+		t.Helper()
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		req := f.request(t, k, "old", tx)
+		req.RenewedFrom, req.Renews = prev.Serial, prev
+		res, err := f.iss.Issue(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	linked := func(t *testing.T, f *fixture, serial string) string {
+		t.Helper()
+		r, err := f.st.Get(context.Background(), serial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.RenewedTo
+	}
+
+	t.Run("written before the certificate is returned", func(t *testing.T) {
+		fs := storetest.NewFaultStore(memstore.New())
+		f := newFixture(t, fs)
+		f.signer.st = fs.Inner()
+		prev := old(t, f)
+		before := fs.Calls(storetest.MethodUpdate)
+		res := renew(t, f, prev, "tx-new")
+		if n := fs.Calls(storetest.MethodUpdate) - before; n != 2 {
+			t.Errorf("%d updates for the renewal, want 2 (issued, link)", n)
+		}
+		if got := linked(t, f, prev.Serial); got != res.Record.Serial {
+			t.Errorf("renewed_to = %q, want %s", got, res.Record.Serial)
+		}
+		if prev.RenewedTo != "" {
+			t.Error("the caller's record was changed")
+		}
+	})
+
+	t.Run("conflict, link unchanged: written again", func(t *testing.T) {
+		f := newFixture(t, nil)
+		prev := old(t, f)
+		cur, _ := f.st.Get(context.Background(), prev.Serial)
+		cur.Note = "touched" // another writer: prev's ETag is stale
+		if err := f.st.Update(context.Background(), cur, store.StatusIssued); err != nil {
+			t.Fatal(err)
+		}
+		res := renew(t, f, prev, "tx-new")
+		got, _ := f.st.Get(context.Background(), prev.Serial)
+		if got.RenewedTo != res.Record.Serial || got.Note != "touched" {
+			t.Errorf("renewed_to %q note %q, want %s and the other writer's note", got.RenewedTo, got.Note, res.Record.Serial)
+		}
+	})
+
+	t.Run("conflict, link moved: left", func(t *testing.T) {
+		f := newFixture(t, nil)
+		prev := old(t, f)
+		cur, _ := f.st.Get(context.Background(), prev.Serial)
+		cur.RenewedTo = "ABCDEF" // a revocation pointed it at a revoked successor meanwhile
+		if err := f.st.Update(context.Background(), cur, store.StatusIssued); err != nil {
+			t.Fatal(err)
+		}
+		renew(t, f, prev, "tx-new")
+		if got := linked(t, f, prev.Serial); got != "ABCDEF" {
+			t.Errorf("renewed_to = %q, want the link someone else moved it to", got)
+		}
+	})
+
+	t.Run("failure only logs", func(t *testing.T) {
+		fs := storetest.NewFaultStore(memstore.New())
+		f := newFixture(t, fs)
+		f.signer.st = fs.Inner()
+		prev := old(t, f)
+		fs.Inject(storetest.Fault{Method: storetest.MethodUpdate, Nth: 2}) // 1: issued; 2: the link
+		res := renew(t, f, prev, "tx-new")
+		if res.Record.Status != store.StatusIssued {
+			t.Errorf("renewal %s", res.Record.Status)
+		}
+		if got := linked(t, f, prev.Serial); got != "" {
+			t.Errorf("renewed_to = %q although its write failed", got)
+		}
+	})
+
+	t.Run("withheld: not linked", func(t *testing.T) {
+		f := newFixture(t, nil)
+		prev := old(t, f)
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		req := f.request(t, k, "old", "tx-new")
+		req.RenewedFrom, req.Renews, req.Gated = prev.Serial, prev, true
+		req.Deliver = func(context.Context, *store.Record, *x509.Certificate) error { return errors.New("intune says no") }
+		if _, err := f.iss.Issue(context.Background(), req); !errors.Is(err, ErrWithheld) {
+			t.Fatalf("Issue = %v, want ErrWithheld", err)
+		}
+		if got := linked(t, f, prev.Serial); got != "" {
+			t.Errorf("renewed_to = %q for a withheld certificate", got)
+		}
+	})
+}

@@ -92,7 +92,9 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 	var prev *store.Record // the certificate being renewed
 	if renewal {
 		if prev, err = s.checkRenewal(ctx, e, msg.SignerCert, req); err != nil {
-			return rejection(err)
+			// A refusal; or a store that did not answer the check's reads, which is Table Storage down before any
+			// signing (reliability.md §4.2): 503 and Retry-After for the client to come back, not a final FAILURE.
+			return s.issued(nil, err)
 		}
 	}
 	if e.Challenge == ChallengeStatic && !renewal && !staticChallengeOK(e.Secret, req.ChallengePassword) {
@@ -120,6 +122,7 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 		// and the chain's start (and with it the chain's end) carries over.
 		start := chainStart(prev)
 		ireq.Requester, ireq.RenewedFrom, ireq.ChainStarted = prev.Requester, prev.Serial, start
+		ireq.Renews = prev // its forward link (RenewedTo) is set once the new certificate is issued
 		ireq.NotAfterCap = start.Add(e.renewalMax())
 		if ireq.DeviceID == "" {
 			ireq.DeviceID = prev.DeviceID
@@ -222,7 +225,8 @@ func rejection(err error) outcome {
 // through SCEP on this endpoint (or one it lists in RenewFrom), valid, issued and unrevoked, and not the RA or an
 // OCSP responder certificate; the request must keep its subject and ask for the same names or fewer (compared
 // as encoded) and gets no usage the old certificate did not have; it must come inside the renewal window and before
-// the chain's maximum. It returns the old record.
+// the chain's maximum. Last, once everything local passed, the store is asked whether the chain was cut off
+// (renewalCutOff): a revoked successor, or a key reported compromised. It returns the old record.
 func (s *Server) checkRenewal(ctx context.Context, e *Endpoint, old *x509.Certificate, req *policy.Request) (*store.Record, error) {
 	deny := func(format string, args ...any) error {
 		return &policy.Rejection{Code: policy.CodeNotAuthorized, Detail: fmt.Sprintf(format, args...)}
@@ -281,7 +285,69 @@ func (s *Server) checkRenewal(ctx context.Context, e *Endpoint, old *x509.Certif
 		return nil, deny("the renewal chain started %s and may not be renewed past %s",
 			start.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339))
 	}
+	why, err = s.renewalCutOff(ctx, rec, issuance.PublicKeyHash(req.PublicKey))
+	if err != nil {
+		return nil, err
+	}
+	if why != "" {
+		return nil, deny("%s", why)
+	}
 	return rec, nil
+}
+
+// renewalCutOff says why the certificate recorded as rec may not sign a renewal for the key hashing to newKey
+// although it is itself valid and unrevoked, or "" when nothing cuts it off. It asks with point reads, on
+// RenewalReqs only, never on a first enrollment:
+//
+//   - A successor is revoked. A certificate that was renewed stays valid until it expires, and its holder could
+//     renew from it again: after an admin revoked the device's current certificate (a stolen device, the shared
+//     secret rotated), whoever kept the superseded one with its key would get a fresh certificate with the same
+//     names, outliving both. So the forward links (RenewedTo, written after each renewal and repointed by a
+//     revocation) are followed, at most store.MaxRenewalWalk records, and any revoked one refuses the renewal. A
+//     successor that was merely lost, not revoked, refuses nothing: the device may renew from the older one.
+//   - The signer's key, or the key the renewal asks for, is marked compromised: some certificate with that key
+//     was revoked for keyCompromise. Another certificate for the same key (an earlier enrollment with it) proves
+//     nothing once the key is known to be out, and a new certificate must not be issued for a key that is.
+func (s *Server) renewalCutOff(ctx context.Context, rec *store.Record, newKey string) (string, error) {
+	next := rec.RenewedTo
+	for hops := 0; next != ""; hops++ {
+		if hops == store.MaxRenewalWalk {
+			return fmt.Sprintf("renewal signer %s was renewed more than %d times over; renew from the newest certificate",
+				rec.Serial, store.MaxRenewalWalk), nil
+		}
+		succ, err := s.store.Get(ctx, next)
+		if errors.Is(err, store.ErrNotFound) {
+			break // a link is written only after its record is issued; nothing there to be revoked
+		}
+		if err != nil {
+			return "", fmt.Errorf("reading renewal successor %s: %w", next, err)
+		}
+		if succ.Status == store.StatusRevoked {
+			return fmt.Sprintf("renewal signer %s was superseded by %s, which is revoked (RFC 5280 reason %d)",
+				rec.Serial, succ.Serial, succ.RevocationReason), nil
+		}
+		next = succ.RenewedTo
+	}
+	type key struct{ hash, whose string }
+	keys := []key{{rec.PublicKey, "renewal signer's key"}}
+	if newKey != rec.PublicKey { // a renewal that keeps its key asks once
+		keys = append(keys, key{newKey, "requested key"})
+	}
+	for _, k := range keys {
+		if k.hash == "" {
+			continue // no key hash recorded: nothing a mark could be found under
+		}
+		mark, err := s.store.Compromised(ctx, k.hash)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("reading compromised-key mark: %w", err)
+		}
+		return fmt.Sprintf("the %s was reported compromised (certificate %s revoked for keyCompromise)", k.whose,
+			mark.Serial), nil
+	}
+	return "", nil
 }
 
 // intuneAuthorized reports whether rec was issued behind Intune's validateRequest: gated on its
