@@ -541,8 +541,8 @@ func checkSAN(req *Request, p *Profile, der []byte) error {
 		case 6: // uniformResourceIdentifier
 			s := string(gn.Bytes)
 			u, err := url.Parse(s)
-			// A trailing "#" or "?" is an empty fragment or query that url.URL does not keep (nor print): what
-			// the checks below see must be the name relying parties read.
+			// A trailing "#" is an empty fragment, which url.URL neither keeps nor prints: what the checks below
+			// see must be the name relying parties read.
 			if err != nil || u.Scheme == "" || len(s) > maxURILen || hasControl(s) || strings.HasSuffix(s, "#") {
 				return reject(CodeSAN, "URI %q is malformed", clip(s))
 			}

@@ -29,7 +29,7 @@ func TestIPAddressesAreNotDNSNames(t *testing.T) {
 	wantCode(t, err, policy.CodeSubject)
 
 	// Still names: a single-number CN, digits inside labels, a numeric label that is not the last.
-	for _, cn := range []string{"356938035643809", "router-17"} {
+	for _, cn := range []string{"356938035643809", "router-17", "Contoso Agent v1.2", "Room 4.2", "Build 10.0.19045"} {
 		_, err := checkDER(buildCSR(t, csrSpec{subject: name(t, pkix.Name{CommonName: cn})}), dev)
 		wantCode(t, err, "")
 	}

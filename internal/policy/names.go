@@ -411,9 +411,9 @@ func nameKindOf(v string) nameKind {
 	switch {
 	case strings.Contains(v, "@"):
 		return emailLike
-	case net.ParseIP(v) != nil, strings.Contains(v, ".") && numericHost(v):
-		// "10.1" and "0x0a.0.0.1" are 10.0.0.1 to inet_aton. A single number is not: a CN may be an IMEI or a
-		// serial number.
+	case net.ParseIP(v) != nil, dnsShaped(v) && numericHost(v):
+		// "10.1" and "0x0a.0.0.1" are 10.0.0.1 to inet_aton. A single number is not (a CN may be an IMEI or a
+		// serial number), nor is free text that ends in one ("Build 10.0.19045").
 		return ipAddress
 	case looksLikeURI(v):
 		return uriLike
