@@ -207,12 +207,13 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// serviceDomain is the domain the Intune services live under: the resource's host without its first label
-// ("api.manage.microsoft.com" → "manage.microsoft.com"; the services are "fef.msubNN.manage.microsoft.com").
+// serviceDomain is the domain the Intune services live under: the resource's host without its "api." label
+// ("api.manage.microsoft.com" → "manage.microsoft.com"; the services are "fef.msubNN.manage.microsoft.com"). A
+// resource written without it is the domain itself: stripping another label would widen it (to microsoft.com).
 func serviceDomain(resource string) string {
-	h := strings.ToLower(hostOf(resource))
-	if i := strings.IndexByte(h, '.'); i >= 0 && strings.Count(h, ".") >= 2 {
-		return h[i+1:]
+	h := strings.TrimSuffix(strings.ToLower(hostOf(resource)), ".")
+	if d, ok := strings.CutPrefix(h, "api."); ok && strings.Contains(d, ".") {
+		return d
 	}
 	return h
 }
