@@ -199,22 +199,8 @@ type Result struct {
 	Replayed bool
 }
 
-// PublicKeyHash is the record's binding of a certificate to its key.
-func PublicKeyHash(pub crypto.PublicKey) string {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return ""
-	}
-	return spkiHash(der)
-}
-
-func spkiHash(spki []byte) string {
-	sum := sha256.Sum256(spki)
-	return hex.EncodeToString(sum[:])
-}
-
 // subjectKey is what an issuance derives from the request's public key, from one marshalling of its
-// SubjectPublicKeyInfo: the record's binding (PublicKeyHash) and the subject key identifier.
+// SubjectPublicKeyInfo: the record's binding (store.KeyHash) and the subject key identifier.
 type subjectKey struct {
 	hash string
 	id   []byte
@@ -229,7 +215,7 @@ func newSubjectKey(pub crypto.PublicKey) (subjectKey, error) {
 	if err != nil {
 		return subjectKey{}, fmt.Errorf("computing subject key identifier: %w", err)
 	}
-	return subjectKey{hash: spkiHash(spki), id: id}, nil
+	return subjectKey{hash: store.SPKIHash(spki), id: id}, nil
 }
 
 // Replay looks up an earlier result for key. It returns (nil, nil) when there is nothing to replay and a new
@@ -285,7 +271,7 @@ func (i *Issuer) replay(ctx context.Context, key string, pub crypto.PublicKey, r
 	if err != nil {
 		return nil, fmt.Errorf("reading record %s: %w", b.Serial, err)
 	}
-	return i.replayRecord(rec, PublicKeyHash(pub), rules)
+	return i.replayRecord(rec, store.KeyHash(pub), rules)
 }
 
 // replayRecord decides about the earlier attempt rec for a request whose public key hashes to pubHash.
@@ -531,6 +517,7 @@ func (i *Issuer) renewLink(ctx context.Context, req *Request, rec *store.Record)
 		old.Updated = i.now()
 		err := i.store.Update(lctx, &old, old.Status)
 		if err == nil {
+			i.keepRevokedLink(lctx, &old, seen)
 			return
 		}
 		if !errors.Is(err, store.ErrConflict) || attempt == 2 {
@@ -550,6 +537,32 @@ func (i *Issuer) renewLink(ctx context.Context, req *Request, rec *store.Record)
 			return
 		}
 		old = *cur
+	}
+}
+
+// keepRevokedLink points old back at seen, the successor it linked to before this renewal, when seen turns out
+// revoked. The renewal check found seen unrevoked, but its revocation may have been written since: it then left
+// old's link alone (it pointed at seen already), and renewLink moved the link past it, which would let old renew
+// again. A revocation written after this read is safe without it: Revoke links the ancestors after its record
+// write, and finds old pointing elsewhere. One read, only for a signer that had renewed before.
+func (i *Issuer) keepRevokedLink(ctx context.Context, old *store.Record, seen string) {
+	if seen == "" || seen == old.RenewedTo {
+		return
+	}
+	prev, err := i.store.Get(ctx, seen)
+	if err != nil || prev.Status != store.StatusRevoked {
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			i.log.Error("checking the renewed certificate's earlier successor failed", "serial", old.Serial,
+				"successor", seen, "err", err)
+		}
+		return
+	}
+	old.RenewedTo = seen
+	old.Updated = i.now()
+	if err := i.store.Update(ctx, old, old.Status); err != nil {
+		// A conflict means someone else wrote old meanwhile: Revoke's linkAncestors, pointing it at a revoked one.
+		i.log.Error("pointing the renewed certificate back at its revoked successor failed", "serial", old.Serial,
+			"successor", seen, "err", err)
 	}
 }
 

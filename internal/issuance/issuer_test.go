@@ -444,7 +444,7 @@ func TestStalePendingIsTakenOver(t *testing.T) {
 	ctx := context.Background()
 	// A crashed attempt: pending record bound to the key, never signed.
 	crashed := &store.Record{Serial: storetest.NewSerial(), Status: store.StatusPending,
-		PublicKey: PublicKeyHash(leafKey.Public()), Created: now, Updated: now}
+		PublicKey: store.KeyHash(leafKey.Public()), Created: now, Updated: now}
 	if _, err := f.st.InsertBound(ctx, "tx-stale", nil, crashed); err != nil {
 		t.Fatal(err)
 	}
@@ -970,6 +970,24 @@ func TestRenewLink(t *testing.T) {
 		}
 		if prev.RenewedTo != "" {
 			t.Error("the caller's record was changed")
+		}
+	})
+
+	t.Run("earlier successor revoked after the check: the link stays on it", func(t *testing.T) {
+		// The renewal check passed while the earlier successor was live; it was revoked before this renewal wrote
+		// its link. Revoke found the link already on it and wrote nothing, so the move must not hide it.
+		f := newFixture(t, nil)
+		prev := old(t, f)
+		first := renew(t, f, prev, "tx-first")
+		prev, _ = f.st.Get(context.Background(), prev.Serial) // as the second renewal's check read it
+		y1, _ := f.st.Get(context.Background(), first.Record.Serial)
+		y1.Status, y1.RevokedAt, y1.RevocationReason = store.StatusRevoked, time.Now(), store.KeyCompromise
+		if err := f.st.Update(context.Background(), y1, store.StatusIssued); err != nil {
+			t.Fatal(err)
+		}
+		renew(t, f, prev, "tx-second")
+		if got := linked(t, f, prev.Serial); got != first.Record.Serial {
+			t.Errorf("renewed_to = %q, want the revoked earlier successor %s", got, first.Record.Serial)
 		}
 	})
 

@@ -101,3 +101,38 @@ func (c *cutMeta) PutMeta(ctx context.Context, name string, value []byte, etag s
 	}
 	return c.Store.PutMeta(ctx, name, value, etag)
 }
+
+// TestGenerationHistoryNamesRevocationsNotBumps: each revocation bumps the generation twice (after the index entry
+// and after the record), and the history still names the last 256 revocations, one entry each: an instance 256
+// revocations behind drops single cached OCSP answers, not its whole cache.
+func TestGenerationHistoryNamesRevocationsNotBumps(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	ctx := context.Background()
+	recs := f.issue(t, 260)
+	status := revocation.Status{Store: f.backend, Now: f.clock.Now}
+	var after uint64
+	for i, rec := range recs {
+		if i == 4 {
+			g, err := status.RevocationGeneration(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			after = g
+		}
+		if _, _, err := revocation.Revoke(ctx, f.backend, rec.Serial, 0, "admin:x", "", f.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, serials, complete, err := status.RevokedSince(ctx, after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !complete || len(serials) != 256 {
+		t.Fatalf("since the 4th revocation: complete %v, %d serials; want the 256 revoked after it", complete, len(serials))
+	}
+	for i, s := range serials {
+		if want := mustSerial(t, recs[4+i].Serial); s.Cmp(want) != 0 {
+			t.Fatalf("serial %d is %X, want %X", i, s, want)
+		}
+	}
+}

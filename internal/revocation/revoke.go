@@ -6,9 +6,7 @@ package revocation
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -75,8 +73,11 @@ type generation struct {
 	Recent []generationEntry `json:"recent,omitempty"` // oldest first, at most generationHistory
 }
 
+// generationEntry names one revocation: N is the generation of its latest bump, First of its first (omitted, in
+// documents written before revocations bumped twice, it is N).
 type generationEntry struct {
 	N      uint64 `json:"n"`
+	First  uint64 `json:"first,omitempty"`
 	Serial string `json:"serial"`
 }
 
@@ -89,7 +90,13 @@ func BumpGeneration(ctx context.Context, st store.Meta, serial string) error {
 			return err
 		}
 		g.N++
-		g.Recent = append(g.Recent, generationEntry{N: g.N, Serial: serial})
+		if n := len(g.Recent); n > 0 && g.Recent[n-1].Serial == serial {
+			// The same revocation's second bump (after the index entry, then after the record): one entry each,
+			// so the history still names generationHistory revocations. since reads it the same way.
+			g.Recent[n-1].N = g.N
+		} else {
+			g.Recent = append(g.Recent, generationEntry{N: g.N, First: g.N, Serial: serial})
+		}
 		if len(g.Recent) > generationHistory {
 			g.Recent = g.Recent[len(g.Recent)-generationHistory:]
 		}
@@ -131,7 +138,10 @@ func (g *generation) since(after uint64) (serials []string, complete bool) {
 	if after >= g.N {
 		return nil, true
 	}
-	if len(g.Recent) == 0 || g.Recent[0].N > after+1 {
+	if len(g.Recent) == 0 {
+		return nil, false
+	}
+	if first := g.Recent[0].First; first > after+1 || first == 0 && g.Recent[0].N > after+1 {
 		return nil, false
 	}
 	for _, e := range g.Recent {
@@ -149,14 +159,15 @@ func NewlyRevoked(outcome Outcome, rec *store.Record) bool {
 	return outcome == Revoked && rec != nil && rec.Status == store.StatusRevoked
 }
 
-// Revoke moves the record for serial to revoked. What stops renewals around it is written first (cutOffRenewals:
-// a keyCompromise's key mark, the ancestors' forward links), then the revocation index entry (what the CRL is built
-// from), then the record, so a crash between the writes still publishes the revocation with its cut-off; a retry,
-// or CompleteInterrupted, completes the record with the index entry's time and reason.
-// Revoking a revoked certificate reports AlreadyRevoked and changes nothing. ErrConflict from a concurrent update
-// is retried. The revocation generation (BumpGeneration) is bumped after the index entry, for the other instances'
-// CRLs, and again after the record, for their OCSP caches; when only that final bump fails, the error comes with
-// Revoked and the revoked record.
+// Revoke moves the record for serial to revoked. A keyCompromise's key mark is written first (markCompromisedFor),
+// then the revocation index entry (what the CRL is built from), then the record, so a crash between the writes
+// still publishes the revocation with its key marked; a retry, or CompleteInterrupted, completes the record with
+// the index entry's time and reason. The revocation generation (BumpGeneration) is bumped after the index entry,
+// for the other instances' CRLs, and again after the record, for their OCSP caches; last, the renewal ancestors'
+// forward links are pointed at the revoked certificate (linkAncestors). When only those last writes fail, the
+// error comes with Revoked and the revoked record, and a retry completes them.
+// Revoking a revoked certificate reports AlreadyRevoked and writes only what an interrupted revocation may have
+// left out. ErrConflict from a concurrent update is retried.
 func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, ref string, now time.Time) (Outcome, *store.Record, error) {
 	canonical := store.NormalizeSerial(serial)
 	if canonical == "" {
@@ -174,7 +185,7 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 			// Complete a revocation whose index write succeeded but whose record write did not, or vice versa, and
 			// whose generation bump may have failed: a retry must leave every instance told. Its renewal cut-off
 			// too, which also completes it for revocations from before the cut-off was written.
-			if err := cutOffRenewals(ctx, st, rec, rec.RevocationReason, at); err != nil {
+			if err := markCompromisedFor(ctx, st, rec, rec.RevocationReason, at); err != nil {
 				return 0, nil, err
 			}
 			if _, err := st.AddRevoked(ctx, store.Revoked{Serial: rec.Serial, RevokedAt: rec.RevokedAt, Reason: rec.RevocationReason,
@@ -184,6 +195,9 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 			if err := BumpGeneration(ctx, st, rec.Serial); err != nil {
 				return 0, nil, err
 			}
+			if err := linkAncestors(ctx, st, rec, at); err != nil {
+				return AlreadyRevoked, rec, err
+			}
 			return AlreadyRevoked, rec, nil
 		case store.StatusPending, store.StatusAbandoned:
 			if len(rec.PlannedDER) == 0 {
@@ -191,8 +205,8 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 			}
 		}
 		from := rec.Status
-		// Before anything publishes the revocation, so that no crash leaves it published and renewals not cut off.
-		if err := cutOffRenewals(ctx, st, rec, reason, at); err != nil {
+		// Before anything publishes the revocation, so that no crash leaves it published with the key unmarked.
+		if err := markCompromisedFor(ctx, st, rec, reason, at); err != nil {
 			return 0, nil, err
 		}
 		kept, err := st.AddRevoked(ctx, store.Revoked{Serial: rec.Serial, RevokedAt: at, Reason: reason, NotAfter: rec.NotAfter})
@@ -231,24 +245,25 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 		if err := BumpGeneration(ctx, st, rec.Serial); err != nil {
 			return Revoked, rec, err
 		}
+		if err := linkAncestors(ctx, st, rec, at); err != nil {
+			return Revoked, rec, err
+		}
 		return Revoked, rec, nil
 	}
 	return 0, nil, fmt.Errorf("revoking %s: %w", canonical, store.ErrConflict)
 }
 
-// cutOffRenewals writes what makes the revocation of rec, for reason, stop renewals (scep's renewal check reads
-// both): for keyCompromise the key's mark (markCompromised), and for any reason the forward links of rec's renewal
-// ancestors (linkAncestors). Revoke calls it before the revocation index entry, the first write that publishes a
-// revocation, so a crash anywhere leaves the cut-off written whenever the revocation is: an admin's retry or
-// CompleteInterrupted finishes the rest, through Revoke again. A failure fails the revocation before anything is
-// published, and the caller retries; both writes keep what is there already, so retries are harmless.
-func cutOffRenewals(ctx context.Context, st store.Store, rec *store.Record, reason int, now time.Time) error {
-	if reason == store.KeyCompromise {
-		if err := markCompromised(ctx, st, rec, now); err != nil {
-			return err
-		}
+// markCompromisedFor marks rec's key when reason is keyCompromise (markCompromised). Revoke writes it before the
+// revocation index entry, the first write that publishes a revocation, so no crash leaves a key compromise published
+// with the key still free to sign renewals. The ancestors' forward links (linkAncestors), which cut off the renewal
+// chain for any reason, are written after the record instead: they are a repair of the links each renewal already
+// wrote, reading and writing other records, and must not stand between an admin and a published revocation. A
+// failure there comes back with the outcome, and the retry (AlreadyRevoked) writes them.
+func markCompromisedFor(ctx context.Context, st store.Store, rec *store.Record, reason int, now time.Time) error {
+	if reason != store.KeyCompromise {
+		return nil
 	}
-	return linkAncestors(ctx, st, rec, now)
+	return markCompromised(ctx, st, rec, now)
 }
 
 // markCompromised marks rec's key compromised: any other certificate with that key (an earlier enrollment, a
@@ -273,19 +288,9 @@ func keyHash(rec *store.Record) string {
 		return rec.PublicKey
 	}
 	for _, der := range [][]byte{rec.CertDER, rec.PlannedDER} {
-		if len(der) == 0 {
-			continue
+		if c, err := x509.ParseCertificate(der); err == nil {
+			return store.KeyHash(c.PublicKey)
 		}
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			continue
-		}
-		spki, err := x509.MarshalPKIXPublicKey(c.PublicKey)
-		if err != nil {
-			continue
-		}
-		sum := sha256.Sum256(spki)
-		return hex.EncodeToString(sum[:])
 	}
 	return ""
 }

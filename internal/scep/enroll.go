@@ -285,7 +285,7 @@ func (s *Server) checkRenewal(ctx context.Context, e *Endpoint, old *x509.Certif
 		return nil, deny("the renewal chain started %s and may not be renewed past %s",
 			start.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339))
 	}
-	why, err = s.renewalCutOff(ctx, rec, issuance.PublicKeyHash(req.PublicKey))
+	why, err = s.renewalCutOff(ctx, rec, store.KeyHash(req.PublicKey))
 	if err != nil {
 		return nil, err
 	}
@@ -439,7 +439,7 @@ func (s *Server) certPoll(ctx context.Context, e *Endpoint, msg *PKIMessage) out
 		}
 		return s.issued(nil, err)
 	}
-	if signer := issuance.PublicKeyHash(msg.SignerCert.PublicKey); rec.PublicKey != signer {
+	if signer := store.KeyHash(msg.SignerCert.PublicKey); rec.PublicKey != signer {
 		// CertPoll is signed with the same key as the request it polls for: the new key for a PKCSReq, and for a
 		// RenewalReq the old certificate's key, which signed it. Anyone else gets nothing.
 		renewing, err := s.renewalSigner(ctx, rec, signer)
@@ -534,7 +534,7 @@ func (s *Server) getCert(ctx context.Context, signer *x509.Certificate, content 
 
 // holds reports whether signer may receive c (recorded as rec): see getCert.
 func (s *Server) holds(ctx context.Context, signer *x509.Certificate, rec *store.Record, c *x509.Certificate) (bool, error) {
-	if issuance.PublicKeyHash(signer.PublicKey) == rec.PublicKey {
+	if store.KeyHash(signer.PublicKey) == rec.PublicKey {
 		return true, nil
 	}
 	// An empty subject names nobody: every SAN-only certificate has it, so it cannot make two holders one.

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/azscep/azscep/internal/issuance"
 	"github.com/azscep/azscep/internal/revocation"
 	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/store/storetest"
@@ -196,7 +195,7 @@ func TestRenewalWithCompromisedKeyDenied(t *testing.T) {
 		x2 := wantSuccess(t, e.pki(t, epStatic, x1.client.Message(t, testca.Message{Type: testca.MsgPKCSReq,
 			TransactionID: "second-enrollment", Content: csr.Raw})))
 		adminRevoke(t, e, x2, store.KeyCompromise)
-		mark, err := e.mem.Compromised(context.Background(), issuance.PublicKeyHash(x1.client.Key.Public()))
+		mark, err := e.mem.Compromised(context.Background(), store.KeyHash(x1.client.Key.Public()))
 		if err != nil || mark.Serial != hexSerial(x2) {
 			t.Fatalf("key mark %+v, %v; want one naming %s", mark, err, hexSerial(x2))
 		}

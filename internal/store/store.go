@@ -10,6 +10,10 @@ package store
 
 import (
 	"context"
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/big"
@@ -366,4 +370,20 @@ type SyncRun struct {
 	Failed     int
 	Uploaded   int
 	Errors     []string
+}
+
+// KeyHash is the Record.PublicKey of a public key: the hex SHA-256 of its DER SubjectPublicKeyInfo, which binds a
+// record (replays, renewals, compromised-key marks) to the key; "" for a key that cannot be marshalled.
+func KeyHash(pub crypto.PublicKey) string {
+	spki, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return ""
+	}
+	return SPKIHash(spki)
+}
+
+// SPKIHash is KeyHash of a key already in its DER SubjectPublicKeyInfo form.
+func SPKIHash(spki []byte) string {
+	sum := sha256.Sum256(spki)
+	return hex.EncodeToString(sum[:])
 }
