@@ -176,7 +176,8 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 			userApps = append([]string{strings.ToLower(c.ClientID)}, userApps...)
 		}
 		if d.admin, err = admin.New(admin.Config{Verifier: d.verifier, Store: st, Sync: syncer, OnRevoked: onRevoked,
-			Overview: d.overview, Logger: log, UserClientApps: userApps, AnyUserClientApp: cfg.API.AdminAnyClientApp}); err != nil {
+			Overview: d.overview, Logger: log, UserClientApps: userApps, AnyUserClientApp: cfg.API.AdminAnyClientApp,
+			AllowGuests: cfg.API.AllowGuests}); err != nil {
 			return nil, err
 		}
 	}

@@ -50,12 +50,20 @@ type Config struct {
 	// very application.
 	UserClientApps   []string
 	AnyUserClientApp bool
-	Logger           *slog.Logger
-	Now              func() time.Time
+	// AllowGuests admits guest (B2B, external) users, as csrapi.Config.AllowGuests does for /api/csr; by default
+	// they get 403 guest_not_allowed.
+	AllowGuests bool
+	Logger      *slog.Logger
+	Now         func() time.Time
 }
 
-// CodeClientApp is the problem code for a user token obtained by a client application the admin API does not accept.
-const CodeClientApp = "client_app_not_allowed"
+// Problem codes of callers the deployment's restrictions refuse whatever their role.
+const (
+	// CodeClientApp: a user token obtained by a client application the admin API does not accept.
+	CodeClientApp = "client_app_not_allowed"
+	// CodeGuest: a guest (B2B, external) account, without AZSCEP_API_ALLOW_GUESTS.
+	CodeGuest = "guest_not_allowed"
+)
 
 // Handler serves /api/certificates.
 type Handler struct{ cfg Config }
@@ -154,6 +162,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		h.authFailure(w, r, err)
+		return
+	}
+	// A guest's sign-in, MFA and offboarding are their home tenant's: a Certificates.Manage role that reaches a
+	// group's B2B members must not make them this CA's administrators unless the operator says so.
+	if caller.Guest && !h.cfg.AllowGuests {
+		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusForbidden, Code: CodeGuest,
+			Detail: "guest accounts may not use the admin API (AZSCEP_API_ALLOW_GUESTS)"})
 		return
 	}
 	if !caller.IsApp && !h.cfg.AnyUserClientApp && !slices.Contains(h.cfg.UserClientApps, strings.ToLower(caller.AppID)) {

@@ -882,3 +882,28 @@ func TestUserTokensOnlyFromAllowedClientApps(t *testing.T) {
 		t.Fatalf("any client allowed: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestGuestsRefusedUnlessAllowed: a guest (B2B) account holding Certificates.Manage — say through a group that
+// includes B2B members — neither reads nor revokes, as on /api/csr, unless AZSCEP_API_ALLOW_GUESTS admits guests.
+func TestGuestsRefusedUnlessAllowed(t *testing.T) {
+	roles := []string{entra.RoleCertificatesManage}
+	for _, allow := range []bool{false, true} {
+		e := newEnv(t, func(c *admin.Config) { c.AllowGuests = allow })
+		rec := e.insert(t, store.Record{Subject: "CN=victim"}, true)
+		guest := e.fake.MintUser(aliceOID, "mallory_evil.example#EXT#@contoso.example", roles, entrafake.Guest(entrafake.NewGUID()))
+		resp, body := e.do(t, http.MethodPost, "/api/certificates/"+rec.Serial+"/revoke", guest, `{"reason":"keyCompromise"}`)
+		stored, _ := e.st.Get(t.Context(), rec.Serial)
+		if !allow {
+			wantProblem(t, resp, body, http.StatusForbidden, admin.CodeGuest)
+			if stored.Status != store.StatusIssued {
+				t.Errorf("a refused guest revoked %s", rec.Serial)
+			}
+			resp, body = e.do(t, http.MethodGet, "/api/certificates", guest, "")
+			wantProblem(t, resp, body, http.StatusForbidden, admin.CodeGuest)
+			continue
+		}
+		if resp.StatusCode != http.StatusOK || stored.Status != store.StatusRevoked {
+			t.Errorf("guests allowed: revoke %d %s, record %s", resp.StatusCode, body, stored.Status)
+		}
+	}
+}

@@ -296,6 +296,11 @@ func (r *Responder) Invalidate(serial *big.Int) {
 	}
 	r.invalidations.Add(1)
 	r.cache.remove(serial)
+	// The responder's own certificate revoked (an admin suspects its key): stop signing with it. Its responses
+	// carry id-pkix-ocsp-nocheck, so relying parties never see the revocation; only replacing it helps.
+	if d := r.delegate.Load(); d != nil && d.cert.SerialNumber.Cmp(serial) == 0 && r.delegate.CompareAndSwap(d, nil) {
+		r.cache.clear()
+	}
 }
 
 // cacheCurrent reports whether cached responses may be served: always without a GenerationSource; otherwise when
