@@ -65,6 +65,9 @@ type buildOptions struct {
 	// clock replaces the system clock of the OCSP responder, the CRL publisher, the RA renewal, issuance and
 	// SCEP (renewal and replay windows, rate limits): tests move time instead of waiting.
 	clock interface{ Now() time.Time }
+	// environ is what the configuration was loaded from (nil: the process environment), loaded again once the
+	// service has read the Key Vault references App Service could not (references).
+	environ []string
 }
 
 // build wires every dependency of the routes.

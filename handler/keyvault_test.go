@@ -26,6 +26,7 @@ import (
 	"github.com/zmap/zlint/v3"
 	zlintapi "github.com/zmap/zlint/v3/lint"
 
+	"github.com/azscep/azscep/internal/config"
 	"github.com/azscep/azscep/internal/custody"
 	"github.com/azscep/azscep/internal/issuance"
 	"github.com/azscep/azscep/internal/keyvault"
@@ -506,4 +507,74 @@ func TestKeyVaultRESTIssuanceOneSignature(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantKV(t, v.kv, "REST issuance", map[string]int{kvfake.OpSign: 1})
+}
+
+// TestKeyVaultReferenceReadByTheService: at a new deployment's first start the app identity's roles are seconds
+// old. App Service leaves the static challenge's Key Vault reference verbatim, which disables the endpoint until a
+// restart, while the service waits for its key roles. The service reads the reference itself with its identity
+// while it waits, so the endpoint comes up with the keys. A reference that still cannot be read once the keys are
+// ready costs one request and no wait; a missing secret keeps the endpoint disabled, as before.
+func TestKeyVaultReferenceReadByTheService(t *testing.T) {
+	caKey, _, _ := vaultKeys(t)
+	ref := func(v *vaultCA, name string) string {
+		return "AZSCEP_SCEP_STATIC_SECRET=@Microsoft.KeyVault(SecretUri=" + v.kv.URL() + "/secrets/" + name + "/)"
+	}
+
+	t.Run("first start", func(t *testing.T) {
+		v := newVaultCA(t, caKey, "", nil)
+		v.kv.SetSecret("static-challenge", kvStaticSecret)
+		v.kv.Reset()
+		v.kv.Fail(kvfake.OpGet, 2, http.StatusForbidden)       // the key role spreading
+		v.kv.Fail(kvfake.OpGetSecret, 2, http.StatusForbidden) // and the secret role
+		svc := startServeReferences(t, v.env(ref(v, "static-challenge")), v.opts(), true)
+		if f := svc.cfg.Fault(config.EndpointFeature("static")); f == nil {
+			t.Fatal("the test's configuration did not start with the reference unresolved")
+		}
+		if got := v.kv.Count(kvfake.OpGetSecret); got != 3 {
+			t.Errorf("%d secret reads, want 3 (two refused while the roles spread)", got)
+		}
+		certs, _ := getCACert(t, svc.scepURL("static"))
+		to := recipients(t, certs)
+		staticEnroll(t, svc, to, "kv-reference-read").mustSucceed(t, to[0])
+		if !strings.Contains(svc.logText(), "Key Vault reference read by the service") || strings.Contains(svc.logText(), kvStaticSecret) {
+			t.Errorf("log: want the reference's setting named and never its value:\n%s", svc.logText())
+		}
+	})
+
+	t.Run("still refused when the keys are ready", func(t *testing.T) {
+		v := newVaultCA(t, caKey, "", nil)
+		v.kv.SetSecret("static-challenge", kvStaticSecret)
+		v.kv.Reset()
+		v.kv.Fail(kvfake.OpGetSecret, -1, http.StatusForbidden)
+		svc := startServeReferences(t, v.env(ref(v, "static-challenge")), v.opts(), false)
+		if got := v.kv.Count(kvfake.OpGetSecret); got != 1 {
+			t.Errorf("%d secret reads, want 1: no wait once the keys are ready", got)
+		}
+		if code := postStatus(t, svc.scepURL("static")); code != http.StatusServiceUnavailable {
+			t.Errorf("static endpoint answered %d, want 503 (feature disabled)", code)
+		}
+	})
+
+	t.Run("missing secret", func(t *testing.T) {
+		v := newVaultCA(t, caKey, "", nil)
+		v.kv.Reset()
+		svc := startServeReferences(t, v.env(ref(v, "nope")), v.opts(), false)
+		if code := postStatus(t, svc.scepURL("static")); code != http.StatusServiceUnavailable {
+			t.Errorf("static endpoint answered %d, want 503 (feature disabled)", code)
+		}
+		if !strings.Contains(svc.logText(), "cannot be read; its feature stays disabled") {
+			t.Errorf("log does not say why:\n%s", svc.logText())
+		}
+	})
+}
+
+// postStatus is the status of a PKIOperation POST with an empty message.
+func postStatus(t *testing.T, scepURL string) int {
+	t.Helper()
+	resp, err := http.Post(scepURL+"?operation=PKIOperation", "application/x-pki-message", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

@@ -117,11 +117,17 @@ func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // assignment still spreading gives for minutes, and its throttling during a scale-out — are retried, the service
 // staying up and answering 503, instead of exiting into the host's restart limit; faults in the key material are
 // fatal.
+//
+// Key Vault references App Service left verbatim are read again before each attempt (references): at a new
+// deployment's first start they wait for their role as long as the keys wait for theirs, and later, when the keys
+// are ready at once, a reference that still cannot be read costs one request, not a wait.
 func (a *app) init(ctx context.Context) error {
 	start := time.Now()
 	var d *deps
+	refs := pendingReferences(a.cfg)
 	for attempt := 0; ; attempt++ {
 		var err error
+		a.cfg, refs = references(ctx, a.cfg, refs, a.log, a.opts)
 		d, err = build(ctx, a.cfg, a.log, a.opts)
 		if err == nil {
 			break

@@ -94,6 +94,10 @@ type Config struct {
 	// EndpointFeature(name), ProfileFeature(name)) to the first problem found. Disabled endpoints are left out of
 	// Endpoints, a disabled Intune or API has Enabled false. Admin commands ignore faults they do not need.
 	Faults map[string]*Error
+	// References are the settings App Service left as Key Vault references (it could not read them when the app
+	// started), by name: each also disabled its feature (or failed Load, for a core setting). Serve resolves them
+	// with the app's identity and loads the configuration again (handler: resolveReferences).
+	References map[string]string
 }
 
 // Optional features a setting problem can disable on its own (see the package comment).
@@ -487,6 +491,7 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 		return nil, p.err
 	}
 	c.Faults = p.faults
+	c.References = p.refs
 	return c, nil
 }
 
@@ -544,6 +549,8 @@ type parser struct {
 	faults map[string]*Error
 	// written are the profiles AZSCEP_PROFILE_<NAME> defines (the rest are built-in).
 	written map[string]bool
+	// refs are the settings read while still Key Vault references.
+	refs map[string]string
 }
 
 // feature reads the settings of one optional feature: every p.fail inside parse disables that feature (the first
@@ -577,9 +584,13 @@ func (p *parser) getenv(name string) string {
 	}
 	v := p.env[name]
 	if strings.HasPrefix(strings.TrimSpace(v), kvReference) {
+		if p.refs == nil {
+			p.refs = map[string]string{}
+		}
+		p.refs[name] = v
 		p.fail(name, "is an unresolved Key Vault reference: give the app's identity Key Vault Secrets User on the "+
-			"vault, check the secret URI, then restart the app (az functionapp restart); App Service re-reads "+
-			"references only on a restart or every 24 hours")
+			"vault and check the secret URI; the service reads it itself while it starts (App Service re-reads "+
+			"references only on a restart or every 24 hours)")
 		return ""
 	}
 	return v

@@ -70,6 +70,18 @@ type route struct {
 // version away ("/keys/ca//sign" becomes "/keys/ca/sign"), and GetKey with an
 // empty version sends "/keys/ca/", so both shapes are accepted.
 func parseRoute(path string) (route, bool) {
+	if rest, ok := strings.CutPrefix(path, "/secrets/"); ok {
+		// azsecrets sends "/secrets/name/" for the current version.
+		seg := strings.Split(strings.TrimSuffix(rest, "/"), "/")
+		if seg[0] == "" || len(seg) > 2 {
+			return route{}, false
+		}
+		rt := route{op: OpGetSecret, name: seg[0], method: http.MethodGet}
+		if len(seg) == 2 {
+			rt.version = seg[1]
+		}
+		return rt, true
+	}
 	rest, ok := strings.CutPrefix(path, "/keys/")
 	if !ok {
 		return route{}, false
@@ -165,9 +177,13 @@ func (s *Server) handle(r *http.Request, rt route, body []byte) (reply, bool) {
 		return faultReply(f), true
 	}
 
-	if v := r.URL.Query()["api-version"]; len(v) != 1 || v[0] != APIVersion {
+	want := APIVersion
+	if rt.op == OpGetSecret {
+		want = SecretsAPIVersion
+	}
+	if v := r.URL.Query()["api-version"]; len(v) != 1 || v[0] != want {
 		return badParameter("The specified version (%s) is not recognized. Consider using the latest supported version (%s).",
-			strings.Join(v, ","), APIVersion), true
+			strings.Join(v, ","), want), true
 	}
 	if r.Method != rt.method {
 		return errReply(http.StatusMethodNotAllowed, "MethodNotAllowed",
@@ -184,6 +200,8 @@ func (s *Server) handle(r *http.Request, rt route, body []byte) (reply, bool) {
 	}
 
 	switch rt.op {
+	case OpGetSecret:
+		return s.getSecret(rt), true
 	case OpGet:
 		return s.getKey(rt), true
 	case OpVersions:
@@ -633,4 +651,35 @@ func (s *Server) cipher(rt route, body []byte) reply {
 		return badParameter("The %s operation failed for the given value.", rt.op)
 	}
 	return reply{status: http.StatusOK, body: opResult{KID: s.kid(k), Value: b64.EncodeToString(out)}}
+}
+
+// secretBundle is Key Vault's SecretBundle, as much of it as azsecrets reads.
+type secretBundle struct {
+	Value      string           `json:"value"`
+	ID         string           `json:"id"`
+	Attributes secretAttributes `json:"attributes"`
+}
+
+type secretAttributes struct {
+	Enabled       bool   `json:"enabled"`
+	Created       int64  `json:"created"`
+	Updated       int64  `json:"updated"`
+	RecoveryLevel string `json:"recoveryLevel"`
+}
+
+func (s *Server) getSecret(rt route) reply {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	versions := s.secrets[rt.name]
+	for i := len(versions) - 1; i >= 0; i-- {
+		v := versions[i]
+		if rt.version != "" && v.version != rt.version {
+			continue
+		}
+		return reply{status: http.StatusOK, body: secretBundle{Value: v.value, ID: s.srv.URL + "/secrets/" + rt.name + "/" + v.version,
+			Attributes: secretAttributes{Enabled: true, Created: v.created.Unix(), Updated: v.created.Unix(),
+				RecoveryLevel: "Recoverable+Purgeable"}}}
+	}
+	return errReply(http.StatusNotFound, "SecretNotFound",
+		fmt.Sprintf("A secret with (name/id) %s was not found in this key vault.", rt.name))
 }

@@ -69,7 +69,12 @@ const (
 	OpEncrypt   = "encrypt"   // POST /keys/{name}/{version}/encrypt
 	OpWrapKey   = "wrapkey"   // POST /keys/{name}/{version}/wrapkey
 	OpUnwrapKey = "unwrapkey" // POST /keys/{name}/{version}/unwrapkey
+	OpGetSecret = "getsecret" // GET /secrets/{name}[/{version}]
 )
+
+// SecretsAPIVersion is the only api-version the fake accepts on the secrets routes: the one azsecrets v1.5.1
+// sends (the keys routes take APIVersion, azkeys').
+const SecretsAPIVersion = "2026-04-01"
 
 // Key operation names as they appear in a JSON Web Key's key_ops.
 const (
@@ -133,6 +138,23 @@ type Server struct {
 	journal []Request
 	faults  []*fault
 	latency map[string]time.Duration // op ("" = all) → added latency
+	secrets map[string][]secret      // name → versions, oldest first
+}
+
+// secret is one version of a secret held by the fake.
+type secret struct {
+	version string
+	value   string
+	created time.Time
+}
+
+// SetSecret stores a new version of the secret name, as `az keyvault secret set` would, and returns its version.
+func (s *Server) SetSecret(name, value string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := randomHex(16)
+	s.secrets[name] = append(s.secrets[name], secret{version: v, value: value, created: time.Now()})
+	return v
 }
 
 // New starts a fake Key Vault and stops it when the test ends.
@@ -150,6 +172,7 @@ func NewServer() *Server {
 		keys:    make(map[string][]*key),
 		counts:  make(map[string]int),
 		latency: make(map[string]time.Duration),
+		secrets: make(map[string][]secret),
 	}
 	s.srv = httptest.NewTLSServer(http.HandlerFunc(s.serveHTTP))
 	return s

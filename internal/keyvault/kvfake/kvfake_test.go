@@ -165,7 +165,7 @@ func TestRequestStrictness(t *testing.T) {
 		{"wrong-method", http.MethodGet, signPath, "", "", "", 405, "MethodNotAllowed"},
 		{"unknown-key", http.MethodPost, "/keys/nope/" + version + "/sign", "", "application/json", signBody("RS256", digest), 404, "KeyNotFound"},
 		{"unknown-version", http.MethodPost, "/keys/ca/0123/sign", "", "application/json", signBody("RS256", digest), 404, "KeyNotFound"},
-		{"unknown-route", http.MethodGet, "/secrets/x", "", "", "", 404, "NotFound"},
+		{"unknown-route", http.MethodGet, "/certificates/x", "", "", "", 404, "NotFound"},
 		{"unknown-decrypt-alg", http.MethodPost, "/keys/ca/" + version + "/decrypt", "", "application/json", signBody("A256GCM", make([]byte, 256)), 400, "BadParameter"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

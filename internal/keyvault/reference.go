@@ -1,0 +1,126 @@
+package keyvault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
+)
+
+// Reference is an App Service Key Vault reference, "@Microsoft.KeyVault(SecretUri=…)" or
+// "@Microsoft.KeyVault(VaultName=…;SecretName=…[;SecretVersion=…])": a setting whose value the platform fetches
+// from Key Vault with the app's identity when the app starts, and leaves verbatim when it cannot.
+type Reference struct {
+	VaultURL string // https://<vault>.vault.azure.net/
+	Name     string
+	Version  string // "" = the current version
+}
+
+// referencePrefix is how App Service spells a Key Vault reference.
+const referencePrefix = "@Microsoft.KeyVault("
+
+// IsReference reports whether a setting's value is (still) a Key Vault reference.
+func IsReference(v string) bool { return strings.HasPrefix(strings.TrimSpace(v), referencePrefix) }
+
+// ParseReference reads a Key Vault reference in either of App Service's forms.
+func ParseReference(v string) (Reference, error) {
+	body, ok := strings.CutPrefix(strings.TrimSpace(v), referencePrefix)
+	if !ok || !strings.HasSuffix(body, ")") {
+		return Reference{}, fmt.Errorf("%w: not a Key Vault reference", ErrInvalidInput)
+	}
+	fields := map[string]string{}
+	for _, part := range strings.Split(strings.TrimSuffix(body, ")"), ";") {
+		k, val, ok := strings.Cut(part, "=")
+		if !ok {
+			return Reference{}, fmt.Errorf("%w: Key Vault reference part %q has no value", ErrInvalidInput, part)
+		}
+		fields[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(val)
+	}
+	if uri, ok := fields["secreturi"]; ok {
+		u, err := url.Parse(uri)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			return Reference{}, fmt.Errorf("%w: SecretUri %q is not an https Key Vault secret URI", ErrInvalidInput, uri)
+		}
+		seg := strings.Split(strings.Trim(u.Path, "/"), "/")
+		if len(seg) < 2 || len(seg) > 3 || seg[0] != "secrets" || seg[1] == "" {
+			return Reference{}, fmt.Errorf("%w: SecretUri %q does not name a secret", ErrInvalidInput, uri)
+		}
+		r := Reference{VaultURL: "https://" + u.Host + "/", Name: seg[1]}
+		if len(seg) == 3 {
+			r.Version = seg[2]
+		}
+		return r, nil
+	}
+	vault, name := fields["vaultname"], fields["secretname"]
+	if vault == "" || name == "" || strings.ContainsAny(vault, "./:") {
+		return Reference{}, fmt.Errorf("%w: a Key Vault reference needs SecretUri, or VaultName and SecretName", ErrInvalidInput)
+	}
+	return Reference{VaultURL: "https://" + vault + ".vault.azure.net/", Name: name, Version: fields["secretversion"]}, nil
+}
+
+// Resolve reads the secret a reference names with cred, as App Service would have: the service does it itself when
+// the platform left the reference verbatim, which it does at the first start of a new deployment while the app
+// identity's role on the vault is still spreading, and then keeps until a restart or for 24 hours. Only the
+// vault the service already trusts (vaultURL, its AZSCEP_KEYVAULT_URL) or another Azure Key Vault host is asked,
+// so a setting cannot send the identity's token elsewhere. Errors are ErrForbidden (no access yet), ErrNotFound,
+// ErrUnavailable (transport, 429, 5xx) or ErrInvalidInput.
+func Resolve(ctx context.Context, ref Reference, vaultURL string, cred azcore.TokenCredential, opts *azsecrets.ClientOptions) (string, error) {
+	if !trustedVault(ref.VaultURL, vaultURL) {
+		return "", fmt.Errorf("%w: %s is neither AZSCEP_KEYVAULT_URL's vault nor an Azure Key Vault host", ErrInvalidInput, ref.VaultURL)
+	}
+	var o azsecrets.ClientOptions
+	if opts != nil {
+		o = *opts
+	}
+	c, err := azsecrets.NewClient(ref.VaultURL, cred, &o)
+	if err != nil {
+		return "", fmt.Errorf("keyvault: creating secrets client for %s: %w", ref.VaultURL, err)
+	}
+	resp, err := c.GetSecret(ctx, ref.Name, ref.Version, nil)
+	if err != nil {
+		var re *azcore.ResponseError
+		kind := ErrUnavailable
+		if errors.As(err, &re) {
+			switch {
+			case re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden:
+				kind = ErrForbidden
+			case re.StatusCode == http.StatusNotFound:
+				kind = ErrNotFound
+			case re.StatusCode == http.StatusTooManyRequests || re.StatusCode >= 500:
+				kind = ErrUnavailable
+			default:
+				kind = ErrRejected
+			}
+		}
+		return "", fmt.Errorf("%w: reading secret %s from %s: %s", kind, ref.Name, ref.VaultURL, summarize(err))
+	}
+	if resp.Value == nil {
+		return "", fmt.Errorf("%w: secret %s has no value", ErrInvalidResponse, ref.Name)
+	}
+	return *resp.Value, nil
+}
+
+// vaultSuffixes are the Key Vault data-plane DNS suffixes of Azure's clouds.
+var vaultSuffixes = []string{".vault.azure.net", ".vault.azure.cn", ".vault.usgovcloudapi.net", ".vault.microsoftazure.de"}
+
+func trustedVault(refURL, vaultURL string) bool {
+	ru, err := url.Parse(refURL)
+	if err != nil || ru.Scheme != "https" {
+		return false
+	}
+	if vu, err := url.Parse(vaultURL); err == nil && vu.Host != "" && strings.EqualFold(vu.Host, ru.Host) {
+		return true
+	}
+	h := strings.ToLower(ru.Hostname())
+	for _, s := range vaultSuffixes {
+		if strings.HasSuffix(h, s) && len(h) > len(s) && ru.Port() == "" {
+			return true
+		}
+	}
+	return false
+}
