@@ -61,7 +61,8 @@ func run(args []string) int {
 // commandFailed prints why an admin command failed and returns its exit status: 2 for a wrong command line (with
 // the usage) or a configuration error, 1 otherwise. Exit 1 is what the postprovision hook retries (for 12 minutes,
 // while role assignments apply), so a fault that no wait fixes must be exit 2: among them a Key Vault or Table
-// Storage host name that does not exist (unresolvableEndpoint).
+// Storage host name that does not exist (unresolvableEndpoint), which the hook retries for 3 minutes only (a name
+// new to DNS), recognising it by "does not resolve" in the message.
 func commandFailed(cfg *config.Config, args []string, err error, stderr io.Writer) int {
 	if errors.Is(err, errUsage) {
 		fmt.Fprintf(stderr, "azscep: %s\n\n%s", strings.TrimSuffix(err.Error(), ": "+errUsage.Error()),

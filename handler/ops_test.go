@@ -506,8 +506,9 @@ func runCAInit(t *testing.T, vaultURL string, kvOptions *azkeys.ClientOptions) (
 
 // TestCAInitUnresolvableVaultFailsFast: a Key Vault URL whose host does not exist (NXDOMAIN: a typo in the vault
 // name) makes `ca init` a configuration error at once — exit 2, one line naming the host and the setting — instead
-// of exit 1, which the postprovision hook retried for 12 minutes (36 tries, 20 s apart). The host is under .invalid
-// (RFC 6761: never resolves). Serving keeps waiting such a failure out, as before.
+// of exit 1, which the postprovision hook retried for 12 minutes (36 tries, 20 s apart); the hook gives this exit 2
+// only about 3 minutes (a name new to DNS), recognising it by the words "does not resolve" this test pins. The host
+// is under .invalid (RFC 6761: never resolves). Serving keeps waiting such a failure out, as before.
 func TestCAInitUnresolvableVaultFailsFast(t *testing.T) {
 	const host = "kv-azscep-typo.vault.invalid"
 	var dials atomic.Int32

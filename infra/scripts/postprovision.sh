@@ -15,6 +15,10 @@
 #   AZSCEP_SKIP_CA_INIT    true: do nothing (bootstrap by hand with infra/scripts/azscep-admin.sh)
 #   AZSCEP_CA_INIT_ATTEMPTS tries while new role assignments propagate (default 36, 20 s apart: the 10 minutes
 #                          Azure documents for a role assignment to apply, and two more)
+# Exit status 2 (a configuration error) is not retried, except a Key Vault or Table Storage host that "does not
+# resolve": a vault or account created (or recovered) seconds ago can be missing from DNS for minutes, and
+# resolvers cache that negative answer, so it is retried too for the first dns_attempts tries (9, about 3 minutes); a
+# name that still does not resolve then is taken to be wrong.
 # The subject, validity and key parameters only matter the first time; later runs adopt what exists.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -43,6 +47,7 @@ fi
 attempts=${AZSCEP_CA_INIT_ATTEMPTS:-36}
 [[ $attempts =~ ^[1-9][0-9]*$ ]] || die "AZSCEP_CA_INIT_ATTEMPTS must be a positive integer"
 delay=20
+dns_attempts=$((attempts < 9 ? attempts : 9))
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
@@ -57,11 +62,22 @@ while :; do
 	if [[ $rc -eq 0 ]]; then
 		break
 	fi
-	# Exit status 2 is a configuration error: retrying cannot help.
-	if [[ $rc -eq 2 || $attempt -ge $attempts ]]; then
+	# Exit status 2 is a configuration error, which retrying cannot help, except a name new to DNS (see the top).
+	unresolved=false
+	if [[ $rc -eq 2 ]] && grep -qF "does not resolve" "$out"; then
+		unresolved=true
+	fi
+	if [[ ($rc -eq 2 && ($unresolved == false || $attempt -ge $dns_attempts)) || $attempt -ge $attempts ]]; then
+		if [[ $unresolved == true ]]; then
+			log "the host name above still does not resolve after $attempt tries over $(((attempt - 1) * delay)) s: check the name"
+		fi
 		die "azscep ca init failed (exit $rc). Fix the cause above and run: infra/scripts/azscep-admin.sh $(printf '%q ' "${args[@]}")"
 	fi
-	log "attempt $attempt of $attempts failed; role assignments made by this deployment can take a few minutes to apply. Retrying in ${delay}s"
+	if [[ $unresolved == true ]]; then
+		log "attempt $attempt of $dns_attempts failed: a Key Vault or storage account created or recovered minutes ago may not be in DNS yet (resolvers also cache the negative answer). Retrying in ${delay}s"
+	else
+		log "attempt $attempt of $attempts failed; role assignments made by this deployment can take a few minutes to apply. Retrying in ${delay}s"
+	fi
 	sleep "$delay"
 	attempt=$((attempt + 1))
 done

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -1371,6 +1372,76 @@ func TestDeployScripts(t *testing.T) {
 		if !strings.Contains(api, s) {
 			t.Errorf("create-api-app.sh does not mention %s", s)
 		}
+	}
+}
+
+// TestPostprovisionRetries runs infra/scripts/postprovision.sh with a stand-in for azscep-admin.sh (and go, sleep
+// and azd that do nothing): a failure such as a role assignment not applied yet (exit 1) is retried up to
+// AZSCEP_CA_INIT_ATTEMPTS times; a configuration error (exit 2) stops at once, except a host that "does not
+// resolve", which a vault created or recovered minutes ago may not do yet: that one is retried for the first 9 tries.
+func TestPostprovisionRetries(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	const unresolved = `echo "azscep: configuration error: Key Vault host kv-x.vault.azure.net does not resolve (no such host): check AZSCEP_KEYVAULT_URL (the vault name)"; exit 2`
+	for _, tc := range []struct {
+		name     string
+		admin    string // the stand-in's body; $n is the try, from 1
+		attempts string // AZSCEP_CA_INIT_ATTEMPTS
+		tries    int
+		ok       bool
+	}{
+		{"first try", `exit 0`, "", 1, true},
+		{"role assignment applies", `[ "$n" -ge 4 ] && exit 0; echo "403 Forbidden"; exit 1`, "", 4, true},
+		{"role assignment never applies", `exit 1`, "5", 5, false},
+		{"configuration error", `echo "azscep: configuration error: setting AZSCEP_CA_SUBJECT: bad"; exit 2`, "", 1, false},
+		{"new vault appears in DNS", `[ "$n" -ge 3 ] && exit 0; ` + unresolved, "", 3, true},
+		{"name never resolves", unresolved, "", 9, false},
+		{"fewer attempts asked for", unresolved, "4", 4, false},
+		{"resolves, then another configuration error", `[ "$n" -ge 2 ] && { echo "azscep: configuration error: other"; exit 2; }; ` + unresolved, "", 2, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			scripts := filepath.Join(dir, "infra", "scripts")
+			stubs := filepath.Join(dir, "stubs")
+			count := filepath.Join(dir, "count")
+			for _, d := range []string{scripts, stubs} {
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			files := map[string]string{
+				filepath.Join(scripts, "postprovision.sh"): readRepoFile(t, "infra/scripts/postprovision.sh"),
+				filepath.Join(scripts, "common.sh"):        readRepoFile(t, "infra/scripts/common.sh"),
+				filepath.Join(scripts, "azscep-admin.sh"): "#!/usr/bin/env bash\nn=$(($(cat \"$COUNT\" 2>/dev/null || echo 0) + 1))\n" +
+					"echo \"$n\" >\"$COUNT\"\n" + tc.admin + "\n",
+				filepath.Join(stubs, "go"):    "#!/bin/sh\nexit 0\n",
+				filepath.Join(stubs, "sleep"): "#!/bin/sh\nexit 0\n",
+				filepath.Join(stubs, "azd"):   "#!/bin/sh\nexit 1\n", // no azd environment to load
+			}
+			for name, body := range files {
+				if err := os.WriteFile(name, []byte(body), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cmd := exec.Command(bash, filepath.Join(scripts, "postprovision.sh"))
+			cmd.Env = []string{"PATH=" + stubs + string(os.PathListSeparator) + os.Getenv("PATH"), "COUNT=" + count,
+				"AZSCEP_BASE_URL=https://func-x.azurewebsites.net", "AZSCEP_TABLES_ENDPOINT=https://stx.table.core.windows.net",
+				"AZSCEP_KEYVAULT_URL=https://kv-x.vault.azure.net/", "AZURE_TENANT_ID=11111111-1111-1111-1111-111111111111"}
+			if tc.attempts != "" {
+				cmd.Env = append(cmd.Env, "AZSCEP_CA_INIT_ATTEMPTS="+tc.attempts)
+			}
+			out, err := cmd.CombinedOutput()
+			data, _ := os.ReadFile(count)
+			tries, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+			if tries != tc.tries || (err == nil) != tc.ok {
+				t.Errorf("%d tries, err %v; want %d tries, success %t\n%s", tries, err, tc.tries, tc.ok, out)
+			}
+			if !tc.ok && !strings.Contains(string(out), "azscep ca init failed") {
+				t.Errorf("no failure message:\n%s", out)
+			}
+		})
 	}
 }
 
