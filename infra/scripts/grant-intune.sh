@@ -15,6 +15,10 @@
 # must be allowed to grant application permissions (Privileged Role Administrator or Global Administrator).
 # Then enable the Intune endpoint: azd env set AZSCEP_INTUNE_TENANT_ID <tenant> && azd provision
 # (--set-azd-env does the first half).
+# Run it before AZSCEP_INTUNE_TENANT_ID is set (and, for self-service device certificates, before /api/csr is
+# enabled): the platform caches a managed identity's token per resource for up to 24 hours and nothing forces a new
+# one (restarting the app empties only the app's own cache), so a token fetched before the grant lacks these
+# permissions until it expires.
 set -euo pipefail
 # shellcheck source=infra/scripts/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -33,7 +37,7 @@ while [[ $# -gt 0 ]]; do
 		shift
 		;;
 	-h | --help)
-		sed -n '2,19p' "$0"
+		sed -n '2,21p' "$0"
 		exit 0
 		;;
 	-*) die "unknown option $1 (see --help)" ;;
@@ -46,6 +50,9 @@ done
 
 need az "the Azure CLI, signed in to the Intune tenant"
 load_azd_env
+# Values set before this run: the app may already hold Intune or Graph tokens without these permissions.
+intune_enabled=${AZSCEP_INTUNE_TENANT_ID:-}
+api_enabled=${AZSCEP_API_TENANT_ID:-}
 principal=${principal:-${AZURE_MANAGED_IDENTITY_PRINCIPAL_ID:-}}
 [[ -n $principal ]] || die "no managed identity principal ID: pass it or run azd provision first"
 [[ $principal =~ ^[0-9a-fA-F-]{36}$ ]] || die "'$principal' is not an object ID"
@@ -105,12 +112,22 @@ done
 
 cat <<MSG
 
-The managed identity $principal has the Intune and Graph permissions (tokens it already holds pick them up
-when they are renewed, within about an hour; restarting the function app forces new tokens).
+The managed identity $principal has the Intune and Graph permissions. Tokens it fetched before now do not carry
+them: the platform caches a managed identity's token per resource for up to 24 hours, and restarting the function
+app does not renew it (it empties only the app's own cache).
 Enable the Intune SCEP endpoint and the hourly revocation sync:
   azd env set AZSCEP_INTUNE_TENANT_ID $tenant
   azd provision
 MSG
+already=""
+if [[ -n $intune_enabled ]]; then already="AZSCEP_INTUNE_TENANT_ID"; fi
+if [[ -n $api_enabled ]]; then already="${already:+$already and }AZSCEP_API_TENANT_ID"; fi
+if [[ -n $already ]]; then
+	log "warning: the azd environment already has $already set:" \
+		"if the app has used Intune or Graph since (the hourly revocation sync, Intune enrolments, self-service device" \
+		"certificates), it holds tokens without these permissions, cached by the platform for up to 24 hours;" \
+		"Intune and Graph calls may fail with 401/403 until they expire (a restart does not help)"
+fi
 if [[ $set_env == true ]]; then
 	need azd "to store the value in the azd environment"
 	azd env set AZSCEP_INTUNE_TENANT_ID "$tenant"
