@@ -143,7 +143,10 @@ param instanceMemoryMB int = 2048
 @minValue(0)
 param alwaysReadyInstances int = 0
 
-@description('Extra app settings (more SCEP endpoints and profiles, overrides such as REVOCATION_SCHEDULE).')
+@description('More SCEP endpoints (AZSCEP_EXTRA_SCEP_ENDPOINTS): comma-separated alphanumeric names, appended to the computed AZSCEP_SCEP_ENDPOINTS (static, plus intune with an Intune tenant). Each is configured by AZSCEP_SCEP_<NAME> and AZSCEP_SCEP_<NAME>_SECRET in additionalAppSettings.')
+param extraScepEndpoints string = ''
+
+@description('Extra app settings (the settings of more SCEP endpoints, profiles, overrides such as REVOCATION_SCHEDULE). Do not set AZSCEP_SCEP_ENDPOINTS here: it would replace the computed list; use extraScepEndpoints.')
 param additionalAppSettings object = {}
 
 // The azd service name in azure.yaml; the app carries it in its azd-service-name tag.
@@ -259,6 +262,7 @@ module functionApp 'modules/functionapp.bicep' = {
     raMode: raMode
     publicBaseUrl: publicBaseUrl
     intuneTenantId: intuneTenantId
+    extraScepEndpoints: extraScepEndpoints
     apiTenantId: apiTenantId
     apiAudiences: apiAudiences
     logLevel: logLevel

@@ -66,6 +66,9 @@ param publicBaseUrl string = ''
 @description('Entra tenant of Intune. Empty disables the intune SCEP endpoint and the revocation sync.')
 param intuneTenantId string = ''
 
+@description('More SCEP endpoint names, comma-separated, appended to the computed AZSCEP_SCEP_ENDPOINTS; their settings come through additionalAppSettings.')
+param extraScepEndpoints string = ''
+
 @description('Entra tenant whose tokens /api/csr and the admin API accept. Empty disables both.')
 param apiTenantId string = ''
 
@@ -98,7 +101,7 @@ param instanceMemoryMB int = 2048
 @minValue(0)
 param alwaysReadyInstances int = 0
 
-@description('Extra app settings, e.g. AZSCEP_SCEP_<NAME> / AZSCEP_PROFILE_<NAME> for more endpoints and profiles. They win over the defaults below.')
+@description('Extra app settings, e.g. AZSCEP_SCEP_<NAME> / AZSCEP_PROFILE_<NAME> for more endpoints (listed in extraScepEndpoints) and profiles. They win over the defaults below.')
 param additionalAppSettings object = {}
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -198,8 +201,10 @@ resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2
 var baseUrl = empty(publicBaseUrl) ? 'https://${site.properties.defaultHostName}' : publicBaseUrl
 
 // The static endpoint always exists (its challenge is the Key Vault secret); the intune endpoint only once an
-// Intune tenant is configured, because config.Load refuses an intune endpoint without one.
-var scepEndpoints = empty(intuneTenantId) ? 'static' : 'static,intune'
+// Intune tenant is configured, because config.Load refuses an intune endpoint without one. The operator's own
+// endpoints follow: config reads AZSCEP_SCEP_<NAME> only for the endpoints listed here.
+var builtInScepEndpoints = empty(intuneTenantId) ? 'static' : 'static,intune'
+var scepEndpoints = empty(extraScepEndpoints) ? builtInScepEndpoints : '${builtInScepEndpoints},${extraScepEndpoints}'
 
 var appSettings = {
   // Functions host storage through the managed identity: no connection string, no account key.

@@ -233,8 +233,8 @@ var Settings = []Setting{
 	{Name: "AZSCEP_RA_MODE", Default: "envelope", Azure: "optional", Doc: "`envelope` (RA key wrapped by Key Vault; 1 Key Vault op per enrollment) or `ca` (CA key decrypts and signs; 3 ops)"},
 	{Name: "AZSCEP_BACKDATE", Default: "5m", Azure: "optional", Doc: "notBefore back-date for clock skew (≤ 1h)"},
 	{Name: "AZSCEP_PENDING_STALE_AFTER", Default: "5m", Azure: "optional", Doc: "age after which a pending request's transaction ID may be re-used"},
-	{Name: "AZSCEP_SCEP_ENDPOINTS", Default: "`static` locally (`static,intune` with AZSCEP_INTUNE_TENANT_ID), `static,intune` in Azure", Azure: "optional", Doc: "comma-separated SCEP endpoint names"},
-	{Name: "AZSCEP_SCEP_<NAME>", Prefixed: true, Azure: "optional", Doc: "per endpoint `<NAME>`: `challenge=static|intune;profile=NAME;cacert=chain|single;certrep_chain=true|false;renewal=30d;replay=24h;renew_from=NAME,…;renewal_max=1095d` (renew_from: other endpoints whose certificates it renews, default none; renewal_max: a renewal chain's lifetime from its first issuance, default 3 × the profile validity)"},
+	{Name: "AZSCEP_SCEP_ENDPOINTS", Default: "`static` locally (`static,intune` with AZSCEP_INTUNE_TENANT_ID), `static,intune` in Azure", Azure: "optional", Doc: "comma-separated SCEP endpoint names (alphanumeric); only these exist: an AZSCEP_SCEP_<NAME> for a name not listed disables that endpoint with a fault. In Azure the template computes it; add endpoints with the azd value AZSCEP_EXTRA_SCEP_ENDPOINTS"},
+	{Name: "AZSCEP_SCEP_<NAME>", Prefixed: true, Azure: "optional", Doc: "per endpoint `<NAME>` listed in AZSCEP_SCEP_ENDPOINTS: `challenge=static|intune;profile=NAME;cacert=chain|single;certrep_chain=true|false;renewal=30d;replay=24h;renew_from=NAME,…;renewal_max=1095d` (renew_from: other endpoints whose certificates it renews, default none; renewal_max: a renewal chain's lifetime from its first issuance, default 3 × the profile validity)"},
 	{Name: "AZSCEP_SCEP_RATE_PER_CLIENT", Default: "120/1m", Azure: "optional", Doc: "SCEP PKIOperation token bucket per client IP (X-Forwarded-For as the host forwards it; IPv6 per /64), per instance: `COUNT/DURATION`; over it: 429 with Retry-After"},
 	{Name: "AZSCEP_SCEP_RATE_GLOBAL", Default: "3000/1m", Azure: "optional", Doc: "SCEP PKIOperation token bucket for all clients of one instance: `COUNT/DURATION`; over it: 503 with Retry-After"},
 	{Name: "AZSCEP_SCEP_<NAME>_SECRET", Prefixed: true, Azure: "optional", Doc: "static challenge of endpoint NAME, ≥ 8 characters (use a Key Vault reference); required by static endpoints"},
@@ -411,7 +411,8 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 	if !local || c.Intune.TenantID != "" {
 		defaultEndpoints = "static,intune"
 	}
-	for _, name := range splitList(p.str("AZSCEP_SCEP_ENDPOINTS", defaultEndpoints)) {
+	names := splitList(p.str("AZSCEP_SCEP_ENDPOINTS", defaultEndpoints))
+	for _, name := range names {
 		if !alnum(name) {
 			p.fail("AZSCEP_SCEP_ENDPOINTS", fmt.Sprintf("endpoint name %q must be alphanumeric", name))
 			continue
@@ -424,6 +425,7 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 			c.Intune.Enabled = true
 		}
 	}
+	p.unlistedEndpoints(names)
 	c.Endpoints = p.renewFrom(c.Endpoints)
 	c.SCEPRatePerClient = p.rate("AZSCEP_SCEP_RATE_PER_CLIENT", Rate{Count: 120, Per: time.Minute})
 	c.SCEPRateGlobal = p.rate("AZSCEP_SCEP_RATE_GLOBAL", Rate{Count: 3000, Per: time.Minute})
@@ -779,6 +781,26 @@ func (p *parser) endpoint(name string, local bool, profiles map[string]*policy.P
 		}
 	}
 	return e
+}
+
+// unlistedEndpoints disables the endpoint of every AZSCEP_SCEP_<NAME> setting whose name is not in listed
+// (AZSCEP_SCEP_ENDPOINTS): the setting is never read, so the endpoint it describes does not exist, which without a
+// fault nobody would see until a client failed. Secrets (AZSCEP_SCEP_<NAME>_SECRET) and the other AZSCEP_SCEP_*
+// settings (AZSCEP_SCEP_ENDPOINTS, AZSCEP_SCEP_RATE_*) are not endpoint settings.
+func (p *parser) unlistedEndpoints(listed []string) {
+	for _, suffix := range p.prefixed("AZSCEP_SCEP_") {
+		if suffix == "ENDPOINTS" || strings.HasPrefix(suffix, "RATE_") || strings.HasSuffix(suffix, "_SECRET") {
+			continue
+		}
+		name := strings.ToLower(suffix)
+		if slices.ContainsFunc(listed, func(l string) bool { return strings.EqualFold(l, name) }) {
+			continue
+		}
+		p.feature(EndpointFeature(name), func() {
+			p.fail("AZSCEP_SCEP_"+suffix, fmt.Sprintf("is set but endpoint %s is not listed in AZSCEP_SCEP_ENDPOINTS "+
+				"(deployed with azd: add it to AZSCEP_EXTRA_SCEP_ENDPOINTS)", name))
+		})
+	}
 }
 
 // renewFrom checks every endpoint's renew_from list: it names enabled endpoints, and a static endpoint never

@@ -283,6 +283,39 @@ func TestOneFaultDisablesOnlyItsFeature(t *testing.T) {
 	}
 }
 
+// TestUnlistedEndpointSetting: AZSCEP_SCEP_<NAME> is read only for the endpoints AZSCEP_SCEP_ENDPOINTS lists, so
+// an endpoint added by its setting alone (as the deployment guide once said to) silently did not exist. Such a
+// setting disables that endpoint's feature, naming the setting, so that /api/health and the start-up log show it;
+// the settings of listed endpoints (in any case), secrets and the rate settings are not faults.
+func TestUnlistedEndpointSetting(t *testing.T) {
+	c, err := Load(azureEnv("AZSCEP_SCEP_ROUTERS=profile=net", "AZSCEP_PROFILE_NET=eku=clientAuth;dns=*.corp.example.com",
+		"AZSCEP_SCEP_INTUNE=renewal=30d", "AZSCEP_SCEP_GEAR_SECRET=gear-secret-123", "AZSCEP_SCEP_RATE_GLOBAL=10/1s",
+		"AZSCEP_SCEP_EMPTY="))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFault(t, c, "scep/routers", "AZSCEP_SCEP_ROUTERS")
+	if f := c.Fault("scep/routers"); !strings.Contains(f.Problem, "endpoint routers is not listed in AZSCEP_SCEP_ENDPOINTS") {
+		t.Errorf("problem = %q", f.Problem)
+	}
+	if l := c.FaultList(); len(l) != 1 {
+		t.Errorf("faults = %v, want only scep/routers", c.Faults)
+	}
+	if len(c.Endpoints) != 2 || c.Endpoints[0].Name != "static" || c.Endpoints[1].Name != "intune" ||
+		c.Endpoints[1].RenewalWindow != 30*24*time.Hour {
+		t.Errorf("the listed endpoints must stay as configured: %+v", c.Endpoints)
+	}
+
+	c, err = Load(azureEnv("AZSCEP_SCEP_ENDPOINTS=static, intune,Routers", "AZSCEP_SCEP_ROUTERS=profile=net",
+		"AZSCEP_PROFILE_NET=eku=clientAuth;dns=*.corp.example.com", "AZSCEP_SCEP_ROUTERS_SECRET=router-secret-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Faults) != 0 || len(c.Endpoints) != 3 || c.Endpoints[2].Profile != "net" {
+		t.Errorf("a listed endpoint: faults %v, endpoints %+v", c.Faults, c.Endpoints)
+	}
+}
+
 // TestSettingsListCoversParser: every setting name the parser reads is in Settings (the list README, the
 // sample settings file and the Bicep checks are compared with).
 func TestSettingsListCoversParser(t *testing.T) {

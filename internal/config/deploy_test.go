@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -740,8 +741,12 @@ func TestDeployedSettingsLoad(t *testing.T) {
 	scenarios := []struct {
 		name     string
 		override map[string]string
+		params   map[string]string // module parameters that feed no setting directly
+		extra    map[string]string // additionalAppSettings
 		intune   bool
 		api      bool
+		// endpoints are the SCEP endpoints that must load (default: static, and intune with Intune).
+		endpoints []string
 	}{
 		{name: "minimal", override: map[string]string{}},
 		{name: "intune and API", intune: true, api: true, override: map[string]string{
@@ -749,6 +754,16 @@ func TestDeployedSettingsLoad(t *testing.T) {
 			"AZSCEP_API_TENANT_ID":    "11111111-1111-1111-1111-111111111111",
 			"AZSCEP_API_AUDIENCES":    "22222222-2222-2222-2222-222222222222,api://22222222-2222-2222-2222-222222222222",
 		}},
+		// An endpoint of the operator's own: named by extraScepEndpoints (AZSCEP_EXTRA_SCEP_ENDPOINTS), configured
+		// by additionalAppSettings; the computed intune endpoint stays.
+		{name: "extra endpoints", intune: true, endpoints: []string{"static", "intune", "routers", "gear"},
+			override: map[string]string{"AZSCEP_INTUNE_TENANT_ID": "11111111-1111-1111-1111-111111111111"},
+			params:   map[string]string{"extraScepEndpoints": "routers, gear"},
+			extra: map[string]string{"AZSCEP_SCEP_ROUTERS": "profile=net", "AZSCEP_SCEP_ROUTERS_SECRET": "router-secret-0123",
+				"AZSCEP_PROFILE_NET": "eku=clientAuth;dns=*.net.example.com", "AZSCEP_SCEP_GEAR_SECRET": "gear-secret-0123"}},
+		{name: "extra endpoint without intune", endpoints: []string{"static", "routers"},
+			override: map[string]string{}, params: map[string]string{"extraScepEndpoints": "routers"},
+			extra: map[string]string{"AZSCEP_SCEP_ROUTERS_SECRET": "router-secret-0123"}},
 	}
 	// paramDefault resolves a bare identifier to the module parameter's literal default.
 	paramDefault := func(ident string) (string, bool) {
@@ -757,11 +772,17 @@ func TestDeployedSettingsLoad(t *testing.T) {
 		}
 		return stringLiteral(app.find(t, "param", ident).Value)
 	}
-	ternary := regexp.MustCompile(`^empty\((\w+)\)\s*\?\s*('(?:[^'\\]|\\.)*')\s*:\s*('(?:[^'\\]|\\.)*')$`)
+	operand := `(\w+|'(?:[^'\\]|\\.)*')`
+	ternary := regexp.MustCompile(`^empty\((\w+)\)\s*\?\s*` + operand + `\s*:\s*` + operand + `$`)
+	ident := regexp.MustCompile(`^\w+$`)
+	interpolation := regexp.MustCompile(`\$\{(\w+)\}`)
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
 			// identValue: the value a bare identifier has in this scenario (through the setting it feeds).
 			identValue := func(ident string) (string, bool) {
+				if v, ok := sc.params[ident]; ok {
+					return v, true
+				}
 				for _, p := range props {
 					if p.Value == ident {
 						if v, ok := sc.override[p.Key]; ok {
@@ -771,29 +792,49 @@ func TestDeployedSettingsLoad(t *testing.T) {
 				}
 				return paramDefault(ident)
 			}
+			// eval: the value of a string literal (its ${identifier} parts evaluated), a variable, a parameter, or
+			// empty(x) ? a : b of those; false for anything else (deployment-time values).
+			var eval func(expr string) (string, bool)
+			eval = func(expr string) (string, bool) {
+				expr = strings.TrimSpace(expr)
+				switch m := ternary.FindStringSubmatch(expr); {
+				case m != nil:
+					cond, known := identValue(m[1])
+					if !known {
+						return "", false
+					}
+					if cond == "" {
+						return eval(m[2])
+					}
+					return eval(m[3])
+				case ident.MatchString(expr) && app.has("var", expr):
+					return eval(app.find(t, "var", expr).Value)
+				case ident.MatchString(expr):
+					return identValue(expr)
+				case strings.HasPrefix(expr, "'") && !strings.HasPrefix(expr, "'''") && skipString(expr, 0) == len(expr):
+					inner := expr[1 : len(expr)-1]
+					var b strings.Builder
+					last := 0
+					for _, loc := range interpolation.FindAllStringSubmatchIndex(inner, -1) {
+						lit, ok1 := stringLiteral("'" + inner[last:loc[0]] + "'")
+						v, ok2 := eval(inner[loc[2]:loc[3]])
+						if !ok1 || !ok2 {
+							return "", false
+						}
+						b.WriteString(lit + v)
+						last = loc[1]
+					}
+					lit, ok := stringLiteral("'" + inner[last:] + "'")
+					b.WriteString(lit)
+					return b.String(), ok
+				}
+				return "", false
+			}
 			env := []string{}
 			for _, p := range props {
-				expr := p.Value
-				if regexp.MustCompile(`^\w+$`).MatchString(expr) && app.has("var", expr) {
-					expr = app.find(t, "var", expr).Value
-				}
 				v, ok := sc.override[p.Key]
 				if !ok {
-					v, ok = stringLiteral(expr)
-				}
-				if !ok {
-					if m := ternary.FindStringSubmatch(expr); m != nil {
-						if cond, known := identValue(m[1]); known {
-							branch := m[3]
-							if cond == "" {
-								branch = m[2]
-							}
-							v, ok = stringLiteral(branch)
-						}
-					}
-				}
-				if !ok && regexp.MustCompile(`^\w+$`).MatchString(expr) {
-					v, ok = paramDefault(expr)
+					v, ok = eval(p.Value)
 				}
 				if !ok {
 					v, ok = samples[p.Key]
@@ -802,6 +843,9 @@ func TestDeployedSettingsLoad(t *testing.T) {
 					t.Fatalf("no sample value for app setting %s = %s; add one to this test", p.Key, p.Value)
 				}
 				env = append(env, p.Key+"="+v)
+			}
+			for k, v := range sc.extra {
+				env = append(env, k+"="+v)
 			}
 			c, err := Load(env)
 			if err != nil {
@@ -818,13 +862,25 @@ func TestDeployedSettingsLoad(t *testing.T) {
 					sc.intune, sc.api)
 			}
 			var static bool
+			var names []string
 			for _, e := range c.Endpoints {
 				if e.Name == "static" && e.Secret == samples["AZSCEP_SCEP_STATIC_SECRET"] {
 					static = true
 				}
+				names = append(names, e.Name)
 			}
 			if !static {
 				t.Errorf("the static endpoint must exist and use the Key Vault secret: %+v", c.Endpoints)
+			}
+			want := sc.endpoints
+			if want == nil {
+				want = []string{"static"}
+				if sc.intune {
+					want = append(want, "intune")
+				}
+			}
+			if !slices.Equal(names, want) {
+				t.Errorf("endpoints %v, want %v", names, want)
 			}
 		})
 	}
