@@ -158,6 +158,9 @@ var tags = {
 var functionAppName = 'func-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 var staticChallengeSecretName = 'azscep-scep-static-challenge'
+// Without its trailing slash, which would double the slash of every path joined to it (https://ca.contoso.com//api/…)
+// in the app setting AZSCEP_BASE_URL and in the URL outputs below (both come from the module's baseUrl).
+var base = endsWith(publicBaseUrl, '/') ? substring(publicBaseUrl, 0, length(publicBaseUrl) - 1) : publicBaseUrl
 // Must match the table suffixes of internal/store/tables (checked by internal/config/deploy_test.go).
 var tableSuffixes = [
   'certs'
@@ -260,7 +263,7 @@ module functionApp 'modules/functionapp.bicep' = {
     caKeyName: caKeyName
     kekName: kekName
     raMode: raMode
-    publicBaseUrl: publicBaseUrl
+    publicBaseUrl: base
     intuneTenantId: intuneTenantId
     extraScepEndpoints: extraScepEndpoints
     apiTenantId: apiTenantId

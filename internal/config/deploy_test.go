@@ -1255,6 +1255,25 @@ func TestDeployOutputs(t *testing.T) {
 	if outputs["AZURE_CLIENT_ID"] {
 		t.Error("main.bicep must not output AZURE_CLIENT_ID")
 	}
+	// publicBaseUrl loses a trailing slash before anything joins a path to it (https://ca.contoso.com//api/ca
+	// otherwise): the module gets it normalised, and every URL output joins the module's baseUrl.
+	passed := mustLookup(t, "module functionApp", main.find(t, "module", "functionApp").Value, "params", "publicBaseUrl")
+	norm := regexp.MustCompile(`^endsWith\(publicBaseUrl, '/'\) \? substring\(publicBaseUrl, 0, length\(publicBaseUrl\) - 1\) : publicBaseUrl$`)
+	if !regexp.MustCompile(`^\w+$`).MatchString(passed) || !main.has("var", passed) || !norm.MatchString(main.find(t, "var", passed).Value) {
+		t.Errorf("main.bicep passes publicBaseUrl: %s, want a var that strips a trailing slash from publicBaseUrl", passed)
+	}
+	for _, d := range main.Decls {
+		if d.Kind == "param" || (d.Kind == "var" && d.Name == passed) {
+			continue
+		}
+		// Only the normalising var reads the raw parameter ("publicBaseUrl:" is a property name, not a use).
+		if regexp.MustCompile(`\bpublicBaseUrl\b`).MatchString(regexp.MustCompile(`\bpublicBaseUrl\s*:`).ReplaceAllString(d.Value, "")) {
+			t.Errorf("main.bicep %s %s uses the raw publicBaseUrl; use %s", d.Kind, d.Name, passed)
+		}
+		if d.Kind == "output" && strings.Contains(d.Value, "/api/") && !strings.HasPrefix(d.Value, "'${functionApp.outputs.baseUrl}/api/") {
+			t.Errorf("main.bicep output %s = %s, want '${functionApp.outputs.baseUrl}/api/...'", d.Name, d.Value)
+		}
+	}
 	// Every variable a script requires from the azd environment is an output.
 	dir := filepath.Join(repoRoot(t), "infra", "scripts")
 	entries, err := os.ReadDir(dir)
