@@ -1333,15 +1333,15 @@ func parseYAML(t *testing.T, src string) map[string]string {
 		if i := strings.Index(value, " #"); i >= 0 {
 			value = strings.TrimSpace(value[:i])
 		}
+		if strings.HasPrefix(value, "|") || strings.HasPrefix(value, ">") {
+			t.Fatalf("azure.yaml line %d: block scalars are not supported by this check", n+1)
+		}
 		if len(value) >= 2 && (value[0] == '"' || value[0] == '\'') && value[len(value)-1] == value[0] {
 			value = value[1 : len(value)-1]
 		}
 		if value == "" {
 			stack = append(stack, level{indent, path})
 			continue
-		}
-		if strings.HasPrefix(value, "|") || strings.HasPrefix(value, ">") {
-			t.Fatalf("azure.yaml line %d: block scalars are not supported by this check", n+1)
 		}
 		out[path] = value
 	}
@@ -1369,6 +1369,10 @@ func TestDeployAzureYAML(t *testing.T) {
 	doc := parseYAML(t, readRepoFile(t, "azure.yaml"))
 	if !regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`).MatchString(doc["name"]) {
 		t.Errorf("azure.yaml name %q is not a valid azd project name", doc["name"])
+	}
+	// language: custom exists since azd 1.20.0: an older azd must refuse the project rather than fail at packaging.
+	if v := doc["requiredVersions.azd"]; v != ">= 1.20.0" {
+		t.Errorf("azure.yaml requiredVersions.azd = %q, want \">= 1.20.0\" (language: custom)", v)
 	}
 	services := yamlChildren(doc, "services")
 	if len(services) != 1 {
