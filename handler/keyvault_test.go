@@ -541,6 +541,25 @@ func TestKeyVaultReferenceReadByTheService(t *testing.T) {
 		}
 	})
 
+	t.Run("two references read on different attempts", func(t *testing.T) {
+		// routers' secret is refused on the first attempt, static's read; the keys are refused too, so there is a
+		// second attempt, which reads routers'. static's value must survive it.
+		v := newVaultCA(t, caKey, "", nil)
+		v.kv.SetSecret("static-challenge", kvStaticSecret)
+		v.kv.SetSecret("routers-challenge", kvStaticSecret)
+		v.kv.Reset()
+		v.kv.Fail(kvfake.OpGet, 1, http.StatusForbidden)
+		v.kv.Fail(kvfake.OpGetSecret, 1, http.StatusForbidden) // the first read: routers (sorted first)
+		routers := "AZSCEP_SCEP_ROUTERS_SECRET=@Microsoft.KeyVault(SecretUri=" + v.kv.URL() + "/secrets/routers-challenge/)"
+		svc := startServeReferences(t, v.env(ref(v, "static-challenge"), routers, "AZSCEP_SCEP_ENDPOINTS=static,routers"), v.opts(), true)
+		certs, _ := getCACert(t, svc.scepURL("static"))
+		to := recipients(t, certs)
+		staticEnroll(t, svc, to, "kv-reference-static").mustSucceed(t, to[0])
+		if code := postStatus(t, svc.scepURL("routers")); code == http.StatusServiceUnavailable {
+			t.Error("the routers endpoint is disabled")
+		}
+	})
+
 	t.Run("still refused when the keys are ready", func(t *testing.T) {
 		v := newVaultCA(t, caKey, "", nil)
 		v.kv.SetSecret("static-challenge", kvStaticSecret)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
 
@@ -21,7 +22,10 @@ import (
 // service asks again while it waits for its other Key Vault roles (app.init), so the feature comes up with them.
 // Only names whose answer may change (forbidden, unavailable) stay pending; a malformed reference or a missing
 // secret keeps its feature disabled, as the start-up log says.
-func references(ctx context.Context, cfg *config.Config, pending []string, log *slog.Logger, opts buildOptions) (*config.Config, []string) {
+//
+// resolved holds the values read so far, across attempts: each reload starts from the environment the service
+// started with, and a value read on an earlier attempt must not turn back into its reference.
+func references(ctx context.Context, cfg *config.Config, pending []string, resolved map[string]string, log *slog.Logger, opts buildOptions) (*config.Config, []string) {
 	if cfg.Mode != config.ModeAzure || len(pending) == 0 {
 		return cfg, nil
 	}
@@ -33,59 +37,71 @@ func references(ctx context.Context, cfg *config.Config, pending []string, log *
 			return cfg, nil
 		}
 	}
-	var sopts *azsecrets.ClientOptions
+	sopts := &azsecrets.ClientOptions{}
 	if opts.kvOptions != nil {
-		sopts = &azsecrets.ClientOptions{ClientOptions: opts.kvOptions.ClientOptions,
-			DisableChallengeResourceVerification: opts.kvOptions.DisableChallengeResourceVerification}
+		sopts.ClientOptions = opts.kvOptions.ClientOptions
+		sopts.DisableChallengeResourceVerification = opts.kvOptions.DisableChallengeResourceVerification
 	}
-	values := map[string]string{}
+	// One request per reference and attempt: app.init's loop is the retry, and a reference that never reads must
+	// not hold a cold start back by azcore's backoff and Retry-After.
+	sopts.Retry.MaxRetries = -1
+	read := 0
 	var left []string
 	for _, name := range pending {
 		ref, err := keyvault.ParseReference(cfg.References[name])
 		if err == nil {
+			rctx, cancel := context.WithTimeout(ctx, referenceTimeout)
 			var v string
-			if v, err = keyvault.Resolve(ctx, ref, cfg.KeyVaultURL, cred, sopts); err == nil {
-				values[name] = v
+			v, err = keyvault.Resolve(rctx, ref, cfg.KeyVaultURL, cred, sopts)
+			cancel()
+			if err == nil {
+				resolved[name] = v
+				read++
 				continue
 			}
 		}
 		if errors.Is(err, keyvault.ErrForbidden) || errors.Is(err, keyvault.ErrUnavailable) {
 			left = append(left, name)
-			log.Warn("Key Vault reference not readable yet; retrying", "setting", name, "err", err)
+			log.Warn("Key Vault reference not readable yet", "setting", name, "err", err)
 			continue
 		}
 		log.Error("Key Vault reference cannot be read; its feature stays disabled", "setting", name, "err", err)
 	}
-	if len(values) == 0 {
+	if read == 0 {
 		return cfg, left
 	}
 	environ := opts.environ
 	if environ == nil {
 		environ = os.Environ()
 	}
-	resolved := slices.Clone(environ)
-	for i, kv := range resolved {
+	env := slices.Clone(environ)
+	for i, kv := range env {
 		if k, _, ok := strings.Cut(kv, "="); ok {
-			if v, ok := values[k]; ok {
-				resolved[i] = k + "=" + v
+			if v, ok := resolved[k]; ok {
+				env[i] = k + "=" + v
 			}
 		}
 	}
-	next, err := config.Load(resolved)
+	next, err := config.Load(env)
 	if err != nil {
 		log.Error("configuration with the Key Vault references read does not load", "err", err)
 		return cfg, left
 	}
-	for name := range values {
-		log.Info("Key Vault reference read by the service", "setting", name)
+	for _, name := range pending {
+		if _, ok := resolved[name]; ok {
+			log.Info("Key Vault reference read by the service", "setting", name)
+		}
 	}
 	for _, f := range next.FaultList() {
-		if f.Err.Setting != "" && values[f.Err.Setting] != "" {
+		if _, ok := resolved[f.Err.Setting]; ok {
 			log.Error("feature disabled by a setting", "feature", f.Feature, "setting", f.Err.Setting, "problem", f.Err.Problem)
 		}
 	}
 	return next, left
 }
+
+// referenceTimeout bounds one read of a Key Vault reference.
+const referenceTimeout = 5 * time.Second
 
 // pendingReferences lists cfg's Key Vault references in a stable order.
 func pendingReferences(cfg *config.Config) []string {

@@ -124,10 +124,10 @@ func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (a *app) init(ctx context.Context) error {
 	start := time.Now()
 	var d *deps
-	refs := pendingReferences(a.cfg)
+	refs, resolved := pendingReferences(a.cfg), map[string]string{}
 	for attempt := 0; ; attempt++ {
 		var err error
-		a.cfg, refs = references(ctx, a.cfg, refs, a.log, a.opts)
+		a.cfg, refs = references(ctx, a.cfg, refs, resolved, a.log, a.opts)
 		d, err = build(ctx, a.cfg, a.log, a.opts)
 		if err == nil {
 			break

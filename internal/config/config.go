@@ -96,7 +96,7 @@ type Config struct {
 	Faults map[string]*Error
 	// References are the settings App Service left as Key Vault references (it could not read them when the app
 	// started), by name: each also disabled its feature (or failed Load, for a core setting). Serve resolves them
-	// with the app's identity and loads the configuration again (handler: resolveReferences).
+	// with the app's identity and loads the configuration again (handler: references).
 	References map[string]string
 }
 
@@ -411,10 +411,19 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 	if !local || c.Intune.TenantID != "" {
 		defaultEndpoints = "static,intune"
 	}
-	names := splitList(p.str("AZSCEP_SCEP_ENDPOINTS", defaultEndpoints))
+	var names []string
+	for _, name := range splitList(p.str("AZSCEP_SCEP_ENDPOINTS", defaultEndpoints)) {
+		// A name given twice (an azd AZSCEP_EXTRA_SCEP_ENDPOINTS repeating a computed one) is one endpoint.
+		if !slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, name) }) {
+			names = append(names, name)
+		}
+	}
 	for _, name := range names {
 		if !alnum(name) {
-			p.fail("AZSCEP_SCEP_ENDPOINTS", fmt.Sprintf("endpoint name %q must be alphanumeric", name))
+			// That endpoint only: a typo in one name added at deployment must not take the CA down.
+			p.feature(EndpointFeature(name), func() {
+				p.fail("AZSCEP_SCEP_ENDPOINTS", fmt.Sprintf("endpoint name %q must be alphanumeric", name))
+			})
 			continue
 		}
 		var e Endpoint
@@ -789,16 +798,20 @@ func (p *parser) endpoint(name string, local bool, profiles map[string]*policy.P
 // settings (AZSCEP_SCEP_ENDPOINTS, AZSCEP_SCEP_RATE_*) are not endpoint settings.
 func (p *parser) unlistedEndpoints(listed []string) {
 	for _, suffix := range p.prefixed("AZSCEP_SCEP_") {
-		if suffix == "ENDPOINTS" || strings.HasPrefix(suffix, "RATE_") || strings.HasSuffix(suffix, "_SECRET") {
+		if suffix == "ENDPOINTS" || strings.HasPrefix(suffix, "RATE_") {
 			continue
 		}
-		name := strings.ToLower(suffix)
-		if slices.ContainsFunc(listed, func(l string) bool { return strings.EqualFold(l, name) }) {
+		// An endpoint may be configured by its secret alone (a static endpoint with the default profile).
+		name := strings.ToLower(strings.TrimSuffix(suffix, "_SECRET"))
+		if name == "" || slices.ContainsFunc(listed, func(l string) bool { return strings.EqualFold(l, name) }) {
 			continue
+		}
+		hint := "deployed with azd: add it to AZSCEP_EXTRA_SCEP_ENDPOINTS"
+		if name == "intune" {
+			hint = "it is listed by default once AZSCEP_INTUNE_TENANT_ID is set"
 		}
 		p.feature(EndpointFeature(name), func() {
-			p.fail("AZSCEP_SCEP_"+suffix, fmt.Sprintf("is set but endpoint %s is not listed in AZSCEP_SCEP_ENDPOINTS "+
-				"(deployed with azd: add it to AZSCEP_EXTRA_SCEP_ENDPOINTS)", name))
+			p.fail("AZSCEP_SCEP_"+suffix, fmt.Sprintf("is set but endpoint %s is not listed in AZSCEP_SCEP_ENDPOINTS (%s)", name, hint))
 		})
 	}
 }

@@ -163,7 +163,7 @@ func TestBadSettings(t *testing.T) {
 		{"no key vault", []string{"AZSCEP_MODE=azure", "AZSCEP_BASE_URL=https://x", "AZSCEP_TABLES_ENDPOINT=https://t"}, "AZSCEP_KEYVAULT_URL", ""},
 		{"ra mode", localEnv("AZSCEP_RA_MODE=hsm"), "AZSCEP_RA_MODE", ""},
 		{"backdate", localEnv("AZSCEP_BACKDATE=2h"), "AZSCEP_BACKDATE", ""},
-		{"endpoint name", localEnv("AZSCEP_SCEP_ENDPOINTS=bad-name"), "AZSCEP_SCEP_ENDPOINTS", ""},
+		{"endpoint name", localEnv("AZSCEP_SCEP_ENDPOINTS=static,bad-name"), "AZSCEP_SCEP_ENDPOINTS", "scep/bad-name"},
 		{"dev issuer in azure", azureEnv("AZSCEP_DEV_ISSUER=true"), "AZSCEP_DEV_ISSUER", ""},
 		{"batch", localEnv("AZSCEP_REVOCATION_BATCH=501"), "AZSCEP_REVOCATION_BATCH", ""},
 		// Below the OCSP cache margin, or too long for the responder certificate: refused here, by name, rather
@@ -286,7 +286,8 @@ func TestOneFaultDisablesOnlyItsFeature(t *testing.T) {
 // TestUnlistedEndpointSetting: AZSCEP_SCEP_<NAME> is read only for the endpoints AZSCEP_SCEP_ENDPOINTS lists, so
 // an endpoint added by its setting alone (as the deployment guide once said to) silently did not exist. Such a
 // setting disables that endpoint's feature, naming the setting, so that /api/health and the start-up log show it;
-// the settings of listed endpoints (in any case), secrets and the rate settings are not faults.
+// the settings of listed endpoints (in any case) and the rate settings are not faults. An endpoint configured by
+// its secret alone is an endpoint setting too; a name listed twice is one endpoint.
 func TestUnlistedEndpointSetting(t *testing.T) {
 	c, err := Load(azureEnv("AZSCEP_SCEP_ROUTERS=profile=net", "AZSCEP_PROFILE_NET=eku=clientAuth;dns=*.corp.example.com",
 		"AZSCEP_SCEP_INTUNE=renewal=30d", "AZSCEP_SCEP_GEAR_SECRET=gear-secret-123", "AZSCEP_SCEP_RATE_GLOBAL=10/1s",
@@ -298,8 +299,20 @@ func TestUnlistedEndpointSetting(t *testing.T) {
 	if f := c.Fault("scep/routers"); !strings.Contains(f.Problem, "endpoint routers is not listed in AZSCEP_SCEP_ENDPOINTS") {
 		t.Errorf("problem = %q", f.Problem)
 	}
-	if l := c.FaultList(); len(l) != 1 {
-		t.Errorf("faults = %v, want only scep/routers", c.Faults)
+	checkFault(t, c, "scep/gear", "AZSCEP_SCEP_GEAR_SECRET")
+	if l := c.FaultList(); len(l) != 2 {
+		t.Errorf("faults = %v, want scep/routers and scep/gear", c.Faults)
+	}
+	noTenant, err := Load(localEnv("AZSCEP_SCEP_INTUNE=renewal=30d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := noTenant.Fault("scep/intune"); f == nil || !strings.Contains(f.Problem, "AZSCEP_INTUNE_TENANT_ID") {
+		t.Errorf("intune without a tenant: fault %v, want one pointing at AZSCEP_INTUNE_TENANT_ID", f)
+	}
+	twice, err := Load(azureEnv("AZSCEP_SCEP_ENDPOINTS=static,intune,INTUNE"))
+	if err != nil || len(twice.Endpoints) != 2 {
+		t.Errorf("a name listed twice: %v, %v; want 2 endpoints", twice, err)
 	}
 	if len(c.Endpoints) != 2 || c.Endpoints[0].Name != "static" || c.Endpoints[1].Name != "intune" ||
 		c.Endpoints[1].RenewalWindow != 30*24*time.Hour {

@@ -24,9 +24,6 @@ type Reference struct {
 // referencePrefix is how App Service spells a Key Vault reference.
 const referencePrefix = "@Microsoft.KeyVault("
 
-// IsReference reports whether a setting's value is (still) a Key Vault reference.
-func IsReference(v string) bool { return strings.HasPrefix(strings.TrimSpace(v), referencePrefix) }
-
 // ParseReference reads a Key Vault reference in either of App Service's forms.
 func ParseReference(v string) (Reference, error) {
 	body, ok := strings.CutPrefix(strings.TrimSpace(v), referencePrefix)

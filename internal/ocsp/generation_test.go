@@ -126,8 +126,33 @@ func TestGenerationTooFarBehind(t *testing.T) {
 	f.clock.Advance(31 * time.Second)
 	lookups := f.src.calls.Load()
 	mustRespond(t, f.r, req)
-	if f.src.calls.Load() != lookups+1 {
-		t.Error("the cache survived a generation gap larger than the history")
+	// Two reads: the responder's own certificate (it may be among the revocations no longer named), and the
+	// request's serial, whose cached answer was dropped.
+	if f.src.calls.Load() != lookups+2 {
+		t.Errorf("%d status reads, want 2: the cache survived a generation gap larger than the history", f.src.calls.Load()-lookups)
+	}
+}
+
+// TestGenerationTooFarBehindDropsARevokedResponder: this instance's responder certificate was revoked elsewhere,
+// and so many revocations followed that the generation no longer names it. The responder asks the store about its
+// own certificate and stops signing with it (nocheck: relying parties never see that revocation).
+func TestGenerationTooFarBehindDropsARevokedResponder(t *testing.T) {
+	gen := &memGeneration{history: 2}
+	f := newFixture(t, Options{Generation: gen, GenerationInterval: 30 * time.Second})
+	serial := big.NewInt(0x5C04)
+	f.src.set(serial, Status{Known: true})
+	req := makeRequest(t, f.ca.cert, serial, crypto.SHA1, nil)
+	first := mustParse(t, mustRespond(t, f.r, req), f.ca.cert)
+	responder := first.Certificate.SerialNumber
+	f.src.set(responder, Status{Known: true, Revoked: true, RevokedAt: f.clock.Now(), Reason: 1})
+	gen.bump(responder)
+	for i := range 3 {
+		gen.bump(big.NewInt(int64(0x7100 + i)))
+	}
+	f.clock.Advance(31 * time.Second)
+	next := mustParse(t, mustRespond(t, f.r, req), f.ca.cert)
+	if next.Certificate == nil || next.Certificate.SerialNumber.Cmp(responder) == 0 {
+		t.Fatalf("still signed by the revoked responder %X", responder)
 	}
 }
 

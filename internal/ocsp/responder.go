@@ -329,9 +329,15 @@ func (r *Responder) cacheCurrent(ctx context.Context) bool {
 		}
 		switch {
 		case !init || !complete:
-			// First read, or too far behind to know which serials changed: drop everything.
+			// First read, or too far behind to know which serials changed: drop everything. The responder's own
+			// certificate may be among them (revoked on another instance): ask the store, one read.
 			r.invalidations.Add(1)
 			r.cache.clear()
+			if d := r.delegate.Load(); d != nil && init {
+				if st, err := r.source.CertificateStatus(fctx, d.cert.SerialNumber); err == nil && st.Revoked {
+					r.Invalidate(d.cert.SerialNumber)
+				}
+			}
 		case g != after:
 			for _, s := range serials {
 				r.Invalidate(s) // also keeps responses computed before the bump out of the cache
