@@ -294,7 +294,7 @@ func TestClientAppAllowList(t *testing.T) {
 
 // TestAdminClientAppAllowList: the admin API takes user tokens from the console (the API's own app registration)
 // and the clients AZSCEP_ADMIN_CLIENT_APPS lists, not from any client an admin ever consented to; app-only tokens
-// carry a role assigned to that application and are taken. Guests are refused unless AZSCEP_API_ALLOW_GUESTS.
+// carry a role assigned to that application and are taken. Guests are refused unless AZSCEP_ADMIN_ALLOW_GUESTS (AZSCEP_API_ALLOW_GUESTS, for /api/csr, does not admit them).
 func TestAdminClientAppAllowList(t *testing.T) {
 	manage := []string{entra.RoleCertificatesManage}
 	cli := entrafake.NewGUID()
@@ -332,10 +332,15 @@ func TestAdminClientAppAllowList(t *testing.T) {
 	if got := search(listed, listed.entra.MintUser(entrafake.NewGUID(), "a@contoso.example", manage, entrafake.WithClaim("azp", listed.entra.ClientID))); got != http.StatusOK {
 		t.Errorf("console beside a list: %d, want 200", got)
 	}
-	guests := startNames(t, "AZSCEP_API_ALLOW_GUESTS=true")
+	enrolOnly := startNames(t, "AZSCEP_API_ALLOW_GUESTS=true")
+	if got := search(enrolOnly, enrolOnly.entra.MintUser(entrafake.NewGUID(), "g_x.example#EXT#@contoso.example", manage,
+		entrafake.WithClaim("azp", enrolOnly.entra.ClientID), entrafake.Guest(entrafake.NewGUID()))); got != http.StatusForbidden {
+		t.Errorf("guest with only AZSCEP_API_ALLOW_GUESTS=true: %d, want 403", got)
+	}
+	guests := startNames(t, "AZSCEP_ADMIN_ALLOW_GUESTS=true")
 	if got := search(guests, guests.entra.MintUser(entrafake.NewGUID(), "g_x.example#EXT#@contoso.example", manage,
 		entrafake.WithClaim("azp", guests.entra.ClientID), entrafake.Guest(entrafake.NewGUID()))); got != http.StatusOK {
-		t.Errorf("guest with AZSCEP_API_ALLOW_GUESTS=true: %d, want 200", got)
+		t.Errorf("guest with AZSCEP_ADMIN_ALLOW_GUESTS=true: %d, want 200", got)
 	}
 	anyClient := startNames(t, "AZSCEP_ADMIN_CLIENT_APPS=*")
 	if got := search(anyClient, anyClient.entra.MintUser(entrafake.NewGUID(), "a@contoso.example", manage)); got != http.StatusOK {

@@ -180,7 +180,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 		}
 		if d.admin, err = admin.New(admin.Config{Verifier: d.verifier, Store: st, Sync: syncer, OnRevoked: onRevoked,
 			Overview: d.overview, Logger: log, UserClientApps: userApps, AnyUserClientApp: cfg.API.AdminAnyClientApp,
-			AllowGuests: cfg.API.AllowGuests}); err != nil {
+			AllowGuests: cfg.API.AdminAllowGuests}); err != nil {
 			return nil, err
 		}
 	}

@@ -50,8 +50,8 @@ type Config struct {
 	// very application.
 	UserClientApps   []string
 	AnyUserClientApp bool
-	// AllowGuests admits guest (B2B, external) users, as csrapi.Config.AllowGuests does for /api/csr; by default
-	// they get 403 guest_not_allowed.
+	// AllowGuests admits guest (B2B, external) users (AZSCEP_ADMIN_ALLOW_GUESTS); by default they get 403
+	// guest_not_allowed.
 	AllowGuests bool
 	Logger      *slog.Logger
 	Now         func() time.Time
@@ -61,7 +61,7 @@ type Config struct {
 const (
 	// CodeClientApp: a user token obtained by a client application the admin API does not accept.
 	CodeClientApp = "client_app_not_allowed"
-	// CodeGuest: a guest (B2B, external) account, without AZSCEP_API_ALLOW_GUESTS.
+	// CodeGuest: a guest (B2B, external) account, without AZSCEP_ADMIN_ALLOW_GUESTS.
 	CodeGuest = "guest_not_allowed"
 )
 
@@ -168,7 +168,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// group's B2B members must not make them this CA's administrators unless the operator says so.
 	if caller.Guest && !h.cfg.AllowGuests {
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusForbidden, Code: CodeGuest,
-			Detail: "guest accounts may not use the admin API (AZSCEP_API_ALLOW_GUESTS)"})
+			Detail: "guest accounts may not use the admin API (AZSCEP_ADMIN_ALLOW_GUESTS)"})
 		return
 	}
 	if !caller.IsApp && !h.cfg.AnyUserClientApp && !slices.Contains(h.cfg.UserClientApps, strings.ToLower(caller.AppID)) {

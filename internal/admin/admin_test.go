@@ -884,7 +884,7 @@ func TestUserTokensOnlyFromAllowedClientApps(t *testing.T) {
 }
 
 // TestGuestsRefusedUnlessAllowed: a guest (B2B) account holding Certificates.Manage — say through a group that
-// includes B2B members — neither reads nor revokes, as on /api/csr, unless AZSCEP_API_ALLOW_GUESTS admits guests.
+// includes B2B members — neither reads nor revokes, as on /api/csr, unless AZSCEP_ADMIN_ALLOW_GUESTS admits guests.
 func TestGuestsRefusedUnlessAllowed(t *testing.T) {
 	roles := []string{entra.RoleCertificatesManage}
 	for _, allow := range []bool{false, true} {
