@@ -807,8 +807,18 @@ func (p *parser) unlistedEndpoints(listed []string) {
 			continue
 		}
 		// An endpoint may be configured by its secret alone (a static endpoint with the default profile).
-		name := strings.ToLower(strings.TrimSuffix(suffix, "_SECRET"))
-		if name == "" || slices.ContainsFunc(listed, func(l string) bool { return strings.EqualFold(l, name) }) {
+		name := strings.ToLower(strings.TrimSuffix(strings.ToUpper(suffix), "_SECRET"))
+		if name == "" {
+			continue
+		}
+		if suffix != strings.ToUpper(suffix) {
+			// Only the upper-case name is read: AZSCEP_SCEP_Routers would be ignored without a word.
+			p.feature(EndpointFeature(name), func() {
+				p.fail("AZSCEP_SCEP_"+suffix, "is not read: write the setting's name in upper case, AZSCEP_SCEP_"+strings.ToUpper(suffix))
+			})
+			continue
+		}
+		if slices.ContainsFunc(listed, func(l string) bool { return strings.EqualFold(l, name) }) {
 			continue
 		}
 		hint := "deployed with azd: add it to AZSCEP_EXTRA_SCEP_ENDPOINTS"

@@ -310,6 +310,13 @@ func TestUnlistedEndpointSetting(t *testing.T) {
 	if f := noTenant.Fault("scep/intune"); f == nil || !strings.Contains(f.Problem, "AZSCEP_INTUNE_TENANT_ID") {
 		t.Errorf("intune without a tenant: fault %v, want one pointing at AZSCEP_INTUNE_TENANT_ID", f)
 	}
+	mixed, err := Load(azureEnv("AZSCEP_SCEP_Gear_SECRET=gear-secret-123"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := mixed.Fault("scep/gear"); f == nil || !strings.Contains(f.Problem, "upper case, AZSCEP_SCEP_GEAR_SECRET") {
+		t.Errorf("a mixed-case endpoint setting: fault %v, want one asking for AZSCEP_SCEP_GEAR_SECRET", f)
+	}
 	twice, err := Load(azureEnv("AZSCEP_SCEP_ENDPOINTS=static,intune,INTUNE"))
 	if err != nil || len(twice.Endpoints) != 2 {
 		t.Errorf("a name listed twice: %v, %v; want 2 endpoints", twice, err)
