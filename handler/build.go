@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -116,6 +117,11 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 	crlOpts := crl.Options{Validity: cfg.CRLValidity, Generation: status, Logger: log}
 	ocspOpts := ocsp.Options{ResponseValidity: cfg.OCSPValidity, Generation: status,
 		Recorder: &revocation.ResponderRecords{Store: st}, Logger: log}
+	if _, ok := keys.CA().PublicKey.(*rsa.PublicKey); ok {
+		// Under an RSA CA the responses are RSA-signed too: relying parties with an RSA-only stack (some network
+		// gear) could verify none signed with ECDSA.
+		ocspOpts.KeyType = ocsp.KeyRSA2048
+	}
 	if opts.clock != nil {
 		crlOpts.Clock, ocspOpts.Clock = opts.clock, opts.clock
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rsa"
 	"crypto/x509/pkix"
 	"encoding/json"
 	"net/http"
@@ -35,6 +36,14 @@ func TestRevokedOCSPResponderIsReplaced(t *testing.T) {
 	before := ocspStatus(t, svc.base, leaf, ca)
 	if before.Certificate == nil {
 		t.Fatal("the OCSP response is not signed by a delegated responder")
+	}
+	// Under an RSA CA the responses are RSA-signed, for relying parties that verify RSA only.
+	if _, rsaCA := ca.PublicKey.(*rsa.PublicKey); rsaCA {
+		if _, ok := before.Certificate.PublicKey.(*rsa.PublicKey); !ok {
+			t.Errorf("responder key %T under an RSA CA, want RSA", before.Certificate.PublicKey)
+		}
+	} else {
+		t.Errorf("the local CA key is %T; this test expects the default RSA CA", ca.PublicKey)
 	}
 	responder := store.SerialString(before.Certificate.SerialNumber)
 	if rec, err := svc.store.Get(context.Background(), responder); err != nil || rec.Source != "ocsp" {

@@ -146,8 +146,10 @@ type CRL struct {
 	DER        []byte
 	PEM        []byte
 	Number     *big.Int
-	ThisUpdate time.Time
+	ThisUpdate time.Time // ThisUpdateBackdate before Signed
 	NextUpdate time.Time
+	// Signed is when the CRL was made: its validity and refresh run from here.
+	Signed time.Time
 	// ETag is a strong entity tag of DER (quoted, ready for the ETag header).
 	ETag string
 	// Entries is the number of revoked certificates listed.
@@ -156,12 +158,13 @@ type CRL struct {
 
 // RefreshAt is when the Publisher stops serving this CRL as fresh: half-way through its validity.
 func (c *CRL) RefreshAt() time.Time {
-	return c.ThisUpdate.Add(c.NextUpdate.Sub(c.ThisUpdate) / 2)
+	return c.Signed.Add(c.NextUpdate.Sub(c.Signed) / 2)
 }
 
 // Options tune a Publisher. Zero values select the defaults.
 type Options struct {
-	// Validity is NextUpdate − ThisUpdate. Default DefaultValidity; at least MinValidity.
+	// Validity is NextUpdate − the signing time (thisUpdate is ThisUpdateBackdate earlier). Default
+	// DefaultValidity; at least MinValidity.
 	Validity time.Duration
 	// RetryBackoff is the pause after a failed generation before another is attempted while a still-valid
 	// CRL is being served (or an error returned); it keeps an outage of the store or Key Vault from turning
@@ -189,6 +192,9 @@ type Options struct {
 	// Logger receives generation failures. Default slog.Default().
 	Logger *slog.Logger
 }
+
+// ThisUpdateBackdate is how far a CRL's thisUpdate lies before its signing, as certificates' notBefore does.
+const ThisUpdateBackdate = 5 * time.Minute
 
 // Publisher keeps the current CRL and regenerates it when it is missing, past half its validity, or
 // invalidated by a revocation. It is safe for concurrent use.
@@ -560,9 +566,12 @@ func (p *Publisher) attempt(ctx context.Context) (*CRL, error) {
 	}
 	now := p.clock.Now().UTC().Truncate(time.Second)
 	tmpl := &x509.RevocationList{
-		SignatureAlgorithm:        p.sigAlg,
-		Number:                    num,
-		ThisUpdate:                now,
+		SignatureAlgorithm: p.sigAlg,
+		Number:             num,
+		// Backdated like the certificates: OpenSSL's chain check allows no skew for a CRL's thisUpdate, so a
+		// relying party whose clock runs seconds slow would otherwise find the CRL published after a revocation
+		// "not yet valid" and fail the whole chain.
+		ThisUpdate:                now.Add(-ThisUpdateBackdate),
 		NextUpdate:                now.Add(p.validity),
 		RevokedCertificateEntries: list,
 	}
@@ -577,6 +586,7 @@ func (p *Publisher) attempt(ctx context.Context) (*CRL, error) {
 		Number:     num,
 		ThisUpdate: tmpl.ThisUpdate,
 		NextUpdate: tmpl.NextUpdate,
+		Signed:     now,
 		ETag:       `"` + hex.EncodeToString(sum[:16]) + `"`,
 		Entries:    len(list),
 	}, nil

@@ -225,9 +225,10 @@ func TestValidityAttribute(t *testing.T) {
 	if want := end(12 * time.Hour); !cert.NotAfter.Equal(want) {
 		t.Fatalf("NotAfter = %s, want %s (12 hours as requested)", cert.NotAfter, want)
 	}
-	// Asking for more than the profile allows gets the profile's maximum.
+	// Asking for more than the profile allows gets the profile's maximum, which counts from notBefore: the whole
+	// validity, back-dating included, is the profile's.
 	cert = e.wantCert(e.post(e.appToken(), csrWithValidity(t, key, cn("greedy"), "Years", 10)))
-	if want := end(e.profile.MaxValidity); !cert.NotAfter.Equal(want) {
+	if want := end(e.profile.MaxValidity).Add(-5 * time.Minute); !cert.NotAfter.Equal(want) {
 		t.Fatalf("NotAfter = %s, want the profile maximum %s", cert.NotAfter, want)
 	}
 	if want := now.Add(-5 * time.Minute); !cert.NotBefore.Equal(want) {
@@ -235,7 +236,7 @@ func TestValidityAttribute(t *testing.T) {
 	}
 	// Without the attribute: the profile's maximum.
 	cert = e.wantCert(e.post(e.appToken(), csrDER(t, key, testca.CSROptions{Subject: cn("plain")})))
-	if want := end(e.profile.MaxValidity); !cert.NotAfter.Equal(want) {
+	if want := end(e.profile.MaxValidity).Add(-5 * time.Minute); !cert.NotAfter.Equal(want) {
 		t.Fatalf("NotAfter = %s, want %s", cert.NotAfter, want)
 	}
 	// A malformed request is a policy refusal.

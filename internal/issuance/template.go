@@ -31,7 +31,9 @@ func newSerial() (*big.Int, error) {
 // key identifier of the request's key. A non-zero cap ends the certificate no later than that instant.
 func (i *Issuer) buildTemplate(req *policy.Request, prof *policy.Profile, serial *big.Int, ski []byte, now, capAt time.Time) (*x509.Certificate, error) {
 	notBefore := now.Add(-i.backdate).Truncate(time.Second)
-	notAfter := now.Add(prof.MaxValidity)
+	// The profile's validity is the whole validity, back-dating included (a validity=397d profile must not give
+	// 397 days and 5 minutes).
+	notAfter := notBefore.Add(prof.MaxValidity)
 	if want := req.Validity.NotAfter(now); !want.IsZero() && want.Before(notAfter) {
 		notAfter = want
 	}

@@ -44,9 +44,12 @@ func parseRequest(der []byte) (*request, error) {
 	if len(der) == 0 {
 		return nil, fmt.Errorf("%w: empty request", ErrMalformedRequest)
 	}
-	// x/crypto/ocsp validates the CertID (hash algorithm, field types), rejects trailing data and signed
-	// requests; our own pass below reads the parts it drops.
-	parsed, err := xocsp.ParseRequest(der)
+	// x/crypto/ocsp validates the CertID (hash algorithm, field types) and rejects trailing data; our own pass
+	// below reads the parts it drops. It refuses signed requests and a requestorName (which a signed request
+	// carries), both of which RFC 6960 §4.1 allows and neither of which a responder must check: it is given the
+	// request without them, and they are ignored (a signature would decide nothing here: any relying party may
+	// ask about any certificate).
+	parsed, err := xocsp.ParseRequest(unsigned(der))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformedRequest, err)
 	}
@@ -114,4 +117,42 @@ func checkNonce(extnValue []byte) error {
 		return fmt.Errorf("%w: nonce length %d outside 1..%d", ErrMalformedRequest, len(nonce), maxNonceLen)
 	}
 	return nil
+}
+
+// unsigned is der without its optionalSignature and its TBSRequest's requestorName, or der itself when it has
+// neither or does not parse (x/crypto/ocsp then says why).
+func unsigned(der []byte) []byte {
+	var outer struct {
+		TBS       asn1.RawValue
+		Signature asn1.RawValue `asn1:"explicit,tag:0,optional"`
+	}
+	if rest, err := asn1.Unmarshal(der, &outer); err != nil || len(rest) != 0 || !outer.TBS.IsCompound {
+		return der
+	}
+	var kept []byte
+	dropped := len(outer.Signature.FullBytes) > 0
+	for b := outer.TBS.Bytes; len(b) > 0; {
+		var e asn1.RawValue
+		var err error
+		if b, err = asn1.Unmarshal(b, &e); err != nil {
+			return der
+		}
+		if e.Class == asn1.ClassContextSpecific && e.Tag == 1 { // requestorName [1] EXPLICIT GeneralName
+			dropped = true
+			continue
+		}
+		kept = append(kept, e.FullBytes...)
+	}
+	if !dropped {
+		return der
+	}
+	tbs, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagSequence, IsCompound: true, Bytes: kept})
+	if err != nil {
+		return der
+	}
+	out, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagSequence, IsCompound: true, Bytes: tbs})
+	if err != nil {
+		return der
+	}
+	return out
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -106,6 +107,7 @@ func ParseProfile(name, spec string) (*Profile, error) {
 	p := &Profile{Name: name, MaxValidity: 365 * 24 * time.Hour, KeyUsage: x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, Names: map[SANType]*AllowList{},
 		MinRSABits: 2048, AllowP256: true, AllowP384: true}
+	kuSet := false
 	for _, part := range strings.Split(spec, ";") {
 		part = strings.TrimSpace(part)
 		if part == "" {
@@ -121,6 +123,7 @@ func ParseProfile(name, spec string) (*Profile, error) {
 		case "validity":
 			p.MaxValidity, err = ParseDuration(v)
 		case "ku":
+			kuSet = true
 			p.KeyUsage = 0
 			for _, n := range splitList(v) {
 				found := false
@@ -198,6 +201,11 @@ func ParseProfile(name, spec string) (*Profile, error) {
 		if err != nil {
 			return nil, fmt.Errorf("profile %s: %w", name, err)
 		}
+	}
+	if !kuSet && (slices.Contains(p.ExtKeyUsage, x509.ExtKeyUsageServerAuth) || slices.Contains(p.ExtKeyUsage, x509.ExtKeyUsageEmailProtection)) {
+		// RSA key transport (TLS_RSA_* suites, S/MIME encryption) needs keyEncipherment, and mail clients do not
+		// encrypt to an RSA certificate without it; an EC key never gets it (the CSR check drops it).
+		p.KeyUsage |= x509.KeyUsageKeyEncipherment
 	}
 	if err := p.Validate(); err != nil {
 		return nil, err

@@ -253,3 +253,24 @@ func TestIPsecProfile(t *testing.T) {
 		t.Fatal("codeSigning must stay forbidden")
 	}
 }
+
+// TestProfileDefaultKeyUsageFollowsEKU: without ku=, a profile for TLS servers or S/MIME gets keyEncipherment
+// beside digitalSignature (RSA key transport and mail encryption need it); other profiles, and a profile that
+// writes ku=, get exactly what they say.
+func TestProfileDefaultKeyUsageFollowsEKU(t *testing.T) {
+	for spec, want := range map[string]x509.KeyUsage{
+		"eku=serverAuth;dns=*":                     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		"eku=emailProtection;email=*":              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		"eku=clientAuth,serverAuth;dns=*":          x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		"eku=clientAuth;dns=*":                     x509.KeyUsageDigitalSignature,
+		"ku=digitalSignature;eku=serverAuth;dns=*": x509.KeyUsageDigitalSignature,
+	} {
+		p, err := policy.ParseProfile("p", spec)
+		if err != nil {
+			t.Fatalf("%s: %v", spec, err)
+		}
+		if p.KeyUsage != want {
+			t.Errorf("%s: key usage %b, want %b", spec, p.KeyUsage, want)
+		}
+	}
+}
