@@ -540,8 +540,8 @@ func (i *Issuer) renewLink(ctx context.Context, req *Request, rec *store.Record)
 	}
 }
 
-// keepRevokedLink points old back at seen, the successor it linked to before this renewal, when seen turns out
-// revoked. The renewal check found seen unrevoked, but its revocation may have been written since: it then left
+// keepRevokedLink points old back at seen, the successor it linked to before this renewal, when seen, or one
+// renewed from it further down (followed as the renewal check does), turns out revoked. The renewal check found seen unrevoked, but its revocation may have been written since: it then left
 // old's link alone (it pointed at seen already), and renewLink moved the link past it, which would let old renew
 // again. A revocation written after this read is safe without it: Revoke links the ancestors after its record
 // write, and finds old pointing elsewhere. One read, only for a signer that had renewed before.
@@ -549,12 +549,19 @@ func (i *Issuer) keepRevokedLink(ctx context.Context, old *store.Record, seen st
 	if seen == "" || seen == old.RenewedTo {
 		return
 	}
-	prev, err := i.store.Get(ctx, seen)
-	if err != nil || prev.Status != store.StatusRevoked {
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			i.log.Error("checking the renewed certificate's earlier successor failed", "serial", old.Serial,
-				"successor", seen, "err", err)
+	revoked := false
+	for next, hops := seen, 0; next != "" && hops < store.MaxRenewalWalk && !revoked; hops++ {
+		prev, err := i.store.Get(ctx, next)
+		if err != nil {
+			if !errors.Is(err, store.ErrNotFound) {
+				i.log.Error("checking the renewed certificate's earlier successor failed", "serial", old.Serial,
+					"successor", next, "err", err)
+			}
+			return
 		}
+		revoked, next = prev.Status == store.StatusRevoked, prev.RenewedTo
+	}
+	if !revoked {
 		return
 	}
 	old.RenewedTo = seen

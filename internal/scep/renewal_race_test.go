@@ -1,0 +1,61 @@
+package scep_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/testca"
+)
+
+// claimHook runs hook once, right before the next InsertBound: the moment a renewal whose check already passed
+// claims its pending record (instance B), so that another instance's revocation (instance A) lands in between.
+type claimHook struct {
+	store.Store
+	mu   sync.Mutex
+	hook func()
+}
+
+func (h *claimHook) InsertBound(ctx context.Context, key string, prev *store.Binding, r *store.Record) (store.Binding, error) {
+	h.mu.Lock()
+	f := h.hook
+	h.hook = nil
+	h.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return h.Store.InsertBound(ctx, key, prev, r)
+}
+
+// TestRenewalRacingARevocationDownTheChain: X → Y → Z. A renewal from X is checked while the chain is live; before
+// it writes X's link, another instance revokes Y (one hop) or Z (two hops), finding the links already in place and
+// writing nothing. The renewal's new certificate stands (it was authorized first), but X's link must not hide the
+// revoked one: X is cut off afterwards in both cases.
+func TestRenewalRacingARevocationDownTheChain(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		depth int // the revoked successor: 1 = Y, 2 = Z
+	}{{"one hop", 1}, {"two hops", 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			hs := &claimHook{}
+			e := newEnv(t, envOptions{wrap: func(s store.Store) store.Store { hs.Store = s; return hs }})
+			x := enrollNamed(t, e, epStatic, 0, named)
+			inRenewalWindow(e)
+			y := wantSuccess(t, renewWith(t, e, epStatic, x, named, 7))
+			holderY := enrolled{client: testca.NewClient(t, testca.RSAKey(t, 7), named.Subject, e.ca.Recipient()), cert: y}
+			z := wantSuccess(t, renewWith(t, e, epStatic, holderY, named, 8))
+			victim := y
+			if tc.depth == 2 {
+				victim = z
+			}
+			hs.mu.Lock()
+			hs.hook = func() { adminRevoke(t, e, victim, 0) }
+			hs.mu.Unlock()
+			wantSuccess(t, renewWith(t, e, epStatic, x, named, 9))
+			if rep := renewWith(t, e, epStatic, x, named, 10); rep.Status == testca.StatusSuccess {
+				t.Errorf("X renewed again after %s was revoked (X's link: %s)", hexSerial(victim), e.record(t, x.cert).RenewedTo)
+			}
+		})
+	}
+}
