@@ -165,8 +165,12 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 			}
 		}
 	}
+	var refreshRA func(context.Context) (bool, error)
+	if d.ra != nil {
+		refreshRA = d.ra.Refresh
+	}
 	sc, err := scep.New(scep.Config{Keys: keys, Issuer: iss, Store: st, Endpoints: endpoints, Intune: challenge,
-		CRL: revocation.CRLDER{Publisher: d.crl}, Limiter: limiter, Logger: log, Now: now})
+		CRL: revocation.CRLDER{Publisher: d.crl}, Limiter: limiter, Logger: log, Now: now, RefreshRA: refreshRA})
 	if err != nil {
 		return nil, err
 	}

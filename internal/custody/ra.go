@@ -20,8 +20,10 @@ const (
 	// envelopes encrypted to it are still opened. After it the hourly timer revokes it (reason superseded).
 	RAOverlap = 7 * 24 * time.Hour
 	// RARefreshInterval is how often each instance re-reads the stored RA (one store read, or one small file
-	// read locally; the key is opened again — one Key Vault unwrap — only when it changed).
-	RARefreshInterval = 5 * time.Minute
+	// read locally; the key is opened again — one Key Vault unwrap — only when it changed): after a rotation with
+	// -compromised, the old RA opens envelopes on other instances for at most this long. An envelope no RA opens
+	// also makes the SCEP server re-read it (scep.Config.RefreshRA).
+	RARefreshInterval = 30 * time.Second
 	// defaultRACommonName is the RA certificate's common name unless one is configured.
 	defaultRACommonName = "azscep SCEP RA"
 	// raBackdate is how far an RA certificate's notBefore lies before its issuance (IssueRACertificate).

@@ -190,9 +190,11 @@ func scepParser(opName, txID string) parseFunc {
 			return attrs, fmt.Errorf("%w: %s: empty code (client-request-id %s)", ErrMalformedResponse, opName, activityID)
 		}
 		return attrs, &ValidationError{
-			Operation:     opName,
-			Code:          Code(code),
-			Description:   desc,
+			Operation: opName,
+			Code:      Code(code),
+			// Cleaned like error answers' text (clean): an answer echoing the request would otherwise carry the
+			// CSR, and its challenge password, into errors and logs.
+			Description:   clean(desc),
 			TransactionID: txID,
 			ActivityID:    activityID,
 		}

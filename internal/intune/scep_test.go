@@ -580,9 +580,16 @@ func TestErrorAnswersAreSummarised(t *testing.T) {
 			"Throttled: activity 0f8fad5b-d9cb-469f-a165-70867728950e"}, // GUIDs stay
 		{`{"error":"busy"}`, "busy"},
 		{"request was: " + echo + " challenge pw-echoed", "-byte answer)"},
+		// A rejection in a 200 answer: its errorDescription is cleaned the same way.
+		{`{"code":"ChallengeDecryptionError","errorDescription":"cannot decrypt the challenge of ` + echo + `"}`,
+			"ChallengeDecryptionError: cannot decrypt the challenge of …"},
 	} {
 		e.fake.ClearFaults()
-		e.fake.InjectFault(intunefake.RouteValidate, intunefake.Fault{Status: 400, Body: tc.body})
+		status := 400
+		if strings.HasPrefix(tc.body, `{"code"`) {
+			status = 200
+		}
+		e.fake.InjectFault(intunefake.RouteValidate, intunefake.Fault{Status: status, Body: tc.body})
 		err := e.client.ValidateRequest(t.Context(), "tx", csr)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("body %.40q: error %v, want it to say %q", tc.body, err, tc.want)

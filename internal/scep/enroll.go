@@ -61,6 +61,19 @@ func (s *Server) handle(ctx context.Context, e *Endpoint, msg *PKIMessage) outco
 			}
 		}
 	}
+	if err != nil && !e.UseCA && s.mayRefreshRA() {
+		// Another instance may have rotated the RA and given this client its certificate: read the stored RA
+		// again (one store read; an unwrap only if it changed) instead of failing until the next periodic re-read.
+		if changed, rerr := s.refreshRA(ctx); rerr != nil {
+			s.log.Warn("re-reading the RA after an envelope no RA opened failed", "err", rerr)
+		} else if changed {
+			if cert, key, ierr := s.identity(e); ierr == nil {
+				if p, perr := msg.Decrypt(cert, key); perr == nil {
+					plain, err = p, nil
+				}
+			}
+		}
+	}
 	if err != nil {
 		if d, ok := httpx.Unavailable(err); ok { // a remote decrypter that is down is not the client's fault
 			return outcome{unavailable: d, err: err}

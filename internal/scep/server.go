@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/smallstep/pkcs7"
@@ -121,9 +122,17 @@ type Config struct {
 	CRL       CRLSource // optional: GetCRL answers badRequest without it
 	// Limiter admits PKIOperations before any work (optional; the handler always sets one).
 	Limiter *ratelimit.Limiter
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// RefreshRA re-reads the stored RA (custody.RAKeeper.Refresh) and reports whether it changed; nil in CA-decrypt
+	// mode. It is called when an envelope opens with neither the current nor the previous RA, at most once per
+	// raRefreshGap: another instance may have rotated the RA and handed its certificate to this client.
+	RefreshRA func(ctx context.Context) (bool, error)
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
+
+// raRefreshGap bounds the RA re-reads an envelope no RA opens can cause: junk envelopes cost one store read per
+// gap, and a client that encrypted to an RA rotated on another instance waits at most this long.
+const raRefreshGap = 10 * time.Second
 
 // Server answers /api/scep/{endpoint}.
 type Server struct {
@@ -136,6 +145,10 @@ type Server struct {
 	limit     *ratelimit.Limiter
 	log       *slog.Logger
 	now       func() time.Time
+
+	refreshRA     func(ctx context.Context) (bool, error)
+	raRefreshMu   sync.Mutex
+	raRefreshedAt time.Time
 }
 
 // New checks the configuration: every endpoint has a profile and what its challenge and identity need.
@@ -150,7 +163,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	s := &Server{keys: cfg.Keys, issuer: cfg.Issuer, store: cfg.Store, endpoints: map[string]*Endpoint{},
-		intune: cfg.Intune, crl: cfg.CRL, limit: cfg.Limiter, log: cfg.Logger, now: cfg.Now}
+		intune: cfg.Intune, crl: cfg.CRL, limit: cfg.Limiter, log: cfg.Logger, now: cfg.Now, refreshRA: cfg.RefreshRA}
 	for _, ep := range cfg.Endpoints {
 		e := *ep // the server keeps its own copy, with defaults filled in
 		if e.ReplayWindow <= 0 {
@@ -434,4 +447,20 @@ func plainError(w http.ResponseWriter, status int, msg string) {
 // staticChallengeOK compares in constant time (the length of the secret may leak; its content does not).
 func staticChallengeOK(secret []byte, got string) bool {
 	return len(got) > 0 && subtle.ConstantTimeCompare(secret, []byte(got)) == 1
+}
+
+// mayRefreshRA reports whether an envelope no RA opened may re-read the stored RA now (at most once per
+// raRefreshGap), and records the read.
+func (s *Server) mayRefreshRA() bool {
+	if s.refreshRA == nil {
+		return false
+	}
+	s.raRefreshMu.Lock()
+	defer s.raRefreshMu.Unlock()
+	now := s.now()
+	if !s.raRefreshedAt.IsZero() && now.Sub(s.raRefreshedAt) < raRefreshGap {
+		return false
+	}
+	s.raRefreshedAt = now
+	return true
 }
