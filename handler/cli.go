@@ -37,7 +37,7 @@ AZURE_TOKEN_CREDENTIALS=AzureDeveloperCLICredential (set by the azd hook), else 
 var caSubcommands = []struct{ name, summary string }{
 	{"init", "create or adopt the CA key, make a root (or a CSR with -subordinate), the KEK and the RA; idempotent"},
 	{"import", "import the signed subordinate CA certificate and its issuers (-cert chain.pem)"},
-	{"rotate-ra", "new RA key and certificate (recorded); instances pick it up within 5 minutes and the old RA keeps working for 7 days, then the hourly timer revokes it"},
+	{"rotate-ra", "new RA key and certificate (recorded); instances pick it up within 30 seconds and the old RA keeps working for 7 days, then the hourly timer revokes it"},
 	{"show", "print the chain, fingerprints and the CA key ID"},
 }
 

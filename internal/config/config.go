@@ -382,6 +382,12 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 				p.fail(setting, err.Error())
 				return
 			}
+			if prof.MaxValidity <= 2*c.Backdate {
+				// The back-date counts in the validity: a certificate must outlive its issuance by more than it
+				// predates it, or it is born expired (or at once in its renewal window).
+				p.fail(setting, fmt.Sprintf("validity %s must be more than twice AZSCEP_BACKDATE (%s), which it includes", prof.MaxValidity, c.Backdate))
+				return
+			}
 			c.Profiles[prof.Name] = prof
 			if p.written == nil {
 				p.written = map[string]bool{}

@@ -187,6 +187,7 @@ func TestBadSettings(t *testing.T) {
 		{"profile match-all DNS pattern", localEnv("AZSCEP_PROFILE_NET=dns=**"), "AZSCEP_PROFILE_NET", "profile/net"},
 		{"profile match-all UPN pattern", localEnv("AZSCEP_PROFILE_NET=upn=*@*"), "AZSCEP_PROFILE_NET", "profile/net"},
 		{"api client app not a GUID", localEnv("AZSCEP_DEV_ISSUER=true", "AZSCEP_API_CLIENT_APPS=my-app"), "AZSCEP_API_CLIENT_APPS", "api"},
+		{"profile validity within the back-date", localEnv("AZSCEP_BACKDATE=1h", "AZSCEP_PROFILE_SHORT=validity=1h;eku=clientAuth;dns=*"), "AZSCEP_PROFILE_SHORT", "profile/short"},
 		{"admin client app not a GUID", localEnv("AZSCEP_DEV_ISSUER=true", "AZSCEP_ADMIN_CLIENT_APPS=az-cli"), "AZSCEP_ADMIN_CLIENT_APPS", "api"},
 		{"admin any client beside a list", localEnv("AZSCEP_DEV_ISSUER=true", "AZSCEP_ADMIN_CLIENT_APPS=*,0a1b2c3d-0000-4000-8000-000000000001"), "AZSCEP_ADMIN_CLIENT_APPS", "api"},
 		{"api allow guests", localEnv("AZSCEP_DEV_ISSUER=true", "AZSCEP_API_ALLOW_GUESTS=maybe"), "AZSCEP_API_ALLOW_GUESTS", "api"},

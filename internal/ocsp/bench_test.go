@@ -86,3 +86,28 @@ func respondParallel(b *testing.B, r *Responder, reqs [][]byte) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "responses/s")
 }
+
+// BenchmarkRespondNonce measures answers to requests with a nonce, which are signed per request (never cached):
+// with the P-256 responder key (under an EC CA) and the RSA-2048 one (under an RSA CA, for RSA-only relying
+// parties).
+func BenchmarkRespondNonce(b *testing.B) {
+	for _, kt := range []struct {
+		name string
+		key  KeyType
+	}{{"p256", KeyP256}, {"rsa2048", KeyRSA2048}} {
+		b.Run(kt.name, func(b *testing.B) {
+			r, plain := benchResponderWith(b, Options{KeyType: kt.key})
+			ca := r.ca
+			reqs := make([][]byte, len(plain))
+			for i := range reqs {
+				serial := new(big.Int).Lsh(big.NewInt(int64(i+1)), 100)
+				reqs[i] = makeRequest(b, ca, serial, crypto.SHA1, nonceExt(b, []byte{byte(i), byte(i >> 8), 0x5a}))
+			}
+			signed := r.Stats().ResponsesSigned
+			respondParallel(b, r, reqs)
+			if got := r.Stats().ResponsesSigned - signed; got < int64(b.N) {
+				b.Fatalf("%d responses signed for %d requests: nonce answers were cached", got, b.N)
+			}
+		})
+	}
+}

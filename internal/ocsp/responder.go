@@ -42,7 +42,8 @@ const (
 	DefaultCacheMargin = 10 * time.Minute
 	// DefaultResponderCertValidity is the responder certificate lifetime; it is renewed at half-life.
 	DefaultResponderCertValidity = 48 * time.Hour
-	// DefaultCacheSize bounds the number of cached responses (about 1 KiB each with an ECDSA responder).
+	// DefaultCacheSize bounds the number of cached responses (about 1 KiB each with an ECDSA responder, 1.4 KiB
+	// with an RSA-2048 one).
 	DefaultCacheSize = 10_000
 	// DefaultLookupTimeout bounds a status lookup and signing when the caller's context has no deadline.
 	DefaultLookupTimeout = 10 * time.Second

@@ -61,16 +61,19 @@ func (s *Server) handle(ctx context.Context, e *Endpoint, msg *PKIMessage) outco
 			}
 		}
 	}
-	if err != nil && !e.UseCA && s.mayRefreshRA() {
+	if err != nil && !e.UseCA && s.refreshRA != nil {
 		// Another instance may have rotated the RA and given this client its certificate: read the stored RA
-		// again (one store read; an unwrap only if it changed) instead of failing until the next periodic re-read.
-		if changed, rerr := s.refreshRA(ctx); rerr != nil {
-			s.log.Warn("re-reading the RA after an envelope no RA opened failed", "err", rerr)
-		} else if changed {
-			if cert, key, ierr := s.identity(e); ierr == nil {
-				if p, perr := msg.Decrypt(cert, key); perr == nil {
-					plain, err = p, nil
-				}
+		// again (one store read; an unwrap only if it changed; at most once per raRefreshGap) instead of failing
+		// until the next periodic re-read. Whoever installed it — this read, another request's, or the periodic
+		// one — the envelope is tried again whenever the RA in memory is not the one it was first tried with.
+		if s.mayRefreshRA() {
+			if _, rerr := s.refreshRA(ctx); rerr != nil {
+				s.log.Warn("re-reading the RA after an envelope no RA opened failed", "err", rerr)
+			}
+		}
+		if cur, ckey, ierr := s.identity(e); ierr == nil && !cur.Equal(cert) {
+			if p, perr := msg.Decrypt(cur, ckey); perr == nil {
+				plain, err = p, nil
 			}
 		}
 	}
