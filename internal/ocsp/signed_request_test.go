@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"errors"
 	"math/big"
 	"testing"
 
@@ -80,6 +81,17 @@ func TestRespond_SignedRequestsAnswered(t *testing.T) {
 		parsed, err := xocsp.ParseResponse(resp, f.ca.cert)
 		if err != nil || parsed.Status != xocsp.Good || parsed.SerialNumber.Cmp(serial) != 0 {
 			t.Errorf("%s: %+v, %v; want good for %v", name, parsed, err, serial)
+		}
+	}
+	// Signing changes nothing about what is malformed: a critical extension the responder does not know, in the
+	// request or its entry, is still refused (the checks read the request as sent, signature and all).
+	unknown := []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1}, Critical: true, Value: []byte{0x05, 0x00}}}
+	for name, der := range map[string][]byte{
+		"critical request extension": signRequest(t, makeRequestWith(t, f.ca.cert, serial, crypto.SHA256, unknown, nil), pkix.Name{CommonName: "rp"}, true),
+		"critical entry extension":   signRequest(t, makeRequestWith(t, f.ca.cert, serial, crypto.SHA256, nil, unknown), pkix.Name{CommonName: "rp"}, true),
+	} {
+		if resp, err := f.r.Respond(t.Context(), der); !errors.Is(err, ErrMalformedRequest) || !bytes.Equal(resp, xocsp.MalformedRequestErrorResponse) {
+			t.Errorf("signed, %s: err %v; want malformedRequest", name, err)
 		}
 	}
 	// Still malformed: a request with nothing after the signature that parses, or trailing data.
