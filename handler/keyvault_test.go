@@ -539,6 +539,9 @@ func TestKeyVaultReferenceReadByTheService(t *testing.T) {
 		if !strings.Contains(svc.logText(), "Key Vault reference read by the service") || strings.Contains(svc.logText(), kvStaticSecret) {
 			t.Errorf("log: want the reference's setting named and never its value:\n%s", svc.logText())
 		}
+		if strings.Contains(svc.logText(), `"feature disabled by a setting"`) {
+			t.Errorf("log: a feature the service enabled is logged as disabled:\n%s", svc.logText())
+		}
 	})
 
 	t.Run("two references read on different attempts", func(t *testing.T) {
@@ -581,8 +584,9 @@ func TestKeyVaultReferenceReadByTheService(t *testing.T) {
 		if code := postStatus(t, svc.scepURL("static")); code != http.StatusServiceUnavailable {
 			t.Errorf("static endpoint answered %d, want 503 (feature disabled)", code)
 		}
-		if !strings.Contains(svc.logText(), "cannot be read; its feature stays disabled") {
-			t.Errorf("log does not say why:\n%s", svc.logText())
+		if !strings.Contains(svc.logText(), "cannot be read; its feature stays disabled") ||
+			!strings.Contains(svc.logText(), `"feature disabled by a setting"`) {
+			t.Errorf("log does not say why, or that the feature is disabled:\n%s", svc.logText())
 		}
 	})
 }

@@ -9,7 +9,7 @@
 #   - App ID URI api://<appId>, v2 access tokens (requestedAccessTokenVersion 2), the optional access-token claims
 #     idtyp (lets the CA tell app-only tokens from user tokens), upn (the only user name a self-service
 #     certificate is bound to: v2 tokens carry it only on request, and preferred_username is mutable) and acct
-#     (0 member, 1 guest: guests are refused unless AZSCEP_API_ALLOW_GUESTS), a delegated scope access_as_user;
+#     (0 member, 1 guest: guests are refused unless AZSCEP_API_ALLOW_GUESTS for /api/csr, AZSCEP_ADMIN_ALLOW_GUESTS for the admin API), a delegated scope access_as_user;
 #   - a service principal with "assignment required", so only principals granted a role get tokens;
 #   - the certificate console's SPA redirect URI, <base URL>/api/console/ (from --console-url, or from the azd
 #     environment's AZSCEP_BASE_URL): the console signs in as this app and asks for its access_as_user scope.

@@ -830,6 +830,9 @@ func (p *parser) unlistedEndpoints(listed []string) {
 		hint := "deployed with azd: add it to AZSCEP_EXTRA_SCEP_ENDPOINTS"
 		if name == "intune" {
 			hint = "it is listed by default once AZSCEP_INTUNE_TENANT_ID is set"
+			if p.env["AZSCEP_SCEP_ENDPOINTS"] != "" {
+				hint = "add intune to AZSCEP_SCEP_ENDPOINTS, or remove that setting to get the default list"
+			}
 		}
 		p.feature(EndpointFeature(name), func() {
 			p.fail("AZSCEP_SCEP_"+suffix, fmt.Sprintf("is set but endpoint %s is not listed in AZSCEP_SCEP_ENDPOINTS (%s)", name, hint))

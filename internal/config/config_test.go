@@ -318,6 +318,13 @@ func TestUnlistedEndpointSetting(t *testing.T) {
 	if f := mixed.Fault("scep/gear"); f == nil || !strings.Contains(f.Problem, "upper case, AZSCEP_SCEP_GEAR_SECRET") {
 		t.Errorf("a mixed-case endpoint setting: fault %v, want one asking for AZSCEP_SCEP_GEAR_SECRET", f)
 	}
+	explicit, err := Load(localEnv("AZSCEP_SCEP_ENDPOINTS=static", "AZSCEP_SCEP_INTUNE=renewal=30d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := explicit.Fault("scep/intune"); f == nil || !strings.Contains(f.Problem, "add intune to AZSCEP_SCEP_ENDPOINTS") {
+		t.Errorf("intune left out of an explicit list: fault %v, want one saying to add it there", f)
+	}
 	twice, err := Load(azureEnv("AZSCEP_SCEP_ENDPOINTS=static,intune,INTUNE"))
 	if err != nil || len(twice.Endpoints) != 2 {
 		t.Errorf("a name listed twice: %v, %v; want 2 endpoints", twice, err)

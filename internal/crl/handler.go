@@ -47,8 +47,9 @@ func Handler(p *Publisher) http.Handler {
 		h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(maxAge/time.Second)))
 		h.Set("Expires", now.Add(maxAge).UTC().Format(http.TimeFormat))
 		// ServeContent answers If-None-Match / If-Modified-Since with 304, HEAD without a body, and sets
-		// Last-Modified from ThisUpdate.
-		http.ServeContent(w, r, "", c.ThisUpdate, bytes.NewReader(body))
+		// Last-Modified: when this CRL was made (Signed), not its back-dated thisUpdate, so that a newer CRL is
+		// never older by its date than one an instance signed minutes before it.
+		http.ServeContent(w, r, "", c.Signed, bytes.NewReader(body))
 	})
 }
 

@@ -40,7 +40,7 @@ func TestHandler_DERByDefault(t *testing.T) {
 		"Content-Type":  "application/pkix-crl",
 		"ETag":          c.ETag,
 		"Cache-Control": "public, max-age=43200", // until the half-life refresh point
-		"Last-Modified": c.ThisUpdate.Format(http.TimeFormat),
+		"Last-Modified": c.Signed.Format(http.TimeFormat),
 		"Expires":       f.clock.Now().Add(12 * time.Hour).Format(http.TimeFormat),
 		"Vary":          "Accept",
 	}
@@ -243,5 +243,26 @@ func TestOpenSSLVerifiesCRL(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("openssl -text lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestHandler_NewerCRLNotModifiedSince: Last-Modified is the signing time, so a client revalidating with the date
+// of a CRL signed a minute before the current one (by another instance, say) gets the current one, not 304 — which
+// a back-dated thisUpdate, five minutes earlier, would have given.
+func TestHandler_NewerCRLNotModifiedSince(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{})
+	h := Handler(f.pub)
+	f.clock.Advance(time.Minute)
+	c, err := f.pub.Current(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/api/crl", nil)
+	req.Header.Set("If-Modified-Since", c.Signed.Add(-time.Minute).UTC().Format(http.TimeFormat))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("If-Modified-Since a minute before the current CRL was signed: status %d, want 200", rec.Code)
 	}
 }
