@@ -71,9 +71,10 @@ func (t *tracker) item(requestContext string) (store.RevocationRequest, bool) {
 }
 
 type fixtureOptions struct {
-	tables      bool          // Azurite tables instead of memstore
-	coolDown    time.Duration // the fake's cool-down; default one hour
-	callTimeout time.Duration // the Intune client's per-attempt timeout; default 5 s
+	tables        bool          // Azurite tables instead of memstore
+	coolDown      time.Duration // the fake's cool-down; default one hour
+	callTimeout   time.Duration // the Intune client's per-attempt timeout; default 5 s
+	rejectUnknown bool          // the fake answers 400 to an upload naming a requestContext it does not hold
 }
 
 // fixture is one CA's store, the strict Intune fake, and the real Intune client wired to it.
@@ -120,7 +121,7 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 		backend = memstore.New()
 	}
 	faults := storetest.NewFaultStore(backend)
-	fake, err := intunefake.NewServer(intunefake.Options{CoolDown: o.coolDown})
+	fake, err := intunefake.NewServer(intunefake.Options{CoolDown: o.coolDown, RejectUnknownRequestContext: o.rejectUnknown})
 	if err != nil {
 		t.Fatalf("starting the Intune fake: %v", err)
 	}

@@ -185,7 +185,13 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 			// Complete a revocation whose index write succeeded but whose record write did not, or vice versa, and
 			// whose generation bump may have failed: a retry must leave every instance told. Its renewal cut-off
 			// too, which also completes it for revocations from before the cut-off was written.
-			if err := markCompromisedFor(ctx, st, rec, rec.RevocationReason, at); err != nil {
+			// A keyCompromise asked of a certificate revoked for another reason (Intune's cessationOfOperation)
+			// cannot change the published reason, but its key must still be marked.
+			markReason := rec.RevocationReason
+			if reason == store.KeyCompromise {
+				markReason = store.KeyCompromise
+			}
+			if err := markCompromisedFor(ctx, st, rec, markReason, at); err != nil {
 				return 0, nil, err
 			}
 			if _, err := st.AddRevoked(ctx, store.Revoked{Serial: rec.Serial, RevokedAt: rec.RevokedAt, Reason: rec.RevocationReason,

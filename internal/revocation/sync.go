@@ -410,8 +410,23 @@ func (s *Syncer) upload(ctx context.Context, run *store.SyncRun, items []*store.
 		results[i] = result(it)
 	}
 	if err := s.cfg.Intune.UploadRevocationResults(ctx, results); err != nil {
+		if len(items) > 1 && refused(err) {
+			// Intune refused the batch, not the call: one result may be the cause. Answer one by one so that
+			// one item Intune no longer takes does not hold the others back.
+			var errs []error
+			for _, it := range items {
+				errs = append(errs, s.upload(ctx, run, []*store.RevocationRequest{it}))
+			}
+			return errors.Join(errs...)
+		}
 		for _, it := range items {
 			it.Attempts++
+			if len(items) == 1 && refused(err) && it.Attempts >= maxRefusedUploads {
+				// Intune keeps refusing this one answer: stop offering it; it stays on record with its result.
+				it.State = store.WorkUploaded
+				s.cfg.Logger.Error("intune keeps refusing a revocation result; given up", "request", short(it.RequestContext),
+					"serial", cut(it.SerialNumber, 64), "attempts", it.Attempts, "err", err)
+			}
 			_ = s.cfg.Store.UpdateRevocation(ctx, it) // best effort: the count is informational
 		}
 		return fmt.Errorf("uploading %d results: %w", len(items), err)
@@ -468,6 +483,16 @@ func (s *Syncer) answerAgain(ctx context.Context, run *store.SyncRun, items []*s
 	}
 	run.Uploaded += len(results)
 	return nil
+}
+
+// maxRefusedUploads is how many definitive refusals of one result (4xx, "value": false) end its uploads.
+const maxRefusedUploads = 5
+
+// refused reports an upload Intune answered and declined, as opposed to one that did not get through.
+func refused(err error) bool {
+	var he *intune.HTTPError
+	return errors.Is(err, intune.ErrUploadNotAccepted) ||
+		errors.As(err, &he) && !errors.Is(err, intune.ErrUnavailable) && !errors.Is(err, intune.ErrAuth)
 }
 
 func result(it *store.RevocationRequest) intune.RevocationResult {
