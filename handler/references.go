@@ -94,10 +94,22 @@ func references(ctx context.Context, cfg *config.Config, pending []string, resol
 	}
 	for _, f := range next.FaultList() {
 		if _, ok := resolved[f.Err.Setting]; ok {
-			log.Error("feature disabled by a setting", "feature", f.Feature, "setting", f.Err.Setting, "problem", f.Err.Problem)
+			logFault(log, f) // a value read that its setting refuses
 		}
 	}
 	return next, left
+}
+
+// readsReference reports whether setting is a Key Vault reference the service reads itself at start (azure mode):
+// its fault is logged once that has been tried, not before.
+func readsReference(cfg *config.Config, setting string) bool {
+	_, ref := cfg.References[setting]
+	return ref && cfg.Mode == config.ModeAzure
+}
+
+// logFault logs one feature a setting disabled: the line operators query for (docs/deployment.md).
+func logFault(log *slog.Logger, f config.FeatureFault) {
+	log.Error("feature disabled by a setting", "feature", f.Feature, "setting", f.Err.Setting, "problem", f.Err.Problem)
 }
 
 // referenceTimeout bounds one read of a Key Vault reference.

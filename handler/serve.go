@@ -48,13 +48,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "mode", string(cfg.Mode))
 	for _, f := range cfg.FaultList() {
-		if _, ref := cfg.References[f.Err.Setting]; ref && cfg.Mode == config.ModeAzure {
+		if readsReference(cfg, f.Err.Setting) {
 			// The service reads the reference itself while it starts (references); app.init logs the fault if
 			// that does not work either.
 			log.Warn("Key Vault reference left unresolved by App Service; reading it", "feature", f.Feature, "setting", f.Err.Setting)
 			continue
 		}
-		log.Error("feature disabled by a setting", "feature", f.Feature, "setting", f.Err.Setting, "problem", f.Err.Problem)
+		logFault(log, f)
 	}
 
 	fatal := make(chan error, 1)
@@ -149,8 +149,8 @@ func (a *app) init(ctx context.Context) error {
 		}
 	}
 	for _, f := range a.cfg.FaultList() {
-		if _, ref := a.cfg.References[f.Err.Setting]; ref && a.cfg.Mode == config.ModeAzure {
-			a.log.Error("feature disabled by a setting", "feature", f.Feature, "setting", f.Err.Setting, "problem", f.Err.Problem)
+		if readsReference(a.cfg, f.Err.Setting) {
+			logFault(a.log, f)
 		}
 	}
 	a.deps = d

@@ -805,8 +805,9 @@ func (p *parser) endpoint(name string, local bool, profiles map[string]*policy.P
 
 // unlistedEndpoints disables the endpoint of every AZSCEP_SCEP_<NAME> setting whose name is not in listed
 // (AZSCEP_SCEP_ENDPOINTS): the setting is never read, so the endpoint it describes does not exist, which without a
-// fault nobody would see until a client failed. Secrets (AZSCEP_SCEP_<NAME>_SECRET) and the other AZSCEP_SCEP_*
-// settings (AZSCEP_SCEP_ENDPOINTS, AZSCEP_SCEP_RATE_*) are not endpoint settings.
+// fault nobody would see until a client failed. A secret (AZSCEP_SCEP_<NAME>_SECRET) counts for its endpoint; the
+// other AZSCEP_SCEP_* settings (AZSCEP_SCEP_ENDPOINTS, AZSCEP_SCEP_RATE_*) are not endpoint settings. A name in
+// mixed case is never read either, and says so.
 func (p *parser) unlistedEndpoints(listed []string) {
 	for _, suffix := range p.prefixed("AZSCEP_SCEP_") {
 		if suffix == "ENDPOINTS" || strings.HasPrefix(suffix, "RATE_") {

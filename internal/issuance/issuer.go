@@ -541,7 +541,7 @@ func (i *Issuer) renewLink(ctx context.Context, req *Request, rec *store.Record)
 }
 
 // keepRevokedLink points old back at seen, the successor it linked to before this renewal, when seen, or one
-// renewed from it further down (followed as the renewal check does), turns out revoked. The renewal check found seen unrevoked, but its revocation may have been written since: it then left
+// renewed from it further down (store.RevokedSuccessor, as the renewal check asks), turns out revoked. The renewal check found seen unrevoked, but its revocation may have been written since: it then left
 // old's link alone (it pointed at seen already), and renewLink moved the link past it, which would let old renew
 // again. A revocation written after this read is safe without it: Revoke links the ancestors after its record
 // write, and finds old pointing elsewhere. One read, only for a signer that had renewed before.
@@ -549,19 +549,12 @@ func (i *Issuer) keepRevokedLink(ctx context.Context, old *store.Record, seen st
 	if seen == "" || seen == old.RenewedTo {
 		return
 	}
-	revoked := false
-	for next, hops := seen, 0; next != "" && hops < store.MaxRenewalWalk && !revoked; hops++ {
-		prev, err := i.store.Get(ctx, next)
-		if err != nil {
-			if !errors.Is(err, store.ErrNotFound) {
-				i.log.Error("checking the renewed certificate's earlier successor failed", "serial", old.Serial,
-					"successor", next, "err", err)
-			}
-			return
-		}
-		revoked, next = prev.Status == store.StatusRevoked, prev.RenewedTo
+	revoked, err := store.RevokedSuccessor(ctx, i.store, seen)
+	if err != nil && !errors.Is(err, store.ErrRenewalWalkTooLong) {
+		i.log.Error("checking the renewed certificate's earlier successor failed", "serial", old.Serial,
+			"successor", seen, "err", err)
 	}
-	if !revoked {
+	if revoked == nil {
 		return
 	}
 	old.RenewedTo = seen

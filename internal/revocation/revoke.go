@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -187,11 +188,7 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 			// too, which also completes it for revocations from before the cut-off was written.
 			// A keyCompromise asked of a certificate revoked for another reason (Intune's cessationOfOperation)
 			// cannot change the published reason, but its key must still be marked.
-			markReason := rec.RevocationReason
-			if reason == store.KeyCompromise {
-				markReason = store.KeyCompromise
-			}
-			if err := markCompromisedFor(ctx, st, rec, markReason, at); err != nil {
+			if err := markCompromisedFor(ctx, st, rec, at, rec.RevocationReason, reason); err != nil {
 				return 0, nil, err
 			}
 			if _, err := st.AddRevoked(ctx, store.Revoked{Serial: rec.Serial, RevokedAt: rec.RevokedAt, Reason: rec.RevocationReason,
@@ -212,18 +209,16 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 		}
 		from := rec.Status
 		// Before anything publishes the revocation, so that no crash leaves it published with the key unmarked.
-		if err := markCompromisedFor(ctx, st, rec, reason, at); err != nil {
+		if err := markCompromisedFor(ctx, st, rec, at, reason); err != nil {
 			return 0, nil, err
 		}
 		kept, err := st.AddRevoked(ctx, store.Revoked{Serial: rec.Serial, RevokedAt: at, Reason: reason, NotAfter: rec.NotAfter})
 		if err != nil {
 			return 0, nil, fmt.Errorf("indexing revocation: %w", err)
 		}
-		if kept.Reason == store.KeyCompromise && reason != store.KeyCompromise {
-			// The index kept an earlier, interrupted keyCompromise revocation, and the record takes its reason.
-			if err := markCompromised(ctx, st, rec, at); err != nil {
-				return 0, nil, err
-			}
+		// The index may have kept an earlier, interrupted revocation's reason, which the record takes.
+		if err := markCompromisedFor(ctx, st, rec, at, kept.Reason); err != nil {
+			return 0, nil, err
 		}
 		// Tell the other instances' CRLs now, before the record: the index is what they publish. If this bump is
 		// lost the record is not revoked yet, so the sweep (CompleteInterrupted) redoes the whole revocation.
@@ -259,24 +254,21 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 	return 0, nil, fmt.Errorf("revoking %s: %w", canonical, store.ErrConflict)
 }
 
-// markCompromisedFor marks rec's key when reason is keyCompromise (markCompromised). Revoke writes it before the
-// revocation index entry, the first write that publishes a revocation, so no crash leaves a key compromise published
-// with the key still free to sign renewals. The ancestors' forward links (linkAncestors), which cut off the renewal
-// chain for any reason, are written after the record instead: they are a repair of the links each renewal already
-// wrote, reading and writing other records, and must not stand between an admin and a published revocation. A
-// failure there comes back with the outcome, and the retry (AlreadyRevoked) writes them.
-func markCompromisedFor(ctx context.Context, st store.Store, rec *store.Record, reason int, now time.Time) error {
-	if reason != store.KeyCompromise {
+// markCompromisedFor marks rec's key compromised when one of reasons is keyCompromise: any other certificate with
+// that key (an earlier enrollment, a renewal that kept the key) must no longer sign renewals, and no renewal may ask
+// for it. Revoke writes it before the revocation index entry, the first write that publishes a revocation, so no
+// crash leaves a key compromise published with the key still free to sign renewals. The ancestors' forward links
+// (linkAncestors), which cut off the renewal chain for any reason, are written after the record instead: they are a
+// repair of the links each renewal already wrote, reading and writing other records, and must not stand between an
+// admin and a published revocation. A failure there comes back with the outcome, and the retry (AlreadyRevoked)
+// writes them.
+//
+// The key is rec's PublicKey; records written without one (the RA certificates recorded at start-up) have it
+// derived from their certificate. A record with neither has no key a renewal could name, and is revoked unmarked.
+func markCompromisedFor(ctx context.Context, st store.Store, rec *store.Record, now time.Time, reasons ...int) error {
+	if !slices.Contains(reasons, store.KeyCompromise) {
 		return nil
 	}
-	return markCompromised(ctx, st, rec, now)
-}
-
-// markCompromised marks rec's key compromised: any other certificate with that key (an earlier enrollment, a
-// renewal that kept the key) must no longer sign renewals, and no renewal may ask for it. The key is rec's
-// PublicKey; records written without one (the RA certificates recorded at start-up) have it derived from their
-// certificate. A record with neither has no key a renewal could name, and is revoked unmarked.
-func markCompromised(ctx context.Context, st store.Store, rec *store.Record, now time.Time) error {
 	h := keyHash(rec)
 	if !store.ValidKeyHash(h) {
 		return nil

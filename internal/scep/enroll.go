@@ -325,24 +325,16 @@ func (s *Server) checkRenewal(ctx context.Context, e *Endpoint, old *x509.Certif
 //     was revoked for keyCompromise. Another certificate for the same key (an earlier enrollment with it) proves
 //     nothing once the key is known to be out, and a new certificate must not be issued for a key that is.
 func (s *Server) renewalCutOff(ctx context.Context, rec *store.Record, newKey string) (string, error) {
-	next := rec.RenewedTo
-	for hops := 0; next != ""; hops++ {
-		if hops == store.MaxRenewalWalk {
-			return fmt.Sprintf("renewal signer %s was renewed more than %d times over; renew from the newest certificate",
-				rec.Serial, store.MaxRenewalWalk), nil
-		}
-		succ, err := s.store.Get(ctx, next)
-		if errors.Is(err, store.ErrNotFound) {
-			break // a link is written only after its record is issued; nothing there to be revoked
-		}
-		if err != nil {
-			return "", fmt.Errorf("reading renewal successor %s: %w", next, err)
-		}
-		if succ.Status == store.StatusRevoked {
-			return fmt.Sprintf("renewal signer %s was superseded by %s, which is revoked (RFC 5280 reason %d)",
-				rec.Serial, succ.Serial, succ.RevocationReason), nil
-		}
-		next = succ.RenewedTo
+	succ, err := store.RevokedSuccessor(ctx, s.store, rec.RenewedTo)
+	switch {
+	case errors.Is(err, store.ErrRenewalWalkTooLong):
+		return fmt.Sprintf("renewal signer %s was renewed more than %d times over; renew from the newest certificate",
+			rec.Serial, store.MaxRenewalWalk), nil
+	case err != nil:
+		return "", err
+	case succ != nil:
+		return fmt.Sprintf("renewal signer %s was superseded by %s, which is revoked (RFC 5280 reason %d)",
+			rec.Serial, succ.Serial, succ.RevocationReason), nil
 	}
 	type key struct{ hash, whose string }
 	keys := []key{{rec.PublicKey, "renewal signer's key"}}
