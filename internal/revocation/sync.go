@@ -157,7 +157,7 @@ func (s *Syncer) Run(ctx context.Context, trigger string) (store.SyncRun, error)
 func (s *Syncer) cycle(ctx context.Context, run *store.SyncRun) error {
 	deadline := run.Started.Add(s.cfg.Budget)
 	// 1. Resume: items downloaded or applied by earlier runs are finished before anything new is fetched.
-	open, err := s.cfg.Store.OpenRevocations(ctx, 10*intune.MaxRevocationRequests)
+	open, err := s.cfg.Store.OpenRevocations(ctx, openLimit)
 	if err != nil {
 		return fmt.Errorf("listing open revocation requests: %w", err)
 	}
@@ -433,28 +433,36 @@ func (s *Syncer) upload(ctx context.Context, run *store.SyncRun, items []*store.
 	}
 	for _, it := range items {
 		run.Uploaded++
-		it.State = store.WorkUploaded
-		if r := result(it); !r.Succeeded && r.ErrorCode.Retryable() {
-			// Intune was told "try again later"; we do not rely on it offering the item again: the next run
-			// applies it once more (revocation is idempotent) and uploads the final answer.
-			it.State = store.WorkDownloaded
-		}
-		it.Uploaded = s.cfg.Now()
-		it.Attempts++
-		if err := s.cfg.Store.UpdateRevocation(ctx, it); err != nil {
-			// Intune has the result; at worst the next run uploads it again, which is harmless.
-			run.Errors = append(run.Errors, fmt.Sprintf("marking %s uploaded: %v", short(it.RequestContext), err))
-		}
+		s.markUploaded(ctx, run, it)
 	}
 	return nil
+}
+
+// markUploaded persists that Intune accepted the result stored on it: the item is uploaded, or downloaded again
+// when that result told Intune to try again later.
+func (s *Syncer) markUploaded(ctx context.Context, run *store.SyncRun, it *store.RevocationRequest) {
+	it.State = store.WorkUploaded
+	if r := result(it); !r.Succeeded && r.ErrorCode.Retryable() {
+		// Intune was told "try again later"; we do not rely on it offering the item again: the next run
+		// applies it once more (revocation is idempotent) and uploads the final answer.
+		it.State = store.WorkDownloaded
+	}
+	it.Uploaded = s.cfg.Now()
+	it.Attempts++
+	if err := s.cfg.Store.UpdateRevocation(ctx, it); err != nil {
+		// Intune has the result; at worst the next run uploads it again, which is harmless.
+		run.Errors = append(run.Errors, fmt.Sprintf("marking %s uploaded: %v", short(it.RequestContext), err))
+	}
 }
 
 // answerAgain re-answers items Intune offered again although we already hold them (it did not take our answer, or
 // we have not given one yet). Revocation is idempotent, so the answer is recomputed rather than read back.
 // Foreign items stay unanswered; items we cannot decide now are left to Intune's next offer and to our own
-// resume step.
+// resume step. Once Intune accepts the answers, the stored items still open take them and are marked uploaded,
+// so the next run's resume step does not upload them once more; if Intune does not accept them, nothing stored
+// changes.
 func (s *Syncer) answerAgain(ctx context.Context, run *store.SyncRun, items []*store.RevocationRequest) error {
-	var results []intune.RevocationResult
+	var answered []*store.RevocationRequest
 	for _, it := range items {
 		outcome, err := s.revoke(ctx, it)
 		switch {
@@ -464,26 +472,54 @@ func (s *Syncer) answerAgain(ctx context.Context, run *store.SyncRun, items []*s
 			if outcome == Revoked {
 				run.Revoked++
 			}
-			results = append(results, intune.RevocationResult{RequestContext: it.RequestContext, Succeeded: true,
-				ErrorCode: intune.RevocationNone})
+			it.Succeeded, it.ErrorCode, it.ErrorMessage = true, intune.RevocationNone.String(), ""
 		case errors.Is(err, store.ErrNotFound), errors.Is(err, ErrNotRevocable):
 			run.NotFound++
-			results = append(results, intune.RevocationResult{RequestContext: it.RequestContext,
-				ErrorCode: intune.RevocationCertificateNotFoundError, ErrorMessage: "certificate not found at this CA"})
+			it.Succeeded, it.ErrorCode = false, intune.RevocationCertificateNotFoundError.String()
+			it.ErrorMessage = "certificate not found at this CA"
 		default:
 			run.Failed++
 			run.Errors = append(run.Errors, fmt.Sprintf("re-applying %s: %v", short(it.RequestContext), err))
+			continue
 		}
+		it.Applied = s.cfg.Now()
+		answered = append(answered, it)
 	}
-	if len(results) == 0 {
+	if len(answered) == 0 {
 		return nil
+	}
+	results := make([]intune.RevocationResult, len(answered))
+	for i, it := range answered {
+		results[i] = result(it)
 	}
 	if err := s.cfg.Intune.UploadRevocationResults(ctx, results); err != nil {
 		return fmt.Errorf("re-uploading %d results: %w", len(results), err)
 	}
 	run.Uploaded += len(results)
+
+	// The items above are the downloaded copies; the stored ones (with their ETags) are read back. Only open
+	// ones need marking: the others were uploaded already, or are foreign. One left out of a full listing, or
+	// whose write fails, is at worst uploaded once more by the next run, which is harmless.
+	open, err := s.cfg.Store.OpenRevocations(ctx, openLimit)
+	if err != nil {
+		run.Errors = append(run.Errors, fmt.Sprintf("marking %d re-answered items uploaded: %v", len(answered), err))
+		return nil
+	}
+	held := make(map[string]*store.RevocationRequest, len(open))
+	for _, h := range open {
+		held[h.RequestContext] = h
+	}
+	for _, it := range answered {
+		if h := held[it.RequestContext]; h != nil {
+			h.Succeeded, h.ErrorCode, h.ErrorMessage, h.Applied = it.Succeeded, it.ErrorCode, it.ErrorMessage, it.Applied
+			s.markUploaded(ctx, run, h)
+		}
+	}
 	return nil
 }
+
+// openLimit is how many open items one listing returns: ten full downloads.
+const openLimit = 10 * intune.MaxRevocationRequests
 
 // maxRefusedUploads is how many definitive refusals of one result (4xx, "value": false) end its uploads.
 const maxRefusedUploads = 5

@@ -567,8 +567,8 @@ func TestSyncStoreTroubleWhileApplying(t *testing.T) {
 }
 
 // Intune re-offers an item we answered "retry later" while our own retry of it fails once more: the re-offered
-// copy is revoked and answered with success (and the caches told), and our still-open copy is closed by the next
-// run without a second revocation.
+// copy is revoked and answered with success (and the caches told), and that accepted answer closes our still-open
+// copy: the next run neither revokes nor uploads it again.
 func TestSyncRetryableReofferedByIntune(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	rec := f.issue(t, 1)[0]
@@ -601,10 +601,14 @@ func TestSyncRetryableReofferedByIntune(t *testing.T) {
 		t.Errorf("OnRevoked called for %d serials, want 1", n)
 	}
 
-	run = f.run(t, s)
-	wantRun(t, run, counts{Resumed: 1, Uploaded: 1})
+	// The accepted re-answer marked the item uploaded: the next run has nothing to upload for it.
 	if st := f.workState(t, rc); st != store.WorkUploaded {
 		t.Errorf("work item is %s, want uploaded", st)
+	}
+	run = f.run(t, s)
+	wantRun(t, run, counts{})
+	if u := f.uploadsFor(rc); len(u) != 3 {
+		t.Errorf("uploads = %d, want still 3", len(u))
 	}
 	if n := len(f.notifiedSerials()); n != 1 {
 		t.Errorf("OnRevoked called for %d serials, want 1", n)
