@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/azscep/azscep/internal/config"
 	"github.com/azscep/azscep/internal/csrapi"
@@ -29,19 +30,18 @@ import (
 // create-api-app.sh configures (idtyp, upn, acct).
 type namesService struct {
 	*running
-	entra *entrafake.Server
+	entra *apiTenant
 	store store.Store
 	ra    *x509.Certificate
 }
 
 func startNames(t *testing.T, env ...string) *namesService {
 	t.Helper()
-	tenant := entrafake.New(t, entrafake.WithOptionalClaims("idtyp", "upn", "acct"))
+	tenant := newAPITenant(t, entrafake.WithOptionalClaims("idtyp", "upn", "acct"))
 	st, stEnv := azuriteStore(t)
-	base := append([]string{"AZSCEP_MODE=local", "AZSCEP_LOCAL_KEY_DIR=" + newLocalKeyDir(t),
-		"AZSCEP_API_TENANT_ID=" + tenant.TenantID, "AZSCEP_API_AUDIENCES=" + tenant.ClientID,
-		"AZSCEP_API_AUTHORITY=" + tenant.Authority()}, stEnv...)
-	svc := startServe(t, append(base, env...), buildOptions{httpClient: tenant.Client(), store: st})
+	base := append(append([]string{"AZSCEP_MODE=local", "AZSCEP_LOCAL_KEY_DIR=" + newLocalKeyDir(t)}, tenant.env()...), stEnv...)
+	svc := startServe(t, append(base, env...), buildOptions{httpClient: tenant.Client(), store: st,
+		graphCredential: tenant.graphCredential()})
 	s := &namesService{running: svc, entra: tenant, store: st}
 	if svc.cfg.Fault(config.EndpointFeature("static")) == nil {
 		certs, _ := getCACert(t, svc.scepURL("static"))
@@ -266,6 +266,32 @@ func TestSelfServiceBinding(t *testing.T) {
 			t.Fatalf("record requester %q (%v)", rec.Requester, err)
 		}
 	})
+}
+
+// TestSelfServiceAccountReread: the deployed service reads the caller's account in Graph (AZSCEP_API_GRAPH_URL, the
+// managed identity's token for that Graph): a token issued before the account was disabled, or before its
+// sessions were revoked, gets no certificate.
+func TestSelfServiceAccountReread(t *testing.T) {
+	s := startNames(t)
+	const upn = "alice@contoso.example"
+	oid := entrafake.NewGUID()
+	tok := s.entra.MintUser(oid, upn, selfServiceRole)
+	s.entra.graph.UpdateUser(oid, func(u *entrafake.User) { u.SessionsValidFrom = time.Now().Add(time.Second) })
+	s.wantAPIProblem(t, tok, testca.CSROptions{UPNs: []string{upn}}, http.StatusUnauthorized, csrapi.CodeSessionsRevoked)
+
+	bob := entrafake.NewGUID()
+	tok = s.entra.MintUser(bob, "bob@contoso.example", []string{entra.RoleCSRRequestDb})
+	s.entra.graph.UpdateUser(bob, func(u *entrafake.User) { u.Enabled = false })
+	s.wantAPIProblem(t, tok, testca.CSROptions{Subject: pkix.Name{CommonName: "svc-1"}}, http.StatusForbidden, csrapi.CodeAccountDisabled)
+	reads := 0
+	for _, r := range s.entra.graph.Requests() {
+		if strings.HasPrefix(r.Path, "/v1.0/users/") && r.Auth == "Bearer "+s.entra.graph.Token {
+			reads++
+		}
+	}
+	if reads != 2 {
+		t.Fatalf("Graph account reads with the managed identity's token = %d, want 2", reads)
+	}
 }
 
 // TestGuestsAllowedBySetting: AZSCEP_API_ALLOW_GUESTS admits guests (here a CSR.Request.Db guest).

@@ -30,7 +30,7 @@ type authzService struct {
 	*running
 	kv    *kvfake.Server
 	store store.Store
-	entra *entrafake.Server
+	entra *apiTenant
 	clock *testca.Clock
 	ra    *x509.Certificate // what clients encrypt to and what signs CertReps
 }
@@ -42,12 +42,11 @@ func startAuthz(t *testing.T, start time.Time, raMode string, extra ...string) *
 	caKey, _, _ := vaultKeys(t)
 	st, _ := azuriteStore(t)
 	v := newVaultCA(t, caKey, raMode, st)
-	ent := entrafake.New(t, entrafake.WithOptionalClaims("idtyp", "upn", "acct")) // as create-api-app.sh registers it
+	ent := newAPITenant(t, entrafake.WithOptionalClaims("idtyp", "upn", "acct")) // as create-api-app.sh registers it
 	clock := testca.NewClock(start)
-	env := v.env(append([]string{"AZSCEP_API_TENANT_ID=" + ent.TenantID, "AZSCEP_API_AUDIENCES=" + ent.ClientID,
-		"AZSCEP_API_AUTHORITY=" + ent.Authority()}, extra...)...)
+	env := v.env(append(ent.env(), extra...)...)
 	opts := v.opts()
-	opts.clock = clock
+	opts.clock, opts.graphCredential = clock, ent.graphCredential()
 	svc := startServe(t, env, opts)
 	certs, _ := getCACert(t, svc.scepURL("static"))
 	a := &authzService{running: svc, kv: v.kv, store: st, entra: ent, clock: clock, ra: recipients(t, certs)[0]}

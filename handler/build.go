@@ -62,7 +62,9 @@ type buildOptions struct {
 	httpClient *http.Client
 	kvOptions  *azkeys.ClientOptions
 	credential azcore.TokenCredential
-	store      store.Store // replaces Table Storage (fault injection, azure-mode tests)
+	// graphCredential replaces the credential for Microsoft Graph (tests point Graph at a fake with its own token).
+	graphCredential azcore.TokenCredential
+	store           store.Store // replaces Table Storage (fault injection, azure-mode tests)
 	// clock replaces the system clock of the OCSP responder, the CRL publisher, the RA renewal, issuance and
 	// SCEP (renewal and replay windows, rate limits): tests move time instead of waiting.
 	clock interface{ Now() time.Time }
@@ -176,7 +178,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 	}
 	d.scep = sc
 	if cfg.API.Enabled {
-		if err := buildAPI(ctx, cfg, d); err != nil {
+		if err := buildAPI(ctx, cfg, d, opts.graphCredential); err != nil {
 			return nil, err
 		}
 		var syncer admin.Syncer
@@ -190,7 +192,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 		}
 		if d.admin, err = admin.New(admin.Config{Verifier: d.verifier, Store: st, Sync: syncer, OnRevoked: onRevoked,
 			Overview: d.overview, Logger: log, UserClientApps: userApps, AnyUserClientApp: cfg.API.AdminAnyClientApp,
-			AllowGuests: cfg.API.AdminAllowGuests}); err != nil {
+			AllowGuests: cfg.API.AdminAllowGuests, Accounts: d.accounts}); err != nil {
 			return nil, err
 		}
 	}
@@ -236,9 +238,9 @@ func intuneClient(cfg *config.Config, log *slog.Logger, opts buildOptions) (*int
 }
 
 // buildAPI wires /api/csr: Entra tokens in Azure, the development issuer locally when enabled.
-func buildAPI(ctx context.Context, cfg *config.Config, d *deps) error {
+func buildAPI(ctx context.Context, cfg *config.Config, d *deps, graphCred azcore.TokenCredential) error {
 	var vcfg entra.Config
-	var own csrapi.Ownership
+	var dir *entra.Directory // nil with the development issuer, which has no directory
 	if cfg.DevIssuer {
 		dev, err := entra.NewDevIssuer(entra.DevIssuerConfig{Dir: filepath.Join(cfg.LocalKeyDir, "dev-issuer"),
 			BaseURL: cfg.URL("/api/dev")})
@@ -253,11 +255,12 @@ func buildAPI(ctx context.Context, cfg *config.Config, d *deps) error {
 		if err != nil {
 			return err
 		}
-		o, err := entra.NewDeviceOwnership(entra.GraphConfig{Credential: cred, BaseURL: cfg.API.GraphURL})
-		if err != nil {
-			return fmt.Errorf("device ownership client: %w", err)
+		if graphCred != nil {
+			cred = graphCred
 		}
-		own = o
+		if dir, err = entra.NewDirectory(entra.GraphConfig{Credential: cred, BaseURL: cfg.API.GraphURL}); err != nil {
+			return fmt.Errorf("Graph directory client: %w", err)
+		}
 	}
 	if d.httpClient != nil {
 		vcfg.HTTPClient = d.httpClient
@@ -267,9 +270,13 @@ func buildAPI(ctx context.Context, cfg *config.Config, d *deps) error {
 		return fmt.Errorf("token verifier: %w", err)
 	}
 	d.verifier = v
-	h, err := csrapi.New(csrapi.Config{Verifier: v, Ownership: own, Issuer: d.issuer, Chain: d.keys.Chain,
+	acfg := csrapi.Config{Verifier: v, Issuer: d.issuer, Chain: d.keys.Chain,
 		Profile: cfg.Profiles[cfg.API.Profile], Choices: apiChoices(cfg), RetryWindow: cfg.API.RetryWindow, Logger: d.log,
-		ClientApps: cfg.API.ClientApps, AllowGuests: cfg.API.AllowGuests})
+		ClientApps: cfg.API.ClientApps, AllowGuests: cfg.API.AllowGuests}
+	if dir != nil {
+		acfg.Ownership, acfg.Accounts, d.accounts = dir, dir, dir
+	}
+	h, err := csrapi.New(acfg)
 	if err != nil {
 		return err
 	}

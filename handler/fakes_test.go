@@ -26,6 +26,7 @@ import (
 
 	"github.com/azscep/azscep/internal/config"
 	"github.com/azscep/azscep/internal/custody"
+	"github.com/azscep/azscep/internal/entra/entrafake"
 	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/store/azuritetest"
 	"github.com/azscep/azscep/internal/store/tables"
@@ -422,4 +423,29 @@ func sanNames(t *testing.T, c *x509.Certificate) (uris, upns []string) {
 		}
 	}
 	return uris, upns
+}
+
+// apiTenant is a fake Entra tenant for /api/csr and the admin API, with its directory in a Graph fake: every user
+// it mints a token for exists there (enabled), and a test disables, renames or deletes one through graph.
+type apiTenant struct {
+	*entrafake.Server
+	graph *entrafake.Graph
+}
+
+func newAPITenant(t testing.TB, opts ...entrafake.Option) *apiTenant {
+	t.Helper()
+	g := entrafake.NewGraph(t)
+	return &apiTenant{Server: entrafake.New(t, append(opts, entrafake.WithGraph(g))...), graph: g}
+}
+
+// env points the API at the tenant and its Graph.
+func (a *apiTenant) env() []string {
+	return []string{"AZSCEP_API_TENANT_ID=" + a.TenantID, "AZSCEP_API_AUDIENCES=" + a.ClientID,
+		"AZSCEP_API_AUTHORITY=" + a.Authority(), "AZSCEP_API_GRAPH_URL=" + a.graph.URL()}
+}
+
+// graphCredential is the managed identity's credential as the Graph fake accepts it: for the scope the service
+// derives from its Graph URL (in Azure, https://graph.microsoft.com/.default).
+func (a *apiTenant) graphCredential() *entrafake.Credential {
+	return &entrafake.Credential{Token: a.graph.Token, Scope: strings.TrimSuffix(a.graph.URL(), "/") + "/.default"}
 }

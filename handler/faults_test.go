@@ -179,7 +179,7 @@ type fxEnv struct {
 	tap     *fxKVTap
 	kv      *kvfake.Server
 	intune  *intunefake.Server
-	entra   *entrafake.Server
+	entra   *apiTenant
 	d       *deps
 	h       http.Handler
 	srv     *httptest.Server
@@ -223,7 +223,7 @@ func newFxEnv(t testing.TB, o fxOptions) *fxEnv {
 	if err := in.RegisterChallenge(intunefake.Challenge{Password: fxIntuneSecret}); err != nil {
 		t.Fatal(err)
 	}
-	e.intune, e.entra = in, entrafake.New(t)
+	e.intune, e.entra = in, newAPITenant(t)
 
 	env := []string{"AZSCEP_MODE=azure", "AZSCEP_BASE_URL=https://ca.fault.test",
 		"AZSCEP_TABLES_ENDPOINT=https://tables.fault.test", "AZURE_CLIENT_ID=" + fxManagedID,
@@ -233,7 +233,7 @@ func newFxEnv(t testing.TB, o fxOptions) *fxEnv {
 		"AZSCEP_INTUNE_CLIENT_SECRET=" + in.ClientSecret(), "AZSCEP_INTUNE_CREDENTIAL=secret",
 		"AZSCEP_INTUNE_AUTHORITY=" + in.AuthorityHost(), "AZSCEP_INTUNE_GRAPH_URL=" + in.GraphBase(),
 		"AZSCEP_API_TENANT_ID=" + e.entra.TenantID, "AZSCEP_API_AUDIENCES=" + e.entra.ClientID,
-		"AZSCEP_API_AUTHORITY=" + e.entra.Authority(),
+		"AZSCEP_API_AUTHORITY=" + e.entra.Authority(), "AZSCEP_API_GRAPH_URL=" + e.entra.graph.URL(),
 		// The scenarios and the benchmarks built on them send everything from one address.
 		benchRatePerClient, benchRateGlobal}
 	if e.cfg, err = config.Load(env); err != nil {
@@ -254,7 +254,7 @@ func newFxEnv(t testing.TB, o fxOptions) *fxEnv {
 	log := slog.New(slog.NewJSONHandler(logOut, nil))
 	scep.Init()
 	if e.d, err = build(ctx, e.cfg, log, buildOptions{httpClient: client, kvOptions: &kvOpts,
-		credential: e.kv.Credential(), store: st}); err != nil {
+		credential: e.kv.Credential(), graphCredential: e.entra.graphCredential(), store: st}); err != nil {
 		t.Fatalf("build: %v", err)
 	}
 	e.h = httpx.Edge(log, routes(e.d))

@@ -194,7 +194,9 @@ type deps struct {
 	// onRevoked tells this instance's CRL and OCSP caches about revocations it made.
 	onRevoked func(serials []string)
 	// verifier authenticates Entra bearer tokens for /api/csr and the admin API.
-	verifier   *entra.Verifier
+	verifier *entra.Verifier
+	// accounts re-reads user callers' accounts in Graph; nil with the development issuer.
+	accounts   entra.AccountReader
 	httpClient *http.Client // tests: trust a fake's TLS certificate
 	close      func()
 }

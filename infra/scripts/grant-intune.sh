@@ -8,14 +8,19 @@
 #   Microsoft Intune API  scep_challenge_provider                 validate SCEP challenges, notify Intune, and
 #                                                                 download/upload revocation requests
 #   Microsoft Graph       Application.Read.All                    Intune service discovery
+#   Microsoft Graph       User.Read.All                           /api/csr and admin API: a user token's account
+#                                                                 (enabled, UPN, sessions revoked) as it is now
 #   Microsoft Graph       Device.Read.All                         self-service: registered owners of a device
 #   Microsoft Graph       DeviceManagementManagedDevices.Read.All self-service: the user of a managed device
+#
+# In a tenant without Intune (no Microsoft Intune API service principal) only the three Graph permissions /api/csr
+# needs are granted, and the Intune endpoint cannot be enabled.
 #
 # The principal ID defaults to AZURE_MANAGED_IDENTITY_PRINCIPAL_ID from the azd environment. The signed-in az user
 # must be allowed to grant application permissions (Privileged Role Administrator or Global Administrator).
 # Then enable the Intune endpoint: azd env set AZSCEP_INTUNE_TENANT_ID <tenant> && azd provision
 # (--set-azd-env does the first half).
-# Run it before AZSCEP_INTUNE_TENANT_ID is set (and, for self-service device certificates, before /api/csr is
+# Run it before AZSCEP_INTUNE_TENANT_ID is set (and before /api/csr is
 # enabled): the platform caches a managed identity's token per resource for up to 24 hours and nothing forces a new
 # one (restarting the app empties only the app's own cache), so a token fetched before the grant lacks these
 # permissions until it expires.
@@ -37,7 +42,7 @@ while [[ $# -gt 0 ]]; do
 		shift
 		;;
 	-h | --help)
-		sed -n '2,21p' "$0"
+		sed -n '2,26p' "$0"
 		exit 0
 		;;
 	-*) die "unknown option $1 (see --help)" ;;
@@ -61,11 +66,12 @@ graph=$(graph_url)
 tenant=$(az account show --query tenantId -o tsv)
 [[ -n $tenant ]] || die "not signed in: run az login"
 
-# service_principal prints the object ID of the service principal of a well-known application in this tenant.
+# service_principal prints the object ID of the service principal of a well-known application in this tenant, or
+# nothing (status 1) when the tenant has none.
 service_principal() {
 	local id
 	id=$(az ad sp list --filter "appId eq '$1'" --query "[0].id" -o tsv)
-	[[ -n $id ]] || die "no service principal for application $1 ($2) in tenant $tenant"
+	[[ -n $id ]] || return 1
 	printf '%s\n' "$id"
 }
 
@@ -98,34 +104,45 @@ grant() {
 	log "granted: $label"
 }
 
-intune_sp=$(service_principal "$intune_app_id" "Microsoft Intune API; is Intune licensed in this tenant?")
-role=$(app_role "$intune_sp" scep_challenge_provider)
-if [[ $role != "$intune_role_id" ]]; then
-	log "warning: scep_challenge_provider has ID $role here, not the documented $intune_role_id; using $role"
+graph_permissions=(User.Read.All Device.Read.All DeviceManagementManagedDevices.Read.All)
+if intune_sp=$(service_principal "$intune_app_id"); then
+	role=$(app_role "$intune_sp" scep_challenge_provider)
+	if [[ $role != "$intune_role_id" ]]; then
+		log "warning: scep_challenge_provider has ID $role here, not the documented $intune_role_id; using $role"
+	fi
+	grant "$intune_sp" "$role" "Microsoft Intune API / scep_challenge_provider"
+	graph_permissions=(Application.Read.All "${graph_permissions[@]}")
+else
+	log "warning: tenant $tenant has no service principal for the Microsoft Intune API ($intune_app_id): is Intune" \
+		"licensed here? Granting only the Graph permissions /api/csr needs; the Intune endpoint cannot be enabled."
+	[[ $set_env == false ]] || die "--set-azd-env enables the Intune endpoint, which this tenant cannot have"
 fi
-grant "$intune_sp" "$role" "Microsoft Intune API / scep_challenge_provider"
 
-graph_sp=$(service_principal "$graph_app_id" "Microsoft Graph")
-for permission in Application.Read.All Device.Read.All DeviceManagementManagedDevices.Read.All; do
+graph_sp=$(service_principal "$graph_app_id") || die "no service principal for Microsoft Graph in tenant $tenant"
+for permission in "${graph_permissions[@]}"; do
 	grant "$graph_sp" "$(app_role "$graph_sp" "$permission")" "Microsoft Graph / $permission"
 done
 
 cat <<MSG
 
-The managed identity $principal has the Intune and Graph permissions. Tokens it fetched before now do not carry
-them: the platform caches a managed identity's token per resource for up to 24 hours, and restarting the function
-app does not renew it (it empties only the app's own cache).
+The managed identity $principal has the permissions above. Tokens it fetched before now do not carry them: the
+platform caches a managed identity's token per resource for up to 24 hours, and restarting the function app does
+not renew it (it empties only the app's own cache).
+MSG
+if [[ -n $intune_sp ]]; then
+	cat <<MSG
 Enable the Intune SCEP endpoint and the hourly revocation sync:
   azd env set AZSCEP_INTUNE_TENANT_ID $tenant
   azd provision
 MSG
+fi
 already=""
 if [[ -n $intune_enabled ]]; then already="AZSCEP_INTUNE_TENANT_ID"; fi
 if [[ -n $api_enabled ]]; then already="${already:+$already and }AZSCEP_API_TENANT_ID"; fi
 if [[ -n $already ]]; then
 	log "warning: the azd environment already has $already set:" \
-		"if the app has used Intune or Graph since (the hourly revocation sync, Intune enrolments, self-service device" \
-		"certificates), it holds tokens without these permissions, cached by the platform for up to 24 hours;" \
+		"if the app has used Intune or Graph since (the hourly revocation sync, Intune enrolments, /api/csr user" \
+		"tokens), it holds tokens without these permissions, cached by the platform for up to 24 hours;" \
 		"Intune and Graph calls may fail with 401/403 until they expire (a restart does not help)"
 fi
 if [[ $set_env == true ]]; then

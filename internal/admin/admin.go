@@ -53,8 +53,12 @@ type Config struct {
 	// AllowGuests admits guest (B2B, external) users (AZSCEP_ADMIN_ALLOW_GUESTS); by default they get 403
 	// guest_not_allowed.
 	AllowGuests bool
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// Accounts re-reads every user caller's account (entra.RecheckUser), so an administrator whose account was
+	// disabled, or whose sessions were revoked, cannot revoke certificates with the token they still hold. nil
+	// trusts the token's account (the local development issuer has no directory).
+	Accounts entra.AccountReader
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // Problem codes of callers the deployment's restrictions refuse whatever their role.
@@ -62,7 +66,7 @@ const (
 	// CodeClientApp: a user token obtained by a client application the admin API does not accept.
 	CodeClientApp = "client_app_not_allowed"
 	// CodeGuest: a guest (B2B, external) account, without AZSCEP_ADMIN_ALLOW_GUESTS.
-	CodeGuest = "guest_not_allowed"
+	CodeGuest = entra.CodeGuest
 )
 
 // Handler serves /api/certificates.
@@ -174,6 +178,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !caller.IsApp && !h.cfg.AnyUserClientApp && !slices.Contains(h.cfg.UserClientApps, strings.ToLower(caller.AppID)) {
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusForbidden, Code: CodeClientApp,
 			Detail: "the client application is not allowed to use the admin API for a user (AZSCEP_ADMIN_CLIENT_APPS)"})
+		return
+	}
+	if _, p, err := entra.RecheckUser(r.Context(), h.cfg.Accounts, caller, h.cfg.AllowGuests); p != nil {
+		if err != nil {
+			h.cfg.Logger.Warn("admin account check failed", "caller", caller.ObjectID, "err", err)
+		}
+		httpx.WriteProblem(w, r, p)
 		return
 	}
 	rest := strings.Trim(strings.TrimPrefix(r.URL.Path, "/api/certificates"), "/")

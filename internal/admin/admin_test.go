@@ -54,6 +54,7 @@ func (s *stubSyncer) Run(ctx context.Context, trigger string) (store.SyncRun, er
 
 type env struct {
 	fake   *entrafake.Server
+	graph  *entrafake.Graph
 	ca     *testca.CA
 	st     *memstore.Store
 	faults *storetest.FaultStore
@@ -68,7 +69,13 @@ type env struct {
 
 func newEnv(t *testing.T, mutate func(*admin.Config)) *env {
 	t.Helper()
-	fake := entrafake.New(t)
+	graph := entrafake.NewGraph(t)
+	fake := entrafake.New(t, entrafake.WithGraph(graph))
+	dir, err := entra.NewDirectory(entra.GraphConfig{Credential: graph.Credential(), BaseURL: graph.URL(),
+		Scope: entrafake.GraphScope, HTTPClient: graph.Client()})
+	if err != nil {
+		t.Fatalf("NewDirectory: %v", err)
+	}
 	v, err := entra.NewVerifier(entra.Config{
 		TenantID:      fake.TenantID,
 		Audiences:     []string{fake.ClientID, fake.AppIDURI},
@@ -78,7 +85,7 @@ func newEnv(t *testing.T, mutate func(*admin.Config)) *env {
 	if err != nil {
 		t.Fatalf("NewVerifier: %v", err)
 	}
-	e := &env{fake: fake, ca: testca.New(t, testca.Options{}), st: memstore.New(), logs: &testca.LogBuffer{}, sync: &stubSyncer{}}
+	e := &env{fake: fake, graph: graph, ca: testca.New(t, testca.Options{}), st: memstore.New(), logs: &testca.LogBuffer{}, sync: &stubSyncer{}}
 	e.faults = storetest.NewFaultStore(e.st)
 	cfg := admin.Config{
 		Verifier: v,
@@ -91,6 +98,7 @@ func newEnv(t *testing.T, mutate func(*admin.Config)) *env {
 		},
 		Logger:         slog.New(slog.NewJSONHandler(e.logs, nil)),
 		UserClientApps: []string{strings.ToLower(fake.ClientAppID)},
+		Accounts:       dir,
 	}
 	if mutate != nil {
 		mutate(&cfg)
@@ -905,5 +913,38 @@ func TestGuestsRefusedUnlessAllowed(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || stored.Status != store.StatusRevoked {
 			t.Errorf("guests allowed: revoke %d %s, record %s", resp.StatusCode, body, stored.Status)
 		}
+	}
+}
+
+// TestAdminAccountReread: an administrator's token is only as good as the account behind it now: once the account is
+// disabled, or its sessions revoked, the token they still hold neither reads nor revokes.
+func TestAdminAccountReread(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(*entrafake.User)
+		status int
+		code   string
+	}{
+		{"disabled", func(u *entrafake.User) { u.Enabled = false }, http.StatusForbidden, entra.CodeAccountDisabled},
+		{"sessions revoked", func(u *entrafake.User) { u.SessionsValidFrom = time.Now().Add(time.Minute) },
+			http.StatusUnauthorized, entra.CodeSessionsRevoked},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			rec := e.insert(t, store.Record{Subject: "CN=victim"}, true)
+			e.graph.UpdateUser(aliceOID, tc.change)
+			resp, body := e.do(t, http.MethodPost, "/api/certificates/"+rec.Serial+"/revoke", e.admin, `{"reason":"keyCompromise"}`)
+			wantProblem(t, resp, body, tc.status, tc.code)
+			resp, body = e.do(t, http.MethodGet, "/api/certificates", e.admin, "")
+			wantProblem(t, resp, body, tc.status, tc.code)
+			if stored, _ := e.st.Get(t.Context(), rec.Serial); stored.Status != store.StatusIssued || len(e.notified()) != 0 {
+				t.Fatalf("a refused administrator revoked %s", rec.Serial)
+			}
+			// An app-only token is not re-read.
+			app := e.fake.MintApp([]string{entra.RoleCertificatesManage})
+			if resp, body := e.do(t, http.MethodGet, "/api/certificates/"+rec.Serial, app, ""); resp.StatusCode != http.StatusOK {
+				t.Fatalf("app-only token: %d %s", resp.StatusCode, body)
+			}
+		})
 	}
 }

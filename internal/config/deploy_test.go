@@ -1438,7 +1438,7 @@ func TestDeployScripts(t *testing.T) {
 	}
 	intune := readRepoFile(t, "infra/scripts/grant-intune.sh")
 	for _, s := range []string{"c161e42e-d4df-4a3d-9b42-e7a3c31f59d4", "39d724e8-6a34-4930-9a36-364082c35716",
-		"scep_challenge_provider", "Application.Read.All", "Device.Read.All", "DeviceManagementManagedDevices.Read.All"} {
+		"scep_challenge_provider", "Application.Read.All", "User.Read.All", "Device.Read.All", "DeviceManagementManagedDevices.Read.All"} {
 		if !strings.Contains(intune, s) {
 			t.Errorf("grant-intune.sh does not mention %s", s)
 		}
@@ -1555,5 +1555,101 @@ func TestLocalSettingsSample(t *testing.T) {
 		if _, ok := knownSetting(name); !ok && name != "FUNCTIONS_WORKER_RUNTIME" && name != "AzureWebJobsStorage" {
 			t.Errorf("local.settings.sample.json lists %s, which no one reads", name)
 		}
+	}
+}
+
+// TestGrantIntuneScript runs infra/scripts/grant-intune.sh against a stand-in for the Azure CLI that records the
+// app role assignments it is asked to make: with Intune in the tenant, the Intune role and four Graph permissions;
+// in a tenant without Intune, only the three Graph permissions /api/csr needs (User.Read.All for the account re-read
+// among them), and --set-azd-env, which would enable the Intune endpoint, fails.
+func TestGrantIntuneScript(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	const principal = "22222222-2222-2222-2222-222222222222"
+	// az answers by what it is asked: the tenant, a service principal by appId (Intune's only when INTUNE=1), an
+	// app role's ID by value, no existing assignments; a POST records its body.
+	az := `#!/usr/bin/env bash
+args="$*"
+case "$args" in
+"account show"*) echo 11111111-1111-1111-1111-111111111111 ;;
+"cloud show"*) echo https://graph.microsoft.com/ ;;
+*"appId eq 'c161e42e-d4df-4a3d-9b42-e7a3c31f59d4'"*) [ "$INTUNE" = 1 ] && echo intune-sp ;;
+*"appId eq '00000003-0000-0000-c000-000000000000'"*) echo graph-sp ;;
+*"--method GET"*"/appRoleAssignments"*) ;;
+*"--method GET"*"appRoles"*) v=${args#*value==\'}; echo "role-${v%%\'*}" ;;
+*"--method POST"*) b=${args#*--body }; echo "$b" >>"$GRANTS" ;;
+*) echo "unexpected az $args" >&2; exit 3 ;;
+esac
+`
+	for _, tc := range []struct {
+		name   string
+		intune bool
+		args   []string
+		want   []string
+		ok     bool
+	}{
+		{"tenant with Intune", true, nil, []string{"intune-sp/role-scep_challenge_provider", "graph-sp/role-Application.Read.All",
+			"graph-sp/role-User.Read.All", "graph-sp/role-Device.Read.All", "graph-sp/role-DeviceManagementManagedDevices.Read.All"}, true},
+		{"tenant without Intune", false, nil, []string{"graph-sp/role-User.Read.All", "graph-sp/role-Device.Read.All",
+			"graph-sp/role-DeviceManagementManagedDevices.Read.All"}, true},
+		{"without Intune, --set-azd-env", false, []string{"--set-azd-env"}, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			scripts := filepath.Join(dir, "infra", "scripts")
+			stubs := filepath.Join(dir, "stubs")
+			grants := filepath.Join(dir, "grants")
+			for _, d := range []string{scripts, stubs} {
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for name, body := range map[string]string{
+				filepath.Join(scripts, "grant-intune.sh"): readRepoFile(t, "infra/scripts/grant-intune.sh"),
+				filepath.Join(scripts, "common.sh"):       readRepoFile(t, "infra/scripts/common.sh"),
+				filepath.Join(stubs, "az"):                az,
+				filepath.Join(stubs, "azd"):               "#!/bin/sh\nexit 1\n", // no azd environment to load
+			} {
+				if err := os.WriteFile(name, []byte(body), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			intune := "0"
+			if tc.intune {
+				intune = "1"
+			}
+			cmd := exec.Command(bash, append([]string{filepath.Join(scripts, "grant-intune.sh"), principal}, tc.args...)...)
+			cmd.Env = []string{"PATH=" + stubs + string(os.PathListSeparator) + os.Getenv("PATH"), "GRANTS=" + grants,
+				"INTUNE=" + intune}
+			out, err := cmd.CombinedOutput()
+			if (err == nil) != tc.ok {
+				t.Fatalf("err %v, want success %t\n%s", err, tc.ok, out)
+			}
+			data, _ := os.ReadFile(grants)
+			var got []string
+			for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+				var a struct{ PrincipalID, ResourceID, AppRoleID string }
+				if line == "" {
+					continue
+				}
+				if err := json.Unmarshal([]byte(line), &a); err != nil || a.PrincipalID != principal {
+					t.Fatalf("assignment %q (%v)", line, err)
+				}
+				got = append(got, a.ResourceID+"/"+a.AppRoleID)
+			}
+			// The script compares and sends IDs lower-cased (they are GUIDs in Graph).
+			want := make([]string, len(tc.want))
+			for i, w := range tc.want {
+				want[i] = strings.ToLower(w)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("assignments %v, want %v\n%s", got, want, out)
+			}
+			if !tc.intune && tc.ok && !strings.Contains(string(out), "no service principal for the Microsoft Intune API") {
+				t.Errorf("no warning about the missing Intune service principal:\n%s", out)
+			}
+		})
 	}
 }

@@ -41,7 +41,7 @@ type Verifier interface {
 	Verify(ctx context.Context, authorization []string) (*entra.Caller, error)
 }
 
-// Ownership answers whether a user owns a device (an *entra.DeviceOwnership in production).
+// Ownership answers whether a user owns a device (an *entra.Directory in production).
 type Ownership interface {
 	// OwnsDevice answers for a device ID that may be an Entra device ID or an Intune managed-device ID (Entra
 	// device first): the question for a device certificate named by its CN alone.
@@ -58,6 +58,11 @@ type Config struct {
 	Verifier Verifier
 	// Ownership answers self-service device questions; nil refuses device self-service (fail closed).
 	Ownership Ownership
+	// Accounts re-reads every user caller's account before a certificate is issued, so a token issued before an
+	// administrator deleted or disabled the account, revoked its sessions or changed its UPN binds nothing. nil
+	// trusts the token's account for the token's lifetime: only the local development issuer, which has no
+	// directory, is wired that way.
+	Accounts entra.AccountReader
 	// Issuer runs the same issuance cycle and records as SCEP.
 	Issuer *issuance.Issuer
 	// Chain is sent after the leaf in PEM and PKCS#7 answers, issuing CA first.
@@ -121,8 +126,12 @@ const (
 	CodeNotOwner      = "device_not_owned"
 	CodeNotClientAuth = "self_service_client_auth_only"
 	CodeClientApp     = "client_app_not_allowed"
-	CodeGuest         = "guest_not_allowed"
+	CodeGuest         = entra.CodeGuest
 	CodeProfile       = "unknown_profile"
+	// CodeAccountDisabled: the token's account has been disabled or deleted since the token was issued.
+	CodeAccountDisabled = entra.CodeAccountDisabled
+	// CodeSessionsRevoked: the account's sessions were revoked after the token was issued (401: sign in again).
+	CodeSessionsRevoked = entra.CodeSessionsRevoked
 )
 
 // ServeHTTP rejects before spending: method, token, role and rate limit come before the body is read, and
@@ -355,9 +364,13 @@ func (h *Handler) enroll(ctx context.Context, caller *entra.Caller, der []byte, 
 	if err != nil {
 		return nil, rejectionProblem(err)
 	}
+	acct, p := h.account(ctx, caller)
+	if p != nil {
+		return nil, p
+	}
 	deviceID := ""
 	if selfService {
-		if deviceID, err = h.selfService(ctx, caller, req); err != nil {
+		if deviceID, err = h.selfService(ctx, caller, acct, req); err != nil {
 			var p *httpx.Problem
 			if errors.As(err, &p) {
 				return nil, p
@@ -384,6 +397,15 @@ func (h *Handler) enroll(ctx context.Context, caller *entra.Caller, der []byte, 
 	return res, nil
 }
 
+// account re-reads a user caller's account (entra.RecheckUser).
+func (h *Handler) account(ctx context.Context, caller *entra.Caller) (*entra.Account, *httpx.Problem) {
+	a, p, err := entra.RecheckUser(ctx, h.cfg.Accounts, caller, h.cfg.AllowGuests)
+	if err != nil {
+		h.log.Warn("csr account check failed", "caller", callerID(caller), "err", err)
+	}
+	return a, p
+}
+
 var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
 
 // selfService enforces SPEC §4.5 for CSR.SelfService callers: a user (never an app) may get a clientAuth
@@ -395,7 +417,7 @@ var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
 // pkix.Name keeps only the last CN, a relying party may read the first); IntuneDeviceId URIs must be exactly
 // IntuneDeviceId://<GUID>, so that no parser can read another device out of user info or a path. The caller's
 // UPN is the token's upn claim only (entra.Caller.UPN), never the mutable preferred_username.
-func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, req *policy.Request) (string, error) {
+func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, acct *entra.Account, req *policy.Request) (string, error) {
 	forbid := func(code, detail string) error {
 		return &httpx.Problem{Status: http.StatusForbidden, Code: code, Detail: detail}
 	}
@@ -482,6 +504,10 @@ func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, req *po
 	}
 	if len(req.UPNs) == 0 && cn == "" {
 		return "", forbid(CodeNotSelf, "the certificate must name your UPN")
+	}
+	if acct != nil && !policy.SameName(acct.UPN, caller.UPN) {
+		// An administrator renamed the account since the token was issued: the old UPN may be someone else's now.
+		return "", forbid(CodeNotSelf, "your UPN has changed since you signed in; sign in again")
 	}
 	if cn != "" && !policy.SameName(cn, caller.UPN) {
 		return "", forbid(CodeNotSelf, "the subject must be your UPN")

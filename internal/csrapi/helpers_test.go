@@ -77,8 +77,9 @@ func newEnvWith(t *testing.T, d deps, mutate ...func(*csrapi.Config)) *env {
 	t.Helper()
 	c := newClock()
 	// The tenant's API registration asks for the optional claims create-api-app.sh configures.
-	tenant := entrafake.New(t, entrafake.WithClock(c.Now), entrafake.WithOptionalClaims("idtyp", "upn", "acct"))
 	graph := entrafake.NewGraph(t)
+	tenant := entrafake.New(t, entrafake.WithClock(c.Now), entrafake.WithOptionalClaims("idtyp", "upn", "acct"),
+		entrafake.WithGraph(graph))
 
 	verifier, err := entra.NewVerifier(entra.Config{
 		TenantID:      tenant.TenantID,
@@ -90,7 +91,7 @@ func newEnvWith(t *testing.T, d deps, mutate ...func(*csrapi.Config)) *env {
 	if err != nil {
 		t.Fatalf("NewVerifier: %v", err)
 	}
-	owners, err := entra.NewDeviceOwnership(entra.GraphConfig{
+	owners, err := entra.NewDirectory(entra.GraphConfig{
 		Credential: graph.Credential(),
 		BaseURL:    graph.URL(),
 		Scope:      entrafake.GraphScope,
@@ -98,7 +99,7 @@ func newEnvWith(t *testing.T, d deps, mutate ...func(*csrapi.Config)) *env {
 		Clock:      c.Now,
 	})
 	if err != nil {
-		t.Fatalf("NewDeviceOwnership: %v", err)
+		t.Fatalf("NewDirectory: %v", err)
 	}
 
 	ca := testca.New(t, testca.Options{Now: c.Now().Add(-time.Hour), Validity: 5 * 365 * 24 * time.Hour})
@@ -132,6 +133,7 @@ func newEnvWith(t *testing.T, d deps, mutate ...func(*csrapi.Config)) *env {
 	cfg := csrapi.Config{
 		Verifier:    verifier,
 		Ownership:   owners,
+		Accounts:    owners,
 		Issuer:      iss,
 		Chain:       ca.Keys.Chain,
 		Profile:     prof,

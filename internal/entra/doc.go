@@ -1,6 +1,7 @@
 // Package entra authenticates callers of the REST API with Microsoft Entra ID
-// access tokens and answers the one directory question the issuance policy
-// needs: does this user own that device.
+// access tokens and answers the directory questions the issuance policy
+// needs: does the account still stand behind the token, and does this user
+// own that device.
 //
 // The package is deliberately self-contained:
 //
@@ -15,13 +16,15 @@
 //     all the error wraps [ErrUnavailable] (503 at the edge): an outage of the
 //     identity provider must not look like a bad token, and must never let a
 //     token through.
-//   - [DeviceOwnership] asks Microsoft Graph whether a user is the registered
-//     owner (Entra) or primary user (Intune) of a device — for an
-//     IntuneDeviceId:// name only of the Intune managed device with that ID
-//     ([DeviceOwnership.VerdictManaged]) — and then whether an
-//     administrator has disabled the Entra device (a disabled device is not
-//     owned), with a small bounded cache. Graph failures are
-//     [ErrUnavailable], never "allowed".
+//   - [Directory] reads Microsoft Graph for what a token cannot say: the
+//     account as it is now ([Directory.Account]; [RecheckUser] refuses a
+//     token issued before the account was disabled, deleted or had its
+//     sessions revoked), and whether a user is the registered owner (Entra)
+//     or primary user (Intune) of a device — for an IntuneDeviceId:// name
+//     only of the Intune managed device with that ID
+//     ([Directory.VerdictManaged]) — and then whether an administrator has
+//     disabled the Entra device (a disabled device is not owned), with small
+//     bounded caches. Graph failures are [ErrUnavailable], never "allowed".
 //   - [DevIssuer] is a local-only token issuer so `make run` can exercise the
 //     real verification path with tokens the developer mints. It refuses to
 //     serve anything but loopback addresses.

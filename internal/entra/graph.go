@@ -33,11 +33,12 @@ const (
 // "not a device this user can own".
 var ErrInvalidID = errors.New("entra: ID is not a GUID")
 
-// GraphConfig configures DeviceOwnership.
+// GraphConfig configures Directory.
 type GraphConfig struct {
 	// Credential obtains app-only Graph tokens (managed identity in Azure).
-	// The identity needs Device.Read.All (registered owners and
-	// accountEnabled) and DeviceManagementManagedDevices.Read.All.
+	// The identity needs User.Read.All (a user's account state),
+	// Device.Read.All (registered owners and accountEnabled) and
+	// DeviceManagementManagedDevices.Read.All.
 	Credential azcore.TokenCredential
 	// BaseURL is the Graph root (national clouds, tests); default
 	// https://graph.microsoft.com/. Must be https unless loopback.
@@ -47,10 +48,11 @@ type GraphConfig struct {
 	// HTTPClient sends Graph requests; nil means a 10 s timeout client.
 	HTTPClient *http.Client
 	// PositiveTTL / NegativeTTL bound how long an "owns" / "does not own"
-	// (or "disabled") answer is reused. Negative answers are kept shorter so a
-	// device that was just enrolled or re-enabled is usable quickly;
-	// PositiveTTL is also how long a device an administrator has just
-	// disabled may still be answered "owned".
+	// (or "disabled") answer, and an enabled / disabled or missing account, is
+	// reused. Negative answers are kept shorter so a device or account that
+	// was just enrolled or re-enabled is usable quickly; PositiveTTL is also
+	// how long a device or account an administrator has just disabled may
+	// still be answered "owned" or "enabled".
 	PositiveTTL time.Duration
 	NegativeTTL time.Duration
 	// MaxCacheEntries bounds the answer cache.
@@ -59,17 +61,19 @@ type GraphConfig struct {
 	Clock func() time.Time
 }
 
-// DeviceOwnership answers whether a user owns a device, for CSR.SelfService
-// device certificates; a device an administrator disabled in Entra is not
-// owned. It is safe for concurrent use.
-type DeviceOwnership struct {
+// Directory reads Microsoft Graph for the questions a user's token cannot
+// answer: whether the account is still enabled, still has that UPN and has not
+// had its sessions revoked since the token was issued (Account), and whether
+// the user owns a device, for CSR.SelfService device certificates (a device an
+// administrator disabled in Entra is not owned). It is safe for concurrent use.
+type Directory struct {
 	cfg     GraphConfig
 	base    *url.URL
 	tokenMu sync.Mutex
 	token   azcore.AccessToken
 
-	cacheMu sync.Mutex
-	cache   map[ownershipKey]ownershipEntry
+	owned    *ttlCache[ownershipKey, DeviceVerdict]
+	accounts *ttlCache[string, Account]
 }
 
 // ownershipKey is one cached question. managed distinguishes "does user own
@@ -82,12 +86,7 @@ type ownershipKey struct {
 	managed      bool
 }
 
-type ownershipEntry struct {
-	verdict DeviceVerdict
-	expires time.Time
-}
-
-// DeviceVerdict is DeviceOwnership's answer for one (user, device) question.
+// DeviceVerdict is Directory's answer for one (user, device) question.
 type DeviceVerdict int
 
 const (
@@ -117,8 +116,8 @@ func (v DeviceVerdict) String() string {
 	}
 }
 
-// NewDeviceOwnership validates cfg. It makes no network calls.
-func NewDeviceOwnership(cfg GraphConfig) (*DeviceOwnership, error) {
+// NewDirectory validates cfg. It makes no network calls.
+func NewDirectory(cfg GraphConfig) (*Directory, error) {
 	if cfg.Credential == nil {
 		return nil, errors.New("entra: GraphConfig.Credential is required")
 	}
@@ -153,12 +152,14 @@ func NewDeviceOwnership(cfg GraphConfig) (*DeviceOwnership, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	return &DeviceOwnership{cfg: cfg, base: base, cache: make(map[ownershipKey]ownershipEntry)}, nil
+	return &Directory{cfg: cfg, base: base,
+		owned:    newTTLCache[ownershipKey, DeviceVerdict](cfg.MaxCacheEntries, cfg.Clock),
+		accounts: newTTLCache[string, Account](cfg.MaxCacheEntries, cfg.Clock)}, nil
 }
 
 // OwnsDevice reports whether userObjectID owns deviceID and may have a
 // certificate for it: Verdict is DeviceOwned. A disabled device is not owned.
-func (d *DeviceOwnership) OwnsDevice(ctx context.Context, userObjectID, deviceID string) (bool, error) {
+func (d *Directory) OwnsDevice(ctx context.Context, userObjectID, deviceID string) (bool, error) {
 	v, err := d.Verdict(ctx, userObjectID, deviceID)
 	return v == DeviceOwned, err
 }
@@ -166,7 +167,7 @@ func (d *DeviceOwnership) OwnsDevice(ctx context.Context, userObjectID, deviceID
 // OwnsManagedDevice reports whether userObjectID owns the Intune managed
 // device managedDeviceID and may have a certificate naming it (an
 // IntuneDeviceId:// URI): VerdictManaged is DeviceOwned.
-func (d *DeviceOwnership) OwnsManagedDevice(ctx context.Context, userObjectID, managedDeviceID string) (bool, error) {
+func (d *Directory) OwnsManagedDevice(ctx context.Context, userObjectID, managedDeviceID string) (bool, error) {
 	v, err := d.VerdictManaged(ctx, userObjectID, managedDeviceID)
 	return v == DeviceOwned, err
 }
@@ -198,7 +199,7 @@ func (d *DeviceOwnership) OwnsManagedDevice(ctx context.Context, userObjectID, m
 // Because step 1 comes first, an Entra device whose deviceId equals someone
 // else's managed-device ID answers for that ID here. Use VerdictManaged when
 // the ID will be read as an Intune managed-device ID (IntuneDeviceId://).
-func (d *DeviceOwnership) Verdict(ctx context.Context, userObjectID, deviceID string) (DeviceVerdict, error) {
+func (d *Directory) Verdict(ctx context.Context, userObjectID, deviceID string) (DeviceVerdict, error) {
 	return d.verdict(ctx, userObjectID, deviceID, false)
 }
 
@@ -217,11 +218,11 @@ func (d *DeviceOwnership) Verdict(ctx context.Context, userObjectID, deviceID st
 //     primary user's managed device without an Entra device stays owned).
 //
 // Errors and caching are as for Verdict, in cache entries of their own.
-func (d *DeviceOwnership) VerdictManaged(ctx context.Context, userObjectID, managedDeviceID string) (DeviceVerdict, error) {
+func (d *Directory) VerdictManaged(ctx context.Context, userObjectID, managedDeviceID string) (DeviceVerdict, error) {
 	return d.verdict(ctx, userObjectID, managedDeviceID, true)
 }
 
-func (d *DeviceOwnership) verdict(ctx context.Context, userObjectID, deviceID string, managed bool) (DeviceVerdict, error) {
+func (d *Directory) verdict(ctx context.Context, userObjectID, deviceID string, managed bool) (DeviceVerdict, error) {
 	if !isGUID(userObjectID) {
 		return DeviceNotOwned, fmt.Errorf("%w: user object ID", ErrInvalidID)
 	}
@@ -229,16 +230,9 @@ func (d *DeviceOwnership) verdict(ctx context.Context, userObjectID, deviceID st
 		return DeviceNotOwned, fmt.Errorf("%w: device ID", ErrInvalidID)
 	}
 	key := ownershipKey{user: normGUID(userObjectID), device: normGUID(deviceID), managed: managed}
-	now := d.cfg.Clock()
-	d.cacheMu.Lock()
-	if e, ok := d.cache[key]; ok {
-		if now.Before(e.expires) {
-			d.cacheMu.Unlock()
-			return e.verdict, nil
-		}
-		delete(d.cache, key)
+	if v, ok := d.owned.get(key); ok {
+		return v, nil
 	}
-	d.cacheMu.Unlock()
 
 	var v DeviceVerdict
 	var err error
@@ -250,39 +244,21 @@ func (d *DeviceOwnership) verdict(ctx context.Context, userObjectID, deviceID st
 	if err != nil {
 		return DeviceNotOwned, err
 	}
-	ttl := d.cfg.NegativeTTL
-	if v == DeviceOwned {
-		ttl = d.cfg.PositiveTTL
-	}
-	d.store(key, ownershipEntry{verdict: v, expires: d.cfg.Clock().Add(ttl)})
+	d.owned.put(key, v, d.ttl(v == DeviceOwned))
 	return v, nil
 }
 
-func (d *DeviceOwnership) store(key ownershipKey, e ownershipEntry) {
-	d.cacheMu.Lock()
-	defer d.cacheMu.Unlock()
-	if _, exists := d.cache[key]; !exists && len(d.cache) >= d.cfg.MaxCacheEntries {
-		now := d.cfg.Clock()
-		for k, v := range d.cache {
-			if !now.Before(v.expires) {
-				delete(d.cache, k)
-			}
-		}
-		// Still full: drop arbitrary entries. A cache miss only costs a Graph
-		// call, so simplicity beats LRU bookkeeping here.
-		for k := range d.cache {
-			if len(d.cache) < d.cfg.MaxCacheEntries {
-				break
-			}
-			delete(d.cache, k)
-		}
+// ttl is how long an answer is reused: a granting one for PositiveTTL, any other for NegativeTTL.
+func (d *Directory) ttl(grants bool) time.Duration {
+	if grants {
+		return d.cfg.PositiveTTL
 	}
-	d.cache[key] = e
+	return d.cfg.NegativeTTL
 }
 
 // lookup is Verdict's question: the Entra device with deviceId device first,
 // and only if there is none, the Intune managed device with that ID.
-func (d *DeviceOwnership) lookup(ctx context.Context, user, device string) (DeviceVerdict, error) {
+func (d *Directory) lookup(ctx context.Context, user, device string) (DeviceVerdict, error) {
 	owners, found, err := d.registeredOwners(ctx, device)
 	if err != nil {
 		return DeviceNotOwned, err
@@ -300,7 +276,7 @@ func (d *DeviceOwnership) lookup(ctx context.Context, user, device string) (Devi
 // device with ID device. entraAbsent says the caller has just seen that no
 // Entra device has deviceId device (a managed device naming its own ID as
 // azureADDeviceId then has no Entra device to ask about).
-func (d *DeviceOwnership) lookupManaged(ctx context.Context, user, device string, entraAbsent bool) (DeviceVerdict, error) {
+func (d *Directory) lookupManaged(ctx context.Context, user, device string, entraAbsent bool) (DeviceVerdict, error) {
 	var md struct {
 		ID              string `json:"id"`
 		UserID          string `json:"userId"`
@@ -336,7 +312,7 @@ func (d *DeviceOwnership) lookupManaged(ctx context.Context, user, device string
 // missingOK (a managed device without an Entra device), otherwise
 // DeviceNotOwned (deleted since its owners were read). An answer without a
 // boolean accountEnabled is ErrUnavailable: never guess "enabled".
-func (d *DeviceOwnership) enabled(ctx context.Context, deviceID string, missingOK bool) (DeviceVerdict, error) {
+func (d *Directory) enabled(ctx context.Context, deviceID string, missingOK bool) (DeviceVerdict, error) {
 	var dev struct {
 		ID             string `json:"id"`
 		AccountEnabled *bool  `json:"accountEnabled"`
@@ -359,7 +335,7 @@ func (d *DeviceOwnership) enabled(ctx context.Context, deviceID string, missingO
 
 // registeredOwners lists the registered owners of the Entra device with the
 // given deviceId (alternate key), following paging. found is false on 404.
-func (d *DeviceOwnership) registeredOwners(ctx context.Context, deviceID string) (map[string]bool, bool, error) {
+func (d *Directory) registeredOwners(ctx context.Context, deviceID string) (map[string]bool, bool, error) {
 	next := d.graphURL("v1.0/devices(deviceId='" + deviceID + "')/registeredOwners?$select=id")
 	owners := make(map[string]bool)
 	for page := 0; next != ""; page++ {
@@ -397,10 +373,10 @@ func (d *DeviceOwnership) registeredOwners(ctx context.Context, deviceID string)
 	return owners, true, nil
 }
 
-func (d *DeviceOwnership) graphURL(rel string) string { return d.cfg.BaseURL + rel }
+func (d *Directory) graphURL(rel string) string { return d.cfg.BaseURL + rel }
 
 // sameOrigin stops a nextLink from sending our Graph token anywhere else.
-func (d *DeviceOwnership) sameOrigin(link string) error {
+func (d *Directory) sameOrigin(link string) error {
 	u, err := url.Parse(link)
 	if err != nil || u.Scheme != d.base.Scheme || u.Host != d.base.Host {
 		return fmt.Errorf("%w: Graph nextLink points outside %s", ErrUnavailable, d.base.Host)
@@ -410,7 +386,7 @@ func (d *DeviceOwnership) sameOrigin(link string) error {
 
 // getJSON GETs a Graph URL. found is false for 404; every other non-200 is
 // ErrUnavailable.
-func (d *DeviceOwnership) getJSON(ctx context.Context, u string, v any) (found bool, err error) {
+func (d *Directory) getJSON(ctx context.Context, u string, v any) (found bool, err error) {
 	tok, err := d.accessToken(ctx)
 	if err != nil {
 		return false, err
@@ -449,7 +425,7 @@ func (d *DeviceOwnership) getJSON(ctx context.Context, u string, v any) (found b
 
 // accessToken returns a cached Graph token, refreshing it five minutes before
 // expiry (or at the credential's RefreshOn hint).
-func (d *DeviceOwnership) accessToken(ctx context.Context) (string, error) {
+func (d *Directory) accessToken(ctx context.Context) (string, error) {
 	d.tokenMu.Lock()
 	defer d.tokenMu.Unlock()
 	now := d.cfg.Clock()
@@ -471,7 +447,7 @@ func (d *DeviceOwnership) accessToken(ctx context.Context) (string, error) {
 	return tok.Token, nil
 }
 
-func (d *DeviceOwnership) dropToken() {
+func (d *Directory) dropToken() {
 	d.tokenMu.Lock()
 	d.token = azcore.AccessToken{}
 	d.tokenMu.Unlock()

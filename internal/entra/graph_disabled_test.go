@@ -19,7 +19,7 @@ func (e *graphEnv) verdict(t *testing.T, user, device string) entra.DeviceVerdic
 	return mustVerdict(t, "Verdict", e.d.Verdict, user, device)
 }
 
-// mustVerdict asks one of DeviceOwnership's questions and fails the test on an error.
+// mustVerdict asks one of Directory's device questions and fails the test on an error.
 func mustVerdict(t *testing.T, name string, ask func(context.Context, string, string) (entra.DeviceVerdict, error), user, device string) entra.DeviceVerdict {
 	t.Helper()
 	v, err := ask(context.Background(), user, device)
@@ -193,7 +193,7 @@ func TestOwnsDeviceStateAnswerUnusable(t *testing.T) {
 				fmt.Fprint(w, body)
 			}))
 			t.Cleanup(srv.Close)
-			d, err := entra.NewDeviceOwnership(entra.GraphConfig{
+			d, err := entra.NewDirectory(entra.GraphConfig{
 				Credential: &entrafake.Credential{Token: "t"}, BaseURL: srv.URL + "/", HTTPClient: srv.Client(),
 			})
 			if err != nil {

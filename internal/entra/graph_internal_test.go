@@ -18,24 +18,30 @@ func (nopCred) GetToken(context.Context, policy.TokenRequestOptions) (azcore.Acc
 
 func TestOwnershipCacheIsBounded(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	d, err := NewDeviceOwnership(GraphConfig{Credential: nopCred{}, MaxCacheEntries: 3, Clock: func() time.Time { return now }})
+	d, err := NewDirectory(GraphConfig{Credential: nopCred{}, MaxCacheEntries: 3, Clock: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range 10 {
-		d.store(ownershipKey{user: "u", device: fmt.Sprint(i)}, ownershipEntry{verdict: DeviceOwned, expires: now.Add(time.Minute)})
-		if len(d.cache) > 3 {
-			t.Fatalf("cache grew to %d entries, limit 3", len(d.cache))
+		d.owned.put(ownershipKey{user: "u", device: fmt.Sprint(i)}, DeviceOwned, time.Minute)
+		if n := d.owned.len(); n > 3 {
+			t.Fatalf("cache grew to %d entries, limit 3", n)
 		}
 	}
 	// The newest entry always survives eviction.
-	if _, ok := d.cache[ownershipKey{user: "u", device: "9"}]; !ok {
+	if _, ok := d.owned.get(ownershipKey{user: "u", device: "9"}); !ok {
 		t.Fatal("newest entry evicted")
 	}
 	// Expired entries go first.
 	now = now.Add(2 * time.Minute)
-	d.store(ownershipKey{user: "u", device: "fresh"}, ownershipEntry{expires: now.Add(time.Minute)})
-	if len(d.cache) != 1 {
-		t.Fatalf("expired entries not swept: %d left", len(d.cache))
+	d.owned.put(ownershipKey{user: "u", device: "fresh"}, DeviceOwned, time.Minute)
+	if n := d.owned.len(); n != 1 {
+		t.Fatalf("expired entries not swept: %d left", n)
+	}
+	// An expired entry is not answered.
+	d.accounts.put("u", Account{Enabled: true}, time.Minute)
+	now = now.Add(time.Minute)
+	if _, ok := d.accounts.get("u"); ok {
+		t.Fatal("an expired account answer was reused")
 	}
 }

@@ -17,7 +17,7 @@ type graphEnv struct {
 	g     *entrafake.Graph
 	cred  *entrafake.Credential
 	clock *testca.Clock
-	d     *entra.DeviceOwnership
+	d     *entra.Directory
 }
 
 func newGraphEnv(t *testing.T, mutate ...func(*entra.GraphConfig)) *graphEnv {
@@ -35,7 +35,7 @@ func newGraphEnv(t *testing.T, mutate ...func(*entra.GraphConfig)) *graphEnv {
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	d, err := entra.NewDeviceOwnership(cfg)
+	d, err := entra.NewDirectory(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,15 +241,15 @@ func TestOwnsDeviceValidatesIDs(t *testing.T) {
 	}
 }
 
-func TestNewDeviceOwnershipValidatesConfig(t *testing.T) {
+func TestNewDirectoryValidatesConfig(t *testing.T) {
 	g := entrafake.NewGraph(t)
-	if _, err := entra.NewDeviceOwnership(entra.GraphConfig{}); err == nil {
+	if _, err := entra.NewDirectory(entra.GraphConfig{}); err == nil {
 		t.Fatal("missing credential accepted")
 	}
-	if _, err := entra.NewDeviceOwnership(entra.GraphConfig{Credential: g.Credential(), BaseURL: "http://graph.example.com/"}); err == nil {
+	if _, err := entra.NewDirectory(entra.GraphConfig{Credential: g.Credential(), BaseURL: "http://graph.example.com/"}); err == nil {
 		t.Fatal("plain-http Graph URL accepted")
 	}
-	if _, err := entra.NewDeviceOwnership(entra.GraphConfig{Credential: g.Credential()}); err != nil {
+	if _, err := entra.NewDirectory(entra.GraphConfig{Credential: g.Credential()}); err != nil {
 		t.Fatalf("defaults rejected: %v", err)
 	}
 }

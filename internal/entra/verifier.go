@@ -89,6 +89,9 @@ type Caller struct {
 	// ExpiresAt is the token's `exp`; callers caching per-token decisions must
 	// not keep them longer.
 	ExpiresAt time.Time
+	// IssuedAt is the token's `iat` (zero if absent), compared with the
+	// account's session revocation time (Account.Admit).
+	IssuedAt time.Time
 }
 
 // HasRole reports whether the caller was granted the app role. Role names are
@@ -235,6 +238,9 @@ func (v *Verifier) Verify(ctx context.Context, authorizationHeaderValues []strin
 	}
 	if claims.ExpiresAt != nil {
 		c.ExpiresAt = claims.ExpiresAt.Time
+	}
+	if claims.IssuedAt != nil {
+		c.IssuedAt = claims.IssuedAt.Time
 	}
 	switch claims.IDTyp {
 	case "app":

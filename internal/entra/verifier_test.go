@@ -53,6 +53,9 @@ func TestVerifyAcceptsV1AndV2WithBothAudienceForms(t *testing.T) {
 				if want := e.clock.Now().Add(time.Hour); !c.ExpiresAt.Equal(want) {
 					t.Fatalf("ExpiresAt = %v, want %v", c.ExpiresAt, want)
 				}
+				if !c.IssuedAt.Equal(e.clock.Now()) {
+					t.Fatalf("IssuedAt = %v, want %v", c.IssuedAt, e.clock.Now())
+				}
 			})
 			t.Run(tc.name+"/app/"+aud, func(t *testing.T) {
 				opts := append(slices.Clone(tc.version), entrafake.WithAudience(aud))

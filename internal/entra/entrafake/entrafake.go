@@ -72,6 +72,7 @@ type Server struct {
 	journal []Request
 	fault   int
 	clock   func() time.Time
+	graph   *Graph
 }
 
 type signingKey struct {
@@ -106,6 +107,13 @@ func (s *Server) optional(name string) bool {
 	}
 	return false
 }
+
+// WithGraph makes g the tenant's directory: a user token minted for a user g
+// does not have adds that user (enabled, a member unless the token is a
+// guest's, created a day before the token), as a token is only ever issued to
+// an existing account. Users already in g are left as they are, so a test can
+// disable, rename or revoke one and mint again.
+func WithGraph(g *Graph) Option { return func(s *Server) { s.graph = g } }
 
 // WithClock makes minted tokens' iat/nbf/exp relative to clock.
 func WithClock(clock func() time.Time) Option { return func(s *Server) { s.clock = clock } }
@@ -323,6 +331,7 @@ type mint struct {
 	upn        string
 	guestOf    string // home tenant of a B2B guest
 	idToken    bool   // an OpenID Connect ID token, not an access token
+	oid        string // a user's object ID, for the tenant's directory
 }
 
 // V1 mints a v1.0-shaped token (iss sts.windows.net, aud App ID URI, appid,
@@ -451,6 +460,7 @@ func (s *Server) MintUser(oid, upn string, roles []string, opts ...MintOption) s
 		m.claims["scp"] = "access_as_user"
 		m.claims["name"] = "Test User " + upn
 		m.upn = upn
+		m.oid = oid
 		if roles != nil {
 			m.claims["roles"] = roles
 		}
@@ -490,6 +500,10 @@ func (s *Server) mint(principal func(*mint), opts []MintOption) string {
 	principal(m)
 	for _, o := range opts {
 		o(m)
+	}
+	if s.graph != nil && m.oid != "" && !m.idToken && !s.graph.HasUser(m.oid) {
+		s.graph.PutUser(User{ID: m.oid, UPN: m.upn, Enabled: true, SessionsValidFrom: m.now.Add(-24 * time.Hour),
+			Guest: m.guestOf != "" || strings.Contains(strings.ToUpper(m.upn), "#EXT#")})
 	}
 	c := jwt.MapClaims{
 		"iat": m.now.Unix(),

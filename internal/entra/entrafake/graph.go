@@ -21,8 +21,10 @@ import (
 // GraphScope is the scope the Graph fake's credential insists on.
 const GraphScope = "https://graph.microsoft.com/.default"
 
-// Graph is a fake of the Microsoft Graph endpoints used for device ownership:
+// Graph is a fake of the Microsoft Graph endpoints used for accounts and
+// device ownership:
 //
+//	GET /v1.0/users/{id}
 //	GET /v1.0/devices(deviceId='{deviceId}')/registeredOwners
 //	GET /v1.0/devices/{objectId}/registeredOwners
 //	GET /v1.0/devices(deviceId='{deviceId}')
@@ -32,12 +34,16 @@ const GraphScope = "https://graph.microsoft.com/.default"
 //
 // It checks the bearer token issued by Credential, answers unknown objects
 // with Graph's 404 error shape, journals every request and can inject faults.
-// It models only a few properties of each type (a device's id, deviceId and
+// It models only a few properties of each type (a user's id, displayName,
+// userPrincipalName, accountEnabled, userType and
+// signInSessionsValidFromDateTime; a device's id, deviceId and
 // accountEnabled; a registered owner's id; a managed device's id, userId and
 // azureADDeviceId): a $select naming any other property, and any query option
 // a route does not model ($expand, $top…), is a 400, and a $select is honoured
 // (only the selected properties come back), so a client that forgets to
-// select a property it reads does not get it.
+// select a property it reads does not get it. Without $select a user has only
+// Graph's default properties among these (id, displayName,
+// userPrincipalName), as in Graph.
 type Graph struct {
 	tb  testing.TB
 	srv *httptest.Server
@@ -45,6 +51,7 @@ type Graph struct {
 	Token string
 
 	mu        sync.Mutex
+	users     map[string]User         // by id
 	devices   map[string]*graphDevice // by deviceId
 	managed   map[string]ManagedDevice
 	journal   []Request
@@ -60,6 +67,18 @@ type graphDevice struct {
 	deviceID       string
 	accountEnabled bool
 	owners         []string
+}
+
+// User is the subset of a Graph user the fake serves.
+type User struct {
+	ID      string
+	UPN     string
+	Enabled bool
+	// Guest makes userType "Guest" (else "Member").
+	Guest bool
+	// SessionsValidFrom is signInSessionsValidFromDateTime; Entra sets it
+	// when the user is created and moves it when sessions are revoked.
+	SessionsValidFrom time.Time
 }
 
 // ManagedDevice is the subset of an Intune managedDevice the fake serves.
@@ -87,6 +106,7 @@ func NewGraph(tb testing.TB) *Graph {
 	g := &Graph{
 		tb:      tb,
 		Token:   "graph-token-" + randomKID(),
+		users:   make(map[string]User),
 		devices: make(map[string]*graphDevice),
 		managed: make(map[string]ManagedDevice),
 		closing: make(chan struct{}),
@@ -104,6 +124,45 @@ func (g *Graph) URL() string { return g.srv.URL + "/" }
 
 // Client is an HTTP client for the fake.
 func (g *Graph) Client() *http.Client { return g.srv.Client() }
+
+// PutUser adds or replaces a user.
+func (g *Graph) PutUser(u User) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	u.ID = strings.ToLower(u.ID)
+	g.users[u.ID] = u
+}
+
+// HasUser reports whether the user exists.
+func (g *Graph) HasUser(id string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, ok := g.users[strings.ToLower(id)]
+	return ok
+}
+
+// UpdateUser changes an existing user as an administrator does (disable,
+// rename, revoke sessions). An unknown id fails the test.
+func (g *Graph) UpdateUser(id string, change func(*User)) {
+	g.tb.Helper()
+	g.mu.Lock()
+	u, ok := g.users[strings.ToLower(id)]
+	if ok {
+		change(&u)
+		g.users[u.ID] = u
+	}
+	g.mu.Unlock()
+	if !ok {
+		g.tb.Fatalf("entrafake: UpdateUser: no user %s", id)
+	}
+}
+
+// DeleteUser removes a user.
+func (g *Graph) DeleteUser(id string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.users, strings.ToLower(id))
+}
 
 // AddDevice registers an enabled Entra device with the given deviceId and
 // registered owners and returns its directory object id.
@@ -165,6 +224,8 @@ func (g *Graph) Requests() []Request {
 
 // The properties the fake models, per type; $select may name only these.
 var (
+	userProps    = []string{"id", "displayName", "userPrincipalName", "accountEnabled", "userType", "signInSessionsValidFromDateTime"}
+	userDefaults = []string{"id", "displayName", "userPrincipalName"}
 	deviceProps  = []string{"id", "deviceId", "accountEnabled"}
 	ownerProps   = []string{"id"}
 	managedProps = []string{"id", "userId", "azureADDeviceId"}
@@ -175,6 +236,7 @@ var (
 	reObjID   = regexp.MustCompile(`^/v1\.0/devices/([0-9a-fA-F-]{36})/registeredOwners$`)
 	reDevAlt  = regexp.MustCompile(`^/v1\.0/devices\(deviceId='([0-9a-fA-F-]{36})'\)$`)
 	reDevObj  = regexp.MustCompile(`^/v1\.0/devices/([0-9a-fA-F-]{36})$`)
+	reUser    = regexp.MustCompile(`^/v1\.0/users/([^/]+)$`)
 	reManaged = regexp.MustCompile(`^/v1\.0/deviceManagement/managedDevices/([^/]+)$`)
 	reFilter  = regexp.MustCompile(`^deviceId eq '([0-9a-fA-F-]{36})'$`)
 )
@@ -232,6 +294,8 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 			value = append(value, g.deviceJSON(d))
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"@odata.context": g.srv.URL + "/v1.0/$metadata#devices", "value": value})
+	case reUser.MatchString(r.URL.Path):
+		g.user(w, r, strings.ToLower(reUser.FindStringSubmatch(r.URL.Path)[1]))
 	case reManaged.MatchString(r.URL.Path):
 		id := strings.ToLower(reManaged.FindStringSubmatch(r.URL.Path)[1])
 		sel, ok := selected(w, r, "managedDevice", managedProps)
@@ -290,6 +354,37 @@ func (g *Graph) owners(w http.ResponseWriter, r *http.Request, d *graphDevice, p
 		u.RawQuery = qs.Encode()
 		body["@odata.nextLink"] = u.String()
 	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// user answers GET of one user by id.
+func (g *Graph) user(w http.ResponseWriter, r *http.Request, id string) {
+	sel, ok := selected(w, r, "user", userProps)
+	if !ok {
+		return
+	}
+	g.mu.Lock()
+	u, found := g.users[id]
+	g.mu.Unlock()
+	if !found {
+		graphError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource '"+id+"' does not exist or one of its queried reference-property objects are not present.")
+		return
+	}
+	ctx := g.srv.URL + "/v1.0/$metadata#users" + selContext(sel) + "/$entity"
+	if sel == nil {
+		sel = userDefaults
+	}
+	userType := "Member"
+	if u.Guest {
+		userType = "Guest"
+	}
+	var validFrom any // null if never set
+	if !u.SessionsValidFrom.IsZero() {
+		validFrom = u.SessionsValidFrom.UTC().Format(time.RFC3339)
+	}
+	body := project(map[string]any{"id": u.ID, "displayName": "Test User " + u.UPN, "userPrincipalName": u.UPN,
+		"accountEnabled": u.Enabled, "userType": userType, "signInSessionsValidFromDateTime": validFrom}, sel)
+	body["@odata.context"] = ctx
 	writeJSON(w, http.StatusOK, body)
 }
 

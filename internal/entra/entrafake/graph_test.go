@@ -123,3 +123,42 @@ func TestGraphFaultAfter(t *testing.T) {
 		t.Fatalf("after clearing = %d", code)
 	}
 }
+
+// TestGraphUsers: a user's accountEnabled, userType and signInSessionsValidFromDateTime come back only when
+// selected, as in Graph; unknown users are Graph's 404; a tenant linked with WithGraph creates the users it mints
+// tokens for and leaves existing ones alone.
+func TestGraphUsers(t *testing.T) {
+	g := entrafake.NewGraph(t)
+	tenant := entrafake.New(t, entrafake.WithGraph(g))
+	oid := entrafake.NewGUID()
+	tenant.MintUser(oid, "alice@contoso.test", nil)
+	guest := entrafake.NewGUID()
+	tenant.MintUser(guest, "bob_fabrikam.test#EXT#@contoso.test", nil)
+
+	code, m := graphGET(t, g, g.Token, "/v1.0/users/"+oid)
+	if _, has := m["accountEnabled"]; code != http.StatusOK || has || m["userPrincipalName"] != "alice@contoso.test" ||
+		!strings.HasSuffix(m["@odata.context"].(string), "/v1.0/$metadata#users/$entity") {
+		t.Fatalf("GET user without $select = %d %v", code, m)
+	}
+	const sel = "?$select=id,accountEnabled,userPrincipalName,userType,signInSessionsValidFromDateTime"
+	code, m = graphGET(t, g, g.Token, "/v1.0/users/"+strings.ToUpper(oid)+sel)
+	if code != http.StatusOK || m["id"] != oid || m["accountEnabled"] != true || m["userType"] != "Member" ||
+		m["signInSessionsValidFromDateTime"] == nil || len(m) != 6 {
+		t.Fatalf("GET user with $select = %d %v", code, m)
+	}
+	if _, m = graphGET(t, g, g.Token, "/v1.0/users/"+guest+"?$select=userType"); m["userType"] != "Guest" {
+		t.Fatalf("a guest's token made user %v", m)
+	}
+	g.UpdateUser(oid, func(u *entrafake.User) { u.Enabled = false })
+	tenant.MintUser(oid, "alice@contoso.test", nil)
+	if _, m = graphGET(t, g, g.Token, "/v1.0/users/"+oid+"?$select=accountEnabled"); m["accountEnabled"] != false {
+		t.Fatalf("minting a token re-enabled the user: %v", m)
+	}
+	g.DeleteUser(oid)
+	if code, m = graphGET(t, g, g.Token, "/v1.0/users/"+oid+sel); code != http.StatusNotFound || errorCode(m) != "Request_ResourceNotFound" {
+		t.Fatalf("deleted user = %d %v", code, m)
+	}
+	if code, m = graphGET(t, g, g.Token, "/v1.0/users/"+guest+"?$select=id,mail"); code != http.StatusBadRequest {
+		t.Fatalf("$select of an unmodelled property = %d %v", code, m)
+	}
+}

@@ -1,0 +1,167 @@
+package csrapi_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/azscep/azscep/internal/csrapi"
+	"github.com/azscep/azscep/internal/entra"
+	"github.com/azscep/azscep/internal/entra/entrafake"
+	"github.com/azscep/azscep/internal/testca"
+)
+
+// accountReads counts the Graph reads of one user's account.
+func (e *env) accountReads(oid string) int {
+	n := 0
+	for _, r := range e.graph.Requests() {
+		if r.Path == "/v1.0/users/"+oid {
+			n++
+		}
+	}
+	return n
+}
+
+// TestAccountRead: a user's token is only as good as the account behind it now. Each user caller's account is read
+// from Graph (the properties Graph returns only when selected), and a token issued before an administrator disabled
+// or deleted the account or revoked its sessions gets nothing, whatever the role; apps are not read.
+func TestAccountRead(t *testing.T) {
+	userCSR := func(u user) []byte {
+		return csrDER(t, ecKey(t, "account"), testca.CSROptions{UPNs: []string{u.upn}})
+	}
+	dbCSR := csrDER(t, ecKey(t, "account-db"), testca.CSROptions{Subject: cn("svc-account")})
+
+	t.Run("enabled account, read once while cached", func(t *testing.T) {
+		e := newEnv(t)
+		alice := newUser("alice")
+		tok := e.userToken(alice, selfService)
+		e.wantCert(e.post(tok, userCSR(alice)))
+		e.wantCert(e.post(tok, userCSR(alice)))
+		reqs := e.graph.Requests()
+		if len(reqs) != 1 || reqs[0].Path != "/v1.0/users/"+alice.oid ||
+			reqs[0].Query != "$select=id,accountEnabled,userPrincipalName,userType,signInSessionsValidFromDateTime" {
+			t.Fatalf("Graph calls = %+v, want one account read selecting what it checks", reqs)
+		}
+		e.wantCert(e.post(e.appToken(), dbCSR))
+		if n := len(e.graph.Requests()); n != 1 {
+			t.Fatalf("an app's request read Graph (%d calls)", n)
+		}
+	})
+
+	for _, tc := range []struct {
+		name   string
+		change func(e *env, u user)
+		status int
+		code   string
+	}{
+		{"disabled", func(e *env, u user) { e.graph.UpdateUser(u.oid, func(a *entrafake.User) { a.Enabled = false }) },
+			http.StatusForbidden, csrapi.CodeAccountDisabled},
+		{"deleted", func(e *env, u user) { e.graph.DeleteUser(u.oid) }, http.StatusForbidden, csrapi.CodeAccountDisabled},
+		{"sessions revoked", func(e *env, u user) {
+			e.graph.UpdateUser(u.oid, func(a *entrafake.User) { a.SessionsValidFrom = e.clock.Now().Add(time.Second) })
+		}, http.StatusUnauthorized, csrapi.CodeSessionsRevoked},
+		{"turned guest", func(e *env, u user) { e.graph.UpdateUser(u.oid, func(a *entrafake.User) { a.Guest = true }) },
+			http.StatusForbidden, csrapi.CodeGuest},
+	} {
+		for _, role := range []struct {
+			name  string
+			roles []string
+		}{{"self-service", selfService}, {"CSR.Request.Db", requestDb}} {
+			t.Run(tc.name+"/"+role.name, func(t *testing.T) {
+				e := newEnv(t)
+				alice := newUser("alice")
+				der := userCSR(alice)
+				if role.name != "self-service" {
+					der = dbCSR
+				}
+				tok := e.userToken(alice, role.roles) // issued while the account was fine
+				tc.change(e, alice)
+				r := e.post(tok, der)
+				wantProblem(t, r, tc.status, tc.code)
+				if tc.status == http.StatusUnauthorized && !strings.Contains(r.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
+					t.Fatalf("WWW-Authenticate = %q, want invalid_token", r.Header.Get("WWW-Authenticate"))
+				}
+				if n := e.records(""); n != 0 {
+					t.Fatalf("records = %d, want 0", n)
+				}
+				if tc.name == "sessions revoked" {
+					// Signing in again after the revocation gives a token the account stands behind.
+					e.clock.Advance(time.Minute)
+					e.wantCert(e.post(e.userToken(alice, role.roles), der))
+				}
+			})
+		}
+	}
+
+	t.Run("a disabled account answer is cached for the negative TTL only", func(t *testing.T) {
+		e := newEnv(t)
+		alice := newUser("alice")
+		tok := e.userToken(alice, selfService)
+		e.graph.UpdateUser(alice.oid, func(a *entrafake.User) { a.Enabled = false })
+		wantProblem(t, e.post(tok, userCSR(alice)), http.StatusForbidden, csrapi.CodeAccountDisabled)
+		e.graph.UpdateUser(alice.oid, func(a *entrafake.User) { a.Enabled = true })
+		wantProblem(t, e.post(tok, userCSR(alice)), http.StatusForbidden, csrapi.CodeAccountDisabled)
+		e.clock.Advance(entra.DefaultNegativeTTL)
+		e.wantCert(e.post(tok, userCSR(alice)))
+		if n := e.accountReads(alice.oid); n != 2 {
+			t.Fatalf("account reads = %d, want 2", n)
+		}
+	})
+
+	t.Run("an administrator's change reaches issuance within the positive TTL", func(t *testing.T) {
+		e := newEnv(t)
+		alice := newUser("alice")
+		tok := e.userToken(alice, selfService)
+		e.wantCert(e.post(tok, userCSR(alice)))
+		e.graph.UpdateUser(alice.oid, func(a *entrafake.User) { a.Enabled = false })
+		e.clock.Advance(entra.DefaultPositiveTTL)
+		wantProblem(t, e.post(tok, userCSR(alice)), http.StatusForbidden, csrapi.CodeAccountDisabled)
+	})
+
+	t.Run("renamed: the old UPN binds nothing, the device still can", func(t *testing.T) {
+		e := newEnv(t)
+		alice := newUser("alice")
+		dev := entrafake.NewGUID()
+		e.graph.AddDevice(dev, alice.oid)
+		tok := e.userToken(alice, selfService)
+		// An administrator gives alice's UPN to someone else and alice a new one; her token still says the old one.
+		e.graph.UpdateUser(alice.oid, func(a *entrafake.User) { a.UPN = "alice.old@contoso.test" })
+		wantProblem(t, e.post(tok, userCSR(alice)), http.StatusForbidden, csrapi.CodeNotSelf)
+		if n := e.records(""); n != 0 {
+			t.Fatalf("records = %d, want 0", n)
+		}
+		// A device certificate binds her object ID, which did not change.
+		e.wantCert(e.post(tok, csrDER(t, ecKey(t, "renamed-device"), testca.CSROptions{Subject: cn(dev)})))
+	})
+
+	for _, status := range []int{http.StatusServiceUnavailable, http.StatusTooManyRequests, http.StatusForbidden} {
+		t.Run("Graph answers "+http.StatusText(status), func(t *testing.T) {
+			e := newEnv(t)
+			alice := newUser("alice")
+			tok := e.userToken(alice, selfService)
+			e.graph.SetFault(entrafake.Fault{Status: status})
+			r := e.post(tok, userCSR(alice))
+			wantProblem(t, r, http.StatusServiceUnavailable, csrapi.CodeUnavailable)
+			wantRetryAfter(t, r, 1)
+			if n := e.records(""); n != 0 {
+				t.Fatalf("records = %d while Graph is down, want 0", n)
+			}
+			// The failure is not cached.
+			e.graph.SetFault(entrafake.Fault{})
+			e.wantCert(e.post(tok, userCSR(alice)))
+		})
+	}
+
+	t.Run("a bad CSR costs no Graph call", func(t *testing.T) {
+		e := newEnv(t)
+		alice := newUser("alice")
+		r := e.post(e.userToken(alice, selfService), []byte("not a CSR"))
+		if r.StatusCode != http.StatusBadRequest {
+			t.Fatalf("status = %d, want 400", r.StatusCode)
+		}
+		if n := len(e.graph.Requests()); n != 0 {
+			t.Fatalf("Graph calls = %d for a malformed CSR", n)
+		}
+	})
+}

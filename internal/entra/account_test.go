@@ -1,0 +1,148 @@
+package entra_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/azscep/azscep/internal/entra"
+	"github.com/azscep/azscep/internal/entra/entrafake"
+)
+
+// TestAccount reads what Graph says of a user now, and Admit compares it with the token.
+func TestAccount(t *testing.T) {
+	e := newGraphEnv(t)
+	ctx := context.Background()
+	oid := entrafake.NewGUID()
+	revoked := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+	e.g.PutUser(entrafake.User{ID: oid, UPN: "alice@contoso.test", Enabled: true, SessionsValidFrom: revoked})
+
+	a, err := e.d.Account(ctx, strings.ToUpper(oid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := entra.Account{ObjectID: oid, Exists: true, Enabled: true, UPN: "alice@contoso.test", SessionsValidFrom: revoked}
+	if a != want {
+		t.Fatalf("Account = %+v, want %+v", a, want)
+	}
+	for _, tc := range []struct {
+		name string
+		iat  time.Time
+		want error
+	}{
+		{"issued after the revocation", revoked.Add(time.Second), nil},
+		{"issued at the revocation", revoked, nil},
+		{"issued before the revocation", revoked.Add(-time.Second), entra.ErrSessionsRevoked},
+		{"no iat", time.Time{}, entra.ErrSessionsRevoked},
+	} {
+		if err := a.Admit(&entra.Caller{ObjectID: oid, IssuedAt: tc.iat}); !errors.Is(err, tc.want) {
+			t.Errorf("%s: Admit = %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	if err := (entra.Account{Exists: true, Enabled: true}).Admit(&entra.Caller{}); err != nil {
+		t.Errorf("an account whose sessions were never revoked: Admit = %v", err)
+	}
+	if err := (entra.Account{Exists: true}).Admit(&entra.Caller{IssuedAt: revoked}); !errors.Is(err, entra.ErrAccountDisabled) {
+		t.Errorf("disabled: Admit = %v", err)
+	}
+
+	gone := entrafake.NewGUID()
+	a, err = e.d.Account(ctx, gone)
+	if err != nil || a.Exists {
+		t.Fatalf("unknown user: Account = (%+v, %v), want Exists false", a, err)
+	}
+	if err := a.Admit(&entra.Caller{IssuedAt: revoked}); !errors.Is(err, entra.ErrAccountGone) {
+		t.Fatalf("unknown user: Admit = %v", err)
+	}
+
+	guest := entrafake.NewGUID()
+	e.g.PutUser(entrafake.User{ID: guest, UPN: "bob_fabrikam.test#EXT#@contoso.test", Enabled: true, Guest: true})
+	if a, err := e.d.Account(ctx, guest); err != nil || !a.Guest || !a.SessionsValidFrom.IsZero() {
+		t.Fatalf("guest: Account = (%+v, %v)", a, err)
+	}
+	if _, err := e.d.Account(ctx, "not-a-guid"); !errors.Is(err, entra.ErrInvalidID) {
+		t.Fatalf("Account(not a GUID) = %v, want ErrInvalidID", err)
+	}
+	for _, r := range e.g.Requests() {
+		if r.Query != "$select=id,accountEnabled,userPrincipalName,userType,signInSessionsValidFromDateTime" {
+			t.Fatalf("Graph call %+v does not select what Account reads", r)
+		}
+	}
+}
+
+// TestAccountCache: an enabled account is reused for PositiveTTL, any other answer for NegativeTTL; failures are
+// not cached.
+func TestAccountCache(t *testing.T) {
+	e := newGraphEnv(t)
+	ctx := context.Background()
+	oid := entrafake.NewGUID()
+	e.g.PutUser(entrafake.User{ID: oid, UPN: "alice@contoso.test", Enabled: true})
+	read := func() entra.Account {
+		t.Helper()
+		a, err := e.d.Account(ctx, oid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	read()
+	e.g.UpdateUser(oid, func(u *entrafake.User) { u.Enabled = false })
+	if !read().Enabled || len(e.g.Requests()) != 1 {
+		t.Fatal("an enabled account was read again inside PositiveTTL")
+	}
+	e.clock.Advance(entra.DefaultPositiveTTL)
+	if read().Enabled {
+		t.Fatal("a disabled account was answered enabled after PositiveTTL")
+	}
+	e.g.UpdateUser(oid, func(u *entrafake.User) { u.Enabled = true })
+	e.clock.Advance(entra.DefaultNegativeTTL)
+	if !read().Enabled {
+		t.Fatal("a re-enabled account was still disabled after NegativeTTL")
+	}
+	e.clock.Advance(entra.DefaultPositiveTTL)
+	e.g.SetFault(entrafake.Fault{Status: http.StatusServiceUnavailable})
+	if _, err := e.d.Account(ctx, oid); !errors.Is(err, entra.ErrUnavailable) {
+		t.Fatalf("Graph down: Account = %v, want ErrUnavailable", err)
+	}
+	e.g.SetFault(entrafake.Fault{})
+	if !read().Enabled {
+		t.Fatal("the failure was cached")
+	}
+}
+
+// TestAccountAnswerUnusable: a Graph answer that does not say what Account needs is ErrUnavailable, never an
+// enabled account.
+func TestAccountAnswerUnusable(t *testing.T) {
+	oid := entrafake.NewGUID()
+	for _, body := range []string{
+		`{"id":"` + oid + `","userPrincipalName":"a@contoso.test"}`, // accountEnabled not selected
+		`{"id":"` + oid + `","userPrincipalName":"a@contoso.test","accountEnabled":null}`,
+		`{"id":"` + oid + `","userPrincipalName":"a@contoso.test","accountEnabled":"true"}`,
+		`{"id":"` + oid + `","accountEnabled":true}`,
+		`{"id":"` + entrafake.NewGUID() + `","userPrincipalName":"a@contoso.test","accountEnabled":true}`,
+		`{"id":"` + oid + `","userPrincipalName":"a@contoso.test","accountEnabled":true,"signInSessionsValidFromDateTime":"yesterday"}`,
+		`not json`,
+	} {
+		t.Run(body, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				fmt.Fprint(w, body)
+			}))
+			t.Cleanup(srv.Close)
+			d, err := entra.NewDirectory(entra.GraphConfig{
+				Credential: &entrafake.Credential{Token: "t"}, BaseURL: srv.URL + "/", HTTPClient: srv.Client(),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a, err := d.Account(context.Background(), oid); !errors.Is(err, entra.ErrUnavailable) {
+				t.Fatalf("Account = (%+v, %v), want ErrUnavailable", a, err)
+			}
+		})
+	}
+}

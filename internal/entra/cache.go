@@ -1,0 +1,67 @@
+package entra
+
+import (
+	"sync"
+	"time"
+)
+
+// ttlCache keeps Graph answers for a while, bounded in size. A miss only costs a Graph call, so when it is full it
+// drops expired entries and then arbitrary ones rather than keeping LRU bookkeeping.
+type ttlCache[K comparable, V any] struct {
+	mu    sync.Mutex
+	max   int
+	clock func() time.Time
+	m     map[K]ttlEntry[V]
+}
+
+type ttlEntry[V any] struct {
+	v       V
+	expires time.Time
+}
+
+func newTTLCache[K comparable, V any](max int, clock func() time.Time) *ttlCache[K, V] {
+	return &ttlCache[K, V]{max: max, clock: clock, m: make(map[K]ttlEntry[V])}
+}
+
+// get returns the unexpired answer for k.
+func (c *ttlCache[K, V]) get(k K) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	if ok && c.clock().Before(e.expires) {
+		return e.v, true
+	}
+	if ok {
+		delete(c.m, k)
+	}
+	var zero V
+	return zero, false
+}
+
+// put keeps v for k for ttl; the newest entry always survives eviction.
+func (c *ttlCache[K, V]) put(k K, v V, ttl time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.clock()
+	if _, exists := c.m[k]; !exists && len(c.m) >= c.max {
+		for old, e := range c.m {
+			if !now.Before(e.expires) {
+				delete(c.m, old)
+			}
+		}
+		for old := range c.m {
+			if len(c.m) < c.max {
+				break
+			}
+			delete(c.m, old)
+		}
+	}
+	c.m[k] = ttlEntry[V]{v: v, expires: now.Add(ttl)}
+}
+
+// len is the number of entries held, expired or not.
+func (c *ttlCache[K, V]) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
+}
