@@ -292,6 +292,31 @@ func TestSelfServiceAccountReread(t *testing.T) {
 	if reads != 2 {
 		t.Fatalf("Graph account reads with the managed identity's token = %d, want 2", reads)
 	}
+
+	// The admin API: an administrator disabled after signing in to the console neither reads nor revokes.
+	cert := s.wantAPICert(t, s.entra.MintApp([]string{entra.RoleCSRRequestDb}), testca.CSROptions{Subject: pkix.Name{CommonName: "svc-2"}})
+	serial := store.SerialString(cert.SerialNumber)
+	admin := entrafake.NewGUID()
+	tok = s.entra.MintUser(admin, "carol@contoso.example", []string{entra.RoleCertificatesManage}, entrafake.WithClaim("azp", s.entra.ClientID))
+	s.entra.graph.UpdateUser(admin, func(u *entrafake.User) { u.Enabled = false })
+	for _, c := range []struct{ method, path, body string }{
+		{http.MethodGet, "/api/certificates/" + serial, ""},
+		{http.MethodPost, "/api/certificates/" + serial + "/revoke", `{"reason":"keyCompromise"}`},
+	} {
+		req, err := http.NewRequest(c.method, s.base+c.path, strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		if resp, body := testca.Do(t, http.DefaultClient, req); resp.StatusCode != http.StatusForbidden ||
+			!strings.Contains(string(body), `"code":"account_disabled"`) {
+			t.Fatalf("%s %s by a disabled administrator: %d %s", c.method, c.path, resp.StatusCode, body)
+		}
+	}
+	if rec, err := s.store.Get(t.Context(), serial); err != nil || rec.Status != store.StatusIssued {
+		t.Fatalf("record after a disabled administrator's revoke: %+v %v", rec, err)
+	}
 }
 
 // TestGuestsAllowedBySetting: AZSCEP_API_ALLOW_GUESTS admits guests (here a CSR.Request.Db guest).

@@ -192,7 +192,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 		}
 		if d.admin, err = admin.New(admin.Config{Verifier: d.verifier, Store: st, Sync: syncer, OnRevoked: onRevoked,
 			Overview: d.overview, Logger: log, UserClientApps: userApps, AnyUserClientApp: cfg.API.AdminAnyClientApp,
-			AllowGuests: cfg.API.AdminAllowGuests, Accounts: d.accounts}); err != nil {
+			AllowGuests: cfg.API.AdminAllowGuests, Accounts: d.accounts, NoDirectory: d.accounts == nil}); err != nil {
 			return nil, err
 		}
 	}
@@ -275,6 +275,8 @@ func buildAPI(ctx context.Context, cfg *config.Config, d *deps, graphCred azcore
 		ClientApps: cfg.API.ClientApps, AllowGuests: cfg.API.AllowGuests}
 	if dir != nil {
 		acfg.Ownership, acfg.Accounts, d.accounts = dir, dir, dir
+	} else {
+		acfg.NoDirectory = true
 	}
 	h, err := csrapi.New(acfg)
 	if err != nil {

@@ -67,11 +67,11 @@ tenant=$(az account show --query tenantId -o tsv)
 [[ -n $tenant ]] || die "not signed in: run az login"
 
 # service_principal prints the object ID of the service principal of a well-known application in this tenant, or
-# nothing (status 1) when the tenant has none.
+# nothing when the tenant has none. A failing az stops the script: it must not pass for "no such application".
+# (Run it as a plain assignment: inside if or || bash ignores set -e, and command substitutions clear it.)
 service_principal() {
 	local id
-	id=$(az ad sp list --filter "appId eq '$1'" --query "[0].id" -o tsv)
-	[[ -n $id ]] || return 1
+	id=$(az ad sp list --filter "appId eq '$1'" --query "[0].id" -o tsv) || die "az ad sp list for application $1 failed"
 	printf '%s\n' "$id"
 }
 
@@ -105,7 +105,8 @@ grant() {
 }
 
 graph_permissions=(User.Read.All Device.Read.All DeviceManagementManagedDevices.Read.All)
-if intune_sp=$(service_principal "$intune_app_id"); then
+intune_sp=$(service_principal "$intune_app_id")
+if [[ -n $intune_sp ]]; then
 	role=$(app_role "$intune_sp" scep_challenge_provider)
 	if [[ $role != "$intune_role_id" ]]; then
 		log "warning: scep_challenge_provider has ID $role here, not the documented $intune_role_id; using $role"
@@ -118,7 +119,8 @@ else
 	[[ $set_env == false ]] || die "--set-azd-env enables the Intune endpoint, which this tenant cannot have"
 fi
 
-graph_sp=$(service_principal "$graph_app_id") || die "no service principal for Microsoft Graph in tenant $tenant"
+graph_sp=$(service_principal "$graph_app_id")
+[[ -n $graph_sp ]] || die "no service principal for Microsoft Graph in tenant $tenant"
 for permission in "${graph_permissions[@]}"; do
 	grant "$graph_sp" "$(app_role "$graph_sp" "$permission")" "Microsoft Graph / $permission"
 done

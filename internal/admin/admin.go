@@ -54,11 +54,14 @@ type Config struct {
 	// guest_not_allowed.
 	AllowGuests bool
 	// Accounts re-reads every user caller's account (entra.RecheckUser), so an administrator whose account was
-	// disabled, or whose sessions were revoked, cannot revoke certificates with the token they still hold. nil
-	// trusts the token's account (the local development issuer has no directory).
+	// disabled, or whose sessions were revoked, cannot revoke certificates with the token they still hold.
+	// Required unless NoDirectory.
 	Accounts entra.AccountReader
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// NoDirectory trusts a token's account for the token's lifetime instead: only for the local development
+	// issuer, which has no directory to ask.
+	NoDirectory bool
+	Logger      *slog.Logger
+	Now         func() time.Time
 }
 
 // Problem codes of callers the deployment's restrictions refuse whatever their role.
@@ -66,7 +69,7 @@ const (
 	// CodeClientApp: a user token obtained by a client application the admin API does not accept.
 	CodeClientApp = "client_app_not_allowed"
 	// CodeGuest: a guest (B2B, external) account, without AZSCEP_ADMIN_ALLOW_GUESTS.
-	CodeGuest = entra.CodeGuest
+	CodeGuest = httpx.CodeGuest
 )
 
 // Handler serves /api/certificates.
@@ -76,6 +79,9 @@ type Handler struct{ cfg Config }
 func New(cfg Config) (*Handler, error) {
 	if cfg.Verifier == nil || cfg.Store == nil {
 		return nil, errors.New("admin: verifier and store are required")
+	}
+	if cfg.Accounts == nil && !cfg.NoDirectory {
+		return nil, errors.New("admin: an account reader is required (NoDirectory only for the development issuer)")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -180,12 +186,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Detail: "the client application is not allowed to use the admin API for a user (AZSCEP_ADMIN_CLIENT_APPS)"})
 		return
 	}
-	if _, p, err := entra.RecheckUser(r.Context(), h.cfg.Accounts, caller, h.cfg.AllowGuests); p != nil {
-		if err != nil {
-			h.cfg.Logger.Warn("admin account check failed", "caller", caller.ObjectID, "err", err)
+	if !h.cfg.NoDirectory {
+		if _, err := entra.RecheckUser(r.Context(), h.cfg.Accounts, caller, h.cfg.AllowGuests); err != nil {
+			p := httpx.AccountProblem(err)
+			if p == nil {
+				h.unavailable(w, r, err)
+				return
+			}
+			h.cfg.Logger.Warn("admin caller refused by its account", "caller", caller.ObjectID, "status", p.Status,
+				"code", p.Code, "err", err)
+			httpx.WriteProblem(w, r, p)
+			return
 		}
-		httpx.WriteProblem(w, r, p)
-		return
 	}
 	rest := strings.Trim(strings.TrimPrefix(r.URL.Path, "/api/certificates"), "/")
 	if h.serveConsoleRoutes(w, r, rest) {

@@ -25,6 +25,7 @@ import (
 	"github.com/azscep/azscep/internal/admin"
 	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/entra/entrafake"
+	"github.com/azscep/azscep/internal/httpx"
 	"github.com/azscep/azscep/internal/revocation"
 	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/store/memstore"
@@ -700,6 +701,13 @@ func TestNewValidates(t *testing.T) {
 	if _, err := admin.New(admin.Config{Verifier: fakeVerifier{}}); err == nil {
 		t.Error("New accepted a config without a store")
 	}
+	// Forgetting the account reader fails closed: trusting tokens' accounts must be asked for.
+	if _, err := admin.New(admin.Config{Verifier: fakeVerifier{}, Store: memstore.New()}); err == nil {
+		t.Error("New accepted a config without an account reader")
+	}
+	if _, err := admin.New(admin.Config{Verifier: fakeVerifier{}, Store: memstore.New(), NoDirectory: true}); err != nil {
+		t.Errorf("New refused NoDirectory: %v", err)
+	}
 }
 
 type fakeVerifier struct{}
@@ -925,9 +933,9 @@ func TestAdminAccountReread(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"disabled", func(u *entrafake.User) { u.Enabled = false }, http.StatusForbidden, entra.CodeAccountDisabled},
+		{"disabled", func(u *entrafake.User) { u.Enabled = false }, http.StatusForbidden, httpx.CodeAccountDisabled},
 		{"sessions revoked", func(u *entrafake.User) { u.SessionsValidFrom = time.Now().Add(time.Minute) },
-			http.StatusUnauthorized, entra.CodeSessionsRevoked},
+			http.StatusUnauthorized, httpx.CodeSessionsRevoked},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, nil)

@@ -1575,7 +1575,7 @@ args="$*"
 case "$args" in
 "account show"*) echo 11111111-1111-1111-1111-111111111111 ;;
 "cloud show"*) echo https://graph.microsoft.com/ ;;
-*"appId eq 'c161e42e-d4df-4a3d-9b42-e7a3c31f59d4'"*) [ "$INTUNE" = 1 ] && echo intune-sp ;;
+*"appId eq 'c161e42e-d4df-4a3d-9b42-e7a3c31f59d4'"*) [ "$INTUNE" = fail ] && { echo "throttled" >&2; exit 1; }; [ "$INTUNE" = 1 ] && echo intune-sp; exit 0 ;;
 *"appId eq '00000003-0000-0000-c000-000000000000'"*) echo graph-sp ;;
 *"--method GET"*"/appRoleAssignments"*) ;;
 *"--method GET"*"appRoles"*) v=${args#*value==\'}; echo "role-${v%%\'*}" ;;
@@ -1595,6 +1595,8 @@ esac
 		{"tenant without Intune", false, nil, []string{"graph-sp/role-User.Read.All", "graph-sp/role-Device.Read.All",
 			"graph-sp/role-DeviceManagementManagedDevices.Read.All"}, true},
 		{"without Intune, --set-azd-env", false, []string{"--set-azd-env"}, nil, false},
+		// A failing lookup is not "no Intune here": the script stops before granting anything.
+		{"the Intune lookup fails", false, []string{"fail"}, nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -1616,11 +1618,14 @@ esac
 					t.Fatal(err)
 				}
 			}
-			intune := "0"
+			intune, args := "0", tc.args
 			if tc.intune {
 				intune = "1"
 			}
-			cmd := exec.Command(bash, append([]string{filepath.Join(scripts, "grant-intune.sh"), principal}, tc.args...)...)
+			if slices.Equal(args, []string{"fail"}) {
+				intune, args = "fail", nil
+			}
+			cmd := exec.Command(bash, append([]string{filepath.Join(scripts, "grant-intune.sh"), principal}, args...)...)
 			cmd.Env = []string{"PATH=" + stubs + string(os.PathListSeparator) + os.Getenv("PATH"), "GRANTS=" + grants,
 				"INTUNE=" + intune}
 			out, err := cmd.CombinedOutput()

@@ -2,6 +2,7 @@ package csrapi_test
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -86,8 +87,11 @@ func TestAccountRead(t *testing.T) {
 					t.Fatalf("records = %d, want 0", n)
 				}
 				if tc.name == "sessions revoked" {
-					// Signing in again after the revocation gives a token the account stands behind.
+					// Entra back-dates iat by five minutes: a token obtained a minute after the revocation is
+					// refused too, one obtained five minutes after it is not.
 					e.clock.Advance(time.Minute)
+					wantProblem(t, e.post(e.userToken(alice, role.roles), der), tc.status, tc.code)
+					e.clock.Advance(4*time.Minute + time.Second)
 					e.wantCert(e.post(e.userToken(alice, role.roles), der))
 				}
 			})
@@ -124,15 +128,37 @@ func TestAccountRead(t *testing.T) {
 		alice := newUser("alice")
 		dev := entrafake.NewGUID()
 		e.graph.AddDevice(dev, alice.oid)
+		managed := entrafake.NewGUID()
+		e.graph.AddManagedDevice(entrafake.ManagedDevice{ID: managed, UserID: alice.oid})
 		tok := e.userToken(alice, selfService)
 		// An administrator gives alice's UPN to someone else and alice a new one; her token still says the old one.
-		e.graph.UpdateUser(alice.oid, func(a *entrafake.User) { a.UPN = "alice.old@contoso.test" })
-		wantProblem(t, e.post(tok, userCSR(alice)), http.StatusForbidden, csrapi.CodeNotSelf)
+		e.graph.UpdateUser(alice.oid, func(a *entrafake.User) { a.UPN = "alice.new@contoso.test" })
+		for name, o := range map[string]testca.CSROptions{
+			"UPN SAN":                     {UPNs: []string{alice.upn}},
+			"CN":                          {Subject: cn(alice.upn)},
+			"CN beside an owned device":   {Subject: cn(alice.upn), URIs: []*url.URL{deviceURI(managed)}},
+			"UPN SAN beside a device CN":  {Subject: cn(dev), UPNs: []string{alice.upn}},
+			"CN upper-cased beside a URI": {Subject: cn(strings.ToUpper(alice.upn)), URIs: []*url.URL{deviceURI(managed)}},
+		} {
+			wantProblem(t, e.post(tok, csrDER(t, ecKey(t, "renamed-"+name), o)), http.StatusForbidden, csrapi.CodeNotSelf)
+		}
 		if n := e.records(""); n != 0 {
 			t.Fatalf("records = %d, want 0", n)
 		}
 		// A device certificate binds her object ID, which did not change.
 		e.wantCert(e.post(tok, csrDER(t, ecKey(t, "renamed-device"), testca.CSROptions{Subject: cn(dev)})))
+		e.wantCert(e.post(tok, csrDER(t, ecKey(t, "renamed-managed"), testca.CSROptions{URIs: []*url.URL{deviceURI(managed)}})))
+	})
+
+	t.Run("a retry inside the retry window is re-read too", func(t *testing.T) {
+		e := newEnv(t)
+		alice := newUser("alice")
+		tok := e.userToken(alice, selfService)
+		der := userCSR(alice)
+		e.wantCert(e.post(tok, der))
+		e.graph.UpdateUser(alice.oid, func(a *entrafake.User) { a.Enabled = false })
+		e.clock.Advance(entra.DefaultPositiveTTL)
+		wantProblem(t, e.post(tok, der), http.StatusForbidden, csrapi.CodeAccountDisabled)
 	})
 
 	for _, status := range []int{http.StatusServiceUnavailable, http.StatusTooManyRequests, http.StatusForbidden} {
@@ -164,4 +190,19 @@ func TestAccountRead(t *testing.T) {
 			t.Fatalf("Graph calls = %d for a malformed CSR", n)
 		}
 	})
+}
+
+// TestNewNeedsAnAccountReader: forgetting the account reader fails closed; trusting tokens' accounts must be asked
+// for (NoDirectory, the development issuer).
+func TestNewNeedsAnAccountReader(t *testing.T) {
+	var c csrapi.Config
+	newEnv(t, func(cfg *csrapi.Config) { c = *cfg })
+	c.Accounts = nil
+	if _, err := csrapi.New(c); err == nil {
+		t.Fatal("New accepted a config without an account reader")
+	}
+	c.NoDirectory = true
+	if _, err := csrapi.New(c); err != nil {
+		t.Fatalf("New refused NoDirectory: %v", err)
+	}
 }

@@ -59,10 +59,12 @@ type Config struct {
 	// Ownership answers self-service device questions; nil refuses device self-service (fail closed).
 	Ownership Ownership
 	// Accounts re-reads every user caller's account before a certificate is issued, so a token issued before an
-	// administrator deleted or disabled the account, revoked its sessions or changed its UPN binds nothing. nil
-	// trusts the token's account for the token's lifetime: only the local development issuer, which has no
-	// directory, is wired that way.
+	// administrator deleted or disabled the account, revoked its sessions or changed its UPN binds nothing.
+	// Required unless NoDirectory.
 	Accounts entra.AccountReader
+	// NoDirectory trusts a token's account for the token's lifetime instead: only for the local development
+	// issuer, which has no directory to ask.
+	NoDirectory bool
 	// Issuer runs the same issuance cycle and records as SCEP.
 	Issuer *issuance.Issuer
 	// Chain is sent after the leaf in PEM and PKCS#7 answers, issuing CA first.
@@ -99,6 +101,9 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Verifier == nil || cfg.Issuer == nil || cfg.Profile == nil || len(cfg.Chain) == 0 {
 		return nil, errors.New("csrapi: verifier, issuer, profile and chain are required")
 	}
+	if cfg.Accounts == nil && !cfg.NoDirectory {
+		return nil, errors.New("csrapi: an account reader is required (NoDirectory only for the development issuer)")
+	}
 	if cfg.RatePerCaller <= 0 {
 		cfg.RatePerCaller = 5
 	}
@@ -126,12 +131,12 @@ const (
 	CodeNotOwner      = "device_not_owned"
 	CodeNotClientAuth = "self_service_client_auth_only"
 	CodeClientApp     = "client_app_not_allowed"
-	CodeGuest         = entra.CodeGuest
+	CodeGuest         = httpx.CodeGuest
 	CodeProfile       = "unknown_profile"
 	// CodeAccountDisabled: the token's account has been disabled or deleted since the token was issued.
-	CodeAccountDisabled = entra.CodeAccountDisabled
+	CodeAccountDisabled = httpx.CodeAccountDisabled
 	// CodeSessionsRevoked: the account's sessions were revoked after the token was issued (401: sign in again).
-	CodeSessionsRevoked = entra.CodeSessionsRevoked
+	CodeSessionsRevoked = httpx.CodeSessionsRevoked
 )
 
 // ServeHTTP rejects before spending: method, token, role and rate limit come before the body is read, and
@@ -397,13 +402,23 @@ func (h *Handler) enroll(ctx context.Context, caller *entra.Caller, der []byte, 
 	return res, nil
 }
 
-// account re-reads a user caller's account (entra.RecheckUser).
+// account re-reads a user caller's account (entra.RecheckUser) and answers a token it no longer stands behind.
 func (h *Handler) account(ctx context.Context, caller *entra.Caller) (*entra.Account, *httpx.Problem) {
-	a, p, err := entra.RecheckUser(ctx, h.cfg.Accounts, caller, h.cfg.AllowGuests)
-	if err != nil {
+	if h.cfg.NoDirectory {
+		return nil, nil
+	}
+	a, err := entra.RecheckUser(ctx, h.cfg.Accounts, caller, h.cfg.AllowGuests)
+	if err == nil {
+		return a, nil
+	}
+	p := httpx.AccountProblem(err)
+	if p == nil || p.Status == http.StatusServiceUnavailable {
 		h.log.Warn("csr account check failed", "caller", callerID(caller), "err", err)
 	}
-	return a, p
+	if p == nil {
+		p = &httpx.Problem{Status: http.StatusInternalServerError, Code: CodeInternal, Detail: "internal error"}
+	}
+	return nil, p
 }
 
 var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
@@ -416,7 +431,8 @@ var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
 // number, title…: relying parties map certificates by subject attributes the caller could otherwise choose;
 // pkix.Name keeps only the last CN, a relying party may read the first); IntuneDeviceId URIs must be exactly
 // IntuneDeviceId://<GUID>, so that no parser can read another device out of user info or a path. The caller's
-// UPN is the token's upn claim only (entra.Caller.UPN), never the mutable preferred_username.
+// UPN is the token's upn claim only (entra.Caller.UPN), never the mutable preferred_username, and only while acct,
+// the account as Graph has it now, still carries it.
 func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, acct *entra.Account, req *policy.Request) (string, error) {
 	forbid := func(code, detail string) error {
 		return &httpx.Problem{Status: http.StatusForbidden, Code: code, Detail: detail}
@@ -441,6 +457,17 @@ func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, acct *e
 		return "", forbid(CodeNotSelf, "the subject has more than one common name")
 	}
 	cn := req.Subject.CommonName
+	if acct != nil && caller.UPN != "" && !policy.SameName(acct.UPN, caller.UPN) {
+		// An administrator renamed the account since the token was issued: the token's UPN may be someone
+		// else's now, so it binds nothing, in a user certificate or beside a device.
+		named := cn != "" && policy.SameName(cn, caller.UPN)
+		for _, upn := range req.UPNs {
+			named = named || policy.SameName(upn, caller.UPN)
+		}
+		if named {
+			return "", forbid(CodeNotSelf, "your UPN has changed since you signed in; get a new token")
+		}
+	}
 	// A device certificate: CN is a device ID, and/or one IntuneDeviceId:// URI naming the same device. With the
 	// URI, relying parties read the ID as an Intune managed-device ID, so only that managed device decides
 	// (managed); a CN alone may be an Entra or an Intune device ID.
@@ -504,10 +531,6 @@ func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, acct *e
 	}
 	if len(req.UPNs) == 0 && cn == "" {
 		return "", forbid(CodeNotSelf, "the certificate must name your UPN")
-	}
-	if acct != nil && !policy.SameName(acct.UPN, caller.UPN) {
-		// An administrator renamed the account since the token was issued: the old UPN may be someone else's now.
-		return "", forbid(CodeNotSelf, "your UPN has changed since you signed in; sign in again")
 	}
 	if cn != "" && !policy.SameName(cn, caller.UPN) {
 		return "", forbid(CodeNotSelf, "the subject must be your UPN")

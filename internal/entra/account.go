@@ -2,16 +2,14 @@ package entra
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
-
-	"github.com/azscep/azscep/internal/httpx"
 )
 
-// Why Account.Admit refuses a user's token. The token itself verified: Graph says the account behind it has
+// Why Account.Check refuses a user's token. The token itself verified: Graph says the account behind it has
 // changed since it was issued, so it no longer speaks for anyone entitled to a certificate.
 var (
 	// ErrAccountGone: Graph has no user with the token's oid (deleted).
@@ -21,7 +19,14 @@ var (
 	// ErrSessionsRevoked: the token was issued before the account's signInSessionsValidFromDateTime, which
 	// Entra moves forward when an administrator revokes the user's sessions (and on a password reset).
 	ErrSessionsRevoked = errors.New("entra: the account's sessions were revoked after the token was issued")
+	// ErrGuestAccount: Graph says the account is a guest (userType Guest) where guests are not admitted.
+	ErrGuestAccount = errors.New("entra: the account is a guest")
 )
+
+// AccountReader reads a user's account (a *Directory in production).
+type AccountReader interface {
+	Account(ctx context.Context, userObjectID string) (Account, error)
+}
 
 // Account is what Graph says of a user now.
 type Account struct {
@@ -39,11 +44,12 @@ type Account struct {
 	SessionsValidFrom time.Time
 }
 
-// Admit reports whether a user's verified token still speaks for the account: it exists, is enabled, and its
+// Check reports whether a user's verified token still speaks for the account: it exists, is enabled, and its
 // sessions were not revoked after the token was issued. A token without iat is taken as issued before any
-// revocation. Entra back-dates iat by five minutes, so a token obtained in the first minutes after a revocation
-// can still be refused: the user signs in again a little later.
-func (a Account) Admit(c *Caller) error {
+// revocation. Entra back-dates iat (and nbf) by five minutes, so a token obtained in the first five minutes after
+// a revocation, a password change or the account's creation is refused too: the user gets a new one a little
+// later. Erring that way keeps a token issued just before a revocation from passing.
+func (a Account) Check(c *Caller) error {
 	switch {
 	case !a.Exists:
 		return ErrAccountGone
@@ -73,12 +79,13 @@ func (d *Directory) Account(ctx context.Context, userObjectID string) (Account, 
 		return a, nil
 	}
 	var u struct {
-		ID                string  `json:"id"`
-		AccountEnabled    *bool   `json:"accountEnabled"`
-		UPN               string  `json:"userPrincipalName"`
-		UserType          string  `json:"userType"`
-		SessionsValidFrom *string `json:"signInSessionsValidFromDateTime"`
+		ID                string          `json:"id"`
+		AccountEnabled    *bool           `json:"accountEnabled"`
+		UPN               string          `json:"userPrincipalName"`
+		UserType          string          `json:"userType"`
+		SessionsValidFrom json.RawMessage `json:"signInSessionsValidFromDateTime"`
 	}
+	asked := d.cfg.Clock()
 	found, err := d.getJSON(ctx, d.graphURL("v1.0/users/"+id+"?$select="+userSelect), &u)
 	if err != nil {
 		return Account{}, err
@@ -92,62 +99,43 @@ func (d *Directory) Account(ctx context.Context, userObjectID string) (Account, 
 			return Account{}, fmt.Errorf("%w: Graph user answer has no accountEnabled", ErrUnavailable)
 		case u.UPN == "":
 			return Account{}, fmt.Errorf("%w: Graph user answer has no userPrincipalName", ErrUnavailable)
+		case u.SessionsValidFrom == nil:
+			// Absent, not null: the $select was not honoured, and no revocation time must not mean "none".
+			return Account{}, fmt.Errorf("%w: Graph user answer has no signInSessionsValidFromDateTime", ErrUnavailable)
 		}
 		a.Exists, a.Enabled, a.UPN = true, *u.AccountEnabled, u.UPN
 		a.Guest = strings.EqualFold(u.UserType, "Guest")
-		if u.SessionsValidFrom != nil && *u.SessionsValidFrom != "" {
-			t, err := time.Parse(time.RFC3339Nano, *u.SessionsValidFrom)
-			if err != nil {
-				return Account{}, fmt.Errorf("%w: Graph signInSessionsValidFromDateTime: %w", ErrUnavailable, err)
-			}
-			a.SessionsValidFrom = t
+		var since *time.Time // null: the sessions were never revoked
+		if err := json.Unmarshal(u.SessionsValidFrom, &since); err != nil {
+			return Account{}, fmt.Errorf("%w: Graph signInSessionsValidFromDateTime: %w", ErrUnavailable, err)
+		}
+		if since != nil {
+			a.SessionsValidFrom = *since
 		}
 	}
-	d.accounts.put(id, a, d.ttl(a.Exists && a.Enabled))
+	// Counted from when Graph was asked, and never over an answer asked for later: a slow read must not keep an
+	// older "enabled" in place of a newer "disabled".
+	d.accounts.put(id, a, asked, d.ttl(a.Exists && a.Enabled))
 	return a, nil
 }
 
-// AccountReader reads a user's account (a *Directory in production).
-type AccountReader interface {
-	Account(ctx context.Context, userObjectID string) (Account, error)
-}
-
-// Problem codes for a user whose account no longer stands behind the token, the same at every door.
-const (
-	// CodeAccountDisabled: the account was disabled or deleted after the token was issued.
-	CodeAccountDisabled = "account_disabled"
-	// CodeSessionsRevoked: the account's sessions were revoked after the token was issued (401: sign in again).
-	CodeSessionsRevoked = "sessions_revoked"
-	// CodeGuest: a guest (B2B, external) account where the deployment does not admit guests.
-	CodeGuest = "guest_not_allowed"
-)
-
-// RecheckUser re-reads a user caller's account and answers a token the account no longer stands behind: 403
-// account_disabled, 401 sessions_revoked (with an invalid_token challenge, so clients sign in again), 403
-// guest_not_allowed for an account Graph now calls a guest unless allowGuests, 503 when Graph cannot tell (err is
-// then the cause, for the log). Apps are not re-read, their role was assigned to the application itself; nor is
-// anyone when r is nil (the local development issuer has no directory). The account is returned when it was read.
-func RecheckUser(ctx context.Context, r AccountReader, c *Caller, allowGuests bool) (*Account, *httpx.Problem, error) {
-	if c.IsApp || r == nil {
-		return nil, nil, nil
+// RecheckUser re-reads a user caller's account and returns why the token no longer speaks for it: an error wrapping
+// ErrAccountGone, ErrAccountDisabled or ErrSessionsRevoked (Account.Check), ErrGuestAccount for an account Graph now
+// calls a guest unless allowGuests, or ErrUnavailable when Graph cannot tell. Apps are not re-read, their role was
+// assigned to the application itself. The account is returned when it was read.
+func RecheckUser(ctx context.Context, r AccountReader, c *Caller, allowGuests bool) (*Account, error) {
+	if c.IsApp {
+		return nil, nil
 	}
 	a, err := r.Account(ctx, c.ObjectID)
 	if err != nil {
-		return nil, &httpx.Problem{Status: http.StatusServiceUnavailable, Code: "unavailable",
-			Detail: "your account cannot be checked right now", RetryAfter: 30 * time.Second}, err
+		return nil, err
 	}
-	switch err := a.Admit(c); {
-	case errors.Is(err, ErrSessionsRevoked):
-		ae := &AuthError{Status: http.StatusUnauthorized, Code: CodeInvalidToken,
-			Description: "your sessions were revoked after this token was issued; sign in again"}
-		return nil, &httpx.Problem{Status: ae.Status, Code: CodeSessionsRevoked, Detail: ae.Description,
-			Header: http.Header{"WWW-Authenticate": {ae.WWWAuthenticate()}}}, nil
-	case err != nil:
-		return nil, &httpx.Problem{Status: http.StatusForbidden, Code: CodeAccountDisabled,
-			Detail: "your account is disabled or no longer exists"}, nil
-	case a.Guest && !allowGuests:
-		return nil, &httpx.Problem{Status: http.StatusForbidden, Code: CodeGuest,
-			Detail: "guest accounts are not admitted"}, nil
+	if err := a.Check(c); err != nil {
+		return nil, err
 	}
-	return &a, nil, nil
+	if a.Guest && !allowGuests {
+		return nil, ErrGuestAccount
+	}
+	return &a, nil
 }

@@ -40,15 +40,15 @@ func TestAccount(t *testing.T) {
 		{"issued before the revocation", revoked.Add(-time.Second), entra.ErrSessionsRevoked},
 		{"no iat", time.Time{}, entra.ErrSessionsRevoked},
 	} {
-		if err := a.Admit(&entra.Caller{ObjectID: oid, IssuedAt: tc.iat}); !errors.Is(err, tc.want) {
-			t.Errorf("%s: Admit = %v, want %v", tc.name, err, tc.want)
+		if err := a.Check(&entra.Caller{ObjectID: oid, IssuedAt: tc.iat}); !errors.Is(err, tc.want) {
+			t.Errorf("%s: Check = %v, want %v", tc.name, err, tc.want)
 		}
 	}
-	if err := (entra.Account{Exists: true, Enabled: true}).Admit(&entra.Caller{}); err != nil {
-		t.Errorf("an account whose sessions were never revoked: Admit = %v", err)
+	if err := (entra.Account{Exists: true, Enabled: true}).Check(&entra.Caller{}); err != nil {
+		t.Errorf("an account whose sessions were never revoked: Check = %v", err)
 	}
-	if err := (entra.Account{Exists: true}).Admit(&entra.Caller{IssuedAt: revoked}); !errors.Is(err, entra.ErrAccountDisabled) {
-		t.Errorf("disabled: Admit = %v", err)
+	if err := (entra.Account{Exists: true}).Check(&entra.Caller{IssuedAt: revoked}); !errors.Is(err, entra.ErrAccountDisabled) {
+		t.Errorf("disabled: Check = %v", err)
 	}
 
 	gone := entrafake.NewGUID()
@@ -56,8 +56,8 @@ func TestAccount(t *testing.T) {
 	if err != nil || a.Exists {
 		t.Fatalf("unknown user: Account = (%+v, %v), want Exists false", a, err)
 	}
-	if err := a.Admit(&entra.Caller{IssuedAt: revoked}); !errors.Is(err, entra.ErrAccountGone) {
-		t.Fatalf("unknown user: Admit = %v", err)
+	if err := a.Check(&entra.Caller{IssuedAt: revoked}); !errors.Is(err, entra.ErrAccountGone) {
+		t.Fatalf("unknown user: Check = %v", err)
 	}
 
 	guest := entrafake.NewGUID()

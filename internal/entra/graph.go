@@ -55,7 +55,7 @@ type GraphConfig struct {
 	// still be answered "owned" or "enabled".
 	PositiveTTL time.Duration
 	NegativeTTL time.Duration
-	// MaxCacheEntries bounds the answer cache.
+	// MaxCacheEntries bounds each answer cache (device answers, accounts).
 	MaxCacheEntries int
 	// Clock is time.Now unless a test needs to move time.
 	Clock func() time.Time
@@ -233,6 +233,7 @@ func (d *Directory) verdict(ctx context.Context, userObjectID, deviceID string, 
 	if v, ok := d.owned.get(key); ok {
 		return v, nil
 	}
+	asked := d.cfg.Clock()
 
 	var v DeviceVerdict
 	var err error
@@ -244,7 +245,7 @@ func (d *Directory) verdict(ctx context.Context, userObjectID, deviceID string, 
 	if err != nil {
 		return DeviceNotOwned, err
 	}
-	d.owned.put(key, v, d.ttl(v == DeviceOwned))
+	d.owned.put(key, v, asked, d.ttl(v == DeviceOwned))
 	return v, nil
 }
 

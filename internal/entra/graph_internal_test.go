@@ -23,7 +23,7 @@ func TestOwnershipCacheIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 10 {
-		d.owned.put(ownershipKey{user: "u", device: fmt.Sprint(i)}, DeviceOwned, time.Minute)
+		d.owned.put(ownershipKey{user: "u", device: fmt.Sprint(i)}, DeviceOwned, now, time.Minute)
 		if n := d.owned.len(); n > 3 {
 			t.Fatalf("cache grew to %d entries, limit 3", n)
 		}
@@ -34,14 +34,26 @@ func TestOwnershipCacheIsBounded(t *testing.T) {
 	}
 	// Expired entries go first.
 	now = now.Add(2 * time.Minute)
-	d.owned.put(ownershipKey{user: "u", device: "fresh"}, DeviceOwned, time.Minute)
+	d.owned.put(ownershipKey{user: "u", device: "fresh"}, DeviceOwned, now, time.Minute)
 	if n := d.owned.len(); n != 1 {
 		t.Fatalf("expired entries not swept: %d left", n)
 	}
 	// An expired entry is not answered.
-	d.accounts.put("u", Account{Enabled: true}, time.Minute)
+	d.accounts.put("u", Account{Enabled: true}, now, time.Minute)
 	now = now.Add(time.Minute)
 	if _, ok := d.accounts.get("u"); ok {
 		t.Fatal("an expired account answer was reused")
+	}
+	// The TTL counts from the question, and an answer to an older question does not replace a newer one.
+	asked := now.Add(-50 * time.Second)
+	d.accounts.put("u", Account{Enabled: false}, now, time.Minute)
+	d.accounts.put("u", Account{Enabled: true}, asked, time.Minute)
+	if a, ok := d.accounts.get("u"); !ok || a.Enabled {
+		t.Fatalf("a slow older answer replaced a newer one: %+v %v", a, ok)
+	}
+	d.accounts.put("v", Account{Enabled: true}, asked, time.Minute)
+	now = now.Add(15 * time.Second)
+	if _, ok := d.accounts.get("v"); ok {
+		t.Fatal("an answer was kept for its TTL from when it arrived, not from when it was asked")
 	}
 }

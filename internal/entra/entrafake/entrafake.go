@@ -506,7 +506,9 @@ func (s *Server) mint(principal func(*mint), opts []MintOption) string {
 			Guest: m.guestOf != "" || strings.Contains(strings.ToUpper(m.upn), "#EXT#")})
 	}
 	c := jwt.MapClaims{
-		"iat": m.now.Unix(),
+		// Entra back-dates iat and nbf by five minutes (300 s of clock skew), as its documented sample tokens
+		// show (iat == nbf, exp - iat = 65 minutes).
+		"iat": m.now.Add(-5 * time.Minute).Unix(),
 		"nbf": m.now.Add(-5 * time.Minute).Unix(),
 		"exp": m.now.Add(time.Hour).Unix(),
 		"tid": m.tenant,
