@@ -71,6 +71,8 @@ type buildOptions struct {
 	// environ is what the configuration was loaded from (nil: the process environment), loaded again once the
 	// service has read the Key Vault references App Service could not (references).
 	environ []string
+	// referenceRetry is readLater's first wait (0: defaultReferenceRetry).
+	referenceRetry time.Duration
 }
 
 // build wires every dependency of the routes.

@@ -577,6 +577,40 @@ func TestKeyVaultReferenceReadByTheService(t *testing.T) {
 		}
 	})
 
+	t.Run("readable only after the service is ready", func(t *testing.T) {
+		// The secret role spreads after the key roles: the service is ready with the static endpoint disabled,
+		// keeps reading the reference, and brings the endpoint up when it reads, without a restart.
+		v := newVaultCA(t, caKey, "", nil)
+		v.kv.SetSecret("static-challenge", kvStaticSecret)
+		v.kv.Reset()
+		v.kv.Fail(kvfake.OpGetSecret, 2, http.StatusForbidden) // at start, and on the first later try
+		opts := v.opts()
+		opts.referenceRetry = 20 * time.Millisecond
+		svc := startServeReferences(t, v.env(ref(v, "static-challenge")), opts, false)
+		deadline := time.Now().Add(10 * time.Second)
+		for postStatus(t, svc.scepURL("static")) == http.StatusServiceUnavailable {
+			if time.Now().After(deadline) {
+				t.Fatalf("the static endpoint is still disabled after the reference became readable:\n%s", svc.logText())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if got := v.kv.Count(kvfake.OpGetSecret); got != 3 {
+			t.Errorf("%d secret reads, want 3", got)
+		}
+		certs, _ := getCACert(t, svc.scepURL("static"))
+		to := recipients(t, certs)
+		staticEnroll(t, svc, to, "kv-reference-later").mustSucceed(t, to[0])
+		if !strings.Contains(svc.logText(), "features reloaded with the Key Vault references read") ||
+			strings.Contains(svc.logText(), kvStaticSecret) {
+			t.Errorf("log: want the reload and never the value:\n%s", svc.logText())
+		}
+		// Nothing is read once every reference is.
+		time.Sleep(100 * time.Millisecond)
+		if got := v.kv.Count(kvfake.OpGetSecret); got != 3 {
+			t.Errorf("%d secret reads after the last reference was read, want 3", got)
+		}
+	})
+
 	t.Run("missing secret", func(t *testing.T) {
 		v := newVaultCA(t, caKey, "", nil)
 		v.kv.Reset()

@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/azscep/azscep/internal/admin"
@@ -83,16 +85,22 @@ func shutdown(srv *http.Server) {
 	_ = srv.Shutdown(ctx)
 }
 
-// app is the running service: the mux is swapped in once the dependencies are ready.
+// app is the running service: the routes are swapped in once the dependencies are ready, and again when a Key
+// Vault reference still unreadable then is read later (readLater).
 type app struct {
-	cfg   *config.Config
-	log   *slog.Logger
-	opts  buildOptions
-	ready chan struct{}
-	mux   http.Handler
-	deps  *deps
+	cfg     *config.Config
+	log     *slog.Logger
+	opts    buildOptions
+	ready   chan struct{}
+	current atomic.Pointer[served]
 
 	closeOnce sync.Once
+}
+
+// served is one set of dependencies and the routes over them.
+type served struct {
+	deps *deps
+	mux  http.Handler
 }
 
 func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -103,7 +111,7 @@ func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	select {
 	case <-a.ready:
-		a.mux.ServeHTTP(w, r)
+		a.current.Load().mux.ServeHTTP(w, r)
 		return
 	default:
 	}
@@ -111,7 +119,7 @@ func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer t.Stop()
 	select {
 	case <-a.ready:
-		a.mux.ServeHTTP(w, r)
+		a.current.Load().mux.ServeHTTP(w, r)
 	case <-t.C:
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusServiceUnavailable, Code: "starting",
 			Detail: "the service is starting", RetryAfter: 5 * time.Second})
@@ -153,13 +161,60 @@ func (a *app) init(ctx context.Context) error {
 			logFault(a.log, f)
 		}
 	}
-	a.deps = d
-	a.mux = d.unclean(routes(d))
+	a.current.Store(&served{deps: d, mux: d.unclean(routes(d))})
 	close(a.ready)
 	a.log.Info("ready", "duration_ms", time.Since(start).Milliseconds(), "ca", d.keys.CA().Subject.String(),
 		"ca_sha256", custody.Fingerprint(d.keys.CA()))
+	if len(refs) > 0 {
+		go a.readLater(ctx, refs, resolved)
+	}
 	return nil
 }
+
+// readLater keeps reading the Key Vault references that were still refused (or unreachable) when the service
+// became ready: the identity's Key Vault Secrets User role can spread after its key roles, and App Service reads
+// a reference again only at a restart or after 24 hours. Once one reads, the dependencies are built again with it
+// and swapped in, so its feature (e.g. the static SCEP endpoint) comes up without a restart. The wait doubles from
+// referenceRetry up to ten minutes; each try costs one request per reference.
+func (a *app) readLater(ctx context.Context, refs []string, resolved map[string]string) {
+	wait := a.opts.referenceRetry
+	if wait <= 0 {
+		wait = defaultReferenceRetry
+	}
+	for len(refs) > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Minute)
+		cfg, left := references(ctx, a.cfg, refs, resolved, a.log, a.opts)
+		if cfg == a.cfg {
+			refs = left // nothing new read
+			continue
+		}
+		d, err := build(ctx, cfg, a.log, a.opts)
+		if err != nil {
+			// The values read stay in resolved; the next try loads them again.
+			a.log.Warn("rebuilding with the Key Vault references read failed; retrying", "err", err)
+			continue
+		}
+		a.cfg, refs = cfg, left
+		old := a.current.Swap(&served{deps: d, mux: d.unclean(routes(d))})
+		if old.deps.close != nil {
+			old.deps.close() // requests still on the old routes need none of what it stops
+		}
+		for _, f := range cfg.FaultList() {
+			if readsReference(cfg, f.Err.Setting) && !slices.Contains(left, f.Err.Setting) {
+				logFault(a.log, f)
+			}
+		}
+		a.log.Info("features reloaded with the Key Vault references read", "still_unread", len(left))
+	}
+}
+
+// defaultReferenceRetry is readLater's first wait.
+const defaultReferenceRetry = 30 * time.Second
 
 // transientAtStart reports whether a start-up failure may pass by itself: the store or Key Vault unreachable,
 // throttled, or refusing a role that is still being applied.
@@ -170,8 +225,8 @@ func transientAtStart(err error) bool {
 
 func (a *app) close() {
 	a.closeOnce.Do(func() {
-		if a.deps != nil && a.deps.close != nil {
-			a.deps.close()
+		if cur := a.current.Load(); cur != nil && cur.deps.close != nil {
+			cur.deps.close()
 		}
 	})
 }
