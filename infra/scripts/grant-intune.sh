@@ -7,13 +7,14 @@
 #
 #   Microsoft Intune API  scep_challenge_provider                 validate SCEP challenges, notify Intune, and
 #                                                                 download/upload revocation requests
-#   Microsoft Graph       Application.Read.All                    Intune service discovery
+#   Microsoft Graph       Application.Read.All                    Intune service discovery; /api/csr and admin API:
+#                                                                 an app-only token's service principal (enabled)
 #   Microsoft Graph       User.Read.All                           /api/csr and admin API: a user token's account
 #                                                                 (enabled, UPN, sessions revoked) as it is now
 #   Microsoft Graph       Device.Read.All                         self-service: registered owners of a device
 #   Microsoft Graph       DeviceManagementManagedDevices.Read.All self-service: the user of a managed device
 #
-# In a tenant without Intune (no Microsoft Intune API service principal) only the three Graph permissions /api/csr
+# In a tenant without Intune (no Microsoft Intune API service principal) only the four Graph permissions /api/csr
 # needs are granted, and the Intune endpoint cannot be enabled.
 #
 # The principal ID defaults to AZURE_MANAGED_IDENTITY_PRINCIPAL_ID from the azd environment. The signed-in az user
@@ -42,7 +43,7 @@ while [[ $# -gt 0 ]]; do
 		shift
 		;;
 	-h | --help)
-		sed -n '2,26p' "$0"
+		sed -n '2,27p' "$0"
 		exit 0
 		;;
 	-*) die "unknown option $1 (see --help)" ;;
@@ -104,7 +105,7 @@ grant() {
 	log "granted: $label"
 }
 
-graph_permissions=(User.Read.All Device.Read.All DeviceManagementManagedDevices.Read.All)
+graph_permissions=(Application.Read.All User.Read.All Device.Read.All DeviceManagementManagedDevices.Read.All)
 intune_sp=$(service_principal "$intune_app_id")
 if [[ -n $intune_sp ]]; then
 	role=$(app_role "$intune_sp" scep_challenge_provider)
@@ -112,7 +113,6 @@ if [[ -n $intune_sp ]]; then
 		log "warning: scep_challenge_provider has ID $role here, not the documented $intune_role_id; using $role"
 	fi
 	grant "$intune_sp" "$role" "Microsoft Intune API / scep_challenge_provider"
-	graph_permissions=(Application.Read.All "${graph_permissions[@]}")
 else
 	log "warning: tenant $tenant has no service principal for the Microsoft Intune API ($intune_app_id): is Intune" \
 		"licensed here? Granting only the Graph permissions /api/csr needs; the Intune endpoint cannot be enabled."

@@ -53,8 +53,9 @@ type Config struct {
 	// AllowGuests admits guest (B2B, external) users (AZSCEP_ADMIN_ALLOW_GUESTS); by default they get 403
 	// guest_not_allowed.
 	AllowGuests bool
-	// Accounts re-reads every user caller's account (entra.RecheckUser), so an administrator whose account was
-	// disabled, or whose sessions were revoked, cannot revoke certificates with the token they still hold.
+	// Accounts re-reads every caller's account (entra.RecheckCaller), so an administrator whose account was
+	// disabled, or whose sessions were revoked, or an application an administrator disabled, cannot revoke
+	// certificates with the token it still holds.
 	// Required unless NoDirectory.
 	Accounts entra.AccountReader
 	// NoDirectory trusts a token's account for the token's lifetime instead: only for the local development
@@ -187,7 +188,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !h.cfg.NoDirectory {
-		if _, err := entra.RecheckUser(r.Context(), h.cfg.Accounts, caller, h.cfg.AllowGuests); err != nil {
+		if _, err := entra.RecheckCaller(r.Context(), h.cfg.Accounts, caller, h.cfg.AllowGuests); err != nil {
 			p := httpx.AccountProblem(err)
 			if p == nil {
 				h.unavailable(w, r, err)

@@ -925,7 +925,8 @@ func TestGuestsRefusedUnlessAllowed(t *testing.T) {
 }
 
 // TestAdminAccountReread: an administrator's token is only as good as the account behind it now: once the account is
-// disabled, or its sessions revoked, the token they still hold neither reads nor revokes.
+// disabled, or its sessions revoked, the token they still hold neither reads nor revokes; so with an application an
+// administrator disabled.
 func TestAdminAccountReread(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -948,11 +949,22 @@ func TestAdminAccountReread(t *testing.T) {
 			if stored, _ := e.st.Get(t.Context(), rec.Serial); stored.Status != store.StatusIssued || len(e.notified()) != 0 {
 				t.Fatalf("a refused administrator revoked %s", rec.Serial)
 			}
-			// An app-only token is not re-read.
+			// An app-only token is compared with its service principal, which is enabled.
 			app := e.fake.MintApp([]string{entra.RoleCertificatesManage})
 			if resp, body := e.do(t, http.MethodGet, "/api/certificates/"+rec.Serial, app, ""); resp.StatusCode != http.StatusOK {
 				t.Fatalf("app-only token: %d %s", resp.StatusCode, body)
 			}
 		})
 	}
+	t.Run("disabled application", func(t *testing.T) {
+		e := newEnv(t, nil)
+		rec := e.insert(t, store.Record{Subject: "CN=victim"}, true)
+		app := e.fake.MintApp([]string{entra.RoleCertificatesManage})
+		e.graph.PutServicePrincipal(e.fake.AppObjectID, false)
+		resp, body := e.do(t, http.MethodPost, "/api/certificates/"+rec.Serial+"/revoke", app, `{"reason":"keyCompromise"}`)
+		wantProblem(t, resp, body, http.StatusForbidden, httpx.CodeAccountDisabled)
+		if stored, _ := e.st.Get(t.Context(), rec.Serial); stored.Status != store.StatusIssued {
+			t.Fatalf("a disabled application revoked %s", rec.Serial)
+		}
+	})
 }

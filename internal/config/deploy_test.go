@@ -1560,8 +1560,8 @@ func TestLocalSettingsSample(t *testing.T) {
 
 // TestGrantIntuneScript runs infra/scripts/grant-intune.sh against a stand-in for the Azure CLI that records the
 // app role assignments it is asked to make: with Intune in the tenant, the Intune role and four Graph permissions;
-// in a tenant without Intune, only the three Graph permissions /api/csr needs (User.Read.All for the account re-read
-// among them), and --set-azd-env, which would enable the Intune endpoint, fails.
+// in a tenant without Intune, only the four Graph permissions /api/csr needs (User.Read.All and Application.Read.All
+// for the account re-read among them), and --set-azd-env, which would enable the Intune endpoint, fails.
 func TestGrantIntuneScript(t *testing.T) {
 	bash, err := exec.LookPath("bash")
 	if err != nil {
@@ -1592,8 +1592,8 @@ esac
 	}{
 		{"tenant with Intune", true, nil, []string{"intune-sp/role-scep_challenge_provider", "graph-sp/role-Application.Read.All",
 			"graph-sp/role-User.Read.All", "graph-sp/role-Device.Read.All", "graph-sp/role-DeviceManagementManagedDevices.Read.All"}, true},
-		{"tenant without Intune", false, nil, []string{"graph-sp/role-User.Read.All", "graph-sp/role-Device.Read.All",
-			"graph-sp/role-DeviceManagementManagedDevices.Read.All"}, true},
+		{"tenant without Intune", false, nil, []string{"graph-sp/role-Application.Read.All", "graph-sp/role-User.Read.All",
+			"graph-sp/role-Device.Read.All", "graph-sp/role-DeviceManagementManagedDevices.Read.All"}, true},
 		{"without Intune, --set-azd-env", false, []string{"--set-azd-env"}, nil, false},
 		// A failing lookup is not "no Intune here": the script stops before granting anything.
 		{"the Intune lookup fails", false, []string{"fail"}, nil, false},

@@ -24,9 +24,10 @@ func (e *env) accountReads(oid string) int {
 	return n
 }
 
-// TestAccountRead: a user's token is only as good as the account behind it now. Each user caller's account is read
-// from Graph (the properties Graph returns only when selected), and a token issued before an administrator disabled
-// or deleted the account or revoked its sessions gets nothing, whatever the role; apps are not read.
+// TestAccountRead: a token is only as good as the account behind it now. Each user caller's account is read from
+// Graph (the properties Graph returns only when selected), and a token issued before an administrator disabled or
+// deleted the account or revoked its sessions gets nothing, whatever the role; an app-only token, likewise, once its
+// service principal is disabled or deleted.
 func TestAccountRead(t *testing.T) {
 	userCSR := func(u user) []byte {
 		return csrDER(t, ecKey(t, "account"), testca.CSROptions{UPNs: []string{u.upn}})
@@ -44,10 +45,32 @@ func TestAccountRead(t *testing.T) {
 			reqs[0].Query != "$select=id,accountEnabled,userPrincipalName,userType,signInSessionsValidFromDateTime" {
 			t.Fatalf("Graph calls = %+v, want one account read selecting what it checks", reqs)
 		}
+		// An app-only token is compared with the application's service principal.
 		e.wantCert(e.post(e.appToken(), dbCSR))
-		if n := len(e.graph.Requests()); n != 1 {
-			t.Fatalf("an app's request read Graph (%d calls)", n)
+		e.wantCert(e.post(e.appToken(), dbCSR))
+		reqs = e.graph.Requests()
+		if len(reqs) != 2 || reqs[1].Path != "/v1.0/servicePrincipals/"+e.tenant.AppObjectID || reqs[1].Query != "$select=id,accountEnabled" {
+			t.Fatalf("Graph calls = %+v, want one service principal read for the app", reqs)
 		}
+	})
+
+	t.Run("an application an administrator disabled or deleted", func(t *testing.T) {
+		e := newEnv(t)
+		tok := e.appToken() // issued while the application was enabled
+		e.graph.PutServicePrincipal(e.tenant.AppObjectID, false)
+		wantProblem(t, e.post(tok, dbCSR), http.StatusForbidden, csrapi.CodeAccountDisabled)
+		e.clock.Advance(entra.DefaultNegativeTTL)
+		e.graph.DeleteServicePrincipal(e.tenant.AppObjectID)
+		wantProblem(t, e.post(tok, dbCSR), http.StatusForbidden, csrapi.CodeAccountDisabled)
+		e.clock.Advance(entra.DefaultNegativeTTL)
+		e.graph.PutServicePrincipal(e.tenant.AppObjectID, true)
+		e.graph.SetFault(entrafake.Fault{Status: http.StatusForbidden}) // Application.Read.All not granted
+		wantProblem(t, e.post(tok, dbCSR), http.StatusServiceUnavailable, csrapi.CodeUnavailable)
+		if n := e.records(""); n != 0 {
+			t.Fatalf("records = %d, want 0", n)
+		}
+		e.graph.SetFault(entrafake.Fault{})
+		e.wantCert(e.post(tok, dbCSR))
 	})
 
 	for _, tc := range []struct {

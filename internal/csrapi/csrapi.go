@@ -58,8 +58,9 @@ type Config struct {
 	Verifier Verifier
 	// Ownership answers self-service device questions; nil refuses device self-service (fail closed).
 	Ownership Ownership
-	// Accounts re-reads every user caller's account before a certificate is issued, so a token issued before an
-	// administrator deleted or disabled the account, revoked its sessions or changed its UPN binds nothing.
+	// Accounts re-reads every caller's account before a certificate is issued, so a token issued before an
+	// administrator deleted or disabled the account (a user, or an application's service principal), revoked its
+	// sessions or changed its UPN binds nothing.
 	// Required unless NoDirectory.
 	Accounts entra.AccountReader
 	// NoDirectory trusts a token's account for the token's lifetime instead: only for the local development
@@ -402,12 +403,12 @@ func (h *Handler) enroll(ctx context.Context, caller *entra.Caller, der []byte, 
 	return res, nil
 }
 
-// account re-reads a user caller's account (entra.RecheckUser) and answers a token it no longer stands behind.
+// account re-reads the caller's account (entra.RecheckCaller) and answers a token it no longer stands behind.
 func (h *Handler) account(ctx context.Context, caller *entra.Caller) (*entra.Account, *httpx.Problem) {
 	if h.cfg.NoDirectory {
 		return nil, nil
 	}
-	a, err := entra.RecheckUser(ctx, h.cfg.Accounts, caller, h.cfg.AllowGuests)
+	a, err := entra.RecheckCaller(ctx, h.cfg.Accounts, caller, h.cfg.AllowGuests)
 	if err == nil {
 		return a, nil
 	}

@@ -9,12 +9,13 @@ import (
 	"time"
 )
 
-// Why Account.Check refuses a user's token. The token itself verified: Graph says the account behind it has
-// changed since it was issued, so it no longer speaks for anyone entitled to a certificate.
+// Why Account.Check refuses a token. The token itself verified: Graph says the account behind it has changed since
+// it was issued, so it no longer speaks for anyone entitled to a certificate.
 var (
-	// ErrAccountGone: Graph has no user with the token's oid (deleted).
+	// ErrAccountGone: Graph has no user or service principal with the token's oid (deleted).
 	ErrAccountGone = errors.New("entra: the account no longer exists")
-	// ErrAccountDisabled: an administrator has blocked the account's sign-in (accountEnabled false).
+	// ErrAccountDisabled: an administrator has blocked the account's sign-in (accountEnabled false), for a user or
+	// an application's service principal.
 	ErrAccountDisabled = errors.New("entra: the account is disabled")
 	// ErrSessionsRevoked: the token was issued before the account's signInSessionsValidFromDateTime, which
 	// Entra moves forward when an administrator revokes the user's sessions (and on a password reset).
@@ -23,20 +24,23 @@ var (
 	ErrGuestAccount = errors.New("entra: the account is a guest")
 )
 
-// AccountReader reads a user's account (a *Directory in production).
+// AccountReader reads the account behind a token (a *Directory in production).
 type AccountReader interface {
 	Account(ctx context.Context, userObjectID string) (Account, error)
+	ServicePrincipal(ctx context.Context, objectID string) (Account, error)
 }
 
-// Account is what Graph says of a user now.
+// Account is what Graph says of a user, or of an application's service principal, now.
 type Account struct {
-	// ObjectID is the user's object ID (lower case).
+	// ObjectID is the user's (service principal's) object ID (lower case).
 	ObjectID string
-	// Exists is false when Graph has no such user; the other fields are then zero.
+	// Exists is false when Graph has no such object; the other fields are then zero.
 	Exists bool
-	// Enabled is accountEnabled: false once an administrator blocks sign-in.
+	// Enabled is accountEnabled: false once an administrator blocks sign-in (disables the user, or the
+	// enterprise application).
 	Enabled bool
-	// UPN is the current userPrincipalName, which an administrator may have changed since the token was issued.
+	// UPN is the current userPrincipalName, which an administrator may have changed since the token was issued
+	// (users only).
 	UPN string
 	// Guest is true for userType Guest.
 	Guest bool
@@ -75,7 +79,7 @@ func (d *Directory) Account(ctx context.Context, userObjectID string) (Account, 
 		return Account{}, fmt.Errorf("%w: user object ID", ErrInvalidID)
 	}
 	id := normGUID(userObjectID)
-	if a, ok := d.accounts.get(id); ok {
+	if a, ok := d.accounts.get("user/" + id); ok {
 		return a, nil
 	}
 	var u struct {
@@ -115,19 +119,57 @@ func (d *Directory) Account(ctx context.Context, userObjectID string) (Account, 
 	}
 	// Counted from when Graph was asked, and never over an answer asked for later: a slow read must not keep an
 	// older "enabled" in place of a newer "disabled".
-	d.accounts.put(id, a, asked, d.ttl(a.Exists && a.Enabled))
+	d.accounts.put("user/"+id, a, asked, d.ttl(a.Exists && a.Enabled))
 	return a, nil
 }
 
-// RecheckUser re-reads a user caller's account and returns why the token no longer speaks for it: an error wrapping
-// ErrAccountGone, ErrAccountDisabled or ErrSessionsRevoked (Account.Check), ErrGuestAccount for an account Graph now
-// calls a guest unless allowGuests, or ErrUnavailable when Graph cannot tell. Apps are not re-read, their role was
-// assigned to the application itself. The account is returned when it was read.
-func RecheckUser(ctx context.Context, r AccountReader, c *Caller, allowGuests bool) (*Account, error) {
-	if c.IsApp {
-		return nil, nil
+// ServicePrincipal reads an application's service principal, the oid of an app-only token: GET
+// /v1.0/servicePrincipals/{id}?$select=id,accountEnabled (application permission Application.Read.All). One that
+// Graph does not have (404) is Account{Exists: false}; failures and answers without accountEnabled are
+// ErrUnavailable; answers are cached as Account's are. Disabling the enterprise application is how an administrator
+// stops an application whose credential leaked: its tokens then stop here within PositiveTTL.
+func (d *Directory) ServicePrincipal(ctx context.Context, objectID string) (Account, error) {
+	if !isGUID(objectID) {
+		return Account{}, fmt.Errorf("%w: service principal object ID", ErrInvalidID)
 	}
-	a, err := r.Account(ctx, c.ObjectID)
+	id := normGUID(objectID)
+	if a, ok := d.accounts.get("app/" + id); ok {
+		return a, nil
+	}
+	var sp struct {
+		ID             string `json:"id"`
+		AccountEnabled *bool  `json:"accountEnabled"`
+	}
+	asked := d.cfg.Clock()
+	found, err := d.getJSON(ctx, d.graphURL("v1.0/servicePrincipals/"+id+"?$select=id,accountEnabled"), &sp)
+	if err != nil {
+		return Account{}, err
+	}
+	a := Account{ObjectID: id}
+	if found {
+		switch {
+		case normGUID(sp.ID) != id:
+			return Account{}, fmt.Errorf("%w: Graph answered service principal %q for %s", ErrUnavailable, sp.ID, id)
+		case sp.AccountEnabled == nil:
+			return Account{}, fmt.Errorf("%w: Graph service principal answer has no accountEnabled", ErrUnavailable)
+		}
+		a.Exists, a.Enabled = true, *sp.AccountEnabled
+	}
+	d.accounts.put("app/"+id, a, asked, d.ttl(a.Exists && a.Enabled))
+	return a, nil
+}
+
+// RecheckCaller re-reads the account behind a verified token and returns why the token no longer speaks for it: an
+// error wrapping ErrAccountGone, ErrAccountDisabled or ErrSessionsRevoked (Account.Check), ErrGuestAccount for a
+// user Graph now calls a guest unless allowGuests, or ErrUnavailable when Graph cannot tell. A user token is
+// compared with the user (Account), an app-only token with the application's service principal (ServicePrincipal).
+// The account is returned when it was read.
+func RecheckCaller(ctx context.Context, r AccountReader, c *Caller, allowGuests bool) (*Account, error) {
+	read := r.Account
+	if c.IsApp {
+		read = r.ServicePrincipal
+	}
+	a, err := read(ctx, c.ObjectID)
 	if err != nil {
 		return nil, err
 	}

@@ -146,3 +146,73 @@ func TestAccountAnswerUnusable(t *testing.T) {
 		})
 	}
 }
+
+// TestServicePrincipal reads an application's service principal for its app-only tokens.
+func TestServicePrincipal(t *testing.T) {
+	e := newGraphEnv(t)
+	ctx := context.Background()
+	app := entrafake.NewGUID()
+	e.g.PutServicePrincipal(app, true)
+	a, err := e.d.ServicePrincipal(ctx, strings.ToUpper(app))
+	if err != nil || a != (entra.Account{ObjectID: app, Exists: true, Enabled: true}) {
+		t.Fatalf("ServicePrincipal = (%+v, %v)", a, err)
+	}
+	if err := a.Check(&entra.Caller{ObjectID: app, IsApp: true}); err != nil {
+		t.Fatalf("an enabled application: Check = %v", err)
+	}
+	off := entrafake.NewGUID()
+	e.g.PutServicePrincipal(off, false)
+	if a, err := e.d.ServicePrincipal(ctx, off); err != nil || !errors.Is(a.Check(&entra.Caller{IsApp: true}), entra.ErrAccountDisabled) {
+		t.Fatalf("disabled: (%+v, %v)", a, err)
+	}
+	if a, err := e.d.ServicePrincipal(ctx, entrafake.NewGUID()); err != nil || !errors.Is(a.Check(&entra.Caller{IsApp: true}), entra.ErrAccountGone) {
+		t.Fatalf("unknown: (%+v, %v)", a, err)
+	}
+	// A user and a service principal are separate questions, even for the same ID.
+	e.g.PutUser(entrafake.User{ID: app, UPN: "x@contoso.test", Enabled: false})
+	if a, err := e.d.Account(ctx, app); err != nil || a.Enabled {
+		t.Fatalf("the user answer came from the service principal cache: (%+v, %v)", a, err)
+	}
+	for _, r := range e.g.Requests() {
+		if strings.HasPrefix(r.Path, "/v1.0/servicePrincipals/") && r.Query != "$select=id,accountEnabled" {
+			t.Fatalf("Graph call %+v", r)
+		}
+	}
+	for _, body := range []string{`{"id":"` + app + `"}`, `{"id":"` + entrafake.NewGUID() + `","accountEnabled":true}`, `[]`} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, body)
+		}))
+		d, err := entra.NewDirectory(entra.GraphConfig{Credential: &entrafake.Credential{Token: "t"}, BaseURL: srv.URL + "/", HTTPClient: srv.Client()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, err := d.ServicePrincipal(ctx, app); !errors.Is(err, entra.ErrUnavailable) {
+			t.Errorf("answer %s: ServicePrincipal = (%+v, %v), want ErrUnavailable", body, a, err)
+		}
+		srv.Close()
+	}
+}
+
+// TestRecheckCaller: users are compared with their account, apps with their service principal; guests by Graph's
+// userType unless allowed.
+func TestRecheckCaller(t *testing.T) {
+	e := newGraphEnv(t)
+	ctx := context.Background()
+	user, app, guest := entrafake.NewGUID(), entrafake.NewGUID(), entrafake.NewGUID()
+	e.g.PutUser(entrafake.User{ID: user, UPN: "a@contoso.test", Enabled: true})
+	e.g.PutUser(entrafake.User{ID: guest, UPN: "g_x#EXT#@contoso.test", Enabled: true, Guest: true})
+	e.g.PutServicePrincipal(app, false)
+	if a, err := entra.RecheckCaller(ctx, e.d, &entra.Caller{ObjectID: user}, false); err != nil || a.UPN != "a@contoso.test" {
+		t.Fatalf("user: (%+v, %v)", a, err)
+	}
+	if _, err := entra.RecheckCaller(ctx, e.d, &entra.Caller{ObjectID: app, IsApp: true}, false); !errors.Is(err, entra.ErrAccountDisabled) {
+		t.Fatalf("disabled app: %v", err)
+	}
+	if _, err := entra.RecheckCaller(ctx, e.d, &entra.Caller{ObjectID: guest}, false); !errors.Is(err, entra.ErrGuestAccount) {
+		t.Fatalf("guest: %v", err)
+	}
+	if _, err := entra.RecheckCaller(ctx, e.d, &entra.Caller{ObjectID: guest}, true); err != nil {
+		t.Fatalf("guest allowed: %v", err)
+	}
+}

@@ -7,7 +7,7 @@ import (
 	"github.com/azscep/azscep/internal/entra"
 )
 
-// Problem codes for a user whose account no longer stands behind the token, the same at every door.
+// Problem codes for a caller whose account no longer stands behind the token, the same at every door.
 const (
 	// CodeAccountDisabled: the account was disabled or deleted after the token was issued.
 	CodeAccountDisabled = "account_disabled"
@@ -17,7 +17,7 @@ const (
 	CodeGuest = "guest_not_allowed"
 )
 
-// AccountProblem is the answer to an error of entra.RecheckUser: 403 account_disabled, 401 sessions_revoked with
+// AccountProblem is the answer to an error of entra.RecheckCaller: 403 account_disabled, 401 sessions_revoked with
 // an invalid_token challenge (clients get a new token), 403 guest_not_allowed, and 503 when Graph cannot tell. Any
 // other error is nil: not this function's to answer.
 func AccountProblem(err error) *Problem {
@@ -29,7 +29,7 @@ func AccountProblem(err error) *Problem {
 			Header: http.Header{"WWW-Authenticate": {ae.WWWAuthenticate()}}}
 	case errors.Is(err, entra.ErrAccountDisabled), errors.Is(err, entra.ErrAccountGone):
 		return &Problem{Status: http.StatusForbidden, Code: CodeAccountDisabled,
-			Detail: "your account is disabled or no longer exists"}
+			Detail: "the account (user or application) is disabled or no longer exists"}
 	case errors.Is(err, entra.ErrGuestAccount):
 		return &Problem{Status: http.StatusForbidden, Code: CodeGuest, Detail: "guest accounts are not admitted"}
 	case errors.Is(err, entra.ErrUnavailable):

@@ -110,9 +110,10 @@ func (s *Server) optional(name string) bool {
 
 // WithGraph makes g the tenant's directory: a user token minted for a user g
 // does not have adds that user (enabled, a member unless the token is a
-// guest's, created a day before the token), as a token is only ever issued to
-// an existing account. Users already in g are left as they are, so a test can
-// disable, rename or revoke one and mint again.
+// guest's, created a day before the token), and an app-only token its service
+// principal (enabled), as a token is only ever issued to an existing account.
+// Accounts already in g are left as they are, so a test can disable, rename
+// or revoke one and mint again.
 func WithGraph(g *Graph) Option { return func(s *Server) { s.graph = g } }
 
 // WithClock makes minted tokens' iat/nbf/exp relative to clock.
@@ -332,6 +333,7 @@ type mint struct {
 	guestOf    string // home tenant of a B2B guest
 	idToken    bool   // an OpenID Connect ID token, not an access token
 	oid        string // a user's object ID, for the tenant's directory
+	app        bool   // an app-only token: its oid is a service principal in the tenant's directory
 }
 
 // V1 mints a v1.0-shaped token (iss sts.windows.net, aud App ID URI, appid,
@@ -443,6 +445,7 @@ func (s *Server) MintApp(roles []string, opts ...MintOption) string {
 		m.claims["oid"] = s.AppObjectID
 		m.claims["sub"] = s.AppObjectID
 		m.claims["idtyp"] = "app"
+		m.app = true
 		if roles != nil {
 			m.claims["roles"] = roles
 		}
@@ -504,6 +507,9 @@ func (s *Server) mint(principal func(*mint), opts []MintOption) string {
 	if s.graph != nil && m.oid != "" && !m.idToken && !s.graph.HasUser(m.oid) {
 		s.graph.PutUser(User{ID: m.oid, UPN: m.upn, Enabled: true, SessionsValidFrom: m.now.Add(-24 * time.Hour),
 			Guest: m.guestOf != "" || strings.Contains(strings.ToUpper(m.upn), "#EXT#")})
+	}
+	if oid, _ := m.claims["oid"].(string); s.graph != nil && m.app && oid != "" && !s.graph.HasServicePrincipal(oid) {
+		s.graph.PutServicePrincipal(oid, true)
 	}
 	c := jwt.MapClaims{
 		// Entra back-dates iat and nbf by five minutes (300 s of clock skew), as its documented sample tokens

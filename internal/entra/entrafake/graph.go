@@ -25,6 +25,7 @@ const GraphScope = "https://graph.microsoft.com/.default"
 // device ownership:
 //
 //	GET /v1.0/users/{id}
+//	GET /v1.0/servicePrincipals/{id}
 //	GET /v1.0/devices(deviceId='{deviceId}')/registeredOwners
 //	GET /v1.0/devices/{objectId}/registeredOwners
 //	GET /v1.0/devices(deviceId='{deviceId}')
@@ -36,7 +37,8 @@ const GraphScope = "https://graph.microsoft.com/.default"
 // with Graph's 404 error shape, journals every request and can inject faults.
 // It models only a few properties of each type (a user's id, displayName,
 // userPrincipalName, accountEnabled, userType and
-// signInSessionsValidFromDateTime; a device's id, deviceId and
+// signInSessionsValidFromDateTime; a service principal's id, appId and
+// accountEnabled; a device's id, deviceId and
 // accountEnabled; a registered owner's id; a managed device's id, userId and
 // azureADDeviceId): a $select naming any other property, and any query option
 // a route does not model ($expand, $top…), is a 400, and a $select is honoured
@@ -52,6 +54,7 @@ type Graph struct {
 
 	mu        sync.Mutex
 	users     map[string]User         // by id
+	apps      map[string]bool         // service principals by id: accountEnabled
 	devices   map[string]*graphDevice // by deviceId
 	managed   map[string]ManagedDevice
 	journal   []Request
@@ -107,6 +110,7 @@ func NewGraph(tb testing.TB) *Graph {
 		tb:      tb,
 		Token:   "graph-token-" + randomKID(),
 		users:   make(map[string]User),
+		apps:    make(map[string]bool),
 		devices: make(map[string]*graphDevice),
 		managed: make(map[string]ManagedDevice),
 		closing: make(chan struct{}),
@@ -162,6 +166,29 @@ func (g *Graph) DeleteUser(id string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	delete(g.users, strings.ToLower(id))
+}
+
+// PutServicePrincipal adds or replaces an application's service principal (the oid of its app-only tokens),
+// enabled or, as an administrator disables a compromised enterprise application, not.
+func (g *Graph) PutServicePrincipal(id string, enabled bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.apps[strings.ToLower(id)] = enabled
+}
+
+// HasServicePrincipal reports whether the service principal exists.
+func (g *Graph) HasServicePrincipal(id string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, ok := g.apps[strings.ToLower(id)]
+	return ok
+}
+
+// DeleteServicePrincipal removes a service principal.
+func (g *Graph) DeleteServicePrincipal(id string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.apps, strings.ToLower(id))
 }
 
 // AddDevice registers an enabled Entra device with the given deviceId and
@@ -226,6 +253,7 @@ func (g *Graph) Requests() []Request {
 var (
 	userProps    = []string{"id", "displayName", "userPrincipalName", "accountEnabled", "userType", "signInSessionsValidFromDateTime"}
 	userDefaults = []string{"id", "displayName", "userPrincipalName"}
+	appProps     = []string{"id", "appId", "accountEnabled"}
 	deviceProps  = []string{"id", "deviceId", "accountEnabled"}
 	ownerProps   = []string{"id"}
 	managedProps = []string{"id", "userId", "azureADDeviceId"}
@@ -237,6 +265,7 @@ var (
 	reDevAlt  = regexp.MustCompile(`^/v1\.0/devices\(deviceId='([0-9a-fA-F-]{36})'\)$`)
 	reDevObj  = regexp.MustCompile(`^/v1\.0/devices/([0-9a-fA-F-]{36})$`)
 	reUser    = regexp.MustCompile(`^/v1\.0/users/([^/]+)$`)
+	reSP      = regexp.MustCompile(`^/v1\.0/servicePrincipals/([^/]+)$`)
 	reManaged = regexp.MustCompile(`^/v1\.0/deviceManagement/managedDevices/([^/]+)$`)
 	reFilter  = regexp.MustCompile(`^deviceId eq '([0-9a-fA-F-]{36})'$`)
 )
@@ -296,6 +325,22 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"@odata.context": g.srv.URL + "/v1.0/$metadata#devices", "value": value})
 	case reUser.MatchString(r.URL.Path):
 		g.user(w, r, strings.ToLower(reUser.FindStringSubmatch(r.URL.Path)[1]))
+	case reSP.MatchString(r.URL.Path):
+		id := strings.ToLower(reSP.FindStringSubmatch(r.URL.Path)[1])
+		sel, ok := selected(w, r, "servicePrincipal", appProps)
+		if !ok {
+			return
+		}
+		g.mu.Lock()
+		enabled, found := g.apps[id]
+		g.mu.Unlock()
+		if !found {
+			graphError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource '"+id+"' does not exist or one of its queried reference-property objects are not present.")
+			return
+		}
+		body := project(map[string]any{"id": id, "appId": "00000000-0000-0000-0000-" + id[len(id)-12:], "accountEnabled": enabled}, sel)
+		body["@odata.context"] = g.srv.URL + "/v1.0/$metadata#servicePrincipals" + selContext(sel) + "/$entity"
+		writeJSON(w, http.StatusOK, body)
 	case reManaged.MatchString(r.URL.Path):
 		id := strings.ToLower(reManaged.FindStringSubmatch(r.URL.Path)[1])
 		sel, ok := selected(w, r, "managedDevice", managedProps)

@@ -162,3 +162,23 @@ func TestGraphUsers(t *testing.T) {
 		t.Fatalf("$select of an unmodelled property = %d %v", code, m)
 	}
 }
+
+// TestGraphServicePrincipals: a tenant linked with WithGraph creates the service principal of the apps it mints
+// tokens for; accountEnabled follows PutServicePrincipal; unknown ones are Graph's 404.
+func TestGraphServicePrincipals(t *testing.T) {
+	g := entrafake.NewGraph(t)
+	tenant := entrafake.New(t, entrafake.WithGraph(g))
+	tenant.MintApp(nil)
+	code, m := graphGET(t, g, g.Token, "/v1.0/servicePrincipals/"+tenant.AppObjectID+"?$select=id,accountEnabled")
+	if code != http.StatusOK || m["id"] != tenant.AppObjectID || m["accountEnabled"] != true || len(m) != 3 {
+		t.Fatalf("minted app's service principal = %d %v", code, m)
+	}
+	g.PutServicePrincipal(tenant.AppObjectID, false)
+	tenant.MintApp(nil)
+	if _, m = graphGET(t, g, g.Token, "/v1.0/servicePrincipals/"+tenant.AppObjectID); m["accountEnabled"] != false {
+		t.Fatalf("minting a token re-enabled the application: %v", m)
+	}
+	if code, m = graphGET(t, g, g.Token, "/v1.0/servicePrincipals/"+entrafake.NewGUID()); code != http.StatusNotFound || errorCode(m) != "Request_ResourceNotFound" {
+		t.Fatalf("unknown service principal = %d %v", code, m)
+	}
+}
