@@ -73,10 +73,19 @@ type buildOptions struct {
 	environ []string
 	// referenceRetry is readLater's first wait (0: defaultReferenceRetry).
 	referenceRetry time.Duration
+	// closed, if set, is called each time a set of dependencies is closed (tests count them).
+	closed func()
 }
 
-// build wires every dependency of the routes.
-func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts buildOptions) (*deps, error) {
+// build wires every dependency of the routes. What it started (the RA keeper) is stopped again when it fails: a
+// failed rebuild (readLater) must not leave it running beside the dependencies that serve.
+func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts buildOptions) (_ *deps, err error) {
+	var started func()
+	defer func() {
+		if err != nil && started != nil {
+			started()
+		}
+	}()
 	st := opts.store
 	var now func() time.Time // nil: the system clock
 	if opts.clock != nil {
@@ -150,7 +159,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 		if d.ra, stop, err = raKeeper(ctx, st, raStore, keys, onRevoked, log, opts); err != nil {
 			return nil, err
 		}
-		d.close = stop
+		d.close, started = stop, stop
+		if opts.closed != nil {
+			d.close = func() { stop(); opts.closed() }
+		}
 	}
 
 	var challenge scep.Intune
@@ -194,7 +206,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 		}
 		if d.admin, err = admin.New(admin.Config{Verifier: d.verifier, Store: st, Sync: syncer, OnRevoked: onRevoked,
 			Overview: d.overview, Logger: log, UserClientApps: userApps, AnyUserClientApp: cfg.API.AdminAnyClientApp,
-			AllowGuests: cfg.API.AdminAllowGuests, Accounts: d.accounts, NoDirectory: d.accounts == nil}); err != nil {
+			AllowGuests: cfg.API.AdminAllowGuests, Accounts: d.accounts, NoDirectory: cfg.DevIssuer}); err != nil {
 			return nil, err
 		}
 	}
@@ -275,10 +287,10 @@ func buildAPI(ctx context.Context, cfg *config.Config, d *deps, graphCred azcore
 	acfg := csrapi.Config{Verifier: v, Issuer: d.issuer, Chain: d.keys.Chain,
 		Profile: cfg.Profiles[cfg.API.Profile], Choices: apiChoices(cfg), RetryWindow: cfg.API.RetryWindow, Logger: d.log,
 		ClientApps: cfg.API.ClientApps, AllowGuests: cfg.API.AllowGuests}
-	if dir != nil {
-		acfg.Ownership, acfg.Accounts, d.accounts = dir, dir, dir
-	} else {
+	if cfg.DevIssuer {
 		acfg.NoDirectory = true
+	} else {
+		acfg.Ownership, acfg.Accounts, d.accounts = dir, dir, dir
 	}
 	h, err := csrapi.New(acfg)
 	if err != nil {

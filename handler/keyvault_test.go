@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -586,6 +587,8 @@ func TestKeyVaultReferenceReadByTheService(t *testing.T) {
 		v.kv.Fail(kvfake.OpGetSecret, 2, http.StatusForbidden) // at start, and on the first later try
 		opts := v.opts()
 		opts.referenceRetry = 20 * time.Millisecond
+		var closed atomic.Int32
+		opts.closed = func() { closed.Add(1) }
 		svc := startServeReferences(t, v.env(ref(v, "static-challenge")), opts, false)
 		deadline := time.Now().Add(10 * time.Second)
 		for postStatus(t, svc.scepURL("static")) == http.StatusServiceUnavailable {
@@ -601,14 +604,44 @@ func TestKeyVaultReferenceReadByTheService(t *testing.T) {
 		to := recipients(t, certs)
 		staticEnroll(t, svc, to, "kv-reference-later").mustSucceed(t, to[0])
 		if !strings.Contains(svc.logText(), "features reloaded with the Key Vault references read") ||
+			!strings.Contains(svc.logText(), `"msg":"feature enabled by a Key Vault reference read","feature":"scep/static"`) ||
 			strings.Contains(svc.logText(), kvStaticSecret) {
-			t.Errorf("log: want the reload and never the value:\n%s", svc.logText())
+			t.Errorf("log: want the reload and the feature enabled, and never the value:\n%s", svc.logText())
+		}
+		if n := closed.Load(); n != 1 {
+			t.Errorf("%d sets of dependencies closed after the swap, want 1 (the replaced one)", n)
 		}
 		// Nothing is read once every reference is.
 		time.Sleep(100 * time.Millisecond)
 		if got := v.kv.Count(kvfake.OpGetSecret); got != 3 {
 			t.Errorf("%d secret reads after the last reference was read, want 3", got)
 		}
+	})
+
+	t.Run("a rebuild that fails is retried", func(t *testing.T) {
+		v := newVaultCA(t, caKey, "", nil)
+		v.kv.SetSecret("static-challenge", kvStaticSecret)
+		v.kv.Reset()
+		v.kv.Fail(kvfake.OpGetSecret, -1, http.StatusForbidden)
+		opts := v.opts()
+		opts.referenceRetry = 20 * time.Millisecond
+		svc := startServeReferences(t, v.env(ref(v, "static-challenge")), opts, false)
+		// The secret role arrives, but the rebuild's CA key read is refused once.
+		v.kv.ClearFaults()
+		v.kv.Fail(kvfake.OpGet, 1, http.StatusForbidden)
+		deadline := time.Now().Add(10 * time.Second)
+		for postStatus(t, svc.scepURL("static")) == http.StatusServiceUnavailable {
+			if time.Now().After(deadline) {
+				t.Fatalf("the static endpoint is still disabled:\n%s", svc.logText())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !strings.Contains(svc.logText(), "rebuilding with the Key Vault references read failed; retrying") {
+			t.Errorf("log: the failed rebuild is not there:\n%s", svc.logText())
+		}
+		certs, _ := getCACert(t, svc.scepURL("static"))
+		to := recipients(t, certs)
+		staticEnroll(t, svc, to, "kv-reference-rebuilt").mustSucceed(t, to[0])
 	})
 
 	t.Run("missing secret", func(t *testing.T) {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -60,10 +59,15 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 	}
 
 	fatal := make(chan error, 1)
+	background := make(chan struct{}) // closed when init, and readLater after it, have returned
 	go func() {
-		if err := a.init(ctx); err != nil {
+		defer close(background)
+		refs, resolved, err := a.init(ctx)
+		if err != nil {
 			fatal <- err
+			return
 		}
+		a.readLater(ctx, refs, resolved)
 	}()
 	select {
 	case <-ctx.Done():
@@ -75,6 +79,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 		return fmt.Errorf("serving: %w", err)
 	}
 	shutdown(srv)
+	// Dependencies being built (or rebuilt) when the shutdown came must be closed too: wait for them, briefly.
+	select {
+	case <-background:
+	case <-time.After(20 * time.Second):
+	}
 	a.close()
 	return nil
 }
@@ -134,8 +143,9 @@ func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 //
 // Key Vault references App Service left verbatim are read again before each attempt (references): at a new
 // deployment's first start they wait for their role as long as the keys wait for theirs, and later, when the keys
-// are ready at once, a reference that still cannot be read costs one request, not a wait.
-func (a *app) init(ctx context.Context) error {
+// are ready at once, a reference that still cannot be read costs one request, not a wait. It returns the references
+// still to read, and the values read so far, for readLater.
+func (a *app) init(ctx context.Context) ([]string, map[string]string, error) {
 	start := time.Now()
 	var d *deps
 	refs, resolved := pendingReferences(a.cfg), map[string]string{}
@@ -147,12 +157,12 @@ func (a *app) init(ctx context.Context) error {
 			break
 		}
 		if !transientAtStart(err) || ctx.Err() != nil {
-			return err
+			return nil, nil, err
 		}
 		a.log.Warn("dependencies not reachable yet; retrying", "err", err, "attempt", attempt)
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, nil, ctx.Err()
 		case <-time.After(min(time.Duration(attempt+1)*time.Second, 10*time.Second)):
 		}
 	}
@@ -165,17 +175,15 @@ func (a *app) init(ctx context.Context) error {
 	close(a.ready)
 	a.log.Info("ready", "duration_ms", time.Since(start).Milliseconds(), "ca", d.keys.CA().Subject.String(),
 		"ca_sha256", custody.Fingerprint(d.keys.CA()))
-	if len(refs) > 0 {
-		go a.readLater(ctx, refs, resolved)
-	}
-	return nil
+	return refs, resolved, nil
 }
 
 // readLater keeps reading the Key Vault references that were still refused (or unreachable) when the service
 // became ready: the identity's Key Vault Secrets User role can spread after its key roles, and App Service reads
 // a reference again only at a restart or after 24 hours. Once one reads, the dependencies are built again with it
 // and swapped in, so its feature (e.g. the static SCEP endpoint) comes up without a restart. The wait doubles from
-// referenceRetry up to ten minutes; each try costs one request per reference.
+// referenceRetry up to ten minutes; a try costs one request per reference, and the rebuild after a read what a
+// start costs (the CA key read and the RA unwrap; a new CRL and OCSP responder certificate on first use).
 func (a *app) readLater(ctx context.Context, refs []string, resolved map[string]string) {
 	wait := a.opts.referenceRetry
 	if wait <= 0 {
@@ -188,25 +196,37 @@ func (a *app) readLater(ctx context.Context, refs []string, resolved map[string]
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 10*time.Minute)
+		// Names read before a rebuild that failed are still in refs: they are read again, and the reload differs.
 		cfg, left := references(ctx, a.cfg, refs, resolved, a.log, a.opts)
 		if cfg == a.cfg {
 			refs = left // nothing new read
 			continue
 		}
 		d, err := build(ctx, cfg, a.log, a.opts)
+		if ctx.Err() != nil {
+			if err == nil && d.close != nil {
+				d.close()
+			}
+			return
+		}
 		if err != nil {
-			// The values read stay in resolved; the next try loads them again.
+			if !transientAtStart(err) {
+				a.log.Error("the configuration with the Key Vault references read cannot be served; keeping the running one",
+					"err", err)
+				return
+			}
 			a.log.Warn("rebuilding with the Key Vault references read failed; retrying", "err", err)
 			continue
 		}
+		prev := a.cfg
 		a.cfg, refs = cfg, left
 		old := a.current.Swap(&served{deps: d, mux: d.unclean(routes(d))})
 		if old.deps.close != nil {
 			old.deps.close() // requests still on the old routes need none of what it stops
 		}
-		for _, f := range cfg.FaultList() {
-			if readsReference(cfg, f.Err.Setting) && !slices.Contains(left, f.Err.Setting) {
-				logFault(a.log, f)
+		for _, f := range prev.FaultList() {
+			if cfg.Fault(f.Feature) == nil {
+				a.log.Info("feature enabled by a Key Vault reference read", "feature", f.Feature, "setting", f.Err.Setting)
 			}
 		}
 		a.log.Info("features reloaded with the Key Vault references read", "still_unread", len(left))
@@ -250,7 +270,7 @@ type deps struct {
 	onRevoked func(serials []string)
 	// verifier authenticates Entra bearer tokens for /api/csr and the admin API.
 	verifier *entra.Verifier
-	// accounts re-reads user callers' accounts in Graph; nil with the development issuer.
+	// accounts re-reads callers' accounts (users, service principals) in Graph; nil with the development issuer.
 	accounts   entra.AccountReader
 	httpClient *http.Client // tests: trust a fake's TLS certificate
 	close      func()
@@ -313,7 +333,7 @@ func routes(d *deps) *http.ServeMux {
 // setting, so that the operator sees the cause from the client side too. The problem text never holds a value.
 func featureDisabled(w http.ResponseWriter, r *http.Request, what string, f *config.Error) {
 	httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusServiceUnavailable, Code: "feature_disabled",
-		Detail: what + " is disabled until its setting is fixed and the app restarted: " + f.Error()})
+		Detail: what + " is disabled until its setting is fixed: " + f.Error()})
 }
 
 // serveCA answers /api/ca: the CA certificate in DER (the AIA caIssuers URL), or the chain as PEM on request.

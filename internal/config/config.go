@@ -254,7 +254,7 @@ var Settings = []Setting{
 	{Name: "AZSCEP_API_TENANT_ID", Azure: "optional", Doc: "Entra tenant whose tokens `/api/csr` and the admin API accept; empty disables both, except locally with AZSCEP_DEV_ISSUER=true (the development issuer's tokens)"},
 	{Name: "AZSCEP_API_AUDIENCES", Azure: "optional", Doc: "comma-separated accepted audiences: the API's client ID and App ID URI; required with the API"},
 	{Name: "AZSCEP_API_AUTHORITY", Default: "https://login.microsoftonline.com/", Azure: "optional", Doc: "authority host for token issuers and keys"},
-	{Name: "AZSCEP_API_GRAPH_URL", Default: "https://graph.microsoft.com/", Azure: "optional", Doc: "Graph base URL for device ownership checks"},
+	{Name: "AZSCEP_API_GRAPH_URL", Default: "https://graph.microsoft.com/", Azure: "optional", Doc: "Graph base URL for the account and device ownership checks"},
 	{Name: "AZSCEP_API_PROFILE", Default: "api", Azure: "optional", Doc: "profile `/api/csr` issues with"},
 	{Name: "AZSCEP_API_CLIENT_APPS", Azure: "optional", Doc: "comma-separated client application IDs (`azp`/`appid`) allowed to call `/api/csr`; empty = any client the tenant lets obtain a token"},
 	{Name: "AZSCEP_ADMIN_CLIENT_APPS", Azure: "optional", Doc: "comma-separated client application IDs whose *user* tokens the admin API accepts besides the console's (the API's own app registration), e.g. the Azure CLI's `04b07795-8ddb-461a-bbee-02f9e1bf7b46`; `*` = any; app-only tokens are bound by their own role assignment"},
@@ -611,8 +611,8 @@ func (p *parser) getenv(name string) string {
 		}
 		p.refs[name] = v
 		p.fail(name, "is an unresolved Key Vault reference: give the app's identity Key Vault Secrets User on the "+
-			"vault and check the secret URI; the service reads it itself while it starts (App Service re-reads "+
-			"references only on a restart or every 24 hours)")
+			"vault and check the secret URI; the service reads it itself at start and, while it is refused, again "+
+			"in the background (App Service re-reads references only on a restart or every 24 hours)")
 		return ""
 	}
 	return v

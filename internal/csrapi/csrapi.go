@@ -136,7 +136,7 @@ const (
 	CodeProfile       = "unknown_profile"
 	// CodeAccountDisabled: the token's account has been disabled or deleted since the token was issued.
 	CodeAccountDisabled = httpx.CodeAccountDisabled
-	// CodeSessionsRevoked: the account's sessions were revoked after the token was issued (401: sign in again).
+	// CodeSessionsRevoked: the account's sessions were revoked after the token was issued (401: get a new token).
 	CodeSessionsRevoked = httpx.CodeSessionsRevoked
 )
 

@@ -48,7 +48,7 @@ type Account struct {
 	SessionsValidFrom time.Time
 }
 
-// Check reports whether a user's verified token still speaks for the account: it exists, is enabled, and its
+// Check reports whether a verified token still speaks for the account: it exists, is enabled, and its
 // sessions were not revoked after the token was issued. A token without iat is taken as issued before any
 // revocation. Entra back-dates iat (and nbf) by five minutes, so a token obtained in the first five minutes after
 // a revocation, a password change or the account's creation is refused too: the user gets a new one a little

@@ -11,7 +11,7 @@ import (
 const (
 	// CodeAccountDisabled: the account was disabled or deleted after the token was issued.
 	CodeAccountDisabled = "account_disabled"
-	// CodeSessionsRevoked: the account's sessions were revoked after the token was issued (401: sign in again).
+	// CodeSessionsRevoked: the account's sessions were revoked after the token was issued (401: get a new token).
 	CodeSessionsRevoked = "sessions_revoked"
 	// CodeGuest: a guest (B2B, external) account where the deployment does not admit guests.
 	CodeGuest = "guest_not_allowed"
