@@ -319,6 +319,35 @@ func TestSelfServiceAccountReread(t *testing.T) {
 	}
 }
 
+// TestHealthNamesGraphRefusal: while Graph refuses the managed identity (the permissions not granted yet), every
+// user token gets 503 and /api/health says why, naming the permissions and the script; once Graph answers, both
+// clear.
+func TestHealthNamesGraphRefusal(t *testing.T) {
+	s := startNames(t)
+	health := func() (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, s.base+"/api/health", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, body := testca.Do(t, http.DefaultClient, req)
+		return resp.StatusCode, string(body)
+	}
+	tok := s.entra.MintUser(entrafake.NewGUID(), "alice@contoso.example", []string{entra.RoleCSRRequestDb})
+	o := testca.CSROptions{Subject: pkix.Name{CommonName: "svc-3"}}
+	s.entra.graph.SetFault(entrafake.Fault{Status: http.StatusForbidden})
+	s.wantAPIProblem(t, tok, o, http.StatusServiceUnavailable, "unavailable")
+	if code, body := health(); code != http.StatusServiceUnavailable || !strings.Contains(body, `"graph":{"status":"refused"`) ||
+		!strings.Contains(body, "User.Read.All") || !strings.Contains(body, "grant-intune.sh") {
+		t.Fatalf("/api/health while Graph refuses = %d %s", code, body)
+	}
+	s.entra.graph.SetFault(entrafake.Fault{})
+	s.wantAPICert(t, tok, o)
+	if code, body := health(); code != http.StatusOK || strings.Contains(body, "graph") {
+		t.Fatalf("/api/health once Graph answers = %d %s", code, body)
+	}
+}
+
 // TestGuestsAllowedBySetting: AZSCEP_API_ALLOW_GUESTS admits guests (here a CSR.Request.Db guest).
 func TestGuestsAllowedBySetting(t *testing.T) {
 	db := []string{entra.RoleCSRRequestDb}

@@ -204,9 +204,13 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 		if c := consoleConfig(cfg); c.Mode != console.ModeDisabled {
 			userApps = append([]string{strings.ToLower(c.ClientID)}, userApps...)
 		}
-		if d.admin, err = admin.New(admin.Config{Verifier: d.verifier, Store: st, Sync: syncer, OnRevoked: onRevoked,
+		acfg := admin.Config{Verifier: d.verifier, Store: st, Sync: syncer, OnRevoked: onRevoked,
 			Overview: d.overview, Logger: log, UserClientApps: userApps, AnyUserClientApp: cfg.API.AdminAnyClientApp,
-			AllowGuests: cfg.API.AdminAllowGuests, Accounts: d.accounts, NoDirectory: cfg.DevIssuer}); err != nil {
+			AllowGuests: cfg.API.AdminAllowGuests, NoDirectory: cfg.DevIssuer}
+		if d.directory != nil {
+			acfg.Accounts = d.directory
+		}
+		if d.admin, err = admin.New(acfg); err != nil {
 			return nil, err
 		}
 	}
@@ -290,7 +294,7 @@ func buildAPI(ctx context.Context, cfg *config.Config, d *deps, graphCred azcore
 	if cfg.DevIssuer {
 		acfg.NoDirectory = true
 	} else {
-		acfg.Ownership, acfg.Accounts, d.accounts = dir, dir, dir
+		acfg.Ownership, acfg.Accounts, d.directory = dir, dir, dir
 	}
 	h, err := csrapi.New(acfg)
 	if err != nil {

@@ -270,8 +270,9 @@ type deps struct {
 	onRevoked func(serials []string)
 	// verifier authenticates Entra bearer tokens for /api/csr and the admin API.
 	verifier *entra.Verifier
-	// accounts re-reads callers' accounts (users, service principals) in Graph; nil with the development issuer.
-	accounts   entra.AccountReader
+	// directory re-reads callers' accounts (users, service principals) and device ownership in Graph; nil with
+	// the development issuer.
+	directory  *entra.Directory
 	httpClient *http.Client // tests: trust a fake's TLS certificate
 	close      func()
 }
@@ -372,6 +373,17 @@ func (d *deps) serveHealth(w http.ResponseWriter, r *http.Request) {
 	for _, f := range d.cfg.FaultList() {
 		body.Status = "degraded"
 		body.Checks[f.Feature] = check{Status: "disabled", Error: f.Err.Error()}
+	}
+	if d.directory != nil {
+		if since, status := d.directory.Refused(); status != 0 {
+			// Graph refused the managed identity and has answered nothing since: every token at /api/csr and the
+			// admin API gets 503 until the permissions are granted (and a token with them is served).
+			body.Status = "degraded"
+			body.Checks["graph"] = check{Status: "refused", Error: fmt.Sprintf("Microsoft Graph has answered %d to the "+
+				"managed identity since %s: grant it User.Read.All, Application.Read.All, Device.Read.All and "+
+				"DeviceManagementManagedDevices.Read.All (infra/scripts/grant-intune.sh); the platform may serve a token "+
+				"without them for up to 24 hours", status, since.UTC().Format(time.RFC3339))}
+		}
 	}
 	if err := d.store.Ping(ctx); err != nil {
 		body.Status = "degraded"

@@ -185,7 +185,8 @@ API app registration '$name'
   client (app) ID: $app_id
   App ID URI:      api://$app_id
   tenant:          $tenant
-Configure azscep with:
+Configure azscep with (after infra/scripts/grant-intune.sh, which gives the app's identity the Graph permissions the
+API checks tokens' accounts with):
   azd env set AZSCEP_API_TENANT_ID $tenant
   azd env set AZSCEP_API_AUDIENCES "$audiences"
   azd provision

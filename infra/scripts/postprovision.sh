@@ -105,5 +105,6 @@ azscep is provisioned. Endpoints (after \`azd deploy\`, which \`azd up\` runs ne
   Health:                  ${HEALTH_URL:-${AZSCEP_BASE_URL}/api/health}
 Static challenge (never printed here):
   az keyvault secret show --vault-name ${AZURE_KEY_VAULT_NAME:-<vault>} --name ${AZSCEP_STATIC_CHALLENGE_SECRET_NAME:-azscep-scep-static-challenge} --query value -o tsv
-Next steps: docs/deployment.md (Intune: infra/scripts/grant-intune.sh; REST API: infra/scripts/create-api-app.sh).
+Next steps: docs/deployment.md (Intune: infra/scripts/grant-intune.sh; REST API: infra/scripts/create-api-app.sh,
+then infra/scripts/grant-intune.sh for the Graph permissions the API checks tokens' accounts with).
 MSG

@@ -216,3 +216,31 @@ func TestRecheckCaller(t *testing.T) {
 		t.Fatalf("guest allowed: %v", err)
 	}
 }
+
+// TestRefused: a 401/403 from Graph is remembered (for /api/health) until Graph answers a call as allowed; throttling
+// and server errors change nothing.
+func TestRefused(t *testing.T) {
+	e := newGraphEnv(t)
+	ctx := context.Background()
+	oid := entrafake.NewGUID()
+	e.g.PutUser(entrafake.User{ID: oid, UPN: "a@contoso.test", Enabled: true})
+	if _, status := e.d.Refused(); status != 0 {
+		t.Fatalf("Refused before any call = %d", status)
+	}
+	e.g.SetFault(entrafake.Fault{Status: http.StatusForbidden})
+	start := e.clock.Now()
+	_, _ = e.d.Account(ctx, oid)
+	e.clock.Advance(time.Minute)
+	e.g.SetFault(entrafake.Fault{Status: http.StatusServiceUnavailable})
+	_, _ = e.d.Account(ctx, oid)
+	if since, status := e.d.Refused(); status != http.StatusForbidden || !since.Equal(start) {
+		t.Fatalf("Refused = (%v, %d), want (%v, 403)", since, status, start)
+	}
+	e.g.SetFault(entrafake.Fault{})
+	if _, err := e.d.Account(ctx, entrafake.NewGUID()); err != nil { // a 404 is an allowed call
+		t.Fatal(err)
+	}
+	if _, status := e.d.Refused(); status != 0 {
+		t.Fatalf("Refused after an allowed call = %d", status)
+	}
+}

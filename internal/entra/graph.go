@@ -74,6 +74,35 @@ type Directory struct {
 
 	owned    *ttlCache[ownershipKey, DeviceVerdict]
 	accounts *ttlCache[string, Account]
+
+	refusedMu     sync.Mutex
+	refusedSince  time.Time // the first 401/403 after Graph last answered
+	refusedStatus int
+}
+
+// Refused reports whether Graph has refused the identity (401 or 403: a permission not granted, or a token the
+// platform still serves without it) and answered nothing else since: the status of the last refusal and since when.
+// Status 0 means it has not, or has answered since.
+func (d *Directory) Refused() (since time.Time, status int) {
+	d.refusedMu.Lock()
+	defer d.refusedMu.Unlock()
+	return d.refusedSince, d.refusedStatus
+}
+
+// noteAnswer keeps Refused's state: a 401/403 starts (or continues) a refusal; an answer that says the call was
+// allowed (200, 404) ends it; throttling and server errors say nothing either way.
+func (d *Directory) noteAnswer(status int) {
+	d.refusedMu.Lock()
+	defer d.refusedMu.Unlock()
+	switch status {
+	case http.StatusUnauthorized, http.StatusForbidden:
+		if d.refusedStatus == 0 {
+			d.refusedSince = d.cfg.Clock()
+		}
+		d.refusedStatus = status
+	case http.StatusOK, http.StatusNotFound:
+		d.refusedSince, d.refusedStatus = time.Time{}, 0
+	}
 }
 
 // ownershipKey is one cached question. managed distinguishes "does user own
@@ -403,6 +432,7 @@ func (d *Directory) getJSON(ctx context.Context, u string, v any) (found bool, e
 		return false, fmt.Errorf("%w: Graph GET %s: %w", ErrUnavailable, req.URL.Path, err)
 	}
 	defer resp.Body.Close()
+	d.noteAnswer(resp.StatusCode)
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxGraphBodyBytes+1))
 	if err != nil {
 		return false, fmt.Errorf("%w: reading Graph response: %w", ErrUnavailable, err)
