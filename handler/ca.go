@@ -29,6 +29,8 @@ func command(ctx context.Context, cfg *config.Config, log *slog.Logger, args []s
 		return caCommand(ctx, cfg, args[1], args[2:], os.Stdout, buildOptions{})
 	case "revocation-sync":
 		return revocationSyncCommand(ctx, cfg, log, os.Stdout)
+	case "revoke":
+		return revokeCommand(ctx, cfg, args[1:], os.Stdout, buildOptions{})
 	case "local-help":
 		return localHelp(cfg, os.Stdout)
 	}

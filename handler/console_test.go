@@ -496,6 +496,27 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("console errors: %s", strings.Join(p, "\n"))
 	}
 
+	// The account checks' answers are explained, not shown as a missing role: the API's answer is replaced in the
+	// page (the development issuer has no directory to disable an account in).
+	for _, c := range []struct {
+		status        int
+		code, heading string
+	}{
+		{403, "account_disabled", "Your account is disabled"},
+		{401, "sessions_revoked", "Your sessions were revoked"},
+		{403, "guest_not_allowed", "Guest accounts are not admitted"},
+	} {
+		b.do("answer "+c.code, chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => {
+			window.__fetch = window.__fetch || window.fetch;
+			window.fetch = (u, o) => /certificates/.test(String(u)) ? Promise.resolve(new Response(
+				JSON.stringify({type: "about:blank", title: "x", status: %d, code: %q, detail: "from the test"}),
+				{status: %d, headers: {"Content-Type": "application/problem+json"}})) : window.__fetch(u, o);
+			location.hash = "#/certificates?q=" + Date.now();
+		})()`, c.status, c.code, c.status)))
+		b.waitFor(c.code+" message", fmt.Sprintf(`[...document.querySelectorAll(".notice h2")].some(h => h.textContent === %q)`, c.heading))
+	}
+	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
+
 	// A user without Certificates.Manage sees which role is missing.
 	b.do("sign out", chromedp.Evaluate[chromedp.Void](`sessionStorage.clear()`), chromedp.Navigate(page+"#/certificates"), chromedp.Reload())
 	b.waitFor("sign-in page", `!!document.querySelector("#signin")`)

@@ -308,7 +308,7 @@ func runCLI(t *testing.T, env []string, args ...string) (int, string, string) {
 // exits 2 with the usage on stderr.
 func TestCLIExplainsItself(t *testing.T) {
 	noSettings := []string{}
-	commands := []string{"ca", "revocation-sync", "local-help", "settings", "version", "help"}
+	commands := []string{"ca", "revocation-sync", "revoke", "local-help", "settings", "version", "help"}
 	for _, tc := range []struct {
 		args []string
 		want []string // substrings of stdout
@@ -324,6 +324,7 @@ func TestCLIExplainsItself(t *testing.T) {
 		{[]string{"ca", "rotate-ra", "--help"}, []string{"Usage: azscep ca rotate-ra", "-compromised"}},
 		{[]string{"help", "ca", "show"}, []string{"Usage: azscep ca show", "No flags"}},
 		{[]string{"revocation-sync", "--help"}, []string{"Usage: azscep revocation-sync"}},
+		{[]string{"revoke", "-h"}, []string{"Usage: azscep revoke", "-serial", "keyCompromise"}},
 		{[]string{"local-help", "-h"}, []string{"Usage: azscep local-help"}},
 		{[]string{"settings", "--help"}, []string{"Usage: azscep settings"}},
 		{[]string{"help", "version"}, []string{"Usage: azscep version"}},
@@ -361,6 +362,8 @@ func TestCLIExplainsItself(t *testing.T) {
 		// Bad values are configuration errors too: exit 2, which the postprovision hook does not retry.
 		{local, []string{"ca", "init", "-subject", "not a name"}, []string{"-subject", `bad subject part "not a name"`, "Usage: azscep ca init"}},
 		{local, []string{"ca", "init", "-validity", "12x"}, []string{`bad -validity "12x"`, "Usage: azscep ca init"}},
+		{local, []string{"revoke"}, []string{"revoke needs -serial", "Usage: azscep revoke"}},
+		{local, []string{"revoke", "-serial", "0A", "-reason", "stolen"}, []string{"-reason", "Usage: azscep revoke"}},
 	} {
 		code, stdout, stderr := runCLI(t, tc.env, tc.args...)
 		if code != 2 || stdout != "" {

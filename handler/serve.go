@@ -375,14 +375,17 @@ func (d *deps) serveHealth(w http.ResponseWriter, r *http.Request) {
 		body.Checks[f.Feature] = check{Status: "disabled", Error: f.Err.Error()}
 	}
 	if d.directory != nil {
-		if since, status := d.directory.Refused(); status != 0 {
-			// Graph refused the managed identity and has answered nothing since: every token at /api/csr and the
-			// admin API gets 503 until the permissions are granted (and a token with them is served).
+		// Graph refuses the managed identity calls that a permission allows, and has allowed none since: the tokens
+		// those calls check get 503 until the permission is granted (and a token with it is served).
+		if refused := d.directory.Refused(); len(refused) > 0 {
+			var what []string
+			for _, r := range refused {
+				what = append(what, fmt.Sprintf("%s (%d since %s)", r.Permission, r.Status, r.Since.UTC().Format(time.RFC3339)))
+			}
 			body.Status = "degraded"
-			body.Checks["graph"] = check{Status: "refused", Error: fmt.Sprintf("Microsoft Graph has answered %d to the "+
-				"managed identity since %s: grant it User.Read.All, Application.Read.All, Device.Read.All and "+
-				"DeviceManagementManagedDevices.Read.All (infra/scripts/grant-intune.sh); the platform may serve a token "+
-				"without them for up to 24 hours", status, since.UTC().Format(time.RFC3339))}
+			body.Checks["graph"] = check{Status: "refused", Error: "Microsoft Graph refuses the managed identity: " +
+				strings.Join(what, ", ") + "; grant the permissions with infra/scripts/grant-intune.sh (the platform " +
+				"may serve a token without them for up to 24 hours)"}
 		}
 	}
 	if err := d.store.Ping(ctx); err != nil {

@@ -194,8 +194,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				h.unavailable(w, r, err)
 				return
 			}
-			h.cfg.Logger.Warn("admin caller refused by its account", "caller", caller.ObjectID, "status", p.Status,
-				"code", p.Code, "err", err)
+			msg := "admin caller refused by its account"
+			if p.Status == http.StatusServiceUnavailable {
+				msg = "admin account check unavailable"
+			}
+			h.cfg.Logger.Warn(msg, "caller", caller.ObjectID, "status", p.Status, "code", p.Code, "err", err)
 			httpx.WriteProblem(w, r, p)
 			return
 		}

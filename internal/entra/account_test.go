@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ import (
 	"github.com/azscep/azscep/internal/entra/entrafake"
 )
 
-// TestAccount reads what Graph says of a user now, and Admit compares it with the token.
+// TestAccount reads what Graph says of a user now, and Check compares it with the token.
 func TestAccount(t *testing.T) {
 	e := newGraphEnv(t)
 	ctx := context.Background()
@@ -217,30 +218,43 @@ func TestRecheckCaller(t *testing.T) {
 	}
 }
 
-// TestRefused: a 401/403 from Graph is remembered (for /api/health) until Graph answers a call as allowed; throttling
-// and server errors change nothing.
+// TestRefused: a 401/403 from Graph is remembered per permission (for /api/health) until Graph allows a call needing
+// the same permission; throttling and server errors change nothing.
 func TestRefused(t *testing.T) {
 	e := newGraphEnv(t)
 	ctx := context.Background()
 	oid := entrafake.NewGUID()
 	e.g.PutUser(entrafake.User{ID: oid, UPN: "a@contoso.test", Enabled: true})
-	if _, status := e.d.Refused(); status != 0 {
-		t.Fatalf("Refused before any call = %d", status)
+	if got := e.d.Refused(); len(got) != 0 {
+		t.Fatalf("Refused before any call = %+v", got)
 	}
 	e.g.SetFault(entrafake.Fault{Status: http.StatusForbidden})
 	start := e.clock.Now()
 	_, _ = e.d.Account(ctx, oid)
+	_, _ = e.d.ServicePrincipal(ctx, entrafake.NewGUID())
 	e.clock.Advance(time.Minute)
 	e.g.SetFault(entrafake.Fault{Status: http.StatusServiceUnavailable})
 	_, _ = e.d.Account(ctx, oid)
-	if since, status := e.d.Refused(); status != http.StatusForbidden || !since.Equal(start) {
-		t.Fatalf("Refused = (%v, %d), want (%v, 403)", since, status, start)
+	want := []entra.Refusal{{Permission: "Application.Read.All", Status: 403, Since: start},
+		{Permission: "User.Read.All", Status: 403, Since: start}}
+	if got := e.d.Refused(); !slices.Equal(got, want) {
+		t.Fatalf("Refused = %+v, want %+v", got, want)
 	}
+	// A service principal read allowed does not clear the users' refusal (a deployment upgraded with
+	// Application.Read.All from Intune but without User.Read.All).
 	e.g.SetFault(entrafake.Fault{})
+	app := entrafake.NewGUID()
+	e.g.PutServicePrincipal(app, true)
+	if _, err := e.d.ServicePrincipal(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.d.Refused(); !slices.Equal(got, want[1:]) {
+		t.Fatalf("Refused after an allowed service principal read = %+v, want %+v", got, want[1:])
+	}
 	if _, err := e.d.Account(ctx, entrafake.NewGUID()); err != nil { // a 404 is an allowed call
 		t.Fatal(err)
 	}
-	if _, status := e.d.Refused(); status != 0 {
-		t.Fatalf("Refused after an allowed call = %d", status)
+	if got := e.d.Refused(); len(got) != 0 {
+		t.Fatalf("Refused after allowed calls = %+v", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,7 @@ var ErrInvalidID = errors.New("entra: ID is not a GUID")
 type GraphConfig struct {
 	// Credential obtains app-only Graph tokens (managed identity in Azure).
 	// The identity needs User.Read.All (a user's account state),
+	// Application.Read.All (an application's service principal),
 	// Device.Read.All (registered owners and accountEnabled) and
 	// DeviceManagementManagedDevices.Read.All.
 	Credential azcore.TokenCredential
@@ -61,9 +63,10 @@ type GraphConfig struct {
 	Clock func() time.Time
 }
 
-// Directory reads Microsoft Graph for the questions a user's token cannot
-// answer: whether the account is still enabled, still has that UPN and has not
-// had its sessions revoked since the token was issued (Account), and whether
+// Directory reads Microsoft Graph for the questions a token cannot answer:
+// whether the account is still enabled, still has that UPN and has not had
+// its sessions revoked since the token was issued (Account; for an app-only
+// token, whether its service principal is enabled: ServicePrincipal), and whether
 // the user owns a device, for CSR.SelfService device certificates (a device an
 // administrator disabled in Entra is not owned). It is safe for concurrent use.
 type Directory struct {
@@ -75,33 +78,61 @@ type Directory struct {
 	owned    *ttlCache[ownershipKey, DeviceVerdict]
 	accounts *ttlCache[string, Account]
 
-	refusedMu     sync.Mutex
-	refusedSince  time.Time // the first 401/403 after Graph last answered
-	refusedStatus int
+	refusedMu sync.Mutex
+	refused   map[string]Refusal // by Permission
 }
 
-// Refused reports whether Graph has refused the identity (401 or 403: a permission not granted, or a token the
-// platform still serves without it) and answered nothing else since: the status of the last refusal and since when.
-// Status 0 means it has not, or has answered since.
-func (d *Directory) Refused() (since time.Time, status int) {
+// Refusal is Graph refusing the identity (401 or 403) the calls one permission allows, with nothing of that kind
+// allowed since: the permission is not granted, or the platform still serves a token without it.
+type Refusal struct {
+	// Permission is the application permission those calls need, e.g. User.Read.All.
+	Permission string
+	Status     int
+	Since      time.Time
+}
+
+// Refused lists the permissions whose calls Graph refuses now, in a stable order (for /api/health).
+func (d *Directory) Refused() []Refusal {
 	d.refusedMu.Lock()
 	defer d.refusedMu.Unlock()
-	return d.refusedSince, d.refusedStatus
+	var out []Refusal
+	for _, r := range d.refused {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b Refusal) int { return strings.Compare(a.Permission, b.Permission) })
+	return out
 }
 
-// noteAnswer keeps Refused's state: a 401/403 starts (or continues) a refusal; an answer that says the call was
-// allowed (200, 404) ends it; throttling and server errors say nothing either way.
-func (d *Directory) noteAnswer(status int) {
+// permissionFor names the application permission a Graph path needs.
+func permissionFor(path string) string {
+	switch {
+	case strings.Contains(path, "/users/"):
+		return "User.Read.All"
+	case strings.Contains(path, "/servicePrincipals/"):
+		return "Application.Read.All"
+	case strings.Contains(path, "/deviceManagement/managedDevices/"):
+		return "DeviceManagementManagedDevices.Read.All"
+	default:
+		return "Device.Read.All"
+	}
+}
+
+// noteAnswer keeps Refused's state per permission: a 401/403 starts (or continues) a refusal; an answer that says
+// such a call was allowed (200, 404) ends it; throttling and server errors say nothing either way.
+func (d *Directory) noteAnswer(path string, status int) {
+	perm := permissionFor(path)
 	d.refusedMu.Lock()
 	defer d.refusedMu.Unlock()
 	switch status {
 	case http.StatusUnauthorized, http.StatusForbidden:
-		if d.refusedStatus == 0 {
-			d.refusedSince = d.cfg.Clock()
+		r, ok := d.refused[perm]
+		if !ok {
+			r = Refusal{Permission: perm, Since: d.cfg.Clock()}
 		}
-		d.refusedStatus = status
+		r.Status = status
+		d.refused[perm] = r
 	case http.StatusOK, http.StatusNotFound:
-		d.refusedSince, d.refusedStatus = time.Time{}, 0
+		delete(d.refused, perm)
 	}
 }
 
@@ -183,7 +214,7 @@ func NewDirectory(cfg GraphConfig) (*Directory, error) {
 	}
 	return &Directory{cfg: cfg, base: base,
 		owned:    newTTLCache[ownershipKey, DeviceVerdict](cfg.MaxCacheEntries, cfg.Clock),
-		accounts: newTTLCache[string, Account](cfg.MaxCacheEntries, cfg.Clock)}, nil
+		accounts: newTTLCache[string, Account](cfg.MaxCacheEntries, cfg.Clock), refused: map[string]Refusal{}}, nil
 }
 
 // OwnsDevice reports whether userObjectID owns deviceID and may have a
@@ -432,7 +463,7 @@ func (d *Directory) getJSON(ctx context.Context, u string, v any) (found bool, e
 		return false, fmt.Errorf("%w: Graph GET %s: %w", ErrUnavailable, req.URL.Path, err)
 	}
 	defer resp.Body.Close()
-	d.noteAnswer(resp.StatusCode)
+	d.noteAnswer(req.URL.Path, resp.StatusCode)
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxGraphBodyBytes+1))
 	if err != nil {
 		return false, fmt.Errorf("%w: reading Graph response: %w", ErrUnavailable, err)

@@ -90,7 +90,7 @@ type Caller struct {
 	// not keep them longer.
 	ExpiresAt time.Time
 	// IssuedAt is the token's `iat` (zero if absent), compared with the
-	// account's session revocation time (Account.Admit).
+	// account's session revocation time (Account.Check).
 	IssuedAt time.Time
 }
 

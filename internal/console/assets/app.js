@@ -336,6 +336,20 @@
         retry ? el("button", { type: "button", class: "ghost", onclick: retry, text: "Try again" }) : null);
     }
     const code = err.problem.code || "";
+    if (err.status === 401 && code === "sessions_revoked") {
+      // Entra back-dates a token's issue time by five minutes: a sign-in right after the revocation is refused too.
+      return notice("error", el("h2", { text: "Your sessions were revoked" }),
+        el("p", { text: "Your sessions were revoked (or your password changed) after you signed in. Wait a few minutes, then sign in again." }),
+        el("button", { type: "button", class: "primary", onclick: () => { sessionStorage.removeItem(SESSION_KEY); signIn(); }, text: "Sign in again" }));
+    }
+    if (err.status === 403 && code === "account_disabled") {
+      return notice("error", el("h2", { text: "Your account is disabled" }),
+        el("p", { text: "The directory says your account is disabled or no longer exists, so the CA does not act on your sign-in. Ask an administrator." }));
+    }
+    if (err.status === 403 && (code === "guest_not_allowed" || code === "client_app_not_allowed")) {
+      return notice("error", el("h2", { text: code === "guest_not_allowed" ? "Guest accounts are not admitted" : "This application is not allowed" }),
+        el("p", { class: "muted" }, "The CA answered 403 ", el("code", { text: code }), err.problem.detail ? ": " + err.problem.detail : ""));
+    }
     if (err.status === 401) {
       return notice("error", el("h2", { text: code === "signed_out" ? "You are signed out" : "Your sign-in has expired" }),
         el("p", { text: code === "signed_out" ? "Sign in to continue." : "The CA did not accept your token any more (" + (err.problem.detail || "expired") + "). Sign in again to continue." }),
@@ -351,7 +365,7 @@
     }
     let msg;
     if (err.status === 0) msg = "The CA could not be reached. Check your connection and try again.";
-    else if (err.status === 503) msg = "A service the CA depends on (Table Storage, Key Vault or Entra) is unavailable. Try again in a moment.";
+    else if (err.status === 503) msg = "A service the CA depends on (Table Storage, Key Vault, Entra or Microsoft Graph) is unavailable. Try again in a moment.";
     else if (err.status === 404 && code === "api_disabled") msg = "The admin API is not configured on this CA (set AZSCEP_API_TENANT_ID).";
     else msg = "The CA answered " + err.status + (code ? " (" + code + ")" : "") + ": " + err.message;
     return notice("error", el("p", { text: msg }), retry ? el("button", { type: "button", class: "ghost", onclick: retry, text: "Try again" }) : null);

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/azscep/azscep/internal/config"
+	"github.com/azscep/azscep/internal/revocation"
+	"github.com/azscep/azscep/internal/store"
+)
+
+// revokeUsage is `azscep revoke`'s help.
+const revokeUsage = `Usage: azscep revoke -serial SERIAL [-reason REASON] [-comment TEXT]
+
+Revokes one certificate with your own credential on Table Storage, as the admin API does (index entry, record,
+revocation generation, key mark for keyCompromise): the break-glass path for when the admin API cannot be used,
+e.g. after an upgrade, until the app's identity holds the Graph permissions the API checks tokens with. Every
+instance publishes the revocation in its CRL and OCSP answers within 30 seconds. No Key Vault operation.
+REASON is one of unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation,
+certificateHold, privilegeWithdrawn (default unspecified).
+`
+
+// revokeCommand runs `azscep revoke`. opts.store and opts.credential replace Table Storage and the operator's
+// credential in tests.
+func revokeCommand(ctx context.Context, cfg *config.Config, args []string, out io.Writer, opts buildOptions) error {
+	fs := flag.NewFlagSet("azscep revoke", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	serial := fs.String("serial", "", "the certificate's serial number (hex)")
+	reasonName := fs.String("reason", "unspecified", "the RFC 5280 revocation reason")
+	comment := fs.String("comment", "", "recorded with the revocation")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%v: %w", err, errUsage)
+	}
+	if fs.NArg() > 0 || *serial == "" {
+		return fmt.Errorf("revoke needs -serial and nothing else: %w", errUsage)
+	}
+	reason, err := revocation.ReasonCode(*reasonName)
+	if err != nil {
+		return fmt.Errorf("-reason: %v: %w", err, errUsage)
+	}
+	st := opts.store
+	if st == nil {
+		if st, err = openStore(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	by := "cli:local"
+	if cfg.Mode == config.ModeAzure {
+		cred := opts.credential
+		if cred == nil {
+			if cred, err = azureCredential(cfg); err != nil {
+				return err
+			}
+		}
+		who, err := describeIdentity(ctx, cfg.KeyVaultURL, cred)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "azscep: acting as %s\n", who)
+		by = "cli:" + who
+	}
+	outcome, rec, err := revocation.Revoke(ctx, st, *serial, reason, by, *comment, time.Now())
+	switch {
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, revocation.ErrNotRevocable):
+		return fmt.Errorf("no revocable certificate with serial %s: %w", *serial, err)
+	case err != nil:
+		return fmt.Errorf("revoking %s: %w", *serial, err)
+	}
+	if outcome == revocation.AlreadyRevoked {
+		fmt.Fprintf(out, "%s was already revoked (%s, %s)\n", rec.Serial, revocation.ReasonName(rec.RevocationReason),
+			rec.RevokedAt.UTC().Format(time.RFC3339))
+		return nil
+	}
+	fmt.Fprintf(out, "%s revoked (%s, %s); instances publish it within 30 seconds\n", rec.Serial,
+		revocation.ReasonName(rec.RevocationReason), rec.RevokedAt.UTC().Format(time.RFC3339))
+	return nil
+}
