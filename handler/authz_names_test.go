@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -37,11 +38,20 @@ type namesService struct {
 
 func startNames(t *testing.T, env ...string) *namesService {
 	t.Helper()
+	return startNamesWith(t, nil, env...)
+}
+
+// startNamesWith is startNames with the build options changed by mutate (e.g. another Graph credential).
+func startNamesWith(t *testing.T, mutate func(*apiTenant, *buildOptions), env ...string) *namesService {
+	t.Helper()
 	tenant := newAPITenant(t, entrafake.WithOptionalClaims("idtyp", "upn", "acct"))
 	st, stEnv := azuriteStore(t)
 	base := append(append([]string{"AZSCEP_MODE=local", "AZSCEP_LOCAL_KEY_DIR=" + newLocalKeyDir(t)}, tenant.env()...), stEnv...)
-	svc := startServe(t, append(base, env...), buildOptions{httpClient: tenant.Client(), store: st,
-		graphCredential: tenant.graphCredential()})
+	opts := buildOptions{httpClient: tenant.Client(), store: st, graphCredential: tenant.graphCredential()}
+	if mutate != nil {
+		mutate(tenant, &opts)
+	}
+	svc := startServe(t, append(base, env...), opts)
 	s := &namesService{running: svc, entra: tenant, store: st}
 	if svc.cfg.Fault(config.EndpointFeature("static")) == nil {
 		certs, _ := getCACert(t, svc.scepURL("static"))
@@ -345,6 +355,28 @@ func TestHealthNamesGraphRefusal(t *testing.T) {
 	s.wantAPICert(t, tok, o)
 	if code, body := health(); code != http.StatusOK || strings.Contains(body, "graph") {
 		t.Fatalf("/api/health once Graph answers = %d %s", code, body)
+	}
+}
+
+// TestHealthNamesWrongGraphTenant: when the managed identity's Graph token is for another tenant than the API's,
+// no account is asked about (Graph would say "not found" to everyone): tokens get 503 and /api/health says why.
+func TestHealthNamesWrongGraphTenant(t *testing.T) {
+	enc := func(v string) string { return base64.RawURLEncoding.EncodeToString([]byte(v)) }
+	other := entrafake.NewGUID()
+	s := startNamesWith(t, func(a *apiTenant, o *buildOptions) {
+		o.graphCredential = &entrafake.Credential{Token: enc(`{"alg":"RS256"}`) + "." + enc(`{"tid":"`+other+`"}`) + ".sig",
+			Scope: strings.TrimSuffix(a.graph.URL(), "/") + "/.default"}
+	})
+	tok := s.entra.MintUser(entrafake.NewGUID(), "alice@contoso.example", []string{entra.RoleCSRRequestDb})
+	s.wantAPIProblem(t, tok, testca.CSROptions{Subject: pkix.Name{CommonName: "svc-4"}}, http.StatusServiceUnavailable, "unavailable")
+	req, err := http.NewRequest(http.MethodGet, s.base+"/api/health", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, body := testca.Do(t, http.DefaultClient, req)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), `"graph":{"status":"wrong_tenant"`) ||
+		!strings.Contains(string(body), other) || len(s.entra.graph.Requests()) != 0 {
+		t.Fatalf("/api/health = %d %s; Graph calls %d", resp.StatusCode, body, len(s.entra.graph.Requests()))
 	}
 }
 

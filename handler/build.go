@@ -276,7 +276,8 @@ func buildAPI(ctx context.Context, cfg *config.Config, d *deps, graphCred azcore
 		if graphCred != nil {
 			cred = graphCred
 		}
-		if dir, err = entra.NewDirectory(entra.GraphConfig{Credential: cred, BaseURL: cfg.API.GraphURL}); err != nil {
+		if dir, err = entra.NewDirectory(entra.GraphConfig{Credential: cred, BaseURL: cfg.API.GraphURL,
+			TenantID: cfg.API.TenantID}); err != nil {
 			return fmt.Errorf("Graph directory client: %w", err)
 		}
 	}

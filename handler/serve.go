@@ -377,7 +377,11 @@ func (d *deps) serveHealth(w http.ResponseWriter, r *http.Request) {
 	if d.directory != nil {
 		// Graph refuses the managed identity calls that a permission allows, and has allowed none since: the tokens
 		// those calls check get 503 until the permission is granted (and a token with it is served).
-		if refused := d.directory.Refused(); len(refused) > 0 {
+		if err := d.directory.WrongTenant(); err != nil {
+			body.Status = "degraded"
+			body.Checks["graph"] = check{Status: "wrong_tenant", Error: err.Error() + ": the managed identity reads " +
+				"Graph in its own tenant, so AZSCEP_API_TENANT_ID must be the app's tenant"}
+		} else if refused := d.directory.Refused(); len(refused) > 0 {
 			var what []string
 			for _, r := range refused {
 				what = append(what, fmt.Sprintf("%s (%d since %s)", r.Permission, r.Status, r.Since.UTC().Format(time.RFC3339)))

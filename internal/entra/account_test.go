@@ -2,6 +2,7 @@ package entra_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -256,5 +257,36 @@ func TestRefused(t *testing.T) {
 	}
 	if got := e.d.Refused(); len(got) != 0 {
 		t.Fatalf("Refused after allowed calls = %+v", got)
+	}
+}
+
+// TestWrongTenant: a Graph token for another tenant than the API's is refused before Graph is asked (which would
+// answer every account "not found"), and reported until a token for the right tenant comes.
+func TestWrongTenant(t *testing.T) {
+	jwt := func(tid string) string {
+		enc := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+		return enc(`{"alg":"RS256","typ":"JWT"}`) + "." + enc(`{"tid":"`+tid+`","oid":"x"}`) + ".sig"
+	}
+	api, home := entrafake.NewGUID(), entrafake.NewGUID()
+	e := newGraphEnv(t, func(c *entra.GraphConfig) { c.TenantID = api })
+	cred := &entrafake.Credential{Token: jwt(home), Scope: entrafake.GraphScope}
+	d, err := entra.NewDirectory(entra.GraphConfig{Credential: cred, BaseURL: e.g.URL(), Scope: entrafake.GraphScope,
+		HTTPClient: e.g.Client(), TenantID: api})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oid := entrafake.NewGUID()
+	if _, err := d.Account(context.Background(), oid); !errors.Is(err, entra.ErrUnavailable) || !errors.Is(err, entra.ErrWrongTenant) {
+		t.Fatalf("Account with a token for another tenant = %v, want ErrUnavailable and ErrWrongTenant", err)
+	}
+	if d.WrongTenant() == nil || len(e.g.Requests()) != 0 {
+		t.Fatalf("WrongTenant = %v, Graph calls %d: want reported, and Graph not asked", d.WrongTenant(), len(e.g.Requests()))
+	}
+	// The token for the API's tenant: Graph is asked (the fake refuses this token, but it was sent), and the
+	// report clears.
+	cred.Token = jwt(strings.ToUpper(api))
+	_, _ = d.Account(context.Background(), oid)
+	if d.WrongTenant() != nil || len(e.g.Requests()) != 1 {
+		t.Fatalf("after a token for the API's tenant: WrongTenant = %v, Graph calls %d", d.WrongTenant(), len(e.g.Requests()))
 	}
 }

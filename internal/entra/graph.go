@@ -2,6 +2,7 @@ package entra
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,6 +62,10 @@ type GraphConfig struct {
 	MaxCacheEntries int
 	// Clock is time.Now unless a test needs to move time.
 	Clock func() time.Time
+	// TenantID, if set, is the tenant whose users and applications are asked about (the API's). The identity
+	// reads Graph in its own tenant, so a Graph token for another tenant is refused (ErrWrongTenant) rather than
+	// every caller being answered "no such account".
+	TenantID string
 }
 
 // Directory reads Microsoft Graph for the questions a token cannot answer:
@@ -78,8 +83,17 @@ type Directory struct {
 	owned    *ttlCache[ownershipKey, DeviceVerdict]
 	accounts *ttlCache[string, Account]
 
-	refusedMu sync.Mutex
-	refused   map[string]Refusal // by Permission
+	refusedMu   sync.Mutex
+	refused     map[string]Refusal // by Permission
+	wrongTenant error              // the last Graph token's tenant was not TenantID
+}
+
+// WrongTenant reports the last Graph token the credential gave was for another tenant than TenantID (nil once a
+// token for the right one came), for /api/health.
+func (d *Directory) WrongTenant() error {
+	d.refusedMu.Lock()
+	defer d.refusedMu.Unlock()
+	return d.wrongTenant
 }
 
 // Refusal is Graph refusing the identity (401 or 403) the calls one permission allows, with nothing of that kind
@@ -505,8 +519,43 @@ func (d *Directory) accessToken(ctx context.Context) (string, error) {
 	if tok.Token == "" {
 		return "", fmt.Errorf("%w: credential returned an empty Graph token", ErrUnavailable)
 	}
+	var wrong error
+	if tid := tokenTenant(tok.Token); d.cfg.TenantID != "" && tid != "" && !strings.EqualFold(tid, d.cfg.TenantID) {
+		wrong = fmt.Errorf("%w: the identity's Graph token is for tenant %s, the API's tenant is %s", ErrWrongTenant,
+			tid, d.cfg.TenantID)
+	}
+	d.refusedMu.Lock()
+	d.wrongTenant = wrong
+	d.refusedMu.Unlock()
+	if wrong != nil {
+		return "", fmt.Errorf("%w: %w", ErrUnavailable, wrong)
+	}
 	d.token = tok
 	return tok.Token, nil
+}
+
+// ErrWrongTenant reports a Graph token for another tenant than the one whose accounts are asked about: Graph would
+// answer every account "not found".
+var ErrWrongTenant = errors.New("entra: Graph is read in another tenant than the API's")
+
+// tokenTenant is the tid claim of a JWT access token, read without verifying it (it comes from our own credential,
+// and only decides whether to use it); "" if the token is not a readable JWT.
+func tokenTenant(token string) string {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return ""
+	}
+	var claims struct {
+		TID string `json:"tid"`
+	}
+	if json.Unmarshal(payload, &claims) != nil {
+		return ""
+	}
+	return claims.TID
 }
 
 func (d *Directory) dropToken() {
