@@ -303,6 +303,13 @@ func TestSelfServiceAccountReread(t *testing.T) {
 		t.Fatalf("Graph account reads with the managed identity's token = %d, want 2", reads)
 	}
 
+	// An application whose CSR.Request.Db was unassigned after its token was issued (the deployed service finds the
+	// API's service principal from AZSCEP_API_AUDIENCES).
+	other := entrafake.NewGUID()
+	appTok := s.entra.MintApp([]string{entra.RoleCSRRequestDb}, entrafake.WithClaim("oid", other), entrafake.WithClaim("sub", other))
+	s.entra.graph.RemoveAppRole(other, entra.RoleCSRRequestDb)
+	s.wantAPIProblem(t, appTok, testca.CSROptions{Subject: pkix.Name{CommonName: "svc-5"}}, http.StatusForbidden, "role_removed")
+
 	// The admin API: an administrator disabled after signing in to the console neither reads nor revokes.
 	cert := s.wantAPICert(t, s.entra.MintApp([]string{entra.RoleCSRRequestDb}), testca.CSROptions{Subject: pkix.Name{CommonName: "svc-2"}})
 	serial := store.SerialString(cert.SerialNumber)

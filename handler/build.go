@@ -277,7 +277,7 @@ func buildAPI(ctx context.Context, cfg *config.Config, d *deps, graphCred azcore
 			cred = graphCred
 		}
 		if dir, err = entra.NewDirectory(entra.GraphConfig{Credential: cred, BaseURL: cfg.API.GraphURL,
-			TenantID: cfg.API.TenantID}); err != nil {
+			TenantID: cfg.API.TenantID, APIAppID: apiAppID(cfg.API.Audiences)}); err != nil {
 			return fmt.Errorf("Graph directory client: %w", err)
 		}
 	}
@@ -348,4 +348,16 @@ func raKeeper(ctx context.Context, st store.Store, raStore custody.RAStore, keys
 		keeper.Run(rctx, custody.RARefreshInterval)
 	}()
 	return keeper, func() { cancel(); <-done }, nil
+}
+
+// apiAppID is the API's application (client) ID among its token audiences: the GUID, or the GUID of an App ID URI
+// api://<GUID> (create-api-app.sh sets both). "" when neither is there (a custom App ID URI alone): app-only
+// tokens' roles are then not re-read.
+func apiAppID(audiences []string) string {
+	for _, a := range audiences {
+		if id := strings.TrimPrefix(a, "api://"); entra.IsGUID(id) {
+			return strings.ToLower(id)
+		}
+	}
+	return ""
 }

@@ -188,7 +188,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !h.cfg.NoDirectory {
-		if _, err := entra.RecheckCaller(r.Context(), h.cfg.Accounts, caller, h.cfg.AllowGuests); err != nil {
+		if _, err := entra.RecheckCaller(r.Context(), h.cfg.Accounts, caller, h.cfg.AllowGuests, entra.RoleCertificatesManage); err != nil {
 			p := httpx.AccountProblem(err)
 			if p == nil {
 				h.unavailable(w, r, err)

@@ -73,7 +73,7 @@ func newEnv(t *testing.T, mutate func(*admin.Config)) *env {
 	graph := entrafake.NewGraph(t)
 	fake := entrafake.New(t, entrafake.WithGraph(graph))
 	dir, err := entra.NewDirectory(entra.GraphConfig{Credential: graph.Credential(), BaseURL: graph.URL(),
-		Scope: entrafake.GraphScope, HTTPClient: graph.Client()})
+		Scope: entrafake.GraphScope, HTTPClient: graph.Client(), APIAppID: fake.ClientID})
 	if err != nil {
 		t.Fatalf("NewDirectory: %v", err)
 	}
@@ -956,6 +956,17 @@ func TestAdminAccountReread(t *testing.T) {
 			}
 		})
 	}
+	t.Run("application whose role was removed", func(t *testing.T) {
+		e := newEnv(t, nil)
+		rec := e.insert(t, store.Record{Subject: "CN=victim"}, true)
+		app := e.fake.MintApp([]string{entra.RoleCertificatesManage})
+		e.graph.RemoveAppRole(e.fake.AppObjectID, entra.RoleCertificatesManage)
+		resp, body := e.do(t, http.MethodPost, "/api/certificates/"+rec.Serial+"/revoke", app, `{"reason":"keyCompromise"}`)
+		wantProblem(t, resp, body, http.StatusForbidden, httpx.CodeRoleRemoved)
+		if stored, _ := e.st.Get(t.Context(), rec.Serial); stored.Status != store.StatusIssued {
+			t.Fatalf("an application without the role revoked %s", rec.Serial)
+		}
+	})
 	t.Run("disabled application", func(t *testing.T) {
 		e := newEnv(t, nil)
 		rec := e.insert(t, store.Record{Subject: "CN=victim"}, true)

@@ -3,6 +3,7 @@ package csrapi_test
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,13 +46,40 @@ func TestAccountRead(t *testing.T) {
 			reqs[0].Query != "$select=id,accountEnabled,userPrincipalName,userType,signInSessionsValidFromDateTime" {
 			t.Fatalf("Graph calls = %+v, want one account read selecting what it checks", reqs)
 		}
-		// An app-only token is compared with the application's service principal.
+		// An app-only token is compared with the application's service principal and the API roles assigned to
+		// it now (the API's own roles are read once).
 		e.wantCert(e.post(e.appToken(), dbCSR))
 		e.wantCert(e.post(e.appToken(), dbCSR))
-		reqs = e.graph.Requests()
-		if len(reqs) != 2 || reqs[1].Path != "/v1.0/servicePrincipals/"+e.tenant.AppObjectID || reqs[1].Query != "$select=id,accountEnabled" {
-			t.Fatalf("Graph calls = %+v, want one service principal read for the app", reqs)
+		var got []string
+		for _, r := range e.graph.Requests()[1:] {
+			got = append(got, r.Path+"?"+r.Query)
 		}
+		want := []string{"/v1.0/servicePrincipals/" + e.tenant.AppObjectID + "?$select=id,accountEnabled",
+			"/v1.0/servicePrincipals(appId='" + e.tenant.ClientID + "')?$select=id,appRoles",
+			"/v1.0/servicePrincipals/" + e.tenant.AppObjectID + "/appRoleAssignments?$select=resourceId,appRoleId"}
+		if !slices.Equal(got, want) {
+			t.Fatalf("Graph calls for the app = %q, want %q", got, want)
+		}
+	})
+
+	t.Run("an application whose role was removed", func(t *testing.T) {
+		e := newEnv(t)
+		tok := e.appToken() // carries CSR.Request.Db
+		e.graph.RemoveAppRole(e.tenant.AppObjectID, entra.RoleCSRRequestDb)
+		wantProblem(t, e.post(tok, dbCSR), http.StatusForbidden, csrapi.CodeRoleRemoved)
+		if n := e.records(""); n != 0 {
+			t.Fatalf("records = %d, want 0", n)
+		}
+		// Assigned again: once the cached answer ("no roles", kept for the negative TTL) expires, it works.
+		e.graph.AssignAppRole(e.tenant.AppObjectID, entra.RoleCSRRequestDb)
+		wantProblem(t, e.post(tok, dbCSR), http.StatusForbidden, csrapi.CodeRoleRemoved)
+		e.clock.Advance(entra.DefaultNegativeTTL)
+		e.wantCert(e.post(tok, dbCSR))
+		// A role of another API, or another of ours, does not stand in for it.
+		e.graph.RemoveAppRole(e.tenant.AppObjectID, entra.RoleCSRRequestDb)
+		e.graph.AssignAppRole(e.tenant.AppObjectID, entra.RoleCertificatesManage)
+		e.clock.Advance(entra.DefaultPositiveTTL)
+		wantProblem(t, e.post(tok, dbCSR), http.StatusForbidden, csrapi.CodeRoleRemoved)
 	})
 
 	t.Run("an application an administrator disabled or deleted", func(t *testing.T) {

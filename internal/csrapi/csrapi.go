@@ -138,6 +138,8 @@ const (
 	CodeAccountDisabled = httpx.CodeAccountDisabled
 	// CodeSessionsRevoked: the account's sessions were revoked after the token was issued (401: get a new token).
 	CodeSessionsRevoked = httpx.CodeSessionsRevoked
+	// CodeRoleRemoved: the application no longer holds CSR.Request.Db, which its token carries.
+	CodeRoleRemoved = httpx.CodeRoleRemoved
 )
 
 // ServeHTTP rejects before spending: method, token, role and rate limit come before the body is read, and
@@ -408,7 +410,7 @@ func (h *Handler) account(ctx context.Context, caller *entra.Caller) (*entra.Acc
 	if h.cfg.NoDirectory {
 		return nil, nil
 	}
-	a, err := entra.RecheckCaller(ctx, h.cfg.Accounts, caller, h.cfg.AllowGuests)
+	a, err := entra.RecheckCaller(ctx, h.cfg.Accounts, caller, h.cfg.AllowGuests, entra.RoleCSRRequestDb, entra.RoleCSRSelfService)
 	if err == nil {
 		return a, nil
 	}

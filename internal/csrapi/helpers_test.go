@@ -97,6 +97,7 @@ func newEnvWith(t *testing.T, d deps, mutate ...func(*csrapi.Config)) *env {
 		Scope:      entrafake.GraphScope,
 		HTTPClient: graph.Client(),
 		Clock:      c.Now,
+		APIAppID:   tenant.ClientID,
 	})
 	if err != nil {
 		t.Fatalf("NewDirectory: %v", err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -28,6 +29,7 @@ var (
 type AccountReader interface {
 	Account(ctx context.Context, userObjectID string) (Account, error)
 	ServicePrincipal(ctx context.Context, objectID string) (Account, error)
+	AppRoles(ctx context.Context, objectID string) ([]string, error)
 }
 
 // Account is what Graph says of a user, or of an application's service principal, now.
@@ -161,10 +163,12 @@ func (d *Directory) ServicePrincipal(ctx context.Context, objectID string) (Acco
 
 // RecheckCaller re-reads the account behind a verified token and returns why the token no longer speaks for it: an
 // error wrapping ErrAccountGone, ErrAccountDisabled or ErrSessionsRevoked (Account.Check), ErrGuestAccount for a
-// user Graph now calls a guest unless allowGuests, or ErrUnavailable when Graph cannot tell. A user token is
-// compared with the user (Account), an app-only token with the application's service principal (ServicePrincipal).
-// The account is returned when it was read.
-func RecheckCaller(ctx context.Context, r AccountReader, c *Caller, allowGuests bool) (*Account, error) {
+// user Graph now calls a guest unless allowGuests, ErrRoleRemoved for an application that no longer holds any of
+// the roles (those the door accepts) its token carries, or ErrUnavailable when Graph cannot tell. A user token is
+// compared with the user (Account), an app-only token with the application's service principal (ServicePrincipal)
+// and its assigned roles (AppRoles). A user's roles are not re-read: they may come through groups, nested ones
+// too. The account is returned when it was read.
+func RecheckCaller(ctx context.Context, r AccountReader, c *Caller, allowGuests bool, roles ...string) (*Account, error) {
 	read := r.Account
 	if c.IsApp {
 		read = r.ServicePrincipal
@@ -179,5 +183,112 @@ func RecheckCaller(ctx context.Context, r AccountReader, c *Caller, allowGuests 
 	if a.Guest && !allowGuests {
 		return nil, ErrGuestAccount
 	}
+	if c.IsApp {
+		held, err := r.AppRoles(ctx, c.ObjectID)
+		if err != nil {
+			return nil, err
+		}
+		if held != nil && !slices.ContainsFunc(roles, func(role string) bool {
+			return c.HasRole(role) && slices.Contains(held, role)
+		}) {
+			return nil, ErrRoleRemoved
+		}
+	}
 	return &a, nil
+}
+
+// ErrRoleRemoved: the application no longer holds the app role its token carries; an administrator removed the
+// assignment after the token was issued.
+var ErrRoleRemoved = errors.New("entra: the app role was removed from the application")
+
+// AppRoles lists the values of the API's app roles assigned to an application now (the service principal objectID,
+// an app-only token's oid): GET /v1.0/servicePrincipals/{id}/appRoleAssignments?$select=resourceId,appRoleId,
+// keeping the assignments whose resource is the API's service principal, whose roles come from
+// GET /v1.0/servicePrincipals(appId='{APIAppID}')?$select=id,appRoles (both Application.Read.All). nil, nil when
+// GraphConfig.APIAppID is empty (not re-read). Failures, and an API without a service principal here, are
+// ErrUnavailable. Answers are cached, an application holding roles for PositiveTTL and one holding none for
+// NegativeTTL: Graph may take a while to show an assignment just made. The list is never nil when re-read.
+func (d *Directory) AppRoles(ctx context.Context, objectID string) ([]string, error) {
+	if d.cfg.APIAppID == "" {
+		return nil, nil
+	}
+	if !isGUID(objectID) {
+		return nil, fmt.Errorf("%w: service principal object ID", ErrInvalidID)
+	}
+	id := normGUID(objectID)
+	if r, ok := d.roles.get(id); ok {
+		return r, nil
+	}
+	api, err := d.apiRoles(ctx)
+	if err != nil {
+		return nil, err
+	}
+	asked := d.cfg.Clock()
+	next := d.graphURL("v1.0/servicePrincipals/" + id + "/appRoleAssignments?$select=resourceId,appRoleId")
+	roles := []string{} // not nil: nil means "not re-read"
+	for page := 0; next != ""; page++ {
+		if page == maxGraphPages {
+			return nil, fmt.Errorf("%w: Graph appRoleAssignments: more than %d pages", ErrUnavailable, maxGraphPages)
+		}
+		var resp struct {
+			Value []struct {
+				ResourceID string `json:"resourceId"`
+				AppRoleID  string `json:"appRoleId"`
+			} `json:"value"`
+			NextLink string `json:"@odata.nextLink"`
+		}
+		found, err := d.getJSON(ctx, next, &resp)
+		if err != nil {
+			return nil, err
+		}
+		if !found { // the service principal is gone: it holds nothing
+			break
+		}
+		for _, a := range resp.Value {
+			if normGUID(a.ResourceID) != api[""] {
+				continue
+			}
+			if v, ok := api[normGUID(a.AppRoleID)]; ok && !slices.Contains(roles, v) {
+				roles = append(roles, v)
+			}
+		}
+		if next = resp.NextLink; next != "" {
+			if err := d.sameOrigin(next); err != nil {
+				return nil, err
+			}
+		}
+	}
+	slices.Sort(roles)
+	d.roles.put(id, roles, asked, d.ttl(len(roles) > 0))
+	return roles, nil
+}
+
+// apiRoles maps the API's app role IDs to their values, and "" to its service principal's object ID.
+func (d *Directory) apiRoles(ctx context.Context) (map[string]string, error) {
+	if m, ok := d.api.get(""); ok {
+		return m, nil
+	}
+	var sp struct {
+		ID       string `json:"id"`
+		AppRoles []struct {
+			ID    string `json:"id"`
+			Value string `json:"value"`
+		} `json:"appRoles"`
+	}
+	asked := d.cfg.Clock()
+	found, err := d.getJSON(ctx, d.graphURL("v1.0/servicePrincipals(appId='"+d.cfg.APIAppID+"')?$select=id,appRoles"), &sp)
+	switch {
+	case err != nil:
+		return nil, err
+	case !found || !isGUID(sp.ID):
+		return nil, fmt.Errorf("%w: the API (application %s) has no service principal in this tenant", ErrUnavailable, d.cfg.APIAppID)
+	}
+	m := map[string]string{"": normGUID(sp.ID)}
+	for _, r := range sp.AppRoles {
+		if isGUID(r.ID) && r.Value != "" {
+			m[normGUID(r.ID)] = r.Value
+		}
+	}
+	d.api.put("", m, asked, d.cfg.PositiveTTL)
+	return m, nil
 }

@@ -290,3 +290,46 @@ func TestWrongTenant(t *testing.T) {
 		t.Fatalf("after a token for the API's tenant: WrongTenant = %v, Graph calls %d", d.WrongTenant(), len(e.g.Requests()))
 	}
 }
+
+// TestAppRoles: an application's roles are the API's app roles assigned to it now, by value; assignments to other
+// resources do not count; an API without a service principal here is unavailable, never "no roles".
+func TestAppRoles(t *testing.T) {
+	api := entrafake.NewGUID()
+	e := newGraphEnv(t, func(c *entra.GraphConfig) { c.APIAppID = api })
+	ctx := context.Background()
+	e.g.SetAPI(api, "CSR.Request.Db", "Certificates.Manage")
+	app := entrafake.NewGUID()
+	e.g.PutServicePrincipal(app, true)
+	e.g.AssignAppRole(app, "Certificates.Manage")
+	e.g.AssignAppRole(app, "CSR.Request.Db")
+	if roles, err := e.d.AppRoles(ctx, strings.ToUpper(app)); err != nil || !slices.Equal(roles, []string{"CSR.Request.Db", "Certificates.Manage"}) {
+		t.Fatalf("AppRoles = %v, %v", roles, err)
+	}
+	none := entrafake.NewGUID()
+	e.g.PutServicePrincipal(none, true) // holds only the fake's assignment to another resource
+	if roles, err := e.d.AppRoles(ctx, none); err != nil || roles == nil || len(roles) != 0 {
+		t.Fatalf("an application without our roles: AppRoles = %#v, %v", roles, err)
+	}
+	if roles, err := e.d.AppRoles(ctx, entrafake.NewGUID()); err != nil || roles == nil || len(roles) != 0 {
+		t.Fatalf("an application that is gone: AppRoles = %#v, %v", roles, err)
+	}
+	// RecheckCaller: the token's role must still be assigned.
+	caller := &entra.Caller{ObjectID: app, IsApp: true, Roles: []string{"CSR.Request.Db"}}
+	if _, err := entra.RecheckCaller(ctx, e.d, caller, false, "CSR.Request.Db", "CSR.SelfService"); err != nil {
+		t.Fatalf("RecheckCaller with the role assigned: %v", err)
+	}
+	caller = &entra.Caller{ObjectID: none, IsApp: true, Roles: []string{"CSR.Request.Db"}}
+	if _, err := entra.RecheckCaller(ctx, e.d, caller, false, "CSR.Request.Db"); !errors.Is(err, entra.ErrRoleRemoved) {
+		t.Fatalf("RecheckCaller without the role: %v, want ErrRoleRemoved", err)
+	}
+
+	other := newGraphEnv(t, func(c *entra.GraphConfig) { c.APIAppID = entrafake.NewGUID() }) // no such API here
+	other.g.PutServicePrincipal(app, true)
+	if _, err := other.d.AppRoles(ctx, app); !errors.Is(err, entra.ErrUnavailable) {
+		t.Fatalf("an API without a service principal: AppRoles = %v, want ErrUnavailable", err)
+	}
+	unset := newGraphEnv(t)
+	if roles, err := unset.d.AppRoles(ctx, app); roles != nil || err != nil || len(unset.g.Requests()) != 0 {
+		t.Fatalf("without APIAppID: AppRoles = %v, %v (Graph calls %d): want not re-read", roles, err, len(unset.g.Requests()))
+	}
+}

@@ -62,6 +62,9 @@ type GraphConfig struct {
 	MaxCacheEntries int
 	// Clock is time.Now unless a test needs to move time.
 	Clock func() time.Time
+	// APIAppID is the API's application (client) ID. With it, an app-only token's roles are re-read too: the
+	// roles of the API that are assigned to the application now (AppRoles). Empty skips that re-read.
+	APIAppID string
 	// TenantID, if set, is the tenant whose users and applications are asked about (the API's). The identity
 	// reads Graph in its own tenant, so a Graph token for another tenant is refused (ErrWrongTenant) rather than
 	// every caller being answered "no such account".
@@ -82,6 +85,8 @@ type Directory struct {
 
 	owned    *ttlCache[ownershipKey, DeviceVerdict]
 	accounts *ttlCache[string, Account]
+	roles    *ttlCache[string, []string]          // an application's assigned API roles, by object ID
+	api      *ttlCache[string, map[string]string] // "": the API's role values by ID, and "" its object ID
 
 	refusedMu   sync.Mutex
 	refused     map[string]Refusal // by Permission
@@ -122,7 +127,7 @@ func permissionFor(path string) string {
 	switch {
 	case strings.Contains(path, "/users/"):
 		return "User.Read.All"
-	case strings.Contains(path, "/servicePrincipals/"):
+	case strings.Contains(path, "/servicePrincipals"):
 		return "Application.Read.All"
 	case strings.Contains(path, "/deviceManagement/managedDevices/"):
 		return "DeviceManagementManagedDevices.Read.All"
@@ -228,7 +233,9 @@ func NewDirectory(cfg GraphConfig) (*Directory, error) {
 	}
 	return &Directory{cfg: cfg, base: base,
 		owned:    newTTLCache[ownershipKey, DeviceVerdict](cfg.MaxCacheEntries, cfg.Clock),
-		accounts: newTTLCache[string, Account](cfg.MaxCacheEntries, cfg.Clock), refused: map[string]Refusal{}}, nil
+		accounts: newTTLCache[string, Account](cfg.MaxCacheEntries, cfg.Clock),
+		roles:    newTTLCache[string, []string](cfg.MaxCacheEntries, cfg.Clock),
+		api:      newTTLCache[string, map[string]string](1, cfg.Clock), refused: map[string]Refusal{}}, nil
 }
 
 // OwnsDevice reports whether userObjectID owns deviceID and may have a

@@ -15,10 +15,13 @@ const (
 	CodeSessionsRevoked = "sessions_revoked"
 	// CodeGuest: a guest (B2B, external) account where the deployment does not admit guests.
 	CodeGuest = "guest_not_allowed"
+	// CodeRoleRemoved: the application's token carries an app role an administrator has since unassigned.
+	CodeRoleRemoved = "role_removed"
 )
 
 // AccountProblem is the answer to an error of entra.RecheckCaller: 403 account_disabled, 401 sessions_revoked with
-// an invalid_token challenge (clients get a new token), 403 guest_not_allowed, and 503 when Graph cannot tell. Any
+// an invalid_token challenge (clients get a new token), 403 role_removed, 403 guest_not_allowed, and 503 when Graph
+// cannot tell. Any
 // other error is nil: not this function's to answer.
 func AccountProblem(err error) *Problem {
 	switch {
@@ -30,6 +33,9 @@ func AccountProblem(err error) *Problem {
 	case errors.Is(err, entra.ErrAccountDisabled), errors.Is(err, entra.ErrAccountGone):
 		return &Problem{Status: http.StatusForbidden, Code: CodeAccountDisabled,
 			Detail: "the account (user or application) is disabled or no longer exists"}
+	case errors.Is(err, entra.ErrRoleRemoved):
+		return &Problem{Status: http.StatusForbidden, Code: CodeRoleRemoved,
+			Detail: "the application no longer holds the app role its token carries"}
 	case errors.Is(err, entra.ErrGuestAccount):
 		return &Problem{Status: http.StatusForbidden, Code: CodeGuest, Detail: "guest accounts are not admitted"}
 	case errors.Is(err, entra.ErrUnavailable):

@@ -108,12 +108,14 @@ func (s *Server) optional(name string) bool {
 	return false
 }
 
-// WithGraph makes g the tenant's directory: a user token minted for a user g
-// does not have adds that user (enabled, a member unless the token is a
-// guest's, created a day before the token), and an app-only token its service
-// principal (enabled), as a token is only ever issued to an existing account.
-// Accounts already in g are left as they are, so a test can disable, rename
-// or revoke one and mint again.
+// WithGraph makes g the tenant's directory, with the API's application (its
+// client ID, and the app roles create-api-app.sh defines): a user token minted
+// for a user g does not have adds that user (enabled, a member unless the
+// token is a guest's, created a day before the token), and an app-only token
+// its service principal (enabled) and the API roles it carries, as a token is
+// only ever issued to an existing account for roles it holds. Accounts already
+// in g are left as they are, and roles Graph.RemoveAppRole took away are not
+// given back, so a test can disable, rename or revoke one and mint again.
 func WithGraph(g *Graph) Option { return func(s *Server) { s.graph = g } }
 
 // WithClock makes minted tokens' iat/nbf/exp relative to clock.
@@ -134,6 +136,10 @@ func New(tb testing.TB, opts ...Option) *Server {
 		o(s)
 	}
 	s.active = s.newKey(true)
+	if s.graph != nil {
+		// The API's registration, as create-api-app.sh makes it.
+		s.graph.SetAPI(s.ClientID, "CSR.Request.Db", "CSR.SelfService", "Certificates.Manage")
+	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	tb.Cleanup(s.srv.Close)
 	return s
@@ -508,8 +514,12 @@ func (s *Server) mint(principal func(*mint), opts []MintOption) string {
 		s.graph.PutUser(User{ID: m.oid, UPN: m.upn, Enabled: true, SessionsValidFrom: m.now.Add(-24 * time.Hour),
 			Guest: m.guestOf != "" || strings.Contains(strings.ToUpper(m.upn), "#EXT#")})
 	}
-	if oid, _ := m.claims["oid"].(string); s.graph != nil && m.app && oid != "" && !s.graph.HasServicePrincipal(oid) {
-		s.graph.PutServicePrincipal(oid, true)
+	if oid, _ := m.claims["oid"].(string); s.graph != nil && m.app && oid != "" {
+		if !s.graph.HasServicePrincipal(oid) {
+			s.graph.PutServicePrincipal(oid, true)
+		}
+		roles, _ := m.claims["roles"].([]string)
+		s.graph.ensureAppRoles(oid, roles)
 	}
 	c := jwt.MapClaims{
 		// Entra back-dates iat and nbf by five minutes (300 s of clock skew), as its documented sample tokens

@@ -26,6 +26,8 @@ const GraphScope = "https://graph.microsoft.com/.default"
 //
 //	GET /v1.0/users/{id}
 //	GET /v1.0/servicePrincipals/{id}
+//	GET /v1.0/servicePrincipals(appId='{appId}')
+//	GET /v1.0/servicePrincipals/{id}/appRoleAssignments
 //	GET /v1.0/devices(deviceId='{deviceId}')/registeredOwners
 //	GET /v1.0/devices/{objectId}/registeredOwners
 //	GET /v1.0/devices(deviceId='{deviceId}')
@@ -55,6 +57,9 @@ type Graph struct {
 	mu        sync.Mutex
 	users     map[string]User         // by id
 	apps      map[string]bool         // service principals by id: accountEnabled
+	api       *resourceApp            // the API whose app roles are assigned (SetAPI)
+	assigned  map[string][]string     // the API's role values assigned to a service principal, by its id
+	removed   map[string][]string     // assignments RemoveAppRole took away, which minting does not restore
 	devices   map[string]*graphDevice // by deviceId
 	managed   map[string]ManagedDevice
 	journal   []Request
@@ -107,13 +112,15 @@ type Fault struct {
 func NewGraph(tb testing.TB) *Graph {
 	tb.Helper()
 	g := &Graph{
-		tb:      tb,
-		Token:   "graph-token-" + randomKID(),
-		users:   make(map[string]User),
-		apps:    make(map[string]bool),
-		devices: make(map[string]*graphDevice),
-		managed: make(map[string]ManagedDevice),
-		closing: make(chan struct{}),
+		tb:       tb,
+		Token:    "graph-token-" + randomKID(),
+		users:    make(map[string]User),
+		apps:     make(map[string]bool),
+		assigned: make(map[string][]string),
+		removed:  make(map[string][]string),
+		devices:  make(map[string]*graphDevice),
+		managed:  make(map[string]ManagedDevice),
+		closing:  make(chan struct{}),
 	}
 	g.srv = httptest.NewServer(http.HandlerFunc(g.serve))
 	tb.Cleanup(func() {
@@ -182,6 +189,61 @@ func (g *Graph) HasServicePrincipal(id string) bool {
 	defer g.mu.Unlock()
 	_, ok := g.apps[strings.ToLower(id)]
 	return ok
+}
+
+// resourceApp is an API application: its service principal and app roles.
+type resourceApp struct {
+	appID, spID string
+	roleIDs     map[string]string // by value
+}
+
+// SetAPI registers the API application appID, with a service principal and the given app roles (random IDs).
+func (g *Graph) SetAPI(appID string, roles ...string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	api := &resourceApp{appID: strings.ToLower(appID), spID: NewGUID(), roleIDs: map[string]string{}}
+	for _, r := range roles {
+		api.roleIDs[r] = NewGUID()
+	}
+	g.api = api
+	g.apps[api.spID] = true
+}
+
+// AssignAppRole assigns the API's app role to the service principal spID, as an administrator (or consent) does.
+func (g *Graph) AssignAppRole(spID, role string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	id := strings.ToLower(spID)
+	if !slices.Contains(g.assigned[id], role) {
+		g.assigned[id] = append(g.assigned[id], role)
+	}
+	g.removed[id] = slices.DeleteFunc(g.removed[id], func(r string) bool { return r == role })
+}
+
+// RemoveAppRole takes the API's app role away from the service principal spID; tokens minted later for it do not
+// bring it back (their roles claim still says it, as a token minted before the removal would).
+func (g *Graph) RemoveAppRole(spID, role string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	id := strings.ToLower(spID)
+	g.assigned[id] = slices.DeleteFunc(g.assigned[id], func(r string) bool { return r == role })
+	g.removed[id] = append(g.removed[id], role)
+}
+
+// ensureAppRoles assigns the roles a minted app-only token carries, unless RemoveAppRole took them away.
+func (g *Graph) ensureAppRoles(spID string, roles []string) {
+	g.mu.Lock()
+	id := strings.ToLower(spID)
+	var add []string
+	for _, r := range roles {
+		if !slices.Contains(g.assigned[id], r) && !slices.Contains(g.removed[id], r) {
+			add = append(add, r)
+		}
+	}
+	g.mu.Unlock()
+	for _, r := range add {
+		g.AssignAppRole(spID, r)
+	}
 }
 
 // DeleteServicePrincipal removes a service principal.
@@ -254,6 +316,8 @@ var (
 	userProps    = []string{"id", "displayName", "userPrincipalName", "accountEnabled", "userType", "signInSessionsValidFromDateTime"}
 	userDefaults = []string{"id", "displayName", "userPrincipalName"}
 	appProps     = []string{"id", "appId", "accountEnabled"}
+	apiProps     = []string{"id", "appId", "accountEnabled", "appRoles"}
+	assignProps  = []string{"id", "principalId", "resourceId", "appRoleId"}
 	deviceProps  = []string{"id", "deviceId", "accountEnabled"}
 	ownerProps   = []string{"id"}
 	managedProps = []string{"id", "userId", "azureADDeviceId"}
@@ -266,6 +330,8 @@ var (
 	reDevObj  = regexp.MustCompile(`^/v1\.0/devices/([0-9a-fA-F-]{36})$`)
 	reUser    = regexp.MustCompile(`^/v1\.0/users/([^/]+)$`)
 	reSP      = regexp.MustCompile(`^/v1\.0/servicePrincipals/([^/]+)$`)
+	reSPAppID = regexp.MustCompile(`^/v1\.0/servicePrincipals\(appId='([^']+)'\)$`)
+	reSPRoles = regexp.MustCompile(`^/v1\.0/servicePrincipals/([^/]+)/appRoleAssignments$`)
 	reManaged = regexp.MustCompile(`^/v1\.0/deviceManagement/managedDevices/([^/]+)$`)
 	reFilter  = regexp.MustCompile(`^deviceId eq '([0-9a-fA-F-]{36})'$`)
 )
@@ -325,6 +391,10 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"@odata.context": g.srv.URL + "/v1.0/$metadata#devices", "value": value})
 	case reUser.MatchString(r.URL.Path):
 		g.user(w, r, strings.ToLower(reUser.FindStringSubmatch(r.URL.Path)[1]))
+	case reSPAppID.MatchString(r.URL.Path):
+		g.apiApp(w, r, strings.ToLower(reSPAppID.FindStringSubmatch(r.URL.Path)[1]))
+	case reSPRoles.MatchString(r.URL.Path):
+		g.appRoleAssignments(w, r, strings.ToLower(reSPRoles.FindStringSubmatch(r.URL.Path)[1]))
 	case reSP.MatchString(r.URL.Path):
 		id := strings.ToLower(reSP.FindStringSubmatch(r.URL.Path)[1])
 		sel, ok := selected(w, r, "servicePrincipal", appProps)
@@ -400,6 +470,55 @@ func (g *Graph) owners(w http.ResponseWriter, r *http.Request, d *graphDevice, p
 		body["@odata.nextLink"] = u.String()
 	}
 	writeJSON(w, http.StatusOK, body)
+}
+
+// apiApp answers GET /servicePrincipals(appId='…') for the API application.
+func (g *Graph) apiApp(w http.ResponseWriter, r *http.Request, appID string) {
+	sel, ok := selected(w, r, "servicePrincipal", apiProps)
+	if !ok {
+		return
+	}
+	g.mu.Lock()
+	api := g.api
+	g.mu.Unlock()
+	if api == nil || api.appID != appID {
+		graphError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource 'servicePrincipal' with appId '"+appID+"' does not exist.")
+		return
+	}
+	roles := []map[string]any{}
+	for v, id := range api.roleIDs {
+		roles = append(roles, map[string]any{"id": id, "value": v, "isEnabled": true, "allowedMemberTypes": []string{"Application", "User"}})
+	}
+	body := project(map[string]any{"id": api.spID, "appId": api.appID, "accountEnabled": true, "appRoles": roles}, sel)
+	body["@odata.context"] = g.srv.URL + "/v1.0/$metadata#servicePrincipals" + selContext(sel) + "/$entity"
+	writeJSON(w, http.StatusOK, body)
+}
+
+// appRoleAssignments answers GET /servicePrincipals/{id}/appRoleAssignments: the API's roles assigned to it, and
+// one assignment to another resource (as every app holding a Graph permission has), which a client must skip.
+func (g *Graph) appRoleAssignments(w http.ResponseWriter, r *http.Request, spID string) {
+	sel, ok := selected(w, r, "appRoleAssignment", assignProps)
+	if !ok {
+		return
+	}
+	g.mu.Lock()
+	_, found := g.apps[spID]
+	api, assigned := g.api, slices.Clone(g.assigned[spID])
+	g.mu.Unlock()
+	if !found {
+		graphError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource '"+spID+"' does not exist or one of its queried reference-property objects are not present.")
+		return
+	}
+	value := []map[string]any{project(map[string]any{"id": NewGUID(), "principalId": spID,
+		"resourceId": NewGUID(), "appRoleId": NewGUID()}, sel)}
+	for _, role := range assigned {
+		if api == nil || api.roleIDs[role] == "" {
+			continue
+		}
+		value = append(value, project(map[string]any{"id": NewGUID(), "principalId": spID, "resourceId": api.spID,
+			"appRoleId": api.roleIDs[role]}, sel))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"@odata.context": g.srv.URL + "/v1.0/$metadata#servicePrincipals('" + spID + "')/appRoleAssignments", "value": value})
 }
 
 // user answers GET of one user by id.

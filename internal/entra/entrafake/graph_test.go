@@ -182,3 +182,53 @@ func TestGraphServicePrincipals(t *testing.T) {
 		t.Fatalf("unknown service principal = %d %v", code, m)
 	}
 }
+
+// TestGraphAppRoleAssignments: the API's service principal by appId carries its app roles; an application's
+// appRoleAssignments list the API roles assigned to it (and one to another resource); a tenant linked with
+// WithGraph assigns the roles of the app-only tokens it mints, except those RemoveAppRole took away.
+func TestGraphAppRoleAssignments(t *testing.T) {
+	g := entrafake.NewGraph(t)
+	tenant := entrafake.New(t, entrafake.WithGraph(g))
+	tenant.MintApp([]string{"CSR.Request.Db"})
+	code, api := graphGET(t, g, g.Token, "/v1.0/servicePrincipals(appId='"+tenant.ClientID+"')?$select=id,appRoles")
+	roles, _ := api["appRoles"].([]any)
+	if code != http.StatusOK || len(roles) != 3 {
+		t.Fatalf("API service principal = %d %v", code, api)
+	}
+	roleID := map[string]string{}
+	for _, r := range roles {
+		m := r.(map[string]any)
+		roleID[m["value"].(string)] = m["id"].(string)
+	}
+	assigned := func() []string {
+		t.Helper()
+		code, m := graphGET(t, g, g.Token, "/v1.0/servicePrincipals/"+tenant.AppObjectID+"/appRoleAssignments?$select=resourceId,appRoleId")
+		if code != http.StatusOK {
+			t.Fatalf("appRoleAssignments = %d %v", code, m)
+		}
+		var out []string
+		for _, a := range m["value"].([]any) {
+			a := a.(map[string]any)
+			if a["resourceId"] != api["id"] {
+				continue
+			}
+			for v, id := range roleID {
+				if id == a["appRoleId"] {
+					out = append(out, v)
+				}
+			}
+		}
+		return out
+	}
+	if got := assigned(); len(got) != 1 || got[0] != "CSR.Request.Db" {
+		t.Fatalf("assigned = %v", got)
+	}
+	g.RemoveAppRole(tenant.AppObjectID, "CSR.Request.Db")
+	tenant.MintApp([]string{"CSR.Request.Db", "Certificates.Manage"})
+	if got := assigned(); len(got) != 1 || got[0] != "Certificates.Manage" {
+		t.Fatalf("after RemoveAppRole and a new token: assigned = %v", got)
+	}
+	if code, _ := graphGET(t, g, g.Token, "/v1.0/servicePrincipals(appId='"+entrafake.NewGUID()+"')"); code != http.StatusNotFound {
+		t.Fatalf("unknown appId = %d", code)
+	}
+}
