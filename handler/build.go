@@ -276,8 +276,12 @@ func buildAPI(ctx context.Context, cfg *config.Config, d *deps, graphCred azcore
 		if graphCred != nil {
 			cred = graphCred
 		}
+		appID := apiAppID(cfg.API.Audiences)
+		if appID == "" {
+			d.log.Warn("app-only tokens' roles are not re-read: AZSCEP_API_AUDIENCES has no GUID (the API's client ID)")
+		}
 		if dir, err = entra.NewDirectory(entra.GraphConfig{Credential: cred, BaseURL: cfg.API.GraphURL,
-			TenantID: cfg.API.TenantID, APIAppID: apiAppID(cfg.API.Audiences)}); err != nil {
+			TenantID: cfg.API.TenantID, APIAppID: appID}); err != nil {
 			return fmt.Errorf("Graph directory client: %w", err)
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+
 	"github.com/azscep/azscep/internal/config"
 	"github.com/azscep/azscep/internal/custody"
 	"github.com/azscep/azscep/internal/revocation"
@@ -30,11 +32,29 @@ func command(ctx context.Context, cfg *config.Config, log *slog.Logger, args []s
 	case "revocation-sync":
 		return revocationSyncCommand(ctx, cfg, log, os.Stdout)
 	case "revoke":
-		return revokeCommand(ctx, cfg, args[1:], os.Stdout, buildOptions{})
+		return revokeCommand(ctx, cfg, log, args[1:], os.Stdout, buildOptions{})
 	case "local-help":
 		return localHelp(cfg, os.Stdout)
 	}
 	return fmt.Errorf("unknown command %q: %w", args[0], errUsage)
+}
+
+// operator is the admin commands' credential in azure mode (opts.credential in tests, else the operator's own), and
+// who it is, which it prints before anything is done.
+func operator(ctx context.Context, cfg *config.Config, opts buildOptions) (azcore.TokenCredential, string, error) {
+	cred := opts.credential
+	if cred == nil {
+		var err error
+		if cred, err = azureCredential(cfg); err != nil {
+			return nil, "", err
+		}
+	}
+	who, err := describeIdentity(ctx, cfg.KeyVaultURL, cred)
+	if err != nil {
+		return nil, "", err
+	}
+	fmt.Fprintf(os.Stderr, "azscep: acting as %s\n", who)
+	return cred, who, nil
 }
 
 // caCommand runs `azscep ca sub`. opts.store, opts.credential and opts.kvOptions replace Table Storage, the admin's
@@ -74,17 +94,10 @@ func caCommand(ctx context.Context, cfg *config.Config, sub string, args []strin
 	if cfg.Mode == config.ModeLocal {
 		return caLocal(ctx, cfg, st, sub, name, days, o.keyType, o.compromised, now, out)
 	}
-	cred := opts.credential
-	if cred == nil {
-		if cred, err = azureCredential(cfg); err != nil {
-			return err
-		}
-	}
-	who, err := describeIdentity(ctx, cfg.KeyVaultURL, cred)
+	cred, _, err := operator(ctx, cfg, opts)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "azscep: acting as %s\n", who)
 	v, err := vault(cfg, cred, st, opts.kvOptions)
 	if err != nil {
 		return err

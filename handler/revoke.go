@@ -6,7 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
+	"log/slog"
 	"time"
 
 	"github.com/azscep/azscep/internal/config"
@@ -27,7 +27,7 @@ certificateHold, privilegeWithdrawn (default unspecified).
 
 // revokeCommand runs `azscep revoke`. opts.store and opts.credential replace Table Storage and the operator's
 // credential in tests.
-func revokeCommand(ctx context.Context, cfg *config.Config, args []string, out io.Writer, opts buildOptions) error {
+func revokeCommand(ctx context.Context, cfg *config.Config, log *slog.Logger, args []string, out io.Writer, opts buildOptions) error {
 	fs := flag.NewFlagSet("azscep revoke", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	serial := fs.String("serial", "", "the certificate's serial number (hex)")
@@ -51,23 +51,19 @@ func revokeCommand(ctx context.Context, cfg *config.Config, args []string, out i
 	}
 	by := "cli:local"
 	if cfg.Mode == config.ModeAzure {
-		cred := opts.credential
-		if cred == nil {
-			if cred, err = azureCredential(cfg); err != nil {
-				return err
-			}
-		}
-		who, err := describeIdentity(ctx, cfg.KeyVaultURL, cred)
+		_, who, err := operator(ctx, cfg, opts)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "azscep: acting as %s\n", who)
 		by = "cli:" + who
 	}
-	outcome, rec, err := revocation.Revoke(ctx, st, *serial, reason, by, *comment, time.Now())
+	outcome, rec, err := revocation.RevokeAudited(ctx, st, log, *serial, reason, by, *comment, time.Now())
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, revocation.ErrNotRevocable):
 		return fmt.Errorf("no revocable certificate with serial %s: %w", *serial, err)
+	case err != nil && rec != nil && rec.Status == store.StatusRevoked:
+		return fmt.Errorf("%s is revoked and will be published, but its last writes failed (run the same command "+
+			"again to complete them): %w", rec.Serial, err)
 	case err != nil:
 		return fmt.Errorf("revoking %s: %w", *serial, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509/pkix"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -20,9 +21,10 @@ func TestRevokeCommand(t *testing.T) {
 	s := startNames(t)
 	cert := s.wantAPICert(t, s.entra.MintApp([]string{entra.RoleCSRRequestDb}), testca.CSROptions{Subject: pkix.Name{CommonName: "svc-breakglass"}})
 	serial := store.SerialString(cert.SerialNumber)
+	logs := &testca.LogBuffer{}
 	run := func(args ...string) (string, error) {
 		var out bytes.Buffer
-		err := revokeCommand(t.Context(), s.cfg, args, &out, buildOptions{store: s.store})
+		err := revokeCommand(t.Context(), s.cfg, slog.New(slog.NewJSONHandler(logs, nil)), args, &out, buildOptions{store: s.store})
 		return out.String(), err
 	}
 	out, err := run("-serial", strings.ToLower(serial), "-reason", "keyCompromise", "-comment", "laptop stolen")
@@ -30,8 +32,12 @@ func TestRevokeCommand(t *testing.T) {
 		t.Fatalf("revoke = %q, %v", out, err)
 	}
 	rec, err := s.store.Get(t.Context(), serial)
-	if err != nil || rec.Status != store.StatusRevoked || rec.RevocationReason != 1 {
+	if err != nil || rec.Status != store.StatusRevoked || rec.RevocationReason != 1 || rec.RevokedBy != "cli:local" ||
+		rec.RevocationRef != "laptop stolen" {
 		t.Fatalf("record after revoke: %+v, %v", rec, err)
+	}
+	if !strings.Contains(logs.String(), `"msg":"audit: certificate revoked","serial":"`+serial+`","reason":"keyCompromise","by":"cli:local"`) {
+		t.Fatalf("no audit line:\n%s", logs.String())
 	}
 	revoked, err := s.store.ListRevoked(t.Context())
 	found := false
@@ -49,5 +55,24 @@ func TestRevokeCommand(t *testing.T) {
 	}
 	if _, err := run("-serial", "0A0B0C0D0E0F"); err == nil || !errors.Is(err, store.ErrNotFound) && !errors.Is(err, revocation.ErrNotRevocable) {
 		t.Fatalf("unknown serial: %v", err)
+	}
+}
+
+// TestAPIAppID: the API's client ID is the GUID among the token audiences, bare or in an api:// App ID URI; a
+// custom App ID URI alone gives none (roles are then not re-read, with a warning at start).
+func TestAPIAppID(t *testing.T) {
+	const id = "9f3c2a1e-4b5d-4c6e-8f70-112233445566"
+	for _, tc := range []struct {
+		aud  []string
+		want string
+	}{
+		{[]string{id, "api://" + id}, id},
+		{[]string{"api://" + strings.ToUpper(id)}, id},
+		{[]string{"api://azscep.contoso.example"}, ""},
+		{nil, ""},
+	} {
+		if got := apiAppID(tc.aud); got != tc.want {
+			t.Errorf("apiAppID(%q) = %q, want %q", tc.aud, got, tc.want)
+		}
 	}
 }

@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/httpx"
@@ -54,8 +53,8 @@ type Config struct {
 	// guest_not_allowed.
 	AllowGuests bool
 	// Accounts re-reads every caller's account (entra.RecheckCaller), so an administrator whose account was
-	// disabled, or whose sessions were revoked, or an application an administrator disabled, cannot revoke
-	// certificates with the token it still holds.
+	// disabled, or whose sessions were revoked, or an application an administrator disabled or took
+	// Certificates.Manage from, cannot revoke certificates with the token it still holds.
 	// Required unless NoDirectory.
 	Accounts entra.AccountReader
 	// NoDirectory trusts a token's account for the token's lifetime instead: only for the local development
@@ -391,15 +390,9 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, caller *entra.C
 	// not leave the CRL saying revoked while OCSP still says good.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), revokeTimeout)
 	defer cancel()
-	comment := truncate(req.Comment, 256)
-	outcome, rec, err := revocation.Revoke(ctx, h.cfg.Store, serial, reason, by, comment, h.cfg.Now())
-	if rec != nil && rec.Status == store.StatusRevoked {
-		// Durable, even when only the final generation bump failed: audit it and tell this instance's caches now
-		// rather than after the admin's retry.
-		// The record's reason: after an interrupted revocation it is the first request's, which the CRL publishes.
-		h.cfg.Logger.Info("audit: certificate revoked", "serial", rec.Serial, "reason", revocation.ReasonName(rec.RevocationReason),
-			"by", by, "comment", comment, "already_revoked", outcome == revocation.AlreadyRevoked)
-	}
+	outcome, rec, err := revocation.RevokeAudited(ctx, h.cfg.Store, h.cfg.Logger, serial, reason, by, req.Comment, h.cfg.Now())
+	// Durable, even when only the final generation bump failed: tell this instance's caches now rather than after
+	// the admin's retry.
 	if revocation.NewlyRevoked(outcome, rec) && h.cfg.OnRevoked != nil {
 		h.cfg.OnRevoked([]string{rec.Serial})
 	}
@@ -452,17 +445,6 @@ func who(c *entra.Caller) string {
 		return c.Username + " (" + c.ObjectID + ")"
 	}
 	return "oid:" + c.ObjectID
-}
-
-// truncate cuts s to at most n bytes without splitting a character.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 // revokeBody is the revoke request's JSON.

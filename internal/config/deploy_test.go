@@ -1658,3 +1658,54 @@ esac
 		})
 	}
 }
+
+// TestAdminScriptCommands runs infra/scripts/azscep-admin.sh with a stand-in for the azscep CLI: the ca commands
+// and the break-glass revoke reach the CLI, in azure mode and with every argument; anything else is a usage error.
+func TestAdminScriptCommands(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	dir := t.TempDir()
+	scripts, bin, stubs := filepath.Join(dir, "infra", "scripts"), filepath.Join(dir, ".local", "bin"), filepath.Join(dir, "stubs")
+	for _, d := range []string{scripts, bin, stubs} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, body := range map[string]string{
+		filepath.Join(scripts, "azscep-admin.sh"): readRepoFile(t, "infra/scripts/azscep-admin.sh"),
+		filepath.Join(scripts, "common.sh"):       readRepoFile(t, "infra/scripts/common.sh"),
+		filepath.Join(bin, "azscep"):              "#!/bin/sh\necho \"mode=$AZSCEP_MODE args=$*\"\n",
+		filepath.Join(stubs, "azd"):               "#!/bin/sh\nexit 1\n",
+	} {
+		if err := os.WriteFile(name, []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"revoke", "-serial", "0A", "-reason", "keyCompromise"}, 0, "mode=azure args=revoke -serial 0A -reason keyCompromise"},
+		{[]string{"ca", "show"}, 0, "mode=azure args=ca show"},
+		{[]string{"ca"}, 2, "usage:"},
+		{[]string{"bogus"}, 2, "usage:"},
+	} {
+		cmd := exec.Command(bash, append([]string{filepath.Join(scripts, "azscep-admin.sh")}, tc.args...)...)
+		cmd.Env = []string{"PATH=" + stubs + string(os.PathListSeparator) + os.Getenv("PATH"), "AZSCEP_SKIP_BUILD=1",
+			"AZSCEP_BASE_URL=https://func-x.azurewebsites.net", "AZSCEP_TABLES_ENDPOINT=https://stx.table.core.windows.net",
+			"AZSCEP_KEYVAULT_URL=https://kv-x.vault.azure.net/", "AZURE_TENANT_ID=11111111-1111-1111-1111-111111111111"}
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.code || !strings.Contains(string(out), tc.want) {
+			t.Errorf("azscep-admin.sh %s: exit %d, output %q; want %d and %q", strings.Join(tc.args, " "), code, out, tc.code, tc.want)
+		}
+	}
+}

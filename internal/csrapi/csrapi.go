@@ -410,7 +410,11 @@ func (h *Handler) account(ctx context.Context, caller *entra.Caller) (*entra.Acc
 	if h.cfg.NoDirectory {
 		return nil, nil
 	}
-	a, err := entra.RecheckCaller(ctx, h.cfg.Accounts, caller, h.cfg.AllowGuests, entra.RoleCSRRequestDb, entra.RoleCSRSelfService)
+	role := entra.RoleCSRSelfService // the role the request acts on: enroll's choice
+	if caller.HasRole(entra.RoleCSRRequestDb) {
+		role = entra.RoleCSRRequestDb
+	}
+	a, err := entra.RecheckCaller(ctx, h.cfg.Accounts, caller, h.cfg.AllowGuests, role)
 	if err == nil {
 		return a, nil
 	}

@@ -29,7 +29,7 @@ var (
 type AccountReader interface {
 	Account(ctx context.Context, userObjectID string) (Account, error)
 	ServicePrincipal(ctx context.Context, objectID string) (Account, error)
-	AppRoles(ctx context.Context, objectID string) ([]string, error)
+	AppRoles(ctx context.Context, objectID string, claimed []string, issuedAt time.Time) ([]string, error)
 }
 
 // Account is what Graph says of a user, or of an application's service principal, now.
@@ -163,8 +163,9 @@ func (d *Directory) ServicePrincipal(ctx context.Context, objectID string) (Acco
 
 // RecheckCaller re-reads the account behind a verified token and returns why the token no longer speaks for it: an
 // error wrapping ErrAccountGone, ErrAccountDisabled or ErrSessionsRevoked (Account.Check), ErrGuestAccount for a
-// user Graph now calls a guest unless allowGuests, ErrRoleRemoved for an application that no longer holds any of
-// the roles (those the door accepts) its token carries, or ErrUnavailable when Graph cannot tell. A user token is
+// user Graph now calls a guest unless allowGuests, ErrRoleRemoved for an application that no longer holds the role
+// its token carries and the door acts on (roles: pass the one the request uses), or ErrUnavailable when Graph
+// cannot tell. A user token is
 // compared with the user (Account), an app-only token with the application's service principal (ServicePrincipal)
 // and its assigned roles (AppRoles). A user's roles are not re-read: they may come through groups, nested ones
 // too. The account is returned when it was read.
@@ -184,13 +185,17 @@ func RecheckCaller(ctx context.Context, r AccountReader, c *Caller, allowGuests 
 		return nil, ErrGuestAccount
 	}
 	if c.IsApp {
-		held, err := r.AppRoles(ctx, c.ObjectID)
+		var claimed []string
+		for _, role := range roles {
+			if c.HasRole(role) {
+				claimed = append(claimed, role)
+			}
+		}
+		held, err := r.AppRoles(ctx, c.ObjectID, claimed, c.IssuedAt)
 		if err != nil {
 			return nil, err
 		}
-		if held != nil && !slices.ContainsFunc(roles, func(role string) bool {
-			return c.HasRole(role) && slices.Contains(held, role)
-		}) {
+		if held != nil && !slices.ContainsFunc(claimed, func(role string) bool { return slices.Contains(held, role) }) {
 			return nil, ErrRoleRemoved
 		}
 	}
@@ -206,9 +211,12 @@ var ErrRoleRemoved = errors.New("entra: the app role was removed from the applic
 // keeping the assignments whose resource is the API's service principal, whose roles come from
 // GET /v1.0/servicePrincipals(appId='{APIAppID}')?$select=id,appRoles (both Application.Read.All). nil, nil when
 // GraphConfig.APIAppID is empty (not re-read). Failures, and an API without a service principal here, are
-// ErrUnavailable. Answers are cached, an application holding roles for PositiveTTL and one holding none for
-// NegativeTTL: Graph may take a while to show an assignment just made. The list is never nil when re-read.
-func (d *Directory) AppRoles(ctx context.Context, objectID string) ([]string, error) {
+// ErrUnavailable. Disabled app roles do not count. Answers are cached, an application holding roles for PositiveTTL
+// and one holding none for NegativeTTL. A cached answer lacking one of the roles claimed (the token's, that the
+// door accepts) is read again when it was asked before the token was issued or more than NegativeTTL ago: a role
+// assigned since, which Graph may also show late, is not refused for long, and a removed one costs a read per
+// NegativeTTL. The list is never nil when re-read.
+func (d *Directory) AppRoles(ctx context.Context, objectID string, claimed []string, issuedAt time.Time) ([]string, error) {
 	if d.cfg.APIAppID == "" {
 		return nil, nil
 	}
@@ -216,8 +224,11 @@ func (d *Directory) AppRoles(ctx context.Context, objectID string) ([]string, er
 		return nil, fmt.Errorf("%w: service principal object ID", ErrInvalidID)
 	}
 	id := normGUID(objectID)
-	if r, ok := d.roles.get(id); ok {
-		return r, nil
+	if r, asked, ok := d.roles.getAsked(id); ok {
+		lacks := slices.ContainsFunc(claimed, func(c string) bool { return !slices.Contains(r, c) })
+		if !lacks || (!asked.Before(issuedAt) && d.cfg.Clock().Sub(asked) < d.cfg.NegativeTTL) {
+			return r, nil
+		}
 	}
 	api, err := d.apiRoles(ctx)
 	if err != nil {
@@ -240,6 +251,9 @@ func (d *Directory) AppRoles(ctx context.Context, objectID string) ([]string, er
 		found, err := d.getJSON(ctx, next, &resp)
 		if err != nil {
 			return nil, err
+		}
+		if !found && page > 0 {
+			return nil, fmt.Errorf("%w: Graph appRoleAssignments: next page not found", ErrUnavailable)
 		}
 		if !found { // the service principal is gone: it holds nothing
 			break
@@ -271,8 +285,9 @@ func (d *Directory) apiRoles(ctx context.Context) (map[string]string, error) {
 	var sp struct {
 		ID       string `json:"id"`
 		AppRoles []struct {
-			ID    string `json:"id"`
-			Value string `json:"value"`
+			ID        string `json:"id"`
+			Value     string `json:"value"`
+			IsEnabled *bool  `json:"isEnabled"`
 		} `json:"appRoles"`
 	}
 	asked := d.cfg.Clock()
@@ -285,7 +300,8 @@ func (d *Directory) apiRoles(ctx context.Context) (map[string]string, error) {
 	}
 	m := map[string]string{"": normGUID(sp.ID)}
 	for _, r := range sp.AppRoles {
-		if isGUID(r.ID) && r.Value != "" {
+		// A role an administrator disabled (before deleting it, or to stop it at once) grants nothing.
+		if isGUID(r.ID) && r.Value != "" && r.IsEnabled != nil && *r.IsEnabled {
 			m[normGUID(r.ID)] = r.Value
 		}
 	}

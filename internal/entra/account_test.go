@@ -291,45 +291,63 @@ func TestWrongTenant(t *testing.T) {
 	}
 }
 
-// TestAppRoles: an application's roles are the API's app roles assigned to it now, by value; assignments to other
-// resources do not count; an API without a service principal here is unavailable, never "no roles".
+// TestAppRoles: an application's roles are the API's enabled app roles assigned to it now, by value; assignments
+// to other resources do not count, even with an ID one of ours has; all pages are read; an API without a service
+// principal here is unavailable, never "no roles".
 func TestAppRoles(t *testing.T) {
 	api := entrafake.NewGUID()
 	e := newGraphEnv(t, func(c *entra.GraphConfig) { c.APIAppID = api })
 	ctx := context.Background()
+	now := e.clock.Now()
 	e.g.SetAPI(api, "CSR.Request.Db", "Certificates.Manage")
+	e.g.SetPageSize(1) // the foreign assignment and each of ours on a page of its own
 	app := entrafake.NewGUID()
 	e.g.PutServicePrincipal(app, true)
 	e.g.AssignAppRole(app, "Certificates.Manage")
 	e.g.AssignAppRole(app, "CSR.Request.Db")
-	if roles, err := e.d.AppRoles(ctx, strings.ToUpper(app)); err != nil || !slices.Equal(roles, []string{"CSR.Request.Db", "Certificates.Manage"}) {
+	if roles, err := e.d.AppRoles(ctx, strings.ToUpper(app), nil, now); err != nil || !slices.Equal(roles, []string{"CSR.Request.Db", "Certificates.Manage"}) {
 		t.Fatalf("AppRoles = %v, %v", roles, err)
 	}
 	none := entrafake.NewGUID()
 	e.g.PutServicePrincipal(none, true) // holds only the fake's assignment to another resource
-	if roles, err := e.d.AppRoles(ctx, none); err != nil || roles == nil || len(roles) != 0 {
+	if roles, err := e.d.AppRoles(ctx, none, nil, now); err != nil || roles == nil || len(roles) != 0 {
 		t.Fatalf("an application without our roles: AppRoles = %#v, %v", roles, err)
 	}
-	if roles, err := e.d.AppRoles(ctx, entrafake.NewGUID()); err != nil || roles == nil || len(roles) != 0 {
+	if roles, err := e.d.AppRoles(ctx, entrafake.NewGUID(), nil, now); err != nil || roles == nil || len(roles) != 0 {
 		t.Fatalf("an application that is gone: AppRoles = %#v, %v", roles, err)
 	}
-	// RecheckCaller: the token's role must still be assigned.
-	caller := &entra.Caller{ObjectID: app, IsApp: true, Roles: []string{"CSR.Request.Db"}}
-	if _, err := entra.RecheckCaller(ctx, e.d, caller, false, "CSR.Request.Db", "CSR.SelfService"); err != nil {
+	// RecheckCaller: the role the request uses must still be assigned.
+	caller := &entra.Caller{ObjectID: app, IsApp: true, Roles: []string{"CSR.Request.Db"}, IssuedAt: now}
+	if _, err := entra.RecheckCaller(ctx, e.d, caller, false, "CSR.Request.Db"); err != nil {
 		t.Fatalf("RecheckCaller with the role assigned: %v", err)
 	}
-	caller = &entra.Caller{ObjectID: none, IsApp: true, Roles: []string{"CSR.Request.Db"}}
+	caller = &entra.Caller{ObjectID: none, IsApp: true, Roles: []string{"CSR.Request.Db"}, IssuedAt: now}
 	if _, err := entra.RecheckCaller(ctx, e.d, caller, false, "CSR.Request.Db"); !errors.Is(err, entra.ErrRoleRemoved) {
 		t.Fatalf("RecheckCaller without the role: %v, want ErrRoleRemoved", err)
 	}
 
+	// A role assigned after the answer was cached: a token issued since is read again at once, not refused for
+	// the cache's lifetime.
+	e.g.AssignAppRole(none, "CSR.Request.Db")
+	e.clock.Advance(time.Second)
+	caller.IssuedAt = e.clock.Now()
+	if _, err := entra.RecheckCaller(ctx, e.d, caller, false, "CSR.Request.Db"); err != nil {
+		t.Fatalf("a role assigned after the cached answer: %v", err)
+	}
+	// A role the API disabled grants nothing; the API's roles are cached for PositiveTTL.
+	e.g.SetAppRoleEnabled("CSR.Request.Db", false)
+	e.clock.Advance(entra.DefaultPositiveTTL)
+	if roles, err := e.d.AppRoles(ctx, app, nil, now); err != nil || !slices.Equal(roles, []string{"Certificates.Manage"}) {
+		t.Fatalf("with CSR.Request.Db disabled: AppRoles = %v, %v", roles, err)
+	}
+
 	other := newGraphEnv(t, func(c *entra.GraphConfig) { c.APIAppID = entrafake.NewGUID() }) // no such API here
 	other.g.PutServicePrincipal(app, true)
-	if _, err := other.d.AppRoles(ctx, app); !errors.Is(err, entra.ErrUnavailable) {
+	if _, err := other.d.AppRoles(ctx, app, nil, now); !errors.Is(err, entra.ErrUnavailable) {
 		t.Fatalf("an API without a service principal: AppRoles = %v, want ErrUnavailable", err)
 	}
 	unset := newGraphEnv(t)
-	if roles, err := unset.d.AppRoles(ctx, app); roles != nil || err != nil || len(unset.g.Requests()) != 0 {
+	if roles, err := unset.d.AppRoles(ctx, app, nil, now); roles != nil || err != nil || len(unset.g.Requests()) != 0 {
 		t.Fatalf("without APIAppID: AppRoles = %v, %v (Graph calls %d): want not re-read", roles, err, len(unset.g.Requests()))
 	}
 }

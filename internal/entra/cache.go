@@ -26,17 +26,23 @@ func newTTLCache[K comparable, V any](limit int, clock func() time.Time) *ttlCac
 
 // get returns the unexpired answer for k.
 func (c *ttlCache[K, V]) get(k K) (V, bool) {
+	v, _, ok := c.getAsked(k)
+	return v, ok
+}
+
+// getAsked is get, with when the question behind the answer was sent.
+func (c *ttlCache[K, V]) getAsked(k K) (V, time.Time, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[k]
 	if ok && c.clock().Before(e.expires) {
-		return e.v, true
+		return e.v, e.asked, true
 	}
 	if ok {
 		delete(c.m, k)
 	}
 	var zero V
-	return zero, false
+	return zero, time.Time{}, false
 }
 
 // put keeps v, Graph's answer to a question sent at asked, for k until asked+ttl: the TTL counts from the question,

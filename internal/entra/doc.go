@@ -18,10 +18,12 @@
 //     token through.
 //   - [Directory] reads Microsoft Graph for what a token cannot say: the
 //     account as it is now ([Directory.Account],
-//     [Directory.ServicePrincipal]; [RecheckCaller] refuses a token issued
-//     before the account was disabled, deleted or had its sessions
-//     revoked), and whether a user is the registered owner (Entra) or
-//     primary user (Intune) of a device — for an IntuneDeviceId:// name
+//     [Directory.ServicePrincipal], and an application's app roles:
+//     [Directory.AppRoles]; [RecheckCaller] refuses a token issued before
+//     the account was disabled, deleted or had its sessions revoked, or
+//     the application's role was unassigned; a Graph token for another
+//     tenant than the API's is never used), and whether a user is the
+//     registered owner (Entra) or primary user (Intune) of a device — for an IntuneDeviceId:// name
 //     only of the Intune managed device with that ID
 //     ([Directory.VerdictManaged]) — and then whether an administrator has
 //     disabled the Entra device (a disabled device is not owned), with small

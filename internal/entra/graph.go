@@ -39,7 +39,8 @@ var ErrInvalidID = errors.New("entra: ID is not a GUID")
 type GraphConfig struct {
 	// Credential obtains app-only Graph tokens (managed identity in Azure).
 	// The identity needs User.Read.All (a user's account state),
-	// Application.Read.All (an application's service principal),
+	// Application.Read.All (an application's service principal, its app
+	// role assignments and the API's own service principal),
 	// Device.Read.All (registered owners and accountEnabled) and
 	// DeviceManagementManagedDevices.Read.All.
 	Credential azcore.TokenCredential

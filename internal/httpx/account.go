@@ -21,8 +21,7 @@ const (
 
 // AccountProblem is the answer to an error of entra.RecheckCaller: 403 account_disabled, 401 sessions_revoked with
 // an invalid_token challenge (clients get a new token), 403 role_removed, 403 guest_not_allowed, and 503 when Graph
-// cannot tell. Any
-// other error is nil: not this function's to answer.
+// cannot tell. Any other error is nil: not this function's to answer.
 func AccountProblem(err error) *Problem {
 	switch {
 	case errors.Is(err, entra.ErrSessionsRevoked):

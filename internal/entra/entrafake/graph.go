@@ -195,6 +195,7 @@ func (g *Graph) HasServicePrincipal(id string) bool {
 type resourceApp struct {
 	appID, spID string
 	roleIDs     map[string]string // by value
+	disabled    []string          // role values an administrator disabled (isEnabled false)
 }
 
 // SetAPI registers the API application appID, with a service principal and the given app roles (random IDs).
@@ -207,6 +208,17 @@ func (g *Graph) SetAPI(appID string, roles ...string) {
 	}
 	g.api = api
 	g.apps[api.spID] = true
+}
+
+// SetAppRoleEnabled enables or disables one of the API's app roles (isEnabled), as an administrator does before
+// deleting a role.
+func (g *Graph) SetAppRoleEnabled(role string, enabled bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.api.disabled = slices.DeleteFunc(g.api.disabled, func(r string) bool { return r == role })
+	if !enabled {
+		g.api.disabled = append(g.api.disabled, role)
+	}
 }
 
 // AssignAppRole assigns the API's app role to the service principal spID, as an administrator (or consent) does.
@@ -441,18 +453,9 @@ func (g *Graph) owners(w http.ResponseWriter, r *http.Request, d *graphDevice, p
 		graphError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource does not exist or one of its queried reference-property objects are not present.")
 		return
 	}
-	start := 0
-	if tok := r.URL.Query().Get("$skiptoken"); tok != "" {
-		n, err := strconv.Atoi(tok)
-		if err != nil || n < 0 || n > len(d.owners) {
-			graphError(w, http.StatusBadRequest, "Request_BadRequest", "bad skip token")
-			return
-		}
-		start = n
-	}
-	end := len(d.owners)
-	if pageSize > 0 && start+pageSize < end {
-		end = start + pageSize
+	start, end, ok := pageOf(w, r, len(d.owners), pageSize)
+	if !ok {
+		return
 	}
 	value := []map[string]any{}
 	for _, o := range d.owners[start:end] {
@@ -462,14 +465,37 @@ func (g *Graph) owners(w http.ResponseWriter, r *http.Request, d *graphDevice, p
 	}
 	body := map[string]any{"@odata.context": g.srv.URL + "/v1.0/$metadata#directoryObjects", "value": value}
 	if end < len(d.owners) {
-		u := *r.URL
-		u.Scheme, u.Host = "http", r.Host
-		qs := u.Query()
-		qs.Set("$skiptoken", strconv.Itoa(end))
-		u.RawQuery = qs.Encode()
-		body["@odata.nextLink"] = u.String()
+		body["@odata.nextLink"] = nextPage(r, end)
 	}
 	writeJSON(w, http.StatusOK, body)
+}
+
+// pageOf reads a paged GET's $skiptoken (an offset into n items) and returns the page [start, end) of at most
+// pageSize items (0: all), or answers 400 and returns false.
+func pageOf(w http.ResponseWriter, r *http.Request, n, pageSize int) (start, end int, ok bool) {
+	if tok := r.URL.Query().Get("$skiptoken"); tok != "" {
+		v, err := strconv.Atoi(tok)
+		if err != nil || v < 0 || v > n {
+			graphError(w, http.StatusBadRequest, "Request_BadRequest", "bad skip token")
+			return 0, 0, false
+		}
+		start = v
+	}
+	end = n
+	if pageSize > 0 && start+pageSize < end {
+		end = start + pageSize
+	}
+	return start, end, true
+}
+
+// nextPage is the @odata.nextLink of the page that starts at offset end.
+func nextPage(r *http.Request, end int) string {
+	u := *r.URL
+	u.Scheme, u.Host = "http", r.Host
+	qs := u.Query()
+	qs.Set("$skiptoken", strconv.Itoa(end))
+	u.RawQuery = qs.Encode()
+	return u.String()
 }
 
 // apiApp answers GET /servicePrincipals(appId='…') for the API application.
@@ -487,38 +513,57 @@ func (g *Graph) apiApp(w http.ResponseWriter, r *http.Request, appID string) {
 	}
 	roles := []map[string]any{}
 	for v, id := range api.roleIDs {
-		roles = append(roles, map[string]any{"id": id, "value": v, "isEnabled": true, "allowedMemberTypes": []string{"Application", "User"}})
+		roles = append(roles, map[string]any{"id": id, "value": v, "isEnabled": !slices.Contains(api.disabled, v),
+			"allowedMemberTypes": []string{"Application", "User"}})
 	}
 	body := project(map[string]any{"id": api.spID, "appId": api.appID, "accountEnabled": true, "appRoles": roles}, sel)
 	body["@odata.context"] = g.srv.URL + "/v1.0/$metadata#servicePrincipals" + selContext(sel) + "/$entity"
 	writeJSON(w, http.StatusOK, body)
 }
 
-// appRoleAssignments answers GET /servicePrincipals/{id}/appRoleAssignments: the API's roles assigned to it, and
-// one assignment to another resource (as every app holding a Graph permission has), which a client must skip.
+// appRoleAssignments answers GET /servicePrincipals/{id}/appRoleAssignments: the API's roles assigned to it, after
+// one assignment to another resource that carries the ID of one of the API's roles (role IDs are unique only per
+// resource), which a client must skip. SetPageSize pages it, with @odata.nextLink.
 func (g *Graph) appRoleAssignments(w http.ResponseWriter, r *http.Request, spID string) {
-	sel, ok := selected(w, r, "appRoleAssignment", assignProps)
+	sel, ok := selected(w, r, "appRoleAssignment", assignProps, "$skiptoken")
 	if !ok {
 		return
 	}
 	g.mu.Lock()
 	_, found := g.apps[spID]
-	api, assigned := g.api, slices.Clone(g.assigned[spID])
+	api, assigned, pageSize := g.api, slices.Clone(g.assigned[spID]), g.pageSize
 	g.mu.Unlock()
 	if !found {
 		graphError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource '"+spID+"' does not exist or one of its queried reference-property objects are not present.")
 		return
 	}
-	value := []map[string]any{project(map[string]any{"id": NewGUID(), "principalId": spID,
-		"resourceId": NewGUID(), "appRoleId": NewGUID()}, sel)}
+	foreignRole := NewGUID()
+	if api != nil {
+		for _, id := range api.roleIDs {
+			foreignRole = id
+			break
+		}
+	}
+	all := []map[string]any{{"id": "foreign", "principalId": spID, "resourceId": NewGUID(), "appRoleId": foreignRole}}
 	for _, role := range assigned {
 		if api == nil || api.roleIDs[role] == "" {
 			continue
 		}
-		value = append(value, project(map[string]any{"id": NewGUID(), "principalId": spID, "resourceId": api.spID,
-			"appRoleId": api.roleIDs[role]}, sel))
+		all = append(all, map[string]any{"id": role, "principalId": spID, "resourceId": api.spID, "appRoleId": api.roleIDs[role]})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"@odata.context": g.srv.URL + "/v1.0/$metadata#servicePrincipals('" + spID + "')/appRoleAssignments", "value": value})
+	start, end, ok := pageOf(w, r, len(all), pageSize)
+	if !ok {
+		return
+	}
+	value := []map[string]any{}
+	for _, a := range all[start:end] {
+		value = append(value, project(a, sel))
+	}
+	body := map[string]any{"@odata.context": g.srv.URL + "/v1.0/$metadata#servicePrincipals('" + spID + "')/appRoleAssignments", "value": value}
+	if end < len(all) {
+		body["@odata.nextLink"] = nextPage(r, end)
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 // user answers GET of one user by id.

@@ -1,0 +1,39 @@
+package revocation
+
+import (
+	"context"
+	"log/slog"
+	"time"
+	"unicode/utf8"
+
+	"github.com/azscep/azscep/internal/store"
+)
+
+// maxComment bounds the comment a person gives a revocation (bytes, cut at a character boundary).
+const maxComment = 256
+
+// RevokeAudited is Revoke for a person's request — the admin API, the break-glass CLI: the comment is cut to 256
+// bytes, and once the revocation is durable (even when only its last writes failed, which a retry completes) one
+// audit line says who revoked what, and why. It is the line operators query for manual revocations.
+func RevokeAudited(ctx context.Context, st store.Store, log *slog.Logger, serial string, reason int, by, comment string,
+	now time.Time) (Outcome, *store.Record, error) {
+	comment = truncate(comment, maxComment)
+	outcome, rec, err := Revoke(ctx, st, serial, reason, by, comment, now)
+	if rec != nil && rec.Status == store.StatusRevoked {
+		// The record's reason: after an interrupted revocation it is the first request's, which the CRL publishes.
+		log.Info("audit: certificate revoked", "serial", rec.Serial, "reason", ReasonName(rec.RevocationReason),
+			"by", by, "comment", comment, "already_revoked", outcome == AlreadyRevoked)
+	}
+	return outcome, rec, err
+}
+
+// truncate cuts s to at most n bytes without splitting a character.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
