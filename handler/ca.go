@@ -84,6 +84,12 @@ func caCommand(ctx context.Context, cfg *config.Config, sub string, args []strin
 		return fmt.Errorf("bad -validity %q: %w", o.validity, errUsage)
 	}
 	now := time.Now()
+	var cred azcore.TokenCredential
+	if cfg.Mode != config.ModeLocal {
+		if cred, _, err = operator(ctx, cfg, opts); err != nil { // who acts, before anything is touched
+			return err
+		}
+	}
 	// The store records every RA certificate (local mode too: Azurite).
 	st := opts.store
 	if st == nil {
@@ -93,10 +99,6 @@ func caCommand(ctx context.Context, cfg *config.Config, sub string, args []strin
 	}
 	if cfg.Mode == config.ModeLocal {
 		return caLocal(ctx, cfg, st, sub, name, days, o.keyType, o.compromised, now, out)
-	}
-	cred, _, err := operator(ctx, cfg, opts)
-	if err != nil {
-		return err
 	}
 	v, err := vault(cfg, cred, st, opts.kvOptions)
 	if err != nil {

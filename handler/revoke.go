@@ -43,19 +43,20 @@ func revokeCommand(ctx context.Context, cfg *config.Config, log *slog.Logger, ar
 	if err != nil {
 		return fmt.Errorf("-reason: %v: %w", err, errUsage)
 	}
-	st := opts.store
-	if st == nil {
-		if st, err = openStore(ctx, cfg); err != nil {
-			return err
-		}
-	}
 	by := "cli:local"
 	if cfg.Mode == config.ModeAzure {
+		// Who acts is printed before anything is touched.
 		_, who, err := operator(ctx, cfg, opts)
 		if err != nil {
 			return err
 		}
 		by = "cli:" + who
+	}
+	st := opts.store
+	if st == nil {
+		if st, err = openStore(ctx, cfg); err != nil {
+			return err
+		}
 	}
 	outcome, rec, err := revocation.RevokeAudited(ctx, st, log, *serial, reason, by, *comment, time.Now())
 	switch {

@@ -351,3 +351,78 @@ func TestAppRoles(t *testing.T) {
 		t.Fatalf("without APIAppID: AppRoles = %v, %v (Graph calls %d): want not re-read", roles, err, len(unset.g.Requests()))
 	}
 }
+
+// TestAppRolesCachedLackingRole: a cached list (of other roles, so kept for the positive TTL) that lacks the claimed
+// role answers for a token issued before it was read, until the negative TTL has passed since; then it is read
+// again.
+func TestAppRolesCachedLackingRole(t *testing.T) {
+	api := entrafake.NewGUID()
+	e := newGraphEnv(t, func(c *entra.GraphConfig) { c.APIAppID = api })
+	ctx := context.Background()
+	e.g.SetAPI(api, "CSR.Request.Db", "Certificates.Manage")
+	app := entrafake.NewGUID()
+	e.g.PutServicePrincipal(app, true)
+	e.g.AssignAppRole(app, "Certificates.Manage")
+	issued := e.clock.Now().Add(-time.Minute) // a token issued before the first read
+	claimed := []string{"CSR.Request.Db"}
+	if roles, err := e.d.AppRoles(ctx, app, claimed, issued); err != nil || !slices.Equal(roles, []string{"Certificates.Manage"}) {
+		t.Fatalf("AppRoles = %v, %v", roles, err)
+	}
+	e.g.AssignAppRole(app, "CSR.Request.Db")
+	reads := len(e.g.Requests())
+	e.clock.Advance(entra.DefaultNegativeTTL - time.Second)
+	if roles, err := e.d.AppRoles(ctx, app, claimed, issued); err != nil || len(roles) != 1 || len(e.g.Requests()) != reads {
+		t.Fatalf("inside the negative TTL: AppRoles = %v, %v, Graph calls %d → %d; want the cached answer", roles, err, reads, len(e.g.Requests()))
+	}
+	e.clock.Advance(time.Second)
+	if roles, err := e.d.AppRoles(ctx, app, claimed, issued); err != nil || !slices.Equal(roles, []string{"CSR.Request.Db", "Certificates.Manage"}) {
+		t.Fatalf("after the negative TTL: AppRoles = %v, %v; want a new read", roles, err)
+	}
+}
+
+// TestAppRolesAnswerUnusable: a later page of assignments that is gone is unavailable, not a shorter list; an app
+// role that does not say it is enabled grants nothing.
+func TestAppRolesAnswerUnusable(t *testing.T) {
+	api, apiSP, roleID, app := entrafake.NewGUID(), entrafake.NewGUID(), entrafake.NewGUID(), entrafake.NewGUID()
+	for name, c := range map[string]struct {
+		isEnabled string // the appRoles entry's isEnabled member, "" for none
+		page2     int    // status of the assignments' second page
+		want      error
+		roles     []string
+	}{
+		"second page gone":   {`,"isEnabled":true`, http.StatusNotFound, entra.ErrUnavailable, nil},
+		"no isEnabled":       {"", http.StatusOK, nil, []string{}},
+		"enabled, two pages": {`,"isEnabled":true`, http.StatusOK, nil, []string{"CSR.Request.Db"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var srv *httptest.Server
+			srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				switch {
+				case strings.Contains(r.URL.Path, "(appId="):
+					fmt.Fprintf(w, `{"id":%q,"appRoles":[{"id":%q,"value":"CSR.Request.Db"%s}]}`, apiSP, roleID, c.isEnabled)
+				case r.URL.Query().Get("$skiptoken") == "":
+					fmt.Fprintf(w, `{"value":[],"@odata.nextLink":%q}`, srv.URL+r.URL.Path+"?$skiptoken=1")
+				case c.page2 != http.StatusOK:
+					w.WriteHeader(c.page2)
+					fmt.Fprint(w, `{"error":{"code":"Request_ResourceNotFound","message":"gone"}}`)
+				default:
+					fmt.Fprintf(w, `{"value":[{"resourceId":%q,"appRoleId":%q}]}`, apiSP, roleID)
+				}
+			}))
+			t.Cleanup(srv.Close)
+			d, err := entra.NewDirectory(entra.GraphConfig{Credential: &entrafake.Credential{Token: "t"}, BaseURL: srv.URL + "/",
+				HTTPClient: srv.Client(), APIAppID: api})
+			if err != nil {
+				t.Fatal(err)
+			}
+			roles, err := d.AppRoles(context.Background(), app, nil, time.Now())
+			if !errors.Is(err, c.want) || (c.want == nil && !slices.Equal(roles, c.roles)) {
+				t.Fatalf("AppRoles = %#v, %v; want %#v, %v", roles, err, c.roles, c.want)
+			}
+		})
+	}
+	if _, err := entra.NewDirectory(entra.GraphConfig{Credential: &entrafake.Credential{Token: "t"}, APIAppID: "x')/../users('"}); err == nil {
+		t.Fatal("NewDirectory accepted an APIAppID that is not a GUID")
+	}
+}

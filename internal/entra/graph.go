@@ -232,6 +232,10 @@ func NewDirectory(cfg GraphConfig) (*Directory, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	if cfg.APIAppID != "" && !isGUID(cfg.APIAppID) {
+		// It goes into an OData key literal: only a GUID's shape keeps that URL what it means.
+		return nil, fmt.Errorf("entra: GraphConfig.APIAppID %q is not a GUID", cfg.APIAppID)
+	}
 	return &Directory{cfg: cfg, base: base,
 		owned:    newTTLCache[ownershipKey, DeviceVerdict](cfg.MaxCacheEntries, cfg.Clock),
 		accounts: newTTLCache[string, Account](cfg.MaxCacheEntries, cfg.Clock),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -505,7 +506,11 @@ func (g *Graph) apiApp(w http.ResponseWriter, r *http.Request, appID string) {
 		return
 	}
 	g.mu.Lock()
-	api := g.api
+	var api *resourceApp
+	if g.api != nil {
+		api = &resourceApp{appID: g.api.appID, spID: g.api.spID, roleIDs: maps.Clone(g.api.roleIDs),
+			disabled: slices.Clone(g.api.disabled)}
+	}
 	g.mu.Unlock()
 	if api == nil || api.appID != appID {
 		graphError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource 'servicePrincipal' with appId '"+appID+"' does not exist.")
