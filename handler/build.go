@@ -64,7 +64,10 @@ type buildOptions struct {
 	credential azcore.TokenCredential
 	// graphCredential replaces the credential for Microsoft Graph (tests point Graph at a fake with its own token).
 	graphCredential azcore.TokenCredential
-	store           store.Store // replaces Table Storage (fault injection, azure-mode tests)
+	// directory is a Graph directory to keep instead of making one: readLater passes the one serving, so that its
+	// caches and its report of Graph's refusals (/api/health) survive the rebuild.
+	directory *entra.Directory
+	store     store.Store // replaces Table Storage (fault injection, azure-mode tests)
 	// clock replaces the system clock of the OCSP responder, the CRL publisher, the RA renewal, issuance and
 	// SCEP (renewal and replay windows, rate limits): tests move time instead of waiting.
 	clock interface{ Now() time.Time }
@@ -192,7 +195,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 	}
 	d.scep = sc
 	if cfg.API.Enabled {
-		if err := buildAPI(ctx, cfg, d, opts.graphCredential); err != nil {
+		if err := buildAPI(ctx, cfg, d, opts); err != nil {
 			return nil, err
 		}
 		var syncer admin.Syncer
@@ -256,7 +259,7 @@ func intuneClient(cfg *config.Config, log *slog.Logger, opts buildOptions) (*int
 }
 
 // buildAPI wires /api/csr: Entra tokens in Azure, the development issuer locally when enabled.
-func buildAPI(ctx context.Context, cfg *config.Config, d *deps, graphCred azcore.TokenCredential) error {
+func buildAPI(ctx context.Context, cfg *config.Config, d *deps, opts buildOptions) error {
 	var vcfg entra.Config
 	var dir *entra.Directory // nil with the development issuer, which has no directory
 	if cfg.DevIssuer {
@@ -269,20 +272,11 @@ func buildAPI(ctx context.Context, cfg *config.Config, d *deps, graphCred azcore
 		vcfg = dev.VerifierConfig()
 	} else {
 		vcfg = entra.Config{TenantID: cfg.API.TenantID, Audiences: cfg.API.Audiences, AuthorityHost: cfg.API.AuthorityHost}
-		cred, err := azureCredential(cfg)
-		if err != nil {
-			return err
-		}
-		if graphCred != nil {
-			cred = graphCred
-		}
-		appID := apiAppID(cfg.API.Audiences)
-		if appID == "" {
-			d.log.Warn("app-only tokens' roles are not re-read: AZSCEP_API_AUDIENCES has no GUID (the API's client ID)")
-		}
-		if dir, err = entra.NewDirectory(entra.GraphConfig{Credential: cred, BaseURL: cfg.API.GraphURL,
-			TenantID: cfg.API.TenantID, APIAppID: appID}); err != nil {
-			return fmt.Errorf("Graph directory client: %w", err)
+		if dir = opts.directory; dir == nil {
+			var err error
+			if dir, err = graphDirectory(cfg, d.log, opts.graphCredential); err != nil {
+				return err
+			}
 		}
 	}
 	if d.httpClient != nil {
@@ -364,4 +358,25 @@ func apiAppID(audiences []string) string {
 		}
 	}
 	return ""
+}
+
+// graphDirectory makes the API's Graph directory: the app's identity (or cred, in tests), the API's tenant, and the
+// API's application ID for the app-role re-read.
+func graphDirectory(cfg *config.Config, log *slog.Logger, cred azcore.TokenCredential) (*entra.Directory, error) {
+	if cred == nil {
+		var err error
+		if cred, err = azureCredential(cfg); err != nil {
+			return nil, err
+		}
+	}
+	appID := apiAppID(cfg.API.Audiences)
+	if appID == "" {
+		log.Warn("app-only tokens' roles are not re-read: AZSCEP_API_AUDIENCES has no GUID (the API's client ID)")
+	}
+	dir, err := entra.NewDirectory(entra.GraphConfig{Credential: cred, BaseURL: cfg.API.GraphURL,
+		TenantID: cfg.API.TenantID, APIAppID: appID})
+	if err != nil {
+		return nil, fmt.Errorf("Graph directory client: %w", err)
+	}
+	return dir, nil
 }

@@ -29,6 +29,8 @@ import (
 
 	"github.com/azscep/azscep/internal/config"
 	"github.com/azscep/azscep/internal/custody"
+	"github.com/azscep/azscep/internal/entra"
+	"github.com/azscep/azscep/internal/entra/entrafake"
 	"github.com/azscep/azscep/internal/issuance"
 	"github.com/azscep/azscep/internal/keyvault"
 	"github.com/azscep/azscep/internal/keyvault/kvfake"
@@ -615,6 +617,42 @@ func TestKeyVaultReferenceReadByTheService(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 		if got := v.kv.Count(kvfake.OpGetSecret); got != 3 {
 			t.Errorf("%d secret reads after the last reference was read, want 3", got)
+		}
+	})
+
+	t.Run("the Graph directory survives the rebuild", func(t *testing.T) {
+		// /api/health's report of Graph refusing the identity, and the directory's caches, outlive the swap.
+		v := newVaultCA(t, caKey, "", nil)
+		v.kv.SetSecret("static-challenge", kvStaticSecret)
+		v.kv.Reset()
+		v.kv.Fail(kvfake.OpGetSecret, -1, http.StatusForbidden)
+		tenant := newAPITenant(t, entrafake.WithOptionalClaims("idtyp", "upn", "acct"))
+		opts := v.opts()
+		opts.referenceRetry = 20 * time.Millisecond
+		opts.graphCredential = tenant.graphCredential()
+		svc := startServeReferences(t, v.env(append([]string{ref(v, "static-challenge")}, tenant.env()...)...), opts, false)
+		tenant.graph.SetFault(entrafake.Fault{Status: http.StatusForbidden})
+		tok := tenant.MintUser(entrafake.NewGUID(), "alice@contoso.example", []string{entra.RoleCSRRequestDb})
+		s := &namesService{running: svc}
+		if code, body, _ := s.apiCall(t, tok, testca.CSROptions{Subject: pkix.Name{CommonName: "svc-6"}}); code != http.StatusServiceUnavailable {
+			t.Fatalf("/api/csr while Graph refuses = %d %s", code, body)
+		}
+		v.kv.ClearFaults()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(svc.logText(), "features reloaded with the Key Vault references read") {
+			if time.Now().After(deadline) {
+				t.Fatalf("no reload:\n%s", svc.logText())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		resp, err := http.Get(svc.base + "/api/health")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), `"graph":{"status":"refused"`) {
+			t.Fatalf("/api/health after the rebuild forgot Graph's refusal: %s", body)
 		}
 	})
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -202,7 +203,11 @@ func (a *app) readLater(ctx context.Context, refs []string, resolved map[string]
 			refs = left // nothing new read
 			continue
 		}
-		d, err := build(ctx, cfg, a.log, a.opts)
+		opts := a.opts
+		if cur := a.current.Load(); cur.deps.directory != nil && sameGraph(a.cfg, cfg) {
+			opts.directory = cur.deps.directory
+		}
+		d, err := build(ctx, cfg, a.log, opts)
 		if ctx.Err() != nil {
 			if err == nil && d.close != nil {
 				d.close()
@@ -231,6 +236,12 @@ func (a *app) readLater(ctx context.Context, refs []string, resolved map[string]
 		}
 		a.log.Info("features reloaded with the Key Vault references read", "still_unread", len(left))
 	}
+}
+
+// sameGraph reports whether two configurations ask Graph the same questions (tenant, Graph URL, the API's
+// audiences), so that a rebuild can keep the directory, its caches and its report of refusals.
+func sameGraph(a, b *config.Config) bool {
+	return a.API.TenantID == b.API.TenantID && a.API.GraphURL == b.API.GraphURL && slices.Equal(a.API.Audiences, b.API.Audiences)
 }
 
 // defaultReferenceRetry is readLater's first wait.
