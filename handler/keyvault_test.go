@@ -592,13 +592,9 @@ func TestKeyVaultReferenceReadByTheService(t *testing.T) {
 		var closed atomic.Int32
 		opts.closed = func() { closed.Add(1) }
 		svc := startServeReferences(t, v.env(ref(v, "static-challenge")), opts, false)
-		deadline := time.Now().Add(10 * time.Second)
-		for postStatus(t, svc.scepURL("static")) == http.StatusServiceUnavailable {
-			if time.Now().After(deadline) {
-				t.Fatalf("the static endpoint is still disabled after the reference became readable:\n%s", svc.logText())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		waitUntil(t, svc, "the static endpoint enabled after the reference became readable", func() bool {
+			return postStatus(t, svc.scepURL("static")) != http.StatusServiceUnavailable
+		})
 		if got := v.kv.Count(kvfake.OpGetSecret); got != 3 {
 			t.Errorf("%d secret reads, want 3", got)
 		}
@@ -638,13 +634,9 @@ func TestKeyVaultReferenceReadByTheService(t *testing.T) {
 			t.Fatalf("/api/csr while Graph refuses = %d %s", code, body)
 		}
 		v.kv.ClearFaults()
-		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(svc.logText(), "features reloaded with the Key Vault references read") {
-			if time.Now().After(deadline) {
-				t.Fatalf("no reload:\n%s", svc.logText())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		waitUntil(t, svc, "the reload", func() bool {
+			return strings.Contains(svc.logText(), "features reloaded with the Key Vault references read")
+		})
 		resp, err := http.Get(svc.base + "/api/health")
 		if err != nil {
 			t.Fatal(err)
@@ -667,13 +659,9 @@ func TestKeyVaultReferenceReadByTheService(t *testing.T) {
 		// The secret role arrives, but the rebuild's CA key read is refused once.
 		v.kv.ClearFaults()
 		v.kv.Fail(kvfake.OpGet, 1, http.StatusForbidden)
-		deadline := time.Now().Add(10 * time.Second)
-		for postStatus(t, svc.scepURL("static")) == http.StatusServiceUnavailable {
-			if time.Now().After(deadline) {
-				t.Fatalf("the static endpoint is still disabled:\n%s", svc.logText())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		waitUntil(t, svc, "the static endpoint enabled", func() bool {
+			return postStatus(t, svc.scepURL("static")) != http.StatusServiceUnavailable
+		})
 		if !strings.Contains(svc.logText(), "rebuilding with the Key Vault references read failed; retrying") {
 			t.Errorf("log: the failed rebuild is not there:\n%s", svc.logText())
 		}
@@ -694,6 +682,16 @@ func TestKeyVaultReferenceReadByTheService(t *testing.T) {
 			t.Errorf("log does not say why, or that the feature is disabled:\n%s", svc.logText())
 		}
 	})
+}
+
+// waitUntil polls cond every 20 ms for up to 10 s (the service's background reference reads), failing with its log.
+func waitUntil(t *testing.T, svc *running, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s:\n%s", what, svc.logText())
+		}
+	}
 }
 
 // postStatus is the status of a PKIOperation POST with an empty message.

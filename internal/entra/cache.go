@@ -71,10 +71,3 @@ func (c *ttlCache[K, V]) put(k K, v V, asked time.Time, ttl time.Duration) {
 	}
 	c.m[k] = ttlEntry[V]{v: v, asked: asked, expires: asked.Add(ttl)}
 }
-
-// len is the number of entries held, expired or not.
-func (c *ttlCache[K, V]) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.m)
-}

@@ -57,3 +57,10 @@ func TestOwnershipCacheIsBounded(t *testing.T) {
 		t.Fatal("an answer was kept for its TTL from when it arrived, not from when it was asked")
 	}
 }
+
+// len is the number of entries held, expired or not.
+func (c *ttlCache[K, V]) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
+}

@@ -409,21 +409,7 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 	case reSPRoles.MatchString(r.URL.Path):
 		g.appRoleAssignments(w, r, strings.ToLower(reSPRoles.FindStringSubmatch(r.URL.Path)[1]))
 	case reSP.MatchString(r.URL.Path):
-		id := strings.ToLower(reSP.FindStringSubmatch(r.URL.Path)[1])
-		sel, ok := selected(w, r, "servicePrincipal", appProps)
-		if !ok {
-			return
-		}
-		g.mu.Lock()
-		enabled, found := g.apps[id]
-		g.mu.Unlock()
-		if !found {
-			graphError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource '"+id+"' does not exist or one of its queried reference-property objects are not present.")
-			return
-		}
-		body := project(map[string]any{"id": id, "appId": "00000000-0000-0000-0000-" + id[len(id)-12:], "accountEnabled": enabled}, sel)
-		body["@odata.context"] = g.srv.URL + "/v1.0/$metadata#servicePrincipals" + selContext(sel) + "/$entity"
-		writeJSON(w, http.StatusOK, body)
+		g.servicePrincipal(w, r, strings.ToLower(reSP.FindStringSubmatch(r.URL.Path)[1]))
 	case reManaged.MatchString(r.URL.Path):
 		id := strings.ToLower(reManaged.FindStringSubmatch(r.URL.Path)[1])
 		sel, ok := selected(w, r, "managedDevice", managedProps)
@@ -437,9 +423,8 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 			graphError(w, http.StatusNotFound, "ResourceNotFound", "Resource not found")
 			return
 		}
-		body := project(map[string]any{"id": md.ID, "userId": md.UserID, "azureADDeviceId": md.AzureADDeviceID}, sel)
-		body["@odata.context"] = g.srv.URL + "/v1.0/$metadata#deviceManagement/managedDevices" + selContext(sel) + "/$entity"
-		writeJSON(w, http.StatusOK, body)
+		g.entity(w, "deviceManagement/managedDevices", sel,
+			project(map[string]any{"id": md.ID, "userId": md.UserID, "azureADDeviceId": md.AzureADDeviceID}, sel))
 	default:
 		graphError(w, http.StatusBadRequest, "BadRequest", "Resource not found for the segment.")
 	}
@@ -451,7 +436,7 @@ func (g *Graph) owners(w http.ResponseWriter, r *http.Request, d *graphDevice, p
 		return
 	}
 	if d == nil {
-		graphError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource does not exist or one of its queried reference-property objects are not present.")
+		objectNotFound(w, "")
 		return
 	}
 	start, end, ok := pageOf(w, r, len(d.owners), pageSize)
@@ -521,9 +506,25 @@ func (g *Graph) apiApp(w http.ResponseWriter, r *http.Request, appID string) {
 		roles = append(roles, map[string]any{"id": id, "value": v, "isEnabled": !slices.Contains(api.disabled, v),
 			"allowedMemberTypes": []string{"Application", "User"}})
 	}
-	body := project(map[string]any{"id": api.spID, "appId": api.appID, "accountEnabled": true, "appRoles": roles}, sel)
-	body["@odata.context"] = g.srv.URL + "/v1.0/$metadata#servicePrincipals" + selContext(sel) + "/$entity"
-	writeJSON(w, http.StatusOK, body)
+	g.entity(w, "servicePrincipals", sel,
+		project(map[string]any{"id": api.spID, "appId": api.appID, "accountEnabled": true, "appRoles": roles}, sel))
+}
+
+// servicePrincipal answers GET of one service principal by id.
+func (g *Graph) servicePrincipal(w http.ResponseWriter, r *http.Request, id string) {
+	sel, ok := selected(w, r, "servicePrincipal", appProps)
+	if !ok {
+		return
+	}
+	g.mu.Lock()
+	enabled, found := g.apps[id]
+	g.mu.Unlock()
+	if !found {
+		objectNotFound(w, id)
+		return
+	}
+	g.entity(w, "servicePrincipals", sel,
+		project(map[string]any{"id": id, "appId": "00000000-0000-0000-0000-" + id[len(id)-12:], "accountEnabled": enabled}, sel))
 }
 
 // appRoleAssignments answers GET /servicePrincipals/{id}/appRoleAssignments: the API's roles assigned to it, after
@@ -539,7 +540,7 @@ func (g *Graph) appRoleAssignments(w http.ResponseWriter, r *http.Request, spID 
 	api, assigned, pageSize := g.api, slices.Clone(g.assigned[spID]), g.pageSize
 	g.mu.Unlock()
 	if !found {
-		graphError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource '"+spID+"' does not exist or one of its queried reference-property objects are not present.")
+		objectNotFound(w, spID)
 		return
 	}
 	foreignRole := NewGUID()
@@ -581,12 +582,12 @@ func (g *Graph) user(w http.ResponseWriter, r *http.Request, id string) {
 	u, found := g.users[id]
 	g.mu.Unlock()
 	if !found {
-		graphError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource '"+id+"' does not exist or one of its queried reference-property objects are not present.")
+		objectNotFound(w, id)
 		return
 	}
-	ctx := g.srv.URL + "/v1.0/$metadata#users" + selContext(sel) + "/$entity"
-	if sel == nil {
-		sel = userDefaults
+	props := sel
+	if props == nil {
+		props = userDefaults
 	}
 	userType := "Member"
 	if u.Guest {
@@ -596,10 +597,9 @@ func (g *Graph) user(w http.ResponseWriter, r *http.Request, id string) {
 	if !u.SessionsValidFrom.IsZero() {
 		validFrom = u.SessionsValidFrom.UTC().Format(time.RFC3339)
 	}
-	body := project(map[string]any{"id": u.ID, "displayName": "Test User " + u.UPN, "userPrincipalName": u.UPN,
-		"accountEnabled": u.Enabled, "userType": userType, "signInSessionsValidFromDateTime": validFrom}, sel)
-	body["@odata.context"] = ctx
-	writeJSON(w, http.StatusOK, body)
+	g.entity(w, "users", sel, project(map[string]any{"id": u.ID, "displayName": "Test User " + u.UPN,
+		"userPrincipalName": u.UPN, "accountEnabled": u.Enabled, "userType": userType,
+		"signInSessionsValidFromDateTime": validFrom}, props))
 }
 
 // device answers GET of one device by either key.
@@ -609,12 +609,26 @@ func (g *Graph) device(w http.ResponseWriter, r *http.Request, d *graphDevice) {
 		return
 	}
 	if d == nil {
-		graphError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource does not exist or one of its queried reference-property objects are not present.")
+		objectNotFound(w, "")
 		return
 	}
-	body := project(g.deviceJSON(d), sel)
-	body["@odata.context"] = g.srv.URL + "/v1.0/$metadata#devices" + selContext(sel) + "/$entity"
+	g.entity(w, "devices", sel, project(g.deviceJSON(d), sel))
+}
+
+// entity answers 200 with one object of the entity set, its properties already projected, and the @odata.context
+// Graph gives it: the set, and the $select if there was one.
+func (g *Graph) entity(w http.ResponseWriter, set string, sel []string, body map[string]any) {
+	body["@odata.context"] = g.srv.URL + "/v1.0/$metadata#" + set + selContext(sel) + "/$entity"
 	writeJSON(w, http.StatusOK, body)
+}
+
+// objectNotFound is Graph's 404 for a directory object, naming its id when the request did.
+func objectNotFound(w http.ResponseWriter, id string) {
+	what := "Resource"
+	if id != "" {
+		what = "Resource '" + id + "'"
+	}
+	graphError(w, http.StatusNotFound, "Request_ResourceNotFound", what+" does not exist or one of its queried reference-property objects are not present.")
 }
 
 func (g *Graph) deviceJSON(d *graphDevice) map[string]any {
