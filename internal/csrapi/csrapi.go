@@ -27,6 +27,7 @@ import (
 	mozpkcs7 "go.mozilla.org/pkcs7"
 	"golang.org/x/time/rate"
 
+	"github.com/azscep/azscep/internal/ber"
 	"github.com/azscep/azscep/internal/cms"
 	"github.com/azscep/azscep/internal/custody"
 	"github.com/azscep/azscep/internal/entra"
@@ -322,6 +323,11 @@ func DecodeCSR(body []byte, cms bool) ([]byte, error) {
 		return nil, errors.New("the body holds no request")
 	}
 	if cms {
+		// The pkcs7 parser converts BER to DER recursively: a body of under 200 bytes can nest or overrun its way
+		// to gigabytes and minutes of CPU, so its shape is checked first, as at the SCEP door.
+		if err := ber.Check(der); err != nil {
+			return nil, fmt.Errorf("CMS body is not well-formed BER: %w", err)
+		}
 		p7, err := mozpkcs7.Parse(der)
 		if err != nil {
 			return nil, errors.New("CMS body does not parse")

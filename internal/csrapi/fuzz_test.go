@@ -5,10 +5,12 @@ import (
 	"encoding/base64"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/azscep/azscep/internal/ber/bertest"
 	"github.com/azscep/azscep/internal/csrapi"
 	"github.com/azscep/azscep/internal/policy"
 )
@@ -114,6 +116,29 @@ func TestDecodeCSRSeeds(t *testing.T) {
 		body, cms := readSeed(t, name)
 		if got, err := csrapi.DecodeCSR(body, cms); err == nil {
 			t.Errorf("%s: DecodeCSR accepted it (%d bytes)", name, len(got))
+		}
+	}
+}
+
+// TestDecodeCSRRefusesBERBombs: a CMS body of under 200 bytes whose elements overrun their parents makes the pkcs7
+// parser's BER-to-DER conversion read each overrun again, doubling per level (19 levels: 154 bytes, half a
+// gigabyte and seconds of CPU; 24 levels would take the process down). The body's shape is checked before the
+// parser sees it, so the refusal costs next to nothing. Not parallel: it reads the process's allocation total.
+func TestDecodeCSRRefusesBERBombs(t *testing.T) {
+	for name, body := range map[string][]byte{
+		"overrun inside indefinite frames": bertest.OverrunBomb(19),
+		"overrun inside definite frames":   bertest.RewindBomb(19, 0),
+		"nesting":                          bertest.NestingBomb(5000),
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := csrapi.DecodeCSR(body, true)
+		runtime.ReadMemStats(&after)
+		if err == nil || !strings.Contains(err.Error(), "BER") {
+			t.Errorf("%s (%d bytes): DecodeCSR = %v, want the BER shape refused", name, len(body), err)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
+			t.Errorf("%s (%d bytes): refusing it allocated %d KiB", name, len(body), alloc>>10)
 		}
 	}
 }

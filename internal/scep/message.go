@@ -15,6 +15,7 @@ import (
 
 	"github.com/smallstep/pkcs7"
 
+	"github.com/azscep/azscep/internal/ber"
 	"github.com/azscep/azscep/internal/cms"
 	"github.com/azscep/azscep/internal/custody"
 
@@ -69,9 +70,6 @@ var (
 // the HTTP edge answers 400.
 var ErrMalformed = errors.New("scep: malformed message")
 
-// maxNesting bounds BER nesting before the recursive pkcs7 parser sees the input (reliability.md §3.3).
-const maxNesting = 32
-
 // PKIMessage is a parsed, not yet decrypted, client request.
 type PKIMessage struct {
 	TransactionID string
@@ -95,7 +93,7 @@ type raIdentity struct {
 
 // ParsePKIMessage parses and verifies the outer SignedData. Errors wrap ErrMalformed.
 func ParsePKIMessage(der []byte) (*PKIMessage, error) {
-	if err := checkNesting(der); err != nil {
+	if err := ber.Check(der); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	p7, err := pkcs7.Parse(der)
@@ -131,7 +129,7 @@ func ParsePKIMessage(der []byte) (*PKIMessage, error) {
 func (m *PKIMessage) Decrypt(cert *x509.Certificate, key crypto.Decrypter) ([]byte, error) {
 	// The EnvelopedData sits in an OCTET STRING, which the pre-scan of the whole message did not descend into:
 	// bound its nesting too before the recursive parser sees it.
-	if maxDepthOK(m.p7.Content) != nil {
+	if ber.CheckDepth(m.p7.Content) != nil {
 		return nil, errDecrypt
 	}
 	env, err := pkcs7.Parse(m.p7.Content)
@@ -151,7 +149,7 @@ func (m *PKIMessage) Decrypt(cert *x509.Certificate, key crypto.Decrypter) ([]by
 		return nil, errDecrypt
 	}
 	// And the decrypted content (a CSR, IssuerAndSerialNumber or IssuerAndSubject), before any parser sees it.
-	if maxDepthOK(plain) != nil {
+	if ber.CheckDepth(plain) != nil {
 		return nil, errDecrypt
 	}
 	return plain, nil
@@ -189,7 +187,7 @@ var contentKeyLens = map[string]int{
 
 // contentKeyLen reads the content-encryption algorithm of a ContentInfo holding an EnvelopedData (RFC 5652 §6.1),
 // in DER or BER as pkcs7 accepts it, and returns its key length, or 0 when the algorithm is unknown or the
-// structure unreadable (the decrypter is then asked as pkcs7 asks it). Its nesting was bounded by maxDepthOK.
+// structure unreadable (the decrypter is then asked as pkcs7 asks it). Its nesting was bounded by ber.CheckDepth.
 func contentKeyLen(b []byte) int {
 	ci, ok := berInto(b, 0x30)
 	if !ok {
@@ -234,7 +232,7 @@ func berNext(b []byte) (tag byte, content, rest []byte, ok bool) {
 		return 0, nil, nil, false
 	}
 	tag = b[0]
-	l, i, ok := berLength(b, 1, tag)
+	l, i, ok := ber.Length(b, 1, tag)
 	if !ok {
 		return 0, nil, nil, false
 	}
@@ -255,30 +253,6 @@ func berNext(b []byte) (tag byte, content, rest []byte, ok bool) {
 		return 0, nil, nil, false
 	}
 	return tag, b[i : i+l], b[i+l:], true
-}
-
-// berLength reads the length octets at b[i] of an element with tag: the length (-1 for the indefinite form, which
-// only a constructed element may have) and where the contents start. Lengths of more than four octets are refused.
-func berLength(b []byte, i int, tag byte) (length, start int, ok bool) {
-	if i >= len(b) {
-		return 0, 0, false
-	}
-	l := int(b[i])
-	i++
-	switch {
-	case l < 0x80:
-		return l, i, true
-	case l == 0x80:
-		return -1, i, tag&0x20 != 0
-	}
-	n := l & 0x7f
-	if n > 4 || i+n > len(b) {
-		return 0, 0, false
-	}
-	for k := 0; k < n; k++ {
-		length = length<<8 | int(b[i+k])
-	}
-	return length, i + n, true
 }
 
 // berInto returns the contents of b's first element when it has tag want.
@@ -411,125 +385,4 @@ func DecodeGETMessage(rawQuery string) ([]byte, error) {
 		}
 	}
 	return nil, fmt.Errorf("%w: message parameter is not base64", ErrMalformed)
-}
-
-// checkNesting walks BER headers iteratively and refuses nesting deeper than maxNesting, so the recursive
-// BER-to-DER conversion in pkcs7.Parse never sees a nesting bomb. It also refuses anything after the first
-// top-level element: pkcs7.Parse silently ignores trailing data, and a message must be exactly one ContentInfo.
-func checkNesting(b []byte) error { return scanBER(b, true) }
-
-// maxDepthOK refuses only nesting deeper than maxNesting; anything else malformed is left to the real parser,
-// which refuses it with its own error.
-func maxDepthOK(b []byte) error { return scanBER(b, false) }
-
-// scanBER walks b's BER headers without recursion. strict refuses malformed headers and trailing data; otherwise
-// the walk stops at the first malformed header and only excessive nesting is an error.
-func scanBER(b []byte, strict bool) error {
-	malformed := func(msg string) error {
-		if strict {
-			return errors.New(msg)
-		}
-		return nil
-	}
-	// end < 0: indefinite length. kids counts the elements read in the frame: the parser after this scan
-	// (smallstep/pkcs7's BER conversion) reads an indefinite frame's first element before it looks for the
-	// end-of-contents octets, so 00 00 there is an element (tag 0, length 0), not the frame's end; counting it as
-	// the end would let "30 80 00 00 30 80 …" nest without limit behind a scan that sees two levels.
-	type frame struct{ end, kids int }
-	var stack []frame
-	// bound is where the innermost definite-length frame ends (the input's end at the top level). No element may
-	// cross it, in either mode: pkcs7's BER conversion does not hold a child inside its parent's length but reads
-	// what the child overran again as the parent's next siblings, so "30 02 30 80 …", nested, doubles its work and
-	// output per level (50 KB became 800 MB of DER and seconds of CPU).
-	bound := func() int {
-		for k := len(stack) - 1; k >= 0; k-- {
-			if stack[k].end >= 0 {
-				return stack[k].end
-			}
-		}
-		return len(b)
-	}
-	errCross := errors.New("BER element crosses the end of the element that holds it")
-	i := 0
-	seenTop := false
-	for i < len(b) {
-		// Close the definite-length frames that end here. An indefinite frame still open where its definite
-		// parent ends crosses that end.
-		for len(stack) > 0 {
-			top := stack[len(stack)-1]
-			if top.end < 0 {
-				if i >= bound() {
-					return errCross
-				}
-				break
-			}
-			if i < top.end {
-				break
-			}
-			if i > top.end {
-				return errCross
-			}
-			stack = stack[:len(stack)-1]
-		}
-		if i+1 < len(b) && b[i] == 0 && b[i+1] == 0 && len(stack) > 0 && stack[len(stack)-1].end < 0 &&
-			stack[len(stack)-1].kids > 0 {
-			stack = stack[:len(stack)-1] // end-of-contents of an indefinite frame
-			i += 2
-			if i > bound() {
-				return errCross
-			}
-			continue
-		}
-		if len(stack) > 0 {
-			stack[len(stack)-1].kids++
-		}
-		if len(stack) == 0 {
-			if seenTop && strict {
-				return errors.New("trailing data after the message")
-			}
-			seenTop = true
-		}
-		tag := b[i]
-		i++
-		if tag&0x1f == 0x1f { // high tag number
-			for i < len(b) && b[i]&0x80 != 0 {
-				i++
-			}
-			i++
-		}
-		if i >= len(b) {
-			return malformed("truncated BER header")
-		}
-		length, start, ok := berLength(b, i, tag)
-		if !ok {
-			return malformed("bad BER length")
-		}
-		i = start
-		limit := bound()
-		if length >= 0 && i+length > limit && limit < len(b) {
-			return errCross
-		}
-		if tag&0x20 != 0 { // constructed: descend
-			end := -1
-			if length >= 0 {
-				end = i + length
-				if end > len(b) {
-					if strict {
-						return errors.New("BER length beyond input")
-					}
-					end = len(b) // keep counting depth inside: a lenient parser might still descend
-				}
-			}
-			stack = append(stack, frame{end: end})
-			if len(stack) > maxNesting {
-				return fmt.Errorf("BER nesting deeper than %d", maxNesting)
-			}
-			continue
-		}
-		if length < 0 || i+length > len(b) {
-			return malformed("BER length beyond input")
-		}
-		i += length
-	}
-	return nil
 }
