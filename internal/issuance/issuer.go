@@ -174,6 +174,11 @@ type Request struct {
 	// RenewedTo is set to the new serial (renewLink): the forward link that lets a later revocation of the new
 	// certificate stop renewals from the old one. Nil for first issuances, which so pay no extra write.
 	Renews *store.Record
+	// Reauthorize, when set, runs once the pending record is durable and before the signature, to read again what
+	// authorized the request: a revocation written while the request waited (for Intune's validation, for its
+	// claim) is then seen, and one written later comes after the signature was authorized. An error abandons the
+	// record and is returned as it is. A renewal sets it: its signer must still be unrevoked when the CA signs.
+	Reauthorize func(ctx context.Context) error
 	// NotAfterCap, when set, ends the certificate no later than this instant (a renewal chain's maximum).
 	NotAfterCap time.Time
 	// Deliver runs after the issued record is durable and before the certificate is returned (the Intune success
@@ -409,6 +414,13 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 			prev = nil // the binding moved under us: look again
 		default:
 			return nil, fmt.Errorf("inserting pending record: %w", err)
+		}
+	}
+
+	if req.Reauthorize != nil {
+		if err := req.Reauthorize(ctx); err != nil {
+			i.abandon(rec, "authorization read again before the signature: "+err.Error())
+			return nil, err
 		}
 	}
 

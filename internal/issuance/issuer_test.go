@@ -1050,3 +1050,38 @@ func TestRenewLink(t *testing.T) {
 		}
 	})
 }
+
+// TestReauthorizeBeforeSignature: Reauthorize runs with the pending record durable and before the CA signs; its
+// refusal is returned as it is, nothing is signed, and the record is abandoned with the reason.
+func TestReauthorizeBeforeSignature(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	refusal := errors.New("signer revoked meanwhile")
+	req := f.request(t, nil, "reauth", "tx-reauth")
+	var pendingSeen bool
+	req.Reauthorize = func(ctx context.Context) error {
+		page, _, err := f.st.Search(ctx, store.Query{Status: store.StatusPending, Limit: 10})
+		pendingSeen = err == nil && len(page) == 1
+		return refusal
+	}
+	if _, err := f.iss.Issue(context.Background(), req); !errors.Is(err, refusal) {
+		t.Fatalf("Issue = %v, want the refusal", err)
+	}
+	if !pendingSeen {
+		t.Error("Reauthorize ran before the pending record was durable")
+	}
+	if n := f.signer.signs.Load(); n != 0 {
+		t.Errorf("%d signatures after the refusal", n)
+	}
+	page, _, err := f.st.Search(context.Background(), store.Query{Limit: 10})
+	if err != nil || len(page) != 1 || page[0].Status != store.StatusAbandoned ||
+		!strings.Contains(page[0].Note, refusal.Error()) {
+		t.Fatalf("records %+v, %v; want one abandoned, saying why", page, err)
+	}
+	// Without a refusal the request is signed as usual.
+	req = f.request(t, nil, "reauth-ok", "tx-reauth-ok")
+	req.Reauthorize = func(context.Context) error { return nil }
+	if _, err := f.iss.Issue(context.Background(), req); err != nil || f.signer.signs.Load() != 1 {
+		t.Fatalf("Issue = %v with %d signatures, want a certificate", err, f.signer.signs.Load())
+	}
+}

@@ -2,6 +2,7 @@ package scep_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 
@@ -57,5 +58,39 @@ func TestRenewalRacingARevocationDownTheChain(t *testing.T) {
 				t.Errorf("X renewed again after %s was revoked (X's link: %s)", hexSerial(victim), e.record(t, x.cert).RenewedTo)
 			}
 		})
+	}
+}
+
+// TestRenewalSignerRevokedMeanwhile: a RenewalReq signed by X is checked while X is live; before its pending
+// record is written, an admin revokes X itself (keyCompromise: the device was stolen). The signer is read again
+// once the pending record exists and before the CA signs, so no certificate is signed on a revoked certificate's
+// authority: the renewal fails with badRequest, its record is abandoned with the reason, and nothing new renews.
+func TestRenewalSignerRevokedMeanwhile(t *testing.T) {
+	hs := &claimHook{}
+	e := newEnv(t, envOptions{wrap: func(s store.Store) store.Store { hs.Store = s; return hs }})
+	x := enrollNamed(t, e, epStatic, 0, named)
+	inRenewalWindow(e)
+	before := len(e.records(t))
+	hs.mu.Lock()
+	hs.hook = func() { adminRevoke(t, e, x.cert, store.KeyCompromise) }
+	hs.mu.Unlock()
+
+	rep := renewWith(t, e, epStatic, x, named, 7)
+	if e.record(t, x.cert).Status != store.StatusRevoked {
+		t.Fatal("setup: X was not revoked during the renewal")
+	}
+	wantFailure(t, rep, testca.FailBadRequest)
+	recs := e.records(t)
+	if len(recs) != before+1 {
+		t.Fatalf("%d records after the refused renewal, want %d (X's and the abandoned attempt's)", len(recs), before+1)
+	}
+	for _, r := range recs {
+		if r.Serial == store.SerialString(x.cert.SerialNumber) {
+			continue
+		}
+		if r.Status != store.StatusAbandoned || len(r.CertDER) != 0 || !strings.Contains(r.Note, "revoked") {
+			t.Errorf("the renewal's record: status %s, %d bytes of certificate, note %q; want abandoned unsigned, "+
+				"saying why", r.Status, len(r.CertDER), r.Note)
+		}
 	}
 }
