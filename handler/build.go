@@ -129,7 +129,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 	// operation per response), both told about every revocation.
 	// Revocations made by other instances reach both through the shared revocation generation (one store read per
 	// instance every 30 s at most), so every instance answers within the five-minute bound.
-	status := revocation.Status{Store: st, Now: now}
+	status := revocation.Status{Store: st}
 	crlOpts := crl.Options{Validity: cfg.CRLValidity, Generation: status, Logger: log}
 	ocspOpts := ocsp.Options{ResponseValidity: cfg.OCSPValidity, Generation: status,
 		Recorder: &revocation.ResponderRecords{Store: st}, Logger: log}

@@ -83,12 +83,14 @@ type Entry struct {
 	RevokedAt time.Time
 	// Reason is the RFC 5280 §5.3.1 CRLReason code; 0 (unspecified) is encoded by omitting the extension.
 	Reason int
+	// NotAfter is the certificate's notAfter; zero when unknown, and then the entry is always listed.
+	NotAfter time.Time
 }
 
 // Source lists revocations. It is implemented by the storage layer over its revocation index.
 type Source interface {
-	// RevokedEntries returns every revoked certificate that has not expired from the CRL (the complete list,
-	// not a delta). The order does not matter and duplicates are tolerated.
+	// RevokedEntries returns every revoked certificate, expired ones included (the complete list, not a delta):
+	// the publisher decides when an entry leaves the CRL. The order does not matter and duplicates are tolerated.
 	RevokedEntries(ctx context.Context) ([]Entry, error)
 }
 
@@ -551,7 +553,8 @@ func (p *Publisher) attempt(ctx context.Context) (*CRL, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading revoked certificates: %w", err)
 	}
-	list, err := revocationEntries(entries)
+	now := p.clock.Now().UTC().Truncate(time.Second)
+	list, err := revocationEntries(current(entries, now, p.validity))
 	if err != nil {
 		return nil, err
 	}
@@ -564,7 +567,6 @@ func (p *Publisher) attempt(ctx context.Context) (*CRL, error) {
 	case cur.Cmp(num) > 0:
 		return nil, fmt.Errorf("%w: number %v, counter at %v", errSuperseded, num, cur)
 	}
-	now := p.clock.Now().UTC().Truncate(time.Second)
 	tmpl := &x509.RevocationList{
 		SignatureAlgorithm: p.sigAlg,
 		Number:             num,
@@ -617,6 +619,18 @@ func validReason(code int) bool {
 
 // revocationEntries validates, sorts by serial and de-duplicates (keeping the earliest revocation) the
 // source's entries. Sorting makes the CRL deterministic for a given index.
+// current drops the entries a CRL signed at now no longer needs to list. RFC 5280 §3.3 lets an entry leave once
+// the certificate has expired, but not before it "appears on one regularly scheduled CRL issued beyond the revoked
+// certificate's validity period": a relying party checking a signature made before the expiry, or one whose clock
+// runs slow, must find the revocation on a CRL issued after it. The CRL in force at notAfter is re-signed within
+// validity, so an entry listed until notAfter + validity is on at least one CRL signed after notAfter. Without
+// dropping entries at all the CRL would grow for the CA's whole life.
+func current(entries []Entry, now time.Time, validity time.Duration) []Entry {
+	return slices.DeleteFunc(slices.Clone(entries), func(e Entry) bool {
+		return !e.NotAfter.IsZero() && !now.Before(e.NotAfter.Add(validity))
+	})
+}
+
 func revocationEntries(entries []Entry) ([]x509.RevocationListEntry, error) {
 	for i, e := range entries {
 		switch {

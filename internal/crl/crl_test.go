@@ -839,3 +839,37 @@ func TestSignatureAlgorithmFollowsKey(t *testing.T) {
 		})
 	}
 }
+
+// TestExpiredEntriesStayOnOneCRLAfterExpiry: RFC 5280 §3.3 lets a revoked certificate's entry leave the CRL once it
+// has expired, but only after it appeared on a CRL issued beyond its validity period. An entry is kept while a CRL
+// signed now could be the first one after the expiry (notAfter + the CRL's validity), and dropped after that.
+func TestExpiredEntriesStayOnOneCRLAfterExpiry(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{})
+	now := f.clock.Now().Truncate(time.Second)
+	revoked := now.Add(-30 * 24 * time.Hour)
+	for serial, notAfter := range map[int64]time.Time{
+		1: {},                                      // notAfter unknown (indexed before the index kept it): kept
+		2: now.Add(time.Hour),                      // valid: kept
+		3: now.Add(-time.Minute),                   // expired a minute ago: kept
+		4: now.Add(-DefaultValidity + time.Second), // the last second a CRL signed now may be the first after expiry
+		5: now.Add(-DefaultValidity),               // a CRL signed since expiry has listed it: dropped
+		6: now.Add(-400 * 24 * time.Hour),          // long expired: dropped
+	} {
+		f.src.add(Entry{Serial: big.NewInt(serial), RevokedAt: revoked, Reason: 1, NotAfter: notAfter})
+	}
+	c, err := f.pub.Current(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	for _, e := range mustParse(t, c, f.ca.cert).RevokedCertificateEntries {
+		got = append(got, e.SerialNumber.Int64())
+	}
+	if want := []int64{1, 2, 3, 4}; !slices.Equal(got, want) {
+		t.Errorf("CRL lists serials %v, want %v", got, want)
+	}
+	if c.Entries != 4 {
+		t.Errorf("CRL.Entries = %d, want 4", c.Entries)
+	}
+}

@@ -46,10 +46,14 @@ func Handler(p *Publisher) http.Handler {
 		h.Set("ETag", etag)
 		h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(maxAge/time.Second)))
 		h.Set("Expires", now.Add(maxAge).UTC().Format(http.TimeFormat))
-		// ServeContent answers If-None-Match / If-Modified-Since with 304, HEAD without a body, and sets
 		// Last-Modified: when this CRL was made (Signed), not its back-dated thisUpdate, so that a newer CRL is
-		// never older by its date than one an instance signed minutes before it.
-		http.ServeContent(w, r, "", c.Signed, bytes.NewReader(body))
+		// never older by its date than one an instance signed minutes before it. It is not a validator, though:
+		// HTTP dates have whole seconds, and a revocation can make the next CRL within the second of the last one
+		// (or on an instance whose clock runs behind), which If-Modified-Since would answer 304 with the old CRL
+		// still in the client's hands. So ServeContent gets no modification time and answers 304 only to the
+		// strong ETag (If-None-Match), besides HEAD without a body.
+		h.Set("Last-Modified", c.Signed.UTC().Format(http.TimeFormat))
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
 	})
 }
 

@@ -1,6 +1,7 @@
 package crl
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -246,23 +247,56 @@ func TestOpenSSLVerifiesCRL(t *testing.T) {
 	}
 }
 
-// TestHandler_NewerCRLNotModifiedSince: Last-Modified is the signing time, so a client revalidating with the date
-// of a CRL signed a minute before the current one (by another instance, say) gets the current one, not 304 — which
-// a back-dated thisUpdate, five minutes earlier, would have given.
-func TestHandler_NewerCRLNotModifiedSince(t *testing.T) {
+// TestHandler_IfModifiedSinceIsNoValidator: a client (or an HTTP cache) revalidating with If-Modified-Since gets
+// the current CRL, never 304: not when the current CRL was signed a minute after the client's (by another
+// instance, say), and not when a revocation made the next CRL within the same second, which an HTTP date cannot
+// tell apart. Only the strong ETag earns a 304.
+func TestHandler_IfModifiedSinceIsNoValidator(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, Options{})
 	h := Handler(f.pub)
-	f.clock.Advance(time.Minute)
-	c, err := f.pub.Current(t.Context())
-	if err != nil {
-		t.Fatal(err)
+	get := func(header, value string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodGet, "/api/crl", nil)
+		if header != "" {
+			req.Header.Set(header, value)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
 	}
-	req := httptest.NewRequest(http.MethodGet, "/api/crl", nil)
-	req.Header.Set("If-Modified-Since", c.Signed.Add(-time.Minute).UTC().Format(http.TimeFormat))
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	if rec.Code != http.StatusOK {
-		t.Fatalf("If-Modified-Since a minute before the current CRL was signed: status %d, want 200", rec.Code)
+	first := get("", "")
+	if first.Code != http.StatusOK || first.Header().Get("Last-Modified") == "" {
+		t.Fatalf("first download: status %d, Last-Modified %q", first.Code, first.Header().Get("Last-Modified"))
+	}
+	if rec := get("If-Modified-Since", first.Header().Get("Last-Modified")); rec.Code != http.StatusOK {
+		t.Errorf("If-Modified-Since the CRL's own date: status %d, want 200", rec.Code)
+	}
+
+	// A revocation, and the next CRL signed within the same second.
+	f.src.add(Entry{Serial: big.NewInt(0x5EC), RevokedAt: f.clock.Now(), Reason: 1})
+	f.pub.Invalidate()
+	f.clock.Advance(400 * time.Millisecond)
+	rec := get("If-Modified-Since", first.Header().Get("Last-Modified"))
+	if rec.Code != http.StatusOK || rec.Header().Get("Last-Modified") != first.Header().Get("Last-Modified") {
+		t.Fatalf("If-Modified-Since after a revocation in the same second: status %d, Last-Modified %q; want 200 "+
+			"with the same date", rec.Code, rec.Header().Get("Last-Modified"))
+	}
+	rl, err := x509.ParseRevocationList(rec.Body.Bytes())
+	if err != nil || len(rl.RevokedCertificateEntries) != 1 {
+		t.Fatalf("the CRL served after the revocation: %v, %v; want it listed", rl, err)
+	}
+	if rec := get("If-None-Match", first.Header().Get("ETag")); rec.Code != http.StatusOK {
+		t.Errorf("If-None-Match with the old CRL's ETag: status %d, want 200", rec.Code)
+	}
+
+	// A CRL signed a minute later.
+	f.clock.Advance(time.Minute)
+	f.pub.Invalidate()
+	if rec := get("If-Modified-Since", first.Header().Get("Last-Modified")); rec.Code != http.StatusOK {
+		t.Errorf("If-Modified-Since a minute before the current CRL: status %d, want 200", rec.Code)
+	}
+	cur := get("", "")
+	if rec := get("If-None-Match", cur.Header().Get("ETag")); rec.Code != http.StatusNotModified {
+		t.Errorf("If-None-Match with the current ETag: status %d, want 304", rec.Code)
 	}
 }

@@ -24,7 +24,7 @@ func TestLostGenerationBumpStillReachesOtherCRLs(t *testing.T) {
 			f := newFixture(t, fixtureOptions{})
 			ctx := context.Background()
 			rec := f.issue(t, 1)[0]
-			status := revocation.Status{Store: f.backend, Now: f.clock.Now}
+			status := revocation.Status{Store: f.backend}
 
 			// Instance B is up and serving a CRL before the revocation.
 			pubB, err := crl.NewPublisher(f.ca.Cert, f.ca.Key, status, status, crl.Options{Generation: status, Clock: f.clock})
@@ -109,7 +109,7 @@ func TestGenerationHistoryNamesRevocationsNotBumps(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	ctx := context.Background()
 	recs := f.issue(t, 260)
-	status := revocation.Status{Store: f.backend, Now: f.clock.Now}
+	status := revocation.Status{Store: f.backend}
 	var after uint64
 	for i, rec := range recs {
 		if i == 4 {

@@ -22,8 +22,6 @@ import (
 // ETag-protected CRL number shared by every instance, and one point read per certificate status.
 type Status struct {
 	Store store.Store
-	// Now is the clock the CRL's list is cut at (default time.Now).
-	Now func() time.Time
 }
 
 var (
@@ -62,28 +60,21 @@ func (s Status) RevokedSince(ctx context.Context, after uint64) (uint64, []*big.
 	return g.N, serials, complete, nil
 }
 
-// RevokedEntries lists the revocation index, without the certificates that have expired: RFC 5280 §3.3 lets a
-// CRL drop an entry once the certificate's validity has ended, and without it the CRL would grow for the CA's
-// whole life. Entries without a notAfter (indexed before the index kept it) stay.
+// RevokedEntries lists the revocation index, with each certificate's notAfter: the CRL publisher drops an expired
+// certificate's entry once a CRL signed after its expiry has listed it (RFC 5280 §3.3). Entries without a notAfter
+// (indexed before the index kept it) stay.
 func (s Status) RevokedEntries(ctx context.Context) ([]crl.Entry, error) {
 	list, err := s.Store.ListRevoked(ctx)
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	if s.Now != nil {
-		now = s.Now()
-	}
 	out := make([]crl.Entry, 0, len(list))
 	for _, r := range list {
-		if !r.NotAfter.IsZero() && r.NotAfter.Before(now) {
-			continue
-		}
 		n, err := store.ParseSerial(r.Serial)
 		if err != nil {
 			continue // a malformed index row cannot be published; the record itself is still revoked
 		}
-		out = append(out, crl.Entry{Serial: n, RevokedAt: r.RevokedAt, Reason: r.Reason})
+		out = append(out, crl.Entry{Serial: n, RevokedAt: r.RevokedAt, Reason: r.Reason, NotAfter: r.NotAfter})
 	}
 	return out, nil
 }

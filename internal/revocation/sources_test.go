@@ -335,9 +335,10 @@ func TestCRLDER(t *testing.T) {
 	}
 }
 
-// The CRL drops a revoked certificate once it has expired (RFC 5280 §3.3), so that it does not grow for the CA's
-// whole life; until then it lists it, and an entry indexed before the index kept notAfter stays.
-func TestRevokedEntriesDropExpiredCertificates(t *testing.T) {
+// TestRevokedEntriesCarryNotAfter: the index gives the CRL publisher each certificate's notAfter, expired ones
+// included, so that the publisher can keep an entry on one CRL issued after the expiry (RFC 5280 §3.3); entries
+// indexed before the index kept notAfter have none, and stay.
+func TestRevokedEntriesCarryNotAfter(t *testing.T) {
 	backends(t, func(t *testing.T, tables bool) {
 		f := newFixture(t, fixtureOptions{tables: tables})
 		rec := f.issue(t, 1)[0]
@@ -348,22 +349,19 @@ func TestRevokedEntriesDropExpiredCertificates(t *testing.T) {
 		if _, err := f.backend.AddRevoked(t.Context(), legacy); err != nil {
 			t.Fatal(err)
 		}
-		listed := func(at time.Time) map[string]bool {
-			entries, err := revocation.Status{Store: f.backend, Now: func() time.Time { return at }}.RevokedEntries(t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
-			out := map[string]bool{}
-			for _, e := range entries {
-				out[store.SerialString(e.Serial)] = true
-			}
-			return out
+		entries, err := revocation.Status{Store: f.backend}.RevokedEntries(t.Context())
+		if err != nil {
+			t.Fatal(err)
 		}
-		if got := listed(rec.NotAfter.Add(-time.Minute)); !got[rec.Serial] || !got[legacy.Serial] {
-			t.Errorf("before expiry: %v, want %s and the legacy entry", got, rec.Serial)
+		got := map[string]time.Time{}
+		for _, e := range entries {
+			got[store.SerialString(e.Serial)] = e.NotAfter
 		}
-		if got := listed(rec.NotAfter.Add(time.Minute)); got[rec.Serial] || !got[legacy.Serial] {
-			t.Errorf("after expiry: %v, want only the legacy entry", got)
+		if na, ok := got[rec.Serial]; !ok || !na.Equal(rec.NotAfter) {
+			t.Errorf("entry for %s: notAfter %v (listed %v), want %v", rec.Serial, na, ok, rec.NotAfter)
+		}
+		if na, ok := got[legacy.Serial]; !ok || !na.IsZero() {
+			t.Errorf("legacy entry: notAfter %v (listed %v), want listed without one", na, ok)
 		}
 	})
 }
