@@ -617,8 +617,6 @@ func validReason(code int) bool {
 	return code >= 0 && code <= 10 && code != 7 && code != 8
 }
 
-// revocationEntries validates, sorts by serial and de-duplicates (keeping the earliest revocation) the
-// source's entries. Sorting makes the CRL deterministic for a given index.
 // current drops the entries a CRL signed at now no longer needs to list. RFC 5280 §3.3 lets an entry leave once
 // the certificate has expired, but not before it "appears on one regularly scheduled CRL issued beyond the revoked
 // certificate's validity period": a relying party checking a signature made before the expiry, or one whose clock
@@ -631,6 +629,8 @@ func current(entries []Entry, now time.Time, validity time.Duration) []Entry {
 	})
 }
 
+// revocationEntries validates, sorts by serial and de-duplicates (keeping the earliest revocation) the
+// source's entries. Sorting makes the CRL deterministic for a given index.
 func revocationEntries(entries []Entry) ([]x509.RevocationListEntry, error) {
 	for i, e := range entries {
 		switch {
