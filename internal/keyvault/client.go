@@ -6,6 +6,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+
+	"github.com/azscep/azscep/internal/transport"
 )
 
 // NewClient builds the azkeys client a Key should use. It turns azcore's own
@@ -23,12 +25,16 @@ func NewClient(vaultURL string, cred azcore.TokenCredential, opts *azkeys.Client
 		o = *opts
 	}
 	o.Retry.MaxRetries = -1
+	o.Transport = transport.LimitAnswers(o.Transport, MaxAnswerBytes)
 	c, err := azkeys.NewClient(vaultURL, cred, &o)
 	if err != nil {
 		return nil, fmt.Errorf("keyvault: creating client for %s: %w", vaultURL, err)
 	}
 	return c, nil
 }
+
+// MaxAnswerBytes caps one Key Vault answer: a key or a secret (at most 25 KB) is a few KB of JSON.
+const MaxAnswerBytes = 1 << 20
 
 // Credential returns the Entra ID credential for Key Vault.
 //

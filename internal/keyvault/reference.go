@@ -10,6 +10,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
+
+	"github.com/azscep/azscep/internal/transport"
 )
 
 // Reference is an App Service Key Vault reference, "@Microsoft.KeyVault(SecretUri=…)" or
@@ -74,6 +76,7 @@ func Resolve(ctx context.Context, ref Reference, vaultURL string, cred azcore.To
 	if opts != nil {
 		o = *opts
 	}
+	o.Transport = transport.LimitAnswers(o.Transport, MaxAnswerBytes)
 	c, err := azsecrets.NewClient(ref.VaultURL, cred, &o)
 	if err != nil {
 		return "", fmt.Errorf("keyvault: creating secrets client for %s: %w", ref.VaultURL, err)

@@ -38,6 +38,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
 	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/transport"
 )
 
 // Table name suffixes; the configured prefix goes in front of each.
@@ -155,9 +156,12 @@ func (c *config) clientOptions() *aztables.ClientOptions {
 	if t == nil {
 		t = defaultTransport
 	}
-	o.Transport = captureTransport{inner: t}
+	o.Transport = captureTransport{inner: transport.LimitAnswers(t, maxAnswerBytes)}
 	return o
 }
+
+// maxAnswerBytes caps one Table Storage answer: a page of 1,000 records with their certificates is a few MiB.
+const maxAnswerBytes = 32 << 20
 
 // splitPrefix removes the TablePrefix element from a connection string.
 func splitPrefix(conn string) (rest, prefix string) {

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +23,7 @@ import (
 	"github.com/azscep/azscep/internal/store/azuritetest"
 	"github.com/azscep/azscep/internal/store/storetest"
 	"github.com/azscep/azscep/internal/store/tables"
+	"github.com/azscep/azscep/internal/transport"
 )
 
 func TestMain(m *testing.M) { azuritetest.Main(m) }
@@ -381,5 +384,49 @@ func TestNewWithCredential(t *testing.T) {
 	}
 	if got := <-cred.scopes; len(got) != 1 || got[0] != "https://storage.azure.com/.default" {
 		t.Errorf("token scopes = %v", got)
+	}
+}
+
+// TestAnswersAreCapped: whatever answers for Table Storage (a proxy, a misrouted private endpoint) cannot make a
+// read allocate without bound: a point read answered with 256 MiB fails as unavailable after reading about the
+// cap, whether the answer announces its length or not.
+func TestAnswersAreCapped(t *testing.T) {
+	const answer = 256 << 20
+	for _, announced := range []bool{true, false} {
+		var attempts atomic.Int32
+		srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			attempts.Add(1)
+			w.Header().Set("Content-Type", "application/json;odata=minimalmetadata")
+			if announced {
+				w.Header().Set("Content-Length", strconv.Itoa(answer))
+			}
+			chunk := strings.Repeat("A", 1<<20)
+			for range answer >> 20 {
+				if _, err := io.WriteString(w, chunk); err != nil {
+					return
+				}
+			}
+		}))
+		s, err := tables.NewWithCredential(srv.URL, fakeCredential{scopes: make(chan []string, 1)}, "ca",
+			tables.WithTransport(srv.Client()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err = s.Get(t.Context(), "01AB")
+		runtime.ReadMemStats(&after)
+		srv.Close()
+		if !errors.Is(err, store.ErrUnavailable) || !errors.Is(err, transport.ErrAnswerTooLarge) {
+			t.Errorf("announced=%v: Get = %v, want unavailable: answer too large", announced, err)
+		}
+		// One attempt (the same answer would come back), and at most about twice the cap (the buffer doubling while
+		// it reads up to the cap).
+		if n := attempts.Load(); n != 1 {
+			t.Errorf("announced=%v: %d attempts, want 1", announced, n)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 80<<20 {
+			t.Errorf("announced=%v: allocated %d MiB", announced, alloc>>20)
+		}
 	}
 }
