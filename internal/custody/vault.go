@@ -1,6 +1,7 @@
 package custody
 
 import (
+	"cmp"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -98,17 +99,9 @@ func (v *Vault) Load(ctx context.Context, now time.Time) (*Keys, error) {
 	if err != nil {
 		return nil, err
 	}
-	name, err := v.caKeyName(rec)
+	caKey, err := v.caKey(ctx, rec)
 	if err != nil {
 		return nil, err
-	}
-	version := v.CAKeyVer
-	if version == "" {
-		version = rec.KeyVersion
-	}
-	caKey, err := keyvault.New(ctx, v.Client, name, version, v.KeyOptions)
-	if err != nil {
-		return nil, fmt.Errorf("custody: loading CA key %s/%s: %w", name, version, err)
 	}
 	if !caKey.CanSign() {
 		return nil, fmt.Errorf("custody: the CA key %s does not allow sign (key_ops: %s)", caKey.KID(), describeOps(caKey))
@@ -135,6 +128,24 @@ func (v *Vault) Load(ctx context.Context, now time.Time) (*Keys, error) {
 		return nil, err
 	}
 	return k, nil
+}
+
+// caKey loads the CA key version that signs: the pinned one (AZSCEP_CA_KEY_VERSION), else the one `ca init`
+// recorded. Start-up, `ca import` and every RA certificate load it here, so the pin holds for all of them: once an
+// operator pins a new version and disables the recorded one, a renewal loading the recorded version would fail
+// every hour until the RA expired. It is loaded afresh rather than taken from the signer start-up loaded because
+// the commands (`ca import`, `ca rotate-ra`) have no start-up, and an RA certificate costs one key read in years.
+func (v *Vault) caKey(ctx context.Context, rec *caRecord) (*keyvault.Key, error) {
+	name, err := v.caKeyName(rec)
+	if err != nil {
+		return nil, err
+	}
+	version := cmp.Or(v.CAKeyVer, rec.KeyVersion)
+	key, err := keyvault.New(ctx, v.Client, name, version, v.KeyOptions)
+	if err != nil {
+		return nil, fmt.Errorf("custody: loading CA key %s/%s: %w", name, version, err)
+	}
+	return key, nil
 }
 
 // caKeyName is the CA key the record was initialised with. A configured name that differs is refused: loading
@@ -480,9 +491,9 @@ func (v *Vault) Import(ctx context.Context, chain []*x509.Certificate, raCommon 
 	if err != nil {
 		return err
 	}
-	key, err := keyvault.New(ctx, v.Client, rec.KeyName, rec.KeyVersion, v.KeyOptions)
+	key, err := v.caKey(ctx, rec)
 	if err != nil {
-		return fmt.Errorf("custody: loading CA key: %w", err)
+		return err
 	}
 	if len(chain) == 0 {
 		return errors.New("custody: no certificate to import")
@@ -569,9 +580,9 @@ func (v *Vault) issueRA(ctx context.Context, rec *caRecord, recorder Recorder, c
 	if len(chain) == 0 {
 		return nil, ErrNotInitialized
 	}
-	caKey, err := keyvault.New(ctx, v.Client, rec.KeyName, rec.KeyVersion, v.KeyOptions)
+	caKey, err := v.caKey(ctx, rec)
 	if err != nil {
-		return nil, fmt.Errorf("custody: loading CA key: %w", err)
+		return nil, err
 	}
 	kek, _, err := v.ensureKey(ctx, v.KEKName, "RSA", 3072, "",
 		[]azkeys.KeyOperation{azkeys.KeyOperationWrapKey, azkeys.KeyOperationUnwrapKey}, checkKEK)

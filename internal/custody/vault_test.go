@@ -655,6 +655,86 @@ func TestVaultCAKeyVersionPinning(t *testing.T) {
 	wantErr(t, err, nil, `the CA key is configured as "other-ca"`)
 }
 
+// caKeyVersionsUsed lists the CA key versions the requests since the last Reset named ("" for a request without
+// one), each once, in order.
+func (e *vaultEnv) caKeyVersionsUsed() []string {
+	var out []string
+	for _, r := range e.fake.Journal() {
+		rest, ok := strings.CutPrefix(r.Path, "/keys/ca")
+		if !r.Authenticated || !ok || rest == "/versions" {
+			continue
+		}
+		version, _, _ := strings.Cut(strings.TrimPrefix(rest, "/"), "/")
+		if !slices.Contains(out, version) {
+			out = append(out, version)
+		}
+	}
+	return out
+}
+
+// TestVaultRACertificatesUseThePinnedCAKeyVersion: with AZSCEP_CA_KEY_VERSION pinned to a version holding the same
+// key material as the recorded one (a BYOK re-import or a restore makes one), `ca import`, `ca rotate-ra` and the
+// hourly RA renewal sign with the pinned version, as start-up does: the recorded version may be disabled once the
+// pin is in place, and RA renewal would then fail every hour until the RA expired.
+func TestVaultRACertificatesUseThePinnedCAKeyVersion(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newVaultEnv(t)
+	caPriv := testRSAKey(t, 10)
+	e.importKey(t, "ca", caPriv, kvfake.KeyOpSign, kvfake.KeyOpVerify)
+	e.importKEK(t)
+	opts := custody.VaultInitOptions{Subordinate: true, Root: custody.RootOptions{Subject: pkix.Name{CommonName: "Issuing CA"}}}
+	csr, err := x509.ParseCertificateRequest(mustInit(t, e.v, opts).CSR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := path.Base(e.importKey(t, "ca", caPriv, kvfake.KeyOpSign, kvfake.KeyOpVerify))
+	e.v.CAKeyVer = pinned
+	wantPinned := func(t *testing.T, step string) {
+		t.Helper()
+		if got := e.caKeyVersionsUsed(); !slices.Equal(got, []string{pinned}) {
+			t.Errorf("%s used CA key versions %q, want only the pinned %s", step, got, pinned)
+		}
+		if e.fake.Count(kvfake.OpSign) != 1 {
+			t.Errorf("%s: %d signatures, want 1 (the RA certificate)", step, e.fake.Count(kvfake.OpSign))
+		}
+	}
+
+	parentKey := testRSAKey(t, 13)
+	parent := parentCA(t, parentKey, "Parent Root")
+	sub := subCert(t, csr, csr.PublicKey, parent, parentKey, x509.KeyUsageCertSign|x509.KeyUsageCRLSign, now.Add(tenYears))
+	e.fake.Reset()
+	if err := e.v.Import(ctx, []*x509.Certificate{sub, parent}, "", now); err != nil {
+		t.Fatalf("Import: %v", err)
+	}
+	wantPinned(t, "ca import")
+
+	e.fake.Reset()
+	if err := e.v.RotateRA(ctx, "", now); err != nil {
+		t.Fatalf("RotateRA: %v", err)
+	}
+	wantPinned(t, "ca rotate-ra")
+
+	k := e.load(t)
+	if got := caKeyOf(t, k).Version(); got != pinned {
+		t.Fatalf("start-up loaded CA key version %s, want the pinned %s", got, pinned)
+	}
+	clock := testca.NewClock(now)
+	keeper := &custody.RAKeeper{Store: e.v, Keys: k, Now: clock.Now,
+		Revoke:  func(context.Context, string, string) error { return nil },
+		Revoked: func(context.Context, string) (bool, error) { return false, nil }}
+	if _, err := keeper.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ra, _ := k.RA()
+	clock.Set(ra.NotAfter.Add(-29 * 24 * time.Hour))
+	e.fake.Reset()
+	if lines, err := keeper.Maintain(ctx); err != nil || len(lines) != 1 || !strings.Contains(lines[0], "RA certificate renewed") {
+		t.Fatalf("Maintain 29 days before the RA expires: %v %v", lines, err)
+	}
+	wantPinned(t, "the hourly RA renewal")
+}
+
 // parentCA is a throwaway offline root standing in for the enterprise CA that signs the subordinate.
 func parentCA(t *testing.T, key crypto.Signer, cn string) *x509.Certificate {
 	t.Helper()
