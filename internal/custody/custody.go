@@ -276,8 +276,8 @@ func NewSubordinateCSR(signer crypto.Signer, subject pkix.Name) ([]byte, error) 
 	return der, nil
 }
 
-// RAValidity is how long an RA certificate lives; the hourly timer renews it RARenewBefore its end, and
-// `ca rotate-ra` at any time.
+// RAValidity is how long an RA certificate lives, but never past the CA certificate; the hourly timer renews it
+// RARenewBefore its end (unless it already ends with the CA), and `ca rotate-ra` at any time.
 const RAValidity = 2 * 365 * 24 * time.Hour
 
 // OIDCertificateRequestAgent is Microsoft's Certificate Request Agent EKU (1.3.6.1.4.1.311.20.2.1), what NDES RA
@@ -305,6 +305,15 @@ func NewRACertificate(ca *x509.Certificate, caSigner crypto.Signer, raPub crypto
 	return IssueRACertificate(context.Background(), nil, ca, caSigner, raPub, cn, now)
 }
 
+// raNotAfter is when an RA certificate issued at now ends: RAValidity later, but never after the CA certificate.
+func raNotAfter(ca *x509.Certificate, now time.Time) time.Time {
+	notAfter := now.Add(RAValidity)
+	if notAfter.After(ca.NotAfter) {
+		notAfter = ca.NotAfter
+	}
+	return notAfter.Truncate(time.Second)
+}
+
 // IssueRACertificate issues the SCEP RA certificate for raPub (RSA) with the CA key: keyEncipherment (clients
 // encrypt to it), digitalSignature (it signs CertReps) and the Certificate Request Agent EKU only. When rec is
 // set, a pending record is written before the CA key signs and the issued record before the certificate is
@@ -321,10 +330,6 @@ func IssueRACertificate(ctx context.Context, rec Recorder, ca *x509.Certificate,
 	if err != nil {
 		return nil, err
 	}
-	notAfter := now.Add(RAValidity)
-	if notAfter.After(ca.NotAfter) {
-		notAfter = ca.NotAfter
-	}
 	subject := pkix.Name{CommonName: cn}
 	if len(ca.Subject.Organization) > 0 {
 		subject.Organization = ca.Subject.Organization
@@ -333,7 +338,7 @@ func IssueRACertificate(ctx context.Context, rec Recorder, ca *x509.Certificate,
 		SerialNumber:          serial,
 		Subject:               subject,
 		NotBefore:             now.Add(-raBackdate).Truncate(time.Second),
-		NotAfter:              notAfter.Truncate(time.Second),
+		NotAfter:              raNotAfter(ca, now),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		UnknownExtKeyUsage:    []asn1.ObjectIdentifier{OIDCertificateRequestAgent},
 		BasicConstraintsValid: true,

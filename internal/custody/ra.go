@@ -28,6 +28,14 @@ const (
 	defaultRACommonName = "azscep SCEP RA"
 	// raBackdate is how far an RA certificate's notBefore lies before its issuance (IssueRACertificate).
 	raBackdate = time.Hour
+	// raMinRenewalGain is how much later than the current RA certificate a new one must end for the timer to renew
+	// it because it expires. RA certificates end with the CA at the latest, so once the RA ends with the CA a
+	// renewal gains nothing, and renewing anyway would repeat every hour, each time revoking the RA from the hour
+	// before (superseded twice): clients with a cached GetCACert would fail, and the CRL would grow an entry an
+	// hour. Real renewals gain far more: years, or once the gap to the CA's end. A day is well above the noise (the
+	// clock moving between hourly runs, notAfter truncated to the second), and an RA ending less than a day before
+	// its CA is not worth cutting short the overlap of the RA before it.
+	raMinRenewalGain = 24 * time.Hour
 )
 
 // ErrRAChanged means the stored RA changed while a rotation was being prepared (another instance or an operator
@@ -79,6 +87,9 @@ type RAKeeper struct {
 
 	mu      sync.Mutex
 	version string
+	// endsWithCA is the serial of the RA certificate last reported as ending with the CA, so the hourly timer
+	// reports it once, not every hour.
+	endsWithCA string
 }
 
 func (k *RAKeeper) defaults() {
@@ -191,8 +202,9 @@ func (k *RAKeeper) rotateLocked(ctx context.Context, keepCurrent bool, reason st
 
 // Maintain is the hourly timer's RA step: pick up the stored RA; replace the current RA certificate when an
 // admin revoked it (at once, without overlap), when it lacks the Certificate Request Agent EKU (made by an older
-// version), or when it expires within RenewBefore; revoke the previous RA once its overlap is over. It returns
-// lines for the invocation's Logs.
+// version), or when it expires within RenewBefore and a new one would end more than a day later (not when it
+// already ends with the CA, which it says once); revoke the previous RA once its overlap is over. It returns lines
+// for the invocation's Logs.
 func (k *RAKeeper) Maintain(ctx context.Context) ([]string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -225,8 +237,16 @@ func (k *RAKeeper) Maintain(ctx context.Context) ([]string, error) {
 		why = "the current RA certificate was revoked"
 	case !HasRAUsage(cur):
 		why = "the current RA certificate lacks the Certificate Request Agent EKU"
-	case cur.NotAfter.Sub(now) < k.RenewBefore:
+	case cur.NotAfter.Sub(now) >= k.RenewBefore:
+		// Not due.
+	case raNotAfter(k.Keys.CA(), now).Sub(cur.NotAfter) > raMinRenewalGain:
 		why = "the current RA certificate expires " + cur.NotAfter.UTC().Format(time.RFC3339)
+	case k.endsWithCA != store.SerialString(cur.SerialNumber):
+		k.endsWithCA = store.SerialString(cur.SerialNumber)
+		ends := cur.NotAfter.UTC().Format(time.RFC3339)
+		k.Logger.Warn("RA certificate ends with the CA certificate; not renewed, as a new one could not end later",
+			"serial", k.endsWithCA, "not_after", ends, "ca_not_after", k.Keys.CA().NotAfter.UTC().Format(time.RFC3339))
+		lines = append(lines, fmt.Sprintf("RA certificate %s ends with the CA certificate (%s): not renewed, a new one could not end later", k.endsWithCA, ends))
 	}
 	if why != "" {
 		cert, err := k.rotateLocked(ctx, !revoked, why)

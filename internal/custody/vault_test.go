@@ -16,6 +16,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"path"
@@ -1074,6 +1075,98 @@ func TestVaultRAKeeper(t *testing.T) {
 	}
 	if prev, _ := b.PreviousRA(clock.Now().Add(-custody.RAOverlap)); prev != nil {
 		t.Fatal("B kept the retired RA")
+	}
+}
+
+// TestVaultRAKeeperInTheCAsLastMonth: an RA certificate never outlives the CA, so once the RA ends with the CA no
+// renewal can make it end later. The timer renews an RA that ends before the CA once (its predecessor keeps the
+// whole overlap), then keeps the renewed one and says so once, instead of renewing it every hour and revoking the
+// RA of the hour before each time (a client's cached GetCACert would last an hour). An admin's revocation still
+// replaces the RA at once.
+func TestVaultRAKeeperInTheCAsLastMonth(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newVaultEnv(t)
+	e.importKey(t, "ca", testRSAKey(t, 10))
+	e.importKEK(t)
+	// The CA outlives the first RA by 10 days, which one renewal gains.
+	mustInit(t, e.v, custody.VaultInitOptions{KeyType: "RSA", RACommon: "Test SCEP RA",
+		Root: custody.RootOptions{Subject: pkix.Name{CommonName: "Short Root"}, Validity: custody.RAValidity + 10*24*time.Hour}})
+	clock := testca.NewClock(now)
+	revoked := map[string]string{}
+	var logs bytes.Buffer
+	k := e.load(t)
+	keeper := &custody.RAKeeper{Store: e.v, Keys: k, Now: clock.Now, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Revoke:  func(_ context.Context, serial, reason string) error { revoked[serial] = reason; return nil },
+		Revoked: func(_ context.Context, serial string) (bool, error) { _, ok := revoked[serial]; return ok, nil }}
+	if _, err := keeper.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	serial := func(c *x509.Certificate) string { return strings.ToUpper(c.SerialNumber.Text(16)) }
+	caEnd := k.CA().NotAfter
+	first, _ := k.RA()
+	if !first.NotAfter.Equal(caEnd.Add(-10 * 24 * time.Hour)) {
+		t.Fatalf("the first RA ends %s, want 10 days before the CA (%s)", first.NotAfter, caEnd)
+	}
+	// hourly runs Maintain every hour until until, failing on any renewal, and returns its lines.
+	hourly := func(until time.Time) []string {
+		t.Helper()
+		var out []string
+		for clock.Advance(time.Hour); clock.Now().Before(until); clock.Advance(time.Hour) {
+			lines, err := keeper.Maintain(ctx)
+			if err != nil {
+				t.Fatalf("Maintain at %s: %v", clock.Now(), err)
+			}
+			for _, l := range lines {
+				if strings.Contains(l, "RA certificate renewed") {
+					t.Fatalf("Maintain at %s (the CA ends %s) renewed again: %q; revoked so far %v", clock.Now(), caEnd, l, revoked)
+				}
+			}
+			out = append(out, lines...)
+		}
+		return out
+	}
+
+	clock.Set(first.NotAfter.Add(-29 * 24 * time.Hour))
+	lines, err := keeper.Maintain(ctx)
+	if err != nil || len(lines) != 1 || !strings.Contains(lines[0], "RA certificate renewed") {
+		t.Fatalf("Maintain 29 days before the first RA expires: %v %v", lines, err)
+	}
+	renewed, _ := k.RA()
+	if !renewed.NotAfter.Equal(caEnd) {
+		t.Fatalf("the renewed RA ends %s, want with the CA (%s)", renewed.NotAfter, caEnd)
+	}
+
+	// The first RA is revoked once its overlap is over; the renewed one is due from 30 days before the CA ends, and
+	// is kept and reported once.
+	lines = hourly(caEnd.Add(-20 * 24 * time.Hour))
+	if len(lines) != 2 || !strings.Contains(lines[0], "previous RA certificate "+serial(first)+" revoked after the overlap") ||
+		!strings.Contains(lines[1], "RA certificate "+serial(renewed)+" ends with the CA certificate") {
+		t.Fatalf("hourly runs after the renewal: %q", lines)
+	}
+	if len(revoked) != 1 || revoked[serial(first)] != "superseded" {
+		t.Fatalf("revoked = %v, want only the first RA (superseded)", revoked)
+	}
+	if cur, _ := k.RA(); !cur.Equal(renewed) {
+		t.Fatal("the renewed RA was replaced")
+	}
+
+	// An admin revokes the RA: it is replaced at once, though the new one cannot end later either.
+	revoked[serial(renewed)] = "keyCompromise"
+	lines, err = keeper.Maintain(ctx)
+	if err != nil || len(lines) != 1 || !strings.Contains(lines[0], "RA certificate renewed (the current RA certificate was revoked)") {
+		t.Fatalf("Maintain after an admin revoked the RA: %v %v", lines, err)
+	}
+	replaced, _ := k.RA()
+	if replaced.Equal(renewed) || !replaced.NotAfter.Equal(caEnd) {
+		t.Fatalf("the replacement %s ends %s, want a new RA ending with the CA", serial(replaced), replaced.NotAfter)
+	}
+	lines = hourly(caEnd)
+	if len(lines) != 1 || !strings.Contains(lines[0], "RA certificate "+serial(replaced)+" ends with the CA certificate") {
+		t.Fatalf("hourly runs after the replacement: %q", lines)
+	}
+	if n := strings.Count(logs.String(), "ends with the CA certificate"); n != 2 {
+		t.Errorf("the log says %d times that an RA ends with the CA, want once per RA certificate (2):\n%s", n, logs.String())
 	}
 }
 
