@@ -74,9 +74,9 @@ const DefaultUploadWorstCase = 2*intune.DefaultCallTimeout + 2*time.Second
 // budget from.
 const DefaultBudget = 5 * time.Minute
 
-// storeReserve is what Overrun allows for store work after the budget: the applies of the chunk in progress, the
+// SyncStoreReserve is what Overrun allows for store work after the budget: the applies of the chunk in progress, the
 // re-answered items' marks, the run record and the lease release (10 s each at most).
-const storeReserve = 40 * time.Second
+const SyncStoreReserve = 40 * time.Second
 
 // Pauses between attempts to persist downloaded items: short enough to ride out a throttling burst or a failover,
 // doubling so a longer outage is not hammered, capped so that one still gets an attempt every few seconds until
@@ -149,7 +149,7 @@ func NewSyncer(cfg SyncConfig) (*Syncer, error) {
 // Overrun is how long past its Budget a run may end: an upload started just before the budget ends, and the store
 // work that follows it. A caller with a hard deadline (the host's functionTimeout) gives Run Budget + Overrun; a
 // download, with its persist, always ends within Budget, so that deadline never cuts one.
-func (s *Syncer) Overrun() time.Duration { return s.cfg.UploadWorstCase + storeReserve }
+func (s *Syncer) Overrun() time.Duration { return s.cfg.UploadWorstCase + SyncStoreReserve }
 
 // Budget is the time after its start in which a run begins new work (SyncConfig.Budget).
 func (s *Syncer) Budget() time.Duration { return s.cfg.Budget }
