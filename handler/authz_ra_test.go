@@ -292,3 +292,20 @@ func TestRevokedPreviousRAOpensNothing(t *testing.T) {
 	in.enrollTo(t, old, "after-revocation").mustFail(t, cur, testca.FailBadMessageCheck)
 	in.enrollTo(t, cur, "to-the-current-ra").mustSucceed(t, cur)
 }
+
+// TestTimerMaintainsRABeforeSync: the hourly timer renews the RA before the revocation sync, so that a sync slowed
+// down by Intune, which may use most of functionTimeout, cannot leave the RA unrenewed hour after hour.
+func TestTimerMaintainsRABeforeSync(t *testing.T) {
+	in := startInstance(t, localEnv(t))
+	ra := in.raOf(t)
+	in.timer(t) // records the suite's unrecorded RA (see TestRACertificateIsForSCEPOnly)
+	if _, _, err := revocation.Revoke(context.Background(), in.d.store, store.SerialString(ra.SerialNumber),
+		store.KeyCompromise, "test", "", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	logs := in.timer(t)
+	renewed, synced := strings.Index(logs, "RA certificate renewed"), strings.Index(logs, "revocation sync")
+	if renewed < 0 || synced < 0 || renewed > synced {
+		t.Fatalf("timer Logs, want the RA renewal before the revocation sync's line:\n%s", logs)
+	}
+}

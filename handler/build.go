@@ -178,7 +178,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 		challenge = &scep.IntuneChallenge{Client: client, CAConfiguration: caConfig}
 		if cfg.Intune.RevocationSync {
 			d.sync, err = revocation.NewSyncer(revocation.SyncConfig{Store: st, Intune: client, CAConfiguration: caConfig,
-				IssuerName: caConfig, Batch: cfg.RevocationBatch, OnRevoked: onRevoked, Logger: log})
+				IssuerName: caConfig, Batch: cfg.RevocationBatch, Budget: syncBudget, OnRevoked: onRevoked, Logger: log})
 			if err != nil {
 				return nil, err
 			}

@@ -451,9 +451,44 @@ func (d *deps) ocspHandler() http.Handler {
 	return httpx.RequireLength(false, ocsp.Handler(d.ocsp))
 }
 
-// runSync is the hourly timer: one Intune revocation cycle, then the pending-record sweep.
+// The hourly timer's plan inside host.json's functionTimeout (timer.FunctionTimeout): each step has a bound, and
+// the sync gets what is left (syncBudget). RA maintenance comes first: it is short, and a sync slowed down by
+// Intune must not keep the RA from being renewed hour after hour.
+const (
+	// timerMargin is kept free for the host: starting the invocation, our answer, clock differences.
+	timerMargin = time.Minute
+	// raMaintenanceTimeout bounds RA maintenance (a renewal is one Key Vault key, one signature, a few store
+	// writes); a renewal cut short is completed by the next run, as after a crash.
+	raMaintenanceTimeout = time.Minute
+	// interruptedSweepTimeout bounds the sweep for interrupted revocations; the next one goes on where it stopped.
+	interruptedSweepTimeout = time.Minute
+	// pendingSweepTimeout bounds the stale-pending report (one query).
+	pendingSweepTimeout = 30 * time.Second
+)
+
+// syncBudget is the revocation sync's Budget: what the timer's other steps and the run's own overrun
+// (revocation.Syncer.Overrun with the default Intune client) leave of functionTimeout.
+const syncBudget = timer.FunctionTimeout - timerMargin - raMaintenanceTimeout - interruptedSweepTimeout -
+	pendingSweepTimeout - revocation.DefaultUploadWorstCase - revocation.SyncStoreReserve
+
+// runSync is the hourly timer: RA maintenance, one Intune revocation cycle, the interrupted-revocation sweep and
+// the pending-record report, all under one deadline short of functionTimeout, so that the host never kills the
+// invocation (which would lose its Logs) and each step ends by its own bound rather than at the kill.
 func (d *deps) runSync(ctx context.Context, info timer.Info) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timer.FunctionTimeout-timerMargin)
+	defer cancel()
 	var lines []string
+	if d.ra != nil {
+		// Renew 30 days before expiry, retire the previous RA after its overlap.
+		rctx, cancel := context.WithTimeout(ctx, raMaintenanceTimeout)
+		raLines, raErr := d.ra.Maintain(rctx)
+		cancel()
+		lines = append(lines, raLines...)
+		if raErr != nil {
+			d.log.Warn("RA maintenance failed", "err", raErr)
+			lines = append(lines, "RA maintenance failed: "+raErr.Error())
+		}
+	}
 	var err error
 	switch {
 	case d.sync == nil && d.cfg.Fault(config.FeatureIntune) != nil:
@@ -461,8 +496,12 @@ func (d *deps) runSync(ctx context.Context, info timer.Info) ([]string, error) {
 	case d.sync == nil:
 		lines = append(lines, "Intune is not configured; no revocation sync")
 	default:
+		// A hard end for the sync too: its own clock keeps it within Budget + Overrun, this cuts what a slow
+		// store would drag past it. A download and its persist end within Budget, so this never cuts one.
+		sctx, cancel := context.WithTimeout(ctx, d.sync.Budget()+d.sync.Overrun())
 		var run store.SyncRun
-		run, err = d.sync.Run(ctx, "timer")
+		run, err = d.sync.Run(sctx, "timer")
+		cancel()
 		if errors.Is(err, revocation.ErrRunning) {
 			lines, err = append(lines, "another revocation sync run holds the lease; skipped"), nil
 			break
@@ -470,15 +509,6 @@ func (d *deps) runSync(ctx context.Context, info timer.Info) ([]string, error) {
 		lines = append(lines, fmt.Sprintf("revocation sync %s: resumed=%d downloaded=%d foreign=%d revoked=%d not_found=%d failed=%d uploaded=%d past_due=%t",
 			run.ID, run.Resumed, run.Downloaded, run.Foreign, run.Revoked, run.NotFound, run.Failed, run.Uploaded, info.IsPastDue))
 		lines = append(lines, run.Errors...)
-	}
-	if d.ra != nil {
-		// The RA step: renew 30 days before expiry, retire the previous RA after its overlap.
-		raLines, raErr := d.ra.Maintain(ctx)
-		lines = append(lines, raLines...)
-		if raErr != nil {
-			d.log.Warn("RA maintenance failed", "err", raErr)
-			lines = append(lines, "RA maintenance failed: "+raErr.Error())
-		}
 	}
 	lines = append(lines, d.completeInterrupted(ctx)...)
 	return append(lines, d.sweepPending(ctx)...), err
@@ -489,14 +519,9 @@ func firstSerials(serials []string) string {
 	return strings.Join(serials[:min(len(serials), 20)], " ")
 }
 
-// interruptedSweepTimeout bounds the hourly sweep for interrupted revocations.
-const interruptedSweepTimeout = time.Minute
-
 // completeInterrupted finishes revocations interrupted between their index entry and their record
 // (revocation.CompleteInterrupted) from the last revocation.InterruptedWindow.
 func (d *deps) completeInterrupted(ctx context.Context) []string {
-	// Bounded, after the sync's own budget, so the invocation stays inside functionTimeout; what is left waits
-	// for the next hour.
 	ctx, cancel := context.WithTimeout(ctx, interruptedSweepTimeout)
 	defer cancel()
 	now := time.Now()
@@ -532,6 +557,8 @@ const pendingReportAge = admin.StalePendingAge
 // is discarded unless the record is completed, so nothing of it can be in use, and it is reported apart (revocation
 // refuses it).
 func (d *deps) sweepPending(ctx context.Context) []string {
+	ctx, cancel := context.WithTimeout(ctx, pendingSweepTimeout)
+	defer cancel()
 	recs, err := d.store.Pending(ctx, time.Now().Add(-pendingReportAge))
 	if err != nil {
 		d.log.Warn("pending sweep failed", "err", err)

@@ -350,41 +350,117 @@ const InterruptedWindow = 7 * 24 * time.Hour
 // revoked it and why. Far longer than one Revoke call with its store retries.
 const InterruptedGrace = 15 * time.Minute
 
+// sweepCursorDoc is the meta document holding where the interrupted-revocation sweep goes on: the serial of the
+// last index entry it checked. A run bounded in time would otherwise start at the same place every hour and never
+// reach the entries after what it can read in its bound.
+const sweepCursorDoc = "revocation-sweep-cursor"
+
+type sweepCursor struct {
+	After string `json:"after"`
+}
+
 // CompleteInterrupted finishes revocations interrupted between their two writes: an index entry indexed since
 // since and at least InterruptedGrace before now (the CRL already lists the certificate) whose record is not
 // revoked (OCSP, the console and renewal would still take it as issued). Each is completed by Revoke, with the
-// index entry's time and reason, and returned. Nothing else is read but the index and the records of the window's
-// entries; when ctx ends, what is left waits for the next call.
+// index entry's time and reason, and returned. Nothing else is read but the index, the cursor and the records of
+// the window's entries.
+//
+// The walk goes round the index in serial order from where the last call stopped (sweepCursorDoc), so when ctx
+// ends what is left is where the next call begins: successive bounded calls cover the whole window. The cursor is
+// written with the ETag read, so of overlapping calls (several instances) only one moves it, from the position it
+// started at: it never skips an entry nobody checked, at worst some are checked twice.
 func CompleteInterrupted(ctx context.Context, st store.Store, since, now time.Time) ([]*store.Record, error) {
+	var cur sweepCursor
+	raw, etag, err := st.GetMeta(ctx, sweepCursorDoc)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("reading the sweep cursor: %w", err)
+	default:
+		if err := json.Unmarshal(raw, &cur); err != nil {
+			// Start from the beginning rather than never sweep again; the write below replaces it.
+			cur = sweepCursor{}
+		}
+	}
 	entries, err := st.ListRevoked(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("listing revocations: %w", err)
 	}
+	slices.SortFunc(entries, func(a, b store.Revoked) int { return strings.Compare(a.Serial, b.Serial) })
+	first, _ := slices.BinarySearchFunc(entries, cur.After, func(e store.Revoked, after string) int {
+		if e.Serial <= after {
+			return -1
+		}
+		return 1
+	})
 	var done []*store.Record
 	var errs []error
-	for _, e := range entries {
-		if e.RevokedAt.Before(since) || e.RevokedAt.After(now.Add(-InterruptedGrace)) {
-			continue
-		}
+	checked := ""
+	for i := range entries {
+		e := entries[(first+i)%len(entries)]
 		if ctx.Err() != nil {
-			errs = append(errs, fmt.Errorf("stopped before %s: %w", e.Serial, ctx.Err()))
+			errs = append(errs, fmt.Errorf("stopped before %s, where the next sweep goes on: %w", e.Serial, ctx.Err()))
 			break
 		}
-		rec, err := st.Get(ctx, e.Serial)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("reading %s: %w", e.Serial, err))
-			continue
+		if err := completeOne(ctx, st, e, since, now, &done); err != nil {
+			if ctx.Err() != nil {
+				// Cut short, not checked: the next sweep begins with it.
+				errs = append(errs, fmt.Errorf("stopped at %s, where the next sweep goes on: %w", e.Serial, err))
+				break
+			}
+			// Left for the next round of the index: stopping here would let one entry that keeps failing hold
+			// every later one back.
+			errs = append(errs, err)
 		}
-		if rec.Status == store.StatusRevoked {
-			continue
-		}
-		outcome, rec, err := Revoke(ctx, st, e.Serial, e.Reason, "sweep", "completes a revocation interrupted after its index entry", now)
-		if NewlyRevoked(outcome, rec) {
-			done = append(done, rec)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("completing %s: %w", e.Serial, err))
+		checked = e.Serial
+	}
+	if checked != "" {
+		if err := saveSweepCursor(ctx, st, sweepCursor{After: checked}, etag); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return done, errors.Join(errs...)
+}
+
+// completeOne completes e's revocation if it is in the window and its record is not revoked, adding the record to
+// done when this call revoked it.
+func completeOne(ctx context.Context, st store.Store, e store.Revoked, since, now time.Time, done *[]*store.Record) error {
+	if e.RevokedAt.Before(since) || e.RevokedAt.After(now.Add(-InterruptedGrace)) {
+		return nil
+	}
+	rec, err := st.Get(ctx, e.Serial)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", e.Serial, err)
+	}
+	if rec.Status == store.StatusRevoked {
+		return nil
+	}
+	outcome, rec, err := Revoke(ctx, st, e.Serial, e.Reason, "sweep", "completes a revocation interrupted after its index entry", now)
+	if NewlyRevoked(outcome, rec) {
+		*done = append(*done, rec)
+	}
+	if err != nil {
+		return fmt.Errorf("completing %s: %w", e.Serial, err)
+	}
+	return nil
+}
+
+// saveSweepCursor writes cur if the cursor is still at etag (created when etag is ""). A conflict means another
+// sweep moved it meanwhile from where this one started; its position is as good, and is kept. The write is detached
+// from ctx, which has usually just ended the walk, so that the progress made is not lost with it.
+func saveSweepCursor(ctx context.Context, st store.Meta, cur sweepCursor, etag string) error {
+	raw, err := json.Marshal(cur)
+	if err != nil {
+		return fmt.Errorf("encoding the sweep cursor: %w", err)
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_, err = st.PutMeta(wctx, sweepCursorDoc, raw, etag)
+	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrExists) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("saving the sweep cursor at %s: %w", cur.After, err)
+	}
+	return nil
 }

@@ -32,8 +32,8 @@ type SyncConfig struct {
 	IssuerName      string
 	Batch           int // downloads per run, 1–500 (default 100)
 	// Budget is how long after its start a run may begin new work: new chunks, and a download only while the
-	// download and its persist (DownloadWorstCase + PersistTimeout) still fit before it ends (default 8 min: with
-	// the last chunk and the run record it fits the host's 10-min functionTimeout).
+	// download and its persist (DownloadWorstCase + PersistTimeout) still fit before it ends (default
+	// DefaultBudget). A run ends at most Overrun after it.
 	Budget time.Duration
 	Chunk  int // items applied and uploaded per chunk (default 50)
 	// OnRevoked is told about every serial revoked, so CRL and OCSP caches drop what they hold.
@@ -51,6 +51,9 @@ type SyncConfig struct {
 	// the host kills the function at its timeout, and items downloaded but not yet persisted are lost — Intune
 	// offers nothing more for about an hour after a download, if it ever offers them again.
 	DownloadWorstCase time.Duration
+	// UploadWorstCase is the longest one UploadRevocationResults call can take, its retries included (default
+	// DefaultUploadWorstCase). An upload started just before Budget ends runs this long past it.
+	UploadWorstCase time.Duration
 	// Sleep pauses between persist attempts and returns early with ctx's error (default: a timer). Tests make it
 	// instant.
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -60,6 +63,20 @@ type SyncConfig struct {
 // settings can take: three attempts of at most intune.DefaultCallTimeout each (token, discovery and POST share
 // it) and two pauses between them, each capped at 2 s (internal/intune/client.go, Client.call).
 const DefaultDownloadWorstCase = 3*intune.DefaultCallTimeout + 2*2*time.Second
+
+// DefaultUploadWorstCase is how long one UploadRevocationResults call of an Intune client with default settings
+// can take: uploads are not idempotent, so two attempts of at most intune.DefaultCallTimeout and one pause of at
+// most 2 s.
+const DefaultUploadWorstCase = 2*intune.DefaultCallTimeout + 2*time.Second
+
+// DefaultBudget leaves the hourly timer, inside the host's 10-minute functionTimeout, room for the run's Overrun
+// and for the steps before and after the sync (RA maintenance, the sweeps), which the handler derives its own
+// budget from.
+const DefaultBudget = 5 * time.Minute
+
+// SyncStoreReserve is what Overrun allows for store work after the budget: the applies of the chunk in progress, the
+// re-answered items' marks, the run record and the lease release (10 s each at most).
+const SyncStoreReserve = 40 * time.Second
 
 // Pauses between attempts to persist downloaded items: short enough to ride out a throttling burst or a failover,
 // doubling so a longer outage is not hammered, capped so that one still gets an attempt every few seconds until
@@ -96,7 +113,7 @@ func NewSyncer(cfg SyncConfig) (*Syncer, error) {
 		return nil, fmt.Errorf("revocation: batch %d is above Intune's limit of 500", cfg.Batch)
 	}
 	if cfg.Budget <= 0 {
-		cfg.Budget = 8 * time.Minute
+		cfg.Budget = DefaultBudget
 	}
 	if cfg.Chunk <= 0 {
 		cfg.Chunk = 50
@@ -109,6 +126,9 @@ func NewSyncer(cfg SyncConfig) (*Syncer, error) {
 	}
 	if cfg.DownloadWorstCase <= 0 {
 		cfg.DownloadWorstCase = DefaultDownloadWorstCase
+	}
+	if cfg.UploadWorstCase <= 0 {
+		cfg.UploadWorstCase = DefaultUploadWorstCase
 	}
 	if cfg.Budget < cfg.DownloadWorstCase+cfg.PersistTimeout {
 		return nil, fmt.Errorf("revocation: budget %v leaves no room for a download (%v) and its persist (%v)",
@@ -125,6 +145,14 @@ func NewSyncer(cfg SyncConfig) (*Syncer, error) {
 	}
 	return &Syncer{cfg: cfg}, nil
 }
+
+// Overrun is how long past its Budget a run may end: an upload started just before the budget ends, and the store
+// work that follows it. A caller with a hard deadline (the host's functionTimeout) gives Run Budget + Overrun; a
+// download, with its persist, always ends within Budget, so that deadline never cuts one.
+func (s *Syncer) Overrun() time.Duration { return s.cfg.UploadWorstCase + SyncStoreReserve }
+
+// Budget is the time after its start in which a run begins new work (SyncConfig.Budget).
+func (s *Syncer) Budget() time.Duration { return s.cfg.Budget }
 
 // Run performs one cycle: resume earlier work, download once, persist, apply, upload. It always records the run.
 func (s *Syncer) Run(ctx context.Context, trigger string) (store.SyncRun, error) {
@@ -194,7 +222,7 @@ func (s *Syncer) cycle(ctx context.Context, run *store.SyncRun) error {
 	if err := s.process(ctx, run, work, deadline); err != nil {
 		return err
 	}
-	return s.answerAgain(ctx, run, again)
+	return s.answerAgain(ctx, run, again, deadline)
 }
 
 // persist stores every downloaded item as downloaded and returns the new ones (work) and those we already held
@@ -351,7 +379,7 @@ func (s *Syncer) process(ctx context.Context, run *store.SyncRun, items []*store
 				applied = append(applied, it)
 			}
 		}
-		if err := s.upload(ctx, run, applied); err != nil {
+		if err := s.upload(ctx, run, applied, deadline); err != nil {
 			// Leave them applied: the next run uploads them without waiting for Intune to offer them again.
 			run.Errors = append(run.Errors, err.Error())
 		}
@@ -401,7 +429,10 @@ func (s *Syncer) apply(ctx context.Context, run *store.SyncRun, it *store.Revoca
 	return nil
 }
 
-func (s *Syncer) upload(ctx context.Context, run *store.SyncRun, items []*store.RevocationRequest) error {
+// upload sends the results of applied items. A chunk started within the budget uploads once (Overrun allows for
+// it); answering one by one starts no upload past deadline, since each may take UploadWorstCase: the items left
+// keep their stored state (applied) for the next run's resume step.
+func (s *Syncer) upload(ctx context.Context, run *store.SyncRun, items []*store.RevocationRequest, deadline time.Time) error {
 	if len(items) == 0 {
 		return nil
 	}
@@ -414,8 +445,13 @@ func (s *Syncer) upload(ctx context.Context, run *store.SyncRun, items []*store.
 			// Intune refused the batch, not the call: one result may be the cause. Answer one by one so that
 			// one item Intune no longer takes does not hold the others back.
 			var errs []error
-			for _, it := range items {
-				errs = append(errs, s.upload(ctx, run, []*store.RevocationRequest{it}))
+			for i, it := range items {
+				if s.cfg.Now().After(deadline) {
+					errs = append(errs, fmt.Errorf("time budget spent; answering one by one, %d results left for the next run",
+						len(items)-i))
+					break
+				}
+				errs = append(errs, s.upload(ctx, run, []*store.RevocationRequest{it}, deadline))
 			}
 			return errors.Join(errs...)
 		}
@@ -461,7 +497,14 @@ func (s *Syncer) markUploaded(ctx context.Context, run *store.SyncRun, it *store
 // resume step. Once Intune accepts the answers, the stored items still open take them and are marked uploaded,
 // so the next run's resume step does not upload them once more; if Intune does not accept them, nothing stored
 // changes.
-func (s *Syncer) answerAgain(ctx context.Context, run *store.SyncRun, items []*store.RevocationRequest) error {
+//
+// It is extra work after the chunks, so it starts, and uploads, only before deadline: items it leaves keep their
+// stored state, and Intune, which has no answer from us for them, offers them again.
+func (s *Syncer) answerAgain(ctx context.Context, run *store.SyncRun, items []*store.RevocationRequest, deadline time.Time) error {
+	if len(items) > 0 && s.cfg.Now().After(deadline) {
+		run.Errors = append(run.Errors, fmt.Sprintf("time budget spent; %d items offered again left unanswered", len(items)))
+		return nil
+	}
 	var answered []*store.RevocationRequest
 	for _, it := range items {
 		outcome, err := s.revoke(ctx, it)
@@ -486,6 +529,10 @@ func (s *Syncer) answerAgain(ctx context.Context, run *store.SyncRun, items []*s
 		answered = append(answered, it)
 	}
 	if len(answered) == 0 {
+		return nil
+	}
+	if s.cfg.Now().After(deadline) {
+		run.Errors = append(run.Errors, fmt.Sprintf("time budget spent; %d items offered again left unanswered", len(answered)))
 		return nil
 	}
 	results := make([]intune.RevocationResult, len(answered))

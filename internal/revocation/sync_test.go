@@ -967,15 +967,16 @@ func TestSyncPersistOutlastsTimeout(t *testing.T) {
 
 // The download is started only while it (at its slowest: the Intune client's three attempts) and the persist
 // after it still fit in the time budget; otherwise it is left for the next run, which gets the items. With the
-// defaults (8 min budget, 94 s download, 2 min persist) the latest start is 4 min 26 s into the run.
+// defaults (94 s download, 2 min persist) the latest start is 3 min 34 s before the budget ends.
 func TestSyncDownloadReserve(t *testing.T) {
+	latest := revocation.DefaultBudget - revocation.DefaultDownloadWorstCase - 2*time.Minute
 	for _, tt := range []struct {
 		name     string
 		resume   time.Duration // how long the resume step takes
 		download bool
 	}{
-		{"resume ends early", 4*time.Minute + 20*time.Second, true},
-		{"resume ends late", 4*time.Minute + 30*time.Second, false},
+		{"resume ends early", latest - 6*time.Second, true},
+		{"resume ends late", latest + 4*time.Second, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
