@@ -462,14 +462,15 @@ const (
 	raMaintenanceTimeout = time.Minute
 	// interruptedSweepTimeout bounds the sweep for interrupted revocations; the next one goes on where it stopped.
 	interruptedSweepTimeout = time.Minute
-	// pendingSweepTimeout bounds the stale-pending report (one query).
-	pendingSweepTimeout = 30 * time.Second
+	// pendingSweepReserve is kept for the stale-pending report, the last step, which may also use whatever the
+	// steps before it left: its query scans the certs partition, which a large table takes a while to do.
+	pendingSweepReserve = 30 * time.Second
 )
 
 // syncBudget is the revocation sync's Budget: what the timer's other steps and the run's own overrun
 // (revocation.Syncer.Overrun with the default Intune client) leave of functionTimeout.
 const syncBudget = timer.FunctionTimeout - timerMargin - raMaintenanceTimeout - interruptedSweepTimeout -
-	pendingSweepTimeout - revocation.DefaultUploadWorstCase - revocation.SyncStoreReserve
+	pendingSweepReserve - revocation.DefaultUploadWorstCase - revocation.SyncStoreReserve
 
 // runSync is the hourly timer: RA maintenance, one Intune revocation cycle, the interrupted-revocation sweep and
 // the pending-record report, all under one deadline short of functionTimeout, so that the host never kills the
@@ -557,8 +558,6 @@ const pendingReportAge = admin.StalePendingAge
 // is discarded unless the record is completed, so nothing of it can be in use, and it is reported apart (revocation
 // refuses it).
 func (d *deps) sweepPending(ctx context.Context) []string {
-	ctx, cancel := context.WithTimeout(ctx, pendingSweepTimeout)
-	defer cancel()
 	recs, err := d.store.Pending(ctx, time.Now().Add(-pendingReportAge))
 	if err != nil {
 		d.log.Warn("pending sweep failed", "err", err)

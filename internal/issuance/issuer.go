@@ -418,7 +418,12 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 	}
 
 	if req.Reauthorize != nil {
-		if err := req.Reauthorize(ctx); err != nil {
+		// Detached, like the signature that follows: a client that hung up (the first of several sharing this run)
+		// must not turn an authorized request into an abandoned one; its retry replays the certificate.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+		err := req.Reauthorize(actx)
+		cancel()
+		if err != nil {
 			i.abandon(rec, "authorization read again before the signature: "+err.Error())
 			return nil, err
 		}

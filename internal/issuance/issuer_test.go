@@ -1078,10 +1078,15 @@ func TestReauthorizeBeforeSignature(t *testing.T) {
 		!strings.Contains(page[0].Note, refusal.Error()) {
 		t.Fatalf("records %+v, %v; want one abandoned, saying why", page, err)
 	}
-	// Without a refusal the request is signed as usual.
+	// Without a refusal the request is signed as usual, also when its client hung up meanwhile: the read runs
+	// detached, like the signature, so the retry finds a certificate to replay rather than an abandoned record.
 	req = f.request(t, nil, "reauth-ok", "tx-reauth-ok")
-	req.Reauthorize = func(context.Context) error { return nil }
-	if _, err := f.iss.Issue(context.Background(), req); err != nil || f.signer.signs.Load() != 1 {
+	ctx, hangUp := context.WithCancel(context.Background())
+	req.Reauthorize = func(actx context.Context) error {
+		hangUp()
+		return actx.Err()
+	}
+	if _, err := f.iss.Issue(ctx, req); err != nil || f.signer.signs.Load() != 1 {
 		t.Fatalf("Issue = %v with %d signatures, want a certificate", err, f.signer.signs.Load())
 	}
 }

@@ -2,11 +2,14 @@ package keyvault_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
@@ -62,5 +65,39 @@ func TestAnswersAreCapped(t *testing.T) {
 	if _, err := keyvault.Resolve(t.Context(), ref, f.URL(), f.Credential(), sopts); !errors.Is(err, keyvault.ErrUnavailable) ||
 		!strings.Contains(err.Error(), transport.ErrAnswerTooLarge.Error()) {
 		t.Errorf("Resolve: %v, want unavailable: answer too large", err)
+	}
+}
+
+// counting counts the requests that reach the vault.
+type counting struct {
+	inner policy.Transporter
+	n     atomic.Int32
+}
+
+func (c *counting) Do(req *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.inner.Do(req)
+}
+
+// TestOversizedAnswerNotAskedAgain: Key's own retries (azcore's are off) take an answer over the cap for an
+// outage and do not read another one: the bearer challenge and one read reach the vault.
+func TestOversizedAnswerNotAskedAgain(t *testing.T) {
+	testKeys(t)
+	f := kvfake.New(t)
+	f.MustImportKey(t, "ca", rsaKey, kvfake.KeyOptions{})
+	opts := f.ClientOptions()
+	cnt := &counting{inner: padded{inner: opts.Transport}}
+	opts.Transport = cnt
+	c, err := keyvault.NewClient(f.URL(), f.Credential(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = keyvault.New(t.Context(), c, "ca", "", keyvault.Options{
+		Sleep: func(context.Context, time.Duration) error { return nil }})
+	if !errors.Is(err, keyvault.ErrUnavailable) || !errors.Is(err, transport.ErrAnswerTooLarge) {
+		t.Fatalf("New = %v, want unavailable: answer too large", err)
+	}
+	if n := cnt.n.Load(); n != 2 {
+		t.Errorf("%d requests, want 2: the challenge and one read", n)
 	}
 }

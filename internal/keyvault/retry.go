@@ -13,6 +13,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+
+	"github.com/azscep/azscep/internal/transport"
 )
 
 // call runs one Key Vault operation with a deadline per attempt and our own
@@ -53,6 +55,9 @@ func (k *Key) call(ctx context.Context, op string, fn func(ctx context.Context) 
 			throttled = false
 		case isResp:
 			return k.classify(op, re, err)
+		case errors.Is(err, transport.ErrAnswerTooLarge):
+			// What answered would answer the same again: an outage for the caller, without the retries' reads.
+			return fmt.Errorf("keyvault %s %s: %w: %w", op, k.ref(), ErrUnavailable, err)
 		default:
 			// Transport failure or the per-attempt deadline: retryable.
 			throttled = false

@@ -139,17 +139,23 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 		start := chainStart(prev)
 		ireq.Requester, ireq.RenewedFrom, ireq.ChainStarted = prev.Requester, prev.Serial, start
 		ireq.Renews = prev // its forward link (RenewedTo) is set once the new certificate is issued
-		// The signer was live when checkRenewal read it; an admin may have revoked it since (while Intune
-		// validated, while the claim was written). Read once more after the pending record exists: a revocation
-		// written before that read stops the renewal, one written after it comes after the renewal.
+		// The chain was live when checkRenewal read it; an admin may have revoked the signer or a successor, or a
+		// key may have been reported compromised, since (while Intune validated, while the claim was written).
+		// Read once more after the pending record exists: a revocation written before that read stops the
+		// renewal, one written after it comes after the renewal.
+		newKey := store.KeyHash(req.PublicKey)
 		ireq.Reauthorize = func(ctx context.Context) error {
 			rec, why, err := s.liveRecord(ctx, msg.SignerCert, s.now())
 			if err != nil {
 				return fmt.Errorf("reading renewal signer record again: %w", err)
 			}
 			if rec == nil {
-				return &policy.Rejection{Code: policy.CodeNotAuthorized,
-					Detail: fmt.Sprintf("renewal signer certificate %s (since the renewal was checked)", why)}
+				why = "renewal signer certificate " + why
+			} else if why, err = s.renewalCutOff(ctx, rec, newKey); err != nil {
+				return err
+			}
+			if why != "" {
+				return &policy.Rejection{Code: policy.CodeNotAuthorized, Detail: why + " (since the renewal was checked)"}
 			}
 			return nil
 		}

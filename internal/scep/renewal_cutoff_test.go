@@ -235,10 +235,10 @@ func TestRenewalCutOffCostsFirstEnrollmentsNothing(t *testing.T) {
 	}
 	inRenewalWindow(e)
 	wantSuccess(t, renewWith(t, e, epStatic, x, named, 7))
-	// The renewal: the signer's record (read at the check and again before the signature), two key marks (signer's
-	// and requested), the issued write and the link.
-	if c, u, g := fs.Calls(storetest.MethodCompromised), fs.Calls(storetest.MethodUpdate)-1, fs.Calls(storetest.MethodGet); c != 2 || u != 2 || g != 2 {
-		t.Errorf("renewal: %d mark reads, %d updates, %d record reads; want 2, 2, 2", c, u, g)
+	// The renewal: the signer's record and two key marks (signer's and requested), read at the check and again
+	// before the signature, then the issued write and the link.
+	if c, u, g := fs.Calls(storetest.MethodCompromised), fs.Calls(storetest.MethodUpdate)-1, fs.Calls(storetest.MethodGet); c != 4 || u != 2 || g != 2 {
+		t.Errorf("renewal: %d mark reads, %d updates, %d record reads; want 4, 2, 2", c, u, g)
 	}
 }
 

@@ -10,36 +10,57 @@ import (
 	"github.com/azscep/azscep/internal/testca"
 )
 
-// claimHook runs hook once, right before the next InsertBound: the moment a renewal whose check already passed
-// claims its pending record (instance B), so that another instance's revocation (instance A) lands in between.
-type claimHook struct {
+// raceHook runs hook once, right before the next write of one kind: a renewal claiming its pending record
+// (InsertBound), after the renewal's check passed, or the issued write (Update to issued), after the renewal's
+// authorization was read again and the CA signed. Another instance's revocation (instance A) lands there, in the
+// middle of the renewal (instance B).
+type raceHook struct {
 	store.Store
-	mu   sync.Mutex
-	hook func()
+	mu     sync.Mutex
+	hook   func()
+	issued bool // fire at the issued write instead of the claim
 }
 
-func (h *claimHook) InsertBound(ctx context.Context, key string, prev *store.Binding, r *store.Record) (store.Binding, error) {
+func (h *raceHook) fire(issued bool) {
 	h.mu.Lock()
-	f := h.hook
-	h.hook = nil
+	var f func()
+	if h.issued == issued {
+		f, h.hook = h.hook, nil
+	}
 	h.mu.Unlock()
 	if f != nil {
 		f()
 	}
+}
+
+func (h *raceHook) InsertBound(ctx context.Context, key string, prev *store.Binding, r *store.Record) (store.Binding, error) {
+	h.fire(false)
 	return h.Store.InsertBound(ctx, key, prev, r)
 }
 
-// TestRenewalRacingARevocationDownTheChain: X → Y → Z. A renewal from X is checked while the chain is live; before
-// it writes X's link, another instance revokes Y (one hop) or Z (two hops), finding the links already in place and
-// writing nothing. The renewal's new certificate stands (it was authorized first), but X's link must not hide the
-// revoked one: X is cut off afterwards in both cases.
+func (h *raceHook) Update(ctx context.Context, r *store.Record, from store.Status) error {
+	if r.Status == store.StatusIssued && from == store.StatusPending {
+		h.fire(true)
+	}
+	return h.Store.Update(ctx, r, from)
+}
+
+// TestRenewalRacingARevocationDownTheChain: X → Y → Z. A renewal from X is checked while the chain is live, and
+// another instance revokes Y (one hop) or Z (two hops), finding the links already in place and writing nothing.
+//   - At the claim, before the renewal's authorization is read again: the renewal is refused.
+//   - At the issued write, after that read and the signature: the renewal stands (it was authorized first), but
+//     X's link, written after it, must not hide the revoked one.
+//
+// X is cut off afterwards in every case.
 func TestRenewalRacingARevocationDownTheChain(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		depth int // the revoked successor: 1 = Y, 2 = Z
-	}{{"one hop", 1}, {"two hops", 2}} {
+		name   string
+		depth  int  // the revoked successor: 1 = Y, 2 = Z
+		issued bool // the revocation lands at the issued write, not at the claim
+	}{{"one hop, at the claim", 1, false}, {"two hops, at the claim", 2, false},
+		{"one hop, at the issued write", 1, true}, {"two hops, at the issued write", 2, true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			hs := &claimHook{}
+			hs := &raceHook{issued: tc.issued}
 			e := newEnv(t, envOptions{wrap: func(s store.Store) store.Store { hs.Store = s; return hs }})
 			x := enrollNamed(t, e, epStatic, 0, named)
 			inRenewalWindow(e)
@@ -53,7 +74,15 @@ func TestRenewalRacingARevocationDownTheChain(t *testing.T) {
 			hs.mu.Lock()
 			hs.hook = func() { adminRevoke(t, e, victim, 0) }
 			hs.mu.Unlock()
-			wantSuccess(t, renewWith(t, e, epStatic, x, named, 9))
+			rep := renewWith(t, e, epStatic, x, named, 9)
+			if e.record(t, victim).Status != store.StatusRevoked {
+				t.Fatal("setup: the successor was not revoked during the renewal")
+			}
+			if tc.issued {
+				wantSuccess(t, rep)
+			} else {
+				wantFailure(t, rep, testca.FailBadRequest)
+			}
 			if rep := renewWith(t, e, epStatic, x, named, 10); rep.Status == testca.StatusSuccess {
 				t.Errorf("X renewed again after %s was revoked (X's link: %s)", hexSerial(victim), e.record(t, x.cert).RenewedTo)
 			}
@@ -66,7 +95,7 @@ func TestRenewalRacingARevocationDownTheChain(t *testing.T) {
 // once the pending record exists and before the CA signs, so no certificate is signed on a revoked certificate's
 // authority: the renewal fails with badRequest, its record is abandoned with the reason, and nothing new renews.
 func TestRenewalSignerRevokedMeanwhile(t *testing.T) {
-	hs := &claimHook{}
+	hs := &raceHook{}
 	e := newEnv(t, envOptions{wrap: func(s store.Store) store.Store { hs.Store = s; return hs }})
 	x := enrollNamed(t, e, epStatic, 0, named)
 	inRenewalWindow(e)

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"time"
 )
 
 // ErrAnswerTooLarge is what a client built with LimitAnswers gets for an answer longer than it accepts. Callers
@@ -19,18 +21,35 @@ type Doer interface {
 	Do(*http.Request) (*http.Response, error)
 }
 
-// LimitAnswers returns inner (a TLS 1.2+ client when nil) with every answer's body capped at max bytes. The Azure
+// LimitAnswers returns inner (Default when nil) with every answer's body capped at max bytes. The Azure
 // SDK reads an answer whole before it decodes it, so whatever sits between the service and Table Storage or Key
 // Vault (a proxy, a misrouted private endpoint) could otherwise make one read allocate without bound. An answer
 // that says it is longer is refused before its body is read; one that turns out longer fails its read.
 func LimitAnswers(inner Doer, max int64) Doer {
 	if inner == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-		inner = &http.Client{Transport: t}
+		inner = Default
 	}
 	return limitedDoer{inner: inner, max: max}
 }
+
+// Default is the client Table Storage and Key Vault use unless a test gives them another. It has the settings of
+// azcore's own default client, which an SDK client given a transport (as LimitAnswers makes it) no longer gets:
+// dial and TLS timeouts, TLS 1.2 or later, the proxy from the environment, and HTTP/2 health pings (a ping after
+// 10 s without a frame, the connection dropped 5 s later) so that a dead connection fails fast instead of hanging
+// until the call's deadline. It keeps more idle connections per host than azcore's 10, so that a busy instance
+// reuses its connections to the table endpoint and the vault instead of opening new ones.
+var Default = &http.Client{Transport: &http.Transport{
+	Proxy:                 http.ProxyFromEnvironment,
+	DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	ForceAttemptHTTP2:     true,
+	MaxIdleConns:          100,
+	MaxIdleConnsPerHost:   64,
+	IdleConnTimeout:       90 * time.Second,
+	TLSHandshakeTimeout:   10 * time.Second,
+	ExpectContinueTimeout: time.Second,
+	TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12, Renegotiation: tls.RenegotiateFreelyAsClient},
+	HTTP2:                 &http.HTTP2Config{SendPingTimeout: 10 * time.Second, PingTimeout: 5 * time.Second},
+}}
 
 type limitedDoer struct {
 	inner Doer

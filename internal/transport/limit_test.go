@@ -1,6 +1,7 @@
 package transport_test
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net/http"
@@ -50,5 +51,20 @@ func TestLimitAnswers(t *testing.T) {
 	}
 	if transport.LimitAnswers(nil, limit) == nil {
 		t.Error("no default client")
+	}
+}
+
+// TestDefaultKeepsAzcoreSettings: the client that replaces azcore's default one, once the SDK clients are given a
+// transport, keeps its settings: a proxy from the environment, TLS 1.2 or later, HTTP/2 with health pings, and
+// idle connections for concurrent calls to one host (Go's default keeps 2).
+func TestDefaultKeepsAzcoreSettings(t *testing.T) {
+	t.Parallel()
+	tr := transport.Default.Transport.(*http.Transport)
+	if tr.Proxy == nil || tr.TLSClientConfig == nil || tr.TLSClientConfig.MinVersion < tls.VersionTLS12 ||
+		!tr.ForceAttemptHTTP2 || tr.MaxIdleConnsPerHost < 10 || tr.TLSHandshakeTimeout == 0 || tr.DialContext == nil {
+		t.Errorf("default transport lacks azcore's settings: %+v", tr)
+	}
+	if tr.HTTP2 == nil || tr.HTTP2.SendPingTimeout == 0 || tr.HTTP2.PingTimeout == 0 {
+		t.Errorf("default transport sends no HTTP/2 health pings: %+v", tr.HTTP2)
 	}
 }

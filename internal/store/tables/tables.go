@@ -152,16 +152,18 @@ func (c *config) clientOptions() *aztables.ClientOptions {
 	o := &aztables.ClientOptions{}
 	o.Retry = c.retry
 	o.Telemetry.Disabled = true
-	t := c.transport
-	if t == nil {
-		t = defaultTransport
+	var t transport.Doer = transport.Default
+	if c.transport != nil {
+		t = c.transport
 	}
 	o.Transport = captureTransport{inner: transport.LimitAnswers(t, maxAnswerBytes)}
 	return o
 }
 
-// maxAnswerBytes caps one Table Storage answer: a page of 1,000 records with their certificates is a few MiB.
-const maxAnswerBytes = 32 << 20
+// maxAnswerBytes caps one Table Storage answer. A page of 1,000 records with their certificates is a few MiB, and
+// at most about 46 MiB when every record carries the most names policy allows (32 URI SANs of 512 bytes, in the
+// certificate, the planned certificate and the SANs column).
+const maxAnswerBytes = 64 << 20
 
 // splitPrefix removes the TablePrefix element from a connection string.
 func splitPrefix(conn string) (rest, prefix string) {

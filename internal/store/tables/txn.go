@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -57,20 +55,6 @@ func (t captureTransport) Do(req *http.Request) (*http.Response, error) {
 	c.status, c.contentType, c.body = resp.StatusCode, resp.Header.Get("Content-Type"), body
 	return resp, nil
 }
-
-// defaultTransport is used when no transport is configured: azcore's defaults (TLS 1.2, proxy from the
-// environment), with enough idle connections per host that a busy instance reuses its connections to the table
-// endpoint instead of opening new ones.
-var defaultTransport = &http.Client{Transport: &http.Transport{
-	Proxy:                 http.ProxyFromEnvironment,
-	ForceAttemptHTTP2:     true,
-	MaxIdleConns:          100,
-	MaxIdleConnsPerHost:   64,
-	IdleConnTimeout:       90 * time.Second,
-	TLSHandshakeTimeout:   10 * time.Second,
-	ExpectContinueTimeout: time.Second,
-	TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
-}}
 
 // opResult is the service's answer to one operation of a transaction.
 type opResult struct {
