@@ -12,6 +12,7 @@ import (
 
 	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/entra/entrafake"
+	"github.com/azscep/azscep/internal/intune"
 	"github.com/azscep/azscep/internal/intune/intunefake"
 	"github.com/azscep/azscep/internal/store"
 )
@@ -55,10 +56,10 @@ func TestIntuneRevokesOnlyIntuneIssued(t *testing.T) {
 			t.Fatalf("enrollment failed: %s", o)
 		}
 	}
-	caConfig := e.ca.Subject.String()
+	caConfig := intune.CAConfiguration(e.ca)
 	queue := func(o fxOutcome) string {
 		rc, err := e.intune.EnqueueRevocation(intunefake.RevocationRequest{SerialNumber: store.SerialString(o.cert.SerialNumber),
-			IssuerName: caConfig, CAConfiguration: caConfig})
+			IssuerName: e.ca.Subject.String(), CAConfiguration: caConfig})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -174,11 +174,12 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 		if err != nil {
 			return nil, err
 		}
-		caConfig := keys.CA().Subject.String()
+		caConfig := intune.CAConfiguration(keys.CA())
 		challenge = &scep.IntuneChallenge{Client: client, CAConfiguration: caConfig}
 		if cfg.Intune.RevocationSync {
 			d.sync, err = revocation.NewSyncer(revocation.SyncConfig{Store: st, Intune: client, CAConfiguration: caConfig,
-				IssuerName: caConfig, Batch: cfg.RevocationBatch, Budget: syncBudget, OnRevoked: onRevoked, Logger: log})
+				IssuerName: keys.CA().Subject.String(), Batch: cfg.RevocationBatch, Budget: syncBudget,
+				OnRevoked: onRevoked, Logger: log})
 			if err != nil {
 				return nil, err
 			}

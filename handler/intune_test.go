@@ -220,9 +220,9 @@ func (s *intuneService) issued(t *testing.T, a *attempt) (*x509.Certificate, *st
 		t.Fatal("certificate is not for the CSR's key")
 	}
 	rec := recordFor(t, s.store, "intune", a.txID())
-	caDN := s.ca.Subject.String()
+	caConfig := intune.CAConfiguration(s.ca) // the CA's DN and key: two CAs of one name are told apart
 	if rec.Status != store.StatusIssued || rec.Withheld || !rec.IntuneNotified || rec.Serial != store.SerialString(cert.SerialNumber) ||
-		rec.IntuneSerial != rec.Serial || rec.CAConfiguration != caDN || !bytes.Equal(rec.CertDER, cert.Raw) ||
+		rec.IntuneSerial != rec.Serial || rec.CAConfiguration != caConfig || !bytes.Equal(rec.CertDER, cert.Raw) ||
 		rec.TxID != a.txID() || rec.Endpoint != "intune" || rec.Source != store.SourceSCEP {
 		t.Fatalf("record: status %s withheld %t notified %t serial %s intuneSerial %s caConfiguration %q tx %q endpoint %s",
 			rec.Status, rec.Withheld, rec.IntuneNotified, rec.Serial, rec.IntuneSerial, rec.CAConfiguration, rec.TxID, rec.Endpoint)
@@ -251,7 +251,7 @@ func (s *intuneService) issued(t *testing.T, a *attempt) (*x509.Certificate, *st
 	want := map[string]any{
 		"transactionId": a.txID(), "certificateRequest": csrB64, "certificateThumbprint": thumbprint(cert),
 		"certificateSerialNumber": rec.Serial, "certificateExpirationDateUtc": cert.NotAfter.UTC().Format("2006-01-02T15:04:05.000Z"),
-		"issuingCertificateAuthority": cert.Issuer.String(), "caConfiguration": caDN, "certificateAuthority": caDN,
+		"issuingCertificateAuthority": cert.Issuer.String(), "caConfiguration": caConfig, "certificateAuthority": caConfig,
 	}
 	for k, w := range want {
 		if nb[k] != w {
@@ -639,7 +639,7 @@ func TestIntuneFailClosed(t *testing.T) {
 
 		rec := recordFor(t, s.store, "intune", a.txID())
 		if rec.Status != store.StatusIssued || !rec.Withheld || rec.IntuneNotified || len(rec.CertDER) == 0 ||
-			rec.IntuneSerial != rec.Serial || rec.CAConfiguration != s.ca.Subject.String() {
+			rec.IntuneSerial != rec.Serial || rec.CAConfiguration != intune.CAConfiguration(s.ca) {
 			t.Fatalf("record: status %s withheld %t notified %t intuneSerial %q caConfiguration %q, want issued, withheld, not notified",
 				rec.Status, rec.Withheld, rec.IntuneNotified, rec.IntuneSerial, rec.CAConfiguration)
 		}

@@ -3,6 +3,7 @@ package intune
 import (
 	"context"
 	"crypto/sha1" // #nosec G505 -- the certificate thumbprint Intune expects is SHA-1 by definition.
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -59,6 +60,16 @@ type SuccessNotification struct {
 	CAConfiguration string
 	// CertificateAuthority is the CA name. Sent as null when empty.
 	CertificateAuthority string
+}
+
+// CAConfiguration is what a CA reports as caConfiguration (and certificateAuthority) in successNotification, and
+// what Intune echoes in the revocation requests for that certificate: the CA's subject DN in RFC 2253 form, as the
+// reference integrations report it, and the first 8 bytes of the SHA-256 of its public key. The DN alone does not
+// tell two CAs apart: two deployments serving one tenant that both keep the default CA name would each take the
+// other's revocation requests for their own and answer "certificate not found", and Intune would drop them.
+func CAConfiguration(ca *x509.Certificate) string {
+	sum := sha256.Sum256(ca.RawSubjectPublicKeyInfo)
+	return fmt.Sprintf("%s (key %X)", ca.Subject.String(), sum[:8])
 }
 
 // NotifySuccess reports an issued certificate (ScepActions/successNotification,

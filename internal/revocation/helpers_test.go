@@ -153,7 +153,7 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	}
 	return &fixture{
 		ca:       ca,
-		caConfig: ca.Cert.Subject.String(),
+		caConfig: intune.CAConfiguration(ca.Cert),
 		leafKey:  leafKey,
 		backend:  backend,
 		faults:   faults,
@@ -172,7 +172,7 @@ func (f *fixture) syncer(t testing.TB, mutate func(*revocation.SyncConfig)) *rev
 		Store:           f.st,
 		Intune:          f.client,
 		CAConfiguration: f.caConfig,
-		IssuerName:      f.caConfig,
+		IssuerName:      f.ca.Cert.Subject.String(),
 		OnRevoked: func(serials []string) {
 			f.mu.Lock()
 			f.notified = append(f.notified, serials...)
@@ -239,7 +239,8 @@ func (f *fixture) insert(t testing.TB, st store.Status, withDER bool, cn string)
 // certificate we reported at successNotification.
 func (f *fixture) queue(t testing.TB, serial string) string {
 	t.Helper()
-	return f.queueRaw(t, intunefake.RevocationRequest{SerialNumber: serial, IssuerName: f.caConfig, CAConfiguration: f.caConfig})
+	return f.queueRaw(t, intunefake.RevocationRequest{SerialNumber: serial, IssuerName: f.ca.Cert.Subject.String(),
+		CAConfiguration: f.caConfig})
 }
 
 func (f *fixture) queueRaw(t testing.TB, req intunefake.RevocationRequest) string {

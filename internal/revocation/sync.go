@@ -27,7 +27,8 @@ type Intune interface {
 type SyncConfig struct {
 	Store  store.Store
 	Intune Intune
-	// CAConfiguration and IssuerName identify this CA in Intune's items (what successNotification reported).
+	// CAConfiguration and IssuerName identify this CA in Intune's items (what successNotification reported:
+	// intune.CAConfiguration of the CA certificate, and its subject DN).
 	CAConfiguration string
 	IssuerName      string
 	Batch           int // downloads per run, 1–500 (default 100)
@@ -413,6 +414,12 @@ func (s *Syncer) apply(ctx context.Context, run *store.SyncRun, it *store.Revoca
 		run.NotFound++
 		it.Succeeded, it.ErrorCode = false, intune.RevocationCertificateNotFoundError.String()
 		it.ErrorMessage = "certificate not found at this CA"
+	case !s.routedHere(it):
+		// Store trouble, for an item routed to another CA: whether the serial is ours is unknown, and an answer
+		// about another CA's certificate must not reach Intune. It stays downloaded; the next run reads it again.
+		run.Failed++
+		return fmt.Errorf("reading the record for %s (routed to another CA), left for the next run: %w",
+			short(it.RequestContext), err)
 	default:
 		// Store trouble: report a retryable code so Intune offers it again, and keep the item open so the next
 		// run tries again itself (whether Intune re-offers retryable items is undocumented).

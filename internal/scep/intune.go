@@ -15,7 +15,7 @@ import (
 // certificate (and the exact serial string, which the revocation sync later matches) before it leaves.
 type IntuneChallenge struct {
 	Client *intune.Client
-	// CAConfiguration identifies this CA in Intune's revocation queue; the issuer DN in RFC 2253 form.
+	// CAConfiguration identifies this CA in Intune's revocation queue: intune.CAConfiguration of the CA certificate.
 	CAConfiguration string
 }
 
