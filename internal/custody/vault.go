@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -149,9 +150,10 @@ func (v *Vault) caKey(ctx context.Context, rec *caRecord) (*keyvault.Key, error)
 }
 
 // caKeyName is the CA key the record was initialised with. A configured name that differs is refused: loading
-// the recorded version under another name could only fail later with a confusing "not found".
+// the recorded version under another name could only fail later with a confusing "not found". Key Vault names
+// are case-insensitive, so a configured name that differs only in case is the same key.
 func (v *Vault) caKeyName(rec *caRecord) (string, error) {
-	if v.CAKeyName != "" && rec.KeyName != "" && v.CAKeyName != rec.KeyName {
+	if v.CAKeyName != "" && rec.KeyName != "" && !strings.EqualFold(v.CAKeyName, rec.KeyName) {
 		return "", fmt.Errorf("custody: the CA key is configured as %q but the CA was initialised with %q",
 			v.CAKeyName, rec.KeyName)
 	}

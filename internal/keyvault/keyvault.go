@@ -135,11 +135,13 @@ func New(ctx context.Context, client *azkeys.Client, name, version string, opts 
 	if jwk == nil || jwk.KID == nil {
 		return nil, fmt.Errorf("keyvault get %s: response has no key: %w", k.ref(), ErrInvalidResponse)
 	}
-	if got := jwk.KID.Name(); got != name {
+	// Key Vault names and versions are case-insensitive identifiers, and its answers spell the name as the key was
+	// created, not as it was asked for.
+	if got := jwk.KID.Name(); !strings.EqualFold(got, name) {
 		return nil, fmt.Errorf("keyvault get %s: response is for key %q: %w", k.ref(), got, ErrInvalidResponse)
 	}
 	gotVersion := jwk.KID.Version()
-	if gotVersion == "" || (version != "" && gotVersion != version) {
+	if gotVersion == "" || (version != "" && !strings.EqualFold(gotVersion, version)) {
 		return nil, fmt.Errorf("keyvault get %s: response has version %q: %w", k.ref(), gotVersion, ErrInvalidResponse)
 	}
 	k.version = gotVersion

@@ -273,7 +273,7 @@ func write(w http.ResponseWriter, rep reply) {
 func (s *Server) lookup(name, version string) (*key, *reply) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	versions := s.keys[name]
+	versions := s.keys[objectName(name)]
 	if len(versions) == 0 {
 		rep := errReply(http.StatusNotFound, "KeyNotFound",
 			fmt.Sprintf("A key with (name/id) %s was not found in this key vault.", name))
@@ -283,7 +283,7 @@ func (s *Server) lookup(name, version string) (*key, *reply) {
 		return versions[len(versions)-1], nil
 	}
 	for _, k := range versions {
-		if k.version == version {
+		if strings.EqualFold(k.version, version) {
 			return k, nil
 		}
 	}
@@ -380,7 +380,7 @@ func (s *Server) getKey(rt route) reply {
 
 func (s *Server) listVersions(rt route) reply {
 	s.mu.Lock()
-	versions := s.keys[rt.name]
+	versions := s.keys[objectName(rt.name)]
 	list := keyList{Value: []keyItem{}}
 	for _, k := range versions {
 		list.Value = append(list.Value, keyItem{KID: s.kid(k), Attributes: s.attrs(k)})
@@ -670,13 +670,13 @@ type secretAttributes struct {
 func (s *Server) getSecret(rt route) reply {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	versions := s.secrets[rt.name]
+	versions := s.secrets[objectName(rt.name)]
 	for i := len(versions) - 1; i >= 0; i-- {
 		v := versions[i]
-		if rt.version != "" && v.version != rt.version {
+		if rt.version != "" && !strings.EqualFold(v.version, rt.version) {
 			continue
 		}
-		return reply{status: http.StatusOK, body: secretBundle{Value: v.value, ID: s.srv.URL + "/secrets/" + rt.name + "/" + v.version,
+		return reply{status: http.StatusOK, body: secretBundle{Value: v.value, ID: s.srv.URL + "/secrets/" + v.name + "/" + v.version,
 			Attributes: secretAttributes{Enabled: true, Created: v.created.Unix(), Updated: v.created.Unix(),
 				RecoveryLevel: "Recoverable+Purgeable"}}}
 	}

@@ -132,17 +132,22 @@ type Server struct {
 	token string
 
 	mu      sync.Mutex
-	keys    map[string][]*key // name → versions, oldest first
+	keys    map[string][]*key // folded name (objectName) → versions, oldest first
 	counts  map[string]int
 	total   int
 	journal []Request
 	faults  []*fault
 	latency map[string]time.Duration // op ("" = all) → added latency
-	secrets map[string][]secret      // name → versions, oldest first
+	secrets map[string][]secret      // folded name (objectName) → versions, oldest first
 }
+
+// objectName is how Key Vault tells objects apart: "uniquely identified within Key Vault using a case-insensitive
+// identifier", while the identifiers it answers with keep the name as it was created.
+func objectName(name string) string { return strings.ToLower(name) }
 
 // secret is one version of a secret held by the fake.
 type secret struct {
+	name    string // as created
 	version string
 	value   string
 	created time.Time
@@ -153,7 +158,11 @@ func (s *Server) SetSecret(name, value string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v := randomHex(16)
-	s.secrets[name] = append(s.secrets[name], secret{version: v, value: value, created: time.Now()})
+	if vs := s.secrets[objectName(name)]; len(vs) > 0 {
+		name = vs[0].name
+	}
+	s.secrets[objectName(name)] = append(s.secrets[objectName(name)], secret{name: name, version: v, value: value,
+		created: time.Now()})
 	return v
 }
 
@@ -298,7 +307,7 @@ func (s *Server) SetKeyOps(name string, ops ...string) {
 func (s *Server) eachVersion(name string, change func(*key)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, k := range s.keys[name] {
+	for _, k := range s.keys[objectName(name)] {
 		change(k)
 	}
 }
@@ -307,7 +316,10 @@ func (s *Server) eachVersion(name string, change func(*key)) {
 func (s *Server) addLocked(k *key) {
 	k.version = randomHex(16) // 32 hex characters, like Key Vault
 	k.created = time.Now().UTC().Truncate(time.Second)
-	s.keys[k.name] = append(s.keys[k.name], k)
+	if vs := s.keys[objectName(k.name)]; len(vs) > 0 {
+		k.name = vs[0].name // a new version keeps the name as the key was created
+	}
+	s.keys[objectName(k.name)] = append(s.keys[objectName(k.name)], k)
 }
 
 // kid is the key identifier Key Vault reports: vault URL + /keys/name/version.
