@@ -12,11 +12,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
 	"github.com/azscep/azscep/internal/keyvault"
@@ -674,6 +676,13 @@ func (v *Vault) ensureKey(ctx context.Context, name, kty string, size int, curve
 	}
 	params.KeyOps = ptrs(ops)
 	if _, err := v.Client.CreateKey(ctx, name, params, nil); err != nil {
+		var re *azcore.ResponseError
+		if errors.As(err, &re) && re.StatusCode == http.StatusConflict {
+			// Soft delete keeps a deleted key's name for its retention period (90 days by default).
+			return nil, false, fmt.Errorf("%w: key %s was deleted and is still recoverable: recover it (az keyvault "+
+				"key recover --vault-name <vault> --name %s) or purge it before creating a new one: %w",
+				ErrInitOptions, name, name, err)
+		}
 		return nil, false, fmt.Errorf("custody: creating key %s: %w", name, err)
 	}
 	key, err = keyvault.New(ctx, v.Client, name, "", v.KeyOptions)

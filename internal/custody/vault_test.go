@@ -171,6 +171,22 @@ func TestVaultInitRefusesADisabledKey(t *testing.T) {
 	e.wantCounts(t, map[string]int{kvfake.OpCreate: 0, kvfake.OpSign: 0})
 }
 
+// TestVaultInitNamesASoftDeletedKey: a CA key deleted from the vault keeps its name while it is recoverable, so
+// creating it again gets 409. ca init says what to do (recover or purge it) with ErrInitOptions (exit 2, which the
+// postprovision hook does not retry), instead of passing on Key Vault's conflict.
+func TestVaultInitNamesASoftDeletedKey(t *testing.T) {
+	t.Parallel()
+	e := newVaultEnv(t)
+	e.fake.MustImportKey(t, "ca", testRSAKey(t, 11), kvfake.KeyOptions{})
+	e.fake.SoftDelete("ca")
+	_, err := e.v.Init(context.Background(), rootInit("RSA"), now)
+	if !errors.Is(err, custody.ErrInitOptions) || !strings.Contains(err.Error(), "recover") {
+		t.Fatalf("Init = %v, want ErrInitOptions saying to recover or purge the key", err)
+	}
+	e.absent(t, "ca")
+	e.wantCounts(t, map[string]int{kvfake.OpCreate: 1, kvfake.OpSign: 0})
+}
+
 func rootInit(kty string) custody.VaultInitOptions {
 	return custody.VaultInitOptions{KeyType: kty,
 		Root:     custody.RootOptions{Subject: pkix.Name{CommonName: "Test Root CA", Organization: []string{"Example Org"}}, Validity: tenYears},

@@ -471,8 +471,15 @@ func (s *Server) createKey(rt route, body []byte) reply {
 	}
 	k := &key{name: rt.name, kty: req.Kty, priv: priv, ops: ops, enabled: enabled}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.deleted[objectName(rt.name)] {
+		// Soft delete keeps the name until the key is recovered or purged (90 days by default).
+		return reply{status: http.StatusConflict, body: errorBody{Error: errorInfo{Code: "Conflict",
+			Message: fmt.Sprintf("Key %s is currently in a deleted but recoverable state, and its name cannot be "+
+				"reused; in this state, the key can only be recovered or purged.", rt.name),
+			InnerError: &errorInfo{Code: "ObjectIsDeletedButRecoverable"}}}}
+	}
 	s.addLocked(k)
-	s.mu.Unlock()
 	return reply{status: http.StatusOK, body: s.bundle(k)}
 }
 

@@ -139,6 +139,16 @@ type Server struct {
 	faults  []*fault
 	latency map[string]time.Duration // op ("" = all) → added latency
 	secrets map[string][]secret      // folded name (objectName) → versions, oldest first
+	deleted map[string]bool          // folded names of soft-deleted keys
+}
+
+// SoftDelete deletes key name as Key Vault does with soft delete on (always, in new vaults): the key is gone (404),
+// and its name cannot be used for a new key until it is recovered or purged (409 ObjectIsDeletedButRecoverable).
+func (s *Server) SoftDelete(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.keys, objectName(name))
+	s.deleted[objectName(name)] = true
 }
 
 // objectName is how Key Vault tells objects apart: "uniquely identified within Key Vault using a case-insensitive
@@ -182,6 +192,7 @@ func NewServer() *Server {
 		counts:  make(map[string]int),
 		latency: make(map[string]time.Duration),
 		secrets: make(map[string][]secret),
+		deleted: make(map[string]bool),
 	}
 	s.srv = httptest.NewTLSServer(http.HandlerFunc(s.serveHTTP))
 	return s
