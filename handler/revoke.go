@@ -22,7 +22,7 @@ revocation generation, key mark for keyCompromise): the break-glass path for whe
 e.g. after an upgrade, until the app's identity holds the Graph permissions the API checks tokens with. Every
 instance publishes the revocation in its CRL and OCSP answers within 30 seconds. No Key Vault operation.
 REASON is one of unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation,
-certificateHold, privilegeWithdrawn (default unspecified).
+privilegeWithdrawn (default unspecified).
 `
 
 // revokeCommand runs `azscep revoke`. opts.store and opts.credential replace Table Storage and the operator's

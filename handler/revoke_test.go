@@ -76,3 +76,30 @@ func TestAPIAppID(t *testing.T) {
 		}
 	}
 }
+
+// TestRevokeUsageReasons: the reasons `azscep revoke -h` lists are exactly those -reason (and the admin API, with
+// the same parser) accepts.
+func TestRevokeUsageReasons(t *testing.T) {
+	_, list, ok := strings.Cut(revokeUsage, "REASON is one of ")
+	if !ok {
+		t.Fatalf("revokeUsage names no reasons:\n%s", revokeUsage)
+	}
+	list, _, ok = strings.Cut(list, " (default")
+	if !ok {
+		t.Fatalf("revokeUsage's reason list has no end:\n%s", revokeUsage)
+	}
+	listed := map[string]bool{}
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		listed[name] = true
+		if _, err := revocation.ReasonCode(name); err != nil {
+			t.Errorf("revokeUsage lists %q, which -reason refuses: %v", name, err)
+		}
+	}
+	for code := 0; code <= 10; code++ {
+		name := revocation.ReasonName(code)
+		if _, err := revocation.ReasonCode(name); name != "" && err == nil && !listed[name] {
+			t.Errorf("-reason accepts %q, which revokeUsage does not list", name)
+		}
+	}
+}

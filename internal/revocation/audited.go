@@ -14,15 +14,25 @@ const maxComment = 256
 
 // RevokeAudited is Revoke for a person's request — the admin API, the break-glass CLI: the comment is cut to 256
 // bytes, and once the revocation is durable (even when only its last writes failed, which a retry completes) one
-// audit line says who revoked what, and why. It is the line operators query for manual revocations.
+// audit line says who revoked what, and why. It is the line operators query for manual revocations. reason is the
+// reason the CRL publishes, which after an earlier revocation (Intune's, an interrupted one) is not always the one
+// asked for: requested_reason is the one asked for, and key_marked_compromised says whether this call marked the
+// certificate's key compromised (a keyCompromise, also of a certificate already revoked for another reason), from
+// when on renewals signed by or asking for the key are refused. A call that marked the key but then failed before
+// the revocation was durable logs "audit: key marked compromised" instead, for the mark stands.
 func RevokeAudited(ctx context.Context, st store.Store, log *slog.Logger, serial string, reason int, by, comment string,
 	now time.Time) (Outcome, *store.Record, error) {
 	comment = truncate(comment, maxComment)
-	outcome, rec, err := Revoke(ctx, st, serial, reason, by, comment, now)
-	if rec != nil && rec.Status == store.StatusRevoked {
+	outcome, rec, marked, err := revoke(ctx, st, serial, reason, by, comment, now)
+	switch {
+	case rec != nil && rec.Status == store.StatusRevoked:
 		// The record's reason: after an interrupted revocation it is the first request's, which the CRL publishes.
 		log.Info("audit: certificate revoked", "serial", rec.Serial, "reason", ReasonName(rec.RevocationReason),
-			"by", by, "comment", comment, "already_revoked", outcome == AlreadyRevoked)
+			"by", by, "comment", comment, "already_revoked", outcome == AlreadyRevoked,
+			"requested_reason", ReasonName(reason), "key_marked_compromised", marked != nil)
+	case marked != nil:
+		log.Warn("audit: key marked compromised", "serial", marked.Serial, "public_key", marked.PublicKey,
+			"requested_reason", ReasonName(reason), "by", by, "comment", comment, "revoked", false, "err", err)
 	}
 	return outcome, rec, err
 }

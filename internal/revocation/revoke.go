@@ -170,16 +170,31 @@ func NewlyRevoked(outcome Outcome, rec *store.Record) bool {
 // Revoking a revoked certificate reports AlreadyRevoked and writes only what an interrupted revocation may have
 // left out. ErrConflict from a concurrent update is retried.
 func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, ref string, now time.Time) (Outcome, *store.Record, error) {
+	outcome, rec, _, err := revoke(ctx, st, serial, reason, by, ref, now)
+	return outcome, rec, err
+}
+
+// revoke is Revoke, also returning the key mark this call wrote (nil when it wrote none: no keyCompromise, or the
+// key was marked already), also when the revocation then failed, so that RevokeAudited can say so.
+func revoke(ctx context.Context, st store.Store, serial string, reason int, by, ref string, now time.Time) (_ Outcome, _ *store.Record, marked *store.CompromisedKey, _ error) {
 	canonical := store.NormalizeSerial(serial)
 	if canonical == "" {
-		return 0, nil, fmt.Errorf("%w: %q is not a serial number", store.ErrNotFound, serial)
+		return 0, nil, nil, fmt.Errorf("%w: %q is not a serial number", store.ErrNotFound, serial)
 	}
 	// One revocation time for every attempt, so the index entry (first write wins) and the record agree.
 	at := now.UTC().Truncate(time.Second)
+	// mark calls markCompromisedFor and keeps the mark it wrote, if any, across the attempts.
+	mark := func(rec *store.Record, reasons ...int) error {
+		k, err := markCompromisedFor(ctx, st, rec, by, at, reasons...)
+		if k != nil {
+			marked = k
+		}
+		return err
+	}
 	for attempt := 0; attempt < 5; attempt++ {
 		rec, err := st.Get(ctx, canonical)
 		if err != nil {
-			return 0, nil, err
+			return 0, nil, marked, err
 		}
 		switch rec.Status {
 		case store.StatusRevoked:
@@ -188,42 +203,42 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 			// too, which also completes it for revocations from before the cut-off was written.
 			// A keyCompromise asked of a certificate revoked for another reason (Intune's cessationOfOperation)
 			// cannot change the published reason, but its key must still be marked.
-			if err := markCompromisedFor(ctx, st, rec, at, rec.RevocationReason, reason); err != nil {
-				return 0, nil, err
+			if err := mark(rec, rec.RevocationReason, reason); err != nil {
+				return 0, nil, marked, err
 			}
 			if _, err := st.AddRevoked(ctx, store.Revoked{Serial: rec.Serial, RevokedAt: rec.RevokedAt, Reason: rec.RevocationReason,
 				NotAfter: rec.NotAfter}); err != nil {
-				return 0, nil, fmt.Errorf("indexing revocation: %w", err)
+				return 0, nil, marked, fmt.Errorf("indexing revocation: %w", err)
 			}
 			if err := BumpGeneration(ctx, st, rec.Serial); err != nil {
-				return 0, nil, err
+				return 0, nil, marked, err
 			}
 			if err := linkAncestors(ctx, st, rec, at); err != nil {
-				return AlreadyRevoked, rec, err
+				return AlreadyRevoked, rec, marked, err
 			}
-			return AlreadyRevoked, rec, nil
+			return AlreadyRevoked, rec, marked, nil
 		case store.StatusPending, store.StatusAbandoned:
 			if len(rec.PlannedDER) == 0 {
-				return 0, rec, fmt.Errorf("%w: record %s has no planned certificate", ErrNotRevocable, rec.Serial)
+				return 0, rec, marked, fmt.Errorf("%w: record %s has no planned certificate", ErrNotRevocable, rec.Serial)
 			}
 		}
 		from := rec.Status
 		// Before anything publishes the revocation, so that no crash leaves it published with the key unmarked.
-		if err := markCompromisedFor(ctx, st, rec, at, reason); err != nil {
-			return 0, nil, err
+		if err := mark(rec, reason); err != nil {
+			return 0, nil, marked, err
 		}
 		kept, err := st.AddRevoked(ctx, store.Revoked{Serial: rec.Serial, RevokedAt: at, Reason: reason, NotAfter: rec.NotAfter})
 		if err != nil {
-			return 0, nil, fmt.Errorf("indexing revocation: %w", err)
+			return 0, nil, marked, fmt.Errorf("indexing revocation: %w", err)
 		}
 		// The index may have kept an earlier, interrupted revocation's reason, which the record takes.
-		if err := markCompromisedFor(ctx, st, rec, at, kept.Reason); err != nil {
-			return 0, nil, err
+		if err := mark(rec, kept.Reason); err != nil {
+			return 0, nil, marked, err
 		}
 		// Tell the other instances' CRLs now, before the record: the index is what they publish. If this bump is
 		// lost the record is not revoked yet, so the sweep (CompleteInterrupted) redoes the whole revocation.
 		if err := BumpGeneration(ctx, st, rec.Serial); err != nil {
-			return 0, nil, err
+			return 0, nil, marked, err
 		}
 		// An entry kept from an earlier revocation interrupted between its two writes is what the CRL already
 		// publishes: the record takes its time and reason, so that the CRL and OCSP say the same.
@@ -238,20 +253,20 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 			continue
 		}
 		if err != nil {
-			return 0, nil, fmt.Errorf("recording revocation: %w", err)
+			return 0, nil, marked, fmt.Errorf("recording revocation: %w", err)
 		}
 		// The revocation is durable; tell the other instances' OCSP and CRL caches. If this fails the caller
 		// still gets the outcome and the revoked record with the error, so that it can tell its own caches, and
 		// its retry (AlreadyRevoked) bumps again.
 		if err := BumpGeneration(ctx, st, rec.Serial); err != nil {
-			return Revoked, rec, err
+			return Revoked, rec, marked, err
 		}
 		if err := linkAncestors(ctx, st, rec, at); err != nil {
-			return Revoked, rec, err
+			return Revoked, rec, marked, err
 		}
-		return Revoked, rec, nil
+		return Revoked, rec, marked, nil
 	}
-	return 0, nil, fmt.Errorf("revoking %s: %w", canonical, store.ErrConflict)
+	return 0, nil, marked, fmt.Errorf("revoking %s: %w", canonical, store.ErrConflict)
 }
 
 // markCompromisedFor marks rec's key compromised when one of reasons is keyCompromise: any other certificate with
@@ -263,20 +278,28 @@ func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 // admin and a published revocation. A failure there comes back with the outcome, and the retry (AlreadyRevoked)
 // writes them.
 //
+// The mark names rec and by, who asked for the revocation; it is returned when this call wrote it, nil when the key
+// was marked already (the first mark is kept) or nothing was marked.
+//
 // The key is rec's PublicKey; records written without one (the RA certificates recorded at start-up) have it
 // derived from their certificate. A record with neither has no key a renewal could name, and is revoked unmarked.
-func markCompromisedFor(ctx context.Context, st store.Store, rec *store.Record, now time.Time, reasons ...int) error {
+func markCompromisedFor(ctx context.Context, st store.Store, rec *store.Record, by string, now time.Time, reasons ...int) (*store.CompromisedKey, error) {
 	if !slices.Contains(reasons, store.KeyCompromise) {
-		return nil
+		return nil, nil
 	}
 	h := keyHash(rec)
 	if !store.ValidKeyHash(h) {
-		return nil
+		return nil, nil
 	}
-	if _, err := st.MarkCompromised(ctx, store.CompromisedKey{PublicKey: h, Serial: rec.Serial, MarkedAt: now}); err != nil {
-		return fmt.Errorf("marking the key of %s compromised: %w", rec.Serial, err)
+	k := store.CompromisedKey{PublicKey: h, Serial: rec.Serial, By: by, MarkedAt: now}
+	kept, created, err := st.MarkCompromised(ctx, k)
+	if err != nil {
+		return nil, fmt.Errorf("marking the key of %s compromised: %w", rec.Serial, err)
 	}
-	return nil
+	if !created {
+		return nil, nil // an earlier mark, kept
+	}
+	return &kept, nil
 }
 
 // keyHash is rec's PublicKey, or the same hash (SHA-256 of the DER SubjectPublicKeyInfo) computed from its

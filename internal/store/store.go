@@ -214,7 +214,10 @@ type CompromisedKey struct {
 	// PublicKey is the key's Record.PublicKey: lower-case hex SHA-256 of the SubjectPublicKeyInfo.
 	PublicKey string
 	// Serial is the certificate whose revocation marked the key (the first one, when several did).
-	Serial   string
+	Serial string
+	// By is who asked for that revocation (Record.RevokedBy's form: "admin:…", "cli:…", "sweep"); empty in marks
+	// written before it was recorded.
+	By       string
 	MarkedAt time.Time
 }
 
@@ -245,9 +248,9 @@ type Revocations interface {
 	// ListRevoked returns every revoked serial.
 	ListRevoked(ctx context.Context) ([]Revoked, error)
 	// MarkCompromised records that k.PublicKey is compromised and returns the mark the store holds: k, or the
-	// first mark of that key when there is one already (marking again keeps it). A key that is not ValidKeyHash
-	// is an error.
-	MarkCompromised(ctx context.Context, k CompromisedKey) (CompromisedKey, error)
+	// first mark of that key when there is one already (marking again keeps it); created says it is k, written by
+	// this call. A key that is not ValidKeyHash is an error.
+	MarkCompromised(ctx context.Context, k CompromisedKey) (kept CompromisedKey, created bool, err error)
 	// Compromised returns the mark of publicKey (a Record.PublicKey), or ErrNotFound: one point read, so that
 	// renewals can ask about the signer's and the requested key.
 	Compromised(ctx context.Context, publicKey string) (CompromisedKey, error)

@@ -493,21 +493,21 @@ func (s *Store) ListRevoked(ctx context.Context) ([]store.Revoked, error) {
 }
 
 // MarkCompromised implements store.Revocations.
-func (s *Store) MarkCompromised(ctx context.Context, k store.CompromisedKey) (store.CompromisedKey, error) {
+func (s *Store) MarkCompromised(ctx context.Context, k store.CompromisedKey) (store.CompromisedKey, bool, error) {
 	if err := ctxErr(ctx, "marking key compromised"); err != nil {
-		return store.CompromisedKey{}, err
+		return store.CompromisedKey{}, false, err
 	}
 	if !store.ValidKeyHash(k.PublicKey) {
-		return store.CompromisedKey{}, fmt.Errorf("memstore: marking key compromised: %q is not a key hash", k.PublicKey)
+		return store.CompromisedKey{}, false, fmt.Errorf("memstore: marking key compromised: %q is not a key hash", k.PublicKey)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if kept, ok := s.keys[k.PublicKey]; ok {
-		return kept, nil // keep the first mark
+		return kept, false, nil // keep the first mark
 	}
 	k.MarkedAt = normTime(k.MarkedAt)
 	s.keys[k.PublicKey] = k
-	return k, nil
+	return k, true, nil
 }
 
 // Compromised implements store.Revocations.

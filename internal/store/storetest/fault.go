@@ -273,13 +273,13 @@ func (f *FaultStore) ListRevoked(ctx context.Context) (rs []store.Revoked, err e
 }
 
 // MarkCompromised implements store.Store.
-func (f *FaultStore) MarkCompromised(ctx context.Context, k store.CompromisedKey) (kept store.CompromisedKey, err error) {
-	err = f.do(MethodMarkCompromised, func() error { kept, err = f.inner.MarkCompromised(ctx, k); return err },
-		func() error { _, err := f.inner.MarkCompromised(ctx, k); return err })
+func (f *FaultStore) MarkCompromised(ctx context.Context, k store.CompromisedKey) (kept store.CompromisedKey, created bool, err error) {
+	err = f.do(MethodMarkCompromised, func() error { kept, created, err = f.inner.MarkCompromised(ctx, k); return err },
+		func() error { _, _, err := f.inner.MarkCompromised(ctx, k); return err })
 	if err != nil {
-		return store.CompromisedKey{}, err
+		return store.CompromisedKey{}, false, err
 	}
-	return kept, nil
+	return kept, created, nil
 }
 
 // Compromised implements store.Store.

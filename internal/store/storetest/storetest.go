@@ -825,8 +825,8 @@ func testRevoked(t *testing.T, s store.Store) {
 	}
 }
 
-// testCompromisedKeys: a key's mark is a point read by its hash; the first mark is kept; marks are not revocation
-// index entries (they share a table in Table Storage, never the CRL's listing).
+// testCompromisedKeys: a key's mark is a point read by its hash and names who marked it; the first mark is kept;
+// marks are not revocation index entries (they share a table in Table Storage, never the CRL's listing).
 func testCompromisedKeys(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	const key = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
@@ -836,29 +836,30 @@ func testCompromisedKeys(t *testing.T, s store.Store) {
 	if _, err := s.Compromised(ctx, ""); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Compromised of an empty hash: %v, want ErrNotFound", err)
 	}
-	first := store.CompromisedKey{PublicKey: key, Serial: NewSerial(), MarkedAt: base}
-	if kept, err := s.MarkCompromised(ctx, first); err != nil || kept != first {
-		t.Fatalf("MarkCompromised = %+v, %v; want %+v", kept, err, first)
+	first := store.CompromisedKey{PublicKey: key, Serial: NewSerial(), By: "admin:sec@contoso.com", MarkedAt: base}
+	if kept, created, err := s.MarkCompromised(ctx, first); err != nil || kept != first || !created {
+		t.Fatalf("MarkCompromised = %+v, %t, %v; want %+v, created", kept, created, err, first)
 	}
 	got, err := s.Compromised(ctx, key)
-	if err != nil || got.PublicKey != key || got.Serial != first.Serial || !got.MarkedAt.Equal(base) {
+	if err != nil || got.PublicKey != key || got.Serial != first.Serial || got.By != first.By || !got.MarkedAt.Equal(base) {
 		t.Fatalf("Compromised = %+v, %v; want %+v", got, err, first)
 	}
 	// Marking again (a sibling certificate revoked for the same key, a retried revocation) keeps the first mark.
-	later := store.CompromisedKey{PublicKey: key, Serial: NewSerial(), MarkedAt: base.Add(time.Hour)}
-	if kept, err := s.MarkCompromised(ctx, later); err != nil || kept.Serial != first.Serial || !kept.MarkedAt.Equal(base) {
-		t.Fatalf("second MarkCompromised = %+v, %v; want the first mark %+v", kept, err, first)
+	later := store.CompromisedKey{PublicKey: key, Serial: NewSerial(), By: "cli:other", MarkedAt: base.Add(time.Hour)}
+	if kept, created, err := s.MarkCompromised(ctx, later); err != nil || created || kept.Serial != first.Serial ||
+		kept.By != first.By || !kept.MarkedAt.Equal(base) {
+		t.Fatalf("second MarkCompromised = %+v, %t, %v; want the first mark %+v, not created", kept, created, err, first)
 	}
 	// Another key is another mark; a hash of another spelling is not the same key.
 	other := store.CompromisedKey{PublicKey: "abcdef", Serial: NewSerial(), MarkedAt: base}
-	if _, err := s.MarkCompromised(ctx, other); err != nil {
+	if _, created, err := s.MarkCompromised(ctx, other); err != nil || !created {
 		t.Fatalf("MarkCompromised of a second key: %v", err)
 	}
 	if _, err := s.Compromised(ctx, "ABCDEF"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Compromised(upper case) = %v, want ErrNotFound", err)
 	}
 	for _, bad := range []string{"", "ABCDEF", "not-hex", strings.Repeat("a", 129)} {
-		if _, err := s.MarkCompromised(ctx, store.CompromisedKey{PublicKey: bad, Serial: first.Serial}); err == nil {
+		if _, _, err := s.MarkCompromised(ctx, store.CompromisedKey{PublicKey: bad, Serial: first.Serial}); err == nil {
 			t.Errorf("MarkCompromised(%q) succeeded", bad)
 		}
 	}

@@ -176,3 +176,33 @@ func TestLayout(t *testing.T) {
 		}
 	}
 }
+
+// A compromised-key mark written before marks recorded who made them (no By property) still reads, with By empty.
+func TestCompromisedKeyWithoutBy(t *testing.T) {
+	t.Parallel()
+	s, err := NewFromConnectionString(azuritetest.ConnectionString(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := s.EnsureTables(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const key = "0123456789abcdef"
+	at := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+	old := newEntity(compromisedPK, key)
+	old.str("Serial", "5CAB12")
+	old.time("MarkedAt", at)
+	if _, err := s.add(ctx, s.revoked, "writing an old mark", old); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Compromised(ctx, key)
+	if err != nil || got.Serial != "5CAB12" || got.By != "" || !got.MarkedAt.Equal(at) {
+		t.Fatalf("Compromised of a mark without By = %+v, %v", got, err)
+	}
+	// Marking again keeps it as it was.
+	kept, created, err := s.MarkCompromised(ctx, store.CompromisedKey{PublicKey: key, Serial: "5CAB13", By: "admin:x", MarkedAt: at.Add(time.Hour)})
+	if err != nil || created || kept.Serial != "5CAB12" || kept.By != "" {
+		t.Fatalf("MarkCompromised over an old mark = %+v, %t, %v", kept, created, err)
+	}
+}

@@ -251,23 +251,26 @@ func (s *Store) ListRevoked(ctx context.Context) ([]store.Revoked, error) {
 }
 
 // MarkCompromised implements store.Revocations with one insert into the revoked table's compromisedkey partition,
-// the key hash as the row key. A mark that exists already is kept as it is, and read back.
-func (s *Store) MarkCompromised(ctx context.Context, k store.CompromisedKey) (store.CompromisedKey, error) {
+// the key hash as the row key. A mark that exists already is kept as it is, and read back. A retried insert that
+// finds its own first attempt's write (a lost response) counts as created.
+func (s *Store) MarkCompromised(ctx context.Context, k store.CompromisedKey) (store.CompromisedKey, bool, error) {
 	if !store.ValidKeyHash(k.PublicKey) {
-		return store.CompromisedKey{}, fmt.Errorf("tables: marking key compromised: %q is not a key hash", k.PublicKey)
+		return store.CompromisedKey{}, false, fmt.Errorf("tables: marking key compromised: %q is not a key hash", k.PublicKey)
 	}
 	op := "marking key compromised " + k.PublicKey
 	ent := newEntity(compromisedPK, k.PublicKey)
 	ent.str("Serial", k.Serial)
+	ent.str("By", k.By)
 	ent.time("MarkedAt", k.MarkedAt)
 	_, err := s.add(ctx, s.revoked, op, ent)
 	switch {
 	case err == nil:
-		return store.CompromisedKey{PublicKey: k.PublicKey, Serial: k.Serial, MarkedAt: normTime(k.MarkedAt)}, nil
+		return store.CompromisedKey{PublicKey: k.PublicKey, Serial: k.Serial, By: k.By, MarkedAt: normTime(k.MarkedAt)}, true, nil
 	case !errors.Is(err, store.ErrExists):
-		return store.CompromisedKey{}, err
+		return store.CompromisedKey{}, false, err
 	}
-	return s.Compromised(ctx, k.PublicKey)
+	kept, err := s.Compromised(ctx, k.PublicKey)
+	return kept, false, err
 }
 
 // Compromised implements store.Revocations with one point read.
@@ -285,7 +288,8 @@ func (s *Store) Compromised(ctx context.Context, publicKey string) (store.Compro
 	if err != nil {
 		return store.CompromisedKey{}, fmt.Errorf("tables: %s: %w", op, err)
 	}
-	return store.CompromisedKey{PublicKey: publicKey, Serial: p.str("Serial"), MarkedAt: at}, nil
+	// By is absent from marks written before it was recorded: they read as "".
+	return store.CompromisedKey{PublicKey: publicKey, Serial: p.str("Serial"), By: p.str("By"), MarkedAt: at}, nil
 }
 
 func checkMetaName(name string) error {
