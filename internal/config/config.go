@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/azscep/azscep/internal/entra"
+	"github.com/azscep/azscep/internal/keyvault"
 	"github.com/azscep/azscep/internal/policy"
 )
 
@@ -373,10 +374,21 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 
 	// Optional features from here on: problems found inside p.feature blocks disable that feature only.
 	c.Profiles = defaultProfiles()
+	profileSettings := map[string][]string{} // profile name → the settings that spell it
+	for _, suffix := range p.prefixed("AZSCEP_PROFILE_") {
+		name := strings.ToLower(suffix)
+		profileSettings[name] = append(profileSettings[name], "AZSCEP_PROFILE_"+suffix)
+	}
 	for _, suffix := range p.prefixed("AZSCEP_PROFILE_") {
 		name := strings.ToLower(suffix)
 		if !p.feature(ProfileFeature(name), func() {
 			setting := "AZSCEP_PROFILE_" + suffix
+			if others := profileSettings[name]; len(others) > 1 {
+				// Settings are case-sensitive where the service runs locally or in a container: which of two
+				// spellings would win is an accident of sorting, not the operator's choice.
+				p.fail(setting, fmt.Sprintf("profile %q is set by %s; keep one", name, strings.Join(others, " and ")))
+				return
+			}
 			prof, err := policy.ParseProfile(name, p.str(setting, ""))
 			if err != nil {
 				p.fail(setting, err.Error())
@@ -595,17 +607,15 @@ func (p *parser) profile(setting, name string, profiles map[string]*policy.Profi
 	}
 }
 
-// kvReference is how App Service spells a Key Vault reference; the platform replaces it with the secret, and
-// leaves it verbatim when it cannot (no access, no such secret). A verbatim reference must never be used as a
-// secret: anyone could guess it from the vault's name.
-const kvReference = "@Microsoft.KeyVault("
-
+// getenv reads a setting. A Key Vault reference ("@Microsoft.KeyVault(…)") is replaced by the platform with the
+// secret, and left verbatim when it cannot be (no access, no such secret). A verbatim reference, in whatever case or
+// spacing, must never be used as a secret: anyone could guess it from the vault's name.
 func (p *parser) getenv(name string) string {
 	if p.read != nil {
 		p.read[name] = true
 	}
 	v := p.env[name]
-	if strings.HasPrefix(strings.TrimSpace(v), kvReference) {
+	if keyvault.IsPlatformReference(v) {
 		if p.refs == nil {
 			p.refs = map[string]string{}
 		}
@@ -718,6 +728,7 @@ func (p *parser) endpoint(name string, local bool, profiles map[string]*policy.P
 	if e.Name == "intune" {
 		e.Challenge = "intune"
 	}
+	seen := map[string]bool{} // every key at most once, as in a profile: a stale copy must not silently win
 	for _, part := range strings.Split(p.str(key, ""), ";") {
 		part = strings.TrimSpace(part)
 		if part == "" {
@@ -728,7 +739,13 @@ func (p *parser) endpoint(name string, local bool, profiles map[string]*policy.P
 			p.fail(key, fmt.Sprintf("%q is not key=value", part))
 			continue
 		}
-		switch strings.ToLower(strings.TrimSpace(k)) {
+		k = strings.ToLower(strings.TrimSpace(k))
+		if seen[k] {
+			p.fail(key, fmt.Sprintf("%s= is given twice", k))
+			continue
+		}
+		seen[k] = true
+		switch k {
 		case "challenge":
 			e.Challenge = strings.ToLower(strings.TrimSpace(v))
 		case "profile":
@@ -742,9 +759,12 @@ func (p *parser) endpoint(name string, local bool, profiles map[string]*policy.P
 			}
 			e.CertRepChain = b
 		case "renewal":
+			// No zero: the renewal check reads an unset window as the default (the last half of the validity), so
+			// "renewal=0", written to allow none, would allow months.
 			d, err := policy.ParseDuration(strings.TrimSpace(v))
-			if err != nil {
-				p.fail(key, "renewal must be a duration such as 30d")
+			if err != nil || d < time.Hour {
+				p.fail(key, "renewal must be a duration of at least 1h, such as 30d (leave it out for the last half "+
+					"of the validity)")
 			}
 			e.RenewalWindow = d
 		case "replay":

@@ -175,9 +175,22 @@ func TestBadSettings(t *testing.T) {
 
 		{"endpoint key", localEnv("AZSCEP_SCEP_STATIC=colour=blue"), "AZSCEP_SCEP_STATIC", "scep/static"},
 		{"endpoint profile", localEnv("AZSCEP_SCEP_STATIC=profile=nope"), "AZSCEP_SCEP_STATIC", "scep/static"},
+		// A stale copy of a key further on must not win over the one just edited.
+		{"endpoint key twice", localEnv("AZSCEP_PROFILE_NARROW=dns=a.example.com", "AZSCEP_PROFILE_WIDE=dns=*",
+			"AZSCEP_SCEP_STATIC=profile=narrow;renewal=30d;profile=wide"), "AZSCEP_SCEP_STATIC", "scep/static"},
+		// renewal=0 read as "not set" would allow renewals through the last half of the validity.
+		{"endpoint renewal zero", localEnv("AZSCEP_SCEP_STATIC=renewal=0d"), "AZSCEP_SCEP_STATIC", "scep/static"},
+		{"endpoint renewal under an hour", localEnv("AZSCEP_SCEP_STATIC=renewal=30m"), "AZSCEP_SCEP_STATIC", "scep/static"},
+		// Which of two spellings of one profile would win is an accident of sorting.
+		{"profile set twice in different case", localEnv("AZSCEP_PROFILE_NET=dns=a.example.com",
+			"AZSCEP_PROFILE_Net=dns=*"), "AZSCEP_PROFILE_NET", "profile/net"},
 		{"short secret", localEnv("AZSCEP_SCEP_ENDPOINTS=gear,static", "AZSCEP_SCEP_GEAR_SECRET=short"), "AZSCEP_SCEP_GEAR_SECRET", "scep/gear"},
 		{"azure static needs secret", azureEnv("AZSCEP_SCEP_STATIC_SECRET="), "AZSCEP_SCEP_STATIC_SECRET", "scep/static"},
 		{"unresolved key vault reference", azureEnv("AZSCEP_SCEP_STATIC_SECRET=@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/x)"), "AZSCEP_SCEP_STATIC_SECRET", "scep/static"},
+		// Spelled otherwise, a reference is still never the secret (it would pass the 8-character check).
+		{"unresolved reference, lower case", azureEnv("AZSCEP_SCEP_STATIC_SECRET=@microsoft.keyvault(SecretUri=https://kv.vault.azure.net/secrets/x)"), "AZSCEP_SCEP_STATIC_SECRET", "scep/static"},
+		{"unresolved reference, space before (", azureEnv("AZSCEP_SCEP_STATIC_SECRET=@Microsoft.KeyVault (SecretUri=https://kv.vault.azure.net/secrets/x)"), "AZSCEP_SCEP_STATIC_SECRET", "scep/static"},
+		{"unresolved App Configuration reference", azureEnv("AZSCEP_SCEP_STATIC_SECRET=@Microsoft.AppConfiguration(Endpoint=https://ac.azconfig.io; Key=challenge)"), "AZSCEP_SCEP_STATIC_SECRET", "scep/static"},
 		{"profile", localEnv("AZSCEP_PROFILE_X=eku=codeSigning"), "AZSCEP_PROFILE_X", "profile/x"},
 		{"profile disables its endpoint", localEnv("AZSCEP_PROFILE_DEVICE=eku=codeSigning"), "AZSCEP_PROFILE_DEVICE", "scep/static"},
 		// Allow-lists that would match everything without saying "*" (issue 11).

@@ -23,12 +23,26 @@ type Reference struct {
 	Version  string // "" = the current version
 }
 
-// referencePrefix is how App Service spells a Key Vault reference.
-const referencePrefix = "@Microsoft.KeyVault("
+// referenceName is how App Service spells a Key Vault reference, before its parenthesis.
+const referenceName = "@Microsoft.KeyVault"
 
-// ParseReference reads a Key Vault reference in either of App Service's forms.
+// IsPlatformReference reports whether a setting's value is a reference App Service resolves (a Key Vault or an App
+// Configuration reference, "@Microsoft.…"), in any case and spacing: whether or not the platform resolved such a
+// spelling, a value that still reads like one is never the secret it names, and anyone who knows the vault's name
+// could send it.
+func IsPlatformReference(v string) bool {
+	t := strings.TrimSpace(v)
+	return len(t) >= len("@Microsoft.") && strings.EqualFold(t[:len("@Microsoft.")], "@Microsoft.")
+}
+
+// ParseReference reads a Key Vault reference in either of App Service's forms, its name in any case and with any
+// spacing before the parenthesis.
 func ParseReference(v string) (Reference, error) {
-	body, ok := strings.CutPrefix(strings.TrimSpace(v), referencePrefix)
+	t := strings.TrimSpace(v)
+	if len(t) < len(referenceName) || !strings.EqualFold(t[:len(referenceName)], referenceName) {
+		return Reference{}, fmt.Errorf("%w: not a Key Vault reference", ErrInvalidInput)
+	}
+	body, ok := strings.CutPrefix(strings.TrimLeft(t[len(referenceName):], " \t"), "(")
 	if !ok || !strings.HasSuffix(body, ")") {
 		return Reference{}, fmt.Errorf("%w: not a Key Vault reference", ErrInvalidInput)
 	}

@@ -16,6 +16,7 @@ func TestParseReference(t *testing.T) {
 		"@Microsoft.KeyVault(SecretUri=https://kv-x.vault.azure.net/secrets/static-challenge/)":       {VaultURL: "https://kv-x.vault.azure.net/", Name: "static-challenge"},
 		"@Microsoft.KeyVault(SecretUri=https://kv-x.vault.azure.net/secrets/static-challenge/abc123)": {VaultURL: "https://kv-x.vault.azure.net/", Name: "static-challenge", Version: "abc123"},
 		" @Microsoft.KeyVault(VaultName=kv-x;SecretName=s;SecretVersion=v1)":                          {VaultURL: "https://kv-x.vault.azure.net/", Name: "s", Version: "v1"},
+		"@microsoft.keyvault (VaultName=kv-x;SecretName=s)":                                           {VaultURL: "https://kv-x.vault.azure.net/", Name: "s"},
 	} {
 		got, err := keyvault.ParseReference(in)
 		if err != nil || got != want {

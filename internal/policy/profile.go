@@ -108,6 +108,9 @@ func ParseProfile(name, spec string) (*Profile, error) {
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, Names: map[SANType]*AllowList{},
 		MinRSABits: 2048, AllowP256: true, AllowP384: true}
 	kuSet := false
+	// Every key at most once: an edit that changes one copy of a key and misses a stale one further on must not
+	// leave the last copy silently in force (a longer validity, a wider EKU).
+	seen := map[string]bool{}
 	for _, part := range strings.Split(spec, ";") {
 		part = strings.TrimSpace(part)
 		if part == "" {
@@ -118,6 +121,10 @@ func ParseProfile(name, spec string) (*Profile, error) {
 			return nil, fmt.Errorf("profile %s: %q is not key=value", name, part)
 		}
 		k, v = strings.ToLower(strings.TrimSpace(k)), strings.TrimSpace(v)
+		if seen[k] {
+			return nil, fmt.Errorf("profile %s: %s= is given twice", name, k)
+		}
+		seen[k] = true
 		var err error
 		switch k {
 		case "validity":
@@ -161,10 +168,6 @@ func ParseProfile(name, spec string) (*Profile, error) {
 				"e.g. dns=*.corp.example.com;upn=*@contoso.com (write dns=* to allow any DNS name)")
 		case "dns", "email", "upn", "uri", "ip":
 			t := sanTypeNames[k]
-			if p.Names[t] != nil {
-				err = fmt.Errorf("%s= is given twice", k)
-				break
-			}
 			var l *AllowList
 			if l, err = parseAllowList(t, v); err == nil {
 				p.Names[t] = l

@@ -109,6 +109,13 @@ func TestParseProfileErrors(t *testing.T) {
 		{"fail/dns-empty", "p", "dns=", "no patterns"},
 		{"fail/dns-only-commas", "p", "dns= , ,", "no patterns"},
 		{"fail/dns-twice", "p", "dns=a.example.com;dns=*", "given twice"},
+		// A stale copy of a key further on must not win over the one just edited.
+		{"fail/validity-twice", "p", "validity=30d;eku=clientAuth;validity=1825d", "validity= is given twice"},
+		{"fail/eku-twice", "p", "eku=clientAuth;dns=*;eku=clientAuth,serverAuth", "eku= is given twice"},
+		{"fail/ku-twice", "p", "ku=digitalSignature;KU=digitalSignature,keyEncipherment", "ku= is given twice"},
+		{"fail/identity-uris-twice", "p", "identity_uris=none;identity_uris=sid,intunedeviceid", "identity_uris= is given twice"},
+		{"fail/minrsa-twice", "p", "minrsa=3072;minrsa=2048", "minrsa= is given twice"},
+		{"fail/curves-twice", "p", "curves=P-384;curves=P-256,P-384", "curves= is given twice"},
 		{"fail/dns-double-star", "p", "dns=**", "is not a DNS name"},
 		{"fail/dns-star-star-dot", "p", "dns=*.*", "is not a DNS name"},
 		{"fail/dns-inner-star", "p", "dns=a.*.example.com", "is not a DNS name"},
