@@ -66,9 +66,24 @@ func TestIntuneRevokesOnlyIntuneIssued(t *testing.T) {
 		return rc
 	}
 	rcIntune, rcStatic, rcAPI := queue(viaIntune), queue(static), queue(viaAPI)
+	// For a serial not in our records: routed by our issuer's name alone (no caConfiguration, which every one of our
+	// notifications carries), it is ours to answer; routed by the CA name alone as caConfiguration (a CA of the same
+	// name elsewhere in the tenant, or one reported by an earlier version), it is left to that CA.
+	unknown := "5C0123456789ABCDEF0123456789ABCDEF"
+	rcByIssuer, err := e.intune.EnqueueRevocation(intunefake.RevocationRequest{SerialNumber: unknown,
+		IssuerName: e.ca.Subject.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcByName, err := e.intune.EnqueueRevocation(intunefake.RevocationRequest{SerialNumber: unknown,
+		IssuerName: e.ca.Subject.String(), CAConfiguration: e.ca.Subject.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	logs := postTimer(t, e.srv.Client(), e.srv.URL)
-	if !strings.Contains(logs, "downloaded=3") || !strings.Contains(logs, "revoked=1") || !strings.Contains(logs, "not_found=2") {
+	if !strings.Contains(logs, "downloaded=5") || !strings.Contains(logs, "revoked=1") || !strings.Contains(logs, "not_found=3") ||
+		!strings.Contains(logs, "foreign=1") {
 		t.Fatalf("sync summary:\n%s", logs)
 	}
 	uploaded := map[string]intunefake.UploadedResult{}
@@ -77,6 +92,12 @@ func TestIntuneRevokesOnlyIntuneIssued(t *testing.T) {
 	}
 	if u := uploaded[rcIntune]; !u.Succeeded {
 		t.Errorf("the Intune certificate: uploaded %+v, want success", u)
+	}
+	if u, ok := uploaded[rcByIssuer]; !ok || u.Succeeded || u.ErrorCode != 4004 {
+		t.Errorf("an unknown serial routed by our issuer: uploaded %+v (%t), want CertificateNotFoundError (4004)", u, ok)
+	}
+	if u, ok := uploaded[rcByName]; ok {
+		t.Errorf("an unknown serial routed by the CA name alone was answered: %+v", u)
 	}
 	ctx := context.Background()
 	if rec, err := e.base.Get(ctx, store.SerialString(viaIntune.cert.SerialNumber)); err != nil || rec.Status != store.StatusRevoked {

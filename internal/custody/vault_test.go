@@ -187,6 +187,35 @@ func TestVaultInitNamesASoftDeletedKey(t *testing.T) {
 	e.wantCounts(t, map[string]int{kvfake.OpCreate: 1, kvfake.OpSign: 0})
 }
 
+// TestVaultInitRetriesOtherConflicts: a 409 is not always a soft-deleted key. Key Vault also answers 409 while a key
+// is being recovered (the operator ran the recover command and re-ran ca init at once) and for concurrent
+// operations on one name; those are over by the next attempt, so ca init fails retryably (the postprovision hook
+// tries again), not with ErrInitOptions advising a recovery.
+func TestVaultInitRetriesOtherConflicts(t *testing.T) {
+	t.Parallel()
+	e := newVaultEnv(t)
+	e.fake.Fail(kvfake.OpCreate, 1, http.StatusConflict)
+	if _, err := e.v.Init(context.Background(), rootInit("RSA"), now); err == nil || errors.Is(err, custody.ErrInitOptions) {
+		t.Fatalf("Init after a transient 409 = %v; want a retryable error, not ErrInitOptions", err)
+	}
+	mustInit(t, e.v, rootInit("RSA")) // the next attempt creates the key
+}
+
+// TestVaultLoadsCAKeyNamedInOtherCase: Key Vault names are case-insensitive; an instance configured as "ca-signing"
+// names the key initialised as "CA-Signing" (the spelling Key Vault keeps), loads it, and may re-run ca init.
+func TestVaultLoadsCAKeyNamedInOtherCase(t *testing.T) {
+	t.Parallel()
+	e := newVaultEnv(t)
+	e.v.CAKeyName = "CA-Signing"
+	res := mustInit(t, e.v, rootInit("RSA"))
+	e.v = e.instance(t)
+	e.v.CAKeyName = "ca-signing"
+	checkLoaded(t, e.load(t), res.KID)
+	if _, err := e.v.Init(context.Background(), rootInit("RSA"), now); err != nil {
+		t.Fatalf("re-running Init configured as ca-signing: %v", err)
+	}
+}
+
 func rootInit(kty string) custody.VaultInitOptions {
 	return custody.VaultInitOptions{KeyType: kty,
 		Root:     custody.RootOptions{Subject: pkix.Name{CommonName: "Test Root CA", Organization: []string{"Example Org"}}, Validity: tenYears},

@@ -206,12 +206,14 @@ func revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 			if err := mark(rec, rec.RevocationReason, reason); err != nil {
 				return 0, nil, marked, err
 			}
+			// The record is revoked whatever fails from here: the caller gets it with the error, as after any
+			// durable revocation whose last writes failed, and a retry completes them.
 			if _, err := st.AddRevoked(ctx, store.Revoked{Serial: rec.Serial, RevokedAt: rec.RevokedAt, Reason: rec.RevocationReason,
 				NotAfter: rec.NotAfter}); err != nil {
-				return 0, nil, marked, fmt.Errorf("indexing revocation: %w", err)
+				return AlreadyRevoked, rec, marked, fmt.Errorf("indexing revocation: %w", err)
 			}
 			if err := BumpGeneration(ctx, st, rec.Serial); err != nil {
-				return 0, nil, marked, err
+				return AlreadyRevoked, rec, marked, err
 			}
 			if err := linkAncestors(ctx, st, rec, at); err != nil {
 				return AlreadyRevoked, rec, marked, err
