@@ -620,6 +620,11 @@ func (p *parser) getenv(name string) string {
 			p.refs = map[string]string{}
 		}
 		p.refs[name] = v
+		if _, err := keyvault.ParseReference(v); err != nil {
+			p.fail(name, "reads like a platform reference (@Microsoft.…) App Service did not resolve, and is not a Key "+
+				"Vault reference the service can read: fix the reference (and the identity's access to what it names), then restart")
+			return ""
+		}
 		p.fail(name, "is an unresolved Key Vault reference: give the app's identity Key Vault Secrets User on the "+
 			"vault and check the secret URI; the service reads it itself at start and, while it is refused, again "+
 			"in the background (App Service re-reads references only on a restart or every 24 hours)")

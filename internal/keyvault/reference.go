@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -27,13 +28,16 @@ type Reference struct {
 const referenceName = "@Microsoft.KeyVault"
 
 // IsPlatformReference reports whether a setting's value is a reference App Service resolves (a Key Vault or an App
-// Configuration reference, "@Microsoft.…"), in any case and spacing: whether or not the platform resolved such a
-// spelling, a value that still reads like one is never the secret it names, and anyone who knows the vault's name
-// could send it.
+// Configuration reference, "@Microsoft.<Name>(…)"), in any case and spacing, also inside the quotes a paste from JSON
+// leaves: whether or not the platform resolved such a spelling, a value that still reads like one is never the
+// secret it names, and anyone who knows the vault's name could send it. A secret that merely begins "@Microsoft."
+// is not one.
 func IsPlatformReference(v string) bool {
-	t := strings.TrimSpace(v)
-	return len(t) >= len("@Microsoft.") && strings.EqualFold(t[:len("@Microsoft.")], "@Microsoft.")
+	return platformReference.MatchString(strings.TrimSpace(strings.Trim(strings.TrimSpace(v), "\"'")))
 }
+
+// platformReference is "@Microsoft.<Name>(" in any case, with any spacing before the parenthesis.
+var platformReference = regexp.MustCompile(`(?i)^@microsoft\.[a-z]+\s*\(`)
 
 // ParseReference reads a Key Vault reference in either of App Service's forms, its name in any case and with any
 // spacing before the parenthesis.

@@ -168,3 +168,26 @@ func TestAuditedKeyCompromiseOfRevokedCertificateWhoseIndexFails(t *testing.T) {
 		t.Errorf("audit lines = %v; want one, already revoked, the key marked", lines)
 	}
 }
+
+// TestAuditedKeyCompromiseOfRevokedCertificateWhoseBumpFails: as above, the generation bump failing instead of the
+// index re-write.
+func TestAuditedKeyCompromiseOfRevokedCertificateWhoseBumpFails(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	rec := f.issue(t, 1)[0]
+	f.queue(t, rec.Serial)
+	f.run(t, f.syncer(t, nil))
+	logs := &testca.LogBuffer{}
+	boom := errors.New("meta unavailable")
+	f.faults.FailMethod(storetest.MethodPutMeta, boom)
+	out, got, err := revocation.RevokeAudited(t.Context(), f.faults, slog.New(slog.NewJSONHandler(logs, nil)), rec.Serial,
+		store.KeyCompromise, "admin:a", "", f.clock.Now())
+	if !errors.Is(err, boom) || out != revocation.AlreadyRevoked || got == nil || got.Status != store.StatusRevoked {
+		t.Fatalf("RevokeAudited = %v, %+v, %v; want AlreadyRevoked, the revoked record and the bump error", out, got, err)
+	}
+	if l := logs.Records("audit: key marked compromised"); len(l) != 0 {
+		t.Errorf("audit lines saying the certificate is not revoked: %v", l)
+	}
+	if lines := logs.Records("audit: certificate revoked"); len(lines) != 1 || lines[0]["key_marked_compromised"] != true {
+		t.Errorf("audit lines = %v; want one, the key marked", lines)
+	}
+}
