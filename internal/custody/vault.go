@@ -12,14 +12,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
 	"github.com/azscep/azscep/internal/keyvault"
@@ -677,7 +674,7 @@ func (v *Vault) ensureKey(ctx context.Context, name, kty string, size int, curve
 	}
 	params.KeyOps = ptrs(ops)
 	if _, err := v.Client.CreateKey(ctx, name, params, nil); err != nil {
-		if deletedButRecoverable(err) {
+		if keyvault.IsDeletedButRecoverable(err) {
 			// Soft delete keeps a deleted key's name for its retention period (90 days by default).
 			return nil, false, fmt.Errorf("%w: key %s was deleted and is still recoverable: recover it (az keyvault "+
 				"key recover --vault-name <vault> --name %s) or purge it before creating a new one: %w",
@@ -693,28 +690,6 @@ func (v *Vault) ensureKey(ctx context.Context, name, kty string, size int, curve
 		return nil, false, err
 	}
 	return key, true, nil
-}
-
-// deletedButRecoverable reports whether Key Vault refused a key's creation because a soft-deleted key holds its name
-// (409, inner code ObjectIsDeletedButRecoverable). Other conflicts pass, as the key being recovered right now
-// (ObjectIsBeingRecovered) or a concurrent operation on the name: they are over by the next attempt.
-func deletedButRecoverable(err error) bool {
-	var re *azcore.ResponseError
-	if !errors.As(err, &re) || re.StatusCode != http.StatusConflict || re.RawResponse == nil {
-		return false
-	}
-	body, rerr := runtime.Payload(re.RawResponse)
-	if rerr != nil {
-		return false
-	}
-	var answer struct {
-		Error struct {
-			InnerError struct {
-				Code string `json:"code"`
-			} `json:"innererror"`
-		} `json:"error"`
-	}
-	return json.Unmarshal(body, &answer) == nil && answer.Error.InnerError.Code == "ObjectIsDeletedButRecoverable"
 }
 
 // Show describes the stored CA for `ca show`.

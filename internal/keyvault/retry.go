@@ -190,21 +190,42 @@ func summarize(err error) string {
 	if re.ErrorCode != "" {
 		msg += " " + re.ErrorCode
 	}
-	if re.RawResponse != nil {
-		if body, perr := runtime.Payload(re.RawResponse); perr == nil {
-			var eb struct {
-				Error struct {
-					Message string `json:"message"`
-				} `json:"error"`
-			}
-			if json.Unmarshal(body, &eb) == nil && eb.Error.Message != "" {
-				m := eb.Error.Message
-				if len(m) > 200 {
-					m = m[:200] + "…"
-				}
-				msg += ": " + m
-			}
+	if m := serviceErrorOf(re).Error.Message; m != "" {
+		if len(m) > 200 {
+			m = m[:200] + "…"
 		}
+		msg += ": " + m
 	}
 	return msg
+}
+
+// serviceError is Key Vault's error answer: {"error":{"code","message","innererror":{"code"}}}.
+type serviceError struct {
+	Error struct {
+		Message    string `json:"message"`
+		InnerError struct {
+			Code string `json:"code"`
+		} `json:"innererror"`
+	} `json:"error"`
+}
+
+// serviceErrorOf reads the error answer behind re (azcore keeps its body); the zero value when there is none.
+func serviceErrorOf(re *azcore.ResponseError) serviceError {
+	var se serviceError
+	if re.RawResponse != nil {
+		if body, err := runtime.Payload(re.RawResponse); err == nil {
+			_ = json.Unmarshal(body, &se)
+		}
+	}
+	return se
+}
+
+// IsDeletedButRecoverable reports whether Key Vault refused to create an object because a soft-deleted one holds
+// its name (409, inner code ObjectIsDeletedButRecoverable) until it is recovered or purged. Other conflicts are not:
+// an object being recovered right now (ObjectIsBeingRecovered) or a concurrent operation on the name is over by
+// the next attempt.
+func IsDeletedButRecoverable(err error) bool {
+	var re *azcore.ResponseError
+	return errors.As(err, &re) && re.StatusCode == http.StatusConflict &&
+		serviceErrorOf(re).Error.InnerError.Code == "ObjectIsDeletedButRecoverable"
 }

@@ -139,55 +139,36 @@ func TestAuditedKeyMarkOfFailedRevocation(t *testing.T) {
 	}
 }
 
-// TestAuditedKeyCompromiseOfRevokedCertificateWhoseIndexFails: an admin's keyCompromise of a certificate Intune
-// revoked marks the key, then the index re-write fails. The certificate is revoked all the same (the record says
-// so, and the error tells the admin to retry), so the audit line is the revocation's, saying the key was marked:
-// not a "key marked compromised" line that says it is not revoked.
-func TestAuditedKeyCompromiseOfRevokedCertificateWhoseIndexFails(t *testing.T) {
-	f := newFixture(t, fixtureOptions{})
-	rec := f.issue(t, 1)[0]
-	f.queue(t, rec.Serial)
-	f.run(t, f.syncer(t, nil))
-	if r := f.record(t, rec.Serial); r.Status != store.StatusRevoked {
-		t.Fatalf("Intune revocation not applied: %s", r.Status)
-	}
-	logs := &testca.LogBuffer{}
-	boom := errors.New("index unavailable")
-	f.faults.FailMethod(storetest.MethodAddRevoked, boom)
-	out, got, err := revocation.RevokeAudited(t.Context(), f.faults, slog.New(slog.NewJSONHandler(logs, nil)), rec.Serial,
-		store.KeyCompromise, "admin:a", "", f.clock.Now())
-	if !errors.Is(err, boom) || out != revocation.AlreadyRevoked || got == nil || got.Status != store.StatusRevoked {
-		t.Fatalf("RevokeAudited = %v, %+v, %v; want AlreadyRevoked, the revoked record and the index error", out, got, err)
-	}
-	if l := logs.Records("audit: key marked compromised"); len(l) != 0 {
-		t.Errorf("audit lines saying the certificate is not revoked: %v", l)
-	}
-	lines := logs.Records("audit: certificate revoked")
-	if len(lines) != 1 || lines[0]["already_revoked"] != true || lines[0]["key_marked_compromised"] != true ||
-		lines[0]["requested_reason"] != "keyCompromise" {
-		t.Errorf("audit lines = %v; want one, already revoked, the key marked", lines)
-	}
-}
-
-// TestAuditedKeyCompromiseOfRevokedCertificateWhoseBumpFails: as above, the generation bump failing instead of the
-// index re-write.
-func TestAuditedKeyCompromiseOfRevokedCertificateWhoseBumpFails(t *testing.T) {
-	f := newFixture(t, fixtureOptions{})
-	rec := f.issue(t, 1)[0]
-	f.queue(t, rec.Serial)
-	f.run(t, f.syncer(t, nil))
-	logs := &testca.LogBuffer{}
-	boom := errors.New("meta unavailable")
-	f.faults.FailMethod(storetest.MethodPutMeta, boom)
-	out, got, err := revocation.RevokeAudited(t.Context(), f.faults, slog.New(slog.NewJSONHandler(logs, nil)), rec.Serial,
-		store.KeyCompromise, "admin:a", "", f.clock.Now())
-	if !errors.Is(err, boom) || out != revocation.AlreadyRevoked || got == nil || got.Status != store.StatusRevoked {
-		t.Fatalf("RevokeAudited = %v, %+v, %v; want AlreadyRevoked, the revoked record and the bump error", out, got, err)
-	}
-	if l := logs.Records("audit: key marked compromised"); len(l) != 0 {
-		t.Errorf("audit lines saying the certificate is not revoked: %v", l)
-	}
-	if lines := logs.Records("audit: certificate revoked"); len(lines) != 1 || lines[0]["key_marked_compromised"] != true {
-		t.Errorf("audit lines = %v; want one, the key marked", lines)
+// TestAuditedKeyCompromiseOfRevokedCertificateWhoseLastWritesFail: an admin's keyCompromise of a certificate Intune
+// revoked marks the key, then the index re-write or the generation bump fails. The certificate is revoked all the
+// same (the record says so, and the error tells the admin to retry), so the audit line is the revocation's, saying
+// the key was marked: not a "key marked compromised" line that says it is not revoked.
+func TestAuditedKeyCompromiseOfRevokedCertificateWhoseLastWritesFail(t *testing.T) {
+	for _, failing := range []string{storetest.MethodAddRevoked, storetest.MethodPutMeta} {
+		t.Run(failing, func(t *testing.T) {
+			f := newFixture(t, fixtureOptions{})
+			rec := f.issue(t, 1)[0]
+			f.queue(t, rec.Serial)
+			f.run(t, f.syncer(t, nil))
+			if r := f.record(t, rec.Serial); r.Status != store.StatusRevoked {
+				t.Fatalf("Intune revocation not applied: %s", r.Status)
+			}
+			logs := &testca.LogBuffer{}
+			boom := errors.New("store unavailable")
+			f.faults.FailMethod(failing, boom)
+			out, got, err := revocation.RevokeAudited(t.Context(), f.faults, slog.New(slog.NewJSONHandler(logs, nil)),
+				rec.Serial, store.KeyCompromise, "admin:a", "", f.clock.Now())
+			if !errors.Is(err, boom) || out != revocation.AlreadyRevoked || got == nil || got.Status != store.StatusRevoked {
+				t.Fatalf("RevokeAudited = %v, %+v, %v; want AlreadyRevoked, the revoked record and the error", out, got, err)
+			}
+			if l := logs.Records("audit: key marked compromised"); len(l) != 0 {
+				t.Errorf("audit lines saying the certificate is not revoked: %v", l)
+			}
+			lines := logs.Records("audit: certificate revoked")
+			if len(lines) != 1 || lines[0]["already_revoked"] != true || lines[0]["key_marked_compromised"] != true ||
+				lines[0]["requested_reason"] != "keyCompromise" {
+				t.Errorf("audit lines = %v; want one, already revoked, the key marked", lines)
+			}
+		})
 	}
 }

@@ -152,11 +152,7 @@ func (c *config) clientOptions() *aztables.ClientOptions {
 	o := &aztables.ClientOptions{}
 	o.Retry = c.retry
 	o.Telemetry.Disabled = true
-	var t transport.Doer = transport.Default
-	if c.transport != nil {
-		t = c.transport
-	}
-	o.Transport = captureTransport{inner: transport.LimitAnswers(t, maxAnswerBytes)}
+	o.Transport = captureTransport{inner: transport.LimitAnswers(c.transport, maxAnswerBytes)}
 	return o
 }
 
