@@ -74,12 +74,13 @@ func TestSelfServiceDeviceStateUnavailable(t *testing.T) {
 	tok := e.userToken(alice, selfService)
 	der := csrDER(t, ecKey(t, "state-down"), testca.CSROptions{Subject: cn(dev)})
 
-	// The account read and registeredOwners succeed; the device's accountEnabled read fails.
+	// The account read and registeredOwners succeed; the device's accountEnabled read fails, and fails again
+	// when it is retried.
 	e.graph.SetFault(entrafake.Fault{Status: http.StatusServiceUnavailable, After: 2})
 	r := e.post(tok, der)
 	wantProblem(t, r, http.StatusServiceUnavailable, csrapi.CodeUnavailable)
 	wantRetryAfter(t, r, 1)
-	e.wantGraphCalls(t, 0, gOwners(dev), gState(dev))
+	e.wantGraphCalls(t, 0, gOwners(dev), gState(dev), gState(dev))
 	if n := e.records(""); n != 0 {
 		t.Fatalf("records = %d while Graph is down, want 0", n)
 	}

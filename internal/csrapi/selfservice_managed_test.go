@@ -254,8 +254,11 @@ func TestSelfServiceIntuneURIGraphDown(t *testing.T) {
 				wantProblem(t, r, http.StatusServiceUnavailable, csrapi.CodeUnavailable)
 				wantRetryAfter(t, r, 1)
 				calls := e.graphCallsSince(0)
-				if len(calls) != s.after+1 || calls[s.after] != s.failing(id, aad) {
-					t.Fatalf("Graph calls = %q, want %d successful ones then %s", calls, s.after, s.failing(id, aad))
+				tries := entra.GraphAttempts(status)
+				if len(calls) != s.after+tries || calls[len(calls)-1] != s.failing(id, aad) ||
+					calls[s.after] != s.failing(id, aad) {
+					t.Fatalf("Graph calls = %q, want %d successful ones then %s, sent %d times", calls, s.after,
+						s.failing(id, aad), tries)
 				}
 				if n := e.records(""); n != 0 {
 					t.Fatalf("records = %d while Graph is down, want 0", n)

@@ -16,6 +16,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
+	"github.com/azscep/azscep/internal/transport"
 )
 
 // Defaults for GraphConfig.
@@ -472,43 +474,98 @@ func (d *Directory) sameOrigin(link string) error {
 }
 
 // getJSON GETs a Graph URL. found is false for 404; every other non-200 is
-// ErrUnavailable.
+// ErrUnavailable. An answer Graph's throttling guidance says to retry (429,
+// 503, 504: wait Retry-After, then try again) gets one more attempt when its
+// wait fits both maxGraphRetryWait and the caller's deadline, and a 401 one
+// more attempt with a new token (the cached one may have been revoked). More
+// would hold a caller who is better answered 503 with Retry-After at once.
 func (d *Directory) getJSON(ctx context.Context, u string, v any) (found bool, err error) {
+	for attempt := 1; ; attempt++ {
+		found, wait, err := d.getJSONOnce(ctx, u, v)
+		if wait < 0 || attempt >= maxGraphAttempts {
+			return found, err
+		}
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait+minGraphAttemptTime {
+			return found, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return found, err
+		case <-t.C:
+		}
+	}
+}
+
+// GraphAttempts is how many times a Graph GET that keeps being answered status is sent: twice for the answers
+// Graph's throttling guidance says to retry (429, 503, 504) and for a 401 (with a new token), once for the rest.
+func GraphAttempts(status int) int {
+	switch status {
+	case http.StatusUnauthorized, http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return maxGraphAttempts
+	}
+	return 1
+}
+
+// Graph retry bounds (getJSON).
+const (
+	maxGraphAttempts      = 2
+	maxGraphRetryWait     = 2 * time.Second
+	defaultGraphRetryWait = 500 * time.Millisecond
+	minGraphAttemptTime   = time.Second // what the retried GET is left at least, or it is not tried
+)
+
+// getJSONOnce is one attempt of getJSON. wait is how long to wait before
+// another attempt may help, or -1 when none would.
+func (d *Directory) getJSONOnce(ctx context.Context, u string, v any) (found bool, wait time.Duration, err error) {
 	tok, err := d.accessToken(ctx)
 	if err != nil {
-		return false, err
+		return false, -1, err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return false, fmt.Errorf("%w: building Graph request: %w", ErrUnavailable, err)
+		return false, -1, fmt.Errorf("%w: building Graph request: %w", ErrUnavailable, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Accept", "application/json")
 	resp, err := d.cfg.HTTPClient.Do(req)
 	if err != nil {
-		return false, fmt.Errorf("%w: Graph GET %s: %w", ErrUnavailable, req.URL.Path, err)
+		return false, -1, fmt.Errorf("%w: Graph GET %s: %w", ErrUnavailable, req.URL.Path, err)
 	}
 	defer resp.Body.Close()
 	d.noteAnswer(req.URL.Path, resp.StatusCode)
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxGraphBodyBytes+1))
 	if err != nil {
-		return false, fmt.Errorf("%w: reading Graph response: %w", ErrUnavailable, err)
+		return false, -1, fmt.Errorf("%w: reading Graph response: %w", ErrUnavailable, err)
 	}
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
-		return false, nil
+		return false, -1, nil
 	case resp.StatusCode != http.StatusOK:
-		if resp.StatusCode == http.StatusUnauthorized {
+		wait = -1
+		switch {
+		case GraphAttempts(resp.StatusCode) == 1:
+		case resp.StatusCode == http.StatusUnauthorized:
 			d.dropToken()
+			wait = 0
+		default:
+			wait = transport.RetryAfter(resp.Header, d.cfg.Clock())
+			if wait == 0 {
+				wait = defaultGraphRetryWait
+			}
+			if wait > maxGraphRetryWait {
+				wait = -1
+			}
 		}
-		return false, fmt.Errorf("%w: Graph GET %s: status %d", ErrUnavailable, req.URL.Path, resp.StatusCode)
+		return false, wait, fmt.Errorf("%w: Graph GET %s: status %d", ErrUnavailable, req.URL.Path, resp.StatusCode)
 	case len(body) > maxGraphBodyBytes:
-		return false, fmt.Errorf("%w: Graph response exceeds %d bytes", ErrUnavailable, maxGraphBodyBytes)
+		return false, -1, fmt.Errorf("%w: Graph response exceeds %d bytes", ErrUnavailable, maxGraphBodyBytes)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return false, fmt.Errorf("%w: decoding Graph response: %w", ErrUnavailable, err)
+		return false, -1, fmt.Errorf("%w: decoding Graph response: %w", ErrUnavailable, err)
 	}
-	return true, nil
+	return true, -1, nil
 }
 
 // accessToken returns a cached Graph token, refreshing it five minutes before

@@ -161,7 +161,7 @@ func TestOwnsDeviceStateFailuresAreUnavailable(t *testing.T) {
 					t.Fatalf("Verdict = (%v, %v), want (not owned, ErrUnavailable)", v, err)
 				}
 				reqs := e.g.Requests()
-				if last := reqs[len(reqs)-1]; len(reqs) != s.after+1 || last.Query != "$select=id,accountEnabled" {
+				if last := reqs[len(reqs)-1]; len(reqs) != s.after+entra.GraphAttempts(f.Status) || last.Query != "$select=id,accountEnabled" {
 					t.Fatalf("the failing call was not the state call: %+v", reqs)
 				}
 				e.g.SetFault(entrafake.Fault{})

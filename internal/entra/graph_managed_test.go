@@ -212,7 +212,7 @@ func TestVerdictManagedGraphFailures(t *testing.T) {
 				if v != entra.DeviceNotOwned || !errors.Is(err, entra.ErrUnavailable) {
 					t.Fatalf("VerdictManaged = (%v, %v), want (not owned, ErrUnavailable)", v, err)
 				}
-				if n := len(e.g.Requests()); n != s.after+1 {
+				if n := len(e.g.Requests()); n != s.after+entra.GraphAttempts(f.Status) {
 					t.Fatalf("Graph calls = %+v, want %d then the failing one", e.g.Requests(), s.after)
 				}
 				e.g.SetFault(entrafake.Fault{})

@@ -27,7 +27,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +35,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/azscep/azscep/internal/ctxtime"
+	"github.com/azscep/azscep/internal/transport"
 )
 
 // Defaults for Config (intune-protocol.md §2).
@@ -383,7 +383,7 @@ func (c *Client) attempt(parent context.Context, op operation, txID string, n in
 			if status == http.StatusNotFound {
 				c.disco.invalidate()
 			}
-			retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"))
+			retryAfter = transport.RetryAfter(resp.Header, time.Now())
 			return &HTTPError{Operation: op.name, Status: status, ActivityID: activityID, Body: errorSummary(body)}
 		}
 		outcome, err = parse(body, activityID)
@@ -518,17 +518,4 @@ func clean(s string) string {
 		s = strings.ToValidUTF8(s[:200], "") + "…"
 	}
 	return strings.TrimSpace(s)
-}
-
-func parseRetryAfter(v string) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && secs > 0 {
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return time.Until(t)
-	}
-	return 0
 }

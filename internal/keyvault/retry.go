@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -65,7 +63,7 @@ func (k *Key) call(ctx context.Context, op string, fn func(ctx context.Context) 
 		lastErr = err
 		retryAfter = 0
 		if isResp {
-			retryAfter = parseRetryAfter(re.RawResponse, time.Now())
+			retryAfter = retryAfterOf(re.RawResponse)
 		}
 
 		wait := retryAfter
@@ -146,38 +144,6 @@ func (k *Key) backoff(attempt int) time.Duration {
 	return half + rand.N(half+1)
 }
 
-// parseRetryAfter reads the server's requested delay: the millisecond headers
-// Azure services use (retry-after-ms, x-ms-retry-after-ms), then the standard
-// Retry-After as delay-seconds or an HTTP-date. It returns 0 when there is none.
-func parseRetryAfter(resp *http.Response, now time.Time) time.Duration {
-	if resp == nil {
-		return 0
-	}
-	for _, h := range []string{"Retry-After-Ms", "X-Ms-Retry-After-Ms"} {
-		if v := strings.TrimSpace(resp.Header.Get(h)); v != "" {
-			if ms, err := strconv.ParseInt(v, 10, 64); err == nil && ms > 0 && ms < int64(time.Hour/time.Millisecond) {
-				return time.Duration(ms) * time.Millisecond
-			}
-		}
-	}
-	v := strings.TrimSpace(resp.Header.Get("Retry-After"))
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 || secs > int64(time.Hour/time.Second) {
-			return 0
-		}
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 && d <= time.Hour {
-			return d.Round(time.Second)
-		}
-	}
-	return 0
-}
-
 // summarize renders an error in one line. azcore's ResponseError message is a
 // multi-line dump of the whole response; we keep status, Key Vault error code
 // and message only (none of which carry secrets).
@@ -228,4 +194,12 @@ func IsDeletedButRecoverable(err error) bool {
 	var re *azcore.ResponseError
 	return errors.As(err, &re) && re.StatusCode == http.StatusConflict &&
 		serviceErrorOf(re).Error.InnerError.Code == "ObjectIsDeletedButRecoverable"
+}
+
+// retryAfterOf is the delay a failed answer asks for (0 without an answer).
+func retryAfterOf(resp *http.Response) time.Duration {
+	if resp == nil {
+		return 0
+	}
+	return transport.RetryAfter(resp.Header, time.Now())
 }

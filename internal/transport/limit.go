@@ -1,4 +1,4 @@
-// Package transport holds what the service's outbound HTTP clients (Table Storage, Key Vault) share.
+// Package transport holds what the service's outbound HTTP clients (Table Storage, Key Vault, Graph, Intune) share.
 package transport
 
 import (

@@ -107,6 +107,12 @@ type Fault struct {
 	// After is how many requests, counted from SetFault, are served normally
 	// before the fault applies: After 1 fails every request but the first.
 	After int
+	// Times, if non-zero, is how many requests the fault applies to before it
+	// clears itself, as a throttled or briefly unavailable Graph recovers.
+	Times int
+	// RetryAfter, if set, is sent as the faulty answers' Retry-After header
+	// (Graph sends one with every 429).
+	RetryAfter string
 }
 
 // NewGraph starts a Graph fake; it is closed by the test's Cleanup.
@@ -356,6 +362,10 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 	if g.faultSkip > 0 {
 		g.faultSkip--
 		fault = Fault{}
+	} else if g.fault.Times > 0 {
+		if g.fault.Times--; g.fault.Times == 0 {
+			g.fault = Fault{}
+		}
 	}
 	pageSize := g.pageSize
 	g.mu.Unlock()
@@ -368,6 +378,9 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if fault.Status != 0 {
+		if fault.RetryAfter != "" {
+			w.Header().Set("Retry-After", fault.RetryAfter)
+		}
 		graphError(w, fault.Status, "serviceNotAvailable", "injected fault")
 		return
 	}
