@@ -206,3 +206,111 @@ func TestCompromisedKeyWithoutBy(t *testing.T) {
 		t.Fatalf("MarkCompromised over an old mark = %+v, %t, %v", kept, created, err)
 	}
 }
+
+// A deployment upgraded in place keeps the records and idempotency bindings older versions wrote in their own
+// layouts of the certs table: one partition per serial (row key "cert") with the bindings in an index table, as
+// until 2026-12-05 13:11, then one partition per serial's low byte, bindings in their key's partition, until
+// 2026-12-05 19:12. The next start carries them into the certs partition, so that OCSP, revocation (admin, CLI,
+// Intune), renewals, idempotent retries and the pending sweep still find them.
+func TestOlderLayoutsAreCarriedForward(t *testing.T) {
+	t.Parallel()
+	conn := azuritetest.ConnectionString(t)
+	old, err := NewFromConnectionString(conn, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := old.EnsureTables(ctx); err != nil {
+		t.Fatal(err)
+	}
+	created := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	oldRecord := func(pk, rk, serial string, st store.Status) entity {
+		e := newEntity(pk, rk)
+		e.str("Status", string(st))
+		e.str("Subject", "CN=device "+serial)
+		e.jsonStr("SANs", []string{"dns:" + serial + ".example"})
+		e.time("NotAfter", created.AddDate(1, 0, 0))
+		e.str("PublicKey", "0123456789abcdef")
+		e.str("Source", "scep")
+		e.binary("CertDER", []byte{0x30, 0x03, 0x02, 0x01, 0x01})
+		e.time("Created", created)
+		e.time("Updated", created)
+		return e
+	}
+	// The first layout: the record's partition is its serial, the binding is in the index table.
+	if _, err := old.add(ctx, old.certs, "old record", oldRecord("5CAB12", "cert", "5CAB12", store.StatusIssued)); err != nil {
+		t.Fatal(err)
+	}
+	prefix := strings.TrimSuffix(old.TableNames()[0], TableCerts)
+	index := old.svc.NewClient(prefix + "index")
+	if _, err := old.svc.CreateTable(ctx, prefix+"index", nil); err != nil {
+		t.Fatal(err)
+	}
+	firstKey := "scep|intune|tx-1"
+	h := hashHex(firstKey)
+	b := newEntity(h[:2], h)
+	b.str("Key", firstKey)
+	b.str("Serial", "5CAB12")
+	b.time("Created", created)
+	if _, err := old.add(ctx, index, "old binding", b); err != nil {
+		t.Fatal(err)
+	}
+	// The second layout: the record's partition is its serial's low byte, the binding's the first byte of its hash.
+	if _, err := old.add(ctx, old.certs, "old record", oldRecord("13", "ABC13", "ABC13", store.StatusPending)); err != nil {
+		t.Fatal(err)
+	}
+	secondKey := "api|user|retry-1"
+	h = hashHex(secondKey)
+	b = newEntity(strings.ToUpper(h[:2]), bindingRowPrefix+h)
+	b.str("Key", secondKey)
+	b.str("Serial", "ABC13")
+	b.time("Created", created)
+	if _, err := old.add(ctx, old.certs, "old binding", b); err != nil {
+		t.Fatal(err)
+	}
+
+	// The current version starts on the same tables.
+	s, err := NewFromConnectionString(conn, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnsureTables(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for serial, st := range map[string]store.Status{"5CAB12": store.StatusIssued, "ABC13": store.StatusPending} {
+		r, err := s.Get(ctx, serial)
+		if err != nil {
+			t.Fatalf("Get(%s) of a record an older version wrote: %v", serial, err)
+		}
+		if r.Status != st || r.Subject != "CN=device "+serial || !r.Created.Equal(created) || len(r.CertDER) != 5 {
+			t.Errorf("Get(%s) = %+v", serial, r)
+		}
+	}
+	for key, serial := range map[string]string{firstKey: "5CAB12", secondKey: "ABC13"} {
+		if b, err := s.Lookup(ctx, key); err != nil || b.Serial != serial {
+			t.Errorf("Lookup(%q) of an older version's binding = %+v, %v; want %s", key, b, err, serial)
+		}
+	}
+	if p, err := s.Pending(ctx, time.Now()); err != nil || len(p) != 1 || p[0].Serial != "ABC13" {
+		t.Errorf("Pending = %v, %v; want the older version's pending record", p, err)
+	}
+	if page, _, err := s.Search(ctx, store.Query{Name: "5cab12.example"}); err != nil || len(page) != 1 {
+		t.Errorf("Search by name = %v, %v", page, err)
+	}
+	// A carried record is written like any other (a revocation).
+	r, err := s.Get(ctx, "5CAB12")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Status, r.RevokedAt, r.RevocationReason = store.StatusRevoked, created.Add(time.Hour), 1
+	if err := s.Update(ctx, r, store.StatusIssued); err != nil {
+		t.Errorf("revoking a carried record: %v", err)
+	}
+	// Starting again copies nothing twice and keeps what changed since.
+	if err := s.EnsureTables(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.Get(ctx, "5CAB12"); err != nil || r.Status != store.StatusRevoked {
+		t.Errorf("after another start, Get = %+v, %v; want the revocation kept", r, err)
+	}
+}

@@ -209,8 +209,9 @@ func newStore(svc *aztables.ServiceClient, prefix string, cfg config) (*Store, e
 // TableNames lists the five table names in use, for deployment checks and tests.
 func (s *Store) TableNames() []string { return s.names[:] }
 
-// EnsureTables creates the tables that do not exist yet. Run it at start-up (or from deployment); without the
-// tables every call fails with ErrUnavailable.
+// EnsureTables creates the tables that do not exist yet, then carries the records and bindings older versions
+// wrote in their layouts of the certs table forward (upgrade.go). Run it at start-up (or from deployment);
+// without the tables every call fails with ErrUnavailable.
 func (s *Store) EnsureTables(ctx context.Context) error {
 	for _, name := range s.names {
 		cctx, cancel := s.callCtx(ctx)
@@ -224,7 +225,7 @@ func (s *Store) EnsureTables(ctx context.Context) error {
 			return mapErr("creating table "+name, err)
 		}
 	}
-	return nil
+	return s.upgradeLayout(ctx)
 }
 
 // Ping implements store.Store with the cheapest query there is: one key from the meta table.

@@ -194,9 +194,10 @@ func (l *lossyTransport) Do(req *http.Request) (*http.Response, error) {
 // recognises its WriteID and reports the success it was, instead of "exists" or "conflict".
 func TestLostResponseIsRetriedAsSuccess(t *testing.T) {
 	t.Parallel()
-	var once sync.Map // method+path → dropped once
+	var once sync.Map     // method+path → dropped once
+	var armed atomic.Bool // from the first write after start-up (which writes the layout document)
 	lt := &lossyTransport{drop: func(r *http.Request) bool {
-		if r.Method != http.MethodPost && r.Method != http.MethodPut {
+		if !armed.Load() || r.Method != http.MethodPost && r.Method != http.MethodPut {
 			return false
 		}
 		if strings.HasSuffix(r.URL.Path, "/Tables") {
@@ -209,6 +210,7 @@ func TestLostResponseIsRetriedAsSuccess(t *testing.T) {
 	retry.RetryDelay = time.Millisecond
 	s := newStore(t, tables.WithTransport(lt), tables.WithRetry(retry))
 	ctx := t.Context()
+	armed.Store(true)
 
 	// Every write to the certs table is a transaction on the same $batch path: drop the next one's response.
 	dropNextBatch := func() {

@@ -1,0 +1,202 @@
+package tables
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/azscep/azscep/internal/store"
+)
+
+// Older layouts of the certs table, which a deployment upgraded in place still holds:
+//
+//	until 2026-12-05 13:11  certs  PartitionKey = canonical serial, RowKey = "cert"      records
+//	                        index  PartitionKey = hex sha256(key)[:2], RowKey = hex sha256(key)   bindings
+//	until 2026-12-05 19:12  certs  PartitionKey = serial's low byte (2 hex digits), RowKey = serial   records
+//	                        certs  PartitionKey = sha256(key)[0] (2 hex digits), RowKey = "key-" + hex sha256(key)
+//
+// Every older partition key is upper-case hexadecimal, so "PartitionKey lt 'certs'" selects exactly the older
+// entities of the certs table, and is an empty range query on a deployment that never had any.
+const (
+	// tableIndex is the older versions' binding table (prefix + name).
+	tableIndex = "index"
+	// oldRecordRow is the row key of a record in the first layout, whose partition key is the serial.
+	oldRecordRow = "cert"
+	// layoutDoc is the meta document saying when a start first found nothing older left to carry forward.
+	layoutDoc = "layout-upgrade"
+	// layoutRecheck is how long starts keep looking after that: instances of the older version may still be
+	// writing in their layout while a deployment rolls.
+	layoutRecheck = 24 * time.Hour
+	// upgradeWorkers is how many copies are in flight at once; the group commit shares transactions among them.
+	upgradeWorkers = 16
+)
+
+var olderCerts = "PartitionKey lt " + quote(certsPK)
+
+// upgradeLayout carries the records and bindings older versions wrote in their layouts into the certs partition,
+// where every read looks: a copy with the same properties (status, times, certificate, bookkeeping) for each one
+// the certs partition does not hold yet. What the certs partition holds already is never overwritten, so a
+// record changed since it was carried keeps its changes. The older entities are left as they are.
+func (s *Store) upgradeLayout(ctx context.Context) error {
+	raw, etag, err := s.GetMeta(ctx, layoutDoc)
+	switch {
+	case err == nil:
+		var doc struct {
+			Done time.Time `json:"done"`
+		}
+		if json.Unmarshal(raw, &doc) == nil && s.cfg.now().Sub(doc.Done) > layoutRecheck {
+			return nil
+		}
+	case !errors.Is(err, store.ErrNotFound):
+		return err
+	}
+	index := s.svc.NewClient(strings.TrimSuffix(s.names[0], TableCerts) + tableIndex)
+	oldCerts, err := s.any(ctx, s.certs, olderCerts)
+	if err != nil {
+		return err
+	}
+	oldIndex, err := s.any(ctx, index, "")
+	if err != nil {
+		return err
+	}
+	if oldCerts || oldIndex {
+		if err := s.carry(ctx, index, oldCerts, oldIndex); err != nil {
+			return err
+		}
+	}
+	if etag == "" {
+		doc, _ := json.Marshal(struct {
+			Done time.Time `json:"done"`
+		}{s.stamp()})
+		if _, err := s.PutMeta(ctx, layoutDoc, doc, ""); err != nil && !errors.Is(err, store.ErrExists) {
+			return err
+		}
+	}
+	return nil
+}
+
+// any reports whether a listing of c with filter has an entity; a table that does not exist has none.
+func (s *Store) any(ctx context.Context, c *aztables.Client, filter string) (bool, error) {
+	top := int32(1)
+	sel := "RowKey"
+	o := &aztables.ListEntitiesOptions{Select: &sel, Top: &top}
+	if filter != "" {
+		o.Filter = &filter
+	}
+	found := false
+	err := s.listRaw(ctx, c, "looking for older layouts", o, func([]byte) (bool, error) {
+		found = true
+		return false, nil
+	})
+	var re *azcore.ResponseError
+	if errors.As(err, &re) && re.ErrorCode == string(aztables.TableNotFound) {
+		return false, nil
+	}
+	return found, err
+}
+
+func (s *Store) carry(ctx context.Context, index *aztables.Client, oldCerts, oldIndex bool) error {
+	const op = "carrying older layouts forward"
+	// The certs partition's row keys: what is there already is kept, and a second start copies nothing twice.
+	have := map[string]bool{}
+	filter := "PartitionKey eq " + quote(certsPK)
+	sel := "RowKey"
+	top := int32(pageSize)
+	err := s.listRaw(ctx, s.certs, op, &aztables.ListEntitiesOptions{Filter: &filter, Select: &sel, Top: &top},
+		func(raw []byte) (bool, error) {
+			var e struct{ RowKey string }
+			if err := json.Unmarshal(raw, &e); err != nil {
+				return false, err
+			}
+			have[e.RowKey] = true
+			return true, nil
+		})
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(upgradeWorkers)
+	copyOne := func(e entity) {
+		if have[e.rk()] {
+			return
+		}
+		g.Go(func() error {
+			_, err := s.add(gctx, s.certs, op, e)
+			if errors.Is(err, store.ErrExists) {
+				return nil // written meanwhile by this version: it stays as it is
+			}
+			return err
+		})
+	}
+	if oldCerts {
+		filter := olderCerts
+		err := s.list(gctx, s.certs, op, &aztables.ListEntitiesOptions{Filter: &filter, Top: &top},
+			func(p props, etag string) (bool, error) {
+				e, err := carried(p, etag)
+				if err != nil {
+					return false, err
+				}
+				copyOne(e)
+				return true, nil
+			})
+		if err != nil {
+			_ = g.Wait()
+			return err
+		}
+	}
+	if oldIndex {
+		err := s.list(gctx, index, op, &aztables.ListEntitiesOptions{Top: &top}, func(p props, _ string) (bool, error) {
+			e, err := carriedBinding(p)
+			if err != nil {
+				return false, err
+			}
+			copyOne(e)
+			return true, nil
+		})
+		if err != nil {
+			_ = g.Wait()
+			return err
+		}
+	}
+	return g.Wait()
+}
+
+// carried is the current layout's entity for one older entity of the certs table: a record or a binding.
+func carried(p props, etag string) (entity, error) {
+	pk, rk := p.str("PartitionKey"), p.str("RowKey")
+	if strings.HasPrefix(rk, bindingRowPrefix) {
+		return carriedBinding(p)
+	}
+	if rk == oldRecordRow {
+		p["RowKey"] = pk // the first layout: the serial is the partition key
+	}
+	r, err := decodeRecord(p, etag)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRecord(r); err != nil {
+		return nil, fmt.Errorf("record %s/%s: %w", pk, rk, err)
+	}
+	e := recordEntity(r)
+	return e, nil
+}
+
+// carriedBinding is the current layout's entity for an older binding (of either layout).
+func carriedBinding(p props) (entity, error) {
+	key := p.str("Key")
+	b, err := decodeBinding(key, p, "")
+	if err != nil {
+		return nil, fmt.Errorf("binding %s/%s: %w", p.str("PartitionKey"), p.str("RowKey"), err)
+	}
+	if err := checkKey(key); err != nil {
+		return nil, fmt.Errorf("binding %s/%s: %w", p.str("PartitionKey"), p.str("RowKey"), err)
+	}
+	return bindingEntity(key, b.Serial, b.Created), nil
+}
