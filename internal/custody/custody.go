@@ -314,6 +314,16 @@ func raNotAfter(ca *x509.Certificate, now time.Time) time.Time {
 	return notAfter.Truncate(time.Second)
 }
 
+// caValidFor refuses an RA certificate once the CA certificate has expired: it would end with the CA, before its
+// back-dated notBefore, so the CA key would sign a certificate valid at no time.
+func caValidFor(ca *x509.Certificate, now time.Time) error {
+	if !now.Before(ca.NotAfter) {
+		return fmt.Errorf("custody: the CA certificate expired at %s; no RA certificate can be issued",
+			ca.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
 // IssueRACertificate issues the SCEP RA certificate for raPub (RSA) with the CA key: keyEncipherment (clients
 // encrypt to it), digitalSignature (it signs CertReps) and the Certificate Request Agent EKU only. When rec is
 // set, a pending record is written before the CA key signs and the issued record before the certificate is
@@ -321,6 +331,9 @@ func raNotAfter(ca *x509.Certificate, now time.Time) time.Time {
 func IssueRACertificate(ctx context.Context, rec Recorder, ca *x509.Certificate, caSigner crypto.Signer, raPub crypto.PublicKey, cn string, now time.Time) (*x509.Certificate, error) {
 	if _, ok := raPub.(*rsa.PublicKey); !ok {
 		return nil, errors.New("custody: the RA key must be RSA")
+	}
+	if err := caValidFor(ca, now); err != nil {
+		return nil, err
 	}
 	serial, err := randomSerial()
 	if err != nil {

@@ -182,6 +182,10 @@ func (k *RAKeeper) rotateLocked(ctx context.Context, keepCurrent bool, reason st
 	if st == nil {
 		return nil, errors.New("custody: no RA to rotate (CA-decrypt mode?)")
 	}
+	// Before the previous RA is revoked below: a rotation that cannot issue must not change anything.
+	if err := caValidFor(k.Keys.CA(), k.Now()); err != nil {
+		return nil, err
+	}
 	if st.prev != nil {
 		// Superseded twice: it would otherwise be dropped while still valid.
 		if err := k.Revoke(ctx, store.SerialString(st.prev.Cert.SerialNumber), "superseded"); err != nil {

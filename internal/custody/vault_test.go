@@ -1215,6 +1215,47 @@ func TestVaultRAKeeperInTheCAsLastMonth(t *testing.T) {
 	}
 }
 
+// TestVaultRAKeeperAfterTheCAExpired: once the CA certificate has expired no RA certificate can be valid, so an admin
+// revoking the RA then (or any other reason to replace it) must not have the CA key sign one — a certificate whose
+// notBefore (an hour back-dated) lies after its notAfter (the CA's), recorded and installed as the current RA.
+func TestVaultRAKeeperAfterTheCAExpired(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newVaultEnv(t)
+	e.importKey(t, "ca", testRSAKey(t, 10))
+	e.importKEK(t)
+	mustInit(t, e.v, custody.VaultInitOptions{KeyType: "RSA", RACommon: "Test SCEP RA",
+		Root: custody.RootOptions{Subject: pkix.Name{CommonName: "Short Root"}, Validity: custody.RAValidity + 10*24*time.Hour}})
+	clock := testca.NewClock(now)
+	revoked := map[string]string{}
+	k := e.load(t)
+	keeper := &custody.RAKeeper{Store: e.v, Keys: k, Now: clock.Now,
+		Revoke:  func(_ context.Context, serial, reason string) error { revoked[serial] = reason; return nil },
+		Revoked: func(_ context.Context, serial string) (bool, error) { _, ok := revoked[serial]; return ok, nil }}
+	if _, err := keeper.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := k.RA()
+	clock.Set(k.CA().NotAfter.Add(2 * time.Hour))
+	revoked[strings.ToUpper(before.SerialNumber.Text(16))] = "keyCompromise"
+	signs := e.fake.Count(kvfake.OpSign)
+	lines, err := keeper.Maintain(ctx)
+	if n := e.fake.Count(kvfake.OpSign) - signs; n != 0 {
+		cur, _ := k.RA()
+		t.Fatalf("Maintain two hours after the CA expired made %d CA signatures (lines %q, err %v); the RA is now valid %s – %s",
+			n, lines, err, cur.NotBefore, cur.NotAfter)
+	}
+	if err == nil || !strings.Contains(err.Error(), "the CA certificate expired") {
+		t.Errorf("Maintain after the CA expired: lines %q, err %v; want an error saying the CA expired", lines, err)
+	}
+	if cur, _ := k.RA(); !cur.Equal(before) {
+		t.Error("the RA was replaced after the CA expired")
+	}
+	if _, _, err := keeper.Rotate(ctx, "test", false); err == nil || !strings.Contains(err.Error(), "the CA certificate expired") {
+		t.Errorf("Rotate after the CA expired: err %v, want an error saying the CA expired", err)
+	}
+}
+
 // wrappedSigner hides the concrete key type, as a test's or an HSM's wrapper would.
 type wrappedSigner struct{ crypto.Signer }
 
