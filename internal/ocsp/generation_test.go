@@ -242,3 +242,29 @@ func BenchmarkFreshnessCost(b *testing.B) {
 		})
 	}
 }
+
+// TestGenerationAfterClockStepsBack: the age of the last generation read is a duration, not a comparison of wall
+// clock readings. When the wall clock steps back (an NTP correction, a resumed VM), the last read is not "younger
+// than the interval" for as long as the step: a revocation elsewhere must still be answered once the interval has
+// passed, not the step later. A clock that reads earlier than the last read cannot tell its age, so it is read again.
+func TestGenerationAfterClockStepsBack(t *testing.T) {
+	gen := &memGeneration{}
+	f := newFixture(t, Options{Generation: gen, GenerationInterval: 30 * time.Second})
+	serial := big.NewInt(0x5C11)
+	f.src.set(serial, Status{Known: true})
+	req := makeRequest(t, f.ca.cert, serial, crypto.SHA1, nil)
+	status := func() int { return mustParse(t, mustRespond(t, f.r, req), f.ca.cert).Status }
+	if status() != xocsp.Good {
+		t.Fatal("not good before the revocation")
+	}
+
+	// Another instance revokes; this instance's wall clock is stepped back two minutes meanwhile.
+	f.src.set(serial, Status{Known: true, Revoked: true, RevokedAt: f.clock.Now(), Reason: 1})
+	gen.bump(serial)
+	f.clock.Advance(-2 * time.Minute)
+	f.clock.Advance(31 * time.Second)
+	if got := status(); got != xocsp.Revoked {
+		t.Fatalf("status %d after a revocation elsewhere and a clock stepped back: the cached good answer was served "+
+			"without reading the generation (reads %d)", got, gen.reads.Load())
+	}
+}

@@ -195,8 +195,9 @@ type Responder struct {
 
 	hits, missCount, signed, certs atomic.Int64
 
-	// The revocation generation last read (genSeen, valid once genInit) and when the read started (unix ns).
-	genCheckedAt atomic.Int64
+	// The revocation generation last read (genSeen, valid once genInit) and when the read started: the clock's
+	// reading itself, not its Unix time, so that with the system clock its age is measured on the monotonic clock.
+	genCheckedAt atomic.Pointer[time.Time]
 	genMu        sync.Mutex
 	genSeen      uint64
 	genInit      bool
@@ -312,9 +313,12 @@ func (r *Responder) cacheCurrent(ctx context.Context) bool {
 	if r.opts.Generation == nil {
 		return true
 	}
-	now := r.clock.Now()
-	if now.UnixNano()-r.genCheckedAt.Load() < int64(r.opts.GenerationInterval) {
-		return true
+	// A wall clock stepped back would otherwise keep the last read young for the length of the step; a reading
+	// earlier than the last read's has no known age, and is read again.
+	if at := r.genCheckedAt.Load(); at != nil {
+		if age := r.clock.Now().Sub(*at); age >= 0 && age < r.opts.GenerationInterval {
+			return true
+		}
 	}
 	ch := r.genFlight.DoChan("generation", func() (any, error) {
 		started := r.clock.Now()
@@ -347,7 +351,7 @@ func (r *Responder) cacheCurrent(ctx context.Context) bool {
 		r.genMu.Lock()
 		r.genSeen, r.genInit = g, true
 		r.genMu.Unlock()
-		r.genCheckedAt.Store(started.UnixNano())
+		r.genCheckedAt.Store(&started)
 		return nil, nil
 	})
 	select {
