@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -83,9 +84,14 @@ type generationEntry struct {
 }
 
 // BumpGeneration records that serial was revoked: the generation is incremented and serial appended to the
-// recent history, with an ETag-conditioned write retried on a concurrent bump.
+// recent history, with an ETag-conditioned write retried on a concurrent bump after a jittered pause
+// (contentionPause), so that concurrent revocations on several instances all get through instead of the slowest
+// losing every race.
 func BumpGeneration(ctx context.Context, st store.Meta, serial string) error {
-	for attempt := 0; attempt < 10; attempt++ {
+	for attempt := 0; attempt < contentionAttempts; attempt++ {
+		if err := contentionPause(ctx, attempt); err != nil {
+			return fmt.Errorf("bumping revocation generation: %w", err)
+		}
 		g, etag, err := readGeneration(ctx, st)
 		if err != nil {
 			return err
@@ -115,6 +121,32 @@ func BumpGeneration(ctx context.Context, st store.Meta, serial string) error {
 		return nil
 	}
 	return fmt.Errorf("bumping revocation generation: %w", store.ErrConflict)
+}
+
+// contentionAttempts bounds the read-modify-write attempts on a shared meta document (the revocation generation,
+// the CRL number). With contentionPause between them they span about 10 s at the most, inside every caller's
+// deadline (an admin revocation's minute, a sync chunk's).
+const contentionAttempts = 25
+
+// contentionPause waits before attempt (0-based) of an ETag-conditioned read-modify-write of a document every
+// instance writes: not at all before the first, then a random wait of up to 10 ms doubling per attempt to at most
+// 500 ms (full jitter). Retrying at once, as many writers of one document do after the same lost race, makes them
+// collide again, so that with a few dozen concurrent writers some lose every attempt. It returns ctx's error if ctx
+// ends first.
+func contentionPause(ctx context.Context, attempt int) error {
+	if attempt == 0 {
+		return nil
+	}
+	ceiling := 10 * time.Millisecond << min(attempt-1, 6)
+	ceiling = min(ceiling, 500*time.Millisecond)
+	t := time.NewTimer(rand.N(ceiling) + time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // readGeneration returns the current generation (zero before the first revocation) and its ETag.

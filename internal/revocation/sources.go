@@ -82,9 +82,12 @@ func (s Status) RevokedEntries(ctx context.Context) ([]crl.Entry, error) {
 const crlNumberDoc = "crl-number"
 
 // NextCRLNumber increments the shared counter with an ETag-conditioned write, so two instances can never
-// publish the same number (RFC 5280 §5.2.3).
+// publish the same number (RFC 5280 §5.2.3). A lost race is retried after a jittered pause (contentionPause).
 func (s Status) NextCRLNumber(ctx context.Context) (*big.Int, error) {
-	for attempt := 0; attempt < 20; attempt++ {
+	for attempt := 0; attempt < contentionAttempts; attempt++ {
+		if err := contentionPause(ctx, attempt); err != nil {
+			return nil, fmt.Errorf("allocating CRL number: %w", err)
+		}
 		cur, etag, err := s.readCRLNumber(ctx)
 		if err != nil {
 			return nil, err
