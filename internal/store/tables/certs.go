@@ -32,7 +32,8 @@ const (
 // certsPK is the one partition of the certs table. Records and idempotency bindings share it so that a record
 // and its binding commit in one entity-group transaction, and so that the writes of concurrent enrollments
 // commit together (commit.go). Table Storage serves one partition at up to 2,000 entities per second; an
-// enrollment writes three, so one deployment tops out near 650 enrollments per second.
+// enrollment reads or writes four (static endpoint) to about eight (Intune RenewalReq) entities here, so one
+// deployment tops out at some 250–500 enrollments per second (README, Capacity).
 const certsPK = "certs"
 
 // recordsOnly is the filter clause that keeps a listing of the certs table to records.
