@@ -145,10 +145,11 @@ const (
 	// 10,000. Counted per entity operation: a two-entity transaction is counted as two (the higher reading).
 	priceTablePer10k = 0.00036
 	// https://azure.microsoft.com/pricing/details/functions/ — Flex Consumption, on demand: executions per
-	// million, execution time per GB-s of instance memory (512 MB is the smallest instance size).
+	// million, execution time per GB-s of instance memory: 2,048 MB, the size infra/main.bicep deploys by default
+	// (instanceMemoryMB; the size also sets an instance's share of CPU).
 	priceFlexPerMillion = 0.40
 	priceFlexPerGBs     = 0.000026
-	flexInstanceGB      = 0.5
+	flexInstanceGB      = 2.0
 	// https://azure.microsoft.com/pricing/details/app-service/linux/ — App Service Linux, per month (730 h).
 	priceAppServiceS1   = 69.35
 	priceAppServiceP1V3 = 124.10
@@ -158,8 +159,8 @@ const (
 
 // costFigures: issue 13 point 6. The operation counts are the measured ones (Key Vault operations and Table
 // Storage calls per static SCEP enrollment from BenchmarkLatencyBudget; one Functions execution per enrollment);
-// the billed execution time is the p50 latency at one client with production-like latencies, on a 512 MB
-// instance, as if nothing ran concurrently (Flex bills instance memory while at least one execution runs, so
+// the billed execution time is the p50 latency at one client with production-like latencies, on the default
+// 2,048 MB instance, as if nothing ran concurrently (Flex bills instance memory while at least one execution runs, so
 // concurrency only lowers it).
 func costFigures(r *Run, add func(Figure)) {
 	name := BenchLatencyBudget + "/scep-static"

@@ -136,9 +136,9 @@ func TestFiguresAgainstTargets(t *testing.T) {
 	if f := figure(t, figs, "scale-out-4"); f.Value == nil || *f.Value != 170 {
 		t.Errorf("scale-out-4 = %v", f.Value)
 	}
-	// 1,000 × (1 Key Vault op × $0.15/10k + 3 entity ops × $0.00036/10k + $0.40/M + 0.05 s × 0.5 GB × $0.000026).
+	// 1,000 × (1 Key Vault op × $0.15/10k + 3 entity ops × $0.00036/10k + $0.40/M + 0.05 s × 2 GB × $0.000026).
 	cost := figure(t, figs, "cost-per-1000")
-	want := 0.015 + 0.000108 + 0.0004 + 25*0.000026
+	want := 0.015 + 0.000108 + 0.0004 + 100*0.000026
 	if cost.Value == nil || math.Abs(*cost.Value-want) > 1e-9 || !strings.Contains(cost.Detail, "SCEPman") {
 		t.Errorf("cost = %v (want %v) %q", cost.Value, want, cost.Detail)
 	}
