@@ -268,6 +268,13 @@ func TestOlderLayoutsAreCarriedForward(t *testing.T) {
 	if _, err := old.add(ctx, old.certs, "old binding", b); err != nil {
 		t.Fatal(err)
 	}
+	// An older entity nobody can read (no status, a binding without a key) stays behind and does not stop the start.
+	if _, err := old.add(ctx, old.certs, "broken record", newEntity("7F", "BAD7F")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.add(ctx, index, "broken binding", newEntity("00", "00ff")); err != nil {
+		t.Fatal(err)
+	}
 
 	// The current version starts on the same tables.
 	s, err := NewFromConnectionString(conn, "")
@@ -290,6 +297,9 @@ func TestOlderLayoutsAreCarriedForward(t *testing.T) {
 		if b, err := s.Lookup(ctx, key); err != nil || b.Serial != serial {
 			t.Errorf("Lookup(%q) of an older version's binding = %+v, %v; want %s", key, b, err, serial)
 		}
+	}
+	if _, err := s.Get(ctx, "BAD7F"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get of an unreadable older record = %v, want not found (left behind)", err)
 	}
 	if p, err := s.Pending(ctx, time.Now()); err != nil || len(p) != 1 || p[0].Serial != "ABC13" {
 		t.Errorf("Pending = %v, %v; want the older version's pending record", p, err)

@@ -135,15 +135,15 @@ func (s *Store) carry(ctx context.Context, index *aztables.Client, oldCerts, old
 			return err
 		})
 	}
+	// An older entity this version cannot read stays where it is, uncopied: it must not keep the service from
+	// starting (an error here fails start-up, which is retried), and the older version could not read it either.
 	if oldCerts {
 		filter := olderCerts
 		err := s.list(gctx, s.certs, op, &aztables.ListEntitiesOptions{Filter: &filter, Top: &top},
 			func(p props, etag string) (bool, error) {
-				e, err := carried(p, etag)
-				if err != nil {
-					return false, err
+				if e, err := carried(p, etag); err == nil {
+					copyOne(e)
 				}
-				copyOne(e)
 				return true, nil
 			})
 		if err != nil {
@@ -153,11 +153,9 @@ func (s *Store) carry(ctx context.Context, index *aztables.Client, oldCerts, old
 	}
 	if oldIndex {
 		err := s.list(gctx, index, op, &aztables.ListEntitiesOptions{Top: &top}, func(p props, _ string) (bool, error) {
-			e, err := carriedBinding(p)
-			if err != nil {
-				return false, err
+			if e, err := carriedBinding(p); err == nil {
+				copyOne(e)
 			}
-			copyOne(e)
 			return true, nil
 		})
 		if err != nil {
