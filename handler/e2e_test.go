@@ -238,6 +238,103 @@ func TestCAAndHealthRoutes(t *testing.T) {
 	}
 }
 
+// TestCACertificateNegotiation: /api/ca is the AIA caIssuers URL, which relying parties (Windows, Android, OpenSSL,
+// browsers) fetch expecting DER. It answers PEM to an Accept header that prefers it, and the answer is cacheable
+// (public), so it must say that it varies with Accept (RFC 9110 §12.5.5), or a shared cache in front of the function
+// app that stored a PEM answer hands PEM to every AIA fetch after it; and a client that rules PEM out (q=0) or ranks
+// DER above it gets DER, as /api/crl and /api/csr negotiate.
+func TestCACertificateNegotiation(t *testing.T) {
+	svc := startLocal(t)
+	get := func(accept, query string) *http.Response {
+		req, _ := http.NewRequest(http.MethodGet, svc.base+"/api/ca"+query, nil)
+		if accept != "" {
+			req.Header.Set("Accept", accept)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("Accept %q: status %d", accept, resp.StatusCode)
+		}
+		if !strings.Contains(resp.Header.Get("Cache-Control"), "public") {
+			t.Fatalf("Accept %q: Cache-Control %q", accept, resp.Header.Get("Cache-Control"))
+		}
+		if query == "" && !strings.Contains(strings.ToLower(strings.Join(resp.Header.Values("Vary"), ",")), "accept") {
+			t.Errorf("Accept %q: a cacheable answer chosen by Accept without Vary: Accept (Vary %q)", accept,
+				resp.Header.Values("Vary"))
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		return resp
+	}
+	for _, tc := range []struct{ accept, query, want string }{
+		{"", "", "application/pkix-cert"},
+		{"*/*", "", "application/pkix-cert"},
+		{"application/pkix-cert", "", "application/pkix-cert"},
+		{"application/x-pem-file", "", "application/x-pem-file"},
+		{"application/pkix-cert, application/x-pem-file;q=0", "", "application/pkix-cert"},
+		{"application/x-pem-file;q=0.2, application/pkix-cert", "", "application/pkix-cert"},
+		{"application/pkix-cert;q=0.5, application/x-pem-file", "", "application/x-pem-file"},
+		{"", "?format=pem", "application/x-pem-file"},
+	} {
+		resp := get(tc.accept, tc.query)
+		if ct := resp.Header.Get("Content-Type"); ct != tc.want {
+			t.Errorf("Accept %q%s: Content-Type %q, want %q", tc.accept, tc.query, ct, tc.want)
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if tc.want == "application/pkix-cert" {
+			if _, err := x509.ParseCertificate(body); err != nil {
+				t.Errorf("Accept %q: DER answer does not parse: %v", tc.accept, err)
+			}
+		} else if block, _ := pem.Decode(body); block == nil || block.Type != "CERTIFICATE" {
+			t.Errorf("Accept %q%s: PEM answer is not a certificate", tc.accept, tc.query)
+		}
+	}
+}
+
+// TestScepclientRenewalWithSameKey: Debian's scepclient renews by running again beside its certificate: it sends a
+// RenewalReq signed with that certificate, for a CSR with the same key, under the transaction ID it derives from the
+// key — the PKCSReq's. Inside the replay window that must still be a renewal: answering it as a replay of the
+// PKCSReq hands the client back the very certificate it signed the request with, as SUCCESS, and the device
+// believes it renewed while its certificate runs out.
+func TestScepclientRenewalWithSameKey(t *testing.T) {
+	// The renewal window covers the whole validity so that the renewal runs now, inside the 24 h replay window.
+	svc := startLocal(t, "AZSCEP_SCEP_STATIC=challenge=static;renewal=400d")
+	dir := t.TempDir()
+	enroll := func() *x509.Certificate {
+		t.Helper()
+		cmd := exec.Command(scepclientPath(t), "-server-url", svc.base+"/api/scep/static", "-private-key",
+			filepath.Join(dir, "d.key"), "-certificate", filepath.Join(dir, "d.pem"), "-challenge",
+			config.LocalStaticChallenge, "-cn", "renewing-device")
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("scepclient: %v\n%s", err, out)
+		}
+		pemBytes, err := os.ReadFile(filepath.Join(dir, "d.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		certs, err := custody.ParsePEMCertificates(pemBytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return certs[0]
+	}
+	first := enroll()
+	second := enroll() // d.pem exists now: scepclient sends a RenewalReq signed with it
+	if second.SerialNumber.Cmp(first.SerialNumber) == 0 {
+		t.Fatalf("the RenewalReq got back the certificate that signed it (serial %s):\n%s",
+			store.SerialString(first.SerialNumber), svc.logs.String())
+	}
+	rec, err := svc.store.Get(context.Background(), store.SerialString(second.SerialNumber))
+	if err != nil || rec.RenewedFrom != store.SerialString(first.SerialNumber) {
+		t.Fatalf("renewed record %+v, %v: want renewed_from %s", rec, err, store.SerialString(first.SerialNumber))
+	}
+}
+
 var (
 	binOnce sync.Once
 	binPath string

@@ -248,7 +248,7 @@ func (r *Request) gated() bool { return r.Gated || r.Deliver != nil }
 
 // replayRules are req's rules for deciding about an earlier attempt with its key.
 func (r *Request) replayRules() replayRules {
-	return replayRules{window: r.ReplayWindow, reissueRevoked: r.ReissueRevoked, gated: r.gated()}
+	return replayRules{window: r.ReplayWindow, reissueRevoked: r.ReissueRevoked, gated: r.gated(), renews: r.RenewedFrom}
 }
 
 // replayRules are what a replay decision depends on besides the earlier record and the request's key.
@@ -256,6 +256,11 @@ type replayRules struct {
 	window         time.Duration // a record created longer ago is not replayed (0: no limit)
 	reissueRevoked bool          // a revoked record makes a new enrollment instead of ErrRevoked
 	gated          bool          // the request has a delivery gate (Request.Gated)
+	// renews is the serial a renewal replaces (Request.RenewedFrom): a key bound to that certificate is not replayed
+	// but taken over. Clients that derive the transaction ID from the key (scepclient, smallstep, sscep) renew with
+	// the same key under their PKCSReq's ID, signed with the certificate that PKCSReq got; replaying it would hand
+	// them back their own, expiring, certificate as the renewal.
+	renews string
 }
 
 func (i *Issuer) replay(ctx context.Context, key string, pub crypto.PublicKey, rules replayRules) (*Result, error) {
@@ -283,6 +288,9 @@ func (i *Issuer) replay(ctx context.Context, key string, pub crypto.PublicKey, r
 func (i *Issuer) replayRecord(rec *store.Record, pubHash string, rules replayRules) (*Result, error) {
 	if rules.window > 0 && i.now().Sub(rec.Created) > rules.window {
 		return nil, nil
+	}
+	if rules.renews != "" && rec.Serial == rules.renews {
+		return nil, nil // the certificate being renewed: a new issuance, not a replay
 	}
 	if rec.PublicKey != pubHash {
 		return nil, ErrKeyMismatch

@@ -126,13 +126,6 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 	ireq := &issuance.Request{Checked: req, Profile: e.Profile, Source: store.SourceSCEP, Endpoint: e.Name,
 		Requester: "scep:" + e.Challenge, TxID: msg.TransactionID, Key: key, DeviceID: deviceID(req),
 		ReplayWindow: e.ReplayWindow, ReissueRevoked: true, Gated: e.gated()}
-	if e.Challenge == ChallengeIntune {
-		// A replay must not reach Intune a second time, so look it up before validating. Other endpoints let the
-		// issuer's key claim find replays: one store round trip fewer on every fresh enrollment.
-		if res, err := s.issuer.ReplayRequest(ctx, ireq); err != nil || res != nil {
-			return s.issued(res, err)
-		}
-	}
 	if prev != nil {
 		// A renewal is the old certificate's holder asking again: whoever was authorized for it stays on record,
 		// and the chain's start (and with it the chain's end) carries over.
@@ -165,6 +158,12 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 		}
 	}
 	if e.Challenge == ChallengeIntune {
+		// A replay must not reach Intune a second time, so look it up before validating (with RenewedFrom set: a
+		// key bound to the certificate being renewed is a renewal, not a replay). Other endpoints let the issuer's
+		// key claim find replays: one store round trip fewer on every fresh enrollment.
+		if res, err := s.issuer.ReplayRequest(ctx, ireq); err != nil || res != nil {
+			return s.issued(res, err)
+		}
 		// Fail closed: anything but an explicit Success from Intune means no certificate.
 		if err := s.intune.Validate(ctx, msg.TransactionID, csr.Raw); err != nil {
 			// Timeouts, 401/403/5xx and malformed answers included: a SCEP FAILURE, never a certificate. The
