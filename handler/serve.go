@@ -355,7 +355,11 @@ func (d *deps) serveCA(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "public, max-age=3600")
-	if strings.Contains(r.Header.Get("Accept"), "application/x-pem-file") || r.URL.Query().Get("format") == "pem" {
+	// The answer depends on Accept and caches may keep it: say so, or a shared cache that stored a PEM answer
+	// hands it to the AIA fetches of relying parties, which read DER (RFC 5280 §4.2.2.1).
+	w.Header().Set("Vary", "Accept")
+	if httpx.Prefers(r.Header.Values("Accept"), "application/x-pem-file", "application/pkix-cert") ||
+		r.URL.Query().Get("format") == "pem" {
 		httpx.WriteBody(w, "application/x-pem-file", custody.EncodePEM(d.keys.Chain...))
 		return
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"net/netip"
@@ -36,6 +37,35 @@ func WriteBody(w http.ResponseWriter, contentType string, body []byte) {
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
+}
+
+// Prefers reports whether the Accept header values rank the media type alt above def (a tie goes to alt), with alt
+// named explicitly and not ruled out by q=0. Wildcards choose nothing: the caller's default, def, stands.
+func Prefers(accept []string, alt, def string) bool {
+	altQ, defQ := -1.0, -1.0
+	for _, v := range accept {
+		for part := range strings.SplitSeq(v, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil {
+				continue
+			}
+			q := 1.0
+			if s, ok := params["q"]; ok {
+				f, err := strconv.ParseFloat(s, 64)
+				if err != nil || f < 0 || f > 1 {
+					continue
+				}
+				q = f
+			}
+			switch mt {
+			case alt:
+				altQ = max(altQ, q)
+			case def:
+				defQ = max(defQ, q)
+			}
+		}
+	}
+	return altQ > 0 && altQ >= defQ
 }
 
 // ReadBody reads at most limit bytes; a larger body gives ErrTooLarge without reading the rest.
