@@ -3,11 +3,12 @@ package crl
 import (
 	"bytes"
 	"encoding/json"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/azscep/azscep/internal/httpx"
 )
 
 // Media types served by Handler.
@@ -33,7 +34,7 @@ func Handler(p *Publisher) http.Handler {
 		}
 
 		body, ctype, etag := c.DER, ContentTypeDER, c.ETag
-		if prefersPEM(r.Header.Values("Accept")) {
+		if httpx.Prefers(r.Header.Values("Accept"), ContentTypePEM, ContentTypeDER) {
 			// A strong ETag identifies one representation, so PEM gets its own.
 			body, ctype, etag = c.PEM, ContentTypePEM, strings.TrimSuffix(c.ETag, `"`)+`-pem"`
 		}
@@ -55,33 +56,6 @@ func Handler(p *Publisher) http.Handler {
 		h.Set("Last-Modified", c.Signed.UTC().Format(http.TimeFormat))
 		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
 	})
-}
-
-// prefersPEM reports whether the Accept header ranks application/x-pem-file above the DER type. DER is the
-// default (RFC 5280 relying parties fetch with no or a wildcard Accept).
-func prefersPEM(accept []string) bool {
-	pemQ, derQ := -1.0, -1.0
-	for _, v := range accept {
-		for _, part := range strings.Split(v, ",") {
-			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
-			if err != nil {
-				continue
-			}
-			q := 1.0
-			if s, ok := params["q"]; ok {
-				if f, err := strconv.ParseFloat(s, 64); err == nil && f >= 0 && f <= 1 {
-					q = f
-				}
-			}
-			switch mt {
-			case ContentTypePEM:
-				pemQ = max(pemQ, q)
-			case ContentTypeDER:
-				derQ = max(derQ, q)
-			}
-		}
-	}
-	return pemQ > 0 && pemQ >= derQ
 }
 
 // problem is an RFC 9457 problem document.
