@@ -236,7 +236,7 @@ var Settings = []Setting{
 	{Name: "AZSCEP_KEK_NAME", Default: "azscep-kek", Azure: "optional", Doc: "Key Vault key (RSA, wrapKey/unwrapKey only) that wraps the RA key"},
 	{Name: "AZSCEP_RA_MODE", Default: "envelope", Azure: "optional", Doc: "`envelope` (RA key wrapped by Key Vault; 1 Key Vault op per enrollment) or `ca` (CA key decrypts and signs; 3 ops)"},
 	{Name: "AZSCEP_BACKDATE", Default: "5m", Azure: "optional", Doc: "notBefore back-date for clock skew (≤ 1h)"},
-	{Name: "AZSCEP_PENDING_STALE_AFTER", Default: "5m", Azure: "optional", Doc: "age after which a pending request's transaction ID may be re-used"},
+	{Name: "AZSCEP_PENDING_STALE_AFTER", Default: "5m", Azure: "optional", Doc: "age after which a pending request's transaction ID may be re-used: at least 3m, longer than an issuance stays pending (about 75 s at most: the renewal re-check, Key Vault's retries and the issued write), so that a retry never takes over one still running and has a second certificate signed"},
 	{Name: "AZSCEP_SCEP_ENDPOINTS", Default: "`static` locally (`static,intune` with AZSCEP_INTUNE_TENANT_ID), `static,intune` in Azure", Azure: "optional", Doc: "comma-separated SCEP endpoint names (alphanumeric); only these exist: an AZSCEP_SCEP_<NAME> for a name not listed disables that endpoint with a fault. In Azure the template computes it; add endpoints with the azd value AZSCEP_EXTRA_SCEP_ENDPOINTS"},
 	{Name: "AZSCEP_SCEP_<NAME>", Prefixed: true, Azure: "optional", Doc: "per endpoint `<NAME>` listed in AZSCEP_SCEP_ENDPOINTS: `challenge=static|intune;profile=NAME;cacert=chain|single;certrep_chain=true|false;renewal=30d;replay=24h;renew_from=NAME,…;renewal_max=1095d` (renewal: the renewal window, at least 1h, default the last half of the validity; renew_from: other endpoints whose certificates it renews, default none; renewal_max: a renewal chain's lifetime from its first issuance, default 3 × the profile validity)"},
 	{Name: "AZSCEP_SCEP_RATE_PER_CLIENT", Default: "120/1m", Azure: "optional", Doc: "SCEP PKIOperation token bucket per client IP (X-Forwarded-For as the host forwards it; IPv6 per /64), per instance: `COUNT/DURATION`; over it: 429 with Retry-After"},
@@ -370,7 +370,7 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 		}
 	}
 	c.Backdate = p.duration("AZSCEP_BACKDATE", 5*time.Minute, 0, time.Hour)
-	c.StaleAfter = p.duration("AZSCEP_PENDING_STALE_AFTER", 5*time.Minute, time.Minute, 24*time.Hour)
+	c.StaleAfter = p.duration("AZSCEP_PENDING_STALE_AFTER", 5*time.Minute, 3*time.Minute, 24*time.Hour)
 
 	// Optional features from here on: problems found inside p.feature blocks disable that feature only.
 	c.Profiles = defaultProfiles()

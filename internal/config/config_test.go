@@ -166,6 +166,8 @@ func TestBadSettings(t *testing.T) {
 		{"endpoint name", localEnv("AZSCEP_SCEP_ENDPOINTS=static,bad-name"), "AZSCEP_SCEP_ENDPOINTS", "scep/bad-name"},
 		{"dev issuer in azure", azureEnv("AZSCEP_DEV_ISSUER=true"), "AZSCEP_DEV_ISSUER", ""},
 		{"batch", localEnv("AZSCEP_REVOCATION_BATCH=501"), "AZSCEP_REVOCATION_BATCH", ""},
+		// Shorter than an issuance can stay pending: a retry would take over a running one.
+		{"pending stale after short", localEnv("AZSCEP_PENDING_STALE_AFTER=2m"), "AZSCEP_PENDING_STALE_AFTER", ""},
 		// Below the OCSP cache margin, or too long for the responder certificate: refused here, by name, rather
 		// than by the responder after the process has started listening.
 		{"ocsp validity short", localEnv("AZSCEP_OCSP_VALIDITY=10m"), "AZSCEP_OCSP_VALIDITY", ""},
