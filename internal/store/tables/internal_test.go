@@ -324,3 +324,107 @@ func TestOlderLayoutsAreCarriedForward(t *testing.T) {
 		t.Errorf("after another start, Get = %+v, %v; want the revocation kept", r, err)
 	}
 }
+
+// An instance of the older version still running while a deployment rolls keeps writing its own layout: it moves
+// the records it carries on (pending → issued, issued → revoked, the Intune acceptance) after a start of this
+// version copied them. A later start within the re-check day carries those moves onto the copies (forward
+// only), or the copy stays pending, or issued and answered good by OCSP and accepted as a renewal signer, although
+// the older instance revoked it.
+func TestOlderInstanceWritesAfterCarryAreCarried(t *testing.T) {
+	t.Parallel()
+	conn := azuritetest.ConnectionString(t)
+	s, err := NewFromConnectionString(conn, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := s.EnsureTables(ctx); err != nil {
+		t.Fatal(err)
+	}
+	created := time.Date(2026, 12, 5, 15, 0, 0, 0, time.UTC)
+	oldRecord := func(serial string, st store.Status, updated time.Time) entity {
+		e := newEntity(serial[len(serial)-2:], serial)
+		e.str("Status", string(st))
+		e.str("Subject", "CN=device "+serial)
+		e.time("NotAfter", created.AddDate(1, 0, 0))
+		e.str("PublicKey", "0123456789abcdef")
+		e.str("Source", "scep")
+		e.time("Created", created)
+		e.time("Updated", updated)
+		return e
+	}
+	put := func(e entity, add bool) {
+		t.Helper()
+		var err error
+		if add {
+			_, err = s.add(ctx, s.certs, "older version", e)
+		} else {
+			_, err = s.certs.UpsertEntity(ctx, mustMarshal(t, e), nil)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(oldRecord("ABC13", store.StatusPending, created), true)
+	issued := oldRecord("DEF24", store.StatusIssued, created)
+	issued.binary("CertDER", []byte{0x30, 0x03, 0x02, 0x01, 0x02})
+	issued.boolean("Gated", true)
+	put(issued, true)
+	// A copy the current version changed since it was carried is kept: the older version's later write does not undo it.
+	put(oldRecord("BCD35", store.StatusIssued, created), true)
+
+	// The current version starts (a new instance of the rolling deployment): it carries all three.
+	if err := s.upgradeLayout(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Get(ctx, "BCD35")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Status, r.RevokedAt, r.RevocationReason, r.RevokedBy = store.StatusRevoked, created.Add(2*time.Hour), 4, "admin"
+	if err := s.Update(ctx, r, store.StatusIssued); err != nil {
+		t.Fatal(err)
+	}
+
+	// The older instance goes on: it signs the pending one, revokes the issued one, and records Intune's acceptance.
+	later := created.Add(time.Hour)
+	signed := oldRecord("ABC13", store.StatusIssued, later)
+	signed.binary("CertDER", []byte{0x30, 0x03, 0x02, 0x01, 0x01})
+	signed.str("SHA256", "AA")
+	put(signed, false)
+	revoked := oldRecord("DEF24", store.StatusRevoked, later)
+	revoked.binary("CertDER", []byte{0x30, 0x03, 0x02, 0x01, 0x02})
+	revoked.boolean("Gated", true)
+	revoked.boolean("IntuneNotified", true)
+	revoked.time("RevokedAt", later)
+	revoked.int("RevocationReason", 1)
+	revoked.str("RevokedBy", "intune")
+	put(revoked, false)
+	stale := oldRecord("BCD35", store.StatusIssued, created.Add(3*time.Hour))
+	stale.str("RenewedTo", "ABC13")
+	put(stale, false)
+
+	// Another start within the re-check day.
+	if err := s.upgradeLayout(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.Get(ctx, "ABC13"); err != nil || r.Status != store.StatusIssued || len(r.CertDER) != 5 || r.SHA256 != "AA" {
+		t.Errorf("a record the older instance issued after it was carried: Get = %+v, %v; want it issued", r, err)
+	}
+	if r, err := s.Get(ctx, "DEF24"); err != nil || r.Status != store.StatusRevoked || r.RevocationReason != 1 ||
+		r.RevokedBy != "intune" || !r.RevokedAt.Equal(later) || !r.IntuneNotified {
+		t.Errorf("a record the older instance revoked after it was carried: Get = %+v, %v; want it revoked", r, err)
+	}
+	if r, err := s.Get(ctx, "BCD35"); err != nil || r.Status != store.StatusRevoked || r.RevocationReason != 4 {
+		t.Errorf("a copy revoked since it was carried: Get = %+v, %v; want the revocation kept", r, err)
+	}
+}
+
+func mustMarshal(t *testing.T, e entity) []byte {
+	t.Helper()
+	b, err := e.marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

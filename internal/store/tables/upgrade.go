@@ -104,18 +104,22 @@ func (s *Store) any(ctx context.Context, c *aztables.Client, filter string) (boo
 
 func (s *Store) carry(ctx context.Context, index *aztables.Client, oldCerts, oldIndex bool) error {
 	const op = "carrying older layouts forward"
-	// The certs partition's row keys: what is there already is kept, and a second start copies nothing twice.
-	have := map[string]bool{}
+	// The certs partition's row keys, and for records what a write of the older version could still move
+	// (carried): what is there already is kept, and a second start copies nothing twice.
+	have := map[string]carriedState{}
 	filter := "PartitionKey eq " + quote(certsPK)
-	sel := "RowKey"
+	sel := "RowKey,Status,IntuneNotified,Withheld"
 	top := int32(pageSize)
 	err := s.listRaw(ctx, s.certs, op, &aztables.ListEntitiesOptions{Filter: &filter, Select: &sel, Top: &top},
 		func(raw []byte) (bool, error) {
-			var e struct{ RowKey string }
+			var e struct {
+				RowKey, Status           string
+				IntuneNotified, Withheld bool
+			}
 			if err := json.Unmarshal(raw, &e); err != nil {
 				return false, err
 			}
-			have[e.RowKey] = true
+			have[e.RowKey] = carriedState{store.Status(e.Status), e.IntuneNotified, e.Withheld}
 			return true, nil
 		})
 	if err != nil {
@@ -124,7 +128,7 @@ func (s *Store) carry(ctx context.Context, index *aztables.Client, oldCerts, old
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(upgradeWorkers)
 	copyOne := func(e entity) {
-		if have[e.rk()] {
+		if _, ok := have[e.rk()]; ok {
 			return
 		}
 		g.Go(func() error {
@@ -135,14 +139,46 @@ func (s *Store) carry(ctx context.Context, index *aztables.Client, oldCerts, old
 			return err
 		})
 	}
+	// An older instance still running while a deployment rolls goes on writing the records it carries on in its
+	// layout after a start copied them: it signs a pending one, revokes an issued one, records Intune's acceptance.
+	// Those moves are carried onto the copy (forward only, conditioned on its ETag), or the copy would stay
+	// pending, or issued and answered good by OCSP although the older instance revoked it.
+	copyRecord := func(r *store.Record) {
+		cur, ok := have[r.Serial]
+		if !ok {
+			copyOne(recordEntity(r))
+			return
+		}
+		if !cur.behind(r) {
+			return
+		}
+		g.Go(func() error {
+			c, err := s.Get(gctx, r.Serial)
+			if err != nil {
+				return err
+			}
+			from := c.Status
+			if !advance(c, r) {
+				return nil
+			}
+			if err := s.Update(gctx, c, from); err != nil && !errors.Is(err, store.ErrConflict) {
+				return err // a conflict: written meanwhile by this version; the next start looks again
+			}
+			return nil
+		})
+	}
 	// An older entity this version cannot read stays where it is, uncopied: it must not keep the service from
 	// starting (an error here fails start-up, which is retried), and the older version could not read it either.
 	if oldCerts {
 		filter := olderCerts
 		err := s.list(gctx, s.certs, op, &aztables.ListEntitiesOptions{Filter: &filter, Top: &top},
 			func(p props, etag string) (bool, error) {
-				if e, err := carried(p, etag); err == nil {
-					copyOne(e)
+				if strings.HasPrefix(p.str("RowKey"), bindingRowPrefix) {
+					if e, err := carriedBinding(p); err == nil {
+						copyOne(e)
+					}
+				} else if r, err := carriedRecord(p, etag); err == nil {
+					copyRecord(r)
 				}
 				return true, nil
 			})
@@ -166,12 +202,9 @@ func (s *Store) carry(ctx context.Context, index *aztables.Client, oldCerts, old
 	return g.Wait()
 }
 
-// carried is the current layout's entity for one older entity of the certs table: a record or a binding.
-func carried(p props, etag string) (entity, error) {
+// carriedRecord is one older record of the certs table, as the current layout holds it.
+func carriedRecord(p props, etag string) (*store.Record, error) {
 	pk, rk := p.str("PartitionKey"), p.str("RowKey")
-	if strings.HasPrefix(rk, bindingRowPrefix) {
-		return carriedBinding(p)
-	}
 	if rk == oldRecordRow {
 		p["RowKey"] = pk // the first layout: the serial is the partition key
 	}
@@ -182,8 +215,47 @@ func carried(p props, etag string) (entity, error) {
 	if err := checkRecord(r); err != nil {
 		return nil, fmt.Errorf("record %s/%s: %w", pk, rk, err)
 	}
-	e := recordEntity(r)
-	return e, nil
+	return r, nil
+}
+
+// carriedState is what the certs partition's copy of a record shows of the moves an older instance can still make.
+type carriedState struct {
+	status                   store.Status
+	intuneNotified, withheld bool
+}
+
+// behind reports whether the older record r shows a move its copy, in state c, lacks.
+func (c carriedState) behind(r *store.Record) bool {
+	return r.Status != c.status && c.status.CanMove(r.Status) || r.IntuneNotified && !c.intuneNotified ||
+		r.Withheld && !c.withheld
+}
+
+// advance carries onto cur, the certs partition's copy, the moves the older record r made since it was copied:
+// a status move the state machine allows (with the certificate, when the copy has none, and the revocation), and
+// the Intune acceptance or the withholding. Nothing moves back. It reports whether cur changed.
+func advance(cur, r *store.Record) bool {
+	changed := false
+	if r.Status != cur.Status && cur.Status.CanMove(r.Status) {
+		if len(cur.CertDER) == 0 && len(r.CertDER) > 0 {
+			cur.CertDER, cur.SHA1, cur.SHA256 = r.CertDER, r.SHA1, r.SHA256
+		}
+		if r.Status == store.StatusRevoked {
+			cur.RevokedAt, cur.RevocationReason, cur.RevokedBy, cur.RevocationRef =
+				r.RevokedAt, r.RevocationReason, r.RevokedBy, r.RevocationRef
+		}
+		if r.Note != "" {
+			cur.Note = r.Note
+		}
+		cur.Status, changed = r.Status, true
+	}
+	if r.IntuneNotified && !cur.IntuneNotified {
+		cur.IntuneNotified, cur.IntuneSerial, cur.CAConfiguration = true, r.IntuneSerial, r.CAConfiguration
+		changed = true
+	}
+	if r.Withheld && !cur.Withheld {
+		cur.Withheld, cur.Note, changed = true, r.Note, true
+	}
+	return changed
 }
 
 // carriedBinding is the current layout's entity for an older binding (of either layout).
