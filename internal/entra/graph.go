@@ -551,7 +551,14 @@ func (d *Directory) getJSONOnce(ctx context.Context, u string, v any) (found boo
 			wait = 0
 		default:
 			wait = transport.RetryAfter(resp.Header, d.cfg.Clock())
-			if wait == 0 {
+			switch {
+			case wait > 0:
+			case resp.Header.Get("Retry-After") != "" || resp.Header.Get("Retry-After-Ms") != "" ||
+				resp.Header.Get("X-Ms-Retry-After-Ms") != "":
+				// Asked for, but not a wait RetryAfter honours: over an hour (which it reads as 0, for callers
+				// with their own backoff), or unreadable. Not a throttle that has passed in 2 s.
+				wait = -1
+			default:
 				wait = defaultGraphRetryWait
 			}
 			if wait > maxGraphRetryWait {
