@@ -647,3 +647,78 @@ func TestConsoleRedirectURIRegistered(t *testing.T) {
 		t.Errorf("without the API the console is %s, want disabled", cfg.Mode)
 	}
 }
+
+// signIn opens the console at page and signs in through the development issuer with the form's defaults
+// (admin@azscep.local, both roles).
+func (b *browserSession) signIn(page string) {
+	b.t.Helper()
+	b.do("open console", chromedp.Navigate(page))
+	b.waitFor("sign-in page", `!!document.querySelector("#signin")`)
+	b.do("start sign-in", chromedp.Click(chromedp.ID("signin")))
+	b.waitFor("dev issuer form", `location.pathname === "/api/dev/authorize" && !!document.querySelector("#upn")`)
+	b.do("sign in", chromedp.Click(chromedp.ID("signin")))
+	b.waitFor("signed in", `location.pathname === "/api/console/" && !document.querySelector("#user").hidden`)
+}
+
+// TestConsoleRevokeOutcomeShown: the page shows what a revocation did even when the API's answer and the page's
+// own refresh disagree. The API answers 503 for a revocation that is already durable when only a later write
+// failed (admin.revoke); and a revocation that succeeded is followed by a re-read that may fail on its own. In
+// both the admin must see the certificate as revoked, not a bare error beside a stale "issued" and a live revoke
+// form that invites a second revocation with another reason.
+func TestConsoleRevokeOutcomeShown(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	first := issueViaAPI(t, svc.base, devTokenAs(t, svc.base, "builder-a@azscep.local", "CSR.Request.Db"), pkix.Name{CommonName: "first.contoso.example"})
+	second := issueViaAPI(t, svc.base, devTokenAs(t, svc.base, "builder-b@azscep.local", "CSR.Request.Db"), pkix.Name{CommonName: "second.contoso.example"})
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+
+	// 1. The revocation is recorded, but the API answers 503 (as when the final generation bump fails).
+	serial := store.SerialString(first.SerialNumber)
+	b.do("open first", chromedp.Navigate(page+"#/certificate/"+serial))
+	b.waitFor("first details", `!!document.querySelector("#revoke-button")`)
+	b.do("revoke answered 503", chromedp.Evaluate[chromedp.Void](`(() => {
+		window.__fetch = window.__fetch || window.fetch;
+		window.fetch = (u, o) => /\/revoke$/.test(String(u)) ? window.__fetch(u, o).then(() => new Response(
+			JSON.stringify({title: "Service Unavailable", status: 503, code: "unavailable", detail: "a dependency is unavailable; retry later"}),
+			{status: 503, headers: {"Content-Type": "application/problem+json", "Retry-After": "5"}})) : window.__fetch(u, o);
+	})()`))
+	b.do("choose reason", chromedp.SetValue(chromedp.ID("reason"), "keyCompromise"), chromedp.Click(chromedp.ID("revoke-button")))
+	b.waitFor("confirmation dialog", `document.querySelector("#confirm-revoke").open`)
+	b.do("confirm", chromedp.Click(chromedp.ID("confirm-yes")))
+	b.waitFor("an answer", `!!document.querySelector("#revoke-result .notice")`)
+	if rec, err := svc.store.Get(context.Background(), serial); err != nil || rec.Status != store.StatusRevoked {
+		t.Fatalf("the injected 503 should follow a real revocation: %+v %v", rec, err)
+	}
+	b.waitFor("the page re-read the record", `(document.querySelector(".title-row .badge")||{}).textContent === "revoked" && !document.querySelector("#revoke-button")`)
+	if got := eval[string](b, `document.querySelector("#revoke-result").innerText`); !strings.Contains(got, "keyCompromise") || !strings.Contains(got, "503") {
+		t.Errorf("the outcome does not say both the API's answer and the recorded revocation: %q", got)
+	}
+	b.shot("revoke-503-recorded")
+	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
+	b.do("complete the revocation", chromedp.Click(chromedp.ID("revoke-retry")))
+	b.waitFor("completed", `(document.querySelector("#revoke-result .notice.ok")||{}).textContent?.includes("recorded reason is keyCompromise")`)
+
+	// 2. The revocation succeeds, but re-reading the certificate answers 503: the success is still reported.
+	serial = store.SerialString(second.SerialNumber)
+	b.do("open second", chromedp.Navigate(page+"#/certificate/"+serial))
+	b.waitFor("second details", `!!document.querySelector("#revoke-button") && document.title.includes("`+serial+`")`)
+	b.do("refresh answered 503", chromedp.Evaluate[chromedp.Void](`(() => {
+		let revoked = false;
+		window.fetch = (u, o) => {
+			if (/\/revoke$/.test(String(u))) return window.__fetch(u, o).then((r) => { revoked = true; return r; });
+			if (revoked && /certificates\/[0-9A-F]+$/.test(String(u))) return Promise.resolve(new Response(
+				JSON.stringify({title: "Service Unavailable", status: 503, code: "unavailable", detail: "a dependency is unavailable; retry later"}),
+				{status: 503, headers: {"Content-Type": "application/problem+json"}}));
+			return window.__fetch(u, o);
+		};
+	})()`))
+	b.do("revoke second", chromedp.Click(chromedp.ID("revoke-button")))
+	b.waitFor("confirmation dialog", `document.querySelector("#confirm-revoke").open`)
+	b.do("confirm second", chromedp.Click(chromedp.ID("confirm-yes")))
+	b.waitFor("revoked notice despite the failed refresh", `(document.querySelector("#revoke-result .notice.ok")||{}).textContent?.startsWith("Revoked.")`)
+	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("console errors: %s", strings.Join(p, "\n"))
+	}
+}

@@ -572,6 +572,7 @@
   }
 
   // --- one certificate
+  // viewCertificate shows the certificate and returns its record, or null when it could not be read.
   async function viewCertificate(serial) {
     setView("Certificate " + serial, el("p", { class: "crumbs" }, el("a", { href: "#/certificates", text: "← Certificates" })), loading());
     let c;
@@ -581,7 +582,10 @@
       const err = e instanceof ApiError && e.status === 404
         ? notice("error", el("h2", { text: "No such certificate" }), el("p", {}, "No certificate has the serial ", mono(serial), "."))
         : errorView(e, () => render());
-      return setView("Certificate " + serial, el("p", { class: "crumbs" }, el("a", { href: "#/certificates", text: "← Certificates" })), el("h1", { text: "Certificate" }), err);
+      // revoke-result stays, so a revocation's outcome is shown even when re-reading the certificate failed.
+      setView("Certificate " + serial, el("p", { class: "crumbs" }, el("a", { href: "#/certificates", text: "← Certificates" })), el("h1", { text: "Certificate" }),
+        el("div", { id: "revoke-result", "aria-live": "polite" }), err);
+      return null;
     }
     const ov = await overview().catch(() => null);
     const revocable = c.status !== "revoked";
@@ -618,6 +622,44 @@
     if (revocable) sections.push(revokePanel(c));
     setView("Certificate " + c.serial, ...sections);
     focusMain();
+    return c;
+  }
+
+  // revoke posts the revocation and shows its outcome in #revoke-result of the re-read certificate.
+  async function revoke(serial, reason, comment) {
+    const out = document.getElementById("revoke-result");
+    out.replaceChildren(loading("Revoking…"));
+    let r, failed;
+    try {
+      r = await apiJSON("../certificates/" + encodeURIComponent(serial) + "/revoke", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ reason, comment }),
+      });
+    } catch (e) {
+      failed = e;
+    }
+    // A refusal (4xx) changed nothing: the page stays as it is. After any other answer the certificate is read
+    // again, so the page never keeps showing "issued" and a revoke form for a revoked certificate: a 5xx or a lost
+    // connection can come after the revocation was recorded (the API answers 503 when only a later write failed).
+    if (failed instanceof ApiError && failed.status >= 400 && failed.status < 500) return out.replaceChildren(errorView(failed));
+    const now = await viewCertificate(serial);
+    const res = document.getElementById("revoke-result");
+    if (!res) return;
+    if (r) {
+      return res.replaceChildren(notice("ok", el("strong", { text: r.alreadyRevoked ? "Already revoked. " : "Revoked. " }),
+        r.alreadyRevoked ? "The certificate had been revoked before; the recorded reason is " + r.revocationReason + "." : "The CRL and OCSP now report this certificate as revoked (" + r.revocationReason + ")."));
+    }
+    const answer = failed instanceof ApiError ? (failed.status || "nothing") + (failed.problem.code ? " (" + failed.problem.code + ")" : "") + ": " + failed.message : String(failed);
+    if (now && now.status === "revoked") {
+      return res.replaceChildren(notice("warn", el("strong", { text: "Revoked, not yet complete. " }),
+        "The certificate is recorded as revoked (" + (now.revocationReason || "unspecified") + "), but the CA answered " + answer + " before it finished." +
+        " Revoke again to complete it on every instance; the recorded reason stays.",
+        el("div", { class: "actions" }, el("button", { type: "button", class: "primary", id: "revoke-retry", onclick: () => revoke(serial, reason, comment), text: "Complete the revocation" }))));
+    }
+    res.replaceChildren(notice("error", el("strong", { text: "Not revoked. " }),
+      (now ? "The certificate is still recorded as " + now.status + ". " : "Whether the revocation was recorded is not known: this certificate could not be read again. ") + "The CA answered " + answer + ".",
+      el("div", { class: "actions" }, el("button", { type: "button", class: "ghost", id: "revoke-retry", onclick: () => revoke(serial, reason, comment), text: "Try again" }))));
   }
 
   function revokePanel(c) {
@@ -641,22 +683,9 @@
         el("p", { text: "This cannot be undone." }),
         el("div", { class: "actions" }, no, yes));
       no.addEventListener("click", () => dialog.close());
-      yes.addEventListener("click", async () => {
+      yes.addEventListener("click", () => {
         dialog.close();
-        const out = document.getElementById("revoke-result");
-        out.replaceChildren(loading("Revoking…"));
-        try {
-          const r = await apiJSON("../certificates/" + encodeURIComponent(c.serial) + "/revoke", {
-            method: "POST",
-            headers: { "Content-Type": "application/json" },
-            body: JSON.stringify({ reason: reason.value, comment: comment.value }),
-          });
-          await viewCertificate(c.serial);
-          document.getElementById("revoke-result").replaceChildren(notice("ok", el("strong", { text: r.alreadyRevoked ? "Already revoked. " : "Revoked. " }),
-            r.alreadyRevoked ? "The certificate had been revoked before; the recorded reason is " + r.revocationReason + "." : "The CRL and OCSP now report this certificate as revoked (" + r.revocationReason + ")."));
-        } catch (e) {
-          out.replaceChildren(errorView(e));
-        }
+        revoke(c.serial, reason.value, comment.value);
       });
       dialog.showModal();
       no.focus();
