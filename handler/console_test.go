@@ -722,3 +722,49 @@ func TestConsoleRevokeOutcomeShown(t *testing.T) {
 		t.Errorf("console errors: %s", strings.Join(p, "\n"))
 	}
 }
+
+// TestConsoleSyncFailureShown: a manual sync that fails on the way is answered 502 with the run (not a problem
+// document), and the run is recorded. The page shows that run's counts and error lines and the refreshed list of
+// runs, not "The CA answered 502: HTTP 502" beside the list from before the run.
+func TestConsoleSyncFailureShown(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	// Local mode has no Intune: the runs list says the sync is enabled, and the POST is answered as the API
+	// answers a run that failed on the way (after the test recorded that run, as the API does).
+	run := store.SyncRun{ID: "run-failed", Started: time.Now().Add(-time.Minute), Finished: time.Now(), Trigger: "admin",
+		Downloaded: 4, Revoked: 3, Failed: 1, Errors: []string{"uploading results: Intune answered 503 Service Unavailable"}}
+	runJSON, _ := json.Marshal(map[string]any{"id": run.ID, "started": run.Started, "finished": run.Finished, "trigger": run.Trigger,
+		"downloaded": run.Downloaded, "revoked": run.Revoked, "failed": run.Failed, "uploaded": 0, "notFound": 0, "errors": run.Errors})
+	b.do("sync enabled", chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => {
+		window.__fetch = window.__fetch || window.fetch;
+		window.fetch = (u, o) => {
+			if (!/revocation-sync$/.test(String(u))) return window.__fetch(u, o);
+			if (o && o.method === "POST") return Promise.resolve(new Response(%q, {status: 502, headers: {"Content-Type": "application/json"}}));
+			return window.__fetch(u, o).then((r) => r.json()).then((j) => new Response(JSON.stringify(Object.assign(j, {enabled: true})),
+				{status: 200, headers: {"Content-Type": "application/json"}}));
+		};
+		location.hash = "#/operations";
+	})()`, runJSON)))
+	b.waitFor("sync button", `!!document.querySelector("#sync-now")`)
+	if err := svc.store.RecordRun(context.Background(), run); err != nil {
+		t.Fatal(err)
+	}
+	b.do("run a sync", chromedp.Click(chromedp.ID("sync-now")))
+	b.waitFor("an answer", `!!document.querySelector("#sync-result .notice")`)
+	got := eval[string](b, `document.querySelector("#sync-result").innerText`)
+	for _, want := range []string{"502", "4 downloaded", "3 revoked", "Intune answered 503 Service Unavailable"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the failed run's answer lacks %q: %q", want, got)
+		}
+	}
+	if !eval[bool](b, `[...document.querySelectorAll("table.list td")].some(td => td.textContent.includes("Intune answered 503"))`) {
+		t.Error("the list of runs was not refreshed after the run")
+	}
+	b.shot("sync-502")
+	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("console errors: %s", strings.Join(p, "\n"))
+	}
+}

@@ -839,15 +839,29 @@
       runNow.addEventListener("click", async () => {
         runNow.disabled = true;
         out.replaceChildren(loading("Running the Intune revocation sync…"));
+        let r, failed, gateway = false;
         try {
-          const resp = await api("../certificates/revocation-sync", { method: "POST" });
-          const r = await resp.json();
-          await viewOperations();
-          document.getElementById("sync-result").replaceChildren(notice(r.errors && r.errors.length ? "error" : "ok", el("p", { text: `Sync run finished: ${r.downloaded} downloaded, ${r.revoked} revoked, ${r.uploaded} uploaded.` })));
+          r = await apiJSON("../certificates/revocation-sync", { method: "POST" });
         } catch (e) {
-          out.replaceChildren(errorView(e));
-          runNow.disabled = false;
+          // 502 carries the run that failed on the way (recorded like any other), not a problem document.
+          if (e instanceof ApiError && e.status === 502 && e.problem.started) [r, gateway] = [e.problem, true];
+          else failed = e;
         }
+        if (failed) {
+          out.replaceChildren(errorView(failed));
+          runNow.disabled = false;
+          return;
+        }
+        // The run is recorded: show it in the refreshed list, with its own counts and errors.
+        await viewOperations();
+        const res = document.getElementById("sync-result");
+        if (!res) return;
+        const errs = r.errors || [];
+        res.replaceChildren(notice(errs.length ? "error" : "ok",
+          el("p", { text: (gateway ? "The sync run failed on the way (the CA answered 502)" : "Sync run finished" + (errs.length ? " with errors" : "")) +
+            `: ${r.downloaded} downloaded, ${r.revoked} revoked, ${r.notFound || 0} not found, ${r.failed || 0} failed, ${r.uploaded} uploaded.` +
+            (gateway ? " The next run (hourly, or one started here) takes up what is left." : "") }),
+          errs.length ? el("ul", { class: "plain bad" }, errs.map((x) => el("li", { text: x }))) : null));
       });
     }
     const runsTable = runs.items.length ? el("div", { class: "table-wrap" }, el("table", { class: "list" },
