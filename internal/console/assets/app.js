@@ -456,7 +456,10 @@
     const ov = await overview().catch(() => null);
     if (ov) {
       for (const e of ov.endpoints || []) opts.push([e.name, "SCEP: " + e.name]);
-      if (ov.apiProfile) opts.push([ov.apiProfile, "REST: " + ov.apiProfile]);
+      // /api/csr records its default profile's certificates under the endpoint "api", whatever the profile is
+      // named, and a chosen profile's under the profile's name.
+      const names = ov.apiProfiles && ov.apiProfiles.length ? ov.apiProfiles : ov.apiProfile ? [ov.apiProfile] : [];
+      names.forEach((n, i) => opts.push([i === 0 ? "api" : n, "REST: " + n + (i === 0 && names.length > 1 ? " (default)" : "")]));
     }
     return opts;
   }
