@@ -71,6 +71,9 @@ type buildOptions struct {
 	// clock replaces the system clock of the OCSP responder, the CRL publisher, the RA renewal, issuance and
 	// SCEP (renewal and replay windows, rate limits): tests move time instead of waiting.
 	clock interface{ Now() time.Time }
+	// sleep replaces the timer issuance waits on between the tries of a write after the signature (issuance.Config
+	// Sleep): the fault tests run through a store outage of the whole write deadline without waiting it out.
+	sleep func(ctx context.Context, d time.Duration) error
 	// environ is what the configuration was loaded from (nil: the process environment), loaded again once the
 	// service has read the Key Vault references App Service could not (references).
 	environ []string
@@ -110,7 +113,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 		CRL:       []string{cfg.PublishedURL("/api/crl")},
 	}
 	iss, err := issuance.New(issuance.Config{CA: issuance.CA{Cert: keys.CA(), Signer: keys.CASigner}, Store: st,
-		URLs: urls, Backdate: cfg.Backdate, StaleAfter: cfg.StaleAfter, Logger: log, Now: now})
+		URLs: urls, Backdate: cfg.Backdate, StaleAfter: cfg.StaleAfter, Logger: log, Now: now, Sleep: opts.sleep})
 	if err != nil {
 		return nil, err
 	}

@@ -186,6 +186,9 @@ type fxEnv struct {
 	logs    *testca.LogBuffer
 	ca      *x509.Certificate
 	rcpts   []*x509.Certificate
+	// sleep is the issuer's pause between tries of a write after the signature: taken at once, counted against
+	// the write's deadline.
+	sleep *testca.InstantSleep
 
 	cancelMu sync.Mutex
 	cancel   context.CancelFunc
@@ -201,7 +204,7 @@ func newFxEnv(t testing.TB, o fxOptions) *fxEnv {
 		o.vault = sharedFxVault(t)
 	}
 	ctx := context.Background()
-	e := &fxEnv{kv: o.vault.kv, base: o.backing, logs: &testca.LogBuffer{}}
+	e := &fxEnv{kv: o.vault.kv, base: o.backing, logs: &testca.LogBuffer{}, sleep: &testca.InstantSleep{}}
 	if e.base == nil {
 		e.base = memstore.New()
 	}
@@ -254,7 +257,7 @@ func newFxEnv(t testing.TB, o fxOptions) *fxEnv {
 	log := slog.New(slog.NewJSONHandler(logOut, nil))
 	scep.Init()
 	if e.d, err = build(ctx, e.cfg, log, buildOptions{httpClient: client, kvOptions: &kvOpts,
-		credential: e.kv.Credential(), graphCredential: e.entra.graphCredential(), store: st}); err != nil {
+		credential: e.kv.Credential(), graphCredential: e.entra.graphCredential(), store: st, sleep: e.sleep.Sleep}); err != nil {
 		t.Fatalf("build: %v", err)
 	}
 	e.h = httpx.Edge(log, routes(e.d))
@@ -868,9 +871,27 @@ func TestFaultSigner(t *testing.T) {
 			e.mustEnroll(t, fl)
 			e.check(t)
 		})
-		t.Run(fl.name+"/signed-then-write-fails", func(t *testing.T) {
+		t.Run(fl.name+"/signed-then-write-refused-once", func(t *testing.T) {
+			// Throttling (ServerBusy) refuses the issued write once: it is tried again, and the one signature issues.
 			e := newFxEnv(t, fxOptions{})
 			e.tap.set(nil, func() bool { e.fs.FailNthWrite(1, nil); return false })
+			out := e.send(t, fl.new(e, t))
+			e.tap.set(nil, nil)
+			e.fs.Clear()
+			if !out.ok() || e.tap.signatures() != 1 {
+				t.Fatalf("got %s with %d signatures; want the certificate of the one signature", out, e.tap.signatures())
+			}
+			recs := e.records(t)
+			if len(recs) != 1 || recs[0].Status != store.StatusIssued || !bytes.Equal(recs[0].CertDER, out.cert.Raw) {
+				t.Fatalf("want one issued record with the delivered certificate, got %v", statuses(recs))
+			}
+			e.mustEnroll(t, fl)
+			e.check(t)
+		})
+		t.Run(fl.name+"/signed-then-store-down", func(t *testing.T) {
+			// The store refuses every write from the signature on, for longer than the issued write's deadline.
+			e := newFxEnv(t, fxOptions{})
+			e.tap.set(nil, func() bool { e.fs.Inject(storetest.Fault{}); return false })
 			out := e.send(t, fl.new(e, t))
 			e.tap.set(nil, nil)
 			e.fs.Clear()
@@ -1082,9 +1103,9 @@ func statuses(recs []*store.Record) []string {
 }
 
 // TestFaultAzuriteOutage stops Table Storage (a proxy in front of Azurite) while clients enroll: every request
-// gets an answer within its own 15 s deadline — 503 while the store is gone —, the process stays up and answers
-// GET /, and enrollments succeed again by themselves once the store is back, with every delivered certificate
-// durable.
+// gets an answer within its own deadline (fxOutageDeadline) — 503 while the store is gone —, the process stays up
+// and answers GET /, and enrollments succeed again by themselves once the store is back, with every delivered
+// certificate durable.
 func TestFaultAzuriteOutage(t *testing.T) {
 	proxy := azuritetest.NewProxy(t)
 	conn := proxy.ConnectionString()
@@ -1132,7 +1153,7 @@ func TestFaultAzuriteOutage(t *testing.T) {
 	}
 	run := func(reqs []*loadgen.SCEPRequest) *loadgen.Result {
 		t.Helper()
-		res, err := loadgen.Run(ctx, loadgen.Options{BaseURL: base, Concurrency: 4, RequestTimeout: 15 * time.Second,
+		res, err := loadgen.Run(ctx, loadgen.Options{BaseURL: base, Concurrency: 4, RequestTimeout: fxOutageDeadline,
 			KeepBodies: true}, loadgen.Requests(reqs))
 		if err != nil {
 			t.Fatal(err)
@@ -1171,7 +1192,7 @@ func TestFaultAzuriteOutage(t *testing.T) {
 	collect(built[8:24], during)
 	t.Logf("load run across the outage: %s, statuses %v", during, during.Statuses)
 	if during.Statuses[0] != 0 {
-		t.Fatalf("%d requests got no answer within their 15 s deadline during the outage: %v", during.Statuses[0], during.ErrorKinds)
+		t.Fatalf("%d requests got no answer within their %s deadline during the outage: %v", during.Statuses[0], fxOutageDeadline, during.ErrorKinds)
 	}
 	for status, n := range during.Statuses {
 		if status != http.StatusOK && status != http.StatusServiceUnavailable {
@@ -1242,6 +1263,11 @@ func TestFaultAzuriteOutage(t *testing.T) {
 		t.Fatalf("the handler panicked:\n%s", logs.String())
 	}
 }
+
+// fxOutageDeadline is how long a client of TestFaultAzuriteOutage waits for its answer. A request the outage catches
+// after its signature tries its issued write again for that write's whole deadline (15 s, issuance's writeTimeout)
+// before it answers 503, after its pending record's insert (at most 10 s, the store's call timeout).
+const fxOutageDeadline = 30 * time.Second
 
 // fxWaitHealthy waits until GET /api/health answers 200.
 func fxWaitHealthy(t testing.TB, base string, done <-chan error) {

@@ -10,7 +10,9 @@
 //     fails the insert;
 //  5. sign the linted to-be-signed bytes themselves with the CA key (one Key Vault operation), so what was linted
 //     is by construction what is signed, and verify the signature once (sign.go);
-//  6. move the record to issued (ETag-conditioned), with the certificate;
+//  6. move the record to issued (ETag-conditioned), with the certificate — tried again while the store is
+//     unavailable (throttled), within writeTimeout, so that a burst of throttling does not waste the signature
+//     (durableUpdate);
 //  7. deliver (the Intune success notification, when there is one); if delivery fails the record is marked
 //     withheld and the certificate never leaves, and if it succeeds the record says so (IntuneNotified) before the
 //     certificate leaves;
@@ -34,6 +36,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -83,14 +86,25 @@ type Config struct {
 	StaleAfter time.Duration
 	Logger     *slog.Logger
 	Now        func() time.Time
+	// Sleep waits d, or until ctx ends (then it returns ctx's error): the pause between the tries of a write made
+	// once the certificate is signed (durableUpdate). Nil: a timer. Tests replace it so as not to wait.
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 // deliverTimeout bounds the delivery gate (the Intune success notification and its one retry).
 const deliverTimeout = 75 * time.Second
 
 // writeTimeout bounds each store write made once the certificate is signed (the issued record, the gate's
-// outcome): the request's own context may be gone by then.
+// outcome), its tries included (durableUpdate): the request's own context may be gone by then.
 const writeTimeout = 15 * time.Second
+
+// The pause before the next try of a write the store refused as unavailable (durableUpdate): retryFirst doubling up
+// to retryMax, each drawn between half of it and all of it. With the store client's own quick retries (about 1 s
+// per call) that is some five calls within writeTimeout.
+const (
+	retryFirst = 250 * time.Millisecond
+	retryMax   = 4 * time.Second
+)
 
 // deliverWindow is how long after its issued write a gated record whose gate has not been recorded as passed may
 // still be in the middle of it: the rest of the issued write, the gate itself and the write recording its outcome,
@@ -109,6 +123,7 @@ type Issuer struct {
 	stale    time.Duration
 	log      *slog.Logger
 	now      func() time.Time
+	sleep    func(ctx context.Context, d time.Duration) error
 
 	linter    *lint.Linter
 	linterErr error // reported by Issue, so that New accepts any CA (as before)
@@ -137,8 +152,11 @@ func New(cfg Config) (*Issuer, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = sleep
+	}
 	i := &Issuer{ca: cfg.CA, caName: cfg.CA.Cert.Subject.String(), sigAlg: alg, store: cfg.Store, urls: cfg.URLs, backdate: cfg.Backdate,
-		stale: cfg.StaleAfter, log: cfg.Logger, now: cfg.Now}
+		stale: cfg.StaleAfter, log: cfg.Logger, now: cfg.Now, sleep: cfg.Sleep}
 	i.linter, i.linterErr = lint.New(cfg.CA.Cert)
 	i.signerVerifies = custody.SignerVerifiesItself(cfg.CA.Signer, cfg.CA.Cert)
 	return i, nil
@@ -461,8 +479,10 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 	rec.CertDER = der
 	rec.SHA1, rec.SHA256 = thumbprints(der)
 	rec.Updated = i.now()
-	if err := i.store.Update(wctx, rec, store.StatusPending); err != nil {
-		// The record stays pending; the sweeper reports it and it stays revocable by serial. Or the write committed
+	// Tried again while the store is unavailable, until writeTimeout: giving up here wastes the signature, and the
+	// device's retries wait for the record to turn stale and then cost a second one.
+	if _, err := i.durableUpdate(wctx, rec, store.StatusPending, issuedWith(der)); err != nil {
+		// The record stays pending; the sweeper reports it and it stays revocable by serial. Or a write committed
 		// and only its answer was lost: the record is issued with a certificate nobody has seen. Without a gate its
 		// replay hands it out, as this answer would have. With a gate that is safe too: the gate below never ran,
 		// so the record's IntuneNotified is false and Releasable (above) refuses it to every later request — in
@@ -493,7 +513,8 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 			rec.Withheld = true
 			rec.Note = truncate("withheld: "+derr.Error(), 512)
 			rec.Updated = i.now()
-			if err := i.store.Update(octx, rec, store.StatusIssued); err != nil {
+			withheld := func(cur *store.Record) bool { return issuedWith(der)(cur) && cur.Withheld }
+			if _, err := i.durableUpdate(octx, rec, store.StatusIssued, withheld); err != nil {
 				// Still never delivered: the record's IntuneNotified is false, so Releasable refuses it.
 				i.log.Error("marking withheld certificate failed", "serial", rec.Serial, "err", err)
 			}
@@ -534,29 +555,25 @@ func (i *Issuer) renewLink(ctx context.Context, req *Request, rec *store.Record)
 	defer cancel()
 	seen := req.Renews.RenewedTo
 	old := *req.Renews // the caller's record stays as it read it
+	if old.RenewedTo == rec.Serial {
+		return
+	}
+	linked := func(cur *store.Record) bool { return cur.RenewedTo == rec.Serial }
 	for attempt := 0; ; attempt++ {
-		if old.RenewedTo == rec.Serial {
-			return
-		}
 		old.RenewedTo = rec.Serial
 		old.Updated = i.now()
-		err := i.store.Update(lctx, &old, old.Status)
+		// Tried again while the store is unavailable; a conflict comes back with the record as it is now.
+		cur, err := i.durableUpdate(lctx, &old, old.Status, linked)
 		if err == nil {
 			i.keepRevokedLink(lctx, &old, seen)
 			return
 		}
-		if !errors.Is(err, store.ErrConflict) || attempt == 2 {
+		if cur == nil || attempt == 2 {
 			i.log.Error("recording the renewal's forward link failed; the renewal stands", "serial", rec.Serial,
 				"renewed_from", old.Serial, "err", err)
 			return
 		}
-		cur, gerr := i.store.Get(lctx, old.Serial)
-		if gerr != nil {
-			i.log.Error("recording the renewal's forward link failed; the renewal stands", "serial", rec.Serial,
-				"renewed_from", old.Serial, "err", fmt.Errorf("%w (re-reading the record: %w)", err, gerr))
-			return
-		}
-		if cur.RenewedTo != seen && cur.RenewedTo != rec.Serial {
+		if cur.RenewedTo != seen {
 			i.log.Warn("renewal's forward link moved meanwhile; left as it is", "serial", rec.Serial,
 				"renewed_from", old.Serial, "renewed_to", cur.RenewedTo)
 			return
@@ -592,31 +609,104 @@ func (i *Issuer) keepRevokedLink(ctx context.Context, old *store.Record, seen st
 }
 
 // recordDelivered writes rec, whose delivery gate passed, with the gate's bookkeeping (IntuneNotified and the other
-// Intune fields). A failed write is tried once more from the stored version, which shows the bookkeeping already
-// when the first write committed and only its answer was lost.
+// Intune fields), tried again while the store is unavailable (durableUpdate, which also recognises the write when
+// an earlier try committed and only its answer was lost). When the record changed meanwhile, the bookkeeping is
+// written once more onto the stored version, if that still holds this certificate, issued and not withheld.
 func (i *Issuer) recordDelivered(ctx context.Context, rec *store.Record) error {
-	rec.Updated = i.now()
-	err := i.store.Update(ctx, rec, store.StatusIssued)
-	if err == nil {
-		return nil
+	notified := func(cur *store.Record) bool {
+		return issuedWith(rec.CertDER)(cur) && !cur.Withheld && cur.IntuneNotified
 	}
-	i.log.Warn("recording delivery failed; trying again", "serial", rec.Serial, "err", err)
-	cur, gerr := i.store.Get(ctx, rec.Serial)
-	if gerr != nil {
-		return fmt.Errorf("%w (re-reading the record: %w)", err, gerr)
+	rec.Updated = i.now()
+	cur, err := i.durableUpdate(ctx, rec, store.StatusIssued, notified)
+	if err == nil || cur == nil {
+		return err
 	}
 	if cur.Status != store.StatusIssued || cur.Withheld || !bytes.Equal(cur.CertDER, rec.CertDER) {
 		return fmt.Errorf("%w (the record is now %s, withheld %t)", err, cur.Status, cur.Withheld)
 	}
-	if !cur.IntuneNotified {
-		cur.IntuneSerial, cur.CAConfiguration, cur.IntuneNotified = rec.IntuneSerial, rec.CAConfiguration, true
-		cur.Updated = i.now()
-		if err := i.store.Update(ctx, cur, store.StatusIssued); err != nil {
-			return err
-		}
+	i.log.Warn("recording delivery met a changed record; writing it onto the stored version", "serial", rec.Serial, "err", err)
+	cur.IntuneSerial, cur.CAConfiguration, cur.IntuneNotified = rec.IntuneSerial, rec.CAConfiguration, true
+	cur.Updated = i.now()
+	if _, err := i.durableUpdate(ctx, cur, store.StatusIssued, notified); err != nil {
+		return err
 	}
 	*rec = *cur
 	return nil
+}
+
+// issuedWith reports whether a record is issued with exactly the certificate der: what a write that moved it to
+// issued with der, and every later bookkeeping write of that certificate's own issuance, leaves.
+func issuedWith(der []byte) func(cur *store.Record) bool {
+	return func(cur *store.Record) bool {
+		return cur.Status == store.StatusIssued && bytes.Equal(cur.CertDER, der)
+	}
+}
+
+// durableUpdate is store.Update(ctx, rec, from) for the writes made once the certificate is signed, which must not
+// give up at the first refusal of a throttled store: store.ErrUnavailable (503 ServerBusy, 500 OperationTimedOut,
+// a timeout, a lost answer) is tried again after a jittered exponential pause (retryFirst to retryMax) until ctx
+// ends, with the same record and the same ETag, so a try can only ever replace the version rec was read at.
+//
+// An unavailable write may have committed. The Tables store recognises its own write in the 412 of a replay within
+// one Update call (its WriteID), but not across calls, nor when its read-back fails; so here a conflict is never
+// taken as failure blindly: the record is read back, and when landed says it shows this write, the write is done
+// and rec becomes the stored version (its ETag included). Anything else — a conflict whose record shows another
+// writer's change, ErrTransition, ErrNotFound, ctx ending — is returned as the failure it is, and on a conflict
+// with the record as read (cur), for a caller that may write again onto it; nothing here overwrites it.
+func (i *Issuer) durableUpdate(ctx context.Context, rec *store.Record, from store.Status, landed func(cur *store.Record) bool) (cur *store.Record, err error) {
+	var conflict error // the conflict being checked: the record is read back instead of written
+	for try := 0; ; try++ {
+		if conflict == nil {
+			err = i.store.Update(ctx, rec, from)
+			switch {
+			case err == nil:
+				return nil, nil
+			case errors.Is(err, store.ErrConflict):
+				conflict = err
+				continue // read back at once
+			case !errors.Is(err, store.ErrUnavailable):
+				return nil, err
+			}
+		} else {
+			got, gerr := i.store.Get(ctx, rec.Serial)
+			switch {
+			case gerr == nil && landed(got):
+				*rec = *got
+				return nil, nil
+			case gerr == nil:
+				return got, fmt.Errorf("%w (the record is %s, with another version than this write's)", conflict, got.Status)
+			case !errors.Is(gerr, store.ErrUnavailable):
+				return nil, fmt.Errorf("%w (re-reading the record: %w)", conflict, gerr)
+			}
+			err = fmt.Errorf("%w (re-reading the record: %w)", conflict, gerr)
+		}
+		i.log.Warn("store unavailable after the signature; trying again", "serial", rec.Serial, "try", try+1, "err", err)
+		if i.sleep(ctx, backoff(try)) != nil {
+			return nil, err
+		}
+	}
+}
+
+// backoff is the pause before try+2: retryFirst doubling to retryMax, drawn between half of that and all of it, so
+// that instances throttled together do not come back together.
+func backoff(try int) time.Duration {
+	d := retryMax
+	if try < 5 && retryFirst<<try < retryMax {
+		d = retryFirst << try
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // resolve decides what a request does about the earlier attempt its idempotency key is bound to: a replay

@@ -25,6 +25,7 @@ import (
 	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/store/memstore"
 	"github.com/azscep/azscep/internal/store/storetest"
+	"github.com/azscep/azscep/internal/testca"
 )
 
 // auditSigner wraps the CA key and, at every signature, checks the invariant of reliability.md §5.1: a committed
@@ -92,6 +93,7 @@ type fixture struct {
 	signer *auditSigner
 	iss    *Issuer
 	prof   *policy.Profile
+	sleep  *testca.InstantSleep // the pauses between tries of a write after the signature, taken without waiting
 }
 
 func newFixture(t *testing.T, st store.Store) *fixture {
@@ -101,7 +103,8 @@ func newFixture(t *testing.T, st store.Store) *fixture {
 		st = memstore.New()
 	}
 	as := &auditSigner{Signer: key, st: st, t: t}
-	iss, err := New(Config{CA: CA{Cert: ca, Signer: as}, Store: st, Backdate: 5 * time.Minute,
+	sl := &testca.InstantSleep{}
+	iss, err := New(Config{CA: CA{Cert: ca, Signer: as}, Store: st, Backdate: 5 * time.Minute, Sleep: sl.Sleep,
 		URLs: URLs{OCSP: []string{"http://ca.test/api/ocsp"}, CAIssuers: []string{"http://ca.test/api/ca"},
 			CRL: []string{"http://ca.test/api/crl"}}})
 	if err != nil {
@@ -111,7 +114,7 @@ func newFixture(t *testing.T, st store.Store) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{st: st, signer: as, iss: iss, prof: prof}
+	return &fixture{st: st, signer: as, iss: iss, prof: prof, sleep: sl}
 }
 
 var leafKey = func() *ecdsa.PrivateKey {
@@ -813,8 +816,8 @@ func TestGatedRequestNeedsItsGate(t *testing.T) {
 	}
 }
 
-// TestGatedCertificateOfALostIssuedWrite: the issued write commits but its answer is lost, so Issue fails and the
-// gate never runs. Every replay — gated (ReplayRequest, or Issue meeting the key claim) or not (the record's own
+// TestGatedCertificateOfALostIssuedWrite: the issued write commits but its answer is lost, and the store stays
+// unavailable for the rest of the write's deadline, so Issue fails and the gate never runs. Every replay — gated (ReplayRequest, or Issue meeting the key claim) or not (the record's own
 // mark decides, whatever the caller's endpoint now says) — is in progress while the gate could still be running and
 // withheld after, and never runs the gate itself.
 func TestGatedCertificateOfALostIssuedWrite(t *testing.T) {
@@ -830,6 +833,7 @@ func TestGatedCertificateOfALostIssuedWrite(t *testing.T) {
 		return req
 	}
 	fs.Inject(storetest.Fault{Method: storetest.MethodUpdate, Nth: 1, Commit: true})
+	fs.Inject(storetest.Fault{Method: storetest.MethodUpdate}) // and every later try
 	if res, err := f.iss.Issue(ctx, gatedReq()); err == nil || res != nil {
 		t.Fatalf("Issue = %v, %v; want the lost write's error", res, err)
 	}
@@ -859,11 +863,12 @@ func TestGatedCertificateOfALostIssuedWrite(t *testing.T) {
 }
 
 // TestAcceptedDeliveryIsDurableBeforeTheCertificateLeaves: Issue returns a gated certificate only once its record
-// durably shows the gate passed. A lost bookkeeping write is made again (or found committed); lost twice, the
-// certificate does not leave and the answer is ErrInProgress (not a failure: the gate accepted it). A gate that
+// durably shows the gate passed. A lost bookkeeping write is made again (or found committed); lost until the write's
+// deadline, the certificate does not leave and the answer is ErrInProgress (not a failure: the gate accepted it). A gate that
 // returns no error without recording its pass withholds the certificate.
 func TestAcceptedDeliveryIsDurableBeforeTheCertificateLeaves(t *testing.T) {
-	// Update 1: pending → issued. Update 2: the gate's bookkeeping. Update 3: its second attempt.
+	// Update 1: pending → issued. Update 2: the gate's bookkeeping. Update 3 on: its next tries, while the store is
+	// unavailable, until the write's deadline.
 	for _, tc := range []struct {
 		name   string
 		faults []storetest.Fault
@@ -872,7 +877,10 @@ func TestAcceptedDeliveryIsDurableBeforeTheCertificateLeaves(t *testing.T) {
 		{"no fault", nil, nil},
 		{"lost once", []storetest.Fault{{Method: storetest.MethodUpdate, Nth: 2}}, nil},
 		{"committed, answer lost", []storetest.Fault{{Method: storetest.MethodUpdate, Nth: 2, Commit: true}}, nil},
-		{"lost twice", []storetest.Fault{{Method: storetest.MethodUpdate, Nth: 2}, {Method: storetest.MethodUpdate, Nth: 3}}, ErrInProgress},
+		{"lost twice", []storetest.Fault{{Method: storetest.MethodUpdate, Nth: 2}, {Method: storetest.MethodUpdate, Nth: 3}}, nil},
+		{"committed, then unavailable, read back late", []storetest.Fault{{Method: storetest.MethodUpdate, Nth: 2, Commit: true},
+			{Method: storetest.MethodUpdate, Nth: 3}, {Method: storetest.MethodGet, Nth: 1}}, nil},
+		{"down for the write's deadline", failFrom(storetest.MethodUpdate, 2), ErrInProgress},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := storetest.NewFaultStore(memstore.New())
@@ -1020,12 +1028,26 @@ func TestRenewLink(t *testing.T) {
 		}
 	})
 
-	t.Run("failure only logs", func(t *testing.T) {
+	t.Run("unavailable once: tried again", func(t *testing.T) {
 		fs := storetest.NewFaultStore(memstore.New())
 		f := newFixture(t, fs)
 		f.signer.st = fs.Inner()
 		prev := old(t, f)
 		fs.Inject(storetest.Fault{Method: storetest.MethodUpdate, Nth: 2}) // 1: issued; 2: the link
+		res := renew(t, f, prev, "tx-new")
+		if got := linked(t, f, prev.Serial); got != res.Record.Serial {
+			t.Errorf("renewed_to = %q, want %s", got, res.Record.Serial)
+		}
+	})
+
+	t.Run("failure only logs", func(t *testing.T) {
+		fs := storetest.NewFaultStore(memstore.New())
+		f := newFixture(t, fs)
+		f.signer.st = fs.Inner()
+		prev := old(t, f)
+		for _, ft := range failFrom(storetest.MethodUpdate, 2) { // 1: issued; 2 on: the link, until its deadline
+			fs.Inject(ft)
+		}
 		res := renew(t, f, prev, "tx-new")
 		if res.Record.Status != store.StatusIssued {
 			t.Errorf("renewal %s", res.Record.Status)

@@ -360,8 +360,9 @@ func TestIntuneRefusedCertificateStaysWithheldWhenTheMarkIsLost(t *testing.T) {
 	}
 }
 
-// TestLostIssuedWriteIsReplayedOnlyWithoutAGate: the pending → issued write commits but its answer is lost, so the
-// first attempt gets 503 and the record is issued with a certificate nobody has seen. On a static endpoint the
+// TestLostIssuedWriteIsReplayedOnlyWithoutAGate: the pending → issued write commits but its answer is lost, and the
+// store refuses every later try until the write's deadline, so the first attempt gets 503 and the record is issued
+// with a certificate nobody has seen. On a static endpoint the
 // retry gets that certificate, as the first answer would have. On an Intune endpoint failureNotification was sent
 // and successNotification never was: asking again is told to wait and then refused, never given the certificate.
 func TestLostIssuedWriteIsReplayedOnlyWithoutAGate(t *testing.T) {
@@ -376,6 +377,7 @@ func TestLostIssuedWriteIsReplayedOnlyWithoutAGate(t *testing.T) {
 				wrap: func(s store.Store) store.Store {
 					fs := storetest.NewFaultStore(s)
 					fs.Inject(storetest.Fault{Method: storetest.MethodUpdate, Nth: 1, Commit: true})
+					fs.Inject(storetest.Fault{Method: storetest.MethodUpdate}) // every later try
 					return fs
 				}})
 			c := e.client(t, 0, "lost-write")
@@ -411,13 +413,17 @@ func TestLostIssuedWriteIsReplayedOnlyWithoutAGate(t *testing.T) {
 }
 
 // TestIntuneAcceptedNotificationIsRecordedBeforeTheCertificateLeaves: the write recording that Intune accepted
-// successNotification fails. Lost once (with or without committing), it is made again and the device gets its
-// certificate with IntuneNotified durable. Lost for good, the device is told PENDING — not FAILURE, and no
+// successNotification fails. Lost once or twice (with or without committing), it is made again and the device gets
+// its certificate with IntuneNotified durable. Lost until the write's deadline, the device is told PENDING — not FAILURE, and no
 // failureNotification: Intune has the certificate — and is never given a certificate the records do not show as
 // reported to Intune.
 func TestIntuneAcceptedNotificationIsRecordedBeforeTheCertificateLeaves(t *testing.T) {
 	t.Parallel()
-	// Update 1: pending → issued. Update 2: the notification's bookkeeping. Update 3: its second attempt.
+	// Update 1: pending → issued. Update 2: the notification's bookkeeping. Update 3 on: its next tries.
+	var lostForGood []storetest.Fault
+	for n := 2; n < 100; n++ {
+		lostForGood = append(lostForGood, storetest.Fault{Method: storetest.MethodUpdate, Nth: n})
+	}
 	for _, tc := range []struct {
 		name   string
 		faults []storetest.Fault
@@ -425,7 +431,8 @@ func TestIntuneAcceptedNotificationIsRecordedBeforeTheCertificateLeaves(t *testi
 	}{
 		{"lost once", []storetest.Fault{{Method: storetest.MethodUpdate, Nth: 2}}, true},
 		{"committed, answer lost", []storetest.Fault{{Method: storetest.MethodUpdate, Nth: 2, Commit: true}}, true},
-		{"lost twice", []storetest.Fault{{Method: storetest.MethodUpdate, Nth: 2}, {Method: storetest.MethodUpdate, Nth: 3}}, false},
+		{"lost twice", []storetest.Fault{{Method: storetest.MethodUpdate, Nth: 2}, {Method: storetest.MethodUpdate, Nth: 3}}, true},
+		{"lost for good", lostForGood, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -388,7 +388,8 @@ func TestStoreUnavailable(t *testing.T) {
 	}{
 		{"every write fails", storetest.Fault{}, 0},
 		{"pending record with its idempotency claim fails", storetest.Fault{Method: storetest.MethodInsertBound}, 0},
-		{"issued-record write fails after signing", storetest.Fault{Method: storetest.MethodUpdate, Nth: 1}, 1},
+		// Every try of it, until its deadline (one refusal is tried again: issuance's durableUpdate).
+		{"issued-record write fails after signing", storetest.Fault{Method: storetest.MethodUpdate}, 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

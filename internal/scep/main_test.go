@@ -119,6 +119,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 			CRL: []string{"http://ca.test/api/crl"}},
 		Backdate: 5 * time.Minute,
 		Now:      func() time.Time { return time.Now().Add(time.Duration(e.issuerOffset.Load())) },
+		// A write after the signature that the store refuses is tried again until its deadline: without waiting.
+		Sleep: (&testca.InstantSleep{}).Sleep,
 	})
 	if err != nil {
 		t.Fatal(err)

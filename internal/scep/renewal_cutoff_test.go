@@ -112,8 +112,9 @@ func TestRenewalFromSupersededDeniedFurtherDownTheChain(t *testing.T) {
 	wantRefusedWith(t, e, logs, renewWith(t, e, epStatic, x, named, 9), 3, "superseded by "+hexSerial(z))
 }
 
-// TestRenewalLinkLostIsRepairedByRevocation: the forward-link write after a renewal fails (only logged: the
-// renewal stands), and the revocation of the successor writes it instead, so X is still cut off.
+// TestRenewalLinkLostIsRepairedByRevocation: the forward-link write after a renewal fails, every try until its
+// deadline (only logged: the renewal stands), and the revocation of the successor writes it instead, so X is still
+// cut off.
 func TestRenewalLinkLostIsRepairedByRevocation(t *testing.T) {
 	t.Parallel()
 	var fs *storetest.FaultStore
@@ -121,7 +122,9 @@ func TestRenewalLinkLostIsRepairedByRevocation(t *testing.T) {
 	e := newEnv(t, envOptions{log: logs, wrap: func(s store.Store) store.Store { fs = storetest.NewFaultStore(s); return fs }})
 	x := enrollNamed(t, e, epStatic, 0, named)
 	inRenewalWindow(e)
-	fs.Inject(storetest.Fault{Method: storetest.MethodUpdate, Nth: 2}) // 1: Y's issued write; 2: X's forward link
+	for n := 2; n < 100; n++ { // 1: Y's issued write; 2 on: X's forward link, tried until its deadline
+		fs.Inject(storetest.Fault{Method: storetest.MethodUpdate, Nth: n})
+	}
 	y := wantSuccess(t, renewWith(t, e, epStatic, x, named, 7))
 	fs.Clear()
 	if got := e.record(t, x.cert).RenewedTo; got != "" {

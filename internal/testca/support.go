@@ -159,3 +159,47 @@ func AllRecords(t testing.TB, s Searcher, q store.Query) []*store.Record {
 		q.Continuation = next
 	}
 }
+
+// InstantSleep stands in for a sleep(ctx, d) that a retry loop waits on, without waiting: it adds d to the time
+// slept under ctx and returns at once, and once the time slept under a ctx reaches what was left of its deadline it
+// answers context.DeadlineExceeded, as the real wait would have. So a test runs through a backoff of the whole
+// deadline in no time, and sees how often and how long the code under test waited. The zero value is ready to use.
+type InstantSleep struct {
+	mu    sync.Mutex
+	slept map[context.Context]time.Duration
+	calls int
+	total time.Duration
+}
+
+// Sleep is the sleep function.
+func (s *InstantSleep) Sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.slept == nil {
+		s.slept = map[context.Context]time.Duration{}
+	}
+	s.calls++
+	s.total += d
+	s.slept[ctx] += d
+	if deadline, ok := ctx.Deadline(); ok && s.slept[ctx] >= time.Until(deadline) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// Calls is how many times Sleep was called.
+func (s *InstantSleep) Calls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls
+}
+
+// Total is the time Sleep was asked to wait, in all.
+func (s *InstantSleep) Total() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.total
+}
