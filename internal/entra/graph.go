@@ -17,6 +17,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
+	"github.com/azscep/azscep/internal/ctxtime"
 	"github.com/azscep/azscep/internal/transport"
 )
 
@@ -488,12 +489,8 @@ func (d *Directory) getJSON(ctx context.Context, u string, v any) (found bool, e
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait+minGraphAttemptTime {
 			return found, err
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if ctxtime.Sleep(ctx, wait) != nil {
 			return found, err
-		case <-t.C:
 		}
 	}
 }

@@ -42,6 +42,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/azscep/azscep/internal/ctxtime"
 	"github.com/azscep/azscep/internal/custody"
 	"github.com/azscep/azscep/internal/lint"
 	"github.com/azscep/azscep/internal/policy"
@@ -153,7 +154,7 @@ func New(cfg Config) (*Issuer, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.Sleep == nil {
-		cfg.Sleep = sleep
+		cfg.Sleep = ctxtime.Sleep
 	}
 	i := &Issuer{ca: cfg.CA, caName: cfg.CA.Cert.Subject.String(), sigAlg: alg, store: cfg.Store, urls: cfg.URLs, backdate: cfg.Backdate,
 		stale: cfg.StaleAfter, log: cfg.Logger, now: cfg.Now, sleep: cfg.Sleep}
@@ -695,18 +696,6 @@ func backoff(try int) time.Duration {
 		d = retryFirst << try
 	}
 	return d/2 + rand.N(d/2+1)
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // resolve decides what a request does about the earlier attempt its idempotency key is bound to: a replay

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/azscep/azscep/internal/ctxtime"
 	"github.com/azscep/azscep/internal/store"
 )
 
@@ -139,14 +140,7 @@ func contentionPause(ctx context.Context, attempt int) error {
 	}
 	ceiling := 10 * time.Millisecond << min(attempt-1, 6)
 	ceiling = min(ceiling, 500*time.Millisecond)
-	t := time.NewTimer(rand.N(ceiling) + time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return ctxtime.Sleep(ctx, rand.N(ceiling)+time.Millisecond)
 }
 
 // readGeneration returns the current generation (zero before the first revocation) and its ETag.
