@@ -94,7 +94,7 @@ type env struct {
 	panics       atomic.Int32
 }
 
-func newEnv(t *testing.T, o envOptions) *env {
+func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	if o.ca == nil {
 		o.ca = theCA(t)
