@@ -73,7 +73,7 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	if r.ContentLength > limit {
 		return nil, ErrTooLarge
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	b, err := readAll(http.MaxBytesReader(w, r.Body, limit), r.ContentLength)
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return nil, ErrTooLarge
@@ -82,6 +82,32 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 		return nil, fmt.Errorf("reading request body: %w", err)
 	}
 	return b, nil
+}
+
+// preallocMax bounds the buffer a declared Content-Length reserves before any of the body has arrived, so that a
+// client announcing MaxBody and sending nothing does not hold MaxBody per connection.
+const preallocMax = 16 << 10
+
+// readAll is io.ReadAll with a first buffer sized for the declared length (-1 when unknown): a SCEP message or a
+// CSR is read into one allocation instead of io.ReadAll's growth from 512 bytes.
+func readAll(r io.Reader, declared int64) ([]byte, error) {
+	if declared < 0 || declared > preallocMax {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, 0, declared+1) // +1: the read that sees EOF needs room too
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // more than declared: let append grow the buffer
+		}
+	}
 }
 
 // Problem is an RFC 9457 problem document with a stable reason code.

@@ -44,6 +44,23 @@ func TestReadBodyCap(t *testing.T) {
 	}
 }
 
+// TestReadBodyDeclaredLength: the buffer sized from Content-Length reads the whole body whatever the declared length
+// says (less, more, zero, unknown, over preallocMax), and the cap holds when the declared length understates it.
+func TestReadBodyDeclaredLength(t *testing.T) {
+	body := bytes.Repeat([]byte("0123456789"), 400)
+	for _, declared := range []int64{-1, 0, 1, 3999, 4000, 4001, preallocMax, preallocMax + 1} {
+		b, err := readAll(bytes.NewReader(body), declared)
+		if err != nil || !bytes.Equal(b, body) {
+			t.Errorf("declared %d: read %d bytes, %v", declared, len(b), err)
+		}
+	}
+	r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(make([]byte, MaxBody+1)))
+	r.ContentLength = 100
+	if _, err := ReadBody(httptest.NewRecorder(), r, MaxBody); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("understated Content-Length over the cap: err = %v", err)
+	}
+}
+
 func TestWriteProblem(t *testing.T) {
 	rec := httptest.NewRecorder()
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
