@@ -1131,22 +1131,10 @@ func TestVaultRAKeeper(t *testing.T) {
 func TestVaultRAKeeperInTheCAsLastMonth(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	e := newVaultEnv(t)
-	e.importKey(t, "ca", testRSAKey(t, 10))
-	e.importKEK(t)
 	// The CA outlives the first RA by 10 days, which one renewal gains.
-	mustInit(t, e.v, custody.VaultInitOptions{KeyType: "RSA", RACommon: "Test SCEP RA",
-		Root: custody.RootOptions{Subject: pkix.Name{CommonName: "Short Root"}, Validity: custody.RAValidity + 10*24*time.Hour}})
-	clock := testca.NewClock(now)
-	revoked := map[string]string{}
+	_, k, keeper, clock, revoked := shortRootKeeper(t)
 	var logs bytes.Buffer
-	k := e.load(t)
-	keeper := &custody.RAKeeper{Store: e.v, Keys: k, Now: clock.Now, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
-		Revoke:  func(_ context.Context, serial, reason string) error { revoked[serial] = reason; return nil },
-		Revoked: func(_ context.Context, serial string) (bool, error) { _, ok := revoked[serial]; return ok, nil }}
-	if _, err := keeper.Refresh(ctx); err != nil {
-		t.Fatal(err)
-	}
+	keeper.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	serial := func(c *x509.Certificate) string { return strings.ToUpper(c.SerialNumber.Text(16)) }
 	caEnd := k.CA().NotAfter
 	first, _ := k.RA()
@@ -1221,20 +1209,7 @@ func TestVaultRAKeeperInTheCAsLastMonth(t *testing.T) {
 func TestVaultRAKeeperAfterTheCAExpired(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	e := newVaultEnv(t)
-	e.importKey(t, "ca", testRSAKey(t, 10))
-	e.importKEK(t)
-	mustInit(t, e.v, custody.VaultInitOptions{KeyType: "RSA", RACommon: "Test SCEP RA",
-		Root: custody.RootOptions{Subject: pkix.Name{CommonName: "Short Root"}, Validity: custody.RAValidity + 10*24*time.Hour}})
-	clock := testca.NewClock(now)
-	revoked := map[string]string{}
-	k := e.load(t)
-	keeper := &custody.RAKeeper{Store: e.v, Keys: k, Now: clock.Now,
-		Revoke:  func(_ context.Context, serial, reason string) error { revoked[serial] = reason; return nil },
-		Revoked: func(_ context.Context, serial string) (bool, error) { _, ok := revoked[serial]; return ok, nil }}
-	if _, err := keeper.Refresh(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e, k, keeper, clock, revoked := shortRootKeeper(t)
 	before, _ := k.RA()
 	clock.Set(k.CA().NotAfter.Add(2 * time.Hour))
 	revoked[strings.ToUpper(before.SerialNumber.Text(16))] = "keyCompromise"
@@ -1254,6 +1229,27 @@ func TestVaultRAKeeperAfterTheCAExpired(t *testing.T) {
 	if _, _, err := keeper.Rotate(ctx, "test", false); err == nil || !strings.Contains(err.Error(), "the CA certificate expired") {
 		t.Errorf("Rotate after the CA expired: err %v, want an error saying the CA expired", err)
 	}
+}
+
+// shortRootKeeper is a vault-backed CA whose root outlives the first RA certificate by 10 days, with an RA keeper
+// on a test clock that records revocations in revoked, refreshed once.
+func shortRootKeeper(t *testing.T) (*vaultEnv, *custody.Keys, *custody.RAKeeper, *testca.Clock, map[string]string) {
+	t.Helper()
+	e := newVaultEnv(t)
+	e.importKey(t, "ca", testRSAKey(t, 10))
+	e.importKEK(t)
+	mustInit(t, e.v, custody.VaultInitOptions{KeyType: "RSA", RACommon: "Test SCEP RA",
+		Root: custody.RootOptions{Subject: pkix.Name{CommonName: "Short Root"}, Validity: custody.RAValidity + 10*24*time.Hour}})
+	clock := testca.NewClock(now)
+	revoked := map[string]string{}
+	k := e.load(t)
+	keeper := &custody.RAKeeper{Store: e.v, Keys: k, Now: clock.Now,
+		Revoke:  func(_ context.Context, serial, reason string) error { revoked[serial] = reason; return nil },
+		Revoked: func(_ context.Context, serial string) (bool, error) { _, ok := revoked[serial]; return ok, nil }}
+	if _, err := keeper.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return e, k, keeper, clock, revoked
 }
 
 // wrappedSigner hides the concrete key type, as a test's or an HSM's wrapper would.
