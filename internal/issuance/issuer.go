@@ -109,9 +109,14 @@ const (
 
 // deliverWindow is how long after its issued write a gated record whose gate has not been recorded as passed may
 // still be in the middle of it: the rest of the issued write, the gate itself and the write recording its outcome,
-// each at its own deadline, and some clock skew between the instance that wrote the record and the one reading it.
-// Within it a replay is told "in progress"; after it the gate is taken as failed (Releasable).
-const deliverWindow = writeTimeout + deliverTimeout + writeTimeout + 10*time.Second
+// each at its own deadline; a store call already sent when a deadline passes, which the Tables client lets finish
+// (up to its call timeout, storeCallOverrun); and some clock skew between the instance that wrote the record and
+// the one reading it. Within it a replay is told "in progress"; after it the gate is taken as failed (Releasable).
+const deliverWindow = writeTimeout + deliverTimeout + writeTimeout + storeCallOverrun + 10*time.Second
+
+// storeCallOverrun is how long a store write already on the wire may outlast the deadline of the write it serves:
+// the Table Storage client's call timeout.
+const storeCallOverrun = 10 * time.Second
 
 // Issuer runs the issuance cycle.
 type Issuer struct {
