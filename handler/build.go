@@ -182,7 +182,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 		if cfg.Intune.RevocationSync {
 			d.sync, err = revocation.NewSyncer(revocation.SyncConfig{Store: st, Intune: client, CAConfiguration: caConfig,
 				IssuerName: keys.CA().Subject.String(), Batch: cfg.RevocationBatch, Budget: syncBudget,
-				OnRevoked: onRevoked, Logger: log})
+				OnRevoked: onRevoked, Logger: log,
+				// ctx is serve's: it ends with SIGTERM, when no new download may start.
+				Stopping: ctx.Done()})
 			if err != nil {
 				return nil, err
 			}

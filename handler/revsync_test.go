@@ -8,7 +8,9 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	xocsp "golang.org/x/crypto/ocsp"
 
@@ -80,5 +82,92 @@ func TestTimerRevocationSync(t *testing.T) {
 	parsed, err := xocsp.ParseResponseForCert(body, cert, s.ca)
 	if err != nil || parsed.Status != xocsp.Revoked || parsed.RevocationReason != revocation.IntuneReason {
 		t.Fatalf("OCSP after the sync: %+v %v", parsed, err)
+	}
+}
+
+// gatedResume holds the revocation sync's resume step (its first store read under the lease) until released.
+type gatedResume struct {
+	store.Store
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (g *gatedResume) OpenRevocations(ctx context.Context, limit int) ([]*store.RevocationRequest, error) {
+	g.once.Do(func() {
+		close(g.entered)
+		<-g.release
+	})
+	return g.Store.OpenRevocations(ctx, limit)
+}
+
+// TestTimerSyncStoppingStartsNoDownload: the worker gets SIGTERM (scale-in, a deployment) while the hourly sync is
+// still resuming earlier work. serve drains for a bounded time and the process then exits, so a download started
+// now may be cut before its items are persisted — and Intune offers nothing more for about an hour, if it offers
+// them again. The run must finish what it holds and leave the download for the next run, which Intune's queue
+// keeps for it.
+func TestTimerSyncStoppingStartsNoDownload(t *testing.T) {
+	gate := &gatedResume{entered: make(chan struct{}), release: make(chan struct{})}
+	s := startIntune(t, intuneSetup{wrap: func(st store.Store) store.Store { gate.Store = st; return gate }})
+	subject := pkix.Name{CommonName: "retired-during-scale-in"}
+	a := s.enroll(t, testca.CSROptions{Subject: subject}, intunefake.Challenge{Subject: subject.String()})
+	_, rec := s.issued(t, a)
+	ctxRef, err := s.fake.RevokeIssued(rec.Serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	type answer struct {
+		code int
+		logs []string
+		err  error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		resp, err := http.Post(s.base+"/revocation-sync", "application/json",
+			strings.NewReader(`{"Data":{"timer":{"ScheduleStatus":null,"IsPastDue":false}},"Metadata":{}}`))
+		if err != nil {
+			answered <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		var out struct{ Logs []string }
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		answered <- answer{code: resp.StatusCode, logs: out.Logs, err: err}
+	}()
+	select {
+	case <-gate.entered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the sync never reached its resume step")
+	}
+	stopped := make(chan struct{})
+	go func() { s.stop(); close(stopped) }() // SIGTERM: serve stops listening and drains
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		resp, err := http.Get(s.base + "/")
+		if err != nil {
+			break // no longer listening: the shutdown has begun
+		}
+		resp.Body.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("serve kept listening after the stop")
+		}
+	}
+	close(gate.release)
+	got := <-answered
+	<-stopped
+	if got.err != nil || got.code != http.StatusOK {
+		t.Fatalf("timer answer %d %v: the drain must let the run answer", got.code, got.err)
+	}
+	t.Logf("timer logs:\n%s", strings.Join(got.logs, "\n"))
+	if n := s.fake.Count(intunefake.RouteDownload); n != 0 {
+		t.Fatalf("the run downloaded %d times after the stop signal, want 0 (the download is left for the next run)", n)
+	}
+	if joined := strings.Join(got.logs, "\n"); !strings.Contains(joined, "downloaded=0") ||
+		!strings.Contains(joined, "stopping") {
+		t.Fatalf("the run does not say it left the download for the next run:\n%s", joined)
+	}
+	// Nothing was taken from Intune: the request is still queued there for the next run.
+	if item, ok := s.fake.Revocation(ctxRef); !ok || item.State != intunefake.StateQueued {
+		t.Fatalf("Intune's item after the stopped run: %+v %v, want still queued", item, ok)
 	}
 }

@@ -58,6 +58,11 @@ type SyncConfig struct {
 	// Sleep pauses between persist attempts and returns early with ctx's error (default: a timer). Tests make it
 	// instant.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Stopping, when closed, says the process is stopping (SIGTERM: a scale-in, a deployment): a run that has not
+	// downloaded yet leaves the download for the next run. The process exits after a bounded drain, and the platform
+	// kills it after its grace period, so a download started now may be cut before its items are persisted, while
+	// Intune offers nothing more for about an hour. What the run already holds it still finishes. nil: never.
+	Stopping <-chan struct{}
 }
 
 // DefaultDownloadWorstCase is how long one DownloadRevocationRequests call of an Intune client with default
@@ -198,7 +203,15 @@ func (s *Syncer) cycle(ctx context.Context, run *store.SyncRun) error {
 	// 2. Download once: after a download Intune offers nothing more for a while (reliability.md §5.2). So start it
 	// only while the download at its slowest and the persist after it still fit in the budget: the host kills the
 	// function at its timeout, and items downloaded but not yet stored would be lost. Left for the next run, the
-	// items wait in Intune's queue.
+	// items wait in Intune's queue. The same when the process is stopping (Stopping).
+	select {
+	case <-s.cfg.Stopping:
+		msg := "download left for the next run: the service is stopping"
+		s.cfg.Logger.Warn("revocation sync: "+msg, "run", run.ID)
+		run.Errors = append(run.Errors, msg)
+		return nil
+	default:
+	}
 	if left, need := deadline.Sub(s.cfg.Now()), s.cfg.DownloadWorstCase+s.cfg.PersistTimeout; left < need {
 		msg := fmt.Sprintf("download left for the next run: %v of the time budget left, a download and its persist may need %v",
 			max(left, 0).Round(time.Second), need)
