@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
 	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/store/azuritetest"
@@ -427,4 +429,43 @@ func mustMarshal(t *testing.T, e entity) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// refusingTransport fails every request as a network that cannot reach the service does: with the *url.Error
+// net/http returns, whose message carries the request URL, query string included.
+type refusingTransport struct{}
+
+func (refusingTransport) Do(req *http.Request) (*http.Response, error) {
+	return nil, &url.Error{Op: req.Method, URL: req.URL.String(), Err: errors.New("dial tcp: connection refused")}
+}
+
+// TestTransportErrorHidesSAS: with a SAS connection string every request URL carries the signature, and a
+// failed request's error (logged, e.g. by /api/health) must not.
+func TestTransportErrorHidesSAS(t *testing.T) {
+	const sig = "c2VjcmV0LXNpZ25hdHVyZS1vZi10aGUtc2Fz"
+	conn := "AccountName=acct;SharedAccessSignature=sv=2022-11-02&ss=t&srt=sco&sp=rwdlacu&sig=" + sig
+	s, err := NewFromConnectionString(conn, "p", WithTransport(refusingTransport{}),
+		WithRetry(policy.RetryOptions{MaxRetries: -1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	_, getErr := s.Get(ctx, "1A")
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	for name, err := range map[string]error{"Ping": s.Ping(ctx), "Get": getErr, "canceled Ping": s.Ping(cctx)} {
+		if err == nil {
+			t.Fatalf("%s through a refusing transport succeeded", name)
+		}
+		if strings.Contains(err.Error(), sig) {
+			t.Errorf("%s error carries the SAS signature: %v", name, err)
+		}
+	}
+	if err := s.Ping(ctx); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Ping = %v, want ErrUnavailable", err)
+	}
+	var ue *url.Error
+	if err := s.Ping(ctx); !errors.As(err, &ue) || strings.Contains(ue.URL, sig) {
+		t.Errorf("Ping = %v: want the *url.Error kept, without the signature", err)
+	}
 }

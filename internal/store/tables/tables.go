@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -311,12 +312,41 @@ func mapErr(op string, err error) error {
 	if errors.As(err, &re) {
 		return statusError(op, re.StatusCode, re.ErrorCode, re)
 	}
+	err = withoutQuery(err)
 	if errors.Is(err, context.Canceled) {
 		return fmt.Errorf("tables: %s: %w", op, err)
 	}
 	// Transport failures and deadlines: the backend did not answer in time.
 	return fmt.Errorf("tables: %s: %w: %w", op, store.ErrUnavailable, err)
 }
+
+// withoutQuery drops the query string from the request URL a transport error (*url.Error) carries in its message:
+// with a SAS connection string that query holds the signature, and these errors are logged.
+func withoutQuery(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	bare := "(request URL)"
+	if u, perr := url.Parse(ue.URL); perr == nil {
+		u.RawQuery, u.ForceQuery, u.Fragment, u.User = "", false, "", nil
+		bare = u.String()
+	}
+	clean := &url.Error{Op: ue.Op, URL: bare, Err: ue.Err}
+	if err == error(ue) {
+		return clean
+	}
+	return &redactedErr{msg: strings.ReplaceAll(err.Error(), ue.URL, bare), clean: clean}
+}
+
+// redactedErr is an error whose message had a request URL's query removed; it unwraps to the cleaned *url.Error.
+type redactedErr struct {
+	msg   string
+	clean error
+}
+
+func (e *redactedErr) Error() string { return e.msg }
+func (e *redactedErr) Unwrap() error { return e.clean }
 
 func newWriteID() string {
 	var b [12]byte
