@@ -42,8 +42,10 @@ var olderCerts = "PartitionKey lt " + quote(certsPK)
 
 // upgradeLayout carries the records and bindings older versions wrote in their layouts into the certs partition,
 // where every read looks: a copy with the same properties (status, times, certificate, bookkeeping) for each one
-// the certs partition does not hold yet. What the certs partition holds already is never overwritten, so a
-// record changed since it was carried keeps its changes. The older entities are left as they are.
+// the certs partition does not hold yet. What the certs partition holds already is never replaced: only the moves
+// an older instance made to a record after it was copied are carried onto the copy, forward only and
+// ETag-conditioned (advance), so a record this version changed since keeps its changes. The older entities are
+// left as they are.
 func (s *Store) upgradeLayout(ctx context.Context) error {
 	raw, etag, err := s.GetMeta(ctx, layoutDoc)
 	switch {
