@@ -71,13 +71,35 @@ func ParseReference(v string) (Reference, error) {
 		if len(seg) == 3 {
 			r.Version = seg[2]
 		}
-		return r, nil
+		return r.checkNames()
 	}
 	vault, name := fields["vaultname"], fields["secretname"]
-	if vault == "" || name == "" || strings.ContainsAny(vault, "./:") {
+	if vault == "" || name == "" {
 		return Reference{}, fmt.Errorf("%w: a Key Vault reference needs SecretUri, or VaultName and SecretName", ErrInvalidInput)
 	}
-	return Reference{VaultURL: "https://" + vault + ".vault.azure.net/", Name: name, Version: fields["secretversion"]}, nil
+	// The vault name becomes the first label of the vault's host: anything but a DNS label ("#", "?", "@", "%" …)
+	// would make a URL whose host is something else, or none.
+	if !vaultNameRE.MatchString(vault) {
+		return Reference{}, fmt.Errorf("%w: VaultName %q is not a Key Vault name", ErrInvalidInput, vault)
+	}
+	return Reference{VaultURL: "https://" + vault + ".vault.azure.net/", Name: name, Version: fields["secretversion"]}.checkNames()
+}
+
+// Key Vault's names: a vault name is a DNS label; a secret name is 1–127 letters, digits and hyphens; a version
+// is letters and digits (32 hexadecimal digits in practice).
+var (
+	vaultNameRE     = regexp.MustCompile(`^[0-9A-Za-z](?:[0-9A-Za-z-]{0,61}[0-9A-Za-z])?$`)
+	secretNameRE    = regexp.MustCompile(`^[0-9A-Za-z-]{1,127}$`)
+	secretVersionRE = regexp.MustCompile(`^[0-9A-Za-z]{0,64}$`)
+)
+
+// checkNames refuses a secret name or version Key Vault cannot have, so that the secret read stays at
+// /secrets/<name>[/<version>] of the vault (no "/", no dot segments, nothing the client must escape).
+func (r Reference) checkNames() (Reference, error) {
+	if !secretNameRE.MatchString(r.Name) || !secretVersionRE.MatchString(r.Version) {
+		return Reference{}, fmt.Errorf("%w: secret name %q or version %q is not a Key Vault name", ErrInvalidInput, r.Name, r.Version)
+	}
+	return r, nil
 }
 
 // Resolve reads the secret a reference names with cred, as App Service would have: the service does it itself when
