@@ -198,7 +198,9 @@ func (d *discovery) parse(body []byte, activityID string) (map[string]string, er
 		}
 		uri := strings.TrimRight(strings.TrimSpace(*e.URI), "/")
 		u, err := url.Parse(uri)
-		if err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || !d.c.intuneHost(u.Hostname()) {
+		// No "?" or "#" at all, even empty: the operation's path is appended to the URI as a string, and would
+		// land in the query or the fragment, sending the call to the service's root.
+		if err != nil || u.Scheme != "https" || u.Host == "" || strings.ContainsAny(uri, "?#") || !d.c.intuneHost(u.Hostname()) {
 			d.c.log.Warn("graph discovery: ignoring unusable service URI",
 				slog.String("service", *e.ProviderName), slog.String("uri", uri))
 			continue
