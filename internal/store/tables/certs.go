@@ -140,7 +140,7 @@ func decodeRecord(p props, etag string) (*store.Record, error) {
 		Gated:            p.boolean("Gated"),
 		Withheld:         p.boolean("Withheld"),
 		RevokedAt:        d.time("RevokedAt"),
-		RevocationReason: p.int("RevocationReason"),
+		RevocationReason: d.int32("RevocationReason"),
 		RevokedBy:        p.str("RevokedBy"),
 		RevocationRef:    p.str("RevocationRef"),
 		Note:             p.str("Note"),

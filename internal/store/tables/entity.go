@@ -160,6 +160,31 @@ func (p props) int(name string) int {
 	return 0
 }
 
+// int32 reads an Edm.Int32 as entity.int writes it: an integral number within int32's range (also as an Edm.Int64
+// or an unannotated JSON number). Anything else is an error rather than a value the writer could not have stored.
+func (p props) int32(name string) (int, error) {
+	var f float64
+	switch v := p[name].(type) {
+	case nil:
+		return 0, nil
+	case int32:
+		return int(v), nil
+	case aztables.EDMInt64:
+		if v < math.MinInt32 || v > math.MaxInt32 {
+			return 0, fmt.Errorf("property %s: %d is outside Edm.Int32", name, int64(v))
+		}
+		return int(v), nil
+	case float64:
+		f = v
+	default:
+		return 0, fmt.Errorf("property %s has type %T, want Edm.Int32", name, p[name])
+	}
+	if f != math.Trunc(f) || f < math.MinInt32 || f > math.MaxInt32 {
+		return 0, fmt.Errorf("property %s: %v is not an Edm.Int32", name, f)
+	}
+	return int(f), nil
+}
+
 // time tolerates a DateTime that arrives without its annotation (as a plain string).
 func (p props) time(name string) (time.Time, error) {
 	switch v := p[name].(type) {
@@ -227,6 +252,14 @@ func (d *decoder) time(name string) time.Time {
 		d.err = err
 	}
 	return t
+}
+
+func (d *decoder) int32(name string) int {
+	n, err := d.p.int32(name)
+	if d.err == nil {
+		d.err = err
+	}
+	return n
 }
 
 func (d *decoder) binary(name string) []byte {
