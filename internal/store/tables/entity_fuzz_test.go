@@ -28,10 +28,10 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	f.Add([]byte(`{"PartitionKey":"certs","RowKey":"0A","Status":"issued","NotBefore":"2026-01-02T03:04:05.1234567Z","CertDER":"MAA=","RevocationReason":5}`))
-	f.Add([]byte(`{"PartitionKey":"certs","RowKey":"0A","Status":"issued","RevocationReason@odata.type":"Edm.Int64","RevocationReason":"99999999999"}`))
-	f.Add([]byte(`{"PartitionKey":"certs","RowKey":"0A","Status":"issued","NotAfter@odata.type":"Edm.DateTime","NotAfter":"9999-12-31T23:59:59Z"}`))
-	f.Add([]byte(`{"PartitionKey":"certs","RowKey":"0A","Status":"issued","SANs":"[]","CertDER@odata.type":"Edm.Binary","CertDER":""}`))
+	f.Add([]byte(`{"PartitionKey":"certs","RowKey":"A1","Status":"issued","NotBefore":"2026-01-02T03:04:05.1234567Z","CertDER":"MAA=","RevocationReason":5}`))
+	f.Add([]byte(`{"PartitionKey":"certs","RowKey":"A1","Status":"issued","RevocationReason@odata.type":"Edm.Int64","RevocationReason":"99999999999"}`))
+	f.Add([]byte(`{"PartitionKey":"certs","RowKey":"A1","Status":"issued","NotAfter@odata.type":"Edm.DateTime","NotAfter":"9999-12-31T23:59:59Z"}`))
+	f.Add([]byte(`{"PartitionKey":"certs","RowKey":"A1","Status":"issued","SANs":"[]","CertDER@odata.type":"Edm.Binary","CertDER":""}`))
 	f.Add([]byte(`{"RowKey":1}`))
 
 	f.Fuzz(func(t *testing.T, raw []byte) {
