@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -43,6 +44,7 @@ func FuzzGraphVerdict(f *testing.F) {
 		status := func(shift uint) int {
 			return []int{http.StatusOK, http.StatusNotFound, http.StatusForbidden, http.StatusOK}[(statuses>>shift)&3]
 		}
+		var deviceAsked atomic.Bool
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			body, code := dev, status(4)
 			switch {
@@ -50,6 +52,8 @@ func FuzzGraphVerdict(f *testing.F) {
 				body, code = owners, status(0)
 			case strings.Contains(r.URL.Path, "/managedDevices/"):
 				body, code = managed, status(2)
+			default:
+				deviceAsked.Store(true)
 			}
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(code)
@@ -58,6 +62,7 @@ func FuzzGraphVerdict(f *testing.F) {
 		defer srv.Close()
 		u, _ := url.Parse(srv.URL)
 		for _, managedQ := range []bool{false, true} {
+			deviceAsked.Store(false)
 			d, err := NewDirectory(GraphConfig{Credential: nopCred{}, BaseURL: srv.URL + "/", Scope: "s",
 				HTTPClient: &http.Client{Transport: hostOnly{u.Host, t}, Timeout: 5 * time.Second}})
 			if err != nil {
@@ -83,8 +88,9 @@ func FuzzGraphVerdict(f *testing.F) {
 			}
 			evidence := status(0) == http.StatusOK && strings.Contains(strings.ToLower(owners), user) ||
 				status(2) == http.StatusOK && strings.Contains(strings.ToLower(managed), user)
-			enabled := status(4) == http.StatusNotFound || status(4) == http.StatusOK && strings.Contains(dev, "true") ||
-				!strings.Contains(managed, "-") // a managed device naming no Entra device is not asked about
+			// A device is asked about unless it is a primary user's managed device naming no Entra device.
+			enabled := deviceAsked.Load() && (status(4) == http.StatusNotFound || status(4) == http.StatusOK && strings.Contains(dev, "true")) ||
+				!deviceAsked.Load() && status(2) == http.StatusOK && strings.Contains(strings.ToLower(managed), user)
 			if !evidence || !enabled {
 				t.Fatalf("managed=%v: DeviceOwned from owners %d %q, managed %d %q, device %d %q", managedQ,
 					status(0), owners, status(2), managed, status(4), dev)
