@@ -380,7 +380,8 @@ func DecodeGETMessage(rawQuery string) ([]byte, error) {
 	}
 	raw = strings.NewReplacer(" ", "+", "\r", "", "\n", "").Replace(raw)
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		if b, err := enc.Strict().DecodeString(raw); err == nil {
+		// Nothing left once line breaks are dropped ("message=%0A") is as missing as no parameter.
+		if b, err := enc.Strict().DecodeString(raw); err == nil && len(b) > 0 {
 			return b, nil
 		}
 	}
