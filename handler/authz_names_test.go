@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -464,5 +465,55 @@ func TestAdminClientAppAllowList(t *testing.T) {
 	anyClient := startNames(t, "AZSCEP_ADMIN_CLIENT_APPS=*")
 	if got := search(anyClient, anyClient.entra.MintUser(entrafake.NewGUID(), "a@contoso.example", manage)); got != http.StatusOK {
 		t.Errorf("any client: %d, want 200", got)
+	}
+}
+
+// TestAPIRefusesBuiltInIntuneProfile: the built-in intune profile allows every name, SID and IntuneDeviceId URIs
+// included, because Intune validates each CSR on the SCEP door; /api/csr has no Intune behind it. Named as the
+// API's profile or as one of its choices, it would let any CSR.Request.Db application mint a SID URI, which Entra
+// certificate-based authentication and AD strong mapping read as a user. As behind a static challenge, the
+// setting is refused (the API is disabled, naming it) and no certificate leaves; a profile the operator wrote
+// under that name is the operator's own opt-in and is kept.
+func TestAPIRefusesBuiltInIntuneProfile(t *testing.T) {
+	sid := testca.IntuneSIDURI("S-1-5-21-1-2-3-500")
+	start := func(t *testing.T, env ...string) (*running, *apiTenant) {
+		tenant := newAPITenant(t, entrafake.WithOptionalClaims("idtyp", "upn", "acct"))
+		st, stEnv := azuriteStore(t)
+		env = append(append(append([]string{"AZSCEP_MODE=local", "AZSCEP_LOCAL_KEY_DIR=" + newLocalKeyDir(t),
+			fmt.Sprintf("FUNCTIONS_CUSTOMHANDLER_PORT=%d", freePort(t))}, tenant.env()...), stEnv...), env...)
+		cfg, err := config.Load(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := buildOptions{httpClient: tenant.Client(), store: st, graphCredential: tenant.graphCredential()}
+		return startServeConfig(t, cfg, opts, false), tenant
+	}
+	for _, tc := range []struct{ setting, query string }{
+		{"AZSCEP_API_PROFILES", "?profile=intune"},
+		{"AZSCEP_API_PROFILE", ""},
+	} {
+		t.Run(tc.setting, func(t *testing.T) {
+			svc, tenant := start(t, tc.setting+"=intune")
+			csr := testca.CSR(t, testca.RSAKey(t, nextDeviceKey(t)),
+				testca.CSROptions{Subject: pkix.Name{CommonName: "svc-sid"}, URIs: []*url.URL{sid}})
+			req, err := http.NewRequest(http.MethodPost, svc.base+"/api/csr"+tc.query, bytes.NewReader(csr.Raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/pkcs10")
+			req.Header.Set("Authorization", "Bearer "+tenant.MintApp([]string{entra.RoleCSRRequestDb}))
+			resp, body := testca.Do(t, http.DefaultClient, req)
+			if c, err := x509.ParseCertificate(body); err == nil {
+				t.Fatalf("/api/csr%s with %s=intune issued %v to an application (status %d)", tc.query, tc.setting, c.URIs, resp.StatusCode)
+			}
+			if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), tc.setting) {
+				t.Fatalf("/api/csr%s with %s=intune = %d %s, want 503 naming the setting", tc.query, tc.setting, resp.StatusCode, body)
+			}
+		})
+	}
+	// An operator-written intune profile is an explicit opt-in on this door.
+	svc, _ := start(t, "AZSCEP_API_PROFILES=intune", "AZSCEP_PROFILE_INTUNE=validity=90d;eku=clientAuth;dns=*.contoso.example")
+	if f := svc.cfg.Fault(config.FeatureAPI); f != nil {
+		t.Fatalf("API with an operator-written intune profile disabled: %v", f)
 	}
 }

@@ -512,9 +512,9 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 		if c.API.TenantID != "" && len(c.API.Audiences) == 0 {
 			p.fail("AZSCEP_API_AUDIENCES", "is required when the API is enabled")
 		}
-		p.profile("AZSCEP_API_PROFILE", c.API.Profile, c.Profiles)
+		p.apiProfile("AZSCEP_API_PROFILE", c.API.Profile, c.Profiles)
 		for _, name := range c.API.Profiles {
-			p.profile("AZSCEP_API_PROFILES", name, c.Profiles)
+			p.apiProfile("AZSCEP_API_PROFILES", name, c.Profiles)
 		}
 	})
 	c.API.Enabled = apiOK && (c.API.TenantID != "" || c.DevIssuer)
@@ -605,6 +605,19 @@ func (p *parser) profile(setting, name string, profiles map[string]*policy.Profi
 	} else if _, ok := profiles[name]; !ok {
 		p.fail(setting, fmt.Sprintf("profile %q is not defined", name))
 	}
+}
+
+// apiProfile is profile for a setting that names a profile /api/csr issues with. The built-in intune profile
+// allows every name, the SID and IntuneDeviceId URIs included, only because Intune validates each CSR on the SCEP
+// door; /api/csr has no Intune behind it, so there it would let any CSR.Request.Db caller name any user or device.
+// A profile the operator wrote under that name is their own opt-in and is kept.
+func (p *parser) apiProfile(setting, name string, profiles map[string]*policy.Profile) {
+	if name == "intune" && !p.written[name] {
+		p.fail(setting, "/api/csr cannot use the built-in profile \"intune\", whose names (any UPN, SID and device "+
+			"URIs) Intune authorizes on the SCEP door only; write the names the API may issue in AZSCEP_PROFILE_<NAME>")
+		return
+	}
+	p.profile(setting, name, profiles)
 }
 
 // getenv reads a setting. A Key Vault reference ("@Microsoft.KeyVault(…)") is replaced by the platform with the
