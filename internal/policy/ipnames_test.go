@@ -77,3 +77,18 @@ func ipBytes(s string) []byte {
 	}
 	return ip
 }
+
+// TestEmptyHexLabelIsANumber: the WHATWG URL parser (browsers, Node, every fetch-based client) reads a last label
+// of "0x" as the number 0, so "10.0.0.0x" is the IPv4 address 10.0.0.0 to it, as "10.0.0.0" is; strconv.ParseUint
+// refuses "0x", and the name passed as a DNS name. A profile without ip= yields it in no form.
+func TestEmptyHexLabelIsANumber(t *testing.T) {
+	dev := mustProfile(t, "device", specDevice) // dns=*, no ip=
+	for _, d := range []string{"10.0.0.0x", "192.168.1.0X", "host.0x"} {
+		_, err := checkDER(buildCSR(t, csrSpec{exts: []pkix.Extension{sanExt(t, gnDNS(d))}}), dev)
+		wantCode(t, err, policy.CodeSAN)
+	}
+	for _, cn := range []string{"10.0.0.0x", "127.0X"} {
+		_, err := checkDER(buildCSR(t, csrSpec{subject: name(t, pkix.Name{CommonName: cn})}), dev)
+		wantCode(t, err, policy.CodeSubject)
+	}
+}

@@ -489,9 +489,14 @@ func looksLikeURI(v string) bool {
 }
 
 // numericHost is true for a name whose last label is a number (decimal, 0x hex or octal): inet_aton and many TLS
-// stacks read "10.0.0.1", "10.1" and "0x0a000001" as IPv4 addresses; no top-level domain is numeric.
+// stacks read "10.0.0.1", "10.1" and "0x0a000001" as IPv4 addresses; no top-level domain is numeric. A bare "0x"
+// is a number too: the WHATWG URL parser (browsers, Node) reads it as 0, so "10.0.0.0x" is 10.0.0.0 to it, while
+// strconv.ParseUint refuses it.
 func numericHost(d string) bool {
 	last := d[strings.LastIndex(d, ".")+1:]
+	if strings.EqualFold(last, "0x") {
+		return true
+	}
 	_, err := strconv.ParseUint(last, 0, 32)
 	return err == nil
 }
