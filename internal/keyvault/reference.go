@@ -22,6 +22,10 @@ type Reference struct {
 	VaultURL string // https://<vault>.vault.azure.net/
 	Name     string
 	Version  string // "" = the current version
+	// ByName is true for the VaultName form: App Service finds that vault in the app's own cloud, so Resolve takes
+	// the vault's DNS suffix from AZSCEP_KEYVAULT_URL (vault.azure.cn, vault.usgovcloudapi.net, …); VaultURL holds
+	// the public cloud's.
+	ByName bool
 }
 
 // referenceName is how App Service spells a Key Vault reference, before its parenthesis.
@@ -82,7 +86,8 @@ func ParseReference(v string) (Reference, error) {
 	if !vaultNameRE.MatchString(vault) {
 		return Reference{}, fmt.Errorf("%w: VaultName %q is not a Key Vault name", ErrInvalidInput, vault)
 	}
-	return Reference{VaultURL: "https://" + vault + ".vault.azure.net/", Name: name, Version: fields["secretversion"]}.checkNames()
+	return Reference{VaultURL: "https://" + vault + ".vault.azure.net/", Name: name, Version: fields["secretversion"],
+		ByName: true}.checkNames()
 }
 
 // Key Vault's names: a vault name is a DNS label; a secret name is 1–127 letters, digits and hyphens; a version
@@ -109,6 +114,9 @@ func (r Reference) checkNames() (Reference, error) {
 // so a setting cannot send the identity's token elsewhere. Errors are ErrForbidden (no access yet), ErrNotFound,
 // ErrUnavailable (transport, 429, 5xx) or ErrInvalidInput.
 func Resolve(ctx context.Context, ref Reference, vaultURL string, cred azcore.TokenCredential, opts *azsecrets.ClientOptions) (string, error) {
+	if ref.ByName {
+		ref.VaultURL = inCloudOf(ref.VaultURL, vaultURL)
+	}
 	if !trustedVault(ref.VaultURL, vaultURL) {
 		return "", fmt.Errorf("%w: %s is neither AZSCEP_KEYVAULT_URL's vault nor an Azure Key Vault host", ErrInvalidInput, ref.VaultURL)
 	}
@@ -147,6 +155,23 @@ func Resolve(ctx context.Context, ref Reference, vaultURL string, cred azcore.To
 
 // vaultSuffixes are the Key Vault data-plane DNS suffixes of Azure's clouds.
 var vaultSuffixes = []string{".vault.azure.net", ".vault.azure.cn", ".vault.usgovcloudapi.net", ".vault.microsoftazure.de"}
+
+// inCloudOf moves a VaultName reference's vault URL (https://<name>.vault.azure.net/) into the cloud of vaultURL,
+// the service's own vault, when that is another Azure cloud's Key Vault host.
+func inCloudOf(refURL, vaultURL string) string {
+	vu, err := url.Parse(vaultURL)
+	if err != nil {
+		return refURL
+	}
+	h := strings.ToLower(strings.TrimSuffix(vu.Hostname(), "."))
+	name, _, _ := strings.Cut(strings.TrimSuffix(strings.TrimPrefix(refURL, "https://"), "/"), ".")
+	for _, s := range vaultSuffixes {
+		if strings.HasSuffix(h, s) && len(h) > len(s) {
+			return "https://" + name + s + "/"
+		}
+	}
+	return refURL
+}
 
 func trustedVault(refURL, vaultURL string) bool {
 	ru, err := url.Parse(refURL)

@@ -3,6 +3,7 @@ package keyvault_test
 import (
 	"errors"
 	"net/http"
+	"sync"
 	"testing"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
@@ -15,8 +16,8 @@ func TestParseReference(t *testing.T) {
 	for in, want := range map[string]keyvault.Reference{
 		"@Microsoft.KeyVault(SecretUri=https://kv-x.vault.azure.net/secrets/static-challenge/)":       {VaultURL: "https://kv-x.vault.azure.net/", Name: "static-challenge"},
 		"@Microsoft.KeyVault(SecretUri=https://kv-x.vault.azure.net/secrets/static-challenge/abc123)": {VaultURL: "https://kv-x.vault.azure.net/", Name: "static-challenge", Version: "abc123"},
-		" @Microsoft.KeyVault(VaultName=kv-x;SecretName=s;SecretVersion=v1)":                          {VaultURL: "https://kv-x.vault.azure.net/", Name: "s", Version: "v1"},
-		"@microsoft.keyvault (VaultName=kv-x;SecretName=s)":                                           {VaultURL: "https://kv-x.vault.azure.net/", Name: "s"},
+		" @Microsoft.KeyVault(VaultName=kv-x;SecretName=s;SecretVersion=v1)":                          {VaultURL: "https://kv-x.vault.azure.net/", Name: "s", Version: "v1", ByName: true},
+		"@microsoft.keyvault (VaultName=kv-x;SecretName=s)":                                           {VaultURL: "https://kv-x.vault.azure.net/", Name: "s", ByName: true},
 	} {
 		got, err := keyvault.ParseReference(in)
 		if err != nil || got != want {
@@ -63,5 +64,61 @@ func TestResolveReference(t *testing.T) {
 	}
 	if n := kv.Count(kvfake.OpGetSecret); n != 3 {
 		t.Errorf("%d secret reads, want 3 (the refused host is never asked)", n)
+	}
+}
+
+// hostRecorder fails every request, as an unreachable network does, and records the hosts asked.
+type hostRecorder struct {
+	mu    sync.Mutex
+	hosts []string
+}
+
+func (h *hostRecorder) Do(r *http.Request) (*http.Response, error) {
+	h.mu.Lock()
+	h.hosts = append(h.hosts, r.URL.Host)
+	h.mu.Unlock()
+	return nil, errors.New("offline")
+}
+
+// TestResolveVaultNameInSovereignCloud: App Service finds a VaultName reference's vault in the app's own cloud. In
+// Azure China or US Government the service's own vault (AZSCEP_KEYVAULT_URL) is under that cloud's suffix, and the
+// reference must be read there, not from a public-cloud vault of that name (which does not resolve, or is someone
+// else's): otherwise the reference stays "unavailable" and its feature disabled until a restart.
+func TestResolveVaultNameInSovereignCloud(t *testing.T) {
+	for vaultURL, want := range map[string]string{
+		"https://kv-ca.vault.azure.cn/":          "kv-x.vault.azure.cn",
+		"https://kv-ca.vault.usgovcloudapi.net/": "kv-x.vault.usgovcloudapi.net",
+		"https://kv-ca.vault.azure.net/":         "kv-x.vault.azure.net",
+		"https://kv-ca.VAULT.AZURE.CN:443/":      "kv-x.vault.azure.cn",
+		"https://kv-ca.vault.microsoftazure.de/": "kv-x.vault.microsoftazure.de",
+	} {
+		ref, err := keyvault.ParseReference("@Microsoft.KeyVault(VaultName=kv-x;SecretName=s)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := &hostRecorder{}
+		opts := &azsecrets.ClientOptions{}
+		opts.Transport = rec
+		opts.Retry.MaxRetries = -1
+		_, err = keyvault.Resolve(t.Context(), ref, vaultURL, kvfake.New(t).Credential(), opts)
+		if !errors.Is(err, keyvault.ErrUnavailable) {
+			t.Errorf("%s: Resolve = %v, want ErrUnavailable from the offline transport", vaultURL, err)
+		}
+		if len(rec.hosts) == 0 || rec.hosts[0] != want {
+			t.Errorf("AZSCEP_KEYVAULT_URL %s: asked %v, want %s", vaultURL, rec.hosts, want)
+		}
+	}
+	// The SecretUri form names its host: kept as written.
+	ref, err := keyvault.ParseReference("@Microsoft.KeyVault(SecretUri=https://kv-x.vault.azure.net/secrets/s/)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &hostRecorder{}
+	opts := &azsecrets.ClientOptions{}
+	opts.Transport = rec
+	opts.Retry.MaxRetries = -1
+	_, _ = keyvault.Resolve(t.Context(), ref, "https://kv-ca.vault.azure.cn/", kvfake.New(t).Credential(), opts)
+	if len(rec.hosts) == 0 || rec.hosts[0] != "kv-x.vault.azure.net" {
+		t.Errorf("SecretUri form: asked %v, want kv-x.vault.azure.net", rec.hosts)
 	}
 }
