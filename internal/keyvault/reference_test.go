@@ -96,16 +96,12 @@ func TestResolveVaultNameInSovereignCloud(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rec := &hostRecorder{}
-		opts := &azsecrets.ClientOptions{}
-		opts.Transport = rec
-		opts.Retry.MaxRetries = -1
-		_, err = keyvault.Resolve(t.Context(), ref, vaultURL, kvfake.New(t).Credential(), opts)
+		hosts, err := resolvedHosts(t, ref, vaultURL)
 		if !errors.Is(err, keyvault.ErrUnavailable) {
 			t.Errorf("%s: Resolve = %v, want ErrUnavailable from the offline transport", vaultURL, err)
 		}
-		if len(rec.hosts) == 0 || rec.hosts[0] != want {
-			t.Errorf("AZSCEP_KEYVAULT_URL %s: asked %v, want %s", vaultURL, rec.hosts, want)
+		if len(hosts) == 0 || hosts[0] != want {
+			t.Errorf("AZSCEP_KEYVAULT_URL %s: asked %v, want %s", vaultURL, hosts, want)
 		}
 	}
 	// The SecretUri form names its host: kept as written.
@@ -113,12 +109,19 @@ func TestResolveVaultNameInSovereignCloud(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if hosts, _ := resolvedHosts(t, ref, "https://kv-ca.vault.azure.cn/"); len(hosts) == 0 || hosts[0] != "kv-x.vault.azure.net" {
+		t.Errorf("SecretUri form: asked %v, want kv-x.vault.azure.net", hosts)
+	}
+}
+
+// resolvedHosts resolves ref with the service's vault at vaultURL through a transport that records the hosts asked
+// and answers nothing.
+func resolvedHosts(t *testing.T, ref keyvault.Reference, vaultURL string) ([]string, error) {
+	t.Helper()
 	rec := &hostRecorder{}
 	opts := &azsecrets.ClientOptions{}
 	opts.Transport = rec
 	opts.Retry.MaxRetries = -1
-	_, _ = keyvault.Resolve(t.Context(), ref, "https://kv-ca.vault.azure.cn/", kvfake.New(t).Credential(), opts)
-	if len(rec.hosts) == 0 || rec.hosts[0] != "kv-x.vault.azure.net" {
-		t.Errorf("SecretUri form: asked %v, want kv-x.vault.azure.net", rec.hosts)
-	}
+	_, err := keyvault.Resolve(t.Context(), ref, vaultURL, kvfake.New(t).Credential(), opts)
+	return rec.hosts, err
 }
