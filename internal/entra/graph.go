@@ -550,8 +550,7 @@ func (d *Directory) getJSONOnce(ctx context.Context, u string, v any) (found boo
 			wait = transport.RetryAfter(resp.Header, d.cfg.Clock())
 			switch {
 			case wait > 0:
-			case resp.Header.Get("Retry-After") != "" || resp.Header.Get("Retry-After-Ms") != "" ||
-				resp.Header.Get("X-Ms-Retry-After-Ms") != "":
+			case transport.AsksRetryAfter(resp.Header):
 				// Asked for, but not a wait RetryAfter honours: over an hour (which it reads as 0, for callers
 				// with their own backoff), or unreadable. Not a throttle that has passed in 2 s.
 				wait = -1

@@ -35,3 +35,26 @@ func TestRetryAfter(t *testing.T) {
 		})
 	}
 }
+
+func TestAsksRetryAfter(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		header http.Header
+		want   bool
+	}{
+		{"none", http.Header{}, false},
+		{"nil", nil, false},
+		{"seconds", http.Header{"Retry-After": {"7"}}, true},
+		{"unreadable", http.Header{"Retry-After": {"soon"}}, true},
+		{"over an hour", http.Header{"Retry-After": {"7200"}}, true},
+		{"ms", http.Header{"Retry-After-Ms": {"1500"}}, true},
+		{"x-ms", http.Header{"X-Ms-Retry-After-Ms": {"250"}}, true},
+		{"other", http.Header{"Retry": {"1"}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := AsksRetryAfter(tc.header); got != tc.want {
+				t.Fatalf("AsksRetryAfter = %t, want %t", got, tc.want)
+			}
+		})
+	}
+}
