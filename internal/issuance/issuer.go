@@ -36,7 +36,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
-	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -696,11 +695,7 @@ func (i *Issuer) durableUpdate(ctx context.Context, rec *store.Record, from stor
 // backoff is the pause before try+2: retryFirst doubling to retryMax, drawn between half of that and all of it, so
 // that instances throttled together do not come back together.
 func backoff(try int) time.Duration {
-	d := retryMax
-	if try < 5 && retryFirst<<try < retryMax {
-		d = retryFirst << try
-	}
-	return d/2 + rand.N(d/2+1)
+	return ctxtime.Backoff(retryFirst, retryMax, try)
 }
 
 // resolve decides what a request does about the earlier attempt its idempotency key is bound to: a replay

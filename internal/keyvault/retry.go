@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 
+	"github.com/azscep/azscep/internal/ctxtime"
 	"github.com/azscep/azscep/internal/transport"
 )
 
@@ -132,16 +132,7 @@ func (k *Key) classify(op string, re *azcore.ResponseError, err error) error {
 // MaxBackoff, with "equal jitter" (half fixed, half random) so that many
 // instances throttled together do not retry in lockstep.
 func (k *Key) backoff(attempt int) time.Duration {
-	d := k.opts.BaseBackoff
-	for i := 1; i < attempt && d < k.opts.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, k.opts.MaxBackoff)
-	half := d / 2
-	if half <= 0 {
-		return d
-	}
-	return half + rand.N(half+1)
+	return ctxtime.Backoff(k.opts.BaseBackoff, k.opts.MaxBackoff, attempt-1)
 }
 
 // summarize renders an error in one line. azcore's ResponseError message is a
