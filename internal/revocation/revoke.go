@@ -129,17 +129,24 @@ func BumpGeneration(ctx context.Context, st store.Meta, serial string) error {
 // deadline (an admin revocation's minute, a sync chunk's).
 const contentionAttempts = 25
 
+// The bounds of contentionPause. With contentionAttempts they make the pauses of a writer that keeps losing sum to
+// under 10 s (10+20+…+320 ms, then 500 ms for each later attempt).
+const (
+	contentionPauseFirst = 10 * time.Millisecond
+	contentionPauseMax   = 500 * time.Millisecond
+)
+
 // contentionPause waits before attempt (0-based) of an ETag-conditioned read-modify-write of a document every
-// instance writes: not at all before the first, then a random wait of up to 10 ms doubling per attempt to at most
-// 500 ms (full jitter). Retrying at once, as many writers of one document do after the same lost race, makes them
-// collide again, so that with a few dozen concurrent writers some lose every attempt. It returns ctx's error if ctx
-// ends first.
+// instance writes: not at all before the first, then a random wait of up to contentionPauseFirst doubling per
+// attempt to at most contentionPauseMax (full jitter), plus a millisecond. Retrying at once, as many writers of one
+// document do after the same lost race, makes them collide again, so that with a few dozen concurrent writers some
+// lose every attempt. It returns ctx's error if ctx ends first.
 func contentionPause(ctx context.Context, attempt int) error {
 	if attempt == 0 {
 		return nil
 	}
-	ceiling := 10 * time.Millisecond << min(attempt-1, 6)
-	ceiling = min(ceiling, 500*time.Millisecond)
+	ceiling := contentionPauseFirst << min(attempt-1, 6) // 6 doublings pass the cap: no shift overflows
+	ceiling = min(ceiling, contentionPauseMax)
 	return ctxtime.Sleep(ctx, rand.N(ceiling)+time.Millisecond)
 }
 
