@@ -40,6 +40,11 @@ const (
 
 var olderCerts = "PartitionKey lt " + quote(certsPK)
 
+// layoutMark is the layoutDoc meta document.
+type layoutMark struct {
+	Done time.Time `json:"done"` // when a start first finished carrying the older layouts forward
+}
+
 // upgradeLayout carries the records and bindings older versions wrote in their layouts into the certs partition,
 // where every read looks: a copy with the same properties (status, times, certificate, bookkeeping) for each one
 // the certs partition does not hold yet. What the certs partition holds already is never replaced: only the moves
@@ -50,9 +55,7 @@ func (s *Store) upgradeLayout(ctx context.Context) error {
 	raw, etag, err := s.GetMeta(ctx, layoutDoc)
 	switch {
 	case err == nil:
-		var doc struct {
-			Done time.Time `json:"done"`
-		}
+		var doc layoutMark
 		if json.Unmarshal(raw, &doc) == nil && s.cfg.now().Sub(doc.Done) > layoutRecheck {
 			return nil
 		}
@@ -74,9 +77,7 @@ func (s *Store) upgradeLayout(ctx context.Context) error {
 		}
 	}
 	if etag == "" {
-		doc, _ := json.Marshal(struct {
-			Done time.Time `json:"done"`
-		}{s.stamp()})
+		doc, _ := json.Marshal(layoutMark{Done: s.stamp()})
 		if _, err := s.PutMeta(ctx, layoutDoc, doc, ""); err != nil && !errors.Is(err, store.ErrExists) {
 			return err
 		}
