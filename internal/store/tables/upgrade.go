@@ -63,11 +63,11 @@ func (s *Store) upgradeLayout(ctx context.Context) error {
 		return err
 	}
 	index := s.svc.NewClient(strings.TrimSuffix(s.names[0], TableCerts) + tableIndex)
-	oldCerts, err := s.any(ctx, s.certs, olderCerts)
+	oldCerts, err := s.hasEntity(ctx, s.certs, olderCerts)
 	if err != nil {
 		return err
 	}
-	oldIndex, err := s.any(ctx, index, "")
+	oldIndex, err := s.hasEntity(ctx, index, "")
 	if err != nil {
 		return err
 	}
@@ -85,8 +85,8 @@ func (s *Store) upgradeLayout(ctx context.Context) error {
 	return nil
 }
 
-// any reports whether a listing of c with filter has an entity; a table that does not exist has none.
-func (s *Store) any(ctx context.Context, c *aztables.Client, filter string) (bool, error) {
+// hasEntity reports whether a listing of c with filter has an entity; a table that does not exist has none.
+func (s *Store) hasEntity(ctx context.Context, c *aztables.Client, filter string) (bool, error) {
 	top := int32(1)
 	sel := "RowKey"
 	o := &aztables.ListEntitiesOptions{Select: &sel, Top: &top}
