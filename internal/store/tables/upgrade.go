@@ -105,6 +105,9 @@ func (s *Store) hasEntity(ctx context.Context, c *aztables.Client, filter string
 	return found, err
 }
 
+// carry is upgradeLayout's work: it lists the older entities (of the certs table's older partitions when oldCerts,
+// of the index table when oldIndex) and copies into the certs partition each one it lacks, or advances the copy of
+// a record an older instance moved since, upgradeWorkers at a time.
 func (s *Store) carry(ctx context.Context, index *aztables.Client, oldCerts, oldIndex bool) error {
 	const op = "carrying older layouts forward"
 	// The certs partition's row keys, and for records what a write of the older version could still move
