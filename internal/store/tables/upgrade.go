@@ -268,10 +268,10 @@ func advance(cur, r *store.Record) bool {
 func carriedBinding(p props) (entity, error) {
 	key := p.str("Key")
 	b, err := decodeBinding(key, p, "")
-	if err != nil {
-		return nil, fmt.Errorf("binding %s/%s: %w", p.str("PartitionKey"), p.str("RowKey"), err)
+	if err == nil {
+		err = checkKey(key)
 	}
-	if err := checkKey(key); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("binding %s/%s: %w", p.str("PartitionKey"), p.str("RowKey"), err)
 	}
 	return bindingEntity(key, b.Serial, b.Created), nil
