@@ -34,6 +34,17 @@ func stored(t *testing.T, fs *storetest.FaultStore, serial string) *store.Record
 	return rec
 }
 
+// storedAsReturned is the record res names, behind the faults, after checking that it is the version res returned:
+// issued, with res's certificate and ETag (the next write is conditioned on it).
+func storedAsReturned(t *testing.T, fs *storetest.FaultStore, res *Result) *store.Record {
+	t.Helper()
+	rec := stored(t, fs, res.Record.Serial)
+	if rec.Status != store.StatusIssued || !bytes.Equal(rec.CertDER, res.Cert.Raw) || rec.ETag != res.Record.ETag {
+		t.Fatalf("stored record %s (ETag %s), want issued with the returned certificate (ETag %s)", rec.Status, rec.ETag, res.Record.ETag)
+	}
+	return rec
+}
+
 // onlyRecord is the one record in the store behind the faults.
 func onlyRecord(t *testing.T, fs *storetest.FaultStore) *store.Record {
 	t.Helper()
@@ -64,10 +75,7 @@ func TestIssuedWriteTriedAgainWhileStoreUnavailable(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Issue: %v; want the certificate once the store takes the write", err)
 			}
-			rec := stored(t, fs, res.Record.Serial)
-			if rec.Status != store.StatusIssued || !bytes.Equal(rec.CertDER, res.Cert.Raw) || rec.ETag != res.Record.ETag {
-				t.Fatalf("stored record %s (ETag %s), want issued with the returned certificate (ETag %s)", rec.Status, rec.ETag, res.Record.ETag)
-			}
+			rec := storedAsReturned(t, fs, res)
 			if n := f.signer.signs.Load(); n != 1 {
 				t.Errorf("signatures = %d, want 1", n)
 			}
@@ -146,10 +154,7 @@ func TestIssuedWriteLostAnswerIsRecognised(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Issue: %v; want the certificate whose issued write committed", err)
 			}
-			rec := stored(t, fs, res.Record.Serial)
-			if rec.Status != store.StatusIssued || !bytes.Equal(rec.CertDER, res.Cert.Raw) || rec.ETag != res.Record.ETag {
-				t.Fatalf("stored record %s (ETag %s), want issued with the returned certificate (ETag %s)", rec.Status, rec.ETag, res.Record.ETag)
-			}
+			rec := storedAsReturned(t, fs, res)
 			if n := f.signer.signs.Load(); n != 1 {
 				t.Errorf("signatures = %d, want 1", n)
 			}
