@@ -116,6 +116,29 @@ func scepclientPath(t *testing.T) string {
 	return p
 }
 
+// scepclientEnroll runs scepclient against base's static endpoint with the local challenge, keeping the key and
+// certificate in dir (d.key, d.pem: a d.pem already there makes it a RenewalReq signed with it), and returns the
+// certificate it stored.
+func scepclientEnroll(t *testing.T, base, dir, cn string) *x509.Certificate {
+	t.Helper()
+	cmd := exec.Command(scepclientPath(t), "-server-url", base+"/api/scep/static", "-private-key",
+		filepath.Join(dir, "d.key"), "-certificate", filepath.Join(dir, "d.pem"), "-challenge",
+		config.LocalStaticChallenge, "-cn", cn)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("scepclient: %v\n%s", err, out)
+	}
+	pemBytes, err := os.ReadFile(filepath.Join(dir, "d.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := custody.ParsePEMCertificates(pemBytes)
+	if err != nil || len(certs) == 0 {
+		t.Fatalf("scepclient's certificate: %v (%d certificates)", err, len(certs))
+	}
+	return certs[0]
+}
+
 // TestScepclientEnrollment is the README's promise: a real SCEP client gets a certificate from the running
 // service, and the certificate is durably recorded.
 func TestScepclientEnrollment(t *testing.T) {
@@ -304,27 +327,8 @@ func TestScepclientRenewalWithSameKey(t *testing.T) {
 	// The renewal window covers the whole validity so that the renewal runs now, inside the 24 h replay window.
 	svc := startLocal(t, "AZSCEP_SCEP_STATIC=challenge=static;renewal=400d")
 	dir := t.TempDir()
-	enroll := func() *x509.Certificate {
-		t.Helper()
-		cmd := exec.Command(scepclientPath(t), "-server-url", svc.base+"/api/scep/static", "-private-key",
-			filepath.Join(dir, "d.key"), "-certificate", filepath.Join(dir, "d.pem"), "-challenge",
-			config.LocalStaticChallenge, "-cn", "renewing-device")
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("scepclient: %v\n%s", err, out)
-		}
-		pemBytes, err := os.ReadFile(filepath.Join(dir, "d.pem"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		certs, err := custody.ParsePEMCertificates(pemBytes)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return certs[0]
-	}
-	first := enroll()
-	second := enroll() // d.pem exists now: scepclient sends a RenewalReq signed with it
+	first := scepclientEnroll(t, svc.base, dir, "renewing-device")
+	second := scepclientEnroll(t, svc.base, dir, "renewing-device") // d.pem exists now: a RenewalReq signed with it
 	if second.SerialNumber.Cmp(first.SerialNumber) == 0 {
 		t.Fatalf("the RenewalReq got back the certificate that signed it (serial %s):\n%s",
 			store.SerialString(first.SerialNumber), svc.logs.String())
@@ -459,15 +463,7 @@ func runOpenSSL(t *testing.T, args ...string) string {
 func TestRevocationVisibleInOCSPAndCRL(t *testing.T) {
 	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
 	dir := t.TempDir()
-	cmd := exec.Command(scepclientPath(t), "-server-url", svc.base+"/api/scep/static", "-private-key",
-		filepath.Join(dir, "d.key"), "-certificate", filepath.Join(dir, "d.pem"), "-challenge",
-		config.LocalStaticChallenge, "-cn", "ocsp-device")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("scepclient: %v\n%s", err, out)
-	}
-	leafPEM, _ := os.ReadFile(filepath.Join(dir, "d.pem"))
-	leaf, _ := custody.ParsePEMCertificates(leafPEM)
+	leaf := scepclientEnroll(t, svc.base, dir, "ocsp-device")
 	resp, err := http.Get(svc.base + "/api/ca?format=pem")
 	if err != nil {
 		t.Fatal(err)
@@ -485,7 +481,7 @@ func TestRevocationVisibleInOCSPAndCRL(t *testing.T) {
 	}
 
 	// Revoke through the admin API; a token without the role is refused first.
-	serial := store.SerialString(leaf[0].SerialNumber)
+	serial := store.SerialString(leaf.SerialNumber)
 	revoke := func(token string) *http.Response {
 		req, _ := http.NewRequest(http.MethodPost, svc.base+"/api/certificates/"+serial+"/revoke",
 			strings.NewReader(`{"reason":"keyCompromise"}`))
