@@ -171,7 +171,8 @@ type InstantSleep struct {
 	total time.Duration
 }
 
-// Sleep is the sleep function.
+// Sleep has the signature of ctxtime.Sleep, to be passed where a retry loop takes its wait (issuance.Config.Sleep):
+// it records d and returns at once, or DeadlineExceeded as described above.
 func (s *InstantSleep) Sleep(ctx context.Context, d time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
