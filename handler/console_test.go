@@ -812,3 +812,71 @@ func TestConsoleEndpointFilterRESTProfiles(t *testing.T) {
 		}
 	}
 }
+
+// TestConsoleErrorViewShowsReason: a failed call shows the API's own answer (its problem code and detail, as text)
+// and, when the answer carried Retry-After, when to try again, in every view that explains a failure with
+// errorView: the list, one certificate, the CA overview and the operations view. A fixed "try again in a moment"
+// would hide why the CA refused and how long the outage is expected to last.
+func TestConsoleErrorViewShowsReason(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	b.waitFor("certificate list", `!!document.querySelector("#results table.list, #results .empty")`)
+	// Every API call under /certificates answers 503 with a problem document; window.__retryAfter is its
+	// Retry-After header (none when empty).
+	b.do("answer 503", chromedp.Evaluate[chromedp.Void](`(() => {
+		window.__fetch = window.__fetch || window.fetch;
+		window.__retryAfter = "30";
+		window.fetch = (u, o) => /\/certificates/.test(String(u)) ? Promise.resolve(new Response(
+			JSON.stringify({title: "Service Unavailable", status: 503, code: "store_unavailable", detail: "Table Storage answered <b>ServerBusy</b>"}),
+			{status: 503, headers: Object.assign({"Content-Type": "application/problem+json"},
+				window.__retryAfter ? {"Retry-After": window.__retryAfter} : {})})) : window.__fetch(u, o);
+	})()`))
+	// show clears the page (so the view before cannot satisfy the wait), opens hash and returns the error's text.
+	show := func(hash, heading string) string {
+		b.t.Helper()
+		b.do("open "+hash, chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => { document.querySelector("main").replaceChildren(); location.hash = %q; })()`, hash)))
+		b.waitFor("error in "+hash, fmt.Sprintf(`location.hash === %q && (document.querySelector("main h1")||{}).textContent === %q && !!document.querySelector("main .notice.error")`, hash, heading))
+		return eval[string](b, `document.querySelector("main .notice.error").innerText`)
+	}
+	for _, v := range []struct{ hash, heading string }{
+		{"#/certificates?status=issued", "Certificates"},
+		{"#/certificate/0BADC0DE", "Certificate"},
+		{"#/overview", "CA overview"},
+		{"#/operations", "Revocation sync and pending records"},
+	} {
+		got := show(v.hash, v.heading)
+		for _, want := range []string{"503", "store_unavailable", "Table Storage answered <b>ServerBusy</b>", "Try again in 30 seconds"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("%s: the error lacks %q: %q", v.hash, want, got)
+			}
+		}
+		if !eval[bool](b, `!!document.querySelector("main .notice.error button")`) {
+			t.Errorf("%s: no button to try again", v.hash)
+		}
+	}
+	if eval[bool](b, `!!document.querySelector("main .notice b")`) {
+		t.Error("the API's detail was parsed as markup")
+	}
+	b.shot("error-503")
+
+	// Retry-After as an HTTP date: the time to try again, in the browser's time zone with UTC on hover.
+	b.do("retry-after date", chromedp.Evaluate[chromedp.Void](`window.__retryAfter = new Date(Date.now() + 3 * 3600 * 1000).toUTCString()`))
+	if got := show("#/overview?at", "CA overview"); !strings.Contains(got, "Try again after") || !eval[bool](b, `!!document.querySelector("main .notice.error time.when")`) {
+		t.Errorf("an HTTP-date Retry-After is not shown as a time: %q", got)
+	}
+	// No Retry-After: the reason still shows, and no made-up time.
+	b.do("no retry-after", chromedp.Evaluate[chromedp.Void](`window.__retryAfter = ""`))
+	if got := show("#/certificates?status=revoked", "Certificates"); !strings.Contains(got, "store_unavailable") || strings.Contains(got, "Try again in 30") || strings.Contains(got, "Try again after") {
+		t.Errorf("without Retry-After: %q", got)
+	}
+
+	// The button tries again.
+	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
+	b.do("try again", chromedp.Click(chromedp.CSS("main .notice.error button")))
+	b.waitFor("the list after trying again", `!!document.querySelector("#results table.list, #results .empty")`)
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("console errors: %s", strings.Join(p, "\n"))
+	}
+}

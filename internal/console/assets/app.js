@@ -281,12 +281,27 @@
 
   // ---- API -------------------------------------------------------------------------------------------------
   class ApiError extends Error {
-    constructor(status, problem, role) {
+    constructor(status, problem, role, retryAfter) {
       super((problem && (problem.detail || problem.title)) || "HTTP " + status);
       this.status = status;
       this.problem = problem || {};
       this.role = role;
+      this.retryAfter = retryAfter || ""; // the answer's Retry-After header, as sent
     }
+  }
+
+  // retryWhen reads a Retry-After value (delay-seconds or an HTTP date) as "when to try again", or null.
+  function retryWhen(value) {
+    const v = (value || "").trim();
+    if (/^\d+$/.test(v)) {
+      const s = Number(v);
+      if (s < 120) return [`Try again in ${s} second${s === 1 ? "" : "s"}.`];
+      const m = Math.round(s / 60);
+      return m < 120 ? [`Try again in about ${m} minutes.`] : ["Try again after ", time(new Date(Date.now() + s * 1000).toISOString()), "."];
+    }
+    const at = v ? Date.parse(v) : NaN;
+    if (Number.isNaN(at)) return null;
+    return at <= Date.now() ? ["Try again now."] : ["Try again after ", time(new Date(at).toISOString()), "."];
   }
 
   async function api(path, opts = {}, role = ROLE_MANAGE) {
@@ -309,7 +324,7 @@
     } catch {
       /* not problem+json */
     }
-    throw new ApiError(resp.status, problem, role);
+    throw new ApiError(resp.status, problem, role, resp.headers.get("Retry-After"));
   }
 
   async function apiJSON(path, opts, role) {
@@ -363,12 +378,20 @@
         el("p", { text: "Ask an administrator to assign it to you: Entra admin center → Enterprise applications → the azscep API → Users and groups." }),
         el("p", { class: "muted" }, "The CA answered 403 ", el("code", { text: code || "forbidden" }), err.problem.detail ? ": " + err.problem.detail : ""));
     }
-    let msg;
-    if (err.status === 0) msg = "The CA could not be reached. Check your connection and try again.";
-    else if (err.status === 503) msg = "A service the CA depends on (Table Storage, Key Vault, Entra or Microsoft Graph) is unavailable. Try again in a moment.";
-    else if (err.status === 404 && code === "api_disabled") msg = "The admin API is not configured on this CA (set AZSCEP_API_TENANT_ID).";
-    else msg = "The CA answered " + err.status + (code ? " (" + code + ")" : "") + ": " + err.message;
-    return notice("error", el("p", { text: msg }), retry ? el("button", { type: "button", class: "ghost", onclick: retry, text: "Try again" }) : null);
+    // Otherwise: what the console makes of the status, then the CA's own answer (its code and detail, as text) and,
+    // when the answer carried Retry-After, when to try again.
+    const parts = [];
+    if (err.status === 0) parts.push(el("p", { text: "The CA could not be reached. Check your connection and try again." }));
+    else {
+      if (err.status === 503) parts.push(el("p", { text: "A service the CA depends on (Table Storage, Key Vault, Entra or Microsoft Graph) is unavailable." }));
+      else if (err.status === 404 && code === "api_disabled") parts.push(el("p", { text: "The admin API is not configured on this CA (set AZSCEP_API_TENANT_ID)." }));
+      const said = err.problem.detail || err.problem.title;
+      parts.push(el("p", { class: "answer" }, "The CA answered " + err.status, code ? el("span", {}, " ", el("code", { text: code })) : null, said ? ": " + said : "."));
+      const when = retryWhen(err.retryAfter);
+      if (when) parts.push(el("p", { class: "retry-after" }, ...when));
+      else if (err.status === 503) parts.push(el("p", { text: "Try again in a moment." }));
+    }
+    return notice("error", ...parts, retry ? el("button", { type: "button", class: "ghost", onclick: retry, text: "Try again" }) : null);
   }
 
   // ---- router ----------------------------------------------------------------------------------------------
