@@ -880,3 +880,69 @@ func TestConsoleErrorViewShowsReason(t *testing.T) {
 		t.Errorf("console errors: %s", strings.Join(p, "\n"))
 	}
 }
+
+// TestConsolePagingFollowsHistory: the pages of a result list follow the URL, so the browser's Back and Forward
+// (and a reload) show the page's own number and a Previous button only where there is a previous page. A record
+// of earlier pages kept beside the URL said "Page 3" on page 2 and "Page 2" on page 1 after Back.
+func TestConsolePagingFollowsHistory(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	for i := range 5 {
+		name := fmt.Sprintf("page-%02d.contoso.example", i)
+		issueViaAPI(t, svc.base, devTokenAs(t, svc.base, fmt.Sprintf("pager-%02d@azscep.local", i), "CSR.Request.Db"), pkix.Name{CommonName: name}, name)
+	}
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	b.waitFor("certificate list", `!!document.querySelector("#results table.list")`)
+
+	type shown struct {
+		Caption  string   `json:"caption"`
+		Prev     bool     `json:"prev"`
+		Next     bool     `json:"next"`
+		Subjects []string `json:"subjects"`
+	}
+	// after runs step, clears the results at once (the navigation it starts is asynchronous, and the page before
+	// must not satisfy the wait) and returns the page that then shows at hash.
+	after := func(name, step, hash string) shown {
+		b.t.Helper()
+		b.do(name, chromedp.Evaluate[chromedp.Void](`(() => { `+step+`; document.querySelector("#results").replaceChildren(); })()`))
+		cond := `!!document.querySelector("#results caption")`
+		if hash != "" {
+			cond = fmt.Sprintf(`location.hash === %q && `, hash) + cond
+		}
+		b.waitFor(name, cond)
+		return eval[shown](b, `({caption: document.querySelector("#results caption").textContent,
+			prev: !document.querySelector("#prev-page").disabled, next: !document.querySelector("#next-page").disabled,
+			subjects: [...document.querySelectorAll("a.subject")].map(a => a.textContent)})`)
+	}
+	check := func(step string, got shown, pageNo int, prev, next bool, subjects []string) {
+		b.t.Helper()
+		if !strings.HasPrefix(got.Caption, fmt.Sprintf("Page %d:", pageNo)) || got.Prev != prev || got.Next != next ||
+			(subjects != nil && strings.Join(got.Subjects, ",") != strings.Join(subjects, ",")) {
+			t.Errorf("%s: caption %q, previous %v, next %v, rows %v; want page %d, previous %v, next %v, rows %v",
+				step, got.Caption, got.Prev, got.Next, got.Subjects, pageNo, prev, next, subjects)
+		}
+	}
+
+	p1 := after("two per page", `location.hash = "#/certificates?limit=2"`, "#/certificates?limit=2")
+	check("page 1", p1, 1, false, true, nil)
+	p2 := after("next to page 2", `document.querySelector("#next-page").click()`, "")
+	check("page 2", p2, 2, true, true, nil)
+	hash2 := eval[string](b, `location.hash`)
+	p3 := after("next to page 3", `document.querySelector("#next-page").click()`, "")
+	check("page 3", p3, 3, true, false, nil)
+
+	check("Back to page 2", after("back to page 2", `history.back()`, hash2), 2, true, true, p2.Subjects)
+	check("Back to page 1", after("back to page 1", `history.back()`, "#/certificates?limit=2"), 1, false, true, p1.Subjects)
+	check("Forward to page 2", after("forward to page 2", `history.forward()`, hash2), 2, true, true, p2.Subjects)
+	b.do("reload page 2", chromedp.Reload())
+	b.waitFor("page 2 reloaded", `!!document.querySelector("#results caption")`)
+	check("page 2 reloaded", eval[shown](b, `({caption: document.querySelector("#results caption").textContent,
+		prev: !document.querySelector("#prev-page").disabled, next: !document.querySelector("#next-page").disabled,
+		subjects: [...document.querySelectorAll("a.subject")].map(a => a.textContent)})`), 2, true, true, p2.Subjects)
+	check("Previous to page 1", after("previous to page 1", `document.querySelector("#prev-page").click()`, "#/certificates?limit=2"), 1, false, true, p1.Subjects)
+	check("Next again", after("next again", `document.querySelector("#next-page").click()`, hash2), 2, true, true, p2.Subjects)
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("console errors: %s", strings.Join(p, "\n"))
+	}
+}

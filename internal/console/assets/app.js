@@ -25,7 +25,6 @@
     account: null,
     session: null, // dev mode {token, expires}
     overview: null,
-    search: { key: "", stack: [] }, // continuation tokens of earlier pages of the current query
     busy: 0,
   };
 
@@ -524,7 +523,6 @@
       const f = new FormData(form);
       const out = new URLSearchParams();
       for (const [k, v] of f.entries()) if (v && !(k === "limit" && v === "25")) out.set(k, String(v).trim());
-      state.search.stack = [];
       const hash = "#/certificates" + (out.toString() ? "?" + out.toString() : "");
       go(hash);
     });
@@ -548,9 +546,6 @@
     query.set("limit", p("limit") || "25");
     if (p("continuation")) query.set("continuation", p("continuation"));
 
-    const key = [...query.entries()].filter(([k]) => k !== "continuation").map((e) => e.join("=")).join("&");
-    if (state.search.key !== key) state.search = { key, stack: [] };
-
     results.replaceChildren(loading("Searching…"));
     let page;
     try {
@@ -561,8 +556,12 @@
     results.replaceChildren(resultsTable(page, params));
   }
 
+  // The paging state is in the URL, so Back, Forward and a reload show the page's own number and buttons: the
+  // hash holds the page's continuation token and, as repeated back=, those of the pages before it (page 1's is
+  // empty).
   function resultsTable(page, params) {
-    const pageNo = state.search.stack.length + 1;
+    const backs = params.getAll("back");
+    const pageNo = backs.length + 1;
     if (!page.items.length) {
       return el("div", { class: "empty" }, el("h2", { text: pageNo > 1 ? "No more certificates" : "No certificates match" }),
         el("p", { text: pageNo > 1 ? "This was the last page." : "Try fewer filters, part of a name, or a full serial." }));
@@ -582,16 +581,19 @@
     const prev = el("button", { type: "button", class: "ghost", id: "prev-page", disabled: pageNo === 1, text: "← Previous page" });
     const next = el("button", { type: "button", class: "ghost", id: "next-page", disabled: !page.continuation, text: "Next page →" });
     prev.addEventListener("click", () => {
-      const back = state.search.stack.pop();
       const p = new URLSearchParams(params);
+      const earlier = backs.slice(0, -1);
+      const back = backs[backs.length - 1];
+      p.delete("back");
       if (back) p.set("continuation", back);
       else p.delete("continuation");
+      for (const b of earlier) p.append("back", b);
       go("#/certificates?" + p.toString());
     });
     next.addEventListener("click", () => {
-      state.search.stack.push(params.get("continuation") || "");
       const p = new URLSearchParams(params);
       p.set("continuation", page.continuation);
+      p.append("back", params.get("continuation") || "");
       go("#/certificates?" + p.toString());
     });
     return el("div", {}, el("div", { class: "table-wrap" }, table), el("nav", { class: "pager", "aria-label": "Pages" }, prev, el("span", { class: "muted", text: "Page " + pageNo }), next));
