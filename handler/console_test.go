@@ -946,3 +946,25 @@ func TestConsolePagingFollowsHistory(t *testing.T) {
 		t.Errorf("console errors: %s", strings.Join(p, "\n"))
 	}
 }
+
+// TestConsoleSourceNamesDefaultProfile: certificates from /api/csr's default profile are recorded under the
+// endpoint "api" whatever AZSCEP_API_PROFILE names; the list and the certificate page show the profile's name
+// ("REST · web"), as the filter and the request form do, not the storage key "api".
+func TestConsoleSourceNamesDefaultProfile(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true", "AZSCEP_PROFILE_WEB=validity=30d;eku=serverAuth;dns=*.contoso.example", "AZSCEP_API_PROFILE=web")
+	c := issueViaAPI(t, svc.base, devTokenAs(t, svc.base, "builder-a@azscep.local", "CSR.Request.Db"), pkix.Name{CommonName: "default.contoso.example"}, "default.contoso.example")
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	b.waitFor("certificate list", `document.querySelectorAll("#results table.list tbody tr").length === 1`)
+	if got := eval[string](b, `document.querySelector(`+"`"+`#results td[data-label="Source"]`+"`"+`).textContent`); got != "REST · web" {
+		t.Errorf("the list's Source is %q, want REST · web", got)
+	}
+	serial := store.SerialString(c.SerialNumber)
+	b.do("open certificate", chromedp.Navigate(page+"#/certificate/"+serial))
+	b.waitFor("certificate details", `!!document.querySelector("#download-pem")`)
+	got := eval[string](b, `document.querySelector("main").innerText`)
+	if !strings.Contains(got, "Requested over REST · web") || strings.Contains(got, "REST · api") {
+		t.Errorf("the certificate page does not name the profile: %q", got)
+	}
+}

@@ -80,9 +80,14 @@
     return m ? el("span", { title: r, text: m[1] }) : r;
   }
 
+  // source names where a certificate was requested. /api/csr records its default profile's certificates under the
+  // endpoint "api", whatever the profile is named, so those show the profile's name: the record's own, else the
+  // overview's apiProfile.
   function source(c) {
     const kind = c.source === "scep" ? "SCEP" : c.source === "api" ? "REST" : c.source;
-    return c.endpoint ? `${kind} · ${c.endpoint}` : kind;
+    let where = c.endpoint;
+    if (c.source === "api" && c.endpoint === "api") where = c.profile || (state.overview && state.overview.apiProfile) || c.endpoint;
+    return where ? `${kind} · ${where}` : kind;
   }
 
   function daysLeft(iso) {
