@@ -733,6 +733,14 @@ func (i *Issuer) prepare(req *Request, serial *big.Int, sk subjectKey, now time.
 	}
 	plan, err := i.linter.Check(tmpl, req.Checked.PublicKey, lint.Expect{KeyUsage: tmpl.KeyUsage,
 		ExtKeyUsage: tmpl.ExtKeyUsage, MaxValidity: req.Profile.MaxValidity, NotBefore: now.Add(-i.backdate - time.Second)})
+	var nc *lint.NameConstraintsError
+	if errors.As(err, &nc) {
+		// A name the CA certificate may not certify (RFC 5280 §4.2.1.10): the profile is wider than the CA. A
+		// refusal like policy's, answered as one (SCEP badRequest, 400 problem+json, Intune "policy rejected"),
+		// before any record or key operation.
+		i.log.Warn("lint refused certificate: name constraints", "err", err, "endpoint", req.Endpoint)
+		return nil, nil, fmt.Errorf("linting planned certificate: %w", &policy.Rejection{Code: policy.CodeNameConstraints, Detail: nc.Detail})
+	}
 	if err != nil {
 		i.log.Error("lint refused certificate", "err", err, "endpoint", req.Endpoint)
 		return nil, nil, fmt.Errorf("linting planned certificate: %w", err)

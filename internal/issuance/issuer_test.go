@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1110,5 +1111,77 @@ func TestReauthorizeBeforeSignature(t *testing.T) {
 	}
 	if _, err := f.iss.Issue(ctx, req); err != nil || f.signer.signs.Load() != 1 {
 		t.Fatalf("Issue = %v with %d signatures, want a certificate", err, f.signer.signs.Load())
+	}
+}
+
+// TestNameConstraintsRefusal: under an issuing CA whose name constraints (RFC 5280 §4.2.1.10) permit only
+// ".corp.example", a profile that allows any DNS name still gets a.corp.example issued, while a.other.example is
+// refused by the lint as a policy refusal (policy.CodeNameConstraints) before any record or signature.
+func TestNameConstraintsRefusal(t *testing.T) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader) // P-256: auditSigner matches SHA-256 digests
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "Constrained Issuing CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(365 * 24 * time.Hour), BasicConstraintsValid: true, IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, PermittedDNSDomainsCritical: true,
+		PermittedDNSDomains: []string{".corp.example"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := memstore.New()
+	as := &auditSigner{Signer: caKey, st: st, t: t}
+	iss, err := New(Config{CA: CA{Cert: ca, Signer: as}, Store: st, Backdate: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, err := policy.ParseProfile("device", "validity=30d;ku=digitalSignature;eku=clientAuth;dns=*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	request := func(dns string) *Request {
+		csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+			Subject: pkix.Name{CommonName: "laptop-7"}, DNSNames: []string{dns}}, leafKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		csr, err := policy.ParseCSR(csrDER)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checked, err := policy.Check(csr, prof)
+		if err != nil {
+			t.Fatalf("policy refused %s: %v", dns, err)
+		}
+		return &Request{Checked: checked, Profile: prof, Source: store.SourceAPI, Endpoint: "api", Requester: "test",
+			Key: "k|" + dns}
+	}
+
+	_, err = iss.Issue(context.Background(), request("a.other.example"))
+	r, ok := policy.AsRejection(err)
+	if !ok || r.Code != policy.CodeNameConstraints || !strings.Contains(r.Detail, `"a.other.example"`) {
+		t.Fatalf("Issue(a.other.example) = %v, want a %s rejection naming it", err, policy.CodeNameConstraints)
+	}
+	if page, _, _ := st.Search(context.Background(), store.Query{Limit: 10}); len(page) != 0 || as.signs.Load() != 0 {
+		t.Fatalf("refusal left %d records and %d signatures, want none", len(page), as.signs.Load())
+	}
+	if _, err := st.Lookup(context.Background(), "k|a.other.example"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("refusal claimed its idempotency key: %v", err)
+	}
+
+	res, err := iss.Issue(context.Background(), request("a.corp.example"))
+	if err != nil {
+		t.Fatalf("Issue(a.corp.example): %v", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	if _, err := res.Cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatalf("issued certificate does not verify under the constrained CA: %v", err)
 	}
 }

@@ -1,7 +1,8 @@
 // Package lint checks a to-be-signed certificate before the CA key ever sees it (BR §4.3.1.2). crypto/x509 builds
 // the to-be-signed bytes from the template (real issuer certificate, the CA key's signature algorithm), but the
 // "signer" it is handed only captures them and refuses to sign, so no key operation runs; the planned certificate
-// is those bytes with a placeholder (empty) signature. Then the project's own profile lints run on the result. The
+// is those bytes with a placeholder (empty) signature. Then the project's own profile lints run on the result, and
+// the name constraints lint (RFC 5280 §4.2.1.10) when the CA certificate carries them (nameconstraints.go). The
 // CA later signs exactly these bytes (Planned.WithSignature), so what is linted is by construction what is signed.
 // zlint runs over issued certificates in the test suite; it marks most lints not applicable to clientAuth-only
 // leaves, so these lints are the policy (reliability.md §3.1).
@@ -33,13 +34,18 @@ var ErrLint = errors.New("lint")
 // Linter builds to-be-signed certificates without signing them and lints the result.
 type Linter struct {
 	issuer *x509.Certificate
+	names  *nameConstraints // nil when the issuer carries no name constraints
 }
 
 // New returns a Linter for certificates issued by ca (an RSA or ECDSA CA).
 func New(ca *x509.Certificate) (*Linter, error) {
 	switch ca.PublicKey.(type) {
 	case *rsa.PublicKey, *ecdsa.PublicKey:
-		return &Linter{issuer: ca}, nil
+		names, err := newNameConstraints(ca)
+		if err != nil {
+			return nil, err
+		}
+		return &Linter{issuer: ca, names: names}, nil
 	}
 	return nil, fmt.Errorf("lint: CA key type %T is not supported", ca.PublicKey)
 }
@@ -113,6 +119,12 @@ func (l *Linter) Check(tmpl *x509.Certificate, pub crypto.PublicKey, want Expect
 	}
 	if err := Certificate(p.Cert, l.issuer, want); err != nil {
 		return nil, err
+	}
+	if l.names != nil {
+		// RFC 5280 §4.2.1.10: a name the issuing CA may not certify (a *NameConstraintsError).
+		if err := l.names.check(p.Cert); err != nil {
+			return nil, err
+		}
 	}
 	// Refused here, before any record or key operation, rather than by the signer.
 	if p.Hash, err = SignatureHash(p.Cert.SignatureAlgorithm); err != nil {

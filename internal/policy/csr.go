@@ -43,6 +43,9 @@ const (
 	CodeValidity           Code = "bad_validity"
 	CodeChallenge          Code = "bad_challenge"
 	CodeNotAuthorized      Code = "not_authorized"
+	// CodeNameConstraints: a name the issuing CA certificate's name constraints (RFC 5280 §4.2.1.10) do not allow;
+	// found by the lint of the planned certificate (internal/lint), not by Check.
+	CodeNameConstraints Code = "name_constraints"
 )
 
 // Rejection is a policy refusal: the request is well-formed enough to answer but may not be issued.
