@@ -98,7 +98,9 @@ func loadFixtures(t testing.TB) {
 	}
 }
 
-func selfSignedCA(cn string, key crypto.Signer) (*x509.Certificate, error) {
+// selfSignedCA is a self-signed CA certificate for key; each shape, if any, adjusts its template first (name
+// constraints, say).
+func selfSignedCA(cn string, key crypto.Signer, shape ...func(*x509.Certificate)) (*x509.Certificate, error) {
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          randomSerial(),
@@ -109,6 +111,9 @@ func selfSignedCA(cn string, key crypto.Signer) (*x509.Certificate, error) {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		MaxPathLenZero:        true,
+	}
+	for _, f := range shape {
+		f(tmpl)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {

@@ -23,23 +23,7 @@ import (
 // §4.2.1.10 name constraints), and a Linter for it.
 func constrainedCA(t *testing.T, key crypto.Signer, constrain func(*x509.Certificate)) (*x509.Certificate, *lint.Linter) {
 	t.Helper()
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          randomSerial(),
-		Subject:               pkix.Name{CommonName: "constrained issuing CA", Organization: []string{"Contoso"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(3 * 365 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	constrain(tmpl)
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(der)
+	ca, err := selfSignedCA("constrained issuing CA", key, constrain)
 	if err != nil {
 		t.Fatal(err)
 	}
