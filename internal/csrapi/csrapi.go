@@ -606,23 +606,9 @@ func (h *Handler) write(w http.ResponseWriter, r *http.Request, res *issuance.Re
 // which every client can handle, rather than a 406 after a certificate was already issued.
 func negotiate(accept []string) string {
 	best, bestQ := "application/pkix-cert", 0.0
-	for _, header := range accept {
-		for _, part := range strings.Split(header, ",") {
-			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
-			if err != nil {
-				continue
-			}
-			switch mt {
-			case "application/pkix-cert", "application/x-pem-file", "application/pkcs7-mime":
-			default:
-				continue
-			}
-			q := 1.0
-			if v, ok := params["q"]; ok {
-				if q, err = strconv.ParseFloat(v, 64); err != nil || q < 0 || q > 1 {
-					continue
-				}
-			}
+	for mt, q := range httpx.Accepted(accept) {
+		switch mt {
+		case "application/pkix-cert", "application/x-pem-file", "application/pkcs7-mime":
 			if q > bestQ {
 				best, bestQ = mt, q
 			}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"mime"
 	"net"
@@ -43,29 +44,41 @@ func WriteBody(w http.ResponseWriter, contentType string, body []byte) {
 // named explicitly and not ruled out by q=0. Wildcards choose nothing: the caller's default, def, stands.
 func Prefers(accept []string, alt, def string) bool {
 	altQ, defQ := -1.0, -1.0
-	for _, v := range accept {
-		for part := range strings.SplitSeq(v, ",") {
-			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
-			if err != nil {
-				continue
-			}
-			q := 1.0
-			if s, ok := params["q"]; ok {
-				f, err := strconv.ParseFloat(s, 64)
-				if err != nil || f < 0 || f > 1 {
-					continue
-				}
-				q = f
-			}
-			switch mt {
-			case alt:
-				altQ = max(altQ, q)
-			case def:
-				defQ = max(defQ, q)
-			}
+	for mt, q := range Accepted(accept) {
+		switch mt {
+		case alt:
+			altQ = max(altQ, q)
+		case def:
+			defQ = max(defQ, q)
 		}
 	}
 	return altQ > 0 && altQ >= defQ
+}
+
+// Accepted yields the media ranges of Accept header values in the order listed, each with its quality (1 when it
+// has none). A range that does not parse, or whose q is not a number from 0 to 1, is skipped (RFC 9110 §12.5.1).
+func Accepted(accept []string) iter.Seq2[string, float64] {
+	return func(yield func(string, float64) bool) {
+		for _, v := range accept {
+			for part := range strings.SplitSeq(v, ",") {
+				mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+				if err != nil {
+					continue
+				}
+				q := 1.0
+				if s, ok := params["q"]; ok {
+					f, err := strconv.ParseFloat(s, 64)
+					if err != nil || f < 0 || f > 1 {
+						continue
+					}
+					q = f
+				}
+				if !yield(mt, q) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // ReadBody reads at most limit bytes; a larger body gives ErrTooLarge without reading the rest.
