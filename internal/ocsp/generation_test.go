@@ -53,16 +53,7 @@ func (g *memGeneration) setErr(err error) {
 // but this responder's Invalidate is never called) is answered within GenerationInterval. The generation is read
 // at most once per interval, however many requests arrive, and not at all while it is fresh.
 func TestGenerationBoundsStaleness(t *testing.T) {
-	gen := &memGeneration{}
-	f := newFixture(t, Options{Generation: gen, GenerationInterval: 30 * time.Second})
-	serial := big.NewInt(0x5C01)
-	f.src.set(serial, Status{Known: true})
-	req := makeRequest(t, f.ca.cert, serial, crypto.SHA1, nil)
-	status := func() int { return mustParse(t, mustRespond(t, f.r, req), f.ca.cert).Status }
-
-	if status() != xocsp.Good {
-		t.Fatal("not good before the revocation")
-	}
+	f, gen, serial, status := goodUnderGeneration(t, big.NewInt(0x5C01))
 	for range 100 {
 		status()
 	}
@@ -248,15 +239,7 @@ func BenchmarkFreshnessCost(b *testing.B) {
 // than the interval" for as long as the step: a revocation elsewhere must still be answered once the interval has
 // passed, not the step later. A clock that reads earlier than the last read cannot tell its age, so it is read again.
 func TestGenerationAfterClockStepsBack(t *testing.T) {
-	gen := &memGeneration{}
-	f := newFixture(t, Options{Generation: gen, GenerationInterval: 30 * time.Second})
-	serial := big.NewInt(0x5C11)
-	f.src.set(serial, Status{Known: true})
-	req := makeRequest(t, f.ca.cert, serial, crypto.SHA1, nil)
-	status := func() int { return mustParse(t, mustRespond(t, f.r, req), f.ca.cert).Status }
-	if status() != xocsp.Good {
-		t.Fatal("not good before the revocation")
-	}
+	f, gen, serial, status := goodUnderGeneration(t, big.NewInt(0x5C11))
 
 	// Another instance revokes; this instance's wall clock is stepped back two minutes meanwhile.
 	f.src.set(serial, Status{Known: true, Revoked: true, RevokedAt: f.clock.Now(), Reason: 1})
@@ -267,4 +250,19 @@ func TestGenerationAfterClockStepsBack(t *testing.T) {
 		t.Fatalf("status %d after a revocation elsewhere and a clock stepped back: the cached good answer was served "+
 			"without reading the generation (reads %d)", got, gen.reads.Load())
 	}
+}
+
+// goodUnderGeneration is a responder whose revocation generation (gen) is read at most every 30 s, answering good
+// for serial; status asks it about serial again.
+func goodUnderGeneration(t *testing.T, serial *big.Int) (f *fixture, gen *memGeneration, _ *big.Int, status func() int) {
+	t.Helper()
+	gen = &memGeneration{}
+	f = newFixture(t, Options{Generation: gen, GenerationInterval: 30 * time.Second})
+	f.src.set(serial, Status{Known: true})
+	req := makeRequest(t, f.ca.cert, serial, crypto.SHA1, nil)
+	status = func() int { return mustParse(t, mustRespond(t, f.r, req), f.ca.cert).Status }
+	if status() != xocsp.Good {
+		t.Fatal("not good before the revocation")
+	}
+	return f, gen, serial, status
 }
