@@ -968,3 +968,47 @@ func TestConsoleSourceNamesDefaultProfile(t *testing.T) {
 		t.Errorf("the certificate page does not name the profile: %q", got)
 	}
 }
+
+// TestConsoleShowsInvisibleCharacters: a device or REST caller chooses its subject's free text (an Intune device
+// name becomes a CN), and the policy refuses invisible characters only where they would hide a DNS name, an
+// address or a URI. A right-to-left override makes "CN=\u202E1000-ecived" display as "CN=device-0001", and a
+// zero-width space makes two different names look the same: the console must show such characters as what they
+// are, wherever it shows certificate data (list, details, the revoke confirmation), not let them reorder or hide
+// text in front of the admin.
+func TestConsoleShowsInvisibleCharacters(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	spoof := issueViaAPI(t, svc.base, devTokenAs(t, svc.base, "mallory@azscep.local", "CSR.Request.Db"),
+		pkix.Name{CommonName: "\u202E1000-ecived", Organization: []string{"Contoso\u200B"}})
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	b.waitFor("certificate list", `document.querySelectorAll("#results table.list tbody tr").length === 1`)
+	// Any bidi control, zero-width or other default-ignorable character left in the text the admin reads.
+	const hidden = `/[\p{Cf}\p{Default_Ignorable_Code_Point}]/u`
+	if got := eval[string](b, `document.querySelector("a.subject").textContent`); regexpHidden(b, hidden, "a.subject") ||
+		!strings.Contains(got, "U+202E") || !strings.Contains(got, "U+200B") {
+		t.Errorf("the list shows the subject as %+q, want its invisible characters made visible", got)
+	}
+	serial := store.SerialString(spoof.SerialNumber)
+	b.do("open certificate", chromedp.Navigate(page+"#/certificate/"+serial))
+	b.waitFor("certificate details", `!!document.querySelector("#revoke-button")`)
+	if regexpHidden(b, hidden, "main") {
+		t.Errorf("the certificate page hides characters: %+q", eval[string](b, `document.querySelector("main").innerText`))
+	}
+	b.do("revoke", chromedp.Click(chromedp.ID("revoke-button")))
+	b.waitFor("confirmation dialog", `document.querySelector("#confirm-revoke").open`)
+	if got := eval[string](b, `document.querySelector("#confirm-revoke").innerText`); regexpHidden(b, hidden, "#confirm-revoke") ||
+		!strings.Contains(got, "U+202E") {
+		t.Errorf("the revoke confirmation shows %+q, want the override made visible", got)
+	}
+	b.shotViewport("invisible-characters")
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("console errors: %s", strings.Join(p, "\n"))
+	}
+}
+
+// regexpHidden reports whether the text of the element sel matches the JavaScript regular expression re.
+func regexpHidden(b *browserSession, re, sel string) bool {
+	b.t.Helper()
+	return eval[bool](b, fmt.Sprintf(`%s.test(document.querySelector(%q).textContent)`, re, sel))
+}

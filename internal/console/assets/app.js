@@ -1,7 +1,8 @@
 // azscep certificate console. Plain JavaScript, no build step: every DOM node is built with createElement and
-// textContent (no HTML string is ever parsed), so certificate fields always render as text. Every action calls the existing
-// authenticated API on this origin with the signed-in user's bearer token. Tokens live in memory and
-// sessionStorage only (MSAL's session storage in Entra mode), never in localStorage.
+// textContent (no HTML string is ever parsed), so certificate fields always render as text, their invisible
+// characters shown (visible). Every action calls the existing authenticated API on this origin with the signed-in
+// user's bearer token. Tokens live in memory and sessionStorage only (MSAL's session storage in Entra mode), never
+// in localStorage.
 "use strict";
 
 (() => {
@@ -31,28 +32,39 @@
   const main = document.getElementById("main");
 
   // ---- DOM helpers -------------------------------------------------------------------------------------------
+  // Characters a reader does not see but that change what is seen: bidi overrides and isolates, zero-width and
+  // other format characters, default-ignorables, controls and line/paragraph separators. A device or REST caller
+  // chooses its subject's free text, and "CN=\u202E1000-ecived" displays as "CN=device-0001" (reversing the text
+  // after it too). visible writes each as ⟨U+XXXX⟩, so the admin reads what the certificate says.
+  const HIDDEN = /[\p{Cf}\p{Default_Ignorable_Code_Point}\p{Zl}\p{Zp}\u0000-\u0008\u000B-\u001F\u007F-\u009F]/gu;
+  function visible(s) {
+    return String(s).replace(HIDDEN, (c) => "⟨U+" + c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0") + "⟩");
+  }
+
+  // el builds an element; every text it is given (text, title and the string children) goes through visible.
   function el(tag, attrs, ...kids) {
     const n = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
       if (v === undefined || v === null || v === false) continue;
       if (k === "class") n.className = v;
       else if (k === "for") n.htmlFor = v;
-      else if (k === "text") n.textContent = v;
+      else if (k === "text") n.textContent = visible(v);
+      else if (k === "title") n.title = visible(v);
       else if (k.startsWith("on")) n.addEventListener(k.slice(2), v);
       else if (v === true) n.setAttribute(k, "");
       else n.setAttribute(k, String(v));
     }
     for (const kid of kids.flat()) {
       if (kid === undefined || kid === null || kid === false) continue;
-      n.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+      n.append(kid instanceof Node ? kid : document.createTextNode(visible(kid)));
     }
     return n;
   }
 
   function setView(title, ...nodes) {
     main.replaceChildren(...nodes);
-    document.title = title + " · Certificate console · azscep";
-    main.setAttribute("aria-label", title);
+    document.title = visible(title) + " · Certificate console · azscep";
+    main.setAttribute("aria-label", visible(title));
   }
 
   function focusMain() {
@@ -418,8 +430,8 @@
     document.getElementById("user").hidden = !signedIn;
     if (signedIn) {
       const me = whoAmI();
-      document.getElementById("user-name").textContent = me ? me.upn || me.name : "";
-      document.getElementById("user-name").title = me && me.roles.length ? "Roles: " + me.roles.join(", ") : "No app roles";
+      document.getElementById("user-name").textContent = me ? visible(me.upn || me.name) : "";
+      document.getElementById("user-name").title = me && me.roles.length ? visible("Roles: " + me.roles.join(", ")) : "No app roles";
     }
     for (const a of document.querySelectorAll("#nav a")) {
       const cur = a.dataset.view === route.view || (route.view === "certificate" && a.dataset.view === "certificates");
