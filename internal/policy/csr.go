@@ -660,6 +660,10 @@ func checkSubject(raw []byte, p *Profile) error {
 			if s == "" || len([]rune(s)) > attr.limit || hasControl(s) {
 				return reject(CodeSubject, "subject attribute %s is empty, too long or has control characters", atv.Type)
 			}
+			if hasBidiControl(s) {
+				return reject(CodeSubject, "subject attribute %s has a bidirectional embedding, override or isolate "+
+					"character, which makes it display as another text", atv.Type)
+			}
 			switch {
 			case attr.identity != "":
 				if err := checkNameLike(p, attr.identity, s); err != nil {
@@ -1021,6 +1025,20 @@ func emailFault(s string) string {
 func hasControl(s string) bool {
 	for _, r := range s {
 		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+			return true
+		}
+	}
+	return false
+}
+
+// hasBidiControl reports whether s holds one of Unicode's explicit directional formatting characters (UAX #9 §2:
+// embeddings U+202A/B, pop U+202C, overrides U+202D/E, isolates U+2066–U+2069). They reorder what is displayed,
+// so "\u202E1000-ecived" shows as "device-0001" in a certificate viewer or a log (Trojan Source, CVE-2021-42574),
+// and a name never needs them: the bidi algorithm lays right-to-left text out without them. The implicit marks
+// (LRM, RLM, ALM), which right-to-left text may carry, are left alone.
+func hasBidiControl(s string) bool {
+	for _, r := range s {
+		if r >= '\u202A' && r <= '\u202E' || r >= '\u2066' && r <= '\u2069' {
 			return true
 		}
 	}

@@ -652,6 +652,13 @@ func TestCheckSubject(t *testing.T) {
 		{name: "fail/cn-nul", spec: withName(pkix.Name{CommonName: "lap\x00top"}), want: policy.CodeSubject},
 		{name: "fail/cn-newline", spec: withName(pkix.Name{CommonName: "laptop\nCN=admin"}), want: policy.CodeSubject},
 		{name: "fail/cn-del", spec: withName(pkix.Name{CommonName: "laptop\x7f"}), want: policy.CodeSubject},
+		// Explicit directional formatting reorders what a viewer shows: this CN displays as "device-0001".
+		{name: "fail/cn-right-to-left-override", spec: withName(pkix.Name{CommonName: "\u202E1000-ecived"}), want: policy.CodeSubject},
+		{name: "fail/o-left-to-right-embedding", spec: withName(pkix.Name{CommonName: "x", Organization: []string{"Contoso\u202A"}}),
+			want: policy.CodeSubject},
+		{name: "fail/ou-pop-directional-isolate", spec: withName(pkix.Name{CommonName: "x", OrganizationalUnit: []string{"\u2069Sales"}}),
+			want: policy.CodeSubject},
+		{name: "ok/cn-right-to-left-mark", spec: withName(pkix.Name{CommonName: "\u05D3\u05E0\u05D4\u200F-1"})},
 		{name: "fail/ou-c1-control", spec: withName(pkix.Name{CommonName: "x", OrganizationalUnit: []string{"a\u0085b"}}),
 			want: policy.CodeSubject},
 		// A TeletexString is refused whatever it holds (TestSubjectStringTypes); this one would also read, as Go
