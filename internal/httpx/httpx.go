@@ -208,8 +208,9 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// Edge wraps a handler with a request ID, panic recovery (500, never a dropped connection) and one JSON access
-// log line per request. The Functions invocation ID, when present, is logged for correlation. Query strings are
+// Edge wraps a handler with a request ID, nosniff on every answer (problem details and admin JSON quote
+// caller-chosen names, so no browser may read an answer as another type), panic recovery (500, never a dropped
+// connection) and one JSON access log line per request. The Functions invocation ID, when present, is logged for correlation. Query strings are
 // not logged: a GET PKIOperation carries the whole SCEP message there.
 func Edge(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -220,6 +221,7 @@ func Edge(log *slog.Logger, next http.Handler) http.Handler {
 		r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
 		rec := &statusRecorder{ResponseWriter: w}
 		rec.Header().Set("X-Request-Id", id)
+		rec.Header().Set("X-Content-Type-Options", "nosniff")
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {

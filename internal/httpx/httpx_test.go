@@ -111,6 +111,10 @@ func TestEdge(t *testing.T) {
 	if resp.StatusCode != http.StatusTeapot {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
+	// Problem details quote caller-chosen names; no answer is ever read as another type than the one it declares.
+	if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+		t.Errorf("X-Content-Type-Options %q, want nosniff on every answer", got)
+	}
 	out := logs.String()
 	if strings.Contains(out, "SECRETMESSAGE") {
 		t.Fatal("the query string reached the access log")
