@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"InsertGet", testInsertGet},
 		{"InsertDuplicate", testInsertDuplicate},
 		{"InsertRejectsBadInput", testInsertRejectsBadInput},
+		{"InsertLargestNames", testInsertLargestNames},
 		{"GetNormalizesSerial", testGetNormalizesSerial},
 		{"Transitions", testTransitions},
 		{"InStateUpdate", testInStateUpdate},
@@ -249,6 +250,24 @@ func testInsertRejectsBadInput(t *testing.T, s store.Store) {
 	}
 	if _, err := s.Get(ctx, serial); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("rejected record was stored: Get = %v", err)
+	}
+}
+
+// testInsertLargestNames stores a record with as many and as long names as policy allows (32 SANs, URIs of 512
+// characters: more than a CSR of at most 16 KiB can even carry), written in a character JSON encoders may escape:
+// a caller the profile allows such names (an /api/csr application under uri=*) gets a record, not a store error.
+func testInsertLargestNames(t *testing.T, s store.Store) {
+	const maxSANs, maxURILen = 32, 512 // policy's limits (internal/policy/csr.go)
+	prefix := "https://app.example/?"
+	r := FullRecord(NewSerial())
+	r.SANs = nil
+	for range maxSANs {
+		r.SANs = append(r.SANs, "uri:"+prefix+strings.Repeat("&", maxURILen-len(prefix)))
+	}
+	r.SANs[0] = "email:" + strings.Repeat("&", 240) + "@example.com"
+	mustInsert(t, s, r)
+	if d := DiffRecords(mustGet(t, s, r.Serial), r); d != nil {
+		t.Errorf("Get after Insert differs:\n%s", strings.Join(d, "\n"))
 	}
 }
 

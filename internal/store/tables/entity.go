@@ -86,13 +86,23 @@ func (e entity) binary(name string, b []byte) {
 	e[name+"@odata.type"] = "Edm.Binary"
 }
 
-// jsonStr stores v as a JSON string property (for lists); nil and empty lists are omitted.
+// jsonStr stores v as a JSON string property (for lists); nil and empty lists are omitted. '&', '<' and '>' are
+// kept as they are: json.Marshal's HTML escapes (\u0026) make a list six times longer than its names, and the
+// names policy allows (32 URIs of 512 characters) would then no longer fit in one property.
 func (e entity) jsonStr(name string, v []string) {
 	if len(v) == 0 {
 		return
 	}
-	b, _ := json.Marshal(v)
-	e[name] = string(b)
+	e[name] = listJSON(v)
+}
+
+// listJSON is v as JSON without HTML escapes.
+func listJSON(v []string) string {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v) // a []string always encodes
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 var errTooLarge = errors.New("property over the 64 KiB limit")
