@@ -59,6 +59,13 @@ const (
 	defaultTryTimeout  = 5 * time.Second
 )
 
+// queryTryTimeout is the least time one try of a query page gets. The service executes a query for up to five
+// seconds and then answers with what it found, possibly nothing, and a continuation token; it allots the request
+// 30 seconds with its scheduling (Query Timeout and Pagination). A try cut at the write-sized TryTimeout (5 s)
+// would cut exactly those pages, on every try, so that a listing whose filter the service needs a full page's time
+// for (the pending records among a large partition) could never finish. The page's call timeout still bounds it.
+const queryTryTimeout = 30 * time.Second
+
 // DefaultRetry is the retry policy unless WithRetry says otherwise: two retries with short delays, so that a
 // dead backend answers ErrUnavailable within a second or two instead of after the SDK's minutes of back-off.
 var DefaultRetry = policy.RetryOptions{
@@ -443,7 +450,8 @@ func (s *Store) write(ctx context.Context, c *aztables.Client, op string, e enti
 }
 
 // list runs a query and calls fn for each entity until fn returns false or the results end. Each page gets
-// its own call timeout so that long listings (the CRL's 100,000 entries) are not cut short.
+// its own call timeout so that long listings (the CRL's 100,000 entries) are not cut short, and its tries are not
+// cut before the service's own query time (queryTryTimeout).
 func (s *Store) list(ctx context.Context, c *aztables.Client, op string, o *aztables.ListEntitiesOptions, fn func(p props, etag string) (bool, error)) error {
 	return s.listRaw(ctx, c, op, o, func(raw []byte) (bool, error) {
 		p, etag, err := decodeEntity(raw)
@@ -457,9 +465,11 @@ func (s *Store) list(ctx context.Context, c *aztables.Client, op string, o *azta
 // listRaw is list with the entity's JSON, for hot listings that decode into a struct.
 func (s *Store) listRaw(ctx context.Context, c *aztables.Client, op string, o *aztables.ListEntitiesOptions, fn func(raw []byte) (bool, error)) error {
 	pager := c.NewListEntitiesPager(o)
+	retry := s.cfg.retry
+	retry.TryTimeout = max(retry.TryTimeout, queryTryTimeout)
 	for pager.More() {
 		cctx, cancel := s.callCtx(ctx)
-		page, err := pager.NextPage(cctx)
+		page, err := pager.NextPage(policy.WithRetryOptions(cctx, retry))
 		cancel()
 		if err != nil {
 			return mapErr(op, err)

@@ -432,3 +432,50 @@ func TestAnswersAreCapped(t *testing.T) {
 		}
 	}
 }
+
+// slowQueries answers every query page (a GET with $filter) only after delay, as the service does when it executes
+// a query for its full five seconds before answering with a continuation token; other calls pass at once.
+type slowQueries struct {
+	delay time.Duration
+	armed atomic.Bool
+}
+
+func (s *slowQueries) Do(req *http.Request) (*http.Response, error) {
+	if s.armed.Load() && req.Method == http.MethodGet && req.URL.Query().Has("$filter") {
+		select {
+		case <-time.After(s.delay):
+		case <-req.Context().Done():
+			return nil, req.Context().Err()
+		}
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// A query page the service takes longer over than a write's try timeout is waited for, not cut and tried again
+// until the listing fails: the service may execute a query for five seconds, the same as that timeout, before it
+// answers, so on a large partition a sparse filter (the pending records) would otherwise fail on every call.
+func TestSlowQueryPagesAreWaitedFor(t *testing.T) {
+	t.Parallel()
+	slow := &slowQueries{delay: 300 * time.Millisecond}
+	retry := tables.DefaultRetry
+	retry.TryTimeout = 100 * time.Millisecond // the write-sized try timeout, scaled down with the service's page time
+	s := newStore(t, tables.WithTransport(slow), tables.WithRetry(retry))
+	ctx := t.Context()
+	r := storetest.FullRecord(storetest.NewSerial())
+	if err := s.Insert(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddRevoked(ctx, store.Revoked{Serial: r.Serial, RevokedAt: time.Now(), Reason: 1}); err != nil {
+		t.Fatal(err)
+	}
+	slow.armed.Store(true)
+	if got, err := s.Pending(ctx, time.Now().Add(time.Hour)); err != nil || len(got) != 1 {
+		t.Errorf("Pending with slow pages = %d records, %v; want the one", len(got), err)
+	}
+	if got, err := s.ListRevoked(ctx); err != nil || len(got) != 1 {
+		t.Errorf("ListRevoked with slow pages = %d entries, %v; want the one", len(got), err)
+	}
+	if got, _, err := s.Search(ctx, store.Query{Status: store.StatusPending}); err != nil || len(got) != 1 {
+		t.Errorf("Search with slow pages = %d records, %v; want the one", len(got), err)
+	}
+}
