@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
 	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/store/azuritetest"
 	"github.com/azscep/azscep/internal/store/storetest"
@@ -380,5 +382,61 @@ func BenchmarkGroupCommit(b *testing.B) {
 	b.ReportMetric(float64(ops)/n, "ops/enroll")
 	if ours {
 		b.ReportMetric(float64(used.Microseconds())/1000/n, "azurite-cpu-ms/enroll")
+	}
+}
+
+// refusingBatches answers every transaction as the service refuses one whose first operation it will not take:
+// a 202 whose changeset holds that operation's error (here, as for a property over 64 KiB, a permanent 400).
+type refusingBatches struct {
+	status int
+	code   string
+}
+
+func (rb refusingBatches) Do(req *http.Request) (*http.Response, error) {
+	if !strings.HasSuffix(req.URL.Path, "/$batch") {
+		return http.DefaultTransport.RoundTrip(req)
+	}
+	_, _ = io.Copy(io.Discard, req.Body)
+	body := "--batchresponse_1\r\nContent-Type: multipart/mixed; boundary=changesetresponse_2\r\n\r\n" +
+		"--changesetresponse_2\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n" +
+		fmt.Sprintf("HTTP/1.1 %d %s\r\n", rb.status, http.StatusText(rb.status)) +
+		"Content-Type: application/json;odata=minimalmetadata;streaming=true;charset=utf-8\r\n\r\n" +
+		`{"odata.error":{"code":"` + rb.code + `","message":{"lang":"en-US","value":"0:refused.\nRequestId:1\nTime:2026-12-07T00:00:00Z"}}}` +
+		"\r\n--changesetresponse_2--\r\n--batchresponse_1--\r\n"
+	return &http.Response{StatusCode: http.StatusAccepted, Status: "202 Accepted", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Content-Type": {"multipart/mixed; boundary=batchresponse_1"}},
+		Body:   io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: req}, nil
+}
+
+// A transaction the service refuses for good (a 4xx on one of its operations) is not reported as an outage: the
+// caller would answer "try again later" to a request that fails the same way every time. Throttling is.
+func TestInsertBoundRefusalKeepsItsKind(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		status      int
+		code        string
+		unavailable bool
+	}{
+		{http.StatusBadRequest, "PropertyValueTooLarge", false},
+		{http.StatusBadRequest, "EntityTooLarge", false},
+		{http.StatusServiceUnavailable, "ServerBusy", true},
+		{http.StatusInternalServerError, "OperationTimedOut", true},
+	} {
+		t.Run(tc.code, func(t *testing.T) {
+			t.Parallel()
+			s, err := NewFromConnectionString(azuritetest.ConnectionString(t), "", WithTransport(refusingBatches{tc.status, tc.code}),
+				WithRetry(policy.RetryOptions{MaxRetries: -1}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.EnsureTables(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			_, err = s.InsertBound(t.Context(), "k", nil, storetest.FullRecord(storetest.NewSerial()))
+			if err == nil || errors.Is(err, store.ErrUnavailable) != tc.unavailable || !strings.Contains(err.Error(), tc.code) {
+				t.Errorf("InsertBound refused with %d %s = %v; want an error naming the code, unavailable: %v",
+					tc.status, tc.code, err, tc.unavailable)
+			}
+		})
 	}
 }

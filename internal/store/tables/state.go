@@ -144,12 +144,13 @@ func (s *Store) InsertBound(ctx context.Context, key string, prev *store.Binding
 	case prev != nil && cur.ETag != prev.ETag:
 		return cur, fmt.Errorf("tables: rebinding key: bound to %s: %w", cur.Serial, store.ErrConflict)
 	}
-	// The binding would have been accepted: the record's insert failed.
+	// The binding would have been accepted: the record's insert failed. Throttling and server errors are an outage;
+	// anything else (a 400 for an entity the service will not take) fails the same way every time and is not.
 	failed := res[len(res)-1]
 	if failed.status == http.StatusConflict {
 		return store.Binding{}, fmt.Errorf("tables: inserting record %s: %w", r.Serial, store.ErrExists)
 	}
-	return store.Binding{}, fmt.Errorf("tables: %s: transaction refused with HTTP %d %s: %w", op, failed.status, failed.code, store.ErrUnavailable)
+	return store.Binding{}, statusError(op+" with record "+r.Serial+": transaction refused", failed.status, failed.code, nil)
 }
 
 // Lookup implements store.Index.
