@@ -105,25 +105,91 @@ func listJSON(v []string) string {
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
-var errTooLarge = errors.New("property over the 64 KiB limit")
+// Entity limits of the service (Understanding the Table service data model). Azurite does not enforce the entity
+// size or the property count: checked here so that tests against Azurite refuse what Azure would, and the caller
+// gets a clear error.
+const (
+	// maxEntity is the largest entity, counted as Microsoft documents the estimate (4 bytes, the keys in UTF-16, and
+	// per property 8 bytes, its name in UTF-16 and its value), less a margin: the service's own count differs from
+	// that estimate by some tens of bytes.
+	maxEntity = 1<<20 - 1024
+	// maxProperties is how many properties an entity may have besides PartitionKey, RowKey and Timestamp.
+	maxProperties = 252
+	// maxKeyChars is the longest PartitionKey or RowKey.
+	maxKeyChars = 1024
+)
 
-// marshal checks the per-property limits (so the caller gets a clear error, not the service's 400) and encodes.
+var (
+	errTooLarge = errors.New("property over the 64 KiB limit")
+	errEntity   = errors.New("entity outside the service's limits")
+)
+
+// marshal checks the service's limits on keys, properties and the entity (so the caller gets a clear error, not
+// the service's 400) and encodes.
 func (e entity) marshal() ([]byte, error) {
-	for name, v := range e {
-		switch v := v.(type) {
-		case string:
-			if typ, _ := e[name+"@odata.type"].(string); typ == "Edm.Binary" {
-				if n := len(v) / 4 * 3; n-strings.Count(v[max(0, len(v)-2):], "=") > MaxProperty {
-					return nil, fmt.Errorf("%s: %w", name, errTooLarge)
-				}
-				continue
-			}
-			if utf16Len(v) > MaxProperty {
-				return nil, fmt.Errorf("%s: %w", name, errTooLarge)
-			}
+	for _, k := range []string{"PartitionKey", "RowKey"} {
+		if err := checkKeyValue(e[k]); err != nil {
+			return nil, fmt.Errorf("%s: %w: %w", k, errEntity, err)
 		}
 	}
+	size, props := 4+utf16Len(e.pk())+utf16Len(e.rk()), 0
+	for name, v := range e {
+		if name == "PartitionKey" || name == "RowKey" || strings.HasSuffix(name, "@odata.type") {
+			continue
+		}
+		props++
+		n := 0
+		switch v := v.(type) {
+		case string:
+			switch typ, _ := e[name+"@odata.type"].(string); typ {
+			case "Edm.Binary":
+				n = len(v)/4*3 - strings.Count(v[max(0, len(v)-2):], "=")
+				if n > MaxProperty {
+					return nil, fmt.Errorf("%s: %w", name, errTooLarge)
+				}
+				n += 4
+			case "Edm.DateTime":
+				n = 8
+			default:
+				if n = utf16Len(v); n > MaxProperty {
+					return nil, fmt.Errorf("%s: %w", name, errTooLarge)
+				}
+				n += 4
+			}
+		case bool:
+			n = 1
+		case int32:
+			n = 4
+		default:
+			n = 8
+		}
+		size += 8 + utf16Len(name) + n
+	}
+	if props > maxProperties {
+		return nil, fmt.Errorf("%w: %d properties, at most %d", errEntity, props, maxProperties)
+	}
+	if size > maxEntity {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d", errEntity, size, maxEntity)
+	}
 	return json.Marshal(map[string]any(e))
+}
+
+// checkKeyValue applies the service's rules for PartitionKey and RowKey values: a string of at most 1,024
+// characters without '/', '\', '#', '?' or control characters (U+0000 to U+001F, U+007F to U+009F).
+func checkKeyValue(v any) error {
+	k, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("key is a %T, not a string", v)
+	}
+	if utf16Len(k)/2 > maxKeyChars {
+		return fmt.Errorf("key is over %d characters", maxKeyChars)
+	}
+	if i := strings.IndexFunc(k, func(r rune) bool {
+		return r == '/' || r == '\\' || r == '#' || r == '?' || r <= 0x1f || r >= 0x7f && r <= 0x9f
+	}); i >= 0 {
+		return fmt.Errorf("key %q holds a character the service does not allow", k)
+	}
+	return nil
 }
 
 func utf16Len(s string) int {

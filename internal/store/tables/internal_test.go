@@ -94,6 +94,45 @@ func TestEntityLimits(t *testing.T) {
 	}
 }
 
+// The entity-wide limits Azurite does not enforce are refused before the write, as Azure would refuse them: the
+// entity's size as the service counts it, the number of properties, and the keys' length and characters.
+func TestEntityServiceLimits(t *testing.T) {
+	big := newEntity("p", "r")
+	for i := range 15 {
+		big.binary(fmt.Sprintf("Bin%d", i), make([]byte, MaxProperty))
+	}
+	big.str("Str", strings.Repeat("x", 32000))
+	if _, err := big.marshal(); err != nil {
+		t.Fatalf("15 binary properties of 64 KiB and a string of 62.5 KiB: %v", err)
+	}
+	big.str("Str", strings.Repeat("x", MaxProperty/2)) // every property within its limit, the entity over 1 MiB
+	if _, err := big.marshal(); !errors.Is(err, errEntity) {
+		t.Errorf("entity over 1 MiB: %v, want errEntity", err)
+	}
+	wide := newEntity("p", "r")
+	for i := range maxProperties {
+		wide.boolean(fmt.Sprintf("P%d", i), true)
+	}
+	wide.time("When", time.Now()) // its annotation is not a property
+	if _, err := wide.marshal(); !errors.Is(err, errEntity) {
+		t.Errorf("%d properties: %v, want errEntity", maxProperties+1, err)
+	}
+	delete(wide, "P0")
+	if _, err := wide.marshal(); err != nil {
+		t.Errorf("%d properties: %v", maxProperties, err)
+	}
+	for _, key := range []string{"a/b", `a\b`, "a#b", "a?b", "a\x00b", "a\tb", "a\u007fb", "a\u0085b", strings.Repeat("é", maxKeyChars+1)} {
+		for _, e := range []entity{newEntity(key, "r"), newEntity("p", key)} {
+			if _, err := e.marshal(); !errors.Is(err, errEntity) {
+				t.Errorf("key %q: %v, want errEntity", key, err)
+			}
+		}
+	}
+	if _, err := newEntity(strings.Repeat("é", maxKeyChars), "r").marshal(); err != nil {
+		t.Errorf("key of %d characters: %v", maxKeyChars, err)
+	}
+}
+
 // Values that arrive without their OData annotation still decode.
 func TestDecodeWithoutAnnotations(t *testing.T) {
 	p, etag, err := decodeEntity([]byte(`{"PartitionKey":"BC","RowKey":"ABC","odata.etag":"W/\"1\"",` +
