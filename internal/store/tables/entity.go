@@ -29,6 +29,10 @@ const timeLayout = "2006-01-02T15:04:05.0000000Z"
 
 const propWriteID = "WriteID"
 
+// minDateTime is the first instant of Edm.DateTime's documented range (Azurite stores earlier ones),
+// as timeLayout renders it.
+const minDateTime = "1601-01-01T00:00:00.0000000Z"
+
 // normTime is a time as the service keeps it.
 func normTime(t time.Time) time.Time {
 	if t.IsZero() {
@@ -149,6 +153,11 @@ func (e entity) marshal() ([]byte, error) {
 				}
 				n += 4
 			case "Edm.DateTime":
+				// Years before 1601 (and after 9999, or negative) sort below the first instant of the service's range,
+				// as timeLayout renders them.
+				if v < minDateTime {
+					return nil, fmt.Errorf("%s: %w: %s is before 1601, outside Edm.DateTime", name, errEntity, v)
+				}
 				n = 8
 			default:
 				if n = utf16Len(v); n > MaxProperty {

@@ -133,6 +133,32 @@ func TestEntityServiceLimits(t *testing.T) {
 	}
 }
 
+// A non-zero time outside Edm.DateTime's range (from 1601 to 9999) is refused; the zero time is not written at all.
+func TestEntityDateTimeRange(t *testing.T) {
+	for _, tc := range []struct {
+		at time.Time
+		ok bool
+	}{
+		{time.Date(1601, 1, 1, 0, 0, 0, 0, time.UTC), true},
+		{time.Date(9999, 12, 31, 23, 59, 59, 999999900, time.UTC), true},
+		{time.Date(1600, 12, 31, 23, 59, 59, 0, time.UTC), false},
+		{time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC), false},
+		{time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), false},
+		{time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC), false},
+	} {
+		e := newEntity("p", "r")
+		e.time("At", tc.at)
+		if _, err := e.marshal(); (err == nil) != tc.ok || err != nil && !errors.Is(err, errEntity) {
+			t.Errorf("DateTime %v: %v, want accepted: %v", tc.at, err, tc.ok)
+		}
+	}
+	e := newEntity("p", "r")
+	e.time("At", time.Time{})
+	if _, ok := e["At"]; ok {
+		t.Error("the zero time was written")
+	}
+}
+
 // Values that arrive without their OData annotation still decode.
 func TestDecodeWithoutAnnotations(t *testing.T) {
 	p, etag, err := decodeEntity([]byte(`{"PartitionKey":"BC","RowKey":"ABC","odata.etag":"W/\"1\"",` +
