@@ -77,6 +77,8 @@ type buildOptions struct {
 	// environ is what the configuration was loaded from (nil: the process environment), loaded again once the
 	// service has read the Key Vault references App Service could not (references).
 	environ []string
+	// startWait is how long a request waits for start-up before the 503 "starting" (0: defaultStartWait).
+	startWait time.Duration
 	// referenceRetry is readLater's first wait (0: defaultReferenceRetry).
 	referenceRetry time.Duration
 	// closed, if set, is called each time a set of dependencies is closed (tests count them).

@@ -14,6 +14,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -23,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	zx509 "github.com/zmap/zcrypto/x509"
 	"github.com/zmap/zlint/v3"
 	zlintapi "github.com/zmap/zlint/v3/lint"
@@ -31,6 +34,7 @@ import (
 	"github.com/azscep/azscep/internal/custody"
 	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/entra/entrafake"
+	"github.com/azscep/azscep/internal/httpx"
 	"github.com/azscep/azscep/internal/issuance"
 	"github.com/azscep/azscep/internal/keyvault"
 	"github.com/azscep/azscep/internal/keyvault/kvfake"
@@ -361,6 +365,91 @@ func TestKeyVaultStartUpOutlastsARoleStillSpreading(t *testing.T) {
 	certs, _ := getCACert(t, svc.scepURL("static"))
 	to := recipients(t, certs)
 	staticEnroll(t, svc, to, "kv-after-the-role-applied").mustSucceed(t, to[0])
+}
+
+// TestKeyVaultStartUpSaysWhatItWaitsFor: while Key Vault refuses the app's identity at start-up (a new deployment's
+// role assignment still applying), requests — /api/health among them — get 503 "starting" that names what the start
+// waits for, without the error's text (it names the identity and the vault); once the role applies the same process
+// serves.
+func TestKeyVaultStartUpSaysWhatItWaitsFor(t *testing.T) {
+	caKey, _, _ := vaultKeys(t)
+	v := newVaultCA(t, caKey, "", nil)
+	v.kv.Fail(kvfake.OpGet, -1, http.StatusForbidden)
+	cfg := loadConfig(t, v.env())
+	opts := v.opts()
+	opts.startWait = 50 * time.Millisecond
+	logs := &testca.LogBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil)), opts) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	base := fmt.Sprintf("http://127.0.0.1:%d", cfg.Port)
+	health := func() (int, string) {
+		resp, err := http.Get(base + "/api/health")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(logs.String(), "dependencies not reachable yet") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no refused start-up attempt logged:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	status, body := health()
+	var p httpx.Problem
+	if err := json.Unmarshal([]byte(body), &p); err != nil || status != http.StatusServiceUnavailable || p.Code != "starting" {
+		t.Fatalf("health while Key Vault refuses: %d %s, want 503 starting", status, body)
+	}
+	if !strings.Contains(p.Detail, "Key Vault, which refuses the app's identity") {
+		t.Errorf("the 503 does not say what the start waits for: %q", p.Detail)
+	}
+	if strings.Contains(body, v.kv.URL()) || strings.Contains(body, kvCAKeyName) || strings.Contains(body, "403") {
+		t.Errorf("the 503 carries the error's text: %s", body)
+	}
+	v.kv.ClearFaults()
+	for {
+		status, body = health()
+		if status == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline.Add(20 * time.Second)) {
+			t.Fatalf("not ready after Key Vault let the app in: %d %s\n%s", status, body, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestStartupReason: each transient start-up failure is named by the service it waits for, and whether that service
+// refuses the app or does not answer; an error's own text never reaches the answer.
+func TestStartupReason(t *testing.T) {
+	refused := &azcore.ResponseError{StatusCode: http.StatusForbidden, ErrorCode: "AuthorizationPermissionMismatch"}
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("loading key: %w", keyvault.ErrForbidden), "Key Vault, which refuses"},
+		{fmt.Errorf("loading key: %w", keyvault.ErrThrottled), "Key Vault, which is throttling"},
+		{fmt.Errorf("loading key: %w", keyvault.ErrUnavailable), "Key Vault, which does not answer"},
+		{fmt.Errorf("tables: creating table: %w (%w)", store.ErrUnavailable, refused), "Table Storage, which refuses"},
+		{fmt.Errorf("tables: ping: %w", store.ErrUnavailable), "Table Storage, which does not answer"},
+		// The token request fails before Key Vault is asked: Key Vault's retries end as "unavailable".
+		{fmt.Errorf("loading key: %w: %w", keyvault.ErrUnavailable, &azidentity.AuthenticationFailedError{}),
+			"a token for the app's managed identity"},
+	} {
+		if got := startupReason(tc.err); !strings.HasPrefix(got, tc.want) || strings.Contains(got, "tables:") {
+			t.Errorf("startupReason(%v) = %q, want %q…", tc.err, got, tc.want)
+		}
+	}
 }
 
 // TestKeyVaultDisabledCAKeyStopsStartUp: a disabled CA key is an operator's decision, not a role still spreading:

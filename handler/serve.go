@@ -14,6 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
 	"github.com/azscep/azscep/internal/admin"
 	"github.com/azscep/azscep/internal/config"
 	"github.com/azscep/azscep/internal/crl"
@@ -103,6 +106,9 @@ type app struct {
 	opts    buildOptions
 	ready   chan struct{}
 	current atomic.Pointer[served]
+	// waitingFor says why the last start-up attempt failed, for the 503 "starting" answer (startupReason): the
+	// first requests after a deployment, and /api/health, tell the operator what the start waits for.
+	waitingFor atomic.Pointer[string]
 
 	closeOnce sync.Once
 }
@@ -125,14 +131,22 @@ func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 	}
-	t := time.NewTimer(20 * time.Second)
+	wait := a.opts.startWait
+	if wait <= 0 {
+		wait = defaultStartWait
+	}
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-a.ready:
 		a.current.Load().mux.ServeHTTP(w, r)
 	case <-t.C:
+		detail := "the service is starting"
+		if why := a.waitingFor.Load(); why != nil {
+			detail += "; it is waiting for " + *why
+		}
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusServiceUnavailable, Code: "starting",
-			Detail: "the service is starting", RetryAfter: 5 * time.Second})
+			Detail: detail, RetryAfter: 5 * time.Second})
 	case <-r.Context().Done():
 	}
 }
@@ -160,6 +174,8 @@ func (a *app) init(ctx context.Context) ([]string, map[string]string, error) {
 		if !transientAtStart(err) || ctx.Err() != nil {
 			return nil, nil, err
 		}
+		why := startupReason(err)
+		a.waitingFor.Store(&why)
 		a.log.Warn("dependencies not reachable yet; retrying", "err", err, "attempt", attempt)
 		select {
 		case <-ctx.Done():
@@ -246,6 +262,35 @@ func sameGraph(a, b *config.Config) bool {
 
 // defaultReferenceRetry is readLater's first wait.
 const defaultReferenceRetry = 30 * time.Second
+
+// defaultStartWait is how long a request that arrives during start-up waits for it before the 503 "starting":
+// a cold start loads the keys in about a second, so the first requests are served rather than refused.
+const defaultStartWait = 20 * time.Second
+
+// startupReason names what a failed start-up attempt waits for, for clients and the operator's health probe. It
+// is a classification, never the error's text: Key Vault's and Table Storage's messages name the identity, the
+// vault and the keys, which an anonymous caller has no business learning. The log line has the error itself.
+func startupReason(err error) string {
+	var re *azcore.ResponseError
+	refused := errors.As(err, &re) && (re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden)
+	var credErr *azidentity.AuthenticationFailedError
+	switch {
+	case errors.As(err, &credErr):
+		return "a token for the app's managed identity, which the platform's identity endpoint refuses (if that lasts, " +
+			"AZURE_CLIENT_ID is not the client ID of an identity assigned to the app)"
+	case errors.Is(err, keyvault.ErrForbidden):
+		return "Key Vault, which refuses the app's identity (a role assignment can take 10 minutes to apply)"
+	case errors.Is(err, keyvault.ErrThrottled):
+		return "Key Vault, which is throttling the app"
+	case errors.Is(err, keyvault.ErrUnavailable):
+		return "Key Vault, which does not answer"
+	case errors.Is(err, store.ErrUnavailable) && refused:
+		return "Table Storage, which refuses the app's identity (a role assignment can take 10 minutes to apply)"
+	case errors.Is(err, store.ErrUnavailable):
+		return "Table Storage, which does not answer"
+	}
+	return "its dependencies"
+}
 
 // transientAtStart reports whether a start-up failure may pass by itself: the store or Key Vault unreachable,
 // throttled, or refusing a role that is still being applied.
