@@ -86,7 +86,9 @@ app_url="$graph/v1.0/applications/$object_id"
 
 current=$(az rest --method GET --uri "$app_url?\$select=identifierUris,appRoles,api,optionalClaims" -o json)
 
-# Desired state, merged into what exists: other roles, scopes and claims are kept; our roles keep their IDs.
+# Desired state, merged into what exists: other roles, scopes and claims are kept; our roles keep their IDs. Graph
+# returns roles (and scopes) with the read-only "origin", which a PATCH must not send: it is dropped here, and in the
+# comparison below, or an up-to-date registration would never compare equal.
 desired=$(jq -c \
 	--arg uri "api://$app_id" \
 	--arg id1 "$(new_uuid)" --arg id2 "$(new_uuid)" --arg id3 "$(new_uuid)" --arg id4 "$(new_uuid)" '
@@ -103,10 +105,10 @@ desired=$(jq -c \
 	];
 	. as $cur
 	| (want | map(.value)) as $ours
-	| ($cur.appRoles // []) as $roles
+	| ($cur.appRoles // [] | map(del(.origin))) as $roles
 	| ($cur.api // {}) as $api
 	| ($cur.optionalClaims // {}) as $claims
-	| ($api.oauth2PermissionScopes // []) as $scopes
+	| ($api.oauth2PermissionScopes // [] | map(del(.origin))) as $scopes
 	| {
 		identifierUris: ((($cur.identifierUris // []) + [$uri]) | unique),
 		appRoles: (
@@ -136,8 +138,9 @@ desired=$(jq -c \
 	}' <<<"$current")
 
 # Compare only the properties we manage (sorted), so that an up-to-date registration is not written at all.
-normalize='{identifierUris: (.identifierUris // [] | sort), appRoles: (.appRoles // [] | sort_by(.value)),
-	api: (.api // {} | .oauth2PermissionScopes |= ((. // []) | sort_by(.value))), optionalClaims: (.optionalClaims // {})}'
+normalize='{identifierUris: (.identifierUris // [] | sort), appRoles: (.appRoles // [] | map(del(.origin)) | sort_by(.value)),
+	api: (.api // {} | .oauth2PermissionScopes |= ((. // []) | map(del(.origin)) | sort_by(.value))),
+	optionalClaims: (.optionalClaims // {})}'
 if [[ "$(jq -S -c "$normalize" <<<"$current")" == "$(jq -S -c "$normalize" <<<"$desired")" ]]; then
 	log "app roles, App ID URI, token version and claims are up to date"
 else

@@ -1709,3 +1709,151 @@ func TestAdminScriptCommands(t *testing.T) {
 		}
 	}
 }
+
+// fakeGraphAz is a stand-in for the Azure CLI that keeps one app registration and its service principal in files
+// under $STATE, answering the calls infra/scripts/create-api-app.sh makes the way Microsoft Graph does: an
+// application's app roles come back with the read-only "origin" property, which Graph documents as never to be
+// sent in a POST or PATCH. Every PATCH body is appended to $STATE/patches, one per line.
+const fakeGraphAz = `#!/usr/bin/env bash
+set -euo pipefail
+method="" uri="" body="" query="" filter="" id=""
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+	case "${args[i]}" in
+	--method) method=${args[i + 1]} ;;
+	--uri) uri=${args[i + 1]} ;;
+	--body) body=${args[i + 1]} ;;
+	--query) query=${args[i + 1]} ;;
+	--filter) filter=${args[i + 1]} ;;
+	--id) id=${args[i + 1]} ;;
+	esac
+done
+app=$STATE/app.json sp=$STATE/sp.json
+case "$1 $2" in
+"cloud show") echo https://graph.microsoft.com/ ;;
+"account show") echo 11111111-1111-1111-1111-111111111111 ;;
+"ad app")
+	case "$3" in
+	list) [[ -f $app ]] && jq -r .appId "$app"; exit 0 ;;
+	create)
+		jq -n '{appId: "33333333-3333-3333-3333-333333333333", id: "44444444-4444-4444-4444-444444444444",
+			identifierUris: [], appRoles: [], optionalClaims: null, spa: {redirectUris: []},
+			api: {acceptMappedClaims: null, knownClientApplications: [], requestedAccessTokenVersion: null,
+				oauth2PermissionScopes: [], preAuthorizedApplications: []}}' >"$app"
+		jq -r .appId "$app" ;;
+	show) jq -r .id "$app" ;;
+	esac ;;
+"ad sp")
+	case "$3" in
+	list) [[ -f $sp ]] && jq -r .id "$sp"; exit 0 ;;
+	create) echo '{"id": "55555555-5555-5555-5555-555555555555", "appRoleAssignmentRequired": false}' >"$sp"; jq -r .id "$sp" ;;
+	esac ;;
+"rest --method")
+	[[ $body == @* ]] && body=$(cat "${body#@}")
+	case "$method $uri" in
+	"GET "*/applications/*'$select=spa') jq '{spa}' "$app" ;;
+	"GET "*/applications/*) jq '{identifierUris, appRoles: (.appRoles | map(. + {origin: "Application"})), api, optionalClaims}' "$app" ;;
+	"PATCH "*/applications/*)
+		printf '%s\n' "$(jq -c . <<<"$body")" >>"$STATE/patches"
+		jq --argjson b "$body" '. + $b' "$app" >"$app.new" && mv "$app.new" "$app" ;;
+	"GET "*/servicePrincipals/*) jq -r ".$query" "$sp" ;;
+	"PATCH "*/servicePrincipals/*) jq --argjson b "$body" '. + $b' "$sp" >"$sp.new" && mv "$sp.new" "$sp" ;;
+	*) echo "unexpected az rest $method $uri" >&2; exit 3 ;;
+	esac ;;
+*) echo "unexpected az $*" >&2; exit 3 ;;
+esac
+`
+
+// TestCreateAPIAppScript runs infra/scripts/create-api-app.sh twice against a fake Graph (fakeGraphAz): the first
+// run creates the registration, its roles, claims and console redirect URI; the second finds it up to date and
+// writes nothing, although Graph returns the roles with their read-only "origin"; and no PATCH ever sends "origin".
+func TestCreateAPIAppScript(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	if _, err := exec.LookPath("jq"); err != nil {
+		t.Skip("no jq")
+	}
+	dir := t.TempDir()
+	scripts, stubs, state := filepath.Join(dir, "infra", "scripts"), filepath.Join(dir, "stubs"), filepath.Join(dir, "state")
+	for _, d := range []string{scripts, stubs, state} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, body := range map[string]string{
+		filepath.Join(scripts, "create-api-app.sh"): readRepoFile(t, "infra/scripts/create-api-app.sh"),
+		filepath.Join(scripts, "common.sh"):         readRepoFile(t, "infra/scripts/common.sh"),
+		filepath.Join(stubs, "az"):                  fakeGraphAz,
+		filepath.Join(stubs, "azd"):                 "#!/bin/sh\nexit 1\n", // no azd environment to load
+	} {
+		if err := os.WriteFile(name, []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	patches := func() []string {
+		data, _ := os.ReadFile(filepath.Join(state, "patches"))
+		if len(data) == 0 {
+			return nil
+		}
+		return strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	}
+	run := func() string {
+		t.Helper()
+		cmd := exec.Command(bash, filepath.Join(scripts, "create-api-app.sh"), "--name", "azscep-api-test")
+		cmd.Env = []string{"PATH=" + stubs + string(os.PathListSeparator) + os.Getenv("PATH"), "STATE=" + state,
+			"AZSCEP_BASE_URL=https://func-x.azurewebsites.net"}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("create-api-app.sh: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	run()
+	first := patches()
+	if len(first) != 2 {
+		t.Fatalf("first run: %d PATCHes of the application, want 2 (roles and claims, console redirect URI): %v", len(first), first)
+	}
+	var app struct {
+		AppRoles []struct{ Value, ID string } `json:"appRoles"`
+	}
+	if err := json.Unmarshal([]byte(first[0]), &app); err != nil || len(app.AppRoles) != 3 {
+		t.Fatalf("first PATCH: %v, %d roles, want 3\n%s", err, len(app.AppRoles), first[0])
+	}
+	out := run()
+	if again := patches()[len(first):]; len(again) != 0 {
+		t.Errorf("second run on an up-to-date registration wrote it again: %v\n%s", again, out)
+	}
+	if !strings.Contains(out, "up to date") {
+		t.Errorf("second run does not say the registration is up to date:\n%s", out)
+	}
+	// A registration with a role of someone else's and an outdated one of ours: both keep their IDs, and neither
+	// is sent with its origin.
+	seeded := `{"appId": "33333333-3333-3333-3333-333333333333", "id": "44444444-4444-4444-4444-444444444444",
+		"identifierUris": [], "optionalClaims": null, "spa": {"redirectUris": []},
+		"api": {"requestedAccessTokenVersion": null, "oauth2PermissionScopes": []},
+		"appRoles": [{"allowedMemberTypes": ["User"], "description": "theirs", "displayName": "Theirs",
+			"id": "66666666-6666-6666-6666-666666666666", "isEnabled": true, "value": "Other.Role"},
+		{"allowedMemberTypes": ["User"], "description": "old", "displayName": "Old",
+			"id": "77777777-7777-7777-7777-777777777777", "isEnabled": true, "value": "CSR.Request.Db"}]}`
+	if err := os.WriteFile(filepath.Join(state, "app.json"), []byte(seeded), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := len(patches())
+	run()
+	after := patches()[before:]
+	if len(after) != 2 {
+		t.Fatalf("run on an outdated registration: %d PATCHes, want 2: %v", len(after), after)
+	}
+	for _, id := range []string{"66666666-6666-6666-6666-666666666666", "77777777-7777-7777-7777-777777777777"} {
+		if !strings.Contains(after[0], id) {
+			t.Errorf("the PATCH drops or renumbers role %s: %s", id, after[0])
+		}
+	}
+	for _, p := range patches() {
+		if strings.Contains(p, `"origin"`) {
+			t.Errorf("a PATCH sends the read-only origin property: %s", p)
+		}
+	}
+}
