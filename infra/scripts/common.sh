@@ -72,3 +72,29 @@ graph_url() {
 	[[ -n $url ]] || url="https://graph.microsoft.com/"
 	printf '%s\n' "${url%/}"
 }
+
+# graph_retry runs an az command on a directory object created moments ago and prints its output. Entra ID
+# replicates a new application or service principal for a while (seconds, sometimes minutes), and until then Graph
+# answers that it "does not exist" (Request_ResourceNotFound) or that a new service principal's appId "does not
+# reference a valid application object". Those answers are retried, GRAPH_RETRY_TRIES times (default 12) 10 s
+# apart; anything else, or the last try, fails as the command did.
+graph_retry() {
+	local tries=${GRAPH_RETRY_TRIES:-12} n=1 out rc err
+	err=$(mktemp)
+	while :; do
+		out=$("$@" 2>"$err") && {
+			rm -f "$err"
+			[[ -z $out ]] || printf '%s\n' "$out"
+			return 0
+		}
+		rc=$?
+		if [[ $n -ge $tries ]] || ! grep -qiE 'does not exist|Request_ResourceNotFound|does not reference a valid application' "$err"; then
+			cat "$err" >&2
+			rm -f "$err"
+			return "$rc"
+		fi
+		log "Entra ID has not replicated a new object yet (try $n of $tries); retrying in 10s"
+		n=$((n + 1))
+		sleep 10
+	done
+}

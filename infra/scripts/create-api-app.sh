@@ -16,6 +16,8 @@
 # It prints the values for AZSCEP_API_TENANT_ID and AZSCEP_API_AUDIENCES; --set-azd-env also stores them in the
 # current azd environment (then run `azd provision`).
 #
+# On a new registration Entra ID may answer for a while that it does not exist yet (replication): those calls are
+# retried (common.sh, graph_retry).
 # Needs: az (signed in; Application Administrator or Cloud Application Administrator, or the owner of the app),
 # jq. Roles are granted to clients afterwards (docs/deployment.md, "Entra setup").
 set -euo pipefail
@@ -42,7 +44,7 @@ while [[ $# -gt 0 ]]; do
 		shift 2
 		;;
 	-h | --help)
-		sed -n '2,20p' "$0"
+		sed -n '2,22p' "$0"
 		exit 0
 		;;
 	*) die "unknown argument $1 (see --help)" ;;
@@ -81,10 +83,10 @@ else
 	app_id=$(az ad app create --display-name "$name" --sign-in-audience AzureADMyOrg --query appId -o tsv)
 	log "created app registration '$name' ($app_id)"
 fi
-object_id=$(az ad app show --id "$app_id" --query id -o tsv)
+object_id=$(graph_retry az ad app show --id "$app_id" --query id -o tsv)
 app_url="$graph/v1.0/applications/$object_id"
 
-current=$(az rest --method GET --uri "$app_url?\$select=identifierUris,appRoles,api,optionalClaims" -o json)
+current=$(graph_retry az rest --method GET --uri "$app_url?\$select=identifierUris,appRoles,api,optionalClaims" -o json)
 
 # Desired state, merged into what exists: other roles, scopes and claims are kept; our roles keep their IDs. Graph
 # returns roles (and scopes) with the read-only "origin", which a PATCH must not send: it is dropped here, and in the
@@ -147,7 +149,7 @@ else
 	body=$(mktemp)
 	trap 'rm -f "$body"' EXIT
 	printf '%s' "$desired" >"$body"
-	az rest --method PATCH --uri "$app_url" --headers "Content-Type=application/json" --body "@$body" >/dev/null
+	graph_retry az rest --method PATCH --uri "$app_url" --headers "Content-Type=application/json" --body "@$body" >/dev/null
 	log "updated app roles, App ID URI (api://$app_id), token version 2 and the idtyp, upn and acct claims"
 fi
 
@@ -156,12 +158,12 @@ fi
 [[ -n $console_url || -z ${AZSCEP_BASE_URL:-} ]] || console_url="${AZSCEP_BASE_URL%/}/api/console/"
 if [[ -n $console_url ]]; then
 	[[ $console_url == https://*/api/console/ ]] || die "--console-url must be https://<host>/api/console/ (got $console_url)"
-	spa=$(az rest --method GET --uri "$app_url?\$select=spa" -o json | jq -c '.spa.redirectUris // []')
+	spa=$(graph_retry az rest --method GET --uri "$app_url?\$select=spa" -o json | jq -c '.spa.redirectUris // []')
 	if jq -e --arg u "$console_url" 'index($u) != null' <<<"$spa" >/dev/null; then
 		log "the console redirect URI $console_url is registered"
 	else
 		spa_body=$(jq -c --arg u "$console_url" '{spa: {redirectUris: (. + [$u])}}' <<<"$spa")
-		az rest --method PATCH --uri "$app_url" --headers "Content-Type=application/json" --body "$spa_body" >/dev/null
+		graph_retry az rest --method PATCH --uri "$app_url" --headers "Content-Type=application/json" --body "$spa_body" >/dev/null
 		log "registered the console redirect URI $console_url (SPA platform)"
 	fi
 else
@@ -171,12 +173,12 @@ fi
 # Service principal (enterprise application): needed to assign roles; "assignment required" blocks everyone else.
 sp_id=$(az ad sp list --filter "appId eq '$app_id'" --query "[0].id" -o tsv)
 if [[ -z $sp_id ]]; then
-	sp_id=$(az ad sp create --id "$app_id" --query id -o tsv)
+	sp_id=$(graph_retry az ad sp create --id "$app_id" --query id -o tsv)
 	log "created service principal $sp_id"
 fi
-required=$(az rest --method GET --uri "$graph/v1.0/servicePrincipals/$sp_id?\$select=appRoleAssignmentRequired" --query appRoleAssignmentRequired -o tsv)
+required=$(graph_retry az rest --method GET --uri "$graph/v1.0/servicePrincipals/$sp_id?\$select=appRoleAssignmentRequired" --query appRoleAssignmentRequired -o tsv)
 if [[ $required != true ]]; then
-	az rest --method PATCH --uri "$graph/v1.0/servicePrincipals/$sp_id" --headers "Content-Type=application/json" \
+	graph_retry az rest --method PATCH --uri "$graph/v1.0/servicePrincipals/$sp_id" --headers "Content-Type=application/json" \
 		--body '{"appRoleAssignmentRequired": true}' >/dev/null
 	log "service principal now requires an app role assignment"
 fi

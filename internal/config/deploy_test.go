@@ -1729,6 +1729,13 @@ for ((i = 0; i < ${#args[@]}; i++)); do
 	esac
 done
 app=$STATE/app.json sp=$STATE/sp.json
+# lag fails the first try of call $1 with Graph's answer $2 while REPLICATING is set (a new object not replicated yet).
+lag() {
+	[[ -n ${REPLICATING:-} && ! -e $STATE/seen-$1 ]] || return 0
+	touch "$STATE/seen-$1"
+	echo "ERROR: $2" >&2
+	exit 1
+}
 case "$1 $2" in
 "cloud show") echo https://graph.microsoft.com/ ;;
 "account show") echo 11111111-1111-1111-1111-111111111111 ;;
@@ -1741,12 +1748,17 @@ case "$1 $2" in
 			api: {acceptMappedClaims: null, knownClientApplications: [], requestedAccessTokenVersion: null,
 				oauth2PermissionScopes: [], preAuthorizedApplications: []}}' >"$app"
 		jq -r .appId "$app" ;;
-	show) jq -r .id "$app" ;;
+	show)
+		lag app-show "Resource '33333333-3333-3333-3333-333333333333' does not exist or one of its queried reference-property objects are not present."
+		jq -r .id "$app" ;;
 	esac ;;
 "ad sp")
 	case "$3" in
 	list) [[ -f $sp ]] && jq -r .id "$sp"; exit 0 ;;
-	create) echo '{"id": "55555555-5555-5555-5555-555555555555", "appRoleAssignmentRequired": false}' >"$sp"; jq -r .id "$sp" ;;
+	create)
+		lag sp-create "The appId '33333333-3333-3333-3333-333333333333' of the service principal does not reference a valid application object."
+		echo '{"id": "55555555-5555-5555-5555-555555555555", "appRoleAssignmentRequired": false}' >"$sp"
+		jq -r .id "$sp" ;;
 	esac ;;
 "rest --method")
 	[[ $body == @* ]] && body=$(cat "${body#@}")
@@ -1754,9 +1766,12 @@ case "$1 $2" in
 	"GET "*/applications/*'$select=spa') jq '{spa}' "$app" ;;
 	"GET "*/applications/*) jq '{identifierUris, appRoles: (.appRoles | map(. + {origin: "Application"})), api, optionalClaims}' "$app" ;;
 	"PATCH "*/applications/*)
+		[[ -z ${FORBID_PATCH:-} ]] || { echo "ERROR: Forbidden({\"error\":{\"code\":\"Authorization_RequestDenied\",\"message\":\"Insufficient privileges to complete the operation.\"}})" >&2; exit 1; }
 		printf '%s\n' "$(jq -c . <<<"$body")" >>"$STATE/patches"
 		jq --argjson b "$body" '. + $b' "$app" >"$app.new" && mv "$app.new" "$app" ;;
-	"GET "*/servicePrincipals/*) jq -r ".$query" "$sp" ;;
+	"GET "*/servicePrincipals/*)
+		lag sp-get "Not Found({\"error\":{\"code\":\"Request_ResourceNotFound\",\"message\":\"Resource '55555555-5555-5555-5555-555555555555' does not exist.\"}})"
+		jq -r ".$query" "$sp" ;;
 	"PATCH "*/servicePrincipals/*) jq --argjson b "$body" '. + $b' "$sp" >"$sp.new" && mv "$sp.new" "$sp" ;;
 	*) echo "unexpected az rest $method $uri" >&2; exit 3 ;;
 	esac ;;
@@ -1764,10 +1779,10 @@ case "$1 $2" in
 esac
 `
 
-// TestCreateAPIAppScript runs infra/scripts/create-api-app.sh twice against a fake Graph (fakeGraphAz): the first
-// run creates the registration, its roles, claims and console redirect URI; the second finds it up to date and
-// writes nothing, although Graph returns the roles with their read-only "origin"; and no PATCH ever sends "origin".
-func TestCreateAPIAppScript(t *testing.T) {
+// newCreateAPIApp sets up infra/scripts/create-api-app.sh with fakeGraphAz (and a sleep that returns at once) in a
+// temporary tree: it returns the fake's state directory and a function that runs the script with extra environment.
+func newCreateAPIApp(t *testing.T) (state string, run func(env ...string) (string, error)) {
+	t.Helper()
 	bash, err := exec.LookPath("bash")
 	if err != nil {
 		t.Skip("no bash")
@@ -1776,7 +1791,8 @@ func TestCreateAPIAppScript(t *testing.T) {
 		t.Skip("no jq")
 	}
 	dir := t.TempDir()
-	scripts, stubs, state := filepath.Join(dir, "infra", "scripts"), filepath.Join(dir, "stubs"), filepath.Join(dir, "state")
+	scripts, stubs := filepath.Join(dir, "infra", "scripts"), filepath.Join(dir, "stubs")
+	state = filepath.Join(dir, "state")
 	for _, d := range []string{scripts, stubs, state} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
@@ -1786,12 +1802,56 @@ func TestCreateAPIAppScript(t *testing.T) {
 		filepath.Join(scripts, "create-api-app.sh"): readRepoFile(t, "infra/scripts/create-api-app.sh"),
 		filepath.Join(scripts, "common.sh"):         readRepoFile(t, "infra/scripts/common.sh"),
 		filepath.Join(stubs, "az"):                  fakeGraphAz,
+		filepath.Join(stubs, "sleep"):               "#!/bin/sh\nexit 0\n",
 		filepath.Join(stubs, "azd"):                 "#!/bin/sh\nexit 1\n", // no azd environment to load
 	} {
 		if err := os.WriteFile(name, []byte(body), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return state, func(env ...string) (string, error) {
+		cmd := exec.Command(bash, filepath.Join(scripts, "create-api-app.sh"), "--name", "azscep-api-test")
+		cmd.Env = append([]string{"PATH=" + stubs + string(os.PathListSeparator) + os.Getenv("PATH"), "STATE=" + state,
+			"AZSCEP_BASE_URL=https://func-x.azurewebsites.net"}, env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+}
+
+// TestCreateAPIAppScriptWaitsForReplication: in a tenant where a new registration and its service principal take a
+// while to replicate, the calls on them that Graph answers "does not exist" (or, creating the service principal,
+// "does not reference a valid application object") are retried, and the run completes; any other refusal stops the
+// script at once.
+func TestCreateAPIAppScriptWaitsForReplication(t *testing.T) {
+	state, run := newCreateAPIApp(t)
+	out, err := run("REPLICATING=1")
+	if err != nil {
+		t.Fatalf("create-api-app.sh on a registration still replicating: %v\n%s", err, out)
+	}
+	if n := strings.Count(out, "has not replicated a new object yet"); n != 3 {
+		t.Errorf("%d retries logged, want 3 (app show, sp create, sp read):\n%s", n, out)
+	}
+	var sp struct {
+		Required bool `json:"appRoleAssignmentRequired"`
+	}
+	if data, err := os.ReadFile(filepath.Join(state, "sp.json")); err != nil || json.Unmarshal(data, &sp) != nil || !sp.Required {
+		t.Errorf("service principal %s (%v): want one that requires an assignment", data, err)
+	}
+	// A refusal is not replication: the first one ends the run.
+	if err := os.Remove(filepath.Join(state, "app.json")); err != nil {
+		t.Fatal(err)
+	}
+	out, err = run("FORBID_PATCH=1")
+	if err == nil || !strings.Contains(out, "Insufficient privileges") || strings.Contains(out, "has not replicated") {
+		t.Errorf("a refused PATCH: err %v, want the refusal, not retried\n%s", err, out)
+	}
+}
+
+// TestCreateAPIAppScript runs infra/scripts/create-api-app.sh twice against a fake Graph (fakeGraphAz): the first
+// run creates the registration, its roles, claims and console redirect URI; the second finds it up to date and
+// writes nothing, although Graph returns the roles with their read-only "origin"; and no PATCH ever sends "origin".
+func TestCreateAPIAppScript(t *testing.T) {
+	state, script := newCreateAPIApp(t)
 	patches := func() []string {
 		data, _ := os.ReadFile(filepath.Join(state, "patches"))
 		if len(data) == 0 {
@@ -1801,14 +1861,11 @@ func TestCreateAPIAppScript(t *testing.T) {
 	}
 	run := func() string {
 		t.Helper()
-		cmd := exec.Command(bash, filepath.Join(scripts, "create-api-app.sh"), "--name", "azscep-api-test")
-		cmd.Env = []string{"PATH=" + stubs + string(os.PathListSeparator) + os.Getenv("PATH"), "STATE=" + state,
-			"AZSCEP_BASE_URL=https://func-x.azurewebsites.net"}
-		out, err := cmd.CombinedOutput()
+		out, err := script()
 		if err != nil {
 			t.Fatalf("create-api-app.sh: %v\n%s", err, out)
 		}
-		return string(out)
+		return out
 	}
 	run()
 	first := patches()
