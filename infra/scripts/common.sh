@@ -75,9 +75,10 @@ graph_url() {
 
 # graph_retry runs an az command on a directory object created moments ago and prints its output. Entra ID
 # replicates a new application or service principal for a while (seconds, sometimes minutes), and until then Graph
-# answers that it "does not exist" (Request_ResourceNotFound) or that a new service principal's appId "does not
-# reference a valid application object". Those answers are retried, GRAPH_RETRY_TRIES times (default 12) 10 s
-# apart; anything else, or the last try, fails as the command did.
+# answers that it "does not exist" (Request_ResourceNotFound), that a new service principal's appId "does not
+# reference a valid application object", or, assigning an app role to a managed identity created minutes ago, "Not a
+# valid reference update". Those answers are retried, GRAPH_RETRY_TRIES times (default 12) 10 s apart; anything
+# else, or the last try, fails as the command did.
 graph_retry() {
 	local tries=${GRAPH_RETRY_TRIES:-12} n=1 out rc err
 	err=$(mktemp)
@@ -88,7 +89,7 @@ graph_retry() {
 			return 0
 		}
 		rc=$?
-		if [[ $n -ge $tries ]] || ! grep -qiE 'does not exist|Request_ResourceNotFound|does not reference a valid application' "$err"; then
+		if [[ $n -ge $tries ]] || ! grep -qiE 'does not exist|Request_ResourceNotFound|does not reference a valid application|Not a valid reference update' "$err"; then
 			cat "$err" >&2
 			rm -f "$err"
 			return "$rc"

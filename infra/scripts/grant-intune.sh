@@ -85,7 +85,8 @@ app_role() {
 	printf '%s\n' "$id"
 }
 
-existing=$(az rest --method GET --uri "$graph/v1.0/servicePrincipals/$principal/appRoleAssignments" \
+# The managed identity was created by the last provision: Graph may not have replicated it yet (graph_retry).
+existing=$(graph_retry az rest --method GET --uri "$graph/v1.0/servicePrincipals/$principal/appRoleAssignments" \
 	--query "value[].[resourceId, appRoleId]" -o tsv | tr '[:upper:]' '[:lower:]')
 
 # grant assigns app role $2 of resource service principal $1 (named $3) unless already assigned.
@@ -99,7 +100,7 @@ grant() {
 			return 0
 		fi
 	done <<<"$existing"
-	az rest --method POST --uri "$graph/v1.0/servicePrincipals/$principal/appRoleAssignments" \
+	graph_retry az rest --method POST --uri "$graph/v1.0/servicePrincipals/$principal/appRoleAssignments" \
 		--headers "Content-Type=application/json" \
 		--body "{\"principalId\": \"$principal\", \"resourceId\": \"$resource\", \"appRoleId\": \"$role\"}" >/dev/null
 	log "granted: $label"

@@ -1579,7 +1579,12 @@ case "$args" in
 *"appId eq '00000003-0000-0000-c000-000000000000'"*) echo graph-sp ;;
 *"--method GET"*"/appRoleAssignments"*) ;;
 *"--method GET"*"appRoles"*) v=${args#*value==\'}; echo "role-${v%%\'*}" ;;
-*"--method POST"*) b=${args#*--body }; echo "$b" >>"$GRANTS" ;;
+*"--method POST"*)
+	# A managed identity created minutes ago: Graph refuses the first assignment until it has replicated it.
+	if [ -n "$REPLICATING" ] && [ ! -e "$GRANTS.seen" ]; then
+		touch "$GRANTS.seen"; echo 'ERROR: Bad Request({"error":{"code":"Request_BadRequest","message":"Not a valid reference update."}})' >&2; exit 1
+	fi
+	b=${args#*--body }; echo "$b" >>"$GRANTS" ;;
 *) echo "unexpected az $args" >&2; exit 3 ;;
 esac
 `
@@ -1589,14 +1594,18 @@ esac
 		args   []string
 		want   []string
 		ok     bool
+		env    []string
 	}{
 		{"tenant with Intune", true, nil, []string{"intune-sp/role-scep_challenge_provider", "graph-sp/role-Application.Read.All",
-			"graph-sp/role-User.Read.All", "graph-sp/role-Device.Read.All", "graph-sp/role-DeviceManagementManagedDevices.Read.All"}, true},
+			"graph-sp/role-User.Read.All", "graph-sp/role-Device.Read.All", "graph-sp/role-DeviceManagementManagedDevices.Read.All"}, true, nil},
 		{"tenant without Intune", false, nil, []string{"graph-sp/role-Application.Read.All", "graph-sp/role-User.Read.All",
-			"graph-sp/role-Device.Read.All", "graph-sp/role-DeviceManagementManagedDevices.Read.All"}, true},
-		{"without Intune, --set-azd-env", false, []string{"--set-azd-env"}, nil, false},
+			"graph-sp/role-Device.Read.All", "graph-sp/role-DeviceManagementManagedDevices.Read.All"}, true, nil},
+		{"without Intune, --set-azd-env", false, []string{"--set-azd-env"}, nil, false, nil},
 		// A failing lookup is not "no Intune here": the script stops before granting anything.
-		{"the Intune lookup fails", false, []string{"fail"}, nil, false},
+		{"the Intune lookup fails", false, []string{"fail"}, nil, false, nil},
+		// The identity is new to Graph: the refused assignment is retried, and every permission is granted once.
+		{"identity not replicated yet", false, nil, []string{"graph-sp/role-Application.Read.All", "graph-sp/role-User.Read.All",
+			"graph-sp/role-Device.Read.All", "graph-sp/role-DeviceManagementManagedDevices.Read.All"}, true, []string{"REPLICATING=1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -1612,6 +1621,7 @@ esac
 				filepath.Join(scripts, "grant-intune.sh"): readRepoFile(t, "infra/scripts/grant-intune.sh"),
 				filepath.Join(scripts, "common.sh"):       readRepoFile(t, "infra/scripts/common.sh"),
 				filepath.Join(stubs, "az"):                az,
+				filepath.Join(stubs, "sleep"):             "#!/bin/sh\nexit 0\n",
 				filepath.Join(stubs, "azd"):               "#!/bin/sh\nexit 1\n", // no azd environment to load
 			} {
 				if err := os.WriteFile(name, []byte(body), 0o755); err != nil {
@@ -1626,8 +1636,8 @@ esac
 				intune, args = "fail", nil
 			}
 			cmd := exec.Command(bash, append([]string{filepath.Join(scripts, "grant-intune.sh"), principal}, args...)...)
-			cmd.Env = []string{"PATH=" + stubs + string(os.PathListSeparator) + os.Getenv("PATH"), "GRANTS=" + grants,
-				"INTUNE=" + intune}
+			cmd.Env = append([]string{"PATH=" + stubs + string(os.PathListSeparator) + os.Getenv("PATH"), "GRANTS=" + grants,
+				"INTUNE=" + intune}, tc.env...)
 			out, err := cmd.CombinedOutput()
 			if (err == nil) != tc.ok {
 				t.Fatalf("err %v, want success %t\n%s", err, tc.ok, out)
