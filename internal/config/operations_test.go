@@ -363,6 +363,13 @@ func TestDeployDocumentedFixes(t *testing.T) {
 	if i, j := strings.Index(doc, "az group create"), strings.Index(doc, "az keyvault recover --name"); i < 0 || j < i {
 		t.Error("the vault recovery must re-create the resource group before az keyvault recover")
 	}
+	// After azd down the tables are gone as well: the provision after a vault recovery must not let the hook's
+	// ca init write a new root and RA into empty tables before the export is restored.
+	recovery := markdownSection(t, doc, "## 10. Backup and recovery")
+	if i := strings.Index(recovery, "az keyvault recover --name"); i < 0 ||
+		!strings.Contains(recovery[i:], "AZSCEP_SKIP_CA_INIT true") || !strings.Contains(recovery[i:], "restore the tables export") {
+		t.Error("section 10: the vault recovery after azd down must skip ca init (AZSCEP_SKIP_CA_INIT true) until the tables export is restored")
+	}
 	for _, s := range Settings {
 		if s.Name == "AZSCEP_PUBLICATION_URL" && !strings.Contains(s.Doc, "front end") {
 			t.Error("AZSCEP_PUBLICATION_URL's doc must say that an http URL needs a front end (the app is HTTPS-only)")
