@@ -389,15 +389,7 @@ func TestKeyVaultStartUpSaysWhatItWaitsFor(t *testing.T) {
 		}
 	}()
 	base := fmt.Sprintf("http://127.0.0.1:%d", cfg.Port)
-	health := func() (int, string) {
-		resp, err := http.Get(base + "/api/health")
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
+	health := func() (int, string) { return getBody(t, base+"/api/health") }
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(logs.String(), "dependencies not reachable yet") {
 		if time.Now().After(deadline) {
@@ -429,6 +421,81 @@ func TestKeyVaultStartUpSaysWhatItWaitsFor(t *testing.T) {
 	}
 }
 
+// TestKeyVaultStartUpWaitsForCAInit: a deployment provisioned with AZSCEP_SKIP_CA_INIT (or a subordinate CA that
+// awaits `ca import`) starts before its CA exists. The service stays up answering 503 with what it waits for, and
+// once `ca init` has written the CA it is ready without a restart; it used to exit, into the host's restart limit.
+func TestKeyVaultStartUpWaitsForCAInit(t *testing.T) {
+	caKey, _, _ := vaultKeys(t)
+	initialised := memstore.New()
+	v := newVaultCA(t, caKey, "", initialised)
+	empty := memstore.New()
+	v.store = empty
+	cfg := loadConfig(t, v.env())
+	opts := v.opts()
+	opts.startWait = 50 * time.Millisecond
+	logs := &testca.LogBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil)), opts) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	base := fmt.Sprintf("http://127.0.0.1:%d", cfg.Port)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(logs.String(), "dependencies not reachable yet") {
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("serve ended while the CA was not initialised: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no start-up attempt logged:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	status, body := getBody(t, base+"/api/health")
+	var p httpx.Problem
+	if err := json.Unmarshal([]byte(body), &p); err != nil || status != http.StatusServiceUnavailable || p.Code != "starting" ||
+		!strings.Contains(p.Detail, "the CA, which is not initialised") {
+		t.Fatalf("health before ca init: %d %s, want 503 starting, waiting for the CA", status, body)
+	}
+	// `ca init` ran meanwhile: its documents are in the store the service reads.
+	for _, name := range fxMetaNames {
+		val, _, err := initialised.GetMeta(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := empty.PutMeta(ctx, name, val, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for {
+		if status, body = getBody(t, base+"/api/health"); status == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline.Add(20 * time.Second)) {
+			t.Fatalf("not ready after ca init: %d %s\n%s", status, body, logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// getBody answers a GET's status and body; a failed request is status 0 with the error as its body.
+func getBody(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
 // TestStartupReason: each transient start-up failure is named by the service it waits for, and whether that service
 // refuses the app or does not answer; an error's own text never reaches the answer.
 func TestStartupReason(t *testing.T) {
@@ -442,6 +509,7 @@ func TestStartupReason(t *testing.T) {
 		{fmt.Errorf("loading key: %w", keyvault.ErrUnavailable), "Key Vault, which does not answer"},
 		{fmt.Errorf("tables: creating table: %w (%w)", store.ErrUnavailable, refused), "Table Storage, which refuses"},
 		{fmt.Errorf("tables: ping: %w", store.ErrUnavailable), "Table Storage, which does not answer"},
+		{fmt.Errorf("loading CA: %w", custody.ErrNotInitialized), "the CA, which is not initialised"},
 		// The token request fails before Key Vault is asked: Key Vault's retries end as "unavailable".
 		{fmt.Errorf("loading key: %w: %w", keyvault.ErrUnavailable, &azidentity.AuthenticationFailedError{}),
 			"a token for the app's managed identity"},

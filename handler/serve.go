@@ -278,6 +278,8 @@ func startupReason(err error) string {
 	case errors.As(err, &credErr):
 		return "a token for the app's managed identity, which the platform's identity endpoint refuses (if that lasts, " +
 			"AZURE_CLIENT_ID is not the client ID of an identity assigned to the app)"
+	case errors.Is(err, custody.ErrNotInitialized):
+		return "the CA, which is not initialised (run `azscep ca init`, or `azscep ca import` for a subordinate CA)"
 	case errors.Is(err, keyvault.ErrForbidden):
 		return "Key Vault, which refuses the app's identity (a role assignment can take 10 minutes to apply)"
 	case errors.Is(err, keyvault.ErrThrottled):
@@ -294,9 +296,14 @@ func startupReason(err error) string {
 
 // transientAtStart reports whether a start-up failure may pass by itself: the store or Key Vault unreachable,
 // throttled, or refusing a role that is still being applied.
+//
+// A CA not initialised yet waits too: a deployment with AZSCEP_SKIP_CA_INIT, or a subordinate CA, is provisioned
+// before the operator runs `ca init` or `ca import`, and the service should come up once they have, not exit into
+// the host's restart limit and need a restart after it.
 func transientAtStart(err error) bool {
 	return errors.Is(err, store.ErrUnavailable) || errors.Is(err, keyvault.ErrUnavailable) ||
-		errors.Is(err, keyvault.ErrThrottled) || errors.Is(err, keyvault.ErrForbidden)
+		errors.Is(err, keyvault.ErrThrottled) || errors.Is(err, keyvault.ErrForbidden) ||
+		errors.Is(err, custody.ErrNotInitialized)
 }
 
 func (a *app) close() {
