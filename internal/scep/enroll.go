@@ -384,7 +384,7 @@ func intuneAuthorized(rec *store.Record) bool {
 }
 
 // liveRecord returns the record of c, a certificate this CA signed, when c is valid at now and recorded as
-// exactly c, issued and delivered. Otherwise it returns a nil record and why not ("is not valid now", ...), or
+// exactly c, issued and delivered, and the revocation index does not list it. Otherwise it returns a nil record and why not ("is not valid now", ...), or
 // the store's error.
 func (s *Server) liveRecord(ctx context.Context, c *x509.Certificate, now time.Time) (*store.Record, string, error) {
 	if now.Before(c.NotBefore) || now.After(c.NotAfter) {
@@ -404,6 +404,16 @@ func (s *Server) liveRecord(ctx context.Context, c *x509.Certificate, now time.T
 	// shows it did not get it from us.
 	if s.issuer.Releasable(rec, s.gatedRecord(rec)) != nil {
 		return nil, "was never delivered", nil
+	}
+	// A revocation writes the CRL's index entry before the record (revocation.Revoke), and one interrupted between
+	// the two stays published with the record still issued until a retry or the hourly sweep completes it. What the
+	// CRL lists as revoked authorizes nothing: one point read, on the paths that call this (renewal, GetCert's
+	// same-subject holder), never on a first enrollment.
+	switch e, err := s.store.GetRevoked(ctx, rec.Serial); {
+	case err == nil:
+		return nil, fmt.Sprintf("is revoked (RFC 5280 reason %d; its record is not yet updated)", e.Reason), nil
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, "", fmt.Errorf("reading revocation index: %w", err)
 	}
 	return rec, "", nil
 }

@@ -233,15 +233,18 @@ func TestRenewalCutOffCostsFirstEnrollmentsNothing(t *testing.T) {
 	var fs *storetest.FaultStore
 	e := newEnv(t, envOptions{wrap: func(s store.Store) store.Store { fs = storetest.NewFaultStore(s); return fs }})
 	x := enrollNamed(t, e, epStatic, 0, named)
-	if c, u, g := fs.Calls(storetest.MethodCompromised), fs.Calls(storetest.MethodUpdate), fs.Calls(storetest.MethodGet); c != 0 || u != 1 || g != 0 {
-		t.Errorf("first enrollment: %d mark reads, %d updates, %d record reads; want 0, 1 (issued), 0", c, u, g)
+	if c, u, g, r := fs.Calls(storetest.MethodCompromised), fs.Calls(storetest.MethodUpdate), fs.Calls(storetest.MethodGet),
+		fs.Calls(storetest.MethodGetRevoked); c != 0 || u != 1 || g != 0 || r != 0 {
+		t.Errorf("first enrollment: %d mark reads, %d updates, %d record reads, %d index reads; want 0, 1 (issued), 0, 0",
+			c, u, g, r)
 	}
 	inRenewalWindow(e)
 	wantSuccess(t, renewWith(t, e, epStatic, x, named, 7))
-	// The renewal: the signer's record and two key marks (signer's and requested), read at the check and again
-	// before the signature, then the issued write and the link.
-	if c, u, g := fs.Calls(storetest.MethodCompromised), fs.Calls(storetest.MethodUpdate)-1, fs.Calls(storetest.MethodGet); c != 4 || u != 2 || g != 2 {
-		t.Errorf("renewal: %d mark reads, %d updates, %d record reads; want 4, 2, 2", c, u, g)
+	// The renewal: the signer's record, its revocation index entry and two key marks (signer's and requested), read
+	// at the check and again before the signature, then the issued write and the link.
+	if c, u, g, r := fs.Calls(storetest.MethodCompromised), fs.Calls(storetest.MethodUpdate)-1, fs.Calls(storetest.MethodGet),
+		fs.Calls(storetest.MethodGetRevoked); c != 4 || u != 2 || g != 2 || r != 2 {
+		t.Errorf("renewal: %d mark reads, %d updates, %d record reads, %d index reads; want 4, 2, 2, 2", c, u, g, r)
 	}
 }
 
@@ -293,7 +296,7 @@ func TestRenewalChainWalkBounded(t *testing.T) {
 // Retry-After (Table Storage down before signing), never a certificate, and nothing is written.
 func TestRenewalCutOffStoreOutage(t *testing.T) {
 	t.Parallel()
-	for _, method := range []string{storetest.MethodCompromised, storetest.MethodGet} {
+	for _, method := range []string{storetest.MethodCompromised, storetest.MethodGet, storetest.MethodGetRevoked} {
 		t.Run(method, func(t *testing.T) {
 			t.Parallel()
 			var fs *storetest.FaultStore

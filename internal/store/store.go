@@ -247,6 +247,10 @@ type Revocations interface {
 	AddRevoked(ctx context.Context, e Revoked) (Revoked, error)
 	// ListRevoked returns every revoked serial.
 	ListRevoked(ctx context.Context) ([]Revoked, error)
+	// GetRevoked returns the index entry of serial (any spelling NormalizeSerial accepts), or ErrNotFound: one
+	// point read, for checks that must see a revocation once it is published, before its record says so (a
+	// revocation interrupted between its two writes stays that way until a retry or the sweep completes it).
+	GetRevoked(ctx context.Context, serial string) (Revoked, error)
 	// MarkCompromised records that k.PublicKey is compromised and returns the mark the store holds: k, or the
 	// first mark of that key when there is one already (marking again keeps it); created says it is k, written by
 	// this call. A key that is not ValidKeyHash is an error.

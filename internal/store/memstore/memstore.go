@@ -496,6 +496,21 @@ func (s *Store) ListRevoked(ctx context.Context) ([]store.Revoked, error) {
 	return out, nil
 }
 
+// GetRevoked implements store.Revocations.
+func (s *Store) GetRevoked(ctx context.Context, serial string) (store.Revoked, error) {
+	if err := ctxErr(ctx, "reading revocation"); err != nil {
+		return store.Revoked{}, err
+	}
+	c := store.NormalizeSerial(serial)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.revoked[c]
+	if c == "" || !ok {
+		return store.Revoked{}, fmt.Errorf("memstore: reading revocation %q: %w", serial, store.ErrNotFound)
+	}
+	return e, nil
+}
+
 // MarkCompromised implements store.Revocations.
 func (s *Store) MarkCompromised(ctx context.Context, k store.CompromisedKey) (store.CompromisedKey, bool, error) {
 	if err := ctxErr(ctx, "marking key compromised"); err != nil {

@@ -21,6 +21,7 @@ const (
 	MethodLookup            = "Lookup"
 	MethodAddRevoked        = "AddRevoked"
 	MethodListRevoked       = "ListRevoked"
+	MethodGetRevoked        = "GetRevoked"
 	MethodMarkCompromised   = "MarkCompromised"
 	MethodCompromised       = "Compromised"
 	MethodGetMeta           = "GetMeta"
@@ -41,8 +42,9 @@ var WriteMethods = []string{
 
 var allMethods = []string{
 	MethodInsert, MethodUpdate, MethodGet, MethodSearch, MethodPending, MethodInsertBound, MethodLookup,
-	MethodAddRevoked, MethodListRevoked, MethodMarkCompromised, MethodCompromised, MethodGetMeta, MethodPutMeta, MethodEnqueueRevocation,
-	MethodUpdateRevocation, MethodOpenRevocations, MethodRecordRun, MethodRuns, MethodPing,
+	MethodAddRevoked, MethodListRevoked, MethodGetRevoked, MethodMarkCompromised, MethodCompromised, MethodGetMeta,
+	MethodPutMeta, MethodEnqueueRevocation, MethodUpdateRevocation, MethodOpenRevocations, MethodRecordRun, MethodRuns,
+	MethodPing,
 }
 
 // Fault describes calls a FaultStore makes fail. Faults count matching calls from the moment they are added.
@@ -270,6 +272,15 @@ func (f *FaultStore) ListRevoked(ctx context.Context) (rs []store.Revoked, err e
 		return nil, err
 	}
 	return rs, nil
+}
+
+// GetRevoked implements store.Store.
+func (f *FaultStore) GetRevoked(ctx context.Context, serial string) (e store.Revoked, err error) {
+	err = f.do(MethodGetRevoked, func() error { e, err = f.inner.GetRevoked(ctx, serial); return err }, nil)
+	if err != nil {
+		return store.Revoked{}, err
+	}
+	return e, nil
 }
 
 // MarkCompromised implements store.Store.

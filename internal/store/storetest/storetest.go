@@ -829,6 +829,19 @@ func testRevoked(t *testing.T, s store.Store) {
 	if _, err := s.AddRevoked(ctx, store.Revoked{Serial: "not-hex"}); err == nil {
 		t.Error("AddRevoked with a bad serial succeeded")
 	}
+	// One entry by serial, in any spelling, as the first AddRevoked left it; none for a serial never revoked.
+	for serial, w := range want {
+		e, err := s.GetRevoked(ctx, "0x00"+strings.ToLower(serial))
+		if err != nil || e.Serial != serial || !e.RevokedAt.Equal(w.RevokedAt) || e.Reason != w.Reason ||
+			!e.NotAfter.Equal(w.NotAfter) {
+			t.Errorf("GetRevoked(%s) = %+v, %v; want %+v", serial, e, err, w)
+		}
+	}
+	for _, serial := range []string{NewSerial(), "not-hex", ""} {
+		if _, err := s.GetRevoked(ctx, serial); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("GetRevoked(%q) = %v, want ErrNotFound", serial, err)
+		}
+	}
 	got, err := s.ListRevoked(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -193,6 +193,21 @@ func (s *Store) AddRevoked(ctx context.Context, e store.Revoked) (store.Revoked,
 	case !errors.Is(err, store.ErrExists):
 		return store.Revoked{}, err
 	}
+	return s.readRevoked(ctx, op, c)
+}
+
+// GetRevoked implements store.Revocations with one point read.
+func (s *Store) GetRevoked(ctx context.Context, serial string) (store.Revoked, error) {
+	c := store.NormalizeSerial(serial)
+	if c == "" {
+		// Not a row key any entry can have: nothing to read.
+		return store.Revoked{}, fmt.Errorf("tables: reading revocation %q: %w", serial, store.ErrNotFound)
+	}
+	return s.readRevoked(ctx, "reading revocation "+c, c)
+}
+
+// readRevoked reads the index entry of the canonical serial c.
+func (s *Store) readRevoked(ctx context.Context, op, c string) (store.Revoked, error) {
 	p, _, err := s.read(ctx, s.revoked, op, revokedPK, c)
 	if err != nil {
 		return store.Revoked{}, err
