@@ -68,3 +68,19 @@ func TestRenewalSignerRevocationInterrupted(t *testing.T) {
 		}
 	})
 }
+
+// TestRenewalFromSupersededDeniedAfterSuccessorRevocationInterrupted: the device renewed X into Y; an admin revokes
+// Y (the device was stolen) and the revocation stops after its index entry. The CRL lists Y, Y's record still says
+// issued, and X's forward link is repointed only after the record. Whoever kept X and its key must not renew from it
+// meanwhile: the forward walk reads each successor's index entry too.
+func TestRenewalFromSupersededDeniedAfterSuccessorRevocationInterrupted(t *testing.T) {
+	var fs *storetest.FaultStore
+	logs := &testca.LogBuffer{}
+	e := newEnv(t, envOptions{log: logs, wrap: func(s store.Store) store.Store { fs = storetest.NewFaultStore(s); return fs }})
+	x := enrollNamed(t, e, epStatic, 0, named)
+	inRenewalWindow(e)
+	y := wantSuccess(t, renewWith(t, e, epStatic, x, named, 7))
+	interruptedRevoke(t, e, fs, hexSerial(y))
+	wantRefusedWith(t, e, logs, renewWith(t, e, epStatic, x, named, 8), len(e.records(t)),
+		"superseded by "+hexSerial(y)+", which is revoked")
+}

@@ -9,12 +9,24 @@ import (
 // ErrRenewalWalkTooLong means a walk along renewal links met more than MaxRenewalWalk records.
 var ErrRenewalWalkTooLong = errors.New("store: renewal chain longer than MaxRenewalWalk")
 
+// RenewalLinks is what a walk along renewal links reads: the records, and the revocation index entries of those not
+// recorded as revoked.
+type RenewalLinks interface {
+	Get(ctx context.Context, serial string) (*Record, error)
+	GetRevoked(ctx context.Context, serial string) (Revoked, error)
+}
+
 // RevokedSuccessor follows renewal links forward (RenewedTo) from the record serial, inclusive, and returns the
 // first revoked record on the way, or nil when none is: the renewal check (a revoked successor cuts its signer off)
 // and the issuer keeping a signer's link on such a successor ask the same question. A link to a record that does
 // not exist ends the walk (a link is written only after its record is issued); more than MaxRenewalWalk records
 // give ErrRenewalWalkTooLong.
-func RevokedSuccessor(ctx context.Context, st Certificates, serial string) (*Record, error) {
+//
+// A record the revocation index lists counts as revoked although the record does not say so yet: Revoke writes the
+// index entry (what the CRL publishes) first, and the renewal ancestors' links only after the record, so a
+// revocation interrupted in between would otherwise leave its superseded certificates free to renew. Such a record
+// is returned as read, with the index entry's time and reason.
+func RevokedSuccessor(ctx context.Context, st RenewalLinks, serial string) (*Record, error) {
 	for hops := 0; serial != ""; hops++ {
 		if hops == MaxRenewalWalk {
 			return nil, ErrRenewalWalkTooLong
@@ -28,6 +40,13 @@ func RevokedSuccessor(ctx context.Context, st Certificates, serial string) (*Rec
 		}
 		if rec.Status == StatusRevoked {
 			return rec, nil
+		}
+		switch e, err := st.GetRevoked(ctx, rec.Serial); {
+		case err == nil:
+			rec.RevokedAt, rec.RevocationReason = e.RevokedAt, e.Reason
+			return rec, nil
+		case !errors.Is(err, ErrNotFound):
+			return nil, fmt.Errorf("reading the revocation index entry of renewal successor %s: %w", serial, err)
 		}
 		serial = rec.RenewedTo
 	}
