@@ -882,31 +882,37 @@ func (p *parser) unlistedEndpoints(listed []string) {
 // renewFrom checks every endpoint's renew_from list: it names enabled endpoints, and a static endpoint never
 // renews an Intune endpoint's certificates (their names were vouched for by Intune for one device, and a static
 // endpoint would renew them without asking Intune). An endpoint whose list fails is disabled; the rest are
-// returned.
+// returned. The check runs again until nothing more is disabled: an endpoint that renews one disabled here names an
+// endpoint that is gone too, and scep.New refuses such a list, which would take every door down.
 func (p *parser) renewFrom(eps []Endpoint) []Endpoint {
-	challenge := map[string]string{}
-	for _, e := range eps {
-		challenge[e.Name] = e.Challenge
-	}
-	kept := eps[:0]
-	for _, e := range eps {
-		ok := p.feature(EndpointFeature(e.Name), func() {
-			key := "AZSCEP_SCEP_" + strings.ToUpper(e.Name)
-			for _, from := range e.RenewFrom {
-				c, known := challenge[from]
-				switch {
-				case !known:
-					p.fail(key, fmt.Sprintf("renew_from names %q, which is not an enabled endpoint", from))
-				case e.Challenge == "static" && c == "intune":
-					p.fail(key, fmt.Sprintf("a static endpoint cannot renew certificates of the intune endpoint %q", from))
-				}
-			}
-		})
-		if ok {
-			kept = append(kept, e)
+	for {
+		challenge := map[string]string{}
+		for _, e := range eps {
+			challenge[e.Name] = e.Challenge
 		}
+		kept := eps[:0:0]
+		for _, e := range eps {
+			ok := p.feature(EndpointFeature(e.Name), func() {
+				key := "AZSCEP_SCEP_" + strings.ToUpper(e.Name)
+				for _, from := range e.RenewFrom {
+					c, known := challenge[from]
+					switch {
+					case !known:
+						p.fail(key, fmt.Sprintf("renew_from names %q, which is not an enabled endpoint", from))
+					case e.Challenge == "static" && c == "intune":
+						p.fail(key, fmt.Sprintf("a static endpoint cannot renew certificates of the intune endpoint %q", from))
+					}
+				}
+			})
+			if ok {
+				kept = append(kept, e)
+			}
+		}
+		if len(kept) == len(eps) {
+			return kept
+		}
+		eps = kept
 	}
-	return kept
 }
 
 // rate parses COUNT/DURATION (e.g. 120/1m).

@@ -497,3 +497,34 @@ func TestAPIClientAppsAndGuests(t *testing.T) {
 		t.Fatalf("admin any client: %+v, %v", c.API, err)
 	}
 }
+
+// TestRenewFromDisabledEndpoint: an endpoint that renews the certificates of an endpoint disabled for its own
+// renew_from goes down with it, naming its own setting, down a chain of any length; the others stay. Every renew_from
+// left in the configuration names an endpoint that is in it (scep.New refuses anything else, and with it every door).
+func TestRenewFromDisabledEndpoint(t *testing.T) {
+	c, err := Load(localEnv("AZSCEP_SCEP_ENDPOINTS=static,routers,gear,lab",
+		"AZSCEP_SCEP_STATIC=renew_from=routers",
+		"AZSCEP_SCEP_ROUTERS=renew_from=gear", "AZSCEP_SCEP_ROUTERS_SECRET=router-secret-1",
+		"AZSCEP_SCEP_GEAR=renew_from=nowhere", "AZSCEP_SCEP_GEAR_SECRET=gear-secret-1",
+		"AZSCEP_SCEP_LAB=renew_from=lab", "AZSCEP_SCEP_LAB_SECRET=lab-secret-01"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"static", "routers", "gear"} {
+		checkFault(t, c, EndpointFeature(name), "AZSCEP_SCEP_"+strings.ToUpper(name))
+	}
+	names := map[string]bool{}
+	for _, e := range c.Endpoints {
+		names[e.Name] = true
+	}
+	if !names["lab"] || len(names) != 1 {
+		t.Fatalf("endpoints %v, want lab alone", names)
+	}
+	for _, e := range c.Endpoints {
+		for _, from := range e.RenewFrom {
+			if !names[from] {
+				t.Errorf("endpoint %s renews %s, which is not configured", e.Name, from)
+			}
+		}
+	}
+}
