@@ -669,6 +669,10 @@ func checkSubject(raw []byte, p *Profile) error {
 				if err := checkNameLike(p, attr.identity, s); err != nil {
 					return err
 				}
+				if atv.Type.Equal(oidCommonName) && p.IdentityURIs&IdentityIntuneDeviceID == 0 && deviceIDShaped(s) {
+					return reject(CodeSubject, "common name %q is shaped like an Entra or Intune device ID, which profile %s "+
+						"does not allow (identity_uris=intunedeviceid)", clip(s), p.Name)
+				}
 				if atv.Type.Equal(oidDomainComponent) {
 					dcs = append(dcs, s)
 				}
@@ -1029,6 +1033,34 @@ func hasControl(s string) bool {
 		}
 	}
 	return false
+}
+
+// deviceIDShaped reports whether v reads as a GUID (8-4-4-4-12 hex digits, optionally in braces or with spaces
+// around it), the shape of an Entra or Intune device ID. A common name of that shape names a device to the relying
+// parties that map certificates to devices (Intune SCEP profiles write CN={{AAD_Device_ID}}, and network access
+// servers look the CN up in Entra or Intune; self-service /api/csr reads it so too), so only a door that
+// authorizes device identities may issue it: Intune, which vouches for the device, a profile that opts in like
+// for IntuneDeviceId:// URIs, or self-service once Graph says the caller owns the device.
+func deviceIDShaped(v string) bool {
+	v = strings.TrimSpace(lookalikeFold(v))
+	if len(v) == 38 && v[0] == '{' && v[37] == '}' {
+		v = v[1:37]
+	}
+	if len(v) != 36 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'):
+			return false
+		}
+	}
+	return true
 }
 
 // hasBidiControl reports whether s holds one of Unicode's explicit directional formatting characters (UAX #9 §2:

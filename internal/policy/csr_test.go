@@ -652,6 +652,20 @@ func TestCheckSubject(t *testing.T) {
 		{name: "fail/cn-nul", spec: withName(pkix.Name{CommonName: "lap\x00top"}), want: policy.CodeSubject},
 		{name: "fail/cn-newline", spec: withName(pkix.Name{CommonName: "laptop\nCN=admin"}), want: policy.CodeSubject},
 		{name: "fail/cn-del", spec: withName(pkix.Name{CommonName: "laptop\x7f"}), want: policy.CodeSubject},
+		// A GUID common name names a device to the relying parties that map certificates to Entra or Intune
+		// devices: only a profile that opts in to device identities issues one.
+		{name: "fail/cn-device-id", spec: withName(pkix.Name{CommonName: "5f2c1d0e-8b7a-4c3e-9f1a-2b3c4d5e6f70"}),
+			profile: specNoIdentity, want: policy.CodeSubject},
+		{name: "fail/cn-device-id-braces-upper-case", spec: withName(pkix.Name{CommonName: " {5F2C1D0E-8B7A-4C3E-9F1A-2B3C4D5E6F70}"}),
+			profile: specNoIdentity, want: policy.CodeSubject},
+		{name: "fail/cn-device-id-fullwidth-digit", spec: withName(pkix.Name{CommonName: "\uFF15f2c1d0e-8b7a-4c3e-9f1a-2b3c4d5e6f70"}),
+			profile: specNoIdentity, want: policy.CodeSubject},
+		{name: "ok/cn-device-id-opted-in", spec: withName(pkix.Name{CommonName: "5f2c1d0e-8b7a-4c3e-9f1a-2b3c4d5e6f70"}),
+			profile: specNoIdentity + ";identity_uris=intunedeviceid"},
+		{name: "ok/cn-guid-with-suffix-is-a-label", spec: withName(pkix.Name{CommonName: "5f2c1d0e-8b7a-4c3e-9f1a-2b3c4d5e6f70-printer"}),
+			profile: specNoIdentity},
+		{name: "ok/ou-guid", spec: withName(pkix.Name{CommonName: "x", OrganizationalUnit: []string{"5f2c1d0e-8b7a-4c3e-9f1a-2b3c4d5e6f70"}}),
+			profile: specNoIdentity},
 		// Explicit directional formatting reorders what a viewer shows: this CN displays as "device-0001".
 		{name: "fail/cn-right-to-left-override", spec: withName(pkix.Name{CommonName: "\u202E1000-ecived"}), want: policy.CodeSubject},
 		{name: "fail/o-left-to-right-embedding", spec: withName(pkix.Name{CommonName: "x", Organization: []string{"Contoso\u202A"}}),

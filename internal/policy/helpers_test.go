@@ -28,6 +28,8 @@ const (
 	// specWide allows every name the CA understands except IP addresses (the old device profile plus identity URIs).
 	specWide   = "validity=365d;ku=digitalSignature;eku=clientAuth;dns=*;email=*;upn=*;uri=*;identity_uris=sid,intunedeviceid"
 	specAllSAN = specWide + ";ip=*"
+	// specNoIdentity is specWide without the opt-in to identity URIs and device IDs (the static door's shape).
+	specNoIdentity = "validity=365d;ku=digitalSignature;eku=clientAuth;dns=*;email=*;upn=*;uri=*"
 )
 
 var (

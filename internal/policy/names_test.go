@@ -198,8 +198,8 @@ func TestCommonNameAllowList(t *testing.T) {
 		{"https://x.corp.example.com/", policy.CodeSubject},
 		{"IntuneDeviceId://5f2c8a1e-3b4d-4c6e-9f70-8a1b2c3d4e5f", policy.CodeSubject},
 		{"urn:uuid:5f2c8a1e", policy.CodeSubject},
-		{"5f2c8a1e-3b4d-4c6e-9f70-8a1b2c3d4e5f", ""}, // a device GUID is a single label
-		{"356938035643809", ""},                      // IMEI
+		{"5f2c8a1e-3b4d-4c6e-9f70-8a1b2c3d4e5f", policy.CodeSubject}, // an Entra or Intune device ID, without the opt-in
+		{"356938035643809", ""},                                      // IMEI
 		{"Alice Smith", ""},
 		{"J. Smith", ""}, // dotted but not a DNS name
 		// Wildcards and names a TLS client normalises before matching (OpenSSL falls back to the CN without a
