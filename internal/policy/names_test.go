@@ -19,6 +19,7 @@ func TestAllowListSemantics(t *testing.T) {
 	p := mustProfile(t, "p", "dns=host.example.net,*.corp.example.com,**.lab.example.com;"+
 		"upn=*@contoso.com,admin@fabrikam.com,kim@fabrikam.com;email=*@*.mail.example.com;ip=10.0.0.0/8,192.0.2.7,2001:db8::/32;"+
 		"uri=https://*.corp.example.com,spiffe://corp.example.com,urn:*")
+	numeric := mustProfile(t, "n", "uri=https://10.0.0.1,https://*.0x")
 	for _, tc := range []struct {
 		name string
 		got  bool
@@ -32,6 +33,7 @@ func TestAllowListSemantics(t *testing.T) {
 		{"dns/one-label-case", p.AllowsDNS("Laptop-7.CORP.example.com"), true},
 		{"dns/one-label-not-two", p.AllowsDNS("a.b.corp.example.com"), false},
 		{"dns/one-label-not-the-suffix", p.AllowsDNS("corp.example.com"), false},
+		{"dns/one-label-not-an-empty-label", p.AllowsDNS(".corp.example.com"), false},
 		{"dns/one-label-whole-label-only", p.AllowsDNS("evilcorp.example.com"), false},
 		{"dns/one-label-not-a-longer-suffix", p.AllowsDNS("a.corp.example.com.evil.test"), false},
 		{"dns/many-labels-one", p.AllowsDNS("x.lab.example.com"), true},
@@ -65,6 +67,10 @@ func TestAllowListSemantics(t *testing.T) {
 		{"uri/host-outside", p.AllowsURI(mustURL(t, "https://app.evil.test/")), false},
 		{"uri/user-info", p.AllowsURI(mustURL(t, "https://app.corp.example.com@evil.test/")), false},
 		{"uri/user-info-matching-host", p.AllowsURI(mustURL(t, "https://x@app.corp.example.com/")), false},
+		// A host pattern matches host names only: an IP-literal host (inet_aton forms included) is an address, which
+		// ip= governs, even when the pattern is written like one.
+		{"uri/ip-host-by-pattern", numeric.AllowsURI(mustURL(t, "https://10.0.0.1/")), false},
+		{"uri/hex-host-by-pattern", numeric.AllowsURI(mustURL(t, "https://app.0x/")), false},
 		{"uri/exact-host", p.AllowsURI(mustURL(t, "spiffe://corp.example.com/ns/prod/sa/web")), true},
 		{"uri/whole-scheme", p.AllowsURI(mustURL(t, "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6")), true},
 		// Identity URIs never pass by uri= patterns.
@@ -202,6 +208,9 @@ func TestCommonNameAllowList(t *testing.T) {
 		{"356938035643809", ""},                                      // IMEI
 		{"Alice Smith", ""},
 		{"J. Smith", ""}, // dotted but not a DNS name
+		// Not valid DNS names although the allow-list's pattern matches their text: a TLS client normalises them.
+		{"a_b.corp.example.com", policy.CodeSubject},
+		{"w\u00E4.corp.example.com", policy.CodeSubject},
 		// Wildcards and names a TLS client normalises before matching (OpenSSL falls back to the CN without a
 		// DNS SAN): never issued, even inside the allow-list.
 		{"*.bank.example", policy.CodeSubject},
@@ -331,6 +340,11 @@ func TestDomainComponentsReadAsOneName(t *testing.T) {
 		{"parent of the allowed domain", []string{"com", "example"}, policy.CodeSubject},
 		{"the domain of an exact name only", []string{"net", "example"}, policy.CodeSubject},
 		{"not a DNS label", []string{"com", "Contoso Ltd"}, policy.CodeSubject},
+		// The domain is the pattern's suffix itself, label for label: not a name that merely ends in it, nor one
+		// deeper than the pattern reaches.
+		{"ends in the allowed domain's text", []string{"com", "example", "evilcorp"}, policy.CodeSubject},
+		{"ends in the ** domain's text", []string{"com", "example", "evillab"}, policy.CodeSubject},
+		{"two labels under a one-label pattern", []string{"com", "example", "corp", "b", "a"}, policy.CodeSubject},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := checkDER(buildCSR(t, csrSpec{subject: name(t, dc(tc.labels...))}), prof)
