@@ -352,6 +352,10 @@ func TestVerifyRejectsAlgorithmConfusion(t *testing.T) {
 		{"alg none", e.fake.MintUser(oid, "u@contoso.example", []string{entra.RoleCSRRequestDb}, entrafake.AlgNone())},
 		{"HS256 keyed with RSA public key", e.fake.MintUser(oid, "u@contoso.example", []string{entra.RoleCSRRequestDb}, entrafake.HS256WithPublicKey())},
 		{"RS256 header on HS256 signature", swapAlg(t, e.fake.MintApp(nil, entrafake.HS256WithPublicKey()), "RS256")},
+		// Signed by the tenant's own key, but not in RS256: only the algorithm Entra signs access tokens with is
+		// accepted, so no other verifier (PSS, another hash) is ever reached with an attacker-chosen header.
+		{"RS512 with the tenant key", e.fake.MintApp(nil, entrafake.WithRSAAlg("RS512"))},
+		{"PS256 with the tenant key", e.fake.MintUser(oid, "u@contoso.example", []string{entra.RoleCSRRequestDb}, entrafake.WithRSAAlg("PS256"))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := e.verify(tc.tok)

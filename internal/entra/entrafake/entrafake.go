@@ -331,7 +331,7 @@ type mint struct {
 	kid        string
 	unknownKID bool
 	headerKID  *string
-	alg        string // RS256 (default), none, HS256
+	alg        string // RS256 (default), none, HS256, or another RSA algorithm (WithRSAAlg)
 	padTo      int
 	tenant     string
 	aud        string
@@ -418,6 +418,10 @@ func AlgNone() MintOption { return func(m *mint) { m.alg = "none" } }
 // HS256WithPublicKey signs with HMAC-SHA256 keyed by the PEM encoding of the
 // active RSA public key: the classic algorithm-confusion attack.
 func HS256WithPublicKey() MintOption { return func(m *mint) { m.alg = "HS256" } }
+
+// WithRSAAlg signs with the tenant's own active key under another RSA algorithm (RS384, RS512, PS256, …): a
+// genuine signature in an algorithm Entra does not use for access tokens.
+func WithRSAAlg(alg string) MintOption { return func(m *mint) { m.alg = alg } }
 
 // Oversized pads the token (with a junk claim) to at least n bytes.
 func Oversized(n int) MintOption { return func(m *mint) { m.padTo = n } }
@@ -620,8 +624,14 @@ func (s *Server) mint(principal func(*mint), opts []MintOption) string {
 			s.tb.Fatalf("entrafake: encoding public key: %v", err)
 		}
 		tok, sk = jwt.NewWithClaims(jwt.SigningMethodHS256, c), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-	default:
+	case "", "RS256":
 		tok, sk = jwt.NewWithClaims(jwt.SigningMethodRS256, c), key
+	default:
+		method := jwt.GetSigningMethod(m.alg)
+		if method == nil {
+			s.tb.Fatalf("entrafake: unknown signing algorithm %q", m.alg)
+		}
+		tok, sk = jwt.NewWithClaims(method, c), key
 	}
 	if kid != "" {
 		tok.Header["kid"] = kid
