@@ -138,6 +138,30 @@ func TestRenewalEndpoint(t *testing.T) {
 	wantSuccess(t, renewWith(t, e, epChain, d, named))
 }
 
+// TestRenewalRefusesAPICertificateOfTheEndpointsName: /api/csr records a certificate issued under a chosen profile
+// with the profile's name as its endpoint, which may well be the name of a SCEP endpoint too (both named after the
+// profile "server", say). Such a certificate was authorized by an Entra token for its caller, not by the endpoint's
+// secret: the endpoint does not renew it, whatever its record's endpoint says.
+func TestRenewalRefusesAPICertificateOfTheEndpointsName(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	d := enrollNamed(t, e, epStatic, 0, named)
+	ctx := context.Background()
+	rec, err := e.mem.Get(ctx, hexSerial(d.cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Source = store.SourceAPI // as /api/csr records it, with the endpoint's name as its profile's
+	if err := e.mem.Update(ctx, rec, store.StatusIssued); err != nil {
+		t.Fatal(err)
+	}
+	e.offset.Store(int64(profileValidity/2 + 24*time.Hour))
+	wantFailure(t, renewWith(t, e, epStatic, d, named), testca.FailBadRequest)
+	if n := len(e.records(t)); n != 1 {
+		t.Fatalf("%d records after the refused renewal, want 1", n)
+	}
+}
+
 // TestRenewalChainMaximum: a chain is renewed up to its maximum from the first issuance, its certificates end by
 // then, and past it the renewal is refused.
 func TestRenewalChainMaximum(t *testing.T) {

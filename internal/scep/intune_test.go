@@ -535,6 +535,21 @@ func TestStaticEndpointDoesNotRenewIntuneCertificatesAfterASwitch(t *testing.T) 
 	if v, n, _ := f.counts(); v != 1 || n != 1 {
 		t.Errorf("Intune calls after the refused renewal: validate %d, notify %d; want 1 and 1", v, n)
 	}
+	// A record from before the delivery gate (not Gated, but reported to Intune by its successNotification) was
+	// authorized by Intune just the same.
+	ctx := context.Background()
+	rec, err := e.mem.Get(ctx, hexSerial(old))
+	if err != nil || !rec.IntuneNotified {
+		t.Fatalf("the Intune record: %v, notified %v", err, err == nil && rec.IntuneNotified)
+	}
+	rec.Gated = false
+	if err := e.mem.Update(ctx, rec, store.StatusIssued); err != nil {
+		t.Fatal(err)
+	}
+	wantFailure(t, e.pki(t, "intune", c.RenewalReq(t, csr, old, c.Key)), testca.FailBadRequest)
+	if n := len(e.records(t)); n != 1 {
+		t.Errorf("%d records after the refused renewals, want 1", n)
+	}
 	// The refusal is about who authorized the old certificate, not the request: a static enrollment with the
 	// secret still works there.
 	d := e.client(t, 8, "static-after-switch")
