@@ -121,6 +121,10 @@ func TestVerifyGuest(t *testing.T) {
 		{"guest-acct-only", nil, []entrafake.MintOption{entrafake.WithClaim("acct", 1)}, true},
 		{"guest-acct-string", nil, []entrafake.MintOption{entrafake.WithClaim("acct", "1")}, true},
 		{"guest-acct-unknown-value", nil, []entrafake.MintOption{entrafake.WithClaim("acct", 7)}, true},
+		// Neither a number nor a string: unreadable, so a guest (fail closed).
+		{"guest-acct-string-unknown-value", nil, []entrafake.MintOption{entrafake.WithClaim("acct", "2")}, true},
+		{"guest-acct-bool", nil, []entrafake.MintOption{entrafake.WithClaim("acct", true)}, true},
+		{"guest-acct-list", nil, []entrafake.MintOption{entrafake.WithClaim("acct", []int{0})}, true},
 		{"guest-msa", nil, []entrafake.MintOption{entrafake.WithClaim("idp", "live.com")}, true},
 		{"guest-ext-upn", nil, []entrafake.MintOption{entrafake.WithClaim("upn", "alice_fabrikam.com#EXT#@contoso.example")}, true},
 	} {
