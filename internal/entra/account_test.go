@@ -121,28 +121,38 @@ func TestAccountCache(t *testing.T) {
 // enabled account.
 func TestAccountAnswerUnusable(t *testing.T) {
 	oid := entrafake.NewGUID()
+	// Each answer differs from a usable one (the first) in one point only, so that every check is needed.
+	const id, upn, enabled, sessions = `"id":"`, `"userPrincipalName":"a@contoso.test"`, `"accountEnabled":true`,
+		`"signInSessionsValidFromDateTime":null`
+	account := func(body string) (entra.Account, error) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, body)
+		}))
+		t.Cleanup(srv.Close)
+		d, err := entra.NewDirectory(entra.GraphConfig{
+			Credential: &entrafake.Credential{Token: "t"}, BaseURL: srv.URL + "/", HTTPClient: srv.Client(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Account(context.Background(), oid)
+	}
+	if a, err := account(`{` + id + oid + `",` + upn + `,` + enabled + `,` + sessions + `}`); err != nil || !a.Exists || !a.Enabled {
+		t.Fatalf("a usable answer: Account = (%+v, %v)", a, err)
+	}
 	for _, body := range []string{
-		`{"id":"` + oid + `","userPrincipalName":"a@contoso.test"}`, // accountEnabled not selected
-		`{"id":"` + oid + `","userPrincipalName":"a@contoso.test","accountEnabled":null}`,
-		`{"id":"` + oid + `","userPrincipalName":"a@contoso.test","accountEnabled":"true"}`,
-		`{"id":"` + oid + `","accountEnabled":true}`,
-		`{"id":"` + entrafake.NewGUID() + `","userPrincipalName":"a@contoso.test","accountEnabled":true}`,
-		`{"id":"` + oid + `","userPrincipalName":"a@contoso.test","accountEnabled":true,"signInSessionsValidFromDateTime":"yesterday"}`,
+		`{` + id + oid + `",` + upn + `,` + sessions + `}`, // accountEnabled not selected
+		`{` + id + oid + `",` + upn + `,"accountEnabled":null,` + sessions + `}`,
+		`{` + id + oid + `",` + upn + `,"accountEnabled":"true",` + sessions + `}`,
+		`{` + id + oid + `",` + enabled + `,` + sessions + `}`,                             // no userPrincipalName
+		`{` + id + entrafake.NewGUID() + `",` + upn + `,` + enabled + `,` + sessions + `}`, // another user
+		`{` + id + oid + `",` + upn + `,` + enabled + `}`,                                  // sessions time not selected
+		`{` + id + oid + `",` + upn + `,` + enabled + `,"signInSessionsValidFromDateTime":"yesterday"}`,
 		`not json`,
 	} {
 		t.Run(body, func(t *testing.T) {
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Content-Type", "application/json")
-				fmt.Fprint(w, body)
-			}))
-			t.Cleanup(srv.Close)
-			d, err := entra.NewDirectory(entra.GraphConfig{
-				Credential: &entrafake.Credential{Token: "t"}, BaseURL: srv.URL + "/", HTTPClient: srv.Client(),
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if a, err := d.Account(context.Background(), oid); !errors.Is(err, entra.ErrUnavailable) {
+			if a, err := account(body); !errors.Is(err, entra.ErrUnavailable) {
 				t.Fatalf("Account = (%+v, %v), want ErrUnavailable", a, err)
 			}
 		})
