@@ -207,6 +207,31 @@ func TestOwnsDeviceStateAnswerUnusable(t *testing.T) {
 	}
 }
 
+// TestOwnsDeviceDeletedBetweenReads: the user is among the registered owners, but the device is gone (404) when
+// its accountEnabled is read next: an owner of a device that no longer exists owns nothing.
+func TestOwnsDeviceDeletedBetweenReads(t *testing.T) {
+	user, dev := entrafake.NewGUID(), entrafake.NewGUID()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if strings.HasSuffix(r.URL.Path, "/registeredOwners") {
+			fmt.Fprintf(w, `{"value":[{"@odata.type":"#microsoft.graph.user","id":%q}]}`, user)
+			return
+		}
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprint(w, `{"error":{"code":"Request_ResourceNotFound","message":"gone"}}`)
+	}))
+	t.Cleanup(srv.Close)
+	d, err := entra.NewDirectory(entra.GraphConfig{
+		Credential: &entrafake.Credential{Token: "t"}, BaseURL: srv.URL + "/", HTTPClient: srv.Client(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := d.OwnsDevice(context.Background(), user, dev); ok || err != nil {
+		t.Fatalf("OwnsDevice = (%v, %v), want (false, nil)", ok, err)
+	}
+}
+
 // graphFaults are the ways a Graph call fails that must answer ErrUnavailable, never "owned".
 var graphFaults = []entrafake.Fault{
 	{Status: http.StatusInternalServerError},
