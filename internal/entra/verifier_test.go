@@ -1,9 +1,11 @@
 package entra_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -667,6 +669,41 @@ func TestVerifyRejectsDiscoveryForWrongIssuer(t *testing.T) {
 	}
 	if err := v.Prefetch(context.Background()); !errors.Is(err, entra.ErrUnavailable) {
 		t.Fatalf("Prefetch = %v", err)
+	}
+}
+
+// TestVerifyRejectsV1DiscoveryForAnotherTenant: the v1 discovery document (whose issuer lives on another host than
+// the authority) must name this tenant's v1 issuer; one naming another tenant's is refused like a wrong v2 issuer,
+// so the verifier never trusts an issuer its configuration did not choose.
+func TestVerifyRejectsV1DiscoveryForAnotherTenant(t *testing.T) {
+	fake := entrafake.New(t)
+	other := entrafake.NewGUID()
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp, err := fake.Client().Get(fake.URL() + r.URL.Path)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		body = bytes.ReplaceAll(body, []byte(entrafake.V1Issuer(fake.TenantID)), []byte(entrafake.V1Issuer(other)))
+		// The v2 documents still point at the fake: only the v1 issuer changes.
+		body = bytes.ReplaceAll(body, []byte(fake.URL()), []byte("http://"+r.Host))
+		w.WriteHeader(resp.StatusCode)
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(proxy.Close)
+	v, err := entra.NewVerifier(entra.Config{TenantID: fake.TenantID, Audiences: []string{fake.ClientID},
+		AuthorityHost: proxy.URL, HTTPClient: proxy.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Prefetch(context.Background()); !errors.Is(err, entra.ErrUnavailable) || !strings.Contains(err.Error(), "v1") {
+		t.Fatalf("Prefetch = %v, want ErrUnavailable about the v1 issuer", err)
 	}
 }
 
