@@ -937,6 +937,8 @@ func TestAdminAccountReread(t *testing.T) {
 		{"disabled", func(u *entrafake.User) { u.Enabled = false }, http.StatusForbidden, httpx.CodeAccountDisabled},
 		{"sessions revoked", func(u *entrafake.User) { u.SessionsValidFrom = time.Now().Add(time.Minute) },
 			http.StatusUnauthorized, httpx.CodeSessionsRevoked},
+		// A guest by Graph's userType although the token carries no guest signal (acct not configured, no idp).
+		{"guest in the directory", func(u *entrafake.User) { u.Guest = true }, http.StatusForbidden, httpx.CodeGuest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, nil)
