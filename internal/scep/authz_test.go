@@ -63,8 +63,17 @@ func TestRenewalNames(t *testing.T) {
 		}
 	}
 
+	// A certificate without subject alternative names renews without them: it had none to give.
 	e := newEnv(t, envOptions{})
-	d := enrollNamed(t, e, epStatic, 0, named)
+	bare := testca.CSROptions{Subject: named.Subject, ChallengePassword: staticSecret}
+	d := enrollNamed(t, e, epStatic, 0, bare)
+	e.offset.Store(inWindow)
+	wantFailure(t, renewWith(t, e, epStatic, d, testca.CSROptions{Subject: named.Subject, DNSNames: named.DNSNames}),
+		testca.FailBadRequest)
+	wantSuccess(t, renewWith(t, e, epStatic, d, bare, 8))
+
+	e = newEnv(t, envOptions{})
+	d = enrollNamed(t, e, epStatic, 0, named)
 	e.offset.Store(inWindow)
 	for i, o := range []testca.CSROptions{named, {Subject: named.Subject, DNSNames: named.DNSNames}} {
 		name := []string{"same names", "a subset"}[i]
