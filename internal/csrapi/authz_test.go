@@ -48,6 +48,12 @@ func TestGuestsRefusedUnlessAllowed(t *testing.T) {
 	// acct=1 alone (idp missing) is enough.
 	wantProblem(t, e.post(e.userToken(guest, requestDb, entrafake.WithClaim("acct", 1)), csrDER(t, ecKey(t, "guest"), dbCSR)),
 		http.StatusForbidden, csrapi.CodeGuest)
+	// The token's guest signals refuse on their own, also when Graph lists the user as a member (an external user
+	// an administrator made userType Member still signs in at another tenant's identity provider).
+	member := newUser("external-member")
+	e.userToken(member, requestDb) // Graph now has the user, as a member
+	wantProblem(t, e.post(e.userToken(member, requestDb, entrafake.Guest(home)), csrDER(t, ecKey(t, "guest"), dbCSR)),
+		http.StatusForbidden, csrapi.CodeGuest)
 	if n := e.records(""); n != 0 {
 		t.Fatalf("records = %d, want 0", n)
 	}
