@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -219,6 +220,8 @@ func TestSelfServiceRefusals(t *testing.T) {
 	e.graph.AddDevice(malloryDev, mallory.oid)
 	malloryIntune := entrafake.NewGUID()
 	e.graph.AddManagedDevice(entrafake.ManagedDevice{ID: malloryIntune, UserID: mallory.oid, AzureADDeviceID: malloryDev})
+	aliceIntune := entrafake.NewGUID() // a managed device alice owns: only the URI's shape refuses the cases naming it
+	e.graph.AddManagedDevice(entrafake.ManagedDevice{ID: aliceIntune, UserID: alice.oid})
 	tok := e.userToken(alice, selfService)
 
 	type o = testca.CSROptions
@@ -273,6 +276,15 @@ func TestSelfServiceRefusals(t *testing.T) {
 			o{URIs: us(&url.URL{Scheme: "IntuneDeviceId", User: url.User(malloryDev), Host: aliceDev})}, csrapi.CodeNotSelf},
 		{"device URI with a path", tok,
 			o{URIs: us(&url.URL{Scheme: "IntuneDeviceId", Host: aliceDev, Path: "/" + malloryDev})}, csrapi.CodeNotSelf},
+		// The profile allows any URI (uri=*), but self-service binds exactly IntuneDeviceId://<device ID>.
+		{"another scheme naming an owned device", tok, o{URIs: us(&url.URL{Scheme: "https", Host: aliceIntune})},
+			csrapi.CodeNotSelf},
+		{"device URI with a query", tok,
+			o{URIs: us(&url.URL{Scheme: "IntuneDeviceId", Host: aliceIntune, RawQuery: "id=" + malloryIntune})}, csrapi.CodeNotSelf},
+		{"device URI with an empty query", tok,
+			o{URIs: us(&url.URL{Scheme: "IntuneDeviceId", Host: aliceIntune, ForceQuery: true})}, csrapi.CodeNotSelf},
+		{"device URI with a fragment", tok,
+			o{URIs: us(&url.URL{Scheme: "IntuneDeviceId", Host: aliceIntune, Fragment: malloryIntune})}, csrapi.CodeNotSelf},
 		{"opaque device URI", tok, o{URIs: us(&url.URL{Scheme: "IntuneDeviceId", Opaque: aliceDev})}, csrapi.CodeNotSelf},
 		{"empty device URI beside own UPN", tok, o{UPNs: upns, URIs: us(&url.URL{Scheme: "IntuneDeviceId"})},
 			csrapi.CodeNotSelf},
@@ -304,6 +316,17 @@ func TestSelfServiceRefusals(t *testing.T) {
 	if n := e.records(""); n != 0 {
 		t.Fatalf("records = %d after refused self-service requests, want 0", n)
 	}
+	// The IntuneDeviceId URIs above are alice's own device, well-formed: issued.
+	e.wantCert(e.post(tok, csrDER(t, ecKey(t, "own-device"), o{URIs: us(deviceURI(aliceIntune))})))
+
+	// A profile that allows IP addresses binds no self-service caller to one.
+	withIP, err := policy.ParseProfile("api", apiProfile+";ip=*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ipEnv := newEnv(t, func(c *csrapi.Config) { c.Profile = withIP })
+	wantProblem(t, ipEnv.post(ipEnv.userToken(alice, selfService), csrDER(t, ecKey(t, "ip"),
+		o{UPNs: upns, IPs: []net.IP{net.ParseIP("10.0.0.7")}})), http.StatusForbidden, csrapi.CodeNotSelf)
 }
 
 // TestSelfServiceClientAuthOnly: self-service certificates are clientAuth only. With the default profile a wider

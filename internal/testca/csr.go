@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"net"
 	"net/url"
 	"testing"
 
@@ -47,6 +48,7 @@ type CSROptions struct {
 	Emails   []string
 	URIs     []*url.URL
 	UPNs     []string
+	IPs      []net.IP
 	// ChallengePassword is added with smallstep/scep's x509util, as SCEP clients do.
 	ChallengePassword string
 	// KeyUsage and ExtKeyUsage, when set, are requested in the extensionRequest attribute.
@@ -141,6 +143,12 @@ func sanExtension(t testing.TB, o CSROptions) *pkix.Extension {
 	}
 	for _, u := range o.URIs {
 		names = append(names, asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 6, Bytes: []byte(u.String())})
+	}
+	for _, ip := range o.IPs {
+		if v4 := ip.To4(); v4 != nil {
+			ip = v4
+		}
+		names = append(names, asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 7, Bytes: ip})
 	}
 	if len(names) == 0 {
 		return nil
