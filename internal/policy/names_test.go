@@ -47,6 +47,7 @@ func TestAllowListSemantics(t *testing.T) {
 		{"upn/longer-domain", p.AllowsUPN("alice@contoso.com.evil.test"), false},
 		{"upn/literal-local", p.AllowsUPN("ADMIN@fabrikam.com"), true},
 		{"upn/other-local", p.AllowsUPN("alice@fabrikam.com"), false},
+		{"upn/second-at", p.AllowsUPN("alice@evil.test@contoso.com"), false},
 		// Case is ASCII case only: U+212A KELVIN SIGN and U+017F LONG S are not "k" and "s" here.
 		{"upn/literal-local-ascii-case", p.AllowsUPN("KIM@fabrikam.com"), true},
 		{"upn/literal-local-unicode-fold", p.AllowsUPN("\u212Aim@fabrikam.com"), false},
