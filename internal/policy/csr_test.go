@@ -322,6 +322,15 @@ func TestCheckExtensions(t *testing.T) {
 			kuExt(t, x509.KeyUsageKeyEncipherment|x509.KeyUsageDecipherOnly)}}, want: policy.CodeKeyUsage},
 		{name: "fail/ku-malformed", spec: csrSpec{exts: []pkix.Extension{
 			ext(t, oidExtKeyUsage, true, []byte{0x04, 0x01, 0x80})}}, want: policy.CodeMalformedCSR},
+		// Anything after the value is a request the policy did not read: refused, in every extension it reads.
+		{name: "fail/ku-trailing-data", spec: csrSpec{exts: []pkix.Extension{
+			ext(t, oidExtKeyUsage, true, append(kuExt(t, x509.KeyUsageDigitalSignature).Value, 0x05, 0x00))}},
+			want: policy.CodeMalformedCSR},
+		{name: "fail/eku-trailing-data", spec: csrSpec{exts: []pkix.Extension{
+			ext(t, oidExtExtKeyUsage, false, append(ekuExt(t, oidEKUClientAuth).Value, 0x05, 0x00))}},
+			want: policy.CodeMalformedCSR},
+		{name: "fail/basic-constraints-trailing-data", spec: csrSpec{exts: []pkix.Extension{
+			ext(t, oidExtBasicConstraints, true, []byte{0x30, 0x00, 0x05, 0x00})}}, want: policy.CodeMalformedCSR},
 		{name: "ok/ku-narrowed-to-digitalSignature", profile: specIntune, spec: csrSpec{exts: []pkix.Extension{
 			kuExt(t, x509.KeyUsageDigitalSignature)}}, verify: kuIs(x509.KeyUsageDigitalSignature)},
 		{name: "ok/ku-narrowed-to-keyEncipherment", profile: specIntune, spec: csrSpec{exts: []pkix.Extension{
