@@ -539,3 +539,25 @@ func TestRAKeyUnavailable(t *testing.T) {
 		})
 	}
 }
+
+// TestRetiredEndpointRecordsCountAsGated: a SCEP record whose endpoint this server no longer has (renamed or
+// removed) may have been issued behind Intune's delivery gate, which records written before the gate existed do not
+// say (Gated and IntuneNotified both false): GetCert refuses it like an undelivered certificate rather than hand
+// it out.
+func TestRetiredEndpointRecordsCountAsGated(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	d := enroll(t, e, 0, "retired")
+	getCert := func() *testca.CertRep { return e.pki(t, epStatic, d.client.GetCert(t, e.ca.Cert, d.cert.SerialNumber)) }
+	wantSuccess(t, getCert()) // while its endpoint exists
+	ctx := context.Background()
+	rec, err := e.mem.Get(ctx, hexSerial(d.cert))
+	if err != nil || rec.Gated || rec.IntuneNotified {
+		t.Fatalf("the static record: %v, gated %v", err, err == nil && rec.Gated)
+	}
+	rec.Endpoint = "retired"
+	if err := e.mem.Update(ctx, rec, store.StatusIssued); err != nil {
+		t.Fatal(err)
+	}
+	wantFailure(t, getCert(), testca.FailBadCertID)
+}
