@@ -264,6 +264,12 @@ func TestSelfServiceRefusals(t *testing.T) {
 			csrapi.CodeNotSelf},
 		{"title in the subject", tok, o{Subject: withName(cn(alice.upn),
 			pkix.AttributeTypeAndValue{Type: asn1.ObjectIdentifier{2, 5, 4, 12}, Value: "CEO"})}, csrapi.CodeNotSelf},
+		// One attribute alone is no better than one beside a CN.
+		{"organisation alone beside own UPN", tok, o{Subject: pkix.Name{Organization: []string{"Domain Admins"}}, UPNs: upns},
+			csrapi.CodeNotSelf},
+		{"user ID alone beside own device", tok, o{Subject: withName(pkix.Name{},
+			pkix.AttributeTypeAndValue{Type: asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 1}, Value: "mallory"}),
+			URIs: us(deviceURI(aliceIntune))}, csrapi.CodeNotSelf},
 		{"device certificate with an organisation", tok, o{Subject: pkix.Name{CommonName: aliceDev,
 			Organization: []string{"Contoso"}}}, csrapi.CodeNotSelf},
 		{"DNS name", tok, o{UPNs: upns, DNSNames: []string{"alice.contoso.test"}}, csrapi.CodeNotSelf},
