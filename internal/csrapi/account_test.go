@@ -82,6 +82,18 @@ func TestAccountRead(t *testing.T) {
 		wantProblem(t, e.post(tok, dbCSR), http.StatusForbidden, csrapi.CodeRoleRemoved)
 	})
 
+	t.Run("an application that kept only the self-service role", func(t *testing.T) {
+		// The request acts on CSR.Request.Db (the token carries it): that role is re-read, not any of the token's.
+		e := newEnv(t)
+		tok := e.tenant.MintApp([]string{entra.RoleCSRRequestDb, entra.RoleCSRSelfService})
+		e.graph.RemoveAppRole(e.tenant.AppObjectID, entra.RoleCSRRequestDb)
+		e.graph.AssignAppRole(e.tenant.AppObjectID, entra.RoleCSRSelfService)
+		wantProblem(t, e.post(tok, dbCSR), http.StatusForbidden, csrapi.CodeRoleRemoved)
+		if n := e.records(""); n != 0 {
+			t.Fatalf("records = %d, want 0", n)
+		}
+	})
+
 	t.Run("an application an administrator disabled or deleted", func(t *testing.T) {
 		e := newEnv(t)
 		tok := e.appToken() // issued while the application was enabled
