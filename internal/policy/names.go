@@ -352,6 +352,16 @@ func (p *Profile) WithIdentityURIs(k IdentityURI) *Profile {
 	return &c
 }
 
+// WithDeviceIDCommonName returns a copy of p that also accepts a common name shaped like a device ID. The door
+// with Intune's challenge uses it: Intune validates every CSR against the SCEP profile that wrote its
+// CN={{AAD_Device_ID}}, so the device is vouched for whatever the operator's profile lists; the identity URIs stay
+// the profile's to allow. The configured profile is not changed.
+func (p *Profile) WithDeviceIDCommonName() *Profile {
+	c := *p
+	c.DeviceIDCommonName = true
+	return &c
+}
+
 // checkNameLike constrains a subject attribute value that looks like a name, so that a relying party that reads
 // the subject (RADIUS servers mapping the CN to a user, legacy TLS clients matching the CN to a host) is held to
 // the same allow-lists as the SANs: something@domain must be an allowed UPN or e-mail name, an IP address an

@@ -38,7 +38,10 @@ type Profile struct {
 	Names map[SANType]*AllowList
 	// IdentityURIs are the Microsoft identity URIs (SID, IntuneDeviceId) the profile accepts; none by default.
 	IdentityURIs IdentityURI
-	MinRSABits   int
+	// DeviceIDCommonName accepts a common name shaped like a device ID without identity_uris=intunedeviceid. It is
+	// never configured: a door that vouches for the subject itself sets it on a copy (WithDeviceIDCommonName).
+	DeviceIDCommonName bool
+	MinRSABits         int
 	// AllowP384 and AllowP256 select the ECDSA curves accepted; RSA is always accepted at MinRSABits or more.
 	AllowP256 bool
 	AllowP384 bool

@@ -100,7 +100,13 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 		// Same answer as a failed decrypt: an attacker learns nothing about which step failed.
 		return fail(BadMessageCheck, err)
 	}
-	req, err := policy.Check(csr, e.Profile)
+	prof := e.Profile
+	if e.Challenge == ChallengeIntune {
+		// Intune validates this exact CSR before anything is signed (below, fail closed): a device-ID common name
+		// there is Intune's to vouch for, also under an operator's profile without identity_uris=intunedeviceid.
+		prof = prof.WithDeviceIDCommonName()
+	}
+	req, err := policy.Check(csr, prof)
 	if err != nil {
 		return rejection(err)
 	}

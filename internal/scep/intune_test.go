@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -554,4 +555,43 @@ func TestStaticEndpointDoesNotRenewIntuneCertificatesAfterASwitch(t *testing.T) 
 	// secret still works there.
 	d := e.client(t, 8, "static-after-switch")
 	wantSuccess(t, e.pki(t, "intune", d.PKCSReq(t, csrFor(t, d, "static-after-switch"))))
+}
+
+// TestIntuneEndpointTakesDeviceIDCommonName: a common name shaped like a device ID (Intune's
+// CN={{AAD_Device_ID}}) needs the profile's opt-in where nobody vouches for it, but on an endpoint with Intune's
+// challenge Intune validates every CSR: an operator's profile there (the built-in intune profile narrowed with
+// AZSCEP_PROFILE_INTUNE, or another profile for an Intune endpoint) that does not list identity_uris still issues
+// the devices' certificates, while a static endpoint with the same profile still refuses the CN, and the Intune
+// endpoint still refuses IntuneDeviceId URIs the profile does not allow.
+func TestIntuneEndpointTakesDeviceIDCommonName(t *testing.T) {
+	t.Parallel()
+	narrow, err := policy.ParseProfile("corp", "validity=30d;ku=digitalSignature,keyEncipherment;eku=clientAuth;dns=*;upn=*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeIntune{}
+	e := newEnv(t, envOptions{intune: f, endpoints: []*scep.Endpoint{
+		{Name: "intune", Challenge: scep.ChallengeIntune, Profile: narrow},
+		{Name: "static", Challenge: scep.ChallengeStatic, Secret: []byte(staticSecret), Profile: narrow}}})
+	const deviceID = "5f2c1d0e-8b7a-4c3e-9f1a-2b3c4d5e6f70"
+	c := e.client(t, 0, deviceID)
+	csr := testca.CSR(t, c.Key, testca.CSROptions{Subject: pkix.Name{CommonName: deviceID}, ChallengePassword: intuneChallenge})
+	cert := wantSuccess(t, e.pki(t, "intune", c.PKCSReq(t, csr)))
+	if cert.Subject.CommonName != deviceID {
+		t.Errorf("issued CN %q, want the device ID", cert.Subject.CommonName)
+	}
+	if v, n, _ := f.counts(); v != 1 || n != 1 {
+		t.Errorf("validate %d, notify %d; want 1, 1", v, n)
+	}
+
+	// Behind a shared secret nobody vouches for the device: the profile's opt-in is still needed.
+	s := e.client(t, 1, deviceID)
+	scsr := testca.CSR(t, s.Key, testca.CSROptions{Subject: pkix.Name{CommonName: deviceID}, ChallengePassword: staticSecret})
+	wantFailure(t, e.pki(t, "static", s.PKCSReq(t, scsr)), testca.FailBadRequest)
+
+	// The Intune door widens the CN only, not the identity URIs the operator's profile leaves out.
+	u := e.client(t, 2, deviceID)
+	ucsr := testca.CSR(t, u.Key, testca.CSROptions{Subject: pkix.Name{CommonName: deviceID}, ChallengePassword: intuneChallenge,
+		URIs: []*url.URL{{Scheme: "IntuneDeviceId", Host: deviceID}}})
+	wantFailure(t, e.pki(t, "intune", u.PKCSReq(t, ucsr)), testca.FailBadRequest)
 }
