@@ -153,10 +153,10 @@ func (e entity) marshal() ([]byte, error) {
 				}
 				n += 4
 			case "Edm.DateTime":
-				// Years before 1601 (and after 9999, or negative) sort below the first instant of the service's range,
-				// as timeLayout renders them.
-				if v < minDateTime {
-					return nil, fmt.Errorf("%s: %w: %s is before 1601, outside Edm.DateTime", name, errEntity, v)
+				// timeLayout renders the years 0 to 9999 in four digits, and any other year longer (five digits, or a
+				// sign); of the four-digit years, those before 1601 sort below the first instant of the range.
+				if len(v) != len(minDateTime) || v < minDateTime {
+					return nil, fmt.Errorf("%s: %w: %s is outside Edm.DateTime (1601 to 9999)", name, errEntity, v)
 				}
 				n = 8
 			default:

@@ -144,6 +144,8 @@ func TestEntityDateTimeRange(t *testing.T) {
 		{time.Date(1600, 12, 31, 23, 59, 59, 0, time.UTC), false},
 		{time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC), false},
 		{time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), false},
+		{time.Date(16010, 1, 1, 0, 0, 0, 0, time.UTC), false}, // "16010-…" sorts after "1601-…"
+		{time.Date(20000, 1, 1, 0, 0, 0, 0, time.UTC), false},
 		{time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC), false},
 	} {
 		e := newEntity("p", "r")
