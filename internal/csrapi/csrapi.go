@@ -372,7 +372,7 @@ func (h *Handler) enroll(ctx context.Context, caller *entra.Caller, der []byte, 
 	}
 	chosen := prof != h.cfg.Profile // decided before WithIdentityURIs makes a copy
 	if selfService {
-		prof = prof.WithIdentityURIs(policy.IdentityIntuneDeviceID)
+		prof = prof.WithIdentityURIs(policy.IdentityIntuneDeviceID | policy.IdentityDeviceCN)
 	}
 	req, err := policy.Check(csr, prof)
 	if err != nil {

@@ -669,10 +669,9 @@ func checkSubject(raw []byte, p *Profile) error {
 				if err := checkNameLike(p, attr.identity, s); err != nil {
 					return err
 				}
-				if atv.Type.Equal(oidCommonName) && p.IdentityURIs&IdentityIntuneDeviceID == 0 && !p.DeviceIDCommonName &&
-					deviceIDShaped(s) {
+				if atv.Type.Equal(oidCommonName) && p.IdentityURIs&IdentityDeviceCN == 0 && deviceIDShaped(s) {
 					return reject(CodeSubject, "common name %q is shaped like an Entra or Intune device ID, which profile %s "+
-						"does not allow (identity_uris=intunedeviceid)", clip(s), p.Name)
+						"does not allow (identity_uris=devicecn)", clip(s), p.Name)
 				}
 				if atv.Type.Equal(oidDomainComponent) {
 					dcs = append(dcs, s)

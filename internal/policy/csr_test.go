@@ -671,6 +671,15 @@ func TestCheckSubject(t *testing.T) {
 			profile: specNoIdentity, want: policy.CodeSubject},
 		{name: "ok/cn-device-id-opted-in", spec: withName(pkix.Name{CommonName: "5f2c1d0e-8b7a-4c3e-9f1a-2b3c4d5e6f70"}),
 			profile: specNoIdentity + ";identity_uris=intunedeviceid"},
+		// devicecn alone: a static fleet named by hardware UUIDs, without IntuneDeviceId:// URIs.
+		{name: "ok/cn-device-id-devicecn", spec: withName(pkix.Name{CommonName: "5f2c1d0e-8b7a-4c3e-9f1a-2b3c4d5e6f70"}),
+			profile: specNoIdentity + ";identity_uris=devicecn"},
+		{name: "fail/devicecn-is-no-device-uri", spec: func() csrSpec {
+			s := withName(pkix.Name{CommonName: "5f2c1d0e-8b7a-4c3e-9f1a-2b3c4d5e6f70"})
+			s.exts = []pkix.Extension{sanExt(t, gnURI("IntuneDeviceId://5f2c1d0e-8b7a-4c3e-9f1a-2b3c4d5e6f70"))}
+			return s
+		}(),
+			profile: specNoIdentity + ";identity_uris=devicecn", want: policy.CodeSAN},
 		{name: "ok/cn-guid-with-suffix-is-a-label", spec: withName(pkix.Name{CommonName: "5f2c1d0e-8b7a-4c3e-9f1a-2b3c4d5e6f70-printer"}),
 			profile: specNoIdentity},
 		{name: "ok/ou-guid", spec: withName(pkix.Name{CommonName: "x", OrganizationalUnit: []string{"5f2c1d0e-8b7a-4c3e-9f1a-2b3c4d5e6f70"}}),

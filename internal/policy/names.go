@@ -30,17 +30,23 @@ import (
 // "*" alone allows every well-formed name of the type and is the only way to say so: an empty list, a bare type
 // name (the old san=dns,upn) or a pattern that covers everything without saying "*" is a configuration error.
 
-// IdentityURI is a kind of Microsoft identity URI a profile may opt in to.
+// IdentityURI is a kind of Microsoft identity name a profile may opt in to (identity_uris=): an identity URI, or a
+// common name shaped like a device ID.
 type IdentityURI uint8
 
-// The identity URIs relying parties treat as proof of who someone is: Entra/AD strong certificate mapping reads
-// the SID URI, Intune and Entra device-based access read the device ID URI.
+// The identity names relying parties treat as proof of who someone is: Entra/AD strong certificate mapping reads
+// the SID URI, Intune and Entra device-based access read the device ID URI, and network access servers look a CN
+// shaped like a device ID (Intune's CN={{AAD_Device_ID}}) up as that device.
 const (
 	IdentitySID IdentityURI = 1 << iota
 	IdentityIntuneDeviceID
+	// IdentityDeviceCN is a common name shaped like a device ID (a GUID): its own opt-in (devicecn), so that a
+	// static fleet named by hardware UUIDs need not also allow IntuneDeviceId:// URIs; intunedeviceid implies it.
+	IdentityDeviceCN
 )
 
-var identityURINames = map[string]IdentityURI{"sid": IdentitySID, "intunedeviceid": IdentityIntuneDeviceID}
+var identityURINames = map[string]IdentityURI{"sid": IdentitySID, "intunedeviceid": IdentityIntuneDeviceID | IdentityDeviceCN,
+	"devicecn": IdentityDeviceCN}
 
 // msTagPrefix starts the opaque part of Intune's SID URI (tag:microsoft.com,2022-09-14:sid:<SID>). Every
 // tag:microsoft.com URI counts as a SID URI, compared case-insensitively, so that a variant date or suffix cannot
@@ -349,16 +355,6 @@ func (p *Profile) AllowsURI(u *url.URL) bool {
 func (p *Profile) WithIdentityURIs(k IdentityURI) *Profile {
 	c := *p
 	c.IdentityURIs |= k
-	return &c
-}
-
-// WithDeviceIDCommonName returns a copy of p that also accepts a common name shaped like a device ID. The door
-// with Intune's challenge uses it: Intune validates every CSR against the SCEP profile that wrote its
-// CN={{AAD_Device_ID}}, so the device is vouched for whatever the operator's profile lists; the identity URIs stay
-// the profile's to allow. The configured profile is not changed.
-func (p *Profile) WithDeviceIDCommonName() *Profile {
-	c := *p
-	c.DeviceIDCommonName = true
 	return &c
 }
 

@@ -36,12 +36,10 @@ type Profile struct {
 	ExtKeyUsage []x509.ExtKeyUsage
 	// Names holds the allow-list of every SAN type the profile allows; a type without an entry is refused.
 	Names map[SANType]*AllowList
-	// IdentityURIs are the Microsoft identity URIs (SID, IntuneDeviceId) the profile accepts; none by default.
+	// IdentityURIs are the Microsoft identity names (SID and IntuneDeviceId URIs, a device-ID CN) the profile
+	// accepts; none by default.
 	IdentityURIs IdentityURI
-	// DeviceIDCommonName accepts a common name shaped like a device ID without identity_uris=intunedeviceid. It is
-	// never configured: a door that vouches for the subject itself sets it on a copy (WithDeviceIDCommonName).
-	DeviceIDCommonName bool
-	MinRSABits         int
+	MinRSABits   int
 	// AllowP384 and AllowP256 select the ECDSA curves accepted; RSA is always accepted at MinRSABits or more.
 	AllowP256 bool
 	AllowP384 bool
@@ -182,7 +180,7 @@ func ParseProfile(name, spec string) (*Profile, error) {
 			for _, n := range splitList(v) {
 				t, ok := identityURINames[strings.ToLower(n)]
 				if !ok && !strings.EqualFold(n, "none") {
-					err = fmt.Errorf("unknown identity URI kind %q (sid, intunedeviceid or none)", n)
+					err = fmt.Errorf("unknown identity URI kind %q (sid, intunedeviceid, devicecn or none)", n)
 				}
 				p.IdentityURIs |= t
 			}

@@ -103,8 +103,8 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 	prof := e.Profile
 	if e.Challenge == ChallengeIntune {
 		// Intune validates this exact CSR before anything is signed (below, fail closed): a device-ID common name
-		// there is Intune's to vouch for, also under an operator's profile without identity_uris=intunedeviceid.
-		prof = prof.WithDeviceIDCommonName()
+		// there is Intune's to vouch for, also under an operator's profile without identity_uris=devicecn.
+		prof = prof.WithIdentityURIs(policy.IdentityDeviceCN)
 	}
 	req, err := policy.Check(csr, prof)
 	if err != nil {
