@@ -164,6 +164,7 @@ func (a *app) init(ctx context.Context) ([]string, map[string]string, error) {
 	start := time.Now()
 	var d *deps
 	refs, resolved := pendingReferences(a.cfg), map[string]string{}
+	var logged time.Time
 	for attempt := 0; ; attempt++ {
 		var err error
 		a.cfg, refs = references(ctx, a.cfg, refs, resolved, a.log, a.opts)
@@ -175,8 +176,13 @@ func (a *app) init(ctx context.Context) ([]string, map[string]string, error) {
 			return nil, nil, err
 		}
 		why := startupReason(err)
+		// A wait can last days (a subordinate CA awaiting its import): the log says what it waits for when that
+		// changes and every ten minutes, not at every 10-second attempt.
+		if last := a.waitingFor.Load(); last == nil || *last != why || time.Since(logged) >= 10*time.Minute {
+			a.log.Warn("dependencies not reachable yet; retrying", "err", err, "attempt", attempt, "waiting_for", why)
+			logged = time.Now()
+		}
 		a.waitingFor.Store(&why)
-		a.log.Warn("dependencies not reachable yet; retrying", "err", err, "attempt", attempt)
 		select {
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
