@@ -1094,5 +1094,5 @@ func identityKindName(k IdentityURI) string {
 	if k == IdentitySID {
 		return "SID (tag:microsoft.com)"
 	}
-	return "IntuneDeviceId"
+	return "Intune device ID (IntuneDeviceId://, ID:…:GUID:)"
 }

@@ -54,7 +54,9 @@ var identityURINames = map[string]IdentityURI{"sid": IdentitySID, "intunedevicei
 const msTagPrefix = "microsoft.com,"
 
 // IdentityURIKind classifies u: IdentitySID for tag:microsoft.com,… URIs, IdentityIntuneDeviceID for
-// IntuneDeviceId:// URIs (schemes compared case-insensitively), 0 for anything else.
+// IntuneDeviceId:// URIs and for the ID:<product>:GUID:<id> form network access servers read the Intune device ID
+// from (Cisco ISE's ID:Microsoft Endpoint Manager:GUID:{{DeviceId}}), schemes compared case-insensitively; 0 for
+// anything else.
 func IdentityURIKind(u *url.URL) IdentityURI {
 	// The tag is compared percent-decoded too: "tag:microsoft.com%2C2022-09-14:sid:…" must not pass as an
 	// ordinary URI for a reader that decodes it.
@@ -66,7 +68,9 @@ func IdentityURIKind(u *url.URL) IdentityURI {
 	case strings.EqualFold(u.Scheme, "tag") && (strings.HasPrefix(strings.ToLower(opaque), msTagPrefix) ||
 		strings.HasPrefix(strings.ToLower(u.Opaque), msTagPrefix)):
 		return IdentitySID
-	case strings.EqualFold(u.Scheme, "intunedeviceid"):
+	case strings.EqualFold(u.Scheme, "intunedeviceid"),
+		strings.EqualFold(u.Scheme, "id") && (strings.Contains(strings.ToLower(opaque), ":guid:") ||
+			strings.Contains(strings.ToLower(u.Opaque), ":guid:")):
 		return IdentityIntuneDeviceID
 	}
 	return 0

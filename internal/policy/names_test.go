@@ -118,7 +118,11 @@ func TestIdentityURIsNeedTheOptIn(t *testing.T) {
 	sidVariants := []string{intuneSIDURI, "TAG:Microsoft.Com,2022-09-14:SID:S-1-5-21-1-2-3-500",
 		"tag:microsoft.com,2099-01-01:sid:S-1-5-21-1-2-3-500"}
 	deviceVariants := []string{intuneDeviceURI, "intunedeviceid://5f2c8a1e-3b4d-4c6e-9f70-8a1b2c3d4e5f",
-		"INTUNEDEVICEID://5f2c8a1e-3b4d-4c6e-9f70-8a1b2c3d4e5f/x"}
+		"INTUNEDEVICEID://5f2c8a1e-3b4d-4c6e-9f70-8a1b2c3d4e5f/x",
+		// Cisco ISE reads the Intune device ID from this form (its Intune integration's SCEP profile SAN).
+		"ID:Microsoft Endpoint Manager:GUID:5f2c8a1e-3b4d-4c6e-9f70-8a1b2c3d4e5f",
+		"id:Microsoft%20Endpoint%20Manager:guid:5f2c8a1e-3b4d-4c6e-9f70-8a1b2c3d4e5f",
+		"ID:Microsoft Endpoint Manager%3AGUID%3A5f2c8a1e-3b4d-4c6e-9f70-8a1b2c3d4e5f"}
 	uriStar := mustProfile(t, "p", "uri=*")
 	sidOnly := mustProfile(t, "p", "uri=*;identity_uris=sid")
 	deviceOnly := mustProfile(t, "p", "identity_uris=intunedeviceid")
