@@ -377,50 +377,13 @@ func TestKeyVaultStartUpSaysWhatItWaitsFor(t *testing.T) {
 	caKey, _, _ := vaultKeys(t)
 	v := newVaultCA(t, caKey, "", nil)
 	v.kv.Fail(kvfake.OpGet, -1, http.StatusForbidden)
-	cfg := loadConfig(t, v.env())
-	opts := v.opts()
-	opts.startWait = 50 * time.Millisecond
-	logs := &testca.LogBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil)), opts) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
-	base := fmt.Sprintf("http://127.0.0.1:%d", cfg.Port)
-	health := func() (int, string) { return getBody(t, base+"/api/health") }
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(logs.String(), "dependencies not reachable yet") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no refused start-up attempt logged:\n%s", logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	status, body := health()
-	var p httpx.Problem
-	if err := json.Unmarshal([]byte(body), &p); err != nil || status != http.StatusServiceUnavailable || p.Code != "starting" {
-		t.Fatalf("health while Key Vault refuses: %d %s, want 503 starting", status, body)
-	}
-	if !strings.Contains(p.Detail, "Key Vault, which refuses the app's identity") {
-		t.Errorf("the 503 does not say what the start waits for: %q", p.Detail)
-	}
+	w := startWaiting(t, v)
+	body := w.mustWaitFor("Key Vault, which refuses the app's identity")
 	if strings.Contains(body, v.kv.URL()) || strings.Contains(body, kvCAKeyName) || strings.Contains(body, "403") {
 		t.Errorf("the 503 carries the error's text: %s", body)
 	}
 	v.kv.ClearFaults()
-	for {
-		status, body = health()
-		if status == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline.Add(20 * time.Second)) {
-			t.Fatalf("not ready after Key Vault let the app in: %d %s\n%s", status, body, logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	w.mustBecomeReady("after Key Vault let the app in")
 }
 
 // TestKeyVaultStartUpWaitsForCAInit: a deployment provisioned with AZSCEP_SKIP_CA_INIT (or a subordinate CA that
@@ -432,57 +395,87 @@ func TestKeyVaultStartUpWaitsForCAInit(t *testing.T) {
 	v := newVaultCA(t, caKey, "", initialised)
 	empty := memstore.New()
 	v.store = empty
+	w := startWaiting(t, v)
+	w.mustWaitFor("the CA, which is not initialised")
+	// `ca init` ran meanwhile: its documents are in the store the service reads.
+	for _, name := range fxMetaNames {
+		val, _, err := initialised.GetMeta(t.Context(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := empty.PutMeta(t.Context(), name, val, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.mustBecomeReady("after ca init")
+}
+
+// waitingService is serve running in the test while its start-up waits for something.
+type waitingService struct {
+	t        *testing.T
+	base     string
+	logs     *testca.LogBuffer
+	deadline time.Time
+}
+
+// startWaiting runs serve for v (with a short start wait, so that requests get the 503 at once), stopped when the
+// test ends, and returns once a start-up attempt has been refused and logged; serve ending first fails the test.
+func startWaiting(t *testing.T, v *vaultCA) *waitingService {
 	cfg := loadConfig(t, v.env())
 	opts := v.opts()
 	opts.startWait = 50 * time.Millisecond
-	logs := &testca.LogBuffer{}
+	w := &waitingService{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", cfg.Port), logs: &testca.LogBuffer{},
+		deadline: time.Now().Add(20 * time.Second)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil)), opts) }()
-	defer func() {
+	go func() { done <- serve(ctx, cfg, slog.New(slog.NewJSONHandler(w.logs, nil)), opts) }()
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
-	}()
-	base := fmt.Sprintf("http://127.0.0.1:%d", cfg.Port)
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(logs.String(), "dependencies not reachable yet") {
+	})
+	for !strings.Contains(w.logs.String(), "dependencies not reachable yet") {
 		select {
 		case err := <-done:
 			done <- err
-			t.Fatalf("serve ended while the CA was not initialised: %v", err)
+			t.Fatalf("serve ended before a refused start-up attempt: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no start-up attempt logged:\n%s", logs.String())
+		if time.Now().After(w.deadline) {
+			t.Fatalf("no refused start-up attempt logged:\n%s", w.logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	status, body := getBody(t, base+"/api/health")
+	return w
+}
+
+// mustWaitFor checks that /api/health answers 503 "starting" naming what the start waits for, and returns the body.
+func (w *waitingService) mustWaitFor(what string) string {
+	w.t.Helper()
+	status, body := getBody(w.t, w.base+"/api/health")
 	var p httpx.Problem
-	if err := json.Unmarshal([]byte(body), &p); err != nil || status != http.StatusServiceUnavailable || p.Code != "starting" ||
-		!strings.Contains(p.Detail, "the CA, which is not initialised") {
-		t.Fatalf("health before ca init: %d %s, want 503 starting, waiting for the CA", status, body)
+	if err := json.Unmarshal([]byte(body), &p); err != nil || status != http.StatusServiceUnavailable || p.Code != "starting" {
+		w.t.Fatalf("health while the start waits: %d %s, want 503 starting", status, body)
 	}
-	// `ca init` ran meanwhile: its documents are in the store the service reads.
-	for _, name := range fxMetaNames {
-		val, _, err := initialised.GetMeta(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := empty.PutMeta(ctx, name, val, ""); err != nil {
-			t.Fatal(err)
-		}
+	if !strings.Contains(p.Detail, what) {
+		w.t.Errorf("the 503 does not say what the start waits for (%s): %q", what, p.Detail)
 	}
+	return body
+}
+
+// mustBecomeReady waits until /api/health answers 200 from the same process.
+func (w *waitingService) mustBecomeReady(after string) {
+	w.t.Helper()
 	for {
-		if status, body = getBody(t, base+"/api/health"); status == http.StatusOK {
-			break
+		status, body := getBody(w.t, w.base+"/api/health")
+		if status == http.StatusOK {
+			return
 		}
-		if time.Now().After(deadline.Add(20 * time.Second)) {
-			t.Fatalf("not ready after ca init: %d %s\n%s", status, body, logs.String())
+		if time.Now().After(w.deadline.Add(20 * time.Second)) {
+			w.t.Fatalf("not ready %s: %d %s\n%s", after, status, body, w.logs.String())
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
