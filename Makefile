@@ -49,7 +49,7 @@ $(AZURITE_BIN):
 	@mkdir -p $(AZURITE_DIR)
 	cd $(AZURITE_DIR) && npm install --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
 
-.PHONY: azurite-install scepclient-install chromium-install tools console-msal
+.PHONY: azurite-install scepclient-install chromium-install jq-install tools console-msal
 azurite-install: $(AZURITE_BIN)
 
 scepclient-install:
@@ -59,7 +59,11 @@ scepclient-install:
 chromium-install:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
-tools: azurite-install scepclient-install chromium-install
+# jq runs in the infra scripts (create-api-app.sh, grant-intune.sh), which internal/config's tests run against a fake az.
+jq-install:
+	@command -v jq >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq jq; }
+
+tools: azurite-install scepclient-install chromium-install jq-install
 
 # Reproduces the checked-in MSAL bundle from npm (the registry checks the tarball's integrity); a test compares
 # the file with the version and SHA-256 pinned in internal/console/console.go.

@@ -1461,7 +1461,7 @@ func TestDeployScripts(t *testing.T) {
 func TestPostprovisionRetries(t *testing.T) {
 	bash, err := exec.LookPath("bash")
 	if err != nil {
-		t.Skip("no bash")
+		t.Fatal("bash is needed to run the infra scripts")
 	}
 	const unresolved = `echo "azscep: configuration error: Key Vault host kv-x.vault.azure.net does not resolve (no such host): check AZSCEP_KEYVAULT_URL (the vault name)"; exit 2`
 	for _, tc := range []struct {
@@ -1565,7 +1565,7 @@ func TestLocalSettingsSample(t *testing.T) {
 func TestGrantIntuneScript(t *testing.T) {
 	bash, err := exec.LookPath("bash")
 	if err != nil {
-		t.Skip("no bash")
+		t.Fatal("bash is needed to run the infra scripts")
 	}
 	const principal = "22222222-2222-2222-2222-222222222222"
 	// az answers by what it is asked: the tenant, a service principal by appId (Intune's only when INTUNE=1), an
@@ -1674,7 +1674,7 @@ esac
 func TestAdminScriptCommands(t *testing.T) {
 	bash, err := exec.LookPath("bash")
 	if err != nil {
-		t.Skip("no bash")
+		t.Fatal("bash is needed to run the infra scripts")
 	}
 	dir := t.TempDir()
 	scripts, bin, stubs := filepath.Join(dir, "infra", "scripts"), filepath.Join(dir, ".local", "bin"), filepath.Join(dir, "stubs")
@@ -1795,10 +1795,10 @@ func newCreateAPIApp(t *testing.T) (state string, run func(env ...string) (strin
 	t.Helper()
 	bash, err := exec.LookPath("bash")
 	if err != nil {
-		t.Skip("no bash")
+		t.Fatal("bash is needed to run the infra scripts")
 	}
 	if _, err := exec.LookPath("jq"); err != nil {
-		t.Skip("no jq")
+		t.Fatal("jq is needed to run the infra scripts (make test installs it)")
 	}
 	dir := t.TempDir()
 	scripts, stubs := filepath.Join(dir, "infra", "scripts"), filepath.Join(dir, "stubs")
