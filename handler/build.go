@@ -159,6 +159,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 				d.ocsp.Invalidate(n)
 			}
 		}
+		if d.ra != nil && revokesCurrentRA(keys, serials) {
+			// Not in this call: a revocation the keeper makes itself calls back here with its lock held.
+			go replaceRevokedRA(ctx, d.ra, log)
+		}
 	}
 	d.onRevoked = onRevoked
 
@@ -354,6 +358,40 @@ func raKeeper(ctx context.Context, st store.Store, raStore custody.RAStore, keys
 		keeper.Run(rctx, custody.RARefreshInterval)
 	}()
 	return keeper, func() { cancel(); <-done }, nil
+}
+
+// revokesCurrentRA reports whether serials name the RA certificate keys serves now.
+func revokesCurrentRA(keys *custody.Keys, serials []string) bool {
+	cur, _ := keys.RA()
+	if cur == nil {
+		return false
+	}
+	for _, s := range serials {
+		if n, err := store.ParseSerial(s); err == nil && n.Cmp(cur.SerialNumber) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// raReplaceTimeout bounds the replacement of a revoked RA: a certificate signed with the CA key (Key Vault) and the
+// stored envelope.
+const raReplaceTimeout = 2 * time.Minute
+
+// replaceRevokedRA runs the RA maintenance at once after an admin revoked the current RA certificate, rather than
+// at the next hourly timer: a revoked RA (a compromised key, say) would otherwise keep being offered by GetCACert
+// and opening envelopes for up to an hour. This instance installs the new RA when it is stored; the others pick it
+// up at their next refresh (custody.RARefreshInterval). If it fails, the timer's run replaces it.
+func replaceRevokedRA(ctx context.Context, ra *custody.RAKeeper, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, raReplaceTimeout)
+	defer cancel()
+	lines, err := ra.Maintain(ctx)
+	for _, l := range lines {
+		log.Info("RA maintenance after a revocation", "result", l)
+	}
+	if err != nil && ctx.Err() == nil {
+		log.Warn("replacing the revoked RA failed; the hourly timer tries again", "err", err)
+	}
 }
 
 // apiAppID is the API's application (client) ID among its token audiences: the GUID, or the GUID of an App ID URI
