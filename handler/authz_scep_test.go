@@ -99,14 +99,20 @@ func (a *authzService) selfService(t *testing.T, upn string, key *rsa.PrivateKey
 	return cert
 }
 
-// revoke revokes serial through the admin API, as an admin signed in to the console (whose client is the API's
-// own app registration).
+// revoke revokes c for keyCompromise through the admin API, as an admin signed in to the console (whose client is
+// the API's own app registration).
 func (a *authzService) revoke(t *testing.T, c *x509.Certificate) {
+	t.Helper()
+	a.revokeFor(t, c, "keyCompromise")
+}
+
+// revokeFor revokes c through the admin API for reason.
+func (a *authzService) revokeFor(t *testing.T, c *x509.Certificate, reason string) {
 	t.Helper()
 	tok := a.entra.MintUser(entrafake.NewGUID(), "admin@contoso.example", []string{entra.RoleCertificatesManage},
 		entrafake.WithClaim("azp", a.entra.ClientID))
 	req, err := http.NewRequest(http.MethodPost, a.base+"/api/certificates/"+store.SerialString(c.SerialNumber)+"/revoke",
-		strings.NewReader(`{"reason":"keyCompromise"}`))
+		strings.NewReader(`{"reason":"`+reason+`"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,12 +277,18 @@ func TestReplayWindow(t *testing.T) {
 		t.Fatal("the new certificate is not what the next replay returns")
 	}
 
-	a.revoke(t, cert2)
+	a.revokeFor(t, cert2, "superseded")
 	cert3 := post(t, a.scepURL("static"), x.req).mustSucceed(t, a.ra)
 	if cert3.Equal(cert2) || a.signs() != 1 {
 		t.Fatal("a replay of a revoked certificate did not get a new certificate")
 	}
 	bound(cert3)
+	// Revoked for keyCompromise, the key gets nothing new: the replay is refused, not re-issued.
+	a.revoke(t, cert3)
+	post(t, a.scepURL("static"), x.req).mustFail(t, a.ra, testca.FailBadRequest)
+	if a.signs() != 0 {
+		t.Fatal("a compromised key's replay was signed")
+	}
 
 	// Expired inside the window: the endpoint's certificates last 12 hours, the window 24.
 	sx := a.enroll(t, "short", testca.RSAKey(t, nextDeviceKey(t)), testca.CSROptions{Subject: pkix.Name{CommonName: "brief-device"}})

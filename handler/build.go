@@ -114,8 +114,14 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 		CAIssuers: []string{cfg.PublishedURL("/api/ca")},
 		CRL:       []string{cfg.PublishedURL("/api/crl")},
 	}
+	// Read at start, so that the first enrollment does not wait for the listing.
+	marks := &revocation.CompromisedKeys{Store: st, Now: now}
+	if err := marks.Refresh(ctx); err != nil {
+		return nil, err
+	}
 	iss, err := issuance.New(issuance.Config{CA: issuance.CA{Cert: keys.CA(), Signer: keys.CASigner}, Store: st,
-		URLs: urls, Backdate: cfg.Backdate, StaleAfter: cfg.StaleAfter, Logger: log, Now: now, Sleep: opts.sleep})
+		URLs: urls, Backdate: cfg.Backdate, StaleAfter: cfg.StaleAfter, Logger: log, Now: now, Sleep: opts.sleep,
+		CompromisedKeys: marks})
 	if err != nil {
 		return nil, err
 	}
@@ -154,6 +160,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 	}
 	onRevoked := func(serials []string) {
 		d.crl.Invalidate()
+		marks.Invalidate()
 		for _, s := range serials {
 			if n, err := store.ParseSerial(s); err == nil {
 				d.ocsp.Invalidate(n)

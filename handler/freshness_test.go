@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/azscep/azscep/internal/config"
 	"github.com/azscep/azscep/internal/httpx"
+	"github.com/azscep/azscep/internal/policy"
 	"github.com/azscep/azscep/internal/scep"
 	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/testca"
@@ -223,5 +226,58 @@ func TestLocalModeRefusesRebindingHosts(t *testing.T) {
 	}
 	if tok := devToken(t, in.base, "Certificates.Manage"); tok == "" { // addressed to 127.0.0.1: served
 		t.Error("no token for a loopback Host")
+	}
+}
+
+// TestCompromisedKeyRefusedAtEveryDoor: once a certificate is revoked for keyCompromise on instance A, its key gets
+// no new certificate at any door: at once on A, and on instance B within the 30 s its view of the marks may be old,
+// without B asking the store about keys on every enrollment. Renewals always read the mark (the renewal cut-off);
+// this is a first enrollment over static SCEP with a new transaction, and /api/csr.
+func TestCompromisedKeyRefusedAtEveryDoor(t *testing.T) {
+	env := localEnv(t)
+	a, b := startInstance(t, env), startInstance(t, env)
+	certs, _ := getCACert(t, a.base+"/api/scep/static")
+	ra := recipients(t, certs)[0]
+	key := testca.RSAKey(t, nextDeviceKey(t))
+	enroll := func(in *instance, cn string) *exchange {
+		subject := pkix.Name{CommonName: cn}
+		csr := testca.CSR(t, key, testca.CSROptions{Subject: subject, ChallengePassword: config.LocalStaticChallenge})
+		// A transaction ID of its own: a new enrollment with the key, not a replay of the first one.
+		c := testca.NewClient(t, key, subject, ra)
+		return post(t, in.base+"/api/scep/static", c.Message(t, testca.Message{Type: testca.MsgPKCSReq,
+			TransactionID: "compromised-" + cn, Content: csr.Raw}))
+	}
+	cert := enroll(a, "leaked-key-device").mustSucceed(t, ra)
+	if again := enroll(b, "same-key-before").mustSucceed(t, ra); again.SerialNumber.Cmp(cert.SerialNumber) == 0 {
+		t.Fatal("the second enrollment replayed the first")
+	}
+
+	a.adminRevoke(t, store.SerialString(cert.SerialNumber), "keyCompromise")
+	enroll(a, "same-key-on-a").mustFail(t, ra, testca.FailBadRequest)
+	if !strings.Contains(a.logs.String(), string(policy.CodeKeyCompromised)) {
+		t.Errorf("A's log does not name the refusal:\n%s", a.logs.String())
+	}
+	// B listed the marks less than 30 s ago (its clock has not moved): its view stands, as OCSP's does.
+	enroll(b, "same-key-on-b-inside").mustSucceed(t, ra)
+	b.clock.Advance(31 * time.Second)
+	enroll(b, "same-key-on-b").mustFail(t, ra, testca.FailBadRequest)
+
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "api-leaked"},
+		DNSNames: []string{"api-leaked.example.com"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, b.base+"/api/csr", bytes.NewReader(der))
+	req.Header.Set("Authorization", "Bearer "+devToken(t, b.base, "CSR.Request.Db"))
+	req.Header.Set("Content-Type", "application/pkcs10")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var p httpx.Problem
+	if err := json.Unmarshal(body, &p); err != nil || resp.StatusCode != http.StatusBadRequest || p.Code != string(policy.CodeKeyCompromised) {
+		t.Fatalf("/api/csr with the compromised key: %d %s, want 400 %s", resp.StatusCode, body, policy.CodeKeyCompromised)
 	}
 }

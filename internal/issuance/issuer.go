@@ -89,6 +89,14 @@ type Config struct {
 	// Sleep waits d, or until ctx ends (then it returns ctx's error): the pause between the tries of a write made
 	// once the certificate is signed (durableUpdate). Nil: a timer. Tests replace it so as not to wait.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// CompromisedKeys, when set, refuses a key marked compromised before anything is recorded or signed, at every
+	// door (revocation.CompromisedKeys answers from memory).
+	CompromisedKeys KeyMarks
+}
+
+// KeyMarks says whether a key, by its store.SPKIHash, is marked compromised.
+type KeyMarks interface {
+	Compromised(ctx context.Context, keyHash string) (store.CompromisedKey, bool, error)
 }
 
 // deliverTimeout bounds the delivery gate (the Intune success notification and its one retry).
@@ -129,6 +137,7 @@ type Issuer struct {
 	log      *slog.Logger
 	now      func() time.Time
 	sleep    func(ctx context.Context, d time.Duration) error
+	marks    KeyMarks
 
 	linter    *lint.Linter
 	linterErr error // reported by Issue, so that New accepts any CA (as before)
@@ -161,7 +170,7 @@ func New(cfg Config) (*Issuer, error) {
 		cfg.Sleep = ctxtime.Sleep
 	}
 	i := &Issuer{ca: cfg.CA, caName: cfg.CA.Cert.Subject.String(), sigAlg: alg, store: cfg.Store, urls: cfg.URLs, backdate: cfg.Backdate,
-		stale: cfg.StaleAfter, log: cfg.Logger, now: cfg.Now, sleep: cfg.Sleep}
+		stale: cfg.StaleAfter, log: cfg.Logger, now: cfg.Now, sleep: cfg.Sleep, marks: cfg.CompromisedKeys}
 	i.linter, i.linterErr = lint.New(cfg.CA.Cert)
 	i.signerVerifies = custody.SignerVerifiesItself(cfg.CA.Signer, cfg.CA.Cert)
 	return i, nil
@@ -396,6 +405,17 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 	if req.Gated && req.Deliver == nil {
 		// The certificate would leave ungated while every replay of it waits for a gate that never runs.
 		return nil, errors.New("issuance: a gated request needs its delivery gate (Deliver)")
+	}
+	if i.marks != nil {
+		// A key known to be out is certified by no door: a policy refusal, before any record or claim.
+		mark, found, err := i.marks.Compromised(ctx, sk.hash)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			return nil, &policy.Rejection{Code: policy.CodeKeyCompromised,
+				Detail: fmt.Sprintf("the key was reported compromised (certificate %s revoked for keyCompromise)", mark.Serial)}
+		}
 	}
 	now := i.now()
 

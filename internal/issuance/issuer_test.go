@@ -1185,3 +1185,89 @@ func TestNameConstraintsRefusal(t *testing.T) {
 		t.Fatalf("issued certificate does not verify under the constrained CA: %v", err)
 	}
 }
+
+// markedKeys is a KeyMarks holding one compromised key.
+type markedKeys struct{ hash string }
+
+func (m markedKeys) Compromised(_ context.Context, h string) (store.CompromisedKey, bool, error) {
+	if h == m.hash {
+		return store.CompromisedKey{PublicKey: h, Serial: "0A"}, true, nil
+	}
+	return store.CompromisedKey{}, false, nil
+}
+
+// TestCompromisedKeyRefusal: a key marked compromised is a policy refusal, key_compromised, before any record,
+// claim or signature, whatever the door; another key is issued as usual.
+func TestCompromisedKeyRefusal(t *testing.T) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(8), Subject: pkix.Name{CommonName: "Marks CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(365 * 24 * time.Hour), BasicConstraintsValid: true, IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := memstore.New()
+	as := &auditSigner{Signer: caKey, st: st, t: t}
+	spki, err := x509.MarshalPKIXPublicKey(leafKey.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := New(Config{CA: CA{Cert: ca, Signer: as}, Store: st, Backdate: 5 * time.Minute,
+		CompromisedKeys: markedKeys{hash: store.SPKIHash(spki)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, err := policy.ParseProfile("device", "validity=30d;ku=digitalSignature;eku=clientAuth;dns=*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	request := func(key crypto.Signer) *Request {
+		csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+			Subject: pkix.Name{CommonName: "laptop-7"}, DNSNames: []string{"laptop-7.corp.example"}}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		csr, err := policy.ParseCSR(csrDER)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checked, err := policy.Check(csr, prof)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &Request{Checked: checked, Profile: prof, Source: store.SourceAPI, Endpoint: "api", Requester: "test",
+			Key: "k|" + store.SPKIHash(mustSPKI(t, key))}
+	}
+	_, err = iss.Issue(context.Background(), request(leafKey))
+	if r, ok := policy.AsRejection(err); !ok || r.Code != policy.CodeKeyCompromised {
+		t.Fatalf("Issue with the marked key = %v, want a %s rejection", err, policy.CodeKeyCompromised)
+	}
+	if page, _, _ := st.Search(context.Background(), store.Query{Limit: 10}); len(page) != 0 || as.signs.Load() != 0 {
+		t.Fatalf("refusal left %d records and %d signatures, want none", len(page), as.signs.Load())
+	}
+	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := iss.Issue(context.Background(), request(other)); err != nil {
+		t.Fatalf("Issue with another key: %v", err)
+	}
+}
+
+func mustSPKI(t *testing.T, key crypto.Signer) []byte {
+	t.Helper()
+	spki, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return spki
+}

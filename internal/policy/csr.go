@@ -46,6 +46,9 @@ const (
 	// CodeNameConstraints: a name the issuing CA certificate's name constraints (RFC 5280 §4.2.1.10) do not allow;
 	// found by the lint of the planned certificate (internal/lint), not by Check.
 	CodeNameConstraints Code = "name_constraints"
+	// CodeKeyCompromised: the request's key was reported compromised (a certificate for it was revoked for
+	// keyCompromise); found by the issuer, not by Check.
+	CodeKeyCompromised Code = "key_compromised"
 )
 
 // Rejection is a policy refusal: the request is well-formed enough to answer but may not be issued.

@@ -258,6 +258,9 @@ type Revocations interface {
 	// Compromised returns the mark of publicKey (a Record.PublicKey), or ErrNotFound: one point read, so that
 	// renewals can ask about the signer's and the requested key.
 	Compromised(ctx context.Context, publicKey string) (CompromisedKey, error)
+	// ListCompromised returns every compromised-key mark, in no particular order: few keys are ever reported
+	// compromised, so that every door can check a new certificate's key against a copy in memory.
+	ListCompromised(ctx context.Context) ([]CompromisedKey, error)
 }
 
 // Meta holds small named documents of CA state with optimistic concurrency.

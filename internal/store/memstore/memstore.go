@@ -511,6 +511,20 @@ func (s *Store) GetRevoked(ctx context.Context, serial string) (store.Revoked, e
 	return e, nil
 }
 
+// ListCompromised implements store.Revocations.
+func (s *Store) ListCompromised(ctx context.Context) ([]store.CompromisedKey, error) {
+	if err := ctxErr(ctx, "listing compromised keys"); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]store.CompromisedKey, 0, len(s.keys))
+	for _, k := range s.keys {
+		out = append(out, k)
+	}
+	return out, nil
+}
+
 // MarkCompromised implements store.Revocations.
 func (s *Store) MarkCompromised(ctx context.Context, k store.CompromisedKey) (store.CompromisedKey, bool, error) {
 	if err := ctxErr(ctx, "marking key compromised"); err != nil {

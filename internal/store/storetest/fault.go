@@ -24,6 +24,7 @@ const (
 	MethodGetRevoked        = "GetRevoked"
 	MethodMarkCompromised   = "MarkCompromised"
 	MethodCompromised       = "Compromised"
+	MethodListCompromised   = "ListCompromised"
 	MethodGetMeta           = "GetMeta"
 	MethodPutMeta           = "PutMeta"
 	MethodEnqueueRevocation = "EnqueueRevocation"
@@ -42,8 +43,8 @@ var WriteMethods = []string{
 
 var allMethods = []string{
 	MethodInsert, MethodUpdate, MethodGet, MethodSearch, MethodPending, MethodInsertBound, MethodLookup,
-	MethodAddRevoked, MethodListRevoked, MethodGetRevoked, MethodMarkCompromised, MethodCompromised, MethodGetMeta,
-	MethodPutMeta, MethodEnqueueRevocation, MethodUpdateRevocation, MethodOpenRevocations, MethodRecordRun, MethodRuns,
+	MethodAddRevoked, MethodListRevoked, MethodGetRevoked, MethodMarkCompromised, MethodCompromised, MethodListCompromised,
+	MethodGetMeta, MethodPutMeta, MethodEnqueueRevocation, MethodUpdateRevocation, MethodOpenRevocations, MethodRecordRun, MethodRuns,
 	MethodPing,
 }
 
@@ -300,6 +301,15 @@ func (f *FaultStore) Compromised(ctx context.Context, publicKey string) (k store
 		return store.CompromisedKey{}, err
 	}
 	return k, nil
+}
+
+// ListCompromised implements store.Store.
+func (f *FaultStore) ListCompromised(ctx context.Context) (out []store.CompromisedKey, err error) {
+	err = f.do(MethodListCompromised, func() error { out, err = f.inner.ListCompromised(ctx); return err }, nil)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // GetMeta implements store.Store.

@@ -898,6 +898,17 @@ func testCompromisedKeys(t *testing.T, s store.Store) {
 	if list, err := s.ListRevoked(ctx); err != nil || len(list) != 0 {
 		t.Errorf("ListRevoked after marking keys = %+v, %v; want no entries", list, err)
 	}
+	// The listing holds every mark as its point read does, the first mark of a key marked twice.
+	list, err := s.ListCompromised(ctx)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("ListCompromised = %+v, %v; want the two marks", list, err)
+	}
+	for _, k := range list {
+		want, err := s.Compromised(ctx, k.PublicKey)
+		if err != nil || k.Serial != want.Serial || k.By != want.By || !k.MarkedAt.Equal(want.MarkedAt) {
+			t.Errorf("listed mark %+v, point read %+v, %v", k, want, err)
+		}
+	}
 }
 
 func testMeta(t *testing.T, s store.Store) {

@@ -308,6 +308,23 @@ func (s *Store) Compromised(ctx context.Context, publicKey string) (store.Compro
 	return store.CompromisedKey{PublicKey: publicKey, Serial: p.str("Serial"), By: p.str("By"), MarkedAt: at}, nil
 }
 
+// ListCompromised implements store.Revocations with a query of the compromisedkey partition.
+func (s *Store) ListCompromised(ctx context.Context) ([]store.CompromisedKey, error) {
+	filter := "PartitionKey eq " + quote(compromisedPK)
+	top := int32(pageSize)
+	var out []store.CompromisedKey
+	err := s.list(ctx, s.revoked, "listing compromised keys", &aztables.ListEntitiesOptions{Filter: &filter, Top: &top},
+		func(p props, _ string) (bool, error) {
+			at, err := p.time("MarkedAt")
+			if err != nil {
+				return false, fmt.Errorf("decoding compromised key %s: %w", p.str("RowKey"), err)
+			}
+			out = append(out, store.CompromisedKey{PublicKey: p.str("RowKey"), Serial: p.str("Serial"), By: p.str("By"), MarkedAt: at})
+			return true, nil
+		})
+	return out, err
+}
+
 func checkMetaName(name string) error {
 	if name == "" || len(name) > 128 {
 		return fmt.Errorf("meta name %q must be 1 to 128 characters", name)
