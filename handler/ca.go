@@ -83,6 +83,12 @@ func caCommand(ctx context.Context, cfg *config.Config, sub string, args []strin
 	if err != nil || days < 24*time.Hour {
 		return fmt.Errorf("bad -validity %q: %w", o.validity, errUsage)
 	}
+	if cfg.Mode == config.ModeLocal {
+		// Before anything is made: a local CA that ignored a flag would be a CA the operator did not ask for.
+		if err := checkLocal(sub, o); err != nil {
+			return fmt.Errorf("%v: %w", err, errUsage)
+		}
+	}
 	now := time.Now()
 	var cred azcore.TokenCredential
 	if cfg.Mode != config.ModeLocal {
@@ -98,7 +104,7 @@ func caCommand(ctx context.Context, cfg *config.Config, sub string, args []strin
 		}
 	}
 	if cfg.Mode == config.ModeLocal {
-		return caLocal(ctx, cfg, st, sub, name, days, o.keyType, o.compromised, now, out)
+		return caLocal(ctx, cfg, st, sub, name, days, o, now, out)
 	}
 	v, err := vault(cfg, cred, st, opts.kvOptions)
 	if err != nil {
@@ -161,16 +167,35 @@ func caCommand(ctx context.Context, cfg *config.Config, sub string, args []strin
 	return fmt.Errorf("unknown ca command %q", sub)
 }
 
-func caLocal(ctx context.Context, cfg *config.Config, st store.Store, sub string, name pkix.Name, validity time.Duration,
-	keyType string, compromised bool, now time.Time, out io.Writer) error {
+// localKeyTypes maps the Key Vault key types `ca init` takes to the local key type that stands in for each.
+var localKeyTypes = map[string]string{"RSA-HSM": "RSA", "RSA": "RSA", "EC-HSM": "EC", "EC": "EC"}
+
+// checkLocal refuses what local mode cannot do: a subordinate CA (it makes self-signed roots only), or a key type,
+// size or curve that a Key Vault CA key could not have either. Local mode honours the size and curve.
+func checkLocal(sub string, o *caOptions) error {
 	switch sub {
 	case "init":
-		kt := "RSA"
-		if strings.HasPrefix(keyType, "EC") {
-			kt = "EC"
+		if o.subordinate {
+			return errors.New("-subordinate: local mode makes self-signed roots only; a subordinate CA needs azure mode")
 		}
+		kt := localKeyTypes[o.keyType]
+		if kt == "" {
+			return fmt.Errorf("-key-type %q is not RSA-HSM, EC-HSM, RSA or EC", o.keyType)
+		}
+		return custody.CheckLocalKey(kt, o.keySize, o.curve)
+	case "import":
+		return errors.New("local mode makes self-signed roots only, so there is nothing to import; a subordinate CA needs azure mode")
+	}
+	return nil
+}
+
+func caLocal(ctx context.Context, cfg *config.Config, st store.Store, sub string, name pkix.Name, validity time.Duration,
+	o *caOptions, now time.Time, out io.Writer) error {
+	switch sub {
+	case "init":
 		created, err := custody.InitLocal(cfg.LocalKeyDir, custody.LocalInitOptions{Subject: name, Validity: validity,
-			KeyType: kt, NoRA: cfg.RAMode == "ca", Recorder: revocation.RARecords(st)}, now)
+			KeyType: localKeyTypes[o.keyType], KeySize: o.keySize, Curve: o.curve, NoRA: cfg.RAMode == "ca",
+			Recorder: revocation.RARecords(st)}, now)
 		if err != nil {
 			return err
 		}
@@ -181,7 +206,7 @@ func caLocal(ctx context.Context, cfg *config.Config, st store.Store, sub string
 		if err != nil {
 			return err
 		}
-		return rotateRA(ctx, st, custody.LocalRA{Dir: cfg.LocalKeyDir}, keys, compromised, now, out)
+		return rotateRA(ctx, st, custody.LocalRA{Dir: cfg.LocalKeyDir}, keys, o.compromised, now, out)
 	case "show":
 		k, err := custody.LoadLocal(cfg.LocalKeyDir, now)
 		if err != nil {
@@ -189,8 +214,6 @@ func caLocal(ctx context.Context, cfg *config.Config, st store.Store, sub string
 		}
 		printChain(out, k.Chain, k.RACert)
 		return nil
-	case "import":
-		return errors.New("local mode makes self-signed roots only; use azure mode for a subordinate CA")
 	}
 	return fmt.Errorf("unknown ca command %q", sub)
 }

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -25,6 +27,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
 	"github.com/azscep/azscep/internal/config"
+	"github.com/azscep/azscep/internal/custody"
 	"github.com/azscep/azscep/internal/keyvault"
 	"github.com/azscep/azscep/internal/store/azuritetest"
 	"github.com/azscep/azscep/internal/store/memstore"
@@ -362,6 +365,13 @@ func TestCLIExplainsItself(t *testing.T) {
 		// Bad values are configuration errors too: exit 2, which the postprovision hook does not retry.
 		{local, []string{"ca", "init", "-subject", "not a name"}, []string{"-subject", `bad subject part "not a name"`, "Usage: azscep ca init"}},
 		{local, []string{"ca", "init", "-validity", "12x"}, []string{`bad -validity "12x"`, "Usage: azscep ca init"}},
+		// Local mode makes only what was asked for: no root in place of a subordinate CSR, no default key in place
+		// of the size or curve given.
+		{local, []string{"ca", "init", "-subordinate", "-subject", "CN=Issuing CA"}, []string{"-subordinate: local mode makes self-signed roots only", "Usage: azscep ca init"}},
+		{local, []string{"ca", "init", "-key-type", "DSA"}, []string{`-key-type "DSA" is not`, "Usage: azscep ca init"}},
+		{local, []string{"ca", "init", "-key-size", "2048"}, []string{"RSA key size 2048 is not 3072 or 4096", "Usage: azscep ca init"}},
+		{local, []string{"ca", "init", "-key-type", "EC-HSM", "-curve", "P-521"}, []string{`curve "P-521" is not P-256 or P-384`, "Usage: azscep ca init"}},
+		{local, []string{"ca", "import", "-cert", "chain.pem"}, []string{"nothing to import", "Usage: azscep ca import"}},
 		{local, []string{"revoke"}, []string{"revoke needs -serial", "Usage: azscep revoke"}},
 		{local, []string{"revoke", "-serial", "0A", "-reason", "stolen"}, []string{"-reason", "Usage: azscep revoke"}},
 	} {
@@ -373,6 +383,39 @@ func TestCLIExplainsItself(t *testing.T) {
 			if !strings.Contains(stderr, w) {
 				t.Errorf("azscep %s: stderr lacks %q:\n%s", strings.Join(tc.args, " "), w, stderr)
 			}
+		}
+	}
+}
+
+// TestLocalCAInitHonoursKeyFlags: in local mode `ca init` makes the key the flags ask for (the README's bootstrap
+// commands work there too), not its default RSA 3072 or P-256 key whatever was asked.
+func TestLocalCAInitHonoursKeyFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-key-type", "EC-HSM", "-curve", "P-384"}, "P-384"},
+		{[]string{"-key-type", "RSA", "-key-size", "4096"}, "RSA 4096"},
+	} {
+		dir := filepath.Join(t.TempDir(), "ca")
+		env, _ := binaryEnv(t, "AZSCEP_LOCAL_KEY_DIR="+dir) // the last value of a setting counts
+		code, stdout, stderr := runCLI(t, env, append([]string{"ca", "init"}, tc.args...)...)
+		if code != 0 || !strings.Contains(stdout, "(created: true)") {
+			t.Fatalf("ca init %v: exit %d\n%s%s", tc.args, code, stdout, stderr)
+		}
+		keys, err := custody.LoadLocal(dir, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		switch pub := keys.Chain[0].PublicKey.(type) {
+		case *ecdsa.PublicKey:
+			got = pub.Curve.Params().Name
+		case *rsa.PublicKey:
+			got = fmt.Sprintf("RSA %d", pub.N.BitLen())
+		}
+		if got != tc.want {
+			t.Errorf("ca init %v made a %s CA key, want %s", tc.args, got, tc.want)
 		}
 	}
 }

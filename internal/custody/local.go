@@ -35,7 +35,11 @@ const (
 type LocalInitOptions struct {
 	Subject  pkix.Name
 	Validity time.Duration
-	KeyType  string // "RSA" (3072 bits) or "EC" (P-256)
+	KeyType  string // "RSA" or "EC"
+	// KeySize is the RSA key size: 3072 (also for 0) or 4096.
+	KeySize int
+	// Curve is the EC curve: "P-256" (also for "") or "P-384".
+	Curve string
 	// NoRA selects CA-decrypt mode: no RA key is created.
 	NoRA bool
 	// Recorder, when set, records the RA certificate (pending before the CA key signs, issued after).
@@ -50,7 +54,7 @@ func InitLocal(dir string, opts LocalInitOptions, now time.Time) (bool, error) {
 	}
 	created := false
 	if _, err := os.Stat(filepath.Join(dir, localCAChain)); errors.Is(err, fs.ErrNotExist) {
-		key, err := generateKey(opts.KeyType)
+		key, err := generateKey(opts.KeyType, opts.KeySize, opts.Curve)
 		if err != nil {
 			return false, err
 		}
@@ -253,14 +257,39 @@ func loadLocalCA(dir string) ([]*x509.Certificate, crypto.Signer, error) {
 	return chain, key, nil
 }
 
-func generateKey(keyType string) (crypto.Signer, error) {
+// CheckLocalKey refuses a local CA key other than those a Key Vault CA key may be (ErrInitOptions): key type RSA
+// ("" too) of 3072 (0 too) or 4096 bits, or EC ("P-256", "" too, or "P-384"), rather than make a key the operator
+// did not ask for.
+func CheckLocalKey(keyType string, size int, curve string) error {
 	switch keyType {
 	case "", "RSA":
-		return rsa.GenerateKey(rand.Reader, 3072)
+		if size != 0 && size != 3072 && size != 4096 {
+			return fmt.Errorf("%w: RSA key size %d is not 3072 or 4096", ErrInitOptions, size)
+		}
 	case "EC":
+		if curve != "" && curve != "P-256" && curve != "P-384" {
+			return fmt.Errorf("%w: curve %q is not P-256 or P-384", ErrInitOptions, curve)
+		}
+	default:
+		return fmt.Errorf("%w: local key type %q is not RSA or EC", ErrInitOptions, keyType)
+	}
+	return nil
+}
+
+func generateKey(keyType string, size int, curve string) (crypto.Signer, error) {
+	if err := CheckLocalKey(keyType, size, curve); err != nil {
+		return nil, err
+	}
+	if keyType == "EC" {
+		if curve == "P-384" {
+			return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+		}
 		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	}
-	return nil, fmt.Errorf("custody: local key type %q is not RSA or EC", keyType)
+	if size == 0 {
+		size = 3072
+	}
+	return rsa.GenerateKey(rand.Reader, size)
 }
 
 func writeKey(path string, key crypto.Signer) error {

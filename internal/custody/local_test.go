@@ -213,7 +213,12 @@ func TestLocalMismatchedFiles(t *testing.T) {
 func TestLocalErrors(t *testing.T) {
 	t.Parallel()
 	_, err := custody.InitLocal(t.TempDir(), custody.LocalInitOptions{KeyType: "DSA"}, now)
-	wantErr(t, err, nil, `local key type "DSA" is not RSA or EC`)
+	wantErr(t, err, custody.ErrInitOptions, `local key type "DSA" is not RSA or EC`)
+	// Sizes and curves a Key Vault CA key could not have either are refused, not replaced by the defaults.
+	_, err = custody.InitLocal(t.TempDir(), custody.LocalInitOptions{KeyType: "RSA", KeySize: 2048}, now)
+	wantErr(t, err, custody.ErrInitOptions, "RSA key size 2048 is not 3072 or 4096")
+	_, err = custody.InitLocal(t.TempDir(), custody.LocalInitOptions{KeyType: "EC", Curve: "P-521"}, now)
+	wantErr(t, err, custody.ErrInitOptions, `curve "P-521" is not P-256 or P-384`)
 
 	empty := t.TempDir()
 	_, err = custody.LoadLocal(empty, now)
