@@ -506,6 +506,11 @@ func (v *Vault) Import(ctx context.Context, chain []*x509.Certificate, raCommon 
 	if !chain[0].IsCA || chain[0].KeyUsage&x509.KeyUsageCertSign == 0 {
 		return errors.New("custody: the certificate is not a CA certificate with keyCertSign")
 	}
+	// The CA signs its CRLs with this key; relying parties reject a CRL whose issuer certificate lacks cRLSign,
+	// so a certificate without it would publish no usable revocation list.
+	if chain[0].KeyUsage&x509.KeyUsageCRLSign == 0 {
+		return errors.New("custody: the certificate is a CA certificate without cRLSign: its CRLs would be refused; have the parent CA sign it with keyUsage keyCertSign and cRLSign")
+	}
 	if now.After(chain[0].NotAfter) {
 		return fmt.Errorf("custody: the certificate expired at %s", chain[0].NotAfter.UTC().Format(time.RFC3339))
 	}

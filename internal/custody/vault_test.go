@@ -863,6 +863,11 @@ func TestVaultSubordinate(t *testing.T) {
 		{"no keyCertSign", []*x509.Certificate{
 			subCert(t, csr, csr.PublicKey, parent, parentKey, x509.KeyUsageDigitalSignature, now.Add(tenYears)), parent},
 			nil, "not a CA certificate with keyCertSign"},
+		// The CA signs its CRLs with this key: a certificate without cRLSign would publish CRLs that relying
+		// parties reject (RFC 5280 §4.2.1.3; Go's and OpenSSL's CRL checks both refuse them).
+		{"no cRLSign", []*x509.Certificate{
+			subCert(t, csr, csr.PublicKey, parent, parentKey, x509.KeyUsageCertSign, now.Add(tenYears)), parent},
+			nil, "without cRLSign"},
 		{"expired", []*x509.Certificate{subCert(t, csr, csr.PublicKey, parent, parentKey, usage, now.Add(-time.Minute)), parent},
 			nil, "the certificate expired at"},
 		{"wrong parent", []*x509.Certificate{sub, otherParent}, nil, "chain link 0 does not verify"},
