@@ -33,6 +33,8 @@ func command(ctx context.Context, cfg *config.Config, log *slog.Logger, args []s
 		return revocationSyncCommand(ctx, cfg, log, os.Stdout)
 	case "revoke":
 		return revokeCommand(ctx, cfg, log, args[1:], os.Stdout, buildOptions{})
+	case "backup", "restore":
+		return backupCommand(ctx, cfg, args[0] == "restore", args[1:], os.Stdout, buildOptions{})
 	case "local-help":
 		return localHelp(cfg, os.Stdout)
 	}

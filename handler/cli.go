@@ -23,6 +23,8 @@ Usage:
   azscep ca <command> [flags]   manage the CA: init, import, rotate-ra, show (see azscep ca --help)
   azscep revocation-sync        run one Intune revocation sync now
   azscep revoke -serial S       revoke a certificate with your own credential (break-glass; see azscep help revoke)
+  azscep backup -out FILE       copy the tables (the CA's records) to FILE, with the types restore needs
+  azscep restore -in FILE       insert a backup into the tables (docs/deployment.md, section 10)
   azscep local-help             how to enroll against the local CA that ` + "`make run`" + ` starts
   azscep settings               the app settings azscep reads (the table in README.md)
   azscep version                module version and VCS revision of this binary
@@ -47,6 +49,8 @@ var commandUsage = map[string]string{
 	"revocation-sync": "Usage: azscep revocation-sync\n\nRuns one Intune revocation sync (download the revocation " +
 		"requests of this CA, revoke, report\nback) with the app's settings, as the hourly timer does.\n",
 	"revoke":     revokeUsage,
+	"backup":     backupUsage,
+	"restore":    restoreUsage,
 	"local-help": "Usage: azscep local-help\n\nPrints how to enroll against the local CA that `make run` starts (local mode only).\n",
 	"settings": "Usage: azscep settings\n\nPrints every app setting azscep reads, with its default, whether Azure " +
 		"needs it and what it\nmeans, as a markdown table: the table in README.md, generated from the same list " +
@@ -150,7 +154,7 @@ func preConfig(args []string, stdout, stderr io.Writer) (int, bool) {
 			return 2, true
 		}
 		return 0, false
-	case "revocation-sync", "revoke", "local-help":
+	case "revocation-sync", "revoke", "backup", "restore", "local-help":
 		return 0, false
 	}
 	fmt.Fprintf(stderr, "azscep: unknown command %q\n\n%s", args[0], usage)

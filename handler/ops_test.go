@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/rsa"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+	"golang.org/x/crypto/ocsp"
 
 	"github.com/azscep/azscep/internal/config"
 	"github.com/azscep/azscep/internal/custody"
@@ -311,7 +313,7 @@ func runCLI(t *testing.T, env []string, args ...string) (int, string, string) {
 // exits 2 with the usage on stderr.
 func TestCLIExplainsItself(t *testing.T) {
 	noSettings := []string{}
-	commands := []string{"ca", "revocation-sync", "revoke", "local-help", "settings", "version", "help"}
+	commands := []string{"ca", "revocation-sync", "revoke", "backup", "restore", "local-help", "settings", "version", "help"}
 	for _, tc := range []struct {
 		args []string
 		want []string // substrings of stdout
@@ -329,6 +331,8 @@ func TestCLIExplainsItself(t *testing.T) {
 		{[]string{"revocation-sync", "--help"}, []string{"Usage: azscep revocation-sync"}},
 		{[]string{"revoke", "-h"}, []string{"Usage: azscep revoke", "-serial", "keyCompromise"}},
 		{[]string{"local-help", "-h"}, []string{"Usage: azscep local-help"}},
+		{[]string{"backup", "-h"}, []string{"Usage: azscep backup -out FILE", "Edm.DateTime"}},
+		{[]string{"help", "restore"}, []string{"Usage: azscep restore -in FILE"}},
 		{[]string{"settings", "--help"}, []string{"Usage: azscep settings"}},
 		{[]string{"help", "version"}, []string{"Usage: azscep version"}},
 		{[]string{"settings"}, []string{config.SettingsTable()}},
@@ -373,6 +377,8 @@ func TestCLIExplainsItself(t *testing.T) {
 		{local, []string{"ca", "init", "-key-type", "EC-HSM", "-curve", "P-521"}, []string{`curve "P-521" is not P-256 or P-384`, "Usage: azscep ca init"}},
 		{local, []string{"ca", "import", "-cert", "chain.pem"}, []string{"nothing to import", "Usage: azscep ca import"}},
 		{local, []string{"revoke"}, []string{"revoke needs -serial", "Usage: azscep revoke"}},
+		{local, []string{"backup"}, []string{"backup needs -out FILE", "Usage: azscep backup"}},
+		{local, []string{"restore", "-in"}, []string{"flag needs an argument", "Usage: azscep restore"}},
 		{local, []string{"revoke", "-serial", "0A", "-reason", "stolen"}, []string{"-reason", "Usage: azscep revoke"}},
 	} {
 		code, stdout, stderr := runCLI(t, tc.env, tc.args...)
@@ -613,5 +619,49 @@ func TestUnresolvableEndpointOnlyOurs(t *testing.T) {
 	}
 	if msg, ok := unresolvableEndpoint(cfg, errors.New("lookup kv-a.vault.azure.net: no such host")); ok {
 		t.Errorf("a message without a *net.DNSError classified: %q", msg)
+	}
+}
+
+// TestBackupRestoreServesTheOldRecords (docs/deployment.md §10, "The tables were lost"): `azscep backup` of one
+// CA's tables, `azscep restore` into empty ones, and the CA serving from them answers OCSP for the certificates it
+// issued before — revoked as revoked, with the reason, and issued as good — where fresh tables know neither.
+func TestBackupRestoreServesTheOldRecords(t *testing.T) {
+	api := []string{"AZSCEP_DEV_ISSUER=true", "AZSCEP_PROFILE_SERVER=validity=30d;eku=serverAuth;dns=*", "AZSCEP_API_PROFILES=server"}
+	dir := filepath.Join(t.TempDir(), "ca")
+	envA, portA := binaryEnv(t, append(api, "AZSCEP_LOCAL_KEY_DIR="+dir)...)
+	a := startBinary(t, envA, portA)
+	token := devTokenAs(t, a.base, "", "CSR.Request.Db")
+	revoked := issueViaAPI(t, a.base, token, pkix.Name{CommonName: "lost.example.test"}, "lost.example.test")
+	good := issueViaAPI(t, a.base, token, pkix.Name{CommonName: "kept.example.test"}, "kept.example.test")
+	serial := strings.ToUpper(revoked.SerialNumber.Text(16))
+	if code, stdout, stderr := runCLI(t, envA, "revoke", "-serial", serial, "-reason", "keyCompromise"); code != 0 {
+		t.Fatalf("revoke: exit %d\n%s%s", code, stdout, stderr)
+	}
+	backup := filepath.Join(t.TempDir(), "backup.jsonl")
+	code, stdout, stderr := runCLI(t, envA, "backup", "-out", backup)
+	if code != 0 || !strings.Contains(stdout, "backed up to "+backup) {
+		t.Fatalf("backup: exit %d\n%s%s", code, stdout, stderr)
+	}
+
+	// The same CA (key files) on new, empty tables, as after a lost storage account.
+	envB, portB := binaryEnv(t, append(api, "AZSCEP_LOCAL_KEY_DIR="+dir)...)
+	if code, stdout, stderr := runCLI(t, envB, "restore", "-in", backup); code != 0 || !strings.Contains(stdout, "restored: certs ") {
+		t.Fatalf("restore: exit %d\n%s%s", code, stdout, stderr)
+	}
+	b := startBinary(t, envB, portB)
+	caCert, err := custody.LoadLocal(dir, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := ocspStatus(t, b.base, revoked, caCert.Chain[0]); r.Status != ocsp.Revoked || r.RevocationReason != ocsp.KeyCompromise {
+		t.Errorf("OCSP for the revoked certificate after the restore: status %d reason %d, want revoked (keyCompromise)",
+			r.Status, r.RevocationReason)
+	}
+	if r := ocspStatus(t, b.base, good, caCert.Chain[0]); r.Status != ocsp.Good {
+		t.Errorf("OCSP for the issued certificate after the restore: status %d, want good", r.Status)
+	}
+	// Restoring again changes nothing: everything is there.
+	if code, stdout, stderr := runCLI(t, envB, "restore", "-in", backup); code != 0 || !strings.Contains(stdout, "restored: certs 0,") {
+		t.Fatalf("second restore: exit %d\n%s%s", code, stdout, stderr)
 	}
 }

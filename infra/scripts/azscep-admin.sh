@@ -7,18 +7,21 @@
 #   infra/scripts/azscep-admin.sh ca import -cert chain.pem
 #   infra/scripts/azscep-admin.sh ca rotate-ra
 #   infra/scripts/azscep-admin.sh revoke -serial SERIAL [-reason keyCompromise] [-comment TEXT]   (break-glass)
+#   infra/scripts/azscep-admin.sh backup -out FILE      (the tables, with their types)
+#   infra/scripts/azscep-admin.sh restore -in FILE      (into tables of a CA that has not served yet)
 #
 # Settings come from the azd environment (outputs of infra/main.bicep): AZSCEP_BASE_URL, AZSCEP_TABLES_ENDPOINT,
 # AZSCEP_KEYVAULT_URL, AZSCEP_CA_KEY_NAME, AZSCEP_KEK_NAME, AZSCEP_RA_MODE, AZSCEP_TABLES_PREFIX. The admin needs
 # Key Vault Crypto Officer on the vault and Storage Table Data Contributor on the account (main.bicep grants both
-# to AZURE_PRINCIPAL_ID; revoke needs only the second). Set AZSCEP_SKIP_BUILD=1 to reuse .local/bin/azscep.
+# to AZURE_PRINCIPAL_ID; revoke, backup and restore need only the second). Set AZSCEP_SKIP_BUILD=1 to reuse .local/bin/azscep.
 set -euo pipefail
 # shellcheck source=infra/scripts/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-if ! [[ (${1:-} == ca && $# -ge 2) || ${1:-} == revoke ]]; then
+if ! [[ (${1:-} == ca && $# -ge 2) || ${1:-} == revoke || ${1:-} == backup || ${1:-} == restore ]]; then
 	echo "usage: $0 ca init|import|rotate-ra|show [flags]" >&2
 	echo "       $0 revoke -serial SERIAL [-reason REASON] [-comment TEXT]" >&2
+	echo "       $0 backup -out FILE | restore -in FILE" >&2
 	exit 2
 fi
 

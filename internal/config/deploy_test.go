@@ -1669,8 +1669,8 @@ esac
 	}
 }
 
-// TestAdminScriptCommands runs infra/scripts/azscep-admin.sh with a stand-in for the azscep CLI: the ca commands
-// and the break-glass revoke reach the CLI, in azure mode and with every argument; anything else is a usage error.
+// TestAdminScriptCommands runs infra/scripts/azscep-admin.sh with a stand-in for the azscep CLI: the ca commands,
+// the break-glass revoke, backup and restore reach the CLI, in azure mode and with every argument; anything else is a usage error.
 func TestAdminScriptCommands(t *testing.T) {
 	bash, err := exec.LookPath("bash")
 	if err != nil {
@@ -1700,6 +1700,8 @@ func TestAdminScriptCommands(t *testing.T) {
 	}{
 		{[]string{"revoke", "-serial", "0A", "-reason", "keyCompromise"}, 0, "mode=azure args=revoke -serial 0A -reason keyCompromise"},
 		{[]string{"ca", "show"}, 0, "mode=azure args=ca show"},
+		{[]string{"backup", "-out", "b.jsonl"}, 0, "mode=azure args=backup -out b.jsonl"},
+		{[]string{"restore", "-in", "b.jsonl"}, 0, "mode=azure args=restore -in b.jsonl"},
 		{[]string{"ca"}, 2, "usage:"},
 		{[]string{"bogus"}, 2, "usage:"},
 	} {

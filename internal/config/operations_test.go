@@ -364,11 +364,15 @@ func TestDeployDocumentedFixes(t *testing.T) {
 		t.Error("the vault recovery must re-create the resource group before az keyvault recover")
 	}
 	// After azd down the tables are gone as well: the provision after a vault recovery must not let the hook's
-	// ca init write a new root and RA into empty tables before the export is restored.
+	// ca init write a new root and RA into empty tables before the backup is restored.
 	recovery := markdownSection(t, doc, "## 10. Backup and recovery")
 	if i := strings.Index(recovery, "az keyvault recover --name"); i < 0 ||
-		!strings.Contains(recovery[i:], "AZSCEP_SKIP_CA_INIT true") || !strings.Contains(recovery[i:], "restore the tables export") {
-		t.Error("section 10: the vault recovery after azd down must skip ca init (AZSCEP_SKIP_CA_INIT true) until the tables export is restored")
+		!strings.Contains(recovery[i:], "AZSCEP_SKIP_CA_INIT true") || !strings.Contains(recovery[i:], "azscep-admin.sh restore -in") {
+		t.Error("section 10: the vault recovery after azd down must skip ca init (AZSCEP_SKIP_CA_INIT true) until the backup is restored (azscep-admin.sh restore)")
+	}
+	// The backup is azscep's own, which keeps the property types the records need, not a generic export.
+	if !strings.Contains(recovery, "azscep-admin.sh backup -out") || strings.Contains(recovery, "jq -c '.items[]'") {
+		t.Error("section 10: the tables are backed up with azscep-admin.sh backup, not az storage entity query")
 	}
 	for _, s := range Settings {
 		if s.Name == "AZSCEP_PUBLICATION_URL" && !strings.Contains(s.Doc, "front end") {

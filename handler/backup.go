@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/azscep/azscep/internal/config"
+	"github.com/azscep/azscep/internal/store/tables"
+)
+
+// backupUsage and restoreUsage are the help of `azscep backup` and `azscep restore`.
+const (
+	backupUsage = `Usage: azscep backup -out FILE
+
+Writes every entity of the five tables (certs, revoked, meta, revreq, runs) to FILE as JSON lines, each with its
+table and its properties' types (Edm.DateTime, Edm.Binary, Edm.Int64), which the records need to be read back.
+Uses your own credential on Table Storage (Storage Table Data Contributor); no Key Vault operation. The file
+holds the public chain and the RA key wrapped by the key-encryption key (useless without it), and is written with
+mode 0600.
+`
+	restoreUsage = `Usage: azscep restore -in FILE
+
+Inserts the entities of a backup made by azscep backup into the tables (Storage Table Data Contributor). It only
+inserts: an entity already present with the same properties is skipped, so a restore that stopped can be run
+again; one present with other properties stops it. Restore into the tables of a CA that has not served yet
+(docs/deployment.md, section 10), with the same AZSCEP_TABLES_PREFIX or another.
+`
+)
+
+// backupCommand runs `azscep backup` (restore false) or `azscep restore`. opts.store and opts.credential replace
+// Table Storage and the operator's credential in tests.
+func backupCommand(ctx context.Context, cfg *config.Config, restore bool, args []string, out io.Writer, opts buildOptions) error {
+	name, fileFlag := "backup", "out"
+	if restore {
+		name, fileFlag = "restore", "in"
+	}
+	fs := flag.NewFlagSet("azscep "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	file := fs.String(fileFlag, "", "the backup file")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%v: %w", err, errUsage)
+	}
+	if fs.NArg() > 0 || *file == "" {
+		return fmt.Errorf("%s needs -%s FILE and nothing else: %w", name, fileFlag, errUsage)
+	}
+	if cfg.Mode == config.ModeAzure {
+		if _, _, err := operator(ctx, cfg, opts); err != nil { // who acts, before anything is touched
+			return err
+		}
+	}
+	st := opts.store
+	if st == nil {
+		var err error
+		if st, err = openStore(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	ts, ok := st.(*tables.Store)
+	if !ok {
+		return errors.New("backup and restore need Table Storage")
+	}
+	if restore {
+		f, err := os.Open(*file)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		inserted, present, err := ts.Restore(ctx, f)
+		fmt.Fprintf(out, "restored: %s\nalready present: %s\n", inserted, present)
+		return err
+	}
+	// The whole backup or nothing under the name: a temporary file renamed once complete.
+	tmp := *file + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	counts, err := ts.Backup(ctx, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, *file)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("backup not written: %w", err)
+	}
+	fmt.Fprintf(out, "backed up to %s: %s\n", *file, counts)
+	return nil
+}

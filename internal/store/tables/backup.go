@@ -1,0 +1,170 @@
+package tables
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+
+	"github.com/azscep/azscep/internal/store"
+)
+
+// Backup and restore of the five tables (`azscep backup`, `azscep restore`). A backup is JSON lines, one entity
+// each: {"table":"certs","entity":{...}}, the table named without the prefix, the entity as the service returned it
+// with its @odata.type annotations. The records depend on those types (Edm.DateTime, Edm.Binary, Edm.Int64): a copy
+// that keeps only the values, as a generic export does (az storage entity query writes a DateTime as a plain
+// string), restores dates as strings, which Table Storage's date queries (pending records, the admin API's
+// since/until) do not compare with a datetime.
+
+// BackupLine is one line of a backup.
+type BackupLine struct {
+	Table  string                     `json:"table"`
+	Entity map[string]json.RawMessage `json:"entity"`
+}
+
+// BackupCounts is the number of entities per table (without prefix) a backup or restore handled.
+type BackupCounts map[string]int
+
+func (c BackupCounts) String() string {
+	var parts []string
+	for _, t := range []string{TableCerts, TableRevoked, TableMeta, TableRevReq, TableRuns} {
+		parts = append(parts, fmt.Sprintf("%s %d", t, c[t]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// backupSkipped says whether an entity stays out of a backup and a restore: the layout-upgrade mark belongs to the
+// account it was written in (EnsureTables writes a fresh one into the account restored to).
+func backupSkipped(table string, e map[string]json.RawMessage) bool {
+	var rk string
+	_ = json.Unmarshal(e["RowKey"], &rk)
+	return table == TableMeta && rk == layoutDoc
+}
+
+// cleanEntity drops what the service adds to an entity and would refuse or ignore on insert: the odata.*
+// annotations of the entity itself and the Timestamp.
+func cleanEntity(e map[string]json.RawMessage) {
+	for k := range e {
+		if strings.HasPrefix(k, "odata.") || k == "Timestamp" || k == "Timestamp@odata.type" {
+			delete(e, k)
+		}
+	}
+}
+
+// Backup writes every entity of the five tables to w as JSON lines.
+func (s *Store) Backup(ctx context.Context, w io.Writer) (BackupCounts, error) {
+	counts := BackupCounts{}
+	enc := json.NewEncoder(w)
+	for _, t := range []struct {
+		name string
+		c    *aztables.Client
+	}{{TableCerts, s.certs}, {TableRevoked, s.revoked}, {TableMeta, s.meta}, {TableRevReq, s.revreq}, {TableRuns, s.runs}} {
+		err := s.listRaw(ctx, t.c, "backing up "+t.name, &aztables.ListEntitiesOptions{}, func(raw []byte) (bool, error) {
+			var e map[string]json.RawMessage
+			if err := json.Unmarshal(raw, &e); err != nil {
+				return false, fmt.Errorf("decoding an entity: %w", err)
+			}
+			cleanEntity(e)
+			if backupSkipped(t.name, e) {
+				return true, nil
+			}
+			if err := enc.Encode(BackupLine{Table: t.name, Entity: e}); err != nil {
+				return false, fmt.Errorf("writing the backup: %w", err)
+			}
+			counts[t.name]++
+			return true, nil
+		})
+		if err != nil {
+			return counts, err
+		}
+	}
+	return counts, nil
+}
+
+// Restore inserts every entity of a backup read from r into the five tables. It only inserts: an entity that exists
+// already with the same properties is skipped (a restore that stopped half-way can be run again); one that exists
+// with other properties stops the restore, since the tables are the CA's record and this one has moved on (restore
+// into the tables of a CA that has not served yet). It returns the entities inserted and those already present.
+func (s *Store) Restore(ctx context.Context, r io.Reader) (inserted, present BackupCounts, err error) {
+	inserted, present = BackupCounts{}, BackupCounts{}
+	clients := map[string]*aztables.Client{TableCerts: s.certs, TableRevoked: s.revoked, TableMeta: s.meta,
+		TableRevReq: s.revreq, TableRuns: s.runs}
+	dec := json.NewDecoder(r)
+	for n := 1; ; n++ {
+		var line BackupLine
+		if err := dec.Decode(&line); errors.Is(err, io.EOF) {
+			return inserted, present, nil
+		} else if err != nil {
+			return inserted, present, fmt.Errorf("tables: restore: entity %d of the backup: %w", n, err)
+		}
+		c := clients[line.Table]
+		if c == nil {
+			return inserted, present, fmt.Errorf("tables: restore: entity %d of the backup: unknown table %q", n, line.Table)
+		}
+		var pk, rk string
+		if json.Unmarshal(line.Entity["PartitionKey"], &pk) != nil || json.Unmarshal(line.Entity["RowKey"], &rk) != nil {
+			return inserted, present, fmt.Errorf("tables: restore: entity %d of the backup has no PartitionKey or RowKey", n)
+		}
+		cleanEntity(line.Entity)
+		if backupSkipped(line.Table, line.Entity) {
+			continue
+		}
+		raw, err := json.Marshal(line.Entity)
+		if err != nil {
+			return inserted, present, fmt.Errorf("tables: restore: entity %d: %w", n, err)
+		}
+		what := fmt.Sprintf("restoring %s %s/%s", line.Table, pk, rk)
+		cctx, cancel := s.callCtx(ctx)
+		_, err = c.AddEntity(cctx, raw, nil)
+		cancel()
+		err = mapErr(what, err)
+		if errors.Is(err, store.ErrExists) {
+			same, cerr := s.sameEntity(ctx, c, pk, rk, line.Entity)
+			if cerr != nil {
+				return inserted, present, cerr
+			}
+			if !same {
+				return inserted, present, fmt.Errorf("tables: %s: the table holds this entity with other properties: "+
+					"restore into the tables of a CA that has not served yet", what)
+			}
+			present[line.Table]++
+			continue
+		}
+		if err != nil {
+			return inserted, present, err
+		}
+		inserted[line.Table]++
+	}
+}
+
+// sameEntity reports whether the stored entity pk/rk has exactly the properties of want.
+func (s *Store) sameEntity(ctx context.Context, c *aztables.Client, pk, rk string, want map[string]json.RawMessage) (bool, error) {
+	cctx, cancel := s.callCtx(ctx)
+	resp, err := c.GetEntity(cctx, pk, rk, nil)
+	cancel()
+	if err != nil {
+		return false, mapErr("reading "+pk+"/"+rk, err)
+	}
+	var got map[string]json.RawMessage
+	if err := json.Unmarshal(resp.Value, &got); err != nil {
+		return false, fmt.Errorf("tables: decoding %s/%s: %w", pk, rk, err)
+	}
+	cleanEntity(got)
+	return reflect.DeepEqual(decodeAll(got), decodeAll(want)), nil
+}
+
+// decodeAll decodes each property, so that two spellings of one JSON value compare equal.
+func decodeAll(e map[string]json.RawMessage) map[string]any {
+	out := make(map[string]any, len(e))
+	for k, v := range e {
+		var x any
+		_ = json.Unmarshal(v, &x)
+		out[k] = x
+	}
+	return out
+}
