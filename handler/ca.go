@@ -85,6 +85,9 @@ func caCommand(ctx context.Context, cfg *config.Config, sub string, args []strin
 	if err != nil || days < 24*time.Hour {
 		return fmt.Errorf("bad -validity %q: %w", o.validity, errUsage)
 	}
+	if sub == "import" && o.certFile == "" {
+		return fmt.Errorf("import needs -cert chain.pem: %w", errUsage)
+	}
 	if cfg.Mode == config.ModeLocal {
 		// Before anything is made: a local CA that ignored a flag would be a CA the operator did not ask for.
 		if err := checkLocal(sub, o); err != nil {

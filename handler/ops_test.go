@@ -354,6 +354,8 @@ func TestCLIExplainsItself(t *testing.T) {
 
 	// Wrong command lines: exit 2, the reason and the usage on stderr, nothing on stdout.
 	local := []string{"AZSCEP_MODE=local", "AZSCEP_TABLES_CONNECTION=unused", "AZSCEP_LOCAL_KEY_DIR=" + t.TempDir()}
+	azure := []string{"AZSCEP_MODE=azure", "AZSCEP_BASE_URL=https://ca.example.test",
+		"AZSCEP_TABLES_ENDPOINT=https://tables.example.invalid", "AZSCEP_KEYVAULT_URL=https://kv.vault.invalid"}
 	for _, tc := range []struct {
 		env  []string
 		args []string
@@ -377,6 +379,8 @@ func TestCLIExplainsItself(t *testing.T) {
 		{local, []string{"ca", "init", "-key-type", "EC-HSM", "-curve", "P-521"}, []string{`curve "P-521" is not P-256 or P-384`, "Usage: azscep ca init"}},
 		{local, []string{"ca", "import", "-cert", "chain.pem"}, []string{"nothing to import", "Usage: azscep ca import"}},
 		{local, []string{"revoke"}, []string{"revoke needs -serial", "Usage: azscep revoke"}},
+		// A missing -cert is told before signing in (azure mode: the host below does not exist).
+		{azure, []string{"ca", "import"}, []string{"import needs -cert", "Usage: azscep ca import"}},
 		{local, []string{"backup"}, []string{"backup needs -out FILE", "Usage: azscep backup"}},
 		{local, []string{"restore", "-in"}, []string{"flag needs an argument", "Usage: azscep restore"}},
 		{local, []string{"revoke", "-serial", "0A", "-reason", "stolen"}, []string{"-reason", "Usage: azscep revoke"}},
