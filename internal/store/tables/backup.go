@@ -86,60 +86,85 @@ func (s *Store) Backup(ctx context.Context, w io.Writer) (BackupCounts, error) {
 	return counts, nil
 }
 
+// caDocs are the meta documents a waiting instance looks for (custody: the public chain, the RA envelope): the CA
+// serves once they are there, so Restore writes them after everything else, lest it serve from half a record.
+var caDocs = map[string]bool{"ca": true, "ra": true}
+
 // Restore inserts every entity of a backup read from r into the five tables. It only inserts: an entity that exists
 // already with the same properties is skipped (a restore that stopped half-way can be run again); one that exists
 // with other properties stops the restore, since the tables are the CA's record and this one has moved on (restore
-// into the tables of a CA that has not served yet). It returns the entities inserted and those already present.
+// into the tables of a CA that has not served yet). The CA's own documents go in last (caDocs). It returns the
+// entities inserted and those already present.
 func (s *Store) Restore(ctx context.Context, r io.Reader) (inserted, present BackupCounts, err error) {
 	inserted, present = BackupCounts{}, BackupCounts{}
-	clients := map[string]*aztables.Client{TableCerts: s.certs, TableRevoked: s.revoked, TableMeta: s.meta,
-		TableRevReq: s.revreq, TableRuns: s.runs}
+	var last []BackupLine
 	dec := json.NewDecoder(r)
 	for n := 1; ; n++ {
 		var line BackupLine
 		if err := dec.Decode(&line); errors.Is(err, io.EOF) {
-			return inserted, present, nil
+			break
 		} else if err != nil {
 			return inserted, present, fmt.Errorf("tables: restore: entity %d of the backup: %w", n, err)
 		}
-		c := clients[line.Table]
-		if c == nil {
-			return inserted, present, fmt.Errorf("tables: restore: entity %d of the backup: unknown table %q", n, line.Table)
-		}
-		var pk, rk string
-		if json.Unmarshal(line.Entity["PartitionKey"], &pk) != nil || json.Unmarshal(line.Entity["RowKey"], &rk) != nil {
-			return inserted, present, fmt.Errorf("tables: restore: entity %d of the backup has no PartitionKey or RowKey", n)
-		}
-		cleanEntity(line.Entity)
-		if backupSkipped(line.Table, line.Entity) {
+		var rk string
+		_ = json.Unmarshal(line.Entity["RowKey"], &rk)
+		if line.Table == TableMeta && caDocs[rk] {
+			last = append(last, line)
 			continue
 		}
-		raw, err := json.Marshal(line.Entity)
-		if err != nil {
-			return inserted, present, fmt.Errorf("tables: restore: entity %d: %w", n, err)
+		if err := s.restoreOne(ctx, line, inserted, present); err != nil {
+			return inserted, present, fmt.Errorf("tables: restore: entity %d of the backup: %w", n, err)
 		}
-		what := fmt.Sprintf("restoring %s %s/%s", line.Table, pk, rk)
-		cctx, cancel := s.callCtx(ctx)
-		_, err = c.AddEntity(cctx, raw, nil)
-		cancel()
-		err = mapErr(what, err)
-		if errors.Is(err, store.ErrExists) {
-			same, cerr := s.sameEntity(ctx, c, pk, rk, line.Entity)
-			if cerr != nil {
-				return inserted, present, cerr
-			}
-			if !same {
-				return inserted, present, fmt.Errorf("tables: %s: the table holds this entity with other properties: "+
-					"restore into the tables of a CA that has not served yet", what)
-			}
-			present[line.Table]++
-			continue
-		}
-		if err != nil {
-			return inserted, present, err
-		}
-		inserted[line.Table]++
 	}
+	for _, line := range last {
+		if err := s.restoreOne(ctx, line, inserted, present); err != nil {
+			return inserted, present, fmt.Errorf("tables: restore: %w", err)
+		}
+	}
+	return inserted, present, nil
+}
+
+// restoreOne inserts one entity of a backup, counting it as inserted or present.
+func (s *Store) restoreOne(ctx context.Context, line BackupLine, inserted, present BackupCounts) error {
+	c := map[string]*aztables.Client{TableCerts: s.certs, TableRevoked: s.revoked, TableMeta: s.meta,
+		TableRevReq: s.revreq, TableRuns: s.runs}[line.Table]
+	if c == nil {
+		return fmt.Errorf("unknown table %q", line.Table)
+	}
+	var pk, rk string
+	if json.Unmarshal(line.Entity["PartitionKey"], &pk) != nil || json.Unmarshal(line.Entity["RowKey"], &rk) != nil {
+		return errors.New("no PartitionKey or RowKey")
+	}
+	cleanEntity(line.Entity)
+	if backupSkipped(line.Table, line.Entity) {
+		return nil
+	}
+	raw, err := json.Marshal(line.Entity)
+	if err != nil {
+		return err
+	}
+	what := fmt.Sprintf("restoring %s %s/%s", line.Table, pk, rk)
+	cctx, cancel := s.callCtx(ctx)
+	_, err = c.AddEntity(cctx, raw, nil)
+	cancel()
+	err = mapErr(what, err)
+	if errors.Is(err, store.ErrExists) {
+		same, cerr := s.sameEntity(ctx, c, pk, rk, line.Entity)
+		if cerr != nil {
+			return cerr
+		}
+		if !same {
+			return fmt.Errorf("%s: the table holds this entity with other properties: restore into the tables of a CA "+
+				"that has not served yet", what)
+		}
+		present[line.Table]++
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	inserted[line.Table]++
+	return nil
 }
 
 // sameEntity reports whether the stored entity pk/rk has exactly the properties of want.

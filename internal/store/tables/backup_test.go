@@ -3,12 +3,17 @@ package tables_test
 import (
 	"bytes"
 	"encoding/json"
+	"io"
+	"net/http"
+	"path"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/store/azuritetest"
 	"github.com/azscep/azscep/internal/store/storetest"
 	"github.com/azscep/azscep/internal/store/tables"
 )
@@ -99,5 +104,68 @@ func TestBackupRestore(t *testing.T) {
 	}
 	if r, err := dst.Get(ctx, serial); err != nil || r.Status != store.StatusIssued {
 		t.Fatalf("the changed record is %+v, %v; want it kept", r, err)
+	}
+}
+
+// insertRecorder records, in order, the table and RowKey of every entity inserted through it.
+type insertRecorder struct {
+	mu      sync.Mutex
+	inserts []string
+}
+
+func (r *insertRecorder) Do(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodPost && !strings.Contains(req.URL.Path, "$batch") && req.Body != nil {
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			return nil, err
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		var e struct{ RowKey string }
+		_ = json.Unmarshal(body, &e)
+		r.mu.Lock()
+		r.inserts = append(r.inserts, path.Base(req.URL.Path)+"/"+e.RowKey)
+		r.mu.Unlock()
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// TestRestoreWritesTheCALast: a waiting instance serves as soon as the CA's documents (meta ca and ra) are there, so
+// a restore writes them after every record, revocation and other document, lest the CA answer from half a record.
+func TestRestoreWritesTheCALast(t *testing.T) {
+	t.Parallel()
+	src := newStore(t)
+	ctx := t.Context()
+	for _, name := range []string{"ca", "crl-number", "ra", "revocation-generation"} {
+		if _, err := src.PutMeta(ctx, name, []byte(name), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := src.AddRevoked(ctx, store.Revoked{Serial: storetest.NewSerial(), RevokedAt: time.Now(), Reason: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Insert(ctx, storetest.FullRecord(storetest.NewSerial())); err != nil {
+		t.Fatal(err)
+	}
+	var backup bytes.Buffer
+	if _, err := src.Backup(ctx, &backup); err != nil {
+		t.Fatal(err)
+	}
+	rec := &insertRecorder{}
+	dst, err := tables.NewFromConnectionString(azuritetest.ConnectionString(t), "", tables.WithTransport(rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.EnsureTables(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	rec.inserts = nil // EnsureTables' own
+	rec.mu.Unlock()
+	if _, _, err := dst.Restore(ctx, &backup); err != nil {
+		t.Fatal(err)
+	}
+	got := rec.inserts
+	if n := len(got); n < 4 || !strings.HasSuffix(got[n-2], "meta/ca") || !strings.HasSuffix(got[n-1], "meta/ra") {
+		t.Fatalf("restore inserted %v; want meta ca and ra last", got)
 	}
 }
