@@ -165,6 +165,10 @@ func caCommand(ctx context.Context, cfg *config.Config, sub string, args []strin
 		if err != nil {
 			return err
 		}
+		if len(chain) == 0 {
+			fmt.Fprintln(out, "no CA certificate yet: a subordinate CA awaits `azscep ca import -cert chain.pem` "+
+				"(`azscep ca init -subordinate` prints its CSR again)")
+		}
 		printChain(out, chain, ra)
 		fmt.Fprintf(out, "CA key: %s\n", kid)
 		return nil

@@ -31,6 +31,7 @@ import (
 	"github.com/azscep/azscep/internal/config"
 	"github.com/azscep/azscep/internal/custody"
 	"github.com/azscep/azscep/internal/keyvault"
+	"github.com/azscep/azscep/internal/keyvault/kvfake"
 	"github.com/azscep/azscep/internal/store/azuritetest"
 	"github.com/azscep/azscep/internal/store/memstore"
 	"github.com/azscep/azscep/internal/testca"
@@ -667,5 +668,46 @@ func TestBackupRestoreServesTheOldRecords(t *testing.T) {
 	// Restoring again changes nothing: everything is there.
 	if code, stdout, stderr := runCLI(t, envB, "restore", "-in", backup); code != 0 || !strings.Contains(stdout, "restored: certs 0,") {
 		t.Fatalf("second restore: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
+
+// vaultAndWho is the Key Vault fake's credential for Key Vault, and a user's token for the identity line the admin
+// commands print first (describeIdentity asks without a tenant, for the vault's scope, which the fake would refuse
+// for its loopback host).
+type vaultAndWho struct{ vault azcore.TokenCredential }
+
+func (c vaultAndWho) GetToken(ctx context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	if o.TenantID == "" {
+		return azcore.AccessToken{Token: fakeJWT(`{"upn":"alice@contoso.com","oid":"o-1","tid":"t-1"}`),
+			ExpiresOn: time.Now().Add(time.Hour)}, nil
+	}
+	return c.vault.GetToken(ctx, o)
+}
+
+// TestCAShowSaysASubordinateAwaitsImport: after `ca init -subordinate`, `ca show` says the CA awaits its import
+// (it printed only the key ID, as if nothing were missing), and `ca rotate-ra` says so too rather than "run ca init".
+func TestCAShowSaysASubordinateAwaitsImport(t *testing.T) {
+	caKey, kek, _ := vaultKeys(t)
+	kv := kvfake.New(t)
+	kv.MustImportKey(t, kvCAKeyName, caKey, kvfake.KeyOptions{Ops: []string{kvfake.KeyOpSign, kvfake.KeyOpVerify}, HSM: true})
+	kv.MustImportKey(t, kvKEKName, kek, kvfake.KeyOptions{Ops: []string{kvfake.KeyOpWrapKey, kvfake.KeyOpUnwrapKey}, HSM: true})
+	v := &vaultCA{kv: kv, store: memstore.New()}
+	cfg := loadConfig(t, v.env())
+	opts := v.opts()
+	opts.credential = vaultAndWho{opts.credential}
+	run := func(sub string, args ...string) (string, error) {
+		var out bytes.Buffer
+		err := caCommand(t.Context(), cfg, sub, args, &out, opts)
+		return out.String(), err
+	}
+	if out, err := run("init", "-subordinate", "-subject", "CN=Issuing CA,O=Example"); err != nil || !strings.Contains(out, "BEGIN CERTIFICATE REQUEST") {
+		t.Fatalf("ca init -subordinate: %v\n%s", err, out)
+	}
+	out, err := run("show")
+	if err != nil || !strings.Contains(out, "awaits `azscep ca import -cert chain.pem`") || !strings.Contains(out, "CA key: ") {
+		t.Errorf("ca show before the import: %v\n%s", err, out)
+	}
+	if _, err := run("rotate-ra"); err == nil || !strings.Contains(err.Error(), "awaits `azscep ca import`") {
+		t.Errorf("ca rotate-ra before the import: %v", err)
 	}
 }

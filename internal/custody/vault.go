@@ -549,7 +549,7 @@ func (v *Vault) RotateRA(ctx context.Context, raCommon string, now time.Time) er
 		return err
 	}
 	if len(rec.Chain) == 0 {
-		return ErrNotInitialized
+		return fmt.Errorf("%w (a subordinate CA awaits `azscep ca import`)", ErrNotInitialized)
 	}
 	_, err = v.ensureRA(ctx, rec, raCommon, now, true)
 	return err

@@ -832,7 +832,7 @@ func TestVaultSubordinate(t *testing.T) {
 
 	_, err = e.v.Load(ctx, now)
 	wantErr(t, err, custody.ErrNotInitialized, "awaits `azscep ca import`")
-	wantErr(t, e.v.RotateRA(ctx, "", now), custody.ErrNotInitialized, "not initialised")
+	wantErr(t, e.v.RotateRA(ctx, "", now), custody.ErrNotInitialized, "awaits `azscep ca import`")
 
 	// Re-running init hands out the same CSR without signing again.
 	e.fake.Reset()
