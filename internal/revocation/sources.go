@@ -22,6 +22,8 @@ import (
 // ETag-protected CRL number shared by every instance, and one point read per certificate status.
 type Status struct {
 	Store store.Store
+	// Now is the clock of NextCRLNumber's floor (nil: time.Now).
+	Now func() time.Time
 }
 
 var (
@@ -83,7 +85,16 @@ const crlNumberDoc = "crl-number"
 
 // NextCRLNumber increments the shared counter with an ETag-conditioned write, so two instances can never
 // publish the same number (RFC 5280 §5.2.3). A lost race is retried after a jittered pause (contentionPause).
+//
+// The next number is at least the current Unix time in seconds: tables restored from a backup (azscep restore)
+// hold the counter as it was then, and the CRLs published since must not be followed by lower numbers, which
+// relying parties take for older CRLs. The counter, not the clock, keeps the numbers increasing: an instance whose
+// clock is behind still takes the counter plus one.
 func (s Status) NextCRLNumber(ctx context.Context) (*big.Int, error) {
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
 	for attempt := 0; attempt < contentionAttempts; attempt++ {
 		if err := contentionPause(ctx, attempt); err != nil {
 			return nil, fmt.Errorf("allocating CRL number: %w", err)
@@ -93,6 +104,9 @@ func (s Status) NextCRLNumber(ctx context.Context) (*big.Int, error) {
 			return nil, err
 		}
 		next := new(big.Int).Add(cur, big.NewInt(1))
+		if floor := big.NewInt(now().Unix()); next.Cmp(floor) < 0 {
+			next = floor
+		}
 		_, err = s.Store.PutMeta(ctx, crlNumberDoc, []byte(next.Text(16)), etag)
 		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrExists) {
 			continue // another instance took this number

@@ -271,7 +271,8 @@ func TestCRLNumberSharedAcrossPublishers(t *testing.T) {
 func TestCRLNumberCurrent(t *testing.T) {
 	backends(t, func(t *testing.T, tables bool) {
 		f := newFixture(t, fixtureOptions{tables: tables})
-		status := revocation.Status{Store: f.backend}
+		// A clock at the epoch: the counter alone (TestCRLNumberTimeFloor has the clock's floor).
+		status := revocation.Status{Store: f.backend, Now: func() time.Time { return time.Unix(0, 0) }}
 		wantCurrent := func(want int64) {
 			t.Helper()
 			if n, err := status.CurrentCRLNumber(t.Context()); err != nil || n.Cmp(big.NewInt(want)) != 0 {
@@ -297,6 +298,28 @@ func TestCRLNumberCurrent(t *testing.T) {
 			t.Errorf("CurrentCRLNumber with the store down = %v, %v; want ErrUnavailable", n, err)
 		}
 	})
+}
+
+// TestCRLNumberTimeFloor: a CRL number is at least the current Unix time, so that tables restored from an older
+// backup (whose counter lags the CRLs published since) never number a CRL below one already published; the
+// counter still decides when it is ahead of the clock, and within one second, so numbers only increase.
+func TestCRLNumberTimeFloor(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	at := time.Unix(1_800_000_000, 0)
+	status := revocation.Status{Store: f.backend, Now: func() time.Time { return at }}
+	if _, err := f.backend.PutMeta(t.Context(), "crl-number", []byte("2a"), ""); err != nil { // restored: 42
+		t.Fatal(err)
+	}
+	want := []int64{1_800_000_000, 1_800_000_001, 1_800_000_002} // the same second: the counter moves on
+	for _, w := range want {
+		if n, err := status.NextCRLNumber(t.Context()); err != nil || n.Int64() != w {
+			t.Fatalf("NextCRLNumber = %v, %v; want %d", n, err, w)
+		}
+	}
+	at = at.Add(-time.Hour) // a clock behind the counter (another instance's)
+	if n, err := status.NextCRLNumber(t.Context()); err != nil || n.Int64() != 1_800_000_003 {
+		t.Fatalf("NextCRLNumber with a clock behind = %v, %v; want the counter plus one", n, err)
+	}
 }
 
 // A corrupt stored counter stops CRL generation rather than restarting the numbering.
