@@ -1271,3 +1271,33 @@ func mustSPKI(t *testing.T, key crypto.Signer) []byte {
 	}
 	return spki
 }
+
+// TestAcceptedDeliveryOntoAWithheldRecord: when the gate's bookkeeping write meets a record that changed meanwhile
+// and is now withheld, the acceptance is not written onto it and the certificate does not leave: a withheld
+// certificate never leaves, whoever marked it.
+func TestAcceptedDeliveryOntoAWithheldRecord(t *testing.T) {
+	f := newFixture(t, nil)
+	req := f.request(t, nil, "withheld-meanwhile", "tx-withheld-meanwhile")
+	req.Gated = true
+	req.Deliver = func(ctx context.Context, rec *store.Record, _ *x509.Certificate) error {
+		// Another writer withholds the stored record while the gate runs: the bookkeeping write below conflicts.
+		cur, err := f.st.Get(ctx, rec.Serial)
+		if err != nil {
+			return err
+		}
+		cur.Withheld, cur.Note = true, "withheld by another writer"
+		if err := f.st.Update(ctx, cur, store.StatusIssued); err != nil {
+			return err
+		}
+		rec.IntuneNotified = true
+		return nil
+	}
+	res, err := f.iss.Issue(context.Background(), req)
+	if res != nil || err == nil {
+		t.Fatalf("Issue = %v, %v; want no certificate for a record withheld meanwhile", res, err)
+	}
+	page, _, _ := f.st.Search(context.Background(), store.Query{Limit: 10})
+	if len(page) != 1 || !page[0].Withheld || page[0].IntuneNotified {
+		t.Fatalf("stored record withheld %v, notified %v; want withheld and not notified", page[0].Withheld, page[0].IntuneNotified)
+	}
+}
