@@ -104,14 +104,23 @@ func (c *cutMeta) PutMeta(ctx context.Context, name string, value []byte, etag s
 
 // TestGenerationHistoryNamesRevocationsNotBumps: each revocation bumps the generation twice (after the index entry
 // and after the record), and the history still names the last 256 revocations, one entry each: an instance 256
-// revocations behind drops single cached OCSP answers, not its whole cache.
+// revocations behind drops single cached OCSP answers, not its whole cache. One revocation further behind, the
+// history no longer names them all and says so (complete false): such an instance must drop its whole cache, or it
+// would go on answering good for the revocations the history no longer names.
 func TestGenerationHistoryNamesRevocationsNotBumps(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	ctx := context.Background()
 	recs := f.issue(t, 260)
 	status := revocation.Status{Store: f.backend}
-	var after uint64
+	var before, after uint64
 	for i, rec := range recs {
+		if i == 3 {
+			g, err := status.RevocationGeneration(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before = g
+		}
 		if i == 4 {
 			g, err := status.RevocationGeneration(ctx)
 			if err != nil {
@@ -134,5 +143,9 @@ func TestGenerationHistoryNamesRevocationsNotBumps(t *testing.T) {
 		if want := mustSerial(t, recs[4+i].Serial); s.Cmp(want) != 0 {
 			t.Fatalf("serial %d is %X, want %X", i, s, want)
 		}
+	}
+	if _, serials, complete, err := status.RevokedSince(ctx, before); err != nil || complete {
+		t.Fatalf("since the 3rd revocation (257 revocations, history of 256): complete %v, %d serials, %v; want incomplete",
+			complete, len(serials), err)
 	}
 }
