@@ -137,3 +137,42 @@ func TestInterruptedSweepCursorKeptByOverlappingSweep(t *testing.T) {
 		t.Errorf("cursor = %s, want %s where the sweep that saved first stopped (3 + 6 reads)", got, recs[8].Serial)
 	}
 }
+
+// failingGet fails every read of one record, as a record the store keeps refusing would.
+type failingGet struct {
+	store.Store
+	serial string
+}
+
+func (f *failingGet) Get(ctx context.Context, serial string) (*store.Record, error) {
+	if serial == f.serial {
+		return nil, store.ErrUnavailable
+	}
+	return f.Store.Get(ctx, serial)
+}
+
+// An interrupted revocation whose completion keeps failing does not hold back the ones after it in the index: the
+// sweep reports the failure and goes on, so the later one is completed by the same sweep. Stopping at the failure
+// would leave the cursor before it, and every later sweep would stop there again until both left the window, with
+// OCSP answering good for the later one meanwhile.
+func TestInterruptedSweepGoesPastAFailingEntry(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	at := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	recs := f.issue(t, 2)
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Serial < recs[j].Serial })
+	for _, r := range recs {
+		revokeInterrupted(t, f, r, 1, at)
+	}
+	st := &failingGet{Store: f.backend, serial: recs[0].Serial}
+	now := at.Add(time.Hour)
+	done, err := revocation.CompleteInterrupted(t.Context(), st, now.Add(-revocation.InterruptedWindow), now)
+	if err == nil {
+		t.Error("a sweep that could not complete an entry reports no error")
+	}
+	if got := f.record(t, recs[1].Serial).Status; got != store.StatusRevoked || len(done) != 1 {
+		t.Fatalf("the entry after the failing one is %s (%d completed), want revoked by the same sweep", got, len(done))
+	}
+	if got := f.record(t, recs[0].Serial).Status; got == store.StatusRevoked {
+		t.Fatal("the failing entry was completed")
+	}
+}
