@@ -11,6 +11,7 @@ import (
 	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/revocation"
 	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/store/storetest"
 	"github.com/azscep/azscep/internal/testca"
 )
 
@@ -55,6 +56,33 @@ func TestRevokeCommand(t *testing.T) {
 	}
 	if _, err := run("-serial", "0A0B0C0D0E0F"); err == nil || !errors.Is(err, store.ErrNotFound) && !errors.Is(err, revocation.ErrNotRevocable) {
 		t.Fatalf("unknown serial: %v", err)
+	}
+}
+
+// TestRevokeCommandLastWritesFail: when the record is revoked but the revocation generation's last bump fails, the
+// other instances' OCSP caches are not told, so the command must not report success: it fails, saying the
+// revocation will be published and to run it again, and the second run completes it.
+func TestRevokeCommandLastWritesFail(t *testing.T) {
+	s := startNames(t)
+	cert := s.wantAPICert(t, s.entra.MintApp([]string{entra.RoleCSRRequestDb}), testca.CSROptions{Subject: pkix.Name{CommonName: "svc-lastwrites"}})
+	serial := store.SerialString(cert.SerialNumber)
+	fs := storetest.NewFaultStore(s.store)
+	// PutMeta 1 is the bump after the index entry, 2 the bump after the record.
+	fs.Inject(storetest.Fault{Method: storetest.MethodPutMeta, Nth: 2})
+	run := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := revokeCommand(t.Context(), s.cfg, slog.New(slog.NewJSONHandler(&bytes.Buffer{}, nil)), args, &out, buildOptions{store: fs})
+		return out.String(), err
+	}
+	out, err := run("-serial", serial)
+	if err == nil || !strings.Contains(err.Error(), "run the same command again") || strings.Contains(out, "revoked (") {
+		t.Fatalf("revoke with the last bump failing = %q, %v; want an error asking to run it again", out, err)
+	}
+	if rec, err := s.store.Get(t.Context(), serial); err != nil || rec.Status != store.StatusRevoked {
+		t.Fatalf("record after the failed last write: %+v, %v", rec, err)
+	}
+	if out, err := run("-serial", serial); err != nil || !strings.Contains(out, "already revoked") {
+		t.Fatalf("second revoke = %q, %v", out, err)
 	}
 }
 
