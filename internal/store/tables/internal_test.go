@@ -471,6 +471,8 @@ func TestOlderInstanceWritesAfterCarryAreCarried(t *testing.T) {
 	put(revoked, false)
 	stale := oldRecord("BCD35", store.StatusIssued, created.Add(3*time.Hour))
 	stale.str("RenewedTo", "ABC13")
+	// It also records Intune's acceptance, which is carried onto the copy; the copy's revocation must not go with it.
+	stale.boolean("IntuneNotified", true)
 	put(stale, false)
 
 	// Another start within the re-check day.
@@ -484,8 +486,8 @@ func TestOlderInstanceWritesAfterCarryAreCarried(t *testing.T) {
 		r.RevokedBy != "intune" || !r.RevokedAt.Equal(later) || !r.IntuneNotified {
 		t.Errorf("a record the older instance revoked after it was carried: Get = %+v, %v; want it revoked", r, err)
 	}
-	if r, err := s.Get(ctx, "BCD35"); err != nil || r.Status != store.StatusRevoked || r.RevocationReason != 4 {
-		t.Errorf("a copy revoked since it was carried: Get = %+v, %v; want the revocation kept", r, err)
+	if r, err := s.Get(ctx, "BCD35"); err != nil || r.Status != store.StatusRevoked || r.RevocationReason != 4 || !r.IntuneNotified {
+		t.Errorf("a copy revoked since it was carried: Get = %+v, %v; want the revocation kept, with Intune's acceptance", r, err)
 	}
 }
 
