@@ -326,6 +326,29 @@ func TestGroupCommitWithdrawnWhileQueued(t *testing.T) {
 	}
 }
 
+// A caller whose context ends once its group is on the wire waits for the answer, since its writes may commit: it
+// gets the outcome of the write, not a failure for a write that was made. An issuance told its pending record's
+// insert failed, or a revocation told its record write failed, when both committed, would answer the client wrongly.
+func TestGroupCommitOnTheWireOutlivesTheCaller(t *testing.T) {
+	t.Parallel()
+	g := newGate()
+	s := newGatedStore(t, g)
+	ctx, cancel := context.WithCancel(t.Context())
+	r := storetest.FullRecord(storetest.NewSerial())
+	done := make(chan error, 1)
+	g.arm()
+	go func() { done <- s.Insert(ctx, r) }()
+	g.waitHeld()
+	cancel()
+	g.open()
+	if err := <-done; err != nil {
+		t.Fatalf("Insert whose caller left while it was on the wire = %v, want its committed outcome", err)
+	}
+	if got, err := s.Get(t.Context(), r.Serial); err != nil || got.ETag != r.ETag {
+		t.Errorf("record = %v, %v; want it written, with the ETag the caller got", got, err)
+	}
+}
+
 // benchPauses are a benchmark enrollment's pauses around its writes (storetest.Enroll's steps), so that the store
 // sees the load it sees in BenchmarkPeers: they add up to an enrollment's time apart from the store there (the
 // in-memory server's p50 at 8 clients on the 2-core bench machine, 16 ms, most of it waiting for a CPU), split as
