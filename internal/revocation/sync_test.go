@@ -2,6 +2,7 @@ package revocation_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -1081,5 +1082,39 @@ func TestSyncRunErrorsCapped(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// Two runs that read the lease free at the same moment (two instances' timers, or the timer and an admin's run)
+// cannot both take it: the lease write is conditioned on the version read, so the run whose write comes second
+// finds it taken by the other and does nothing — no download, which would take items from Intune a second time.
+func TestSyncLeaseTakenBetweenReadAndWrite(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	rec := f.issue(t, 1)[0]
+	f.queue(t, rec.Serial)
+	var once sync.Once
+	f.faults.OnCall(func(method string) {
+		if method != storetest.MethodPutMeta {
+			return
+		}
+		once.Do(func() {
+			// Another instance takes the lease after this run read it and before this run writes it.
+			_, etag, err := f.backend.GetMeta(context.Background(), "revocation-sync-lease")
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				t.Error(err)
+				return
+			}
+			doc, _ := json.Marshal(map[string]any{"holder": "other-instance", "expires": f.clock.Now().Add(time.Hour)})
+			if _, err := f.backend.PutMeta(context.Background(), "revocation-sync-lease", doc, etag); err != nil {
+				t.Error(err)
+			}
+		})
+	})
+	_, err := f.syncer(t, nil).Run(context.Background(), "admin")
+	if !errors.Is(err, revocation.ErrRunning) {
+		t.Errorf("run whose lease write lost the race: %v, want ErrRunning", err)
+	}
+	if n := f.fake.Count(intunefake.RouteDownload); n != 0 {
+		t.Errorf("downloads = %d by a run without the lease, want 0", n)
 	}
 }
