@@ -6,7 +6,9 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -14,10 +16,13 @@ import (
 
 	xocsp "golang.org/x/crypto/ocsp"
 
+	"github.com/azscep/azscep/internal/config"
 	"github.com/azscep/azscep/internal/intune/intunefake"
 	"github.com/azscep/azscep/internal/revocation"
 	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/store/memstore"
 	"github.com/azscep/azscep/internal/testca"
+	"github.com/azscep/azscep/internal/timer"
 )
 
 // TestTimerRevocationSync drives the hourly function the way the Functions host does: a certificate enrolled
@@ -169,5 +174,36 @@ func TestTimerSyncStoppingStartsNoDownload(t *testing.T) {
 	// Nothing was taken from Intune: the request is still queued there for the next run.
 	if item, ok := s.fake.Revocation(ctxRef); !ok || item.State != intunefake.StateQueued {
 		t.Fatalf("Intune's item after the stopped run: %+v %v, want still queued", item, ok)
+	}
+}
+
+// TestTimerReportsDisabledIntune: with Intune disabled by a setting problem, the hourly timer processes none of
+// Intune's revocation requests, which wait in Intune's queue; its invocation must say so, with the setting, so that
+// the operator sees in the timer's own logs why Intune revocations are not applied.
+func TestTimerReportsDisabledIntune(t *testing.T) {
+	d := &deps{
+		cfg: &config.Config{Faults: map[string]*config.Error{
+			config.FeatureIntune: {Setting: "AZSCEP_INTUNE_TENANT_ID", Problem: "missing"},
+		}},
+		log:   slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		store: memstore.New(),
+	}
+	srv := httptest.NewServer(timer.Handler("timer", d.log, d.runSync))
+	defer srv.Close()
+	resp, err := http.Post(srv.URL, "application/json", bytes.NewBufferString(`{"Data":{},"Metadata":{}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Logs []string }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, l := range out.Logs {
+		found = found || strings.HasPrefix(l, "error: Intune is disabled") && strings.Contains(l, "AZSCEP_INTUNE_TENANT_ID")
+	}
+	if !found {
+		t.Fatalf("timer logs %q do not say that Intune is disabled and why", out.Logs)
 	}
 }
