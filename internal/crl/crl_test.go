@@ -873,3 +873,41 @@ func TestExpiredEntriesStayOnOneCRLAfterExpiry(t *testing.T) {
 		t.Errorf("CRL.Entries = %d, want 4", c.Entries)
 	}
 }
+
+// resetCounter is a shared counter whose document was set back (restored from an older backup, say): it hands out
+// whatever number it holds now.
+type resetCounter struct{ n atomic.Int64 }
+
+func (c *resetCounter) NextCRLNumber(context.Context) (*big.Int, error) {
+	return big.NewInt(c.n.Load()), nil
+}
+func (c *resetCounter) CurrentCRLNumber(context.Context) (*big.Int, error) {
+	return big.NewInt(c.n.Load()), nil
+}
+
+// TestNumberNeverGoesBackAfterCounterReset: a CRL signed with a lower number than the one already served does not
+// replace it (RFC 5280 §5.2.3: relying parties take the higher number as the newer CRL, so serving a lower one
+// after a higher one would have them keep the higher one, or reject the lower).
+func TestNumberNeverGoesBackAfterCounterReset(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{})
+	ctr := &resetCounter{}
+	ctr.n.Store(10)
+	p, err := NewPublisher(f.ca.cert, f.ca.signer, f.src, ctr, Options{Clock: f.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := p.Current(t.Context())
+	if err != nil || first.Number.Int64() != 10 {
+		t.Fatalf("first CRL = %v, %v; want number 10", first, err)
+	}
+	ctr.n.Store(3)
+	p.Invalidate()
+	got, err := p.Current(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Number.Cmp(first.Number) < 0 {
+		t.Fatalf("served CRL number %v after %v: the number went back", got.Number, first.Number)
+	}
+}
