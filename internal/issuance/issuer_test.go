@@ -1301,3 +1301,33 @@ func TestAcceptedDeliveryOntoAWithheldRecord(t *testing.T) {
 		t.Fatalf("stored record withheld %v, notified %v; want withheld and not notified", page[0].Withheld, page[0].IntuneNotified)
 	}
 }
+
+// TestGateOutlivesTheClient: a client that hangs up once its certificate is signed must not turn it into a
+// withheld one: the delivery gate and the write recording its outcome run detached from the request, so Intune is
+// told, the record says so, and the client's retry replays the certificate.
+func TestGateOutlivesTheClient(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req := f.request(t, nil, "hangup", "tx-hangup")
+	req.Gated = true
+	req.Signed = func(*x509.Certificate) { cancel() } // the client goes away right after the signature
+	req.Deliver = func(dctx context.Context, rec *store.Record, _ *x509.Certificate) error {
+		if err := dctx.Err(); err != nil {
+			return fmt.Errorf("delivering: %w", err)
+		}
+		rec.IntuneNotified = true
+		return nil
+	}
+	if _, err := f.iss.Issue(ctx, req); err != nil {
+		t.Fatalf("Issue whose client hung up after the signature: %v", err)
+	}
+	page, _, _ := f.st.Search(context.Background(), store.Query{Limit: 10})
+	if len(page) != 1 || page[0].Withheld || !page[0].IntuneNotified {
+		t.Fatalf("stored record withheld %v, notified %v; want delivered", page[0].Withheld, page[0].IntuneNotified)
+	}
+	res, err := f.iss.Replay(context.Background(), req.Key, req.Checked.PublicKey, 0)
+	if err != nil || res == nil {
+		t.Fatalf("the retry's replay = %v, %v; want the delivered certificate", res, err)
+	}
+}
