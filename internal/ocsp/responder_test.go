@@ -14,6 +14,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"math/big"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -279,6 +280,51 @@ func TestRespond_InvalidateDuringLookupIsNotCachedStale(t *testing.T) {
 
 	if r := mustParse(t, mustRespond(t, f.r, req), f.ca.cert); r.Status != xocsp.Revoked {
 		t.Fatal("a lookup that raced Invalidate left a stale good response in the cache")
+	}
+}
+
+// A request that arrives after Invalidate does not join a lookup that started before it: that lookup may have read
+// the certificate good, and sharing its answer would tell this request good after the revocation.
+func TestRespond_RequestAfterInvalidateDoesNotJoinEarlierLookup(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{})
+	serial := big.NewInt(321)
+	f.src.set(serial, Status{Known: true})
+	f.src.gate = make(chan struct{})
+	f.src.started = make(chan struct{}, 4)
+	req := makeRequest(t, f.ca.cert, serial, crypto.SHA1, nil)
+
+	first := make(chan struct{})
+	go func() {
+		defer close(first)
+		if _, err := f.r.Respond(context.Background(), req); err != nil {
+			t.Error(err)
+		}
+	}()
+	await(t, f.src.started) // the first lookup read "good"
+	f.src.set(serial, Status{Known: true, Revoked: true, RevokedAt: f.clock.Now(), Reason: 1})
+	f.r.Invalidate(serial)
+	var second []byte
+	secondDone := make(chan struct{})
+	go func() {
+		defer close(secondDone)
+		var err error
+		if second, err = f.r.Respond(context.Background(), req); err != nil {
+			t.Error(err)
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for f.r.Stats().CacheMisses < 2 { // the second request is past the cache, at the lookup
+		if time.Now().After(deadline) {
+			t.Fatal("the second request never reached the lookup")
+		}
+		runtime.Gosched()
+	}
+	close(f.src.gate)
+	<-first
+	<-secondDone
+	if r := mustParse(t, second, f.ca.cert); r.Status != xocsp.Revoked {
+		t.Fatal("a request made after Invalidate got the answer of a lookup started before it: good")
 	}
 }
 
