@@ -567,6 +567,39 @@ func TestSyncStoreTroubleWhileApplying(t *testing.T) {
 	}
 }
 
+// Intune re-offers an item we answered "retry later" while the store still refuses the revocation, for our own
+// retry and for the re-offered copy alike: the re-offered copy is not answered at all (Intune offers it again, and
+// our open copy is retried by the next run). Answering it with success would have Intune close a request whose
+// certificate is not revoked.
+func TestSyncReofferedItemDuringStoreTroubleIsNotAnswered(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	rec := f.issue(t, 1)[0]
+	rc := f.queue(t, rec.Serial)
+	f.faults.FailMethod(storetest.MethodUpdate, nil)
+	s := f.syncer(t, nil)
+	f.run(t, s)
+
+	f.fake.Advance(61 * time.Minute)
+	f.clock.Advance(61 * time.Minute)
+	run := f.run(t, s) // the store still refuses the record's write
+	f.faults.Clear()
+	if run.Downloaded != 1 || run.Revoked != 0 {
+		t.Fatalf("run 2 = %+v, want the item downloaded again and nothing revoked", countsOf(run))
+	}
+	for _, u := range f.uploadsFor(rc) {
+		if u.Succeeded {
+			t.Fatalf("uploads = %+v: a success was answered while the record stayed %s", f.uploadsFor(rc),
+				f.record(t, rec.Serial).Status)
+		}
+	}
+	if st := f.fakeState(t, rc).State; st == intunefake.StateDone {
+		t.Errorf("Intune's item is %s while the certificate is not revoked", st)
+	}
+	if st := f.workState(t, rc); st != store.WorkDownloaded {
+		t.Errorf("work item is %s, want downloaded (open) for the next run", st)
+	}
+}
+
 // Intune re-offers an item we answered "retry later" while our own retry of it fails once more: the re-offered
 // copy is revoked and answered with success (and the caches told), and that accepted answer closes our still-open
 // copy: the next run neither revokes nor uploads it again.
