@@ -1118,52 +1118,12 @@ func TestReauthorizeBeforeSignature(t *testing.T) {
 // ".corp.example", a profile that allows any DNS name still gets a.corp.example issued, while a.other.example is
 // refused by the lint as a policy refusal (policy.CodeNameConstraints) before any record or signature.
 func TestNameConstraintsRefusal(t *testing.T) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader) // P-256: auditSigner matches SHA-256 digests
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "Constrained Issuing CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(365 * 24 * time.Hour), BasicConstraintsValid: true, IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, PermittedDNSDomainsCritical: true,
-		PermittedDNSDomains: []string{".corp.example"}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, caKey.Public(), caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := memstore.New()
-	as := &auditSigner{Signer: caKey, st: st, t: t}
-	iss, err := New(Config{CA: CA{Cert: ca, Signer: as}, Store: st, Backdate: 5 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	prof, err := policy.ParseProfile("device", "validity=30d;ku=digitalSignature;eku=clientAuth;dns=*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	request := func(dns string) *Request {
-		csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-			Subject: pkix.Name{CommonName: "laptop-7"}, DNSNames: []string{dns}}, leafKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		csr, err := policy.ParseCSR(csrDER)
-		if err != nil {
-			t.Fatal(err)
-		}
-		checked, err := policy.Check(csr, prof)
-		if err != nil {
-			t.Fatalf("policy refused %s: %v", dns, err)
-		}
-		return &Request{Checked: checked, Profile: prof, Source: store.SourceAPI, Endpoint: "api", Requester: "test",
-			Key: "k|" + dns}
-	}
+	iss, st, as, ca := auditedIssuer(t, "Constrained Issuing CA", func(c *x509.Certificate) {
+		c.PermittedDNSDomainsCritical, c.PermittedDNSDomains = true, []string{".corp.example"}
+	}, Config{})
+	request := func(dns string) *Request { return deviceRequest(t, leafKey, dns) }
 
-	_, err = iss.Issue(context.Background(), request("a.other.example"))
+	_, err := iss.Issue(context.Background(), request("a.other.example"))
 	r, ok := policy.AsRejection(err)
 	if !ok || r.Code != policy.CodeNameConstraints || !strings.Contains(r.Detail, `"a.other.example"`) {
 		t.Fatalf("Issue(a.other.example) = %v, want a %s rejection naming it", err, policy.CodeNameConstraints)
@@ -1171,7 +1131,7 @@ func TestNameConstraintsRefusal(t *testing.T) {
 	if page, _, _ := st.Search(context.Background(), store.Query{Limit: 10}); len(page) != 0 || as.signs.Load() != 0 {
 		t.Fatalf("refusal left %d records and %d signatures, want none", len(page), as.signs.Load())
 	}
-	if _, err := st.Lookup(context.Background(), "k|a.other.example"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := st.Lookup(context.Background(), request("a.other.example").Key); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("refusal claimed its idempotency key: %v", err)
 	}
 
@@ -1199,55 +1159,10 @@ func (m markedKeys) Compromised(_ context.Context, h string) (store.CompromisedK
 // TestCompromisedKeyRefusal: a key marked compromised is a policy refusal, key_compromised, before any record,
 // claim or signature, whatever the door; another key is issued as usual.
 func TestCompromisedKeyRefusal(t *testing.T) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(8), Subject: pkix.Name{CommonName: "Marks CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(365 * 24 * time.Hour), BasicConstraintsValid: true, IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, caKey.Public(), caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := memstore.New()
-	as := &auditSigner{Signer: caKey, st: st, t: t}
-	spki, err := x509.MarshalPKIXPublicKey(leafKey.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	iss, err := New(Config{CA: CA{Cert: ca, Signer: as}, Store: st, Backdate: 5 * time.Minute,
-		CompromisedKeys: markedKeys{hash: store.SPKIHash(spki)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	prof, err := policy.ParseProfile("device", "validity=30d;ku=digitalSignature;eku=clientAuth;dns=*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	request := func(key crypto.Signer) *Request {
-		csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-			Subject: pkix.Name{CommonName: "laptop-7"}, DNSNames: []string{"laptop-7.corp.example"}}, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		csr, err := policy.ParseCSR(csrDER)
-		if err != nil {
-			t.Fatal(err)
-		}
-		checked, err := policy.Check(csr, prof)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &Request{Checked: checked, Profile: prof, Source: store.SourceAPI, Endpoint: "api", Requester: "test",
-			Key: "k|" + store.SPKIHash(mustSPKI(t, key))}
-	}
-	_, err = iss.Issue(context.Background(), request(leafKey))
+	iss, st, as, _ := auditedIssuer(t, "Marks CA", nil,
+		Config{CompromisedKeys: markedKeys{hash: store.SPKIHash(mustSPKI(t, leafKey))}})
+	request := func(key crypto.Signer) *Request { return deviceRequest(t, key, "laptop-7.corp.example") }
+	_, err := iss.Issue(context.Background(), request(leafKey))
 	if r, ok := policy.AsRejection(err); !ok || r.Code != policy.CodeKeyCompromised {
 		t.Fatalf("Issue with the marked key = %v, want a %s rejection", err, policy.CodeKeyCompromised)
 	}
@@ -1330,4 +1245,65 @@ func TestGateOutlivesTheClient(t *testing.T) {
 	if err != nil || res == nil {
 		t.Fatalf("the retry's replay = %v, %v; want the delivered certificate", res, err)
 	}
+}
+
+// auditedIssuer is an Issuer over a memstore whose CA, self-signed with a P-256 key (auditSigner matches SHA-256
+// digests), edit may change before it is signed (name constraints, say); cfg's CA and Store are set here.
+func auditedIssuer(t *testing.T, name string, edit func(*x509.Certificate), cfg Config) (*Issuer, *memstore.Store, *auditSigner, *x509.Certificate) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: name},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(365 * 24 * time.Hour), BasicConstraintsValid: true, IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+	if edit != nil {
+		edit(tmpl)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := memstore.New()
+	as := &auditSigner{Signer: caKey, st: st, t: t}
+	cfg.CA, cfg.Store = CA{Cert: ca, Signer: as}, st
+	if cfg.Backdate == 0 {
+		cfg.Backdate = 5 * time.Minute
+	}
+	iss, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return iss, st, as, ca
+}
+
+// deviceRequest is an /api/csr request for CN=laptop-7 with the DNS name dns and key, checked against the
+// device profile (any DNS name); its idempotency key is per name and key.
+func deviceRequest(t *testing.T, key crypto.Signer, dns string) *Request {
+	t.Helper()
+	prof, err := policy.ParseProfile("device", "validity=30d;ku=digitalSignature;eku=clientAuth;dns=*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: "laptop-7"}, DNSNames: []string{dns}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := policy.ParseCSR(csrDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked, err := policy.Check(csr, prof)
+	if err != nil {
+		t.Fatalf("policy refused %s: %v", dns, err)
+	}
+	return &Request{Checked: checked, Profile: prof, Source: store.SourceAPI, Endpoint: "api", Requester: "test",
+		Key: "k|" + dns + "|" + store.SPKIHash(mustSPKI(t, key))}
 }
