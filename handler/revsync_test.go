@@ -190,20 +190,12 @@ func TestTimerReportsDisabledIntune(t *testing.T) {
 	}
 	srv := httptest.NewServer(timer.Handler("timer", d.log, d.runSync))
 	defer srv.Close()
-	resp, err := http.Post(srv.URL, "application/json", bytes.NewBufferString(`{"Data":{},"Metadata":{}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct{ Logs []string }
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatal(err)
-	}
+	logs := postTimer(t, http.DefaultClient, srv.URL)
 	found := false
-	for _, l := range out.Logs {
+	for _, l := range strings.Split(logs, "\n") {
 		found = found || strings.HasPrefix(l, "error: Intune is disabled") && strings.Contains(l, "AZSCEP_INTUNE_TENANT_ID")
 	}
 	if !found {
-		t.Fatalf("timer logs %q do not say that Intune is disabled and why", out.Logs)
+		t.Fatalf("timer logs %q do not say that Intune is disabled and why", logs)
 	}
 }
