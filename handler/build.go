@@ -79,6 +79,8 @@ type buildOptions struct {
 	environ []string
 	// startWait is how long a request waits for start-up before the 503 "starting" (0: defaultStartWait).
 	startWait time.Duration
+	// drain is how long a stopping process lets requests in flight finish (0: defaultDrain).
+	drain time.Duration
 	// referenceRetry is readLater's first wait (0: defaultReferenceRetry).
 	referenceRetry time.Duration
 	// closed, if set, is called each time a set of dependencies is closed (tests count them).

@@ -51,6 +51,7 @@ type intuneSetup struct {
 	secret string   // the client secret the service uses; "" = the fake's
 	env    []string // extra settings
 	wrap   func(store.Store) store.Store
+	drain  time.Duration // how long a stop lets requests finish (0: the service's default)
 }
 
 // intuneEnv points the Intune client at f: the same settings an operator sets for a national cloud.
@@ -86,7 +87,7 @@ func startIntune(t *testing.T, s intuneSetup) *intuneService {
 	}
 	env := append([]string{"AZSCEP_MODE=local", "AZSCEP_LOCAL_KEY_DIR=" + newLocalKeyDir(t)}, stEnv...)
 	env = append(append(env, intuneEnv(f, s.secret)...), s.env...)
-	svc := startServe(t, env, buildOptions{httpClient: f.Client(), store: injected})
+	svc := startServe(t, env, buildOptions{httpClient: f.Client(), store: injected, drain: s.drain})
 	return attachIntune(t, svc, f, st)
 }
 

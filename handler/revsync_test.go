@@ -177,6 +177,76 @@ func TestTimerSyncStoppingStartsNoDownload(t *testing.T) {
 	}
 }
 
+// gatedPersist holds the first write of a downloaded revocation request (the sync's persist) until released.
+type gatedPersist struct {
+	store.Store
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (g *gatedPersist) EnqueueRevocation(ctx context.Context, r *store.RevocationRequest) error {
+	g.once.Do(func() {
+		close(g.entered)
+		<-g.release
+	})
+	return g.Store.EnqueueRevocation(ctx, r)
+}
+
+// TestStopWaitsForHandedOverRequests: SIGTERM comes while the hourly sync persists what Intune just handed over.
+// The drain ends (here after 100 ms), but the process must not exit before the requests are stored: Intune offers
+// nothing more for about an hour after a download, if it offers them again, so exiting would lose them. Once the
+// persist completes, serve returns, and the request is in the store for the next run.
+func TestStopWaitsForHandedOverRequests(t *testing.T) {
+	gate := &gatedPersist{entered: make(chan struct{}), release: make(chan struct{})}
+	s := startIntune(t, intuneSetup{wrap: func(st store.Store) store.Store { gate.Store = st; return gate },
+		drain: 100 * time.Millisecond})
+	subject := pkix.Name{CommonName: "retired-during-a-download"}
+	a := s.enroll(t, testca.CSROptions{Subject: subject}, intunefake.Challenge{Subject: subject.String()})
+	_, rec := s.issued(t, a)
+	ctxRef, err := s.fake.RevokeIssued(rec.Serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		resp, err := http.Post(s.base+"/revocation-sync", "application/json",
+			strings.NewReader(`{"Data":{"timer":{"ScheduleStatus":null,"IsPastDue":false}},"Metadata":{}}`))
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	select {
+	case <-gate.entered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the sync never persisted a download")
+	}
+	stopped := make(chan struct{})
+	go func() { s.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+		t.Fatal("serve returned while a download's requests were not stored yet")
+	case <-time.After(time.Second): // ten times the drain
+	}
+	close(gate.release)
+	select {
+	case <-stopped:
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not return once the requests were stored")
+	}
+	open, err := s.store.OpenRevocations(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := false
+	for _, r := range open {
+		held = held || r.RequestContext == ctxRef
+	}
+	// Or the run, which goes on in this test process, applied it already: only a stored request is applied.
+	if got, err := s.store.Get(context.Background(), rec.Serial); !held && (err != nil || got.Status != store.StatusRevoked) {
+		t.Fatalf("the request Intune handed over is neither stored nor applied after the stop (record %v, %v)", got, err)
+	}
+}
+
 // TestTimerReportsDisabledIntune: with Intune disabled by a setting problem, the hourly timer processes none of
 // Intune's revocation requests, which wait in Intune's queue; its invocation must say so, with the setting, so that
 // the operator sees in the timer's own logs why Intune revocations are not applied.

@@ -77,12 +77,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 	case <-ctx.Done():
 		log.Info("shutting down")
 	case err := <-fatal:
-		shutdown(srv)
+		shutdown(srv, opts.drain)
 		return err
 	case err := <-errc:
 		return fmt.Errorf("serving: %w", err)
 	}
-	shutdown(srv)
+	shutdown(srv, opts.drain)
+	a.waitHandOver()
 	// Dependencies being built (or rebuilt) when the shutdown came must be closed too: wait for them, briefly.
 	select {
 	case <-background:
@@ -92,8 +93,38 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 	return nil
 }
 
-func shutdown(srv *http.Server) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+// defaultDrain is how long a stopping process lets requests in flight finish.
+const defaultDrain = 20 * time.Second
+
+// handOverWait bounds the wait for a revocation download caught in flight by the stop: the download at its slowest
+// and the persist after it (revocation's DownloadWorstCase and PersistTimeout defaults).
+const handOverWait = 4 * time.Minute
+
+// waitHandOver keeps a stopping process alive while the revocation sync holds requests Intune has handed over but
+// our store does not yet: they would otherwise be lost for an hour at least (reliability.md §5.2). It returns at
+// once when no download is running; the platform may still kill the process first, which no wait can prevent.
+func (a *app) waitHandOver() {
+	cur := a.current.Load()
+	if cur == nil || cur.deps.sync == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), handOverWait)
+	defer cancel()
+	start := time.Now()
+	if err := cur.deps.sync.HandedOver(ctx); err != nil {
+		a.log.Error("stopping before the revocation requests Intune handed over were stored", "err", err)
+		return
+	}
+	if d := time.Since(start); d > time.Second {
+		a.log.Info("waited for the revocation requests Intune handed over to be stored", "duration_ms", d.Milliseconds())
+	}
+}
+
+func shutdown(srv *http.Server, drain time.Duration) {
+	if drain <= 0 {
+		drain = defaultDrain
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	_ = srv.Shutdown(ctx)
 }

@@ -2,8 +2,10 @@ package revocation_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/azscep/azscep/internal/intune"
 	"github.com/azscep/azscep/internal/intune/intunefake"
@@ -144,4 +146,46 @@ func TestSyncCancelledAfterDownload(t *testing.T) {
 			t.Errorf("downloads = %d, want one per run", n)
 		}
 	})
+}
+
+// heldDownload blocks the download until released, after saying it started.
+type heldDownload struct {
+	revocation.Intune
+	started, release chan struct{}
+}
+
+func (h heldDownload) DownloadRevocationRequests(ctx context.Context, max int) ([]intune.RevocationRequest, error) {
+	close(h.started)
+	<-h.release
+	return h.Intune.DownloadRevocationRequests(ctx, max)
+}
+
+// TestHandedOverWaitsForTheDownloadsPersist: HandedOver answers at once while no download runs, waits while one is
+// in flight (Intune is handing requests over), and returns once they are stored.
+func TestHandedOverWaitsForTheDownloadsPersist(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	rc := f.queue(t, f.issue(t, 1)[0].Serial)
+	h := heldDownload{started: make(chan struct{}), release: make(chan struct{})}
+	s := f.syncer(t, func(c *revocation.SyncConfig) { h.Intune = f.client; c.Intune = h })
+	if err := s.HandedOver(t.Context()); err != nil {
+		t.Fatalf("HandedOver with no run: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := s.Run(context.Background(), "timer"); done <- err }()
+	<-h.started
+	short, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if err := s.HandedOver(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("HandedOver during the download = %v, want it to wait", err)
+	}
+	close(h.release)
+	if err := s.HandedOver(t.Context()); err != nil {
+		t.Fatalf("HandedOver after the download: %v", err)
+	}
+	if st := f.workState(t, rc); st == "" {
+		t.Fatal("HandedOver returned before the downloaded request was stored")
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -102,7 +103,53 @@ const (
 )
 
 // Syncer runs the Intune revocation cycle.
-type Syncer struct{ cfg SyncConfig }
+type Syncer struct {
+	cfg SyncConfig
+
+	// handOver counts the downloads in flight or persisting: the span in which Intune has handed requests over (or
+	// is handing them over) and our store does not hold them yet. idle is closed when it is zero.
+	mu       sync.Mutex
+	handOver int
+	idle     chan struct{}
+}
+
+// beginHandOver and endHandOver bracket a download and its persist.
+func (s *Syncer) beginHandOver() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.handOver == 0 {
+		s.idle = make(chan struct{})
+	}
+	s.handOver++
+}
+
+func (s *Syncer) endHandOver() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.handOver--; s.handOver == 0 {
+		close(s.idle)
+	}
+}
+
+// HandedOver returns once no download is in flight or persisting, or with ctx's error when ctx ends first. A
+// stopping process waits for it after its drain: a download caught in flight by SIGTERM is then not cut between
+// Intune handing the requests over (it offers nothing more for about an hour, if it offers them again) and our
+// store holding them. It returns at once when no download is running.
+func (s *Syncer) HandedOver(ctx context.Context) error {
+	s.mu.Lock()
+	if s.handOver == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	idle := s.idle
+	s.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // ErrRunning means another run holds the lease; this run did nothing.
 var ErrRunning = errors.New("revocation: another sync run is in progress")
@@ -219,8 +266,10 @@ func (s *Syncer) cycle(ctx context.Context, run *store.SyncRun) error {
 		run.Errors = append(run.Errors, msg)
 		return nil
 	}
+	s.beginHandOver()
 	items, err := s.cfg.Intune.DownloadRevocationRequests(ctx, s.cfg.Batch)
 	if err != nil {
+		s.endHandOver()
 		return fmt.Errorf("downloading revocation requests: %w", err)
 	}
 	run.Downloaded = len(items)
@@ -233,6 +282,7 @@ func (s *Syncer) cycle(ctx context.Context, run *store.SyncRun) error {
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.PersistTimeout)
 	defer cancel()
 	work, again := s.persist(pctx, run, items)
+	s.endHandOver()
 	if err := s.process(ctx, run, work, deadline); err != nil {
 		return err
 	}
