@@ -90,19 +90,28 @@ func TestTimerRevocationSync(t *testing.T) {
 	}
 }
 
-// gatedResume holds the revocation sync's resume step (its first store read under the lease) until released.
-type gatedResume struct {
-	store.Store
+// storeGate holds the first call of one store method: entered is closed when it arrives, and it goes on once
+// release is closed.
+type storeGate struct {
 	entered chan struct{}
 	release chan struct{}
 	once    sync.Once
 }
 
+func newStoreGate() *storeGate {
+	return &storeGate{entered: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (g *storeGate) hold() { g.once.Do(func() { close(g.entered); <-g.release }) }
+
+// gatedResume holds the revocation sync's resume step (its first store read under the lease) until released.
+type gatedResume struct {
+	store.Store
+	*storeGate
+}
+
 func (g *gatedResume) OpenRevocations(ctx context.Context, limit int) ([]*store.RevocationRequest, error) {
-	g.once.Do(func() {
-		close(g.entered)
-		<-g.release
-	})
+	g.hold()
 	return g.Store.OpenRevocations(ctx, limit)
 }
 
@@ -112,7 +121,7 @@ func (g *gatedResume) OpenRevocations(ctx context.Context, limit int) ([]*store.
 // them again. The run must finish what it holds and leave the download for the next run, which Intune's queue
 // keeps for it.
 func TestTimerSyncStoppingStartsNoDownload(t *testing.T) {
-	gate := &gatedResume{entered: make(chan struct{}), release: make(chan struct{})}
+	gate := &gatedResume{storeGate: newStoreGate()}
 	s := startIntune(t, intuneSetup{wrap: func(st store.Store) store.Store { gate.Store = st; return gate }})
 	subject := pkix.Name{CommonName: "retired-during-scale-in"}
 	a := s.enroll(t, testca.CSROptions{Subject: subject}, intunefake.Challenge{Subject: subject.String()})
@@ -180,16 +189,11 @@ func TestTimerSyncStoppingStartsNoDownload(t *testing.T) {
 // gatedPersist holds the first write of a downloaded revocation request (the sync's persist) until released.
 type gatedPersist struct {
 	store.Store
-	entered chan struct{}
-	release chan struct{}
-	once    sync.Once
+	*storeGate
 }
 
 func (g *gatedPersist) EnqueueRevocation(ctx context.Context, r *store.RevocationRequest) error {
-	g.once.Do(func() {
-		close(g.entered)
-		<-g.release
-	})
+	g.hold()
 	return g.Store.EnqueueRevocation(ctx, r)
 }
 
@@ -198,7 +202,7 @@ func (g *gatedPersist) EnqueueRevocation(ctx context.Context, r *store.Revocatio
 // nothing more for about an hour after a download, if it offers them again, so exiting would lose them. Once the
 // persist completes, serve returns, and the request is in the store for the next run.
 func TestStopWaitsForHandedOverRequests(t *testing.T) {
-	gate := &gatedPersist{entered: make(chan struct{}), release: make(chan struct{})}
+	gate := &gatedPersist{storeGate: newStoreGate()}
 	s := startIntune(t, intuneSetup{wrap: func(st store.Store) store.Store { gate.Store = st; return gate },
 		drain: 100 * time.Millisecond})
 	subject := pkix.Name{CommonName: "retired-during-a-download"}
