@@ -313,11 +313,11 @@ func (i *Issuer) replay(ctx context.Context, key string, pub crypto.PublicKey, r
 	if err != nil {
 		return nil, fmt.Errorf("reading record %s: %w", b.Serial, err)
 	}
-	return i.replayRecord(rec, store.KeyHash(pub), rules)
+	return i.replayRecord(ctx, rec, store.KeyHash(pub), rules)
 }
 
 // replayRecord decides about the earlier attempt rec for a request whose public key hashes to pubHash.
-func (i *Issuer) replayRecord(rec *store.Record, pubHash string, rules replayRules) (*Result, error) {
+func (i *Issuer) replayRecord(ctx context.Context, rec *store.Record, pubHash string, rules replayRules) (*Result, error) {
 	if rules.window > 0 && i.now().Sub(rec.Created) > rules.window {
 		return nil, nil
 	}
@@ -337,6 +337,18 @@ func (i *Issuer) replayRecord(rec *store.Record, pubHash string, rules replayRul
 		}
 		if err := i.Releasable(rec, rules.gated); err != nil {
 			return nil, err
+		}
+		// A revocation interrupted between its index entry and its record (revocation.Revoke) is published: the
+		// CRL lists the certificate, so it is revoked for every relying party and not handed out as this request's.
+		// One point read, on replays and retries only.
+		switch _, err := i.store.GetRevoked(ctx, rec.Serial); {
+		case err == nil:
+			if !rules.reissueRevoked {
+				return nil, ErrRevoked
+			}
+			return nil, nil
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, fmt.Errorf("reading the revocation index: %w", err)
 		}
 		cert, err := x509.ParseCertificate(rec.CertDER)
 		if err != nil {
@@ -731,7 +743,7 @@ func (i *Issuer) resolve(ctx context.Context, req *Request, b store.Binding, pub
 	case err != nil:
 		return nil, fmt.Errorf("reading record bound to the idempotency key: %w", err)
 	}
-	return i.replayRecord(prev, pubHash, req.replayRules())
+	return i.replayRecord(ctx, prev, pubHash, req.replayRules())
 }
 
 func (i *Issuer) abandon(rec *store.Record, note string) {

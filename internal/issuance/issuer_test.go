@@ -726,6 +726,27 @@ func TestReplayOnlyValidUnrevoked(t *testing.T) {
 			t.Fatalf("the key is bound to %v (%v), want the new serial %s", b.Serial, err, again.Record.Serial)
 		}
 	})
+	// A revocation interrupted after its index entry: the CRL lists the certificate while its record still says
+	// issued. It is revoked for every relying party, so a replay neither hands it out nor counts it as live.
+	t.Run("revoked-in-the-index-only", func(t *testing.T) {
+		f := newFixture(t, nil)
+		first, err := f.iss.Issue(ctx, f.request(t, nil, "indexed", "tx-idx"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.st.AddRevoked(ctx, store.Revoked{Serial: first.Record.Serial, RevokedAt: time.Now(), Reason: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := f.iss.Replay(ctx, "tx-idx", leafKey.Public(), 0); !errors.Is(err, ErrRevoked) {
+			t.Fatalf("Replay of a certificate the index lists = %v, %v; want ErrRevoked", res, err)
+		}
+		req := f.request(t, nil, "indexed", "tx-idx")
+		req.ReissueRevoked = true
+		again, err := f.iss.Issue(ctx, req)
+		if err != nil || again.Replayed || again.Record.Serial == first.Record.Serial {
+			t.Fatalf("Issue with ReissueRevoked = %v, %v; want a new certificate", again, err)
+		}
+	})
 	t.Run("expired", func(t *testing.T) {
 		f := newFixture(t, nil)
 		now := time.Now()
