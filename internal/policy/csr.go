@@ -23,6 +23,8 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/azscep/azscep/internal/entra"
 )
 
 // Code is a stable, machine-readable reason a request was refused. It appears in problem+json bodies, in logs
@@ -1049,21 +1051,7 @@ func deviceIDShaped(v string) bool {
 	if len(v) == 38 && v[0] == '{' && v[37] == '}' {
 		v = v[1:37]
 	}
-	if len(v) != 36 {
-		return false
-	}
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		switch {
-		case i == 8 || i == 13 || i == 18 || i == 23:
-			if c != '-' {
-				return false
-			}
-		case !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'):
-			return false
-		}
-	}
-	return true
+	return entra.IsGUID(v)
 }
 
 // hasBidiControl reports whether s holds one of Unicode's explicit directional formatting characters (UAX #9 §2:
