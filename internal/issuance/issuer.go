@@ -338,17 +338,15 @@ func (i *Issuer) replayRecord(ctx context.Context, rec *store.Record, pubHash st
 		if err := i.Releasable(rec, rules.gated); err != nil {
 			return nil, err
 		}
-		// A revocation interrupted between its index entry and its record (revocation.Revoke) is published: the
-		// CRL lists the certificate, so it is revoked for every relying party and not handed out as this request's.
-		// One point read, on replays and retries only.
-		switch _, err := i.store.GetRevoked(ctx, rec.Serial); {
-		case err == nil:
-			if !rules.reissueRevoked {
-				return nil, ErrRevoked
-			}
+		// A certificate the CRL lists is revoked for every relying party, also before its record says so
+		// (store.Published): not handed out as this request's. One point read, on replays and retries only.
+		switch _, revoked, err := store.Published(ctx, i.store, rec); {
+		case err != nil:
+			return nil, err
+		case revoked && !rules.reissueRevoked:
+			return nil, ErrRevoked
+		case revoked:
 			return nil, nil
-		case !errors.Is(err, store.ErrNotFound):
-			return nil, fmt.Errorf("reading the revocation index: %w", err)
 		}
 		cert, err := x509.ParseCertificate(rec.CertDER)
 		if err != nil {

@@ -411,15 +411,13 @@ func (s *Server) liveRecord(ctx context.Context, c *x509.Certificate, now time.T
 	if s.issuer.Releasable(rec, s.gatedRecord(rec)) != nil {
 		return nil, "was never delivered", nil
 	}
-	// A revocation writes the CRL's index entry before the record (revocation.Revoke), and one interrupted between
-	// the two stays published with the record still issued until a retry or the hourly sweep completes it. What the
-	// CRL lists as revoked authorizes nothing: one point read, on the paths that call this (renewal, GetCert's
-	// same-subject holder), never on a first enrollment.
-	switch e, err := s.store.GetRevoked(ctx, rec.Serial); {
-	case err == nil:
+	// What the CRL lists as revoked authorizes nothing, also before the record says so (store.Published): one point
+	// read, on the paths that call this (renewal, GetCert's same-subject holder), never on a first enrollment.
+	switch e, revoked, err := store.Published(ctx, s.store, rec); {
+	case err != nil:
+		return nil, "", err
+	case revoked:
 		return nil, fmt.Sprintf("is revoked (RFC 5280 reason %d; its record is not yet updated)", e.Reason), nil
-	case !errors.Is(err, store.ErrNotFound):
-		return nil, "", fmt.Errorf("reading revocation index: %w", err)
 	}
 	return rec, "", nil
 }

@@ -16,6 +16,27 @@ type RenewalLinks interface {
 	GetRevoked(ctx context.Context, serial string) (Revoked, error)
 }
 
+// Published reports whether rec is revoked as relying parties see it, and with which time and reason: its record
+// says so, or the revocation index (what the CRL publishes) lists it while the record does not yet. Revoke writes
+// the index entry first, and one interrupted between its two writes stays that way until a retry or the sweep
+// completes it; whatever authorizes or hands out a certificate asks this, not the record's status alone. The index
+// is read (one point read) only when the record is not revoked.
+func Published(ctx context.Context, st interface {
+	GetRevoked(ctx context.Context, serial string) (Revoked, error)
+}, rec *Record) (Revoked, bool, error) {
+	if rec.Status == StatusRevoked {
+		return Revoked{Serial: rec.Serial, RevokedAt: rec.RevokedAt, Reason: rec.RevocationReason, NotAfter: rec.NotAfter}, true, nil
+	}
+	e, err := st.GetRevoked(ctx, rec.Serial)
+	switch {
+	case err == nil:
+		return e, true, nil
+	case errors.Is(err, ErrNotFound):
+		return Revoked{}, false, nil
+	}
+	return Revoked{}, false, fmt.Errorf("reading the revocation index entry of %s: %w", rec.Serial, err)
+}
+
 // RevokedSuccessor follows renewal links forward (RenewedTo) from the record serial, inclusive, and returns the
 // first revoked record on the way, or nil when none is: the renewal check (a revoked successor cuts its signer off)
 // and the issuer keeping a signer's link on such a successor ask the same question. A link to a record that does
@@ -38,15 +59,13 @@ func RevokedSuccessor(ctx context.Context, st RenewalLinks, serial string) (*Rec
 		if err != nil {
 			return nil, fmt.Errorf("reading renewal successor %s: %w", serial, err)
 		}
-		if rec.Status == StatusRevoked {
-			return rec, nil
+		e, revoked, err := Published(ctx, st, rec)
+		if err != nil {
+			return nil, fmt.Errorf("renewal successor %s: %w", serial, err)
 		}
-		switch e, err := st.GetRevoked(ctx, rec.Serial); {
-		case err == nil:
+		if revoked {
 			rec.RevokedAt, rec.RevocationReason = e.RevokedAt, e.Reason
 			return rec, nil
-		case !errors.Is(err, ErrNotFound):
-			return nil, fmt.Errorf("reading the revocation index entry of renewal successor %s: %w", serial, err)
 		}
 		serial = rec.RenewedTo
 	}
