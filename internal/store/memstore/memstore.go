@@ -145,12 +145,8 @@ func checkRecord(r *store.Record) error {
 		return fmt.Errorf("certificate is %d bytes, over the %d byte property limit", len(r.CertDER), MaxBinary)
 	}
 	if len(r.SANs) > 0 {
-		// Encoded as the Table Storage store writes the SANs column: JSON without HTML escapes.
-		var b strings.Builder
-		enc := json.NewEncoder(&b)
-		enc.SetEscapeHTML(false)
-		_ = enc.Encode(r.SANs)
-		if utf16Bytes(strings.TrimSuffix(b.String(), "\n")) > MaxBinary {
+		// Encoded as the Table Storage store writes the SANs column.
+		if utf16Bytes(store.ListJSON(r.SANs)) > MaxBinary {
 			return fmt.Errorf("SAN list is over the %d byte property limit", MaxBinary)
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"unicode/utf16"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+
+	"github.com/azscep/azscep/internal/store"
 )
 
 // Service limits (azure-functions.md §4.3).
@@ -97,16 +99,7 @@ func (e entity) jsonStr(name string, v []string) {
 	if len(v) == 0 {
 		return
 	}
-	e[name] = listJSON(v)
-}
-
-// listJSON is v as JSON without HTML escapes.
-func listJSON(v []string) string {
-	var b strings.Builder
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v) // a []string always encodes
-	return strings.TrimSuffix(b.String(), "\n")
+	e[name] = store.ListJSON(v)
 }
 
 // Entity limits of the service (Understanding the Table service data model). Azurite does not enforce the entity
