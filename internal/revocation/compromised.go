@@ -49,7 +49,7 @@ func (c *CompromisedKeys) Compromised(ctx context.Context, keyHash string) (stor
 	if fresh <= 0 {
 		fresh = DefaultKeyFreshness
 	}
-	if c.marks == nil || c.now().Sub(c.readAt) >= fresh || c.now().Before(c.readAt) {
+	if now := c.now(); c.marks == nil || now.Sub(c.readAt) >= fresh || now.Before(c.readAt) {
 		if err := c.refreshLocked(ctx); err != nil {
 			return store.CompromisedKey{}, false, err
 		}
