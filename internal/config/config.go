@@ -325,6 +325,8 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 	} else if u, err := url.Parse(strings.TrimRight(base, "/")); err != nil || u.Host == "" ||
 		(u.Scheme != "https" && !(local && u.Scheme == "http")) {
 		p.fail("AZSCEP_BASE_URL", "must be an absolute https URL (http allowed in local mode)")
+	} else if !joinable(base, u) {
+		p.fail("AZSCEP_BASE_URL", "must have no query, fragment or user info (paths are appended to it)")
 	} else {
 		c.BaseURL = u
 	}
@@ -332,6 +334,8 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 	if v := p.str("AZSCEP_PUBLICATION_URL", ""); v != "" {
 		if u, err := url.Parse(strings.TrimRight(v, "/")); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 			p.fail("AZSCEP_PUBLICATION_URL", "must be an absolute http or https URL")
+		} else if !joinable(v, u) {
+			p.fail("AZSCEP_PUBLICATION_URL", "must have no query, fragment or user info (the certificates' OCSP, caIssuers and CRL paths are appended to it)")
 		} else {
 			c.PublicationURL = u
 		}
@@ -567,6 +571,13 @@ func defaultProfiles() map[string]*policy.Profile {
 
 // URL joins the base URL and a path.
 func (c *Config) URL(path string) string { return strings.TrimRight(c.BaseURL.String(), "/") + path }
+
+// joinable reports whether a path appended to the base URL raw (parsed as u) is where clients send the request:
+// not after a query or fragment, and without user info (which would be a password in every certificate's AIA and
+// CDP, for their whole life).
+func joinable(raw string, u *url.URL) bool {
+	return !strings.ContainsAny(raw, "?#") && u.User == nil
+}
 
 // PublishedURL joins the publication base URL (for AIA and CDP) and a path.
 func (c *Config) PublishedURL(path string) string {

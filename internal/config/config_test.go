@@ -158,6 +158,15 @@ func TestBadSettings(t *testing.T) {
 		{"port", localEnv("FUNCTIONS_CUSTOMHANDLER_PORT=99999"), "FUNCTIONS_CUSTOMHANDLER_PORT", ""},
 		{"base url http in azure", azureEnv("AZSCEP_BASE_URL=http://ca.example.net"), "AZSCEP_BASE_URL", ""},
 		{"no base url in azure", []string{"AZSCEP_MODE=azure"}, "AZSCEP_BASE_URL", ""},
+		// The OCSP, caIssuers and CRL URLs are the base plus a path, written into every certificate for its whole
+		// life: a query, fragment or user info in the base would put that path where no client sends it (or a
+		// password into the certificates).
+		{"base url with query", azureEnv("AZSCEP_BASE_URL=https://ca.example.net/?tenant=1"), "AZSCEP_BASE_URL", ""},
+		{"base url with fragment", azureEnv("AZSCEP_BASE_URL=https://ca.example.net#ca"), "AZSCEP_BASE_URL", ""},
+		{"base url with user info", azureEnv("AZSCEP_BASE_URL=https://ops:secret@ca.example.net"), "AZSCEP_BASE_URL", ""},
+		{"publication url with query", azureEnv("AZSCEP_PUBLICATION_URL=http://pki.example.net?x=1"), "AZSCEP_PUBLICATION_URL", ""},
+		{"publication url with fragment", azureEnv("AZSCEP_PUBLICATION_URL=http://pki.example.net/#top"), "AZSCEP_PUBLICATION_URL", ""},
+		{"publication url with user info", azureEnv("AZSCEP_PUBLICATION_URL=http://ops@pki.example.net"), "AZSCEP_PUBLICATION_URL", ""},
 		{"no tables", []string{"AZSCEP_MODE=local"}, "AZSCEP_TABLES_ENDPOINT", ""},
 		{"connection string in azure", azureEnv("AZSCEP_TABLES_CONNECTION=x"), "AZSCEP_TABLES_CONNECTION", ""},
 		{"no key vault", []string{"AZSCEP_MODE=azure", "AZSCEP_BASE_URL=https://x", "AZSCEP_TABLES_ENDPOINT=https://t"}, "AZSCEP_KEYVAULT_URL", ""},
