@@ -502,6 +502,14 @@ func (s *Server) certPoll(ctx context.Context, e *Endpoint, msg *PKIMessage) out
 		case err != nil:
 			return fail(BadCertID, err) // withheld: the answer for a request that has no certificate
 		}
+		// A revocation interrupted between its index entry and its record is published (the CRL lists it): not
+		// handed out as this request's certificate, like a record that says revoked. One point read.
+		switch _, revoked, err := store.Published(ctx, s.store, rec); {
+		case err != nil:
+			return s.issued(nil, err)
+		case revoked:
+			return fail(BadCertID, errors.New("request is revoked (the revocation index lists it)"))
+		}
 		c, err := x509.ParseCertificate(rec.CertDER)
 		if err != nil {
 			return fail(BadCertID, err)

@@ -158,6 +158,21 @@ func TestCertPoll(t *testing.T) {
 	}
 }
 
+// TestCertPollOfARevocationInTheIndexOnly: a revocation interrupted between its index entry and its record leaves the
+// record saying issued while the CRL lists the certificate. A CertPoll does not hand it out as the request's
+// certificate, as it does not hand out one whose record says revoked (and as a replay of the PKCSReq does not).
+func TestCertPollOfARevocationInTheIndexOnly(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	d := enroll(t, e, 0, "poll-indexed")
+	if _, err := e.store.AddRevoked(t.Context(), store.Revoked{Serial: store.SerialString(d.cert.SerialNumber),
+		RevokedAt: time.Now(), Reason: 1, NotAfter: d.cert.NotAfter}); err != nil {
+		t.Fatal(err)
+	}
+	rep := e.pki(t, epStatic, d.client.CertPoll(t, d.req.TransactionID, e.ca.Cert, pkix.Name{CommonName: "poll-indexed"}))
+	wantFailure(t, rep, testca.FailBadCertID)
+}
+
 // signalingRA is the RA key, telling signed of every signature (the RA signs nothing but CertReps).
 type signalingRA struct {
 	custody.RAKey
