@@ -370,9 +370,15 @@ func (p *Publisher) Current(ctx context.Context) (*CRL, error) {
 			// serve it rather than hold the relying party; the flight replaces it when it finishes.
 			p.waiters.Add(-1)
 			p.mu.Lock()
-			c := p.cur
+			c, now := p.cur, p.clock.Now()
 			p.mu.Unlock()
-			return c, nil
+			if now.Before(c.NextUpdate) {
+				return c, nil
+			}
+			// It was valid when the wait began and has expired since: relying parties reject it, so wait for the
+			// regeneration after all (the timer fired once; going round sets no new one).
+			stale = nil
+			continue
 		case <-ctx.Done():
 			p.waiters.Add(-1)
 			return nil, fmt.Errorf("waiting for CRL generation: %w", ctx.Err())

@@ -911,3 +911,53 @@ func TestNumberNeverGoesBackAfterCounterReset(t *testing.T) {
 		t.Fatalf("served CRL number %v after %v: the number went back", got.Number, first.Number)
 	}
 }
+
+// TestCurrent_SlowRegenerationNeverServesAnExpiredCRL: a caller that started waiting for a slow regeneration while
+// the cached CRL was still valid does not get that CRL after StaleWait if it has reached its nextUpdate meanwhile:
+// relying parties reject an expired CRL (OpenSSL: "CRL has expired"), so it must not be served as the current one.
+// The caller keeps waiting for the regeneration instead.
+func TestCurrent_SlowRegenerationNeverServesAnExpiredCRL(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{Validity: 24 * time.Hour, StaleWait: 200 * time.Millisecond})
+	first, err := f.pub.Current(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.src.gate = make(chan struct{})
+	f.src.started = make(chan struct{}, 1)
+	f.clock.Advance(first.NextUpdate.Sub(f.clock.Now()) - time.Second) // one second of validity left
+
+	type result struct {
+		c   *CRL
+		err error
+	}
+	got := make(chan result, 1)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	go func() {
+		c, err := f.pub.Current(ctx)
+		got <- result{c, err}
+	}()
+	await(t, f.src.started)
+	deadline := time.Now().Add(10 * time.Second)
+	for f.pub.waiters.Load() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("caller never waited for the regeneration")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	f.clock.Advance(2 * time.Second) // the cached CRL expires while the caller waits
+
+	r := <-got
+	if r.c != nil && !f.clock.Now().Before(r.c.NextUpdate) {
+		t.Fatalf("Current served CRL %v past its nextUpdate %v (now %v)", r.c.Number, r.c.NextUpdate, f.clock.Now())
+	}
+	close(f.src.gate)
+	c, err := f.pub.Current(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Number.Cmp(first.Number) <= 0 || !f.clock.Now().Before(c.NextUpdate) {
+		t.Errorf("after the regeneration Current = CRL %v until %v, want a newer one valid now", c.Number, c.NextUpdate)
+	}
+}
