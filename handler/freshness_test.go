@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -279,5 +280,53 @@ func TestCompromisedKeyRefusedAtEveryDoor(t *testing.T) {
 	var p httpx.Problem
 	if err := json.Unmarshal(body, &p); err != nil || resp.StatusCode != http.StatusBadRequest || p.Code != string(policy.CodeKeyCompromised) {
 		t.Fatalf("/api/csr with the compromised key: %d %s, want 400 %s", resp.StatusCode, body, policy.CodeKeyCompromised)
+	}
+}
+
+// TestTimerKeepsTheCRLSigned: the hourly timer signs a CRL when none is in force or the one in force is past half
+// its validity, without a relying party asking (RFC 5280 §3.3: an expired certificate's entry must be on a CRL signed
+// after its expiry, and leaves the CRL one validity later), and signs nothing while the CRL is fresh.
+func TestTimerKeepsTheCRLSigned(t *testing.T) {
+	in := startInstance(t, localEnv(t))
+	number := func(logs string) string {
+		t.Helper()
+		_, after, ok := strings.Cut(logs, "CRL #")
+		if !ok {
+			t.Fatalf("the timer signed no CRL; its Logs:\n%s", logs)
+		}
+		n, _, _ := strings.Cut(after, " ")
+		return n
+	}
+	served := func() string {
+		t.Helper()
+		resp, err := http.Get(in.base + "/api/crl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		der, _ := io.ReadAll(resp.Body)
+		list, err := x509.ParseRevocationList(der)
+		if err != nil {
+			t.Fatalf("CRL: %v", err)
+		}
+		return list.Number.String()
+	}
+	first := number(postTimer(t, http.DefaultClient, in.base))
+	if got := served(); got != first {
+		t.Fatalf("/api/crl serves CRL #%s, the timer signed #%s", got, first)
+	}
+	in.clock.Advance(11 * time.Hour) // under half of the default 24 h validity: still fresh
+	if again := number(postTimer(t, http.DefaultClient, in.base)); again != first {
+		t.Fatalf("a fresh CRL was signed again by the timer: #%s after #%s", again, first)
+	}
+	in.clock.Advance(2 * time.Hour) // past half its validity
+	later := number(postTimer(t, http.DefaultClient, in.base))
+	a, _ := new(big.Int).SetString(first, 10)
+	b, ok := new(big.Int).SetString(later, 10)
+	if !ok || b.Cmp(a) <= 0 {
+		t.Fatalf("past half its validity the timer left CRL #%s in force (got #%s)", first, later)
+	}
+	if got := served(); got != later {
+		t.Fatalf("/api/crl serves CRL #%s, the timer signed #%s", got, later)
 	}
 }

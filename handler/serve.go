@@ -555,6 +555,9 @@ const (
 	raMaintenanceTimeout = time.Minute
 	// interruptedSweepTimeout bounds the sweep for interrupted revocations; the next one goes on where it stopped.
 	interruptedSweepTimeout = time.Minute
+	// crlRefreshTimeout bounds the CRL refresh: one read of the revocation index and at most one Key Vault
+	// signature.
+	crlRefreshTimeout = 30 * time.Second
 	// pendingSweepReserve is kept for the stale-pending report, the last step, which may also use whatever the
 	// steps before it left: its query scans the certs partition, which a large table takes a while to do.
 	pendingSweepReserve = 30 * time.Second
@@ -563,10 +566,10 @@ const (
 // syncBudget is the revocation sync's Budget: what the timer's other steps and the run's own overrun
 // (revocation.Syncer.Overrun with the default Intune client) leave of functionTimeout.
 const syncBudget = timer.FunctionTimeout - timerMargin - raMaintenanceTimeout - interruptedSweepTimeout -
-	pendingSweepReserve - revocation.DefaultUploadWorstCase - revocation.SyncStoreReserve
+	crlRefreshTimeout - pendingSweepReserve - revocation.DefaultUploadWorstCase - revocation.SyncStoreReserve
 
-// runSync is the hourly timer: RA maintenance, one Intune revocation cycle, the interrupted-revocation sweep and
-// the pending-record report, all under one deadline short of functionTimeout, so that the host never kills the
+// runSync is the hourly timer: RA maintenance, one Intune revocation cycle, the interrupted-revocation sweep, the
+// CRL refresh and the pending-record report, all under one deadline short of functionTimeout, so that the host never kills the
 // invocation (which would lose its Logs) and each step ends by its own bound rather than at the kill.
 func (d *deps) runSync(ctx context.Context, info timer.Info) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timer.FunctionTimeout-timerMargin)
@@ -605,7 +608,28 @@ func (d *deps) runSync(ctx context.Context, info timer.Info) ([]string, error) {
 		lines = append(lines, run.Errors...)
 	}
 	lines = append(lines, d.completeInterrupted(ctx)...)
+	lines = append(lines, d.refreshCRL(ctx)...)
 	return append(lines, d.sweepPending(ctx)...), err
+}
+
+// refreshCRL keeps a CRL signed at least every half of its validity (and an hour) even when no relying party asks
+// for one. RFC 5280 §3.3 wants a revoked certificate's entry on a CRL issued after the certificate expired, and the
+// entry leaves the CRL one validity after notAfter: without the timer, a deployment whose relying parties fetch
+// the CRL once a day or less could sign none in that window. A CRL still fresh costs nothing here: Current serves
+// it from memory, so an idle deployment pays at most two Key Vault signatures a day (24 h validity).
+func (d *deps) refreshCRL(ctx context.Context) []string {
+	if d.crl == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, crlRefreshTimeout)
+	defer cancel()
+	c, err := d.crl.Current(ctx)
+	if err != nil {
+		d.log.Warn("CRL refresh failed", "err", err)
+		return []string{"CRL refresh failed: " + err.Error()}
+	}
+	return []string{fmt.Sprintf("CRL #%s signed %s, next update %s", c.Number,
+		c.Signed.UTC().Format(time.RFC3339), c.NextUpdate.UTC().Format(time.RFC3339))}
 }
 
 // firstSerials lists the first 20 serials for an invocation's Logs line; the log lines name every one.
