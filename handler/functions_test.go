@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -212,6 +213,33 @@ func TestRoutesServeEveryFunction(t *testing.T) {
 		_, pattern := mux.Handler(httptest.NewRequest(method, path, nil))
 		if pattern == "" || pattern == "/" {
 			t.Errorf("function %s: %s %s is not routed (pattern %q)", name, method, path, pattern)
+		}
+	}
+}
+
+// TestFunctionMethodsMatchTheHandler: the host forwards only the methods a function.json lists, so every method the
+// handler answers with success at a function's public path must be listed (else the host answers 404 where the
+// handler, and the README, promise an answer), and none it refuses with 405.
+func TestFunctionMethodsMatchTheHandler(t *testing.T) {
+	in := startInstance(t, localEnv(t))
+	for name, path := range wantFunctions {
+		if name == "revocation-sync" {
+			continue // a timer: the host posts to it, no HTTP trigger
+		}
+		var f functionJSON
+		decodeStrict(t, "../functions/"+name+"/function.json", &f)
+		listed := f.Bindings[0].Methods
+		for _, m := range []string{"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"} {
+			req, _ := http.NewRequest(m, in.base+path, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			isListed := slices.Contains(listed, strings.ToLower(m))
+			if (resp.StatusCode < 400 && !isListed) || (resp.StatusCode == http.StatusMethodNotAllowed && isListed) {
+				t.Errorf("function %s: %s %s answers %d, and function.json lists %v", name, m, path, resp.StatusCode, listed)
+			}
 		}
 	}
 }
