@@ -510,3 +510,67 @@ func numericHost(d string) bool {
 	_, err := strconv.ParseUint(last, 0, 32)
 	return err == nil
 }
+
+// UnmatchablePattern is an allow-list pattern that parses but that no name can ever match: Check refuses every
+// name it seems to allow before (or instead of) asking the pattern. It narrows nothing and allows nothing, so the
+// operator who wrote it believes the profile allows names it refuses, and may "fix" that by widening another list.
+type UnmatchablePattern struct {
+	Key     string // the profile key: dns, uri, ...
+	Pattern string // as configured
+	Reason  string
+}
+
+// sanKeys are the allow-list keys in the order a profile setting usually writes them.
+var sanKeys = []string{"dns", "email", "upn", "uri", "ip"}
+
+// Unmatchable lists the profile's patterns that no name can match, by key and in configured order. It asks the
+// same predicates Check does, so that a pattern is listed only if Check refuses every name the pattern covers:
+//
+//   - a DNS pattern (dns=, or the host of a uri= pattern) whose last label is a number: every name it covers is
+//     an IPv4 address to inet_aton and TLS stacks (numericHost), which checkSAN refuses as a DNS name, uriPattern
+//     refuses as a URI host, and checkNameLike reads as an IP address, not a DNS name;
+//   - a uri= pattern of a scheme whose every URI is an identity URI (IntuneDeviceId://): those are governed by
+//     identity_uris= alone (AllowsURI never asks uri= for one).
+func (p *Profile) Unmatchable() []UnmatchablePattern {
+	var out []UnmatchablePattern
+	for _, key := range sanKeys {
+		l := p.Names[sanTypeNames[key]]
+		if l == nil {
+			continue
+		}
+		for _, s := range l.Patterns {
+			if why := unmatchable(sanTypeNames[key], s); why != "" {
+				out = append(out, UnmatchablePattern{Key: key, Pattern: s, Reason: why})
+			}
+		}
+	}
+	return out
+}
+
+// unmatchable says why no name matches pattern s of type t, or "" when some name may. s parsed when the profile
+// did, so a parse error here cannot happen; it is read as "may match".
+func unmatchable(t SANType, s string) string {
+	const numeric = "its last label is a number, so every name it covers is an IPv4 address to TLS clients, which the CA " +
+		"refuses as a %s; allow IP addresses with ip="
+	switch t {
+	case SANDNS:
+		if d, err := parseDNSPattern(s); err == nil && numericHost(d.suffix) {
+			return fmt.Sprintf(numeric, "DNS name")
+		}
+	case SANURI:
+		u, err := parseURIPattern(s)
+		if err != nil {
+			return ""
+		}
+		// Every URI of the scheme, in either form, is an identity URI when the hierarchical form with any host is.
+		if IdentityURIKind(&url.URL{Scheme: u.scheme, Host: "host"}) != 0 &&
+			IdentityURIKind(&url.URL{Scheme: u.scheme, Opaque: "x"}) != 0 {
+			return "every " + u.scheme + " URI is an identity URI, which only identity_uris= allows (uri= patterns, " +
+				"even *, never admit one)"
+		}
+		if !u.any && numericHost(u.host.suffix) {
+			return fmt.Sprintf(numeric, "URI host")
+		}
+	}
+	return ""
+}
