@@ -12,6 +12,10 @@
 //     Vault reference App Service could not resolve yet (a role assignment seconds old at first deploy); the
 //     platform re-reads references only when the app restarts, so one bad secret must not stop the whole CA.
 //
+// A third kind loads and serves but weakens authorization or does not do what it says (two static endpoints sharing
+// one challenge, a profile pattern no name can match): Config.Warnings, for the caller to report. A later release
+// refuses them; this one only warns, so an upgrade takes nothing down.
+//
 // Adding a setting: list it in Settings (and the README table), read it with the parser's helpers (p.str, p.int,
 // p.duration, ...) and report problems with p.fail. If the setting belongs to one optional feature, read it inside
 // that feature's p.feature(...) block (the endpoint, profile, Intune and API blocks in load): p.fail there records
@@ -99,6 +103,9 @@ type Config struct {
 	// started), by name: each also disabled its feature (or failed Load, for a core setting). Serve resolves them
 	// with the app's identity and loads the configuration again (handler: references).
 	References map[string]string
+	// Warnings are the settings that load but weaken authorization or do not do what they say (warnings.go), in
+	// a stable order; they disable nothing.
+	Warnings []Warning
 }
 
 // Optional features a setting problem can disable on its own (see the package comment).
@@ -530,6 +537,7 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 	}
 	c.Faults = p.faults
 	c.References = p.refs
+	c.Warnings = warnings(c, profileSettings)
 	return c, nil
 }
 

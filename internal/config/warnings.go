@@ -1,0 +1,115 @@
+package config
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Warning is a setting that loads and serves but weakens authorization, or does not do what it says: the service
+// runs as configured and reports it. This release only warns, because refusing would take endpoints that work today down on upgrade; a later release
+// refuses them. A warning never holds a setting's value when that value is a secret.
+type Warning struct {
+	// Code is stable, for queries and the console: one of the Warn* constants.
+	Code string `json:"code"`
+	// Feature is the endpoint or profile the warning is about (EndpointFeature, ProfileFeature).
+	Feature string `json:"feature"`
+	// Settings are the settings to change.
+	Settings []string `json:"settings"`
+	// Endpoints are the enabled SCEP endpoints concerned, sorted.
+	Endpoints []string `json:"endpoints,omitempty"`
+	Message   string   `json:"message"`
+}
+
+// Warning codes.
+const (
+	// WarnSharedChallenge: static endpoints with one challenge secret. Whoever holds it for the narrowest of
+	// them enrolls at the widest, so the narrow endpoint's separate profile protects nothing.
+	WarnSharedChallenge = "shared_challenge"
+	// WarnPublicChallenge: a static endpoint in azure mode whose secret is LocalStaticChallenge, which the README
+	// and `make run` print for local mode: anyone can enroll there.
+	WarnPublicChallenge = "public_challenge"
+	// WarnUnmatchablePattern: a profile pattern that no name can match (policy.Profile.Unmatchable). The profile
+	// refuses names its operator believes it allows, and the usual "fix" widens another list.
+	WarnUnmatchablePattern = "unmatchable_pattern"
+)
+
+// secretSetting is the setting holding endpoint e's static challenge.
+func secretSetting(e Endpoint) string { return "AZSCEP_SCEP_" + strings.ToUpper(e.Name) + "_SECRET" }
+
+// warnings finds the hazards of a loaded configuration: the enabled endpoints and the profiles that loaded.
+// profileSettings maps each profile an AZSCEP_PROFILE_<NAME> setting defines to that setting's name.
+func warnings(c *Config, profileSettings map[string][]string) []Warning {
+	var out []Warning
+	eps := slices.Clone(c.Endpoints)
+	sort.Slice(eps, func(i, j int) bool { return eps[i].Name < eps[j].Name })
+
+	// Secrets are compared by their SHA-256 and never leave this function: grouping by a digest needs no secret
+	// in a map key or a message, and a digest's equality is the secret's.
+	groups := map[[sha256.Size]byte][]Endpoint{}
+	var order [][sha256.Size]byte
+	for _, e := range eps {
+		if e.Challenge != "static" || e.Secret == "" {
+			continue
+		}
+		if c.Mode == ModeAzure && subtle.ConstantTimeCompare([]byte(e.Secret), []byte(LocalStaticChallenge)) == 1 {
+			out = append(out, Warning{Code: WarnPublicChallenge, Feature: EndpointFeature(e.Name),
+				Settings: []string{secretSetting(e)}, Endpoints: []string{e.Name},
+				Message: fmt.Sprintf("SCEP endpoint %s uses the local development challenge that README.md and `make run` "+
+					"print as its static challenge: anyone can enroll there; set %s to a secret of its own", e.Name, secretSetting(e))})
+		}
+		h := sha256.Sum256([]byte(e.Secret))
+		if groups[h] == nil {
+			order = append(order, h)
+		}
+		groups[h] = append(groups[h], e)
+	}
+	for _, h := range order {
+		g := groups[h]
+		if len(g) < 2 {
+			continue
+		}
+		w := Warning{Code: WarnSharedChallenge, Feature: EndpointFeature(g[0].Name)}
+		var named []string
+		for _, e := range g {
+			w.Settings = append(w.Settings, secretSetting(e))
+			w.Endpoints = append(w.Endpoints, e.Name)
+			named = append(named, fmt.Sprintf("%s (profile %s)", e.Name, e.Profile))
+		}
+		w.Message = fmt.Sprintf("SCEP endpoints %s share one static challenge: whoever holds it for one enrolls at "+
+			"every one of them, with the widest profile; give each endpoint a secret of its own (%s)",
+			strings.Join(named, ", "), strings.Join(w.Settings, ", "))
+		out = append(out, w)
+	}
+
+	names := make([]string, 0, len(c.Profiles))
+	for n := range c.Profiles {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		dead := c.Profiles[n].Unmatchable()
+		if len(dead) == 0 {
+			continue
+		}
+		setting := "AZSCEP_PROFILE_" + strings.ToUpper(n)
+		if s := profileSettings[n]; len(s) == 1 {
+			setting = s[0]
+		}
+		var users []string
+		for _, e := range eps {
+			if e.Profile == n {
+				users = append(users, e.Name)
+			}
+		}
+		for _, d := range dead {
+			out = append(out, Warning{Code: WarnUnmatchablePattern, Feature: ProfileFeature(n), Settings: []string{setting},
+				Endpoints: users, Message: fmt.Sprintf("profile %s: %s=%s never matches a name the CA accepts: %s",
+					n, d.Key, d.Pattern, d.Reason)})
+		}
+	}
+	return out
+}

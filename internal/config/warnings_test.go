@@ -1,0 +1,123 @@
+package config
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// noSecret fails if any four characters in a row of secret appear in the warnings, as JSON or as Go prints them.
+func noSecret(t *testing.T, ws []Warning, secret string) {
+	t.Helper()
+	j, err := json.Marshal(ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(j) + " " + strings.Join(func() []string {
+		var s []string
+		for _, w := range ws {
+			s = append(s, w.Message)
+		}
+		return s
+	}(), " ")
+	for i := 0; i+4 <= len(secret); i++ {
+		if strings.Contains(text, secret[i:i+4]) {
+			t.Fatalf("warnings show part of the secret (%q): %s", secret[i:i+4], text)
+		}
+	}
+}
+
+func loadWarnings(t *testing.T, env []string) []Warning {
+	t.Helper()
+	c, err := Load(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Faults) != 0 {
+		t.Fatalf("faults: %v", c.FaultList())
+	}
+	return c.Warnings
+}
+
+// TestCleanConfigurationsWarnNothing: the defaults, and several endpoints with secrets and profiles of their own,
+// load without a warning.
+func TestCleanConfigurationsWarnNothing(t *testing.T) {
+	for _, env := range [][]string{
+		localEnv(),
+		azureEnv(),
+		azureEnv("AZSCEP_SCEP_ENDPOINTS=static,intune,gear,wide", "AZSCEP_SCEP_GEAR_SECRET=gear-secret-Qz7x",
+			"AZSCEP_SCEP_WIDE=profile=wide;renew_from=gear", "AZSCEP_SCEP_WIDE_SECRET=wide-secret-Vw9k",
+			"AZSCEP_PROFILE_WIDE=dns=*.corp.example.com,host-1.corp.example.com;upn=*@contoso.com;uri=https://*.corp.example.com,tag:*;ip=10.0.0.0/8"),
+	} {
+		if ws := loadWarnings(t, env); len(ws) != 0 {
+			t.Errorf("%v: warnings %+v", env, ws)
+		}
+	}
+}
+
+// TestSharedChallengeWarns: static endpoints with one secret get exactly one warning naming them (and their
+// secret settings), never the secret; an endpoint with its own secret is not named.
+func TestSharedChallengeWarns(t *testing.T) {
+	const secret = "Qz7xVw9kPj2mHs4R"
+	ws := loadWarnings(t, azureEnv("AZSCEP_SCEP_ENDPOINTS=static,intune,gear,wide",
+		"AZSCEP_SCEP_GEAR_SECRET="+secret, "AZSCEP_SCEP_WIDE=profile=wide", "AZSCEP_SCEP_WIDE_SECRET="+secret,
+		"AZSCEP_PROFILE_WIDE=dns=*;upn=*@contoso.com"))
+	if len(ws) != 1 {
+		t.Fatalf("warnings = %+v, want one", ws)
+	}
+	w := ws[0]
+	if w.Code != WarnSharedChallenge || w.Feature != "scep/gear" || !slices.Equal(w.Endpoints, []string{"gear", "wide"}) ||
+		!slices.Equal(w.Settings, []string{"AZSCEP_SCEP_GEAR_SECRET", "AZSCEP_SCEP_WIDE_SECRET"}) ||
+		!strings.Contains(w.Message, "gear (profile device)") || !strings.Contains(w.Message, "wide (profile wide)") ||
+		strings.Contains(w.Message, "static (") {
+		t.Errorf("warning = %+v", w)
+	}
+	noSecret(t, ws, secret)
+
+	// Three endpoints on one secret: one warning naming all three.
+	ws = loadWarnings(t, azureEnv("AZSCEP_SCEP_ENDPOINTS=static,gear,wide", "AZSCEP_SCEP_STATIC_SECRET="+secret,
+		"AZSCEP_SCEP_GEAR_SECRET="+secret, "AZSCEP_SCEP_WIDE_SECRET="+secret))
+	if len(ws) != 1 || !slices.Equal(ws[0].Endpoints, []string{"gear", "static", "wide"}) {
+		t.Errorf("warnings = %+v, want one for gear, static and wide", ws)
+	}
+	noSecret(t, ws, secret)
+}
+
+// TestPublicChallengeWarns: in azure mode, a static endpoint whose secret is the local development challenge
+// (printed in the README) is named; local mode, where it is the default, is not warned about.
+func TestPublicChallengeWarns(t *testing.T) {
+	ws := loadWarnings(t, azureEnv("AZSCEP_SCEP_STATIC_SECRET="+LocalStaticChallenge))
+	if len(ws) != 1 || ws[0].Code != WarnPublicChallenge || ws[0].Feature != "scep/static" ||
+		!slices.Equal(ws[0].Settings, []string{"AZSCEP_SCEP_STATIC_SECRET"}) {
+		t.Fatalf("warnings = %+v, want public_challenge for static", ws)
+	}
+	// That secret is public, and made of words: the message must not spell it, even so.
+	if j, _ := json.Marshal(ws); strings.Contains(string(j), LocalStaticChallenge) {
+		t.Errorf("warning spells the challenge: %s", j)
+	}
+	if ws := loadWarnings(t, localEnv("AZSCEP_SCEP_STATIC_SECRET="+LocalStaticChallenge)); len(ws) != 0 {
+		t.Errorf("local mode warnings = %+v", ws)
+	}
+}
+
+// TestUnmatchablePatternWarns: each pattern Profile.Unmatchable lists is one warning naming the profile, its
+// setting as written, the pattern and the endpoints using it; the live patterns beside it are not named.
+func TestUnmatchablePatternWarns(t *testing.T) {
+	ws := loadWarnings(t, localEnv("AZSCEP_SCEP_ENDPOINTS=static,routers,spare", "AZSCEP_SCEP_ROUTERS=profile=net",
+		"AZSCEP_SCEP_ROUTERS_SECRET=router-secret-0123", "AZSCEP_SCEP_SPARE=profile=net", "AZSCEP_SCEP_SPARE_SECRET=spare-secret-0123",
+		"AZSCEP_PROFILE_Net=dns=*.corp.example.com,10.0.0.1;uri=IntuneDeviceId:*,https://*.corp.example.com"))
+	if len(ws) != 2 {
+		t.Fatalf("warnings = %+v, want two", ws)
+	}
+	for i, pattern := range []string{"dns=10.0.0.1", "uri=IntuneDeviceId:*"} {
+		w := ws[i]
+		if w.Code != WarnUnmatchablePattern || w.Feature != "profile/net" || !slices.Equal(w.Settings, []string{"AZSCEP_PROFILE_Net"}) ||
+			!slices.Equal(w.Endpoints, []string{"routers", "spare"}) || !strings.Contains(w.Message, pattern) {
+			t.Errorf("warning %d = %+v, want %s", i, w, pattern)
+		}
+		if strings.Contains(w.Message, "corp.example.com") {
+			t.Errorf("warning %d names a live pattern: %s", i, w.Message)
+		}
+	}
+}
