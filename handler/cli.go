@@ -26,6 +26,7 @@ Usage:
   azscep backup -out FILE       copy the tables (the CA's records) to FILE, with the types restore needs
   azscep restore -in FILE       insert a backup into the tables (docs/deployment.md, section 10)
   azscep local-help             how to enroll against the local CA that ` + "`make run`" + ` starts
+  azscep config check           check the app settings as the service would load them, with their warnings
   azscep settings               the app settings azscep reads (the table in README.md)
   azscep version                module version and VCS revision of this binary
   azscep help [command]         this help, or a command's
@@ -55,6 +56,12 @@ var commandUsage = map[string]string{
 	"settings": "Usage: azscep settings\n\nPrints every app setting azscep reads, with its default, whether Azure " +
 		"needs it and what it\nmeans, as a markdown table: the table in README.md, generated from the same list " +
 		"(config.Settings).\n",
+	"config": "Usage: azscep config check\n\nLoads the app settings from the environment as the service does and " +
+		"prints what it finds:\nerrors (a setting that stops the service or disables a feature) and warnings (settings " +
+		"that load\nbut weaken authorization, such as two static SCEP endpoints sharing one challenge, or a profile\n" +
+		"pattern no name can match; a later release refuses them). A Key Vault reference is not read;\nthe service " +
+		"reads it at start and logs the warnings it causes then. Exit status: 0 without\nerrors (warnings or not), 1 " +
+		"with errors, 2 for a wrong command line.\n",
 	"version": "Usage: azscep version\n\nPrints the module version, the VCS revision and the Go version of this binary.\n",
 	"help":    "Usage: azscep help [command]\n",
 }
@@ -154,6 +161,12 @@ func preConfig(args []string, stdout, stderr io.Writer) (int, bool) {
 			return 2, true
 		}
 		return 0, false
+	case "config":
+		if len(args) != 2 || args[1] != "check" {
+			fmt.Fprintf(stderr, "azscep: config needs the command check\n\n%s", mustHelp("config"))
+			return 2, true
+		}
+		return 0, false
 	case "revocation-sync", "revoke", "backup", "restore", "local-help":
 		return 0, false
 	}
@@ -246,3 +259,36 @@ var version = func() string {
 	}
 	return "dev"
 }()
+
+// configCheck is `azscep config check`: environ loaded as serve loads it, its errors and warnings printed on
+// stdout, one a line. It exits 1 when the service would not start or would serve with a feature disabled, 0
+// otherwise (warnings included: they disable nothing, yet). No line holds a setting's value.
+func configCheck(environ []string, stdout, stderr io.Writer) int {
+	cfg, err := config.Load(environ)
+	if err != nil {
+		fmt.Fprintf(stderr, "azscep: configuration error: %v\n", err)
+		return 1
+	}
+	errs, unread := 0, 0
+	if err := cfg.CheckServe(); err != nil {
+		fmt.Fprintf(stdout, "error: %v\n", err)
+		errs++
+	}
+	for _, f := range cfg.FaultList() {
+		if readsReference(cfg, f.Err.Setting) {
+			fmt.Fprintf(stdout, "not read: %s is a Key Vault reference; the service reads it at start\n", f.Err.Setting)
+			unread++
+			continue
+		}
+		fmt.Fprintf(stdout, "error: %s is disabled: %v\n", f.Feature, f.Err)
+		errs++
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stdout, "warning: %s (%s): %s\n", w.Feature, w.Code, w.Message)
+	}
+	fmt.Fprintf(stdout, "%d errors, %d warnings, %d Key Vault references not read\n", errs, len(cfg.Warnings), unread)
+	if errs > 0 {
+		return 1
+	}
+	return 0
+}

@@ -96,6 +96,11 @@ func (d *deps) overview(ctx context.Context) (*admin.Overview, error) {
 			ov.CRL = &admin.CRLInfo{Number: admin.CRLNumber(c.Number), ThisUpdate: c.ThisUpdate, NextUpdate: c.NextUpdate, Entries: c.Entries}
 		}
 	}
+	ov.Warnings = make([]admin.ConfigWarning, 0, len(cfg.Warnings))
+	for _, w := range cfg.Warnings {
+		ov.Warnings = append(ov.Warnings, admin.ConfigWarning{Code: w.Code, Feature: w.Feature, Settings: w.Settings,
+			Endpoints: w.Endpoints, Message: w.Message})
+	}
 	for _, e := range cfg.Endpoints {
 		ov.Endpoints = append(ov.Endpoints, admin.EndpointInfo{Name: e.Name, Challenge: e.Challenge, Profile: e.Profile,
 			URL: cfg.URL("/api/scep/" + e.Name)})

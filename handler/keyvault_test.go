@@ -716,6 +716,15 @@ func TestKeyVaultReferenceReadByTheService(t *testing.T) {
 		if code := postStatus(t, svc.scepURL("routers")); code == http.StatusServiceUnavailable {
 			t.Error("the routers endpoint is disabled")
 		}
+		// Both references name one secret: once the second is read, the shared challenge is warned about, once,
+		// without the secret (the first start could not know it).
+		lines := svc.logs.Records("setting weakens authorization; a later release refuses it")
+		if len(lines) != 1 || lines[0]["code"] != config.WarnSharedChallenge || fmt.Sprint(lines[0]["endpoints"]) != "[routers static]" {
+			t.Errorf("warnings logged: %v, want the shared challenge of routers and static once", lines)
+		}
+		if strings.Contains(svc.logText(), kvStaticSecret) {
+			t.Errorf("the log shows the secret:\n%s", svc.logText())
+		}
 	})
 
 	t.Run("still refused when the keys are ready", func(t *testing.T) {

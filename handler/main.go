@@ -32,6 +32,9 @@ func run(args []string) int {
 	if code, done := preConfig(args, os.Stdout, os.Stderr); done {
 		return code
 	}
+	if len(args) > 0 && args[0] == "config" {
+		return configCheck(os.Environ(), os.Stdout, os.Stderr) // its own exit status for a configuration that does not load
+	}
 	cfg, err := config.Load(os.Environ())
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "azscep: configuration error: %v (azscep settings lists every setting, azscep help the commands)\n", err)

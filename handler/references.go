@@ -97,6 +97,13 @@ func references(ctx context.Context, cfg *config.Config, pending []string, resol
 			logFault(log, f) // a value read that its setting refuses
 		}
 	}
+	// A secret read only now can make a warning (two endpoints whose references name one secret); the ones the
+	// running configuration had were logged already.
+	for _, w := range next.Warnings {
+		if !slices.ContainsFunc(cfg.Warnings, func(o config.Warning) bool { return sameWarning(o, w) }) {
+			logWarning(log, w)
+		}
+	}
 	return next, left
 }
 
@@ -110,6 +117,19 @@ func readsReference(cfg *config.Config, setting string) bool {
 // logFault logs one feature a setting disabled: the line operators query for (docs/deployment.md).
 func logFault(log *slog.Logger, f config.FeatureFault) {
 	log.Error("feature disabled by a setting", "feature", f.Feature, "setting", f.Err.Setting, "problem", f.Err.Problem)
+}
+
+// logWarning logs one setting that loads but weakens authorization (config.Warning), once per start: the line
+// operators query for next to "feature disabled by a setting". The message names settings and endpoints, never a
+// secret.
+func logWarning(log *slog.Logger, w config.Warning) {
+	log.Warn("setting weakens authorization; a later release refuses it", "code", w.Code, "feature", w.Feature,
+		"settings", w.Settings, "endpoints", w.Endpoints, "problem", w.Message)
+}
+
+// sameWarning reports whether two warnings say the same thing.
+func sameWarning(a, b config.Warning) bool {
+	return a.Code == b.Code && a.Feature == b.Feature && a.Message == b.Message
 }
 
 // referenceTimeout bounds one read of a Key Vault reference.

@@ -61,6 +61,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 		}
 		logFault(log, f)
 	}
+	for _, w := range cfg.Warnings {
+		logWarning(log, w)
+	}
 
 	fatal := make(chan error, 1)
 	background := make(chan struct{}) // closed when init, and readLater after it, have returned

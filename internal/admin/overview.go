@@ -49,6 +49,18 @@ type Overview struct {
 	// StalePendingMinutes is StalePendingAge in minutes.
 	StalePendingMinutes int  `json:"stalePendingMinutes"`
 	IntuneSync          bool `json:"intuneSync"`
+	// Warnings are the settings that load but weaken authorization (a later release refuses them); empty when
+	// there are none.
+	Warnings []ConfigWarning `json:"warnings"`
+}
+
+// ConfigWarning is one setting that loads but weakens authorization (config.Warning): never a secret's value.
+type ConfigWarning struct {
+	Code      string   `json:"code"`
+	Feature   string   `json:"feature"`
+	Settings  []string `json:"settings"`
+	Endpoints []string `json:"endpoints,omitempty"`
+	Message   string   `json:"message"`
 }
 
 // CertSummary describes one CA-side certificate.

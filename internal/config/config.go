@@ -13,8 +13,8 @@
 //     platform re-reads references only when the app restarts, so one bad secret must not stop the whole CA.
 //
 // A third kind loads and serves but weakens authorization or does not do what it says (two static endpoints sharing
-// one challenge, a profile pattern no name can match): Config.Warnings, for the caller to report. A later release
-// refuses them; this one only warns, so an upgrade takes nothing down.
+// one challenge, a profile pattern no name can match): Config.Warnings, which the service logs at start and
+// `azscep config check` prints. A later release refuses them; this one only warns, so an upgrade takes nothing down.
 //
 // Adding a setting: list it in Settings (and the README table), read it with the parser's helpers (p.str, p.int,
 // p.duration, ...) and report problems with p.fail. If the setting belongs to one optional feature, read it inside

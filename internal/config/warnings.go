@@ -10,7 +10,8 @@ import (
 )
 
 // Warning is a setting that loads and serves but weakens authorization, or does not do what it says: the service
-// runs as configured and reports it. This release only warns, because refusing would take endpoints that work today down on upgrade; a later release
+// runs as configured and logs it at start, `azscep config check` prints it and the admin overview lists it. This
+// release only warns, because refusing would take endpoints that work today down on upgrade; a later release
 // refuses them. A warning never holds a setting's value when that value is a secret.
 type Warning struct {
 	// Code is stable, for queries and the console: one of the Warn* constants.

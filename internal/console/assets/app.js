@@ -865,7 +865,10 @@
       el("thead", {}, el("tr", {}, ["Profile", "Validity", "Key usage", "Extended key usage", "Names"].map((h) => el("th", { scope: "col", text: h })))),
       el("tbody", {}, (ov.profiles || []).map((p) => el("tr", {}, el("td", { "data-label": "Profile" }, p.name), el("td", { "data-label": "Validity" }, p.validity),
         el("td", { "data-label": "Key usage" }, (p.keyUsage || []).join(", ")), el("td", { "data-label": "EKU" }, (p.eku || []).join(", ")), el("td", { "data-label": "Names" }, (p.sans || []).join(", "))))))));
-    setView("CA overview", el("h1", { text: "CA overview" }), el("div", { class: "cols" }, ...cards, endpoints, profiles));
+    // Settings that load but weaken authorization (config.Warning): shown above everything, as the log warns.
+    const warnings = (ov.warnings || []).length ? [notice("warn", el("h2", { text: "Settings that weaken authorization" }),
+      el("ul", { class: "config-warnings" }, ov.warnings.map((w) => el("li", { text: w.message }))), el("p", { text: "A later release refuses these settings; fix them now." }))] : [];
+    setView("CA overview", el("h1", { text: "CA overview" }), ...warnings, el("div", { class: "cols" }, ...cards, endpoints, profiles));
     focusMain();
   }
 
