@@ -314,7 +314,7 @@ func runCLI(t *testing.T, env []string, args ...string) (int, string, string) {
 // exits 2 with the usage on stderr.
 func TestCLIExplainsItself(t *testing.T) {
 	noSettings := []string{}
-	commands := []string{"ca", "revocation-sync", "revoke", "backup", "restore", "local-help", "settings", "version", "help"}
+	commands := []string{"ca", "revocation-sync", "revoke", "backup", "restore", "local-help", "config", "settings", "version", "help"}
 	for _, tc := range []struct {
 		args []string
 		want []string // substrings of stdout
