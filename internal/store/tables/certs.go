@@ -178,7 +178,9 @@ func (s *Store) Insert(ctx context.Context, r *store.Record) error {
 // Update implements store.Certificates. The write is conditioned on r.ETag, the version the caller read at
 // status from; a status change must be allowed by from.CanMove, and a write that keeps the status (from ==
 // r.Status) is an in-state update of bookkeeping fields such as IntuneNotified. The stored status itself is not
-// re-read: the ETag guarantees the record is still the one the caller read.
+// re-read: the ETag guarantees the record is still the one the caller read. The write is a merge: properties a
+// newer version added to the record stay, and a zero time or an empty certificate leaves the stored one (no
+// transition removes either).
 func (s *Store) Update(ctx context.Context, r *store.Record, from store.Status) error {
 	if err := checkRecord(r); err != nil {
 		return fmt.Errorf("tables: updating record: %w", err)
@@ -189,7 +191,7 @@ func (s *Store) Update(ctx context.Context, r *store.Record, from store.Status) 
 	now := s.stamp()
 	e := recordEntity(r)
 	e.time("Updated", now)
-	etag, err := s.replace(ctx, s.certs, "updating record "+r.Serial, e, r.ETag)
+	etag, err := s.merge(ctx, s.certs, "updating record "+r.Serial, e, r.ETag)
 	if err != nil {
 		return err
 	}

@@ -55,26 +55,40 @@ func (e entity) rk() string { return e["RowKey"].(string) }
 
 func (e entity) set(name string, v any) { e[name] = v }
 
-// str sets a string property; the empty string is omitted (and reads back as empty).
+// cleared is a string, boolean or integer property the writer left empty, holding its empty value. An insert or
+// a replace omits it (it reads back as empty); a merge writes the empty value, so that a merge clears what the
+// writer cleared while the properties the writer does not know (a newer version's) stay as they are.
+type cleared struct{ empty any }
+
+// str sets a string property; the empty string is cleared.
 func (e entity) str(name, v string) {
-	if v != "" {
-		e[name] = v
+	if v == "" {
+		e[name] = cleared{""}
+		return
 	}
+	e[name] = v
 }
 
+// boolean sets a boolean property; false is cleared.
 func (e entity) boolean(name string, v bool) {
-	if v {
-		e[name] = true
+	if !v {
+		e[name] = cleared{false}
+		return
 	}
+	e[name] = true
 }
 
+// int sets an Edm.Int32 property; zero is cleared.
 func (e entity) int(name string, v int) {
-	if v != 0 {
-		e[name] = int32(max(min(v, math.MaxInt32), math.MinInt32))
+	if v == 0 {
+		e[name] = cleared{int32(0)}
+		return
 	}
+	e[name] = int32(max(min(v, math.MaxInt32), math.MinInt32))
 }
 
-// time sets an Edm.DateTime; the zero time is omitted (it is outside the service's range).
+// time sets an Edm.DateTime; the zero time is omitted (it is outside the service's range), so that a merge leaves
+// a stored time as it is.
 func (e entity) time(name string, t time.Time) {
 	if t.IsZero() {
 		return
@@ -83,7 +97,8 @@ func (e entity) time(name string, t time.Time) {
 	e[name+"@odata.type"] = "Edm.DateTime"
 }
 
-// binary sets an Edm.Binary; an empty value is omitted.
+// binary sets an Edm.Binary; an empty value is omitted, so that a merge leaves a stored value as it is (an empty
+// Edm.Binary is not written anywhere, lest the service refuse it).
 func (e entity) binary(name string, b []byte) {
 	if len(b) == 0 {
 		return
@@ -92,11 +107,12 @@ func (e entity) binary(name string, b []byte) {
 	e[name+"@odata.type"] = "Edm.Binary"
 }
 
-// jsonStr stores v as a JSON string property (for lists); nil and empty lists are omitted. '&', '<' and '>' are
+// jsonStr stores v as a JSON string property (for lists); nil and empty lists are cleared (see str). '&', '<' and '>' are
 // kept as they are: json.Marshal's HTML escapes (\u0026) make a list six times longer than its names, and the
 // names policy allows (32 URIs of 512 characters) would then no longer fit in one property.
 func (e entity) jsonStr(name string, v []string) {
 	if len(v) == 0 {
+		e[name] = cleared{""}
 		return
 	}
 	e[name] = store.ListJSON(v)
@@ -122,15 +138,28 @@ var (
 )
 
 // marshal checks the service's limits on keys, properties and the entity (so the caller gets a clear error, not
-// the service's 400) and encodes.
-func (e entity) marshal() ([]byte, error) {
+// the service's 400) and encodes it for an insert or a replace: cleared properties are left out.
+func (e entity) marshal() ([]byte, error) { return e.encode(false) }
+
+// marshalMerge is marshal for a merge: cleared properties are written with their empty values.
+func (e entity) marshalMerge() ([]byte, error) { return e.encode(true) }
+
+func (e entity) encode(merge bool) ([]byte, error) {
 	for _, k := range []string{"PartitionKey", "RowKey"} {
 		if err := checkKeyValue(e[k]); err != nil {
 			return nil, fmt.Errorf("%s: %w: %w", k, errEntity, err)
 		}
 	}
 	size, props := 4+utf16Len(e.pk())+utf16Len(e.rk()), 0
+	out := make(map[string]any, len(e))
 	for name, v := range e {
+		if c, ok := v.(cleared); ok {
+			if !merge {
+				continue
+			}
+			v = c.empty
+		}
+		out[name] = v
 		if name == "PartitionKey" || name == "RowKey" || strings.HasSuffix(name, "@odata.type") {
 			continue
 		}
@@ -173,7 +202,7 @@ func (e entity) marshal() ([]byte, error) {
 	if size > maxEntity {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d", errEntity, size, maxEntity)
 	}
-	return json.Marshal(map[string]any(e))
+	return json.Marshal(out)
 }
 
 // checkKeyValue applies the service's rules for PartitionKey and RowKey values: a string of at most 1,024

@@ -474,12 +474,13 @@ func (s *Store) EnqueueRevocation(ctx context.Context, r *store.RevocationReques
 	return nil
 }
 
-// UpdateRevocation implements store.RevocationQueue. An unknown item gives ErrNotFound.
+// UpdateRevocation implements store.RevocationQueue. An unknown item gives ErrNotFound. The write is a merge, like
+// Update's: properties a newer version added stay.
 func (s *Store) UpdateRevocation(ctx context.Context, r *store.RevocationRequest) error {
 	if err := checkRequest(r); err != nil {
 		return fmt.Errorf("tables: updating revocation: %w", err)
 	}
-	etag, err := s.replace(ctx, s.revreq, "updating revocation", requestEntity(r), r.ETag)
+	etag, err := s.merge(ctx, s.revreq, "updating revocation", requestEntity(r), r.ETag)
 	if err != nil {
 		return err
 	}

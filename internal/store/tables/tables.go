@@ -13,8 +13,9 @@
 // Records and bindings share one partition, so that every write to the certs table can join an entity-group
 // transaction: a record's insert with its binding's insert (or ETag-conditioned replace), and the writes of
 // concurrent enrollments with each other (group commit, commit.go). Everywhere else a write is a single-entity
-// insert (AddEntity) or an ETag-conditioned replace (UpdateEntity with IfMatch). Nothing here upserts, merges or
-// deletes. Each written entity carries a random WriteID so that when the SDK retries a write whose first
+// insert (AddEntity) or an ETag-conditioned update (UpdateEntity with IfMatch): a merge for records and revocation
+// requests, which keeps the properties a newer version added (tables.go, merge), a replace for the meta documents
+// and a binding moved to another serial. Nothing here upserts or deletes. Each written entity carries a random WriteID so that when the SDK retries a write whose first
 // response was lost, the resulting 409 or 412 is recognised as our own write and reported as the success it was.
 //
 // Errors: 404, 409 and 412 map to store.ErrNotFound, store.ErrExists and store.ErrConflict; throttling, server
@@ -397,21 +398,37 @@ func (s *Store) add(ctx context.Context, c *aztables.Client, op string, e entity
 	return etag, err
 }
 
-// replace overwrites e if it is still at etag. A 412 whose stored entity carries our WriteID is our own write
-// replayed by the SDK's retry after a lost response, and counts as success.
+// replace overwrites e if it is still at etag: the properties e leaves out are removed.
 func (s *Store) replace(ctx context.Context, c *aztables.Client, op string, e entity, etag string) (string, error) {
+	return s.update(ctx, c, op, e, etag, false)
+}
+
+// merge writes e's properties, its cleared ones as empty values, if the entity is still at etag; properties e does
+// not name stay as they are. Records and revocation requests are written back this way: a newer version's
+// instance, serving the same tables while a deployment rolls (or after a rollback), may have added properties
+// this version does not know, and a replace would drop them whenever this version moved the record.
+func (s *Store) merge(ctx context.Context, c *aztables.Client, op string, e entity, etag string) (string, error) {
+	return s.update(ctx, c, op, e, etag, true)
+}
+
+// update is replace or merge. A 412 whose stored entity carries our WriteID is our own write replayed by the SDK's
+// retry after a lost response, and counts as success.
+func (s *Store) update(ctx context.Context, c *aztables.Client, op string, e entity, etag string, merge bool) (string, error) {
 	if etag == "" {
 		return "", fmt.Errorf("tables: %s: no ETag: %w", op, store.ErrConflict)
 	}
 	id := newWriteID()
 	e.set(propWriteID, id)
-	body, err := e.marshal()
+	encode, action := e.marshal, aztables.TransactionTypeUpdateReplace
+	if merge {
+		encode, action = e.marshalMerge, aztables.TransactionTypeUpdateMerge
+	}
+	body, err := encode()
 	if err != nil {
 		return "", fmt.Errorf("tables: %s: %w", op, err)
 	}
 	match := azcore.ETag(etag)
-	etag, err = s.write(ctx, c, op, e, aztables.TransactionAction{ActionType: aztables.TransactionTypeUpdateReplace,
-		Entity: body, IfMatch: &match})
+	etag, err = s.write(ctx, c, op, e, aztables.TransactionAction{ActionType: action, Entity: body, IfMatch: &match})
 	if errors.Is(err, store.ErrConflict) {
 		if p, cur, rerr := s.read(ctx, c, op, e.pk(), e.rk()); rerr == nil && p.str(propWriteID) == id {
 			return cur, nil
@@ -420,7 +437,7 @@ func (s *Store) replace(ctx context.Context, c *aztables.Client, op string, e en
 	return etag, err
 }
 
-// write sends one insert or replace and returns the new ETag: through the group commit for the certs table,
+// write sends one insert, replace or merge and returns the new ETag: through the group commit for the certs table,
 // alone for the others.
 func (s *Store) write(ctx context.Context, c *aztables.Client, op string, e entity, a aztables.TransactionAction) (string, error) {
 	if c == s.certs {
@@ -442,7 +459,11 @@ func (s *Store) write(ctx context.Context, c *aztables.Client, op string, e enti
 		}
 		return string(resp.ETag), nil
 	}
-	resp, err := c.UpdateEntity(cctx, a.Entity, &aztables.UpdateEntityOptions{UpdateMode: aztables.UpdateModeReplace, IfMatch: a.IfMatch})
+	mode := aztables.UpdateModeReplace
+	if a.ActionType == aztables.TransactionTypeUpdateMerge {
+		mode = aztables.UpdateModeMerge
+	}
+	resp, err := c.UpdateEntity(cctx, a.Entity, &aztables.UpdateEntityOptions{UpdateMode: mode, IfMatch: a.IfMatch})
 	if err != nil {
 		return "", mapErr(op, err)
 	}

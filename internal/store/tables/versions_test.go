@@ -1,0 +1,139 @@
+package tables
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+
+	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/store/azuritetest"
+	"github.com/azscep/azscep/internal/store/storetest"
+)
+
+// newerProps are properties a newer version adds to an entity: one of each type the service keeps.
+func newerProps(pk, rk string, at time.Time) entity {
+	e := newEntity(pk, rk)
+	e.str("Attestation", "tpm-2.0")
+	e.time("AttestedAt", at)
+	e.binary("AttestationBlob", []byte{1, 2, 3})
+	e.set("Generation", "9000000000")
+	e.set("Generation@odata.type", "Edm.Int64")
+	e.boolean("Escrowed", true)
+	return e
+}
+
+// addNewer merges the newer version's properties into the entity pk/rk, as an instance of that version would.
+func addNewer(t *testing.T, c *aztables.Client, e entity) {
+	t.Helper()
+	any := azcore.ETagAny
+	if _, err := c.UpdateEntity(t.Context(), mustMarshal(t, e), &aztables.UpdateEntityOptions{UpdateMode: aztables.UpdateModeMerge, IfMatch: &any}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkNewer fails unless the entity pk/rk still holds the newer version's properties, with their types.
+func checkNewer(t *testing.T, s *Store, c *aztables.Client, pk, rk, after string, at time.Time) {
+	t.Helper()
+	p, _, err := s.read(t.Context(), c, "reading", pk, rk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var missing []string
+	if p.str("Attestation") != "tpm-2.0" {
+		missing = append(missing, "Attestation")
+	}
+	if v, ok := p["AttestedAt"].(aztables.EDMDateTime); !ok || !time.Time(v).Equal(at) {
+		missing = append(missing, "AttestedAt")
+	}
+	if v, ok := p["AttestationBlob"].(aztables.EDMBinary); !ok || string(v) != "\x01\x02\x03" {
+		missing = append(missing, "AttestationBlob")
+	}
+	if v, ok := p["Generation"].(aztables.EDMInt64); !ok || v != 9000000000 {
+		missing = append(missing, "Generation")
+	}
+	if !p.boolean("Escrowed") {
+		missing = append(missing, "Escrowed")
+	}
+	if len(missing) > 0 {
+		t.Errorf("after %s, the properties a newer version added are lost or changed: %s", after, strings.Join(missing, ", "))
+	}
+}
+
+// While a deployment rolls (and after a rollback), instances of two versions write the same tables. A record or a
+// revocation request an instance of a newer version gave a property this version does not know keeps it when this
+// version moves the record (pending → issued → revoked, an in-state update) or the request: a replace of the whole
+// entity would drop it. What this version clears (a note, the gate, an error message) is still cleared.
+func TestUpdatesKeepNewerVersionsProperties(t *testing.T) {
+	t.Parallel()
+	s, err := NewFromConnectionString(azuritetest.ConnectionString(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := s.EnsureTables(ctx); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC)
+
+	r := storetest.FullRecord(storetest.NewSerial())
+	if err := s.Insert(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	pk, rk := recordKeys(r.Serial)
+	addNewer(t, s.certs, newerProps(pk, rk, at))
+	cur, err := s.Get(ctx, r.Serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Status, cur.CertDER, cur.Note, cur.Gated = store.StatusIssued, []byte{0x30, 0x03, 0x02, 0x01, 0x01}, "", false
+	if err := s.Update(ctx, cur, store.StatusPending); err != nil {
+		t.Fatal(err)
+	}
+	checkNewer(t, s, s.certs, pk, rk, "the issued update", at)
+	got, err := s.Get(ctx, r.Serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := storetest.DiffRecords(got, cur); d != nil {
+		t.Errorf("the issued update was not stored as written:\n%s", strings.Join(d, "\n"))
+	}
+	got.IntuneNotified, got.SANs = true, nil
+	if err := s.Update(ctx, got, store.StatusIssued); err != nil {
+		t.Fatal(err)
+	}
+	checkNewer(t, s, s.certs, pk, rk, "an in-state update", at)
+	got.Status, got.RevokedAt, got.RevocationReason, got.RevokedBy = store.StatusRevoked, at, 1, "admin:x"
+	if err := s.Update(ctx, got, store.StatusIssued); err != nil {
+		t.Fatal(err)
+	}
+	checkNewer(t, s, s.certs, pk, rk, "the revocation", at)
+	if final, err := s.Get(ctx, r.Serial); err != nil || storetest.DiffRecords(final, got) != nil {
+		t.Errorf("the revocation was not stored as written: %v %v", err, storetest.DiffRecords(final, got))
+	}
+
+	q := &store.RevocationRequest{RequestContext: "ctx-1", SerialNumber: r.Serial, ErrorMessage: "busy"}
+	if err := s.EnqueueRevocation(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	addNewer(t, s.revreq, newerProps(revreqPK, hashHex(q.RequestContext), at))
+	open, err := s.OpenRevocations(ctx, 0)
+	if err != nil || len(open) != 1 {
+		t.Fatalf("OpenRevocations = %v, %v", open, err)
+	}
+	q = open[0]
+	q.State, q.Succeeded, q.ErrorMessage, q.Applied = store.WorkApplied, true, "", at
+	if err := s.UpdateRevocation(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	checkNewer(t, s, s.revreq, revreqPK, hashHex(q.RequestContext), "a revocation request's update", at)
+	p, _, err := s.read(ctx, s.revreq, "reading", revreqPK, hashHex(q.RequestContext))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := decodeRequest(p, ""); err != nil || got.ErrorMessage != "" || got.State != store.WorkApplied || !got.Succeeded {
+		t.Errorf("the request's update was not stored as written: %+v, %v", got, err)
+	}
+}
