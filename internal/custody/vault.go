@@ -64,8 +64,9 @@ type raEnvelope struct {
 	WrappedKey []byte `json:"wrappedKey"`
 	Nonce      []byte `json:"nonce"`
 	Ciphertext []byte `json:"ciphertext"`
-	// Previous is the RA this one replaced, kept (wrapped the same way) for the overlap after a rotation.
-	Previous *raEnvelope `json:"previous,omitempty"`
+	// Previous is the RA this one replaced, kept (wrapped the same way) for the overlap after a rotation: the stored
+	// envelope as it was, so that fields a newer version wrote in it stay (asPrevious).
+	Previous json.RawMessage `json:"previous,omitempty"`
 }
 
 // Vault is the Key Vault custody backend.
@@ -174,8 +175,12 @@ func (v *Vault) openState(ctx context.Context, raw []byte) (*RAState, error) {
 		return nil, err
 	}
 	st := &RAState{Current: RA{Cert: cert, Key: key}}
-	if env.Previous != nil {
-		pc, pk, err := v.open(ctx, env.Previous)
+	if len(env.Previous) > 0 {
+		var prev raEnvelope
+		if err := json.Unmarshal(env.Previous, &prev); err != nil {
+			return nil, fmt.Errorf("previous RA: %w: envelope is malformed", ErrEnvelope)
+		}
+		pc, pk, err := v.open(ctx, &prev)
 		if err != nil {
 			return nil, fmt.Errorf("previous RA: %w", err)
 		}
@@ -251,15 +256,22 @@ func (v *Vault) open(ctx context.Context, env *raEnvelope) (*x509.Certificate, R
 	return cert, rk, nil
 }
 
-// asPrevious decodes the stored RA envelope raw without its previous RA: to keep it as the previous RA of a new
-// one, or to store it alone once the overlap is over.
-func asPrevious(raw []byte) (*raEnvelope, error) {
-	var env raEnvelope
-	if err := json.Unmarshal(raw, &env); err != nil {
+// asPrevious is the stored RA envelope raw without its previous RA: to keep it as the previous RA of a new one, or
+// to store it alone once the overlap is over. Every other field stays as stored, those this version does not know
+// too: an instance of a newer version, serving beside this one while a deployment rolls, may have written them,
+// and its envelope must still open there once this version has written it back.
+func asPrevious(raw []byte) (json.RawMessage, error) {
+	var known raEnvelope
+	var env map[string]json.RawMessage
+	if json.Unmarshal(raw, &known) != nil || json.Unmarshal(raw, &env) != nil || env == nil {
 		return nil, fmt.Errorf("%w: envelope is malformed", ErrEnvelope)
 	}
-	env.Previous = nil
-	return &env, nil
+	delete(env, "previous")
+	out, err := json.Marshal(env)
+	if err != nil {
+		return nil, fmt.Errorf("custody: encoding RA envelope: %w", err)
+	}
+	return out, nil
 }
 
 // ReadRA implements RAStore: one store read; the keys are unwrapped only for an RA not opened before.
@@ -288,7 +300,7 @@ func (v *Vault) StoreRA(ctx context.Context, rec Recorder, version string, keepC
 	if etag != version {
 		return nil, ErrRAChanged
 	}
-	var prev *raEnvelope
+	var prev json.RawMessage
 	if keepCurrent {
 		if prev, err = asPrevious(raw); err != nil {
 			return nil, err
@@ -310,13 +322,9 @@ func (v *Vault) ForgetPreviousRA(ctx context.Context, version string) error {
 	if etag != version {
 		return ErrRAChanged
 	}
-	env, err := asPrevious(raw) // the current RA alone
+	out, err := asPrevious(raw) // the current RA alone
 	if err != nil {
 		return err
-	}
-	out, err := json.Marshal(env)
-	if err != nil {
-		return fmt.Errorf("custody: encoding RA envelope: %w", err)
 	}
 	if _, err := v.Meta.PutMeta(ctx, metaRA, out, etag); errors.Is(err, store.ErrConflict) {
 		return ErrRAChanged
@@ -566,7 +574,7 @@ func (v *Vault) ensureRA(ctx context.Context, rec *caRecord, cn string, now time
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return false, fmt.Errorf("custody: reading RA envelope: %w", err)
 	}
-	var prev *raEnvelope
+	var prev json.RawMessage
 	if err == nil {
 		// Rotating: the current RA stays as the previous one for the overlap; a damaged envelope is replaced, not kept.
 		prev, _ = asPrevious(raw)
@@ -579,7 +587,7 @@ func (v *Vault) ensureRA(ctx context.Context, rec *caRecord, cn string, now time
 
 // issueRA makes a new RA key and certificate (recorded with recorder), wraps the key and stores the envelope —
 // with prev as the previous RA — conditioned on etag ("" = create).
-func (v *Vault) issueRA(ctx context.Context, rec *caRecord, recorder Recorder, cn, etag string, prev *raEnvelope, now time.Time) (*x509.Certificate, error) {
+func (v *Vault) issueRA(ctx context.Context, rec *caRecord, recorder Recorder, cn, etag string, prev json.RawMessage, now time.Time) (*x509.Certificate, error) {
 	chain, err := parseDERs(rec.Chain)
 	if err != nil {
 		return nil, err

@@ -1310,3 +1310,79 @@ func TestSignerVerifiesItself(t *testing.T) {
 		}
 	}
 }
+
+// withField returns the JSON object raw with name set to value, as a newer version that added the field writes it.
+func withField(t *testing.T, raw []byte, name, value string) []byte {
+	t.Helper()
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc[name] = json.RawMessage(value)
+	out, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// envelopeField returns the JSON field name of the object raw (or of its previous RA, with previous), "" when absent.
+func envelopeField(t *testing.T, raw []byte, name string, previous bool) string {
+	t.Helper()
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if previous {
+		if len(doc["previous"]) == 0 {
+			return ""
+		}
+		prev := doc["previous"]
+		doc = nil
+		if err := json.Unmarshal(prev, &doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return string(doc[name])
+}
+
+// While a deployment rolls, an instance of this version may renew the RA (the current envelope becomes the previous
+// one) or retire the previous RA (the current envelope is written back alone) after an instance of a newer version
+// wrote an envelope with a field this version does not know. The field stays with its envelope in both: decoding
+// into this version's struct and encoding again would drop it.
+func TestVaultRAEnvelopeKeepsNewerFields(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newVaultEnv(t)
+	e.importKey(t, "ca", testRSAKey(t, 10))
+	e.importKEK(t)
+	mustInit(t, e.v, rootInit("RSA"))
+	const newer = `{"origin":"tpm","n":2}`
+	raw, _ := e.get(t, "ra")
+	e.put(t, "ra", withField(t, raw, "attestation", newer))
+	e.load(t)
+
+	_, tag := e.get(t, "ra")
+	if _, err := e.v.StoreRA(ctx, nil, tag, true, "", now); err != nil {
+		t.Fatalf("StoreRA: %v", err)
+	}
+	raw, _ = e.get(t, "ra")
+	if got := envelopeField(t, raw, "attestation", true); got != newer {
+		t.Errorf("the envelope kept as the previous RA holds attestation %q, want %s", got, newer)
+	}
+	e.put(t, "ra", withField(t, raw, "attestation", newer))
+	_, tag = e.get(t, "ra")
+	if err := e.v.ForgetPreviousRA(ctx, tag); err != nil {
+		t.Fatalf("ForgetPreviousRA: %v", err)
+	}
+	raw, _ = e.get(t, "ra")
+	if got := envelopeField(t, raw, "attestation", false); got != newer {
+		t.Errorf("the envelope written back without its previous RA holds attestation %q, want %s", got, newer)
+	}
+	if envelopeField(t, raw, "previous", false) != "" {
+		t.Error("the previous RA was not dropped")
+	}
+	if k := e.load(t); k.RACert == nil {
+		t.Fatal("no RA after the previous one was dropped")
+	}
+}
