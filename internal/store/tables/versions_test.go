@@ -137,3 +137,93 @@ func TestUpdatesKeepNewerVersionsProperties(t *testing.T) {
 		t.Errorf("the request's update was not stored as written: %+v, %v", got, err)
 	}
 }
+
+// A backup taken with this version's CLI of tables an older version still writes in its layouts (docs/deployment.md
+// §10) restores into a working CA: opening the store for the backup carries the older entities into the certs
+// partition first, so the backup holds the copies, and the restored tables answer for every record and binding
+// without depending on a start of the app within the layout upgrade's re-check day.
+func TestBackupOfOlderLayoutsRestores(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	src, err := NewFromConnectionString(azuritetest.ConnectionString(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range append(src.TableNames(), strings.TrimSuffix(src.TableNames()[0], TableCerts)+tableIndex) {
+		if _, err := src.svc.CreateTable(ctx, name, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The older version's entities: a record of the first layout with its binding in the index table, and a record
+	// of the second layout with its binding beside it.
+	rec := func(pk, rk string) entity {
+		e := newEntity(pk, rk)
+		e.str("Status", string(store.StatusIssued))
+		e.str("Subject", "CN=old")
+		e.binary("CertDER", []byte{0x30, 0x03, 0x02, 0x01, 0x01})
+		e.time("Created", at)
+		return e
+	}
+	bind := func(pk, rk, key, serial string) entity {
+		e := newEntity(pk, rk)
+		e.str("Key", key)
+		e.str("Serial", serial)
+		e.time("Created", at)
+		return e
+	}
+	index := src.svc.NewClient(strings.TrimSuffix(src.TableNames()[0], TableCerts) + tableIndex)
+	firstKey, secondKey := "scep|intune|tx-1", "api|user|retry-1"
+	h1, h2 := hashHex(firstKey), hashHex(secondKey)
+	for _, w := range []struct {
+		c *aztables.Client
+		e entity
+	}{
+		{src.certs, rec("5CAB12", oldRecordRow)},
+		{index, bind(h1[:2], h1, firstKey, "5CAB12")},
+		{src.certs, rec("13", "ABC13")},
+		{src.certs, bind(strings.ToUpper(h2[:2]), bindingRowPrefix+h2, secondKey, "ABC13")},
+	} {
+		if _, err := src.add(ctx, w.c, "older version", w.e); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// azscep backup opens the store as every start does.
+	if err := src.EnsureTables(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var backup strings.Builder
+	if _, err := src.Backup(ctx, &backup); err != nil {
+		t.Fatal(err)
+	}
+	conn := azuritetest.ConnectionString(t)
+	dst, err := NewFromConnectionString(conn, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.EnsureTables(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := dst.Restore(ctx, strings.NewReader(backup.String())); err != nil {
+		t.Fatal(err)
+	}
+	// The app starts on the restored tables two days later: past the re-check day, the upgrade does not look again.
+	later, err := NewFromConnectionString(conn, "", WithClock(func() time.Time { return time.Now().Add(48 * time.Hour) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := later.EnsureTables(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, serial := range []string{"5CAB12", "ABC13"} {
+		if r, err := later.Get(ctx, serial); err != nil || r.Status != store.StatusIssued || len(r.CertDER) != 5 {
+			t.Errorf("restored record %s: %+v, %v", serial, r, err)
+		}
+	}
+	for key, serial := range map[string]string{firstKey: "5CAB12", secondKey: "ABC13"} {
+		if b, err := later.Lookup(ctx, key); err != nil || b.Serial != serial {
+			t.Errorf("restored binding %q: %+v, %v; want %s", key, b, err, serial)
+		}
+	}
+}
