@@ -197,7 +197,7 @@ func TestLostResponseIsRetriedAsSuccess(t *testing.T) {
 	var once sync.Map     // method+path → dropped once
 	var armed atomic.Bool // from the first write after start-up (which writes the layout document)
 	lt := &lossyTransport{drop: func(r *http.Request) bool {
-		if !armed.Load() || r.Method != http.MethodPost && r.Method != http.MethodPut {
+		if !armed.Load() || r.Method != http.MethodPost && r.Method != http.MethodPut && r.Method != http.MethodPatch {
 			return false
 		}
 		if strings.HasSuffix(r.URL.Path, "/Tables") {
@@ -248,8 +248,20 @@ func TestLostResponseIsRetriedAsSuccess(t *testing.T) {
 	if nb, err := s.InsertBound(ctx, "lost", &b, next); err != nil || nb.Serial != next.Serial {
 		t.Fatalf("rebinding InsertBound with a lost response: %+v, %v", nb, err)
 	}
-	if n := lt.dropped.Load(); n != 4 {
-		t.Errorf("dropped %d responses, want 4 (the test did not exercise the retry path)", n)
+	// A revocation request's insert and its update (a merge outside the certs table, so not a transaction).
+	q := &store.RevocationRequest{RequestContext: "lost-ctx", SerialNumber: bound.Serial}
+	if err := s.EnqueueRevocation(ctx, q); err != nil {
+		t.Fatalf("EnqueueRevocation with a lost response: %v", err)
+	}
+	q.State, q.Succeeded = store.WorkApplied, true
+	if err := s.UpdateRevocation(ctx, q); err != nil {
+		t.Fatalf("UpdateRevocation with a lost response: %v", err)
+	}
+	if open, err := s.OpenRevocations(ctx, 0); err != nil || len(open) != 1 || open[0].ETag != q.ETag || open[0].State != store.WorkApplied {
+		t.Fatalf("after UpdateRevocation with a lost response: %+v, %v (ETag %q)", open, err, q.ETag)
+	}
+	if n := lt.dropped.Load(); n != 6 {
+		t.Errorf("dropped %d responses, want 6 (the test did not exercise the retry path)", n)
 	}
 	// Someone else's write still conflicts.
 	stale := *got
