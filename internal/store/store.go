@@ -135,7 +135,9 @@ type Certificates interface {
 	// Insert creates a new record; a record with the same serial makes it fail with ErrExists.
 	Insert(ctx context.Context, r *Record) error
 	// Update writes r if the stored record still has r.ETag, after checking that the stored status may move to
-	// r.Status. On success r.ETag is the new version. A stale ETag gives ErrConflict.
+	// r.Status. On success r.ETag is the new version. A stale ETag gives ErrConflict. A time or a certificate
+	// (PlannedDER, CertDER), once set, is never cleared: Table Storage merges the update into the stored entity,
+	// keeping the properties a newer version added, and a zero time or an empty certificate leaves the stored one.
 	Update(ctx context.Context, r *Record, from Status) error
 	// Get reads one record by serial (any accepted spelling, see NormalizeSerial).
 	Get(ctx context.Context, serial string) (*Record, error)
