@@ -406,7 +406,9 @@ func (s *Store) replace(ctx context.Context, c *aztables.Client, op string, e en
 // merge writes e's properties, its cleared ones as empty values, if the entity is still at etag; properties e does
 // not name stay as they are. Records and revocation requests are written back this way: a newer version's
 // instance, serving the same tables while a deployment rolls (or after a rollback), may have added properties
-// this version does not know, and a replace would drop them whenever this version moved the record.
+// this version does not know, and a replace would drop them whenever this version moved the record. The other
+// side of it: a version that stops using a property still writes it cleared, for as long as a build that reads it
+// may run beside it or be rolled back to, or that build reads the value last written before.
 func (s *Store) merge(ctx context.Context, c *aztables.Client, op string, e entity, etag string) (string, error) {
 	return s.update(ctx, c, op, e, etag, true)
 }
