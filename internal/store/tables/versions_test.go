@@ -227,3 +227,40 @@ func TestBackupOfOlderLayoutsRestores(t *testing.T) {
 		}
 	}
 }
+
+// Revocation index entries written before the index kept the certificate's notAfter (until 2026-12-06 09:38), and
+// any with reason unspecified (0, never written), are listed for the CRL with those fields zero: the listing's $select
+// names columns such entries lack, which the service answers as null.
+func TestOlderRevocationEntriesList(t *testing.T) {
+	t.Parallel()
+	s, err := NewFromConnectionString(azuritetest.ConnectionString(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := s.EnsureTables(ctx); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	old := newEntity(revokedPK, "5CAB12")
+	old.time("RevokedAt", at)
+	if _, err := s.add(ctx, s.revoked, "older version", old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddRevoked(ctx, store.Revoked{Serial: "6DBC23", RevokedAt: at, Reason: 1, NotAfter: at.AddDate(1, 0, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ListRevoked(ctx)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("ListRevoked = %+v, %v", got, err)
+	}
+	if got[0].Serial != "5CAB12" || !got[0].RevokedAt.Equal(at) || got[0].Reason != 0 || !got[0].NotAfter.IsZero() {
+		t.Errorf("an older entry lists as %+v", got[0])
+	}
+	if got[1].Serial != "6DBC23" || got[1].Reason != 1 || !got[1].NotAfter.Equal(at.AddDate(1, 0, 0)) {
+		t.Errorf("a current entry lists as %+v", got[1])
+	}
+	if r, err := s.GetRevoked(ctx, "5CAB12"); err != nil || !r.NotAfter.IsZero() || !r.RevokedAt.Equal(at) {
+		t.Errorf("GetRevoked of an older entry = %+v, %v", r, err)
+	}
+}
