@@ -300,6 +300,10 @@ func (s *Syncer) cycle(ctx context.Context, run *store.SyncRun) error {
 // An item still not stored is not acted on, and Intune may not offer it again (whether and when it re-offers
 // unacknowledged items is undocumented): it is logged at Error level with what an operator needs to revoke by
 // hand, and counted as failed.
+//
+// A requestContext is one request: a page naming it again (Intune never should) yields only its first copy. A
+// later copy would come back as ErrExists and be acted on as offered again, although what it names was never
+// persisted and the context would be answered twice in one run; one naming another serial or CA is reported.
 func (s *Syncer) persist(ctx context.Context, run *store.SyncRun, items []intune.RevocationRequest) (work, again []*store.RevocationRequest) {
 	type pending struct {
 		w        *store.RevocationRequest
@@ -308,13 +312,26 @@ func (s *Syncer) persist(ctx context.Context, run *store.SyncRun, items []intune
 		attempts int
 		err      error
 	}
-	all := make([]*pending, len(items))
+	all := make([]*pending, 0, len(items))
 	left := make([]*pending, 0, len(items))
-	for i, it := range items {
-		all[i] = &pending{w: &store.RevocationRequest{RequestContext: it.RequestContext,
+	seen := make(map[string]intune.RevocationRequest, len(items))
+	for _, it := range items {
+		if prev, dup := seen[it.RequestContext]; dup {
+			if prev != it {
+				s.cfg.Logger.Warn("intune revocation download names a request twice with different contents; "+
+					"only the first is kept", "run", run.ID, "request", short(it.RequestContext),
+					"serial", cut(prev.SerialNumber, 64), "ignored_serial", cut(it.SerialNumber, 64))
+				run.Errors = append(run.Errors, fmt.Sprintf("request %s named twice in one download, the second time "+
+					"for serial %s: ignored", short(it.RequestContext), cut(it.SerialNumber, 64)))
+			}
+			continue
+		}
+		seen[it.RequestContext] = it
+		p := &pending{w: &store.RevocationRequest{RequestContext: it.RequestContext,
 			SerialNumber: it.SerialNumber, IssuerName: it.IssuerName, CAConfiguration: it.CAConfiguration,
 			State: store.WorkDownloaded, Downloaded: s.cfg.Now()}}
-		left = append(left, all[i])
+		all = append(all, p)
+		left = append(left, p)
 	}
 	for pause := persistBackoff; ; pause = min(2*pause, persistBackoffMax) {
 		next := left[:0]
