@@ -267,7 +267,12 @@ func (s *Syncer) cycle(ctx context.Context, run *store.SyncRun) error {
 		return nil
 	}
 	s.beginHandOver()
-	items, err := s.cfg.Intune.DownloadRevocationRequests(ctx, s.cfg.Batch)
+	// The download is detached from the caller too, bounded by its worst case (which the check above fits before
+	// the deadline): a caller that goes away while Intune's answer is on its way (an admin closing the console)
+	// would drop requests Intune has already handed over.
+	dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DownloadWorstCase)
+	items, err := s.cfg.Intune.DownloadRevocationRequests(dctx, s.cfg.Batch)
+	dcancel()
 	if err != nil {
 		s.endHandOver()
 		return fmt.Errorf("downloading revocation requests: %w", err)

@@ -3,9 +3,16 @@ package revocation_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
+	"github.com/azscep/azscep/internal/intune"
 	"github.com/azscep/azscep/internal/intune/intunefake"
+	"github.com/azscep/azscep/internal/revocation"
 	"github.com/azscep/azscep/internal/store"
 )
 
@@ -50,4 +57,65 @@ func TestSyncDuplicateRequestContextInOnePage(t *testing.T) {
 			t.Errorf("stored item = %+v (%t), want the first copy, uploaded", it, ok)
 		}
 	})
+}
+
+// cancelInFlight cancels the sync's caller once Intune has handed a download's requests over, while its answer is
+// on the way: an admin who closes the console while the manual sync downloads. The answer is then lost as net/http
+// loses one whose request context ends before it arrives, unless the request's context outlives the caller's.
+type cancelInFlight struct {
+	next   http.RoundTripper
+	cancel context.CancelFunc
+}
+
+func (c cancelInFlight) RoundTrip(r *http.Request) (*http.Response, error) {
+	if !strings.HasSuffix(r.URL.Path, string(intunefake.RouteDownload)) {
+		return c.next.RoundTrip(r)
+	}
+	resp, err := c.next.RoundTrip(r.WithContext(context.WithoutCancel(r.Context())))
+	c.cancel()
+	if err == nil && r.Context().Err() != nil {
+		resp.Body.Close()
+		return nil, r.Context().Err()
+	}
+	return resp, err
+}
+
+// TestSyncCallerGoneDuringDownload: the caller goes away while Intune's download answer is on its way. Intune has
+// handed the requests over (and offers nothing more for a while), so the download is finished and persisted all
+// the same, as when the caller goes away right after it; the next run revokes and answers every request.
+func TestSyncCallerGoneDuringDownload(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	recs := f.issue(t, 2)
+	var rcs []string
+	for _, r := range recs {
+		rcs = append(rcs, f.queue(t, r.Serial))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cred, err := intune.NewCredential(intune.CredentialConfig{Kind: intune.CredentialClientSecret, TenantID: f.fake.TenantID(),
+		ClientID: f.fake.ClientID(), ClientSecret: f.fake.ClientSecret(), AuthorityHost: f.fake.AuthorityHost(),
+		DisableInstanceDiscovery: true, HTTPClient: f.fake.Client(), Retry: policy.RetryOptions{MaxRetries: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := intune.New(intune.Config{Credential: cred, TenantID: f.fake.TenantID(), ProviderNameAndVersion: "azscep-test/1.0",
+		GraphBase: f.fake.GraphBase(), RetryBackoff: time.Millisecond,
+		HTTPClient: &http.Client{Transport: cancelInFlight{next: f.fake.Client().Transport, cancel: cancel}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, _ := f.syncer(t, func(c *revocation.SyncConfig) { c.Intune = client }).Run(ctx, "admin")
+	if run.Downloaded != 2 || run.Revoked != 0 || run.Uploaded != 0 {
+		t.Errorf("run cut by its caller = %+v (errors %q), want 2 downloaded, nothing revoked or uploaded", countsOf(run), run.Errors)
+	}
+	if open, err := f.backend.OpenRevocations(context.Background(), 0); err != nil || len(open) != 2 {
+		t.Fatalf("open items after the run cut by its caller: %d (%v), want the 2 Intune handed over", len(open), err)
+	}
+
+	before := f.clock.Now()
+	run = f.run(t, f.syncer(t, nil)) // inside Intune's cool-down: only what we persisted can be finished
+	wantRun(t, run, counts{Resumed: 2, Revoked: 2, Uploaded: 2})
+	for i, rc := range rcs {
+		f.wantRevokedByIntune(t, recs[i].Serial, rc, before, f.clock.Now())
+	}
 }
