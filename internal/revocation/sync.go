@@ -602,6 +602,9 @@ func (s *Syncer) answerAgain(ctx context.Context, run *store.SyncRun, items []*s
 		outcome, err := s.revoke(ctx, it)
 		switch {
 		case (errors.Is(err, store.ErrNotFound) || errors.Is(err, ErrNotRevocable)) && !s.routedHere(it):
+			// Counted on every offer: a foreign item Intune keeps offering takes a place in every download, which
+			// the run's foreign count is how an operator sees.
+			run.Foreign++
 			continue
 		case err == nil:
 			if outcome == Revoked {

@@ -473,11 +473,12 @@ func TestSyncForeignItems(t *testing.T) {
 		}
 	}
 
-	// Unacknowledged, the foreign items come back after the cool-down; they stay unanswered.
+	// Unacknowledged, the foreign items come back after the cool-down; they stay unanswered, and are counted again:
+	// they take places in every download.
 	f.fake.Advance(61 * time.Minute)
 	f.clock.Advance(61 * time.Minute)
 	run = f.run(t, s)
-	wantRun(t, run, counts{Downloaded: 3})
+	wantRun(t, run, counts{Downloaded: 3, Foreign: 3})
 	for _, rc := range []string{rcOtherCA, rcOtherIssuer, rcOursElsewhere} {
 		if it := f.fakeState(t, rc); it.Deliveries != 2 || len(f.uploadsFor(rc)) != 0 {
 			t.Errorf("foreign item delivered %d times, answered %d times; want 2 and 0", it.Deliveries, len(f.uploadsFor(rc)))

@@ -377,7 +377,7 @@ type SyncRun struct {
 	Trigger    string // timer, manual, admin
 	Resumed    int    // open items from earlier runs
 	Downloaded int
-	Foreign    int
+	Foreign    int // items routed to another CA, counted on every offer: each takes a place in the download
 	Revoked    int
 	NotFound   int
 	Failed     int
