@@ -119,3 +119,82 @@ func TestSyncCallerGoneDuringDownload(t *testing.T) {
 		f.wantRevokedByIntune(t, recs[i].Serial, rc, before, f.clock.Now())
 	}
 }
+
+// TestSyncWhatAPageMayRevoke: what one download may revoke. A serial in any spelling Intune may echo (case, leading
+// zeros, colons, spaces, 0x) names our record; two requests for one certificate revoke it once and both succeed; an
+// expired certificate Intune got from us is revoked (Intune wants it gone, and the CRL drops it in time); the CA's
+// own certificates (RA, OCSP responder), never reported to Intune, are refused with CertificateNotFoundError and
+// stay issued. Unknown members of an item are ignored.
+func TestSyncWhatAPageMayRevoke(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	ctx := context.Background()
+	recs := f.issue(t, 6)
+	expired := recs[5]
+	expired.NotAfter = f.clock.Now().Add(-time.Hour)
+	if err := f.backend.Update(ctx, expired, store.StatusIssued); err != nil {
+		t.Fatal(err)
+	}
+	own := map[string]*store.Record{}
+	for _, source := range []string{revocation.SourceRA, revocation.SourceOCSP} {
+		r := f.insert(t, store.StatusIssued, true, source+"-cert")
+		r.Source, r.Endpoint, r.Profile, r.Requester, r.IntuneNotified, r.IntuneSerial, r.CAConfiguration =
+			source, source, source, "azscep", false, "", ""
+		if err := f.backend.Update(ctx, r, store.StatusIssued); err != nil {
+			t.Fatal(err)
+		}
+		own[source] = r
+	}
+	colons := func(s string) string {
+		var b strings.Builder
+		for i, c := range s {
+			if i > 0 && (len(s)-i)%2 == 0 {
+				b.WriteByte(':')
+			}
+			b.WriteRune(c)
+		}
+		return b.String()
+	}
+	spellings := map[string]string{
+		"lower case":       strings.ToLower(recs[0].Serial),
+		"leading zeros":    "0000" + recs[1].Serial,
+		"colons":           colons(recs[2].Serial),
+		"spaces":           " " + strings.ReplaceAll(colons(recs[3].Serial), ":", " ") + " ",
+		"0x":               "0x" + recs[4].Serial,
+		"expired":          expired.Serial,
+		"second for one":   recs[0].Serial,
+		"RA certificate":   own[revocation.SourceRA].Serial,
+		"OCSP certificate": own[revocation.SourceOCSP].Serial,
+	}
+	var page []map[string]any
+	for name, serial := range spellings {
+		page = append(page, map[string]any{"requestContext": name, "serialNumber": serial, "issuerName": f.ca.Cert.Subject.String(),
+			"caConfiguration": f.caConfig, "reason": "keyCompromise", "unknownMember": map[string]any{"x": 1}})
+	}
+	raw, err := json.Marshal(map[string]any{"value": page})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.fake.InjectFault(intunefake.RouteDownload, intunefake.Fault{Times: 1, Body: string(raw)})
+	run := f.run(t, f.syncer(t, nil))
+	wantRun(t, run, counts{Downloaded: 9, Revoked: 6, NotFound: 2, Uploaded: 9})
+	for name := range spellings {
+		u := f.uploadsFor(name)
+		refused := strings.HasSuffix(name, "certificate")
+		if len(u) != 1 || u[0].Succeeded == refused || refused && u[0].ErrorCode != 4004 {
+			t.Errorf("%s: uploaded %+v, want one %s", name, u, map[bool]string{true: "CertificateNotFoundError", false: "success"}[refused])
+		}
+	}
+	for i, r := range recs {
+		if got := f.record(t, r.Serial); got.Status != store.StatusRevoked || got.RevokedBy != "intune" || got.RevocationReason != revocation.IntuneReason {
+			t.Errorf("certificate %d: %s by %q reason %d, want revoked by intune for cessationOfOperation", i, got.Status, got.RevokedBy, got.RevocationReason)
+		}
+	}
+	for source, r := range own {
+		if got := f.record(t, r.Serial); got.Status != store.StatusIssued {
+			t.Errorf("the CA's %s certificate was %s by a request from Intune", source, got.Status)
+		}
+	}
+	if n := len(f.notifiedSerials()); n != 6 {
+		t.Errorf("OnRevoked told of %d serials, want 6 (one per certificate)", n)
+	}
+}
