@@ -584,7 +584,8 @@ func (s *Syncer) markUploaded(ctx context.Context, run *store.SyncRun, it *store
 }
 
 // answerAgain re-answers items Intune offered again although we already hold them (it did not take our answer, or
-// we have not given one yet). Revocation is idempotent, so the answer is recomputed rather than read back.
+// we have not given one yet). Revocation is idempotent, so the answer is recomputed rather than read back, from the
+// copy persisted when the request first came: an offer contradicting it is neither acted on nor answered.
 // Foreign items stay unanswered; items we cannot decide now are left to Intune's next offer and to our own
 // resume step. Once Intune accepts the answers, the stored items still open take them and are marked uploaded,
 // so the next run's resume step does not upload them once more; if Intune does not accept them, nothing stored
@@ -597,8 +598,30 @@ func (s *Syncer) answerAgain(ctx context.Context, run *store.SyncRun, items []*s
 		run.Errors = append(run.Errors, fmt.Sprintf("time budget spent; %d items offered again left unanswered", len(items)))
 		return nil
 	}
-	var answered []*store.RevocationRequest
-	for _, it := range items {
+	var answered, reopen []*store.RevocationRequest // reopen: those of answered still open in our store
+	for _, offered := range items {
+		// Only what was persisted is acted on: the copy stored when the request first came, which an offer naming
+		// another serial or CA contradicts (Intune never should). Answered, such an offer would tell Intune that
+		// what it names now is revoked, so it is left unanswered.
+		it, err := s.cfg.Store.Revocation(ctx, offered.RequestContext)
+		if err != nil {
+			run.Failed++
+			run.Errors = append(run.Errors, fmt.Sprintf("reading the stored copy of %s, offered again: %v",
+				short(offered.RequestContext), err))
+			continue
+		}
+		if !sameTarget(it, offered) {
+			run.Failed++
+			s.cfg.Logger.Error("intune offered a revocation request again naming another certificate than when it "+
+				"first came; not acted on, not answered", "run", run.ID, "request", short(it.RequestContext),
+				"serial", cut(it.SerialNumber, 64), "offered_serial", cut(offered.SerialNumber, 64),
+				"ca_configuration", cut(it.CAConfiguration, 200), "offered_ca_configuration", cut(offered.CAConfiguration, 200))
+			run.Errors = append(run.Errors, fmt.Sprintf("request %s offered again for serial %s, CA %q: contradicts the "+
+				"persisted request (serial %s, CA %q); not acted on", short(it.RequestContext), cut(offered.SerialNumber, 64),
+				cut(offered.CAConfiguration, 200), cut(it.SerialNumber, 64), cut(it.CAConfiguration, 200)))
+			continue
+		}
+		open := it.State == store.WorkDownloaded || it.State == store.WorkApplied
 		outcome, err := s.revoke(ctx, it)
 		switch {
 		case (errors.Is(err, store.ErrNotFound) || errors.Is(err, ErrNotRevocable)) && !s.routedHere(it):
@@ -622,6 +645,9 @@ func (s *Syncer) answerAgain(ctx context.Context, run *store.SyncRun, items []*s
 		}
 		it.Applied = s.cfg.Now()
 		answered = append(answered, it)
+		if open {
+			reopen = append(reopen, it)
+		}
 	}
 	if len(answered) == 0 {
 		return nil
@@ -639,25 +665,23 @@ func (s *Syncer) answerAgain(ctx context.Context, run *store.SyncRun, items []*s
 	}
 	run.Uploaded += len(results)
 
-	// The items above are the downloaded copies; the stored ones (with their ETags) are read back. Only open
-	// ones need marking: the others were uploaded already, or are foreign. One left out of a full listing, or
-	// whose write fails, is at worst uploaded once more by the next run, which is harmless.
-	open, err := s.cfg.Store.OpenRevocations(ctx, openLimit)
-	if err != nil {
-		run.Errors = append(run.Errors, fmt.Sprintf("marking %d re-answered items uploaded: %v", len(answered), err))
-		return nil
-	}
-	held := make(map[string]*store.RevocationRequest, len(open))
-	for _, h := range open {
-		held[h.RequestContext] = h
-	}
-	for _, it := range answered {
-		if h := held[it.RequestContext]; h != nil {
-			h.Succeeded, h.ErrorCode, h.ErrorMessage, h.Applied = it.Succeeded, it.ErrorCode, it.ErrorMessage, it.Applied
-			s.markUploaded(ctx, run, h)
-		}
+	// The stored copies read above (with their ETags) now carry the answers. Only open ones need marking: the others
+	// were uploaded already, or are foreign. One whose write fails is at worst uploaded once more by the next run,
+	// which is harmless.
+	for _, it := range reopen {
+		s.markUploaded(ctx, run, it)
 	}
 	return nil
+}
+
+// sameTarget reports whether two copies of a request lead the sync to the same decision: the same serial, in any
+// spelling, routed the same way (the caConfiguration, or the issuer name when there is none, see routedHere).
+func sameTarget(a, b *store.RevocationRequest) bool {
+	if store.NormalizeSerial(a.SerialNumber) != store.NormalizeSerial(b.SerialNumber) ||
+		!strings.EqualFold(a.CAConfiguration, b.CAConfiguration) {
+		return false
+	}
+	return a.CAConfiguration != "" || strings.EqualFold(a.IssuerName, b.IssuerName)
 }
 
 // openLimit is how many open items one listing returns: ten full downloads.

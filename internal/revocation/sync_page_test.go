@@ -198,3 +198,43 @@ func TestSyncWhatAPageMayRevoke(t *testing.T) {
 		t.Errorf("OnRevoked told of %d serials, want 6 (one per certificate)", n)
 	}
 }
+
+// TestSyncReofferNamingAnotherCertificate: Intune offers a request again, but naming another serial (or another CA)
+// than the copy we persisted when it first came. What it names now was never persisted, so it is not acted on:
+// that certificate stays issued, the request is not answered (an answer about the persisted copy would tell
+// Intune the other certificate is revoked), and the run says why. An offer matching our copy is answered as usual.
+func TestSyncReofferNamingAnotherCertificate(t *testing.T) {
+	backends(t, func(t *testing.T, tables bool) {
+		f := newFixture(t, fixtureOptions{tables: tables})
+		recs := f.issue(t, 3)
+		rcSerial, rcRouting, rcSame := f.queue(t, recs[0].Serial), f.queueRaw(t, intunefake.RevocationRequest{
+			SerialNumber: recs[1].Serial, CAConfiguration: "CN=Other CA"}), f.queue(t, recs[2].Serial)
+		s := f.syncer(t, nil)
+		wantRun(t, f.run(t, s), counts{Downloaded: 3, Foreign: 1, Revoked: 2, Uploaded: 2})
+		other := f.insert(t, store.StatusIssued, true, "another-device")
+
+		f.fake.Advance(61 * time.Minute)
+		f.clock.Advance(61 * time.Minute)
+		f.downloadPage(t,
+			intunefake.RevocationRequest{RequestContext: rcSerial, SerialNumber: other.Serial, CAConfiguration: f.caConfig},
+			intunefake.RevocationRequest{RequestContext: rcRouting, SerialNumber: recs[1].Serial, CAConfiguration: f.caConfig},
+			intunefake.RevocationRequest{RequestContext: rcSame, SerialNumber: recs[2].Serial, IssuerName: f.ca.Cert.Subject.String(),
+				CAConfiguration: f.caConfig})
+		uploads := len(f.fake.UploadedResults())
+		run, _ := s.Run(context.Background(), "timer")
+		if run.Downloaded != 3 || run.Revoked != 0 || run.Failed != 2 || run.Uploaded != 1 {
+			t.Errorf("run = %+v (errors %q), want 3 downloaded, 2 failed, 1 uploaded, nothing revoked", countsOf(run), run.Errors)
+		}
+		for _, r := range []*store.Record{other, recs[1]} {
+			if got := f.record(t, r.Serial); got.Status != store.StatusIssued {
+				t.Errorf("%s, named only by an offer contradicting the persisted request, was %s", got.Subject, got.Status)
+			}
+		}
+		if got := f.fake.UploadedResults()[uploads:]; len(got) != 1 || got[0].RequestContext != rcSame || !got[0].Succeeded {
+			t.Errorf("answers = %+v, want one success, for the offer matching our copy", got)
+		}
+		if !strings.Contains(strings.Join(run.Errors, "\n"), "contradicts") {
+			t.Errorf("run errors %q do not say an offer contradicts the persisted request", run.Errors)
+		}
+	})
+}

@@ -361,6 +361,8 @@ type RevocationQueue interface {
 	EnqueueRevocation(ctx context.Context, r *RevocationRequest) error
 	// UpdateRevocation writes r if it is still at r.ETag (ErrConflict otherwise) and refreshes r.ETag.
 	UpdateRevocation(ctx context.Context, r *RevocationRequest) error
+	// Revocation reads the item persisted for requestContext; ErrNotFound if there is none.
+	Revocation(ctx context.Context, requestContext string) (*RevocationRequest, error)
 	// OpenRevocations lists items in state downloaded or applied, oldest first, at most limit.
 	OpenRevocations(ctx context.Context, limit int) ([]*RevocationRequest, error)
 	// RecordRun appends the summary of one sync run.

@@ -702,6 +702,20 @@ func (s *Store) UpdateRevocation(ctx context.Context, r *store.RevocationRequest
 	return nil
 }
 
+// Revocation implements store.RevocationQueue.
+func (s *Store) Revocation(ctx context.Context, requestContext string) (*store.RevocationRequest, error) {
+	if err := ctxErr(ctx, "reading revocation"); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.queue[queueKey(requestContext)]
+	if !ok {
+		return nil, fmt.Errorf("memstore: reading revocation: %w", store.ErrNotFound)
+	}
+	return copyRequest(r), nil
+}
+
 // OpenRevocations implements store.RevocationQueue. A limit of zero or less means no limit.
 func (s *Store) OpenRevocations(ctx context.Context, limit int) ([]*store.RevocationRequest, error) {
 	if err := ctxErr(ctx, "listing open revocations"); err != nil {

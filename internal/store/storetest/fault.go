@@ -29,6 +29,7 @@ const (
 	MethodPutMeta           = "PutMeta"
 	MethodEnqueueRevocation = "EnqueueRevocation"
 	MethodUpdateRevocation  = "UpdateRevocation"
+	MethodRevocation        = "Revocation"
 	MethodOpenRevocations   = "OpenRevocations"
 	MethodRecordRun         = "RecordRun"
 	MethodRuns              = "Runs"
@@ -44,7 +45,7 @@ var WriteMethods = []string{
 var allMethods = []string{
 	MethodInsert, MethodUpdate, MethodGet, MethodSearch, MethodPending, MethodInsertBound, MethodLookup,
 	MethodAddRevoked, MethodListRevoked, MethodGetRevoked, MethodMarkCompromised, MethodCompromised, MethodListCompromised,
-	MethodGetMeta, MethodPutMeta, MethodEnqueueRevocation, MethodUpdateRevocation, MethodOpenRevocations, MethodRecordRun, MethodRuns,
+	MethodGetMeta, MethodPutMeta, MethodEnqueueRevocation, MethodUpdateRevocation, MethodRevocation, MethodOpenRevocations, MethodRecordRun, MethodRuns,
 	MethodPing,
 }
 
@@ -340,6 +341,15 @@ func (f *FaultStore) EnqueueRevocation(ctx context.Context, r *store.RevocationR
 func (f *FaultStore) UpdateRevocation(ctx context.Context, r *store.RevocationRequest) error {
 	return f.do(MethodUpdateRevocation, func() error { return f.inner.UpdateRevocation(ctx, r) },
 		func() error { c := *r; return f.inner.UpdateRevocation(ctx, &c) })
+}
+
+// Revocation implements store.Store.
+func (f *FaultStore) Revocation(ctx context.Context, requestContext string) (r *store.RevocationRequest, err error) {
+	err = f.do(MethodRevocation, func() error { r, err = f.inner.Revocation(ctx, requestContext); return err }, nil)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // OpenRevocations implements store.Store.

@@ -1013,6 +1013,16 @@ func testQueueEnqueueUpdate(t *testing.T, s store.Store) {
 	if got := open[0]; !sameRequest(*got, *r) {
 		t.Errorf("stored item %+v, want %+v", *got, *r)
 	}
+	r.State = store.WorkUploaded // no longer listed as open: read by its request context
+	if err := s.UpdateRevocation(ctx, r); err != nil {
+		t.Fatalf("UpdateRevocation: %v", err)
+	}
+	if got, err := s.Revocation(ctx, r.RequestContext); err != nil || !sameRequest(*got, *r) {
+		t.Errorf("Revocation = %+v, %v; want %+v", got, err, *r)
+	}
+	if _, err := s.Revocation(ctx, "unknown"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Revocation of an unknown request = %v, want ErrNotFound", err)
+	}
 }
 
 func testQueueOpen(t *testing.T, s store.Store) {

@@ -488,6 +488,15 @@ func (s *Store) UpdateRevocation(ctx context.Context, r *store.RevocationRequest
 	return nil
 }
 
+// Revocation implements store.RevocationQueue: one point read.
+func (s *Store) Revocation(ctx context.Context, requestContext string) (*store.RevocationRequest, error) {
+	p, etag, err := s.read(ctx, s.revreq, "reading revocation", revreqPK, hashHex(requestContext))
+	if err != nil {
+		return nil, err
+	}
+	return decodeRequest(p, etag)
+}
+
 // OpenRevocations implements store.RevocationQueue, oldest download first. A limit of zero or less means no
 // limit. The service filters on State; the partition holds every item ever downloaded, which at the hourly
 // 500-item maximum stays a cheap single-partition scan for years.
