@@ -238,3 +238,45 @@ func TestSyncReofferNamingAnotherCertificate(t *testing.T) {
 		}
 	})
 }
+
+// TestSyncFailsClosed: when the Entra token, the Graph discovery or the download fails, or the download answer is
+// not the documented shape, nothing is persisted, revoked or answered: no revocation comes from data Intune did not
+// vouch for. The run returns and records the error.
+func TestSyncFailsClosed(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		route intunefake.Route
+		fault intunefake.Fault
+	}{
+		{"token refused", intunefake.RouteToken, intunefake.Fault{Status: 401,
+			Body: `{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}`}},
+		{"discovery forbidden", intunefake.RouteDiscovery, intunefake.Fault{Status: 403,
+			Body: `{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges to complete the operation."}}`}},
+		{"download 401", intunefake.RouteDownload, intunefake.Fault{Status: 401, Body: `{}`}},
+		{"download redirected", intunefake.RouteDownload, intunefake.Fault{Status: 307,
+			Header: http.Header{"Location": {"https://attacker.example/download"}}}},
+		{"download not JSON", intunefake.RouteDownload, intunefake.Fault{Body: `<html>sign in</html>`, ContentType: "text/html"}},
+		{"download value not a list", intunefake.RouteDownload, intunefake.Fault{Body: `{"value":{"requestContext":"r"}}`}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, fixtureOptions{})
+			rec := f.issue(t, 1)[0]
+			f.queue(t, rec.Serial)
+			f.fake.InjectFault(tt.route, tt.fault)
+			run, err := f.syncer(t, nil).Run(context.Background(), "timer")
+			if err == nil || len(run.Errors) == 0 {
+				t.Errorf("run = %+v, %v; want the failure returned and recorded", run, err)
+			}
+			if open, err := f.backend.OpenRevocations(context.Background(), 0); err != nil || len(open) != 0 {
+				t.Errorf("persisted %d requests (%v), want none", len(open), err)
+			}
+			if got := f.record(t, rec.Serial); got.Status != store.StatusIssued {
+				t.Errorf("certificate %s, want issued", got.Status)
+			}
+			if n := f.fake.Count(intunefake.RouteUpload); n != 0 {
+				t.Errorf("%d uploads, want none", n)
+			}
+		})
+	}
+}
