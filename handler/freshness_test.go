@@ -87,8 +87,8 @@ func (in *instance) ocspStatus(t *testing.T, cert, ca *x509.Certificate) int {
 	return parsed.Status
 }
 
-// crlLists reports whether an instance's /api/crl lists serial.
-func (in *instance) crlLists(t *testing.T, ca *x509.Certificate, serial string) bool {
+// crl fetches and parses an instance's /api/crl.
+func (in *instance) crl(t *testing.T) *x509.RevocationList {
 	t.Helper()
 	resp, err := http.Get(in.base + "/api/crl")
 	if err != nil {
@@ -97,7 +97,17 @@ func (in *instance) crlLists(t *testing.T, ca *x509.Certificate, serial string) 
 	defer resp.Body.Close()
 	der, _ := io.ReadAll(resp.Body)
 	list, err := x509.ParseRevocationList(der)
-	if err != nil || list.CheckSignatureFrom(ca) != nil {
+	if err != nil {
+		t.Fatalf("CRL: %v", err)
+	}
+	return list
+}
+
+// crlLists reports whether an instance's /api/crl lists serial.
+func (in *instance) crlLists(t *testing.T, ca *x509.Certificate, serial string) bool {
+	t.Helper()
+	list := in.crl(t)
+	if err := list.CheckSignatureFrom(ca); err != nil {
 		t.Fatalf("CRL: %v", err)
 	}
 	for _, e := range list.RevokedCertificateEntries {
@@ -297,20 +307,7 @@ func TestTimerKeepsTheCRLSigned(t *testing.T) {
 		n, _, _ := strings.Cut(after, " ")
 		return n
 	}
-	served := func() string {
-		t.Helper()
-		resp, err := http.Get(in.base + "/api/crl")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		der, _ := io.ReadAll(resp.Body)
-		list, err := x509.ParseRevocationList(der)
-		if err != nil {
-			t.Fatalf("CRL: %v", err)
-		}
-		return list.Number.String()
-	}
+	served := func() string { return in.crl(t).Number.String() }
 	first := number(postTimer(t, http.DefaultClient, in.base))
 	if got := served(); got != first {
 		t.Fatalf("/api/crl serves CRL #%s, the timer signed #%s", got, first)

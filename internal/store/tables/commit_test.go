@@ -97,7 +97,13 @@ func (g *gateTransport) opsPerBatch() []int {
 
 func newGatedStore(t testing.TB, g *gateTransport) *Store {
 	t.Helper()
-	s, err := NewFromConnectionString(azuritetest.ConnectionString(t), "", WithTransport(g))
+	return newInternalStore(t, WithTransport(g))
+}
+
+// newInternalStore is a Store on a fresh Azurite account with its tables created, for the package's own tests.
+func newInternalStore(t testing.TB, opts ...Option) *Store {
+	t.Helper()
+	s, err := NewFromConnectionString(azuritetest.ConnectionString(t), "", opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -186,14 +186,8 @@ func TestDecodeWithoutAnnotations(t *testing.T) {
 // following tokens still finds every match exactly once.
 func TestSearchScanCap(t *testing.T) {
 	t.Parallel()
-	s, err := NewFromConnectionString(azuritetest.ConnectionString(t), "", func(c *config) { c.maxScan = 3 })
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newInternalStore(t, func(c *config) { c.maxScan = 3 })
 	ctx := t.Context()
-	if err := s.EnsureTables(ctx); err != nil {
-		t.Fatal(err)
-	}
 	want := map[string]bool{}
 	for i := range 10 {
 		r := &store.Record{Serial: fmt.Sprintf("%X", 0x1000+i), Status: store.StatusPending, Subject: "CN=hay"}
@@ -249,14 +243,8 @@ func TestLayout(t *testing.T) {
 // A compromised-key mark written before marks recorded who made them (no By property) still reads, with By empty.
 func TestCompromisedKeyWithoutBy(t *testing.T) {
 	t.Parallel()
-	s, err := NewFromConnectionString(azuritetest.ConnectionString(t), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newInternalStore(t)
 	ctx := t.Context()
-	if err := s.EnsureTables(ctx); err != nil {
-		t.Fatal(err)
-	}
 	const key = "0123456789abcdef"
 	at := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
 	old := newEntity(compromisedPK, key)

@@ -68,14 +68,8 @@ func checkNewer(t *testing.T, s *Store, c *aztables.Client, pk, rk, after string
 // entity would drop it. What this version clears (a note, the gate, an error message) is still cleared.
 func TestUpdatesKeepNewerVersionsProperties(t *testing.T) {
 	t.Parallel()
-	s, err := NewFromConnectionString(azuritetest.ConnectionString(t), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newInternalStore(t)
 	ctx := t.Context()
-	if err := s.EnsureTables(ctx); err != nil {
-		t.Fatal(err)
-	}
 	at := time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC)
 
 	r := storetest.FullRecord(storetest.NewSerial())
@@ -233,14 +227,8 @@ func TestBackupOfOlderLayoutsRestores(t *testing.T) {
 // names columns such entries lack, which the service answers as null.
 func TestOlderRevocationEntriesList(t *testing.T) {
 	t.Parallel()
-	s, err := NewFromConnectionString(azuritetest.ConnectionString(t), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newInternalStore(t)
 	ctx := t.Context()
-	if err := s.EnsureTables(ctx); err != nil {
-		t.Fatal(err)
-	}
 	at := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
 	old := newEntity(revokedPK, "5CAB12")
 	old.time("RevokedAt", at)
