@@ -426,7 +426,7 @@ func graphDirectory(cfg *config.Config, log *slog.Logger, cred azcore.TokenCrede
 	}
 	appID := apiAppID(cfg.API.Audiences)
 	if appID == "" {
-		log.Warn("app-only tokens' roles are not re-read: AZSCEP_API_AUDIENCES has no GUID (the API's client ID)")
+		log.Warn("app-only tokens' roles, and admin users', are not re-read: AZSCEP_API_AUDIENCES has no GUID (the API's client ID)")
 	}
 	dir, err := entra.NewDirectory(entra.GraphConfig{Credential: cred, BaseURL: cfg.API.GraphURL,
 		TenantID: cfg.API.TenantID, APIAppID: appID})

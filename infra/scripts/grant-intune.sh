@@ -11,11 +11,13 @@
 #                                                                 an app-only token's service principal (enabled)
 #   Microsoft Graph       User.Read.All                           /api/csr and admin API: a user token's account
 #                                                                 (enabled, UPN, sessions revoked) as it is now
+#   Microsoft Graph       Directory.Read.All                      admin API: a user's app role assignments now
+#                                                                 (directly and through groups)
 #   Microsoft Graph       Device.Read.All                         self-service: registered owners of a device
 #   Microsoft Graph       DeviceManagementManagedDevices.Read.All self-service: the user of a managed device
 #
-# In a tenant without Intune (no Microsoft Intune API service principal) only the four Graph permissions /api/csr
-# needs are granted, and the Intune endpoint cannot be enabled.
+# In a tenant without Intune (no Microsoft Intune API service principal) only the five Graph permissions the REST
+# API needs are granted, and the Intune endpoint cannot be enabled.
 #
 # The principal ID defaults to AZURE_MANAGED_IDENTITY_PRINCIPAL_ID from the azd environment. The signed-in az user
 # must be allowed to grant application permissions (Privileged Role Administrator or Global Administrator).
@@ -106,7 +108,7 @@ grant() {
 	log "granted: $label"
 }
 
-graph_permissions=(Application.Read.All User.Read.All Device.Read.All DeviceManagementManagedDevices.Read.All)
+graph_permissions=(Application.Read.All User.Read.All Directory.Read.All Device.Read.All DeviceManagementManagedDevices.Read.All)
 intune_sp=$(service_principal "$intune_app_id")
 if [[ -n $intune_sp ]]; then
 	role=$(app_role "$intune_sp" scep_challenge_provider)

@@ -52,9 +52,10 @@ type Config struct {
 	// AllowGuests admits guest (B2B, external) users (AZSCEP_ADMIN_ALLOW_GUESTS); by default they get 403
 	// guest_not_allowed.
 	AllowGuests bool
-	// Accounts re-reads every caller's account (entra.RecheckCaller), so an administrator whose account was
-	// disabled, or whose sessions were revoked, or an application an administrator disabled or took
-	// Certificates.Manage from, cannot revoke certificates with the token it still holds.
+	// Accounts re-reads every caller's account and app roles (entra.RecheckCallerRoles), so an administrator whose
+	// account was disabled, or whose sessions were revoked, or a user or application an administrator disabled or
+	// took Certificates.Manage from (directly or through a group), cannot revoke certificates with the token it still
+	// holds.
 	// Required unless NoDirectory.
 	Accounts entra.AccountReader
 	// NoDirectory trusts a token's account for the token's lifetime instead: only for the local development
@@ -187,7 +188,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !h.cfg.NoDirectory {
-		if _, err := entra.RecheckCaller(r.Context(), h.cfg.Accounts, caller, h.cfg.AllowGuests, entra.RoleCertificatesManage); err != nil {
+		if _, _, err := entra.RecheckCallerRoles(r.Context(), h.cfg.Accounts, caller, h.cfg.AllowGuests, entra.RoleCertificatesManage); err != nil {
 			p := httpx.AccountProblem(err)
 			if p == nil {
 				h.unavailable(w, r, err)

@@ -63,6 +63,8 @@ type env struct {
 	logs   *testca.LogBuffer
 	sync   *stubSyncer
 	admin  string // token with Certificates.Manage
+	// graphClock is the directory's clock: it moves only when a test advances it past Graph answers' cache lifetime.
+	graphClock *testca.Clock
 
 	mu      sync.Mutex
 	revoked []string
@@ -72,8 +74,9 @@ func newEnv(t *testing.T, mutate func(*admin.Config)) *env {
 	t.Helper()
 	graph := entrafake.NewGraph(t)
 	fake := entrafake.New(t, entrafake.WithGraph(graph))
+	graphClock := testca.NewClock(time.Now())
 	dir, err := entra.NewDirectory(entra.GraphConfig{Credential: graph.Credential(), BaseURL: graph.URL(),
-		Scope: entrafake.GraphScope, HTTPClient: graph.Client(), APIAppID: fake.ClientID})
+		Scope: entrafake.GraphScope, HTTPClient: graph.Client(), APIAppID: fake.ClientID, Clock: graphClock.Now})
 	if err != nil {
 		t.Fatalf("NewDirectory: %v", err)
 	}
@@ -86,7 +89,8 @@ func newEnv(t *testing.T, mutate func(*admin.Config)) *env {
 	if err != nil {
 		t.Fatalf("NewVerifier: %v", err)
 	}
-	e := &env{fake: fake, graph: graph, ca: testca.New(t, testca.Options{}), st: memstore.New(), logs: &testca.LogBuffer{}, sync: &stubSyncer{}}
+	e := &env{fake: fake, graph: graph, ca: testca.New(t, testca.Options{}), st: memstore.New(), logs: &testca.LogBuffer{},
+		sync: &stubSyncer{}, graphClock: graphClock}
 	e.faults = storetest.NewFaultStore(e.st)
 	cfg := admin.Config{
 		Verifier: v,
@@ -980,4 +984,72 @@ func TestAdminAccountReread(t *testing.T) {
 			t.Fatalf("a disabled application revoked %s", rec.Serial)
 		}
 	})
+}
+
+// TestUserRoleReread: a user's app role is re-read like an application's. Once an administrator takes
+// Certificates.Manage from a user, the token the user still holds (it carries the role for up to an hour) is refused
+// when the cached answer expires, for reads and revocations alike; while the answer is cached, admin requests cost
+// no Graph call; and when Graph cannot answer, nothing is allowed.
+func TestUserRoleReread(t *testing.T) {
+	e := newEnv(t, nil)
+	rec := e.insert(t, store.Record{Subject: "CN=victim"}, true)
+	if resp, body := e.do(t, http.MethodGet, "/api/certificates", e.admin, ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("search: %d %s", resp.StatusCode, body)
+	}
+	calls := len(e.graph.Requests())
+	if resp, body := e.do(t, http.MethodGet, "/api/certificates/"+rec.Serial, e.admin, ""); resp.StatusCode != http.StatusOK ||
+		len(e.graph.Requests()) != calls {
+		t.Fatalf("get: %d %s, Graph calls %d → %d; want the cached answers", resp.StatusCode, body, calls, len(e.graph.Requests()))
+	}
+	var asked bool
+	for _, r := range e.graph.Requests() {
+		asked = asked || r.Path == "/v1.0/users/"+aliceOID+"/appRoleAssignments"
+	}
+	if !asked {
+		t.Fatalf("the user's app role assignments were not read: %v", e.graph.Requests())
+	}
+
+	e.graph.RemoveAppRole(aliceOID, entra.RoleCertificatesManage)
+	e.graphClock.Advance(entra.DefaultPositiveTTL)
+	resp, body := e.do(t, http.MethodPost, "/api/certificates/"+rec.Serial+"/revoke", e.admin, `{"reason":"keyCompromise"}`)
+	wantProblem(t, resp, body, http.StatusForbidden, httpx.CodeRoleRemoved)
+	resp, body = e.do(t, http.MethodGet, "/api/certificates", e.admin, "")
+	wantProblem(t, resp, body, http.StatusForbidden, httpx.CodeRoleRemoved)
+	if stored, _ := e.st.Get(t.Context(), rec.Serial); stored.Status != store.StatusIssued || len(e.notified()) != 0 {
+		t.Fatalf("a user whose role was removed revoked %s", rec.Serial)
+	}
+
+	// The role given back through a group the user is a direct member of counts (a new token is read again at once).
+	group := entrafake.NewGUID()
+	e.graph.AssignAppRole(group, entra.RoleCertificatesManage)
+	e.graph.AddGroupMember(group, aliceOID)
+	e.graphClock.Advance(entra.DefaultNegativeTTL)
+	if resp, body := e.do(t, http.MethodGet, "/api/certificates", e.admin, ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("role through a group: %d %s", resp.StatusCode, body)
+	}
+
+	// Graph down once the cached answers have expired: refused with 503, never allowed.
+	e.graphClock.Advance(entra.DefaultPositiveTTL)
+	e.graph.SetFault(entrafake.Fault{Status: http.StatusInternalServerError})
+	resp, body = e.do(t, http.MethodPost, "/api/certificates/"+rec.Serial+"/revoke", e.admin, `{"reason":"keyCompromise"}`)
+	wantProblem(t, resp, body, http.StatusServiceUnavailable, "unavailable")
+	resp, body = e.do(t, http.MethodGet, "/api/certificates", e.admin, "")
+	wantProblem(t, resp, body, http.StatusServiceUnavailable, "unavailable")
+	if stored, _ := e.st.Get(t.Context(), rec.Serial); stored.Status != store.StatusIssued {
+		t.Fatalf("revoked %s while Graph was down", rec.Serial)
+	}
+}
+
+// TestUserRoleUnreadable: only the user's role assignments cannot be read (the identity lacks Directory.Read.All):
+// refused with 503, never allowed on the account check alone.
+func TestUserRoleUnreadable(t *testing.T) {
+	e := newEnv(t, nil)
+	// The API's service principal and the user's account are read first; every call after them fails.
+	e.graph.SetFault(entrafake.Fault{Status: http.StatusForbidden, After: 2})
+	resp, body := e.do(t, http.MethodGet, "/api/certificates", e.admin, "")
+	wantProblem(t, resp, body, http.StatusServiceUnavailable, "unavailable")
+	reqs := e.graph.Requests()
+	if last := reqs[len(reqs)-1]; last.Path != "/v1.0/users/"+aliceOID+"/appRoleAssignments" {
+		t.Fatalf("last Graph call %s, want the user's appRoleAssignments (calls %v)", last.Path, reqs)
+	}
 }

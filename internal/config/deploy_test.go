@@ -1438,7 +1438,7 @@ func TestDeployScripts(t *testing.T) {
 	}
 	intune := readRepoFile(t, "infra/scripts/grant-intune.sh")
 	for _, s := range []string{"c161e42e-d4df-4a3d-9b42-e7a3c31f59d4", "39d724e8-6a34-4930-9a36-364082c35716",
-		"scep_challenge_provider", "Application.Read.All", "User.Read.All", "Device.Read.All", "DeviceManagementManagedDevices.Read.All"} {
+		"scep_challenge_provider", "Application.Read.All", "User.Read.All", "Directory.Read.All", "Device.Read.All", "DeviceManagementManagedDevices.Read.All"} {
 		if !strings.Contains(intune, s) {
 			t.Errorf("grant-intune.sh does not mention %s", s)
 		}
@@ -1559,9 +1559,10 @@ func TestLocalSettingsSample(t *testing.T) {
 }
 
 // TestGrantIntuneScript runs infra/scripts/grant-intune.sh against a stand-in for the Azure CLI that records the
-// app role assignments it is asked to make: with Intune in the tenant, the Intune role and four Graph permissions;
-// in a tenant without Intune, only the four Graph permissions /api/csr needs (User.Read.All and Application.Read.All
-// for the account re-read among them), and --set-azd-env, which would enable the Intune endpoint, fails.
+// app role assignments it is asked to make: with Intune in the tenant, the Intune role and five Graph permissions;
+// in a tenant without Intune, only the five Graph permissions the REST API needs (User.Read.All and
+// Application.Read.All for the account re-read among them, Directory.Read.All for the admin API's users' roles),
+// and --set-azd-env, which would enable the Intune endpoint, fails.
 func TestGrantIntuneScript(t *testing.T) {
 	bash, err := exec.LookPath("bash")
 	if err != nil {
@@ -1597,15 +1598,15 @@ esac
 		env    []string
 	}{
 		{"tenant with Intune", true, nil, []string{"intune-sp/role-scep_challenge_provider", "graph-sp/role-Application.Read.All",
-			"graph-sp/role-User.Read.All", "graph-sp/role-Device.Read.All", "graph-sp/role-DeviceManagementManagedDevices.Read.All"}, true, nil},
+			"graph-sp/role-User.Read.All", "graph-sp/role-Directory.Read.All", "graph-sp/role-Device.Read.All", "graph-sp/role-DeviceManagementManagedDevices.Read.All"}, true, nil},
 		{"tenant without Intune", false, nil, []string{"graph-sp/role-Application.Read.All", "graph-sp/role-User.Read.All",
-			"graph-sp/role-Device.Read.All", "graph-sp/role-DeviceManagementManagedDevices.Read.All"}, true, nil},
+			"graph-sp/role-Directory.Read.All", "graph-sp/role-Device.Read.All", "graph-sp/role-DeviceManagementManagedDevices.Read.All"}, true, nil},
 		{"without Intune, --set-azd-env", false, []string{"--set-azd-env"}, nil, false, nil},
 		// A failing lookup is not "no Intune here": the script stops before granting anything.
 		{"the Intune lookup fails", false, []string{"fail"}, nil, false, nil},
 		// The identity is new to Graph: the refused assignment is retried, and every permission is granted once.
 		{"identity not replicated yet", false, nil, []string{"graph-sp/role-Application.Read.All", "graph-sp/role-User.Read.All",
-			"graph-sp/role-Device.Read.All", "graph-sp/role-DeviceManagementManagedDevices.Read.All"}, true, []string{"REPLICATING=1"}},
+			"graph-sp/role-Directory.Read.All", "graph-sp/role-Device.Read.All", "graph-sp/role-DeviceManagementManagedDevices.Read.All"}, true, []string{"REPLICATING=1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -30,6 +31,7 @@ type AccountReader interface {
 	Account(ctx context.Context, userObjectID string) (Account, error)
 	ServicePrincipal(ctx context.Context, objectID string) (Account, error)
 	AppRoles(ctx context.Context, objectID string, claimed []string, issuedAt time.Time) ([]string, error)
+	UserAppRoles(ctx context.Context, userObjectID string, claimed []string, issuedAt time.Time) ([]string, error)
 }
 
 // Account is what Graph says of a user, or of an application's service principal, now.
@@ -165,46 +167,68 @@ func (d *Directory) ServicePrincipal(ctx context.Context, objectID string) (Acco
 // error wrapping ErrAccountGone, ErrAccountDisabled or ErrSessionsRevoked (Account.Check), ErrGuestAccount for a
 // user Graph now calls a guest unless allowGuests, ErrRoleRemoved for an application that no longer holds the role
 // its token carries and the door acts on (roles: pass the one the request uses), or ErrUnavailable when Graph
-// cannot tell. A user token is
-// compared with the user (Account), an app-only token with the application's service principal (ServicePrincipal)
-// and its assigned roles (AppRoles). A user's roles are not re-read: they may come through groups, nested ones
-// too. The account is returned when it was read.
+// cannot tell. A user token is compared with the user (Account), an app-only token with the application's service
+// principal (ServicePrincipal) and its assigned roles (AppRoles). A user's roles are not re-read here (that takes
+// Directory.Read.All, and a Graph call more per user on the issuance path): RecheckCallerRoles does. The account is
+// returned when it was read.
 func RecheckCaller(ctx context.Context, r AccountReader, c *Caller, allowGuests bool, roles ...string) (*Account, error) {
+	a, _, err := recheck(ctx, r, c, allowGuests, c.IsApp, roles)
+	return a, err
+}
+
+// RecheckCallerRoles is RecheckCaller that re-reads a user token's roles too (UserAppRoles), and returns which of
+// roles the token carries and Graph still confirms (all of those the token carries when the reader does not
+// re-read roles). At least one must be confirmed, or the error wraps ErrRoleRemoved: an administrator took the role
+// away after the token was issued, and the token must not keep it until it expires.
+func RecheckCallerRoles(ctx context.Context, r AccountReader, c *Caller, allowGuests bool, roles ...string) (*Account, []string, error) {
+	return recheck(ctx, r, c, allowGuests, true, roles)
+}
+
+func recheck(ctx context.Context, r AccountReader, c *Caller, allowGuests, readRoles bool, roles []string) (*Account, []string, error) {
 	read := r.Account
 	if c.IsApp {
 		read = r.ServicePrincipal
 	}
 	a, err := read(ctx, c.ObjectID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := a.Check(c); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if a.Guest && !allowGuests {
-		return nil, ErrGuestAccount
+		return nil, nil, ErrGuestAccount
 	}
+	var claimed []string
+	for _, role := range roles {
+		if c.HasRole(role) {
+			claimed = append(claimed, role)
+		}
+	}
+	if !readRoles {
+		return &a, claimed, nil
+	}
+	readAssigned := r.UserAppRoles
 	if c.IsApp {
-		var claimed []string
-		for _, role := range roles {
-			if c.HasRole(role) {
-				claimed = append(claimed, role)
-			}
-		}
-		held, err := r.AppRoles(ctx, c.ObjectID, claimed, c.IssuedAt)
-		if err != nil {
-			return nil, err
-		}
-		if held != nil && !slices.ContainsFunc(claimed, func(role string) bool { return slices.Contains(held, role) }) {
-			return nil, ErrRoleRemoved
-		}
+		readAssigned = r.AppRoles
 	}
-	return &a, nil
+	held, err := readAssigned(ctx, c.ObjectID, claimed, c.IssuedAt)
+	if err != nil {
+		return nil, nil, err
+	}
+	if held == nil { // not re-read
+		return &a, claimed, nil
+	}
+	confirmed := slices.DeleteFunc(slices.Clone(claimed), func(role string) bool { return !slices.Contains(held, role) })
+	if len(confirmed) == 0 {
+		return nil, nil, ErrRoleRemoved
+	}
+	return &a, confirmed, nil
 }
 
-// ErrRoleRemoved: the application no longer holds the app role its token carries; an administrator removed the
-// assignment after the token was issued.
-var ErrRoleRemoved = errors.New("entra: the app role was removed from the application")
+// ErrRoleRemoved: the user or application no longer holds the app role its token carries; an administrator removed
+// the assignment after the token was issued.
+var ErrRoleRemoved = errors.New("entra: the app role was removed from the account")
 
 // AppRoles lists the values of the API's app roles assigned to an application now (the service principal objectID,
 // an app-only token's oid): GET /v1.0/servicePrincipals/{id}/appRoleAssignments?$select=resourceId,appRoleId,
@@ -217,14 +241,34 @@ var ErrRoleRemoved = errors.New("entra: the app role was removed from the applic
 // assigned since, which Graph may also show late, is not refused for long, and a removed one costs a read per
 // NegativeTTL. The list is never nil when re-read.
 func (d *Directory) AppRoles(ctx context.Context, objectID string, claimed []string, issuedAt time.Time) ([]string, error) {
-	if d.cfg.APIAppID == "" {
-		return nil, nil
-	}
-	if !isGUID(objectID) {
+	if !isGUID(objectID) && d.cfg.APIAppID != "" {
 		return nil, fmt.Errorf("%w: service principal object ID", ErrInvalidID)
 	}
 	id := normGUID(objectID)
-	if r, asked, ok := d.roles.getAsked(id); ok {
+	return d.assignedRoles(ctx, "app/"+id, "v1.0/servicePrincipals/"+id+"/appRoleAssignments?$select=resourceId,appRoleId",
+		nil, claimed, issuedAt)
+}
+
+// UserAppRoles is AppRoles for a user (a delegated token's oid): GET /v1.0/users/{id}/appRoleAssignments, which
+// lists the assignments to the user and to the groups the user is a direct member of, which is what Entra puts into
+// the user's tokens (group-based assignment does not reach members of nested groups). It is sent as an advanced
+// query ($count=true, ConsistencyLevel: eventual), without which Graph may leave out some of a user's assignments
+// through groups. The application permission it needs is Directory.Read.All. Caching is AppRoles'.
+func (d *Directory) UserAppRoles(ctx context.Context, userObjectID string, claimed []string, issuedAt time.Time) ([]string, error) {
+	if !isGUID(userObjectID) && d.cfg.APIAppID != "" {
+		return nil, fmt.Errorf("%w: user object ID", ErrInvalidID)
+	}
+	id := normGUID(userObjectID)
+	return d.assignedRoles(ctx, "user/"+id, "v1.0/users/"+id+"/appRoleAssignments?$select=resourceId,appRoleId&$count=true",
+		http.Header{"ConsistencyLevel": {"eventual"}}, claimed, issuedAt)
+}
+
+// assignedRoles reads (or takes from the cache under key) the API's roles assigned to a principal, listed at path.
+func (d *Directory) assignedRoles(ctx context.Context, key, path string, hdr http.Header, claimed []string, issuedAt time.Time) ([]string, error) {
+	if d.cfg.APIAppID == "" {
+		return nil, nil
+	}
+	if r, asked, ok := d.roles.getAsked(key); ok {
 		lacks := slices.ContainsFunc(claimed, func(c string) bool { return !slices.Contains(r, c) })
 		if !lacks || (!asked.Before(issuedAt) && d.cfg.Clock().Sub(asked) < d.cfg.NegativeTTL) {
 			return r, nil
@@ -235,7 +279,7 @@ func (d *Directory) AppRoles(ctx context.Context, objectID string, claimed []str
 		return nil, err
 	}
 	asked := d.cfg.Clock()
-	next := d.graphURL("v1.0/servicePrincipals/" + id + "/appRoleAssignments?$select=resourceId,appRoleId")
+	next := d.graphURL(path)
 	roles := []string{} // not nil: nil means "not re-read"
 	for page := 0; next != ""; page++ {
 		if page == maxGraphPages {
@@ -248,14 +292,14 @@ func (d *Directory) AppRoles(ctx context.Context, objectID string, claimed []str
 			} `json:"value"`
 			NextLink string `json:"@odata.nextLink"`
 		}
-		found, err := d.getJSON(ctx, next, &resp)
+		found, err := d.getJSONWith(ctx, next, hdr, &resp)
 		if err != nil {
 			return nil, err
 		}
 		if !found && page > 0 {
 			return nil, fmt.Errorf("%w: Graph appRoleAssignments: next page not found", ErrUnavailable)
 		}
-		if !found { // the service principal is gone: it holds nothing
+		if !found { // the principal is gone: it holds nothing
 			break
 		}
 		for _, a := range resp.Value {
@@ -273,7 +317,7 @@ func (d *Directory) AppRoles(ctx context.Context, objectID string, claimed []str
 		}
 	}
 	slices.Sort(roles)
-	d.roles.put(id, roles, asked, d.ttl(len(roles) > 0))
+	d.roles.put(key, roles, asked, d.ttl(len(roles) > 0))
 	return roles, nil
 }
 

@@ -436,3 +436,82 @@ func TestAppRolesAnswerUnusable(t *testing.T) {
 		t.Fatal("NewDirectory accepted an APIAppID that is not a GUID")
 	}
 }
+
+// TestUserAppRoles: a user's roles are the API's roles assigned to the user or to a group the user is a direct
+// member of, asked as the advanced query that lists all of them; RecheckCallerRoles refuses a user token whose role
+// was taken away (directly or by leaving the group) once the cached answer has expired, keeps the roles Graph still
+// confirms, and never lets a user through when Graph cannot answer.
+func TestUserAppRoles(t *testing.T) {
+	api := entrafake.NewGUID()
+	e := newGraphEnv(t, func(c *entra.GraphConfig) { c.APIAppID = api })
+	ctx := context.Background()
+	e.g.SetAPI(api, "Certificates.Manage", "Certificates.Read")
+	e.g.SetPageSize(1)
+	user, group := entrafake.NewGUID(), entrafake.NewGUID()
+	e.g.PutUser(entrafake.User{ID: user, UPN: "admin@contoso.test", Enabled: true})
+	e.g.AssignAppRole(user, "Certificates.Manage")
+	e.g.AssignAppRole(group, "Certificates.Read")
+	e.g.AddGroupMember(group, user)
+	now := e.clock.Now()
+	if roles, err := e.d.UserAppRoles(ctx, strings.ToUpper(user), nil, now); err != nil || !slices.Equal(roles, []string{"Certificates.Manage", "Certificates.Read"}) {
+		t.Fatalf("UserAppRoles = %v, %v", roles, err)
+	}
+	for _, r := range e.g.Requests() {
+		if strings.HasSuffix(r.Path, "/users/"+user+"/appRoleAssignments") && r.ConsistencyLevel != "eventual" {
+			t.Fatalf("%s?%s sent without ConsistencyLevel: eventual", r.Path, r.Query)
+		}
+	}
+	// Only the token's roles that Graph confirms count.
+	caller := &entra.Caller{ObjectID: user, Roles: []string{"Certificates.Manage", "Certificates.Read"}, IssuedAt: now}
+	if _, held, err := entra.RecheckCallerRoles(ctx, e.d, caller, false, "Certificates.Manage", "Certificates.Read"); err != nil || !slices.Equal(held, []string{"Certificates.Manage", "Certificates.Read"}) {
+		t.Fatalf("RecheckCallerRoles = %v, %v", held, err)
+	}
+	e.g.RemoveAppRole(user, "Certificates.Manage")
+	e.clock.Advance(entra.DefaultPositiveTTL)
+	if _, held, err := entra.RecheckCallerRoles(ctx, e.d, caller, false, "Certificates.Manage", "Certificates.Read"); err != nil || !slices.Equal(held, []string{"Certificates.Read"}) {
+		t.Fatalf("after Manage was removed: RecheckCallerRoles = %v, %v; want only Read", held, err)
+	}
+	e.g.RemoveGroupMember(group, user)
+	e.clock.Advance(entra.DefaultPositiveTTL)
+	if _, _, err := entra.RecheckCallerRoles(ctx, e.d, caller, false, "Certificates.Manage", "Certificates.Read"); !errors.Is(err, entra.ErrRoleRemoved) {
+		t.Fatalf("after leaving the group: RecheckCallerRoles = %v, want ErrRoleRemoved", err)
+	}
+	// RecheckCaller (the issuance doors) does not re-read a user's roles.
+	if _, err := entra.RecheckCaller(ctx, e.d, caller, false, "Certificates.Manage"); err != nil {
+		t.Fatalf("RecheckCaller = %v", err)
+	}
+	e.clock.Advance(entra.DefaultPositiveTTL)
+	e.g.SetFault(entrafake.Fault{Status: http.StatusInternalServerError})
+	if _, _, err := entra.RecheckCallerRoles(ctx, e.d, caller, false, "Certificates.Read"); !errors.Is(err, entra.ErrUnavailable) {
+		t.Fatalf("Graph down: RecheckCallerRoles = %v, want ErrUnavailable", err)
+	}
+	e.g.SetFault(entrafake.Fault{})
+	// A nested group's assignment does not reach the user (nor does Entra put it into the token).
+	outer := entrafake.NewGUID()
+	e.g.AssignAppRole(outer, "Certificates.Manage")
+	e.g.AddGroupMember(outer, group)
+	if roles, err := e.d.UserAppRoles(ctx, user, []string{"Certificates.Manage"}, e.clock.Now()); err != nil || len(roles) != 0 {
+		t.Fatalf("through a nested group: UserAppRoles = %v, %v; want none", roles, err)
+	}
+}
+
+// TestRefusedUserAppRoles: a refused read of a user's app role assignments is reported as Directory.Read.All missing,
+// the permission it needs, while the user's account, read with User.Read.All, is allowed.
+func TestRefusedUserAppRoles(t *testing.T) {
+	api := entrafake.NewGUID()
+	e := newGraphEnv(t, func(c *entra.GraphConfig) { c.APIAppID = api })
+	ctx := context.Background()
+	e.g.SetAPI(api, "Certificates.Manage")
+	user := entrafake.NewGUID()
+	e.g.PutUser(entrafake.User{ID: user, UPN: "a@contoso.test", Enabled: true})
+	e.g.AssignAppRole(user, "Certificates.Manage")
+	caller := &entra.Caller{ObjectID: user, Roles: []string{"Certificates.Manage"}, IssuedAt: e.clock.Now()}
+	// The account and the API's service principal are read; the assignments are refused.
+	e.g.SetFault(entrafake.Fault{Status: http.StatusForbidden, After: 2})
+	if _, _, err := entra.RecheckCallerRoles(ctx, e.d, caller, false, "Certificates.Manage"); !errors.Is(err, entra.ErrUnavailable) {
+		t.Fatalf("RecheckCallerRoles = %v, want ErrUnavailable", err)
+	}
+	if got := e.d.Refused(); len(got) != 1 || got[0].Permission != "Directory.Read.All" || got[0].Status != http.StatusForbidden {
+		t.Fatalf("Refused = %+v, want Directory.Read.All only", got)
+	}
+}

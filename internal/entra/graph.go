@@ -44,6 +44,8 @@ type GraphConfig struct {
 	// The identity needs User.Read.All (a user's account state),
 	// Application.Read.All (an application's service principal, its app
 	// role assignments and the API's own service principal),
+	// Directory.Read.All where a user's app role assignments are re-read
+	// (UserAppRoles: the admin API),
 	// Device.Read.All (registered owners and accountEnabled) and
 	// DeviceManagementManagedDevices.Read.All.
 	Credential azcore.TokenCredential
@@ -67,7 +69,8 @@ type GraphConfig struct {
 	// Clock is time.Now unless a test needs to move time.
 	Clock func() time.Time
 	// APIAppID is the API's application (client) ID. With it, an app-only token's roles are re-read too: the
-	// roles of the API that are assigned to the application now (AppRoles). Empty skips that re-read.
+	// roles of the API that are assigned to the application now (AppRoles), and a user's where a door asks
+	// (UserAppRoles). Empty skips that re-read.
 	APIAppID string
 	// TenantID, if set, is the tenant whose users and applications are asked about (the API's). The identity
 	// reads Graph in its own tenant, so a Graph token for another tenant is refused (ErrWrongTenant) rather than
@@ -89,7 +92,7 @@ type Directory struct {
 
 	owned    *ttlCache[ownershipKey, DeviceVerdict]
 	accounts *ttlCache[string, Account]
-	roles    *ttlCache[string, []string]          // an application's assigned API roles, by object ID
+	roles    *ttlCache[string, []string]          // a principal's assigned API roles, by "app/" or "user/" and object ID
 	api      *ttlCache[string, map[string]string] // "": the API's role values by ID, and "" its object ID
 
 	refusedMu   sync.Mutex
@@ -129,6 +132,8 @@ func (d *Directory) Refused() []Refusal {
 // permissionFor names the application permission a Graph path needs.
 func permissionFor(path string) string {
 	switch {
+	case strings.Contains(path, "/users/") && strings.HasSuffix(path, "/appRoleAssignments"):
+		return "Directory.Read.All"
 	case strings.Contains(path, "/users/"):
 		return "User.Read.All"
 	case strings.Contains(path, "/servicePrincipals"):
@@ -481,8 +486,13 @@ func (d *Directory) sameOrigin(link string) error {
 // more attempt with a new token (the cached one may have been revoked). More
 // would hold a caller who is better answered 503 with Retry-After at once.
 func (d *Directory) getJSON(ctx context.Context, u string, v any) (found bool, err error) {
+	return d.getJSONWith(ctx, u, nil, v)
+}
+
+// getJSONWith is getJSON sending the request headers hdr too.
+func (d *Directory) getJSONWith(ctx context.Context, u string, hdr http.Header, v any) (found bool, err error) {
 	for attempt := 1; ; attempt++ {
-		found, wait, err := d.getJSONOnce(ctx, u, v)
+		found, wait, err := d.getJSONOnce(ctx, u, hdr, v)
 		if wait < 0 || attempt >= maxGraphAttempts {
 			return found, err
 		}
@@ -515,7 +525,7 @@ const (
 
 // getJSONOnce is one attempt of getJSON. wait is how long to wait before
 // another attempt may help, or -1 when none would.
-func (d *Directory) getJSONOnce(ctx context.Context, u string, v any) (found bool, wait time.Duration, err error) {
+func (d *Directory) getJSONOnce(ctx context.Context, u string, hdr http.Header, v any) (found bool, wait time.Duration, err error) {
 	tok, err := d.accessToken(ctx)
 	if err != nil {
 		return false, -1, err
@@ -523,6 +533,9 @@ func (d *Directory) getJSONOnce(ctx context.Context, u string, v any) (found boo
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return false, -1, fmt.Errorf("%w: building Graph request: %w", ErrUnavailable, err)
+	}
+	for k, vs := range hdr {
+		req.Header[k] = vs
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Accept", "application/json")

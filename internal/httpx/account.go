@@ -15,7 +15,7 @@ const (
 	CodeSessionsRevoked = "sessions_revoked"
 	// CodeGuest: a guest (B2B, external) account where the deployment does not admit guests.
 	CodeGuest = "guest_not_allowed"
-	// CodeRoleRemoved: the application's token carries an app role an administrator has since unassigned.
+	// CodeRoleRemoved: the token carries an app role an administrator has since taken from the user or application.
 	CodeRoleRemoved = "role_removed"
 )
 
@@ -34,7 +34,7 @@ func AccountProblem(err error) *Problem {
 			Detail: "the account (user or application) is disabled or no longer exists"}
 	case errors.Is(err, entra.ErrRoleRemoved):
 		return &Problem{Status: http.StatusForbidden, Code: CodeRoleRemoved,
-			Detail: "the application no longer holds the app role its token carries"}
+			Detail: "the account (user or application) no longer holds the app role its token carries"}
 	case errors.Is(err, entra.ErrGuestAccount):
 		return &Problem{Status: http.StatusForbidden, Code: CodeGuest, Detail: "guest accounts are not admitted"}
 	case errors.Is(err, entra.ErrUnavailable):

@@ -43,6 +43,8 @@ type Request struct {
 	Query  string
 	// Auth is the Authorization header as received (Graph fake only).
 	Auth string
+	// ConsistencyLevel is the ConsistencyLevel header as received (Graph fake only).
+	ConsistencyLevel string
 }
 
 // Server is a fake Entra tenant. Create it with New; it is closed by the
@@ -111,8 +113,9 @@ func (s *Server) optional(name string) bool {
 // WithGraph makes g the tenant's directory, with the API's application (its
 // client ID, and the app roles create-api-app.sh defines): a user token minted
 // for a user g does not have adds that user (enabled, a member unless the
-// token is a guest's, created a day before the token), and an app-only token
-// its service principal (enabled) and the API roles it carries, as a token is
+// token is a guest's, created a day before the token) and assigns it the API
+// roles the token carries, and an app-only token its service principal
+// (enabled) and the API roles it carries, as a token is
 // only ever issued to an existing account for roles it holds. Accounts already
 // in g are left as they are, and roles Graph.RemoveAppRole took away are not
 // given back, so a test can disable, rename or revoke one and mint again.
@@ -138,7 +141,7 @@ func New(tb testing.TB, opts ...Option) *Server {
 	s.active = s.newKey(true)
 	if s.graph != nil {
 		// The API's registration, as create-api-app.sh makes it.
-		s.graph.SetAPI(s.ClientID, "CSR.Request.Db", "CSR.SelfService", "Certificates.Manage")
+		s.graph.SetAPI(s.ClientID, "CSR.Request.Db", "CSR.SelfService", "Certificates.Manage", "Certificates.Read")
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	tb.Cleanup(s.srv.Close)
@@ -517,6 +520,11 @@ func (s *Server) mint(principal func(*mint), opts []MintOption) string {
 	if s.graph != nil && m.oid != "" && !m.idToken && !s.graph.HasUser(m.oid) {
 		s.graph.PutUser(User{ID: m.oid, UPN: m.upn, Enabled: true, SessionsValidFrom: m.now.Add(-24 * time.Hour),
 			Guest: m.guestOf != "" || strings.Contains(strings.ToUpper(m.upn), "#EXT#")})
+	}
+	if s.graph != nil && m.oid != "" && !m.idToken {
+		// As for applications: a user's token carries the roles assigned to the user.
+		roles, _ := m.claims["roles"].([]string)
+		s.graph.ensureAppRoles(m.oid, roles)
 	}
 	if oid, _ := m.claims["oid"].(string); s.graph != nil && m.app && oid != "" {
 		if !s.graph.HasServicePrincipal(oid) {

@@ -29,6 +29,7 @@ const GraphScope = "https://graph.microsoft.com/.default"
 //	GET /v1.0/servicePrincipals/{id}
 //	GET /v1.0/servicePrincipals(appId='{appId}')
 //	GET /v1.0/servicePrincipals/{id}/appRoleAssignments
+//	GET /v1.0/users/{id}/appRoleAssignments
 //	GET /v1.0/devices(deviceId='{deviceId}')/registeredOwners
 //	GET /v1.0/devices/{objectId}/registeredOwners
 //	GET /v1.0/devices(deviceId='{deviceId}')
@@ -59,8 +60,9 @@ type Graph struct {
 	users     map[string]User         // by id
 	apps      map[string]bool         // service principals by id: accountEnabled
 	api       *resourceApp            // the API whose app roles are assigned (SetAPI)
-	assigned  map[string][]string     // the API's role values assigned to a service principal, by its id
+	assigned  map[string][]string     // the API's role values assigned to a principal (user, group, service principal), by its id
 	removed   map[string][]string     // assignments RemoveAppRole took away, which minting does not restore
+	members   map[string][]string     // a group's direct members, by the group's id
 	devices   map[string]*graphDevice // by deviceId
 	managed   map[string]ManagedDevice
 	journal   []Request
@@ -125,6 +127,7 @@ func NewGraph(tb testing.TB) *Graph {
 		apps:     make(map[string]bool),
 		assigned: make(map[string][]string),
 		removed:  make(map[string][]string),
+		members:  make(map[string][]string),
 		devices:  make(map[string]*graphDevice),
 		managed:  make(map[string]ManagedDevice),
 		closing:  make(chan struct{}),
@@ -228,7 +231,8 @@ func (g *Graph) SetAppRoleEnabled(role string, enabled bool) {
 	}
 }
 
-// AssignAppRole assigns the API's app role to the service principal spID, as an administrator (or consent) does.
+// AssignAppRole assigns the API's app role to the principal spID (a service principal, a user or a group), as an
+// administrator (or consent) does.
 func (g *Graph) AssignAppRole(spID, role string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -239,8 +243,9 @@ func (g *Graph) AssignAppRole(spID, role string) {
 	g.removed[id] = slices.DeleteFunc(g.removed[id], func(r string) bool { return r == role })
 }
 
-// RemoveAppRole takes the API's app role away from the service principal spID; tokens minted later for it do not
-// bring it back (their roles claim still says it, as a token minted before the removal would).
+// RemoveAppRole takes the API's app role away from the principal spID (service principal, user or group); tokens
+// minted later for it do not bring it back (their roles claim still says it, as a token minted before the removal
+// would).
 func (g *Graph) RemoveAppRole(spID, role string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -249,7 +254,25 @@ func (g *Graph) RemoveAppRole(spID, role string) {
 	g.removed[id] = append(g.removed[id], role)
 }
 
-// ensureAppRoles assigns the roles a minted app-only token carries, unless RemoveAppRole took them away.
+// AddGroupMember makes the user userID a direct member of the group groupID (created by its first member).
+func (g *Graph) AddGroupMember(groupID, userID string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	gid, uid := strings.ToLower(groupID), strings.ToLower(userID)
+	if !slices.Contains(g.members[gid], uid) {
+		g.members[gid] = append(g.members[gid], uid)
+	}
+}
+
+// RemoveGroupMember takes the user userID out of the group groupID.
+func (g *Graph) RemoveGroupMember(groupID, userID string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	gid, uid := strings.ToLower(groupID), strings.ToLower(userID)
+	g.members[gid] = slices.DeleteFunc(g.members[gid], func(m string) bool { return m == uid })
+}
+
+// ensureAppRoles assigns the roles a minted token (app-only or user) carries, unless RemoveAppRole took them away.
 func (g *Graph) ensureAppRoles(spID string, roles []string) {
 	g.mu.Lock()
 	id := strings.ToLower(spID)
@@ -336,7 +359,7 @@ var (
 	userDefaults = []string{"id", "displayName", "userPrincipalName"}
 	appProps     = []string{"id", "appId", "accountEnabled"}
 	apiProps     = []string{"id", "appId", "accountEnabled", "appRoles"}
-	assignProps  = []string{"id", "principalId", "resourceId", "appRoleId"}
+	assignProps  = []string{"id", "principalId", "principalType", "resourceId", "appRoleId"}
 	deviceProps  = []string{"id", "deviceId", "accountEnabled"}
 	ownerProps   = []string{"id"}
 	managedProps = []string{"id", "userId", "azureADDeviceId"}
@@ -351,13 +374,15 @@ var (
 	reSP      = regexp.MustCompile(`^/v1\.0/servicePrincipals/([^/]+)$`)
 	reSPAppID = regexp.MustCompile(`^/v1\.0/servicePrincipals\(appId='([^']+)'\)$`)
 	reSPRoles = regexp.MustCompile(`^/v1\.0/servicePrincipals/([^/]+)/appRoleAssignments$`)
+	reUsRoles = regexp.MustCompile(`^/v1\.0/users/([^/]+)/appRoleAssignments$`)
 	reManaged = regexp.MustCompile(`^/v1\.0/deviceManagement/managedDevices/([^/]+)$`)
 	reFilter  = regexp.MustCompile(`^deviceId eq '([0-9a-fA-F-]{36})'$`)
 )
 
 func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
-	g.journal = append(g.journal, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Auth: r.Header.Get("Authorization")})
+	g.journal = append(g.journal, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Auth: r.Header.Get("Authorization"),
+		ConsistencyLevel: r.Header.Get("ConsistencyLevel")})
 	fault := g.fault
 	if g.faultSkip > 0 {
 		g.faultSkip--
@@ -415,6 +440,8 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 			value = append(value, g.deviceJSON(d))
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"@odata.context": g.srv.URL + "/v1.0/$metadata#devices", "value": value})
+	case reUsRoles.MatchString(r.URL.Path):
+		g.userAppRoleAssignments(w, r, strings.ToLower(reUsRoles.FindStringSubmatch(r.URL.Path)[1]))
 	case reUser.MatchString(r.URL.Path):
 		g.user(w, r, strings.ToLower(reUser.FindStringSubmatch(r.URL.Path)[1]))
 	case reSPAppID.MatchString(r.URL.Path):
@@ -579,6 +606,88 @@ func (g *Graph) appRoleAssignments(w http.ResponseWriter, r *http.Request, spID 
 		value = append(value, project(a, sel))
 	}
 	body := map[string]any{"@odata.context": g.srv.URL + "/v1.0/$metadata#servicePrincipals('" + spID + "')/appRoleAssignments", "value": value}
+	if end < len(all) {
+		body["@odata.nextLink"] = nextPage(r, end)
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// userAppRoleAssignments answers GET /users/{id}/appRoleAssignments: the API's roles assigned to the user and to
+// the groups the user is a direct member of (not to groups those groups are members of: Entra does not carry
+// group-based assignments through nested groups), after one assignment to another resource that carries the ID of
+// one of the API's roles, which a client must skip. Graph documents that only an advanced query ($count=true with
+// ConsistencyLevel: eventual) is sure to list all of a user's assignments through groups; the fake lists those only
+// then, and refuses $count without ConsistencyLevel: eventual, as Graph refuses an advanced query without it.
+// SetPageSize pages it, with @odata.nextLink.
+func (g *Graph) userAppRoleAssignments(w http.ResponseWriter, r *http.Request, userID string) {
+	sel, ok := selected(w, r, "appRoleAssignment", assignProps, "$skiptoken", "$count")
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	advanced := false
+	if q.Has("$count") {
+		if c := q.Get("$count"); c != "true" && c != "false" {
+			graphError(w, http.StatusBadRequest, "Request_BadRequest", "Invalid value for $count: '"+c+"'.")
+			return
+		}
+		if r.Header.Get("ConsistencyLevel") != "eventual" {
+			graphError(w, http.StatusBadRequest, "Request_BadRequest",
+				"Count is not currently supported without the ConsistencyLevel header set to eventual.")
+			return
+		}
+		advanced = q.Get("$count") == "true"
+	}
+	g.mu.Lock()
+	_, found := g.users[userID]
+	api, pageSize := g.api, g.pageSize
+	type grant struct{ principal, principalType, role string }
+	var grants []grant
+	for _, role := range g.assigned[userID] {
+		grants = append(grants, grant{userID, "User", role})
+	}
+	if advanced {
+		groups := slices.Sorted(maps.Keys(g.members))
+		for _, gid := range groups {
+			if slices.Contains(g.members[gid], userID) {
+				for _, role := range g.assigned[gid] {
+					grants = append(grants, grant{gid, "Group", role})
+				}
+			}
+		}
+	}
+	g.mu.Unlock()
+	if !found {
+		objectNotFound(w, userID)
+		return
+	}
+	foreignRole := NewGUID()
+	if api != nil {
+		for _, id := range api.roleIDs {
+			foreignRole = id
+			break
+		}
+	}
+	all := []map[string]any{{"id": "foreign", "principalId": userID, "principalType": "User", "resourceId": NewGUID(), "appRoleId": foreignRole}}
+	for i, a := range grants {
+		if api == nil || api.roleIDs[a.role] == "" {
+			continue
+		}
+		all = append(all, map[string]any{"id": "a" + strconv.Itoa(i), "principalId": a.principal, "principalType": a.principalType,
+			"resourceId": api.spID, "appRoleId": api.roleIDs[a.role]})
+	}
+	start, end, ok := pageOf(w, r, len(all), pageSize)
+	if !ok {
+		return
+	}
+	value := []map[string]any{}
+	for _, a := range all[start:end] {
+		value = append(value, project(a, sel))
+	}
+	body := map[string]any{"@odata.context": g.srv.URL + "/v1.0/$metadata#users('" + userID + "')/appRoleAssignments", "value": value}
+	if advanced {
+		body["@odata.count"] = len(all)
+	}
 	if end < len(all) {
 		body["@odata.nextLink"] = nextPage(r, end)
 	}

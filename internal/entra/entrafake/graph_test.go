@@ -10,11 +10,14 @@ import (
 )
 
 // graphGET sends an authenticated (unless tok is "") GET to the Graph fake and decodes the JSON answer.
-func graphGET(t *testing.T, g *entrafake.Graph, tok, pathAndQuery string) (int, map[string]any) {
+func graphGET(t *testing.T, g *entrafake.Graph, tok, pathAndQuery string, header ...string) (int, map[string]any) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, strings.TrimSuffix(g.URL(), "/")+pathAndQuery, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
 	}
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
@@ -192,7 +195,7 @@ func TestGraphAppRoleAssignments(t *testing.T) {
 	tenant.MintApp([]string{"CSR.Request.Db"})
 	code, api := graphGET(t, g, g.Token, "/v1.0/servicePrincipals(appId='"+tenant.ClientID+"')?$select=id,appRoles")
 	roles, _ := api["appRoles"].([]any)
-	if code != http.StatusOK || len(roles) != 3 {
+	if code != http.StatusOK || len(roles) != 4 {
 		t.Fatalf("API service principal = %d %v", code, api)
 	}
 	roleID := map[string]string{}
@@ -230,5 +233,51 @@ func TestGraphAppRoleAssignments(t *testing.T) {
 	}
 	if code, _ := graphGET(t, g, g.Token, "/v1.0/servicePrincipals(appId='"+entrafake.NewGUID()+"')"); code != http.StatusNotFound {
 		t.Fatalf("unknown appId = %d", code)
+	}
+}
+
+// TestGraphUserAppRoleAssignments: a user's appRoleAssignments list the roles assigned to the user, and, only as an
+// advanced query ($count=true with ConsistencyLevel: eventual, which $count needs), those assigned to the groups the
+// user is a direct member of; a minted user token assigns its roles unless RemoveAppRole took them away.
+func TestGraphUserAppRoleAssignments(t *testing.T) {
+	g := entrafake.NewGraph(t)
+	tenant := entrafake.New(t, entrafake.WithGraph(g))
+	user, group := entrafake.NewGUID(), entrafake.NewGUID()
+	tenant.MintUser(user, "a@contoso.test", []string{"Certificates.Read"})
+	g.AssignAppRole(group, "Certificates.Manage")
+	g.AddGroupMember(group, user)
+	path := "/v1.0/users/" + user + "/appRoleAssignments?$select=resourceId,appRoleId,principalType"
+	count := func(m map[string]any) (user, group int) {
+		for _, a := range m["value"].([]any) {
+			switch a.(map[string]any)["principalType"] {
+			case "User":
+				user++
+			case "Group":
+				group++
+			}
+		}
+		return user, group
+	}
+	code, m := graphGET(t, g, g.Token, path+"&$count=true", "ConsistencyLevel", "eventual")
+	if u, gr := count(m); code != http.StatusOK || u != 2 || gr != 1 || m["@odata.count"] != float64(3) {
+		t.Fatalf("advanced query = %d %v", code, m)
+	}
+	code, m = graphGET(t, g, g.Token, path)
+	if u, gr := count(m); code != http.StatusOK || u != 2 || gr != 0 {
+		t.Fatalf("plain query = %d %v; want the group's assignment left out", code, m)
+	}
+	if code, m = graphGET(t, g, g.Token, path+"&$count=true"); code != http.StatusBadRequest {
+		t.Fatalf("$count without ConsistencyLevel = %d %v", code, m)
+	}
+	if code, m = graphGET(t, g, g.Token, path+"&$top=5", "ConsistencyLevel", "eventual"); code != http.StatusBadRequest {
+		t.Fatalf("$top = %d %v", code, m)
+	}
+	if code, m = graphGET(t, g, g.Token, "/v1.0/users/"+entrafake.NewGUID()+"/appRoleAssignments"); code != http.StatusNotFound {
+		t.Fatalf("unknown user = %d %v", code, m)
+	}
+	g.RemoveAppRole(user, "Certificates.Read")
+	tenant.MintUser(user, "a@contoso.test", []string{"Certificates.Read"})
+	if _, m = graphGET(t, g, g.Token, path); len(m["value"].([]any)) != 1 {
+		t.Fatalf("after RemoveAppRole and a new token: %v; want only the foreign assignment", m)
 	}
 }
