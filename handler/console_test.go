@@ -517,14 +517,15 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
 
-	// A user without Certificates.Manage sees which role is missing.
+	// A user without an admin role (neither Certificates.Manage nor Certificates.Read) sees which role is missing.
 	b.do("sign out", chromedp.Evaluate[chromedp.Void](`sessionStorage.clear()`), chromedp.Navigate(page+"#/certificates"), chromedp.Reload())
 	b.waitFor("sign-in page", `!!document.querySelector("#signin")`)
 	b.do("sign in as requester", chromedp.Click(chromedp.ID("signin")))
 	b.waitFor("dev issuer form", `!!document.querySelector("#upn")`)
 	b.do("untick manage", chromedp.SetValue(chromedp.ID("upn"), "requester@azscep.local"),
-		chromedp.Click(chromedp.CSS(`input[value="Certificates.Manage"]`)), chromedp.Click(chromedp.ID("signin")))
-	b.waitFor("403 message", `[...document.querySelectorAll(".notice h2")].some(h => h.textContent === "Missing role: Certificates.Manage")`)
+		chromedp.Click(chromedp.CSS(`input[value="Certificates.Manage"]`)), chromedp.Click(chromedp.CSS(`input[value="Certificates.Read"]`)),
+		chromedp.Click(chromedp.ID("signin")))
+	b.waitFor("403 message", `[...document.querySelectorAll(".notice h2")].some(h => h.textContent === "Missing role: Certificates.Read or Certificates.Manage")`)
 	if got := eval[string](b, `document.querySelector(".notice").innerText`); !strings.Contains(got, "requester@azscep.local") {
 		t.Errorf("403 message does not name the user: %q", got)
 	}
@@ -1012,4 +1013,80 @@ func TestConsoleShowsInvisibleCharacters(t *testing.T) {
 func regexpHidden(b *browserSession, re, sel string) bool {
 	b.t.Helper()
 	return eval[bool](b, fmt.Sprintf(`%s.test(document.querySelector(%q).textContent)`, re, sel))
+}
+
+// TestConsoleReadOnlyRole: a user signed in with Certificates.Read only sees certificates and their details, the role
+// the CA grants is shown, and neither the revoke form nor the sync button is offered (even where the sync is
+// enabled); the API refuses the revocation from that token all the same. Signed in again with Certificates.Manage, the
+// same page offers revocation.
+func TestConsoleReadOnlyRole(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	cert := issueViaAPI(t, svc.base, devTokenAs(t, svc.base, "builder@azscep.local", "CSR.Request.Db"), pkix.Name{CommonName: "read.contoso.example"})
+	serial := store.SerialString(cert.SerialNumber)
+	page := svc.base + "/api/console/"
+
+	b.do("open console", chromedp.Navigate(page))
+	b.waitFor("sign-in page", `!!document.querySelector("#signin")`)
+	b.do("start sign-in", chromedp.Click(chromedp.ID("signin")))
+	b.waitFor("dev issuer form", `location.pathname === "/api/dev/authorize" && !!document.querySelector("#upn")`)
+	b.do("read only", chromedp.Evaluate[chromedp.Void](`(() => {
+		document.querySelector("#upn").value = "auditor@azscep.local";
+		for (const box of document.querySelectorAll('input[name="role"]')) box.checked = box.value === "Certificates.Read";
+	})()`))
+	b.do("sign in", chromedp.Click(chromedp.ID("signin")))
+	b.waitFor("certificate list", `document.querySelectorAll("table.list tbody tr").length > 0`)
+	b.waitFor("role shown", `document.querySelector("#user-role").textContent !== ""`)
+	if got := eval[string](b, `document.querySelector("#user-role").textContent`); got != "Certificates.Read (read only)" {
+		t.Errorf("role shown %q, want Certificates.Read (read only)", got)
+	}
+	b.do("open certificate", chromedp.Navigate(page+"#/certificate/"+serial))
+	b.waitFor("details", `!!document.querySelector(".title-row .badge") && document.title.includes("`+serial+`")`)
+	if eval[bool](b, `!!document.querySelector("#revoke-button") || !!document.querySelector("form.revoke")`) {
+		t.Error("the revoke form is offered to a reader")
+	}
+	if !eval[bool](b, `!!document.querySelector("#revoke-readonly")`) {
+		t.Error("the page does not say why there is no revoke form")
+	}
+	b.shot("read-only-certificate")
+	// The API refuses the reader's revocation whatever the page offers.
+	b.do("revoke through the API", chromedp.Evaluate[chromedp.Void](`(() => {
+		const tok = JSON.parse(sessionStorage.getItem("azscep.console.session")).token;
+		fetch("../certificates/`+serial+`/revoke", {method: "POST", headers: {Authorization: "Bearer " + tok,
+			"Content-Type": "application/json"}, body: JSON.stringify({reason: "keyCompromise"})})
+			.then(async (r) => { window.__revokeAnswer = r.status + " " + (await r.json()).code; });
+	})()`))
+	b.waitFor("the API's answer", `typeof window.__revokeAnswer === "string"`)
+	status := eval[string](b, `window.__revokeAnswer`)
+	if status != "403 manage_role_required" {
+		t.Errorf("the reader's revoke was answered %q, want 403 manage_role_required", status)
+	}
+	if rec, err := svc.store.Get(context.Background(), serial); err != nil || rec.Status != store.StatusIssued {
+		t.Fatalf("a reader revoked %s: %+v %v", serial, rec, err)
+	}
+	// Even with the sync enabled, no sync button.
+	b.do("sync enabled", chromedp.Evaluate[chromedp.Void](`(() => {
+		window.__fetch = window.__fetch || window.fetch;
+		window.fetch = (u, o) => !/revocation-sync$/.test(String(u)) ? window.__fetch(u, o) :
+			window.__fetch(u, o).then((r) => r.json()).then((j) => new Response(JSON.stringify(Object.assign(j, {enabled: true})),
+				{status: 200, headers: {"Content-Type": "application/json"}}));
+		location.hash = "#/operations";
+	})()`))
+	b.waitFor("operations", `!!document.querySelector("#sync-result")`)
+	if eval[bool](b, `!!document.querySelector("#sync-now")`) {
+		t.Error("the sync button is offered to a reader")
+	}
+	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
+
+	// Signed in with both roles (the form's defaults), the same certificate can be revoked.
+	b.do("sign out", chromedp.Click(chromedp.ID("signout")))
+	b.signIn(page)
+	b.do("open certificate", chromedp.Navigate(page+"#/certificate/"+serial))
+	b.waitFor("revoke form", `!!document.querySelector("#revoke-button")`)
+	if got := eval[string](b, `document.querySelector("#user-role").textContent`); got != "Certificates.Manage" {
+		t.Errorf("role shown %q, want Certificates.Manage", got)
+	}
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("console errors: %s", strings.Join(p, "\n"))
+	}
 }

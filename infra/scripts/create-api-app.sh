@@ -5,7 +5,8 @@
 #   infra/scripts/create-api-app.sh [--name DISPLAY_NAME] [--set-azd-env] [--console-url URL]
 #
 # Result:
-#   - app roles CSR.Request.Db (Application, User), CSR.SelfService (User), Certificates.Manage (Application, User);
+#   - app roles CSR.Request.Db (Application, User), CSR.SelfService (User), Certificates.Manage (Application, User),
+#     Certificates.Read (Application, User: the admin API's reads only, never a change);
 #   - App ID URI api://<appId>, v2 access tokens (requestedAccessTokenVersion 2), the optional access-token claims
 #     idtyp (lets the CA tell app-only tokens from user tokens), upn (the only user name a self-service
 #     certificate is bound to: v2 tokens carry it only on request, and preferred_username is mutable) and acct
@@ -93,7 +94,8 @@ current=$(graph_retry az rest --method GET --uri "$app_url?\$select=identifierUr
 # comparison below, or an up-to-date registration would never compare equal.
 desired=$(jq -c \
 	--arg uri "api://$app_id" \
-	--arg id1 "$(new_uuid)" --arg id2 "$(new_uuid)" --arg id3 "$(new_uuid)" --arg id4 "$(new_uuid)" '
+	--arg id1 "$(new_uuid)" --arg id2 "$(new_uuid)" --arg id3 "$(new_uuid)" --arg id4 "$(new_uuid)" \
+	--arg id5 "$(new_uuid)" '
 	def want: [
 		{value: "CSR.Request.Db", id: $id1, types: ["Application", "User"],
 		 name: "Request certificates",
@@ -103,7 +105,10 @@ desired=$(jq -c \
 		 desc: "Get client-authentication certificates for yourself or for devices you own."},
 		{value: "Certificates.Manage", id: $id3, types: ["Application", "User"],
 		 name: "Manage certificates",
-		 desc: "Search, read and revoke certificates issued by azscep."}
+		 desc: "Search, read and revoke certificates issued by azscep, and start the Intune revocation sync."},
+		{value: "Certificates.Read", id: $id5, types: ["Application", "User"],
+		 name: "Read certificates",
+		 desc: "Search and read certificates issued by azscep and the CA overview, without changing anything."}
 	];
 	. as $cur
 	| (want | map(.value)) as $ours

@@ -1,6 +1,7 @@
 // Package admin is the certificate administration API under /api/certificates: search, get one certificate,
 // revoke with an RFC 5280 reason, and start the Intune revocation sync by hand. Every call needs an Entra bearer
-// token with the Certificates.Manage app role; every revocation is audited with the caller's identity.
+// token with the Certificates.Read or Certificates.Manage app role; every change (any method but GET) needs
+// Certificates.Manage. Every revocation and sync is audited with the caller's identity.
 package admin
 
 import (
@@ -71,6 +72,9 @@ const (
 	CodeClientApp = "client_app_not_allowed"
 	// CodeGuest: a guest (B2B, external) account, without AZSCEP_ADMIN_ALLOW_GUESTS.
 	CodeGuest = httpx.CodeGuest
+	// CodeManageRequired: a change (revoke, sync) by a caller who holds Certificates.Read but not
+	// Certificates.Manage (or no longer, as Graph has it now).
+	CodeManageRequired = "manage_role_required"
 )
 
 // Handler serves /api/certificates.
@@ -169,7 +173,7 @@ func view(r *store.Record, withPEM bool) CertificateView {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	caller, err := h.cfg.Verifier.Verify(r.Context(), r.Header.Values("Authorization"))
 	if err == nil {
-		err = entra.RequireRole(caller, entra.RoleCertificatesManage)
+		err = entra.RequireRole(caller, entra.RoleCertificatesManage, entra.RoleCertificatesRead)
 	}
 	if err != nil {
 		h.authFailure(w, r, err)
@@ -187,8 +191,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Detail: "the client application is not allowed to use the admin API for a user (AZSCEP_ADMIN_CLIENT_APPS)"})
 		return
 	}
+	held := heldRoles(caller)
 	if !h.cfg.NoDirectory {
-		if _, _, err := entra.RecheckCallerRoles(r.Context(), h.cfg.Accounts, caller, h.cfg.AllowGuests, entra.RoleCertificatesManage); err != nil {
+		var err error
+		if _, held, err = entra.RecheckCallerRoles(r.Context(), h.cfg.Accounts, caller, h.cfg.AllowGuests, adminRoles...); err != nil {
 			p := httpx.AccountProblem(err)
 			if p == nil {
 				h.unavailable(w, r, err)
@@ -203,7 +209,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	canManage := slices.Contains(held, entra.RoleCertificatesManage)
+	// Before routing: whatever a route does with a method other than GET, a reader may not do it.
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && !canManage {
+		h.cfg.Logger.Warn("admin change refused: Certificates.Manage required", "by", who(caller), "method", r.Method,
+			"path", r.URL.Path, "roles", held)
+		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusForbidden, Code: CodeManageRequired,
+			Detail: "this change needs the app role " + entra.RoleCertificatesManage + "; " + entra.RoleCertificatesRead + " only reads"})
+		return
+	}
 	rest := strings.Trim(strings.TrimPrefix(r.URL.Path, "/api/certificates"), "/")
+	if rest == "me" {
+		if r.Method != http.MethodGet {
+			httpx.MethodNotAllowed(w, r, http.MethodGet)
+			return
+		}
+		writeJSON(w, http.StatusOK, meView(caller, held))
+		return
+	}
 	if h.serveConsoleRoutes(w, r, rest) {
 		return
 	}
@@ -435,6 +458,37 @@ func (h *Handler) sync(w http.ResponseWriter, r *http.Request, caller *entra.Cal
 		status = http.StatusBadGateway
 	}
 	writeJSON(w, status, runView(run))
+}
+
+// adminRoles are the roles that admit a caller, the one that grants most first.
+var adminRoles = []string{entra.RoleCertificatesManage, entra.RoleCertificatesRead}
+
+// heldRoles are the admin roles the token carries, which is what counts where no directory is asked.
+func heldRoles(c *entra.Caller) []string {
+	var out []string
+	for _, r := range adminRoles {
+		if c.HasRole(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// MeView is GET /api/certificates/me: who the API takes the caller for, and which admin roles it grants now (the
+// token's, as Graph still confirms them), so the console offers only what the caller may do.
+type MeView struct {
+	ObjectID string `json:"objectId"`
+	AppID    string `json:"appId,omitempty"` // the client application (azp/appid)
+	IsApp    bool   `json:"isApp,omitempty"`
+	Name     string `json:"name,omitempty"`
+	// Roles are Certificates.Manage and/or Certificates.Read, as held now.
+	Roles     []string `json:"roles"`
+	CanManage bool     `json:"canManage"`
+}
+
+func meView(c *entra.Caller, held []string) MeView {
+	return MeView{ObjectID: c.ObjectID, AppID: c.AppID, IsApp: c.IsApp, Name: c.Username,
+		Roles: append([]string{}, held...), CanManage: slices.Contains(held, entra.RoleCertificatesManage)}
 }
 
 func who(c *entra.Caller) string {

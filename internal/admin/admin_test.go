@@ -1053,3 +1053,90 @@ func TestUserRoleUnreadable(t *testing.T) {
 		t.Fatalf("last Graph call %s, want the user's appRoleAssignments (calls %v)", last.Path, reqs)
 	}
 }
+
+// TestReadOnlyRole: Certificates.Read reads everything the admin API shows, and changes nothing: every request that is
+// not a GET (revoke, sync, any other method) is 403 manage_role_required before it reaches a route, for users and
+// applications alike, and the refusal is logged with who asked. Certificates.Manage implies Read. A token carrying
+// both, whose Manage Graph no longer confirms, is a reader.
+func TestReadOnlyRole(t *testing.T) {
+	const bobOID, bobUPN = "66666666-7777-8888-9999-000000000000", "bob@contoso.example"
+	e := newEnv(t, nil)
+	rec := e.insert(t, store.Record{Subject: "CN=x"}, true)
+	reader := e.fake.MintUser(bobOID, bobUPN, []string{entra.RoleCertificatesRead})
+	me := func(tok string) admin.MeView {
+		t.Helper()
+		resp, body := e.do(t, http.MethodGet, "/api/certificates/me", tok, "")
+		var m admin.MeView
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &m) != nil {
+			t.Fatalf("me: %d %s", resp.StatusCode, body)
+		}
+		return m
+	}
+	for _, tok := range []string{reader, e.admin, e.fake.MintApp([]string{entra.RoleCertificatesRead})} {
+		for _, path := range []string{"/api/certificates", "/api/certificates/" + rec.Serial, "/api/certificates/revocation-sync"} {
+			if resp, body := e.do(t, http.MethodGet, path, tok, ""); resp.StatusCode != http.StatusOK {
+				t.Errorf("GET %s: %d %s", path, resp.StatusCode, body)
+			}
+		}
+	}
+	if m := me(reader); m.CanManage || !slices.Equal(m.Roles, []string{entra.RoleCertificatesRead}) || m.ObjectID != bobOID {
+		t.Errorf("reader's me = %+v", m)
+	}
+	if m := me(e.admin); !m.CanManage || !slices.Equal(m.Roles, []string{entra.RoleCertificatesManage}) {
+		t.Errorf("manager's me = %+v", m)
+	}
+
+	readerApp := e.fake.MintApp([]string{entra.RoleCertificatesRead})
+	for _, tok := range []string{reader, readerApp} {
+		for _, c := range []struct{ method, path, body string }{
+			{http.MethodPost, "/api/certificates/" + rec.Serial + "/revoke", `{"reason":"keyCompromise"}`},
+			{http.MethodPost, "/api/certificates/revocation-sync", ""},
+			{http.MethodDelete, "/api/certificates/" + rec.Serial, ""},
+			{http.MethodPut, "/api/certificates/" + rec.Serial, `{}`},
+			{http.MethodPatch, "/api/certificates", `{}`},
+		} {
+			resp, body := e.do(t, c.method, c.path, tok, c.body)
+			wantProblem(t, resp, body, http.StatusForbidden, admin.CodeManageRequired)
+		}
+	}
+	if stored, _ := e.st.Get(t.Context(), rec.Serial); stored.Status != store.StatusIssued || len(e.notified()) != 0 {
+		t.Fatalf("a reader revoked %s", rec.Serial)
+	}
+	if len(e.sync.triggers) != 0 {
+		t.Fatalf("a reader ran the sync: %v", e.sync.triggers)
+	}
+	refused := e.logs.Records("admin change refused: Certificates.Manage required")
+	if len(refused) != 10 || !strings.Contains(fmt.Sprint(refused[0]["by"]), bobOID) ||
+		fmt.Sprint(refused[5]["by"]) != "app:"+e.fake.ClientAppID {
+		t.Errorf("refusal log lines %v", refused)
+	}
+	if strings.Contains(e.logs.String(), reader) || strings.Contains(e.logs.String(), readerApp) {
+		t.Error("a token was logged")
+	}
+
+	// Manage still revokes and syncs, and the audit names the administrator.
+	resp, body := e.do(t, http.MethodPost, "/api/certificates/"+rec.Serial+"/revoke", e.admin, `{"reason":"keyCompromise"}`)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("manager's revoke: %d %s", resp.StatusCode, body)
+	}
+	if audit := e.logs.Records("audit: certificate revoked"); len(audit) != 1 || !strings.Contains(fmt.Sprint(audit[0]["by"]), aliceOID) {
+		t.Errorf("audit lines %v", audit)
+	}
+	if resp, body := e.do(t, http.MethodPost, "/api/certificates/revocation-sync", e.admin, ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("manager's sync: %d %s", resp.StatusCode, body)
+	}
+
+	// Both roles in the token, Manage taken away in Graph: a reader once the cached answer expires.
+	both := e.fake.MintUser(bobOID, bobUPN, []string{entra.RoleCertificatesManage, entra.RoleCertificatesRead})
+	e.graphClock.Advance(entra.DefaultPositiveTTL)
+	if m := me(both); !m.CanManage {
+		t.Fatalf("both roles assigned: me = %+v", m)
+	}
+	e.graph.RemoveAppRole(bobOID, entra.RoleCertificatesManage)
+	e.graphClock.Advance(entra.DefaultPositiveTTL)
+	if m := me(both); m.CanManage || !slices.Equal(m.Roles, []string{entra.RoleCertificatesRead}) {
+		t.Fatalf("Manage removed: me = %+v", m)
+	}
+	resp, body = e.do(t, http.MethodPost, "/api/certificates/revocation-sync", both, "")
+	wantProblem(t, resp, body, http.StatusForbidden, admin.CodeManageRequired)
+}

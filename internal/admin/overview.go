@@ -177,7 +177,8 @@ func CRLNumber(n *big.Int) string {
 //	GET /api/certificates/overview          the CA overview and the stale pending records
 //	GET /api/certificates/revocation-sync   the most recent revocation sync runs (?limit=1–100, default 20)
 //
-// The caller is already authenticated and holds Certificates.Manage. It reports whether it answered.
+// The caller is already authenticated and holds Certificates.Read or Certificates.Manage. It reports whether it
+// answered.
 func (h *Handler) serveConsoleRoutes(w http.ResponseWriter, r *http.Request, rest string) bool {
 	switch {
 	case rest == "overview":

@@ -199,7 +199,7 @@ type APIConfig struct {
 	// AllowGuests lets guest (B2B, external) accounts use /api/csr; they are refused by default.
 	AllowGuests bool
 	// AdminAllowGuests lets guest accounts use the admin API; apart from AllowGuests, so that letting guests enrol
-	// does not make guests holding Certificates.Manage administrators.
+	// does not make guests holding Certificates.Manage (or Certificates.Read) administrators.
 	AdminAllowGuests bool
 	// AdminClientApps are client applications (azp/appid) whose user tokens the admin API accepts besides the
 	// console's (the API's own app registration); AdminAnyClientApp ("*") accepts every client.
@@ -267,7 +267,7 @@ var Settings = []Setting{
 	{Name: "AZSCEP_API_CLIENT_APPS", Azure: "optional", Doc: "comma-separated client application IDs (`azp`/`appid`) allowed to call `/api/csr`; empty = any client the tenant lets obtain a token"},
 	{Name: "AZSCEP_ADMIN_CLIENT_APPS", Azure: "optional", Doc: "comma-separated client application IDs whose *user* tokens the admin API accepts besides the console's (the API's own app registration), e.g. the Azure CLI's `04b07795-8ddb-461a-bbee-02f9e1bf7b46`; `*` = any; app-only tokens are bound by their own role assignment"},
 	{Name: "AZSCEP_API_ALLOW_GUESTS", Default: "false", Azure: "optional", Doc: "let guest (B2B, external) accounts use `/api/csr`"},
-	{Name: "AZSCEP_ADMIN_ALLOW_GUESTS", Default: "false", Azure: "optional", Doc: "let guest (B2B, external) accounts holding `Certificates.Manage` use the admin API"},
+	{Name: "AZSCEP_ADMIN_ALLOW_GUESTS", Default: "false", Azure: "optional", Doc: "let guest (B2B, external) accounts holding `Certificates.Manage` or `Certificates.Read` use the admin API"},
 	{Name: "AZSCEP_API_PROFILES", Azure: "optional", Doc: "further profiles `CSR.Request.Db` callers (and the console) may choose with `/api/csr?profile=NAME`, comma-separated"},
 	{Name: "AZSCEP_API_RETRY_WINDOW", Default: "10m", Azure: "optional", Doc: "a retry of the same CSR by the same caller within this window returns the same certificate"},
 	{Name: "AZSCEP_REVOCATION_BATCH", Default: "100", Azure: "optional", Doc: "revocation requests downloaded per sync run (1–500)"},

@@ -1444,7 +1444,7 @@ func TestDeployScripts(t *testing.T) {
 		}
 	}
 	api := readRepoFile(t, "infra/scripts/create-api-app.sh")
-	for _, s := range []string{"CSR.Request.Db", "CSR.SelfService", "Certificates.Manage", "requestedAccessTokenVersion: 2",
+	for _, s := range []string{"CSR.Request.Db", "CSR.SelfService", "Certificates.Manage", "Certificates.Read", "requestedAccessTokenVersion: 2",
 		"api://", "AZSCEP_API_TENANT_ID", "AZSCEP_API_AUDIENCES",
 		// The optional access-token claims /api/csr relies on: app vs user, the binding UPN, guest status.
 		`("idtyp", "upn", "acct")`} {
@@ -1888,8 +1888,16 @@ func TestCreateAPIAppScript(t *testing.T) {
 	var app struct {
 		AppRoles []struct{ Value, ID string } `json:"appRoles"`
 	}
-	if err := json.Unmarshal([]byte(first[0]), &app); err != nil || len(app.AppRoles) != 3 {
-		t.Fatalf("first PATCH: %v, %d roles, want 3\n%s", err, len(app.AppRoles), first[0])
+	if err := json.Unmarshal([]byte(first[0]), &app); err != nil || len(app.AppRoles) != 4 {
+		t.Fatalf("first PATCH: %v, %d roles, want 4\n%s", err, len(app.AppRoles), first[0])
+	}
+	ids := map[string]bool{}
+	for _, r := range app.AppRoles {
+		ids[r.ID] = true
+	}
+	if !slices.ContainsFunc(app.AppRoles, func(r struct{ Value, ID string }) bool { return r.Value == "Certificates.Read" }) ||
+		len(ids) != 4 {
+		t.Fatalf("first PATCH: roles %+v; want Certificates.Read among four roles with distinct IDs", app.AppRoles)
 	}
 	out := run()
 	if again := patches()[len(first):]; len(again) != 0 {

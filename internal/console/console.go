@@ -4,7 +4,7 @@
 // Everything it serves is embedded in the binary (no CDN, no external fonts or scripts) and sent with a strict
 // Content-Security-Policy: no inline script or style, no framing, connections only to this origin and, in Azure
 // mode, to the Entra authority MSAL signs in with. The page holds no data of its own: every action is a call to
-// the existing authenticated API (/api/certificates for Certificates.Manage, /api/csr for CSR.Request.Db) with the
+// the existing authenticated API (/api/certificates for Certificates.Read and Certificates.Manage, /api/csr for CSR.Request.Db) with the
 // signed-in user's bearer token, on the same origin, so the API's CORS stays closed.
 package console
 

@@ -27,7 +27,7 @@ const (
 )
 
 // devRoles are the roles the sign-in form offers (the API app registration's roles).
-var devRoles = []string{RoleCertificatesManage, RoleCSRRequestDb, RoleCSRSelfService}
+var devRoles = []string{RoleCertificatesManage, RoleCertificatesRead, RoleCSRRequestDb, RoleCSRSelfService}
 
 // devAuthorizer holds the outstanding authorization codes; the zero value is ready.
 type devAuthorizer struct {

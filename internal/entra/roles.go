@@ -15,8 +15,12 @@ const (
 	// RoleCSRSelfService lets a user obtain clientAuth certificates bound to
 	// themselves or to devices they own.
 	RoleCSRSelfService = "CSR.SelfService"
-	// RoleCertificatesManage grants the admin API (search, revoke, sync).
+	// RoleCertificatesManage grants the whole admin API: what Certificates.Read
+	// grants, and every change (revoke, start the revocation sync).
 	RoleCertificatesManage = "Certificates.Manage"
+	// RoleCertificatesRead grants the admin API's reads only (search, details,
+	// overview, sync runs), for auditors and help desks.
+	RoleCertificatesRead = "Certificates.Read"
 )
 
 // RequireRole returns nil if the caller holds at least one of roles, else a

@@ -9,6 +9,7 @@
   const SESSION_KEY = "azscep.console.session"; // dev mode: {token, expires}
   const PKCE_KEY = "azscep.console.pkce"; // dev mode: {verifier, state, hash} while signing in
   const ROLE_MANAGE = "Certificates.Manage";
+  const ROLE_READ = "Certificates.Read";
   const ROLE_REQUEST = "CSR.Request.Db";
   const REASONS = [
     ["unspecified", "Unspecified"],
@@ -26,6 +27,7 @@
     account: null,
     session: null, // dev mode {token, expires}
     overview: null,
+    me: Promise.resolve(null), // GET /api/certificates/me: the admin roles the CA grants the caller now (null: none known)
     busy: 0,
   };
 
@@ -320,7 +322,17 @@
     return at <= Date.now() ? ["Try again now."] : ["Try again after ", time(new Date(at).toISOString()), "."];
   }
 
-  async function api(path, opts = {}, role = ROLE_MANAGE) {
+  // canManage: whether the CA lets the signed-in caller change anything (revoke, start a sync). The CA refuses such
+  // a change from anyone else whatever the page shows; the page only does not offer it.
+  async function canManage() {
+    const me = await state.me;
+    return !!(me && me.canManage);
+  }
+
+  // api calls the CA; role names the app role the call needs, for the message when the CA answers 403: a change
+  // needs Certificates.Manage, a read Certificates.Read (which Manage includes).
+  async function api(path, opts = {}, role) {
+    role = role || (opts.method && opts.method !== "GET" ? ROLE_MANAGE : ROLE_READ);
     const tok = await token();
     if (!tok) throw new ApiError(401, { code: "signed_out", detail: "not signed in" }, role);
     const headers = Object.assign({ Authorization: "Bearer " + tok }, opts.headers || {});
@@ -388,9 +400,11 @@
     }
     if (err.status === 403) {
       const me = whoAmI();
-      return notice("error", el("h2", { text: "Missing role: " + err.role }),
+      const wanted = err.role === ROLE_READ ? ROLE_READ + " or " + ROLE_MANAGE : err.role;
+      return notice("error", el("h2", { text: "Missing role: " + wanted }),
         el("p", {}, "You are signed in as ", el("strong", { text: (me && (me.upn || me.name)) || "this user" }),
-          ", but your account does not hold the app role ", el("code", { text: err.role }), ", which this page needs."),
+          code === "role_removed" ? ", but an administrator has taken from your account the app role its sign-in carries; " : ", but your account does not hold the app role ",
+          el("code", { text: wanted }), ", which this " + (err.role === ROLE_READ ? "page" : "action") + " needs."),
         el("p", { text: "Ask an administrator to assign it to you: Entra admin center → Enterprise applications → the azscep API → Users and groups." }),
         el("p", { class: "muted" }, "The CA answered 403 ", el("code", { text: code || "forbidden" }), err.problem.detail ? ": " + err.problem.detail : ""));
     }
@@ -428,6 +442,21 @@
     const signedIn = !!(await token().catch(() => null));
     document.getElementById("nav").hidden = !signedIn;
     document.getElementById("user").hidden = !signedIn;
+    const roleBadge = document.getElementById("user-role");
+    roleBadge.textContent = "";
+    state.me = Promise.resolve(null);
+    if (signedIn && state.cfg.mode !== "disabled") {
+      // What the CA grants now (the token's admin roles as the directory still confirms them), not what the token
+      // says: the page offers only what the CA will do. Asked beside the view's own calls, not before them.
+      const asked = apiJSON("../certificates/me").catch(() => null);
+      state.me = asked;
+      asked.then((m) => {
+        if (state.me !== asked) return;
+        const role = !m ? "" : m.canManage ? ROLE_MANAGE : (m.roles || []).includes(ROLE_READ) ? ROLE_READ + " (read only)" : "";
+        roleBadge.textContent = role;
+        roleBadge.title = role ? "Your admin role, as the CA sees it now" : "";
+      });
+    }
     if (signedIn) {
       const me = whoAmI();
       document.getElementById("user-name").textContent = me ? visible(me.upn || me.name) : "";
@@ -469,7 +498,7 @@
         el("p", { text: "Search, inspect and revoke the certificates this CA issued, request server certificates, and watch the Intune revocation sync." }),
         dev ? notice("info", el("p", {}, el("strong", { text: "Local mode. " }), "You sign in with the development token issuer: choose a user and app roles, no password.")) : null,
         el("button", { type: "button", class: "primary big", id: "signin", onclick: () => signIn().catch(showFatal), text: dev ? "Sign in with the development issuer" : "Sign in with Microsoft Entra ID" }),
-        el("p", { class: "muted small", text: "Searching and revoking need the app role Certificates.Manage; requesting certificates needs CSR.Request.Db." })));
+        el("p", { class: "muted small", text: "Searching and reading need the app role Certificates.Read or Certificates.Manage; revoking and starting a sync need Certificates.Manage; requesting certificates needs CSR.Request.Db." })));
     focusMain();
   }
 
@@ -664,7 +693,10 @@
         el("section", { class: "card" }, el("h2", { text: "Fingerprints" }), dl([["SHA-256", c.sha256 ? mono(c.sha256) : ""], ["SHA-1", c.sha1 ? mono(c.sha1) : ""]]), downloads),
         el("section", { class: "card" }, el("h2", { text: "Audit trail" }), audit)),
     ];
-    if (revocable) sections.push(revokePanel(c));
+    const manage = revocable && (await canManage());
+    if (manage) sections.push(revokePanel(c));
+    else if (revocable) sections.push(el("section", { class: "card", id: "revoke-readonly" }, el("h2", { text: "Revocation" }),
+      el("p", { class: "muted" }, "Revoking needs the app role ", el("code", { text: ROLE_MANAGE }), "; you can read certificates only.")));
     setView("Certificate " + c.serial, ...sections);
     focusMain();
     return c;
@@ -882,7 +914,7 @@
       return setView("Sync & pending", el("h1", { text: "Revocation sync and pending records" }), errorView(e, () => render()));
     }
     const out = el("div", { id: "sync-result", "aria-live": "polite" });
-    const runNow = runs.enabled ? el("button", { type: "button", class: "primary", id: "sync-now", text: "Run a sync now" }) : null;
+    const runNow = runs.enabled && (await canManage()) ? el("button", { type: "button", class: "primary", id: "sync-now", text: "Run a sync now" }) : null;
     if (runNow) {
       runNow.addEventListener("click", async () => {
         runNow.disabled = true;
