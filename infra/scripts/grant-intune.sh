@@ -11,7 +11,7 @@
 #                                                                 an app-only token's service principal (enabled)
 #   Microsoft Graph       User.Read.All                           /api/csr and admin API: a user token's account
 #                                                                 (enabled, UPN, sessions revoked) as it is now
-#   Microsoft Graph       Directory.Read.All                      admin API: a user's app role assignments now
+#   Microsoft Graph       Directory.Read.All                      /api/csr and admin API: a user's app role assignments now
 #                                                                 (directly and through groups)
 #   Microsoft Graph       Device.Read.All                         self-service: registered owners of a device
 #   Microsoft Graph       DeviceManagementManagedDevices.Read.All self-service: the user of a managed device

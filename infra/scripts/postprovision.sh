@@ -110,6 +110,6 @@ then infra/scripts/grant-intune.sh for the Graph permissions the API checks toke
 MSG
 if [[ -n ${AZSCEP_API_TENANT_ID:-} ]]; then
 	log "the REST API is enabled: it checks every token's account in Microsoft Graph, so the app's identity needs" \
-		"Graph User.Read.All and Application.Read.All (and Directory.Read.All for the admin API's users). If infra/scripts/grant-intune.sh has not run since this version," \
+		"Graph User.Read.All and Application.Read.All (and Directory.Read.All for user tokens). If infra/scripts/grant-intune.sh has not run since this version," \
 		"run it now (idempotent): until then /api/csr and the admin API answer 503 and /api/health shows \"graph\": refused"
 fi

@@ -53,7 +53,7 @@ type Config struct {
 	// AllowGuests admits guest (B2B, external) users (AZSCEP_ADMIN_ALLOW_GUESTS); by default they get 403
 	// guest_not_allowed.
 	AllowGuests bool
-	// Accounts re-reads every caller's account and app roles (entra.RecheckCallerRoles), so an administrator whose
+	// Accounts re-reads every caller's account and app roles (entra.RecheckCaller), so an administrator whose
 	// account was disabled, or whose sessions were revoked, or a user or application an administrator disabled or
 	// took Certificates.Manage from (directly or through a group), cannot revoke certificates with the token it still
 	// holds.
@@ -194,7 +194,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	held := heldRoles(caller)
 	if !h.cfg.NoDirectory {
 		var err error
-		if _, held, err = entra.RecheckCallerRoles(r.Context(), h.cfg.Accounts, caller, h.cfg.AllowGuests, adminRoles...); err != nil {
+		if _, held, err = entra.RecheckCaller(r.Context(), h.cfg.Accounts, caller, h.cfg.AllowGuests, adminRoles...); err != nil {
 			p := httpx.AccountProblem(err)
 			if p == nil {
 				h.unavailable(w, r, err)

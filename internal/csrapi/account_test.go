@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,10 @@ import (
 	"github.com/azscep/azscep/internal/entra/entrafake"
 	"github.com/azscep/azscep/internal/testca"
 )
+
+// accountAndRoleReads is how many Graph reads a user's first request makes before any device question: the
+// account, the API's app roles and the user's app role assignments.
+const accountAndRoleReads = 3
 
 // accountReads counts the Graph reads of one user's account.
 func (e *env) accountReads(oid string) int {
@@ -41,21 +46,27 @@ func TestAccountRead(t *testing.T) {
 		tok := e.userToken(alice, selfService)
 		e.wantCert(e.post(tok, userCSR(alice)))
 		e.wantCert(e.post(tok, userCSR(alice)))
-		reqs := e.graph.Requests()
-		if len(reqs) != 1 || reqs[0].Path != "/v1.0/users/"+alice.oid ||
-			reqs[0].Query != "$select=id,accountEnabled,userPrincipalName,userType,signInSessionsValidFromDateTime" {
-			t.Fatalf("Graph calls = %+v, want one account read selecting what it checks", reqs)
+		// The user, the API's own roles and the user's assignments (directly or through a group, which only the
+		// advanced query with $count answers), each read once while cached.
+		var got []string
+		for _, r := range e.graph.Requests() {
+			got = append(got, r.Path+"?"+r.Query+" "+r.ConsistencyLevel)
+		}
+		want := []string{"/v1.0/users/" + alice.oid + "?$select=id,accountEnabled,userPrincipalName,userType,signInSessionsValidFromDateTime ",
+			"/v1.0/servicePrincipals(appId='" + e.tenant.ClientID + "')?$select=id,appRoles ",
+			"/v1.0/users/" + alice.oid + "/appRoleAssignments?$select=resourceId,appRoleId&$count=true eventual"}
+		if !slices.Equal(got, want) || len(want) != accountAndRoleReads {
+			t.Fatalf("Graph calls for the user = %q, want %q", got, want)
 		}
 		// An app-only token is compared with the application's service principal and the API roles assigned to
-		// it now (the API's own roles are read once).
+		// it now (the API's own roles are already known).
 		e.wantCert(e.post(e.appToken(), dbCSR))
 		e.wantCert(e.post(e.appToken(), dbCSR))
-		var got []string
-		for _, r := range e.graph.Requests()[1:] {
+		got = nil
+		for _, r := range e.graph.Requests()[len(want):] {
 			got = append(got, r.Path+"?"+r.Query)
 		}
-		want := []string{"/v1.0/servicePrincipals/" + e.tenant.AppObjectID + "?$select=id,accountEnabled",
-			"/v1.0/servicePrincipals(appId='" + e.tenant.ClientID + "')?$select=id,appRoles",
+		want = []string{"/v1.0/servicePrincipals/" + e.tenant.AppObjectID + "?$select=id,accountEnabled",
 			"/v1.0/servicePrincipals/" + e.tenant.AppObjectID + "/appRoleAssignments?$select=resourceId,appRoleId"}
 		if !slices.Equal(got, want) {
 			t.Fatalf("Graph calls for the app = %q, want %q", got, want)
@@ -268,4 +279,92 @@ func TestNewNeedsAnAccountReader(t *testing.T) {
 	if _, err := csrapi.New(c); err != nil {
 		t.Fatalf("New refused NoDirectory: %v", err)
 	}
+}
+
+// TestUserRoleRemoved: a user's token keeps its roles claim for the hour it lives, but the request acts on the role
+// as Graph assigns it now (directly or through a group): an administrator who takes CSR.Request.Db or CSR.SelfService
+// from a user, or the user out of the group holding it, stops the user's certificates within the cache's positive
+// TTL (403 role_removed, nothing recorded or signed), and a Graph that cannot say is 503, never a certificate.
+func TestUserRoleRemoved(t *testing.T) {
+	dbCSR := csrDER(t, ecKey(t, "user-role-db"), testca.CSROptions{Subject: cn("svc-user-role")})
+	selfCSR := func(u user) []byte {
+		return csrDER(t, ecKey(t, "user-role-self"), testca.CSROptions{UPNs: []string{u.upn}})
+	}
+	refused := func(t *testing.T, e *env, tok string, der []byte, status int, code string) {
+		t.Helper()
+		before := e.records("")
+		wantProblem(t, e.post(tok, der), status, code)
+		if n := e.records(""); n != before {
+			t.Fatalf("records = %d after a refusal, want %d", n, before)
+		}
+	}
+
+	for _, tc := range []struct {
+		name  string
+		roles []string
+		der   func(u user) []byte
+	}{
+		{"CSR.Request.Db", requestDb, func(user) []byte { return dbCSR }},
+		{"CSR.SelfService", selfService, selfCSR},
+	} {
+		t.Run("assigned directly, "+tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			alice := newUser("alice")
+			tok := e.userToken(alice, tc.roles)
+			e.wantCert(e.post(tok, tc.der(alice)))
+			e.graph.RemoveAppRole(alice.oid, tc.roles[0])
+			// The positive answer is kept for the positive TTL, then read again.
+			e.wantCert(e.post(tok, tc.der(alice)))
+			e.clock.Advance(entra.DefaultPositiveTTL)
+			refused(t, e, tok, tc.der(alice), http.StatusForbidden, csrapi.CodeRoleRemoved)
+			// A token obtained later still says the role (as Entra's would not, but an old one does): refused too.
+			refused(t, e, e.userToken(alice, tc.roles), tc.der(alice), http.StatusForbidden, csrapi.CodeRoleRemoved)
+			// Assigned again: served once the negative answer expires.
+			e.graph.AssignAppRole(alice.oid, tc.roles[0])
+			e.clock.Advance(entra.DefaultNegativeTTL)
+			e.wantCert(e.post(tok, tc.der(alice)))
+		})
+	}
+
+	t.Run("through a group", func(t *testing.T) {
+		e := newEnv(t)
+		bob := newUser("bob")
+		group := entrafake.NewGUID()
+		e.graph.RemoveAppRole(bob.oid, entra.RoleCSRRequestDb) // not directly: only through the group
+		e.graph.AssignAppRole(group, entra.RoleCSRRequestDb)
+		e.graph.AddGroupMember(group, bob.oid)
+		tok := e.userToken(bob, requestDb)
+		e.wantCert(e.post(tok, dbCSR))
+		e.graph.RemoveGroupMember(group, bob.oid)
+		e.clock.Advance(entra.DefaultPositiveTTL)
+		refused(t, e, tok, dbCSR, http.StatusForbidden, csrapi.CodeRoleRemoved)
+	})
+
+	t.Run("the request's role, not another the token carries", func(t *testing.T) {
+		// The token carries both roles; the CSR.Request.Db request is decided on CSR.Request.Db alone.
+		e := newEnv(t)
+		carol := newUser("carol")
+		e.graph.RemoveAppRole(carol.oid, entra.RoleCSRRequestDb)
+		refused(t, e, e.userToken(carol, []string{entra.RoleCSRRequestDb, entra.RoleCSRSelfService}), dbCSR,
+			http.StatusForbidden, csrapi.CodeRoleRemoved)
+	})
+
+	t.Run("Graph cannot list the assignments", func(t *testing.T) {
+		for _, status := range []int{http.StatusForbidden /* Directory.Read.All not granted */, http.StatusServiceUnavailable} {
+			t.Run(strconv.Itoa(status), func(t *testing.T) {
+				e := newEnv(t)
+				dave := newUser("dave")
+				tok := e.userToken(dave, requestDb)
+				// The account and the API's roles are read; the user's assignments are not.
+				e.graph.SetFault(entrafake.Fault{Status: status, After: accountAndRoleReads - 1})
+				refused(t, e, tok, dbCSR, http.StatusServiceUnavailable, csrapi.CodeUnavailable)
+				last := e.graph.Requests()[len(e.graph.Requests())-1]
+				if last.Path != "/v1.0/users/"+dave.oid+"/appRoleAssignments" {
+					t.Fatalf("last Graph call = %s, want the user's appRoleAssignments", last.Path)
+				}
+				e.graph.SetFault(entrafake.Fault{})
+				e.wantCert(e.post(tok, dbCSR))
+			})
+		}
+	})
 }

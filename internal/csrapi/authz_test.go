@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/azscep/azscep/internal/csrapi"
+	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/entra/entrafake"
 	"github.com/azscep/azscep/internal/policy"
 	"github.com/azscep/azscep/internal/testca"
@@ -60,6 +61,9 @@ func TestGuestsRefusedUnlessAllowed(t *testing.T) {
 
 	allowed := newEnv(t, func(c *csrapi.Config) { c.AllowGuests = true })
 	allowed.wantCert(allowed.post(allowed.userToken(guest, requestDb, entrafake.Guest(home)), csrDER(t, ecKey(t, "guest"), dbCSR)))
+	// The guest's roles were read for CSR.Request.Db, before the self-service role was assigned: that answer is read
+	// again once the negative TTL has passed.
+	allowed.clock.Advance(entra.DefaultNegativeTTL)
 	wantProblem(t, allowed.post(allowed.userToken(guest, selfService, entrafake.Guest(home)), csrDER(t, ecKey(t, "guest"), selfCSR)),
 		http.StatusForbidden, csrapi.CodeNotSelf)
 }

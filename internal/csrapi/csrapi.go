@@ -139,7 +139,7 @@ const (
 	CodeAccountDisabled = httpx.CodeAccountDisabled
 	// CodeSessionsRevoked: the account's sessions were revoked after the token was issued (401: get a new token).
 	CodeSessionsRevoked = httpx.CodeSessionsRevoked
-	// CodeRoleRemoved: the application no longer holds CSR.Request.Db, which its token carries.
+	// CodeRoleRemoved: the user or application no longer holds the role its token carries and the request acts on.
 	CodeRoleRemoved = httpx.CodeRoleRemoved
 )
 
@@ -411,7 +411,9 @@ func (h *Handler) enroll(ctx context.Context, caller *entra.Caller, der []byte, 
 	return res, nil
 }
 
-// account re-reads the caller's account (entra.RecheckCaller) and answers a token it no longer stands behind.
+// account re-reads the caller's account and the role the request acts on (entra.RecheckCaller: a user's
+// assignments too, directly or through a group), and answers a token it no longer stands behind: a user an
+// administrator took CSR.Request.Db from must not go on naming certificates for the hour the token has left.
 func (h *Handler) account(ctx context.Context, caller *entra.Caller) (*entra.Account, *httpx.Problem) {
 	if h.cfg.NoDirectory {
 		return nil, nil
@@ -420,7 +422,7 @@ func (h *Handler) account(ctx context.Context, caller *entra.Caller) (*entra.Acc
 	if caller.HasRole(entra.RoleCSRRequestDb) {
 		role = entra.RoleCSRRequestDb
 	}
-	a, err := entra.RecheckCaller(ctx, h.cfg.Accounts, caller, h.cfg.AllowGuests, role)
+	a, _, err := entra.RecheckCaller(ctx, h.cfg.Accounts, caller, h.cfg.AllowGuests, role)
 	if err == nil {
 		return a, nil
 	}

@@ -74,9 +74,9 @@ func TestSelfServiceDeviceStateUnavailable(t *testing.T) {
 	tok := e.userToken(alice, selfService)
 	der := csrDER(t, ecKey(t, "state-down"), testca.CSROptions{Subject: cn(dev)})
 
-	// The account read and registeredOwners succeed; the device's accountEnabled read fails, and fails again
-	// when it is retried.
-	e.graph.SetFault(entrafake.Fault{Status: http.StatusServiceUnavailable, After: 2})
+	// The account and role reads and registeredOwners succeed; the device's accountEnabled read fails, and fails
+	// again when it is retried.
+	e.graph.SetFault(entrafake.Fault{Status: http.StatusServiceUnavailable, After: accountAndRoleReads + 1})
 	r := e.post(tok, der)
 	wantProblem(t, r, http.StatusServiceUnavailable, csrapi.CodeUnavailable)
 	wantRetryAfter(t, r, 1)

@@ -25,11 +25,12 @@ func gManaged(id string) string {
 }
 
 // graphCallsSince returns the device questions' Graph GETs after the first n requests, as "path?query". The
-// account read that precedes them (once per user while it is cached) is left out: TestAccountRead covers it.
+// account and role reads that precede them (the user, the user's app role assignments and the API's roles, each once
+// while it is cached) are left out: TestAccountRead and TestUserRoleRemoved cover them.
 func (e *env) graphCallsSince(n int) []string {
 	var out []string
 	for _, r := range e.graph.Requests()[n:] {
-		if !strings.HasPrefix(r.Path, "/v1.0/users/") {
+		if !strings.HasPrefix(r.Path, "/v1.0/users/") && !strings.HasPrefix(r.Path, "/v1.0/servicePrincipals(appId=") {
 			out = append(out, r.Path+"?"+r.Query)
 		}
 	}
@@ -248,8 +249,9 @@ func TestSelfServiceIntuneURIGraphDown(t *testing.T) {
 				tok := e.userToken(alice, selfService)
 				der := csrDER(t, ecKey(t, "managed-down"), testca.CSROptions{URIs: []*url.URL{deviceURI(id)}})
 
-				// The account read comes first and succeeds.
-				e.graph.SetFault(entrafake.Fault{Status: status, After: 1 + s.after})
+				// The account and role reads (the user, the API's roles, the user's assignments) come first and
+				// succeed.
+				e.graph.SetFault(entrafake.Fault{Status: status, After: accountAndRoleReads + s.after})
 				r := e.post(tok, der)
 				wantProblem(t, r, http.StatusServiceUnavailable, csrapi.CodeUnavailable)
 				wantRetryAfter(t, r, 1)

@@ -155,9 +155,10 @@ func TestSelfServiceUserCertificates(t *testing.T) {
 			}
 		})
 	}
-	// No device question; the one account read is cached for all of them.
-	if reqs := e.graph.Requests(); len(reqs) != 1 || reqs[0].Path != "/v1.0/users/"+alice.oid {
-		t.Fatalf("user certificates made Graph calls: %+v, want alice's account read once", reqs)
+	// No device question; the account and role reads are cached for all of them.
+	if reqs := e.graph.Requests(); len(reqs) != accountAndRoleReads || reqs[0].Path != "/v1.0/users/"+alice.oid ||
+		len(e.graphCallsSince(0)) != 0 {
+		t.Fatalf("user certificates made Graph calls: %+v, want alice's account and roles read once", reqs)
 	}
 }
 

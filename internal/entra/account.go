@@ -163,28 +163,17 @@ func (d *Directory) ServicePrincipal(ctx context.Context, objectID string) (Acco
 	return a, nil
 }
 
-// RecheckCaller re-reads the account behind a verified token and returns why the token no longer speaks for it: an
-// error wrapping ErrAccountGone, ErrAccountDisabled or ErrSessionsRevoked (Account.Check), ErrGuestAccount for a
-// user Graph now calls a guest unless allowGuests, ErrRoleRemoved for an application that no longer holds the role
-// its token carries and the door acts on (roles: pass the one the request uses), or ErrUnavailable when Graph
-// cannot tell. A user token is compared with the user (Account), an app-only token with the application's service
-// principal (ServicePrincipal) and its assigned roles (AppRoles). A user's roles are not re-read here (that takes
-// Directory.Read.All, and a Graph call more per user on the issuance path): RecheckCallerRoles does. The account is
-// returned when it was read.
-func RecheckCaller(ctx context.Context, r AccountReader, c *Caller, allowGuests bool, roles ...string) (*Account, error) {
-	a, _, err := recheck(ctx, r, c, allowGuests, c.IsApp, roles)
-	return a, err
-}
-
-// RecheckCallerRoles is RecheckCaller that re-reads a user token's roles too (UserAppRoles), and returns which of
-// roles the token carries and Graph still confirms (all of those the token carries when the reader does not
-// re-read roles). At least one must be confirmed, or the error wraps ErrRoleRemoved: an administrator took the role
-// away after the token was issued, and the token must not keep it until it expires.
-func RecheckCallerRoles(ctx context.Context, r AccountReader, c *Caller, allowGuests bool, roles ...string) (*Account, []string, error) {
-	return recheck(ctx, r, c, allowGuests, true, roles)
-}
-
-func recheck(ctx context.Context, r AccountReader, c *Caller, allowGuests, readRoles bool, roles []string) (*Account, []string, error) {
+// RecheckCaller re-reads the account behind a verified token and the app roles the request acts on, and returns why
+// the token no longer speaks for it: an error wrapping ErrAccountGone, ErrAccountDisabled or ErrSessionsRevoked
+// (Account.Check), ErrGuestAccount for a user Graph now calls a guest unless allowGuests, ErrRoleRemoved when none
+// of roles that the token carries is still assigned (an administrator took it away after the token was issued, and
+// the token must not keep it until it expires), or ErrUnavailable when Graph cannot tell. A user token is compared
+// with the user (Account) and the roles assigned to the user or a group of the user (UserAppRoles), an app-only
+// token with the application's service principal (ServicePrincipal) and its assigned roles (AppRoles). roles are
+// those the door accepts for the request; with none, no role is read. It returns the account and
+// which of roles the token carries and Graph confirms (all those the token carries when the reader does not re-read
+// roles).
+func RecheckCaller(ctx context.Context, r AccountReader, c *Caller, allowGuests bool, roles ...string) (*Account, []string, error) {
 	read := r.Account
 	if c.IsApp {
 		read = r.ServicePrincipal
@@ -205,8 +194,8 @@ func recheck(ctx context.Context, r AccountReader, c *Caller, allowGuests, readR
 			claimed = append(claimed, role)
 		}
 	}
-	if !readRoles {
-		return &a, claimed, nil
+	if len(roles) == 0 {
+		return &a, nil, nil
 	}
 	readAssigned := r.UserAppRoles
 	if c.IsApp {

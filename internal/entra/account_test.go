@@ -215,16 +215,16 @@ func TestRecheckCaller(t *testing.T) {
 	e.g.PutUser(entrafake.User{ID: user, UPN: "a@contoso.test", Enabled: true})
 	e.g.PutUser(entrafake.User{ID: guest, UPN: "g_x#EXT#@contoso.test", Enabled: true, Guest: true})
 	e.g.PutServicePrincipal(app, false)
-	if a, err := entra.RecheckCaller(ctx, e.d, &entra.Caller{ObjectID: user}, false); err != nil || a.UPN != "a@contoso.test" {
+	if a, _, err := entra.RecheckCaller(ctx, e.d, &entra.Caller{ObjectID: user}, false); err != nil || a.UPN != "a@contoso.test" {
 		t.Fatalf("user: (%+v, %v)", a, err)
 	}
-	if _, err := entra.RecheckCaller(ctx, e.d, &entra.Caller{ObjectID: app, IsApp: true}, false); !errors.Is(err, entra.ErrAccountDisabled) {
+	if _, _, err := entra.RecheckCaller(ctx, e.d, &entra.Caller{ObjectID: app, IsApp: true}, false); !errors.Is(err, entra.ErrAccountDisabled) {
 		t.Fatalf("disabled app: %v", err)
 	}
-	if _, err := entra.RecheckCaller(ctx, e.d, &entra.Caller{ObjectID: guest}, false); !errors.Is(err, entra.ErrGuestAccount) {
+	if _, _, err := entra.RecheckCaller(ctx, e.d, &entra.Caller{ObjectID: guest}, false); !errors.Is(err, entra.ErrGuestAccount) {
 		t.Fatalf("guest: %v", err)
 	}
-	if _, err := entra.RecheckCaller(ctx, e.d, &entra.Caller{ObjectID: guest}, true); err != nil {
+	if _, _, err := entra.RecheckCaller(ctx, e.d, &entra.Caller{ObjectID: guest}, true); err != nil {
 		t.Fatalf("guest allowed: %v", err)
 	}
 }
@@ -328,11 +328,11 @@ func TestAppRoles(t *testing.T) {
 	}
 	// RecheckCaller: the role the request uses must still be assigned.
 	caller := &entra.Caller{ObjectID: app, IsApp: true, Roles: []string{"CSR.Request.Db"}, IssuedAt: now}
-	if _, err := entra.RecheckCaller(ctx, e.d, caller, false, "CSR.Request.Db"); err != nil {
+	if _, _, err := entra.RecheckCaller(ctx, e.d, caller, false, "CSR.Request.Db"); err != nil {
 		t.Fatalf("RecheckCaller with the role assigned: %v", err)
 	}
 	caller = &entra.Caller{ObjectID: none, IsApp: true, Roles: []string{"CSR.Request.Db"}, IssuedAt: now}
-	if _, err := entra.RecheckCaller(ctx, e.d, caller, false, "CSR.Request.Db"); !errors.Is(err, entra.ErrRoleRemoved) {
+	if _, _, err := entra.RecheckCaller(ctx, e.d, caller, false, "CSR.Request.Db"); !errors.Is(err, entra.ErrRoleRemoved) {
 		t.Fatalf("RecheckCaller without the role: %v, want ErrRoleRemoved", err)
 	}
 
@@ -341,7 +341,7 @@ func TestAppRoles(t *testing.T) {
 	e.g.AssignAppRole(none, "CSR.Request.Db")
 	e.clock.Advance(time.Second)
 	caller.IssuedAt = e.clock.Now()
-	if _, err := entra.RecheckCaller(ctx, e.d, caller, false, "CSR.Request.Db"); err != nil {
+	if _, _, err := entra.RecheckCaller(ctx, e.d, caller, false, "CSR.Request.Db"); err != nil {
 		t.Fatalf("a role assigned after the cached answer: %v", err)
 	}
 	// A role the API disabled grants nothing; the API's roles are cached for PositiveTTL.
@@ -438,7 +438,7 @@ func TestAppRolesAnswerUnusable(t *testing.T) {
 }
 
 // TestUserAppRoles: a user's roles are the API's roles assigned to the user or to a group the user is a direct
-// member of, asked as the advanced query that lists all of them; RecheckCallerRoles refuses a user token whose role
+// member of, asked as the advanced query that lists all of them; RecheckCaller refuses a user token whose role
 // was taken away (directly or by leaving the group) once the cached answer has expired, keeps the roles Graph still
 // confirms, and never lets a user through when Graph cannot answer.
 func TestUserAppRoles(t *testing.T) {
@@ -463,27 +463,27 @@ func TestUserAppRoles(t *testing.T) {
 	}
 	// Only the token's roles that Graph confirms count.
 	caller := &entra.Caller{ObjectID: user, Roles: []string{"Certificates.Manage", "Certificates.Read"}, IssuedAt: now}
-	if _, held, err := entra.RecheckCallerRoles(ctx, e.d, caller, false, "Certificates.Manage", "Certificates.Read"); err != nil || !slices.Equal(held, []string{"Certificates.Manage", "Certificates.Read"}) {
-		t.Fatalf("RecheckCallerRoles = %v, %v", held, err)
+	if _, held, err := entra.RecheckCaller(ctx, e.d, caller, false, "Certificates.Manage", "Certificates.Read"); err != nil || !slices.Equal(held, []string{"Certificates.Manage", "Certificates.Read"}) {
+		t.Fatalf("RecheckCaller = %v, %v", held, err)
 	}
 	e.g.RemoveAppRole(user, "Certificates.Manage")
 	e.clock.Advance(entra.DefaultPositiveTTL)
-	if _, held, err := entra.RecheckCallerRoles(ctx, e.d, caller, false, "Certificates.Manage", "Certificates.Read"); err != nil || !slices.Equal(held, []string{"Certificates.Read"}) {
-		t.Fatalf("after Manage was removed: RecheckCallerRoles = %v, %v; want only Read", held, err)
+	if _, held, err := entra.RecheckCaller(ctx, e.d, caller, false, "Certificates.Manage", "Certificates.Read"); err != nil || !slices.Equal(held, []string{"Certificates.Read"}) {
+		t.Fatalf("after Manage was removed: RecheckCaller = %v, %v; want only Read", held, err)
 	}
 	e.g.RemoveGroupMember(group, user)
 	e.clock.Advance(entra.DefaultPositiveTTL)
-	if _, _, err := entra.RecheckCallerRoles(ctx, e.d, caller, false, "Certificates.Manage", "Certificates.Read"); !errors.Is(err, entra.ErrRoleRemoved) {
-		t.Fatalf("after leaving the group: RecheckCallerRoles = %v, want ErrRoleRemoved", err)
+	if _, _, err := entra.RecheckCaller(ctx, e.d, caller, false, "Certificates.Manage", "Certificates.Read"); !errors.Is(err, entra.ErrRoleRemoved) {
+		t.Fatalf("after leaving the group: RecheckCaller = %v, want ErrRoleRemoved", err)
 	}
-	// RecheckCaller (the issuance doors) does not re-read a user's roles.
-	if _, err := entra.RecheckCaller(ctx, e.d, caller, false, "Certificates.Manage"); err != nil {
-		t.Fatalf("RecheckCaller = %v", err)
+	// With no role asked (a door acting on none), the account alone is re-read.
+	if _, held, err := entra.RecheckCaller(ctx, e.d, caller, false); err != nil || held != nil {
+		t.Fatalf("no role asked: RecheckCaller = %v, %v", held, err)
 	}
 	e.clock.Advance(entra.DefaultPositiveTTL)
 	e.g.SetFault(entrafake.Fault{Status: http.StatusInternalServerError})
-	if _, _, err := entra.RecheckCallerRoles(ctx, e.d, caller, false, "Certificates.Read"); !errors.Is(err, entra.ErrUnavailable) {
-		t.Fatalf("Graph down: RecheckCallerRoles = %v, want ErrUnavailable", err)
+	if _, _, err := entra.RecheckCaller(ctx, e.d, caller, false, "Certificates.Read"); !errors.Is(err, entra.ErrUnavailable) {
+		t.Fatalf("Graph down: RecheckCaller = %v, want ErrUnavailable", err)
 	}
 	e.g.SetFault(entrafake.Fault{})
 	// A nested group's assignment does not reach the user (nor does Entra put it into the token).
@@ -508,8 +508,8 @@ func TestRefusedUserAppRoles(t *testing.T) {
 	caller := &entra.Caller{ObjectID: user, Roles: []string{"Certificates.Manage"}, IssuedAt: e.clock.Now()}
 	// The account and the API's service principal are read; the assignments are refused.
 	e.g.SetFault(entrafake.Fault{Status: http.StatusForbidden, After: 2})
-	if _, _, err := entra.RecheckCallerRoles(ctx, e.d, caller, false, "Certificates.Manage"); !errors.Is(err, entra.ErrUnavailable) {
-		t.Fatalf("RecheckCallerRoles = %v, want ErrUnavailable", err)
+	if _, _, err := entra.RecheckCaller(ctx, e.d, caller, false, "Certificates.Manage"); !errors.Is(err, entra.ErrUnavailable) {
+		t.Fatalf("RecheckCaller = %v, want ErrUnavailable", err)
 	}
 	if got := e.d.Refused(); len(got) != 1 || got[0].Permission != "Directory.Read.All" || got[0].Status != http.StatusForbidden {
 		t.Fatalf("Refused = %+v, want Directory.Read.All only", got)

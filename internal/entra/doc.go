@@ -21,8 +21,8 @@
 //     [Directory.ServicePrincipal], and an application's or a user's app
 //     roles: [Directory.AppRoles], [Directory.UserAppRoles]; [RecheckCaller]
 //     refuses a token issued before the account was disabled, deleted or had
-//     its sessions revoked, or the application's role was unassigned, and
-//     [RecheckCallerRoles] a user's too; a Graph token for another
+//     its sessions revoked, or the role the request acts on was unassigned
+//     from the user or application; a Graph token for another
 //     tenant than the API's is never used), and whether a user is the
 //     registered owner (Entra) or primary user (Intune) of a device — for an IntuneDeviceId:// name
 //     only of the Intune managed device with that ID
