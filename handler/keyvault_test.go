@@ -718,7 +718,7 @@ func TestKeyVaultReferenceReadByTheService(t *testing.T) {
 		}
 		// Both references name one secret: once the second is read, the shared challenge is warned about, once,
 		// without the secret (the first start could not know it).
-		lines := svc.logs.Records("setting weakens authorization; a later release refuses it")
+		lines := svc.logs.Records("setting weakens authorization")
 		if len(lines) != 1 || lines[0]["code"] != config.WarnSharedChallenge || fmt.Sprint(lines[0]["endpoints"]) != "[routers static]" {
 			t.Errorf("warnings logged: %v, want the shared challenge of routers and static once", lines)
 		}

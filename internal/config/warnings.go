@@ -12,7 +12,8 @@ import (
 // Warning is a setting that loads and serves but weakens authorization, or does not do what it says: the service
 // runs as configured and logs it at start, `azscep config check` prints it and the admin overview lists it. This
 // release only warns, because refusing would take endpoints that work today down on upgrade; a later release
-// refuses them. A warning never holds a setting's value when that value is a secret.
+// refuses the mistakes among them (all but WarnStaticIdentityNames, which an operator may intend). A warning never
+// holds a setting's value when that value is a secret.
 type Warning struct {
 	// Code is stable, for queries and the console: one of the Warn* constants.
 	Code string `json:"code"`
@@ -36,6 +37,10 @@ const (
 	// WarnUnmatchablePattern: a profile pattern that no name can match (policy.Profile.Unmatchable). The profile
 	// refuses names its operator believes it allows, and the usual "fix" widens another list.
 	WarnUnmatchablePattern = "unmatchable_pattern"
+	// WarnStaticIdentityNames: a static endpoint whose profile lets the requester name any user or Entra/Intune
+	// identity (policy.Profile.AnyIdentity). Nobody vouches for a static request's names, so whoever holds the
+	// secret can get a certificate that relying parties take as any user in the domain or any managed device.
+	WarnStaticIdentityNames = "static_identity_names"
 )
 
 // secretSetting is the setting holding endpoint e's static challenge.
@@ -84,6 +89,27 @@ func warnings(c *Config, profileSettings map[string][]string) []Warning {
 			"every one of them, with the widest profile; give each endpoint a secret of its own (%s)",
 			strings.Join(named, ", "), strings.Join(w.Settings, ", "))
 		out = append(out, w)
+	}
+
+	for _, e := range eps {
+		p := c.Profiles[e.Profile]
+		if e.Challenge != "static" || p == nil {
+			continue
+		}
+		wide := p.AnyIdentity()
+		if len(wide) == 0 {
+			continue
+		}
+		setting := "AZSCEP_PROFILE_" + strings.ToUpper(e.Profile)
+		if s := profileSettings[e.Profile]; len(s) == 1 {
+			setting = s[0]
+		}
+		out = append(out, Warning{Code: WarnStaticIdentityNames, Feature: EndpointFeature(e.Name),
+			Settings: []string{setting, "AZSCEP_SCEP_" + strings.ToUpper(e.Name)}, Endpoints: []string{e.Name},
+			Message: fmt.Sprintf("SCEP endpoint %s takes a static challenge, and its profile %s allows %s: whoever holds "+
+				"the secret can name any such user or device, which certificate-based sign-in and network access take "+
+				"as that identity; list the exact names in %s, or issue user and device identities through Intune or "+
+				"/api/csr self-service", e.Name, e.Profile, strings.Join(wide, ", "), setting)})
 	}
 
 	names := make([]string, 0, len(c.Profiles))

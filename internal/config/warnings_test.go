@@ -48,7 +48,7 @@ func TestCleanConfigurationsWarnNothing(t *testing.T) {
 		azureEnv(),
 		azureEnv("AZSCEP_SCEP_ENDPOINTS=static,intune,gear,wide", "AZSCEP_SCEP_GEAR_SECRET=gear-secret-Qz7x",
 			"AZSCEP_SCEP_WIDE=profile=wide;renew_from=gear", "AZSCEP_SCEP_WIDE_SECRET=wide-secret-Vw9k",
-			"AZSCEP_PROFILE_WIDE=dns=*.corp.example.com,host-1.corp.example.com;upn=*@contoso.com;uri=https://*.corp.example.com,tag:*;ip=10.0.0.0/8"),
+			"AZSCEP_PROFILE_WIDE=dns=*.corp.example.com,host-1.corp.example.com;upn=svc-gear@contoso.com;email=gear@contoso.com;uri=https://*.corp.example.com,tag:*;ip=10.0.0.0/8;identity_uris=devicecn"),
 	} {
 		if ws := loadWarnings(t, env); len(ws) != 0 {
 			t.Errorf("%v: warnings %+v", env, ws)
@@ -62,7 +62,7 @@ func TestSharedChallengeWarns(t *testing.T) {
 	const secret = "Qz7xVw9kPj2mHs4R"
 	ws := loadWarnings(t, azureEnv("AZSCEP_SCEP_ENDPOINTS=static,intune,gear,wide",
 		"AZSCEP_SCEP_GEAR_SECRET="+secret, "AZSCEP_SCEP_WIDE=profile=wide", "AZSCEP_SCEP_WIDE_SECRET="+secret,
-		"AZSCEP_PROFILE_WIDE=dns=*;upn=*@contoso.com"))
+		"AZSCEP_PROFILE_WIDE=dns=*;upn=svc-gear@contoso.com"))
 	if len(ws) != 1 {
 		t.Fatalf("warnings = %+v, want one", ws)
 	}
@@ -120,4 +120,39 @@ func TestUnmatchablePatternWarns(t *testing.T) {
 			t.Errorf("warning %d names a live pattern: %s", i, w.Message)
 		}
 	}
+}
+
+// TestStaticIdentityNamesWarn: a static endpoint whose profile lets the secret's holder name any user (a upn= or
+// email= pattern with any local part) or an Entra/Intune identity (identity_uris=sid or intunedeviceid) is named,
+// with the patterns, the profile's setting as written and the endpoint's; the same profile behind Intune's
+// challenge, which vouches for each request's names, and literal names are not.
+func TestStaticIdentityNamesWarn(t *testing.T) {
+	ws := loadWarnings(t, azureEnv("AZSCEP_SCEP_ENDPOINTS=static,intune,gear,lab",
+		"AZSCEP_SCEP_GEAR=profile=people", "AZSCEP_SCEP_GEAR_SECRET=Qz7xPj2mHs4RtY8u",
+		"AZSCEP_SCEP_LAB=profile=lab", "AZSCEP_SCEP_LAB_SECRET=Vw9kLm3nBv6cXz1q",
+		"AZSCEP_SCEP_INTUNE=challenge=intune;profile=people",
+		"AZSCEP_PROFILE_People=dns=*.corp.example.com;upn=*@contoso.com,printer@contoso.com;email=*;identity_uris=sid,devicecn",
+		"AZSCEP_PROFILE_LAB=dns=*.lab.example.com;identity_uris=intunedeviceid"))
+	if len(ws) != 2 {
+		t.Fatalf("warnings = %+v, want two", ws)
+	}
+	for i, want := range []struct {
+		endpoint, setting string
+		names             []string
+	}{
+		{"gear", "AZSCEP_PROFILE_People", []string{"upn=*@contoso.com", "email=*", "identity_uris=sid"}},
+		{"lab", "AZSCEP_PROFILE_LAB", []string{"identity_uris=intunedeviceid"}},
+	} {
+		w := ws[i]
+		if w.Code != WarnStaticIdentityNames || w.Feature != "scep/"+want.endpoint || !slices.Equal(w.Endpoints, []string{want.endpoint}) ||
+			!slices.Equal(w.Settings, []string{want.setting, "AZSCEP_SCEP_" + strings.ToUpper(want.endpoint)}) ||
+			!strings.Contains(w.Message, strings.Join(want.names, ", ")+":") {
+			t.Errorf("warning %d = %+v, want %s naming %v", i, w, want.endpoint, want.names)
+		}
+		if strings.Contains(w.Message, "printer@") || strings.Contains(w.Message, "devicecn") {
+			t.Errorf("warning %d names a narrow pattern: %s", i, w.Message)
+		}
+	}
+	noSecret(t, ws, "Qz7xPj2mHs4RtY8u")
+	noSecret(t, ws, "Vw9kLm3nBv6cXz1q")
 }

@@ -547,6 +547,35 @@ func (p *Profile) Unmatchable() []UnmatchablePattern {
 	return out
 }
 
+// AnyIdentity lists the profile's patterns that let a requester name any of many people or Entra/Intune
+// identities, as "key=pattern" in configured order: a upn= or email= pattern with any local part (*@domain, or
+// the explicit *), and identity_uris=sid or intunedeviceid. Relying parties map such names to accounts and devices
+// (Entra certificate-based authentication and AD strong mapping read the UPN and the SID URI, network access servers
+// the e-mail name and the device URI), so where nobody vouches for each request's names (a static challenge) the
+// holder of the secret can become any of them. A literal name (alice@contoso.com) and a CN shaped like a device ID
+// (devicecn, the opt-in for static fleets named by hardware UUIDs) are not listed.
+func (p *Profile) AnyIdentity() []string {
+	var out []string
+	for _, key := range []string{"upn", "email"} {
+		l := p.Names[sanTypeNames[key]]
+		if l == nil {
+			continue
+		}
+		for _, s := range l.Patterns {
+			if local, _, _ := strings.Cut(s, "@"); local == "*" {
+				out = append(out, key+"="+s)
+			}
+		}
+	}
+	if p.IdentityURIs&IdentitySID != 0 {
+		out = append(out, "identity_uris=sid")
+	}
+	if p.IdentityURIs&IdentityIntuneDeviceID != 0 {
+		out = append(out, "identity_uris=intunedeviceid")
+	}
+	return out
+}
+
 // unmatchable says why no name matches pattern s of type t, or "" when some name may. s parsed when the profile
 // did, so a parse error here cannot happen; it is read as "may match".
 func unmatchable(t SANType, s string) string {
