@@ -295,7 +295,7 @@ func buildAPI(ctx context.Context, cfg *config.Config, d *deps, opts buildOption
 		vcfg = entra.Config{TenantID: cfg.API.TenantID, Audiences: cfg.API.Audiences, AuthorityHost: cfg.API.AuthorityHost}
 		if dir = opts.directory; dir == nil {
 			var err error
-			if dir, err = graphDirectory(cfg, d.log, opts.graphCredential); err != nil {
+			if dir, err = graphDirectory(cfg, opts.graphCredential); err != nil {
 				return err
 			}
 		}
@@ -403,33 +403,18 @@ func replaceRevokedRA(ctx context.Context, ra *custody.RAKeeper, log *slog.Logge
 	}
 }
 
-// apiAppID is the API's application (client) ID among its token audiences: the GUID, or the GUID of an App ID URI
-// api://<GUID> (create-api-app.sh sets both). "" when neither is there (a custom App ID URI alone): app-only
-// tokens' roles are then not re-read.
-func apiAppID(audiences []string) string {
-	for _, a := range audiences {
-		if id := strings.TrimPrefix(a, "api://"); entra.IsGUID(id) {
-			return strings.ToLower(id)
-		}
-	}
-	return ""
-}
-
 // graphDirectory makes the API's Graph directory: the app's identity (or cred, in tests), the API's tenant, and the
 // API's application ID for the app-role re-read.
-func graphDirectory(cfg *config.Config, log *slog.Logger, cred azcore.TokenCredential) (*entra.Directory, error) {
+func graphDirectory(cfg *config.Config, cred azcore.TokenCredential) (*entra.Directory, error) {
 	if cred == nil {
 		var err error
 		if cred, err = azureCredential(cfg); err != nil {
 			return nil, err
 		}
 	}
-	appID := apiAppID(cfg.API.Audiences)
-	if appID == "" {
-		log.Warn("app-only tokens' roles, and admin users', are not re-read: AZSCEP_API_AUDIENCES has no GUID (the API's client ID)")
-	}
+	// Without the API's client ID no role is re-read: config.WarnRolesNotReread says so at start.
 	dir, err := entra.NewDirectory(entra.GraphConfig{Credential: cred, BaseURL: cfg.API.GraphURL,
-		TenantID: cfg.API.TenantID, APIAppID: appID})
+		TenantID: cfg.API.TenantID, APIAppID: cfg.API.AppID()})
 	if err != nil {
 		return nil, fmt.Errorf("Graph directory client: %w", err)
 	}

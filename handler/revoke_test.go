@@ -86,25 +86,6 @@ func TestRevokeCommandLastWritesFail(t *testing.T) {
 	}
 }
 
-// TestAPIAppID: the API's client ID is the GUID among the token audiences, bare or in an api:// App ID URI; a
-// custom App ID URI alone gives none (roles are then not re-read, with a warning at start).
-func TestAPIAppID(t *testing.T) {
-	const id = "9f3c2a1e-4b5d-4c6e-8f70-112233445566"
-	for _, tc := range []struct {
-		aud  []string
-		want string
-	}{
-		{[]string{id, "api://" + id}, id},
-		{[]string{"api://" + strings.ToUpper(id)}, id},
-		{[]string{"api://azscep.contoso.example"}, ""},
-		{nil, ""},
-	} {
-		if got := apiAppID(tc.aud); got != tc.want {
-			t.Errorf("apiAppID(%q) = %q, want %q", tc.aud, got, tc.want)
-		}
-	}
-}
-
 // TestRevokeUsageReasons: the reasons `azscep revoke -h` lists are exactly those -reason (and the admin API, with
 // the same parser) accepts.
 func TestRevokeUsageReasons(t *testing.T) {

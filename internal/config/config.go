@@ -207,6 +207,17 @@ type APIConfig struct {
 	AdminAnyClientApp bool
 }
 
+// AppID is the API's application (client) ID: the GUID among the token audiences, bare or in an api:// App ID URI,
+// lower-case; "" when a custom App ID URI is the only audience. Graph re-reads app roles only with it.
+func (a APIConfig) AppID() string {
+	for _, aud := range a.Audiences {
+		if id := strings.TrimPrefix(aud, "api://"); entra.IsGUID(id) {
+			return strings.ToLower(id)
+		}
+	}
+	return ""
+}
+
 // Setting describes one app setting: the single list the README table, local.settings.sample.json and the
 // deployment checks are compared with.
 type Setting struct {

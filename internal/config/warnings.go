@@ -12,8 +12,8 @@ import (
 // Warning is a setting that loads and serves but weakens authorization, or does not do what it says: the service
 // runs as configured and logs it at start, `azscep config check` prints it and the admin overview lists it. This
 // release only warns, because refusing would take endpoints that work today down on upgrade; a later release
-// refuses the mistakes among them (all but WarnStaticIdentityNames, which an operator may intend). A warning never
-// holds a setting's value when that value is a secret.
+// refuses the mistakes among them (shared and public challenges, unmatchable patterns), while the others may be an
+// operator's informed choice. A warning never holds a setting's value when that value is a secret.
 type Warning struct {
 	// Code is stable, for queries and the console: one of the Warn* constants.
 	Code string `json:"code"`
@@ -41,6 +41,14 @@ const (
 	// identity (policy.Profile.AnyIdentity). Nobody vouches for a static request's names, so whoever holds the
 	// secret can get a certificate that relying parties take as any user in the domain or any managed device.
 	WarnStaticIdentityNames = "static_identity_names"
+	// WarnRolesNotReread: the API's audiences name no client ID (only a custom App ID URI), so Graph cannot tell
+	// which app roles are the API's: an application's or a user's role taken away keeps working until its tokens
+	// expire, at /api/csr and the admin API alike.
+	WarnRolesNotReread = "roles_not_reread"
+	// WarnAnyClientApp: /api/csr takes a user's token from any client application. Entra puts the user's app roles
+	// into the token of every client the user consented to, so an application a user was talked into consenting to
+	// (consent phishing) can obtain certificates in the user's name that outlive a session revocation.
+	WarnAnyClientApp = "api_any_client_app"
 )
 
 // secretSetting is the setting holding endpoint e's static challenge.
@@ -110,6 +118,19 @@ func warnings(c *Config, profileSettings map[string][]string) []Warning {
 				"the secret can name any such user or device, which certificate-based sign-in and network access take "+
 				"as that identity; list the exact names in %s, or issue user and device identities through Intune or "+
 				"/api/csr self-service", e.Name, e.Profile, strings.Join(wide, ", "), setting)})
+	}
+
+	if c.API.TenantID != "" && c.API.AppID() == "" {
+		out = append(out, Warning{Code: WarnRolesNotReread, Feature: FeatureAPI, Settings: []string{"AZSCEP_API_AUDIENCES"},
+			Message: "AZSCEP_API_AUDIENCES names no client ID (a GUID, bare or as api://<GUID>), so app roles are not " +
+				"re-read in Graph: a role taken from a user or an application keeps working at /api/csr and the admin " +
+				"API until its tokens expire; add the API's client ID to AZSCEP_API_AUDIENCES"})
+	}
+	if c.API.TenantID != "" && len(c.API.ClientApps) == 0 {
+		out = append(out, Warning{Code: WarnAnyClientApp, Feature: FeatureAPI, Settings: []string{"AZSCEP_API_CLIENT_APPS"},
+			Message: "/api/csr takes users' tokens from any client application: an application a user consented to " +
+				"carries the user's roles and can obtain certificates in the user's name; list the client applications " +
+				"your users enrol with in AZSCEP_API_CLIENT_APPS, or allow only administrators to consent in the tenant"})
 	}
 
 	names := make([]string, 0, len(c.Profiles))

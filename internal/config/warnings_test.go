@@ -156,3 +156,61 @@ func TestStaticIdentityNamesWarn(t *testing.T) {
 	noSecret(t, ws, "Qz7xPj2mHs4RtY8u")
 	noSecret(t, ws, "Vw9kLm3nBv6cXz1q")
 }
+
+// TestAPIAppID: the API's client ID is the GUID among the token audiences, bare or in an api:// App ID URI; a
+// custom App ID URI alone gives none (roles are then not re-read, with a warning at start).
+func TestAPIAppID(t *testing.T) {
+	const id = "9f3c2a1e-4b5d-4c6e-8f70-112233445566"
+	for _, tc := range []struct {
+		aud  []string
+		want string
+	}{
+		{[]string{id, "api://" + id}, id},
+		{[]string{"api://" + strings.ToUpper(id)}, id},
+		{[]string{"api://azscep.contoso.example"}, ""},
+		{nil, ""},
+	} {
+		if got := (APIConfig{Audiences: tc.aud}).AppID(); got != tc.want {
+			t.Errorf("AppID(%q) = %q, want %q", tc.aud, got, tc.want)
+		}
+	}
+}
+
+// TestAPIWarnings: with /api/csr enabled, audiences without the API's client ID (roles cannot be re-read) and no
+// client-application allow-list (any consented client carries a user's roles) are each named with their setting;
+// the API's client ID and a list of clients warn of nothing, and a disabled API of neither.
+func TestAPIWarnings(t *testing.T) {
+	const tenant, app, client = "0a0b0c0d-1111-4222-8333-444455556666", "9f3c2a1e-4b5d-4c6e-8f70-112233445566",
+		"04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+	codes := func(ws []Warning) []string {
+		var out []string
+		for _, w := range ws {
+			out = append(out, w.Code+":"+strings.Join(w.Settings, ","))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		env  []string
+		want []string
+	}{
+		{[]string{"AZSCEP_API_AUDIENCES=api://azscep.contoso.example", "AZSCEP_API_CLIENT_APPS=" + client},
+			[]string{"roles_not_reread:AZSCEP_API_AUDIENCES"}},
+		{[]string{"AZSCEP_API_AUDIENCES=" + app + ",api://" + app},
+			[]string{"api_any_client_app:AZSCEP_API_CLIENT_APPS"}},
+		{[]string{"AZSCEP_API_AUDIENCES=api://" + strings.ToUpper(app), "AZSCEP_API_CLIENT_APPS=" + client}, nil},
+	} {
+		env := append([]string{"AZSCEP_API_TENANT_ID=" + tenant}, tc.env...)
+		ws := loadWarnings(t, azureEnv(env...))
+		if got := codes(ws); !slices.Equal(got, tc.want) {
+			t.Errorf("%v: warnings %v, want %v", tc.env, got, tc.want)
+		}
+		for _, w := range ws {
+			if w.Feature != FeatureAPI || w.Message == "" {
+				t.Errorf("%v: warning %+v", tc.env, w)
+			}
+		}
+	}
+	if ws := loadWarnings(t, azureEnv("AZSCEP_API_AUDIENCES=api://azscep.contoso.example")); len(ws) != 0 {
+		t.Errorf("API disabled: warnings %+v", ws)
+	}
+}
