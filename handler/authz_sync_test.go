@@ -1,14 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/entra/entrafake"
@@ -16,31 +16,6 @@ import (
 	"github.com/azscep/azscep/internal/intune/intunefake"
 	"github.com/azscep/azscep/internal/store"
 )
-
-// adminPost sends an admin API POST with a Certificates.Manage token and decodes the JSON answer into out.
-func (e *fxEnv) adminPost(t *testing.T, path, body string, out any) int {
-	t.Helper()
-	tok := e.entra.MintUser(entrafake.NewGUID(), "secops@fault.test", []string{entra.RoleCertificatesManage},
-		entrafake.WithClaim("azp", e.entra.ClientID)) // signed in to the console
-	req, err := http.NewRequest(http.MethodPost, e.srv.URL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := e.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			t.Fatalf("POST %s = %d %s: %v", path, resp.StatusCode, raw, err)
-		}
-	}
-	return resp.StatusCode
-}
 
 // TestIntuneRevokesOnlyIntuneIssued (issue 11, point 5) through the real handler: a certificate from the static
 // endpoint and one from /api/csr are queued for revocation at Intune next to one Intune issued. The hourly sync
@@ -125,36 +100,58 @@ func TestIntuneRevokesOnlyIntuneIssued(t *testing.T) {
 	}
 }
 
-// cancelOnDownload cancels the request being served as soon as Intune's download answer has arrived (its body
-// read first), the way an admin client that disconnects or the host's deadline would.
-type cancelOnDownload struct {
-	next  http.RoundTripper
-	env   func() *fxEnv
-	armed atomic.Bool
+// gateDownload holds Intune's download until the test opens the gate.
+type gateDownload struct {
+	next          http.RoundTripper
+	entered, gate chan struct{}
+	once          sync.Once
 }
 
-func (c *cancelOnDownload) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := c.next.RoundTrip(r)
-	if err != nil || !c.armed.Load() || !strings.Contains(r.URL.Path, string(intunefake.RouteDownload)) {
-		return resp, err
+func (g *gateDownload) RoundTrip(r *http.Request) (*http.Response, error) {
+	if strings.Contains(r.URL.Path, string(intunefake.RouteDownload)) {
+		g.once.Do(func() { close(g.entered) })
+		select {
+		case <-g.gate:
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
 	}
-	body, rerr := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if rerr != nil {
-		return nil, rerr
-	}
-	resp.Body = io.NopCloser(bytes.NewReader(body))
-	c.env().cancelRequest()
-	return resp, nil
+	return g.next.RoundTrip(r)
 }
 
-// TestManualSyncCancelledAfterDownload (issue 11, point 6): an admin starts the revocation sync and the request
-// is cancelled right after Intune's download. The downloaded requests are persisted all the same; the next manual
-// run — inside Intune's cool-down, so its download brings nothing — resumes and finishes them.
-func TestManualSyncCancelledAfterDownload(t *testing.T) {
-	var env *fxEnv
-	rt := &cancelOnDownload{env: func() *fxEnv { return env }}
-	env = newFxEnv(t, fxOptions{httpWrap: func(next http.RoundTripper) http.RoundTripper { rt.next = next; return rt }})
+// adminDo sends an admin API request with a Certificates.Manage token.
+func (e *fxEnv) adminDo(t *testing.T, method, path string) (*http.Response, []byte) {
+	t.Helper()
+	tok := e.entra.MintUser(entrafake.NewGUID(), "secops@fault.test", []string{entra.RoleCertificatesManage},
+		entrafake.WithClaim("azp", e.entra.ClientID))
+	req, err := http.NewRequest(method, e.srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp, raw
+}
+
+// TestManualSyncOutlivesItsRequest (issue 11, point 6, and the host's 230 s cut of a request): an admin starts the
+// revocation sync while Intune's download is slow. The POST is answered 202 at once, with the run's status in
+// Location, and its request ends; the run goes on regardless, and once Intune answers it revokes and answers every
+// request. The status, polled as a client would, says running and then gives the outcome.
+func TestManualSyncOutlivesItsRequest(t *testing.T) {
+	gate := &gateDownload{entered: make(chan struct{}), gate: make(chan struct{})}
+	env := newFxEnv(t, fxOptions{httpWrap: func(next http.RoundTripper) http.RoundTripper { gate.next = next; return gate }})
+	t.Cleanup(func() {
+		select {
+		case <-gate.gate:
+		default:
+			close(gate.gate)
+		}
+	})
 	var serials []string
 	for range 2 {
 		o := env.send(t, env.scepRequest(t, fxEndpointIntune))
@@ -168,31 +165,60 @@ func TestManualSyncCancelledAfterDownload(t *testing.T) {
 		serials = append(serials, serial)
 	}
 
-	rt.armed.Store(true)
-	var first struct{ Downloaded, Revoked, Uploaded int }
-	env.adminPost(t, "/api/certificates/revocation-sync", "", &first)
-	rt.armed.Store(false)
-	if first.Downloaded != 2 || first.Revoked != 0 || first.Uploaded != 0 {
-		t.Fatalf("cancelled run = %+v, want 2 downloaded, nothing revoked or uploaded", first)
+	type answer struct {
+		resp *http.Response
+		body []byte
 	}
-	open, err := env.base.OpenRevocations(context.Background(), 0)
-	if err != nil || len(open) != 2 {
-		t.Fatalf("persisted open requests = %d (%v), want 2", len(open), err)
+	answered := make(chan answer, 1)
+	go func() {
+		resp, body := env.adminDo(t, http.MethodPost, "/api/certificates/revocation-sync")
+		answered <- answer{resp, body}
+	}()
+	<-gate.entered
+	var a answer
+	select {
+	case a = <-answered:
+	case <-time.After(20 * time.Second): // a failure guard only: the answer does not wait for the run
+		t.Fatal("POST revocation-sync did not answer while the run waited on Intune")
 	}
-
-	var second struct{ Resumed, Downloaded, Revoked, Uploaded int }
-	if code := env.adminPost(t, "/api/certificates/revocation-sync", "", &second); code != http.StatusOK {
-		t.Fatalf("second manual sync = %d", code)
+	loc := a.resp.Header.Get("Location")
+	var started struct{ ID, State string }
+	if a.resp.StatusCode != http.StatusAccepted || json.Unmarshal(a.body, &started) != nil || started.State != "running" ||
+		loc != "/api/certificates/revocation-sync/"+started.ID {
+		t.Fatalf("POST = %d %s (Location %q), want 202 with the running run", a.resp.StatusCode, a.body, loc)
 	}
-	if second.Resumed != 2 || second.Downloaded != 0 || second.Revoked != 2 || second.Uploaded != 2 {
-		t.Fatalf("resumed run = %+v, want 2 resumed, revoked and uploaded", second)
+	env.cancelRequest() // whatever is left of the request that started it
+	type status struct {
+		State                                  string
+		Resumed, Downloaded, Revoked, Uploaded int
+		Errors                                 []string
+	}
+	poll := func() status {
+		t.Helper()
+		resp, body := env.adminDo(t, http.MethodGet, loc)
+		var st status
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &st) != nil {
+			t.Fatalf("GET %s = %d %s", loc, resp.StatusCode, body)
+		}
+		return st
+	}
+	if st := poll(); st.State != "running" {
+		t.Fatalf("status while Intune is held = %+v, want running", st)
+	}
+	close(gate.gate)
+	st := poll()
+	for deadline := time.Now().Add(30 * time.Second); st.State == "running" && time.Now().Before(deadline); st = poll() {
+		time.Sleep(20 * time.Millisecond) // polling, as the console does
+	}
+	if st.State != "finished" || st.Downloaded != 2 || st.Revoked != 2 || st.Uploaded != 2 || len(st.Errors) != 0 {
+		t.Fatalf("run = %+v, want finished: 2 downloaded, revoked and uploaded, no errors", st)
 	}
 	for _, s := range serials {
 		if rec, err := env.base.Get(context.Background(), s); err != nil || rec.Status != store.StatusRevoked || rec.RevokedBy != "intune" {
 			t.Errorf("%s: %v %v, want revoked by intune", s, rec.Status, err)
 		}
 	}
-	if n := env.intune.Count(intunefake.RouteDownload); n != 2 {
-		t.Errorf("downloads = %d, want one per run", n)
+	if n := env.intune.Count(intunefake.RouteDownload); n != 1 {
+		t.Errorf("downloads = %d, want one", n)
 	}
 }

@@ -724,46 +724,69 @@ func TestConsoleRevokeOutcomeShown(t *testing.T) {
 	}
 }
 
-// TestConsoleSyncFailureShown: a manual sync that fails on the way is answered 502 with the run (not a problem
-// document), and the run is recorded. The page shows that run's counts and error lines and the refreshed list of
-// runs, not "The CA answered 502: HTTP 502" beside the list from before the run.
-func TestConsoleSyncFailureShown(t *testing.T) {
+// TestConsoleSyncFollowed: a manual sync is answered 202 as soon as it has started, with its status resource in
+// Location. The page says the run is running and polls the status until the run has ended, then shows that run's
+// outcome (here: it failed on the way, with its counts and error lines) above the refreshed list of runs.
+func TestConsoleSyncFollowed(t *testing.T) {
 	b := newBrowser(t)
 	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
 	page := svc.base + "/api/console/"
 	b.signIn(page)
-	// Local mode has no Intune: the runs list says the sync is enabled, and the POST is answered as the API
-	// answers a run that failed on the way (after the test recorded that run, as the API does).
-	run := store.SyncRun{ID: "run-failed", Started: time.Now().Add(-time.Minute), Finished: time.Now(), Trigger: "admin",
-		Downloaded: 4, Revoked: 3, Failed: 1, Errors: []string{"uploading results: Intune answered 503 Service Unavailable"}}
-	runJSON, _ := json.Marshal(map[string]any{"id": run.ID, "started": run.Started, "finished": run.Finished, "trigger": run.Trigger,
-		"downloaded": run.Downloaded, "revoked": run.Revoked, "failed": run.Failed, "uploaded": 0, "notFound": 0, "errors": run.Errors})
+	// Local mode has no Intune: the runs list says the sync is enabled, the POST and the status are answered as the
+	// API answers them, and the test records the run's outcome when it lets the status say the run has ended.
+	started := time.Now().Add(-time.Minute).UTC()
+	run := store.SyncRun{ID: "run-failed", Started: started, Finished: time.Now(), Trigger: "admin",
+		Downloaded: 4, Revoked: 3, Failed: 1, Errors: []string{"uploading results: Intune answered 503 Service Unavailable"},
+		Error: "uploading results: Intune answered 503 Service Unavailable"}
+	runningJSON, _ := json.Marshal(map[string]any{"id": run.ID, "state": "running", "started": run.Started, "trigger": run.Trigger,
+		"resumed": 0, "downloaded": 0, "foreign": 0, "revoked": 0, "notFound": 0, "failed": 0, "uploaded": 0})
+	endedJSON, _ := json.Marshal(map[string]any{"id": run.ID, "state": "failed", "started": run.Started, "finished": run.Finished,
+		"trigger": run.Trigger, "downloaded": run.Downloaded, "revoked": run.Revoked, "failed": run.Failed, "uploaded": 0, "notFound": 0,
+		"errors": run.Errors, "error": run.Error})
 	b.do("sync enabled", chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => {
 		window.__fetch = window.__fetch || window.fetch;
+		window.__polls = 0;
+		const json = (body, status, headers) => Promise.resolve(new Response(body, {status, headers: Object.assign({"Content-Type": "application/json"}, headers || {})}));
 		window.fetch = (u, o) => {
+			if (/revocation-sync\/run-failed$/.test(String(u))) {
+				window.__polls++;
+				return json(window.__syncDone ? %q : %q, 200);
+			}
 			if (!/revocation-sync$/.test(String(u))) return window.__fetch(u, o);
-			if (o && o.method === "POST") return Promise.resolve(new Response(%q, {status: 502, headers: {"Content-Type": "application/json"}}));
+			if (o && o.method === "POST") return json(%q, 202, {Location: "/api/certificates/revocation-sync/run-failed"});
 			return window.__fetch(u, o).then((r) => r.json()).then((j) => new Response(JSON.stringify(Object.assign(j, {enabled: true})),
 				{status: 200, headers: {"Content-Type": "application/json"}}));
 		};
 		location.hash = "#/operations";
-	})()`, runJSON)))
+	})()`, endedJSON, runningJSON, runningJSON)))
 	b.waitFor("sync button", `!!document.querySelector("#sync-now")`)
+	b.do("run a sync", chromedp.Click(chromedp.ID("sync-now")))
+	b.waitFor("the run followed", `window.__polls >= 1 && (document.querySelector("#sync-result")||{}).innerText?.includes("is running")`)
+	if got := eval[string](b, `document.querySelector("#sync-result").innerText`); !strings.Contains(got, "run-failed") {
+		t.Errorf("while running the page says %q, want the run named", got)
+	}
+	if !eval[bool](b, `document.querySelector("#sync-now").disabled`) {
+		t.Error("the sync button is enabled while the run is followed")
+	}
+	b.shot("sync-running")
 	if err := svc.store.RecordRun(context.Background(), run); err != nil {
 		t.Fatal(err)
 	}
-	b.do("run a sync", chromedp.Click(chromedp.ID("sync-now")))
-	b.waitFor("an answer", `!!document.querySelector("#sync-result .notice")`)
+	b.do("the run ends", chromedp.Evaluate[chromedp.Void](`window.__syncDone = true`))
+	b.waitFor("the outcome", `!!document.querySelector("#sync-result .notice")`)
 	got := eval[string](b, `document.querySelector("#sync-result").innerText`)
-	for _, want := range []string{"502", "4 downloaded", "3 revoked", "Intune answered 503 Service Unavailable"} {
+	for _, want := range []string{"failed on the way", "4 downloaded", "3 revoked", "Intune answered 503 Service Unavailable"} {
 		if !strings.Contains(got, want) {
-			t.Errorf("the failed run's answer lacks %q: %q", want, got)
+			t.Errorf("the ended run's outcome lacks %q: %q", want, got)
 		}
 	}
 	if !eval[bool](b, `[...document.querySelectorAll("table.list td")].some(td => td.textContent.includes("Intune answered 503"))`) {
 		t.Error("the list of runs was not refreshed after the run")
 	}
-	b.shot("sync-502")
+	if eval[bool](b, `document.querySelector("#sync-now").disabled`) {
+		t.Error("the sync button stays disabled after the run")
+	}
+	b.shot("sync-failed")
 	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
 	if p := b.problems(); len(p) > 0 {
 		t.Errorf("console errors: %s", strings.Join(p, "\n"))

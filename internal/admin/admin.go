@@ -1,7 +1,7 @@
 // Package admin is the certificate administration API under /api/certificates: search, get one certificate,
-// revoke with an RFC 5280 reason, and start the Intune revocation sync by hand. Every call needs an Entra bearer
-// token with the Certificates.Read or Certificates.Manage app role; every change (any method but GET) needs
-// Certificates.Manage. Every revocation and sync is audited with the caller's identity.
+// revoke with an RFC 5280 reason, and start the Intune revocation sync by hand and follow it. Every call needs an
+// Entra bearer token with the Certificates.Read or Certificates.Manage app role; every change (any method but GET)
+// needs Certificates.Manage. Every revocation and sync is audited with the caller's identity.
 package admin
 
 import (
@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,9 +31,14 @@ type Verifier interface {
 	Verify(ctx context.Context, authorization []string) (*entra.Caller, error)
 }
 
-// Syncer runs one revocation sync.
+// Syncer starts revocation sync runs (revocation.Syncer).
 type Syncer interface {
-	Run(ctx context.Context, trigger string) (store.SyncRun, error)
+	// Start takes the sync's lease and records the run as started, then runs it in the background, detached from
+	// ctx; done is closed when it has ended and its outcome is recorded. revocation.ErrRunning when another run
+	// holds the lease; any other error means the run did not start and nothing was done.
+	Start(ctx context.Context, trigger string) (run store.SyncRun, done <-chan struct{}, err error)
+	// Limit is the longest a run takes from its start to its final record.
+	Limit() time.Duration
 }
 
 // Config wires a Handler.
@@ -130,9 +136,12 @@ type CertificateView struct {
 	AlreadyRevoked bool `json:"alreadyRevoked,omitempty"`
 }
 
-// SyncRunView is the JSON form of one revocation sync run, as the manual sync endpoint answers it.
+// SyncRunView is the JSON form of one revocation sync run: the list of runs, a started run and its status.
 type SyncRunView struct {
-	ID         string    `json:"id"`
+	ID string `json:"id"`
+	// State is running, finished (ran to its end; Errors may name items that failed), failed (stopped short on
+	// Error) or interrupted (never finished: its process stopped).
+	State      string    `json:"state"`
 	Started    time.Time `json:"started"`
 	Finished   time.Time `json:"finished,omitzero"`
 	Trigger    string    `json:"trigger"`
@@ -144,12 +153,42 @@ type SyncRunView struct {
 	Failed     int       `json:"failed"`
 	Uploaded   int       `json:"uploaded"`
 	Errors     []string  `json:"errors,omitempty"`
+	// Error says why a failed run stopped short.
+	Error string `json:"error,omitempty"`
 }
 
-func runView(r store.SyncRun) SyncRunView {
-	return SyncRunView{ID: r.ID, Started: r.Started, Finished: r.Finished, Trigger: r.Trigger, Resumed: r.Resumed,
-		Downloaded: r.Downloaded, Foreign: r.Foreign, Revoked: r.Revoked, NotFound: r.NotFound, Failed: r.Failed,
-		Uploaded: r.Uploaded, Errors: r.Errors}
+// The states of a sync run (SyncRunView.State).
+const (
+	RunRunning     = "running"
+	RunFinished    = "finished"
+	RunFailed      = "failed"
+	RunInterrupted = "interrupted"
+)
+
+// runClockSkew allows for the clocks of the instance that started a run and of the one asked about it.
+const runClockSkew = time.Minute
+
+// fallbackRunLimit stands in for Syncer.Limit when Intune is not configured (any more): the sync lease's default
+// lifetime, which no run outlives.
+const fallbackRunLimit = 15 * time.Minute
+
+func (h *Handler) runView(r store.SyncRun) SyncRunView {
+	limit := fallbackRunLimit
+	if h.cfg.Sync != nil {
+		limit = h.cfg.Sync.Limit()
+	}
+	state := RunFinished
+	switch {
+	case r.Finished.IsZero() && h.cfg.Now().Before(r.Started.Add(limit+runClockSkew)):
+		state = RunRunning
+	case r.Finished.IsZero():
+		state = RunInterrupted
+	case r.Error != "":
+		state = RunFailed
+	}
+	return SyncRunView{ID: r.ID, State: state, Started: r.Started, Finished: r.Finished, Trigger: r.Trigger,
+		Resumed: r.Resumed, Downloaded: r.Downloaded, Foreign: r.Foreign, Revoked: r.Revoked, NotFound: r.NotFound,
+		Failed: r.Failed, Uploaded: r.Uploaded, Errors: r.Errors, Error: r.Error}
 }
 
 func view(r *store.Record, withPEM bool) CertificateView {
@@ -437,27 +476,46 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, caller *entra.C
 // inside the Functions host's HTTP timeout.
 const revokeTimeout = time.Minute
 
+// sync answers POST /api/certificates/revocation-sync: 202 once the run holds the lease and its start is recorded,
+// with the run and its status resource in Location. The run goes on detached from the request: the Functions host
+// cuts a request after 230 s, and a run may take its whole budget (minutes), so the caller polls the status
+// (runStatus), which any instance answers from the run's record.
 func (h *Handler) sync(w http.ResponseWriter, r *http.Request, caller *entra.Caller) {
 	if h.cfg.Sync == nil {
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusNotFound, Code: "sync_disabled", Detail: "Intune is not configured"})
 		return
 	}
-	h.cfg.Logger.Info("audit: manual revocation sync", "by", who(caller))
-	run, err := h.cfg.Sync.Run(r.Context(), "admin")
+	run, _, err := h.cfg.Sync.Start(r.Context(), "admin")
+	if err != nil {
+		h.cfg.Logger.Info("audit: manual revocation sync", "by", who(caller), "started", false, "err", err)
+	} else {
+		h.cfg.Logger.Info("audit: manual revocation sync", "by", who(caller), "started", true, "run", run.ID)
+	}
 	if errors.Is(err, revocation.ErrRunning) {
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusConflict, Code: "sync_running", Detail: err.Error(), RetryAfter: time.Minute})
 		return
 	}
-	if err != nil && run.Finished.IsZero() {
-		// The run never started (its lease could not be read or taken): nothing was done or recorded.
+	if err != nil {
+		// The run never started (its lease or its start record could not be written): nothing was done.
 		h.unavailable(w, r, err)
 		return
 	}
-	status := http.StatusOK
-	if err != nil {
-		status = http.StatusBadGateway
+	w.Header().Set("Location", strings.TrimSuffix(r.URL.Path, "/")+"/"+url.PathEscape(run.ID))
+	writeJSON(w, http.StatusAccepted, h.runView(run))
+}
+
+// runStatus answers GET /api/certificates/revocation-sync/{id}: the run's record as it stands, running or ended.
+func (h *Handler) runStatus(w http.ResponseWriter, r *http.Request, id string) {
+	run, err := h.cfg.Store.RunByID(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusNotFound, Code: "sync_run_not_found", Detail: "no sync run with that ID"})
+		return
 	}
-	writeJSON(w, status, runView(run))
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, h.runView(run))
 }
 
 // adminRoles are the roles that admit a caller, the one that grants most first.

@@ -26,6 +26,7 @@ import (
 	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/entra/entrafake"
 	"github.com/azscep/azscep/internal/httpx"
+	"github.com/azscep/azscep/internal/intune"
 	"github.com/azscep/azscep/internal/revocation"
 	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/store/memstore"
@@ -46,12 +47,16 @@ type stubSyncer struct {
 	err      error
 }
 
-func (s *stubSyncer) Run(ctx context.Context, trigger string) (store.SyncRun, error) {
+func (s *stubSyncer) Start(ctx context.Context, trigger string) (store.SyncRun, <-chan struct{}, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.triggers = append(s.triggers, trigger)
-	return s.run, s.err
+	done := make(chan struct{})
+	close(done)
+	return s.run, done, s.err
 }
+
+func (s *stubSyncer) Limit() time.Duration { return 5 * time.Minute }
 
 type env struct {
 	fake   *entrafake.Server
@@ -618,19 +623,20 @@ func TestRevokeVariants(t *testing.T) {
 
 func TestManualSync(t *testing.T) {
 	e := newEnv(t, nil)
-	started := time.Date(2026, 4, 2, 3, 4, 5, 0, time.UTC)
-	e.sync.run = store.SyncRun{ID: "abc123", Started: started, Finished: started.Add(time.Second), Trigger: "admin",
-		Resumed: 1, Downloaded: 2, Foreign: 3, Revoked: 4, NotFound: 5, Failed: 6, Uploaded: 7, Errors: []string{"e1"}}
+	started := time.Now().UTC().Truncate(time.Second)
+	e.sync.run = store.SyncRun{ID: "abc123", Started: started, Trigger: "admin"}
 	resp, body := e.do(t, http.MethodPost, "/api/certificates/revocation-sync", e.admin, "")
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	if loc := resp.Header.Get("Location"); loc != "/api/certificates/revocation-sync/abc123" {
+		t.Errorf("Location %q", loc)
 	}
 	var got map[string]any
 	if err := json.Unmarshal(body, &got); err != nil {
 		t.Fatal(err)
 	}
-	for k, want := range map[string]any{"id": "abc123", "trigger": "admin", "resumed": 1.0, "downloaded": 2.0, "foreign": 3.0,
-		"revoked": 4.0, "notFound": 5.0, "failed": 6.0, "uploaded": 7.0, "started": "2026-04-02T03:04:05Z"} {
+	for k, want := range map[string]any{"id": "abc123", "trigger": "admin", "state": "running", "started": started.Format(time.RFC3339)} {
 		if got[k] != want {
 			t.Errorf("answer[%q] = %v, want %v (%s)", k, got[k], want, body)
 		}
@@ -638,7 +644,8 @@ func TestManualSync(t *testing.T) {
 	if !slices.Equal(e.sync.triggers, []string{"admin"}) {
 		t.Errorf("syncer triggers %v", e.sync.triggers)
 	}
-	if audit := e.logs.Records("audit: manual revocation sync"); len(audit) != 1 || audit[0]["by"] != aliceUPN+" ("+aliceOID+")" {
+	if audit := e.logs.Records("audit: manual revocation sync"); len(audit) != 1 || audit[0]["by"] != aliceUPN+" ("+aliceOID+")" ||
+		audit[0]["run"] != "abc123" {
 		t.Errorf("audit lines %v", audit)
 	}
 
@@ -649,24 +656,183 @@ func TestManualSync(t *testing.T) {
 		t.Error("409 without Retry-After")
 	}
 
-	e.sync.err = errors.New("downloading revocation requests: boom")
-	resp, body = e.do(t, http.MethodPost, "/api/certificates/revocation-sync", e.admin, "")
-	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), `"id":"abc123"`) {
-		t.Errorf("failed sync: %d %s, want 502 with the run", resp.StatusCode, body)
-	}
-
 	// A run that never started (its lease could not be read: the store is down) did nothing and recorded nothing:
-	// 503 with Retry-After, like any other store outage, not a 502 with an empty run.
+	// 503 with Retry-After, like any other store outage.
 	e.sync.run, e.sync.err = store.SyncRun{ID: "never", Started: started}, fmt.Errorf("reading sync lease: %w", store.ErrUnavailable)
 	resp, body = e.do(t, http.MethodPost, "/api/certificates/revocation-sync", e.admin, "")
 	wantProblem(t, resp, body, http.StatusServiceUnavailable, "unavailable")
-	if resp.Header.Get("Retry-After") == "" {
-		t.Error("503 without Retry-After")
+	if resp.Header.Get("Retry-After") == "" || resp.Header.Get("Location") != "" {
+		t.Errorf("503: Retry-After %q, Location %q; want a Retry-After and no Location", resp.Header.Get("Retry-After"), resp.Header.Get("Location"))
+	}
+	if audit := e.logs.Records("audit: manual revocation sync"); len(audit) != 3 || audit[2]["started"] != false {
+		t.Errorf("audit lines %v, want the refused attempts too", audit)
 	}
 
 	off := newEnv(t, func(c *admin.Config) { c.Sync = nil })
 	resp, body = off.do(t, http.MethodPost, "/api/certificates/revocation-sync", off.admin, "")
 	wantProblem(t, resp, body, http.StatusNotFound, "sync_disabled")
+}
+
+// gatedIntune is an Intune whose download waits until the test opens the gate, and then offers one request for a
+// serial this CA never issued.
+type gatedIntune struct {
+	entered, gate chan struct{}
+	once          sync.Once
+	mu            sync.Mutex
+	uploaded      []intune.RevocationResult
+}
+
+func (g *gatedIntune) DownloadRevocationRequests(ctx context.Context, max int) ([]intune.RevocationRequest, error) {
+	g.once.Do(func() { close(g.entered) })
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return []intune.RevocationRequest{{RequestContext: "rc-1", SerialNumber: "7ABCDEF012345678", CAConfiguration: "ca-config"}}, nil
+}
+
+func (g *gatedIntune) UploadRevocationResults(ctx context.Context, results []intune.RevocationResult) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.uploaded = append(g.uploaded, results...)
+	return nil
+}
+
+// doneSyncer keeps the done channel of each run it starts, so a test can wait for the run's end.
+type doneSyncer struct {
+	*revocation.Syncer
+	done chan (<-chan struct{})
+}
+
+func (d *doneSyncer) Start(ctx context.Context, trigger string) (store.SyncRun, <-chan struct{}, error) {
+	run, done, err := d.Syncer.Start(ctx, trigger)
+	if err == nil {
+		d.done <- done
+	}
+	return run, done, err
+}
+
+// TestManualSyncDetached: POST answers 202 with the status resource as soon as the run has started, while the run
+// is still waiting on Intune; the status says running (from the store, as any instance would read it), a second
+// POST is 409, and once Intune answers the run finishes on its own, not cut by the end of the request that
+// started it, and the status gives its outcome. A reader may follow the run but not start one.
+func TestManualSyncDetached(t *testing.T) {
+	in := &gatedIntune{entered: make(chan struct{}), gate: make(chan struct{})}
+	ds := &doneSyncer{done: make(chan (<-chan struct{}), 1)}
+	e := newEnv(t, func(c *admin.Config) {
+		s, err := revocation.NewSyncer(revocation.SyncConfig{Store: c.Store, Intune: in, CAConfiguration: "ca-config",
+			IssuerName: "CN=Test CA"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds.Syncer = s
+		c.Sync = ds
+	})
+	t.Cleanup(func() {
+		select {
+		case <-in.gate:
+		default:
+			close(in.gate) // a failed test must not leave the run waiting
+		}
+	})
+	resp, body := e.do(t, http.MethodPost, "/api/certificates/revocation-sync", e.admin, "")
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST while the run waits on Intune: %d %s, want 202", resp.StatusCode, body)
+	}
+	loc := resp.Header.Get("Location")
+	var started admin.SyncRunView
+	if err := json.Unmarshal(body, &started); err != nil || started.ID == "" || started.State != admin.RunRunning ||
+		started.Trigger != "admin" || loc != "/api/certificates/revocation-sync/"+started.ID {
+		t.Fatalf("202 answer %s (Location %q)", body, loc)
+	}
+	done := <-ds.done
+	<-in.entered // the run is past its start and waits on the download, the request long answered
+
+	status := func(tok string) admin.SyncRunView {
+		t.Helper()
+		resp, body := e.do(t, http.MethodGet, loc, tok, "")
+		var v admin.SyncRunView
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &v) != nil {
+			t.Fatalf("GET %s: %d %s", loc, resp.StatusCode, body)
+		}
+		return v
+	}
+	if v := status(e.admin); v.State != admin.RunRunning || v.ID != started.ID || !v.Finished.IsZero() {
+		t.Errorf("status while running = %+v", v)
+	}
+	if r, err := e.st.RunByID(t.Context(), started.ID); err != nil || !r.Finished.IsZero() {
+		t.Errorf("the started run's record = %+v, %v; want it recorded, unfinished", r, err)
+	}
+	resp, body = e.do(t, http.MethodPost, "/api/certificates/revocation-sync", e.admin, "")
+	wantProblem(t, resp, body, http.StatusConflict, "sync_running")
+
+	reader := e.fake.MintUser("66666666-7777-8888-9999-000000000000", "bob@contoso.example", []string{entra.RoleCertificatesRead})
+	if v := status(reader); v.State != admin.RunRunning {
+		t.Errorf("reader's status = %+v", v)
+	}
+	resp, body = e.do(t, http.MethodPost, "/api/certificates/revocation-sync", reader, "")
+	wantProblem(t, resp, body, http.StatusForbidden, admin.CodeManageRequired)
+	resp, body = e.do(t, http.MethodPost, loc, e.admin, "")
+	wantProblem(t, resp, body, http.StatusMethodNotAllowed, "method_not_allowed")
+
+	close(in.gate)
+	<-done
+	v := status(reader)
+	if v.State != admin.RunFinished || v.Finished.IsZero() || v.Downloaded != 1 || v.NotFound != 1 || v.Uploaded != 1 ||
+		len(v.Errors) != 0 || v.Error != "" {
+		t.Errorf("status after the run = %+v, want finished: 1 downloaded, not found and uploaded, no errors", v)
+	}
+	if len(in.uploaded) != 1 {
+		t.Errorf("uploaded %v", in.uploaded)
+	}
+	// The lease is free again.
+	resp, body = e.do(t, http.MethodPost, "/api/certificates/revocation-sync", e.admin, "")
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST after the run: %d %s", resp.StatusCode, body)
+	}
+	<-<-ds.done
+
+	resp, body = e.do(t, http.MethodGet, "/api/certificates/revocation-sync/0123456789abcdef", e.admin, "")
+	wantProblem(t, resp, body, http.StatusNotFound, "sync_run_not_found")
+}
+
+// TestManualSyncNotStarted: a lease that cannot be read, or a start that cannot be recorded, is 503: the run never
+// started, nothing is recorded, and the lease is free for the next attempt.
+func TestManualSyncNotStarted(t *testing.T) {
+	in := &gatedIntune{entered: make(chan struct{}), gate: make(chan struct{})}
+	close(in.gate)
+	ds := &doneSyncer{done: make(chan (<-chan struct{}), 1)}
+	e := newEnv(t, func(c *admin.Config) {
+		s, err := revocation.NewSyncer(revocation.SyncConfig{Store: c.Store, Intune: in, CAConfiguration: "ca-config"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds.Syncer = s
+		c.Sync = ds
+	})
+	for _, method := range []string{storetest.MethodGetMeta, storetest.MethodRecordRun} {
+		e.faults.FailMethod(method, store.ErrUnavailable)
+		resp, body := e.do(t, http.MethodPost, "/api/certificates/revocation-sync", e.admin, "")
+		e.faults.Clear()
+		wantProblem(t, resp, body, http.StatusServiceUnavailable, "unavailable")
+		if runs, err := e.st.Runs(t.Context(), 0); err != nil || len(runs) != 0 {
+			t.Errorf("%s failing: runs recorded %+v (%v)", method, runs, err)
+		}
+		select {
+		case <-in.entered:
+			t.Fatalf("%s failing: the run went on to Intune", method)
+		default:
+		}
+	}
+	resp, body := e.do(t, http.MethodPost, "/api/certificates/revocation-sync", e.admin, "")
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST once the store answers: %d %s (the lease was left taken?)", resp.StatusCode, body)
+	}
+	<-<-ds.done
 }
 
 func TestMethodsAndRoutes(t *testing.T) {
@@ -1122,7 +1288,7 @@ func TestReadOnlyRole(t *testing.T) {
 	if audit := e.logs.Records("audit: certificate revoked"); len(audit) != 1 || !strings.Contains(fmt.Sprint(audit[0]["by"]), aliceOID) {
 		t.Errorf("audit lines %v", audit)
 	}
-	if resp, body := e.do(t, http.MethodPost, "/api/certificates/revocation-sync", e.admin, ""); resp.StatusCode != http.StatusOK {
+	if resp, body := e.do(t, http.MethodPost, "/api/certificates/revocation-sync", e.admin, ""); resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("manager's sync: %d %s", resp.StatusCode, body)
 	}
 

@@ -174,8 +174,9 @@ func CRLNumber(n *big.Int) string {
 
 // serveConsoleRoutes answers the read-only routes the console needs beyond search/get/revoke:
 //
-//	GET /api/certificates/overview          the CA overview and the stale pending records
-//	GET /api/certificates/revocation-sync   the most recent revocation sync runs (?limit=1–100, default 20)
+//	GET /api/certificates/overview               the CA overview and the stale pending records
+//	GET /api/certificates/revocation-sync        the most recent revocation sync runs (?limit=1–100, default 20)
+//	GET /api/certificates/revocation-sync/{id}   one run, running or ended (the status a manual start points to)
 //
 // The caller is already authenticated and holds Certificates.Read or Certificates.Manage. It reports whether it
 // answered.
@@ -193,6 +194,13 @@ func (h *Handler) serveConsoleRoutes(w http.ResponseWriter, r *http.Request, res
 		return true
 	case rest == "revocation-sync" && r.Method != http.MethodPost:
 		httpx.MethodNotAllowed(w, r, "GET, POST")
+		return true
+	case strings.HasPrefix(rest, "revocation-sync/"):
+		if r.Method != http.MethodGet {
+			httpx.MethodNotAllowed(w, r, http.MethodGet)
+			return true
+		}
+		h.runStatus(w, r, strings.TrimPrefix(rest, "revocation-sync/"))
 		return true
 	}
 	return false
@@ -245,7 +253,7 @@ func (h *Handler) runs(w http.ResponseWriter, r *http.Request) {
 		Enabled bool          `json:"enabled"`
 	}{Items: []SyncRunView{}, Enabled: h.cfg.Sync != nil}
 	for _, run := range runs {
-		out.Items = append(out.Items, runView(run))
+		out.Items = append(out.Items, h.runView(run))
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/azscep/azscep/internal/admin"
 	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/store/storetest"
 )
 
 func TestOverview(t *testing.T) {
@@ -93,7 +94,7 @@ func TestSyncRuns(t *testing.T) {
 		wantProblem(t, resp, body, http.StatusBadRequest, "bad_limit")
 	}
 	// POST still starts a run.
-	if resp, _ := e.do(t, http.MethodPost, "/api/certificates/revocation-sync", e.admin, ""); resp.StatusCode != http.StatusOK {
+	if resp, _ := e.do(t, http.MethodPost, "/api/certificates/revocation-sync", e.admin, ""); resp.StatusCode != http.StatusAccepted {
 		t.Errorf("POST revocation-sync: %d", resp.StatusCode)
 	}
 	e = newEnv(t, func(c *admin.Config) { c.Sync = nil })
@@ -101,6 +102,46 @@ func TestSyncRuns(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &out) != nil || out.Enabled || len(out.Items) != 0 {
 		t.Errorf("runs without Intune: %d %s", resp.StatusCode, body)
 	}
+}
+
+// TestSyncRunStates: the list and the status of a run say whether it is running, finished, failed or was
+// interrupted (never finished within the longest a run takes, its process gone).
+func TestSyncRunStates(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	e := newEnv(t, func(c *admin.Config) { c.Now = func() time.Time { return now } })
+	limit := e.sync.Limit()
+	for _, run := range []store.SyncRun{
+		{ID: "running", Started: now.Add(-limit)},
+		{ID: "interrupted", Started: now.Add(-limit - 2*time.Minute)},
+		{ID: "finished", Started: now.Add(-3 * time.Hour), Finished: now.Add(-3*time.Hour + time.Minute), Failed: 1, Errors: []string{"item failed"}},
+		{ID: "failed", Started: now.Add(-4 * time.Hour), Finished: now.Add(-4*time.Hour + time.Minute), Errors: []string{"downloading: boom"}, Error: "downloading: boom"},
+	} {
+		run.Trigger = "timer"
+		if err := e.st.RecordRun(t.Context(), run); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, body := e.do(t, http.MethodGet, "/api/certificates/revocation-sync", e.admin, "")
+	var out struct{ Items []admin.SyncRunView }
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &out) != nil || len(out.Items) != 4 {
+		t.Fatalf("runs: %d %s", resp.StatusCode, body)
+	}
+	for _, v := range out.Items {
+		if v.State != v.ID {
+			t.Errorf("listed run %s is %q", v.ID, v.State)
+		}
+		resp, body := e.do(t, http.MethodGet, "/api/certificates/revocation-sync/"+v.ID, e.admin, "")
+		var one admin.SyncRunView
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &one) != nil || one.State != v.ID || one.ID != v.ID {
+			t.Errorf("status of %s: %d %s", v.ID, resp.StatusCode, body)
+		}
+		if v.ID == "failed" && one.Error != "downloading: boom" {
+			t.Errorf("failed run's error %q", one.Error)
+		}
+	}
+	e.faults.FailMethod(storetest.MethodRunByID, store.ErrUnavailable)
+	resp, body = e.do(t, http.MethodGet, "/api/certificates/revocation-sync/running", e.admin, "")
+	wantProblem(t, resp, body, http.StatusServiceUnavailable, "unavailable")
 }
 
 // TestSearchConsoleFilters: name matches the subject or any SAN (a UPN), endpoint and source filter exactly.

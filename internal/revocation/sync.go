@@ -207,28 +207,80 @@ func (s *Syncer) Overrun() time.Duration { return s.cfg.UploadWorstCase + SyncSt
 // Budget is the time after its start in which a run begins new work (SyncConfig.Budget).
 func (s *Syncer) Budget() time.Duration { return s.cfg.Budget }
 
-// Run performs one cycle: resume earlier work, download once, persist, apply, upload. It always records the run.
+// Limit is the longest a run takes from its start: Budget and Overrun, and the writing of its record after them. A
+// run whose record is still unfinished past it was cut off (its process stopped) and will not finish.
+func (s *Syncer) Limit() time.Duration { return s.cfg.Budget + s.Overrun() + runRecordTimeout }
+
+// runRecordTimeout bounds each write of a run's record (at its start and at its end).
+const runRecordTimeout = 10 * time.Second
+
+// Run performs one cycle: resume earlier work, download once, persist, apply, upload. It records the run when it
+// starts and again when it ends. When the run could not start (ErrRunning, or the lease or the start record could
+// not be written), nothing was done and the returned run is not recorded.
 func (s *Syncer) Run(ctx context.Context, trigger string) (store.SyncRun, error) {
+	run, release, err := s.begin(ctx, trigger)
+	if err != nil {
+		return run, err
+	}
+	return s.finish(ctx, run, release)
+}
+
+// Start begins a run as Run does, and answers once the run holds the lease and its start is recorded: the rest
+// of the run goes on in the background, detached from ctx (an admin's request, which the Functions host cuts
+// after 230 s) and bounded by Budget and Overrun, as the timer bounds its run. Its outcome is in its record
+// (store.RevocationQueue.RunByID). The errors are Run's for a run that could not start. done is closed when the
+// run has ended and its outcome is recorded.
+func (s *Syncer) Start(ctx context.Context, trigger string) (run store.SyncRun, done <-chan struct{}, err error) {
+	run, release, err := s.begin(ctx, trigger)
+	if err != nil {
+		return run, nil, err
+	}
+	ended := make(chan struct{})
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Budget+s.Overrun())
+	go func() {
+		defer close(ended)
+		defer cancel()
+		_, _ = s.finish(rctx, run, release) // finish records and logs the outcome
+	}()
+	return run, ended, nil
+}
+
+// begin takes the lease and records the run as started, so that every instance can tell it is running. A start
+// record that cannot be written gives the lease back: the run has not started.
+func (s *Syncer) begin(ctx context.Context, trigger string) (store.SyncRun, func(), error) {
 	run := store.SyncRun{ID: newID(), Started: s.cfg.Now(), Trigger: trigger}
 	release, err := s.lease(ctx, run.ID)
 	if err != nil {
 		// Not a run: nothing was read from Intune or changed. The run holding the lease records itself.
 		s.cfg.Logger.Info("revocation sync not started", "trigger", trigger, "err", err)
-		return run, err
+		return run, nil, err
 	}
+	rctx, cancel := context.WithTimeout(ctx, runRecordTimeout)
+	defer cancel()
+	if err := s.cfg.Store.RecordRun(rctx, run); err != nil {
+		release()
+		s.cfg.Logger.Warn("revocation sync not started: its start could not be recorded", "trigger", trigger, "err", err)
+		return run, nil, fmt.Errorf("recording the start of revocation sync run %s: %w", run.ID, err)
+	}
+	return run, release, nil
+}
+
+// finish runs the cycle of a run begin started, records its outcome over the start record and releases the lease.
+func (s *Syncer) finish(ctx context.Context, run store.SyncRun, release func()) (store.SyncRun, error) {
 	defer release()
-	err = s.cycle(ctx, &run)
+	err := s.cycle(ctx, &run)
 	if err != nil {
 		run.Errors = append(run.Errors, err.Error())
+		run.Error = cut(err.Error(), maxRunErrorRunes)
 	}
 	run.Finished = s.cfg.Now()
 	run.Errors = s.capErrors(run.ID, run.Errors)
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), runRecordTimeout)
 	defer cancel()
-	if rerr := s.cfg.Store.RecordRun(rctx, run); rerr != nil {
-		s.cfg.Logger.Warn("recording revocation sync run failed", "err", rerr)
+	if rerr := s.cfg.Store.FinishRun(rctx, run); rerr != nil {
+		s.cfg.Logger.Warn("recording revocation sync run failed", "run", run.ID, "err", rerr)
 	}
-	s.cfg.Logger.Info("revocation sync", "run", run.ID, "trigger", trigger, "resumed", run.Resumed,
+	s.cfg.Logger.Info("revocation sync", "run", run.ID, "trigger", run.Trigger, "resumed", run.Resumed,
 		"downloaded", run.Downloaded, "foreign", run.Foreign, "revoked", run.Revoked, "not_found", run.NotFound,
 		"failed", run.Failed, "uploaded", run.Uploaded, "errors", len(run.Errors),
 		"duration_ms", run.Finished.Sub(run.Started).Milliseconds())

@@ -365,10 +365,16 @@ type RevocationQueue interface {
 	Revocation(ctx context.Context, requestContext string) (*RevocationRequest, error)
 	// OpenRevocations lists items in state downloaded or applied, oldest first, at most limit.
 	OpenRevocations(ctx context.Context, limit int) ([]*RevocationRequest, error)
-	// RecordRun appends the summary of one sync run.
+	// RecordRun appends the summary of one sync run: a run records itself when it starts (Finished zero) and
+	// FinishRun writes its outcome over that record, so that any instance can tell a run in progress.
 	RecordRun(ctx context.Context, run SyncRun) error
+	// FinishRun writes run over the record RecordRun made of it (the same ID and Started); ErrNotFound if there
+	// is none.
+	FinishRun(ctx context.Context, run SyncRun) error
 	// Runs lists the most recent sync runs, newest first.
 	Runs(ctx context.Context, limit int) ([]SyncRun, error)
+	// RunByID reads the record of the run with that ID; ErrNotFound if there is none.
+	RunByID(ctx context.Context, id string) (SyncRun, error)
 }
 
 // SyncRun summarises one revocation sync run.
@@ -385,6 +391,9 @@ type SyncRun struct {
 	Failed     int
 	Uploaded   int
 	Errors     []string
+	// Error says why the run stopped short (the error the run returned, also the last of Errors); "" when it ran
+	// to its end, which it may have done with some items failing (Errors).
+	Error string
 }
 
 // KeyHash is the Record.PublicKey of a public key: the hex SHA-256 of its DER SubjectPublicKeyInfo, which binds a

@@ -905,6 +905,46 @@
   }
 
   // --- revocation sync runs and stale pending records
+  // A manual sync is answered as soon as it has started (the host cuts a request after 230 s, and a run may take
+  // minutes): followSync polls the run's status, which any instance of the CA answers from the run's record, until
+  // the run has ended, then shows its outcome above the refreshed list. It stops when the page moves on.
+  const SYNC_POLL_MS = 2000;
+
+  async function followSync(run, statusPath) {
+    const current = () => {
+      const res = document.getElementById("sync-result");
+      return res && res.dataset.run === run.id ? res : null;
+    };
+    while (run.state === "running") {
+      const res = current();
+      if (!res) return;
+      res.replaceChildren(loading(`Sync run ${run.id} is running at the CA; this page shows its outcome when it ends…`));
+      await new Promise((ok) => setTimeout(ok, SYNC_POLL_MS));
+      if (!current()) return;
+      try {
+        run = await apiJSON(statusPath);
+      } catch (e) {
+        const res = current();
+        if (res) res.replaceChildren(errorView(e, () => render()),
+          el("p", { class: "muted", text: "The run goes on at the CA; its outcome will be in the list of runs." }));
+        return;
+      }
+    }
+    await viewOperations();
+    const res = document.getElementById("sync-result");
+    if (res) res.replaceChildren(syncOutcome(run));
+  }
+
+  function syncOutcome(r) {
+    const errs = r.errors || [];
+    const head = { finished: "Sync run finished" + (errs.length ? " with errors" : ""), failed: "The sync run failed on the way",
+      interrupted: "The sync run was interrupted before it finished" }[r.state] || "Sync run " + r.state;
+    const next = r.state === "finished" ? "" : " The next run (hourly, or one started here) takes up what is left.";
+    return notice(r.state === "finished" && !errs.length ? "ok" : "error",
+      el("p", { text: head + `: ${r.downloaded} downloaded, ${r.revoked} revoked, ${r.notFound || 0} not found, ${r.failed || 0} failed, ${r.uploaded} uploaded.` + next }),
+      errs.length ? el("ul", { class: "plain bad" }, errs.map((x) => el("li", { text: x }))) : null);
+  }
+
   async function viewOperations() {
     setView("Sync & pending", el("h1", { text: "Revocation sync and pending records" }), loading());
     let runs, ov;
@@ -918,30 +958,19 @@
     if (runNow) {
       runNow.addEventListener("click", async () => {
         runNow.disabled = true;
-        out.replaceChildren(loading("Running the Intune revocation sync…"));
-        let r, failed, gateway = false;
+        out.replaceChildren(loading("Starting the Intune revocation sync…"));
+        let resp, run;
         try {
-          r = await apiJSON("../certificates/revocation-sync", { method: "POST" });
+          resp = await api("../certificates/revocation-sync", { method: "POST" });
+          run = await resp.json();
         } catch (e) {
-          // 502 carries the run that failed on the way (recorded like any other), not a problem document.
-          if (e instanceof ApiError && e.status === 502 && e.problem.started) [r, gateway] = [e.problem, true];
-          else failed = e;
-        }
-        if (failed) {
-          out.replaceChildren(errorView(failed));
+          out.replaceChildren(errorView(e));
           runNow.disabled = false;
           return;
         }
-        // The run is recorded: show it in the refreshed list, with its own counts and errors.
-        await viewOperations();
-        const res = document.getElementById("sync-result");
-        if (!res) return;
-        const errs = r.errors || [];
-        res.replaceChildren(notice(errs.length ? "error" : "ok",
-          el("p", { text: (gateway ? "The sync run failed on the way (the CA answered 502)" : "Sync run finished" + (errs.length ? " with errors" : "")) +
-            `: ${r.downloaded} downloaded, ${r.revoked} revoked, ${r.notFound || 0} not found, ${r.failed || 0} failed, ${r.uploaded} uploaded.` +
-            (gateway ? " The next run (hourly, or one started here) takes up what is left." : "") }),
-          errs.length ? el("ul", { class: "plain bad" }, errs.map((x) => el("li", { text: x }))) : null));
+        // 202: the run has started and goes on at the CA whatever this page does; follow its status.
+        out.dataset.run = run.id;
+        await followSync(run, resp.headers.get("Location") || "../certificates/revocation-sync/" + encodeURIComponent(run.id));
       });
     }
     const runsTable = runs.items.length ? el("div", { class: "table-wrap" }, el("table", { class: "list" },
@@ -949,7 +978,8 @@
       el("thead", {}, el("tr", {}, ["Started", "Trigger", "Duration", "Downloaded", "Revoked", "Not found", "Failed", "Uploaded", "Errors"].map((h) => el("th", { scope: "col", text: h })))),
       el("tbody", {}, runs.items.map((r) => el("tr", { class: r.errors && r.errors.length ? "has-errors" : "" },
         el("td", { "data-label": "Started" }, time(r.started)), el("td", { "data-label": "Trigger" }, r.trigger),
-        el("td", { "data-label": "Duration" }, r.finished && !r.finished.startsWith("0001-") ? ((new Date(r.finished) - new Date(r.started)) / 1000).toFixed(1) + " s" : "unfinished"),
+        el("td", { "data-label": "Duration" }, r.state === "running" || r.state === "interrupted" ? r.state :
+          r.finished && !r.finished.startsWith("0001-") ? ((new Date(r.finished) - new Date(r.started)) / 1000).toFixed(1) + " s" : "unfinished"),
         el("td", { "data-label": "Downloaded" }, String(r.downloaded)), el("td", { "data-label": "Revoked" }, String(r.revoked)),
         el("td", { "data-label": "Not found" }, String(r.notFound)), el("td", { "data-label": "Failed" }, String(r.failed)), el("td", { "data-label": "Uploaded" }, String(r.uploaded)),
         el("td", { "data-label": "Errors" }, r.errors && r.errors.length ? el("ul", { class: "plain bad" }, r.errors.map((x) => el("li", { text: x }))) : "none")))))) :

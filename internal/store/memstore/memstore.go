@@ -15,6 +15,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -810,6 +811,49 @@ func (s *Store) RecordRun(ctx context.Context, run store.SyncRun) error {
 	}
 	s.runs[k] = run
 	return nil
+}
+
+// FinishRun implements store.RevocationQueue.
+func (s *Store) FinishRun(ctx context.Context, run store.SyncRun) error {
+	if err := ctxErr(ctx, "finishing run"); err != nil {
+		return err
+	}
+	if run.ID == "" || run.Started.IsZero() {
+		return errors.New("memstore: finishing run: the run's ID and start are required")
+	}
+	if err := checkRun(&run); err != nil {
+		return fmt.Errorf("memstore: finishing run: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	run.Started = normTime(run.Started)
+	run.Finished = normTime(run.Finished)
+	run.Errors = slices.Clone(run.Errors)
+	if len(run.Errors) == 0 {
+		run.Errors = nil
+	}
+	k := runKey(run.Started, run.ID)
+	if _, ok := s.runs[k]; !ok {
+		return fmt.Errorf("memstore: finishing run %s: %w", run.ID, store.ErrNotFound)
+	}
+	s.runs[k] = run
+	return nil
+}
+
+// RunByID implements store.RevocationQueue.
+func (s *Store) RunByID(ctx context.Context, id string) (store.SyncRun, error) {
+	if err := ctxErr(ctx, "reading run"); err != nil {
+		return store.SyncRun{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, run := range s.runs {
+		if id != "" && run.ID == id {
+			run.Errors = slices.Clone(run.Errors)
+			return run, nil
+		}
+	}
+	return store.SyncRun{}, fmt.Errorf("memstore: reading run %q: %w", id, store.ErrNotFound)
 }
 
 // Runs implements store.RevocationQueue. A limit of zero or less means no limit.

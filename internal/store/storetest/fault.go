@@ -33,20 +33,22 @@ const (
 	MethodOpenRevocations   = "OpenRevocations"
 	MethodRecordRun         = "RecordRun"
 	MethodRuns              = "Runs"
+	MethodFinishRun         = "FinishRun"
+	MethodRunByID           = "RunByID"
 	MethodPing              = "Ping"
 )
 
 // WriteMethods are the methods that change the store; a Fault with an empty Method matches exactly these.
 var WriteMethods = []string{
 	MethodInsert, MethodUpdate, MethodInsertBound, MethodAddRevoked, MethodMarkCompromised, MethodPutMeta,
-	MethodEnqueueRevocation, MethodUpdateRevocation, MethodRecordRun,
+	MethodEnqueueRevocation, MethodUpdateRevocation, MethodRecordRun, MethodFinishRun,
 }
 
 var allMethods = []string{
 	MethodInsert, MethodUpdate, MethodGet, MethodSearch, MethodPending, MethodInsertBound, MethodLookup,
 	MethodAddRevoked, MethodListRevoked, MethodGetRevoked, MethodMarkCompromised, MethodCompromised, MethodListCompromised,
 	MethodGetMeta, MethodPutMeta, MethodEnqueueRevocation, MethodUpdateRevocation, MethodRevocation, MethodOpenRevocations, MethodRecordRun, MethodRuns,
-	MethodPing,
+	MethodFinishRun, MethodRunByID, MethodPing,
 }
 
 // Fault describes calls a FaultStore makes fail. Faults count matching calls from the moment they are added.
@@ -373,6 +375,20 @@ func (f *FaultStore) Runs(ctx context.Context, limit int) (rs []store.SyncRun, e
 		return nil, err
 	}
 	return rs, nil
+}
+
+// FinishRun implements store.Store.
+func (f *FaultStore) FinishRun(ctx context.Context, run store.SyncRun) error {
+	return f.do(MethodFinishRun, func() error { return f.inner.FinishRun(ctx, run) }, nil)
+}
+
+// RunByID implements store.Store.
+func (f *FaultStore) RunByID(ctx context.Context, id string) (run store.SyncRun, err error) {
+	err = f.do(MethodRunByID, func() error { run, err = f.inner.RunByID(ctx, id); return err }, nil)
+	if err != nil {
+		return store.SyncRun{}, err
+	}
+	return run, nil
 }
 
 // Ping implements store.Store.

@@ -1119,6 +1119,43 @@ func testRuns(t *testing.T, s store.Store) {
 	if err != nil || len(got) != 2 || got[0].ID != "run-3" || got[1].ID != "run-3b" {
 		t.Errorf("Runs(2) = %+v, %v", got, err)
 	}
+
+	// A run records itself as it starts, and its outcome over that record when it ends; RunByID finds it either way.
+	started := store.SyncRun{ID: "run-4", Started: base.Add(5 * time.Hour), Trigger: "admin"}
+	if err := s.RecordRun(ctx, started); err != nil {
+		t.Fatalf("RecordRun at the start: %v", err)
+	}
+	if r, err := s.RunByID(ctx, "run-4"); err != nil || !sameRun(r, started) || !r.Finished.IsZero() {
+		t.Errorf("RunByID of a started run = %+v, %v; want %+v", r, err, started)
+	}
+	finished := started
+	finished.Finished, finished.Downloaded, finished.Revoked = started.Started.Add(time.Minute), 7, 6
+	finished.Errors, finished.Error = []string{"downloading: boom"}, "downloading: boom"
+	if err := s.FinishRun(ctx, finished); err != nil {
+		t.Fatalf("FinishRun: %v", err)
+	}
+	if r, err := s.RunByID(ctx, "run-4"); err != nil || !sameRun(r, finished) {
+		t.Errorf("RunByID of a finished run = %+v, %v; want %+v", r, err, finished)
+	}
+	if got, err := s.Runs(ctx, 0); err != nil || len(got) != 6 || !sameRun(got[0], finished) {
+		t.Errorf("Runs after FinishRun = %d runs, %v; want 6, the finished run first", len(got), err)
+	}
+	if r, err := s.RunByID(ctx, "run-1"); err != nil || !sameRun(r, runs[1]) {
+		t.Errorf("RunByID(run-1) = %+v, %v", r, err)
+	}
+	for _, id := range []string{"run-9", "", "bad'id"} {
+		if _, err := s.RunByID(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("RunByID(%q) = %v, want ErrNotFound", id, err)
+		}
+	}
+	unknown := finished
+	unknown.ID = "run-9"
+	if err := s.FinishRun(ctx, unknown); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("FinishRun of a run never recorded = %v, want ErrNotFound", err)
+	}
+	if r, err := s.RunByID(ctx, "run-9"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("FinishRun of a run never recorded wrote %+v (%v)", r, err)
+	}
 }
 
 func sameRun(a, b store.SyncRun) bool {

@@ -565,11 +565,34 @@ func (s *Store) RecordRun(ctx context.Context, run store.SyncRun) error {
 	if run.ID == "" {
 		run.ID = newWriteID()
 	}
-	if err := checkRunID(run.ID); err != nil {
-		return fmt.Errorf("tables: recording run: %w", err)
-	}
 	if run.Started.IsZero() {
 		run.Started = s.stamp()
+	}
+	e, err := runEntity(run)
+	if err != nil {
+		return fmt.Errorf("tables: recording run: %w", err)
+	}
+	_, err = s.add(ctx, s.runs, "recording run "+run.ID, e)
+	return err
+}
+
+// FinishRun implements store.RevocationQueue. It merges, like the other write-backs, so that properties a newer
+// version added to the record survive.
+func (s *Store) FinishRun(ctx context.Context, run store.SyncRun) error {
+	if run.ID == "" || run.Started.IsZero() {
+		return errors.New("tables: finishing run: the run's ID and start are required")
+	}
+	e, err := runEntity(run)
+	if err != nil {
+		return fmt.Errorf("tables: finishing run: %w", err)
+	}
+	_, err = s.merge(ctx, s.runs, "finishing run "+run.ID, e, string(azcore.ETagAny))
+	return err
+}
+
+func runEntity(run store.SyncRun) (entity, error) {
+	if err := checkRunID(run.ID); err != nil {
+		return entity{}, err
 	}
 	run.Started = normTime(run.Started)
 	e := newEntity(runsPK, runKey(run.Started, run.ID))
@@ -585,19 +608,38 @@ func (s *Store) RecordRun(ctx context.Context, run store.SyncRun) error {
 	e.int("Failed", run.Failed)
 	e.int("Uploaded", run.Uploaded)
 	e.jsonStr("Errors", run.Errors)
-	_, err := s.add(ctx, s.runs, "recording run "+run.ID, e)
-	return err
+	e.str("Error", run.Error)
+	return e, nil
 }
 
 // Runs implements store.RevocationQueue, newest first. A limit of zero or less means no limit.
 func (s *Store) Runs(ctx context.Context, limit int) ([]store.SyncRun, error) {
-	filter := "PartitionKey eq " + quote(runsPK)
+	return s.listRuns(ctx, "PartitionKey eq "+quote(runsPK), "listing runs", limit)
+}
+
+// RunByID implements store.RevocationQueue. The row key starts with the run's start, which the caller does not
+// know: the partition is queried for the ID, which the service filters on its side.
+func (s *Store) RunByID(ctx context.Context, id string) (store.SyncRun, error) {
+	if err := checkRunID(id); err != nil || id == "" {
+		return store.SyncRun{}, fmt.Errorf("tables: reading run %q: %w", id, store.ErrNotFound)
+	}
+	runs, err := s.listRuns(ctx, "PartitionKey eq "+quote(runsPK)+" and ID eq "+quote(id), "reading run "+id, 1)
+	if err != nil {
+		return store.SyncRun{}, err
+	}
+	if len(runs) == 0 {
+		return store.SyncRun{}, fmt.Errorf("tables: reading run %s: %w", id, store.ErrNotFound)
+	}
+	return runs[0], nil
+}
+
+func (s *Store) listRuns(ctx context.Context, filter, op string, limit int) ([]store.SyncRun, error) {
 	top := int32(pageSize)
 	if limit > 0 && limit < pageSize {
 		top = int32(limit)
 	}
 	var out []store.SyncRun
-	err := s.list(ctx, s.runs, "listing runs", &aztables.ListEntitiesOptions{Filter: &filter, Top: &top},
+	err := s.list(ctx, s.runs, op, &aztables.ListEntitiesOptions{Filter: &filter, Top: &top},
 		func(p props, _ string) (bool, error) {
 			d := decoder{p: p}
 			run := store.SyncRun{
@@ -613,6 +655,7 @@ func (s *Store) Runs(ctx context.Context, limit int) ([]store.SyncRun, error) {
 				Failed:     p.int("Failed"),
 				Uploaded:   p.int("Uploaded"),
 				Errors:     d.jsonStr("Errors"),
+				Error:      p.str("Error"),
 			}
 			if d.err != nil {
 				return false, fmt.Errorf("decoding run: %w", d.err)
