@@ -799,18 +799,25 @@ func (s *Store) RecordRun(ctx context.Context, run store.SyncRun) error {
 	if run.Started.IsZero() {
 		run.Started = s.stamp()
 	}
-	run.Started = normTime(run.Started)
-	run.Finished = normTime(run.Finished)
-	run.Errors = slices.Clone(run.Errors)
-	if len(run.Errors) == 0 {
-		run.Errors = nil
-	}
+	run = normRun(run)
 	k := runKey(run.Started, run.ID)
 	if _, ok := s.runs[k]; ok {
 		return fmt.Errorf("memstore: recording run %s: %w", run.ID, store.ErrExists)
 	}
 	s.runs[k] = run
 	return nil
+}
+
+// normRun is the run as Table Storage gives it back: times at its precision, no empty error list, nothing shared
+// with the caller.
+func normRun(run store.SyncRun) store.SyncRun {
+	run.Started = normTime(run.Started)
+	run.Finished = normTime(run.Finished)
+	run.Errors = slices.Clone(run.Errors)
+	if len(run.Errors) == 0 {
+		run.Errors = nil
+	}
+	return run
 }
 
 // FinishRun implements store.RevocationQueue.
@@ -826,12 +833,7 @@ func (s *Store) FinishRun(ctx context.Context, run store.SyncRun) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	run.Started = normTime(run.Started)
-	run.Finished = normTime(run.Finished)
-	run.Errors = slices.Clone(run.Errors)
-	if len(run.Errors) == 0 {
-		run.Errors = nil
-	}
+	run = normRun(run)
 	k := runKey(run.Started, run.ID)
 	if _, ok := s.runs[k]; !ok {
 		return fmt.Errorf("memstore: finishing run %s: %w", run.ID, store.ErrNotFound)
