@@ -147,7 +147,10 @@ func TestStaticEndpointDNSAllowList(t *testing.T) {
 	})
 	// A CN a TLS client would match as a host (OpenSSL does, without a DNS SAN): a wildcard, inside the list or
 	// not, and a name with a trailing dot are refused like any name outside the list.
-	for _, cn := range []string{"*.bank.example", "*.branch.example.net", "router-2.branch.example.net.", "www.bank.example."} {
+	// So are a name padded with white space, which readers that trim values read as the name ("\u00A0…" is the
+	// outside name, "…\u2028" one inside the list), and a CN whose first word inet_aton reads as an IP address.
+	for _, cn := range []string{"*.bank.example", "*.branch.example.net", "router-2.branch.example.net.", "www.bank.example.",
+		"\u00A0dc01.contoso.example", "router-2.branch.example.net\u2028", "10.0.0.1 printer"} {
 		t.Run("host-like CN/"+cn, func(t *testing.T) {
 			s.refused(t, s.static(t, testca.CSROptions{Subject: pkix.Name{CommonName: cn}}), policy.CodeSubject)
 		})

@@ -191,6 +191,11 @@ func TestRequestRejections(t *testing.T) {
 			ExtraExtensions: []pkix.Extension{{Id: oidExtSAN, Value: mustASN1(t, []asn1.RawValue{
 				{Class: asn1.ClassContextSpecific, Tag: 7, Bytes: []byte{10, 0, 0, 1}}})}}}),
 			status: 400, code: string(policy.CodeSAN)},
+		// The api profile allows no IP address: a CN a trimming or inet_aton reader reads as one is refused too.
+		{name: "CN padded with white space", body: csrDER(t, key, testca.CSROptions{Subject: cn("\u00A010.0.0.1")}),
+			status: 400, code: string(policy.CodeSubject)},
+		{name: "CN whose first word is an IP address", body: csrDER(t, key, testca.CSROptions{Subject: cn("10.0.0.1 printer")}),
+			status: 400, code: string(policy.CodeSubject)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

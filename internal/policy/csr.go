@@ -665,6 +665,10 @@ func checkSubject(raw []byte, p *Profile) error {
 			if s == "" || len([]rune(s)) > attr.limit || hasControl(s) {
 				return reject(CodeSubject, "subject attribute %s is empty, too long or has control characters", atv.Type)
 			}
+			if r, ok := padding(s); ok {
+				return reject(CodeSubject, "subject attribute %s begins or ends with white space (%U), which readers that "+
+					"trim values drop, so they would read another value than the one checked", atv.Type, r)
+			}
 			if hasBidiControl(s) {
 				return reject(CodeSubject, "subject attribute %s has a bidirectional embedding, override or isolate "+
 					"character, which makes it display as another text", atv.Type)

@@ -364,8 +364,8 @@ func (p *Profile) WithIdentityURIs(k IdentityURI) *Profile {
 
 // checkNameLike constrains a subject attribute value that looks like a name, so that a relying party that reads
 // the subject (RADIUS servers mapping the CN to a user, legacy TLS clients matching the CN to a host) is held to
-// the same allow-lists as the SANs: something@domain must be an allowed UPN or e-mail name, an IP address an
-// allowed IP, something with a scheme (x://, tag:, urn:) an allowed URI, and a dotted DNS name an allowed DNS
+// the same allow-lists as the SANs: something@domain must be an allowed UPN or e-mail name, an IP address (or a
+// value whose first word is one, leadingIP) an allowed IP, something with a scheme (x://, tag:, urn:) an allowed URI, and a dotted DNS name an allowed DNS
 // name. A single label ("router-17", an IMEI, a serial number, a device GUID) and free text are not names.
 //
 // Three shapes are refused whatever the profile: a wildcard (wildcard certificates are never issued, and OpenSSL
@@ -390,7 +390,7 @@ func checkNameLike(p *Profile, what, v string) error {
 			return refuse("a UPN or e-mail address")
 		}
 	case ipAddress:
-		if ip := net.ParseIP(v); ip == nil || !p.AllowsIP(ip) {
+		if ip := net.ParseIP(leadingIP(v)); ip == nil || !p.AllowsIP(ip) {
 			return refuse("an IP address")
 		}
 	case uriLike:
@@ -421,9 +421,7 @@ func nameKindOf(v string) nameKind {
 	switch {
 	case strings.Contains(v, "@"):
 		return emailLike
-	case net.ParseIP(v) != nil, dnsShaped(v) && numericHost(v):
-		// "10.1" and "0x0a.0.0.1" are 10.0.0.1 to inet_aton. A single number is not (a CN may be an IMEI or a
-		// serial number), nor is free text that ends in one ("Build 10.0.19045").
+	case leadingIP(v) != "":
 		return ipAddress
 	case looksLikeURI(v):
 		return uriLike
@@ -431,6 +429,61 @@ func nameKindOf(v string) nameKind {
 		return dnsLike
 	}
 	return notAName
+}
+
+// leadingIP is the part of v a reader takes for an IP address, or "" when it takes none: v itself when it is an
+// address or dotted with a number last ("10.1" and "0x0a.0.0.1" are 10.0.0.1 to inet_aton and TLS stacks), else
+// its first word when that is an address or dotted numbers. inet_aton stops at the first space, so "10.0.0.1
+// printer" is 10.0.0.1 to it, and a reader that splits or trims the value finds the same. A single number is not
+// an address (a CN may be an IMEI or a serial number), nor is free text that ends in one ("Build 10.0.19045") or
+// whose first word merely ends in one ("v1.2 beta": inet_aton needs every part to be a number).
+func leadingIP(v string) string {
+	if net.ParseIP(v) != nil || dnsShaped(v) && numericHost(v) {
+		return v
+	}
+	words := strings.FieldsFunc(v, isPadding)
+	if len(words) == 0 || words[0] == v {
+		return ""
+	}
+	w := words[0]
+	if net.ParseIP(w) != nil {
+		return w
+	}
+	labels := strings.Split(w, ".")
+	if len(labels) < 2 {
+		return ""
+	}
+	for _, l := range labels {
+		if l == "" || !numericHost(l) {
+			return ""
+		}
+	}
+	return w
+}
+
+// isPadding is white space to any reader that trims or splits a value: Unicode White_Space (unicode.IsSpace: the
+// ASCII spaces, U+0085, U+00A0 NO-BREAK SPACE, every Zs space such as U+3000 IDEOGRAPHIC SPACE, U+2028 and U+2029),
+// and what older Unicode versions and .NET Framework's Trim counted too: U+180E MONGOLIAN VOWEL SEPARATOR, U+200B
+// ZERO WIDTH SPACE and U+FEFF ZERO WIDTH NO-BREAK SPACE (the byte order mark).
+func isPadding(r rune) bool {
+	return unicode.IsSpace(r) || r == '\u180E' || r == '\u200B' || r == '\uFEFF'
+}
+
+// padding returns the white space (isPadding) v begins or ends with, if any. Relying parties trim subject values
+// (.NET's Trim, Python's strip, LDAP's insignificant-space matching, RFC 4518), so " 10.0.0.1" or
+// "host.evil.com\u00A0" would be read as the name the policy, seeing free text, never held to the allow-lists.
+func padding(v string) (rune, bool) {
+	first, _ := utf8.DecodeRuneInString(v)
+	last, _ := utf8.DecodeLastRuneInString(v)
+	switch {
+	case v == "":
+		return 0, false
+	case isPadding(first):
+		return first, true
+	case isPadding(last):
+		return last, true
+	}
+	return 0, false
 }
 
 // dnsShaped is true for a dotted value made only of letters (any script), digits, '-', '_' and '.': what a TLS

@@ -227,6 +227,26 @@ func TestPolicyRefusals(t *testing.T) {
 	}
 }
 
+// TestSubjectReadAsAnIPAddress: the test profile allows no IP address, so a CN that a reader which trims values
+// (" 10.0.0.1") or stops at the first space, like inet_aton ("10.0.0.1 printer"), takes for one is refused with
+// failInfo badRequest, as the address alone is.
+func TestSubjectReadAsAnIPAddress(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	for i, cn := range []string{"10.0.0.1", " 10.0.0.1", "10.0.0.1\u3000", "10.0.0.1\u2028", "10.0.0.1 printer"} {
+		c := e.client(t, i, "subject")
+		csr := testca.CSR(t, c.Key, testca.CSROptions{Subject: pkix.Name{CommonName: cn}, ChallengePassword: staticSecret})
+		rep := e.pki(t, epStatic, c.Message(t, testca.Message{Type: testca.MsgPKCSReq, Content: csr.Raw,
+			TransactionID: "subject-" + string(rune('a'+i))}))
+		if rep.Status != testca.StatusFailure || rep.FailInfo != testca.FailBadRequest {
+			t.Errorf("CN %+q: status %q failInfo %q, want FAILURE %q", cn, rep.Status, rep.FailInfo, testca.FailBadRequest)
+		}
+	}
+	if n := len(e.records(t)); n != 0 {
+		t.Fatalf("refused requests left %d records", n)
+	}
+}
+
 func ipSAN(t testing.TB) pkix.Extension {
 	v, err := asn1.Marshal([]asn1.RawValue{{Class: asn1.ClassContextSpecific, Tag: 7, Bytes: []byte{10, 0, 0, 1}}})
 	if err != nil {
