@@ -278,7 +278,6 @@ func TestSelfServiceRefusals(t *testing.T) {
 		{"device URI plus UPN", tok, o{UPNs: upns, URIs: us(deviceURI(aliceDev))}, csrapi.CodeNotSelf},
 		{"CN and URI name different devices", tok, o{Subject: cn(aliceDev), URIs: us(deviceURI(malloryDev))},
 			csrapi.CodeNotSelf},
-		{"two device URIs", tok, o{URIs: us(deviceURI(aliceDev), deviceURI(malloryDev))}, csrapi.CodeNotSelf},
 		{"device URI with user info", tok,
 			o{URIs: us(&url.URL{Scheme: "IntuneDeviceId", User: url.User(malloryDev), Host: aliceDev})}, csrapi.CodeNotSelf},
 		{"device URI with a path", tok,
@@ -316,6 +315,11 @@ func TestSelfServiceRefusals(t *testing.T) {
 	// A SID URI is refused by the api profile itself (no identity_uris opt-in), whoever asks.
 	r := e.post(tok, csrDER(t, ecKey(t, "refuse"), o{UPNs: upns, URIs: us(testca.IntuneSIDURI("S-1-5-21-1-2-3-1001"))}))
 	wantProblem(t, r, http.StatusBadRequest, string(policy.CodeSAN))
+	// A certificate names one device: two IntuneDeviceId URIs are refused by policy before any ownership
+	// question, even when both name alice's own managed device.
+	for _, uris := range [][]*url.URL{us(deviceURI(aliceDev), deviceURI(malloryDev)), us(deviceURI(aliceIntune), deviceURI(aliceIntune))} {
+		wantProblem(t, e.post(tok, csrDER(t, ecKey(t, "refuse"), o{URIs: uris})), http.StatusBadRequest, string(policy.CodeSAN))
+	}
 	// The caller's own UPN with a second value after it inside the same otherName: encoding/asn1 would read only
 	// the first, and the entry is copied into the certificate verbatim, so the second would be signed unchecked.
 	r = e.post(tok, csrDER(t, ecKey(t, "refuse"), o{ExtraExtensions: []pkix.Extension{upnWithTrailer(t, alice.upn, mallory.upn)}}))

@@ -482,6 +482,7 @@ func checkSAN(req *Request, p *Profile, der []byte) error {
 		return err
 	}
 	var out []asn1.RawValue
+	var ids identityURIs
 	for _, gn := range names {
 		// otherName, x400Address, directoryName and ediPartyName are constructed; the string and octet forms
 		// are primitive. A constructed dNSName would otherwise be read as its inner TLV bytes.
@@ -564,6 +565,9 @@ func checkSAN(req *Request, p *Profile, der []byte) error {
 				}
 				return reject(CodeSAN, "URI %q is not allowed by profile %s", clip(s), p.Name)
 			}
+			if err := ids.add(u); err != nil {
+				return err
+			}
 			req.URIs = append(req.URIs, u)
 		case 7: // iPAddress
 			if !p.Allows(SANIP) {
@@ -592,6 +596,70 @@ func checkSAN(req *Request, p *Profile, der []byte) error {
 	}
 	req.SANExtension = &pkix.Extension{Id: oidExtSAN, Value: val}
 	return nil
+}
+
+// identityURIs are the identity URIs of one certificate, so that it names at most one account and one device: a
+// relying party that maps certificates by these URIs (AD strong mapping by the SID URI, Intune and network access
+// servers by the device ID) reads one of them, and which one differs from reader to reader. Intune, which
+// validates every SAN of its requests, would not ask for a second; this limit holds wherever Intune does not
+// look (a static endpoint or a profile that opts in with identity_uris=, /api/csr).
+type identityURIs struct {
+	sid, intuneDeviceID, nasDeviceID *url.URL
+}
+
+// add counts u, refusing a second SID URI, a second IntuneDeviceId URI, a second ID:…:GUID: URI, and device URIs
+// of the two forms that name different devices. The two device forms are counted apart because a certificate may
+// carry one device's ID in both, IntuneDeviceId:// for Intune and ID:Microsoft Endpoint Manager:GUID:<id> for a
+// network access server (Cisco ISE).
+func (c *identityURIs) add(u *url.URL) error {
+	var slot **url.URL
+	var form string
+	switch IdentityURIKind(u) {
+	case IdentitySID:
+		slot, form = &c.sid, "SID (tag:microsoft.com)"
+	case IdentityIntuneDeviceID:
+		if strings.EqualFold(u.Scheme, "intunedeviceid") {
+			slot, form = &c.intuneDeviceID, "IntuneDeviceId"
+		} else {
+			slot, form = &c.nasDeviceID, "device ID (ID:…:GUID:)"
+		}
+	default:
+		return nil
+	}
+	if *slot != nil {
+		return reject(CodeSAN, "more than one %s URI: a certificate names at most one account and one device", form)
+	}
+	*slot = u
+	if c.intuneDeviceID != nil && c.nasDeviceID != nil {
+		a, b := deviceIDOf(c.intuneDeviceID), deviceIDOf(c.nasDeviceID)
+		if a == "" || !SameName(a, b) {
+			return reject(CodeSAN, "the IntuneDeviceId URI and the ID:…:GUID: URI name different devices")
+		}
+	}
+	return nil
+}
+
+// deviceIDOf is the device ID a device identity URI names: the host of IntuneDeviceId://<id> (its opaque part for
+// IntuneDeviceId:<id>), what follows the last ":GUID:" of ID:<product>:GUID:<id> (percent-decoded, as
+// IdentityURIKind reads it); "" when there is none.
+func deviceIDOf(u *url.URL) string {
+	if strings.EqualFold(u.Scheme, "intunedeviceid") {
+		if u.Opaque != "" {
+			return u.Opaque
+		}
+		return u.Host
+	}
+	opaque := u.Opaque
+	if d, err := url.PathUnescape(opaque); err == nil {
+		opaque = d
+	}
+	const sep = ":guid:"
+	for i := len(opaque) - len(sep); i >= 0; i-- {
+		if SameName(opaque[i:i+len(sep)], sep) {
+			return opaque[i+len(sep):]
+		}
+	}
+	return ""
 }
 
 // subjectAttribute is how the CA treats one DN attribute type it copies.

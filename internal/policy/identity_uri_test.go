@@ -2,6 +2,8 @@ package policy_test
 
 import (
 	"crypto/x509/pkix"
+	"encoding/asn1"
+	"strings"
 	"testing"
 
 	"github.com/azscep/azscep/internal/policy"
@@ -26,5 +28,48 @@ func TestIdentityURIsPercentEncodedOrWithEmptyFragment(t *testing.T) {
 	} {
 		_, err := checkDER(buildCSR(t, csrSpec{subject: name(t, pkix.Name{CommonName: "x"}), exts: []pkix.Extension{sanExt(t, gnURI(u))}}), devices)
 		wantCode(t, err, code)
+	}
+}
+
+// TestOneIdentityOfEachKind: a certificate names at most one account (one SID URI) and one device (one
+// IntuneDeviceId URI, and one ID:…:GUID: URI naming the same device), even where the profile allows the identity
+// URIs: a relying party reads one of several, and which one differs from reader to reader. Ordinary URIs are not
+// limited.
+func TestOneIdentityOfEachKind(t *testing.T) {
+	wide := mustProfile(t, "p", specWide)
+	const (
+		sidA = "tag:microsoft.com,2022-09-14:sid:S-1-5-21-1004336348-1177238915-682003330-500"
+		sidB = "tag:microsoft.com,2022-09-14:sid:S-1-5-21-1004336348-1177238915-682003330-1105"
+		devA = "5f2c8a1e-3b4d-4c6e-9f70-8a1b2c3d4e5f"
+		devB = "6c1e3a4e-93a3-4f4b-9c3e-0f2f4c2b8a11"
+	)
+	for _, tc := range []struct {
+		name string
+		uris []string
+		want policy.Code
+	}{
+		{"one of each", []string{sidA, "IntuneDeviceId://" + devA, "ID:Microsoft Endpoint Manager:GUID:" + devA}, ""},
+		{"both device forms, ID case differs", []string{"IntuneDeviceId://" + devA,
+			"ID:Microsoft Endpoint Manager:GUID:" + strings.ToUpper(devA)}, ""},
+		{"ordinary URIs", []string{"https://a.example.com", "https://b.example.com", sidA}, ""},
+		{"two SIDs", []string{sidA, sidB}, policy.CodeSAN},
+		{"the same SID twice", []string{sidA, sidA}, policy.CodeSAN},
+		{"two SIDs, another spelling", []string{sidA, "TAG:Microsoft.com,2023-01-01:sid:S-1-5-21-1-2-3-500"}, policy.CodeSAN},
+		{"two IntuneDeviceIds", []string{"IntuneDeviceId://" + devA, "intunedeviceid://" + devB}, policy.CodeSAN},
+		{"the same IntuneDeviceId twice", []string{"IntuneDeviceId://" + devA, "IntuneDeviceId://" + devA}, policy.CodeSAN},
+		{"two ID:GUID: URIs", []string{"ID:Microsoft Endpoint Manager:GUID:" + devA, "ID:Other:GUID:" + devB}, policy.CodeSAN},
+		{"device forms naming two devices", []string{"IntuneDeviceId://" + devA,
+			"ID:Microsoft Endpoint Manager:GUID:" + devB}, policy.CodeSAN},
+		{"device forms naming two devices, percent-encoded", []string{"ID:Microsoft Endpoint Manager%3AGUID%3A" + devB,
+			"IntuneDeviceId://" + devA}, policy.CodeSAN},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var gns []asn1.RawValue
+			for _, u := range tc.uris {
+				gns = append(gns, gnURI(u))
+			}
+			_, err := checkDER(buildCSR(t, csrSpec{subject: name(t, pkix.Name{CommonName: "x"}), exts: []pkix.Extension{sanExt(t, gns...)}}), wide)
+			wantCode(t, err, tc.want)
+		})
 	}
 }

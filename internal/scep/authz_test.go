@@ -7,6 +7,7 @@ import (
 	"crypto/x509/pkix"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,6 +91,28 @@ func TestRenewalNames(t *testing.T) {
 		if len(rec.SANs) != len(o.DNSNames)+len(o.UPNs) {
 			t.Fatalf("%s: record names %v", name, rec.SANs)
 		}
+	}
+}
+
+// TestRenewalKeepsOneIdentityOfEachKind: a certificate with a SID URI and an IntuneDeviceId URI renews with them,
+// while a renewal that repeats one (the names-subset check compares names, not how often they appear) is refused
+// by policy like a first enrollment: a certificate names at most one account and one device.
+func TestRenewalKeepsOneIdentityOfEachKind(t *testing.T) {
+	t.Parallel()
+	sid := testca.IntuneSIDURI("S-1-5-21-1-2-3-1001")
+	dev := &url.URL{Scheme: "IntuneDeviceId", Host: "5f2c8a1e-3b4d-4c6e-9f70-8a1b2c3d4e5f"}
+	o := named
+	o.URIs = []*url.URL{sid, dev}
+	e := newEnv(t, envOptions{})
+	d := enrollNamed(t, e, epStatic, 0, o)
+	e.offset.Store(int64(profileValidity/2 + 24*time.Hour))
+	twice := o
+	twice.URIs = []*url.URL{sid, dev, sid}
+	wantFailure(t, renewWith(t, e, epStatic, d, twice, 8), testca.FailBadRequest)
+	cert := wantSuccess(t, renewWith(t, e, epStatic, d, o))
+	// Go prints a parsed URI's scheme in lower case.
+	if len(cert.URIs) != 2 || cert.URIs[0].String() != sid.String() || !strings.EqualFold(cert.URIs[1].String(), dev.String()) {
+		t.Fatalf("renewed certificate URIs %v, want %v %v", cert.URIs, sid, dev)
 	}
 }
 

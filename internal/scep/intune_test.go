@@ -126,6 +126,31 @@ func TestIntuneRejects(t *testing.T) {
 	}
 }
 
+// TestIntuneEndpointRefusesASecondIdentity: a CSR with two SID URIs or two IntuneDeviceId URIs is refused by
+// policy (FAILURE badRequest) before Intune is asked: a certificate names at most one account and one device,
+// whatever Intune would say.
+func TestIntuneEndpointRefusesASecondIdentity(t *testing.T) {
+	t.Parallel()
+	f := &fakeIntune{}
+	e := intuneEnv(t, f, nil)
+	dev := func(id string) *url.URL { return &url.URL{Scheme: "IntuneDeviceId", Host: id} }
+	for i, uris := range [][]*url.URL{
+		{testca.IntuneSIDURI("S-1-5-21-1-2-3-500"), testca.IntuneSIDURI("S-1-5-21-1-2-3-1001")},
+		{dev("5f2c8a1e-3b4d-4c6e-9f70-8a1b2c3d4e5f"), dev("6c1e3a4e-93a3-4f4b-9c3e-0f2f4c2b8a11")},
+	} {
+		c := e.client(t, i, "intune-device")
+		csr := testca.CSR(t, c.Key, testca.CSROptions{Subject: pkix.Name{CommonName: "intune-device"},
+			ChallengePassword: intuneChallenge, URIs: uris})
+		wantFailure(t, e.pki(t, "intune", c.PKCSReq(t, csr)), testca.FailBadRequest)
+	}
+	if v, n, _ := f.counts(); v != 0 || n != 0 {
+		t.Fatalf("validate %d, notify %d; want Intune never asked", v, n)
+	}
+	if n := len(e.records(t)); n != 0 {
+		t.Fatalf("%d records after refused requests", n)
+	}
+}
+
 func TestIntuneUnavailable(t *testing.T) {
 	t.Parallel()
 	f := &fakeIntune{validateErr: fmt.Errorf("validateRequest: %w", intune.ErrUnavailable)}
