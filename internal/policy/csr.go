@@ -1088,11 +1088,12 @@ func validDNSName(d string) bool {
 
 // validEmailLike holds a UPN or e-mail name to its shape; a name written with look-alike or invisible characters
 // (one that lookalikeFold changes: "\u212Aim@…" is Kim@…, "adm\u2024in@…" adm.in@…) is refused, in a SAN as in
-// the subject.
+// the subject, and so is one with white space of any kind (isPadding) in it: a reader that trims or splits it would
+// find another name.
 func validEmailLike(s string) bool {
 	local, domain, ok := strings.Cut(s, "@")
-	return ok && local != "" && len(s) <= maxEmailLen && !hasControl(s) && !strings.ContainsAny(s, " <>\"") &&
-		validDNSName(domain) && lookalikeFold(s) == s
+	return ok && local != "" && len(s) <= maxEmailLen && !hasControl(s) && !strings.ContainsAny(s, "<>\"") &&
+		!strings.ContainsFunc(s, isPadding) && validDNSName(domain) && lookalikeFold(s) == s
 }
 
 // emailFault says why validEmailLike refused s.

@@ -98,3 +98,24 @@ func TestFirstWordIPAddressIsAnIPName(t *testing.T) {
 		})
 	}
 }
+
+// TestUPNWithWhiteSpaceRefused: a UPN is one word; white space of any kind in it (a UTF8String may carry
+// U+2028 or U+1680 as well as a space) is refused, so that a reader that trims or splits the name cannot find in it
+// another account than the one the allow-list saw.
+func TestUPNWithWhiteSpaceRefused(t *testing.T) {
+	loadKeys(t)
+	prof := mustProfile(t, "p", "upn=*@contoso.com")
+	csr := func(upn string) []byte {
+		return buildCSR(t, csrSpec{exts: []pkix.Extension{sanExt(t, gnUPN(t, upn))}})
+	}
+	if _, err := checkDER(csr("admin@contoso.com"), prof); err != nil {
+		t.Fatalf("plain UPN: %v", err)
+	}
+	for _, upn := range []string{"\u2028admin@contoso.com", "admin\u1680@contoso.com", "ad min@contoso.com",
+		"admin\u00A0@contoso.com", "\uFEFFadmin@contoso.com", "admin@contoso.com\u3000"} {
+		t.Run(upn, func(t *testing.T) {
+			_, err := checkDER(csr(upn), prof)
+			wantCode(t, err, policy.CodeSAN)
+		})
+	}
+}
