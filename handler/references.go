@@ -123,7 +123,7 @@ func logFault(log *slog.Logger, f config.FeatureFault) {
 // operators query for next to "feature disabled by a setting". The message names settings and endpoints, never a
 // secret.
 func logWarning(log *slog.Logger, w config.Warning) {
-	log.Warn("setting weakens authorization", "code", w.Code, "feature", w.Feature,
+	log.Warn("setting weakens authorization or does not work as written", "code", w.Code, "feature", w.Feature,
 		"settings", w.Settings, "endpoints", w.Endpoints, "problem", w.Message)
 }
 

@@ -90,7 +90,10 @@ type Config struct {
 
 	RevocationBatch int
 	CRLValidity     time.Duration
-	OCSPValidity    time.Duration
+	// RevocationSchedule is REVOCATION_SCHEDULE as written: the timer's NCRONTAB schedule, which only the Functions
+	// host reads; the configuration checks it (WarnTimerSchedule).
+	RevocationSchedule string
+	OCSPValidity       time.Duration
 
 	// DevIssuer enables the local development token issuer (local mode only).
 	DevIssuer bool
@@ -282,7 +285,7 @@ var Settings = []Setting{
 	{Name: "AZSCEP_API_PROFILES", Azure: "optional", Doc: "further profiles `CSR.Request.Db` callers (and the console) may choose with `/api/csr?profile=NAME`, comma-separated"},
 	{Name: "AZSCEP_API_RETRY_WINDOW", Default: "10m", Azure: "optional", Doc: "a retry of the same CSR by the same caller within this window returns the same certificate"},
 	{Name: "AZSCEP_REVOCATION_BATCH", Default: "100", Azure: "optional", Doc: "revocation requests downloaded per sync run (1–500)"},
-	{Name: "REVOCATION_SCHEDULE", Default: "0 0 * * * *", Azure: "optional", Doc: "NCRONTAB schedule of the revocation sync (read by the Functions host, which requires it)"},
+	{Name: "REVOCATION_SCHEDULE", Default: "0 0 * * * *", Azure: "optional", Doc: "NCRONTAB schedule of the revocation sync (read by the Functions host, which requires it; checked at start: `timer_schedule`)"},
 	{Name: "AZSCEP_CRL_VALIDITY", Default: "24h", Azure: "optional", Doc: "CRL nextUpdate distance; regenerated after half of it"},
 	{Name: "AZSCEP_OCSP_VALIDITY", Default: "1h", Azure: "optional", Doc: "OCSP response validity, 15m to 12h (a response is refreshed 10 min before it expires; the 48 h responder certificate holds four validities)"},
 	{Name: "AZSCEP_DEV_ISSUER", Default: "false", Azure: "local-only", Doc: "local mode only: serve a development token issuer under `/api/dev/` for `/api/csr` (in local mode every route answers only requests addressed to `localhost` or a loopback address, 421 otherwise, so that a web page cannot mint tokens by DNS rebinding)"},
@@ -542,6 +545,7 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 	c.API.Enabled = apiOK && (c.API.TenantID != "" || c.DevIssuer)
 	c.RevocationBatch = p.int("AZSCEP_REVOCATION_BATCH", 100, 1, 500)
 	c.CRLValidity = p.duration("AZSCEP_CRL_VALIDITY", 24*time.Hour, time.Hour, 31*24*time.Hour)
+	c.RevocationSchedule = strings.TrimSpace(p.getenv("REVOCATION_SCHEDULE"))
 	c.OCSPValidity = p.duration("AZSCEP_OCSP_VALIDITY", time.Hour, MinOCSPValidity, MaxOCSPValidity)
 	if p.err != nil {
 		return nil, p.err

@@ -19,7 +19,7 @@ func azureEnv(extra ...string) []string {
 	return append([]string{"AZSCEP_MODE=azure", "AZSCEP_BASE_URL=https://ca.example.net",
 		"AZSCEP_TABLES_ENDPOINT=https://acct.table.core.windows.net", "AZSCEP_KEYVAULT_URL=https://kv.vault.azure.net",
 		"AZURE_CLIENT_ID=00000000-0000-0000-0000-000000000001", "AZSCEP_INTUNE_TENANT_ID=contoso.onmicrosoft.com",
-		"AZSCEP_SCEP_STATIC_SECRET=a-long-static-secret"}, extra...)
+		"AZSCEP_SCEP_STATIC_SECRET=a-long-static-secret", "REVOCATION_SCHEDULE=0 0 * * * *"}, extra...)
 }
 
 func TestLocalDefaults(t *testing.T) {

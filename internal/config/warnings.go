@@ -7,6 +7,9 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
 )
 
 // Warning is a setting that loads and serves but weakens authorization, or does not do what it says: the service
@@ -49,7 +52,53 @@ const (
 	// into the token of every client the user consented to, so an application a user was talked into consenting to
 	// (consent phishing) can obtain certificates in the user's name that outlive a session revocation.
 	WarnAnyClientApp = "api_any_client_app"
+	// WarnTimerSchedule: in azure mode, REVOCATION_SCHEDULE is missing, is no NCRONTAB expression the Functions host
+	// runs (six fields, seconds first; Flex Consumption takes no TimeSpan), or leaves more than half the CRL's
+	// validity between two runs. The timer runs the Intune revocation sync and keeps the CRL signed when nobody
+	// fetches it; without it revocations wait, and the CRL can lapse, which relying parties treat as "revoked".
+	WarnTimerSchedule = "timer_schedule"
 )
+
+// scheduleSpan is how far ahead the timer's schedule is followed to find its longest gap, and scheduleFirings how
+// many firings at most: a schedule firing more often than that has no gap worth a warning.
+const (
+	scheduleSpan    = 62 * 24 * time.Hour
+	scheduleFirings = 20000
+)
+
+// timerScheduleFault says what is wrong with the timer's schedule, or "".
+func timerScheduleFault(schedule string, crlValidity time.Duration) string {
+	if schedule == "" {
+		return "REVOCATION_SCHEDULE is not set: the Functions host does not start the timer without it"
+	}
+	sched, err := cron.NewParser(cron.Second | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow).Parse(schedule)
+	if err != nil {
+		return fmt.Sprintf("REVOCATION_SCHEDULE is not a six-field NCRONTAB expression (second minute hour day month "+
+			"weekday): %v; the Functions host does not start the timer", err)
+	}
+	// Any fixed start will do: the host runs the schedule in UTC, and the span covers every month length.
+	from := time.Date(2027, time.January, 1, 0, 0, 0, 0, time.UTC)
+	gap, t := time.Duration(0), sched.Next(from)
+	if t.IsZero() || t.Sub(from) > scheduleSpan {
+		return "REVOCATION_SCHEDULE never fires"
+	}
+	gap = t.Sub(from)
+	for range scheduleFirings {
+		next := sched.Next(t)
+		if next.IsZero() || next.Sub(from) > scheduleSpan {
+			gap = max(gap, from.Add(scheduleSpan).Sub(t))
+			break
+		}
+		gap = max(gap, next.Sub(t))
+		t = next
+	}
+	if gap > crlValidity/2 {
+		return fmt.Sprintf("REVOCATION_SCHEDULE leaves up to %s between two runs, more than half the CRL's validity "+
+			"(AZSCEP_CRL_VALIDITY %s): revocation requests from Intune wait that long, and a CRL nobody fetches can "+
+			"lapse before the timer signs the next", gap, crlValidity)
+	}
+	return ""
+}
 
 // secretSetting is the setting holding endpoint e's static challenge.
 func secretSetting(e Endpoint) string { return "AZSCEP_SCEP_" + strings.ToUpper(e.Name) + "_SECRET" }
@@ -131,6 +180,13 @@ func warnings(c *Config, profileSettings map[string][]string) []Warning {
 			Message: "/api/csr takes users' tokens from any client application: an application a user consented to " +
 				"carries the user's roles and can obtain certificates in the user's name; list the client applications " +
 				"your users enrol with in AZSCEP_API_CLIENT_APPS, or allow only administrators to consent in the tenant"})
+	}
+
+	if c.Mode == ModeAzure {
+		if why := timerScheduleFault(c.RevocationSchedule, c.CRLValidity); why != "" {
+			out = append(out, Warning{Code: WarnTimerSchedule, Feature: "timer",
+				Settings: []string{"REVOCATION_SCHEDULE", "AZSCEP_CRL_VALIDITY"}, Message: why})
+		}
 	}
 
 	names := make([]string, 0, len(c.Profiles))

@@ -214,3 +214,45 @@ func TestAPIWarnings(t *testing.T) {
 		t.Errorf("API disabled: warnings %+v", ws)
 	}
 }
+
+// TestTimerScheduleWarns: in azure mode the timer's schedule, which only the Functions host reads, is checked at
+// start: missing, not six NCRONTAB fields (a TimeSpan, a five-field crontab, a 61st second), never firing, or leaving
+// more than half the CRL's validity between two runs is named with both settings; the hourly default, a run every
+// five minutes and a six-hourly run beside a 24-hour CRL are not, and local mode never checks it.
+func TestTimerScheduleWarns(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		want string // in the message; "" for no warning
+	}{
+		{[]string{"REVOCATION_SCHEDULE=0 0 * * * *"}, ""},
+		{[]string{"REVOCATION_SCHEDULE=0 */5 * * * *"}, ""},
+		{[]string{"REVOCATION_SCHEDULE=0 0 */6 * * *"}, ""},
+		{[]string{"REVOCATION_SCHEDULE="}, "not set"},
+		{[]string{"REVOCATION_SCHEDULE=01:00:00"}, "not a six-field"},
+		{[]string{"REVOCATION_SCHEDULE=0 * * * *"}, "not a six-field"},
+		{[]string{"REVOCATION_SCHEDULE=61 0 * * * *"}, "not a six-field"},
+		{[]string{"REVOCATION_SCHEDULE=0 0 0 30 2 *"}, "never fires"},
+		{[]string{"REVOCATION_SCHEDULE=0 0 0 * * *"}, "up to 24h0m0s between two runs"},
+		{[]string{"REVOCATION_SCHEDULE=0 0 0 1 * *"}, "up to 744h0m0s between two runs"},
+		{[]string{"REVOCATION_SCHEDULE=0 0 */6 * * *", "AZSCEP_CRL_VALIDITY=8h"}, "up to 6h0m0s between two runs"},
+		{[]string{"REVOCATION_SCHEDULE=0 0 0 * * *", "AZSCEP_CRL_VALIDITY=72h"}, ""},
+	} {
+		ws := loadWarnings(t, azureEnv(tc.env...))
+		var got []Warning
+		for _, w := range ws {
+			if w.Code == WarnTimerSchedule {
+				got = append(got, w)
+			}
+		}
+		switch {
+		case tc.want == "" && len(got) != 0:
+			t.Errorf("%v: warnings %+v, want none", tc.env, got)
+		case tc.want != "" && (len(got) != 1 || !strings.Contains(got[0].Message, tc.want) || got[0].Feature != "timer" ||
+			!slices.Equal(got[0].Settings, []string{"REVOCATION_SCHEDULE", "AZSCEP_CRL_VALIDITY"})):
+			t.Errorf("%v: warnings %+v, want one saying %q", tc.env, got, tc.want)
+		}
+	}
+	if ws := loadWarnings(t, localEnv("REVOCATION_SCHEDULE=nonsense")); len(ws) != 0 {
+		t.Errorf("local mode: warnings %+v", ws)
+	}
+}
