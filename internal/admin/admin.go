@@ -500,9 +500,14 @@ func (h *Handler) sync(w http.ResponseWriter, r *http.Request, caller *entra.Cal
 		h.unavailable(w, r, err)
 		return
 	}
-	w.Header().Set("Location", strings.TrimSuffix(r.URL.Path, "/")+"/"+url.PathEscape(run.ID))
+	// Not built from r.URL.Path: the route matches with its slashes trimmed, and the status route must be named
+	// the one way runStatus answers it.
+	w.Header().Set("Location", syncStatusPath+url.PathEscape(run.ID))
 	writeJSON(w, http.StatusAccepted, h.runView(run))
 }
+
+// syncStatusPath is the path of a sync run's status resource, the run's ID after it.
+const syncStatusPath = "/api/certificates/revocation-sync/"
 
 // runStatus answers GET /api/certificates/revocation-sync/{id}: the run's record as it stands, running or ended.
 func (h *Handler) runStatus(w http.ResponseWriter, r *http.Request, id string) {

@@ -673,6 +673,24 @@ func TestManualSync(t *testing.T) {
 	wantProblem(t, resp, body, http.StatusNotFound, "sync_disabled")
 }
 
+// TestManualSyncLocationIsTheStatusPath: the 202's Location is the run's status resource whatever spelling of the
+// route the POST used: the route is matched with its slashes trimmed, so a Location built from the request path
+// ("…/revocation-sync//abc123", "/api/certificates//revocation-sync/abc123") would point where GET answers 404.
+func TestManualSyncLocationIsTheStatusPath(t *testing.T) {
+	e := newEnv(t, nil)
+	e.sync.run = store.SyncRun{ID: "abc123", Started: time.Now().UTC(), Trigger: "admin"}
+	for _, path := range []string{"/api/certificates/revocation-sync/", "/api/certificates/revocation-sync%2F%2F",
+		"/api/certificates/%2Frevocation-sync", "/api/certificates/revocation-sync%2F"} {
+		resp, body := e.do(t, http.MethodPost, path, e.admin, "")
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("POST %s: %d %s", path, resp.StatusCode, body)
+		}
+		if loc := resp.Header.Get("Location"); loc != "/api/certificates/revocation-sync/abc123" {
+			t.Errorf("POST %s: Location %q, want /api/certificates/revocation-sync/abc123", path, loc)
+		}
+	}
+}
+
 // gatedIntune is an Intune whose download waits until the test opens the gate, and then offers one request for a
 // serial this CA never issued.
 type gatedIntune struct {
