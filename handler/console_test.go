@@ -793,6 +793,63 @@ func TestConsoleSyncFollowed(t *testing.T) {
 	}
 }
 
+// TestConsoleSyncFollowStopsOnNavigation: an administrator who starts a sync and moves on to another page while the
+// last status poll is on its way stays on that page when the poll says the run has ended: following the run must
+// not bring the sync page back over the page the administrator chose.
+func TestConsoleSyncFollowStopsOnNavigation(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	started := time.Now().Add(-time.Minute).UTC()
+	runningJSON, _ := json.Marshal(map[string]any{"id": "run-nav", "state": "running", "started": started, "trigger": "admin",
+		"resumed": 0, "downloaded": 0, "foreign": 0, "revoked": 0, "notFound": 0, "failed": 0, "uploaded": 0})
+	endedJSON, _ := json.Marshal(map[string]any{"id": "run-nav", "state": "finished", "started": started, "finished": time.Now().UTC(),
+		"trigger": "admin", "downloaded": 0, "revoked": 0, "failed": 0, "uploaded": 0, "notFound": 0})
+	// The status poll is held until the test answers it; the run list is counted, and the POST answered 202.
+	b.do("sync enabled", chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => {
+		window.__fetch = window.__fetch || window.fetch;
+		window.__polls = 0;
+		window.__lists = 0;
+		const json = (body, status, headers) => Promise.resolve(new Response(body, {status, headers: Object.assign({"Content-Type": "application/json"}, headers || {})}));
+		window.fetch = (u, o) => {
+			if (/revocation-sync\/run-nav$/.test(String(u))) {
+				window.__polls++;
+				return new Promise((ok) => { window.__answerPoll = () => {
+					const r = new Response(%q, {status: 200, headers: {"Content-Type": "application/json"}});
+					const read = r.json.bind(r);
+					r.json = () => { window.__pollRead = true; return read(); };
+					ok(r);
+				}; });
+			}
+			if (!/revocation-sync$/.test(String(u))) return window.__fetch(u, o);
+			if (o && o.method === "POST") return json(%q, 202, {Location: "/api/certificates/revocation-sync/run-nav"});
+			window.__lists++;
+			return window.__fetch(u, o).then((r) => r.json()).then((j) => new Response(JSON.stringify(Object.assign(j, {enabled: true})),
+				{status: 200, headers: {"Content-Type": "application/json"}}));
+		};
+		location.hash = "#/operations";
+	})()`, endedJSON, runningJSON)))
+	b.waitFor("sync button", `!!document.querySelector("#sync-now")`)
+	b.do("run a sync", chromedp.Click(chromedp.ID("sync-now")))
+	b.waitFor("a status poll on its way", `window.__polls >= 1 && typeof window.__answerPoll === "function"`)
+	b.do("move on", chromedp.Evaluate[chromedp.Void](`location.hash = "#/certificates"`))
+	b.waitFor("the certificates page", `(document.querySelector("main h1")||{}).textContent === "Certificates"`)
+	lists := eval[int](b, `window.__lists`)
+	b.do("the run ends", chromedp.Evaluate[chromedp.Void](`window.__answerPoll()`))
+	b.waitFor("the poll's answer read", `window.__pollRead === true`)
+	if got := eval[string](b, `location.hash + " " + (document.querySelector("main h1")||{}).textContent`); got != "#/certificates Certificates" {
+		t.Errorf("after the followed run ended the page is %q, want the certificates page the administrator moved to", got)
+	}
+	if got := eval[int](b, `window.__lists`); got != lists {
+		t.Errorf("the sync page reloaded its runs (%d times) after the administrator had left it", got-lists)
+	}
+	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("console errors: %s", strings.Join(p, "\n"))
+	}
+}
+
 // TestConsoleEndpointFilterRESTProfiles: the "Endpoint or profile" filter finds certificates issued over REST
 // with each profile a caller may choose. /api/csr records its default profile's certificates under the endpoint
 // "api" (whatever AZSCEP_API_PROFILE names) and a chosen profile's under that profile's name.

@@ -930,6 +930,8 @@
         return;
       }
     }
+    // The last poll may have been answered after the page moved on: the page the administrator chose stays.
+    if (!current()) return;
     await viewOperations();
     const res = document.getElementById("sync-result");
     if (res) res.replaceChildren(syncOutcome(run));
