@@ -273,3 +273,75 @@ func TestTimerReportsDisabledIntune(t *testing.T) {
 		t.Fatalf("timer logs %q do not say that Intune is disabled and why", logs)
 	}
 }
+
+// heldResume is a store whose OpenRevocations (a sync run's first step) waits until the test opens the gate or the
+// run's context ends.
+type heldResume struct {
+	store.Store
+	entered, gate chan struct{}
+	once          sync.Once
+}
+
+func (h *heldResume) OpenRevocations(ctx context.Context, limit int) ([]*store.RevocationRequest, error) {
+	h.once.Do(func() { close(h.entered) })
+	select {
+	case <-h.gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return h.Store.OpenRevocations(ctx, limit)
+}
+
+// TestStopEndsDetachedSyncRun: SIGTERM comes while a manual sync run, detached from the request that started it,
+// is in progress. A run in a request gets the drain; this one is no request, and used to be cut by the process's
+// exit with its record unfinished (the status said "running" for minutes, then "interrupted") and the lease held
+// for 15 minutes, refusing the next run. Now the stop gives it the drain too, and when the drain ends first the run
+// is ended: it records itself as failed, with the reason, and gives the lease back before serve returns.
+func TestStopEndsDetachedSyncRun(t *testing.T) {
+	held := &heldResume{entered: make(chan struct{}), gate: make(chan struct{})}
+	t.Cleanup(func() {
+		select {
+		case <-held.gate:
+		default:
+			close(held.gate)
+		}
+	})
+	s := startIntune(t, intuneSetup{wrap: func(st store.Store) store.Store { held.Store = st; return held },
+		env: []string{"AZSCEP_DEV_ISSUER=true"}, drain: 100 * time.Millisecond})
+	req, _ := http.NewRequest(http.MethodPost, s.base+"/api/certificates/revocation-sync", nil)
+	req.Header.Set("Authorization", "Bearer "+devToken(t, s.base, "Certificates.Manage"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var started struct{ ID, State string }
+	err = json.NewDecoder(resp.Body).Decode(&started)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted || err != nil || started.State != "running" {
+		t.Fatalf("POST revocation-sync: %d %+v %v", resp.StatusCode, started, err)
+	}
+	<-held.entered // the run is in progress, its request long answered
+
+	stopped := make(chan struct{})
+	go func() { s.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(60 * time.Second): // a failure guard only
+		t.Fatal("serve did not return")
+	}
+	run, err := s.store.RunByID(context.Background(), started.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.Finished.IsZero() || run.Error == "" {
+		t.Errorf("the run cut by the stop is recorded as %+v, want finished with the reason it stopped short", run)
+	}
+	lease, _, err := s.store.GetMeta(context.Background(), "revocation-sync-lease")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct{ Holder string }
+	if json.Unmarshal(lease, &doc) != nil || doc.Holder != "" {
+		t.Errorf("after the stop the sync lease is %s, want it given back", lease)
+	}
+}

@@ -85,7 +85,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 	case err := <-errc:
 		return fmt.Errorf("serving: %w", err)
 	}
-	shutdown(srv, opts.drain)
+	shutdown(srv, opts.drain, a.stopDetachedSync)
 	a.waitHandOver()
 	// Dependencies being built (or rebuilt) when the shutdown came must be closed too: wait for them, briefly.
 	select {
@@ -123,13 +123,30 @@ func (a *app) waitHandOver() {
 	}
 }
 
-func shutdown(srv *http.Server, drain time.Duration) {
+// shutdown stops srv, letting requests in flight finish within drain, and gives each of also the same drain.
+func shutdown(srv *http.Server, drain time.Duration, also ...func(ctx context.Context)) {
 	if drain <= 0 {
 		drain = defaultDrain
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	_ = srv.Shutdown(ctx)
+	for _, f := range also {
+		f(ctx)
+	}
+}
+
+// stopDetachedSync gives a manual revocation sync run, which goes on detached from the request that started it (no
+// request the drain waits for), the drain too, and ends it when the drain ends first, so that it records itself and
+// gives the sync lease back rather than being cut by the exit (revocation.Syncer.StopDetached).
+func (a *app) stopDetachedSync(ctx context.Context) {
+	cur := a.current.Load()
+	if cur == nil || cur.deps.sync == nil {
+		return
+	}
+	if err := cur.deps.sync.StopDetached(ctx); err != nil {
+		a.log.Warn("a manual revocation sync run was ended by the stop; the next run takes up what it left", "err", err)
+	}
 }
 
 // app is the running service: the routes are swapped in once the dependencies are ready, and again when a Key

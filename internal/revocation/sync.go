@@ -111,6 +111,11 @@ type Syncer struct {
 	mu       sync.Mutex
 	handOver int
 	idle     chan struct{}
+
+	// detached holds the cancel functions of the runs Start began that have not ended; detachedIdle is closed when
+	// there are none.
+	detached     map[string]context.CancelFunc
+	detachedIdle chan struct{}
 }
 
 // beginHandOver and endHandOver bracket a download and its persist.
@@ -237,12 +242,62 @@ func (s *Syncer) Start(ctx context.Context, trigger string) (run store.SyncRun, 
 	}
 	ended := make(chan struct{})
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Budget+s.Overrun())
+	s.mu.Lock()
+	if len(s.detached) == 0 {
+		s.detached, s.detachedIdle = map[string]context.CancelFunc{}, make(chan struct{})
+	}
+	s.detached[run.ID] = cancel
+	s.mu.Unlock()
 	go func() {
 		defer close(ended)
-		defer cancel()
+		defer func() {
+			cancel()
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if delete(s.detached, run.ID); len(s.detached) == 0 {
+				close(s.detachedIdle)
+			}
+		}()
 		_, _ = s.finish(rctx, run, release) // finish records and logs the outcome
 	}()
 	return run, ended, nil
+}
+
+// stopRecordWait bounds how long StopDetached waits, once it has cancelled the runs, for them to record their end
+// and give the lease back (runRecordTimeout each).
+const stopRecordWait = 2*runRecordTimeout + 5*time.Second
+
+// StopDetached ends the runs Start began, for a stopping process: it waits for them until ctx ends (the drain that
+// requests in flight get), then cancels those still going and waits at most stopRecordWait more while they record
+// themselves as failed and give the lease back. Cut by the process's exit instead, a run would stay recorded as
+// running until Limit has passed, and its lease would refuse the next run for LeaseTTL. A download being handed
+// over is not cut (it is detached from the run's context); HandedOver waits for it. It returns ctx's error when it
+// had to cancel a run, nil when none was left.
+func (s *Syncer) StopDetached(ctx context.Context) error {
+	s.mu.Lock()
+	if len(s.detached) == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	idle := s.detachedIdle
+	s.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for _, cancel := range s.detached {
+		cancel()
+	}
+	s.mu.Unlock()
+	t := time.NewTimer(stopRecordWait)
+	defer t.Stop()
+	select {
+	case <-idle:
+	case <-t.C:
+	}
+	return ctx.Err()
 }
 
 // begin takes the lease and records the run as started, so that every instance can tell it is running. A start
