@@ -169,13 +169,13 @@ func warnings(c *Config, profileSettings map[string][]string) []Warning {
 				"/api/csr self-service", e.Name, e.Profile, strings.Join(wide, ", "), setting)})
 	}
 
-	if c.API.TenantID != "" && c.API.AppID() == "" {
+	if c.API.Enabled && c.API.TenantID != "" && c.API.AppID() == "" {
 		out = append(out, Warning{Code: WarnRolesNotReread, Feature: FeatureAPI, Settings: []string{"AZSCEP_API_AUDIENCES"},
 			Message: "AZSCEP_API_AUDIENCES names no client ID (a GUID, bare or as api://<GUID>), so app roles are not " +
 				"re-read in Graph: a role taken from a user or an application keeps working at /api/csr and the admin " +
 				"API until its tokens expire; add the API's client ID to AZSCEP_API_AUDIENCES"})
 	}
-	if c.API.TenantID != "" && len(c.API.ClientApps) == 0 {
+	if c.API.Enabled && c.API.TenantID != "" && len(c.API.ClientApps) == 0 {
 		out = append(out, Warning{Code: WarnAnyClientApp, Feature: FeatureAPI, Settings: []string{"AZSCEP_API_CLIENT_APPS"},
 			Message: "/api/csr takes users' tokens from any client application: an application a user consented to " +
 				"carries the user's roles and can obtain certificates in the user's name; list the client applications " +

@@ -213,6 +213,15 @@ func TestAPIWarnings(t *testing.T) {
 	if ws := loadWarnings(t, azureEnv("AZSCEP_API_AUDIENCES=api://azscep.contoso.example")); len(ws) != 0 {
 		t.Errorf("API disabled: warnings %+v", ws)
 	}
+	// An API a setting disabled (here its profile) serves nothing to warn about.
+	c, err := Load(azureEnv("AZSCEP_API_TENANT_ID="+tenant, "AZSCEP_API_AUDIENCES=api://azscep.contoso.example",
+		"AZSCEP_API_PROFILE=nosuchprofile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.API.Enabled || len(c.Warnings) != 0 {
+		t.Errorf("API disabled by a fault (enabled %v): warnings %+v", c.API.Enabled, c.Warnings)
+	}
 }
 
 // TestTimerScheduleWarns: in azure mode the timer's schedule, which only the Functions host reads, is checked at
