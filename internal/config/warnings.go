@@ -78,11 +78,11 @@ func timerScheduleFault(schedule string, crlValidity time.Duration) string {
 	}
 	// Any fixed start will do: the host runs the schedule in UTC, and the span covers every month length.
 	from := time.Date(2027, time.January, 1, 0, 0, 0, 0, time.UTC)
-	gap, t := time.Duration(0), sched.Next(from)
+	t := sched.Next(from)
 	if t.IsZero() || t.Sub(from) > scheduleSpan {
 		return "REVOCATION_SCHEDULE never fires"
 	}
-	gap = t.Sub(from)
+	gap := t.Sub(from)
 	for range scheduleFirings {
 		next := sched.Next(t)
 		if next.IsZero() || next.Sub(from) > scheduleSpan {
