@@ -174,45 +174,67 @@ func (d *Directory) ServicePrincipal(ctx context.Context, objectID string) (Acco
 // which of roles the token carries and Graph confirms (all those the token carries when the reader does not re-read
 // roles).
 func RecheckCaller(ctx context.Context, r AccountReader, c *Caller, allowGuests bool, roles ...string) (*Account, []string, error) {
-	read := r.Account
-	if c.IsApp {
-		read = r.ServicePrincipal
-	}
-	a, err := read(ctx, c.ObjectID)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := a.Check(c); err != nil {
-		return nil, nil, err
-	}
-	if a.Guest && !allowGuests {
-		return nil, nil, ErrGuestAccount
-	}
 	var claimed []string
 	for _, role := range roles {
 		if c.HasRole(role) {
 			claimed = append(claimed, role)
 		}
 	}
-	if len(roles) == 0 {
-		return &a, nil, nil
+	// The roles are read beside the account, not after it: each is a Graph round trip on a new caller's first
+	// request. An account that fails its check wins over whatever the roles say, as when they were read in turn.
+	type assigned struct {
+		held []string
+		err  error
 	}
-	readAssigned := r.UserAppRoles
-	if c.IsApp {
-		readAssigned = r.AppRoles
+	var rolesRead chan assigned
+	if len(roles) > 0 {
+		readAssigned := r.UserAppRoles
+		if c.IsApp {
+			readAssigned = r.AppRoles
+		}
+		rolesRead = make(chan assigned, 1)
+		go func() {
+			held, err := readAssigned(ctx, c.ObjectID, claimed, c.IssuedAt)
+			rolesRead <- assigned{held, err}
+		}()
 	}
-	held, err := readAssigned(ctx, c.ObjectID, claimed, c.IssuedAt)
-	if err != nil {
+	a, err := recheckAccount(ctx, r, c, allowGuests)
+	if rolesRead == nil {
+		return a, nil, err
+	}
+	roleRead := <-rolesRead // not left running past the request, whatever the account says
+	switch {
+	case err != nil:
 		return nil, nil, err
+	case roleRead.err != nil:
+		return nil, nil, roleRead.err
+	case roleRead.held == nil: // not re-read
+		return a, claimed, nil
 	}
-	if held == nil { // not re-read
-		return &a, claimed, nil
-	}
-	confirmed := slices.DeleteFunc(slices.Clone(claimed), func(role string) bool { return !slices.Contains(held, role) })
+	confirmed := slices.DeleteFunc(slices.Clone(claimed), func(role string) bool { return !slices.Contains(roleRead.held, role) })
 	if len(confirmed) == 0 {
 		return nil, nil, ErrRoleRemoved
 	}
-	return &a, confirmed, nil
+	return a, confirmed, nil
+}
+
+// recheckAccount is RecheckCaller's account half: the account read, checked against the token and allowGuests.
+func recheckAccount(ctx context.Context, r AccountReader, c *Caller, allowGuests bool) (*Account, error) {
+	read := r.Account
+	if c.IsApp {
+		read = r.ServicePrincipal
+	}
+	a, err := read(ctx, c.ObjectID)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.Check(c); err != nil {
+		return nil, err
+	}
+	if a.Guest && !allowGuests {
+		return nil, ErrGuestAccount
+	}
+	return &a, nil
 }
 
 // ErrRoleRemoved: the user or application no longer holds the app role its token carries; an administrator removed

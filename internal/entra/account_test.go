@@ -507,11 +507,88 @@ func TestRefusedUserAppRoles(t *testing.T) {
 	e.g.AssignAppRole(user, "Certificates.Manage")
 	caller := &entra.Caller{ObjectID: user, Roles: []string{"Certificates.Manage"}, IssuedAt: e.clock.Now()}
 	// The account and the API's service principal are read; the assignments are refused.
-	e.g.SetFault(entrafake.Fault{Status: http.StatusForbidden, After: 2})
+	e.g.SetFault(entrafake.Fault{Status: http.StatusForbidden, Path: "/v1.0/users/" + user + "/appRoleAssignments"})
 	if _, _, err := entra.RecheckCaller(ctx, e.d, caller, false, "Certificates.Manage"); !errors.Is(err, entra.ErrUnavailable) {
 		t.Fatalf("RecheckCaller = %v, want ErrUnavailable", err)
 	}
 	if got := e.d.Refused(); len(got) != 1 || got[0].Permission != "Directory.Read.All" || got[0].Status != http.StatusForbidden {
 		t.Fatalf("Refused = %+v, want Directory.Read.All only", got)
+	}
+}
+
+// meetingReader answers the account only once the roles are being read, and the roles only once the account is:
+// a RecheckCaller that reads one after the other never gets either answer.
+type meetingReader struct {
+	accountAsked, rolesAsked chan struct{}
+	account                  entra.Account
+	roles                    []string
+	rolesErr                 error
+}
+
+func (m *meetingReader) meet(ctx context.Context, mine, other chan struct{}) error {
+	close(mine)
+	select {
+	case <-other:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: asked one after the other", entra.ErrUnavailable)
+	}
+}
+
+func (m *meetingReader) Account(ctx context.Context, _ string) (entra.Account, error) {
+	if err := m.meet(ctx, m.accountAsked, m.rolesAsked); err != nil {
+		return entra.Account{}, err
+	}
+	return m.account, nil
+}
+
+func (m *meetingReader) ServicePrincipal(ctx context.Context, id string) (entra.Account, error) {
+	return m.Account(ctx, id)
+}
+
+func (m *meetingReader) UserAppRoles(ctx context.Context, _ string, _ []string, _ time.Time) ([]string, error) {
+	if err := m.meet(ctx, m.rolesAsked, m.accountAsked); err != nil {
+		return nil, err
+	}
+	return m.roles, m.rolesErr
+}
+
+func (m *meetingReader) AppRoles(ctx context.Context, id string, claimed []string, at time.Time) ([]string, error) {
+	return m.UserAppRoles(ctx, id, claimed, at)
+}
+
+// TestRecheckReadsAccountAndRolesAtOnce: a new caller's account and roles are two Graph round trips, asked together
+// rather than in turn; whichever way the two answers fall, an account that fails its check is what the caller is
+// told, then a roles read that failed, then a role no longer held.
+func TestRecheckReadsAccountAndRolesAtOnce(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	user := &entra.Caller{ObjectID: "7b4683f7-14fd-4e24-98a9-1f23390d1293", Roles: []string{"CSR.Request.Db"}, IssuedAt: now}
+	app := &entra.Caller{ObjectID: "173f00f6-f5e4-4cfb-b1e5-a905810650c6", IsApp: true, Roles: []string{"CSR.Request.Db"}, IssuedAt: now}
+	enabled := entra.Account{Exists: true, Enabled: true, UPN: "a@contoso.test"}
+	for _, tc := range []struct {
+		name     string
+		caller   *entra.Caller
+		account  entra.Account
+		roles    []string
+		rolesErr error
+		want     error
+	}{
+		{"user, both fine", user, enabled, []string{"CSR.Request.Db"}, nil, nil},
+		{"app, both fine", app, enabled, []string{"CSR.Request.Db"}, nil, nil},
+		{"disabled account beside a roles failure", user, entra.Account{Exists: true}, nil, entra.ErrUnavailable, entra.ErrAccountDisabled},
+		{"roles unreadable", user, enabled, nil, entra.ErrUnavailable, entra.ErrUnavailable},
+		{"role removed", app, enabled, []string{}, nil, entra.ErrRoleRemoved},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &meetingReader{accountAsked: make(chan struct{}), rolesAsked: make(chan struct{}),
+				account: tc.account, roles: tc.roles, rolesErr: tc.rolesErr}
+			m.account.ObjectID = tc.caller.ObjectID
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			_, held, err := entra.RecheckCaller(ctx, m, tc.caller, false, "CSR.Request.Db")
+			if !errors.Is(err, tc.want) || (tc.want == nil && !slices.Equal(held, []string{"CSR.Request.Db"})) {
+				t.Fatalf("RecheckCaller = %v, %v; want %v", held, err, tc.want)
+			}
+		})
 	}
 }

@@ -115,6 +115,10 @@ type Fault struct {
 	// RetryAfter, if set, is sent as the faulty answers' Retry-After header
 	// (Graph sends one with every 429).
 	RetryAfter string
+	// Path, if set, limits the fault to requests for that exact path; After
+	// and Times count only those. Requests the service sends at once reach
+	// the fake in any order, so only a path says which of them fails.
+	Path string
 }
 
 // NewGraph starts a Graph fake; it is closed by the test's Cleanup.
@@ -384,7 +388,9 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 	g.journal = append(g.journal, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Auth: r.Header.Get("Authorization"),
 		ConsistencyLevel: r.Header.Get("ConsistencyLevel")})
 	fault := g.fault
-	if g.faultSkip > 0 {
+	if fault.Path != "" && fault.Path != r.URL.Path {
+		fault = Fault{}
+	} else if g.faultSkip > 0 {
 		g.faultSkip--
 		fault = Fault{}
 	} else if g.fault.Times > 0 {

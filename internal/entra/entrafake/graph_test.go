@@ -125,6 +125,19 @@ func TestGraphFaultAfter(t *testing.T) {
 	if code, _ := graphGET(t, g, g.Token, path); code != http.StatusOK {
 		t.Fatalf("after clearing = %d", code)
 	}
+	// A fault for one path counts and fails only requests for it.
+	other := entrafake.NewGUID()
+	g.AddDevice(other)
+	otherPath := "/v1.0/devices(deviceId='" + other + "')"
+	g.SetFault(entrafake.Fault{Status: http.StatusServiceUnavailable, After: 1, Path: otherPath})
+	for i, step := range []struct {
+		path string
+		want int
+	}{{path, 200}, {otherPath, 200}, {path, 200}, {otherPath, 503}, {path, 200}} {
+		if code, _ := graphGET(t, g, g.Token, step.path); code != step.want {
+			t.Fatalf("path fault, request %d = %d, want %d", i+1, code, step.want)
+		}
+	}
 }
 
 // TestGraphUsers: a user's accountEnabled, userType and signInSessionsValidFromDateTime come back only when
