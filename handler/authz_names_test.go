@@ -299,7 +299,8 @@ func TestSelfServiceAccountReread(t *testing.T) {
 	s.wantAPIProblem(t, tok, testca.CSROptions{Subject: pkix.Name{CommonName: "svc-1"}}, http.StatusForbidden, csrapi.CodeAccountDisabled)
 	reads := 0
 	for _, r := range s.entra.graph.Requests() {
-		if strings.HasPrefix(r.Path, "/v1.0/users/") && r.Auth == "Bearer "+s.entra.graph.Token {
+		// The accounts themselves: the users' app role assignments, asked beside them, are other paths.
+		if (r.Path == "/v1.0/users/"+oid || r.Path == "/v1.0/users/"+bob) && r.Auth == "Bearer "+s.entra.graph.Token {
 			reads++
 		}
 	}
