@@ -725,8 +725,9 @@ func TestConsoleRevokeOutcomeShown(t *testing.T) {
 }
 
 // TestConsoleSyncFollowed: a manual sync is answered 202 as soon as it has started, with its status resource in
-// Location. The page says the run is running and polls the status until the run has ended, then shows that run's
-// outcome (here: it failed on the way, with its counts and error lines) above the refreshed list of runs.
+// Location. The page says the run is running and polls the status until the run has ended — past polls the CA
+// briefly answers 503 — then shows that run's outcome (here: it failed on the way, with its counts and error lines)
+// above the refreshed list of runs.
 func TestConsoleSyncFollowed(t *testing.T) {
 	b := newBrowser(t)
 	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
@@ -749,7 +750,9 @@ func TestConsoleSyncFollowed(t *testing.T) {
 		const json = (body, status, headers) => Promise.resolve(new Response(body, {status, headers: Object.assign({"Content-Type": "application/json"}, headers || {})}));
 		window.fetch = (u, o) => {
 			if (/revocation-sync\/run-failed$/.test(String(u))) {
-				window.__polls++;
+				// The first two polls meet a CA briefly unavailable: the page polls on.
+				if (++window.__polls <= 2) return json('{"type":"about:blank","title":"Service Unavailable","status":503,"code":"unavailable","detail":"try again"}',
+					503, {"Content-Type": "application/problem+json", "Retry-After": "1"});
 				return json(window.__syncDone ? %q : %q, 200);
 			}
 			if (!/revocation-sync$/.test(String(u))) return window.__fetch(u, o);
@@ -761,7 +764,7 @@ func TestConsoleSyncFollowed(t *testing.T) {
 	})()`, endedJSON, runningJSON, runningJSON)))
 	b.waitFor("sync button", `!!document.querySelector("#sync-now")`)
 	b.do("run a sync", chromedp.Click(chromedp.ID("sync-now")))
-	b.waitFor("the run followed", `window.__polls >= 1 && (document.querySelector("#sync-result")||{}).innerText?.includes("is running")`)
+	b.waitFor("the run followed past two failed polls", `window.__polls >= 3 && (document.querySelector("#sync-result")||{}).innerText?.includes("is running")`)
 	if got := eval[string](b, `document.querySelector("#sync-result").innerText`); !strings.Contains(got, "run-failed") {
 		t.Errorf("while running the page says %q, want the run named", got)
 	}

@@ -909,12 +909,17 @@
   // minutes): followSync polls the run's status, which any instance of the CA answers from the run's record, until
   // the run has ended, then shows its outcome above the refreshed list. It stops when the page moves on.
   const SYNC_POLL_MS = 2000;
+  // A status poll that fails for a passing reason (the CA or the network briefly unavailable) is tried again, up to
+  // this many times in a row, before the page gives up following the run.
+  const SYNC_POLL_TRIES = 3;
+  const transient = (e) => !(e instanceof ApiError) || [429, 502, 503, 504].includes(e.status);
 
   async function followSync(run, statusPath) {
     const current = () => {
       const res = document.getElementById("sync-result");
       return res && res.dataset.run === run.id ? res : null;
     };
+    let failures = 0;
     while (run.state === "running") {
       const res = current();
       if (!res) return;
@@ -923,7 +928,9 @@
       if (!current()) return;
       try {
         run = await apiJSON(statusPath);
+        failures = 0;
       } catch (e) {
+        if (transient(e) && ++failures < SYNC_POLL_TRIES) continue;
         const res = current();
         if (res) res.replaceChildren(errorView(e, () => render()),
           el("p", { class: "muted", text: "The run goes on at the CA; its outcome will be in the list of runs." }));
