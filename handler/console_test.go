@@ -725,9 +725,9 @@ func TestConsoleRevokeOutcomeShown(t *testing.T) {
 }
 
 // TestConsoleSyncFollowed: a manual sync is answered 202 as soon as it has started, with its status resource in
-// Location. The page says the run is running and polls the status until the run has ended — past polls the CA
-// briefly answers 503 — then shows that run's outcome (here: it failed on the way, with its counts and error lines)
-// above the refreshed list of runs.
+// Location. The page says the run is running and polls the status until the run has ended — past a poll the
+// network fails and one the CA briefly answers 503 — then shows that run's outcome (here: it failed on the way, with
+// its counts and error lines) above the refreshed list of runs.
 func TestConsoleSyncFollowed(t *testing.T) {
 	b := newBrowser(t)
 	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
@@ -750,8 +750,9 @@ func TestConsoleSyncFollowed(t *testing.T) {
 		const json = (body, status, headers) => Promise.resolve(new Response(body, {status, headers: Object.assign({"Content-Type": "application/json"}, headers || {})}));
 		window.fetch = (u, o) => {
 			if (/revocation-sync\/run-failed$/.test(String(u))) {
-				// The first two polls meet a CA briefly unavailable: the page polls on.
-				if (++window.__polls <= 2) return json('{"type":"about:blank","title":"Service Unavailable","status":503,"code":"unavailable","detail":"try again"}',
+				// The first poll meets the network briefly down, the second a CA briefly unavailable: the page polls on.
+				if (++window.__polls === 1) return Promise.reject(new TypeError("Failed to fetch"));
+				if (window.__polls === 2) return json('{"type":"about:blank","title":"Service Unavailable","status":503,"code":"unavailable","detail":"try again"}',
 					503, {"Content-Type": "application/problem+json", "Retry-After": "1"});
 				return json(window.__syncDone ? %q : %q, 200);
 			}

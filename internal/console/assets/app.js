@@ -912,7 +912,8 @@
   // A status poll that fails for a passing reason (the CA or the network briefly unavailable) is tried again, up to
   // this many times in a row, before the page gives up following the run.
   const SYNC_POLL_TRIES = 3;
-  const transient = (e) => !(e instanceof ApiError) || [429, 502, 503, 504].includes(e.status);
+  // A network failure is an ApiError with status 0 (see api).
+  const transient = (e) => !(e instanceof ApiError) || [0, 429, 502, 503, 504].includes(e.status);
 
   async function followSync(run, statusPath) {
     const current = () => {
