@@ -59,40 +59,90 @@ const (
 	WarnTimerSchedule = "timer_schedule"
 )
 
-// scheduleSpan is how far ahead the timer's schedule is followed to find its longest gap, and scheduleFirings how
-// many firings at most: a schedule firing more often than that has no gap worth a warning.
-const (
-	scheduleSpan    = 62 * 24 * time.Hour
-	scheduleFirings = 20000
-)
+// scheduleSpan is how far ahead the timer's schedule is followed to find its longest gap.
+const scheduleSpan = 62 * 24 * time.Hour
+
+// cronStar is robfig/cron's mark on a day field written as * or ?, which it does not export.
+const cronStar = 1 << 63
+
+// ncrontabDays runs a schedule on the days NCrontab does: those matching both the day of the month and the day of
+// the week. Where both fields are restricted, cron and robfig/cron take a day matching either ("0 0 * 1-31 * 1-5" is
+// every hour to them, weekdays only to NCrontab), which would hide the host's longer gaps.
+type ncrontabDays struct {
+	dom *cron.SpecSchedule // the schedule on every day its day of the month names
+	dow uint64
+}
+
+func (s ncrontabDays) Next(t time.Time) time.Time {
+	for {
+		n := s.dom.Next(t)
+		if n.IsZero() || s.dow&(1<<uint(n.Weekday())) != 0 {
+			return n
+		}
+		// The next day: robfig/cron gives up after five years, so a schedule on no such day ends.
+		t = time.Date(n.Year(), n.Month(), n.Day(), 23, 59, 59, 0, n.Location())
+	}
+}
+
+// asNCrontab is sched as the Functions host runs it.
+func asNCrontab(sched cron.Schedule) cron.Schedule {
+	spec, ok := sched.(*cron.SpecSchedule)
+	if !ok || spec.Dom&cronStar != 0 || spec.Dow&cronStar != 0 {
+		return sched
+	}
+	dom := *spec
+	dom.Dow = cronStar | 1<<7 - 1
+	return ncrontabDays{dom: &dom, dow: spec.Dow}
+}
 
 // timerScheduleFault says what is wrong with the timer's schedule, or "".
 func timerScheduleFault(schedule string, crlValidity time.Duration) string {
 	if schedule == "" {
 		return "REVOCATION_SCHEDULE is not set: the Functions host does not start the timer without it"
 	}
-	sched, err := cron.NewParser(cron.Second | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow).Parse(schedule)
+	parsed, err := cron.NewParser(cron.Second | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow).Parse(schedule)
 	if err != nil {
 		return fmt.Sprintf("REVOCATION_SCHEDULE is not a six-field NCRONTAB expression (second minute hour day month "+
 			"weekday): %v; the Functions host does not start the timer", err)
 	}
+	sched := asNCrontab(parsed)
 	// Any fixed start will do: the host runs the schedule in UTC, and the span covers every month length.
 	from := time.Date(2027, time.January, 1, 0, 0, 0, 0, time.UTC)
-	t := sched.Next(from)
-	if t.IsZero() || t.Sub(from) > scheduleSpan {
+	end := from.Add(scheduleSpan)
+	next := func(t time.Time) time.Time {
+		if n := sched.Next(t); !n.IsZero() && !n.After(end) {
+			return n
+		}
+		return end
+	}
+	t := next(from)
+	if !t.Before(end) {
 		return "REVOCATION_SCHEDULE never fires"
 	}
+	// Only a gap longer than limit matters, so the schedule is followed in steps of half of it rather than firing
+	// by firing (a schedule may fire every second for hours, then not for a day): where the first firing after
+	// t+step is within limit of the firing t, every gap in between is too; where it is not, the last firing up to
+	// t+step is found by bisection, and the gap after it measured.
+	limit := crlValidity / 2
+	step := (limit / 2).Truncate(time.Second)
 	gap := t.Sub(from)
-	for range scheduleFirings {
-		next := sched.Next(t)
-		if next.IsZero() || next.Sub(from) > scheduleSpan {
-			gap = max(gap, from.Add(scheduleSpan).Sub(t))
-			break
+	for t.Before(end) {
+		n := next(t.Add(step))
+		if n.Sub(t) > limit {
+			lo, hi := 0, int(step/time.Second) // next(t+hi s) is n; the last firing up to t+step is t+k s, k the least such
+			for lo < hi {
+				mid := (lo + hi) / 2
+				if next(t.Add(time.Duration(mid) * time.Second)).Equal(n) {
+					hi = mid
+				} else {
+					lo = mid + 1
+				}
+			}
+			gap = max(gap, n.Sub(t.Add(time.Duration(lo)*time.Second)))
 		}
-		gap = max(gap, next.Sub(t))
-		t = next
+		t = n
 	}
-	if gap > crlValidity/2 {
+	if gap > limit {
 		return fmt.Sprintf("REVOCATION_SCHEDULE leaves up to %s between two runs, more than half the CRL's validity "+
 			"(AZSCEP_CRL_VALIDITY %s): revocation requests from Intune wait that long, and a CRL nobody fetches can "+
 			"lapse before the timer signs the next", gap, crlValidity)

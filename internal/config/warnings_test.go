@@ -226,8 +226,9 @@ func TestAPIWarnings(t *testing.T) {
 
 // TestTimerScheduleWarns: in azure mode the timer's schedule, which only the Functions host reads, is checked at
 // start: missing, not six NCRONTAB fields (a TimeSpan, a five-field crontab, a 61st second), never firing, or leaving
-// more than half the CRL's validity between two runs is named with both settings; the hourly default, a run every
-// five minutes and a six-hourly run beside a 24-hour CRL are not, and local mode never checks it.
+// more than half the CRL's validity between two runs (with the days as NCrontab reads them, and however densely the
+// schedule fires elsewhere) is named with both settings; the hourly default, a run every five minutes and a
+// six-hourly run beside a 24-hour CRL are not, and local mode never checks it.
 func TestTimerScheduleWarns(t *testing.T) {
 	for _, tc := range []struct {
 		env  []string
@@ -245,6 +246,12 @@ func TestTimerScheduleWarns(t *testing.T) {
 		{[]string{"REVOCATION_SCHEDULE=0 0 0 1 * *"}, "up to 744h0m0s between two runs"},
 		{[]string{"REVOCATION_SCHEDULE=0 0 */6 * * *", "AZSCEP_CRL_VALIDITY=8h"}, "up to 6h0m0s between two runs"},
 		{[]string{"REVOCATION_SCHEDULE=0 0 0 * * *", "AZSCEP_CRL_VALIDITY=72h"}, ""},
+		// NCrontab runs on the days matching both day fields (cron: either): weekdays only, Friday 23:00 to Monday.
+		{[]string{"REVOCATION_SCHEDULE=0 0 * 1-31 * 1-5"}, "up to 49h0m0s between two runs"},
+		{[]string{"REVOCATION_SCHEDULE=0 0 * 1-31 * *"}, ""},
+		// Dense firings for hours hide no gap: every second from 00:00 to 05:59:59, then none until midnight.
+		{[]string{"REVOCATION_SCHEDULE=* * 0-5 * * *"}, "up to 18h0m1s between two runs"},
+		{[]string{"REVOCATION_SCHEDULE=* * 0-5,12-17 * * *"}, ""},
 	} {
 		ws := loadWarnings(t, azureEnv(tc.env...))
 		var got []Warning
