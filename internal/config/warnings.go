@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/robfig/cron/v3"
 )
@@ -53,9 +55,10 @@ const (
 	// (consent phishing) can obtain certificates in the user's name that outlive a session revocation.
 	WarnAnyClientApp = "api_any_client_app"
 	// WarnTimerSchedule: in azure mode, REVOCATION_SCHEDULE is missing, is no NCRONTAB expression the Functions host
-	// runs (six fields, seconds first; Flex Consumption takes no TimeSpan), or leaves more than half the CRL's
-	// validity between two runs. The timer runs the Intune revocation sync and keeps the CRL signed when nobody
-	// fetches it; without it revocations wait, and the CRL can lapse, which relying parties treat as "revoked".
+	// runs (six fields, seconds first, or five without them, as NCrontab reads them; Flex Consumption takes no
+	// TimeSpan), or leaves more than half the CRL's validity between two runs. The timer runs the Intune revocation
+	// sync and keeps the CRL signed when nobody fetches it; without it revocations wait, and the CRL can lapse, which
+	// relying parties treat as "revoked".
 	WarnTimerSchedule = "timer_schedule"
 )
 
@@ -95,15 +98,107 @@ func asNCrontab(sched cron.Schedule) cron.Schedule {
 	return ncrontabDays{dom: &dom, dow: spec.Dow}
 }
 
+// ncrontabNames are the names NCrontab reads in the month and weekday fields: any leading part of one, in any case,
+// stands for the first name it begins ("Mon", "MONDAY", "M"); robfig/cron reads only the three-letter forms.
+var ncrontabNames = map[int][]string{
+	4: {"January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"},
+	5: {"Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"},
+}
+
+// ncrontabToCron reads expr as the Functions host does (its timer extension over NCrontab) and writes it for
+// robfig/cron's six-field parser, which checks the values' ranges. The host splits the fields at spaces only, takes
+// five fields as a schedule without seconds, reads names by their leading part, swaps a range written high to low,
+// and takes a step below 1 as 1; robfig/cron would refuse some of these and accept what NCrontab refuses (?, a TZ=
+// prefix, an empty list item, tabs between fields).
+func ncrontabToCron(expr string) (string, error) {
+	if strings.ContainsFunc(expr, func(r rune) bool { return r != ' ' && unicode.IsSpace(r) }) {
+		return "", fmt.Errorf("fields are separated by spaces only")
+	}
+	fields := strings.Fields(expr)
+	switch len(fields) {
+	case 5:
+		fields = append([]string{"0"}, fields...)
+	case 6:
+	default:
+		return "", fmt.Errorf("%d fields", len(fields))
+	}
+	value := func(f int, v string) (string, error) {
+		if v == "" {
+			return "", fmt.Errorf("an empty value")
+		}
+		if v[0] >= '0' && v[0] <= '9' {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return "", fmt.Errorf("%q is not a number", v)
+			}
+			return strconv.Itoa(n), nil
+		}
+		for i, name := range ncrontabNames[f] {
+			if len(v) <= len(name) && strings.EqualFold(name[:len(v)], v) {
+				if f == 4 {
+					i++
+				}
+				return strconv.Itoa(i), nil
+			}
+		}
+		return "", fmt.Errorf("%q is no value of field %d", v, f+1)
+	}
+	for f, field := range fields {
+		var items []string
+		for _, item := range strings.Split(field, ",") {
+			base, step, stepped := strings.Cut(item, "/")
+			if stepped {
+				n, err := strconv.Atoi(strings.TrimPrefix(step, "+"))
+				if err != nil || base == "" {
+					return "", fmt.Errorf("%q is not a step", item)
+				}
+				step = "/" + strconv.Itoa(max(n, 1))
+			}
+			switch lo, hi, isRange := strings.Cut(base, "-"); {
+			case base == "*":
+			case isRange && lo != "":
+				a, err := value(f, lo)
+				if err != nil {
+					return "", err
+				}
+				b, err := value(f, hi)
+				if err != nil {
+					return "", err
+				}
+				if an, bn := atoi(a), atoi(b); an > bn {
+					a, b = b, a
+				}
+				base = a + "-" + b
+			default:
+				v, err := value(f, base)
+				if err != nil {
+					return "", err
+				}
+				base = v
+			}
+			items = append(items, base+step)
+		}
+		fields[f] = strings.Join(items, ",")
+	}
+	return strings.Join(fields, " "), nil
+}
+
+// atoi is strconv.Atoi for the numbers ncrontabToCron wrote.
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
 // timerScheduleFault says what is wrong with the timer's schedule, or "".
 func timerScheduleFault(schedule string, crlValidity time.Duration) string {
 	if schedule == "" {
 		return "REVOCATION_SCHEDULE is not set: the Functions host does not start the timer without it"
 	}
-	parsed, err := cron.NewParser(cron.Second | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow).Parse(schedule)
+	spec, err := ncrontabToCron(schedule)
+	var parsed cron.Schedule
+	if err == nil {
+		parsed, err = cron.NewParser(cron.Second | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow).Parse(spec)
+	}
 	if err != nil {
-		return fmt.Sprintf("REVOCATION_SCHEDULE is not a six-field NCRONTAB expression (second minute hour day month "+
-			"weekday): %v; the Functions host does not start the timer", err)
+		return fmt.Sprintf("REVOCATION_SCHEDULE is not an NCRONTAB expression the Functions host reads (six fields: "+
+			"second minute hour day month weekday, or five without the second): %v; the host does not start the timer", err)
 	}
 	sched := asNCrontab(parsed)
 	// Any fixed start will do: the host runs the schedule in UTC, and the span covers every month length.

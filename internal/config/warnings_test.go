@@ -225,11 +225,12 @@ func TestAPIWarnings(t *testing.T) {
 }
 
 // TestTimerScheduleWarns: in azure mode the timer's schedule, which only the Functions host reads, is checked at
-// start: missing, not six NCRONTAB fields (a TimeSpan, a five-field crontab, a 61st second), never firing, or leaving
+// start: missing, not read by the host (a TimeSpan, a 61st second, seven fields), never firing, or leaving
 // more than half the CRL's validity between two runs (with the days as NCrontab reads them, and however densely the
 // schedule fires elsewhere) is named with both settings; the hourly default, a run every five minutes and a
 // six-hourly run beside a 24-hour CRL are not, and local mode never checks it.
 func TestTimerScheduleWarns(t *testing.T) {
+	const notRead = "not an NCRONTAB expression the Functions host reads"
 	for _, tc := range []struct {
 		env  []string
 		want string // in the message; "" for no warning
@@ -238,9 +239,19 @@ func TestTimerScheduleWarns(t *testing.T) {
 		{[]string{"REVOCATION_SCHEDULE=0 */5 * * * *"}, ""},
 		{[]string{"REVOCATION_SCHEDULE=0 0 */6 * * *"}, ""},
 		{[]string{"REVOCATION_SCHEDULE="}, "not set"},
-		{[]string{"REVOCATION_SCHEDULE=01:00:00"}, "not a six-field"},
-		{[]string{"REVOCATION_SCHEDULE=0 * * * *"}, "not a six-field"},
-		{[]string{"REVOCATION_SCHEDULE=61 0 * * * *"}, "not a six-field"},
+		{[]string{"REVOCATION_SCHEDULE=01:00:00"}, notRead},
+		{[]string{"REVOCATION_SCHEDULE=61 0 * * * *"}, notRead},
+		{[]string{"REVOCATION_SCHEDULE=0 0 0 * * * *"}, notRead},
+		// As the host reads it (NCrontab): five fields are a schedule without seconds, names are read by any leading
+		// part, a range high to low is swapped; ?, a time zone and tabs between fields are refused.
+		{[]string{"REVOCATION_SCHEDULE=0 * * * *"}, ""},
+		{[]string{"REVOCATION_SCHEDULE=0 0 * * January-DEC Sunday-Sat"}, ""},
+		{[]string{"REVOCATION_SCHEDULE=0 0 22-2 * * *"}, ""},
+		{[]string{"REVOCATION_SCHEDULE=0 0 0 * * Monday"}, "up to 168h0m0s between two runs"},
+		{[]string{"REVOCATION_SCHEDULE=0 0 ? * * *"}, notRead},
+		{[]string{"REVOCATION_SCHEDULE=CRON_TZ=UTC 0 0 * * * *"}, notRead},
+		{[]string{"REVOCATION_SCHEDULE=0\t0 * * * *"}, notRead},
+		{[]string{"REVOCATION_SCHEDULE=0 0 * * * 1,,5"}, notRead},
 		{[]string{"REVOCATION_SCHEDULE=0 0 0 30 2 *"}, "never fires"},
 		{[]string{"REVOCATION_SCHEDULE=0 0 0 * * *"}, "up to 24h0m0s between two runs"},
 		{[]string{"REVOCATION_SCHEDULE=0 0 0 1 * *"}, "up to 744h0m0s between two runs"},
