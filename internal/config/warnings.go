@@ -62,8 +62,10 @@ const (
 	WarnTimerSchedule = "timer_schedule"
 )
 
-// scheduleSpan is how far ahead the timer's schedule is followed to find its longest gap.
-const scheduleSpan = 62 * 24 * time.Hour
+// scheduleSpan is how far ahead the timer's schedule is followed to find its longest gap: two years from a January,
+// so that every month of the year and a leap day are in it (a month field of 1-5, written for the weekdays, stops
+// the timer from June to December).
+const scheduleSpan = 731 * 24 * time.Hour
 
 // cronStar is robfig/cron's mark on a day field written as * or ?, which it does not export.
 const cronStar = 1 << 63
@@ -201,7 +203,7 @@ func timerScheduleFault(schedule string, crlValidity time.Duration) string {
 			"second minute hour day month weekday, or five without the second): %v; the host does not start the timer", err)
 	}
 	sched := asNCrontab(parsed)
-	// Any fixed start will do: the host runs the schedule in UTC, and the span covers every month length.
+	// Any fixed start will do: the host runs the schedule in UTC, and the span covers every month.
 	from := time.Date(2027, time.January, 1, 0, 0, 0, 0, time.UTC)
 	end := from.Add(scheduleSpan)
 	next := func(t time.Time) time.Time {

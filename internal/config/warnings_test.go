@@ -226,8 +226,8 @@ func TestAPIWarnings(t *testing.T) {
 
 // TestTimerScheduleWarns: in azure mode the timer's schedule, which only the Functions host reads, is checked at
 // start: missing, not read by the host (a TimeSpan, a 61st second, seven fields), never firing, or leaving
-// more than half the CRL's validity between two runs (with the days as NCrontab reads them, and however densely the
-// schedule fires elsewhere) is named with both settings; the hourly default, a run every five minutes and a
+// more than half the CRL's validity between two runs (with the days as NCrontab reads them, in any month, and however
+// densely the schedule fires elsewhere) is named with both settings; the hourly default, a run every five minutes and a
 // six-hourly run beside a 24-hour CRL are not, and local mode never checks it.
 func TestTimerScheduleWarns(t *testing.T) {
 	const notRead = "not an NCRONTAB expression the Functions host reads"
@@ -263,6 +263,8 @@ func TestTimerScheduleWarns(t *testing.T) {
 		// Dense firings for hours hide no gap: every second from 00:00 to 05:59:59, then none until midnight.
 		{[]string{"REVOCATION_SCHEDULE=* * 0-5 * * *"}, "up to 18h0m1s between two runs"},
 		{[]string{"REVOCATION_SCHEDULE=* * 0-5,12-17 * * *"}, ""},
+		// Every month counts: the weekdays written in the month field run hourly from January to May only.
+		{[]string{"REVOCATION_SCHEDULE=0 0 * * 1-5 *", "AZSCEP_CRL_VALIDITY=744h"}, "up to 5137h0m0s between two runs"},
 	} {
 		ws := loadWarnings(t, azureEnv(tc.env...))
 		var got []Warning
