@@ -187,6 +187,8 @@ func RecheckCaller(ctx context.Context, r AccountReader, c *Caller, allowGuests 
 		err  error
 	}
 	var rolesRead chan assigned
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	if len(roles) > 0 {
 		readAssigned := r.UserAppRoles
 		if c.IsApp {
@@ -194,13 +196,16 @@ func RecheckCaller(ctx context.Context, r AccountReader, c *Caller, allowGuests 
 		}
 		rolesRead = make(chan assigned, 1)
 		go func() {
-			held, err := readAssigned(ctx, c.ObjectID, claimed, c.IssuedAt)
+			held, err := readAssigned(rctx, c.ObjectID, claimed, c.IssuedAt)
 			rolesRead <- assigned{held, err}
 		}()
 	}
 	a, err := recheckAccount(ctx, r, c, allowGuests)
 	if rolesRead == nil {
 		return a, nil, err
+	}
+	if err != nil {
+		cancel() // the answer is the account's: a slow or retried roles read must not hold it up
 	}
 	roleRead := <-rolesRead // not left running past the request, whatever the account says
 	switch {

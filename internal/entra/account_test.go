@@ -592,3 +592,43 @@ func TestRecheckReadsAccountAndRolesAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// slowRolesReader answers the account at once and the roles only when their context ends, noting why it ended.
+type slowRolesReader struct {
+	account  entra.Account
+	rolesEnd chan error
+}
+
+func (s *slowRolesReader) Account(context.Context, string) (entra.Account, error) {
+	return s.account, nil
+}
+func (s *slowRolesReader) ServicePrincipal(ctx context.Context, id string) (entra.Account, error) {
+	return s.Account(ctx, id)
+}
+func (s *slowRolesReader) UserAppRoles(ctx context.Context, _ string, _ []string, _ time.Time) ([]string, error) {
+	<-ctx.Done()
+	s.rolesEnd <- ctx.Err()
+	return nil, ctx.Err()
+}
+func (s *slowRolesReader) AppRoles(ctx context.Context, id string, claimed []string, at time.Time) ([]string, error) {
+	return s.UserAppRoles(ctx, id, claimed, at)
+}
+
+// TestRecheckAnswersAFailedAccountAtOnce: when the account fails its check, the caller is answered without waiting
+// for the roles read beside it (Graph may be slow, or retrying it): that read is cancelled, not waited out.
+func TestRecheckAnswersAFailedAccountAtOnce(t *testing.T) {
+	const oid = "7b4683f7-14fd-4e24-98a9-1f23390d1293"
+	r := &slowRolesReader{account: entra.Account{ObjectID: oid, Exists: true, Enabled: false}, rolesEnd: make(chan error, 1)}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	caller := &entra.Caller{ObjectID: oid, Roles: []string{"CSR.Request.Db"}, IssuedAt: time.Now()}
+	if _, _, err := entra.RecheckCaller(ctx, r, caller, false, "CSR.Request.Db"); !errors.Is(err, entra.ErrAccountDisabled) {
+		t.Fatalf("RecheckCaller = %v, want ErrAccountDisabled", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("RecheckCaller waited for the roles read until the request's own deadline")
+	}
+	if err := <-r.rolesEnd; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the roles read ended with %v, want it cancelled", err)
+	}
+}
