@@ -168,12 +168,9 @@ const (
 // runClockSkew allows for the clocks of the instance that started a run and of the one asked about it.
 const runClockSkew = time.Minute
 
-// fallbackRunLimit stands in for Syncer.Limit when Intune is not configured (any more): the sync lease's default
-// lifetime, which no run outlives.
-const fallbackRunLimit = 15 * time.Minute
-
 func (h *Handler) runView(r store.SyncRun) SyncRunView {
-	limit := fallbackRunLimit
+	// Without Intune (any more) no Syncer says how long a run takes: none outlives the sync lease's default lifetime.
+	limit := revocation.DefaultLeaseTTL
 	if h.cfg.Sync != nil {
 		limit = h.cfg.Sync.Limit()
 	}

@@ -250,6 +250,15 @@ func timerScheduleFault(schedule string, crlValidity time.Duration) string {
 // secretSetting is the setting holding endpoint e's static challenge.
 func secretSetting(e Endpoint) string { return "AZSCEP_SCEP_" + strings.ToUpper(e.Name) + "_SECRET" }
 
+// profileSetting is the setting that defines profile name, as written (AZSCEP_PROFILE_Net), or its upper-case form
+// when no single setting does (a built-in profile, or one written twice).
+func profileSetting(name string, profileSettings map[string][]string) string {
+	if s := profileSettings[name]; len(s) == 1 {
+		return s[0]
+	}
+	return "AZSCEP_PROFILE_" + strings.ToUpper(name)
+}
+
 // warnings finds the hazards of a loaded configuration: the enabled endpoints and the profiles that loaded.
 // profileSettings maps each profile an AZSCEP_PROFILE_<NAME> setting defines to that setting's name.
 func warnings(c *Config, profileSettings map[string][]string) []Warning {
@@ -304,10 +313,7 @@ func warnings(c *Config, profileSettings map[string][]string) []Warning {
 		if len(wide) == 0 {
 			continue
 		}
-		setting := "AZSCEP_PROFILE_" + strings.ToUpper(e.Profile)
-		if s := profileSettings[e.Profile]; len(s) == 1 {
-			setting = s[0]
-		}
+		setting := profileSetting(e.Profile, profileSettings)
 		out = append(out, Warning{Code: WarnStaticIdentityNames, Feature: EndpointFeature(e.Name),
 			Settings: []string{setting, "AZSCEP_SCEP_" + strings.ToUpper(e.Name)}, Endpoints: []string{e.Name},
 			Message: fmt.Sprintf("SCEP endpoint %s takes a static challenge, and its profile %s allows %s: whoever holds "+
@@ -346,10 +352,7 @@ func warnings(c *Config, profileSettings map[string][]string) []Warning {
 		if len(dead) == 0 {
 			continue
 		}
-		setting := "AZSCEP_PROFILE_" + strings.ToUpper(n)
-		if s := profileSettings[n]; len(s) == 1 {
-			setting = s[0]
-		}
+		setting := profileSetting(n, profileSettings)
 		var users []string
 		for _, e := range eps {
 			if e.Profile == n {

@@ -42,7 +42,7 @@ type SyncConfig struct {
 	OnRevoked func(serials []string)
 	Logger    *slog.Logger
 	Now       func() time.Time
-	// LeaseTTL bounds how long a crashed run blocks the next one (default 15 min).
+	// LeaseTTL bounds how long a crashed run blocks the next one (default DefaultLeaseTTL).
 	LeaseTTL time.Duration
 	// PersistTimeout bounds persisting a download, which runs detached from the caller's context (default 2 min).
 	// Failed writes are retried until it ends.
@@ -177,7 +177,7 @@ func NewSyncer(cfg SyncConfig) (*Syncer, error) {
 		cfg.Chunk = 50
 	}
 	if cfg.LeaseTTL <= 0 {
-		cfg.LeaseTTL = 15 * time.Minute
+		cfg.LeaseTTL = DefaultLeaseTTL
 	}
 	if cfg.PersistTimeout <= 0 {
 		cfg.PersistTimeout = 2 * time.Minute
@@ -215,6 +215,9 @@ func (s *Syncer) Budget() time.Duration { return s.cfg.Budget }
 // Limit is the longest a run takes from its start: Budget and Overrun, and the writing of its record after them. A
 // run whose record is still unfinished past it was cut off (its process stopped) and will not finish.
 func (s *Syncer) Limit() time.Duration { return s.cfg.Budget + s.Overrun() + runRecordTimeout }
+
+// DefaultLeaseTTL is SyncConfig.LeaseTTL's default: no run outlives it.
+const DefaultLeaseTTL = 15 * time.Minute
 
 // runRecordTimeout bounds each write of a run's record (at its start and at its end).
 const runRecordTimeout = 10 * time.Second
