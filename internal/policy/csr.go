@@ -631,7 +631,7 @@ func (c *identityURIs) add(u *url.URL) error {
 	}
 	*slot = u
 	if c.intuneDeviceID != nil && c.nasDeviceID != nil {
-		a, b := deviceIDOf(c.intuneDeviceID), deviceIDOf(c.nasDeviceID)
+		a, b := DeviceIDOf(c.intuneDeviceID), DeviceIDOf(c.nasDeviceID)
 		if a == "" || !SameName(a, b) {
 			return reject(CodeSAN, "the IntuneDeviceId URI and the ID:…:GUID: URI name different devices")
 		}
@@ -639,10 +639,10 @@ func (c *identityURIs) add(u *url.URL) error {
 	return nil
 }
 
-// deviceIDOf is the device ID a device identity URI names: the host of IntuneDeviceId://<id> (its opaque part for
+// DeviceIDOf is the device ID a device identity URI names: the host of IntuneDeviceId://<id> (its opaque part for
 // IntuneDeviceId:<id>), what follows the last ":GUID:" of ID:<product>:GUID:<id> (percent-decoded, as
 // IdentityURIKind reads it); "" when there is none.
-func deviceIDOf(u *url.URL) string {
+func DeviceIDOf(u *url.URL) string {
 	if strings.EqualFold(u.Scheme, "intunedeviceid") {
 		if u.Opaque != "" {
 			return u.Opaque

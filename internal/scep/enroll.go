@@ -612,10 +612,7 @@ func (s *Server) getCRL(ctx context.Context) outcome {
 func deviceID(req *policy.Request) string {
 	for _, u := range req.URIs {
 		if policy.SameName(u.Scheme, "IntuneDeviceId") {
-			if u.Host != "" {
-				return u.Host
-			}
-			return u.Opaque
+			return policy.DeviceIDOf(u)
 		}
 	}
 	return ""
