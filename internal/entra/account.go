@@ -174,6 +174,10 @@ func (d *Directory) ServicePrincipal(ctx context.Context, objectID string) (Acco
 // which of roles the token carries and Graph confirms (all those the token carries when the reader does not re-read
 // roles).
 func RecheckCaller(ctx context.Context, r AccountReader, c *Caller, allowGuests bool, roles ...string) (*Account, []string, error) {
+	if len(roles) == 0 {
+		a, err := recheckAccount(ctx, r, c, allowGuests)
+		return a, nil, err
+	}
 	var claimed []string
 	for _, role := range roles {
 		if c.HasRole(role) {
@@ -186,24 +190,18 @@ func RecheckCaller(ctx context.Context, r AccountReader, c *Caller, allowGuests 
 		held []string
 		err  error
 	}
-	var rolesRead chan assigned
+	readAssigned := r.UserAppRoles
+	if c.IsApp {
+		readAssigned = r.AppRoles
+	}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if len(roles) > 0 {
-		readAssigned := r.UserAppRoles
-		if c.IsApp {
-			readAssigned = r.AppRoles
-		}
-		rolesRead = make(chan assigned, 1)
-		go func() {
-			held, err := readAssigned(rctx, c.ObjectID, claimed, c.IssuedAt)
-			rolesRead <- assigned{held, err}
-		}()
-	}
+	rolesRead := make(chan assigned, 1)
+	go func() {
+		held, err := readAssigned(rctx, c.ObjectID, claimed, c.IssuedAt)
+		rolesRead <- assigned{held, err}
+	}()
 	a, err := recheckAccount(ctx, r, c, allowGuests)
-	if rolesRead == nil {
-		return a, nil, err
-	}
 	if err != nil {
 		cancel() // the answer is the account's: a slow or retried roles read must not hold it up
 	}
