@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -293,6 +294,32 @@ func (d *Directory) assignedRoles(ctx context.Context, key, path string, hdr htt
 		return nil, err
 	}
 	asked := d.cfg.Clock()
+	var roles []string
+	if !d.unfiltered.Load() {
+		// Only the assignments to the API: one page however many other applications the principal is assigned
+		// to, where the whole list may run past maxGraphPages (a 503 for a principal assigned 500 other roles).
+		// resourceId supports $filter (eq only), says Graph's appRoleAssignment reference; should Graph still
+		// refuse it (400), the list is read whole, as before the filter, from then on.
+		roles, err = d.listAssigned(ctx, path+"&$filter="+url.PathEscape("resourceId eq "+api[""]), hdr, api)
+		var status graphStatus
+		if errors.As(err, &status) && status == http.StatusBadRequest {
+			if roles, err = d.listAssigned(ctx, path, hdr, api); err == nil {
+				d.unfiltered.Store(true)
+			}
+		}
+	} else {
+		roles, err = d.listAssigned(ctx, path, hdr, api)
+	}
+	if err != nil {
+		return nil, err
+	}
+	d.roles.put(key, roles, asked, d.ttl(len(roles) > 0))
+	return roles, nil
+}
+
+// listAssigned reads the appRoleAssignments list at path, page by page, and returns the values of the API's roles
+// in it, sorted; never nil. api is apiRoles' map.
+func (d *Directory) listAssigned(ctx context.Context, path string, hdr http.Header, api map[string]string) ([]string, error) {
 	next := d.graphURL(path)
 	roles := []string{} // not nil: nil means "not re-read"
 	for page := 0; next != ""; page++ {
@@ -331,7 +358,6 @@ func (d *Directory) assignedRoles(ctx context.Context, key, path string, hdr htt
 		}
 	}
 	slices.Sort(roles)
-	d.roles.put(key, roles, asked, d.ttl(len(roles) > 0))
 	return roles, nil
 }
 

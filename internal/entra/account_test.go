@@ -495,6 +495,84 @@ func TestUserAppRoles(t *testing.T) {
 	}
 }
 
+// TestRolesAmongManyAssignments: a user or application assigned the roles of many other applications (a user in
+// many groups, an application granted many APIs) still has its roles read: Graph is asked for the assignments to
+// the API only, one page, where the whole list runs past the pages a read may take.
+func TestRolesAmongManyAssignments(t *testing.T) {
+	api := entrafake.NewGUID()
+	e := newGraphEnv(t, func(c *entra.GraphConfig) { c.APIAppID = api })
+	ctx := context.Background()
+	e.g.SetAPI(api, "CSR.Request.Db", "Certificates.Read")
+	e.g.SetPageSize(100) // Graph's default page of appRoleAssignments
+	user, group, app := entrafake.NewGUID(), entrafake.NewGUID(), entrafake.NewGUID()
+	e.g.PutUser(entrafake.User{ID: user, UPN: "many@contoso.test", Enabled: true})
+	e.g.AssignForeignRoles(user, 400)
+	e.g.AssignForeignRoles(group, 400)
+	e.g.AssignAppRole(group, "Certificates.Read")
+	e.g.AddGroupMember(group, user)
+	e.g.PutServicePrincipal(app, true)
+	e.g.AssignForeignRoles(app, 900)
+	e.g.AssignAppRole(app, "CSR.Request.Db")
+	now := e.clock.Now()
+	if roles, err := e.d.UserAppRoles(ctx, user, nil, now); err != nil || !slices.Equal(roles, []string{"Certificates.Read"}) {
+		t.Fatalf("UserAppRoles = %v, %v", roles, err)
+	}
+	if roles, err := e.d.AppRoles(ctx, app, nil, now); err != nil || !slices.Equal(roles, []string{"CSR.Request.Db"}) {
+		t.Fatalf("AppRoles = %v, %v", roles, err)
+	}
+	for _, r := range e.g.Requests() {
+		if strings.HasSuffix(r.Path, "/appRoleAssignments") && !strings.Contains(r.Query, "$filter=resourceId") {
+			t.Errorf("%s?%s: the whole list asked for", r.Path, r.Query)
+		}
+	}
+}
+
+// TestRolesWhenGraphRefusesTheFilter: should Graph refuse $filter on a list of assignments (400), the roles are
+// read from the whole list, and the filter is not asked again.
+func TestRolesWhenGraphRefusesTheFilter(t *testing.T) {
+	api := entrafake.NewGUID()
+	e := newGraphEnv(t, func(c *entra.GraphConfig) { c.APIAppID = api })
+	ctx := context.Background()
+	e.g.SetAPI(api, "CSR.Request.Db")
+	e.g.RefuseAssignmentFilter(true)
+	a, b := entrafake.NewGUID(), entrafake.NewGUID()
+	for _, app := range []string{a, b} {
+		e.g.PutServicePrincipal(app, true)
+		e.g.AssignAppRole(app, "CSR.Request.Db")
+	}
+	for _, app := range []string{a, b} {
+		if roles, err := e.d.AppRoles(ctx, app, nil, e.clock.Now()); err != nil || !slices.Equal(roles, []string{"CSR.Request.Db"}) {
+			t.Fatalf("AppRoles(%s) = %v, %v", app, roles, err)
+		}
+	}
+	filtered := 0
+	for _, r := range e.g.Requests() {
+		if strings.Contains(r.Query, "$filter") {
+			filtered++
+		}
+	}
+	if filtered != 1 {
+		t.Fatalf("%d requests asked for the filter Graph refused; want 1", filtered)
+	}
+	// A refusal of the whole list too is no answer, and the filter stays in use.
+	f := newGraphEnv(t, func(c *entra.GraphConfig) { c.APIAppID = api })
+	f.g.SetAPI(api, "CSR.Request.Db")
+	f.g.PutServicePrincipal(a, true)
+	f.g.SetFault(entrafake.Fault{Status: http.StatusBadRequest, Path: "/v1.0/servicePrincipals/" + a + "/appRoleAssignments"})
+	if _, err := f.d.AppRoles(ctx, a, nil, f.clock.Now()); !errors.Is(err, entra.ErrUnavailable) {
+		t.Fatalf("Graph refusing both reads: AppRoles = %v, want ErrUnavailable", err)
+	}
+	f.g.SetFault(entrafake.Fault{})
+	f.g.AssignAppRole(a, "CSR.Request.Db")
+	f.clock.Advance(entra.DefaultPositiveTTL)
+	if roles, err := f.d.AppRoles(ctx, a, nil, f.clock.Now()); err != nil || len(roles) != 1 {
+		t.Fatalf("AppRoles = %v, %v", roles, err)
+	}
+	if last := f.g.Requests()[len(f.g.Requests())-1]; !strings.Contains(last.Query, "$filter") {
+		t.Fatalf("after a 400 for both reads the filter was dropped: %s?%s", last.Path, last.Query)
+	}
+}
+
 // TestRefusedUserAppRoles: a refused read of a user's app role assignments is reported as Directory.Read.All missing,
 // the permission it needs, while the user's account, read with User.Read.All, is allowed.
 func TestRefusedUserAppRoles(t *testing.T) {

@@ -10,8 +10,10 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -98,6 +100,9 @@ type Directory struct {
 	refusedMu   sync.Mutex
 	refused     map[string]Refusal // by Permission
 	wrongTenant error              // the last Graph token's tenant was not TenantID
+	// unfiltered is set once Graph refused $filter=resourceId on an appRoleAssignments list that it then served
+	// without: the assignments are read whole from then on (assignedRoles).
+	unfiltered atomic.Bool
 }
 
 // WrongTenant reports the last Graph token the credential gave was for another tenant than TenantID (nil once a
@@ -523,6 +528,11 @@ const (
 	minGraphAttemptTime   = time.Second // what the retried GET is left at least, or it is not tried
 )
 
+// graphStatus is a Graph answer's status other than 200 and 404, for the callers that tell one from another.
+type graphStatus int
+
+func (s graphStatus) Error() string { return "status " + strconv.Itoa(int(s)) }
+
 // getJSONOnce is one attempt of getJSON. wait is how long to wait before
 // another attempt may help, or -1 when none would.
 func (d *Directory) getJSONOnce(ctx context.Context, u string, hdr http.Header, v any) (found bool, wait time.Duration, err error) {
@@ -574,7 +584,7 @@ func (d *Directory) getJSONOnce(ctx context.Context, u string, hdr http.Header, 
 				wait = -1
 			}
 		}
-		return false, wait, fmt.Errorf("%w: Graph GET %s: status %d", ErrUnavailable, req.URL.Path, resp.StatusCode)
+		return false, wait, fmt.Errorf("%w: Graph GET %s: %w", ErrUnavailable, req.URL.Path, graphStatus(resp.StatusCode))
 	case len(body) > maxGraphBodyBytes:
 		return false, -1, fmt.Errorf("%w: Graph response exceeds %d bytes", ErrUnavailable, maxGraphBodyBytes)
 	}

@@ -28,8 +28,8 @@ const GraphScope = "https://graph.microsoft.com/.default"
 //	GET /v1.0/users/{id}
 //	GET /v1.0/servicePrincipals/{id}
 //	GET /v1.0/servicePrincipals(appId='{appId}')
-//	GET /v1.0/servicePrincipals/{id}/appRoleAssignments
-//	GET /v1.0/users/{id}/appRoleAssignments
+//	GET /v1.0/servicePrincipals/{id}/appRoleAssignments[?$filter=resourceId eq {id}]
+//	GET /v1.0/users/{id}/appRoleAssignments[?$filter=resourceId eq {id}]
 //	GET /v1.0/devices(deviceId='{deviceId}')/registeredOwners
 //	GET /v1.0/devices/{objectId}/registeredOwners
 //	GET /v1.0/devices(deviceId='{deviceId}')
@@ -63,6 +63,8 @@ type Graph struct {
 	assigned  map[string][]string     // the API's role values assigned to a principal (user, group, service principal), by its id
 	removed   map[string][]string     // assignments RemoveAppRole took away, which minting does not restore
 	members   map[string][]string     // a group's direct members, by the group's id
+	foreign   map[string]int          // how many roles of other applications a principal is assigned, by its id
+	noFilter  bool                    // $filter on appRoleAssignments answered 400 (RefuseAssignmentFilter)
 	devices   map[string]*graphDevice // by deviceId
 	managed   map[string]ManagedDevice
 	journal   []Request
@@ -132,6 +134,7 @@ func NewGraph(tb testing.TB) *Graph {
 		assigned: make(map[string][]string),
 		removed:  make(map[string][]string),
 		members:  make(map[string][]string),
+		foreign:  make(map[string]int),
 		devices:  make(map[string]*graphDevice),
 		managed:  make(map[string]ManagedDevice),
 		closing:  make(chan struct{}),
@@ -276,6 +279,22 @@ func (g *Graph) RemoveGroupMember(groupID, userID string) {
 	g.members[gid] = slices.DeleteFunc(g.members[gid], func(m string) bool { return m == uid })
 }
 
+// AssignForeignRoles assigns the principal id (user, group or service principal) n app roles of other applications,
+// which its appRoleAssignments list before the API's: a user in many groups, or an application granted many APIs.
+func (g *Graph) AssignForeignRoles(id string, n int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.foreign[strings.ToLower(id)] = n
+}
+
+// RefuseAssignmentFilter makes every $filter on an appRoleAssignments list a 400 Request_UnsupportedQuery, as a
+// Graph that did not support the filter would answer.
+func (g *Graph) RefuseAssignmentFilter(refuse bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.noFilter = refuse
+}
+
 // ensureAppRoles assigns the roles a minted token (app-only or user) carries, unless RemoveAppRole took them away.
 func (g *Graph) ensureAppRoles(spID string, roles []string) {
 	g.mu.Lock()
@@ -381,6 +400,8 @@ var (
 	reUsRoles = regexp.MustCompile(`^/v1\.0/users/([^/]+)/appRoleAssignments$`)
 	reManaged = regexp.MustCompile(`^/v1\.0/deviceManagement/managedDevices/([^/]+)$`)
 	reFilter  = regexp.MustCompile(`^deviceId eq '([0-9a-fA-F-]{36})'$`)
+	// A Guid property is compared with an unquoted literal in OData v4.
+	reResFilt = regexp.MustCompile(`^resourceId eq ([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$`)
 )
 
 func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
@@ -574,21 +595,34 @@ func (g *Graph) servicePrincipal(w http.ResponseWriter, r *http.Request, id stri
 }
 
 // appRoleAssignments answers GET /servicePrincipals/{id}/appRoleAssignments: the API's roles assigned to it, after
-// one assignment to another resource that carries the ID of one of the API's roles (role IDs are unique only per
-// resource), which a client must skip. SetPageSize pages it, with @odata.nextLink.
+// its assignments to other resources (foreignAssignments). assignmentList filters and pages it.
 func (g *Graph) appRoleAssignments(w http.ResponseWriter, r *http.Request, spID string) {
-	sel, ok := selected(w, r, "appRoleAssignment", assignProps, "$skiptoken")
+	sel, ok := selected(w, r, "appRoleAssignment", assignProps, "$skiptoken", "$filter")
 	if !ok {
 		return
 	}
 	g.mu.Lock()
 	_, found := g.apps[spID]
-	api, assigned, pageSize := g.api, slices.Clone(g.assigned[spID]), g.pageSize
+	api, assigned, foreign, pageSize := g.api, slices.Clone(g.assigned[spID]), g.foreign[spID], g.pageSize
 	g.mu.Unlock()
 	if !found {
 		objectNotFound(w, spID)
 		return
 	}
+	all := foreignAssignments(api, spID, "ServicePrincipal", foreign)
+	for _, role := range assigned {
+		if api == nil || api.roleIDs[role] == "" {
+			continue
+		}
+		all = append(all, map[string]any{"id": role, "principalId": spID, "principalType": "ServicePrincipal",
+			"resourceId": api.spID, "appRoleId": api.roleIDs[role]})
+	}
+	g.assignmentList(w, r, all, sel, pageSize, "servicePrincipals('"+spID+"')", false)
+}
+
+// foreignAssignments are a principal's assignments to other applications: one that carries the ID of one of the
+// API's roles (role IDs are unique only per resource), which a client must skip, and n more.
+func foreignAssignments(api *resourceApp, principal, principalType string, n int) []map[string]any {
 	foreignRole := NewGUID()
 	if api != nil {
 		for _, id := range api.roleIDs {
@@ -596,12 +630,29 @@ func (g *Graph) appRoleAssignments(w http.ResponseWriter, r *http.Request, spID 
 			break
 		}
 	}
-	all := []map[string]any{{"id": "foreign", "principalId": spID, "resourceId": NewGUID(), "appRoleId": foreignRole}}
-	for _, role := range assigned {
-		if api == nil || api.roleIDs[role] == "" {
-			continue
+	out := []map[string]any{{"id": "foreign", "principalId": principal, "principalType": principalType,
+		"resourceId": NewGUID(), "appRoleId": foreignRole}}
+	for i := range n {
+		out = append(out, map[string]any{"id": "foreign" + strconv.Itoa(i), "principalId": principal,
+			"principalType": principalType, "resourceId": NewGUID(), "appRoleId": NewGUID()})
+	}
+	return out
+}
+
+// assignmentList answers an appRoleAssignments list: all, kept to the resource a $filter names (resourceId eq
+// <guid>, the one filter the fake models; any other is a 400, as is every filter after RefuseAssignmentFilter),
+// paged by pageSize with @odata.nextLink, counted with @odata.count when count.
+func (g *Graph) assignmentList(w http.ResponseWriter, r *http.Request, all []map[string]any, sel []string, pageSize int, set string, count bool) {
+	if q := r.URL.Query(); q.Has("$filter") {
+		g.mu.Lock()
+		refuse := g.noFilter
+		g.mu.Unlock()
+		m := reResFilt.FindStringSubmatch(q.Get("$filter"))
+		if refuse || m == nil {
+			graphError(w, http.StatusBadRequest, "Request_UnsupportedQuery", "Unsupported or invalid query filter clause.")
+			return
 		}
-		all = append(all, map[string]any{"id": role, "principalId": spID, "resourceId": api.spID, "appRoleId": api.roleIDs[role]})
+		all = slices.DeleteFunc(all, func(a map[string]any) bool { return !strings.EqualFold(a["resourceId"].(string), m[1]) })
 	}
 	start, end, ok := pageOf(w, r, len(all), pageSize)
 	if !ok {
@@ -611,7 +662,10 @@ func (g *Graph) appRoleAssignments(w http.ResponseWriter, r *http.Request, spID 
 	for _, a := range all[start:end] {
 		value = append(value, project(a, sel))
 	}
-	body := map[string]any{"@odata.context": g.srv.URL + "/v1.0/$metadata#servicePrincipals('" + spID + "')/appRoleAssignments", "value": value}
+	body := map[string]any{"@odata.context": g.srv.URL + "/v1.0/$metadata#" + set + "/appRoleAssignments", "value": value}
+	if count {
+		body["@odata.count"] = len(all)
+	}
 	if end < len(all) {
 		body["@odata.nextLink"] = nextPage(r, end)
 	}
@@ -624,9 +678,9 @@ func (g *Graph) appRoleAssignments(w http.ResponseWriter, r *http.Request, spID 
 // one of the API's roles, which a client must skip. Graph documents that only an advanced query ($count=true with
 // ConsistencyLevel: eventual) is sure to list all of a user's assignments through groups; the fake lists those only
 // then, and refuses $count without ConsistencyLevel: eventual, as Graph refuses an advanced query without it.
-// SetPageSize pages it, with @odata.nextLink.
+// assignmentList filters and pages it.
 func (g *Graph) userAppRoleAssignments(w http.ResponseWriter, r *http.Request, userID string) {
-	sel, ok := selected(w, r, "appRoleAssignment", assignProps, "$skiptoken", "$count")
+	sel, ok := selected(w, r, "appRoleAssignment", assignProps, "$skiptoken", "$count", "$filter")
 	if !ok {
 		return
 	}
@@ -652,6 +706,7 @@ func (g *Graph) userAppRoleAssignments(w http.ResponseWriter, r *http.Request, u
 	for _, role := range g.assigned[userID] {
 		grants = append(grants, grant{userID, "User", role})
 	}
+	all := foreignAssignments(api, userID, "User", g.foreign[userID])
 	if advanced {
 		groups := slices.Sorted(maps.Keys(g.members))
 		for _, gid := range groups {
@@ -659,6 +714,7 @@ func (g *Graph) userAppRoleAssignments(w http.ResponseWriter, r *http.Request, u
 				for _, role := range g.assigned[gid] {
 					grants = append(grants, grant{gid, "Group", role})
 				}
+				all = append(all, foreignAssignments(api, gid, "Group", g.foreign[gid])[1:]...)
 			}
 		}
 	}
@@ -667,14 +723,6 @@ func (g *Graph) userAppRoleAssignments(w http.ResponseWriter, r *http.Request, u
 		objectNotFound(w, userID)
 		return
 	}
-	foreignRole := NewGUID()
-	if api != nil {
-		for _, id := range api.roleIDs {
-			foreignRole = id
-			break
-		}
-	}
-	all := []map[string]any{{"id": "foreign", "principalId": userID, "principalType": "User", "resourceId": NewGUID(), "appRoleId": foreignRole}}
 	for i, a := range grants {
 		if api == nil || api.roleIDs[a.role] == "" {
 			continue
@@ -682,22 +730,7 @@ func (g *Graph) userAppRoleAssignments(w http.ResponseWriter, r *http.Request, u
 		all = append(all, map[string]any{"id": "a" + strconv.Itoa(i), "principalId": a.principal, "principalType": a.principalType,
 			"resourceId": api.spID, "appRoleId": api.roleIDs[a.role]})
 	}
-	start, end, ok := pageOf(w, r, len(all), pageSize)
-	if !ok {
-		return
-	}
-	value := []map[string]any{}
-	for _, a := range all[start:end] {
-		value = append(value, project(a, sel))
-	}
-	body := map[string]any{"@odata.context": g.srv.URL + "/v1.0/$metadata#users('" + userID + "')/appRoleAssignments", "value": value}
-	if advanced {
-		body["@odata.count"] = len(all)
-	}
-	if end < len(all) {
-		body["@odata.nextLink"] = nextPage(r, end)
-	}
-	writeJSON(w, http.StatusOK, body)
+	g.assignmentList(w, r, all, sel, pageSize, "users('"+userID+"')", advanced)
 }
 
 // user answers GET of one user by id.

@@ -294,3 +294,39 @@ func TestGraphUserAppRoleAssignments(t *testing.T) {
 		t.Fatalf("after RemoveAppRole and a new token: %v; want only the foreign assignment", m)
 	}
 }
+
+// TestGraphAssignmentFilter: $filter=resourceId eq <guid> keeps a list of appRoleAssignments to that resource, paged
+// and counted after the filter; any other filter, a quoted GUID among them, is a 400, and so is every filter once
+// RefuseAssignmentFilter is set.
+func TestGraphAssignmentFilter(t *testing.T) {
+	g := entrafake.NewGraph(t)
+	tenant := entrafake.New(t, entrafake.WithGraph(g))
+	user := entrafake.NewGUID()
+	tenant.MintUser(user, "a@contoso.test", []string{"Certificates.Read", "Certificates.Manage"})
+	g.AssignForeignRoles(user, 7)
+	g.SetPageSize(1)
+	_, api := graphGET(t, g, g.Token, "/v1.0/servicePrincipals(appId='"+tenant.ClientID+"')?$select=id")
+	apiID := api["id"].(string)
+	path := "/v1.0/users/" + user + "/appRoleAssignments?$select=resourceId&$count=true&$filter="
+	code, m := graphGET(t, g, g.Token, path+"resourceId%20eq%20"+strings.ToUpper(apiID), "ConsistencyLevel", "eventual")
+	if code != http.StatusOK || m["@odata.count"] != float64(2) || len(m["value"].([]any)) != 1 ||
+		m["value"].([]any)[0].(map[string]any)["resourceId"] != apiID || m["@odata.nextLink"] == nil {
+		t.Fatalf("filtered = %d %v", code, m)
+	}
+	if code, m = graphGET(t, g, g.Token, strings.Replace(path, "$filter=", "$filter=resourceId%20eq%20"+entrafake.NewGUID(), 1),
+		"ConsistencyLevel", "eventual"); code != http.StatusOK || m["@odata.count"] != float64(0) {
+		t.Fatalf("another resource = %d %v", code, m)
+	}
+	if code, _ = graphGET(t, g, g.Token, "/v1.0/users/"+user+"/appRoleAssignments?$select=resourceId"); code != http.StatusOK {
+		t.Fatalf("unfiltered = %d", code)
+	}
+	for _, bad := range []string{"resourceId%20eq%20'" + apiID + "'", "appRoleId%20eq%20" + apiID, "resourceId%20ne%20" + apiID} {
+		if code, m = graphGET(t, g, g.Token, path+bad, "ConsistencyLevel", "eventual"); code != http.StatusBadRequest || errorCode(m) != "Request_UnsupportedQuery" {
+			t.Fatalf("$filter=%s = %d %v", bad, code, m)
+		}
+	}
+	g.RefuseAssignmentFilter(true)
+	if code, _ = graphGET(t, g, g.Token, "/v1.0/servicePrincipals/"+apiID+"/appRoleAssignments?$filter=resourceId%20eq%20"+apiID); code != http.StatusBadRequest {
+		t.Fatalf("after RefuseAssignmentFilter = %d", code)
+	}
+}
