@@ -205,6 +205,7 @@ func TestUnreadableSecretsDisableOnlyTheirFeature(t *testing.T) {
 	}
 	// The revocation sync timer reports Intune as disabled, naming the setting.
 	req, _ = http.NewRequest(http.MethodPost, svc.base+"/revocation-sync", strings.NewReader(`{"Data":{},"Metadata":{}}`))
+	req.Header.Set("Content-Type", "application/json")
 	if resp, body := svc.do(t, req); resp.StatusCode != http.StatusOK || !strings.Contains(body, "AZSCEP_INTUNE_TENANT_ID") {
 		t.Errorf("/revocation-sync = %d %s", resp.StatusCode, body)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"slices"
@@ -440,7 +441,7 @@ func routes(d *deps) *http.ServeMux {
 	mux.HandleFunc("/api/certificates", admin)
 	mux.HandleFunc("/api/certificates/", admin)
 	mux.Handle("/api/console/", consoleHandler(d)) // the certificate console (internal/console)
-	mux.Handle("/revocation-sync", timer.Handler("timer", d.log, d.runSync))
+	mux.Handle("/revocation-sync", hostInvocation(timer.Handler("timer", d.log, d.runSync)))
 	if d.dev != nil && d.cfg.Mode == config.ModeLocal {
 		mux.Handle("/api/dev/", d.dev)
 	}
@@ -548,6 +549,30 @@ func (d *deps) unclean(mux *http.ServeMux) http.Handler {
 		h = httpx.LoopbackHostOnly(h)
 	}
 	return h
+}
+
+// hostInvocation admits to a non-HTTP function's route only what the Functions host sends there: its JSON envelope
+// from a plain HTTP client. The timer route runs RA maintenance, an Intune revocation cycle and a CRL signature for
+// whoever reaches the port, and in local mode that includes every web page open in the developer's browser: its
+// form posts and no-cors fetches reach 127.0.0.1 with a loopback Host, which LoopbackHostOnly admits. Browsers mark
+// their requests (Origin on every POST, Sec-Fetch-Site) and cannot send a JSON content type across origins without
+// a preflight, which this route never grants; the host sends neither mark and always JSON (azure-functions.md §1.5).
+func hostInvocation(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Origin") != "" || r.Header.Get("Sec-Fetch-Site") != "" {
+			httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusForbidden, Code: "browser_request",
+				Detail: "this route is for the Functions host's invocations, not for browsers"})
+			return
+		}
+		if r.Method == http.MethodPost {
+			if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+				httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type",
+					Detail: "the invocation must be application/json"})
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (d *deps) crlHandler() http.Handler {
