@@ -362,6 +362,13 @@ func (h *Handler) search(w http.ResponseWriter, r *http.Request) {
 				badRequest(w, r, "bad_time", p.name+" must be an RFC 3339 time")
 				return
 			}
+			// Table Storage's Edm.DateTime holds UTC times from 1601 to 9999; an offset can carry a time that
+			// parses outside them (0000-01-01T00:00:00+01:00), which the service would refuse as a 400 of its own,
+			// answered here as if the store were down.
+			if y := t.UTC().Year(); y < 1601 || y > 9999 {
+				badRequest(w, r, "bad_time", p.name+" must fall between the years 1601 and 9999 (UTC)")
+				return
+			}
 			*p.dst = t
 		}
 	}

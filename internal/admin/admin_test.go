@@ -372,14 +372,17 @@ func TestSearchBadQueries(t *testing.T) {
 		{"since=yesterday", "bad_time"},
 		{"until=2026-13-01T00:00:00Z", "bad_time"},
 		{"since=2026-04-01", "bad_time"},
+		{"since=0000-01-01T00:00:00%2B01:00", "bad_time"},
+		{"until=9999-12-31T23:00:00-02:00", "bad_time"},
+		{"until=1600-12-31T23:59:59Z", "bad_time"},
 		{"continuation=%21%21%21", "bad_continuation"},
 		{"continuation=eyJhIjoiIn0", "bad_continuation"},
 	} {
 		resp, body := e.do(t, http.MethodGet, "/api/certificates?"+tt.query, e.admin, "")
 		wantProblem(t, resp, body, http.StatusBadRequest, tt.code)
 	}
-	// Limit bounds are inclusive.
-	for _, q := range []string{"limit=1", "limit=200"} {
+	// Limit bounds are inclusive, and so are the times Table Storage holds.
+	for _, q := range []string{"limit=1", "limit=200", "since=1601-01-01T00:00:00Z", "until=9999-12-31T23:59:59Z"} {
 		if resp, body := e.do(t, http.MethodGet, "/api/certificates?"+q, e.admin, ""); resp.StatusCode != http.StatusOK {
 			t.Errorf("%s: %d %s", q, resp.StatusCode, body)
 		}
