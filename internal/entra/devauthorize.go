@@ -85,6 +85,10 @@ func (d *DevIssuer) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet:
 		v = r.URL.Query()
 	case http.MethodPost:
+		if !d.fromOwnPage(r) {
+			http.Error(w, "the sign-in form is posted only from this issuer's own page", http.StatusForbidden)
+			return
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, devMaxRequestBytes)
 		if err := r.ParseForm(); err != nil {
 			http.Error(w, "the form could not be read", http.StatusBadRequest)
@@ -133,6 +137,19 @@ func (d *DevIssuer) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	back.RawQuery = q.Encode()
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, back.String(), http.StatusSeeOther)
+}
+
+// fromOwnPage tells whether a POST may come from the issuer's sign-in page: a browser marks a post from another
+// site's page (Sec-Fetch-Site, Origin), and any page open in the developer's browser can post a form to the
+// loopback port. Unmarked requests come from no browser. A cross-site page would otherwise fill the outstanding
+// codes (devMaxCodes), locking the console's sign-in out for devCodeLifetime.
+func (d *DevIssuer) fromOwnPage(r *http.Request) bool {
+	if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" {
+		return false
+	}
+	base, _ := url.Parse(d.cfg.BaseURL) // validated by NewDevIssuer
+	o := r.Header.Get("Origin")
+	return o == "" || o == base.Scheme+"://"+base.Host
 }
 
 func (a *devAuthorizer) issue(c devCode, now time.Time) (string, error) {
@@ -256,6 +273,8 @@ func (d *DevIssuer) signInPage(w http.ResponseWriter, a authorizeRequest) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Security-Policy", signInCSP)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Referrer-Policy", "no-referrer")
+	// same-origin, not no-referrer: under no-referrer a browser sends "Origin: null" with the form's own post,
+	// which fromOwnPage cannot tell from another site's sandboxed page. The page's URL still reaches no one else.
+	w.Header().Set("Referrer-Policy", "same-origin")
 	_ = signInPage.Execute(w, map[string]any{"A": a, "Roles": devRoles, "CSS": template.CSS(signInCSS)})
 }

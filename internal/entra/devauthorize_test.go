@@ -136,6 +136,36 @@ func TestDevAuthorizeRefusesBadRequests(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("no upn: %d", resp.StatusCode)
 	}
+	// A form another site's page posts gets no code, whatever it holds; the issuer's own page (same origin) does.
+	withUPN := url.Values{"upn": {"mallory@azscep.local"}}
+	for k, vs := range good {
+		withUPN[k] = vs
+	}
+	for _, h := range []map[string]string{
+		{"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+		{"Origin": "null"},
+		{"Sec-Fetch-Site": "same-site"},
+		{"Origin": "http://localhost:1"},
+		{"Origin": srv.URL, "Sec-Fetch-Site": "same-origin"},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/dev/authorize", strings.NewReader(withUPN.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		want := http.StatusForbidden
+		if h["Origin"] == srv.URL {
+			want = http.StatusSeeOther
+		}
+		if resp.StatusCode != want {
+			t.Errorf("authorize POST with %v: %d, want %d", h, resp.StatusCode, want)
+		}
+	}
 	// The token endpoint refuses other grants in a form body.
 	resp, err = http.PostForm(srv.URL+"/api/dev/token", url.Values{"grant_type": {"password"}})
 	if err != nil {
