@@ -34,7 +34,7 @@ import (
 
 // Defaults for Options.
 const (
-	// DefaultResponseValidity is nextUpdate − thisUpdate. An hour bounds how long a relying party may keep
+	// DefaultResponseValidity is nextUpdate − the signing time. An hour bounds how long a relying party may keep
 	// trusting a "good" answer after a revocation.
 	DefaultResponseValidity = time.Hour
 	// DefaultCacheMargin: a cached response is replaced this long before its nextUpdate, so clients and HTTP
@@ -130,7 +130,8 @@ type Options struct {
 	Recorder Recorder
 	// KeyType of the in-memory responder key; default KeyP256.
 	KeyType KeyType
-	// ResponseValidity is nextUpdate − thisUpdate; default DefaultResponseValidity.
+	// ResponseValidity is nextUpdate − the signing time (thisUpdate lies 5 minutes before the signing, for relying
+	// parties whose clocks run behind); default DefaultResponseValidity.
 	ResponseValidity time.Duration
 	// CacheMargin: cached responses are re-signed this long before nextUpdate; default DefaultCacheMargin.
 	CacheMargin time.Duration
@@ -449,8 +450,9 @@ func (r *Responder) build(ctx context.Context, req *request, cacheable bool, epo
 		return respTryLater, fmt.Errorf("%w: %w", ErrTryLater, err)
 	}
 	now := r.clock.Now()
-	single.thisUpdate = now.UTC().Truncate(time.Second)
-	single.nextUpdate = d.nextUpdate(single.thisUpdate, r.opts.ResponseValidity)
+	signed := now.UTC().Truncate(time.Second)
+	single.thisUpdate = signed.Add(-thisUpdateBackdate)
+	single.nextUpdate = d.nextUpdate(signed, r.opts.ResponseValidity)
 	der, err := marshalResponse(d, req, single, now)
 	if err != nil {
 		return respInternal, err
