@@ -30,6 +30,14 @@ var (
 // responderCertBackdate absorbs clock skew between us and relying parties.
 const responderCertBackdate = 5 * time.Minute
 
+// thisUpdateBackdate is how far a response's thisUpdate lies before its signing, for the same reason and by the
+// same amount as the responder certificate's notBefore (and the CRL's thisUpdate, crl.ThisUpdateBackdate): a
+// relying party whose clock runs behind ours rejects a response whose thisUpdate is in its future ("status not
+// yet valid": OpenSSL's OCSP_check_validity allows only the skew its caller passes, none with the openssl
+// command's -validity_period 0). A larger back-date would buy nothing: such a party already rejects the responder
+// certificate as not yet valid. Equal to that certificate's back-date, thisUpdate never precedes its notBefore.
+const thisUpdateBackdate = responderCertBackdate
+
 // delegate is one responder key with its CA-signed certificate. Immutable once built.
 type delegate struct {
 	key         crypto.Signer
@@ -57,12 +65,12 @@ func (d *delegate) usableFor(now time.Time, validity time.Duration) bool {
 	return !now.Add(validity).After(d.cert.NotAfter)
 }
 
-// nextUpdate is thisUpdate+validity, cut to the certificate's notAfter: a relying party accepts a response only
+// nextUpdate is signed+validity, cut to the certificate's notAfter: a relying party accepts a response only
 // while its signer is authorised (RFC 6960 §3.2), so a response must not claim to be good for longer than the
 // certificate that signs it — and so never beyond the CA's notAfter. The cut only happens in the CA's last
-// response validity; before it usableFor already keeps thisUpdate+validity inside the certificate.
-func (d *delegate) nextUpdate(thisUpdate time.Time, validity time.Duration) time.Time {
-	next := thisUpdate.Add(validity)
+// response validity; before it usableFor already keeps signed+validity inside the certificate.
+func (d *delegate) nextUpdate(signed time.Time, validity time.Duration) time.Time {
+	next := signed.Add(validity)
 	if next.After(d.cert.NotAfter) {
 		return d.cert.NotAfter
 	}

@@ -34,7 +34,7 @@ import (
 
 // Defaults for Options.
 const (
-	// DefaultResponseValidity is nextUpdate − thisUpdate. An hour bounds how long a relying party may keep
+	// DefaultResponseValidity is nextUpdate − the signing time. An hour bounds how long a relying party may keep
 	// trusting a "good" answer after a revocation.
 	DefaultResponseValidity = time.Hour
 	// DefaultCacheMargin: a cached response is replaced this long before its nextUpdate, so clients and HTTP
@@ -45,6 +45,10 @@ const (
 	// DefaultCacheSize bounds the number of cached responses (about 1 KiB each with an ECDSA responder, 1.4 KiB
 	// with an RSA-2048 one).
 	DefaultCacheSize = 10_000
+	// AbsentTTL is how long an instance keeps answering "unknown" from memory for a serial the store holds no record
+	// of (see Status.Absent): a relying party, scanner or attacker repeating one such request costs one store read
+	// and one signature per AbsentTTL instead of one each time.
+	AbsentTTL = 5 * time.Minute
 	// DefaultLookupTimeout bounds a status lookup and signing when the caller's context has no deadline.
 	DefaultLookupTimeout = 10 * time.Second
 	// DefaultRetryBackoff is the pause after a failed responder-certificate renewal before the next attempt.
@@ -83,7 +87,12 @@ var (
 // Status is a certificate's revocation status as the storage layer knows it.
 type Status struct {
 	// Known is false when the serial was never issued by this CA (answered "unknown").
-	Known     bool
+	Known bool
+	// Absent (with Known false) says the store holds no record of the serial at all, not even a pending one. Every
+	// certificate has its pending record before the CA signs it and serials are random, so no certificate with this
+	// serial exists and none will be issued: the "unknown" answer may be remembered (for AbsentTTL). A serial with a
+	// record that is not delivered (pending, withheld) is not Absent: it may become good at any moment.
+	Absent    bool
 	Revoked   bool
 	RevokedAt time.Time
 	// Reason is the RFC 5280 §5.3.1 CRLReason code.
@@ -130,7 +139,8 @@ type Options struct {
 	Recorder Recorder
 	// KeyType of the in-memory responder key; default KeyP256.
 	KeyType KeyType
-	// ResponseValidity is nextUpdate − thisUpdate; default DefaultResponseValidity.
+	// ResponseValidity is nextUpdate − the signing time (thisUpdate lies 5 minutes before the signing, for relying
+	// parties whose clocks run behind); default DefaultResponseValidity.
 	ResponseValidity time.Duration
 	// CacheMargin: cached responses are re-signed this long before nextUpdate; default DefaultCacheMargin.
 	CacheMargin time.Duration
@@ -138,7 +148,8 @@ type Options struct {
 	// 4 × ResponseValidity. A certificate never ends after the CA certificate: in the CA's last
 	// ResponderCertValidity it ends with the CA and responses' nextUpdate is cut to it.
 	ResponderCertValidity time.Duration
-	// CacheSize bounds the cached responses; default DefaultCacheSize.
+	// CacheSize bounds the cached responses, and an eighth of it the remembered "unknown" answers (Status.Absent);
+	// default DefaultCacheSize.
 	CacheSize int
 	// LookupTimeout bounds a shared status lookup and signature; default DefaultLookupTimeout.
 	LookupTimeout time.Duration
@@ -166,6 +177,8 @@ type Stats struct {
 	// ResponderCerts counts responder certificates signed by the CA key.
 	ResponderCerts int64
 	CacheEntries   int
+	// AbsentEntries counts the remembered "unknown" answers for serials without a record.
+	AbsentEntries int
 	// GenerationReads counts reads of the revocation generation.
 	GenerationReads int64
 }
@@ -184,7 +197,8 @@ type Responder struct {
 	issuerHashes map[crypto.Hash][2][]byte
 
 	cache         *responseCache
-	invalidations atomic.Uint64 // bumped by Invalidate; a miss computed across a bump is not cached
+	absent        *responseCache // "unknown" answers for Absent serials, apart so that they never evict cache's
+	invalidations atomic.Uint64  // bumped by Invalidate; a miss computed across a bump is not cached
 	misses        singleflight.Group
 
 	delegate      atomic.Pointer[delegate]
@@ -258,6 +272,7 @@ func NewResponder(caCert *x509.Certificate, caSigner crypto.Signer, source Statu
 		log:          opts.Logger,
 		issuerHashes: make(map[crypto.Hash][2][]byte, len(hashOIDs)),
 		cache:        newResponseCache(opts.CacheSize),
+		absent:       newResponseCache(max(opts.CacheSize/8, 1)),
 	}
 	if r.clock == nil {
 		r.clock = systemClock{}
@@ -298,10 +313,11 @@ func (r *Responder) Invalidate(serial *big.Int) {
 	}
 	r.invalidations.Add(1)
 	r.cache.remove(serial)
+	r.absent.remove(serial)
 	// The responder's own certificate revoked (an admin suspects its key): stop signing with it. Its responses
 	// carry id-pkix-ocsp-nocheck, so relying parties never see the revocation; only replacing it helps.
 	if d := r.delegate.Load(); d != nil && d.cert.SerialNumber.Cmp(serial) == 0 && r.delegate.CompareAndSwap(d, nil) {
-		r.cache.clear()
+		r.clearCaches()
 	}
 }
 
@@ -337,7 +353,7 @@ func (r *Responder) cacheCurrent(ctx context.Context) bool {
 			// First read, or too far behind to know which serials changed: drop everything. The responder's own
 			// certificate may be among them (revoked on another instance): ask the store, one read.
 			r.invalidations.Add(1)
-			r.cache.clear()
+			r.clearCaches()
 			if d := r.delegate.Load(); d != nil && init {
 				if st, err := r.source.CertificateStatus(fctx, d.cert.SerialNumber); err == nil && st.Revoked {
 					r.Invalidate(d.cert.SerialNumber)
@@ -366,6 +382,13 @@ func (r *Responder) cacheCurrent(ctx context.Context) bool {
 	}
 }
 
+// clearCaches drops every cached response, the remembered "unknown" answers too: they are signed by the same
+// responder key.
+func (r *Responder) clearCaches() {
+	r.cache.clear()
+	r.absent.clear()
+}
+
 // Stats returns counters since start.
 func (r *Responder) Stats() Stats {
 	return Stats{
@@ -374,6 +397,7 @@ func (r *Responder) Stats() Stats {
 		ResponsesSigned: r.signed.Load(),
 		ResponderCerts:  r.certs.Load(),
 		CacheEntries:    r.cache.len(),
+		AbsentEntries:   r.absent.len(),
 		GenerationReads: r.genReads.Load(),
 	}
 }
@@ -405,7 +429,12 @@ func (r *Responder) respond(ctx context.Context, reqDER []byte) (*cachedResponse
 
 	key := cacheKey(req.hash, req.serial)
 	if r.cacheCurrent(ctx) {
-		if c := r.cache.get(key, r.clock.Now()); c != nil {
+		now := r.clock.Now()
+		if c := r.cache.get(key, now); c != nil {
+			r.hits.Add(1)
+			return c, nil
+		}
+		if c := r.absent.get(key, now); c != nil {
 			r.hits.Add(1)
 			return c, nil
 		}
@@ -431,9 +460,9 @@ func (r *Responder) respond(ctx context.Context, reqDER []byte) (*cachedResponse
 // build looks up the status and signs a fresh response; when cacheable and no Invalidate happened since epoch
 // was read, the response is cached.
 func (r *Responder) build(ctx context.Context, req *request, cacheable bool, epoch uint64) (*cachedResponse, error) {
-	var st Status // unknown
 	// RFC 5280 §4.1.2.2 serials are positive and at most 20 octets; we never issued anything else, so the
 	// store is not asked about it.
+	st := Status{Absent: true}
 	if b := req.serial.Bytes(); req.serial.Sign() > 0 && len(b) <= 20 {
 		var err error
 		if st, err = r.source.CertificateStatus(ctx, req.serial); err != nil {
@@ -449,8 +478,9 @@ func (r *Responder) build(ctx context.Context, req *request, cacheable bool, epo
 		return respTryLater, fmt.Errorf("%w: %w", ErrTryLater, err)
 	}
 	now := r.clock.Now()
-	single.thisUpdate = now.UTC().Truncate(time.Second)
-	single.nextUpdate = d.nextUpdate(single.thisUpdate, r.opts.ResponseValidity)
+	signed := now.UTC().Truncate(time.Second)
+	single.thisUpdate = signed.Add(-thisUpdateBackdate)
+	single.nextUpdate = d.nextUpdate(signed, r.opts.ResponseValidity)
 	der, err := marshalResponse(d, req, single, now)
 	if err != nil {
 		return respInternal, err
@@ -465,10 +495,19 @@ func (r *Responder) build(ctx context.Context, req *request, cacheable bool, epo
 		etag:       `"` + hex.EncodeToString(sum[:16]) + `"`,
 		public:     req.nonceValue == nil,
 	}
-	// Unknown serials are not cached: random serials would evict real entries, and nothing is gained by
-	// remembering them (they cost one point read).
-	if cacheable && st.Known && r.invalidations.Load() == epoch {
+	if end := now.Add(AbsentTTL); st.Absent && !st.Known && end.Before(res.staleAt) {
+		// HTTP caches are told the same lifetime as the instance keeps it.
+		res.staleAt = end
+	}
+	// "Unknown" answers are kept apart, so that random serials cannot evict real entries, and only for serials
+	// without any record (see Status.Absent), for AbsentTTL. One with a pending record is not remembered: its
+	// certificate may be delivered, on any instance, the next moment.
+	switch {
+	case !cacheable || r.invalidations.Load() != epoch:
+	case st.Known:
 		r.cache.put(cacheKey(req.hash, req.serial), res, now)
+	case st.Absent:
+		r.absent.put(cacheKey(req.hash, req.serial), res, now)
 	}
 	return res, nil
 }

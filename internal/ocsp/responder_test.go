@@ -68,8 +68,8 @@ func TestRespond_Statuses(t *testing.T) {
 				}
 			}
 			now := f.clock.Now()
-			if !resp.ThisUpdate.Equal(now) || !resp.NextUpdate.Equal(now.Add(DefaultResponseValidity)) || !resp.ProducedAt.Equal(now) {
-				t.Errorf("times = produced %v this %v next %v; want %v and +1h", resp.ProducedAt, resp.ThisUpdate, resp.NextUpdate, now)
+			if !resp.ThisUpdate.Equal(now.Add(-thisUpdateBackdate)) || !resp.NextUpdate.Equal(now.Add(DefaultResponseValidity)) || !resp.ProducedAt.Equal(now) {
+				t.Errorf("times = produced %v this %v next %v; want %v, −5m and +1h", resp.ProducedAt, resp.ThisUpdate, resp.NextUpdate, now)
 			}
 			if resp.Certificate == nil {
 				t.Fatal("responder certificate not included")
@@ -225,8 +225,8 @@ func TestRespond_CacheRefreshedBeforeNextUpdate(t *testing.T) {
 	}
 	f.clock.Advance(time.Second)
 	second := mustParse(t, mustRespond(t, f.r, req), f.ca.cert)
-	if !second.ThisUpdate.Equal(f.clock.Now()) {
-		t.Fatalf("not refreshed %v before nextUpdate: thisUpdate %v", 10*time.Minute, second.ThisUpdate)
+	if !second.ProducedAt.Equal(f.clock.Now()) {
+		t.Fatalf("not refreshed %v before nextUpdate: producedAt %v", 10*time.Minute, second.ProducedAt)
 	}
 	if f.r.Stats().ResponsesSigned != 2 {
 		t.Errorf("signatures = %d, want 2", f.r.Stats().ResponsesSigned)

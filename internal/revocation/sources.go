@@ -143,11 +143,12 @@ func (s Status) readCRLNumber(ctx context.Context) (*big.Int, string, error) {
 }
 
 // CertificateStatus answers good for issued certificates, revoked with time and reason, and unknown for anything
-// never delivered (pending, abandoned, withheld) or never issued here.
+// never delivered (pending, abandoned, withheld) or never issued here; the last without any record is Absent, which
+// the responder may remember (no certificate is signed before its pending record exists).
 func (s Status) CertificateStatus(ctx context.Context, serial *big.Int) (ocsp.Status, error) {
 	rec, err := s.Store.Get(ctx, store.SerialString(serial))
 	if errors.Is(err, store.ErrNotFound) {
-		return ocsp.Status{}, nil
+		return ocsp.Status{Absent: true}, nil
 	}
 	if err != nil {
 		return ocsp.Status{}, err

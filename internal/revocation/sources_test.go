@@ -180,7 +180,7 @@ func TestStatusCertificateStatus(t *testing.T) {
 		{"revoked", issued[1].Serial, ocsp.Status{Known: true, Revoked: true, RevokedAt: revokedRec.RevokedAt, Reason: 1}},
 		{"pending", pending.Serial, ocsp.Status{}},
 		{"withheld", withheld.Serial, ocsp.Status{}},
-		{"never issued", "0BADC0FFEE", ocsp.Status{}},
+		{"never issued", "0BADC0FFEE", ocsp.Status{Absent: true}},
 	} {
 		n, _ := store.ParseSerial(tt.serial)
 		got, err := s.CertificateStatus(t.Context(), n)
