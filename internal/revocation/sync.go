@@ -2,8 +2,6 @@ package revocation
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -306,7 +304,8 @@ func (s *Syncer) StopDetached(ctx context.Context) error {
 // begin takes the lease and records the run as started, so that every instance can tell it is running. A start
 // record that cannot be written gives the lease back: the run has not started.
 func (s *Syncer) begin(ctx context.Context, trigger string) (store.SyncRun, func(), error) {
-	run := store.SyncRun{ID: newID(), Started: s.cfg.Now(), Trigger: trigger}
+	started := s.cfg.Now()
+	run := store.SyncRun{ID: store.NewRunID(started), Started: started, Trigger: trigger}
 	release, err := s.lease(ctx, run.ID)
 	if err != nil {
 		// Not a run: nothing was read from Intune or changed. The run holding the lease records itself.
@@ -878,12 +877,6 @@ func (s *Syncer) capErrors(runID string, lines []string) []string {
 		size += len(enc) + 1
 	}
 	return kept
-}
-
-func newID() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // short keeps opaque request contexts out of logs in full.
