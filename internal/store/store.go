@@ -3,7 +3,7 @@
 // built from, the Intune revocation work items, and small pieces of CA state (public chain, wrapped RA key,
 // CRL number).
 //
-// Records are never deleted or overwritten. A record is created with an insert (a serial collision fails) and then
+// Records are never deleted or overwritten (the summaries of sync runs, which are no records, are pruned). A record is created with an insert (a serial collision fails) and then
 // only moves through the state machine pending → issued | abandoned, issued → revoked, each move an update
 // conditioned on the ETag the caller read (reliability.md §5.1).
 package store
@@ -378,6 +378,10 @@ type RevocationQueue interface {
 	// one point read, found or not; any other ID (runs recorded before IDs carried their start) is looked for
 	// among the runs kept.
 	RunByID(ctx context.Context, id string) (SyncRun, error)
+	// PruneRuns deletes the records of runs started before before, at most limit of them (limit > 0), and returns
+	// how many it deleted; later calls delete the rest. The caller picks before so that no run started then can
+	// still be going: a record is deleted whether or not its run recorded an end.
+	PruneRuns(ctx context.Context, before time.Time, limit int) (int, error)
 }
 
 // runIDTime is how a run ID made by NewRunID begins: the run's start in UTC, to the 100 ns Table Storage keeps.

@@ -896,6 +896,31 @@ func (s *Store) Runs(ctx context.Context, limit int) ([]store.SyncRun, error) {
 	return out, nil
 }
 
+// PruneRuns implements store.RevocationQueue: the newest of the runs started before before first, as Table
+// Storage lists them.
+func (s *Store) PruneRuns(ctx context.Context, before time.Time, limit int) (int, error) {
+	if err := ctxErr(ctx, "pruning runs"); err != nil {
+		return 0, err
+	}
+	if limit <= 0 {
+		return 0, fmt.Errorf("memstore: pruning runs: limit %d is not positive", limit)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := make([]string, 0, len(s.runs))
+	for k, run := range s.runs {
+		if run.Started.Before(before) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	keys = keys[:min(len(keys), limit)]
+	for _, k := range keys {
+		delete(s.runs, k)
+	}
+	return len(keys), nil
+}
+
 // Ping implements store.Store; memory always answers.
 func (s *Store) Ping(ctx context.Context) error {
 	return ctxErr(ctx, "ping")

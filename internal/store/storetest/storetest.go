@@ -58,6 +58,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"QueueOpen", testQueueOpen},
 		{"Runs", testRuns},
 		{"RunIDs", testRunIDs},
+		{"PruneRuns", testPruneRuns},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1224,6 +1225,59 @@ func testRunIDs(t *testing.T, s store.Store) {
 		strings.ToUpper(runs[0].ID), runs[0].ID[:len(runs[0].ID)-1]} {
 		if r, err := s.RunByID(ctx, id); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("RunByID(%s) = %+v, %v; want ErrNotFound", id, r, err)
+		}
+	}
+}
+
+// PruneRuns deletes the runs started before its cutoff, a bounded number per call, and nothing else: not a run
+// started at the cutoff or after it, finished or not.
+func testPruneRuns(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if n, err := s.PruneRuns(ctx, base, 10); n != 0 || err != nil {
+		t.Errorf("PruneRuns of no runs = %d, %v", n, err)
+	}
+	var old, kept []string
+	for i, at := range []time.Duration{-72 * time.Hour, -2 * time.Hour, -2 * time.Hour, -100, 0, time.Hour} {
+		started := base.Add(at)
+		run := store.SyncRun{ID: store.NewRunID(started), Started: started, Trigger: "timer"}
+		if i == 2 {
+			run.ID = fmt.Sprintf("legacy-%d", i) // an ID of the older form, at the same instant as another run
+		}
+		if i%2 == 0 {
+			run.Finished = started.Add(time.Minute) // the others never recorded an end (interrupted, or running)
+		}
+		if err := s.RecordRun(ctx, run); err != nil {
+			t.Fatal(err)
+		}
+		if at < 0 {
+			old = append(old, run.ID)
+		} else {
+			kept = append(kept, run.ID)
+		}
+	}
+	if _, err := s.PruneRuns(ctx, base, 0); err == nil {
+		t.Errorf("PruneRuns with no limit succeeded")
+	}
+	total := 0
+	for i, want := range []int{3, 1, 0} {
+		n, err := s.PruneRuns(ctx, base, 3)
+		if n != want || err != nil {
+			t.Errorf("PruneRuns #%d = %d, %v; want %d", i+1, n, err, want)
+		}
+		total += n
+	}
+	got, err := s.Runs(ctx, 0)
+	if err != nil || len(got) != len(kept) || got[0].ID != kept[1] || got[1].ID != kept[0] {
+		t.Errorf("after pruning %d, Runs = %+v, %v; want %v, newest first", total, got, err, kept)
+	}
+	for _, id := range old {
+		if r, err := s.RunByID(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("RunByID(%s) of a pruned run = %+v, %v; want ErrNotFound", id, r, err)
+		}
+	}
+	for _, id := range kept {
+		if _, err := s.RunByID(ctx, id); err != nil {
+			t.Errorf("RunByID(%s) of a run kept = %v", id, err)
 		}
 	}
 }

@@ -696,3 +696,49 @@ func decodeRun(p props) (store.SyncRun, error) {
 	}
 	return run, nil
 }
+
+// PruneRuns implements store.RevocationQueue. Runs started before before are the row keys from the inverted
+// instant just before it on (the newest of them first): one query for at most limit keys, then a delete of each,
+// conditioned on the ETag it was listed with. One already gone (404: another pruner) or written since (412) is
+// left, and not counted.
+func (s *Store) PruneRuns(ctx context.Context, before time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, fmt.Errorf("tables: pruning runs: limit %d is not positive", limit)
+	}
+	ns := before.UTC().UnixNano()
+	if ns <= 0 {
+		// Runs started before 1970 share the last key (runKey); there are none to prune before it.
+		return 0, nil
+	}
+	filter := "PartitionKey eq " + quote(runsPK) + " and RowKey ge " + quote(fmt.Sprintf("%019d", math.MaxInt64-ns+1))
+	sel, top := "RowKey", int32(min(limit, pageSize))
+	type row struct{ rk, etag string }
+	var old []row
+	err := s.list(ctx, s.runs, "listing runs to prune", &aztables.ListEntitiesOptions{Filter: &filter, Select: &sel, Top: &top},
+		func(p props, etag string) (bool, error) {
+			old = append(old, row{p.str("RowKey"), etag})
+			return len(old) < limit, nil
+		})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range old {
+		cctx, cancel := s.callCtx(ctx)
+		match := azcore.ETagAny
+		if r.etag != "" {
+			match = azcore.ETag(r.etag)
+		}
+		_, err := s.runs.DeleteEntity(cctx, runsPK, r.rk, &aztables.DeleteEntityOptions{IfMatch: &match})
+		cancel()
+		err = mapErr("pruning run "+r.rk, err)
+		switch {
+		case err == nil:
+			n++
+		case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrConflict):
+		default:
+			return n, err
+		}
+	}
+	return n, nil
+}
