@@ -38,6 +38,17 @@ func TestTimerRevocationSync(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Earlier runs' records: one past the retention, which the timer's run prunes, and one within it.
+	var earlier []store.SyncRun
+	for _, age := range []time.Duration{revocation.RunRetention + time.Hour, 24 * time.Hour} {
+		at := time.Now().Add(-age)
+		run := store.SyncRun{ID: store.NewRunID(at), Started: at, Finished: at.Add(time.Second), Trigger: "timer"}
+		if err := s.store.RecordRun(context.Background(), run); err != nil {
+			t.Fatal(err)
+		}
+		earlier = append(earlier, run)
+	}
+
 	envelope := `{"Data":{"timer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":{"Last":"0001-01-01T00:00:00","Next":"2026-11-22T02:00:00","LastUpdated":"0001-01-01T00:00:00"},"IsPastDue":false}},"Metadata":{"sys":{"MethodName":"revocation-sync"}}}`
 	resp, err := http.Post(s.base+"/revocation-sync", "application/json", bytes.NewBufferString(envelope))
 	if err != nil {
@@ -70,8 +81,8 @@ func TestTimerRevocationSync(t *testing.T) {
 		t.Fatalf("uploads = %+v", uploads)
 	}
 	runs, err := s.store.Runs(context.Background(), 5)
-	if err != nil || len(runs) != 1 || runs[0].Trigger != "timer" || runs[0].Revoked != 1 {
-		t.Fatalf("runs = %+v %v", runs, err)
+	if err != nil || len(runs) != 2 || runs[0].Trigger != "timer" || runs[0].Revoked != 1 || runs[1].ID != earlier[1].ID {
+		t.Fatalf("runs = %+v %v; want the timer's and the one within the retention", runs, err)
 	}
 	// OCSP reflects the revocation at once (the sync tells the responder's cache).
 	reqDER, err := xocsp.CreateRequest(cert, s.ca, nil)

@@ -2,8 +2,6 @@ package revocation
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -306,7 +304,8 @@ func (s *Syncer) StopDetached(ctx context.Context) error {
 // begin takes the lease and records the run as started, so that every instance can tell it is running. A start
 // record that cannot be written gives the lease back: the run has not started.
 func (s *Syncer) begin(ctx context.Context, trigger string) (store.SyncRun, func(), error) {
-	run := store.SyncRun{ID: newID(), Started: s.cfg.Now(), Trigger: trigger}
+	started := s.cfg.Now()
+	run := store.SyncRun{ID: store.NewRunID(started), Started: started, Trigger: trigger}
 	release, err := s.lease(ctx, run.ID)
 	if err != nil {
 		// Not a run: nothing was read from Intune or changed. The run holding the lease records itself.
@@ -323,7 +322,8 @@ func (s *Syncer) begin(ctx context.Context, trigger string) (store.SyncRun, func
 	return run, release, nil
 }
 
-// finish runs the cycle of a run begin started, records its outcome over the start record and releases the lease.
+// finish runs the cycle of a run begin started, prunes old run records, records its outcome over the start record
+// and releases the lease.
 func (s *Syncer) finish(ctx context.Context, run store.SyncRun, release func()) (store.SyncRun, error) {
 	defer release()
 	err := s.cycle(ctx, &run)
@@ -331,6 +331,7 @@ func (s *Syncer) finish(ctx context.Context, run store.SyncRun, release func()) 
 		run.Errors = append(run.Errors, err.Error())
 		run.Error = cut(err.Error(), maxRunErrorRunes)
 	}
+	s.prune(ctx, &run)
 	run.Finished = s.cfg.Now()
 	run.Errors = s.capErrors(run.ID, run.Errors)
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), runRecordTimeout)
@@ -343,6 +344,39 @@ func (s *Syncer) finish(ctx context.Context, run store.SyncRun, release func()) 
 		"failed", run.Failed, "uploaded", run.Uploaded, "errors", len(run.Errors),
 		"duration_ms", run.Finished.Sub(run.Started).Milliseconds())
 	return run, err
+}
+
+// RunRetention is how long the record of a sync run is kept: as long as the run's log line, by the default
+// retention of the deployment's Log Analytics workspace (90 days). Runs record themselves every hour, and the
+// records would otherwise grow without end (some 9,000 a year).
+const RunRetention = 90 * 24 * time.Hour
+
+// Each run deletes at most pruneBatch expired run records, under pruneTimeout: a run adds one record, so a backlog
+// (a deployment from before runs were pruned: some 9,000 a year) is cleared within days, and no run's work waits
+// on more than one short step.
+const (
+	pruneBatch   = 100
+	pruneTimeout = 10 * time.Second
+)
+
+// prune deletes the records of runs that started more than RunRetention before this one: long past any run's
+// Limit, so none of them can still be going. It is no part of the cycle: it runs only while it fits inside the
+// budget, so that Overrun is not spent on it, and a failure is noted on the run and left to the next one.
+func (s *Syncer) prune(ctx context.Context, run *store.SyncRun) {
+	if ctx.Err() != nil || s.cfg.Now().Add(pruneTimeout).After(run.Started.Add(s.cfg.Budget)) {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, pruneTimeout)
+	defer cancel()
+	n, err := s.cfg.Store.PruneRuns(pctx, run.Started.Add(-RunRetention), pruneBatch)
+	if n > 0 {
+		s.cfg.Logger.Info("revocation sync run records pruned", "run", run.ID, "pruned", n)
+	}
+	if err != nil {
+		s.cfg.Logger.Warn("pruning revocation sync run records failed", "run", run.ID, "pruned", n, "err", err)
+		run.Errors = append(run.Errors, fmt.Sprintf("pruning run records older than %d days: %v",
+			RunRetention/(24*time.Hour), err))
+	}
 }
 
 func (s *Syncer) cycle(ctx context.Context, run *store.SyncRun) error {
@@ -878,12 +912,6 @@ func (s *Syncer) capErrors(runID string, lines []string) []string {
 		size += len(enc) + 1
 	}
 	return kept
-}
-
-func newID() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // short keeps opaque request contexts out of logs in full.

@@ -115,3 +115,26 @@ func TestSyncStartNotRecorded(t *testing.T) {
 		t.Errorf("failed run recorded as %+v, want finished with its error", runs)
 	}
 }
+
+// A run's ID holds its start (store.NewRunID), so that the status route reads its record with one point read; the
+// record is where the ID says, on both stores, while the run goes on and once it has ended.
+func TestSyncRunIDHoldsItsStart(t *testing.T) {
+	backends(t, func(t *testing.T, tables bool) {
+		f := newFixture(t, fixtureOptions{tables: tables})
+		f.queue(t, f.issue(t, 1)[0].Serial)
+		s := f.syncer(t, nil)
+		run, done, err := s.Start(context.Background(), "admin")
+		if err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		at, ok := store.RunIDStart(run.ID)
+		if !ok || !at.Equal(run.Started.UTC().Truncate(100*time.Nanosecond)) {
+			t.Errorf("run %s started at %v: RunIDStart = %v, %v", run.ID, run.Started, at, ok)
+		}
+		<-done
+		r, err := f.backend.RunByID(context.Background(), run.ID)
+		if err != nil || r.Finished.IsZero() || r.Revoked != 1 || !r.Started.Equal(at) {
+			t.Errorf("RunByID(%s) once ended = %+v, %v", run.ID, r, err)
+		}
+	})
+}

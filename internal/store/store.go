@@ -3,7 +3,7 @@
 // built from, the Intune revocation work items, and small pieces of CA state (public chain, wrapped RA key,
 // CRL number).
 //
-// Records are never deleted or overwritten. A record is created with an insert (a serial collision fails) and then
+// Records are never deleted or overwritten (the summaries of sync runs, which are no records, are pruned). A record is created with an insert (a serial collision fails) and then
 // only moves through the state machine pending → issued | abandoned, issued → revoked, each move an update
 // conditioned on the ETag the caller read (reliability.md §5.1).
 package store
@@ -11,6 +11,7 @@ package store
 import (
 	"context"
 	"crypto"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -373,8 +374,51 @@ type RevocationQueue interface {
 	FinishRun(ctx context.Context, run SyncRun) error
 	// Runs lists the most recent sync runs, newest first.
 	Runs(ctx context.Context, limit int) ([]SyncRun, error)
-	// RunByID reads the record of the run with that ID; ErrNotFound if there is none.
+	// RunByID reads the record of the run with that ID; ErrNotFound if there is none. An ID made by NewRunID is
+	// one point read, found or not; any other ID (runs recorded before IDs carried their start) is looked for
+	// among the runs kept.
 	RunByID(ctx context.Context, id string) (SyncRun, error)
+	// PruneRuns deletes the records of runs started before before, at most limit of them (limit > 0), and returns
+	// how many it deleted; later calls delete the rest. The caller picks before so that no run started then can
+	// still be going: a record is deleted whether or not its run recorded an end.
+	PruneRuns(ctx context.Context, before time.Time, limit int) (int, error)
+}
+
+// runIDTime is how a run ID made by NewRunID begins: the run's start in UTC, to the 100 ns Table Storage keeps.
+const runIDTime = "20060102T150405.0000000Z"
+
+// runIDRandom is how many hexadecimal digits of randomness follow the start in a NewRunID ID: two runs started in
+// the same 100 ns stay apart.
+const runIDRandom = 16
+
+// NewRunID returns a new ID for a sync run started at started: the start (UTC, to 100 ns) and random digits, as
+// in 20261207T140404.1234567Z-0123456789abcdef. The store derives the run's key from its ID, so that RunByID is one
+// point read, and an operator reads from the ID when the run started. The run is recorded with that Started (at
+// 100 ns; RecordRun refuses another, and takes it when Started is zero).
+func NewRunID(started time.Time) string {
+	b := make([]byte, runIDRandom/2)
+	_, _ = rand.Read(b)
+	return started.UTC().Format(runIDTime) + "-" + hex.EncodeToString(b)
+}
+
+// RunIDStart returns the start a NewRunID ID holds, and false for any other ID: the IDs of runs recorded before
+// IDs carried their start.
+func RunIDStart(id string) (time.Time, bool) {
+	n := len(runIDTime)
+	if len(id) != n+1+runIDRandom || id[n] != '-' {
+		return time.Time{}, false
+	}
+	for _, c := range id[n+1:] {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return time.Time{}, false
+		}
+	}
+	t, err := time.Parse(runIDTime, id[:n])
+	if err != nil || t.Format(runIDTime) != id[:n] {
+		// Only the one spelling NewRunID writes, so that one run has one ID.
+		return time.Time{}, false
+	}
+	return t, true
 }
 
 // SyncRun summarises one revocation sync run.

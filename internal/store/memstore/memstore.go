@@ -775,6 +775,10 @@ func checkRun(run *store.SyncRun) error {
 	if len(run.ID) > 128 {
 		return fmt.Errorf("run ID is over 128 characters")
 	}
+	if t, ok := store.RunIDStart(run.ID); ok && !run.Started.IsZero() && !t.Equal(normTime(run.Started)) {
+		return fmt.Errorf("run %s is said to have started at %s, not when its ID says", run.ID,
+			run.Started.UTC().Format(time.RFC3339Nano))
+	}
 	b, _ := json.Marshal(run.Errors)
 	if utf16Bytes(string(b)) > MaxBinary {
 		return fmt.Errorf("run errors are over the %d byte property limit", MaxBinary)
@@ -790,6 +794,9 @@ func (s *Store) RecordRun(ctx context.Context, run store.SyncRun) error {
 	}
 	if run.ID == "" {
 		run.ID = randomID()
+	}
+	if t, ok := store.RunIDStart(run.ID); ok && run.Started.IsZero() {
+		run.Started = t
 	}
 	if err := checkRun(&run); err != nil {
 		return fmt.Errorf("memstore: recording run: %w", err)
@@ -842,13 +849,21 @@ func (s *Store) FinishRun(ctx context.Context, run store.SyncRun) error {
 	return nil
 }
 
-// RunByID implements store.RevocationQueue.
+// RunByID implements store.RevocationQueue: by key for a store.NewRunID ID, as Table Storage reads it.
 func (s *Store) RunByID(ctx context.Context, id string) (store.SyncRun, error) {
 	if err := ctxErr(ctx, "reading run"); err != nil {
 		return store.SyncRun{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if t, ok := store.RunIDStart(id); ok {
+		run, ok := s.runs[runKey(t, id)]
+		if !ok {
+			return store.SyncRun{}, fmt.Errorf("memstore: reading run %s: %w", id, store.ErrNotFound)
+		}
+		run.Errors = slices.Clone(run.Errors)
+		return run, nil
+	}
 	for _, run := range s.runs {
 		if id != "" && run.ID == id {
 			run.Errors = slices.Clone(run.Errors)
@@ -879,6 +894,31 @@ func (s *Store) Runs(ctx context.Context, limit int) ([]store.SyncRun, error) {
 		out[i].Errors = slices.Clone(out[i].Errors)
 	}
 	return out, nil
+}
+
+// PruneRuns implements store.RevocationQueue: the newest of the runs started before before first, as Table
+// Storage lists them.
+func (s *Store) PruneRuns(ctx context.Context, before time.Time, limit int) (int, error) {
+	if err := ctxErr(ctx, "pruning runs"); err != nil {
+		return 0, err
+	}
+	if limit <= 0 {
+		return 0, fmt.Errorf("memstore: pruning runs: limit %d is not positive", limit)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := make([]string, 0, len(s.runs))
+	for k, run := range s.runs {
+		if run.Started.Before(before) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	keys = keys[:min(len(keys), limit)]
+	for _, k := range keys {
+		delete(s.runs, k)
+	}
+	return len(keys), nil
 }
 
 // Ping implements store.Store; memory always answers.

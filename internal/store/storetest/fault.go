@@ -35,20 +35,21 @@ const (
 	MethodRuns              = "Runs"
 	MethodFinishRun         = "FinishRun"
 	MethodRunByID           = "RunByID"
+	MethodPruneRuns         = "PruneRuns"
 	MethodPing              = "Ping"
 )
 
 // WriteMethods are the methods that change the store; a Fault with an empty Method matches exactly these.
 var WriteMethods = []string{
 	MethodInsert, MethodUpdate, MethodInsertBound, MethodAddRevoked, MethodMarkCompromised, MethodPutMeta,
-	MethodEnqueueRevocation, MethodUpdateRevocation, MethodRecordRun, MethodFinishRun,
+	MethodEnqueueRevocation, MethodUpdateRevocation, MethodRecordRun, MethodFinishRun, MethodPruneRuns,
 }
 
 var allMethods = []string{
 	MethodInsert, MethodUpdate, MethodGet, MethodSearch, MethodPending, MethodInsertBound, MethodLookup,
 	MethodAddRevoked, MethodListRevoked, MethodGetRevoked, MethodMarkCompromised, MethodCompromised, MethodListCompromised,
 	MethodGetMeta, MethodPutMeta, MethodEnqueueRevocation, MethodUpdateRevocation, MethodRevocation, MethodOpenRevocations, MethodRecordRun, MethodRuns,
-	MethodFinishRun, MethodRunByID, MethodPing,
+	MethodFinishRun, MethodRunByID, MethodPruneRuns, MethodPing,
 }
 
 // Fault describes calls a FaultStore makes fail. Faults count matching calls from the moment they are added.
@@ -389,6 +390,15 @@ func (f *FaultStore) RunByID(ctx context.Context, id string) (run store.SyncRun,
 		return store.SyncRun{}, err
 	}
 	return run, nil
+}
+
+// PruneRuns implements store.Store.
+func (f *FaultStore) PruneRuns(ctx context.Context, before time.Time, limit int) (n int, err error) {
+	err = f.do(MethodPruneRuns, func() error { n, err = f.inner.PruneRuns(ctx, before, limit); return err }, nil)
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // Ping implements store.Store.

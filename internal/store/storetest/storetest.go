@@ -57,6 +57,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"QueueEnqueueUpdate", testQueueEnqueueUpdate},
 		{"QueueOpen", testQueueOpen},
 		{"Runs", testRuns},
+		{"RunIDs", testRunIDs},
+		{"PruneRuns", testPruneRuns},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1155,6 +1157,128 @@ func testRuns(t *testing.T, s store.Store) {
 	}
 	if r, err := s.RunByID(ctx, "run-9"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("FinishRun of a run never recorded wrote %+v (%v)", r, err)
+	}
+}
+
+// A run whose ID NewRunID made is found by that ID alone, as the status route asks for it: the store derives the
+// run's place from the start the ID holds, so it must be recorded where the ID says.
+func testRunIDs(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	legacy := store.SyncRun{ID: "0123456789abcdef", Started: base, Finished: base.Add(time.Second), Trigger: "timer"}
+	if err := s.RecordRun(ctx, legacy); err != nil {
+		t.Fatalf("RecordRun with an ID of the older form: %v", err)
+	}
+	var runs []store.SyncRun
+	for i := range 3 {
+		started := base.Add(time.Duration(i+1)*time.Minute + 123456789)
+		run := store.SyncRun{ID: store.NewRunID(started), Started: started, Trigger: "admin"}
+		if at, ok := store.RunIDStart(run.ID); !ok || !at.Equal(started.Truncate(100)) {
+			t.Fatalf("RunIDStart(%s) = %v, %v; want %v", run.ID, at, ok, started.Truncate(100))
+		}
+		// Recorded with the start's nanoseconds (the clock's); kept, and named by the ID, at 100 ns.
+		if err := s.RecordRun(ctx, run); err != nil {
+			t.Fatalf("RecordRun(%s): %v", run.ID, err)
+		}
+		run.Started = started.Truncate(100)
+		runs = append(runs, run)
+	}
+	// Started at a time the ID does not name: refused, since RunByID would look for it elsewhere.
+	elsewhere := store.SyncRun{ID: store.NewRunID(base.Add(time.Hour)), Started: base.Add(2 * time.Hour)}
+	if err := s.RecordRun(ctx, elsewhere); err == nil {
+		t.Errorf("RecordRun of a run started at another time than its ID says succeeded")
+	}
+	if r, err := s.RunByID(ctx, elsewhere.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RunByID of a run refused = %+v, %v; want ErrNotFound", r, err)
+	}
+	// No Started: the ID's.
+	bare := store.SyncRun{ID: store.NewRunID(base.Add(3 * time.Hour)), Trigger: "manual"}
+	if err := s.RecordRun(ctx, bare); err != nil {
+		t.Fatalf("RecordRun without Started: %v", err)
+	}
+	bare.Started, _ = store.RunIDStart(bare.ID)
+	if r, err := s.RunByID(ctx, bare.ID); err != nil || !sameRun(r, bare) {
+		t.Errorf("RunByID of a run recorded without Started = %+v, %v; want %+v", r, err, bare)
+	}
+
+	finished := runs[1]
+	finished.Finished, finished.Revoked, finished.Errors = finished.Started.Add(time.Minute), 3, []string{"x"}
+	if err := s.FinishRun(ctx, finished); err != nil {
+		t.Fatalf("FinishRun: %v", err)
+	}
+	moved := finished
+	moved.Started = moved.Started.Add(time.Second)
+	if err := s.FinishRun(ctx, moved); err == nil {
+		t.Errorf("FinishRun of a run started at another time than its ID says succeeded")
+	}
+	for i, want := range []store.SyncRun{runs[0], finished, runs[2], legacy} {
+		if r, err := s.RunByID(ctx, want.ID); err != nil || !sameRun(r, want) {
+			t.Errorf("RunByID #%d (%s) = %+v, %v; want %+v", i, want.ID, r, err, want)
+		}
+	}
+	got, err := s.Runs(ctx, 0)
+	if err != nil || len(got) != 5 || got[0].ID != bare.ID || got[1].ID != runs[2].ID || got[4].ID != legacy.ID {
+		t.Errorf("Runs = %+v, %v; want the five runs, newest first", got, err)
+	}
+	// An ID of the new form that names no run, nor one at its instant: not found.
+	at, _ := store.RunIDStart(runs[0].ID)
+	for _, id := range []string{store.NewRunID(at), store.NewRunID(base.Add(-time.Hour)),
+		strings.ToUpper(runs[0].ID), runs[0].ID[:len(runs[0].ID)-1]} {
+		if r, err := s.RunByID(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("RunByID(%s) = %+v, %v; want ErrNotFound", id, r, err)
+		}
+	}
+}
+
+// PruneRuns deletes the runs started before its cutoff, a bounded number per call, and nothing else: not a run
+// started at the cutoff or after it, finished or not.
+func testPruneRuns(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if n, err := s.PruneRuns(ctx, base, 10); n != 0 || err != nil {
+		t.Errorf("PruneRuns of no runs = %d, %v", n, err)
+	}
+	var old, kept []string
+	for i, at := range []time.Duration{-72 * time.Hour, -2 * time.Hour, -2 * time.Hour, -100, 0, time.Hour} {
+		started := base.Add(at)
+		run := store.SyncRun{ID: store.NewRunID(started), Started: started, Trigger: "timer"}
+		if i == 2 {
+			run.ID = fmt.Sprintf("legacy-%d", i) // an ID of the older form, at the same instant as another run
+		}
+		if i%2 == 0 {
+			run.Finished = started.Add(time.Minute) // the others never recorded an end (interrupted, or running)
+		}
+		if err := s.RecordRun(ctx, run); err != nil {
+			t.Fatal(err)
+		}
+		if at < 0 {
+			old = append(old, run.ID)
+		} else {
+			kept = append(kept, run.ID)
+		}
+	}
+	if _, err := s.PruneRuns(ctx, base, 0); err == nil {
+		t.Errorf("PruneRuns with no limit succeeded")
+	}
+	total := 0
+	for i, want := range []int{3, 1, 0} {
+		n, err := s.PruneRuns(ctx, base, 3)
+		if n != want || err != nil {
+			t.Errorf("PruneRuns #%d = %d, %v; want %d", i+1, n, err, want)
+		}
+		total += n
+	}
+	got, err := s.Runs(ctx, 0)
+	if err != nil || len(got) != len(kept) || got[0].ID != kept[1] || got[1].ID != kept[0] {
+		t.Errorf("after pruning %d, Runs = %+v, %v; want %v, newest first", total, got, err, kept)
+	}
+	for _, id := range old {
+		if r, err := s.RunByID(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("RunByID(%s) of a pruned run = %+v, %v; want ErrNotFound", id, r, err)
+		}
+	}
+	for _, id := range kept {
+		if _, err := s.RunByID(ctx, id); err != nil {
+			t.Errorf("RunByID(%s) of a run kept = %v", id, err)
+		}
 	}
 }
 

@@ -559,11 +559,14 @@ func checkRunID(id string) error {
 	return nil
 }
 
-// RecordRun implements store.RevocationQueue. An empty ID gets a random one and a zero Started means now;
-// recording the same run (ID and Started) twice gives ErrExists.
+// RecordRun implements store.RevocationQueue. An empty ID gets a random one and a zero Started means now (the ID's
+// start, for a store.NewRunID ID); recording the same run (ID and Started) twice gives ErrExists.
 func (s *Store) RecordRun(ctx context.Context, run store.SyncRun) error {
 	if run.ID == "" {
 		run.ID = newWriteID()
+	}
+	if t, ok := store.RunIDStart(run.ID); ok && run.Started.IsZero() {
+		run.Started = t
 	}
 	if run.Started.IsZero() {
 		run.Started = s.stamp()
@@ -595,6 +598,11 @@ func runEntity(run store.SyncRun) (entity, error) {
 		return entity{}, err
 	}
 	run.Started = normTime(run.Started)
+	if t, ok := store.RunIDStart(run.ID); ok && !t.Equal(run.Started) {
+		// The row key is derived from the ID alone when the run is read (RunByID): it must be where it is written.
+		return entity{}, fmt.Errorf("run %s is said to have started at %s, not when its ID says", run.ID,
+			run.Started.Format(time.RFC3339Nano))
+	}
 	e := newEntity(runsPK, runKey(run.Started, run.ID))
 	e.str("ID", run.ID)
 	e.time("Started", run.Started)
@@ -617,11 +625,23 @@ func (s *Store) Runs(ctx context.Context, limit int) ([]store.SyncRun, error) {
 	return s.listRuns(ctx, "PartitionKey eq "+quote(runsPK), "listing runs", limit)
 }
 
-// RunByID implements store.RevocationQueue. The row key starts with the run's start, which the caller does not
-// know: the partition is queried for the ID, which the service filters on its side.
+// RunByID implements store.RevocationQueue. The row key starts with the run's start: a store.NewRunID ID holds it,
+// so that run is one point read, found or not. For another ID (recorded before IDs held their start) the partition
+// is queried for the ID, which the service filters on its side; retention (PruneRuns) bounds that partition.
 func (s *Store) RunByID(ctx context.Context, id string) (store.SyncRun, error) {
 	if err := checkRunID(id); err != nil || id == "" {
 		return store.SyncRun{}, fmt.Errorf("tables: reading run %q: %w", id, store.ErrNotFound)
+	}
+	if t, ok := store.RunIDStart(id); ok {
+		p, _, err := s.read(ctx, s.runs, "reading run "+id, runsPK, runKey(t, id))
+		if err != nil {
+			return store.SyncRun{}, err
+		}
+		run, err := decodeRun(p)
+		if err != nil {
+			return store.SyncRun{}, fmt.Errorf("tables: reading run %s: %w", id, err)
+		}
+		return run, nil
 	}
 	runs, err := s.listRuns(ctx, "PartitionKey eq "+quote(runsPK)+" and ID eq "+quote(id), "reading run "+id, 1)
 	if err != nil {
@@ -641,24 +661,9 @@ func (s *Store) listRuns(ctx context.Context, filter, op string, limit int) ([]s
 	var out []store.SyncRun
 	err := s.list(ctx, s.runs, op, &aztables.ListEntitiesOptions{Filter: &filter, Top: &top},
 		func(p props, _ string) (bool, error) {
-			d := decoder{p: p}
-			run := store.SyncRun{
-				ID:         p.str("ID"),
-				Started:    d.time("Started"),
-				Finished:   d.time("Finished"),
-				Trigger:    p.str("Trigger"),
-				Resumed:    p.int("Resumed"),
-				Downloaded: p.int("Downloaded"),
-				Foreign:    p.int("Foreign"),
-				Revoked:    p.int("Revoked"),
-				NotFound:   p.int("NotFound"),
-				Failed:     p.int("Failed"),
-				Uploaded:   p.int("Uploaded"),
-				Errors:     d.jsonStr("Errors"),
-				Error:      p.str("Error"),
-			}
-			if d.err != nil {
-				return false, fmt.Errorf("decoding run: %w", d.err)
+			run, err := decodeRun(p)
+			if err != nil {
+				return false, err
 			}
 			out = append(out, run)
 			return limit <= 0 || len(out) < limit, nil
@@ -667,4 +672,73 @@ func (s *Store) listRuns(ctx context.Context, filter, op string, limit int) ([]s
 		return nil, err
 	}
 	return out, nil
+}
+
+func decodeRun(p props) (store.SyncRun, error) {
+	d := decoder{p: p}
+	run := store.SyncRun{
+		ID:         p.str("ID"),
+		Started:    d.time("Started"),
+		Finished:   d.time("Finished"),
+		Trigger:    p.str("Trigger"),
+		Resumed:    p.int("Resumed"),
+		Downloaded: p.int("Downloaded"),
+		Foreign:    p.int("Foreign"),
+		Revoked:    p.int("Revoked"),
+		NotFound:   p.int("NotFound"),
+		Failed:     p.int("Failed"),
+		Uploaded:   p.int("Uploaded"),
+		Errors:     d.jsonStr("Errors"),
+		Error:      p.str("Error"),
+	}
+	if d.err != nil {
+		return store.SyncRun{}, fmt.Errorf("decoding run: %w", d.err)
+	}
+	return run, nil
+}
+
+// PruneRuns implements store.RevocationQueue. Runs started before before are the row keys from the inverted
+// instant just before it on (the newest of them first): one query for at most limit keys, then a delete of each,
+// conditioned on the ETag it was listed with. One already gone (404: another pruner) or written since (412) is
+// left, and not counted.
+func (s *Store) PruneRuns(ctx context.Context, before time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, fmt.Errorf("tables: pruning runs: limit %d is not positive", limit)
+	}
+	ns := before.UTC().UnixNano()
+	if ns <= 0 {
+		// Runs started before 1970 share the last key (runKey); there are none to prune before it.
+		return 0, nil
+	}
+	filter := "PartitionKey eq " + quote(runsPK) + " and RowKey ge " + quote(fmt.Sprintf("%019d", math.MaxInt64-ns+1))
+	sel, top := "RowKey", int32(min(limit, pageSize))
+	type row struct{ rk, etag string }
+	var old []row
+	err := s.list(ctx, s.runs, "listing runs to prune", &aztables.ListEntitiesOptions{Filter: &filter, Select: &sel, Top: &top},
+		func(p props, etag string) (bool, error) {
+			old = append(old, row{p.str("RowKey"), etag})
+			return len(old) < limit, nil
+		})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range old {
+		cctx, cancel := s.callCtx(ctx)
+		match := azcore.ETagAny
+		if r.etag != "" {
+			match = azcore.ETag(r.etag)
+		}
+		_, err := s.runs.DeleteEntity(cctx, runsPK, r.rk, &aztables.DeleteEntityOptions{IfMatch: &match})
+		cancel()
+		err = mapErr("pruning run "+r.rk, err)
+		switch {
+		case err == nil:
+			n++
+		case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrConflict):
+		default:
+			return n, err
+		}
+	}
+	return n, nil
 }

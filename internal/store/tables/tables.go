@@ -8,14 +8,15 @@
 //	         PartitionKey = "compromisedkey", RowKey = hex sha256(SubjectPublicKeyInfo)   keys revoked for keyCompromise
 //	meta     PartitionKey = "meta", RowKey = name
 //	revreq   PartitionKey = "revreq", RowKey = hex sha256(RequestContext)
-//	runs     PartitionKey = "runs", RowKey = inverted start time + "_" + run ID (newest first)
+//	runs     PartitionKey = "runs", RowKey = inverted start time + "_" + run ID (newest first), pruned by age
 //
 // Records and bindings share one partition, so that every write to the certs table can join an entity-group
 // transaction: a record's insert with its binding's insert (or ETag-conditioned replace), and the writes of
 // concurrent enrollments with each other (group commit, commit.go). Everywhere else a write is a single-entity
 // insert (AddEntity) or an ETag-conditioned update (UpdateEntity with IfMatch): a merge for records and revocation
 // requests, which keeps the properties a newer version added (tables.go, merge), a replace for the meta documents
-// and a binding moved to another serial. Nothing here upserts or deletes. Each written entity carries a random WriteID so that when the SDK retries a write whose first
+// and a binding moved to another serial. Nothing here upserts, and nothing is deleted but expired sync runs' rows
+// (PruneRuns). Each written entity carries a random WriteID so that when the SDK retries a write whose first
 // response was lost, the resulting 409 or 412 is recognised as our own write and reported as the success it was.
 //
 // Errors: 404, 409 and 412 map to store.ErrNotFound, store.ErrExists and store.ErrConflict; throttling, server

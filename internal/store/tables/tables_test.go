@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"runtime"
 	"strconv"
 	"strings"
@@ -489,5 +490,72 @@ func TestSlowQueryPagesAreWaitedFor(t *testing.T) {
 	}
 	if got, _, err := s.Search(ctx, store.Query{Status: store.StatusPending}); err != nil || len(got) != 1 {
 		t.Errorf("Search with slow pages = %d records, %v; want the one", len(got), err)
+	}
+}
+
+// requestLog passes every request on and keeps the method and unescaped path and query of those it is armed for.
+type requestLog struct {
+	mu    sync.Mutex
+	armed bool
+	seen  []string
+}
+
+func (l *requestLog) Do(req *http.Request) (*http.Response, error) {
+	l.mu.Lock()
+	if l.armed {
+		q, _ := url.QueryUnescape(req.URL.RawQuery)
+		l.seen = append(l.seen, req.Method+" "+req.URL.Path+"?"+q)
+	}
+	l.mu.Unlock()
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+func (l *requestLog) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	seen := l.seen
+	l.seen, l.armed = nil, true
+	return seen
+}
+
+// The status route (GET /api/certificates/revocation-sync/{id}) reads a run by the ID it was given: one point read,
+// for a run that exists and for one that does not, whatever the number of runs kept, rather than a query over the
+// runs partition, which the service answers with a scan and, for an ID it does not hold, pages through to the end.
+// An ID of the older form, which holds no start, is still found by the query.
+func TestRunByIDIsOnePointRead(t *testing.T) {
+	t.Parallel()
+	log := &requestLog{}
+	s := newStore(t, tables.WithTransport(log))
+	ctx := t.Context()
+	started := time.Now().Add(-time.Hour)
+	legacy := store.SyncRun{ID: "0123456789abcdef", Started: started.Add(-time.Hour), Trigger: "timer"}
+	if err := s.RecordRun(ctx, legacy); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := range 5 {
+		at := started.Add(time.Duration(i) * time.Minute)
+		run := store.SyncRun{ID: store.NewRunID(at), Started: at, Trigger: "timer"}
+		if err := s.RecordRun(ctx, run); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, run.ID)
+	}
+	log.take()
+	for _, id := range []string{ids[2], store.NewRunID(started.Add(2 * time.Minute)), store.NewRunID(time.Now())} {
+		r, err := s.RunByID(ctx, id)
+		if found := id == ids[2]; found && (err != nil || r.ID != id) || !found && !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("RunByID(%s) = %+v, %v", id, r, err)
+		}
+		seen := log.take()
+		if len(seen) != 1 || strings.Contains(seen[0], "$filter") || !strings.Contains(seen[0], "RowKey='") {
+			t.Errorf("RunByID(%s) sent %q; want one point read", id, seen)
+		}
+	}
+	if r, err := s.RunByID(ctx, legacy.ID); err != nil || r.ID != legacy.ID {
+		t.Errorf("RunByID of an ID of the older form = %+v, %v", r, err)
+	}
+	if seen := log.take(); len(seen) != 1 || !strings.Contains(seen[0], "$filter") {
+		t.Errorf("RunByID of an ID of the older form sent %q; want the query", seen)
 	}
 }
