@@ -3,9 +3,10 @@
 // built from, the Intune revocation work items, and small pieces of CA state (public chain, wrapped RA key,
 // CRL number).
 //
-// Records are never deleted or overwritten (the summaries of sync runs, which are no records, are pruned). A record is created with an insert (a serial collision fails) and then
-// only moves through the state machine pending → issued | abandoned, issued → revoked, each move an update
-// conditioned on the ETag the caller read (reliability.md §5.1).
+// Records are never deleted or overwritten (the summaries of sync runs, which are no records, are pruned). A record
+// is created with an insert (a serial collision fails) and then only moves through the state machine pending →
+// issued | abandoned, issued → revoked, each move an update conditioned on the ETag the caller read (reliability.md
+// §5.1).
 package store
 
 import (
