@@ -90,32 +90,45 @@ func peerFigures(r *Run, add func(Figure)) {
 	}
 }
 
-// budgetFigures: issue 13 point 4.
+// budgetFigures: issue 13 point 4. A new caller's first /api/csr request (api-csr-first) is reported beside the
+// target's two flows, without a verdict: it waits for Graph, which no cache can spare it.
 func budgetFigures(r *Run, add func(Figure)) {
-	for _, flow := range []struct{ sub, measure string }{
-		{"scep-static", "Static SCEP latency, 1 client, Key Vault +20 ms and Table Storage +8 ms per call"},
-		{"api-csr", "/api/csr latency, 1 client, Key Vault +20 ms and Table Storage +8 ms per call"},
+	const delays = "Key Vault +20 ms, Table Storage +8 ms and Graph +30 ms per call"
+	for _, flow := range []struct{ sub, measure, target string }{
+		{"scep-static", "Static SCEP latency, 1 client, " + delays, "p50 ≤ 60 ms"},
+		{"api-csr", "/api/csr latency, 1 client, callers whose account and roles are cached, " + delays, "p50 ≤ 60 ms"},
+		{"api-csr-first", "/api/csr latency, 1 client, a new caller's first request (account and roles read in Graph), " + delays, ""},
 	} {
 		name := BenchLatencyBudget + "/" + flow.sub
 		v, ok := r.Metric(name, UnitP50)
-		f := Figure{ID: "budget-" + flow.sub, Measure: flow.measure, Unit: "ms", Target: "p50 ≤ 60 ms", Source: name}
-		if ok {
-			f.Value = &v
+		f := Figure{ID: "budget-" + flow.sub, Measure: flow.measure, Unit: "ms", Target: flow.target, Source: name}
+		if !ok {
+			if flow.target != "" {
+				add(f)
+			}
+			continue
+		}
+		f.Value = &v
+		if flow.target != "" {
 			p := v <= 60
 			f.Pass = &p
-			var parts []string
-			for _, m := range []struct{ unit, label string }{{"kv-ms", "Key Vault"}, {"store-ms", "Table Storage"},
-				{"other-ms", "CPU and HTTP"}} {
-				if x, ok := r.Metric(name, m.unit); ok {
-					parts = append(parts, fmt.Sprintf("%s %s ms", m.label, formatValue(x)))
-				}
-			}
-			kv, _ := r.Metric(name, "kv-ops/enroll")
-			tc, _ := r.Metric(name, "table-calls/enroll")
-			p99, _ := r.Metric(name, UnitP99)
-			f.Detail = fmt.Sprintf("mean = %s; %s Key Vault operation(s) and %s Table Storage call(s) per enrollment; p99 %s ms",
-				strings.Join(parts, " + "), formatValue(kv), formatValue(tc), formatValue(p99))
 		}
+		var parts []string
+		for _, m := range []struct{ unit, label string }{{"kv-ms", "Key Vault"}, {"store-ms", "Table Storage"},
+			{"graph-ms", "Graph"}, {"other-ms", "CPU and HTTP"}} {
+			if x, ok := r.Metric(name, m.unit); ok {
+				parts = append(parts, fmt.Sprintf("%s %s ms", m.label, formatValue(x)))
+			}
+		}
+		kv, _ := r.Metric(name, "kv-ops/enroll")
+		tc, _ := r.Metric(name, "table-calls/enroll")
+		p99, _ := r.Metric(name, UnitP99)
+		f.Detail = fmt.Sprintf("mean = %s; %s Key Vault operation(s) and %s Table Storage call(s) per enrollment",
+			strings.Join(parts, " + "), formatValue(kv), formatValue(tc))
+		if gc, ok := r.Metric(name, "graph-calls/enroll"); ok {
+			f.Detail += fmt.Sprintf(", %s Graph call(s)", formatValue(gc))
+		}
+		f.Detail += "; p99 " + formatValue(p99) + " ms"
 		add(f)
 	}
 }
