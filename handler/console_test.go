@@ -25,6 +25,7 @@ import (
 
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"golang.org/x/crypto/ocsp"
 
@@ -602,16 +603,7 @@ func TestConsoleHeaders(t *testing.T) {
 // token-like in localStorage. Signing in itself needs Entra, which this machine cannot reach.
 func TestConsoleEntraModeLoadsMSAL(t *testing.T) {
 	b := newBrowser(t)
-	h, err := console.New(console.Config{Mode: console.ModeEntra, ClientID: "11111111-2222-4333-8444-555555555555",
-		Scope:     "api://11111111-2222-4333-8444-555555555555/access_as_user",
-		Authority: "https://login.microsoftonline.com/66666666-7777-4888-9999-000000000000"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle(console.Prefix, h)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
+	srv := entraConsole(t)
 	b.do("open console", chromedp.Navigate(srv.URL+console.Prefix))
 	b.waitFor("Entra sign-in", `(document.querySelector("#signin")||{}).textContent === "Sign in with Microsoft Entra ID"`)
 	if !eval[bool](b, `typeof window.msal.PublicClientApplication === "function"`) {
@@ -624,6 +616,63 @@ func TestConsoleEntraModeLoadsMSAL(t *testing.T) {
 		t.Errorf("console errors: %s", strings.Join(p, "\n"))
 	}
 	b.shot("entra-signin")
+}
+
+// entraConsole serves the console alone, in Azure mode (MSAL, Entra sign-in).
+func entraConsole(t *testing.T) *httptest.Server {
+	h, err := console.New(console.Config{Mode: console.ModeEntra, ClientID: "11111111-2222-4333-8444-555555555555",
+		Scope:     "api://11111111-2222-4333-8444-555555555555/access_as_user",
+		Authority: "https://login.microsoftonline.com/66666666-7777-4888-9999-000000000000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(console.Prefix, h)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestConsoleEntraRenewsWithoutIframe: a signed-in admin's token is renewed from MSAL's cache or refresh token only,
+// never by its hidden iframe, which this page (the redirect URI, frame-ancestors 'none') can never complete; once
+// the refresh token has expired the page asks for a sign-in. MSAL's sign-in state is stubbed (an account, an
+// expired refresh token): signing in needs Entra, which this machine cannot reach.
+func TestConsoleEntraRenewsWithoutIframe(t *testing.T) {
+	b := newBrowser(t)
+	srv := entraConsole(t)
+	stub := `(() => {
+		let m;
+		Object.defineProperty(window, "msal", { configurable: true, set(v) { m = v; }, get() {
+			if (m && m.PublicClientApplication && !m.__stubbed) {
+				const p = m.PublicClientApplication.prototype;
+				p.initialize = async () => {};
+				p.handleRedirectPromise = async () => null;
+				p.getAllAccounts = () => [{ homeAccountId: "h", username: "admin@contoso.test" }];
+				p.setActiveAccount = () => {};
+				p.acquireTokenSilent = async (req) => {
+					(window.__silent = window.__silent || []).push(req);
+					throw new m.InteractionRequiredAuthError("refresh_token_expired");
+				};
+				m.__stubbed = true;
+			}
+			return m;
+		} });
+	})();`
+	if _, err := chromedp.Call(b.ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: stub}); err != nil {
+		t.Fatal(err)
+	}
+	b.do("open console", chromedp.Navigate(srv.URL+console.Prefix))
+	b.waitFor("a sign-in asked for", `(document.querySelector("#signin")||{}).textContent === "Sign in with Microsoft Entra ID" && (window.__silent||[]).length > 0`)
+	policy := eval[[]float64](b, `window.__silent.map(r => r.cacheLookupPolicy === undefined ? -1 : r.cacheLookupPolicy)`)
+	want := eval[float64](b, `window.msal.CacheLookupPolicy.AccessTokenAndRefreshToken`)
+	for _, p := range policy {
+		if p != want {
+			t.Fatalf("acquireTokenSilent cacheLookupPolicy = %v; want AccessTokenAndRefreshToken (%v), which never uses the iframe", policy, want)
+		}
+	}
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("console errors: %s", strings.Join(p, "\n"))
+	}
 }
 
 // TestConsoleRedirectURIRegistered: the Entra setup script registers the console as a SPA redirect URI of the API

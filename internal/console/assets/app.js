@@ -273,7 +273,11 @@
     }
     if (state.cfg.mode !== "entra" || !state.account) return null;
     try {
-      const r = await state.msal.acquireTokenSilent({ scopes: [state.cfg.scope], account: state.account });
+      // The cached token, else the refresh token, never MSAL's hidden iframe: this page is the redirect URI and
+      // forbids framing (frame-ancestors 'none'), so the iframe could only time out, an error where a sign-in is
+      // due. An expired refresh token is then InteractionRequired: sign in again.
+      const r = await state.msal.acquireTokenSilent({ scopes: [state.cfg.scope], account: state.account,
+        cacheLookupPolicy: window.msal.CacheLookupPolicy.AccessTokenAndRefreshToken });
       return r.accessToken;
     } catch (e) {
       if (e instanceof window.msal.InteractionRequiredAuthError) return null;
