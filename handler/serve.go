@@ -245,11 +245,45 @@ func (a *app) init(ctx context.Context) ([]string, map[string]string, error) {
 			logFault(a.log, f)
 		}
 	}
+	renewExpiredRA(ctx, d, a.log)
 	a.current.Store(&served{deps: d, mux: d.unclean(routes(d))})
 	close(a.ready)
 	a.log.Info("ready", "duration_ms", time.Since(start).Milliseconds(), "ca", d.keys.CA().Subject.String(),
 		"ca_sha256", custody.Fingerprint(d.keys.CA()))
 	return refs, resolved, nil
+}
+
+// renewExpiredRA renews an RA certificate that expired while no instance ran (the hourly timer renews it 30 days
+// before its end, but only a running app runs the timer), before the first SCEP client is handed it: the RA
+// maintenance the timer would have run, with the app's own identity. Instances starting together may each try;
+// the stored RA's ETag lets one store its RA, and the others pick that one up. A renewal that fails leaves the
+// expired RA serving and the hourly timer to try again: the CA's other routes need no RA.
+func renewExpiredRA(ctx context.Context, d *deps, log *slog.Logger) {
+	if d.ra == nil {
+		return
+	}
+	now := time.Now
+	if d.ra.Now != nil {
+		now = d.ra.Now // the tests' clock
+	}
+	if !d.keys.RAExpired(now()) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, raMaintenanceTimeout)
+	defer cancel()
+	lines, err := d.ra.Maintain(ctx)
+	for _, l := range lines {
+		log.Info("RA maintenance at start", "result", l)
+	}
+	if err == nil {
+		_, err = d.ra.Refresh(ctx) // another instance's RA, when it stored one first
+	}
+	if err != nil || d.keys.RAExpired(now()) {
+		cert, _ := d.keys.RA()
+		log.Error("the RA certificate has expired and was not renewed at start; SCEP clients may refuse it until the "+
+			"hourly timer renews it (or run `azscep ca rotate-ra`)", "err", err,
+			"not_after", cert.NotAfter.UTC().Format(time.RFC3339))
+	}
 }
 
 // readLater keeps reading the Key Vault references that were still refused (or unreachable) when the service
