@@ -237,7 +237,7 @@ func (a *app) init(ctx context.Context) ([]string, map[string]string, error) {
 		select {
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
-		case <-time.After(min(time.Duration(attempt+1)*time.Second, 10*time.Second)):
+		case <-time.After(startRetryWait(attempt, err)):
 		}
 	}
 	for _, f := range a.cfg.FaultList() {
@@ -357,6 +357,21 @@ const defaultReferenceRetry = 30 * time.Second
 // defaultStartWait is how long a request that arrives during start-up waits for it before the 503 "starting":
 // a cold start loads the keys in about a second, so the first requests are served rather than refused.
 const defaultStartWait = 20 * time.Second
+
+// maxStartRetryAfter bounds the Retry-After a throttling Key Vault can make a start wait between two attempts.
+const maxStartRetryAfter = time.Minute
+
+// startRetryWait is the wait before start-up attempt attempt+1 after err: one second more per attempt, up to ten,
+// but never shorter than the Retry-After of a Key Vault that throttles the start. Many instances cold-starting
+// together (a scale-out) are what gets throttled, and retrying sooner than asked would keep it going.
+func startRetryWait(attempt int, err error) time.Duration {
+	wait := min(time.Duration(attempt+1)*time.Second, 10*time.Second)
+	var throttled *keyvault.ThrottledError
+	if errors.As(err, &throttled) {
+		wait = max(wait, min(throttled.RetryAfter, maxStartRetryAfter))
+	}
+	return wait
+}
 
 // startupReason names what a failed start-up attempt waits for, for clients and the operator's health probe. It
 // is a classification, never the error's text: Key Vault's and Table Storage's messages name the identity, the
