@@ -238,7 +238,7 @@ func (a *app) init(ctx context.Context) ([]string, map[string]string, error) {
 		select {
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
-		case <-time.After(min(time.Duration(attempt+1)*time.Second, 10*time.Second)):
+		case <-time.After(startRetryWait(attempt, err)):
 		}
 	}
 	for _, f := range a.cfg.FaultList() {
@@ -246,11 +246,45 @@ func (a *app) init(ctx context.Context) ([]string, map[string]string, error) {
 			logFault(a.log, f)
 		}
 	}
+	renewExpiredRA(ctx, d, a.log)
 	a.current.Store(&served{deps: d, mux: d.unclean(routes(d))})
 	close(a.ready)
 	a.log.Info("ready", "duration_ms", time.Since(start).Milliseconds(), "ca", d.keys.CA().Subject.String(),
 		"ca_sha256", custody.Fingerprint(d.keys.CA()))
 	return refs, resolved, nil
+}
+
+// renewExpiredRA renews an RA certificate that expired while no instance ran (the hourly timer renews it 30 days
+// before its end, but only a running app runs the timer), before the first SCEP client is handed it: the RA
+// maintenance the timer would have run, with the app's own identity. Instances starting together may each try;
+// the stored RA's ETag lets one store its RA, and the others pick that one up. A renewal that fails leaves the
+// expired RA serving and the hourly timer to try again: the CA's other routes need no RA.
+func renewExpiredRA(ctx context.Context, d *deps, log *slog.Logger) {
+	if d.ra == nil {
+		return
+	}
+	now := time.Now
+	if d.ra.Now != nil {
+		now = d.ra.Now // the tests' clock
+	}
+	if !d.keys.RAExpired(now()) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, raMaintenanceTimeout)
+	defer cancel()
+	lines, err := d.ra.Maintain(ctx)
+	for _, l := range lines {
+		log.Info("RA maintenance at start", "result", l)
+	}
+	if err == nil {
+		_, err = d.ra.Refresh(ctx) // another instance's RA, when it stored one first
+	}
+	if err != nil || d.keys.RAExpired(now()) {
+		cert, _ := d.keys.RA()
+		log.Error("the RA certificate has expired and was not renewed at start; SCEP clients may refuse it until the "+
+			"hourly timer renews it (or run `azscep ca rotate-ra`)", "err", err,
+			"not_after", cert.NotAfter.UTC().Format(time.RFC3339))
+	}
 }
 
 // readLater keeps reading the Key Vault references that were still refused (or unreachable) when the service
@@ -324,6 +358,21 @@ const defaultReferenceRetry = 30 * time.Second
 // defaultStartWait is how long a request that arrives during start-up waits for it before the 503 "starting":
 // a cold start loads the keys in about a second, so the first requests are served rather than refused.
 const defaultStartWait = 20 * time.Second
+
+// maxStartRetryAfter bounds the Retry-After a throttling Key Vault can make a start wait between two attempts.
+const maxStartRetryAfter = time.Minute
+
+// startRetryWait is the wait before start-up attempt attempt+1 after err: one second more per attempt, up to ten,
+// but never shorter than the Retry-After of a Key Vault that throttles the start. Many instances cold-starting
+// together (a scale-out) are what gets throttled, and retrying sooner than asked would keep it going.
+func startRetryWait(attempt int, err error) time.Duration {
+	wait := min(time.Duration(attempt+1)*time.Second, 10*time.Second)
+	var throttled *keyvault.ThrottledError
+	if errors.As(err, &throttled) {
+		wait = max(wait, min(throttled.RetryAfter, maxStartRetryAfter))
+	}
+	return wait
+}
 
 // startupReason names what a failed start-up attempt waits for, for clients and the operator's health probe. It
 // is a classification, never the error's text: Key Vault's and Table Storage's messages name the identity, the

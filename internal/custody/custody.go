@@ -139,7 +139,11 @@ func (k *Keys) CADecrypter() (RAKey, error) {
 }
 
 // Check verifies the invariants start-up must refuse to run without: the CA key matches the CA certificate, the
-// chain links, the CA can sign certificates, and the RA certificate is valid now and chains to the CA.
+// chain links, the CA can sign certificates, and the RA certificate chains to the CA and its validity has begun.
+//
+// An RA certificate that has expired is not refused: it is the RA maintenance's to renew (RAKeeper.Maintain, which
+// start-up runs at once for it, and `ca rotate-ra`), and both need the keys this loads. Refusing it stopped every
+// start, so the hourly timer that renews the RA could never run again, and `ca rotate-ra` failed on it too.
 func (k *Keys) Check(now time.Time) error {
 	if len(k.Chain) == 0 || k.CASigner == nil {
 		return errors.New("custody: no CA certificate or key")
@@ -166,11 +170,18 @@ func (k *Keys) Check(now time.Time) error {
 	if err := checkRA(ca, k.RACert, k.RAKey); err != nil {
 		return err
 	}
-	if now.Before(k.RACert.NotBefore) || now.After(k.RACert.NotAfter) {
-		return fmt.Errorf("custody: the RA certificate is not valid now (%s – %s)",
-			k.RACert.NotBefore.UTC().Format(time.RFC3339), k.RACert.NotAfter.UTC().Format(time.RFC3339))
+	if now.Before(k.RACert.NotBefore) {
+		return fmt.Errorf("custody: the RA certificate is not valid yet (%s – %s): the clock of the machine that issued "+
+			"it was ahead, or this one's is behind", k.RACert.NotBefore.UTC().Format(time.RFC3339),
+			k.RACert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return nil
+}
+
+// RAExpired reports whether the current RA certificate has expired at now (false in CA-decrypt mode).
+func (k *Keys) RAExpired(now time.Time) bool {
+	cert, _ := k.RA()
+	return cert != nil && now.After(cert.NotAfter)
 }
 
 // checkRA verifies that an RA certificate and key belong together, are RSA and were issued by ca.

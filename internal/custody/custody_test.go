@@ -319,8 +319,7 @@ func TestKeysCheck(t *testing.T) {
 		{"CA expired", func(k *custody.Keys) time.Time { return ca.NotAfter.Add(time.Second) }, nil, "the CA certificate expired at"},
 		{"chain link does not verify", func(k *custody.Keys) time.Time { k.Chain = []*x509.Certificate{ca, otherCA}; return now },
 			nil, "chain link 0 does not verify"},
-		{"RA expired", func(k *custody.Keys) time.Time { return ra.NotAfter.Add(time.Second) }, nil, "the RA certificate is not valid now"},
-		{"RA not yet valid", func(k *custody.Keys) time.Time { return ra.NotBefore.Add(-time.Second) }, nil, "the RA certificate is not valid now"},
+		{"RA not yet valid", func(k *custody.Keys) time.Time { return ra.NotBefore.Add(-time.Second) }, nil, "the RA certificate is not valid yet"},
 		{"RA not signed by the CA", func(k *custody.Keys) time.Time {
 			k.RACert = testRA(t, otherCA, otherKey, raKey.Public())
 			return now
@@ -339,6 +338,14 @@ func TestKeysCheck(t *testing.T) {
 			at := tc.mutate(k)
 			wantErr(t, k.Check(at), tc.target, tc.substr)
 		})
+	}
+	// An expired RA is RA maintenance's to renew, which needs the keys: Check passes it, RAExpired says so.
+	k := good()
+	if err := k.Check(ra.NotAfter.Add(time.Second)); err != nil {
+		t.Errorf("Check refuses an expired RA certificate: %v", err)
+	}
+	if !k.RAExpired(ra.NotAfter.Add(time.Second)) || k.RAExpired(ra.NotAfter) {
+		t.Error("RAExpired is wrong at or after the RA certificate's notAfter")
 	}
 }
 
