@@ -620,6 +620,30 @@ func TestKeyVaultThrottledSignatureIs503(t *testing.T) {
 	}
 }
 
+// TestKeyVaultForbiddenSignatureIs503: Key Vault refusing the service's identity after start-up (its role removed,
+// or still spreading after a deployment) is no fault of the client's: the SCEP request is answered 503 with a
+// Retry-After, not a CertRep FAILURE badRequest, and the pending record is abandoned; the retry once the role is
+// back gets the certificate.
+func TestKeyVaultForbiddenSignatureIs503(t *testing.T) {
+	caKey, _, _ := vaultKeys(t)
+	v := newVaultCA(t, caKey, "", nil)
+	svc := v.start(t)
+	certs, _ := getCACert(t, svc.scepURL("static"))
+	to := recipients(t, certs)
+
+	v.kv.Fail(kvfake.OpSign, -1, http.StatusForbidden)
+	x := staticEnroll(t, svc, to, "kv-forbidden-device")
+	if x.resp.StatusCode != http.StatusServiceUnavailable || x.resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("enrollment while Key Vault refuses = %d Retry-After %q, want 503 with a Retry-After", x.resp.StatusCode, x.resp.Header.Get("Retry-After"))
+	}
+	rec := recordFor(t, v.store, "static", x.req.TransactionID)
+	if rec.Status != store.StatusAbandoned || len(rec.CertDER) != 0 {
+		t.Fatalf("record after the refused signature: %s with %d certificate bytes, want abandoned and empty", rec.Status, len(rec.CertDER))
+	}
+	v.kv.ClearFaults()
+	post(t, svc.scepURL("static"), x.req).mustSucceed(t, to[0])
+}
+
 // TestKeyVaultCAKeyMismatchStopsStartUp: a CA key version pinned to a key that is not the CA certificate's stops
 // start-up with the key-mismatch error.
 func TestKeyVaultCAKeyMismatchStopsStartUp(t *testing.T) {

@@ -135,7 +135,8 @@ func TestUnavailable(t *testing.T) {
 		{fmt.Errorf("x: %w", keyvault.ErrUnavailable), DefaultRetryAfter, true},
 		{context.DeadlineExceeded, DefaultRetryAfter, true},
 		{store.ErrConflict, 0, false},
-		{keyvault.ErrForbidden, 0, false},
+		{fmt.Errorf("signing: %w", keyvault.ErrForbidden), DefaultRetryAfter, true},
+		{keyvault.ErrDisabled, 0, false},
 	} {
 		d, ok := Unavailable(tc.err)
 		if ok != tc.ok || d != tc.want {

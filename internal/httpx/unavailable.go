@@ -21,7 +21,11 @@ func Unavailable(err error) (time.Duration, bool) {
 	case errors.As(err, &t):
 		return t.RetryAfter, true
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, keyvault.ErrUnavailable),
-		errors.Is(err, keyvault.ErrThrottled), errors.Is(err, context.DeadlineExceeded):
+		errors.Is(err, keyvault.ErrThrottled), errors.Is(err, context.DeadlineExceeded),
+		// Key Vault refusing the service's identity: a role still spreading after a deployment, or one an operator
+		// must restore. Either way the client did nothing wrong and may retry; a SCEP FAILURE badRequest (or a
+		// 500) would tell it its request was at fault.
+		errors.Is(err, keyvault.ErrForbidden):
 		return DefaultRetryAfter, true
 	}
 	return 0, false
