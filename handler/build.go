@@ -192,6 +192,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 		if err != nil {
 			return nil, err
 		}
+		d.intune = client
 		caConfig := intune.CAConfiguration(keys.CA())
 		challenge = &scep.IntuneChallenge{Client: client, CAConfiguration: caConfig}
 		if cfg.Intune.RevocationSync {

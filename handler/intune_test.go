@@ -673,6 +673,39 @@ func TestIntuneFailClosed(t *testing.T) {
 	})
 }
 
+// TestHealthNamesIntuneRefusal: while Intune refuses the managed identity (scep_challenge_provider not granted, or
+// not in its token yet), every Intune enrollment fails and /api/health says why, naming the permission and the
+// script; the first enrollment Intune answers clears it.
+func TestHealthNamesIntuneRefusal(t *testing.T) {
+	s := startIntune(t, intuneSetup{})
+	subject := pkix.Name{CommonName: "refused-device"}
+	health := func() (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, s.base+"/api/health", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, body := testca.Do(t, http.DefaultClient, req)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := health(); code != http.StatusOK {
+		t.Fatalf("/api/health before any enrollment = %d %s", code, body)
+	}
+	s.fake.InjectFault(intunefake.RouteValidate, intunefake.Fault{Status: http.StatusForbidden,
+		Body: `{"error":{"code":"Forbidden","message":"the application lacks the required role"}}`})
+	s.rejectedByIntune(t, s.enroll(t, testca.CSROptions{Subject: subject}, intunefake.Challenge{}), "")
+	if code, body := health(); code != http.StatusServiceUnavailable || !strings.Contains(body, `"intune":{"status":"refused"`) ||
+		!strings.Contains(body, "validateRequest (403 since") || !strings.Contains(body, "scep_challenge_provider") ||
+		!strings.Contains(body, "grant-intune.sh") {
+		t.Fatalf("/api/health while Intune refuses = %d %s", code, body)
+	}
+	s.fake.ClearFaults()
+	s.enroll(t, testca.CSROptions{Subject: subject}, intunefake.Challenge{}).mustSucceed(t, s.ra)
+	if code, body := health(); code != http.StatusOK || strings.Contains(body, "intune") {
+		t.Fatalf("/api/health once Intune answers = %d %s", code, body)
+	}
+}
+
 // findLog returns the log line of an Intune operation for a transaction.
 func (s *intuneService) findLog(t *testing.T, txID, operation string) map[string]any {
 	t.Helper()

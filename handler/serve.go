@@ -24,6 +24,7 @@ import (
 	"github.com/azscep/azscep/internal/custody"
 	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/httpx"
+	"github.com/azscep/azscep/internal/intune"
 	"github.com/azscep/azscep/internal/issuance"
 	"github.com/azscep/azscep/internal/keyvault"
 	"github.com/azscep/azscep/internal/ocsp"
@@ -433,6 +434,7 @@ type deps struct {
 	ocsp   *ocsp.Responder
 	ra     *custody.RAKeeper  // nil in CA-decrypt mode
 	sync   *revocation.Syncer // nil when Intune is not configured
+	intune *intune.Client     // nil when Intune is not configured
 	admin  http.Handler       // nil when the API is not configured
 	csr    http.Handler       // nil when the API is not configured
 	dev    http.Handler       // the local development token issuer (local mode only)
@@ -564,6 +566,20 @@ func (d *deps) serveHealth(w http.ResponseWriter, r *http.Request) {
 			body.Checks["graph"] = check{Status: "refused", Error: "Microsoft Graph refuses the managed identity: " +
 				strings.Join(what, ", ") + "; grant the permissions with infra/scripts/grant-intune.sh (the platform " +
 				"may serve a token without them for up to 24 hours)"}
+		}
+	}
+	if d.intune != nil {
+		// Intune (or Graph, at its discovery) refuses the identity, and has answered nothing since: every Intune
+		// enrollment fails (a SCEP FAILURE) until the permission is granted.
+		if refused := d.intune.Refused(); len(refused) > 0 {
+			var what []string
+			for _, r := range refused {
+				what = append(what, fmt.Sprintf("%s %s (%d since %s)", r.Service, r.Operation, r.Status, r.Since.UTC().Format(time.RFC3339)))
+			}
+			body.Status = "degraded"
+			body.Checks["intune"] = check{Status: "refused", Error: "Intune refuses the managed identity: " +
+				strings.Join(what, ", ") + "; grant scep_challenge_provider (and Application.Read.All for the " +
+				"service discovery) with infra/scripts/grant-intune.sh"}
 		}
 	}
 	if err := d.store.Ping(ctx); err != nil {

@@ -28,6 +28,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -136,6 +137,57 @@ type Client struct {
 	// serviceDomain and graphHost bound where discovery may send the Intune token (discovery.parse).
 	serviceDomain string
 	graphHost     string
+
+	refusedMu sync.Mutex
+	refused   map[string]Refusal // the refusals in force (Refused), by Refusal.Service
+}
+
+// Refusal is Intune, or Graph at discovery, refusing the identity's token: 401 or 403 to every call to that service
+// since Since, none answered 2xx. It is what a missing permission (scep_challenge_provider for Intune,
+// Application.Read.All for discovery), or a grant that has not reached the token yet, looks like from here.
+type Refusal struct {
+	Service   string // "intune" or "graph" (discovery)
+	Operation string // the last call refused
+	Status    int    // its status, 401 or 403
+	Since     time.Time
+}
+
+// Refused returns the refusals in force, Graph's first: each set by a 401/403 from its service and ended by any 2xx
+// answer from it. They reflect only calls the service made; nothing is sent to find out.
+func (c *Client) Refused() []Refusal {
+	c.refusedMu.Lock()
+	defer c.refusedMu.Unlock()
+	var out []Refusal
+	for _, svc := range []string{"graph", "intune"} {
+		if r, ok := c.refused[svc]; ok {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// noteAnswer keeps Refused's state from an HTTP answer to operation: 401/403 starts (or continues) its service's
+// refusal, 2xx ends it, anything else says nothing about the identity's permissions.
+func (c *Client) noteAnswer(operation string, status int) {
+	svc := "intune"
+	if operation == "discovery" {
+		svc = "graph"
+	}
+	c.refusedMu.Lock()
+	defer c.refusedMu.Unlock()
+	switch {
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		since := c.now()
+		if r, ok := c.refused[svc]; ok {
+			since = r.Since
+		}
+		if c.refused == nil {
+			c.refused = map[string]Refusal{}
+		}
+		c.refused[svc] = Refusal{Service: svc, Operation: operation, Status: status, Since: since}
+	case status >= 200 && status <= 299:
+		delete(c.refused, svc)
+	}
 }
 
 // New validates cfg, applies defaults and returns a Client. It performs no I/O.
@@ -372,6 +424,7 @@ func (c *Client) attempt(parent context.Context, op operation, txID string, n in
 		}
 		defer resp.Body.Close()
 		status = resp.StatusCode
+		c.noteAnswer(op.name, status)
 		body, err := readCapped(resp.Body, c.maxBody)
 		if err != nil {
 			if errors.Is(err, errTooLarge) {

@@ -133,6 +133,7 @@ func (d *discovery) fetch(ctx context.Context) (map[string]string, error) {
 		}
 		defer resp.Body.Close()
 		status = resp.StatusCode
+		c.noteAnswer("discovery", status)
 		body, err := readCapped(resp.Body, c.maxBody)
 		if err != nil {
 			if errors.Is(err, errTooLarge) {

@@ -601,3 +601,42 @@ func TestErrorAnswersAreSummarised(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedUntilAnswered: a 401/403 from Intune, or from Graph at discovery, starts a refusal of that service that
+// Refused reports, naming the call and keeping when it began across later refusals; the first 2xx answer from the
+// same service ends it. Other failures (5xx) say nothing either way.
+func TestRefusedUntilAnswered(t *testing.T) {
+	e := newEnv(t, intunefake.Options{}, nil)
+	register(t, e.fake, intunefake.Challenge{Password: "pw"})
+	csr := makeCSR(t, csrSpec{password: "pw", subject: pkix.Name{CommonName: "d"}})
+	if r := e.client.Refused(); len(r) != 0 {
+		t.Fatalf("refused before any call: %+v", r)
+	}
+	e.fake.InjectFault(intunefake.RouteDiscovery, intunefake.Fault{Status: 403, Times: 1})
+	if err := e.client.ValidateRequest(t.Context(), "tx-1", csr); err == nil {
+		t.Fatal("ValidateRequest succeeded through a refused discovery")
+	}
+	if r := e.client.Refused(); len(r) != 1 || r[0].Service != "graph" || r[0].Operation != "discovery" || r[0].Status != 403 {
+		t.Fatalf("after a refused discovery: Refused = %+v", r)
+	}
+	e.fake.InjectFault(intunefake.RouteValidate, intunefake.Fault{Status: 401, Times: 2})
+	if err := e.client.ValidateRequest(t.Context(), "tx-2", csr); err == nil {
+		t.Fatal("ValidateRequest succeeded through a 401")
+	}
+	first := e.client.Refused() // discovery answered this time: only Intune refuses
+	if len(first) != 1 || first[0].Service != "intune" || first[0].Operation != "validateRequest" || first[0].Status != 401 {
+		t.Fatalf("after a refused validateRequest: Refused = %+v", first)
+	}
+	_ = e.client.ValidateRequest(t.Context(), "tx-3", csr)
+	e.fake.InjectFault(intunefake.RouteValidate, intunefake.Fault{Status: 503, Times: 3})
+	_ = e.client.ValidateRequest(t.Context(), "tx-4", csr)
+	if r := e.client.Refused(); len(r) != 1 || !r[0].Since.Equal(first[0].Since) {
+		t.Fatalf("after another 401 and a 503: Refused = %+v; want the refusal since %v", r, first[0].Since)
+	}
+	if err := e.client.ValidateRequest(t.Context(), "tx-5", csr); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.client.Refused(); len(r) != 0 {
+		t.Fatalf("after an answered call: Refused = %+v", r)
+	}
+}
