@@ -346,15 +346,7 @@ func TestSelfServiceAccountReread(t *testing.T) {
 // clear.
 func TestHealthNamesGraphRefusal(t *testing.T) {
 	s := startNames(t)
-	health := func() (int, string) {
-		t.Helper()
-		req, err := http.NewRequest(http.MethodGet, s.base+"/api/health", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, body := testca.Do(t, http.DefaultClient, req)
-		return resp.StatusCode, string(body)
-	}
+	health := func() (int, string) { return getHealth(t, s.base) }
 	tok := s.entra.MintUser(entrafake.NewGUID(), "alice@contoso.example", []string{entra.RoleCSRRequestDb})
 	o := testca.CSROptions{Subject: pkix.Name{CommonName: "svc-3"}}
 	s.entra.graph.SetFault(entrafake.Fault{Status: http.StatusForbidden})

@@ -42,6 +42,17 @@ type running struct {
 	stop func()
 }
 
+// getHealth asks the service at base for /api/health and returns the status and body.
+func getHealth(t *testing.T, base string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, base+"/api/health", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, body := testca.Do(t, http.DefaultClient, req)
+	return resp.StatusCode, string(body)
+}
+
 // scepURL is the SCEP URL of an endpoint.
 func (r *running) scepURL(endpoint string) string { return r.base + "/api/scep/" + endpoint }
 

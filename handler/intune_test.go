@@ -679,15 +679,7 @@ func TestIntuneFailClosed(t *testing.T) {
 func TestHealthNamesIntuneRefusal(t *testing.T) {
 	s := startIntune(t, intuneSetup{})
 	subject := pkix.Name{CommonName: "refused-device"}
-	health := func() (int, string) {
-		t.Helper()
-		req, err := http.NewRequest(http.MethodGet, s.base+"/api/health", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, body := testca.Do(t, http.DefaultClient, req)
-		return resp.StatusCode, string(body)
-	}
+	health := func() (int, string) { return getHealth(t, s.base) }
 	if code, body := health(); code != http.StatusOK {
 		t.Fatalf("/api/health before any enrollment = %d %s", code, body)
 	}

@@ -240,14 +240,7 @@ func TestOpenSSLInterop(t *testing.T) {
 	srv := httptest.NewServer(Handler(f.r))
 	defer srv.Close()
 
-	dir := t.TempDir()
-	write := func(name string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := pemWriter(t)
 	caPath := write("ca.pem", f.ca.cert.Raw)
 	goodPath, revokedPath := write("good.pem", goodLeaf.Raw), write("revoked.pem", revokedLeaf.Raw)
 	tests := []struct {
@@ -290,3 +283,16 @@ func TestOpenSSLInterop(t *testing.T) {
 type systemClockForInterop struct{}
 
 func (systemClockForInterop) Now() time.Time { return time.Now() }
+
+// pemWriter returns a function that writes a certificate as PEM into a new temporary directory and returns the
+// file's path, for the openssl command line.
+func pemWriter(t *testing.T) func(name string, der []byte) string {
+	dir := t.TempDir()
+	return func(name string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+}

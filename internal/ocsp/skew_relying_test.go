@@ -2,12 +2,9 @@ package ocsp
 
 import (
 	"crypto"
-	"encoding/pem"
 	"math/big"
 	"net/http/httptest"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -35,14 +32,7 @@ func TestRelyingPartyClockBehind(t *testing.T) {
 	srv := httptest.NewServer(Handler(f.r))
 	defer srv.Close()
 
-	dir := t.TempDir()
-	write := func(name string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := pemWriter(t)
 	caPath, leafPath := write("ca.pem", f.ca.cert.Raw), write("leaf.pem", leaf.Raw)
 	out, err := exec.CommandContext(t.Context(), opensslPath, "ocsp", "-issuer", caPath, "-cert", leafPath,
 		"-url", srv.URL+"/api/ocsp", "-CAfile", caPath, "-no_nonce", "-validity_period", "0").CombinedOutput()
