@@ -608,11 +608,15 @@ func (s *Server) getCRL(ctx context.Context) outcome {
 	return outcome{status: StatusSuccess, crl: der}
 }
 
-// deviceID extracts an Intune device ID from an IntuneDeviceId:// URI SAN, if present.
+// deviceID is the Intune device ID a device identity URI SAN names, if any: IntuneDeviceId://<id> or the
+// ID:<product>:GUID:<id> form of SCEP profiles written for Cisco ISE. Policy lets a certificate carry one of each,
+// naming the same device, so the first one found is the device; the record keeps it for the search by device.
 func deviceID(req *policy.Request) string {
 	for _, u := range req.URIs {
-		if policy.SameName(u.Scheme, "IntuneDeviceId") {
-			return policy.DeviceIDOf(u)
+		if policy.IdentityURIKind(u) == policy.IdentityIntuneDeviceID {
+			if id := policy.DeviceIDOf(u); id != "" {
+				return id
+			}
 		}
 	}
 	return ""
