@@ -416,6 +416,13 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 		// The certificate would leave ungated while every replay of it waits for a gate that never runs.
 		return nil, errors.New("issuance: a gated request needs its delivery gate (Deliver)")
 	}
+	if req.Checked.KeyUsage == 0 || len(req.Checked.ExtKeyUsage) == 0 {
+		// An empty set is not the narrowest but the widest: without the keyUsage or extendedKeyUsage extension a
+		// certificate is good for every usage. Every profile has both, so a door that narrowed them to nothing has a
+		// bug; refuse before anything is recorded or signed.
+		return nil, fmt.Errorf("issuance: refusing a certificate without key usage (%b) or extended key usage (%v)",
+			req.Checked.KeyUsage, req.Checked.ExtKeyUsage)
+	}
 	if i.marks != nil {
 		// A key known to be out is certified by no door: a policy refusal, before any record or claim.
 		mark, found, err := i.marks.Compromised(ctx, sk.hash)

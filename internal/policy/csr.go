@@ -216,6 +216,11 @@ func Check(csr *x509.CertificateRequest, p *Profile) (*Request, error) {
 	if _, isEC := csr.PublicKey.(*ecdsa.PublicKey); isEC {
 		// RFC 5480 §3: an ECDSA key cannot do key transport.
 		req.KeyUsage &^= x509.KeyUsageKeyEncipherment | x509.KeyUsageDataEncipherment
+		if req.KeyUsage == 0 {
+			// A certificate with no key usage carries no keyUsage extension, which relying parties read as every
+			// usage: a key the profile allows only to decrypt would sign.
+			return nil, reject(CodeKeyUsage, "profile %s allows only key transport, which an ECDSA key cannot do", p.Name)
+		}
 	}
 	for _, ext := range csr.Extensions {
 		if err := checkExtension(req, p, ext); err != nil {

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/azscep/azscep/internal/custody"
 	"github.com/azscep/azscep/internal/httpx"
 	"github.com/azscep/azscep/internal/issuance"
 	"github.com/azscep/azscep/internal/policy"
@@ -275,8 +276,7 @@ func (s *Server) checkRenewal(ctx context.Context, e *Endpoint, old *x509.Certif
 	if err := old.CheckSignatureFrom(s.keys.CA()); err != nil {
 		return nil, deny("renewal signer certificate was not issued by this CA")
 	}
-	if old.IsCA || slices.Contains(old.ExtKeyUsage, x509.ExtKeyUsageOCSPSigning) ||
-		(s.keys.RACert != nil && bytes.Equal(old.RawSubjectPublicKeyInfo, s.keys.RACert.RawSubjectPublicKeyInfo)) {
+	if old.IsCA || slices.Contains(old.ExtKeyUsage, x509.ExtKeyUsageOCSPSigning) || s.isRA(old) {
 		return nil, deny("renewal signer is a CA, RA or OCSP responder certificate")
 	}
 	now := s.now()
@@ -311,7 +311,10 @@ func (s *Server) checkRenewal(ctx context.Context, e *Endpoint, old *x509.Certif
 	req.ExtKeyUsage = slices.DeleteFunc(req.ExtKeyUsage, func(u x509.ExtKeyUsage) bool {
 		return !slices.Contains(old.ExtKeyUsage, u)
 	})
-	if req.KeyUsage == 0 || len(old.ExtKeyUsage) > 0 && len(req.ExtKeyUsage) == 0 {
+	// No EKU at all is not the narrowest set but the widest: relying parties read a certificate without the
+	// extension as valid for every purpose. Every profile has one, so an old certificate that shares none with the
+	// request (one carrying only EKUs no profile issues, as RA certificates do) renews into nothing.
+	if req.KeyUsage == 0 || len(req.ExtKeyUsage) == 0 {
 		return nil, deny("renewal asks for no usage the old certificate had")
 	}
 	window := e.RenewalWindow
@@ -334,6 +337,24 @@ func (s *Server) checkRenewal(ctx context.Context, e *Endpoint, old *x509.Certif
 		return nil, deny("%s", why)
 	}
 	return rec, nil
+}
+
+// isRA reports whether c is an RA certificate: one with the Certificate Request Agent EKU, which every RA
+// certificate carries since RAs were restricted to it (custody.HasRAUsage), whether or not this server still holds
+// it; or one with the key of an RA this server holds — the RA in use (a rotation installs it while running), the one
+// loaded at start-up and the previous one during its overlap — which covers RAs from before that restriction.
+func (s *Server) isRA(c *x509.Certificate) bool {
+	if slices.ContainsFunc(c.UnknownExtKeyUsage, custody.OIDCertificateRequestAgent.Equal) {
+		return true
+	}
+	cur, _ := s.keys.RA()
+	prev, _ := s.keys.PreviousRA(s.now())
+	for _, ra := range []*x509.Certificate{cur, s.keys.RACert, prev} {
+		if ra != nil && bytes.Equal(c.RawSubjectPublicKeyInfo, ra.RawSubjectPublicKeyInfo) {
+			return true
+		}
+	}
+	return false
 }
 
 // renewalCutOff says why the certificate recorded as rec may not sign a renewal for the key hashing to newKey
@@ -608,11 +629,15 @@ func (s *Server) getCRL(ctx context.Context) outcome {
 	return outcome{status: StatusSuccess, crl: der}
 }
 
-// deviceID extracts an Intune device ID from an IntuneDeviceId:// URI SAN, if present.
+// deviceID is the Intune device ID a device identity URI SAN names, if any: IntuneDeviceId://<id> or the
+// ID:<product>:GUID:<id> form of SCEP profiles written for Cisco ISE. Policy lets a certificate carry one of each,
+// naming the same device, so the first one found is the device; the record keeps it for the search by device.
 func deviceID(req *policy.Request) string {
 	for _, u := range req.URIs {
-		if policy.SameName(u.Scheme, "IntuneDeviceId") {
-			return policy.DeviceIDOf(u)
+		if policy.IdentityURIKind(u) == policy.IdentityIntuneDeviceID {
+			if id := policy.DeviceIDOf(u); id != "" {
+				return id
+			}
 		}
 	}
 	return ""
