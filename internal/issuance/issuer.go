@@ -31,6 +31,8 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -422,6 +424,12 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 		// bug; refuse before anything is recorded or signed.
 		return nil, fmt.Errorf("issuance: refusing a certificate without key usage (%b) or extended key usage (%v)",
 			req.Checked.KeyUsage, req.Checked.ExtKeyUsage)
+	}
+	if namesIssuer(req.Checked.RawSubject, i.ca.Cert.RawSubject) {
+		// The CA's name is the admin door's (ca init / ca import). A leaf bearing it is taken for the CA by the
+		// relying parties that build chains by name (RFC 5280 §7.1 compares names without case or extra white
+		// space), whichever door's policy let the subject through.
+		return nil, &policy.Rejection{Code: policy.CodeSubject, Detail: "the subject is the CA's own name"}
 	}
 	if i.marks != nil {
 		// A key known to be out is certified by no door: a policy refusal, before any record or claim.
@@ -824,4 +832,31 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
+}
+
+// namesIssuer reports whether the DER subject names the issuer issuerRaw, compared as RFC 5280 §7.1 compares names
+// for chaining: the same attributes in the same RDNs, values equal without regard to case or runs of white space.
+func namesIssuer(subject, issuerRaw []byte) bool {
+	var a, b pkix.RDNSequence
+	if rest, err := asn1.Unmarshal(subject, &a); err != nil || len(rest) > 0 || len(a) == 0 {
+		return false
+	}
+	if rest, err := asn1.Unmarshal(issuerRaw, &b); err != nil || len(rest) > 0 || len(a) != len(b) {
+		return false
+	}
+	fold := func(v any) string {
+		s, _ := v.(string)
+		return strings.ToLower(strings.Join(strings.Fields(s), " "))
+	}
+	for i := range a {
+		if len(a[i]) != len(b[i]) {
+			return false
+		}
+		for j := range a[i] {
+			if !a[i][j].Type.Equal(b[i][j].Type) || fold(a[i][j].Value) != fold(b[i][j].Value) {
+				return false
+			}
+		}
+	}
+	return true
 }
