@@ -274,7 +274,32 @@ func (i *Issuer) Replay(ctx context.Context, key string, pub crypto.PublicKey, w
 // ReplayRequest is Replay with req's key, public key, window, ReissueRevoked rule and delivery gate (Gated): the
 // look-up a caller makes before work that must not run twice (Intune validation), with the rules Issue will apply.
 func (i *Issuer) ReplayRequest(ctx context.Context, req *Request) (*Result, error) {
-	return i.replay(ctx, req.Key, req.Checked.PublicKey, req.replayRules())
+	res, err := i.replay(ctx, req.Key, req.Checked.PublicKey, req.replayRules())
+	if res == nil || err != nil {
+		return res, err
+	}
+	// Issue refuses a marked key before it looks for a replay; a replay looked up on its own is refused the same,
+	// or the certificate of a key marked since (through a sibling certificate) would be handed back.
+	if err := i.checkMark(ctx, store.KeyHash(req.Checked.PublicKey)); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// checkMark refuses a key marked compromised (CompromisedKeys): a policy refusal, key_compromised.
+func (i *Issuer) checkMark(ctx context.Context, keyHash string) error {
+	if i.marks == nil {
+		return nil
+	}
+	mark, found, err := i.marks.Compromised(ctx, keyHash)
+	if err != nil {
+		return err
+	}
+	if found {
+		return &policy.Rejection{Code: policy.CodeKeyCompromised,
+			Detail: fmt.Sprintf("the key was reported compromised (certificate %s revoked for keyCompromise)", mark.Serial)}
+	}
+	return nil
 }
 
 // gated reports whether req's certificate may leave only through its delivery gate.
@@ -431,16 +456,9 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 		// space), whichever door's policy let the subject through.
 		return nil, &policy.Rejection{Code: policy.CodeSubject, Detail: "the subject is the CA's own name"}
 	}
-	if i.marks != nil {
-		// A key known to be out is certified by no door: a policy refusal, before any record or claim.
-		mark, found, err := i.marks.Compromised(ctx, sk.hash)
-		if err != nil {
-			return nil, err
-		}
-		if found {
-			return nil, &policy.Rejection{Code: policy.CodeKeyCompromised,
-				Detail: fmt.Sprintf("the key was reported compromised (certificate %s revoked for keyCompromise)", mark.Serial)}
-		}
+	// A key known to be out is certified by no door: a policy refusal, before any record or claim.
+	if err := i.checkMark(ctx, sk.hash); err != nil {
+		return nil, err
 	}
 	now := i.now()
 

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"sync/atomic"
 	"testing"
 
 	"github.com/azscep/azscep/internal/policy"
@@ -49,5 +50,37 @@ func TestNeverIssuesTheCAName(t *testing.T) {
 				t.Fatalf("refusal left %d records and %d signatures, want none", len(page), f.signer.signs.Load())
 			}
 		})
+	}
+}
+
+// switchMarks is a KeyMarks whose one compromised key a test sets when it likes.
+type switchMarks struct{ hash atomic.Pointer[string] }
+
+func (m *switchMarks) Compromised(_ context.Context, h string) (store.CompromisedKey, bool, error) {
+	if p := m.hash.Load(); p != nil && *p == h {
+		return store.CompromisedKey{PublicKey: h, Serial: "0B"}, true, nil
+	}
+	return store.CompromisedKey{}, false, nil
+}
+
+// TestReplayOfAMarkedKeyRefused: a replay looked up on its own (ReplayRequest, which the Intune endpoints ask before
+// validating) does not hand back a certificate whose key was marked compromised since it was issued, as Issue
+// refuses such a key before it looks for a replay.
+func TestReplayOfAMarkedKeyRefused(t *testing.T) {
+	marks := &switchMarks{}
+	iss, _, _, _ := auditedIssuer(t, "Replay Marks CA", nil, Config{CompromisedKeys: marks})
+	req := deviceRequest(t, leafKey, "kiosk-9.corp.example")
+	req.Key = "tx-marked"
+	if _, err := iss.Issue(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := iss.ReplayRequest(context.Background(), req); err != nil || res == nil {
+		t.Fatalf("replay before the mark = %v, %v; want the certificate", res, err)
+	}
+	h := store.KeyHash(req.Checked.PublicKey)
+	marks.hash.Store(&h)
+	res, err := iss.ReplayRequest(context.Background(), req)
+	if r, ok := policy.AsRejection(err); !ok || r.Code != policy.CodeKeyCompromised || res != nil {
+		t.Fatalf("replay after the mark = %v, %v; want a %s rejection", res, err, policy.CodeKeyCompromised)
 	}
 }
