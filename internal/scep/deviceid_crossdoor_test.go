@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509/pkix"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/azscep/azscep/internal/testca"
@@ -21,6 +22,7 @@ func TestRecordDeviceIDFromEitherDeviceURI(t *testing.T) {
 		"IntuneDeviceId://" + device,
 		"ID:Microsoft Endpoint Manager:GUID:" + device,
 		"ID:Microsoft%20Endpoint%20Manager:GUID:" + device,
+		"IntuneDeviceId://" + strings.ToUpper(device), // recorded in lower case, as /api/csr records it
 	} {
 		u, err := url.Parse(raw)
 		if err != nil {

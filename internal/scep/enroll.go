@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/big"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/azscep/azscep/internal/custody"
@@ -636,7 +637,7 @@ func deviceID(req *policy.Request) string {
 	for _, u := range req.URIs {
 		if policy.IdentityURIKind(u) == policy.IdentityIntuneDeviceID {
 			if id := policy.DeviceIDOf(u); id != "" {
-				return id
+				return strings.ToLower(id) // as /api/csr records it, and Intune shows it
 			}
 		}
 	}

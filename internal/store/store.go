@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"time"
 )
@@ -149,10 +150,25 @@ type Certificates interface {
 	Pending(ctx context.Context, before time.Time) ([]*Record, error)
 }
 
+// DeviceIDForms are the device IDs a Query.DeviceID of id matches: id itself, in lower case and in upper case,
+// each once.
+func DeviceIDForms(id string) []string {
+	forms := []string{id}
+	for _, f := range []string{strings.ToLower(id), strings.ToUpper(id)} {
+		if !slices.Contains(forms, f) {
+			forms = append(forms, f)
+		}
+	}
+	return forms
+}
+
 // Query selects records for the admin API. Empty fields do not filter.
 type Query struct {
-	Subject      string // substring of the subject DN (case-insensitive)
-	Name         string // substring of the subject DN or of any SAN, e.g. a UPN (case-insensitive)
+	Subject string // substring of the subject DN (case-insensitive)
+	Name    string // substring of the subject DN or of any SAN, e.g. a UPN (case-insensitive)
+	// DeviceID matches a record's device ID as given, in lower case or in upper case (DeviceIDForms): GUIDs are
+	// written either way (the Intune portal shows them in lower case, Windows in upper case), and records kept the
+	// case their CSR had before device IDs were recorded in lower case.
 	DeviceID     string
 	Requester    string
 	Endpoint     string // SCEP endpoint name or REST profile name

@@ -305,7 +305,7 @@ func matches(r *store.Record, q *store.Query, subject string) bool {
 	if q.Status != "" && r.Status != q.Status {
 		return false
 	}
-	if q.DeviceID != "" && r.DeviceID != q.DeviceID {
+	if q.DeviceID != "" && !slices.Contains(store.DeviceIDForms(q.DeviceID), r.DeviceID) {
 		return false
 	}
 	if q.Requester != "" && r.Requester != q.Requester {

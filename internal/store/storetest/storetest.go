@@ -509,7 +509,7 @@ func testSearchFilters(t *testing.T, s store.Store) {
 	specs := []spec{
 		{"CN=Alice Example,O=Acme", "dev-1", "o'brien@example.com", store.StatusIssued, store.SourceAPI, "api", []string{"dns:alice.acme.example"}},
 		{"CN=alice-laptop,O=Acme", "dev-2", "intune", store.StatusPending, store.SourceSCEP, "intune", []string{"upn:Zed@Acme.example"}},
-		{"CN=Bob,O=Other", "dev-1", "intune", store.StatusRevoked, store.SourceSCEP, "intune", nil},
+		{"CN=Bob,O=Other", "DEV-1", "intune", store.StatusRevoked, store.SourceSCEP, "intune", nil},
 		{"CN=Carol,O=Acme", "dev-3", "o'brien@example.com", store.StatusPending, store.SourceSCEP, "static", nil},
 		{"CN=Dave,O=Other", "", "app-1", store.StatusAbandoned, store.SourceAPI, "api", []string{"dns:zed.other.example"}},
 	}
@@ -538,6 +538,8 @@ func testSearchFilters(t *testing.T, s store.Store) {
 		{"subject case-insensitive", store.Query{Subject: "ALICE"}, []int{0, 1}},
 		{"subject org", store.Query{Subject: "o=acme"}, []int{0, 1, 3}},
 		{"device", store.Query{DeviceID: "dev-1"}, []int{0, 2}},
+		{"device in either case", store.Query{DeviceID: "Dev-1"}, []int{0, 2}},
+		{"device injection", store.Query{DeviceID: "x' or DeviceID ne 'x"}, nil},
 		{"requester with quote", store.Query{Requester: "o'brien@example.com"}, []int{0, 3}},
 		{"requester injection", store.Query{Requester: "x' or Requester ne 'x"}, nil},
 		{"status", store.Query{Status: store.StatusPending}, []int{1, 3}},

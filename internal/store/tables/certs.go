@@ -267,7 +267,11 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]*store.Record, str
 		clauses = append(clauses, "Status eq "+quote(string(q.Status)))
 	}
 	if q.DeviceID != "" {
-		clauses = append(clauses, "DeviceID eq "+quote(q.DeviceID))
+		var forms []string
+		for _, f := range store.DeviceIDForms(q.DeviceID) {
+			forms = append(forms, "DeviceID eq "+quote(f))
+		}
+		clauses = append(clauses, "("+strings.Join(forms, " or ")+")")
 	}
 	if q.Requester != "" {
 		clauses = append(clauses, "Requester eq "+quote(q.Requester))
