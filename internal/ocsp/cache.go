@@ -21,6 +21,8 @@ type cachedResponse struct {
 	etag    string
 	// public is true for nonce-less responses, which any client or HTTP cache may share.
 	public bool
+	// status is what the response says, for the answers to requests with a nonce, signed from it.
+	status Status
 }
 
 // responseCache holds nonce-less responses per (CertID hash algorithm, serial). It is bounded: when a shard is

@@ -421,12 +421,25 @@ func (r *Responder) respond(ctx context.Context, reqDER []byte) (*cachedResponse
 	if !ok || !bytes.Equal(req.nameHash, hashes[0]) || !bytes.Equal(req.keyHash, hashes[1]) {
 		return respUnauthorized, ErrUnauthorized
 	}
-	if req.nonceValue != nil {
-		// A nonce makes the response unique to this request: never cached, never shared.
-		r.missCount.Add(1)
-		return r.build(ctx, req, false, 0)
+	if req.nonceValue == nil {
+		return r.shared(ctx, req)
 	}
+	// A nonce makes the response unique to this request: signed for it alone, never cached, never shared. Its
+	// status is the shared answer's, read (and cached) as for a request without a nonce and as current (every
+	// revocation drops it): otherwise a nonce, which any client may add, would be a way past the cache to the
+	// store, one read per request.
+	plain := *req
+	plain.nonceValue = nil
+	res, err := r.shared(ctx, &plain)
+	if err != nil {
+		return res, err
+	}
+	return r.answer(ctx, req, res.status, false, 0)
+}
 
+// shared answers a request without a nonce: from the cache when it holds a current answer, else from one lookup
+// and signature that concurrent requests for the serial share, cached for the next.
+func (r *Responder) shared(ctx context.Context, req *request) (*cachedResponse, error) {
 	key := cacheKey(req.hash, req.serial)
 	if r.cacheCurrent(ctx) {
 		now := r.clock.Now()
@@ -469,6 +482,12 @@ func (r *Responder) build(ctx context.Context, req *request, cacheable bool, epo
 			return respTryLater, fmt.Errorf("%w: looking up serial %x: %w", ErrTryLater, req.serial, err)
 		}
 	}
+	return r.answer(ctx, req, st, cacheable, epoch)
+}
+
+// answer signs a fresh response saying st for req; when cacheable and no Invalidate happened since epoch was
+// read, the response is cached.
+func (r *Responder) answer(ctx context.Context, req *request, st Status, cacheable bool, epoch uint64) (*cachedResponse, error) {
 	single, err := r.singleStatus(st)
 	if err != nil {
 		return respInternal, fmt.Errorf("serial %x: %w", req.serial, err)
@@ -494,6 +513,7 @@ func (r *Responder) build(ctx context.Context, req *request, cacheable bool, epo
 		staleAt:    single.nextUpdate.Add(-r.opts.CacheMargin),
 		etag:       `"` + hex.EncodeToString(sum[:16]) + `"`,
 		public:     req.nonceValue == nil,
+		status:     st,
 	}
 	if end := now.Add(AbsentTTL); st.Absent && !st.Known && end.Before(res.staleAt) {
 		// HTTP caches are told the same lifetime as the instance keeps it.

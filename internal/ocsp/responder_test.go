@@ -138,11 +138,15 @@ func TestRespond_ResponderCertificate(t *testing.T) {
 	}
 }
 
+// TestRespond_NonceEchoedAndNotCached: each request with a nonce gets a response of its own, echoing its nonce and
+// never cached or shared; its status comes from the answer a request without a nonce gets, read from the store once
+// and cached, so that nonces are no way past the cache to the store; a revocation reaches the next nonce answer.
 func TestRespond_NonceEchoedAndNotCached(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, Options{})
 	serial := big.NewInt(42)
 	f.src.set(serial, Status{Known: true})
+	seen := map[string]bool{}
 	for i, nonce := range [][]byte{bytes.Repeat([]byte{0xA5}, 16), {0x01}, bytes.Repeat([]byte{0x5A}, 32)} {
 		ext := nonceExt(t, nonce)
 		der := mustRespond(t, f.r, makeRequest(t, f.ca.cert, serial, crypto.SHA1, ext))
@@ -157,10 +161,22 @@ func TestRespond_NonceEchoedAndNotCached(t *testing.T) {
 		if len(resp.Extensions) != 0 {
 			t.Error("nonce placed in singleExtensions")
 		}
+		seen[string(der)] = true
 	}
+	// Three nonce answers and the shared one they took their status from; one store read.
 	st := f.r.Stats()
-	if st.ResponsesSigned != 3 || st.CacheEntries != 0 || f.src.calls.Load() != 3 {
-		t.Errorf("nonce responses cached or shared: %+v, lookups %d", st, f.src.calls.Load())
+	if len(seen) != 3 || st.ResponsesSigned != 4 || st.CacheEntries != 1 || f.src.calls.Load() != 1 {
+		t.Errorf("nonce answers: %d distinct, %+v, lookups %d; want 3, 4 signed, 1 cached, 1 lookup", len(seen), st, f.src.calls.Load())
+	}
+	// What is cached is the shared answer, without a nonce.
+	if exts := responseExtensions(t, mustRespond(t, f.r, makeRequest(t, f.ca.cert, serial, crypto.SHA1, nil))); len(exts) != 0 ||
+		f.r.Stats().ResponsesSigned != 4 {
+		t.Errorf("the request without a nonce: responseExtensions %+v, %d signed; want the cached answer", exts, f.r.Stats().ResponsesSigned)
+	}
+	f.src.set(serial, Status{Known: true, Revoked: true, RevokedAt: time.Now().Add(-time.Minute), Reason: xocsp.KeyCompromise})
+	f.r.Invalidate(serial)
+	if r := mustParse(t, mustRespond(t, f.r, makeRequest(t, f.ca.cert, serial, crypto.SHA1, nonceExt(t, []byte{0x02}))), f.ca.cert); r.Status != xocsp.Revoked {
+		t.Errorf("nonce answer after a revocation: status %d, want revoked", r.Status)
 	}
 }
 
