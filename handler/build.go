@@ -143,8 +143,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 	// Revocations made by other instances reach both through the shared revocation generation (one store read per
 	// instance every 30 s at most), so every instance answers within the five-minute bound.
 	status := revocation.Status{Store: st}
-	crlOpts := crl.Options{Validity: cfg.CRLValidity, Generation: status, Logger: log}
-	ocspOpts := ocsp.Options{ResponseValidity: cfg.OCSPValidity, Generation: status,
+	// Revocation information lies back as far as the certificates do (AZSCEP_BACKDATE, raised for relying parties
+	// whose clocks run behind): a CRL or OCSP response such a party finds "not yet valid" fails the whole check.
+	crlOpts := crl.Options{Validity: cfg.CRLValidity, Backdate: cfg.Backdate, Generation: status, Logger: log}
+	ocspOpts := ocsp.Options{ResponseValidity: cfg.OCSPValidity, Backdate: cfg.Backdate, Generation: status,
 		Recorder: &revocation.ResponderRecords{Store: st}, Logger: log}
 	if _, ok := keys.CA().PublicKey.(*rsa.PublicKey); ok {
 		// Under an RSA CA the responses are RSA-signed too: relying parties with an RSA-only stack (some network

@@ -148,7 +148,7 @@ type CRL struct {
 	DER        []byte
 	PEM        []byte
 	Number     *big.Int
-	ThisUpdate time.Time // ThisUpdateBackdate before Signed
+	ThisUpdate time.Time // Options.Backdate before Signed
 	NextUpdate time.Time
 	// Signed is when the CRL was made: its validity and refresh run from here.
 	Signed time.Time
@@ -165,9 +165,13 @@ func (c *CRL) RefreshAt() time.Time {
 
 // Options tune a Publisher. Zero values select the defaults.
 type Options struct {
-	// Validity is NextUpdate − the signing time (thisUpdate is ThisUpdateBackdate earlier). Default
+	// Validity is NextUpdate − the signing time (thisUpdate is Backdate earlier). Default
 	// DefaultValidity; at least MinValidity.
 	Validity time.Duration
+	// Backdate is how far thisUpdate lies before the signing: the certificates' back-date (AZSCEP_BACKDATE), so
+	// that a relying party whose clock runs behind accepts the CRL as it accepts the certificates. Default
+	// ThisUpdateBackdate.
+	Backdate time.Duration
 	// RetryBackoff is the pause after a failed generation before another is attempted while a still-valid
 	// CRL is being served (or an error returned); it keeps an outage of the store or Key Vault from turning
 	// every download into a retry. Default DefaultRetryBackoff.
@@ -195,7 +199,8 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// ThisUpdateBackdate is how far a CRL's thisUpdate lies before its signing, as certificates' notBefore does.
+// ThisUpdateBackdate is how far a CRL's thisUpdate lies before its signing by default (Options.Backdate), as
+// certificates' notBefore does.
 const ThisUpdateBackdate = 5 * time.Minute
 
 // Publisher keeps the current CRL and regenerates it when it is missing, past half its validity, or
@@ -207,6 +212,7 @@ type Publisher struct {
 	source   Source
 	counter  Counter
 	validity time.Duration
+	backdate time.Duration // Options.Backdate
 	backoff  time.Duration
 	timeout  time.Duration
 	stale    time.Duration
@@ -268,6 +274,7 @@ func NewPublisher(caCert *x509.Certificate, signer crypto.Signer, source Source,
 		source:   source,
 		counter:  counter,
 		validity: cmp.Or(opts.Validity, DefaultValidity),
+		backdate: cmp.Or(opts.Backdate, ThisUpdateBackdate),
 		backoff:  cmp.Or(opts.RetryBackoff, DefaultRetryBackoff),
 		timeout:  cmp.Or(opts.GenerateTimeout, DefaultGenerateTimeout),
 		stale:    cmp.Or(opts.StaleWait, DefaultStaleWait),
@@ -579,7 +586,7 @@ func (p *Publisher) attempt(ctx context.Context) (*CRL, error) {
 		// Backdated like the certificates: OpenSSL's chain check allows no skew for a CRL's thisUpdate, so a
 		// relying party whose clock runs seconds slow would otherwise find the CRL published after a revocation
 		// "not yet valid" and fail the whole chain.
-		ThisUpdate:                now.Add(-ThisUpdateBackdate),
+		ThisUpdate:                now.Add(-p.backdate),
 		NextUpdate:                now.Add(p.validity),
 		RevokedCertificateEntries: list,
 	}

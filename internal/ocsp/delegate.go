@@ -27,16 +27,12 @@ var (
 	oidSigSHA256WithRSA   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11}
 )
 
-// responderCertBackdate absorbs clock skew between us and relying parties.
-const responderCertBackdate = 5 * time.Minute
-
-// thisUpdateBackdate is how far a response's thisUpdate lies before its signing, for the same reason and by the
-// same amount as the responder certificate's notBefore (and the CRL's thisUpdate, crl.ThisUpdateBackdate): a
-// relying party whose clock runs behind ours rejects a response whose thisUpdate is in its future ("status not
-// yet valid": OpenSSL's OCSP_check_validity allows only the skew its caller passes, none with the openssl
-// command's -validity_period 0). A larger back-date would buy nothing: such a party already rejects the responder
-// certificate as not yet valid. Equal to that certificate's back-date, thisUpdate never precedes its notBefore.
-const thisUpdateBackdate = responderCertBackdate
+// DefaultBackdate is how far a responder certificate's notBefore and a response's thisUpdate lie before their
+// signing (Options.Backdate): a relying party whose clock runs behind ours rejects a response whose thisUpdate is in
+// its future ("status not yet valid": OpenSSL's OCSP_check_validity allows only the skew its caller passes, none
+// with the openssl command's -validity_period 0), and a responder certificate not yet valid. Both lie back by the
+// same amount, so thisUpdate never precedes that certificate's notBefore.
+const DefaultBackdate = 5 * time.Minute
 
 // delegate is one responder key with its CA-signed certificate. Immutable once built.
 type delegate struct {
@@ -81,7 +77,7 @@ func (d *delegate) nextUpdate(signed time.Time, validity time.Duration) time.Tim
 // OCSP path makes, once per renewal. The certificate ends validity after now, or with the CA certificate if
 // that is sooner; once the CA has expired there is nothing left to sign for, and it fails before the CA key is
 // used or anything is recorded.
-func newDelegate(ctx context.Context, rec Recorder, ca *x509.Certificate, caSigner crypto.Signer, caSigAlg x509.SignatureAlgorithm, keyType KeyType, validity time.Duration, now time.Time) (*delegate, error) {
+func newDelegate(ctx context.Context, rec Recorder, ca *x509.Certificate, caSigner crypto.Signer, caSigAlg x509.SignatureAlgorithm, keyType KeyType, validity, backdate time.Duration, now time.Time) (*delegate, error) {
 	if !now.Before(ca.NotAfter) {
 		return nil, caExpired(ca)
 	}
@@ -124,7 +120,7 @@ func newDelegate(ctx context.Context, rec Recorder, ca *x509.Certificate, caSign
 	if err != nil {
 		return nil, err
 	}
-	notBefore := now.Add(-responderCertBackdate).UTC().Truncate(time.Second)
+	notBefore := now.Add(-backdate).UTC().Truncate(time.Second)
 	notAfter := now.Add(validity).UTC().Truncate(time.Second)
 	// Never past the CA's notAfter: relying parties reject a certificate that outlives its issuer (RFC 5280
 	// path validation checks every certificate's validity at the same time).

@@ -164,7 +164,7 @@ func TestHandler_GETCachingHeaders(t *testing.T) {
 	want := map[string]string{
 		"Content-Type":  ContentTypeResponse,
 		"Cache-Control": "max-age=3000, public, no-transform, must-revalidate",
-		"Last-Modified": produced.Add(-thisUpdateBackdate).Format(http.TimeFormat), // thisUpdate, RFC 5019 §6.2
+		"Last-Modified": produced.Add(-DefaultBackdate).Format(http.TimeFormat), // thisUpdate, RFC 5019 §6.2
 		"Expires":       produced.Add(50 * time.Minute).Format(http.TimeFormat),
 	}
 	for k, v := range want {

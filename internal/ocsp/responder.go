@@ -139,9 +139,13 @@ type Options struct {
 	Recorder Recorder
 	// KeyType of the in-memory responder key; default KeyP256.
 	KeyType KeyType
-	// ResponseValidity is nextUpdate − the signing time (thisUpdate lies 5 minutes before the signing, for relying
+	// ResponseValidity is nextUpdate − the signing time (thisUpdate lies Backdate before the signing, for relying
 	// parties whose clocks run behind); default DefaultResponseValidity.
 	ResponseValidity time.Duration
+	// Backdate is how far a response's thisUpdate and the responder certificate's notBefore lie before their
+	// signing: the certificates' back-date (AZSCEP_BACKDATE), so that a relying party whose clock runs behind
+	// accepts the responses as it accepts the certificates. Default DefaultBackdate.
+	Backdate time.Duration
 	// CacheMargin: cached responses are re-signed this long before nextUpdate; default DefaultCacheMargin.
 	CacheMargin time.Duration
 	// ResponderCertValidity of each responder certificate; default DefaultResponderCertValidity, at least
@@ -240,6 +244,7 @@ func NewResponder(caCert *x509.Certificate, caSigner crypto.Signer, source Statu
 		return nil, err
 	}
 	opts.ResponseValidity = cmp.Or(opts.ResponseValidity, DefaultResponseValidity)
+	opts.Backdate = cmp.Or(opts.Backdate, DefaultBackdate)
 	opts.CacheMargin = cmp.Or(opts.CacheMargin, DefaultCacheMargin)
 	opts.ResponderCertValidity = cmp.Or(opts.ResponderCertValidity, DefaultResponderCertValidity)
 	opts.CacheSize = cmp.Or(opts.CacheSize, DefaultCacheSize)
@@ -498,7 +503,7 @@ func (r *Responder) answer(ctx context.Context, req *request, st Status, cacheab
 	}
 	now := r.clock.Now()
 	signed := now.UTC().Truncate(time.Second)
-	single.thisUpdate = signed.Add(-thisUpdateBackdate)
+	single.thisUpdate = signed.Add(-r.opts.Backdate)
 	single.nextUpdate = d.nextUpdate(signed, r.opts.ResponseValidity)
 	der, err := marshalResponse(d, req, single, now)
 	if err != nil {
@@ -596,7 +601,7 @@ func (r *Responder) currentDelegate(ctx context.Context) (*delegate, error) {
 		// hold every other caller to RetryBackoff), and it must not outlive its own deadline either.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), renewalTimeout)
 		defer cancel()
-		nd, err := newDelegate(ctx, r.opts.Recorder, r.ca, r.caSigner, r.caSigAlg, r.opts.KeyType, r.opts.ResponderCertValidity, now)
+		nd, err := newDelegate(ctx, r.opts.Recorder, r.ca, r.caSigner, r.caSigAlg, r.opts.KeyType, r.opts.ResponderCertValidity, r.opts.Backdate, now)
 		r.renewMu.Lock()
 		if err != nil {
 			r.renewErr, r.renewFailedAt = fmt.Errorf("renewing OCSP responder certificate: %w", err), now

@@ -68,7 +68,7 @@ func TestRespond_Statuses(t *testing.T) {
 				}
 			}
 			now := f.clock.Now()
-			if !resp.ThisUpdate.Equal(now.Add(-thisUpdateBackdate)) || !resp.NextUpdate.Equal(now.Add(DefaultResponseValidity)) || !resp.ProducedAt.Equal(now) {
+			if !resp.ThisUpdate.Equal(now.Add(-DefaultBackdate)) || !resp.NextUpdate.Equal(now.Add(DefaultResponseValidity)) || !resp.ProducedAt.Equal(now) {
 				t.Errorf("times = produced %v this %v next %v; want %v, −5m and +1h", resp.ProducedAt, resp.ThisUpdate, resp.NextUpdate, now)
 			}
 			if resp.Certificate == nil {

@@ -49,16 +49,16 @@ func TestRelyingPartyClockBehind(t *testing.T) {
 	before := time.Now().Add(skew).Truncate(time.Second)
 	resp := mustParse(t, mustRespond(t, f.r, makeRequest(t, f.ca.cert, leaf.SerialNumber, crypto.SHA256, nonceExt(t, []byte("n")))), f.ca.cert)
 	after := time.Now().Add(skew)
-	if got := resp.ProducedAt.Sub(resp.ThisUpdate); got < thisUpdateBackdate || got >= thisUpdateBackdate+time.Second {
-		t.Errorf("thisUpdate %v is %v before producedAt %v, want %v", resp.ThisUpdate, got, resp.ProducedAt, thisUpdateBackdate)
+	if got := resp.ProducedAt.Sub(resp.ThisUpdate); got < DefaultBackdate || got >= DefaultBackdate+time.Second {
+		t.Errorf("thisUpdate %v is %v before producedAt %v, want %v", resp.ThisUpdate, got, resp.ProducedAt, DefaultBackdate)
 	}
-	if resp.ThisUpdate.Before(before.Add(-thisUpdateBackdate)) || resp.ThisUpdate.After(after.Add(-thisUpdateBackdate)) {
-		t.Errorf("thisUpdate %v not %v before the signing (between %v and %v)", resp.ThisUpdate, thisUpdateBackdate, before, after)
+	if resp.ThisUpdate.Before(before.Add(-DefaultBackdate)) || resp.ThisUpdate.After(after.Add(-DefaultBackdate)) {
+		t.Errorf("thisUpdate %v not %v before the signing (between %v and %v)", resp.ThisUpdate, DefaultBackdate, before, after)
 	}
 	if resp.ThisUpdate.Before(resp.Certificate.NotBefore) {
 		t.Errorf("thisUpdate %v precedes the responder certificate's notBefore %v", resp.ThisUpdate, resp.Certificate.NotBefore)
 	}
-	if got := resp.NextUpdate.Sub(resp.ThisUpdate); got != DefaultResponseValidity+thisUpdateBackdate {
+	if got := resp.NextUpdate.Sub(resp.ThisUpdate); got != DefaultResponseValidity+DefaultBackdate {
 		t.Errorf("nextUpdate − thisUpdate = %v, want the validity plus the back-date", got)
 	}
 }
