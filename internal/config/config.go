@@ -243,7 +243,7 @@ const (
 var Settings = []Setting{
 	{Name: "AZSCEP_MODE", Default: "azure", Azure: "required", Doc: "`local` (key files, Azurite, dev token issuer allowed) or `azure` (Key Vault, managed identity)"},
 	{Name: "FUNCTIONS_CUSTOMHANDLER_PORT", Default: "7071", Azure: "optional", Doc: "port to listen on; set by the Functions host"},
-	{Name: "AZSCEP_BASE_URL", Default: "`http://127.0.0.1:7071` locally", Azure: "required", Doc: "public base URL; AIA, CDP and OCSP URLs in certificates are built from it"},
+	{Name: "AZSCEP_BASE_URL", Default: "`http://127.0.0.1:<FUNCTIONS_CUSTOMHANDLER_PORT>` locally", Azure: "required", Doc: "public base URL; AIA, CDP and OCSP URLs in certificates are built from it"},
 	{Name: "AZSCEP_PUBLICATION_URL", Default: "AZSCEP_BASE_URL", Azure: "optional", Doc: "base of the OCSP, caIssuers and CRL URLs in certificates; http allowed (RFC 5280 prefers it), but the app is HTTPS-only: an http URL needs a front end serving `/api/ocsp`, `/api/ca` and `/api/crl` over http (docs/deployment.md section 3)"},
 	{Name: "AZSCEP_LOG_LEVEL", Default: "info", Azure: "optional", Doc: "debug, info, warn or error"},
 	{Name: "AZSCEP_TABLES_CONNECTION", Azure: "local-only", Doc: "Table Storage connection string (Azurite); wins over AZSCEP_TABLES_ENDPOINT"},

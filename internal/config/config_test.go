@@ -41,6 +41,15 @@ func TestLocalDefaults(t *testing.T) {
 			t.Errorf("built-in profile %s missing", name)
 		}
 	}
+	// `make run PORT=…` (README): the local base URL, and so every URL in certificates and the printed commands,
+	// follows the port rather than staying on 7071.
+	c, err = Load(localEnv("FUNCTIONS_CUSTOMHANDLER_PORT=8071"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.BaseURL.String() != "http://127.0.0.1:8071" {
+		t.Fatalf("local base URL on port 8071 = %s", c.BaseURL)
+	}
 }
 
 func TestAzureDefaults(t *testing.T) {
