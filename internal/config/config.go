@@ -393,6 +393,21 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 		} else {
 			p.httpsURL("AZSCEP_KEYVAULT_URL", c.KeyVaultURL, false)
 		}
+		// Refused here rather than by Key Vault: its 400 for a name it cannot have is an error `ca init` exits 1
+		// on, which the postprovision hook retries for 12 minutes, and the service stops on it without naming
+		// the setting.
+		for _, k := range []struct{ setting, name string }{{"AZSCEP_CA_KEY_NAME", c.CAKeyName}, {"AZSCEP_KEK_NAME", c.KEKName}} {
+			if !keyVaultName(k.name, 127) {
+				p.fail(k.setting, "must be a Key Vault key name: 1 to 127 letters, digits and hyphens")
+			}
+		}
+		if c.CAKeyVersion != "" && (!keyVaultName(c.CAKeyVersion, 64) || strings.Contains(c.CAKeyVersion, "-")) {
+			p.fail("AZSCEP_CA_KEY_VERSION", "must be a Key Vault key version (letters and digits, the last part of the key's ID), or empty")
+		}
+		// Key Vault names are case-insensitive: one key cannot be the CA key (sign only) and the KEK (wrap only).
+		if strings.EqualFold(c.CAKeyName, c.KEKName) {
+			p.fail("AZSCEP_KEK_NAME", "must name another key than AZSCEP_CA_KEY_NAME")
+		}
 	}
 	c.Backdate = p.duration("AZSCEP_BACKDATE", 5*time.Minute, 0, time.Hour)
 	c.StaleAfter = p.duration("AZSCEP_PENDING_STALE_AFTER", 5*time.Minute, 3*time.Minute, 24*time.Hour)
@@ -681,6 +696,19 @@ func (p *parser) getenv(name string) string {
 }
 
 // fail records a problem of setting: a fault of the feature being read, or Load's error for a core setting.
+// keyVaultName reports whether s is 1 to max letters, digits and hyphens: what Key Vault allows in an object's name.
+func keyVaultName(s string, max int) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 func (p *parser) fail(setting, problem string) {
 	p.failWith(&Error{Setting: setting, Problem: problem})
 }

@@ -67,6 +67,14 @@ func TestAzureDefaults(t *testing.T) {
 	if c.RAMode != "envelope" || c.KEKName != "azscep-kek" || c.CAKeyName != "azscep-ca" {
 		t.Fatalf("key defaults wrong: %+v", c)
 	}
+	c, err = Load(azureEnv("AZSCEP_CA_KEY_NAME=Contoso-CA-2", "AZSCEP_KEK_NAME=contoso-kek-2",
+		"AZSCEP_CA_KEY_VERSION=0f1e2d3c4b5a69788796a5b4c3d2e1f0"))
+	if err != nil {
+		t.Fatalf("Key Vault names and a version as Key Vault makes them: %v", err)
+	}
+	if c.CAKeyName != "Contoso-CA-2" || c.KEKName != "contoso-kek-2" || c.CAKeyVersion != "0f1e2d3c4b5a69788796a5b4c3d2e1f0" {
+		t.Fatalf("key settings wrong: %+v", c)
+	}
 }
 
 func TestEndpointAndProfileSettings(t *testing.T) {
@@ -191,6 +199,13 @@ func TestBadSettings(t *testing.T) {
 		{"ocsp validity short", localEnv("AZSCEP_OCSP_VALIDITY=10m"), "AZSCEP_OCSP_VALIDITY", ""},
 		{"ocsp validity long", localEnv("AZSCEP_OCSP_VALIDITY=13h"), "AZSCEP_OCSP_VALIDITY", ""},
 		{"prefix", localEnv("AZSCEP_TABLES_PREFIX=9x"), "AZSCEP_TABLES_PREFIX", ""},
+		// Names Key Vault cannot have: its 400 would be an error `ca init` exits 1 on (the postprovision hook
+		// retries that for 12 minutes) and that the service stops on without naming the setting.
+		{"ca key name", azureEnv("AZSCEP_CA_KEY_NAME=contoso_ca"), "AZSCEP_CA_KEY_NAME", ""},
+		{"kek name", azureEnv("AZSCEP_KEK_NAME=keys/kek"), "AZSCEP_KEK_NAME", ""},
+		{"ca key version", azureEnv("AZSCEP_CA_KEY_VERSION=https://kv.vault.azure.net/keys/azscep-ca/0123"), "AZSCEP_CA_KEY_VERSION", ""},
+		// One key cannot be both the CA key (sign only) and the KEK (wrap only); Key Vault names ignore case.
+		{"kek is the ca key", azureEnv("AZSCEP_CA_KEY_NAME=Contoso-CA", "AZSCEP_KEK_NAME=contoso-ca"), "AZSCEP_KEK_NAME", ""},
 		{"unresolved core reference", azureEnv("AZSCEP_KEYVAULT_URL=@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/u/)"), "AZSCEP_KEYVAULT_URL", ""},
 
 		{"endpoint key", localEnv("AZSCEP_SCEP_STATIC=colour=blue"), "AZSCEP_SCEP_STATIC", "scep/static"},
