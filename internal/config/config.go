@@ -393,6 +393,11 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 		} else {
 			p.httpsURL("AZSCEP_KEYVAULT_URL", c.KeyVaultURL, false)
 		}
+		// A client ID is a GUID; another value makes every token request fail, which start-up waits out (503
+		// starting) like an identity endpoint that is not ready yet, instead of naming the setting.
+		if id := c.ManagedIdentityClientID; id != "" && !entra.IsGUID(id) {
+			p.fail("AZURE_CLIENT_ID", "must be the client ID (a GUID) of the user-assigned managed identity")
+		}
 		// Refused here rather than by Key Vault: its 400 for a name it cannot have is an error `ca init` exits 1
 		// on, which the postprovision hook retries for 12 minutes, and the service stops on it without naming
 		// the setting.

@@ -201,6 +201,7 @@ func TestBadSettings(t *testing.T) {
 		{"prefix", localEnv("AZSCEP_TABLES_PREFIX=9x"), "AZSCEP_TABLES_PREFIX", ""},
 		// Names Key Vault cannot have: its 400 would be an error `ca init` exits 1 on (the postprovision hook
 		// retries that for 12 minutes) and that the service stops on without naming the setting.
+		{"client id not a GUID", azureEnv("AZURE_CLIENT_ID=id-azscep-prod"), "AZURE_CLIENT_ID", ""},
 		{"ca key name", azureEnv("AZSCEP_CA_KEY_NAME=contoso_ca"), "AZSCEP_CA_KEY_NAME", ""},
 		{"kek name", azureEnv("AZSCEP_KEK_NAME=keys/kek"), "AZSCEP_KEK_NAME", ""},
 		{"ca key version", azureEnv("AZSCEP_CA_KEY_VERSION=https://kv.vault.azure.net/keys/azscep-ca/0123"), "AZSCEP_CA_KEY_VERSION", ""},
