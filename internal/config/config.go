@@ -392,6 +392,12 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 			p.fail("AZSCEP_KEYVAULT_URL", "is required in azure mode")
 		} else {
 			p.httpsURL("AZSCEP_KEYVAULT_URL", c.KeyVaultURL, false)
+			// The vault itself: the clients append /keys/… and /secrets/… to it, so a key's or secret's URL
+			// pasted here would send every call to a path no vault has.
+			if u, err := url.Parse(c.KeyVaultURL); err == nil && (strings.Trim(u.Path, "/") != "" || u.RawQuery != "" ||
+				u.Fragment != "" || u.User != nil) {
+				p.fail("AZSCEP_KEYVAULT_URL", "must be the vault's URL, https://<vault>.vault.azure.net, without a path or query")
+			}
 		}
 		// A client ID is a GUID; another value makes every token request fail, which start-up waits out (503
 		// starting) like an identity endpoint that is not ready yet, instead of naming the setting.
