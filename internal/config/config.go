@@ -376,6 +376,12 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 		}
 	case c.TablesEndpoint != "":
 		p.httpsURL("AZSCEP_TABLES_ENDPOINT", c.TablesEndpoint, local)
+		// In Azure the account's table service is the host (only an emulator puts the account in the path): a
+		// table's URL or a SAS pasted here would send every call elsewhere.
+		if u, err := url.Parse(c.TablesEndpoint); err == nil && !local && (strings.Trim(u.Path, "/") != "" ||
+			u.RawQuery != "" || u.Fragment != "" || u.User != nil) {
+			p.fail("AZSCEP_TABLES_ENDPOINT", "must be the account's table service URL, https://<account>.table.core.windows.net, without a path or query")
+		}
 	default:
 		p.fail("AZSCEP_TABLES_ENDPOINT", "or AZSCEP_TABLES_CONNECTION is required")
 	}

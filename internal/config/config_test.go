@@ -67,9 +67,14 @@ func TestAzureDefaults(t *testing.T) {
 	if c.RAMode != "envelope" || c.KEKName != "azscep-kek" || c.CAKeyName != "azscep-ca" {
 		t.Fatalf("key defaults wrong: %+v", c)
 	}
-	// The vault URL as the template's output writes it, with its trailing slash.
-	if _, err := Load(azureEnv("AZSCEP_KEYVAULT_URL=https://kv-contoso.vault.azure.net/")); err != nil {
-		t.Fatalf("vault URL with a trailing slash: %v", err)
+	// The vault and table URLs as the template's outputs write them, with a trailing slash.
+	if _, err := Load(azureEnv("AZSCEP_KEYVAULT_URL=https://kv-contoso.vault.azure.net/",
+		"AZSCEP_TABLES_ENDPOINT=https://stcontoso.table.core.windows.net/")); err != nil {
+		t.Fatalf("vault and table URLs with a trailing slash: %v", err)
+	}
+	// Locally an emulator's endpoint names the account in its path.
+	if _, err := Load([]string{"AZSCEP_MODE=local", "AZSCEP_TABLES_ENDPOINT=http://127.0.0.1:10002/devstoreaccount1"}); err != nil {
+		t.Fatalf("Azurite's path-style endpoint in local mode: %v", err)
 	}
 	c, err = Load(azureEnv("AZSCEP_CA_KEY_NAME=Contoso-CA-2", "AZSCEP_KEK_NAME=contoso-kek-2",
 		"AZSCEP_CA_KEY_VERSION=0f1e2d3c4b5a69788796a5b4c3d2e1f0"))
@@ -205,6 +210,8 @@ func TestBadSettings(t *testing.T) {
 		{"prefix", localEnv("AZSCEP_TABLES_PREFIX=9x"), "AZSCEP_TABLES_PREFIX", ""},
 		// Names Key Vault cannot have: its 400 would be an error `ca init` exits 1 on (the postprovision hook
 		// retries that for 12 minutes) and that the service stops on without naming the setting.
+		{"table url as the endpoint", azureEnv("AZSCEP_TABLES_ENDPOINT=https://acct.table.core.windows.net/azscepcerts"), "AZSCEP_TABLES_ENDPOINT", ""},
+		{"table endpoint with a SAS", azureEnv("AZSCEP_TABLES_ENDPOINT=https://acct.table.core.windows.net/?sv=2022-11-02&sig=x"), "AZSCEP_TABLES_ENDPOINT", ""},
 		{"key vault url of a key", azureEnv("AZSCEP_KEYVAULT_URL=https://kv.vault.azure.net/keys/azscep-ca/0f1e2d3c4b5a69788796a5b4c3d2e1f0"), "AZSCEP_KEYVAULT_URL", ""},
 		{"key vault url with query", azureEnv("AZSCEP_KEYVAULT_URL=https://kv.vault.azure.net/?api-version=7.5"), "AZSCEP_KEYVAULT_URL", ""},
 		{"client id not a GUID", azureEnv("AZURE_CLIENT_ID=id-azscep-prod"), "AZURE_CLIENT_ID", ""},
