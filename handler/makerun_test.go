@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/azscep/azscep/internal/config"
 )
 
 // TestMakeRunRefusesATakenFakePort: `make run` reuses an Intune fake already listening on FAKE_PORT and reads its
@@ -34,5 +36,36 @@ func TestMakeRunRefusesATakenFakePort(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(local, "intunefake.env")); !os.IsNotExist(err) {
 		t.Fatalf("intunefake.env exists after the refusal (stat: %v)", err)
+	}
+}
+
+// TestReadmeQuickStartIsLocalHelp: the enrollment command README.md's quick start shows is the one `make run`
+// prints (local-help at the default port), line for line, so that neither drifts from the other.
+func TestReadmeQuickStartIsLocalHelp(t *testing.T) {
+	cfg, err := config.Load([]string{"AZSCEP_MODE=local", "AZSCEP_TABLES_CONNECTION=unused"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var help strings.Builder
+	if err := localHelp(cfg, &help); err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(readme), "```sh\nmkdir -p static-demo")
+	block, _, closed := strings.Cut(block, "```")
+	if !ok || !closed {
+		t.Fatal("README.md has no quick-start block starting with `mkdir -p static-demo`")
+	}
+	printed := map[string]bool{}
+	for _, l := range strings.Split(help.String(), "\n") {
+		printed[strings.TrimSpace(l)] = true
+	}
+	for _, l := range strings.Split("mkdir -p static-demo"+block, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !printed[l] {
+			t.Errorf("README.md's quick start has %q, which `make run` does not print:\n%s", l, help.String())
+		}
 	}
 }
