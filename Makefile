@@ -92,6 +92,8 @@ azurite-start: $(AZURITE_BIN)
 		nohup $(AZURITE_BIN) --tableHost 127.0.0.1 --tablePort $(AZURITE_PORT) --location $(LOCAL)/azurite-data \
 			--disableTelemetry --skipApiVersionCheck >$(LOCAL)/azurite.log 2>&1 & \
 		for i in $$(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/$(AZURITE_PORT)) 2>/dev/null && break; sleep 0.2; done; \
+	else \
+		echo "using the Azurite already listening on 127.0.0.1:$(AZURITE_PORT) (AZURITE_PORT=… for another)"; \
 	fi
 
 # The Intune fake (Entra + Graph + Intune on https://127.0.0.1:$(FAKE_PORT)) backs the local `intune` endpoint.
@@ -102,6 +104,10 @@ intunefake-start: $(FAKE)
 		nohup $(FAKE) -addr 127.0.0.1:$(FAKE_PORT) -cert $(LOCAL)/intunefake.pem -env $(LOCAL)/intunefake.env \
 			>$(LOCAL)/intunefake.log 2>&1 & \
 		for i in $$(seq 1 50); do [ -s $(LOCAL)/intunefake.env ] && break; sleep 0.2; done; \
+	elif [ ! -s $(LOCAL)/intunefake.env ]; then \
+		echo "127.0.0.1:$(FAKE_PORT) is in use, but .local/intunefake.env is missing: an Intune fake started before" \
+			".local/ was deleted still runs (stop it), or another program has the port (make run FAKE_PORT=…)" >&2; \
+		exit 1; \
 	fi
 
 run: azurite-start intunefake-start $(BIN)

@@ -59,7 +59,8 @@ var commandUsage = map[string]string{
 	"config": "Usage: azscep config check\n\nLoads the app settings from the environment as the service does and " +
 		"prints what it finds:\nerrors (a setting that stops the service or disables a feature) and warnings (settings " +
 		"that load\nbut weaken authorization, such as two static SCEP endpoints sharing one challenge, or a profile\n" +
-		"pattern no name can match; a later release refuses them). A Key Vault reference is not read;\nthe service " +
+		"pattern no name can match, which a later release refuses; or that do not work as written, such as\n" +
+		"a REVOCATION_SCHEDULE the Functions host would not run). A Key Vault reference is not read;\nthe service " +
 		"reads it at start and logs the warnings it causes then. Exit status: 0 without\nerrors (warnings or not), 1 " +
 		"with errors, 2 for a wrong command line.\n",
 	"version": "Usage: azscep version\n\nPrints the module version, the VCS revision and the Go version of this binary.\n",

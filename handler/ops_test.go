@@ -337,6 +337,8 @@ func TestCLIExplainsItself(t *testing.T) {
 		{[]string{"help", "restore"}, []string{"Usage: azscep restore -in FILE"}},
 		{[]string{"settings", "--help"}, []string{"Usage: azscep settings"}},
 		{[]string{"help", "version"}, []string{"Usage: azscep version"}},
+		// Both kinds of warning `config check` prints: weakened authorization and a timer that would not run.
+		{[]string{"help", "config"}, []string{"Usage: azscep config check", "weaken authorization", "REVOCATION_SCHEDULE"}},
 		{[]string{"settings"}, []string{config.SettingsTable()}},
 	} {
 		code, stdout, stderr := runCLI(t, noSettings, tc.args...)

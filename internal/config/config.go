@@ -243,7 +243,7 @@ const (
 var Settings = []Setting{
 	{Name: "AZSCEP_MODE", Default: "azure", Azure: "required", Doc: "`local` (key files, Azurite, dev token issuer allowed) or `azure` (Key Vault, managed identity)"},
 	{Name: "FUNCTIONS_CUSTOMHANDLER_PORT", Default: "7071", Azure: "optional", Doc: "port to listen on; set by the Functions host"},
-	{Name: "AZSCEP_BASE_URL", Default: "`http://127.0.0.1:7071` locally", Azure: "required", Doc: "public base URL; AIA, CDP and OCSP URLs in certificates are built from it"},
+	{Name: "AZSCEP_BASE_URL", Default: "`http://127.0.0.1:<FUNCTIONS_CUSTOMHANDLER_PORT>` locally", Azure: "required", Doc: "public base URL; AIA, CDP and OCSP URLs in certificates are built from it"},
 	{Name: "AZSCEP_PUBLICATION_URL", Default: "AZSCEP_BASE_URL", Azure: "optional", Doc: "base of the OCSP, caIssuers and CRL URLs in certificates; http allowed (RFC 5280 prefers it), but the app is HTTPS-only: an http URL needs a front end serving `/api/ocsp`, `/api/ca` and `/api/crl` over http (docs/deployment.md section 3)"},
 	{Name: "AZSCEP_LOG_LEVEL", Default: "info", Azure: "optional", Doc: "debug, info, warn or error"},
 	{Name: "AZSCEP_TABLES_CONNECTION", Azure: "local-only", Doc: "Table Storage connection string (Azurite); wins over AZSCEP_TABLES_ENDPOINT"},
@@ -376,6 +376,12 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 		}
 	case c.TablesEndpoint != "":
 		p.httpsURL("AZSCEP_TABLES_ENDPOINT", c.TablesEndpoint, local)
+		// In Azure the account's table service is the host (only an emulator puts the account in the path): a
+		// table's URL or a SAS pasted here would send every call elsewhere.
+		if u, err := url.Parse(c.TablesEndpoint); err == nil && !local && (strings.Trim(u.Path, "/") != "" ||
+			u.RawQuery != "" || u.Fragment != "" || u.User != nil) {
+			p.fail("AZSCEP_TABLES_ENDPOINT", "must be the account's table service URL, https://<account>.table.core.windows.net, without a path or query")
+		}
 	default:
 		p.fail("AZSCEP_TABLES_ENDPOINT", "or AZSCEP_TABLES_CONNECTION is required")
 	}
@@ -392,6 +398,32 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 			p.fail("AZSCEP_KEYVAULT_URL", "is required in azure mode")
 		} else {
 			p.httpsURL("AZSCEP_KEYVAULT_URL", c.KeyVaultURL, false)
+			// The vault itself: the clients append /keys/… and /secrets/… to it, so a key's or secret's URL
+			// pasted here would send every call to a path no vault has.
+			if u, err := url.Parse(c.KeyVaultURL); err == nil && (strings.Trim(u.Path, "/") != "" || u.RawQuery != "" ||
+				u.Fragment != "" || u.User != nil) {
+				p.fail("AZSCEP_KEYVAULT_URL", "must be the vault's URL, https://<vault>.vault.azure.net, without a path or query")
+			}
+		}
+		// A client ID is a GUID; another value makes every token request fail, which start-up waits out (503
+		// starting) like an identity endpoint that is not ready yet, instead of naming the setting.
+		if id := c.ManagedIdentityClientID; id != "" && !entra.IsGUID(id) {
+			p.fail("AZURE_CLIENT_ID", "must be the client ID (a GUID) of the user-assigned managed identity")
+		}
+		// Refused here rather than by Key Vault: its 400 for a name it cannot have is an error `ca init` exits 1
+		// on, which the postprovision hook retries for 12 minutes, and the service stops on it without naming
+		// the setting.
+		for _, k := range []struct{ setting, name string }{{"AZSCEP_CA_KEY_NAME", c.CAKeyName}, {"AZSCEP_KEK_NAME", c.KEKName}} {
+			if !keyVaultName(k.name, 127) {
+				p.fail(k.setting, "must be a Key Vault key name: 1 to 127 letters, digits and hyphens")
+			}
+		}
+		if c.CAKeyVersion != "" && (!keyVaultName(c.CAKeyVersion, 64) || strings.Contains(c.CAKeyVersion, "-")) {
+			p.fail("AZSCEP_CA_KEY_VERSION", "must be a Key Vault key version (letters and digits, the last part of the key's ID), or empty")
+		}
+		// Key Vault names are case-insensitive: one key cannot be the CA key (sign only) and the KEK (wrap only).
+		if strings.EqualFold(c.CAKeyName, c.KEKName) {
+			p.fail("AZSCEP_KEK_NAME", "must name another key than AZSCEP_CA_KEY_NAME")
 		}
 	}
 	c.Backdate = p.duration("AZSCEP_BACKDATE", 5*time.Minute, 0, time.Hour)
@@ -681,6 +713,19 @@ func (p *parser) getenv(name string) string {
 }
 
 // fail records a problem of setting: a fault of the feature being read, or Load's error for a core setting.
+// keyVaultName reports whether s is 1 to max letters, digits and hyphens: what Key Vault allows in an object's name.
+func keyVaultName(s string, max int) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 func (p *parser) fail(setting, problem string) {
 	p.failWith(&Error{Setting: setting, Problem: problem})
 }

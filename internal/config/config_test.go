@@ -41,6 +41,15 @@ func TestLocalDefaults(t *testing.T) {
 			t.Errorf("built-in profile %s missing", name)
 		}
 	}
+	// `make run PORT=…` (README): the local base URL, and so every URL in certificates and the printed commands,
+	// follows the port rather than staying on 7071.
+	c, err = Load(localEnv("FUNCTIONS_CUSTOMHANDLER_PORT=8071"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.BaseURL.String() != "http://127.0.0.1:8071" {
+		t.Fatalf("local base URL on port 8071 = %s", c.BaseURL)
+	}
 }
 
 func TestAzureDefaults(t *testing.T) {
@@ -57,6 +66,23 @@ func TestAzureDefaults(t *testing.T) {
 	}
 	if c.RAMode != "envelope" || c.KEKName != "azscep-kek" || c.CAKeyName != "azscep-ca" {
 		t.Fatalf("key defaults wrong: %+v", c)
+	}
+	// The vault and table URLs as the template's outputs write them, with a trailing slash.
+	if _, err := Load(azureEnv("AZSCEP_KEYVAULT_URL=https://kv-contoso.vault.azure.net/",
+		"AZSCEP_TABLES_ENDPOINT=https://stcontoso.table.core.windows.net/")); err != nil {
+		t.Fatalf("vault and table URLs with a trailing slash: %v", err)
+	}
+	// Locally an emulator's endpoint names the account in its path.
+	if _, err := Load([]string{"AZSCEP_MODE=local", "AZSCEP_TABLES_ENDPOINT=http://127.0.0.1:10002/devstoreaccount1"}); err != nil {
+		t.Fatalf("Azurite's path-style endpoint in local mode: %v", err)
+	}
+	c, err = Load(azureEnv("AZSCEP_CA_KEY_NAME=Contoso-CA-2", "AZSCEP_KEK_NAME=contoso-kek-2",
+		"AZSCEP_CA_KEY_VERSION=0f1e2d3c4b5a69788796a5b4c3d2e1f0"))
+	if err != nil {
+		t.Fatalf("Key Vault names and a version as Key Vault makes them: %v", err)
+	}
+	if c.CAKeyName != "Contoso-CA-2" || c.KEKName != "contoso-kek-2" || c.CAKeyVersion != "0f1e2d3c4b5a69788796a5b4c3d2e1f0" {
+		t.Fatalf("key settings wrong: %+v", c)
 	}
 }
 
@@ -182,6 +208,18 @@ func TestBadSettings(t *testing.T) {
 		{"ocsp validity short", localEnv("AZSCEP_OCSP_VALIDITY=10m"), "AZSCEP_OCSP_VALIDITY", ""},
 		{"ocsp validity long", localEnv("AZSCEP_OCSP_VALIDITY=13h"), "AZSCEP_OCSP_VALIDITY", ""},
 		{"prefix", localEnv("AZSCEP_TABLES_PREFIX=9x"), "AZSCEP_TABLES_PREFIX", ""},
+		// Names Key Vault cannot have: its 400 would be an error `ca init` exits 1 on (the postprovision hook
+		// retries that for 12 minutes) and that the service stops on without naming the setting.
+		{"table url as the endpoint", azureEnv("AZSCEP_TABLES_ENDPOINT=https://acct.table.core.windows.net/azscepcerts"), "AZSCEP_TABLES_ENDPOINT", ""},
+		{"table endpoint with a SAS", azureEnv("AZSCEP_TABLES_ENDPOINT=https://acct.table.core.windows.net/?sv=2022-11-02&sig=x"), "AZSCEP_TABLES_ENDPOINT", ""},
+		{"key vault url of a key", azureEnv("AZSCEP_KEYVAULT_URL=https://kv.vault.azure.net/keys/azscep-ca/0f1e2d3c4b5a69788796a5b4c3d2e1f0"), "AZSCEP_KEYVAULT_URL", ""},
+		{"key vault url with query", azureEnv("AZSCEP_KEYVAULT_URL=https://kv.vault.azure.net/?api-version=7.5"), "AZSCEP_KEYVAULT_URL", ""},
+		{"client id not a GUID", azureEnv("AZURE_CLIENT_ID=id-azscep-prod"), "AZURE_CLIENT_ID", ""},
+		{"ca key name", azureEnv("AZSCEP_CA_KEY_NAME=contoso_ca"), "AZSCEP_CA_KEY_NAME", ""},
+		{"kek name", azureEnv("AZSCEP_KEK_NAME=keys/kek"), "AZSCEP_KEK_NAME", ""},
+		{"ca key version", azureEnv("AZSCEP_CA_KEY_VERSION=https://kv.vault.azure.net/keys/azscep-ca/0123"), "AZSCEP_CA_KEY_VERSION", ""},
+		// One key cannot be both the CA key (sign only) and the KEK (wrap only); Key Vault names ignore case.
+		{"kek is the ca key", azureEnv("AZSCEP_CA_KEY_NAME=Contoso-CA", "AZSCEP_KEK_NAME=contoso-ca"), "AZSCEP_KEK_NAME", ""},
 		{"unresolved core reference", azureEnv("AZSCEP_KEYVAULT_URL=@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/u/)"), "AZSCEP_KEYVAULT_URL", ""},
 
 		{"endpoint key", localEnv("AZSCEP_SCEP_STATIC=colour=blue"), "AZSCEP_SCEP_STATIC", "scep/static"},
