@@ -712,7 +712,6 @@ func (p *parser) getenv(name string) string {
 	return v
 }
 
-// fail records a problem of setting: a fault of the feature being read, or Load's error for a core setting.
 // keyVaultName reports whether s is 1 to max letters, digits and hyphens: what Key Vault allows in an object's name.
 func keyVaultName(s string, max int) bool {
 	if s == "" || len(s) > max {
@@ -726,6 +725,7 @@ func keyVaultName(s string, max int) bool {
 	return true
 }
 
+// fail records a problem of setting: a fault of the feature being read, or Load's error for a core setting.
 func (p *parser) fail(setting, problem string) {
 	p.failWith(&Error{Setting: setting, Problem: problem})
 }
