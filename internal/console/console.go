@@ -86,18 +86,17 @@ func New(cfg Config) (*Handler, error) {
 		if err != nil || u.Scheme != "https" || u.Host == "" || cfg.ClientID == "" || cfg.Scope == "" {
 			return nil, fmt.Errorf("console: Entra mode needs an https authority, a client ID and a scope (authority %q)", cfg.Authority)
 		}
-		// MSAL fetches the authority's metadata and redeems codes from the page, and renews tokens silently
-		// in a hidden frame: exactly the authority's origin is allowed for both.
-		origin := u.Scheme + "://" + u.Host
-		connect += " " + origin
-		h.csp = policy(connect, origin)
+		// MSAL fetches the authority's metadata and redeems codes from the page: exactly the authority's origin.
+		// It renews tokens with the refresh token only, never in a hidden frame (app.js), so no frame is allowed.
+		connect += " " + u.Scheme + "://" + u.Host
+		h.csp = policy(connect)
 	case ModeDev:
 		if !strings.HasPrefix(cfg.AuthorizeURL, "/") || !strings.HasPrefix(cfg.TokenURL, "/") || cfg.ClientID == "" {
 			return nil, errors.New("console: dev mode needs same-origin authorize and token paths and a client ID")
 		}
-		h.csp = policy(connect, "'none'")
+		h.csp = policy(connect)
 	case ModeDisabled:
-		h.csp = policy(connect, "'none'")
+		h.csp = policy(connect)
 	default:
 		return nil, fmt.Errorf("console: unknown mode %q", cfg.Mode)
 	}
@@ -132,11 +131,11 @@ func newAsset(body []byte, ctype string) asset {
 }
 
 // policy is the Content-Security-Policy of every console response: scripts and styles only from files of this
-// origin (no inline code, no eval), connections to this origin and the authority, frames only from the
-// authority, no plugins, no <base>, and the page may not be framed.
-func policy(connect, frames string) string {
+// origin (no inline code, no eval), connections to this origin and the authority, no frames, no plugins, no
+// <base>, and the page may not be framed.
+func policy(connect string) string {
 	return "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; " +
-		"connect-src " + connect + "; frame-src " + frames + "; object-src 'none'; base-uri 'none'; " +
+		"connect-src " + connect + "; frame-src 'none'; object-src 'none'; base-uri 'none'; " +
 		"form-action 'self'; frame-ancestors 'none'"
 }
 

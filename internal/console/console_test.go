@@ -96,7 +96,7 @@ func TestHandler(t *testing.T) {
 	}
 	csp := rec.Header().Get("Content-Security-Policy")
 	for _, want := range []string{"default-src 'self'", "script-src 'self';", "style-src 'self';", "frame-ancestors 'none'",
-		"connect-src 'self' https://login.microsoftonline.com;", "frame-src https://login.microsoftonline.com;", "object-src 'none'", "base-uri 'none'"} {
+		"connect-src 'self' https://login.microsoftonline.com;", "frame-src 'none';", "object-src 'none'", "base-uri 'none'"} {
 		if !strings.Contains(csp, want) {
 			t.Errorf("CSP %q lacks %q", csp, want)
 		}
