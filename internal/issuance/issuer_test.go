@@ -125,11 +125,17 @@ var leafKey = func() *ecdsa.PrivateKey {
 
 func (f *fixture) request(t *testing.T, key crypto.Signer, cn, idem string) *Request {
 	t.Helper()
+	return f.requestFor(t, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}, DNSNames: []string{cn + ".example.net"}},
+		key, idem)
+}
+
+// requestFor is a static SCEP request for the CSR tmpl signed with key (leafKey if nil), checked against f.prof.
+func (f *fixture) requestFor(t *testing.T, tmpl *x509.CertificateRequest, key crypto.Signer, idem string) *Request {
+	t.Helper()
 	if key == nil {
 		key = leafKey
 	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: cn}, DNSNames: []string{cn + ".example.net"}}, key)
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
 	if err != nil {
 		t.Fatal(err)
 	}

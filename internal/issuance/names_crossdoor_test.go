@@ -2,7 +2,6 @@ package issuance
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"sync/atomic"
@@ -27,21 +26,8 @@ func TestNeverIssuesTheCAName(t *testing.T) {
 	} {
 		t.Run(c.cn, func(t *testing.T) {
 			f := newFixture(t, nil)
-			der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: c.cn}}, leafKey)
-			if err != nil {
-				t.Fatal(err)
-			}
-			csr, err := policy.ParseCSR(der)
-			if err != nil {
-				t.Fatal(err)
-			}
-			checked, err := policy.Check(csr, f.prof)
-			if err != nil {
-				t.Fatalf("policy.Check(CN=%q): %v", c.cn, err)
-			}
-			req := &Request{Checked: checked, Profile: f.prof, Source: store.SourceSCEP, Endpoint: "static",
-				Requester: "test", TxID: "tx", Key: "tx"}
-			_, err = f.iss.Issue(context.Background(), req)
+			req := f.requestFor(t, &x509.CertificateRequest{Subject: pkix.Name{CommonName: c.cn}}, nil, "tx")
+			_, err := f.iss.Issue(context.Background(), req)
 			r, isRejection := policy.AsRejection(err)
 			if c.want != (isRejection && r.Code == policy.CodeSubject) || (!c.want && err != nil) {
 				t.Fatalf("Issue(CN=%q) = %v; refused as the CA's name: want %t", c.cn, err, c.want)
