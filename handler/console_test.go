@@ -413,11 +413,14 @@ func TestConsoleInBrowser(t *testing.T) {
 	if r := ocspStatus(t, svc.base, target, cas[0]); r.Status != ocsp.Good {
 		t.Fatalf("OCSP before revocation: %d, want good", r.Status)
 	}
-	b.do("choose reason", chromedp.SetValue(chromedp.ID("reason"), "keyCompromise"), chromedp.Click(chromedp.ID("revoke-button")))
+	b.do("choose reason", chromedp.SetValue(chromedp.ID("reason"), "keyCompromise"),
+		chromedp.SendKeys(chromedp.ID("comment"), "lost on a train"), chromedp.Click(chromedp.ID("revoke-button")))
 	b.waitFor("confirmation dialog", `document.querySelector("#confirm-revoke").open`)
 	b.shotViewport("revoke-confirm")
 	b.do("confirm", chromedp.Click(chromedp.ID("confirm-yes")))
 	b.waitFor("revoked notice", `!!document.querySelector("#revoke-result .notice.ok")`)
+	// The revocation's comment is shown with the certificate, where the admin who looks later reads why.
+	b.waitFor("the comment shown", `[...document.querySelectorAll(".card")].some(c => c.innerText.includes("Comment or reference") && c.innerText.includes("lost on a train"))`)
 	b.shot("revoked")
 	if r := ocspStatus(t, svc.base, target, cas[0]); r.Status != ocsp.Revoked || r.RevocationReason != ocsp.KeyCompromise {
 		t.Errorf("OCSP after revocation: status %d reason %d, want revoked/keyCompromise", r.Status, r.RevocationReason)

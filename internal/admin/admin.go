@@ -125,12 +125,15 @@ type CertificateView struct {
 	RevokedAt        time.Time `json:"revokedAt,omitzero"`
 	RevocationReason string    `json:"revocationReason,omitempty"`
 	RevokedBy        string    `json:"revokedBy,omitempty"`
-	Note             string    `json:"note,omitempty"`
-	RenewedFrom      string    `json:"renewedFrom,omitempty"` // serial of the certificate a SCEP renewal was signed with
-	RenewedTo        string    `json:"renewedTo,omitempty"`   // serial of the latest renewal this certificate signed
-	ChainStarted     time.Time `json:"chainStarted,omitzero"` // first issuance of the renewal chain
-	Created          time.Time `json:"created"`
-	PEM              string    `json:"pem,omitempty"`
+	// RevocationRef is what the revocation was given to remember it by: the comment of a person's revocation
+	// (admin API, CLI), Intune's request context, or why the hourly sweep completed it.
+	RevocationRef string    `json:"revocationRef,omitempty"`
+	Note          string    `json:"note,omitempty"`
+	RenewedFrom   string    `json:"renewedFrom,omitempty"` // serial of the certificate a SCEP renewal was signed with
+	RenewedTo     string    `json:"renewedTo,omitempty"`   // serial of the latest renewal this certificate signed
+	ChainStarted  time.Time `json:"chainStarted,omitzero"` // first issuance of the renewal chain
+	Created       time.Time `json:"created"`
+	PEM           string    `json:"pem,omitempty"`
 	// AlreadyRevoked is set in a revoke answer when the certificate was revoked before this call, so a client
 	// retrying a revoke can tell that its reason was not the one recorded.
 	AlreadyRevoked bool `json:"alreadyRevoked,omitempty"`
@@ -197,6 +200,7 @@ func view(r *store.Record, withPEM bool) CertificateView {
 	if r.Status == store.StatusRevoked {
 		v.RevokedAt = r.RevokedAt
 		v.RevocationReason = revocation.ReasonName(r.RevocationReason)
+		v.RevocationRef = r.RevocationRef
 	}
 	if withPEM && len(r.CertDER) > 0 {
 		v.PEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.CertDER}))

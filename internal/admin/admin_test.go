@@ -465,7 +465,7 @@ func TestRevoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	if v.Serial != rec.Serial || v.Status != "revoked" || v.RevocationReason != "keyCompromise" || v.RevokedBy != wantBy ||
-		v.AlreadyRevoked || v.PEM != "" {
+		v.RevocationRef != "laptop stolen" || v.AlreadyRevoked || v.PEM != "" {
 		t.Errorf("answer %+v", v)
 	}
 	stored, _ := e.st.Get(t.Context(), rec.Serial)
