@@ -200,9 +200,11 @@ type Request struct {
 	// ReissueRevoked makes a replay whose earlier certificate is revoked a new enrollment instead of ErrRevoked
 	// (SCEP: clients that derive the transaction ID from the key must be able to enroll again).
 	ReissueRevoked bool
-	// RenewedFrom and ChainStarted link a renewal to the certificate it replaces (copied to the record).
+	// RenewedFrom, ChainStarted and ChainEnds link a renewal to the certificate it replaces and carry its chain's
+	// bounds (copied to the record).
 	RenewedFrom  string
 	ChainStarted time.Time
+	ChainEnds    time.Time
 	// Renews is the record of the certificate a renewal replaces (RenewedFrom's), as the caller read it when it
 	// authorized the renewal. Once the new certificate is durably issued, and before Issue returns it, Renews's
 	// RenewedTo is set to the new serial (renewLink): the forward link that lets a later revocation of the new
@@ -835,6 +837,7 @@ func (i *Issuer) newRecord(req *Request, tmpl *x509.Certificate, plan *lint.Plan
 
 		RenewedFrom:  req.RenewedFrom,
 		ChainStarted: req.ChainStarted,
+		ChainEnds:    req.ChainEnds,
 		Gated:        req.gated(),
 	}
 }

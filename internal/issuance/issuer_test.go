@@ -774,6 +774,7 @@ func TestNotAfterCap(t *testing.T) {
 	req := f.request(t, nil, "capped", "")
 	req.NotAfterCap = time.Now().Add(48 * time.Hour)
 	req.RenewedFrom, req.ChainStarted = "5C01", time.Now().Add(-time.Hour)
+	req.ChainEnds = time.Now().Add(90 * 24 * time.Hour)
 	res, err := f.iss.Issue(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
@@ -781,8 +782,10 @@ func TestNotAfterCap(t *testing.T) {
 	if res.Cert.NotAfter.After(req.NotAfterCap) {
 		t.Fatalf("notAfter %v after the cap %v", res.Cert.NotAfter, req.NotAfterCap)
 	}
-	if res.Record.RenewedFrom != "5C01" || !res.Record.ChainStarted.Equal(req.ChainStarted) {
-		t.Fatalf("record renewed_from %q chain_started %v", res.Record.RenewedFrom, res.Record.ChainStarted)
+	if res.Record.RenewedFrom != "5C01" || !res.Record.ChainStarted.Equal(req.ChainStarted) ||
+		!res.Record.ChainEnds.Equal(req.ChainEnds) {
+		t.Fatalf("record renewed_from %q chain_started %v chain_ends %v", res.Record.RenewedFrom,
+			res.Record.ChainStarted, res.Record.ChainEnds)
 	}
 }
 

@@ -136,9 +136,10 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 		ReplayWindow: e.ReplayWindow, ReissueRevoked: true, Gated: e.gated()}
 	if prev != nil {
 		// A renewal is the old certificate's holder asking again: whoever was authorized for it stays on record,
-		// and the chain's start (and with it the chain's end) carries over.
-		start := chainStart(prev)
-		ireq.Requester, ireq.RenewedFrom, ireq.ChainStarted = prev.Requester, prev.Serial, start
+		// and the chain's start and the ends set by the endpoints it passed through carry over.
+		start, end, passed := s.chainBounds(e, prev)
+		ireq.Requester, ireq.RenewedFrom = prev.Requester, prev.Serial
+		ireq.ChainStarted, ireq.ChainEnds = start, passed
 		ireq.Renews = prev // its forward link (RenewedTo) is set once the new certificate is issued
 		// The chain was live when checkRenewal read it; an admin may have revoked the signer or a successor, or a
 		// key may have been reported compromised, since (while Intune validated, while the claim was written).
@@ -160,7 +161,7 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 			}
 			return nil
 		}
-		ireq.NotAfterCap = start.Add(e.renewalMax())
+		ireq.NotAfterCap = end
 		if ireq.DeviceID == "" {
 			ireq.DeviceID = prev.DeviceID
 		}
@@ -325,8 +326,7 @@ func (s *Server) checkRenewal(ctx context.Context, e *Endpoint, old *x509.Certif
 	if now.Before(old.NotAfter.Add(-window)) {
 		return nil, deny("renewal is allowed only in the last %s of the certificate's validity", window)
 	}
-	start := chainStart(rec)
-	if end := start.Add(e.renewalMax()); !now.Before(end) {
+	if start, end, _ := s.chainBounds(e, rec); !now.Before(end) {
 		return nil, deny("the renewal chain started %s and may not be renewed past %s",
 			start.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339))
 	}
@@ -450,6 +450,33 @@ func chainStart(rec *store.Record) time.Time {
 		return rec.ChainStarted
 	}
 	return rec.Created
+}
+
+// chainBounds returns when rec's renewal chain started, the end a renewal of rec at e may not pass, and the end
+// set by the endpoints the chain has left (the new record's ChainEnds). The end is the earliest
+// of every such endpoint's renewal maximum counted from the chain's start: an endpoint that renews another's
+// certificates (renew_from) re-certifies names that endpoint authorized, for no longer than it allowed, and neither
+// does a later renewal back at either. An endpoint's maximum is read from the settings while the chain is on it and
+// kept on the record once the chain leaves it. A record without ChainEnds (a first issuance, or one written before
+// it was kept) is bounded by the endpoint that issued it and e.
+func (s *Server) chainBounds(e *Endpoint, rec *store.Record) (start, end, passed time.Time) {
+	start = chainStart(rec)
+	passed = rec.ChainEnds
+	if !strings.EqualFold(rec.Endpoint, e.Name) {
+		// e renews rec only when it lists rec's endpoint (checkRenewal), and New checks that each listed one exists.
+		if from, ok := s.endpoints[strings.ToLower(rec.Endpoint)]; ok {
+			passed = earliest(passed, start.Add(from.renewalMax()))
+		}
+	}
+	return start, earliest(passed, start.Add(e.renewalMax())), passed
+}
+
+// earliest returns the earlier of a and b, a zero time standing for no bound.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}

@@ -95,6 +95,11 @@ type Record struct {
 	// ChainStarted is when the first certificate of a renewal chain was issued (that record's Created); zero for
 	// first issuances. A renewal chain may not outlive the renewing endpoint's maximum counted from here.
 	ChainStarted time.Time
+	// ChainEnds is the earliest end of the renewal chain set by the endpoints it passed through before this
+	// record's endpoint (ChainStarted plus each one's renewal maximum when the chain left it); zero while the chain
+	// stayed on one endpoint, and on records written before it was kept. A renewal at another endpoint (renew_from)
+	// never carries the chain past it: the endpoint that authorized the names bounded how long they renew.
+	ChainEnds time.Time
 
 	// Intune bookkeeping (SCEP endpoints of type intune).
 	IntuneSerial    string // exact serial string sent in successNotification

@@ -181,6 +181,7 @@ func copyRecord(r *store.Record) *store.Record {
 	c.NotAfter = normTime(r.NotAfter)
 	c.RevokedAt = normTime(r.RevokedAt)
 	c.ChainStarted = normTime(r.ChainStarted)
+	c.ChainEnds = normTime(r.ChainEnds)
 	c.Created = normTime(r.Created)
 	c.Updated = normTime(r.Updated)
 	return &c

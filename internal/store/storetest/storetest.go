@@ -102,6 +102,7 @@ func FullRecord(serial string) *store.Record {
 		RenewedFrom:      "5C0123456789ABCDEF0123456789ABCDEF",
 		RenewedTo:        "6D0123456789ABCDEF0123456789ABCDEF",
 		ChainStarted:     base.Add(-400 * 24 * time.Hour),
+		ChainEnds:        base.Add(500 * 24 * time.Hour),
 		PlannedDER:       bytes.Repeat([]byte{0x30, 0x82, 0x01}, 400),
 		IntuneSerial:     serial,
 		CAConfiguration:  "ca.example.com\\Test CA",

@@ -92,6 +92,7 @@ func recordEntity(r *store.Record) entity {
 	e.str("RenewedFrom", r.RenewedFrom)
 	e.str("RenewedTo", r.RenewedTo)
 	e.time("ChainStarted", r.ChainStarted)
+	e.time("ChainEnds", r.ChainEnds)
 	e.binary("PlannedDER", r.PlannedDER)
 	e.binary("CertDER", r.CertDER)
 	e.str("IntuneSerial", r.IntuneSerial)
@@ -132,6 +133,7 @@ func decodeRecord(p props, etag string) (*store.Record, error) {
 		RenewedFrom:      p.str("RenewedFrom"),
 		RenewedTo:        p.str("RenewedTo"),
 		ChainStarted:     d.time("ChainStarted"),
+		ChainEnds:        d.time("ChainEnds"), // absent on records written before it was kept: zero
 		PlannedDER:       d.binary("PlannedDER"),
 		CertDER:          d.binary("CertDER"),
 		IntuneSerial:     p.str("IntuneSerial"),
