@@ -752,7 +752,7 @@ func checkSubject(raw []byte, p *Profile) error {
 					return err
 				}
 				if atv.Type.Equal(oidCommonName) && p.IdentityURIs&IdentityDeviceCN == 0 && deviceIDShaped(s) {
-					return reject(CodeSubject, "common name %q is shaped like an Entra or Intune device ID, which profile %s "+
+					return reject(CodeSubject, "common name %q is shaped like or names an Entra or Intune device ID, which profile %s "+
 						"does not allow (identity_uris=devicecn)", clip(s), p.Name)
 				}
 				if atv.Type.Equal(oidDomainComponent) {
@@ -1119,13 +1119,27 @@ func hasControl(s string) bool {
 }
 
 // deviceIDShaped reports whether v reads as a GUID (8-4-4-4-12 hex digits, optionally in braces or with spaces
-// around it), the shape of an Entra or Intune device ID. A common name of that shape names a device to the relying
-// parties that map certificates to devices (Intune SCEP profiles write CN={{AAD_Device_ID}}, and network access
-// servers look the CN up in Entra or Intune; self-service /api/csr reads it so too), so only a door that
-// authorizes device identities may issue it: Intune, which vouches for the device, a profile that opts in like
-// for IntuneDeviceId:// URIs, or self-service once Graph says the caller owns the device.
+// around it), the shape of an Entra or Intune device ID, or names one in the ID:<product>:GUID:<id> form. A common
+// name of that shape names a device to the relying parties that map certificates to devices (Intune SCEP profiles
+// write CN={{AAD_Device_ID}}, and network access servers look the CN up in Entra or Intune; self-service /api/csr
+// reads it so too), so only a door that authorizes device identities may issue it: Intune, which vouches for the
+// device, a profile that opts in like for IntuneDeviceId:// URIs, or self-service once Graph says the caller owns
+// the device.
+//
+// The ID form counts in a common name as much as in a URI: readers take the device ID from whatever follows the
+// last "GUID:" of the CN as well as of the SAN URIs (authentik's Intune endpoint stage reads both alike and looks
+// the rest up as an Intune or Entra device ID), so "ID:Intune:GUID:<id>" as a CN is that device. (The full
+// "ID:Microsoft Endpoint Manager:GUID:<id>" is longer than a CN may be.)
 func deviceIDShaped(v string) bool {
-	v = strings.TrimSpace(lookalikeFold(v))
+	v = lookalikeFold(v)
+	const marker = "guid:"
+	for i := len(v) - len(marker); i >= 0; i-- {
+		if SameName(v[i:i+len(marker)], marker) {
+			v = v[i+len(marker):]
+			break
+		}
+	}
+	v = strings.TrimSpace(v)
 	if len(v) == 38 && v[0] == '{' && v[37] == '}' {
 		v = v[1:37]
 	}
