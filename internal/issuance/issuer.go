@@ -130,7 +130,8 @@ const storeCallOverrun = 10 * time.Second
 // Issuer runs the issuance cycle.
 type Issuer struct {
 	ca       CA
-	caName   string // the CA certificate's subject as records name it, formatted once
+	caName   string           // the CA certificate's subject as records name it, formatted once
+	caRDNs   pkix.RDNSequence // the CA certificate's subject, parsed once for namesIssuer
 	sigAlg   x509.SignatureAlgorithm
 	store    store.Store
 	urls     URLs
@@ -173,6 +174,8 @@ func New(cfg Config) (*Issuer, error) {
 	}
 	i := &Issuer{ca: cfg.CA, caName: cfg.CA.Cert.Subject.String(), sigAlg: alg, store: cfg.Store, urls: cfg.URLs, backdate: cfg.Backdate,
 		stale: cfg.StaleAfter, log: cfg.Logger, now: cfg.Now, sleep: cfg.Sleep, marks: cfg.CompromisedKeys}
+	// A CA subject that does not parse leaves caRDNs empty, which no leaf's subject matches.
+	_, _ = asn1.Unmarshal(cfg.CA.Cert.RawSubject, &i.caRDNs)
 	i.linter, i.linterErr = lint.New(cfg.CA.Cert)
 	i.signerVerifies = custody.SignerVerifiesItself(cfg.CA.Signer, cfg.CA.Cert)
 	return i, nil
@@ -452,7 +455,7 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 		return nil, fmt.Errorf("issuance: refusing a certificate without key usage (%b) or extended key usage (%v)",
 			req.Checked.KeyUsage, req.Checked.ExtKeyUsage)
 	}
-	if namesIssuer(req.Checked.RawSubject, i.ca.Cert.RawSubject) {
+	if namesIssuer(req.Checked.RawSubject, i.caRDNs) {
 		// The CA's name is the admin door's (ca init / ca import). A leaf bearing it is taken for the CA by the
 		// relying parties that build chains by name (RFC 5280 §7.1 compares names without case or extra white
 		// space), whichever door's policy let the subject through.
@@ -855,14 +858,11 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// namesIssuer reports whether the DER subject names the issuer issuerRaw, compared as RFC 5280 §7.1 compares names
-// for chaining: the same attributes in the same RDNs, values equal without regard to case or runs of white space.
-func namesIssuer(subject, issuerRaw []byte) bool {
-	var a, b pkix.RDNSequence
-	if rest, err := asn1.Unmarshal(subject, &a); err != nil || len(rest) > 0 || len(a) == 0 {
-		return false
-	}
-	if rest, err := asn1.Unmarshal(issuerRaw, &b); err != nil || len(rest) > 0 || len(a) != len(b) {
+// namesIssuer reports whether the DER subject names the issuer, compared as RFC 5280 §7.1 compares names for
+// chaining: the same attributes in the same RDNs, values equal without regard to case or runs of white space.
+func namesIssuer(subject []byte, issuer pkix.RDNSequence) bool {
+	var a pkix.RDNSequence
+	if rest, err := asn1.Unmarshal(subject, &a); err != nil || len(rest) > 0 || len(a) == 0 || len(a) != len(issuer) {
 		return false
 	}
 	fold := func(v any) string {
@@ -870,11 +870,11 @@ func namesIssuer(subject, issuerRaw []byte) bool {
 		return strings.ToLower(strings.Join(strings.Fields(s), " "))
 	}
 	for i := range a {
-		if len(a[i]) != len(b[i]) {
+		if len(a[i]) != len(issuer[i]) {
 			return false
 		}
 		for j := range a[i] {
-			if !a[i][j].Type.Equal(b[i][j].Type) || fold(a[i][j].Value) != fold(b[i][j].Value) {
+			if !a[i][j].Type.Equal(issuer[i][j].Type) || fold(a[i][j].Value) != fold(issuer[i][j].Value) {
 				return false
 			}
 		}
