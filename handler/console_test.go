@@ -776,6 +776,13 @@ func TestConsoleRevokeOutcomeShown(t *testing.T) {
 	}
 }
 
+// runningRunJSON is the status of a sync run still running, as the admin API answers it.
+func runningRunJSON(id string, started time.Time, trigger string) []byte {
+	b, _ := json.Marshal(map[string]any{"id": id, "state": "running", "started": started, "trigger": trigger,
+		"resumed": 0, "downloaded": 0, "foreign": 0, "revoked": 0, "notFound": 0, "failed": 0, "uploaded": 0})
+	return b
+}
+
 // TestConsoleSyncFollowed: a manual sync is answered 202 as soon as it has started, with its status resource in
 // Location. The page says the run is running and polls the status until the run has ended — past a poll the
 // network fails and one the CA briefly answers 503 — then shows that run's outcome (here: it failed on the way, with
@@ -791,8 +798,7 @@ func TestConsoleSyncFollowed(t *testing.T) {
 	run := store.SyncRun{ID: "run-failed", Started: started, Finished: time.Now(), Trigger: "admin",
 		Downloaded: 4, Revoked: 3, Failed: 1, Errors: []string{"uploading results: Intune answered 503 Service Unavailable"},
 		Error: "uploading results: Intune answered 503 Service Unavailable"}
-	runningJSON, _ := json.Marshal(map[string]any{"id": run.ID, "state": "running", "started": run.Started, "trigger": run.Trigger,
-		"resumed": 0, "downloaded": 0, "foreign": 0, "revoked": 0, "notFound": 0, "failed": 0, "uploaded": 0})
+	runningJSON := runningRunJSON(run.ID, run.Started, run.Trigger)
 	endedJSON, _ := json.Marshal(map[string]any{"id": run.ID, "state": "failed", "started": run.Started, "finished": run.Finished,
 		"trigger": run.Trigger, "downloaded": run.Downloaded, "revoked": run.Revoked, "failed": run.Failed, "uploaded": 0, "notFound": 0,
 		"errors": run.Errors, "error": run.Error})
@@ -858,8 +864,7 @@ func TestConsoleSyncFollowStopsOnNavigation(t *testing.T) {
 	page := svc.base + "/api/console/"
 	b.signIn(page)
 	started := time.Now().Add(-time.Minute).UTC()
-	runningJSON, _ := json.Marshal(map[string]any{"id": "run-nav", "state": "running", "started": started, "trigger": "admin",
-		"resumed": 0, "downloaded": 0, "foreign": 0, "revoked": 0, "notFound": 0, "failed": 0, "uploaded": 0})
+	runningJSON := runningRunJSON("run-nav", started, "admin")
 	endedJSON, _ := json.Marshal(map[string]any{"id": "run-nav", "state": "finished", "started": started, "finished": time.Now().UTC(),
 		"trigger": "admin", "downloaded": 0, "revoked": 0, "failed": 0, "uploaded": 0, "notFound": 0})
 	// The status poll is held until the test answers it; the run list is counted, and the POST answered 202.

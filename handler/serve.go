@@ -560,7 +560,7 @@ func (d *deps) serveHealth(w http.ResponseWriter, r *http.Request) {
 		} else if refused := d.directory.Refused(); len(refused) > 0 {
 			var what []string
 			for _, r := range refused {
-				what = append(what, fmt.Sprintf("%s (%d since %s)", r.Permission, r.Status, r.Since.UTC().Format(time.RFC3339)))
+				what = append(what, refusal(r.Permission, r.Status, r.Since))
 			}
 			body.Status = "degraded"
 			body.Checks["graph"] = check{Status: "refused", Error: "Microsoft Graph refuses the managed identity: " +
@@ -574,7 +574,7 @@ func (d *deps) serveHealth(w http.ResponseWriter, r *http.Request) {
 		if refused := d.intune.Refused(); len(refused) > 0 {
 			var what []string
 			for _, r := range refused {
-				what = append(what, fmt.Sprintf("%s %s (%d since %s)", r.Service, r.Operation, r.Status, r.Since.UTC().Format(time.RFC3339)))
+				what = append(what, refusal(r.Service+" "+r.Operation, r.Status, r.Since))
 			}
 			body.Status = "degraded"
 			body.Checks["intune"] = check{Status: "refused", Error: "Intune refuses the managed identity: " +
@@ -595,6 +595,11 @@ func (d *deps) serveHealth(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	_ = json.NewEncoder(w).Encode(body)
+}
+
+// refusal is how /api/health names one refusal of the identity: what is refused, its status and since when.
+func refusal(what string, status int, since time.Time) string {
+	return fmt.Sprintf("%s (%d since %s)", what, status, since.UTC().Format(time.RFC3339))
 }
 
 // unclean sends OCSP GET requests straight to the responder: their base64 path may contain "//", which
