@@ -423,6 +423,24 @@ func NewRunID(started time.Time) string {
 	return started.UTC().Format(runIDTime) + "-" + hex.EncodeToString(b)
 }
 
+// StartFromRunID gives a run with a zero Started the start its NewRunID ID holds (RecordRun).
+func StartFromRunID(run *SyncRun) {
+	if t, ok := RunIDStart(run.ID); ok && run.Started.IsZero() {
+		run.Started = t
+	}
+}
+
+// CheckRunStart refuses a run whose Started (at the 100 ns the stores keep) is not the start its NewRunID ID holds:
+// the stores find such a run by the key its ID gives (RunByID), so it must be written under that key.
+func CheckRunStart(run SyncRun) error {
+	t, ok := RunIDStart(run.ID)
+	if !ok || run.Started.IsZero() || t.Equal(run.Started.UTC().Truncate(100*time.Nanosecond)) {
+		return nil
+	}
+	return fmt.Errorf("run %s is said to have started at %s, not when its ID says", run.ID,
+		run.Started.UTC().Format(time.RFC3339Nano))
+}
+
 // RunIDStart returns the start a NewRunID ID holds, and false for any other ID: the IDs of runs recorded before
 // IDs carried their start.
 func RunIDStart(id string) (time.Time, bool) {

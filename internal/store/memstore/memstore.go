@@ -776,9 +776,8 @@ func checkRun(run *store.SyncRun) error {
 	if len(run.ID) > 128 {
 		return fmt.Errorf("run ID is over 128 characters")
 	}
-	if t, ok := store.RunIDStart(run.ID); ok && !run.Started.IsZero() && !t.Equal(normTime(run.Started)) {
-		return fmt.Errorf("run %s is said to have started at %s, not when its ID says", run.ID,
-			run.Started.UTC().Format(time.RFC3339Nano))
+	if err := store.CheckRunStart(*run); err != nil {
+		return err
 	}
 	b, _ := json.Marshal(run.Errors)
 	if utf16Bytes(string(b)) > MaxBinary {
@@ -796,9 +795,7 @@ func (s *Store) RecordRun(ctx context.Context, run store.SyncRun) error {
 	if run.ID == "" {
 		run.ID = randomID()
 	}
-	if t, ok := store.RunIDStart(run.ID); ok && run.Started.IsZero() {
-		run.Started = t
-	}
+	store.StartFromRunID(&run)
 	if err := checkRun(&run); err != nil {
 		return fmt.Errorf("memstore: recording run: %w", err)
 	}

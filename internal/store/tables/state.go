@@ -565,9 +565,7 @@ func (s *Store) RecordRun(ctx context.Context, run store.SyncRun) error {
 	if run.ID == "" {
 		run.ID = newWriteID()
 	}
-	if t, ok := store.RunIDStart(run.ID); ok && run.Started.IsZero() {
-		run.Started = t
-	}
+	store.StartFromRunID(&run)
 	if run.Started.IsZero() {
 		run.Started = s.stamp()
 	}
@@ -598,10 +596,8 @@ func runEntity(run store.SyncRun) (entity, error) {
 		return entity{}, err
 	}
 	run.Started = normTime(run.Started)
-	if t, ok := store.RunIDStart(run.ID); ok && !t.Equal(run.Started) {
-		// The row key is derived from the ID alone when the run is read (RunByID): it must be where it is written.
-		return entity{}, fmt.Errorf("run %s is said to have started at %s, not when its ID says", run.ID,
-			run.Started.Format(time.RFC3339Nano))
+	if err := store.CheckRunStart(run); err != nil {
+		return entity{}, err
 	}
 	e := newEntity(runsPK, runKey(run.Started, run.ID))
 	e.str("ID", run.ID)
