@@ -294,21 +294,21 @@ func (d *Directory) assignedRoles(ctx context.Context, key, path string, hdr htt
 		return nil, err
 	}
 	asked := d.cfg.Clock()
-	var roles []string
-	if !d.unfiltered.Load() {
-		// Only the assignments to the API: one page however many other applications the principal is assigned
-		// to, where the whole list may run past maxGraphPages (a 503 for a principal assigned 500 other roles).
-		// resourceId supports $filter (eq only), says Graph's appRoleAssignment reference; should Graph still
-		// refuse it (400), the list is read whole, as before the filter, from then on.
-		roles, err = d.listAssigned(ctx, path+"&$filter="+url.PathEscape("resourceId eq "+api[""]), hdr, api)
-		var status graphStatus
-		if errors.As(err, &status) && status == http.StatusBadRequest {
-			if roles, err = d.listAssigned(ctx, path, hdr, api); err == nil {
-				d.unfiltered.Store(true)
-			}
+	// Only the assignments to the API: one page however many other applications the principal is assigned to,
+	// where the whole list may run past maxGraphPages (a 503 for a principal assigned 500 other roles). resourceId
+	// supports $filter (eq only), says Graph's appRoleAssignment reference; should Graph still refuse it (400), the
+	// list is read whole, as before the filter, from then on.
+	filtered := !d.unfiltered.Load()
+	list := path
+	if filtered {
+		list += "&$filter=" + url.PathEscape("resourceId eq "+api[""])
+	}
+	roles, err := d.listAssigned(ctx, list, hdr, api)
+	var status graphStatus
+	if filtered && errors.As(err, &status) && status == http.StatusBadRequest {
+		if roles, err = d.listAssigned(ctx, path, hdr, api); err == nil {
+			d.unfiltered.Store(true)
 		}
-	} else {
-		roles, err = d.listAssigned(ctx, path, hdr, api)
 	}
 	if err != nil {
 		return nil, err
