@@ -26,8 +26,9 @@ mode 0600.
 
 Inserts the entities of a backup made by azscep backup into the tables (Storage Table Data Contributor). It only
 inserts: an entity already present with the same properties is skipped, so a restore that stopped can be run
-again; one present with other properties stops it. Restore into the tables of a CA that has not served yet
-(docs/deployment.md, section 10), with the same AZSCEP_TABLES_PREFIX or another.
+again; one present with other properties stops it. Entities of one partition go in 100 per transaction. Restore
+into the tables of a CA that has not served yet (docs/deployment.md, section 10), with the same
+AZSCEP_TABLES_PREFIX or another.
 `
 )
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"reflect"
 	"strings"
 
@@ -95,9 +96,15 @@ var caDocs = map[string]bool{"ca": true, "ra": true}
 // with other properties stops the restore, since the tables are the CA's record and this one has moved on (restore
 // into the tables of a CA that has not served yet). The CA's own documents go in last (caDocs). It returns the
 // entities inserted and those already present.
+//
+// Consecutive entities of one partition go in as one entity-group transaction of up to restoreBatch entities
+// (every record shares the certs partition), so a CA of 100,000 certificates restores in about 1,000 calls rather
+// than 100,000. A transaction that meets an entity already there is redone one entity at a time, which tells the
+// present from the changed.
 func (s *Store) Restore(ctx context.Context, r io.Reader) (inserted, present BackupCounts, err error) {
 	inserted, present = BackupCounts{}, BackupCounts{}
 	var last []BackupLine
+	b := restoreBatcher{s: s, inserted: inserted, present: present}
 	dec := json.NewDecoder(r)
 	for n := 1; ; n++ {
 		var line BackupLine
@@ -112,9 +119,12 @@ func (s *Store) Restore(ctx context.Context, r io.Reader) (inserted, present Bac
 			last = append(last, line)
 			continue
 		}
-		if err := s.restoreOne(ctx, line, inserted, present); err != nil {
-			return inserted, present, fmt.Errorf("tables: restore: entity %d of the backup: %w", n, err)
+		if err := b.add(ctx, n, line); err != nil {
+			return inserted, present, fmt.Errorf("tables: restore: %w", err)
 		}
+	}
+	if err := b.flush(ctx); err != nil {
+		return inserted, present, fmt.Errorf("tables: restore: %w", err)
 	}
 	for _, line := range last {
 		if err := s.restoreOne(ctx, line, inserted, present); err != nil {
@@ -124,10 +134,88 @@ func (s *Store) Restore(ctx context.Context, r io.Reader) (inserted, present Bac
 	return inserted, present, nil
 }
 
+// restoreBatch and restoreBatchBytes bound one restore transaction: Table Storage takes up to 100 operations and
+// 4 MiB per entity-group transaction, and a record with the most names policy allows is some 46 KiB.
+const (
+	restoreBatch      = 100
+	restoreBatchBytes = 3 << 20
+)
+
+// restoreBatcher gathers consecutive backup lines of one table and partition into transactions.
+type restoreBatcher struct {
+	s                 *Store
+	inserted, present BackupCounts
+	table, pk         string
+	lines             []BackupLine
+	ns                []int // the lines' numbers in the backup
+	actions           []aztables.TransactionAction
+	bytes             int
+}
+
+// add queues backup line n, submitting the queue first when the line belongs elsewhere or would overfill it.
+func (b *restoreBatcher) add(ctx context.Context, n int, line BackupLine) error {
+	var pk, rk string
+	if json.Unmarshal(line.Entity["PartitionKey"], &pk) != nil || json.Unmarshal(line.Entity["RowKey"], &rk) != nil {
+		return fmt.Errorf("entity %d of the backup: no PartitionKey or RowKey", n)
+	}
+	if b.s.restoreClient(line.Table) == nil {
+		return fmt.Errorf("entity %d of the backup: unknown table %q", n, line.Table)
+	}
+	cleanEntity(line.Entity)
+	if backupSkipped(line.Table, line.Entity) {
+		return nil
+	}
+	raw, err := json.Marshal(line.Entity)
+	if err != nil {
+		return fmt.Errorf("entity %d of the backup: %w", n, err)
+	}
+	if len(b.lines) > 0 && (line.Table != b.table || pk != b.pk || len(b.lines) == restoreBatch ||
+		b.bytes+len(raw) > restoreBatchBytes) {
+		if err := b.flush(ctx); err != nil {
+			return err
+		}
+	}
+	b.table, b.pk = line.Table, pk
+	b.lines, b.ns = append(b.lines, line), append(b.ns, n)
+	b.actions = append(b.actions, aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: raw})
+	b.bytes += len(raw)
+	return nil
+}
+
+// flush inserts the queued entities in one transaction, or one at a time when some are there already.
+func (b *restoreBatcher) flush(ctx context.Context) error {
+	if len(b.lines) == 0 {
+		return nil
+	}
+	lines, ns, actions := b.lines, b.ns, b.actions
+	b.lines, b.ns, b.actions, b.bytes = nil, nil, nil, 0
+	what := fmt.Sprintf("entities %d to %d of the backup (%s)", ns[0], ns[len(ns)-1], b.table)
+	if len(lines) > 1 {
+		cctx, cancel := b.s.callCtx(ctx)
+		res, err := b.s.transact(cctx, b.s.restoreClient(b.table), actions)
+		cancel()
+		if err != nil {
+			return mapErr("restoring "+what, err)
+		}
+		if len(res) == len(lines) && res[0].status < 300 {
+			b.inserted[b.table] += len(lines)
+			return nil
+		}
+		if res[0].status != http.StatusConflict {
+			return fmt.Errorf("restoring %s: operation %d answered HTTP %d %s", what, res[0].index, res[0].status, res[0].code)
+		}
+	}
+	for i, line := range lines {
+		if err := b.s.restoreOne(ctx, line, b.inserted, b.present); err != nil {
+			return fmt.Errorf("entity %d of the backup: %w", ns[i], err)
+		}
+	}
+	return nil
+}
+
 // restoreOne inserts one entity of a backup, counting it as inserted or present.
 func (s *Store) restoreOne(ctx context.Context, line BackupLine, inserted, present BackupCounts) error {
-	c := map[string]*aztables.Client{TableCerts: s.certs, TableRevoked: s.revoked, TableMeta: s.meta,
-		TableRevReq: s.revreq, TableRuns: s.runs}[line.Table]
+	c := s.restoreClient(line.Table)
 	if c == nil {
 		return fmt.Errorf("unknown table %q", line.Table)
 	}
@@ -164,6 +252,23 @@ func (s *Store) restoreOne(ctx context.Context, line BackupLine, inserted, prese
 		return err
 	}
 	inserted[line.Table]++
+	return nil
+}
+
+// restoreClient returns the client of a table named in a backup, nil for a name that is none of the five.
+func (s *Store) restoreClient(table string) *aztables.Client {
+	switch table {
+	case TableCerts:
+		return s.certs
+	case TableRevoked:
+		return s.revoked
+	case TableMeta:
+		return s.meta
+	case TableRevReq:
+		return s.revreq
+	case TableRuns:
+		return s.runs
+	}
 	return nil
 }
 
