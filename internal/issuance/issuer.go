@@ -441,79 +441,13 @@ func (i *Issuer) Issue(ctx context.Context, req *Request) (*Result, error) {
 }
 
 func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Result, error) {
-	if i.linterErr != nil {
-		return nil, fmt.Errorf("preparing linter: %w", i.linterErr)
-	}
-	if req.Gated && req.Deliver == nil {
-		// The certificate would leave ungated while every replay of it waits for a gate that never runs.
-		return nil, errors.New("issuance: a gated request needs its delivery gate (Deliver)")
-	}
-	if req.Checked.KeyUsage == 0 || len(req.Checked.ExtKeyUsage) == 0 {
-		// An empty set is not the narrowest but the widest: without the keyUsage or extendedKeyUsage extension a
-		// certificate is good for every usage. Every profile has both, so a door that narrowed them to nothing has a
-		// bug; refuse before anything is recorded or signed.
-		return nil, fmt.Errorf("issuance: refusing a certificate without key usage (%b) or extended key usage (%v)",
-			req.Checked.KeyUsage, req.Checked.ExtKeyUsage)
-	}
-	if namesIssuer(req.Checked.RawSubject, i.caRDNs) {
-		// The CA's name is the admin door's (ca init / ca import). A leaf bearing it is taken for the CA by the
-		// relying parties that build chains by name (RFC 5280 §7.1 compares names without case or extra white
-		// space), whichever door's policy let the subject through.
-		return nil, &policy.Rejection{Code: policy.CodeSubject, Detail: "the subject is the CA's own name"}
-	}
-	// A key known to be out is certified by no door: a policy refusal, before any record or claim.
-	if err := i.checkMark(ctx, sk.hash); err != nil {
+	if err := i.refuse(ctx, req, sk); err != nil {
 		return nil, err
 	}
-	now := i.now()
-
-	serial, err := newSerial()
-	if err != nil {
-		return nil, err
-	}
-	var plan *lint.Planned
-	var rec *store.Record
-	var prev *store.Binding // the earlier attempt's binding this request takes the key over from
-	for attempt := 0; ; attempt++ {
-		if attempt == 5 {
-			return nil, ErrInProgress // the key keeps moving under us: other requests are working on it
-		}
-		// Steps 1–2: template from the profile, its to-be-signed bytes linted.
-		if rec == nil || rec.Serial != store.SerialString(serial) {
-			if plan, rec, err = i.prepare(req, serial, sk, now); err != nil {
-				return nil, err
-			}
-		}
-		// Steps 3–4: the pending record, committed before the signature; an insert, never an upsert. With an
-		// idempotency key, the key's claim commits in the same write, so replays and concurrent duplicates stop
-		// here, before anything is signed, and no claim is ever without its record.
-		var b store.Binding
-		if req.Key == "" {
-			err = i.store.Insert(ctx, rec)
-		} else {
-			b, err = i.store.InsertBound(ctx, req.Key, prev, rec)
-		}
-		if err == nil {
-			break
-		}
-		switch {
-		case errors.Is(err, store.ErrExists) && b.Serial == "":
-			// A 2^-120 serial collision: nothing was written, try another serial.
-			if serial, err = newSerial(); err != nil {
-				return nil, err
-			}
-		case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict) && b.Serial != "":
-			// The key is bound to an earlier attempt: replay it, refuse, or take the key over from it.
-			res, err := i.resolve(ctx, req, b, sk.hash)
-			if res != nil || err != nil {
-				return res, err
-			}
-			prev = &b
-		case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound) && prev != nil:
-			prev = nil // the binding moved under us: look again
-		default:
-			return nil, fmt.Errorf("inserting pending record: %w", err)
-		}
+	// Steps 1–4: the linted plan and its pending record, committed before the signature.
+	plan, rec, res, err := i.pend(ctx, req, sk)
+	if res != nil || err != nil {
+		return res, err
 	}
 
 	if req.Reauthorize != nil {
@@ -557,8 +491,8 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 	if _, err := i.durableUpdate(wctx, rec, store.StatusPending, issuedWith(der)); err != nil {
 		// The record stays pending; the sweeper reports it and it stays revocable by serial. Or a write committed
 		// and only its answer was lost: the record is issued with a certificate nobody has seen. Without a gate its
-		// replay hands it out, as this answer would have. With a gate that is safe too: the gate below never ran,
-		// so the record's IntuneNotified is false and Releasable (above) refuses it to every later request — in
+		// replay hands it out, as this answer would have. With a gate that is safe too: the gate never ran, so the
+		// record's IntuneNotified is false and Releasable (above) refuses it to every later request — in
 		// progress for deliverWindow, then withheld — while the caller reports the failure (Intune's
 		// failureNotification) and no successNotification is ever sent for it.
 		return nil, fmt.Errorf("recording issued certificate %s: %w", rec.Serial, err)
@@ -570,42 +504,126 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 	// without a gate, after an accepted delivery with one, never for a withheld certificate, which never leaves.
 	if req.Deliver == nil {
 		i.renewLink(ctx, req, rec)
-	} else {
-		// A detached context: a client that hung up after the signature must not turn a good certificate into a
-		// withheld one; its retry replays the delivered certificate. Its own deadline covers Intune's retries.
-		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), deliverTimeout)
-		derr := req.Deliver(dctx, rec, cert)
-		dcancel()
-		if derr == nil && !rec.IntuneNotified {
-			derr = errors.New("the delivery gate passed without recording it")
-		}
-		// The gate's outcome gets a deadline of its own: the gate may have used up the issued write's.
-		octx, ocancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
-		defer ocancel()
-		if derr != nil {
-			rec.Withheld = true
-			rec.Note = truncate("withheld: "+derr.Error(), 512)
-			rec.Updated = i.now()
-			withheld := func(cur *store.Record) bool { return issuedWith(der)(cur) && cur.Withheld }
-			if _, err := i.durableUpdate(octx, rec, store.StatusIssued, withheld); err != nil {
-				// Still never delivered: the record's IntuneNotified is false, so Releasable refuses it.
-				i.log.Error("marking withheld certificate failed", "serial", rec.Serial, "err", err)
-			}
-			return nil, fmt.Errorf("%w: %w", ErrWithheld, derr)
-		}
-		err := i.recordDelivered(octx, rec)
-		// Also when that write failed: a replay may still hand the certificate out once the store shows it.
-		i.renewLink(ctx, req, rec)
-		if err != nil {
-			// Intune accepted the certificate but the record does not say so, so it does not leave: a replay would
-			// refuse it (Releasable), and this answer must not give what a replay would refuse. Not a failure to
-			// report to Intune, which has the certificate: the caller answers "in progress", and the replay decides
-			// from whatever the store holds by then.
-			i.log.Error("recording accepted delivery failed; certificate not returned", "serial", rec.Serial, "err", err)
-			return nil, fmt.Errorf("%w: recording the accepted delivery of %s: %w", ErrInProgress, rec.Serial, err)
-		}
+	} else if err := i.gate(ctx, req, rec, cert); err != nil {
+		return nil, err
 	}
 	return &Result{Cert: cert, Record: rec}, nil
+}
+
+// refuse answers the refusals that need no record: a request no door should have built, a subject that is the CA's
+// name, a key known to be out.
+func (i *Issuer) refuse(ctx context.Context, req *Request, sk subjectKey) error {
+	if i.linterErr != nil {
+		return fmt.Errorf("preparing linter: %w", i.linterErr)
+	}
+	if req.Gated && req.Deliver == nil {
+		// The certificate would leave ungated while every replay of it waits for a gate that never runs.
+		return errors.New("issuance: a gated request needs its delivery gate (Deliver)")
+	}
+	if req.Checked.KeyUsage == 0 || len(req.Checked.ExtKeyUsage) == 0 {
+		// An empty set is not the narrowest but the widest: without the keyUsage or extendedKeyUsage extension a
+		// certificate is good for every usage. Every profile has both, so a door that narrowed them to nothing has a
+		// bug; refuse before anything is recorded or signed.
+		return fmt.Errorf("issuance: refusing a certificate without key usage (%b) or extended key usage (%v)",
+			req.Checked.KeyUsage, req.Checked.ExtKeyUsage)
+	}
+	if namesIssuer(req.Checked.RawSubject, i.caRDNs) {
+		// The CA's name is the admin door's (ca init / ca import). A leaf bearing it is taken for the CA by the
+		// relying parties that build chains by name (RFC 5280 §7.1 compares names without case or extra white
+		// space), whichever door's policy let the subject through.
+		return &policy.Rejection{Code: policy.CodeSubject, Detail: "the subject is the CA's own name"}
+	}
+	// A key known to be out is certified by no door: a policy refusal, before any record or claim.
+	return i.checkMark(ctx, sk.hash)
+}
+
+// pend plans the certificate (steps 1–2: template from the profile, its to-be-signed bytes linted) and commits its
+// pending record (steps 3–4), an insert, never an upsert. With an idempotency key, the key's claim commits in the
+// same write, so replays and concurrent duplicates stop here, before anything is signed, and no claim is ever
+// without its record. A request the key's earlier attempt answers returns that answer (res or err) instead.
+func (i *Issuer) pend(ctx context.Context, req *Request, sk subjectKey) (*lint.Planned, *store.Record, *Result, error) {
+	now := i.now()
+	serial, err := newSerial()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var plan *lint.Planned
+	var rec *store.Record
+	var prev *store.Binding // the earlier attempt's binding this request takes the key over from
+	for attempt := 0; attempt < 5; attempt++ {
+		if rec == nil || rec.Serial != store.SerialString(serial) {
+			if plan, rec, err = i.prepare(req, serial, sk, now); err != nil {
+				return nil, nil, nil, err
+			}
+		}
+		var b store.Binding
+		if req.Key == "" {
+			err = i.store.Insert(ctx, rec)
+		} else {
+			b, err = i.store.InsertBound(ctx, req.Key, prev, rec)
+		}
+		switch {
+		case err == nil:
+			return plan, rec, nil, nil
+		case errors.Is(err, store.ErrExists) && b.Serial == "":
+			// A 2^-120 serial collision: nothing was written, try another serial.
+			if serial, err = newSerial(); err != nil {
+				return nil, nil, nil, err
+			}
+		case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict) && b.Serial != "":
+			// The key is bound to an earlier attempt: replay it, refuse, or take the key over from it.
+			res, err := i.resolve(ctx, req, b, sk.hash)
+			if res != nil || err != nil {
+				return nil, nil, res, err
+			}
+			prev = &b
+		case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound) && prev != nil:
+			prev = nil // the binding moved under us: look again
+		default:
+			return nil, nil, nil, fmt.Errorf("inserting pending record: %w", err)
+		}
+	}
+	return nil, nil, nil, ErrInProgress // the key keeps moving under us: other requests are working on it
+}
+
+// gate passes an issued certificate through its delivery gate (req.Deliver, Intune's successNotification) and
+// records the outcome: delivered, or withheld for good. A client that hung up after the signature must not turn a
+// good certificate into a withheld one (its retry replays the delivered certificate), so the gate and its outcome
+// run on detached contexts with deadlines of their own.
+func (i *Issuer) gate(ctx context.Context, req *Request, rec *store.Record, cert *x509.Certificate) error {
+	dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), deliverTimeout) // covers Intune's retries
+	derr := req.Deliver(dctx, rec, cert)
+	dcancel()
+	if derr == nil && !rec.IntuneNotified {
+		derr = errors.New("the delivery gate passed without recording it")
+	}
+	// The gate's outcome gets a deadline of its own: the gate may have used up the issued write's.
+	octx, ocancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer ocancel()
+	if derr != nil {
+		rec.Withheld = true
+		rec.Note = truncate("withheld: "+derr.Error(), 512)
+		rec.Updated = i.now()
+		der := cert.Raw
+		withheld := func(cur *store.Record) bool { return issuedWith(der)(cur) && cur.Withheld }
+		if _, err := i.durableUpdate(octx, rec, store.StatusIssued, withheld); err != nil {
+			// Still never delivered: the record's IntuneNotified is false, so Releasable refuses it.
+			i.log.Error("marking withheld certificate failed", "serial", rec.Serial, "err", err)
+		}
+		return fmt.Errorf("%w: %w", ErrWithheld, derr)
+	}
+	err := i.recordDelivered(octx, rec)
+	// Also when that write failed: a replay may still hand the certificate out once the store shows it.
+	i.renewLink(ctx, req, rec)
+	if err != nil {
+		// Intune accepted the certificate but the record does not say so, so it does not leave: a replay would
+		// refuse it (Releasable), and this answer must not give what a replay would refuse. Not a failure to
+		// report to Intune, which has the certificate: the caller answers "in progress", and the replay decides
+		// from whatever the store holds by then.
+		i.log.Error("recording accepted delivery failed; certificate not returned", "serial", rec.Serial, "err", err)
+		return fmt.Errorf("%w: recording the accepted delivery of %s: %w", ErrInProgress, rec.Serial, err)
+	}
+	return nil
 }
 
 // renewLink sets the forward link of the certificate req renews (req.Renews) to rec, its issued successor: one
