@@ -1464,21 +1464,33 @@ func TestPostprovisionRetries(t *testing.T) {
 		t.Fatal("bash is needed to run the infra scripts")
 	}
 	const unresolved = `echo "azscep: configuration error: Key Vault host kv-x.vault.azure.net does not resolve (no such host): check AZSCEP_KEYVAULT_URL (the vault name)"; exit 2`
+	// What the CLI prints when azd's credential gets no Key Vault token (handler/azure.go, describeIdentity): no role
+	// assignment fixes that, so the hook must not wait 12 minutes on it.
+	const signin = `echo "azscep: signing in for Key Vault: AzureDeveloperCLICredential: ERROR: AADSTS50076: Due to a configuration change made by your administrator, you must use multi-factor authentication"; exit 1`
+	if !strings.Contains(readRepoFile(t, "handler/azure.go"), `"signing in for Key Vault: %w"`) {
+		t.Fatal(`handler/azure.go no longer says "signing in for Key Vault", which postprovision.sh recognises a failed sign-in by`)
+	}
 	for _, tc := range []struct {
 		name     string
 		admin    string // the stand-in's body; $n is the try, from 1
 		attempts string // AZSCEP_CA_INIT_ATTEMPTS
 		tries    int
 		ok       bool
+		says     string // in the output when it fails
 	}{
-		{"first try", `exit 0`, "", 1, true},
-		{"role assignment applies", `[ "$n" -ge 4 ] && exit 0; echo "403 Forbidden"; exit 1`, "", 4, true},
-		{"role assignment never applies", `exit 1`, "5", 5, false},
-		{"configuration error", `echo "azscep: configuration error: setting AZSCEP_CA_SUBJECT: bad"; exit 2`, "", 1, false},
-		{"new vault appears in DNS", `[ "$n" -ge 3 ] && exit 0; ` + unresolved, "", 3, true},
-		{"name never resolves", unresolved, "", 9, false},
-		{"fewer attempts asked for", unresolved, "4", 4, false},
-		{"resolves, then another configuration error", `[ "$n" -ge 2 ] && { echo "azscep: configuration error: other"; exit 2; }; ` + unresolved, "", 2, false},
+		{"first try", `exit 0`, "", 1, true, ""},
+		{"role assignment applies", `[ "$n" -ge 4 ] && exit 0; echo "403 Forbidden"; exit 1`, "", 4, true, ""},
+		{"role assignment never applies", `exit 1`, "5", 5, false, ""},
+		{"configuration error", `echo "azscep: configuration error: setting AZSCEP_CA_SUBJECT: bad"; exit 2`, "", 1, false, ""},
+		{"new vault appears in DNS", `[ "$n" -ge 3 ] && exit 0; ` + unresolved, "", 3, true, ""},
+		{"name never resolves", unresolved, "", 9, false, ""},
+		{"fewer attempts asked for", unresolved, "4", 4, false, ""},
+		{"resolves, then another configuration error", `[ "$n" -ge 2 ] && { echo "azscep: configuration error: other"; exit 2; }; ` + unresolved, "", 2, false, ""},
+		// A sign-in azd cannot complete stops after three tries with what to do, not after 36 (12 minutes).
+		{"sign-in refused", signin, "", 3, false, "azd auth login"},
+		{"sign-in blip", `[ "$n" -ge 2 ] && exit 0; ` + signin, "", 2, true, ""},
+		{"sign-in refused, fewer attempts asked for", signin, "2", 2, false, "azd auth login"},
+		{"signs in, then waits for its role", `[ "$n" -ge 5 ] && exit 0; [ "$n" -ge 2 ] && { echo "403 Forbidden"; exit 1; }; ` + signin, "", 5, true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -1519,6 +1531,9 @@ func TestPostprovisionRetries(t *testing.T) {
 			}
 			if !tc.ok && !strings.Contains(string(out), "azscep ca init failed") {
 				t.Errorf("no failure message:\n%s", out)
+			}
+			if tc.says != "" && !strings.Contains(string(out), tc.says) {
+				t.Errorf("the failure does not say %q:\n%s", tc.says, out)
 			}
 		})
 	}
