@@ -125,7 +125,10 @@ fi
 graph_sp=$(service_principal "$graph_app_id")
 [[ -n $graph_sp ]] || die "no service principal for Microsoft Graph in tenant $tenant"
 for permission in "${graph_permissions[@]}"; do
-	grant "$graph_sp" "$(app_role "$graph_sp" "$permission")" "Microsoft Graph / $permission"
+	# A plain assignment, so that a failed lookup stops the script (as an argument of grant its status would be lost,
+	# and grant would ask Graph for an assignment without a role ID).
+	role=$(app_role "$graph_sp" "$permission")
+	grant "$graph_sp" "$role" "Microsoft Graph / $permission"
 done
 
 cat <<MSG

@@ -1594,7 +1594,7 @@ case "$args" in
 *"appId eq 'c161e42e-d4df-4a3d-9b42-e7a3c31f59d4'"*) [ "$INTUNE" = fail ] && { echo "throttled" >&2; exit 1; }; [ "$INTUNE" = 1 ] && echo intune-sp; exit 0 ;;
 *"appId eq '00000003-0000-0000-c000-000000000000'"*) echo graph-sp ;;
 *"--method GET"*"/appRoleAssignments"*) ;;
-*"--method GET"*"appRoles"*) v=${args#*value==\'}; echo "role-${v%%\'*}" ;;
+*"--method GET"*"appRoles"*) v=${args#*value==\'}; v=${v%%\'*}; [ "$v" = "$NOROLE" ] || echo "role-$v" ;;
 *"--method POST"*)
 	# A managed identity created minutes ago: Graph refuses the first assignment until it has replicated it.
 	if [ -n "$REPLICATING" ] && [ ! -e "$GRANTS.seen" ]; then
@@ -1622,6 +1622,10 @@ esac
 		// The identity is new to Graph: the refused assignment is retried, and every permission is granted once.
 		{"identity not replicated yet", false, nil, []string{"graph-sp/role-Application.Read.All", "graph-sp/role-User.Read.All",
 			"graph-sp/role-Directory.Read.All", "graph-sp/role-Device.Read.All", "graph-sp/role-DeviceManagementManagedDevices.Read.All"}, true, []string{"REPLICATING=1"}},
+		// Graph does not offer one of the permissions (or the lookup failed): the script stops there, naming it,
+		// and never asks Graph for an assignment without a role ID.
+		{"a Graph permission not found", false, nil, []string{"graph-sp/role-Application.Read.All", "graph-sp/role-User.Read.All"},
+			false, []string{"NOROLE=Directory.Read.All"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -1657,6 +1661,11 @@ esac
 			out, err := cmd.CombinedOutput()
 			if (err == nil) != tc.ok {
 				t.Fatalf("err %v, want success %t\n%s", err, tc.ok, out)
+			}
+			for _, e := range tc.env {
+				if role, ok := strings.CutPrefix(e, "NOROLE="); ok && !strings.Contains(string(out), "has no application role "+role) {
+					t.Errorf("the missing permission %s is not named:\n%s", role, out)
+				}
 			}
 			data, _ := os.ReadFile(grants)
 			var got []string
