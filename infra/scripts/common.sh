@@ -40,17 +40,28 @@ require_vars() {
 # hooks itself; this makes the scripts work when run by hand too. Values in the caller's environment win.
 load_azd_env() {
 	command -v azd >/dev/null 2>&1 || return 0
-	local values line key value
+	local values line key value unescaped
 	values=$(azd env get-values 2>/dev/null) || return 0
 	while IFS= read -r line; do
 		[[ $line =~ ^([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
 		key=${BASH_REMATCH[1]}
 		value=${BASH_REMATCH[2]}
-		# azd writes KEY="value" with \" and \\ escaped.
+		# azd writes KEY="value" the way godotenv does: a backslash before \ " ! $ and ` (and \n, \r for line breaks).
+		# Undone in one pass from the left, so that an escaped backslash never joins the character after it.
 		if [[ ${#value} -ge 2 && $value == \"*\" ]]; then
 			value=${value:1:${#value}-2}
-			value=${value//\\\"/\"}
-			value=${value//\\\\/\\}
+			unescaped=""
+			while [[ $value == *\\* ]]; do
+				unescaped+=${value%%\\*}
+				value=${value#*\\}
+				case ${value:0:1} in
+				n) unescaped+=$'\n' ;;
+				r) unescaped+=$'\r' ;;
+				*) unescaped+=${value:0:1} ;;
+				esac
+				value=${value:1}
+			done
+			value=$unescaped$value
 		fi
 		if [[ -z "${!key+set}" ]]; then
 			export "$key=$value"

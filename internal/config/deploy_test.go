@@ -9,6 +9,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -1956,6 +1957,78 @@ func TestCreateAPIAppScript(t *testing.T) {
 	for _, p := range patches() {
 		if strings.Contains(p, `"origin"`) {
 			t.Errorf("a PATCH sends the read-only origin property: %s", p)
+		}
+	}
+}
+
+// dotenvLine is one line of `azd env get-values`, which prints the environment with godotenv.Marshal: a value that
+// is an integer as it is, any other in double quotes with a backslash before \ " ! $ and `, and line breaks as \n
+// and \r.
+func dotenvLine(key, value string) string {
+	if n, err := strconv.Atoi(value); err == nil {
+		return fmt.Sprintf("%s=%d", key, n)
+	}
+	r := strings.NewReplacer(`\`, `\\`, "\n", `\n`, "\r", `\r`, `"`, `\"`, `!`, `\!`, `$`, `\$`, "`", "\\`")
+	return fmt.Sprintf(`%s="%s"`, key, r.Replace(value))
+}
+
+// TestLoadAzdEnv runs common.sh's load_azd_env (which the scripts use when run by hand) against a stand-in azd that
+// prints values the way azd does: each comes back as it was set, whatever characters it holds, and a value already
+// in the environment wins. A CA subject read wrongly here would be written into the root certificate for good.
+func TestLoadAzdEnv(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Fatal("bash is needed to run the infra scripts")
+	}
+	values := map[string]string{
+		"AZSCEP_CA_SUBJECT":    `CN=Yahoo! $Corp "Devices" CA,O=Back\slash`,
+		"AZSCEP_TABLES_PREFIX": "azscep",
+		"AZSCEP_CA_KEY_SIZE":   "4096",
+		"TRICKY_BACKSLASHES":   `a\"b\\c\` + "`d`\\",
+		"TRICKY_ESCAPE_LIKE":   `\n is not a line break, \$ is not a dollar`,
+		"TWO_LINES":            "first\nsecond",
+		"CALLER_WINS":          "from azd",
+		"EMPTY":                "",
+	}
+	var lines []string
+	for k, v := range values {
+		lines = append(lines, dotenvLine(k, v))
+	}
+	sort.Strings(lines)
+	dir := t.TempDir()
+	stubs := filepath.Join(dir, "stubs")
+	if err := os.MkdirAll(stubs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := filepath.Join(dir, "env")
+	if err := os.WriteFile(env, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	azd := "#!/bin/sh\n[ \"$1 $2\" = \"env get-values\" ] || exit 1\ncat \"$AZD_ENV\"\n"
+	if err := os.WriteFile(filepath.Join(stubs, "azd"), []byte(azd), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	keys := slices.Sorted(maps.Keys(values))
+	// Each value is printed NUL-terminated, so that line breaks and trailing characters survive.
+	script := `. "$COMMON"; load_azd_env; for k in ` + strings.Join(keys, " ") + `; do printf '%s\0' "${!k-unset}"; done`
+	cmd := exec.Command(bash, "-c", script)
+	cmd.Env = []string{"PATH=" + stubs + string(os.PathListSeparator) + os.Getenv("PATH"), "AZD_ENV=" + env,
+		"COMMON=" + filepath.Join(repoRoot(t), "infra", "scripts", "common.sh"), "CALLER_WINS=from the caller"}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("load_azd_env: %v\n%s", err, out)
+	}
+	got := strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
+	if len(got) != len(keys) {
+		t.Fatalf("%d values printed, want %d: %q", len(got), len(keys), got)
+	}
+	for i, k := range keys {
+		want := values[k]
+		if k == "CALLER_WINS" {
+			want = "from the caller"
+		}
+		if got[i] != want {
+			t.Errorf("%s = %q, want %q (azd printed %s)", k, got[i], want, dotenvLine(k, values[k]))
 		}
 	}
 }
