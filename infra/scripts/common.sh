@@ -69,6 +69,17 @@ load_azd_env() {
 	done <<<"$values"
 }
 
+# check_tenant stops when the Azure CLI is signed in to tenant $1 but the deployment (AZURE_TENANT_ID, an output of
+# main.bicep) is in another: the app's managed identity exists only in its own tenant, and the service reads Graph
+# there. $2 says what would go wrong. Without an azd environment there is nothing to compare with.
+check_tenant() {
+	local deployed=${AZURE_TENANT_ID:-}
+	[[ -n $deployed ]] || return 0
+	if [[ "$(printf '%s' "$1" | tr '[:upper:]' '[:lower:]')" != "$(printf '%s' "$deployed" | tr '[:upper:]' '[:lower:]')" ]]; then
+		die "az is signed in to tenant $1, but this deployment is in tenant $deployed (AZURE_TENANT_ID): $2. Run: az login --tenant $deployed"
+	fi
+}
+
 # build_cli builds the admin CLI for this machine.
 build_cli() {
 	need go "to build the azscep admin CLI (Go version in go.mod)"

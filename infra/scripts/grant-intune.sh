@@ -68,6 +68,8 @@ principal=${principal:-${AZURE_MANAGED_IDENTITY_PRINCIPAL_ID:-}}
 graph=$(graph_url)
 tenant=$(az account show --query tenantId -o tsv)
 [[ -n $tenant ]] || die "not signed in: run az login"
+# Elsewhere Graph answers that the identity "does not exist", which graph_retry would wait on as replication.
+check_tenant "$tenant" "the app's managed identity can be granted permissions only in its own tenant"
 
 # service_principal prints the object ID of the service principal of a well-known application in this tenant, or
 # nothing when the tenant has none. A failing az stops the script: it must not pass for "no such application".

@@ -1627,6 +1627,12 @@ esac
 		// and never asks Graph for an assignment without a role ID.
 		{"a Graph permission not found", false, nil, []string{"graph-sp/role-Application.Read.All", "graph-sp/role-User.Read.All"},
 			false, []string{"NOROLE=Directory.Read.All"}},
+		// az signed in to another tenant than the deployment's: nothing is granted, and the operator is told which
+		// tenant to sign in to (Graph would answer there that the identity does not exist, which looks like replication).
+		{"az in another tenant", true, nil, nil, false, []string{"AZURE_TENANT_ID=99999999-9999-9999-9999-999999999999"}},
+		{"az in the deployment's tenant", false, nil, []string{"graph-sp/role-Application.Read.All", "graph-sp/role-User.Read.All",
+			"graph-sp/role-Directory.Read.All", "graph-sp/role-Device.Read.All", "graph-sp/role-DeviceManagementManagedDevices.Read.All"},
+			true, []string{"AZURE_TENANT_ID=11111111-1111-1111-1111-111111111111"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -1666,6 +1672,9 @@ esac
 			for _, e := range tc.env {
 				if role, ok := strings.CutPrefix(e, "NOROLE="); ok && !strings.Contains(string(out), "has no application role "+role) {
 					t.Errorf("the missing permission %s is not named:\n%s", role, out)
+				}
+				if tenant, ok := strings.CutPrefix(e, "AZURE_TENANT_ID="); ok && !tc.ok && !strings.Contains(string(out), "az login --tenant "+tenant) {
+					t.Errorf("the deployment's tenant %s is not named:\n%s", tenant, out)
 				}
 			}
 			data, _ := os.ReadFile(grants)
@@ -1882,6 +1891,23 @@ func TestCreateAPIAppScriptWaitsForReplication(t *testing.T) {
 	out, err = run("FORBID_PATCH=1")
 	if err == nil || !strings.Contains(out, "Insufficient privileges") || strings.Contains(out, "has not replicated") {
 		t.Errorf("a refused PATCH: err %v, want the refusal, not retried\n%s", err, out)
+	}
+}
+
+// TestCreateAPIAppScriptChecksTenant: with az signed in to another tenant than the deployment's (AZURE_TENANT_ID
+// from the azd environment), create-api-app.sh registers nothing and names the tenant to sign in to: the service
+// checks tokens' accounts in Graph in its own tenant, so an API registered elsewhere would refuse every token.
+func TestCreateAPIAppScriptChecksTenant(t *testing.T) {
+	state, run := newCreateAPIApp(t)
+	out, err := run("AZURE_TENANT_ID=99999999-9999-9999-9999-999999999999")
+	if err == nil || !strings.Contains(out, "az login --tenant 99999999-9999-9999-9999-999999999999") {
+		t.Errorf("az in another tenant: err %v, want a failure naming the deployment's tenant\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(state, "app.json")); !os.IsNotExist(err) {
+		t.Errorf("an app registration was created in the wrong tenant (%v)", err)
+	}
+	if out, err := run("AZURE_TENANT_ID=11111111-1111-1111-1111-111111111111"); err != nil {
+		t.Errorf("az in the deployment's tenant: %v\n%s", err, out)
 	}
 }
 
