@@ -40,22 +40,44 @@ require_vars() {
 # hooks itself; this makes the scripts work when run by hand too. Values in the caller's environment win.
 load_azd_env() {
 	command -v azd >/dev/null 2>&1 || return 0
-	local values line key value
+	local values line key value unescaped
 	values=$(azd env get-values 2>/dev/null) || return 0
 	while IFS= read -r line; do
 		[[ $line =~ ^([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
 		key=${BASH_REMATCH[1]}
 		value=${BASH_REMATCH[2]}
-		# azd writes KEY="value" with \" and \\ escaped.
+		# azd writes KEY="value" the way godotenv does: a backslash before \ " ! $ and ` (and \n, \r for line breaks).
+		# Undone in one pass from the left, so that an escaped backslash never joins the character after it.
 		if [[ ${#value} -ge 2 && $value == \"*\" ]]; then
 			value=${value:1:${#value}-2}
-			value=${value//\\\"/\"}
-			value=${value//\\\\/\\}
+			unescaped=""
+			while [[ $value == *\\* ]]; do
+				unescaped+=${value%%\\*}
+				value=${value#*\\}
+				case ${value:0:1} in
+				n) unescaped+=$'\n' ;;
+				r) unescaped+=$'\r' ;;
+				*) unescaped+=${value:0:1} ;;
+				esac
+				value=${value:1}
+			done
+			value=$unescaped$value
 		fi
 		if [[ -z "${!key+set}" ]]; then
 			export "$key=$value"
 		fi
 	done <<<"$values"
+}
+
+# check_tenant stops when the Azure CLI is signed in to tenant $1 but the deployment (AZURE_TENANT_ID, an output of
+# main.bicep) is in another: the app's managed identity exists only in its own tenant, and the service reads Graph
+# there. $2 says what would go wrong. Without an azd environment there is nothing to compare with.
+check_tenant() {
+	local deployed=${AZURE_TENANT_ID:-}
+	[[ -n $deployed ]] || return 0
+	if [[ "$(printf '%s' "$1" | tr '[:upper:]' '[:lower:]')" != "$(printf '%s' "$deployed" | tr '[:upper:]' '[:lower:]')" ]]; then
+		die "az is signed in to tenant $1, but this deployment is in tenant $deployed (AZURE_TENANT_ID): $2. Run: az login --tenant $deployed"
+	fi
 }
 
 # build_cli builds the admin CLI for this machine.

@@ -60,6 +60,7 @@ load_azd_env
 graph=$(graph_url)
 tenant=$(az account show --query tenantId -o tsv)
 [[ -n $tenant ]] || die "not signed in: run az login"
+check_tenant "$tenant" "an API registered there would be refused (the service checks tokens' accounts in Graph in its own tenant)"
 
 new_uuid() {
 	if [[ -r /proc/sys/kernel/random/uuid ]]; then

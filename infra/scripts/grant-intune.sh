@@ -68,6 +68,8 @@ principal=${principal:-${AZURE_MANAGED_IDENTITY_PRINCIPAL_ID:-}}
 graph=$(graph_url)
 tenant=$(az account show --query tenantId -o tsv)
 [[ -n $tenant ]] || die "not signed in: run az login"
+# Elsewhere Graph answers that the identity "does not exist", which graph_retry would wait on as replication.
+check_tenant "$tenant" "the app's managed identity can be granted permissions only in its own tenant"
 
 # service_principal prints the object ID of the service principal of a well-known application in this tenant, or
 # nothing when the tenant has none. A failing az stops the script: it must not pass for "no such application".
@@ -125,7 +127,10 @@ fi
 graph_sp=$(service_principal "$graph_app_id")
 [[ -n $graph_sp ]] || die "no service principal for Microsoft Graph in tenant $tenant"
 for permission in "${graph_permissions[@]}"; do
-	grant "$graph_sp" "$(app_role "$graph_sp" "$permission")" "Microsoft Graph / $permission"
+	# A plain assignment, so that a failed lookup stops the script (as an argument of grant its status would be lost,
+	# and grant would ask Graph for an assignment without a role ID).
+	role=$(app_role "$graph_sp" "$permission")
+	grant "$graph_sp" "$role" "Microsoft Graph / $permission"
 done
 
 cat <<MSG

@@ -18,7 +18,9 @@
 # Exit status 2 (a configuration error) is not retried, except a Key Vault or Table Storage host that "does not
 # resolve": a vault or account created (or recovered) seconds ago can be missing from DNS for minutes, and
 # resolvers cache that negative answer, so it is retried too for the first dns_attempts tries (9, about 3 minutes); a
-# name that still does not resolve then is taken to be wrong.
+# name that still does not resolve then is taken to be wrong. A failed sign-in ("signing in for Key Vault": azd's
+# token for Key Vault refused, e.g. an expired sign-in or a Conditional Access policy asking for MFA) is exit 1 but
+# no role assignment makes it pass, so it gets signin_attempts (3, 40 s) for a network blip, not the full 12 minutes.
 # The subject, validity and key parameters only matter the first time; later runs adopt what exists.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -48,6 +50,7 @@ attempts=${AZSCEP_CA_INIT_ATTEMPTS:-36}
 [[ $attempts =~ ^[1-9][0-9]*$ ]] || die "AZSCEP_CA_INIT_ATTEMPTS must be a positive integer"
 delay=20
 dns_attempts=$((attempts < 9 ? attempts : 9))
+signin_attempts=$((attempts < 3 ? attempts : 3))
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
@@ -67,13 +70,24 @@ while :; do
 	if [[ $rc -eq 2 ]] && grep -qF "does not resolve" "$out"; then
 		unresolved=true
 	fi
-	if [[ ($rc -eq 2 && ($unresolved == false || $attempt -ge $dns_attempts)) || $attempt -ge $attempts ]]; then
+	signin=false
+	if [[ $rc -eq 1 ]] && grep -qF "signing in for Key Vault" "$out"; then
+		signin=true
+	fi
+	if [[ ($rc -eq 2 && ($unresolved == false || $attempt -ge $dns_attempts)) ||
+		($signin == true && $attempt -ge $signin_attempts) || $attempt -ge $attempts ]]; then
 		if [[ $unresolved == true ]]; then
 			log "the host name above still does not resolve after $attempt tries over $(((attempt - 1) * delay)) s: check the name"
 		fi
+		if [[ $signin == true ]]; then
+			log "azd could not get a Key Vault token (above): waiting does not fix that. Run \`azd auth login\` as the" \
+				"principal the roles went to (AZURE_PRINCIPAL_ID), in this subscription's tenant, then \`azd provision\`"
+		fi
 		die "azscep ca init failed (exit $rc). Fix the cause above and run: infra/scripts/azscep-admin.sh $(printf '%q ' "${args[@]}")"
 	fi
-	if [[ $unresolved == true ]]; then
+	if [[ $signin == true ]]; then
+		log "attempt $attempt of $signin_attempts failed signing in; retrying in ${delay}s"
+	elif [[ $unresolved == true ]]; then
 		log "attempt $attempt of $dns_attempts failed: a Key Vault or storage account created or recovered minutes ago may not be in DNS yet (resolvers also cache the negative answer). Retrying in ${delay}s"
 	else
 		log "attempt $attempt of $attempts failed; role assignments made by this deployment can take a few minutes to apply. Retrying in ${delay}s"

@@ -9,6 +9,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -1464,21 +1465,33 @@ func TestPostprovisionRetries(t *testing.T) {
 		t.Fatal("bash is needed to run the infra scripts")
 	}
 	const unresolved = `echo "azscep: configuration error: Key Vault host kv-x.vault.azure.net does not resolve (no such host): check AZSCEP_KEYVAULT_URL (the vault name)"; exit 2`
+	// What the CLI prints when azd's credential gets no Key Vault token (handler/azure.go, describeIdentity): no role
+	// assignment fixes that, so the hook must not wait 12 minutes on it.
+	const signin = `echo "azscep: signing in for Key Vault: AzureDeveloperCLICredential: ERROR: AADSTS50076: Due to a configuration change made by your administrator, you must use multi-factor authentication"; exit 1`
+	if !strings.Contains(readRepoFile(t, "handler/azure.go"), `"signing in for Key Vault: %w"`) {
+		t.Fatal(`handler/azure.go no longer says "signing in for Key Vault", which postprovision.sh recognises a failed sign-in by`)
+	}
 	for _, tc := range []struct {
 		name     string
 		admin    string // the stand-in's body; $n is the try, from 1
 		attempts string // AZSCEP_CA_INIT_ATTEMPTS
 		tries    int
 		ok       bool
+		says     string // in the output when it fails
 	}{
-		{"first try", `exit 0`, "", 1, true},
-		{"role assignment applies", `[ "$n" -ge 4 ] && exit 0; echo "403 Forbidden"; exit 1`, "", 4, true},
-		{"role assignment never applies", `exit 1`, "5", 5, false},
-		{"configuration error", `echo "azscep: configuration error: setting AZSCEP_CA_SUBJECT: bad"; exit 2`, "", 1, false},
-		{"new vault appears in DNS", `[ "$n" -ge 3 ] && exit 0; ` + unresolved, "", 3, true},
-		{"name never resolves", unresolved, "", 9, false},
-		{"fewer attempts asked for", unresolved, "4", 4, false},
-		{"resolves, then another configuration error", `[ "$n" -ge 2 ] && { echo "azscep: configuration error: other"; exit 2; }; ` + unresolved, "", 2, false},
+		{"first try", `exit 0`, "", 1, true, ""},
+		{"role assignment applies", `[ "$n" -ge 4 ] && exit 0; echo "403 Forbidden"; exit 1`, "", 4, true, ""},
+		{"role assignment never applies", `exit 1`, "5", 5, false, ""},
+		{"configuration error", `echo "azscep: configuration error: setting AZSCEP_CA_SUBJECT: bad"; exit 2`, "", 1, false, ""},
+		{"new vault appears in DNS", `[ "$n" -ge 3 ] && exit 0; ` + unresolved, "", 3, true, ""},
+		{"name never resolves", unresolved, "", 9, false, ""},
+		{"fewer attempts asked for", unresolved, "4", 4, false, ""},
+		{"resolves, then another configuration error", `[ "$n" -ge 2 ] && { echo "azscep: configuration error: other"; exit 2; }; ` + unresolved, "", 2, false, ""},
+		// A sign-in azd cannot complete stops after three tries with what to do, not after 36 (12 minutes).
+		{"sign-in refused", signin, "", 3, false, "azd auth login"},
+		{"sign-in blip", `[ "$n" -ge 2 ] && exit 0; ` + signin, "", 2, true, ""},
+		{"sign-in refused, fewer attempts asked for", signin, "2", 2, false, "azd auth login"},
+		{"signs in, then waits for its role", `[ "$n" -ge 5 ] && exit 0; [ "$n" -ge 2 ] && { echo "403 Forbidden"; exit 1; }; ` + signin, "", 5, true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -1519,6 +1532,9 @@ func TestPostprovisionRetries(t *testing.T) {
 			}
 			if !tc.ok && !strings.Contains(string(out), "azscep ca init failed") {
 				t.Errorf("no failure message:\n%s", out)
+			}
+			if tc.says != "" && !strings.Contains(string(out), tc.says) {
+				t.Errorf("the failure does not say %q:\n%s", tc.says, out)
 			}
 		})
 	}
@@ -1579,7 +1595,7 @@ case "$args" in
 *"appId eq 'c161e42e-d4df-4a3d-9b42-e7a3c31f59d4'"*) [ "$INTUNE" = fail ] && { echo "throttled" >&2; exit 1; }; [ "$INTUNE" = 1 ] && echo intune-sp; exit 0 ;;
 *"appId eq '00000003-0000-0000-c000-000000000000'"*) echo graph-sp ;;
 *"--method GET"*"/appRoleAssignments"*) ;;
-*"--method GET"*"appRoles"*) v=${args#*value==\'}; echo "role-${v%%\'*}" ;;
+*"--method GET"*"appRoles"*) v=${args#*value==\'}; v=${v%%\'*}; [ "$v" = "$NOROLE" ] || echo "role-$v" ;;
 *"--method POST"*)
 	# A managed identity created minutes ago: Graph refuses the first assignment until it has replicated it.
 	if [ -n "$REPLICATING" ] && [ ! -e "$GRANTS.seen" ]; then
@@ -1607,6 +1623,16 @@ esac
 		// The identity is new to Graph: the refused assignment is retried, and every permission is granted once.
 		{"identity not replicated yet", false, nil, []string{"graph-sp/role-Application.Read.All", "graph-sp/role-User.Read.All",
 			"graph-sp/role-Directory.Read.All", "graph-sp/role-Device.Read.All", "graph-sp/role-DeviceManagementManagedDevices.Read.All"}, true, []string{"REPLICATING=1"}},
+		// Graph does not offer one of the permissions (or the lookup failed): the script stops there, naming it,
+		// and never asks Graph for an assignment without a role ID.
+		{"a Graph permission not found", false, nil, []string{"graph-sp/role-Application.Read.All", "graph-sp/role-User.Read.All"},
+			false, []string{"NOROLE=Directory.Read.All"}},
+		// az signed in to another tenant than the deployment's: nothing is granted, and the operator is told which
+		// tenant to sign in to (Graph would answer there that the identity does not exist, which looks like replication).
+		{"az in another tenant", true, nil, nil, false, []string{"AZURE_TENANT_ID=99999999-9999-9999-9999-999999999999"}},
+		{"az in the deployment's tenant", false, nil, []string{"graph-sp/role-Application.Read.All", "graph-sp/role-User.Read.All",
+			"graph-sp/role-Directory.Read.All", "graph-sp/role-Device.Read.All", "graph-sp/role-DeviceManagementManagedDevices.Read.All"},
+			true, []string{"AZURE_TENANT_ID=11111111-1111-1111-1111-111111111111"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -1642,6 +1668,14 @@ esac
 			out, err := cmd.CombinedOutput()
 			if (err == nil) != tc.ok {
 				t.Fatalf("err %v, want success %t\n%s", err, tc.ok, out)
+			}
+			for _, e := range tc.env {
+				if role, ok := strings.CutPrefix(e, "NOROLE="); ok && !strings.Contains(string(out), "has no application role "+role) {
+					t.Errorf("the missing permission %s is not named:\n%s", role, out)
+				}
+				if tenant, ok := strings.CutPrefix(e, "AZURE_TENANT_ID="); ok && !tc.ok && !strings.Contains(string(out), "az login --tenant "+tenant) {
+					t.Errorf("the deployment's tenant %s is not named:\n%s", tenant, out)
+				}
 			}
 			data, _ := os.ReadFile(grants)
 			var got []string
@@ -1860,6 +1894,23 @@ func TestCreateAPIAppScriptWaitsForReplication(t *testing.T) {
 	}
 }
 
+// TestCreateAPIAppScriptChecksTenant: with az signed in to another tenant than the deployment's (AZURE_TENANT_ID
+// from the azd environment), create-api-app.sh registers nothing and names the tenant to sign in to: the service
+// checks tokens' accounts in Graph in its own tenant, so an API registered elsewhere would refuse every token.
+func TestCreateAPIAppScriptChecksTenant(t *testing.T) {
+	state, run := newCreateAPIApp(t)
+	out, err := run("AZURE_TENANT_ID=99999999-9999-9999-9999-999999999999")
+	if err == nil || !strings.Contains(out, "az login --tenant 99999999-9999-9999-9999-999999999999") {
+		t.Errorf("az in another tenant: err %v, want a failure naming the deployment's tenant\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(state, "app.json")); !os.IsNotExist(err) {
+		t.Errorf("an app registration was created in the wrong tenant (%v)", err)
+	}
+	if out, err := run("AZURE_TENANT_ID=11111111-1111-1111-1111-111111111111"); err != nil {
+		t.Errorf("az in the deployment's tenant: %v\n%s", err, out)
+	}
+}
+
 // TestCreateAPIAppScript runs infra/scripts/create-api-app.sh twice against a fake Graph (fakeGraphAz): the first
 // run creates the registration, its roles, claims and console redirect URI; the second finds it up to date and
 // writes nothing, although Graph returns the roles with their read-only "origin"; and no PATCH ever sends "origin".
@@ -1932,6 +1983,78 @@ func TestCreateAPIAppScript(t *testing.T) {
 	for _, p := range patches() {
 		if strings.Contains(p, `"origin"`) {
 			t.Errorf("a PATCH sends the read-only origin property: %s", p)
+		}
+	}
+}
+
+// dotenvLine is one line of `azd env get-values`, which prints the environment with godotenv.Marshal: a value that
+// is an integer as it is, any other in double quotes with a backslash before \ " ! $ and `, and line breaks as \n
+// and \r.
+func dotenvLine(key, value string) string {
+	if n, err := strconv.Atoi(value); err == nil {
+		return fmt.Sprintf("%s=%d", key, n)
+	}
+	r := strings.NewReplacer(`\`, `\\`, "\n", `\n`, "\r", `\r`, `"`, `\"`, `!`, `\!`, `$`, `\$`, "`", "\\`")
+	return fmt.Sprintf(`%s="%s"`, key, r.Replace(value))
+}
+
+// TestLoadAzdEnv runs common.sh's load_azd_env (which the scripts use when run by hand) against a stand-in azd that
+// prints values the way azd does: each comes back as it was set, whatever characters it holds, and a value already
+// in the environment wins. A CA subject read wrongly here would be written into the root certificate for good.
+func TestLoadAzdEnv(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Fatal("bash is needed to run the infra scripts")
+	}
+	values := map[string]string{
+		"AZSCEP_CA_SUBJECT":    `CN=Yahoo! $Corp "Devices" CA,O=Back\slash`,
+		"AZSCEP_TABLES_PREFIX": "azscep",
+		"AZSCEP_CA_KEY_SIZE":   "4096",
+		"TRICKY_BACKSLASHES":   `a\"b\\c\` + "`d`\\",
+		"TRICKY_ESCAPE_LIKE":   `\n is not a line break, \$ is not a dollar`,
+		"TWO_LINES":            "first\nsecond",
+		"CALLER_WINS":          "from azd",
+		"EMPTY":                "",
+	}
+	var lines []string
+	for k, v := range values {
+		lines = append(lines, dotenvLine(k, v))
+	}
+	sort.Strings(lines)
+	dir := t.TempDir()
+	stubs := filepath.Join(dir, "stubs")
+	if err := os.MkdirAll(stubs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := filepath.Join(dir, "env")
+	if err := os.WriteFile(env, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	azd := "#!/bin/sh\n[ \"$1 $2\" = \"env get-values\" ] || exit 1\ncat \"$AZD_ENV\"\n"
+	if err := os.WriteFile(filepath.Join(stubs, "azd"), []byte(azd), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	keys := slices.Sorted(maps.Keys(values))
+	// Each value is printed NUL-terminated, so that line breaks and trailing characters survive.
+	script := `. "$COMMON"; load_azd_env; for k in ` + strings.Join(keys, " ") + `; do printf '%s\0' "${!k-unset}"; done`
+	cmd := exec.Command(bash, "-c", script)
+	cmd.Env = []string{"PATH=" + stubs + string(os.PathListSeparator) + os.Getenv("PATH"), "AZD_ENV=" + env,
+		"COMMON=" + filepath.Join(repoRoot(t), "infra", "scripts", "common.sh"), "CALLER_WINS=from the caller"}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("load_azd_env: %v\n%s", err, out)
+	}
+	got := strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
+	if len(got) != len(keys) {
+		t.Fatalf("%d values printed, want %d: %q", len(got), len(keys), got)
+	}
+	for i, k := range keys {
+		want := values[k]
+		if k == "CALLER_WINS" {
+			want = "from the caller"
+		}
+		if got[i] != want {
+			t.Errorf("%s = %q, want %q (azd printed %s)", k, got[i], want, dotenvLine(k, values[k]))
 		}
 	}
 }
