@@ -2,20 +2,29 @@ package main
 
 // A day of operations through the real handler, read back from its logs: whatever the service writes to stdout
 // (and the Logs of the host's timer invocations, which Application Insights keeps beside them) holds no
-// challenge password, no bearer token and no private key, whether the request that carried it succeeded or not.
+// challenge password, no bearer token and no private key, whether the request that carried it succeeded or not;
+// and the operator's workbook finds in them the lines and fields it reads.
 
 import (
 	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	xocsp "golang.org/x/crypto/ocsp"
@@ -72,6 +81,19 @@ func TestOpsDayLogsHoldNoSecrets(t *testing.T) {
 	if resp, _ := testca.Do(t, http.DefaultClient, req); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("a forged token got %d", resp.StatusCode)
 	}
+	// A CSR the API profile refuses (an IP address SAN): a "csr refused" line with its reason code.
+	ipKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ipCSR, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: "ops-day-ip"}, IPAddresses: []net.IP{net.IPv4(192, 0, 2, 1)}}, ipKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ = http.NewRequest(http.MethodPost, s.base+"/api/csr", bytes.NewReader(ipCSR))
+	req.Header.Set("Authorization", "Bearer "+csrToken)
+	req.Header.Set("Content-Type", "application/pkcs10")
+	if resp, body := testca.Do(t, http.DefaultClient, req); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a CSR with an IP address SAN got %d %s", resp.StatusCode, body)
+	}
 	apiSerial := store.SerialString(apiCert.SerialNumber)
 	req, _ = http.NewRequest(http.MethodPost, s.base+"/api/certificates/"+apiSerial+"/revoke",
 		strings.NewReader(`{"reason":"keyCompromise"}`))
@@ -89,6 +111,14 @@ func TestOpsDayLogsHoldNoSecrets(t *testing.T) {
 	for _, tok := range []string{csrToken, adminToken, forged} {
 		// The signature alone is enough to replay a token whose header and claims are guessable.
 		tokens = append(tokens, tok, tok[strings.LastIndex(tok, ".")+1:])
+	}
+
+	// A request that died between its pending record and the signature: the timer reports it.
+	old := time.Now().Add(-2 * time.Hour)
+	stale := &store.Record{Serial: "5C0DA1E5C0DA1E5C0DA1E5C0DA1E5C0DA1", Status: store.StatusPending, Endpoint: "static",
+		PlannedDER: []byte{0x30, 0x03, 0x02, 0x01, 0x01}, Created: old, Updated: old}
+	if err := s.store.Insert(context.Background(), stale); err != nil {
+		t.Fatal(err)
 	}
 
 	// Intune asks for the device's revocation; the host's hourly invocation applies and uploads it.
@@ -165,6 +195,9 @@ func TestOpsDayLogsHoldNoSecrets(t *testing.T) {
 	}
 	secrets["PEM private key"] = []string{"PRIVATE KEY"}
 
+	checkWorkbookFields(t, s.logLines(t), "enrollments.kql", "intune-failures.kql", "revocation-sync.kql",
+		"stale-pending.kql")
+
 	text := s.logText() + "\n" + strings.Join(invocation.Logs, "\n")
 	if n := len(s.logLines(t)); n < 20 {
 		t.Fatalf("only %d log lines: the scan proves nothing", n)
@@ -176,6 +209,65 @@ func TestOpsDayLogsHoldNoSecrets(t *testing.T) {
 			}
 			if strings.Contains(text, v) {
 				t.Errorf("the log holds a %s", what)
+			}
+		}
+	}
+}
+
+var (
+	kqlMsgPrefix = regexp.MustCompile(`'"msg":"([^"']+)`)
+	kqlJField    = regexp.MustCompile(`\bj\.([A-Za-z_][A-Za-z0-9_]*)`)
+	kqlIntField  = regexp.MustCompile(`toint\(j\.([A-Za-z_][A-Za-z0-9_]*)\)`)
+)
+
+// checkWorkbookFields reads the operator's workbook queries (infra/workbook) against the log lines of a real run:
+// each query named in mustMatch finds lines by its "msg" filter, and every field it reads is written by one of
+// them, as a number where the query reads it with toint.
+func checkWorkbookFields(t *testing.T, lines []map[string]any, mustMatch ...string) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("..", "infra", "workbook", "*.kql"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no workbook queries: %v", err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		query, name := string(b), filepath.Base(f)
+		var prefixes []string
+		for _, m := range kqlMsgPrefix.FindAllStringSubmatch(query, -1) {
+			prefixes = append(prefixes, m[1])
+		}
+		written, numeric := map[string]bool{}, map[string]bool{}
+		matched := 0
+		for _, l := range lines {
+			msg, _ := l["msg"].(string)
+			if !slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(msg, p) }) {
+				continue
+			}
+			matched++
+			for k, v := range l {
+				written[k] = true
+				if _, ok := v.(float64); ok {
+					numeric[k] = true
+				}
+			}
+		}
+		if matched == 0 {
+			if slices.Contains(mustMatch, name) {
+				t.Errorf("workbook %s: no log line of the run matches its filter %q", name, prefixes)
+			}
+			continue
+		}
+		for _, m := range kqlJField.FindAllStringSubmatch(query, -1) {
+			if !written[m[1]] {
+				t.Errorf("workbook %s reads j.%s, which none of its %d log lines writes", name, m[1], matched)
+			}
+		}
+		for _, m := range kqlIntField.FindAllStringSubmatch(query, -1) {
+			if written[m[1]] && !numeric[m[1]] {
+				t.Errorf("workbook %s reads toint(j.%s), which its log lines write as a string", name, m[1])
 			}
 		}
 	}
