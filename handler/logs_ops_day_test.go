@@ -171,8 +171,16 @@ func TestOpsDayLogsHoldNoSecrets(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if r, err := xocsp.ParseResponseForCert(body, deviceCert, s.ca); err != nil || r.Status != xocsp.Revoked {
+	r, err := xocsp.ParseResponseForCert(body, deviceCert, s.ca)
+	if err != nil || r.Status != xocsp.Revoked || r.Certificate == nil {
 		t.Fatalf("OCSP for the Intune-revoked device: %+v %v", r, err)
+	}
+	// The service's own certificates are good: the RA's (recorded by the timer's RA maintenance at the latest) and
+	// the delegated responder's.
+	for name, c := range map[string]*x509.Certificate{"RA": s.ra, "OCSP responder": r.Certificate} {
+		if st := ocspStatus(t, s.base, c, s.ca); st.Status != xocsp.Good {
+			t.Errorf("OCSP for the %s certificate: status %d, want good", name, st.Status)
+		}
 	}
 
 	// The private keys the service holds: the CA's and the RA's key files (local mode).
