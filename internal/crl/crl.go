@@ -460,6 +460,15 @@ func (p *Publisher) generationDue() bool {
 	return !p.clock.Now().Before(p.genNext)
 }
 
+// servedFresh reports whether c is still the CRL Current serves without regenerating: the newest, no revocation
+// known since it was made, before its refresh point. A CRL Current returns otherwise stands in for one it could not
+// make (yet): the handler lets no cache keep it.
+func (p *Publisher) servedFresh(c *CRL) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return c == p.cur && p.freshLocked(p.clock.Now())
+}
+
 func (p *Publisher) freshLocked(now time.Time) bool {
 	return p.cur != nil && p.curEpoch == p.epoch && now.Before(p.cur.RefreshAt())
 }

@@ -19,7 +19,8 @@ const (
 
 // Handler serves GET/HEAD /api/crl: the current CRL as DER, or PEM when the client's Accept header prefers
 // application/x-pem-file. Responses carry validators (ETag, Last-Modified) so conditional requests get 304, and
-// are cacheable until the CRL's refresh point, after which this service would hand out a newer CRL anyway.
+// are cacheable until the CRL's refresh point, after which this service would hand out a newer CRL anyway; a CRL
+// served in place of one that could not be made (a revocation is known that it lacks) is not cacheable at all.
 func Handler(p *Publisher) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -40,6 +41,11 @@ func Handler(p *Publisher) http.Handler {
 		}
 		now := p.clock.Now()
 		maxAge := max(c.RefreshAt().Sub(now), 0).Truncate(time.Second)
+		if !p.servedFresh(c) {
+			// A revocation is known that this CRL lacks (its successor could not be signed yet): a cache that kept
+			// it until the refresh point would hide the revocation for hours after the outage ended.
+			maxAge = 0
+		}
 
 		h := w.Header()
 		h.Set("Content-Type", ctype)

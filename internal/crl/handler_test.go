@@ -300,3 +300,52 @@ func TestHandler_IfModifiedSinceIsNoValidator(t *testing.T) {
 		t.Errorf("If-None-Match with the current ETag: status %d, want 304", rec.Code)
 	}
 }
+
+// TestHandler_OutdatedCRLNotCachedUntilRefresh: after a revocation whose CRL cannot be signed yet (Key Vault or
+// the store down), the handler still serves the last CRL, which lacks the revocation; HTTP caches must not keep it
+// until its half-life refresh point, or relying parties behind them would miss the revocation for hours after the
+// outage ended.
+func TestHandler_OutdatedCRLNotCachedUntilRefresh(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{Validity: 24 * time.Hour, RetryBackoff: 30 * time.Second})
+	h := Handler(f.pub)
+	get := func() *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/crl", nil))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("status %d", rec.Code)
+		}
+		return rec
+	}
+	first := get()
+	if got := first.Header().Get("Cache-Control"); got != "public, max-age=43200" {
+		t.Fatalf("Cache-Control of a fresh CRL = %q", got)
+	}
+
+	f.clock.Advance(time.Hour)
+	f.src.add(Entry{Serial: big.NewInt(7), RevokedAt: f.clock.Now(), Reason: 1})
+	f.pub.Invalidate()
+	f.ca.signer.Fail(errSignerDown)
+	stale := get()
+	if stale.Body.String() != first.Body.String() {
+		t.Fatal("the outdated CRL was not served while no new one can be signed")
+	}
+	if got := stale.Header().Get("Cache-Control"); got != "public, max-age=0" {
+		t.Errorf("Cache-Control of a CRL that lacks a known revocation = %q, want public, max-age=0", got)
+	}
+	if got, want := stale.Header().Get("Expires"), f.clock.Now().Format(http.TimeFormat); got != want {
+		t.Errorf("Expires = %q, want %q", got, want)
+	}
+
+	// Key Vault is back: once the backoff has passed the next download gets the CRL with the revocation, cacheable.
+	f.ca.signer.Fail(nil)
+	f.clock.Advance(31 * time.Second)
+	fresh := get()
+	rl, err := x509.ParseRevocationList(fresh.Body.Bytes())
+	if err != nil || len(rl.RevokedCertificateEntries) != 1 {
+		t.Fatalf("CRL after the outage: %v %v", rl, err)
+	}
+	if got := fresh.Header().Get("Cache-Control"); got != "public, max-age=43200" {
+		t.Errorf("Cache-Control of the new CRL = %q", got)
+	}
+}
