@@ -280,3 +280,26 @@ func checkWorkbookFields(t *testing.T, lines []map[string]any, mustMatch ...stri
 		}
 	}
 }
+
+// TestWorkbookStalePendingListsOnlyRevocable: the workbook's stale-pending panel ("revocable by serial") finds the
+// timer's lines for records whose certificate may be in use, not those for the CA's own certificates that were never
+// used (nothing to revoke, and no endpoint to show).
+func TestWorkbookStalePendingListsOnlyRevocable(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "infra", "workbook", "stale-pending.kql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prefixes []string
+	for _, m := range kqlMsgPrefix.FindAllStringSubmatch(string(b), -1) {
+		prefixes = append(prefixes, m[1])
+	}
+	matches := func(msg string) bool {
+		return slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(msg, p) })
+	}
+	if !matches(logStaleRevocable) {
+		t.Errorf("stale-pending.kql (%q) misses %q", prefixes, logStaleRevocable)
+	}
+	if matches(logStaleUnused) {
+		t.Errorf("stale-pending.kql (%q) lists %q, which has nothing to revoke", prefixes, logStaleUnused)
+	}
+}
