@@ -830,18 +830,43 @@ func (s *Syncer) answerAgain(ctx context.Context, run *store.SyncRun, items []*s
 	for i, it := range answered {
 		results[i] = result(it)
 	}
-	if err := s.cfg.Intune.UploadRevocationResults(ctx, results); err != nil {
+	// The stored copies read above (with their ETags) carry the answers; once Intune accepts one, it is marked if it
+	// is in reopen (the others were uploaded already). One whose write fails is at worst uploaded once more by the next
+	// run, which is harmless.
+	marks := make(map[*store.RevocationRequest]bool, len(reopen))
+	for _, it := range reopen {
+		marks[it] = true
+	}
+	err := s.cfg.Intune.UploadRevocationResults(ctx, results)
+	if err == nil {
+		run.Uploaded += len(results)
+		for _, it := range reopen {
+			s.markUploaded(ctx, run, it)
+		}
+		return nil
+	}
+	if len(results) == 1 || !refused(err) {
 		return fmt.Errorf("re-uploading %d results: %w", len(results), err)
 	}
-	run.Uploaded += len(results)
-
-	// The stored copies read above (with their ETags) now carry the answers. Only open and answered foreign ones need
-	// marking: the others were uploaded already. One whose write fails is at worst uploaded once more by the next run,
-	// which is harmless.
-	for _, it := range reopen {
-		s.markUploaded(ctx, run, it)
+	// Intune refused the batch, not the call: one result may be the cause. Answer one by one, as upload does, so that
+	// one answer Intune does not take does not hold the others back on every offer.
+	var errs []error
+	for i, it := range answered {
+		if s.cfg.Now().After(deadline) {
+			errs = append(errs, fmt.Errorf("time budget spent; re-answering one by one, %d results left unanswered",
+				len(answered)-i))
+			break
+		}
+		if err := s.cfg.Intune.UploadRevocationResults(ctx, results[i:i+1]); err != nil {
+			errs = append(errs, fmt.Errorf("re-uploading the result for %s: %w", short(it.RequestContext), err))
+			continue
+		}
+		run.Uploaded++
+		if marks[it] {
+			s.markUploaded(ctx, run, it)
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // sameTarget reports whether two copies of a request lead the sync to the same decision: the same serial, in any
