@@ -82,16 +82,17 @@ func FuzzDiscoveryParse(f *testing.F) {
 }
 
 // FuzzParseDownload feeds arbitrary downloadRevocationRequests answers to parseDownload. What it accepts is an
-// object whose "value" is an array of objects; it returns one item per element except those dropped for a blank
-// requestContext (items + dropped = elements), every item has a non-blank requestContext, and each item's strings
-// are what encoding/json reads from its element (case-sensitive names, null as ""). Re-encoding the items in the
-// same shape parses back to the same items with nothing dropped.
+// object whose "value" is an array; it returns one item per element except those dropped (items + dropped =
+// elements): an element that is not an object, has a known member that is neither a string nor null, or a blank
+// requestContext. Each item's strings are what encoding/json reads from its element (case-sensitive names, null
+// as ""). Re-encoding the items in the same shape parses back to the same items with nothing dropped.
 func FuzzParseDownload(f *testing.F) {
 	for _, s := range []string{
 		`{"value":[{"requestContext":"ctx-1","serialNumber":"01AB","issuerName":"CN=Test CA","caConfiguration":"host\\CA"}]}`,
 		`{"value":[{"requestContext":"  ","serialNumber":"01"},{"requestContext":"c","serialNumber":null}],"@odata.context":"x"}`,
 		`{"value":[{"RequestContext":"c"}]}`,
 		`{"value":[{"requestContext":1}]}`,
+		`{"value":[{"requestContext":"c","caConfiguration":{}},1,"x",{"requestContext":"d"}]}`,
 		`{"value":[null]}`,
 		`{"value":[]}`, `{"value":null}`, `{}`, `null`, `[]`, `{"value":{}}`,
 	} {
@@ -100,38 +101,46 @@ func FuzzParseDownload(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		var (
 			items   []RevocationRequest
-			dropped int
+			dropped []string
 			err     error
 		)
 		allocCap(t, "parseDownload", 256<<10+64*uint64(len(raw)), func() { items, dropped, err = parseDownload(raw) })
 		if err != nil {
 			return
 		}
-		// A map, not a struct: encoding/json matches struct fields in any case, the answer's members exactly.
 		var doc map[string]json.RawMessage
-		var value []map[string]json.RawMessage
+		var value []json.RawMessage
 		if err := json.Unmarshal(raw, &doc); err != nil || json.Unmarshal(doc["value"], &value) != nil {
-			t.Fatalf("accepted %q, which encoding/json cannot read as {value: [objects]}", raw)
+			t.Fatalf("accepted %q, which encoding/json cannot read as {value: [...]}", raw)
 		}
-		if len(items)+dropped != len(value) {
-			t.Fatalf("%d items + %d dropped from %d elements", len(items), dropped, len(value))
+		if len(items)+len(dropped) != len(value) {
+			t.Fatalf("%d items + %d dropped from %d elements", len(items), len(dropped), len(value))
 		}
 		i := 0
-		for _, e := range value {
-			var want RevocationRequest
-			for name, dst := range map[string]*string{"requestContext": &want.RequestContext, "serialNumber": &want.SerialNumber,
-				"issuerName": &want.IssuerName, "caConfiguration": &want.CAConfiguration} {
-				if v, ok := e[name]; ok {
-					_ = json.Unmarshal(v, dst)
-				}
-			}
-			if strings.TrimSpace(want.RequestContext) == "" {
+		for _, el := range value {
+			// A map, not a struct: encoding/json matches struct fields in any case, the answer's members exactly.
+			var e map[string]json.RawMessage
+			if json.Unmarshal(el, &e) != nil {
 				continue
 			}
-			if items[i] != want {
-				t.Fatalf("item %d = %+v, encoding/json reads %+v", i, items[i], want)
+			var want RevocationRequest
+			usable := true
+			for name, dst := range map[string]*string{"requestContext": &want.RequestContext, "serialNumber": &want.SerialNumber,
+				"issuerName": &want.IssuerName, "caConfiguration": &want.CAConfiguration} {
+				if v, ok := e[name]; ok && json.Unmarshal(v, dst) != nil {
+					usable = false
+				}
+			}
+			if !usable || strings.TrimSpace(want.RequestContext) == "" {
+				continue
+			}
+			if i >= len(items) || items[i] != want {
+				t.Fatalf("item %d: got %+v, encoding/json reads %+v", i, items, want)
 			}
 			i++
+		}
+		if i != len(items) {
+			t.Fatalf("%d items returned, %d usable elements", len(items), i)
 		}
 		wire := make([]map[string]string, 0, len(items))
 		for _, it := range items {
@@ -140,8 +149,8 @@ func FuzzParseDownload(f *testing.F) {
 		}
 		again, _ := json.Marshal(map[string]any{"value": wire})
 		back, d2, err := parseDownload(again)
-		if err != nil || d2 != 0 || len(back) != len(items) {
-			t.Fatalf("re-encoded items read back as %d items, %d dropped, %v", len(back), d2, err)
+		if err != nil || len(d2) != 0 || len(back) != len(items) {
+			t.Fatalf("re-encoded items read back as %d items, %d dropped, %v", len(back), len(d2), err)
 		}
 		for i := range back {
 			if back[i] != items[i] {

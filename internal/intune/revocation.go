@@ -45,8 +45,11 @@ type RevocationResult struct {
 //
 // An empty result means "nothing now", not "queue empty": Intune may hold
 // further items back for a cool-down after each download.
-// Items without a requestContext cannot be acknowledged and are dropped
-// (and logged); every other item is returned as received.
+// Items that cannot be acted on — no requestContext, or an element that is
+// not an object of string members — are dropped (and logged); every other
+// item is returned as received. One unreadable item does not cost the rest
+// of the download: Intune has handed them all over, and offers none of them
+// again for a while.
 func (c *Client) DownloadRevocationRequests(ctx context.Context, max int) ([]RevocationRequest, error) {
 	if max == 0 {
 		max = DefaultMaxRevocationRequests
@@ -64,12 +67,12 @@ func (c *Client) DownloadRevocationRequests(ctx context.Context, max int) ([]Rev
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %v (client-request-id %s)", ErrMalformedResponse, opDownload.name, err, activityID)
 		}
-		if dropped > 0 {
-			c.log.Warn("intune revocation download: dropped items without requestContext",
-				slog.Int("dropped", dropped), slog.String("clientRequestId", activityID))
+		if len(dropped) > 0 {
+			c.log.Warn("intune revocation download: dropped items that cannot be acted on",
+				slog.Int("dropped", len(dropped)), slog.String("first", dropped[0]), slog.String("clientRequestId", activityID))
 		}
 		out = items
-		return []slog.Attr{slog.Int("items", len(items)), slog.Int("maxRequests", max)}, nil
+		return []slog.Attr{slog.Int("items", len(items)), slog.Int("dropped", len(dropped)), slog.Int("maxRequests", max)}, nil
 	}
 	if err := c.call(ctx, opDownload, "", body, parse); err != nil {
 		return nil, err
@@ -79,42 +82,61 @@ func (c *Client) DownloadRevocationRequests(ctx context.Context, max int) ([]Rev
 
 // parseDownload decodes {"value": [ {requestContext, serialNumber, issuerName,
 // caConfiguration}, ... ]}. Members are matched case-sensitively, as in
-// Microsoft's Java library; null string members read as "".
-func parseDownload(raw []byte) (items []RevocationRequest, dropped int, err error) {
+// Microsoft's Java library; null string members read as "". An answer that is
+// not that shape is an error; an element that is not an object, has a member
+// of another type than string, or no requestContext is dropped, and dropped
+// says why for each (by index: never its content).
+func parseDownload(raw []byte) (items []RevocationRequest, dropped []string, err error) {
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &doc); err != nil || doc == nil {
-		return nil, 0, fmt.Errorf("answer is not a JSON object")
+		return nil, nil, fmt.Errorf("answer is not a JSON object")
 	}
 	value, ok := doc["value"]
 	if !ok {
-		return nil, 0, fmt.Errorf("member \"value\" missing")
+		return nil, nil, fmt.Errorf("member \"value\" missing")
 	}
-	var entries []map[string]json.RawMessage
-	if err := json.Unmarshal(value, &entries); err != nil || string(value) == "null" {
-		return nil, 0, fmt.Errorf("member \"value\" is not an array of objects")
+	var elements []json.RawMessage
+	if err := json.Unmarshal(value, &elements); err != nil || string(value) == "null" {
+		return nil, nil, fmt.Errorf("member \"value\" is not an array")
 	}
-	items = make([]RevocationRequest, 0, len(entries))
-	for i, e := range entries {
-		var r RevocationRequest
-		for name, dst := range map[string]*string{
-			"requestContext":  &r.RequestContext,
-			"serialNumber":    &r.SerialNumber,
-			"issuerName":      &r.IssuerName,
-			"caConfiguration": &r.CAConfiguration,
-		} {
-			if v, ok := e[name]; ok && string(v) != "null" {
-				if err := json.Unmarshal(v, dst); err != nil {
-					return nil, 0, fmt.Errorf("value[%d].%s is not a string", i, name)
-				}
-			}
-		}
-		if strings.TrimSpace(r.RequestContext) == "" {
-			dropped++
+	items = make([]RevocationRequest, 0, len(elements))
+	for i, el := range elements {
+		r, why := parseDownloadItem(el)
+		if why != "" {
+			dropped = append(dropped, fmt.Sprintf("value[%d]: %s", i, why))
 			continue
 		}
 		items = append(items, r)
 	}
 	return items, dropped, nil
+}
+
+// parseDownloadItem reads one element of "value"; why says what makes it unusable, or is "".
+func parseDownloadItem(el json.RawMessage) (r RevocationRequest, why string) {
+	var e map[string]json.RawMessage
+	if err := json.Unmarshal(el, &e); err != nil {
+		return r, "not an object"
+	}
+	// A mistyped member is not read as "": an empty caConfiguration would route another CA's request here.
+	for _, m := range []struct {
+		name string
+		dst  *string
+	}{
+		{"requestContext", &r.RequestContext},
+		{"serialNumber", &r.SerialNumber},
+		{"issuerName", &r.IssuerName},
+		{"caConfiguration", &r.CAConfiguration},
+	} {
+		if v, ok := e[m.name]; ok && string(v) != "null" {
+			if err := json.Unmarshal(v, m.dst); err != nil {
+				return r, m.name + " is not a string"
+			}
+		}
+	}
+	if strings.TrimSpace(r.RequestContext) == "" {
+		return r, "no requestContext"
+	}
+	return r, ""
 }
 
 // UploadRevocationResults reports revocation outcomes

@@ -101,7 +101,10 @@ func TestDownloadResponseHandling(t *testing.T) {
 		{"no value", `{"@odata.context":"x"}`, nil, intune.ErrMalformedResponse},
 		{"null value", `{"value":null}`, nil, intune.ErrMalformedResponse},
 		{"value not array", `{"value":{"requestContext":"r"}}`, nil, intune.ErrMalformedResponse},
-		{"serial not string", `{"value":[{"requestContext":"r","serialNumber":5}]}`, nil, intune.ErrMalformedResponse},
+		{"item with a serial that is not a string dropped", `{"value":[{"requestContext":"r","serialNumber":5},{"requestContext":"r2","serialNumber":"02"}]}`,
+			[]intune.RevocationRequest{{RequestContext: "r2", SerialNumber: "02"}}, nil},
+		{"items that are not objects dropped", `{"value":[1,"r",[],{"requestContext":"r2","serialNumber":"02"}]}`,
+			[]intune.RevocationRequest{{RequestContext: "r2", SerialNumber: "02"}}, nil},
 		{"Value capitalised", `{"Value":[]}`, nil, intune.ErrMalformedResponse},
 		{"not json", `<html/>`, nil, intune.ErrMalformedResponse},
 	}

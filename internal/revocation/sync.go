@@ -435,8 +435,21 @@ func (s *Syncer) cycle(ctx context.Context, run *store.SyncRun) error {
 	if err := s.process(ctx, run, work, deadline); err != nil {
 		return err
 	}
-	return s.answerAgain(ctx, run, again, deadline)
+	// Full: as many items as asked for, or as the 100 Intune is said to recommend (intune-protocol.md §7.6), in case
+	// it caps a larger batch there.
+	full := len(items) >= min(s.cfg.Batch, intune.DefaultMaxRevocationRequests)
+	return s.answerAgain(ctx, run, again, full, deadline)
 }
+
+// ForeignGrace is how long a request routed to another CA stays unanswered while Intune keeps offering it to us in
+// full downloads. The download has no paging, and Intune offers what it handed out and got no answer for again, so
+// requests nobody answers (those of a CA that is gone, or of one whose records are lost) that fill a whole download
+// would hold ours back for good. So once one comes back this long after we first held it, in a full download (the
+// batch, or 100 items: Intune may cap the batch there), it is answered CertificateNotFoundError, a permanent failure
+// Intune does not offer again. A CA that shares the tenant and polls it, hourly as integrators do, has had a day to
+// take its requests; a download with room to spare holds nothing of ours back, and then foreign requests stay
+// unanswered however long they come back.
+const ForeignGrace = 24 * time.Hour
 
 // persist stores every downloaded item as downloaded and returns the new ones (work) and those we already held
 // (again), in download order. A write that fails with anything but ErrExists is tried again, in rounds over all
@@ -730,19 +743,21 @@ func (s *Syncer) markUploaded(ctx context.Context, run *store.SyncRun, it *store
 // answerAgain re-answers items Intune offered again although we already hold them (it did not take our answer, or
 // we have not given one yet). Revocation is idempotent, so the answer is recomputed rather than read back, from the
 // copy persisted when the request first came: an offer contradicting it is neither acted on nor answered.
-// Foreign items stay unanswered; items we cannot decide now are left to Intune's next offer and to our own
-// resume step. Once Intune accepts the answers, the stored items still open take them and are marked uploaded,
-// so the next run's resume step does not upload them once more; if Intune does not accept them, nothing stored
-// changes.
+// Foreign items stay unanswered, unless the download was full (they may be crowding ours out) and they first came
+// ForeignGrace ago or more: then they are answered CertificateNotFoundError. Items we cannot decide now are left to
+// Intune's next offer and to our own resume step. Once Intune accepts the answers, the stored items still open (and
+// the foreign ones answered) take them and are marked uploaded, so the next run's resume step does not upload them
+// once more; if Intune does not accept them, nothing stored changes.
 //
 // It is extra work after the chunks, so it starts, and uploads, only before deadline: items it leaves keep their
 // stored state, and Intune, which has no answer from us for them, offers them again.
-func (s *Syncer) answerAgain(ctx context.Context, run *store.SyncRun, items []*store.RevocationRequest, deadline time.Time) error {
+func (s *Syncer) answerAgain(ctx context.Context, run *store.SyncRun, items []*store.RevocationRequest, full bool,
+	deadline time.Time) error {
 	if len(items) > 0 && s.cfg.Now().After(deadline) {
 		run.Errors = append(run.Errors, fmt.Sprintf("time budget spent; %d items offered again left unanswered", len(items)))
 		return nil
 	}
-	var answered, reopen []*store.RevocationRequest // reopen: those of answered still open in our store
+	var answered, reopen []*store.RevocationRequest // reopen: those of answered still open (or foreign) in our store
 	for _, offered := range items {
 		// Only what was persisted is acted on: the copy stored when the request first came, which an offer naming
 		// another serial or CA contradicts (Intune never should). Answered, such an offer would tell Intune that
@@ -765,14 +780,25 @@ func (s *Syncer) answerAgain(ctx context.Context, run *store.SyncRun, items []*s
 				cut(offered.CAConfiguration, 200), cut(it.SerialNumber, 64), cut(it.CAConfiguration, 200)))
 			continue
 		}
-		open := it.State == store.WorkDownloaded || it.State == store.WorkApplied
+		// mark: our copy changes state once Intune takes the answer (an open item, or a foreign one answered now).
+		mark := it.State == store.WorkDownloaded || it.State == store.WorkApplied
 		outcome, err := s.revoke(ctx, it)
 		switch {
 		case (errors.Is(err, store.ErrNotFound) || errors.Is(err, ErrNotRevocable)) && !s.routedHere(it):
 			// Counted on every offer: a foreign item Intune keeps offering takes a place in every download, which
 			// the run's foreign count is how an operator sees.
 			run.Foreign++
-			continue
+			if held := s.cfg.Now().Sub(it.Downloaded); !full || held < ForeignGrace {
+				continue
+			}
+			s.cfg.Logger.Warn("intune keeps offering a revocation request routed to another CA in full downloads; "+
+				"answered certificate not found so that the requests behind it are reached", "run", run.ID,
+				"request", short(it.RequestContext), "serial", cut(it.SerialNumber, 64),
+				"ca_configuration", cut(it.CAConfiguration, 200), "issuer", cut(it.IssuerName, 200),
+				"first_downloaded", it.Downloaded)
+			it.Succeeded, it.ErrorCode = false, intune.RevocationCertificateNotFoundError.String()
+			it.ErrorMessage = "certificate not issued by this CA"
+			mark = true
 		case err == nil:
 			if outcome == Revoked {
 				run.Revoked++
@@ -789,7 +815,7 @@ func (s *Syncer) answerAgain(ctx context.Context, run *store.SyncRun, items []*s
 		}
 		it.Applied = s.cfg.Now()
 		answered = append(answered, it)
-		if open {
+		if mark {
 			reopen = append(reopen, it)
 		}
 	}
@@ -804,18 +830,43 @@ func (s *Syncer) answerAgain(ctx context.Context, run *store.SyncRun, items []*s
 	for i, it := range answered {
 		results[i] = result(it)
 	}
-	if err := s.cfg.Intune.UploadRevocationResults(ctx, results); err != nil {
+	// The stored copies read above (with their ETags) carry the answers; once Intune accepts one, it is marked if it
+	// is in reopen (the others were uploaded already). One whose write fails is at worst uploaded once more by the next
+	// run, which is harmless.
+	marks := make(map[*store.RevocationRequest]bool, len(reopen))
+	for _, it := range reopen {
+		marks[it] = true
+	}
+	err := s.cfg.Intune.UploadRevocationResults(ctx, results)
+	if err == nil {
+		run.Uploaded += len(results)
+		for _, it := range reopen {
+			s.markUploaded(ctx, run, it)
+		}
+		return nil
+	}
+	if len(results) == 1 || !refused(err) {
 		return fmt.Errorf("re-uploading %d results: %w", len(results), err)
 	}
-	run.Uploaded += len(results)
-
-	// The stored copies read above (with their ETags) now carry the answers. Only open ones need marking: the others
-	// were uploaded already, or are foreign. One whose write fails is at worst uploaded once more by the next run,
-	// which is harmless.
-	for _, it := range reopen {
-		s.markUploaded(ctx, run, it)
+	// Intune refused the batch, not the call: one result may be the cause. Answer one by one, as upload does, so that
+	// one answer Intune does not take does not hold the others back on every offer.
+	var errs []error
+	for i, it := range answered {
+		if s.cfg.Now().After(deadline) {
+			errs = append(errs, fmt.Errorf("time budget spent; re-answering one by one, %d results left unanswered",
+				len(answered)-i))
+			break
+		}
+		if err := s.cfg.Intune.UploadRevocationResults(ctx, results[i:i+1]); err != nil {
+			errs = append(errs, fmt.Errorf("re-uploading the result for %s: %w", short(it.RequestContext), err))
+			continue
+		}
+		run.Uploaded++
+		if marks[it] {
+			s.markUploaded(ctx, run, it)
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // sameTarget reports whether two copies of a request lead the sync to the same decision: the same serial, in any
