@@ -21,6 +21,7 @@ import (
 	"github.com/azscep/azscep/internal/revocation"
 	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/store/memstore"
+	"github.com/azscep/azscep/internal/store/storetest"
 	"github.com/azscep/azscep/internal/testca"
 	"github.com/azscep/azscep/internal/timer"
 )
@@ -354,5 +355,33 @@ func TestStopEndsDetachedSyncRun(t *testing.T) {
 	var doc struct{ Holder string }
 	if json.Unmarshal(lease, &doc) != nil || doc.Holder != "" {
 		t.Errorf("after the stop the sync lease is %s, want it given back", lease)
+	}
+}
+
+// TestTimerSyncNotStartedSaysSo: a sync that could not start (its start record refused by the store) is reported as
+// not started, with the reason, in the invocation's Logs, not as a run of zero counts under an ID no record has.
+func TestTimerSyncNotStartedSaysSo(t *testing.T) {
+	var fs *storetest.FaultStore
+	s := startIntune(t, intuneSetup{wrap: func(st store.Store) store.Store {
+		fs = storetest.NewFaultStore(st)
+		return fs
+	}})
+	fs.FailMethod("RecordRun", store.ErrUnavailable)
+	envelope := `{"Data":{"timer":{"IsPastDue":false}},"Metadata":{}}`
+	resp, err := http.Post(s.base+"/revocation-sync", "application/json", bytes.NewBufferString(envelope))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Logs []string }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	logs := strings.Join(out.Logs, "\n")
+	if !strings.Contains(logs, "revocation sync not started: ") || !strings.Contains(logs, "unavailable") {
+		t.Errorf("the invocation's Logs do not say the sync did not start, and why:\n%s", logs)
+	}
+	if strings.Contains(logs, "resumed=") {
+		t.Errorf("the invocation's Logs report counts of a run that never started:\n%s", logs)
 	}
 }

@@ -718,6 +718,12 @@ func (d *deps) runSync(ctx context.Context, info timer.Info) ([]string, error) {
 			lines, err = append(lines, "another revocation sync run holds the lease; skipped"), nil
 			break
 		}
+		if err != nil && run.Finished.IsZero() {
+			// It did not start (the lease or its start record could not be written): no counts to report, and no
+			// run of that ID to look up.
+			lines = append(lines, "revocation sync not started: "+err.Error())
+			break
+		}
 		lines = append(lines, fmt.Sprintf("revocation sync %s: resumed=%d downloaded=%d foreign=%d revoked=%d not_found=%d failed=%d uploaded=%d past_due=%t",
 			run.ID, run.Resumed, run.Downloaded, run.Foreign, run.Revoked, run.NotFound, run.Failed, run.Uploaded, info.IsPastDue))
 		lines = append(lines, run.Errors...)
