@@ -24,7 +24,7 @@ import (
 // handle decides one PKIOperation whose outer signature verified (pkiOperation answers 400 otherwise). The
 // order follows reliability.md §4: message check, decrypt, CSR policy, renewal or challenge, replay, Intune,
 // issuance — no Key Vault or Intune call for input that fails local checks.
-func (s *Server) handle(ctx context.Context, e *Endpoint, msg *PKIMessage) outcome {
+func (s *Server) handle(ctx context.Context, e *Endpoint, msg *PKIMessage, client string) outcome {
 	switch msg.MessageType {
 	case PKCSReq, RenewalReq, CertPoll, GetCert, GetCRL:
 	default:
@@ -93,10 +93,11 @@ func (s *Server) handle(ctx context.Context, e *Endpoint, msg *PKIMessage) outco
 	case GetCRL:
 		return s.getCRL(ctx)
 	}
-	return s.enroll(ctx, e, msg, plain)
+	return s.enroll(ctx, e, msg, plain, client)
 }
 
-func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDER []byte) outcome {
+// enroll decides a PKCSReq or RenewalReq from client (ratelimit.ClientKey: whose wrong static challenges count).
+func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDER []byte, client string) outcome {
 	csr, err := policy.ParseCSR(csrDER)
 	if err != nil {
 		// Same answer as a failed decrypt: an attacker learns nothing about which step failed.
@@ -121,8 +122,10 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 			return s.issued(nil, err)
 		}
 	}
-	if e.Challenge == ChallengeStatic && !renewal && !staticChallengeOK(e.Secret, req.ChallengePassword) {
-		return fail(BadRequest, &policy.Rejection{Code: policy.CodeChallenge, Detail: "challenge password is wrong"})
+	if e.Challenge == ChallengeStatic && !renewal {
+		if err := s.checkStaticChallenge(e, client, req.ChallengePassword); err != nil {
+			return fail(BadRequest, err)
+		}
 	}
 
 	// A replay within the endpoint's window of a certificate still valid and unrevoked returns it; anything else
