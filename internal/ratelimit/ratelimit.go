@@ -137,3 +137,65 @@ func key(ip netip.Addr) string {
 	}
 	return ip.String()
 }
+
+// Strikes bounds failed tries per key — wrong guesses of a shared secret by one client at one endpoint, say — with
+// a token bucket per key from which every try takes a token that only a try that did not fail gets back. A key
+// whose bucket is empty is refused until it refills. The token is taken before the try is judged, so concurrent
+// tries cannot overrun the bucket between a check and a count.
+type Strikes struct {
+	bucket Bucket
+	now    func() time.Time
+
+	mu   sync.Mutex
+	keys map[string]*rate.Limiter
+}
+
+// overflowKey is the bucket every key shares while the table is full of keys still refilling: many sources then
+// hold one another back instead of going uncounted.
+const overflowKey = "\x00overflow"
+
+// NewStrikes returns Strikes allowing each key b.Burst failures, refilled at b.Burst per b.Per; now nil means
+// time.Now.
+func NewStrikes(b Bucket, now func() time.Time) *Strikes {
+	if now == nil {
+		now = time.Now
+	}
+	return &Strikes{bucket: b, now: now, keys: map[string]*rate.Limiter{}}
+}
+
+// Take takes a token for one try by key. ok is false when key has none left: the try must be refused without
+// being judged. Otherwise call forgive once the try turned out not to be a failure; a failure keeps the token.
+func (s *Strikes) Take(key string) (forgive func(), ok bool) {
+	now := s.now()
+	s.mu.Lock()
+	l := s.keys[key]
+	if l == nil {
+		if len(s.keys) >= maxClients {
+			s.sweep(now)
+		}
+		if len(s.keys) >= maxClients {
+			key = overflowKey
+		}
+		if l = s.keys[key]; l == nil {
+			l = rate.NewLimiter(s.bucket.limit(), s.bucket.Burst)
+			s.keys[key] = l
+		}
+	}
+	s.mu.Unlock()
+	r := l.ReserveN(now, 1)
+	if r.DelayFrom(now) > 0 {
+		r.CancelAt(now)
+		return nil, false
+	}
+	// At the time of the take: x/time/rate gives back nothing for a reservation cancelled after its time to act.
+	return func() { r.CancelAt(now) }, true
+}
+
+// sweep forgets keys whose bucket is full again.
+func (s *Strikes) sweep(now time.Time) {
+	for k, l := range s.keys {
+		if l.TokensAt(now) >= float64(s.bucket.Burst) {
+			delete(s.keys, k)
+		}
+	}
+}

@@ -24,7 +24,7 @@ import (
 // handle decides one PKIOperation whose outer signature verified (pkiOperation answers 400 otherwise). The
 // order follows reliability.md §4: message check, decrypt, CSR policy, renewal or challenge, replay, Intune,
 // issuance — no Key Vault or Intune call for input that fails local checks.
-func (s *Server) handle(ctx context.Context, e *Endpoint, msg *PKIMessage) outcome {
+func (s *Server) handle(ctx context.Context, e *Endpoint, msg *PKIMessage, client string) outcome {
 	switch msg.MessageType {
 	case PKCSReq, RenewalReq, CertPoll, GetCert, GetCRL:
 	default:
@@ -93,10 +93,11 @@ func (s *Server) handle(ctx context.Context, e *Endpoint, msg *PKIMessage) outco
 	case GetCRL:
 		return s.getCRL(ctx)
 	}
-	return s.enroll(ctx, e, msg, plain)
+	return s.enroll(ctx, e, msg, plain, client)
 }
 
-func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDER []byte) outcome {
+// enroll decides a PKCSReq or RenewalReq from client (ratelimit.ClientKey: whose wrong static challenges count).
+func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDER []byte, client string) outcome {
 	csr, err := policy.ParseCSR(csrDER)
 	if err != nil {
 		// Same answer as a failed decrypt: an attacker learns nothing about which step failed.
@@ -114,15 +115,26 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 	}
 	renewal := msg.MessageType == RenewalReq
 	var prev *store.Record // the certificate being renewed
+	var notRenewal error   // why a RenewalReq decided as an enrollment (below) is not a renewal
 	if renewal {
+		ku, eku := req.KeyUsage, slices.Clone(req.ExtKeyUsage) // checkRenewal narrows them to the old certificate's
 		if prev, err = s.checkRenewal(ctx, e, msg.SignerCert, req); err != nil {
 			// A refusal; or a store that did not answer the check's reads, which is Table Storage down before any
 			// signing (reliability.md §4.2): 503 and Retry-After for the client to come back, not a final FAILURE.
-			return s.issued(nil, err)
+			if !enrollInstead(e, req, err) {
+				return s.issued(nil, err)
+			}
+			renewal, notRenewal = false, err
+			req.KeyUsage, req.ExtKeyUsage = ku, eku
 		}
 	}
-	if e.Challenge == ChallengeStatic && !renewal && !staticChallengeOK(e.Secret, req.ChallengePassword) {
-		return fail(BadRequest, &policy.Rejection{Code: policy.CodeChallenge, Detail: "challenge password is wrong"})
+	if e.Challenge == ChallengeStatic && !renewal {
+		if err := s.checkStaticChallenge(e, client, req.ChallengePassword); err != nil {
+			if notRenewal != nil {
+				err = fmt.Errorf("%w; and as an enrollment: %w", notRenewal, err)
+			}
+			return fail(BadRequest, err)
+		}
 	}
 
 	// A replay within the endpoint's window of a certificate still valid and unrevoked returns it; anything else
@@ -264,6 +276,20 @@ func rejection(err error) outcome {
 	return fail(BadRequest, err)
 }
 
+// enrollInstead reports whether a RenewalReq that checkRenewal refused with err is decided by its challenge, as the
+// enrollment it then is. Clients such as micromdm's scepclient send a RenewalReq whenever they hold a certificate,
+// with the challenge in the CSR too: a device whose certificate authorizes no renewal (revoked, from another CA,
+// past its chain's maximum) would repeat the refusal forever. At a static endpoint the challenge authorizes what it
+// does at a PKCSReq, so this gives nobody more; a renewal that is only early is refused still, and comes back in
+// its window.
+func enrollInstead(e *Endpoint, req *policy.Request, err error) bool {
+	_, refused := policy.AsRejection(err)
+	return refused && !errors.Is(err, errRenewalEarly) && e.Challenge == ChallengeStatic && req.ChallengePassword != ""
+}
+
+// errRenewalEarly marks the refusal of a renewal before its window.
+var errRenewalEarly = errors.New("renewal before its window")
+
 // checkRenewal decides whether a RenewalReq may skip the endpoint's challenge (RFC 8894 §3.3.1.2). A renewal
 // re-certifies what was authorized before, nothing more: the signer certificate must be one this CA issued
 // through SCEP on this endpoint (or one it lists in RenewFrom), valid, issued and unrevoked, and not the RA or an
@@ -324,7 +350,8 @@ func (s *Server) checkRenewal(ctx context.Context, e *Endpoint, old *x509.Certif
 		window = old.NotAfter.Sub(old.NotBefore) / 2
 	}
 	if now.Before(old.NotAfter.Add(-window)) {
-		return nil, deny("renewal is allowed only in the last %s of the certificate's validity", window)
+		return nil, fmt.Errorf("%w: %w", errRenewalEarly,
+			deny("renewal is allowed only in the last %s of the certificate's validity", window))
 	}
 	if start, end, _ := s.chainBounds(e, rec); !now.Before(end) {
 		return nil, deny("the renewal chain started %s and may not be renewed past %s",

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/smallstep/pkcs7"
@@ -119,8 +120,32 @@ func ParsePKIMessage(der []byte) (*PKIMessage, error) {
 	if m.SignerCert == nil {
 		return nil, fmt.Errorf("%w: signer certificate missing", ErrMalformed)
 	}
-	m.SignatureValid = p7.Verify() == nil
+	m.SignatureValid = verify(p7, m.SignerCert) == nil
 	return m, nil
+}
+
+// verify checks the outer signature. pkcs7 refuses a signingTime outside the signer certificate's validity before it
+// looks at the signature, but that time is the signer's own claim and proves nothing here: what the certificate
+// authorizes is decided at the server's time (liveRecord), and a RenewalReq signed with an expired certificate is
+// answered with a renewal's refusal, not as a forgery. So the signature is then checked once more, against a copy
+// of signer whose validity is the claimed time.
+func verify(p7 *pkcs7.PKCS7, signer *x509.Certificate) error {
+	err := p7.Verify()
+	var st *pkcs7.SigningTimeNotValidError
+	if !errors.As(err, &st) {
+		return err
+	}
+	i := slices.Index(p7.Certificates, signer)
+	if i < 0 {
+		return err
+	}
+	claimed := *signer
+	claimed.NotBefore, claimed.NotAfter = st.SigningTime, st.SigningTime
+	certs := p7.Certificates
+	p7.Certificates = slices.Clone(certs)
+	p7.Certificates[i] = &claimed
+	defer func() { p7.Certificates = certs }()
+	return p7.Verify()
 }
 
 // Decrypt opens the pkcsPKIEnvelope with the RA (or CA) key. Every failure caused by the message returns the

@@ -143,6 +143,7 @@ type Server struct {
 	intune    Intune
 	crl       CRLSource
 	limit     *ratelimit.Limiter
+	strikes   *ratelimit.Strikes // wrong static challenges, per endpoint and client
 	log       *slog.Logger
 	now       func() time.Time
 
@@ -163,7 +164,8 @@ func New(cfg Config) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	s := &Server{keys: cfg.Keys, issuer: cfg.Issuer, store: cfg.Store, endpoints: map[string]*Endpoint{},
-		intune: cfg.Intune, crl: cfg.CRL, limit: cfg.Limiter, log: cfg.Logger, now: cfg.Now, refreshRA: cfg.RefreshRA}
+		intune: cfg.Intune, crl: cfg.CRL, limit: cfg.Limiter, strikes: ratelimit.NewStrikes(challengeStrikes, cfg.Now),
+		log: cfg.Logger, now: cfg.Now, refreshRA: cfg.RefreshRA}
 	for _, ep := range cfg.Endpoints {
 		e := *ep // the server keeps its own copy, with defaults filled in
 		if e.ReplayWindow <= 0 {
@@ -280,8 +282,8 @@ func (s *Server) getCACert(w http.ResponseWriter, r *http.Request, e *Endpoint) 
 
 func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoint) {
 	// Admission first: everything after this may cost a Key Vault operation or an Intune call.
+	client := ratelimit.ClientKey(r)
 	if s.limit != nil {
-		client := ratelimit.ClientKey(r)
 		if d := s.limit.Allow(client); !d.OK {
 			w.Header().Set("Retry-After", fmt.Sprint(d.RetryAfterSeconds()))
 			if d.Global {
@@ -356,7 +358,7 @@ func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoin
 		return
 	}
 	start := s.now()
-	out := s.handle(r.Context(), e, msg)
+	out := s.handle(r.Context(), e, msg, client)
 	attrs := []any{"endpoint", e.Name, "transaction_id", msg.TransactionID, "message_type", string(msg.MessageType),
 		"duration_ms", s.now().Sub(start).Milliseconds()}
 	if out.unavailable > 0 {
@@ -447,6 +449,27 @@ func plainError(w http.ResponseWriter, status int, msg string) {
 // staticChallengeOK compares in constant time (the length of the secret may leak; its content does not).
 func staticChallengeOK(secret []byte, got string) bool {
 	return len(got) > 0 && subtle.ConstantTimeCompare(secret, []byte(got)) == 1
+}
+
+// challengeStrikes bounds the wrong static challenges one client (ratelimit.ClientKey) may send one endpoint: ten,
+// then one more every six minutes. The PKIOperation rate limit alone would let a client try 120 a minute on
+// every instance, which an operator's guessable secret would not survive.
+var challengeStrikes = ratelimit.Bucket{Burst: 10, Per: time.Hour}
+
+// checkStaticChallenge compares the challenge of a PKCSReq from client with e's secret. A client that has spent its
+// wrong challenges (challengeStrikes) gets the same refusal without a comparison, so that its answers say nothing
+// about the challenges it sends until its bucket refills; a right one sent meanwhile is refused too.
+func (s *Server) checkStaticChallenge(e *Endpoint, client, got string) error {
+	forgive, ok := s.strikes.Take(strings.ToLower(e.Name) + "|" + client)
+	if !ok {
+		return &policy.Rejection{Code: policy.CodeChallenge,
+			Detail: "too many wrong challenges from client " + client + "; this one was not compared"}
+	}
+	if !staticChallengeOK(e.Secret, got) {
+		return &policy.Rejection{Code: policy.CodeChallenge, Detail: "challenge password is wrong"}
+	}
+	forgive()
+	return nil
 }
 
 // mayRefreshRA reports whether an envelope no RA opened may re-read the stored RA now (at most once per
