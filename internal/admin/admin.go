@@ -222,12 +222,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// A guest's sign-in, MFA and offboarding are their home tenant's: a Certificates.Manage role that reaches a
 	// group's B2B members must not make them this CA's administrators unless the operator says so.
 	if caller.Guest && !h.cfg.AllowGuests {
-		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusForbidden, Code: CodeGuest,
+		h.refuse(w, r, caller, &httpx.Problem{Status: http.StatusForbidden, Code: CodeGuest,
 			Detail: "guest accounts may not use the admin API (AZSCEP_ADMIN_ALLOW_GUESTS)"})
 		return
 	}
 	if !caller.IsApp && !h.cfg.AnyUserClientApp && !slices.Contains(h.cfg.UserClientApps, strings.ToLower(caller.AppID)) {
-		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusForbidden, Code: CodeClientApp,
+		h.refuse(w, r, caller, &httpx.Problem{Status: http.StatusForbidden, Code: CodeClientApp,
 			Detail: "the client application is not allowed to use the admin API for a user (AZSCEP_ADMIN_CLIENT_APPS)"})
 		return
 	}
@@ -299,6 +299,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusNotFound, Code: "not_found", Detail: "no such route"})
 	}
+}
+
+// refuse answers p to a caller whose token holds an admin role but whom the deployment's restrictions refuse, and
+// logs who it was and through which client application: such a token in a client the operator did not list is what
+// a consent-phishing application holding an administrator's roles looks like, and the operator must be able to
+// find it (as /api/csr logs its own refusals).
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, caller *entra.Caller, p *httpx.Problem) {
+	h.cfg.Logger.Warn("admin caller refused", "by", who(caller), "client_app", caller.AppID, "method", r.Method,
+		"path", r.URL.Path, "status", p.Status, "code", p.Code)
+	httpx.WriteProblem(w, r, p)
 }
 
 func (h *Handler) authFailure(w http.ResponseWriter, r *http.Request, err error) {

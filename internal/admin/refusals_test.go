@@ -1,0 +1,48 @@
+package admin_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/azscep/azscep/internal/admin"
+	"github.com/azscep/azscep/internal/entra"
+	"github.com/azscep/azscep/internal/entra/entrafake"
+	"github.com/azscep/azscep/internal/store"
+)
+
+// TestRestrictedCallersAreLogged: a token that holds Certificates.Manage but was obtained by a client application
+// the deployment does not list (a consent-phishing app an administrator once signed in to), or by a guest, is
+// refused — and the refusal says in the log who it was and which client application asked, so that the operator
+// learns of the attempt, never with the token itself.
+func TestRestrictedCallersAreLogged(t *testing.T) {
+	e := newEnv(t, nil)
+	rec := e.insert(t, store.Record{Subject: "CN=victim"}, true)
+	phisher := entrafake.NewGUID()
+	stolen := e.fake.MintUser(aliceOID, aliceUPN, []string{entra.RoleCertificatesManage}, entrafake.WithClaim("azp", phisher))
+	resp, body := e.do(t, http.MethodPost, "/api/certificates/"+rec.Serial+"/revoke", stolen, `{"reason":"keyCompromise"}`)
+	wantProblem(t, resp, body, http.StatusForbidden, admin.CodeClientApp)
+	guest := e.fake.MintUser(aliceOID, "mallory_evil.example#EXT#@contoso.example", []string{entra.RoleCertificatesManage},
+		entrafake.Guest(entrafake.NewGUID()))
+	resp, body = e.do(t, http.MethodGet, "/api/certificates", guest, "")
+	wantProblem(t, resp, body, http.StatusForbidden, admin.CodeGuest)
+
+	lines := e.logs.Records("admin caller refused")
+	if len(lines) != 2 {
+		t.Fatalf("refusal lines %v, want 2", lines)
+	}
+	for i, want := range []struct{ code, app, path string }{
+		{admin.CodeClientApp, phisher, "/api/certificates/" + rec.Serial + "/revoke"},
+		{admin.CodeGuest, e.fake.ClientAppID, "/api/certificates"},
+	} {
+		l := lines[i]
+		if l["code"] != want.code || !strings.EqualFold(fmt.Sprint(l["client_app"]), want.app) ||
+			!strings.Contains(fmt.Sprint(l["by"]), aliceOID) || l["path"] != want.path || l["status"] != float64(http.StatusForbidden) {
+			t.Errorf("refusal line %d = %v, want code %s, client_app %s, by %s, path %s", i, l, want.code, want.app, aliceOID, want.path)
+		}
+	}
+	if logs := e.logs.String(); strings.Contains(logs, stolen) || strings.Contains(logs, guest) {
+		t.Error("a token was logged")
+	}
+}
