@@ -244,7 +244,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if p.Status == http.StatusServiceUnavailable {
 				msg = "admin account check unavailable"
 			}
-			h.cfg.Logger.Warn(msg, "caller", caller.ObjectID, "status", p.Status, "code", p.Code, "err", err)
+			h.cfg.Logger.Warn(msg, "caller", caller.ObjectID, "client_app", caller.AppID, "status", p.Status, "code", p.Code, "err", err)
 			httpx.WriteProblem(w, r, p)
 			return
 		}
@@ -252,7 +252,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	canManage := slices.Contains(held, entra.RoleCertificatesManage)
 	// Before routing: whatever a route does with a method other than GET, a reader may not do it.
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && !canManage {
-		h.cfg.Logger.Warn("admin change refused: Certificates.Manage required", "by", who(caller), "method", r.Method,
+		h.cfg.Logger.Warn("admin change refused: Certificates.Manage required", "by", who(caller), "client_app", caller.AppID, "method", r.Method,
 			"path", r.URL.Path, "roles", held)
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusForbidden, Code: CodeManageRequired,
 			Detail: "this change needs the app role " + entra.RoleCertificatesManage + "; " + entra.RoleCertificatesRead + " only reads"})
@@ -471,7 +471,10 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, caller *entra.C
 	// not leave the CRL saying revoked while OCSP still says good.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), revokeTimeout)
 	defer cancel()
-	outcome, rec, err := revocation.RevokeAudited(ctx, h.cfg.Store, h.cfg.Logger, serial, reason, by, req.Comment, h.cfg.Now())
+	// The client application is part of who acted: with several clients listed (or any), a revocation a
+	// consent-phished application made with an administrator's roles must be told apart from the administrator's own.
+	audit := h.cfg.Logger.With("client_app", caller.AppID)
+	outcome, rec, err := revocation.RevokeAudited(ctx, h.cfg.Store, audit, serial, reason, by, req.Comment, h.cfg.Now())
 	// Durable, even when only the final generation bump failed: tell this instance's caches now rather than after
 	// the admin's retry.
 	if revocation.NewlyRevoked(outcome, rec) && h.cfg.OnRevoked != nil {
@@ -505,9 +508,9 @@ func (h *Handler) sync(w http.ResponseWriter, r *http.Request, caller *entra.Cal
 	}
 	run, _, err := h.cfg.Sync.Start(r.Context(), "admin")
 	if err != nil {
-		h.cfg.Logger.Info("audit: manual revocation sync", "by", who(caller), "started", false, "err", err)
+		h.cfg.Logger.Info("audit: manual revocation sync", "by", who(caller), "client_app", caller.AppID, "started", false, "err", err)
 	} else {
-		h.cfg.Logger.Info("audit: manual revocation sync", "by", who(caller), "started", true, "run", run.ID)
+		h.cfg.Logger.Info("audit: manual revocation sync", "by", who(caller), "client_app", caller.AppID, "started", true, "run", run.ID)
 	}
 	if errors.Is(err, revocation.ErrRunning) {
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusConflict, Code: "sync_running", Detail: err.Error(), RetryAfter: time.Minute})

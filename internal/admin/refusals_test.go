@@ -46,3 +46,29 @@ func TestRestrictedCallersAreLogged(t *testing.T) {
 		t.Error("a token was logged")
 	}
 }
+
+// TestAuditNamesTheClientApplication: with AZSCEP_ADMIN_CLIENT_APPS=* (or several clients listed) any client an
+// administrator consented to acts with the administrator's roles. The audit lines of a revocation and of a manual
+// sync say which client application acted, beside the administrator, so that what a consent-phished application
+// did in an administrator's name can be told apart from what the administrator did in the console.
+func TestAuditNamesTheClientApplication(t *testing.T) {
+	e := newEnv(t, func(c *admin.Config) { c.UserClientApps, c.AnyUserClientApp = nil, true })
+	rec := e.insert(t, store.Record{Subject: "CN=victim"}, true)
+	other := entrafake.NewGUID()
+	tok := e.fake.MintUser(aliceOID, aliceUPN, []string{entra.RoleCertificatesManage}, entrafake.WithClaim("azp", other))
+	if resp, body := e.do(t, http.MethodPost, "/api/certificates/"+rec.Serial+"/revoke", tok, `{"reason":"superseded"}`); resp.StatusCode != http.StatusOK {
+		t.Fatalf("revoke: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := e.do(t, http.MethodPost, "/api/certificates/revocation-sync", e.admin, ""); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("sync: %d %s", resp.StatusCode, body)
+	}
+	revoked := e.logs.Records("audit: certificate revoked")
+	if len(revoked) != 1 || !strings.EqualFold(fmt.Sprint(revoked[0]["client_app"]), other) ||
+		!strings.Contains(fmt.Sprint(revoked[0]["by"]), aliceOID) {
+		t.Errorf("revocation audit %v, want by %s through client_app %s", revoked, aliceOID, other)
+	}
+	synced := e.logs.Records("audit: manual revocation sync")
+	if len(synced) != 1 || !strings.EqualFold(fmt.Sprint(synced[0]["client_app"]), e.fake.ClientAppID) {
+		t.Errorf("sync audit %v, want client_app %s", synced, e.fake.ClientAppID)
+	}
+}
