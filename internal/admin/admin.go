@@ -476,8 +476,12 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, caller *entra.C
 	audit := h.cfg.Logger.With("client_app", caller.AppID)
 	outcome, rec, err := revocation.RevokeAudited(ctx, h.cfg.Store, audit, serial, reason, by, req.Comment, h.cfg.Now())
 	// Durable, even when only the final generation bump failed: tell this instance's caches now rather than after
-	// the admin's retry.
-	if revocation.NewlyRevoked(outcome, rec) && h.cfg.OnRevoked != nil {
+	// the admin's retry. Also when it was revoked already (an earlier call, another instance, Intune, the CLI): this
+	// call may have marked its key compromised just now, and bumped the generation in any case, and this instance
+	// must refuse that key at once, not within the generation interval; a current RA revoked elsewhere, or whose
+	// replacement after an earlier call failed, must be replaced now rather than by the next hourly timer. The
+	// other instances follow the bump; this one would too, so the CRL costs no more signatures for it.
+	if rec != nil && rec.Status == store.StatusRevoked && h.cfg.OnRevoked != nil {
 		h.cfg.OnRevoked([]string{rec.Serial})
 	}
 	switch {
