@@ -318,6 +318,13 @@ func (h *Handler) authFailure(w http.ResponseWriter, r *http.Request, err error)
 		if code == "" {
 			code = "unauthorized"
 		}
+		// A token for another tenant or audience, an expired or forged one, or one without an admin role is someone
+		// trying the admin door: say why it was refused (the cause, never the token), as /api/csr does. A request
+		// without credentials has nothing to tell beyond the request line.
+		if len(r.Header.Values("Authorization")) > 0 {
+			h.cfg.Logger.Info("admin auth refused", "method", r.Method, "path", r.URL.Path, "status", ae.Status,
+				"code", code, "err", err)
+		}
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: ae.Status, Code: code, Detail: ae.Description,
 			Header: http.Header{"WWW-Authenticate": {ae.WWWAuthenticate()}}})
 		return

@@ -72,3 +72,47 @@ func TestAuditNamesTheClientApplication(t *testing.T) {
 		t.Errorf("sync audit %v, want client_app %s", synced, e.fake.ClientAppID)
 	}
 }
+
+// TestRefusedTokensAreLogged: a token for another audience or tenant, an expired one, or one without an admin role is
+// refused, and the log says why (the cause the verifier found), as for /api/csr, so that an operator sees someone
+// trying the admin door; the token itself is never logged, and a request without credentials adds no line.
+func TestRefusedTokensAreLogged(t *testing.T) {
+	e := newEnv(t, nil)
+	tokens := []struct {
+		name, token, cause string
+		status             int
+	}{
+		{"another audience", e.fake.MintUser(aliceOID, aliceUPN, []string{entra.RoleCertificatesManage},
+			entrafake.WithAudience(entrafake.NewGUID())), "audience", http.StatusUnauthorized},
+		{"another tenant", e.fake.MintUser(aliceOID, aliceUPN, []string{entra.RoleCertificatesManage},
+			entrafake.FromTenant(entrafake.NewGUID())), "issuer", http.StatusUnauthorized},
+		{"expired", e.fake.MintUser(aliceOID, aliceUPN, []string{entra.RoleCertificatesManage}, entrafake.Expired()),
+			"expired", http.StatusUnauthorized},
+		{"no admin role", e.fake.MintUser(aliceOID, aliceUPN, []string{entra.RoleCSRSelfService}), aliceOID, http.StatusForbidden},
+	}
+	for _, tc := range tokens {
+		resp, _ := e.do(t, http.MethodPost, "/api/certificates/revocation-sync", tc.token, "")
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s: %d, want %d", tc.name, resp.StatusCode, tc.status)
+		}
+	}
+	e.do(t, http.MethodGet, "/api/certificates", "", "")
+	lines := e.logs.Records("admin auth refused")
+	if len(lines) != len(tokens) {
+		t.Fatalf("%d refusal lines, want %d: %v", len(lines), len(tokens), lines)
+	}
+	for i, tc := range tokens {
+		if l := lines[i]; l["status"] != float64(tc.status) || l["path"] != "/api/certificates/revocation-sync" ||
+			!strings.Contains(fmt.Sprint(l["err"]), tc.cause) {
+			t.Errorf("%s: refusal line %v, want status %d and a cause naming %q", tc.name, l, tc.status, tc.cause)
+		}
+	}
+	for _, tc := range tokens {
+		if strings.Contains(e.logs.String(), tc.token) {
+			t.Errorf("%s: the token was logged", tc.name)
+		}
+	}
+	if len(e.sync.triggers) != 0 {
+		t.Errorf("a refused token ran the sync: %v", e.sync.triggers)
+	}
+}
