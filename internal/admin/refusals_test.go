@@ -10,6 +10,7 @@ import (
 	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/entra/entrafake"
 	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/store/storetest"
 )
 
 // TestRestrictedCallersAreLogged: a token that holds Certificates.Manage but was obtained by a client application
@@ -114,5 +115,33 @@ func TestRefusedTokensAreLogged(t *testing.T) {
 	}
 	if len(e.sync.triggers) != 0 {
 		t.Errorf("a refused token ran the sync: %v", e.sync.triggers)
+	}
+}
+
+// TestFailedRevocationNamesWhoAsked: the store takes the revocation index entry (what the CRL publishes) but fails
+// the record's write. The revocation is in force on the next CRL, and if the admin does not retry, the hourly sweep
+// completes the record as "sweep": the audit must still say who asked for it, and why, when it fails.
+func TestFailedRevocationNamesWhoAsked(t *testing.T) {
+	e := newEnv(t, nil)
+	rec := e.insert(t, store.Record{Subject: "CN=victim"}, true)
+	e.faults.Inject(storetest.Fault{Method: storetest.MethodUpdate})
+	resp, body := e.do(t, http.MethodPost, "/api/certificates/"+rec.Serial+"/revoke", e.admin,
+		`{"reason":"affiliationChanged","comment":"left the company"}`)
+	wantProblem(t, resp, body, http.StatusServiceUnavailable, "unavailable")
+	if list, _ := e.st.ListRevoked(t.Context()); len(list) != 1 || list[0].Serial != rec.Serial {
+		t.Fatalf("revocation index %+v, want the entry the CRL publishes", list)
+	}
+	lines := e.logs.Records("audit: revocation failed")
+	if len(lines) != 1 || lines[0]["serial"] != rec.Serial || lines[0]["requested_reason"] != "affiliationChanged" ||
+		!strings.Contains(fmt.Sprint(lines[0]["by"]), aliceOID) || lines[0]["comment"] != "left the company" ||
+		!strings.EqualFold(fmt.Sprint(lines[0]["client_app"]), e.fake.ClientAppID) {
+		t.Errorf("failed revocation's audit lines %v", lines)
+	}
+
+	// A serial with no record is no revocation: nothing to audit.
+	resp, body = e.do(t, http.MethodPost, "/api/certificates/ABCDEF0123/revoke", e.admin, `{"reason":"superseded"}`)
+	wantProblem(t, resp, body, http.StatusNotFound, "certificate_not_found")
+	if n := len(e.logs.Records("audit: revocation failed")); n != 1 {
+		t.Errorf("%d failed-revocation lines after an unknown serial, want still 1", n)
 	}
 }
