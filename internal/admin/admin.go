@@ -7,6 +7,7 @@ package admin
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -138,6 +139,43 @@ type CertificateView struct {
 	// AlreadyRevoked is set in a revoke answer when the certificate was revoked before this call, so a client
 	// retrying a revoke can tell that its reason was not the one recorded.
 	AlreadyRevoked bool `json:"alreadyRevoked,omitempty"`
+	// KeyCompromised is set (in a single get and a revoke answer) when the certificate's key is marked compromised:
+	// by its own keyCompromise revocation, one asked after another reason was published, or the revocation of
+	// another certificate for the same key, which leaves this one valid until it is revoked too.
+	KeyCompromised *KeyCompromiseView `json:"keyCompromised,omitempty"`
+}
+
+// KeyCompromiseView is the mark of a key reported compromised (store.CompromisedKey): what it changed, from when
+// and at whose request.
+type KeyCompromiseView struct {
+	// Serial is the certificate whose keyCompromise revocation marked the key.
+	Serial   string    `json:"serial"`
+	By       string    `json:"by,omitempty"`
+	MarkedAt time.Time `json:"markedAt"`
+}
+
+// keyMark reads the compromise mark of rec's key: nil when it has none, or no key a mark could name.
+func (h *Handler) keyMark(ctx context.Context, rec *store.Record) (*KeyCompromiseView, error) {
+	key := rec.PublicKey
+	if key == "" { // records written without it (RA certificates recorded at start-up): the certificate's
+		for _, der := range [][]byte{rec.CertDER, rec.PlannedDER} {
+			if c, err := x509.ParseCertificate(der); err == nil {
+				key = store.KeyHash(c.PublicKey)
+				break
+			}
+		}
+	}
+	if !store.ValidKeyHash(key) {
+		return nil, nil
+	}
+	k, err := h.cfg.Store.Compromised(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the compromise mark of %s's key: %w", rec.Serial, err)
+	}
+	return &KeyCompromiseView{Serial: k.Serial, By: k.By, MarkedAt: k.MarkedAt}, nil
 }
 
 // SyncRunView is the JSON form of one revocation sync run: the list of runs, a started run and its status.
@@ -245,7 +283,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if p.Status == http.StatusServiceUnavailable {
 				msg = "admin account check unavailable"
 			}
-			h.cfg.Logger.Warn(msg, "caller", caller.ObjectID, "client_app", caller.AppID, "status", p.Status, "code", p.Code, "err", err)
+			h.cfg.Logger.Warn(msg, "caller", caller.ObjectID, "client_app", caller.AppID, "status", p.Status,
+				"code", p.Code, "err", err)
 			httpx.WriteProblem(w, r, p)
 			return
 		}
@@ -253,8 +292,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	canManage := slices.Contains(held, entra.RoleCertificatesManage)
 	// Before routing: whatever a route does with a method other than GET, a reader may not do it.
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && !canManage {
-		h.cfg.Logger.Warn("admin change refused: Certificates.Manage required", "by", who(caller), "client_app", caller.AppID, "method", r.Method,
-			"path", r.URL.Path, "roles", held)
+		h.cfg.Logger.Warn("admin change refused: Certificates.Manage required", "by", who(caller),
+			"client_app", caller.AppID, "method", r.Method, "path", r.URL.Path, "roles", held)
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusForbidden, Code: CodeManageRequired,
 			Detail: "this change needs the app role " + entra.RoleCertificatesManage + "; " + entra.RoleCertificatesRead + " only reads"})
 		return
@@ -435,7 +474,14 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request, serial string) {
 		h.unavailable(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, view(rec, true))
+	v := view(rec, true)
+	// Never a view that leaves out a reported compromise: the record alone does not show one reported through
+	// another certificate for the key, nor one asked after another reason was published.
+	if v.KeyCompromised, err = h.keyMark(r.Context(), rec); err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 // revoke answers POST /api/certificates/{serial}/revoke with {"reason": "keyCompromise"}.
@@ -510,6 +556,10 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, caller *entra.C
 	}
 	v := view(rec, false)
 	v.AlreadyRevoked = outcome == revocation.AlreadyRevoked
+	// The revocation is done whatever this read says: a failure leaves the mark out of the answer, not the answer.
+	if v.KeyCompromised, err = h.keyMark(ctx, rec); err != nil {
+		h.cfg.Logger.Warn("revoke answer without the key's compromise mark", "serial", rec.Serial, "err", err)
+	}
 	writeJSON(w, http.StatusOK, v)
 }
 
@@ -542,9 +592,11 @@ func (h *Handler) sync(w http.ResponseWriter, r *http.Request, caller *entra.Cal
 	}
 	run, _, err := h.cfg.Sync.Start(r.Context(), "admin")
 	if err != nil {
-		h.cfg.Logger.Info("audit: manual revocation sync", "by", who(caller), "client_app", caller.AppID, "started", false, "err", err)
+		h.cfg.Logger.Info("audit: manual revocation sync", "by", who(caller), "client_app", caller.AppID,
+			"started", false, "err", err)
 	} else {
-		h.cfg.Logger.Info("audit: manual revocation sync", "by", who(caller), "client_app", caller.AppID, "started", true, "run", run.ID)
+		h.cfg.Logger.Info("audit: manual revocation sync", "by", who(caller), "client_app", caller.AppID,
+			"started", true, "run", run.ID)
 	}
 	if errors.Is(err, revocation.ErrRunning) {
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusConflict, Code: "sync_running", Detail: err.Error(), RetryAfter: time.Minute})

@@ -1,14 +1,17 @@
 package admin_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/azscep/azscep/internal/admin"
 	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/entra/entrafake"
+	"github.com/azscep/azscep/internal/revocation"
 	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/store/storetest"
 )
@@ -144,4 +147,61 @@ func TestFailedRevocationNamesWhoAsked(t *testing.T) {
 	if n := len(e.logs.Records("audit: revocation failed")); n != 1 {
 		t.Errorf("%d failed-revocation lines after an unknown serial, want still 1", n)
 	}
+}
+
+// TestKeyCompromiseIsVisible: a keyCompromise revocation marks the key, a write with who and when that the record
+// alone does not show. The revoke answer and the certificate's details show it — also on a certificate Intune had
+// revoked for another reason (the published reason stays), and on a sibling certificate for the same key, which is
+// still valid and which the admin must see is compromised to revoke it too.
+func TestKeyCompromiseIsVisible(t *testing.T) {
+	e := newEnv(t, nil)
+	const key = "5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e"
+	stolen := e.insert(t, store.Record{Subject: "CN=stolen", PublicKey: key}, true)
+	sibling := e.insert(t, store.Record{Subject: "CN=sibling", PublicKey: key}, true)
+	other := e.insert(t, store.Record{Subject: "CN=other"}, true)
+
+	resp, body := e.do(t, http.MethodPost, "/api/certificates/"+stolen.Serial+"/revoke", e.admin, `{"reason":"keyCompromise"}`)
+	var v admin.CertificateView
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &v) != nil {
+		t.Fatalf("revoke: %d %s", resp.StatusCode, body)
+	}
+	if v.KeyCompromised == nil || v.KeyCompromised.Serial != stolen.Serial || !strings.Contains(v.KeyCompromised.By, aliceOID) {
+		t.Errorf("revoke answer's keyCompromised %+v, want the mark naming %s and the admin", v.KeyCompromised, stolen.Serial)
+	}
+	get := func(serial string) admin.CertificateView {
+		t.Helper()
+		resp, body := e.do(t, http.MethodGet, "/api/certificates/"+serial, e.admin, "")
+		var v admin.CertificateView
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &v) != nil {
+			t.Fatalf("get %s: %d %s", serial, resp.StatusCode, body)
+		}
+		return v
+	}
+	if s := get(sibling.Serial); s.Status != string(store.StatusIssued) || s.KeyCompromised == nil ||
+		s.KeyCompromised.Serial != stolen.Serial || s.KeyCompromised.MarkedAt.IsZero() {
+		t.Errorf("sibling %s: status %s, keyCompromised %+v; want issued and the mark of %s", sibling.Serial, s.Status,
+			s.KeyCompromised, stolen.Serial)
+	}
+	if o := get(other.Serial); o.KeyCompromised != nil {
+		t.Errorf("a certificate for another key shows keyCompromised %+v", o.KeyCompromised)
+	}
+
+	// Revoked by Intune first: the published reason stays, the answer shows the key is marked all the same.
+	intune := e.insert(t, store.Record{Subject: "CN=retired"}, true)
+	if _, _, err := revocation.Revoke(t.Context(), e.st, intune.Serial, revocation.IntuneReason, "intune", "", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = e.do(t, http.MethodPost, "/api/certificates/"+intune.Serial+"/revoke", e.admin, `{"reason":"keyCompromise"}`)
+	v = admin.CertificateView{}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &v) != nil {
+		t.Fatalf("revoke again: %d %s", resp.StatusCode, body)
+	}
+	if !v.AlreadyRevoked || v.RevocationReason != "cessationOfOperation" || v.KeyCompromised == nil || v.KeyCompromised.Serial != intune.Serial {
+		t.Errorf("answer %+v, want alreadyRevoked, cessationOfOperation and the key marked", v)
+	}
+
+	// A mark that cannot be read is no view without it.
+	e.faults.Inject(storetest.Fault{Method: storetest.MethodCompromised})
+	resp, body = e.do(t, http.MethodGet, "/api/certificates/"+sibling.Serial, e.admin, "")
+	wantProblem(t, resp, body, http.StatusServiceUnavailable, "unavailable")
 }
