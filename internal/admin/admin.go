@@ -7,6 +7,7 @@ package admin
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/httpx"
@@ -137,6 +139,43 @@ type CertificateView struct {
 	// AlreadyRevoked is set in a revoke answer when the certificate was revoked before this call, so a client
 	// retrying a revoke can tell that its reason was not the one recorded.
 	AlreadyRevoked bool `json:"alreadyRevoked,omitempty"`
+	// KeyCompromised is set (in a single get and a revoke answer) when the certificate's key is marked compromised:
+	// by its own keyCompromise revocation, one asked after another reason was published, or the revocation of
+	// another certificate for the same key, which leaves this one valid until it is revoked too.
+	KeyCompromised *KeyCompromiseView `json:"keyCompromised,omitempty"`
+}
+
+// KeyCompromiseView is the mark of a key reported compromised (store.CompromisedKey): what it changed, from when
+// and at whose request.
+type KeyCompromiseView struct {
+	// Serial is the certificate whose keyCompromise revocation marked the key.
+	Serial   string    `json:"serial"`
+	By       string    `json:"by,omitempty"`
+	MarkedAt time.Time `json:"markedAt"`
+}
+
+// keyMark reads the compromise mark of rec's key: nil when it has none, or no key a mark could name.
+func (h *Handler) keyMark(ctx context.Context, rec *store.Record) (*KeyCompromiseView, error) {
+	key := rec.PublicKey
+	if key == "" { // records written without it (RA certificates recorded at start-up): the certificate's
+		for _, der := range [][]byte{rec.CertDER, rec.PlannedDER} {
+			if c, err := x509.ParseCertificate(der); err == nil {
+				key = store.KeyHash(c.PublicKey)
+				break
+			}
+		}
+	}
+	if !store.ValidKeyHash(key) {
+		return nil, nil
+	}
+	k, err := h.cfg.Store.Compromised(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the compromise mark of %s's key: %w", rec.Serial, err)
+	}
+	return &KeyCompromiseView{Serial: k.Serial, By: k.By, MarkedAt: k.MarkedAt}, nil
 }
 
 // SyncRunView is the JSON form of one revocation sync run: the list of runs, a started run and its status.
@@ -222,12 +261,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// A guest's sign-in, MFA and offboarding are their home tenant's: a Certificates.Manage role that reaches a
 	// group's B2B members must not make them this CA's administrators unless the operator says so.
 	if caller.Guest && !h.cfg.AllowGuests {
-		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusForbidden, Code: CodeGuest,
+		h.refuse(w, r, caller, &httpx.Problem{Status: http.StatusForbidden, Code: CodeGuest,
 			Detail: "guest accounts may not use the admin API (AZSCEP_ADMIN_ALLOW_GUESTS)"})
 		return
 	}
 	if !caller.IsApp && !h.cfg.AnyUserClientApp && !slices.Contains(h.cfg.UserClientApps, strings.ToLower(caller.AppID)) {
-		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusForbidden, Code: CodeClientApp,
+		h.refuse(w, r, caller, &httpx.Problem{Status: http.StatusForbidden, Code: CodeClientApp,
 			Detail: "the client application is not allowed to use the admin API for a user (AZSCEP_ADMIN_CLIENT_APPS)"})
 		return
 	}
@@ -244,7 +283,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if p.Status == http.StatusServiceUnavailable {
 				msg = "admin account check unavailable"
 			}
-			h.cfg.Logger.Warn(msg, "caller", caller.ObjectID, "status", p.Status, "code", p.Code, "err", err)
+			h.cfg.Logger.Warn(msg, "caller", caller.ObjectID, "client_app", caller.AppID, "status", p.Status,
+				"code", p.Code, "err", err)
 			httpx.WriteProblem(w, r, p)
 			return
 		}
@@ -252,8 +292,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	canManage := slices.Contains(held, entra.RoleCertificatesManage)
 	// Before routing: whatever a route does with a method other than GET, a reader may not do it.
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && !canManage {
-		h.cfg.Logger.Warn("admin change refused: Certificates.Manage required", "by", who(caller), "method", r.Method,
-			"path", r.URL.Path, "roles", held)
+		h.cfg.Logger.Warn("admin change refused: Certificates.Manage required", "by", who(caller),
+			"client_app", caller.AppID, "method", r.Method, "path", r.URL.Path, "roles", held)
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusForbidden, Code: CodeManageRequired,
 			Detail: "this change needs the app role " + entra.RoleCertificatesManage + "; " + entra.RoleCertificatesRead + " only reads"})
 		return
@@ -301,12 +341,29 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// refuse answers p to a caller whose token holds an admin role but whom the deployment's restrictions refuse, and
+// logs who it was and through which client application: such a token in a client the operator did not list is what
+// a consent-phishing application holding an administrator's roles looks like, and the operator must be able to
+// find it (as /api/csr logs its own refusals).
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, caller *entra.Caller, p *httpx.Problem) {
+	h.cfg.Logger.Warn("admin caller refused", "by", who(caller), "client_app", caller.AppID, "method", r.Method,
+		"path", r.URL.Path, "status", p.Status, "code", p.Code)
+	httpx.WriteProblem(w, r, p)
+}
+
 func (h *Handler) authFailure(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *entra.AuthError
 	if errors.As(err, &ae) {
 		code := ae.Code
 		if code == "" {
 			code = "unauthorized"
+		}
+		// A token for another tenant or audience, an expired or forged one, or one without an admin role is someone
+		// trying the admin door: say why it was refused (the cause, never the token), as /api/csr does. A request
+		// without credentials has nothing to tell beyond the request line.
+		if len(r.Header.Values("Authorization")) > 0 {
+			h.cfg.Logger.Info("admin auth refused", "method", r.Method, "path", r.URL.Path, "status", ae.Status,
+				"code", code, "err", err)
 		}
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: ae.Status, Code: code, Detail: ae.Description,
 			Header: http.Header{"WWW-Authenticate": {ae.WWWAuthenticate()}}})
@@ -417,7 +474,14 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request, serial string) {
 		h.unavailable(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, view(rec, true))
+	v := view(rec, true)
+	// Never a view that leaves out a reported compromise: the record alone does not show one reported through
+	// another certificate for the key, nor one asked after another reason was published.
+	if v.KeyCompromised, err = h.keyMark(r.Context(), rec); err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 // revoke answers POST /api/certificates/{serial}/revoke with {"reason": "keyCompromise"}.
@@ -461,14 +525,29 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, caller *entra.C
 	// not leave the CRL saying revoked while OCSP still says good.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), revokeTimeout)
 	defer cancel()
-	outcome, rec, err := revocation.RevokeAudited(ctx, h.cfg.Store, h.cfg.Logger, serial, reason, by, req.Comment, h.cfg.Now())
+	// The client application is part of who acted: with several clients listed (or any), a revocation a
+	// consent-phished application made with an administrator's roles must be told apart from the administrator's own.
+	audit := h.cfg.Logger.With("client_app", caller.AppID)
+	outcome, rec, err := revocation.RevokeAudited(ctx, h.cfg.Store, audit, serial, reason, by, req.Comment, h.cfg.Now())
 	// Durable, even when only the final generation bump failed: tell this instance's caches now rather than after
-	// the admin's retry.
-	if revocation.NewlyRevoked(outcome, rec) && h.cfg.OnRevoked != nil {
+	// the admin's retry. Also when it was revoked already (an earlier call, another instance, Intune, the CLI): this
+	// call may have marked its key compromised just now, and bumped the generation in any case, and this instance
+	// must refuse that key at once, not within the generation interval; a current RA revoked elsewhere, or whose
+	// replacement after an earlier call failed, must be replaced now rather than by the next hourly timer. The
+	// other instances follow the bump; this one would too, so the CRL costs no more signatures for it.
+	if rec != nil && rec.Status == store.StatusRevoked && h.cfg.OnRevoked != nil {
 		h.cfg.OnRevoked([]string{rec.Serial})
 	}
+	notFound := errors.Is(err, store.ErrNotFound) || errors.Is(err, revocation.ErrNotRevocable)
+	if err != nil && !notFound && (rec == nil || rec.Status != store.StatusRevoked) {
+		// Its index entry, which the CRL publishes, may be written already; the record is then completed by the
+		// admin's retry or, if none comes, by the hourly sweep, which records itself as the revoker. Either way
+		// this line is what names who asked for a revocation that may be in force, and why.
+		audit.Warn("audit: revocation failed", "serial", store.NormalizeSerial(serial), "requested_reason",
+			revocation.ReasonName(reason), "by", by, "comment", cut(req.Comment, maxAuditComment), "err", err)
+	}
 	switch {
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, revocation.ErrNotRevocable):
+	case notFound:
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusNotFound, Code: "certificate_not_found", Detail: "no revocable certificate with that serial"})
 		return
 	case err != nil:
@@ -477,7 +556,25 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, caller *entra.C
 	}
 	v := view(rec, false)
 	v.AlreadyRevoked = outcome == revocation.AlreadyRevoked
+	// The revocation is done whatever this read says: a failure leaves the mark out of the answer, not the answer.
+	if v.KeyCompromised, err = h.keyMark(ctx, rec); err != nil {
+		h.cfg.Logger.Warn("revoke answer without the key's compromise mark", "serial", rec.Serial, "err", err)
+	}
 	writeJSON(w, http.StatusOK, v)
+}
+
+// maxAuditComment bounds the comment a failed revocation's audit line repeats: what a revocation keeps of it.
+const maxAuditComment = 256
+
+// cut shortens s to at most n bytes without splitting a character.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // revokeTimeout bounds one revocation once it has started: its store calls, each with its own retries, well
@@ -495,9 +592,11 @@ func (h *Handler) sync(w http.ResponseWriter, r *http.Request, caller *entra.Cal
 	}
 	run, _, err := h.cfg.Sync.Start(r.Context(), "admin")
 	if err != nil {
-		h.cfg.Logger.Info("audit: manual revocation sync", "by", who(caller), "started", false, "err", err)
+		h.cfg.Logger.Info("audit: manual revocation sync", "by", who(caller), "client_app", caller.AppID,
+			"started", false, "err", err)
 	} else {
-		h.cfg.Logger.Info("audit: manual revocation sync", "by", who(caller), "started", true, "run", run.ID)
+		h.cfg.Logger.Info("audit: manual revocation sync", "by", who(caller), "client_app", caller.AppID,
+			"started", true, "run", run.ID)
 	}
 	if errors.Is(err, revocation.ErrRunning) {
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusConflict, Code: "sync_running", Detail: err.Error(), RetryAfter: time.Minute})
