@@ -20,7 +20,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/httpx"
@@ -538,16 +537,8 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, caller *entra.C
 	if rec != nil && rec.Status == store.StatusRevoked && h.cfg.OnRevoked != nil {
 		h.cfg.OnRevoked([]string{rec.Serial})
 	}
-	notFound := errors.Is(err, store.ErrNotFound) || errors.Is(err, revocation.ErrNotRevocable)
-	if err != nil && !notFound && (rec == nil || rec.Status != store.StatusRevoked) {
-		// Its index entry, which the CRL publishes, may be written already; the record is then completed by the
-		// admin's retry or, if none comes, by the hourly sweep, which records itself as the revoker. Either way
-		// this line is what names who asked for a revocation that may be in force, and why.
-		audit.Warn("audit: revocation failed", "serial", store.NormalizeSerial(serial), "requested_reason",
-			revocation.ReasonName(reason), "by", by, "comment", cut(req.Comment, maxAuditComment), "err", err)
-	}
 	switch {
-	case notFound:
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, revocation.ErrNotRevocable):
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusNotFound, Code: "certificate_not_found", Detail: "no revocable certificate with that serial"})
 		return
 	case err != nil:
@@ -561,20 +552,6 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, caller *entra.C
 		h.cfg.Logger.Warn("revoke answer without the key's compromise mark", "serial", rec.Serial, "err", err)
 	}
 	writeJSON(w, http.StatusOK, v)
-}
-
-// maxAuditComment bounds the comment a failed revocation's audit line repeats: what a revocation keeps of it.
-const maxAuditComment = 256
-
-// cut shortens s to at most n bytes without splitting a character.
-func cut(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 // revokeTimeout bounds one revocation once it has started: its store calls, each with its own retries, well

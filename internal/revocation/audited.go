@@ -2,6 +2,7 @@ package revocation
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 	"unicode/utf8"
@@ -19,7 +20,8 @@ const maxComment = 256
 // asked for: requested_reason is the one asked for, and key_marked_compromised says whether this call marked the
 // certificate's key compromised (a keyCompromise, also of a certificate already revoked for another reason), from
 // when on renewals signed by or asking for the key are refused. A call that marked the key but then failed before
-// the revocation was durable logs "audit: key marked compromised" instead, for the mark stands.
+// the revocation was durable logs "audit: key marked compromised" instead, for the mark stands; one that failed
+// otherwise logs "audit: revocation failed" with who asked and why.
 func RevokeAudited(ctx context.Context, st store.Store, log *slog.Logger, serial string, reason int, by, comment string,
 	now time.Time) (Outcome, *store.Record, error) {
 	comment = truncate(comment, maxComment)
@@ -33,6 +35,12 @@ func RevokeAudited(ctx context.Context, st store.Store, log *slog.Logger, serial
 	case marked != nil:
 		log.Warn("audit: key marked compromised", "serial", marked.Serial, "public_key", marked.PublicKey,
 			"requested_reason", ReasonName(reason), "by", by, "comment", comment, "revoked", false, "err", err)
+	case err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, ErrNotRevocable):
+		// Its index entry, which the CRL publishes, may be written already; the record is then completed by a retry
+		// or, if none comes, by the hourly sweep, which records itself as the revoker. Either way this line is what
+		// names who asked for a revocation that may be in force, and why.
+		log.Warn("audit: revocation failed", "serial", store.NormalizeSerial(serial), "requested_reason",
+			ReasonName(reason), "by", by, "comment", comment, "err", err)
 	}
 	return outcome, rec, err
 }
