@@ -39,6 +39,8 @@ import (
 // configuration fault found then (a CA key that does not match its certificate) ends the process with one line.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, opts buildOptions) error {
 	scep.Init()
+	// What a request logs with its context carries its ID, like its access log line.
+	log = slog.New(httpx.LogHandler(log.Handler()))
 	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", cfg.Port))
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)

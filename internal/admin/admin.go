@@ -282,7 +282,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if p.Status == http.StatusServiceUnavailable {
 				msg = "admin account check unavailable"
 			}
-			h.cfg.Logger.Warn(msg, "caller", caller.ObjectID, "client_app", caller.AppID, "status", p.Status,
+			h.cfg.Logger.WarnContext(r.Context(), msg, "caller", caller.ObjectID, "client_app", caller.AppID, "status", p.Status,
 				"code", p.Code, "err", err)
 			httpx.WriteProblem(w, r, p)
 			return
@@ -291,7 +291,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	canManage := slices.Contains(held, entra.RoleCertificatesManage)
 	// Before routing: whatever a route does with a method other than GET, a reader may not do it.
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && !canManage {
-		h.cfg.Logger.Warn("admin change refused: Certificates.Manage required", "by", who(caller),
+		h.cfg.Logger.WarnContext(r.Context(), "admin change refused: Certificates.Manage required", "by", who(caller),
 			"client_app", caller.AppID, "method", r.Method, "path", r.URL.Path, "roles", held)
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusForbidden, Code: CodeManageRequired,
 			Detail: "this change needs the app role " + entra.RoleCertificatesManage + "; " + entra.RoleCertificatesRead + " only reads"})
@@ -345,7 +345,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // a consent-phishing application holding an administrator's roles looks like, and the operator must be able to
 // find it (as /api/csr logs its own refusals).
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, caller *entra.Caller, p *httpx.Problem) {
-	h.cfg.Logger.Warn("admin caller refused", "by", who(caller), "client_app", caller.AppID, "method", r.Method,
+	h.cfg.Logger.WarnContext(r.Context(), "admin caller refused", "by", who(caller), "client_app", caller.AppID, "method", r.Method,
 		"path", r.URL.Path, "status", p.Status, "code", p.Code)
 	httpx.WriteProblem(w, r, p)
 }
@@ -361,7 +361,7 @@ func (h *Handler) authFailure(w http.ResponseWriter, r *http.Request, err error)
 		// trying the admin door: say why it was refused (the cause, never the token), as /api/csr does. A request
 		// without credentials has nothing to tell beyond the request line.
 		if len(r.Header.Values("Authorization")) > 0 {
-			h.cfg.Logger.Info("admin auth refused", "method", r.Method, "path", r.URL.Path, "status", ae.Status,
+			h.cfg.Logger.InfoContext(r.Context(), "admin auth refused", "method", r.Method, "path", r.URL.Path, "status", ae.Status,
 				"code", code, "err", err)
 		}
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: ae.Status, Code: code, Detail: ae.Description,
@@ -380,7 +380,7 @@ func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error)
 			Detail: "a dependency is unavailable; retry later", RetryAfter: d})
 		return
 	}
-	h.cfg.Logger.Error("admin request failed", "err", err)
+	h.cfg.Logger.ErrorContext(r.Context(), "admin request failed", "err", err)
 	httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusInternalServerError, Code: "internal_error", Detail: "internal error"})
 }
 
@@ -549,7 +549,7 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, caller *entra.C
 	v.AlreadyRevoked = outcome == revocation.AlreadyRevoked
 	// The revocation is done whatever this read says: a failure leaves the mark out of the answer, not the answer.
 	if v.KeyCompromised, err = h.keyMark(ctx, rec); err != nil {
-		h.cfg.Logger.Warn("revoke answer without the key's compromise mark", "serial", rec.Serial, "err", err)
+		h.cfg.Logger.WarnContext(r.Context(), "revoke answer without the key's compromise mark", "serial", rec.Serial, "err", err)
 	}
 	writeJSON(w, http.StatusOK, v)
 }
@@ -569,10 +569,10 @@ func (h *Handler) sync(w http.ResponseWriter, r *http.Request, caller *entra.Cal
 	}
 	run, _, err := h.cfg.Sync.Start(r.Context(), "admin")
 	if err != nil {
-		h.cfg.Logger.Info("audit: manual revocation sync", "by", who(caller), "client_app", caller.AppID,
+		h.cfg.Logger.InfoContext(r.Context(), "audit: manual revocation sync", "by", who(caller), "client_app", caller.AppID,
 			"started", false, "err", err)
 	} else {
-		h.cfg.Logger.Info("audit: manual revocation sync", "by", who(caller), "client_app", caller.AppID,
+		h.cfg.Logger.InfoContext(r.Context(), "audit: manual revocation sync", "by", who(caller), "client_app", caller.AppID,
 			"started", true, "run", run.ID)
 	}
 	if errors.Is(err, revocation.ErrRunning) {

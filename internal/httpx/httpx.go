@@ -311,3 +311,26 @@ func loopbackHost(hostport string) bool {
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.Unmap().IsLoopback()
 }
+
+// LogHandler wraps h so that every record logged with a request's context (the ...Context methods of slog.Logger)
+// carries that request's ID (request_id), the one its access log line and its problem details' instance give: the
+// detail lines a request writes (a refusal's reason, an issued serial) can then be found from the ID a client
+// reports (reliability.md: one generic message to the client, full detail and the request ID in the logs).
+func LogHandler(h slog.Handler) slog.Handler { return requestIDHandler{h} }
+
+type requestIDHandler struct{ slog.Handler }
+
+func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
+	if id := RequestID(ctx); id != "" {
+		r.AddAttrs(slog.String("request_id", id))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h requestIDHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return requestIDHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h requestIDHandler) WithGroup(name string) slog.Handler {
+	return requestIDHandler{h.Handler.WithGroup(name)}
+}

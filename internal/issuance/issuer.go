@@ -497,7 +497,7 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 		// failureNotification) and no successNotification is ever sent for it.
 		return nil, fmt.Errorf("recording issued certificate %s: %w", rec.Serial, err)
 	}
-	i.log.Info("certificate issued", "serial", rec.Serial, "endpoint", rec.Endpoint, "source", rec.Source,
+	i.log.InfoContext(ctx, "certificate issued", "serial", rec.Serial, "endpoint", rec.Endpoint, "source", rec.Source,
 		"subject", rec.Subject, "not_after", rec.NotAfter.UTC().Format(time.RFC3339), "sha256", rec.SHA256)
 
 	// Step 7: delivery gate. A renewal's forward link (renewLink) is written once the certificate may leave: here
@@ -552,7 +552,7 @@ func (i *Issuer) pend(ctx context.Context, req *Request, sk subjectKey) (*lint.P
 	var prev *store.Binding // the earlier attempt's binding this request takes the key over from
 	for attempt := 0; attempt < 5; attempt++ {
 		if rec == nil || rec.Serial != store.SerialString(serial) {
-			if plan, rec, err = i.prepare(req, serial, sk, now); err != nil {
+			if plan, rec, err = i.prepare(ctx, req, serial, sk, now); err != nil {
 				return nil, nil, nil, err
 			}
 		}
@@ -608,7 +608,7 @@ func (i *Issuer) gate(ctx context.Context, req *Request, rec *store.Record, cert
 		withheld := func(cur *store.Record) bool { return issuedWith(der)(cur) && cur.Withheld }
 		if _, err := i.durableUpdate(octx, rec, store.StatusIssued, withheld); err != nil {
 			// Still never delivered: the record's IntuneNotified is false, so Releasable refuses it.
-			i.log.Error("marking withheld certificate failed", "serial", rec.Serial, "err", err)
+			i.log.ErrorContext(ctx, "marking withheld certificate failed", "serial", rec.Serial, "err", err)
 		}
 		return fmt.Errorf("%w: %w", ErrWithheld, derr)
 	}
@@ -620,7 +620,7 @@ func (i *Issuer) gate(ctx context.Context, req *Request, rec *store.Record, cert
 		// refuse it (Releasable), and this answer must not give what a replay would refuse. Not a failure to
 		// report to Intune, which has the certificate: the caller answers "in progress", and the replay decides
 		// from whatever the store holds by then.
-		i.log.Error("recording accepted delivery failed; certificate not returned", "serial", rec.Serial, "err", err)
+		i.log.ErrorContext(ctx, "recording accepted delivery failed; certificate not returned", "serial", rec.Serial, "err", err)
 		return fmt.Errorf("%w: recording the accepted delivery of %s: %w", ErrInProgress, rec.Serial, err)
 	}
 	return nil
@@ -660,12 +660,12 @@ func (i *Issuer) renewLink(ctx context.Context, req *Request, rec *store.Record)
 			return
 		}
 		if cur == nil || attempt == 2 {
-			i.log.Error("recording the renewal's forward link failed; the renewal stands", "serial", rec.Serial,
+			i.log.ErrorContext(ctx, "recording the renewal's forward link failed; the renewal stands", "serial", rec.Serial,
 				"renewed_from", old.Serial, "err", err)
 			return
 		}
 		if cur.RenewedTo != seen {
-			i.log.Warn("renewal's forward link moved meanwhile; left as it is", "serial", rec.Serial,
+			i.log.WarnContext(ctx, "renewal's forward link moved meanwhile; left as it is", "serial", rec.Serial,
 				"renewed_from", old.Serial, "renewed_to", cur.RenewedTo)
 			return
 		}
@@ -684,7 +684,7 @@ func (i *Issuer) keepRevokedLink(ctx context.Context, old *store.Record, seen st
 	}
 	revoked, err := store.RevokedSuccessor(ctx, i.store, seen)
 	if err != nil && !errors.Is(err, store.ErrRenewalWalkTooLong) {
-		i.log.Error("checking the renewed certificate's earlier successor failed", "serial", old.Serial,
+		i.log.ErrorContext(ctx, "checking the renewed certificate's earlier successor failed", "serial", old.Serial,
 			"successor", seen, "err", err)
 	}
 	if revoked == nil {
@@ -694,7 +694,7 @@ func (i *Issuer) keepRevokedLink(ctx context.Context, old *store.Record, seen st
 	old.Updated = i.now()
 	if err := i.store.Update(ctx, old, old.Status); err != nil {
 		// A conflict means someone else wrote old meanwhile: Revoke's linkAncestors, pointing it at a revoked one.
-		i.log.Error("pointing the renewed certificate back at its revoked successor failed", "serial", old.Serial,
+		i.log.ErrorContext(ctx, "pointing the renewed certificate back at its revoked successor failed", "serial", old.Serial,
 			"successor", seen, "err", err)
 	}
 }
@@ -715,7 +715,7 @@ func (i *Issuer) recordDelivered(ctx context.Context, rec *store.Record) error {
 	if cur.Status != store.StatusIssued || cur.Withheld || !bytes.Equal(cur.CertDER, rec.CertDER) {
 		return fmt.Errorf("%w (the record is now %s, withheld %t)", err, cur.Status, cur.Withheld)
 	}
-	i.log.Warn("recording delivery met a changed record; writing it onto the stored version", "serial", rec.Serial, "err", err)
+	i.log.WarnContext(ctx, "recording delivery met a changed record; writing it onto the stored version", "serial", rec.Serial, "err", err)
 	cur.IntuneSerial, cur.CAConfiguration, cur.IntuneNotified = rec.IntuneSerial, rec.CAConfiguration, true
 	cur.Updated = i.now()
 	if _, err := i.durableUpdate(ctx, cur, store.StatusIssued, notified); err != nil {
@@ -771,7 +771,7 @@ func (i *Issuer) durableUpdate(ctx context.Context, rec *store.Record, from stor
 			}
 			err = fmt.Errorf("%w (re-reading the record: %w)", conflict, gerr)
 		}
-		i.log.Warn("store unavailable after the signature; trying again", "serial", rec.Serial, "try", try+1, "err", err)
+		i.log.WarnContext(ctx, "store unavailable after the signature; trying again", "serial", rec.Serial, "try", try+1, "err", err)
 		if i.sleep(ctx, backoff(try)) != nil {
 			return nil, err
 		}
@@ -807,12 +807,12 @@ func (i *Issuer) abandon(rec *store.Record, note string) {
 	rec.Note = truncate(note, 512)
 	rec.Updated = i.now()
 	if err := i.store.Update(ctx, rec, store.StatusPending); err != nil {
-		i.log.Warn("abandoning pending record failed; the sweeper will report it", "serial", rec.Serial, "err", err)
+		i.log.WarnContext(ctx, "abandoning pending record failed; the sweeper will report it", "serial", rec.Serial, "err", err)
 	}
 }
 
 // prepare builds and lints the certificate for serial and the pending record that describes it.
-func (i *Issuer) prepare(req *Request, serial *big.Int, sk subjectKey, now time.Time) (*lint.Planned, *store.Record, error) {
+func (i *Issuer) prepare(ctx context.Context, req *Request, serial *big.Int, sk subjectKey, now time.Time) (*lint.Planned, *store.Record, error) {
 	tmpl, err := i.buildTemplate(req.Checked, req.Profile, serial, sk.id, now, req.NotAfterCap)
 	if err != nil {
 		return nil, nil, err
@@ -824,11 +824,11 @@ func (i *Issuer) prepare(req *Request, serial *big.Int, sk subjectKey, now time.
 		// A name the CA certificate may not certify (RFC 5280 §4.2.1.10): the profile is wider than the CA. A
 		// refusal like policy's, answered as one (SCEP badRequest, 400 problem+json, Intune "policy rejected"),
 		// before any record or key operation.
-		i.log.Warn("lint refused certificate: name constraints", "err", err, "endpoint", req.Endpoint)
+		i.log.WarnContext(ctx, "lint refused certificate: name constraints", "err", err, "endpoint", req.Endpoint)
 		return nil, nil, fmt.Errorf("linting planned certificate: %w", &policy.Rejection{Code: policy.CodeNameConstraints, Detail: nc.Detail})
 	}
 	if err != nil {
-		i.log.Error("lint refused certificate", "err", err, "endpoint", req.Endpoint)
+		i.log.ErrorContext(ctx, "lint refused certificate", "err", err, "endpoint", req.Endpoint)
 		return nil, nil, fmt.Errorf("linting planned certificate: %w", err)
 	}
 	return plan, i.newRecord(req, tmpl, plan, sk.hash, now), nil

@@ -29,17 +29,17 @@ func RevokeAudited(ctx context.Context, st store.Store, log *slog.Logger, serial
 	switch {
 	case rec != nil && rec.Status == store.StatusRevoked:
 		// The record's reason: after an interrupted revocation it is the first request's, which the CRL publishes.
-		log.Info("audit: certificate revoked", "serial", rec.Serial, "reason", ReasonName(rec.RevocationReason),
+		log.InfoContext(ctx, "audit: certificate revoked", "serial", rec.Serial, "reason", ReasonName(rec.RevocationReason),
 			"by", by, "comment", comment, "already_revoked", outcome == AlreadyRevoked,
 			"requested_reason", ReasonName(reason), "key_marked_compromised", marked != nil)
 	case marked != nil:
-		log.Warn("audit: key marked compromised", "serial", marked.Serial, "public_key", marked.PublicKey,
+		log.WarnContext(ctx, "audit: key marked compromised", "serial", marked.Serial, "public_key", marked.PublicKey,
 			"requested_reason", ReasonName(reason), "by", by, "comment", comment, "revoked", false, "err", err)
 	case err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, ErrNotRevocable):
 		// Its index entry, which the CRL publishes, may be written already; the record is then completed by a retry
 		// or, if none comes, by the hourly sweep, which records itself as the revoker. Either way this line is what
 		// names who asked for a revocation that may be in force, and why.
-		log.Warn("audit: revocation failed", "serial", store.NormalizeSerial(serial), "requested_reason",
+		log.WarnContext(ctx, "audit: revocation failed", "serial", store.NormalizeSerial(serial), "requested_reason",
 			ReasonName(reason), "by", by, "comment", comment, "err", err)
 	}
 	return outcome, rec, err

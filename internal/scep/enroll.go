@@ -70,7 +70,7 @@ func (s *Server) handle(ctx context.Context, e *Endpoint, msg *PKIMessage, clien
 		// one — the envelope is tried again whenever the RA in memory is not the one it was first tried with.
 		if s.mayRefreshRA() {
 			if _, rerr := s.refreshRA(ctx); rerr != nil {
-				s.log.Warn("re-reading the RA after an envelope no RA opened failed", "err", rerr)
+				s.log.WarnContext(ctx, "re-reading the RA after an envelope no RA opened failed", "err", rerr)
 			}
 		}
 		if cur, ckey, ierr := s.identity(e); ierr == nil && !cur.Equal(cert) {
@@ -206,7 +206,7 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 		!errors.Is(err, issuance.ErrInProgress) {
 		// Issuance failed after a successful validation: tell Intune (its console shows the reason).
 		if nerr := s.intune.NotifyFailure(context.WithoutCancel(ctx), msg.TransactionID, csr.Raw, err); nerr != nil {
-			s.log.Warn("intune failure notification failed", "transaction_id", msg.TransactionID, "err", nerr)
+			s.log.WarnContext(ctx, "intune failure notification failed", "transaction_id", msg.TransactionID, "err", nerr)
 		}
 	}
 	out := s.issued(res, err)

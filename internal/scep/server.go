@@ -287,11 +287,11 @@ func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoin
 		if d := s.limit.Allow(client); !d.OK {
 			w.Header().Set("Retry-After", fmt.Sprint(d.RetryAfterSeconds()))
 			if d.Global {
-				s.log.Debug("scep instance over its rate limit", "endpoint", e.Name, "client", client)
+				s.log.DebugContext(r.Context(), "scep instance over its rate limit", "endpoint", e.Name, "client", client)
 				plainError(w, http.StatusServiceUnavailable, "too many requests to this instance, retry later")
 				return
 			}
-			s.log.Debug("scep client over its rate limit", "endpoint", e.Name, "client", client)
+			s.log.DebugContext(r.Context(), "scep client over its rate limit", "endpoint", e.Name, "client", client)
 			plainError(w, http.StatusTooManyRequests, "too many requests, retry later")
 			return
 		}
@@ -307,7 +307,7 @@ func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoin
 		}
 		b, err := httpx.ReadBody(w, r, httpx.MaxBody)
 		if errors.Is(err, httpx.ErrTooLarge) {
-			s.log.Warn("scep body over cap", "endpoint", e.Name, "content_length", r.ContentLength)
+			s.log.WarnContext(r.Context(), "scep body over cap", "endpoint", e.Name, "content_length", r.ContentLength)
 			plainError(w, http.StatusRequestEntityTooLarge, "message too large")
 			return
 		}
@@ -320,7 +320,7 @@ func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoin
 		// The same cap as a POST body, on the decoded message; the query is bounded first, before any decoding, by
 		// the longest way a message under the cap can be written.
 		if len(r.URL.RawQuery) > maxGETQuery {
-			s.log.Warn("scep query over cap", "endpoint", e.Name, "query_length", len(r.URL.RawQuery))
+			s.log.WarnContext(r.Context(), "scep query over cap", "endpoint", e.Name, "query_length", len(r.URL.RawQuery))
 			plainError(w, http.StatusRequestEntityTooLarge, "message too large")
 			return
 		}
@@ -330,7 +330,7 @@ func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoin
 			return
 		}
 		if len(b) > httpx.MaxBody {
-			s.log.Warn("scep message over cap", "endpoint", e.Name, "message_length", len(b))
+			s.log.WarnContext(r.Context(), "scep message over cap", "endpoint", e.Name, "message_length", len(b))
 			plainError(w, http.StatusRequestEntityTooLarge, "message too large")
 			return
 		}
@@ -345,7 +345,7 @@ func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoin
 	}
 	msg, err := ParsePKIMessage(der)
 	if err != nil {
-		s.log.Info("scep message rejected", "endpoint", e.Name, "err", err)
+		s.log.InfoContext(r.Context(), "scep message rejected", "endpoint", e.Name, "err", err)
 		plainError(w, http.StatusBadRequest, "malformed PKIMessage")
 		return
 	}
@@ -353,7 +353,7 @@ func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoin
 		// No CertRep: signing one may be a Key Vault operation (the CA key signs CertReps in CA mode and on
 		// cacert=single endpoints), and a message nobody signed must cost nothing. Its transaction ID and nonce
 		// are unauthenticated anyway.
-		s.log.Info("scep message rejected", "endpoint", e.Name, "err", "outer signature does not verify")
+		s.log.InfoContext(r.Context(), "scep message rejected", "endpoint", e.Name, "err", "outer signature does not verify")
 		plainError(w, http.StatusBadRequest, "message signature does not verify")
 		return
 	}
@@ -362,7 +362,7 @@ func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoin
 	attrs := []any{"endpoint", e.Name, "transaction_id", msg.TransactionID, "message_type", string(msg.MessageType),
 		"duration_ms", s.now().Sub(start).Milliseconds()}
 	if out.unavailable > 0 {
-		s.log.Warn("scep dependency unavailable", append(attrs, "err", out.err)...)
+		s.log.WarnContext(r.Context(), "scep dependency unavailable", append(attrs, "err", out.err)...)
 		w.Header().Set("Retry-After", fmt.Sprint(int(out.unavailable.Seconds())))
 		plainError(w, http.StatusServiceUnavailable, "temporarily unavailable, retry later")
 		return
@@ -374,7 +374,7 @@ func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoin
 	if out.err != nil {
 		attrs = append(attrs, "reason", out.err.Error())
 	}
-	s.log.Info("scep pkioperation", attrs...)
+	s.log.InfoContext(r.Context(), "scep pkioperation", attrs...)
 	var body []byte
 	if out.early != nil {
 		<-out.early.done
@@ -383,7 +383,7 @@ func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoin
 		body, err = s.certRep(e, msg, out)
 	}
 	if err != nil {
-		s.log.Error("building CertRep failed", "endpoint", e.Name, "transaction_id", msg.TransactionID, "err", err)
+		s.log.ErrorContext(r.Context(), "building CertRep failed", "endpoint", e.Name, "transaction_id", msg.TransactionID, "err", err)
 		if d, ok := httpx.Unavailable(err); ok {
 			w.Header().Set("Retry-After", fmt.Sprint(int(d.Seconds())))
 			plainError(w, http.StatusServiceUnavailable, "temporarily unavailable, retry later")
