@@ -672,6 +672,9 @@ const (
 	raMaintenanceTimeout = time.Minute
 	// interruptedSweepTimeout bounds the sweep for interrupted revocations; the next one goes on where it stopped.
 	interruptedSweepTimeout = time.Minute
+	// compromisedSweepTimeout bounds the revocation of the other certificates of keys reported compromised; the
+	// next run goes on with what is left.
+	compromisedSweepTimeout = 30 * time.Second
 	// crlRefreshTimeout bounds the CRL refresh: one read of the revocation index and at most one Key Vault
 	// signature.
 	crlRefreshTimeout = 30 * time.Second
@@ -683,11 +686,12 @@ const (
 // syncBudget is the revocation sync's Budget: what the timer's other steps and the run's own overrun
 // (revocation.Syncer.Overrun with the default Intune client) leave of functionTimeout.
 const syncBudget = timer.FunctionTimeout - timerMargin - raMaintenanceTimeout - interruptedSweepTimeout -
-	crlRefreshTimeout - pendingSweepReserve - revocation.DefaultUploadWorstCase - revocation.SyncStoreReserve
+	compromisedSweepTimeout - crlRefreshTimeout - pendingSweepReserve - revocation.DefaultUploadWorstCase - revocation.SyncStoreReserve
 
 // runSync is the hourly timer: RA maintenance, one Intune revocation cycle, the interrupted-revocation sweep, the
-// CRL refresh and the pending-record report, all under one deadline short of functionTimeout, so that the host never kills the
-// invocation (which would lose its Logs) and each step ends by its own bound rather than at the kill.
+// revocation of compromised keys' other certificates, the CRL refresh and the pending-record report, all under one
+// deadline short of functionTimeout, so that the host never kills the invocation (which would lose its Logs) and
+// each step ends by its own bound rather than at the kill.
 func (d *deps) runSync(ctx context.Context, info timer.Info) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timer.FunctionTimeout-timerMargin)
 	defer cancel()
@@ -731,6 +735,7 @@ func (d *deps) runSync(ctx context.Context, info timer.Info) ([]string, error) {
 		lines = append(lines, run.Errors...)
 	}
 	lines = append(lines, d.completeInterrupted(ctx)...)
+	lines = append(lines, d.revokeSiblings(ctx)...)
 	lines = append(lines, d.refreshCRL(ctx)...)
 	return append(lines, d.sweepPending(ctx)...), err
 }
@@ -784,6 +789,34 @@ func (d *deps) completeInterrupted(ctx context.Context) []string {
 	if err != nil {
 		d.log.Warn("interrupted-revocation sweep failed", "err", err)
 		lines = append(lines, "interrupted-revocation sweep failed: "+err.Error())
+	}
+	return lines
+}
+
+// revokeSiblings revokes, for keyCompromise, the other certificates of the keys reported compromised in the last
+// revocation.SiblingWindow: the report came with one certificate, the key is stolen for all of them.
+func (d *deps) revokeSiblings(ctx context.Context) []string {
+	ctx, cancel := context.WithTimeout(ctx, compromisedSweepTimeout)
+	defer cancel()
+	now := time.Now()
+	done, err := revocation.RevokeSiblings(ctx, d.store, now.Add(-revocation.SiblingWindow), now)
+	var serials []string
+	for _, rec := range done {
+		serials = append(serials, rec.Serial)
+		d.log.Warn("revoked a certificate whose key was reported compromised", "serial", rec.Serial,
+			"subject", rec.Subject, "reference", rec.RevocationRef)
+	}
+	var lines []string
+	if len(done) > 0 {
+		if d.onRevoked != nil {
+			d.onRevoked(serials)
+		}
+		lines = append(lines, fmt.Sprintf("revoked %d certificates whose key was reported compromised: %s", len(done),
+			firstSerials(serials)))
+	}
+	if err != nil {
+		d.log.Warn("compromised-key sweep failed", "err", err)
+		lines = append(lines, "compromised-key sweep failed: "+err.Error())
 	}
 	return lines
 }

@@ -174,8 +174,11 @@ type Query struct {
 	// DeviceID matches a record's device ID as given, in lower case or in upper case (DeviceIDForms): GUIDs are
 	// written either way (the Intune portal shows them in lower case, Windows in upper case), and records kept the
 	// case their CSR had before device IDs were recorded in lower case.
-	DeviceID     string
-	Requester    string
+	DeviceID  string
+	Requester string
+	// PublicKey is the record's public-key hash (KeyHash), matched exactly: the certificates a compromised key
+	// reaches.
+	PublicKey    string
 	Endpoint     string // SCEP endpoint name or REST profile name
 	Source       string // SourceSCEP or SourceAPI
 	Status       Status

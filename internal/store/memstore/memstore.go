@@ -312,6 +312,9 @@ func matches(r *store.Record, q *store.Query, subject string) bool {
 	if q.Requester != "" && r.Requester != q.Requester {
 		return false
 	}
+	if q.PublicKey != "" && r.PublicKey != q.PublicKey {
+		return false
+	}
 	if !q.Since.IsZero() && r.Created.Before(normTime(q.Since)) {
 		return false
 	}

@@ -519,6 +519,7 @@ func testSearchFilters(t *testing.T, s store.Store) {
 		r := FullRecord(NewSerial())
 		r.Subject, r.DeviceID, r.Requester = sp.subject, sp.device, sp.requester
 		r.Source, r.Endpoint, r.SANs = sp.source, sp.endpoint, sp.sans
+		r.PublicKey = fmt.Sprintf("%064x", i%2) // two keys: records 0, 2, 4 share one, 1 and 3 the other
 		r.Created = base.Add(time.Duration(i) * time.Hour)
 		mustInsert(t, s, r)
 		switch sp.status {
@@ -556,6 +557,9 @@ func testSearchFilters(t *testing.T, s store.Store) {
 		{"source", store.Query{Source: store.SourceAPI}, []int{0, 4}},
 		{"source endpoint injection", store.Query{Endpoint: "x' or Endpoint ne 'x"}, nil},
 		{"name and source", store.Query{Name: "acme", Source: store.SourceSCEP}, []int{1, 3}},
+		{"public key", store.Query{PublicKey: fmt.Sprintf("%064x", 1)}, []int{1, 3}},
+		{"public key and status", store.Query{PublicKey: fmt.Sprintf("%064x", 0), Status: store.StatusRevoked}, []int{2}},
+		{"public key injection", store.Query{PublicKey: "x' or PublicKey ne 'x"}, nil},
 	}
 	for _, tc := range cases {
 		var want []string

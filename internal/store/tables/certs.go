@@ -278,6 +278,9 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]*store.Record, str
 	if q.Requester != "" {
 		clauses = append(clauses, "Requester eq "+quote(q.Requester))
 	}
+	if q.PublicKey != "" {
+		clauses = append(clauses, "PublicKey eq "+quote(q.PublicKey))
+	}
 	if q.Endpoint != "" {
 		clauses = append(clauses, "Endpoint eq "+quote(q.Endpoint))
 	}

@@ -1,0 +1,78 @@
+package revocation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/azscep/azscep/internal/store"
+)
+
+// SiblingWindow is how long after a key is reported compromised the hourly sweep looks for other certificates
+// of that key (RevokeSiblings). One sweep after the report is enough for the certificates made before it; the
+// window covers sweeps that failed, and a certificate an instance issued in the seconds before it saw the mark.
+const SiblingWindow = 7 * 24 * time.Hour
+
+// SiblingsBy is the revoker a sibling revocation records.
+const SiblingsBy = "key-compromise"
+
+// siblingPage is how many records one search page of a key's certificates asks for.
+const siblingPage = 200
+
+// RevokeSiblings revokes, for keyCompromise, every certificate not yet revoked whose key is one reported
+// compromised since since (a mark written by another certificate's keyCompromise revocation): a key reported stolen
+// is stolen for all its certificates, not only the one it was reported with, which is what relying parties are
+// told (RFC 5280 §5.3.1) and, like Boulder's bad-key revoker, the CA does not wait for each to be reported. Each
+// revocation records SiblingsBy and, as its reference, the certificate the key was reported with. It returns the
+// records it revoked, also when it stopped on an error (ctx ending, the store); the next call, idempotent, goes on.
+func RevokeSiblings(ctx context.Context, st store.Store, since, now time.Time) ([]*store.Record, error) {
+	marks, err := st.ListCompromised(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing compromised keys: %w", err)
+	}
+	var done []*store.Record
+	var errs []error
+	for _, m := range marks {
+		if m.MarkedAt.Before(since) {
+			continue
+		}
+		if err := revokeSiblingsOf(ctx, st, m, now, &done); err != nil {
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	return done, errors.Join(errs...)
+}
+
+// revokeSiblingsOf revokes the certificates of m's key that are not revoked yet, appending them to done.
+func revokeSiblingsOf(ctx context.Context, st store.Store, m store.CompromisedKey, now time.Time, done *[]*store.Record) error {
+	ref := fmt.Sprintf("key reported compromised with certificate %s", m.Serial)
+	q := store.Query{PublicKey: m.PublicKey, Limit: siblingPage}
+	for {
+		page, next, err := st.Search(ctx, q)
+		if err != nil {
+			return fmt.Errorf("searching the certificates of compromised key %s: %w", m.PublicKey, err)
+		}
+		for _, rec := range page {
+			if rec.Status == store.StatusRevoked || rec.PublicKey != m.PublicKey {
+				continue
+			}
+			outcome, got, err := Revoke(ctx, st, rec.Serial, store.KeyCompromise, SiblingsBy, ref, now)
+			switch {
+			case errors.Is(err, ErrNotRevocable):
+				// Nothing was signed for it (an abandoned record without a planned certificate).
+			case err != nil:
+				return fmt.Errorf("revoking %s, whose key was reported compromised with %s: %w", rec.Serial, m.Serial, err)
+			case NewlyRevoked(outcome, got):
+				*done = append(*done, got)
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		q.Continuation = next
+	}
+}
