@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/azscep/azscep/internal/config"
 	"github.com/azscep/azscep/internal/store/tables"
@@ -74,12 +75,14 @@ func backupCommand(ctx context.Context, cfg *config.Config, restore bool, args [
 		fmt.Fprintf(out, "restored: %s\nalready present: %s\n", inserted, present)
 		return err
 	}
-	// The whole backup or nothing under the name: a temporary file renamed once complete.
-	tmp := *file + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	// The whole backup or nothing under the name: a temporary file renamed once complete. A new one (mode 0600,
+	// O_EXCL), never a file or symbolic link already at a fixed name, which would keep its own mode or send the
+	// records elsewhere.
+	f, err := os.CreateTemp(filepath.Dir(*file), filepath.Base(*file)+".*.tmp")
 	if err != nil {
-		return err
+		return fmt.Errorf("backup not written: %w", err)
 	}
+	tmp := f.Name()
 	counts, err := ts.Backup(ctx, f)
 	if cerr := f.Close(); err == nil {
 		err = cerr

@@ -46,3 +46,29 @@ func TestAppConfigurationReferenceAdvice(t *testing.T) {
 		t.Errorf("advice for an App Configuration reference: %v", f)
 	}
 }
+
+// TestSpacedReferenceIsNotASecret: a reference spelt with spaces inside its name ("@ Microsoft.KeyVault(",
+// "@Microsoft .KeyVault(") is one App Service leaves verbatim, and it still reads like a reference whose text anyone
+// who knows the vault and secret names can send: it must not become the static challenge (README: "in any case or
+// spacing").
+func TestSpacedReferenceIsNotASecret(t *testing.T) {
+	for _, ref := range []string{
+		"@ Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/azscep-scep-static-challenge/)",
+		"@Microsoft .KeyVault(SecretUri=https://kv.vault.azure.net/secrets/azscep-scep-static-challenge/)",
+		"@Microsoft. KeyVault(VaultName=kv;SecretName=azscep-scep-static-challenge)",
+		"@ microsoft . keyvault ( VaultName=kv;SecretName=azscep-scep-static-challenge )",
+	} {
+		c, err := Load(azureEnv("AZSCEP_SCEP_STATIC_SECRET=" + ref))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range c.Endpoints {
+			if e.Name == "static" && e.Secret != "" {
+				t.Errorf("static challenge = %q: a verbatim reference is the secret", e.Secret)
+			}
+		}
+		if c.Fault(EndpointFeature("static")) == nil {
+			t.Errorf("%q: the static endpoint serves; want it disabled, naming the setting", ref)
+		}
+	}
+}

@@ -40,8 +40,9 @@ func IsPlatformReference(v string) bool {
 	return platformReference.MatchString(strings.TrimSpace(strings.Trim(strings.TrimSpace(v), "\"'")))
 }
 
-// platformReference is "@Microsoft.<Name>(" in any case, with any spacing before the parenthesis.
-var platformReference = regexp.MustCompile(`(?i)^@microsoft\.[a-z]+\s*\(`)
+// platformReference is "@Microsoft.<Name>(" in any case, with any spacing between its parts: App Service resolves
+// none of the spaced spellings, so an operator's stray space would leave the reference's guessable text in place.
+var platformReference = regexp.MustCompile(`(?i)^@\s*microsoft\s*\.\s*[a-z]+\s*\(`)
 
 // ParseReference reads a Key Vault reference in either of App Service's forms, its name in any case and with any
 // spacing before the parenthesis.

@@ -1118,8 +1118,8 @@ func hasControl(s string) bool {
 	return false
 }
 
-// deviceIDShaped reports whether v reads as a GUID (8-4-4-4-12 hex digits, optionally in braces or with spaces
-// around it), the shape of an Entra or Intune device ID, or names one in the ID:<product>:GUID:<id> form. A common
+// deviceIDShaped reports whether v reads as a GUID (guidSpelling: in any spelling a common parser reads, with
+// spaces around it), the shape of an Entra or Intune device ID, or names one in the ID:<product>:GUID:<id> form. A common
 // name of that shape names a device to the relying parties that map certificates to devices (Intune SCEP profiles
 // write CN={{AAD_Device_ID}}, and network access servers look the CN up in Entra or Intune; self-service /api/csr
 // reads it so too), so only a door that authorizes device identities may issue it: Intune, which vouches for the
@@ -1139,11 +1139,36 @@ func deviceIDShaped(v string) bool {
 			break
 		}
 	}
-	v = strings.TrimSpace(v)
-	if len(v) == 38 && v[0] == '{' && v[37] == '}' {
-		v = v[1:37]
+	return guidSpelling(strings.TrimSpace(v))
+}
+
+// guidSpelling reports whether v is a GUID as the parsers relying parties use read one, not only in its hyphenated
+// form: Go's uuid.Parse takes 32 hex digits without hyphens, urn:uuid: before it, and any one character on either
+// side of the hyphenated form (meant for braces); .NET's Guid.Parse takes the 32 digits, braces and parentheses;
+// Python's UUID drops urn: and uuid:, the braces at the ends and every hyphen wherever it is. A device ID in any of
+// them names the device to a reader that parses it so.
+func guidSpelling(v string) bool {
+	if entra.IsGUID(v) || len(v) == 38 && entra.IsGUID(v[1:37]) {
+		return true
 	}
-	return entra.IsGUID(v)
+	if len(v) >= 9 && strings.EqualFold(v[:9], "urn:uuid:") {
+		v = v[9:]
+	} else if len(v) >= 5 && strings.EqualFold(v[:5], "uuid:") {
+		v = v[5:]
+	}
+	if len(v) >= 2 && (v[0] == '{' && v[len(v)-1] == '}' || v[0] == '(' && v[len(v)-1] == ')') {
+		v = v[1 : len(v)-1]
+	}
+	v = strings.ReplaceAll(v, "-", "")
+	if len(v) != 32 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 // hasBidiControl reports whether s holds one of Unicode's explicit directional formatting characters (UAX #9 §2:
