@@ -58,7 +58,7 @@ func revokeCommand(ctx context.Context, cfg *config.Config, log *slog.Logger, ar
 			return err
 		}
 	}
-	outcome, rec, err := revocation.RevokeAudited(ctx, st, log, *serial, reason, by, *comment, time.Now())
+	outcome, rec, err := revocation.RevokeAudited(ctx, st, log, *serial, reason, by, "", *comment, time.Now())
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, revocation.ErrNotRevocable):
 		return fmt.Errorf("no revocable certificate with serial %s: %w", *serial, err)

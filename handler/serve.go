@@ -824,12 +824,6 @@ func (d *deps) revokeSiblings(ctx context.Context) []string {
 // pendingReportAge is how old a pending record must be before the sweep reports it (the console's "stale").
 const pendingReportAge = admin.StalePendingAge
 
-// The messages of the pending report's log lines; the workbook's stale-pending panel lists the revocable ones only.
-const (
-	logStaleRevocable = "stale pending record: signature outcome unknown, revocable by serial"
-	logStaleUnused    = "stale pending record without a planned certificate: never used"
-)
-
 // sweepPending reports pending records older than pendingReportAge (reliability.md §5.1): the request that wrote
 // each died between its pending record and the issued update, so a certificate may have been signed. They are
 // never dropped; an operator revokes them by serial (POST /api/certificates/{serial}/revoke) if in doubt. A record
@@ -846,12 +840,12 @@ func (d *deps) sweepPending(ctx context.Context) []string {
 	for _, rec := range recs {
 		if len(rec.PlannedDER) == 0 {
 			unused = append(unused, rec.Serial)
-			d.log.Info(logStaleUnused, "serial", rec.Serial,
+			d.log.Info("stale pending record without a planned certificate: never used", "serial", rec.Serial,
 				"source", rec.Source, "created", rec.Created.UTC().Format(time.RFC3339))
 			continue
 		}
 		revocable = append(revocable, rec.Serial)
-		d.log.Warn(logStaleRevocable, "serial", rec.Serial,
+		d.log.Warn("stale pending record: signature outcome unknown, revocable by serial", "serial", rec.Serial,
 			"endpoint", rec.Endpoint, "created", rec.Created.UTC().Format(time.RFC3339))
 	}
 	var lines []string

@@ -526,8 +526,8 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, caller *entra.C
 	defer cancel()
 	// The client application is part of who acted: with several clients listed (or any), a revocation a
 	// consent-phished application made with an administrator's roles must be told apart from the administrator's own.
-	audit := h.cfg.Logger.With("client_app", caller.AppID)
-	outcome, rec, err := revocation.RevokeAudited(ctx, h.cfg.Store, audit, serial, reason, by, req.Comment, h.cfg.Now())
+	outcome, rec, err := revocation.RevokeAudited(ctx, h.cfg.Store, h.cfg.Logger, serial, reason, by, caller.AppID,
+		req.Comment, h.cfg.Now())
 	// Durable, even when only the final generation bump failed: tell this instance's caches now rather than after
 	// the admin's retry. Also when it was revoked already (an earlier call, another instance, Intune, the CLI): this
 	// call may have marked its key compromised just now, and bumped the generation in any case, and this instance

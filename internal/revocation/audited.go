@@ -22,25 +22,27 @@ const maxComment = 256
 // when on renewals signed by or asking for the key are refused. A call that marked the key but then failed before
 // the revocation was durable logs "audit: key marked compromised" instead, for the mark stands; one that failed
 // otherwise logs "audit: revocation failed" with who asked and why.
-func RevokeAudited(ctx context.Context, st store.Store, log *slog.Logger, serial string, reason int, by, comment string,
-	now time.Time) (Outcome, *store.Record, error) {
+//
+// clientApp is the client application through which by acted (an admin API token's), empty for the CLI.
+func RevokeAudited(ctx context.Context, st store.Store, log *slog.Logger, serial string, reason int, by, clientApp,
+	comment string, now time.Time) (Outcome, *store.Record, error) {
 	comment = truncate(comment, maxComment)
 	outcome, rec, marked, err := revoke(ctx, st, serial, reason, by, comment, now)
 	switch {
 	case rec != nil && rec.Status == store.StatusRevoked:
 		// The record's reason: after an interrupted revocation it is the first request's, which the CRL publishes.
 		log.InfoContext(ctx, "audit: certificate revoked", "serial", rec.Serial, "reason", ReasonName(rec.RevocationReason),
-			"by", by, "comment", comment, "already_revoked", outcome == AlreadyRevoked,
+			"by", by, "client_app", clientApp, "comment", comment, "already_revoked", outcome == AlreadyRevoked,
 			"requested_reason", ReasonName(reason), "key_marked_compromised", marked != nil)
 	case marked != nil:
 		log.WarnContext(ctx, "audit: key marked compromised", "serial", marked.Serial, "public_key", marked.PublicKey,
-			"requested_reason", ReasonName(reason), "by", by, "comment", comment, "revoked", false, "err", err)
+			"requested_reason", ReasonName(reason), "by", by, "client_app", clientApp, "comment", comment, "revoked", false, "err", err)
 	case err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, ErrNotRevocable):
 		// Its index entry, which the CRL publishes, may be written already; the record is then completed by a retry
 		// or, if none comes, by the hourly sweep, which records itself as the revoker. Either way this line is what
 		// names who asked for a revocation that may be in force, and why.
 		log.WarnContext(ctx, "audit: revocation failed", "serial", store.NormalizeSerial(serial), "requested_reason",
-			ReasonName(reason), "by", by, "comment", comment, "err", err)
+			ReasonName(reason), "by", by, "client_app", clientApp, "comment", comment, "err", err)
 	}
 	return outcome, rec, err
 }

@@ -28,7 +28,7 @@ func TestAuditedKeyCompromiseOfIntuneRevocation(t *testing.T) {
 		logs := &testca.LogBuffer{}
 		log := slog.New(slog.NewJSONHandler(logs, nil))
 		const by = "admin:sec@contoso.com"
-		out, _, err := revocation.RevokeAudited(ctx, f.backend, log, rec.Serial, store.KeyCompromise, by, "device stolen", f.clock.Now())
+		out, _, err := revocation.RevokeAudited(ctx, f.backend, log, rec.Serial, store.KeyCompromise, by, "", "device stolen", f.clock.Now())
 		if err != nil || out != revocation.AlreadyRevoked {
 			t.Fatalf("RevokeAudited = %v, %v; want AlreadyRevoked", out, err)
 		}
@@ -47,7 +47,7 @@ func TestAuditedKeyCompromiseOfIntuneRevocation(t *testing.T) {
 		}
 
 		// Again: the key was marked already, by the first call.
-		if _, _, err := revocation.RevokeAudited(ctx, f.backend, log, rec.Serial, store.KeyCompromise, "cli:other", "", f.clock.Now()); err != nil {
+		if _, _, err := revocation.RevokeAudited(ctx, f.backend, log, rec.Serial, store.KeyCompromise, "cli:other", "", "", f.clock.Now()); err != nil {
 			t.Fatal(err)
 		}
 		lines = logs.Records("audit: certificate revoked")
@@ -75,7 +75,7 @@ func TestAuditedRevocationSaysWhatItMarked(t *testing.T) {
 		{other.Serial, 4, false},
 		{f.issue(t, 1)[0].Serial, store.KeyCompromise, true},
 	} {
-		out, _, err := revocation.RevokeAudited(t.Context(), f.backend, log, tc.serial, tc.reason, "admin:alice", "", f.clock.Now())
+		out, _, err := revocation.RevokeAudited(t.Context(), f.backend, log, tc.serial, tc.reason, "admin:alice", "", "", f.clock.Now())
 		if err != nil || out != revocation.Revoked {
 			t.Fatalf("RevokeAudited(%s, %d) = %v, %v", tc.serial, tc.reason, out, err)
 		}
@@ -103,7 +103,7 @@ func TestAuditedKeyMarkOfFailedRevocation(t *testing.T) {
 	ctx := t.Context()
 	boom := errors.New("index unavailable")
 	f.faults.FailMethod(storetest.MethodAddRevoked, boom)
-	_, got, err := revocation.RevokeAudited(ctx, f.faults, log, rec.Serial, store.KeyCompromise, "cli:bob", "lost laptop", f.clock.Now())
+	_, got, err := revocation.RevokeAudited(ctx, f.faults, log, rec.Serial, store.KeyCompromise, "cli:bob", "", "lost laptop", f.clock.Now())
 	if !errors.Is(err, boom) || got != nil {
 		t.Fatalf("RevokeAudited with the index failing = %+v, %v; want %v", got, err, boom)
 	}
@@ -127,7 +127,7 @@ func TestAuditedKeyMarkOfFailedRevocation(t *testing.T) {
 	}
 
 	f.faults.Clear()
-	if out, _, err := revocation.RevokeAudited(ctx, f.faults, log, rec.Serial, store.KeyCompromise, "cli:bob", "", f.clock.Now()); err != nil || out != revocation.Revoked {
+	if out, _, err := revocation.RevokeAudited(ctx, f.faults, log, rec.Serial, store.KeyCompromise, "cli:bob", "", "", f.clock.Now()); err != nil || out != revocation.Revoked {
 		t.Fatalf("retry = %v, %v", out, err)
 	}
 	revoked := logs.Records("audit: certificate revoked")
@@ -157,7 +157,7 @@ func TestAuditedKeyCompromiseOfRevokedCertificateWhoseLastWritesFail(t *testing.
 			boom := errors.New("store unavailable")
 			f.faults.FailMethod(failing, boom)
 			out, got, err := revocation.RevokeAudited(t.Context(), f.faults, slog.New(slog.NewJSONHandler(logs, nil)),
-				rec.Serial, store.KeyCompromise, "admin:a", "", f.clock.Now())
+				rec.Serial, store.KeyCompromise, "admin:a", "", "", f.clock.Now())
 			if !errors.Is(err, boom) || out != revocation.AlreadyRevoked || got == nil || got.Status != store.StatusRevoked {
 				t.Fatalf("RevokeAudited = %v, %+v, %v; want AlreadyRevoked, the revoked record and the error", out, got, err)
 			}
