@@ -530,6 +530,12 @@ func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, acct *e
 		if errors.Is(err, entra.ErrInvalidID) {
 			return "", forbid(CodeNotOwner, "the device is not one you own")
 		}
+		var budget *entra.LookupBudgetError
+		if errors.As(err, &budget) {
+			// This caller's own device lookups, not Graph, are the limit: a 503 would tell them Graph is down.
+			return "", &httpx.Problem{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
+				Detail: "too many device lookups from this caller", RetryAfter: max(budget.RetryAfter, time.Second)}
+		}
 		if err != nil {
 			return "", fmt.Errorf("checking device ownership: %w", err)
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"golang.org/x/time/rate"
 
 	"github.com/azscep/azscep/internal/ctxtime"
 	"github.com/azscep/azscep/internal/transport"
@@ -33,6 +34,14 @@ const (
 	maxGraphBodyBytes       = 1 << 20
 	maxGraphPages           = 5
 	graphTokenRefreshMargin = 5 * time.Minute
+)
+
+// DefaultDeviceLookupBurst and DefaultDeviceLookupInterval are a user's budget of device questions that reach Graph
+// (GraphConfig.DeviceLookupBurst): a user enrolling a few devices, and retrying now and then, never meets it; a token
+// naming random device IDs at the endpoint's request rate (5/s) gets 20 lookups and then 4 a minute.
+const (
+	DefaultDeviceLookupBurst    = 20
+	DefaultDeviceLookupInterval = 15 * time.Second
 )
 
 // ErrInvalidID reports a user object ID or device ID that is not a GUID. No
@@ -66,8 +75,18 @@ type GraphConfig struct {
 	// still be answered "owned" or "enabled".
 	PositiveTTL time.Duration
 	NegativeTTL time.Duration
-	// MaxCacheEntries bounds each answer cache (device answers, accounts).
+	// MaxCacheEntries bounds each answer cache (device answers, accounts), and how many users' device lookup
+	// budgets are kept.
 	MaxCacheEntries int
+	// DeviceLookupBurst and DeviceLookupInterval budget the device questions (Verdict, VerdictManaged) one user
+	// may send to Graph: DeviceLookupBurst at once, then one more every DeviceLookupInterval; answers from the
+	// cache cost nothing. A self-service caller chooses the device IDs and every unknown one misses the cache and
+	// costs up to two Graph calls, so without a budget one token naming random GUIDs could spend the app's Graph
+	// and Intune throttling allowance, and every user's device self-service would be answered 503. Over budget,
+	// a question is answered with a *LookupBudgetError and no Graph call. Defaults: DefaultDeviceLookupBurst,
+	// DefaultDeviceLookupInterval.
+	DeviceLookupBurst    int
+	DeviceLookupInterval time.Duration
 	// Clock is time.Now unless a test needs to move time.
 	Clock func() time.Time
 	// APIAppID is the API's application (client) ID. With it, an app-only token's roles are re-read too: the
@@ -93,6 +112,7 @@ type Directory struct {
 	token   azcore.AccessToken
 
 	owned    *ttlCache[ownershipKey, DeviceVerdict]
+	budgets  *ttlCache[string, *rate.Limiter] // device lookup budgets, by user object ID
 	accounts *ttlCache[string, Account]
 	roles    *ttlCache[string, []string]          // a principal's assigned API roles, by "app/" or "user/" and object ID
 	api      *ttlCache[string, map[string]string] // "": the API's role values by ID, and "" its object ID
@@ -179,6 +199,36 @@ type ownershipKey struct {
 	managed      bool
 }
 
+// LookupBudgetError answers a device question a user asked over their budget of Graph lookups
+// (GraphConfig.DeviceLookupBurst): no Graph call was made. It is the caller's doing, not Graph's, so it does not
+// wrap ErrUnavailable.
+type LookupBudgetError struct {
+	// RetryAfter is when the user's next lookup is allowed.
+	RetryAfter time.Duration
+}
+
+func (e *LookupBudgetError) Error() string {
+	return fmt.Sprintf("entra: too many device lookups for this user; next one in %s", e.RetryAfter)
+}
+
+// spend takes one device lookup from user's budget, or reports how long until one is available.
+func (d *Directory) spend(user string) (time.Duration, bool) {
+	now := d.cfg.Clock()
+	lim, ok := d.budgets.get(user)
+	if !ok {
+		lim = rate.NewLimiter(rate.Every(d.cfg.DeviceLookupInterval), d.cfg.DeviceLookupBurst)
+	}
+	res := lim.ReserveN(now, 1)
+	if wait := res.DelayFrom(now); wait > 0 {
+		res.CancelAt(now) // a refused lookup must not use up the one it waits for
+		return wait, false
+	}
+	// A budget untouched for as long as it takes to refill is full again, the same as a new one: it need be kept
+	// no longer than that.
+	d.budgets.put(user, lim, now, time.Duration(d.cfg.DeviceLookupBurst)*d.cfg.DeviceLookupInterval)
+	return 0, true
+}
+
 // DeviceVerdict is Directory's answer for one (user, device) question.
 type DeviceVerdict int
 
@@ -245,12 +295,19 @@ func NewDirectory(cfg GraphConfig) (*Directory, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	if cfg.DeviceLookupBurst <= 0 {
+		cfg.DeviceLookupBurst = DefaultDeviceLookupBurst
+	}
+	if cfg.DeviceLookupInterval <= 0 {
+		cfg.DeviceLookupInterval = DefaultDeviceLookupInterval
+	}
 	if cfg.APIAppID != "" && !isGUID(cfg.APIAppID) {
 		// It goes into an OData key literal: only a GUID's shape keeps that URL what it means.
 		return nil, fmt.Errorf("entra: GraphConfig.APIAppID %q is not a GUID", cfg.APIAppID)
 	}
 	return &Directory{cfg: cfg, base: base,
 		owned:    newTTLCache[ownershipKey, DeviceVerdict](cfg.MaxCacheEntries, cfg.Clock),
+		budgets:  newTTLCache[string, *rate.Limiter](cfg.MaxCacheEntries, cfg.Clock),
 		accounts: newTTLCache[string, Account](cfg.MaxCacheEntries, cfg.Clock),
 		roles:    newTTLCache[string, []string](cfg.MaxCacheEntries, cfg.Clock),
 		api:      newTTLCache[string, map[string]string](1, cfg.Clock), refused: map[string]Refusal{}}, nil
@@ -293,7 +350,9 @@ func (d *Directory) OwnsManagedDevice(ctx context.Context, userObjectID, managed
 // body, a device answer without accountEnabled) is an error wrapping
 // ErrUnavailable, never DeviceOwned. Answers are cached per (user, device),
 // DeviceOwned for PositiveTTL and the others for NegativeTTL; errors are not
-// cached.
+// cached. A question the cache does not answer spends one of the user's
+// device lookups (GraphConfig.DeviceLookupBurst); with none left it is a
+// *LookupBudgetError, and Graph is not asked.
 //
 // Because step 1 comes first, an Entra device whose deviceId equals someone
 // else's managed-device ID answers for that ID here. Use VerdictManaged when
@@ -331,6 +390,9 @@ func (d *Directory) verdict(ctx context.Context, userObjectID, deviceID string, 
 	key := ownershipKey{user: normGUID(userObjectID), device: normGUID(deviceID), managed: managed}
 	if v, ok := d.owned.get(key); ok {
 		return v, nil
+	}
+	if wait, ok := d.spend(key.user); !ok {
+		return DeviceNotOwned, &LookupBudgetError{RetryAfter: wait}
 	}
 	asked := d.cfg.Clock()
 
