@@ -21,7 +21,7 @@ func gState(dev string) string {
 	return "/v1.0/devices(deviceId='" + dev + "')?$select=id,accountEnabled"
 }
 func gManaged(id string) string {
-	return "/v1.0/deviceManagement/managedDevices/" + id + "?$select=id,userId,azureADDeviceId"
+	return "/v1.0/deviceManagement/managedDevices/" + id + "?$select=id,userId,azureADDeviceId,managementState"
 }
 
 // graphCallsSince returns the device questions' Graph GETs after the first n requests, as "path?query". The

@@ -246,7 +246,24 @@ const (
 	// owner learns that the device is disabled: for anyone else a disabled
 	// device is DeviceNotOwned.
 	DeviceDisabled
+	// DeviceRetiring: the user owns the device, but Intune has been told to
+	// retire, wipe or delete it (managementState retireIssued, retirePending,
+	// retireFailed, wipeIssued, wipePending, wipeFailed or deletePending: see
+	// retiringStates). Until the device checks in, Intune and Graph still show
+	// it with its primary user and owners, so ownership alone must not grant a
+	// new certificate for a device its organisation is taking back. As for
+	// DeviceDisabled, only an owner learns it.
+	DeviceRetiring
 )
+
+// retiringStates are the Intune managementState values (Graph managedDevice,
+// enum managementState:
+// https://learn.microsoft.com/graph/api/resources/intune-devices-managementstate?view=graph-rest-1.0)
+// that say an administrator has ordered the device retired, wiped or deleted
+// and has not cancelled it (retireCanceled, wipeCanceled). A failed command
+// still stands for what the administrator wants: it is not a device to certify.
+var retiringStates = []string{"retireIssued", "retirePending", "retireFailed", "wipeIssued", "wipePending", "wipeFailed",
+	"deletePending"}
 
 func (v DeviceVerdict) String() string {
 	switch v {
@@ -254,6 +271,8 @@ func (v DeviceVerdict) String() string {
 		return "owned"
 	case DeviceDisabled:
 		return "disabled"
+	case DeviceRetiring:
+		return "retiring"
 	default:
 		return "not owned"
 	}
@@ -314,7 +333,7 @@ func NewDirectory(cfg GraphConfig) (*Directory, error) {
 }
 
 // OwnsDevice reports whether userObjectID owns deviceID and may have a
-// certificate for it: Verdict is DeviceOwned. A disabled device is not owned.
+// certificate for it: Verdict is DeviceOwned. A disabled or retiring device is not owned.
 func (d *Directory) OwnsDevice(ctx context.Context, userObjectID, deviceID string) (bool, error) {
 	v, err := d.Verdict(ctx, userObjectID, deviceID)
 	return v == DeviceOwned, err
@@ -336,7 +355,9 @@ func (d *Directory) OwnsManagedDevice(ctx context.Context, userObjectID, managed
 //     user must be a registered owner;
 //  2. if no such Entra device: GET /v1.0/deviceManagement/managedDevices/{id}
 //     — the user must be the Intune primary user (userId) or a registered
-//     owner of the device's azureADDeviceId (step 1 for that ID);
+//     owner of the device's azureADDeviceId (step 1 for that ID), and an
+//     owner's device that Intune is retiring, wiping or deleting
+//     (managementState) is DeviceRetiring;
 //  3. only when the user owns the device: GET
 //     /v1.0/devices(deviceId='{id}')?$select=id,accountEnabled for the Entra
 //     device that granted ownership (for a primary user, the managed device's
@@ -367,10 +388,12 @@ func (d *Directory) Verdict(ctx context.Context, userObjectID, deviceID string) 
 // This is the question for a certificate carrying IntuneDeviceId://<id>,
 // which relying parties read as an Intune managed-device ID.
 //
-//  1. GET /v1.0/deviceManagement/managedDevices/{id}?$select=id,userId,azureADDeviceId
+//  1. GET /v1.0/deviceManagement/managedDevices/{id}?$select=id,userId,azureADDeviceId,managementState
 //     — 404 is DeviceNotOwned; the user must be the Intune primary user
 //     (userId) or a registered owner of the device's azureADDeviceId
 //     (GET /v1.0/devices(deviceId='{azureADDeviceId}')/registeredOwners);
+//     an owner's device that Intune is retiring, wiping or deleting
+//     (managementState, see DeviceRetiring) is DeviceRetiring;
 //  2. only when the user owns it: accountEnabled of the Entra device
 //     azureADDeviceId, as in Verdict step 3 (false is DeviceDisabled; a
 //     primary user's managed device without an Entra device stays owned).
@@ -440,17 +463,22 @@ func (d *Directory) lookup(ctx context.Context, user, device string) (DeviceVerd
 // azureADDeviceId then has no Entra device to ask about).
 func (d *Directory) lookupManaged(ctx context.Context, user, device string, entraAbsent bool) (DeviceVerdict, error) {
 	var md struct {
-		ID              string `json:"id"`
-		UserID          string `json:"userId"`
-		AzureADDeviceID string `json:"azureADDeviceId"`
+		ID              string  `json:"id"`
+		UserID          string  `json:"userId"`
+		AzureADDeviceID string  `json:"azureADDeviceId"`
+		ManagementState *string `json:"managementState"`
 	}
-	found, err := d.getJSON(ctx, d.graphURL("v1.0/deviceManagement/managedDevices/"+device+"?$select=id,userId,azureADDeviceId"), &md)
+	found, err := d.getJSON(ctx, d.graphURL("v1.0/deviceManagement/managedDevices/"+device+
+		"?$select=id,userId,azureADDeviceId,managementState"), &md)
 	if err != nil || !found {
 		return DeviceNotOwned, err
 	}
 	aad := normGUID(md.AzureADDeviceID)
 	hasAAD := isGUID(aad) && aad != nilGUID && !(entraAbsent && aad == device)
 	if isGUID(md.UserID) && normGUID(md.UserID) == user {
+		if v, err := managementVerdict(md.ManagementState); v != DeviceOwned {
+			return v, err
+		}
 		if !hasAAD {
 			return DeviceOwned, nil
 		}
@@ -465,7 +493,23 @@ func (d *Directory) lookupManaged(ctx context.Context, user, device string, entr
 	if err != nil || !found || !owners[user] {
 		return DeviceNotOwned, err
 	}
+	if v, err := managementVerdict(md.ManagementState); v != DeviceOwned {
+		return v, err
+	}
 	return d.enabled(ctx, aad, false)
+}
+
+// managementVerdict is what the managementState of a managed device the user owns says: DeviceRetiring for one
+// Intune is retiring, wiping or deleting, else DeviceOwned. An answer without the state is ErrUnavailable, as one
+// without accountEnabled is: never guess "managed". Only owners are told, so it is read only once ownership is known.
+func managementVerdict(state *string) (DeviceVerdict, error) {
+	switch {
+	case state == nil:
+		return DeviceNotOwned, fmt.Errorf("%w: Graph managedDevice answer has no managementState", ErrUnavailable)
+	case slices.Contains(retiringStates, *state):
+		return DeviceRetiring, nil
+	}
+	return DeviceOwned, nil
 }
 
 // enabled reads accountEnabled of the Entra device with the given deviceId

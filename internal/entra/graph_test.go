@@ -78,7 +78,7 @@ func stateCall(dev string) graphCall {
 }
 
 func managedCall(id string) graphCall {
-	return graphCall{"/v1.0/deviceManagement/managedDevices/" + id, "$select=id,userId,azureADDeviceId"}
+	return graphCall{"/v1.0/deviceManagement/managedDevices/" + id, "$select=id,userId,azureADDeviceId,managementState"}
 }
 
 // wantCalls asserts the exact Graph GETs made so far, each with the credential's token.

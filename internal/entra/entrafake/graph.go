@@ -43,8 +43,8 @@ const GraphScope = "https://graph.microsoft.com/.default"
 // userPrincipalName, accountEnabled, userType and
 // signInSessionsValidFromDateTime; a service principal's id, appId and
 // accountEnabled; a device's id, deviceId and
-// accountEnabled; a registered owner's id; a managed device's id, userId and
-// azureADDeviceId): a $select naming any other property, and any query option
+// accountEnabled; a registered owner's id; a managed device's id, userId,
+// azureADDeviceId and managementState): a $select naming any other property, and any query option
 // a route does not model ($expand, $top…), is a 400, and a $select is honoured
 // (only the selected properties come back), so a client that forgets to
 // select a property it reads does not get it. Without $select a user has only
@@ -99,6 +99,9 @@ type ManagedDevice struct {
 	ID              string
 	UserID          string
 	AzureADDeviceID string
+	// ManagementState is the managementState enum value ("managed", "retirePending", "wipeIssued"…); empty
+	// serves "managed", as Graph always answers one.
+	ManagementState string
 }
 
 // Fault is injected into every Graph response until cleared.
@@ -349,7 +352,27 @@ func (g *Graph) SetAccountEnabled(deviceID string, enabled bool) {
 func (g *Graph) AddManagedDevice(md ManagedDevice) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if md.ManagementState == "" {
+		md.ManagementState = "managed"
+	}
 	g.managed[strings.ToLower(md.ID)] = md
+}
+
+// SetManagementState sets a managed device's managementState, as Intune does when an administrator retires, wipes
+// or deletes it ("retireIssued", then "retirePending"…) or cancels that ("retireCanceled"). Like Graph, the fake
+// keeps the device's primary user meanwhile. An unknown id fails the test.
+func (g *Graph) SetManagementState(id, state string) {
+	g.tb.Helper()
+	g.mu.Lock()
+	md, ok := g.managed[strings.ToLower(id)]
+	if ok {
+		md.ManagementState = state
+		g.managed[strings.ToLower(id)] = md
+	}
+	g.mu.Unlock()
+	if !ok {
+		g.tb.Fatalf("entrafake: SetManagementState: no managed device %s", id)
+	}
 }
 
 // SetFault injects f into all following requests, or into those after the
@@ -385,7 +408,7 @@ var (
 	assignProps  = []string{"id", "principalId", "principalType", "resourceId", "appRoleId"}
 	deviceProps  = []string{"id", "deviceId", "accountEnabled"}
 	ownerProps   = []string{"id"}
-	managedProps = []string{"id", "userId", "azureADDeviceId"}
+	managedProps = []string{"id", "userId", "azureADDeviceId", "managementState"}
 )
 
 var (
@@ -491,7 +514,8 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		g.entity(w, "deviceManagement/managedDevices", sel,
-			project(map[string]any{"id": md.ID, "userId": md.UserID, "azureADDeviceId": md.AzureADDeviceID}, sel))
+			project(map[string]any{"id": md.ID, "userId": md.UserID, "azureADDeviceId": md.AzureADDeviceID,
+				"managementState": md.ManagementState}, sel))
 	default:
 		graphError(w, http.StatusBadRequest, "BadRequest", "Resource not found for the segment.")
 	}
