@@ -75,5 +75,5 @@ func TestSelfServiceUnknownDevicesGraphCost(t *testing.T) {
 	if rec := e.record(e.wantCert(e.post(tok, ownDER))); rec.DeviceID != own {
 		t.Fatalf("record device ID = %q, want %q", rec.DeviceID, own)
 	}
-	e.wantGraphCalls(t, n, gOwners(own), gState(own))
+	e.wantGraphCalls(t, n, gOwners(own), gState(own), gBehind(own))
 }

@@ -20,6 +20,10 @@ func gOwners(dev string) string {
 func gState(dev string) string {
 	return "/v1.0/devices(deviceId='" + dev + "')?$select=id,accountEnabled"
 }
+func gBehind(dev string) string {
+	return "/v1.0/deviceManagement/managedDevices?$filter=azureADDeviceId%20eq%20%27" + dev +
+		"%27&$select=id,azureADDeviceId,managementState"
+}
 func gManaged(id string) string {
 	return "/v1.0/deviceManagement/managedDevices/" + id + "?$select=id,userId,azureADDeviceId,managementState"
 }
@@ -99,7 +103,7 @@ func TestSelfServiceIntuneURIIsManagedDeviceOnly(t *testing.T) {
 			if rec.DeviceID != dev {
 				t.Fatalf("record device ID = %q, want %q", rec.DeviceID, dev)
 			}
-			e.wantGraphCalls(t, n, gOwners(dev), gState(dev))
+			e.wantGraphCalls(t, n, gOwners(dev), gState(dev), gBehind(dev))
 		})
 	}
 }

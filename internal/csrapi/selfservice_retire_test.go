@@ -15,12 +15,12 @@ import (
 // (managementState retireIssued, retirePending, retireFailed, wipeIssued, wipePending, wipeFailed, deletePending)
 // gets no self-service certificate, although Intune still names the caller its primary user (or the caller is still
 // a registered owner of its Entra device, which stays enabled): 403 device_retiring, named by an IntuneDeviceId://
-// URI or by the managed-device ID in the CN. Someone else asking is told only device_not_owned. Nothing is signed
+// URI, by the managed-device ID in the CN, or by the ID of the Entra device behind it in the CN. Someone else asking is told only device_not_owned. Nothing is signed
 // or recorded; once the command is cancelled (and the short negative cache has expired) the same requests succeed.
 func TestSelfServiceRetiringDevice(t *testing.T) {
 	e := newEnv(t)
 	alice, bob := newUser("alice"), newUser("bob")
-	primaryID, _, ownerID, _ := e.managedDevices(alice.oid)
+	primaryID, _, ownerID, ownerAAD := e.managedDevices(alice.oid)
 	intuneOnly := entrafake.NewGUID()
 	e.graph.AddManagedDevice(entrafake.ManagedDevice{ID: intuneOnly, UserID: alice.oid})
 	devices := []string{primaryID, ownerID, intuneOnly}
@@ -35,6 +35,7 @@ func TestSelfServiceRetiringDevice(t *testing.T) {
 		{"CN, primary user", primaryID, o{Subject: cn(primaryID)}},
 		{"SAN URI and CN, registered owner of its Entra device", ownerID, o{Subject: cn(ownerID), URIs: []*url.URL{deviceURI(ownerID)}}},
 		{"CN, primary user, Intune only", intuneOnly, o{Subject: cn(intuneOnly)}},
+		{"CN = its Entra device ID, registered owner", ownerAAD, o{Subject: cn(ownerAAD)}},
 	}
 	ders := make([][]byte, len(cases))
 	for i, tc := range cases {

@@ -104,7 +104,8 @@ type GraphConfig struct {
 // its sessions revoked since the token was issued (Account; for an app-only
 // token, whether its service principal is enabled: ServicePrincipal), and whether
 // the user owns a device, for CSR.SelfService device certificates (a device an
-// administrator disabled in Entra is not owned). It is safe for concurrent use.
+// administrator disabled in Entra, or told Intune to retire, wipe or delete, is
+// not owned). It is safe for concurrent use.
 type Directory struct {
 	cfg     GraphConfig
 	base    *url.URL
@@ -163,7 +164,7 @@ func permissionFor(path string) string {
 		return "User.Read.All"
 	case strings.Contains(path, "/servicePrincipals"):
 		return "Application.Read.All"
-	case strings.Contains(path, "/deviceManagement/managedDevices/"):
+	case strings.Contains(path, "/deviceManagement/managedDevices"):
 		return "DeviceManagementManagedDevices.Read.All"
 	default:
 		return "Device.Read.All"
@@ -363,10 +364,14 @@ func (d *Directory) OwnsManagedDevice(ctx context.Context, userObjectID, managed
 //     device that granted ownership (for a primary user, the managed device's
 //     azureADDeviceId, if any) — accountEnabled=false is DeviceDisabled. A
 //     primary user's managed device without an Entra device (no
-//     azureADDeviceId, or 404) stays owned, as Intune-only devices have none.
+//     azureADDeviceId, or 404) stays owned, as Intune-only devices have none;
+//  4. only when an Entra device found in step 1 is owned and enabled: GET
+//     /v1.0/deviceManagement/managedDevices?$filter=azureADDeviceId eq '{id}'
+//     — a managed device behind it that Intune is retiring, wiping or
+//     deleting (managementState) is DeviceRetiring; none at all is fine.
 //
-// Step 3 runs only for owners, so unknown devices and other users' devices
-// cost no more Graph calls than before it existed. Unknown devices are
+// Steps 3 and 4 run only for owners, so unknown devices and other users'
+// devices cost no more Graph calls than before they existed. Unknown devices are
 // DeviceNotOwned. Any Graph failure (transport, 401/403, 429, 5xx, unreadable
 // body, a device answer without accountEnabled) is an error wrapping
 // ErrUnavailable, never DeviceOwned. Answers are cached per (user, device),
@@ -452,9 +457,57 @@ func (d *Directory) lookup(ctx context.Context, user, device string) (DeviceVerd
 		if !owners[user] {
 			return DeviceNotOwned, nil
 		}
-		return d.enabled(ctx, device, false)
+		v, err := d.enabled(ctx, device, false)
+		if err != nil || v != DeviceOwned {
+			return v, err
+		}
+		return d.managedBehind(ctx, device)
 	}
 	return d.lookupManaged(ctx, user, device, true)
+}
+
+// managedBehind is the verdict on an owned, enabled Entra device that Intune may manage: DeviceRetiring if a
+// managed device with that azureADDeviceId is being retired, wiped or deleted, else DeviceOwned (also when Intune
+// manages none: a device only registered or joined in Entra). Intune's list silently ignores a filter it does not
+// support and answers every device, so each answer's azureADDeviceId is compared here too, and a list longer than
+// maxGraphPages is ErrUnavailable rather than a guess.
+func (d *Directory) managedBehind(ctx context.Context, device string) (DeviceVerdict, error) {
+	next := d.graphURL("v1.0/deviceManagement/managedDevices?$filter=" +
+		url.PathEscape("azureADDeviceId eq '"+device+"'") + "&$select=id,azureADDeviceId,managementState")
+	for page := 0; next != ""; page++ {
+		if page == maxGraphPages {
+			return DeviceNotOwned, fmt.Errorf("%w: Graph managedDevices: more than %d pages", ErrUnavailable, maxGraphPages)
+		}
+		var resp struct {
+			Value []struct {
+				AzureADDeviceID string  `json:"azureADDeviceId"`
+				ManagementState *string `json:"managementState"`
+			} `json:"value"`
+			NextLink string `json:"@odata.nextLink"`
+		}
+		found, err := d.getJSON(ctx, next, &resp)
+		if err != nil {
+			return DeviceNotOwned, err
+		}
+		if !found {
+			return DeviceNotOwned, fmt.Errorf("%w: Graph managedDevices list not found", ErrUnavailable)
+		}
+		for _, md := range resp.Value {
+			if normGUID(md.AzureADDeviceID) != device {
+				continue
+			}
+			if v, err := managementVerdict(md.ManagementState); v != DeviceOwned {
+				return v, err
+			}
+		}
+		next = resp.NextLink
+		if next != "" {
+			if err := d.sameOrigin(next); err != nil {
+				return DeviceNotOwned, err
+			}
+		}
+	}
+	return DeviceOwned, nil
 }
 
 // lookupManaged is VerdictManaged's question: does user own the Intune managed

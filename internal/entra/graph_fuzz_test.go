@@ -25,8 +25,8 @@ func (h hostOnly) RoundTrip(r *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(r)
 }
 
-// FuzzGraphVerdict answers the three Graph questions of an ownership check (registeredOwners, the managed device,
-// the Entra device's accountEnabled) with arbitrary bodies and statuses 200, 403 or 404, and asks both Verdict and
+// FuzzGraphVerdict answers the Graph questions of an ownership check (registeredOwners, the managed device or the
+// managed devices behind an Entra device, the Entra device's accountEnabled) with arbitrary bodies and statuses 200, 403 or 404, and asks both Verdict and
 // VerdictManaged. Whatever Graph says: a refusal is ErrUnavailable; no request (a nextLink included) goes to
 // another host; and DeviceOwned needs evidence: the user's object ID in an owners list or as the managed device's
 // userId, a device answer that says accountEnabled true (or no Entra device at all), and a managed device answer, if
@@ -43,6 +43,12 @@ func FuzzGraphVerdict(f *testing.F) {
 	f.Add(uint8(0), `{"value":[],"@odata.nextLink":"https://evil.example/v1.0/x"}`, `{}`, `{}`)
 	f.Add(uint8(0), `{"value":[],"@odata.nextLink":"/v1.0/devices"}`, `{}`, `{}`)
 	f.Add(uint8(2), `{"value":[{"id":"11111111-2222-3333-4444-555555555555"}]}`, `{}`, `{"accountEnabled":"true"}`)
+	f.Add(uint8(0), `{"value":[{"id":"11111111-2222-3333-4444-555555555555"}]}`,
+		`{"value":[{"azureADDeviceId":"aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee","managementState":"retirePending"}]}`, `{"accountEnabled":true}`)
+	f.Add(uint8(0), `{"value":[{"id":"11111111-2222-3333-4444-555555555555"}]}`,
+		`{"value":[{"azureADDeviceId":"aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"}]}`, `{"accountEnabled":true}`)
+	f.Add(uint8(0), `{"value":[{"id":"11111111-2222-3333-4444-555555555555"}]}`,
+		`{"value":[],"@odata.nextLink":"https://evil.example/v1.0/deviceManagement/managedDevices"}`, `{"accountEnabled":true}`)
 	f.Fuzz(func(t *testing.T, statuses uint8, owners, managed, dev string) {
 		status := func(shift uint) int {
 			return []int{http.StatusOK, http.StatusNotFound, http.StatusForbidden, http.StatusOK}[(statuses>>shift)&3]
@@ -56,6 +62,8 @@ func FuzzGraphVerdict(f *testing.F) {
 			case strings.Contains(r.URL.Path, "/managedDevices/"):
 				body, code = managed, status(2)
 				managedAsked.Store(true)
+			case strings.HasSuffix(r.URL.Path, "/managedDevices"):
+				body, code = managed, status(2)
 			default:
 				deviceAsked.Store(true)
 			}

@@ -67,7 +67,7 @@ func TestDeviceLookupBudget(t *testing.T) {
 	if !e.owns(t, user, dev) {
 		t.Fatal("owned device not owned once Graph answers")
 	}
-	if got := len(e.g.Requests()) - n; got != 2 {
-		t.Fatalf("Graph calls for the question that failed before = %d, want 2 (owners, state)", got)
+	if got := len(e.g.Requests()) - n; got != 3 {
+		t.Fatalf("Graph calls for the question that failed before = %d, want 3 (owners, state, managed device)", got)
 	}
 }

@@ -87,3 +87,43 @@ func TestVerdictManagedDeviceWithoutState(t *testing.T) {
 		t.Fatalf("stranger: verdict = (%v, %v), want not owned", v, err)
 	}
 }
+
+// TestVerdictRetiringEntraDevice: an owned, enabled Entra device named by its deviceId is DeviceRetiring when the
+// Intune managed device behind it (azureADDeviceId) is being retired, wiped or deleted, read from the managed
+// devices list after the owners and accountEnabled; an Entra device Intune does not manage, or manages normally,
+// stays owned. Each list answer's azureADDeviceId is checked, so a Graph that ignores the $filter and lists every
+// managed device neither lends another device's state nor hides this one's.
+func TestVerdictRetiringEntraDevice(t *testing.T) {
+	ctx := context.Background()
+	for _, ignoreFilter := range []bool{false, true} {
+		e := newGraphEnv(t)
+		e.g.IgnoreManagedDeviceFilter(ignoreFilter)
+		user := entrafake.NewGUID()
+		retiring, managed, unmanaged := entrafake.NewGUID(), entrafake.NewGUID(), entrafake.NewGUID()
+		for _, dev := range []string{retiring, managed, unmanaged} {
+			e.g.AddDevice(dev, user)
+		}
+		e.g.AddManagedDevice(entrafake.ManagedDevice{ID: entrafake.NewGUID(), UserID: user, AzureADDeviceID: retiring,
+			ManagementState: "wipePending"})
+		e.g.AddManagedDevice(entrafake.ManagedDevice{ID: entrafake.NewGUID(), UserID: user, AzureADDeviceID: managed})
+		for _, tc := range []struct {
+			dev  string
+			want entra.DeviceVerdict
+		}{{retiring, entra.DeviceRetiring}, {managed, entra.DeviceOwned}, {unmanaged, entra.DeviceOwned}} {
+			n := len(e.g.Requests())
+			if v, err := e.d.Verdict(ctx, user, tc.dev); v != tc.want || err != nil {
+				t.Fatalf("filter ignored %v: Verdict(%s) = (%v, %v), want %v", ignoreFilter, tc.dev, v, err, tc.want)
+			}
+			got := e.g.Requests()[n:]
+			want := []graphCall{ownersCall(tc.dev), stateCall(tc.dev), behindCall(tc.dev)}
+			for i := range want {
+				if len(got) != len(want) || got[i].Path != want[i].path || got[i].Query != want[i].query {
+					t.Fatalf("Graph calls = %+v, want %+v", got, want)
+				}
+			}
+		}
+		if v, err := e.d.Verdict(ctx, entrafake.NewGUID(), retiring); v != entra.DeviceNotOwned || err != nil {
+			t.Fatalf("stranger: verdict = (%v, %v), want not owned", v, err)
+		}
+	}
+}
