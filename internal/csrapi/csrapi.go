@@ -42,15 +42,16 @@ type Verifier interface {
 	Verify(ctx context.Context, authorization []string) (*entra.Caller, error)
 }
 
-// Ownership answers whether a user owns a device (an *entra.Directory in production).
+// Ownership answers whether a user owns a device, and if so whether it may be certified (an *entra.Directory in
+// production): only entra.DeviceOwned grants; the other verdicts say why not.
 type Ownership interface {
-	// OwnsDevice answers for a device ID that may be an Entra device ID or an Intune managed-device ID (Entra
+	// Verdict answers for a device ID that may be an Entra device ID or an Intune managed-device ID (Entra
 	// device first): the question for a device certificate named by its CN alone.
-	OwnsDevice(ctx context.Context, userObjectID, deviceID string) (bool, error)
-	// OwnsManagedDevice answers for the Intune managed device with this ID only, never an Entra device whose
+	Verdict(ctx context.Context, userObjectID, deviceID string) (entra.DeviceVerdict, error)
+	// VerdictManaged answers for the Intune managed device with this ID only, never an Entra device whose
 	// deviceId is the same GUID: the question for a certificate carrying IntuneDeviceId://<id>, which relying
 	// parties read as an Intune managed-device ID.
-	OwnsManagedDevice(ctx context.Context, userObjectID, managedDeviceID string) (bool, error)
+	VerdictManaged(ctx context.Context, userObjectID, managedDeviceID string) (entra.DeviceVerdict, error)
 }
 
 // Config wires a Handler.
@@ -141,6 +142,9 @@ const (
 	CodeSessionsRevoked = httpx.CodeSessionsRevoked
 	// CodeRoleRemoved: the user or application no longer holds the role its token carries and the request acts on.
 	CodeRoleRemoved = httpx.CodeRoleRemoved
+	// CodeDeviceRetiring: the caller owns the device, but an administrator has told Intune to retire, wipe or delete
+	// it.
+	CodeDeviceRetiring = "device_retiring"
 )
 
 // ServeHTTP rejects before spending: method, token, role and rate limit come before the body is read, and
@@ -520,20 +524,30 @@ func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, acct *e
 		if !entra.IsGUID(device) || h.cfg.Ownership == nil {
 			return "", forbid(CodeNotOwner, "the device is not one you own")
 		}
-		var owns bool
+		var v entra.DeviceVerdict
 		var err error
 		if managed {
-			owns, err = h.cfg.Ownership.OwnsManagedDevice(ctx, caller.ObjectID, device)
+			v, err = h.cfg.Ownership.VerdictManaged(ctx, caller.ObjectID, device)
 		} else {
-			owns, err = h.cfg.Ownership.OwnsDevice(ctx, caller.ObjectID, device)
+			v, err = h.cfg.Ownership.Verdict(ctx, caller.ObjectID, device)
 		}
 		if errors.Is(err, entra.ErrInvalidID) {
 			return "", forbid(CodeNotOwner, "the device is not one you own")
 		}
+		var budget *entra.LookupBudgetError
+		if errors.As(err, &budget) {
+			// This caller's own device lookups, not Graph, are the limit: a 503 would tell them Graph is down.
+			return "", &httpx.Problem{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
+				Detail: "too many device lookups from this caller", RetryAfter: max(budget.RetryAfter, time.Second)}
+		}
 		if err != nil {
 			return "", fmt.Errorf("checking device ownership: %w", err)
 		}
-		if !owns {
+		switch v {
+		case entra.DeviceOwned:
+		case entra.DeviceRetiring:
+			return "", forbid(CodeDeviceRetiring, "the device is being retired, wiped or deleted in Intune")
+		default:
 			return "", forbid(CodeNotOwner, "the device is not one you own")
 		}
 		return strings.ToLower(device), nil

@@ -20,8 +20,12 @@ func gOwners(dev string) string {
 func gState(dev string) string {
 	return "/v1.0/devices(deviceId='" + dev + "')?$select=id,accountEnabled"
 }
+func gBehind(dev string) string {
+	return "/v1.0/deviceManagement/managedDevices?$filter=azureADDeviceId%20eq%20%27" + dev +
+		"%27&$select=id,azureADDeviceId,managementState"
+}
 func gManaged(id string) string {
-	return "/v1.0/deviceManagement/managedDevices/" + id + "?$select=id,userId,azureADDeviceId"
+	return "/v1.0/deviceManagement/managedDevices/" + id + "?$select=id,userId,azureADDeviceId,managementState"
 }
 
 // graphCallsSince returns the device questions' Graph GETs after the first n requests, as "path?query". The
@@ -99,7 +103,7 @@ func TestSelfServiceIntuneURIIsManagedDeviceOnly(t *testing.T) {
 			if rec.DeviceID != dev {
 				t.Fatalf("record device ID = %q, want %q", rec.DeviceID, dev)
 			}
-			e.wantGraphCalls(t, n, gOwners(dev), gState(dev))
+			e.wantGraphCalls(t, n, gOwners(dev), gState(dev), gBehind(dev))
 		})
 	}
 }

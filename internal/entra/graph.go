@@ -18,6 +18,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"golang.org/x/time/rate"
 
 	"github.com/azscep/azscep/internal/ctxtime"
 	"github.com/azscep/azscep/internal/transport"
@@ -33,6 +34,14 @@ const (
 	maxGraphBodyBytes       = 1 << 20
 	maxGraphPages           = 5
 	graphTokenRefreshMargin = 5 * time.Minute
+)
+
+// DefaultDeviceLookupBurst and DefaultDeviceLookupInterval are a user's budget of device questions that reach Graph
+// (GraphConfig.DeviceLookupBurst): a user enrolling a few devices, and retrying now and then, never meets it; a token
+// naming random device IDs at the endpoint's request rate (5/s) gets 20 lookups and then 4 a minute.
+const (
+	DefaultDeviceLookupBurst    = 20
+	DefaultDeviceLookupInterval = 15 * time.Second
 )
 
 // ErrInvalidID reports a user object ID or device ID that is not a GUID. No
@@ -66,8 +75,18 @@ type GraphConfig struct {
 	// still be answered "owned" or "enabled".
 	PositiveTTL time.Duration
 	NegativeTTL time.Duration
-	// MaxCacheEntries bounds each answer cache (device answers, accounts).
+	// MaxCacheEntries bounds each answer cache (device answers, accounts), and how many users' device lookup
+	// budgets are kept.
 	MaxCacheEntries int
+	// DeviceLookupBurst and DeviceLookupInterval budget the device questions (Verdict, VerdictManaged) one user
+	// may send to Graph: DeviceLookupBurst at once, then one more every DeviceLookupInterval; answers from the
+	// cache cost nothing. A self-service caller chooses the device IDs and every unknown one misses the cache and
+	// costs up to two Graph calls, so without a budget one token naming random GUIDs could spend the app's Graph
+	// and Intune throttling allowance, and every user's device self-service would be answered 503. Over budget,
+	// a question is answered with a *LookupBudgetError and no Graph call. Defaults: DefaultDeviceLookupBurst,
+	// DefaultDeviceLookupInterval.
+	DeviceLookupBurst    int
+	DeviceLookupInterval time.Duration
 	// Clock is time.Now unless a test needs to move time.
 	Clock func() time.Time
 	// APIAppID is the API's application (client) ID. With it, an app-only token's roles are re-read too: the
@@ -85,7 +104,8 @@ type GraphConfig struct {
 // its sessions revoked since the token was issued (Account; for an app-only
 // token, whether its service principal is enabled: ServicePrincipal), and whether
 // the user owns a device, for CSR.SelfService device certificates (a device an
-// administrator disabled in Entra is not owned). It is safe for concurrent use.
+// administrator disabled in Entra, or told Intune to retire, wipe or delete, is
+// not owned). It is safe for concurrent use.
 type Directory struct {
 	cfg     GraphConfig
 	base    *url.URL
@@ -93,6 +113,7 @@ type Directory struct {
 	token   azcore.AccessToken
 
 	owned    *ttlCache[ownershipKey, DeviceVerdict]
+	budgets  *ttlCache[string, *rate.Limiter] // device lookup budgets, by user object ID
 	accounts *ttlCache[string, Account]
 	roles    *ttlCache[string, []string]          // a principal's assigned API roles, by "app/" or "user/" and object ID
 	api      *ttlCache[string, map[string]string] // "": the API's role values by ID, and "" its object ID
@@ -143,7 +164,7 @@ func permissionFor(path string) string {
 		return "User.Read.All"
 	case strings.Contains(path, "/servicePrincipals"):
 		return "Application.Read.All"
-	case strings.Contains(path, "/deviceManagement/managedDevices/"):
+	case strings.Contains(path, "/deviceManagement/managedDevices"):
 		return "DeviceManagementManagedDevices.Read.All"
 	default:
 		return "Device.Read.All"
@@ -179,6 +200,36 @@ type ownershipKey struct {
 	managed      bool
 }
 
+// LookupBudgetError answers a device question a user asked over their budget of Graph lookups
+// (GraphConfig.DeviceLookupBurst): no Graph call was made. It is the caller's doing, not Graph's, so it does not
+// wrap ErrUnavailable.
+type LookupBudgetError struct {
+	// RetryAfter is when the user's next lookup is allowed.
+	RetryAfter time.Duration
+}
+
+func (e *LookupBudgetError) Error() string {
+	return fmt.Sprintf("entra: too many device lookups for this user; next one in %s", e.RetryAfter)
+}
+
+// spend takes one device lookup from user's budget, or reports how long until one is available.
+func (d *Directory) spend(user string) (time.Duration, bool) {
+	now := d.cfg.Clock()
+	lim, ok := d.budgets.get(user)
+	if !ok {
+		lim = rate.NewLimiter(rate.Every(d.cfg.DeviceLookupInterval), d.cfg.DeviceLookupBurst)
+	}
+	res := lim.ReserveN(now, 1)
+	if wait := res.DelayFrom(now); wait > 0 {
+		res.CancelAt(now) // a refused lookup must not use up the one it waits for
+		return wait, false
+	}
+	// A budget untouched for as long as it takes to refill is full again, the same as a new one: it need be kept
+	// no longer than that.
+	d.budgets.put(user, lim, now, time.Duration(d.cfg.DeviceLookupBurst)*d.cfg.DeviceLookupInterval)
+	return 0, true
+}
+
 // DeviceVerdict is Directory's answer for one (user, device) question.
 type DeviceVerdict int
 
@@ -196,7 +247,24 @@ const (
 	// owner learns that the device is disabled: for anyone else a disabled
 	// device is DeviceNotOwned.
 	DeviceDisabled
+	// DeviceRetiring: the user owns the device, but Intune has been told to
+	// retire, wipe or delete it (managementState retireIssued, retirePending,
+	// retireFailed, wipeIssued, wipePending, wipeFailed or deletePending: see
+	// retiringStates). Until the device checks in, Intune and Graph still show
+	// it with its primary user and owners, so ownership alone must not grant a
+	// new certificate for a device its organisation is taking back. As for
+	// DeviceDisabled, only an owner learns it.
+	DeviceRetiring
 )
+
+// retiringStates are the Intune managementState values (Graph managedDevice,
+// enum managementState:
+// https://learn.microsoft.com/graph/api/resources/intune-devices-managementstate?view=graph-rest-1.0)
+// that say an administrator has ordered the device retired, wiped or deleted
+// and has not cancelled it (retireCanceled, wipeCanceled). A failed command
+// still stands for what the administrator wants: it is not a device to certify.
+var retiringStates = []string{"retireIssued", "retirePending", "retireFailed", "wipeIssued", "wipePending", "wipeFailed",
+	"deletePending"}
 
 func (v DeviceVerdict) String() string {
 	switch v {
@@ -204,6 +272,8 @@ func (v DeviceVerdict) String() string {
 		return "owned"
 	case DeviceDisabled:
 		return "disabled"
+	case DeviceRetiring:
+		return "retiring"
 	default:
 		return "not owned"
 	}
@@ -245,19 +315,26 @@ func NewDirectory(cfg GraphConfig) (*Directory, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	if cfg.DeviceLookupBurst <= 0 {
+		cfg.DeviceLookupBurst = DefaultDeviceLookupBurst
+	}
+	if cfg.DeviceLookupInterval <= 0 {
+		cfg.DeviceLookupInterval = DefaultDeviceLookupInterval
+	}
 	if cfg.APIAppID != "" && !isGUID(cfg.APIAppID) {
 		// It goes into an OData key literal: only a GUID's shape keeps that URL what it means.
 		return nil, fmt.Errorf("entra: GraphConfig.APIAppID %q is not a GUID", cfg.APIAppID)
 	}
 	return &Directory{cfg: cfg, base: base,
 		owned:    newTTLCache[ownershipKey, DeviceVerdict](cfg.MaxCacheEntries, cfg.Clock),
+		budgets:  newTTLCache[string, *rate.Limiter](cfg.MaxCacheEntries, cfg.Clock),
 		accounts: newTTLCache[string, Account](cfg.MaxCacheEntries, cfg.Clock),
 		roles:    newTTLCache[string, []string](cfg.MaxCacheEntries, cfg.Clock),
 		api:      newTTLCache[string, map[string]string](1, cfg.Clock), refused: map[string]Refusal{}}, nil
 }
 
 // OwnsDevice reports whether userObjectID owns deviceID and may have a
-// certificate for it: Verdict is DeviceOwned. A disabled device is not owned.
+// certificate for it: Verdict is DeviceOwned. A disabled or retiring device is not owned.
 func (d *Directory) OwnsDevice(ctx context.Context, userObjectID, deviceID string) (bool, error) {
 	v, err := d.Verdict(ctx, userObjectID, deviceID)
 	return v == DeviceOwned, err
@@ -279,21 +356,29 @@ func (d *Directory) OwnsManagedDevice(ctx context.Context, userObjectID, managed
 //     user must be a registered owner;
 //  2. if no such Entra device: GET /v1.0/deviceManagement/managedDevices/{id}
 //     — the user must be the Intune primary user (userId) or a registered
-//     owner of the device's azureADDeviceId (step 1 for that ID);
+//     owner of the device's azureADDeviceId (step 1 for that ID), and an
+//     owner's device that Intune is retiring, wiping or deleting
+//     (managementState) is DeviceRetiring;
 //  3. only when the user owns the device: GET
 //     /v1.0/devices(deviceId='{id}')?$select=id,accountEnabled for the Entra
 //     device that granted ownership (for a primary user, the managed device's
 //     azureADDeviceId, if any) — accountEnabled=false is DeviceDisabled. A
 //     primary user's managed device without an Entra device (no
-//     azureADDeviceId, or 404) stays owned, as Intune-only devices have none.
+//     azureADDeviceId, or 404) stays owned, as Intune-only devices have none;
+//  4. only when an Entra device found in step 1 is owned and enabled: GET
+//     /v1.0/deviceManagement/managedDevices?$filter=azureADDeviceId eq '{id}'
+//     — a managed device behind it that Intune is retiring, wiping or
+//     deleting (managementState) is DeviceRetiring; none at all is fine.
 //
-// Step 3 runs only for owners, so unknown devices and other users' devices
-// cost no more Graph calls than before it existed. Unknown devices are
+// Steps 3 and 4 run only for owners, so unknown devices and other users'
+// devices cost no more Graph calls than before they existed. Unknown devices are
 // DeviceNotOwned. Any Graph failure (transport, 401/403, 429, 5xx, unreadable
 // body, a device answer without accountEnabled) is an error wrapping
 // ErrUnavailable, never DeviceOwned. Answers are cached per (user, device),
 // DeviceOwned for PositiveTTL and the others for NegativeTTL; errors are not
-// cached.
+// cached. A question the cache does not answer spends one of the user's
+// device lookups (GraphConfig.DeviceLookupBurst); with none left it is a
+// *LookupBudgetError, and Graph is not asked.
 //
 // Because step 1 comes first, an Entra device whose deviceId equals someone
 // else's managed-device ID answers for that ID here. Use VerdictManaged when
@@ -308,10 +393,12 @@ func (d *Directory) Verdict(ctx context.Context, userObjectID, deviceID string) 
 // This is the question for a certificate carrying IntuneDeviceId://<id>,
 // which relying parties read as an Intune managed-device ID.
 //
-//  1. GET /v1.0/deviceManagement/managedDevices/{id}?$select=id,userId,azureADDeviceId
+//  1. GET /v1.0/deviceManagement/managedDevices/{id}?$select=id,userId,azureADDeviceId,managementState
 //     — 404 is DeviceNotOwned; the user must be the Intune primary user
 //     (userId) or a registered owner of the device's azureADDeviceId
 //     (GET /v1.0/devices(deviceId='{azureADDeviceId}')/registeredOwners);
+//     an owner's device that Intune is retiring, wiping or deleting
+//     (managementState, see DeviceRetiring) is DeviceRetiring;
 //  2. only when the user owns it: accountEnabled of the Entra device
 //     azureADDeviceId, as in Verdict step 3 (false is DeviceDisabled; a
 //     primary user's managed device without an Entra device stays owned).
@@ -331,6 +418,9 @@ func (d *Directory) verdict(ctx context.Context, userObjectID, deviceID string, 
 	key := ownershipKey{user: normGUID(userObjectID), device: normGUID(deviceID), managed: managed}
 	if v, ok := d.owned.get(key); ok {
 		return v, nil
+	}
+	if wait, ok := d.spend(key.user); !ok {
+		return DeviceNotOwned, &LookupBudgetError{RetryAfter: wait}
 	}
 	asked := d.cfg.Clock()
 
@@ -367,9 +457,57 @@ func (d *Directory) lookup(ctx context.Context, user, device string) (DeviceVerd
 		if !owners[user] {
 			return DeviceNotOwned, nil
 		}
-		return d.enabled(ctx, device, false)
+		v, err := d.enabled(ctx, device, false)
+		if err != nil || v != DeviceOwned {
+			return v, err
+		}
+		return d.managedBehind(ctx, device)
 	}
 	return d.lookupManaged(ctx, user, device, true)
+}
+
+// managedBehind is the verdict on an owned, enabled Entra device that Intune may manage: DeviceRetiring if a
+// managed device with that azureADDeviceId is being retired, wiped or deleted, else DeviceOwned (also when Intune
+// manages none: a device only registered or joined in Entra). Intune's list silently ignores a filter it does not
+// support and answers every device, so each answer's azureADDeviceId is compared here too, and a list longer than
+// maxGraphPages is ErrUnavailable rather than a guess.
+func (d *Directory) managedBehind(ctx context.Context, device string) (DeviceVerdict, error) {
+	next := d.graphURL("v1.0/deviceManagement/managedDevices?$filter=" +
+		url.PathEscape("azureADDeviceId eq '"+device+"'") + "&$select=id,azureADDeviceId,managementState")
+	for page := 0; next != ""; page++ {
+		if page == maxGraphPages {
+			return DeviceNotOwned, fmt.Errorf("%w: Graph managedDevices: more than %d pages", ErrUnavailable, maxGraphPages)
+		}
+		var resp struct {
+			Value []struct {
+				AzureADDeviceID string  `json:"azureADDeviceId"`
+				ManagementState *string `json:"managementState"`
+			} `json:"value"`
+			NextLink string `json:"@odata.nextLink"`
+		}
+		found, err := d.getJSON(ctx, next, &resp)
+		if err != nil {
+			return DeviceNotOwned, err
+		}
+		if !found {
+			return DeviceNotOwned, fmt.Errorf("%w: Graph managedDevices list not found", ErrUnavailable)
+		}
+		for _, md := range resp.Value {
+			if normGUID(md.AzureADDeviceID) != device {
+				continue
+			}
+			if v, err := managementVerdict(md.ManagementState); v != DeviceOwned {
+				return v, err
+			}
+		}
+		next = resp.NextLink
+		if next != "" {
+			if err := d.sameOrigin(next); err != nil {
+				return DeviceNotOwned, err
+			}
+		}
+	}
+	return DeviceOwned, nil
 }
 
 // lookupManaged is VerdictManaged's question: does user own the Intune managed
@@ -378,17 +516,22 @@ func (d *Directory) lookup(ctx context.Context, user, device string) (DeviceVerd
 // azureADDeviceId then has no Entra device to ask about).
 func (d *Directory) lookupManaged(ctx context.Context, user, device string, entraAbsent bool) (DeviceVerdict, error) {
 	var md struct {
-		ID              string `json:"id"`
-		UserID          string `json:"userId"`
-		AzureADDeviceID string `json:"azureADDeviceId"`
+		ID              string  `json:"id"`
+		UserID          string  `json:"userId"`
+		AzureADDeviceID string  `json:"azureADDeviceId"`
+		ManagementState *string `json:"managementState"`
 	}
-	found, err := d.getJSON(ctx, d.graphURL("v1.0/deviceManagement/managedDevices/"+device+"?$select=id,userId,azureADDeviceId"), &md)
+	found, err := d.getJSON(ctx, d.graphURL("v1.0/deviceManagement/managedDevices/"+device+
+		"?$select=id,userId,azureADDeviceId,managementState"), &md)
 	if err != nil || !found {
 		return DeviceNotOwned, err
 	}
 	aad := normGUID(md.AzureADDeviceID)
 	hasAAD := isGUID(aad) && aad != nilGUID && !(entraAbsent && aad == device)
 	if isGUID(md.UserID) && normGUID(md.UserID) == user {
+		if v, err := managementVerdict(md.ManagementState); v != DeviceOwned {
+			return v, err
+		}
 		if !hasAAD {
 			return DeviceOwned, nil
 		}
@@ -403,7 +546,23 @@ func (d *Directory) lookupManaged(ctx context.Context, user, device string, entr
 	if err != nil || !found || !owners[user] {
 		return DeviceNotOwned, err
 	}
+	if v, err := managementVerdict(md.ManagementState); v != DeviceOwned {
+		return v, err
+	}
 	return d.enabled(ctx, aad, false)
+}
+
+// managementVerdict is what the managementState of a managed device the user owns says: DeviceRetiring for one
+// Intune is retiring, wiping or deleting, else DeviceOwned. An answer without the state is ErrUnavailable, as one
+// without accountEnabled is: never guess "managed". Only owners are told, so it is read only once ownership is known.
+func managementVerdict(state *string) (DeviceVerdict, error) {
+	switch {
+	case state == nil:
+		return DeviceNotOwned, fmt.Errorf("%w: Graph managedDevice answer has no managementState", ErrUnavailable)
+	case slices.Contains(retiringStates, *state):
+		return DeviceRetiring, nil
+	}
+	return DeviceOwned, nil
 }
 
 // enabled reads accountEnabled of the Entra device with the given deviceId

@@ -43,7 +43,7 @@ func TestVerdictManagedIgnoresEntraDeviceID(t *testing.T) {
 		t.Fatal("Verdict no longer answers for an owned Entra device ID")
 	}
 	e.wantCalls(t, managedCall(lone), managedCall(squat), ownersCall(otherAAD),
-		ownersCall(lone), stateCall(lone), ownersCall(squat), stateCall(squat))
+		ownersCall(lone), stateCall(lone), behindCall(lone), ownersCall(squat), stateCall(squat), behindCall(squat))
 	// Both answers are now cached, and neither is taken for the other.
 	for _, id := range []string{lone, squat} {
 		if ok, err := e.d.OwnsManagedDevice(context.Background(), user, id); ok || err != nil {
@@ -53,8 +53,8 @@ func TestVerdictManagedIgnoresEntraDeviceID(t *testing.T) {
 			t.Fatalf("OwnsDevice(%s) changed", id)
 		}
 	}
-	if n := len(e.g.Requests()); n != 7 {
-		t.Fatalf("cached answers made Graph calls: %+v", e.g.Requests()[7:])
+	if n := len(e.g.Requests()); n != 9 {
+		t.Fatalf("cached answers made Graph calls: %+v", e.g.Requests()[9:])
 	}
 	// The other way round: a cached "owned" for the managed question does not answer the Entra-first one.
 	e2 := newGraphEnv(t)

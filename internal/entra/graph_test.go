@@ -60,7 +60,7 @@ func TestOwnsDeviceEntraDeviceID(t *testing.T) {
 	if !e.owns(t, user, strings.ToUpper(dev)) {
 		t.Fatal("registered owner not recognised")
 	}
-	e.wantCalls(t, ownersCall(dev), stateCall(dev))
+	e.wantCalls(t, ownersCall(dev), stateCall(dev), behindCall(dev))
 	if e.owns(t, other, dev) {
 		t.Fatal("non-owner allowed")
 	}
@@ -77,8 +77,14 @@ func stateCall(dev string) graphCall {
 	return graphCall{"/v1.0/devices(deviceId='" + dev + "')", "$select=id,accountEnabled"}
 }
 
+// behindCall is the managedDevices list read for the Intune managed device behind an owned Entra device.
+func behindCall(dev string) graphCall {
+	return graphCall{"/v1.0/deviceManagement/managedDevices",
+		"$filter=azureADDeviceId%20eq%20%27" + dev + "%27&$select=id,azureADDeviceId,managementState"}
+}
+
 func managedCall(id string) graphCall {
-	return graphCall{"/v1.0/deviceManagement/managedDevices/" + id, "$select=id,userId,azureADDeviceId"}
+	return graphCall{"/v1.0/deviceManagement/managedDevices/" + id, "$select=id,userId,azureADDeviceId,managementState"}
 }
 
 // wantCalls asserts the exact Graph GETs made so far, each with the credential's token.
@@ -144,8 +150,8 @@ func TestOwnsDevicePaging(t *testing.T) {
 	if !e.owns(t, user, dev) {
 		t.Fatal("owner on the third page not found")
 	}
-	if n := len(e.g.Requests()); n != 4 {
-		t.Fatalf("Graph calls = %d, want 3 pages and the device's state", n)
+	if n := len(e.g.Requests()); n != 5 {
+		t.Fatalf("Graph calls = %d, want 3 pages, the device's state and its managed device", n)
 	}
 }
 
@@ -212,8 +218,8 @@ func TestOwnsDeviceCache(t *testing.T) {
 	}
 	e.clock.Advance(entra.DefaultPositiveTTL)
 	e.owns(t, user, dev)
-	if got := len(e.g.Requests()); got != calls+3 {
-		t.Fatalf("after 5 min: %d new Graph calls, want 3 (negative entry, then owners and state)", got-calls)
+	if got := len(e.g.Requests()); got != calls+4 {
+		t.Fatalf("after 5 min: %d new Graph calls, want 4 (negative entry, then owners, state and managed device)", got-calls)
 	}
 	if e.cred.Calls() != 1 {
 		t.Fatalf("credential called %d times; the Graph token must be reused", e.cred.Calls())

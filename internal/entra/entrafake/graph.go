@@ -36,6 +36,7 @@ const GraphScope = "https://graph.microsoft.com/.default"
 //	GET /v1.0/devices/{objectId}
 //	GET /v1.0/devices?$filter=deviceId eq '{deviceId}'
 //	GET /v1.0/deviceManagement/managedDevices/{id}
+//	GET /v1.0/deviceManagement/managedDevices?$filter=azureADDeviceId eq '{deviceId}'
 //
 // It checks the bearer token issued by Credential, answers unknown objects
 // with Graph's 404 error shape, journals every request and can inject faults.
@@ -43,8 +44,8 @@ const GraphScope = "https://graph.microsoft.com/.default"
 // userPrincipalName, accountEnabled, userType and
 // signInSessionsValidFromDateTime; a service principal's id, appId and
 // accountEnabled; a device's id, deviceId and
-// accountEnabled; a registered owner's id; a managed device's id, userId and
-// azureADDeviceId): a $select naming any other property, and any query option
+// accountEnabled; a registered owner's id; a managed device's id, userId,
+// azureADDeviceId and managementState): a $select naming any other property, and any query option
 // a route does not model ($expand, $top…), is a 400, and a $select is honoured
 // (only the selected properties come back), so a client that forgets to
 // select a property it reads does not get it. Without $select a user has only
@@ -65,6 +66,7 @@ type Graph struct {
 	members   map[string][]string     // a group's direct members, by the group's id
 	foreign   map[string]int          // how many roles of other applications a principal is assigned, by its id
 	noFilter  bool                    // $filter on appRoleAssignments answered 400 (RefuseAssignmentFilter)
+	ignoreMDF bool                    // $filter on the managedDevices list ignored (IgnoreManagedDeviceFilter)
 	devices   map[string]*graphDevice // by deviceId
 	managed   map[string]ManagedDevice
 	journal   []Request
@@ -99,6 +101,9 @@ type ManagedDevice struct {
 	ID              string
 	UserID          string
 	AzureADDeviceID string
+	// ManagementState is the managementState enum value ("managed", "retirePending", "wipeIssued"…); empty
+	// serves "managed", as Graph always answers one.
+	ManagementState string
 }
 
 // Fault is injected into every Graph response until cleared.
@@ -349,7 +354,35 @@ func (g *Graph) SetAccountEnabled(deviceID string, enabled bool) {
 func (g *Graph) AddManagedDevice(md ManagedDevice) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if md.ManagementState == "" {
+		md.ManagementState = "managed"
+	}
 	g.managed[strings.ToLower(md.ID)] = md
+}
+
+// SetManagementState sets a managed device's managementState, as Intune does when an administrator retires, wipes
+// or deletes it ("retireIssued", then "retirePending"…) or cancels that ("retireCanceled"). Like Graph, the fake
+// keeps the device's primary user meanwhile. An unknown id fails the test.
+func (g *Graph) SetManagementState(id, state string) {
+	g.tb.Helper()
+	g.mu.Lock()
+	md, ok := g.managed[strings.ToLower(id)]
+	if ok {
+		md.ManagementState = state
+		g.managed[strings.ToLower(id)] = md
+	}
+	g.mu.Unlock()
+	if !ok {
+		g.tb.Fatalf("entrafake: SetManagementState: no managed device %s", id)
+	}
+}
+
+// IgnoreManagedDeviceFilter makes the managedDevices list answer every managed device whatever its $filter says, as
+// Intune's list does for a filter it does not support (it does not refuse it): a client must check what it gets.
+func (g *Graph) IgnoreManagedDeviceFilter(ignore bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.ignoreMDF = ignore
 }
 
 // SetFault injects f into all following requests, or into those after the
@@ -385,7 +418,7 @@ var (
 	assignProps  = []string{"id", "principalId", "principalType", "resourceId", "appRoleId"}
 	deviceProps  = []string{"id", "deviceId", "accountEnabled"}
 	ownerProps   = []string{"id"}
-	managedProps = []string{"id", "userId", "azureADDeviceId"}
+	managedProps = []string{"id", "userId", "azureADDeviceId", "managementState"}
 )
 
 var (
@@ -400,6 +433,7 @@ var (
 	reUsRoles = regexp.MustCompile(`^/v1\.0/users/([^/]+)/appRoleAssignments$`)
 	reManaged = regexp.MustCompile(`^/v1\.0/deviceManagement/managedDevices/([^/]+)$`)
 	reFilter  = regexp.MustCompile(`^deviceId eq '([0-9a-fA-F-]{36})'$`)
+	reMDFilt  = regexp.MustCompile(`^azureADDeviceId eq '([0-9a-fA-F-]{36})'$`)
 	// A Guid property is compared with an unquoted literal in OData v4.
 	reResFilt = regexp.MustCompile(`^resourceId eq ([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$`)
 )
@@ -477,6 +511,8 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 		g.appRoleAssignments(w, r, strings.ToLower(reSPRoles.FindStringSubmatch(r.URL.Path)[1]))
 	case reSP.MatchString(r.URL.Path):
 		g.servicePrincipal(w, r, strings.ToLower(reSP.FindStringSubmatch(r.URL.Path)[1]))
+	case r.URL.Path == "/v1.0/deviceManagement/managedDevices":
+		g.managedList(w, r, pageSize)
 	case reManaged.MatchString(r.URL.Path):
 		id := strings.ToLower(reManaged.FindStringSubmatch(r.URL.Path)[1])
 		sel, ok := selected(w, r, "managedDevice", managedProps)
@@ -491,10 +527,47 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		g.entity(w, "deviceManagement/managedDevices", sel,
-			project(map[string]any{"id": md.ID, "userId": md.UserID, "azureADDeviceId": md.AzureADDeviceID}, sel))
+			project(map[string]any{"id": md.ID, "userId": md.UserID, "azureADDeviceId": md.AzureADDeviceID,
+				"managementState": md.ManagementState}, sel))
 	default:
 		graphError(w, http.StatusBadRequest, "BadRequest", "Resource not found for the segment.")
 	}
+}
+
+// managedList answers the managedDevices list: the managed devices whose azureADDeviceId a $filter names (the one
+// filter the fake models; any other is a 400, unless IgnoreManagedDeviceFilter), in a stable order, paged by
+// pageSize with @odata.nextLink.
+func (g *Graph) managedList(w http.ResponseWriter, r *http.Request, pageSize int) {
+	sel, ok := selected(w, r, "managedDevice", managedProps, "$filter", "$skiptoken")
+	if !ok {
+		return
+	}
+	g.mu.Lock()
+	ignore := g.ignoreMDF
+	all := slices.SortedFunc(maps.Values(g.managed), func(a, b ManagedDevice) int { return strings.Compare(a.ID, b.ID) })
+	g.mu.Unlock()
+	if q := r.URL.Query(); q.Has("$filter") && !ignore {
+		m := reMDFilt.FindStringSubmatch(q.Get("$filter"))
+		if m == nil {
+			graphError(w, http.StatusBadRequest, "BadRequest", "entrafake: managedDevices $filter not modelled.")
+			return
+		}
+		all = slices.DeleteFunc(all, func(md ManagedDevice) bool { return !strings.EqualFold(md.AzureADDeviceID, m[1]) })
+	}
+	start, end, ok := pageOf(w, r, len(all), pageSize)
+	if !ok {
+		return
+	}
+	value := []map[string]any{}
+	for _, md := range all[start:end] {
+		value = append(value, project(map[string]any{"id": md.ID, "userId": md.UserID, "azureADDeviceId": md.AzureADDeviceID,
+			"managementState": md.ManagementState}, sel))
+	}
+	body := map[string]any{"@odata.context": g.srv.URL + "/v1.0/$metadata#deviceManagement/managedDevices" + selContext(sel), "value": value}
+	if end < len(all) {
+		body["@odata.nextLink"] = nextPage(r, end)
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 func (g *Graph) owners(w http.ResponseWriter, r *http.Request, d *graphDevice, pageSize int) {

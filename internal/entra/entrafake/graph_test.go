@@ -93,7 +93,7 @@ func TestGraphStrictQueries(t *testing.T) {
 		{g.Token, alt + "?$select=id,accountEnabled&$expand=registeredOwners", http.StatusBadRequest, "Request_UnsupportedQuery"},
 		{g.Token, alt + "/registeredOwners?$select=displayName", http.StatusBadRequest, "Request_BadRequest"},
 		{g.Token, alt + "/registeredOwners?$top=1", http.StatusBadRequest, "Request_UnsupportedQuery"},
-		{g.Token, "/v1.0/deviceManagement/managedDevices/" + intune + "?$select=id,managementState", http.StatusBadRequest, "Request_BadRequest"},
+		{g.Token, "/v1.0/deviceManagement/managedDevices/" + intune + "?$select=id,complianceState", http.StatusBadRequest, "Request_BadRequest"},
 		{g.Token, "/v1.0/devices(deviceId='" + entrafake.NewGUID() + "')?$select=id,accountEnabled", http.StatusNotFound, "Request_ResourceNotFound"},
 		{g.Token, "/v1.0/devices(id='" + dev + "')", http.StatusBadRequest, "BadRequest"},
 	} {
