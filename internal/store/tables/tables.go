@@ -228,7 +228,7 @@ func (s *Store) EnsureTables(ctx context.Context) error {
 		_, err := s.svc.CreateTable(cctx, name, nil)
 		cancel()
 		var re *azcore.ResponseError
-		if errors.As(err, &re) && re.StatusCode == http.StatusConflict {
+		if errors.As(err, &re) && re.StatusCode == http.StatusConflict && re.ErrorCode != string(aztables.TableBeingDeleted) {
 			continue // TableAlreadyExists
 		}
 		if err != nil {
@@ -295,9 +295,10 @@ func (e *statusErr) Unwrap() []error {
 func statusError(op string, status int, code string, re *azcore.ResponseError) error {
 	var sentinel error
 	switch {
-	case code == string(aztables.TableNotFound):
+	case code == string(aztables.TableNotFound), code == string(aztables.TableBeingDeleted):
 		// A missing table is a deployment fault, not a missing record: answering "not found" here would make
-		// the CA re-issue or report certificates as unknown.
+		// the CA re-issue or report certificates as unknown. A table deleted in the last 40 seconds or so answers
+		// 409 TableBeingDeleted (to CreateTable, and to writes), which is no entity that exists either.
 		sentinel = store.ErrUnavailable
 	case status == http.StatusNotFound:
 		sentinel = store.ErrNotFound
