@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/store/storetest"
@@ -126,4 +128,52 @@ func TestContractWithinAzureLimits(t *testing.T) {
 	if limits.batches == 0 {
 		t.Error("no transaction was checked")
 	}
+}
+
+// largestRecord is a record with as many and as long names as policy allows, in a character the JSON on the wire
+// escapes to six bytes ('&' is \u0026 there): the largest transaction body a record makes.
+func largestRecord() *store.Record {
+	r := storetest.FullRecord(storetest.NewSerial())
+	r.SANs = nil
+	for range 32 {
+		r.SANs = append(r.SANs, "uri:https://app.example/?"+strings.Repeat("&", 512-len("https://app.example/?")))
+	}
+	return r
+}
+
+// The group commit of a busy instance and a restore fill transactions with the largest records; Azure refuses a
+// transaction over 4 MiB (Azurite takes any), so both must stay within it.
+func TestLargeTransactionsWithinAzureLimits(t *testing.T) {
+	t.Parallel()
+	limits := &azureLimits{}
+	// Transactions of 2 to 3 MiB: the call timeout allows for Azurite on a loaded machine, not for Azure.
+	s := newStore(t, tables.WithTransport(limits), tables.WithCallTimeout(time.Minute))
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for i := range 40 {
+		wg.Go(func() {
+			_, err := s.InsertBound(ctx, fmt.Sprintf("key-%d", i), nil, largestRecord())
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var backup bytes.Buffer
+	if _, err := s.Backup(ctx, &backup); err != nil {
+		t.Fatal(err)
+	}
+	dst := newStore(t, tables.WithTransport(limits), tables.WithCallTimeout(time.Minute))
+	if inserted, _, err := dst.Restore(ctx, &backup); err != nil || inserted[tables.TableCerts] != 80 {
+		t.Fatalf("restore: inserted %s, %v; want 80 certs entities", inserted, err)
+	}
+	if v := limits.take(); len(v) > 0 {
+		t.Errorf("writes Azure refuses:\n%s", strings.Join(v, "\n"))
+	}
+	t.Logf("%d transactions, the largest %d bytes", limits.batches, limits.maxBatch)
 }
