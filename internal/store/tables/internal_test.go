@@ -28,6 +28,7 @@ func TestMapErr(t *testing.T) {
 	}{
 		{respErr(404, "ResourceNotFound"), store.ErrNotFound},
 		{respErr(404, "TableNotFound"), store.ErrUnavailable},
+		{respErr(409, "TableBeingDeleted"), store.ErrUnavailable},
 		{respErr(409, "EntityAlreadyExists"), store.ErrExists},
 		{respErr(412, "UpdateConditionNotSatisfied"), store.ErrConflict},
 		{respErr(429, ""), store.ErrUnavailable},

@@ -38,6 +38,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
 	"github.com/azscep/azscep/internal/store"
@@ -85,7 +86,8 @@ type config struct {
 	retry       policy.RetryOptions
 	now         func() time.Time
 	transport   policy.Transporter
-	maxScan     int // entities one Search call examines at most; a field so tests can lower it
+	maxScan     int   // entities one Search call examines at most; a field so tests can lower it
+	maxAnswer   int64 // maxAnswerBytes; a field so tests can lower it
 }
 
 // WithCallTimeout bounds each call to the service (each page, for listings), retries included.
@@ -151,7 +153,7 @@ func NewWithCredential(tableEndpointURL string, cred azcore.TokenCredential, pre
 }
 
 func newConfig(opts []Option) config {
-	cfg := config{callTimeout: DefaultCallTimeout, retry: DefaultRetry, now: time.Now, maxScan: maxScan}
+	cfg := config{callTimeout: DefaultCallTimeout, retry: DefaultRetry, now: time.Now, maxScan: maxScan, maxAnswer: maxAnswerBytes}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -162,13 +164,13 @@ func (c *config) clientOptions() *aztables.ClientOptions {
 	o := &aztables.ClientOptions{}
 	o.Retry = c.retry
 	o.Telemetry.Disabled = true
-	o.Transport = captureTransport{inner: transport.LimitAnswers(c.transport, maxAnswerBytes)}
+	o.Transport = captureTransport{inner: transport.LimitAnswers(c.transport, c.maxAnswer)}
 	return o
 }
 
-// maxAnswerBytes caps one Table Storage answer. A page of 1,000 records with their certificates is a few MiB, and
-// at most about 46 MiB when every record carries the most names policy allows (32 URI SANs of 512 bytes, in the
-// certificate, the planned certificate and the SANs column).
+// maxAnswerBytes caps one Table Storage answer. A page of 1,000 records with their certificates is a few MiB; a page
+// of records an enrollment filled with names JSON escapes (a 16 KiB CSR of URIs of double quotes) is some 100 MiB,
+// which listRaw reads in smaller pages instead.
 const maxAnswerBytes = 64 << 20
 
 // splitPrefix removes the TablePrefix element from a connection string.
@@ -228,7 +230,7 @@ func (s *Store) EnsureTables(ctx context.Context) error {
 		_, err := s.svc.CreateTable(cctx, name, nil)
 		cancel()
 		var re *azcore.ResponseError
-		if errors.As(err, &re) && re.StatusCode == http.StatusConflict {
+		if errors.As(err, &re) && re.StatusCode == http.StatusConflict && re.ErrorCode != string(aztables.TableBeingDeleted) {
 			continue // TableAlreadyExists
 		}
 		if err != nil {
@@ -295,9 +297,10 @@ func (e *statusErr) Unwrap() []error {
 func statusError(op string, status int, code string, re *azcore.ResponseError) error {
 	var sentinel error
 	switch {
-	case code == string(aztables.TableNotFound):
+	case code == string(aztables.TableNotFound), code == string(aztables.TableBeingDeleted):
 		// A missing table is a deployment fault, not a missing record: answering "not found" here would make
-		// the CA re-issue or report certificates as unknown.
+		// the CA re-issue or report certificates as unknown. A table deleted in the last 40 seconds or so answers
+		// 409 TableBeingDeleted (to CreateTable, and to writes), which is no entity that exists either.
 		sentinel = store.ErrUnavailable
 	case status == http.StatusNotFound:
 		sentinel = store.ErrNotFound
@@ -487,17 +490,40 @@ func (s *Store) list(ctx context.Context, c *aztables.Client, op string, o *azta
 }
 
 // listRaw is list with the entity's JSON, for hot listings that decode into a struct.
+//
+// A page the service answers in more bytes than the client accepts (maxAnswerBytes) is asked for again, from the
+// same continuation, in pages of half as many entities, down to one: the records an enrollment can leave (a CSR's
+// 16 KiB of names, escaped twice over in the answer's SANs column and carried again in both certificates) run to
+// some 100 KB each in an answer, so that the service's full page of 1,000 would fail the listing every time.
 func (s *Store) listRaw(ctx context.Context, c *aztables.Client, op string, o *aztables.ListEntitiesOptions, fn func(raw []byte) (bool, error)) error {
-	pager := c.NewListEntitiesPager(o)
+	opts := *o
 	retry := s.cfg.retry
 	retry.TryTimeout = max(retry.TryTimeout, queryTryTimeout)
+	newPager := func() *runtime.Pager[aztables.ListEntitiesResponse] {
+		o := opts // the pager keeps its options; opts goes on to follow the continuation
+		return c.NewListEntitiesPager(&o)
+	}
+	pager := newPager()
 	for pager.More() {
 		cctx, cancel := s.callCtx(ctx)
 		page, err := pager.NextPage(policy.WithRetryOptions(cctx, retry))
 		cancel()
+		if top := int32(pageSize); errors.Is(err, transport.ErrAnswerTooLarge) {
+			if opts.Top != nil {
+				top = *opts.Top
+			}
+			if top > 1 {
+				// opts holds the continuation this page was asked for with: the pager starts from it again.
+				half := top / 2
+				opts.Top = &half
+				pager = newPager()
+				continue
+			}
+		}
 		if err != nil {
 			return mapErr(op, err)
 		}
+		opts.NextPartitionKey, opts.NextRowKey = page.NextPartitionKey, page.NextRowKey
 		for _, raw := range page.Entities {
 			more, err := fn(raw)
 			if err != nil {
