@@ -146,7 +146,7 @@ func largestRecord() *store.Record {
 func TestLargeTransactionsWithinAzureLimits(t *testing.T) {
 	t.Parallel()
 	limits := &azureLimits{}
-	// Transactions of 2 to 3 MiB: the call timeout allows for Azurite on a loaded machine, not for Azure.
+	// Transactions of 1 to 2 MiB: the call timeout allows for Azurite on a loaded machine, not for Azure.
 	s := newStore(t, tables.WithTransport(limits), tables.WithCallTimeout(time.Minute))
 	ctx := t.Context()
 	var wg sync.WaitGroup
