@@ -101,8 +101,10 @@ func newNameConstraints(ca *x509.Certificate) (*nameConstraints, error) {
 // subdomains and ".corp.example" only subdomains; case is ignored; IP ranges match under their mask; an email
 // constraint is a mailbox, a host or a ".domain"; a URI's host is matched as a DNS name.
 //
-// Which names: DNS, IP, email and URI subjectAltNames, and each subject commonName that is a DNS name (cnDNSName;
-// Go ignores the commonName, OpenSSL and others check it against DNS constraints). A form is checked only when the
+// Which names: DNS, IP, email and URI subjectAltNames, each subject commonName that is a DNS name (cnDNSName;
+// Go ignores the commonName, OpenSSL and others check it against DNS constraints), and each subject emailAddress
+// (RFC 5280 §4.2.1.10 has it checked against the rfc822Name constraints, and OpenSSL does; Go does not, so a Go
+// relying party would take a name the CA may not certify). A form is checked only when the
 // CA constrains it (RFC 5280: constraints of one form say nothing about names of another). Go itself refuses a
 // certificate whose URI has no host (Intune's strong-mapping "tag:" URI) under a CA with constraints of any form;
 // here that happens only when the CA constrains URIs, as RFC 5280 and OpenSSL have it.
@@ -122,8 +124,15 @@ func (nc *nameConstraints) check(c *x509.Certificate) error {
 	if len(ca.PermittedIPRanges) > 0 || len(ca.ExcludedIPRanges) > 0 {
 		probe.IPAddresses = append([]net.IP(nil), c.IPAddresses...)
 	}
+	var email []string
 	if len(ca.PermittedEmailAddresses) > 0 || len(ca.ExcludedEmailAddresses) > 0 {
 		probe.EmailAddresses = append([]string(nil), c.EmailAddresses...)
+		for _, atv := range c.Subject.Names {
+			if s, ok := atv.Value.(string); ok && atv.Type.Equal(oidEmailAddress) {
+				email = append(email, s)
+			}
+		}
+		probe.EmailAddresses = append(probe.EmailAddresses, email...)
 	}
 	if len(ca.PermittedURIDomains) > 0 || len(ca.ExcludedURIDomains) > 0 {
 		probe.URIs = append([]*url.URL(nil), c.URIs...)
@@ -153,13 +162,19 @@ func (nc *nameConstraints) check(c *x509.Certificate) error {
 		if len(cn) > 0 {
 			detail += " (the subject commonName counts as a DNS name)"
 		}
+		if len(email) > 0 {
+			detail += " (the subject emailAddress counts as an e-mail name)"
+		}
 		return &NameConstraintsError{Detail: "the issuing CA's name constraints do not allow it: " + detail}
 	}
 	// The stand-in leaves nothing else to fail; fail closed all the same.
 	return fmt.Errorf("%w: checking name constraints: %v", ErrLint, err)
 }
 
-var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
+var (
+	oidCommonName   = asn1.ObjectIdentifier{2, 5, 4, 3}
+	oidEmailAddress = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}
+)
 
 // cnDNSName reports whether a commonName is a DNS name for the name constraints lint, by OpenSSL's rule
 // (cn2dnsid in crypto/x509/v3_ncons.c): at least two labels of letters, digits and hyphens, no label empty or

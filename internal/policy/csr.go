@@ -581,6 +581,15 @@ func checkSAN(req *Request, p *Profile, der []byte) error {
 			if len(gn.Bytes) != 4 && len(gn.Bytes) != 16 {
 				return reject(CodeSAN, "IP address is malformed")
 			}
+			// An IPv4 address in the 16 bytes of its IPv4-mapped form (::ffff:a.b.c.d) is the IPv4 address to Go
+			// (net.IPNet.Contains, the allow-list, VerifyHostname, the name constraints lint) and an IPv6 address
+			// to OpenSSL and others that compare the address bytes with their length: the policy would judge one
+			// name and relying parties read another, and a CA constrained to an IPv4 range would issue a
+			// certificate no verifier accepts.
+			if len(gn.Bytes) == net.IPv6len && net.IP(gn.Bytes).To4() != nil {
+				return reject(CodeSAN, "IP address %s is an IPv4 address in IPv6 form: request it as a 4-byte IPv4 address",
+					net.IP(gn.Bytes))
+			}
 			if !p.AllowsIP(net.IP(gn.Bytes)) {
 				return reject(CodeSAN, "IP address %s is not allowed by profile %s", net.IP(gn.Bytes), p.Name)
 			}
