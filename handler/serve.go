@@ -388,6 +388,10 @@ func startupReason(err error) string {
 			"AZURE_CLIENT_ID is not the client ID of an identity assigned to the app)"
 	case errors.Is(err, custody.ErrNotInitialized):
 		return "the CA, which is not initialised (run `azscep ca init`, or `azscep ca import` for a subordinate CA)"
+	case errors.Is(err, keyvault.ErrFirewall):
+		// Before ErrForbidden, which it also matches: a role assignment the operator waits for would never fix it.
+		return "Key Vault, whose firewall refuses the app's network address (no role assignment fixes that: allow " +
+			"the app's outbound addresses, its virtual network or a private endpoint in the vault's networking settings)"
 	case errors.Is(err, keyvault.ErrForbidden):
 		return "Key Vault, which refuses the app's identity (a role assignment can take 10 minutes to apply)"
 	case errors.Is(err, keyvault.ErrThrottled):

@@ -30,6 +30,13 @@ var (
 	// waits those out.
 	ErrForbidden = errors.New("keyvault: forbidden")
 
+	// ErrFirewall means the vault's network rules refused the caller's
+	// address (403 with the inner code ForbiddenByFirewall); it matches
+	// ErrForbidden too. No role assignment fixes it: the operator allows the
+	// app's outbound addresses, a private endpoint or its virtual network in
+	// the vault's networking settings.
+	ErrFirewall = errors.New("keyvault: refused by the vault's firewall")
+
 	// ErrDisabled means the key (version) is disabled in Key Vault. Nothing
 	// spreads that away: an operator must enable it or pin another version.
 	ErrDisabled = errors.New("keyvault: key disabled")
@@ -93,6 +100,7 @@ func (e *ThrottledError) Unwrap() error { return e.Err }
 type opError struct {
 	op, key string
 	kind    error
+	also    error // a finer sentinel that kind's refinement also matches (ErrFirewall), or nil
 	detail  string
 	cause   error
 }
@@ -107,8 +115,12 @@ func (e *opError) Error() string {
 
 // Unwrap lets errors.Is match the sentinel and errors.As reach the cause.
 func (e *opError) Unwrap() []error {
-	if e.cause == nil {
-		return []error{e.kind}
+	errs := []error{e.kind}
+	if e.also != nil {
+		errs = append(errs, e.also)
 	}
-	return []error{e.kind, e.cause}
+	if e.cause != nil {
+		errs = append(errs, e.cause)
+	}
+	return errs
 }

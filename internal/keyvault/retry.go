@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -115,16 +116,25 @@ func ceilSeconds(d time.Duration) time.Duration {
 
 // classify maps a non-retryable HTTP answer to a sentinel.
 func (k *Key) classify(op string, re *azcore.ResponseError, err error) error {
-	var kind error
+	var kind, also error
 	switch {
 	case re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden:
 		kind = ErrForbidden
+		if IsForbiddenByFirewall(re) {
+			also = ErrFirewall
+		}
 	case re.StatusCode == http.StatusNotFound:
 		kind = ErrNotFound
 	default:
 		kind = ErrRejected
 	}
-	return &opError{op: op, key: k.ref(), kind: kind, detail: summarize(err), cause: err}
+	return &opError{op: op, key: k.ref(), kind: kind, also: also, detail: summarize(err), cause: err}
+}
+
+// IsForbiddenByFirewall reports whether re is Key Vault's network rules refusing the caller's address: 403 with the
+// inner code ForbiddenByFirewall, where a missing role or access policy answers ForbiddenByRbac or AccessDenied.
+func IsForbiddenByFirewall(re *azcore.ResponseError) bool {
+	return re.StatusCode == http.StatusForbidden && serviceErrorOf(re).Error.InnerError.Code == "ForbiddenByFirewall"
 }
 
 // backoff is the exponential wait before retry number attempt (1-based) when
@@ -136,8 +146,10 @@ func (k *Key) backoff(attempt int) time.Duration {
 }
 
 // summarize renders an error in one line. azcore's ResponseError message is a
-// multi-line dump of the whole response; we keep status, Key Vault error code
-// and message only (none of which carry secrets).
+// multi-line dump of the whole response; we keep status, Key Vault error code,
+// inner code and message only (none of which carry secrets). The inner code is
+// what tells a 403 of the firewall (ForbiddenByFirewall) from one of a missing
+// role (ForbiddenByRbac) or a disabled key (KeyDisabled): different fixes.
 func summarize(err error) string {
 	var re *azcore.ResponseError
 	if !errors.As(err, &re) {
@@ -147,7 +159,12 @@ func summarize(err error) string {
 	if re.ErrorCode != "" {
 		msg += " " + re.ErrorCode
 	}
-	if m := serviceErrorOf(re).Error.Message; m != "" {
+	se := serviceErrorOf(re)
+	if c := se.Error.InnerError.Code; c != "" {
+		msg += " (" + c + ")"
+	}
+	// Key Vault's messages put each fact on a line of its own ("Client address: …\r\nCaller: …").
+	if m := strings.Join(strings.Fields(strings.ReplaceAll(se.Error.Message, "\r\n", "; ")), " "); m != "" {
 		if len(m) > 200 {
 			m = m[:200] + "…"
 		}

@@ -240,6 +240,17 @@ func faultReply(f *fault) reply {
 			"Request was not processed because too many requests were received. Reason: VaultRequestTypeLimitReached")
 	case http.StatusServiceUnavailable:
 		rep = errReply(f.status, "ServiceUnavailable", "The service is temporarily unavailable.")
+	case http.StatusForbidden:
+		// The messages are Key Vault's, with the addresses and identities made up.
+		msg := "Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or " +
+			"role definitions were changed recently, please observe propagation time.\r\nCaller: " +
+			"appid=00000000-0000-0000-0000-0000000a2ce1;oid=00000000-0000-0000-0000-0000000a2ce2"
+		if f.inner == ForbiddenByFirewall {
+			msg = "Client address is not authorized and caller is not a trusted service.\r\nClient address: " +
+				"203.0.113.7\r\nCaller: appid=00000000-0000-0000-0000-0000000a2ce1\r\nVault: kvfake;location=westeurope"
+		}
+		rep = reply{status: f.status, body: errorBody{Error: errorInfo{Code: "Forbidden", Message: msg,
+			InnerError: &errorInfo{Code: f.inner}}}}
 	default:
 		rep = errReply(f.status, "InternalServerError", "An unexpected error occurred.")
 	}

@@ -112,7 +112,8 @@ type fault struct {
 	op         string // "" matches every operation
 	status     int
 	retryAfter time.Duration
-	remaining  int // < 0: unlimited
+	inner      string // 403: Key Vault's inner error code (ForbiddenByFirewall, ForbiddenByRbac)
+	remaining  int    // < 0: unlimited
 }
 
 // key is one version of a key held by the fake.
@@ -382,6 +383,20 @@ func (s *Server) Throttle(op string, n int, retryAfter time.Duration) {
 // status (e.g. 500 or 503). n < 0 fails until ClearFaults.
 func (s *Server) Fail(op string, n int, status int) {
 	s.inject(&fault{op: op, status: status, remaining: n})
+}
+
+// Inner error codes of Key Vault's 403 answers, for Forbid.
+const (
+	// ForbiddenByFirewall: the vault's network rules refuse the caller's address.
+	ForbiddenByFirewall = "ForbiddenByFirewall"
+	// ForbiddenByRbac: the caller's identity has no role that allows the operation.
+	ForbiddenByRbac = "ForbiddenByRbac"
+)
+
+// Forbid makes the next n authenticated requests for op ("" = any) answer 403 with Key Vault's body for inner
+// (ForbiddenByFirewall or ForbiddenByRbac). n < 0 refuses until ClearFaults.
+func (s *Server) Forbid(op string, n int, inner string) {
+	s.inject(&fault{op: op, status: http.StatusForbidden, inner: inner, remaining: n})
 }
 
 func (s *Server) inject(f *fault) {
