@@ -19,8 +19,9 @@ var (
 	ErrThrottled = errors.New("keyvault: throttled")
 
 	// ErrUnavailable means Key Vault answered 5xx, or could not be reached,
-	// after the retry budget was spent. Callers treat it like a dependency
-	// outage: 503, no partial work.
+	// after the retry budget was spent, or that a loaded key version is gone
+	// from the vault (404 to an operation: deleted since, until recovered).
+	// Callers treat it like a dependency outage: 503, no partial work.
 	ErrUnavailable = errors.New("keyvault: unavailable")
 
 	// ErrForbidden means the caller is not authorized (401/403): a missing
@@ -41,7 +42,7 @@ var (
 	// spreads that away: an operator must enable it or pin another version.
 	ErrDisabled = errors.New("keyvault: key disabled")
 
-	// ErrNotFound means the key or key version does not exist (404). Bootstrap
+	// ErrNotFound means the key or key version does not exist (404 to New). Bootstrap
 	// code uses it to decide between adopting and creating a key.
 	ErrNotFound = errors.New("keyvault: key not found")
 

@@ -123,6 +123,12 @@ func (k *Key) classify(op string, re *azcore.ResponseError, err error) error {
 		if IsForbiddenByFirewall(re) {
 			also = ErrFirewall
 		}
+	case re.StatusCode == http.StatusNotFound && op != "get":
+		// The version was there when New loaded it: it has been deleted since (soft delete keeps it recoverable
+		// for 90 days) or its vault moved. Until an operator recovers it, the caller is in a dependency outage, as
+		// with a key disabled meanwhile (403): not a request of the client's that was wrong.
+		return &opError{op: op, key: k.ref(), kind: ErrUnavailable, detail: "the key version is no longer in the " +
+			"vault (deleted since it was loaded? `az keyvault key recover` brings it back): " + summarize(err), cause: err}
 	case re.StatusCode == http.StatusNotFound:
 		kind = ErrNotFound
 	default:

@@ -141,6 +141,7 @@ type Server struct {
 	latency map[string]time.Duration // op ("" = all) → added latency
 	secrets map[string][]secret      // folded name (objectName) → versions, oldest first
 	deleted map[string]bool          // folded names of soft-deleted keys
+	binned  map[string][]*key        // soft-deleted keys' versions, for Recover
 }
 
 // SoftDelete deletes key name as Key Vault does with soft delete on (always, in new vaults): the key is gone (404),
@@ -148,8 +149,22 @@ type Server struct {
 func (s *Server) SoftDelete(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if vs, ok := s.keys[objectName(name)]; ok {
+		s.binned[objectName(name)] = vs
+	}
 	delete(s.keys, objectName(name))
 	s.deleted[objectName(name)] = true
+}
+
+// Recover brings a soft-deleted key back with all its versions, as `az keyvault key recover` does.
+func (s *Server) Recover(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if vs, ok := s.binned[objectName(name)]; ok {
+		s.keys[objectName(name)] = vs
+	}
+	delete(s.binned, objectName(name))
+	delete(s.deleted, objectName(name))
 }
 
 // objectName is how Key Vault tells objects apart: "uniquely identified within Key Vault using a case-insensitive
@@ -194,6 +209,7 @@ func NewServer() *Server {
 		latency: make(map[string]time.Duration),
 		secrets: make(map[string][]secret),
 		deleted: make(map[string]bool),
+		binned:  make(map[string][]*key),
 	}
 	s.srv = httptest.NewTLSServer(http.HandlerFunc(s.serveHTTP))
 	return s
