@@ -42,6 +42,10 @@ var (
 	// spreads that away: an operator must enable it or pin another version.
 	ErrDisabled = errors.New("keyvault: key disabled")
 
+	// ErrExpired means the key version is outside its nbf/exp window (Key.ActiveAt), where Key Vault refuses it
+	// sign, encrypt and wrapKey. Nothing spreads that away: an operator extends or removes its expiry.
+	ErrExpired = errors.New("keyvault: key outside its validity window")
+
 	// ErrNotFound means the key or key version does not exist (404 to New). Bootstrap
 	// code uses it to decide between adopting and creating a key.
 	ErrNotFound = errors.New("keyvault: key not found")

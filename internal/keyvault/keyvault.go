@@ -100,7 +100,9 @@ type Key struct {
 	kid     string
 	kty     string
 	pub     crypto.PublicKey
-	ops     []string // nil: the key does not restrict operations
+	ops     []string  // nil: the key does not restrict operations
+	nbf     time.Time // attributes.nbf at load time; zero: none
+	exp     time.Time // attributes.exp at load time; zero: none
 	opts    Options
 }
 
@@ -148,6 +150,14 @@ func New(ctx context.Context, client *azkeys.Client, name, version string, opts 
 	k.kid = string(*jwk.KID)
 	if resp.Attributes != nil && resp.Attributes.Enabled != nil && !*resp.Attributes.Enabled {
 		return nil, fmt.Errorf("keyvault get %s: key is disabled: %w", k.ref(), ErrDisabled)
+	}
+	if a := resp.Attributes; a != nil {
+		if a.NotBefore != nil {
+			k.nbf = *a.NotBefore
+		}
+		if a.Expires != nil {
+			k.exp = *a.Expires
+		}
 	}
 	if jwk.Kty != nil {
 		k.kty = string(*jwk.Kty)
@@ -263,6 +273,26 @@ func (k *Key) CanWrapKey() bool {
 func (k *Key) CanUnwrapKey() bool {
 	_, rsaKey := k.pub.(*rsa.PublicKey)
 	return rsaKey && k.Can(OpUnwrapKey)
+}
+
+// Expires is the key version's expiry (attributes.exp) as loaded, zero when it has none. From then on Key Vault
+// refuses it sign, encrypt and wrapKey (403), while verify, decrypt and unwrapKey still work.
+func (k *Key) Expires() time.Time { return k.exp }
+
+// ActiveAt returns nil when Key Vault lets the key version sign, encrypt and wrap at t: t inside its nbf/exp window
+// as loaded. Otherwise an ErrExpired error naming the bound: a key version that a rotation policy's expiryTime or
+// an operator's --expires ended, or one not yet valid. Checked before the key is put to work, so that start-up and
+// `ca` commands say so instead of meeting Key Vault's bare 403 at the first signature.
+func (k *Key) ActiveAt(t time.Time) error {
+	if !k.exp.IsZero() && !t.Before(k.exp) {
+		return fmt.Errorf("keyvault: key %s expired at %s (attributes.exp): %w", k.ref(),
+			k.exp.UTC().Format(time.RFC3339), ErrExpired)
+	}
+	if !k.nbf.IsZero() && t.Before(k.nbf) {
+		return fmt.Errorf("keyvault: key %s is not valid before %s (attributes.nbf): %w", k.ref(),
+			k.nbf.UTC().Format(time.RFC3339), ErrExpired)
+	}
+	return nil
 }
 
 // ref is name/version for error messages.

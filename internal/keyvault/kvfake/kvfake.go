@@ -125,6 +125,8 @@ type key struct {
 	ops     []string
 	enabled bool
 	created time.Time
+	nbf     time.Time // zero: none
+	exp     time.Time // zero: none
 }
 
 // Server is a fake Key Vault. All methods are safe for concurrent use.
@@ -272,6 +274,9 @@ type KeyOptions struct {
 	HSM bool
 	// Disabled installs the key with attributes.enabled = false.
 	Disabled bool
+	// NotBefore and Expires set attributes.nbf and attributes.exp (zero: none). Outside them Key Vault refuses
+	// sign, encrypt and wrapKey (403) and still allows verify, decrypt and unwrapKey.
+	NotBefore, Expires time.Time
 }
 
 // ImportKey installs a known private key as a new version of name (creating
@@ -303,7 +308,8 @@ func (s *Server) ImportKey(name string, priv crypto.Signer, opts KeyOptions) (st
 			return "", fmt.Errorf("kvfake: unknown key operation %q", op)
 		}
 	}
-	k := &key{name: name, kty: kty, priv: priv, ops: slices.Clone(ops), enabled: !opts.Disabled}
+	k := &key{name: name, kty: kty, priv: priv, ops: slices.Clone(ops), enabled: !opts.Disabled,
+		nbf: opts.NotBefore, exp: opts.Expires}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.addLocked(k)
@@ -329,6 +335,12 @@ func (s *Server) SetEnabled(name string, enabled bool) {
 // --ops` does.
 func (s *Server) SetKeyOps(name string, ops ...string) {
 	s.eachVersion(name, func(k *key) { k.ops = slices.Clone(ops) })
+}
+
+// SetExpires sets attributes.exp of every version of key name (zero removes it), as `az keyvault key set-attributes
+// --expires` does, or as a rotation policy's expiryTime does for the versions it makes.
+func (s *Server) SetExpires(name string, exp time.Time) {
+	s.eachVersion(name, func(k *key) { k.exp = exp })
 }
 
 // eachVersion changes every version of key name under the lock.
