@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -488,6 +490,12 @@ func (v *Vault) checkInitOptions(opts VaultInitOptions) error {
 func (v *Vault) checkCAKey(k *keyvault.Key) error {
 	if !k.CanSign() {
 		return fmt.Errorf("%w: the CA key %s does not allow sign (key_ops: %s)", ErrInitOptions, k.KID(), describeOps(k))
+	}
+	// Key Vault holds P-521 keys too, but the CA signs with ECDSA SHA-256 or SHA-384 only (SignatureAlgorithmFor),
+	// and Key Vault binds ES512 to P-521: every signature would be refused, the root's first.
+	if pub, ok := k.Public().(*ecdsa.PublicKey); ok && pub.Curve != elliptic.P256() && pub.Curve != elliptic.P384() {
+		return fmt.Errorf("%w: the CA key %s is on curve %s; the CA signs with P-256 or P-384 keys", ErrInitOptions,
+			k.KID(), pub.Curve.Params().Name)
 	}
 	if v.CADecrypts && !k.CanDecrypt() {
 		return fmt.Errorf("%w: CA-decrypt mode needs an RSA CA key that allows decrypt; %s is %s with key_ops %s",
