@@ -586,6 +586,16 @@ func (d *deps) serveHealth(w http.ResponseWriter, r *http.Request) {
 				"service discovery) with infra/scripts/grant-intune.sh"}
 		}
 	}
+	if k, ok := d.keys.CASigner.(interface{ Refused() *keyvault.Refusal }); ok {
+		// Key Vault refuses the CA key's operations, and has carried out none since: every enrollment is answered
+		// 503 until an operator acts, which nothing else that a probe sees would say. Only the codes: Key Vault's
+		// messages name the identity and the caller's address.
+		if r := k.Refused(); r != nil {
+			body.Status = "degraded"
+			body.Checks["keyvault"] = check{Status: "refused", Error: "Key Vault refuses the CA key: " +
+				refusal(r.Op+" "+r.Code, r.Status, r.Since) + "; " + refusalRemedy(r)}
+		}
+	}
 	if err := d.store.Ping(ctx); err != nil {
 		body.Status = "degraded"
 		body.Checks["store"] = check{Status: "unavailable", Error: "table storage did not answer"}
@@ -599,6 +609,17 @@ func (d *deps) serveHealth(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	_ = json.NewEncoder(w).Encode(body)
+}
+
+// refusalRemedy is what an operator does about Key Vault's refusal r, by its code.
+func refusalRemedy(r *keyvault.Refusal) string {
+	switch {
+	case r.Code == "ForbiddenByFirewall":
+		return "allow the app's outbound addresses, its virtual network or a private endpoint in the vault's networking settings"
+	case r.Status == http.StatusNotFound:
+		return "the key was deleted: recover it (az keyvault key recover)"
+	}
+	return "check the app identity's role on the vault, and that the CA key version is enabled, unexpired and permits the operation"
 }
 
 // refusal is how /api/health names one refusal of the identity: what is refused, its status and since when.

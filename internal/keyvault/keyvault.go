@@ -27,6 +27,7 @@ import (
 	"math/big"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
@@ -104,6 +105,49 @@ type Key struct {
 	nbf     time.Time // attributes.nbf at load time; zero: none
 	exp     time.Time // attributes.exp at load time; zero: none
 	opts    Options
+
+	refusedMu sync.Mutex
+	refused   *Refusal // the standing refusal since the last answered operation, nil when there is none
+}
+
+// Refusal is Key Vault refusing a Key's operations with an answer that no retry or wait by itself ends: 401/403 (a
+// role removed or still spreading, the firewall, the key disabled, expired or its key_ops narrowed) or 404 (the key
+// deleted since it was loaded). It holds no message text: Key Vault's messages name the caller's identity and
+// address, and the health answer that reports a Refusal is anonymous.
+type Refusal struct {
+	Op     string    // the operation refused, e.g. "sign"
+	Status int       // Key Vault's HTTP status
+	Code   string    // Key Vault's inner error code (ForbiddenByFirewall, ForbiddenByRbac, KeyDisabled…), or its code
+	Since  time.Time // the first refusal since the last operation Key Vault carried out
+}
+
+// Refused returns the standing refusal: set by an operation Key Vault refused (see Refusal), cleared by the next
+// one it carries out. Between start-up and that operation, a service reporting health has nothing else that tells
+// the operator every signature is being refused.
+func (k *Key) Refused() *Refusal {
+	k.refusedMu.Lock()
+	defer k.refusedMu.Unlock()
+	if k.refused == nil {
+		return nil
+	}
+	r := *k.refused
+	return &r
+}
+
+// noteOutcome records whether Key Vault carried out an operation or refused it (Refused).
+func (k *Key) noteOutcome(r *Refusal) {
+	k.refusedMu.Lock()
+	defer k.refusedMu.Unlock()
+	switch {
+	case r == nil:
+		k.refused = nil
+	case k.refused == nil:
+		k.refused = r
+	default:
+		since := k.refused.Since
+		k.refused = r
+		k.refused.Since = since
+	}
 }
 
 var (

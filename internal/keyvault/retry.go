@@ -38,6 +38,7 @@ func (k *Key) call(ctx context.Context, op string, fn func(ctx context.Context) 
 		err := fn(actx)
 		cancel()
 		if err == nil {
+			k.noteOutcome(nil)
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -53,6 +54,14 @@ func (k *Key) call(ctx context.Context, op string, fn func(ctx context.Context) 
 		case isResp && (re.StatusCode >= 500 || re.StatusCode == http.StatusRequestTimeout):
 			throttled = false
 		case isResp:
+			if re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden ||
+				(re.StatusCode == http.StatusNotFound && op != "get") {
+				code := re.ErrorCode
+				if c := serviceErrorOf(re).Error.InnerError.Code; c != "" {
+					code = c
+				}
+				k.noteOutcome(&Refusal{Op: op, Status: re.StatusCode, Code: code, Since: time.Now()})
+			}
 			return k.classify(op, re, err)
 		case errors.Is(err, transport.ErrAnswerTooLarge):
 			// What answered would answer the same again: an outage for the caller, without the retries' reads.
