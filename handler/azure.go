@@ -58,7 +58,24 @@ func loadKeyVaultKeys(ctx context.Context, cfg *config.Config, st store.Store, l
 		return nil, nil, fmt.Errorf("loading keys from Key Vault: %w", err)
 	}
 	log.Info("keys loaded from Key Vault", "ca_key", cfg.CAKeyName, "ra_mode", cfg.RAMode)
+	warnCAKeyExpiry(keys, log)
 	return keys, v, nil
+}
+
+// warnCAKeyExpiry warns, at each start, when the CA key version expires before the CA certificate: a rotation
+// policy's expiryTime puts such an expiry on every version it makes. From then on Key Vault refuses the version's
+// signatures, every enrollment is answered 503 and the next start stops, and no other version can take over: it would
+// be another key pair.
+func warnCAKeyExpiry(keys *custody.Keys, log *slog.Logger) {
+	k, ok := keys.CASigner.(*keyvault.Key)
+	if !ok {
+		return
+	}
+	if exp := k.Expires(); !exp.IsZero() && exp.Before(keys.CA().NotAfter) {
+		log.Warn("the CA key version expires before the CA certificate, and the CA stops signing then: extend the "+
+			"version's expiry (az keyvault key set-attributes --expires)", "kid", k.KID(),
+			"key_expires", exp.UTC().Format(time.RFC3339), "ca_not_after", keys.CA().NotAfter.UTC().Format(time.RFC3339))
+	}
 }
 
 // describeIdentity gets a Key Vault token with cred and says whose it is, from the token's claims: the user (upn)

@@ -390,6 +390,10 @@ func startupReason(err error) string {
 			"AZURE_CLIENT_ID is not the client ID of an identity assigned to the app)"
 	case errors.Is(err, custody.ErrNotInitialized):
 		return "the CA, which is not initialised (run `azscep ca init`, or `azscep ca import` for a subordinate CA)"
+	case errors.Is(err, keyvault.ErrFirewall):
+		// Before ErrForbidden, which it also matches: a role assignment the operator waits for would never fix it.
+		return "Key Vault, whose firewall refuses the app's network address (no role assignment fixes that: allow " +
+			"the app's outbound addresses, its virtual network or a private endpoint in the vault's networking settings)"
 	case errors.Is(err, keyvault.ErrForbidden):
 		return "Key Vault, which refuses the app's identity (a role assignment can take 10 minutes to apply)"
 	case errors.Is(err, keyvault.ErrThrottled):
@@ -584,6 +588,16 @@ func (d *deps) serveHealth(w http.ResponseWriter, r *http.Request) {
 				"service discovery) with infra/scripts/grant-intune.sh"}
 		}
 	}
+	if k, ok := d.keys.CASigner.(interface{ Refused() *keyvault.Refusal }); ok {
+		// Key Vault refuses the CA key's operations, and has carried out none since: every enrollment is answered
+		// 503 until an operator acts, which nothing else that a probe sees would say. Only the codes: Key Vault's
+		// messages name the identity and the caller's address.
+		if r := k.Refused(); r != nil {
+			body.Status = "degraded"
+			body.Checks["keyvault"] = check{Status: "refused", Error: "Key Vault refuses the CA key: " +
+				refusal(r.Op+" "+r.Code, r.Status, r.Since) + "; " + refusalRemedy(r)}
+		}
+	}
 	if err := d.store.Ping(ctx); err != nil {
 		body.Status = "degraded"
 		body.Checks["store"] = check{Status: "unavailable", Error: "table storage did not answer"}
@@ -597,6 +611,17 @@ func (d *deps) serveHealth(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	_ = json.NewEncoder(w).Encode(body)
+}
+
+// refusalRemedy is what an operator does about Key Vault's refusal r, by its code.
+func refusalRemedy(r *keyvault.Refusal) string {
+	switch {
+	case r.Code == "ForbiddenByFirewall":
+		return "allow the app's outbound addresses, its virtual network or a private endpoint in the vault's networking settings"
+	case r.Status == http.StatusNotFound:
+		return "the key was deleted: recover it (az keyvault key recover)"
+	}
+	return "check the app identity's role on the vault, and that the CA key version is enabled, unexpired and permits the operation"
 }
 
 // refusal is how /api/health names one refusal of the identity: what is refused, its status and since when.

@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -101,7 +103,7 @@ func (v *Vault) Load(ctx context.Context, now time.Time) (*Keys, error) {
 	if err != nil {
 		return nil, err
 	}
-	caKey, err := v.caKey(ctx, rec)
+	caKey, err := v.caKey(ctx, rec, now)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +139,12 @@ func (v *Vault) Load(ctx context.Context, now time.Time) (*Keys, error) {
 // operator pins a new version and disables the recorded one, a renewal loading the recorded version would fail
 // every hour until the RA expired. It is loaded afresh rather than taken from the signer start-up loaded because
 // the commands (`ca import`, `ca rotate-ra`) have no start-up, and an RA certificate costs one key read in years.
-func (v *Vault) caKey(ctx context.Context, rec *caRecord) (*keyvault.Key, error) {
+//
+// A version past its expiry (attributes.exp, which a rotation policy's expiryTime sets on every version it makes) or
+// before its nbf is refused here with the remedy: Key Vault would answer each signature 403, which start-up waits out
+// and the edges answer 503, as for a role still spreading, and no role fixes it. Pinning another version is no
+// remedy either: it is another key pair, which the CA certificate does not certify.
+func (v *Vault) caKey(ctx context.Context, rec *caRecord, now time.Time) (*keyvault.Key, error) {
 	name, err := v.caKeyName(rec)
 	if err != nil {
 		return nil, err
@@ -146,6 +153,11 @@ func (v *Vault) caKey(ctx context.Context, rec *caRecord) (*keyvault.Key, error)
 	key, err := keyvault.New(ctx, v.Client, name, version, v.KeyOptions)
 	if err != nil {
 		return nil, fmt.Errorf("custody: loading CA key %s/%s: %w", name, version, err)
+	}
+	if err := key.ActiveAt(now); err != nil {
+		return nil, fmt.Errorf("custody: the CA key cannot sign: %w; change the version's expiry (az keyvault key "+
+			"set-attributes --vault-name <vault> --name %s --version %s --expires <date>, or the portal): another "+
+			"version is another key pair, which the CA certificate does not certify", err, key.Name(), key.Version())
 	}
 	return key, nil
 }
@@ -416,7 +428,7 @@ func (v *Vault) Init(ctx context.Context, opts VaultInitOptions, now time.Time) 
 		if v.CADecrypts {
 			ops = append(ops, azkeys.KeyOperationDecrypt)
 		}
-		key, created, err := v.ensureKey(ctx, v.CAKeyName, opts.KeyType, opts.KeySize, opts.Curve, ops, v.checkCAKey)
+		key, created, err := v.ensureKey(ctx, v.CAKeyName, opts.KeyType, opts.KeySize, opts.Curve, ops, v.checkCAKey, now)
 		if err != nil {
 			return nil, err
 		}
@@ -479,6 +491,12 @@ func (v *Vault) checkCAKey(k *keyvault.Key) error {
 	if !k.CanSign() {
 		return fmt.Errorf("%w: the CA key %s does not allow sign (key_ops: %s)", ErrInitOptions, k.KID(), describeOps(k))
 	}
+	// Key Vault holds P-521 keys too, but the CA signs with ECDSA SHA-256 or SHA-384 only (SignatureAlgorithmFor),
+	// and Key Vault binds ES512 to P-521: every signature would be refused, the root's first.
+	if pub, ok := k.Public().(*ecdsa.PublicKey); ok && pub.Curve != elliptic.P256() && pub.Curve != elliptic.P384() {
+		return fmt.Errorf("%w: the CA key %s is on curve %s; the CA signs with P-256 or P-384 keys", ErrInitOptions,
+			k.KID(), pub.Curve.Params().Name)
+	}
 	if v.CADecrypts && !k.CanDecrypt() {
 		return fmt.Errorf("%w: CA-decrypt mode needs an RSA CA key that allows decrypt; %s is %s with key_ops %s",
 			ErrInitOptions, k.KID(), k.KeyType(), describeOps(k))
@@ -501,7 +519,7 @@ func (v *Vault) Import(ctx context.Context, chain []*x509.Certificate, raCommon 
 	if err != nil {
 		return err
 	}
-	key, err := v.caKey(ctx, rec)
+	key, err := v.caKey(ctx, rec, now)
 	if err != nil {
 		return err
 	}
@@ -595,12 +613,12 @@ func (v *Vault) issueRA(ctx context.Context, rec *caRecord, recorder Recorder, c
 	if len(chain) == 0 {
 		return nil, ErrNotInitialized
 	}
-	caKey, err := v.caKey(ctx, rec)
+	caKey, err := v.caKey(ctx, rec, now)
 	if err != nil {
 		return nil, err
 	}
 	kek, _, err := v.ensureKey(ctx, v.KEKName, "RSA", 3072, "",
-		[]azkeys.KeyOperation{azkeys.KeyOperationWrapKey, azkeys.KeyOperationUnwrapKey}, checkKEK)
+		[]azkeys.KeyOperation{azkeys.KeyOperationWrapKey, azkeys.KeyOperationUnwrapKey}, checkKEK, now)
 	if err != nil {
 		return nil, err
 	}
@@ -665,13 +683,18 @@ func keyParameters(kty string, size int, curve string) (azkeys.CreateKeyParamete
 }
 
 // ensureKey adopts the current version of name or creates it. check vets an adopted key before it is used, so
-// a key that cannot do its job (wrong type, missing key_ops) is refused before anything is signed or stored.
+// a key that cannot do its job (wrong type, missing key_ops, expired at now) is refused before anything is signed
+// or stored.
 func (v *Vault) ensureKey(ctx context.Context, name, kty string, size int, curve string, ops []azkeys.KeyOperation,
-	check func(*keyvault.Key) error) (*keyvault.Key, bool, error) {
+	check func(*keyvault.Key) error, now time.Time) (*keyvault.Key, bool, error) {
 	key, err := keyvault.New(ctx, v.Client, name, "", v.KeyOptions)
 	if err == nil {
 		if err := check(key); err != nil {
 			return nil, false, err
+		}
+		// Key Vault refuses sign and wrapKey outside the version's nbf/exp window, with a 403 no role fixes.
+		if err := key.ActiveAt(now); err != nil {
+			return nil, false, fmt.Errorf("%w: %w", ErrInitOptions, err)
 		}
 		return key, false, nil
 	}

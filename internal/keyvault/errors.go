@@ -19,8 +19,9 @@ var (
 	ErrThrottled = errors.New("keyvault: throttled")
 
 	// ErrUnavailable means Key Vault answered 5xx, or could not be reached,
-	// after the retry budget was spent. Callers treat it like a dependency
-	// outage: 503, no partial work.
+	// after the retry budget was spent, or that a loaded key version is gone
+	// from the vault (404 to an operation: deleted since, until recovered).
+	// Callers treat it like a dependency outage: 503, no partial work.
 	ErrUnavailable = errors.New("keyvault: unavailable")
 
 	// ErrForbidden means the caller is not authorized (401/403): a missing
@@ -30,11 +31,22 @@ var (
 	// waits those out.
 	ErrForbidden = errors.New("keyvault: forbidden")
 
+	// ErrFirewall means the vault's network rules refused the caller's
+	// address (403 with the inner code ForbiddenByFirewall); it matches
+	// ErrForbidden too. No role assignment fixes it: the operator allows the
+	// app's outbound addresses, a private endpoint or its virtual network in
+	// the vault's networking settings.
+	ErrFirewall = errors.New("keyvault: refused by the vault's firewall")
+
 	// ErrDisabled means the key (version) is disabled in Key Vault. Nothing
 	// spreads that away: an operator must enable it or pin another version.
 	ErrDisabled = errors.New("keyvault: key disabled")
 
-	// ErrNotFound means the key or key version does not exist (404). Bootstrap
+	// ErrExpired means the key version is outside its nbf/exp window (Key.ActiveAt), where Key Vault refuses it
+	// sign, encrypt and wrapKey. Nothing spreads that away: an operator extends or removes its expiry.
+	ErrExpired = errors.New("keyvault: key outside its validity window")
+
+	// ErrNotFound means the key or key version does not exist (404 to New). Bootstrap
 	// code uses it to decide between adopting and creating a key.
 	ErrNotFound = errors.New("keyvault: key not found")
 
@@ -93,6 +105,7 @@ func (e *ThrottledError) Unwrap() error { return e.Err }
 type opError struct {
 	op, key string
 	kind    error
+	also    error // a finer sentinel that kind's refinement also matches (ErrFirewall), or nil
 	detail  string
 	cause   error
 }
@@ -107,8 +120,12 @@ func (e *opError) Error() string {
 
 // Unwrap lets errors.Is match the sentinel and errors.As reach the cause.
 func (e *opError) Unwrap() []error {
-	if e.cause == nil {
-		return []error{e.kind}
+	errs := []error{e.kind}
+	if e.also != nil {
+		errs = append(errs, e.also)
 	}
-	return []error{e.kind, e.cause}
+	if e.cause != nil {
+		errs = append(errs, e.cause)
+	}
+	return errs
 }

@@ -27,6 +27,7 @@ import (
 	"math/big"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
@@ -100,8 +101,53 @@ type Key struct {
 	kid     string
 	kty     string
 	pub     crypto.PublicKey
-	ops     []string // nil: the key does not restrict operations
+	ops     []string  // nil: the key does not restrict operations
+	nbf     time.Time // attributes.nbf at load time; zero: none
+	exp     time.Time // attributes.exp at load time; zero: none
 	opts    Options
+
+	refusedMu sync.Mutex
+	refused   *Refusal // the standing refusal since the last answered operation, nil when there is none
+}
+
+// Refusal is Key Vault refusing a Key's operations with an answer that no retry or wait by itself ends: 401/403 (a
+// role removed or still spreading, the firewall, the key disabled, expired or its key_ops narrowed) or 404 (the key
+// deleted since it was loaded). It holds no message text: Key Vault's messages name the caller's identity and
+// address, and the health answer that reports a Refusal is anonymous.
+type Refusal struct {
+	Op     string    // the operation refused, e.g. "sign"
+	Status int       // Key Vault's HTTP status
+	Code   string    // Key Vault's inner error code (ForbiddenByFirewall, ForbiddenByRbac, KeyDisabled…), or its code
+	Since  time.Time // the first refusal since the last operation Key Vault carried out
+}
+
+// Refused returns the standing refusal: set by an operation Key Vault refused (see Refusal), cleared by the next
+// one it carries out. Between start-up and that operation, a service reporting health has nothing else that tells
+// the operator every signature is being refused.
+func (k *Key) Refused() *Refusal {
+	k.refusedMu.Lock()
+	defer k.refusedMu.Unlock()
+	if k.refused == nil {
+		return nil
+	}
+	r := *k.refused
+	return &r
+}
+
+// noteOutcome records whether Key Vault carried out an operation or refused it (Refused).
+func (k *Key) noteOutcome(r *Refusal) {
+	k.refusedMu.Lock()
+	defer k.refusedMu.Unlock()
+	switch {
+	case r == nil:
+		k.refused = nil
+	case k.refused == nil:
+		k.refused = r
+	default:
+		since := k.refused.Since
+		k.refused = r
+		k.refused.Since = since
+	}
 }
 
 var (
@@ -148,6 +194,14 @@ func New(ctx context.Context, client *azkeys.Client, name, version string, opts 
 	k.kid = string(*jwk.KID)
 	if resp.Attributes != nil && resp.Attributes.Enabled != nil && !*resp.Attributes.Enabled {
 		return nil, fmt.Errorf("keyvault get %s: key is disabled: %w", k.ref(), ErrDisabled)
+	}
+	if a := resp.Attributes; a != nil {
+		if a.NotBefore != nil {
+			k.nbf = *a.NotBefore
+		}
+		if a.Expires != nil {
+			k.exp = *a.Expires
+		}
 	}
 	if jwk.Kty != nil {
 		k.kty = string(*jwk.Kty)
@@ -263,6 +317,26 @@ func (k *Key) CanWrapKey() bool {
 func (k *Key) CanUnwrapKey() bool {
 	_, rsaKey := k.pub.(*rsa.PublicKey)
 	return rsaKey && k.Can(OpUnwrapKey)
+}
+
+// Expires is the key version's expiry (attributes.exp) as loaded, zero when it has none. From then on Key Vault
+// refuses it sign, encrypt and wrapKey (403), while verify, decrypt and unwrapKey still work.
+func (k *Key) Expires() time.Time { return k.exp }
+
+// ActiveAt returns nil when Key Vault lets the key version sign, encrypt and wrap at t: t inside its nbf/exp window
+// as loaded. Otherwise an ErrExpired error naming the bound: a key version that a rotation policy's expiryTime or
+// an operator's --expires ended, or one not yet valid. Checked before the key is put to work, so that start-up and
+// `ca` commands say so instead of meeting Key Vault's bare 403 at the first signature.
+func (k *Key) ActiveAt(t time.Time) error {
+	if !k.exp.IsZero() && !t.Before(k.exp) {
+		return fmt.Errorf("keyvault: key %s expired at %s (attributes.exp): %w", k.ref(),
+			k.exp.UTC().Format(time.RFC3339), ErrExpired)
+	}
+	if !k.nbf.IsZero() && t.Before(k.nbf) {
+		return fmt.Errorf("keyvault: key %s is not valid before %s (attributes.nbf): %w", k.ref(),
+			k.nbf.UTC().Format(time.RFC3339), ErrExpired)
+	}
+	return nil
 }
 
 // ref is name/version for error messages.

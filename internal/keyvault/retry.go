@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -37,6 +38,7 @@ func (k *Key) call(ctx context.Context, op string, fn func(ctx context.Context) 
 		err := fn(actx)
 		cancel()
 		if err == nil {
+			k.noteOutcome(nil)
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -52,6 +54,14 @@ func (k *Key) call(ctx context.Context, op string, fn func(ctx context.Context) 
 		case isResp && (re.StatusCode >= 500 || re.StatusCode == http.StatusRequestTimeout):
 			throttled = false
 		case isResp:
+			if re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden ||
+				(re.StatusCode == http.StatusNotFound && op != "get") {
+				code := re.ErrorCode
+				if c := serviceErrorOf(re).Error.InnerError.Code; c != "" {
+					code = c
+				}
+				k.noteOutcome(&Refusal{Op: op, Status: re.StatusCode, Code: code, Since: time.Now()})
+			}
 			return k.classify(op, re, err)
 		case errors.Is(err, transport.ErrAnswerTooLarge):
 			// What answered would answer the same again: an outage for the caller, without the retries' reads.
@@ -115,16 +125,31 @@ func ceilSeconds(d time.Duration) time.Duration {
 
 // classify maps a non-retryable HTTP answer to a sentinel.
 func (k *Key) classify(op string, re *azcore.ResponseError, err error) error {
-	var kind error
+	var kind, also error
 	switch {
 	case re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden:
 		kind = ErrForbidden
+		if IsForbiddenByFirewall(re) {
+			also = ErrFirewall
+		}
+	case re.StatusCode == http.StatusNotFound && op != "get":
+		// The version was there when New loaded it: it has been deleted since (soft delete keeps it recoverable
+		// for 90 days) or its vault moved. Until an operator recovers it, the caller is in a dependency outage, as
+		// with a key disabled meanwhile (403): not a request of the client's that was wrong.
+		return &opError{op: op, key: k.ref(), kind: ErrUnavailable, detail: "the key version is no longer in the " +
+			"vault (deleted since it was loaded? `az keyvault key recover` brings it back): " + summarize(err), cause: err}
 	case re.StatusCode == http.StatusNotFound:
 		kind = ErrNotFound
 	default:
 		kind = ErrRejected
 	}
-	return &opError{op: op, key: k.ref(), kind: kind, detail: summarize(err), cause: err}
+	return &opError{op: op, key: k.ref(), kind: kind, also: also, detail: summarize(err), cause: err}
+}
+
+// IsForbiddenByFirewall reports whether re is Key Vault's network rules refusing the caller's address: 403 with the
+// inner code ForbiddenByFirewall, where a missing role or access policy answers ForbiddenByRbac or AccessDenied.
+func IsForbiddenByFirewall(re *azcore.ResponseError) bool {
+	return re.StatusCode == http.StatusForbidden && serviceErrorOf(re).Error.InnerError.Code == "ForbiddenByFirewall"
 }
 
 // backoff is the exponential wait before retry number attempt (1-based) when
@@ -136,8 +161,10 @@ func (k *Key) backoff(attempt int) time.Duration {
 }
 
 // summarize renders an error in one line. azcore's ResponseError message is a
-// multi-line dump of the whole response; we keep status, Key Vault error code
-// and message only (none of which carry secrets).
+// multi-line dump of the whole response; we keep status, Key Vault error code,
+// inner code and message only (none of which carry secrets). The inner code is
+// what tells a 403 of the firewall (ForbiddenByFirewall) from one of a missing
+// role (ForbiddenByRbac) or a disabled key (KeyDisabled): different fixes.
 func summarize(err error) string {
 	var re *azcore.ResponseError
 	if !errors.As(err, &re) {
@@ -147,7 +174,12 @@ func summarize(err error) string {
 	if re.ErrorCode != "" {
 		msg += " " + re.ErrorCode
 	}
-	if m := serviceErrorOf(re).Error.Message; m != "" {
+	se := serviceErrorOf(re)
+	if c := se.Error.InnerError.Code; c != "" {
+		msg += " (" + c + ")"
+	}
+	// Key Vault's messages put each fact on a line of its own ("Client address: …\r\nCaller: …").
+	if m := strings.Join(strings.Fields(strings.ReplaceAll(se.Error.Message, "\r\n", "; ")), " "); m != "" {
 		if len(m) > 200 {
 			m = m[:200] + "…"
 		}

@@ -240,6 +240,17 @@ func faultReply(f *fault) reply {
 			"Request was not processed because too many requests were received. Reason: VaultRequestTypeLimitReached")
 	case http.StatusServiceUnavailable:
 		rep = errReply(f.status, "ServiceUnavailable", "The service is temporarily unavailable.")
+	case http.StatusForbidden:
+		// The messages are Key Vault's, with the addresses and identities made up.
+		msg := "Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or " +
+			"role definitions were changed recently, please observe propagation time.\r\nCaller: " +
+			"appid=00000000-0000-0000-0000-0000000a2ce1;oid=00000000-0000-0000-0000-0000000a2ce2"
+		if f.inner == ForbiddenByFirewall {
+			msg = "Client address is not authorized and caller is not a trusted service.\r\nClient address: " +
+				"203.0.113.7\r\nCaller: appid=00000000-0000-0000-0000-0000000a2ce1\r\nVault: kvfake;location=westeurope"
+		}
+		rep = reply{status: f.status, body: errorBody{Error: errorInfo{Code: "Forbidden", Message: msg,
+			InnerError: &errorInfo{Code: f.inner}}}}
 	default:
 		rep = errReply(f.status, "InternalServerError", "An unexpected error occurred.")
 	}
@@ -306,6 +317,8 @@ type jwk struct {
 
 type attributes struct {
 	Enabled         bool   `json:"enabled"`
+	NotBefore       *int64 `json:"nbf,omitempty"`
+	Expires         *int64 `json:"exp,omitempty"`
 	Created         int64  `json:"created"`
 	Updated         int64  `json:"updated"`
 	RecoveryLevel   string `json:"recoveryLevel"`
@@ -335,14 +348,23 @@ type opResult struct {
 var b64 = base64.RawURLEncoding
 
 func (s *Server) attrs(k *key) attributes {
-	return attributes{
+	a := attributes{
 		Enabled:         k.enabled,
 		Created:         k.created.Unix(),
 		Updated:         k.created.Unix(),
 		RecoveryLevel:   "Recoverable+Purgeable",
 		RecoverableDays: 90,
 	}
+	if !k.nbf.IsZero() {
+		a.NotBefore = to(k.nbf.Unix())
+	}
+	if !k.exp.IsZero() {
+		a.Expires = to(k.exp.Unix())
+	}
+	return a
 }
+
+func to[T any](v T) *T { return &v }
 
 func (s *Server) bundle(k *key) keyBundle {
 	j := jwk{KID: s.kid(k), Kty: k.kty, KeyOps: k.ops}
@@ -470,6 +492,12 @@ func (s *Server) createKey(rt route, body []byte) reply {
 		enabled = *req.Attributes.Enabled
 	}
 	k := &key{name: rt.name, kty: req.Kty, priv: priv, ops: ops, enabled: enabled}
+	if a := req.Attributes; a != nil && a.NotBefore != nil {
+		k.nbf = time.Unix(*a.NotBefore, 0)
+	}
+	if a := req.Attributes; a != nil && a.Expires != nil {
+		k.exp = time.Unix(*a.Expires, 0)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.deleted[objectName(rt.name)] {
@@ -534,6 +562,19 @@ func (s *Server) parseOp(rt route, body []byte, keyOp string) (*key, string, []b
 	if !containsOp(k.ops, keyOp) {
 		rep := keyOpForbidden(keyOp)
 		return nil, "", nil, &rep
+	}
+	// "Not-yet-valid and expired keys, outside the nbf / exp window, will work for decrypt, unwrap, and verify
+	// operations" (Key Vault's documentation): the others are refused with 403.
+	now := time.Now()
+	if keyOp == KeyOpSign || keyOp == KeyOpEncrypt || keyOp == KeyOpWrapKey {
+		if !k.exp.IsZero() && !now.Before(k.exp) {
+			rep := errReply(http.StatusForbidden, "Forbidden", fmt.Sprintf("Operation %s is not allowed on an expired key.", keyOp))
+			return nil, "", nil, &rep
+		}
+		if !k.nbf.IsZero() && now.Before(k.nbf) {
+			rep := errReply(http.StatusForbidden, "Forbidden", fmt.Sprintf("Operation %s is not allowed on a key that is not yet valid.", keyOp))
+			return nil, "", nil, &rep
+		}
 	}
 	return k, *req.Alg, value, nil
 }

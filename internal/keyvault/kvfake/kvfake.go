@@ -112,7 +112,8 @@ type fault struct {
 	op         string // "" matches every operation
 	status     int
 	retryAfter time.Duration
-	remaining  int // < 0: unlimited
+	inner      string // 403: Key Vault's inner error code (ForbiddenByFirewall, ForbiddenByRbac)
+	remaining  int    // < 0: unlimited
 }
 
 // key is one version of a key held by the fake.
@@ -124,6 +125,8 @@ type key struct {
 	ops     []string
 	enabled bool
 	created time.Time
+	nbf     time.Time // zero: none
+	exp     time.Time // zero: none
 }
 
 // Server is a fake Key Vault. All methods are safe for concurrent use.
@@ -140,6 +143,7 @@ type Server struct {
 	latency map[string]time.Duration // op ("" = all) → added latency
 	secrets map[string][]secret      // folded name (objectName) → versions, oldest first
 	deleted map[string]bool          // folded names of soft-deleted keys
+	binned  map[string][]*key        // soft-deleted keys' versions, for Recover
 }
 
 // SoftDelete deletes key name as Key Vault does with soft delete on (always, in new vaults): the key is gone (404),
@@ -147,8 +151,22 @@ type Server struct {
 func (s *Server) SoftDelete(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if vs, ok := s.keys[objectName(name)]; ok {
+		s.binned[objectName(name)] = vs
+	}
 	delete(s.keys, objectName(name))
 	s.deleted[objectName(name)] = true
+}
+
+// Recover brings a soft-deleted key back with all its versions, as `az keyvault key recover` does.
+func (s *Server) Recover(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if vs, ok := s.binned[objectName(name)]; ok {
+		s.keys[objectName(name)] = vs
+	}
+	delete(s.binned, objectName(name))
+	delete(s.deleted, objectName(name))
 }
 
 // objectName is how Key Vault tells objects apart: "uniquely identified within Key Vault using a case-insensitive
@@ -193,6 +211,7 @@ func NewServer() *Server {
 		latency: make(map[string]time.Duration),
 		secrets: make(map[string][]secret),
 		deleted: make(map[string]bool),
+		binned:  make(map[string][]*key),
 	}
 	s.srv = httptest.NewTLSServer(http.HandlerFunc(s.serveHTTP))
 	return s
@@ -255,6 +274,9 @@ type KeyOptions struct {
 	HSM bool
 	// Disabled installs the key with attributes.enabled = false.
 	Disabled bool
+	// NotBefore and Expires set attributes.nbf and attributes.exp (zero: none). Outside them Key Vault refuses
+	// sign, encrypt and wrapKey (403) and still allows verify, decrypt and unwrapKey.
+	NotBefore, Expires time.Time
 }
 
 // ImportKey installs a known private key as a new version of name (creating
@@ -286,7 +308,8 @@ func (s *Server) ImportKey(name string, priv crypto.Signer, opts KeyOptions) (st
 			return "", fmt.Errorf("kvfake: unknown key operation %q", op)
 		}
 	}
-	k := &key{name: name, kty: kty, priv: priv, ops: slices.Clone(ops), enabled: !opts.Disabled}
+	k := &key{name: name, kty: kty, priv: priv, ops: slices.Clone(ops), enabled: !opts.Disabled,
+		nbf: opts.NotBefore, exp: opts.Expires}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.addLocked(k)
@@ -312,6 +335,12 @@ func (s *Server) SetEnabled(name string, enabled bool) {
 // --ops` does.
 func (s *Server) SetKeyOps(name string, ops ...string) {
 	s.eachVersion(name, func(k *key) { k.ops = slices.Clone(ops) })
+}
+
+// SetExpires sets attributes.exp of every version of key name (zero removes it), as `az keyvault key set-attributes
+// --expires` does, or as a rotation policy's expiryTime does for the versions it makes.
+func (s *Server) SetExpires(name string, exp time.Time) {
+	s.eachVersion(name, func(k *key) { k.exp = exp })
 }
 
 // eachVersion changes every version of key name under the lock.
@@ -382,6 +411,20 @@ func (s *Server) Throttle(op string, n int, retryAfter time.Duration) {
 // status (e.g. 500 or 503). n < 0 fails until ClearFaults.
 func (s *Server) Fail(op string, n int, status int) {
 	s.inject(&fault{op: op, status: status, remaining: n})
+}
+
+// Inner error codes of Key Vault's 403 answers, for Forbid.
+const (
+	// ForbiddenByFirewall: the vault's network rules refuse the caller's address.
+	ForbiddenByFirewall = "ForbiddenByFirewall"
+	// ForbiddenByRbac: the caller's identity has no role that allows the operation.
+	ForbiddenByRbac = "ForbiddenByRbac"
+)
+
+// Forbid makes the next n authenticated requests for op ("" = any) answer 403 with Key Vault's body for inner
+// (ForbiddenByFirewall or ForbiddenByRbac). n < 0 refuses until ClearFaults.
+func (s *Server) Forbid(op string, n int, inner string) {
+	s.inject(&fault{op: op, status: http.StatusForbidden, inner: inner, remaining: n})
 }
 
 func (s *Server) inject(f *fault) {
