@@ -165,7 +165,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if p := h.admit(caller); p != nil {
-		h.log.Info("csr refused", "caller", callerID(caller), "status", p.Status, "code", p.Code, "detail", p.Detail)
+		h.log.InfoContext(r.Context(), "csr refused", "caller", callerID(caller), "status", p.Status, "code", p.Code,
+			"detail", p.Detail)
 		httpx.WriteProblem(w, r, p)
 		return
 	}
@@ -181,11 +182,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	res, p := h.enroll(r.Context(), caller, der, r.URL.Query().Get("profile"))
 	if p != nil {
-		h.log.Info("csr refused", "caller", callerID(caller), "status", p.Status, "code", p.Code, "detail", p.Detail)
+		h.log.InfoContext(r.Context(), "csr refused", "caller", callerID(caller), "status", p.Status, "code", p.Code,
+			"detail", p.Detail)
 		httpx.WriteProblem(w, r, p)
 		return
 	}
-	h.log.Info("csr issued", "caller", callerID(caller), "serial", res.Record.Serial, "replayed", res.Replayed,
+	h.log.InfoContext(r.Context(), "csr issued", "caller", callerID(caller), "serial", res.Record.Serial, "replayed", res.Replayed,
 		"duration_ms", time.Since(start).Milliseconds())
 	h.write(w, r, res)
 }
@@ -207,7 +209,7 @@ func (h *Handler) admit(caller *entra.Caller) *httpx.Problem {
 func (h *Handler) authFailure(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *entra.AuthError
 	if errors.As(err, &ae) {
-		h.log.Info("csr auth refused", "status", ae.Status, "err", err)
+		h.log.InfoContext(r.Context(), "csr auth refused", "status", ae.Status, "err", err)
 		p := &httpx.Problem{Status: ae.Status, Code: CodeUnauthorized, Detail: ae.Description}
 		if ae.Status == http.StatusForbidden {
 			p.Code = CodeForbidden
@@ -220,12 +222,12 @@ func (h *Handler) authFailure(w http.ResponseWriter, r *http.Request, err error)
 		return
 	}
 	if errors.Is(err, entra.ErrUnavailable) {
-		h.log.Warn("csr auth dependency unavailable", "err", err)
+		h.log.WarnContext(r.Context(), "csr auth dependency unavailable", "err", err)
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
 			Detail: "token keys cannot be fetched right now", RetryAfter: 30 * time.Second})
 		return
 	}
-	h.log.Error("csr auth failed", "err", err)
+	h.log.ErrorContext(r.Context(), "csr auth failed", "err", err)
 	httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusInternalServerError, Code: CodeInternal, Detail: "internal error"})
 }
 
@@ -432,7 +434,7 @@ func (h *Handler) account(ctx context.Context, caller *entra.Caller) (*entra.Acc
 	}
 	p := httpx.AccountProblem(err)
 	if p == nil || p.Status == http.StatusServiceUnavailable {
-		h.log.Warn("csr account check failed", "caller", callerID(caller), "err", err)
+		h.log.WarnContext(ctx, "csr account check failed", "caller", callerID(caller), "err", err)
 	}
 	if p == nil {
 		p = &httpx.Problem{Status: http.StatusInternalServerError, Code: CodeInternal, Detail: "internal error"}
