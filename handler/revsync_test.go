@@ -367,17 +367,7 @@ func TestTimerSyncNotStartedSaysSo(t *testing.T) {
 		return fs
 	}})
 	fs.FailMethod("RecordRun", store.ErrUnavailable)
-	envelope := `{"Data":{"timer":{"IsPastDue":false}},"Metadata":{}}`
-	resp, err := http.Post(s.base+"/revocation-sync", "application/json", bytes.NewBufferString(envelope))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct{ Logs []string }
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatal(err)
-	}
-	logs := strings.Join(out.Logs, "\n")
+	logs := postTimer(t, http.DefaultClient, s.base)
 	if !strings.Contains(logs, "revocation sync not started: ") || !strings.Contains(logs, "unavailable") {
 		t.Errorf("the invocation's Logs do not say the sync did not start, and why:\n%s", logs)
 	}

@@ -797,25 +797,11 @@ func (d *deps) completeInterrupted(ctx context.Context) []string {
 	defer cancel()
 	now := time.Now()
 	done, err := revocation.CompleteInterrupted(ctx, d.store, now.Add(-revocation.InterruptedWindow), now)
-	var serials []string
 	for _, rec := range done {
-		serials = append(serials, rec.Serial)
 		d.log.Warn("completed an interrupted revocation", "serial", rec.Serial, "revoked_at",
 			rec.RevokedAt.UTC().Format(time.RFC3339), "reason", revocation.ReasonName(rec.RevocationReason))
 	}
-	var lines []string
-	if len(done) > 0 {
-		if d.onRevoked != nil {
-			d.onRevoked(serials)
-		}
-		lines = append(lines, fmt.Sprintf("completed %d interrupted revocations: %s", len(done),
-			firstSerials(serials)))
-	}
-	if err != nil {
-		d.log.Warn("interrupted-revocation sweep failed", "err", err)
-		lines = append(lines, "interrupted-revocation sweep failed: "+err.Error())
-	}
-	return lines
+	return d.sweepReport(done, err, "completed %d interrupted revocations", "interrupted-revocation sweep")
 }
 
 // revokeSiblings revokes, for keyCompromise, the other certificates of the keys reported compromised in the last
@@ -825,23 +811,30 @@ func (d *deps) revokeSiblings(ctx context.Context) []string {
 	defer cancel()
 	now := time.Now()
 	done, err := revocation.RevokeSiblings(ctx, d.store, now.Add(-revocation.SiblingWindow), now)
-	var serials []string
 	for _, rec := range done {
-		serials = append(serials, rec.Serial)
 		d.log.Warn("revoked a certificate whose key was reported compromised", "serial", rec.Serial,
 			"subject", rec.Subject, "reference", rec.RevocationRef)
 	}
+	return d.sweepReport(done, err, "revoked %d certificates whose key was reported compromised", "compromised-key sweep")
+}
+
+// sweepReport tells this instance's caches of the records a timer sweep revoked, and returns the invocation's lines
+// about it: what it did (done, a format with their count), followed by the first serials, and how it failed.
+func (d *deps) sweepReport(done []*store.Record, err error, did, sweep string) []string {
 	var lines []string
 	if len(done) > 0 {
+		serials := make([]string, 0, len(done))
+		for _, rec := range done {
+			serials = append(serials, rec.Serial)
+		}
 		if d.onRevoked != nil {
 			d.onRevoked(serials)
 		}
-		lines = append(lines, fmt.Sprintf("revoked %d certificates whose key was reported compromised: %s", len(done),
-			firstSerials(serials)))
+		lines = append(lines, fmt.Sprintf(did, len(done))+": "+firstSerials(serials))
 	}
 	if err != nil {
-		d.log.Warn("compromised-key sweep failed", "err", err)
-		lines = append(lines, "compromised-key sweep failed: "+err.Error())
+		d.log.Warn(sweep+" failed", "err", err)
+		lines = append(lines, sweep+" failed: "+err.Error())
 	}
 	return lines
 }

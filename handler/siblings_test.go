@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -43,18 +41,9 @@ func TestTimerRevokesTheOtherCertificatesOfACompromisedKey(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	resp, err := http.Post(s.base+"/revocation-sync", "application/json", bytes.NewBufferString(`{"Data":{"timer":{}}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out struct{ Logs []string }
-	err = json.NewDecoder(resp.Body).Decode(&out)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	logs := postTimer(t, http.DefaultClient, s.base)
 	serial := store.SerialString(sibling.SerialNumber)
-	if logs := strings.Join(out.Logs, "\n"); !strings.Contains(logs, "revoked 1 certificates whose key was reported compromised: "+serial) {
+	if !strings.Contains(logs, "revoked 1 certificates whose key was reported compromised: "+serial) {
 		t.Errorf("the timer's Logs do not name the sibling %s:\n%s", serial, logs)
 	}
 	rec, err := s.store.Get(ctx, serial)
