@@ -1020,6 +1020,12 @@
 
   async function start() {
     document.getElementById("signout").addEventListener("click", signOut);
+    // The skip link's #main is also a hash, which this page routes by: followed as a link it would leave the page
+    // for the certificate list. It moves the focus only.
+    document.querySelector(".skip").addEventListener("click", (ev) => {
+      ev.preventDefault();
+      main.focus();
+    });
     window.addEventListener("hashchange", () => render().catch(showFatal));
     const resp = await fetch("config.json", { cache: "no-store", credentials: "omit" });
     state.cfg = await resp.json();
