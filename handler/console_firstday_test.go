@@ -42,3 +42,42 @@ func TestConsoleSkipLinkKeepsPage(t *testing.T) {
 		t.Errorf("console errors: %s", strings.Join(p, "\n"))
 	}
 }
+
+// TestConsoleSlowAnswerKeepsNewerPage: on a slow day the administrator opens a certificate, gives up waiting and
+// goes to the CA overview. When the certificate's answer arrives at last, the overview they chose stays: a view
+// must not draw itself over the page that replaced it while it waited for the CA.
+func TestConsoleSlowAnswerKeepsNewerPage(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	c := issueViaAPI(t, svc.base, devTokenAs(t, svc.base, "builder@azscep.local", "CSR.Request.Db"), pkix.Name{CommonName: "slow.contoso.example"})
+	serial := store.SerialString(c.SerialNumber)
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	b.waitFor("certificate list", `document.querySelectorAll("#results table.list tbody tr").length === 1`)
+	// The certificate's answer is held until the test lets it through; window.__read says the page has read it.
+	b.do("slow certificate", chromedp.Evaluate[chromedp.Void](`(() => {
+		window.__fetch = window.__fetch || window.fetch;
+		window.fetch = (u, o) => {
+			if (!/certificates\/`+serial+`$/.test(String(u))) return window.__fetch(u, o);
+			window.__asked = true;
+			return window.__fetch(u, o).then((r) => new Promise((ok) => { window.__release = () => {
+				const read = r.json.bind(r);
+				r.json = () => read().then((v) => { window.__read = true; return v; });
+				ok(r);
+			}; }));
+		};
+		location.hash = "#/certificate/`+serial+`";
+	})()`))
+	b.waitFor("the certificate asked for", `window.__asked === true && typeof window.__release === "function"`)
+	b.do("move on", chromedp.Evaluate[chromedp.Void](`location.hash = "#/overview"`))
+	b.waitFor("the overview", `[...document.querySelectorAll("main h2")].some(h => h.textContent === "CRL") && document.querySelector("#user-role").textContent !== ""`)
+	b.do("the slow answer arrives", chromedp.Evaluate[chromedp.Void](`window.__release()`))
+	b.waitFor("the answer read", `window.__read === true`)
+	if got := eval[string](b, `location.hash + " " + document.querySelector("main h1").textContent`); got != "#/overview CA overview" {
+		t.Errorf("after the certificate's late answer the page is %q, want the overview the administrator moved to", got)
+	}
+	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("console errors: %s", strings.Join(p, "\n"))
+	}
+}

@@ -63,6 +63,9 @@
     return n;
   }
 
+  // setView replaces the page. A view that waits for the CA first shows a placeholder and, once answered, draws
+  // itself only while that placeholder is still on the page (isConnected): the administrator may have moved on
+  // meanwhile, and the page they chose stays.
   function setView(title, ...nodes) {
     main.replaceChildren(...nodes);
     document.title = visible(title) + " · Certificate console · azscep";
@@ -583,6 +586,7 @@
       results.replaceChildren(loading("Looking up serial " + serial + "…"));
       try {
         await api("../certificates/" + encodeURIComponent(serial));
+        if (!results.isConnected) return;
         // Replace the search entry, so Back returns to where the search started rather than bouncing here again.
         return location.replace("#/certificate/" + serial);
       } catch (e) {
@@ -652,20 +656,23 @@
   // --- one certificate
   // viewCertificate shows the certificate and returns its record, or null when it could not be read.
   async function viewCertificate(serial) {
-    setView("Certificate " + serial, el("p", { class: "crumbs" }, el("a", { href: "#/certificates", text: "← Certificates" })), loading());
+    const wait = loading();
+    setView("Certificate " + serial, el("p", { class: "crumbs" }, el("a", { href: "#/certificates", text: "← Certificates" })), wait);
     let c;
     try {
       c = await apiJSON("../certificates/" + encodeURIComponent(serial));
     } catch (e) {
+      if (!wait.isConnected) return null;
       const err = e instanceof ApiError && e.status === 404
         ? notice("error", el("h2", { text: "No such certificate" }), el("p", {}, "No certificate has the serial ", mono(serial), "."))
         : errorView(e, () => render());
       // revoke-result stays, so a revocation's outcome is shown even when re-reading the certificate failed.
       setView("Certificate " + serial, el("p", { class: "crumbs" }, el("a", { href: "#/certificates", text: "← Certificates" })), el("h1", { text: "Certificate" }),
-        el("div", { id: "revoke-result", "aria-live": "polite" }), err);
+        el("div", { id: "revoke-result", "aria-live": "polite", "data-serial": serial }), err);
       return null;
     }
     const ov = await overview().catch(() => null);
+    if (!wait.isConnected) return null;
     const revocable = c.status !== "revoked";
     const audit = el("ol", { class: "audit" },
       el("li", {}, time(c.created), ` Requested over ${source(c)}`, c.requester ? el("span", {}, " by ", requester(c.requester)) : null),
@@ -686,7 +693,7 @@
     const sections = [
       el("p", { class: "crumbs" }, el("a", { href: "#/certificates", text: "← Certificates" })),
       el("div", { class: "title-row" }, el("h1", { class: "subject-title" }, c.subject || "(empty subject)"), badge(c.status)),
-      el("div", { id: "revoke-result", "aria-live": "polite" }),
+      el("div", { id: "revoke-result", "aria-live": "polite", "data-serial": c.serial }),
       el("div", { class: "cols" },
         el("section", { class: "card" }, el("h2", { text: "Names" }), dl([["Subject", c.subject], ["Subject alternative names", c.sans ? el("ul", { class: "plain" }, c.sans.map((s) => el("li", { text: s }))) : ""], ["Serial", mono(c.serial)]])),
         el("section", { class: "card" }, el("h2", { text: "Validity" }), dl([["Not before", time(c.notBefore)], ["Not after", expiry(c.notAfter)], ["Status", badge(c.status)],
@@ -699,6 +706,7 @@
         el("section", { class: "card" }, el("h2", { text: "Audit trail" }), audit)),
     ];
     const manage = revocable && (await canManage());
+    if (!wait.isConnected) return null;
     if (manage) sections.push(revokePanel(c));
     else if (revocable) sections.push(el("section", { class: "card", id: "revoke-readonly" }, el("h2", { text: "Revocation" }),
       el("p", { class: "muted" }, "Revoking needs the app role ", el("code", { text: ROLE_MANAGE }), "; you can read certificates only.")));
@@ -725,9 +733,12 @@
     // again, so the page never keeps showing "issued" and a revoke form for a revoked certificate: a 5xx or a lost
     // connection can come after the revocation was recorded (the API answers 503 when only a later write failed).
     if (failed instanceof ApiError && failed.status >= 400 && failed.status < 500) return out.replaceChildren(errorView(failed));
+    // The administrator moved on while the CA answered: the page they chose stays (the certificate's page shows
+    // its status when opened again).
+    if (!out.isConnected) return;
     const now = await viewCertificate(serial);
     const res = document.getElementById("revoke-result");
-    if (!res) return;
+    if (!res || res.dataset.serial !== serial) return;
     if (r) {
       return res.replaceChildren(notice("ok", el("strong", { text: r.alreadyRevoked ? "Already revoked. " : "Revoked. " }),
         r.alreadyRevoked ? "The certificate had been revoked before; the recorded reason is " + r.revocationReason + "." : "The CRL and OCSP now report this certificate as revoked (" + r.revocationReason + ")."));
@@ -878,13 +889,16 @@
   }
 
   async function viewOverview() {
-    setView("CA overview", el("h1", { text: "CA overview" }), loading());
+    const wait = loading();
+    setView("CA overview", el("h1", { text: "CA overview" }), wait);
     let ov;
     try {
       ov = await overview(true);
     } catch (e) {
+      if (!wait.isConnected) return;
       return setView("CA overview", el("h1", { text: "CA overview" }), errorView(e, () => render()));
     }
+    if (!wait.isConnected) return;
     const cards = [];
     (ov.ca || []).forEach((c, i) => cards.push(certCard(i === 0 ? "Issuing CA certificate" : "Issuer " + i, c)));
     cards.push(ov.ra ? certCard("SCEP RA certificate", ov.ra) : el("section", { class: "card" }, el("h2", { text: "SCEP RA" }), el("p", { text: "No separate RA: the CA key decrypts and signs SCEP messages (RA mode ca)." })));
@@ -961,15 +975,19 @@
   }
 
   async function viewOperations() {
-    setView("Sync & pending", el("h1", { text: "Revocation sync and pending records" }), loading());
+    const wait = loading();
+    setView("Sync & pending", el("h1", { text: "Revocation sync and pending records" }), wait);
     let runs, ov;
     try {
       [runs, ov] = await Promise.all([apiJSON("../certificates/revocation-sync"), overview(true)]);
     } catch (e) {
+      if (!wait.isConnected) return;
       return setView("Sync & pending", el("h1", { text: "Revocation sync and pending records" }), errorView(e, () => render()));
     }
     const out = el("div", { id: "sync-result", "aria-live": "polite" });
-    const runNow = runs.enabled && (await canManage()) ? el("button", { type: "button", class: "primary", id: "sync-now", text: "Run a sync now" }) : null;
+    const manage = runs.enabled && (await canManage());
+    if (!wait.isConnected) return;
+    const runNow = manage ? el("button", { type: "button", class: "primary", id: "sync-now", text: "Run a sync now" }) : null;
     if (runNow) {
       runNow.addEventListener("click", async () => {
         runNow.disabled = true;
