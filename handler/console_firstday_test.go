@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/x509/pkix"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -77,6 +78,41 @@ func TestConsoleSlowAnswerKeepsNewerPage(t *testing.T) {
 		t.Errorf("after the certificate's late answer the page is %q, want the overview the administrator moved to", got)
 	}
 	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("console errors: %s", strings.Join(p, "\n"))
+	}
+}
+
+// TestConsoleKeyboardSearchKeepsFocus: a search and a change of page draw the list anew. An administrator on the
+// keyboard who presses Enter in the search box, or on "Next page", keeps the focus where they were; the rebuilt
+// page must not drop it to the document, where the next Tab starts again at the top of the page.
+func TestConsoleKeyboardSearchKeepsFocus(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	for i := range 3 {
+		name := fmt.Sprintf("keys-%d.contoso.example", i)
+		issueViaAPI(t, svc.base, devTokenAs(t, svc.base, fmt.Sprintf("keys-%d@azscep.local", i), "CSR.Request.Db"), pkix.Name{CommonName: name}, name)
+	}
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	b.waitFor("certificate list", `document.querySelectorAll("#results table.list tbody tr").length === 3`)
+
+	b.do("search with Enter", chromedp.SendKeys(chromedp.ID("q"), "keys-1\n"))
+	b.waitFor("the result", `location.hash === "#/certificates?q=keys-1" && document.querySelectorAll("#results table.list tbody tr").length === 1`)
+	if got := eval[string](b, `document.activeElement.tagName + "#" + document.activeElement.id`); got != "INPUT#q" {
+		t.Errorf("after Enter in the search box the focus is on %s, want the search box", got)
+	}
+
+	b.do("two per page", chromedp.Evaluate[chromedp.Void](`location.hash = "#/certificates?limit=2"`))
+	b.waitFor("page 1", `location.hash === "#/certificates?limit=2" && (document.querySelector("#results caption")||{}).textContent?.startsWith("Page 1")`)
+	b.do("next page with Enter", chromedp.Evaluate[chromedp.Void](`document.querySelector("#next-page").focus()`), chromedp.KeyEvent("\r"))
+	b.waitFor("page 2", `(document.querySelector("#results caption")||{}).textContent?.startsWith("Page 2")`)
+	if got := eval[string](b, `document.activeElement.id`); got != "next-page" && got != "prev-page" {
+		t.Errorf("after Enter on Next page the focus is on %q, want the pager", got)
+	}
+	if !eval[bool](b, `!document.activeElement.disabled`) {
+		t.Error("the focus is on a disabled button")
+	}
 	if p := b.problems(); len(p) > 0 {
 		t.Errorf("console errors: %s", strings.Join(p, "\n"))
 	}

@@ -29,6 +29,9 @@
     overview: null,
     me: Promise.resolve(null), // GET /api/certificates/me: the admin roles the CA grants the caller now (null: none known)
     busy: 0,
+    // The id of the control a search or a change of page was made with: the list is drawn anew, and the focus goes
+    // back to that control instead of falling to the document, where the next Tab would start at the top.
+    refocus: "",
   };
 
   const main = document.getElementById("main");
@@ -446,6 +449,8 @@
 
   async function render() {
     const route = parseHash();
+    const refocus = state.refocus;
+    state.refocus = "";
     const signedIn = !!(await token().catch(() => null));
     document.getElementById("nav").hidden = !signedIn;
     document.getElementById("user").hidden = !signedIn;
@@ -486,7 +491,7 @@
       case "operations":
         return viewOperations();
       default:
-        return viewCertificates(route.params);
+        return viewCertificates(route.params, refocus);
     }
   }
 
@@ -544,7 +549,7 @@
     return state.overview;
   }
 
-  async function viewCertificates(params) {
+  async function viewCertificates(params, refocus) {
     const p = (k) => params.get(k) || "";
     const q = el("input", { id: "q", name: "q", type: "search", value: p("q"), placeholder: "e.g. device-0001, alice@contoso.com or a serial", "aria-describedby": "q-hint", autocomplete: "off" });
     const form = el("form", { class: "search", role: "search", "aria-label": "Search certificates" },
@@ -560,9 +565,11 @@
         field("Per page", select("limit", PAGE_SIZES.map((n) => [String(n), String(n)]), p("limit") || "25"))),
       el("div", { class: "actions" },
         el("button", { type: "submit", class: "primary", id: "search-button", text: "Search" }),
-        el("button", { type: "button", class: "ghost", onclick: () => go("#/certificates"), text: "Clear" })));
+        el("button", { type: "button", class: "ghost", onclick: () => { state.refocus = "q"; go("#/certificates"); }, text: "Clear" })));
     const results = el("div", { id: "results", "aria-live": "polite" });
     setView("Certificates", el("h1", { text: "Certificates" }), form, results);
+    const again = refocus && document.getElementById(refocus);
+    if (again && form.contains(again)) again.focus();
 
     endpointOptions().then((opts) => {
       const s = document.getElementById("endpoint");
@@ -573,6 +580,7 @@
 
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
+      state.refocus = form.contains(document.activeElement) ? document.activeElement.id : "";
       const f = new FormData(form);
       const out = new URLSearchParams();
       for (const [k, v] of f.entries()) if (v && !(k === "limit" && v === "25")) out.set(k, String(v).trim());
@@ -607,7 +615,18 @@
     } catch (e) {
       return results.replaceChildren(errorView(e, () => render()));
     }
+    if (!results.isConnected) return;
     results.replaceChildren(resultsTable(page, params));
+    if (refocus === "prev-page" || refocus === "next-page") {
+      // The button pressed, else the other one (past the last page "Next" is disabled), else the list's heading.
+      const pager = [refocus, refocus === "next-page" ? "prev-page" : "next-page"].map((id) => document.getElementById(id)).find((b) => b && !b.disabled);
+      const head = results.querySelector("h2");
+      if (pager) pager.focus();
+      else if (head) {
+        head.setAttribute("tabindex", "-1");
+        head.focus();
+      }
+    }
   }
 
   // The paging state is in the URL, so Back, Forward and a reload show the page's own number and buttons: the
@@ -635,6 +654,7 @@
     const prev = el("button", { type: "button", class: "ghost", id: "prev-page", disabled: pageNo === 1, text: "← Previous page" });
     const next = el("button", { type: "button", class: "ghost", id: "next-page", disabled: !page.continuation, text: "Next page →" });
     prev.addEventListener("click", () => {
+      state.refocus = "prev-page";
       const p = new URLSearchParams(params);
       const earlier = backs.slice(0, -1);
       const back = backs[backs.length - 1];
@@ -645,6 +665,7 @@
       go("#/certificates?" + p.toString());
     });
     next.addEventListener("click", () => {
+      state.refocus = "next-page";
       const p = new URLSearchParams(params);
       p.set("continuation", page.continuation);
       p.append("back", params.get("continuation") || "");
