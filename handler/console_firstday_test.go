@@ -117,3 +117,37 @@ func TestConsoleKeyboardSearchKeepsFocus(t *testing.T) {
 		t.Errorf("console errors: %s", strings.Join(p, "\n"))
 	}
 }
+
+// TestConsoleTimesNameTheirZone: the console writes times in the browser's time zone. An administrator comparing
+// them with a log (in UTC), or reading a screenshot a colleague in another zone sent, must see which zone a time is
+// in; the UTC time on hover is out of reach on a touch screen and of the keyboard.
+func TestConsoleTimesNameTheirZone(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	c := issueViaAPI(t, svc.base, devTokenAs(t, svc.base, "builder@azscep.local", "CSR.Request.Db"), pkix.Name{CommonName: "zone.contoso.example"})
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	b.do("open certificate", chromedp.Navigate(page+"#/certificate/"+store.SerialString(c.SerialNumber)))
+	b.waitFor("details", `!!document.querySelector("#download-pem")`)
+	// Each time of day shown, with the zone the browser names for that instant (the tests' browser runs in
+	// Europe/Berlin: GMT+1 in winter, GMT+2 in summer).
+	type shown struct {
+		Text string `json:"text"`
+		Zone string `json:"zone"`
+	}
+	times := eval[[]shown](b, `[...document.querySelectorAll("main time.when")].filter(e => /\d:\d\d/.test(e.textContent)).map(e => ({text: e.textContent,
+		zone: new Intl.DateTimeFormat(undefined, {timeZoneName: "short"}).formatToParts(new Date(e.dateTime)).find(p => p.type === "timeZoneName").value}))`)
+	if len(times) < 3 {
+		t.Fatalf("the certificate page shows %d times of day, want at least not before, not after and the request: %v", len(times), times)
+	}
+	// The longer text still fits its box: the date and the time of day wrap apart in a narrow column.
+	if over := eval[[]string](b, `[...document.querySelectorAll("main time.when")].filter(e => e.getBoundingClientRect().right >
+		e.parentElement.closest("dd, td, li, p").getBoundingClientRect().right + 1).map(e => e.textContent)`); len(over) > 0 {
+		t.Errorf("times stick out of their boxes: %q", over)
+	}
+	for _, tm := range times {
+		if !strings.HasSuffix(tm.Text, " "+tm.Zone) {
+			t.Errorf("the time %q does not name its zone %q", tm.Text, tm.Zone)
+		}
+	}
+}

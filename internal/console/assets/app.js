@@ -84,13 +84,17 @@
   }
 
   // time renders an ISO date in the browser's time zone, with UTC on hover (and for screen readers in the title).
-  const localFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  // A time of day names its zone ("Dec 7, 2026 5:10 PM GMT+1"): it is compared with logs in UTC and read off
+  // screenshots from other zones, and the hover is out of reach on a touch screen. The date and the time of day
+  // each stay on one line, and a narrow column breaks between them.
   const localDate = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+  const localTime = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit", timeZoneName: "short" });
   function time(iso, dateOnly) {
     if (!iso || iso.startsWith("0001-")) return el("span", { class: "muted", text: "—" });
     const d = new Date(iso);
     const utc = d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
-    return el("time", { datetime: d.toISOString(), title: utc, class: "when" }, (dateOnly ? localDate : localFmt).format(d));
+    return el("time", { datetime: d.toISOString(), title: utc, class: "when" }, el("span", {}, localDate.format(d)),
+      dateOnly ? null : [" ", el("span", {}, localTime.format(d))]);
   }
 
   // requester shows the UPN of a REST requester ("oid:… upn:…"), with the full value on hover.
