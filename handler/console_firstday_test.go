@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"crypto/x509/pkix"
 	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
+	"golang.org/x/crypto/ocsp"
 
 	"github.com/azscep/azscep/internal/store"
 )
@@ -149,5 +151,59 @@ func TestConsoleTimesNameTheirZone(t *testing.T) {
 		if !strings.HasSuffix(tm.Text, " "+tm.Zone) {
 			t.Errorf("the time %q does not name its zone %q", tm.Text, tm.Zone)
 		}
+	}
+}
+
+// TestConsoleRevokeOnceWhileAnswered: while the CA has not answered a revocation yet (a slow day), the page says it
+// is revoking and offers no second revocation: an administrator who thinks the first click was lost, and clicks
+// Revoke again with another reason, sends no second request.
+func TestConsoleRevokeOnceWhileAnswered(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	c := issueViaAPI(t, svc.base, devTokenAs(t, svc.base, "builder@azscep.local", "CSR.Request.Db"), pkix.Name{CommonName: "once.contoso.example"})
+	serial := store.SerialString(c.SerialNumber)
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	b.do("open certificate", chromedp.Navigate(page+"#/certificate/"+serial))
+	b.waitFor("details", `!!document.querySelector("#revoke-button") && document.title.includes("`+serial+`")`)
+	// Each revocation request is counted and held until the test lets it through.
+	b.do("slow revocation", chromedp.Evaluate[chromedp.Void](`(() => {
+		window.__fetch = window.__fetch || window.fetch;
+		window.__revokes = 0;
+		window.__held = [];
+		window.fetch = (u, o) => {
+			if (!/\/revoke$/.test(String(u))) return window.__fetch(u, o);
+			window.__revokes++;
+			return new Promise((ok) => window.__held.push(() => ok(window.__fetch(u, o))));
+		};
+	})()`))
+	b.do("revoke", chromedp.SetValue(chromedp.ID("reason"), "superseded"), chromedp.Click(chromedp.ID("revoke-button")))
+	b.waitFor("confirmation dialog", `document.querySelector("#confirm-revoke").open`)
+	b.do("confirm", chromedp.Click(chromedp.ID("confirm-yes")))
+	b.waitFor("revoking", `window.__revokes === 1 && (document.querySelector("#revoke-result")||{}).textContent?.includes("Revoking")`)
+	if !eval[bool](b, `document.querySelector("#revoke-button").disabled`) {
+		t.Error("the Revoke button is enabled while the revocation is on its way")
+	}
+	// Whatever the button shows, a second revocation is not sent: the form submitted again (Enter in the comment
+	// field) and confirmed once more.
+	b.do("revoke again", chromedp.Evaluate[chromedp.Void](`(() => {
+		const r = document.querySelector("#reason");
+		r.disabled = false;
+		r.value = "keyCompromise";
+		document.querySelector("form.revoke").requestSubmit();
+		const yes = document.querySelector("#confirm-revoke[open] #confirm-yes");
+		if (yes) yes.click();
+	})()`))
+	b.do("the CA answers", chromedp.Evaluate[chromedp.Void](`window.__held.forEach((f) => f())`))
+	b.waitFor("revoked", `!!document.querySelector("#revoke-result .notice.ok")`)
+	if n := eval[int](b, `window.__revokes`); n != 1 {
+		t.Errorf("%d revocation requests were sent, want 1", n)
+	}
+	if rec, err := svc.store.Get(context.Background(), serial); err != nil || rec.Status != store.StatusRevoked || rec.RevocationReason != ocsp.Superseded {
+		t.Errorf("the record: %+v %v, want revoked as superseded", rec, err)
+	}
+	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("console errors: %s", strings.Join(p, "\n"))
 	}
 }

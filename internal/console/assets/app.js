@@ -740,8 +740,25 @@
     return c;
   }
 
+  // The serials whose revocation is on its way. One request at a time: an administrator who thinks a slow click
+  // was lost and revokes again (perhaps with another reason) sends nothing more until the CA has answered.
+  const revoking = new Set();
+
   // revoke posts the revocation and shows its outcome in #revoke-result of the re-read certificate.
   async function revoke(serial, reason, comment) {
+    if (revoking.has(serial)) return;
+    revoking.add(serial);
+    // The form waits with the request, so the page does not offer what it would not send.
+    const controls = [...document.querySelectorAll("form.revoke button, form.revoke select, form.revoke input")];
+    for (const c of controls) c.disabled = true;
+    try {
+      await revokeAndShow(serial, reason, comment, controls);
+    } finally {
+      revoking.delete(serial);
+    }
+  }
+
+  async function revokeAndShow(serial, reason, comment, controls) {
     const out = document.getElementById("revoke-result");
     out.replaceChildren(loading("Revoking…"));
     let r, failed;
@@ -757,7 +774,13 @@
     // A refusal (4xx) changed nothing: the page stays as it is. After any other answer the certificate is read
     // again, so the page never keeps showing "issued" and a revoke form for a revoked certificate: a 5xx or a lost
     // connection can come after the revocation was recorded (the API answers 503 when only a later write failed).
-    if (failed instanceof ApiError && failed.status >= 400 && failed.status < 500) return out.replaceChildren(errorView(failed));
+    if (failed instanceof ApiError && failed.status >= 400 && failed.status < 500) {
+      for (const c of controls) c.disabled = false;
+      // Disabling the focused Revoke button dropped the focus to the document; it comes back.
+      const again = document.getElementById("revoke-button");
+      if (document.activeElement === document.body && again) again.focus();
+      return out.replaceChildren(errorView(failed));
+    }
     // The administrator moved on while the CA answered: the page they chose stays (the certificate's page shows
     // its status when opened again).
     if (!out.isConnected) return;
@@ -792,6 +815,7 @@
       dialog);
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
+      if (revoking.has(c.serial)) return;
       const label = REASONS.find(([v]) => v === reason.value)[1];
       const yes = el("button", { type: "button", class: "danger", id: "confirm-yes", text: "Revoke certificate" });
       const no = el("button", { type: "button", class: "ghost", id: "confirm-no", text: "Cancel" });
