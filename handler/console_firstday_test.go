@@ -207,3 +207,30 @@ func TestConsoleRevokeOnceWhileAnswered(t *testing.T) {
 		t.Errorf("console errors: %s", strings.Join(p, "\n"))
 	}
 }
+
+// TestConsoleCrumbReturnsToSearch: an administrator searches, opens one of the results and follows "← Certificates"
+// to open the next: the link returns to the search they came from (its URL, so its filters and page), not to an
+// empty form.
+func TestConsoleCrumbReturnsToSearch(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	for _, name := range []string{"crumb-a.contoso.example", "crumb-b.contoso.example", "other.contoso.example"} {
+		issueViaAPI(t, svc.base, devTokenAs(t, svc.base, "builder-"+name+"@azscep.local", "CSR.Request.Db"), pkix.Name{CommonName: name}, name)
+	}
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	b.waitFor("certificate list", `document.querySelectorAll("#results table.list tbody tr").length === 3`)
+	b.do("search", chromedp.SendKeys(chromedp.ID("q"), "crumb\n"))
+	b.waitFor("the results", `document.querySelectorAll("#results table.list tbody tr").length === 2`)
+	search := eval[string](b, `location.hash`)
+	b.do("open the first", chromedp.Click(chromedp.CSS("a.subject")))
+	b.waitFor("details", `!!document.querySelector("#download-pem")`)
+	b.do("back to the list", chromedp.Click(chromedp.CSS(".crumbs a")))
+	b.waitFor("the list", `!!document.querySelector("#results table.list, #results .empty")`)
+	if got := eval[string](b, `location.hash + " " + document.querySelector("#q").value`); got != search+" crumb" {
+		t.Errorf("the crumb leads to %q, want the search %q", got, search+" crumb")
+	}
+	if n := eval[int](b, `document.querySelectorAll("#results table.list tbody tr").length`); n != 2 {
+		t.Errorf("the list shows %d certificates, want the search's 2", n)
+	}
+}

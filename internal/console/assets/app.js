@@ -32,6 +32,9 @@
     // The id of the control a search or a change of page was made with: the list is drawn anew, and the focus goes
     // back to that control instead of falling to the document, where the next Tab would start at the top.
     refocus: "",
+    // The hash of the last list of certificates shown (its search, filters and page): a certificate's "←
+    // Certificates" leads back to it.
+    list: "#/certificates",
   };
 
   const main = document.getElementById("main");
@@ -612,6 +615,8 @@
     query.set("limit", p("limit") || "25");
     if (p("continuation")) query.set("continuation", p("continuation"));
 
+    // A serial's search opened its certificate above; this one is a list to come back to.
+    state.list = location.hash.startsWith("#/certificates") ? location.hash : "#/certificates";
     results.replaceChildren(loading("Searching…"));
     let page;
     try {
@@ -679,10 +684,14 @@
   }
 
   // --- one certificate
+  function crumbs() {
+    return el("p", { class: "crumbs" }, el("a", { href: state.list, text: "← Certificates" }));
+  }
+
   // viewCertificate shows the certificate and returns its record, or null when it could not be read.
   async function viewCertificate(serial) {
     const wait = loading();
-    setView("Certificate " + serial, el("p", { class: "crumbs" }, el("a", { href: "#/certificates", text: "← Certificates" })), wait);
+    setView("Certificate " + serial, crumbs(), wait);
     let c;
     try {
       c = await apiJSON("../certificates/" + encodeURIComponent(serial));
@@ -692,7 +701,7 @@
         ? notice("error", el("h2", { text: "No such certificate" }), el("p", {}, "No certificate has the serial ", mono(serial), "."))
         : errorView(e, () => render());
       // revoke-result stays, so a revocation's outcome is shown even when re-reading the certificate failed.
-      setView("Certificate " + serial, el("p", { class: "crumbs" }, el("a", { href: "#/certificates", text: "← Certificates" })), el("h1", { text: "Certificate" }),
+      setView("Certificate " + serial, crumbs(), el("h1", { text: "Certificate" }),
         el("div", { id: "revoke-result", "aria-live": "polite", "data-serial": serial }), err);
       return null;
     }
@@ -716,7 +725,7 @@
       !c.pem ? el("span", { class: "muted", text: "No certificate was stored (the signature never completed), so there is nothing to download." }) : null);
 
     const sections = [
-      el("p", { class: "crumbs" }, el("a", { href: "#/certificates", text: "← Certificates" })),
+      crumbs(),
       el("div", { class: "title-row" }, el("h1", { class: "subject-title" }, c.subject || "(empty subject)"), badge(c.status)),
       el("div", { id: "revoke-result", "aria-live": "polite", "data-serial": c.serial }),
       el("div", { class: "cols" },
