@@ -2,7 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"strings"
 	"testing"
@@ -232,5 +237,50 @@ func TestConsoleCrumbReturnsToSearch(t *testing.T) {
 	}
 	if n := eval[int](b, `document.querySelectorAll("#results table.list tbody tr").length`); n != 2 {
 		t.Errorf("the list shows %d certificates, want the search's 2", n)
+	}
+}
+
+// TestConsoleRequestOnceWhileAnswered: a CSR's request is signed once however often "Request certificate" is clicked
+// while the CA has not answered yet: a double-click or an impatient second click on a slow day issued two
+// certificates for one request.
+func TestConsoleRequestOnceWhileAnswered(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csrDER, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "twice.contoso.example"}}, key)
+	csrPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}))
+	b.do("request view", chromedp.Navigate(page+"#/request"))
+	b.waitFor("request form", `!!document.querySelector("#csr") && document.querySelectorAll("#profile option").length > 0`)
+	// Each request is counted and held until the test lets it through.
+	b.do("slow CA", chromedp.Evaluate[chromedp.Void](`(() => {
+		window.__fetch = window.__fetch || window.fetch;
+		window.__requests = 0;
+		window.__held = [];
+		window.fetch = (u, o) => {
+			if (!/\/csr(\?|$)/.test(String(u))) return window.__fetch(u, o);
+			window.__requests++;
+			return new Promise((ok) => window.__held.push(() => ok(window.__fetch(u, o))));
+		};
+	})()`))
+	b.do("paste and request", chromedp.SetValue(chromedp.ID("csr"), csrPEM), chromedp.Click(chromedp.ID("request-button")))
+	b.waitFor("requesting", `window.__requests === 1 && (document.querySelector("#request-result")||{}).textContent?.includes("Requesting")`)
+	if !eval[bool](b, `document.querySelector("#request-button").disabled`) {
+		t.Error("the request button is enabled while the request is on its way")
+	}
+	// A second submission however it comes (a click on the button, Enter in a field).
+	b.do("request again", chromedp.Evaluate[chromedp.Void](`document.querySelector("#request-form").requestSubmit()`))
+	b.do("the CA answers", chromedp.Evaluate[chromedp.Void](`window.__held.forEach((f) => f())`))
+	b.waitFor("issued", `!!document.querySelector("#download-chain")`)
+	if n := eval[int](b, `window.__requests`); n != 1 {
+		t.Errorf("%d requests were sent, want 1", n)
+	}
+	if eval[bool](b, `document.querySelector("#request-button").disabled`) {
+		t.Error("the request button stays disabled after the answer")
+	}
+	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("console errors: %s", strings.Join(p, "\n"))
 	}
 }

@@ -894,8 +894,25 @@
       }
     });
 
+    // One request at a time: a second click (or Enter) while the CA has not answered would sign a second certificate.
+    const button = form.querySelector("#request-button");
+    let requesting = false;
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
+      if (requesting) return;
+      requesting = true;
+      button.disabled = true;
+      try {
+        await send();
+      } finally {
+        requesting = false;
+        button.disabled = false;
+        // Disabling the focused button dropped the focus to the document; after a refusal it comes back.
+        if (document.activeElement === document.body && button.isConnected) button.focus();
+      }
+    });
+
+    async function send() {
       let body, ctype;
       if (file.dataset.der === "1" && file.files[0]) {
         body = new Uint8Array(await file.files[0].arrayBuffer());
@@ -915,17 +932,17 @@
         }
       }
       out.replaceChildren(loading("Requesting…"));
-      let resp;
+      let resp, chain;
       try {
         const chosen = profile.value && profile.selectedIndex > 0 ? "?profile=" + encodeURIComponent(profile.value) : "";
         resp = await api("../csr" + chosen, { method: "POST", headers: { "Content-Type": ctype, Accept: "application/x-pem-file" }, body }, ROLE_REQUEST);
+        chain = await resp.text();
       } catch (e) {
         if (e instanceof ApiError && e.status === 400) {
           return out.replaceChildren(notice("error", el("h2", { text: "The CA refused this request" }), el("p", {}, e.message, " ", el("code", { text: e.problem.code || "" }))));
         }
         return out.replaceChildren(errorView(e));
       }
-      const chain = await resp.text();
       const loc = resp.headers.get("Location") || "";
       const serial = decodeURIComponent(loc.split("/").pop() || "");
       const leaf = firstPem(chain);
@@ -937,7 +954,7 @@
           el("button", { type: "button", class: "ghost", id: "download-cert-der", onclick: () => download((serial || "certificate") + ".cer", "application/pkix-cert", pemToDer(leaf)), text: "Download certificate (DER)" }))));
       out.querySelector("h2").setAttribute("tabindex", "-1");
       out.querySelector("h2").focus();
-    });
+    }
   }
 
   // --- the CA overview
