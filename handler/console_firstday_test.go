@@ -284,3 +284,31 @@ func TestConsoleRequestOnceWhileAnswered(t *testing.T) {
 		t.Errorf("console errors: %s", strings.Join(p, "\n"))
 	}
 }
+
+// TestConsoleSearchAnnouncesCount: a screen reader announces what changes in a live region. The search's answer is
+// announced as its count ("Page 1: 3 certificates"), not as the whole table read out row by row, which a live
+// region around the results made it do for up to 100 rows after every search.
+func TestConsoleSearchAnnouncesCount(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	for i := range 3 {
+		name := fmt.Sprintf("said-%d.contoso.example", i)
+		issueViaAPI(t, svc.base, devTokenAs(t, svc.base, fmt.Sprintf("said-%d@azscep.local", i), "CSR.Request.Db"), pkix.Name{CommonName: name}, name)
+	}
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	b.waitFor("certificate list", `document.querySelectorAll("#results table.list tbody tr").length === 3`)
+	// The live regions: aria-live, and the roles that imply it.
+	const live = `[...document.querySelectorAll('[aria-live]:not([aria-live="off"]), [role="status"], [role="alert"], [role="log"]')]`
+	if eval[bool](b, live+`.some((r) => r.querySelector("table"))`) {
+		t.Error("a live region holds the results table: a screen reader reads every row out")
+	}
+	if !eval[bool](b, live+`.some((r) => r.textContent.trim() === "Page 1: 3 certificates")`) {
+		t.Errorf("no live region says the count; the live regions say %q", eval[[]string](b, live+`.map((r) => r.textContent)`))
+	}
+	b.do("search for nothing", chromedp.SendKeys(chromedp.ID("q"), "nothing-like-this\n"))
+	b.waitFor("no results", `!!document.querySelector("#results .empty")`)
+	if !eval[bool](b, live+`.some((r) => r.textContent.trim() === "No certificates match")`) {
+		t.Errorf("an empty search is not announced; the live regions say %q", eval[[]string](b, live+`.map((r) => r.textContent)`))
+	}
+}

@@ -573,8 +573,11 @@
       el("div", { class: "actions" },
         el("button", { type: "submit", class: "primary", id: "search-button", text: "Search" }),
         el("button", { type: "button", class: "ghost", onclick: () => { state.refocus = "q"; go("#/certificates"); }, text: "Clear" })));
-    const results = el("div", { id: "results", "aria-live": "polite" });
-    setView("Certificates", el("h1", { text: "Certificates" }), form, results);
+    // The results are not a live region (a screen reader would read the whole table out after every search): the
+    // count is announced instead, and errors are alerts of their own.
+    const results = el("div", { id: "results" });
+    const said = el("p", { id: "results-status", class: "visually-hidden", role: "status" });
+    setView("Certificates", el("h1", { text: "Certificates" }), form, said, results);
     const again = refocus && document.getElementById(refocus);
     if (again && form.contains(again)) again.focus();
 
@@ -626,6 +629,7 @@
     }
     if (!results.isConnected) return;
     results.replaceChildren(resultsTable(page, params));
+    said.textContent = results.querySelector("caption, h2").textContent;
     if (refocus === "prev-page" || refocus === "next-page") {
       // The button pressed, else the other one (past the last page "Next" is disabled), else the list's heading.
       const pager = [refocus, refocus === "next-page" ? "prev-page" : "next-page"].map((id) => document.getElementById(id)).find((b) => b && !b.disabled);
