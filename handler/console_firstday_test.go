@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"golang.org/x/crypto/ocsp"
 
@@ -310,5 +312,44 @@ func TestConsoleSearchAnnouncesCount(t *testing.T) {
 	b.waitFor("no results", `!!document.querySelector("#results .empty")`)
 	if !eval[bool](b, live+`.some((r) => r.textContent.trim() === "No certificates match")`) {
 		t.Errorf("an empty search is not announced; the live regions say %q", eval[[]string](b, live+`.map((r) => r.textContent)`))
+	}
+}
+
+// TestConsoleRunsReadableOnTablet: between a phone's width (where table rows become cards) and a desktop's, the
+// list of sync runs has more columns than the card has room for. A run's errors, the column an administrator opens
+// the page for on a bad day, must still be on screen in a readable width, not scrolled out of the card and wrapped
+// a few letters to a line.
+func TestConsoleRunsReadableOnTablet(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	if err := svc.store.RecordRun(context.Background(), store.SyncRun{ID: "run-1", Started: time.Now().Add(-65 * time.Minute),
+		Finished: time.Now().Add(-64 * time.Minute), Trigger: "timer", Downloaded: 3, Revoked: 2, NotFound: 1, Uploaded: 3,
+		Errors: []string{"CertificateNotFoundError for serial 0BADC0DE"}}); err != nil {
+		t.Fatal(err)
+	}
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	for _, width := range []int64{800, 1024} {
+		if _, err := chromedp.Call(b.ctx, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{Width: width, Height: 900, DeviceScaleFactor: 1}); err != nil {
+			t.Fatal(err)
+		}
+		b.do("operations", chromedp.Navigate(page+"#/operations"))
+		b.waitFor("the runs", `!!document.querySelector("#sync-result") && [...document.querySelectorAll("td")].some(td => td.textContent.includes("0BADC0DE"))`)
+		type box struct {
+			Left   float64 `json:"left"`
+			Right  float64 `json:"right"`
+			Width  float64 `json:"width"`
+			Inside float64 `json:"inside"`
+		}
+		got := eval[box](b, `(() => {
+			const li = [...document.querySelectorAll("td li")].find(e => e.textContent.includes("0BADC0DE"));
+			const r = li.getBoundingClientRect(), card = li.closest(".card").getBoundingClientRect();
+			return {left: r.left, right: r.right, width: r.width, inside: card.right};
+		})()`)
+		if got.Right > got.Inside || got.Width < 160 {
+			t.Errorf("at %d px the run's errors are %.0f px wide and end at %.0f px, want at least 160 px within the card (which ends at %.0f px)",
+				width, got.Width, got.Right, got.Inside)
+		}
+		b.shotViewport(fmt.Sprintf("runs-%d", width))
 	}
 }

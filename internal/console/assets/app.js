@@ -1085,7 +1085,7 @@
         await followSync(run, resp.headers.get("Location") || "../certificates/revocation-sync/" + encodeURIComponent(run.id));
       });
     }
-    const runsTable = runs.items.length ? el("div", { class: "table-wrap" }, el("table", { class: "list" },
+    const runsTable = runs.items.length ? el("div", { class: "table-wrap runs" }, el("table", { class: "list" },
       el("caption", { text: "The most recent runs, newest first" }),
       el("thead", {}, el("tr", {}, ["Started", "Trigger", "Duration", "Downloaded", "Revoked", "Not found", "Failed", "Uploaded", "Errors"].map((h) => el("th", { scope: "col", text: h })))),
       el("tbody", {}, runs.items.map((r) => el("tr", { class: r.errors && r.errors.length ? "has-errors" : "" },
