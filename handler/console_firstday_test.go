@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"golang.org/x/crypto/ocsp"
 
+	"github.com/azscep/azscep/internal/console"
 	"github.com/azscep/azscep/internal/store"
 )
 
@@ -352,4 +354,48 @@ func TestConsoleRunsReadableOnTablet(t *testing.T) {
 		}
 		b.shotViewport(fmt.Sprintf("runs-%d", width))
 	}
+}
+
+// TestConsoleEntraRenewalUnreachable: a signed-in admin's token is due for renewal while Entra cannot be reached (the
+// network is down, or login.microsoftonline.com is). That is not a signed-out admin: the page says the sign-in could
+// not be renewed and offers to try again, instead of the sign-in page, whose button leads to the same unreachable
+// Entra. Once Entra answers again, Try again carries on signed in. MSAL's sign-in state is stubbed, as in
+// TestConsoleEntraRenewsWithoutIframe.
+func TestConsoleEntraRenewalUnreachable(t *testing.T) {
+	b := newBrowser(t)
+	srv := entraConsole(t)
+	stub := `(() => {
+		let m;
+		Object.defineProperty(window, "msal", { configurable: true, set(v) { m = v; }, get() {
+			if (m && m.PublicClientApplication && !m.__stubbed) {
+				const p = m.PublicClientApplication.prototype;
+				p.initialize = async () => {};
+				p.handleRedirectPromise = async () => null;
+				p.getAllAccounts = () => [{ homeAccountId: "h", username: "admin@contoso.test" }];
+				p.setActiveAccount = () => {};
+				p.acquireTokenSilent = async () => {
+					if (window.__entraBack) return { accessToken: "eyJ.e30.sig" };
+					throw Object.assign(new Error("network_error: Network request failed"), { errorCode: "network_error" });
+				};
+				m.__stubbed = true;
+			}
+			return m;
+		} });
+	})();`
+	if _, err := chromedp.Call(b.ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: stub}); err != nil {
+		t.Fatal(err)
+	}
+	b.do("open console", chromedp.Navigate(srv.URL+console.Prefix+"#/overview"))
+	b.waitFor("a view", `!!document.querySelector("main h1")`)
+	if eval[bool](b, `!!document.querySelector("#signin")`) {
+		t.Fatalf("with Entra unreachable the page asks for a sign-in: %q", eval[string](b, `document.querySelector("main").innerText`))
+	}
+	got := eval[string](b, `document.querySelector("main").innerText`)
+	if !strings.Contains(got, "could not be renewed") || !strings.Contains(got, "network_error") {
+		t.Errorf("the page says %q, want that the sign-in could not be renewed, and why", got)
+	}
+	b.shot("entra-unreachable")
+	b.do("Entra answers again", chromedp.Evaluate[chromedp.Void](`window.__entraBack = true`))
+	b.do("try again", chromedp.Click(chromedp.CSS("main .notice button")))
+	b.waitFor("signed in", `!document.querySelector("#nav").hidden && location.hash === "#/overview"`)
 }

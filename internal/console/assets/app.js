@@ -458,7 +458,20 @@
     const route = parseHash();
     const refocus = state.refocus;
     state.refocus = "";
-    const signedIn = !!(await token().catch(() => null));
+    // A renewal that failed (Entra or the network unreachable) is not a sign-out: the sign-in page would send the
+    // admin to the same unreachable Entra. The page says so and tries again on request (or signs in, should the
+    // failure last).
+    let signedIn;
+    try {
+      signedIn = !!(await token());
+    } catch (e) {
+      document.getElementById("nav").hidden = true;
+      document.getElementById("user").hidden = true;
+      return setView("Sign-in not renewed", el("section", { class: "card narrow" }, el("h1", { text: "Your sign-in could not be renewed" }),
+        notice("error", el("p", { text: "Microsoft Entra ID could not be reached to renew your sign-in (" + (e.errorCode || e.message || e) + "). Check your connection and try again." }),
+          el("div", { class: "actions" }, el("button", { type: "button", class: "primary", onclick: () => render().catch(showFatal), text: "Try again" }),
+            el("button", { type: "button", class: "ghost", onclick: () => signIn().catch(showFatal), text: "Sign in again" })))));
+    }
     document.getElementById("nav").hidden = !signedIn;
     document.getElementById("user").hidden = !signedIn;
     const roleBadge = document.getElementById("user-role");
