@@ -399,3 +399,30 @@ func TestConsoleEntraRenewalUnreachable(t *testing.T) {
 	b.do("try again", chromedp.Click(chromedp.CSS("main .notice button")))
 	b.waitFor("signed in", `!document.querySelector("#nav").hidden && location.hash === "#/overview"`)
 }
+
+// TestConsoleSignedOutHeaderEmpty: before the first sign-in (and after signing out) the header offers no sections and
+// no "Sign out": the page marks them hidden, and the header's own layout (display: flex) must not show them anyway,
+// a Sign out button for an admin who is not signed in and section links that only lead back to the sign-in page.
+func TestConsoleSignedOutHeaderEmpty(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	page := svc.base + "/api/console/"
+	shown := `["#nav", "#user", "#signout"].filter((s) => document.querySelector(s).getClientRects().length > 0)`
+	b.do("open console", chromedp.Navigate(page))
+	b.waitFor("sign-in page", `!!document.querySelector("#signin")`)
+	if got := eval[[]string](b, shown); len(got) > 0 {
+		t.Errorf("signed out, the header shows %v", got)
+	}
+	b.do("start sign-in", chromedp.Click(chromedp.ID("signin")))
+	b.waitFor("dev issuer form", `location.pathname === "/api/dev/authorize" && !!document.querySelector("#upn")`)
+	b.do("sign in", chromedp.Click(chromedp.ID("signin")))
+	b.waitFor("signed in", `location.pathname === "/api/console/" && !document.querySelector("#user").hidden`)
+	if got := eval[[]string](b, shown); len(got) != 3 {
+		t.Errorf("signed in, the header shows only %v", got)
+	}
+	b.do("sign out", chromedp.Click(chromedp.ID("signout")))
+	b.waitFor("sign-in page again", `!!document.querySelector("#signin")`)
+	if got := eval[[]string](b, shown); len(got) > 0 {
+		t.Errorf("signed out again, the header shows %v", got)
+	}
+}
