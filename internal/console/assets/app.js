@@ -29,6 +29,12 @@
     overview: null,
     me: Promise.resolve(null), // GET /api/certificates/me: the admin roles the CA grants the caller now (null: none known)
     busy: 0,
+    // The id of the control a search or a change of page was made with: the list is drawn anew, and the focus goes
+    // back to that control instead of falling to the document, where the next Tab would start at the top.
+    refocus: "",
+    // The hash of the last list of certificates shown (its search, filters and page): a certificate's "←
+    // Certificates" leads back to it.
+    list: "#/certificates",
   };
 
   const main = document.getElementById("main");
@@ -63,6 +69,9 @@
     return n;
   }
 
+  // setView replaces the page. A view that waits for the CA first shows a placeholder and, once answered, draws
+  // itself only while that placeholder is still on the page (isConnected): the administrator may have moved on
+  // meanwhile, and the page they chose stays.
   function setView(title, ...nodes) {
     main.replaceChildren(...nodes);
     document.title = visible(title) + " · Certificate console · azscep";
@@ -78,13 +87,17 @@
   }
 
   // time renders an ISO date in the browser's time zone, with UTC on hover (and for screen readers in the title).
-  const localFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  // A time of day names its zone ("Dec 7, 2026 5:10 PM GMT+1"): it is compared with logs in UTC and read off
+  // screenshots from other zones, and the hover is out of reach on a touch screen. The date and the time of day
+  // each stay on one line, and a narrow column breaks between them.
   const localDate = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+  const localTime = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit", timeZoneName: "short" });
   function time(iso, dateOnly) {
     if (!iso || iso.startsWith("0001-")) return el("span", { class: "muted", text: "—" });
     const d = new Date(iso);
     const utc = d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
-    return el("time", { datetime: d.toISOString(), title: utc, class: "when" }, (dateOnly ? localDate : localFmt).format(d));
+    return el("time", { datetime: d.toISOString(), title: utc, class: "when" }, el("span", {}, localDate.format(d)),
+      dateOnly ? null : [" ", el("span", {}, localTime.format(d))]);
   }
 
   // requester shows the UPN of a REST requester ("oid:… upn:…"), with the full value on hover.
@@ -443,7 +456,22 @@
 
   async function render() {
     const route = parseHash();
-    const signedIn = !!(await token().catch(() => null));
+    const refocus = state.refocus;
+    state.refocus = "";
+    // A renewal that failed (Entra or the network unreachable) is not a sign-out: the sign-in page would send the
+    // admin to the same unreachable Entra. The page says so and tries again on request (or signs in, should the
+    // failure last).
+    let signedIn;
+    try {
+      signedIn = !!(await token());
+    } catch (e) {
+      document.getElementById("nav").hidden = true;
+      document.getElementById("user").hidden = true;
+      return setView("Sign-in not renewed", el("section", { class: "card narrow" }, el("h1", { text: "Your sign-in could not be renewed" }),
+        notice("error", el("p", { text: "Microsoft Entra ID could not be reached to renew your sign-in (" + (e.errorCode || e.message || e) + "). Check your connection and try again." }),
+          el("div", { class: "actions" }, el("button", { type: "button", class: "primary", onclick: () => render().catch(showFatal), text: "Try again" }),
+            el("button", { type: "button", class: "ghost", onclick: () => signIn().catch(showFatal), text: "Sign in again" })))));
+    }
     document.getElementById("nav").hidden = !signedIn;
     document.getElementById("user").hidden = !signedIn;
     const roleBadge = document.getElementById("user-role");
@@ -483,7 +511,7 @@
       case "operations":
         return viewOperations();
       default:
-        return viewCertificates(route.params);
+        return viewCertificates(route.params, refocus);
     }
   }
 
@@ -541,7 +569,7 @@
     return state.overview;
   }
 
-  async function viewCertificates(params) {
+  async function viewCertificates(params, refocus) {
     const p = (k) => params.get(k) || "";
     const q = el("input", { id: "q", name: "q", type: "search", value: p("q"), placeholder: "e.g. device-0001, alice@contoso.com or a serial", "aria-describedby": "q-hint", autocomplete: "off" });
     const form = el("form", { class: "search", role: "search", "aria-label": "Search certificates" },
@@ -557,9 +585,14 @@
         field("Per page", select("limit", PAGE_SIZES.map((n) => [String(n), String(n)]), p("limit") || "25"))),
       el("div", { class: "actions" },
         el("button", { type: "submit", class: "primary", id: "search-button", text: "Search" }),
-        el("button", { type: "button", class: "ghost", onclick: () => go("#/certificates"), text: "Clear" })));
-    const results = el("div", { id: "results", "aria-live": "polite" });
-    setView("Certificates", el("h1", { text: "Certificates" }), form, results);
+        el("button", { type: "button", class: "ghost", onclick: () => { state.refocus = "q"; go("#/certificates"); }, text: "Clear" })));
+    // The results are not a live region (a screen reader would read the whole table out after every search): the
+    // count is announced instead, and errors are alerts of their own.
+    const results = el("div", { id: "results" });
+    const said = el("p", { id: "results-status", class: "visually-hidden", role: "status" });
+    setView("Certificates", el("h1", { text: "Certificates" }), form, said, results);
+    const again = refocus && document.getElementById(refocus);
+    if (again && form.contains(again)) again.focus();
 
     endpointOptions().then((opts) => {
       const s = document.getElementById("endpoint");
@@ -570,6 +603,7 @@
 
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
+      state.refocus = form.contains(document.activeElement) ? document.activeElement.id : "";
       const f = new FormData(form);
       const out = new URLSearchParams();
       for (const [k, v] of f.entries()) if (v && !(k === "limit" && v === "25")) out.set(k, String(v).trim());
@@ -583,6 +617,7 @@
       results.replaceChildren(loading("Looking up serial " + serial + "…"));
       try {
         await api("../certificates/" + encodeURIComponent(serial));
+        if (!results.isConnected) return;
         // Replace the search entry, so Back returns to where the search started rather than bouncing here again.
         return location.replace("#/certificate/" + serial);
       } catch (e) {
@@ -596,6 +631,8 @@
     query.set("limit", p("limit") || "25");
     if (p("continuation")) query.set("continuation", p("continuation"));
 
+    // A serial's search opened its certificate above; this one is a list to come back to.
+    state.list = location.hash.startsWith("#/certificates") ? location.hash : "#/certificates";
     results.replaceChildren(loading("Searching…"));
     let page;
     try {
@@ -603,7 +640,19 @@
     } catch (e) {
       return results.replaceChildren(errorView(e, () => render()));
     }
+    if (!results.isConnected) return;
     results.replaceChildren(resultsTable(page, params));
+    said.textContent = results.querySelector("caption, h2").textContent;
+    if (refocus === "prev-page" || refocus === "next-page") {
+      // The button pressed, else the other one (past the last page "Next" is disabled), else the list's heading.
+      const pager = [refocus, refocus === "next-page" ? "prev-page" : "next-page"].map((id) => document.getElementById(id)).find((b) => b && !b.disabled);
+      const head = results.querySelector("h2");
+      if (pager) pager.focus();
+      else if (head) {
+        head.setAttribute("tabindex", "-1");
+        head.focus();
+      }
+    }
   }
 
   // The paging state is in the URL, so Back, Forward and a reload show the page's own number and buttons: the
@@ -631,6 +680,7 @@
     const prev = el("button", { type: "button", class: "ghost", id: "prev-page", disabled: pageNo === 1, text: "← Previous page" });
     const next = el("button", { type: "button", class: "ghost", id: "next-page", disabled: !page.continuation, text: "Next page →" });
     prev.addEventListener("click", () => {
+      state.refocus = "prev-page";
       const p = new URLSearchParams(params);
       const earlier = backs.slice(0, -1);
       const back = backs[backs.length - 1];
@@ -641,6 +691,7 @@
       go("#/certificates?" + p.toString());
     });
     next.addEventListener("click", () => {
+      state.refocus = "next-page";
       const p = new URLSearchParams(params);
       p.set("continuation", page.continuation);
       p.append("back", params.get("continuation") || "");
@@ -650,22 +701,29 @@
   }
 
   // --- one certificate
+  function crumbs() {
+    return el("p", { class: "crumbs" }, el("a", { href: state.list, text: "← Certificates" }));
+  }
+
   // viewCertificate shows the certificate and returns its record, or null when it could not be read.
   async function viewCertificate(serial) {
-    setView("Certificate " + serial, el("p", { class: "crumbs" }, el("a", { href: "#/certificates", text: "← Certificates" })), loading());
+    const wait = loading();
+    setView("Certificate " + serial, crumbs(), wait);
     let c;
     try {
       c = await apiJSON("../certificates/" + encodeURIComponent(serial));
     } catch (e) {
+      if (!wait.isConnected) return null;
       const err = e instanceof ApiError && e.status === 404
         ? notice("error", el("h2", { text: "No such certificate" }), el("p", {}, "No certificate has the serial ", mono(serial), "."))
         : errorView(e, () => render());
       // revoke-result stays, so a revocation's outcome is shown even when re-reading the certificate failed.
-      setView("Certificate " + serial, el("p", { class: "crumbs" }, el("a", { href: "#/certificates", text: "← Certificates" })), el("h1", { text: "Certificate" }),
-        el("div", { id: "revoke-result", "aria-live": "polite" }), err);
+      setView("Certificate " + serial, crumbs(), el("h1", { text: "Certificate" }),
+        el("div", { id: "revoke-result", "aria-live": "polite", "data-serial": serial }), err);
       return null;
     }
     const ov = await overview().catch(() => null);
+    if (!wait.isConnected) return null;
     const revocable = c.status !== "revoked";
     const audit = el("ol", { class: "audit" },
       el("li", {}, time(c.created), ` Requested over ${source(c)}`, c.requester ? el("span", {}, " by ", requester(c.requester)) : null),
@@ -684,9 +742,9 @@
       !c.pem ? el("span", { class: "muted", text: "No certificate was stored (the signature never completed), so there is nothing to download." }) : null);
 
     const sections = [
-      el("p", { class: "crumbs" }, el("a", { href: "#/certificates", text: "← Certificates" })),
+      crumbs(),
       el("div", { class: "title-row" }, el("h1", { class: "subject-title" }, c.subject || "(empty subject)"), badge(c.status)),
-      el("div", { id: "revoke-result", "aria-live": "polite" }),
+      el("div", { id: "revoke-result", "aria-live": "polite", "data-serial": c.serial }),
       el("div", { class: "cols" },
         el("section", { class: "card" }, el("h2", { text: "Names" }), dl([["Subject", c.subject], ["Subject alternative names", c.sans ? el("ul", { class: "plain" }, c.sans.map((s) => el("li", { text: s }))) : ""], ["Serial", mono(c.serial)]])),
         el("section", { class: "card" }, el("h2", { text: "Validity" }), dl([["Not before", time(c.notBefore)], ["Not after", expiry(c.notAfter)], ["Status", badge(c.status)],
@@ -699,6 +757,7 @@
         el("section", { class: "card" }, el("h2", { text: "Audit trail" }), audit)),
     ];
     const manage = revocable && (await canManage());
+    if (!wait.isConnected) return null;
     if (manage) sections.push(revokePanel(c));
     else if (revocable) sections.push(el("section", { class: "card", id: "revoke-readonly" }, el("h2", { text: "Revocation" }),
       el("p", { class: "muted" }, "Revoking needs the app role ", el("code", { text: ROLE_MANAGE }), "; you can read certificates only.")));
@@ -707,8 +766,25 @@
     return c;
   }
 
+  // The serials whose revocation is on its way. One request at a time: an administrator who thinks a slow click
+  // was lost and revokes again (perhaps with another reason) sends nothing more until the CA has answered.
+  const revoking = new Set();
+
   // revoke posts the revocation and shows its outcome in #revoke-result of the re-read certificate.
   async function revoke(serial, reason, comment) {
+    if (revoking.has(serial)) return;
+    revoking.add(serial);
+    // The form waits with the request, so the page does not offer what it would not send.
+    const controls = [...document.querySelectorAll("form.revoke button, form.revoke select, form.revoke input")];
+    for (const c of controls) c.disabled = true;
+    try {
+      await revokeAndShow(serial, reason, comment, controls);
+    } finally {
+      revoking.delete(serial);
+    }
+  }
+
+  async function revokeAndShow(serial, reason, comment, controls) {
     const out = document.getElementById("revoke-result");
     out.replaceChildren(loading("Revoking…"));
     let r, failed;
@@ -724,10 +800,19 @@
     // A refusal (4xx) changed nothing: the page stays as it is. After any other answer the certificate is read
     // again, so the page never keeps showing "issued" and a revoke form for a revoked certificate: a 5xx or a lost
     // connection can come after the revocation was recorded (the API answers 503 when only a later write failed).
-    if (failed instanceof ApiError && failed.status >= 400 && failed.status < 500) return out.replaceChildren(errorView(failed));
+    if (failed instanceof ApiError && failed.status >= 400 && failed.status < 500) {
+      for (const c of controls) c.disabled = false;
+      // Disabling the focused Revoke button dropped the focus to the document; it comes back.
+      const again = document.getElementById("revoke-button");
+      if (document.activeElement === document.body && again) again.focus();
+      return out.replaceChildren(errorView(failed));
+    }
+    // The administrator moved on while the CA answered: the page they chose stays (the certificate's page shows
+    // its status when opened again).
+    if (!out.isConnected) return;
     const now = await viewCertificate(serial);
     const res = document.getElementById("revoke-result");
-    if (!res) return;
+    if (!res || res.dataset.serial !== serial) return;
     if (r) {
       return res.replaceChildren(notice("ok", el("strong", { text: r.alreadyRevoked ? "Already revoked. " : "Revoked. " }),
         r.alreadyRevoked ? "The certificate had been revoked before; the recorded reason is " + r.revocationReason + "." : "The CRL and OCSP now report this certificate as revoked (" + r.revocationReason + ")."));
@@ -756,6 +841,7 @@
       dialog);
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
+      if (revoking.has(c.serial)) return;
       const label = REASONS.find(([v]) => v === reason.value)[1];
       const yes = el("button", { type: "button", class: "danger", id: "confirm-yes", text: "Revoke certificate" });
       const no = el("button", { type: "button", class: "ghost", id: "confirm-no", text: "Cancel" });
@@ -825,8 +911,25 @@
       }
     });
 
+    // One request at a time: a second click (or Enter) while the CA has not answered would sign a second certificate.
+    const button = form.querySelector("#request-button");
+    let requesting = false;
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
+      if (requesting) return;
+      requesting = true;
+      button.disabled = true;
+      try {
+        await send();
+      } finally {
+        requesting = false;
+        button.disabled = false;
+        // Disabling the focused button dropped the focus to the document; after a refusal it comes back.
+        if (document.activeElement === document.body && button.isConnected) button.focus();
+      }
+    });
+
+    async function send() {
       let body, ctype;
       if (file.dataset.der === "1" && file.files[0]) {
         body = new Uint8Array(await file.files[0].arrayBuffer());
@@ -846,17 +949,17 @@
         }
       }
       out.replaceChildren(loading("Requesting…"));
-      let resp;
+      let resp, chain;
       try {
         const chosen = profile.value && profile.selectedIndex > 0 ? "?profile=" + encodeURIComponent(profile.value) : "";
         resp = await api("../csr" + chosen, { method: "POST", headers: { "Content-Type": ctype, Accept: "application/x-pem-file" }, body }, ROLE_REQUEST);
+        chain = await resp.text();
       } catch (e) {
         if (e instanceof ApiError && e.status === 400) {
           return out.replaceChildren(notice("error", el("h2", { text: "The CA refused this request" }), el("p", {}, e.message, " ", el("code", { text: e.problem.code || "" }))));
         }
         return out.replaceChildren(errorView(e));
       }
-      const chain = await resp.text();
       const loc = resp.headers.get("Location") || "";
       const serial = decodeURIComponent(loc.split("/").pop() || "");
       const leaf = firstPem(chain);
@@ -868,7 +971,7 @@
           el("button", { type: "button", class: "ghost", id: "download-cert-der", onclick: () => download((serial || "certificate") + ".cer", "application/pkix-cert", pemToDer(leaf)), text: "Download certificate (DER)" }))));
       out.querySelector("h2").setAttribute("tabindex", "-1");
       out.querySelector("h2").focus();
-    });
+    }
   }
 
   // --- the CA overview
@@ -878,13 +981,16 @@
   }
 
   async function viewOverview() {
-    setView("CA overview", el("h1", { text: "CA overview" }), loading());
+    const wait = loading();
+    setView("CA overview", el("h1", { text: "CA overview" }), wait);
     let ov;
     try {
       ov = await overview(true);
     } catch (e) {
+      if (!wait.isConnected) return;
       return setView("CA overview", el("h1", { text: "CA overview" }), errorView(e, () => render()));
     }
+    if (!wait.isConnected) return;
     const cards = [];
     (ov.ca || []).forEach((c, i) => cards.push(certCard(i === 0 ? "Issuing CA certificate" : "Issuer " + i, c)));
     cards.push(ov.ra ? certCard("SCEP RA certificate", ov.ra) : el("section", { class: "card" }, el("h2", { text: "SCEP RA" }), el("p", { text: "No separate RA: the CA key decrypts and signs SCEP messages (RA mode ca)." })));
@@ -961,15 +1067,19 @@
   }
 
   async function viewOperations() {
-    setView("Sync & pending", el("h1", { text: "Revocation sync and pending records" }), loading());
+    const wait = loading();
+    setView("Sync & pending", el("h1", { text: "Revocation sync and pending records" }), wait);
     let runs, ov;
     try {
       [runs, ov] = await Promise.all([apiJSON("../certificates/revocation-sync"), overview(true)]);
     } catch (e) {
+      if (!wait.isConnected) return;
       return setView("Sync & pending", el("h1", { text: "Revocation sync and pending records" }), errorView(e, () => render()));
     }
     const out = el("div", { id: "sync-result", "aria-live": "polite" });
-    const runNow = runs.enabled && (await canManage()) ? el("button", { type: "button", class: "primary", id: "sync-now", text: "Run a sync now" }) : null;
+    const manage = runs.enabled && (await canManage());
+    if (!wait.isConnected) return;
+    const runNow = manage ? el("button", { type: "button", class: "primary", id: "sync-now", text: "Run a sync now" }) : null;
     if (runNow) {
       runNow.addEventListener("click", async () => {
         runNow.disabled = true;
@@ -988,7 +1098,7 @@
         await followSync(run, resp.headers.get("Location") || "../certificates/revocation-sync/" + encodeURIComponent(run.id));
       });
     }
-    const runsTable = runs.items.length ? el("div", { class: "table-wrap" }, el("table", { class: "list" },
+    const runsTable = runs.items.length ? el("div", { class: "table-wrap runs" }, el("table", { class: "list" },
       el("caption", { text: "The most recent runs, newest first" }),
       el("thead", {}, el("tr", {}, ["Started", "Trigger", "Duration", "Downloaded", "Revoked", "Not found", "Failed", "Uploaded", "Errors"].map((h) => el("th", { scope: "col", text: h })))),
       el("tbody", {}, runs.items.map((r) => el("tr", { class: r.errors && r.errors.length ? "has-errors" : "" },
@@ -1020,6 +1130,12 @@
 
   async function start() {
     document.getElementById("signout").addEventListener("click", signOut);
+    // The skip link's #main is also a hash, which this page routes by: followed as a link it would leave the page
+    // for the certificate list. It moves the focus only.
+    document.querySelector(".skip").addEventListener("click", (ev) => {
+      ev.preventDefault();
+      main.focus();
+    });
     window.addEventListener("hashchange", () => render().catch(showFatal));
     const resp = await fetch("config.json", { cache: "no-store", credentials: "omit" });
     state.cfg = await resp.json();
