@@ -421,6 +421,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.waitFor("revoked notice", `!!document.querySelector("#revoke-result .notice.ok")`)
 	// The revocation's comment is shown with the certificate, where the admin who looks later reads why.
 	b.waitFor("the comment shown", `[...document.querySelectorAll(".card")].some(c => c.innerText.includes("Comment or reference") && c.innerText.includes("lost on a train"))`)
+	// So is the key's compromise mark: this revocation wrote it.
+	b.waitFor("the key's compromise shown", `(document.querySelector("#key-compromised")||{}).innerText?.includes("with this certificate")`)
 	b.shot("revoked")
 	if r := ocspStatus(t, svc.base, target, cas[0]); r.Status != ocsp.Revoked || r.RevocationReason != ocsp.KeyCompromise {
 		t.Errorf("OCSP after revocation: status %d reason %d, want revoked/keyCompromise", r.Status, r.RevocationReason)

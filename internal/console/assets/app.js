@@ -749,7 +749,7 @@
         el("section", { class: "card" }, el("h2", { text: "Names" }), dl([["Subject", c.subject], ["Subject alternative names", c.sans ? el("ul", { class: "plain" }, c.sans.map((s) => el("li", { text: s }))) : ""], ["Serial", mono(c.serial)]])),
         el("section", { class: "card" }, el("h2", { text: "Validity" }), dl([["Not before", time(c.notBefore)], ["Not after", expiry(c.notAfter)], ["Status", badge(c.status)],
           ["Revoked", c.revokedAt ? time(c.revokedAt) : ""], ["Reason", c.revocationReason], ["Revoked by", c.revokedBy],
-            ["Comment or reference", c.revocationRef]])),
+            ["Comment or reference", c.revocationRef], ["Key compromised", keyCompromised(c)]])),
         el("section", { class: "card" }, el("h2", { text: "Lineage" }), chain, dl([["Issuer", c.issuer], ["Profile", c.profile], ["Renewed from", c.renewedFrom ? el("a", { href: "#/certificate/" + encodeURIComponent(c.renewedFrom), text: c.renewedFrom }) : ""], ["Renewed to", c.renewedTo ? el("a", { href: "#/certificate/" + encodeURIComponent(c.renewedTo), text: c.renewedTo }) : ""], ["Renewal chain since", c.chainStarted ? time(c.chainStarted) : ""]])),
         el("section", { class: "card" }, el("h2", { text: "Request and Intune" }), dl([["Source", source(c)], ["Requester", c.requester],  ["Device ID", c.deviceId],
           ["Transaction ID", c.transactionId ? mono(c.transactionId) : ""], ["Intune notified", c.source === "scep" ? (c.intuneNotified ? "yes" : "no") : ""], ["Withheld", c.withheld ? "yes" : ""]])),
@@ -764,6 +764,18 @@
     setView("Certificate " + c.serial, ...sections);
     focusMain();
     return c;
+  }
+
+  // keyCompromised says when and with which certificate this certificate's key was reported compromised (a
+  // keyCompromise revocation, of this certificate or another for the same key), or "" when it was not. A valid
+  // certificate whose key was reported with another is revoked too by the CA's hourly timer.
+  function keyCompromised(c) {
+    const k = c.keyCompromised;
+    if (!k) return "";
+    const by = k.serial === c.serial ? "with this certificate"
+      : el("span", {}, "with certificate ", el("a", { href: "#/certificate/" + encodeURIComponent(k.serial), text: k.serial }));
+    return el("span", { class: "bad", id: "key-compromised" }, "Reported ", time(k.markedAt), " ", by, k.by ? ` by ${k.by}` : "",
+      c.status === "revoked" ? "" : "; the hourly timer revokes this certificate too");
   }
 
   // The serials whose revocation is on its way. One request at a time: an administrator who thinks a slow click
