@@ -49,8 +49,8 @@ type Overview struct {
 	// StalePendingMinutes is StalePendingAge in minutes.
 	StalePendingMinutes int  `json:"stalePendingMinutes"`
 	IntuneSync          bool `json:"intuneSync"`
-	// Warnings are the settings that load but weaken authorization (a later release refuses them); empty when
-	// there are none.
+	// Warnings are the settings that load but weaken authorization or do not work as written (config.Warning);
+	// empty when there are none.
 	Warnings []ConfigWarning `json:"warnings"`
 }
 

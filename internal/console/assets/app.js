@@ -1020,9 +1020,12 @@
       el("thead", {}, el("tr", {}, ["Profile", "Validity", "Key usage", "Extended key usage", "Names"].map((h) => el("th", { scope: "col", text: h })))),
       el("tbody", {}, (ov.profiles || []).map((p) => el("tr", {}, el("td", { "data-label": "Profile" }, p.name), el("td", { "data-label": "Validity" }, p.validity),
         el("td", { "data-label": "Key usage" }, (p.keyUsage || []).join(", ")), el("td", { "data-label": "EKU" }, (p.eku || []).join(", ")), el("td", { "data-label": "Names" }, (p.sans || []).join(", "))))))));
-    // Settings that load but weaken authorization (config.Warning): shown above everything, as the log warns.
-    const warnings = (ov.warnings || []).length ? [notice("warn", el("h2", { text: "Settings that weaken authorization" }),
-      el("ul", { class: "config-warnings" }, ov.warnings.map((w) => el("li", { text: w.message }))), el("p", { text: "A later release refuses these settings; fix them now." }))] : [];
+    // Settings that load but weaken authorization or do not work as written (config.Warning): shown above
+    // everything, as the log warns at every start. Some may be the operator's informed choice, so no promise here
+    // that all of them will be refused.
+    const warnings = (ov.warnings || []).length ? [notice("warn", el("h2", { text: "Settings that weaken authorization or do not work as written" }),
+      el("ul", { class: "config-warnings" }, ov.warnings.map((w) => el("li", { text: w.message }))),
+      el("p", { text: "Each is logged at every start. Fix them, or keep them knowingly: README.md (Operations) says which a future release refuses." }))] : [];
     setView("CA overview", el("h1", { text: "CA overview" }), ...warnings, el("div", { class: "cols" }, ...cards, endpoints, profiles));
     focusMain();
   }
