@@ -107,6 +107,10 @@ func TestConsoleKeyboardSearchKeepsFocus(t *testing.T) {
 	page := svc.base + "/api/console/"
 	b.signIn(page)
 	b.waitFor("certificate list", `document.querySelectorAll("#results table.list tbody tr").length === 3`)
+	// A new visit puts the focus on the view's heading, as every view does.
+	if got := eval[string](b, `document.activeElement.tagName + ":" + document.activeElement.textContent.slice(0, 40)`); got != "H1:Certificates" {
+		t.Errorf("on arriving at the certificate list the focus is on %q, want its heading", got)
+	}
 
 	b.do("search with Enter", chromedp.SendKeys(chromedp.ID("q"), "keys-1\n"))
 	b.waitFor("the result", `location.hash === "#/certificates?q=keys-1" && document.querySelectorAll("#results table.list tbody tr").length === 1`)

@@ -593,6 +593,7 @@
     setView("Certificates", el("h1", { text: "Certificates" }), form, said, results);
     const again = refocus && document.getElementById(refocus);
     if (again && form.contains(again)) again.focus();
+    else if (!refocus) focusMain(); // a new visit, like every view's; a search or a page change keeps its control
 
     endpointOptions().then((opts) => {
       const s = document.getElementById("endpoint");
