@@ -49,7 +49,7 @@ $(AZURITE_BIN):
 	@mkdir -p $(AZURITE_DIR)
 	cd $(AZURITE_DIR) && npm install --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
 
-.PHONY: azurite-install scepclient-install chromium-install jq-install tools console-msal
+.PHONY: azurite-install scepclient-install chromium-install jq-install shellcheck-install tools console-msal
 azurite-install: $(AZURITE_BIN)
 
 scepclient-install:
@@ -63,7 +63,11 @@ chromium-install:
 jq-install:
 	@command -v jq >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq jq; }
 
-tools: azurite-install scepclient-install chromium-install jq-install
+# ShellCheck checks the infra scripts (internal/config's TestScriptsPassShellCheck), as docs/deployment.md says.
+shellcheck-install:
+	@command -v shellcheck >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq shellcheck; }
+
+tools: azurite-install scepclient-install chromium-install jq-install shellcheck-install
 
 # Reproduces the checked-in MSAL bundle from npm (the registry checks the tarball's integrity); a test compares
 # the file with the version and SHA-256 pinned in internal/console/console.go.

@@ -2058,3 +2058,25 @@ func TestLoadAzdEnv(t *testing.T) {
 		}
 	}
 }
+
+// TestScriptsPassShellCheck: docs/deployment.md says the infra scripts pass ShellCheck; a quoting or word-splitting
+// mistake in a script the operator runs against a live tenant is the kind it catches.
+func TestScriptsPassShellCheck(t *testing.T) {
+	sc, err := exec.LookPath("shellcheck")
+	if err != nil {
+		t.Fatal("shellcheck is needed to check the infra scripts (make test installs it)")
+	}
+	root := repoRoot(t)
+	scripts, err := filepath.Glob(filepath.Join(root, "infra", "scripts", "*.sh"))
+	if err != nil || len(scripts) < 5 {
+		t.Fatalf("infra/scripts holds %d scripts (%v)", len(scripts), err)
+	}
+	for i, s := range scripts {
+		scripts[i], _ = filepath.Rel(root, s)
+	}
+	cmd := exec.Command(sc, append([]string{"-x", "--format=gcc"}, scripts...)...)
+	cmd.Dir = root // -x follows the scripts' `# shellcheck source=infra/scripts/common.sh` from the repository's root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("shellcheck: %v\n%s", err, out)
+	}
+}
