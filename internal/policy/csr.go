@@ -568,6 +568,10 @@ func checkSAN(req *Request, p *Profile, der []byte) error {
 				if !p.Allows(SANURI) {
 					return reject(CodeSAN, "URI names are not allowed by profile %s", p.Name)
 				}
+				if hasAt(u) {
+					return reject(CodeSAN, "URI %q is not allowed by profile %s: it has an \"@\" (or %%40), after which "+
+						"some parsers read another host (curl's CVE-2016-8624), so no host pattern allows it", clip(s), p.Name)
+				}
 				return reject(CodeSAN, "URI %q is not allowed by profile %s", clip(s), p.Name)
 			}
 			if err := ids.add(u); err != nil {
