@@ -568,6 +568,10 @@ func checkSAN(req *Request, p *Profile, der []byte) error {
 				if !p.Allows(SANURI) {
 					return reject(CodeSAN, "URI names are not allowed by profile %s", p.Name)
 				}
+				if hasAt(u) {
+					return reject(CodeSAN, "URI %q is not allowed by profile %s: it has an \"@\" (or %%40), after which "+
+						"some parsers read another host (curl's CVE-2016-8624), so no host pattern allows it", clip(s), p.Name)
+				}
 				return reject(CodeSAN, "URI %q is not allowed by profile %s", clip(s), p.Name)
 			}
 			if err := ids.add(u); err != nil {
@@ -754,6 +758,11 @@ func checkSubject(raw []byte, p *Profile) error {
 			if hasBidiControl(s) {
 				return reject(CodeSubject, "subject attribute %s has a bidirectional embedding, override or isolate "+
 					"character, which makes it display as another text", atv.Type)
+			}
+			if frag, ok := injectedAttribute(s); ok {
+				return reject(CodeSubject, "subject attribute %s value %q has %q, a DN separator followed by an attribute "+
+					"type and \"=\", which readers that match the subject as one string (/C=…/CN=…, CN=…,O=…) take for "+
+					"another attribute", atv.Type, clip(s), frag)
 			}
 			switch {
 			case attr.identity != "":
@@ -1192,6 +1201,49 @@ func hasBidiControl(s string) bool {
 		}
 	}
 	return false
+}
+
+// injectedAttribute finds in v what a reader of the subject as one string would take for the start of another
+// attribute: a DN separator ("/", ",", "+" or ";"), then an attribute type (a keyword such as CN, OU or
+// emailAddress, or a dotted OID such as 2.5.4.3 or OID.2.5.4.3: ASCII letters, digits, "-" and ".", beginning with
+// a letter or a digit), then "=", with white space allowed around the type; in v or in its compatibility form
+// (lookalikeFold: "／ＣＮ＝"). Relying parties match the subject with a pattern on OpenSSL's one-line form
+// (X509_NAME_oneline: FreeRADIUS's TLS-Client-Cert-Subject, nginx's $ssl_client_s_dn_legacy, Apache's legacy DN
+// format) or on the RFC 2253/4514 form (nginx's $ssl_client_s_dn, Apache's SSL_CLIENT_S_DN). wolfSSL's one-line
+// form does not escape a "/" in a value at all, and the backslash OpenSSL 3 ("\/") and RFC 4514 ("\,") put before
+// one is lost on such a pattern: CN="dev/CN=evil.com" reads as CN=evil.com to "/CN=([^/]+)$", and
+// O="x,CN=evil.com" to a search for the first "CN=". Ordinary text keeps its separators ("Smith, John",
+// "R&D/Lab 3", "a+b"): only a separator before a type and "=" is refused. It returns the fragment from the
+// separator to the "=".
+func injectedAttribute(v string) (string, bool) {
+	for _, s := range []string{v, lookalikeFold(v)} {
+		for i := 0; i < len(s); i++ {
+			if !strings.ContainsRune("/,+;", rune(s[i])) {
+				continue
+			}
+			rest := strings.TrimLeftFunc(s[i+1:], isPadding)
+			n := 0
+			for n < len(rest) && attributeTypeChar(rest[n]) {
+				n++
+			}
+			// A keyword begins with a letter; a type that begins with a digit is an OID only with a dot in it, so
+			// that "50/50 = even" stays text.
+			if t := rest[:n]; n == 0 || t[0] == '-' || t[0] == '.' || t[0] <= '9' && !strings.Contains(t, ".") {
+				continue
+			}
+			after := strings.TrimLeftFunc(rest[n:], isPadding)
+			if strings.HasPrefix(after, "=") {
+				return s[i : len(s)-len(after)+1], true
+			}
+		}
+	}
+	return "", false
+}
+
+// attributeTypeChar is a character of an attribute type as DN string readers take one: a keyword (RFC 4514's
+// descr: letters, digits, "-") or a dotted OID, with RFC 1779's "OID." prefix.
+func attributeTypeChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.'
 }
 
 // clip shortens attacker-chosen strings before they reach error messages and logs.

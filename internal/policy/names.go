@@ -22,7 +22,7 @@ import (
 //	ip=10.0.0.0/8,192.0.2.7,2001:db8::/32
 //	    CIDR blocks or single addresses; 0.0.0.0/0 and ::/0 are refused (write "*")
 //	uri=https://*.corp.example.com,spiffe://corp.example.com,urn:*
-//	    scheme and a DNS pattern for the host (any port, path, query; no user info), or "scheme:*"
+//	    scheme and a DNS pattern for the host (any port, path, query; no user info, no "@" anywhere), or "scheme:*"
 //	identity_uris=sid,intunedeviceid
 //	    the Microsoft identity URIs (tag:microsoft.com,2022-09-14:sid:… and IntuneDeviceId://…): refused unless
 //	    listed here, whatever uri= says
@@ -219,9 +219,21 @@ func (p uriPattern) match(u *url.URL) bool {
 	if p.any {
 		return true
 	}
-	// A host pattern needs a hierarchical URI with a host and no user info (which some parsers read as the host).
-	return u.Opaque == "" && u.User == nil && u.Host != "" && validDNSName(u.Hostname()) && !numericHost(u.Hostname()) &&
-		p.host.match(u.Hostname())
+	// A host pattern needs a hierarchical URI with a host and no user info (which some parsers read as the host),
+	// and no "@" anywhere else either (hasAt).
+	return u.Opaque == "" && u.User == nil && !hasAt(u) && u.Host != "" && validDNSName(u.Hostname()) &&
+		!numericHost(u.Hostname()) && p.host.match(u.Hostname())
+}
+
+// hasAt reports whether u has an "@" anywhere, also percent-encoded. A host pattern vouches for the host, and
+// parsers differ on where the host is once an "@" follows it: curl before 7.51.0 (CVE-2016-8624) ended the
+// authority at "/" or "?" only, so it read https://a.corp.example.com#@evil.com as user info before the host
+// evil.com; a parser that ends it at "/" only, or takes the host after the last "@" of the string, reads "?@" or
+// "/@" so too; and one that decodes the URL first reads %40 as "@". A pattern cannot be written to cover user
+// info, so no URI a host pattern allows has one; "scheme:*" and "*", which vouch for no host, still allow any.
+func hasAt(u *url.URL) bool {
+	s := u.String()
+	return strings.Contains(s, "@") || strings.Contains(strings.ToLower(s), "%40")
 }
 
 func parseIPPattern(s string) (*net.IPNet, error) {
