@@ -26,9 +26,10 @@ import (
 	"github.com/azscep/azscep/internal/store"
 )
 
-// Init sets smallstep/pkcs7's process-wide algorithms once, before any request: CertRep payloads are
-// AES-256-CBC (the library default is DES-CBC) and SignedData digests SHA-256 (the default SHA-1 has no Key
-// Vault signature algorithm). It also enables the legacy certificate parser so Windows clients, whose signer
+// Init sets smallstep/pkcs7's process-wide algorithms once, before any request: envelopes the library builds in
+// this process (the load generator's requests) are AES-256-CBC, not its default DES-CBC — CertReps take the
+// request's algorithm instead (CertRep) — and SignedData digests SHA-256 (the default SHA-1 has no Key Vault
+// signature algorithm). It also enables the legacy certificate parser so Windows clients, whose signer
 // certificates mark the AKI critical, can enroll (reliability.md §3.4).
 func Init() {
 	pkcs7.ContentEncryptionAlgorithm = pkcs7.EncryptionAlgorithmAES256CBC
