@@ -17,6 +17,7 @@ import (
 	"github.com/azscep/azscep/internal/custody"
 	"github.com/azscep/azscep/internal/httpx"
 	"github.com/azscep/azscep/internal/issuance"
+	"github.com/azscep/azscep/internal/keyvault"
 	"github.com/azscep/azscep/internal/policy"
 	"github.com/azscep/azscep/internal/store"
 )
@@ -256,7 +257,24 @@ func (s *Server) issued(res *issuance.Result, err error) outcome {
 	if d, ok := httpx.Unavailable(err); ok {
 		return outcome{unavailable: d, err: err}
 	}
+	if errors.Is(err, issuance.ErrSigner) {
+		return signerFailed(err)
+	}
 	return rejection(err)
+}
+
+// signerFailed answers a request whose certificate the CA key did not sign (issuance.ErrSigner, the vault neither
+// down nor refusing the service, which httpx.Unavailable answers): the server's failure, so never a CertRep FAILURE,
+// which tells the client its request was wrong and makes gear give up or re-enroll by hand. Nothing was issued
+// and the pending record is abandoned, so the client may simply ask again. A signature that did not verify (a
+// corrupted answer) is answered 503 and Retry-After: the next try is a new signature, checked again. Anything else
+// (Key Vault refusing the request as invalid, a hash it has no algorithm for, a local signer that refused) fails
+// alike until an operator acts: 500.
+func signerFailed(err error) outcome {
+	if errors.Is(err, keyvault.ErrInvalidResponse) {
+		return outcome{unavailable: httpx.DefaultRetryAfter, err: err}
+	}
+	return outcome{internal: true, err: err}
 }
 
 // rejection maps a policy refusal to its failInfo; anything else is an internal failure answered badRequest.

@@ -368,6 +368,11 @@ func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoin
 		plainError(w, http.StatusServiceUnavailable, "temporarily unavailable, retry later")
 		return
 	}
+	if out.internal {
+		s.log.ErrorContext(r.Context(), "scep request failed on the server's side", append(attrs, "err", out.err)...)
+		plainError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
 	attrs = append(attrs, "pki_status", string(out.status), "fail_info", string(out.failInfo))
 	if out.serial != "" {
 		attrs = append(attrs, "serial", out.serial, "replayed", out.replayed)
@@ -434,6 +439,7 @@ type outcome struct {
 	early       *earlyCertRep // this outcome's CertRep, built while the record was made durable
 	err         error         // why, for the log only
 	unavailable time.Duration // > 0: answer 503 with this Retry-After instead of a CertRep
+	internal    bool          // answer 500 instead of a CertRep: the server failed in a way a retry alone does not mend
 }
 
 func fail(info FailInfo, err error) outcome {
