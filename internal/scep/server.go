@@ -21,6 +21,7 @@ import (
 	"github.com/azscep/azscep/internal/custody"
 	"github.com/azscep/azscep/internal/httpx"
 	"github.com/azscep/azscep/internal/issuance"
+	"github.com/azscep/azscep/internal/keyvault"
 	"github.com/azscep/azscep/internal/policy"
 	"github.com/azscep/azscep/internal/ratelimit"
 	"github.com/azscep/azscep/internal/store"
@@ -390,7 +391,13 @@ func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoin
 	}
 	if err != nil {
 		s.log.ErrorContext(r.Context(), "building CertRep failed", "endpoint", e.Name, "transaction_id", msg.TransactionID, "err", err)
-		if d, ok := httpx.Unavailable(err); ok {
+		d, ok := httpx.Unavailable(err)
+		if !ok && errors.Is(err, keyvault.ErrInvalidResponse) {
+			// A CertRep signature that came back wrong (the CA key signs CertReps in CA mode): the retry signs anew,
+			// and replays whatever was issued.
+			d, ok = httpx.DefaultRetryAfter, true
+		}
+		if ok {
 			w.Header().Set("Retry-After", fmt.Sprint(int(d.Seconds())))
 			plainError(w, http.StatusServiceUnavailable, "temporarily unavailable, retry later")
 			return
