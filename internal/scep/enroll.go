@@ -17,6 +17,7 @@ import (
 	"github.com/azscep/azscep/internal/custody"
 	"github.com/azscep/azscep/internal/httpx"
 	"github.com/azscep/azscep/internal/issuance"
+	"github.com/azscep/azscep/internal/keyvault"
 	"github.com/azscep/azscep/internal/policy"
 	"github.com/azscep/azscep/internal/store"
 )
@@ -256,7 +257,24 @@ func (s *Server) issued(res *issuance.Result, err error) outcome {
 	if d, ok := httpx.Unavailable(err); ok {
 		return outcome{unavailable: d, err: err}
 	}
+	if errors.Is(err, issuance.ErrSigner) {
+		return serverFailed(err)
+	}
 	return rejection(err)
+}
+
+// serverFailed answers a request the server failed for a reason of its own that httpx.Unavailable does not cover (a
+// dependency down, or refusing the service): a CA key that did not sign (issuance.ErrSigner; nothing was issued and
+// the pending record is abandoned), a CRL that could not be had. Never a CertRep FAILURE, which tells the client its
+// request was wrong and makes gear give up or wait for someone to re-enroll it by hand. A signature that did not
+// verify (a corrupted answer) is answered 503 and Retry-After: the next try is a new signature, checked again.
+// Anything else (Key Vault refusing the request as invalid, a hash it has no algorithm for, a local signer that
+// refused) fails alike until an operator acts: 500.
+func serverFailed(err error) outcome {
+	if errors.Is(err, keyvault.ErrInvalidResponse) {
+		return outcome{unavailable: httpx.DefaultRetryAfter, err: err}
+	}
+	return outcome{internal: true, err: err}
 }
 
 // rejection maps a policy refusal to its failInfo; anything else is an internal failure answered badRequest.
@@ -679,7 +697,11 @@ func (s *Server) getCRL(ctx context.Context) outcome {
 	}
 	der, err := s.crl.CurrentDER(ctx)
 	if err != nil {
-		return s.issued(nil, err)
+		// Nothing in a GetCRL can be wrong once its envelope opened: not having the CRL is the server's failure.
+		if d, ok := httpx.Unavailable(err); ok {
+			return outcome{unavailable: d, err: err}
+		}
+		return serverFailed(fmt.Errorf("reading the current CRL: %w", err))
 	}
 	return outcome{status: StatusSuccess, crl: der}
 }

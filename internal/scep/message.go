@@ -199,55 +199,73 @@ func (d implicitRejection) Decrypt(r io.Reader, ciphertext []byte, opts crypto.D
 	return d.Decrypter.Decrypt(r, ciphertext, opts)
 }
 
-// Content-encryption algorithms smallstep/pkcs7 opens, and their key lengths.
-var contentKeyLens = map[string]int{
-	"1.3.14.3.2.7":            8,  // DES-CBC
-	"1.2.840.113549.3.7":      24, // DES-EDE3-CBC
-	"2.16.840.1.101.3.4.1.2":  16, // AES-128-CBC
-	"2.16.840.1.101.3.4.1.22": 24, // AES-192-CBC
-	"2.16.840.1.101.3.4.1.42": 32, // AES-256-CBC
-	"2.16.840.1.101.3.4.1.6":  16, // AES-128-GCM
-	"2.16.840.1.101.3.4.1.46": 32, // AES-256-GCM
+// Content-encryption algorithms smallstep/pkcs7 opens: their key lengths, and the algorithm a CertRep answers each
+// in. The client chooses its algorithm from what GetCACaps offers (RFC 8894 §3.5.2: "AES" is AES-128-CBC) and the
+// answer follows that choice: network gear that implements AES-128 only (or, if it sent DES, triple DES at best)
+// cannot open an AES-256 CertRep. Single DES, broken, is answered in triple DES, the weakest this server sends: a client that knows
+// only single DES cannot enroll here. AES-GCM is not a SCEP algorithm; its clients get AES-256-CBC.
+var contentAlgs = map[string]struct {
+	keyLen int
+	reply  cms.ContentAlgorithm
+}{
+	"1.3.14.3.2.7":            {8, cms.DESEDE3CBC},  // DES-CBC
+	"1.2.840.113549.3.7":      {24, cms.DESEDE3CBC}, // DES-EDE3-CBC
+	"2.16.840.1.101.3.4.1.2":  {16, cms.AES128CBC},  // AES-128-CBC
+	"2.16.840.1.101.3.4.1.22": {24, cms.AES192CBC},  // AES-192-CBC
+	"2.16.840.1.101.3.4.1.42": {32, cms.AES256CBC},  // AES-256-CBC
+	"2.16.840.1.101.3.4.1.6":  {16, cms.AES256CBC},  // AES-128-GCM
+	"2.16.840.1.101.3.4.1.46": {32, cms.AES256CBC},  // AES-256-GCM
 }
 
-// contentKeyLen reads the content-encryption algorithm of a ContentInfo holding an EnvelopedData (RFC 5652 §6.1),
-// in DER or BER as pkcs7 accepts it, and returns its key length, or 0 when the algorithm is unknown or the
-// structure unreadable (the decrypter is then asked as pkcs7 asks it). Its nesting was bounded by ber.CheckDepth.
-func contentKeyLen(b []byte) int {
+// contentKeyLen is the content-key length of the EnvelopedData ContentInfo b, 0 when unknown (contentAlg).
+func contentKeyLen(b []byte) int { return contentAlgs[contentAlg(b)].keyLen }
+
+// replyAlgorithm is the content-encryption algorithm of m's CertRep: the one its envelope used, or AES-256-CBC.
+func (m *PKIMessage) replyAlgorithm() cms.ContentAlgorithm {
+	if a, ok := contentAlgs[contentAlg(m.p7.Content)]; ok {
+		return a.reply
+	}
+	return cms.AES256CBC
+}
+
+// contentAlg reads the content-encryption algorithm of a ContentInfo holding an EnvelopedData (RFC 5652 §6.1), in
+// DER or BER as pkcs7 accepts it, and returns its OID in dotted form, or "" when the structure is unreadable (the
+// decrypter is then asked as pkcs7 asks it). Its nesting was bounded by ber.CheckDepth.
+func contentAlg(b []byte) string {
 	ci, ok := berInto(b, 0x30)
 	if !ok {
-		return 0
+		return ""
 	}
 	env, ok := berField(ci, 0x06, 0xa0) // contentType, then [0] content
 	if !ok {
-		return 0
+		return ""
 	}
 	if env, ok = berInto(env, 0x30); !ok {
-		return 0
+		return ""
 	}
 	if env, ok = berSkip(env, 0x02); !ok { // version
-		return 0
+		return ""
 	}
 	if next, _, _, ok := berNext(env); ok && next == 0xa0 { // originatorInfo
 		env, _ = berSkip(env, 0xa0)
 	}
 	eci, ok := berField(env, 0x31, 0x30) // recipientInfos, then encryptedContentInfo
 	if !ok {
-		return 0
+		return ""
 	}
 	alg, ok := berField(eci, 0x06, 0x30) // contentType, then contentEncryptionAlgorithm
 	if !ok {
-		return 0
+		return ""
 	}
 	tag, oid, _, ok := berNext(alg)
 	if !ok || tag != 0x06 || len(oid) > 127 {
-		return 0
+		return ""
 	}
 	var id asn1.ObjectIdentifier
 	if _, err := asn1.Unmarshal(append([]byte{0x06, byte(len(oid))}, oid...), &id); err != nil {
-		return 0
+		return ""
 	}
-	return contentKeyLens[id.String()]
+	return id.String()
 }
 
 // berNext splits the first BER element off b: its (one-byte) tag, its contents, and what follows. An indefinite
@@ -314,8 +332,8 @@ type CertRepOptions struct {
 	SignerKey  crypto.Signer
 }
 
-// CertRep builds the response to m. SUCCESS payloads are encrypted to the request's signer certificate with the
-// process-wide content encryption algorithm (AES-256-CBC, set once by Init).
+// CertRep builds the response to m. SUCCESS payloads are encrypted to the request's signer certificate in the
+// content-encryption algorithm of the request's own envelope (replyAlgorithm).
 func (m *PKIMessage) CertRep(o CertRepOptions) ([]byte, error) {
 	var content []byte
 	if o.Status == StatusSuccess {
@@ -323,7 +341,7 @@ func (m *PKIMessage) CertRep(o CertRepOptions) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		content, err = pkcs7.Encrypt(deg, []*x509.Certificate{m.SignerCert})
+		content, err = cms.Envelope(deg, m.SignerCert, m.replyAlgorithm())
 		if err != nil {
 			return nil, fmt.Errorf("scep: encrypting CertRep: %w", err)
 		}

@@ -21,14 +21,16 @@ import (
 	"github.com/azscep/azscep/internal/custody"
 	"github.com/azscep/azscep/internal/httpx"
 	"github.com/azscep/azscep/internal/issuance"
+	"github.com/azscep/azscep/internal/keyvault"
 	"github.com/azscep/azscep/internal/policy"
 	"github.com/azscep/azscep/internal/ratelimit"
 	"github.com/azscep/azscep/internal/store"
 )
 
-// Init sets smallstep/pkcs7's process-wide algorithms once, before any request: CertRep payloads are
-// AES-256-CBC (the library default is DES-CBC) and SignedData digests SHA-256 (the default SHA-1 has no Key
-// Vault signature algorithm). It also enables the legacy certificate parser so Windows clients, whose signer
+// Init sets smallstep/pkcs7's process-wide algorithms once, before any request: envelopes the library builds in
+// this process (the load generator's requests) are AES-256-CBC, not its default DES-CBC — CertReps take the
+// request's algorithm instead (CertRep) — and SignedData digests SHA-256 (the default SHA-1 has no Key Vault
+// signature algorithm). It also enables the legacy certificate parser so Windows clients, whose signer
 // certificates mark the AKI critical, can enroll (reliability.md §3.4).
 func Init() {
 	pkcs7.ContentEncryptionAlgorithm = pkcs7.EncryptionAlgorithmAES256CBC
@@ -367,6 +369,11 @@ func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoin
 		plainError(w, http.StatusServiceUnavailable, "temporarily unavailable, retry later")
 		return
 	}
+	if out.internal {
+		s.log.ErrorContext(r.Context(), "scep request failed on the server's side", append(attrs, "err", out.err)...)
+		plainError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
 	attrs = append(attrs, "pki_status", string(out.status), "fail_info", string(out.failInfo))
 	if out.serial != "" {
 		attrs = append(attrs, "serial", out.serial, "replayed", out.replayed)
@@ -384,7 +391,13 @@ func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoin
 	}
 	if err != nil {
 		s.log.ErrorContext(r.Context(), "building CertRep failed", "endpoint", e.Name, "transaction_id", msg.TransactionID, "err", err)
-		if d, ok := httpx.Unavailable(err); ok {
+		d, ok := httpx.Unavailable(err)
+		if !ok && errors.Is(err, keyvault.ErrInvalidResponse) {
+			// A CertRep signature that came back wrong (the CA key signs CertReps in CA mode): the retry signs anew,
+			// and replays whatever was issued.
+			d, ok = httpx.DefaultRetryAfter, true
+		}
+		if ok {
 			w.Header().Set("Retry-After", fmt.Sprint(int(d.Seconds())))
 			plainError(w, http.StatusServiceUnavailable, "temporarily unavailable, retry later")
 			return
@@ -433,6 +446,7 @@ type outcome struct {
 	early       *earlyCertRep // this outcome's CertRep, built while the record was made durable
 	err         error         // why, for the log only
 	unavailable time.Duration // > 0: answer 503 with this Retry-After instead of a CertRep
+	internal    bool          // answer 500 instead of a CertRep: the server failed in a way a retry alone does not mend
 }
 
 func fail(info FailInfo, err error) outcome {
