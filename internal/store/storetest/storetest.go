@@ -1230,6 +1230,9 @@ func testRunIDs(t *testing.T, s store.Store) {
 	at, _ := store.RunIDStart(runs[0].ID)
 	for _, id := range []string{store.NewRunID(at), store.NewRunID(base.Add(-time.Hour)),
 		strings.ToUpper(runs[0].ID), runs[0].ID[:len(runs[0].ID)-1]} {
+		if id == runs[0].ID {
+			continue // its random part has no letter to upper-case (1 in 1,845 IDs): the same ID, found
+		}
 		if r, err := s.RunByID(ctx, id); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("RunByID(%s) = %+v, %v; want ErrNotFound", id, r, err)
 		}
