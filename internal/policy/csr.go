@@ -764,6 +764,20 @@ func checkSubject(raw []byte, p *Profile) error {
 					"type and \"=\", which readers that match the subject as one string (/C=…/CN=…, CN=…,O=…) take for "+
 					"another attribute", atv.Type, clip(s), frag)
 			}
+			if frag, ok := leadingAttribute(s); ok {
+				return reject(CodeSubject, "subject attribute %s value %q begins with %q, an attribute type and \"=\", which "+
+					"readers that match the subject as one string (/O=CN=…, CN=CN=…) take for another attribute", atv.Type,
+					clip(s), frag)
+			}
+			if hexStringValue(s) {
+				return reject(CodeSubject, "subject attribute %s value %q begins with \"#\" and hex digits, which RFC 4514 "+
+					"readers that lose the printer's escape decode as a BER-encoded value, another value than the one "+
+					"checked", atv.Type, clip(s))
+			}
+			if r, ok := lineSeparator(s); ok {
+				return reject(CodeSubject, "subject attribute %s has a line separator (%U), which readers that split text "+
+					"into lines take for the end of the value", atv.Type, r)
+			}
 			switch {
 			case attr.identity != "":
 				if err := checkNameLike(p, attr.identity, s); err != nil {
@@ -1222,13 +1236,8 @@ func injectedAttribute(v string) (string, bool) {
 				continue
 			}
 			rest := strings.TrimLeftFunc(s[i+1:], isPadding)
-			n := 0
-			for n < len(rest) && attributeTypeChar(rest[n]) {
-				n++
-			}
-			// A keyword begins with a letter; a type that begins with a digit is an OID only with a dot in it, so
-			// that "50/50 = even" stays text.
-			if t := rest[:n]; n == 0 || t[0] == '-' || t[0] == '.' || t[0] <= '9' && !strings.Contains(t, ".") {
+			n := attributeTypeLen(rest)
+			if n == 0 {
 				continue
 			}
 			after := strings.TrimLeftFunc(rest[n:], isPadding)
@@ -1238,6 +1247,84 @@ func injectedAttribute(v string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// leadingAttribute finds an attribute type and "=" at the start of v (or of its compatibility form), with white
+// space allowed around the type: the same type injectedAttribute looks for after a separator. Printed, the value
+// follows its own type and "=" (/O=CN=evil.com, CN=CN=evil.com), which is a separator to the readers that split
+// the subject on "=" or search it for "CN=": a first-match "CN=([^/]+)" reads evil.com from the one-line form of
+// O=CN=evil.com, and the last part of CN=CN=evil.com split on "=" is evil.com. No printer escapes the "=" (RFC
+// 4514 does not ask it), so the refusal cannot be narrowed to known keywords without guessing which types a
+// relying party's pattern names: OpenSSL alone knows over a thousand. So "x=1" and "key=value pairs" are refused
+// as "CN=evil.com" is, while a value whose first word is not a type ("50/50 = even": digits without a dot) or is
+// not followed by "=" ("Q&A = help") is text. It returns the type and "=".
+func leadingAttribute(v string) (string, bool) {
+	for _, s := range []string{v, lookalikeFold(v)} {
+		rest := strings.TrimLeftFunc(s, isPadding)
+		if n := attributeTypeLen(rest); n > 0 {
+			if after := strings.TrimLeftFunc(rest[n:], isPadding); strings.HasPrefix(after, "=") {
+				return s[:len(s)-len(after)+1], true
+			}
+		}
+	}
+	return "", false
+}
+
+// attributeTypeLen is the length of the attribute type s begins with, or 0: a keyword beginning with a letter, or a
+// dotted OID (2.5.4.3, OID.2.5.4.3). A run of digits without a dot is a number, not a type, so that "50/50 = even"
+// stays text.
+func attributeTypeLen(s string) int {
+	n := 0
+	for n < len(s) && attributeTypeChar(s[n]) {
+		n++
+	}
+	if t := s[:n]; n == 0 || t[0] == '-' || t[0] == '.' || t[0] <= '9' && !strings.Contains(t, ".") {
+		return 0
+	}
+	return n
+}
+
+// hexStringValue reports whether v (or its compatibility form: "＃" is "#") begins the way RFC 4514 §2.4 writes a
+// value as the hex of its BER encoding: "#" and one or more pairs of hex digits, up to the end of the value or a
+// character other than a letter (white space or punctuation, where a lenient parser stops). Printers escape a
+// leading "#" ("\#"), but a pattern or a string handler that loses the backslash hands "#0c0865766963…" to an RFC
+// 4514 parser (go-ldap's ParseDN hex-decodes it and reads the BER string inside), which decodes it to a value the
+// policy never saw. "#1 fan", "#define" and "#Ops" are text: an odd number of digits, or a
+// letter after the pairs, is no hexstring.
+func hexStringValue(v string) bool {
+	for _, s := range []string{v, lookalikeFold(v)} {
+		rest, ok := strings.CutPrefix(s, "#")
+		if !ok {
+			continue
+		}
+		n := 0
+		for n < len(rest) && isHexDigit(rest[n]) {
+			n++
+		}
+		if n >= 2 && n%2 == 0 && (n == len(rest) || !unicode.IsLetter(rune(rest[n]))) {
+			return true
+		}
+	}
+	return false
+}
+
+func isHexDigit(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// lineSeparator returns the Unicode line or paragraph separator (U+2028, U+2029) v holds, if any. They are not
+// control characters (hasControl), yet Python's splitlines ends a line at them, and so do the regular expressions
+// of JavaScript and Java ("." does not match them, "^" and "$" match beside them in multi-line mode): to a
+// relying party that reads the subject line by line or with such a pattern, "dev\u2028CN=evil.com" is the value
+// "dev" and a line CN=evil.com; a name never needs them. (U+0085 NEXT LINE is a control character, refused as
+// such.)
+func lineSeparator(v string) (rune, bool) {
+	for _, r := range v {
+		if r == '\u2028' || r == '\u2029' {
+			return r, true
+		}
+	}
+	return 0, false
 }
 
 // attributeTypeChar is a character of an attribute type as DN string readers take one: a keyword (RFC 4514's

@@ -60,7 +60,8 @@ func TestSubjectValueInjectsNoAttribute(t *testing.T) {
 
 	for _, v := range []string{
 		"Smith, John", "R&D/Lab 3", "a+b", "C++ team", "Müller; Zoë", "printer/3rd floor", "Q&A, EMEA",
-		"50/50 = even", "x=1", "CN=dev", "Build 10.0/19045", "key=value pairs", "東京オフィス/第2課",
+		"50/50 = even", "Build 10.0/19045", "東京オフィス/第2課", "Q&A = help", "Room 3 = lab", "1=1", "= x",
+		"#1 fan", "#Ops", "#define", "#abc", "C#", "Line 1\u00A0Line 2",
 	} {
 		n := pkix.Name{CommonName: v, Organization: []string{v}, OrganizationalUnit: []string{v}, Locality: []string{v}}
 		if _, err := checkDER(csr(n), static); err != nil {
@@ -80,9 +81,59 @@ func TestIntuneSubjectsStillIssue(t *testing.T) {
 				Value: "john.smith@contoso.com"}}},
 		{CommonName: "alice@contoso.com"},
 		{CommonName: "DESKTOP-7Q2K1LM", SerialNumber: "PF3ABC12"},
+		{CommonName: "Alice's iPhone", OrganizationalUnit: []string{"#2 floor"}},
+		{CommonName: "alice@contoso.com", Organization: []string{"Contoso"}, OrganizationalUnit: []string{"Devices"}},
+		{CommonName: "ID:Intune:GUID:5f2c1d0e-8b7a-4c3e-9f1a-2b3c4d5e6f70"},
 	} {
 		if _, err := checkDER(buildCSR(t, csrSpec{subject: name(t, n)}), intuneDoor); err != nil {
 			t.Errorf("%v: %v", n, err)
 		}
+	}
+}
+
+// TestSubjectValueStartsWithNoAttribute: no subject value begins with an attribute type and "=", nor with "#" and
+// hex pairs, nor holds a Unicode line separator. Printed, a value follows its own type and "=", so O="CN=evil.com"
+// is /O=CN=evil.com in the one-line form, where a first-match "CN=([^/]+)" reads evil.com, and CN="CN=evil.com" is
+// CN=CN=evil.com, whose last part split on "=" is evil.com. A value "#0c08…" is, once a reader loses the printer's
+// "\#" escape, the hex of a BER-encoded value an RFC 4514 parser decodes to a string the policy never judged. And
+// U+2028/U+2029 end a line for JavaScript, Python's splitlines and .NET and Java line readers, so
+// "dev\u2028CN=evil.com" has a line CN=evil.com.
+func TestSubjectValueStartsWithNoAttribute(t *testing.T) {
+	static := mustProfile(t, "device", specDevice)
+	wide := mustProfile(t, "static", specNoIdentity)
+	intuneDoor := mustProfile(t, "intune", specIntune).WithIdentityURIs(policy.IdentityDeviceCN)
+	csr := func(n pkix.Name) []byte { return buildCSR(t, csrSpec{subject: name(t, n)}) }
+	for _, tc := range []struct {
+		what, want string
+		n          pkix.Name
+	}{
+		{"CN=CN=", "begins with", pkix.Name{CommonName: "CN=evil.com"}},
+		{"O=CN=", "begins with", pkix.Name{CommonName: "dev", Organization: []string{"CN=evil.com"}}},
+		{"OU=emailAddress=", "begins with", pkix.Name{CommonName: "dev",
+			OrganizationalUnit: []string{"emailAddress=admin@contoso.com"}}},
+		{"lower case and spaces", "begins with", pkix.Name{CommonName: "cn = evil.com"}},
+		{"dotted OID", "begins with", pkix.Name{CommonName: "2.5.4.3=evil.com"}},
+		{"RFC 1779 OID", "begins with", pkix.Name{CommonName: "OID.2.5.4.3=evil.com"}},
+		{"fullwidth", "begins with", pkix.Name{CommonName: "ＣＮ＝evil.com"}},
+		{"any keyword", "begins with", pkix.Name{CommonName: "x=1"}},
+		{"country", "begins with", pkix.Name{CommonName: "dev", Locality: []string{"C=3 printers"}}},
+		{"free-text attribute", "begins with", pkix.Name{CommonName: "dev", StreetAddress: []string{"UID=administrator"}}},
+		{"hexstring", "hex digits", pkix.Name{CommonName: "#0c0865766963"}},
+		{"hexstring then space", "hex digits", pkix.Name{CommonName: "#0c03616263 x"}},
+		{"upper-case hexstring", "hex digits", pkix.Name{CommonName: "dev", Organization: []string{"#0C03414243"}}},
+		{"fullwidth hexstring", "hex digits", pkix.Name{CommonName: "＃０ｃ０３６１６２６３"}},
+		{"line separator", "U+2028", pkix.Name{CommonName: "dev\u2028CN=evil.com"}},
+		{"paragraph separator", "U+2029", pkix.Name{CommonName: "dev", Organization: []string{"Contoso\u2029Fabrikam"}}},
+		{"next line", "control", pkix.Name{CommonName: "dev\u0085CN=evil.com"}},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			for _, p := range []*policy.Profile{static, wide, intuneDoor} {
+				_, err := checkDER(csr(tc.n), p)
+				wantCode(t, err, policy.CodeSubject)
+				if r, _ := policy.AsRejection(err); r == nil || !strings.Contains(r.Detail, tc.want) {
+					t.Errorf("%s: the refusal does not say why (%q): %v", p.Name, tc.want, err)
+				}
+			}
+		})
 	}
 }
