@@ -60,6 +60,12 @@ const (
 	// sync and keeps the CRL signed when nobody fetches it; without it revocations wait, and the CRL can lapse, which
 	// relying parties treat as "revoked".
 	WarnTimerSchedule = "timer_schedule"
+	// WarnRenewalMax: a SCEP endpoint whose renewal_max is no longer than its profile's validity. A renewed
+	// certificate ends no later than the chain's first issuance plus renewal_max, and the first certificate already
+	// ends then or later (its validity counts from the back-dated notBefore), so a renewal never extends a
+	// certificate: it only replaces the key until the first certificate's end, and the devices enroll again from
+	// scratch when it expires, which the operator who set a renewal window meant to avoid.
+	WarnRenewalMax = "renewal_max_within_validity"
 )
 
 // scheduleSpan is how far ahead the timer's schedule is followed to find its longest gap: two years from a January,
@@ -247,6 +253,14 @@ func timerScheduleFault(schedule string, crlValidity time.Duration) string {
 	return ""
 }
 
+// days writes d as the settings do: "90d" for whole days, else Go's form ("36h0m0s").
+func days(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	}
+	return d.String()
+}
+
 // secretSetting is the setting holding endpoint e's static challenge.
 func secretSetting(e Endpoint) string { return "AZSCEP_SCEP_" + strings.ToUpper(e.Name) + "_SECRET" }
 
@@ -320,6 +334,21 @@ func warnings(c *Config, profileSettings map[string][]string) []Warning {
 				"the secret can name any such user or device, which certificate-based sign-in and network access take "+
 				"as that identity; list the exact names in %s, or issue user and device identities through Intune or "+
 				"/api/csr self-service", e.Name, e.Profile, strings.Join(wide, ", "), setting)})
+	}
+
+	for _, e := range eps {
+		p := c.Profiles[e.Profile]
+		if e.RenewalMax == 0 || p == nil || e.RenewalMax > p.MaxValidity {
+			continue
+		}
+		setting := "AZSCEP_SCEP_" + strings.ToUpper(e.Name)
+		out = append(out, Warning{Code: WarnRenewalMax, Feature: EndpointFeature(e.Name),
+			Settings: []string{setting, profileSetting(e.Profile, profileSettings)}, Endpoints: []string{e.Name},
+			Message: fmt.Sprintf("SCEP endpoint %s sets renewal_max=%s, no longer than the validity of its profile %s "+
+				"(%s): a renewed certificate ends no later than the chain's first one, so renewal never extends a "+
+				"certificate and devices enroll again when it expires; set renewal_max in %s above %s, or remove it "+
+				"(the default is 3 × the validity)", e.Name, days(e.RenewalMax), e.Profile, days(p.MaxValidity), setting,
+				days(p.MaxValidity))})
 	}
 
 	if c.API.Enabled && c.API.TenantID != "" && c.API.AppID() == "" {

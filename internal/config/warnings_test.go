@@ -285,3 +285,28 @@ func TestTimerScheduleWarns(t *testing.T) {
 		t.Errorf("local mode: warnings %+v", ws)
 	}
 }
+
+// TestRenewalMaxWithinValidityWarns: an endpoint whose renewal_max is no longer than its profile's validity (equal
+// included: the first certificate already ends then) is named, with its setting and its profile's; one whose
+// renewal_max exceeds the validity, or that sets none (3 × the validity), is not.
+func TestRenewalMaxWithinValidityWarns(t *testing.T) {
+	ws := loadWarnings(t, localEnv("AZSCEP_SCEP_ENDPOINTS=static,short,equal,longer,unset",
+		"AZSCEP_PROFILE_Year=validity=365d;ku=digitalSignature;eku=clientAuth;dns=*.corp.example.com",
+		"AZSCEP_SCEP_SHORT=profile=year;renewal_max=90d", "AZSCEP_SCEP_SHORT_SECRET=short-secret-Qz7x",
+		"AZSCEP_SCEP_EQUAL=renewal_max=365d", "AZSCEP_SCEP_EQUAL_SECRET=equal-secret-Vw9k",
+		"AZSCEP_SCEP_LONGER=profile=year;renewal_max=8761h", "AZSCEP_SCEP_LONGER_SECRET=longer-secret-Pj2m",
+		"AZSCEP_SCEP_UNSET=profile=year", "AZSCEP_SCEP_UNSET_SECRET=unset-secret-Hs4R"))
+	if len(ws) != 2 {
+		t.Fatalf("warnings = %+v, want two", ws)
+	}
+	for i, want := range []struct{ endpoint, setting, profileSetting, text string }{
+		{"equal", "AZSCEP_SCEP_EQUAL", "AZSCEP_PROFILE_DEVICE", "renewal_max=365d, no longer than the validity of its profile device (365d)"},
+		{"short", "AZSCEP_SCEP_SHORT", "AZSCEP_PROFILE_Year", "renewal_max=90d, no longer than the validity of its profile year (365d)"},
+	} {
+		w := ws[i]
+		if w.Code != WarnRenewalMax || w.Feature != "scep/"+want.endpoint || !slices.Equal(w.Endpoints, []string{want.endpoint}) ||
+			!slices.Equal(w.Settings, []string{want.setting, want.profileSetting}) || !strings.Contains(w.Message, want.text) {
+			t.Errorf("warning %d = %+v, want %s", i, w, want.endpoint)
+		}
+	}
+}
