@@ -188,9 +188,13 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 		}
 		// Fail closed: anything but an explicit Success from Intune means no certificate.
 		if err := s.intune.Validate(ctx, msg.TransactionID, csr.Raw); err != nil {
-			// Timeouts, 401/403/5xx and malformed answers included: a SCEP FAILURE, never a certificate. The
-			// device's next attempt (Intune re-delivers the profile) validates afresh.
-			return fail(BadRequest, fmt.Errorf("intune validation: %w", err))
+			err = fmt.Errorf("intune validation: %w", err)
+			if d, ok := intuneUndecided(err); ok {
+				// Intune did not decide (down, throttling, refusing our identity): no certificate either, but the
+				// answer a device retries, not a FAILURE that blames its request and ends the enrollment.
+				return outcome{unavailable: d, err: err}
+			}
+			return fail(BadRequest, err)
 		}
 		ireq.Deliver = func(ctx context.Context, rec *store.Record, c *x509.Certificate) error {
 			return s.intune.NotifySuccess(ctx, msg.TransactionID, csr.Raw, rec, c)
