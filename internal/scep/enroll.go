@@ -18,6 +18,7 @@ import (
 	"github.com/azscep/azscep/internal/httpx"
 	"github.com/azscep/azscep/internal/issuance"
 	"github.com/azscep/azscep/internal/keyvault"
+	"github.com/azscep/azscep/internal/lint"
 	"github.com/azscep/azscep/internal/policy"
 	"github.com/azscep/azscep/internal/store"
 )
@@ -264,7 +265,12 @@ func (s *Server) issued(res *issuance.Result, err error) outcome {
 	if errors.Is(err, issuance.ErrSigner) {
 		return serverFailed(err)
 	}
-	return rejection(err)
+	if _, refused := policy.AsRejection(err); refused || errors.Is(err, lint.ErrLint) {
+		return rejection(err) // the request's names, key or validity: a CertRep FAILURE tells the device so
+	}
+	// The server's own failure (a store error it does not know as an outage, a signed certificate that does not
+	// parse, a stored one that does not): 500, never a FAILURE that tells the device its request was wrong.
+	return outcome{internal: true, err: err}
 }
 
 // serverFailed answers a request the server failed for a reason of its own that httpx.Unavailable does not cover (a
@@ -281,7 +287,9 @@ func serverFailed(err error) outcome {
 	return outcome{internal: true, err: err}
 }
 
-// rejection maps a policy refusal to its failInfo; anything else is an internal failure answered badRequest.
+// rejection maps a refusal of the request to its failInfo: a policy.Rejection by its code, and anything else (a
+// lint failure; an error policy.Check returns, which is always about the CSR) badRequest. Errors of the server's own
+// go through issued, which answers them 500 or 503 instead.
 func rejection(err error) outcome {
 	r, ok := policy.AsRejection(err)
 	if !ok {
@@ -610,7 +618,8 @@ func (s *Server) certPoll(ctx context.Context, e *Endpoint, msg *PKIMessage) out
 		}
 		c, err := x509.ParseCertificate(rec.CertDER)
 		if err != nil {
-			return fail(BadCertID, err)
+			// The record is damaged, not the poll (signed by the request's key, above): as a replay answers it.
+			return s.issued(nil, fmt.Errorf("stored certificate %s does not parse: %w", rec.Serial, err))
 		}
 		return outcome{status: StatusSuccess, cert: c, serial: rec.Serial, replayed: true}
 	}
