@@ -288,7 +288,7 @@ func (s *intuneService) refusedLocally(t *testing.T, a *attempt, failInfo string
 	noRecordFor(t, s.store, "intune", a.txID())
 }
 
-// rejectedByIntune asserts a validation that did not succeed: FAILURE badRequest, validate called, never a
+// rejectedByIntune asserts Intune's verdict against a request: FAILURE badRequest, validate called, never a
 // notification, no record.
 func (s *intuneService) rejectedByIntune(t *testing.T, a *attempt, code string) {
 	t.Helper()
@@ -600,8 +600,9 @@ func TestIntuneRenewalAndValidity(t *testing.T) {
 	}
 }
 
-// TestIntuneFailClosed covers scenarios 9–11: whatever goes wrong on the Intune side, the device gets a FAILURE
-// and no certificate; a certificate signed before a refused success notification is recorded but withheld.
+// TestIntuneFailClosed covers scenarios 9–11: whatever goes wrong on the Intune side, the device gets no
+// certificate — a FAILURE for Intune's verdict, 503 when Intune did not answer — and a certificate signed before a
+// refused success notification is recorded but withheld.
 func TestIntuneFailClosed(t *testing.T) {
 	s := startIntune(t, intuneSetup{})
 	subject := pkix.Name{CommonName: "fail-closed-device"}
@@ -629,7 +630,8 @@ func TestIntuneFailClosed(t *testing.T) {
 			Body: `{"error":{"code":"InternalServerError","message":"boom"}}`})
 		defer s.fake.ClearFaults()
 		a := s.enroll(t, testca.CSROptions{Subject: subject}, intunefake.Challenge{})
-		s.rejectedByIntune(t, a, "")
+		// Intune did not decide: no certificate, and 503 for the device to retry rather than a FAILURE.
+		s.undecided(t, a, "30")
 	})
 	t.Run("successNotification answers 500", func(t *testing.T) {
 		s.fake.InjectFault(intunefake.RouteSuccess, intunefake.Fault{Status: http.StatusInternalServerError,
@@ -685,7 +687,8 @@ func TestHealthNamesIntuneRefusal(t *testing.T) {
 	}
 	s.fake.InjectFault(intunefake.RouteValidate, intunefake.Fault{Status: http.StatusForbidden,
 		Body: `{"error":{"code":"Forbidden","message":"the application lacks the required role"}}`})
-	s.rejectedByIntune(t, s.enroll(t, testca.CSROptions{Subject: subject}, intunefake.Challenge{}), "")
+	// Our identity refused is no fault of the device's: 503, retried until the operator fixes it.
+	s.undecided(t, s.enroll(t, testca.CSROptions{Subject: subject}, intunefake.Challenge{}), "")
 	if code, body := health(); code != http.StatusServiceUnavailable || !strings.Contains(body, `"intune":{"status":"refused"`) ||
 		!strings.Contains(body, "validateRequest (403 since") || !strings.Contains(body, "scep_challenge_provider") ||
 		!strings.Contains(body, "grant-intune.sh") {
@@ -712,12 +715,12 @@ func (s *intuneService) findLog(t *testing.T, txID, operation string) map[string
 
 // TestIntuneTokenFailure is scenario 12: the service cannot authenticate to Entra (a wrong client secret, 401
 // from the token endpoint). Fail closed: no validation, no certificate (the matrix text says the opposite; that
-// contradicts the libraries and the docs, intune-protocol.md §10).
+// contradicts the libraries and the docs, intune-protocol.md §10); and 503, since the device did nothing wrong.
 func TestIntuneTokenFailure(t *testing.T) {
 	const wrong = "not-the-registered-secret"
 	s := startIntune(t, intuneSetup{secret: wrong})
 	a := s.enroll(t, testca.CSROptions{Subject: pkix.Name{CommonName: "token-failure-device"}}, intunefake.Challenge{})
-	a.mustFail(t, s.ra, testca.FailBadRequest)
+	s.undecided(t, a, "30")
 	tokens := s.fake.Requests(intunefake.RouteToken)
 	if len(tokens) == 0 {
 		t.Fatal("no token request reached Entra")

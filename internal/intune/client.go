@@ -437,7 +437,8 @@ func (c *Client) attempt(parent context.Context, op operation, txID string, n in
 				c.disco.invalidate()
 			}
 			retryAfter = transport.RetryAfter(resp.Header, time.Now())
-			return &HTTPError{Operation: op.name, Status: status, ActivityID: activityID, Body: errorSummary(body)}
+			return &HTTPError{Operation: op.name, Status: status, ActivityID: activityID, Body: errorSummary(body),
+				RetryAfter: retryAfter}
 		}
 		outcome, err = parse(body, activityID)
 		return err

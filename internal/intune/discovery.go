@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/azscep/azscep/internal/transport"
 )
 
 // discovery caches the Graph endpoints list of the Intune service principal
@@ -143,7 +145,8 @@ func (d *discovery) fetch(ctx context.Context) (map[string]string, error) {
 		}
 		if status < 200 || status > 299 {
 			return nil, fmt.Errorf("%w: %w", ErrDiscovery,
-				&HTTPError{Operation: "discovery", Status: status, ActivityID: activityID, Body: errorSummary(body)})
+				&HTTPError{Operation: "discovery", Status: status, ActivityID: activityID, Body: errorSummary(body),
+					RetryAfter: transport.RetryAfter(resp.Header, time.Now())})
 		}
 		return d.parse(body, activityID)
 	}()

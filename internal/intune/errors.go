@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Sentinel errors. Every error returned by Client wraps at least one of them
@@ -68,6 +69,9 @@ type HTTPError struct {
 	ActivityID string
 	// Body is what the error answer said (errorSummary: its error code and message, never the raw body).
 	Body string
+	// RetryAfter is the wait the answer asked for (Retry-After or retry-after-ms, at most an hour), 0 when it
+	// asked for none: a caller that gives up passes it on to its own client (a 429 or 503 from Intune).
+	RetryAfter time.Duration
 }
 
 // Error includes the status, the client-request-id and what the answer said.

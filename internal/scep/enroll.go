@@ -18,6 +18,7 @@ import (
 	"github.com/azscep/azscep/internal/httpx"
 	"github.com/azscep/azscep/internal/issuance"
 	"github.com/azscep/azscep/internal/keyvault"
+	"github.com/azscep/azscep/internal/lint"
 	"github.com/azscep/azscep/internal/policy"
 	"github.com/azscep/azscep/internal/store"
 )
@@ -188,9 +189,13 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 		}
 		// Fail closed: anything but an explicit Success from Intune means no certificate.
 		if err := s.intune.Validate(ctx, msg.TransactionID, csr.Raw); err != nil {
-			// Timeouts, 401/403/5xx and malformed answers included: a SCEP FAILURE, never a certificate. The
-			// device's next attempt (Intune re-delivers the profile) validates afresh.
-			return fail(BadRequest, fmt.Errorf("intune validation: %w", err))
+			err = fmt.Errorf("intune validation: %w", err)
+			if d, ok := intuneUndecided(err); ok {
+				// Intune did not decide (down, throttling, refusing our identity): no certificate either, but the
+				// answer a device retries, not a FAILURE that blames its request and ends the enrollment.
+				return outcome{unavailable: d, err: err}
+			}
+			return fail(BadRequest, err)
 		}
 		ireq.Deliver = func(ctx context.Context, rec *store.Record, c *x509.Certificate) error {
 			return s.intune.NotifySuccess(ctx, msg.TransactionID, csr.Raw, rec, c)
@@ -260,7 +265,12 @@ func (s *Server) issued(res *issuance.Result, err error) outcome {
 	if errors.Is(err, issuance.ErrSigner) {
 		return serverFailed(err)
 	}
-	return rejection(err)
+	if _, refused := policy.AsRejection(err); refused || errors.Is(err, lint.ErrLint) {
+		return rejection(err) // the request's names, key or validity: a CertRep FAILURE tells the device so
+	}
+	// The server's own failure (a store error it does not know as an outage, a signed certificate that does not
+	// parse, a stored one that does not): 500, never a FAILURE that tells the device its request was wrong.
+	return outcome{internal: true, err: err}
 }
 
 // serverFailed answers a request the server failed for a reason of its own that httpx.Unavailable does not cover (a
@@ -277,7 +287,9 @@ func serverFailed(err error) outcome {
 	return outcome{internal: true, err: err}
 }
 
-// rejection maps a policy refusal to its failInfo; anything else is an internal failure answered badRequest.
+// rejection maps a refusal of the request to its failInfo: a policy.Rejection by its code, and anything else (a
+// lint failure; an error policy.Check returns, which is always about the CSR) badRequest. Errors of the server's own
+// go through issued, which answers them 500 or 503 instead.
 func rejection(err error) outcome {
 	r, ok := policy.AsRejection(err)
 	if !ok {
@@ -606,7 +618,8 @@ func (s *Server) certPoll(ctx context.Context, e *Endpoint, msg *PKIMessage) out
 		}
 		c, err := x509.ParseCertificate(rec.CertDER)
 		if err != nil {
-			return fail(BadCertID, err)
+			// The record is damaged, not the poll (signed by the request's key, above): as a replay answers it.
+			return s.issued(nil, fmt.Errorf("stored certificate %s does not parse: %w", rec.Serial, err))
 		}
 		return outcome{status: StatusSuccess, cert: c, serial: rec.Serial, replayed: true}
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"time"
 
+	"github.com/azscep/azscep/internal/httpx"
 	"github.com/azscep/azscep/internal/intune"
 	"github.com/azscep/azscep/internal/issuance"
 	"github.com/azscep/azscep/internal/policy"
@@ -47,4 +49,25 @@ func (c *IntuneChallenge) NotifyFailure(ctx context.Context, transactionID strin
 		code = intune.HResultStorageFailed
 	}
 	return c.Client.NotifyFailure(ctx, transactionID, csrDER, code, intune.TruncateDescription(cause.Error()))
+}
+
+// intuneUndecided reports whether err, from Validate, means that Intune did not decide the request, and the wait to
+// advertise (Intune's own Retry-After when it sent one). Only Intune's answer code for a refused request
+// (intune.IsRejection: expired challenge, another device, a CSR that does not match) and a request the client could
+// not even send (an unusable transaction ID or CSR) are the device's to hear as a FAILURE. Everything else is
+// Intune or this CA failing, and a retry can succeed: transport errors, timeouts, 5xx and 429, a malformed answer,
+// the token or Graph discovery failing — and a 401/403, Intune refusing this CA's identity (a missing
+// scep_challenge_provider grant, or one still reaching the token), which an operator fixes and /api/health names.
+func intuneUndecided(err error) (time.Duration, bool) {
+	if intune.IsRejection(err) {
+		return 0, false
+	}
+	if errors.Is(err, intune.ErrInvalidArgument) && !errors.Is(err, intune.ErrDiscovery) {
+		return 0, false // nothing was sent: the request's own transaction ID or CSR cannot be
+	}
+	var he *intune.HTTPError
+	if errors.As(err, &he) && he.RetryAfter > 0 {
+		return he.RetryAfter, true
+	}
+	return httpx.DefaultRetryAfter, true
 }

@@ -156,8 +156,11 @@ func TestIntuneUnavailable(t *testing.T) {
 	f := &fakeIntune{validateErr: fmt.Errorf("validateRequest: %w", intune.ErrUnavailable)}
 	e := intuneEnv(t, f, nil)
 	_, _, req := intuneRequest(t, e, 0)
-	// Fail closed with a SCEP FAILURE (the rule for every non-Success answer, outages included).
-	wantFailure(t, e.pki(t, "intune", req), testca.FailBadRequest)
+	// Fail closed, and blame nobody's request: 503 with Retry-After, no CertRep (the device retries).
+	if resp, body := testca.Post(t, e.url("intune"), req.Raw); resp.StatusCode != http.StatusServiceUnavailable ||
+		resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("HTTP %d Retry-After %q (%d bytes), want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), len(body))
+	}
 	if n := len(e.records(t)); n != 0 {
 		t.Fatalf("%d records while Intune was down", n)
 	}
@@ -191,7 +194,10 @@ func TestIntuneFailureNotification(t *testing.T) {
 		return fs
 	})
 	_, _, req := intuneRequest(t, e, 0)
-	wantFailure(t, e.pki(t, "intune", req), testca.FailBadRequest)
+	// The store's failure, not the request's: 500 and no CertRep.
+	if resp, body := testca.Post(t, e.url("intune"), req.Raw); resp.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("HTTP %d (%d bytes), want 500", resp.StatusCode, len(body))
+	}
 	if v, n, fl := f.counts(); v != 1 || n != 0 || fl != 1 {
 		t.Fatalf("validate %d, notify %d, failure %d; want 1, 0, 1", v, n, fl)
 	}

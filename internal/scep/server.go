@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -365,7 +366,7 @@ func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoin
 		"duration_ms", s.now().Sub(start).Milliseconds()}
 	if out.unavailable > 0 {
 		s.log.WarnContext(r.Context(), "scep dependency unavailable", append(attrs, "err", out.err)...)
-		w.Header().Set("Retry-After", fmt.Sprint(int(out.unavailable.Seconds())))
+		w.Header().Set("Retry-After", retryAfterSeconds(out.unavailable))
 		plainError(w, http.StatusServiceUnavailable, "temporarily unavailable, retry later")
 		return
 	}
@@ -398,7 +399,7 @@ func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request, e *Endpoin
 			d, ok = httpx.DefaultRetryAfter, true
 		}
 		if ok {
-			w.Header().Set("Retry-After", fmt.Sprint(int(d.Seconds())))
+			w.Header().Set("Retry-After", retryAfterSeconds(d))
 			plainError(w, http.StatusServiceUnavailable, "temporarily unavailable, retry later")
 			return
 		}
@@ -447,6 +448,12 @@ type outcome struct {
 	err         error         // why, for the log only
 	unavailable time.Duration // > 0: answer 503 with this Retry-After instead of a CertRep
 	internal    bool          // answer 500 instead of a CertRep: the server failed in a way a retry alone does not mend
+}
+
+// retryAfterSeconds renders d as a Retry-After value: whole seconds, rounded up, at least 1. A dependency may ask
+// for less than a second (retry-after-ms), and "0" would tell the client to come back at once.
+func retryAfterSeconds(d time.Duration) string {
+	return strconv.Itoa(max(1, int((d+time.Second-1)/time.Second)))
 }
 
 func fail(info FailInfo, err error) outcome {
