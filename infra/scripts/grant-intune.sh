@@ -48,7 +48,7 @@ while [[ $# -gt 0 ]]; do
 		shift
 		;;
 	-h | --help)
-		sed -n '2,27p' "$0"
+		sed -n '2,/^[^#]/{/^#/p}' "$0" # the header, however long it grows
 		exit 0
 		;;
 	-*) die "unknown option $1 (see --help)" ;;
