@@ -1,8 +1,10 @@
 package csrapi_test
 
 import (
+	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/azscep/azscep/internal/csrapi"
@@ -43,5 +45,28 @@ func TestSelfServiceTenantWithoutIntune(t *testing.T) {
 	wantRetryAfter(t, r, 1)
 	if n := e.records(""); n != 1 {
 		t.Fatalf("records = %d, want 1 (the owned device in the tenant without Intune)", n)
+	}
+}
+
+// TestSelfServiceDeviceCheckFailureLogged: a device certificate answered 503 because Graph could not answer for the
+// device is logged with the caller and the Graph call and status that failed, which the 503 itself does not tell
+// the operator: here Intune refusing an identity without DeviceManagementManagedDevices.Read.All.
+func TestSelfServiceDeviceCheckFailureLogged(t *testing.T) {
+	var logs testca.LogBuffer
+	e := newEnv(t, func(c *csrapi.Config) { c.Logger = slog.New(slog.NewJSONHandler(&logs, nil)) })
+	e.graph.SetIntune(entrafake.IntuneNotGranted)
+	alice := newUser("alice")
+	dev := entrafake.NewGUID()
+	e.graph.AddDevice(dev, alice.oid)
+	r := e.post(e.userToken(alice, selfService), csrDER(t, ecKey(t, "devcheck-log"), testca.CSROptions{Subject: cn(dev)}))
+	wantProblem(t, r, http.StatusServiceUnavailable, csrapi.CodeUnavailable)
+	recs := logs.Records("csr device check failed")
+	if len(recs) != 1 {
+		t.Fatalf("%d \"csr device check failed\" lines, want 1; logs:\n%s", len(recs), logs.String())
+	}
+	msg, _ := recs[0]["err"].(string)
+	if recs[0]["level"] != "WARN" || recs[0]["caller"] != "oid:"+alice.oid ||
+		!strings.Contains(msg, "/v1.0/deviceManagement/managedDevices") || !strings.Contains(msg, "status 403") {
+		t.Fatalf("log line = %v, want WARN with the caller and the refused Graph call", recs[0])
 	}
 }
