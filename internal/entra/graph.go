@@ -790,6 +790,9 @@ func (d *Directory) getJSONOnce(ctx context.Context, u string, hdr http.Header, 
 			}
 		}
 		if resp.StatusCode == http.StatusBadRequest && noIntune(req.URL.Path, body) {
+			// Answered, not refused: the callers read it as "no managed device", so nothing that needs the
+			// permission fails now, and /api/health must not go on naming it from an earlier refusal.
+			d.noteAnswer(req.URL.Path, http.StatusOK)
 			return false, wait, fmt.Errorf("%w: Graph GET %s: %w: %w", ErrUnavailable, req.URL.Path,
 				graphStatus(resp.StatusCode), errNoIntune)
 		}

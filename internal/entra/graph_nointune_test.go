@@ -63,6 +63,25 @@ func TestVerdictTenantWithoutIntune(t *testing.T) {
 	if r := e.d.Refused(); len(r) != 0 {
 		t.Fatalf("Refused = %+v in a tenant without Intune, want none", r)
 	}
+
+	// A refusal remembered from before (Intune refused the identity) ends once the tenant answers that it has no
+	// Intune: nothing that needs the permission fails any more.
+	e.g.SetIntune(entrafake.IntuneNotGranted)
+	dev := entrafake.NewGUID()
+	e.g.AddDevice(dev, user)
+	if _, err := e.d.Verdict(ctx, user, dev); !errors.Is(err, entra.ErrUnavailable) {
+		t.Fatalf("Verdict with Intune refusing = %v, want ErrUnavailable", err)
+	}
+	if r := e.d.Refused(); len(r) != 1 || r[0].Permission != "DeviceManagementManagedDevices.Read.All" {
+		t.Fatalf("Refused = %+v, want DeviceManagementManagedDevices.Read.All", r)
+	}
+	e.g.SetIntune(entrafake.IntuneUnlicensed)
+	if v, err := e.d.Verdict(ctx, user, dev); v != entra.DeviceOwned || err != nil {
+		t.Fatalf("Verdict = (%v, %v), want owned", v, err)
+	}
+	if r := e.d.Refused(); len(r) != 0 {
+		t.Fatalf("Refused = %+v after the tenant answered it has no Intune, want none", r)
+	}
 }
 
 // TestVerdictIntuneRefusedOrFailing: anything else Intune answers stays ErrUnavailable, never owned: the identity
