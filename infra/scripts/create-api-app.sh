@@ -45,7 +45,7 @@ while [[ $# -gt 0 ]]; do
 		shift 2
 		;;
 	-h | --help)
-		sed -n '2,22p' "$0"
+		sed -n '2,/^[^#]/{/^#/p}' "$0" # the header, however long it grows
 		exit 0
 		;;
 	*) die "unknown argument $1 (see --help)" ;;

@@ -14,10 +14,13 @@
 #   Microsoft Graph       Directory.Read.All                      /api/csr and admin API: a user's app role assignments now
 #                                                                 (directly and through groups)
 #   Microsoft Graph       Device.Read.All                         self-service: registered owners of a device
-#   Microsoft Graph       DeviceManagementManagedDevices.Read.All self-service: the user of a managed device
+#   Microsoft Graph       DeviceManagementManagedDevices.Read.All self-service: the user of a managed device, and
+#                                                                 whether Intune is retiring, wiping or deleting it
 #
 # In a tenant without Intune (no Microsoft Intune API service principal) only the five Graph permissions the REST
-# API needs are granted, and the Intune endpoint cannot be enabled.
+# API needs are granted, DeviceManagementManagedDevices.Read.All included (Graph answers its calls there that the
+# tenant has no Intune, which self-service reads as no managed device; Intune licensed later finds it granted), and
+# the Intune endpoint cannot be enabled.
 #
 # The principal ID defaults to AZURE_MANAGED_IDENTITY_PRINCIPAL_ID from the azd environment. The signed-in az user
 # must be allowed to grant application permissions (Privileged Role Administrator or Global Administrator).
@@ -45,7 +48,7 @@ while [[ $# -gt 0 ]]; do
 		shift
 		;;
 	-h | --help)
-		sed -n '2,27p' "$0"
+		sed -n '2,/^[^#]/{/^#/p}' "$0" # the header, however long it grows
 		exit 0
 		;;
 	-*) die "unknown option $1 (see --help)" ;;

@@ -2080,3 +2080,32 @@ func TestScriptsPassShellCheck(t *testing.T) {
 		t.Errorf("shellcheck: %v\n%s", err, out)
 	}
 }
+
+// TestScriptHelpIsTheHeader: the scripts' --help prints their whole header comment (every line from the second to the
+// first that is not a comment), so a header that grows is not cut short, as a fixed line range was.
+func TestScriptHelpIsTheHeader(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Fatal("bash is needed to run the infra scripts")
+	}
+	for _, name := range []string{"grant-intune.sh", "create-api-app.sh"} {
+		t.Run(name, func(t *testing.T) {
+			var want strings.Builder
+			for _, line := range strings.Split(readRepoFile(t, "infra/scripts/"+name), "\n")[1:] {
+				if !strings.HasPrefix(line, "#") {
+					break
+				}
+				want.WriteString(line + "\n")
+			}
+			cmd := exec.Command(bash, filepath.Join(repoRoot(t), "infra", "scripts", name), "--help")
+			cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("--help: %v", err)
+			}
+			if string(out) != want.String() {
+				t.Fatalf("--help printed\n%s\nwant the header\n%s", out, want.String())
+			}
+		})
+	}
+}

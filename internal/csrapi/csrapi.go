@@ -395,6 +395,9 @@ func (h *Handler) enroll(ctx context.Context, caller *entra.Caller, der []byte, 
 			if errors.As(err, &p) {
 				return nil, p
 			}
+			// The caller is told only "retry later": the operator needs the Graph call and answer that failed
+			// (an Intune refusal, a permission /api/health may not name yet, a Graph outage) to act on it.
+			h.log.WarnContext(ctx, "csr device check failed", "caller", callerID(caller), "err", err)
 			return nil, &httpx.Problem{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
 				Detail: "device ownership cannot be checked right now", RetryAfter: 30 * time.Second}
 		}

@@ -58,7 +58,11 @@ type GraphConfig struct {
 	// Directory.Read.All where a user's app role assignments are re-read
 	// (UserAppRoles: the admin API),
 	// Device.Read.All (registered owners and accountEnabled) and
-	// DeviceManagementManagedDevices.Read.All.
+	// DeviceManagementManagedDevices.Read.All (a device's Intune primary user
+	// and managementState). In a tenant without Intune, Graph answers those
+	// reads that the tenant has no Intune, which Verdict takes for no managed
+	// device; in one with Intune, a missing permission is a refusal (403),
+	// ErrUnavailable.
 	Credential azcore.TokenCredential
 	// BaseURL is the Graph root (national clouds, tests); default
 	// https://graph.microsoft.com/. Must be https unless loopback.
@@ -370,6 +374,11 @@ func (d *Directory) OwnsManagedDevice(ctx context.Context, userObjectID, managed
 //     — a managed device behind it that Intune is retiring, wiping or
 //     deleting (managementState) is DeviceRetiring; none at all is fine.
 //
+// In a tenant without Intune, Graph answers the managedDevices GETs of steps 2
+// and 4 400 "Request not applicable to target tenant." (see noIntune): there
+// is no managed device, so step 2 is DeviceNotOwned and step 4 leaves the
+// Entra device's verdict as it is. Every other answer is as below.
+//
 // Steps 3 and 4 run only for owners, so unknown devices and other users'
 // devices cost no more Graph calls than before they existed. Unknown devices are
 // DeviceNotOwned. Any Graph failure (transport, 401/403, 429, 5xx, unreadable
@@ -398,7 +407,9 @@ func (d *Directory) Verdict(ctx context.Context, userObjectID, deviceID string) 
 //     (userId) or a registered owner of the device's azureADDeviceId
 //     (GET /v1.0/devices(deviceId='{azureADDeviceId}')/registeredOwners);
 //     an owner's device that Intune is retiring, wiping or deleting
-//     (managementState, see DeviceRetiring) is DeviceRetiring;
+//     (managementState, see DeviceRetiring) is DeviceRetiring; in a tenant
+//     without Intune (400 "Request not applicable to target tenant.") it is
+//     DeviceNotOwned, as for a 404;
 //  2. only when the user owns it: accountEnabled of the Entra device
 //     azureADDeviceId, as in Verdict step 3 (false is DeviceDisabled; a
 //     primary user's managed device without an Entra device stays owned).
@@ -468,7 +479,7 @@ func (d *Directory) lookup(ctx context.Context, user, device string) (DeviceVerd
 
 // managedBehind is the verdict on an owned, enabled Entra device that Intune may manage: DeviceRetiring if a
 // managed device with that azureADDeviceId is being retired, wiped or deleted, else DeviceOwned (also when Intune
-// manages none: a device only registered or joined in Entra). Intune's list silently ignores a filter it does not
+// manages none: a device only registered or joined in Entra, or a tenant without Intune). Intune's list silently ignores a filter it does not
 // support and answers every device, so each answer's azureADDeviceId is compared here too, and a list longer than
 // maxGraphPages is ErrUnavailable rather than a guess.
 func (d *Directory) managedBehind(ctx context.Context, device string) (DeviceVerdict, error) {
@@ -486,6 +497,11 @@ func (d *Directory) managedBehind(ctx context.Context, device string) (DeviceVer
 			NextLink string `json:"@odata.nextLink"`
 		}
 		found, err := d.getJSON(ctx, next, &resp)
+		if page == 0 && errors.Is(err, errNoIntune) {
+			// Nothing in a tenant without Intune is an Intune managed device, so nothing is being retired: the
+			// Entra device's own answer stands. Once a page has been served, Intune is there.
+			return DeviceOwned, nil
+		}
 		if err != nil {
 			return DeviceNotOwned, err
 		}
@@ -523,6 +539,9 @@ func (d *Directory) lookupManaged(ctx context.Context, user, device string, entr
 	}
 	found, err := d.getJSON(ctx, d.graphURL("v1.0/deviceManagement/managedDevices/"+device+
 		"?$select=id,userId,azureADDeviceId,managementState"), &md)
+	if errors.Is(err, errNoIntune) {
+		return DeviceNotOwned, nil // as a 404: a tenant without Intune has no managed device of any ID
+	}
 	if err != nil || !found {
 		return DeviceNotOwned, err
 	}
@@ -692,6 +711,33 @@ type graphStatus int
 
 func (s graphStatus) Error() string { return "status " + strconv.Itoa(int(s)) }
 
+// errNoIntune is Graph answering an Intune request that the tenant has no Intune service: it always comes wrapped
+// with ErrUnavailable, so that only the callers that know what "no Intune" means for their question read it otherwise.
+var errNoIntune = errors.New("entra: the tenant has no Intune (Graph: request not applicable to target tenant)")
+
+// noIntune reports whether a 400 answer to a GET of path is Graph saying that the tenant has no Intune. Graph's
+// Intune API "requires an active Intune license for the tenant" (every Intune page of the Graph reference), and in a
+// tenant without one (only Entra ID) it answers each deviceManagement request 400 with the error code BadRequest and
+// the message "Request not applicable to target tenant.", the answer Graph gives any feature the tenant is not
+// licensed for. Only that exact answer, and only for an Intune path, counts: any other 400 is a request Graph could
+// not serve, which must never pass for "no managed device".
+func noIntune(path string, body []byte) bool {
+	if !strings.Contains(path, "/deviceManagement/") {
+		return false
+	}
+	var e struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &e) != nil {
+		return false
+	}
+	return e.Error.Code == "BadRequest" &&
+		strings.EqualFold(strings.TrimSuffix(strings.TrimSpace(e.Error.Message), "."), "Request not applicable to target tenant")
+}
+
 // getJSONOnce is one attempt of getJSON. wait is how long to wait before
 // another attempt may help, or -1 when none would.
 func (d *Directory) getJSONOnce(ctx context.Context, u string, hdr http.Header, v any) (found bool, wait time.Duration, err error) {
@@ -742,6 +788,13 @@ func (d *Directory) getJSONOnce(ctx context.Context, u string, hdr http.Header, 
 			if wait > maxGraphRetryWait {
 				wait = -1
 			}
+		}
+		if resp.StatusCode == http.StatusBadRequest && noIntune(req.URL.Path, body) {
+			// Answered, not refused: the callers read it as "no managed device", so nothing that needs the
+			// permission fails now, and /api/health must not go on naming it from an earlier refusal.
+			d.noteAnswer(req.URL.Path, http.StatusOK)
+			return false, wait, fmt.Errorf("%w: Graph GET %s: %w: %w", ErrUnavailable, req.URL.Path,
+				graphStatus(resp.StatusCode), errNoIntune)
 		}
 		return false, wait, fmt.Errorf("%w: Graph GET %s: %w", ErrUnavailable, req.URL.Path, graphStatus(resp.StatusCode))
 	case len(body) > maxGraphBodyBytes:

@@ -40,6 +40,8 @@ const GraphScope = "https://graph.microsoft.com/.default"
 //
 // It checks the bearer token issued by Credential, answers unknown objects
 // with Graph's 404 error shape, journals every request and can inject faults.
+// SetIntune makes the Intune routes answer as in a tenant without Intune, or
+// to an identity without their permission.
 // It models only a few properties of each type (a user's id, displayName,
 // userPrincipalName, accountEnabled, userType and
 // signInSessionsValidFromDateTime; a service principal's id, appId and
@@ -67,6 +69,7 @@ type Graph struct {
 	foreign   map[string]int          // how many roles of other applications a principal is assigned, by its id
 	noFilter  bool                    // $filter on appRoleAssignments answered 400 (RefuseAssignmentFilter)
 	ignoreMDF bool                    // $filter on the managedDevices list ignored (IgnoreManagedDeviceFilter)
+	intune    IntuneService           // what deviceManagement answers (SetIntune)
 	devices   map[string]*graphDevice // by deviceId
 	managed   map[string]ManagedDevice
 	journal   []Request
@@ -385,6 +388,30 @@ func (g *Graph) IgnoreManagedDeviceFilter(ignore bool) {
 	g.ignoreMDF = ignore
 }
 
+// IntuneService is what the fake's Intune routes (/v1.0/deviceManagement/…) answer.
+type IntuneService int
+
+const (
+	// IntuneLicensed: the tenant has Intune and the identity DeviceManagementManagedDevices.Read.All; the managed
+	// devices are served (the default).
+	IntuneLicensed IntuneService = iota
+	// IntuneUnlicensed: the tenant has no Intune licence (a tenant using only Entra ID). Graph's Intune API
+	// "requires an active Intune license for the tenant" and answers every deviceManagement request 400 BadRequest
+	// "Request not applicable to target tenant.", the same answer Graph gives other features a tenant is not
+	// licensed for.
+	IntuneUnlicensed
+	// IntuneNotGranted: the tenant has Intune, but the identity was not granted DeviceManagementManagedDevices.Read.All:
+	// Intune answers 403 with its own error, a JSON document in the message naming the scopes it wants.
+	IntuneNotGranted
+)
+
+// SetIntune sets what the Intune routes answer.
+func (g *Graph) SetIntune(s IntuneService) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.intune = s
+}
+
 // SetFault injects f into all following requests, or into those after the
 // first f.After (zero Fault clears it).
 func (g *Graph) SetFault(f Fault) {
@@ -477,6 +504,23 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Authorization") != "Bearer "+g.Token {
 		graphError(w, http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token is empty or invalid.")
 		return
+	}
+	g.mu.Lock()
+	intune := g.intune
+	g.mu.Unlock()
+	if strings.HasPrefix(r.URL.Path, "/v1.0/deviceManagement/") {
+		switch intune {
+		case IntuneUnlicensed:
+			graphError(w, http.StatusBadRequest, "BadRequest", "Request not applicable to target tenant.")
+			return
+		case IntuneNotGranted:
+			graphError(w, http.StatusForbidden, "Forbidden", `{"_version": 3, "Message": "Application is not `+
+				`authorized to perform this operation. Application must have one of the following scopes: `+
+				`DeviceManagementManagedDevices.Read.All, DeviceManagementManagedDevices.ReadWrite.All - Operation ID `+
+				`(for customer support): 00000000-0000-0000-0000-000000000000 - Activity ID: `+NewGUID()+`", `+
+				`"CustomApiErrorPhrase": "", "RetryAfter": null, "ErrorSourceService": "", "HttpHeaders": "{}"}`)
+			return
+		}
 	}
 	q := r.URL.Query()
 	switch {

@@ -2,6 +2,7 @@ package entrafake_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/azscep/azscep/internal/entra/entrafake"
@@ -62,5 +63,43 @@ func TestGraphManagedDeviceList(t *testing.T) {
 	code, v, m = list("azureADDeviceId%20eq%20%27" + aad + "%27")
 	if code != http.StatusOK || len(v) != 1 || m["@odata.nextLink"] == nil {
 		t.Fatalf("first page with the filter ignored = %d %v", code, m)
+	}
+}
+
+// TestGraphIntuneService: in a tenant without Intune every Intune route answers 400 BadRequest "Request not
+// applicable to target tenant.", and to an identity without DeviceManagementManagedDevices.Read.All 403 naming it,
+// whatever managed devices were added; the Entra routes are unaffected, and a bad token is still a 401.
+func TestGraphIntuneService(t *testing.T) {
+	g := entrafake.NewGraph(t)
+	id, aad := entrafake.NewGUID(), entrafake.NewGUID()
+	g.AddDevice(aad)
+	g.AddManagedDevice(entrafake.ManagedDevice{ID: id, AzureADDeviceID: aad})
+	paths := []string{"/v1.0/deviceManagement/managedDevices/" + id + "?$select=id",
+		"/v1.0/deviceManagement/managedDevices?$filter=azureADDeviceId%20eq%20%27" + aad + "%27&$select=id"}
+	for _, tc := range []struct {
+		s      entrafake.IntuneService
+		status int
+		code   string
+		msg    string
+	}{
+		{entrafake.IntuneUnlicensed, http.StatusBadRequest, "BadRequest", "Request not applicable to target tenant."},
+		{entrafake.IntuneNotGranted, http.StatusForbidden, "Forbidden", "DeviceManagementManagedDevices.Read.All"},
+		{entrafake.IntuneLicensed, http.StatusOK, "", ""},
+	} {
+		g.SetIntune(tc.s)
+		for _, p := range paths {
+			code, m := graphGET(t, g, g.Token, p)
+			e, _ := m["error"].(map[string]any)
+			msg, _ := e["message"].(string)
+			if code != tc.status || errorCode(m) != tc.code || !strings.Contains(msg, tc.msg) {
+				t.Fatalf("Intune %v: GET %s = %d %v, want %d %s %q", tc.s, p, code, m, tc.status, tc.code, tc.msg)
+			}
+			if code, _ := graphGET(t, g, "wrong", p); code != http.StatusUnauthorized {
+				t.Fatalf("Intune %v: GET %s with a bad token = %d, want 401", tc.s, p, code)
+			}
+		}
+		if code, _ := graphGET(t, g, g.Token, "/v1.0/devices(deviceId='"+aad+"')?$select=id,accountEnabled"); code != http.StatusOK {
+			t.Fatalf("Intune %v: Entra device read = %d, want 200", tc.s, code)
+		}
 	}
 }
