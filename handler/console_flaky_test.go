@@ -106,3 +106,48 @@ func TestConsoleEndpointFilterSlowPage(t *testing.T) {
 		}
 	}
 }
+
+// TestConsoleEndpointChoicesStayInTheirView: the endpoint choices a list view asked for are drawn into that view's
+// own select, never into the view that replaced it. The first list's overview answered late, and with an error,
+// after the admin had opened a list filtered by endpoint: its empty answer ("Any" only) replaced the filtered
+// view's choices, so the page showed "Any" for a filtered list and the next Search dropped the filter.
+func TestConsoleEndpointChoicesStayInTheirView(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true", "AZSCEP_PROFILE_WEB=validity=30d;eku=serverAuth;dns=*.contoso.example",
+		"AZSCEP_PROFILE_SERVER=validity=90d;eku=serverAuth;dns=*.contoso.example", "AZSCEP_API_PROFILE=web", "AZSCEP_API_PROFILES=server")
+	// The page's first overview call waits until the test answers it, with a 503 (its problem read at once, so that
+	// the page has handled it when the call that answers returns).
+	hold := `(() => {
+		const fetch = window.fetch;
+		let first = true;
+		window.fetch = (u, o) => {
+			if (!first || !/\/certificates\/overview$/.test(String(u))) return fetch(u, o);
+			first = false;
+			return new Promise((resolve) => {
+				window.__answerFirstOverview = () => {
+					const problem = {title: "Service Unavailable", status: 503, code: "store_unavailable", detail: "Table Storage answered ServerBusy"};
+					const r = new Response(JSON.stringify(problem), {status: 503, headers: {"Content-Type": "application/problem+json"}});
+					r.json = () => Promise.resolve(problem);
+					resolve(r);
+				};
+			});
+		};
+	})();`
+	if _, err := chromedp.Call(b.ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: hold}); err != nil {
+		t.Fatal(err)
+	}
+	console := svc.base + "/api/console/"
+	b.signIn(console)
+	b.waitFor("the first list's overview asked", `typeof window.__answerFirstOverview === "function"`)
+	b.do("filtered list", chromedp.Navigate(console+"#/certificates?endpoint=api"))
+	b.waitFor("the filtered list's choices", `location.hash === "#/certificates?endpoint=api" && document.querySelector("#endpoint").value === "api" &&
+		[...document.querySelectorAll("#endpoint option")].some(o => o.textContent.startsWith("REST: server"))`)
+	eval[bool](b, `(window.__answerFirstOverview(), true)`)
+	if got := eval[string](b, `document.querySelector("#endpoint").value`); got != "api" {
+		t.Errorf("the filtered list's endpoint choice is %q after the first list's overview failed, want api: %v", got,
+			eval[[]string](b, `[...document.querySelectorAll("#endpoint option")].map(o => o.textContent)`))
+	}
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("console errors: %v", p)
+	}
+}
