@@ -918,40 +918,10 @@ func TestConsoleSyncFollowStopsOnNavigation(t *testing.T) {
 // "api" (whatever AZSCEP_API_PROFILE names) and a chosen profile's under that profile's name.
 func TestConsoleEndpointFilterRESTProfiles(t *testing.T) {
 	b := newBrowser(t)
-	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true", "AZSCEP_PROFILE_SERVER=validity=90d;eku=serverAuth;dns=*.contoso.example",
-		"AZSCEP_PROFILE_WEB=validity=30d;eku=serverAuth;dns=*.contoso.example", "AZSCEP_API_PROFILE=web", "AZSCEP_API_PROFILES=server")
-	issueViaAPI(t, svc.base, devTokenAs(t, svc.base, "builder-a@azscep.local", "CSR.Request.Db"), pkix.Name{CommonName: "default.contoso.example"}, "default.contoso.example")
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "chosen.contoso.example"},
-		DNSNames: []string{"chosen.contoso.example"}}, key)
-	req, _ := http.NewRequest(http.MethodPost, svc.base+"/api/csr?profile=server", bytes.NewReader(der))
-	req.Header.Set("Authorization", "Bearer "+devTokenAs(t, svc.base, "builder-b@azscep.local", "CSR.Request.Db"))
-	req.Header.Set("Content-Type", "application/pkcs10")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("issuing with profile server: %d", resp.StatusCode)
-	}
-	page := svc.base + "/api/console/"
-	b.signIn(page)
-	b.waitFor("endpoint choices", `document.querySelectorAll("#endpoint option").length > 1`)
+	console := startRESTProfiles(t)
+	b.signIn(console)
 	for _, c := range []struct{ profile, subject string }{{"web", "CN=default.contoso.example"}, {"server", "CN=chosen.contoso.example"}} {
-		b.do("certificates", chromedp.Navigate(page+"#/certificates"))
-		b.waitFor("endpoint choices", `document.querySelectorAll("#endpoint option").length > 1`)
-		value := eval[string](b, fmt.Sprintf(`([...document.querySelectorAll("#endpoint option")].find(o => o.textContent.startsWith("REST: %s"))||{}).value || ""`, c.profile))
-		if value == "" {
-			t.Errorf("no endpoint choice for REST profile %s: %v", c.profile, eval[[]string](b, `[...document.querySelectorAll("#endpoint option")].map(o => o.textContent)`))
-			continue
-		}
-		// The unfiltered list is on the page already: clear it, so that only the search's own answer can satisfy the
-		// wait below.
-		eval[bool](b, `(document.querySelector("#results").replaceChildren(), true)`)
-		b.do("filter "+c.profile, chromedp.SetValue(chromedp.ID("endpoint"), value), chromedp.Click(chromedp.ID("search-button")))
-		b.waitFor("results "+c.profile, `location.hash.includes("endpoint=") && !!document.querySelector("#results table.list, #results .empty")`)
-		if got := eval[[]string](b, `[...document.querySelectorAll("a.subject")].map(a => a.textContent)`); len(got) != 1 || got[0] != c.subject {
+		if got, ok := filterByEndpoint(b, console, c.profile); ok && (len(got) != 1 || got[0] != c.subject) {
 			t.Errorf("REST: %s finds %v, want [%s]", c.profile, got, c.subject)
 		}
 	}

@@ -572,12 +572,13 @@
   async function viewCertificates(params, refocus) {
     const p = (k) => params.get(k) || "";
     const q = el("input", { id: "q", name: "q", type: "search", value: p("q"), placeholder: "e.g. device-0001, alice@contoso.com or a serial", "aria-describedby": "q-hint", autocomplete: "off" });
+    const endpoint = select("endpoint", [["", "Any"]].concat(p("endpoint") ? [[p("endpoint"), p("endpoint")]] : []), p("endpoint"));
     const form = el("form", { class: "search", role: "search", "aria-label": "Search certificates" },
       el("div", { class: "grid" },
         field("Serial, name or UPN", q, "A serial opens that certificate; anything else matches the subject or a SAN."),
         field("Status", select("status", [["", "Any"], ["issued", "Issued"], ["revoked", "Revoked"], ["pending", "Pending"], ["abandoned", "Abandoned"]], p("status"))),
         field("Source", select("source", [["", "Any"], ["scep", "SCEP"], ["api", "REST /api/csr"]], p("source"))),
-        field("Endpoint or profile", select("endpoint", [["", "Any"]].concat(p("endpoint") ? [[p("endpoint"), p("endpoint")]] : []), p("endpoint"))),
+        field("Endpoint or profile", endpoint),
         field("Device ID", el("input", { id: "device", name: "device", value: p("device"), autocomplete: "off" })),
         field("Requester", el("input", { id: "requester", name: "requester", value: p("requester"), autocomplete: "off" })),
         field("Issued from", el("input", { id: "since", name: "since", type: "date", value: p("since") })),
@@ -595,11 +596,12 @@
     if (again && form.contains(again)) again.focus();
     else if (!refocus) focusMain(); // a new visit, like every view's; a search or a page change keeps its control
 
+    // The choices go into this view's own select, and only while it is on the page: a late answer (a failed one
+    // has "Any" only) must not replace the choices, and the filter, of the view the admin moved on to.
     endpointOptions().then((opts) => {
-      const s = document.getElementById("endpoint");
-      if (!s) return;
-      const cur = s.value;
-      s.replaceChildren(...opts.map(([v, l]) => el("option", { value: v, text: l, selected: v === cur })));
+      if (!endpoint.isConnected) return;
+      const cur = endpoint.value;
+      endpoint.replaceChildren(...opts.map(([v, l]) => el("option", { value: v, text: l, selected: v === cur })));
     });
 
     form.addEventListener("submit", (ev) => {
