@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/azscep/azscep/internal/config"
 	"github.com/azscep/azscep/internal/store/tables"
@@ -33,6 +34,16 @@ AZSCEP_TABLES_PREFIX or another.
 `
 )
 
+// bulkTables are the Table Storage options of a backup and a restore, which run on an operator's link rather than
+// in Azure: a restore transaction (up to 1 MiB) or a backup page (up to the 64 MiB the client reads) must not be cut
+// by the service's 5-second try and 10-second call timeouts, made for the service's own small calls inside Azure,
+// on a link of a few Mbit/s.
+func bulkTables() []tables.Option {
+	retry := tables.DefaultRetry
+	retry.TryTimeout = 2 * time.Minute
+	return []tables.Option{tables.WithRetry(retry), tables.WithCallTimeout(5 * time.Minute)}
+}
+
 // backupCommand runs `azscep backup` (restore false) or `azscep restore`. opts.store and opts.credential replace
 // Table Storage and the operator's credential in tests.
 func backupCommand(ctx context.Context, cfg *config.Config, restore bool, args []string, out io.Writer, opts buildOptions) error {
@@ -56,8 +67,12 @@ func backupCommand(ctx context.Context, cfg *config.Config, restore bool, args [
 	}
 	st := opts.store
 	if st == nil {
+		o := bulkTables()
+		if opts.tablesTransport != nil {
+			o = append(o, tables.WithTransport(opts.tablesTransport))
+		}
 		var err error
-		if st, err = openStore(ctx, cfg); err != nil {
+		if st, err = openStore(ctx, cfg, o...); err != nil {
 			return err
 		}
 	}

@@ -1,10 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/azscep/azscep/internal/config"
+	"github.com/azscep/azscep/internal/store/storetest"
 )
 
 // TestBackupFileIsPrivate: `azscep backup` writes the CA's records (subjects, UPNs, device IDs, the wrapped RA key)
@@ -63,5 +69,53 @@ func TestBackupFileIsPrivate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// slowBatches holds every entity-group transaction for delay before passing it on: an operator's slow link, over
+// which a restore's transaction of up to 1 MiB takes seconds to send.
+type slowBatches struct{ delay time.Duration }
+
+func (s slowBatches) Do(req *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(req.URL.Path, "/$batch") {
+		select {
+		case <-time.After(s.delay):
+		case <-req.Context().Done():
+			return nil, req.Context().Err()
+		}
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// TestRestoreOverASlowLink: `azscep restore` runs on an operator's machine, where a transaction of 100 records can
+// take longer to send than the 5-second try and 10-second call the service's own small calls inside Azure get. A
+// restore over such a link completes instead of failing on every try.
+func TestRestoreOverASlowLink(t *testing.T) {
+	src, _ := azuriteStore(t)
+	ctx := t.Context()
+	for range 3 {
+		if err := src.Insert(ctx, storetest.FullRecord(storetest.NewSerial())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "backup.jsonl")
+	f, err := os.Create(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Backup(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	_, dstEnv := azuriteStore(t)
+	cfg, err := config.Load(append([]string{"AZSCEP_MODE=local", "AZSCEP_LOCAL_KEY_DIR=" + newLocalKeyDir(t)}, dstEnv...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err = backupCommand(ctx, cfg, true, []string{"-in", file}, &out, buildOptions{tablesTransport: slowBatches{delay: 6 * time.Second}})
+	if err != nil || !strings.Contains(out.String(), "restored: certs 3") {
+		t.Fatalf("restore over a slow link: %v\n%s", err, out.String())
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
 	"github.com/azscep/azscep/internal/admin"
@@ -35,17 +36,17 @@ import (
 )
 
 // openStore connects to Table Storage: Azurite through a connection string locally, the managed identity in Azure.
-func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
+func openStore(ctx context.Context, cfg *config.Config, o ...tables.Option) (store.Store, error) {
 	var st *tables.Store
 	var err error
 	if cfg.TablesConnection != "" {
-		st, err = tables.NewFromConnectionString(cfg.TablesConnection, cfg.TablesPrefix)
+		st, err = tables.NewFromConnectionString(cfg.TablesConnection, cfg.TablesPrefix, o...)
 	} else {
 		cred, cerr := azureCredential(cfg)
 		if cerr != nil {
 			return nil, cerr
 		}
-		st, err = tables.NewWithCredential(cfg.TablesEndpoint, cred, cfg.TablesPrefix)
+		st, err = tables.NewWithCredential(cfg.TablesEndpoint, cred, cfg.TablesPrefix, o...)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening table storage: %w", err)
@@ -68,6 +69,8 @@ type buildOptions struct {
 	// caches and its report of Graph's refusals (/api/health) survive the rebuild.
 	directory *entra.Directory
 	store     store.Store // replaces Table Storage (fault injection, azure-mode tests)
+	// tablesTransport carries the Table Storage calls of the stores the CLI opens (a slow link, in tests).
+	tablesTransport policy.Transporter
 	// clock replaces the system clock of the OCSP responder, the CRL publisher, the RA renewal, issuance and
 	// SCEP (renewal and replay windows, rate limits): tests move time instead of waiting.
 	clock interface{ Now() time.Time }
