@@ -320,30 +320,13 @@ func (d *Directory) assignedRoles(ctx context.Context, key, path string, hdr htt
 // listAssigned reads the appRoleAssignments list at path, page by page, and returns the values of the API's roles
 // in it, sorted; never nil. api is apiRoles' map.
 func (d *Directory) listAssigned(ctx context.Context, path string, hdr http.Header, api map[string]string) ([]string, error) {
-	next := d.graphURL(path)
 	roles := []string{} // not nil: nil means "not re-read"
-	for page := 0; next != ""; page++ {
-		if page == maxGraphPages {
-			return nil, fmt.Errorf("%w: Graph appRoleAssignments: more than %d pages", ErrUnavailable, maxGraphPages)
-		}
-		var resp struct {
-			Value []struct {
-				ResourceID string `json:"resourceId"`
-				AppRoleID  string `json:"appRoleId"`
-			} `json:"value"`
-			NextLink string `json:"@odata.nextLink"`
-		}
-		found, err := d.getJSONWith(ctx, next, hdr, &resp)
-		if err != nil {
-			return nil, err
-		}
-		if !found && page > 0 {
-			return nil, fmt.Errorf("%w: Graph appRoleAssignments: next page not found", ErrUnavailable)
-		}
-		if !found { // the principal is gone: it holds nothing
-			break
-		}
-		for _, a := range resp.Value {
+	// Not found: the principal is gone, and holds nothing.
+	_, err := listPages(ctx, d, "appRoleAssignments", d.graphURL(path), hdr, func(items []struct {
+		ResourceID string `json:"resourceId"`
+		AppRoleID  string `json:"appRoleId"`
+	}) bool {
+		for _, a := range items {
 			if normGUID(a.ResourceID) != api[""] {
 				continue
 			}
@@ -351,11 +334,10 @@ func (d *Directory) listAssigned(ctx context.Context, path string, hdr http.Head
 				roles = append(roles, v)
 			}
 		}
-		if next = resp.NextLink; next != "" {
-			if err := d.sameOrigin(next); err != nil {
-				return nil, err
-			}
-		}
+		return false
+	})
+	if err != nil {
+		return nil, err
 	}
 	slices.Sort(roles)
 	return roles, nil

@@ -483,45 +483,36 @@ func (d *Directory) lookup(ctx context.Context, user, device string) (DeviceVerd
 // support and answers every device, so each answer's azureADDeviceId is compared here too, and a list longer than
 // maxGraphPages is ErrUnavailable rather than a guess.
 func (d *Directory) managedBehind(ctx context.Context, device string) (DeviceVerdict, error) {
-	next := d.graphURL("v1.0/deviceManagement/managedDevices?$filter=" +
-		url.PathEscape("azureADDeviceId eq '"+device+"'") + "&$select=id,azureADDeviceId,managementState")
-	for page := 0; next != ""; page++ {
-		if page == maxGraphPages {
-			return DeviceNotOwned, fmt.Errorf("%w: Graph managedDevices: more than %d pages", ErrUnavailable, maxGraphPages)
-		}
-		var resp struct {
-			Value []struct {
-				AzureADDeviceID string  `json:"azureADDeviceId"`
-				ManagementState *string `json:"managementState"`
-			} `json:"value"`
-			NextLink string `json:"@odata.nextLink"`
-		}
-		found, err := d.getJSON(ctx, next, &resp)
-		if page == 0 && errors.Is(err, errNoIntune) {
-			// Nothing in a tenant without Intune is an Intune managed device, so nothing is being retired: the
-			// Entra device's own answer stands. Once a page has been served, Intune is there.
-			return DeviceOwned, nil
-		}
-		if err != nil {
-			return DeviceNotOwned, err
-		}
-		if !found {
-			return DeviceNotOwned, fmt.Errorf("%w: Graph managedDevices list not found", ErrUnavailable)
-		}
-		for _, md := range resp.Value {
-			if normGUID(md.AzureADDeviceID) != device {
-				continue
+	verdict, served := DeviceOwned, false
+	var verr error
+	found, err := listPages(ctx, d, "managedDevices", d.graphURL("v1.0/deviceManagement/managedDevices?$filter="+
+		url.PathEscape("azureADDeviceId eq '"+device+"'")+"&$select=id,azureADDeviceId,managementState"), nil,
+		func(items []struct {
+			AzureADDeviceID string  `json:"azureADDeviceId"`
+			ManagementState *string `json:"managementState"`
+		}) bool {
+			served = true
+			for _, md := range items {
+				if normGUID(md.AzureADDeviceID) != device {
+					continue
+				}
+				if verdict, verr = managementVerdict(md.ManagementState); verdict != DeviceOwned {
+					return true
+				}
 			}
-			if v, err := managementVerdict(md.ManagementState); v != DeviceOwned {
-				return v, err
-			}
-		}
-		next = resp.NextLink
-		if next != "" {
-			if err := d.sameOrigin(next); err != nil {
-				return DeviceNotOwned, err
-			}
-		}
+			return false
+		})
+	switch {
+	case !served && errors.Is(err, errNoIntune):
+		// Nothing in a tenant without Intune is an Intune managed device, so nothing is being retired: the
+		// Entra device's own answer stands. Once a page has been served, Intune is there.
+		return DeviceOwned, nil
+	case err != nil:
+		return DeviceNotOwned, err
+	case !found:
+		return DeviceNotOwned, fmt.Errorf("%w: Graph managedDevices list not found", ErrUnavailable)
+	case verdict != DeviceOwned:
+		return verdict, verr
 	}
 	return DeviceOwned, nil
 }
@@ -614,41 +605,61 @@ func (d *Directory) enabled(ctx context.Context, deviceID string, missingOK bool
 // registeredOwners lists the registered owners of the Entra device with the
 // given deviceId (alternate key), following paging. found is false on 404.
 func (d *Directory) registeredOwners(ctx context.Context, deviceID string) (map[string]bool, bool, error) {
-	next := d.graphURL("v1.0/devices(deviceId='" + deviceID + "')/registeredOwners?$select=id")
 	owners := make(map[string]bool)
+	found, err := listPages(ctx, d, "registeredOwners",
+		d.graphURL("v1.0/devices(deviceId='"+deviceID+"')/registeredOwners?$select=id"), nil,
+		func(items []struct {
+			ID string `json:"id"`
+		}) bool {
+			for _, o := range items {
+				if isGUID(o.ID) {
+					owners[normGUID(o.ID)] = true
+				}
+			}
+			return false
+		})
+	if err != nil || !found {
+		return nil, false, err
+	}
+	return owners, true, nil
+}
+
+// listPages reads the Graph list at first page by page, following its nextLink (on Graph's own origin only) up to
+// maxGraphPages, and hands each page's items to add, until add says it has seen enough.
+// found is false when the first page is not found (the listed object is gone); a later page not found, or a list
+// longer than maxGraphPages, is ErrUnavailable (what, the list's name, is for the message). Errors of a page come
+// back as they are.
+func listPages[T any](ctx context.Context, d *Directory, what, first string, hdr http.Header,
+	add func(items []T) (stop bool)) (found bool, err error) {
+	next := first
 	for page := 0; next != ""; page++ {
 		if page == maxGraphPages {
-			return nil, false, fmt.Errorf("%w: Graph registeredOwners: more than %d pages", ErrUnavailable, maxGraphPages)
+			return false, fmt.Errorf("%w: Graph %s: more than %d pages", ErrUnavailable, what, maxGraphPages)
 		}
 		var resp struct {
-			Value []struct {
-				ID string `json:"id"`
-			} `json:"value"`
+			Value    []T    `json:"value"`
 			NextLink string `json:"@odata.nextLink"`
 		}
-		found, err := d.getJSON(ctx, next, &resp)
+		found, err := d.getJSONWith(ctx, next, hdr, &resp)
 		if err != nil {
-			return nil, false, err
+			return false, err
 		}
 		if !found {
 			if page > 0 {
-				return nil, false, fmt.Errorf("%w: Graph registeredOwners: next page not found", ErrUnavailable)
+				return false, fmt.Errorf("%w: Graph %s: next page not found", ErrUnavailable, what)
 			}
-			return nil, false, nil
+			return false, nil
 		}
-		for _, o := range resp.Value {
-			if isGUID(o.ID) {
-				owners[normGUID(o.ID)] = true
-			}
+		if add(resp.Value) {
+			return true, nil
 		}
-		next = resp.NextLink
-		if next != "" {
+		if next = resp.NextLink; next != "" {
 			if err := d.sameOrigin(next); err != nil {
-				return nil, false, err
+				return false, err
 			}
 		}
 	}
-	return owners, true, nil
+	return true, nil
 }
 
 func (d *Directory) graphURL(rel string) string { return d.cfg.BaseURL + rel }
