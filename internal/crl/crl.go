@@ -10,11 +10,7 @@ import (
 	"cmp"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -29,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/azscep/azscep/internal/custody"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -263,9 +260,9 @@ func NewPublisher(caCert *x509.Certificate, signer crypto.Signer, source Source,
 	if !ok || !pub.Equal(caCert.PublicKey) {
 		return nil, ErrKeyMismatch
 	}
-	sigAlg, err := signatureAlgorithm(signer.Public())
+	sigAlg, err := custody.SignatureAlgorithmFor(signer.Public())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrInvalidIssuer, err)
 	}
 	p := &Publisher{
 		issuer:   caCert,
@@ -297,29 +294,6 @@ func NewPublisher(caCert *x509.Certificate, signer crypto.Signer, source Source,
 		p.log = slog.Default()
 	}
 	return p, nil
-}
-
-// signatureAlgorithm picks the signature algorithm for a CA key: SHA-256 for RSA and P-256, SHA-384 for
-// P-384, SHA-512 for P-521, Ed25519 as is. RSA uses PKCS #1 v1.5, which every CRL consumer and Key Vault's RS256
-// support.
-func signatureAlgorithm(pub crypto.PublicKey) (x509.SignatureAlgorithm, error) {
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		return x509.SHA256WithRSA, nil
-	case *ecdsa.PublicKey:
-		switch k.Curve {
-		case elliptic.P256():
-			return x509.ECDSAWithSHA256, nil
-		case elliptic.P384():
-			return x509.ECDSAWithSHA384, nil
-		case elliptic.P521():
-			return x509.ECDSAWithSHA512, nil
-		}
-		return x509.UnknownSignatureAlgorithm, fmt.Errorf("%w: unsupported ECDSA curve", ErrInvalidIssuer)
-	case ed25519.PublicKey:
-		return x509.PureEd25519, nil
-	}
-	return x509.UnknownSignatureAlgorithm, fmt.Errorf("%w: unsupported key type %T", ErrInvalidIssuer, pub)
 }
 
 // Invalidate marks the current CRL as outdated after a revocation, so the next Current call regenerates it.

@@ -815,7 +815,6 @@ func TestSignatureAlgorithmFollowsKey(t *testing.T) {
 		{"rsa", rsaKey, x509.SHA256WithRSA},
 		{"p256", p256, x509.ECDSAWithSHA256},
 		{"p384", p384, x509.ECDSAWithSHA384},
-		{"ed25519", edKey, x509.PureEd25519},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -837,6 +836,15 @@ func TestSignatureAlgorithmFollowsKey(t *testing.T) {
 				t.Errorf("Sign calls = %d, want 1", got)
 			}
 		})
+	}
+	// A key the CA does not sign with (custody.SignatureAlgorithmFor: P-521, Ed25519) gets no publisher, as it
+	// gets no issuer: a CRL must never be signed in a way the certificates it lists were not.
+	p521, _ := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	for _, key := range []crypto.Signer{p521, edKey} {
+		ca := newTestCA(t, key)
+		if _, err := NewPublisher(ca.cert, ca.signer, &memSource{}, &MemoryCounter{}, Options{}); !errors.Is(err, ErrInvalidIssuer) {
+			t.Errorf("NewPublisher with a %T CA key: %v, want ErrInvalidIssuer", key, err)
+		}
 	}
 }
 

@@ -249,6 +249,10 @@ type RootOptions struct {
 
 // NewRoot makes a self-signed CA certificate with signer (one signature).
 func NewRoot(signer crypto.Signer, opts RootOptions, now time.Time) (*x509.Certificate, error) {
+	alg, err := SignatureAlgorithmFor(signer.Public())
+	if err != nil {
+		return nil, err
+	}
 	serial, err := randomSerial()
 	if err != nil {
 		return nil, err
@@ -268,7 +272,7 @@ func NewRoot(signer crypto.Signer, opts RootOptions, now time.Time) (*x509.Certi
 		MaxPathLen:            0,
 		MaxPathLenZero:        true,
 		SubjectKeyId:          ski,
-		SignatureAlgorithm:    SignatureAlgorithmFor(signer.Public()),
+		SignatureAlgorithm:    alg,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, signer.Public(), signer)
 	if err != nil {
@@ -279,8 +283,12 @@ func NewRoot(signer crypto.Signer, opts RootOptions, now time.Time) (*x509.Certi
 
 // NewSubordinateCSR makes the CSR an admin sends to a parent CA.
 func NewSubordinateCSR(signer crypto.Signer, subject pkix.Name) ([]byte, error) {
+	alg, err := SignatureAlgorithmFor(signer.Public())
+	if err != nil {
+		return nil, err
+	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: subject, SignatureAlgorithm: SignatureAlgorithmFor(signer.Public())}, signer)
+		Subject: subject, SignatureAlgorithm: alg}, signer)
 	if err != nil {
 		return nil, fmt.Errorf("custody: signing subordinate CSR: %w", err)
 	}
@@ -346,6 +354,10 @@ func IssueRACertificate(ctx context.Context, rec Recorder, ca *x509.Certificate,
 	if err := caValidFor(ca, now); err != nil {
 		return nil, err
 	}
+	alg, err := SignatureAlgorithmFor(ca.PublicKey)
+	if err != nil {
+		return nil, err
+	}
 	serial, err := randomSerial()
 	if err != nil {
 		return nil, err
@@ -367,7 +379,7 @@ func IssueRACertificate(ctx context.Context, rec Recorder, ca *x509.Certificate,
 		UnknownExtKeyUsage:    []asn1.ObjectIdentifier{OIDCertificateRequestAgent},
 		BasicConstraintsValid: true,
 		SubjectKeyId:          ski,
-		SignatureAlgorithm:    SignatureAlgorithmFor(ca.PublicKey),
+		SignatureAlgorithm:    alg,
 	}
 	if rec != nil {
 		if err := rec.Planned(ctx, tmpl); err != nil {
@@ -390,15 +402,28 @@ func IssueRACertificate(ctx context.Context, rec Recorder, ca *x509.Certificate,
 	return cert, nil
 }
 
-// SignatureAlgorithmFor picks SHA-256+ for a CA key.
-func SignatureAlgorithmFor(pub crypto.PublicKey) x509.SignatureAlgorithm {
-	if k, ok := pub.(*ecdsa.PublicKey); ok {
-		if k.Curve == elliptic.P384() {
-			return x509.ECDSAWithSHA384
+// ErrUnsupportedCAKey is returned for a CA key the CA does not sign with: anything but RSA, P-256 and P-384.
+var ErrUnsupportedCAKey = errors.New("custody: unsupported CA key")
+
+// SignatureAlgorithmFor is the one rule for how a CA key signs, whatever it signs (certificates, CRLs, the OCSP
+// responder's certificate, CSRs for a parent): PKCS #1 v1.5 with SHA-256 for RSA, which every relying party and
+// Key Vault's RS256 take, and ECDSA with the hash matching the curve's strength. P-521 is refused: Key Vault binds
+// it to ES512, which much of the software that checks certificates does not support.
+func SignatureAlgorithmFor(pub crypto.PublicKey) (x509.SignatureAlgorithm, error) {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		return x509.SHA256WithRSA, nil
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			return x509.ECDSAWithSHA256, nil
+		case elliptic.P384():
+			return x509.ECDSAWithSHA384, nil
 		}
-		return x509.ECDSAWithSHA256
+		return x509.UnknownSignatureAlgorithm, fmt.Errorf("%w: ECDSA on curve %s (P-256 or P-384 only)",
+			ErrUnsupportedCAKey, k.Curve.Params().Name)
 	}
-	return x509.SHA256WithRSA
+	return x509.UnknownSignatureAlgorithm, fmt.Errorf("%w: %T", ErrUnsupportedCAKey, pub)
 }
 
 // Fingerprint is the upper-case hex SHA-256 of a certificate.

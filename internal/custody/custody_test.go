@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -401,9 +402,24 @@ func TestSignatureAlgorithmFor(t *testing.T) {
 		{testECKey(t, elliptic.P256()).Public(), x509.ECDSAWithSHA256},
 		{testECKey(t, elliptic.P384()).Public(), x509.ECDSAWithSHA384},
 	} {
-		if got := custody.SignatureAlgorithmFor(tc.pub); got != tc.want {
-			t.Errorf("SignatureAlgorithmFor(%T) = %s, want %s", tc.pub, got, tc.want)
+		got, err := custody.SignatureAlgorithmFor(tc.pub)
+		if err != nil || got != tc.want {
+			t.Errorf("SignatureAlgorithmFor(%T) = %s, %v; want %s", tc.pub, got, err, tc.want)
 		}
+	}
+	// The CRL, the OCSP responder's certificate and issued certificates follow this one rule, so a key it refuses
+	// is refused everywhere rather than signing some things and not others.
+	edPub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pub := range []crypto.PublicKey{testECKey(t, elliptic.P521()).Public(), edPub} {
+		if got, err := custody.SignatureAlgorithmFor(pub); !errors.Is(err, custody.ErrUnsupportedCAKey) {
+			t.Errorf("SignatureAlgorithmFor(%T) = %s, %v; want ErrUnsupportedCAKey", pub, got, err)
+		}
+	}
+	if _, err := custody.NewRoot(testECKey(t, elliptic.P521()), custody.RootOptions{Validity: time.Hour}, time.Now()); !errors.Is(err, custody.ErrUnsupportedCAKey) {
+		t.Errorf("NewRoot with a P-521 key: %v, want ErrUnsupportedCAKey", err)
 	}
 }
 

@@ -156,7 +156,10 @@ func New(cfg Config) (*Issuer, error) {
 	if cfg.CA.Cert == nil || cfg.CA.Signer == nil || cfg.Store == nil {
 		return nil, errors.New("issuance: CA certificate, signer and store are required")
 	}
-	alg := custody.SignatureAlgorithmFor(cfg.CA.Cert.PublicKey)
+	alg, err := custody.SignatureAlgorithmFor(cfg.CA.Cert.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("issuance: %w", err)
+	}
 	if cfg.Backdate < 0 || cfg.Backdate > time.Hour {
 		return nil, fmt.Errorf("issuance: back-date %s must be between 0 and 1h", cfg.Backdate)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -209,25 +208,4 @@ func randomSerial() (*big.Int, error) {
 			return s, nil
 		}
 	}
-}
-
-// signatureAlgorithm picks how the CA key signs the responder certificate: SHA-256 for RSA and P-256,
-// SHA-384 for P-384, SHA-512 for P-521 (the same rule the CRL uses).
-func signatureAlgorithm(pub crypto.PublicKey) (x509.SignatureAlgorithm, error) {
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		return x509.SHA256WithRSA, nil
-	case *ecdsa.PublicKey:
-		switch k.Curve {
-		case elliptic.P256():
-			return x509.ECDSAWithSHA256, nil
-		case elliptic.P384():
-			return x509.ECDSAWithSHA384, nil
-		case elliptic.P521():
-			return x509.ECDSAWithSHA512, nil
-		}
-	case ed25519.PublicKey:
-		return x509.PureEd25519, nil
-	}
-	return x509.UnknownSignatureAlgorithm, fmt.Errorf("%w: unsupported CA key type %T", ErrInvalidIssuer, pub)
 }

@@ -28,6 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/azscep/azscep/internal/custody"
 	xocsp "golang.org/x/crypto/ocsp"
 	"golang.org/x/sync/singleflight"
 )
@@ -239,9 +240,9 @@ func NewResponder(caCert *x509.Certificate, caSigner crypto.Signer, source Statu
 	if !ok || !pub.Equal(caCert.PublicKey) {
 		return nil, ErrKeyMismatch
 	}
-	sigAlg, err := signatureAlgorithm(caSigner.Public())
+	sigAlg, err := custody.SignatureAlgorithmFor(caSigner.Public())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrInvalidIssuer, err)
 	}
 	opts.ResponseValidity = cmp.Or(opts.ResponseValidity, DefaultResponseValidity)
 	opts.Backdate = cmp.Or(opts.Backdate, DefaultBackdate)
