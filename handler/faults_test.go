@@ -954,12 +954,17 @@ func TestFaultIntune(t *testing.T) {
 			}
 			recs := e.records(t)
 			if tc.route == intunefake.RouteSuccess {
-				// Signed and recorded, but Intune never accepted it: withheld, never delivered, also not on retry.
-				if len(recs) != 1 || recs[0].Status != store.StatusIssued || !recs[0].Withheld {
-					t.Fatalf("want one withheld issued record, got %v", statuses(recs))
+				// Signed and recorded, but Intune never accepted it: withheld and never delivered. Intune gave no
+				// verdict, so the device was told 503, and its retry is signed afresh and delivered once accepted.
+				if first.http != http.StatusServiceUnavailable {
+					t.Fatalf("got %s, want 503 for a notification Intune did not answer", first)
 				}
-				if again := e.send(t, req); again.ok() {
-					t.Fatal("the retry delivered a withheld certificate")
+				if len(recs) != 1 || recs[0].Status != store.StatusIssued || !recs[0].Withheld || !recs[0].GateUndecided {
+					t.Fatalf("want one withheld, undecided issued record, got %v", statuses(recs))
+				}
+				again := e.send(t, req)
+				if !again.ok() || store.SerialString(again.cert.SerialNumber) == recs[0].Serial {
+					t.Fatalf("the retry after Intune recovered: %s; want a new certificate", again)
 				}
 			} else {
 				// Validation failed closed: nothing was planned or signed; the retry goes through.

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"crypto/x509"
 	"crypto/x509/pkix"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/azscep/azscep/internal/intune/intunefake"
+	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/testca"
 )
 
@@ -51,4 +53,62 @@ func TestIntuneBlame(t *testing.T) {
 
 	expired := s.enroll(t, testca.CSROptions{Subject: subject}, intunefake.Challenge{ExpiresAt: time.Now().Add(-time.Minute)})
 	s.rejectedByIntune(t, expired, "ChallengeExpired")
+}
+
+// TestIntuneNotificationOutage: through the handler, Intune failing successNotification with a 503 (every attempt
+// of the client's) after it validated the request answers the device 503 with Intune's Retry-After and no CertRep;
+// the signed certificate is recorded withheld (undecided), reported to Intune by nothing, handed out by nothing (a
+// GetCert of it is refused), and no failureNotification blames the request. Once Intune is back, the device's retry
+// of the same message is validated again, signed afresh and notified, and gets the new certificate, which the strict
+// fake recorded; the first certificate still never leaves, and the next retry replays the new one without Intune.
+func TestIntuneNotificationOutage(t *testing.T) {
+	s := startIntune(t, intuneSetup{fake: intunefake.Options{RequireValidatedTransaction: true}})
+	s.fake.InjectFault(intunefake.RouteSuccess, intunefake.Fault{Status: http.StatusServiceUnavailable,
+		Body: `{"error":{"code":"ServiceUnavailable","message":"try later"}}`, Header: http.Header{"Retry-After": {"45"}}})
+	a := s.enroll(t, testca.CSROptions{Subject: pkix.Name{CommonName: "outage-device"}}, intunefake.Challenge{})
+	if a.resp.StatusCode != http.StatusServiceUnavailable || a.resp.Header.Get("Content-Type") == "application/x-pki-message" {
+		t.Fatalf("PKIOperation = %d %s, want 503 and no CertRep", a.resp.StatusCode, a.resp.Header.Get("Content-Type"))
+	}
+	if got := a.resp.Header.Get("Retry-After"); got != "45" {
+		t.Fatalf("Retry-After %q, want Intune's 45", got)
+	}
+	first := recordFor(t, s.store, "intune", a.txID())
+	if first.Status != store.StatusIssued || !first.Withheld || !first.GateUndecided || first.IntuneNotified {
+		t.Fatalf("record: %s, withheld %t, undecided %t, notified %t; want issued, withheld, undecided, not notified",
+			first.Status, first.Withheld, first.GateUndecided, first.IntuneNotified)
+	}
+	if len(s.calls(t, intunefake.RouteSuccess, a.txID())) == 0 || len(s.fake.IssuedCertificates()) != 0 {
+		t.Fatal("successNotification was not tried, or Intune recorded the certificate it failed")
+	}
+	if n := len(s.calls(t, intunefake.RouteFailure, a.txID())); n != 0 {
+		t.Fatalf("%d failureNotifications for a request nobody refused", n)
+	}
+	firstCert, err := x509.ParseCertificate(first.CertDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	device := &testca.Client{Key: a.key, Cert: a.req.SignerCert, Recipients: []*x509.Certificate{s.ra}}
+	post(t, s.scepURL("intune"), device.GetCert(t, s.ca, firstCert.SerialNumber)).mustFail(t, s.ra, testca.FailBadCertID)
+
+	// Intune is back: the same message again.
+	s.fake.ClearFaults()
+	s.fake.ResetJournal()
+	retry := &attempt{exchange: post(t, s.scepURL("intune"), a.req), csr: a.csr, password: a.password, key: a.key}
+	cert, rec := s.issued(t, retry) // validated once more, notified once, recorded by Intune, the record says so
+	if rec.Serial == first.Serial || cert.Equal(firstCert) {
+		t.Fatal("the retry delivered the certificate Intune never accepted")
+	}
+	old, err := s.store.Get(t.Context(), first.Serial)
+	if err != nil || !old.Withheld || old.IntuneNotified {
+		t.Fatalf("first record after the retry: %v; want it withheld, never notified", err)
+	}
+	post(t, s.scepURL("intune"), device.GetCert(t, s.ca, firstCert.SerialNumber)).mustFail(t, s.ra, testca.FailBadCertID)
+
+	s.fake.ResetJournal()
+	if again := post(t, s.scepURL("intune"), a.req).mustSucceed(t, s.ra); !again.Equal(cert) {
+		t.Fatal("the replay returned another certificate")
+	}
+	if n := len(s.fake.Journal()); n != 0 {
+		t.Fatalf("the replay made %d Intune calls", n)
+	}
 }

@@ -602,7 +602,8 @@ func TestIntuneRenewalAndValidity(t *testing.T) {
 
 // TestIntuneFailClosed covers scenarios 9–11: whatever goes wrong on the Intune side, the device gets no
 // certificate — a FAILURE for Intune's verdict, 503 when Intune did not answer — and a certificate signed before a
-// refused success notification is recorded but withheld.
+// refused success notification is recorded but withheld. (successNotification answering 500 is
+// TestIntuneNotificationOutage: withheld as well, and the device's retry is issued afresh.)
 func TestIntuneFailClosed(t *testing.T) {
 	s := startIntune(t, intuneSetup{})
 	subject := pkix.Name{CommonName: "fail-closed-device"}
@@ -633,15 +634,15 @@ func TestIntuneFailClosed(t *testing.T) {
 		// Intune did not decide: no certificate, and 503 for the device to retry rather than a FAILURE.
 		s.undecided(t, a, "30")
 	})
-	t.Run("successNotification answers 500", func(t *testing.T) {
-		s.fake.InjectFault(intunefake.RouteSuccess, intunefake.Fault{Status: http.StatusInternalServerError,
-			Body: `{"error":{"code":"InternalServerError","message":"boom"}}`})
+	t.Run("successNotification refused", func(t *testing.T) {
+		s.fake.InjectFault(intunefake.RouteSuccess, intunefake.Fault{Status: http.StatusOK,
+			Body: `{"code":"ChallengeDecryptionError","errorDescription":"challenge could not be decrypted"}`})
 		a := s.enroll(t, testca.CSROptions{Subject: subject}, intunefake.Challenge{})
 		a.mustFail(t, s.ra, testca.FailBadRequest)
 		s.fake.ClearFaults()
 
 		rec := recordFor(t, s.store, "intune", a.txID())
-		if rec.Status != store.StatusIssued || !rec.Withheld || rec.IntuneNotified || len(rec.CertDER) == 0 ||
+		if rec.Status != store.StatusIssued || !rec.Withheld || rec.GateUndecided || rec.IntuneNotified || len(rec.CertDER) == 0 ||
 			rec.IntuneSerial != rec.Serial || rec.CAConfiguration != intune.CAConfiguration(s.ca) {
 			t.Fatalf("record: status %s withheld %t notified %t intuneSerial %q caConfiguration %q, want issued, withheld, not notified",
 				rec.Status, rec.Withheld, rec.IntuneNotified, rec.IntuneSerial, rec.CAConfiguration)

@@ -14,8 +14,9 @@
 //     unavailable (throttled), within writeTimeout, so that a burst of throttling does not waste the signature
 //     (durableUpdate);
 //  7. deliver (the Intune success notification, when there is one); if delivery fails the record is marked
-//     withheld and the certificate never leaves, and if it succeeds the record says so (IntuneNotified) before the
-//     certificate leaves;
+//     withheld and the certificate never leaves — for good, and when the gate got no verdict (ErrUndecided) the
+//     record says so too, and a retry with the same key is authorized and signed afresh —, and if it succeeds the
+//     record says so (IntuneNotified) before the certificate leaves;
 //  8. for a renewal, point the renewed certificate's record at the new one (RenewedTo) before the certificate
 //     leaves: bookkeeping whose failure is logged, not returned, as the certificate is issued and durable.
 //
@@ -58,6 +59,11 @@ var (
 	ErrInProgress = errors.New("issuance: request with the same key is in progress")
 	// ErrWithheld: the certificate was signed and recorded but delivery was refused, so it is never returned.
 	ErrWithheld = errors.New("issuance: certificate withheld")
+	// ErrUndecided: a delivery gate (Request.Deliver) got no verdict — Intune down, throttling, refusing this CA's
+	// identity — rather than a refusal. Deliver wraps its error with it; Issue then withholds the certificate as for
+	// a refusal (its error wraps ErrWithheld too) but marks the record GateUndecided, so that a retry with the same
+	// idempotency key is authorized and signed afresh instead of being refused with ErrWithheld.
+	ErrUndecided = errors.New("issuance: delivery gate undecided")
 	// ErrRevoked: a replay found the earlier certificate revoked (unless the request says ReissueRevoked).
 	ErrRevoked = errors.New("issuance: earlier certificate is revoked")
 	// ErrSigner: the CA key failed; the pending record was abandoned.
@@ -224,8 +230,9 @@ type Request struct {
 	// NotAfterCap, when set, ends the certificate no later than this instant (a renewal chain's maximum).
 	NotAfterCap time.Time
 	// Deliver runs after the issued record is durable and before the certificate is returned (the Intune success
-	// notification). An error withholds the certificate. It sets rec.IntuneNotified when it succeeds (a nil error
-	// without it withholds the certificate too) and may set the other Intune fields; they are saved.
+	// notification). An error withholds the certificate: for good, or, when it wraps ErrUndecided, until a retry
+	// with the same key issues another one. It sets rec.IntuneNotified when it succeeds (a nil error without it
+	// withholds the certificate too) and may set the other Intune fields; they are saved.
 	Deliver func(ctx context.Context, rec *store.Record, cert *x509.Certificate) error
 	// Gated marks a request whose certificate may leave only through Deliver (the SCEP Intune endpoints): its
 	// certificate is handed out, by Issue or by any later replay, only once the record shows IntuneNotified
@@ -269,10 +276,11 @@ func newSubjectKey(pub crypto.PublicKey) (subjectKey, error) {
 // issuance should run; a Result for an issued certificate bound to the same key; or ErrKeyMismatch,
 // ErrInProgress, ErrRevoked or ErrWithheld. Replays touch only the store: no signature, no Intune call.
 //
-// Only a certificate that is still valid and created within window (0: no limit) is replayed; an expired one, or
-// one older than the window, makes the request a new enrollment (which runs every authorization check afresh, and
-// whose key claim takes the key over). Clients that derive the transaction ID from their key (sscep, certmonger,
-// smallstep) could otherwise never enroll that key again.
+// Only a certificate that is still valid and created within window (0: no limit) is replayed; an expired one, one
+// older than the window, or one withheld because its delivery gate got no verdict (GateUndecided), makes the
+// request a new enrollment (which runs every authorization check afresh, and whose key claim takes the key over).
+// Clients that derive the transaction ID from their key (sscep, certmonger, smallstep) could otherwise never enroll
+// that key again.
 //
 // Replay is for requests without a delivery gate; a gated request's look-up is ReplayRequest.
 func (i *Issuer) Replay(ctx context.Context, key string, pub crypto.PublicKey, window time.Duration) (*Result, error) {
@@ -364,6 +372,12 @@ func (i *Issuer) replayRecord(ctx context.Context, rec *store.Record, pubHash st
 	}
 	switch rec.Status {
 	case store.StatusIssued:
+		if rec.Withheld && rec.GateUndecided {
+			// The gate got no verdict, so nobody refused the request: its retry is a new enrollment, authorized
+			// afresh (Intune's validation included) and signed anew, as after a revocation. This certificate stays
+			// withheld (Releasable) whatever happens to the key.
+			return nil, nil
+		}
 		if rec.Withheld {
 			return nil, ErrWithheld
 		}
@@ -590,7 +604,8 @@ func (i *Issuer) pend(ctx context.Context, req *Request, sk subjectKey) (*lint.P
 }
 
 // gate passes an issued certificate through its delivery gate (req.Deliver, Intune's successNotification) and
-// records the outcome: delivered, or withheld for good. A client that hung up after the signature must not turn a
+// records the outcome: delivered, or withheld for good (GateUndecided when the gate got no verdict, so that the
+// request's retry is issued afresh rather than refused; this certificate still never leaves). A client that hung up after the signature must not turn a
 // good certificate into a withheld one (its retry replays the delivered certificate), so the gate and its outcome
 // run on detached contexts with deadlines of their own.
 func (i *Issuer) gate(ctx context.Context, req *Request, rec *store.Record, cert *x509.Certificate) error {
@@ -605,10 +620,13 @@ func (i *Issuer) gate(ctx context.Context, req *Request, rec *store.Record, cert
 	defer ocancel()
 	if derr != nil {
 		rec.Withheld = true
+		rec.GateUndecided = errors.Is(derr, ErrUndecided)
 		rec.Note = truncate("withheld: "+derr.Error(), 512)
 		rec.Updated = i.now()
-		der := cert.Raw
-		withheld := func(cur *store.Record) bool { return issuedWith(der)(cur) && cur.Withheld }
+		der, undecided := cert.Raw, rec.GateUndecided
+		withheld := func(cur *store.Record) bool {
+			return issuedWith(der)(cur) && cur.Withheld && cur.GateUndecided == undecided
+		}
 		if _, err := i.durableUpdate(octx, rec, store.StatusIssued, withheld); err != nil {
 			// Still never delivered: the record's IntuneNotified is false, so Releasable refuses it.
 			i.log.ErrorContext(ctx, "marking withheld certificate failed", "serial", rec.Serial, "err", err)

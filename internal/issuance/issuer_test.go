@@ -419,6 +419,87 @@ func TestDeliveryFailureWithholds(t *testing.T) {
 	}
 }
 
+// TestUndecidedDeliveryIsIssuedAfreshOnRetry: a delivery gate that got no verdict (its error wraps ErrUndecided:
+// Intune down, throttling, refusing our identity) withholds the certificate like a refusal does — Issue returns
+// ErrWithheld, the record is issued and withheld, nothing hands the certificate out — but the record says the gate
+// was undecided, so the request's retry with the same key is not refused: it is a new enrollment (ReplayRequest
+// finds nothing to replay, so the caller authorizes it again), takes the key over with a new pending record before
+// its own signature, and is delivered through the gate. The first certificate stays withheld. A refusal (an error
+// without ErrUndecided) is still withheld for good, its retry refused without a signature.
+func TestUndecidedDeliveryIsIssuedAfreshOnRetry(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil)
+	var calls atomic.Int32
+	req := f.request(t, nil, "undecided", "tx-undecided")
+	req.Gated = true
+	req.Deliver = func(context.Context, *store.Record, *x509.Certificate) error {
+		calls.Add(1)
+		return fmt.Errorf("%w: intune: successNotification: HTTP 503", ErrUndecided)
+	}
+	res, err := f.iss.Issue(ctx, req)
+	if !errors.Is(err, ErrWithheld) || !errors.Is(err, ErrUndecided) || res != nil {
+		t.Fatalf("Issue = %v, %v; want ErrWithheld and ErrUndecided, no certificate", res, err)
+	}
+	b, err := f.st.Lookup(ctx, "tx-undecided")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := f.st.Get(ctx, b.Serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Status != store.StatusIssued || !first.Withheld || !first.GateUndecided || first.IntuneNotified {
+		t.Fatalf("record %s withheld %t undecided %t notified %t; want issued, withheld, undecided", first.Status,
+			first.Withheld, first.GateUndecided, first.IntuneNotified)
+	}
+	if err := f.iss.Releasable(first, true); !errors.Is(err, ErrWithheld) {
+		t.Fatalf("Releasable(undecided withheld record) = %v, want ErrWithheld", err)
+	}
+	if got, err := f.iss.ReplayRequest(ctx, req); got != nil || err != nil {
+		t.Fatalf("ReplayRequest after an undecided gate = %v, %v; want a new enrollment (nil, nil)", got, err)
+	}
+
+	// The retry, once the gate decides: a new certificate under the same key, delivered.
+	req.Deliver = notify(&calls)
+	res, err = f.iss.Issue(ctx, req)
+	if err != nil {
+		t.Fatalf("retry after an undecided gate: %v", err)
+	}
+	if res.Replayed || res.Record.Serial == first.Serial || !res.Record.IntuneNotified || f.signer.signs.Load() != 2 {
+		t.Fatalf("retry: replayed %t serial %s (first %s) notified %t, %d signatures; want a new, delivered certificate",
+			res.Replayed, res.Record.Serial, first.Serial, res.Record.IntuneNotified, f.signer.signs.Load())
+	}
+	if b, err := f.st.Lookup(ctx, "tx-undecided"); err != nil || b.Serial != res.Record.Serial {
+		t.Fatalf("the key is bound to %q (%v), want the new certificate %s", b.Serial, err, res.Record.Serial)
+	}
+	if old, err := f.st.Get(ctx, first.Serial); err != nil || !old.Withheld || old.IntuneNotified ||
+		!errors.Is(f.iss.Releasable(old, true), ErrWithheld) {
+		t.Fatalf("first record after the retry: %v %+v; want it withheld still", err, old)
+	}
+	again, err := f.iss.ReplayRequest(ctx, req)
+	if err != nil || again == nil || !again.Cert.Equal(res.Cert) {
+		t.Fatalf("replay after the retry = %v, %v; want the delivered certificate", again, err)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("the gate ran %d times, want 2", n)
+	}
+
+	// A refusal is withheld for good: its retry is refused, with no signature.
+	refused := f.request(t, nil, "refused", "tx-refused")
+	refused.Gated = true
+	refused.Deliver = func(context.Context, *store.Record, *x509.Certificate) error {
+		return errors.New("intune: successNotification rejected: ChallengeDecryptionError")
+	}
+	if _, err := f.iss.Issue(ctx, refused); !errors.Is(err, ErrWithheld) || errors.Is(err, ErrUndecided) {
+		t.Fatalf("refused gate: %v, want ErrWithheld only", err)
+	}
+	refused.Deliver = notify(&calls)
+	signs := f.signer.signs.Load()
+	if _, err := f.iss.Issue(ctx, refused); !errors.Is(err, ErrWithheld) || f.signer.signs.Load() != signs {
+		t.Fatalf("retry after a refusal: %v with %d new signatures; want ErrWithheld and none", err, f.signer.signs.Load()-signs)
+	}
+}
+
 // TestSignedSeesTheCertificateBeforeItIsDurable: Signed gets the certificate Issue then returns, while its record is
 // still pending (so the caller may prepare its answer, not send it), and is not called for a replay, which has no
 // new signature.

@@ -198,7 +198,13 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 			return fail(BadRequest, err)
 		}
 		ireq.Deliver = func(ctx context.Context, rec *store.Record, c *x509.Certificate) error {
-			return s.intune.NotifySuccess(ctx, msg.TransactionID, csr.Raw, rec, c)
+			err := s.intune.NotifySuccess(ctx, msg.TransactionID, csr.Raw, rec, c)
+			if _, undecided := notificationUndecided(err); err != nil && undecided {
+				// No verdict on the notification, as on a validation: the certificate is withheld all the same,
+				// but the device is answered 503 (issued) and its retry is validated and signed afresh.
+				return fmt.Errorf("%w: %w", issuance.ErrUndecided, err)
+			}
+			return err
 		}
 	}
 	var early *earlyCertRep
@@ -255,6 +261,11 @@ func (s *Server) issued(res *issuance.Result, err error) outcome {
 		return outcome{status: StatusSuccess, cert: res.Cert, serial: res.Record.Serial, replayed: res.Replayed}
 	case errors.Is(err, issuance.ErrInProgress):
 		return outcome{status: StatusPending, err: err}
+	case errors.Is(err, issuance.ErrUndecided):
+		// Intune gave no verdict on the successNotification: the certificate is withheld, and the device, at no
+		// fault, is told to come back (Intune's own Retry-After when it sent one), not FAILURE.
+		d, _ := intuneUndecided(err)
+		return outcome{unavailable: d, err: err}
 	case errors.Is(err, issuance.ErrKeyMismatch), errors.Is(err, issuance.ErrRevoked),
 		errors.Is(err, issuance.ErrWithheld):
 		return fail(BadRequest, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/azscep/azscep/internal/httpx"
@@ -51,8 +52,8 @@ func (c *IntuneChallenge) NotifyFailure(ctx context.Context, transactionID strin
 	return c.Client.NotifyFailure(ctx, transactionID, csrDER, code, intune.TruncateDescription(cause.Error()))
 }
 
-// intuneUndecided reports whether err, from Validate, means that Intune did not decide the request, and the wait to
-// advertise (Intune's own Retry-After when it sent one). Only Intune's answer code for a refused request
+// intuneUndecided reports whether err, from Validate or NotifySuccess, means that Intune did not decide the request
+// (or the notification), and the wait to advertise (Intune's own Retry-After when it sent one). Only Intune's answer code for a refused request
 // (intune.IsRejection: expired challenge, another device, a CSR that does not match) and a request the client could
 // not even send (an unusable transaction ID or CSR) are the device's to hear as a FAILURE. Everything else is
 // Intune or this CA failing, and a retry can succeed: transport errors, timeouts, 5xx and 429, a malformed answer,
@@ -70,4 +71,21 @@ func intuneUndecided(err error) (time.Duration, bool) {
 		return he.RetryAfter, true
 	}
 	return httpx.DefaultRetryAfter, true
+}
+
+// notificationUndecided is intuneUndecided for an error of NotifySuccess, but for a 4xx Intune answered the
+// notification itself with, other than 401/403 (this CA's identity refused), 404 (the service moved), 408 and 429:
+// that is Intune refusing this notification, which the next one, for the device's retry, would meet again at the
+// price of another signature. So it withholds the certificate for good, as a refusal code does.
+func notificationUndecided(err error) (time.Duration, bool) {
+	var he *intune.HTTPError
+	if errors.As(err, &he) && he.Operation == "successNotification" && he.Status >= 400 && he.Status < 500 {
+		switch he.Status {
+		case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusRequestTimeout,
+			http.StatusTooManyRequests:
+		default:
+			return 0, false
+		}
+	}
+	return intuneUndecided(err)
 }

@@ -23,7 +23,13 @@ type blameEnv struct {
 
 func newBlameEnv(t *testing.T, callTimeout time.Duration) *blameEnv {
 	t.Helper()
-	f, err := intunefake.NewServer(intunefake.Options{})
+	return newBlameEnvWith(t, callTimeout, intunefake.Options{})
+}
+
+// newBlameEnvWith is newBlameEnv with the fake's options (RequireValidatedTransaction, say).
+func newBlameEnvWith(t *testing.T, callTimeout time.Duration, opts intunefake.Options) *blameEnv {
+	t.Helper()
+	f, err := intunefake.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -193,7 +193,7 @@ func testInsertGet(t *testing.T, s store.Store) {
 	// Issue it with every remaining field set and read it back.
 	r.CertDER = bytes.Repeat([]byte{0x30, 0x82}, 700)
 	r.SHA1, r.SHA256 = "AA", "BB"
-	r.IntuneNotified, r.Withheld = true, true
+	r.IntuneNotified, r.Withheld, r.GateUndecided = true, true, true
 	mustUpdate(t, s, r, store.StatusIssued)
 	// The forward link is bookkeeping written after issuance, and moved later: an in-state update.
 	r.RenewedTo = "7E0123456789ABCDEF0123456789ABCDEF"

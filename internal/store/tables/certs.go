@@ -100,6 +100,7 @@ func recordEntity(r *store.Record) entity {
 	e.boolean("IntuneNotified", r.IntuneNotified)
 	e.boolean("Gated", r.Gated)
 	e.boolean("Withheld", r.Withheld)
+	e.boolean("GateUndecided", r.GateUndecided)
 	e.time("RevokedAt", r.RevokedAt)
 	e.int("RevocationReason", r.RevocationReason)
 	e.str("RevokedBy", r.RevokedBy)
@@ -141,6 +142,7 @@ func decodeRecord(p props, etag string) (*store.Record, error) {
 		IntuneNotified:   p.boolean("IntuneNotified"),
 		Gated:            p.boolean("Gated"),
 		Withheld:         p.boolean("Withheld"),
+		GateUndecided:    p.boolean("GateUndecided"), // absent on records written before it was kept: false
 		RevokedAt:        d.time("RevokedAt"),
 		RevocationReason: d.int32("RevocationReason"),
 		RevokedBy:        p.str("RevokedBy"),

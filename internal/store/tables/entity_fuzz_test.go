@@ -19,7 +19,7 @@ func FuzzDecodeRecord(f *testing.F) {
 		SANs: []string{"dns:a.example", "uri:IntuneDeviceId://x"}, NotBefore: now, NotAfter: now.Add(time.Hour),
 		SHA1: "AA", Source: store.SourceSCEP, Endpoint: "intune", Requester: "oid", Profile: "intune", TxID: "tx",
 		DeviceID: "dev", PlannedDER: []byte{0x30, 0x00}, CertDER: []byte{0x30, 0x03, 0x02, 0x01, 0x05},
-		IntuneNotified: true, Gated: true, RevokedAt: now, RevocationReason: 1, RevokedBy: "admin:alice", Note: "é😀",
+		IntuneNotified: true, Gated: true, GateUndecided: true, RevokedAt: now, RevocationReason: 1, RevokedBy: "admin:alice", Note: "é😀",
 		Created: now, Updated: now, RenewedFrom: "02", ChainStarted: now,
 		ChainEnds: now.Add(time.Hour)}
 	for _, r := range []*store.Record{full, {Serial: "1", Status: store.StatusPending}} {
