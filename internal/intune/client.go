@@ -317,9 +317,13 @@ type operation struct {
 	idempotent bool
 }
 
+// OpSuccessNotification is the Operation of an HTTPError or Rejection from NotifySuccess: what the CA tells apart
+// when Intune answers the notification itself rather than the request behind it.
+const OpSuccessNotification = "successNotification"
+
 var (
 	opValidate = operation{"validateRequest", ServiceScepValidation, "ScepActions/validateRequest", ScepAPIVersion, true}
-	opSuccess  = operation{"successNotification", ServiceScepValidation, "ScepActions/successNotification", ScepAPIVersion, false}
+	opSuccess  = operation{OpSuccessNotification, ServiceScepValidation, "ScepActions/successNotification", ScepAPIVersion, false}
 	opFailure  = operation{"failureNotification", ServiceScepValidation, "ScepActions/failureNotification", ScepAPIVersion, false}
 	opDownload = operation{"downloadRevocationRequests", ServicePkiConnector, "CertificateAuthorityRequests/downloadRevocationRequests", PkiAPIVersion, true}
 	opUpload   = operation{"uploadRevocationResults", ServicePkiConnector, "CertificateAuthorityRequests/uploadRevocationResults", PkiAPIVersion, false}

@@ -79,7 +79,7 @@ func intuneUndecided(err error) (time.Duration, bool) {
 // price of another signature. So it withholds the certificate for good, as a refusal code does.
 func notificationUndecided(err error) (time.Duration, bool) {
 	var he *intune.HTTPError
-	if errors.As(err, &he) && he.Operation == "successNotification" && he.Status >= 400 && he.Status < 500 {
+	if errors.As(err, &he) && he.Operation == intune.OpSuccessNotification && he.Status >= 400 && he.Status < 500 {
 		switch he.Status {
 		case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusRequestTimeout,
 			http.StatusTooManyRequests:
