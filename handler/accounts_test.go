@@ -18,9 +18,10 @@ import (
 	"github.com/azscep/azscep/internal/testca"
 )
 
-// TestTimerRevokesCertificatesOfDisabledAccounts: two users get self-service certificates at /api/csr; an
-// administrator disables one in Entra. The hourly timer revokes that user's certificate for affiliationChanged (OCSP
-// says so at once on this instance) and leaves the other's. While Graph refuses the users delta (403: the identity
+// TestTimerRevokesCertificatesOfDisabledAccounts: two users get self-service certificates at /api/csr, a third one
+// for his laptop; an administrator disables one user and the laptop in Entra. The hourly timer revokes that user's
+// certificate for affiliationChanged and the laptop's for cessationOfOperation (OCSP says so at once on this
+// instance) and leaves the other user's. While Graph refuses the users delta (403: the identity
 // lacks User.Read.All) a run revokes nothing and its Logs say so; the next run, Graph answering, revokes.
 func TestTimerRevokesCertificatesOfDisabledAccounts(t *testing.T) {
 	s := startNames(t, "AZSCEP_API_REVOKE_DISABLED=true")
@@ -31,9 +32,14 @@ func TestTimerRevokesCertificatesOfDisabledAccounts(t *testing.T) {
 	}
 	alice, aliceCert := selfCert("alice@contoso.example")
 	_, bobCert := selfCert("bob@contoso.example")
+	// Dave's laptop, an Entra device he owns, has a self-service device certificate.
+	dave, laptop := entrafake.NewGUID(), entrafake.NewGUID()
+	s.entra.graph.AddDevice(laptop, dave)
+	laptopCert := s.wantAPICert(t, s.entra.MintUser(dave, "dave@contoso.example", []string{entra.RoleCSRSelfService}),
+		testca.CSROptions{Subject: pkix.Name{CommonName: laptop}})
 
 	// The first run enumerates the tenant: everyone is enabled.
-	if logs := postTimer(t, http.DefaultClient, s.base); !strings.Contains(logs, "Entra account sweep: 1 users delta pages, 0 accounts disabled or deleted, up to date, link saved=true") {
+	if logs := postTimer(t, http.DefaultClient, s.base); !strings.Contains(logs, "Entra account sweep: 1 users delta pages, 0 accounts disabled or deleted, up to date, link advanced=true") {
 		t.Fatalf("first run's Logs:\n%s", logs)
 	}
 	s.entra.graph.UpdateUser(alice, func(u *entrafake.User) { u.Enabled = false })
@@ -50,6 +56,7 @@ func TestTimerRevokesCertificatesOfDisabledAccounts(t *testing.T) {
 	}
 
 	s.entra.graph.SetFault(entrafake.Fault{})
+	s.entra.graph.SetAccountEnabled(laptop, false)
 	logs = postTimer(t, http.DefaultClient, s.base)
 	if !strings.Contains(logs, "revoked 1 certificates of Entra accounts disabled or deleted: "+serial) {
 		t.Fatalf("the timer's Logs do not name alice's certificate %s:\n%s", serial, logs)
@@ -66,6 +73,13 @@ func TestTimerRevokesCertificatesOfDisabledAccounts(t *testing.T) {
 	ca := caOf(t, s)
 	if st := ocspStatus(t, s.base, aliceCert, ca); st.Status != xocsp.Revoked || st.RevocationReason != xocsp.AffiliationChanged {
 		t.Errorf("OCSP for alice's certificate: status %d reason %d, want revoked, affiliationChanged", st.Status, st.RevocationReason)
+	}
+	laptopSerial := store.SerialString(laptopCert.SerialNumber)
+	if !strings.Contains(logs, "revoked 1 certificates of Entra devices disabled: "+laptopSerial) {
+		t.Fatalf("the timer's Logs do not name the laptop's certificate %s:\n%s", laptopSerial, logs)
+	}
+	if st := ocspStatus(t, s.base, laptopCert, ca); st.Status != xocsp.Revoked || st.RevocationReason != xocsp.CessationOfOperation {
+		t.Errorf("OCSP for the laptop's certificate: status %d reason %d, want revoked, cessationOfOperation", st.Status, st.RevocationReason)
 	}
 	if st := ocspStatus(t, s.base, bobCert, ca); st.Status != xocsp.Good {
 		t.Errorf("OCSP for bob's certificate: status %d, want good", st.Status)

@@ -825,18 +825,33 @@ func (d *deps) revokeSiblings(ctx context.Context) []string {
 	return d.sweepReport(done, err, "revoked %d certificates whose key was reported compromised", "compromised-key sweep")
 }
 
-// revokeDisabledAccounts revokes the /api/csr certificates of Entra accounts disabled or deleted since the last run
-// (revocation.RevokeDisabledAccounts), when the API reads a Graph directory and AZSCEP_API_REVOKE_DISABLED allows it.
+// revokeDisabledAccounts revokes the /api/csr certificates of Entra accounts disabled or deleted, and of Entra
+// devices disabled, since the last run (revocation.RevokeDisabledAccounts, RevokeDisabledDevices), when the API reads
+// a Graph directory and AZSCEP_API_REVOKE_DISABLED allows it. The accounts have half of accountSweepLimit; the
+// devices what is left, so that neither sweep's first enumeration of a large tenant keeps the other from running.
 func (d *deps) revokeDisabledAccounts(ctx context.Context) []string {
 	if d.directory == nil || !d.cfg.API.RevokeDisabled {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, accountSweepLimit(ctx))
+	limit := accountSweepLimit(ctx)
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	sw, err := revocation.RevokeDisabledAccounts(ctx, d.store, d.directory, time.Now())
+	actx, acancel := context.WithTimeout(ctx, limit/2)
+	sw, err := revocation.RevokeDisabledAccounts(actx, d.store, d.directory, time.Now())
+	acancel()
+	lines := d.deltaSweepReport(sw, err, "Entra account sweep", "users", "accounts disabled or deleted",
+		"revoked a certificate whose Entra account was disabled or deleted")
+	sw, err = revocation.RevokeDisabledDevices(ctx, d.store, d.directory, time.Now())
+	return append(lines, d.deltaSweepReport(sw, err, "Entra device sweep", "devices", "devices disabled",
+		"revoked a certificate whose Entra device was disabled")...)
+}
+
+// deltaSweepReport logs the records a delta sweep revoked and returns the invocation's lines about it: its pages,
+// what it found, the round's state, and what it revoked or how it failed (sweepReport).
+func (d *deps) deltaSweepReport(sw revocation.AccountSweep, err error, sweep, set, found, logMsg string) []string {
 	for _, rec := range sw.Revoked {
-		d.log.Warn("revoked a certificate whose Entra account was disabled or deleted", "serial", rec.Serial,
-			"subject", rec.Subject, "requester", rec.Requester, "reference", rec.RevocationRef)
+		d.log.Warn(logMsg, "serial", rec.Serial, "subject", rec.Subject, "requester", rec.Requester,
+			"reference", rec.RevocationRef)
 	}
 	round := "enumeration in progress"
 	switch {
@@ -848,10 +863,12 @@ func (d *deps) revokeDisabledAccounts(ctx context.Context) []string {
 	if sw.Restarted {
 		round += " (Graph had forgotten the saved link: enumerated again)"
 	}
-	lines := []string{fmt.Sprintf("Entra account sweep: %d users delta pages, %d accounts disabled or deleted, %s, link saved=%t",
-		sw.Pages, sw.Accounts, round, sw.Saved)}
-	return append(lines, d.sweepReport(sw.Revoked, err, "revoked %d certificates of Entra accounts disabled or deleted",
-		"Entra account sweep")...)
+	line := fmt.Sprintf("%s: %d %s delta pages, %d %s, %s, link advanced=%t", sweep, sw.Pages, set, sw.Accounts, found,
+		round, sw.Saved)
+	if sw.Unmapped > 0 {
+		line += fmt.Sprintf("; %d deleted without a deviceId (not revoked)", sw.Unmapped)
+	}
+	return append([]string{line}, d.sweepReport(sw.Revoked, err, "revoked %d certificates of Entra "+found, sweep)...)
 }
 
 // accountSweepLimit is how long the account sweep may run: accountSweepTimeout, cut to what the timer's deadline

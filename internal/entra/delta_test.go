@@ -14,9 +14,9 @@ import (
 
 // deltaRound reads a users delta round from link to its delta link, and returns its changes by user and the
 // delta link.
-func (e *graphEnv) deltaRound(t *testing.T, link string) (map[string]entra.UserChange, string, int) {
+func (e *graphEnv) deltaRound(t *testing.T, link string) (map[string]entra.DirectoryChange, string, int) {
 	t.Helper()
-	got := map[string]entra.UserChange{}
+	got := map[string]entra.DirectoryChange{}
 	for pages := 1; ; pages++ {
 		p, err := e.d.UsersDelta(context.Background(), link)
 		if err != nil {
@@ -124,6 +124,7 @@ func TestUsersDeltaMalformedPage(t *testing.T) {
 		"value not a list":      `{"value":{},"@odata.deltaLink":"BASE/d"}`,
 		"foreign next link":     `{"value":[` + disabled + `],"@odata.nextLink":"https://graph.example.net/v1.0/users/delta"}`,
 		"not JSON":              `<html>`,
+		"deviceId on a user":    `{"value":[` + disabled + `,{"id":"` + entrafake.NewGUID() + `","deviceId":"` + entrafake.NewGUID() + `"}],"@odata.deltaLink":"BASE/d"}`,
 	} {
 		body = b
 		if p, err := d.UsersDelta(context.Background(), ""); !errors.Is(err, entra.ErrUnavailable) || p != nil {
@@ -136,5 +137,60 @@ func TestUsersDeltaMalformedPage(t *testing.T) {
 	}
 	if p, err := d.UsersDelta(context.Background(), ""); err != nil || len(p.Changes) != 1 || !p.Changes[0].Gone() {
 		t.Fatalf("well-formed page: %+v, %v", p, err)
+	}
+}
+
+// TestDevicesDeltaRounds: the devices delta enumerates every Entra device with its deviceId (the ID certificates
+// name, not the object ID) and accountEnabled; the next round has a disabled device with its deviceId, and a deleted
+// one with only its object ID and @removed, as Graph sends it.
+func TestDevicesDeltaRounds(t *testing.T) {
+	e := newGraphEnv(t)
+	kept, lost, gone := entrafake.NewGUID(), entrafake.NewGUID(), entrafake.NewGUID()
+	e.g.AddDevice(kept)
+	e.g.AddDevice(strings.ToUpper(lost))
+	goneObj := e.g.AddDevice(gone)
+	var link string
+	seen := map[string]bool{}
+	for {
+		p, err := e.d.DevicesDelta(context.Background(), link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range p.Changes {
+			if c.Enabled == nil || !*c.Enabled || c.Gone() {
+				t.Fatalf("enumerated device %+v", c)
+			}
+			seen[c.DeviceID] = true
+		}
+		if link = p.Next; p.Delta != "" {
+			link = p.Delta
+			break
+		}
+	}
+	if len(seen) != 3 || !seen[kept] || !seen[lost] || !seen[gone] {
+		t.Fatalf("enumerated device IDs %v", seen)
+	}
+	if q := e.g.Requests()[0]; q.Path != "/v1.0/devices/delta" || q.Query != "$select=id,deviceId,accountEnabled" {
+		t.Fatalf("first request %s?%s", q.Path, q.Query)
+	}
+	e.g.SetAccountEnabled(lost, false)
+	e.g.DeleteDevice(gone)
+	p, err := e.d.DevicesDelta(context.Background(), link)
+	if err != nil || p.Delta == "" || len(p.Changes) != 2 {
+		t.Fatalf("second round: %+v, %v", p, err)
+	}
+	for _, c := range p.Changes {
+		switch {
+		case c.DeviceID == lost:
+			if !c.Gone() || c.Removed != "" {
+				t.Errorf("disabled device %+v", c)
+			}
+		case c.ID == goneObj:
+			if !c.Gone() || c.Removed != "deleted" || c.DeviceID != "" {
+				t.Errorf("deleted device %+v", c)
+			}
+		default:
+			t.Errorf("unexpected change %+v", c)
+		}
 	}
 }

@@ -339,3 +339,59 @@ func TestRevokeDisabledAccountsPaging(t *testing.T) {
 		t.Fatalf("sweep after the link expired = %+v, %v; want a new enumeration revoking %s", sw, err, rec.Serial)
 	}
 }
+
+// TestRevokeDisabledDevices: an administrator disables one Entra device and deletes another. The devices sweep
+// revokes, for cessationOfOperation, the self-service certificate of the disabled device (its record's device ID
+// spelt in upper case, as older records may be) and nothing else: the deleted device's entry names only its object ID,
+// so it is counted as unmapped, never guessed at. A sweep Graph refuses (403: Device.Read.All missing) revokes
+// nothing and keeps its link.
+func TestRevokeDisabledDevices(t *testing.T) {
+	backends(t, func(t *testing.T, useTables bool) {
+		e := newAccountsEnv(t, useTables)
+		ctx := context.Background()
+		later := e.now.Add(90 * 24 * time.Hour)
+		owner, upn := e.user(t, "owner")
+		lost, kept, gone := entrafake.NewGUID(), entrafake.NewGUID(), entrafake.NewGUID()
+		for _, d := range []string{lost, kept, gone} {
+			e.g.AddDevice(d, owner)
+		}
+		req := "oid:" + owner + " upn:" + upn
+		lostCert := e.cert(t, req, lost, nil, strings.ToUpper(lost), later)
+		keptCert := e.cert(t, req, kept, nil, kept, later)
+		goneCert := e.cert(t, req, gone, nil, gone, later)
+		userCert := e.cert(t, req, upn, []string{"upn:" + upn}, "", later)
+		sweep := func() (revocation.AccountSweep, error) {
+			return revocation.RevokeDisabledDevices(ctx, e.st, e.dir, e.now)
+		}
+		if sw, err := sweep(); err != nil || !sw.Complete || !sw.Saved || len(sw.Revoked) != 0 {
+			t.Fatalf("first sweep = %+v, %v", sw, err)
+		}
+		e.g.SetAccountEnabled(lost, false)
+		e.g.DeleteDevice(gone)
+
+		e.g.SetFault(entrafake.Fault{Status: http.StatusForbidden, Path: "/v1.0/devices/delta"})
+		if sw, err := sweep(); !errors.Is(err, entra.ErrUnavailable) || len(sw.Revoked) != 0 || sw.Saved {
+			t.Fatalf("sweep with Graph refusing = %+v, %v", sw, err)
+		}
+		e.g.SetFault(entrafake.Fault{})
+
+		sw, err := sweep()
+		if err != nil || sw.Accounts != 1 || sw.Unmapped != 1 || len(sw.Revoked) != 1 || sw.Revoked[0].Serial != lostCert.Serial {
+			t.Fatalf("sweep = %+v, %v; want %s revoked, the deleted device unmapped", sw, err, lostCert.Serial)
+		}
+		for _, r := range []*store.Record{keptCert, goneCert, userCert} {
+			if got, _ := e.st.Get(ctx, r.Serial); got.Status != store.StatusIssued {
+				t.Errorf("%s (device %q) is %s", r.Serial, r.DeviceID, got.Status)
+			}
+		}
+		got, _ := e.st.Get(ctx, lostCert.Serial)
+		if got.Status != store.StatusRevoked || got.RevocationReason != revocation.CessationOfOperation ||
+			got.RevokedBy != revocation.DevicesBy || got.RevocationRef != "Entra device "+lost+" disabled" {
+			t.Fatalf("disabled device's certificate: %s reason %d by %q ref %q", got.Status, got.RevocationReason,
+				got.RevokedBy, got.RevocationRef)
+		}
+		if sw, err := sweep(); err != nil || len(sw.Revoked) != 0 || sw.Accounts != 0 {
+			t.Fatalf("a further sweep = %+v, %v; want nothing", sw, err)
+		}
+	})
+}

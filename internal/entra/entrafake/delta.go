@@ -10,34 +10,35 @@ import (
 	"strings"
 )
 
-// userDelta is the change journal behind GET /v1.0/users/delta, kept under Graph.mu. Every change to a user (created,
-// updated, deleted) takes the next version; a delta round from a link made at version v answers the users changed
-// since v, as Graph's delta query does (https://learn.microsoft.com/graph/delta-query-overview).
-type userDelta struct {
+// deltaJournal is the change journal behind GET /v1.0/users/delta or /v1.0/devices/delta, kept under Graph.mu. Every
+// change to an object (created, updated, deleted) takes the next version; a delta round from a link made at version v
+// answers the objects changed since v, as Graph's delta query does
+// (https://learn.microsoft.com/graph/delta-query-overview).
+type deltaJournal struct {
 	version int
-	changes map[string]int        // a user's last change, by id
-	tombs   map[string]userRemove // deleted users, by id
-	epoch   int                   // ExpireDeltaLinks: links of an earlier epoch are answered 410
+	changes map[string]int          // an object's last change, by object id
+	tombs   map[string]deltaRemoval // deleted objects, by object id
+	epoch   int                     // ExpireDeltaLinks: links of an earlier epoch are answered 410
 }
 
-type userRemove struct {
+type deltaRemoval struct {
 	version int
 	reason  string // "changed" (restorable) or "deleted" (for good)
 }
 
-func (d *userDelta) changed(id string) {
+func (d *deltaJournal) changed(id string) {
 	if d.changes == nil {
-		d.changes, d.tombs = map[string]int{}, map[string]userRemove{}
+		d.changes, d.tombs = map[string]int{}, map[string]deltaRemoval{}
 	}
 	d.version++
 	d.changes[id] = d.version
 	delete(d.tombs, id)
 }
 
-func (d *userDelta) removed(id, reason string) {
+func (d *deltaJournal) removed(id, reason string) {
 	d.changed(id)
 	delete(d.changes, id)
-	d.tombs[id] = userRemove{version: d.version, reason: reason}
+	d.tombs[id] = deltaRemoval{version: d.version, reason: reason}
 }
 
 // deltaState is what the fake's $skiptoken and $deltatoken carry (opaque to clients, as Graph's are): the round's
@@ -69,21 +70,48 @@ func decodeDeltaState(tok string) (deltaState, bool) {
 // odata.maxpagesize.
 const defaultDeltaPageSize = 100
 
-// ExpireDeltaLinks makes every next and delta link the users delta answered so far unknown, as Graph forgets a
-// delta state it has kept too long: they are answered 410 Gone (resyncRequired) and the client must enumerate again.
+// ExpireDeltaLinks makes every next and delta link the users and devices delta answered so far unknown, as Graph
+// forgets a delta state it has kept too long: they are answered 410 Gone (resyncRequired) and the client must
+// enumerate again.
 func (g *Graph) ExpireDeltaLinks() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.delta.epoch++
+	g.devDelta.epoch++
 }
 
-// usersDelta answers GET /v1.0/users/delta. The first request (no token) may carry $select and enumerates every user;
-// a $skiptoken (next link) or $deltatoken (delta link) request carries nothing else, as Graph encodes the round's
-// $select in its links. Each page holds at most the page size (SetPageSize, else Prefer: odata.maxpagesize, else
-// defaultDeltaPageSize) entries and ends with an @odata.nextLink, the last one with an @odata.deltaLink instead. An
-// entry of a user that is there has the selected properties (all of a user's current values, not only the changed
-// ones, as Graph answers without Prefer: return=minimal); one of a deleted user has only its id and @removed.
+// usersDelta answers GET /v1.0/users/delta (deltaList).
 func (g *Graph) usersDelta(w http.ResponseWriter, r *http.Request, pageSize int) {
+	g.deltaList(w, r, pageSize, "users", "user", userProps, userDefaults, &g.delta, func() map[string]map[string]any {
+		all := map[string]map[string]any{}
+		for id, u := range g.users {
+			all[id] = g.userJSON(u)
+		}
+		return all
+	})
+}
+
+// devicesDelta answers GET /v1.0/devices/delta (deltaList); a device's id is its object ID.
+func (g *Graph) devicesDelta(w http.ResponseWriter, r *http.Request, pageSize int) {
+	g.deltaList(w, r, pageSize, "devices", "device", deviceProps, deviceProps, &g.devDelta, func() map[string]map[string]any {
+		all := map[string]map[string]any{}
+		for _, d := range g.devices {
+			all[d.objectID] = map[string]any{"id": d.objectID, "deviceId": d.deviceID, "accountEnabled": d.accountEnabled}
+		}
+		return all
+	})
+}
+
+// deltaList answers a delta query of the entity set set (type typ, modelled properties props, defaults without
+// $select), from journal, over the objects objects lists (called under g.mu, by object id). The first request (no
+// token) may carry $select and enumerates every object; a $skiptoken (next link) or $deltatoken (delta link) request
+// carries nothing else, as Graph encodes the round's $select in its links. Each page holds at most the page size
+// (SetPageSize, else Prefer: odata.maxpagesize, else defaultDeltaPageSize) entries and ends with an @odata.nextLink,
+// the last one with an @odata.deltaLink instead. An entry of an object that is there has the selected properties (all
+// of its current values, not only the changed ones, as Graph answers without Prefer: return=minimal); one of a
+// deleted object has only its id and @removed.
+func (g *Graph) deltaList(w http.ResponseWriter, r *http.Request, pageSize int, set, typ string, props, defaults []string,
+	journal *deltaJournal, objects func() map[string]map[string]any) {
 	q := r.URL.Query()
 	for k, v := range q {
 		if len(v) != 1 {
@@ -92,7 +120,7 @@ func (g *Graph) usersDelta(w http.ResponseWriter, r *http.Request, pageSize int)
 		}
 	}
 	g.mu.Lock()
-	epoch, version := g.delta.epoch, g.delta.version
+	epoch, version := journal.epoch, journal.version
 	g.mu.Unlock()
 	var st deltaState
 	switch tok := q.Get("$skiptoken") + q.Get("$deltatoken"); {
@@ -116,7 +144,7 @@ func (g *Graph) usersDelta(w http.ResponseWriter, r *http.Request, pageSize int)
 			st = deltaState{Epoch: epoch, Since: st.At, At: version, Select: st.Select}
 		}
 	default:
-		sel, ok := selected(w, r, "user", userProps)
+		sel, ok := selected(w, r, typ, props)
 		if !ok {
 			return
 		}
@@ -127,27 +155,24 @@ func (g *Graph) usersDelta(w http.ResponseWriter, r *http.Request, pageSize int)
 	}
 
 	g.mu.Lock()
-	type entry struct {
-		id   string
-		body map[string]any
-	}
-	var all []entry
-	for _, id := range slices.Sorted(maps.Keys(g.users)) {
-		v := g.delta.changes[id]
+	var all []map[string]any
+	present := objects()
+	for _, id := range slices.Sorted(maps.Keys(present)) {
+		v := journal.changes[id]
 		if st.Since >= 0 && (v <= st.Since || v > st.At) {
 			continue
 		}
-		props := st.Select
-		if props == nil {
-			props = userDefaults
+		sel := st.Select
+		if sel == nil {
+			sel = defaults
 		}
-		all = append(all, entry{id, project(g.userJSON(g.users[id]), props)})
+		all = append(all, project(present[id], sel))
 	}
 	if st.Since >= 0 {
-		for _, id := range slices.Sorted(maps.Keys(g.delta.tombs)) {
-			t := g.delta.tombs[id]
+		for _, id := range slices.Sorted(maps.Keys(journal.tombs)) {
+			t := journal.tombs[id]
 			if t.version > st.Since && t.version <= st.At {
-				all = append(all, entry{id, map[string]any{"id": id, "@removed": map[string]any{"reason": t.reason}}})
+				all = append(all, map[string]any{"id": id, "@removed": map[string]any{"reason": t.reason}})
 			}
 		}
 	}
@@ -157,12 +182,9 @@ func (g *Graph) usersDelta(w http.ResponseWriter, r *http.Request, pageSize int)
 	if start+pageSize < end {
 		end = start + pageSize
 	}
-	value := []map[string]any{}
-	for _, e := range all[start:end] {
-		value = append(value, e.body)
-	}
-	body := map[string]any{"@odata.context": g.srv.URL + "/v1.0/$metadata#users" + selContext(st.Select), "value": value}
-	link := "http://" + r.Host + "/v1.0/users/delta?"
+	body := map[string]any{"@odata.context": g.srv.URL + "/v1.0/$metadata#" + set + selContext(st.Select),
+		"value": append([]map[string]any{}, all[start:end]...)}
+	link := "http://" + r.Host + "/v1.0/" + set + "/delta?"
 	if end < len(all) {
 		next := st
 		next.Offset = end

@@ -27,6 +27,7 @@ const GraphScope = "https://graph.microsoft.com/.default"
 //
 //	GET /v1.0/users/{id}
 //	GET /v1.0/users/delta[?$select=…] and its @odata.nextLink / @odata.deltaLink
+//	GET /v1.0/devices/delta[?$select=…] and its @odata.nextLink / @odata.deltaLink
 //	GET /v1.0/servicePrincipals/{id}
 //	GET /v1.0/servicePrincipals(appId='{appId}')
 //	GET /v1.0/servicePrincipals/{id}/appRoleAssignments[?$filter=resourceId eq {id}]
@@ -62,7 +63,8 @@ type Graph struct {
 
 	mu        sync.Mutex
 	users     map[string]User         // by id
-	delta     userDelta               // what the users delta query answers (delta.go)
+	delta     deltaJournal            // what the users delta query answers (delta.go)
+	devDelta  deltaJournal            // what the devices delta query answers, by object ID
 	apps      map[string]bool         // service principals by id: accountEnabled
 	api       *resourceApp            // the API whose app roles are assigned (SetAPI)
 	assigned  map[string][]string     // the API's role values assigned to a principal (user, group, service principal), by its id
@@ -355,7 +357,25 @@ func (g *Graph) AddDevice(deviceID string, owners ...string) string {
 	defer g.mu.Unlock()
 	d := &graphDevice{objectID: NewGUID(), deviceID: strings.ToLower(deviceID), accountEnabled: true, owners: owners}
 	g.devices[d.deviceID] = d
+	g.devDelta.changed(d.objectID)
 	return d.objectID
+}
+
+// DeleteDevice deletes the Entra device with the given deviceId, as an administrator (or the stale-device cleanup)
+// does: it is gone from every route, and the devices delta reports its object ID @removed with reason "deleted". An
+// unknown deviceId fails the test.
+func (g *Graph) DeleteDevice(deviceID string) {
+	g.tb.Helper()
+	g.mu.Lock()
+	d := g.devices[strings.ToLower(deviceID)]
+	if d != nil {
+		delete(g.devices, d.deviceID)
+		g.devDelta.removed(d.objectID, "deleted")
+	}
+	g.mu.Unlock()
+	if d == nil {
+		g.tb.Fatalf("entrafake: DeleteDevice: no device %s", deviceID)
+	}
 }
 
 // SetAccountEnabled enables or disables the Entra device with the given
@@ -368,6 +388,7 @@ func (g *Graph) SetAccountEnabled(deviceID string, enabled bool) {
 	d := g.devices[strings.ToLower(deviceID)]
 	if d != nil {
 		d.accountEnabled = enabled
+		g.devDelta.changed(d.objectID)
 	}
 	g.mu.Unlock()
 	if d == nil {
@@ -571,6 +592,8 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 		g.userAppRoleAssignments(w, r, strings.ToLower(reUsRoles.FindStringSubmatch(r.URL.Path)[1]))
 	case r.URL.Path == "/v1.0/users/delta":
 		g.usersDelta(w, r, pageSize)
+	case r.URL.Path == "/v1.0/devices/delta":
+		g.devicesDelta(w, r, pageSize)
 	case reUser.MatchString(r.URL.Path):
 		g.user(w, r, strings.ToLower(reUser.FindStringSubmatch(r.URL.Path)[1]))
 	case reSPAppID.MatchString(r.URL.Path):
