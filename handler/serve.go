@@ -700,6 +700,12 @@ const (
 	// compromisedSweepTimeout bounds the revocation of the other certificates of keys reported compromised; the
 	// next run goes on with what is left.
 	compromisedSweepTimeout = 30 * time.Second
+	// accountSweepTimeout bounds the revocation of the certificates of Entra accounts disabled or deleted: Graph's
+	// users delta pages and one scan of the REST certificates. A sweep cut short keeps its link and is read again.
+	// Only accountSweepReserve of it is set aside in the plan: the rest is what the sync, which mostly ends long
+	// before its budget, leaves (accountSweepLimit).
+	accountSweepTimeout = time.Minute
+	accountSweepReserve = 10 * time.Second
 	// crlRefreshTimeout bounds the CRL refresh: one read of the revocation index and at most one Key Vault
 	// signature.
 	crlRefreshTimeout = 30 * time.Second
@@ -711,7 +717,7 @@ const (
 // syncBudget is the revocation sync's Budget: what the timer's other steps and the run's own overrun
 // (revocation.Syncer.Overrun with the default Intune client) leave of functionTimeout.
 const syncBudget = timer.FunctionTimeout - timerMargin - raMaintenanceTimeout - interruptedSweepTimeout -
-	compromisedSweepTimeout - crlRefreshTimeout - pendingSweepReserve - revocation.DefaultUploadWorstCase - revocation.SyncStoreReserve
+	compromisedSweepTimeout - accountSweepReserve - crlRefreshTimeout - pendingSweepReserve - revocation.DefaultUploadWorstCase - revocation.SyncStoreReserve
 
 // runSync is the hourly timer: RA maintenance, one Intune revocation cycle, the interrupted-revocation sweep, the
 // revocation of compromised keys' other certificates, the CRL refresh and the pending-record report, all under one
@@ -761,6 +767,7 @@ func (d *deps) runSync(ctx context.Context, info timer.Info) ([]string, error) {
 	}
 	lines = append(lines, d.completeInterrupted(ctx)...)
 	lines = append(lines, d.revokeSiblings(ctx)...)
+	lines = append(lines, d.revokeDisabledAccounts(ctx)...)
 	lines = append(lines, d.refreshCRL(ctx)...)
 	return append(lines, d.sweepPending(ctx)...), err
 }
@@ -816,6 +823,63 @@ func (d *deps) revokeSiblings(ctx context.Context) []string {
 			"subject", rec.Subject, "reference", rec.RevocationRef)
 	}
 	return d.sweepReport(done, err, "revoked %d certificates whose key was reported compromised", "compromised-key sweep")
+}
+
+// revokeDisabledAccounts revokes the /api/csr certificates of Entra accounts disabled or deleted, and of Entra
+// devices disabled, since the last run (revocation.RevokeDisabledAccounts, RevokeDisabledDevices), when the API reads
+// a Graph directory and AZSCEP_API_REVOKE_DISABLED allows it. The accounts have half of accountSweepLimit; the
+// devices what is left, so that neither sweep's first enumeration of a large tenant keeps the other from running.
+func (d *deps) revokeDisabledAccounts(ctx context.Context) []string {
+	if d.directory == nil || !d.cfg.API.RevokeDisabled {
+		return nil
+	}
+	limit := accountSweepLimit(ctx)
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	actx, acancel := context.WithTimeout(ctx, limit/2)
+	sw, err := revocation.RevokeDisabledAccounts(actx, d.store, d.directory, time.Now())
+	acancel()
+	lines := d.deltaSweepReport(sw, err, "Entra account sweep", "users", "accounts disabled or deleted",
+		"revoked a certificate whose Entra account was disabled or deleted")
+	sw, err = revocation.RevokeDisabledDevices(ctx, d.store, d.directory, time.Now())
+	return append(lines, d.deltaSweepReport(sw, err, "Entra device sweep", "devices", "devices disabled",
+		"revoked a certificate whose Entra device was disabled")...)
+}
+
+// deltaSweepReport logs the records a delta sweep revoked and returns the invocation's lines about it: its pages,
+// what it found, the round's state, and what it revoked or how it failed (sweepReport).
+func (d *deps) deltaSweepReport(sw revocation.AccountSweep, err error, sweep, set, found, logMsg string) []string {
+	for _, rec := range sw.Revoked {
+		d.log.Warn(logMsg, "serial", rec.Serial, "subject", rec.Subject, "requester", rec.Requester,
+			"reference", rec.RevocationRef)
+	}
+	round := "enumeration in progress"
+	switch {
+	case sw.Complete:
+		round = "up to date"
+	case sw.Pages == 0:
+		round = "nothing read"
+	}
+	if sw.Restarted {
+		round += " (Graph had forgotten the saved link: enumerated again)"
+	}
+	line := fmt.Sprintf("%s: %d %s delta pages, %d %s, %s, link advanced=%t", sweep, sw.Pages, set, sw.Accounts, found,
+		round, sw.Saved)
+	if sw.Unmapped > 0 {
+		line += fmt.Sprintf("; %d deleted without a deviceId (not revoked)", sw.Unmapped)
+	}
+	return append([]string{line}, d.sweepReport(sw.Revoked, err, "revoked %d certificates of Entra "+found, sweep)...)
+}
+
+// accountSweepLimit is how long the account sweep may run: accountSweepTimeout, cut to what the timer's deadline
+// (ctx) leaves after the CRL refresh and the pending report, and never below accountSweepReserve, which the plan
+// keeps for it.
+func accountSweepLimit(ctx context.Context) time.Duration {
+	limit := accountSweepTimeout
+	if deadline, ok := ctx.Deadline(); ok {
+		limit = min(limit, max(time.Until(deadline)-crlRefreshTimeout-pendingSweepReserve, accountSweepReserve))
+	}
+	return limit
 }
 
 // sweepReport tells this instance's caches of the records a timer sweep revoked, and returns the invocation's lines

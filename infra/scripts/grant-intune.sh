@@ -11,9 +11,13 @@
 #                                                                 an app-only token's service principal (enabled)
 #   Microsoft Graph       User.Read.All                           /api/csr and admin API: a user token's account
 #                                                                 (enabled, UPN, sessions revoked) as it is now
+#                                                                 hourly timer: users delta, to revoke the /api/csr
+#                                                                 certificates of accounts disabled or deleted
 #   Microsoft Graph       Directory.Read.All                      /api/csr and admin API: a user's app role assignments now
 #                                                                 (directly and through groups)
 #   Microsoft Graph       Device.Read.All                         self-service: registered owners of a device
+#                                                                 hourly timer: devices delta, to revoke the /api/csr
+#                                                                 certificates of devices disabled
 #   Microsoft Graph       DeviceManagementManagedDevices.Read.All self-service: the user of a managed device, and
 #                                                                 whether Intune is retiring, wiping or deleting it
 #

@@ -575,3 +575,30 @@ func TestRenewFromDisabledEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIRevokeDisabledDefault: the hourly sweep of disabled or deleted accounts is on in Azure with an API tenant,
+// off locally unless asked for, off when turned off, and never on without a tenant (the development issuer has no
+// Graph directory).
+func TestAPIRevokeDisabledDefault(t *testing.T) {
+	api := []string{"AZSCEP_API_TENANT_ID=11111111-2222-3333-4444-555555555555", "AZSCEP_API_AUDIENCES=api://x"}
+	for _, tc := range []struct {
+		name string
+		env  []string
+		want bool
+	}{
+		{"azure with a tenant", azureEnv(api...), true},
+		{"azure, turned off", azureEnv(append(api, "AZSCEP_API_REVOKE_DISABLED=false")...), false},
+		{"azure without the API", azureEnv(), false},
+		{"local with a tenant", localEnv(api...), false},
+		{"local, asked for", localEnv(append(api, "AZSCEP_API_REVOKE_DISABLED=true")...), true},
+		{"development issuer, asked for", localEnv("AZSCEP_DEV_ISSUER=true", "AZSCEP_API_REVOKE_DISABLED=true"), false},
+	} {
+		c, err := Load(tc.env)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if c.API.RevokeDisabled != tc.want {
+			t.Errorf("%s: RevokeDisabled = %t, want %t", tc.name, c.API.RevokeDisabled, tc.want)
+		}
+	}
+}

@@ -26,6 +26,8 @@ const GraphScope = "https://graph.microsoft.com/.default"
 // device ownership:
 //
 //	GET /v1.0/users/{id}
+//	GET /v1.0/users/delta[?$select=…] and its @odata.nextLink / @odata.deltaLink
+//	GET /v1.0/devices/delta[?$select=…] and its @odata.nextLink / @odata.deltaLink
 //	GET /v1.0/servicePrincipals/{id}
 //	GET /v1.0/servicePrincipals(appId='{appId}')
 //	GET /v1.0/servicePrincipals/{id}/appRoleAssignments[?$filter=resourceId eq {id}]
@@ -61,6 +63,8 @@ type Graph struct {
 
 	mu        sync.Mutex
 	users     map[string]User         // by id
+	delta     deltaJournal            // what the users delta query answers (delta.go)
+	devDelta  deltaJournal            // what the devices delta query answers, by object ID
 	apps      map[string]bool         // service principals by id: accountEnabled
 	api       *resourceApp            // the API whose app roles are assigned (SetAPI)
 	assigned  map[string][]string     // the API's role values assigned to a principal (user, group, service principal), by its id
@@ -167,6 +171,7 @@ func (g *Graph) PutUser(u User) {
 	defer g.mu.Unlock()
 	u.ID = strings.ToLower(u.ID)
 	g.users[u.ID] = u
+	g.delta.changed(u.ID)
 }
 
 // HasUser reports whether the user exists.
@@ -186,6 +191,7 @@ func (g *Graph) UpdateUser(id string, change func(*User)) {
 	if ok {
 		change(&u)
 		g.users[u.ID] = u
+		g.delta.changed(u.ID)
 	}
 	g.mu.Unlock()
 	if !ok {
@@ -193,11 +199,29 @@ func (g *Graph) UpdateUser(id string, change func(*User)) {
 	}
 }
 
-// DeleteUser removes a user.
+// DeleteUser removes a user for good (deleted, or purged from deleted items): the users delta reports it
+// @removed with reason "deleted".
 func (g *Graph) DeleteUser(id string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	delete(g.users, strings.ToLower(id))
+	g.removeUserLocked(strings.ToLower(id), "deleted")
+}
+
+// SoftDeleteUser deletes a user as an administrator does in the Entra admin center: the user is gone from every
+// route and can be restored from deleted items for 30 days; the users delta reports it @removed with reason
+// "changed".
+func (g *Graph) SoftDeleteUser(id string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.removeUserLocked(strings.ToLower(id), "changed")
+}
+
+func (g *Graph) removeUserLocked(id, reason string) {
+	if _, ok := g.users[id]; !ok {
+		return
+	}
+	delete(g.users, id)
+	g.delta.removed(id, reason)
 }
 
 // PutServicePrincipal adds or replaces an application's service principal (the oid of its app-only tokens),
@@ -333,7 +357,25 @@ func (g *Graph) AddDevice(deviceID string, owners ...string) string {
 	defer g.mu.Unlock()
 	d := &graphDevice{objectID: NewGUID(), deviceID: strings.ToLower(deviceID), accountEnabled: true, owners: owners}
 	g.devices[d.deviceID] = d
+	g.devDelta.changed(d.objectID)
 	return d.objectID
+}
+
+// DeleteDevice deletes the Entra device with the given deviceId, as an administrator (or the stale-device cleanup)
+// does: it is gone from every route, and the devices delta reports its object ID @removed with reason "deleted". An
+// unknown deviceId fails the test.
+func (g *Graph) DeleteDevice(deviceID string) {
+	g.tb.Helper()
+	g.mu.Lock()
+	d := g.devices[strings.ToLower(deviceID)]
+	if d != nil {
+		delete(g.devices, d.deviceID)
+		g.devDelta.removed(d.objectID, "deleted")
+	}
+	g.mu.Unlock()
+	if d == nil {
+		g.tb.Fatalf("entrafake: DeleteDevice: no device %s", deviceID)
+	}
 }
 
 // SetAccountEnabled enables or disables the Entra device with the given
@@ -346,6 +388,7 @@ func (g *Graph) SetAccountEnabled(deviceID string, enabled bool) {
 	d := g.devices[strings.ToLower(deviceID)]
 	if d != nil {
 		d.accountEnabled = enabled
+		g.devDelta.changed(d.objectID)
 	}
 	g.mu.Unlock()
 	if d == nil {
@@ -547,6 +590,10 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"@odata.context": g.srv.URL + "/v1.0/$metadata#devices", "value": value})
 	case reUsRoles.MatchString(r.URL.Path):
 		g.userAppRoleAssignments(w, r, strings.ToLower(reUsRoles.FindStringSubmatch(r.URL.Path)[1]))
+	case r.URL.Path == "/v1.0/users/delta":
+		g.usersDelta(w, r, pageSize)
+	case r.URL.Path == "/v1.0/devices/delta":
+		g.devicesDelta(w, r, pageSize)
 	case reUser.MatchString(r.URL.Path):
 		g.user(w, r, strings.ToLower(reUser.FindStringSubmatch(r.URL.Path)[1]))
 	case reSPAppID.MatchString(r.URL.Path):
@@ -867,6 +914,11 @@ func (g *Graph) user(w http.ResponseWriter, r *http.Request, id string) {
 	if props == nil {
 		props = userDefaults
 	}
+	g.entity(w, "users", sel, project(g.userJSON(u), props))
+}
+
+// userJSON is every property the fake models of u.
+func (g *Graph) userJSON(u User) map[string]any {
 	userType := "Member"
 	if u.Guest {
 		userType = "Guest"
@@ -875,9 +927,9 @@ func (g *Graph) user(w http.ResponseWriter, r *http.Request, id string) {
 	if !u.SessionsValidFrom.IsZero() {
 		validFrom = u.SessionsValidFrom.UTC().Format(time.RFC3339)
 	}
-	g.entity(w, "users", sel, project(map[string]any{"id": u.ID, "displayName": "Test User " + u.UPN,
+	return map[string]any{"id": u.ID, "displayName": "Test User " + u.UPN,
 		"userPrincipalName": u.UPN, "accountEnabled": u.Enabled, "userType": userType,
-		"signInSessionsValidFromDateTime": validFrom}, props))
+		"signInSessionsValidFromDateTime": validFrom}
 }
 
 // device answers GET of one device by either key.

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	xocsp "golang.org/x/crypto/ocsp"
+
+	"github.com/azscep/azscep/internal/entra"
+	"github.com/azscep/azscep/internal/entra/entrafake"
+	"github.com/azscep/azscep/internal/revocation"
+	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/testca"
+)
+
+// TestTimerRevokesCertificatesOfDisabledAccounts: two users get self-service certificates at /api/csr, a third one
+// for his laptop; an administrator disables one user and the laptop in Entra. The hourly timer revokes that user's
+// certificate for affiliationChanged and the laptop's for cessationOfOperation (OCSP says so at once on this
+// instance) and leaves the other user's. While Graph refuses the users delta (403: the identity
+// lacks User.Read.All) a run revokes nothing and its Logs say so; the next run, Graph answering, revokes.
+func TestTimerRevokesCertificatesOfDisabledAccounts(t *testing.T) {
+	s := startNames(t, "AZSCEP_API_REVOKE_DISABLED=true")
+	selfCert := func(upn string) (string, *x509.Certificate) {
+		oid := entrafake.NewGUID()
+		tok := s.entra.MintUser(oid, upn, []string{entra.RoleCSRSelfService})
+		return oid, s.wantAPICert(t, tok, testca.CSROptions{Subject: pkix.Name{CommonName: upn}, UPNs: []string{upn}})
+	}
+	alice, aliceCert := selfCert("alice@contoso.example")
+	_, bobCert := selfCert("bob@contoso.example")
+	// Dave's laptop, an Entra device he owns, has a self-service device certificate.
+	dave, laptop := entrafake.NewGUID(), entrafake.NewGUID()
+	s.entra.graph.AddDevice(laptop, dave)
+	laptopCert := s.wantAPICert(t, s.entra.MintUser(dave, "dave@contoso.example", []string{entra.RoleCSRSelfService}),
+		testca.CSROptions{Subject: pkix.Name{CommonName: laptop}})
+
+	// The first run enumerates the tenant: everyone is enabled.
+	if logs := postTimer(t, http.DefaultClient, s.base); !strings.Contains(logs, "Entra account sweep: 1 users delta pages, 0 accounts disabled or deleted, up to date, link advanced=true") {
+		t.Fatalf("first run's Logs:\n%s", logs)
+	}
+	s.entra.graph.UpdateUser(alice, func(u *entrafake.User) { u.Enabled = false })
+
+	s.entra.graph.SetFault(entrafake.Fault{Status: http.StatusForbidden, Path: "/v1.0/users/delta"})
+	logs := postTimer(t, http.DefaultClient, s.base)
+	if !strings.Contains(logs, "Entra account sweep failed") || strings.Contains(logs, "certificates of Entra accounts") {
+		t.Fatalf("run with Graph refusing: Logs\n%s", logs)
+	}
+	ctx := context.Background()
+	serial := store.SerialString(aliceCert.SerialNumber)
+	if rec, err := s.store.Get(ctx, serial); err != nil || rec.Status != store.StatusIssued {
+		t.Fatalf("alice's record after a refused sweep: %v", recordState(rec, err))
+	}
+
+	s.entra.graph.SetFault(entrafake.Fault{})
+	s.entra.graph.SetAccountEnabled(laptop, false)
+	logs = postTimer(t, http.DefaultClient, s.base)
+	if !strings.Contains(logs, "revoked 1 certificates of Entra accounts disabled or deleted: "+serial) {
+		t.Fatalf("the timer's Logs do not name alice's certificate %s:\n%s", serial, logs)
+	}
+	rec, err := s.store.Get(ctx, serial)
+	if err != nil || rec.Status != store.StatusRevoked || rec.RevocationReason != revocation.AffiliationChanged ||
+		rec.RevokedBy != revocation.AccountsBy || !strings.Contains(rec.RevocationRef, alice+" disabled") {
+		t.Fatalf("alice's record after the timer: %v (%q); want revoked for affiliationChanged by %s", recordState(rec, err),
+			rec.RevocationRef, revocation.AccountsBy)
+	}
+	if rec, err := s.store.Get(ctx, store.SerialString(bobCert.SerialNumber)); err != nil || rec.Status != store.StatusIssued {
+		t.Fatalf("bob's record: %v; want issued", recordState(rec, err))
+	}
+	ca := caOf(t, s)
+	if st := ocspStatus(t, s.base, aliceCert, ca); st.Status != xocsp.Revoked || st.RevocationReason != xocsp.AffiliationChanged {
+		t.Errorf("OCSP for alice's certificate: status %d reason %d, want revoked, affiliationChanged", st.Status, st.RevocationReason)
+	}
+	laptopSerial := store.SerialString(laptopCert.SerialNumber)
+	if !strings.Contains(logs, "revoked 1 certificates of Entra devices disabled: "+laptopSerial) {
+		t.Fatalf("the timer's Logs do not name the laptop's certificate %s:\n%s", laptopSerial, logs)
+	}
+	if st := ocspStatus(t, s.base, laptopCert, ca); st.Status != xocsp.Revoked || st.RevocationReason != xocsp.CessationOfOperation {
+		t.Errorf("OCSP for the laptop's certificate: status %d reason %d, want revoked, cessationOfOperation", st.Status, st.RevocationReason)
+	}
+	if st := ocspStatus(t, s.base, bobCert, ca); st.Status != xocsp.Good {
+		t.Errorf("OCSP for bob's certificate: status %d, want good", st.Status)
+	}
+}
+
+// TestTimerAccountSweepOffLocally: locally the sweep runs only when asked for: the timer does not read the users
+// delta, and says nothing of it.
+func TestTimerAccountSweepOffLocally(t *testing.T) {
+	s := startNames(t)
+	if logs := postTimer(t, http.DefaultClient, s.base); strings.Contains(logs, "Entra account sweep") {
+		t.Fatalf("Logs:\n%s", logs)
+	}
+	for _, r := range s.entra.graph.Requests() {
+		if r.Path == "/v1.0/users/delta" {
+			t.Fatal("the timer read the users delta locally without AZSCEP_API_REVOKE_DISABLED")
+		}
+	}
+}
+
+// caOf is the CA certificate the service's static endpoint serves.
+func caOf(t *testing.T, s *namesService) *x509.Certificate {
+	t.Helper()
+	certs, _ := getCACert(t, s.scepURL("static"))
+	for _, c := range certs {
+		if c.IsCA {
+			return c
+		}
+	}
+	t.Fatal("no CA certificate in GetCACert")
+	return nil
+}
+
+// TestAccountSweepLimit: the account sweep takes its full minute when the timer has time left, what the CRL refresh
+// and the pending report leave when it has less, and never less than the reserve the plan keeps for it.
+func TestAccountSweepLimit(t *testing.T) {
+	for _, tc := range []struct {
+		left, want time.Duration
+	}{
+		{9 * time.Minute, accountSweepTimeout},
+		{crlRefreshTimeout + pendingSweepReserve + 30*time.Second, 30 * time.Second},
+		{crlRefreshTimeout + pendingSweepReserve, accountSweepReserve},
+	} {
+		ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(tc.left))
+		got := accountSweepLimit(ctx)
+		cancel()
+		if got > tc.want || got < tc.want-time.Second {
+			t.Errorf("with %s left: %s, want %s", tc.left, got, tc.want)
+		}
+	}
+	if got := accountSweepLimit(context.Background()); got != accountSweepTimeout {
+		t.Errorf("without a deadline: %s", got)
+	}
+}

@@ -1,0 +1,297 @@
+package revocation
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/azscep/azscep/internal/entra"
+	"github.com/azscep/azscep/internal/store"
+)
+
+// AccountsBy is the revoker recorded on a certificate revoked because its Entra account was disabled or deleted.
+const AccountsBy = "entra-account"
+
+// AffiliationChanged is the RFC 5280 CRLReason for a certificate whose subject left the organisation or lost the
+// standing it was certified for: its Entra account was disabled or deleted.
+const AffiliationChanged = 3
+
+// accountsDeltaDoc and devicesDeltaDoc are the meta documents holding where the users and devices delta go on: the
+// next link of a round in progress, or the delta link of the last complete round.
+const (
+	accountsDeltaDoc = "entra-users-delta"
+	devicesDeltaDoc  = "entra-devices-delta"
+)
+
+// DevicesBy is the revoker recorded on a certificate revoked because its Entra device was disabled.
+const DevicesBy = "entra-device"
+
+// CessationOfOperation is the RFC 5280 CRLReason for a certificate whose device is no longer in service: its Entra
+// device was disabled (lost, stolen, retired).
+const CessationOfOperation = 5
+
+// MaxAccountPages bounds the delta pages one RevokeDisabledAccounts or RevokeDisabledDevices call reads (each up to
+// 999 objects): a tenant's first enumeration, longer than that, goes on in the next call from the persisted next
+// link.
+const MaxAccountPages = 50
+
+// accountsPage is how many records one search page of the REST certificates asks for.
+const accountsPage = 200
+
+// UsersDelta reads one page of Microsoft Graph's users delta query (entra.Directory.UsersDelta).
+type UsersDelta interface {
+	UsersDelta(ctx context.Context, link string) (*entra.DeltaPage, error)
+}
+
+// DevicesDelta reads one page of Microsoft Graph's devices delta query (entra.Directory.DevicesDelta).
+type DevicesDelta interface {
+	DevicesDelta(ctx context.Context, link string) (*entra.DeltaPage, error)
+}
+
+type deltaDoc struct {
+	Link string    `json:"link"`
+	At   time.Time `json:"at"`
+}
+
+// AccountSweep is what one RevokeDisabledAccounts or RevokeDisabledDevices call did.
+type AccountSweep struct {
+	// Revoked are the records this call revoked.
+	Revoked []*store.Record
+	// Pages is how many delta pages were read whole; Accounts how many of their entries were a disabled or deleted
+	// account (or a disabled device).
+	Pages, Accounts int
+	// Unmapped counts device entries that name no deviceId, so that no certificate can be found for them: deleted
+	// devices, whose entries carry only the object ID.
+	Unmapped int
+	// Complete says the delta round reached its delta link: the tenant's changes are read up to now. Saved says the
+	// link to go on from was persisted.
+	Complete, Saved bool
+	// Restarted says Graph had forgotten the persisted link and the call enumerated the tenant again.
+	Restarted bool
+}
+
+// RevokeDisabledAccounts revokes, for affiliationChanged, the /api/csr certificates of Entra accounts that were
+// disabled or deleted: a user the organisation has shut out must not keep a certificate relying parties accept for an
+// account that can no longer sign in (SCEPman and EJBCA with Intune revoke them too). It asks Graph what changed with
+// the users delta query (dir), from the link persisted by the previous call: the first call enumerates the tenant
+// (an account already disabled then is acted on as well), later calls read only the changes. It reads at most
+// MaxAccountPages pages, then scans the REST certificates once for all the accounts those pages named, and only when
+// every revocation is durable persists the link it reached, so that a call that stops before (ctx ending, the store,
+// a crash) leaves the old link and the next call reads the same pages again: idempotent, it ends with the same
+// revocations.
+//
+// A certificate is the account's when its record (source api, issued, not expired) names the account as requester
+// and is bound to it: a self-service device certificate (the device was the account's), or one that names the
+// account's UPN (its subject CN, a UPN or e-mail SAN). A certificate a CSR.Request.Db user had issued for another
+// name (a server, a device enrolled by an operator) is not the operator's and stays valid when the operator leaves.
+// Each revocation records AccountsBy and, as its reference, the account and whether it was disabled or deleted.
+//
+// Only a definite answer revokes (accountEnabled false, an @removed entry): a page Graph refuses (403: the identity
+// lacks User.Read.All), throttles (429), fails or answers malformed revokes nothing of its own and ends the reading;
+// the pages read before it are acted on and the link after them kept. A link Graph has forgotten (410) makes the call
+// enumerate again from the start. It returns what it did, also when it stopped on an error.
+func RevokeDisabledAccounts(ctx context.Context, st store.Store, dir UsersDelta, now time.Time) (AccountSweep, error) {
+	return sweepDelta(ctx, st, now, deltaSweep{doc: accountsDeltaDoc, what: "users", read: dir.UsersDelta,
+		key:    func(c entra.DirectoryChange) string { return c.ID },
+		revoke: revokeAccounts})
+}
+
+// RevokeDisabledDevices is RevokeDisabledAccounts for Entra devices (the devices delta query, Device.Read.All): the
+// self-service device certificates (source api, issued, not expired) whose record names a device disabled in Entra
+// are revoked for cessationOfOperation, recording DevicesBy and the device. A deleted device's entry carries only its
+// object ID, not the deviceId certificates name, so it revokes nothing and is counted in Unmapped; organisations that
+// disable devices before deleting them (Microsoft's guidance for stale devices) have them revoked when disabled, and
+// a device's certificates also go with its owner's account.
+func RevokeDisabledDevices(ctx context.Context, st store.Store, dir DevicesDelta, now time.Time) (AccountSweep, error) {
+	return sweepDelta(ctx, st, now, deltaSweep{doc: devicesDeltaDoc, what: "devices", read: dir.DevicesDelta,
+		key:    func(c entra.DirectoryChange) string { return c.DeviceID },
+		revoke: revokeDevices})
+}
+
+// deltaSweep is what RevokeDisabledAccounts and RevokeDisabledDevices differ in.
+type deltaSweep struct {
+	doc, what string
+	read      func(ctx context.Context, link string) (*entra.DeltaPage, error)
+	// key is what an entry's certificates are found by; "" when the entry names none.
+	key func(entra.DirectoryChange) string
+	// revoke scans the REST certificates once and revokes those of gone (why, by key), appending them to done.
+	revoke func(ctx context.Context, st store.Store, gone map[string]string, now time.Time, done *[]*store.Record) error
+}
+
+func sweepDelta(ctx context.Context, st store.Store, now time.Time, ds deltaSweep) (AccountSweep, error) {
+	var sw AccountSweep
+	var state deltaDoc
+	raw, etag, err := st.GetMeta(ctx, ds.doc)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return sw, fmt.Errorf("reading the %s delta link: %w", ds.what, err)
+	default:
+		if err := json.Unmarshal(raw, &state); err != nil {
+			// Enumerate again rather than never again; the write below replaces it.
+			state = deltaDoc{}
+		}
+	}
+	gone := map[string]string{} // why, by key
+	link, readErr := state.Link, error(nil)
+	for sw.Pages < MaxAccountPages {
+		page, err := ds.read(ctx, link)
+		if errors.Is(err, entra.ErrDeltaExpired) && link != "" && !sw.Restarted {
+			sw.Restarted, link = true, ""
+			continue
+		}
+		if err != nil {
+			readErr = fmt.Errorf("reading the %s delta (page %d of this run): %w", ds.what, sw.Pages+1, err)
+			break
+		}
+		sw.Pages++
+		for _, c := range page.Changes {
+			key := ds.key(c)
+			switch {
+			case key == "" && c.Gone():
+				sw.Unmapped++
+			case key == "":
+			case !c.Gone():
+				// Re-enabled or restored since an earlier page said otherwise: nothing to revoke now; a revocation
+				// made earlier is not undone.
+				delete(gone, key)
+			case c.Removed != "":
+				gone[key] = "deleted"
+			default:
+				gone[key] = "disabled"
+			}
+		}
+		if page.Delta != "" {
+			link, sw.Complete = page.Delta, true
+			break
+		}
+		link = page.Next
+	}
+	sw.Accounts = len(gone)
+	if len(gone) > 0 {
+		if err := ds.revoke(ctx, st, gone, now, &sw.Revoked); err != nil {
+			// The link stays where it was: the next call reads these pages again and finishes their revocations.
+			return sw, errors.Join(readErr, err)
+		}
+	}
+	if sw.Pages == 0 || link == state.Link {
+		return sw, readErr
+	}
+	rawNew, err := json.Marshal(deltaDoc{Link: link, At: now})
+	if err != nil {
+		return sw, errors.Join(readErr, fmt.Errorf("encoding the %s delta link: %w", ds.what, err))
+	}
+	// Detached: the revocations are durable, so the progress made is not lost with a ctx that has just ended.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := st.PutMeta(wctx, ds.doc, rawNew, etag); err != nil {
+		// A conflict is another call that moved the link meanwhile from where this one started: its link is as good.
+		return sw, errors.Join(readErr, fmt.Errorf("saving the %s delta link: %w", ds.what, err))
+	}
+	sw.Saved = true
+	return sw, readErr
+}
+
+// revokeAccounts revokes, for affiliationChanged, the unexpired REST certificates bound to the accounts in gone (why,
+// by object ID), appending them to done.
+func revokeAccounts(ctx context.Context, st store.Store, gone map[string]string, now time.Time, done *[]*store.Record) error {
+	return scanREST(ctx, st, now, done, func(rec *store.Record) (int, string, string, bool) {
+		oid, upn := requesterAccount(rec.Requester)
+		why, ok := gone[oid]
+		if !ok || !boundTo(rec, upn) {
+			return 0, "", "", false
+		}
+		return AffiliationChanged, AccountsBy, fmt.Sprintf("Entra account %s %s", oid, why), true
+	})
+}
+
+// revokeDevices revokes, for cessationOfOperation, the unexpired REST certificates of the devices in gone (why, by
+// deviceId), appending them to done.
+func revokeDevices(ctx context.Context, st store.Store, gone map[string]string, now time.Time, done *[]*store.Record) error {
+	return scanREST(ctx, st, now, done, func(rec *store.Record) (int, string, string, bool) {
+		dev := strings.ToLower(rec.DeviceID)
+		why, ok := gone[dev]
+		if !ok || dev == "" {
+			return 0, "", "", false
+		}
+		return CessationOfOperation, DevicesBy, fmt.Sprintf("Entra device %s %s", dev, why), true
+	})
+}
+
+// scanREST reads the issued REST certificates once and revokes the unexpired ones match picks, with the reason,
+// revoker and reference it gives, appending those this call revoked to done.
+func scanREST(ctx context.Context, st store.Store, now time.Time, done *[]*store.Record,
+	match func(*store.Record) (reason int, by, ref string, ok bool)) error {
+	q := store.Query{Source: store.SourceAPI, Status: store.StatusIssued, Limit: accountsPage}
+	for {
+		page, next, err := st.Search(ctx, q)
+		if err != nil {
+			return fmt.Errorf("searching the REST certificates: %w", err)
+		}
+		for _, rec := range page {
+			if rec.Status != store.StatusIssued || rec.Source != store.SourceAPI || !rec.NotAfter.After(now) {
+				continue
+			}
+			reason, by, ref, ok := match(rec)
+			if !ok {
+				continue
+			}
+			outcome, got, err := Revoke(ctx, st, rec.Serial, reason, by, ref, now)
+			if err != nil {
+				return fmt.Errorf("revoking %s (%s): %w", rec.Serial, ref, err)
+			}
+			if NewlyRevoked(outcome, got) {
+				*done = append(*done, got)
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		q.Continuation = next
+	}
+}
+
+// requesterAccount reads the user object ID (lower case) and UPN from a REST record's Requester, as csrapi writes it
+// for a user ("oid:<id> upn:<upn>" or "oid:<id> username:<name>"); "" for an application ("app:<id> oid:<id>") and
+// anything else.
+func requesterAccount(requester string) (oid, upn string) {
+	fields := strings.Fields(requester)
+	if len(fields) == 0 {
+		return "", ""
+	}
+	id, ok := strings.CutPrefix(fields[0], "oid:")
+	if !ok || !entra.IsGUID(id) {
+		return "", ""
+	}
+	for _, f := range fields[1:] {
+		if v, ok := strings.CutPrefix(f, "upn:"); ok {
+			upn = v
+		}
+	}
+	return strings.ToLower(id), upn
+}
+
+// boundTo reports whether rec certifies its requester: a self-service device certificate (csrapi records a device
+// ID only for a device the requester owned) or one naming upn as its subject CN, UPN or e-mail SAN.
+func boundTo(rec *store.Record, upn string) bool {
+	if rec.DeviceID != "" {
+		return true
+	}
+	if upn == "" {
+		return false
+	}
+	for _, san := range rec.SANs {
+		if strings.EqualFold(san, "upn:"+upn) || strings.EqualFold(san, "email:"+upn) {
+			return true
+		}
+	}
+	for _, rdn := range strings.Split(rec.Subject, ",") {
+		if strings.EqualFold(strings.TrimSpace(rdn), "CN="+upn) {
+			return true
+		}
+	}
+	return false
+}
