@@ -89,15 +89,15 @@
   // time renders an ISO date in the browser's time zone, with UTC on hover (and for screen readers in the title).
   // A time of day names its zone ("Dec 7, 2026 5:10 PM GMT+1"): it is compared with logs in UTC and read off
   // screenshots from other zones, and the hover is out of reach on a touch screen. The date and the time of day
-  // each stay on one line, and a narrow column breaks between them.
+  // each stay on one line, and a narrow column breaks between them (a list puts the time under the date).
   const localDate = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
   const localTime = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit", timeZoneName: "short" });
-  function time(iso, dateOnly) {
+  function time(iso) {
     if (!iso || iso.startsWith("0001-")) return el("span", { class: "muted", text: "—" });
     const d = new Date(iso);
     const utc = d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
     return el("time", { datetime: d.toISOString(), title: utc, class: "when" }, el("span", {}, localDate.format(d)),
-      dateOnly ? null : [" ", el("span", {}, localTime.format(d))]);
+      " ", el("span", {}, localTime.format(d)));
   }
 
   // requester shows the UPN of a REST requester ("oid:… upn:…"), with the full value on hover.
@@ -441,6 +441,20 @@
     return notice("error", ...parts, retry ? el("button", { type: "button", class: "ghost", onclick: retry, text: "Try again" }) : null);
   }
 
+  // ---- header ----------------------------------------------------------------------------------------------
+  // showHeader offers the sections, the user and Sign out (and, on a narrow window, the Menu button that folds
+  // them) only to a signed-in admin.
+  function showHeader(on) {
+    for (const id of ["nav", "user", "menu"]) document.getElementById(id).hidden = !on;
+    if (!on) setMenu(false);
+  }
+
+  // setMenu opens or closes the narrow window's menu (on a wide window the sections are always shown).
+  function setMenu(open) {
+    document.querySelector("header.top").classList.toggle("open", open);
+    document.getElementById("menu").setAttribute("aria-expanded", String(open));
+  }
+
   // ---- router ----------------------------------------------------------------------------------------------
   function parseHash() {
     const h = location.hash.replace(/^#\/?/, "");
@@ -465,15 +479,13 @@
     try {
       signedIn = !!(await token());
     } catch (e) {
-      document.getElementById("nav").hidden = true;
-      document.getElementById("user").hidden = true;
+      showHeader(false);
       return setView("Sign-in not renewed", el("section", { class: "card narrow" }, el("h1", { text: "Your sign-in could not be renewed" }),
         notice("error", el("p", { text: "Microsoft Entra ID could not be reached to renew your sign-in (" + (e.errorCode || e.message || e) + "). Check your connection and try again." }),
           el("div", { class: "actions" }, el("button", { type: "button", class: "primary", onclick: () => render().catch(showFatal), text: "Try again" }),
             el("button", { type: "button", class: "ghost", onclick: () => signIn().catch(showFatal), text: "Sign in again" })))));
     }
-    document.getElementById("nav").hidden = !signedIn;
-    document.getElementById("user").hidden = !signedIn;
+    showHeader(signedIn);
     const roleBadge = document.getElementById("user-role");
     roleBadge.textContent = "";
     state.me = Promise.resolve(null);
@@ -492,7 +504,8 @@
     if (signedIn) {
       const me = whoAmI();
       document.getElementById("user-name").textContent = me ? visible(me.upn || me.name) : "";
-      document.getElementById("user-name").title = me && me.roles.length ? visible("Roles: " + me.roles.join(", ")) : "No app roles";
+      // The name may be cut short in the header: the hover says it in full.
+      document.getElementById("user-name").title = visible((me ? (me.upn || me.name) + "\n" : "") + (me && me.roles.length ? "Roles: " + me.roles.join(", ") : "No app roles"));
     }
     for (const a of document.querySelectorAll("#nav a")) {
       const cur = a.dataset.view === route.view || (route.view === "certificate" && a.dataset.view === "certificates");
@@ -673,13 +686,13 @@
       el("thead", {}, el("tr", {}, ["Subject", "Serial", "Status", "Source", "Requester / device", "Issued", "Expires"].map((h) => el("th", { scope: "col", text: h })))),
       el("tbody", {}, page.items.map((c) => el("tr", {},
         el("td", { "data-label": "Subject" }, el("a", { href: "#/certificate/" + encodeURIComponent(c.serial), class: "subject" }, c.subject || "(empty subject)"),
-          c.sans && c.sans.length ? el("div", { class: "muted small", text: c.sans.join(", ") }) : null),
+          c.sans && c.sans.length ? sanSummary(c.sans) : null),
         el("td", { "data-label": "Serial" }, mono(c.serial)),
         el("td", { "data-label": "Status" }, badge(c.status)),
         el("td", { "data-label": "Source" }, source(c)),
         el("td", { "data-label": "Requester" }, requester(c.requester), c.deviceId ? el("div", { class: "muted small", text: "device " + c.deviceId }) : null),
-        el("td", { "data-label": "Issued" }, time(c.notBefore, true)),
-        el("td", { "data-label": "Expires" }, time(c.notAfter, true))))));
+        el("td", { "data-label": "Issued" }, time(c.notBefore)),
+        el("td", { "data-label": "Expires" }, time(c.notAfter))))));
     const prev = el("button", { type: "button", class: "ghost", id: "prev-page", disabled: pageNo === 1, text: "← Previous page" });
     const next = el("button", { type: "button", class: "ghost", id: "next-page", disabled: !page.continuation, text: "Next page →" });
     prev.addEventListener("click", () => {
@@ -701,6 +714,15 @@
       go("#/certificates?" + p.toString());
     });
     return el("div", {}, el("div", { class: "table-wrap" }, table), el("nav", { class: "pager", "aria-label": "Pages" }, prev, el("span", { class: "muted", text: "Page " + pageNo }), next));
+  }
+
+  // sanSummary shows a list row's first SANs and how many more there are (all of them on hover and on the
+  // certificate's own page): a server certificate's dozens of names would make its row a screenful.
+  const SANS_SHOWN = 3;
+  function sanSummary(sans) {
+    const more = sans.length - SANS_SHOWN;
+    return el("div", { class: "muted small", title: more > 0 ? sans.join(", ") : null },
+      sans.slice(0, SANS_SHOWN).join(", "), more > 0 ? ` and ${more} more` : null);
   }
 
   // --- one certificate
@@ -862,7 +884,9 @@
       const no = el("button", { type: "button", class: "ghost", id: "confirm-no", text: "Cancel" });
       dialog.replaceChildren(
         el("h2", { id: "confirm-title", text: "Revoke this certificate?" }),
-        dl([["Subject", c.subject], ["Serial", mono(c.serial)], ["Reason", label]]),
+        // What the admin typed, repeated before the irreversible step: the comment is the audit log's only "why".
+        dl([["Subject", c.subject], ["Serial", mono(c.serial)], ["Reason", label],
+          ["Comment", comment.value.trim() ? comment.value.trim() : el("span", { class: "muted", text: "none" })]]),
         el("p", { text: "This cannot be undone." }),
         el("div", { class: "actions" }, no, yes));
       no.addEventListener("click", () => dialog.close());
@@ -1154,7 +1178,21 @@
       ev.preventDefault();
       main.focus();
     });
-    window.addEventListener("hashchange", () => render().catch(showFatal));
+    // The narrow window's menu: a section chosen (also the one shown) or Esc closes it.
+    const menu = document.getElementById("menu");
+    menu.addEventListener("click", () => setMenu(menu.getAttribute("aria-expanded") !== "true"));
+    document.getElementById("nav").addEventListener("click", (ev) => {
+      if (ev.target.closest("a")) setMenu(false);
+    });
+    document.addEventListener("keydown", (ev) => {
+      if (ev.key !== "Escape" || menu.getAttribute("aria-expanded") !== "true") return;
+      setMenu(false);
+      menu.focus();
+    });
+    window.addEventListener("hashchange", () => {
+      setMenu(false);
+      render().catch(showFatal);
+    });
     const resp = await fetch("config.json", { cache: "no-store", credentials: "omit" });
     state.cfg = await resp.json();
     if (state.cfg.mode === "dev") await devCompleteSignIn();
