@@ -175,6 +175,11 @@ func TestConsoleDailyUse(t *testing.T) {
 	serial := store.SerialString(wide.SerialNumber)
 	b.do("open certificate", chromedp.Navigate(page+"#/certificate/"+serial))
 	b.waitFor("details", `!!document.querySelector("#revoke-button") && document.title.includes("`+serial+`")`)
+	// A REST requester reads as its UPN, with the object ID on a line of its own, not as "oid:… upn:…" wrapped over
+	// four lines with the UPN last.
+	if got := eval[string](b, `[...document.querySelectorAll(".facts dt")].find((dt) => dt.textContent === "Requester").nextElementSibling.innerText`); !strings.HasPrefix(got, "builder-a@azscep.local\nobject ID ") {
+		t.Errorf("the certificate's requester reads %q, want its UPN and then its object ID", got)
+	}
 	comment := "replaced after the office move, ticket INC-4711"
 	b.do("fill revoke form", chromedp.SetValue(chromedp.ID("reason"), "superseded"), chromedp.SendKeys(chromedp.ID("comment"), comment),
 		chromedp.Click(chromedp.ID("revoke-button")))

@@ -100,11 +100,28 @@
       " ", el("span", {}, localTime.format(d)));
   }
 
-  // requester shows the UPN of a REST requester ("oid:… upn:…"), with the full value on hover.
+  // requesterName reads a REST requester as /api/csr records it ("oid:… upn:…", "oid:… username:…" for an account
+  // without a UPN, "app:… oid:…" for an application) as the name an admin knows it by, and its object ID; any
+  // other requester (a SCEP endpoint's) is its own name.
+  function requesterName(r) {
+    const field = (k) => (r.match(new RegExp("(?:^|\\s)" + k + ":(\\S+)")) || [])[1];
+    const name = field("upn") || field("username") || (field("app") ? "application " + field("app") : "");
+    return name ? { name, oid: field("oid") } : { name: r };
+  }
+
+  // requester shows a requester by its name, with the full value on hover.
   function requester(r) {
     if (!r) return "";
-    const m = r.match(/upn:(\S+)/);
-    return m ? el("span", { title: r, text: m[1] }) : r;
+    const n = requesterName(r);
+    return n.name === r ? r : el("span", { title: r, text: n.name });
+  }
+
+  // requesterFull shows a requester by its name and, on a line of its own, its object ID (the raw "oid:… upn:…"
+  // wrapped over four lines of a certificate's page, the UPN last).
+  function requesterFull(r) {
+    if (!r) return "";
+    const n = requesterName(r);
+    return n.name === r ? r : el("span", {}, n.name, n.oid ? el("span", { class: "muted small requester-oid", text: "object ID " + n.oid }) : null);
   }
 
   // source names where a certificate was requested. /api/csr records its default profile's certificates under the
@@ -776,7 +793,7 @@
           ["Revoked", c.revokedAt ? time(c.revokedAt) : ""], ["Reason", c.revocationReason], ["Revoked by", c.revokedBy],
             ["Comment or reference", c.revocationRef], ["Key compromised", keyCompromised(c)]])),
         el("section", { class: "card" }, el("h2", { text: "Lineage" }), chain, dl([["Issuer", c.issuer], ["Profile", c.profile], ["Renewed from", c.renewedFrom ? el("a", { href: "#/certificate/" + encodeURIComponent(c.renewedFrom), text: c.renewedFrom }) : ""], ["Renewed to", c.renewedTo ? el("a", { href: "#/certificate/" + encodeURIComponent(c.renewedTo), text: c.renewedTo }) : ""], ["Renewal chain since", c.chainStarted ? time(c.chainStarted) : ""]])),
-        el("section", { class: "card" }, el("h2", { text: "Request and Intune" }), dl([["Source", source(c)], ["Requester", c.requester],  ["Device ID", c.deviceId],
+        el("section", { class: "card" }, el("h2", { text: "Request and Intune" }), dl([["Source", source(c)], ["Requester", requesterFull(c.requester)], ["Device ID", c.deviceId],
           ["Transaction ID", c.transactionId ? mono(c.transactionId) : ""], ["Intune notified", c.source === "scep" ? (c.intuneNotified ? "yes" : "no") : ""], ["Withheld", c.withheld ? "yes" : ""]])),
         el("section", { class: "card" }, el("h2", { text: "Fingerprints" }), dl([["SHA-256", c.sha256 ? mono(c.sha256) : ""], ["SHA-1", c.sha1 ? mono(c.sha1) : ""]]), downloads),
         el("section", { class: "card" }, el("h2", { text: "Audit trail" }), audit)),
