@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/x509/pkix"
 	"fmt"
 	"math"
@@ -180,10 +181,21 @@ func TestConsoleDailyUse(t *testing.T) {
 	if got := eval[string](b, `[...document.querySelectorAll(".facts dt")].find((dt) => dt.textContent === "Requester").nextElementSibling.innerText`); !strings.HasPrefix(got, "builder-a@azscep.local\nobject ID ") {
 		t.Errorf("the certificate's requester reads %q, want its UPN and then its object ID", got)
 	}
+	// A comment longer than the 256 bytes the CA keeps (it cuts the rest without a word) is refused before the
+	// dialog, with the reason: 200 letters ä are 400 bytes, which the field's maxlength (characters) lets through.
+	b.do("a long comment", chromedp.SetValue(chromedp.ID("comment"), strings.Repeat("ä", 200)), chromedp.Click(chromedp.ID("revoke-button")))
+	b.waitFor("the comment refused", `(document.querySelector("#comment-error")||{}).textContent?.includes("400 bytes")`)
+	if eval[bool](b, `document.querySelector("#confirm-revoke").open || document.activeElement.id !== "comment"`) {
+		t.Error("a comment the CA would cut opened the revoke dialog, or the focus is not back on the comment")
+	}
+	// The dialog shows the comment as it will be recorded, and that is what is recorded.
 	comment := "replaced after the office move, ticket INC-4711"
-	b.do("fill revoke form", chromedp.SetValue(chromedp.ID("reason"), "superseded"), chromedp.SendKeys(chromedp.ID("comment"), comment),
-		chromedp.Click(chromedp.ID("revoke-button")))
+	b.do("fill revoke form", chromedp.Evaluate[chromedp.Void](`document.querySelector("#comment").value = ""`), chromedp.SetValue(chromedp.ID("reason"), "superseded"),
+		chromedp.SendKeys(chromedp.ID("comment"), "  "+comment+"  "), chromedp.Click(chromedp.ID("revoke-button")))
 	b.waitFor("confirmation dialog", `document.querySelector("#confirm-revoke").open`)
+	if got := eval[string](b, `document.querySelector("#comment-error").textContent`); got != "" {
+		t.Errorf("after the comment was shortened the form still says %q", got)
+	}
 	got := eval[string](b, `document.querySelector("#confirm-revoke").innerText`)
 	for _, want := range []string{"Superseded", comment, serial} {
 		if !strings.Contains(got, want) {
@@ -194,8 +206,11 @@ func TestConsoleDailyUse(t *testing.T) {
 		t.Error("the revoke dialog scrolls sideways with a long subject")
 	}
 	b.shotViewport("revoke-confirm-comment")
-	b.do("cancel", chromedp.Click(chromedp.ID("confirm-no")))
-	b.waitFor("dialog closed", `!document.querySelector("#confirm-revoke").open`)
+	b.do("confirm", chromedp.Click(chromedp.ID("confirm-yes")))
+	b.waitFor("revoked", `!!document.querySelector("#revoke-result .notice.ok")`)
+	if rec, err := svc.store.Get(context.Background(), serial); err != nil || rec.RevocationRef != comment {
+		t.Errorf("the recorded comment is %q (%v), want %q as the dialog showed it", rec.RevocationRef, err, comment)
+	}
 
 	// On a phone the header is one row, with a menu button that shows every section, the user and Sign out; a
 	// section chosen closes the menu again.

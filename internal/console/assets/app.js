@@ -883,33 +883,54 @@
       el("div", { class: "actions" }, el("button", { type: "button", class: "ghost", id: "revoke-retry", onclick: () => revoke(serial, reason, comment), text: "Try again" }))));
   }
 
+  // The CA keeps the first 256 bytes of a revocation's comment (UTF-8; revocation.RevokeAudited) and drops the
+  // rest without a word; the input's maxlength counts characters, and "ä" or "→" take two or three bytes.
+  const COMMENT_MAX_BYTES = 256;
+
   function revokePanel(c) {
     const reason = select("reason", REASONS, "unspecified");
-    const comment = el("input", { id: "comment", name: "comment", maxlength: "256", autocomplete: "off" });
+    const comment = el("input", { id: "comment", name: "comment", maxlength: String(COMMENT_MAX_BYTES), autocomplete: "off", "aria-describedby": "comment-error" });
+    const commentError = el("p", { id: "comment-error", class: "bad small", role: "alert" });
+    comment.addEventListener("input", () => {
+      commentError.textContent = "";
+      comment.removeAttribute("aria-invalid");
+    });
     const dialog = el("dialog", { id: "confirm-revoke", "aria-labelledby": "confirm-title" });
     const form = el("form", { class: "revoke" },
       el("h2", { text: "Revoke this certificate" }),
       el("p", { class: "muted", text: "Revocation is permanent: the CRL and the OCSP responder report the certificate as revoked from the moment it is recorded." }),
       el("div", { class: "grid two" }, field("Reason (RFC 5280)", reason), field("Comment (audit log, optional)", comment)),
+      commentError,
       el("div", { class: "actions" }, el("button", { type: "submit", class: "danger", id: "revoke-button", text: "Revoke…" })),
       dialog);
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
       if (revoking.has(c.serial)) return;
-      const label = REASONS.find(([v]) => v === reason.value)[1];
+      // What the dialog shows is what is sent and recorded: the comment without its surrounding blanks, and only a
+      // comment the CA keeps whole.
+      const note = comment.value.trim();
+      const bytes = new TextEncoder().encode(note).length;
+      if (bytes > COMMENT_MAX_BYTES) {
+        commentError.textContent = `The comment is ${bytes} bytes long; the audit log keeps ${COMMENT_MAX_BYTES} (letters such as ä take two). Shorten it.`;
+        comment.setAttribute("aria-invalid", "true");
+        comment.focus();
+        return;
+      }
+      const chosen = reason.value;
+      const label = REASONS.find(([v]) => v === chosen)[1];
       const yes = el("button", { type: "button", class: "danger", id: "confirm-yes", text: "Revoke certificate" });
       const no = el("button", { type: "button", class: "ghost", id: "confirm-no", text: "Cancel" });
       dialog.replaceChildren(
         el("h2", { id: "confirm-title", text: "Revoke this certificate?" }),
         // What the admin typed, repeated before the irreversible step: the comment is the audit log's only "why".
         dl([["Subject", c.subject], ["Serial", mono(c.serial)], ["Reason", label],
-          ["Comment", comment.value.trim() ? comment.value.trim() : el("span", { class: "muted", text: "none" })]]),
+          ["Comment", note || el("span", { class: "muted", text: "none" })]]),
         el("p", { text: "This cannot be undone." }),
         el("div", { class: "actions" }, no, yes));
       no.addEventListener("click", () => dialog.close());
       yes.addEventListener("click", () => {
         dialog.close();
-        revoke(c.serial, reason.value, comment.value);
+        revoke(c.serial, chosen, note);
       });
       dialog.showModal();
       no.focus();
