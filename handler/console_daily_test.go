@@ -2,15 +2,23 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
+	"github.com/azscep/azscep/internal/custody"
 	"github.com/azscep/azscep/internal/store"
 )
 
@@ -252,6 +260,51 @@ func TestConsoleDailyUse(t *testing.T) {
 	b.viewport(1280, 800)
 	if !eval[bool](b, `document.querySelector("#menu").getClientRects().length === 0 && document.querySelector("#nav").getClientRects().length > 0`) {
 		t.Error("on a laptop the menu button shows, or the sections do not")
+	}
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("console errors: %s", strings.Join(p, "\n"))
+	}
+}
+
+// TestConsoleRequestPastedAfterFile: an administrator chooses a CSR file in DER (the text box empties and says the
+// file will be sent), then thinks better of it and pastes another request into the box. The CA must sign the
+// request on the screen: the file chosen earlier used to win, silently, and the certificate named another host.
+func TestConsoleRequestPastedAfterFile(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	csr := func(cn string) []byte {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}, DNSNames: []string{cn}}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+	derFile := filepath.Join(t.TempDir(), "old.der")
+	if err := os.WriteFile(derFile, csr("old.contoso.example"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pasted := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr("new.contoso.example")}))
+	b.do("request view", chromedp.Navigate(page+"#/request"))
+	b.waitFor("request form", `!!document.querySelector("#csr-file") && document.querySelectorAll("#profile option").length > 0`)
+	b.do("choose the DER file", chromedp.SetUploadFiles(chromedp.ID("csr-file"), []string{derFile}))
+	b.waitFor("the file noted", `document.querySelector("#csr").placeholder.includes("bytes of DER")`)
+	// A paste: the text arrives in one input event.
+	b.do("paste another request", chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => {
+		const t = document.querySelector("#csr");
+		t.value = %q;
+		t.dispatchEvent(new InputEvent("input", {bubbles: true, inputType: "insertFromPaste"}));
+	})()`, pasted)))
+	b.do("request", chromedp.Click(chromedp.ID("request-button")))
+	b.waitFor("issued", `!!document.querySelector("#download-chain")`)
+	chain, err := custody.ParsePEMCertificates(b.download("#download-chain"))
+	if err != nil || len(chain) == 0 {
+		t.Fatalf("downloaded chain: %v", err)
+	}
+	if got := chain[0].Subject.CommonName; got != "new.contoso.example" {
+		t.Errorf("the certificate is for %q, want the pasted request's new.contoso.example (not the file chosen before)", got)
 	}
 	if p := b.problems(); len(p) > 0 {
 		t.Errorf("console errors: %s", strings.Join(p, "\n"))

@@ -968,8 +968,23 @@
       profile.replaceChildren(el("option", { value: "", text: "the CA's API profile" }));
     });
 
+    // A DER file chosen is what "Request certificate" sends, in place of the (emptied) text box. Once the box holds
+    // text again (pasted or typed over the file's note) that text is the request: the file is let go, so the CA
+    // signs the request on the screen, not the one in a file chosen earlier.
+    const csrPlaceholder = text.placeholder;
+    const dropDER = () => {
+      file.dataset.der = "";
+      text.placeholder = csrPlaceholder;
+    };
+    text.addEventListener("input", () => {
+      if (file.dataset.der !== "1" || !text.value.trim()) return;
+      file.value = "";
+      dropDER();
+    });
+
     file.addEventListener("change", async () => {
       const f = file.files[0];
+      dropDER();
       if (!f) return;
       if (f.size > 64 * 1024) {
         out.replaceChildren(notice("error", el("p", { text: "That file is larger than 64 KiB; a CSR is a few KiB at most." })));
