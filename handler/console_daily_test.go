@@ -26,7 +26,8 @@ import (
 // window the header is laid out for (1024 px) and a phone (390×844): the header, the list, the revoke dialog.
 
 // longUPN is an administrator's UPN as real tenants spell them: long enough to crowd the header.
-const longUPN = "alexandra.konstantinopoulou-verwaltung@contoso-holding.onmicrosoft.com"
+// No hyphen in it: nothing but the page's own rules breaks it.
+const longUPN = "alexandra.konstantinopoulou.verwaltung@contosoholdinginternational.onmicrosoft.com"
 
 // signInAs signs in through the development issuer as upn, with the form's default roles.
 func (b *browserSession) signInAs(page, upn string) {
@@ -257,6 +258,21 @@ func TestConsoleDailyUse(t *testing.T) {
 	if eval[bool](b, `document.documentElement.scrollWidth > document.documentElement.clientWidth`) {
 		t.Error("on a phone the page scrolls sideways")
 	}
+	// A refusal names the signed-in user; on a phone the long UPN wraps within the message.
+	b.do("answer 403", chromedp.Evaluate[chromedp.Void](`(() => {
+		window.__fetch = window.__fetch || window.fetch;
+		window.fetch = (u, o) => /certificates\/overview/.test(String(u)) ? Promise.resolve(new Response(
+			JSON.stringify({type: "about:blank", title: "Forbidden", status: 403, code: "insufficient_scope", detail: "caller lacks a required role"}),
+			{status: 403, headers: {"Content-Type": "application/problem+json"}})) : window.__fetch(u, o);
+		location.hash = "#/overview?again";
+	})()`))
+	b.waitFor("403 message", `[...document.querySelectorAll(".notice h2")].some((h) => h.textContent.startsWith("Missing role"))`)
+	if eval[bool](b, `document.documentElement.scrollWidth > document.documentElement.clientWidth`) {
+		t.Errorf("on a phone the 403 message with a long UPN scrolls sideways: %d > %d px",
+			eval[int](b, `document.documentElement.scrollWidth`), eval[int](b, `document.documentElement.clientWidth`))
+	}
+	b.shotViewport("phone-forbidden")
+	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
 	b.viewport(1280, 800)
 	if !eval[bool](b, `document.querySelector("#menu").getClientRects().length === 0 && document.querySelector("#nav").getClientRects().length > 0`) {
 		t.Error("on a laptop the menu button shows, or the sections do not")
