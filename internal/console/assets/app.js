@@ -89,22 +89,39 @@
   // time renders an ISO date in the browser's time zone, with UTC on hover (and for screen readers in the title).
   // A time of day names its zone ("Dec 7, 2026 5:10 PM GMT+1"): it is compared with logs in UTC and read off
   // screenshots from other zones, and the hover is out of reach on a touch screen. The date and the time of day
-  // each stay on one line, and a narrow column breaks between them.
+  // each stay on one line, and a narrow column breaks between them (a list puts the time under the date).
   const localDate = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
   const localTime = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit", timeZoneName: "short" });
-  function time(iso, dateOnly) {
+  function time(iso) {
     if (!iso || iso.startsWith("0001-")) return el("span", { class: "muted", text: "—" });
     const d = new Date(iso);
     const utc = d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
     return el("time", { datetime: d.toISOString(), title: utc, class: "when" }, el("span", {}, localDate.format(d)),
-      dateOnly ? null : [" ", el("span", {}, localTime.format(d))]);
+      " ", el("span", {}, localTime.format(d)));
   }
 
-  // requester shows the UPN of a REST requester ("oid:… upn:…"), with the full value on hover.
+  // requesterName reads a REST requester as /api/csr records it ("oid:… upn:…", "oid:… username:…" for an account
+  // without a UPN, "app:… oid:…" for an application) as the name an admin knows it by, and its object ID; any
+  // other requester (a SCEP endpoint's) is its own name.
+  function requesterName(r) {
+    const field = (k) => (r.match(new RegExp("(?:^|\\s)" + k + ":(\\S+)")) || [])[1];
+    const name = field("upn") || field("username") || (field("app") ? "application " + field("app") : "");
+    return name ? { name, oid: field("oid") } : { name: r };
+  }
+
+  // requester shows a requester by its name, with the full value on hover.
   function requester(r) {
     if (!r) return "";
-    const m = r.match(/upn:(\S+)/);
-    return m ? el("span", { title: r, text: m[1] }) : r;
+    const n = requesterName(r);
+    return n.name === r ? r : el("span", { title: r, text: n.name });
+  }
+
+  // requesterFull shows a requester by its name and, on a line of its own, its object ID (the raw "oid:… upn:…"
+  // wrapped over four lines of a certificate's page, the UPN last).
+  function requesterFull(r) {
+    if (!r) return "";
+    const n = requesterName(r);
+    return n.name === r ? r : el("span", {}, n.name, n.oid ? el("span", { class: "muted small requester-oid", text: "object ID " + n.oid }) : null);
   }
 
   // source names where a certificate was requested. /api/csr records its default profile's certificates under the
@@ -441,6 +458,20 @@
     return notice("error", ...parts, retry ? el("button", { type: "button", class: "ghost", onclick: retry, text: "Try again" }) : null);
   }
 
+  // ---- header ----------------------------------------------------------------------------------------------
+  // showHeader offers the sections, the user and Sign out (and, on a narrow window, the Menu button that folds
+  // them) only to a signed-in admin.
+  function showHeader(on) {
+    for (const id of ["nav", "user", "menu"]) document.getElementById(id).hidden = !on;
+    if (!on) setMenu(false);
+  }
+
+  // setMenu opens or closes the narrow window's menu (on a wide window the sections are always shown).
+  function setMenu(open) {
+    document.querySelector("header.top").classList.toggle("open", open);
+    document.getElementById("menu").setAttribute("aria-expanded", String(open));
+  }
+
   // ---- router ----------------------------------------------------------------------------------------------
   function parseHash() {
     const h = location.hash.replace(/^#\/?/, "");
@@ -465,15 +496,13 @@
     try {
       signedIn = !!(await token());
     } catch (e) {
-      document.getElementById("nav").hidden = true;
-      document.getElementById("user").hidden = true;
+      showHeader(false);
       return setView("Sign-in not renewed", el("section", { class: "card narrow" }, el("h1", { text: "Your sign-in could not be renewed" }),
         notice("error", el("p", { text: "Microsoft Entra ID could not be reached to renew your sign-in (" + (e.errorCode || e.message || e) + "). Check your connection and try again." }),
           el("div", { class: "actions" }, el("button", { type: "button", class: "primary", onclick: () => render().catch(showFatal), text: "Try again" }),
             el("button", { type: "button", class: "ghost", onclick: () => signIn().catch(showFatal), text: "Sign in again" })))));
     }
-    document.getElementById("nav").hidden = !signedIn;
-    document.getElementById("user").hidden = !signedIn;
+    showHeader(signedIn);
     const roleBadge = document.getElementById("user-role");
     roleBadge.textContent = "";
     state.me = Promise.resolve(null);
@@ -492,7 +521,8 @@
     if (signedIn) {
       const me = whoAmI();
       document.getElementById("user-name").textContent = me ? visible(me.upn || me.name) : "";
-      document.getElementById("user-name").title = me && me.roles.length ? visible("Roles: " + me.roles.join(", ")) : "No app roles";
+      // The name may be cut short in the header: the hover says it in full.
+      document.getElementById("user-name").title = visible((me ? (me.upn || me.name) + "\n" : "") + (me && me.roles.length ? "Roles: " + me.roles.join(", ") : "No app roles"));
     }
     for (const a of document.querySelectorAll("#nav a")) {
       const cur = a.dataset.view === route.view || (route.view === "certificate" && a.dataset.view === "certificates");
@@ -673,13 +703,13 @@
       el("thead", {}, el("tr", {}, ["Subject", "Serial", "Status", "Source", "Requester / device", "Issued", "Expires"].map((h) => el("th", { scope: "col", text: h })))),
       el("tbody", {}, page.items.map((c) => el("tr", {},
         el("td", { "data-label": "Subject" }, el("a", { href: "#/certificate/" + encodeURIComponent(c.serial), class: "subject" }, c.subject || "(empty subject)"),
-          c.sans && c.sans.length ? el("div", { class: "muted small", text: c.sans.join(", ") }) : null),
+          c.sans && c.sans.length ? sanSummary(c.sans) : null),
         el("td", { "data-label": "Serial" }, mono(c.serial)),
         el("td", { "data-label": "Status" }, badge(c.status)),
         el("td", { "data-label": "Source" }, source(c)),
         el("td", { "data-label": "Requester" }, requester(c.requester), c.deviceId ? el("div", { class: "muted small", text: "device " + c.deviceId }) : null),
-        el("td", { "data-label": "Issued" }, time(c.notBefore, true)),
-        el("td", { "data-label": "Expires" }, time(c.notAfter, true))))));
+        el("td", { "data-label": "Issued" }, time(c.notBefore)),
+        el("td", { "data-label": "Expires" }, time(c.notAfter))))));
     const prev = el("button", { type: "button", class: "ghost", id: "prev-page", disabled: pageNo === 1, text: "← Previous page" });
     const next = el("button", { type: "button", class: "ghost", id: "next-page", disabled: !page.continuation, text: "Next page →" });
     prev.addEventListener("click", () => {
@@ -701,6 +731,15 @@
       go("#/certificates?" + p.toString());
     });
     return el("div", {}, el("div", { class: "table-wrap" }, table), el("nav", { class: "pager", "aria-label": "Pages" }, prev, el("span", { class: "muted", text: "Page " + pageNo }), next));
+  }
+
+  // sanSummary shows a list row's first SANs and how many more there are (all of them on hover and on the
+  // certificate's own page): a server certificate's dozens of names would make its row a screenful.
+  const SANS_SHOWN = 3;
+  function sanSummary(sans) {
+    const more = sans.length - SANS_SHOWN;
+    return el("div", { class: "muted small", title: more > 0 ? sans.join(", ") : null },
+      sans.slice(0, SANS_SHOWN).join(", "), more > 0 ? ` and ${more} more` : null);
   }
 
   // --- one certificate
@@ -754,7 +793,7 @@
           ["Revoked", c.revokedAt ? time(c.revokedAt) : ""], ["Reason", c.revocationReason], ["Revoked by", c.revokedBy],
             ["Comment or reference", c.revocationRef], ["Key compromised", keyCompromised(c)]])),
         el("section", { class: "card" }, el("h2", { text: "Lineage" }), chain, dl([["Issuer", c.issuer], ["Profile", c.profile], ["Renewed from", c.renewedFrom ? el("a", { href: "#/certificate/" + encodeURIComponent(c.renewedFrom), text: c.renewedFrom }) : ""], ["Renewed to", c.renewedTo ? el("a", { href: "#/certificate/" + encodeURIComponent(c.renewedTo), text: c.renewedTo }) : ""], ["Renewal chain since", c.chainStarted ? time(c.chainStarted) : ""]])),
-        el("section", { class: "card" }, el("h2", { text: "Request and Intune" }), dl([["Source", source(c)], ["Requester", c.requester],  ["Device ID", c.deviceId],
+        el("section", { class: "card" }, el("h2", { text: "Request and Intune" }), dl([["Source", source(c)], ["Requester", requesterFull(c.requester)], ["Device ID", c.deviceId],
           ["Transaction ID", c.transactionId ? mono(c.transactionId) : ""], ["Intune notified", c.source === "scep" ? (c.intuneNotified ? "yes" : "no") : ""], ["Withheld", c.withheld ? "yes" : ""]])),
         el("section", { class: "card" }, el("h2", { text: "Fingerprints" }), dl([["SHA-256", c.sha256 ? mono(c.sha256) : ""], ["SHA-1", c.sha1 ? mono(c.sha1) : ""]]), downloads),
         el("section", { class: "card" }, el("h2", { text: "Audit trail" }), audit)),
@@ -844,31 +883,54 @@
       el("div", { class: "actions" }, el("button", { type: "button", class: "ghost", id: "revoke-retry", onclick: () => revoke(serial, reason, comment), text: "Try again" }))));
   }
 
+  // The CA keeps the first 256 bytes of a revocation's comment (UTF-8; revocation.RevokeAudited) and drops the
+  // rest without a word; the input's maxlength counts characters, and "ä" or "→" take two or three bytes.
+  const COMMENT_MAX_BYTES = 256;
+
   function revokePanel(c) {
     const reason = select("reason", REASONS, "unspecified");
-    const comment = el("input", { id: "comment", name: "comment", maxlength: "256", autocomplete: "off" });
+    const comment = el("input", { id: "comment", name: "comment", maxlength: String(COMMENT_MAX_BYTES), autocomplete: "off", "aria-describedby": "comment-error" });
+    const commentError = el("p", { id: "comment-error", class: "bad small", role: "alert" });
+    comment.addEventListener("input", () => {
+      commentError.textContent = "";
+      comment.removeAttribute("aria-invalid");
+    });
     const dialog = el("dialog", { id: "confirm-revoke", "aria-labelledby": "confirm-title" });
     const form = el("form", { class: "revoke" },
       el("h2", { text: "Revoke this certificate" }),
       el("p", { class: "muted", text: "Revocation is permanent: the CRL and the OCSP responder report the certificate as revoked from the moment it is recorded." }),
       el("div", { class: "grid two" }, field("Reason (RFC 5280)", reason), field("Comment (audit log, optional)", comment)),
+      commentError,
       el("div", { class: "actions" }, el("button", { type: "submit", class: "danger", id: "revoke-button", text: "Revoke…" })),
       dialog);
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
       if (revoking.has(c.serial)) return;
-      const label = REASONS.find(([v]) => v === reason.value)[1];
+      // What the dialog shows is what is sent and recorded: the comment without its surrounding blanks, and only a
+      // comment the CA keeps whole.
+      const note = comment.value.trim();
+      const bytes = new TextEncoder().encode(note).length;
+      if (bytes > COMMENT_MAX_BYTES) {
+        commentError.textContent = `The comment is ${bytes} bytes long; the audit log keeps ${COMMENT_MAX_BYTES} (letters such as ä take two). Shorten it.`;
+        comment.setAttribute("aria-invalid", "true");
+        comment.focus();
+        return;
+      }
+      const chosen = reason.value;
+      const label = REASONS.find(([v]) => v === chosen)[1];
       const yes = el("button", { type: "button", class: "danger", id: "confirm-yes", text: "Revoke certificate" });
       const no = el("button", { type: "button", class: "ghost", id: "confirm-no", text: "Cancel" });
       dialog.replaceChildren(
         el("h2", { id: "confirm-title", text: "Revoke this certificate?" }),
-        dl([["Subject", c.subject], ["Serial", mono(c.serial)], ["Reason", label]]),
+        // What the admin typed, repeated before the irreversible step: the comment is the audit log's only "why".
+        dl([["Subject", c.subject], ["Serial", mono(c.serial)], ["Reason", label],
+          ["Comment", note || el("span", { class: "muted", text: "none" })]]),
         el("p", { text: "This cannot be undone." }),
         el("div", { class: "actions" }, no, yes));
       no.addEventListener("click", () => dialog.close());
       yes.addEventListener("click", () => {
         dialog.close();
-        revoke(c.serial, reason.value, comment.value);
+        revoke(c.serial, chosen, note);
       });
       dialog.showModal();
       no.focus();
@@ -906,8 +968,23 @@
       profile.replaceChildren(el("option", { value: "", text: "the CA's API profile" }));
     });
 
+    // A DER file chosen is what "Request certificate" sends, in place of the (emptied) text box. Once the box holds
+    // text again (pasted or typed over the file's note) that text is the request: the file is let go, so the CA
+    // signs the request on the screen, not the one in a file chosen earlier.
+    const csrPlaceholder = text.placeholder;
+    const dropDER = () => {
+      file.dataset.der = "";
+      text.placeholder = csrPlaceholder;
+    };
+    text.addEventListener("input", () => {
+      if (file.dataset.der !== "1" || !text.value.trim()) return;
+      file.value = "";
+      dropDER();
+    });
+
     file.addEventListener("change", async () => {
       const f = file.files[0];
+      dropDER();
       if (!f) return;
       if (f.size > 64 * 1024) {
         out.replaceChildren(notice("error", el("p", { text: "That file is larger than 64 KiB; a CSR is a few KiB at most." })));
@@ -1154,7 +1231,21 @@
       ev.preventDefault();
       main.focus();
     });
-    window.addEventListener("hashchange", () => render().catch(showFatal));
+    // The narrow window's menu: a section chosen (also the one shown) or Esc closes it.
+    const menu = document.getElementById("menu");
+    menu.addEventListener("click", () => setMenu(menu.getAttribute("aria-expanded") !== "true"));
+    document.getElementById("nav").addEventListener("click", (ev) => {
+      if (ev.target.closest("a")) setMenu(false);
+    });
+    document.addEventListener("keydown", (ev) => {
+      if (ev.key !== "Escape" || menu.getAttribute("aria-expanded") !== "true") return;
+      setMenu(false);
+      menu.focus();
+    });
+    window.addEventListener("hashchange", () => {
+      setMenu(false);
+      render().catch(showFatal);
+    });
     const resp = await fetch("config.json", { cache: "no-store", credentials: "omit" });
     state.cfg = await resp.json();
     if (state.cfg.mode === "dev") await devCompleteSignIn();
