@@ -57,6 +57,16 @@ func (t *tracker) UpdateRevocation(ctx context.Context, r *store.RevocationReque
 	return err
 }
 
+func (t *tracker) UpdateRevocations(ctx context.Context, rs []*store.RevocationRequest) error {
+	err := t.Store.UpdateRevocations(ctx, rs)
+	if err == nil {
+		for _, r := range rs {
+			t.remember(r)
+		}
+	}
+	return err
+}
+
 func (t *tracker) remember(r *store.RevocationRequest) {
 	t.mu.Lock()
 	t.items[r.RequestContext] = *r

@@ -610,16 +610,29 @@ func (s *Syncer) process(ctx context.Context, run *store.SyncRun, items []*store
 			return fmt.Errorf("stopped with %d items left for the next run: %w", len(items)-start, err)
 		}
 		chunk := items[start:min(start+s.cfg.Chunk, len(items))]
-		var applied []*store.RevocationRequest
+		var decided []*store.RevocationRequest
 		for _, it := range chunk {
 			if it.State == store.WorkDownloaded {
 				if err := s.apply(ctx, run, it); err != nil {
 					run.Errors = append(run.Errors, err.Error())
 					continue
 				}
+				decided = append(decided, it)
 			}
-			if it.State == store.WorkApplied {
+		}
+		// The chunk's results are persisted together, after their revocations: a crash before leaves the items
+		// downloaded, and the next run applies them again (revocation is idempotent) before anything is uploaded.
+		for _, f := range s.persistItems(ctx, decided) {
+			f.item.State = store.WorkDownloaded
+			run.Errors = append(run.Errors, fmt.Sprintf("persisting the result for %s: %v", short(f.item.RequestContext), f.err))
+		}
+		var applied []*store.RevocationRequest
+		for _, it := range chunk {
+			switch it.State {
+			case store.WorkApplied:
 				applied = append(applied, it)
+			case store.WorkForeign: // set by apply above: the items given are downloaded or applied
+				run.Foreign++
 			}
 		}
 		if err := s.upload(ctx, run, applied, deadline); err != nil {
@@ -630,8 +643,9 @@ func (s *Syncer) process(ctx context.Context, run *store.SyncRun, items []*store
 	return nil
 }
 
-// apply revokes the record an item names and persists the result to report. An item routed to another CA whose
-// serial is not ours is persisted as foreign and never answered.
+// apply revokes the record an item names and sets on it the result to report (state applied), which the caller
+// persists. An item routed to another CA whose serial is not ours is set foreign and never answered. An error leaves
+// the item as it was (downloaded), for the next run.
 func (s *Syncer) apply(ctx context.Context, run *store.SyncRun, it *store.RevocationRequest) error {
 	outcome, err := s.revoke(ctx, it)
 	if err != nil && ctx.Err() != nil {
@@ -641,11 +655,6 @@ func (s *Syncer) apply(ctx context.Context, run *store.SyncRun, it *store.Revoca
 	switch {
 	case (errors.Is(err, store.ErrNotFound) || errors.Is(err, ErrNotRevocable)) && !s.routedHere(it):
 		it.State = store.WorkForeign
-		if uerr := s.cfg.Store.UpdateRevocation(ctx, it); uerr != nil {
-			it.State = store.WorkDownloaded
-			return fmt.Errorf("persisting foreign item %s: %w", short(it.RequestContext), uerr)
-		}
-		run.Foreign++
 		return nil
 	case err == nil:
 		it.Succeeded, it.ErrorCode, it.ErrorMessage = true, intune.RevocationNone.String(), ""
@@ -671,10 +680,6 @@ func (s *Syncer) apply(ctx context.Context, run *store.SyncRun, it *store.Revoca
 	}
 	it.State = store.WorkApplied
 	it.Applied = s.cfg.Now()
-	if uerr := s.cfg.Store.UpdateRevocation(ctx, it); uerr != nil {
-		it.State = store.WorkDownloaded
-		return fmt.Errorf("persisting result for %s: %w", short(it.RequestContext), uerr)
-	}
 	return nil
 }
 
@@ -716,28 +721,54 @@ func (s *Syncer) upload(ctx context.Context, run *store.SyncRun, items []*store.
 		}
 		return fmt.Errorf("uploading %d results: %w", len(items), err)
 	}
-	for _, it := range items {
-		run.Uploaded++
-		s.markUploaded(ctx, run, it)
-	}
+	run.Uploaded += len(items)
+	s.markUploaded(ctx, run, items...)
 	return nil
 }
 
-// markUploaded persists that Intune accepted the result stored on it: the item is uploaded, or downloaded again
-// when that result told Intune to try again later.
-func (s *Syncer) markUploaded(ctx context.Context, run *store.SyncRun, it *store.RevocationRequest) {
-	it.State = store.WorkUploaded
-	if r := result(it); !r.Succeeded && r.ErrorCode.Retryable() {
-		// Intune was told "try again later"; we do not rely on it offering the item again: the next run
-		// applies it once more (revocation is idempotent) and uploads the final answer.
-		it.State = store.WorkDownloaded
+// markUploaded persists that Intune accepted the results stored on items: each is uploaded, or downloaded again
+// when its result told Intune to try again later. A write that fails leaves the item as it was stored, and Intune has
+// the result: at worst the next run uploads it again, which is harmless.
+func (s *Syncer) markUploaded(ctx context.Context, run *store.SyncRun, items ...*store.RevocationRequest) {
+	for _, it := range items {
+		it.State = store.WorkUploaded
+		if r := result(it); !r.Succeeded && r.ErrorCode.Retryable() {
+			// Intune was told "try again later"; we do not rely on it offering the item again: the next run
+			// applies it once more (revocation is idempotent) and uploads the final answer.
+			it.State = store.WorkDownloaded
+		}
+		it.Uploaded = s.cfg.Now()
+		it.Attempts++
 	}
-	it.Uploaded = s.cfg.Now()
-	it.Attempts++
-	if err := s.cfg.Store.UpdateRevocation(ctx, it); err != nil {
-		// Intune has the result; at worst the next run uploads it again, which is harmless.
-		run.Errors = append(run.Errors, fmt.Sprintf("marking %s uploaded: %v", short(it.RequestContext), err))
+	for _, err := range s.persistItems(ctx, items) {
+		run.Errors = append(run.Errors, fmt.Sprintf("marking %s uploaded: %v", short(err.item.RequestContext), err.err))
 	}
+}
+
+// itemError is an item persistItems could not write, and why.
+type itemError struct {
+	item *store.RevocationRequest
+	err  error
+}
+
+// persistItems writes items as they are now, MaxRevocationBatch to a call (one Table Storage transaction instead of
+// a round trip each, which is most of a 500-item sync's time), and writes those of a call that failed one by one,
+// so that one item that cannot be written (moved by another instance, say) does not hold the others back. It
+// returns the items it could not write, with their errors.
+func (s *Syncer) persistItems(ctx context.Context, items []*store.RevocationRequest) []itemError {
+	var failed []itemError
+	for start := 0; start < len(items); start += store.MaxRevocationBatch {
+		batch := items[start:min(start+store.MaxRevocationBatch, len(items))]
+		if len(batch) > 1 && s.cfg.Store.UpdateRevocations(ctx, batch) == nil {
+			continue
+		}
+		for _, it := range batch {
+			if err := s.cfg.Store.UpdateRevocation(ctx, it); err != nil {
+				failed = append(failed, itemError{it, err})
+			}
+		}
+	}
+	return failed
 }
 
 // answerAgain re-answers items Intune offered again although we already hold them (it did not take our answer, or
@@ -840,9 +871,7 @@ func (s *Syncer) answerAgain(ctx context.Context, run *store.SyncRun, items []*s
 	err := s.cfg.Intune.UploadRevocationResults(ctx, results)
 	if err == nil {
 		run.Uploaded += len(results)
-		for _, it := range reopen {
-			s.markUploaded(ctx, run, it)
-		}
+		s.markUploaded(ctx, run, reopen...)
 		return nil
 	}
 	if len(results) == 1 || !refused(err) {

@@ -1068,7 +1068,9 @@ func TestSyncRunErrorsCapped(t *testing.T) {
 				for i := range 500 {
 					rcs = append(rcs, f.queue(t, fmt.Sprintf("7%015X", i))) // unknown serials
 				}
-				f.faults.FailMethod(storetest.MethodUpdateRevocation, tt.err) // every result fails to persist
+				// Every result fails to persist, in the chunk's batch and then one by one.
+				f.faults.FailMethod(storetest.MethodUpdateRevocations, tt.err)
+				f.faults.FailMethod(storetest.MethodUpdateRevocation, tt.err)
 				s := f.syncer(t, func(c *revocation.SyncConfig) { c.Batch = 500 })
 				run := f.run(t, s)
 				f.faults.Clear()

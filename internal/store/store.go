@@ -391,6 +391,11 @@ type RevocationQueue interface {
 	EnqueueRevocation(ctx context.Context, r *RevocationRequest) error
 	// UpdateRevocation writes r if it is still at r.ETag (ErrConflict otherwise) and refreshes r.ETag.
 	UpdateRevocation(ctx context.Context, r *RevocationRequest) error
+	// UpdateRevocations writes each of rs (at most MaxRevocationBatch) as UpdateRevocation does, in as few calls
+	// as the store allows: Table Storage writes them in one transaction, all or none. On an error the caller
+	// cannot tell which were written, except that each written one has its ETag refreshed, so writing them again
+	// one by one is safe.
+	UpdateRevocations(ctx context.Context, rs []*RevocationRequest) error
 	// Revocation reads the item persisted for requestContext; ErrNotFound if there is none.
 	Revocation(ctx context.Context, requestContext string) (*RevocationRequest, error)
 	// OpenRevocations lists items in state downloaded or applied, oldest first, at most limit.
@@ -412,6 +417,10 @@ type RevocationQueue interface {
 	// still be going: a record is deleted whether or not its run recorded an end.
 	PruneRuns(ctx context.Context, before time.Time, limit int) (int, error)
 }
+
+// MaxRevocationBatch is how many revocation requests one UpdateRevocations call takes: Table Storage's limit of
+// operations in one entity-group transaction.
+const MaxRevocationBatch = 100
 
 // runIDTime is how a run ID made by NewRunID begins: the run's start in UTC, to the 100 ns Table Storage keeps.
 const runIDTime = "20060102T150405.0000000Z"

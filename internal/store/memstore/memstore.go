@@ -707,6 +707,43 @@ func (s *Store) UpdateRevocation(ctx context.Context, r *store.RevocationRequest
 	return nil
 }
 
+// UpdateRevocations implements store.RevocationQueue: all or none, as Table Storage's transaction.
+func (s *Store) UpdateRevocations(ctx context.Context, rs []*store.RevocationRequest) error {
+	if err := ctxErr(ctx, "updating revocations"); err != nil {
+		return err
+	}
+	if len(rs) > store.MaxRevocationBatch {
+		return fmt.Errorf("memstore: updating revocations: %d items, at most %d", len(rs), store.MaxRevocationBatch)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := make(map[string]bool, len(rs))
+	for _, r := range rs {
+		if err := checkRequest(r); err != nil {
+			return fmt.Errorf("memstore: updating revocations: %w", err)
+		}
+		k := queueKey(r.RequestContext)
+		cur, ok := s.queue[k]
+		switch {
+		case !ok:
+			return fmt.Errorf("memstore: updating revocations: %w", store.ErrNotFound)
+		case seen[k]:
+			// Table Storage refuses a transaction naming an entity twice.
+			return fmt.Errorf("memstore: updating revocations: %s named twice", r.RequestContext)
+		case r.ETag == "" || cur.ETag != r.ETag:
+			return fmt.Errorf("memstore: updating revocations: %w", store.ErrConflict)
+		}
+		seen[k] = true
+	}
+	for _, r := range rs {
+		c := copyRequest(r)
+		c.ETag = s.nextETag()
+		s.queue[queueKey(r.RequestContext)] = c
+		r.ETag = c.ETag
+	}
+	return nil
+}
+
 // Revocation implements store.RevocationQueue.
 func (s *Store) Revocation(ctx context.Context, requestContext string) (*store.RevocationRequest, error) {
 	if err := ctxErr(ctx, "reading revocation"); err != nil {

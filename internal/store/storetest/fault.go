@@ -29,6 +29,7 @@ const (
 	MethodPutMeta           = "PutMeta"
 	MethodEnqueueRevocation = "EnqueueRevocation"
 	MethodUpdateRevocation  = "UpdateRevocation"
+	MethodUpdateRevocations = "UpdateRevocations"
 	MethodRevocation        = "Revocation"
 	MethodOpenRevocations   = "OpenRevocations"
 	MethodRecordRun         = "RecordRun"
@@ -42,13 +43,14 @@ const (
 // WriteMethods are the methods that change the store; a Fault with an empty Method matches exactly these.
 var WriteMethods = []string{
 	MethodInsert, MethodUpdate, MethodInsertBound, MethodAddRevoked, MethodMarkCompromised, MethodPutMeta,
-	MethodEnqueueRevocation, MethodUpdateRevocation, MethodRecordRun, MethodFinishRun, MethodPruneRuns,
+	MethodEnqueueRevocation, MethodUpdateRevocation, MethodUpdateRevocations, MethodRecordRun, MethodFinishRun,
+	MethodPruneRuns,
 }
 
 var allMethods = []string{
 	MethodInsert, MethodUpdate, MethodGet, MethodSearch, MethodPending, MethodInsertBound, MethodLookup,
 	MethodAddRevoked, MethodListRevoked, MethodGetRevoked, MethodMarkCompromised, MethodCompromised, MethodListCompromised,
-	MethodGetMeta, MethodPutMeta, MethodEnqueueRevocation, MethodUpdateRevocation, MethodRevocation, MethodOpenRevocations, MethodRecordRun, MethodRuns,
+	MethodGetMeta, MethodPutMeta, MethodEnqueueRevocation, MethodUpdateRevocation, MethodUpdateRevocations, MethodRevocation, MethodOpenRevocations, MethodRecordRun, MethodRuns,
 	MethodFinishRun, MethodRunByID, MethodPruneRuns, MethodPing,
 }
 
@@ -344,6 +346,19 @@ func (f *FaultStore) EnqueueRevocation(ctx context.Context, r *store.RevocationR
 func (f *FaultStore) UpdateRevocation(ctx context.Context, r *store.RevocationRequest) error {
 	return f.do(MethodUpdateRevocation, func() error { return f.inner.UpdateRevocation(ctx, r) },
 		func() error { c := *r; return f.inner.UpdateRevocation(ctx, &c) })
+}
+
+// UpdateRevocations implements store.Store.
+func (f *FaultStore) UpdateRevocations(ctx context.Context, rs []*store.RevocationRequest) error {
+	return f.do(MethodUpdateRevocations, func() error { return f.inner.UpdateRevocations(ctx, rs) },
+		func() error {
+			c := make([]*store.RevocationRequest, len(rs))
+			for i, r := range rs {
+				cp := *r
+				c[i] = &cp
+			}
+			return f.inner.UpdateRevocations(ctx, c)
+		})
 }
 
 // Revocation implements store.Store.

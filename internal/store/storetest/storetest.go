@@ -55,6 +55,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Meta", testMeta},
 		{"MetaLarge", testMetaLarge},
 		{"QueueEnqueueUpdate", testQueueEnqueueUpdate},
+		{"QueueUpdateMany", testQueueUpdateMany},
 		{"QueueOpen", testQueueOpen},
 		{"Runs", testRuns},
 		{"RunIDs", testRunIDs},
@@ -1031,6 +1032,65 @@ func testQueueEnqueueUpdate(t *testing.T, s store.Store) {
 	}
 	if _, err := s.Revocation(ctx, "unknown"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Revocation of an unknown request = %v, want ErrNotFound", err)
+	}
+}
+
+// testQueueUpdateMany: UpdateRevocations writes every item of a batch and refreshes each ETag; a batch with one
+// moved item writes none of them (the sync then writes them one by one), and a batch over MaxRevocationBatch is
+// refused before anything is written.
+func testQueueUpdateMany(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	var items []*store.RevocationRequest
+	for i := range 3 {
+		r := &store.RevocationRequest{RequestContext: fmt.Sprintf("many/%d", i), SerialNumber: fmt.Sprintf("0%d", i+1),
+			Downloaded: base}
+		if err := s.EnqueueRevocation(ctx, r); err != nil {
+			t.Fatalf("EnqueueRevocation: %v", err)
+		}
+		items = append(items, r)
+	}
+	before := make([]string, len(items))
+	for i, r := range items {
+		before[i] = r.ETag
+		r.State, r.Succeeded, r.ErrorCode, r.Applied, r.Attempts = store.WorkApplied, true, "None", base.Add(time.Minute), 1
+	}
+	if err := s.UpdateRevocations(ctx, items); err != nil {
+		t.Fatalf("UpdateRevocations: %v", err)
+	}
+	for i, r := range items {
+		if r.ETag == before[i] || r.ETag == "" {
+			t.Errorf("item %d: ETag %q not refreshed (was %q)", i, r.ETag, before[i])
+		}
+		if got, err := s.Revocation(ctx, r.RequestContext); err != nil || !sameRequest(*got, *r) {
+			t.Errorf("item %d stored as %+v, %v; want %+v", i, got, err, *r)
+		}
+	}
+
+	// One item moved by someone else: none of the batch is written.
+	moved := *items[1]
+	moved.Attempts = 7
+	if err := s.UpdateRevocation(ctx, &moved); err != nil {
+		t.Fatalf("UpdateRevocation: %v", err)
+	}
+	for _, r := range items {
+		r.State, r.Uploaded, r.Attempts = store.WorkUploaded, base.Add(2*time.Minute), 2
+	}
+	if err := s.UpdateRevocations(ctx, items); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("UpdateRevocations with a moved item = %v, want ErrConflict", err)
+	}
+	for i, r := range items {
+		got, err := s.Revocation(ctx, r.RequestContext)
+		if err != nil || got.State != store.WorkApplied {
+			t.Errorf("item %d after a refused batch: %+v, %v; want it still applied", i, got, err)
+		}
+	}
+
+	over := make([]*store.RevocationRequest, store.MaxRevocationBatch+1)
+	for i := range over {
+		over[i] = items[0]
+	}
+	if err := s.UpdateRevocations(ctx, over); err == nil {
+		t.Errorf("UpdateRevocations of %d items succeeded, want it refused", len(over))
 	}
 }
 

@@ -488,6 +488,51 @@ func (s *Store) UpdateRevocation(ctx context.Context, r *store.RevocationRequest
 	return nil
 }
 
+// UpdateRevocations implements store.RevocationQueue: one entity-group transaction of merges, each conditioned on
+// its item's ETag, so all are written or none (a moved item fails the transaction with ErrConflict). An answer lost
+// to a transport fault leaves the caller unsure, as the contract allows: rewriting one by one is safe either way.
+func (s *Store) UpdateRevocations(ctx context.Context, rs []*store.RevocationRequest) error {
+	const op = "updating revocations"
+	switch {
+	case len(rs) == 0:
+		return nil
+	case len(rs) == 1:
+		return s.UpdateRevocation(ctx, rs[0])
+	case len(rs) > store.MaxRevocationBatch:
+		return fmt.Errorf("tables: %s: %d items, at most %d", op, len(rs), store.MaxRevocationBatch)
+	}
+	actions := make([]aztables.TransactionAction, len(rs))
+	for i, r := range rs {
+		if err := checkRequest(r); err != nil {
+			return fmt.Errorf("tables: %s: %w", op, err)
+		}
+		if r.ETag == "" {
+			return fmt.Errorf("tables: %s: %s has no ETag: %w", op, hashHex(r.RequestContext), store.ErrConflict)
+		}
+		e := requestEntity(r)
+		e.set(propWriteID, newWriteID())
+		body, err := e.marshalMerge()
+		if err != nil {
+			return fmt.Errorf("tables: %s: %w", op, err)
+		}
+		match := azcore.ETag(r.ETag)
+		actions[i] = aztables.TransactionAction{ActionType: aztables.TransactionTypeUpdateMerge, Entity: body, IfMatch: &match}
+	}
+	cctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	res, err := s.transact(cctx, s.revreq, actions)
+	if err != nil {
+		return mapErr(op, err)
+	}
+	if len(res) != len(rs) || res[0].status >= 300 {
+		return statusError(op, res[0].status, res[0].code, nil)
+	}
+	for i, r := range rs {
+		r.ETag = res[i].etag
+	}
+	return nil
+}
+
 // Revocation implements store.RevocationQueue: one point read.
 func (s *Store) Revocation(ctx context.Context, requestContext string) (*store.RevocationRequest, error) {
 	p, etag, err := s.read(ctx, s.revreq, "reading revocation", revreqPK, hashHex(requestContext))
