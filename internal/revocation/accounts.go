@@ -63,9 +63,10 @@ type AccountSweep struct {
 	// Pages is how many delta pages were read whole; Accounts how many accounts (or devices) their entries said were
 	// disabled or deleted.
 	Pages, Accounts int
-	// Unmapped counts the deleted devices among them whose entries carry only the object ID and that no
-	// certificate record names by it: devices without a self-service certificate, or whose certificates were issued
-	// before records kept the device's object ID (store.Record.DeviceObjectID), which stay valid.
+	// Unmapped counts the deleted devices among them whose entries carry only the object ID and that no issued,
+	// unexpired REST certificate's record names by it: devices without such a certificate, or whose certificates
+	// were issued before records kept the device's object ID (store.Record.DeviceObjectID), which stay valid. It is
+	// not counted when the revocations fail.
 	Unmapped int
 	// Complete says the delta round reached its delta link: the tenant's changes are read up to now. Saved says the
 	// link to go on from was persisted.
