@@ -75,7 +75,7 @@ func TestTimerRevokesCertificatesOfDisabledAccounts(t *testing.T) {
 		t.Errorf("OCSP for alice's certificate: status %d reason %d, want revoked, affiliationChanged", st.Status, st.RevocationReason)
 	}
 	laptopSerial := store.SerialString(laptopCert.SerialNumber)
-	if !strings.Contains(logs, "revoked 1 certificates of Entra devices disabled: "+laptopSerial) {
+	if !strings.Contains(logs, "revoked 1 certificates of Entra devices disabled or deleted: "+laptopSerial) {
 		t.Fatalf("the timer's Logs do not name the laptop's certificate %s:\n%s", laptopSerial, logs)
 	}
 	if st := ocspStatus(t, s.base, laptopCert, ca); st.Status != xocsp.Revoked || st.RevocationReason != xocsp.CessationOfOperation {
@@ -83,6 +83,45 @@ func TestTimerRevokesCertificatesOfDisabledAccounts(t *testing.T) {
 	}
 	if st := ocspStatus(t, s.base, bobCert, ca); st.Status != xocsp.Good {
 		t.Errorf("OCSP for bob's certificate: status %d, want good", st.Status)
+	}
+}
+
+// TestTimerRevokesCertificatesOfDeletedDevices: Erin gets a self-service certificate at /api/csr for her desktop, an
+// Entra device she owns; an administrator deletes the desktop, and another device that never had a certificate. The
+// devices delta names a deleted device by its object ID only: the hourly timer finds the desktop's certificate by the
+// object ID its record kept when the ownership check read the device, and revokes it for cessationOfOperation (OCSP
+// says so at once); the Logs count the other deletion as one no record names.
+func TestTimerRevokesCertificatesOfDeletedDevices(t *testing.T) {
+	s := startNames(t, "AZSCEP_API_REVOKE_DISABLED=true")
+	erin, desktop, spare := entrafake.NewGUID(), entrafake.NewGUID(), entrafake.NewGUID()
+	desktopObj := s.entra.graph.AddDevice(desktop, erin)
+	s.entra.graph.AddDevice(spare, erin)
+	cert := s.wantAPICert(t, s.entra.MintUser(erin, "erin@contoso.example", []string{entra.RoleCSRSelfService}),
+		testca.CSROptions{Subject: pkix.Name{CommonName: desktop}})
+	serial := store.SerialString(cert.SerialNumber)
+	ctx := context.Background()
+	if rec, err := s.store.Get(ctx, serial); err != nil || rec.DeviceObjectID != desktopObj {
+		t.Fatalf("the desktop's record: %v, device object ID %q; want %q", recordState(rec, err), rec.DeviceObjectID, desktopObj)
+	}
+	if logs := postTimer(t, http.DefaultClient, s.base); !strings.Contains(logs, "Entra device sweep: 1 devices delta pages, 0 devices disabled or deleted, up to date, link advanced=true") {
+		t.Fatalf("first run's Logs:\n%s", logs)
+	}
+
+	s.entra.graph.DeleteDevice(desktop)
+	s.entra.graph.DeleteDevice(spare)
+	logs := postTimer(t, http.DefaultClient, s.base)
+	if !strings.Contains(logs, "revoked 1 certificates of Entra devices disabled or deleted: "+serial) ||
+		!strings.Contains(logs, "2 devices disabled or deleted, up to date, link advanced=true; 1 deleted that no record names by object ID") {
+		t.Fatalf("the timer's Logs do not name the desktop's certificate %s and one unmapped deletion:\n%s", serial, logs)
+	}
+	rec, err := s.store.Get(ctx, serial)
+	if err != nil || rec.Status != store.StatusRevoked || rec.RevocationReason != revocation.CessationOfOperation ||
+		rec.RevokedBy != revocation.DevicesBy || rec.RevocationRef != "Entra device object "+desktopObj+" deleted" {
+		t.Fatalf("the desktop's record after the timer: %v (%q); want revoked for cessationOfOperation by %s",
+			recordState(rec, err), rec.RevocationRef, revocation.DevicesBy)
+	}
+	if st := ocspStatus(t, s.base, cert, caOf(t, s)); st.Status != xocsp.Revoked || st.RevocationReason != xocsp.CessationOfOperation {
+		t.Errorf("OCSP for the desktop's certificate: status %d reason %d, want revoked, cessationOfOperation", st.Status, st.RevocationReason)
 	}
 }
 

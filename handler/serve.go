@@ -826,7 +826,7 @@ func (d *deps) revokeSiblings(ctx context.Context) []string {
 }
 
 // revokeDisabledAccounts revokes the /api/csr certificates of Entra accounts disabled or deleted, and of Entra
-// devices disabled, since the last run (revocation.RevokeDisabledAccounts, RevokeDisabledDevices), when the API reads
+// devices disabled or deleted, since the last run (revocation.RevokeDisabledAccounts, RevokeDisabledDevices), when the API reads
 // a Graph directory and AZSCEP_API_REVOKE_DISABLED allows it. The accounts have half of accountSweepLimit; the
 // devices what is left, so that neither sweep's first enumeration of a large tenant keeps the other from running.
 func (d *deps) revokeDisabledAccounts(ctx context.Context) []string {
@@ -842,8 +842,8 @@ func (d *deps) revokeDisabledAccounts(ctx context.Context) []string {
 	lines := d.deltaSweepReport(sw, err, "Entra account sweep", "users", "accounts disabled or deleted",
 		"revoked a certificate whose Entra account was disabled or deleted")
 	sw, err = revocation.RevokeDisabledDevices(ctx, d.store, d.directory, time.Now())
-	return append(lines, d.deltaSweepReport(sw, err, "Entra device sweep", "devices", "devices disabled",
-		"revoked a certificate whose Entra device was disabled")...)
+	return append(lines, d.deltaSweepReport(sw, err, "Entra device sweep", "devices", "devices disabled or deleted",
+		"revoked a certificate whose Entra device was disabled or deleted")...)
 }
 
 // deltaSweepReport logs the records a delta sweep revoked and returns the invocation's lines about it: its pages,
@@ -866,7 +866,8 @@ func (d *deps) deltaSweepReport(sw revocation.AccountSweep, err error, sweep, se
 	line := fmt.Sprintf("%s: %d %s delta pages, %d %s, %s, link advanced=%t", sweep, sw.Pages, set, sw.Accounts, found,
 		round, sw.Saved)
 	if sw.Unmapped > 0 {
-		line += fmt.Sprintf("; %d deleted without a deviceId (not revoked)", sw.Unmapped)
+		line += fmt.Sprintf("; %d deleted that no record names by object ID (certificates issued before records kept it are not revoked)",
+			sw.Unmapped)
 	}
 	return append([]string{line}, d.sweepReport(sw.Revoked, err, "revoked %d certificates of Entra "+found, sweep)...)
 }

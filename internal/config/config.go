@@ -205,9 +205,8 @@ type APIConfig struct {
 	// does not make guests holding Certificates.Manage (or Certificates.Read) administrators.
 	AdminAllowGuests bool
 	// RevokeDisabled has the hourly timer revoke the /api/csr certificates of Entra accounts that were disabled or
-	// deleted and of Entra devices that were disabled (revocation.RevokeDisabledAccounts, RevokeDisabledDevices); it
-	// needs the Graph directory, so the development issuer alone never
-	// does.
+	// deleted and of Entra devices that were disabled or deleted (revocation.RevokeDisabledAccounts,
+	// RevokeDisabledDevices); it needs the Graph directory, so the development issuer alone never does.
 	RevokeDisabled bool
 	// AdminClientApps are client applications (azp/appid) whose user tokens the admin API accepts besides the
 	// console's (the API's own app registration); AdminAnyClientApp ("*") accepts every client.
@@ -287,7 +286,7 @@ var Settings = []Setting{
 	{Name: "AZSCEP_ADMIN_CLIENT_APPS", Azure: "optional", Doc: "comma-separated client application IDs whose *user* tokens the admin API accepts besides the console's (the API's own app registration), e.g. the Azure CLI's `04b07795-8ddb-461a-bbee-02f9e1bf7b46`; `*` = any; app-only tokens are bound by their own role assignment"},
 	{Name: "AZSCEP_API_ALLOW_GUESTS", Default: "false", Azure: "optional", Doc: "let guest (B2B, external) accounts use `/api/csr`"},
 	{Name: "AZSCEP_ADMIN_ALLOW_GUESTS", Default: "false", Azure: "optional", Doc: "let guest (B2B, external) accounts holding `Certificates.Manage` or `Certificates.Read` use the admin API"},
-	{Name: "AZSCEP_API_REVOKE_DISABLED", Default: "`true` in Azure with AZSCEP_API_TENANT_ID, `false` locally", Azure: "optional", Doc: "the hourly timer revokes the `/api/csr` certificates of Entra accounts disabled or deleted (affiliationChanged) and of Entra devices disabled (cessationOfOperation) since its last run, read with Graph's users and devices delta queries (`User.Read.All`, `Device.Read.All`): [Accounts that leave](#accounts-that-leave)"},
+	{Name: "AZSCEP_API_REVOKE_DISABLED", Default: "`true` in Azure with AZSCEP_API_TENANT_ID, `false` locally", Azure: "optional", Doc: "the hourly timer revokes the `/api/csr` certificates of Entra accounts disabled or deleted (affiliationChanged) and of Entra devices disabled or deleted (cessationOfOperation) since its last run, read with Graph's users and devices delta queries (`User.Read.All`, `Device.Read.All`): [Accounts that leave](#accounts-that-leave)"},
 	{Name: "AZSCEP_API_PROFILES", Azure: "optional", Doc: "further profiles `CSR.Request.Db` callers (and the console) may choose with `/api/csr?profile=NAME`, comma-separated"},
 	{Name: "AZSCEP_API_RETRY_WINDOW", Default: "10m", Azure: "optional", Doc: "a retry of the same CSR by the same caller within this window returns the same certificate"},
 	{Name: "AZSCEP_REVOCATION_BATCH", Default: "100", Azure: "optional", Doc: "revocation requests downloaded per sync run (1–500)"},

@@ -43,15 +43,16 @@ type Verifier interface {
 }
 
 // Ownership answers whether a user owns a device, and if so whether it may be certified (an *entra.Directory in
-// production): only entra.DeviceOwned grants; the other verdicts say why not.
+// production): only entra.DeviceOwned grants; the other verdicts say why not. The answer also names the Entra
+// device object it read, which the record keeps so that the device's deletion revokes the certificate.
 type Ownership interface {
-	// Verdict answers for a device ID that may be an Entra device ID or an Intune managed-device ID (Entra
+	// Answer answers for a device ID that may be an Entra device ID or an Intune managed-device ID (Entra
 	// device first): the question for a device certificate named by its CN alone.
-	Verdict(ctx context.Context, userObjectID, deviceID string) (entra.DeviceVerdict, error)
-	// VerdictManaged answers for the Intune managed device with this ID only, never an Entra device whose
+	Answer(ctx context.Context, userObjectID, deviceID string) (entra.DeviceAnswer, error)
+	// AnswerManaged answers for the Intune managed device with this ID only, never an Entra device whose
 	// deviceId is the same GUID: the question for a certificate carrying IntuneDeviceId://<id>, which relying
 	// parties read as an Intune managed-device ID.
-	VerdictManaged(ctx context.Context, userObjectID, managedDeviceID string) (entra.DeviceVerdict, error)
+	AnswerManaged(ctx context.Context, userObjectID, managedDeviceID string) (entra.DeviceAnswer, error)
 }
 
 // Config wires a Handler.
@@ -388,9 +389,9 @@ func (h *Handler) enroll(ctx context.Context, caller *entra.Caller, der []byte, 
 	if p != nil {
 		return nil, p
 	}
-	deviceID := ""
+	var device deviceGrant
 	if selfService {
-		if deviceID, err = h.selfService(ctx, caller, acct, req); err != nil {
+		if device, err = h.selfService(ctx, caller, acct, req); err != nil {
 			var p *httpx.Problem
 			if errors.As(err, &p) {
 				return nil, p
@@ -412,8 +413,8 @@ func (h *Handler) enroll(ctx context.Context, caller *entra.Caller, der []byte, 
 	}
 	// Retries inside the window are found by the issuer's key claim, with no extra lookup on fresh requests.
 	res, err := h.cfg.Issuer.Issue(ctx, &issuance.Request{Checked: req, Profile: prof,
-		Source: store.SourceAPI, Endpoint: endpoint, Requester: requester(caller), DeviceID: deviceID,
-		Key: key, ReplayWindow: h.cfg.RetryWindow})
+		Source: store.SourceAPI, Endpoint: endpoint, Requester: requester(caller), DeviceID: device.ID,
+		DeviceObjectID: device.ObjectID, Key: key, ReplayWindow: h.cfg.RetryWindow})
 	if err != nil {
 		return nil, issuanceProblem(err)
 	}
@@ -447,8 +448,16 @@ func (h *Handler) account(ctx context.Context, caller *entra.Caller) (*entra.Acc
 
 var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
 
+// deviceGrant is the device a self-service certificate is for: its ID as the certificate names it (lower case),
+// and the object ID of the Entra device Graph read for it, which its deletion names ("" when none was read).
+// Zero for a user certificate.
+type deviceGrant struct {
+	ID, ObjectID string
+}
+
 // selfService enforces SPEC §4.5 for CSR.SelfService callers: a user (never an app) may get a clientAuth
-// certificate for their own UPN, or for a device they own. It returns the device ID for the record.
+// certificate for their own UPN, or for a device they own. It returns, for the record, the device a device
+// certificate is for.
 //
 // Every name that identifies someone must be bound to the caller, because relying parties differ in which one
 // they read: the subject is at most one common name and nothing else (no O, OU, DC, e-mail, user ID, serial
@@ -457,28 +466,28 @@ var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
 // IntuneDeviceId://<GUID>, so that no parser can read another device out of user info or a path. The caller's
 // UPN is the token's upn claim only (entra.Caller.UPN), never the mutable preferred_username, and only while acct,
 // the account as Graph has it now, still carries it.
-func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, acct *entra.Account, req *policy.Request) (string, error) {
+func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, acct *entra.Account, req *policy.Request) (deviceGrant, error) {
 	forbid := func(code, detail string) error {
 		return &httpx.Problem{Status: http.StatusForbidden, Code: code, Detail: detail}
 	}
 	if caller.IsApp {
-		return "", forbid(CodeForbidden, "self-service is for signed-in users; applications need CSR.Request.Db")
+		return deviceGrant{}, forbid(CodeForbidden, "self-service is for signed-in users; applications need CSR.Request.Db")
 	}
 	if !slices.Equal(req.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}) {
-		return "", forbid(CodeNotClientAuth, "self-service certificates are clientAuth only")
+		return deviceGrant{}, forbid(CodeNotClientAuth, "self-service certificates are clientAuth only")
 	}
 	if len(req.DNSNames)+len(req.Emails)+len(req.IPs) > 0 {
-		return "", forbid(CodeNotSelf, "self-service certificates carry only your UPN or your device ID")
+		return deviceGrant{}, forbid(CodeNotSelf, "self-service certificates carry only your UPN or your device ID")
 	}
 	cns := 0
 	for _, atv := range req.Subject.Names {
 		if !atv.Type.Equal(oidCommonName) {
-			return "", forbid(CodeNotSelf, "a self-service subject is a common name only")
+			return deviceGrant{}, forbid(CodeNotSelf, "a self-service subject is a common name only")
 		}
 		cns++
 	}
 	if cns > 1 {
-		return "", forbid(CodeNotSelf, "the subject has more than one common name")
+		return deviceGrant{}, forbid(CodeNotSelf, "the subject has more than one common name")
 	}
 	cn := req.Subject.CommonName
 	if acct != nil && caller.UPN != "" && !policy.SameName(acct.UPN, caller.UPN) {
@@ -489,7 +498,7 @@ func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, acct *e
 			named = named || policy.SameName(upn, caller.UPN)
 		}
 		if named {
-			return "", forbid(CodeNotSelf, "your UPN has changed since you signed in; get a new token")
+			return deviceGrant{}, forbid(CodeNotSelf, "your UPN has changed since you signed in; get a new token")
 		}
 	}
 	// A device certificate: CN is a device ID, and/or one IntuneDeviceId:// URI naming the same device. With the
@@ -499,82 +508,82 @@ func (h *Handler) selfService(ctx context.Context, caller *entra.Caller, acct *e
 	managed := false
 	for _, u := range req.URIs {
 		if !strings.EqualFold(u.Scheme, "IntuneDeviceId") {
-			return "", forbid(CodeNotSelf, "only IntuneDeviceId:// URIs are allowed in self-service")
+			return deviceGrant{}, forbid(CodeNotSelf, "only IntuneDeviceId:// URIs are allowed in self-service")
 		}
 		bare := u.Host != "" && u.Port() == "" && u.Opaque == "" && u.User == nil && u.Path == "" &&
 			u.RawQuery == "" && !u.ForceQuery && u.Fragment == ""
 		if !bare {
-			return "", forbid(CodeNotSelf, "an IntuneDeviceId URI must be IntuneDeviceId://<device ID>")
+			return deviceGrant{}, forbid(CodeNotSelf, "an IntuneDeviceId URI must be IntuneDeviceId://<device ID>")
 		}
 		if device != "" && !policy.SameName(device, u.Host) {
-			return "", forbid(CodeNotSelf, "more than one device named")
+			return deviceGrant{}, forbid(CodeNotSelf, "more than one device named")
 		}
 		device = u.Host
 		managed = true
 	}
 	if entra.IsGUID(cn) {
 		if device != "" && !policy.SameName(device, cn) {
-			return "", forbid(CodeNotSelf, "the subject and the IntuneDeviceId URI name different devices")
+			return deviceGrant{}, forbid(CodeNotSelf, "the subject and the IntuneDeviceId URI name different devices")
 		}
 		device = cn
 	}
 	if device != "" {
 		if len(req.UPNs) > 0 {
-			return "", forbid(CodeNotSelf, "a device certificate does not carry a UPN")
+			return deviceGrant{}, forbid(CodeNotSelf, "a device certificate does not carry a UPN")
 		}
 		// The CN, if any, is the device (checked above) or the caller.
 		if cn != "" && !policy.SameName(cn, device) && (caller.UPN == "" || !policy.SameName(cn, caller.UPN)) {
-			return "", forbid(CodeNotSelf, "the subject must be the device ID or your UPN")
+			return deviceGrant{}, forbid(CodeNotSelf, "the subject must be the device ID or your UPN")
 		}
 		if !entra.IsGUID(device) || h.cfg.Ownership == nil {
-			return "", forbid(CodeNotOwner, "the device is not one you own")
+			return deviceGrant{}, forbid(CodeNotOwner, "the device is not one you own")
 		}
-		var v entra.DeviceVerdict
+		var a entra.DeviceAnswer
 		var err error
 		if managed {
-			v, err = h.cfg.Ownership.VerdictManaged(ctx, caller.ObjectID, device)
+			a, err = h.cfg.Ownership.AnswerManaged(ctx, caller.ObjectID, device)
 		} else {
-			v, err = h.cfg.Ownership.Verdict(ctx, caller.ObjectID, device)
+			a, err = h.cfg.Ownership.Answer(ctx, caller.ObjectID, device)
 		}
 		if errors.Is(err, entra.ErrInvalidID) {
-			return "", forbid(CodeNotOwner, "the device is not one you own")
+			return deviceGrant{}, forbid(CodeNotOwner, "the device is not one you own")
 		}
 		var budget *entra.LookupBudgetError
 		if errors.As(err, &budget) {
 			// This caller's own device lookups, not Graph, are the limit: a 503 would tell them Graph is down.
-			return "", &httpx.Problem{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
+			return deviceGrant{}, &httpx.Problem{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
 				Detail: "too many device lookups from this caller", RetryAfter: max(budget.RetryAfter, time.Second)}
 		}
 		if err != nil {
-			return "", fmt.Errorf("checking device ownership: %w", err)
+			return deviceGrant{}, fmt.Errorf("checking device ownership: %w", err)
 		}
-		switch v {
+		switch a.Verdict {
 		case entra.DeviceOwned:
 		case entra.DeviceRetiring:
-			return "", forbid(CodeDeviceRetiring, "the device is being retired, wiped or deleted in Intune")
+			return deviceGrant{}, forbid(CodeDeviceRetiring, "the device is being retired, wiped or deleted in Intune")
 		default:
-			return "", forbid(CodeNotOwner, "the device is not one you own")
+			return deviceGrant{}, forbid(CodeNotOwner, "the device is not one you own")
 		}
-		return strings.ToLower(device), nil
+		return deviceGrant{ID: strings.ToLower(device), ObjectID: a.ObjectID}, nil
 	}
 	// A user certificate: every UPN SAN and the subject CN, if present, are the caller's UPN, and at least one
 	// of them is present.
 	if caller.UPN == "" {
 		// preferred_username and unique_name are mutable by the user and never bind a certificate.
-		return "", forbid(CodeNotSelf, "your token carries no upn claim (the API registration must request it)")
+		return deviceGrant{}, forbid(CodeNotSelf, "your token carries no upn claim (the API registration must request it)")
 	}
 	if len(req.UPNs) == 0 && cn == "" {
-		return "", forbid(CodeNotSelf, "the certificate must name your UPN")
+		return deviceGrant{}, forbid(CodeNotSelf, "the certificate must name your UPN")
 	}
 	if cn != "" && !policy.SameName(cn, caller.UPN) {
-		return "", forbid(CodeNotSelf, "the subject must be your UPN")
+		return deviceGrant{}, forbid(CodeNotSelf, "the subject must be your UPN")
 	}
 	for _, upn := range req.UPNs {
 		if !policy.SameName(upn, caller.UPN) {
-			return "", forbid(CodeNotSelf, "the UPN is not yours")
+			return deviceGrant{}, forbid(CodeNotSelf, "the UPN is not yours")
 		}
 	}
-	return "", nil
+	return deviceGrant{}, nil
 }
 
 func rejectionProblem(err error) *httpx.Problem {

@@ -28,7 +28,10 @@
 //     only of the Intune managed device with that ID
 //     ([Directory.VerdictManaged]) — and then whether an administrator has
 //     disabled the Entra device (a disabled device is not owned), with small
-//     bounded caches. Graph failures are [ErrUnavailable], never "allowed".
+//     bounded caches; [Directory.Answer] and [Directory.AnswerManaged] also
+//     name that Entra device's object ID, which a deleted device's delta entry
+//     carries ([Directory.DevicesDelta]). Graph failures are [ErrUnavailable],
+//     never "allowed".
 //   - [DevIssuer] is a local-only token issuer so `make run` can exercise the
 //     real verification path with tokens the developer mints. It refuses to
 //     serve anything but loopback addresses.

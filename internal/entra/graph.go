@@ -116,7 +116,7 @@ type Directory struct {
 	tokenMu sync.Mutex
 	token   azcore.AccessToken
 
-	owned    *ttlCache[ownershipKey, DeviceVerdict]
+	owned    *ttlCache[ownershipKey, DeviceAnswer]
 	budgets  *ttlCache[string, *rate.Limiter] // device lookup budgets, by user object ID
 	accounts *ttlCache[string, Account]
 	roles    *ttlCache[string, []string]          // a principal's assigned API roles, by "app/" or "user/" and object ID
@@ -270,6 +270,17 @@ const (
 var retiringStates = []string{"retireIssued", "retirePending", "retireFailed", "wipeIssued", "wipePending", "wipeFailed",
 	"deletePending"}
 
+// DeviceAnswer is Directory's answer for one (user, device) question, with the Entra device it read.
+type DeviceAnswer struct {
+	Verdict DeviceVerdict
+	// ObjectID is the directory object ID (id, lower case) of the Entra device whose accountEnabled the verdict
+	// read: the device itself, or the Entra device behind an Intune managed device. A deleted device's entry in
+	// Graph's devices delta names only this ID, so it is what finds the certificate again once the device is
+	// deleted. "" when no Entra device was read (an Intune managed device without one, or a verdict that was
+	// decided before: not owned, retiring).
+	ObjectID string
+}
+
 func (v DeviceVerdict) String() string {
 	switch v {
 	case DeviceOwned:
@@ -330,7 +341,7 @@ func NewDirectory(cfg GraphConfig) (*Directory, error) {
 		return nil, fmt.Errorf("entra: GraphConfig.APIAppID %q is not a GUID", cfg.APIAppID)
 	}
 	return &Directory{cfg: cfg, base: base,
-		owned:    newTTLCache[ownershipKey, DeviceVerdict](cfg.MaxCacheEntries, cfg.Clock),
+		owned:    newTTLCache[ownershipKey, DeviceAnswer](cfg.MaxCacheEntries, cfg.Clock),
 		budgets:  newTTLCache[string, *rate.Limiter](cfg.MaxCacheEntries, cfg.Clock),
 		accounts: newTTLCache[string, Account](cfg.MaxCacheEntries, cfg.Clock),
 		roles:    newTTLCache[string, []string](cfg.MaxCacheEntries, cfg.Clock),
@@ -393,6 +404,13 @@ func (d *Directory) OwnsManagedDevice(ctx context.Context, userObjectID, managed
 // else's managed-device ID answers for that ID here. Use VerdictManaged when
 // the ID will be read as an Intune managed-device ID (IntuneDeviceId://).
 func (d *Directory) Verdict(ctx context.Context, userObjectID, deviceID string) (DeviceVerdict, error) {
+	a, err := d.verdict(ctx, userObjectID, deviceID, false)
+	return a.Verdict, err
+}
+
+// Answer is Verdict with the object ID of the Entra device it read (DeviceAnswer), at no extra Graph call: the
+// question for a certificate that will be revoked when that device is deleted.
+func (d *Directory) Answer(ctx context.Context, userObjectID, deviceID string) (DeviceAnswer, error) {
 	return d.verdict(ctx, userObjectID, deviceID, false)
 }
 
@@ -416,37 +434,45 @@ func (d *Directory) Verdict(ctx context.Context, userObjectID, deviceID string) 
 //
 // Errors and caching are as for Verdict, in cache entries of their own.
 func (d *Directory) VerdictManaged(ctx context.Context, userObjectID, managedDeviceID string) (DeviceVerdict, error) {
+	a, err := d.verdict(ctx, userObjectID, managedDeviceID, true)
+	return a.Verdict, err
+}
+
+// AnswerManaged is VerdictManaged with the object ID of the Entra device behind the managed device (its
+// azureADDeviceId), read by the accountEnabled check VerdictManaged makes anyway: "" for a managed device without
+// one.
+func (d *Directory) AnswerManaged(ctx context.Context, userObjectID, managedDeviceID string) (DeviceAnswer, error) {
 	return d.verdict(ctx, userObjectID, managedDeviceID, true)
 }
 
-func (d *Directory) verdict(ctx context.Context, userObjectID, deviceID string, managed bool) (DeviceVerdict, error) {
+func (d *Directory) verdict(ctx context.Context, userObjectID, deviceID string, managed bool) (DeviceAnswer, error) {
 	if !isGUID(userObjectID) {
-		return DeviceNotOwned, fmt.Errorf("%w: user object ID", ErrInvalidID)
+		return DeviceAnswer{}, fmt.Errorf("%w: user object ID", ErrInvalidID)
 	}
 	if !isGUID(deviceID) {
-		return DeviceNotOwned, fmt.Errorf("%w: device ID", ErrInvalidID)
+		return DeviceAnswer{}, fmt.Errorf("%w: device ID", ErrInvalidID)
 	}
 	key := ownershipKey{user: normGUID(userObjectID), device: normGUID(deviceID), managed: managed}
-	if v, ok := d.owned.get(key); ok {
-		return v, nil
+	if a, ok := d.owned.get(key); ok {
+		return a, nil
 	}
 	if wait, ok := d.spend(key.user); !ok {
-		return DeviceNotOwned, &LookupBudgetError{RetryAfter: wait}
+		return DeviceAnswer{}, &LookupBudgetError{RetryAfter: wait}
 	}
 	asked := d.cfg.Clock()
 
-	var v DeviceVerdict
+	var a DeviceAnswer
 	var err error
 	if managed {
-		v, err = d.lookupManaged(ctx, key.user, key.device, false)
+		a, err = d.lookupManaged(ctx, key.user, key.device, false)
 	} else {
-		v, err = d.lookup(ctx, key.user, key.device)
+		a, err = d.lookup(ctx, key.user, key.device)
 	}
 	if err != nil {
-		return DeviceNotOwned, err
+		return DeviceAnswer{}, err
 	}
-	d.owned.put(key, v, asked, d.ttl(v == DeviceOwned))
-	return v, nil
+	d.owned.put(key, a, asked, d.ttl(a.Verdict == DeviceOwned))
+	return a, nil
 }
 
 // ttl is how long an answer is reused: a granting one for PositiveTTL, any other for NegativeTTL.
@@ -459,20 +485,21 @@ func (d *Directory) ttl(grants bool) time.Duration {
 
 // lookup is Verdict's question: the Entra device with deviceId device first,
 // and only if there is none, the Intune managed device with that ID.
-func (d *Directory) lookup(ctx context.Context, user, device string) (DeviceVerdict, error) {
+func (d *Directory) lookup(ctx context.Context, user, device string) (DeviceAnswer, error) {
 	owners, found, err := d.registeredOwners(ctx, device)
 	if err != nil {
-		return DeviceNotOwned, err
+		return DeviceAnswer{}, err
 	}
 	if found {
 		if !owners[user] {
-			return DeviceNotOwned, nil
+			return DeviceAnswer{}, nil
 		}
-		v, err := d.enabled(ctx, device, false)
-		if err != nil || v != DeviceOwned {
-			return v, err
+		a, err := d.enabled(ctx, device, false)
+		if err != nil || a.Verdict != DeviceOwned {
+			return a, err
 		}
-		return d.managedBehind(ctx, device)
+		a.Verdict, err = d.managedBehind(ctx, device)
+		return a, err
 	}
 	return d.lookupManaged(ctx, user, device, true)
 }
@@ -521,7 +548,7 @@ func (d *Directory) managedBehind(ctx context.Context, device string) (DeviceVer
 // device with ID device. entraAbsent says the caller has just seen that no
 // Entra device has deviceId device (a managed device naming its own ID as
 // azureADDeviceId then has no Entra device to ask about).
-func (d *Directory) lookupManaged(ctx context.Context, user, device string, entraAbsent bool) (DeviceVerdict, error) {
+func (d *Directory) lookupManaged(ctx context.Context, user, device string, entraAbsent bool) (DeviceAnswer, error) {
 	var md struct {
 		ID              string  `json:"id"`
 		UserID          string  `json:"userId"`
@@ -531,33 +558,33 @@ func (d *Directory) lookupManaged(ctx context.Context, user, device string, entr
 	found, err := d.getJSON(ctx, d.graphURL("v1.0/deviceManagement/managedDevices/"+device+
 		"?$select=id,userId,azureADDeviceId,managementState"), &md)
 	if errors.Is(err, errNoIntune) {
-		return DeviceNotOwned, nil // as a 404: a tenant without Intune has no managed device of any ID
+		return DeviceAnswer{}, nil // as a 404: a tenant without Intune has no managed device of any ID
 	}
 	if err != nil || !found {
-		return DeviceNotOwned, err
+		return DeviceAnswer{}, err
 	}
 	aad := normGUID(md.AzureADDeviceID)
 	hasAAD := isGUID(aad) && aad != nilGUID && !(entraAbsent && aad == device)
 	if isGUID(md.UserID) && normGUID(md.UserID) == user {
 		if v, err := managementVerdict(md.ManagementState); v != DeviceOwned {
-			return v, err
+			return DeviceAnswer{Verdict: v}, err
 		}
 		if !hasAAD {
-			return DeviceOwned, nil
+			return DeviceAnswer{Verdict: DeviceOwned}, nil
 		}
 		// The primary user owns it unless the Entra device behind it is
 		// disabled; a managed device whose Entra device is gone stays owned.
 		return d.enabled(ctx, aad, true)
 	}
 	if !hasAAD {
-		return DeviceNotOwned, nil
+		return DeviceAnswer{}, nil
 	}
 	owners, found, err := d.registeredOwners(ctx, aad)
 	if err != nil || !found || !owners[user] {
-		return DeviceNotOwned, err
+		return DeviceAnswer{}, err
 	}
 	if v, err := managementVerdict(md.ManagementState); v != DeviceOwned {
-		return v, err
+		return DeviceAnswer{Verdict: v}, err
 	}
 	return d.enabled(ctx, aad, false)
 }
@@ -577,29 +604,37 @@ func managementVerdict(state *string) (DeviceVerdict, error) {
 
 // enabled reads accountEnabled of the Entra device with the given deviceId
 // (alternate key), once the user is known to own it: DeviceOwned if true,
-// DeviceDisabled if false. A missing device (404) is DeviceOwned when
-// missingOK (a managed device without an Entra device), otherwise
-// DeviceNotOwned (deleted since its owners were read). An answer without a
-// boolean accountEnabled is ErrUnavailable: never guess "enabled".
-func (d *Directory) enabled(ctx context.Context, deviceID string, missingOK bool) (DeviceVerdict, error) {
+// DeviceDisabled if false, with the device's object ID. A missing device (404)
+// is DeviceOwned without one when missingOK (a managed device without an Entra
+// device), otherwise DeviceNotOwned (deleted since its owners were read). An
+// answer without a boolean accountEnabled is ErrUnavailable: never guess
+// "enabled"; nor one without a GUID id, which a certificate issued on it would
+// need to be revoked when the device is deleted.
+func (d *Directory) enabled(ctx context.Context, deviceID string, missingOK bool) (DeviceAnswer, error) {
 	var dev struct {
-		ID             string `json:"id"`
-		AccountEnabled *bool  `json:"accountEnabled"`
+		ID             any   `json:"id"`
+		AccountEnabled *bool `json:"accountEnabled"`
 	}
 	found, err := d.getJSON(ctx, d.graphURL("v1.0/devices(deviceId='"+deviceID+"')?$select=id,accountEnabled"), &dev)
 	switch {
 	case err != nil:
-		return DeviceNotOwned, err
+		return DeviceAnswer{}, err
 	case !found && missingOK:
-		return DeviceOwned, nil
+		return DeviceAnswer{Verdict: DeviceOwned}, nil
 	case !found:
-		return DeviceNotOwned, nil
+		return DeviceAnswer{}, nil
 	case dev.AccountEnabled == nil:
-		return DeviceNotOwned, fmt.Errorf("%w: Graph device answer has no accountEnabled", ErrUnavailable)
-	case !*dev.AccountEnabled:
-		return DeviceDisabled, nil
+		return DeviceAnswer{}, fmt.Errorf("%w: Graph device answer has no accountEnabled", ErrUnavailable)
 	}
-	return DeviceOwned, nil
+	id, ok := dev.ID.(string)
+	if !ok || !isGUID(id) {
+		return DeviceAnswer{}, fmt.Errorf("%w: Graph device answer has no object ID", ErrUnavailable)
+	}
+	a := DeviceAnswer{Verdict: DeviceOwned, ObjectID: normGUID(id)}
+	if !*dev.AccountEnabled {
+		a.Verdict = DeviceDisabled
+	}
+	return a, nil
 }
 
 // registeredOwners lists the registered owners of the Entra device with the

@@ -173,10 +173,14 @@ func TestOwnsDeviceStateFailuresAreUnavailable(t *testing.T) {
 	}
 }
 
-// TestOwnsDeviceStateAnswerUnusable: a 200 device answer without a boolean accountEnabled is not "enabled".
+// TestOwnsDeviceStateAnswerUnusable: a 200 device answer without a boolean accountEnabled is not "enabled"; nor is
+// one without a GUID id, the object ID the certificate's record keeps so that the device's deletion revokes it.
 func TestOwnsDeviceStateAnswerUnusable(t *testing.T) {
 	user, dev := entrafake.NewGUID(), entrafake.NewGUID()
 	for _, body := range []string{
+		`{"accountEnabled":true}`,
+		`{"id":"device-1","accountEnabled":true}`,
+		`{"id":7,"accountEnabled":true}`,
 		`{"id":"` + entrafake.NewGUID() + `"}`,
 		`{"id":"` + entrafake.NewGUID() + `","accountEnabled":null}`,
 		`{"id":"` + entrafake.NewGUID() + `","accountEnabled":"true"}`,

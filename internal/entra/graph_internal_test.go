@@ -23,7 +23,7 @@ func TestOwnershipCacheIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 10 {
-		d.owned.put(ownershipKey{user: "u", device: fmt.Sprint(i)}, DeviceOwned, now, time.Minute)
+		d.owned.put(ownershipKey{user: "u", device: fmt.Sprint(i)}, DeviceAnswer{Verdict: DeviceOwned}, now, time.Minute)
 		if n := d.owned.len(); n > 3 {
 			t.Fatalf("cache grew to %d entries, limit 3", n)
 		}
@@ -34,7 +34,7 @@ func TestOwnershipCacheIsBounded(t *testing.T) {
 	}
 	// Expired entries go first.
 	now = now.Add(2 * time.Minute)
-	d.owned.put(ownershipKey{user: "u", device: "fresh"}, DeviceOwned, now, time.Minute)
+	d.owned.put(ownershipKey{user: "u", device: "fresh"}, DeviceAnswer{Verdict: DeviceOwned}, now, time.Minute)
 	if n := d.owned.len(); n != 1 {
 		t.Fatalf("expired entries not swept: %d left", n)
 	}

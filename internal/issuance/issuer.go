@@ -202,6 +202,9 @@ type Request struct {
 	// Requester identifies who asked: an Entra object/app ID or UPN for REST, the challenge type for SCEP.
 	Requester string
 	DeviceID  string
+	// DeviceObjectID is the directory object ID of the Entra device a self-service certificate is for, when Graph
+	// named it (store.Record.DeviceObjectID).
+	DeviceObjectID string
 	// TxID is the SCEP transaction ID, or "" for REST.
 	TxID string
 	// Key is the idempotency key ("" for none). A second request with the same key and public key gets the
@@ -881,6 +884,9 @@ func (i *Issuer) newRecord(req *Request, tmpl *x509.Certificate, plan *lint.Plan
 		ChainStarted: req.ChainStarted,
 		ChainEnds:    req.ChainEnds,
 		Gated:        req.gated(),
+
+		// Where the device's deletion finds the certificate (revocation.RevokeDisabledDevices).
+		DeviceObjectID: req.DeviceObjectID,
 	}
 }
 

@@ -26,11 +26,11 @@ const (
 	devicesDeltaDoc  = "entra-devices-delta"
 )
 
-// DevicesBy is the revoker recorded on a certificate revoked because its Entra device was disabled.
+// DevicesBy is the revoker recorded on a certificate revoked because its Entra device was disabled or deleted.
 const DevicesBy = "entra-device"
 
 // CessationOfOperation is the RFC 5280 CRLReason for a certificate whose device is no longer in service: its Entra
-// device was disabled (lost, stolen, retired).
+// device was disabled (lost, stolen, retired) or deleted.
 const CessationOfOperation = 5
 
 // MaxAccountPages bounds the delta pages one RevokeDisabledAccounts or RevokeDisabledDevices call reads (each up to
@@ -60,11 +60,13 @@ type deltaDoc struct {
 type AccountSweep struct {
 	// Revoked are the records this call revoked.
 	Revoked []*store.Record
-	// Pages is how many delta pages were read whole; Accounts how many of their entries were a disabled or deleted
-	// account (or a disabled device).
+	// Pages is how many delta pages were read whole; Accounts how many accounts (or devices) their entries said were
+	// disabled or deleted.
 	Pages, Accounts int
-	// Unmapped counts device entries that name no deviceId, so that no certificate can be found for them: deleted
-	// devices, whose entries carry only the object ID.
+	// Unmapped counts the deleted devices among them whose entries carry only the object ID and that no issued,
+	// unexpired REST certificate's record names by it: devices without such a certificate, or whose certificates
+	// were issued before records kept the device's object ID (store.Record.DeviceObjectID), which stay valid. It is
+	// not counted when the revocations fail.
 	Unmapped int
 	// Complete says the delta round reached its delta link: the tenant's changes are read up to now. Saved says the
 	// link to go on from was persisted.
@@ -95,30 +97,33 @@ type AccountSweep struct {
 // enumerate again from the start. It returns what it did, also when it stopped on an error.
 func RevokeDisabledAccounts(ctx context.Context, st store.Store, dir UsersDelta, now time.Time) (AccountSweep, error) {
 	return sweepDelta(ctx, st, now, deltaSweep{doc: accountsDeltaDoc, what: "users", read: dir.UsersDelta,
-		key:    func(c entra.DirectoryChange) string { return c.ID },
 		revoke: revokeAccounts})
 }
 
 // RevokeDisabledDevices is RevokeDisabledAccounts for Entra devices (the devices delta query, Device.Read.All): the
-// self-service device certificates (source api, issued, not expired) whose record names a device disabled in Entra
-// are revoked for cessationOfOperation, recording DevicesBy and the device. A deleted device's entry carries only its
-// object ID, not the deviceId certificates name, so it revokes nothing and is counted in Unmapped; organisations that
-// disable devices before deleting them (Microsoft's guidance for stale devices) have them revoked when disabled, and
-// a device's certificates also go with its owner's account.
+// self-service device certificates (source api, issued, not expired) of a device disabled or deleted in Entra are
+// revoked for cessationOfOperation, recording DevicesBy and the device. A record is the device's when it carries the
+// device's object ID (DeviceObjectID: csrapi records the Entra device Graph read, also the one behind an Intune
+// managed device), or, for a disabled device, names its deviceId. A deleted device's entry carries only its object
+// ID, so the certificates whose records were written before the object ID was kept are not found for it: such an
+// entry is counted in Unmapped, never guessed at (organisations that disable devices before deleting them,
+// Microsoft's guidance for stale devices, have them revoked when disabled, and a device's certificates also go with
+// its owner's account).
 func RevokeDisabledDevices(ctx context.Context, st store.Store, dir DevicesDelta, now time.Time) (AccountSweep, error) {
 	return sweepDelta(ctx, st, now, deltaSweep{doc: devicesDeltaDoc, what: "devices", read: dir.DevicesDelta,
-		key:    func(c entra.DirectoryChange) string { return c.DeviceID },
-		revoke: revokeDevices})
+		devices: true, revoke: revokeDevices})
 }
 
 // deltaSweep is what RevokeDisabledAccounts and RevokeDisabledDevices differ in.
 type deltaSweep struct {
 	doc, what string
 	read      func(ctx context.Context, link string) (*entra.DeltaPage, error)
-	// key is what an entry's certificates are found by; "" when the entry names none.
-	key func(entra.DirectoryChange) string
-	// revoke scans the REST certificates once and revokes those of gone (why, by key), appending them to done.
-	revoke func(ctx context.Context, st store.Store, gone map[string]string, now time.Time, done *[]*store.Record) error
+	// devices says the entries are devices, whose deleted entries may match no record (Unmapped).
+	devices bool
+	// revoke scans the REST certificates once and revokes those of gone (the entries saying so, by object ID),
+	// appending them to done, and returns the object IDs of gone that some record it scanned named.
+	revoke func(ctx context.Context, st store.Store, gone map[string]entra.DirectoryChange, now time.Time,
+		done *[]*store.Record) (map[string]bool, error)
 }
 
 func sweepDelta(ctx context.Context, st store.Store, now time.Time, ds deltaSweep) (AccountSweep, error) {
@@ -135,7 +140,7 @@ func sweepDelta(ctx context.Context, st store.Store, now time.Time, ds deltaSwee
 			state = deltaDoc{}
 		}
 	}
-	gone := map[string]string{} // why, by key
+	gone := map[string]entra.DirectoryChange{} // by object ID
 	link, readErr := state.Link, error(nil)
 	for sw.Pages < MaxAccountPages {
 		page, err := ds.read(ctx, link)
@@ -149,20 +154,18 @@ func sweepDelta(ctx context.Context, st store.Store, now time.Time, ds deltaSwee
 		}
 		sw.Pages++
 		for _, c := range page.Changes {
-			key := ds.key(c)
-			switch {
-			case key == "" && c.Gone():
-				sw.Unmapped++
-			case key == "":
-			case !c.Gone():
+			if !c.Gone() {
 				// Re-enabled or restored since an earlier page said otherwise: nothing to revoke now; a revocation
 				// made earlier is not undone.
-				delete(gone, key)
-			case c.Removed != "":
-				gone[key] = "deleted"
-			default:
-				gone[key] = "disabled"
+				delete(gone, c.ID)
+				continue
 			}
+			if c.DeviceID == "" {
+				// A device disabled, then deleted within the round: its deviceId, from the earlier entry, still
+				// finds the certificates whose records carry no object ID.
+				c.DeviceID = gone[c.ID].DeviceID
+			}
+			gone[c.ID] = c
 		}
 		if page.Delta != "" {
 			link, sw.Complete = page.Delta, true
@@ -172,7 +175,15 @@ func sweepDelta(ctx context.Context, st store.Store, now time.Time, ds deltaSwee
 	}
 	sw.Accounts = len(gone)
 	if len(gone) > 0 {
-		if err := ds.revoke(ctx, st, gone, now, &sw.Revoked); err != nil {
+		named, err := ds.revoke(ctx, st, gone, now, &sw.Revoked)
+		if ds.devices && err == nil {
+			for id, c := range gone {
+				if c.DeviceID == "" && !named[id] {
+					sw.Unmapped++
+				}
+			}
+		}
+		if err != nil {
 			// The link stays where it was: the next call reads these pages again and finishes their revocations.
 			return sw, errors.Join(readErr, err)
 		}
@@ -195,30 +206,54 @@ func sweepDelta(ctx context.Context, st store.Store, now time.Time, ds deltaSwee
 	return sw, readErr
 }
 
-// revokeAccounts revokes, for affiliationChanged, the unexpired REST certificates bound to the accounts in gone (why,
-// by object ID), appending them to done.
-func revokeAccounts(ctx context.Context, st store.Store, gone map[string]string, now time.Time, done *[]*store.Record) error {
-	return scanREST(ctx, st, now, done, func(rec *store.Record) (int, string, string, bool) {
+// why is what an entry of gone says happened to its account or device.
+func why(c entra.DirectoryChange) string {
+	if c.Removed != "" {
+		return "deleted"
+	}
+	return "disabled"
+}
+
+// revokeAccounts revokes, for affiliationChanged, the unexpired REST certificates bound to the accounts in gone (by
+// object ID), appending them to done.
+func revokeAccounts(ctx context.Context, st store.Store, gone map[string]entra.DirectoryChange, now time.Time,
+	done *[]*store.Record) (map[string]bool, error) {
+	return nil, scanREST(ctx, st, now, done, func(rec *store.Record) (int, string, string, bool) {
 		oid, upn := requesterAccount(rec.Requester)
-		why, ok := gone[oid]
+		c, ok := gone[oid]
 		if !ok || !boundTo(rec, upn) {
 			return 0, "", "", false
 		}
-		return AffiliationChanged, AccountsBy, fmt.Sprintf("Entra account %s %s", oid, why), true
+		return AffiliationChanged, AccountsBy, fmt.Sprintf("Entra account %s %s", oid, why(c)), true
 	})
 }
 
-// revokeDevices revokes, for cessationOfOperation, the unexpired REST certificates of the devices in gone (why, by
-// deviceId), appending them to done.
-func revokeDevices(ctx context.Context, st store.Store, gone map[string]string, now time.Time, done *[]*store.Record) error {
-	return scanREST(ctx, st, now, done, func(rec *store.Record) (int, string, string, bool) {
-		dev := strings.ToLower(rec.DeviceID)
-		why, ok := gone[dev]
-		if !ok || dev == "" {
-			return 0, "", "", false
+// revokeDevices revokes, for cessationOfOperation, the unexpired REST certificates of the devices in gone (by object
+// ID), appending them to done: those whose record carries the device's object ID, and those whose record names the
+// deviceId an entry carried (a disabled device; records written before the object ID was kept carry only that).
+func revokeDevices(ctx context.Context, st store.Store, gone map[string]entra.DirectoryChange, now time.Time,
+	done *[]*store.Record) (map[string]bool, error) {
+	byDeviceID := map[string]entra.DirectoryChange{}
+	for _, c := range gone {
+		if c.DeviceID != "" {
+			byDeviceID[c.DeviceID] = c
 		}
-		return CessationOfOperation, DevicesBy, fmt.Sprintf("Entra device %s %s", dev, why), true
+	}
+	named := map[string]bool{}
+	err := scanREST(ctx, st, now, done, func(rec *store.Record) (int, string, string, bool) {
+		if oid := strings.ToLower(rec.DeviceObjectID); oid != "" {
+			if c, ok := gone[oid]; ok {
+				named[oid] = true
+				return CessationOfOperation, DevicesBy, fmt.Sprintf("Entra device object %s %s", oid, why(c)), true
+			}
+		}
+		dev := strings.ToLower(rec.DeviceID)
+		if c, ok := byDeviceID[dev]; ok && dev != "" {
+			return CessationOfOperation, DevicesBy, fmt.Sprintf("Entra device %s %s", dev, why(c)), true
+		}
+		return 0, "", "", false
 	})
+	return named, err
 }
 
 // scanREST reads the issued REST certificates once and revokes the unexpired ones match picks, with the reason,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -58,13 +59,16 @@ func (e *accountsEnv) user(t *testing.T, name string) (string, string) {
 	return id, upn
 }
 
-// cert stores an issued /api/csr record of requester with subject CN cn, the SANs and the device ID.
-func (e *accountsEnv) cert(t *testing.T, requester, cn string, sans []string, deviceID string, notAfter time.Time) *store.Record {
+// cert stores an issued /api/csr record of requester with subject CN cn, the SANs and the device ID, and no device
+// object ID unless objectID gives one (records written before it was kept have none).
+func (e *accountsEnv) cert(t *testing.T, requester, cn string, sans []string, deviceID string, notAfter time.Time,
+	objectID ...string) *store.Record {
 	t.Helper()
 	ctx := context.Background()
 	r := storetest.FullRecord(storetest.NewSerial())
 	r.Source, r.Endpoint, r.Profile, r.Requester = store.SourceAPI, "api", "api", requester
 	r.Subject, r.SANs, r.DeviceID, r.NotAfter = "CN="+cn, sans, deviceID, notAfter
+	r.DeviceObjectID = strings.Join(objectID, "")
 	r.IntuneSerial, r.CAConfiguration, r.Gated, r.RenewedFrom, r.RenewedTo = "", "", false, "", ""
 	if err := e.st.Insert(ctx, r); err != nil {
 		t.Fatal(err)
@@ -340,11 +344,12 @@ func TestRevokeDisabledAccountsPaging(t *testing.T) {
 	}
 }
 
-// TestRevokeDisabledDevices: an administrator disables one Entra device and deletes another. The devices sweep
-// revokes, for cessationOfOperation, the self-service certificate of the disabled device (its record's device ID
-// spelt in upper case, as older records may be) and nothing else: the deleted device's entry names only its object ID,
-// so it is counted as unmapped, never guessed at. A sweep Graph refuses (403: Device.Read.All missing) revokes
-// nothing and keeps its link.
+// TestRevokeDisabledDevices: an administrator disables one Entra device and deletes another, both with certificates
+// whose records were written before the device's object ID was kept. The devices sweep revokes, for
+// cessationOfOperation, the self-service certificate of the disabled device (its record's device ID spelt in upper
+// case, as older records may be) and nothing else: the deleted device's entry names only its object ID, which its
+// record lacks, so it is counted as unmapped, never guessed at. A sweep Graph refuses (403: Device.Read.All missing)
+// revokes nothing and keeps its link.
 func TestRevokeDisabledDevices(t *testing.T) {
 	backends(t, func(t *testing.T, useTables bool) {
 		e := newAccountsEnv(t, useTables)
@@ -376,7 +381,7 @@ func TestRevokeDisabledDevices(t *testing.T) {
 		e.g.SetFault(entrafake.Fault{})
 
 		sw, err := sweep()
-		if err != nil || sw.Accounts != 1 || sw.Unmapped != 1 || len(sw.Revoked) != 1 || sw.Revoked[0].Serial != lostCert.Serial {
+		if err != nil || sw.Accounts != 2 || sw.Unmapped != 1 || len(sw.Revoked) != 1 || sw.Revoked[0].Serial != lostCert.Serial {
 			t.Fatalf("sweep = %+v, %v; want %s revoked, the deleted device unmapped", sw, err, lostCert.Serial)
 		}
 		for _, r := range []*store.Record{keptCert, goneCert, userCert} {
@@ -394,4 +399,97 @@ func TestRevokeDisabledDevices(t *testing.T) {
 			t.Fatalf("a further sweep = %+v, %v; want nothing", sw, err)
 		}
 	})
+}
+
+// TestRevokeDeletedDevices: the records of self-service device certificates carry the object ID of the Entra device
+// Graph read for them — the device a CN names, or the Entra device behind an Intune managed device a certificate
+// names by IntuneDeviceId://. An administrator deletes the laptop (its delta entry names only its object ID) and
+// disables the Entra device behind the phone: the sweep revokes the laptop's certificate and the phone's, found by
+// object ID, for cessationOfOperation with the object ID and what happened as the reference, and counts as unmapped
+// only the deleted tablet, whose record was written before the object ID was kept and stays valid. Another device's
+// certificate, an expired one of the laptop's and the owner's user certificate stay as they were.
+func TestRevokeDeletedDevices(t *testing.T) {
+	backends(t, func(t *testing.T, useTables bool) {
+		e := newAccountsEnv(t, useTables)
+		ctx := context.Background()
+		later := e.now.Add(90 * 24 * time.Hour)
+		owner, upn := e.user(t, "owner")
+		laptop, phoneAAD, tablet, kept := entrafake.NewGUID(), entrafake.NewGUID(), entrafake.NewGUID(), entrafake.NewGUID()
+		laptopObj, phoneObj := e.g.AddDevice(laptop, owner), e.g.AddDevice(phoneAAD, owner)
+		e.g.AddDevice(tablet, owner)
+		keptObj := e.g.AddDevice(kept, owner)
+		phone := entrafake.NewGUID() // the Intune managed device behind which phoneAAD is
+		req := "oid:" + owner + " upn:" + upn
+		laptopCert := e.cert(t, req, laptop, nil, laptop, later, laptopObj)
+		laptopOld := e.cert(t, req, laptop, nil, laptop, e.now, laptopObj)
+		phoneCert := e.cert(t, req, upn, []string{"uri:IntuneDeviceId://" + phone}, phone, later, strings.ToUpper(phoneObj))
+		tabletCert := e.cert(t, req, tablet, nil, tablet, later)
+		keptCert := e.cert(t, req, kept, nil, kept, later, keptObj)
+		userCert := e.cert(t, req, upn, []string{"upn:" + upn}, "", later)
+		sweep := func() (revocation.AccountSweep, error) {
+			return revocation.RevokeDisabledDevices(ctx, e.st, e.dir, e.now)
+		}
+		if sw, err := sweep(); err != nil || !sw.Complete || len(sw.Revoked) != 0 {
+			t.Fatalf("first sweep = %+v, %v", sw, err)
+		}
+		e.g.DeleteDevice(laptop)
+		e.g.SetAccountEnabled(phoneAAD, false)
+		e.g.DeleteDevice(tablet)
+
+		sw, err := sweep()
+		if err != nil || sw.Accounts != 3 || sw.Unmapped != 1 || !slices.Equal(serialsOf(sw.Revoked), serialsOf([]*store.Record{laptopCert, phoneCert})) {
+			t.Fatalf("sweep = %+v, %v; want the laptop's and the phone's certificates revoked, the tablet unmapped", sw, err)
+		}
+		for r, ref := range map[*store.Record]string{
+			laptopCert: "Entra device object " + laptopObj + " deleted",
+			phoneCert:  "Entra device object " + phoneObj + " disabled",
+		} {
+			got, _ := e.st.Get(ctx, r.Serial)
+			if got.Status != store.StatusRevoked || got.RevocationReason != revocation.CessationOfOperation ||
+				got.RevokedBy != revocation.DevicesBy || got.RevocationRef != ref {
+				t.Errorf("%s: %s reason %d by %q ref %q; want revoked, cessationOfOperation, %q", r.Serial, got.Status,
+					got.RevocationReason, got.RevokedBy, got.RevocationRef, ref)
+			}
+		}
+		for _, r := range []*store.Record{laptopOld, tabletCert, keptCert, userCert} {
+			if got, _ := e.st.Get(ctx, r.Serial); got.Status != store.StatusIssued {
+				t.Errorf("%s (device %q, object %q) is %s", r.Serial, r.DeviceID, r.DeviceObjectID, got.Status)
+			}
+		}
+		if sw, err := sweep(); err != nil || len(sw.Revoked) != 0 || sw.Accounts != 0 {
+			t.Fatalf("a further sweep = %+v, %v; want nothing", sw, err)
+		}
+	})
+}
+
+// pagedDevices serves fixed devices delta pages, one a call, the last with a delta link.
+type pagedDevices [][]entra.DirectoryChange
+
+func (p pagedDevices) DevicesDelta(_ context.Context, link string) (*entra.DeltaPage, error) {
+	n := 0
+	if link != "" {
+		n, _ = strconv.Atoi(strings.TrimPrefix(link, "page"))
+	}
+	page := &entra.DeltaPage{Changes: p[n], Next: "page" + strconv.Itoa(n+1)}
+	if n == len(p)-1 {
+		page.Next, page.Delta = "", "done"
+	}
+	return page, nil
+}
+
+// TestRevokeDevicesDisabledThenDeleted: a device one page of a round says is disabled and a later page says is
+// deleted (its entry without the deviceId) is one device: the deviceId of the earlier entry still finds the
+// certificate whose record carries no object ID, and the device is not counted as unmapped.
+func TestRevokeDevicesDisabledThenDeleted(t *testing.T) {
+	e := newAccountsEnv(t, false)
+	owner, upn := e.user(t, "owner")
+	dev, obj := entrafake.NewGUID(), entrafake.NewGUID()
+	old := e.cert(t, "oid:"+owner+" upn:"+upn, dev, nil, dev, e.now.Add(time.Hour))
+	off := false
+	pages := pagedDevices{{{ID: obj, DeviceID: dev, Enabled: &off}}, {{ID: obj, Removed: "changed"}}}
+	sw, err := revocation.RevokeDisabledDevices(context.Background(), e.st, pages, e.now)
+	if err != nil || sw.Pages != 2 || sw.Accounts != 1 || sw.Unmapped != 0 || len(sw.Revoked) != 1 ||
+		sw.Revoked[0].Serial != old.Serial || sw.Revoked[0].RevocationRef != "Entra device "+dev+" deleted" {
+		t.Fatalf("sweep = %+v, %v; want %s revoked as deleted, nothing unmapped", sw, err, old.Serial)
+	}
 }

@@ -82,6 +82,11 @@ type Record struct {
 	DeviceID   string // Intune or Entra device ID when known
 	PlannedDER []byte // the linted to-be-signed certificate (with an empty signature): what we planned to sign
 	CertDER    []byte // the issued certificate
+	// DeviceObjectID is the directory object ID (lower case) of the Entra device a self-service certificate was
+	// issued for, as Graph named it when ownership was checked: a deleted device's entry in Graph's devices delta
+	// carries only that ID, not the deviceId. "" for other certificates, an Intune managed device with no Entra
+	// device, and records written before it was kept.
+	DeviceObjectID string
 
 	// RenewedFrom is the serial of the certificate a SCEP RenewalReq was signed with; "" for first issuances.
 	RenewedFrom string

@@ -153,8 +153,8 @@ func checkRecord(r *store.Record) error {
 	}
 	for name, v := range map[string]string{
 		"Issuer": r.Issuer, "Subject": r.Subject, "Note": r.Note, "RevocationRef": r.RevocationRef,
-		"TxID": r.TxID, "Requester": r.Requester, "DeviceID": r.DeviceID, "RenewedFrom": r.RenewedFrom,
-		"RenewedTo": r.RenewedTo,
+		"TxID": r.TxID, "Requester": r.Requester, "DeviceID": r.DeviceID, "DeviceObjectID": r.DeviceObjectID,
+		"RenewedFrom": r.RenewedFrom, "RenewedTo": r.RenewedTo,
 	} {
 		if utf16Bytes(v) > MaxBinary {
 			return fmt.Errorf("%s is over the %d byte property limit", name, MaxBinary)

@@ -100,6 +100,7 @@ func FullRecord(serial string) *store.Record {
 		Profile:          "device",
 		TxID:             "tx-" + serial,
 		DeviceID:         "11111111-2222-3333-4444-555555555555",
+		DeviceObjectID:   "66666666-7777-8888-9999-aaaaaaaaaaaa",
 		RenewedFrom:      "5C0123456789ABCDEF0123456789ABCDEF",
 		RenewedTo:        "6D0123456789ABCDEF0123456789ABCDEF",
 		ChainStarted:     base.Add(-400 * 24 * time.Hour),

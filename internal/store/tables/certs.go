@@ -89,6 +89,7 @@ func recordEntity(r *store.Record) entity {
 	e.str("Profile", r.Profile)
 	e.str("TxID", r.TxID)
 	e.str("DeviceID", r.DeviceID)
+	e.str("DeviceObjectID", r.DeviceObjectID)
 	e.str("RenewedFrom", r.RenewedFrom)
 	e.str("RenewedTo", r.RenewedTo)
 	e.time("ChainStarted", r.ChainStarted)
@@ -131,6 +132,7 @@ func decodeRecord(p props, etag string) (*store.Record, error) {
 		Profile:          p.str("Profile"),
 		TxID:             p.str("TxID"),
 		DeviceID:         p.str("DeviceID"),
+		DeviceObjectID:   p.str("DeviceObjectID"), // absent on records written before it was kept: ""
 		RenewedFrom:      p.str("RenewedFrom"),
 		RenewedTo:        p.str("RenewedTo"),
 		ChainStarted:     d.time("ChainStarted"),

@@ -18,7 +18,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	full := &store.Record{Serial: "01AB", Status: store.StatusRevoked, Issuer: "CN=CA", Subject: "CN=dev,O=Contoso",
 		SANs: []string{"dns:a.example", "uri:IntuneDeviceId://x"}, NotBefore: now, NotAfter: now.Add(time.Hour),
 		SHA1: "AA", Source: store.SourceSCEP, Endpoint: "intune", Requester: "oid", Profile: "intune", TxID: "tx",
-		DeviceID: "dev", PlannedDER: []byte{0x30, 0x00}, CertDER: []byte{0x30, 0x03, 0x02, 0x01, 0x05},
+		DeviceID: "dev", DeviceObjectID: "obj", PlannedDER: []byte{0x30, 0x00}, CertDER: []byte{0x30, 0x03, 0x02, 0x01, 0x05},
 		IntuneNotified: true, Gated: true, GateUndecided: true, RevokedAt: now, RevocationReason: 1, RevokedBy: "admin:alice", Note: "é😀",
 		Created: now, Updated: now, RenewedFrom: "02", ChainStarted: now,
 		ChainEnds: now.Add(time.Hour)}
