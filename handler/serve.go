@@ -865,6 +865,9 @@ func (d *deps) deltaSweepReport(sw revocation.AccountSweep, err error, sweep, se
 	}
 	line := fmt.Sprintf("%s: %d %s delta pages, %d %s, %s, link advanced=%t", sweep, sw.Pages, set, sw.Accounts, found,
 		round, sw.Saved)
+	if sw.Rechecked > 0 {
+		line += fmt.Sprintf("; %d found in the last %s looked for again", sw.Rechecked, revocation.RecheckWindow)
+	}
 	if sw.Unmapped > 0 {
 		line += fmt.Sprintf("; %d deleted without a deviceId (not revoked)", sw.Unmapped)
 	}

@@ -1,10 +1,12 @@
 package revocation
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,7 +56,29 @@ type DevicesDelta interface {
 type deltaDoc struct {
 	Link string    `json:"link"`
 	At   time.Time `json:"at"`
+	// Recent are the accounts (or devices) found gone less than RecheckWindow ago: every call looks for their
+	// certificates again, to catch those issued after an earlier call's scan (RecheckWindow).
+	Recent []recentGone `json:"recent,omitempty"`
 }
+
+// recentGone is one key of deltaDoc.Recent: why it went, and when a call first found it gone.
+type recentGone struct {
+	Key string    `json:"key"`
+	Why string    `json:"why"`
+	At  time.Time `json:"at"`
+}
+
+// RecheckWindow is how long after a call first found an account (or device) gone the following calls still look for
+// its certificates. The delta may name an account before issuance stops for it: /api/csr trusts an "enabled" answer
+// from Graph for 5 minutes (entra.DefaultPositiveTTL), and a request admitted just before may still be signing. A
+// certificate issued in that time, after the call's scan, would otherwise stay valid, since later rounds of the delta
+// do not name the account again. The first call to start RecheckWindow or more after the account was found looks
+// once more and lets it go.
+const RecheckWindow = 30 * time.Minute
+
+// maxRecent bounds deltaDoc.Recent (some 100 bytes each, well under the store's meta document limit): beyond it, as
+// in a tenant's first enumeration with thousands of accounts disabled long ago, the rest are not looked for again.
+const maxRecent = 2000
 
 // AccountSweep is what one RevokeDisabledAccounts or RevokeDisabledDevices call did.
 type AccountSweep struct {
@@ -63,6 +87,9 @@ type AccountSweep struct {
 	// Pages is how many delta pages were read whole; Accounts how many of their entries were a disabled or deleted
 	// account (or a disabled device).
 	Pages, Accounts int
+	// Rechecked counts the accounts (or devices) found gone by earlier calls, within RecheckWindow, whose
+	// certificates this call looked for again.
+	Rechecked int
 	// Unmapped counts device entries that name no deviceId, so that no certificate can be found for them: deleted
 	// devices, whose entries carry only the object ID.
 	Unmapped int
@@ -81,7 +108,8 @@ type AccountSweep struct {
 // MaxAccountPages pages, then scans the REST certificates once for all the accounts those pages named, and only when
 // every revocation is durable persists the link it reached, so that a call that stops before (ctx ending, the store,
 // a crash) leaves the old link and the next call reads the same pages again: idempotent, it ends with the same
-// revocations.
+// revocations. An account found gone is looked for again by the calls of the next RecheckWindow, which catch a
+// certificate /api/csr issued after this call's scan, on an "enabled" answer it had cached.
 //
 // A certificate is the account's when its record (source api, issued, not expired) names the account as requester
 // and is bound to it: a self-service device certificate (the device was the account's), or one that names the
@@ -135,7 +163,12 @@ func sweepDelta(ctx context.Context, st store.Store, now time.Time, ds deltaSwee
 			state = deltaDoc{}
 		}
 	}
-	gone := map[string]string{} // why, by key
+	gone := map[string]string{}     // why, by key
+	since := map[string]time.Time{} // when a call first found each key of gone gone
+	for _, r := range state.Recent {
+		gone[r.Key], since[r.Key] = r.Why, r.At
+	}
+	paged := map[string]bool{} // the keys of gone this call's pages found gone
 	link, readErr := state.Link, error(nil)
 	for sw.Pages < MaxAccountPages {
 		page, err := ds.read(ctx, link)
@@ -154,14 +187,22 @@ func sweepDelta(ctx context.Context, st store.Store, now time.Time, ds deltaSwee
 			case key == "" && c.Gone():
 				sw.Unmapped++
 			case key == "":
+			case c.Removed == "" && c.Enabled == nil:
+				// Says nothing about signing in (accountEnabled not sent): neither a disable nor a re-enable.
 			case !c.Gone():
-				// Re-enabled or restored since an earlier page said otherwise: nothing to revoke now; a revocation
-				// made earlier is not undone.
+				// Re-enabled or restored since an earlier page (or call) said otherwise: nothing to revoke now; a
+				// revocation made earlier is not undone.
 				delete(gone, key)
-			case c.Removed != "":
-				gone[key] = "deleted"
+				delete(since, key)
+				delete(paged, key)
 			default:
-				gone[key] = "disabled"
+				gone[key], paged[key] = "disabled", true
+				if c.Removed != "" {
+					gone[key] = "deleted"
+				}
+				if _, ok := since[key]; !ok {
+					since[key] = now
+				}
 			}
 		}
 		if page.Delta != "" {
@@ -170,7 +211,8 @@ func sweepDelta(ctx context.Context, st store.Store, now time.Time, ds deltaSwee
 		}
 		link = page.Next
 	}
-	sw.Accounts = len(gone)
+	sw.Accounts = len(paged)
+	sw.Rechecked = len(gone) - len(paged)
 	if len(gone) > 0 {
 		if err := ds.revoke(ctx, st, gone, now, &sw.Revoked); err != nil {
 			// The link stays where it was: the next call reads these pages again and finishes their revocations.
@@ -180,7 +222,18 @@ func sweepDelta(ctx context.Context, st store.Store, now time.Time, ds deltaSwee
 	if sw.Pages == 0 || link == state.Link {
 		return sw, readErr
 	}
-	rawNew, err := json.Marshal(deltaDoc{Link: link, At: now})
+	next := deltaDoc{Link: link, At: now}
+	for key, why := range gone {
+		if now.Sub(since[key]) < RecheckWindow {
+			next.Recent = append(next.Recent, recentGone{Key: key, Why: why, At: since[key]})
+		}
+	}
+	// The newest first, so that a cap drops the accounts found longest ago.
+	slices.SortFunc(next.Recent, func(a, b recentGone) int {
+		return cmp.Or(b.At.Compare(a.At), strings.Compare(a.Key, b.Key))
+	})
+	next.Recent = next.Recent[:min(len(next.Recent), maxRecent)]
+	rawNew, err := json.Marshal(next)
 	if err != nil {
 		return sw, errors.Join(readErr, fmt.Errorf("encoding the %s delta link: %w", ds.what, err))
 	}

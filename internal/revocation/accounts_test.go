@@ -395,3 +395,58 @@ func TestRevokeDisabledDevices(t *testing.T) {
 		}
 	})
 }
+
+// scriptedDelta answers each users delta request with the next of its pages, each its round's last (a delta link).
+type scriptedDelta struct{ pages [][]entra.DirectoryChange }
+
+func (d *scriptedDelta) UsersDelta(_ context.Context, link string) (*entra.DeltaPage, error) {
+	if len(d.pages) == 0 {
+		return nil, errors.New("no page scripted")
+	}
+	page := &entra.DeltaPage{Changes: d.pages[0], Delta: link + "+"}
+	d.pages = d.pages[1:]
+	return page, nil
+}
+
+// TestRevokeDisabledAccountsIssuedAfterTheScan: /api/csr trusts an "enabled" answer from Graph for 5 minutes, so a
+// certificate can be issued to an account after the sweep that found the account disabled has scanned. Later rounds of
+// the delta do not name the account again (nothing about it changes), so the sweeps of the next RecheckWindow look
+// for its certificates once more: the late certificate is revoked by the next hourly sweep. An entry that says
+// nothing about signing in (no accountEnabled) does not stop that; a re-enable does; and after RecheckWindow the
+// account is let go.
+func TestRevokeDisabledAccountsIssuedAfterTheScan(t *testing.T) {
+	e := newAccountsEnv(t, false)
+	later := e.now.Add(90 * 24 * time.Hour)
+	alice, aliceUPN := entrafake.NewGUID(), "alice@contoso.example"
+	bob, bobUPN := entrafake.NewGUID(), "bob@contoso.example"
+	no, yes := false, true
+	dir := &scriptedDelta{pages: [][]entra.DirectoryChange{
+		{{ID: alice, Enabled: &no}, {ID: bob, Enabled: &no}},
+		{{ID: alice}, {ID: bob, Enabled: &yes}}, // Alice: an entry without accountEnabled; Bob re-enabled
+		nil,
+	}}
+	sweep := func(at time.Time) (revocation.AccountSweep, error) {
+		return revocation.RevokeDisabledAccounts(context.Background(), e.st, dir, at)
+	}
+	if sw, err := sweep(e.now); err != nil || sw.Accounts != 2 || !sw.Saved {
+		t.Fatalf("first sweep = %+v, %v; want 2 accounts, saved", sw, err)
+	}
+	// Issued on the cached "enabled" answers, after the first sweep scanned.
+	aliceLate := e.cert(t, "oid:"+alice+" upn:"+aliceUPN, aliceUPN, []string{"upn:" + aliceUPN}, "", later)
+	bobLate := e.cert(t, "oid:"+bob+" upn:"+bobUPN, bobUPN, nil, "", later)
+
+	sw, err := sweep(e.now.Add(time.Hour))
+	if err != nil || !slices.Equal(serialsOf(sw.Revoked), []string{aliceLate.Serial}) || sw.Rechecked != 1 {
+		t.Fatalf("next hourly sweep = %+v (revoked %v), %v; want %s revoked, Alice looked for again", sw,
+			serialsOf(sw.Revoked), err, aliceLate.Serial)
+	}
+	// Bob was re-enabled, and Alice was found more than RecheckWindow ago: neither is looked for again.
+	bobAgain := e.cert(t, "oid:"+bob+" upn:"+bobUPN, bobUPN, nil, "", later)
+	aliceAgain := e.cert(t, "oid:"+alice+" upn:"+aliceUPN, aliceUPN, nil, "", later)
+	if sw, err := sweep(e.now.Add(2 * time.Hour)); err != nil || len(sw.Revoked) != 0 || sw.Rechecked != 0 {
+		t.Fatalf("sweep past the recheck window = %+v, %v; want nothing looked for again", sw, err)
+	}
+	if got := e.revokedSet(t, aliceLate, bobLate, bobAgain, aliceAgain); !slices.Equal(got, []string{aliceLate.Serial}) {
+		t.Fatalf("revoked %v, want only %s", got, aliceLate.Serial)
+	}
+}
