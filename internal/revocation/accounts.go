@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/store"
@@ -308,21 +309,17 @@ func scanREST(ctx context.Context, st store.Store, now time.Time, done *[]*store
 }
 
 // requesterAccount reads the user object ID (lower case) and UPN from a REST record's Requester, as csrapi writes it
-// for a user ("oid:<id> upn:<upn>" or "oid:<id> username:<name>"); "" for an application ("app:<id> oid:<id>") and
-// anything else.
+// for a user: "oid:<id> upn:<upn>", or "oid:<id> username:<name>" for a token without a upn claim, whose name (the
+// token's preferred_username or unique_name, which a user may change) binds nothing and is read as no UPN whatever it
+// holds ("username:x upn:someone@else" included). An application ("app:<id> oid:<id>") and anything else is "".
 func requesterAccount(requester string) (oid, upn string) {
-	fields := strings.Fields(requester)
-	if len(fields) == 0 {
-		return "", ""
-	}
-	id, ok := strings.CutPrefix(fields[0], "oid:")
+	first, rest, _ := strings.Cut(requester, " ")
+	id, ok := strings.CutPrefix(first, "oid:")
 	if !ok || !entra.IsGUID(id) {
 		return "", ""
 	}
-	for _, f := range fields[1:] {
-		if v, ok := strings.CutPrefix(f, "upn:"); ok {
-			upn = v
-		}
+	if v, ok := strings.CutPrefix(rest, "upn:"); ok && v != "" && !strings.ContainsFunc(v, unicode.IsSpace) {
+		upn = v
 	}
 	return strings.ToLower(id), upn
 }

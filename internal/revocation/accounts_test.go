@@ -450,3 +450,25 @@ func TestRevokeDisabledAccountsIssuedAfterTheScan(t *testing.T) {
 		t.Fatalf("revoked %v, want only %s", got, aliceLate.Serial)
 	}
 }
+
+// TestRevokeDisabledAccountsUsernameBindsNothing: a token without a upn claim is recorded as "oid:<id>
+// username:<name>", the name being the token's preferred_username, which its user may change. A name that reads
+// "x upn:<someone else's UPN>" makes no UPN of it: when that account is disabled, a certificate its holder (a
+// CSR.Request.Db operator) had issued naming the other UPN is not the account's and stays valid, while the account's
+// self-service device certificate is revoked.
+func TestRevokeDisabledAccountsUsernameBindsNothing(t *testing.T) {
+	e := newAccountsEnv(t, false)
+	later := e.now.Add(90 * 24 * time.Hour)
+	op, victimUPN := entrafake.NewGUID(), "ceo@contoso.example"
+	device := "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+	named := e.cert(t, "oid:"+op+" username:x upn:"+victimUPN, victimUPN, []string{"upn:" + victimUPN}, "", later)
+	own := e.cert(t, "oid:"+op+" username:x upn:"+victimUPN, device, nil, device, later)
+	no := false
+	dir := &scriptedDelta{pages: [][]entra.DirectoryChange{{{ID: op, Enabled: &no}}}}
+	if _, err := revocation.RevokeDisabledAccounts(context.Background(), e.st, dir, e.now); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.revokedSet(t, named, own); !slices.Equal(got, []string{own.Serial}) {
+		t.Fatalf("revoked %v, want only the device certificate %s (not %s, naming another UPN)", got, own.Serial, named.Serial)
+	}
+}
