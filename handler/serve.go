@@ -866,7 +866,7 @@ func (d *deps) deltaSweepReport(sw revocation.AccountSweep, err error, sweep, se
 	line := fmt.Sprintf("%s: %d %s delta pages, %d %s, %s, link advanced=%t", sweep, sw.Pages, set, sw.Accounts, found,
 		round, sw.Saved)
 	if sw.Rechecked > 0 {
-		line += fmt.Sprintf("; %d found in the last %s looked for again", sw.Rechecked, revocation.RecheckWindow)
+		line += fmt.Sprintf("; %d %s found gone by an earlier run looked for again", sw.Rechecked, set)
 	}
 	if sw.Unmapped > 0 {
 		line += fmt.Sprintf("; %d deleted without a deviceId (not revoked)", sw.Unmapped)
