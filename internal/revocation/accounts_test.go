@@ -472,3 +472,18 @@ func TestRevokeDisabledAccountsUsernameBindsNothing(t *testing.T) {
 		t.Fatalf("revoked %v, want only the device certificate %s (not %s, naming another UPN)", got, own.Serial, named.Serial)
 	}
 }
+
+// TestRevokeDisabledAccountsEntryWithoutState: Graph may name an object again in the same round, and an entry without
+// accountEnabled (and not @removed) says nothing about signing in: it does not cancel the disable an earlier entry
+// reported.
+func TestRevokeDisabledAccountsEntryWithoutState(t *testing.T) {
+	e := newAccountsEnv(t, false)
+	alice, aliceUPN := entrafake.NewGUID(), "alice@contoso.example"
+	c := e.cert(t, "oid:"+alice+" upn:"+aliceUPN, aliceUPN, nil, "", e.now.Add(24*time.Hour))
+	no := false
+	dir := &scriptedDelta{pages: [][]entra.DirectoryChange{{{ID: alice, Enabled: &no}, {ID: alice}}}}
+	sw, err := revocation.RevokeDisabledAccounts(context.Background(), e.st, dir, e.now)
+	if err != nil || sw.Accounts != 1 || !slices.Equal(serialsOf(sw.Revoked), []string{c.Serial}) {
+		t.Fatalf("sweep = %+v, %v; want %s revoked", sw, err, c.Serial)
+	}
+}
