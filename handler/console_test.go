@@ -1203,3 +1203,36 @@ func TestConsoleReadOnlyRole(t *testing.T) {
 		t.Errorf("console errors: %s", strings.Join(p, "\n"))
 	}
 }
+
+// TestConsoleRequesterUsernameNamesNoUPN: a token without a upn claim is recorded as "oid:<id> username:<name>",
+// the name being the token's preferred_username, which its user may change. One that reads "x upn:<someone else's
+// UPN>" is shown whole, in the list and on the certificate's page, never as that other UPN.
+func TestConsoleRequesterUsernameNamesNoUPN(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	c := issueViaAPI(t, svc.base, devTokenAs(t, svc.base, "mallory@azscep.local", "CSR.Request.Db"),
+		pkix.Name{CommonName: "kiosk-0001"})
+	ctx := context.Background()
+	rec, err := svc.store.Get(ctx, store.SerialString(c.SerialNumber))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Requester = "oid:3f2c1a0e-5b6d-4e7f-8a9b-0c1d2e3f4a5b username:x upn:ceo@azscep.local"
+	if err := svc.store.Update(ctx, rec, store.StatusIssued); err != nil {
+		t.Fatal(err)
+	}
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	b.waitFor("certificate list", `document.querySelectorAll("#results table.list tbody tr").length === 1`)
+	if got := eval[string](b, `document.querySelector("td[data-label=Requester]").innerText`); got != "x upn:ceo@azscep.local" {
+		t.Errorf("the list shows the requester as %q, want the whole username", got)
+	}
+	b.do("open certificate", chromedp.Navigate(page+"#/certificate/"+rec.Serial))
+	b.waitFor("details", `!!document.querySelector("#revoke-button")`)
+	if got := eval[string](b, `[...document.querySelectorAll(".facts dt")].find((dt) => dt.textContent === "Requester").nextElementSibling.innerText`); !strings.HasPrefix(got, "x upn:ceo@azscep.local\nobject ID 3f2c1a0e") {
+		t.Errorf("the certificate's requester reads %q, want the whole username and then the object ID", got)
+	}
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("console errors: %s", strings.Join(p, "\n"))
+	}
+}

@@ -865,6 +865,9 @@ func (d *deps) deltaSweepReport(sw revocation.AccountSweep, err error, sweep, se
 	}
 	line := fmt.Sprintf("%s: %d %s delta pages, %d %s, %s, link advanced=%t", sweep, sw.Pages, set, sw.Accounts, found,
 		round, sw.Saved)
+	if sw.Rechecked > 0 {
+		line += fmt.Sprintf("; %d %s found gone by an earlier run looked for again", sw.Rechecked, set)
+	}
 	if sw.Unmapped > 0 {
 		line += fmt.Sprintf("; %d deleted that no record names by object ID (certificates issued before records kept it are not revoked)",
 			sw.Unmapped)

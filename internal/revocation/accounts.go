@@ -1,12 +1,15 @@
 package revocation
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/azscep/azscep/internal/entra"
 	"github.com/azscep/azscep/internal/store"
@@ -54,7 +57,43 @@ type DevicesDelta interface {
 type deltaDoc struct {
 	Link string    `json:"link"`
 	At   time.Time `json:"at"`
+	// Recent are the accounts (or devices) found gone less than RecheckWindow ago: every call looks for their
+	// certificates again, to catch those issued after an earlier call's scan (RecheckWindow).
+	Recent []recentGone `json:"recent,omitempty"`
 }
+
+// recentGone is one entry of deltaDoc.Recent: the object ID (and a device's deviceId, when its entry carried one),
+// why it went, and when a call first found it gone.
+type recentGone struct {
+	Key      string    `json:"key"`
+	DeviceID string    `json:"deviceId,omitempty"`
+	Why      string    `json:"why"`
+	At       time.Time `json:"at"`
+}
+
+// change is the delta entry r stands for, as the revocations read it.
+func (r recentGone) change() entra.DirectoryChange {
+	c := entra.DirectoryChange{ID: r.Key, DeviceID: r.DeviceID}
+	if r.Why == "deleted" {
+		c.Removed = "deleted"
+	} else {
+		disabled := false
+		c.Enabled = &disabled
+	}
+	return c
+}
+
+// RecheckWindow is how long after a call first found an account (or device) gone the following calls still look for
+// its certificates. The delta may name an account before issuance stops for it: /api/csr trusts an "enabled" answer
+// from Graph for 5 minutes (entra.DefaultPositiveTTL), and a request admitted just before may still be signing. A
+// certificate issued in that time, after the call's scan, would otherwise stay valid, since later rounds of the delta
+// do not name the account again. The first call to start RecheckWindow or more after the account was found looks
+// once more and lets it go.
+const RecheckWindow = 30 * time.Minute
+
+// maxRecent bounds deltaDoc.Recent (some 100 bytes each, well under the store's meta document limit): beyond it, as
+// in a tenant's first enumeration with thousands of accounts disabled long ago, the rest are not looked for again.
+const maxRecent = 2000
 
 // AccountSweep is what one RevokeDisabledAccounts or RevokeDisabledDevices call did.
 type AccountSweep struct {
@@ -63,6 +102,9 @@ type AccountSweep struct {
 	// Pages is how many delta pages were read whole; Accounts how many accounts (or devices) their entries said were
 	// disabled or deleted.
 	Pages, Accounts int
+	// Rechecked counts the accounts (or devices) found gone by earlier calls, within RecheckWindow, whose
+	// certificates this call looked for again.
+	Rechecked int
 	// Unmapped counts the deleted devices among them whose entries carry only the object ID and that no issued,
 	// unexpired REST certificate's record names by it: devices without such a certificate, or whose certificates
 	// were issued before records kept the device's object ID (store.Record.DeviceObjectID), which stay valid. It is
@@ -83,7 +125,8 @@ type AccountSweep struct {
 // MaxAccountPages pages, then scans the REST certificates once for all the accounts those pages named, and only when
 // every revocation is durable persists the link it reached, so that a call that stops before (ctx ending, the store,
 // a crash) leaves the old link and the next call reads the same pages again: idempotent, it ends with the same
-// revocations.
+// revocations. An account found gone is looked for again by the calls of the next RecheckWindow, which catch a
+// certificate /api/csr issued after this call's scan, on an "enabled" answer it had cached.
 //
 // A certificate is the account's when its record (source api, issued, not expired) names the account as requester
 // and is bound to it: a self-service device certificate (the device was the account's), or one that names the
@@ -141,6 +184,11 @@ func sweepDelta(ctx context.Context, st store.Store, now time.Time, ds deltaSwee
 		}
 	}
 	gone := map[string]entra.DirectoryChange{} // by object ID
+	since := map[string]time.Time{}            // when a call first found each of gone gone
+	for _, r := range state.Recent {
+		gone[r.Key], since[r.Key] = r.change(), r.At
+	}
+	paged := map[string]bool{} // the object IDs of gone this call's pages found gone
 	link, readErr := state.Link, error(nil)
 	for sw.Pages < MaxAccountPages {
 		page, err := ds.read(ctx, link)
@@ -154,18 +202,26 @@ func sweepDelta(ctx context.Context, st store.Store, now time.Time, ds deltaSwee
 		}
 		sw.Pages++
 		for _, c := range page.Changes {
-			if !c.Gone() {
-				// Re-enabled or restored since an earlier page said otherwise: nothing to revoke now; a revocation
-				// made earlier is not undone.
+			switch {
+			case c.Removed == "" && c.Enabled == nil:
+				// Says nothing about signing in (accountEnabled not sent): neither a disable nor a re-enable.
+			case !c.Gone():
+				// Re-enabled or restored since an earlier page (or call) said otherwise: nothing to revoke now; a
+				// revocation made earlier is not undone.
 				delete(gone, c.ID)
-				continue
+				delete(since, c.ID)
+				delete(paged, c.ID)
+			default:
+				if c.DeviceID == "" {
+					// A device disabled, then deleted within the round: its deviceId, from the earlier entry, still
+					// finds the certificates whose records carry no object ID.
+					c.DeviceID = gone[c.ID].DeviceID
+				}
+				gone[c.ID], paged[c.ID] = c, true
+				if _, ok := since[c.ID]; !ok {
+					since[c.ID] = now
+				}
 			}
-			if c.DeviceID == "" {
-				// A device disabled, then deleted within the round: its deviceId, from the earlier entry, still
-				// finds the certificates whose records carry no object ID.
-				c.DeviceID = gone[c.ID].DeviceID
-			}
-			gone[c.ID] = c
 		}
 		if page.Delta != "" {
 			link, sw.Complete = page.Delta, true
@@ -173,12 +229,13 @@ func sweepDelta(ctx context.Context, st store.Store, now time.Time, ds deltaSwee
 		}
 		link = page.Next
 	}
-	sw.Accounts = len(gone)
+	sw.Accounts = len(paged)
+	sw.Rechecked = len(gone) - len(paged)
 	if len(gone) > 0 {
 		named, err := ds.revoke(ctx, st, gone, now, &sw.Revoked)
 		if ds.devices && err == nil {
 			for id, c := range gone {
-				if c.DeviceID == "" && !named[id] {
+				if c.DeviceID == "" && !named[id] && paged[id] {
 					sw.Unmapped++
 				}
 			}
@@ -191,7 +248,18 @@ func sweepDelta(ctx context.Context, st store.Store, now time.Time, ds deltaSwee
 	if sw.Pages == 0 || link == state.Link {
 		return sw, readErr
 	}
-	rawNew, err := json.Marshal(deltaDoc{Link: link, At: now})
+	next := deltaDoc{Link: link, At: now}
+	for id, c := range gone {
+		if now.Sub(since[id]) < RecheckWindow {
+			next.Recent = append(next.Recent, recentGone{Key: id, DeviceID: c.DeviceID, Why: why(c), At: since[id]})
+		}
+	}
+	// The newest first, so that a cap drops the accounts found longest ago.
+	slices.SortFunc(next.Recent, func(a, b recentGone) int {
+		return cmp.Or(b.At.Compare(a.At), strings.Compare(a.Key, b.Key))
+	})
+	next.Recent = next.Recent[:min(len(next.Recent), maxRecent)]
+	rawNew, err := json.Marshal(next)
 	if err != nil {
 		return sw, errors.Join(readErr, fmt.Errorf("encoding the %s delta link: %w", ds.what, err))
 	}
@@ -290,21 +358,17 @@ func scanREST(ctx context.Context, st store.Store, now time.Time, done *[]*store
 }
 
 // requesterAccount reads the user object ID (lower case) and UPN from a REST record's Requester, as csrapi writes it
-// for a user ("oid:<id> upn:<upn>" or "oid:<id> username:<name>"); "" for an application ("app:<id> oid:<id>") and
-// anything else.
+// for a user: "oid:<id> upn:<upn>", or "oid:<id> username:<name>" for a token without a upn claim, whose name (the
+// token's preferred_username or unique_name, which a user may change) binds nothing and is read as no UPN whatever it
+// holds ("username:x upn:someone@else" included). An application ("app:<id> oid:<id>") and anything else is "".
 func requesterAccount(requester string) (oid, upn string) {
-	fields := strings.Fields(requester)
-	if len(fields) == 0 {
-		return "", ""
-	}
-	id, ok := strings.CutPrefix(fields[0], "oid:")
+	first, rest, _ := strings.Cut(requester, " ")
+	id, ok := strings.CutPrefix(first, "oid:")
 	if !ok || !entra.IsGUID(id) {
 		return "", ""
 	}
-	for _, f := range fields[1:] {
-		if v, ok := strings.CutPrefix(f, "upn:"); ok {
-			upn = v
-		}
+	if v, ok := strings.CutPrefix(rest, "upn:"); ok && v != "" && !strings.ContainsFunc(v, unicode.IsSpace) {
+		upn = v
 	}
 	return strings.ToLower(id), upn
 }

@@ -493,3 +493,95 @@ func TestRevokeDevicesDisabledThenDeleted(t *testing.T) {
 		t.Fatalf("sweep = %+v, %v; want %s revoked as deleted, nothing unmapped", sw, err, old.Serial)
 	}
 }
+
+// scriptedDelta answers each users delta request with the next of its pages, each its round's last (a delta link).
+type scriptedDelta struct{ pages [][]entra.DirectoryChange }
+
+func (d *scriptedDelta) UsersDelta(_ context.Context, link string) (*entra.DeltaPage, error) {
+	if len(d.pages) == 0 {
+		return nil, errors.New("no page scripted")
+	}
+	page := &entra.DeltaPage{Changes: d.pages[0], Delta: link + "+"}
+	d.pages = d.pages[1:]
+	return page, nil
+}
+
+// TestRevokeDisabledAccountsIssuedAfterTheScan: /api/csr trusts an "enabled" answer from Graph for 5 minutes, so a
+// certificate can be issued to an account after the sweep that found the account disabled has scanned. Later rounds of
+// the delta do not name the account again (nothing about it changes), so the sweeps of the next RecheckWindow look
+// for its certificates once more: the late certificate is revoked by the next hourly sweep. An entry that says
+// nothing about signing in (no accountEnabled) does not stop that; a re-enable does; and after RecheckWindow the
+// account is let go.
+func TestRevokeDisabledAccountsIssuedAfterTheScan(t *testing.T) {
+	e := newAccountsEnv(t, false)
+	later := e.now.Add(90 * 24 * time.Hour)
+	alice, aliceUPN := entrafake.NewGUID(), "alice@contoso.example"
+	bob, bobUPN := entrafake.NewGUID(), "bob@contoso.example"
+	no, yes := false, true
+	dir := &scriptedDelta{pages: [][]entra.DirectoryChange{
+		{{ID: alice, Enabled: &no}, {ID: bob, Enabled: &no}},
+		{{ID: alice}, {ID: bob, Enabled: &yes}}, // Alice: an entry without accountEnabled; Bob re-enabled
+		nil,
+	}}
+	sweep := func(at time.Time) (revocation.AccountSweep, error) {
+		return revocation.RevokeDisabledAccounts(context.Background(), e.st, dir, at)
+	}
+	if sw, err := sweep(e.now); err != nil || sw.Accounts != 2 || !sw.Saved {
+		t.Fatalf("first sweep = %+v, %v; want 2 accounts, saved", sw, err)
+	}
+	// Issued on the cached "enabled" answers, after the first sweep scanned.
+	aliceLate := e.cert(t, "oid:"+alice+" upn:"+aliceUPN, aliceUPN, []string{"upn:" + aliceUPN}, "", later)
+	bobLate := e.cert(t, "oid:"+bob+" upn:"+bobUPN, bobUPN, nil, "", later)
+
+	sw, err := sweep(e.now.Add(time.Hour))
+	if err != nil || !slices.Equal(serialsOf(sw.Revoked), []string{aliceLate.Serial}) || sw.Rechecked != 1 {
+		t.Fatalf("next hourly sweep = %+v (revoked %v), %v; want %s revoked, Alice looked for again", sw,
+			serialsOf(sw.Revoked), err, aliceLate.Serial)
+	}
+	// Bob was re-enabled, and Alice was found more than RecheckWindow ago: neither is looked for again.
+	bobAgain := e.cert(t, "oid:"+bob+" upn:"+bobUPN, bobUPN, nil, "", later)
+	aliceAgain := e.cert(t, "oid:"+alice+" upn:"+aliceUPN, aliceUPN, nil, "", later)
+	if sw, err := sweep(e.now.Add(2 * time.Hour)); err != nil || len(sw.Revoked) != 0 || sw.Rechecked != 0 {
+		t.Fatalf("sweep past the recheck window = %+v, %v; want nothing looked for again", sw, err)
+	}
+	if got := e.revokedSet(t, aliceLate, bobLate, bobAgain, aliceAgain); !slices.Equal(got, []string{aliceLate.Serial}) {
+		t.Fatalf("revoked %v, want only %s", got, aliceLate.Serial)
+	}
+}
+
+// TestRevokeDisabledAccountsUsernameBindsNothing: a token without a upn claim is recorded as "oid:<id>
+// username:<name>", the name being the token's preferred_username, which its user may change. A name that reads
+// "x upn:<someone else's UPN>" makes no UPN of it: when that account is disabled, a certificate its holder (a
+// CSR.Request.Db operator) had issued naming the other UPN is not the account's and stays valid, while the account's
+// self-service device certificate is revoked.
+func TestRevokeDisabledAccountsUsernameBindsNothing(t *testing.T) {
+	e := newAccountsEnv(t, false)
+	later := e.now.Add(90 * 24 * time.Hour)
+	op, victimUPN := entrafake.NewGUID(), "ceo@contoso.example"
+	device := "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+	named := e.cert(t, "oid:"+op+" username:x upn:"+victimUPN, victimUPN, []string{"upn:" + victimUPN}, "", later)
+	own := e.cert(t, "oid:"+op+" username:x upn:"+victimUPN, device, nil, device, later)
+	no := false
+	dir := &scriptedDelta{pages: [][]entra.DirectoryChange{{{ID: op, Enabled: &no}}}}
+	if _, err := revocation.RevokeDisabledAccounts(context.Background(), e.st, dir, e.now); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.revokedSet(t, named, own); !slices.Equal(got, []string{own.Serial}) {
+		t.Fatalf("revoked %v, want only the device certificate %s (not %s, naming another UPN)", got, own.Serial, named.Serial)
+	}
+}
+
+// TestRevokeDisabledAccountsEntryWithoutState: Graph may name an object again in the same round, and an entry without
+// accountEnabled (and not @removed) says nothing about signing in: it does not cancel the disable an earlier entry
+// reported.
+func TestRevokeDisabledAccountsEntryWithoutState(t *testing.T) {
+	e := newAccountsEnv(t, false)
+	alice, aliceUPN := entrafake.NewGUID(), "alice@contoso.example"
+	c := e.cert(t, "oid:"+alice+" upn:"+aliceUPN, aliceUPN, nil, "", e.now.Add(24*time.Hour))
+	no := false
+	dir := &scriptedDelta{pages: [][]entra.DirectoryChange{{{ID: alice, Enabled: &no}, {ID: alice}}}}
+	sw, err := revocation.RevokeDisabledAccounts(context.Background(), e.st, dir, e.now)
+	if err != nil || sw.Accounts != 1 || !slices.Equal(serialsOf(sw.Revoked), []string{c.Serial}) {
+		t.Fatalf("sweep = %+v, %v; want %s revoked", sw, err, c.Serial)
+	}
+}

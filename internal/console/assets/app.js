@@ -102,11 +102,16 @@
 
   // requesterName reads a REST requester as /api/csr records it ("oid:… upn:…", "oid:… username:…" for an account
   // without a UPN, "app:… oid:…" for an application) as the name an admin knows it by, and its object ID; any
-  // other requester (a SCEP endpoint's) is its own name.
+  // other requester (a SCEP endpoint's) is its own name. Each form is matched whole: a username is the token's
+  // preferred_username, which its user may change, and all of it is the name ("x upn:ceo@…" names no UPN).
   function requesterName(r) {
-    const field = (k) => (r.match(new RegExp("(?:^|\\s)" + k + ":(\\S+)")) || [])[1];
-    const name = field("upn") || field("username") || (field("app") ? "application " + field("app") : "");
-    return name ? { name, oid: field("oid") } : { name: r };
+    let m = r.match(/^oid:(\S+) upn:(\S+)$/);
+    if (m) return { name: m[2], oid: m[1] };
+    m = r.match(/^oid:(\S+) username:([\s\S]+)$/);
+    if (m) return { name: m[2], oid: m[1] };
+    m = r.match(/^app:(\S+) oid:(\S+)$/);
+    if (m) return { name: "application " + m[1], oid: m[2] };
+    return { name: r };
   }
 
   // requester shows a requester by its name, with the full value on hover.
