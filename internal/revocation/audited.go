@@ -27,7 +27,7 @@ const maxComment = 256
 func RevokeAudited(ctx context.Context, st store.Store, log *slog.Logger, serial string, reason int, by, clientApp,
 	comment string, now time.Time) (Outcome, *store.Record, error) {
 	comment = truncate(comment, maxComment)
-	outcome, rec, marked, err := revoke(ctx, st, serial, reason, by, comment, now)
+	outcome, rec, marked, err := revoke(ctx, st, serial, nil, nil, reason, by, comment, now)
 	switch {
 	case rec != nil && rec.Status == store.StatusRevoked:
 		// The record's reason: after an interrupted revocation it is the first request's, which the CRL publishes.

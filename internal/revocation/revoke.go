@@ -89,13 +89,53 @@ type generationEntry struct {
 // (contentionPause), so that concurrent revocations on several instances all get through instead of the slowest
 // losing every race.
 func BumpGeneration(ctx context.Context, st store.Meta, serial string) error {
+	_, err := bumpGeneration(ctx, st, serial, nil)
+	return err
+}
+
+// writtenGeneration is the generation document as a bump wrote it, with the ETag it got.
+type writtenGeneration struct {
+	g    generation
+	etag string
+}
+
+// bumpChain carries the generation document from one revocation's bumps to the next one's, for a caller that
+// revokes one certificate after another (the sync): each bump then starts from what the previous one wrote rather
+// than from a read. It is not safe for concurrent use.
+type bumpChain struct {
+	last *writtenGeneration // nil before the first bump, or after one that failed
+}
+
+// bump is bumpGeneration from the chain's last write (c may be nil: no chain), which it then remembers.
+func (c *bumpChain) bump(ctx context.Context, st store.Meta, serial string, last *writtenGeneration) (*writtenGeneration, error) {
+	if last == nil && c != nil {
+		last = c.last
+	}
+	w, err := bumpGeneration(ctx, st, serial, last)
+	if c != nil {
+		c.last = w
+	}
+	return w, err
+}
+
+// bumpGeneration is BumpGeneration, starting from last, the document as this caller's previous bump wrote it, when
+// there is one: a revocation bumps twice in a row (after its index entry, then after its record), and the second
+// bump then costs one write instead of a read and a write. A document moved since (another revocation's bump) fails
+// that write, and the bump goes on as BumpGeneration, from a fresh read. It returns what it wrote.
+func bumpGeneration(ctx context.Context, st store.Meta, serial string, last *writtenGeneration) (*writtenGeneration, error) {
 	for attempt := 0; attempt < contentionAttempts; attempt++ {
-		if err := contentionPause(ctx, attempt); err != nil {
-			return fmt.Errorf("bumping revocation generation: %w", err)
-		}
-		g, etag, err := readGeneration(ctx, st)
-		if err != nil {
-			return err
+		var g *generation
+		var etag string
+		if last != nil {
+			g, etag = last.g.clone(), last.etag
+		} else {
+			if err := contentionPause(ctx, attempt); err != nil {
+				return nil, fmt.Errorf("bumping revocation generation: %w", err)
+			}
+			var err error
+			if g, etag, err = readGeneration(ctx, st); err != nil {
+				return nil, err
+			}
 		}
 		g.N++
 		if n := len(g.Recent); n > 0 && g.Recent[n-1].Serial == serial {
@@ -110,18 +150,30 @@ func BumpGeneration(ctx context.Context, st store.Meta, serial string) error {
 		}
 		raw, err := json.Marshal(g)
 		if err != nil {
-			return fmt.Errorf("encoding revocation generation: %w", err)
+			return nil, fmt.Errorf("encoding revocation generation: %w", err)
 		}
-		_, err = st.PutMeta(ctx, generationDoc, raw, etag)
+		written, err := st.PutMeta(ctx, generationDoc, raw, etag)
 		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrExists) {
+			if last != nil {
+				// The copy this caller wrote is no longer the document: read it, at once, and try again; that
+				// is no lost race, so it neither waits nor counts as an attempt.
+				last = nil
+				attempt--
+			}
 			continue // another revocation bumped it meanwhile
 		}
 		if err != nil {
-			return fmt.Errorf("bumping revocation generation: %w", err)
+			return nil, fmt.Errorf("bumping revocation generation: %w", err)
 		}
-		return nil
+		return &writtenGeneration{g: *g, etag: written}, nil
 	}
-	return fmt.Errorf("bumping revocation generation: %w", store.ErrConflict)
+	return nil, fmt.Errorf("bumping revocation generation: %w", store.ErrConflict)
+}
+
+// clone is a copy of g that shares nothing with it.
+func (g generation) clone() *generation {
+	g.Recent = slices.Clone(g.Recent)
+	return &g
 }
 
 // contentionAttempts bounds the read-modify-write attempts on a shared meta document (the revocation generation,
@@ -203,13 +255,24 @@ func NewlyRevoked(outcome Outcome, rec *store.Record) bool {
 // Revoking a revoked certificate reports AlreadyRevoked and writes only what an interrupted revocation may have
 // left out. ErrConflict from a concurrent update is retried.
 func Revoke(ctx context.Context, st store.Store, serial string, reason int, by, ref string, now time.Time) (Outcome, *store.Record, error) {
-	outcome, rec, _, err := revoke(ctx, st, serial, reason, by, ref, now)
+	outcome, rec, _, err := revoke(ctx, st, serial, nil, nil, reason, by, ref, now)
+	return outcome, rec, err
+}
+
+// revokeRead is Revoke for a caller that has just read the record (read, from st.Get) and revokes one certificate
+// after another (chain): the first attempt starts from the record read instead of reading it again, and the
+// generation bumps from the document the chain's previous bump wrote. The ETags guard both writes as fresh reads'
+// would: a record or document moved since fails its write, which is then read and tried again.
+func revokeRead(ctx context.Context, st store.Store, read *store.Record, chain *bumpChain, reason int, by, ref string, now time.Time) (Outcome, *store.Record, error) {
+	outcome, rec, _, err := revoke(ctx, st, read.Serial, read, chain, reason, by, ref, now)
 	return outcome, rec, err
 }
 
 // revoke is Revoke, also returning the key mark this call wrote (nil when it wrote none: no keyCompromise, or the
-// key was marked already), also when the revocation then failed, so that RevokeAudited can say so.
-func revoke(ctx context.Context, st store.Store, serial string, reason int, by, ref string, now time.Time) (_ Outcome, _ *store.Record, marked *store.CompromisedKey, _ error) {
+// key was marked already), also when the revocation then failed, so that RevokeAudited can say so. read, when not
+// nil, is the record as the caller just read it, which the first attempt starts from, and chain, when not nil,
+// carries the generation document between the caller's revocations (revokeRead).
+func revoke(ctx context.Context, st store.Store, serial string, read *store.Record, chain *bumpChain, reason int, by, ref string, now time.Time) (_ Outcome, _ *store.Record, marked *store.CompromisedKey, _ error) {
 	canonical := store.NormalizeSerial(serial)
 	if canonical == "" {
 		return 0, nil, nil, fmt.Errorf("%w: %q is not a serial number", store.ErrNotFound, serial)
@@ -225,9 +288,12 @@ func revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 		return err
 	}
 	for attempt := 0; attempt < 5; attempt++ {
-		rec, err := st.Get(ctx, canonical)
-		if err != nil {
-			return 0, nil, marked, err
+		rec := read
+		if attempt > 0 || rec == nil || rec.Serial != canonical {
+			var err error
+			if rec, err = st.Get(ctx, canonical); err != nil {
+				return 0, nil, marked, err
+			}
 		}
 		switch rec.Status {
 		case store.StatusRevoked:
@@ -245,7 +311,7 @@ func revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 				NotAfter: rec.NotAfter}); err != nil {
 				return AlreadyRevoked, rec, marked, fmt.Errorf("indexing revocation: %w", err)
 			}
-			if err := BumpGeneration(ctx, st, rec.Serial); err != nil {
+			if _, err := chain.bump(ctx, st, rec.Serial, nil); err != nil {
 				return AlreadyRevoked, rec, marked, err
 			}
 			if err := linkAncestors(ctx, st, rec, at); err != nil {
@@ -272,7 +338,8 @@ func revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 		}
 		// Tell the other instances' CRLs now, before the record: the index is what they publish. If this bump is
 		// lost the record is not revoked yet, so the sweep (CompleteInterrupted) redoes the whole revocation.
-		if err := BumpGeneration(ctx, st, rec.Serial); err != nil {
+		bumped, err := chain.bump(ctx, st, rec.Serial, nil)
+		if err != nil {
 			return 0, nil, marked, err
 		}
 		// An entry kept from an earlier revocation interrupted between its two writes is what the CRL already
@@ -293,7 +360,7 @@ func revoke(ctx context.Context, st store.Store, serial string, reason int, by, 
 		// The revocation is durable; tell the other instances' OCSP and CRL caches. If this fails the caller
 		// still gets the outcome and the revoked record with the error, so that it can tell its own caches, and
 		// its retry (AlreadyRevoked) bumps again.
-		if err := BumpGeneration(ctx, st, rec.Serial); err != nil {
+		if _, err := chain.bump(ctx, st, rec.Serial, bumped); err != nil {
 			return Revoked, rec, marked, err
 		}
 		if err := linkAncestors(ctx, st, rec, at); err != nil {

@@ -545,7 +545,7 @@ var errNotIntuneIssued = fmt.Errorf("%w: not issued through Intune", store.ErrNo
 // revoke applies one Intune request: only to a certificate issued through an Intune endpoint and reported to
 // Intune by successNotification, and only when the request is routed to the CA configuration that certificate
 // was reported with (or to this CA's current one).
-func (s *Syncer) revoke(ctx context.Context, it *store.RevocationRequest) (Outcome, error) {
+func (s *Syncer) revoke(ctx context.Context, it *store.RevocationRequest, chain *bumpChain) (Outcome, error) {
 	serial := store.NormalizeSerial(it.SerialNumber)
 	if serial == "" {
 		return 0, fmt.Errorf("%w: %q is not a serial number", store.ErrNotFound, it.SerialNumber)
@@ -560,7 +560,7 @@ func (s *Syncer) revoke(ctx context.Context, it *store.RevocationRequest) (Outco
 			"ca_configuration", it.CAConfiguration, "request", short(it.RequestContext))
 		return 0, errNotIntuneIssued
 	}
-	outcome, rec, err := Revoke(ctx, s.cfg.Store, serial, IntuneReason, "intune", it.RequestContext, s.cfg.Now())
+	outcome, rec, err := revokeRead(ctx, s.cfg.Store, rec, chain, IntuneReason, "intune", it.RequestContext, s.cfg.Now())
 	if NewlyRevoked(outcome, rec) && s.cfg.OnRevoked != nil {
 		s.cfg.OnRevoked([]string{rec.Serial}) // also when only the generation bump failed: the revocation is durable
 	}
@@ -600,6 +600,7 @@ func (s *Syncer) routedHere(it *store.RevocationRequest) bool {
 
 // process applies and uploads items chunk by chunk, persisting after each step.
 func (s *Syncer) process(ctx context.Context, run *store.SyncRun, items []*store.RevocationRequest, deadline time.Time) error {
+	chain := &bumpChain{} // the items are revoked one after another
 	for start := 0; start < len(items); start += s.cfg.Chunk {
 		if s.cfg.Now().After(deadline) {
 			run.Errors = append(run.Errors, fmt.Sprintf("time budget spent; %d items left for the next run", len(items)-start))
@@ -613,7 +614,7 @@ func (s *Syncer) process(ctx context.Context, run *store.SyncRun, items []*store
 		var decided []*store.RevocationRequest
 		for _, it := range chunk {
 			if it.State == store.WorkDownloaded {
-				if err := s.apply(ctx, run, it); err != nil {
+				if err := s.apply(ctx, run, it, chain); err != nil {
 					run.Errors = append(run.Errors, err.Error())
 					continue
 				}
@@ -646,8 +647,8 @@ func (s *Syncer) process(ctx context.Context, run *store.SyncRun, items []*store
 // apply revokes the record an item names and sets on it the result to report (state applied), which the caller
 // persists. An item routed to another CA whose serial is not ours is set foreign and never answered. An error leaves
 // the item as it was (downloaded), for the next run.
-func (s *Syncer) apply(ctx context.Context, run *store.SyncRun, it *store.RevocationRequest) error {
-	outcome, err := s.revoke(ctx, it)
+func (s *Syncer) apply(ctx context.Context, run *store.SyncRun, it *store.RevocationRequest, chain *bumpChain) error {
+	outcome, err := s.revoke(ctx, it, chain)
 	if err != nil && ctx.Err() != nil {
 		// Cancelled, not a store fault: leave the item downloaded for the next run rather than report anything.
 		return fmt.Errorf("applying %s: %w", short(it.RequestContext), err)
@@ -789,6 +790,7 @@ func (s *Syncer) answerAgain(ctx context.Context, run *store.SyncRun, items []*s
 		return nil
 	}
 	var answered, reopen []*store.RevocationRequest // reopen: those of answered still open (or foreign) in our store
+	chain := &bumpChain{}                           // the items are revoked again one after another
 	for _, offered := range items {
 		// Only what was persisted is acted on: the copy stored when the request first came, which an offer naming
 		// another serial or CA contradicts (Intune never should). Answered, such an offer would tell Intune that
@@ -813,7 +815,7 @@ func (s *Syncer) answerAgain(ctx context.Context, run *store.SyncRun, items []*s
 		}
 		// mark: our copy changes state once Intune takes the answer (an open item, or a foreign one answered now).
 		mark := it.State == store.WorkDownloaded || it.State == store.WorkApplied
-		outcome, err := s.revoke(ctx, it)
+		outcome, err := s.revoke(ctx, it, chain)
 		switch {
 		case (errors.Is(err, store.ErrNotFound) || errors.Is(err, ErrNotRevocable)) && !s.routedHere(it):
 			// Counted on every offer: a foreign item Intune keeps offering takes a place in every download, which

@@ -1,8 +1,12 @@
 package revocation_test
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/azscep/azscep/internal/revocation"
@@ -33,8 +37,9 @@ func (c *methodCounter) get(method string) int {
 }
 
 // TestSyncPersistsResultsInBatches: a chunk's results (applied, then uploaded) are written in one store call per
-// MaxRevocationBatch items — one Table Storage transaction — rather than one round trip per item, which was most
-// of a 500-item sync's time; and every item still ends uploaded with its result.
+// MaxRevocationBatch items — one Table Storage transaction — rather than one round trip per item, and each
+// revocation costs one record read and two generation writes with no read between them: the store's round trips
+// are most of a 500-item sync's time. Every item still ends uploaded with its result.
 func TestSyncPersistsResultsInBatches(t *testing.T) {
 	backends(t, func(t *testing.T, tables bool) {
 		f := newFixture(t, fixtureOptions{tables: tables})
@@ -53,6 +58,16 @@ func TestSyncPersistsResultsInBatches(t *testing.T) {
 		}
 		if got := calls.get(storetest.MethodUpdateRevocation); got != 0 {
 			t.Errorf("%d UpdateRevocation calls, want none: every chunk's results written together", got)
+		}
+		// Each revocation reads its record once (the sync's own read serves the revocation's first attempt), and
+		// bumps the revocation generation twice from the document the previous bump wrote: one read of it in the
+		// whole run, the first bump's.
+		if got := calls.get(storetest.MethodGet); got != n {
+			t.Errorf("%d record reads for %d revocations, want one each", got, n)
+		}
+		if reads, writes := calls.get(storetest.MethodGetMeta), calls.get(storetest.MethodPutMeta); reads > 2 || writes != 2*n+2 {
+			t.Errorf("%d meta reads and %d meta writes for %d revocations, want at most 2 reads (the generation's "+
+				"first, the lease's) and two bumps each besides the lease's taking and giving back", reads, writes, n)
 		}
 		for _, rc := range rcs {
 			if st := f.workState(t, rc); st != store.WorkUploaded {
@@ -86,6 +101,62 @@ func TestSyncBatchRefusedFallsBackToOneByOne(t *testing.T) {
 		for _, rc := range rcs {
 			if st := f.workState(t, rc); st != store.WorkUploaded {
 				t.Fatalf("item %s: %s, want uploaded", rc, st)
+			}
+		}
+	})
+}
+
+// TestSyncGenerationChainMeetsAnotherInstance: the sync bumps the revocation generation from the document its
+// previous bump wrote; when another instance bumps it in between (an admin's revocation there), the sync's write
+// fails on the ETag, and the bump is done again from a fresh read, so that neither instance's revocation is lost
+// from the generation other instances' OCSP caches follow.
+func TestSyncGenerationChainMeetsAnotherInstance(t *testing.T) {
+	backends(t, func(t *testing.T, tables bool) {
+		f := newFixture(t, fixtureOptions{tables: tables})
+		const n = 6
+		recs := f.issue(t, n)
+		for _, r := range recs {
+			f.queue(t, r.Serial)
+		}
+		var puts atomic.Int32
+		var other error
+		f.faults.OnCall(func(method string) {
+			// Before every third generation write of the sync, another instance bumps the generation.
+			if method == storetest.MethodPutMeta && puts.Add(1)%3 == 0 {
+				other = errors.Join(other, revocation.BumpGeneration(context.Background(), f.backend,
+					fmt.Sprintf("0AB%03d", puts.Load())))
+			}
+		})
+		run := f.run(t, f.syncer(t, nil))
+		f.faults.OnCall(nil)
+		if other != nil {
+			t.Fatalf("the other instance's bumps: %v", other)
+		}
+		wantRun(t, run, counts{Downloaded: n, Revoked: n, Uploaded: n})
+		raw, _, err := f.backend.GetMeta(context.Background(), "revocation-generation")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var g struct {
+			N      uint64 `json:"n"`
+			Recent []struct {
+				Serial string `json:"serial"`
+			} `json:"recent"`
+		}
+		if err := json.Unmarshal(raw, &g); err != nil {
+			t.Fatal(err)
+		}
+		// Every bump counted: two per sync revocation, one per bump of the other instance.
+		if want := uint64(2*n) + uint64(puts.Load()/3); g.N < uint64(2*n)+1 || g.N != want {
+			t.Errorf("generation %d, want %d (2 × %d revocations and the other instance's bumps)", g.N, want, n)
+		}
+		named := map[string]bool{}
+		for _, e := range g.Recent {
+			named[e.Serial] = true
+		}
+		for _, r := range recs {
+			if !named[r.Serial] {
+				t.Errorf("generation history lacks %s, revoked by the sync", r.Serial)
 			}
 		}
 	})
