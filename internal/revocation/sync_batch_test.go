@@ -30,6 +30,26 @@ func countCalls(f *storetest.FaultStore) *methodCounter {
 	return c
 }
 
+// issueAndQueue issues n certificates and has Intune offer a revocation request for each; it returns the requests.
+func issueAndQueue(t *testing.T, f *fixture, n int) []string {
+	t.Helper()
+	var rcs []string
+	for _, r := range f.issue(t, n) {
+		rcs = append(rcs, f.queue(t, r.Serial))
+	}
+	return rcs
+}
+
+// wantUploaded fails t unless every request of rcs is stored as uploaded.
+func wantUploaded(t *testing.T, f *fixture, rcs []string) {
+	t.Helper()
+	for _, rc := range rcs {
+		if st := f.workState(t, rc); st != store.WorkUploaded {
+			t.Fatalf("item %s: %s, want uploaded", rc, st)
+		}
+	}
+}
+
 func (c *methodCounter) get(method string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -44,10 +64,7 @@ func TestSyncPersistsResultsInBatches(t *testing.T) {
 	backends(t, func(t *testing.T, tables bool) {
 		f := newFixture(t, fixtureOptions{tables: tables})
 		const n = 120
-		var rcs []string
-		for _, r := range f.issue(t, n) {
-			rcs = append(rcs, f.queue(t, r.Serial))
-		}
+		rcs := issueAndQueue(t, f, n)
 		calls := countCalls(f.faults)
 		s := f.syncer(t, func(c *revocation.SyncConfig) { c.Batch = n })
 		run := f.run(t, s)
@@ -69,11 +86,7 @@ func TestSyncPersistsResultsInBatches(t *testing.T) {
 			t.Errorf("%d meta reads and %d meta writes for %d revocations, want at most 2 reads (the generation's "+
 				"first, the lease's) and two bumps each besides the lease's taking and giving back", reads, writes, n)
 		}
-		for _, rc := range rcs {
-			if st := f.workState(t, rc); st != store.WorkUploaded {
-				t.Fatalf("item %s: %s, want uploaded", rc, st)
-			}
-		}
+		wantUploaded(t, f, rcs)
 	})
 }
 
@@ -84,10 +97,7 @@ func TestSyncBatchRefusedFallsBackToOneByOne(t *testing.T) {
 	backends(t, func(t *testing.T, tables bool) {
 		f := newFixture(t, fixtureOptions{tables: tables})
 		const n = 30
-		var rcs []string
-		for _, r := range f.issue(t, n) {
-			rcs = append(rcs, f.queue(t, r.Serial))
-		}
+		rcs := issueAndQueue(t, f, n)
 		f.faults.FailMethod(storetest.MethodUpdateRevocations, fmt.Errorf("%w: injected", store.ErrConflict))
 		calls := countCalls(f.faults)
 		run := f.run(t, f.syncer(t, nil))
@@ -98,11 +108,7 @@ func TestSyncBatchRefusedFallsBackToOneByOne(t *testing.T) {
 		if got := calls.get(storetest.MethodUpdateRevocation); got != 2*n {
 			t.Errorf("%d UpdateRevocation calls, want %d (applied and uploaded, one by one)", got, 2*n)
 		}
-		for _, rc := range rcs {
-			if st := f.workState(t, rc); st != store.WorkUploaded {
-				t.Fatalf("item %s: %s, want uploaded", rc, st)
-			}
-		}
+		wantUploaded(t, f, rcs)
 	})
 }
 
