@@ -720,7 +720,8 @@ const syncBudget = timer.FunctionTimeout - timerMargin - raMaintenanceTimeout - 
 	compromisedSweepTimeout - accountSweepReserve - crlRefreshTimeout - pendingSweepReserve - revocation.DefaultUploadWorstCase - revocation.SyncStoreReserve
 
 // runSync is the hourly timer: RA maintenance, one Intune revocation cycle, the interrupted-revocation sweep, the
-// revocation of compromised keys' other certificates, the CRL refresh and the pending-record report, all under one
+// revocation of compromised keys' other certificates and of the certificates of Entra accounts and devices that
+// left, the CRL refresh and the pending-record report, all under one
 // deadline short of functionTimeout, so that the host never kills the invocation (which would lose its Logs) and
 // each step ends by its own bound rather than at the kill.
 func (d *deps) runSync(ctx context.Context, info timer.Info) ([]string, error) {
