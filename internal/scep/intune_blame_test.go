@@ -130,15 +130,7 @@ func TestIntuneOutageAnswers503(t *testing.T) {
 			req := b.request(t, 0, intunefake.Challenge{})
 			b.fake.InjectFault(tc.route, tc.fault)
 			resp, body := testca.Post(t, b.url("intune"), req.Raw)
-			if resp.StatusCode != http.StatusServiceUnavailable {
-				t.Fatalf("HTTP %d (%s, %d bytes), want 503 and no CertRep", resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
-			}
-			if got := resp.Header.Get("Retry-After"); got != tc.retryAfter {
-				t.Errorf("Retry-After %q, want %q", got, tc.retryAfter)
-			}
-			if ct := resp.Header.Get("Content-Type"); ct == "application/x-pki-message" {
-				t.Error("a 503 carrying a CertRep")
-			}
+			wantUnavailable(t, resp, body, tc.retryAfter)
 			if n := len(b.records(t)); n != 0 {
 				t.Fatalf("%d records while Intune did not decide", n)
 			}
@@ -189,5 +181,20 @@ func TestIntuneVerdictStaysFailure(t *testing.T) {
 				t.Fatalf("%d notifications after a rejected validation", n)
 			}
 		})
+	}
+}
+
+// wantUnavailable fails t unless the answer is 503 with retryAfter as its Retry-After and no CertRep: Intune gave
+// no verdict, and the device is told to come back rather than refused.
+func wantUnavailable(t *testing.T, resp *http.Response, body []byte, retryAfter string) {
+	t.Helper()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("HTTP %d (%s, %d bytes), want 503 and no CertRep", resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
+	}
+	if got := resp.Header.Get("Retry-After"); got != retryAfter {
+		t.Errorf("Retry-After %q, want %q", got, retryAfter)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct == "application/x-pki-message" {
+		t.Error("a 503 carrying a CertRep")
 	}
 }

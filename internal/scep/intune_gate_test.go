@@ -85,15 +85,7 @@ func TestIntuneNotificationOutageIsRetried(t *testing.T) {
 			req := b.request(t, i, intunefake.Challenge{})
 			b.fake.InjectFault(intunefake.RouteSuccess, tc.fault)
 			resp, body := testca.Post(t, b.url("intune"), req.Raw)
-			if resp.StatusCode != http.StatusServiceUnavailable {
-				t.Fatalf("HTTP %d (%s, %d bytes), want 503 and no CertRep", resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
-			}
-			if got := resp.Header.Get("Retry-After"); got != tc.retryAfter {
-				t.Errorf("Retry-After %q, want %q", got, tc.retryAfter)
-			}
-			if ct := resp.Header.Get("Content-Type"); ct == "application/x-pki-message" {
-				t.Error("a 503 carrying a CertRep")
-			}
+			wantUnavailable(t, resp, body, tc.retryAfter)
 			first := b.gateRecord(t)
 			if first.Status != store.StatusIssued || !first.Withheld || !first.GateUndecided || first.IntuneNotified {
 				t.Fatalf("record: %s, withheld %t, undecided %t, notified %t; want issued, withheld, undecided, not notified",
