@@ -152,7 +152,5 @@ func TestConsoleShowsConfigWarnings(t *testing.T) {
 		t.Errorf("the console promises every warning will be refused: %q", text)
 	}
 	assertNoSecret(t, "the console", eval[string](b, `document.querySelector("main").innerText`), warnSecret)
-	if p := b.problems(); len(p) > 0 {
-		t.Errorf("console errors: %s", strings.Join(p, "\n"))
-	}
+	b.wantNoProblems(t)
 }

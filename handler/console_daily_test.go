@@ -277,9 +277,7 @@ func TestConsoleDailyUse(t *testing.T) {
 	if !eval[bool](b, `document.querySelector("#menu").getClientRects().length === 0 && document.querySelector("#nav").getClientRects().length > 0`) {
 		t.Error("on a laptop the menu button shows, or the sections do not")
 	}
-	if p := b.problems(); len(p) > 0 {
-		t.Errorf("console errors: %s", strings.Join(p, "\n"))
-	}
+	b.wantNoProblems(t)
 }
 
 // TestConsoleRequestPastedAfterFile: an administrator chooses a CSR file in DER (the text box empties and says the
@@ -322,7 +320,5 @@ func TestConsoleRequestPastedAfterFile(t *testing.T) {
 	if got := chain[0].Subject.CommonName; got != "new.contoso.example" {
 		t.Errorf("the certificate is for %q, want the pasted request's new.contoso.example (not the file chosen before)", got)
 	}
-	if p := b.problems(); len(p) > 0 {
-		t.Errorf("console errors: %s", strings.Join(p, "\n"))
-	}
+	b.wantNoProblems(t)
 }

@@ -50,9 +50,7 @@ func TestConsoleSkipLinkKeepsPage(t *testing.T) {
 	if got := eval[string](b, `(document.querySelector("main h1")||{}).textContent || ""`); !strings.Contains(got, "skip.contoso.example") {
 		t.Errorf("after the skip link the page shows %q, want the certificate", got)
 	}
-	if p := b.problems(); len(p) > 0 {
-		t.Errorf("console errors: %s", strings.Join(p, "\n"))
-	}
+	b.wantNoProblems(t)
 }
 
 // TestConsoleSlowAnswerKeepsNewerPage: on a slow day the administrator opens a certificate, gives up waiting and
@@ -89,9 +87,7 @@ func TestConsoleSlowAnswerKeepsNewerPage(t *testing.T) {
 		t.Errorf("after the certificate's late answer the page is %q, want the overview the administrator moved to", got)
 	}
 	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
-	if p := b.problems(); len(p) > 0 {
-		t.Errorf("console errors: %s", strings.Join(p, "\n"))
-	}
+	b.wantNoProblems(t)
 }
 
 // TestConsoleKeyboardSearchKeepsFocus: a search and a change of page draw the list anew. An administrator on the
@@ -100,10 +96,7 @@ func TestConsoleSlowAnswerKeepsNewerPage(t *testing.T) {
 func TestConsoleKeyboardSearchKeepsFocus(t *testing.T) {
 	b := newBrowser(t)
 	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
-	for i := range 3 {
-		name := fmt.Sprintf("keys-%d.contoso.example", i)
-		issueViaAPI(t, svc.base, devTokenAs(t, svc.base, fmt.Sprintf("keys-%d@azscep.local", i), "CSR.Request.Db"), pkix.Name{CommonName: name}, name)
-	}
+	issueNumbered(t, svc.base, "keys-%d.contoso.example", "keys-%d@azscep.local", 3)
 	page := svc.base + "/api/console/"
 	b.signIn(page)
 	b.waitFor("certificate list", `document.querySelectorAll("#results table.list tbody tr").length === 3`)
@@ -128,9 +121,7 @@ func TestConsoleKeyboardSearchKeepsFocus(t *testing.T) {
 	if !eval[bool](b, `!document.activeElement.disabled`) {
 		t.Error("the focus is on a disabled button")
 	}
-	if p := b.problems(); len(p) > 0 {
-		t.Errorf("console errors: %s", strings.Join(p, "\n"))
-	}
+	b.wantNoProblems(t)
 }
 
 // TestConsoleTimesNameTheirZone: the console writes times in the browser's time zone. An administrator comparing
@@ -216,9 +207,7 @@ func TestConsoleRevokeOnceWhileAnswered(t *testing.T) {
 		t.Errorf("the record: %+v %v, want revoked as superseded", rec, err)
 	}
 	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
-	if p := b.problems(); len(p) > 0 {
-		t.Errorf("console errors: %s", strings.Join(p, "\n"))
-	}
+	b.wantNoProblems(t)
 }
 
 // TestConsoleCrumbReturnsToSearch: an administrator searches, opens one of the results and follows "← Certificates"
@@ -288,9 +277,7 @@ func TestConsoleRequestOnceWhileAnswered(t *testing.T) {
 		t.Error("the request button stays disabled after the answer")
 	}
 	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
-	if p := b.problems(); len(p) > 0 {
-		t.Errorf("console errors: %s", strings.Join(p, "\n"))
-	}
+	b.wantNoProblems(t)
 }
 
 // TestConsoleSearchAnnouncesCount: a screen reader announces what changes in a live region. The search's answer is
@@ -299,10 +286,7 @@ func TestConsoleRequestOnceWhileAnswered(t *testing.T) {
 func TestConsoleSearchAnnouncesCount(t *testing.T) {
 	b := newBrowser(t)
 	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
-	for i := range 3 {
-		name := fmt.Sprintf("said-%d.contoso.example", i)
-		issueViaAPI(t, svc.base, devTokenAs(t, svc.base, fmt.Sprintf("said-%d@azscep.local", i), "CSR.Request.Db"), pkix.Name{CommonName: name}, name)
-	}
+	issueNumbered(t, svc.base, "said-%d.contoso.example", "said-%d@azscep.local", 3)
 	page := svc.base + "/api/console/"
 	b.signIn(page)
 	b.waitFor("certificate list", `document.querySelectorAll("#results table.list tbody tr").length === 3`)

@@ -220,6 +220,14 @@ func (b *browserSession) download(sel string) []byte {
 	}
 }
 
+// wantNoProblems fails t if the page logged anything that means it is broken (problems).
+func (b *browserSession) wantNoProblems(t *testing.T) {
+	t.Helper()
+	if p := b.problems(); len(p) > 0 {
+		t.Errorf("console errors: %s", strings.Join(p, "\n"))
+	}
+}
+
 // problems are the console messages that mean the page is broken: exceptions, console.error calls and browser log
 // errors (a CSP violation is one). Failed requests the test provokes on purpose (401, 403) are logged by the
 // browser as network errors and are not the page's fault, so they are left out.
@@ -255,6 +263,16 @@ func devTokenAs(t *testing.T, base, upn string, roles ...string) string {
 		t.Fatalf("dev token: %v (status %d)", err, resp.StatusCode)
 	}
 	return tok.AccessToken
+}
+
+// issueNumbered issues n server certificates over /api/csr, the i-th for the DNS name (and CN) nameFormat with i and
+// requested by the CSR.Request.Db user userFormat with i: a list for the console to show, page and search.
+func issueNumbered(t *testing.T, base, nameFormat, userFormat string, n int) {
+	t.Helper()
+	for i := range n {
+		name := fmt.Sprintf(nameFormat, i)
+		issueViaAPI(t, base, devTokenAs(t, base, fmt.Sprintf(userFormat, i), "CSR.Request.Db"), pkix.Name{CommonName: name}, name)
+	}
 }
 
 // issueViaAPI gets a certificate for subject over /api/csr with a CSR.Request.Db token and returns it.
@@ -498,9 +516,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.waitFor("expired message", `[...document.querySelectorAll(".notice h2")].some(h => h.textContent.includes("expired"))`)
 	b.shot("expired")
 
-	if p := b.problems(); len(p) > 0 {
-		t.Errorf("console errors: %s", strings.Join(p, "\n"))
-	}
+	b.wantNoProblems(t)
 
 	// The account checks' answers are explained, not shown as a missing role: the API's answer is replaced in the
 	// page (the development issuer has no directory to disable an account in).
@@ -537,9 +553,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	b.shot("forbidden")
 
-	if p := b.problems(); len(p) > 0 {
-		t.Errorf("console errors: %s", strings.Join(p, "\n"))
-	}
+	b.wantNoProblems(t)
 
 	// The Content-Security-Policy blocks an injected inline script (and reports the violation).
 	blocked := eval[bool](b, `(() => {
@@ -617,9 +631,7 @@ func TestConsoleEntraModeLoadsMSAL(t *testing.T) {
 	if leaked := eval[[]string](b, `Object.keys(localStorage).filter(k => /token|secret/i.test(k + localStorage.getItem(k)))`); len(leaked) > 0 {
 		t.Errorf("localStorage holds token-like entries: %v", leaked)
 	}
-	if p := b.problems(); len(p) > 0 {
-		t.Errorf("console errors: %s", strings.Join(p, "\n"))
-	}
+	b.wantNoProblems(t)
 	b.shot("entra-signin")
 }
 
@@ -675,9 +687,7 @@ func TestConsoleEntraRenewsWithoutIframe(t *testing.T) {
 			t.Fatalf("acquireTokenSilent cacheLookupPolicy = %v; want AccessTokenAndRefreshToken (%v), which never uses the iframe", policy, want)
 		}
 	}
-	if p := b.problems(); len(p) > 0 {
-		t.Errorf("console errors: %s", strings.Join(p, "\n"))
-	}
+	b.wantNoProblems(t)
 }
 
 // TestConsoleRedirectURIRegistered: the Entra setup script registers the console as a SPA redirect URI of the API
@@ -773,9 +783,7 @@ func TestConsoleRevokeOutcomeShown(t *testing.T) {
 	b.do("confirm second", chromedp.Click(chromedp.ID("confirm-yes")))
 	b.waitFor("revoked notice despite the failed refresh", `(document.querySelector("#revoke-result .notice.ok")||{}).textContent?.startsWith("Revoked.")`)
 	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
-	if p := b.problems(); len(p) > 0 {
-		t.Errorf("console errors: %s", strings.Join(p, "\n"))
-	}
+	b.wantNoProblems(t)
 }
 
 // runningRunJSON is the status of a sync run still running, as the admin API answers it.
@@ -852,9 +860,7 @@ func TestConsoleSyncFollowed(t *testing.T) {
 	}
 	b.shot("sync-failed")
 	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
-	if p := b.problems(); len(p) > 0 {
-		t.Errorf("console errors: %s", strings.Join(p, "\n"))
-	}
+	b.wantNoProblems(t)
 }
 
 // TestConsoleSyncFollowStopsOnNavigation: an administrator who starts a sync and moves on to another page while the
@@ -908,9 +914,7 @@ func TestConsoleSyncFollowStopsOnNavigation(t *testing.T) {
 		t.Errorf("the sync page reloaded its runs (%d times) after the administrator had left it", got-lists)
 	}
 	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
-	if p := b.problems(); len(p) > 0 {
-		t.Errorf("console errors: %s", strings.Join(p, "\n"))
-	}
+	b.wantNoProblems(t)
 }
 
 // TestConsoleEndpointFilterRESTProfiles: the "Endpoint or profile" filter finds certificates issued over REST
@@ -990,9 +994,7 @@ func TestConsoleErrorViewShowsReason(t *testing.T) {
 	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
 	b.do("try again", chromedp.Click(chromedp.CSS("main .notice.error button")))
 	b.waitFor("the list after trying again", `!!document.querySelector("#results table.list, #results .empty")`)
-	if p := b.problems(); len(p) > 0 {
-		t.Errorf("console errors: %s", strings.Join(p, "\n"))
-	}
+	b.wantNoProblems(t)
 }
 
 // TestConsolePagingFollowsHistory: the pages of a result list follow the URL, so the browser's Back and Forward
@@ -1001,10 +1003,7 @@ func TestConsoleErrorViewShowsReason(t *testing.T) {
 func TestConsolePagingFollowsHistory(t *testing.T) {
 	b := newBrowser(t)
 	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
-	for i := range 5 {
-		name := fmt.Sprintf("page-%02d.contoso.example", i)
-		issueViaAPI(t, svc.base, devTokenAs(t, svc.base, fmt.Sprintf("pager-%02d@azscep.local", i), "CSR.Request.Db"), pkix.Name{CommonName: name}, name)
-	}
+	issueNumbered(t, svc.base, "page-%02d.contoso.example", "pager-%02d@azscep.local", 5)
 	page := svc.base + "/api/console/"
 	b.signIn(page)
 	b.waitFor("certificate list", `!!document.querySelector("#results table.list")`)
@@ -1056,9 +1055,7 @@ func TestConsolePagingFollowsHistory(t *testing.T) {
 		subjects: [...document.querySelectorAll("a.subject")].map(a => a.textContent)})`), 2, true, true, p2.Subjects)
 	check("Previous to page 1", after("previous to page 1", `document.querySelector("#prev-page").click()`, "#/certificates?limit=2"), 1, false, true, p1.Subjects)
 	check("Next again", after("next again", `document.querySelector("#next-page").click()`, hash2), 2, true, true, p2.Subjects)
-	if p := b.problems(); len(p) > 0 {
-		t.Errorf("console errors: %s", strings.Join(p, "\n"))
-	}
+	b.wantNoProblems(t)
 }
 
 // TestConsoleSourceNamesDefaultProfile: certificates from /api/csr's default profile are recorded under the
@@ -1117,9 +1114,7 @@ func TestConsoleShowsInvisibleCharacters(t *testing.T) {
 		t.Errorf("the revoke confirmation shows %+q, want the zero-width space made visible", got)
 	}
 	b.shotViewport("invisible-characters")
-	if p := b.problems(); len(p) > 0 {
-		t.Errorf("console errors: %s", strings.Join(p, "\n"))
-	}
+	b.wantNoProblems(t)
 }
 
 // regexpHidden reports whether the text of the element sel matches the JavaScript regular expression re.
@@ -1199,9 +1194,7 @@ func TestConsoleReadOnlyRole(t *testing.T) {
 	if got := eval[string](b, `document.querySelector("#user-role").textContent`); got != "Certificates.Manage" {
 		t.Errorf("role shown %q, want Certificates.Manage", got)
 	}
-	if p := b.problems(); len(p) > 0 {
-		t.Errorf("console errors: %s", strings.Join(p, "\n"))
-	}
+	b.wantNoProblems(t)
 }
 
 // TestConsoleRequesterUsernameNamesNoUPN: a token without a upn claim is recorded as "oid:<id> username:<name>",
@@ -1232,7 +1225,5 @@ func TestConsoleRequesterUsernameNamesNoUPN(t *testing.T) {
 	if got := eval[string](b, `[...document.querySelectorAll(".facts dt")].find((dt) => dt.textContent === "Requester").nextElementSibling.innerText`); !strings.HasPrefix(got, "x upn:ceo@azscep.local\nobject ID 3f2c1a0e") {
 		t.Errorf("the certificate's requester reads %q, want the whole username and then the object ID", got)
 	}
-	if p := b.problems(); len(p) > 0 {
-		t.Errorf("console errors: %s", strings.Join(p, "\n"))
-	}
+	b.wantNoProblems(t)
 }
