@@ -329,32 +329,16 @@ func revokeDevices(ctx context.Context, st store.Store, gone map[string]entra.Di
 func scanREST(ctx context.Context, st store.Store, now time.Time, done *[]*store.Record,
 	match func(*store.Record) (reason int, by, ref string, ok bool)) error {
 	q := store.Query{Source: store.SourceAPI, Status: store.StatusIssued, Limit: accountsPage}
-	for {
-		page, next, err := st.Search(ctx, q)
-		if err != nil {
-			return fmt.Errorf("searching the REST certificates: %w", err)
+	err := revokeWhere(ctx, st, q, now, done, func(rec *store.Record) (int, string, string, bool) {
+		if rec.Status != store.StatusIssued || rec.Source != store.SourceAPI || !rec.NotAfter.After(now) {
+			return 0, "", "", false
 		}
-		for _, rec := range page {
-			if rec.Status != store.StatusIssued || rec.Source != store.SourceAPI || !rec.NotAfter.After(now) {
-				continue
-			}
-			reason, by, ref, ok := match(rec)
-			if !ok {
-				continue
-			}
-			outcome, got, err := Revoke(ctx, st, rec.Serial, reason, by, ref, now)
-			if err != nil {
-				return fmt.Errorf("revoking %s (%s): %w", rec.Serial, ref, err)
-			}
-			if NewlyRevoked(outcome, got) {
-				*done = append(*done, got)
-			}
-		}
-		if next == "" {
-			return nil
-		}
-		q.Continuation = next
+		return match(rec)
+	})
+	if err != nil {
+		return fmt.Errorf("REST certificates: %w", err)
 	}
+	return nil
 }
 
 // requesterAccount reads the user object ID (lower case) and UPN from a REST record's Requester, as csrapi writes it

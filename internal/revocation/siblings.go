@@ -51,21 +51,36 @@ func RevokeSiblings(ctx context.Context, st store.Store, since, now time.Time) (
 func revokeSiblingsOf(ctx context.Context, st store.Store, m store.CompromisedKey, now time.Time, done *[]*store.Record) error {
 	ref := fmt.Sprintf("key reported compromised with certificate %s", m.Serial)
 	q := store.Query{PublicKey: m.PublicKey, Limit: siblingPage}
+	err := revokeWhere(ctx, st, q, now, done, func(rec *store.Record) (int, string, string, bool) {
+		return store.KeyCompromise, SiblingsBy, ref, rec.Status != store.StatusRevoked && rec.PublicKey == m.PublicKey
+	})
+	if err != nil {
+		return fmt.Errorf("the certificates of compromised key %s: %w", m.PublicKey, err)
+	}
+	return nil
+}
+
+// revokeWhere pages through the records q selects and revokes those match picks, with the reason, revoker and
+// reference it gives, appending those this call revoked to done: the sweeps that revoke by a property of the
+// records (a compromised key, an account or device that left). A record nothing was signed for (an abandoned one
+// without a planned certificate) is passed over. The query sorts by serial, so revoking while paging skips nothing.
+func revokeWhere(ctx context.Context, st store.Store, q store.Query, now time.Time, done *[]*store.Record,
+	match func(*store.Record) (reason int, by, ref string, ok bool)) error {
 	for {
 		page, next, err := st.Search(ctx, q)
 		if err != nil {
-			return fmt.Errorf("searching the certificates of compromised key %s: %w", m.PublicKey, err)
+			return fmt.Errorf("searching: %w", err)
 		}
 		for _, rec := range page {
-			if rec.Status == store.StatusRevoked || rec.PublicKey != m.PublicKey {
+			reason, by, ref, ok := match(rec)
+			if !ok {
 				continue
 			}
-			outcome, got, err := Revoke(ctx, st, rec.Serial, store.KeyCompromise, SiblingsBy, ref, now)
+			outcome, got, err := Revoke(ctx, st, rec.Serial, reason, by, ref, now)
 			switch {
 			case errors.Is(err, ErrNotRevocable):
-				// Nothing was signed for it (an abandoned record without a planned certificate).
 			case err != nil:
-				return fmt.Errorf("revoking %s, whose key was reported compromised with %s: %w", rec.Serial, m.Serial, err)
+				return fmt.Errorf("revoking %s (%s): %w", rec.Serial, ref, err)
 			case NewlyRevoked(outcome, got):
 				*done = append(*done, got)
 			}
