@@ -46,8 +46,14 @@ const CessationOfOperation = 5
 // link.
 const MaxAccountPages = 50
 
-// accountsPage is how many records one search page of the REST certificates asks for.
-const accountsPage = 200
+// accountsPage is how many records one search page of the REST certificates asks for, and accountsScanPages how
+// many pages of its own listing the store reads for one (Query.ScanPages): the cursor moves on after each search
+// page, so that on a large table whose REST certificates are few a page cut by the step's time still leaves
+// progress.
+const (
+	accountsPage      = 200
+	accountsScanPages = 4
+)
 
 // maxRoundGone bounds the accounts (or devices) one round looks for, Recent's included: a call reads no further
 // page once it has that many (the first page always), so that the round, up to a page of 999 more, fits in its
@@ -587,7 +593,7 @@ func scanRound(ctx context.Context, st store.Store, now time.Time, sets []*sweep
 	if !cur.Done {
 		var done []*store.Record
 		q := store.Query{Source: store.SourceAPI, Status: store.StatusIssued, Limit: accountsPage,
-			Continuation: cur.After}
+			ScanPages: accountsScanPages, Continuation: cur.After}
 		progress := func(next string) error {
 			scanned++
 			if !durable {

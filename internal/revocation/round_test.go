@@ -229,13 +229,26 @@ func TestRevokeDisabledAccountsScanGoesOnAcrossRuns(t *testing.T) {
 	})
 }
 
+// queryLog keeps the queries searched.
+type queryLog struct {
+	store.Store
+	queries []store.Query
+}
+
+func (l *queryLog) Search(ctx context.Context, q store.Query) ([]*store.Record, string, error) {
+	l.queries = append(l.queries, q)
+	return l.Store.Search(ctx, q)
+}
+
 // TestRevokeDisabledScansOnce: a run whose deltas name both accounts and a device gone reads the REST certificates
-// once, not once for each, and revokes each certificate for its reason; both links move on.
+// once, not once for each, and revokes each certificate for its reason; both links move on. Each search bounds the
+// pages of its own listing the store reads (ScanPages), so that a page cut by the run's time still leaves progress.
 func TestRevokeDisabledScansOnce(t *testing.T) {
 	backends(t, func(t *testing.T, useTables bool) {
 		sc := newScanScene(t, useTables, 2, 250)
 		f := storetest.NewFaultStore(sc.e.st)
-		sw := revocation.RevokeDisabled(context.Background(), f, sc.dir, sc.e.now)
+		ql := &queryLog{Store: f}
+		sw := revocation.RevokeDisabled(context.Background(), ql, sc.dir, sc.e.now)
 		if sw.AccountsErr != nil || sw.DevicesErr != nil || !sw.Accounts.Saved || !sw.Devices.Saved || sw.ScanLeft {
 			t.Fatalf("sweep = %+v; want both parts done and saved", sw)
 		}
@@ -246,6 +259,11 @@ func TestRevokeDisabledScansOnce(t *testing.T) {
 		if len(sw.Accounts.Revoked) != len(sc.accounts) || len(sw.Devices.Revoked) != len(sc.devices) {
 			t.Errorf("reported %d account and %d device revocations, want %d and %d", len(sw.Accounts.Revoked),
 				len(sw.Devices.Revoked), len(sc.accounts), len(sc.devices))
+		}
+		for _, q := range ql.queries {
+			if q.ScanPages <= 0 {
+				t.Errorf("a search of the scan reads the store's listing unbounded: %+v", q)
+			}
 		}
 		sc.check(t, [][]*store.Record{sw.Accounts.Revoked, sw.Devices.Revoked})
 		for _, doc := range []string{"entra-users-delta", "entra-devices-delta"} {
