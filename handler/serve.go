@@ -827,24 +827,24 @@ func (d *deps) revokeSiblings(ctx context.Context) []string {
 }
 
 // revokeDisabledAccounts revokes the /api/csr certificates of Entra accounts disabled or deleted, and of Entra
-// devices disabled or deleted, since the last run (revocation.RevokeDisabledAccounts, RevokeDisabledDevices), when the API reads
-// a Graph directory and AZSCEP_API_REVOKE_DISABLED allows it. The accounts have half of accountSweepLimit; the
-// devices what is left, so that neither sweep's first enumeration of a large tenant keeps the other from running.
+// devices disabled or deleted, since the last run (revocation.RevokeDisabled: one scan of the certificates for both),
+// when the API reads a Graph directory and AZSCEP_API_REVOKE_DISABLED allows it, within accountSweepLimit.
 func (d *deps) revokeDisabledAccounts(ctx context.Context) []string {
 	if d.directory == nil || !d.cfg.API.RevokeDisabled {
 		return nil
 	}
-	limit := accountSweepLimit(ctx)
-	ctx, cancel := context.WithTimeout(ctx, limit)
+	ctx, cancel := context.WithTimeout(ctx, accountSweepLimit(ctx))
 	defer cancel()
-	actx, acancel := context.WithTimeout(ctx, limit/2)
-	sw, err := revocation.RevokeDisabledAccounts(actx, d.store, d.directory, time.Now())
-	acancel()
-	lines := d.deltaSweepReport(sw, err, "Entra account sweep", "users", "accounts disabled or deleted",
+	sw := revocation.RevokeDisabled(ctx, d.store, d.directory, time.Now())
+	lines := d.deltaSweepReport(sw.Accounts, sw.AccountsErr, "Entra account sweep", "users", "accounts disabled or deleted",
 		"revoked a certificate whose Entra account was disabled or deleted")
-	sw, err = revocation.RevokeDisabledDevices(ctx, d.store, d.directory, time.Now())
-	return append(lines, d.deltaSweepReport(sw, err, "Entra device sweep", "devices", "devices disabled or deleted",
-		"revoked a certificate whose Entra device was disabled or deleted")...)
+	lines = append(lines, d.deltaSweepReport(sw.Devices, sw.DevicesErr, "Entra device sweep", "devices",
+		"devices disabled or deleted", "revoked a certificate whose Entra device was disabled or deleted")...)
+	if sw.ScanLeft {
+		lines = append(lines, fmt.Sprintf("Entra sweep: scanned %d pages of /api/csr certificates; the next run goes on where it stopped, reading no delta pages until the scan is done",
+			sw.Scanned))
+	}
+	return lines
 }
 
 // deltaSweepReport logs the records a delta sweep revoked and returns the invocation's lines about it: its pages,
@@ -856,6 +856,8 @@ func (d *deps) deltaSweepReport(sw revocation.AccountSweep, err error, sweep, se
 	}
 	round := "enumeration in progress"
 	switch {
+	case sw.Resumed:
+		round = "went on with the scan for the pages an earlier run read"
 	case sw.Complete:
 		round = "up to date"
 	case sw.Pages == 0:

@@ -3,9 +3,12 @@ package revocation
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -23,10 +26,12 @@ const AccountsBy = "entra-account"
 const AffiliationChanged = 3
 
 // accountsDeltaDoc and devicesDeltaDoc are the meta documents holding where the users and devices delta go on: the
-// next link of a round in progress, or the delta link of the last complete round.
+// next link of a round in progress, or the delta link of the last complete round; and the round of pages read
+// whose scan of the REST certificates is not done yet (deltaDoc.Round). scanCursorDoc holds how far that scan got.
 const (
 	accountsDeltaDoc = "entra-users-delta"
 	devicesDeltaDoc  = "entra-devices-delta"
+	scanCursorDoc    = "entra-sweep-cursor"
 )
 
 // DevicesBy is the revoker recorded on a certificate revoked because its Entra device was disabled or deleted.
@@ -41,8 +46,23 @@ const CessationOfOperation = 5
 // link.
 const MaxAccountPages = 50
 
-// accountsPage is how many records one search page of the REST certificates asks for.
-const accountsPage = 200
+// accountsPage is how many records one search page of the REST certificates asks for, and accountsScanPages how
+// many pages of its own listing the store reads for one (Query.ScanPages): the cursor moves on after each search
+// page, so that on a large table whose REST certificates are few a page cut by the step's time still leaves
+// progress.
+const (
+	accountsPage      = 200
+	accountsScanPages = 4
+)
+
+// maxRoundGone bounds the accounts (or devices) one round looks for, Recent's included: a call reads no further
+// page once it has that many (the first page always), so that the round, up to a page of 999 more, fits in its
+// meta document (some 100 bytes each, within maxRoundBytes). A first enumeration finding more goes on in the next
+// round, from the link reached.
+const maxRoundGone = 2000
+
+// maxRoundBytes is the largest document a round is written in, under the store's meta document limit (512 KiB).
+const maxRoundBytes = 480 << 10
 
 // UsersDelta reads one page of Microsoft Graph's users delta query (entra.Directory.UsersDelta).
 type UsersDelta interface {
@@ -60,6 +80,57 @@ type deltaDoc struct {
 	// Recent are the accounts (or devices) found gone less than RecheckWindow ago: every call looks for their
 	// certificates again, to catch those issued after an earlier call's scan (RecheckWindow).
 	Recent []recentGone `json:"recent,omitempty"`
+	// Round is the round whose pages a call read and whose scan of the REST certificates has not reached its end:
+	// until it does, possibly calls later, no call reads the delta further, and Link stays where the round began.
+	// Recent is folded into Round.Gone meanwhile.
+	Round *deltaRound `json:"round,omitempty"`
+}
+
+// deltaRound is what a round's pages said, kept until its scan is done so that a call that stops in it loses
+// nothing: the scan goes on from its cursor (scanCursor) with the same accounts.
+type deltaRound struct {
+	// ID names the round in the scan cursor; the sets (accounts, devices) one call reads share it, and their scan.
+	ID string `json:"id"`
+	// Started is when the call that read the pages started: the accounts they named were found gone then, and
+	// RecheckWindow is counted from it.
+	Started time.Time `json:"started"`
+	// Link is where the delta goes on once the scan is done; Complete says it is a delta link.
+	Link     string `json:"link"`
+	Complete bool   `json:"complete,omitempty"`
+	// Gone are the accounts (or devices) to look for: those the pages named gone and those of Recent.
+	Gone []roundGone `json:"gone"`
+}
+
+// roundGone is one entry of deltaRound.Gone, spelt short: thousands of them go in one document (maxRoundGone).
+type roundGone struct {
+	Key      string `json:"k"`
+	DeviceID string `json:"d,omitempty"`
+	Deleted  bool   `json:"x,omitempty"`
+	// At is when a call first found it gone, in Unix seconds.
+	At int64 `json:"t"`
+	// Paged says the round's pages named it gone (else it came from Recent, to be looked for again).
+	Paged bool `json:"p,omitempty"`
+}
+
+// change is the delta entry g stands for, as the revocations read it.
+func (g roundGone) change() entra.DirectoryChange {
+	why := "disabled"
+	if g.Deleted {
+		why = "deleted"
+	}
+	return recentGone{Key: g.Key, DeviceID: g.DeviceID, Why: why}.change()
+}
+
+// scanCursor is how far the scan of a round's REST certificates got (scanCursorDoc).
+type scanCursor struct {
+	// Round names the rounds scanned (their IDs, sorted, joined by "+"): another round's cursor is not this one's.
+	Round string `json:"round"`
+	// After is the search continuation after the last page whose revocations are durable ("" at the start); Done
+	// says the scan reached the end.
+	After string `json:"after,omitempty"`
+	Done  bool   `json:"done,omitempty"`
+	// Named are the devices gone that a record scanned so far names by object ID (AccountSweep.Unmapped).
+	Named []string `json:"named,omitempty"`
 }
 
 // recentGone is one entry of deltaDoc.Recent: the object ID (and a device's deviceId, when its entry carried one),
@@ -111,10 +182,13 @@ type AccountSweep struct {
 	// not counted when the revocations fail.
 	Unmapped int
 	// Complete says the delta round reached its delta link: the tenant's changes are read up to now. Saved says the
-	// link to go on from was persisted.
+	// link moved on and was persisted: nothing was left to look for, or the round's scan reached its end.
 	Complete, Saved bool
 	// Restarted says Graph had forgotten the persisted link and the call enumerated the tenant again.
 	Restarted bool
+	// Resumed says the call read no pages but went on with the scan of the round an earlier call read, which had
+	// not reached its end; Complete is then that round's.
+	Resumed bool
 }
 
 // RevokeDisabledAccounts revokes, for affiliationChanged, the /api/csr certificates of Entra accounts that were
@@ -122,11 +196,15 @@ type AccountSweep struct {
 // account that can no longer sign in (SCEPman and EJBCA with Intune revoke them too). It asks Graph what changed with
 // the users delta query (dir), from the link persisted by the previous call: the first call enumerates the tenant
 // (an account already disabled then is acted on as well), later calls read only the changes. It reads at most
-// MaxAccountPages pages, then scans the REST certificates once for all the accounts those pages named, and only when
-// every revocation is durable persists the link it reached, so that a call that stops before (ctx ending, the store,
-// a crash) leaves the old link and the next call reads the same pages again: idempotent, it ends with the same
-// revocations. An account found gone is looked for again by the calls of the next RecheckWindow, which catch a
-// certificate /api/csr issued after this call's scan, on an "enabled" answer it had cached.
+// MaxAccountPages pages (fewer once maxRoundGone accounts are found gone) and keeps what they said as a round, in
+// the meta document, then scans the REST certificates once for all the accounts of the round, saving after each
+// page where the scan got; only when the scan reaches the end, every revocation durable, does the link move on to
+// the one the pages reached. A call that stops before (ctx ending, the store, a crash) leaves the round, and the next
+// call goes on with its scan where this one stopped, reading no pages until it is done: a scan longer than one
+// call's time is finished by the next ones rather than started again every hour, and no revocation is lost or made
+// twice. An account found gone is looked for again by the rounds of the next RecheckWindow, which catch a
+// certificate /api/csr issued after this round's scan, on an "enabled" answer it had cached. A round the devices
+// sweep left unfinished is carried on too (not reported); RevokeDisabled does both in one scan.
 //
 // A certificate is the account's when its record (source api, issued, not expired) names the account as requester
 // and is bound to it: a self-service device certificate (the device was the account's), or one that names the
@@ -139,8 +217,9 @@ type AccountSweep struct {
 // the pages read before it are acted on and the link after them kept. A link Graph has forgotten (410) makes the call
 // enumerate again from the start. It returns what it did, also when it stopped on an error.
 func RevokeDisabledAccounts(ctx context.Context, st store.Store, dir UsersDelta, now time.Time) (AccountSweep, error) {
-	return sweepDelta(ctx, st, now, deltaSweep{doc: accountsDeltaDoc, what: "users", read: dir.UsersDelta,
-		revoke: revokeAccounts})
+	users := usersSet(dir)
+	sweepDirectory(ctx, st, now, users, devicesSet(nil))
+	return users.sw, users.err
 }
 
 // RevokeDisabledDevices is RevokeDisabledAccounts for Entra devices (the devices delta query, Device.Read.All): the
@@ -153,54 +232,189 @@ func RevokeDisabledAccounts(ctx context.Context, st store.Store, dir UsersDelta,
 // Microsoft's guidance for stale devices, have them revoked when disabled, and a device's certificates also go with
 // its owner's account).
 func RevokeDisabledDevices(ctx context.Context, st store.Store, dir DevicesDelta, now time.Time) (AccountSweep, error) {
-	return sweepDelta(ctx, st, now, deltaSweep{doc: devicesDeltaDoc, what: "devices", read: dir.DevicesDelta,
-		devices: true, revoke: revokeDevices})
+	devices := devicesSet(dir)
+	sweepDirectory(ctx, st, now, usersSet(nil), devices)
+	return devices.sw, devices.err
 }
 
-// deltaSweep is what RevokeDisabledAccounts and RevokeDisabledDevices differ in.
-type deltaSweep struct {
+// Directory reads Graph's users and devices delta queries (entra.Directory).
+type Directory interface {
+	UsersDelta
+	DevicesDelta
+}
+
+// DisabledSweep is what one RevokeDisabled call did, for the accounts and for the devices.
+type DisabledSweep struct {
+	Accounts, Devices AccountSweep
+	// AccountsErr and DevicesErr say how each part stopped short, nil when it did not: a page Graph refused, the
+	// store, ctx ending. The scan the two share failing fails both.
+	AccountsErr, DevicesErr error
+	// Scanned is how many search pages of the REST certificates this call read; ScanLeft says the scan of the round
+	// in progress stopped before its end and the next call goes on from where it stopped.
+	Scanned  int
+	ScanLeft bool
+}
+
+// RevokeDisabled is RevokeDisabledAccounts and RevokeDisabledDevices in one call, which scans the REST certificates
+// once for both: the accounts and the devices the pages of this call named, or the round an earlier call began and
+// whose scan is not finished. Each delta is read within a third of the time ctx leaves at most, so that one
+// enumeration of a large tenant neither keeps the other from being read nor leaves the scan no time.
+func RevokeDisabled(ctx context.Context, st store.Store, dir Directory, now time.Time) DisabledSweep {
+	users, devices := usersSet(dir), devicesSet(dir)
+	scanned, left := sweepDirectory(ctx, st, now, users, devices)
+	return DisabledSweep{Accounts: users.sw, Devices: devices.sw, AccountsErr: users.err, DevicesErr: devices.err,
+		Scanned: scanned, ScanLeft: left}
+}
+
+func usersSet(dir UsersDelta) *sweepSet {
+	s := &sweepSet{doc: accountsDeltaDoc, what: "users"}
+	if dir != nil {
+		s.read = dir.UsersDelta
+	}
+	return s
+}
+
+func devicesSet(dir DevicesDelta) *sweepSet {
+	s := &sweepSet{doc: devicesDeltaDoc, what: "devices", devices: true}
+	if dir != nil {
+		s.read = dir.DevicesDelta
+	}
+	return s
+}
+
+// sweepSet is the accounts' or the devices' part of a sweep: where its delta stands, and what this call did.
+type sweepSet struct {
 	doc, what string
-	read      func(ctx context.Context, link string) (*entra.DeltaPage, error)
+	// read reads a page of the delta; nil when this call reads none (RevokeDisabledAccounts reads no devices), and
+	// then the call only carries on a round an earlier call began.
+	read func(ctx context.Context, link string) (*entra.DeltaPage, error)
 	// devices says the entries are devices, whose deleted entries may match no record (Unmapped).
 	devices bool
-	// revoke scans the REST certificates once and revokes those of gone (the entries saying so, by object ID),
-	// appending them to done, and returns the object IDs of gone that some record it scanned named.
-	revoke func(ctx context.Context, st store.Store, gone map[string]entra.DirectoryChange, now time.Time,
-		done *[]*store.Record) (map[string]bool, error)
+
+	sw  AccountSweep
+	err error
+	// roundErr is why the round could not be written: reported only when the call does not finish the round
+	// either, since a finished round needs no resuming.
+	roundErr error
+
+	loaded bool // state and etag were read
+	state  deltaDoc
+	etag   string
+	// round is the round this call acts on (read now or earlier), nil when none; durable says it is in the
+	// set's document, so that a call stopped in its scan loses nothing of it.
+	round   *deltaRound
+	durable bool
+	gone    map[string]entra.DirectoryChange // by object ID
+	since   map[string]time.Time             // when a call first found each of gone gone
+	paged   map[string]bool                  // the object IDs of gone the round's pages found gone
 }
 
-func sweepDelta(ctx context.Context, st store.Store, now time.Time, ds deltaSweep) (AccountSweep, error) {
-	var sw AccountSweep
-	var state deltaDoc
-	raw, etag, err := st.GetMeta(ctx, ds.doc)
+// sweepDirectory sweeps the sets (the accounts, the devices) in three steps. Unless a round is in progress, it reads
+// each set's delta on from its link and writes what the pages said (the accounts or devices gone, the link reached)
+// as the set's round, in its document, before acting on it. It then scans the REST certificates once for every set
+// in the round, from the cursor the last call stopped at (scanCursorDoc), saving the cursor after each page whose
+// revocations are durable; only a scan that reaches the end moves each set's link on to its round's, ending the
+// round. A call that stops anywhere (ctx, the store, a crash) leaves either the old link or the round and its cursor,
+// and the next call goes on from there: no scan starts again from the beginning because it could not finish in one
+// call, and no link moves past accounts whose certificates are not all revoked. It returns how many search pages it
+// read and whether the scan was left unfinished.
+func sweepDirectory(ctx context.Context, st store.Store, now time.Time, sets ...*sweepSet) (int, bool) {
+	inRound := false
+	for _, s := range sets {
+		s.load(ctx, st)
+		inRound = inRound || s.state.Round != nil
+	}
+	if inRound {
+		// No pages are read until the round's scan is done: a new round would need a scan from the beginning.
+		for _, s := range sets {
+			if s.state.Round != nil {
+				s.resume()
+			}
+		}
+	} else {
+		id := newRoundID()
+		start := time.Now()
+		deadline, bounded := ctx.Deadline()
+		var readers []*sweepSet
+		for _, s := range sets {
+			if s.loaded && s.read != nil {
+				readers = append(readers, s)
+			}
+		}
+		for i, s := range readers {
+			rctx, cancel := ctx, context.CancelFunc(func() {})
+			if bounded {
+				share := deadline.Sub(start) * time.Duration(i+1) / time.Duration(len(readers)+1)
+				rctx, cancel = context.WithDeadline(ctx, start.Add(share))
+			}
+			s.readPages(rctx, ctx, now)
+			cancel()
+			s.begin(ctx, st, id, now)
+		}
+	}
+	var inScan []*sweepSet
+	for _, s := range sets {
+		if s.round != nil {
+			inScan = append(inScan, s)
+		}
+	}
+	if len(inScan) == 0 {
+		return 0, false
+	}
+	scanned, err := scanRound(ctx, st, now, inScan)
+	if err != nil {
+		for _, s := range inScan {
+			s.err = errors.Join(s.err, s.roundErr, err)
+		}
+		return scanned, true
+	}
+	for _, s := range inScan {
+		s.commit(ctx, st)
+	}
+	return scanned, false
+}
+
+// load reads the set's document. A document that does not decode is taken for none: the set enumerates again
+// rather than never again, and its next write replaces it.
+func (s *sweepSet) load(ctx context.Context, st store.Store) {
+	raw, etag, err := st.GetMeta(ctx, s.doc)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:
-		return sw, fmt.Errorf("reading the %s delta link: %w", ds.what, err)
+		s.err = fmt.Errorf("reading the %s delta link: %w", s.what, err)
+		return
 	default:
-		if err := json.Unmarshal(raw, &state); err != nil {
-			// Enumerate again rather than never again; the write below replaces it.
-			state = deltaDoc{}
+		if err := json.Unmarshal(raw, &s.state); err != nil {
+			s.state = deltaDoc{}
 		}
 	}
-	gone := map[string]entra.DirectoryChange{} // by object ID
-	since := map[string]time.Time{}            // when a call first found each of gone gone
-	for _, r := range state.Recent {
-		gone[r.Key], since[r.Key] = r.change(), r.At
+	s.loaded, s.etag = true, etag
+}
+
+// readPages reads the set's delta on from its link, at most MaxAccountPages pages and, past the first, only while
+// fewer than maxRoundGone accounts are to be looked for, so that the round fits its document. A read cut short by
+// rctx (the set's share of the time) while ctx goes on is no failure: the pages before it are acted on, the rest
+// read by the next round.
+func (s *sweepSet) readPages(rctx, ctx context.Context, now time.Time) {
+	s.gone, s.since, s.paged = map[string]entra.DirectoryChange{}, map[string]time.Time{}, map[string]bool{}
+	for _, r := range s.state.Recent {
+		s.gone[r.Key], s.since[r.Key] = r.change(), r.At
 	}
-	paged := map[string]bool{} // the object IDs of gone this call's pages found gone
-	link, readErr := state.Link, error(nil)
-	for sw.Pages < MaxAccountPages {
-		page, err := ds.read(ctx, link)
-		if errors.Is(err, entra.ErrDeltaExpired) && link != "" && !sw.Restarted {
-			sw.Restarted, link = true, ""
+	link := s.state.Link
+	for s.sw.Pages < MaxAccountPages && (s.sw.Pages == 0 || len(s.gone) < maxRoundGone) {
+		page, err := s.read(rctx, link)
+		if errors.Is(err, entra.ErrDeltaExpired) && link != "" && !s.sw.Restarted {
+			s.sw.Restarted, link = true, ""
 			continue
 		}
-		if err != nil {
-			readErr = fmt.Errorf("reading the %s delta (page %d of this run): %w", ds.what, sw.Pages+1, err)
+		if err != nil && rctx.Err() != nil && ctx.Err() == nil {
 			break
 		}
-		sw.Pages++
+		if err != nil {
+			s.err = fmt.Errorf("reading the %s delta (page %d of this run): %w", s.what, s.sw.Pages+1, err)
+			break
+		}
+		s.sw.Pages++
 		for _, c := range page.Changes {
 			switch {
 			case c.Removed == "" && c.Enabled == nil:
@@ -208,50 +422,91 @@ func sweepDelta(ctx context.Context, st store.Store, now time.Time, ds deltaSwee
 			case !c.Gone():
 				// Re-enabled or restored since an earlier page (or call) said otherwise: nothing to revoke now; a
 				// revocation made earlier is not undone.
-				delete(gone, c.ID)
-				delete(since, c.ID)
-				delete(paged, c.ID)
+				delete(s.gone, c.ID)
+				delete(s.since, c.ID)
+				delete(s.paged, c.ID)
 			default:
 				if c.DeviceID == "" {
 					// A device disabled, then deleted within the round: its deviceId, from the earlier entry, still
 					// finds the certificates whose records carry no object ID.
-					c.DeviceID = gone[c.ID].DeviceID
+					c.DeviceID = s.gone[c.ID].DeviceID
 				}
-				gone[c.ID], paged[c.ID] = c, true
-				if _, ok := since[c.ID]; !ok {
-					since[c.ID] = now
+				s.gone[c.ID], s.paged[c.ID] = c, true
+				if _, ok := s.since[c.ID]; !ok {
+					s.since[c.ID] = now
 				}
 			}
 		}
 		if page.Delta != "" {
-			link, sw.Complete = page.Delta, true
+			link, s.sw.Complete = page.Delta, true
 			break
 		}
 		link = page.Next
 	}
-	sw.Accounts = len(paged)
-	sw.Rechecked = len(gone) - len(paged)
-	if len(gone) > 0 {
-		named, err := ds.revoke(ctx, st, gone, now, &sw.Revoked)
-		if ds.devices && err == nil {
-			for id, c := range gone {
-				if c.DeviceID == "" && !named[id] && paged[id] {
-					sw.Unmapped++
-				}
-			}
+	s.sw.Accounts = len(s.paged)
+	s.sw.Rechecked = len(s.gone) - len(s.paged)
+	s.round = &deltaRound{Started: now, Link: link, Complete: s.sw.Complete}
+}
+
+// begin makes what readPages found the set's round, written to its document with the ETag read. With nothing to
+// look for the link moves on at once, and there is no round. A round that cannot be written (the store, a round
+// too large for a document, another call that wrote first) is still acted on by this call, as a call did before
+// rounds were kept: its link stays, so a call that stops before the end reads its pages again.
+func (s *sweepSet) begin(ctx context.Context, st store.Store, id string, now time.Time) {
+	r := s.round
+	s.round = nil
+	if len(s.gone) == 0 {
+		if s.sw.Pages > 0 && r.Link != s.state.Link {
+			s.save(ctx, st, deltaDoc{Link: r.Link, At: now})
 		}
-		if err != nil {
-			// The link stays where it was: the next call reads these pages again and finishes their revocations.
-			return sw, errors.Join(readErr, err)
+		return
+	}
+	r.ID = id
+	for key, c := range s.gone {
+		r.Gone = append(r.Gone, roundGone{Key: key, DeviceID: c.DeviceID, Deleted: c.Removed != "",
+			At: s.since[key].Unix(), Paged: s.paged[key]})
+	}
+	slices.SortFunc(r.Gone, func(a, b roundGone) int { return strings.Compare(a.Key, b.Key) })
+	s.round = r
+	// Recent is folded into the round, and comes back, renewed, when the round ends.
+	doc := deltaDoc{Link: s.state.Link, At: s.state.At, Round: r}
+	raw, err := json.Marshal(doc)
+	if err == nil && len(raw) > maxRoundBytes {
+		err = fmt.Errorf("%d bytes, over the %d this sweep writes", len(raw), maxRoundBytes)
+	}
+	if err == nil {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), metaWriteTimeout)
+		var etag string
+		etag, err = st.PutMeta(wctx, s.doc, raw, s.etag)
+		cancel()
+		if err == nil {
+			s.etag, s.durable = etag, true
+			return
 		}
 	}
-	if sw.Pages == 0 || link == state.Link {
-		return sw, readErr
+	s.roundErr = fmt.Errorf("saving the %s round read: %w", s.what, err)
+}
+
+// resume takes up the round an earlier call wrote to the set's document.
+func (s *sweepSet) resume() {
+	s.round, s.durable, s.sw.Resumed, s.sw.Complete = s.state.Round, true, true, s.state.Round.Complete
+	s.gone, s.since, s.paged = map[string]entra.DirectoryChange{}, map[string]time.Time{}, map[string]bool{}
+	for _, g := range s.round.Gone {
+		s.gone[g.Key], s.since[g.Key] = g.change(), time.Unix(g.At, 0).UTC()
+		if g.Paged {
+			s.paged[g.Key] = true
+		}
 	}
-	next := deltaDoc{Link: link, At: now}
-	for id, c := range gone {
-		if now.Sub(since[id]) < RecheckWindow {
-			next.Recent = append(next.Recent, recentGone{Key: id, DeviceID: c.DeviceID, Why: why(c), At: since[id]})
+}
+
+// commit ends the set's round, its scan done: the link moves on to the round's, and Recent keeps the accounts found
+// gone less than RecheckWindow before the round started (its scan may have passed where a certificate issued to
+// them since is), so that the next rounds look for them again.
+func (s *sweepSet) commit(ctx context.Context, st store.Store) {
+	next := deltaDoc{Link: s.round.Link, At: s.round.Started}
+	for id, c := range s.gone {
+		if s.round.Started.Sub(s.since[id]) < RecheckWindow {
+			next.Recent = append(next.Recent, recentGone{Key: id, DeviceID: c.DeviceID, Why: why(c), At: s.since[id]})
 		}
 	}
 	// The newest first, so that a cap drops the accounts found longest ago.
@@ -259,19 +514,133 @@ func sweepDelta(ctx context.Context, st store.Store, now time.Time, ds deltaSwee
 		return cmp.Or(b.At.Compare(a.At), strings.Compare(a.Key, b.Key))
 	})
 	next.Recent = next.Recent[:min(len(next.Recent), maxRecent)]
-	rawNew, err := json.Marshal(next)
+	moved := next.Link != s.state.Link
+	s.save(ctx, st, next)
+	// The document is written either way, to end the round; the link is said saved when it moved.
+	s.sw.Saved = s.sw.Saved && moved
+}
+
+// save writes doc with the ETag read (or written by this call). Detached: what it records is durable, so the
+// progress made is not lost with a ctx that has just ended. A conflict is another call that moved the link
+// meanwhile from where this one started: its link is as good.
+func (s *sweepSet) save(ctx context.Context, st store.Store, doc deltaDoc) {
+	raw, err := json.Marshal(doc)
 	if err != nil {
-		return sw, errors.Join(readErr, fmt.Errorf("encoding the %s delta link: %w", ds.what, err))
+		s.err = errors.Join(s.err, fmt.Errorf("encoding the %s delta link: %w", s.what, err))
+		return
 	}
-	// Detached: the revocations are durable, so the progress made is not lost with a ctx that has just ended.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), metaWriteTimeout)
 	defer cancel()
-	if _, err := st.PutMeta(wctx, ds.doc, rawNew, etag); err != nil {
-		// A conflict is another call that moved the link meanwhile from where this one started: its link is as good.
-		return sw, errors.Join(readErr, fmt.Errorf("saving the %s delta link: %w", ds.what, err))
+	etag, err := st.PutMeta(wctx, s.doc, raw, s.etag)
+	if err != nil {
+		s.err = errors.Join(s.err, fmt.Errorf("saving the %s delta link: %w", s.what, err))
+		return
 	}
-	sw.Saved = true
-	return sw, readErr
+	s.etag, s.sw.Saved = etag, true
+}
+
+// metaWriteTimeout bounds a detached write of a sweep's document.
+const metaWriteTimeout = 10 * time.Second
+
+// newRoundID names a new round: random, so that a cursor left by another round is never taken for this one's.
+func newRoundID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// scanRound scans the REST certificates once for every set of sets, from the cursor the last call of the same
+// round stopped at, and revokes those of the accounts and devices gone, adding them to each set's Revoked. After
+// each page whose revocations are durable it saves the cursor, when some set's round is durable (a round only this
+// call knows is read again, and scanned from the beginning, by the next call). It returns how many pages it read,
+// and an error when it stopped before the end.
+func scanRound(ctx context.Context, st store.Store, now time.Time, sets []*sweepSet) (int, error) {
+	var ids []string
+	durable := false
+	var users, devices *sweepSet
+	for _, s := range sets {
+		ids = append(ids, s.round.ID)
+		durable = durable || s.durable
+		if s.devices {
+			devices = s
+		} else {
+			users = s
+		}
+	}
+	slices.Sort(ids)
+	cur := scanCursor{Round: strings.Join(slices.Compact(ids), "+")}
+	etag := ""
+	if durable {
+		raw, e, err := st.GetMeta(ctx, scanCursorDoc)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return 0, fmt.Errorf("reading the scan cursor: %w", err)
+		default:
+			etag = e
+			var got scanCursor
+			if json.Unmarshal(raw, &got) == nil && got.Round == cur.Round {
+				// Another round's cursor, or one that does not decode, is replaced: this round's scan begins.
+				cur = got
+			}
+		}
+	}
+	named := map[string]bool{}
+	for _, id := range cur.Named {
+		named[id] = true
+	}
+	scanned := 0
+	if !cur.Done {
+		var done []*store.Record
+		q := store.Query{Source: store.SourceAPI, Status: store.StatusIssued, Limit: accountsPage,
+			ScanPages: accountsScanPages, Continuation: cur.After}
+		progress := func(next string) error {
+			scanned++
+			if !durable {
+				return nil
+			}
+			cur.After, cur.Done, cur.Named = next, next == "", slices.Sorted(maps.Keys(named))
+			var err error
+			etag, err = saveScanCursor(ctx, st, cur, etag)
+			return err
+		}
+		err := revokeWhere(ctx, st, q, now, &done, roundMatch(users, devices, named, now), progress)
+		for _, rec := range done {
+			if rec.RevokedBy == DevicesBy {
+				devices.sw.Revoked = append(devices.sw.Revoked, rec)
+			} else {
+				users.sw.Revoked = append(users.sw.Revoked, rec)
+			}
+		}
+		if err != nil {
+			return scanned, fmt.Errorf("REST certificates: %w", err)
+		}
+	}
+	if devices != nil {
+		for id, c := range devices.gone {
+			if c.DeviceID == "" && !named[id] && devices.paged[id] {
+				devices.sw.Unmapped++
+			}
+		}
+	}
+	return scanned, nil
+}
+
+// saveScanCursor writes cur if the cursor is still at etag (created when etag is "") and returns its new ETag.
+// Detached, as the page it records is durable. A conflict is another call scanning the same round: this one stops,
+// leaving it the round.
+func saveScanCursor(ctx context.Context, st store.Meta, cur scanCursor, etag string) (string, error) {
+	raw, err := json.Marshal(cur)
+	if err != nil {
+		return "", fmt.Errorf("encoding the scan cursor: %w", err)
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), metaWriteTimeout)
+	defer cancel()
+	etag, err = st.PutMeta(wctx, scanCursorDoc, raw, etag)
+	if err != nil {
+		return "", fmt.Errorf("saving the scan cursor: %w", err)
+	}
+	return etag, nil
 }
 
 // why is what an entry of gone says happened to its account or device.
@@ -282,63 +651,55 @@ func why(c entra.DirectoryChange) string {
 	return "disabled"
 }
 
-// revokeAccounts revokes, for affiliationChanged, the unexpired REST certificates bound to the accounts in gone (by
-// object ID), appending them to done.
-func revokeAccounts(ctx context.Context, st store.Store, gone map[string]entra.DirectoryChange, now time.Time,
-	done *[]*store.Record) (map[string]bool, error) {
-	return nil, scanREST(ctx, st, now, done, func(rec *store.Record) (int, string, string, bool) {
-		oid, upn := requesterAccount(rec.Requester)
-		c, ok := gone[oid]
-		if !ok || !boundTo(rec, upn) {
-			return 0, "", "", false
-		}
-		return AffiliationChanged, AccountsBy, fmt.Sprintf("Entra account %s %s", oid, why(c)), true
-	})
-}
-
-// revokeDevices revokes, for cessationOfOperation, the unexpired REST certificates of the devices in gone (by object
-// ID), appending them to done: those whose record carries the device's object ID, and those whose record names the
-// deviceId an entry carried (a disabled device; records written before the object ID was kept carry only that).
-func revokeDevices(ctx context.Context, st store.Store, gone map[string]entra.DirectoryChange, now time.Time,
-	done *[]*store.Record) (map[string]bool, error) {
+// roundMatch picks, among the records of a scan, the unexpired REST certificates of the accounts gone in users and
+// of the devices gone in devices (either may be nil), with the revocation each gets: an account's certificate for
+// affiliationChanged, a device's for cessationOfOperation (a device certificate of an account gone too goes with
+// the account). It adds to named the devices gone that a record names by object ID.
+func roundMatch(users, devices *sweepSet, named map[string]bool, now time.Time) func(*store.Record) (int, string, string, bool) {
 	byDeviceID := map[string]entra.DirectoryChange{}
-	for _, c := range gone {
-		if c.DeviceID != "" {
-			byDeviceID[c.DeviceID] = c
-		}
-	}
-	named := map[string]bool{}
-	err := scanREST(ctx, st, now, done, func(rec *store.Record) (int, string, string, bool) {
-		if oid := strings.ToLower(rec.DeviceObjectID); oid != "" {
-			if c, ok := gone[oid]; ok {
-				named[oid] = true
-				return CessationOfOperation, DevicesBy, fmt.Sprintf("Entra device object %s %s", oid, why(c)), true
+	if devices != nil {
+		for _, c := range devices.gone {
+			if c.DeviceID != "" {
+				byDeviceID[c.DeviceID] = c
 			}
 		}
-		dev := strings.ToLower(rec.DeviceID)
-		if c, ok := byDeviceID[dev]; ok && dev != "" {
-			return CessationOfOperation, DevicesBy, fmt.Sprintf("Entra device %s %s", dev, why(c)), true
-		}
-		return 0, "", "", false
-	})
-	return named, err
-}
-
-// scanREST reads the issued REST certificates once and revokes the unexpired ones match picks, with the reason,
-// revoker and reference it gives, appending those this call revoked to done.
-func scanREST(ctx context.Context, st store.Store, now time.Time, done *[]*store.Record,
-	match func(*store.Record) (reason int, by, ref string, ok bool)) error {
-	q := store.Query{Source: store.SourceAPI, Status: store.StatusIssued, Limit: accountsPage}
-	err := revokeWhere(ctx, st, q, now, done, func(rec *store.Record) (int, string, string, bool) {
+	}
+	return func(rec *store.Record) (int, string, string, bool) {
 		if rec.Status != store.StatusIssued || rec.Source != store.SourceAPI || !rec.NotAfter.After(now) {
 			return 0, "", "", false
 		}
-		return match(rec)
-	})
-	if err != nil {
-		return fmt.Errorf("REST certificates: %w", err)
+		dev := ""
+		if devices != nil {
+			dev = deviceMatch(rec, devices.gone, byDeviceID, named)
+		}
+		if users != nil {
+			oid, upn := requesterAccount(rec.Requester)
+			if c, ok := users.gone[oid]; ok && boundTo(rec, upn) {
+				return AffiliationChanged, AccountsBy, fmt.Sprintf("Entra account %s %s", oid, why(c)), true
+			}
+		}
+		if dev != "" {
+			return CessationOfOperation, DevicesBy, dev, true
+		}
+		return 0, "", "", false
 	}
-	return nil
+}
+
+// deviceMatch returns the revocation reference of rec when it is the certificate of a device in gone (by object
+// ID): its record carries the device's object ID, or names the deviceId an entry carried (a disabled device;
+// records written before the object ID was kept carry only that). It adds to named a device rec names by object ID.
+func deviceMatch(rec *store.Record, gone, byDeviceID map[string]entra.DirectoryChange, named map[string]bool) string {
+	if oid := strings.ToLower(rec.DeviceObjectID); oid != "" {
+		if c, ok := gone[oid]; ok {
+			named[oid] = true
+			return fmt.Sprintf("Entra device object %s %s", oid, why(c))
+		}
+	}
+	dev := strings.ToLower(rec.DeviceID)
+	if c, ok := byDeviceID[dev]; ok && dev != "" {
+		return fmt.Sprintf("Entra device %s %s", dev, why(c))
+	}
+	return ""
 }
 
 // requesterAccount reads the user object ID (lower case) and UPN from a REST record's Requester, as csrapi writes it

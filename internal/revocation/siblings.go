@@ -53,7 +53,7 @@ func revokeSiblingsOf(ctx context.Context, st store.Store, m store.CompromisedKe
 	q := store.Query{PublicKey: m.PublicKey, Limit: siblingPage}
 	err := revokeWhere(ctx, st, q, now, done, func(rec *store.Record) (int, string, string, bool) {
 		return store.KeyCompromise, SiblingsBy, ref, rec.Status != store.StatusRevoked && rec.PublicKey == m.PublicKey
-	})
+	}, nil)
 	if err != nil {
 		return fmt.Errorf("the certificates of compromised key %s: %w", m.PublicKey, err)
 	}
@@ -64,8 +64,10 @@ func revokeSiblingsOf(ctx context.Context, st store.Store, m store.CompromisedKe
 // reference it gives, appending those this call revoked to done: the sweeps that revoke by a property of the
 // records (a compromised key, an account or device that left). A record nothing was signed for (an abandoned one
 // without a planned certificate) is passed over. The query sorts by serial, so revoking while paging skips nothing.
+// progress, when not nil, is told the continuation after each page whose revocations are durable ("" after the
+// last), so that a scan stopped later can go on from there; an error from it ends the paging.
 func revokeWhere(ctx context.Context, st store.Store, q store.Query, now time.Time, done *[]*store.Record,
-	match func(*store.Record) (reason int, by, ref string, ok bool)) error {
+	match func(*store.Record) (reason int, by, ref string, ok bool), progress func(next string) error) error {
 	for {
 		page, next, err := st.Search(ctx, q)
 		if err != nil {
@@ -83,6 +85,11 @@ func revokeWhere(ctx context.Context, st store.Store, q store.Query, now time.Ti
 				return fmt.Errorf("revoking %s (%s): %w", rec.Serial, ref, err)
 			case NewlyRevoked(outcome, got):
 				*done = append(*done, got)
+			}
+		}
+		if progress != nil {
+			if err := progress(next); err != nil {
+				return err
 			}
 		}
 		if next == "" {

@@ -194,6 +194,13 @@ type Query struct {
 	Since, Until time.Time // on Created
 	Limit        int
 	Continuation string
+	// ScanPages, when above 0, bounds the pages of its own listing the backend reads for one call (Table Storage:
+	// query pages of up to 1,000 entities or five seconds of scanning). A filter Table Storage cannot answer from
+	// the keys (status, source, requester...) makes it scan the partition, and on a large table whose records
+	// rarely match one call could scan for minutes before it found a page: a caller bounded in time (the hourly
+	// sweeps) would end inside that call every run, with no progress to go on from. Past the bound the call
+	// returns what it found, possibly nothing, with a continuation from where the listing stopped.
+	ScanPages int
 }
 
 // NameMatches reports whether name is a case-insensitive substring of r's subject DN or of one of its SANs: the

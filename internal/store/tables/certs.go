@@ -223,11 +223,13 @@ func (s *Store) Get(ctx context.Context, serial string) (*store.Record, error) {
 	return r, nil
 }
 
-// token is the continuation state: the serial of the last record examined. The service lists in key order
+// token is the continuation state: the serial of the last record examined, or, when a call stopped at
+// Query.ScanPages between two pages of the service, the service's own continuation. The service lists in key order
 // (serial order within the one partition), so "after serial" resumes exactly where the previous page stopped,
 // whatever the client-side subject filter consumed, and survives inserts between pages.
 type token struct {
-	After string `json:"a"`
+	After  string              `json:"a,omitempty"`
+	Server *serverContinuation `json:"s,omitempty"`
 }
 
 func encodeToken(after string) string {
@@ -235,30 +237,40 @@ func encodeToken(after string) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func decodeToken(s string) (string, error) {
+func encodeServerToken(c *serverContinuation) string {
+	b, _ := json.Marshal(token{Server: c})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// decodeToken reads a Search token: one of After and Server set.
+func decodeToken(s string) (token, error) {
+	var t token
 	if s == "" {
-		return "", nil
+		return t, nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	var t token
 	if err == nil {
 		err = json.Unmarshal(b, &t)
 	}
-	if err != nil || t.After == "" || store.NormalizeSerial(t.After) != t.After {
-		return "", fmt.Errorf("tables: malformed continuation token: %w", store.ErrNotFound)
+	switch {
+	case err != nil, t.Server != nil && (t.After != "" || t.Server.PK == ""),
+		t.Server == nil && (t.After == "" || store.NormalizeSerial(t.After) != t.After):
+		return token{}, fmt.Errorf("tables: malformed continuation token: %w", store.ErrNotFound)
 	}
-	return t.After, nil
+	return t, nil
 }
 
 // Search implements store.Certificates. Status, DeviceID, Requester, Since (inclusive) and Until (exclusive)
 // are filtered by the service; the subject substring here. Pages are cut in serial order and each page is
-// sorted newest first. A page can hold fewer than Limit records while more follow when the subject filter
-// rejected many; the caller keeps following the token until it is empty.
+// sorted newest first. A page can hold fewer than Limit records, none even, while more follow when the subject
+// filter rejected many or the service's pages reached q.ScanPages; the caller keeps following the token until it
+// is empty.
 func (s *Store) Search(ctx context.Context, q store.Query) ([]*store.Record, string, error) {
-	after, err := decodeToken(q.Continuation)
+	tok, err := decodeToken(q.Continuation)
 	if err != nil {
 		return nil, "", err
 	}
+	after := tok.After
 	limit := q.Limit
 	if limit <= 0 {
 		limit = defaultLimit
@@ -306,8 +318,19 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]*store.Record, str
 
 	var page []*store.Record
 	last, scanned, more := after, 0, false
-	err = s.list(ctx, s.certs, "searching records", &aztables.ListEntitiesOptions{Filter: &filter, Top: &top},
-		func(p props, etag string) (bool, error) {
+	opts := &aztables.ListEntitiesOptions{Filter: &filter, Top: &top}
+	if tok.Server != nil {
+		opts.NextPartitionKey = &tok.Server.PK
+		if tok.Server.RK != "" {
+			opts.NextRowKey = &tok.Server.RK
+		}
+	}
+	stopped, err := s.listRawBounded(ctx, s.certs, "searching records", opts, q.ScanPages,
+		func(raw []byte) (bool, error) {
+			p, etag, err := decodeEntity(raw)
+			if err != nil {
+				return false, err
+			}
 			if scanned >= s.cfg.maxScan {
 				more = true
 				return false, nil
@@ -340,8 +363,11 @@ func (s *Store) Search(ctx context.Context, q store.Query) ([]*store.Record, str
 		return page[i].Serial < page[j].Serial
 	})
 	next := ""
-	if more {
+	switch {
+	case more:
 		next = encodeToken(last)
+	case stopped != nil:
+		next = encodeServerToken(stopped)
 	}
 	return page, next, nil
 }

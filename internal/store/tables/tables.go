@@ -496,6 +496,15 @@ func (s *Store) list(ctx context.Context, c *aztables.Client, op string, o *azta
 // 16 KiB of names, escaped twice over in the answer's SANs column and carried again in both certificates) run to
 // some 100 KB each in an answer, so that the service's full page of 1,000 would fail the listing every time.
 func (s *Store) listRaw(ctx context.Context, c *aztables.Client, op string, o *aztables.ListEntitiesOptions, fn func(raw []byte) (bool, error)) error {
+	_, err := s.listRawBounded(ctx, c, op, o, 0, fn)
+	return err
+}
+
+// listRawBounded is listRaw asking for at most maxPages pages (0: no bound). When it stops at the bound with more to
+// list, it returns the service's continuation after the last page, whose entities fn saw all: a listing with the
+// same filter goes on from there.
+func (s *Store) listRawBounded(ctx context.Context, c *aztables.Client, op string, o *aztables.ListEntitiesOptions,
+	maxPages int, fn func(raw []byte) (bool, error)) (*serverContinuation, error) {
 	opts := *o
 	retry := s.cfg.retry
 	retry.TryTimeout = max(retry.TryTimeout, queryTryTimeout)
@@ -504,7 +513,10 @@ func (s *Store) listRaw(ctx context.Context, c *aztables.Client, op string, o *a
 		return c.NewListEntitiesPager(&o)
 	}
 	pager := newPager()
-	for pager.More() {
+	for pages := 0; pager.More(); pages++ {
+		if maxPages > 0 && pages == maxPages && opts.NextPartitionKey != nil {
+			return &serverContinuation{PK: *opts.NextPartitionKey, RK: deref(opts.NextRowKey)}, nil
+		}
 		cctx, cancel := s.callCtx(ctx)
 		page, err := pager.NextPage(policy.WithRetryOptions(cctx, retry))
 		cancel()
@@ -517,24 +529,39 @@ func (s *Store) listRaw(ctx context.Context, c *aztables.Client, op string, o *a
 				half := top / 2
 				opts.Top = &half
 				pager = newPager()
+				pages--
 				continue
 			}
 		}
 		if err != nil {
-			return mapErr(op, err)
+			return nil, mapErr(op, err)
 		}
 		opts.NextPartitionKey, opts.NextRowKey = page.NextPartitionKey, page.NextRowKey
 		for _, raw := range page.Entities {
 			more, err := fn(raw)
 			if err != nil {
-				return fmt.Errorf("tables: %s: %w", op, err)
+				return nil, fmt.Errorf("tables: %s: %w", op, err)
 			}
 			if !more {
-				return nil
+				return nil, nil
 			}
 		}
 	}
-	return nil
+	return nil, nil
+}
+
+// serverContinuation is where the service said a listing goes on (x-ms-continuation-NextPartitionKey and
+// -NextRowKey): opaque, valid for the same query.
+type serverContinuation struct {
+	PK string `json:"p"`
+	RK string `json:"r,omitempty"`
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // quote renders s as an OData string literal; doubling single quotes is the only escape the grammar has.
