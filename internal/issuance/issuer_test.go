@@ -423,9 +423,10 @@ func TestDeliveryFailureWithholds(t *testing.T) {
 // Intune down, throttling, refusing our identity) withholds the certificate like a refusal does — Issue returns
 // ErrWithheld, the record is issued and withheld, nothing hands the certificate out — but the record says the gate
 // was undecided, so the request's retry with the same key is not refused: it is a new enrollment (ReplayRequest
-// finds nothing to replay, so the caller authorizes it again), takes the key over with a new pending record before
-// its own signature, and is delivered through the gate. The first certificate stays withheld. A refusal (an error
-// without ErrUndecided) is still withheld for good, its retry refused without a signature.
+// finds nothing to replay, so the caller authorizes it again). A retry with another CSR (the same key) takes the key
+// over with a new pending record before its own signature, and is delivered through the gate; the first certificate
+// stays withheld. (The same CSR gets the first certificate: TestUndecidedDeliveryRetryDeliversTheSameCertificate.) A
+// refusal (an error without ErrUndecided) is still withheld for good, its retry refused without a signature.
 func TestUndecidedDeliveryIsIssuedAfreshOnRetry(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, nil)
@@ -459,7 +460,13 @@ func TestUndecidedDeliveryIsIssuedAfreshOnRetry(t *testing.T) {
 		t.Fatalf("ReplayRequest after an undecided gate = %v, %v; want a new enrollment (nil, nil)", got, err)
 	}
 
-	// The retry, once the gate decides: a new certificate under the same key, delivered.
+	// The retry with another CSR, once the gate decides: a new certificate under the same key, delivered.
+	undecidedDeliver := req.Deliver
+	req = f.request(t, nil, "undecided", "tx-undecided")
+	req.Gated, req.Deliver = true, undecidedDeliver
+	if got, err := f.iss.ReplayRequest(ctx, req); got != nil || err != nil {
+		t.Fatalf("ReplayRequest for another CSR after an undecided gate = %v, %v; want a new enrollment", got, err)
+	}
 	req.Deliver = notify(&calls)
 	res, err = f.iss.Issue(ctx, req)
 	if err != nil {
@@ -497,6 +504,93 @@ func TestUndecidedDeliveryIsIssuedAfreshOnRetry(t *testing.T) {
 	signs := f.signer.signs.Load()
 	if _, err := f.iss.Issue(ctx, refused); !errors.Is(err, ErrWithheld) || f.signer.signs.Load() != signs {
 		t.Fatalf("retry after a refusal: %v with %d new signatures; want ErrWithheld and none", err, f.signer.signs.Load()-signs)
+	}
+}
+
+// TestUndecidedDeliveryRetryDeliversTheSameCertificate: the retry of a request whose delivery gate got no verdict,
+// for the very same CSR, does not sign again: the withheld certificate goes through the gate once more, so a device
+// that Intune validates but never answers the notification for costs one signature and one record however often it
+// retries, and Intune is told of one certificate for the transaction, the one that leaves. Once the gate passes the
+// record is delivered (no longer withheld) and replays hand it out; a refusal on the retry withholds it for good. A
+// certificate outside the replay window is not reused: that retry signs afresh. Before, every retry was signed anew.
+func TestUndecidedDeliveryRetryDeliversTheSameCertificate(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil)
+	now := time.Now()
+	f.iss.now = func() time.Time { return now }
+	var seen []string // the serials the gate was asked to deliver
+	undecided := func(_ context.Context, rec *store.Record, _ *x509.Certificate) error {
+		seen = append(seen, rec.Serial)
+		return fmt.Errorf("%w: intune: successNotification: HTTP 503", ErrUndecided)
+	}
+	req := f.request(t, nil, "redeliver", "tx-redeliver")
+	req.Gated, req.Deliver, req.ReplayWindow = true, undecided, time.Hour
+	for n := range 3 {
+		if _, err := f.iss.Issue(ctx, req); !errors.Is(err, ErrWithheld) || !errors.Is(err, ErrUndecided) {
+			t.Fatalf("attempt %d: %v, want withheld and undecided", n+1, err)
+		}
+	}
+	if n := f.signer.signs.Load(); n != 1 {
+		t.Fatalf("%d signatures for three attempts of one CSR whose notification got no verdict, want 1", n)
+	}
+	page, _, _ := f.st.Search(ctx, store.Query{Limit: 10})
+	if len(page) != 1 || !page[0].Withheld || !page[0].GateUndecided || page[0].IntuneNotified {
+		t.Fatalf("records %+v, want one, withheld and undecided", page)
+	}
+	first := page[0].Serial
+	if len(seen) != 3 || seen[1] != first || seen[2] != first {
+		t.Fatalf("the gate was asked to deliver %v, want %s each time", seen, first)
+	}
+
+	// Intune answers: the same certificate is delivered, and is the transaction's from then on.
+	var calls atomic.Int32
+	req.Deliver = notify(&calls)
+	res, err := f.iss.Issue(ctx, req)
+	if err != nil {
+		t.Fatalf("retry once the gate decides: %v", err)
+	}
+	if res.Record.Serial != first || res.Replayed || f.signer.signs.Load() != 1 || calls.Load() != 1 {
+		t.Fatalf("retry: serial %s (first %s), replayed %t, %d signatures, %d deliveries; want the first, delivered once",
+			res.Record.Serial, first, res.Replayed, f.signer.signs.Load(), calls.Load())
+	}
+	got, err := f.st.Get(ctx, first)
+	if err != nil || got.Withheld || got.GateUndecided || !got.IntuneNotified || f.iss.Releasable(got, true) != nil {
+		t.Fatalf("record after delivery: %v %+v; want delivered", err, got)
+	}
+	again, err := f.iss.ReplayRequest(ctx, req)
+	if err != nil || again == nil || !again.Replayed || !again.Cert.Equal(res.Cert) {
+		t.Fatalf("replay after delivery = %v, %v; want the delivered certificate", again, err)
+	}
+
+	// A refusal on the retry withholds the certificate for good: the next retry is refused, nothing signed.
+	refused := f.request(t, nil, "refused-later", "tx-refused-later")
+	refused.Gated, refused.Deliver = true, undecided
+	if _, err := f.iss.Issue(ctx, refused); !errors.Is(err, ErrUndecided) {
+		t.Fatalf("first attempt: %v, want undecided", err)
+	}
+	refused.Deliver = func(context.Context, *store.Record, *x509.Certificate) error {
+		return errors.New("intune: successNotification rejected: ChallengeDecryptionError")
+	}
+	signs := f.signer.signs.Load()
+	if _, err := f.iss.Issue(ctx, refused); !errors.Is(err, ErrWithheld) || errors.Is(err, ErrUndecided) {
+		t.Fatalf("retry refused: %v, want withheld for good", err)
+	}
+	refused.Deliver = notify(&calls)
+	if _, err := f.iss.Issue(ctx, refused); !errors.Is(err, ErrWithheld) || f.signer.signs.Load() != signs {
+		t.Fatalf("retry after the refusal: %v with %d new signatures; want ErrWithheld and none", err, f.signer.signs.Load()-signs)
+	}
+
+	// Outside the replay window the withheld certificate is not reused: the retry is a new enrollment, signed.
+	late := f.request(t, nil, "late", "tx-late")
+	late.Gated, late.Deliver, late.ReplayWindow = true, undecided, time.Hour
+	if _, err := f.iss.Issue(ctx, late); !errors.Is(err, ErrUndecided) {
+		t.Fatalf("first attempt: %v, want undecided", err)
+	}
+	now = now.Add(2 * time.Hour)
+	late.Deliver = notify(&calls)
+	signs = f.signer.signs.Load()
+	if res, err := f.iss.Issue(ctx, late); err != nil || f.signer.signs.Load() != signs+1 {
+		t.Fatalf("retry past the window: %v, %v with %d new signatures; want a new certificate", res, err, f.signer.signs.Load()-signs)
 	}
 }
 

@@ -201,7 +201,8 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 			err := s.intune.NotifySuccess(ctx, msg.TransactionID, csr.Raw, rec, c)
 			if _, undecided := notificationUndecided(err); err != nil && undecided {
 				// No verdict on the notification, as on a validation: the certificate is withheld all the same,
-				// but the device is answered 503 (issued) and its retry is validated and signed afresh.
+				// but the device is answered 503 (issued) and its retry is validated again and, for the same CSR,
+				// notified with this same certificate instead of a new signature (issuance.Issuer.Issue).
 				return fmt.Errorf("%w: %w", issuance.ErrUndecided, err)
 			}
 			return err

@@ -45,9 +45,10 @@ func (b *blameEnv) reported(serial string) bool {
 // TestIntuneNotificationOutageIsRetried: when successNotification gets no verdict from Intune — Intune down, slow,
 // throttling, refusing this CA's identity — the device is not at fault: it gets HTTP 503 with Retry-After (Intune's
 // own when it sent one) and no CertRep, the signed certificate stays withheld (never handed out, not even by
-// GetCert) and Intune hears no failureNotification. Once Intune answers again, the device's retry — the very same
-// message, or a new transaction with the same key — is validated again, signed afresh and notified, and gets that
-// new certificate; the first one is still never delivered. Before, the outage withheld the certificate with a
+// GetCert) and Intune hears no failureNotification. Once Intune answers again, the device's retry is validated
+// again and notified: the very same message gets the withheld certificate itself, with no new signature (one record,
+// and Intune told of that one certificate); a new transaction with the same key is signed afresh and gets the new
+// certificate, while the first one is still never delivered. Before, the outage withheld the certificate with a
 // FAILURE badRequest, and every retry of the transaction was refused with FAILURE for good.
 func TestIntuneNotificationOutageIsRetried(t *testing.T) {
 	t.Parallel()
@@ -110,8 +111,11 @@ func TestIntuneNotificationOutageIsRetried(t *testing.T) {
 					Content: csrOf(t, b, first)})
 			}
 			cert := wantSuccess(t, b.pki(t, "intune", retry))
-			if hexSerial(cert) == first.Serial {
-				t.Fatal("the retry delivered the certificate Intune never accepted")
+			if reused := hexSerial(cert) == first.Serial; reused == tc.newTxID {
+				t.Fatalf("the retry delivered the first certificate: %t; want it for the same transaction only", reused)
+			}
+			if n, want := len(b.records(t)), map[bool]int{false: 1, true: 2}[tc.newTxID]; n != want {
+				t.Fatalf("%d records after the retry, want %d", n, want)
 			}
 			if n := b.fake.Count(intunefake.RouteValidate); n != validated+1 {
 				t.Fatalf("%d validations for the retry, want 1", n-validated)
@@ -122,18 +126,21 @@ func TestIntuneNotificationOutageIsRetried(t *testing.T) {
 			if n := b.fake.Count(intunefake.RouteFailure); n != 0 {
 				t.Fatalf("%d failureNotifications", n)
 			}
-			old, err := b.mem.Get(t.Context(), first.Serial)
-			if err != nil || !old.Withheld || old.IntuneNotified {
-				t.Fatalf("first record after the retry: %v, withheld %t, notified %t; want it withheld still", err,
-					old != nil && old.Withheld, old != nil && old.IntuneNotified)
-			}
 			got, err := b.mem.Get(t.Context(), hexSerial(cert))
-			if err != nil || !got.IntuneNotified || got.Withheld || got.TxID != retry.TransactionID {
-				t.Fatalf("new record: %v %+v", err, got)
+			if err != nil || !got.IntuneNotified || got.Withheld || got.GateUndecided || got.TxID != retry.TransactionID {
+				t.Fatalf("delivered record: %v %+v", err, got)
+			}
+			if tc.newTxID {
+				old, err := b.mem.Get(t.Context(), first.Serial)
+				if err != nil || !old.Withheld || old.IntuneNotified {
+					t.Fatalf("first record after the retry: %v, withheld %t, notified %t; want it withheld still", err,
+						old != nil && old.Withheld, old != nil && old.IntuneNotified)
+				}
+				// The first certificate still never leaves.
+				wantFailure(t, b.getCert(t, i, first.Serial), testca.FailBadCertID)
 			}
 
-			// The first certificate still never leaves; the new one is the transaction's, replayed without Intune.
-			wantFailure(t, b.getCert(t, i, first.Serial), testca.FailBadCertID)
+			// The delivered certificate is the transaction's, replayed without Intune.
 			calls := len(b.fake.Journal())
 			if again := wantSuccess(t, b.pki(t, "intune", retry)); !again.Equal(cert) {
 				t.Fatal("the replay returned another certificate")
