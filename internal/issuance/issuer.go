@@ -448,6 +448,16 @@ func (i *Issuer) Releasable(rec *store.Record, gated bool) error {
 	return fmt.Errorf("%w: Intune's acceptance of certificate %s was never recorded", ErrWithheld, rec.Serial)
 }
 
+// AwaitsRedelivery reports whether rec, read for a request under its idempotency key, is a certificate withheld only
+// because its delivery gate got no verdict (GateUndecided) that a retry of that request with the same CSR could still
+// have (redeliverable): issued, within window (0: no limit), not expired. Whether the CRL lists it is the caller's
+// read (store.Published), as for any other answer from a record.
+func (i *Issuer) AwaitsRedelivery(rec *store.Record, window time.Duration) bool {
+	now := i.now()
+	return rec.Status == store.StatusIssued && rec.Withheld && rec.GateUndecided && !rec.IntuneNotified &&
+		(window <= 0 || now.Sub(rec.Created) <= window) && now.Before(rec.NotAfter)
+}
+
 // Issue runs the cycle for one request. Concurrent requests with the same key in this process share one run;
 // across processes the key claim in the store decides.
 func (i *Issuer) Issue(ctx context.Context, req *Request) (*Result, error) {
@@ -847,15 +857,13 @@ func (i *Issuer) resolve(ctx context.Context, req *Request, b store.Binding, pub
 // is also the right certificate to report: a notification whose answer was lost may have reached Intune, which then
 // holds this one, not a second certificate for the same transaction.
 func (i *Issuer) redeliverable(ctx context.Context, req *Request, prev *store.Record, pubHash string) (*Result, error) {
-	if req.Deliver == nil || prev.Status != store.StatusIssued || !prev.Withheld || !prev.GateUndecided ||
-		prev.IntuneNotified || prev.PublicKey != pubHash || prev.Serial == req.RenewedFrom {
+	if req.Deliver == nil || prev.PublicKey != pubHash || prev.Serial == req.RenewedFrom {
 		return nil, nil
 	}
 	if csr := sha256.Sum256(req.Checked.CSR.Raw); prev.CSRHash != hex.EncodeToString(csr[:]) {
 		return nil, nil
 	}
-	now := i.now()
-	if (req.ReplayWindow > 0 && now.Sub(prev.Created) > req.ReplayWindow) || !now.Before(prev.NotAfter) {
+	if !i.AwaitsRedelivery(prev, req.ReplayWindow) {
 		return nil, nil
 	}
 	// An admin may have revoked the withheld certificate (its record would say so; the revocation index says so

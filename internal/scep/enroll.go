@@ -613,6 +613,19 @@ func (s *Server) certPoll(ctx context.Context, e *Endpoint, msg *PKIMessage) out
 	case store.StatusPending:
 		return outcome{status: StatusPending}
 	case store.StatusIssued:
+		if s.issuer.AwaitsRedelivery(rec, e.ReplayWindow) {
+			// Intune gave no verdict on the notification: nobody refused the request, and the device's PKCSReq for
+			// it, re-sent, is notified with this certificate and gets it (issuance.Issuer.Issue). Not a FAILURE,
+			// which would end the enrollment of a device at no fault; PENDING keeps it in the transaction. A
+			// certificate the CRL lists is no longer this request's to have.
+			switch _, revoked, err := store.Published(ctx, s.store, rec); {
+			case err != nil:
+				return s.issued(nil, err)
+			case revoked:
+				return fail(BadCertID, errors.New("request is revoked (the revocation index lists it)"))
+			}
+			return outcome{status: StatusPending, err: errors.New("the certificate awaits Intune's verdict on its notification")}
+		}
 		// The record was issued through e (the transaction ID is e's), so e says whether it is gated.
 		switch err := s.issuer.Releasable(rec, e.gated()); {
 		case errors.Is(err, issuance.ErrInProgress):

@@ -1,6 +1,7 @@
 package scep_test
 
 import (
+	"crypto/x509/pkix"
 	"math/big"
 	"net/http"
 	"strings"
@@ -203,5 +204,48 @@ func TestIntuneNotificationRefusalStaysWithheld(t *testing.T) {
 				t.Fatalf("%d failureNotifications after a refused successNotification (§6.3 says none)", n)
 			}
 		})
+	}
+}
+
+// TestIntuneUndecidedPollIsPending: a device that polls (CertPoll, GetCertInitial) for a transaction whose
+// successNotification got no verdict — say it had been told PENDING while the notification was in flight — is told
+// PENDING, not FAILURE: nobody refused its request, and the transaction can still complete. Once its PKCSReq is
+// re-sent and Intune answers, that same certificate is delivered and the next poll returns it. A poll signed by
+// another key still learns nothing (badCertID). Before, the poll got FAILURE badCertID, which ends the enrollment.
+func TestIntuneUndecidedPollIsPending(t *testing.T) {
+	t.Parallel()
+	const n = 40 // a fixture key no other test of this file uses
+	b := newBlameEnvWith(t, 10*time.Second, intunefake.Options{RequireValidatedTransaction: true})
+	req := b.request(t, n, intunefake.Challenge{})
+	b.fake.InjectFault(intunefake.RouteSuccess, intunefake.Fault{Status: http.StatusServiceUnavailable,
+		Body: `{"error":{"code":"ServiceUnavailable","message":"down"}}`})
+	resp, body := testca.Post(t, b.url("intune"), req.Raw)
+	wantUnavailable(t, resp, body, "30")
+	rec := b.gateRecord(t)
+	if !rec.Withheld || !rec.GateUndecided {
+		t.Fatalf("record withheld %t undecided %t, want both", rec.Withheld, rec.GateUndecided)
+	}
+	poll := func(signer int) *testca.CertRep {
+		t.Helper()
+		c := b.client(t, signer, "blame-device")
+		return b.pki(t, "intune", c.CertPoll(t, req.TransactionID, b.ca.Cert, pkix.Name{CommonName: "blame-device"}))
+	}
+	calls := len(b.fake.Journal())
+	if rep := poll(n); rep.Status != testca.StatusPending || len(rep.Certificates) != 0 {
+		t.Fatalf("poll of an undecided transaction: status %q failInfo %q, %d certificates; want PENDING and none",
+			rep.Status, rep.FailInfo, len(rep.Certificates))
+	}
+	wantFailure(t, poll(n+1), testca.FailBadCertID)
+	if got := len(b.fake.Journal()); got != calls {
+		t.Fatalf("the polls made %d Intune calls", got-calls)
+	}
+
+	b.fake.ClearFaults()
+	cert := wantSuccess(t, b.pki(t, "intune", req))
+	if hexSerial(cert) != rec.Serial || !b.reported(rec.Serial) {
+		t.Fatalf("retry delivered %s (reported %t), want the withheld %s, reported", hexSerial(cert), b.reported(rec.Serial), rec.Serial)
+	}
+	if got := wantSuccess(t, poll(n)); !got.Equal(cert) {
+		t.Fatal("the poll after delivery returned another certificate")
 	}
 }
