@@ -157,6 +157,8 @@ type Issuer struct {
 	signerVerifies bool
 
 	flight singleflight.Group
+	// undecided counts, per key, the certificates signed here whose delivery gate got no verdict (backlog.go).
+	undecided undecidedTally
 }
 
 // New validates the configuration and returns an Issuer.
@@ -480,10 +482,13 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 	if err := i.refuse(ctx, req, sk); err != nil {
 		return nil, err
 	}
+	if req.gated() && i.undecided.full(sk.hash, i.now()) {
+		return i.backlogged(ctx, req, sk)
+	}
 	// Steps 1–4: the linted plan and its pending record, committed before the signature.
 	plan, rec, res, err := i.pend(ctx, req, sk)
 	if res != nil && res.undelivered {
-		return i.redeliver(ctx, req, res)
+		return i.redeliver(ctx, req, res, sk)
 	}
 	if res != nil || err != nil {
 		return res, err
@@ -543,8 +548,14 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 	// without a gate, after an accepted delivery with one, never for a withheld certificate, which never leaves.
 	if req.Deliver == nil {
 		i.renewLink(ctx, req, rec)
-	} else if err := i.gate(ctx, req, rec, cert); err != nil {
-		return nil, err
+	} else {
+		if err := i.gate(ctx, req, rec, cert); err != nil {
+			if errors.Is(err, ErrUndecided) {
+				i.undecided.add(sk.hash, i.now()) // one more signature whose certificate awaits Intune's verdict
+			}
+			return nil, err
+		}
+		i.undecided.clear(sk.hash)
 	}
 	return &Result{Cert: cert, Record: rec}, nil
 }
@@ -884,7 +895,7 @@ func (i *Issuer) redeliverable(ctx context.Context, req *Request, prev *store.Re
 // redeliver passes res, an earlier attempt's certificate withheld because its gate got no verdict (redeliverable),
 // through req's delivery gate again, in place of a new signature: delivered, withheld for good on a refusal, or
 // still withheld and undecided. What authorized a renewal is read again first (Reauthorize), as before a signature.
-func (i *Issuer) redeliver(ctx context.Context, req *Request, res *Result) (*Result, error) {
+func (i *Issuer) redeliver(ctx context.Context, req *Request, res *Result, sk subjectKey) (*Result, error) {
 	if req.Reauthorize != nil {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 		err := req.Reauthorize(actx)
@@ -903,6 +914,7 @@ func (i *Issuer) redeliver(ctx context.Context, req *Request, res *Result) (*Res
 	if err := i.gate(ctx, req, rec, res.Cert); err != nil {
 		return nil, err
 	}
+	i.undecided.clear(sk.hash)
 	return &Result{Cert: res.Cert, Record: rec}, nil
 }
 

@@ -594,6 +594,71 @@ func TestUndecidedDeliveryRetryDeliversTheSameCertificate(t *testing.T) {
 	}
 }
 
+// TestUndecidedBacklogStopsSigning: while Intune validates but never answers the notification, retries that cannot
+// reuse a withheld certificate (a new transaction ID each time, or a CSR signed again) are signed only until
+// maxUndecided certificates of the key await a verdict; the next one is refused with ErrUndecidedBacklog (which the
+// SCEP door answers 503, as the outage) before anything is recorded or signed. The retry of a withheld
+// transaction with its own CSR still goes through, with no signature, and once a certificate of the key is delivered
+// the key may be signed for again. Another key is not affected. Before, every such retry cost one more signature and
+// one more withheld record.
+func TestUndecidedBacklogStopsSigning(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil)
+	undecided := func(context.Context, *store.Record, *x509.Certificate) error {
+		return fmt.Errorf("%w: intune: successNotification: HTTP 503", ErrUndecided)
+	}
+	gated := func(key crypto.Signer, tx string, deliver func(context.Context, *store.Record, *x509.Certificate) error) *Request {
+		r := f.request(t, key, "backlog", tx)
+		r.Gated, r.Deliver = true, deliver
+		return r
+	}
+	var firstReq *Request
+	for n := range maxUndecided {
+		r := gated(nil, fmt.Sprint("tx-backlog-", n), undecided)
+		if n == 0 {
+			firstReq = r
+		}
+		if _, err := f.iss.Issue(ctx, r); !errors.Is(err, ErrUndecided) || errors.Is(err, ErrUndecidedBacklog) {
+			t.Fatalf("attempt %d: %v, want withheld undecided", n+1, err)
+		}
+	}
+	signs := f.signer.signs.Load()
+	page, _, _ := f.st.Search(ctx, store.Query{Limit: 50})
+	records := len(page)
+	if _, err := f.iss.Issue(ctx, gated(nil, "tx-backlog-over", undecided)); !errors.Is(err, ErrUndecidedBacklog) ||
+		!errors.Is(err, ErrUndecided) || errors.Is(err, ErrWithheld) {
+		t.Fatalf("attempt past the cap: %v, want ErrUndecidedBacklog (undecided, not withheld)", err)
+	}
+	page, _, _ = f.st.Search(ctx, store.Query{Limit: 50})
+	if f.signer.signs.Load() != signs || len(page) != records {
+		t.Fatalf("past the cap: %d signatures and %d records more, want none", f.signer.signs.Load()-signs, len(page)-records)
+	}
+	if _, err := f.st.Lookup(ctx, "tx-backlog-over"); err == nil {
+		t.Fatal("the refused request's idempotency key is bound")
+	}
+
+	// Another key is not held back.
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var calls atomic.Int32
+	if _, err := f.iss.Issue(ctx, gated(other, "tx-backlog-other", notify(&calls))); err != nil {
+		t.Fatalf("another key: %v", err)
+	}
+
+	// The first transaction's own retry redelivers its certificate, without a signature, and frees the key.
+	firstReq.Deliver = notify(&calls)
+	signs = f.signer.signs.Load()
+	res, err := f.iss.Issue(ctx, firstReq)
+	if err != nil || f.signer.signs.Load() != signs {
+		t.Fatalf("redelivery past the cap: %v with %d signatures; want the withheld certificate, none", err, f.signer.signs.Load()-signs)
+	}
+	if !res.Record.IntuneNotified || res.Record.TxID != "tx-backlog-0" {
+		t.Fatalf("redelivered record %+v", res.Record)
+	}
+	if _, err := f.iss.Issue(ctx, gated(nil, "tx-backlog-after", notify(&calls))); err != nil {
+		t.Fatalf("after a delivery the key is signed for again: %v", err)
+	}
+}
+
 // TestSignedSeesTheCertificateBeforeItIsDurable: Signed gets the certificate Issue then returns, while its record is
 // still pending (so the caller may prepare its answer, not send it), and is not called for a replay, which has no
 // new signature.

@@ -216,7 +216,7 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 	}
 	res, err := s.issuer.Issue(ctx, ireq)
 	if err != nil && e.Challenge == ChallengeIntune && !errors.Is(err, issuance.ErrWithheld) &&
-		!errors.Is(err, issuance.ErrInProgress) {
+		!errors.Is(err, issuance.ErrInProgress) && !errors.Is(err, issuance.ErrUndecided) {
 		// Issuance failed after a successful validation: tell Intune (its console shows the reason).
 		if nerr := s.intune.NotifyFailure(context.WithoutCancel(ctx), msg.TransactionID, csr.Raw, err); nerr != nil {
 			s.log.WarnContext(ctx, "intune failure notification failed", "transaction_id", msg.TransactionID, "err", nerr)

@@ -2,6 +2,7 @@ package scep_test
 
 import (
 	"crypto/x509/pkix"
+	"fmt"
 	"math/big"
 	"net/http"
 	"strings"
@@ -247,5 +248,53 @@ func TestIntuneUndecidedPollIsPending(t *testing.T) {
 	}
 	if got := wantSuccess(t, poll(n)); !got.Equal(cert) {
 		t.Fatal("the poll after delivery returned another certificate")
+	}
+}
+
+// TestIntuneUndecidedBacklogAnswers503: a device whose successNotifications get no verdict and that retries under a
+// new transaction ID each time is signed for only a few times (issuance's per-key bound); its next PKCSReq gets the
+// outage's answer — HTTP 503 with Retry-After, no CertRep — with nothing recorded or signed and no
+// failureNotification, and the retry of its first transaction still gets that certificate once Intune answers.
+// Before, every such retry was one more signature and one more withheld record.
+func TestIntuneUndecidedBacklogAnswers503(t *testing.T) {
+	t.Parallel()
+	const n = 41 // a fixture key no other test of this file uses
+	b := newBlameEnvWith(t, 10*time.Second, intunefake.Options{RequireValidatedTransaction: true})
+	first := b.request(t, n, intunefake.Challenge{})
+	b.fake.InjectFault(intunefake.RouteSuccess, intunefake.Fault{Status: http.StatusServiceUnavailable,
+		Body: `{"error":{"code":"ServiceUnavailable","message":"down"}}`})
+	c := b.client(t, n, "blame-device")
+	csr := csrOf(t, b, func() *store.Record {
+		resp, body := testca.Post(t, b.url("intune"), first.Raw)
+		wantUnavailable(t, resp, body, "30")
+		return b.gateRecord(t)
+	}())
+	var records int
+	for try := 1; ; try++ {
+		retry := c.Message(t, testca.Message{Type: testca.MsgPKCSReq, TransactionID: fmt.Sprintf("retry-%d-%s", try,
+			first.TransactionID), Content: csr})
+		before := len(b.records(t))
+		resp, body := testca.Post(t, b.url("intune"), retry.Raw)
+		wantUnavailable(t, resp, body, "30")
+		records = len(b.records(t))
+		if records == before {
+			break // refused before anything was recorded
+		}
+		if try > 10 {
+			t.Fatalf("%d retries under new transaction IDs each signed and recorded", try)
+		}
+	}
+	if records != 3 {
+		t.Fatalf("%d records before retries stopped being signed, want 3", records)
+	}
+	if n := b.fake.Count(intunefake.RouteFailure); n != 0 {
+		t.Fatalf("%d failureNotifications for requests nobody refused", n)
+	}
+
+	b.fake.ClearFaults()
+	cert := wantSuccess(t, b.pki(t, "intune", first))
+	if !b.reported(hexSerial(cert)) || len(b.records(t)) != records {
+		t.Fatalf("the first transaction's retry: reported %t, %d records (want %d)", b.reported(hexSerial(cert)),
+			len(b.records(t)), records)
 	}
 }
