@@ -613,7 +613,7 @@ func (s *Server) certPoll(ctx context.Context, e *Endpoint, msg *PKIMessage) out
 	case store.StatusPending:
 		return outcome{status: StatusPending}
 	case store.StatusIssued:
-		if s.issuer.AwaitsRedelivery(rec, e.ReplayWindow) {
+		if e.gated() && s.issuer.AwaitsRedelivery(rec, e.ReplayWindow) {
 			// Intune gave no verdict on the notification: nobody refused the request, and the device's PKCSReq for
 			// it, re-sent, is notified with this certificate and gets it (issuance.Issuer.Issue). Not a FAILURE,
 			// which would end the enrollment of a device at no fault; PENDING keeps it in the transaction. A
