@@ -955,16 +955,19 @@ func TestFaultIntune(t *testing.T) {
 			recs := e.records(t)
 			if tc.route == intunefake.RouteSuccess {
 				// Signed and recorded, but Intune never accepted it: withheld and never delivered. Intune gave no
-				// verdict, so the device was told 503, and its retry is signed afresh and delivered once accepted.
+				// verdict, so the device was told 503, and its retry (the same message) is validated again and gets
+				// that same certificate, notified and delivered once accepted: no second signature.
 				if first.http != http.StatusServiceUnavailable {
 					t.Fatalf("got %s, want 503 for a notification Intune did not answer", first)
 				}
 				if len(recs) != 1 || recs[0].Status != store.StatusIssued || !recs[0].Withheld || !recs[0].GateUndecided {
 					t.Fatalf("want one withheld, undecided issued record, got %v", statuses(recs))
 				}
+				signs := e.tap.signatures()
 				again := e.send(t, req)
-				if !again.ok() || store.SerialString(again.cert.SerialNumber) == recs[0].Serial {
-					t.Fatalf("the retry after Intune recovered: %s; want a new certificate", again)
+				if !again.ok() || store.SerialString(again.cert.SerialNumber) != recs[0].Serial || e.tap.signatures() != signs {
+					t.Fatalf("the retry after Intune recovered: %s with %d more signatures; want the withheld certificate, none",
+						again, e.tap.signatures()-signs)
 				}
 			} else {
 				// Validation failed closed: nothing was planned or signed; the retry goes through.

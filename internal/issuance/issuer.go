@@ -15,7 +15,8 @@
 //     (durableUpdate);
 //  7. deliver (the Intune success notification, when there is one); if delivery fails the record is marked
 //     withheld and the certificate never leaves — for good, and when the gate got no verdict (ErrUndecided) the
-//     record says so too, and a retry with the same key is authorized and signed afresh —, and if it succeeds the
+//     record says so too, and a retry with the same key is authorized again and, for the same CSR, passes this
+//     certificate through the gate once more instead of signing another (redeliver) —, and if it succeeds the
 //     record says so (IntuneNotified) before the certificate leaves;
 //  8. for a renewal, point the renewed certificate's record at the new one (RenewedTo) before the certificate
 //     leaves: bookkeeping whose failure is logged, not returned, as the certificate is issued and durable.
@@ -62,7 +63,8 @@ var (
 	// ErrUndecided: a delivery gate (Request.Deliver) got no verdict — Intune down, throttling, refusing this CA's
 	// identity — rather than a refusal. Deliver wraps its error with it; Issue then withholds the certificate as for
 	// a refusal (its error wraps ErrWithheld too) but marks the record GateUndecided, so that a retry with the same
-	// idempotency key is authorized and signed afresh instead of being refused with ErrWithheld.
+	// idempotency key is authorized again instead of being refused with ErrWithheld: for the same CSR Issue passes
+	// the same certificate through the gate again (no new signature), for another it signs afresh.
 	ErrUndecided = errors.New("issuance: delivery gate undecided")
 	// ErrRevoked: a replay found the earlier certificate revoked (unless the request says ReissueRevoked).
 	ErrRevoked = errors.New("issuance: earlier certificate is revoked")
@@ -155,6 +157,8 @@ type Issuer struct {
 	signerVerifies bool
 
 	flight singleflight.Group
+	// undecided counts, per key, the certificates signed here whose delivery gate got no verdict (backlog.go).
+	undecided undecidedTally
 }
 
 // New validates the configuration and returns an Issuer.
@@ -254,6 +258,10 @@ type Result struct {
 	Cert     *x509.Certificate
 	Record   *store.Record
 	Replayed bool
+
+	// undelivered marks, inside pend, the earlier attempt's certificate whose delivery gate got no verdict and which
+	// this request may deliver instead of signing another (redeliverable); never set on a Result Issue returns.
+	undelivered bool
 }
 
 // subjectKey is what an issuance derives from the request's public key, from one marshalling of its
@@ -377,8 +385,8 @@ func (i *Issuer) replayRecord(ctx context.Context, rec *store.Record, pubHash st
 	case store.StatusIssued:
 		if rec.Withheld && rec.GateUndecided {
 			// The gate got no verdict, so nobody refused the request: its retry is a new enrollment, authorized
-			// afresh (Intune's validation included) and signed anew, as after a revocation. This certificate stays
-			// withheld (Releasable) whatever happens to the key.
+			// afresh (Intune's validation included). Issue then delivers this certificate for the same CSR
+			// (redeliverable) and signs anew for another; until delivered it stays withheld (Releasable).
 			return nil, nil
 		}
 		if rec.Withheld {
@@ -442,6 +450,16 @@ func (i *Issuer) Releasable(rec *store.Record, gated bool) error {
 	return fmt.Errorf("%w: Intune's acceptance of certificate %s was never recorded", ErrWithheld, rec.Serial)
 }
 
+// AwaitsRedelivery reports whether rec, read for a request under its idempotency key, is a certificate withheld only
+// because its delivery gate got no verdict (GateUndecided) that a retry of that request with the same CSR could still
+// have (redeliverable): issued, within window (0: no limit), not expired. Whether the CRL lists it is the caller's
+// read (store.Published), as for any other answer from a record.
+func (i *Issuer) AwaitsRedelivery(rec *store.Record, window time.Duration) bool {
+	now := i.now()
+	return rec.Status == store.StatusIssued && rec.Withheld && rec.GateUndecided && !rec.IntuneNotified &&
+		(window <= 0 || now.Sub(rec.Created) <= window) && now.Before(rec.NotAfter)
+}
+
 // Issue runs the cycle for one request. Concurrent requests with the same key in this process share one run;
 // across processes the key claim in the store decides.
 func (i *Issuer) Issue(ctx context.Context, req *Request) (*Result, error) {
@@ -464,8 +482,14 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 	if err := i.refuse(ctx, req, sk); err != nil {
 		return nil, err
 	}
+	if req.gated() && i.undecided.full(sk.hash, i.now()) {
+		return i.backlogged(ctx, req, sk)
+	}
 	// Steps 1–4: the linted plan and its pending record, committed before the signature.
 	plan, rec, res, err := i.pend(ctx, req, sk)
+	if res != nil && res.undelivered {
+		return i.redeliver(ctx, req, res, sk)
+	}
 	if res != nil || err != nil {
 		return res, err
 	}
@@ -524,8 +548,14 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 	// without a gate, after an accepted delivery with one, never for a withheld certificate, which never leaves.
 	if req.Deliver == nil {
 		i.renewLink(ctx, req, rec)
-	} else if err := i.gate(ctx, req, rec, cert); err != nil {
-		return nil, err
+	} else {
+		if err := i.gate(ctx, req, rec, cert); err != nil {
+			if errors.Is(err, ErrUndecided) {
+				i.undecided.add(sk.hash, i.now()) // one more signature whose certificate awaits Intune's verdict
+			}
+			return nil, err
+		}
+		i.undecided.clear(sk.hash)
 	}
 	return &Result{Cert: cert, Record: rec}, nil
 }
@@ -607,9 +637,9 @@ func (i *Issuer) pend(ctx context.Context, req *Request, sk subjectKey) (*lint.P
 }
 
 // gate passes an issued certificate through its delivery gate (req.Deliver, Intune's successNotification) and
-// records the outcome: delivered, or withheld for good (GateUndecided when the gate got no verdict, so that the
-// request's retry is issued afresh rather than refused; this certificate still never leaves). A client that hung up after the signature must not turn a
-// good certificate into a withheld one (its retry replays the delivered certificate), so the gate and its outcome
+// records the outcome: delivered, or withheld (for good, or GateUndecided when the gate got no verdict, so that the
+// request's retry is authorized again rather than refused, and for the same CSR brings this certificate back here:
+// redeliver). A client that hung up after the signature must not turn a good certificate into a withheld one (its retry replays the delivered certificate), so the gate and its outcome
 // run on detached contexts with deadlines of their own.
 func (i *Issuer) gate(ctx context.Context, req *Request, rec *store.Record, cert *x509.Certificate) error {
 	dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), deliverTimeout) // covers Intune's retries
@@ -821,7 +851,71 @@ func (i *Issuer) resolve(ctx context.Context, req *Request, b store.Binding, pub
 	case err != nil:
 		return nil, fmt.Errorf("reading record bound to the idempotency key: %w", err)
 	}
+	if res, err := i.redeliverable(ctx, req, prev, pubHash); res != nil || err != nil {
+		return res, err
+	}
 	return i.replayRecord(ctx, prev, pubHash, req.replayRules())
+}
+
+// redeliverable returns, marked undelivered, the certificate of prev — the attempt req's idempotency key is bound
+// to — when prev was withheld only because its delivery gate got no verdict (GateUndecided) and req may have it
+// instead of a new signature: a gated request for the very same CSR (so the notification names the certificate made
+// from the CSR Intune just validated again), within the replay window, while the certificate is valid and not
+// revoked. Otherwise (nil, nil), and the caller decides as replayRecord does.
+//
+// Delivering that certificate, rather than signing another, is what keeps the retries of a device that Intune
+// validates but never answers the notification for from costing one signature and one withheld record each; and it
+// is also the right certificate to report: a notification whose answer was lost may have reached Intune, which then
+// holds this one, not a second certificate for the same transaction.
+func (i *Issuer) redeliverable(ctx context.Context, req *Request, prev *store.Record, pubHash string) (*Result, error) {
+	if req.Deliver == nil || prev.PublicKey != pubHash || prev.Serial == req.RenewedFrom {
+		return nil, nil
+	}
+	if csr := sha256.Sum256(req.Checked.CSR.Raw); prev.CSRHash != hex.EncodeToString(csr[:]) {
+		return nil, nil
+	}
+	if !i.AwaitsRedelivery(prev, req.ReplayWindow) {
+		return nil, nil
+	}
+	// An admin may have revoked the withheld certificate (its record would say so; the revocation index says so
+	// first): then it is not this request's to have.
+	switch _, revoked, err := store.Published(ctx, i.store, prev); {
+	case err != nil:
+		return nil, err
+	case revoked:
+		return nil, nil
+	}
+	cert, err := x509.ParseCertificate(prev.CertDER)
+	if err != nil {
+		return nil, fmt.Errorf("stored certificate %s does not parse: %w", prev.Serial, err)
+	}
+	return &Result{Cert: cert, Record: prev, undelivered: true}, nil
+}
+
+// redeliver passes res, an earlier attempt's certificate withheld because its gate got no verdict (redeliverable),
+// through req's delivery gate again, in place of a new signature: delivered, withheld for good on a refusal, or
+// still withheld and undecided. What authorized a renewal is read again first (Reauthorize), as before a signature.
+func (i *Issuer) redeliver(ctx context.Context, req *Request, res *Result, sk subjectKey) (*Result, error) {
+	if req.Reauthorize != nil {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+		err := req.Reauthorize(actx)
+		cancel()
+		if err != nil {
+			return nil, err // the record stays withheld: it never leaves
+		}
+	}
+	rec := res.Record
+	// The gate records its outcome onto this version (ETag-conditioned): delivered (no longer withheld), or withheld
+	// again, undecided or for good.
+	rec.Withheld, rec.GateUndecided = false, false
+	rec.Updated = i.now()
+	i.log.InfoContext(ctx, "delivering a certificate withheld for an undecided notification", "serial", rec.Serial,
+		"endpoint", rec.Endpoint)
+	if err := i.gate(ctx, req, rec, res.Cert); err != nil {
+		return nil, err
+	}
+	i.undecided.clear(sk.hash)
+	return &Result{Cert: res.Cert, Record: rec}, nil
 }
 
 func (i *Issuer) abandon(rec *store.Record, note string) {

@@ -423,9 +423,10 @@ func TestDeliveryFailureWithholds(t *testing.T) {
 // Intune down, throttling, refusing our identity) withholds the certificate like a refusal does — Issue returns
 // ErrWithheld, the record is issued and withheld, nothing hands the certificate out — but the record says the gate
 // was undecided, so the request's retry with the same key is not refused: it is a new enrollment (ReplayRequest
-// finds nothing to replay, so the caller authorizes it again), takes the key over with a new pending record before
-// its own signature, and is delivered through the gate. The first certificate stays withheld. A refusal (an error
-// without ErrUndecided) is still withheld for good, its retry refused without a signature.
+// finds nothing to replay, so the caller authorizes it again). A retry with another CSR (the same key) takes the key
+// over with a new pending record before its own signature, and is delivered through the gate; the first certificate
+// stays withheld. (The same CSR gets the first certificate: TestUndecidedDeliveryRetryDeliversTheSameCertificate.) A
+// refusal (an error without ErrUndecided) is still withheld for good, its retry refused without a signature.
 func TestUndecidedDeliveryIsIssuedAfreshOnRetry(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, nil)
@@ -459,7 +460,13 @@ func TestUndecidedDeliveryIsIssuedAfreshOnRetry(t *testing.T) {
 		t.Fatalf("ReplayRequest after an undecided gate = %v, %v; want a new enrollment (nil, nil)", got, err)
 	}
 
-	// The retry, once the gate decides: a new certificate under the same key, delivered.
+	// The retry with another CSR, once the gate decides: a new certificate under the same key, delivered.
+	undecidedDeliver := req.Deliver
+	req = f.request(t, nil, "undecided", "tx-undecided")
+	req.Gated, req.Deliver = true, undecidedDeliver
+	if got, err := f.iss.ReplayRequest(ctx, req); got != nil || err != nil {
+		t.Fatalf("ReplayRequest for another CSR after an undecided gate = %v, %v; want a new enrollment", got, err)
+	}
 	req.Deliver = notify(&calls)
 	res, err = f.iss.Issue(ctx, req)
 	if err != nil {
@@ -497,6 +504,158 @@ func TestUndecidedDeliveryIsIssuedAfreshOnRetry(t *testing.T) {
 	signs := f.signer.signs.Load()
 	if _, err := f.iss.Issue(ctx, refused); !errors.Is(err, ErrWithheld) || f.signer.signs.Load() != signs {
 		t.Fatalf("retry after a refusal: %v with %d new signatures; want ErrWithheld and none", err, f.signer.signs.Load()-signs)
+	}
+}
+
+// TestUndecidedDeliveryRetryDeliversTheSameCertificate: the retry of a request whose delivery gate got no verdict,
+// for the very same CSR, does not sign again: the withheld certificate goes through the gate once more, so a device
+// that Intune validates but never answers the notification for costs one signature and one record however often it
+// retries, and Intune is told of one certificate for the transaction, the one that leaves. Once the gate passes the
+// record is delivered (no longer withheld) and replays hand it out; a refusal on the retry withholds it for good. A
+// certificate outside the replay window is not reused: that retry signs afresh. Before, every retry was signed anew.
+func TestUndecidedDeliveryRetryDeliversTheSameCertificate(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil)
+	now := time.Now()
+	f.iss.now = func() time.Time { return now }
+	var seen []string // the serials the gate was asked to deliver
+	undecided := func(_ context.Context, rec *store.Record, _ *x509.Certificate) error {
+		seen = append(seen, rec.Serial)
+		return fmt.Errorf("%w: intune: successNotification: HTTP 503", ErrUndecided)
+	}
+	req := f.request(t, nil, "redeliver", "tx-redeliver")
+	req.Gated, req.Deliver, req.ReplayWindow = true, undecided, time.Hour
+	for n := range 3 {
+		if _, err := f.iss.Issue(ctx, req); !errors.Is(err, ErrWithheld) || !errors.Is(err, ErrUndecided) {
+			t.Fatalf("attempt %d: %v, want withheld and undecided", n+1, err)
+		}
+	}
+	if n := f.signer.signs.Load(); n != 1 {
+		t.Fatalf("%d signatures for three attempts of one CSR whose notification got no verdict, want 1", n)
+	}
+	page, _, _ := f.st.Search(ctx, store.Query{Limit: 10})
+	if len(page) != 1 || !page[0].Withheld || !page[0].GateUndecided || page[0].IntuneNotified {
+		t.Fatalf("records %+v, want one, withheld and undecided", page)
+	}
+	first := page[0].Serial
+	if len(seen) != 3 || seen[1] != first || seen[2] != first {
+		t.Fatalf("the gate was asked to deliver %v, want %s each time", seen, first)
+	}
+
+	// Intune answers: the same certificate is delivered, and is the transaction's from then on.
+	var calls atomic.Int32
+	req.Deliver = notify(&calls)
+	res, err := f.iss.Issue(ctx, req)
+	if err != nil {
+		t.Fatalf("retry once the gate decides: %v", err)
+	}
+	if res.Record.Serial != first || res.Replayed || f.signer.signs.Load() != 1 || calls.Load() != 1 {
+		t.Fatalf("retry: serial %s (first %s), replayed %t, %d signatures, %d deliveries; want the first, delivered once",
+			res.Record.Serial, first, res.Replayed, f.signer.signs.Load(), calls.Load())
+	}
+	got, err := f.st.Get(ctx, first)
+	if err != nil || got.Withheld || got.GateUndecided || !got.IntuneNotified || f.iss.Releasable(got, true) != nil {
+		t.Fatalf("record after delivery: %v %+v; want delivered", err, got)
+	}
+	again, err := f.iss.ReplayRequest(ctx, req)
+	if err != nil || again == nil || !again.Replayed || !again.Cert.Equal(res.Cert) {
+		t.Fatalf("replay after delivery = %v, %v; want the delivered certificate", again, err)
+	}
+
+	// A refusal on the retry withholds the certificate for good: the next retry is refused, nothing signed.
+	refused := f.request(t, nil, "refused-later", "tx-refused-later")
+	refused.Gated, refused.Deliver = true, undecided
+	if _, err := f.iss.Issue(ctx, refused); !errors.Is(err, ErrUndecided) {
+		t.Fatalf("first attempt: %v, want undecided", err)
+	}
+	refused.Deliver = func(context.Context, *store.Record, *x509.Certificate) error {
+		return errors.New("intune: successNotification rejected: ChallengeDecryptionError")
+	}
+	signs := f.signer.signs.Load()
+	if _, err := f.iss.Issue(ctx, refused); !errors.Is(err, ErrWithheld) || errors.Is(err, ErrUndecided) {
+		t.Fatalf("retry refused: %v, want withheld for good", err)
+	}
+	refused.Deliver = notify(&calls)
+	if _, err := f.iss.Issue(ctx, refused); !errors.Is(err, ErrWithheld) || f.signer.signs.Load() != signs {
+		t.Fatalf("retry after the refusal: %v with %d new signatures; want ErrWithheld and none", err, f.signer.signs.Load()-signs)
+	}
+
+	// Outside the replay window the withheld certificate is not reused: the retry is a new enrollment, signed.
+	late := f.request(t, nil, "late", "tx-late")
+	late.Gated, late.Deliver, late.ReplayWindow = true, undecided, time.Hour
+	if _, err := f.iss.Issue(ctx, late); !errors.Is(err, ErrUndecided) {
+		t.Fatalf("first attempt: %v, want undecided", err)
+	}
+	now = now.Add(2 * time.Hour)
+	late.Deliver = notify(&calls)
+	signs = f.signer.signs.Load()
+	if res, err := f.iss.Issue(ctx, late); err != nil || f.signer.signs.Load() != signs+1 {
+		t.Fatalf("retry past the window: %v, %v with %d new signatures; want a new certificate", res, err, f.signer.signs.Load()-signs)
+	}
+}
+
+// TestUndecidedBacklogStopsSigning: while Intune validates but never answers the notification, retries that cannot
+// reuse a withheld certificate (a new transaction ID each time, or a CSR signed again) are signed only until
+// maxUndecided certificates of the key await a verdict; the next one is refused with ErrUndecidedBacklog (which the
+// SCEP door answers 503, as the outage) before anything is recorded or signed. The retry of a withheld
+// transaction with its own CSR still goes through, with no signature, and once a certificate of the key is delivered
+// the key may be signed for again. Another key is not affected. Before, every such retry cost one more signature and
+// one more withheld record.
+func TestUndecidedBacklogStopsSigning(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil)
+	undecided := func(context.Context, *store.Record, *x509.Certificate) error {
+		return fmt.Errorf("%w: intune: successNotification: HTTP 503", ErrUndecided)
+	}
+	gated := func(key crypto.Signer, tx string, deliver func(context.Context, *store.Record, *x509.Certificate) error) *Request {
+		r := f.request(t, key, "backlog", tx)
+		r.Gated, r.Deliver = true, deliver
+		return r
+	}
+	var firstReq *Request
+	for n := range maxUndecided {
+		r := gated(nil, fmt.Sprint("tx-backlog-", n), undecided)
+		if n == 0 {
+			firstReq = r
+		}
+		if _, err := f.iss.Issue(ctx, r); !errors.Is(err, ErrUndecided) || errors.Is(err, ErrUndecidedBacklog) {
+			t.Fatalf("attempt %d: %v, want withheld undecided", n+1, err)
+		}
+	}
+	signs := f.signer.signs.Load()
+	page, _, _ := f.st.Search(ctx, store.Query{Limit: 50})
+	records := len(page)
+	if _, err := f.iss.Issue(ctx, gated(nil, "tx-backlog-over", undecided)); !errors.Is(err, ErrUndecidedBacklog) ||
+		!errors.Is(err, ErrUndecided) || errors.Is(err, ErrWithheld) {
+		t.Fatalf("attempt past the cap: %v, want ErrUndecidedBacklog (undecided, not withheld)", err)
+	}
+	page, _, _ = f.st.Search(ctx, store.Query{Limit: 50})
+	if f.signer.signs.Load() != signs || len(page) != records {
+		t.Fatalf("past the cap: %d signatures and %d records more, want none", f.signer.signs.Load()-signs, len(page)-records)
+	}
+	if _, err := f.st.Lookup(ctx, "tx-backlog-over"); err == nil {
+		t.Fatal("the refused request's idempotency key is bound")
+	}
+
+	// Another key is not held back.
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var calls atomic.Int32
+	if _, err := f.iss.Issue(ctx, gated(other, "tx-backlog-other", notify(&calls))); err != nil {
+		t.Fatalf("another key: %v", err)
+	}
+
+	// The first transaction's own retry redelivers its certificate, without a signature, and frees the key.
+	firstReq.Deliver = notify(&calls)
+	signs = f.signer.signs.Load()
+	res, err := f.iss.Issue(ctx, firstReq)
+	if err != nil || f.signer.signs.Load() != signs {
+		t.Fatalf("redelivery past the cap: %v with %d signatures; want the withheld certificate, none", err, f.signer.signs.Load()-signs)
+	}
+	if !res.Record.IntuneNotified || res.Record.TxID != "tx-backlog-0" {
+		t.Fatalf("redelivered record %+v", res.Record)
+	}
+	if _, err := f.iss.Issue(ctx, gated(nil, "tx-backlog-after", notify(&calls))); err != nil {
+		t.Fatalf("after a delivery the key is signed for again: %v", err)
 	}
 }
 

@@ -201,7 +201,8 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 			err := s.intune.NotifySuccess(ctx, msg.TransactionID, csr.Raw, rec, c)
 			if _, undecided := notificationUndecided(err); err != nil && undecided {
 				// No verdict on the notification, as on a validation: the certificate is withheld all the same,
-				// but the device is answered 503 (issued) and its retry is validated and signed afresh.
+				// but the device is answered 503 (issued) and its retry is validated again and, for the same CSR,
+				// notified with this same certificate instead of a new signature (issuance.Issuer.Issue).
 				return fmt.Errorf("%w: %w", issuance.ErrUndecided, err)
 			}
 			return err
@@ -215,7 +216,7 @@ func (s *Server) enroll(ctx context.Context, e *Endpoint, msg *PKIMessage, csrDE
 	}
 	res, err := s.issuer.Issue(ctx, ireq)
 	if err != nil && e.Challenge == ChallengeIntune && !errors.Is(err, issuance.ErrWithheld) &&
-		!errors.Is(err, issuance.ErrInProgress) {
+		!errors.Is(err, issuance.ErrInProgress) && !errors.Is(err, issuance.ErrUndecided) {
 		// Issuance failed after a successful validation: tell Intune (its console shows the reason).
 		if nerr := s.intune.NotifyFailure(context.WithoutCancel(ctx), msg.TransactionID, csr.Raw, err); nerr != nil {
 			s.log.WarnContext(ctx, "intune failure notification failed", "transaction_id", msg.TransactionID, "err", nerr)
@@ -612,6 +613,19 @@ func (s *Server) certPoll(ctx context.Context, e *Endpoint, msg *PKIMessage) out
 	case store.StatusPending:
 		return outcome{status: StatusPending}
 	case store.StatusIssued:
+		if e.gated() && s.issuer.AwaitsRedelivery(rec, e.ReplayWindow) {
+			// Intune gave no verdict on the notification: nobody refused the request, and the device's PKCSReq for
+			// it, re-sent, is notified with this certificate and gets it (issuance.Issuer.Issue). Not a FAILURE,
+			// which would end the enrollment of a device at no fault; PENDING keeps it in the transaction. A
+			// certificate the CRL lists is no longer this request's to have.
+			switch _, revoked, err := store.Published(ctx, s.store, rec); {
+			case err != nil:
+				return s.issued(nil, err)
+			case revoked:
+				return fail(BadCertID, errors.New("request is revoked (the revocation index lists it)"))
+			}
+			return outcome{status: StatusPending, err: errors.New("the certificate awaits Intune's verdict on its notification")}
+		}
 		// The record was issued through e (the transaction ID is e's), so e says whether it is gated.
 		switch err := s.issuer.Releasable(rec, e.gated()); {
 		case errors.Is(err, issuance.ErrInProgress):

@@ -1,6 +1,8 @@
 package scep_test
 
 import (
+	"crypto/x509/pkix"
+	"fmt"
 	"math/big"
 	"net/http"
 	"strings"
@@ -45,9 +47,10 @@ func (b *blameEnv) reported(serial string) bool {
 // TestIntuneNotificationOutageIsRetried: when successNotification gets no verdict from Intune — Intune down, slow,
 // throttling, refusing this CA's identity — the device is not at fault: it gets HTTP 503 with Retry-After (Intune's
 // own when it sent one) and no CertRep, the signed certificate stays withheld (never handed out, not even by
-// GetCert) and Intune hears no failureNotification. Once Intune answers again, the device's retry — the very same
-// message, or a new transaction with the same key — is validated again, signed afresh and notified, and gets that
-// new certificate; the first one is still never delivered. Before, the outage withheld the certificate with a
+// GetCert) and Intune hears no failureNotification. Once Intune answers again, the device's retry is validated
+// again and notified: the very same message gets the withheld certificate itself, with no new signature (one record,
+// and Intune told of that one certificate); a new transaction with the same key is signed afresh and gets the new
+// certificate, while the first one is still never delivered. Before, the outage withheld the certificate with a
 // FAILURE badRequest, and every retry of the transaction was refused with FAILURE for good.
 func TestIntuneNotificationOutageIsRetried(t *testing.T) {
 	t.Parallel()
@@ -110,8 +113,11 @@ func TestIntuneNotificationOutageIsRetried(t *testing.T) {
 					Content: csrOf(t, b, first)})
 			}
 			cert := wantSuccess(t, b.pki(t, "intune", retry))
-			if hexSerial(cert) == first.Serial {
-				t.Fatal("the retry delivered the certificate Intune never accepted")
+			if reused := hexSerial(cert) == first.Serial; reused == tc.newTxID {
+				t.Fatalf("the retry delivered the first certificate: %t; want it for the same transaction only", reused)
+			}
+			if n, want := len(b.records(t)), map[bool]int{false: 1, true: 2}[tc.newTxID]; n != want {
+				t.Fatalf("%d records after the retry, want %d", n, want)
 			}
 			if n := b.fake.Count(intunefake.RouteValidate); n != validated+1 {
 				t.Fatalf("%d validations for the retry, want 1", n-validated)
@@ -122,18 +128,21 @@ func TestIntuneNotificationOutageIsRetried(t *testing.T) {
 			if n := b.fake.Count(intunefake.RouteFailure); n != 0 {
 				t.Fatalf("%d failureNotifications", n)
 			}
-			old, err := b.mem.Get(t.Context(), first.Serial)
-			if err != nil || !old.Withheld || old.IntuneNotified {
-				t.Fatalf("first record after the retry: %v, withheld %t, notified %t; want it withheld still", err,
-					old != nil && old.Withheld, old != nil && old.IntuneNotified)
-			}
 			got, err := b.mem.Get(t.Context(), hexSerial(cert))
-			if err != nil || !got.IntuneNotified || got.Withheld || got.TxID != retry.TransactionID {
-				t.Fatalf("new record: %v %+v", err, got)
+			if err != nil || !got.IntuneNotified || got.Withheld || got.GateUndecided || got.TxID != retry.TransactionID {
+				t.Fatalf("delivered record: %v %+v", err, got)
+			}
+			if tc.newTxID {
+				old, err := b.mem.Get(t.Context(), first.Serial)
+				if err != nil || !old.Withheld || old.IntuneNotified {
+					t.Fatalf("first record after the retry: %v, withheld %t, notified %t; want it withheld still", err,
+						old != nil && old.Withheld, old != nil && old.IntuneNotified)
+				}
+				// The first certificate still never leaves.
+				wantFailure(t, b.getCert(t, i, first.Serial), testca.FailBadCertID)
 			}
 
-			// The first certificate still never leaves; the new one is the transaction's, replayed without Intune.
-			wantFailure(t, b.getCert(t, i, first.Serial), testca.FailBadCertID)
+			// The delivered certificate is the transaction's, replayed without Intune.
 			calls := len(b.fake.Journal())
 			if again := wantSuccess(t, b.pki(t, "intune", retry)); !again.Equal(cert) {
 				t.Fatal("the replay returned another certificate")
@@ -196,5 +205,96 @@ func TestIntuneNotificationRefusalStaysWithheld(t *testing.T) {
 				t.Fatalf("%d failureNotifications after a refused successNotification (§6.3 says none)", n)
 			}
 		})
+	}
+}
+
+// TestIntuneUndecidedPollIsPending: a device that polls (CertPoll, GetCertInitial) for a transaction whose
+// successNotification got no verdict — say it had been told PENDING while the notification was in flight — is told
+// PENDING, not FAILURE: nobody refused its request, and the transaction can still complete. Once its PKCSReq is
+// re-sent and Intune answers, that same certificate is delivered and the next poll returns it. A poll signed by
+// another key still learns nothing (badCertID). Before, the poll got FAILURE badCertID, which ends the enrollment.
+func TestIntuneUndecidedPollIsPending(t *testing.T) {
+	t.Parallel()
+	const n = 40 // a fixture key no other test of this file uses
+	b := newBlameEnvWith(t, 10*time.Second, intunefake.Options{RequireValidatedTransaction: true})
+	req := b.request(t, n, intunefake.Challenge{})
+	b.fake.InjectFault(intunefake.RouteSuccess, intunefake.Fault{Status: http.StatusServiceUnavailable,
+		Body: `{"error":{"code":"ServiceUnavailable","message":"down"}}`})
+	resp, body := testca.Post(t, b.url("intune"), req.Raw)
+	wantUnavailable(t, resp, body, "30")
+	rec := b.gateRecord(t)
+	if !rec.Withheld || !rec.GateUndecided {
+		t.Fatalf("record withheld %t undecided %t, want both", rec.Withheld, rec.GateUndecided)
+	}
+	poll := func(signer int) *testca.CertRep {
+		t.Helper()
+		c := b.client(t, signer, "blame-device")
+		return b.pki(t, "intune", c.CertPoll(t, req.TransactionID, b.ca.Cert, pkix.Name{CommonName: "blame-device"}))
+	}
+	calls := len(b.fake.Journal())
+	if rep := poll(n); rep.Status != testca.StatusPending || len(rep.Certificates) != 0 {
+		t.Fatalf("poll of an undecided transaction: status %q failInfo %q, %d certificates; want PENDING and none",
+			rep.Status, rep.FailInfo, len(rep.Certificates))
+	}
+	wantFailure(t, poll(n+1), testca.FailBadCertID)
+	if got := len(b.fake.Journal()); got != calls {
+		t.Fatalf("the polls made %d Intune calls", got-calls)
+	}
+
+	b.fake.ClearFaults()
+	cert := wantSuccess(t, b.pki(t, "intune", req))
+	if hexSerial(cert) != rec.Serial || !b.reported(rec.Serial) {
+		t.Fatalf("retry delivered %s (reported %t), want the withheld %s, reported", hexSerial(cert), b.reported(rec.Serial), rec.Serial)
+	}
+	if got := wantSuccess(t, poll(n)); !got.Equal(cert) {
+		t.Fatal("the poll after delivery returned another certificate")
+	}
+}
+
+// TestIntuneUndecidedBacklogAnswers503: a device whose successNotifications get no verdict and that retries under a
+// new transaction ID each time is signed for only a few times (issuance's per-key bound); its next PKCSReq gets the
+// outage's answer — HTTP 503 with Retry-After, no CertRep — with nothing recorded or signed and no
+// failureNotification, and the retry of its first transaction still gets that certificate once Intune answers.
+// Before, every such retry was one more signature and one more withheld record.
+func TestIntuneUndecidedBacklogAnswers503(t *testing.T) {
+	t.Parallel()
+	const n = 41 // a fixture key no other test of this file uses
+	b := newBlameEnvWith(t, 10*time.Second, intunefake.Options{RequireValidatedTransaction: true})
+	first := b.request(t, n, intunefake.Challenge{})
+	b.fake.InjectFault(intunefake.RouteSuccess, intunefake.Fault{Status: http.StatusServiceUnavailable,
+		Body: `{"error":{"code":"ServiceUnavailable","message":"down"}}`})
+	c := b.client(t, n, "blame-device")
+	csr := csrOf(t, b, func() *store.Record {
+		resp, body := testca.Post(t, b.url("intune"), first.Raw)
+		wantUnavailable(t, resp, body, "30")
+		return b.gateRecord(t)
+	}())
+	var records int
+	for try := 1; ; try++ {
+		retry := c.Message(t, testca.Message{Type: testca.MsgPKCSReq, TransactionID: fmt.Sprintf("retry-%d-%s", try,
+			first.TransactionID), Content: csr})
+		before := len(b.records(t))
+		resp, body := testca.Post(t, b.url("intune"), retry.Raw)
+		wantUnavailable(t, resp, body, "30")
+		records = len(b.records(t))
+		if records == before {
+			break // refused before anything was recorded
+		}
+		if try > 10 {
+			t.Fatalf("%d retries under new transaction IDs each signed and recorded", try)
+		}
+	}
+	if records != 3 {
+		t.Fatalf("%d records before retries stopped being signed, want 3", records)
+	}
+	if n := b.fake.Count(intunefake.RouteFailure); n != 0 {
+		t.Fatalf("%d failureNotifications for requests nobody refused", n)
+	}
+
+	b.fake.ClearFaults()
+	cert := wantSuccess(t, b.pki(t, "intune", first))
+	if !b.reported(hexSerial(cert)) || len(b.records(t)) != records {
+		t.Fatalf("the first transaction's retry: reported %t, %d records (want %d)", b.reported(hexSerial(cert)),
+			len(b.records(t)), records)
 	}
 }

@@ -113,7 +113,8 @@ type Record struct {
 	Withheld        bool   // signed but never delivered (Intune refused the success notification, or gave no verdict)
 	// GateUndecided marks a withheld certificate whose success notification got no verdict from Intune (down,
 	// throttling, refusing this CA's identity): nobody refused the request, so a retry with the same idempotency key
-	// is authorized and signed afresh (taking the key over), while this certificate stays withheld and never leaves.
+	// is authorized again and, for the same CSR, delivers this certificate through the gate (clearing the mark), or
+	// for another CSR is signed afresh (taking the key over) while this certificate stays withheld and never leaves.
 	GateUndecided bool
 	// Gated marks a certificate issued behind a delivery gate (an Intune endpoint): it may leave, then or later,
 	// only once IntuneNotified. Written with the pending record, so the rule does not follow later settings.
