@@ -209,6 +209,11 @@ func (g *gatedPersist) EnqueueRevocation(ctx context.Context, r *store.Revocatio
 	return g.Store.EnqueueRevocation(ctx, r)
 }
 
+func (g *gatedPersist) EnqueueRevocations(ctx context.Context, rs []*store.RevocationRequest) error {
+	g.hold()
+	return g.Store.EnqueueRevocations(ctx, rs)
+}
+
 // TestStopWaitsForHandedOverRequests: SIGTERM comes while the hourly sync persists what Intune just handed over.
 // The drain ends (here after 100 ms), but the process must not exit before the requests are stored: Intune offers
 // nothing more for about an hour after a download, if it offers them again, so exiting would lose them. Once the

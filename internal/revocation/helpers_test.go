@@ -49,6 +49,16 @@ func (t *tracker) EnqueueRevocation(ctx context.Context, r *store.RevocationRequ
 	return err
 }
 
+func (t *tracker) EnqueueRevocations(ctx context.Context, rs []*store.RevocationRequest) error {
+	err := t.Store.EnqueueRevocations(ctx, rs)
+	if err == nil {
+		for _, r := range rs {
+			t.remember(r)
+		}
+	}
+	return err
+}
+
 func (t *tracker) UpdateRevocation(ctx context.Context, r *store.RevocationRequest) error {
 	err := t.Store.UpdateRevocation(ctx, r)
 	if err == nil {

@@ -452,9 +452,11 @@ func (s *Syncer) cycle(ctx context.Context, run *store.SyncRun) error {
 const ForeignGrace = 24 * time.Hour
 
 // persist stores every downloaded item as downloaded and returns the new ones (work) and those we already held
-// (again), in download order. A write that fails with anything but ErrExists is tried again, in rounds over all
-// items not yet stored with a growing pause between rounds, until ctx (PersistTimeout) ends: rounds rather than
-// one item at a time, so an item the store keeps refusing does not use up the time the others need.
+// (again), in download order. Items are written MaxRevocationBatch to a call (one Table Storage transaction
+// instead of a round trip each), and those of a call that fails one by one. A write that fails with anything but
+// ErrExists is tried again, in rounds over all items not yet stored with a growing pause between rounds, until ctx
+// (PersistTimeout) ends: rounds rather than one item at a time, so an item the store keeps refusing does not use up
+// the time the others need.
 //
 // ErrExists on a later attempt can also mean that an earlier attempt was written although its answer was lost;
 // either way the item is durable, and the again path plus the next run's resume step finish it.
@@ -496,17 +498,33 @@ func (s *Syncer) persist(ctx context.Context, run *store.SyncRun, items []intune
 		left = append(left, p)
 	}
 	for pause := persistBackoff; ; pause = min(2*pause, persistBackoffMax) {
-		next := left[:0]
-		for _, p := range left {
-			p.attempts++
-			p.err = s.cfg.Store.EnqueueRevocation(ctx, p.w)
-			switch {
-			case p.err == nil:
-				p.stored = true
-			case errors.Is(p.err, store.ErrExists):
-				p.known = true
-			default:
-				next = append(next, p)
+		var next []*pending
+		for start := 0; start < len(left); start += store.MaxRevocationBatch {
+			batch := left[start:min(start+store.MaxRevocationBatch, len(left))]
+			ws := make([]*store.RevocationRequest, len(batch))
+			for i, p := range batch {
+				p.attempts++
+				ws[i] = p.w
+			}
+			if len(batch) > 1 && s.cfg.Store.EnqueueRevocations(ctx, ws) == nil {
+				for _, p := range batch {
+					p.stored, p.err = true, nil
+				}
+				continue
+			}
+			// Refused (one item we already hold makes the whole transaction fail), or its outcome unknown: one by
+			// one, so that the others are not held back. An item the batch did write although its answer was lost
+			// comes back ErrExists, as after a lost single write: known, and finished by the again path.
+			for _, p := range batch {
+				p.err = s.cfg.Store.EnqueueRevocation(ctx, p.w)
+				switch {
+				case p.err == nil:
+					p.stored = true
+				case errors.Is(p.err, store.ErrExists):
+					p.known = true
+				default:
+					next = append(next, p)
+				}
 			}
 		}
 		left = next

@@ -94,6 +94,11 @@ func (s *slowStore) EnqueueRevocation(ctx context.Context, r *store.RevocationRe
 	return s.Store.EnqueueRevocation(ctx, r)
 }
 
+func (s *slowStore) EnqueueRevocations(ctx context.Context, rs []*store.RevocationRequest) error {
+	s.persistOnce.Do(func() { s.clock.Advance(s.persistTook) })
+	return s.Store.EnqueueRevocations(ctx, rs)
+}
+
 // storeItem puts a work item in state at into st, as an earlier run left it.
 func storeItem(t *testing.T, st store.Store, rc, serial string, at store.WorkState, now time.Time) {
 	t.Helper()

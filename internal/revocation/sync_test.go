@@ -111,13 +111,13 @@ func TestSyncCrashAfterDownload(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		var enqueued atomic.Int32
+		var persisted atomic.Bool
 		f.faults.OnCall(func(method string) {
 			switch method {
-			case storetest.MethodEnqueueRevocation:
-				enqueued.Add(1)
-			case storetest.MethodGet:
-				if enqueued.Load() == 3 {
+			case storetest.MethodEnqueueRevocations, storetest.MethodEnqueueRevocation:
+				persisted.Store(true)
+			case storetest.MethodGet: // the first record read: the download is persisted, in one batch
+				if persisted.Load() {
 					cancel() // the host killed the function after the download was persisted
 				}
 			}
@@ -679,7 +679,7 @@ func TestSyncOverlappingRuns(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	f.faults.OnCall(func(method string) {
-		if method == storetest.MethodEnqueueRevocation {
+		if method == storetest.MethodEnqueueRevocations || method == storetest.MethodEnqueueRevocation {
 			once.Do(func() { close(entered); <-release })
 		}
 	})
@@ -899,19 +899,28 @@ func TestSyncPersistRetried(t *testing.T) {
 		fault  func(f *fixture, p *pauses)
 		pauses []time.Duration
 	}{
+		// The batch fails, and so does the first of the one-by-one writes after it.
 		{"one failed write", func(f *fixture, p *pauses) {
+			f.faults.Inject(storetest.Fault{Method: storetest.MethodEnqueueRevocations, Nth: 1})
 			f.faults.Inject(storetest.Fault{Method: storetest.MethodEnqueueRevocation, Nth: 1})
 		}, []time.Duration{250 * time.Millisecond}},
 		{"outage over seven pauses", func(f *fixture, p *pauses) {
+			f.faults.FailMethod(storetest.MethodEnqueueRevocations, nil)
 			f.faults.FailMethod(storetest.MethodEnqueueRevocation, nil)
 			p.n, p.then = 7, f.faults.Clear
 		}, []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second,
 			4 * time.Second, 5 * time.Second, 5 * time.Second}},
-		// The write is committed but its answer lost: the retry finds the item stored (ErrExists), and it is
-		// finished like an item delivered twice.
+		// A one-by-one write is committed but its answer lost: the retry finds the item stored (ErrExists), and it
+		// is finished like an item delivered twice.
 		{"write committed, answer lost", func(f *fixture, p *pauses) {
+			f.faults.Inject(storetest.Fault{Method: storetest.MethodEnqueueRevocations, Nth: 1})
 			f.faults.Inject(storetest.Fault{Method: storetest.MethodEnqueueRevocation, Nth: 1, Commit: true})
 		}, []time.Duration{250 * time.Millisecond}},
+		// The batch is committed but its answer lost: the one-by-one writes that follow at once find every item
+		// stored, and each is finished like an item delivered twice, none lost, none answered twice.
+		{"batch committed, answer lost", func(f *fixture, p *pauses) {
+			f.faults.Inject(storetest.Fault{Method: storetest.MethodEnqueueRevocations, Nth: 1, Commit: true})
+		}, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -962,6 +971,7 @@ func TestSyncPersistOutlastsTimeout(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	recs := f.issue(t, 2)
 	rcs := []string{f.queue(t, recs[0].Serial), f.queue(t, recs[1].Serial)}
+	f.faults.FailMethod(storetest.MethodEnqueueRevocations, nil)
 	f.faults.FailMethod(storetest.MethodEnqueueRevocation, nil)
 	p := &pauses{}
 	s := f.syncer(t, func(c *revocation.SyncConfig) { c.Sleep = p.sleep; c.PersistTimeout = 100 * time.Millisecond })

@@ -402,6 +402,13 @@ type RevocationRequest struct {
 type RevocationQueue interface {
 	// EnqueueRevocation inserts a downloaded request; ErrExists if its RequestContext is already known.
 	EnqueueRevocation(ctx context.Context, r *RevocationRequest) error
+	// EnqueueRevocations inserts each of rs (at most MaxRevocationBatch, each RequestContext once) as
+	// EnqueueRevocation does, in as few calls as the store allows: Table Storage inserts them in one transaction,
+	// all or none, so ErrExists (one of them is already known) means none of them was written. An answer lost after
+	// the store committed is success once the store's own retry finds the items it wrote, as for EnqueueRevocation.
+	// Any other error leaves the caller unsure which were written, and inserting them again one by one is safe:
+	// EnqueueRevocation answers ErrExists for one already stored, and no request is ever held twice.
+	EnqueueRevocations(ctx context.Context, rs []*RevocationRequest) error
 	// UpdateRevocation writes r if it is still at r.ETag (ErrConflict otherwise) and refreshes r.ETag.
 	UpdateRevocation(ctx context.Context, r *RevocationRequest) error
 	// UpdateRevocations writes each of rs (at most MaxRevocationBatch) as UpdateRevocation does, in as few calls
@@ -431,8 +438,8 @@ type RevocationQueue interface {
 	PruneRuns(ctx context.Context, before time.Time, limit int) (int, error)
 }
 
-// MaxRevocationBatch is how many revocation requests one UpdateRevocations call takes: Table Storage's limit of
-// operations in one entity-group transaction.
+// MaxRevocationBatch is how many revocation requests one EnqueueRevocations or UpdateRevocations call takes: Table
+// Storage's limit of operations in one entity-group transaction.
 const MaxRevocationBatch = 100
 
 // runIDTime is how a run ID made by NewRunID begins: the run's start in UTC, to the 100 ns Table Storage keeps.

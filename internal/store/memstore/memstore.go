@@ -682,6 +682,49 @@ func (s *Store) EnqueueRevocation(ctx context.Context, r *store.RevocationReques
 	return nil
 }
 
+// EnqueueRevocations implements store.RevocationQueue: all or none, as Table Storage's transaction. Each item
+// gets what EnqueueRevocation would give it (State, Downloaded, ETag) only once all are written.
+func (s *Store) EnqueueRevocations(ctx context.Context, rs []*store.RevocationRequest) error {
+	const op = "enqueueing revocations"
+	if err := ctxErr(ctx, op); err != nil {
+		return err
+	}
+	if len(rs) > store.MaxRevocationBatch {
+		return fmt.Errorf("memstore: %s: %d items, at most %d", op, len(rs), store.MaxRevocationBatch)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := make(map[string]bool, len(rs))
+	for _, r := range rs {
+		if r != nil && r.State == "" {
+			r.State = store.WorkDownloaded
+		}
+		if err := checkRequest(r); err != nil {
+			return fmt.Errorf("memstore: %s: %w", op, err)
+		}
+		k := queueKey(r.RequestContext)
+		if seen[k] {
+			// Table Storage refuses a transaction naming an entity twice.
+			return fmt.Errorf("memstore: %s: %s named twice", op, r.RequestContext)
+		}
+		if _, ok := s.queue[k]; ok {
+			return fmt.Errorf("memstore: %s: %w", op, store.ErrExists)
+		}
+		seen[k] = true
+	}
+	now := s.stamp()
+	for _, r := range rs {
+		c := copyRequest(r)
+		if c.Downloaded.IsZero() {
+			c.Downloaded = now
+		}
+		c.ETag = s.nextETag()
+		s.queue[queueKey(r.RequestContext)] = c
+		r.Downloaded, r.ETag = c.Downloaded, c.ETag
+	}
+	return nil
+}
+
 // UpdateRevocation implements store.RevocationQueue. An unknown item gives ErrNotFound.
 func (s *Store) UpdateRevocation(ctx context.Context, r *store.RevocationRequest) error {
 	if err := ctxErr(ctx, "updating revocation"); err != nil {

@@ -12,45 +12,46 @@ import (
 
 // Method names FaultStore counts and matches faults against: the store.Store method names.
 const (
-	MethodInsert            = "Insert"
-	MethodUpdate            = "Update"
-	MethodGet               = "Get"
-	MethodSearch            = "Search"
-	MethodPending           = "Pending"
-	MethodInsertBound       = "InsertBound"
-	MethodLookup            = "Lookup"
-	MethodAddRevoked        = "AddRevoked"
-	MethodListRevoked       = "ListRevoked"
-	MethodGetRevoked        = "GetRevoked"
-	MethodMarkCompromised   = "MarkCompromised"
-	MethodCompromised       = "Compromised"
-	MethodListCompromised   = "ListCompromised"
-	MethodGetMeta           = "GetMeta"
-	MethodPutMeta           = "PutMeta"
-	MethodEnqueueRevocation = "EnqueueRevocation"
-	MethodUpdateRevocation  = "UpdateRevocation"
-	MethodUpdateRevocations = "UpdateRevocations"
-	MethodRevocation        = "Revocation"
-	MethodOpenRevocations   = "OpenRevocations"
-	MethodRecordRun         = "RecordRun"
-	MethodRuns              = "Runs"
-	MethodFinishRun         = "FinishRun"
-	MethodRunByID           = "RunByID"
-	MethodPruneRuns         = "PruneRuns"
-	MethodPing              = "Ping"
+	MethodInsert             = "Insert"
+	MethodUpdate             = "Update"
+	MethodGet                = "Get"
+	MethodSearch             = "Search"
+	MethodPending            = "Pending"
+	MethodInsertBound        = "InsertBound"
+	MethodLookup             = "Lookup"
+	MethodAddRevoked         = "AddRevoked"
+	MethodListRevoked        = "ListRevoked"
+	MethodGetRevoked         = "GetRevoked"
+	MethodMarkCompromised    = "MarkCompromised"
+	MethodCompromised        = "Compromised"
+	MethodListCompromised    = "ListCompromised"
+	MethodGetMeta            = "GetMeta"
+	MethodPutMeta            = "PutMeta"
+	MethodEnqueueRevocation  = "EnqueueRevocation"
+	MethodEnqueueRevocations = "EnqueueRevocations"
+	MethodUpdateRevocation   = "UpdateRevocation"
+	MethodUpdateRevocations  = "UpdateRevocations"
+	MethodRevocation         = "Revocation"
+	MethodOpenRevocations    = "OpenRevocations"
+	MethodRecordRun          = "RecordRun"
+	MethodRuns               = "Runs"
+	MethodFinishRun          = "FinishRun"
+	MethodRunByID            = "RunByID"
+	MethodPruneRuns          = "PruneRuns"
+	MethodPing               = "Ping"
 )
 
 // WriteMethods are the methods that change the store; a Fault with an empty Method matches exactly these.
 var WriteMethods = []string{
 	MethodInsert, MethodUpdate, MethodInsertBound, MethodAddRevoked, MethodMarkCompromised, MethodPutMeta,
-	MethodEnqueueRevocation, MethodUpdateRevocation, MethodUpdateRevocations, MethodRecordRun, MethodFinishRun,
+	MethodEnqueueRevocation, MethodEnqueueRevocations, MethodUpdateRevocation, MethodUpdateRevocations, MethodRecordRun, MethodFinishRun,
 	MethodPruneRuns,
 }
 
 var allMethods = []string{
 	MethodInsert, MethodUpdate, MethodGet, MethodSearch, MethodPending, MethodInsertBound, MethodLookup,
 	MethodAddRevoked, MethodListRevoked, MethodGetRevoked, MethodMarkCompromised, MethodCompromised, MethodListCompromised,
-	MethodGetMeta, MethodPutMeta, MethodEnqueueRevocation, MethodUpdateRevocation, MethodUpdateRevocations, MethodRevocation, MethodOpenRevocations, MethodRecordRun, MethodRuns,
+	MethodGetMeta, MethodPutMeta, MethodEnqueueRevocation, MethodEnqueueRevocations, MethodUpdateRevocation, MethodUpdateRevocations, MethodRevocation, MethodOpenRevocations, MethodRecordRun, MethodRuns,
 	MethodFinishRun, MethodRunByID, MethodPruneRuns, MethodPing,
 }
 
@@ -342,6 +343,13 @@ func (f *FaultStore) EnqueueRevocation(ctx context.Context, r *store.RevocationR
 		func() error { c := *r; return f.inner.EnqueueRevocation(ctx, &c) })
 }
 
+// EnqueueRevocations implements store.Store. A committed fault writes copies of the items, so that the caller
+// sees none of the write's effects (no ETag), as when the transaction's answer is lost.
+func (f *FaultStore) EnqueueRevocations(ctx context.Context, rs []*store.RevocationRequest) error {
+	return f.do(MethodEnqueueRevocations, func() error { return f.inner.EnqueueRevocations(ctx, rs) },
+		func() error { return f.inner.EnqueueRevocations(ctx, copyRequests(rs)) })
+}
+
 // UpdateRevocation implements store.Store.
 func (f *FaultStore) UpdateRevocation(ctx context.Context, r *store.RevocationRequest) error {
 	return f.do(MethodUpdateRevocation, func() error { return f.inner.UpdateRevocation(ctx, r) },
@@ -351,14 +359,16 @@ func (f *FaultStore) UpdateRevocation(ctx context.Context, r *store.RevocationRe
 // UpdateRevocations implements store.Store.
 func (f *FaultStore) UpdateRevocations(ctx context.Context, rs []*store.RevocationRequest) error {
 	return f.do(MethodUpdateRevocations, func() error { return f.inner.UpdateRevocations(ctx, rs) },
-		func() error {
-			c := make([]*store.RevocationRequest, len(rs))
-			for i, r := range rs {
-				cp := *r
-				c[i] = &cp
-			}
-			return f.inner.UpdateRevocations(ctx, c)
-		})
+		func() error { return f.inner.UpdateRevocations(ctx, copyRequests(rs)) })
+}
+
+func copyRequests(rs []*store.RevocationRequest) []*store.RevocationRequest {
+	c := make([]*store.RevocationRequest, len(rs))
+	for i, r := range rs {
+		cp := *r
+		c[i] = &cp
+	}
+	return c
 }
 
 // Revocation implements store.Store.

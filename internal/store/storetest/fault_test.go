@@ -102,3 +102,30 @@ func TestOnCall(t *testing.T) {
 		t.Errorf("hook saw %v", seen)
 	}
 }
+
+// A committed fault on EnqueueRevocations writes every item of the batch but tells the caller it failed, with none
+// of the write's effects on the caller's items (no ETag), as when a transaction's answer is lost: the caller's one
+// by one retry then finds each item stored.
+func TestFaultStoreEnqueueRevocationsCommitted(t *testing.T) {
+	ctx := t.Context()
+	f := storetest.NewFaultStore(memstore.New())
+	f.Inject(storetest.Fault{Method: storetest.MethodEnqueueRevocations, Nth: 1, Commit: true})
+	rs := []*store.RevocationRequest{{RequestContext: "a", SerialNumber: "01"}, {RequestContext: "b", SerialNumber: "02"}}
+	if err := f.EnqueueRevocations(ctx, rs); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("EnqueueRevocations = %v, want the injected ErrUnavailable", err)
+	}
+	for _, r := range rs {
+		if r.ETag != "" {
+			t.Errorf("%s: the caller sees ETag %q from a write whose answer was lost", r.RequestContext, r.ETag)
+		}
+		if _, err := f.Inner().Revocation(ctx, r.RequestContext); err != nil {
+			t.Errorf("%s not committed: %v", r.RequestContext, err)
+		}
+		if err := f.EnqueueRevocation(ctx, r); !errors.Is(err, store.ErrExists) {
+			t.Errorf("%s inserted again = %v, want ErrExists", r.RequestContext, err)
+		}
+	}
+	if n := f.Calls(storetest.MethodEnqueueRevocations); n != 1 || f.Writes() != 3 {
+		t.Errorf("counted %d batch calls and %d writes, want 1 and 3", n, f.Writes())
+	}
+}

@@ -56,6 +56,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"MetaLarge", testMetaLarge},
 		{"QueueEnqueueUpdate", testQueueEnqueueUpdate},
 		{"QueueUpdateMany", testQueueUpdateMany},
+		{"QueueEnqueueMany", testQueueEnqueueMany},
 		{"QueueOpen", testQueueOpen},
 		{"Runs", testRuns},
 		{"RunIDs", testRunIDs},
@@ -1093,6 +1094,96 @@ func testQueueUpdateMany(t *testing.T, s store.Store) {
 	if err := s.UpdateRevocations(ctx, over); err == nil {
 		t.Errorf("UpdateRevocations of %d items succeeded, want it refused", len(over))
 	}
+}
+
+// testQueueEnqueueMany: EnqueueRevocations inserts a full batch as EnqueueRevocation inserts one (state downloaded,
+// a zero Downloaded made now, an ETag each), and then EnqueueRevocation answers ErrExists for each of them. A batch
+// naming one item already held writes none of them (ErrExists), nor does one naming an item twice, nor one over
+// MaxRevocationBatch; the others of a refused batch then go in one by one.
+func testQueueEnqueueMany(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	items := make([]*store.RevocationRequest, store.MaxRevocationBatch)
+	for i := range items {
+		items[i] = &store.RevocationRequest{RequestContext: fmt.Sprintf("batch/'%d'#?", i), SerialNumber: NewSerial(),
+			IssuerName: "CN=Test", CAConfiguration: "ca\\cfg", Downloaded: base.Add(time.Duration(i) * time.Second)}
+	}
+	items[1].Downloaded = time.Time{}
+	if err := s.EnqueueRevocations(ctx, items); err != nil {
+		t.Fatalf("EnqueueRevocations of %d items: %v", len(items), err)
+	}
+	for i, r := range items {
+		if r.ETag == "" || r.State != store.WorkDownloaded || r.Downloaded.IsZero() {
+			t.Fatalf("item %d after enqueue: etag %q, state %q, downloaded %v", i, r.ETag, r.State, r.Downloaded)
+		}
+		if got, err := s.Revocation(ctx, r.RequestContext); err != nil || !sameRequest(*got, *r) {
+			t.Fatalf("item %d stored as %+v, %v; want %+v", i, got, err, *r)
+		}
+		again := &store.RevocationRequest{RequestContext: r.RequestContext, SerialNumber: r.SerialNumber}
+		if err := s.EnqueueRevocation(ctx, again); !errors.Is(err, store.ErrExists) {
+			t.Fatalf("EnqueueRevocation of item %d after the batch = %v, want ErrExists", i, err)
+		}
+	}
+	if open, err := s.OpenRevocations(ctx, 0); err != nil || len(open) != len(items) {
+		t.Fatalf("OpenRevocations after the batch: %d items, %v; want %d", len(open), err, len(items))
+	}
+	// The ETags are the stored versions': an update conditioned on one goes through.
+	items[0].State = store.WorkApplied
+	if err := s.UpdateRevocation(ctx, items[0]); err != nil {
+		t.Fatalf("UpdateRevocation after the batch: %v", err)
+	}
+
+	fresh := func(names ...string) []*store.RevocationRequest {
+		var rs []*store.RevocationRequest
+		for _, n := range names {
+			rs = append(rs, &store.RevocationRequest{RequestContext: n, SerialNumber: NewSerial(), Downloaded: base})
+		}
+		return rs
+	}
+	wantNone := func(what string, rs []*store.RevocationRequest, names ...string) {
+		t.Helper()
+		for _, n := range names {
+			if _, err := s.Revocation(ctx, n); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("%s: %s was written (%v)", what, n, err)
+			}
+		}
+		for _, r := range rs {
+			if r.ETag != "" {
+				t.Errorf("%s: %s got ETag %q although nothing was written", what, r.RequestContext, r.ETag)
+			}
+		}
+	}
+	// One item already held (re-offered by Intune): none of the batch is written.
+	known := fresh("new/1", "new/2")
+	known = append(known[:1], &store.RevocationRequest{RequestContext: items[5].RequestContext,
+		SerialNumber: items[5].SerialNumber}, known[1])
+	if err := s.EnqueueRevocations(ctx, known); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("EnqueueRevocations with a known item = %v, want ErrExists", err)
+	}
+	wantNone("batch with a known item", known, "new/1", "new/2")
+	if got, err := s.Revocation(ctx, items[5].RequestContext); err != nil || !sameRequest(*got, *items[5]) {
+		t.Errorf("the known item after the refused batch: %+v, %v; want it unchanged", got, err)
+	}
+	for _, r := range known {
+		err := s.EnqueueRevocation(ctx, r)
+		if known := r.RequestContext == items[5].RequestContext; known && !errors.Is(err, store.ErrExists) || !known && err != nil {
+			t.Errorf("EnqueueRevocation of %s after the refused batch = %v", r.RequestContext, err)
+		}
+	}
+
+	twice := fresh("twice/1", "twice/2", "twice/1")
+	if err := s.EnqueueRevocations(ctx, twice); err == nil {
+		t.Error("EnqueueRevocations naming an item twice succeeded, want it refused")
+	}
+	wantNone("batch naming an item twice", twice, "twice/1", "twice/2")
+
+	over := fresh(make([]string, store.MaxRevocationBatch+1)...)
+	for i, r := range over {
+		r.RequestContext = fmt.Sprintf("over/%d", i)
+	}
+	if err := s.EnqueueRevocations(ctx, over); err == nil {
+		t.Errorf("EnqueueRevocations of %d items succeeded, want it refused", len(over))
+	}
+	wantNone("batch over the limit", over, "over/0", fmt.Sprintf("over/%d", store.MaxRevocationBatch))
 }
 
 func testQueueOpen(t *testing.T, s store.Store) {

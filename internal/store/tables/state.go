@@ -474,6 +474,107 @@ func (s *Store) EnqueueRevocation(ctx context.Context, r *store.RevocationReques
 	return nil
 }
 
+// EnqueueRevocations implements store.RevocationQueue: one entity-group transaction of inserts, all or none. Each
+// entity carries its own WriteID, as add's lone insert does, for the same reason: when the SDK retries a transaction
+// whose answer was lost after the service committed it, the retry fails on an entity the first attempt wrote (409),
+// and ownInserts tells that apart from an item someone else had stored.
+func (s *Store) EnqueueRevocations(ctx context.Context, rs []*store.RevocationRequest) error {
+	const op = "enqueueing revocations"
+	switch {
+	case len(rs) == 0:
+		return nil
+	case len(rs) == 1:
+		return s.EnqueueRevocation(ctx, rs[0])
+	case len(rs) > store.MaxRevocationBatch:
+		return fmt.Errorf("tables: %s: %d items, at most %d", op, len(rs), store.MaxRevocationBatch)
+	}
+	now := s.stamp()
+	downloaded := make([]time.Time, len(rs))
+	ids := make([]string, len(rs))
+	rows := make([]string, len(rs))
+	actions := make([]aztables.TransactionAction, len(rs))
+	seen := make(map[string]bool, len(rs))
+	for i, r := range rs {
+		if r != nil && r.State == "" {
+			r.State = store.WorkDownloaded
+		}
+		if err := checkRequest(r); err != nil {
+			return fmt.Errorf("tables: %s: %w", op, err)
+		}
+		e := requestEntity(r)
+		if rows[i] = e.rk(); seen[rows[i]] {
+			return fmt.Errorf("tables: %s: %s named twice", op, rows[i])
+		}
+		seen[rows[i]] = true
+		if downloaded[i] = normTime(r.Downloaded); downloaded[i].IsZero() {
+			downloaded[i] = now
+		}
+		e.time("Downloaded", downloaded[i])
+		ids[i] = newWriteID()
+		e.set(propWriteID, ids[i])
+		body, err := e.marshal()
+		if err != nil {
+			return fmt.Errorf("tables: %s: %w", op, err)
+		}
+		actions[i] = aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: body}
+	}
+	cctx, cancel := s.callCtx(ctx)
+	res, err := s.transact(cctx, s.revreq, actions)
+	cancel()
+	if err != nil {
+		return mapErr(op, err)
+	}
+	etags := make([]string, len(rs))
+	if len(res) == len(rs) && committed(res) {
+		for i := range res {
+			etags[i] = res[i].etag
+		}
+	} else {
+		failed := res[len(res)-1]
+		err := statusError(op, failed.status, failed.code, nil)
+		if !errors.Is(err, store.ErrExists) {
+			return err
+		}
+		if etags, err = s.ownInserts(ctx, op, rows, ids, failed.index, err); err != nil {
+			return err
+		}
+	}
+	for i, r := range rs {
+		r.Downloaded, r.ETag = downloaded[i], etags[i]
+	}
+	return nil
+}
+
+// ownInserts decides a transaction of inserts that failed with exists (the service's answer in exists) at operation
+// at (-1: not said): when the entity there carries the WriteID this call gave it, an earlier attempt of this very
+// transaction committed (a transaction is all or none, so it wrote them all), and ownInserts returns every entity's
+// ETag, read back. Otherwise the entity was stored before, and nothing of the transaction was written: exists.
+func (s *Store) ownInserts(ctx context.Context, op string, rows, ids []string, at int, exists error) ([]string, error) {
+	if at < 0 || at >= len(rows) {
+		at = 0
+	}
+	p, _, err := s.read(ctx, s.revreq, op, revreqPK, rows[at])
+	if err != nil {
+		return nil, fmt.Errorf("tables: %s: telling our own lost answer from an item stored before: %w", op, err)
+	}
+	if p.str(propWriteID) != ids[at] {
+		return nil, exists
+	}
+	etags := make([]string, len(rows))
+	for i, rk := range rows {
+		p, etag, err := s.read(ctx, s.revreq, op, revreqPK, rk)
+		if err != nil {
+			return nil, fmt.Errorf("tables: %s: committed, reading back %s: %w", op, rk, err)
+		}
+		if p.str(propWriteID) != ids[i] {
+			// Moved since by another writer: its ETag is not this write's.
+			return nil, fmt.Errorf("tables: %s: committed, but %s was written again since: %w", op, rk, store.ErrConflict)
+		}
+		etags[i] = etag
+	}
+	return etags, nil
+}
+
 // UpdateRevocation implements store.RevocationQueue. An unknown item gives ErrNotFound. The write is a merge, like
 // Update's: properties a newer version added stay.
 func (s *Store) UpdateRevocation(ctx context.Context, r *store.RevocationRequest) error {
