@@ -782,12 +782,29 @@ func (s *Syncer) persistItems(ctx context.Context, items []*store.RevocationRequ
 			continue
 		}
 		for _, it := range batch {
-			if err := s.cfg.Store.UpdateRevocation(ctx, it); err != nil {
+			err := s.cfg.Store.UpdateRevocation(ctx, it)
+			if errors.Is(err, store.ErrConflict) && s.alreadyWritten(ctx, it) {
+				err = nil
+			}
+			if err != nil {
 				failed = append(failed, itemError{it, err})
 			}
 		}
 	}
 	return failed
+}
+
+// alreadyWritten reports whether the stored copy of it already holds what it says now, and then takes the stored
+// ETag: the batch before the one-by-one writes committed although its answer was lost, which moved every item's
+// ETag, so each single write fails on the ETag without anything being wrong.
+func (s *Syncer) alreadyWritten(ctx context.Context, it *store.RevocationRequest) bool {
+	got, err := s.cfg.Store.Revocation(ctx, it.RequestContext)
+	if err != nil || got.State != it.State || got.Succeeded != it.Succeeded || got.ErrorCode != it.ErrorCode ||
+		got.ErrorMessage != it.ErrorMessage || got.Attempts != it.Attempts {
+		return false
+	}
+	it.ETag = got.ETag
+	return true
 }
 
 // answerAgain re-answers items Intune offered again although we already hold them (it did not take our answer, or

@@ -167,3 +167,26 @@ func TestSyncGenerationChainMeetsAnotherInstance(t *testing.T) {
 		}
 	})
 }
+
+// TestSyncBatchAnswerLostIsNoError: a chunk's transaction commits but its answer is lost, so the one-by-one writes
+// after it fail on the ETags it moved. What they would write is already stored, so the run takes the stored ETags
+// and reports no error, and every item is uploaded and marked so once.
+func TestSyncBatchAnswerLostIsNoError(t *testing.T) {
+	backends(t, func(t *testing.T, tables bool) {
+		f := newFixture(t, fixtureOptions{tables: tables})
+		const n = 30
+		rcs := issueAndQueue(t, f, n)
+		f.faults.Inject(storetest.Fault{Method: storetest.MethodUpdateRevocations, Commit: true})
+		run := f.run(t, f.syncer(t, nil))
+		wantRun(t, run, counts{Downloaded: n, Revoked: n, Uploaded: n})
+		if len(run.Errors) != 0 {
+			t.Errorf("run errors %q, want none: every batch was written, only its answer was lost", run.Errors)
+		}
+		for _, rc := range rcs { // read from the store itself: the batches' callers saw them fail
+			it, err := f.faults.Revocation(context.Background(), rc)
+			if err != nil || it.State != store.WorkUploaded || !it.Succeeded {
+				t.Fatalf("item %.12s…: %+v, %v; want uploaded and succeeded", rc, it, err)
+			}
+		}
+	})
+}
