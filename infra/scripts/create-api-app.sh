@@ -10,7 +10,9 @@
 #   - App ID URI api://<appId>, v2 access tokens (requestedAccessTokenVersion 2), the optional access-token claims
 #     idtyp (lets the CA tell app-only tokens from user tokens), upn (the only user name a self-service
 #     certificate is bound to: v2 tokens carry it only on request, and preferred_username is mutable) and acct
-#     (0 member, 1 guest: guests are refused unless AZSCEP_API_ALLOW_GUESTS for /api/csr, AZSCEP_ADMIN_ALLOW_GUESTS for the admin API), a delegated scope access_as_user;
+#     (0 member, 1 guest: guests are refused unless AZSCEP_API_ALLOW_GUESTS for /api/csr, AZSCEP_ADMIN_ALLOW_GUESTS
+#     for the admin API), a delegated scope access_as_user that only an administrator can consent to, and that
+#     consent given tenant-wide to the console (this app itself);
 #   - a service principal with "assignment required", so only principals granted a role get tokens;
 #   - the certificate console's SPA redirect URI, <base URL>/api/console/ (from --console-url, or from the azd
 #     environment's AZSCEP_BASE_URL): the console signs in as this app and asks for its access_as_user scope.
@@ -19,8 +21,8 @@
 #
 # On a new registration Entra ID may answer for a while that it does not exist yet (replication): those calls are
 # retried (common.sh, graph_retry).
-# Needs: az (signed in; Application Administrator or Cloud Application Administrator, or the owner of the app),
-# jq. Roles are granted to clients afterwards (docs/deployment.md, "Entra setup").
+# Needs: az (signed in; Application Administrator or Cloud Application Administrator: an owner of the app can update
+# it but not give the tenant-wide consent), jq. Roles are granted to clients afterwards (docs/deployment.md, "Entra setup").
 set -euo pipefail
 # shellcheck source=infra/scripts/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -129,9 +131,10 @@ desired=$(jq -c \
 		api: ($api + {
 			requestedAccessTokenVersion: 2,
 			oauth2PermissionScopes: (
-				if any($scopes[]; .value == "access_as_user") then $scopes
+				if any($scopes[]; .value == "access_as_user")
+				then $scopes | map(if .value == "access_as_user" then . + {type: "Admin"} else . end)
 				else $scopes + [{
-					id: $id4, value: "access_as_user", type: "User", isEnabled: true,
+					id: $id4, value: "access_as_user", type: "Admin", isEnabled: true,
 					adminConsentDisplayName: "Use azscep as the signed-in user",
 					adminConsentDescription: "Lets the app call the azscep API as the signed-in user; app roles still decide what is allowed.",
 					userConsentDisplayName: "Use azscep as you",
@@ -144,6 +147,10 @@ desired=$(jq -c \
 				else . + [{name: $n, source: null, essential: false, additionalProperties: []}] end))
 		})
 	}' <<<"$current")
+
+# access_as_user is "Admin": only an administrator can consent to it, so no user can be talked into handing their
+# roles (a certificate in their name) to a third-party client; an existing scope of type "User" is changed, keeping
+# its ID. The console (this app itself) gets the tenant-wide consent below.
 
 # Compare only the properties we manage (sorted), so that an up-to-date registration is not written at all.
 normalize='{identifierUris: (.identifierUris // [] | sort), appRoles: (.appRoles // [] | map(del(.origin)) | sort_by(.value)),
@@ -187,6 +194,25 @@ if [[ $required != true ]]; then
 	graph_retry az rest --method PATCH --uri "$graph/v1.0/servicePrincipals/$sp_id" --headers "Content-Type=application/json" \
 		--body '{"appRoleAssignmentRequired": true}' >/dev/null
 	log "service principal now requires an app role assignment"
+fi
+
+# Tenant-wide (admin) consent for the console, which is this app asking for its own access_as_user scope: without it
+# every user's sign-in stops at "Need admin approval", the scope being admin-consent only. Other client applications
+# (AZSCEP_API_CLIENT_APPS, AZSCEP_ADMIN_CLIENT_APPS) need the same consent from an administrator (docs/deployment.md).
+grants=$(graph_retry az rest --method GET --uri "$graph/v1.0/servicePrincipals/$sp_id/oauth2PermissionGrants" -o json)
+grant=$(jq -c --arg sp "$sp_id" '[.value[]? | select(.consentType == "AllPrincipals" and .resourceId == $sp)] | .[0] // empty' <<<"$grants")
+if [[ -z $grant ]]; then
+	grant_body=$(jq -nc --arg sp "$sp_id" '{clientId: $sp, consentType: "AllPrincipals", resourceId: $sp, scope: "access_as_user"}')
+	graph_retry az rest --method POST --uri "$graph/v1.0/oauth2PermissionGrants" --headers "Content-Type=application/json" \
+		--body "$grant_body" >/dev/null
+	log "granted admin consent for the console's access_as_user scope"
+elif jq -e '(.scope // "") | split(" ") | index("access_as_user") != null' <<<"$grant" >/dev/null; then
+	log "admin consent for the console's access_as_user scope is granted"
+else
+	grant_body=$(jq -c '{scope: ((.scope // "") | split(" ") | map(select(. != "")) + ["access_as_user"] | join(" "))}' <<<"$grant")
+	graph_retry az rest --method PATCH --uri "$graph/v1.0/oauth2PermissionGrants/$(jq -r .id <<<"$grant")" \
+		--headers "Content-Type=application/json" --body "$grant_body" >/dev/null
+	log "added access_as_user to the console's admin consent"
 fi
 
 audiences="$app_id,api://$app_id"

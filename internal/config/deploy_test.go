@@ -1760,7 +1760,8 @@ func TestAdminScriptCommands(t *testing.T) {
 // fakeGraphAz is a stand-in for the Azure CLI that keeps one app registration and its service principal in files
 // under $STATE, answering the calls infra/scripts/create-api-app.sh makes the way Microsoft Graph does: an
 // application's app roles come back with the read-only "origin" property, which Graph documents as never to be
-// sent in a POST or PATCH. Every PATCH body is appended to $STATE/patches, one per line.
+// sent in a POST or PATCH. Every PATCH body is appended to $STATE/patches, one per line. Delegated-permission grants
+// (admin consent) live in $STATE/grants, one per line, and every body written to them in $STATE/grant-writes.
 const fakeGraphAz = `#!/usr/bin/env bash
 set -euo pipefail
 method="" uri="" body="" query="" filter="" id=""
@@ -1816,6 +1817,13 @@ case "$1 $2" in
 		[[ -z ${FORBID_PATCH:-} ]] || { echo "ERROR: Forbidden({\"error\":{\"code\":\"Authorization_RequestDenied\",\"message\":\"Insufficient privileges to complete the operation.\"}})" >&2; exit 1; }
 		printf '%s\n' "$(jq -c . <<<"$body")" >>"$STATE/patches"
 		jq --argjson b "$body" '. + $b' "$app" >"$app.new" && mv "$app.new" "$app" ;;
+	"GET "*/oauth2PermissionGrants) jq -s '{value: .}' "$STATE/grants" 2>/dev/null || echo '{"value": []}' ;;
+	"POST "*/oauth2PermissionGrants)
+		printf '%s\n' "$(jq -c '. + {id: "grant-1"}' <<<"$body")" >>"$STATE/grants"
+		printf '%s\n' "$(jq -c . <<<"$body")" >>"$STATE/grant-writes" ;;
+	"PATCH "*/oauth2PermissionGrants/*)
+		printf '%s\n' "$(jq -c . <<<"$body")" >>"$STATE/grant-writes"
+		jq -c --argjson b "$body" '. + $b' "$STATE/grants" >"$STATE/grants.new" && mv "$STATE/grants.new" "$STATE/grants" ;;
 	"GET "*/servicePrincipals/*)
 		lag sp-get "Not Found({\"error\":{\"code\":\"Request_ResourceNotFound\",\"message\":\"Resource '55555555-5555-5555-5555-555555555555' does not exist.\"}})"
 		jq -r ".$query" "$sp" ;;
@@ -1984,6 +1992,94 @@ func TestCreateAPIAppScript(t *testing.T) {
 		if strings.Contains(p, `"origin"`) {
 			t.Errorf("a PATCH sends the read-only origin property: %s", p)
 		}
+	}
+}
+
+// TestCreateAPIAppScopeAdminConsent: the access_as_user scope is one only an administrator can consent to, so no
+// user can be talked into handing their app roles (certificates in their name) to a third-party client; a
+// registration made before, whose scope users could consent to, is changed in place, keeping the scope's ID. The
+// console, which is the app asking for its own scope, gets the tenant-wide consent once, or has access_as_user added
+// to a tenant-wide consent that lacks it: without it every user's sign-in stops at "Need admin approval".
+func TestCreateAPIAppScopeAdminConsent(t *testing.T) {
+	state, script := newCreateAPIApp(t)
+	run := func() string {
+		t.Helper()
+		out, err := script()
+		if err != nil {
+			t.Fatalf("create-api-app.sh: %v\n%s", err, out)
+		}
+		return out
+	}
+	type scope struct{ ID, Value, Type string }
+	scopes := func() []scope {
+		t.Helper()
+		var app struct {
+			API struct {
+				Scopes []scope `json:"oauth2PermissionScopes"`
+			} `json:"api"`
+		}
+		data, err := os.ReadFile(filepath.Join(state, "app.json"))
+		if err != nil || json.Unmarshal(data, &app) != nil {
+			t.Fatalf("app registration %s: %v", data, err)
+		}
+		return app.API.Scopes
+	}
+	type grant struct{ ClientID, ConsentType, ResourceID, Scope string }
+	grants := func() []grant {
+		t.Helper()
+		data, _ := os.ReadFile(filepath.Join(state, "grants"))
+		var out []grant
+		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			var g grant
+			if line == "" {
+				continue
+			}
+			if err := json.Unmarshal([]byte(line), &g); err != nil {
+				t.Fatalf("grant %q: %v", line, err)
+			}
+			out = append(out, g)
+		}
+		return out
+	}
+	writes := func() int {
+		data, _ := os.ReadFile(filepath.Join(state, "grant-writes"))
+		return strings.Count(string(data), "\n")
+	}
+	const sp = "55555555-5555-5555-5555-555555555555"
+	console := grant{ClientID: sp, ConsentType: "AllPrincipals", ResourceID: sp, Scope: "access_as_user"}
+
+	run()
+	if got := scopes(); len(got) != 1 || got[0].Value != "access_as_user" || got[0].Type != "Admin" {
+		t.Errorf("new registration: scopes %+v, want access_as_user of type Admin", got)
+	}
+	if got := grants(); !slices.Equal(got, []grant{console}) {
+		t.Errorf("new registration: consents %+v, want the console's tenant-wide consent %+v", got, console)
+	}
+	before := writes()
+	if out := run(); writes() != before || !strings.Contains(out, "admin consent for the console's access_as_user scope is granted") {
+		t.Errorf("second run wrote the consent again (%d writes, was %d)\n%s", writes(), before, out)
+	}
+
+	// A registration made by an earlier version: users could consent to the scope, and the tenant-wide consent of the
+	// console holds other scopes only.
+	seeded := `{"appId": "33333333-3333-3333-3333-333333333333", "id": "44444444-4444-4444-4444-444444444444",
+		"identifierUris": ["api://33333333-3333-3333-3333-333333333333"], "optionalClaims": null, "spa": {"redirectUris": []},
+		"appRoles": [], "api": {"requestedAccessTokenVersion": 2, "oauth2PermissionScopes": [
+			{"id": "88888888-8888-8888-8888-888888888888", "value": "access_as_user", "type": "User", "isEnabled": true,
+			 "adminConsentDisplayName": "x", "adminConsentDescription": "x", "userConsentDisplayName": "x", "userConsentDescription": "x"}]}}`
+	if err := os.WriteFile(filepath.Join(state, "app.json"), []byte(seeded), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := `{"id": "grant-1", "clientId": "` + sp + `", "consentType": "AllPrincipals", "resourceId": "` + sp + `", "scope": "other"}`
+	if err := os.WriteFile(filepath.Join(state, "grants"), []byte(old+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run()
+	if got := scopes(); len(got) != 1 || got[0].ID != "88888888-8888-8888-8888-888888888888" || got[0].Type != "Admin" {
+		t.Errorf("earlier registration: scopes %+v, want access_as_user keeping its ID, now of type Admin", got)
+	}
+	if got := grants(); len(got) != 1 || got[0].Scope != "other access_as_user" {
+		t.Errorf("earlier consent: %+v, want the one tenant-wide consent with access_as_user added", got)
 	}
 }
 
