@@ -196,24 +196,42 @@ if [[ $required != true ]]; then
 	log "service principal now requires an app role assignment"
 fi
 
-# Tenant-wide (admin) consent for the console, which is this app asking for its own access_as_user scope: without it
-# every user's sign-in stops at "Need admin approval", the scope being admin-consent only. Other client applications
-# (AZSCEP_API_CLIENT_APPS, AZSCEP_ADMIN_CLIENT_APPS) need the same consent from an administrator (docs/deployment.md).
+# Tenant-wide (admin) consent for the console, which is this app asking for its own access_as_user scope, and for the
+# sign-in scopes MSAL adds (openid, profile, offline_access, Microsoft Graph's): without it every user's sign-in stops
+# at "Need admin approval", the scope being admin-consent only (and the sign-in scopes too where the tenant lets users
+# consent to nothing). Other client applications (AZSCEP_API_CLIENT_APPS, AZSCEP_ADMIN_CLIENT_APPS) need the consent
+# from an administrator too (docs/deployment.md, section 6).
 grants=$(graph_retry az rest --method GET --uri "$graph/v1.0/servicePrincipals/$sp_id/oauth2PermissionGrants" -o json)
-grant=$(jq -c --arg sp "$sp_id" '[.value[]? | select(.consentType == "AllPrincipals" and .resourceId == $sp)] | .[0] // empty' <<<"$grants")
-if [[ -z $grant ]]; then
-	grant_body=$(jq -nc --arg sp "$sp_id" '{clientId: $sp, consentType: "AllPrincipals", resourceId: $sp, scope: "access_as_user"}')
-	graph_retry az rest --method POST --uri "$graph/v1.0/oauth2PermissionGrants" --headers "Content-Type=application/json" \
-		--body "$grant_body" >/dev/null
-	log "granted admin consent for the console's access_as_user scope"
-elif jq -e '(.scope // "") | split(" ") | index("access_as_user") != null' <<<"$grant" >/dev/null; then
-	log "admin consent for the console's access_as_user scope is granted"
-else
-	grant_body=$(jq -c '{scope: ((.scope // "") | split(" ") | map(select(. != "")) + ["access_as_user"] | join(" "))}' <<<"$grant")
+
+# consent RESOURCE_SP "SCOPES" WHAT: the console's tenant-wide grant on RESOURCE_SP holds every one of SCOPES; a
+# grant that lacks some gets them added, keeping the others.
+consent() {
+	local resource=$1 scopes=$2 what=$3 grant body
+	grant=$(jq -c --arg r "$resource" '[.value[]? | select(.consentType == "AllPrincipals" and .resourceId == $r)] | .[0] // empty' <<<"$grants")
+	if [[ -z $grant ]]; then
+		body=$(jq -nc --arg c "$sp_id" --arg r "$resource" --arg s "$scopes" \
+			'{clientId: $c, consentType: "AllPrincipals", resourceId: $r, scope: $s}')
+		graph_retry az rest --method POST --uri "$graph/v1.0/oauth2PermissionGrants" --headers "Content-Type=application/json" \
+			--body "$body" >/dev/null
+		log "granted admin consent for the console: $what ($scopes)"
+		return
+	fi
+	body=$(jq -c --arg s "$scopes" '(.scope // "" | split(" ") | map(select(. != ""))) as $have
+		| ($s | split(" ") | map(select(. as $w | $have | index($w) | not))) as $missing
+		| if $missing == [] then empty else {scope: ($have + $missing | join(" "))} end' <<<"$grant")
+	if [[ -z $body ]]; then
+		log "admin consent for the console is granted: $what"
+		return
+	fi
 	graph_retry az rest --method PATCH --uri "$graph/v1.0/oauth2PermissionGrants/$(jq -r .id <<<"$grant")" \
-		--headers "Content-Type=application/json" --body "$grant_body" >/dev/null
-	log "added access_as_user to the console's admin consent"
-fi
+		--headers "Content-Type=application/json" --body "$body" >/dev/null
+	log "added to the console's admin consent: $what ($scopes)"
+}
+consent "$sp_id" "access_as_user" "the API's access_as_user"
+graph_sp=$(az ad sp list --filter "appId eq '00000003-0000-0000-c000-000000000000'" --query "[0].id" -o tsv) ||
+	die "looking up Microsoft Graph's service principal failed"
+[[ -n $graph_sp ]] || die "no service principal for Microsoft Graph in this tenant"
+consent "$graph_sp" "openid profile offline_access" "sign-in"
 
 audiences="$app_id,api://$app_id"
 cat <<MSG

@@ -1802,7 +1802,9 @@ case "$1 $2" in
 	esac ;;
 "ad sp")
 	case "$3" in
-	list) [[ -f $sp ]] && jq -r .id "$sp"; exit 0 ;;
+	list)
+		[[ $filter == *00000003-0000-0000-c000-000000000000* ]] && { echo 66666666-6666-6666-6666-666666666666; exit 0; } # Microsoft Graph
+		[[ -f $sp ]] && jq -r .id "$sp"; exit 0 ;;
 	create)
 		lag sp-create "The appId '33333333-3333-3333-3333-333333333333' of the service principal does not reference a valid application object."
 		echo '{"id": "55555555-5555-5555-5555-555555555555", "appRoleAssignmentRequired": false}' >"$sp"
@@ -1819,11 +1821,12 @@ case "$1 $2" in
 		jq --argjson b "$body" '. + $b' "$app" >"$app.new" && mv "$app.new" "$app" ;;
 	"GET "*/oauth2PermissionGrants) jq -s '{value: .}' "$STATE/grants" 2>/dev/null || echo '{"value": []}' ;;
 	"POST "*/oauth2PermissionGrants)
-		printf '%s\n' "$(jq -c '. + {id: "grant-1"}' <<<"$body")" >>"$STATE/grants"
+		printf '%s\n' "$(jq -c --arg id "grant-$(($(wc -l <"$STATE/grants" 2>/dev/null || echo 0) + 1))" '. + {id: $id}' <<<"$body")" >>"$STATE/grants"
 		printf '%s\n' "$(jq -c . <<<"$body")" >>"$STATE/grant-writes" ;;
 	"PATCH "*/oauth2PermissionGrants/*)
 		printf '%s\n' "$(jq -c . <<<"$body")" >>"$STATE/grant-writes"
-		jq -c --argjson b "$body" '. + $b' "$STATE/grants" >"$STATE/grants.new" && mv "$STATE/grants.new" "$STATE/grants" ;;
+		jq -c --argjson b "$body" --arg id "${uri##*/}" 'if .id == $id then . + $b else . end' "$STATE/grants" >"$STATE/grants.new" &&
+			mv "$STATE/grants.new" "$STATE/grants" ;;
 	"GET "*/servicePrincipals/*)
 		lag sp-get "Not Found({\"error\":{\"code\":\"Request_ResourceNotFound\",\"message\":\"Resource '55555555-5555-5555-5555-555555555555' does not exist.\"}})"
 		jq -r ".$query" "$sp" ;;
@@ -1998,8 +2001,9 @@ func TestCreateAPIAppScript(t *testing.T) {
 // TestCreateAPIAppScopeAdminConsent: the access_as_user scope is one only an administrator can consent to, so no
 // user can be talked into handing their app roles (certificates in their name) to a third-party client; a
 // registration made before, whose scope users could consent to, is changed in place, keeping the scope's ID. The
-// console, which is the app asking for its own scope, gets the tenant-wide consent once, or has access_as_user added
-// to a tenant-wide consent that lacks it: without it every user's sign-in stops at "Need admin approval".
+// console, which is the app asking for its own scope, gets the tenant-wide consent to it and to the sign-in scopes
+// MSAL adds (Microsoft Graph's openid, profile, offline_access) once, or has what is missing added to a tenant-wide
+// consent that lacks it: without it every user's sign-in stops at "Need admin approval".
 func TestCreateAPIAppScopeAdminConsent(t *testing.T) {
 	state, script := newCreateAPIApp(t)
 	run := func() string {
@@ -2045,18 +2049,19 @@ func TestCreateAPIAppScopeAdminConsent(t *testing.T) {
 		data, _ := os.ReadFile(filepath.Join(state, "grant-writes"))
 		return strings.Count(string(data), "\n")
 	}
-	const sp = "55555555-5555-5555-5555-555555555555"
-	console := grant{ClientID: sp, ConsentType: "AllPrincipals", ResourceID: sp, Scope: "access_as_user"}
+	const sp, graph = "55555555-5555-5555-5555-555555555555", "66666666-6666-6666-6666-666666666666"
+	console := []grant{{ClientID: sp, ConsentType: "AllPrincipals", ResourceID: sp, Scope: "access_as_user"},
+		{ClientID: sp, ConsentType: "AllPrincipals", ResourceID: graph, Scope: "openid profile offline_access"}}
 
 	run()
 	if got := scopes(); len(got) != 1 || got[0].Value != "access_as_user" || got[0].Type != "Admin" {
 		t.Errorf("new registration: scopes %+v, want access_as_user of type Admin", got)
 	}
-	if got := grants(); !slices.Equal(got, []grant{console}) {
-		t.Errorf("new registration: consents %+v, want the console's tenant-wide consent %+v", got, console)
+	if got := grants(); !slices.Equal(got, console) {
+		t.Errorf("new registration: consents %+v, want the console's tenant-wide consents %+v", got, console)
 	}
 	before := writes()
-	if out := run(); writes() != before || !strings.Contains(out, "admin consent for the console's access_as_user scope is granted") {
+	if out := run(); writes() != before || strings.Count(out, "admin consent for the console is granted") != 2 {
 		t.Errorf("second run wrote the consent again (%d writes, was %d)\n%s", writes(), before, out)
 	}
 
@@ -2070,16 +2075,19 @@ func TestCreateAPIAppScopeAdminConsent(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(state, "app.json"), []byte(seeded), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	old := `{"id": "grant-1", "clientId": "` + sp + `", "consentType": "AllPrincipals", "resourceId": "` + sp + `", "scope": "other"}`
-	if err := os.WriteFile(filepath.Join(state, "grants"), []byte(old+"\n"), 0o644); err != nil {
+	old := `{"id": "grant-1", "clientId": "` + sp + `", "consentType": "AllPrincipals", "resourceId": "` + sp + `", "scope": "other"}` + "\n" +
+		`{"id": "grant-2", "clientId": "` + sp + `", "consentType": "AllPrincipals", "resourceId": "` + graph + `", "scope": "User.Read openid"}` + "\n"
+	if err := os.WriteFile(filepath.Join(state, "grants"), []byte(old), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	run()
 	if got := scopes(); len(got) != 1 || got[0].ID != "88888888-8888-8888-8888-888888888888" || got[0].Type != "Admin" {
 		t.Errorf("earlier registration: scopes %+v, want access_as_user keeping its ID, now of type Admin", got)
 	}
-	if got := grants(); len(got) != 1 || got[0].Scope != "other access_as_user" {
-		t.Errorf("earlier consent: %+v, want the one tenant-wide consent with access_as_user added", got)
+	want := []grant{{ClientID: sp, ConsentType: "AllPrincipals", ResourceID: sp, Scope: "other access_as_user"},
+		{ClientID: sp, ConsentType: "AllPrincipals", ResourceID: graph, Scope: "User.Read openid profile offline_access"}}
+	if got := grants(); !slices.Equal(got, want) {
+		t.Errorf("earlier consents: %+v, want the same two with what was missing added: %+v", got, want)
 	}
 }
 
