@@ -211,9 +211,12 @@ consent() {
 	if [[ -z $grant ]]; then
 		body=$(jq -nc --arg c "$sp_id" --arg r "$resource" --arg s "$scopes" \
 			'{clientId: $c, consentType: "AllPrincipals", resourceId: $r, scope: $s}')
-		graph_retry az rest --method POST --uri "$graph/v1.0/oauth2PermissionGrants" --headers "Content-Type=application/json" \
-			--body "$body" >/dev/null
-		log "granted admin consent for the console: $what ($scopes)"
+		if graph_retry az rest --method POST --uri "$graph/v1.0/oauth2PermissionGrants" --headers "Content-Type=application/json" \
+			--body "$body" >/dev/null; then
+			log "granted admin consent for the console: $what ($scopes)"
+		else
+			consent_failed=true
+		fi
 		return
 	fi
 	body=$(jq -c --arg s "$scopes" '(.scope // "" | split(" ") | map(select(. != ""))) as $have
@@ -223,10 +226,16 @@ consent() {
 		log "admin consent for the console is granted: $what"
 		return
 	fi
-	graph_retry az rest --method PATCH --uri "$graph/v1.0/oauth2PermissionGrants/$(jq -r .id <<<"$grant")" \
-		--headers "Content-Type=application/json" --body "$body" >/dev/null
-	log "added to the console's admin consent: $what ($scopes)"
+	if graph_retry az rest --method PATCH --uri "$graph/v1.0/oauth2PermissionGrants/$(jq -r .id <<<"$grant")" \
+		--headers "Content-Type=application/json" --body "$body" >/dev/null; then
+		log "added to the console's admin consent: $what ($scopes)"
+	else
+		consent_failed=true
+	fi
 }
+# A refused consent (an owner of the registration, not an Application Administrator) does not stop the rest: the
+# registration is usable by applications, and the values below are printed; the script still fails at the end.
+consent_failed=false
 consent "$sp_id" "access_as_user" "the API's access_as_user"
 graph_sp=$(az ad sp list --filter "appId eq '00000003-0000-0000-c000-000000000000'" --query "[0].id" -o tsv) ||
 	die "looking up Microsoft Graph's service principal failed"
@@ -251,4 +260,8 @@ if [[ $set_env == true ]]; then
 	azd env set AZSCEP_API_TENANT_ID "$tenant"
 	azd env set AZSCEP_API_AUDIENCES "$audiences"
 	log "stored AZSCEP_API_TENANT_ID and AZSCEP_API_AUDIENCES in the azd environment; run azd provision"
+fi
+if [[ $consent_failed == true ]]; then
+	die "the tenant-wide consent for the console was refused (above): until an Application Administrator or Cloud" \
+		"Application Administrator runs this script again, users cannot sign in to the console"
 fi

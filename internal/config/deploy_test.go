@@ -1821,6 +1821,7 @@ case "$1 $2" in
 		jq --argjson b "$body" '. + $b' "$app" >"$app.new" && mv "$app.new" "$app" ;;
 	"GET "*/oauth2PermissionGrants) jq -s '{value: .}' "$STATE/grants" 2>/dev/null || echo '{"value": []}' ;;
 	"POST "*/oauth2PermissionGrants)
+		[[ -z ${FORBID_GRANT:-} ]] || { echo "ERROR: Forbidden({\"error\":{\"code\":\"Authorization_RequestDenied\",\"message\":\"Insufficient privileges to complete the operation.\"}})" >&2; exit 1; }
 		printf '%s\n' "$(jq -c --arg id "grant-$(($(wc -l <"$STATE/grants" 2>/dev/null || echo 0) + 1))" '. + {id: $id}' <<<"$body")" >>"$STATE/grants"
 		printf '%s\n' "$(jq -c . <<<"$body")" >>"$STATE/grant-writes" ;;
 	"PATCH "*/oauth2PermissionGrants/*)
@@ -2088,6 +2089,23 @@ func TestCreateAPIAppScopeAdminConsent(t *testing.T) {
 		{ClientID: sp, ConsentType: "AllPrincipals", ResourceID: graph, Scope: "User.Read openid profile offline_access"}}
 	if got := grants(); !slices.Equal(got, want) {
 		t.Errorf("earlier consents: %+v, want the same two with what was missing added: %+v", got, want)
+	}
+}
+
+// TestCreateAPIAppScriptConsentRefused: run by an owner of the registration who may not give tenant-wide consent,
+// the script still brings the registration up to date and prints the settings, then fails naming the console and
+// the roles that can give the consent, rather than stopping half-way at Graph's refusal.
+func TestCreateAPIAppScriptConsentRefused(t *testing.T) {
+	state, script := newCreateAPIApp(t)
+	out, err := script("FORBID_GRANT=1")
+	if err == nil || !strings.Contains(out, "users cannot sign in to the console") || !strings.Contains(out, "Application Administrator") {
+		t.Errorf("consent refused: err %v, want a failure naming the console and who can consent\n%s", err, out)
+	}
+	if !strings.Contains(out, "azd env set AZSCEP_API_AUDIENCES") || strings.Count(out, "Insufficient privileges") != 2 {
+		t.Errorf("want both refusals shown and the settings printed:\n%s", out)
+	}
+	if data, _ := os.ReadFile(filepath.Join(state, "patches")); !strings.Contains(string(data), `"type":"Admin"`) {
+		t.Errorf("the registration was not brought up to date: %s", data)
 	}
 }
 
