@@ -573,6 +573,15 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 			p.fail("AZSCEP_API_TENANT_ID", fmt.Sprintf("%q is not a tenant ID: give the directory's GUID "+
 				"(`az account show --query tenantId`, as create-api-app.sh prints it), not a domain name", c.API.TenantID))
 		}
+		if c.API.TenantID != "" {
+			// Checked as the verifier and the directory check them when built, for the same reason.
+			for _, s := range []struct{ name, v string }{{"AZSCEP_API_AUTHORITY", c.API.AuthorityHost},
+				{"AZSCEP_API_GRAPH_URL", c.API.GraphURL}} {
+				if err := entra.CheckServiceURL(s.v); err != nil {
+					p.fail(s.name, "must be an absolute https URL (http only for a loopback host): "+err.Error())
+				}
+			}
+		}
 		c.API.ClientApps = p.clientApps("AZSCEP_API_CLIENT_APPS", c.API.ClientApps)
 		if slices.Equal(admins, []string{"*"}) {
 			c.API.AdminAnyClientApp = true

@@ -261,6 +261,10 @@ func TestBadSettings(t *testing.T) {
 		// A domain name instead of the tenant's GUID: only the API goes down, naming the setting, rather than the
 		// token verifier failing the whole start-up.
 		{"api tenant is a domain", azureEnv("AZSCEP_API_TENANT_ID=contoso.onmicrosoft.com", "AZSCEP_API_AUDIENCES=api://x"), "AZSCEP_API_TENANT_ID", "api"},
+		{"api authority without scheme", azureEnv("AZSCEP_API_TENANT_ID=66666666-7777-4888-9999-000000000000", "AZSCEP_API_AUDIENCES=api://x",
+			"AZSCEP_API_AUTHORITY=login.microsoftonline.us"), "AZSCEP_API_AUTHORITY", "api"},
+		{"api graph url over http", azureEnv("AZSCEP_API_TENANT_ID=66666666-7777-4888-9999-000000000000", "AZSCEP_API_AUDIENCES=api://x",
+			"AZSCEP_API_GRAPH_URL=http://graph.microsoft.us/"), "AZSCEP_API_GRAPH_URL", "api"},
 		{"api audiences", localEnv("AZSCEP_API_TENANT_ID=66666666-7777-4888-9999-000000000000"), "AZSCEP_API_AUDIENCES", "api"},
 		{"api unresolved audiences", azureEnv("AZSCEP_API_TENANT_ID=66666666-7777-4888-9999-000000000000", "AZSCEP_API_AUDIENCES=@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/a)"), "AZSCEP_API_AUDIENCES", "api"},
 		{"api profile", localEnv("AZSCEP_API_TENANT_ID=66666666-7777-4888-9999-000000000000", "AZSCEP_API_AUDIENCES=a", "AZSCEP_API_PROFILE=nope"), "AZSCEP_API_PROFILE", "api"},
