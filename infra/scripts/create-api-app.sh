@@ -10,7 +10,9 @@
 #   - App ID URI api://<appId>, v2 access tokens (requestedAccessTokenVersion 2), the optional access-token claims
 #     idtyp (lets the CA tell app-only tokens from user tokens), upn (the only user name a self-service
 #     certificate is bound to: v2 tokens carry it only on request, and preferred_username is mutable) and acct
-#     (0 member, 1 guest: guests are refused unless AZSCEP_API_ALLOW_GUESTS for /api/csr, AZSCEP_ADMIN_ALLOW_GUESTS for the admin API), a delegated scope access_as_user;
+#     (0 member, 1 guest: guests are refused unless AZSCEP_API_ALLOW_GUESTS for /api/csr, AZSCEP_ADMIN_ALLOW_GUESTS
+#     for the admin API), a delegated scope access_as_user that only an administrator can consent to, and that
+#     consent given tenant-wide to the console (this app itself);
 #   - a service principal with "assignment required", so only principals granted a role get tokens;
 #   - the certificate console's SPA redirect URI, <base URL>/api/console/ (from --console-url, or from the azd
 #     environment's AZSCEP_BASE_URL): the console signs in as this app and asks for its access_as_user scope.
@@ -19,8 +21,8 @@
 #
 # On a new registration Entra ID may answer for a while that it does not exist yet (replication): those calls are
 # retried (common.sh, graph_retry).
-# Needs: az (signed in; Application Administrator or Cloud Application Administrator, or the owner of the app),
-# jq. Roles are granted to clients afterwards (docs/deployment.md, "Entra setup").
+# Needs: az (signed in; Application Administrator or Cloud Application Administrator: an owner of the app can update
+# it but not give the tenant-wide consent), jq. Roles are granted to clients afterwards (docs/deployment.md, "Entra setup").
 set -euo pipefail
 # shellcheck source=infra/scripts/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -129,9 +131,10 @@ desired=$(jq -c \
 		api: ($api + {
 			requestedAccessTokenVersion: 2,
 			oauth2PermissionScopes: (
-				if any($scopes[]; .value == "access_as_user") then $scopes
+				if any($scopes[]; .value == "access_as_user")
+				then $scopes | map(if .value == "access_as_user" then . + {type: "Admin"} else . end)
 				else $scopes + [{
-					id: $id4, value: "access_as_user", type: "User", isEnabled: true,
+					id: $id4, value: "access_as_user", type: "Admin", isEnabled: true,
 					adminConsentDisplayName: "Use azscep as the signed-in user",
 					adminConsentDescription: "Lets the app call the azscep API as the signed-in user; app roles still decide what is allowed.",
 					userConsentDisplayName: "Use azscep as you",
@@ -144,6 +147,10 @@ desired=$(jq -c \
 				else . + [{name: $n, source: null, essential: false, additionalProperties: []}] end))
 		})
 	}' <<<"$current")
+
+# access_as_user is "Admin": only an administrator can consent to it, so no user can be talked into handing their
+# roles (a certificate in their name) to a third-party client; an existing scope of type "User" is changed, keeping
+# its ID. The console (this app itself) gets the tenant-wide consent below.
 
 # Compare only the properties we manage (sorted), so that an up-to-date registration is not written at all.
 normalize='{identifierUris: (.identifierUris // [] | sort), appRoles: (.appRoles // [] | map(del(.origin)) | sort_by(.value)),
@@ -189,6 +196,52 @@ if [[ $required != true ]]; then
 	log "service principal now requires an app role assignment"
 fi
 
+# Tenant-wide (admin) consent for the console, which is this app asking for its own access_as_user scope, and for the
+# sign-in scopes MSAL adds (openid, profile, offline_access, Microsoft Graph's): without it every user's sign-in stops
+# at "Need admin approval", the scope being admin-consent only (and the sign-in scopes too where the tenant lets users
+# consent to nothing). Other client applications (AZSCEP_API_CLIENT_APPS, AZSCEP_ADMIN_CLIENT_APPS) need the consent
+# from an administrator too (docs/deployment.md, section 6).
+grants=$(graph_retry az rest --method GET --uri "$graph/v1.0/servicePrincipals/$sp_id/oauth2PermissionGrants" -o json)
+
+# consent RESOURCE_SP "SCOPES" WHAT: the console's tenant-wide grant on RESOURCE_SP holds every one of SCOPES; a
+# grant that lacks some gets them added, keeping the others.
+consent() {
+	local resource=$1 scopes=$2 what=$3 grant body
+	grant=$(jq -c --arg r "$resource" '[.value[]? | select(.consentType == "AllPrincipals" and .resourceId == $r)] | .[0] // empty' <<<"$grants")
+	if [[ -z $grant ]]; then
+		body=$(jq -nc --arg c "$sp_id" --arg r "$resource" --arg s "$scopes" \
+			'{clientId: $c, consentType: "AllPrincipals", resourceId: $r, scope: $s}')
+		if graph_retry az rest --method POST --uri "$graph/v1.0/oauth2PermissionGrants" --headers "Content-Type=application/json" \
+			--body "$body" >/dev/null; then
+			log "granted admin consent for the console: $what ($scopes)"
+		else
+			consent_failed=true
+		fi
+		return
+	fi
+	body=$(jq -c --arg s "$scopes" '(.scope // "" | split(" ") | map(select(. != ""))) as $have
+		| ($s | split(" ") | map(select(. as $w | $have | index($w) | not))) as $missing
+		| if $missing == [] then empty else {scope: ($have + $missing | join(" "))} end' <<<"$grant")
+	if [[ -z $body ]]; then
+		log "admin consent for the console is granted: $what"
+		return
+	fi
+	if graph_retry az rest --method PATCH --uri "$graph/v1.0/oauth2PermissionGrants/$(jq -r .id <<<"$grant")" \
+		--headers "Content-Type=application/json" --body "$body" >/dev/null; then
+		log "added to the console's admin consent: $what ($scopes)"
+	else
+		consent_failed=true
+	fi
+}
+# A refused consent (an owner of the registration, not an Application Administrator) does not stop the rest: the
+# registration is usable by applications, and the values below are printed; the script still fails at the end.
+consent_failed=false
+consent "$sp_id" "access_as_user" "the API's access_as_user"
+graph_sp=$(az ad sp list --filter "appId eq '00000003-0000-0000-c000-000000000000'" --query "[0].id" -o tsv) ||
+	die "looking up Microsoft Graph's service principal failed"
+[[ -n $graph_sp ]] || die "no service principal for Microsoft Graph in this tenant"
+consent "$graph_sp" "openid profile offline_access" "sign-in"
+
 audiences="$app_id,api://$app_id"
 cat <<MSG
 
@@ -207,4 +260,8 @@ if [[ $set_env == true ]]; then
 	azd env set AZSCEP_API_TENANT_ID "$tenant"
 	azd env set AZSCEP_API_AUDIENCES "$audiences"
 	log "stored AZSCEP_API_TENANT_ID and AZSCEP_API_AUDIENCES in the azd environment; run azd provision"
+fi
+if [[ $consent_failed == true ]]; then
+	die "the tenant-wide consent for the console was refused (above): until an Application Administrator or Cloud" \
+		"Application Administrator runs this script again, users cannot sign in to the console"
 fi

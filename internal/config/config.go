@@ -277,7 +277,7 @@ var Settings = []Setting{
 	{Name: "AZSCEP_INTUNE_GRAPH_URL", Default: "https://graph.microsoft.com/", Azure: "optional", Doc: "Microsoft Graph base URL"},
 	{Name: "AZSCEP_INTUNE_RESOURCE_URL", Default: "https://api.manage.microsoft.com/", Azure: "optional", Doc: "Intune resource URL"},
 	{Name: "AZSCEP_INTUNE_CA_BUNDLE", Azure: "local-only", Doc: "PEM roots to trust for Entra/Graph/Intune (the local fake)"},
-	{Name: "AZSCEP_API_TENANT_ID", Azure: "optional", Doc: "Entra tenant whose tokens `/api/csr` and the admin API accept; empty disables both, except locally with AZSCEP_DEV_ISSUER=true (the development issuer's tokens)"},
+	{Name: "AZSCEP_API_TENANT_ID", Azure: "optional", Doc: "ID (GUID, not a domain name) of the Entra tenant whose tokens `/api/csr` and the admin API accept; empty disables both, except locally with AZSCEP_DEV_ISSUER=true (the development issuer's tokens)"},
 	{Name: "AZSCEP_API_AUDIENCES", Azure: "optional", Doc: "comma-separated accepted audiences: the API's client ID and App ID URI; required with the API"},
 	{Name: "AZSCEP_API_AUTHORITY", Default: "https://login.microsoftonline.com/", Azure: "optional", Doc: "authority host for token issuers and keys"},
 	{Name: "AZSCEP_API_GRAPH_URL", Default: "https://graph.microsoft.com/", Azure: "optional", Doc: "Graph base URL for the account and device ownership checks"},
@@ -566,6 +566,21 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 		admins := splitList(p.str("AZSCEP_ADMIN_CLIENT_APPS", ""))
 		if c.API.TenantID == "" && !c.DevIssuer {
 			return
+		}
+		if c.API.TenantID != "" && !entra.IsGUID(c.API.TenantID) {
+			// A domain name would load, then fail the token verifier at start-up: the whole CA, SCEP included,
+			// would exit into the host's restart limit over a setting of the API alone.
+			p.fail("AZSCEP_API_TENANT_ID", fmt.Sprintf("%q is not a tenant ID: give the directory's GUID "+
+				"(`az account show --query tenantId`, as create-api-app.sh prints it), not a domain name", c.API.TenantID))
+		}
+		if c.API.TenantID != "" {
+			// Checked as the verifier and the directory check them when built, for the same reason.
+			for _, s := range []struct{ name, v string }{{"AZSCEP_API_AUTHORITY", c.API.AuthorityHost},
+				{"AZSCEP_API_GRAPH_URL", c.API.GraphURL}} {
+				if err := entra.CheckServiceURL(s.v); err != nil {
+					p.fail(s.name, "must be an absolute https URL (http only for a loopback host): "+err.Error())
+				}
+			}
 		}
 		c.API.ClientApps = p.clientApps("AZSCEP_API_CLIENT_APPS", c.API.ClientApps)
 		if slices.Equal(admins, []string{"*"}) {

@@ -258,10 +258,17 @@ func TestBadSettings(t *testing.T) {
 		{"intune secret", azureEnv("AZSCEP_INTUNE_CREDENTIAL=secret"), "AZSCEP_INTUNE_CLIENT_SECRET", "intune"},
 		{"intune unresolved secret", azureEnv("AZSCEP_INTUNE_CREDENTIAL=secret", "AZSCEP_INTUNE_CLIENT_SECRET=@Microsoft.KeyVault(VaultName=kv;SecretName=s)"), "AZSCEP_INTUNE_CLIENT_SECRET", "intune"},
 		{"intune bundle in azure", azureEnv("AZSCEP_INTUNE_CA_BUNDLE=/x.pem"), "AZSCEP_INTUNE_CA_BUNDLE", "intune"},
-		{"api audiences", localEnv("AZSCEP_API_TENANT_ID=t"), "AZSCEP_API_AUDIENCES", "api"},
-		{"api unresolved audiences", azureEnv("AZSCEP_API_TENANT_ID=t", "AZSCEP_API_AUDIENCES=@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/a)"), "AZSCEP_API_AUDIENCES", "api"},
-		{"api profile", localEnv("AZSCEP_API_TENANT_ID=t", "AZSCEP_API_AUDIENCES=a", "AZSCEP_API_PROFILE=nope"), "AZSCEP_API_PROFILE", "api"},
-		{"api inherits its profile's fault", localEnv("AZSCEP_API_TENANT_ID=t", "AZSCEP_API_AUDIENCES=a", "AZSCEP_PROFILE_API=ku=bogus"), "AZSCEP_PROFILE_API", "api"},
+		// A domain name instead of the tenant's GUID: only the API goes down, naming the setting, rather than the
+		// token verifier failing the whole start-up.
+		{"api tenant is a domain", azureEnv("AZSCEP_API_TENANT_ID=contoso.onmicrosoft.com", "AZSCEP_API_AUDIENCES=api://x"), "AZSCEP_API_TENANT_ID", "api"},
+		{"api authority without scheme", azureEnv("AZSCEP_API_TENANT_ID=66666666-7777-4888-9999-000000000000", "AZSCEP_API_AUDIENCES=api://x",
+			"AZSCEP_API_AUTHORITY=login.microsoftonline.us"), "AZSCEP_API_AUTHORITY", "api"},
+		{"api graph url over http", azureEnv("AZSCEP_API_TENANT_ID=66666666-7777-4888-9999-000000000000", "AZSCEP_API_AUDIENCES=api://x",
+			"AZSCEP_API_GRAPH_URL=http://graph.microsoft.us/"), "AZSCEP_API_GRAPH_URL", "api"},
+		{"api audiences", localEnv("AZSCEP_API_TENANT_ID=66666666-7777-4888-9999-000000000000"), "AZSCEP_API_AUDIENCES", "api"},
+		{"api unresolved audiences", azureEnv("AZSCEP_API_TENANT_ID=66666666-7777-4888-9999-000000000000", "AZSCEP_API_AUDIENCES=@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/a)"), "AZSCEP_API_AUDIENCES", "api"},
+		{"api profile", localEnv("AZSCEP_API_TENANT_ID=66666666-7777-4888-9999-000000000000", "AZSCEP_API_AUDIENCES=a", "AZSCEP_API_PROFILE=nope"), "AZSCEP_API_PROFILE", "api"},
+		{"api inherits its profile's fault", localEnv("AZSCEP_API_TENANT_ID=66666666-7777-4888-9999-000000000000", "AZSCEP_API_AUDIENCES=a", "AZSCEP_PROFILE_API=ku=bogus"), "AZSCEP_PROFILE_API", "api"},
 		{"replay window", localEnv("AZSCEP_SCEP_STATIC=replay=40d"), "AZSCEP_SCEP_STATIC", "scep/static"},
 		{"renewal maximum", localEnv("AZSCEP_SCEP_STATIC=renewal_max=10m"), "AZSCEP_SCEP_STATIC", "scep/static"},
 		{"renew from an unknown endpoint", localEnv("AZSCEP_SCEP_STATIC=renew_from=nowhere"), "AZSCEP_SCEP_STATIC", "scep/static"},
@@ -326,7 +333,7 @@ func checkFault(t *testing.T, c *Config, feature, setting string) {
 func TestOneFaultDisablesOnlyItsFeature(t *testing.T) {
 	ref := "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/static-challenge/)"
 	c, err := Load(azureEnv("AZSCEP_SCEP_STATIC_SECRET="+ref, "AZSCEP_SCEP_ENDPOINTS=static,intune,gear",
-		"AZSCEP_SCEP_GEAR_SECRET=gear-secret-123", "AZSCEP_API_TENANT_ID=t", "AZSCEP_API_AUDIENCES=api://x"))
+		"AZSCEP_SCEP_GEAR_SECRET=gear-secret-123", "AZSCEP_API_TENANT_ID=66666666-7777-4888-9999-000000000000", "AZSCEP_API_AUDIENCES=api://x"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1760,7 +1760,8 @@ func TestAdminScriptCommands(t *testing.T) {
 // fakeGraphAz is a stand-in for the Azure CLI that keeps one app registration and its service principal in files
 // under $STATE, answering the calls infra/scripts/create-api-app.sh makes the way Microsoft Graph does: an
 // application's app roles come back with the read-only "origin" property, which Graph documents as never to be
-// sent in a POST or PATCH. Every PATCH body is appended to $STATE/patches, one per line.
+// sent in a POST or PATCH. Every PATCH body is appended to $STATE/patches, one per line. Delegated-permission grants
+// (admin consent) live in $STATE/grants, one per line, and every body written to them in $STATE/grant-writes.
 const fakeGraphAz = `#!/usr/bin/env bash
 set -euo pipefail
 method="" uri="" body="" query="" filter="" id=""
@@ -1801,7 +1802,9 @@ case "$1 $2" in
 	esac ;;
 "ad sp")
 	case "$3" in
-	list) [[ -f $sp ]] && jq -r .id "$sp"; exit 0 ;;
+	list)
+		[[ $filter == *00000003-0000-0000-c000-000000000000* ]] && { echo 66666666-6666-6666-6666-666666666666; exit 0; } # Microsoft Graph
+		[[ -f $sp ]] && jq -r .id "$sp"; exit 0 ;;
 	create)
 		lag sp-create "The appId '33333333-3333-3333-3333-333333333333' of the service principal does not reference a valid application object."
 		echo '{"id": "55555555-5555-5555-5555-555555555555", "appRoleAssignmentRequired": false}' >"$sp"
@@ -1816,6 +1819,15 @@ case "$1 $2" in
 		[[ -z ${FORBID_PATCH:-} ]] || { echo "ERROR: Forbidden({\"error\":{\"code\":\"Authorization_RequestDenied\",\"message\":\"Insufficient privileges to complete the operation.\"}})" >&2; exit 1; }
 		printf '%s\n' "$(jq -c . <<<"$body")" >>"$STATE/patches"
 		jq --argjson b "$body" '. + $b' "$app" >"$app.new" && mv "$app.new" "$app" ;;
+	"GET "*/oauth2PermissionGrants) jq -s '{value: .}' "$STATE/grants" 2>/dev/null || echo '{"value": []}' ;;
+	"POST "*/oauth2PermissionGrants)
+		[[ -z ${FORBID_GRANT:-} ]] || { echo "ERROR: Forbidden({\"error\":{\"code\":\"Authorization_RequestDenied\",\"message\":\"Insufficient privileges to complete the operation.\"}})" >&2; exit 1; }
+		printf '%s\n' "$(jq -c --arg id "grant-$(($(wc -l <"$STATE/grants" 2>/dev/null || echo 0) + 1))" '. + {id: $id}' <<<"$body")" >>"$STATE/grants"
+		printf '%s\n' "$(jq -c . <<<"$body")" >>"$STATE/grant-writes" ;;
+	"PATCH "*/oauth2PermissionGrants/*)
+		printf '%s\n' "$(jq -c . <<<"$body")" >>"$STATE/grant-writes"
+		jq -c --argjson b "$body" --arg id "${uri##*/}" 'if .id == $id then . + $b else . end' "$STATE/grants" >"$STATE/grants.new" &&
+			mv "$STATE/grants.new" "$STATE/grants" ;;
 	"GET "*/servicePrincipals/*)
 		lag sp-get "Not Found({\"error\":{\"code\":\"Request_ResourceNotFound\",\"message\":\"Resource '55555555-5555-5555-5555-555555555555' does not exist.\"}})"
 		jq -r ".$query" "$sp" ;;
@@ -1984,6 +1996,116 @@ func TestCreateAPIAppScript(t *testing.T) {
 		if strings.Contains(p, `"origin"`) {
 			t.Errorf("a PATCH sends the read-only origin property: %s", p)
 		}
+	}
+}
+
+// TestCreateAPIAppScopeAdminConsent: the access_as_user scope is one only an administrator can consent to, so no
+// user can be talked into handing their app roles (certificates in their name) to a third-party client; a
+// registration made before, whose scope users could consent to, is changed in place, keeping the scope's ID. The
+// console, which is the app asking for its own scope, gets the tenant-wide consent to it and to the sign-in scopes
+// MSAL adds (Microsoft Graph's openid, profile, offline_access) once, or has what is missing added to a tenant-wide
+// consent that lacks it: without it every user's sign-in stops at "Need admin approval".
+func TestCreateAPIAppScopeAdminConsent(t *testing.T) {
+	state, script := newCreateAPIApp(t)
+	run := func() string {
+		t.Helper()
+		out, err := script()
+		if err != nil {
+			t.Fatalf("create-api-app.sh: %v\n%s", err, out)
+		}
+		return out
+	}
+	type scope struct{ ID, Value, Type string }
+	scopes := func() []scope {
+		t.Helper()
+		var app struct {
+			API struct {
+				Scopes []scope `json:"oauth2PermissionScopes"`
+			} `json:"api"`
+		}
+		data, err := os.ReadFile(filepath.Join(state, "app.json"))
+		if err != nil || json.Unmarshal(data, &app) != nil {
+			t.Fatalf("app registration %s: %v", data, err)
+		}
+		return app.API.Scopes
+	}
+	type grant struct{ ClientID, ConsentType, ResourceID, Scope string }
+	grants := func() []grant {
+		t.Helper()
+		data, _ := os.ReadFile(filepath.Join(state, "grants"))
+		var out []grant
+		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			var g grant
+			if line == "" {
+				continue
+			}
+			if err := json.Unmarshal([]byte(line), &g); err != nil {
+				t.Fatalf("grant %q: %v", line, err)
+			}
+			out = append(out, g)
+		}
+		return out
+	}
+	writes := func() int {
+		data, _ := os.ReadFile(filepath.Join(state, "grant-writes"))
+		return strings.Count(string(data), "\n")
+	}
+	const sp, graph = "55555555-5555-5555-5555-555555555555", "66666666-6666-6666-6666-666666666666"
+	console := []grant{{ClientID: sp, ConsentType: "AllPrincipals", ResourceID: sp, Scope: "access_as_user"},
+		{ClientID: sp, ConsentType: "AllPrincipals", ResourceID: graph, Scope: "openid profile offline_access"}}
+
+	run()
+	if got := scopes(); len(got) != 1 || got[0].Value != "access_as_user" || got[0].Type != "Admin" {
+		t.Errorf("new registration: scopes %+v, want access_as_user of type Admin", got)
+	}
+	if got := grants(); !slices.Equal(got, console) {
+		t.Errorf("new registration: consents %+v, want the console's tenant-wide consents %+v", got, console)
+	}
+	before := writes()
+	if out := run(); writes() != before || strings.Count(out, "admin consent for the console is granted") != 2 {
+		t.Errorf("second run wrote the consent again (%d writes, was %d)\n%s", writes(), before, out)
+	}
+
+	// A registration made by an earlier version: users could consent to the scope, and the tenant-wide consent of the
+	// console holds other scopes only.
+	seeded := `{"appId": "33333333-3333-3333-3333-333333333333", "id": "44444444-4444-4444-4444-444444444444",
+		"identifierUris": ["api://33333333-3333-3333-3333-333333333333"], "optionalClaims": null, "spa": {"redirectUris": []},
+		"appRoles": [], "api": {"requestedAccessTokenVersion": 2, "oauth2PermissionScopes": [
+			{"id": "88888888-8888-8888-8888-888888888888", "value": "access_as_user", "type": "User", "isEnabled": true,
+			 "adminConsentDisplayName": "x", "adminConsentDescription": "x", "userConsentDisplayName": "x", "userConsentDescription": "x"}]}}`
+	if err := os.WriteFile(filepath.Join(state, "app.json"), []byte(seeded), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := `{"id": "grant-1", "clientId": "` + sp + `", "consentType": "AllPrincipals", "resourceId": "` + sp + `", "scope": "other"}` + "\n" +
+		`{"id": "grant-2", "clientId": "` + sp + `", "consentType": "AllPrincipals", "resourceId": "` + graph + `", "scope": "User.Read openid"}` + "\n"
+	if err := os.WriteFile(filepath.Join(state, "grants"), []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run()
+	if got := scopes(); len(got) != 1 || got[0].ID != "88888888-8888-8888-8888-888888888888" || got[0].Type != "Admin" {
+		t.Errorf("earlier registration: scopes %+v, want access_as_user keeping its ID, now of type Admin", got)
+	}
+	want := []grant{{ClientID: sp, ConsentType: "AllPrincipals", ResourceID: sp, Scope: "other access_as_user"},
+		{ClientID: sp, ConsentType: "AllPrincipals", ResourceID: graph, Scope: "User.Read openid profile offline_access"}}
+	if got := grants(); !slices.Equal(got, want) {
+		t.Errorf("earlier consents: %+v, want the same two with what was missing added: %+v", got, want)
+	}
+}
+
+// TestCreateAPIAppScriptConsentRefused: run by an owner of the registration who may not give tenant-wide consent,
+// the script still brings the registration up to date and prints the settings, then fails naming the console and
+// the roles that can give the consent, rather than stopping half-way at Graph's refusal.
+func TestCreateAPIAppScriptConsentRefused(t *testing.T) {
+	state, script := newCreateAPIApp(t)
+	out, err := script("FORBID_GRANT=1")
+	if err == nil || !strings.Contains(out, "users cannot sign in to the console") || !strings.Contains(out, "Application Administrator") {
+		t.Errorf("consent refused: err %v, want a failure naming the console and who can consent\n%s", err, out)
+	}
+	if !strings.Contains(out, "azd env set AZSCEP_API_AUDIENCES") || strings.Count(out, "Insufficient privileges") != 2 {
+		t.Errorf("want both refusals shown and the settings printed:\n%s", out)
+	}
+	if data, _ := os.ReadFile(filepath.Join(state, "patches")); !strings.Contains(string(data), `"type":"Admin"`) {
+		t.Errorf("the registration was not brought up to date: %s", data)
 	}
 }
 

@@ -122,6 +122,10 @@ func (c Config) withDefaults() (Config, error) {
 // checkServiceURL accepts absolute https URLs, and http only for loopback
 // hosts (tests, the local dev issuer). Plain-http identity metadata from a real
 // host would let anyone on the path substitute keys.
+// CheckServiceURL is checkServiceURL for other packages: the settings that name the authority host and the Graph
+// base URL are refused when they are read, with the rule the verifier and the directory apply when they are built.
+func CheckServiceURL(raw string) error { return checkServiceURL(raw) }
+
 func checkServiceURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
