@@ -130,6 +130,20 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 	if err != nil {
 		return nil, err
 	}
+	// Intune's client first, before the endpoints: its credential's file is read here, not by config.Load, and one
+	// that cannot be read or parsed disables Intune and the endpoints that use it (config.DisableIntune), as a
+	// setting Load refuses does, instead of stopping the other endpoints, OCSP and the CRL with it.
+	var intuneAPI *intune.Client
+	if cfg.Intune.Enabled {
+		if intuneAPI, err = intuneClient(cfg, log, opts); err != nil {
+			var bad *config.Error
+			if !errors.As(err, &bad) {
+				return nil, err
+			}
+			cfg.DisableIntune(bad)
+			logFault(log, config.FeatureFault{Feature: config.FeatureIntune, Err: bad})
+		}
+	}
 	var endpoints []*scep.Endpoint
 	for _, e := range cfg.Endpoints {
 		endpoints = append(endpoints, &scep.Endpoint{Name: e.Name, Challenge: e.Challenge, Secret: []byte(e.Secret),
@@ -193,15 +207,11 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 
 	var challenge scep.Intune
 	if cfg.Intune.Enabled {
-		client, err := intuneClient(cfg, log, opts)
-		if err != nil {
-			return nil, err
-		}
-		d.intune = client
+		d.intune = intuneAPI
 		caConfig := intune.CAConfiguration(keys.CA())
-		challenge = &scep.IntuneChallenge{Client: client, CAConfiguration: caConfig}
+		challenge = &scep.IntuneChallenge{Client: intuneAPI, CAConfiguration: caConfig}
 		if cfg.Intune.RevocationSync {
-			d.sync, err = revocation.NewSyncer(revocation.SyncConfig{Store: st, Intune: client, CAConfiguration: caConfig,
+			d.sync, err = revocation.NewSyncer(revocation.SyncConfig{Store: st, Intune: intuneAPI, CAConfiguration: caConfig,
 				IssuerName: keys.CA().Subject.String(), Batch: cfg.RevocationBatch, Budget: syncBudget,
 				OnRevoked: onRevoked, Logger: log,
 				// ctx is serve's: it ends with SIGTERM, when no new download may start.
@@ -247,20 +257,22 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts build
 	return d, nil
 }
 
-// intuneClient builds the Intune client with the credential the settings choose.
+// intuneClient builds the Intune client with the credential the settings choose. A setting it cannot use (a file
+// that cannot be read, a certificate that does not parse) is a *config.Error naming it.
 func intuneClient(cfg *config.Config, log *slog.Logger, opts buildOptions) (*intune.Client, error) {
+	bad := func(setting string, err error) error { return &config.Error{Setting: setting, Problem: err.Error()} }
 	httpClient := opts.httpClient
 	if cfg.Intune.CABundle != "" {
 		pemData, err := os.ReadFile(cfg.Intune.CABundle)
 		if err != nil {
-			return nil, fmt.Errorf("reading AZSCEP_INTUNE_CA_BUNDLE: %w", err)
+			return nil, bad("AZSCEP_INTUNE_CA_BUNDLE", err)
 		}
 		pool, err := x509.SystemCertPool()
 		if err != nil {
 			pool = x509.NewCertPool()
 		}
 		if !pool.AppendCertsFromPEM(pemData) {
-			return nil, errors.New("AZSCEP_INTUNE_CA_BUNDLE holds no PEM certificate")
+			return nil, bad("AZSCEP_INTUNE_CA_BUNDLE", errors.New("holds no PEM certificate"))
 		}
 		httpClient = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 	}
@@ -269,20 +281,25 @@ func intuneClient(cfg *config.Config, log *slog.Logger, opts buildOptions) (*int
 	cc := intune.CredentialConfig{Kind: kind, TenantID: cfg.Intune.TenantID, ClientID: cfg.Intune.ClientID,
 		ClientSecret: cfg.Intune.ClientSecret, AuthorityHost: cfg.Intune.AuthorityHost, HTTPClient: httpClient,
 		DisableInstanceDiscovery: cfg.Intune.AuthorityHost != intune.DefaultAuthorityHost}
+	credSetting := "AZSCEP_INTUNE_CREDENTIAL"
 	if cfg.Intune.CertPath != "" {
 		data, err := os.ReadFile(cfg.Intune.CertPath)
 		if err != nil {
-			return nil, fmt.Errorf("reading AZSCEP_INTUNE_CERT_PATH: %w", err)
+			return nil, bad("AZSCEP_INTUNE_CERT_PATH", err)
 		}
-		cc.Certificate = data
+		cc.Certificate, credSetting = data, "AZSCEP_INTUNE_CERT_PATH"
 	}
 	cred, err := intune.NewCredential(cc)
 	if err != nil {
-		return nil, fmt.Errorf("intune credential: %w", err)
+		return nil, bad(credSetting, err)
 	}
-	return intune.New(intune.Config{Credential: cred, TenantID: cfg.Intune.TenantID,
+	client, err := intune.New(intune.Config{Credential: cred, TenantID: cfg.Intune.TenantID,
 		ProviderNameAndVersion: cfg.Intune.Provider + " " + version, GraphBase: cfg.Intune.GraphURL,
 		IntuneResource: cfg.Intune.ResourceURL, HTTPClient: httpClient, Logger: log})
+	if err != nil {
+		return nil, bad("AZSCEP_INTUNE_CREDENTIAL", err)
+	}
+	return client, nil
 }
 
 // buildAPI wires /api/csr: Entra tokens in Azure, the development issuer locally when enabled.

@@ -128,6 +128,34 @@ func ProfileFeature(name string) string { return "profile/" + strings.ToLower(na
 // Fault returns the problem that disabled feature, or nil when it is not disabled.
 func (c *Config) Fault(feature string) *Error { return c.Faults[feature] }
 
+// DisableIntune disables Intune for a problem of its settings found after Load: the handler reading the file of the
+// certificate credential, say. As for one Load finds, the endpoints that use the intune challenge go down with it,
+// naming the setting, and everything else goes on serving. A fault Intune already has is kept.
+func (c *Config) DisableIntune(e *Error) {
+	if c.Faults == nil {
+		c.Faults = map[string]*Error{}
+	}
+	if f := c.Faults[FeatureIntune]; f != nil {
+		e = f
+	}
+	c.Faults[FeatureIntune] = e
+	c.dropIntune(c.Faults, e)
+}
+
+// dropIntune turns Intune and the endpoints that use the intune challenge off, recording f as each endpoint's fault.
+func (c *Config) dropIntune(faults map[string]*Error, f *Error) {
+	c.Intune.Enabled, c.Intune.RevocationSync = false, false
+	kept := c.Endpoints[:0]
+	for _, e := range c.Endpoints {
+		if e.Challenge == "intune" {
+			faults[EndpointFeature(e.Name)] = f
+			continue
+		}
+		kept = append(kept, e)
+	}
+	c.Endpoints = kept
+}
+
 // FaultList returns the faults sorted by feature, for health reports and startup logs.
 func (c *Config) FaultList() []FeatureFault {
 	out := make([]FeatureFault, 0, len(c.Faults))
@@ -530,17 +558,7 @@ func load(environ []string, read map[string]bool) (*Config, error) {
 		p.feature(FeatureIntune, func() { p.intune(&c.Intune) })
 	}
 	if f := p.faults[FeatureIntune]; f != nil {
-		// The endpoints that use the intune challenge go down with Intune, naming Intune's setting.
-		c.Intune.Enabled, c.Intune.RevocationSync = false, false
-		kept := c.Endpoints[:0]
-		for _, e := range c.Endpoints {
-			if e.Challenge == "intune" {
-				p.faults[EndpointFeature(e.Name)] = f
-				continue
-			}
-			kept = append(kept, e)
-		}
-		c.Endpoints = kept
+		c.dropIntune(p.faults, f)
 	}
 
 	// The development issuer is a safety interlock, not a feature setting: asking for it in Azure stops the process.
