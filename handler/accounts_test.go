@@ -86,6 +86,40 @@ func TestTimerRevokesCertificatesOfDisabledAccounts(t *testing.T) {
 	}
 }
 
+// TestTimerRevokesCertificatesOfAccountsDeletedBeforeFirstRun: a user gets a self-service certificate at /api/csr
+// and is deleted before the hourly timer ever ran. The first run's enumeration lists only the accounts there, so it
+// asks Graph about the account it did not name, revokes its certificate for affiliationChanged (OCSP says so at once)
+// and its Logs say how many it asked about; the other user's certificate stays good.
+func TestTimerRevokesCertificatesOfAccountsDeletedBeforeFirstRun(t *testing.T) {
+	s := startNames(t, "AZSCEP_API_REVOKE_DISABLED=true")
+	selfCert := func(upn string) (string, *x509.Certificate) {
+		oid := entrafake.NewGUID()
+		tok := s.entra.MintUser(oid, upn, []string{entra.RoleCSRSelfService})
+		return oid, s.wantAPICert(t, tok, testca.CSROptions{Subject: pkix.Name{CommonName: upn}, UPNs: []string{upn}})
+	}
+	gone, goneCert := selfCert("gone@contoso.example")
+	_, keptCert := selfCert("kept@contoso.example")
+	s.entra.graph.DeleteUser(gone)
+
+	logs := postTimer(t, http.DefaultClient, s.base)
+	serial := store.SerialString(goneCert.SerialNumber)
+	if !strings.Contains(logs, "revoked 1 certificates of Entra accounts disabled or deleted: "+serial) ||
+		!strings.Contains(logs, "1 users of certificates the enumeration from scratch did not name asked about one by one, 1 no longer in Entra") {
+		t.Fatalf("first run's Logs:\n%s", logs)
+	}
+	ca := caOf(t, s)
+	if st := ocspStatus(t, s.base, goneCert, ca); st.Status != xocsp.Revoked || st.RevocationReason != xocsp.AffiliationChanged {
+		t.Errorf("OCSP for the deleted user's certificate: status %d reason %d, want revoked, affiliationChanged", st.Status,
+			st.RevocationReason)
+	}
+	if st := ocspStatus(t, s.base, keptCert, ca); st.Status != xocsp.Good {
+		t.Errorf("OCSP for the other user's certificate: status %d, want good", st.Status)
+	}
+	if logs := postTimer(t, http.DefaultClient, s.base); strings.Contains(logs, "asked about one by one") {
+		t.Errorf("second run asked again:\n%s", logs)
+	}
+}
+
 // TestTimerRevokesCertificatesOfDeletedDevices: Erin gets a self-service certificate at /api/csr for her desktop, an
 // Entra device she owns; an administrator deletes the desktop, and another device that never had a certificate. The
 // devices delta names a deleted device by its object ID only: the hourly timer finds the desktop's certificate by the

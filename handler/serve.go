@@ -871,6 +871,10 @@ func (d *deps) deltaSweepReport(sw revocation.AccountSweep, err error, sweep, se
 	if sw.Rechecked > 0 {
 		line += fmt.Sprintf("; %d %s found gone by an earlier run looked for again", sw.Rechecked, set)
 	}
+	if sw.LookedUp > 0 {
+		line += fmt.Sprintf("; %d %s of certificates the enumeration from scratch did not name asked about one by one, %d no longer in Entra",
+			sw.LookedUp, set, sw.Missing)
+	}
 	if sw.Unmapped > 0 {
 		line += fmt.Sprintf("; %d deleted that no record names by object ID (certificates issued before records kept it are not revoked)",
 			sw.Unmapped)

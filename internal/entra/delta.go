@@ -147,3 +147,38 @@ func (d *Directory) delta(ctx context.Context, link, first, what string, devices
 	}
 	return page, nil
 }
+
+// UserExists reports whether the user with the given object ID is in the directory now: GET
+// /v1.0/users/{id}?$select=id,accountEnabled (User.Read.All). It answers what a delta enumeration from scratch cannot
+// say, which lists only the objects there: a user deleted before it (restorable from deleted items or not) is false.
+// Only Graph's own 404 (Request_ResourceNotFound) is false; every other failure, or an answer for another ID, is an
+// error wrapping ErrUnavailable, since a false revokes. Answers are not cached.
+func (d *Directory) UserExists(ctx context.Context, userObjectID string) (bool, error) {
+	return d.objectExists(ctx, "users", "user", userObjectID)
+}
+
+// DeviceObjectExists is UserExists for the Entra device with the given directory object ID (not its deviceId): GET
+// /v1.0/devices/{id}?$select=id,accountEnabled (Device.Read.All).
+func (d *Directory) DeviceObjectExists(ctx context.Context, objectID string) (bool, error) {
+	return d.objectExists(ctx, "devices", "device", objectID)
+}
+
+func (d *Directory) objectExists(ctx context.Context, set, what, id string) (bool, error) {
+	if !isGUID(id) {
+		return false, fmt.Errorf("%w: %s object ID", ErrInvalidID, what)
+	}
+	id = normGUID(id)
+	var obj struct {
+		ID string `json:"id"`
+	}
+	found, err := d.getObject(ctx, d.graphURL("v1.0/"+set+"/"+id+"?$select=id,accountEnabled"), &obj)
+	switch {
+	case err != nil:
+		return false, fmt.Errorf("looking up %s %s: %w", what, id, err)
+	case !found:
+		return false, nil
+	case normGUID(obj.ID) != id:
+		return false, fmt.Errorf("%w: Graph answered %s %q for %s", ErrUnavailable, what, obj.ID, id)
+	}
+	return true, nil
+}

@@ -194,3 +194,56 @@ func TestDevicesDeltaRounds(t *testing.T) {
 		}
 	}
 }
+
+// TestObjectExists: UserExists and DeviceObjectExists answer true for an object Graph has and false only for Graph's
+// own 404 (Request_ResourceNotFound) of a deleted one; a 404 with another body (a gateway's, a route Graph does not
+// serve), an answer for another object, a refusal or a failure is ErrUnavailable, never "deleted"; an ID that is not
+// a GUID is not sent.
+func TestObjectExists(t *testing.T) {
+	e := newGraphEnv(t)
+	ctx := context.Background()
+	user, gone := entrafake.NewGUID(), entrafake.NewGUID()
+	e.g.PutUser(entrafake.User{ID: user, UPN: "alice@contoso.example", Enabled: false})
+	e.g.PutUser(entrafake.User{ID: gone, UPN: "bob@contoso.example", Enabled: true})
+	e.g.SoftDeleteUser(gone)
+	device := entrafake.NewGUID()
+	obj := e.g.AddDevice(device)
+	if ok, err := e.d.UserExists(ctx, strings.ToUpper(user)); !ok || err != nil {
+		t.Errorf("UserExists(disabled user) = %v, %v; want true", ok, err)
+	}
+	if ok, err := e.d.UserExists(ctx, gone); ok || err != nil {
+		t.Errorf("UserExists(deleted user) = %v, %v; want false, nil", ok, err)
+	}
+	if ok, err := e.d.DeviceObjectExists(ctx, obj); !ok || err != nil {
+		t.Errorf("DeviceObjectExists(device) = %v, %v; want true", ok, err)
+	}
+	e.g.DeleteDevice(device)
+	if ok, err := e.d.DeviceObjectExists(ctx, obj); ok || err != nil {
+		t.Errorf("DeviceObjectExists(deleted device) = %v, %v; want false, nil", ok, err)
+	}
+	if _, err := e.d.UserExists(ctx, "x' or 1 eq 1"); !errors.Is(err, entra.ErrInvalidID) {
+		t.Errorf("UserExists(not a GUID) error %v, want ErrInvalidID", err)
+	}
+	for _, status := range []int{http.StatusNotFound, http.StatusForbidden, http.StatusInternalServerError} {
+		e.g.SetFault(entrafake.Fault{Status: status, Path: "/v1.0/users/" + gone})
+		if ok, err := e.d.UserExists(ctx, gone); ok || !errors.Is(err, entra.ErrUnavailable) {
+			t.Errorf("UserExists with Graph %d (not Request_ResourceNotFound) = %v, %v; want ErrUnavailable", status, ok, err)
+		}
+	}
+	e.g.SetFault(entrafake.Fault{})
+
+	other := entrafake.NewGUID()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"id":"` + other + `","accountEnabled":true}`))
+	}))
+	t.Cleanup(srv.Close)
+	d, err := entra.NewDirectory(entra.GraphConfig{Credential: &entrafake.Credential{Token: "t"}, BaseURL: srv.URL,
+		HTTPClient: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := d.UserExists(ctx, user); ok || !errors.Is(err, entra.ErrUnavailable) {
+		t.Errorf("UserExists answered for another object = %v, %v; want ErrUnavailable", ok, err)
+	}
+}

@@ -720,8 +720,19 @@ func (d *Directory) getJSON(ctx context.Context, u string, v any) (found bool, e
 
 // getJSONWith is getJSON sending the request headers hdr too.
 func (d *Directory) getJSONWith(ctx context.Context, u string, hdr http.Header, v any) (found bool, err error) {
+	return d.get(ctx, u, hdr, v, false)
+}
+
+// getObject is getJSON for a directory object whose absence the caller acts on (revokes for): a 404 is "not found"
+// only when Graph says the object does not exist (Request_ResourceNotFound); any other 404, a route Graph does not
+// serve or a proxy's page, is ErrUnavailable.
+func (d *Directory) getObject(ctx context.Context, u string, v any) (found bool, err error) {
+	return d.get(ctx, u, nil, v, true)
+}
+
+func (d *Directory) get(ctx context.Context, u string, hdr http.Header, v any, strict404 bool) (found bool, err error) {
 	for attempt := 1; ; attempt++ {
-		found, wait, err := d.getJSONOnce(ctx, u, hdr, v)
+		found, wait, err := d.getJSONOnce(ctx, u, hdr, v, strict404)
 		if wait < 0 || attempt >= maxGraphAttempts {
 			return found, err
 		}
@@ -784,9 +795,22 @@ func noIntune(path string, body []byte) bool {
 		strings.EqualFold(strings.TrimSuffix(strings.TrimSpace(e.Error.Message), "."), "Request not applicable to target tenant")
 }
 
+// graphErrorCode is the error code of a Graph error body, "" when the body is not one.
+func graphErrorCode(body []byte) string {
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &e) != nil {
+		return ""
+	}
+	return e.Error.Code
+}
+
 // getJSONOnce is one attempt of getJSON. wait is how long to wait before
 // another attempt may help, or -1 when none would.
-func (d *Directory) getJSONOnce(ctx context.Context, u string, hdr http.Header, v any) (found bool, wait time.Duration, err error) {
+func (d *Directory) getJSONOnce(ctx context.Context, u string, hdr http.Header, v any, strict404 bool) (found bool, wait time.Duration, err error) {
 	tok, err := d.accessToken(ctx)
 	if err != nil {
 		return false, -1, err
@@ -811,6 +835,9 @@ func (d *Directory) getJSONOnce(ctx context.Context, u string, hdr http.Header, 
 		return false, -1, fmt.Errorf("%w: reading Graph response: %w", ErrUnavailable, err)
 	}
 	switch {
+	case resp.StatusCode == http.StatusNotFound && strict404 && graphErrorCode(body) != "Request_ResourceNotFound":
+		return false, -1, fmt.Errorf("%w: Graph GET %s: 404 without Request_ResourceNotFound", ErrUnavailable,
+			req.URL.Path)
 	case resp.StatusCode == http.StatusNotFound:
 		return false, -1, nil
 	case resp.StatusCode != http.StatusOK:

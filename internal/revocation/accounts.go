@@ -61,6 +61,15 @@ const (
 // round, from the link reached.
 const maxRoundGone = 2000
 
+// MaxLookups bounds the accounts and devices one call asks Graph about one by one (UserLookup, DeviceLookup) in the
+// scan of a round that verifies (deltaRound.Verify). A call that reaches it stops the scan after the last page it
+// finished, and the next call goes on from there with a new allowance; verifyPage keeps a page's lookups (up to two
+// a record) well within it, so that every call finishes a page.
+const MaxLookups = 400
+
+// verifyPage is how many records one search page asks for in the scan of a round that verifies.
+const verifyPage = 50
+
 // maxRoundBytes is the largest document a round is written in, under the store's meta document limit (512 KiB).
 const maxRoundBytes = 480 << 10
 
@@ -74,6 +83,29 @@ type DevicesDelta interface {
 	DevicesDelta(ctx context.Context, link string) (*entra.DeltaPage, error)
 }
 
+// UserLookup says whether one user is in the directory now (entra.Directory.UserExists): false only for a definite
+// "not found". A UsersDelta that is one too has the accounts a delta enumeration from scratch did not name looked up
+// (deltaRound.Verify).
+type UserLookup interface {
+	UserExists(ctx context.Context, userObjectID string) (bool, error)
+}
+
+// DeviceLookup is UserLookup for an Entra device by object ID (entra.Directory.DeviceObjectExists).
+type DeviceLookup interface {
+	DeviceObjectExists(ctx context.Context, objectID string) (bool, error)
+}
+
+// The directory the sweep runs with in production looks objects up: without it, a deletion before an enumeration
+// from scratch would go unnoticed again.
+var (
+	_ UserLookup   = (*entra.Directory)(nil)
+	_ DeviceLookup = (*entra.Directory)(nil)
+)
+
+// errLookupsSpent stops the scan of a round that verifies once the call has asked MaxLookups: not a failure, the
+// next call goes on from the cursor.
+var errLookupsSpent = errors.New("the Graph lookups of this run are spent")
+
 type deltaDoc struct {
 	Link string    `json:"link"`
 	At   time.Time `json:"at"`
@@ -84,6 +116,12 @@ type deltaDoc struct {
 	// until it does, possibly calls later, no call reads the delta further, and Link stays where the round began.
 	// Recent is folded into Round.Gone meanwhile.
 	Round *deltaRound `json:"round,omitempty"`
+	// Verified says a round's scan looked up, since the enumeration from scratch Link goes on from began, the
+	// accounts (devices) of the records that its pages did not name (deltaRound.Verify): an account deleted before
+	// that enumeration (the first call, or one after Graph forgot the link), or while the forgotten link's changes
+	// went unread, is in no page of it nor of any later delta. A document without it (none yet, or one a build
+	// before it wrote) has the next round verify.
+	Verified bool `json:"verified,omitempty"`
 }
 
 // deltaRound is what a round's pages said, kept until its scan is done so that a call that stops in it loses
@@ -99,6 +137,10 @@ type deltaRound struct {
 	Complete bool   `json:"complete,omitempty"`
 	// Gone are the accounts (or devices) to look for: those the pages named gone and those of Recent.
 	Gone []roundGone `json:"gone"`
+	// Verify says the scan also asks Graph, one by one, about the accounts (devices) of the records it passes that
+	// no page of the call named, and revokes those Graph no longer has (deltaDoc.Verified). The round ends only when
+	// every such question was answered: a failed one stops the scan there, for the next call to ask again.
+	Verify bool `json:"verify,omitempty"`
 }
 
 // roundGone is one entry of deltaRound.Gone, spelt short: thousands of them go in one document (maxRoundGone).
@@ -189,6 +231,10 @@ type AccountSweep struct {
 	// Resumed says the call read no pages but went on with the scan of the round an earlier call read, which had
 	// not reached its end; Complete is then that round's.
 	Resumed bool
+	// LookedUp counts the accounts (or devices) of records that the call asked Graph about one by one, in the
+	// scan of a round that verifies (after an enumeration from scratch), and Missing those Graph no longer had,
+	// whose certificates were revoked as deleted.
+	LookedUp, Missing int
 }
 
 // RevokeDisabledAccounts revokes, for affiliationChanged, the /api/csr certificates of Entra accounts that were
@@ -216,6 +262,14 @@ type AccountSweep struct {
 // lacks User.Read.All), throttles (429), fails or answers malformed revokes nothing of its own and ends the reading;
 // the pages read before it are acted on and the link after them kept. A link Graph has forgotten (410) makes the call
 // enumerate again from the start. It returns what it did, also when it stopped on an error.
+//
+// An enumeration from scratch (the first call, or one after a 410) lists only the accounts there now, so an account
+// deleted before it is in no page of it nor of any later delta. The round that starts one therefore verifies: its
+// scan asks Graph about the account of each record it passes that the call's pages did not name (UserLookup, at
+// most MaxLookups a call, each answer kept for the call) and revokes, as deleted, the certificates of those Graph
+// says it does not have. A question Graph does not answer so revokes nothing for that record and stops the scan
+// there (the round is not done, and the next call asks again); the allowance spent stops it too, without an error.
+// A document written before rounds verified has the next round verify once as well.
 func RevokeDisabledAccounts(ctx context.Context, st store.Store, dir UsersDelta, now time.Time) (AccountSweep, error) {
 	users := usersSet(dir)
 	sweepDirectory(ctx, st, now, users, devicesSet(nil))
@@ -271,6 +325,9 @@ func usersSet(dir UsersDelta) *sweepSet {
 	if dir != nil {
 		s.read = dir.UsersDelta
 	}
+	if l, ok := dir.(UserLookup); ok {
+		s.exists = l.UserExists
+	}
 	return s
 }
 
@@ -278,6 +335,9 @@ func devicesSet(dir DevicesDelta) *sweepSet {
 	s := &sweepSet{doc: devicesDeltaDoc, what: "devices", devices: true}
 	if dir != nil {
 		s.read = dir.DevicesDelta
+	}
+	if l, ok := dir.(DeviceLookup); ok {
+		s.exists = l.DeviceObjectExists
 	}
 	return s
 }
@@ -290,6 +350,8 @@ type sweepSet struct {
 	read func(ctx context.Context, link string) (*entra.DeltaPage, error)
 	// devices says the entries are devices, whose deleted entries may match no record (Unmapped).
 	devices bool
+	// exists asks Graph whether one object is still there; nil when the directory cannot (no round verifies then).
+	exists func(ctx context.Context, id string) (bool, error)
 
 	sw  AccountSweep
 	err error
@@ -307,6 +369,11 @@ type sweepSet struct {
 	gone    map[string]entra.DirectoryChange // by object ID
 	since   map[string]time.Time             // when a call first found each of gone gone
 	paged   map[string]bool                  // the object IDs of gone the round's pages found gone
+	// present are the objects this call's pages named as there (enabled or not): a verifying scan need not ask
+	// about them, since a deletion after the page is in a later round. Not kept: a resumed scan asks.
+	present map[string]bool
+	// known caches this call's lookups: whether each object asked about is there.
+	known map[string]bool
 }
 
 // sweepDirectory sweeps the sets (the accounts, the devices) in three steps. Unless a round is in progress, it reads
@@ -362,6 +429,13 @@ func sweepDirectory(ctx context.Context, st store.Store, now time.Time, sets ...
 		return 0, false
 	}
 	scanned, err := scanRound(ctx, st, now, inScan)
+	if errors.Is(err, errLookupsSpent) {
+		// Stopped where it should, not failed: the next call goes on from the cursor with new lookups.
+		for _, s := range inScan {
+			s.err = errors.Join(s.err, s.roundErr)
+		}
+		return scanned, true
+	}
 	if err != nil {
 		for _, s := range inScan {
 			s.err = errors.Join(s.err, s.roundErr, err)
@@ -400,11 +474,13 @@ func (s *sweepSet) readPages(rctx, ctx context.Context, now time.Time) {
 	for _, r := range s.state.Recent {
 		s.gone[r.Key], s.since[r.Key] = r.change(), r.At
 	}
+	s.present = map[string]bool{}
 	link := s.state.Link
+	fresh := link == ""
 	for s.sw.Pages < MaxAccountPages && (s.sw.Pages == 0 || len(s.gone) < maxRoundGone) {
 		page, err := s.read(rctx, link)
 		if errors.Is(err, entra.ErrDeltaExpired) && link != "" && !s.sw.Restarted {
-			s.sw.Restarted, link = true, ""
+			s.sw.Restarted, link, fresh = true, "", true
 			continue
 		}
 		if err != nil && rctx.Err() != nil && ctx.Err() == nil {
@@ -416,6 +492,11 @@ func (s *sweepSet) readPages(rctx, ctx context.Context, now time.Time) {
 		}
 		s.sw.Pages++
 		for _, c := range page.Changes {
+			if c.Removed == "" {
+				s.present[c.ID] = true
+			} else {
+				delete(s.present, c.ID)
+			}
 			switch {
 			case c.Removed == "" && c.Enabled == nil:
 				// Says nothing about signing in (accountEnabled not sent): neither a disable nor a re-enable.
@@ -445,7 +526,14 @@ func (s *sweepSet) readPages(rctx, ctx context.Context, now time.Time) {
 	}
 	s.sw.Accounts = len(s.paged)
 	s.sw.Rechecked = len(s.gone) - len(s.paged)
-	s.round = &deltaRound{Started: now, Link: link, Complete: s.sw.Complete}
+	// An enumeration from scratch that read a page has begun: a deletion before it is in no delta, so the accounts
+	// of the records must be looked up once, in this round or the next ones until one's scan ends. One whose first
+	// page failed read nothing, and the next call starts it again.
+	if fresh && s.sw.Pages > 0 {
+		s.state.Verified = false
+	}
+	verify := s.exists != nil && !s.state.Verified && (!fresh || s.sw.Pages > 0)
+	s.round = &deltaRound{Started: now, Link: link, Complete: s.sw.Complete, Verify: verify}
 }
 
 // begin makes what readPages found the set's round, written to its document with the ETag read. With nothing to
@@ -455,9 +543,9 @@ func (s *sweepSet) readPages(rctx, ctx context.Context, now time.Time) {
 func (s *sweepSet) begin(ctx context.Context, st store.Store, id string, now time.Time) {
 	r := s.round
 	s.round = nil
-	if len(s.gone) == 0 {
+	if len(s.gone) == 0 && !r.Verify {
 		if s.sw.Pages > 0 && r.Link != s.state.Link {
-			s.save(ctx, st, deltaDoc{Link: r.Link, At: now})
+			s.save(ctx, st, deltaDoc{Link: r.Link, At: now, Verified: s.state.Verified})
 		}
 		return
 	}
@@ -469,7 +557,7 @@ func (s *sweepSet) begin(ctx context.Context, st store.Store, id string, now tim
 	slices.SortFunc(r.Gone, func(a, b roundGone) int { return strings.Compare(a.Key, b.Key) })
 	s.round = r
 	// Recent is folded into the round, and comes back, renewed, when the round ends.
-	doc := deltaDoc{Link: s.state.Link, At: s.state.At, Round: r}
+	doc := deltaDoc{Link: s.state.Link, At: s.state.At, Round: r, Verified: s.state.Verified}
 	raw, err := json.Marshal(doc)
 	if err == nil && len(raw) > maxRoundBytes {
 		err = fmt.Errorf("%d bytes, over the %d this sweep writes", len(raw), maxRoundBytes)
@@ -503,7 +591,8 @@ func (s *sweepSet) resume() {
 // gone less than RecheckWindow before the round started (its scan may have passed where a certificate issued to
 // them since is), so that the next rounds look for them again.
 func (s *sweepSet) commit(ctx context.Context, st store.Store) {
-	next := deltaDoc{Link: s.round.Link, At: s.round.Started}
+	// A round that verified has had every record's account answered for: the enumeration's gap is closed.
+	next := deltaDoc{Link: s.round.Link, At: s.round.Started, Verified: s.state.Verified || s.round.Verify}
 	for id, c := range s.gone {
 		if s.round.Started.Sub(s.since[id]) < RecheckWindow {
 			next.Recent = append(next.Recent, recentGone{Key: id, DeviceID: c.DeviceID, Why: why(c), At: s.since[id]})
@@ -592,7 +681,13 @@ func scanRound(ctx context.Context, st store.Store, now time.Time, sets []*sweep
 	scanned := 0
 	if !cur.Done {
 		var done []*store.Record
-		q := store.Query{Source: store.SourceAPI, Status: store.StatusIssued, Limit: accountsPage,
+		limit := accountsPage
+		for _, s := range sets {
+			if s.round.Verify {
+				limit = verifyPage
+			}
+		}
+		q := store.Query{Source: store.SourceAPI, Status: store.StatusIssued, Limit: limit,
 			ScanPages: accountsScanPages, Continuation: cur.After}
 		progress := func(next string) error {
 			scanned++
@@ -604,7 +699,30 @@ func scanRound(ctx context.Context, st store.Store, now time.Time, sets []*sweep
 			etag, err = saveScanCursor(ctx, st, cur, etag)
 			return err
 		}
-		err := revokeWhere(ctx, st, q, now, &done, roundMatch(users, devices, named, now), progress)
+		lookups := 0
+		look := func(s *sweepSet, id string) (bool, error) {
+			if there, ok := s.known[id]; ok {
+				return there, nil
+			}
+			if lookups == MaxLookups {
+				return false, errLookupsSpent
+			}
+			lookups++
+			s.sw.LookedUp++
+			there, err := s.exists(ctx, id)
+			if err != nil {
+				return false, fmt.Errorf("asking Graph about %s %s: %w", strings.TrimSuffix(s.what, "s"), id, err)
+			}
+			if s.known == nil {
+				s.known = map[string]bool{}
+			}
+			s.known[id] = there
+			if !there {
+				s.sw.Missing++
+			}
+			return there, nil
+		}
+		err := revokeWhere(ctx, st, q, now, &done, roundMatch(users, devices, named, look, now), progress)
 		for _, rec := range done {
 			if rec.RevokedBy == DevicesBy {
 				devices.sw.Revoked = append(devices.sw.Revoked, rec)
@@ -654,8 +772,12 @@ func why(c entra.DirectoryChange) string {
 // roundMatch picks, among the records of a scan, the unexpired REST certificates of the accounts gone in users and
 // of the devices gone in devices (either may be nil), with the revocation each gets: an account's certificate for
 // affiliationChanged, a device's for cessationOfOperation (a device certificate of an account gone too goes with
-// the account). It adds to named the devices gone that a record names by object ID.
-func roundMatch(users, devices *sweepSet, named map[string]bool, now time.Time) func(*store.Record) (int, string, string, bool) {
+// the account). It adds to named the devices gone that a record names by object ID. When a set's round verifies,
+// the account (device object) of a record that the set's pages did not name is asked about with look, and one
+// Graph no longer has counts as deleted; a question look cannot answer is the match's error, and nothing is
+// revoked for that record.
+func roundMatch(users, devices *sweepSet, named map[string]bool, look func(*sweepSet, string) (bool, error),
+	now time.Time) func(*store.Record) (int, string, string, bool, error) {
 	byDeviceID := map[string]entra.DirectoryChange{}
 	if devices != nil {
 		for _, c := range devices.gone {
@@ -664,9 +786,16 @@ func roundMatch(users, devices *sweepSet, named map[string]bool, now time.Time) 
 			}
 		}
 	}
-	return func(rec *store.Record) (int, string, string, bool) {
+	missing := func(s *sweepSet, id string) (bool, error) {
+		if s == nil || !s.round.Verify || id == "" || s.present[id] {
+			return false, nil
+		}
+		there, err := look(s, id)
+		return !there && err == nil, err
+	}
+	return func(rec *store.Record) (int, string, string, bool, error) {
 		if rec.Status != store.StatusIssued || rec.Source != store.SourceAPI || !rec.NotAfter.After(now) {
-			return 0, "", "", false
+			return 0, "", "", false, nil
 		}
 		dev := ""
 		if devices != nil {
@@ -674,14 +803,26 @@ func roundMatch(users, devices *sweepSet, named map[string]bool, now time.Time) 
 		}
 		if users != nil {
 			oid, upn := requesterAccount(rec.Requester)
-			if c, ok := users.gone[oid]; ok && boundTo(rec, upn) {
-				return AffiliationChanged, AccountsBy, fmt.Sprintf("Entra account %s %s", oid, why(c)), true
+			if oid != "" && boundTo(rec, upn) {
+				if c, ok := users.gone[oid]; ok {
+					return AffiliationChanged, AccountsBy, fmt.Sprintf("Entra account %s %s", oid, why(c)), true, nil
+				}
+				gone, err := missing(users, oid)
+				if err != nil || gone {
+					return AffiliationChanged, AccountsBy, fmt.Sprintf("Entra account %s deleted", oid), gone, err
+				}
 			}
 		}
 		if dev != "" {
-			return CessationOfOperation, DevicesBy, dev, true
+			return CessationOfOperation, DevicesBy, dev, true, nil
 		}
-		return 0, "", "", false
+		if oid := strings.ToLower(rec.DeviceObjectID); devices != nil && entra.IsGUID(oid) {
+			gone, err := missing(devices, oid)
+			if err != nil || gone {
+				return CessationOfOperation, DevicesBy, fmt.Sprintf("Entra device object %s deleted", oid), gone, err
+			}
+		}
+		return 0, "", "", false, nil
 	}
 }
 
