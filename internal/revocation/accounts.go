@@ -165,7 +165,9 @@ func (g roundGone) change() entra.DirectoryChange {
 
 // scanCursor is how far the scan of a round's REST certificates got (scanCursorDoc).
 type scanCursor struct {
-	// Round names the rounds scanned (their IDs, sorted, joined by "+"): another round's cursor is not this one's.
+	// Round names the rounds scanned, each as its set and ID ("users:<id>", "devices:<id>"), sorted and joined by
+	// "+", of the sets whose round is durable: another round's cursor, or the same round's scanned for other sets,
+	// is not this one's.
 	Round string `json:"round"`
 	// After is the search continuation after the last page whose revocations are durable ("" at the start); Done
 	// says the scan reached the end.
@@ -648,7 +650,11 @@ func scanRound(ctx context.Context, st store.Store, now time.Time, sets []*sweep
 	durable := false
 	var users, devices *sweepSet
 	for _, s := range sets {
-		ids = append(ids, s.round.ID)
+		if s.durable {
+			// The cursor is the scan for these sets: a scan for the accounts alone (the devices' document could not
+			// be read) is not the devices' scan of the same round, which must not end on its cursor.
+			ids = append(ids, s.what+":"+s.round.ID)
+		}
 		durable = durable || s.durable
 		if s.devices {
 			devices = s
