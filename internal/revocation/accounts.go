@@ -710,6 +710,12 @@ func scanRound(ctx context.Context, st store.Store, now time.Time, sets []*sweep
 			if there, ok := s.known[id]; ok {
 				return there, nil
 			}
+			if s.exists == nil {
+				// A round that verifies, written by a run that could look objects up, taken up by one that cannot
+				// (RevokeDisabledAccounts with a directory that only reads the delta): no answer, so no revocation
+				// and no end of the round, which a run that can look up finishes.
+				return false, fmt.Errorf("the %s round verifies, and this directory cannot look %s up", s.what, s.what)
+			}
 			if lookups == MaxLookups {
 				return false, errLookupsSpent
 			}
