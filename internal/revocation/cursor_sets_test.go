@@ -3,6 +3,7 @@ package revocation_test
 import (
 	"context"
 	"math/big"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,4 +84,41 @@ func TestRevokeDisabledCursorIsTheScanOfItsSets(t *testing.T) {
 		t.Errorf("the devices' round ended with the laptop's certificate %s (by %q): the scan of the pages past the "+
 			"first one never looked for the laptop", got.Status, got.RevokedBy)
 	}
+}
+
+// TestRevokeDisabledDoneScanEndsTheOtherRound: a run scans to the end for the accounts and the devices but cannot
+// write the devices' round's end (the last write fails). The next run takes that round up alone: the scan done for
+// both is done for the devices, so it ends the round without searching again.
+func TestRevokeDisabledDoneScanEndsTheOtherRound(t *testing.T) {
+	sc := newScanScene(t, false, 2, 20)
+	first := revocation.RevokeDisabled(context.Background(), failRoundEnd{sc.e.st, "entra-devices-delta"}, sc.dir, sc.e.now)
+	if first.DevicesErr == nil || first.AccountsErr != nil || first.ScanLeft {
+		t.Fatalf("first run = %+v; want the scan done, only the devices' end failed", first)
+	}
+	if _, inRound := deltaState(t, sc.e.st, "entra-devices-delta"); !inRound {
+		t.Fatal("the devices' round ended although its write failed")
+	}
+	g := storetest.NewFaultStore(sc.e.st)
+	second := revocation.RevokeDisabled(context.Background(), g, sc.dir, sc.e.now)
+	if second.DevicesErr != nil || !second.Devices.Resumed || !second.Devices.Saved {
+		t.Fatalf("second run = %+v; want the devices' round ended", second)
+	}
+	if n := g.Calls(storetest.MethodSearch); n != 0 {
+		t.Errorf("second run searched %d pages; the scan for both was done", n)
+	}
+	sc.check(t, [][]*store.Record{first.Accounts.Revoked, first.Devices.Revoked, second.Accounts.Revoked,
+		second.Devices.Revoked})
+}
+
+// failRoundEnd fails the write of doc that ends its round (a document with no round in it).
+type failRoundEnd struct {
+	store.Store
+	doc string
+}
+
+func (f failRoundEnd) PutMeta(ctx context.Context, name string, raw []byte, etag string) (string, error) {
+	if name == f.doc && !strings.Contains(string(raw), `"round"`) {
+		return "", store.ErrUnavailable
+	}
+	return f.Store.PutMeta(ctx, name, raw, etag)
 }
