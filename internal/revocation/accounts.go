@@ -165,7 +165,9 @@ func (g roundGone) change() entra.DirectoryChange {
 
 // scanCursor is how far the scan of a round's REST certificates got (scanCursorDoc).
 type scanCursor struct {
-	// Round names the rounds scanned (their IDs, sorted, joined by "+"): another round's cursor is not this one's.
+	// Round names the rounds scanned, each as its set and ID ("users:<id>", "devices:<id>"), sorted and joined by
+	// "+", of the sets whose round is durable: another round's cursor, or the same round's scanned for other sets
+	// than a call scans for, is not that call's (scannedFor).
 	Round string `json:"round"`
 	// After is the search continuation after the last page whose revocations are durable ("" at the start); Done
 	// says the scan reached the end.
@@ -648,7 +650,11 @@ func scanRound(ctx context.Context, st store.Store, now time.Time, sets []*sweep
 	durable := false
 	var users, devices *sweepSet
 	for _, s := range sets {
-		ids = append(ids, s.round.ID)
+		if s.durable {
+			// The cursor is the scan for these sets: a scan for the accounts alone (the devices' document could not
+			// be read) is not the devices' scan of the same round, which must not end on its cursor.
+			ids = append(ids, s.what+":"+s.round.ID)
+		}
 		durable = durable || s.durable
 		if s.devices {
 			devices = s
@@ -668,8 +674,10 @@ func scanRound(ctx context.Context, st store.Store, now time.Time, sets []*sweep
 		default:
 			etag = e
 			var got scanCursor
-			if json.Unmarshal(raw, &got) == nil && got.Round == cur.Round {
-				// Another round's cursor, or one that does not decode, is replaced: this round's scan begins.
+			if json.Unmarshal(raw, &got) == nil && scannedFor(got.Round, cur.Round) {
+				// The cursor of a scan for these sets (and maybe more) is this one's; another round's, one for
+				// other sets, or one that does not decode is replaced: this scan begins.
+				got.Round = cur.Round
 				cur = got
 			}
 		}
@@ -703,6 +711,12 @@ func scanRound(ctx context.Context, st store.Store, now time.Time, sets []*sweep
 		look := func(s *sweepSet, id string) (bool, error) {
 			if there, ok := s.known[id]; ok {
 				return there, nil
+			}
+			if s.exists == nil {
+				// A round that verifies, written by a run that could look objects up, taken up by one that cannot
+				// (RevokeDisabledAccounts with a directory that only reads the delta): no answer, so no revocation
+				// and no end of the round, which a run that can look up finishes.
+				return false, fmt.Errorf("the %s round verifies, and this directory cannot look %s up", s.what, s.what)
 			}
 			if lookups == MaxLookups {
 				return false, errLookupsSpent
@@ -742,6 +756,19 @@ func scanRound(ctx context.Context, st store.Store, now time.Time, sets []*sweep
 		}
 	}
 	return scanned, nil
+}
+
+// scannedFor reports whether a cursor saved for the sets of round (scanCursor.Round) is the scan's of the sets of
+// want: every one of want's is among round's. A scan for the accounts and the devices went as far for either; a
+// scan for the accounts alone did not go anywhere for the devices.
+func scannedFor(round, want string) bool {
+	have := strings.Split(round, "+")
+	for _, set := range strings.Split(want, "+") {
+		if !slices.Contains(have, set) {
+			return false
+		}
+	}
+	return true
 }
 
 // saveScanCursor writes cur if the cursor is still at etag (created when etag is "") and returns its new ETag.
