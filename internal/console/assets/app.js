@@ -949,12 +949,16 @@
     const file = el("input", { id: "csr-file", name: "file", type: "file", accept: ".csr,.req,.pem,.der,.p10" });
     const profile = select("profile", [], "");
     const out = el("div", { id: "request-result", "aria-live": "polite" });
+    // What the form itself refuses (nothing to send, not a CSR) is said beside the button, so the certificate just
+    // issued stays on the page with its downloads.
+    const formError = el("div", { id: "request-form-error", "aria-live": "polite" });
     const form = el("form", { class: "card", id: "request-form" },
       field("Certificate signing request (PEM)", text, "Paste a PKCS#10 request, e.g. from: openssl req -new -newkey rsa:3072 -nodes -keyout app.key -subj /CN=app.contoso.com -addext subjectAltName=DNS:app.contoso.com"),
       field("…or choose a file (PEM or DER)", file),
       field("Profile", profile, "The certificate is built from the profile: key usages, EKUs and validity come from it, never from the request."),
       el("div", { id: "profile-info" }),
-      el("div", { class: "actions" }, el("button", { type: "submit", class: "primary", id: "request-button", text: "Request certificate" })));
+      el("div", { class: "actions" }, el("button", { type: "submit", class: "primary", id: "request-button", text: "Request certificate" })),
+      formError);
     setView("Request a certificate", el("h1", { text: "Request a certificate" }),
       el("p", { class: "lead", text: "Submit a CSR for a server or application certificate and download the result. Needs the app role CSR.Request.Db." }), form, out);
     focusMain();
@@ -991,8 +995,9 @@
       const f = file.files[0];
       dropDER();
       if (!f) return;
+      formError.replaceChildren();
       if (f.size > 64 * 1024) {
-        out.replaceChildren(notice("error", el("p", { text: "That file is larger than 64 KiB; a CSR is a few KiB at most." })));
+        formError.replaceChildren(notice("error", el("p", { text: "That file is larger than 64 KiB; a CSR is a few KiB at most." })));
         file.value = "";
         return;
       }
@@ -1028,6 +1033,7 @@
 
     async function send() {
       let body, ctype;
+      const sentText = text.value, sentFile = file.files[0];
       if (file.dataset.der === "1" && file.files[0]) {
         body = new Uint8Array(await file.files[0].arrayBuffer());
         ctype = "application/pkcs10";
@@ -1035,16 +1041,17 @@
         body = text.value.trim();
         ctype = "application/x-pem-file";
         if (!body) {
-          out.replaceChildren(notice("error", el("p", { text: "Paste a CSR or choose a file first." })));
+          formError.replaceChildren(notice("error", el("p", { text: "Paste a CSR or choose a file first." })));
           text.focus();
           return;
         }
         if (!body.includes("-----BEGIN")) {
-          out.replaceChildren(notice("error", el("p", { text: "That does not look like a PEM CSR: it must start with -----BEGIN CERTIFICATE REQUEST-----." })));
+          formError.replaceChildren(notice("error", el("p", { text: "That does not look like a PEM CSR: it must start with -----BEGIN CERTIFICATE REQUEST-----." })));
           text.focus();
           return;
         }
       }
+      formError.replaceChildren();
       out.replaceChildren(loading("Requesting…"));
       let resp, chain;
       try {
@@ -1060,9 +1067,19 @@
       const loc = resp.headers.get("Location") || "";
       const serial = decodeURIComponent(loc.split("/").pop() || "");
       const leaf = firstPem(chain);
+      const usedProfile = profile.selectedIndex >= 0 ? profile.options[profile.selectedIndex].textContent : "";
+      // The request is signed: it leaves the form, so a second click asks for the next CSR instead of signing this
+      // one again (a second certificate for the same key, which looked like a click that had done nothing). What the
+      // administrator put in the form while waiting is the next request, and stays.
+      if (text.value === sentText) text.value = "";
+      if (file.files[0] === sentFile) {
+        file.value = "";
+        dropDER();
+      }
       out.replaceChildren(notice("ok",
         el("h2", { text: "Certificate issued" }),
-        dl([["Serial", serial ? el("a", { href: "#/certificate/" + encodeURIComponent(serial) }, mono(serial)) : "—"]]),
+        dl([["Serial", serial ? el("a", { href: "#/certificate/" + encodeURIComponent(serial) }, mono(serial)) : "—"], ["Profile", usedProfile]]),
+        el("p", { class: "small", id: "request-cleared", text: "The request has been cleared from the form. To request another certificate, paste or choose the next CSR." }),
         el("div", { class: "actions" },
           el("button", { type: "button", class: "primary", id: "download-chain", onclick: () => download((serial || "certificate") + "-chain.pem", "application/x-pem-file", chain), text: "Download PEM chain" }),
           el("button", { type: "button", class: "ghost", id: "download-cert-der", onclick: () => download((serial || "certificate") + ".cer", "application/pkix-cert", pemToDer(leaf)), text: "Download certificate (DER)" }))));

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/azscep/azscep/internal/custody"
+)
+
+// The console's finish, measured in the real browser: what the request form does after a certificate is issued,
+// how a serial reads in the list, and where a reader's role badge sits in the header, at a phone's, the narrowest
+// one-row header's, a laptop's and a desktop's width.
+
+// TestConsoleRequestClearedAfterIssue: an administrator requests a certificate, downloads it and clicks "Request
+// certificate" again, thinking of the next one. The CSR just signed must not be signed again: the form is emptied
+// once the certificate is issued (a pasted request and a DER file alike), a second click asks for the next CSR and
+// leaves the issued certificate, and its downloads, on the page.
+func TestConsoleRequestClearedAfterIssue(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	csr := func(cn string) []byte {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}, DNSNames: []string{cn}}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+	derFile := filepath.Join(t.TempDir(), "first.der")
+	if err := os.WriteFile(derFile, csr("first.contoso.example"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.do("request view", chromedp.Navigate(page+"#/request"))
+	b.waitFor("request form", `!!document.querySelector("#csr-file") && document.querySelectorAll("#profile option").length > 0`)
+	// Every request to /api/csr is counted.
+	b.do("count requests", chromedp.Evaluate[chromedp.Void](`(() => {
+		window.__fetch = window.__fetch || window.fetch;
+		window.__requests = 0;
+		window.fetch = (u, o) => { if (/\/csr(\?|$)/.test(String(u))) window.__requests++; return window.__fetch(u, o); };
+	})()`))
+
+	type form struct {
+		Text        string `json:"text"`
+		Files       int    `json:"files"`
+		Placeholder string `json:"placeholder"`
+	}
+	const readForm = `({text: document.querySelector("#csr").value, files: document.querySelector("#csr-file").files.length,
+		placeholder: document.querySelector("#csr").placeholder})`
+	requestAgain := func(step string, want int) {
+		t.Helper()
+		b.do(step, chromedp.Click(chromedp.ID("request-button")))
+		// Either the form asks for the next CSR, or the request went out again and its answer is on the page.
+		b.waitFor(step+" answered", fmt.Sprintf(`(document.querySelector("#request-form-error")||{}).textContent?.includes("Paste a CSR or choose a file first") ||
+			(window.__requests > %d && !!document.querySelector("#request-result .notice"))`, want))
+		if n := eval[int](b, `window.__requests`); n != want {
+			t.Errorf("%s: %d requests were sent, want %d (the CSR just signed was sent again)", step, n, want)
+		}
+		if !eval[bool](b, `!!document.querySelector("#request-result #download-chain")`) {
+			t.Errorf("%s: the issued certificate and its downloads are gone from the page", step)
+		}
+	}
+
+	// 1. A DER file.
+	b.do("choose the DER file", chromedp.SetUploadFiles(chromedp.ID("csr-file"), []string{derFile}))
+	b.waitFor("the file noted", `document.querySelector("#csr").placeholder.includes("bytes of DER")`)
+	b.do("request", chromedp.Click(chromedp.ID("request-button")))
+	b.waitFor("issued", `!!document.querySelector("#download-chain")`)
+	if f := eval[form](b, readForm); f.Text != "" || f.Files != 0 || strings.Contains(f.Placeholder, "DER") {
+		t.Errorf("after the file's certificate was issued the form still holds it: %+v", f)
+	}
+	// The result says what was issued, and that the form is ready for the next request.
+	got := eval[string](b, `document.querySelector("#request-result").innerText`)
+	for _, want := range []string{"Certificate issued", "Serial", "Profile", "cleared"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the result lacks %q: %q", want, got)
+		}
+	}
+	serial := eval[string](b, `document.querySelector("#request-result a[href^='#/certificate/']").textContent`)
+	if serial == "" || !strings.Contains(got, serial) {
+		t.Errorf("the result does not show the serial: %q", got)
+	}
+	requestAgain("request the file again", 1)
+
+	// 2. A pasted request.
+	pasted := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr("second.contoso.example")}))
+	b.do("paste", chromedp.SetValue(chromedp.ID("csr"), pasted))
+	b.do("request the pasted CSR", chromedp.Click(chromedp.ID("request-button")))
+	b.waitFor("second issued", `window.__requests === 2 && !!document.querySelector("#download-chain") && document.querySelector("#request-result a[href^='#/certificate/']").textContent !== `+fmt.Sprintf("%q", serial))
+	if f := eval[form](b, readForm); f.Text != "" {
+		t.Errorf("after the pasted request's certificate was issued the form still holds it: %+v", f)
+	}
+	chain, err := custody.ParsePEMCertificates(b.download("#download-chain"))
+	if err != nil || len(chain) == 0 || chain[0].Subject.CommonName != "second.contoso.example" {
+		t.Fatalf("the second download: %v", err)
+	}
+	b.shot("request-cleared")
+	requestAgain("request the pasted CSR again", 2)
+	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
+	b.wantNoProblems(t)
+}
