@@ -111,3 +111,72 @@ func TestConsoleRequestClearedAfterIssue(t *testing.T) {
 	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
 	b.wantNoProblems(t)
 }
+
+// serialBox is where a serial of the list is drawn and what it holds.
+type serialBox struct {
+	Text      string  `json:"text"`
+	Title     string  `json:"title"`
+	Lines     int     `json:"lines"`     // lines of text it takes
+	Right     float64 `json:"right"`     // its right edge
+	CellRight float64 `json:"cellRight"` // its cell's right edge (its content box)
+	Cut       bool    `json:"cut"`       // drawn shorter than its text (an ellipsis)
+	Shown     float64 `json:"shown"`     // how many of its characters are drawn
+	Mono      bool    `json:"mono"`
+}
+
+const measureSerials = `[...document.querySelectorAll('#results td[data-label="Serial"]')].map((td) => {
+	const c = td.firstElementChild, s = getComputedStyle(c), r = c.getBoundingClientRect(), tr = td.getBoundingClientRect();
+	return {text: c.textContent, title: c.title, lines: Math.round(r.height / parseFloat(s.lineHeight)), right: r.right,
+		cellRight: tr.right - parseFloat(getComputedStyle(td).paddingRight), cut: c.scrollWidth > c.clientWidth + 0.5,
+		shown: c.textContent.length * Math.min(1, c.clientWidth / c.scrollWidth), mono: /mono/i.test(s.fontFamily)};
+})`
+
+// TestConsoleListSerialOneLine: a serial in the certificate list reads as one number, on one line, in a monospace
+// font, at a phone's, the 1024 px, a laptop's and a desktop's width. The column wrapped it in the middle
+// ("5CC6E488E509B07E8" over "B5FBD963A7E9239FC", in three pieces beside a long subject), which read as two or three
+// numbers. Where the column has no room for all of it (it shares the row with the subject, which keeps its room) the
+// end is cut with an ellipsis after at least 13 characters, and the whole serial is still there to hover over and to
+// select and copy. A phone's card has room for all of it.
+func TestConsoleListSerialOneLine(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	issueNumbered(t, svc.base, "serial-%02d.contoso.example", "serial-%02d@azscep.local", 3)
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	for _, w := range []struct {
+		width, height int64
+		whole         bool // the whole serial must show
+	}{{390, 844, true}, {1024, 768, false}, {1280, 800, false}, {1440, 900, false}} {
+		b.viewport(w.width, w.height)
+		b.do("list", chromedp.Navigate(page+"#/certificates"))
+		b.waitFor("list", `document.querySelectorAll("#results table.list tbody tr").length === 3`)
+		for _, s := range eval[[]serialBox](b, measureSerials) {
+			if len(s.Text) < 16 || s.Title != s.Text {
+				t.Errorf("at %d px a serial reads %q with the hover text %q, want the whole serial in both", w.width, s.Text, s.Title)
+			}
+			if s.Lines != 1 || !s.Mono {
+				t.Errorf("at %d px the serial %s takes %d lines (monospace: %v), want one line in a monospace font", w.width, s.Text, s.Lines, s.Mono)
+			}
+			if s.Right > s.CellRight+0.5 {
+				t.Errorf("at %d px the serial %s ends at %.0f px, past its cell (%.0f px)", w.width, s.Text, s.Right, s.CellRight)
+			}
+			if (w.whole && s.Cut) || s.Shown < 13 {
+				t.Errorf("at %d px the serial %s shows %.0f of its characters, want all of them on a phone and at least 13 elsewhere", w.width, s.Text, s.Shown)
+			}
+		}
+		if eval[bool](b, `document.documentElement.scrollWidth > document.documentElement.clientWidth`) {
+			t.Errorf("at %d px the list scrolls sideways", w.width)
+		}
+		b.shotViewport(fmt.Sprintf("list-serials-%d", w.width))
+	}
+	// At 1024 px a double-click on a cut serial selects all of it, ready to copy.
+	b.viewport(1024, 768)
+	b.do("list", chromedp.Navigate(page+"#/certificates"))
+	b.waitFor("list", `document.querySelectorAll("#results table.list tbody tr").length === 3`)
+	want := eval[string](b, `document.querySelector('#results td[data-label="Serial"] > *').textContent`)
+	b.do("double-click the serial", chromedp.DoubleClick(chromedp.CSS(`#results td[data-label="Serial"] > *`)))
+	if got := strings.TrimSpace(eval[string](b, `getSelection().toString()`)); got != want {
+		t.Errorf("a double-click on the serial selects %q, want the whole serial %q", got, want)
+	}
+	b.wantNoProblems(t)
+}

@@ -171,6 +171,14 @@
     return el("code", { class: "mono", text: s });
   }
 
+  // serialCell is a list's cell for a serial, which it shows on one line: wrapped at whatever letter the column
+  // ended, two halves of a serial read as two numbers. Where the column is too narrow for all of it, the end is cut
+  // with an ellipsis; the whole serial is still the element's text (a double-click selects and copies all of it, a
+  // screen reader reads it) and its hover text. data-serial sizes the column (app.css, .serial-cell).
+  function serialCell(s) {
+    return el("td", { "data-label": "Serial", class: "serial-cell", "data-serial": s }, el("code", { class: "mono serial", title: s, text: s }));
+  }
+
   function download(name, type, data) {
     const url = URL.createObjectURL(new Blob([data], { type }));
     const a = el("a", { href: url, download: name });
@@ -709,7 +717,7 @@
       el("tbody", {}, page.items.map((c) => el("tr", {},
         el("td", { "data-label": "Subject" }, el("a", { href: "#/certificate/" + encodeURIComponent(c.serial), class: "subject" }, c.subject || "(empty subject)"),
           c.sans && c.sans.length ? sanSummary(c.sans) : null),
-        el("td", { "data-label": "Serial" }, mono(c.serial)),
+        serialCell(c.serial),
         el("td", { "data-label": "Status" }, badge(c.status)),
         el("td", { "data-label": "Source" }, source(c)),
         el("td", { "data-label": "Requester" }, requester(c.requester), c.deviceId ? el("div", { class: "muted small", text: "device " + c.deviceId }) : null),
@@ -1230,7 +1238,7 @@
       el("caption", { text: `${ov.stalePending.length} pending record${ov.stalePending.length === 1 ? "" : "s"} older than ${ov.stalePendingMinutes} minutes` }),
       el("thead", {}, el("tr", {}, ["Subject", "Serial", "Endpoint", "Created"].map((h) => el("th", { scope: "col", text: h })))),
       el("tbody", {}, ov.stalePending.map((c) => el("tr", {}, el("td", { "data-label": "Subject" }, el("a", { href: "#/certificate/" + encodeURIComponent(c.serial) }, c.subject || "(empty subject)")),
-        el("td", { "data-label": "Serial" }, mono(c.serial)), el("td", { "data-label": "Endpoint" }, source(c)), el("td", { "data-label": "Created" }, time(c.created))))))) :
+        serialCell(c.serial), el("td", { "data-label": "Endpoint" }, source(c)), el("td", { "data-label": "Created" }, time(c.created))))))) :
       el("div", { class: "empty" }, el("h3", { text: "No stale pending records" }), el("p", { text: `No request has stayed pending for more than ${ov.stalePendingMinutes} minutes.` }));
     setView("Sync & pending", el("h1", { text: "Revocation sync and pending records" }),
       el("section", { class: "card wide" }, el("div", { class: "title-row" }, el("h2", { text: "Intune revocation sync" }), runNow), out, runsTable),
