@@ -180,3 +180,75 @@ func TestConsoleListSerialOneLine(t *testing.T) {
 	}
 	b.wantNoProblems(t)
 }
+
+// TestConsoleHeaderReaderBadge: a reader's role badge ("Certificates.Read (read only)", the longest the header shows)
+// sits under the user's name, right-aligned with it and within the user's part of the header, beside a long UPN,
+// at 1024, 1280 and 1440 px and on a phone with the menu open. At 1024 px the name's column was cut to the name's
+// share of the row and the wider badge stuck out of it 13 px to the left, almost onto "Sync & pending".
+func TestConsoleHeaderReaderBadge(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	page := svc.base + "/api/console/"
+	b.do("open console", chromedp.Navigate(page))
+	b.waitFor("sign-in page", `!!document.querySelector("#signin")`)
+	b.do("start sign-in", chromedp.Click(chromedp.ID("signin")))
+	b.waitFor("dev issuer form", `location.pathname === "/api/dev/authorize" && !!document.querySelector("#upn")`)
+	b.do("read only", chromedp.Evaluate[chromedp.Void](`(() => {
+		document.querySelector("#upn").value = "`+longUPN+`";
+		for (const box of document.querySelectorAll('input[name="role"]')) box.checked = box.value === "Certificates.Read";
+	})()`))
+	b.do("sign in", chromedp.Click(chromedp.ID("signin")))
+	b.waitFor("role shown", `location.pathname === "/api/console/" && (document.querySelector("#user-role")||{}).textContent === "Certificates.Read (read only)"`)
+
+	type box struct{ Left, Right, Top, Bottom float64 }
+	type parts struct {
+		Header, Nav, User, Ident, Name, Role, SignOut box
+		RoleCut                                       bool // the badge's text is cut
+		Wide                                          bool
+	}
+	const measure = `(() => {
+		const b = (s) => { const r = document.querySelector(s).getBoundingClientRect(); return {Left: r.left, Right: r.right, Top: r.top, Bottom: r.bottom}; };
+		const h = document.querySelector("header.top"), hs = getComputedStyle(h), hr = h.getBoundingClientRect();
+		const lastNav = [...document.querySelectorAll("#nav a")].pop().getBoundingClientRect();
+		const role = document.querySelector("#user-role");
+		return {Header: {Left: hr.left + parseFloat(hs.paddingLeft), Right: hr.right - parseFloat(hs.paddingRight), Top: hr.top, Bottom: hr.bottom},
+			Nav: {Left: 0, Right: lastNav.right, Top: lastNav.top, Bottom: lastNav.bottom},
+			User: b("#user"), Ident: b("#user .ident"), Name: b("#user-name"), Role: b("#user-role"), SignOut: b("#signout"),
+			RoleCut: role.scrollWidth > role.clientWidth + 0.5, Wide: document.documentElement.scrollWidth > document.documentElement.clientWidth};
+	})()`
+	within := func(in, out box) bool {
+		return in.Left >= out.Left-0.5 && in.Right <= out.Right+0.5 && in.Top >= out.Top-0.5 && in.Bottom <= out.Bottom+0.5
+	}
+	check := func(width int64, phone bool) {
+		t.Helper()
+		p := eval[parts](b, measure)
+		if !within(p.Role, p.Ident) || !within(p.Name, p.Ident) || !within(p.Ident, p.User) || !within(p.SignOut, p.User) {
+			t.Errorf("at %d px a part of the signed-in user sticks out of its box: user %+v, name column %+v, name %+v, role %+v, Sign out %+v",
+				width, p.User, p.Ident, p.Name, p.Role, p.SignOut)
+		}
+		if !within(p.User, p.Header) || p.RoleCut || p.Wide {
+			t.Errorf("at %d px the user's part %+v is not within the header's content box %+v, or the role is cut (%v), or the page scrolls sideways (%v)",
+				width, p.User, p.Header, p.RoleCut, p.Wide)
+		}
+		if !phone {
+			if p.Role.Left < p.Nav.Right+8 {
+				t.Errorf("at %d px the role badge starts %.0f px after the last section (at %.0f px), want a gap of at least 8 px", width, p.Role.Left-p.Nav.Right, p.Nav.Right)
+			}
+			if d := p.Name.Right - p.Role.Right; d > 0.5 || d < -0.5 {
+				t.Errorf("at %d px the name ends at %.0f px and the role badge under it at %.0f px, want them right-aligned", width, p.Name.Right, p.Role.Right)
+			}
+		}
+	}
+	for _, w := range []struct{ width, height int64 }{{1024, 768}, {1280, 800}, {1440, 900}} {
+		b.viewport(w.width, w.height)
+		b.waitFor("one-row header", `document.querySelector("#menu").getClientRects().length === 0`)
+		check(w.width, false)
+		b.shotViewport(fmt.Sprintf("header-reader-%d", w.width))
+	}
+	b.viewport(390, 844)
+	b.do("open menu", chromedp.Click(chromedp.ID("menu")))
+	b.waitFor("menu open", `document.querySelector("#menu").getAttribute("aria-expanded") === "true" && document.querySelector("#user").getClientRects().length > 0`)
+	check(390, true)
+	b.shotViewport("header-reader-phone-menu")
+	b.wantNoProblems(t)
+}
