@@ -165,6 +165,12 @@ func TestConsoleDailyUse(t *testing.T) {
 	if rowH > 240 {
 		t.Errorf("a row of the list is %.0f px high, want the SANs of a certificate with 30 of them summarized (at most 240 px, under a third of the window)", rowH)
 	}
+	// Beside the long subject a serial is still one line, cut after its first letters rather than wrapped in pieces.
+	for _, s := range eval[[]serialBox](b, measureSerials) {
+		if s.Lines != 1 || s.Shown < 13 {
+			t.Errorf("beside a long subject the serial %s takes %d lines and shows %.0f characters, want one line of at least 13", s.Text, s.Lines, s.Shown)
+		}
+	}
 	if got := eval[string](b, `document.querySelector("table.list tbody").innerText`); !strings.Contains(got, "27 more") {
 		t.Errorf("the list does not say how many SANs it leaves out: %q", got)
 	}

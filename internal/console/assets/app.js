@@ -171,6 +171,14 @@
     return el("code", { class: "mono", text: s });
   }
 
+  // serialCell is a list's cell for a serial, which it shows on one line: wrapped at whatever letter the column
+  // ended, two halves of a serial read as two numbers. Where the column is too narrow for all of it, the end is cut
+  // with an ellipsis; the whole serial is still the element's text (a double-click selects and copies all of it, a
+  // screen reader reads it) and its hover text. data-serial sizes the column (app.css, .serial-cell).
+  function serialCell(s) {
+    return el("td", { "data-label": "Serial", class: "serial-cell", "data-serial": s }, el("code", { class: "mono serial", title: s, text: s }));
+  }
+
   function download(name, type, data) {
     const url = URL.createObjectURL(new Blob([data], { type }));
     const a = el("a", { href: url, download: name });
@@ -709,7 +717,7 @@
       el("tbody", {}, page.items.map((c) => el("tr", {},
         el("td", { "data-label": "Subject" }, el("a", { href: "#/certificate/" + encodeURIComponent(c.serial), class: "subject" }, c.subject || "(empty subject)"),
           c.sans && c.sans.length ? sanSummary(c.sans) : null),
-        el("td", { "data-label": "Serial" }, mono(c.serial)),
+        serialCell(c.serial),
         el("td", { "data-label": "Status" }, badge(c.status)),
         el("td", { "data-label": "Source" }, source(c)),
         el("td", { "data-label": "Requester" }, requester(c.requester), c.deviceId ? el("div", { class: "muted small", text: "device " + c.deviceId }) : null),
@@ -949,12 +957,16 @@
     const file = el("input", { id: "csr-file", name: "file", type: "file", accept: ".csr,.req,.pem,.der,.p10" });
     const profile = select("profile", [], "");
     const out = el("div", { id: "request-result", "aria-live": "polite" });
+    // What the form itself refuses (nothing to send, not a CSR) is said beside the button, so the certificate just
+    // issued stays on the page with its downloads.
+    const formError = el("div", { id: "request-form-error", "aria-live": "polite" });
     const form = el("form", { class: "card", id: "request-form" },
       field("Certificate signing request (PEM)", text, "Paste a PKCS#10 request, e.g. from: openssl req -new -newkey rsa:3072 -nodes -keyout app.key -subj /CN=app.contoso.com -addext subjectAltName=DNS:app.contoso.com"),
       field("…or choose a file (PEM or DER)", file),
       field("Profile", profile, "The certificate is built from the profile: key usages, EKUs and validity come from it, never from the request."),
       el("div", { id: "profile-info" }),
-      el("div", { class: "actions" }, el("button", { type: "submit", class: "primary", id: "request-button", text: "Request certificate" })));
+      el("div", { class: "actions" }, el("button", { type: "submit", class: "primary", id: "request-button", text: "Request certificate" })),
+      formError);
     setView("Request a certificate", el("h1", { text: "Request a certificate" }),
       el("p", { class: "lead", text: "Submit a CSR for a server or application certificate and download the result. Needs the app role CSR.Request.Db." }), form, out);
     focusMain();
@@ -991,8 +1003,9 @@
       const f = file.files[0];
       dropDER();
       if (!f) return;
+      formError.replaceChildren();
       if (f.size > 64 * 1024) {
-        out.replaceChildren(notice("error", el("p", { text: "That file is larger than 64 KiB; a CSR is a few KiB at most." })));
+        formError.replaceChildren(notice("error", el("p", { text: "That file is larger than 64 KiB; a CSR is a few KiB at most." })));
         file.value = "";
         return;
       }
@@ -1028,6 +1041,7 @@
 
     async function send() {
       let body, ctype;
+      const sentText = text.value, sentFile = file.files[0];
       if (file.dataset.der === "1" && file.files[0]) {
         body = new Uint8Array(await file.files[0].arrayBuffer());
         ctype = "application/pkcs10";
@@ -1035,16 +1049,17 @@
         body = text.value.trim();
         ctype = "application/x-pem-file";
         if (!body) {
-          out.replaceChildren(notice("error", el("p", { text: "Paste a CSR or choose a file first." })));
+          formError.replaceChildren(notice("error", el("p", { text: "Paste a CSR or choose a file first." })));
           text.focus();
           return;
         }
         if (!body.includes("-----BEGIN")) {
-          out.replaceChildren(notice("error", el("p", { text: "That does not look like a PEM CSR: it must start with -----BEGIN CERTIFICATE REQUEST-----." })));
+          formError.replaceChildren(notice("error", el("p", { text: "That does not look like a PEM CSR: it must start with -----BEGIN CERTIFICATE REQUEST-----." })));
           text.focus();
           return;
         }
       }
+      formError.replaceChildren();
       out.replaceChildren(loading("Requesting…"));
       let resp, chain;
       try {
@@ -1060,9 +1075,19 @@
       const loc = resp.headers.get("Location") || "";
       const serial = decodeURIComponent(loc.split("/").pop() || "");
       const leaf = firstPem(chain);
+      const usedProfile = profile.selectedIndex >= 0 ? profile.options[profile.selectedIndex].textContent : "";
+      // The request is signed: it leaves the form, so a second click asks for the next CSR instead of signing this
+      // one again (a second certificate for the same key, which looked like a click that had done nothing). What the
+      // administrator put in the form while waiting is the next request, and stays.
+      if (text.value === sentText) text.value = "";
+      if (file.files[0] === sentFile) {
+        file.value = "";
+        dropDER();
+      }
       out.replaceChildren(notice("ok",
         el("h2", { text: "Certificate issued" }),
-        dl([["Serial", serial ? el("a", { href: "#/certificate/" + encodeURIComponent(serial) }, mono(serial)) : "—"]]),
+        dl([["Serial", serial ? el("a", { href: "#/certificate/" + encodeURIComponent(serial) }, mono(serial)) : "—"], ["Profile", usedProfile]]),
+        el("p", { class: "small", id: "request-cleared", text: "The request has been cleared from the form. To request another certificate, paste or choose the next CSR." }),
         el("div", { class: "actions" },
           el("button", { type: "button", class: "primary", id: "download-chain", onclick: () => download((serial || "certificate") + "-chain.pem", "application/x-pem-file", chain), text: "Download PEM chain" }),
           el("button", { type: "button", class: "ghost", id: "download-cert-der", onclick: () => download((serial || "certificate") + ".cer", "application/pkix-cert", pemToDer(leaf)), text: "Download certificate (DER)" }))));
@@ -1213,7 +1238,7 @@
       el("caption", { text: `${ov.stalePending.length} pending record${ov.stalePending.length === 1 ? "" : "s"} older than ${ov.stalePendingMinutes} minutes` }),
       el("thead", {}, el("tr", {}, ["Subject", "Serial", "Endpoint", "Created"].map((h) => el("th", { scope: "col", text: h })))),
       el("tbody", {}, ov.stalePending.map((c) => el("tr", {}, el("td", { "data-label": "Subject" }, el("a", { href: "#/certificate/" + encodeURIComponent(c.serial) }, c.subject || "(empty subject)")),
-        el("td", { "data-label": "Serial" }, mono(c.serial)), el("td", { "data-label": "Endpoint" }, source(c)), el("td", { "data-label": "Created" }, time(c.created))))))) :
+        serialCell(c.serial), el("td", { "data-label": "Endpoint" }, source(c)), el("td", { "data-label": "Created" }, time(c.created))))))) :
       el("div", { class: "empty" }, el("h3", { text: "No stale pending records" }), el("p", { text: `No request has stayed pending for more than ${ov.stalePendingMinutes} minutes.` }));
     setView("Sync & pending", el("h1", { text: "Revocation sync and pending records" }),
       el("section", { class: "card wide" }, el("div", { class: "title-row" }, el("h2", { text: "Intune revocation sync" }), runNow), out, runsTable),
