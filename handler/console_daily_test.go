@@ -2,10 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
@@ -294,19 +290,11 @@ func TestConsoleRequestPastedAfterFile(t *testing.T) {
 	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
 	page := svc.base + "/api/console/"
 	b.signIn(page)
-	csr := func(cn string) []byte {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}, DNSNames: []string{cn}}, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return der
-	}
 	derFile := filepath.Join(t.TempDir(), "old.der")
-	if err := os.WriteFile(derFile, csr("old.contoso.example"), 0o600); err != nil {
+	if err := os.WriteFile(derFile, csrFor(t, "old.contoso.example"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	pasted := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr("new.contoso.example")}))
+	pasted := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrFor(t, "new.contoso.example")}))
 	b.do("request view", chromedp.Navigate(page+"#/request"))
 	b.waitFor("request form", `!!document.querySelector("#csr-file") && document.querySelectorAll("#profile option").length > 0`)
 	b.do("choose the DER file", chromedp.SetUploadFiles(chromedp.ID("csr-file"), []string{derFile}))

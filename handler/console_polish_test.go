@@ -1,11 +1,6 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"os"
@@ -31,16 +26,8 @@ func TestConsoleRequestClearedAfterIssue(t *testing.T) {
 	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
 	page := svc.base + "/api/console/"
 	b.signIn(page)
-	csr := func(cn string) []byte {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}, DNSNames: []string{cn}}, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return der
-	}
 	derFile := filepath.Join(t.TempDir(), "first.der")
-	if err := os.WriteFile(derFile, csr("first.contoso.example"), 0o600); err != nil {
+	if err := os.WriteFile(derFile, csrFor(t, "first.contoso.example"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	b.do("request view", chromedp.Navigate(page+"#/request"))
@@ -95,7 +82,7 @@ func TestConsoleRequestClearedAfterIssue(t *testing.T) {
 	requestAgain("request the file again", 1)
 
 	// 2. A pasted request.
-	pasted := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr("second.contoso.example")}))
+	pasted := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrFor(t, "second.contoso.example")}))
 	b.do("paste", chromedp.SetValue(chromedp.ID("csr"), pasted))
 	b.do("request the pasted CSR", chromedp.Click(chromedp.ID("request-button")))
 	b.waitFor("second issued", `window.__requests === 2 && !!document.querySelector("#download-chain") && document.querySelector("#request-result a[href^='#/certificate/']").textContent !== `+fmt.Sprintf("%q", serial))
@@ -189,16 +176,7 @@ func TestConsoleHeaderReaderBadge(t *testing.T) {
 	b := newBrowser(t)
 	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
 	page := svc.base + "/api/console/"
-	b.do("open console", chromedp.Navigate(page))
-	b.waitFor("sign-in page", `!!document.querySelector("#signin")`)
-	b.do("start sign-in", chromedp.Click(chromedp.ID("signin")))
-	b.waitFor("dev issuer form", `location.pathname === "/api/dev/authorize" && !!document.querySelector("#upn")`)
-	b.do("read only", chromedp.Evaluate[chromedp.Void](`(() => {
-		document.querySelector("#upn").value = "`+longUPN+`";
-		for (const box of document.querySelectorAll('input[name="role"]')) box.checked = box.value === "Certificates.Read";
-	})()`))
-	b.do("sign in", chromedp.Click(chromedp.ID("signin")))
-	b.waitFor("role shown", `location.pathname === "/api/console/" && (document.querySelector("#user-role")||{}).textContent === "Certificates.Read (read only)"`)
+	b.signInReader(page, longUPN)
 
 	type box struct{ Left, Right, Top, Bottom float64 }
 	type parts struct {

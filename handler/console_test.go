@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -725,6 +726,37 @@ func (b *browserSession) signIn(page string) {
 	b.waitFor("signed in", `location.pathname === "/api/console/" && !document.querySelector("#user").hidden`)
 }
 
+// signInReader opens the console at page and signs in through the development issuer as upn holding only
+// Certificates.Read, then waits for the page to show that role.
+func (b *browserSession) signInReader(page, upn string) {
+	b.t.Helper()
+	b.do("open console", chromedp.Navigate(page))
+	b.waitFor("sign-in page", `!!document.querySelector("#signin")`)
+	b.do("start sign-in", chromedp.Click(chromedp.ID("signin")))
+	b.waitFor("dev issuer form", `location.pathname === "/api/dev/authorize" && !!document.querySelector("#upn")`)
+	b.do("read only", chromedp.Evaluate[chromedp.Void](`(() => {
+		document.querySelector("#upn").value = `+strconv.Quote(upn)+`;
+		for (const box of document.querySelectorAll('input[name="role"]')) box.checked = box.value === "Certificates.Read";
+	})()`))
+	b.do("sign in", chromedp.Click(chromedp.ID("signin")))
+	b.waitFor("role shown", `location.pathname === "/api/console/" && (document.querySelector("#user-role")||{}).textContent === "Certificates.Read (read only)"`)
+}
+
+// csrFor is a DER PKCS#10 request for cn (subject CN and DNS name) with a fresh P-256 key.
+func csrFor(t *testing.T, cn string) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn},
+		DNSNames: []string{cn}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
 // TestConsoleRevokeOutcomeShown: the page shows what a revocation did even when the API's answer and the page's
 // own refresh disagree. The API answers 503 for a revocation that is already durable when only a later write
 // failed (admin.revoke); and a revocation that succeeded is followed by a re-read that may fail on its own. In
@@ -1134,17 +1166,8 @@ func TestConsoleReadOnlyRole(t *testing.T) {
 	serial := store.SerialString(cert.SerialNumber)
 	page := svc.base + "/api/console/"
 
-	b.do("open console", chromedp.Navigate(page))
-	b.waitFor("sign-in page", `!!document.querySelector("#signin")`)
-	b.do("start sign-in", chromedp.Click(chromedp.ID("signin")))
-	b.waitFor("dev issuer form", `location.pathname === "/api/dev/authorize" && !!document.querySelector("#upn")`)
-	b.do("read only", chromedp.Evaluate[chromedp.Void](`(() => {
-		document.querySelector("#upn").value = "auditor@azscep.local";
-		for (const box of document.querySelectorAll('input[name="role"]')) box.checked = box.value === "Certificates.Read";
-	})()`))
-	b.do("sign in", chromedp.Click(chromedp.ID("signin")))
+	b.signInReader(page, "auditor@azscep.local")
 	b.waitFor("certificate list", `document.querySelectorAll("table.list tbody tr").length > 0`)
-	b.waitFor("role shown", `document.querySelector("#user-role").textContent !== ""`)
 	if got := eval[string](b, `document.querySelector("#user-role").textContent`); got != "Certificates.Read (read only)" {
 		t.Errorf("role shown %q, want Certificates.Read (read only)", got)
 	}
