@@ -782,6 +782,19 @@ func noIntune(path string, body []byte) bool {
 	if !strings.Contains(path, "/deviceManagement/") {
 		return false
 	}
+	code, message := graphError(body)
+	return code == "BadRequest" &&
+		strings.EqualFold(strings.TrimSuffix(strings.TrimSpace(message), "."), "Request not applicable to target tenant")
+}
+
+// isResourceNotFound reports whether a Graph error body says the object does not exist.
+func isResourceNotFound(body []byte) bool {
+	code, _ := graphError(body)
+	return code == "Request_ResourceNotFound"
+}
+
+// graphError is the code and message of a Graph error body, "" when the body is not one.
+func graphError(body []byte) (code, message string) {
 	var e struct {
 		Error struct {
 			Code    string `json:"code"`
@@ -789,23 +802,9 @@ func noIntune(path string, body []byte) bool {
 		} `json:"error"`
 	}
 	if json.Unmarshal(body, &e) != nil {
-		return false
+		return "", ""
 	}
-	return e.Error.Code == "BadRequest" &&
-		strings.EqualFold(strings.TrimSuffix(strings.TrimSpace(e.Error.Message), "."), "Request not applicable to target tenant")
-}
-
-// graphErrorCode is the error code of a Graph error body, "" when the body is not one.
-func graphErrorCode(body []byte) string {
-	var e struct {
-		Error struct {
-			Code string `json:"code"`
-		} `json:"error"`
-	}
-	if json.Unmarshal(body, &e) != nil {
-		return ""
-	}
-	return e.Error.Code
+	return e.Error.Code, e.Error.Message
 }
 
 // getJSONOnce is one attempt of getJSON. wait is how long to wait before
@@ -835,7 +834,7 @@ func (d *Directory) getJSONOnce(ctx context.Context, u string, hdr http.Header, 
 		return false, -1, fmt.Errorf("%w: reading Graph response: %w", ErrUnavailable, err)
 	}
 	switch {
-	case resp.StatusCode == http.StatusNotFound && strict404 && graphErrorCode(body) != "Request_ResourceNotFound":
+	case resp.StatusCode == http.StatusNotFound && strict404 && !isResourceNotFound(body):
 		return false, -1, fmt.Errorf("%w: Graph GET %s: 404 without Request_ResourceNotFound", ErrUnavailable,
 			req.URL.Path)
 	case resp.StatusCode == http.StatusNotFound:
