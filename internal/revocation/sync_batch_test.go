@@ -33,8 +33,14 @@ func countCalls(f *storetest.FaultStore) *methodCounter {
 // issueAndQueue issues n certificates and has Intune offer a revocation request for each; it returns the requests.
 func issueAndQueue(t *testing.T, f *fixture, n int) []string {
 	t.Helper()
+	return queueAll(t, f, f.issue(t, n))
+}
+
+// queueAll queues at Intune a revocation request for each of recs and returns their request contexts, in order.
+func queueAll(t *testing.T, f *fixture, recs []*store.Record) []string {
+	t.Helper()
 	var rcs []string
-	for _, r := range f.issue(t, n) {
+	for _, r := range recs {
 		rcs = append(rcs, f.queue(t, r.Serial))
 	}
 	return rcs

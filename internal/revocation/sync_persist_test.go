@@ -58,10 +58,7 @@ func TestSyncPersistBatchRefusedFallsBackToOneByOne(t *testing.T) {
 		f := newFixture(t, fixtureOptions{tables: tables})
 		const n = 30
 		recs := f.issue(t, n)
-		var rcs []string
-		for _, r := range recs {
-			rcs = append(rcs, f.queue(t, r.Serial))
-		}
+		rcs := queueAll(t, f, recs)
 		held := &store.RevocationRequest{RequestContext: rcs[7], SerialNumber: recs[7].Serial,
 			IssuerName: f.ca.Cert.Subject.String(), CAConfiguration: f.caConfig, Downloaded: f.clock.Now().Add(-2 * time.Hour)}
 		if err := f.st.EnqueueRevocation(t.Context(), held); err != nil {
@@ -100,10 +97,7 @@ func TestSyncCrashBetweenPersistBatches(t *testing.T) {
 		f := newFixture(t, fixtureOptions{tables: tables})
 		const n = 250
 		recs := f.issue(t, n)
-		var rcs []string
-		for _, r := range recs {
-			rcs = append(rcs, f.queue(t, r.Serial))
-		}
+		rcs := queueAll(t, f, recs)
 		var mu sync.Mutex
 		calls := map[string]int{}
 		killed, release := make(chan struct{}), make(chan struct{})
