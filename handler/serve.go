@@ -844,6 +844,10 @@ func (d *deps) revokeDisabledAccounts(ctx context.Context) []string {
 		lines = append(lines, fmt.Sprintf("Entra sweep: scanned %d pages of /api/csr certificates; the next run goes on where it stopped, reading no delta pages until the scan is done",
 			sw.Scanned))
 	}
+	if sw.CheckLeft {
+		lines = append(lines, fmt.Sprintf("Entra sweep: asked Graph about the holders of %d pages of /api/csr certificates; the next run goes on with that check where it stopped, reading the delta meanwhile",
+			sw.Checked))
+	}
 	return lines
 }
 
