@@ -210,7 +210,21 @@ type scanCursor struct {
 	Done  bool   `json:"done,omitempty"`
 	// Named are the devices gone that a record scanned so far names by object ID (AccountSweep.Unmapped).
 	Named []string `json:"named,omitempty"`
+	// Stuck is the record (serial) the last calls' scans stopped at, its revocation or the lookup of its holder
+	// failing, and Tries how many calls in a row did; Skipped are the records the scan passes over since that
+	// reached MaxRecordTries, so that one record does not hold the round (and the delta) or the pass forever.
+	Stuck   string   `json:"stuck,omitempty"`
+	Tries   int      `json:"tries,omitempty"`
+	Skipped []string `json:"skipped,omitempty"`
 }
+
+// MaxRecordTries is how many calls in a row a scan may stop at the same record, its revocation (or the lookup of
+// its holder) failing, before it passes over that record (scanCursor.Skipped, DisabledSweep.Skipped): a record
+// that can never be revoked would otherwise hold its round, and with it every later delta, forever. A call counts
+// only when the failure is the record's: its time had not run out, the store took the cursor's write, and, for a
+// lookup, Graph answered another question of the call, so that an outage of either passes over nothing. Three
+// hourly calls leave a passing fault time to clear while the delta waits a few hours at most.
+const MaxRecordTries = 3
 
 // recentGone is one entry of deltaDoc.Recent: the object ID (and a device's deviceId, when its entry carried one),
 // why it went, and when a call first found it gone.
@@ -351,6 +365,10 @@ type DisabledSweep struct {
 	// end (its lookups spent, a question Graph did not answer, ctx), and the next call goes on from where it stopped.
 	Checked   int
 	CheckLeft bool
+	// Skipped are the records (serials) this call's scans passed over, after MaxRecordTries calls in a row stopped
+	// at each (its revocation, or the lookup of its holder, failing): they are not revoked by the sweep, and an
+	// operator must look at them.
+	Skipped []string
 }
 
 // RevokeDisabled is RevokeDisabledAccounts and RevokeDisabledDevices in one call, which scans the REST certificates
@@ -359,9 +377,10 @@ type DisabledSweep struct {
 // enumeration of a large tenant neither keeps the other from being read nor leaves the scan no time.
 func RevokeDisabled(ctx context.Context, st store.Store, dir Directory, now time.Time) DisabledSweep {
 	users, devices := usersSet(dir), devicesSet(dir)
-	scanned, checked, scanLeft, checkLeft := sweepDirectory(ctx, st, now, users, devices)
+	stats := sweepDirectory(ctx, st, now, users, devices)
 	return DisabledSweep{Accounts: users.sw, Devices: devices.sw, AccountsErr: users.err, DevicesErr: devices.err,
-		Scanned: scanned, ScanLeft: scanLeft, Checked: checked, CheckLeft: checkLeft}
+		Scanned: stats.scanned, ScanLeft: stats.scanLeft, Checked: stats.checked, CheckLeft: stats.checkLeft,
+		Skipped: stats.skipped}
 }
 
 func usersSet(dir UsersDelta) *sweepSet {
@@ -433,8 +452,7 @@ type sweepSet struct {
 // call, and no link moves past accounts whose certificates are not all revoked. Last, with what is left of ctx, it
 // goes on with the verifying pass of the sets that have one (verifyPasses), beside the rounds. It returns how many
 // search pages the round's scan and the pass's read, and whether each was left unfinished.
-func sweepDirectory(ctx context.Context, st store.Store, now time.Time, sets ...*sweepSet) (scanned, checked int,
-	scanLeft, checkLeft bool) {
+func sweepDirectory(ctx context.Context, st store.Store, now time.Time, sets ...*sweepSet) sweepStats {
 	start := time.Now()
 	inRound := false
 	for _, s := range sets {
@@ -475,10 +493,12 @@ func sweepDirectory(ctx context.Context, st store.Store, now time.Time, sets ...
 			inScan = append(inScan, s)
 		}
 	}
+	var stats sweepStats
 	if len(inScan) > 0 {
 		var err error
-		scanned, err = scanRound(ctx, st, now, inScan)
-		scanLeft = err != nil
+		var skipped []string
+		stats.scanned, skipped, err = scanRound(ctx, st, now, inScan)
+		stats.scanLeft, stats.skipped = err != nil, skipped
 		for _, s := range inScan {
 			if err != nil {
 				s.err = errors.Join(s.err, s.roundErr, err)
@@ -487,8 +507,18 @@ func sweepDirectory(ctx context.Context, st store.Store, now time.Time, sets ...
 			}
 		}
 	}
-	checked, checkLeft = verifyPasses(ctx, st, now, sets)
-	return scanned, checked, scanLeft, checkLeft
+	var skipped []string
+	stats.checked, stats.checkLeft, skipped = verifyPasses(ctx, st, now, sets)
+	stats.skipped = append(stats.skipped, skipped...)
+	return stats
+}
+
+// sweepStats is what sweepDirectory's scans did: the search pages the round's scan and the pass's read, whether
+// each was left unfinished, and the records they passed over (MaxRecordTries).
+type sweepStats struct {
+	scanned, checked    int
+	scanLeft, checkLeft bool
+	skipped             []string
 }
 
 // load reads the set's document. A document that does not decode is taken for none: the set enumerates again
@@ -719,8 +749,8 @@ func newRoundID() string {
 // round stopped at, and revokes those of the accounts and devices gone, adding them to each set's Revoked. After
 // each page whose revocations are durable it saves the cursor, when some set's round is durable (a round only this
 // call knows is read again, and scanned from the beginning, by the next call). It returns how many pages it read,
-// and an error when it stopped before the end.
-func scanRound(ctx context.Context, st store.Store, now time.Time, sets []*sweepSet) (int, error) {
+// the records it passed over (MaxRecordTries), and an error when it stopped before the end.
+func scanRound(ctx context.Context, st store.Store, now time.Time, sets []*sweepSet) (int, []string, error) {
 	var users, devices *sweepSet
 	for _, s := range sets {
 		if s.devices {
@@ -739,7 +769,7 @@ func scanRound(ctx context.Context, st store.Store, now time.Time, sets []*sweep
 	}
 	scanned, err := sc.run(ctx, st, now)
 	if err != nil {
-		return scanned, fmt.Errorf("REST certificates: %w", err)
+		return scanned, sc.skipped, fmt.Errorf("REST certificates: %w", err)
 	}
 	if devices != nil {
 		for id, c := range devices.gone {
@@ -748,7 +778,7 @@ func scanRound(ctx context.Context, st store.Store, now time.Time, sets []*sweep
 			}
 		}
 	}
-	return scanned, nil
+	return scanned, sc.skipped, nil
 }
 
 // recordScan is one scan of the REST certificates, for a round (scanRound) or a verifying pass (verifyPasses), that
@@ -764,6 +794,11 @@ type recordScan struct {
 	// sets are the sets scanned for, ids the set:ID of those durable, whose cursor is saved.
 	sets []*sweepSet
 	ids  []string
+	// answered, when not nil, says Graph answered a question of this call: a failed lookup is then its record's
+	// (MaxRecordTries).
+	answered func() bool
+	// skipped are the records this call passed over (MaxRecordTries).
+	skipped []string
 }
 
 // add makes s one of the sets the scan is for, under its round's or pass's id.
@@ -807,14 +842,16 @@ func (sc *recordScan) run(ctx context.Context, st store.Store, now time.Time) (i
 	}
 	scanned := 0
 	var done []*store.Record
-	q := store.Query{Source: store.SourceAPI, Status: store.StatusIssued, Limit: sc.limit,
-		ScanPages: accountsScanPages, Continuation: cur.After}
 	progress := func(next string) error {
 		scanned++
 		if !durable {
 			return nil
 		}
 		cur.After, cur.Done = next, next == ""
+		if next != "" && cur.Stuck != "" {
+			// Past the page of the record it stopped at: that record was revoked (or answered for) this time.
+			cur.Stuck, cur.Tries = "", 0
+		}
 		if sc.named != nil {
 			cur.Named = slices.Sorted(maps.Keys(sc.named))
 		}
@@ -822,7 +859,40 @@ func (sc *recordScan) run(ctx context.Context, st store.Store, now time.Time) (i
 		etag, err = saveScanCursor(ctx, st, sc.doc, cur, etag)
 		return err
 	}
-	err := revokeWhere(ctx, st, q, now, &done, sc.match, sc.prepare, progress)
+	match := func(rec *store.Record) (int, string, string, bool, error) {
+		if slices.Contains(cur.Skipped, rec.Serial) {
+			return 0, "", "", false, nil
+		}
+		return sc.match(rec)
+	}
+	var err error
+	for {
+		q := store.Query{Source: store.SourceAPI, Status: store.StatusIssued, Limit: sc.limit,
+			ScanPages: accountsScanPages, Continuation: cur.After}
+		err = revokeWhere(ctx, st, q, now, &done, match, sc.prepare, progress)
+		var re *recordError
+		if !durable || !errors.As(err, &re) || errors.Is(err, errLookupsSpent) || ctx.Err() != nil ||
+			(re.matching && (sc.answered == nil || !sc.answered())) {
+			break
+		}
+		// The record's own failure: counted, and past MaxRecordTries passed over, the scan going on without it.
+		if cur.Stuck == re.serial {
+			cur.Tries++
+		} else {
+			cur.Stuck, cur.Tries = re.serial, 1
+		}
+		skip := cur.Tries >= MaxRecordTries
+		if skip {
+			cur.Skipped = append(cur.Skipped, re.serial)
+			cur.Stuck, cur.Tries = "", 0
+		}
+		e, werr := saveScanCursor(ctx, st, sc.doc, cur, etag)
+		if werr != nil || !skip {
+			break
+		}
+		etag = e
+		sc.skipped = append(sc.skipped, re.serial)
+	}
 	for _, rec := range done {
 		for _, s := range sc.sets {
 			if (rec.RevokedBy == DevicesBy) == s.devices {
@@ -869,7 +939,7 @@ func saveScanCursor(ctx context.Context, st store.Meta, doc string, cur scanCurs
 // a time. A pass is first made durable in its set's document (a cursor must never stand for a pass that is not
 // recorded). A scan that reaches the end ends each set's pass, recording Verified. It returns how many search pages
 // it read and whether it was left unfinished: the lookups spent (not an error), or an error of the set's.
-func verifyPasses(ctx context.Context, st store.Store, now time.Time, sets []*sweepSet) (int, bool) {
+func verifyPasses(ctx context.Context, st store.Store, now time.Time, sets []*sweepSet) (int, bool, []string) {
 	var users, devices *sweepSet
 	ask := &lookups{left: MaxLookups, answers: map[lookupKey]lookupAnswer{}}
 	for _, s := range sets {
@@ -886,10 +956,10 @@ func verifyPasses(ctx context.Context, st store.Store, now time.Time, sets []*sw
 		}
 	}
 	if users == nil && devices == nil {
-		return 0, false
+		return 0, false, nil
 	}
 	match, want := passMatch(ctx, users, devices, ask, now)
-	sc := recordScan{doc: verifyCursorDoc, limit: verifyPage, match: match,
+	sc := recordScan{doc: verifyCursorDoc, limit: verifyPage, match: match, answered: ask.answeredAny,
 		prepare: func(page []*store.Record) {
 			var keys []lookupKey
 			for _, rec := range page {
@@ -905,7 +975,7 @@ func verifyPasses(ctx context.Context, st store.Store, now time.Time, sets []*sw
 	scanned, err := sc.run(ctx, st, now)
 	if errors.Is(err, errLookupsSpent) {
 		// Stopped where it should, not failed: the next call goes on from the cursor with new lookups.
-		return scanned, true
+		return scanned, true, sc.skipped
 	}
 	for _, s := range sc.sets {
 		if err != nil {
@@ -917,7 +987,7 @@ func verifyPasses(ctx context.Context, st store.Store, now time.Time, sets []*sw
 		// A failure is the set's error; the next call, finding the cursor done, ends the pass.
 		_ = s.save(ctx, st, s.state)
 	}
-	return scanned, err != nil
+	return scanned, err != nil, sc.skipped
 }
 
 // lookupKey is one question of a verifying pass: an object of a set.
@@ -938,6 +1008,15 @@ type lookups struct {
 	mu      sync.Mutex
 	left    int
 	answers map[lookupKey]lookupAnswer
+	// answered counts the questions Graph answered (there or not).
+	answered int
+}
+
+// answeredAny says Graph answered a question of the call.
+func (l *lookups) answeredAny() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.answered > 0
 }
 
 // prefetch asks the questions of keys not yet asked, LookupConcurrency at a time, while the call's allowance lasts:
@@ -994,6 +1073,9 @@ func (l *lookups) one(ctx context.Context, k lookupKey) (bool, error) {
 	defer l.mu.Unlock()
 	l.answers[k] = lookupAnswer{there: there, err: err}
 	k.set.sw.LookedUp++
+	if err == nil {
+		l.answered++
+	}
 	if err == nil && !there {
 		k.set.sw.Missing++
 	}

@@ -83,7 +83,7 @@ func revokeWhere(ctx context.Context, st store.Store, q store.Query, now time.Ti
 		for _, rec := range page {
 			reason, by, ref, ok, err := match(rec)
 			if err != nil {
-				return err
+				return &recordError{serial: rec.Serial, matching: true, err: err}
 			}
 			if !ok {
 				continue
@@ -92,7 +92,7 @@ func revokeWhere(ctx context.Context, st store.Store, q store.Query, now time.Ti
 			switch {
 			case errors.Is(err, ErrNotRevocable):
 			case err != nil:
-				return fmt.Errorf("revoking %s (%s): %w", rec.Serial, ref, err)
+				return &recordError{serial: rec.Serial, err: fmt.Errorf("revoking %s (%s): %w", rec.Serial, ref, err)}
 			case NewlyRevoked(outcome, got):
 				*done = append(*done, got)
 			}
@@ -108,3 +108,13 @@ func revokeWhere(ctx context.Context, st store.Store, q store.Query, now time.Ti
 		q.Continuation = next
 	}
 }
+
+// recordError is revokeWhere stopping at one record: match could not tell (matching) or its revocation failed.
+type recordError struct {
+	serial   string
+	matching bool
+	err      error
+}
+
+func (e *recordError) Error() string { return e.err.Error() }
+func (e *recordError) Unwrap() error { return e.err }
