@@ -84,7 +84,9 @@ const LookupConcurrency = 8
 // yet seen an object created moments before (replication lag), and revoke a new certificate as deleted. The grace
 // covers the "enabled" answer issuance may have cached for entra.DefaultPositiveTTL before the enumeration began (an
 // account deleted then is in no delta, and its record must still be asked about), and five minutes more for a
-// request between its check and its record and for the clocks of two instances.
+// request between its check and its record and for the clocks of two instances. A pass's later calls, an hour or
+// more after AsOf, so never ask about a record issued moments before them; only the call that begins it may meet
+// one issued in its own minute.
 const lookupGrace = entra.DefaultPositiveTTL + 5*time.Minute
 
 // verifyPage is how many records one search page asks for in the scan of a verifying pass.
@@ -105,7 +107,7 @@ type DevicesDelta interface {
 
 // UserLookup says whether one user is in the directory now (entra.Directory.UserExists): false only for a definite
 // "not found". A UsersDelta that is one too has the accounts a delta enumeration from scratch did not name looked up
-// (deltaRound.Verify).
+// (verifyPass).
 type UserLookup interface {
 	UserExists(ctx context.Context, userObjectID string) (bool, error)
 }
@@ -957,6 +959,10 @@ func verifyPasses(ctx context.Context, st store.Store, now time.Time, sets []*sw
 	}
 	if users == nil && devices == nil {
 		return 0, false, nil
+	}
+	if ctx.Err() != nil {
+		// The round took the call's time: the pass goes on in the next call.
+		return 0, true, nil
 	}
 	match, want := passMatch(ctx, users, devices, ask, now)
 	sc := recordScan{doc: verifyCursorDoc, limit: verifyPage, match: match, answered: ask.answeredAny,

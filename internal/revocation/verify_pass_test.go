@@ -258,3 +258,36 @@ func TestVerifyPassCrashAtEachWrite(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyPassAfterVerifyingRound: a build that asked Graph about the holders within a round left such a round
+// open (its scan part-way). This build ends that round as any other, moving the link on, and begins a verifying
+// pass beside it, which revokes the certificate of the account deleted before the enumeration and ends.
+func TestVerifyPassAfterVerifyingRound(t *testing.T) {
+	backends(t, func(t *testing.T, useTables bool) {
+		e := newAccountsEnv(t, useTables)
+		ctx := context.Background()
+		alice, bob := entrafake.NewGUID(), entrafake.NewGUID()
+		e.g.PutUser(entrafake.User{ID: alice, UPN: "alice@contoso.example", Enabled: true})
+		aliceCert := e.userCert(t, alice, "alice@contoso.example", e.now.Add(-24*time.Hour))
+		bobCert := e.userCert(t, bob, "bob@contoso.example", e.now.Add(-24*time.Hour))
+		page, err := e.dir.UsersDelta(ctx, "")
+		if err != nil || page.Delta == "" {
+			t.Fatalf("enumeration: %+v, %v", page, err)
+		}
+		old, _ := json.Marshal(map[string]any{"link": "", "at": time.Time{}, "round": map[string]any{
+			"id": "0123456789abcdef", "started": e.now.Add(-time.Hour), "link": page.Delta, "complete": true,
+			"gone": []any{}, "verify": true}})
+		if _, err := e.st.PutMeta(ctx, "entra-users-delta", old, ""); err != nil {
+			t.Fatal(err)
+		}
+		sw, err := e.sweep(t, e.st)
+		if err != nil || !sw.Resumed || !sw.Saved || e.link(t) != page.Delta || e.passOpen(t) ||
+			!e.deltaDoc(t, "entra-users-delta").Verified || len(sw.Revoked) != 1 || sw.Revoked[0].Serial != bobCert.Serial {
+			t.Fatalf("run = %+v, %v (link %q); want the round ended, %s revoked, the pass ended", sw, err, e.link(t),
+				bobCert.Serial)
+		}
+		if st, _, _, _ := e.status(t, aliceCert); st != store.StatusIssued {
+			t.Errorf("alice's certificate is %s", st)
+		}
+	})
+}
