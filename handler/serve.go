@@ -844,6 +844,18 @@ func (d *deps) revokeDisabledAccounts(ctx context.Context) []string {
 		lines = append(lines, fmt.Sprintf("Entra sweep: scanned %d pages of /api/csr certificates; the next run goes on where it stopped, reading no delta pages until the scan is done",
 			sw.Scanned))
 	}
+	for _, serial := range sw.Skipped {
+		d.log.Error("Entra sweep passed over a certificate: its revocation, or the lookup of its holder, failed in every one of the last runs; revoke it by serial if its account or device is gone",
+			"serial", serial, "runs", revocation.MaxRecordTries)
+	}
+	if len(sw.Skipped) > 0 {
+		lines = append(lines, fmt.Sprintf("Entra sweep: passed over %d certificates whose revocation or lookup failed %d runs in a row (see the log): %s",
+			len(sw.Skipped), revocation.MaxRecordTries, strings.Join(sw.Skipped, ", ")))
+	}
+	if sw.CheckLeft {
+		lines = append(lines, fmt.Sprintf("Entra sweep: asked Graph about the holders of %d pages of /api/csr certificates; the next run goes on with that check where it stopped, reading the delta meanwhile",
+			sw.Checked))
+	}
 	return lines
 }
 

@@ -11,6 +11,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -32,6 +33,9 @@ const (
 	accountsDeltaDoc = "entra-users-delta"
 	devicesDeltaDoc  = "entra-devices-delta"
 	scanCursorDoc    = "entra-sweep-cursor"
+	// verifyCursorDoc holds how far the scan of the verifying passes got (deltaDoc.Pass), a cursor of its own so
+	// that the pass goes on beside the rounds.
+	verifyCursorDoc = "entra-verify-cursor"
 )
 
 // DevicesBy is the revoker recorded on a certificate revoked because its Entra device was disabled or deleted.
@@ -62,12 +66,30 @@ const (
 const maxRoundGone = 2000
 
 // MaxLookups bounds the accounts and devices one call asks Graph about one by one (UserLookup, DeviceLookup) in the
-// scan of a round that verifies (deltaRound.Verify). A call that reaches it stops the scan after the last page it
-// finished, and the next call goes on from there with a new allowance; verifyPage keeps a page's lookups (up to two
-// a record) well within it, so that every call finishes a page.
-const MaxLookups = 400
+// scan of a verifying pass (verifyPass), LookupConcurrency at a time. A call that reaches it stops the scan after the
+// last page it finished, and the next call goes on from there with a new allowance; verifyPage keeps a page's
+// lookups (up to two a record) well within it, so that every call finishes pages. At LookupConcurrency questions in
+// flight and some 150 ms an answer, 2000 take about 40 s, within the sweep's minute, and Graph's directory limits
+// (thousands of requests per 10 s for an application in a tenant) are far off.
+const MaxLookups = 2000
 
-// verifyPage is how many records one search page asks for in the scan of a round that verifies.
+// LookupConcurrency bounds the questions a verifying pass has in flight at once: each still waits out Graph's
+// Retry-After as entra.Directory does for any GET, and eight keep the pass well under Graph's throttling limits.
+const LookupConcurrency = 8
+
+// lookupGrace is how long after a verifying pass's enumeration had been read (verifyPass.AsOf) a record must have
+// been created for the pass not to ask about its account or device. /api/csr read the account (device) from Graph
+// before it wrote the record, so one created after the enumeration began is of an object Graph had then, whose
+// deletion since is in a later delta round: asking again could only hear a 404 from a Graph replica that has not
+// yet seen an object created moments before (replication lag), and revoke a new certificate as deleted. The grace
+// covers the "enabled" answer issuance may have cached for entra.DefaultPositiveTTL before the enumeration began (an
+// account deleted then is in no delta, and its record must still be asked about), and five minutes more for a
+// request between its check and its record and for the clocks of two instances. A pass's later calls, an hour or
+// more after AsOf, so never ask about a record issued moments before them; only the call that begins it may meet
+// one issued in its own minute.
+const lookupGrace = entra.DefaultPositiveTTL + 5*time.Minute
+
+// verifyPage is how many records one search page asks for in the scan of a verifying pass.
 const verifyPage = 50
 
 // maxRoundBytes is the largest document a round is written in, under the store's meta document limit (512 KiB).
@@ -85,7 +107,7 @@ type DevicesDelta interface {
 
 // UserLookup says whether one user is in the directory now (entra.Directory.UserExists): false only for a definite
 // "not found". A UsersDelta that is one too has the accounts a delta enumeration from scratch did not name looked up
-// (deltaRound.Verify).
+// (verifyPass).
 type UserLookup interface {
 	UserExists(ctx context.Context, userObjectID string) (bool, error)
 }
@@ -102,7 +124,7 @@ var (
 	_ DeviceLookup = (*entra.Directory)(nil)
 )
 
-// errLookupsSpent stops the scan of a round that verifies once the call has asked MaxLookups: not a failure, the
+// errLookupsSpent stops the scan of a verifying pass once the call has asked MaxLookups: not a failure, the
 // next call goes on from the cursor.
 var errLookupsSpent = errors.New("the Graph lookups of this run are spent")
 
@@ -116,12 +138,28 @@ type deltaDoc struct {
 	// until it does, possibly calls later, no call reads the delta further, and Link stays where the round began.
 	// Recent is folded into Round.Gone meanwhile.
 	Round *deltaRound `json:"round,omitempty"`
-	// Verified says a round's scan looked up, since the enumeration from scratch Link goes on from began, the
-	// accounts (devices) of the records that its pages did not name (deltaRound.Verify): an account deleted before
-	// that enumeration (the first call, or one after Graph forgot the link), or while the forgotten link's changes
-	// went unread, is in no page of it nor of any later delta. A document without it (none yet, or one a build
-	// before it wrote) has the next round verify.
+	// Verified says a verifying pass (Pass) reached the end of the REST certificates since the enumeration from
+	// scratch Link goes on from began: an account deleted before that enumeration (the first call, or one after
+	// Graph forgot the link), or while the forgotten link's changes went unread, is in no page of it nor of any
+	// later delta, so the accounts (devices) of the records must be asked about once. A document without it (none
+	// yet, or one a build before it wrote) has a pass begin.
 	Verified bool `json:"verified,omitempty"`
+	// Pass is the verifying pass in progress, nil when none.
+	Pass *verifyPass `json:"pass,omitempty"`
+}
+
+// verifyPass is a scan of the REST certificates, over as many calls as it takes, that asks Graph about the account
+// (device object) of each record (UserLookup, DeviceLookup) and revokes, as deleted, the certificates of those Graph
+// no longer has. It goes on beside the delta's rounds, from a cursor of its own (verifyCursorDoc), so that a tenant
+// whose certificates have more holders than one call may ask about still has the accounts disabled meanwhile
+// revoked by the next call. It ends only when every question was answered: one Graph does not answer stops the
+// scan there, for the next call to ask again.
+type verifyPass struct {
+	// ID names the pass in its cursor: a pass begun again (after another enumeration from scratch) scans anew.
+	ID string `json:"id"`
+	// AsOf is when the enumeration the pass follows had been read: a record created lookupGrace or more after it
+	// is not asked about (lookupGrace).
+	AsOf time.Time `json:"asOf"`
 }
 
 // deltaRound is what a round's pages said, kept until its scan is done so that a call that stops in it loses
@@ -137,9 +175,8 @@ type deltaRound struct {
 	Complete bool   `json:"complete,omitempty"`
 	// Gone are the accounts (or devices) to look for: those the pages named gone and those of Recent.
 	Gone []roundGone `json:"gone"`
-	// Verify says the scan also asks Graph, one by one, about the accounts (devices) of the records it passes that
-	// no page of the call named, and revokes those Graph no longer has (deltaDoc.Verified). The round ends only when
-	// every such question was answered: a failed one stops the scan there, for the next call to ask again.
+	// Verify was set by the builds that asked Graph about the records within a round (before verifyPass): such a
+	// round is scanned as any other, and a verifying pass begins beside it.
 	Verify bool `json:"verify,omitempty"`
 }
 
@@ -175,7 +212,21 @@ type scanCursor struct {
 	Done  bool   `json:"done,omitempty"`
 	// Named are the devices gone that a record scanned so far names by object ID (AccountSweep.Unmapped).
 	Named []string `json:"named,omitempty"`
+	// Stuck is the record (serial) the last calls' scans stopped at, its revocation or the lookup of its holder
+	// failing, and Tries how many calls in a row did; Skipped are the records the scan passes over since that
+	// reached MaxRecordTries, so that one record does not hold the round (and the delta) or the pass forever.
+	Stuck   string   `json:"stuck,omitempty"`
+	Tries   int      `json:"tries,omitempty"`
+	Skipped []string `json:"skipped,omitempty"`
 }
+
+// MaxRecordTries is how many calls in a row a scan may stop at the same record, its revocation (or the lookup of
+// its holder) failing, before it passes over that record (scanCursor.Skipped, DisabledSweep.Skipped): a record
+// that can never be revoked would otherwise hold its round, and with it every later delta, forever. A call counts
+// only when the failure is the record's: its time had not run out, the store took the cursor's write, and, for a
+// lookup, Graph answered another question of the call, so that an outage of either passes over nothing. Three
+// hourly calls leave a passing fault time to clear while the delta waits a few hours at most.
+const MaxRecordTries = 3
 
 // recentGone is one entry of deltaDoc.Recent: the object ID (and a device's deviceId, when its entry carried one),
 // why it went, and when a call first found it gone.
@@ -234,8 +285,8 @@ type AccountSweep struct {
 	// not reached its end; Complete is then that round's.
 	Resumed bool
 	// LookedUp counts the accounts (or devices) of records that the call asked Graph about one by one, in the
-	// scan of a round that verifies (after an enumeration from scratch), and Missing those Graph no longer had,
-	// whose certificates were revoked as deleted.
+	// scan of a verifying pass (after an enumeration from scratch), and Missing those Graph no longer had, whose
+	// certificates were revoked as deleted.
 	LookedUp, Missing int
 }
 
@@ -266,12 +317,15 @@ type AccountSweep struct {
 // enumerate again from the start. It returns what it did, also when it stopped on an error.
 //
 // An enumeration from scratch (the first call, or one after a 410) lists only the accounts there now, so an account
-// deleted before it is in no page of it nor of any later delta. The round that starts one therefore verifies: its
-// scan asks Graph about the account of each record it passes that the call's pages did not name (UserLookup, at
-// most MaxLookups a call, each answer kept for the call) and revokes, as deleted, the certificates of those Graph
-// says it does not have. A question Graph does not answer so revokes nothing for that record and stops the scan
-// there (the round is not done, and the next call asks again); the allowance spent stops it too, without an error.
-// A document written before rounds verified has the next round verify once as well.
+// deleted before it is in no page of it nor of any later delta. One that read a page therefore begins a verifying
+// pass (verifyPass), which later calls go on with beside the rounds: a scan of the REST certificates, from a cursor
+// of its own, that asks Graph about the account of each record that the call's pages did not name and that was
+// created before the enumeration (plus lookupGrace: a newer one's account was read at issuance, and Graph may not
+// show a just-created account yet). It asks at most MaxLookups a call, LookupConcurrency at a time, each answer kept
+// for the call, and revokes, as deleted, the certificates of those Graph says it does not have. A question Graph
+// does not answer revokes nothing for that record and stops the pass there (the next call asks again); the
+// allowance spent stops it too, without an error. Neither holds up the rounds. A document written before the passes
+// (no Verified) has a pass begin as well.
 func RevokeDisabledAccounts(ctx context.Context, st store.Store, dir UsersDelta, now time.Time) (AccountSweep, error) {
 	users := usersSet(dir)
 	sweepDirectory(ctx, st, now, users, devicesSet(nil))
@@ -305,10 +359,18 @@ type DisabledSweep struct {
 	// AccountsErr and DevicesErr say how each part stopped short, nil when it did not: a page Graph refused, the
 	// store, ctx ending. The scan the two share failing fails both.
 	AccountsErr, DevicesErr error
-	// Scanned is how many search pages of the REST certificates this call read; ScanLeft says the scan of the round
-	// in progress stopped before its end and the next call goes on from where it stopped.
+	// Scanned is how many search pages of the REST certificates this call read for the round; ScanLeft says the
+	// scan of the round in progress stopped before its end and the next call goes on from where it stopped.
 	Scanned  int
 	ScanLeft bool
+	// Checked is how many search pages the verifying pass read (verifyPass); CheckLeft says it stopped before its
+	// end (its lookups spent, a question Graph did not answer, ctx), and the next call goes on from where it stopped.
+	Checked   int
+	CheckLeft bool
+	// Skipped are the records (serials) this call's scans passed over, after MaxRecordTries calls in a row stopped
+	// at each (its revocation, or the lookup of its holder, failing): they are not revoked by the sweep, and an
+	// operator must look at them.
+	Skipped []string
 }
 
 // RevokeDisabled is RevokeDisabledAccounts and RevokeDisabledDevices in one call, which scans the REST certificates
@@ -317,9 +379,10 @@ type DisabledSweep struct {
 // enumeration of a large tenant neither keeps the other from being read nor leaves the scan no time.
 func RevokeDisabled(ctx context.Context, st store.Store, dir Directory, now time.Time) DisabledSweep {
 	users, devices := usersSet(dir), devicesSet(dir)
-	scanned, left := sweepDirectory(ctx, st, now, users, devices)
+	stats := sweepDirectory(ctx, st, now, users, devices)
 	return DisabledSweep{Accounts: users.sw, Devices: devices.sw, AccountsErr: users.err, DevicesErr: devices.err,
-		Scanned: scanned, ScanLeft: left}
+		Scanned: stats.scanned, ScanLeft: stats.scanLeft, Checked: stats.checked, CheckLeft: stats.checkLeft,
+		Skipped: stats.skipped}
 }
 
 func usersSet(dir UsersDelta) *sweepSet {
@@ -352,7 +415,7 @@ type sweepSet struct {
 	read func(ctx context.Context, link string) (*entra.DeltaPage, error)
 	// devices says the entries are devices, whose deleted entries may match no record (Unmapped).
 	devices bool
-	// exists asks Graph whether one object is still there; nil when the directory cannot (no round verifies then).
+	// exists asks Graph whether one object is still there; nil when the directory cannot (no pass runs then).
 	exists func(ctx context.Context, id string) (bool, error)
 
 	sw  AccountSweep
@@ -362,8 +425,9 @@ type sweepSet struct {
 	roundErr error
 
 	loaded bool // state and etag were read
-	state  deltaDoc
-	etag   string
+	// state is the set's document as this call last read or wrote it, and etag its version.
+	state deltaDoc
+	etag  string
 	// round is the round this call acts on (read now or earlier), nil when none; durable says it is in the
 	// set's document, so that a call stopped in its scan loses nothing of it.
 	round   *deltaRound
@@ -371,26 +435,31 @@ type sweepSet struct {
 	gone    map[string]entra.DirectoryChange // by object ID
 	since   map[string]time.Time             // when a call first found each of gone gone
 	paged   map[string]bool                  // the object IDs of gone the round's pages found gone
-	// present are the objects this call's pages named as there (enabled or not): a verifying scan need not ask
-	// about them, since a deletion after the page is in a later round. Not kept: a resumed scan asks.
+	// present are the objects this call's pages named as there (enabled or not): a verifying pass need not ask
+	// about them, since a deletion after the page is in a later round. Not kept: a later call asks.
 	present map[string]bool
-	// known caches this call's lookups: whether each object asked about is there.
-	known map[string]bool
+	// pass is the verifying pass the set's document is to hold (nil when none) and verified its Verified: every
+	// write of the document records them, so that a pass begun is durable with the first write after it.
+	pass     *verifyPass
+	verified bool
 }
 
-// sweepDirectory sweeps the sets (the accounts, the devices) in three steps. Unless a round is in progress, it reads
+// sweepDirectory sweeps the sets (the accounts, the devices) in four steps. Unless a round is in progress, it reads
 // each set's delta on from its link and writes what the pages said (the accounts or devices gone, the link reached)
 // as the set's round, in its document, before acting on it. It then scans the REST certificates once for every set
 // in the round, from the cursor the last call stopped at (scanCursorDoc), saving the cursor after each page whose
 // revocations are durable; only a scan that reaches the end moves each set's link on to its round's, ending the
 // round. A call that stops anywhere (ctx, the store, a crash) leaves either the old link or the round and its cursor,
 // and the next call goes on from there: no scan starts again from the beginning because it could not finish in one
-// call, and no link moves past accounts whose certificates are not all revoked. It returns how many search pages it
-// read and whether the scan was left unfinished.
-func sweepDirectory(ctx context.Context, st store.Store, now time.Time, sets ...*sweepSet) (int, bool) {
+// call, and no link moves past accounts whose certificates are not all revoked. Last, with what is left of ctx, it
+// goes on with the verifying pass of the sets that have one (verifyPasses), beside the rounds. It returns how many
+// search pages the round's scan and the pass's read, and whether each was left unfinished.
+func sweepDirectory(ctx context.Context, st store.Store, now time.Time, sets ...*sweepSet) sweepStats {
+	start := time.Now()
 	inRound := false
 	for _, s := range sets {
 		s.load(ctx, st)
+		s.adopt(now)
 		inRound = inRound || s.state.Round != nil
 	}
 	if inRound {
@@ -402,7 +471,6 @@ func sweepDirectory(ctx context.Context, st store.Store, now time.Time, sets ...
 		}
 	} else {
 		id := newRoundID()
-		start := time.Now()
 		deadline, bounded := ctx.Deadline()
 		var readers []*sweepSet
 		for _, s := range sets {
@@ -416,7 +484,7 @@ func sweepDirectory(ctx context.Context, st store.Store, now time.Time, sets ...
 				share := deadline.Sub(start) * time.Duration(i+1) / time.Duration(len(readers)+1)
 				rctx, cancel = context.WithDeadline(ctx, start.Add(share))
 			}
-			s.readPages(rctx, ctx, now)
+			s.readPages(rctx, ctx, now, start)
 			cancel()
 			s.begin(ctx, st, id, now)
 		}
@@ -427,27 +495,32 @@ func sweepDirectory(ctx context.Context, st store.Store, now time.Time, sets ...
 			inScan = append(inScan, s)
 		}
 	}
-	if len(inScan) == 0 {
-		return 0, false
-	}
-	scanned, err := scanRound(ctx, st, now, inScan)
-	if errors.Is(err, errLookupsSpent) {
-		// Stopped where it should, not failed: the next call goes on from the cursor with new lookups.
+	var stats sweepStats
+	if len(inScan) > 0 {
+		var err error
+		var skipped []string
+		stats.scanned, skipped, err = scanRound(ctx, st, now, inScan)
+		stats.scanLeft, stats.skipped = err != nil, skipped
 		for _, s := range inScan {
-			s.err = errors.Join(s.err, s.roundErr)
+			if err != nil {
+				s.err = errors.Join(s.err, s.roundErr, err)
+			} else {
+				s.commit(ctx, st)
+			}
 		}
-		return scanned, true
 	}
-	if err != nil {
-		for _, s := range inScan {
-			s.err = errors.Join(s.err, s.roundErr, err)
-		}
-		return scanned, true
-	}
-	for _, s := range inScan {
-		s.commit(ctx, st)
-	}
-	return scanned, false
+	var skipped []string
+	stats.checked, stats.checkLeft, skipped = verifyPasses(ctx, st, now, sets)
+	stats.skipped = append(stats.skipped, skipped...)
+	return stats
+}
+
+// sweepStats is what sweepDirectory's scans did: the search pages the round's scan and the pass's read, whether
+// each was left unfinished, and the records they passed over (MaxRecordTries).
+type sweepStats struct {
+	scanned, checked    int
+	scanLeft, checkLeft bool
+	skipped             []string
 }
 
 // load reads the set's document. A document that does not decode is taken for none: the set enumerates again
@@ -465,13 +538,26 @@ func (s *sweepSet) load(ctx context.Context, st store.Store) {
 		}
 	}
 	s.loaded, s.etag = true, etag
+	s.pass, s.verified = s.state.Pass, s.state.Verified
+}
+
+// adopt begins a verifying pass for a set whose document goes on from an enumeration no pass has answered for: one a
+// build before the passes wrote (no Verified), or one whose round a build that verified within rounds left. That
+// enumeration began before this call, so now is after it (verifyPass.AsOf). A set with no link nor round yet begins
+// its pass with its first enumeration (readPages).
+func (s *sweepSet) adopt(now time.Time) {
+	if !s.loaded || s.exists == nil || s.verified || s.pass != nil || (s.state.Link == "" && s.state.Round == nil) {
+		return
+	}
+	s.pass = &verifyPass{ID: newRoundID(), AsOf: now}
 }
 
 // readPages reads the set's delta on from its link, at most MaxAccountPages pages and, past the first, only while
 // fewer than maxRoundGone accounts are to be looked for, so that the round fits its document. A read cut short by
 // rctx (the set's share of the time) while ctx goes on is no failure: the pages before it are acted on, the rest
-// read by the next round.
-func (s *sweepSet) readPages(rctx, ctx context.Context, now time.Time) {
+// read by the next round. An enumeration from scratch that read a page begins a verifying pass (the call's now plus
+// the time since start, when the pages had been read, is its AsOf).
+func (s *sweepSet) readPages(rctx, ctx context.Context, now, start time.Time) {
 	s.gone, s.since, s.paged = map[string]entra.DirectoryChange{}, map[string]time.Time{}, map[string]bool{}
 	for _, r := range s.state.Recent {
 		s.gone[r.Key], s.since[r.Key] = r.change(), r.At
@@ -529,13 +615,15 @@ func (s *sweepSet) readPages(rctx, ctx context.Context, now time.Time) {
 	s.sw.Accounts = len(s.paged)
 	s.sw.Rechecked = len(s.gone) - len(s.paged)
 	// An enumeration from scratch that read a page has begun: a deletion before it is in no delta, so the accounts
-	// of the records must be looked up once, in this round or the next ones until one's scan ends. One whose first
-	// page failed read nothing, and the next call starts it again.
+	// of the records must be asked about once, by a pass that replaces any earlier one (whose answers predate the
+	// gap this enumeration follows). One whose first page failed read nothing, and the next call starts it again.
 	if fresh && s.sw.Pages > 0 {
-		s.state.Verified = false
+		s.verified, s.pass = false, nil
+		if s.exists != nil {
+			s.pass = &verifyPass{ID: newRoundID(), AsOf: now.Add(time.Since(start))}
+		}
 	}
-	verify := s.exists != nil && !s.state.Verified && (!fresh || s.sw.Pages > 0)
-	s.round = &deltaRound{Started: now, Link: link, Complete: s.sw.Complete, Verify: verify}
+	s.round = &deltaRound{Started: now, Link: link, Complete: s.sw.Complete}
 }
 
 // begin makes what readPages found the set's round, written to its document with the ETag read. With nothing to
@@ -545,9 +633,16 @@ func (s *sweepSet) readPages(rctx, ctx context.Context, now time.Time) {
 func (s *sweepSet) begin(ctx context.Context, st store.Store, id string, now time.Time) {
 	r := s.round
 	s.round = nil
-	if len(s.gone) == 0 && !r.Verify {
-		if s.sw.Pages > 0 && r.Link != s.state.Link {
-			s.save(ctx, st, deltaDoc{Link: r.Link, At: now, Verified: s.state.Verified})
+	if len(s.gone) == 0 {
+		moved := s.sw.Pages > 0 && r.Link != s.state.Link
+		if moved || s.passPending() {
+			at := s.state.At
+			if moved {
+				at = now
+			}
+			if err := s.save(ctx, st, deltaDoc{Link: r.Link, At: at}); err == nil {
+				s.sw.Saved = moved
+			}
 		}
 		return
 	}
@@ -559,22 +654,29 @@ func (s *sweepSet) begin(ctx context.Context, st store.Store, id string, now tim
 	slices.SortFunc(r.Gone, func(a, b roundGone) int { return strings.Compare(a.Key, b.Key) })
 	s.round = r
 	// Recent is folded into the round, and comes back, renewed, when the round ends.
-	doc := deltaDoc{Link: s.state.Link, At: s.state.At, Round: r, Verified: s.state.Verified}
-	raw, err := json.Marshal(doc)
+	doc := deltaDoc{Link: s.state.Link, At: s.state.At, Round: r}
+	raw, err := json.Marshal(s.recording(doc))
 	if err == nil && len(raw) > maxRoundBytes {
 		err = fmt.Errorf("%d bytes, over the %d this sweep writes", len(raw), maxRoundBytes)
 	}
 	if err == nil {
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), metaWriteTimeout)
-		var etag string
-		etag, err = st.PutMeta(wctx, s.doc, raw, s.etag)
-		cancel()
-		if err == nil {
-			s.etag, s.durable = etag, true
+		if err = s.save(ctx, st, doc); err == nil {
+			s.durable = true
 			return
 		}
 	}
 	s.roundErr = fmt.Errorf("saving the %s round read: %w", s.what, err)
+}
+
+// passPending says the set has a pass its document does not hold yet.
+func (s *sweepSet) passPending() bool {
+	return s.pass != nil && (s.state.Pass == nil || s.state.Pass.ID != s.pass.ID)
+}
+
+// recording is doc as the set writes it: with the pass and Verified it keeps.
+func (s *sweepSet) recording(doc deltaDoc) deltaDoc {
+	doc.Pass, doc.Verified = s.pass, s.verified
+	return doc
 }
 
 // resume takes up the round an earlier call wrote to the set's document.
@@ -593,8 +695,7 @@ func (s *sweepSet) resume() {
 // gone less than RecheckWindow before the round started (its scan may have passed where a certificate issued to
 // them since is), so that the next rounds look for them again.
 func (s *sweepSet) commit(ctx context.Context, st store.Store) {
-	// A round that verified has had every record's account answered for: the enumeration's gap is closed.
-	next := deltaDoc{Link: s.round.Link, At: s.round.Started, Verified: s.state.Verified || s.round.Verify}
+	next := deltaDoc{Link: s.round.Link, At: s.round.Started}
 	for id, c := range s.gone {
 		if s.round.Started.Sub(s.since[id]) < RecheckWindow {
 			next.Recent = append(next.Recent, recentGone{Key: id, DeviceID: c.DeviceID, Why: why(c), At: s.since[id]})
@@ -606,28 +707,34 @@ func (s *sweepSet) commit(ctx context.Context, st store.Store) {
 	})
 	next.Recent = next.Recent[:min(len(next.Recent), maxRecent)]
 	moved := next.Link != s.state.Link
-	s.save(ctx, st, next)
 	// The document is written either way, to end the round; the link is said saved when it moved.
-	s.sw.Saved = s.sw.Saved && moved
+	if err := s.save(ctx, st, next); err == nil {
+		s.sw.Saved = moved
+	}
 }
 
-// save writes doc with the ETag read (or written by this call). Detached: what it records is durable, so the
-// progress made is not lost with a ctx that has just ended. A conflict is another call that moved the link
-// meanwhile from where this one started: its link is as good.
-func (s *sweepSet) save(ctx context.Context, st store.Store, doc deltaDoc) {
+// save writes doc, with the set's pass and Verified (recording), with the ETag read (or written by this call), and
+// makes it the set's state. Detached: what it records is durable, so the progress made is not lost with a ctx that
+// has just ended. A conflict is another call that moved the link meanwhile from where this one started: its link is
+// as good. A failure is also the set's error.
+func (s *sweepSet) save(ctx context.Context, st store.Store, doc deltaDoc) error {
+	doc = s.recording(doc)
 	raw, err := json.Marshal(doc)
 	if err != nil {
-		s.err = errors.Join(s.err, fmt.Errorf("encoding the %s delta link: %w", s.what, err))
-		return
+		err = fmt.Errorf("encoding the %s delta link: %w", s.what, err)
+		s.err = errors.Join(s.err, err)
+		return err
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), metaWriteTimeout)
 	defer cancel()
 	etag, err := st.PutMeta(wctx, s.doc, raw, s.etag)
 	if err != nil {
-		s.err = errors.Join(s.err, fmt.Errorf("saving the %s delta link: %w", s.what, err))
-		return
+		err = fmt.Errorf("saving the %s delta link: %w", s.what, err)
+		s.err = errors.Join(s.err, err)
+		return err
 	}
-	s.etag, s.sw.Saved = etag, true
+	s.etag, s.state = etag, doc
+	return nil
 }
 
 // metaWriteTimeout bounds a detached write of a sweep's document.
@@ -644,29 +751,76 @@ func newRoundID() string {
 // round stopped at, and revokes those of the accounts and devices gone, adding them to each set's Revoked. After
 // each page whose revocations are durable it saves the cursor, when some set's round is durable (a round only this
 // call knows is read again, and scanned from the beginning, by the next call). It returns how many pages it read,
-// and an error when it stopped before the end.
-func scanRound(ctx context.Context, st store.Store, now time.Time, sets []*sweepSet) (int, error) {
-	var ids []string
-	durable := false
+// the records it passed over (MaxRecordTries), and an error when it stopped before the end.
+func scanRound(ctx context.Context, st store.Store, now time.Time, sets []*sweepSet) (int, []string, error) {
 	var users, devices *sweepSet
 	for _, s := range sets {
-		if s.durable {
-			// The cursor is the scan for these sets: a scan for the accounts alone (the devices' document could not
-			// be read) is not the devices' scan of the same round, which must not end on its cursor.
-			ids = append(ids, s.what+":"+s.round.ID)
-		}
-		durable = durable || s.durable
 		if s.devices {
 			devices = s
 		} else {
 			users = s
 		}
 	}
-	slices.Sort(ids)
-	cur := scanCursor{Round: strings.Join(slices.Compact(ids), "+")}
+	named := map[string]bool{}
+	sc := recordScan{doc: scanCursorDoc, limit: accountsPage, named: named,
+		match: roundMatch(users, devices, named, now)}
+	for _, s := range sets {
+		// The cursor is the scan for these sets: a scan for the accounts alone (the devices' document could not be
+		// read) is not the devices' scan of the same round, which must not end on its cursor.
+		sc.add(s, s.round.ID, s.durable)
+	}
+	scanned, err := sc.run(ctx, st, now)
+	if err != nil {
+		return scanned, sc.skipped, fmt.Errorf("REST certificates: %w", err)
+	}
+	if devices != nil {
+		for id, c := range devices.gone {
+			if c.DeviceID == "" && !named[id] && devices.paged[id] {
+				devices.sw.Unmapped++
+			}
+		}
+	}
+	return scanned, sc.skipped, nil
+}
+
+// recordScan is one scan of the REST certificates, for a round (scanRound) or a verifying pass (verifyPasses), that
+// goes on over calls from a cursor document.
+type recordScan struct {
+	doc   string // the cursor document
+	limit int    // records a search page asks for
+	// match picks the records to revoke (revokeWhere); prepare, when not nil, is told each page first.
+	match   func(*store.Record) (int, string, string, bool, error)
+	prepare func([]*store.Record)
+	// named, when not nil, are the devices a record scanned names by object ID, kept in the cursor (scanCursor).
+	named map[string]bool
+	// sets are the sets scanned for, ids the set:ID of those durable, whose cursor is saved.
+	sets []*sweepSet
+	ids  []string
+	// answered, when not nil, says Graph answered a question of this call: a failed lookup is then its record's
+	// (MaxRecordTries).
+	answered func() bool
+	// skipped are the records this call passed over (MaxRecordTries).
+	skipped []string
+}
+
+// add makes s one of the sets the scan is for, under its round's or pass's id.
+func (sc *recordScan) add(s *sweepSet, id string, durable bool) {
+	sc.sets = append(sc.sets, s)
+	if durable {
+		sc.ids = append(sc.ids, s.what+":"+id)
+	}
+}
+
+// run scans from the cursor the last call of the same scan stopped at, and revokes what match picks, adding each
+// revocation to the Revoked of its set (by its revoker). After each page whose revocations are durable it saves the
+// cursor, when some set is durable. It returns how many pages it read, and an error when it stopped before the end.
+func (sc *recordScan) run(ctx context.Context, st store.Store, now time.Time) (int, error) {
+	slices.Sort(sc.ids)
+	durable := len(sc.ids) > 0
+	cur := scanCursor{Round: strings.Join(slices.Compact(sc.ids), "+")}
 	etag := ""
 	if durable {
-		raw, e, err := st.GetMeta(ctx, scanCursorDoc)
+		raw, e, err := st.GetMeta(ctx, sc.doc)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 		case err != nil:
@@ -682,80 +836,73 @@ func scanRound(ctx context.Context, st store.Store, now time.Time, sets []*sweep
 			}
 		}
 	}
-	named := map[string]bool{}
+	if cur.Done {
+		return 0, nil
+	}
 	for _, id := range cur.Named {
-		named[id] = true
+		sc.named[id] = true
 	}
 	scanned := 0
-	if !cur.Done {
-		var done []*store.Record
-		limit := accountsPage
-		for _, s := range sets {
-			if s.round.Verify {
-				limit = verifyPage
-			}
+	var done []*store.Record
+	progress := func(next string) error {
+		scanned++
+		if !durable {
+			return nil
 		}
-		q := store.Query{Source: store.SourceAPI, Status: store.StatusIssued, Limit: limit,
+		cur.After, cur.Done = next, next == ""
+		if next != "" && cur.Stuck != "" {
+			// Past the page of the record it stopped at: that record was revoked (or answered for) this time.
+			cur.Stuck, cur.Tries = "", 0
+		}
+		if sc.named != nil {
+			cur.Named = slices.Sorted(maps.Keys(sc.named))
+		}
+		var err error
+		etag, err = saveScanCursor(ctx, st, sc.doc, cur, etag)
+		return err
+	}
+	match := func(rec *store.Record) (int, string, string, bool, error) {
+		if slices.Contains(cur.Skipped, rec.Serial) {
+			return 0, "", "", false, nil
+		}
+		return sc.match(rec)
+	}
+	var err error
+	for {
+		q := store.Query{Source: store.SourceAPI, Status: store.StatusIssued, Limit: sc.limit,
 			ScanPages: accountsScanPages, Continuation: cur.After}
-		progress := func(next string) error {
-			scanned++
-			if !durable {
-				return nil
-			}
-			cur.After, cur.Done, cur.Named = next, next == "", slices.Sorted(maps.Keys(named))
-			var err error
-			etag, err = saveScanCursor(ctx, st, cur, etag)
-			return err
+		err = revokeWhere(ctx, st, q, now, &done, match, sc.prepare, progress)
+		var re *recordError
+		if !durable || !errors.As(err, &re) || errors.Is(err, errLookupsSpent) || ctx.Err() != nil ||
+			(re.matching && (sc.answered == nil || !sc.answered())) {
+			break
 		}
-		lookups := 0
-		look := func(s *sweepSet, id string) (bool, error) {
-			if there, ok := s.known[id]; ok {
-				return there, nil
-			}
-			if s.exists == nil {
-				// A round that verifies, written by a run that could look objects up, taken up by one that cannot
-				// (RevokeDisabledAccounts with a directory that only reads the delta): no answer, so no revocation
-				// and no end of the round, which a run that can look up finishes.
-				return false, fmt.Errorf("the %s round verifies, and this directory cannot look %s up", s.what, s.what)
-			}
-			if lookups == MaxLookups {
-				return false, errLookupsSpent
-			}
-			lookups++
-			s.sw.LookedUp++
-			there, err := s.exists(ctx, id)
-			if err != nil {
-				return false, fmt.Errorf("asking Graph about %s %s: %w", strings.TrimSuffix(s.what, "s"), id, err)
-			}
-			if s.known == nil {
-				s.known = map[string]bool{}
-			}
-			s.known[id] = there
-			if !there {
-				s.sw.Missing++
-			}
-			return there, nil
+		// The record's own failure: counted, and past MaxRecordTries passed over, the scan going on without it.
+		if cur.Stuck == re.serial {
+			cur.Tries++
+		} else {
+			cur.Stuck, cur.Tries = re.serial, 1
 		}
-		err := revokeWhere(ctx, st, q, now, &done, roundMatch(users, devices, named, look, now), progress)
-		for _, rec := range done {
-			if rec.RevokedBy == DevicesBy {
-				devices.sw.Revoked = append(devices.sw.Revoked, rec)
-			} else {
-				users.sw.Revoked = append(users.sw.Revoked, rec)
-			}
+		skip := cur.Tries >= MaxRecordTries
+		if skip {
+			cur.Skipped = append(cur.Skipped, re.serial)
+			cur.Stuck, cur.Tries = "", 0
 		}
-		if err != nil {
-			return scanned, fmt.Errorf("REST certificates: %w", err)
+		e, werr := saveScanCursor(ctx, st, sc.doc, cur, etag)
+		if werr != nil || !skip {
+			break
 		}
+		etag = e
+		sc.skipped = append(sc.skipped, re.serial)
 	}
-	if devices != nil {
-		for id, c := range devices.gone {
-			if c.DeviceID == "" && !named[id] && devices.paged[id] {
-				devices.sw.Unmapped++
+	for _, rec := range done {
+		for _, s := range sc.sets {
+			if (rec.RevokedBy == DevicesBy) == s.devices {
+				s.sw.Revoked = append(s.sw.Revoked, rec)
 			}
 		}
 	}
-	return scanned, nil
+	return scanned, err
 }
 
 // scannedFor reports whether a cursor saved for the sets of round (scanCursor.Round) is the scan's of the sets of
@@ -771,21 +918,174 @@ func scannedFor(round, want string) bool {
 	return true
 }
 
-// saveScanCursor writes cur if the cursor is still at etag (created when etag is "") and returns its new ETag.
-// Detached, as the page it records is durable. A conflict is another call scanning the same round: this one stops,
-// leaving it the round.
-func saveScanCursor(ctx context.Context, st store.Meta, cur scanCursor, etag string) (string, error) {
+// saveScanCursor writes cur to the cursor document doc if it is still at etag (created when etag is "") and returns
+// its new ETag. Detached, as the page it records is durable. A conflict is another call scanning the same round:
+// this one stops, leaving it the round.
+func saveScanCursor(ctx context.Context, st store.Meta, doc string, cur scanCursor, etag string) (string, error) {
 	raw, err := json.Marshal(cur)
 	if err != nil {
 		return "", fmt.Errorf("encoding the scan cursor: %w", err)
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), metaWriteTimeout)
 	defer cancel()
-	etag, err = st.PutMeta(wctx, scanCursorDoc, raw, etag)
+	etag, err = st.PutMeta(wctx, doc, raw, etag)
 	if err != nil {
 		return "", fmt.Errorf("saving the scan cursor: %w", err)
 	}
 	return etag, nil
+}
+
+// verifyPasses goes on with the verifying pass of each set that has one and can look objects up: one scan of the
+// REST certificates for all of them, from the cursor the last call stopped at (verifyCursorDoc), asking Graph about
+// the account (device object) of each record in pages of verifyPage, at most MaxLookups a call, LookupConcurrency at
+// a time. A pass is first made durable in its set's document (a cursor must never stand for a pass that is not
+// recorded). A scan that reaches the end ends each set's pass, recording Verified. It returns how many search pages
+// it read and whether it was left unfinished: the lookups spent (not an error), or an error of the set's.
+func verifyPasses(ctx context.Context, st store.Store, now time.Time, sets []*sweepSet) (int, bool, []string) {
+	var users, devices *sweepSet
+	ask := &lookups{left: MaxLookups, answers: map[lookupKey]lookupAnswer{}}
+	for _, s := range sets {
+		if !s.loaded || s.pass == nil || s.exists == nil {
+			continue
+		}
+		if s.passPending() && s.save(ctx, st, s.state) != nil {
+			continue
+		}
+		if s.devices {
+			devices = s
+		} else {
+			users = s
+		}
+	}
+	if users == nil && devices == nil {
+		return 0, false, nil
+	}
+	if ctx.Err() != nil {
+		// The round took the call's time: the pass goes on in the next call.
+		return 0, true, nil
+	}
+	match, want := passMatch(ctx, users, devices, ask, now)
+	sc := recordScan{doc: verifyCursorDoc, limit: verifyPage, match: match, answered: ask.answeredAny,
+		prepare: func(page []*store.Record) {
+			var keys []lookupKey
+			for _, rec := range page {
+				keys = append(keys, want(rec)...)
+			}
+			ask.prefetch(ctx, keys)
+		}}
+	for _, s := range []*sweepSet{users, devices} {
+		if s != nil {
+			sc.add(s, s.pass.ID, true)
+		}
+	}
+	scanned, err := sc.run(ctx, st, now)
+	if errors.Is(err, errLookupsSpent) {
+		// Stopped where it should, not failed: the next call goes on from the cursor with new lookups.
+		return scanned, true, sc.skipped
+	}
+	for _, s := range sc.sets {
+		if err != nil {
+			s.err = errors.Join(s.err, fmt.Errorf("verifying pass over the REST certificates: %w", err))
+			continue
+		}
+		// Every record's account (device) was answered for: the enumeration's gap is closed.
+		s.pass, s.verified = nil, true
+		// A failure is the set's error; the next call, finding the cursor done, ends the pass.
+		_ = s.save(ctx, st, s.state)
+	}
+	return scanned, err != nil, sc.skipped
+}
+
+// lookupKey is one question of a verifying pass: an object of a set.
+type lookupKey struct {
+	set *sweepSet
+	id  string
+}
+
+// lookupAnswer is Graph's answer to a lookupKey: whether the object is there, or why Graph did not say.
+type lookupAnswer struct {
+	there bool
+	err   error
+}
+
+// lookups asks Graph the questions of one call's verifying passes, at most left more, and keeps each answer for the
+// call.
+type lookups struct {
+	mu      sync.Mutex
+	left    int
+	answers map[lookupKey]lookupAnswer
+	// answered counts the questions Graph answered (there or not).
+	answered int
+}
+
+// answeredAny says Graph answered a question of the call.
+func (l *lookups) answeredAny() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.answered > 0
+}
+
+// prefetch asks the questions of keys not yet asked, LookupConcurrency at a time, while the call's allowance lasts:
+// those past it stay unasked, and answer says so.
+func (l *lookups) prefetch(ctx context.Context, keys []lookupKey) {
+	var todo []lookupKey
+	l.mu.Lock()
+	for _, k := range keys {
+		if _, ok := l.answers[k]; ok || l.left == 0 || slices.Contains(todo, k) {
+			continue
+		}
+		l.left--
+		todo = append(todo, k)
+	}
+	l.mu.Unlock()
+	sem := make(chan struct{}, LookupConcurrency)
+	var wg sync.WaitGroup
+	for _, k := range todo {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			l.one(ctx, k)
+		}()
+	}
+	wg.Wait()
+}
+
+// answer is Graph's answer to k: the one kept, or one asked now while the allowance lasts (errLookupsSpent after).
+func (l *lookups) answer(ctx context.Context, k lookupKey) (bool, error) {
+	l.mu.Lock()
+	a, ok := l.answers[k]
+	spent := !ok && l.left == 0
+	if !ok && !spent {
+		l.left--
+	}
+	l.mu.Unlock()
+	switch {
+	case ok:
+		return a.there, a.err
+	case spent:
+		return false, errLookupsSpent
+	}
+	return l.one(ctx, k)
+}
+
+// one asks Graph about k and keeps the answer, counting it in its set.
+func (l *lookups) one(ctx context.Context, k lookupKey) (bool, error) {
+	there, err := k.set.exists(ctx, k.id)
+	if err != nil {
+		err = fmt.Errorf("asking Graph about %s %s: %w", strings.TrimSuffix(k.set.what, "s"), k.id, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.answers[k] = lookupAnswer{there: there, err: err}
+	k.set.sw.LookedUp++
+	if err == nil {
+		l.answered++
+	}
+	if err == nil && !there {
+		k.set.sw.Missing++
+	}
+	return there, err
 }
 
 // why is what an entry of gone says happened to its account or device.
@@ -796,15 +1096,65 @@ func why(c entra.DirectoryChange) string {
 	return "disabled"
 }
 
+// passMatch picks, among the records of a verifying pass's scan, the unexpired REST certificates whose account
+// (users) or device object (devices) Graph no longer has, with the revocation each gets: an account's certificate
+// for affiliationChanged, as deleted, a device's for cessationOfOperation. It asks about an object only when the
+// record is bound to it (as roundMatch), this call's pages did not name it (present), and the record was created
+// before its pass's AsOf plus lookupGrace. A question Graph does not answer is the match's error, and nothing is
+// revoked for that record. want lists the questions match would ask about a record, for ask to prefetch.
+func passMatch(ctx context.Context, users, devices *sweepSet, ask *lookups, now time.Time) (
+	match func(*store.Record) (int, string, string, bool, error), want func(*store.Record) []lookupKey) {
+	asked := func(s *sweepSet, id string, rec *store.Record) bool {
+		return s != nil && id != "" && !s.present[id] && rec.Created.Before(s.pass.AsOf.Add(lookupGrace))
+	}
+	questions := func(rec *store.Record) (user, device lookupKey) {
+		if rec.Status != store.StatusIssued || rec.Source != store.SourceAPI || !rec.NotAfter.After(now) {
+			return
+		}
+		if oid, upn := requesterAccount(rec.Requester); boundTo(rec, upn) && asked(users, oid, rec) {
+			user = lookupKey{set: users, id: oid}
+		}
+		if oid := strings.ToLower(rec.DeviceObjectID); entra.IsGUID(oid) && asked(devices, oid, rec) {
+			device = lookupKey{set: devices, id: oid}
+		}
+		return
+	}
+	gone := func(k lookupKey) (bool, error) {
+		there, err := ask.answer(ctx, k)
+		return !there && err == nil, err
+	}
+	match = func(rec *store.Record) (int, string, string, bool, error) {
+		user, device := questions(rec)
+		if user.set != nil {
+			if gone, err := gone(user); err != nil || gone {
+				return AffiliationChanged, AccountsBy, fmt.Sprintf("Entra account %s deleted", user.id), gone, err
+			}
+		}
+		if device.set != nil {
+			if gone, err := gone(device); err != nil || gone {
+				return CessationOfOperation, DevicesBy, fmt.Sprintf("Entra device object %s deleted", device.id), gone, err
+			}
+		}
+		return 0, "", "", false, nil
+	}
+	want = func(rec *store.Record) []lookupKey {
+		var keys []lookupKey
+		user, device := questions(rec)
+		for _, k := range []lookupKey{user, device} {
+			if k.set != nil {
+				keys = append(keys, k)
+			}
+		}
+		return keys
+	}
+	return match, want
+}
+
 // roundMatch picks, among the records of a scan, the unexpired REST certificates of the accounts gone in users and
 // of the devices gone in devices (either may be nil), with the revocation each gets: an account's certificate for
 // affiliationChanged, a device's for cessationOfOperation (a device certificate of an account gone too goes with
-// the account). It adds to named the devices gone that a record names by object ID. When a set's round verifies,
-// the account (device object) of a record that the set's pages did not name is asked about with look, and one
-// Graph no longer has counts as deleted; a question look cannot answer is the match's error, and nothing is
-// revoked for that record.
-func roundMatch(users, devices *sweepSet, named map[string]bool, look func(*sweepSet, string) (bool, error),
-	now time.Time) func(*store.Record) (int, string, string, bool, error) {
+// the account). It adds to named the devices gone that a record names by object ID.
+func roundMatch(users, devices *sweepSet, named map[string]bool, now time.Time) func(*store.Record) (int, string, string, bool, error) {
 	byDeviceID := map[string]entra.DirectoryChange{}
 	if devices != nil {
 		for _, c := range devices.gone {
@@ -812,13 +1162,6 @@ func roundMatch(users, devices *sweepSet, named map[string]bool, look func(*swee
 				byDeviceID[c.DeviceID] = c
 			}
 		}
-	}
-	missing := func(s *sweepSet, id string) (bool, error) {
-		if s == nil || !s.round.Verify || id == "" || s.present[id] {
-			return false, nil
-		}
-		there, err := look(s, id)
-		return !there && err == nil, err
 	}
 	return func(rec *store.Record) (int, string, string, bool, error) {
 		if rec.Status != store.StatusIssued || rec.Source != store.SourceAPI || !rec.NotAfter.After(now) {
@@ -830,24 +1173,12 @@ func roundMatch(users, devices *sweepSet, named map[string]bool, look func(*swee
 		}
 		if users != nil {
 			oid, upn := requesterAccount(rec.Requester)
-			if oid != "" && boundTo(rec, upn) {
-				if c, ok := users.gone[oid]; ok {
-					return AffiliationChanged, AccountsBy, fmt.Sprintf("Entra account %s %s", oid, why(c)), true, nil
-				}
-				gone, err := missing(users, oid)
-				if err != nil || gone {
-					return AffiliationChanged, AccountsBy, fmt.Sprintf("Entra account %s deleted", oid), gone, err
-				}
+			if c, ok := users.gone[oid]; ok && oid != "" && boundTo(rec, upn) {
+				return AffiliationChanged, AccountsBy, fmt.Sprintf("Entra account %s %s", oid, why(c)), true, nil
 			}
 		}
 		if dev != "" {
 			return CessationOfOperation, DevicesBy, dev, true, nil
-		}
-		if oid := strings.ToLower(rec.DeviceObjectID); devices != nil && entra.IsGUID(oid) {
-			gone, err := missing(devices, oid)
-			if err != nil || gone {
-				return CessationOfOperation, DevicesBy, fmt.Sprintf("Entra device object %s deleted", oid), gone, err
-			}
 		}
 		return 0, "", "", false, nil
 	}

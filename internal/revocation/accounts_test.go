@@ -85,6 +85,36 @@ func (e *accountsEnv) sweep(t *testing.T, st store.Store) (revocation.AccountSwe
 	return revocation.RevokeDisabledAccounts(context.Background(), st, e.dir, e.now)
 }
 
+// passOpen says the users delta document holds a verifying pass in progress.
+func (e *accountsEnv) passOpen(t *testing.T) bool {
+	t.Helper()
+	return e.deltaDoc(t, "entra-users-delta").Pass != nil
+}
+
+// deltaView is the part of a delta document the tests look at.
+type deltaView struct {
+	Link     string          `json:"link"`
+	Verified bool            `json:"verified"`
+	Pass     json.RawMessage `json:"pass"`
+}
+
+// deltaDoc reads a delta document (a zero one when there is none).
+func (e *accountsEnv) deltaDoc(t *testing.T, name string) deltaView {
+	t.Helper()
+	var doc deltaView
+	raw, _, err := e.st.GetMeta(context.Background(), name)
+	if errors.Is(err, store.ErrNotFound) {
+		return doc
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
 // link is the users delta link the store holds ("" before the first sweep saved one).
 func (e *accountsEnv) link(t *testing.T) string {
 	t.Helper()

@@ -53,7 +53,7 @@ func revokeSiblingsOf(ctx context.Context, st store.Store, m store.CompromisedKe
 	q := store.Query{PublicKey: m.PublicKey, Limit: siblingPage}
 	err := revokeWhere(ctx, st, q, now, done, func(rec *store.Record) (int, string, string, bool, error) {
 		return store.KeyCompromise, SiblingsBy, ref, rec.Status != store.StatusRevoked && rec.PublicKey == m.PublicKey, nil
-	}, nil)
+	}, nil, nil)
 	if err != nil {
 		return fmt.Errorf("the certificates of compromised key %s: %w", m.PublicKey, err)
 	}
@@ -64,21 +64,26 @@ func revokeSiblingsOf(ctx context.Context, st store.Store, m store.CompromisedKe
 // reference it gives, appending those this call revoked to done: the sweeps that revoke by a property of the
 // records (a compromised key, an account or device that left). A record nothing was signed for (an abandoned one
 // without a planned certificate) is passed over. The query sorts by serial, so revoking while paging skips nothing.
-// progress, when not nil, is told the continuation after each page whose revocations are durable ("" after the
+// prepare, when not nil, is told each page before match sees its records (a verifying pass asks Graph its questions
+// about the page at once). progress, when not nil, is told the continuation after each page whose revocations are durable ("" after the
 // last), so that a scan stopped later can go on from there; an error from it ends the paging. An error from match
 // (it could not tell whether a record is to be revoked) ends it too, before progress hears of the record's page, so
 // that a later scan reads that page again.
 func revokeWhere(ctx context.Context, st store.Store, q store.Query, now time.Time, done *[]*store.Record,
-	match func(*store.Record) (reason int, by, ref string, ok bool, err error), progress func(next string) error) error {
+	match func(*store.Record) (reason int, by, ref string, ok bool, err error), prepare func([]*store.Record),
+	progress func(next string) error) error {
 	for {
 		page, next, err := st.Search(ctx, q)
 		if err != nil {
 			return fmt.Errorf("searching: %w", err)
 		}
+		if prepare != nil {
+			prepare(page)
+		}
 		for _, rec := range page {
 			reason, by, ref, ok, err := match(rec)
 			if err != nil {
-				return err
+				return &recordError{serial: rec.Serial, matching: true, err: err}
 			}
 			if !ok {
 				continue
@@ -87,7 +92,7 @@ func revokeWhere(ctx context.Context, st store.Store, q store.Query, now time.Ti
 			switch {
 			case errors.Is(err, ErrNotRevocable):
 			case err != nil:
-				return fmt.Errorf("revoking %s (%s): %w", rec.Serial, ref, err)
+				return &recordError{serial: rec.Serial, err: fmt.Errorf("revoking %s (%s): %w", rec.Serial, ref, err)}
 			case NewlyRevoked(outcome, got):
 				*done = append(*done, got)
 			}
@@ -103,3 +108,13 @@ func revokeWhere(ctx context.Context, st store.Store, q store.Query, now time.Ti
 		q.Continuation = next
 	}
 }
+
+// recordError is revokeWhere stopping at one record: match could not tell (matching) or its revocation failed.
+type recordError struct {
+	serial   string
+	matching bool
+	err      error
+}
+
+func (e *recordError) Error() string { return e.err.Error() }
+func (e *recordError) Unwrap() error { return e.err }

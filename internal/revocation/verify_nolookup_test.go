@@ -19,10 +19,10 @@ func (u usersOnly) UsersDelta(ctx context.Context, link string) (*entra.DeltaPag
 	return u.d.UsersDelta(ctx, link)
 }
 
-// TestRevokeVerifyingRoundWithoutLookups: a round that verifies (an enumeration from scratch) is left unfinished by
-// a run that spent its lookups. A run whose directory cannot look objects up takes the round up: it must neither
-// fail (a nil lookup called) nor end the round as verified without the answers; it leaves the round, and the next
-// run with a directory that looks up finishes it, every deleted account's certificate revoked.
+// TestRevokeVerifyingRoundWithoutLookups: a verifying pass (after an enumeration from scratch) is left unfinished by
+// a run that spent its lookups. A run whose directory cannot look objects up neither fails (a nil lookup called)
+// nor ends the pass as verified without the answers; the next run with a directory that looks up finishes it, every
+// deleted account's certificate revoked.
 func TestRevokeVerifyingRoundWithoutLookups(t *testing.T) {
 	e := newAccountsEnv(t, false)
 	var recs []*store.Record
@@ -31,8 +31,8 @@ func TestRevokeVerifyingRoundWithoutLookups(t *testing.T) {
 		recs = append(recs, e.cert(t, "oid:"+id+" upn:"+upn, upn, nil, "", e.now.Add(time.Hour)))
 	}
 	e.user(t, "alice")
-	if sw := e.sweepBoth(); sw.AccountsErr != nil || !sw.ScanLeft {
-		t.Fatalf("first run = %+v; want the scan left for the next run", sw)
+	if sw := e.sweepBoth(); sw.AccountsErr != nil || !sw.CheckLeft {
+		t.Fatalf("first run = %+v; want the pass left for the next run", sw)
 	}
 
 	var sw revocation.AccountSweep
@@ -40,18 +40,18 @@ func TestRevokeVerifyingRoundWithoutLookups(t *testing.T) {
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
-				t.Fatalf("a run whose directory cannot look up panicked in a verifying round: %v", p)
+				t.Fatalf("a run whose directory cannot look up panicked in a verifying pass: %v", p)
 			}
 		}()
 		sw, err = revocation.RevokeDisabledAccounts(context.Background(), e.st, usersOnly{e.dir}, e.now)
 	}()
-	if err == nil || sw.Saved || e.link(t) != "" {
-		t.Fatalf("run without lookups = %+v, %v (link %q); want an error and the round kept", sw, err, e.link(t))
+	if err != nil || sw.LookedUp != 0 || !e.passOpen(t) {
+		t.Fatalf("run without lookups = %+v, %v (pass open %t); want no error and the pass kept", sw, err, e.passOpen(t))
 	}
 
 	sw2 := e.sweepBoth()
-	if sw2.AccountsErr != nil || sw2.ScanLeft || e.link(t) == "" {
-		t.Fatalf("next run = %+v; want the round finished", sw2)
+	if sw2.AccountsErr != nil || sw2.CheckLeft || e.passOpen(t) {
+		t.Fatalf("next run = %+v; want the pass finished", sw2)
 	}
 	for _, r := range recs {
 		if st, _, _, _ := e.status(t, r); st != store.StatusRevoked {

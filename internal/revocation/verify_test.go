@@ -190,8 +190,8 @@ func TestRevokeDeletedDuringExpiredLink(t *testing.T) {
 
 // TestRevokeDeletedLookupFailures: Graph fails the lookup of a deleted account (503 and 429 past the client's wait,
 // 403 without User.Read.All, 500, and a 404 that is not Graph's Request_ResourceNotFound): nothing is revoked for it,
-// the round stays (its link does not move) and the error is reported; the next run, Graph answering, revokes the
-// certificate, and the one after asks nothing more.
+// the verifying pass stays open and the error is reported, while the delta's link moves on (the pass holds no round
+// up); the next run, Graph answering, revokes the certificate and ends the pass, and the one after asks nothing more.
 func TestRevokeDeletedLookupFailures(t *testing.T) {
 	for _, f := range []entrafake.Fault{{Status: http.StatusServiceUnavailable, RetryAfter: "120"},
 		{Status: http.StatusTooManyRequests, RetryAfter: "120"}, {Status: http.StatusForbidden},
@@ -205,17 +205,18 @@ func TestRevokeDeletedLookupFailures(t *testing.T) {
 				f.Path = "/v1.0/users/" + bob
 				e.g.SetFault(f)
 				sw, err := e.sweep(t, e.st)
-				if !errors.Is(err, entra.ErrUnavailable) || len(sw.Revoked) != 0 || sw.Saved || e.link(t) != "" {
-					t.Fatalf("run with the lookup failing %d = %+v, %v (link %q); want ErrUnavailable, nothing revoked or saved",
-						f.Status, sw, err, e.link(t))
+				if !errors.Is(err, entra.ErrUnavailable) || len(sw.Revoked) != 0 || !e.passOpen(t) || e.link(t) == "" {
+					t.Fatalf("run with the lookup failing %d = %+v, %v (link %q, pass open %t); want ErrUnavailable, nothing revoked, the link saved and the pass open",
+						f.Status, sw, err, e.link(t), e.passOpen(t))
 				}
 				if st, _, _, _ := e.status(t, rec); st != store.StatusIssued {
 					t.Fatalf("certificate is %s after a failed lookup, want issued", st)
 				}
 				e.g.SetFault(entrafake.Fault{})
 				sw, err = e.sweep(t, e.st)
-				if err != nil || len(sw.Revoked) != 1 || sw.Revoked[0].Serial != rec.Serial || !sw.Saved || e.link(t) == "" {
-					t.Fatalf("next run = %+v, %v; want the certificate revoked and the link saved", sw, err)
+				if err != nil || len(sw.Revoked) != 1 || sw.Revoked[0].Serial != rec.Serial || e.passOpen(t) {
+					t.Fatalf("next run = %+v, %v (pass open %t); want the certificate revoked and the pass ended", sw, err,
+						e.passOpen(t))
 				}
 				from := len(e.g.Requests())
 				if sw, err := e.sweep(t, e.st); err != nil || len(sw.Revoked) != 0 || len(lookups(e.g, from)) != 0 {
@@ -227,9 +228,9 @@ func TestRevokeDeletedLookupFailures(t *testing.T) {
 }
 
 // TestRevokeDeletedLookupsBounded: more deleted accounts than one run may ask Graph about. The first run asks at
-// most MaxLookups, revokes what they answered, and leaves the scan for the next run, which goes on from where it
-// stopped (asking again only about the page the first left unfinished) and finishes: every certificate revoked
-// once, the link saved.
+// most MaxLookups, revokes what they answered, and leaves the verifying pass for the next run (the delta's link
+// moves on meanwhile), which goes on from where it stopped (asking again only about the page the first left
+// unfinished) and finishes: every certificate revoked once, the pass ended.
 func TestRevokeDeletedLookupsBounded(t *testing.T) {
 	e := newAccountsEnv(t, false)
 	var recs []*store.Record
@@ -240,16 +241,16 @@ func TestRevokeDeletedLookupsBounded(t *testing.T) {
 	e.user(t, "alice")
 	sw := e.sweepBoth()
 	first := lookups(e.g, 0)
-	if sw.AccountsErr != nil || !sw.ScanLeft || len(first) > revocation.MaxLookups || len(first) == 0 ||
-		len(sw.Accounts.Revoked) != sw.Accounts.Missing || e.link(t) != "" {
-		t.Fatalf("first run = %+v (accounts %+v), %d lookups; want at most %d, the scan left for the next run",
+	if sw.AccountsErr != nil || !sw.CheckLeft || len(first) > revocation.MaxLookups || len(first) == 0 ||
+		len(sw.Accounts.Revoked) != sw.Accounts.Missing || e.link(t) == "" || !e.passOpen(t) {
+		t.Fatalf("first run = %+v (accounts %+v), %d lookups; want at most %d, the pass left for the next run",
 			sw, sw.Accounts, len(first), revocation.MaxLookups)
 	}
 	from := len(e.g.Requests())
 	sw2 := e.sweepBoth()
 	second := lookups(e.g, from)
-	if sw2.AccountsErr != nil || sw2.ScanLeft || !sw2.Accounts.Resumed || e.link(t) == "" {
-		t.Fatalf("second run = %+v; want the scan finished and the link saved", sw2)
+	if sw2.AccountsErr != nil || sw2.CheckLeft || e.passOpen(t) {
+		t.Fatalf("second run = %+v; want the pass finished", sw2)
 	}
 	if n := len(sw.Accounts.Revoked) + len(sw2.Accounts.Revoked); n != len(recs) {
 		t.Errorf("revoked %d, want %d", n, len(recs))

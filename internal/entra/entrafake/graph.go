@@ -82,6 +82,11 @@ type Graph struct {
 	pageSize  int
 	closing   chan struct{}
 	closeOnce sync.Once
+	// inFlight and maxInFlight count the requests being served, now and at most (MaxInFlight); held makes the
+	// first object lookups wait until that many are in flight at once (HoldLookups), released opens them.
+	inFlight, maxInFlight int
+	held                  int
+	released              chan struct{}
 }
 
 type graphDevice struct {
@@ -472,6 +477,45 @@ func (g *Graph) SetPageSize(n int) {
 	g.mu.Unlock()
 }
 
+// MaxInFlight is the most requests the fake has served at once.
+func (g *Graph) MaxInFlight() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.maxInFlight
+}
+
+// HoldLookups makes the next lookups of one user or device (GET /v1.0/users/{id}, /v1.0/devices/{id}) wait until n
+// of them are waiting at once, then lets them all go on, and the later ones through: a client that asks one at a
+// time never gets an answer (its request ends with its context), one that asks n at a time goes on.
+func (g *Graph) HoldLookups(n int) {
+	g.mu.Lock()
+	g.held, g.released = n, make(chan struct{})
+	g.mu.Unlock()
+}
+
+// hold waits, for a lookup r while HoldLookups is in force, until enough wait with it; false when r ended first.
+func (g *Graph) hold(r *http.Request) bool {
+	if (!reUser.MatchString(r.URL.Path) && !reDevObj.MatchString(r.URL.Path)) || strings.HasSuffix(r.URL.Path, "/delta") {
+		return true
+	}
+	g.mu.Lock()
+	if g.held == 0 {
+		g.mu.Unlock()
+		return true
+	}
+	release := g.released
+	if g.held--; g.held == 0 {
+		close(release)
+	}
+	g.mu.Unlock()
+	select {
+	case <-release:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
 // Requests returns a copy of the journal.
 func (g *Graph) Requests() []Request {
 	g.mu.Lock()
@@ -509,6 +553,18 @@ var (
 )
 
 func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
+	g.mu.Lock()
+	g.inFlight++
+	g.maxInFlight = max(g.maxInFlight, g.inFlight)
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.inFlight--
+		g.mu.Unlock()
+	}()
+	if !g.hold(r) {
+		return
+	}
 	g.mu.Lock()
 	g.journal = append(g.journal, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Auth: r.Header.Get("Authorization"),
 		ConsistencyLevel: r.Header.Get("ConsistencyLevel")})
