@@ -377,8 +377,8 @@ func (p *Profile) WithIdentityURIs(k IdentityURI) *Profile {
 // checkNameLike constrains a subject attribute value that looks like a name, so that a relying party that reads
 // the subject (RADIUS servers mapping the CN to a user, legacy TLS clients matching the CN to a host) is held to
 // the same allow-lists as the SANs: something@domain must be an allowed UPN or e-mail name, an IP address (or a
-// value whose first word is one, leadingIP) an allowed IP, something with a scheme (x://, tag:, urn:) an allowed URI, and a dotted DNS name an allowed DNS
-// name. A single label ("router-17", an IMEI, a serial number, a device GUID) and free text are not names.
+// value whose first word is one, leadingIP) an allowed IP, something with a scheme (x://, tag:, urn:) an allowed URI
+// (also when it has an "@" and is an allowed e-mail name too), and a dotted DNS name an allowed DNS name. A single label ("router-17", an IMEI, a serial number, a device GUID) and free text are not names.
 //
 // Three shapes are refused whatever the profile: a wildcard (wildcard certificates are never issued, and OpenSSL
 // matches a host against a CN when the certificate has no DNS SAN), a dotted name that is not a valid DNS name (a
@@ -396,18 +396,28 @@ func checkNameLike(p *Profile, what, v string) error {
 	if f != v && nameKindOf(f) != notAName {
 		return reject(CodeSubject, "%s %+q writes a name in look-alike characters (it reads as %q)", what, clip(v), clip(f))
 	}
+	allowedURI := func() bool {
+		u, err := url.Parse(v)
+		return err == nil && p.AllowsURI(u)
+	}
 	switch nameKindOf(v) {
 	case emailLike:
 		if !validEmailLike(v) || !(p.AllowsUPN(v) || p.AllowsEmail(v)) {
 			return refuse("a UPN or e-mail address")
+		}
+		// An "@" does not make a URI an e-mail name: "https://evil.example/@corp.example.com" and
+		// "IntuneDeviceId://<id>@corp.example.com" end in an allowed domain, but a reader that takes the value for
+		// the URI it is written as reads another host, or a device identity. Such a value is both names, and the
+		// profile must allow both.
+		if looksLikeURI(v) && !allowedURI() {
+			return refuse("a URI")
 		}
 	case ipAddress:
 		if ip := net.ParseIP(leadingIP(v)); ip == nil || !p.AllowsIP(ip) {
 			return refuse("an IP address")
 		}
 	case uriLike:
-		u, err := url.Parse(v)
-		if err != nil || !p.AllowsURI(u) {
+		if !allowedURI() {
 			return refuse("a URI")
 		}
 	case dnsLike:
