@@ -56,7 +56,10 @@ const msTagPrefix = "microsoft.com,"
 // IdentityURIKind classifies u: IdentitySID for tag:microsoft.com,… URIs, IdentityIntuneDeviceID for
 // IntuneDeviceId:// URIs and for the ID:<product>:GUID:<id> form network access servers read the Intune device ID
 // from (Cisco ISE's ID:Microsoft Endpoint Manager:GUID:{{DeviceId}}), schemes compared case-insensitively; 0 for
-// anything else.
+// anything else. An ID: URI is of that form wherever its "GUID:" is: readers take the device ID from what follows
+// the last "GUID:" of the URI's text, so ID:/Intune:GUID:<id> (a path), ID:x?:GUID:<id> (a query) and
+// ID:x#:GUID:<id> (a fragment), which url.URL does not keep in the opaque part, name the device as much as the
+// opaque form does.
 func IdentityURIKind(u *url.URL) IdentityURI {
 	// The tag is compared percent-decoded too: "tag:microsoft.com%2C2022-09-14:sid:…" must not pass as an
 	// ordinary URI for a reader that decodes it.
@@ -69,11 +72,27 @@ func IdentityURIKind(u *url.URL) IdentityURI {
 		strings.HasPrefix(strings.ToLower(u.Opaque), msTagPrefix)):
 		return IdentitySID
 	case strings.EqualFold(u.Scheme, "intunedeviceid"),
-		strings.EqualFold(u.Scheme, "id") && (strings.Contains(strings.ToLower(opaque), ":guid:") ||
-			strings.Contains(strings.ToLower(u.Opaque), ":guid:")):
+		strings.EqualFold(u.Scheme, "id") && strings.Contains(strings.ToLower(afterScheme(u)), deviceIDMark):
 		return IdentityIntuneDeviceID
 	}
 	return 0
+}
+
+// deviceIDMark, compared case-insensitively, is what the device ID follows in an ID: URI (and in a common name:
+// deviceIDShaped).
+const deviceIDMark = "guid:"
+
+// afterScheme is u's text after its scheme and ":" — the opaque part, or "//host/path", then "?query" and
+// "#fragment" — percent-decoded when it decodes: where a reader that searches the URI's text finds its marks.
+func afterScheme(u *url.URL) string {
+	s := u.String()
+	if i := strings.IndexByte(s, ':'); i >= 0 {
+		s = s[i+1:]
+	}
+	if d, err := url.PathUnescape(s); err == nil {
+		s = d
+	}
+	return s
 }
 
 // AllowList is the patterns a profile allows for one SAN type.
