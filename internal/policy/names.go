@@ -397,7 +397,8 @@ func (p *Profile) WithIdentityURIs(k IdentityURI) *Profile {
 // the subject (RADIUS servers mapping the CN to a user, legacy TLS clients matching the CN to a host) is held to
 // the same allow-lists as the SANs: something@domain must be an allowed UPN or e-mail name, an IP address (or a
 // value whose first word is one, leadingIP) an allowed IP, something with a scheme (x://, tag:, urn:) an allowed URI
-// (also when it has an "@" and is an allowed e-mail name too), and a dotted DNS name an allowed DNS name. A single label ("router-17", an IMEI, a serial number, a device GUID) and free text are not names.
+// (also when it has an "@" and is an allowed e-mail name too), and a dotted DNS name an allowed DNS name. A single
+// label ("router-17", an IMEI, a serial number, a device GUID) and free text are not names.
 //
 // Three shapes are refused whatever the profile: a wildcard (wildcard certificates are never issued, and OpenSSL
 // matches a host against a CN when the certificate has no DNS SAN), a dotted name that is not a valid DNS name (a
