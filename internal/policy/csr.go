@@ -658,8 +658,8 @@ func (c *identityURIs) add(u *url.URL) error {
 }
 
 // DeviceIDOf is the device ID a device identity URI names: the host of IntuneDeviceId://<id> (its opaque part for
-// IntuneDeviceId:<id>), what follows the last ":GUID:" of ID:<product>:GUID:<id> (percent-decoded, as
-// IdentityURIKind reads it); "" when there is none.
+// IntuneDeviceId:<id>), what follows the last "GUID:" of ID:<product>:GUID:<id>, in its opaque part, path, query
+// or fragment (percent-decoded, as IdentityURIKind reads it); "" when there is none.
 func DeviceIDOf(u *url.URL) string {
 	if strings.EqualFold(u.Scheme, "intunedeviceid") {
 		if u.Opaque != "" {
@@ -667,14 +667,10 @@ func DeviceIDOf(u *url.URL) string {
 		}
 		return u.Host
 	}
-	opaque := u.Opaque
-	if d, err := url.PathUnescape(opaque); err == nil {
-		opaque = d
-	}
-	const sep = ":guid:"
-	for i := len(opaque) - len(sep); i >= 0; i-- {
-		if SameName(opaque[i:i+len(sep)], sep) {
-			return opaque[i+len(sep):]
+	text := afterScheme(u)
+	for i := len(text) - len(deviceIDMark); i >= 0; i-- {
+		if SameName(text[i:i+len(deviceIDMark)], deviceIDMark) {
+			return text[i+len(deviceIDMark):]
 		}
 	}
 	return ""
@@ -1164,10 +1160,9 @@ func hasControl(s string) bool {
 // "ID:Microsoft Endpoint Manager:GUID:<id>" is longer than a CN may be.)
 func deviceIDShaped(v string) bool {
 	v = lookalikeFold(v)
-	const marker = "guid:"
-	for i := len(v) - len(marker); i >= 0; i-- {
-		if SameName(v[i:i+len(marker)], marker) {
-			v = v[i+len(marker):]
+	for i := len(v) - len(deviceIDMark); i >= 0; i-- {
+		if SameName(v[i:i+len(deviceIDMark)], deviceIDMark) {
+			v = v[i+len(deviceIDMark):]
 			break
 		}
 	}

@@ -73,3 +73,49 @@ func TestOneIdentityOfEachKind(t *testing.T) {
 		})
 	}
 }
+
+// TestDeviceIDURIWhereverItsGUIDIs: an ID: URI names a device wherever its "GUID:" is. Readers take the device ID
+// from what follows the last "GUID:" of the URI's text, so ID:/…:GUID:<id> (which url.URL reads as a path),
+// ID:x?:GUID:<id> (a query), ID:x#:GUID:<id> (a fragment) and ID:GUID:<id> are that device as much as
+// ID:Microsoft Endpoint Manager:GUID:<id> is: uri= patterns, even *, never allow them, identity_uris=intunedeviceid
+// does, and one naming another device than the certificate's IntuneDeviceId URI is refused.
+func TestDeviceIDURIWhereverItsGUIDIs(t *testing.T) {
+	const devA, devB = "5f2c8a1e-3b4d-4c6e-9f70-8a1b2c3d4e5f", "6c1e3a4e-93a3-4f4b-9c3e-0f2f4c2b8a11"
+	anyURI := mustProfile(t, "any", "validity=365d;ku=digitalSignature;eku=clientAuth;uri=*")
+	idScheme := mustProfile(t, "ids", "validity=365d;ku=digitalSignature;eku=clientAuth;uri=id:*")
+	devices := mustProfile(t, "devices", "validity=365d;ku=digitalSignature;eku=clientAuth;identity_uris=intunedeviceid")
+	csr := func(uris ...string) []byte {
+		var gns []asn1.RawValue
+		for _, u := range uris {
+			gns = append(gns, gnURI(u))
+		}
+		return buildCSR(t, csrSpec{subject: name(t, pkix.Name{CommonName: "x"}), exts: []pkix.Extension{sanExt(t, gns...)}})
+	}
+	for _, u := range []string{
+		"ID:/Microsoft Endpoint Manager:GUID:" + devB,
+		"ID://intune/x:GUID:" + devB,
+		"ID:Intune?:GUID:" + devB,
+		"ID:Intune#:GUID:" + devB,
+		"ID:Intune?x=%3AGUID%3A" + devB,
+		"ID:GUID:" + devB,
+	} {
+		t.Run(u, func(t *testing.T) {
+			for _, p := range []*policy.Profile{anyURI, idScheme} {
+				_, err := checkDER(csr(u), p)
+				wantCode(t, err, policy.CodeSAN)
+			}
+			if _, err := checkDER(csr(u), devices); err != nil {
+				t.Errorf("under identity_uris=intunedeviceid: %v", err)
+			}
+			_, err := checkDER(csr("IntuneDeviceId://"+devA, u), devices)
+			wantCode(t, err, policy.CodeSAN)
+			if _, err := checkDER(csr("IntuneDeviceId://"+devB, u), devices); err != nil {
+				t.Errorf("beside the same device's IntuneDeviceId URI: %v", err)
+			}
+		})
+	}
+	// An ID: URI without a device ID stays an ordinary URI.
+	if _, err := checkDER(csr("ID:Intune:device"), idScheme); err != nil {
+		t.Errorf("ID:Intune:device under uri=id:*: %v", err)
+	}
+}

@@ -56,7 +56,10 @@ const msTagPrefix = "microsoft.com,"
 // IdentityURIKind classifies u: IdentitySID for tag:microsoft.com,… URIs, IdentityIntuneDeviceID for
 // IntuneDeviceId:// URIs and for the ID:<product>:GUID:<id> form network access servers read the Intune device ID
 // from (Cisco ISE's ID:Microsoft Endpoint Manager:GUID:{{DeviceId}}), schemes compared case-insensitively; 0 for
-// anything else.
+// anything else. An ID: URI is of that form wherever its "GUID:" is: readers take the device ID from what follows
+// the last "GUID:" of the URI's text, so ID:/Intune:GUID:<id> (a path), ID:x?:GUID:<id> (a query) and
+// ID:x#:GUID:<id> (a fragment), which url.URL does not keep in the opaque part, name the device as much as the
+// opaque form does.
 func IdentityURIKind(u *url.URL) IdentityURI {
 	// The tag is compared percent-decoded too: "tag:microsoft.com%2C2022-09-14:sid:…" must not pass as an
 	// ordinary URI for a reader that decodes it.
@@ -69,11 +72,27 @@ func IdentityURIKind(u *url.URL) IdentityURI {
 		strings.HasPrefix(strings.ToLower(u.Opaque), msTagPrefix)):
 		return IdentitySID
 	case strings.EqualFold(u.Scheme, "intunedeviceid"),
-		strings.EqualFold(u.Scheme, "id") && (strings.Contains(strings.ToLower(opaque), ":guid:") ||
-			strings.Contains(strings.ToLower(u.Opaque), ":guid:")):
+		strings.EqualFold(u.Scheme, "id") && strings.Contains(strings.ToLower(afterScheme(u)), deviceIDMark):
 		return IdentityIntuneDeviceID
 	}
 	return 0
+}
+
+// deviceIDMark, compared case-insensitively, is what the device ID follows in an ID: URI (and in a common name:
+// deviceIDShaped).
+const deviceIDMark = "guid:"
+
+// afterScheme is u's text after its scheme and ":" — the opaque part, or "//host/path", then "?query" and
+// "#fragment" — percent-decoded when it decodes: where a reader that searches the URI's text finds its marks.
+func afterScheme(u *url.URL) string {
+	s := u.String()
+	if i := strings.IndexByte(s, ':'); i >= 0 {
+		s = s[i+1:]
+	}
+	if d, err := url.PathUnescape(s); err == nil {
+		s = d
+	}
+	return s
 }
 
 // AllowList is the patterns a profile allows for one SAN type.
@@ -377,8 +396,9 @@ func (p *Profile) WithIdentityURIs(k IdentityURI) *Profile {
 // checkNameLike constrains a subject attribute value that looks like a name, so that a relying party that reads
 // the subject (RADIUS servers mapping the CN to a user, legacy TLS clients matching the CN to a host) is held to
 // the same allow-lists as the SANs: something@domain must be an allowed UPN or e-mail name, an IP address (or a
-// value whose first word is one, leadingIP) an allowed IP, something with a scheme (x://, tag:, urn:) an allowed URI, and a dotted DNS name an allowed DNS
-// name. A single label ("router-17", an IMEI, a serial number, a device GUID) and free text are not names.
+// value whose first word is one, leadingIP) an allowed IP, something with a scheme (x://, tag:, urn:) an allowed URI
+// (also when it has an "@" and is an allowed e-mail name too), and a dotted DNS name an allowed DNS name. A single
+// label ("router-17", an IMEI, a serial number, a device GUID) and free text are not names.
 //
 // Three shapes are refused whatever the profile: a wildcard (wildcard certificates are never issued, and OpenSSL
 // matches a host against a CN when the certificate has no DNS SAN), a dotted name that is not a valid DNS name (a
@@ -396,18 +416,28 @@ func checkNameLike(p *Profile, what, v string) error {
 	if f != v && nameKindOf(f) != notAName {
 		return reject(CodeSubject, "%s %+q writes a name in look-alike characters (it reads as %q)", what, clip(v), clip(f))
 	}
+	allowedURI := func() bool {
+		u, err := url.Parse(v)
+		return err == nil && p.AllowsURI(u)
+	}
 	switch nameKindOf(v) {
 	case emailLike:
 		if !validEmailLike(v) || !(p.AllowsUPN(v) || p.AllowsEmail(v)) {
 			return refuse("a UPN or e-mail address")
+		}
+		// An "@" does not make a URI an e-mail name: "https://evil.example/@corp.example.com" and
+		// "IntuneDeviceId://<id>@corp.example.com" end in an allowed domain, but a reader that takes the value for
+		// the URI it is written as reads another host, or a device identity. Such a value is both names, and the
+		// profile must allow both.
+		if looksLikeURI(v) && !allowedURI() {
+			return refuse("a URI")
 		}
 	case ipAddress:
 		if ip := net.ParseIP(leadingIP(v)); ip == nil || !p.AllowsIP(ip) {
 			return refuse("an IP address")
 		}
 	case uriLike:
-		u, err := url.Parse(v)
-		if err != nil || !p.AllowsURI(u) {
+		if !allowedURI() {
 			return refuse("a URI")
 		}
 	case dnsLike:
