@@ -21,6 +21,9 @@
 //  8. for a renewal, point the renewed certificate's record at the new one (RenewedTo) before the certificate
 //     leaves: bookkeeping whose failure is logged, not returned, as the certificate is issued and durable.
 //
+// Before step 1 a gated request (Request.Gated) reserves its serial in its key's durable backlog, which bounds the
+// certificates per key awaiting Intune's verdict across instances (backlog.go); other requests never touch it.
+//
 // A signature therefore always has a committed pending record, and a certificate a client or Intune sees always
 // has a committed issued record. A certificate issued behind a delivery gate (Request.Gated) leaves — in Issue's
 // answer or in any later one (Releasable) — only once its record shows the gate passed.
