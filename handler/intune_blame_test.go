@@ -3,12 +3,14 @@ package main
 import (
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/azscep/azscep/internal/intune/intunefake"
 	"github.com/azscep/azscep/internal/store"
+	"github.com/azscep/azscep/internal/store/storetest"
 	"github.com/azscep/azscep/internal/testca"
 )
 
@@ -109,5 +111,38 @@ func TestIntuneNotificationOutage(t *testing.T) {
 	}
 	if n := len(s.fake.Journal()); n != 0 {
 		t.Fatalf("the replay made %d Intune calls", n)
+	}
+}
+
+// TestIntuneBacklogStoreDownFailsClosed: through the handler, on Table Storage (Azurite), an Intune enrollment whose
+// reservation in its key's backlog cannot be written is not signed: the device gets 503 with Retry-After and no
+// CertRep, nothing is recorded, and Intune is told of no success. Its retry once the store answers is signed and
+// delivered, and the delivered certificate's reservation is released, leaving no backlog for the key. Before, the
+// bound lived in memory and an Intune enrollment never wrote it.
+func TestIntuneBacklogStoreDownFailsClosed(t *testing.T) {
+	var fs *storetest.FaultStore
+	s := startIntune(t, intuneSetup{wrap: func(st store.Store) store.Store {
+		fs = storetest.NewFaultStore(st)
+		return fs
+	}})
+	fs.FailMethod(storetest.MethodPutBacklog, store.ErrUnavailable)
+	a := s.enroll(t, testca.CSROptions{Subject: pkix.Name{CommonName: "backlog-down"}}, intunefake.Challenge{})
+	if a.resp.StatusCode != http.StatusServiceUnavailable || a.resp.Header.Get("Retry-After") == "" ||
+		a.resp.Header.Get("Content-Type") == "application/x-pki-message" {
+		t.Fatalf("PKIOperation with the backlog unwritable = %d %s (Retry-After %q), want 503 and no CertRep",
+			a.resp.StatusCode, a.resp.Header.Get("Content-Type"), a.resp.Header.Get("Retry-After"))
+	}
+	if n := len(s.calls(t, intunefake.RouteSuccess, a.txID())); n != 0 {
+		t.Fatalf("%d successNotifications for a request not signed", n)
+	}
+	noRecordFor(t, s.store, "intune", a.txID())
+
+	fs.Clear()
+	post(t, s.scepURL("intune"), a.req).mustSucceed(t, s.ra)
+	if n := len(s.calls(t, intunefake.RouteSuccess, a.txID())); n != 1 {
+		t.Fatalf("%d successNotifications after the retry, want 1", n)
+	}
+	if _, err := s.store.GetBacklog(t.Context(), store.KeyHash(a.key.Public())); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the key's backlog after delivery: %v, want none", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -378,5 +379,33 @@ func TestTimerSyncNotStartedSaysSo(t *testing.T) {
 	}
 	if strings.Contains(logs, "resumed=") {
 		t.Errorf("the invocation's Logs report counts of a run that never started:\n%s", logs)
+	}
+}
+
+// TestTimerPrunesExpiredKeyBacklogs: the hourly timer deletes the per-key backlogs (issuance's bound on certificates
+// awaiting Intune's verdict) whose reservations all expired, in the Table Storage store, and keeps a backlog with a
+// reservation of the last hour, so the partition holds only the keys of the last hour. Before, nothing deleted them.
+func TestTimerPrunesExpiredKeyBacklogs(t *testing.T) {
+	in := startInstance(t, localEnv(t))
+	ctx := t.Context()
+	now := in.clock.Now()
+	expired := &store.Backlog{PublicKey: strings.Repeat("a", 64), Reservations: []store.Reservation{
+		{Serial: "1A", At: now.Add(-3 * time.Hour)}, {Serial: "1B", At: now.Add(-61 * time.Minute)}}}
+	recent := &store.Backlog{PublicKey: strings.Repeat("b", 64), Reservations: []store.Reservation{
+		{Serial: "2A", At: now.Add(-2 * time.Hour)}, {Serial: "2B", At: now.Add(-10 * time.Minute)}}}
+	for _, b := range []*store.Backlog{expired, recent} {
+		if err := in.d.store.PutBacklog(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logs := in.timer(t)
+	if !strings.Contains(logs, "pruned 1 expired key backlogs") {
+		t.Errorf("timer logs do not report the pruning:\n%s", logs)
+	}
+	if _, err := in.d.store.GetBacklog(ctx, expired.PublicKey); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("expired backlog after the timer: %v, want pruned", err)
+	}
+	if b, err := in.d.store.GetBacklog(ctx, recent.PublicKey); err != nil || len(b.Reservations) != 2 {
+		t.Errorf("backlog with a reservation of the last hour after the timer: %+v, %v; want kept", b, err)
 	}
 }

@@ -712,6 +712,13 @@ const (
 	// pendingSweepReserve is kept for the stale-pending report, the last step, which may also use whatever the
 	// steps before it left: its query scans the certs partition, which a large table takes a while to do.
 	pendingSweepReserve = 30 * time.Second
+	// backlogPruneTimeout bounds the deletion of expired per-key backlogs (issuance.Issuer.PruneBacklogs), taken from
+	// what the steps before it left over pendingSweepReserve, as the account sweep's extra time is: none of it is
+	// set aside in the plan. Leftovers wait for the next run; an expired backlog counts for nothing meanwhile.
+	backlogPruneTimeout = 10 * time.Second
+	// backlogPruneBatch is how many expired backlogs one run deletes at most: a backlog is left behind only by a
+	// key whose notification got no verdict, or a release that failed.
+	backlogPruneBatch = 500
 )
 
 // syncBudget is the revocation sync's Budget: what the timer's other steps and the run's own overrun
@@ -721,7 +728,7 @@ const syncBudget = timer.FunctionTimeout - timerMargin - raMaintenanceTimeout - 
 
 // runSync is the hourly timer: RA maintenance, one Intune revocation cycle, the interrupted-revocation sweep, the
 // revocation of compromised keys' other certificates and of the certificates of Entra accounts and devices that
-// left, the CRL refresh and the pending-record report, all under one
+// left, the CRL refresh, the pruning of expired key backlogs and the pending-record report, all under one
 // deadline short of functionTimeout, so that the host never kills the invocation (which would lose its Logs) and
 // each step ends by its own bound rather than at the kill.
 func (d *deps) runSync(ctx context.Context, info timer.Info) ([]string, error) {
@@ -770,7 +777,35 @@ func (d *deps) runSync(ctx context.Context, info timer.Info) ([]string, error) {
 	lines = append(lines, d.revokeSiblings(ctx)...)
 	lines = append(lines, d.revokeDisabledAccounts(ctx)...)
 	lines = append(lines, d.refreshCRL(ctx)...)
+	lines = append(lines, d.pruneBacklogs(ctx)...)
 	return append(lines, d.sweepPending(ctx)...), err
+}
+
+// pruneBacklogs deletes the per-key backlogs whose reservations all expired (issuance's bound on certificates
+// awaiting Intune's verdict), within backlogPruneTimeout and what the timer's deadline (ctx) leaves over
+// pendingSweepReserve.
+func (d *deps) pruneBacklogs(ctx context.Context) []string {
+	if d.issuer == nil {
+		return nil
+	}
+	limit := backlogPruneTimeout
+	if deadline, ok := ctx.Deadline(); ok {
+		limit = min(limit, time.Until(deadline)-pendingSweepReserve)
+	}
+	if limit <= 0 {
+		return []string{"expired key backlogs left for the next run: no time left"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	n, err := d.issuer.PruneBacklogs(ctx, backlogPruneBatch)
+	if err != nil {
+		d.log.Warn("pruning expired key backlogs failed", "pruned", n, "err", err)
+		return []string{fmt.Sprintf("pruned %d expired key backlogs, then failed: %v", n, err)}
+	}
+	if n == 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("pruned %d expired key backlogs", n)}
 }
 
 // refreshCRL keeps a CRL signed at least every half of its validity (and an hour) even when no relying party asks

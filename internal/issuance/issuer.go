@@ -21,6 +21,9 @@
 //  8. for a renewal, point the renewed certificate's record at the new one (RenewedTo) before the certificate
 //     leaves: bookkeeping whose failure is logged, not returned, as the certificate is issued and durable.
 //
+// Before step 1 a gated request (Request.Gated) reserves its serial in its key's durable backlog, which bounds the
+// certificates per key awaiting Intune's verdict across instances (backlog.go); other requests never touch it.
+//
 // A signature therefore always has a committed pending record, and a certificate a client or Intune sees always
 // has a committed issued record. A certificate issued behind a delivery gate (Request.Gated) leaves — in Issue's
 // answer or in any later one (Releasable) — only once its record shows the gate passed.
@@ -157,8 +160,6 @@ type Issuer struct {
 	signerVerifies bool
 
 	flight singleflight.Group
-	// undecided counts, per key, the certificates signed here whose delivery gate got no verdict (backlog.go).
-	undecided undecidedTally
 }
 
 // New validates the configuration and returns an Issuer.
@@ -478,17 +479,39 @@ func (i *Issuer) Issue(ctx context.Context, req *Request) (*Result, error) {
 	return v.(*Result), nil
 }
 
-func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Result, error) {
+func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (_ *Result, err error) {
 	if err := i.refuse(ctx, req, sk); err != nil {
 		return nil, err
 	}
-	if req.gated() && i.undecided.full(sk.hash, i.now()) {
-		return i.backlogged(ctx, req, sk)
+	serial, err := newSerial()
+	if err != nil {
+		return nil, err
+	}
+	var held *reservation // this request's place in its key's backlog (gated requests)
+	signed := false
+	defer func() {
+		// Kept only for a certificate signed here whose gate got no verdict: that is what the bound counts.
+		if held != nil && (!signed || !errors.Is(err, ErrUndecided)) {
+			i.release(ctx, held)
+		}
+	}()
+	if req.gated() {
+		// The key's bound on certificates awaiting Intune's verdict (backlog.go): this request's place is durable
+		// before anything is recorded or signed, and every instance counts it. Requests without a gate never read
+		// or write the backlog. A serial collision in pend (2^-120) would leave the reservation naming a serial
+		// never recorded, counted only for StaleAfter.
+		held, err = i.reserve(ctx, sk.hash, store.SerialString(serial))
+		if errors.Is(err, errBacklogFull) {
+			return i.backlogged(ctx, req, sk)
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	// Steps 1–4: the linted plan and its pending record, committed before the signature.
-	plan, rec, res, err := i.pend(ctx, req, sk)
+	plan, rec, res, err := i.pend(ctx, req, sk, serial)
 	if res != nil && res.undelivered {
-		return i.redeliver(ctx, req, res, sk)
+		return i.redeliver(ctx, req, res)
 	}
 	if res != nil || err != nil {
 		return res, err
@@ -508,6 +531,7 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 
 	// Step 5: the one CA-key operation, over the linted TBS itself, and the one verification of its signature.
 	der, err := i.sign(plan)
+	signed = der != nil
 	if err != nil {
 		// No signature, or a wrong one: the record turns abandoned with the note, nothing is delivered.
 		i.abandon(rec, "signature failed: "+err.Error())
@@ -550,12 +574,8 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 		i.renewLink(ctx, req, rec)
 	} else {
 		if err := i.gate(ctx, req, rec, cert); err != nil {
-			if errors.Is(err, ErrUndecided) {
-				i.undecided.add(sk.hash, i.now()) // one more signature whose certificate awaits Intune's verdict
-			}
-			return nil, err
+			return nil, err // undecided, the reservation stays: one more certificate awaiting Intune's verdict
 		}
-		i.undecided.clear(sk.hash)
 	}
 	return &Result{Cert: cert, Record: rec}, nil
 }
@@ -591,12 +611,9 @@ func (i *Issuer) refuse(ctx context.Context, req *Request, sk subjectKey) error 
 // pending record (steps 3–4), an insert, never an upsert. With an idempotency key, the key's claim commits in the
 // same write, so replays and concurrent duplicates stop here, before anything is signed, and no claim is ever
 // without its record. A request the key's earlier attempt answers returns that answer (res or err) instead.
-func (i *Issuer) pend(ctx context.Context, req *Request, sk subjectKey) (*lint.Planned, *store.Record, *Result, error) {
+func (i *Issuer) pend(ctx context.Context, req *Request, sk subjectKey, serial *big.Int) (*lint.Planned, *store.Record, *Result, error) {
 	now := i.now()
-	serial, err := newSerial()
-	if err != nil {
-		return nil, nil, nil, err
-	}
+	var err error
 	var plan *lint.Planned
 	var rec *store.Record
 	var prev *store.Binding // the earlier attempt's binding this request takes the key over from
@@ -895,7 +912,7 @@ func (i *Issuer) redeliverable(ctx context.Context, req *Request, prev *store.Re
 // redeliver passes res, an earlier attempt's certificate withheld because its gate got no verdict (redeliverable),
 // through req's delivery gate again, in place of a new signature: delivered, withheld for good on a refusal, or
 // still withheld and undecided. What authorized a renewal is read again first (Reauthorize), as before a signature.
-func (i *Issuer) redeliver(ctx context.Context, req *Request, res *Result, sk subjectKey) (*Result, error) {
+func (i *Issuer) redeliver(ctx context.Context, req *Request, res *Result) (*Result, error) {
 	if req.Reauthorize != nil {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 		err := req.Reauthorize(actx)
@@ -914,7 +931,6 @@ func (i *Issuer) redeliver(ctx context.Context, req *Request, res *Result, sk su
 	if err := i.gate(ctx, req, rec, res.Cert); err != nil {
 		return nil, err
 	}
-	i.undecided.clear(sk.hash)
 	return &Result{Cert: res.Cert, Record: rec}, nil
 }
 

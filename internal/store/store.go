@@ -318,6 +318,57 @@ type Meta interface {
 	PutMeta(ctx context.Context, name string, value []byte, etag string) (string, error)
 }
 
+// Backlog is one public key's reservations for gated signatures (issuance's per-key bound on certificates awaiting
+// Intune's verdict): each gated request writes its serial here, ETag-conditioned, before its pending record and its
+// signature, so that every instance sees every other's. It is no record: reservations expire (the caller drops the
+// ones older than its window on every write), a settled one is removed, and an entity whose reservations all expired
+// is deleted (PruneBacklogs).
+type Backlog struct {
+	// PublicKey is the key's Record.PublicKey: lower-case hex SHA-256 of the SubjectPublicKeyInfo (ValidKeyHash).
+	PublicKey    string
+	Reservations []Reservation
+	// ETag is the version the backlog was read or written at; PutBacklog and DeleteBacklog are conditioned on it.
+	ETag string
+}
+
+// Reservation is one gated signature counted against its key's bound: the serial its pending record is (or is about
+// to be) inserted under, and when it was reserved.
+type Reservation struct {
+	Serial string
+	At     time.Time
+}
+
+// Latest is the newest reservation's time, zero for none: a backlog whose Latest is older than the window holds
+// nothing that counts.
+func (b *Backlog) Latest() time.Time {
+	var t time.Time
+	for _, r := range b.Reservations {
+		if r.At.After(t) {
+			t = r.At
+		}
+	}
+	return t
+}
+
+// MaxReservations bounds the reservations one Backlog holds, which the callers keep to a few (issuance's bound).
+const MaxReservations = 16
+
+// Backlogs persists the per-key Backlog, with optimistic concurrency.
+type Backlogs interface {
+	// GetBacklog reads publicKey's backlog, or ErrNotFound.
+	GetBacklog(ctx context.Context, publicKey string) (*Backlog, error)
+	// PutBacklog creates b when b.ETag is "" (ErrExists if it exists) or replaces it if it is still at b.ETag
+	// (ErrConflict otherwise; ErrNotFound if it is gone). On success b.ETag is the new version. A key that is not
+	// ValidKeyHash, or more than MaxReservations reservations, is an error.
+	PutBacklog(ctx context.Context, b *Backlog) error
+	// DeleteBacklog deletes publicKey's backlog if it is still at etag (ErrConflict otherwise; ErrNotFound if it is
+	// gone).
+	DeleteBacklog(ctx context.Context, publicKey, etag string) error
+	// PruneBacklogs deletes at most limit (> 0) backlogs whose every reservation was made before before, each
+	// conditioned on the version it was listed at (one written since stays), and returns how many it deleted.
+	PruneBacklogs(ctx context.Context, before time.Time, limit int) (int, error)
+}
+
 // Store is everything the CA persists.
 type Store interface {
 	Certificates
@@ -325,6 +376,7 @@ type Store interface {
 	Revocations
 	Meta
 	RevocationQueue
+	Backlogs
 	// Ping checks that the backend answers (health endpoint).
 	Ping(ctx context.Context) error
 }

@@ -62,6 +62,7 @@ type Store struct {
 	meta    map[string]metaEntry
 	queue   map[string]*store.RevocationRequest // by hex sha256(RequestContext)
 	runs    map[string]store.SyncRun            // by inverted-time row key
+	backlog map[string]store.Backlog            // by public-key hash
 }
 
 type metaEntry struct {
@@ -82,6 +83,7 @@ func New(opts ...Option) *Store {
 		meta:    map[string]metaEntry{},
 		queue:   map[string]*store.RevocationRequest{},
 		runs:    map[string]store.SyncRun{},
+		backlog: map[string]store.Backlog{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -1005,4 +1007,97 @@ func (s *Store) PruneRuns(ctx context.Context, before time.Time, limit int) (int
 // Ping implements store.Store; memory always answers.
 func (s *Store) Ping(ctx context.Context) error {
 	return ctxErr(ctx, "ping")
+}
+
+func cloneBacklog(b store.Backlog) *store.Backlog {
+	b.Reservations = slices.Clone(b.Reservations)
+	return &b
+}
+
+// GetBacklog implements store.Backlogs.
+func (s *Store) GetBacklog(ctx context.Context, publicKey string) (*store.Backlog, error) {
+	if err := ctxErr(ctx, "reading backlog"); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.backlog[publicKey]
+	if !ok {
+		return nil, fmt.Errorf("memstore: reading backlog %q: %w", publicKey, store.ErrNotFound)
+	}
+	return cloneBacklog(b), nil
+}
+
+// PutBacklog implements store.Backlogs.
+func (s *Store) PutBacklog(ctx context.Context, b *store.Backlog) error {
+	if err := ctxErr(ctx, "writing backlog"); err != nil {
+		return err
+	}
+	if !store.ValidKeyHash(b.PublicKey) {
+		return fmt.Errorf("memstore: writing backlog: %q is not a key hash", b.PublicKey)
+	}
+	if len(b.Reservations) > store.MaxReservations {
+		return fmt.Errorf("memstore: writing backlog %s: %d reservations, over %d", b.PublicKey, len(b.Reservations),
+			store.MaxReservations)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.backlog[b.PublicKey]
+	switch {
+	case b.ETag == "" && ok:
+		return fmt.Errorf("memstore: creating backlog %s: %w", b.PublicKey, store.ErrExists)
+	case b.ETag != "" && !ok:
+		return fmt.Errorf("memstore: replacing backlog %s: %w", b.PublicKey, store.ErrNotFound)
+	case b.ETag != "" && cur.ETag != b.ETag:
+		return fmt.Errorf("memstore: replacing backlog %s: %w", b.PublicKey, store.ErrConflict)
+	}
+	kept := *cloneBacklog(*b)
+	for i := range kept.Reservations {
+		kept.Reservations[i].At = normTime(kept.Reservations[i].At)
+	}
+	kept.ETag = s.nextETag()
+	s.backlog[b.PublicKey] = kept
+	b.ETag = kept.ETag
+	return nil
+}
+
+// DeleteBacklog implements store.Backlogs.
+func (s *Store) DeleteBacklog(ctx context.Context, publicKey, etag string) error {
+	if err := ctxErr(ctx, "deleting backlog"); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.backlog[publicKey]
+	switch {
+	case !ok:
+		return fmt.Errorf("memstore: deleting backlog %q: %w", publicKey, store.ErrNotFound)
+	case cur.ETag != etag:
+		return fmt.Errorf("memstore: deleting backlog %s: %w", publicKey, store.ErrConflict)
+	}
+	delete(s.backlog, publicKey)
+	return nil
+}
+
+// PruneBacklogs implements store.Backlogs.
+func (s *Store) PruneBacklogs(ctx context.Context, before time.Time, limit int) (int, error) {
+	if err := ctxErr(ctx, "pruning backlogs"); err != nil {
+		return 0, err
+	}
+	if limit <= 0 {
+		return 0, fmt.Errorf("memstore: pruning backlogs: limit %d is not positive", limit)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for k, b := range s.backlog {
+		if n == limit {
+			break
+		}
+		if b.Latest().Before(before) {
+			delete(s.backlog, k)
+			n++
+		}
+	}
+	return n, nil
 }

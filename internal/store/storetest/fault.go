@@ -38,6 +38,10 @@ const (
 	MethodFinishRun          = "FinishRun"
 	MethodRunByID            = "RunByID"
 	MethodPruneRuns          = "PruneRuns"
+	MethodGetBacklog         = "GetBacklog"
+	MethodPutBacklog         = "PutBacklog"
+	MethodDeleteBacklog      = "DeleteBacklog"
+	MethodPruneBacklogs      = "PruneBacklogs"
 	MethodPing               = "Ping"
 )
 
@@ -45,14 +49,15 @@ const (
 var WriteMethods = []string{
 	MethodInsert, MethodUpdate, MethodInsertBound, MethodAddRevoked, MethodMarkCompromised, MethodPutMeta,
 	MethodEnqueueRevocation, MethodEnqueueRevocations, MethodUpdateRevocation, MethodUpdateRevocations, MethodRecordRun, MethodFinishRun,
-	MethodPruneRuns,
+	MethodPruneRuns, MethodPutBacklog, MethodDeleteBacklog, MethodPruneBacklogs,
 }
 
 var allMethods = []string{
 	MethodInsert, MethodUpdate, MethodGet, MethodSearch, MethodPending, MethodInsertBound, MethodLookup,
 	MethodAddRevoked, MethodListRevoked, MethodGetRevoked, MethodMarkCompromised, MethodCompromised, MethodListCompromised,
 	MethodGetMeta, MethodPutMeta, MethodEnqueueRevocation, MethodEnqueueRevocations, MethodUpdateRevocation, MethodUpdateRevocations, MethodRevocation, MethodOpenRevocations, MethodRecordRun, MethodRuns,
-	MethodFinishRun, MethodRunByID, MethodPruneRuns, MethodPing,
+	MethodFinishRun, MethodRunByID, MethodPruneRuns, MethodPing, MethodGetBacklog, MethodPutBacklog, MethodDeleteBacklog,
+	MethodPruneBacklogs,
 }
 
 // Fault describes calls a FaultStore makes fail. Faults count matching calls from the moment they are added.
@@ -429,4 +434,32 @@ func (f *FaultStore) PruneRuns(ctx context.Context, before time.Time, limit int)
 // Ping implements store.Store.
 func (f *FaultStore) Ping(ctx context.Context) error {
 	return f.do(MethodPing, func() error { return f.inner.Ping(ctx) }, nil)
+}
+
+// GetBacklog implements store.Store.
+func (f *FaultStore) GetBacklog(ctx context.Context, publicKey string) (b *store.Backlog, err error) {
+	err = f.do(MethodGetBacklog, func() error { b, err = f.inner.GetBacklog(ctx, publicKey); return err }, nil)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// PutBacklog implements store.Store.
+func (f *FaultStore) PutBacklog(ctx context.Context, b *store.Backlog) error {
+	return f.do(MethodPutBacklog, func() error { return f.inner.PutBacklog(ctx, b) }, nil)
+}
+
+// DeleteBacklog implements store.Store.
+func (f *FaultStore) DeleteBacklog(ctx context.Context, publicKey, etag string) error {
+	return f.do(MethodDeleteBacklog, func() error { return f.inner.DeleteBacklog(ctx, publicKey, etag) }, nil)
+}
+
+// PruneBacklogs implements store.Store.
+func (f *FaultStore) PruneBacklogs(ctx context.Context, before time.Time, limit int) (n int, err error) {
+	err = f.do(MethodPruneBacklogs, func() error { n, err = f.inner.PruneBacklogs(ctx, before, limit); return err }, nil)
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }

@@ -61,6 +61,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Runs", testRuns},
 		{"RunIDs", testRunIDs},
 		{"PruneRuns", testPruneRuns},
+		{"Backlog", testBacklog},
+		{"BacklogRace", testBacklogRace},
+		{"PruneBacklogs", testPruneBacklogs},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1458,4 +1461,147 @@ func sameRequest(a, b store.RevocationRequest) bool {
 	}
 	a.Downloaded, a.Applied, a.Uploaded = b.Downloaded, b.Applied, b.Uploaded
 	return a == b
+}
+
+// keyHash is a valid store.Backlog key, distinct per n.
+func keyHash(n int) string { return fmt.Sprintf("%064x", n+1) }
+
+func testBacklog(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	key := keyHash(0)
+	if _, err := s.GetBacklog(ctx, key); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetBacklog of a key never written = %v, want ErrNotFound", err)
+	}
+	b := &store.Backlog{PublicKey: key, Reservations: []store.Reservation{{Serial: "0A1B", At: base}}}
+	if err := s.PutBacklog(ctx, b); err != nil || b.ETag == "" {
+		t.Fatalf("creating a backlog: ETag %q, %v", b.ETag, err)
+	}
+	first := b.ETag
+	if err := s.PutBacklog(ctx, &store.Backlog{PublicKey: key}); !errors.Is(err, store.ErrExists) {
+		t.Errorf("creating it again = %v, want ErrExists", err)
+	}
+	b.Reservations = append(b.Reservations, store.Reservation{Serial: "2C3D", At: base.Add(time.Minute)})
+	if err := s.PutBacklog(ctx, b); err != nil || b.ETag == first {
+		t.Fatalf("replacing it: ETag %q (was %q), %v", b.ETag, first, err)
+	}
+	stale := &store.Backlog{PublicKey: key, ETag: first}
+	if err := s.PutBacklog(ctx, stale); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("replacing at a stale ETag = %v, want ErrConflict", err)
+	}
+	got, err := s.GetBacklog(ctx, key)
+	if err != nil || got.ETag != b.ETag || !reflect.DeepEqual(got.Reservations, b.Reservations) || !got.Latest().Equal(base.Add(time.Minute)) {
+		t.Fatalf("GetBacklog = %+v, %v; want %+v", got, err, b)
+	}
+	if err := s.PutBacklog(ctx, &store.Backlog{PublicKey: keyHash(1), ETag: b.ETag}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("replacing a backlog that does not exist = %v, want ErrNotFound", err)
+	}
+	if err := s.DeleteBacklog(ctx, key, first); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("deleting at a stale ETag = %v, want ErrConflict", err)
+	}
+	if err := s.DeleteBacklog(ctx, key, b.ETag); err != nil {
+		t.Fatalf("deleting: %v", err)
+	}
+	if _, err := s.GetBacklog(ctx, key); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetBacklog after the delete = %v, want ErrNotFound", err)
+	}
+	if err := s.DeleteBacklog(ctx, key, b.ETag); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("deleting it again = %v, want ErrNotFound", err)
+	}
+	// A backlog deleted is created afresh.
+	if err := s.PutBacklog(ctx, &store.Backlog{PublicKey: key}); err != nil {
+		t.Errorf("creating a deleted backlog again: %v", err)
+	}
+	for _, bad := range []*store.Backlog{{PublicKey: ""}, {PublicKey: "ABCDEF"}, {PublicKey: "xyz"},
+		{PublicKey: keyHash(2), Reservations: make([]store.Reservation, store.MaxReservations+1)}} {
+		if err := s.PutBacklog(ctx, bad); err == nil {
+			t.Errorf("PutBacklog(%q, %d reservations) succeeded", bad.PublicKey, len(bad.Reservations))
+		}
+	}
+}
+
+// testBacklogRace: writers that each add one reservation, reading again on every conflict, lose none: the ETag
+// lets exactly one of them through per version.
+func testBacklogRace(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	key := keyHash(3)
+	const writers = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := store.Reservation{Serial: fmt.Sprintf("%X", 0x100+w), At: base}
+			for {
+				b, err := s.GetBacklog(ctx, key)
+				if errors.Is(err, store.ErrNotFound) {
+					b, err = &store.Backlog{PublicKey: key}, nil
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				b.Reservations = append(b.Reservations, r)
+				err = s.PutBacklog(ctx, b)
+				if err == nil {
+					return
+				}
+				if !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrExists) {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	b, err := s.GetBacklog(ctx, key)
+	if err != nil || len(b.Reservations) != writers {
+		t.Fatalf("after %d concurrent writers: %+v, %v; want %d reservations", writers, b, err, writers)
+	}
+}
+
+func testPruneBacklogs(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if n, err := s.PruneBacklogs(ctx, base, 10); n != 0 || err != nil {
+		t.Errorf("PruneBacklogs of none = %d, %v", n, err)
+	}
+	if _, err := s.PruneBacklogs(ctx, base, 0); err == nil {
+		t.Errorf("PruneBacklogs with no limit succeeded")
+	}
+	// Old: every reservation before base. Kept: one at or after base, however old the others.
+	for i, ats := range [][]time.Duration{{-2 * time.Hour}, {-time.Hour, -time.Second}, {-3 * time.Hour}, {-time.Hour, 0},
+		{time.Minute}} {
+		b := &store.Backlog{PublicKey: keyHash(10 + i)}
+		for j, at := range ats {
+			b.Reservations = append(b.Reservations, store.Reservation{Serial: fmt.Sprintf("%X", 0x10*(i+1)+j), At: base.Add(at)})
+		}
+		if err := s.PutBacklog(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A meta document under the same name as a key stays whatever its age: backlogs are their own.
+	if _, err := s.PutMeta(ctx, keyHash(10), []byte("x"), ""); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for i, want := range []int{2, 1, 0} {
+		n, err := s.PruneBacklogs(ctx, base, 2)
+		if n != want || err != nil {
+			t.Errorf("PruneBacklogs #%d = %d, %v; want %d", i+1, n, err, want)
+		}
+		total += n
+	}
+	for i := range 5 {
+		_, err := s.GetBacklog(ctx, keyHash(10+i))
+		if pruned := i < 3; pruned != errors.Is(err, store.ErrNotFound) || !pruned && err != nil {
+			t.Errorf("backlog %d after pruning %d: %v (want pruned %t)", i, total, err, pruned)
+		}
+	}
+	if v, _, err := s.GetMeta(ctx, keyHash(10)); err != nil || string(v) != "x" {
+		t.Errorf("meta document beside the backlogs: %q, %v", v, err)
+	}
 }

@@ -40,11 +40,13 @@ func (c BackupCounts) String() string {
 }
 
 // backupSkipped says whether an entity stays out of a backup and a restore: the layout-upgrade mark belongs to the
-// account it was written in (EnsureTables writes a fresh one into the account restored to).
+// account it was written in (EnsureTables writes a fresh one into the account restored to), and the per-key
+// backlogs (backlogPK) count signatures of the last hour, which a restore has no use for.
 func backupSkipped(table string, e map[string]json.RawMessage) bool {
-	var rk string
+	var pk, rk string
+	_ = json.Unmarshal(e["PartitionKey"], &pk)
 	_ = json.Unmarshal(e["RowKey"], &rk)
-	return table == TableMeta && rk == layoutDoc
+	return table == TableMeta && (rk == layoutDoc || pk == backlogPK)
 }
 
 // cleanEntity drops what the service adds to an entity and would refuse or ignore on insert: the odata.*

@@ -7,6 +7,7 @@
 //	revoked  PartitionKey = "revoked", RowKey = canonical serial    the CRL's source, listed with $select
 //	         PartitionKey = "compromisedkey", RowKey = hex sha256(SubjectPublicKeyInfo)   keys revoked for keyCompromise
 //	meta     PartitionKey = "meta", RowKey = name
+//	         PartitionKey = "backlog", RowKey = hex sha256(SubjectPublicKeyInfo)   per-key backlogs, pruned by age
 //	revreq   PartitionKey = "revreq", RowKey = hex sha256(RequestContext)
 //	runs     PartitionKey = "runs", RowKey = inverted start time + "_" + run ID (newest first), pruned by age
 //
@@ -16,7 +17,7 @@
 // insert (AddEntity) or an ETag-conditioned update (UpdateEntity with IfMatch): a merge for records and revocation
 // requests, which keeps the properties a newer version added (tables.go, merge), a replace for the meta documents
 // and a binding moved to another serial. Nothing here upserts, and nothing is deleted but expired sync runs' rows
-// (PruneRuns). Each written entity carries a random WriteID so that when the SDK retries a write whose first
+// (PruneRuns) and per-key backlogs (DeleteBacklog, PruneBacklogs). Each written entity carries a random WriteID so that when the SDK retries a write whose first
 // response was lost, the resulting 409 or 412 is recognised as our own write and reported as the success it was.
 //
 // Errors: 404, 409 and 412 map to store.ErrNotFound, store.ErrExists and store.ErrConflict; throttling, server
