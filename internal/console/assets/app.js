@@ -201,6 +201,188 @@
     return m ? m[0] + "\n" : "";
   }
 
+  // ---- reading an issued certificate ------------------------------------------------------------------------
+  // readCertificate reads what an administrator checks in a certificate just issued (its subject, SANs and
+  // validity) from its DER: /api/csr answers with the certificate only (PEM, DER or PKCS#7, no JSON), and a caller
+  // with CSR.Request.Db alone may not read the record. The subject is written as the CA's records write it (Go's
+  // pkix.Name, dnString), the SANs as "dns:…", "email:…", "upn:…", "uri:…" and "ip:…" (policy.csr's names).
+  // It throws on a certificate it cannot read.
+  const DN_NAMES = { "2.5.4.3": "CN", "2.5.4.5": "SERIALNUMBER", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST",
+    "2.5.4.9": "STREET", "2.5.4.10": "O", "2.5.4.11": "OU", "2.5.4.17": "POSTALCODE" };
+  const OID_SAN = "2.5.29.17";
+  const OID_UPN = "1.3.6.1.4.1.311.20.2.3";
+
+  function derNode(buf, pos, end) {
+    if (pos + 2 > end) throw new Error("truncated DER");
+    const tag = buf[pos];
+    let len = buf[pos + 1];
+    let p = pos + 2;
+    if (len & 0x80) {
+      const n = len & 0x7f;
+      if (n < 1 || n > 4 || p + n > end) throw new Error("bad DER length");
+      len = 0;
+      for (let i = 0; i < n; i++) len = len * 256 + buf[p++];
+    }
+    if (p + len > end) throw new Error("truncated DER");
+    return { tag, pos, start: p, end: p + len };
+  }
+
+  function derKids(buf, node) {
+    const out = [];
+    for (let p = node.start; p < node.end;) {
+      const k = derNode(buf, p, node.end);
+      out.push(k);
+      p = k.end;
+    }
+    return out;
+  }
+
+  function derOID(buf, n) {
+    const parts = [];
+    let v = 0;
+    for (let i = n.start; i < n.end; i++) {
+      v = v * 128 + (buf[i] & 0x7f);
+      if (!(buf[i] & 0x80)) {
+        if (!parts.length) parts.push(v < 80 ? Math.floor(v / 40) : 2, v < 80 ? v % 40 : v - 80);
+        else parts.push(v);
+        v = 0;
+      }
+    }
+    return parts.join(".");
+  }
+
+  function derString(buf, n) {
+    const b = buf.subarray(n.start, n.end);
+    switch (n.tag) {
+      case 0x1e: { // BMPString: UTF-16BE
+        let s = "";
+        for (let i = 0; i + 1 < b.length; i += 2) s += String.fromCharCode((b[i] << 8) | b[i + 1]);
+        return s;
+      }
+      case 0x1c: { // UniversalString: UTF-32BE
+        let s = "";
+        for (let i = 0; i + 3 < b.length; i += 4) s += String.fromCodePoint(((b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]) >>> 0);
+        return s;
+      }
+      case 0x14: // T61String, read as Latin-1 (as Go does)
+        return String.fromCharCode(...b);
+      default: // UTF8String, PrintableString, IA5String, NumericString, VisibleString
+        return new TextDecoder().decode(b);
+    }
+  }
+
+  function derTime(buf, n) {
+    let s = derString(buf, n);
+    if (n.tag === 0x17) s = (Number(s.slice(0, 2)) < 50 ? "20" : "19") + s; // UTCTime: two-digit year (RFC 5280)
+    const m = s.match(/^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/);
+    if (!m) throw new Error("bad time " + s);
+    return `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}Z`;
+  }
+
+  function hex(b) {
+    return [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  }
+
+  // dnString writes a Name as the CA's records do (Go's pkix.Name.String of the parsed name): the names it knows
+  // last first in its fixed order (SERIALNUMBER, CN, OU, O, POSTALCODE, STREET, L, ST, C; several values of one
+  // as one RDN joined with "+", only the last CN and SERIALNUMBER), special characters escaped, then any other
+  // attribute as its OID and the hex DER of its value (a string re-encoded as Go encodes one).
+  const DN_ORDER = ["2.5.4.6", "2.5.4.8", "2.5.4.7", "2.5.4.9", "2.5.4.17", "2.5.4.10", "2.5.4.11", "2.5.4.3", "2.5.4.5"];
+  const STRING_TAGS = [0x0c, 0x12, 0x13, 0x14, 0x16, 0x1a, 0x1c, 0x1e];
+  function derLength(n) {
+    if (n < 128) return [n];
+    const b = [];
+    for (; n > 0; n = Math.floor(n / 256)) b.unshift(n % 256);
+    return [0x80 | b.length, ...b];
+  }
+  function dnEscape(v) {
+    const chars = [...v];
+    return chars.map((c, i) => ",+\"\\<>;".includes(c) || (c === " " && (i === 0 || i === chars.length - 1)) || (c === "#" && i === 0) ? "\\" + c : c).join("");
+  }
+  function dnString(buf, name) {
+    const known = {}, other = [];
+    for (const rdn of derKids(buf, name)) {
+      for (const atv of derKids(buf, rdn)) {
+        const [type, value] = derKids(buf, atv);
+        const oid = derOID(buf, type);
+        const isString = STRING_TAGS.includes(value.tag);
+        if (DN_NAMES[oid]) {
+          if (!isString) continue;
+          const v = derString(buf, value);
+          if (oid === "2.5.4.3" || oid === "2.5.4.5") known[oid] = [v];
+          else (known[oid] = known[oid] || []).push(v);
+          continue;
+        }
+        let der = buf.subarray(value.pos, value.end);
+        if (isString) {
+          const s = derString(buf, value);
+          const bytes = new TextEncoder().encode(s);
+          der = [/^[A-Za-z0-9 '()+,\-./:=?*&]*$/.test(s) ? 0x13 : 0x0c, ...derLength(bytes.length), ...bytes];
+        }
+        other.push(oid + "=#" + hex(der));
+      }
+    }
+    const rdns = other.slice();
+    for (const oid of DN_ORDER) {
+      const vs = (known[oid] || []).filter((v) => v !== "" || (oid !== "2.5.4.3" && oid !== "2.5.4.5"));
+      if (vs.length) rdns.push(vs.map((v) => DN_NAMES[oid] + "=" + dnEscape(v)).join("+"));
+    }
+    return rdns.reverse().join(",");
+  }
+
+  function ipString(b) {
+    if (b.length === 4) return [...b].join(".");
+    if (b.length !== 16) return "#" + hex(b);
+    const g = [];
+    for (let i = 0; i < 16; i += 2) g.push((b[i] << 8) | b[i + 1]);
+    // The longest run of two or more zero groups becomes "::" (RFC 5952, as Go writes it).
+    let best = -1, bestLen = 1;
+    for (let i = 0; i < 8;) {
+      let j = i;
+      while (j < 8 && g[j] === 0) j++;
+      if (j - i > bestLen) [best, bestLen] = [i, j - i];
+      i = j > i ? j : i + 1;
+    }
+    const h = g.map((x) => x.toString(16));
+    return best < 0 ? h.join(":") : h.slice(0, best).join(":") + "::" + h.slice(best + bestLen).join(":");
+  }
+
+  function sanList(buf, octets) {
+    const seq = derNode(buf, octets.start, octets.end);
+    return derKids(buf, seq).map((gn) => {
+      const b = buf.subarray(gn.start, gn.end);
+      switch (gn.tag) {
+        case 0x81: return "email:" + new TextDecoder().decode(b);
+        case 0x82: return "dns:" + new TextDecoder().decode(b);
+        case 0x86: return "uri:" + new TextDecoder().decode(b);
+        case 0x87: return "ip:" + ipString(b);
+        case 0xa0: {
+          const [type, value] = derKids(buf, gn);
+          const oid = derOID(buf, type);
+          if (oid === OID_UPN && value) return "upn:" + derString(buf, derNode(buf, value.start, value.end));
+          return "otherName:" + oid;
+        }
+        default: return "name [" + (gn.tag & 0x1f) + "]";
+      }
+    });
+  }
+
+  function readCertificate(der) {
+    const cert = derNode(der, 0, der.length);
+    const tbs = derKids(der, derKids(der, cert)[0]);
+    const f = tbs[0].tag === 0xa0 ? tbs.slice(1) : tbs; // serial, signature, issuer, validity, subject, key, …
+    const [notBefore, notAfter] = derKids(der, f[3]).map((n) => derTime(der, n));
+    let sans = [];
+    const exts = f.slice(6).find((n) => n.tag === 0xa3);
+    if (exts) {
+      for (const ext of derKids(der, derNode(der, exts.start, exts.end))) {
+        const parts = derKids(der, ext);
+        if (derOID(der, parts[0]) === OID_SAN) sans = sanList(der, parts[parts.length - 1]);
+      }
+    }
+    return { subject: dnString(der, f[4]), issuer: dnString(der, f[2]), notBefore, notAfter, sans };
+  }
+
   // ---- progress --------------------------------------------------------------------------------------------
   function busy(on) {
     state.busy += on ? 1 : -1;
@@ -1084,12 +1266,25 @@
         file.value = "";
         dropDER();
       }
+      // What was issued, read from the certificate itself: the administrator checks the names and the expiry
+      // before handing it on, rather than a serial and a file to open elsewhere.
+      let issued = null, unreadable = "";
+      try {
+        issued = readCertificate(pemToDer(leaf));
+      } catch (e) {
+        unreadable = String(e.message || e);
+      }
       out.replaceChildren(notice("ok",
         el("h2", { text: "Certificate issued" }),
-        dl([["Serial", serial ? el("a", { href: "#/certificate/" + encodeURIComponent(serial) }, mono(serial)) : "—"], ["Profile", usedProfile]]),
+        dl([["Subject", issued ? issued.subject || "(empty subject)" : ""],
+          ["Subject alternative names", issued && issued.sans.length ? el("ul", { class: "plain", id: "issued-sans" }, issued.sans.map((n) => el("li", { text: n }))) : ""],
+          ["Serial", serial ? el("a", { href: "#/certificate/" + encodeURIComponent(serial) }, mono(serial)) : "—"], ["Profile", usedProfile],
+          ["Valid from", issued ? time(issued.notBefore) : ""], ["Expires", issued ? expiry(issued.notAfter) : ""]]),
+        unreadable ? el("p", { class: "small", text: "This browser could not read the certificate's names (" + unreadable + "); download it to inspect them." }) : null,
         el("p", { class: "small", id: "request-cleared", text: "The request has been cleared from the form. To request another certificate, paste or choose the next CSR." }),
         el("div", { class: "actions" },
           el("button", { type: "button", class: "primary", id: "download-chain", onclick: () => download((serial || "certificate") + "-chain.pem", "application/x-pem-file", chain), text: "Download PEM chain" }),
+          el("button", { type: "button", class: "ghost", id: "download-cert-pem", onclick: () => download((serial || "certificate") + ".pem", "application/x-pem-file", leaf), text: "Download certificate (PEM)" }),
           el("button", { type: "button", class: "ghost", id: "download-cert-der", onclick: () => download((serial || "certificate") + ".cer", "application/pkix-cert", pemToDer(leaf)), text: "Download certificate (DER)" }))));
       out.querySelector("h2").setAttribute("tabindex", "-1");
       out.querySelector("h2").focus();
