@@ -8,6 +8,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -16,9 +18,11 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/azscep/azscep/internal/custody"
+	"github.com/azscep/azscep/internal/store"
 )
 
-// An administrator's day with the console: what a certificate just issued shows.
+// An administrator's day with the console: what a certificate just issued shows, and how a revoked certificate reads
+// in the list and on its page.
 
 // TestConsoleIssuedShowsWhatWasIssued: after "Request certificate" the result names what the CA put in the
 // certificate (its subject, every SAN, the profile and when it expires), as the CA's record does, so the
@@ -82,3 +86,83 @@ func TestConsoleIssuedShowsWhatWasIssued(t *testing.T) {
 }
 
 func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
+
+// TestConsoleRevokedReadsRevoked: a revoked certificate reads as revoked wherever the administrator meets it. In
+// the list its row says why and when under the badge (it looked like any other row but for the badge's colour);
+// on its own page a notice above the cards says when, why, by whom and with which comment, the reason in words
+// ("Key compromise", not "keyCompromise"), and its expiry no longer counts "364 days left" in green.
+func TestConsoleRevokedReadsRevoked(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	tok := devTokenAs(t, svc.base, "builder-a@azscep.local", "CSR.Request.Db")
+	issueViaAPI(t, svc.base, tok, pkix.Name{CommonName: "valid-host.contoso.example"}, "valid-host.contoso.example")
+	gone := issueViaAPI(t, svc.base, tok, pkix.Name{CommonName: "stolen-laptop.contoso.example"}, "stolen-laptop.contoso.example")
+	serial := store.SerialString(gone.SerialNumber)
+	const comment = "laptop stolen, ticket INC-0815"
+	req, _ := http.NewRequest(http.MethodPost, svc.base+"/api/certificates/"+serial+"/revoke",
+		strings.NewReader(`{"reason":"keyCompromise","comment":"`+comment+`"}`))
+	req.Header.Set("Authorization", "Bearer "+devTokenAs(t, svc.base, "admin@azscep.local", "Certificates.Manage"))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("revoking: %d", resp.StatusCode)
+	}
+	rec, err := svc.store.Get(context.Background(), serial)
+	if err != nil || rec.RevokedAt.IsZero() {
+		t.Fatalf("the revoked record: %+v %v", rec, err)
+	}
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+
+	for _, w := range []int64{390, 1280} {
+		b.viewport(w, 900)
+		b.do("list", chromedp.Navigate(page+"#/certificates"))
+		b.waitFor("list", `document.querySelectorAll("#results table.list tbody tr").length === 2`)
+		type row struct {
+			Status string `json:"status"`
+			When   string `json:"when"`
+		}
+		rows := eval[map[string]row](b, `Object.fromEntries([...document.querySelectorAll("#results tbody tr")].map((tr) => {
+			const td = tr.querySelector('td[data-label="Status"]'), t = td.querySelector("time");
+			return [tr.querySelector('td[data-label="Serial"]').textContent, {status: td.innerText, when: t ? t.getAttribute("datetime") : ""}];
+		}))`)
+		got, ok := rows[serial]
+		if when, err := time.Parse(time.RFC3339, got.When); !ok || err != nil || when.Sub(rec.RevokedAt).Abs() >= time.Millisecond ||
+			!strings.Contains(got.Status, "Key compromise") {
+			t.Errorf("at %d px the revoked row's status reads %q (revoked at %q), want the reason in words and the revocation's time %s",
+				w, got.Status, got.When, rec.RevokedAt.UTC().Format(time.RFC3339))
+		}
+		for s, r := range rows {
+			if s != serial && (r.When != "" || r.Status != "Issued") {
+				t.Errorf("at %d px the valid certificate's status reads %q (%q), want only its badge", w, r.Status, r.When)
+			}
+		}
+		b.shotViewport(fmt.Sprintf("list-revoked-%d", w))
+	}
+
+	b.viewport(1280, 900)
+	b.do("open the revoked certificate", chromedp.Navigate(page+"#/certificate/"+serial))
+	b.waitFor("details", `!!document.querySelector(".facts") && document.title.includes("`+serial+`")`)
+	banner := eval[string](b, `(document.querySelector("#revoked-banner")||{}).innerText || ""`)
+	for _, want := range []string{"Revoked", "key compromise", comment, "admin@azscep.local"} {
+		if !strings.Contains(banner, want) {
+			t.Errorf("the revoked certificate's notice lacks %q: %q", want, banner)
+		}
+	}
+	if at := eval[string](b, `(document.querySelector("#revoked-banner time")||{getAttribute: () => ""}).getAttribute("datetime")`); at == "" {
+		t.Error("the revoked certificate's notice does not say when it was revoked")
+	}
+	facts := eval[map[string]string](b, `Object.fromEntries([...document.querySelectorAll(".facts dt")].map((dt) => [dt.textContent, dt.nextElementSibling.innerText]))`)
+	if facts["Reason"] != "Key compromise" {
+		t.Errorf("the certificate's reason reads %q, want %q", facts["Reason"], "Key compromise")
+	}
+	if strings.Contains(facts["Not after"], "days left") || !strings.Contains(facts["Not after"], "revoked") {
+		t.Errorf("the revoked certificate's expiry reads %q, want no days left counted", facts["Not after"])
+	}
+	b.shot("certificate-revoked")
+	b.wantNoProblems(t)
+}

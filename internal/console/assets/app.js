@@ -20,6 +20,14 @@
     ["privilegeWithdrawn", "Privilege withdrawn"],
   ];
   const PAGE_SIZES = [25, 50, 100];
+  // Every reason the CA records (revocation.ReasonNames), by the name an administrator reads: the revoke form offers
+  // only REASONS, but Intune, the hourly sweeps and the CLI record others too.
+  const REASON_LABELS = Object.assign(Object.fromEntries(REASONS), {
+    cACompromise: "CA compromise", certificateHold: "Certificate hold", aACompromise: "AA compromise",
+  });
+  function reasonLabel(r) {
+    return REASON_LABELS[r || "unspecified"] || r;
+  }
 
   const state = {
     cfg: null,
@@ -143,7 +151,10 @@
     return Math.floor((new Date(iso).getTime() - Date.now()) / 86400000);
   }
 
-  function expiry(iso) {
+  // expiry shows when a certificate expires and how long it has left; a revoked one has nothing left (its "364 days
+  // left" in green read as a valid certificate), so it says so instead.
+  function expiry(iso, status) {
+    if (status === "revoked") return el("span", {}, time(iso), " ", el("span", { class: "pill bad", text: "revoked" }));
     const left = daysLeft(iso);
     const cls = left < 0 ? "bad" : left < 30 ? "warn" : "ok";
     const text = left < 0 ? "expired" : left === 0 ? "expires today" : `${left} days left`;
@@ -900,7 +911,7 @@
         el("td", { "data-label": "Subject" }, el("a", { href: "#/certificate/" + encodeURIComponent(c.serial), class: "subject" }, c.subject || "(empty subject)"),
           c.sans && c.sans.length ? sanSummary(c.sans) : null),
         serialCell(c.serial),
-        el("td", { "data-label": "Status" }, badge(c.status)),
+        el("td", { "data-label": "Status" }, badge(c.status), c.status === "revoked" ? revokedNote(c) : null),
         el("td", { "data-label": "Source" }, source(c)),
         el("td", { "data-label": "Requester" }, requester(c.requester), c.deviceId ? el("div", { class: "muted small", text: "device " + c.deviceId }) : null),
         el("td", { "data-label": "Issued" }, time(c.notBefore)),
@@ -926,6 +937,12 @@
       go("#/certificates?" + p.toString());
     });
     return el("div", {}, el("div", { class: "table-wrap" }, table), el("nav", { class: "pager", "aria-label": "Pages" }, prev, el("span", { class: "muted", text: "Page " + pageNo }), next));
+  }
+
+  // revokedNote says under a list row's "revoked" badge why and when: a revoked row looked like any other but for
+  // the badge's colour, and telling a key compromise from a superseded certificate took opening each.
+  function revokedNote(c) {
+    return el("div", { class: "muted small revoked-note" }, el("span", { class: "reason", text: reasonLabel(c.revocationReason) }), " ", time(c.revokedAt));
   }
 
   // sanSummary shows a list row's first SANs and how many more there are (all of them on hover and on the
@@ -968,7 +985,7 @@
       c.intuneNotified ? el("li", { text: "Intune accepted the success notification" }) : null,
       c.withheld ? el("li", { class: "bad", text: "Withheld: signed but never delivered (Intune refused the notification)" }) : null,
       c.note ? el("li", { text: "Note: " + c.note }) : null,
-      c.status === "revoked" ? el("li", { class: "bad" }, time(c.revokedAt), ` Revoked (${c.revocationReason || "unspecified"})` + (c.revokedBy ? ` by ${c.revokedBy}` : "")) : null);
+      c.status === "revoked" ? el("li", { class: "bad" }, time(c.revokedAt), ` Revoked (${reasonLabel(c.revocationReason)})` + (c.revokedBy ? ` by ${c.revokedBy}` : "")) : null);
     const chain = el("ol", { class: "chain" }, el("li", {}, el("strong", { text: c.subject || "(empty subject)" }), el("span", { class: "muted", text: " — this certificate" })));
     if (ov && ov.ca) for (const ca of ov.ca) chain.prepend(el("li", {}, ca.subject, el("span", { class: "muted", text: ca.subject === ca.issuer ? " — root" : " — CA" })));
     else chain.prepend(el("li", { text: c.issuer }));
@@ -982,10 +999,16 @@
       crumbs(),
       el("div", { class: "title-row" }, el("h1", { class: "subject-title" }, c.subject || "(empty subject)"), badge(c.status)),
       el("div", { id: "revoke-result", "aria-live": "polite", "data-serial": c.serial }),
+      // A revoked certificate says so above everything else, with why and when: the badge alone was easy to miss
+      // beside a validity that still counted its days left.
+      c.status === "revoked" ? notice("error", el("p", { id: "revoked-banner" }, el("strong", { text: "Revoked " }), time(c.revokedAt),
+        " for " + reasonLabel(c.revocationReason).toLowerCase() + (c.revokedBy ? ` by ${c.revokedBy}` : "") + ".",
+        c.revocationRef ? el("span", {}, " Comment or reference: ", el("q", { text: c.revocationRef }), ".") : null,
+        " The CRL and OCSP report it as revoked.")) : null,
       el("div", { class: "cols" },
         el("section", { class: "card" }, el("h2", { text: "Names" }), dl([["Subject", c.subject], ["Subject alternative names", c.sans ? el("ul", { class: "plain" }, c.sans.map((s) => el("li", { text: s }))) : ""], ["Serial", mono(c.serial)]])),
-        el("section", { class: "card" }, el("h2", { text: "Validity" }), dl([["Not before", time(c.notBefore)], ["Not after", expiry(c.notAfter)], ["Status", badge(c.status)],
-          ["Revoked", c.revokedAt ? time(c.revokedAt) : ""], ["Reason", c.revocationReason], ["Revoked by", c.revokedBy],
+        el("section", { class: "card" }, el("h2", { text: "Validity" }), dl([["Not before", time(c.notBefore)], ["Not after", expiry(c.notAfter, c.status)], ["Status", badge(c.status)],
+          ["Revoked", c.revokedAt ? time(c.revokedAt) : ""], ["Reason", c.status === "revoked" || c.revocationReason ? reasonLabel(c.revocationReason) : ""], ["Revoked by", c.revokedBy],
             ["Comment or reference", c.revocationRef], ["Key compromised", keyCompromised(c)]])),
         el("section", { class: "card" }, el("h2", { text: "Lineage" }), chain, dl([["Issuer", c.issuer], ["Profile", c.profile], ["Renewed from", c.renewedFrom ? el("a", { href: "#/certificate/" + encodeURIComponent(c.renewedFrom), text: c.renewedFrom }) : ""], ["Renewed to", c.renewedTo ? el("a", { href: "#/certificate/" + encodeURIComponent(c.renewedTo), text: c.renewedTo }) : ""], ["Renewal chain since", c.chainStarted ? time(c.chainStarted) : ""]])),
         el("section", { class: "card" }, el("h2", { text: "Request and Intune" }), dl([["Source", source(c)], ["Requester", requesterFull(c.requester)], ["Device ID", c.deviceId],
