@@ -21,8 +21,8 @@ import (
 	"github.com/azscep/azscep/internal/store"
 )
 
-// An administrator's day with the console: what a certificate just issued shows, and how a revoked certificate reads
-// in the list and on its page.
+// An administrator's day with the console: what a certificate just issued shows, how a serial reads beside long
+// subjects on a laptop's and wider windows, and how a revoked certificate reads in the list and on its page.
 
 // TestConsoleIssuedShowsWhatWasIssued: after "Request certificate" the result names what the CA put in the
 // certificate (its subject, every SAN, the profile and when it expires), as the CA's record does, so the
@@ -86,6 +86,65 @@ func TestConsoleIssuedShowsWhatWasIssued(t *testing.T) {
 }
 
 func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
+
+// TestConsoleListSerialWholeBesideLongSubject: from 1280 px up the list has room for every serial in full, and
+// shows it, beside subjects long enough to wrap. The column got a share of the spare room in proportion to its
+// content, the long subject took the rest, and the serial lost its last three to five characters behind an
+// ellipsis at 1280, 1440 and 1920 px.
+func TestConsoleListSerialWholeBesideLongSubject(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	tok := devTokenAs(t, svc.base, "builder-a@azscep.local", "CSR.Request.Db")
+	long := "api-gateway-primary.datacenter-frankfurt-west.contoso.example"
+	issueViaAPI(t, svc.base, tok, pkix.Name{CommonName: long, OrganizationalUnit: []string{"Platform Engineering"},
+		Organization: []string{"Contoso Holding International"}}, long, "b.contoso.example", "c.contoso.example", "d.contoso.example")
+	issueViaAPI(t, svc.base, tok, pkix.Name{CommonName: "stolen-laptop.contoso.example"}, "stolen-laptop.contoso.example")
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	for _, w := range []int64{1280, 1440, 1920} {
+		b.viewport(w, 900)
+		b.do("list", chromedp.Navigate(page+"#/certificates"))
+		b.waitFor("list", `document.querySelectorAll("#results table.list tbody tr").length === 2`)
+		// Nor does the serial's room come out of the subject's words: a subject wraps between its parts, never
+		// inside a word ("stolen-laptop.contoso.exa" over "mple").
+		if cut := eval[[]string](b, subjectsCutInWords); len(cut) > 0 {
+			t.Errorf("at %d px a subject wraps inside a word, after %q", w, cut)
+		}
+		for _, s := range eval[[]serialBox](b, measureSerials) {
+			if s.Cut || s.Lines != 1 || s.Right > s.CellRight+0.5 {
+				t.Errorf("at %d px the serial %s shows %.0f of its %d characters on %d line(s), want all of them on one line within its cell",
+					w, s.Text, s.Shown, len(s.Text), s.Lines)
+			}
+		}
+		if eval[bool](b, `(() => { const e = document.documentElement, wrap = document.querySelector("#results .table-wrap");
+			return e.scrollWidth > e.clientWidth || wrap.scrollWidth > wrap.clientWidth; })()`) {
+			t.Errorf("at %d px the list scrolls sideways: table %.0f px in %.0f px", w, eval[float64](b, `document.querySelector("#results .table-wrap").scrollWidth`),
+				eval[float64](b, `document.querySelector("#results .table-wrap").clientWidth`))
+		}
+		b.shotViewport(fmt.Sprintf("list-long-subject-%d", w))
+	}
+	b.wantNoProblems(t)
+}
+
+// subjectsCutInWords lists, for every subject in the list that wraps between two letters or digits, its text up to
+// that line break.
+const subjectsCutInWords = `[...document.querySelectorAll("#results a.subject")].flatMap((a) => {
+	const chars = [], r = document.createRange(), walk = document.createTreeWalker(a, NodeFilter.SHOW_TEXT), cut = [];
+	for (let t = walk.nextNode(); t; t = walk.nextNode()) {
+		for (let i = 0; i < t.length; i++) {
+			r.setStart(t, i); r.setEnd(t, i + 1);
+			const box = r.getClientRects()[0];
+			chars.push({c: t.data[i], top: box ? box.top : null});
+		}
+	}
+	let top = null;
+	chars.forEach((ch, i) => {
+		if (ch.top === null) return;
+		if (top !== null && ch.top > top + 2 && /[A-Za-z0-9]/.test(chars[i - 1].c) && /[A-Za-z0-9]/.test(ch.c)) cut.push(chars.slice(0, i).map((x) => x.c).join(""));
+		top = ch.top;
+	});
+	return cut;
+})`
 
 // TestConsoleRevokedReadsRevoked: a revoked certificate reads as revoked wherever the administrator meets it. In
 // the list its row says why and when under the badge (it looked like any other row but for the badge's colour);

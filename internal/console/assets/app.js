@@ -182,12 +182,31 @@
     return el("code", { class: "mono", text: s });
   }
 
+  // subjectParts is a subject DN to show in a narrow column: it may wrap after each RDN's comma (a <wbr>, so the
+  // text, and what is copied, stays the DN), and a column as wide as its longest RDN part need not cut a word.
+  // Without it "contoso.example,OU=Platform" was one word to the browser, wider than the column, and cut anywhere.
+  function subjectParts(dn) {
+    if (!dn) return ["(empty subject)"];
+    const out = [];
+    let part = "";
+    for (let i = 0; i < dn.length; i++) {
+      part += dn[i];
+      if (dn[i] === "\\" && i + 1 < dn.length) part += dn[++i];
+      else if (dn[i] === ",") {
+        out.push(part, el("wbr"));
+        part = "";
+      }
+    }
+    if (part) out.push(part);
+    return out;
+  }
+
   // serialCell is a list's cell for a serial, which it shows on one line: wrapped at whatever letter the column
   // ended, two halves of a serial read as two numbers. Where the column is too narrow for all of it, the end is cut
   // with an ellipsis; the whole serial is still the element's text (a double-click selects and copies all of it, a
-  // screen reader reads it) and its hover text. data-serial sizes the column (app.css, .serial-cell).
+  // screen reader reads it) and its hover text. app.css (.list .serial) says where the column has room for all of it.
   function serialCell(s) {
-    return el("td", { "data-label": "Serial", class: "serial-cell", "data-serial": s }, el("code", { class: "mono serial", title: s, text: s }));
+    return el("td", { "data-label": "Serial", class: "serial-cell" }, el("code", { class: "mono serial", title: s, text: s }));
   }
 
   function download(name, type, data) {
@@ -908,7 +927,7 @@
       el("caption", { text: `Page ${pageNo}: ${page.items.length} certificate${page.items.length === 1 ? "" : "s"}` + (page.continuation ? ", more on the next page" : "") }),
       el("thead", {}, el("tr", {}, ["Subject", "Serial", "Status", "Source", "Requester / device", "Issued", "Expires"].map((h) => el("th", { scope: "col", text: h })))),
       el("tbody", {}, page.items.map((c) => el("tr", {},
-        el("td", { "data-label": "Subject" }, el("a", { href: "#/certificate/" + encodeURIComponent(c.serial), class: "subject" }, c.subject || "(empty subject)"),
+        el("td", { "data-label": "Subject" }, el("a", { href: "#/certificate/" + encodeURIComponent(c.serial), class: "subject" }, subjectParts(c.subject)),
           c.sans && c.sans.length ? sanSummary(c.sans) : null),
         serialCell(c.serial),
         el("td", { "data-label": "Status" }, badge(c.status), c.status === "revoked" ? revokedNote(c) : null),
@@ -946,12 +965,15 @@
   }
 
   // sanSummary shows a list row's first SANs and how many more there are (all of them on hover and on the
-  // certificate's own page): a server certificate's dozens of names would make its row a screenful.
+  // certificate's own page): a server certificate's dozens of names would make its row a screenful. Each SAN is a
+  // line of its own, cut with an ellipsis where the column is narrower (app.css .sans): run together, three long
+  // host names wrapped over six lines of a column that also holds the subject.
   const SANS_SHOWN = 3;
   function sanSummary(sans) {
     const more = sans.length - SANS_SHOWN;
-    return el("div", { class: "muted small", title: more > 0 ? sans.join(", ") : null },
-      sans.slice(0, SANS_SHOWN).join(", "), more > 0 ? ` and ${more} more` : null);
+    return el("div", { class: "muted small sans", title: sans.join("\n") },
+      sans.slice(0, SANS_SHOWN).map((n, i) => el("span", { text: n + (i < Math.min(sans.length, SANS_SHOWN) - 1 || more > 0 ? ", " : "") })),
+      more > 0 ? el("span", { text: `and ${more} more` }) : null);
   }
 
   // --- one certificate
@@ -1455,7 +1477,7 @@
     const pending = ov.stalePending.length ? el("div", { class: "table-wrap" }, el("table", { class: "list" },
       el("caption", { text: `${ov.stalePending.length} pending record${ov.stalePending.length === 1 ? "" : "s"} older than ${ov.stalePendingMinutes} minutes` }),
       el("thead", {}, el("tr", {}, ["Subject", "Serial", "Endpoint", "Created"].map((h) => el("th", { scope: "col", text: h })))),
-      el("tbody", {}, ov.stalePending.map((c) => el("tr", {}, el("td", { "data-label": "Subject" }, el("a", { href: "#/certificate/" + encodeURIComponent(c.serial) }, c.subject || "(empty subject)")),
+      el("tbody", {}, ov.stalePending.map((c) => el("tr", {}, el("td", { "data-label": "Subject" }, el("a", { href: "#/certificate/" + encodeURIComponent(c.serial) }, subjectParts(c.subject))),
         serialCell(c.serial), el("td", { "data-label": "Endpoint" }, source(c)), el("td", { "data-label": "Created" }, time(c.created))))))) :
       el("div", { class: "empty" }, el("h3", { text: "No stale pending records" }), el("p", { text: `No request has stayed pending for more than ${ov.stalePendingMinutes} minutes.` }));
     setView("Sync & pending", el("h1", { text: "Revocation sync and pending records" }),
