@@ -22,7 +22,8 @@ import (
 )
 
 // An administrator's day with the console: what a certificate just issued shows, how a serial reads beside long
-// subjects on a laptop's and wider windows, and how a revoked certificate reads in the list and on its page.
+// subjects on a laptop's and wider windows, how a revoked certificate reads in the list and on its page, and the
+// search on a phone.
 
 // TestConsoleIssuedShowsWhatWasIssued: after "Request certificate" the result names what the CA put in the
 // certificate (its subject, every SAN, the profile and when it expires), as the CA's record does, so the
@@ -223,5 +224,46 @@ func TestConsoleRevokedReadsRevoked(t *testing.T) {
 		t.Errorf("the revoked certificate's expiry reads %q, want no days left counted", facts["Not after"])
 	}
 	b.shot("certificate-revoked")
+	b.wantNoProblems(t)
+}
+
+// TestConsoleFiltersFoldOnPhone: on a phone the search's filters besides the name fold behind a Filters button, so
+// the first certificates show on the first screen: unfolded, the nine fields took all of it and the results began
+// below. The button unfolds them (and the focus moves into them); a search with a filter set shows them unfolded,
+// the button saying how many are set. On a laptop they are all on the page as before, and there is no button.
+func TestConsoleFiltersFoldOnPhone(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	issueNumbered(t, svc.base, "phone-%02d.contoso.example", "phone-%02d@azscep.local", 2)
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+
+	b.viewport(390, 844)
+	b.do("list", chromedp.Navigate(page+"#/certificates"))
+	b.waitFor("list", `document.querySelectorAll("#results table.list tbody tr").length === 2`)
+	if top := eval[float64](b, `document.querySelector("#results tbody tr").getBoundingClientRect().top`); top > 844-80 {
+		t.Errorf("on a phone the first certificate starts %.0f px down, below the first screen (844 px)", top)
+	}
+	if eval[bool](b, `document.querySelector("#status").getClientRects().length > 0`) {
+		t.Error("on a phone the filters are unfolded before any is set or asked for")
+	}
+	b.shotViewport("phone-filters-folded")
+	b.do("unfold", chromedp.Click(chromedp.ID("filters-toggle")))
+	b.waitFor("unfolded", `document.querySelector("#status").getClientRects().length > 0 && document.activeElement.id === "status" &&
+		document.querySelector("#filters-toggle").getAttribute("aria-expanded") === "true"`)
+	b.do("filter", chromedp.SetValue(chromedp.ID("status"), "issued"), chromedp.Click(chromedp.ID("search-button")))
+	b.waitFor("filtered", `location.hash.includes("status=issued") && document.querySelectorAll("#results table.list tbody tr").length === 2`)
+	if got := eval[string](b, `document.querySelector("#filters-toggle").textContent + " " + document.querySelector("#filters-toggle").getAttribute("aria-expanded") +
+		" " + (document.querySelector("#status").getClientRects().length > 0)`); got != "Filters (1 set) true true" {
+		t.Errorf("after a search with a status the filters read %q, want them unfolded and the button saying one is set", got)
+	}
+
+	b.viewport(1280, 800)
+	b.do("list", chromedp.Navigate(page+"#/certificates"))
+	b.waitFor("list", `document.querySelectorAll("#results table.list tbody tr").length === 2`)
+	if got := eval[string](b, `[document.querySelector("#filters-toggle").getClientRects().length, ...["status", "source", "endpoint", "device", "requester", "since", "until", "limit"]
+		.map((id) => document.getElementById(id).getClientRects().length)].join("")`); got != "011111111" {
+		t.Errorf("on a laptop the Filters button and the filters show as %s, want no button and every filter", got)
+	}
 	b.wantNoProblems(t)
 }

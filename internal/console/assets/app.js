@@ -828,9 +828,16 @@
     const p = (k) => params.get(k) || "";
     const q = el("input", { id: "q", name: "q", type: "search", value: p("q"), placeholder: "e.g. device-0001, alice@contoso.com or a serial", "aria-describedby": "q-hint", autocomplete: "off" });
     const endpoint = select("endpoint", [["", "Any"]].concat(p("endpoint") ? [[p("endpoint"), p("endpoint")]] : []), p("endpoint"));
-    const form = el("form", { class: "search", role: "search", "aria-label": "Search certificates" },
+    // On a phone the filters besides the name fold behind a button (app.css): unfolded they took the whole first
+    // screen, and the results began below it. They are unfolded while any of them is set.
+    const FILTERS = ["status", "source", "endpoint", "device", "requester", "since", "until", "limit"];
+    const set = FILTERS.filter((k) => p(k) && !(k === "limit" && p(k) === "25")).length;
+    const toggle = el("button", { type: "button", class: "ghost filters-toggle", id: "filters-toggle", "aria-controls": "filters",
+      "aria-expanded": String(set > 0), text: set ? `Filters (${set} set)` : "Filters" });
+    const form = el("form", { class: "search" + (set ? " open" : ""), role: "search", "aria-label": "Search certificates" },
       el("div", { class: "grid" },
         field("Serial, name or UPN", q, "A serial opens that certificate; anything else matches the subject or a SAN."),
+        el("div", { class: "more", id: "filters" },
         field("Status", select("status", [["", "Any"], ["issued", "Issued"], ["revoked", "Revoked"], ["pending", "Pending"], ["abandoned", "Abandoned"]], p("status"))),
         field("Source", select("source", [["", "Any"], ["scep", "SCEP"], ["api", "REST /api/csr"]], p("source"))),
         field("Endpoint or profile", endpoint),
@@ -838,10 +845,17 @@
         field("Requester", el("input", { id: "requester", name: "requester", value: p("requester"), autocomplete: "off" })),
         field("Issued from", el("input", { id: "since", name: "since", type: "date", value: p("since") })),
         field("Issued before", el("input", { id: "until", name: "until", type: "date", value: p("until") })),
-        field("Per page", select("limit", PAGE_SIZES.map((n) => [String(n), String(n)]), p("limit") || "25"))),
+        field("Per page", select("limit", PAGE_SIZES.map((n) => [String(n), String(n)]), p("limit") || "25")))),
       el("div", { class: "actions" },
         el("button", { type: "submit", class: "primary", id: "search-button", text: "Search" }),
-        el("button", { type: "button", class: "ghost", onclick: () => { state.refocus = "q"; go("#/certificates"); }, text: "Clear" })));
+        el("button", { type: "button", class: "ghost", onclick: () => { state.refocus = "q"; go("#/certificates"); }, text: "Clear" }),
+        toggle));
+    toggle.addEventListener("click", () => {
+      const open = !form.classList.contains("open");
+      form.classList.toggle("open", open);
+      toggle.setAttribute("aria-expanded", String(open));
+      if (open) document.getElementById("status").focus();
+    });
     // The results are not a live region (a screen reader would read the whole table out after every search): the
     // count is announced instead, and errors are alerts of their own.
     const results = el("div", { id: "results" });
