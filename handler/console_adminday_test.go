@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -22,8 +23,8 @@ import (
 )
 
 // An administrator's day with the console: what a certificate just issued shows, how a serial reads beside long
-// subjects on a laptop's and wider windows, how a revoked certificate reads in the list and on its page, and the
-// search on a phone.
+// subjects on a laptop's and wider windows, how a revoked certificate reads in the list and on its page, the
+// search on a phone, and what a refused request says.
 
 // TestConsoleIssuedShowsWhatWasIssued: after "Request certificate" the result names what the CA put in the
 // certificate (its subject, every SAN, the profile and when it expires), as the CA's record does, so the
@@ -265,5 +266,35 @@ func TestConsoleFiltersFoldOnPhone(t *testing.T) {
 		.map((id) => document.getElementById(id).getClientRects().length)].join("")`); got != "011111111" {
 		t.Errorf("on a laptop the Filters button and the filters show as %s, want no button and every filter", got)
 	}
+	b.wantNoProblems(t)
+}
+
+// TestConsoleRequestRefusalSaysWhatToDo: a CSR the profile refuses is answered with the CA's status and code, its
+// detail, and where to fix it. The page showed the detail with the code run on after it ("… not allowed
+// subject_alt_name_not_allowed") and nothing on what to change; a name the profile does not allow is fixed by
+// choosing another profile or leaving the name out.
+func TestConsoleRequestRefusalSaysWhatToDo(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "printer.contoso.example"},
+		DNSNames: []string{"printer.contoso.example"}, IPAddresses: []net.IP{net.ParseIP("10.20.30.40")}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.do("request view", chromedp.Navigate(page+"#/request"))
+	b.waitFor("request form", `document.querySelectorAll("#profile option").length > 0`)
+	b.do("paste", chromedp.SetValue(chromedp.ID("csr"), string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))),
+		chromedp.Click(chromedp.ID("request-button")))
+	b.waitFor("refused", `!!document.querySelector("#request-result .notice.error")`)
+	got := eval[string](b, `document.querySelector("#request-result .notice").innerText`)
+	for _, want := range []string{"The CA answered 400 subject_alt_name_not_allowed: ", "not allowed by profile api", "choose a profile", "leave the name out"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the refusal lacks %q: %q", want, got)
+		}
+	}
+	b.shot("request-refused")
 	b.wantNoProblems(t)
 }

@@ -1192,6 +1192,21 @@
     return el("section", { class: "card danger-zone" }, form);
   }
 
+  // What to do about the CA's refusals of a CSR (policy.Code): the detail says what was wrong; the administrator
+  // also needs to know where to fix it, in the request or in the choice of profile.
+  const REFUSALS = {
+    malformed_csr: "The CA could not read a PKCS#10 request: paste all of it, from -----BEGIN CERTIFICATE REQUEST----- to the END line, or choose the file.",
+    bad_csr_signature: "The request's signature does not match its key: it was changed after it was signed. Create it again.",
+    bad_signature_algorithm: "The request is signed with an algorithm the CA does not accept (above): sign it again with another.",
+    bad_key: "The request's key is not one the profile accepts (above): create a new key and request again.",
+    key_compromised: "This key was reported compromised: create a new key and request again.",
+    subject_alt_name_not_allowed: "The profile does not allow one of the names: choose a profile whose \"Names allowed\" include it, or leave the name out of the request.",
+    bad_subject: "The subject is not one the profile allows: change it in the request, or choose another profile.",
+    key_usage_not_allowed: "Key usages come from the profile, not the request: request without them, or choose a profile that has them.",
+    extended_key_usage_not_allowed: "Extended key usages come from the profile, not the request: request without them, or choose a profile that has them.",
+    forbidden_extension: "The request asks for something the CA never puts in a certificate (a CA certificate, certificate signing, name constraints or an unknown critical extension): create it again without it.",
+  };
+
   // --- request a certificate (the Certificate Master flow)
   async function viewRequest() {
     const text = el("textarea", { id: "csr", name: "csr", rows: "9", spellcheck: "false", placeholder: "-----BEGIN CERTIFICATE REQUEST-----", "aria-describedby": "csr-hint" });
@@ -1309,7 +1324,10 @@
         chain = await resp.text();
       } catch (e) {
         if (e instanceof ApiError && e.status === 400) {
-          return out.replaceChildren(notice("error", el("h2", { text: "The CA refused this request" }), el("p", {}, e.message, " ", el("code", { text: e.problem.code || "" }))));
+          const code = e.problem.code || "";
+          return out.replaceChildren(notice("error", el("h2", { text: "The CA refused this request" }),
+            el("p", { class: "answer" }, "The CA answered 400", code ? el("span", {}, " ", el("code", { text: code })) : null, ": " + e.message + "."),
+            REFUSALS[code] ? el("p", { class: "refusal-hint", text: REFUSALS[code] }) : null));
         }
         return out.replaceChildren(errorView(e));
       }
