@@ -20,6 +20,14 @@
     ["privilegeWithdrawn", "Privilege withdrawn"],
   ];
   const PAGE_SIZES = [25, 50, 100];
+  // Every reason the CA records (revocation.ReasonNames), by the name an administrator reads: the revoke form offers
+  // only REASONS, but Intune, the hourly sweeps and the CLI record others too.
+  const REASON_LABELS = Object.assign(Object.fromEntries(REASONS), {
+    cACompromise: "CA compromise", certificateHold: "Certificate hold", aACompromise: "AA compromise",
+  });
+  function reasonLabel(r) {
+    return REASON_LABELS[r || "unspecified"] || r;
+  }
 
   const state = {
     cfg: null,
@@ -143,7 +151,10 @@
     return Math.floor((new Date(iso).getTime() - Date.now()) / 86400000);
   }
 
-  function expiry(iso) {
+  // expiry shows when a certificate expires and how long it has left; a revoked one has nothing left (its "364 days
+  // left" in green read as a valid certificate), so it says so instead.
+  function expiry(iso, status) {
+    if (status === "revoked") return el("span", {}, time(iso), " ", el("span", { class: "pill bad", text: "revoked" }));
     const left = daysLeft(iso);
     const cls = left < 0 ? "bad" : left < 30 ? "warn" : "ok";
     const text = left < 0 ? "expired" : left === 0 ? "expires today" : `${left} days left`;
@@ -171,12 +182,31 @@
     return el("code", { class: "mono", text: s });
   }
 
+  // subjectParts is a subject DN to show in a narrow column: it may wrap after each RDN's comma (a <wbr>, so the
+  // text, and what is copied, stays the DN), and a column as wide as its longest RDN part need not cut a word.
+  // Without it "contoso.example,OU=Platform" was one word to the browser, wider than the column, and cut anywhere.
+  function subjectParts(dn) {
+    if (!dn) return ["(empty subject)"];
+    const out = [];
+    let part = "";
+    for (let i = 0; i < dn.length; i++) {
+      part += dn[i];
+      if (dn[i] === "\\" && i + 1 < dn.length) part += dn[++i];
+      else if (dn[i] === ",") {
+        out.push(part, el("wbr"));
+        part = "";
+      }
+    }
+    if (part) out.push(part);
+    return out;
+  }
+
   // serialCell is a list's cell for a serial, which it shows on one line: wrapped at whatever letter the column
   // ended, two halves of a serial read as two numbers. Where the column is too narrow for all of it, the end is cut
   // with an ellipsis; the whole serial is still the element's text (a double-click selects and copies all of it, a
-  // screen reader reads it) and its hover text. data-serial sizes the column (app.css, .serial-cell).
+  // screen reader reads it) and its hover text. app.css (.list .serial) says where the column has room for all of it.
   function serialCell(s) {
-    return el("td", { "data-label": "Serial", class: "serial-cell", "data-serial": s }, el("code", { class: "mono serial", title: s, text: s }));
+    return el("td", { "data-label": "Serial", class: "serial-cell" }, el("code", { class: "mono serial", title: s, text: s }));
   }
 
   function download(name, type, data) {
@@ -199,6 +229,188 @@
   function firstPem(text) {
     const m = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/);
     return m ? m[0] + "\n" : "";
+  }
+
+  // ---- reading an issued certificate ------------------------------------------------------------------------
+  // readCertificate reads what an administrator checks in a certificate just issued (its subject, SANs and
+  // validity) from its DER: /api/csr answers with the certificate only (PEM, DER or PKCS#7, no JSON), and a caller
+  // with CSR.Request.Db alone may not read the record. The subject is written as the CA's records write it (Go's
+  // pkix.Name, dnString), the SANs as "dns:…", "email:…", "upn:…", "uri:…" and "ip:…" (policy.csr's names).
+  // It throws on a certificate it cannot read.
+  const DN_NAMES = { "2.5.4.3": "CN", "2.5.4.5": "SERIALNUMBER", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST",
+    "2.5.4.9": "STREET", "2.5.4.10": "O", "2.5.4.11": "OU", "2.5.4.17": "POSTALCODE" };
+  const OID_SAN = "2.5.29.17";
+  const OID_UPN = "1.3.6.1.4.1.311.20.2.3";
+
+  function derNode(buf, pos, end) {
+    if (pos + 2 > end) throw new Error("truncated DER");
+    const tag = buf[pos];
+    let len = buf[pos + 1];
+    let p = pos + 2;
+    if (len & 0x80) {
+      const n = len & 0x7f;
+      if (n < 1 || n > 4 || p + n > end) throw new Error("bad DER length");
+      len = 0;
+      for (let i = 0; i < n; i++) len = len * 256 + buf[p++];
+    }
+    if (p + len > end) throw new Error("truncated DER");
+    return { tag, pos, start: p, end: p + len };
+  }
+
+  function derKids(buf, node) {
+    const out = [];
+    for (let p = node.start; p < node.end;) {
+      const k = derNode(buf, p, node.end);
+      out.push(k);
+      p = k.end;
+    }
+    return out;
+  }
+
+  function derOID(buf, n) {
+    const parts = [];
+    let v = 0;
+    for (let i = n.start; i < n.end; i++) {
+      v = v * 128 + (buf[i] & 0x7f);
+      if (!(buf[i] & 0x80)) {
+        if (!parts.length) parts.push(v < 80 ? Math.floor(v / 40) : 2, v < 80 ? v % 40 : v - 80);
+        else parts.push(v);
+        v = 0;
+      }
+    }
+    return parts.join(".");
+  }
+
+  function derString(buf, n) {
+    const b = buf.subarray(n.start, n.end);
+    switch (n.tag) {
+      case 0x1e: { // BMPString: UTF-16BE
+        let s = "";
+        for (let i = 0; i + 1 < b.length; i += 2) s += String.fromCharCode((b[i] << 8) | b[i + 1]);
+        return s;
+      }
+      case 0x1c: { // UniversalString: UTF-32BE
+        let s = "";
+        for (let i = 0; i + 3 < b.length; i += 4) s += String.fromCodePoint(((b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]) >>> 0);
+        return s;
+      }
+      case 0x14: // T61String, read as Latin-1 (as Go does)
+        return String.fromCharCode(...b);
+      default: // UTF8String, PrintableString, IA5String, NumericString, VisibleString
+        return new TextDecoder().decode(b);
+    }
+  }
+
+  function derTime(buf, n) {
+    let s = derString(buf, n);
+    if (n.tag === 0x17) s = (Number(s.slice(0, 2)) < 50 ? "20" : "19") + s; // UTCTime: two-digit year (RFC 5280)
+    const m = s.match(/^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/);
+    if (!m) throw new Error("bad time " + s);
+    return `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}Z`;
+  }
+
+  function hex(b) {
+    return [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  }
+
+  // dnString writes a Name as the CA's records do (Go's pkix.Name.String of the parsed name): the names it knows
+  // last first in its fixed order (SERIALNUMBER, CN, OU, O, POSTALCODE, STREET, L, ST, C; several values of one
+  // as one RDN joined with "+", only the last CN and SERIALNUMBER), special characters escaped, then any other
+  // attribute as its OID and the hex DER of its value (a string re-encoded as Go encodes one).
+  const DN_ORDER = ["2.5.4.6", "2.5.4.8", "2.5.4.7", "2.5.4.9", "2.5.4.17", "2.5.4.10", "2.5.4.11", "2.5.4.3", "2.5.4.5"];
+  const STRING_TAGS = [0x0c, 0x12, 0x13, 0x14, 0x16, 0x1a, 0x1c, 0x1e];
+  function derLength(n) {
+    if (n < 128) return [n];
+    const b = [];
+    for (; n > 0; n = Math.floor(n / 256)) b.unshift(n % 256);
+    return [0x80 | b.length, ...b];
+  }
+  function dnEscape(v) {
+    const chars = [...v];
+    return chars.map((c, i) => ",+\"\\<>;".includes(c) || (c === " " && (i === 0 || i === chars.length - 1)) || (c === "#" && i === 0) ? "\\" + c : c).join("");
+  }
+  function dnString(buf, name) {
+    const known = {}, other = [];
+    for (const rdn of derKids(buf, name)) {
+      for (const atv of derKids(buf, rdn)) {
+        const [type, value] = derKids(buf, atv);
+        const oid = derOID(buf, type);
+        const isString = STRING_TAGS.includes(value.tag);
+        if (DN_NAMES[oid]) {
+          if (!isString) continue;
+          const v = derString(buf, value);
+          if (oid === "2.5.4.3" || oid === "2.5.4.5") known[oid] = [v];
+          else (known[oid] = known[oid] || []).push(v);
+          continue;
+        }
+        let der = buf.subarray(value.pos, value.end);
+        if (isString) {
+          const s = derString(buf, value);
+          const bytes = new TextEncoder().encode(s);
+          der = [/^[A-Za-z0-9 '()+,\-./:=?*&]*$/.test(s) ? 0x13 : 0x0c, ...derLength(bytes.length), ...bytes];
+        }
+        other.push(oid + "=#" + hex(der));
+      }
+    }
+    const rdns = other.slice();
+    for (const oid of DN_ORDER) {
+      const vs = (known[oid] || []).filter((v) => v !== "" || (oid !== "2.5.4.3" && oid !== "2.5.4.5"));
+      if (vs.length) rdns.push(vs.map((v) => DN_NAMES[oid] + "=" + dnEscape(v)).join("+"));
+    }
+    return rdns.reverse().join(",");
+  }
+
+  function ipString(b) {
+    if (b.length === 4) return [...b].join(".");
+    if (b.length !== 16) return "#" + hex(b);
+    const g = [];
+    for (let i = 0; i < 16; i += 2) g.push((b[i] << 8) | b[i + 1]);
+    // The longest run of two or more zero groups becomes "::" (RFC 5952, as Go writes it).
+    let best = -1, bestLen = 1;
+    for (let i = 0; i < 8;) {
+      let j = i;
+      while (j < 8 && g[j] === 0) j++;
+      if (j - i > bestLen) [best, bestLen] = [i, j - i];
+      i = j > i ? j : i + 1;
+    }
+    const h = g.map((x) => x.toString(16));
+    return best < 0 ? h.join(":") : h.slice(0, best).join(":") + "::" + h.slice(best + bestLen).join(":");
+  }
+
+  function sanList(buf, octets) {
+    const seq = derNode(buf, octets.start, octets.end);
+    return derKids(buf, seq).map((gn) => {
+      const b = buf.subarray(gn.start, gn.end);
+      switch (gn.tag) {
+        case 0x81: return "email:" + new TextDecoder().decode(b);
+        case 0x82: return "dns:" + new TextDecoder().decode(b);
+        case 0x86: return "uri:" + new TextDecoder().decode(b);
+        case 0x87: return "ip:" + ipString(b);
+        case 0xa0: {
+          const [type, value] = derKids(buf, gn);
+          const oid = derOID(buf, type);
+          if (oid === OID_UPN && value) return "upn:" + derString(buf, derNode(buf, value.start, value.end));
+          return "otherName:" + oid;
+        }
+        default: return "name [" + (gn.tag & 0x1f) + "]";
+      }
+    });
+  }
+
+  function readCertificate(der) {
+    const cert = derNode(der, 0, der.length);
+    const tbs = derKids(der, derKids(der, cert)[0]);
+    const f = tbs[0].tag === 0xa0 ? tbs.slice(1) : tbs; // serial, signature, issuer, validity, subject, key, …
+    const [notBefore, notAfter] = derKids(der, f[3]).map((n) => derTime(der, n));
+    let sans = [];
+    const exts = f.slice(6).find((n) => n.tag === 0xa3);
+    if (exts) {
+      for (const ext of derKids(der, derNode(der, exts.start, exts.end))) {
+        const parts = derKids(der, ext);
+        if (derOID(der, parts[0]) === OID_SAN) sans = sanList(der, parts[parts.length - 1]);
+      }
+    }
+    return { subject: dnString(der, f[4]), issuer: dnString(der, f[2]), notBefore, notAfter, sans };
   }
 
   // ---- progress --------------------------------------------------------------------------------------------
@@ -616,9 +828,16 @@
     const p = (k) => params.get(k) || "";
     const q = el("input", { id: "q", name: "q", type: "search", value: p("q"), placeholder: "e.g. device-0001, alice@contoso.com or a serial", "aria-describedby": "q-hint", autocomplete: "off" });
     const endpoint = select("endpoint", [["", "Any"]].concat(p("endpoint") ? [[p("endpoint"), p("endpoint")]] : []), p("endpoint"));
-    const form = el("form", { class: "search", role: "search", "aria-label": "Search certificates" },
+    // On a phone the filters besides the name fold behind a button (app.css): unfolded they took the whole first
+    // screen, and the results began below it. They are unfolded while any of them is set.
+    const FILTERS = ["status", "source", "endpoint", "device", "requester", "since", "until", "limit"];
+    const set = FILTERS.filter((k) => p(k) && !(k === "limit" && p(k) === "25")).length;
+    const toggle = el("button", { type: "button", class: "ghost filters-toggle", id: "filters-toggle", "aria-controls": "filters",
+      "aria-expanded": String(set > 0), text: set ? `Filters (${set} set)` : "Filters" });
+    const form = el("form", { class: "search" + (set ? " open" : ""), role: "search", "aria-label": "Search certificates" },
       el("div", { class: "grid" },
         field("Serial, name or UPN", q, "A serial opens that certificate; anything else matches the subject or a SAN."),
+        el("div", { class: "more", id: "filters" },
         field("Status", select("status", [["", "Any"], ["issued", "Issued"], ["revoked", "Revoked"], ["pending", "Pending"], ["abandoned", "Abandoned"]], p("status"))),
         field("Source", select("source", [["", "Any"], ["scep", "SCEP"], ["api", "REST /api/csr"]], p("source"))),
         field("Endpoint or profile", endpoint),
@@ -626,10 +845,17 @@
         field("Requester", el("input", { id: "requester", name: "requester", value: p("requester"), autocomplete: "off" })),
         field("Issued from", el("input", { id: "since", name: "since", type: "date", value: p("since") })),
         field("Issued before", el("input", { id: "until", name: "until", type: "date", value: p("until") })),
-        field("Per page", select("limit", PAGE_SIZES.map((n) => [String(n), String(n)]), p("limit") || "25"))),
+        field("Per page", select("limit", PAGE_SIZES.map((n) => [String(n), String(n)]), p("limit") || "25")))),
       el("div", { class: "actions" },
         el("button", { type: "submit", class: "primary", id: "search-button", text: "Search" }),
-        el("button", { type: "button", class: "ghost", onclick: () => { state.refocus = "q"; go("#/certificates"); }, text: "Clear" })));
+        el("button", { type: "button", class: "ghost", onclick: () => { state.refocus = "q"; go("#/certificates"); }, text: "Clear" }),
+        toggle));
+    toggle.addEventListener("click", () => {
+      const open = !form.classList.contains("open");
+      form.classList.toggle("open", open);
+      toggle.setAttribute("aria-expanded", String(open));
+      if (open) document.getElementById("status").focus();
+    });
     // The results are not a live region (a screen reader would read the whole table out after every search): the
     // count is announced instead, and errors are alerts of their own.
     const results = el("div", { id: "results" });
@@ -715,10 +941,10 @@
       el("caption", { text: `Page ${pageNo}: ${page.items.length} certificate${page.items.length === 1 ? "" : "s"}` + (page.continuation ? ", more on the next page" : "") }),
       el("thead", {}, el("tr", {}, ["Subject", "Serial", "Status", "Source", "Requester / device", "Issued", "Expires"].map((h) => el("th", { scope: "col", text: h })))),
       el("tbody", {}, page.items.map((c) => el("tr", {},
-        el("td", { "data-label": "Subject" }, el("a", { href: "#/certificate/" + encodeURIComponent(c.serial), class: "subject" }, c.subject || "(empty subject)"),
+        el("td", { "data-label": "Subject" }, el("a", { href: "#/certificate/" + encodeURIComponent(c.serial), class: "subject" }, subjectParts(c.subject)),
           c.sans && c.sans.length ? sanSummary(c.sans) : null),
         serialCell(c.serial),
-        el("td", { "data-label": "Status" }, badge(c.status)),
+        el("td", { "data-label": "Status" }, badge(c.status), c.status === "revoked" ? revokedNote(c) : null),
         el("td", { "data-label": "Source" }, source(c)),
         el("td", { "data-label": "Requester" }, requester(c.requester), c.deviceId ? el("div", { class: "muted small", text: "device " + c.deviceId }) : null),
         el("td", { "data-label": "Issued" }, time(c.notBefore)),
@@ -746,13 +972,22 @@
     return el("div", {}, el("div", { class: "table-wrap" }, table), el("nav", { class: "pager", "aria-label": "Pages" }, prev, el("span", { class: "muted", text: "Page " + pageNo }), next));
   }
 
+  // revokedNote says under a list row's "revoked" badge why and when: a revoked row looked like any other but for
+  // the badge's colour, and telling a key compromise from a superseded certificate took opening each.
+  function revokedNote(c) {
+    return el("div", { class: "muted small revoked-note" }, el("span", { class: "reason", text: reasonLabel(c.revocationReason) }), " ", time(c.revokedAt));
+  }
+
   // sanSummary shows a list row's first SANs and how many more there are (all of them on hover and on the
-  // certificate's own page): a server certificate's dozens of names would make its row a screenful.
+  // certificate's own page): a server certificate's dozens of names would make its row a screenful. Each SAN is a
+  // line of its own, cut with an ellipsis where the column is narrower (app.css .sans): run together, three long
+  // host names wrapped over six lines of a column that also holds the subject.
   const SANS_SHOWN = 3;
   function sanSummary(sans) {
     const more = sans.length - SANS_SHOWN;
-    return el("div", { class: "muted small", title: more > 0 ? sans.join(", ") : null },
-      sans.slice(0, SANS_SHOWN).join(", "), more > 0 ? ` and ${more} more` : null);
+    return el("div", { class: "muted small sans", title: sans.join("\n") },
+      sans.slice(0, SANS_SHOWN).map((n, i) => el("span", { text: n + (i < Math.min(sans.length, SANS_SHOWN) - 1 || more > 0 ? ", " : "") })),
+      more > 0 ? el("span", { text: `and ${more} more` }) : null);
   }
 
   // --- one certificate
@@ -786,7 +1021,7 @@
       c.intuneNotified ? el("li", { text: "Intune accepted the success notification" }) : null,
       c.withheld ? el("li", { class: "bad", text: "Withheld: signed but never delivered (Intune refused the notification)" }) : null,
       c.note ? el("li", { text: "Note: " + c.note }) : null,
-      c.status === "revoked" ? el("li", { class: "bad" }, time(c.revokedAt), ` Revoked (${c.revocationReason || "unspecified"})` + (c.revokedBy ? ` by ${c.revokedBy}` : "")) : null);
+      c.status === "revoked" ? el("li", { class: "bad" }, time(c.revokedAt), ` Revoked (${reasonLabel(c.revocationReason)})` + (c.revokedBy ? ` by ${c.revokedBy}` : "")) : null);
     const chain = el("ol", { class: "chain" }, el("li", {}, el("strong", { text: c.subject || "(empty subject)" }), el("span", { class: "muted", text: " — this certificate" })));
     if (ov && ov.ca) for (const ca of ov.ca) chain.prepend(el("li", {}, ca.subject, el("span", { class: "muted", text: ca.subject === ca.issuer ? " — root" : " — CA" })));
     else chain.prepend(el("li", { text: c.issuer }));
@@ -800,10 +1035,16 @@
       crumbs(),
       el("div", { class: "title-row" }, el("h1", { class: "subject-title" }, c.subject || "(empty subject)"), badge(c.status)),
       el("div", { id: "revoke-result", "aria-live": "polite", "data-serial": c.serial }),
+      // A revoked certificate says so above everything else, with why and when: the badge alone was easy to miss
+      // beside a validity that still counted its days left.
+      c.status === "revoked" ? notice("error", el("p", { id: "revoked-banner" }, el("strong", { text: "Revoked " }), time(c.revokedAt),
+        " for " + reasonLabel(c.revocationReason).toLowerCase() + (c.revokedBy ? ` by ${c.revokedBy}` : "") + ".",
+        c.revocationRef ? el("span", {}, " Comment or reference: ", el("q", { text: c.revocationRef }), ".") : null,
+        " The CRL and OCSP report it as revoked.")) : null,
       el("div", { class: "cols" },
         el("section", { class: "card" }, el("h2", { text: "Names" }), dl([["Subject", c.subject], ["Subject alternative names", c.sans ? el("ul", { class: "plain" }, c.sans.map((s) => el("li", { text: s }))) : ""], ["Serial", mono(c.serial)]])),
-        el("section", { class: "card" }, el("h2", { text: "Validity" }), dl([["Not before", time(c.notBefore)], ["Not after", expiry(c.notAfter)], ["Status", badge(c.status)],
-          ["Revoked", c.revokedAt ? time(c.revokedAt) : ""], ["Reason", c.revocationReason], ["Revoked by", c.revokedBy],
+        el("section", { class: "card" }, el("h2", { text: "Validity" }), dl([["Not before", time(c.notBefore)], ["Not after", expiry(c.notAfter, c.status)], ["Status", badge(c.status)],
+          ["Revoked", c.revokedAt ? time(c.revokedAt) : ""], ["Reason", c.status === "revoked" || c.revocationReason ? reasonLabel(c.revocationReason) : ""], ["Revoked by", c.revokedBy],
             ["Comment or reference", c.revocationRef], ["Key compromised", keyCompromised(c)]])),
         el("section", { class: "card" }, el("h2", { text: "Lineage" }), chain, dl([["Issuer", c.issuer], ["Profile", c.profile], ["Renewed from", c.renewedFrom ? el("a", { href: "#/certificate/" + encodeURIComponent(c.renewedFrom), text: c.renewedFrom }) : ""], ["Renewed to", c.renewedTo ? el("a", { href: "#/certificate/" + encodeURIComponent(c.renewedTo), text: c.renewedTo }) : ""], ["Renewal chain since", c.chainStarted ? time(c.chainStarted) : ""]])),
         el("section", { class: "card" }, el("h2", { text: "Request and Intune" }), dl([["Source", source(c)], ["Requester", requesterFull(c.requester)], ["Device ID", c.deviceId],
@@ -951,6 +1192,21 @@
     return el("section", { class: "card danger-zone" }, form);
   }
 
+  // What to do about the CA's refusals of a CSR (policy.Code): the detail says what was wrong; the administrator
+  // also needs to know where to fix it, in the request or in the choice of profile.
+  const REFUSALS = {
+    malformed_csr: "The CA could not read a PKCS#10 request: paste all of it, from -----BEGIN CERTIFICATE REQUEST----- to the END line, or choose the file.",
+    bad_csr_signature: "The request's signature does not match its key: it was changed after it was signed. Create it again.",
+    bad_signature_algorithm: "The request is signed with an algorithm the CA does not accept (above): sign it again with another.",
+    bad_key: "The request's key is not one the profile accepts (above): create a new key and request again.",
+    key_compromised: "This key was reported compromised: create a new key and request again.",
+    subject_alt_name_not_allowed: "The profile does not allow one of the names: choose a profile whose \"Names allowed\" include it, or leave the name out of the request.",
+    bad_subject: "The subject is not one the profile allows: change it in the request, or choose another profile.",
+    key_usage_not_allowed: "Key usages come from the profile, not the request: request without them, or choose a profile that has them.",
+    extended_key_usage_not_allowed: "Extended key usages come from the profile, not the request: request without them, or choose a profile that has them.",
+    forbidden_extension: "The request asks for something the CA never puts in a certificate (a CA certificate, certificate signing, name constraints or an unknown critical extension): create it again without it.",
+  };
+
   // --- request a certificate (the Certificate Master flow)
   async function viewRequest() {
     const text = el("textarea", { id: "csr", name: "csr", rows: "9", spellcheck: "false", placeholder: "-----BEGIN CERTIFICATE REQUEST-----", "aria-describedby": "csr-hint" });
@@ -1068,7 +1324,10 @@
         chain = await resp.text();
       } catch (e) {
         if (e instanceof ApiError && e.status === 400) {
-          return out.replaceChildren(notice("error", el("h2", { text: "The CA refused this request" }), el("p", {}, e.message, " ", el("code", { text: e.problem.code || "" }))));
+          const code = e.problem.code || "";
+          return out.replaceChildren(notice("error", el("h2", { text: "The CA refused this request" }),
+            el("p", { class: "answer" }, "The CA answered 400", code ? el("span", {}, " ", el("code", { text: code })) : null, ": " + e.message + "."),
+            REFUSALS[code] ? el("p", { class: "refusal-hint", text: REFUSALS[code] }) : null));
         }
         return out.replaceChildren(errorView(e));
       }
@@ -1084,12 +1343,25 @@
         file.value = "";
         dropDER();
       }
+      // What was issued, read from the certificate itself: the administrator checks the names and the expiry
+      // before handing it on, rather than a serial and a file to open elsewhere.
+      let issued = null, unreadable = "";
+      try {
+        issued = readCertificate(pemToDer(leaf));
+      } catch (e) {
+        unreadable = String(e.message || e);
+      }
       out.replaceChildren(notice("ok",
         el("h2", { text: "Certificate issued" }),
-        dl([["Serial", serial ? el("a", { href: "#/certificate/" + encodeURIComponent(serial) }, mono(serial)) : "—"], ["Profile", usedProfile]]),
+        dl([["Subject", issued ? issued.subject || "(empty subject)" : ""],
+          ["Subject alternative names", issued && issued.sans.length ? el("ul", { class: "plain", id: "issued-sans" }, issued.sans.map((n) => el("li", { text: n }))) : ""],
+          ["Serial", serial ? el("a", { href: "#/certificate/" + encodeURIComponent(serial) }, mono(serial)) : "—"], ["Profile", usedProfile],
+          ["Valid from", issued ? time(issued.notBefore) : ""], ["Expires", issued ? expiry(issued.notAfter) : ""]]),
+        unreadable ? el("p", { class: "small", text: "This browser could not read the certificate's names (" + unreadable + "); download it to inspect them." }) : null,
         el("p", { class: "small", id: "request-cleared", text: "The request has been cleared from the form. To request another certificate, paste or choose the next CSR." }),
         el("div", { class: "actions" },
           el("button", { type: "button", class: "primary", id: "download-chain", onclick: () => download((serial || "certificate") + "-chain.pem", "application/x-pem-file", chain), text: "Download PEM chain" }),
+          el("button", { type: "button", class: "ghost", id: "download-cert-pem", onclick: () => download((serial || "certificate") + ".pem", "application/x-pem-file", leaf), text: "Download certificate (PEM)" }),
           el("button", { type: "button", class: "ghost", id: "download-cert-der", onclick: () => download((serial || "certificate") + ".cer", "application/pkix-cert", pemToDer(leaf)), text: "Download certificate (DER)" }))));
       out.querySelector("h2").setAttribute("tabindex", "-1");
       out.querySelector("h2").focus();
@@ -1237,7 +1509,7 @@
     const pending = ov.stalePending.length ? el("div", { class: "table-wrap" }, el("table", { class: "list" },
       el("caption", { text: `${ov.stalePending.length} pending record${ov.stalePending.length === 1 ? "" : "s"} older than ${ov.stalePendingMinutes} minutes` }),
       el("thead", {}, el("tr", {}, ["Subject", "Serial", "Endpoint", "Created"].map((h) => el("th", { scope: "col", text: h })))),
-      el("tbody", {}, ov.stalePending.map((c) => el("tr", {}, el("td", { "data-label": "Subject" }, el("a", { href: "#/certificate/" + encodeURIComponent(c.serial) }, c.subject || "(empty subject)")),
+      el("tbody", {}, ov.stalePending.map((c) => el("tr", {}, el("td", { "data-label": "Subject" }, el("a", { href: "#/certificate/" + encodeURIComponent(c.serial) }, subjectParts(c.subject))),
         serialCell(c.serial), el("td", { "data-label": "Endpoint" }, source(c)), el("td", { "data-label": "Created" }, time(c.created))))))) :
       el("div", { class: "empty" }, el("h3", { text: "No stale pending records" }), el("p", { text: `No request has stayed pending for more than ${ov.stalePendingMinutes} minutes.` }));
     setView("Sync & pending", el("h1", { text: "Revocation sync and pending records" }),
