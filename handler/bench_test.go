@@ -86,13 +86,29 @@ type benchChild struct {
 }
 
 // start runs the command and stops it (SIGTERM, then SIGKILL) when the benchmark ends.
-func benchStart(b *testing.B, cmd *exec.Cmd, base string) *benchChild {
+func benchStart(b testing.TB, cmd *exec.Cmd, base string) *benchChild {
+	return benchStartOn(b, cmd, base, nil)
+}
+
+// benchStartOn is benchStart with the child pinned to cpus from its start when cpus is not nil
+// (AZSCEP_BENCH_PIN): it checks the child's Cpus_allowed_list before going on.
+func benchStartOn(b testing.TB, cmd *exec.Cmd, base string, cpus []int) *benchChild {
 	b.Helper()
 	c := &benchChild{cmd: cmd, base: base, stderr: &bytes.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = c.stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if cpus != nil {
+		start = func() error { return loadgen.StartPinned(cmd, cpus) }
+	}
+	if err := start(); err != nil {
 		b.Fatal(err)
+	}
+	if cpus != nil {
+		if got, err := loadgen.AllowedCPUs(cmd.Process.Pid); err != nil || got != benchCPUList(cpus) {
+			_ = cmd.Process.Kill()
+			b.Fatalf("%s started on CPUs %q (%v), want %q", cmd.Path, got, err, benchCPUList(cpus))
+		}
 	}
 	go func() { _ = cmd.Wait(); close(c.done) }()
 	b.Cleanup(c.stop)
@@ -115,7 +131,7 @@ func (c *benchChild) stop() {
 }
 
 // waitFor polls url until it answers 200.
-func (c *benchChild) waitFor(b *testing.B, url string, timeout time.Duration) {
+func (c *benchChild) waitFor(b testing.TB, url string, timeout time.Duration) {
 	b.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -153,12 +169,15 @@ const (
 )
 
 // startAzscep runs the real binary and waits until its dependencies are built.
-func startAzscep(b *testing.B) *benchChild {
+func startAzscep(b *testing.B) *benchChild { return startAzscepOn(b, nil) }
+
+// startAzscepOn is startAzscep pinned to cpus (nil: not pinned).
+func startAzscepOn(b *testing.B, cpus []int) *benchChild {
 	b.Helper()
 	port := freePort(b)
 	cmd := exec.Command(buildBinary(b))
 	cmd.Env = benchAzscepEnv(b, port)
-	c := benchStart(b, cmd, fmt.Sprintf("http://127.0.0.1:%d", port))
+	c := benchStartOn(b, cmd, fmt.Sprintf("http://127.0.0.1:%d", port), cpus)
 	c.waitFor(b, c.base+"/api/health", time.Minute)
 	return c
 }
