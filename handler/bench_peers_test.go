@@ -492,7 +492,7 @@ func BenchmarkPeers(b *testing.B) {
 			b.Fatalf("%s: %v", p.name, err)
 		}
 		for r := range rounds {
-			built, err := loadgen.BuildSCEP(loadgen.SCEPConfig{Path: p.path, Recipients: p.recipients,
+			built, err := benchBuildSCEP(loadgen.SCEPConfig{Path: p.path, Recipients: p.recipients,
 				Challenge: p.challenge, Keys: benchDeviceKeys(b), CommonName: fmt.Sprintf("peer-%s-%d-", benchUnique(), r)},
 				perRound)
 			if err != nil {
@@ -501,7 +501,7 @@ func BenchmarkPeers(b *testing.B) {
 			p.rounds = append(p.rounds, built)
 		}
 		// Warm each server (connections, lazy start-up work) outside the rounds.
-		warm, err := loadgen.BuildSCEP(loadgen.SCEPConfig{Path: p.path, Recipients: p.recipients, Challenge: p.challenge,
+		warm, err := benchBuildSCEP(loadgen.SCEPConfig{Path: p.path, Recipients: p.recipients, Challenge: p.challenge,
 			Keys: benchDeviceKeys(b), CommonName: "warm-" + benchUnique() + "-"}, benchPeerClients)
 		if err != nil {
 			b.Fatal(err)
@@ -799,7 +799,7 @@ func BenchmarkScaleOut(b *testing.B) {
 			b.Fatal(err)
 		}
 		for r := range rounds + 1 { // round 0 warms every instance
-			built, err := loadgen.BuildSCEP(loadgen.SCEPConfig{Path: path, Recipients: s.recips,
+			built, err := benchBuildSCEP(loadgen.SCEPConfig{Path: path, Recipients: s.recips,
 				Challenge: config.LocalStaticChallenge, Keys: benchDeviceKeys(b),
 				CommonName: fmt.Sprintf("scale-%d-%s-%d-", n, benchUnique(), r)}, perRound)
 			if err != nil {

@@ -17,11 +17,14 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +35,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smallstep/pkcs7"
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/azscep/azscep/internal/config"
@@ -41,6 +45,7 @@ import (
 	"github.com/azscep/azscep/internal/keyvault/kvfake"
 	"github.com/azscep/azscep/internal/loadgen"
 	"github.com/azscep/azscep/internal/loadgen/report"
+	"github.com/azscep/azscep/internal/scep"
 	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/store/azuritetest"
 	"github.com/azscep/azscep/internal/store/memstore"
@@ -69,6 +74,15 @@ func benchDeviceKeys(b *testing.B) []*rsa.PrivateKey {
 		b.Fatal(benchDevKeys.err)
 	}
 	return benchDevKeys.keys
+}
+
+// benchBuildSCEP is loadgen.BuildSCEP with the process-wide pkcs7 settings the server runs with (scep.Init:
+// AES-256-CBC envelopes, SHA-256 digests). The load generator's requests take them from this process, and a
+// benchmark-only run (-run '^$') runs no test that sets them: without this it sent smallstep/pkcs7's defaults,
+// DES-CBC envelopes signed over SHA-1, which no Intune device sends, and measured the servers' DES path.
+func benchBuildSCEP(cfg loadgen.SCEPConfig, n int) ([]*loadgen.SCEPRequest, error) {
+	scep.Init()
+	return loadgen.BuildSCEP(cfg, n)
 }
 
 func benchUnique() string {
@@ -192,7 +206,7 @@ func benchSCEP(b *testing.B, base, path, challenge string, c int, tolerateErrors
 	if err != nil {
 		b.Fatal(err)
 	}
-	built, err := loadgen.BuildSCEP(loadgen.SCEPConfig{Path: path, Recipients: recipients, Challenge: challenge,
+	built, err := benchBuildSCEP(loadgen.SCEPConfig{Path: path, Recipients: recipients, Challenge: challenge,
 		Keys: benchDeviceKeys(b), CommonName: "bench-" + benchUnique() + "-"}, b.N)
 	if err != nil {
 		b.Fatal(err)
@@ -490,7 +504,7 @@ func (e *benchAzureEnv) scepRequests(b *testing.B, endpoint string, n int) []loa
 	if endpoint == fxEndpointIntune {
 		challenge = fxIntuneSecret
 	}
-	built, err := loadgen.BuildSCEP(loadgen.SCEPConfig{Path: "/api/scep/" + endpoint, Recipients: e.rcpts,
+	built, err := benchBuildSCEP(loadgen.SCEPConfig{Path: "/api/scep/" + endpoint, Recipients: e.rcpts,
 		Challenge: challenge, Keys: benchDeviceKeys(b), CommonName: "bench-" + benchUnique() + "-"}, n)
 	if err != nil {
 		b.Fatal(err)
@@ -682,3 +696,57 @@ func BenchmarkSCEPInProcess(b *testing.B) {
 
 // benchDiscardLogger logs like the service (JSON, info) into nothing: the encoding cost stays in the profile.
 func benchDiscardLogger() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
+
+// TestBenchRequestsAreAES256 checks that the benchmarks' requests are what the server is built for, whatever the
+// process's pkcs7 settings were before (a benchmark-only process has smallstep/pkcs7's defaults, DES-CBC and
+// SHA-1): the envelope AES-256-CBC, the signature over SHA-256.
+func TestBenchRequestsAreAES256(t *testing.T) {
+	// Afterwards the settings every handler in this process runs with.
+	t.Cleanup(scep.Init)
+	pkcs7.ContentEncryptionAlgorithm = pkcs7.EncryptionAlgorithmDESCBC // a fresh process's default
+	_ = pkcs7.SetDefaultDigestAlgorithm(pkcs7.OIDDigestAlgorithmSHA1)
+
+	keys, err := loadgen.GenerateRSAKeys(1, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench RA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &keys[0].PublicKey, keys[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	built, err := benchBuildSCEP(loadgen.SCEPConfig{Path: "/api/scep/static", Recipients: []*x509.Certificate{ra},
+		Challenge: "c", Keys: keys}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p7, err := pkcs7.Parse(built[0].Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p7.Signers) != 1 || !p7.Signers[0].DigestAlgorithm.Algorithm.Equal(pkcs7.OIDDigestAlgorithmSHA256) {
+		t.Errorf("request signed with digest %v, want SHA-256", p7.Signers)
+	}
+	var env struct {
+		ContentType asn1.ObjectIdentifier
+		Content     struct {
+			Version              int
+			RecipientInfos       asn1.RawValue
+			EncryptedContentInfo struct {
+				ContentType                asn1.ObjectIdentifier
+				ContentEncryptionAlgorithm pkix.AlgorithmIdentifier
+			}
+		} `asn1:"explicit,tag:0"`
+	}
+	if _, err := asn1.Unmarshal(p7.Content, &env); err != nil {
+		t.Fatalf("request content is not an EnvelopedData: %v", err)
+	}
+	if alg := env.Content.EncryptedContentInfo.ContentEncryptionAlgorithm.Algorithm; !alg.Equal(pkcs7.OIDEncryptionAlgorithmAES256CBC) {
+		t.Fatalf("request envelope encrypted with %v, want AES-256-CBC (%v)", alg, pkcs7.OIDEncryptionAlgorithmAES256CBC)
+	}
+}
