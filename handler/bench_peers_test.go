@@ -12,7 +12,9 @@ package main
 // The benchmark does a fixed amount of work and ignores b.N (the timer runs throughout, so the framework runs it
 // once): rounds and requests come from AZSCEP_BENCH_ROUNDS and AZSCEP_BENCH_PEER_REQUESTS. Extra azscep binaries
 // can join the rotation with AZSCEP_BENCH_VARIANTS=name=/path/to/binary,...: that is how the before/after table of
-// each optimisation is measured in one run.
+// each optimisation is measured in one run. AZSCEP_BENCH_PIN=1 adds a pinned twin of every server to the same
+// rounds (benchPinEnv): the server alone on one CPU, the load generator and Azurite on the other, its share
+// taken against the floor of one CPU.
 
 import (
 	"context"
@@ -31,6 +33,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -140,11 +143,11 @@ func benchFloorServer(ctx context.Context) {
 // benchFloorAnswerBytes is about the size of azscep's CertRep to these requests.
 const benchFloorAnswerBytes = 3000
 
-// startFloorChild runs benchFloorServer in a child process.
-func startFloorChild(b *testing.B) *benchChild {
+// startFloorChild runs benchFloorServer in a child process, pinned to cpus (nil: not pinned).
+func startFloorChild(b testing.TB, cpus []int) *benchChild {
 	return startBenchChild(b, "floor", func(port int) []string {
 		return []string{fmt.Sprintf("FUNCTIONS_CUSTOMHANDLER_PORT=%d", port)}
-	}, "/")
+	}, "/", cpus)
 }
 
 // benchPeer is one server in the rotation.
@@ -156,6 +159,7 @@ type benchPeer struct {
 	peer                        bool // another product (not azscep)
 	azurite                     bool // its store is the shared Azurite, whose CPU time is its too
 	floor                       bool // the floor over HTTP (benchFloorServer), a yardstick rather than a server
+	pinned                      bool // on benchServerCPUs, its turns with the load generator and Azurite on benchLoadCPUs
 	rates                       []float64
 	floorShares                 []float64 // each turn's rate over the floor measured just before and after it
 	p50                         []float64
@@ -191,15 +195,15 @@ func benchPeerBinary(b *testing.B, name string) string {
 }
 
 // startAzscepChild runs the test binary as the handler (benchChildMain) with the in-memory store (memstore) or
-// Azurite (tables).
-func startAzscepChild(b *testing.B, mode string) *benchChild {
-	return startBenchChild(b, mode, func(port int) []string { return benchAzscepEnv(b, port) }, "/api/health")
+// Azurite (tables), pinned to cpus (nil: not pinned).
+func startAzscepChild(b *testing.B, mode string, cpus []int) *benchChild {
+	return startBenchChild(b, mode, func(port int) []string { return benchAzscepEnv(b, port) }, "/api/health", cpus)
 }
 
-// startBenchChild runs the test binary as a bench child (benchChildMain) in mode, with env on a free port, and
-// waits until readyPath answers 200. With AZSCEP_BENCH_CPUPROFILE=path the child writes its CPU profile to
-// path.<mode>.
-func startBenchChild(b *testing.B, mode string, env func(port int) []string, readyPath string) *benchChild {
+// startBenchChild runs the test binary as a bench child (benchChildMain) in mode, with env on a free port,
+// pinned to cpus (nil: not pinned), and waits until readyPath answers 200. With AZSCEP_BENCH_CPUPROFILE=path the
+// child writes its CPU profile to path.<mode> (path.<mode>.pinned when pinned).
+func startBenchChild(b testing.TB, mode string, env func(port int) []string, readyPath string, cpus []int) *benchChild {
 	b.Helper()
 	self, err := os.Executable()
 	if err != nil {
@@ -209,28 +213,33 @@ func startBenchChild(b *testing.B, mode string, env func(port int) []string, rea
 	cmd := exec.Command(self, "-test.run=^$")
 	cmd.Env = append(env(port), benchChildEnv+"="+mode)
 	if v := os.Getenv("AZSCEP_BENCH_CPUPROFILE"); v != "" {
+		if cpus != nil {
+			v += ".pinned"
+		}
 		cmd.Env = append(cmd.Env, "AZSCEP_BENCH_CPUPROFILE="+v+"."+mode)
 	}
-	c := benchStart(b, cmd, fmt.Sprintf("http://127.0.0.1:%d", port))
+	c := benchStartOn(b, cmd, fmt.Sprintf("http://127.0.0.1:%d", port), cpus)
 	c.waitFor(b, c.base+readyPath, time.Minute)
 	return c
 }
 
-// startAzscepBinary runs an azscep binary (a variant, or the suite's build) against Azurite.
-func startAzscepBinary(b *testing.B, bin string) *benchChild {
+// startAzscepBinary runs an azscep binary (a variant, or the suite's build) against Azurite, pinned to cpus
+// (nil: not pinned).
+func startAzscepBinary(b *testing.B, bin string, cpus []int) *benchChild {
 	b.Helper()
 	port := freePort(b)
 	cmd := exec.Command(bin)
 	cmd.Env = benchAzscepEnv(b, port)
-	c := benchStart(b, cmd, fmt.Sprintf("http://127.0.0.1:%d", port))
+	c := benchStartOn(b, cmd, fmt.Sprintf("http://127.0.0.1:%d", port), cpus)
 	c.waitFor(b, c.base+"/api/health", time.Minute)
 	return c
 }
 
 // startStepCA runs step-ca with an RSA-3072 root and intermediate (the intermediate signs certificates and, as
 // step-ca's default SCEP decrypter, opens envelopes and signs CertReps), a SCEP provisioner with a static
-// challenge answering AES-256-CBC, its default Badger database, and SCEP on a plain-HTTP address on 127.0.0.1.
-func startStepCA(b *testing.B, challenge string) *benchChild {
+// challenge answering AES-256-CBC, its default Badger database, and SCEP on a plain-HTTP address on 127.0.0.1;
+// pinned to cpus (nil: not pinned).
+func startStepCA(b *testing.B, challenge string, cpus []int) *benchChild {
 	b.Helper()
 	bin := benchPeerBinary(b, "step-ca")
 	dir := b.TempDir()
@@ -294,14 +303,14 @@ func startStepCA(b *testing.B, challenge string) *benchChild {
 	}
 	cmd := exec.Command(bin, cfgPath)
 	cmd.Env = append(os.Environ(), "STEPPATH="+dir, "HOME="+dir)
-	c := benchStart(b, cmd, fmt.Sprintf("http://127.0.0.1:%d", httpPort))
+	c := benchStartOn(b, cmd, fmt.Sprintf("http://127.0.0.1:%d", httpPort), cpus)
 	c.waitFor(b, c.base+"/scep/bench?operation=GetCACaps", time.Minute)
 	return c
 }
 
 // startMicromdm runs scepserver with an RSA-3072 CA (micromdm uses the CA key for all three operations) and its
-// file depot.
-func startMicromdm(b *testing.B, challenge string) *benchChild {
+// file depot; pinned to cpus (nil: not pinned).
+func startMicromdm(b *testing.B, challenge string, cpus []int) *benchChild {
 	b.Helper()
 	bin := benchPeerBinary(b, "scepserver")
 	depot := filepath.Join(b.TempDir(), "depot")
@@ -310,7 +319,7 @@ func startMicromdm(b *testing.B, challenge string) *benchChild {
 	}
 	port := freePort(b)
 	cmd := exec.Command(bin, "-depot", depot, "-http-addr", fmt.Sprintf("127.0.0.1:%d", port), "-challenge", challenge)
-	c := benchStart(b, cmd, fmt.Sprintf("http://127.0.0.1:%d", port))
+	c := benchStartOn(b, cmd, fmt.Sprintf("http://127.0.0.1:%d", port), cpus)
 	c.waitFor(b, c.base+"/scep?operation=GetCACaps", 30*time.Second)
 	return c
 }
@@ -364,34 +373,115 @@ func benchVariants(b *testing.B) [][2]string {
 	return out
 }
 
+// AZSCEP_BENCH_PIN=1 adds a pinned side-by-side run to BenchmarkPeers, in the same rounds: a second process of
+// every server (the azscep variants, the stand-in, the peers) starts pinned to benchServerCPUs, and during its
+// turns the load generator (this process) and Azurite run on benchLoadCPUs; its shares are against the floor of
+// one CPU (loadgen.FloorMeter.MeasureOn), measured on the server's CPU after every turn. On a 2-core machine the
+// unpinned servers share both cores with the load generator and Azurite, so no server can reach the floor of
+// both cores; pinned, the server has a core to itself, as it would on a machine where the clients and the store
+// are elsewhere.
+const benchPinEnv = "AZSCEP_BENCH_PIN"
+
+// The CPUs of a pinned run: the servers on the second CPU, the load generator and Azurite on the first.
+var (
+	benchServerCPUs = []int{1}
+	benchLoadCPUs   = []int{0}
+)
+
+// benchPinned reports whether AZSCEP_BENCH_PIN asks for the pinned run; it fails on a machine with one CPU.
+func benchPinned(b *testing.B) bool {
+	switch os.Getenv(benchPinEnv) {
+	case "", "0":
+		return false
+	case "1":
+	default:
+		b.Fatalf("%s=%q: 1 or unset", benchPinEnv, os.Getenv(benchPinEnv))
+	}
+	if runtime.NumCPU() < 2 {
+		b.Fatalf("%s=1 needs two CPUs, this process has %d", benchPinEnv, runtime.NumCPU())
+	}
+	return true
+}
+
+// benchCPUList writes cpus as /proc/<pid>/status writes Cpus_allowed_list (one CPU, or several comma-separated:
+// the pinned run uses single CPUs).
+func benchCPUList(cpus []int) string {
+	s := make([]string, len(cpus))
+	for i, c := range cpus {
+		s[i] = strconv.Itoa(c)
+	}
+	return strings.Join(s, ",")
+}
+
+// benchPinLoad moves the load generator (this process, GOMAXPROCS with it) and the shared Azurite, if any, to
+// benchLoadCPUs for a pinned turn and checks that they are there; the returned function moves them back.
+func benchPinLoad(b testing.TB) func() {
+	b.Helper()
+	var others []int
+	if pid := azuritetest.SharedPID(); pid != 0 {
+		others = append(others, pid)
+	}
+	restore, err := loadgen.PinSelf(benchLoadCPUs, others...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, pid := range append([]int{os.Getpid()}, others...) {
+		if got, err := loadgen.AllowedCPUs(pid); err != nil || got != benchCPUList(benchLoadCPUs) {
+			b.Fatalf("process %d is on CPUs %q (%v) for a pinned turn, want %q", pid, got, err,
+				benchCPUList(benchLoadCPUs))
+		}
+	}
+	return func() {
+		if err := restore(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkPeers(b *testing.B) {
 	rounds := benchEnvInt("AZSCEP_BENCH_ROUNDS", 7)
 	perRound := benchEnvInt("AZSCEP_BENCH_PEER_REQUESTS", 300)
 	const peerChallenge = "bench-peer-challenge"
 
 	var peers []*benchPeer
-	add := func(name string, c *benchChild, path, challenge string) *benchPeer {
-		peer := path != "/api/scep/static"
-		p := &benchPeer{name: name, base: c.base, path: path, challenge: challenge,
-			pid: c.cmd.Process.Pid, peer: peer, azurite: !peer && name != "azscep-memory"}
-		peers = append(peers, p)
-		return p
+	// startSet starts every server pinned to cpus (nil: not pinned) and returns the in-memory azscep and the
+	// stand-in, whose rounds are the in-memory azscep's.
+	startSet := func(cpus []int) (memory, floorHTTP *benchPeer) {
+		pinned, suffix := cpus != nil, ""
+		if pinned {
+			suffix = "-pinned"
+		}
+		add := func(name string, c *benchChild, path, challenge string) *benchPeer {
+			peer := path != "/api/scep/static"
+			p := &benchPeer{name: name + suffix, base: c.base, path: path, challenge: challenge,
+				pid: c.cmd.Process.Pid, peer: peer, azurite: !peer && name != "azscep-memory", pinned: pinned}
+			peers = append(peers, p)
+			return p
+		}
+		azurite := func() *benchChild { return startAzscepOn(b, cpus) }
+		if os.Getenv("AZSCEP_BENCH_CPUPROFILE") != "" { // the same wiring in the test binary, which can profile itself
+			azurite = func() *benchChild { return startAzscepChild(b, "tables", cpus) }
+		}
+		add("azscep-azurite", azurite(), "/api/scep/static", config.LocalStaticChallenge)
+		memory = add("azscep-memory", startAzscepChild(b, "memstore", cpus), "/api/scep/static",
+			config.LocalStaticChallenge)
+		for _, v := range benchVariants(b) {
+			add(v[0], startAzscepBinary(b, v[1], cpus), "/api/scep/static", config.LocalStaticChallenge)
+		}
+		stand := startFloorChild(b, cpus)
+		floorHTTP = &benchPeer{name: "rsa-floor-http" + suffix, base: stand.base, path: "/api/scep/static",
+			pid: stand.cmd.Process.Pid, floor: true, pinned: pinned}
+		peers = append(peers, floorHTTP)
+		add("step-ca-"+benchStepCAVersion, startStepCA(b, peerChallenge, cpus), "/scep/bench", peerChallenge)
+		add("micromdm-"+benchScepserverVersion, startMicromdm(b, peerChallenge, cpus), "/scep", peerChallenge)
+		return memory, floorHTTP
 	}
-	azurite := startAzscep
-	if os.Getenv("AZSCEP_BENCH_CPUPROFILE") != "" { // the same wiring in the test binary, which can profile itself
-		azurite = func(b *testing.B) *benchChild { return startAzscepChild(b, "tables") }
+	memory, floorHTTP := startSet(nil)
+	pin := benchPinned(b)
+	var memoryPinned, floorHTTPPinned *benchPeer
+	if pin {
+		memoryPinned, floorHTTPPinned = startSet(benchServerCPUs)
 	}
-	add("azscep-azurite", azurite(b), "/api/scep/static", config.LocalStaticChallenge)
-	memory := add("azscep-memory", startAzscepChild(b, "memstore"), "/api/scep/static", config.LocalStaticChallenge)
-	for _, v := range benchVariants(b) {
-		add(v[0], startAzscepBinary(b, v[1]), "/api/scep/static", config.LocalStaticChallenge)
-	}
-	stand := startFloorChild(b)
-	floorHTTP := &benchPeer{name: "rsa-floor-http", base: stand.base, path: "/api/scep/static",
-		pid: stand.cmd.Process.Pid, floor: true}
-	peers = append(peers, floorHTTP)
-	add("step-ca-"+benchStepCAVersion, startStepCA(b, peerChallenge), "/scep/bench", peerChallenge)
-	add("micromdm-"+benchScepserverVersion, startMicromdm(b, peerChallenge), "/scep", peerChallenge)
 
 	for _, p := range peers {
 		var err error
@@ -402,7 +492,7 @@ func BenchmarkPeers(b *testing.B) {
 			b.Fatalf("%s: %v", p.name, err)
 		}
 		for r := range rounds {
-			built, err := loadgen.BuildSCEP(loadgen.SCEPConfig{Path: p.path, Recipients: p.recipients,
+			built, err := benchBuildSCEP(loadgen.SCEPConfig{Path: p.path, Recipients: p.recipients,
 				Challenge: p.challenge, Keys: benchDeviceKeys(b), CommonName: fmt.Sprintf("peer-%s-%d-", benchUnique(), r)},
 				perRound)
 			if err != nil {
@@ -411,7 +501,7 @@ func BenchmarkPeers(b *testing.B) {
 			p.rounds = append(p.rounds, built)
 		}
 		// Warm each server (connections, lazy start-up work) outside the rounds.
-		warm, err := loadgen.BuildSCEP(loadgen.SCEPConfig{Path: p.path, Recipients: p.recipients, Challenge: p.challenge,
+		warm, err := benchBuildSCEP(loadgen.SCEPConfig{Path: p.path, Recipients: p.recipients, Challenge: p.challenge,
 			Keys: benchDeviceKeys(b), CommonName: "warm-" + benchUnique() + "-"}, benchPeerClients)
 		if err != nil {
 			b.Fatal(err)
@@ -424,31 +514,40 @@ func BenchmarkPeers(b *testing.B) {
 
 	warmAzurite(b)
 	floorHTTP.rounds = memory.rounds // the stand-in only reads them
+	if pin {
+		floorHTTPPinned.rounds = memoryPinned.rounds
+	}
 
 	// The floor is measured before the first turn and after every turn, so that each turn's share of the floor
 	// is taken against the floor measured just before and just after it: this machine's speed drifts within
-	// minutes, and a share against one floor per round would carry that drift.
+	// minutes, and a share against one floor per round would carry that drift. The pinned run's floor is one
+	// CPU's, the server's.
 	meter, err := loadgen.NewFloorMeter(benchCABits, benchRABits)
 	if err != nil {
 		b.Fatal(err)
 	}
-	var floors []float64
-	var floorOp loadgen.Floor
-	measureFloor := func() float64 {
+	all, one := &benchFloors{}, &benchFloors{}
+	measureFloors := func() {
 		f, err := meter.Measure(benchFloorWindow)
 		if err != nil {
 			b.Fatal(err)
 		}
-		floors = append(floors, f.EnrollmentsPerSecond)
-		if len(floors) == 1 || f.Decrypt+f.SignCA+f.SignRA < floorOp.Decrypt+floorOp.SignCA+floorOp.SignRA {
-			floorOp = f // the least disturbed single-CPU measurement
+		all.add(f)
+		if pin {
+			if f, err = meter.MeasureOn(benchFloorWindow, benchServerCPUs[0]); err != nil {
+				b.Fatal(err)
+			}
+			one.add(f)
 		}
-		return f.EnrollmentsPerSecond
 	}
-	before := measureFloor()
+	measureFloors()
 	for r := range rounds {
 		for i := range peers {
 			p := peers[(i+r)%len(peers)]
+			unpin := func() {}
+			if p.pinned {
+				unpin = benchPinLoad(b)
+			}
 			cpu0, store0 := benchCPU(b, p.pid), time.Duration(0)
 			if p.azurite {
 				store0 = azuritetest.SharedCPU(b)
@@ -464,31 +563,26 @@ func BenchmarkPeers(b *testing.B) {
 			if p.azurite && azuritetest.SharedPID() != 0 { // not with AZSCEP_TABLES_CONNECTION: no process to read
 				p.storeCPU = append(p.storeCPU, ms(azuritetest.SharedCPU(b)-store0)/n)
 			}
+			unpin()
 			p.rates = append(p.rates, res.Throughput())
 			p.p50 = append(p.p50, ms(res.Percentile(0.5)))
 			p.errors += res.Errors
 			if r == 0 && !p.floor {
 				benchOpenSome(b, p, res)
 			}
-			after := measureFloor()
-			p.floorShares = append(p.floorShares, res.Throughput()/((before+after)/2))
-			before = after
+			measureFloors()
+			floors := all
+			if p.pinned {
+				floors = one
+			}
+			p.floorShares = append(p.floorShares, res.Throughput()/floors.around())
 		}
 	}
 
-	floor := median(floors)
-	bestPeer, leastPeerCPU := 0.0, 0.0 // the fastest peer's median rate, the least CPU per enrollment of a peer
 	var lines []string
 	lines = append(lines, fmt.Sprintf("%-22s %10s %8s %9s %9s %9s %7s  %s", "server (RSA-3072 CA)", "median/s", "p50 ms",
 		"CPU ms", "store ms", "loadgen", "errors", "rounds (enroll/s)"))
 	for _, p := range peers {
-		m := median(p.rates)
-		if p.peer && m > bestPeer {
-			bestPeer = m
-		}
-		if c := median(p.cpu); p.peer && (leastPeerCPU == 0 || c < leastPeerCPU) {
-			leastPeerCPU = c
-		}
 		rs := make([]string, len(p.rates))
 		for i, v := range p.rates {
 			rs[i] = fmt.Sprintf("%.0f", v)
@@ -497,32 +591,96 @@ func BenchmarkPeers(b *testing.B) {
 		if len(p.storeCPU) > 0 {
 			storeCPU = fmt.Sprintf("%.2f", median(p.storeCPU))
 		}
-		lines = append(lines, fmt.Sprintf("%-22s %10.1f %8.1f %9.2f %9s %9.2f %7d  %s", p.name, m, median(p.p50),
-			median(p.cpu), storeCPU, median(p.loadCPU), p.errors, strings.Join(rs, " ")))
-		b.ReportMetric(m, p.name+"-enroll/s")
+		lines = append(lines, fmt.Sprintf("%-22s %10.1f %8.1f %9.2f %9s %9.2f %7d  %s", p.name, median(p.rates),
+			median(p.p50), median(p.cpu), storeCPU, median(p.loadCPU), p.errors, strings.Join(rs, " ")))
+		b.ReportMetric(median(p.rates), p.name+"-enroll/s")
 		b.ReportMetric(median(p.cpu), p.name+"-cpu-ms")
 	}
-	floorCPU := ms(floorOp.Decrypt + floorOp.SignCA + floorOp.SignRA)
-	lines = append(lines, fmt.Sprintf("%-22s %10.1f %8s %9.2f %9s %9s %7s  %s", "RSA floor (3072/2048)", floor, "",
-		floorCPU, "", "", "", fmt.Sprintf("%d measurements, %.0f to %.0f", len(floors), slices.Min(floors), slices.Max(floors))))
-	// The floor's rate has every CPU doing private-key operations and nothing else. In the rounds the load
-	// generator (and for the Azurite variant, Azurite) runs on the same CPUs, so even a server that did only those
-	// operations would reach a share of the floor below 1: the ceiling printed beside each azscep variant.
-	floorBusyCPU := float64(floorOp.CPUs) * 1000 / floor // ms of machine CPU per enrollment at the floor's rate
+	lines = append(lines, all.line("RSA floor (3072/2048)"))
+	b.ReportMetric(median(all.rates), "floor-enroll/s")
+	unpinned := slices.DeleteFunc(slices.Clone(peers), func(p *benchPeer) bool { return p.pinned })
+	lines = append(lines, benchPeersSummary(b, unpinned, floorHTTP, all)...)
+	if pin {
+		lines = append(lines, one.line("RSA floor, CPU "+benchCPUList(benchServerCPUs)))
+		b.ReportMetric(median(one.rates), "floor-1cpu-enroll/s")
+		lines = append(lines, fmt.Sprintf("pinned (%s=1): servers on CPU %s, the load generator and Azurite on CPU %s; "+
+			"shares against the floor of one CPU", benchPinEnv, benchCPUList(benchServerCPUs), benchCPUList(benchLoadCPUs)))
+		pinned := slices.DeleteFunc(slices.Clone(peers), func(p *benchPeer) bool { return !p.pinned })
+		lines = append(lines, benchPeersSummary(b, pinned, floorHTTPPinned, one)...)
+	}
+	// Printed rather than logged: the testing package keeps only the first ten lines of a benchmark's log.
+	fmt.Printf("BenchmarkPeers: side by side, %d alternating rounds of %d enrollments from %d clients; each turn's "+
+		"share of the floor is against the floor measured just before and after it:\n%s\n", rounds, perRound,
+		benchPeerClients, strings.Join(lines, "\n"))
+}
+
+// benchFloors is one kind of floor measured through a run (of every CPU, or of the pinned server's one).
+type benchFloors struct {
+	rates []float64
+	op    loadgen.Floor // the least disturbed single-CPU measurement of the operations
+}
+
+func (f *benchFloors) add(m loadgen.Floor) {
+	f.rates = append(f.rates, m.EnrollmentsPerSecond)
+	if len(f.rates) == 1 || m.Decrypt+m.SignCA+m.SignRA < f.op.Decrypt+f.op.SignCA+f.op.SignRA {
+		f.op = m
+	}
+}
+
+// around is the floor around the turn just run: the mean of the measurements before and after it.
+func (f *benchFloors) around() float64 {
+	n := len(f.rates)
+	return (f.rates[n-2] + f.rates[n-1]) / 2
+}
+
+// cpuMS is the CPU time of one enrollment's private-key operations, in ms.
+func (f *benchFloors) cpuMS() float64 { return ms(f.op.Decrypt + f.op.SignCA + f.op.SignRA) }
+
+func (f *benchFloors) line(name string) string {
+	return fmt.Sprintf("%-22s %10.1f %8s %9.2f %9s %9s %7s  %s", name, median(f.rates), "", f.cpuMS(), "", "", "",
+		fmt.Sprintf("%d measurements, %.0f to %.0f", len(f.rates), slices.Min(f.rates), slices.Max(f.rates)))
+}
+
+// benchPeersSummary is the ratios of one side-by-side run (the unpinned servers, or the pinned ones) against its
+// fastest peer, its floor and its stand-in, reported as metrics under each server's name.
+func benchPeersSummary(b *testing.B, peers []*benchPeer, floorHTTP *benchPeer, floors *benchFloors) []string {
+	bestPeer, leastPeerCPU := 0.0, 0.0 // the fastest peer's median rate, the least CPU per enrollment of a peer
+	for _, p := range peers {
+		if m := median(p.rates); p.peer && m > bestPeer {
+			bestPeer = m
+		}
+		if c := median(p.cpu); p.peer && (leastPeerCPU == 0 || c < leastPeerCPU) {
+			leastPeerCPU = c
+		}
+	}
+	floor, floorCPU := median(floors.rates), floors.cpuMS()
+	// The floor's rate has every CPU it measures doing private-key operations and nothing else. Unpinned, the
+	// load generator (and for the Azurite variant, Azurite) runs on the same CPUs, so even a server that did only
+	// those operations would reach a share of the floor below 1: the ceiling printed beside each azscep variant.
+	// Pinned, they run on the other CPU, and the share of it they kept busy is printed instead.
+	floorBusyCPU := float64(floors.op.CPUs) * 1000 / floor // ms of the floor's CPUs per enrollment at its rate
 	httpShare := median(floorHTTP.floorShares)
-	lines = append(lines, fmt.Sprintf("%s (a stand-in doing only the floor's operations per HTTP request): %.2f of "+
-		"the floor", floorHTTP.name, httpShare))
+	lines := []string{fmt.Sprintf("%s (a stand-in doing only the floor's operations per HTTP request): %.2f of "+
+		"the floor (turns %s)", floorHTTP.name, httpShare, strings.Trim(fmt.Sprintf("%.2f", floorHTTP.floorShares), "[]"))}
 	b.ReportMetric(httpShare, floorHTTP.name+"-vs-floor")
 	for _, p := range peers {
-		if p.peer || p.floor {
+		if p.floor {
 			continue
 		}
 		m := median(p.rates)
-		ratio, share := m/bestPeer, median(p.floorShares)
 		vsHTTP := make([]float64, len(p.rates))
 		for r := range p.rates {
 			vsHTTP[r] = p.rates[r] / floorHTTP.rates[r]
 		}
+		if p.peer {
+			if floorHTTP.pinned { // the peers' shares too, so that the pinned side by side is read whole
+				lines = append(lines, fmt.Sprintf("%s: %.2f of the floor, %.2f of the floor over HTTP", p.name,
+					median(p.floorShares), median(vsHTTP)))
+				b.ReportMetric(median(p.floorShares), p.name+"-vs-floor")
+			}
+			continue
+		}
+		ratio, share := m/bestPeer, median(p.floorShares)
 		cpuShare := floorCPU / median(p.cpu)
 		if p.azurite {
 			cpuShare = floorCPU / (median(p.cpu) + median(p.storeCPU))
@@ -532,24 +690,29 @@ func BenchmarkPeers(b *testing.B) {
 		if p.azurite {
 			beside += median(p.storeCPU)
 		}
-		ceiling := floorBusyCPU / (floorBusyCPU + beside)
+		besideName := map[bool]string{true: " and Azurite", false: ""}[p.azurite]
+		var room string
+		if p.pinned {
+			busy := m * beside / 1000 // of CPU benchLoadCPUs, in its turns
+			room = fmt.Sprintf("the load generator%s kept CPU %s %.0f%% busy", besideName,
+				benchCPUList(benchLoadCPUs), 100*busy)
+			b.ReportMetric(busy, p.name+"-load-cpu-busy")
+		} else {
+			ceiling := floorBusyCPU / (floorBusyCPU + beside)
+			room = fmt.Sprintf("ceiling beside the load generator%s %.2f", besideName, ceiling)
+			b.ReportMetric(ceiling, p.name+"-ceiling-vs-floor")
+		}
 		lines = append(lines, fmt.Sprintf("%s: %.2f× the fastest peer (target ≥ 1.2; %.2f× by server CPU per enrollment); "+
-			"%.2f of the floor (turns %s), %.2f of the floor over HTTP, ceiling beside the load generator%s %.2f; "+
+			"%.2f of the floor (turns %s), %.2f of the floor over HTTP, %s; "+
 			"%.2f of the floor's CPU time per enrollment (server + store)", p.name, ratio, cpuVsPeer, share,
-			strings.Trim(fmt.Sprintf("%.2f", p.floorShares), "[]"), median(vsHTTP),
-			map[bool]string{true: " and Azurite", false: ""}[p.azurite], ceiling, cpuShare))
-		b.ReportMetric(ceiling, p.name+"-ceiling-vs-floor")
+			strings.Trim(fmt.Sprintf("%.2f", p.floorShares), "[]"), median(vsHTTP), room, cpuShare))
 		b.ReportMetric(cpuVsPeer, p.name+"-cpu-vs-peer")
 		b.ReportMetric(ratio, p.name+"-vs-peer")
 		b.ReportMetric(share, p.name+"-vs-floor")
 		b.ReportMetric(median(vsHTTP), p.name+"-vs-http-floor")
 		b.ReportMetric(cpuShare, p.name+"-cpu-vs-floor")
 	}
-	b.ReportMetric(floor, "floor-enroll/s")
-	// Printed rather than logged: the testing package keeps only the first ten lines of a benchmark's log.
-	fmt.Printf("BenchmarkPeers: side by side, %d alternating rounds of %d enrollments from %d clients; each turn's "+
-		"share of the floor is against the floor measured just before and after it:\n%s\n", rounds, perRound,
-		benchPeerClients, strings.Join(lines, "\n"))
+	return lines
 }
 
 // benchFloorWindow is how long each measurement of the floor runs (one before the first turn, one after each).
@@ -636,7 +799,7 @@ func BenchmarkScaleOut(b *testing.B) {
 			b.Fatal(err)
 		}
 		for r := range rounds + 1 { // round 0 warms every instance
-			built, err := loadgen.BuildSCEP(loadgen.SCEPConfig{Path: path, Recipients: s.recips,
+			built, err := benchBuildSCEP(loadgen.SCEPConfig{Path: path, Recipients: s.recips,
 				Challenge: config.LocalStaticChallenge, Keys: benchDeviceKeys(b),
 				CommonName: fmt.Sprintf("scale-%d-%s-%d-", n, benchUnique(), r)}, perRound)
 			if err != nil {

@@ -17,11 +17,14 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +35,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smallstep/pkcs7"
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/azscep/azscep/internal/config"
@@ -41,6 +45,7 @@ import (
 	"github.com/azscep/azscep/internal/keyvault/kvfake"
 	"github.com/azscep/azscep/internal/loadgen"
 	"github.com/azscep/azscep/internal/loadgen/report"
+	"github.com/azscep/azscep/internal/scep"
 	"github.com/azscep/azscep/internal/store"
 	"github.com/azscep/azscep/internal/store/azuritetest"
 	"github.com/azscep/azscep/internal/store/memstore"
@@ -71,6 +76,15 @@ func benchDeviceKeys(b *testing.B) []*rsa.PrivateKey {
 	return benchDevKeys.keys
 }
 
+// benchBuildSCEP is loadgen.BuildSCEP with the process-wide pkcs7 settings the server runs with (scep.Init:
+// AES-256-CBC envelopes, SHA-256 digests). The load generator's requests take them from this process, and a
+// benchmark-only run (-run '^$') runs no test that sets them: without this it sent smallstep/pkcs7's defaults,
+// DES-CBC envelopes signed over SHA-1, which no Intune device sends, and measured the servers' DES path.
+func benchBuildSCEP(cfg loadgen.SCEPConfig, n int) ([]*loadgen.SCEPRequest, error) {
+	scep.Init()
+	return loadgen.BuildSCEP(cfg, n)
+}
+
 func benchUnique() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
@@ -86,13 +100,29 @@ type benchChild struct {
 }
 
 // start runs the command and stops it (SIGTERM, then SIGKILL) when the benchmark ends.
-func benchStart(b *testing.B, cmd *exec.Cmd, base string) *benchChild {
+func benchStart(b testing.TB, cmd *exec.Cmd, base string) *benchChild {
+	return benchStartOn(b, cmd, base, nil)
+}
+
+// benchStartOn is benchStart with the child pinned to cpus from its start when cpus is not nil
+// (AZSCEP_BENCH_PIN): it checks the child's Cpus_allowed_list before going on.
+func benchStartOn(b testing.TB, cmd *exec.Cmd, base string, cpus []int) *benchChild {
 	b.Helper()
 	c := &benchChild{cmd: cmd, base: base, stderr: &bytes.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = c.stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if cpus != nil {
+		start = func() error { return loadgen.StartPinned(cmd, cpus) }
+	}
+	if err := start(); err != nil {
 		b.Fatal(err)
+	}
+	if cpus != nil {
+		if got, err := loadgen.AllowedCPUs(cmd.Process.Pid); err != nil || got != benchCPUList(cpus) {
+			_ = cmd.Process.Kill()
+			b.Fatalf("%s started on CPUs %q (%v), want %q", cmd.Path, got, err, benchCPUList(cpus))
+		}
 	}
 	go func() { _ = cmd.Wait(); close(c.done) }()
 	b.Cleanup(c.stop)
@@ -115,7 +145,7 @@ func (c *benchChild) stop() {
 }
 
 // waitFor polls url until it answers 200.
-func (c *benchChild) waitFor(b *testing.B, url string, timeout time.Duration) {
+func (c *benchChild) waitFor(b testing.TB, url string, timeout time.Duration) {
 	b.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -153,12 +183,15 @@ const (
 )
 
 // startAzscep runs the real binary and waits until its dependencies are built.
-func startAzscep(b *testing.B) *benchChild {
+func startAzscep(b *testing.B) *benchChild { return startAzscepOn(b, nil) }
+
+// startAzscepOn is startAzscep pinned to cpus (nil: not pinned).
+func startAzscepOn(b *testing.B, cpus []int) *benchChild {
 	b.Helper()
 	port := freePort(b)
 	cmd := exec.Command(buildBinary(b))
 	cmd.Env = benchAzscepEnv(b, port)
-	c := benchStart(b, cmd, fmt.Sprintf("http://127.0.0.1:%d", port))
+	c := benchStartOn(b, cmd, fmt.Sprintf("http://127.0.0.1:%d", port), cpus)
 	c.waitFor(b, c.base+"/api/health", time.Minute)
 	return c
 }
@@ -173,7 +206,7 @@ func benchSCEP(b *testing.B, base, path, challenge string, c int, tolerateErrors
 	if err != nil {
 		b.Fatal(err)
 	}
-	built, err := loadgen.BuildSCEP(loadgen.SCEPConfig{Path: path, Recipients: recipients, Challenge: challenge,
+	built, err := benchBuildSCEP(loadgen.SCEPConfig{Path: path, Recipients: recipients, Challenge: challenge,
 		Keys: benchDeviceKeys(b), CommonName: "bench-" + benchUnique() + "-"}, b.N)
 	if err != nil {
 		b.Fatal(err)
@@ -471,7 +504,7 @@ func (e *benchAzureEnv) scepRequests(b *testing.B, endpoint string, n int) []loa
 	if endpoint == fxEndpointIntune {
 		challenge = fxIntuneSecret
 	}
-	built, err := loadgen.BuildSCEP(loadgen.SCEPConfig{Path: "/api/scep/" + endpoint, Recipients: e.rcpts,
+	built, err := benchBuildSCEP(loadgen.SCEPConfig{Path: "/api/scep/" + endpoint, Recipients: e.rcpts,
 		Challenge: challenge, Keys: benchDeviceKeys(b), CommonName: "bench-" + benchUnique() + "-"}, n)
 	if err != nil {
 		b.Fatal(err)
@@ -663,3 +696,57 @@ func BenchmarkSCEPInProcess(b *testing.B) {
 
 // benchDiscardLogger logs like the service (JSON, info) into nothing: the encoding cost stays in the profile.
 func benchDiscardLogger() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
+
+// TestBenchRequestsAreAES256 checks that the benchmarks' requests are what the server is built for, whatever the
+// process's pkcs7 settings were before (a benchmark-only process has smallstep/pkcs7's defaults, DES-CBC and
+// SHA-1): the envelope AES-256-CBC, the signature over SHA-256.
+func TestBenchRequestsAreAES256(t *testing.T) {
+	// Afterwards the settings every handler in this process runs with.
+	t.Cleanup(scep.Init)
+	pkcs7.ContentEncryptionAlgorithm = pkcs7.EncryptionAlgorithmDESCBC // a fresh process's default
+	_ = pkcs7.SetDefaultDigestAlgorithm(pkcs7.OIDDigestAlgorithmSHA1)
+
+	keys, err := loadgen.GenerateRSAKeys(1, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench RA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &keys[0].PublicKey, keys[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	built, err := benchBuildSCEP(loadgen.SCEPConfig{Path: "/api/scep/static", Recipients: []*x509.Certificate{ra},
+		Challenge: "c", Keys: keys}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p7, err := pkcs7.Parse(built[0].Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p7.Signers) != 1 || !p7.Signers[0].DigestAlgorithm.Algorithm.Equal(pkcs7.OIDDigestAlgorithmSHA256) {
+		t.Errorf("request signed with digest %v, want SHA-256", p7.Signers)
+	}
+	var env struct {
+		ContentType asn1.ObjectIdentifier
+		Content     struct {
+			Version              int
+			RecipientInfos       asn1.RawValue
+			EncryptedContentInfo struct {
+				ContentType                asn1.ObjectIdentifier
+				ContentEncryptionAlgorithm pkix.AlgorithmIdentifier
+			}
+		} `asn1:"explicit,tag:0"`
+	}
+	if _, err := asn1.Unmarshal(p7.Content, &env); err != nil {
+		t.Fatalf("request content is not an EnvelopedData: %v", err)
+	}
+	if alg := env.Content.EncryptedContentInfo.ContentEncryptionAlgorithm.Algorithm; !alg.Equal(pkcs7.OIDEncryptionAlgorithmAES256CBC) {
+		t.Fatalf("request envelope encrypted with %v, want AES-256-CBC (%v)", alg, pkcs7.OIDEncryptionAlgorithmAES256CBC)
+	}
+}

@@ -109,10 +109,29 @@ func MeasureRSAFloor(caBits, raBits int, d time.Duration) (Floor, error) {
 // Measure measures the floor for about d. The per-operation costs are measured on one goroutine; the rate with
 // all CPUs busy, so that shared caches and turbo limits count as they do under load.
 func (m *FloorMeter) Measure(d time.Duration) (Floor, error) {
+	return m.measure(d, runtime.GOMAXPROCS(0))
+}
+
+// MeasureOn measures the floor of one CPU, cpu, for about d: the per-operation costs and the rate on one OS
+// thread pinned to it. It is the floor of a server pinned to that CPU (AZSCEP_BENCH_PIN), whatever the rest of
+// this process is pinned to meanwhile.
+func (m *FloorMeter) MeasureOn(d time.Duration, cpu int) (Floor, error) {
+	var f Floor
+	err := onCPUs([]int{cpu}, func() error {
+		var err error
+		f, err = m.measure(d, 1)
+		return err
+	})
+	return f, err
+}
+
+// measure runs the floor on cpus goroutines; with one, on the calling goroutine (so on its OS thread, which
+// MeasureOn has pinned).
+func (m *FloorMeter) measure(d time.Duration, cpus int) (Floor, error) {
 	if d <= 0 {
 		return Floor{}, errors.New("loadgen: floor duration must be positive")
 	}
-	f := Floor{CABits: m.caBits, RABits: m.raBits, CPUs: runtime.GOMAXPROCS(0)}
+	f := Floor{CABits: m.caBits, RABits: m.raBits, CPUs: cpus}
 	timeOp := func(op func() error) (time.Duration, error) {
 		const n = 20
 		start := time.Now()
@@ -142,22 +161,25 @@ func (m *FloorMeter) Measure(d time.Duration) (Floor, error) {
 	)
 	deadline := time.Now().Add(d)
 	start := time.Now()
-	for range f.CPUs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Now().Before(deadline) {
-				if err := m.Enroll(); err != nil {
-					mu.Lock()
-					firstErr = cmp.Or(firstErr, err)
-					mu.Unlock()
-					return
-				}
-				done.Add(1)
+	run := func() {
+		for time.Now().Before(deadline) {
+			if err := m.Enroll(); err != nil {
+				mu.Lock()
+				firstErr = cmp.Or(firstErr, err)
+				mu.Unlock()
+				return
 			}
-		}()
+			done.Add(1)
+		}
 	}
-	wg.Wait()
+	if cpus == 1 {
+		run()
+	} else {
+		for range cpus {
+			wg.Go(run)
+		}
+		wg.Wait()
+	}
 	if firstErr != nil {
 		return Floor{}, fmt.Errorf("loadgen: floor: %w", firstErr)
 	}

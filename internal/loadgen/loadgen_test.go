@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -15,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,8 +33,38 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(pinHelperEnv) != "" {
+		pinHelper()
+		return
+	}
 	scep.Init() // the process-wide pkcs7 settings the server uses, as in the handler
 	os.Exit(m.Run())
+}
+
+// pinHelperEnv makes the test binary a helper process for the pinning tests (pinHelper).
+const pinHelperEnv = "LOADGEN_PIN_HELPER"
+
+// pinHelper prints its GOMAXPROCS, then for each "spawn" line on stdin starts four goroutines locked to new OS
+// threads and answers "spawned", until stdin closes.
+func pinHelper() {
+	fmt.Println(runtime.GOMAXPROCS(0))
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		if sc.Text() != "spawn" {
+			continue
+		}
+		var ready sync.WaitGroup
+		for range 4 {
+			ready.Add(1)
+			go func() {
+				runtime.LockOSThread()
+				ready.Done()
+				select {}
+			}()
+		}
+		ready.Wait()
+		fmt.Println("spawned")
+	}
 }
 
 func plainRequests(n int, path string) []Request {
