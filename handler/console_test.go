@@ -438,6 +438,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.shotViewport("revoke-confirm")
 	b.do("confirm", chromedp.Click(chromedp.ID("confirm-yes")))
 	b.waitFor("revoked notice", `!!document.querySelector("#revoke-result .notice.ok")`)
+	// The outcome names the reason as the form offered it, not the CRL's identifier.
+	if got := eval[string](b, `document.querySelector("#revoke-result").innerText`); !strings.Contains(got, "as revoked (key compromise).") {
+		t.Errorf("the revocation's outcome does not name its reason in words: %q", got)
+	}
 	// The revocation's comment is shown with the certificate, where the admin who looks later reads why.
 	b.waitFor("the comment shown", `[...document.querySelectorAll(".card")].some(c => c.innerText.includes("Comment or reference") && c.innerText.includes("lost on a train"))`)
 	// So is the key's compromise mark: this revocation wrote it.
@@ -788,13 +792,13 @@ func TestConsoleRevokeOutcomeShown(t *testing.T) {
 		t.Fatalf("the injected 503 should follow a real revocation: %+v %v", rec, err)
 	}
 	b.waitFor("the page re-read the record", `(document.querySelector(".title-row .badge")||{}).textContent === "revoked" && !document.querySelector("#revoke-button")`)
-	if got := eval[string](b, `document.querySelector("#revoke-result").innerText`); !strings.Contains(got, "keyCompromise") || !strings.Contains(got, "503") {
+	if got := eval[string](b, `document.querySelector("#revoke-result").innerText`); !strings.Contains(got, "revoked (key compromise)") || !strings.Contains(got, "503") {
 		t.Errorf("the outcome does not say both the API's answer and the recorded revocation: %q", got)
 	}
 	b.shot("revoke-503-recorded")
 	b.do("restore fetch", chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
 	b.do("complete the revocation", chromedp.Click(chromedp.ID("revoke-retry")))
-	b.waitFor("completed", `(document.querySelector("#revoke-result .notice.ok")||{}).textContent?.includes("recorded reason is keyCompromise")`)
+	b.waitFor("completed", `(document.querySelector("#revoke-result .notice.ok")||{}).textContent?.includes("recorded reason is key compromise.")`)
 
 	// 2. The revocation succeeds, but re-reading the certificate answers 503: the success is still reported.
 	serial = store.SerialString(second.SerialNumber)

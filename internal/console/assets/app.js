@@ -1123,12 +1123,12 @@
     if (!res || res.dataset.serial !== serial) return;
     if (r) {
       return res.replaceChildren(notice("ok", el("strong", { text: r.alreadyRevoked ? "Already revoked. " : "Revoked. " }),
-        r.alreadyRevoked ? "The certificate had been revoked before; the recorded reason is " + r.revocationReason + "." : "The CRL and OCSP now report this certificate as revoked (" + r.revocationReason + ")."));
+        r.alreadyRevoked ? "The certificate had been revoked before; the recorded reason is " + reasonLabel(r.revocationReason).toLowerCase() + "." : "The CRL and OCSP now report this certificate as revoked (" + reasonLabel(r.revocationReason).toLowerCase() + ")."));
     }
     const answer = failed instanceof ApiError ? (failed.status || "nothing") + (failed.problem.code ? " (" + failed.problem.code + ")" : "") + ": " + failed.message : String(failed);
     if (now && now.status === "revoked") {
       return res.replaceChildren(notice("warn", el("strong", { text: "Revoked, not yet complete. " }),
-        "The certificate is recorded as revoked (" + (now.revocationReason || "unspecified") + "), but the CA answered " + answer + " before it finished." +
+        "The certificate is recorded as revoked (" + reasonLabel(now.revocationReason).toLowerCase() + "), but the CA answered " + answer + " before it finished." +
         " Revoke again to complete it on every instance; the recorded reason stays.",
         el("div", { class: "actions" }, el("button", { type: "button", class: "primary", id: "revoke-retry", onclick: () => revoke(serial, reason, comment), text: "Complete the revocation" }))));
     }
