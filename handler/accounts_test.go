@@ -86,6 +86,61 @@ func TestTimerRevokesCertificatesOfDisabledAccounts(t *testing.T) {
 	}
 }
 
+// TestTimerRevokesDeviceCertificatesGivenAway: Dave gets a self-service certificate at /api/csr for his laptop, an
+// Entra device he owns, and later the laptop is given to Frank (its registered owner changes). Once the certificate
+// is older than the owner check's grace, the hourly timer asks Graph who owns the laptop, revokes Dave's certificate
+// for affiliationChanged by the owner check (OCSP says so at once) and its Logs say so; while Graph refuses the
+// question, a run revokes nothing and its Logs say why.
+func TestTimerRevokesDeviceCertificatesGivenAway(t *testing.T) {
+	s := startNames(t, "AZSCEP_API_REVOKE_DISABLED=true")
+	dave, frank, laptop := entrafake.NewGUID(), entrafake.NewGUID(), entrafake.NewGUID()
+	s.entra.graph.AddDevice(laptop, dave)
+	laptopCert := s.wantAPICert(t, s.entra.MintUser(dave, "dave@contoso.example", []string{entra.RoleCSRSelfService}),
+		testca.CSROptions{Subject: pkix.Name{CommonName: laptop}})
+	serial := store.SerialString(laptopCert.SerialNumber)
+	ctx := context.Background()
+	// Issued a day ago, as far as the owner check is concerned: one issued minutes ago is not asked about.
+	rec, err := s.store.Get(ctx, serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Created = rec.Created.Add(-24 * time.Hour)
+	if err := s.store.Update(ctx, rec, store.StatusIssued); err != nil {
+		t.Fatal(err)
+	}
+	if logs := postTimer(t, http.DefaultClient, s.base); !strings.Contains(logs,
+		"Entra device owner check: 1 pages of /api/csr certificates, 1 owners asked about, 0 no longer owners") {
+		t.Fatalf("first run's Logs:\n%s", logs)
+	}
+	s.entra.graph.SetOwners(laptop, frank)
+
+	s.entra.graph.SetFault(entrafake.Fault{Status: http.StatusForbidden,
+		Path: "/v1.0/devices(deviceId='" + laptop + "')/registeredOwners"})
+	logs := postTimer(t, http.DefaultClient, s.base)
+	if !strings.Contains(logs, "1 questions Graph did not answer revoked nothing") {
+		t.Fatalf("run with Graph refusing: Logs\n%s", logs)
+	}
+	if rec, err := s.store.Get(ctx, serial); err != nil || rec.Status != store.StatusIssued {
+		t.Fatalf("the laptop's record after a refused check: %v", recordState(rec, err))
+	}
+	s.entra.graph.SetFault(entrafake.Fault{})
+	logs = postTimer(t, http.DefaultClient, s.base)
+	if !strings.Contains(logs, "revoked 1 self-service device certificates whose requester no longer owns the device: "+serial) {
+		t.Fatalf("the timer's Logs do not name the laptop's certificate %s:\n%s", serial, logs)
+	}
+	rec, err = s.store.Get(ctx, serial)
+	if err != nil || rec.Status != store.StatusRevoked || rec.RevocationReason != revocation.AffiliationChanged ||
+		rec.RevokedBy != revocation.OwnersBy {
+		t.Fatalf("the laptop's record: %v; want revoked for affiliationChanged by %s", recordState(rec, err),
+			revocation.OwnersBy)
+	}
+	if st := ocspStatus(t, s.base, laptopCert, caOf(t, s)); st.Status != xocsp.Revoked ||
+		st.RevocationReason != xocsp.AffiliationChanged {
+		t.Errorf("OCSP for the laptop's certificate: status %d reason %d, want revoked, affiliationChanged", st.Status,
+			st.RevocationReason)
+	}
+}
+
 // TestTimerRevokesCertificatesOfAccountsDeletedBeforeFirstRun: a user gets a self-service certificate at /api/csr
 // and is deleted before the hourly timer ever ran. The first run's enumeration lists only the accounts there, so it
 // asks Graph about the account it did not name, revokes its certificate for affiliationChanged (OCSP says so at once)

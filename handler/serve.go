@@ -891,7 +891,42 @@ func (d *deps) revokeDisabledAccounts(ctx context.Context) []string {
 		lines = append(lines, fmt.Sprintf("Entra sweep: asked Graph about the holders of %d pages of /api/csr certificates; the next run goes on with that check where it stopped, reading the delta meanwhile",
 			sw.Checked))
 	}
-	return lines
+	return append(lines, d.ownerCheckReport(sw.Owners, sw.OwnersErr)...)
+}
+
+// ownerCheckReport logs the self-service device certificates the owner check revoked and returns the invocation's
+// lines about it: what it asked, what Graph did not answer, where the cycle stands, and what it revoked or how it
+// failed (sweepReport).
+func (d *deps) ownerCheckReport(sw revocation.OwnerSweep, err error) []string {
+	if sw.Checked == 0 && sw.Pages == 0 && err == nil && !sw.Left {
+		return nil
+	}
+	for _, rec := range sw.Revoked {
+		d.log.Warn("revoked a self-service device certificate whose requester no longer owns the device", "serial",
+			rec.Serial, "subject", rec.Subject, "requester", rec.Requester, "reference", rec.RevocationRef)
+	}
+	cycle := "the next run goes on where it stopped"
+	if sw.Cycled {
+		cycle = "cycle done, the next run begins another"
+	}
+	line := fmt.Sprintf("Entra device owner check: %d pages of /api/csr certificates, %d owners asked about, %d no longer owners, %d devices Graph no longer has; %s",
+		sw.Pages, sw.Checked, sw.NotOwned, sw.Unknown, cycle)
+	if sw.Failed > 0 {
+		// Nothing is revoked for these: they are asked about again in the next cycle.
+		d.log.Warn("Entra device owner check: Graph did not answer", "questions", sw.Failed, "first", sw.FirstFailure)
+		line += fmt.Sprintf("; %d questions Graph did not answer revoked nothing (asked again next cycle): %v", sw.Failed,
+			sw.FirstFailure)
+	}
+	for _, serial := range sw.Skipped {
+		d.log.Error("Entra device owner check passed over a certificate: its revocation failed in every one of the last runs",
+			"serial", serial, "runs", revocation.MaxRecordTries)
+	}
+	if len(sw.Skipped) > 0 {
+		line += fmt.Sprintf("; passed over %d certificates whose revocation failed %d runs in a row: %s", len(sw.Skipped),
+			revocation.MaxRecordTries, strings.Join(sw.Skipped, ", "))
+	}
+	return append([]string{line}, d.sweepReport(sw.Revoked, err,
+		"revoked %d self-service device certificates whose requester no longer owns the device", "Entra device owner check")...)
 }
 
 // deltaSweepReport logs the records a delta sweep revoked and returns the invocation's lines about it: its pages,

@@ -371,18 +371,33 @@ type DisabledSweep struct {
 	// at each (its revocation, or the lookup of its holder, failing): they are not revoked by the sweep, and an
 	// operator must look at them.
 	Skipped []string
+	// Owners is what the owner check of self-service device certificates did (CheckDeviceOwners), when the
+	// directory checks owners; OwnersErr says how it stopped short (its Skipped are not in Skipped).
+	Owners    OwnerSweep
+	OwnersErr error
 }
 
 // RevokeDisabled is RevokeDisabledAccounts and RevokeDisabledDevices in one call, which scans the REST certificates
 // once for both: the accounts and the devices the pages of this call named, or the round an earlier call began and
 // whose scan is not finished. Each delta is read within a third of the time ctx leaves at most, so that one
-// enumeration of a large tenant neither keeps the other from being read nor leaves the scan no time.
+// enumeration of a large tenant neither keeps the other from being read nor leaves the scan no time. Last, with the
+// time left, a directory that checks owners (OwnerLookup) has the self-service device certificates' owners
+// re-checked (CheckDeviceOwners): a revocation for a disabled or deleted account or device comes first.
 func RevokeDisabled(ctx context.Context, st store.Store, dir Directory, now time.Time) DisabledSweep {
 	users, devices := usersSet(dir), devicesSet(dir)
 	stats := sweepDirectory(ctx, st, now, users, devices)
-	return DisabledSweep{Accounts: users.sw, Devices: devices.sw, AccountsErr: users.err, DevicesErr: devices.err,
+	sw := DisabledSweep{Accounts: users.sw, Devices: devices.sw, AccountsErr: users.err, DevicesErr: devices.err,
 		Scanned: stats.scanned, ScanLeft: stats.scanLeft, Checked: stats.checked, CheckLeft: stats.checkLeft,
 		Skipped: stats.skipped}
+	if owners, ok := dir.(OwnerLookup); ok {
+		if ctx.Err() != nil {
+			// The delta and the passes took the call's time: the cycle goes on in the next call.
+			sw.Owners.Left = true
+		} else {
+			sw.Owners, sw.OwnersErr = CheckDeviceOwners(ctx, st, owners, now)
+		}
+	}
+	return sw
 }
 
 func usersSet(dir UsersDelta) *sweepSet {
@@ -801,6 +816,8 @@ type recordScan struct {
 	answered func() bool
 	// skipped are the records this call passed over (MaxRecordTries).
 	skipped []string
+	// revoked are the records this call revoked, whatever set they are of.
+	revoked []*store.Record
 }
 
 // add makes s one of the sets the scan is for, under its round's or pass's id.
@@ -895,6 +912,7 @@ func (sc *recordScan) run(ctx context.Context, st store.Store, now time.Time) (i
 		etag = e
 		sc.skipped = append(sc.skipped, re.serial)
 	}
+	sc.revoked = done
 	for _, rec := range done {
 		for _, s := range sc.sets {
 			if (rec.RevokedBy == DevicesBy) == s.devices {
@@ -996,10 +1014,36 @@ func verifyPasses(ctx context.Context, st store.Store, now time.Time, sets []*sw
 	return scanned, err != nil, sc.skipped
 }
 
-// lookupKey is one question of a verifying pass: an object of a set.
+// lookupKey is one question of a verifying pass or an owner check: an object (or an owner and a device) of a set.
 type lookupKey struct {
-	set *sweepSet
+	set lookupSet
 	id  string
+}
+
+// lookupSet is what the questions of a lookupKey are about: the accounts or the device objects of a verifying pass
+// (sweepSet), or the owners of self-service device certificates (ownerSet).
+type lookupSet interface {
+	// lookup asks Graph about id: false only for a definite answer that revokes.
+	lookup(ctx context.Context, id string) (bool, error)
+	// tally counts an answer in the set's report; lookups holds its lock.
+	tally(there bool, err error)
+}
+
+// lookup is the question of a verifying pass: is the object still there.
+func (s *sweepSet) lookup(ctx context.Context, id string) (bool, error) {
+	there, err := s.exists(ctx, id)
+	if err != nil {
+		err = fmt.Errorf("asking Graph about %s %s: %w", strings.TrimSuffix(s.what, "s"), id, err)
+	}
+	return there, err
+}
+
+// tally counts the answer in the set's LookedUp and Missing.
+func (s *sweepSet) tally(there bool, err error) {
+	s.sw.LookedUp++
+	if err == nil && !there {
+		s.sw.Missing++
+	}
 }
 
 // lookupAnswer is Graph's answer to a lookupKey: whether the object is there, or why Graph did not say.
@@ -1008,8 +1052,8 @@ type lookupAnswer struct {
 	err   error
 }
 
-// lookups asks Graph the questions of one call's verifying passes, at most left more, and keeps each answer for the
-// call.
+// lookups asks Graph the questions of one call's verifying passes (or of its owner check), at most left more, and
+// keeps each answer for the call.
 type lookups struct {
 	mu      sync.Mutex
 	left    int
@@ -1071,19 +1115,13 @@ func (l *lookups) answer(ctx context.Context, k lookupKey) (bool, error) {
 
 // one asks Graph about k and keeps the answer, counting it in its set.
 func (l *lookups) one(ctx context.Context, k lookupKey) (bool, error) {
-	there, err := k.set.exists(ctx, k.id)
-	if err != nil {
-		err = fmt.Errorf("asking Graph about %s %s: %w", strings.TrimSuffix(k.set.what, "s"), k.id, err)
-	}
+	there, err := k.set.lookup(ctx, k.id)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.answers[k] = lookupAnswer{there: there, err: err}
-	k.set.sw.LookedUp++
+	k.set.tally(there, err)
 	if err == nil {
 		l.answered++
-	}
-	if err == nil && !there {
-		k.set.sw.Missing++
 	}
 	return there, err
 }

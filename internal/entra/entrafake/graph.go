@@ -401,6 +401,38 @@ func (g *Graph) SetAccountEnabled(deviceID string, enabled bool) {
 	}
 }
 
+// SetOwners replaces the registered owners of the Entra device with the given deviceId, as an administrator does
+// when a device changes hands (or Windows re-registers it for its next user). Like Graph, it is no change the devices
+// delta reports. An unknown deviceId fails the test.
+func (g *Graph) SetOwners(deviceID string, owners ...string) {
+	g.tb.Helper()
+	g.mu.Lock()
+	d := g.devices[strings.ToLower(deviceID)]
+	if d != nil {
+		d.owners = owners
+	}
+	g.mu.Unlock()
+	if d == nil {
+		g.tb.Fatalf("entrafake: SetOwners: no device %s", deviceID)
+	}
+}
+
+// SetPrimaryUser makes userID the Intune primary user of the managed device id ("" for none, as a shared device
+// has), as an administrator does in the Intune admin center. An unknown id fails the test.
+func (g *Graph) SetPrimaryUser(id, userID string) {
+	g.tb.Helper()
+	g.mu.Lock()
+	md, ok := g.managed[strings.ToLower(id)]
+	if ok {
+		md.UserID = userID
+		g.managed[strings.ToLower(id)] = md
+	}
+	g.mu.Unlock()
+	if !ok {
+		g.tb.Fatalf("entrafake: SetPrimaryUser: no managed device %s", id)
+	}
+}
+
 // AddManagedDevice registers an Intune managed device.
 func (g *Graph) AddManagedDevice(md ManagedDevice) {
 	g.mu.Lock()
