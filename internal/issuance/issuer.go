@@ -577,7 +577,7 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Resul
 		i.renewLink(ctx, req, rec)
 	} else {
 		if err := i.gate(ctx, req, rec, cert); err != nil {
-			return nil, err // undecided, the reservation counts: one more certificate awaiting Intune's verdict
+			return nil, err // the record says whether the reservation counts: undecided, one more awaits a verdict
 		}
 	}
 	return &Result{Cert: cert, Record: rec}, nil
