@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
 	"net/http"
 	"testing"
 	"time"
@@ -117,8 +116,8 @@ func TestIntuneNotificationOutage(t *testing.T) {
 // TestIntuneBacklogStoreDownFailsClosed: through the handler, on Table Storage (Azurite), an Intune enrollment whose
 // reservation in its key's backlog cannot be written is not signed: the device gets 503 with Retry-After and no
 // CertRep, nothing is recorded, and Intune is told of no success. Its retry once the store answers is signed and
-// delivered, and the delivered certificate's reservation is released, leaving no backlog for the key. Before, the
-// bound lived in memory and an Intune enrollment never wrote it.
+// delivered; the key's backlog then holds that request's reservation alone, naming the delivered record, which
+// settles it (the timer prunes it). Before, the bound lived in memory and an Intune enrollment never wrote it.
 func TestIntuneBacklogStoreDownFailsClosed(t *testing.T) {
 	var fs *storetest.FaultStore
 	s := startIntune(t, intuneSetup{wrap: func(st store.Store) store.Store {
@@ -138,11 +137,15 @@ func TestIntuneBacklogStoreDownFailsClosed(t *testing.T) {
 	noRecordFor(t, s.store, "intune", a.txID())
 
 	fs.Clear()
-	post(t, s.scepURL("intune"), a.req).mustSucceed(t, s.ra)
+	cert := post(t, s.scepURL("intune"), a.req).mustSucceed(t, s.ra)
 	if n := len(s.calls(t, intunefake.RouteSuccess, a.txID())); n != 1 {
 		t.Fatalf("%d successNotifications after the retry, want 1", n)
 	}
-	if _, err := s.store.GetBacklog(t.Context(), store.KeyHash(a.key.Public())); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("the key's backlog after delivery: %v, want none", err)
+	b, err := s.store.GetBacklog(t.Context(), store.KeyHash(a.key.Public()))
+	if err != nil || len(b.Reservations) != 1 || b.Reservations[0].Serial != store.SerialString(cert.SerialNumber) {
+		t.Fatalf("the key's backlog after delivery: %+v, %v; want the delivered certificate's reservation alone", b, err)
+	}
+	if rec, err := s.store.Get(t.Context(), b.Reservations[0].Serial); err != nil || !rec.IntuneNotified {
+		t.Fatalf("the reserved record: %+v, %v; want delivered", rec, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -407,5 +408,42 @@ func TestTimerPrunesExpiredKeyBacklogs(t *testing.T) {
 	}
 	if b, err := in.d.store.GetBacklog(ctx, recent.PublicKey); err != nil || len(b.Reservations) != 2 {
 		t.Errorf("backlog with a reservation of the last hour after the timer: %+v, %v; want kept", b, err)
+	}
+}
+
+// TestTimerPrunesAnHourOfIntuneKeys: the enrollment path leaves one backlog per key enrolled through Intune, so one
+// timer run deletes all of an hour's worth of them — here 1,200, more than a page of the listing — rather than a
+// few hundred, leaving none for the runs after it to fall behind on. Before, a run deleted 500 at most.
+func TestTimerPrunesAnHourOfIntuneKeys(t *testing.T) {
+	in := startInstance(t, localEnv(t))
+	ctx := t.Context()
+	at := in.clock.Now().Add(-90 * time.Minute)
+	const keys = 1200
+	var wg sync.WaitGroup
+	errs := make(chan error, keys)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < keys; i += 8 {
+				b := &store.Backlog{PublicKey: fmt.Sprintf("%064x", 0xa000+i), Reservations: []store.Reservation{{Serial: fmt.Sprintf("%X", 0x100+i), At: at}}}
+				if err := in.d.store.PutBacklog(ctx, b); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	logs := in.timer(t)
+	if want := fmt.Sprintf("pruned %d expired key backlogs", keys); !strings.Contains(logs, want) {
+		t.Errorf("timer logs do not say %q:\n%s", want, logs)
+	}
+	if n, err := in.d.store.PruneBacklogs(ctx, in.clock.Now().Add(-time.Hour), 10*keys); n != 0 || err != nil {
+		t.Errorf("after the timer, %d expired backlogs were left (%v); want none", n, err)
 	}
 }

@@ -714,11 +714,15 @@ const (
 	pendingSweepReserve = 30 * time.Second
 	// backlogPruneTimeout bounds the deletion of expired per-key backlogs (issuance.Issuer.PruneBacklogs), taken from
 	// what the steps before it left over pendingSweepReserve, as the account sweep's extra time is: none of it is
-	// set aside in the plan. Leftovers wait for the next run; an expired backlog counts for nothing meanwhile.
-	backlogPruneTimeout = 10 * time.Second
-	// backlogPruneBatch is how many expired backlogs one run deletes at most: a backlog is left behind only by a
-	// key whose notification got no verdict, or a release that failed.
-	backlogPruneBatch = 500
+	// set aside in the plan, whose sync budget a download and its persist just fit. The enrollment path leaves one
+	// backlog per key enrolled through Intune, so a fleet of 20,000 Intune enrollments an hour leaves some 20,000 a
+	// run: 200 transactions of 100 deletes, some 10 to 20 s in Azure (a partition serves 2,000 entities a second),
+	// which the minute leaves room for, and for catching up after a run the sync left no time. Leftovers wait for
+	// the next run; an expired backlog counts for nothing meanwhile.
+	backlogPruneTimeout = time.Minute
+	// backlogPruneMax is how many expired backlogs one run deletes at most: two and a half hours of such a fleet,
+	// so that a run after one the sync left no time catches up, and a bound on what one run lists and deletes.
+	backlogPruneMax = 50_000
 )
 
 // syncBudget is the revocation sync's Budget: what the timer's other steps and the run's own overrun
@@ -797,7 +801,7 @@ func (d *deps) pruneBacklogs(ctx context.Context) []string {
 	}
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	n, err := d.issuer.PruneBacklogs(ctx, backlogPruneBatch)
+	n, err := d.issuer.PruneBacklogs(ctx, backlogPruneMax)
 	if err != nil {
 		d.log.Warn("pruning expired key backlogs failed", "pruned", n, "err", err)
 		return []string{fmt.Sprintf("pruned %d expired key backlogs, then failed: %v", n, err)}

@@ -15,9 +15,13 @@ import (
 // (store.Backlogs, one ETag-conditioned write, before its pending record and its signature), and once maxUndecided
 // reservations of the key within undecidedWindow may still await a verdict — in flight, or withheld undecided — a
 // further gated request for that key is not signed (503, as the outage itself) until one is delivered or its hour
-// passes; the retry that redelivers a withheld certificate costs no signature and still goes through. A reservation
-// is released when its request signs nothing or its certificate leaves or is refused for good, and kept (for its
-// hour) when its gate got no verdict.
+// passes; the retry that redelivers a withheld certificate costs no signature and still goes through.
+//
+// A reservation whose request committed its pending record is never removed on the enrollment path: from then on
+// that record says whether it may still await a verdict (awaiting), so a delivered, refused or abandoned one stops
+// counting by itself, and a fresh key's enrollment costs one backlog call (the create). The hourly timer deletes
+// the backlogs whose reservations all expired (PruneBacklogs). A request that recorded nothing under its serial
+// releases its reservation before it answers (release): its record would never settle it.
 const (
 	maxUndecided    = 3
 	undecidedWindow = time.Hour
@@ -105,7 +109,7 @@ func (i *Issuer) counting(ctx context.Context, rs []store.Reservation, now time.
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			// A request between its reservation and its pending record, or one that recorded nothing and whose
-			// release was lost: counted for as long as a pending record counts as in progress.
+			// release failed: counted for as long as a pending record counts as in progress.
 			if now.Sub(r.At) < i.stale {
 				kept = append(kept, r)
 			}
@@ -119,7 +123,9 @@ func (i *Issuer) counting(ctx context.Context, rs []store.Reservation, now time.
 }
 
 // awaiting reports whether rec, a reserved record, may still await Intune's verdict: pending (its signature in
-// flight, or its outcome unknown), or issued and neither delivered nor refused for good.
+// flight, or its outcome unknown), or issued and neither delivered nor refused for good. Every other outcome of a
+// recorded request — delivered (IntuneNotified), refused for good (Withheld, not GateUndecided), abandoned (no
+// signature), revoked — is settled, which is what lets a recorded request keep its reservation (backlog.go's doc).
 func awaiting(rec *store.Record) bool {
 	switch rec.Status {
 	case store.StatusPending:
@@ -130,10 +136,10 @@ func awaiting(rec *store.Record) bool {
 	return false
 }
 
-// release removes r from its key's backlog, for a request that signed nothing, or whose certificate left or was
-// refused for good: one delete when its own write left it alone there, a read and a write (or delete) otherwise. It
-// runs detached with a deadline of its own, and a failure is only logged: a reservation left behind is dropped by
-// the next request that finds the backlog full (counting) and expires within the hour.
+// release removes r from its key's backlog, for a request that recorded nothing under its serial (a replay, a
+// refusal, an answer from the key's earlier attempt, a store error): one delete when its own write left it alone
+// there, a read and a write (or delete) otherwise. It runs detached with a deadline of its own, and a failure is
+// only logged: a reservation left behind counts for StaleAfter at most (counting) and expires within the hour.
 func (i *Issuer) release(ctx context.Context, r *reservation) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
@@ -185,7 +191,8 @@ func (i *Issuer) release(ctx context.Context, r *reservation) {
 }
 
 // PruneBacklogs deletes at most limit backlogs whose reservations all expired (undecidedWindow): the hourly timer's
-// housekeeping, since a backlog is deleted on the enrollment path only when its last reservation is released.
+// housekeeping, which keeps the backlog partition to the keys of the last hour or two, since the enrollment path
+// leaves every recorded request's reservation behind (one backlog per key enrolled through Intune).
 func (i *Issuer) PruneBacklogs(ctx context.Context, limit int) (int, error) {
 	n, err := i.store.PruneBacklogs(ctx, i.now().Add(-undecidedWindow), limit)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -147,20 +148,25 @@ func TestUndecidedBoundStoreFailureFailsClosed(t *testing.T) {
 	}
 }
 
+// deliveredGate is a delivery gate Intune accepts.
+func deliveredGate(_ context.Context, rec *store.Record, _ *x509.Certificate) error {
+	rec.IntuneNotified = true
+	return nil
+}
+
 // TestGatedIssuanceReservesBeforeTheSignature: a gated request's reservation is durable in its key's backlog before
-// the signature (Reauthorize runs just before it and finds it, naming the pending record), and a delivered
-// certificate's reservation is released, so a fresh key leaves nothing behind: one backlog write before, one
-// delete after, and no read. Requests without a gate (static SCEP, /api/csr) never touch the backlog
-// (TestFreshIssuanceTwoRoundTrips). Before, nothing was written before the signature.
+// the signature (Reauthorize runs just before it and finds it, naming the pending record), and a fresh key's
+// enrollment makes one backlog call, the create: the delivered certificate's reservation is left for the record to
+// settle (counting) and the timer to prune, so the enrollment costs four store calls in all — the reservation, the
+// pending record with its claim, the issued update, the delivery's bookkeeping — and reads nothing. Requests without
+// a gate (static SCEP, /api/csr) never touch the backlog (TestFreshIssuanceTwoRoundTrips). Before, the delivered
+// certificate's reservation was deleted before the answer: five calls.
 func TestGatedIssuanceReservesBeforeTheSignature(t *testing.T) {
 	ctx := context.Background()
 	fs := storetest.NewFaultStore(memstore.New())
 	f := newFixture(t, fs)
 	f.signer.st = fs.Inner()
-	req := f.gatedRequest(t, "tx-reserved", func(_ context.Context, rec *store.Record, _ *x509.Certificate) error {
-		rec.IntuneNotified = true
-		return nil
-	})
+	req := f.gatedRequest(t, "tx-reserved", deliveredGate)
 	key := store.KeyHash(leafKey.Public())
 	var reserved string
 	req.Reauthorize = func(ctx context.Context) error {
@@ -181,12 +187,96 @@ func TestGatedIssuanceReservesBeforeTheSignature(t *testing.T) {
 	if res.Record.Serial != reserved {
 		t.Fatalf("issued %s, reserved %s", res.Record.Serial, reserved)
 	}
-	if _, err := fs.Inner().GetBacklog(ctx, key); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("backlog after delivery: %v, want none", err)
+	want := []string{storetest.MethodPutBacklog, storetest.MethodInsertBound, storetest.MethodUpdate, storetest.MethodUpdate}
+	if got := callsOf(fs, want); fs.TotalCalls() != len(want) || !slices.Equal(got, []int{1, 1, 2, 2}) {
+		t.Fatalf("store calls: %d in all, %v of %v; want exactly one reservation, one pending record, two updates",
+			fs.TotalCalls(), got, want)
 	}
-	if fs.Calls(storetest.MethodPutBacklog) != 1 || fs.Calls(storetest.MethodDeleteBacklog) != 1 || fs.Calls(storetest.MethodGetBacklog) != 0 {
-		t.Fatalf("backlog calls: %d writes, %d deletes, %d reads; want 1, 1, 0", fs.Calls(storetest.MethodPutBacklog),
-			fs.Calls(storetest.MethodDeleteBacklog), fs.Calls(storetest.MethodGetBacklog))
+	if b, err := fs.Inner().GetBacklog(ctx, key); err != nil || len(b.Reservations) != 1 || b.Reservations[0].Serial != reserved {
+		t.Fatalf("backlog after delivery: %+v, %v; want the delivered certificate's reservation, left for the timer", b, err)
+	}
+}
+
+// callsOf is how many calls fs saw of each of methods.
+func callsOf(fs *storetest.FaultStore, methods []string) []int {
+	n := make([]int, len(methods))
+	for i, m := range methods {
+		n[i] = fs.Calls(m)
+	}
+	return n
+}
+
+// TestSettledReservationsStopCounting: reservations left behind by requests whose records settled — delivered,
+// refused for good by Intune, abandoned because the signature failed — do not count against the bound, however many
+// of them the key's backlog holds within the hour, and none of those requests deletes one: a key signed for and
+// delivered again and again keeps being signed for, and maxUndecided undecided ones among them still close it.
+// Before, each of these requests deleted its reservation before it answered.
+func TestSettledReservationsStopCounting(t *testing.T) {
+	ctx := context.Background()
+	fs := storetest.NewFaultStore(memstore.New())
+	f := newFixture(t, fs)
+	f.signer.st = fs.Inner()
+	refusedGate := func(context.Context, *store.Record, *x509.Certificate) error {
+		return errors.New("intune: successNotification: the device is not compliant")
+	}
+	for n := range 2 * maxUndecided {
+		if _, err := f.iss.Issue(ctx, f.gatedRequest(t, fmt.Sprint("tx-delivered-", n), deliveredGate)); err != nil {
+			t.Fatalf("delivery %d: %v", n+1, err)
+		}
+		if _, err := f.iss.Issue(ctx, f.gatedRequest(t, fmt.Sprint("tx-refused-", n), refusedGate)); !errors.Is(err, ErrWithheld) ||
+			errors.Is(err, ErrUndecided) {
+			t.Fatalf("refusal %d: %v, want withheld for good", n+1, err)
+		}
+		f.signer.fail = errors.New("key vault says no")
+		if _, err := f.iss.Issue(ctx, f.gatedRequest(t, fmt.Sprint("tx-abandoned-", n), deliveredGate)); !errors.Is(err, ErrSigner) {
+			t.Fatalf("failed signature %d: %v, want ErrSigner", n+1, err)
+		}
+		f.signer.fail = nil
+	}
+	if n := fs.Calls(storetest.MethodDeleteBacklog); n != 0 {
+		t.Fatalf("%d backlog deletes on the enrollment path, want none", n)
+	}
+	b, err := fs.Inner().GetBacklog(ctx, store.KeyHash(leafKey.Public()))
+	if err != nil || len(b.Reservations) == 0 {
+		t.Fatalf("the key's backlog: %+v, %v; want the settled reservations left in it", b, err)
+	}
+	for n := range maxUndecided {
+		if _, err := f.iss.Issue(ctx, f.gatedRequest(t, fmt.Sprint("tx-undecided-", n), undecidedGate)); errors.Is(err, ErrUndecidedBacklog) {
+			t.Fatalf("undecided %d after %d settled requests: %v; the settled ones count", n+1, 6*maxUndecided, err)
+		}
+	}
+	signs := f.signer.signs.Load()
+	if _, err := f.iss.Issue(ctx, f.gatedRequest(t, "tx-undecided-over", undecidedGate)); !errors.Is(err, ErrUndecidedBacklog) ||
+		f.signer.signs.Load() != signs {
+		t.Fatalf("past the bound: %v; want ErrUndecidedBacklog and no signature", err)
+	}
+}
+
+// TestUnrecordedRequestsReleaseTheirReservations: a request that records nothing under its serial — a replay of
+// the key's delivered certificate, answered from the store — takes its reservation out again before it answers, as
+// its record would never settle it: a device that repeats its request many times within the hour keeps getting its
+// certificate, and the backlog holds only the delivered one's reservation.
+func TestUnrecordedRequestsReleaseTheirReservations(t *testing.T) {
+	ctx := context.Background()
+	fs := storetest.NewFaultStore(memstore.New())
+	f := newFixture(t, fs)
+	f.signer.st = fs.Inner()
+	first, err := f.iss.Issue(ctx, f.gatedRequest(t, "tx-repeated", deliveredGate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := range 3 * maxUndecided {
+		res, err := f.iss.Issue(ctx, f.gatedRequest(t, "tx-repeated", deliveredGate))
+		if err != nil || res.Record.Serial != first.Record.Serial {
+			t.Fatalf("replay %d: %v; want the delivered certificate %s", n+1, err, first.Record.Serial)
+		}
+	}
+	if f.signer.signs.Load() != 1 {
+		t.Fatalf("%d signatures, want 1", f.signer.signs.Load())
+	}
+	b, err := fs.Inner().GetBacklog(ctx, store.KeyHash(leafKey.Public()))
+	if err != nil || len(b.Reservations) != 1 || b.Reservations[0].Serial != first.Record.Serial {
+		t.Fatalf("the key's backlog after the replays: %+v, %v; want the delivered certificate's reservation alone", b, err)
 	}
 }
 

@@ -479,7 +479,7 @@ func (i *Issuer) Issue(ctx context.Context, req *Request) (*Result, error) {
 	return v.(*Result), nil
 }
 
-func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (_ *Result, err error) {
+func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (*Result, error) {
 	if err := i.refuse(ctx, req, sk); err != nil {
 		return nil, err
 	}
@@ -488,10 +488,13 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (_ *Res
 		return nil, err
 	}
 	var held *reservation // this request's place in its key's backlog (gated requests)
-	signed := false
+	recorded := false     // this request's own pending record committed
 	defer func() {
-		// Kept only for a certificate signed here whose gate got no verdict: that is what the bound counts.
-		if held != nil && (!signed || !errors.Is(err, ErrUndecided)) {
+		// Once its record is committed, the record tells the bound whether the reservation still counts (counting),
+		// whatever the request's outcome, so the enrollment pays no call to take it out: the timer prunes it. A
+		// reservation naming a serial never recorded would count until StaleAfter (a replay, a refusal, an in-progress
+		// answer, a store error), which repeated retries would turn into a refusal of their own: those release it.
+		if held != nil && !recorded {
 			i.release(ctx, held)
 		}
 	}()
@@ -510,6 +513,7 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (_ *Res
 	}
 	// Steps 1–4: the linted plan and its pending record, committed before the signature.
 	plan, rec, res, err := i.pend(ctx, req, sk, serial)
+	recorded = err == nil && res == nil
 	if res != nil && res.undelivered {
 		return i.redeliver(ctx, req, res)
 	}
@@ -531,7 +535,6 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (_ *Res
 
 	// Step 5: the one CA-key operation, over the linted TBS itself, and the one verification of its signature.
 	der, err := i.sign(plan)
-	signed = der != nil
 	if err != nil {
 		// No signature, or a wrong one: the record turns abandoned with the note, nothing is delivered.
 		i.abandon(rec, "signature failed: "+err.Error())
@@ -574,7 +577,7 @@ func (i *Issuer) issue(ctx context.Context, req *Request, sk subjectKey) (_ *Res
 		i.renewLink(ctx, req, rec)
 	} else {
 		if err := i.gate(ctx, req, rec, cert); err != nil {
-			return nil, err // undecided, the reservation stays: one more certificate awaiting Intune's verdict
+			return nil, err // the record says whether the reservation counts: undecided, one more awaits a verdict
 		}
 	}
 	return &Result{Cert: cert, Record: rec}, nil

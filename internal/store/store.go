@@ -321,8 +321,8 @@ type Meta interface {
 // Backlog is one public key's reservations for gated signatures (issuance's per-key bound on certificates awaiting
 // Intune's verdict): each gated request writes its serial here, ETag-conditioned, before its pending record and its
 // signature, so that every instance sees every other's. It is no record: reservations expire (the caller drops the
-// ones older than its window on every write), a settled one is removed, and an entity whose reservations all expired
-// is deleted (PruneBacklogs).
+// ones older than its window on every write), a settled one stops counting (the caller reads the record it names),
+// and an entity whose reservations all expired is deleted (PruneBacklogs).
 type Backlog struct {
 	// PublicKey is the key's Record.PublicKey: lower-case hex SHA-256 of the SubjectPublicKeyInfo (ValidKeyHash).
 	PublicKey    string

@@ -64,6 +64,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Backlog", testBacklog},
 		{"BacklogRace", testBacklogRace},
 		{"PruneBacklogs", testPruneBacklogs},
+		{"PruneBacklogsMany", testPruneBacklogsMany},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1603,5 +1604,33 @@ func testPruneBacklogs(t *testing.T, s store.Store) {
 	}
 	if v, _, err := s.GetMeta(ctx, keyHash(10)); err != nil || string(v) != "x" {
 		t.Errorf("meta document beside the backlogs: %q, %v", v, err)
+	}
+}
+
+// testPruneBacklogsMany: more expired backlogs than one Table Storage transaction holds (100) are pruned, limit
+// bounding the deletions across transactions, and none of the last hour's goes with them.
+func testPruneBacklogsMany(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const expired, recent = 230, 3
+	for i := range expired + recent {
+		at := base.Add(-time.Hour - time.Duration(i)*time.Second)
+		if i >= expired {
+			at = base.Add(time.Duration(i) * time.Second)
+		}
+		b := &store.Backlog{PublicKey: keyHash(100 + i), Reservations: []store.Reservation{{Serial: fmt.Sprintf("%X", 0x1000+i), At: at}}}
+		if err := s.PutBacklog(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, tc := range []struct{ limit, want int }{{120, 120}, {1000, expired - 120}, {1000, 0}} {
+		if n, err := s.PruneBacklogs(ctx, base, tc.limit); n != tc.want || err != nil {
+			t.Fatalf("PruneBacklogs #%d (limit %d) = %d, %v; want %d", i+1, tc.limit, n, err, tc.want)
+		}
+	}
+	for i := range expired + recent {
+		_, err := s.GetBacklog(ctx, keyHash(100+i))
+		if pruned := i < expired; pruned != errors.Is(err, store.ErrNotFound) || !pruned && err != nil {
+			t.Fatalf("backlog %d after pruning: %v (want pruned %t)", i, err, pruned)
+		}
 	}
 }

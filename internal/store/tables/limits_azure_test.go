@@ -91,8 +91,13 @@ func (l *azureLimits) checkBatch(contentType string, body []byte) {
 			l.refuse("operation: %v", err)
 			continue
 		}
-		b, _ := io.ReadAll(r.Body)
-		pk, rk := l.checkEntity(r.URL.Path, b)
+		var pk, rk string
+		if r.Method == http.MethodDelete {
+			pk, rk = keysOf(r.URL.Path) // no body: nothing but the keys to check
+		} else {
+			b, _ := io.ReadAll(r.Body)
+			pk, rk = l.checkEntity(r.URL.Path, b)
+		}
 		pks[pk] = true
 		if rows[rk] {
 			l.refuse("transaction names row %q twice", rk)
@@ -104,13 +109,8 @@ func (l *azureLimits) checkBatch(contentType string, body []byte) {
 	}
 }
 
-// checkEntity applies Azure's entity limits to one insert, update or merge and returns its keys.
-func (l *azureLimits) checkEntity(path string, body []byte) (pk, rk string) {
-	var e map[string]any
-	if err := json.Unmarshal(body, &e); err != nil {
-		l.refuse("entity body: %v", err)
-		return "", ""
-	}
+// keysOf is the PartitionKey and RowKey an entity's path names, or "" when it names none.
+func keysOf(path string) (pk, rk string) {
 	if m := keysInPath.FindStringSubmatch(path); m != nil {
 		pk, _ = url.PathUnescape(strings.ReplaceAll(m[1], "''", "'"))
 		rk, _ = url.PathUnescape(strings.ReplaceAll(m[2], "''", "'"))
@@ -119,6 +119,17 @@ func (l *azureLimits) checkEntity(path string, body []byte) (pk, rk string) {
 			pk, rk = strings.ReplaceAll(m[1], "''", "'"), strings.ReplaceAll(m[2], "''", "'")
 		}
 	}
+	return pk, rk
+}
+
+// checkEntity applies Azure's entity limits to one insert, update or merge and returns its keys.
+func (l *azureLimits) checkEntity(path string, body []byte) (pk, rk string) {
+	var e map[string]any
+	if err := json.Unmarshal(body, &e); err != nil {
+		l.refuse("entity body: %v", err)
+		return "", ""
+	}
+	pk, rk = keysOf(path)
 	if v, ok := e["PartitionKey"].(string); ok {
 		pk = v
 	}
