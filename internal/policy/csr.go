@@ -625,10 +625,10 @@ type identityURIs struct {
 	sid, intuneDeviceID, nasDeviceID *url.URL
 }
 
-// add counts u, refusing a second SID URI, a second IntuneDeviceId URI, a second ID:…:GUID: URI, and device URIs
-// of the two forms that name different devices. The two device forms are counted apart because a certificate may
-// carry one device's ID in both, IntuneDeviceId:// for Intune and ID:Microsoft Endpoint Manager:GUID:<id> for a
-// network access server (Cisco ISE).
+// add counts u, refusing a second SID URI, a second IntuneDeviceId URI, a second ID:…:GUID: URI (or one with two
+// "GUID:" marks), and device URIs of the two forms that name different devices. The two device forms are counted
+// apart because a certificate may carry one device's ID in both, IntuneDeviceId:// for Intune and
+// ID:Microsoft Endpoint Manager:GUID:<id> for a network access server (Cisco ISE).
 func (c *identityURIs) add(u *url.URL) error {
 	var slot **url.URL
 	var form string
@@ -640,6 +640,11 @@ func (c *identityURIs) add(u *url.URL) error {
 			slot, form = &c.intuneDeviceID, "IntuneDeviceId"
 		} else {
 			slot, form = &c.nasDeviceID, "device ID (ID:…:GUID:)"
+			// Two marks name two devices, and readers differ on which they take (DeviceIDOf the last, a text
+			// search from the start the first, a URI parser none in the fragment): one mark, one device.
+			if strings.Count(strings.ToLower(afterScheme(u)), deviceIDMark) > 1 {
+				return reject(CodeSAN, "device ID URI %q has more than one \"GUID:\": readers differ on which device it names", clip(u.String()))
+			}
 		}
 	default:
 		return nil

@@ -92,6 +92,11 @@ func revokeWhere(ctx context.Context, st store.Store, q store.Query, now time.Ti
 			switch {
 			case errors.Is(err, ErrNotRevocable):
 			case err != nil:
+				if NewlyRevoked(outcome, got) {
+					// Durable before the write that failed (a repair after it): revoked, and reported as such, since
+					// no later scan finds the record issued again.
+					*done = append(*done, got)
+				}
 				return &recordError{serial: rec.Serial, err: fmt.Errorf("revoking %s (%s): %w", rec.Serial, ref, err)}
 			case NewlyRevoked(outcome, got):
 				*done = append(*done, got)
