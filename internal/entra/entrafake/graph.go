@@ -421,15 +421,22 @@ func (g *Graph) SetOwners(deviceID string, owners ...string) {
 // has), as an administrator does in the Intune admin center. An unknown id fails the test.
 func (g *Graph) SetPrimaryUser(id, userID string) {
 	g.tb.Helper()
+	g.changeManaged("SetPrimaryUser", id, func(md *ManagedDevice) { md.UserID = userID })
+}
+
+// changeManaged applies change to the managed device id under the fake's lock; an unknown id fails the test, named
+// after the setter (what) that asked.
+func (g *Graph) changeManaged(what, id string, change func(*ManagedDevice)) {
+	g.tb.Helper()
 	g.mu.Lock()
 	md, ok := g.managed[strings.ToLower(id)]
 	if ok {
-		md.UserID = userID
+		change(&md)
 		g.managed[strings.ToLower(id)] = md
 	}
 	g.mu.Unlock()
 	if !ok {
-		g.tb.Fatalf("entrafake: SetPrimaryUser: no managed device %s", id)
+		g.tb.Fatalf("entrafake: %s: no managed device %s", what, id)
 	}
 }
 
@@ -448,16 +455,7 @@ func (g *Graph) AddManagedDevice(md ManagedDevice) {
 // keeps the device's primary user meanwhile. An unknown id fails the test.
 func (g *Graph) SetManagementState(id, state string) {
 	g.tb.Helper()
-	g.mu.Lock()
-	md, ok := g.managed[strings.ToLower(id)]
-	if ok {
-		md.ManagementState = state
-		g.managed[strings.ToLower(id)] = md
-	}
-	g.mu.Unlock()
-	if !ok {
-		g.tb.Fatalf("entrafake: SetManagementState: no managed device %s", id)
-	}
+	g.changeManaged("SetManagementState", id, func(md *ManagedDevice) { md.ManagementState = state })
 }
 
 // IgnoreManagedDeviceFilter makes the managedDevices list answer every managed device whatever its $filter says, as
