@@ -399,3 +399,18 @@ func backends(t *testing.T, fn func(t *testing.T, tables bool)) {
 	t.Run("memstore", func(t *testing.T) { t.Parallel(); fn(t, false) })
 	t.Run("tables", func(t *testing.T) { t.Parallel(); fn(t, true) })
 }
+
+// crashAtWrite wraps st so that the process dies at its nth write: that write fails (landing first when commit),
+// no write lands after it, and ctx ends — the set-up of the crash-at-each-write tests.
+func crashAtWrite(st store.Store, n int, commit bool) (*storetest.FaultStore, context.Context, context.CancelFunc) {
+	f := storetest.NewFaultStore(st)
+	f.Inject(storetest.Fault{Nth: n, Commit: commit})
+	ctx, cancel := context.WithCancel(context.Background())
+	f.OnCall(func(method string) {
+		if slices.Contains(storetest.WriteMethods, method) && f.Writes() == n {
+			f.Inject(storetest.Fault{})
+			cancel()
+		}
+	})
+	return f, ctx, cancel
+}

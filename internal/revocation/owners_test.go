@@ -241,15 +241,7 @@ func TestOwnerCheckCrashAtEachWrite(t *testing.T) {
 					gave[rec.Serial] = true
 				}
 			}
-			f := storetest.NewFaultStore(e.st)
-			f.Inject(storetest.Fault{Nth: n, Commit: commit})
-			ctx, cancel := context.WithCancel(context.Background())
-			f.OnCall(func(method string) {
-				if slices.Contains(storetest.WriteMethods, method) && f.Writes() == n {
-					f.Inject(storetest.Fault{})
-					cancel()
-				}
-			})
+			f, ctx, cancel := crashAtWrite(e.st, n, commit)
 			sw, _ := revocation.CheckDeviceOwners(ctx, f, e.dir, e.now)
 			cancel()
 			if f.Writes() < n {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -301,16 +300,7 @@ func TestRevokeDisabledCrashAtEachWrite(t *testing.T) {
 	for _, commit := range []bool{false, true} {
 		for n := 1; ; n++ {
 			sc := newScanScene(t, false, 2, 420)
-			f := storetest.NewFaultStore(sc.e.st)
-			f.Inject(storetest.Fault{Nth: n, Commit: commit})
-			ctx, cancel := context.WithCancel(context.Background())
-			f.OnCall(func(method string) {
-				if slices.Contains(storetest.WriteMethods, method) && f.Writes() == n {
-					// Dead from here on: no write lands, and ctx ends.
-					f.Inject(storetest.Fault{})
-					cancel()
-				}
-			})
+			f, ctx, cancel := crashAtWrite(sc.e.st, n, commit)
 			sw := revocation.RevokeDisabled(ctx, f, sc.dir, sc.e.now)
 			cancel()
 			if f.Writes() < n {

@@ -209,15 +209,7 @@ func TestVerifyPassCrashAtEachWrite(t *testing.T) {
 	for _, commit := range []bool{false, true} {
 		for n := 1; ; n++ {
 			sc := newPassScene(t)
-			f := storetest.NewFaultStore(sc.e.st)
-			f.Inject(storetest.Fault{Nth: n, Commit: commit})
-			ctx, cancel := context.WithCancel(context.Background())
-			f.OnCall(func(method string) {
-				if slices.Contains(storetest.WriteMethods, method) && f.Writes() == n {
-					f.Inject(storetest.Fault{})
-					cancel()
-				}
-			})
+			f, ctx, cancel := crashAtWrite(sc.e.st, n, commit)
 			sw := revocation.RevokeDisabled(ctx, f, sc.e.dir, sc.e.now)
 			cancel()
 			if f.Writes() < n {
