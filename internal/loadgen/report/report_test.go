@@ -29,7 +29,7 @@ BenchmarkRSAFloor-2   	       1	1000000000 ns/op	   200.0 enroll/s	 1.5 decrypt-
 BenchmarkSCEPLocal/c=1-2     	     100	   8000000 ns/op	   125.0 enroll/s	 7.9 p50-ms	 9.0 p99-ms
 BenchmarkSCEPLocal/c=8-2     	     300	   5000000 ns/op	   180.0 enroll/s	 40 p50-ms	 80 p99-ms
 BenchmarkSCEPLocal/c=32-2    	     300	   5200000 ns/op	   175.0 enroll/s	 160 p50-ms	 300 p99-ms
-BenchmarkPeers-2 	       1	90000000000 ns/op	   150.0 azscep-azurite-enroll/s	 7.0 azscep-azurite-cpu-ms	 1.25 azscep-azurite-vs-peer	 0.60 azscep-azurite-vs-floor	 0.55 azscep-azurite-cpu-vs-floor	 0.81 azscep-azurite-ceiling-vs-floor	 0.70 azscep-azurite-vs-http-floor	 0.95 rsa-floor-http-vs-floor	 220.0 azscep-memory-enroll/s	 1.83 azscep-memory-vs-peer	 0.88 azscep-memory-vs-floor	 120.0 step-ca-v0.30.2-enroll/s	 100.0 micromdm-v2.3.0-enroll/s	 250 floor-enroll/s
+BenchmarkPeers-2 	       1	90000000000 ns/op	   150.0 azscep-azurite-enroll/s	 7.0 azscep-azurite-cpu-ms	 1.25 azscep-azurite-vs-peer	 0.60 azscep-azurite-vs-floor	 0.55 azscep-azurite-cpu-vs-floor	 0.81 azscep-azurite-ceiling-vs-floor	 0.70 azscep-azurite-vs-http-floor	 0.95 rsa-floor-http-vs-floor	 220.0 azscep-memory-enroll/s	 1.83 azscep-memory-vs-peer	 0.88 azscep-memory-vs-floor	 120.0 step-ca-v0.30.2-enroll/s	 100.0 micromdm-v2.3.0-enroll/s	 250 floor-enroll/s	 95.0 azscep-azurite-pinned-enroll/s	 10.0 azscep-azurite-pinned-cpu-ms	 1.52 azscep-azurite-pinned-vs-peer	 0.71 azscep-azurite-pinned-vs-floor	 0.34 azscep-azurite-pinned-load-cpu-busy	 0.74 azscep-azurite-pinned-vs-http-floor	 1.01 rsa-floor-http-pinned-vs-floor	 120.0 azscep-memory-pinned-enroll/s	 1.92 azscep-memory-pinned-vs-peer	 0.84 azscep-memory-pinned-vs-floor	 62.5 step-ca-v0.30.2-pinned-enroll/s	 0.45 step-ca-v0.30.2-pinned-vs-floor	 55.0 micromdm-v2.3.0-pinned-enroll/s	 137 floor-1cpu-enroll/s
 BenchmarkLatencyBudget/scep-static-2 	  40	 50000000 ns/op	 50 p50-ms	 58 p99-ms	 24 kv-ms	 21 store-ms	 5 other-ms	 1 kv-ops/enroll	 2 table-calls/enroll
 BenchmarkLatencyBudget/api-csr-2 	  40	 50000000 ns/op	 62 p50-ms	 70 p99-ms	 24 kv-ms	 21 store-ms	 17 other-ms	 1 kv-ops/enroll	 2 table-calls/enroll
 BenchmarkLatencyBudget/api-csr-first-2 	  40	 85000000 ns/op	 85 p50-ms	 90 p99-ms	 24 kv-ms	 25 store-ms	 31 graph-ms	 5 other-ms	 1 kv-ops/enroll	 2 table-calls/enroll	 2 graph-calls/enroll
@@ -160,6 +160,51 @@ func TestFiguresAgainstTargets(t *testing.T) {
 	if f := figure(t, figs, "csr-local-c8"); f.Value != nil || f.Pass != nil {
 		t.Errorf("unmeasured figure = %+v", f)
 	}
+}
+
+// TestPinnedFigures: the pinned side by side (AZSCEP_BENCH_PIN=1, set by `make bench`) gets its own rows for
+// targets 1 and 2, judged on the pinned processes' metrics and never on the shared ones; a run without pinned turns
+// lists them as not measured.
+func TestPinnedFigures(t *testing.T) {
+	run, err := Parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	figs := Figures(run)
+	vs := figure(t, figs, "peers-ratio-azscep-azurite-pinned")
+	if vs.Value == nil || *vs.Value != 1.52 || !strings.Contains(vs.Measure, "pinned") {
+		t.Errorf("pinned peer ratio = %+v, want 1.52", vs)
+	}
+	wantPass(t, vs, true)
+	wantPass(t, figure(t, figs, "floor-ratio-azscep-azurite-pinned"), true) // 0.71 ≥ 0.65, where shared is 0.60
+	wantPass(t, figure(t, figs, "floor-ratio-azscep-memory-pinned"), false) // 0.84 < 0.85, where shared is 0.88
+	d := figure(t, figs, "floor-ratio-azscep-azurite-pinned").Detail
+	for _, want := range []string{"which reached 1.01 of the floor): 0.74", "34% busy", "one-CPU floor 137/s"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("pinned floor detail %q lacks %q", d, want)
+		}
+	}
+	if f := figure(t, figs, "peers-step-ca-v0.30.2-pinned"); f.Value == nil || *f.Value != 62.5 ||
+		!strings.Contains(f.Detail, "0.45 of the one-CPU floor") {
+		t.Errorf("pinned step-ca figure = %+v", f)
+	}
+	if f := figure(t, figs, "floor-ratio-azscep-azurite"); strings.Contains(f.Detail, "busy") ||
+		strings.Contains(f.Detail, "one-CPU") {
+		t.Errorf("the shared row borrowed the pinned run's detail: %q", f.Detail)
+	}
+
+	shared, err := Parse(strings.NewReader(regexp.MustCompile(`\s+\S+\s+\S+-pinned-\S+|\s+\S+\s+floor-1cpu-enroll/s`).
+		ReplaceAllString(sample, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"peers-ratio-azscep-azurite-pinned", "floor-ratio-azscep-azurite-pinned",
+		"floor-ratio-azscep-memory-pinned"} {
+		if f := figure(t, Figures(shared), id); f.Value != nil || f.Pass != nil || f.Target == "" {
+			t.Errorf("without pinned turns %s = %+v, want not measured beside its target", id, f)
+		}
+	}
+	wantPass(t, figure(t, Figures(shared), "peers-ratio-azscep-azurite"), true)
 }
 
 func TestTableAndJSON(t *testing.T) {
