@@ -262,3 +262,38 @@ func TestAccountSweepLimit(t *testing.T) {
 		t.Errorf("without a deadline: %s", got)
 	}
 }
+
+// TestHealthCountsPassedOverCertificates: Graph fails, in every run, the lookup of one deleted user's account while
+// it answers the others, so the hourly timer's verifying pass passes over that certificate after MaxRecordTries runs
+// and its Logs say so. /api/health then shows it, counted with when it was passed over, and still answers 200: the
+// service is not degraded, and later runs ask about it again.
+func TestHealthCountsPassedOverCertificates(t *testing.T) {
+	s := startNames(t, "AZSCEP_API_REVOKE_DISABLED=true")
+	selfCert := func(upn string) (string, *x509.Certificate) {
+		oid := entrafake.NewGUID()
+		tok := s.entra.MintUser(oid, upn, []string{entra.RoleCSRSelfService})
+		return oid, s.wantAPICert(t, tok, testca.CSROptions{Subject: pkix.Name{CommonName: upn}, UPNs: []string{upn}})
+	}
+	gone, _ := selfCert("gone@contoso.example")
+	stuck, stuckCert := selfCert("stuck@contoso.example")
+	s.entra.graph.DeleteUser(gone)
+	s.entra.graph.DeleteUser(stuck)
+	s.entra.graph.SetFault(entrafake.Fault{Path: "/v1.0/users/" + stuck, Status: http.StatusInternalServerError})
+	if code, body := getHealth(t, s.base); code != http.StatusOK || strings.Contains(body, "passedOver") {
+		t.Fatalf("/api/health before = %d %s", code, body)
+	}
+
+	var logs string
+	for range revocation.MaxRecordTries {
+		logs = postTimer(t, http.DefaultClient, s.base)
+	}
+	serial := store.SerialString(stuckCert.SerialNumber)
+	if !strings.Contains(logs, "passed over 1 certificates") || !strings.Contains(logs, serial) {
+		t.Fatalf("run %d's Logs:\n%s", revocation.MaxRecordTries, logs)
+	}
+	code, body := getHealth(t, s.base)
+	if code != http.StatusOK || !strings.Contains(body, `"status":"ok"`) ||
+		!strings.Contains(body, `"revocation":{"passedOver":1,"oldest":"`) {
+		t.Fatalf("/api/health with a certificate passed over = %d %s", code, body)
+	}
+}

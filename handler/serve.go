@@ -550,6 +550,10 @@ func (d *deps) serveHealth(w http.ResponseWriter, r *http.Request) {
 		Checks map[string]check `json:"checks"`
 		CA     string           `json:"ca"`
 		Mode   string           `json:"mode"`
+		// Revocation lists what the Entra sweeps passed over (revocation.ListPassedOver), when they have: no
+		// degradation of the service (enrollment, the CRL and OCSP answer as ever, and later runs ask about them
+		// again), so it makes no 503 a probe would pull the instance for, but an operator sees it.
+		Revocation *passedOverHealth `json:"revocation,omitempty"`
 	}{Status: "ok", Checks: map[string]check{}, CA: d.keys.CA().Subject.String(), Mode: string(d.cfg.Mode)}
 	body.Checks["ca"] = check{Status: "ok"}
 	for _, f := range d.cfg.FaultList() {
@@ -604,6 +608,7 @@ func (d *deps) serveHealth(w http.ResponseWriter, r *http.Request) {
 		d.log.Warn("health: store unavailable", "err", err)
 	} else {
 		body.Checks["store"] = check{Status: "ok"}
+		body.Revocation = d.passedOverHealth(ctx)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -611,6 +616,34 @@ func (d *deps) serveHealth(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	_ = json.NewEncoder(w).Encode(body)
+}
+
+// passedOverHealth is /api/health's account of the certificates the Entra sweeps passed over and ask about again:
+// how many, since when the oldest, and the next re-ask. Serials only in the logs: the probe needs no role.
+type passedOverHealth struct {
+	PassedOver int       `json:"passedOver"`
+	Oldest     time.Time `json:"oldest"`
+	NextTry    time.Time `json:"nextTry"`
+}
+
+// passedOverHealth reads the list of passed-over records, nil when it is empty or cannot be read (the store's own
+// check says when it is down).
+func (d *deps) passedOverHealth(ctx context.Context) *passedOverHealth {
+	list, err := revocation.ListPassedOver(ctx, d.store)
+	if err != nil {
+		d.log.Warn("health: reading the Entra sweeps' passed-over certificates", "err", err)
+		return nil
+	}
+	if len(list) == 0 {
+		return nil
+	}
+	h := &passedOverHealth{PassedOver: len(list), Oldest: list[0].Since.UTC(), NextTry: list[0].Next.UTC()}
+	for _, p := range list {
+		if p.Next.Before(h.NextTry) {
+			h.NextTry = p.Next.UTC()
+		}
+	}
+	return h
 }
 
 // refusalRemedy is what an operator does about Key Vault's refusal r, by its code.
@@ -884,18 +917,42 @@ func (d *deps) revokeDisabledAccounts(ctx context.Context) []string {
 			sw.Scanned))
 	}
 	for _, serial := range sw.Skipped {
-		d.log.Error("Entra sweep passed over a certificate: its revocation, or the lookup of its holder, failed in every one of the last runs; revoke it by serial if its account or device is gone",
+		d.log.Error("Entra sweep passed over a certificate: its revocation, or the lookup of its holder, failed in every one of the last runs; later runs ask about it again (/api/health counts them)",
 			"serial", serial, "runs", revocation.MaxRecordTries)
 	}
 	if len(sw.Skipped) > 0 {
-		lines = append(lines, fmt.Sprintf("Entra sweep: passed over %d certificates whose revocation or lookup failed %d runs in a row (see the log): %s",
+		lines = append(lines, fmt.Sprintf("Entra sweep: passed over %d certificates whose revocation or lookup failed %d runs in a row, to be asked about again (see the log): %s",
 			len(sw.Skipped), revocation.MaxRecordTries, strings.Join(sw.Skipped, ", ")))
 	}
+	lines = append(lines, d.reaskReport(sw.Reasked, sw.ReaskErr)...)
 	if sw.CheckLeft {
 		lines = append(lines, fmt.Sprintf("Entra sweep: asked Graph about the holders of %d pages of /api/csr certificates; the next run goes on with that check where it stopped, reading the delta meanwhile",
 			sw.Checked))
 	}
 	return append(lines, d.ownerCheckReport(sw.Owners, sw.OwnersErr)...)
+}
+
+// reaskReport logs what the re-asks of the records passed over in earlier runs did and returns the invocation's
+// lines about it: what they revoked, what left the list, and what failed again and when it is asked next.
+func (d *deps) reaskReport(rs revocation.ReaskSweep, err error) []string {
+	if rs.Asked == 0 && len(rs.Settled) == 0 && err == nil {
+		return nil
+	}
+	for _, rec := range rs.Revoked {
+		d.log.Warn("revoked a certificate an Entra sweep had passed over", "serial", rec.Serial, "subject", rec.Subject,
+			"requester", rec.Requester, "reference", rec.RevocationRef)
+	}
+	for _, f := range rs.Failed {
+		d.log.Error("Entra sweep: a passed-over certificate failed again; revoke it by serial if its account or device is gone",
+			"serial", f.Serial, "scan", f.Scan, "since", f.Since, "failed", f.Failed, "next", f.Next)
+	}
+	line := fmt.Sprintf("Entra sweep: asked again about %d passed-over certificates, %d settled, %d failed again; %d still listed",
+		rs.Asked, len(rs.Settled), len(rs.Failed), rs.Listed)
+	if rs.FirstFailure != nil {
+		line += fmt.Sprintf(" (first failure: %v)", rs.FirstFailure)
+	}
+	return append([]string{line}, d.sweepReport(rs.Revoked, err,
+		"revoked %d certificates an Entra sweep had passed over", "Entra sweep re-asks")...)
 }
 
 // ownerCheckReport logs the self-service device certificates the owner check revoked and returns the invocation's

@@ -214,7 +214,8 @@ type scanCursor struct {
 	Named []string `json:"named,omitempty"`
 	// Stuck is the record (serial) the last calls' scans stopped at, its revocation or the lookup of its holder
 	// failing, and Tries how many calls in a row did; Skipped are the records the scan passes over since that
-	// reached MaxRecordTries, so that one record does not hold the round (and the delta) or the pass forever.
+	// reached MaxRecordTries, so that one record does not hold the round (and the delta) or the pass forever; each is
+	// listed first (passedOverDoc), since this cursor goes with its round, pass or cycle.
 	Stuck   string   `json:"stuck,omitempty"`
 	Tries   int      `json:"tries,omitempty"`
 	Skipped []string `json:"skipped,omitempty"`
@@ -225,7 +226,9 @@ type scanCursor struct {
 // that can never be revoked would otherwise hold its round, and with it every later delta, forever. A call counts
 // only when the failure is the record's: its time had not run out, the store took the cursor's write, and, for a
 // lookup, Graph answered another question of the call, so that an outage of either passes over nothing. Three
-// hourly calls leave a passing fault time to clear while the delta waits a few hours at most.
+// hourly calls leave a passing fault time to clear while the delta waits a few hours at most. A record passed over
+// is listed (passedOverDoc) and asked about again on its own backoff (ReaskAfter); one listed already is passed over
+// at its first counted failure.
 const MaxRecordTries = 3
 
 // recentGone is one entry of deltaDoc.Recent: the object ID (and a device's deviceId, when its entry carried one),
@@ -368,13 +371,17 @@ type DisabledSweep struct {
 	Checked   int
 	CheckLeft bool
 	// Skipped are the records (serials) this call's scans passed over, after MaxRecordTries calls in a row stopped
-	// at each (its revocation, or the lookup of its holder, failing): they are not revoked by the sweep, and an
-	// operator must look at them.
+	// at each (its revocation, or the lookup of its holder, failing): listed (ListPassedOver), and asked about again
+	// by later calls on their own backoff (Reasked), not by the scans.
 	Skipped []string
 	// Owners is what the owner check of self-service device certificates did (CheckDeviceOwners), when the
 	// directory checks owners; OwnersErr says how it stopped short (its Skipped are not in Skipped).
 	Owners    OwnerSweep
 	OwnersErr error
+	// Reasked is what the re-asks of the records the scans passed over in earlier runs did (ReaskAfter,
+	// MaxReasks); ReaskErr says how they stopped short (the store, the list's write).
+	Reasked  ReaskSweep
+	ReaskErr error
 }
 
 // RevokeDisabled is RevokeDisabledAccounts and RevokeDisabledDevices in one call, which scans the REST certificates
@@ -389,6 +396,10 @@ func RevokeDisabled(ctx context.Context, st store.Store, dir Directory, now time
 	sw := DisabledSweep{Accounts: users.sw, Devices: devices.sw, AccountsErr: users.err, DevicesErr: devices.err,
 		Scanned: stats.scanned, ScanLeft: stats.scanLeft, Checked: stats.checked, CheckLeft: stats.checkLeft,
 		Skipped: stats.skipped}
+	if ctx.Err() == nil {
+		// Beside the rounds and passes, whose cursors no longer hold them: the records passed over in earlier runs.
+		sw.Reasked, sw.ReaskErr = reaskPassedOver(ctx, st, dir, now)
+	}
 	if owners, ok := dir.(OwnerLookup); ok {
 		if ctx.Err() != nil {
 			// The delta and the passes took the call's time: the cycle goes on in the next call.
@@ -820,6 +831,17 @@ type recordScan struct {
 	revoked []*store.Record
 }
 
+// scan names the scan in the list of passed-over records (passedOverRecord.Scan), by its cursor document.
+func (sc *recordScan) scan() string {
+	switch sc.doc {
+	case verifyCursorDoc:
+		return "pass"
+	case ownerCursorDoc:
+		return "owners"
+	}
+	return "round"
+}
+
 // add makes s one of the sets the scan is for, under its round's or pass's id.
 func (sc *recordScan) add(s *sweepSet, id string, durable bool) {
 	sc.sets = append(sc.sets, s)
@@ -900,8 +922,18 @@ func (sc *recordScan) run(ctx context.Context, st store.Store, now time.Time) (i
 		} else {
 			cur.Stuck, cur.Tries = re.serial, 1
 		}
-		skip := cur.Tries >= MaxRecordTries
+		// A record listed already (passed over by an earlier round, pass or cycle, and asked about again on its own
+		// backoff) is passed over at once: it must not hold another round for MaxRecordTries runs.
+		skip := cur.Tries >= MaxRecordTries || isPassedOver(ctx, st, re.serial)
 		if skip {
+			// Listed first, durably, for later runs to ask about again (reaskPassedOver): the cursor, which names it
+			// too, goes with its round, pass or cycle. Not listed, it is not passed over, and its tries stay.
+			e := passedOverRecord{Serial: re.serial, Scan: sc.scan(), Reason: re.reason, By: re.by, Ref: re.ref,
+				Since: now, Next: now.Add(ReaskAfter(0))}
+			if lerr := listPassedOver(ctx, st, e); lerr != nil {
+				err = errors.Join(err, lerr)
+				break
+			}
 			cur.Skipped = append(cur.Skipped, re.serial)
 			cur.Stuck, cur.Tries = "", 0
 		}

@@ -52,7 +52,8 @@ type OwnerSweep struct {
 	// that it reached the end, and the next call begins another.
 	Pages        int
 	Left, Cycled bool
-	// Skipped are the records the scan passed over, their revocation failing MaxRecordTries calls in a row.
+	// Skipped are the records the scan passed over, their revocation failing MaxRecordTries calls in a row: listed,
+	// and asked about again by RevokeDisabled (ListPassedOver).
 	Skipped []string
 }
 

@@ -97,7 +97,8 @@ func revokeWhere(ctx context.Context, st store.Store, q store.Query, now time.Ti
 					// no later scan finds the record issued again.
 					*done = append(*done, got)
 				}
-				return &recordError{serial: rec.Serial, err: fmt.Errorf("revoking %s (%s): %w", rec.Serial, ref, err)}
+				return &recordError{serial: rec.Serial, reason: reason, by: by, ref: ref,
+					err: fmt.Errorf("revoking %s (%s): %w", rec.Serial, ref, err)}
 			case NewlyRevoked(outcome, got):
 				*done = append(*done, got)
 			}
@@ -114,10 +115,13 @@ func revokeWhere(ctx context.Context, st store.Store, q store.Query, now time.Ti
 	}
 }
 
-// recordError is revokeWhere stopping at one record: match could not tell (matching) or its revocation failed.
+// recordError is revokeWhere stopping at one record: match could not tell (matching) or its revocation, with the
+// reason, revoker and reference match gave, failed.
 type recordError struct {
 	serial   string
 	matching bool
+	reason   int
+	by, ref  string
 	err      error
 }
 
