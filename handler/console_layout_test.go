@@ -2,7 +2,9 @@ package main
 
 import (
 	"crypto/x509/pkix"
+	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -12,6 +14,113 @@ import (
 
 // The certificate list's columns at the widths administrators use: a tablet's and the 1024 px window (the table
 // beside a narrow serial column), a laptop's 1280 px, and the wide screens of 1920 and 2560 px.
+
+// textLines is a piece of text as the browser laid it out: its lines, read off where each character is drawn.
+type textLines struct {
+	Text      string   `json:"text"`
+	Title     string   `json:"title"`
+	Lines     []string `json:"lines"`
+	Right     float64  `json:"right"`     // the right edge of its rightmost character
+	CellRight float64  `json:"cellRight"` // the right edge of its cell's content box
+	Cut       bool     `json:"cut"`       // its element is drawn narrower than its text (overflow hidden)
+	Mono      bool     `json:"mono"`
+	Href      string   `json:"href"` // the row's link to its certificate
+}
+
+// measureLines returns the textLines of every element that the CSS selector sel (a JavaScript string) finds.
+func measureLines(sel string) string {
+	return `[...document.querySelectorAll(` + sel + `)].map((e) => {
+	const chars = [];
+	const walk = document.createTreeWalker(e, NodeFilter.SHOW_TEXT);
+	for (let n; (n = walk.nextNode());) for (let i = 0; i < n.length; i++) {
+		const r = document.createRange();
+		r.setStart(n, i);
+		r.setEnd(n, i + 1);
+		const box = r.getClientRects()[0];
+		chars.push({c: n.data[i], top: box ? box.top : NaN, right: box ? box.right : NaN});
+	}
+	const lines = [];
+	let line = "";
+	chars.forEach((ch, i) => {
+		if (i > 0 && ch.top > chars[i - 1].top + 2) {
+			lines.push(line);
+			line = "";
+		}
+		line += ch.c;
+	});
+	lines.push(line);
+	const td = e.closest("td"), tr = td.getBoundingClientRect();
+	const link = e.closest("tr").querySelector("a.subject, td:first-child a");
+	return {text: e.textContent, title: e.title, lines, right: Math.max(...chars.map((ch) => ch.right)),
+		cellRight: tr.right - parseFloat(getComputedStyle(td).paddingRight), cut: e.scrollWidth > e.clientWidth + 0.5,
+		mono: /mono/i.test(getComputedStyle(e).fontFamily), href: link ? link.getAttribute("href") : ""};
+})`
+}
+
+// TestConsoleListSerialWholeOnTablets: between a phone's card and 1280 px (a tablet, the 1024 px window, 1152 and
+// 1279 px) the table has no room for a serial on one line beside a long subject and requester; the serial is all
+// there regardless, in lines of one fixed length (the last one shorter) in a monospace font, within its cell, and
+// a double-click selects exactly the record's serial, without a space or a line break added. It was cut to its
+// first 13 letters and an ellipsis, the rest out of sight.
+func TestConsoleListSerialWholeOnTablets(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	var sans []string
+	for i := range 4 {
+		sans = append(sans, fmt.Sprintf("node-%02d.datacenter-frankfurt-west.contoso.example", i))
+	}
+	issueViaAPI(t, svc.base, devTokenAs(t, svc.base, longUPN, "CSR.Request.Db"),
+		pkix.Name{CommonName: sans[0], OrganizationalUnit: []string{"Platform-Engineering-Infrastructure-Operations"}}, sans...)
+	issueNumbered(t, svc.base, "serial-%02d.contoso.example", "serial-%02d@azscep.local", 2)
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	for _, w := range []struct{ width, height int64 }{{800, 1024}, {1024, 768}, {1152, 864}, {1279, 800}} {
+		b.viewport(w.width, w.height)
+		b.do("list", chromedp.Navigate(page+"#/certificates"))
+		b.waitFor("list", `document.querySelectorAll("#results table.list tbody tr").length === 3`)
+		serials := eval[[]textLines](b, measureLines(`'#results td[data-label="Serial"] > *'`))
+		if len(serials) != 3 {
+			t.Fatalf("at %d px the list shows %d serials, want 3", w.width, len(serials))
+		}
+		for _, s := range serials {
+			want := strings.TrimPrefix(s.Href, "#/certificate/")
+			if len(want) < 32 || s.Text != want || s.Title != want || strings.Join(s.Lines, "") != want {
+				t.Errorf("at %d px a serial reads %q in the lines %q with the hover text %q, want the record's %q in all three", w.width, s.Text, s.Lines, s.Title, want)
+			}
+			if s.Cut || s.Right > s.CellRight+0.5 {
+				t.Errorf("at %d px the serial %s is cut (cut %v, its last letter ends at %.0f px, its cell at %.0f px)", w.width, s.Text, s.Cut, s.Right, s.CellRight)
+			}
+			if !s.Mono {
+				t.Errorf("at %d px the serial %s is not in a monospace font", w.width, s.Text)
+			}
+			for i, l := range s.Lines {
+				if len(l) < 8 && i < len(s.Lines)-1 || len(l) != len(s.Lines[0]) && i < len(s.Lines)-1 || len(l) > len(s.Lines[0]) {
+					t.Errorf("at %d px the serial %s is in the lines %q, want lines of one length of at least 8 (the last may be shorter)", w.width, s.Text, s.Lines)
+					break
+				}
+			}
+		}
+		if eval[bool](b, `document.documentElement.scrollWidth > document.documentElement.clientWidth`) {
+			t.Errorf("at %d px the list scrolls sideways", w.width)
+		}
+		for i := range serials {
+			// A double-click where the serial's first line is drawn (its element's centre is a line further down).
+			at := eval[[]float64](b, fmt.Sprintf(`(() => {
+				const e = document.querySelectorAll('#results td[data-label="Serial"] > *')[%d];
+				e.scrollIntoView({block: "center"});
+				const r = e.getClientRects()[0], line = parseFloat(getComputedStyle(e).lineHeight);
+				return [r.left + 4, r.top + line / 2];
+			})()`, i))
+			b.do("double-click a serial", chromedp.Evaluate[chromedp.Void](`getSelection().removeAllRanges()`),
+				chromedp.MouseClickXY(at[0], at[1]), chromedp.MouseClickXY(at[0], at[1], chromedp.ClickCount(2)))
+			if got := eval[string](b, `getSelection().toString()`); got != serials[i].Text {
+				t.Errorf("at %d px a double-click on the serial selects %q, want %q", w.width, got, serials[i].Text)
+			}
+		}
+		b.shotViewport(fmt.Sprintf("list-serials-wrapped-%d", w.width))
+	}
+	b.wantNoProblems(t)
+}
 
 // wideBox is how a view uses a wide screen.
 type wideBox struct {

@@ -201,10 +201,10 @@
     return out;
   }
 
-  // serialCell is a list's cell for a serial, which it shows on one line: wrapped at whatever letter the column
-  // ended, two halves of a serial read as two numbers. Where the column is too narrow for all of it, the end is cut
-  // with an ellipsis; the whole serial is still the element's text (a double-click selects and copies all of it, a
-  // screen reader reads it) and its hover text. app.css (.list .serial) says where the column has room for all of it.
+  // serialCell is a list's cell for a serial, which it shows whole: on one line where the column has room, else in
+  // lines of 12 characters (app.css .list .serial); wrapped at whatever letter the column ended, two halves of a
+  // serial read as two numbers. The element's text is the serial alone (no spaces or elements inserted), so a
+  // double-click selects and copies all of it and a screen reader reads it; it is the hover text too.
   function serialCell(s) {
     return el("td", { "data-label": "Serial", class: "serial-cell" }, el("code", { class: "mono serial", title: s, text: s }));
   }
