@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/x509/pkix"
 	"fmt"
 	"strconv"
@@ -55,6 +56,80 @@ func measureLines(sel string) string {
 		cellRight: tr.right - parseFloat(getComputedStyle(td).paddingRight), cut: e.scrollWidth > e.clientWidth + 0.5,
 		mono: /mono/i.test(getComputedStyle(e).fontFamily), href: link ? link.getAttribute("href") : ""};
 })`
+}
+
+// TestConsoleListNamesWrapAtSeparators: a long requester UPN, a device ID and a subject in the certificate list
+// wrap only after an "@", ".", "-" or "_" (a subject after an RDN's comma too), never inside a word, at a phone's
+// width, 1024, 1280, 1920 and 2560 px; each stays within its cell and is still the whole name to copy, the
+// requester with the record's value on hover. At 1280 px the cell broke longUPN at whatever letter the column
+// ended: "alexandra.konstantinop" over "oulou.verwaltung@con" over "tosoholdinginternation".
+func TestConsoleListNamesWrapAtSeparators(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	ctx := context.Background()
+	long := issueViaAPI(t, svc.base, devTokenAs(t, svc.base, longUPN, "CSR.Request.Db"),
+		pkix.Name{CommonName: "node-00.datacenter-frankfurt-west.contoso.example", OrganizationalUnit: []string{"Platform-Engineering-Infrastructure-Operations"}},
+		"node-00.datacenter-frankfurt-west.contoso.example", "node-01.datacenter-frankfurt-west.contoso.example")
+	dev := issueViaAPI(t, svc.base, devTokenAs(t, svc.base, "ops@azscep.local", "CSR.Request.Db"), pkix.Name{CommonName: "kiosk-0001"})
+	rec, err := svc.store.Get(ctx, store.SerialString(dev.SerialNumber))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const device = "3f2c1a0e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"
+	rec.DeviceID = device
+	if err := svc.store.Update(ctx, rec, store.StatusIssued); err != nil {
+		t.Fatal(err)
+	}
+	longRec, err := svc.store.Get(ctx, store.SerialString(long.SerialNumber))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	for _, w := range []struct{ width, height int64 }{{390, 844}, {1024, 768}, {1280, 800}, {1920, 1080}, {2560, 1440}} {
+		b.viewport(w.width, w.height)
+		b.do("list", chromedp.Navigate(page+"#/certificates"))
+		b.waitFor("list", `document.querySelectorAll("#results table.list tbody tr").length === 2`)
+		names := eval[[]textLines](b, measureLines(`'#results td[data-label="Requester"] > :first-child'`))
+		devices := eval[[]textLines](b, measureLines(`'#results td[data-label="Requester"] > div'`))
+		subjects := eval[[]textLines](b, measureLines(`'#results td[data-label="Subject"] > a'`))
+		if len(names) != 2 || len(devices) != 1 {
+			t.Fatalf("at %d px the list shows %d requesters and %d device IDs, want 2 and 1", w.width, len(names), len(devices))
+		}
+		found := false
+		for _, n := range names {
+			if n.Text == longUPN {
+				found = true
+				if n.Title != longRec.Requester {
+					t.Errorf("at %d px the requester %s has the hover text %q, want the record's %q", w.width, n.Text, n.Title, longRec.Requester)
+				}
+				if w.width >= 1024 && w.width < 1920 && len(n.Lines) < 2 {
+					t.Errorf("at %d px the requester %s takes one line: the test no longer crowds it", w.width, n.Text)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("at %d px no requester reads %q", w.width, longUPN)
+		}
+		if got := devices[0].Text; got != "device "+device || devices[0].Title != device {
+			t.Errorf("at %d px the device line reads %q with the hover text %q, want the device ID %s whole", w.width, got, devices[0].Title, device)
+		}
+		for _, n := range append(append(names, devices...), subjects...) {
+			for i, l := range n.Lines[:len(n.Lines)-1] {
+				if !strings.ContainsAny(l[len(l)-1:], "@.-_, ") {
+					t.Errorf("at %d px %q breaks inside a word: line %d is %q, the next %q", w.width, n.Text, i+1, l, n.Lines[i+1])
+				}
+			}
+			if n.Right > n.CellRight+0.5 {
+				t.Errorf("at %d px %q ends at %.0f px, past its cell (%.0f px)", w.width, n.Text, n.Right, n.CellRight)
+			}
+		}
+		if eval[bool](b, `document.documentElement.scrollWidth > document.documentElement.clientWidth`) {
+			t.Errorf("at %d px the list scrolls sideways", w.width)
+		}
+		b.shotViewport(fmt.Sprintf("list-requester-%d", w.width))
+	}
+	b.wantNoProblems(t)
 }
 
 // TestConsoleListSerialWholeOnTablets: between a phone's card and 1280 px (a tablet, the 1024 px window, 1152 and
