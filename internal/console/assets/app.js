@@ -122,11 +122,27 @@
     return { name: r };
   }
 
-  // requester shows a requester by its name, with the full value on hover.
+  // breakable is a name (a UPN, a host name, a device ID) that may wrap only after an "@", ".", "-" or "_": a <wbr>
+  // after each, so the text, and what is copied, stays the name. A list's cell broke a UPN at whatever letter the
+  // column ended ("alexandra.konstantinop" over "oulou.verwaltung@cont"); app.css (.breakable) keeps the parts whole.
+  function breakable(s) {
+    const out = [];
+    let part = "";
+    for (const c of String(s)) {
+      part += c;
+      if ("@.-_".includes(c)) {
+        out.push(part, el("wbr"));
+        part = "";
+      }
+    }
+    if (part) out.push(part);
+    return out;
+  }
+
+  // requester shows a requester by its name, with the full value on hover (and its name whole to select and copy).
   function requester(r) {
     if (!r) return "";
-    const n = requesterName(r);
-    return n.name === r ? r : el("span", { title: r, text: n.name });
+    return el("span", { class: "requester breakable", title: r }, breakable(requesterName(r).name));
   }
 
   // requesterFull shows a requester by its name and, on a line of its own, its object ID (the raw "oid:… upn:…"
@@ -183,8 +199,9 @@
   }
 
   // subjectParts is a subject DN to show in a narrow column: it may wrap after each RDN's comma (a <wbr>, so the
-  // text, and what is copied, stays the DN), and a column as wide as its longest RDN part need not cut a word.
-  // Without it "contoso.example,OU=Platform" was one word to the browser, wider than the column, and cut anywhere.
+  // text, and what is copied, stays the DN) and, inside an RDN, after an "@", ".", "-" or "_" (breakable), so a
+  // column as wide as the longest such part need not cut a word. Without it "contoso.example,OU=Platform" was one
+  // word to the browser, wider than the column, and cut anywhere.
   function subjectParts(dn) {
     if (!dn) return ["(empty subject)"];
     const out = [];
@@ -193,18 +210,18 @@
       part += dn[i];
       if (dn[i] === "\\" && i + 1 < dn.length) part += dn[++i];
       else if (dn[i] === ",") {
-        out.push(part, el("wbr"));
+        out.push(breakable(part), el("wbr"));
         part = "";
       }
     }
-    if (part) out.push(part);
-    return out;
+    if (part) out.push(breakable(part));
+    return out.flat();
   }
 
-  // serialCell is a list's cell for a serial, which it shows on one line: wrapped at whatever letter the column
-  // ended, two halves of a serial read as two numbers. Where the column is too narrow for all of it, the end is cut
-  // with an ellipsis; the whole serial is still the element's text (a double-click selects and copies all of it, a
-  // screen reader reads it) and its hover text. app.css (.list .serial) says where the column has room for all of it.
+  // serialCell is a list's cell for a serial, which it shows whole: on one line where the column has room, else in
+  // lines of 12 characters (app.css .list .serial); wrapped at whatever letter the column ended, two halves of a
+  // serial read as two numbers. The element's text is the serial alone (no spaces or elements inserted), so a
+  // double-click selects and copies all of it and a screen reader reads it; it is the hover text too.
   function serialCell(s) {
     return el("td", { "data-label": "Serial", class: "serial-cell" }, el("code", { class: "mono serial", title: s, text: s }));
   }
@@ -946,7 +963,7 @@
         serialCell(c.serial),
         el("td", { "data-label": "Status" }, badge(c.status), c.status === "revoked" ? revokedNote(c) : null),
         el("td", { "data-label": "Source" }, source(c)),
-        el("td", { "data-label": "Requester" }, requester(c.requester), c.deviceId ? el("div", { class: "muted small", text: "device " + c.deviceId }) : null),
+        el("td", { "data-label": "Requester" }, requester(c.requester), c.deviceId ? el("div", { class: "muted small breakable", title: c.deviceId }, "device ", breakable(c.deviceId)) : null),
         el("td", { "data-label": "Issued" }, time(c.notBefore)),
         el("td", { "data-label": "Expires" }, time(c.notAfter))))));
     const prev = el("button", { type: "button", class: "ghost", id: "prev-page", disabled: pageNo === 1, text: "← Previous page" });
