@@ -163,3 +163,34 @@ func TestSIDInAnyURIIsASIDURI(t *testing.T) {
 		}
 	}
 }
+
+// TestSubjectIdentityURIInOneSpelling: a subject value written as an identity URI is held to the spelling the SANs
+// are, also where the profile opts in to identity URIs: a CN or O "https://x.example/sid/S-1-5-21-…" or
+// "IntuneDeviceId://<GUID>?x" is refused (bad_subject), as its SAN would be. Before, the opt-in alone let it in.
+func TestSubjectIdentityURIInOneSpelling(t *testing.T) {
+	const (
+		sid = "S-1-5-21-1-2-3-500" // short enough for a CN or O with the URI around it
+		g   = "5f2c8a1e-3b4d-4c6e-9f70-8a1b2c3d4e5f"
+	)
+	wide := mustProfile(t, "p", specWide)
+	csr := func(attr, v string) []byte {
+		n := pkix.Name{CommonName: v}
+		if attr == "O" {
+			n = pkix.Name{CommonName: "x", Organization: []string{v}}
+		}
+		return buildCSR(t, csrSpec{subject: name(t, n)})
+	}
+	for _, v := range []string{"https://x.example/sid/" + sid, "tag://microsoft.com,2022-09-14/sid/" + sid,
+		"tag:microsoft.com,2022-09-14:sid:" + sid + "?x", "IntuneDeviceId://" + g + "?x", "IntuneDeviceId://" + g + "/x"} {
+		for _, attr := range []string{"CN", "O"} {
+			_, err := checkDER(csr(attr, v), wide)
+			wantCode(t, err, policy.CodeSubject)
+			if err != nil && !strings.Contains(err.Error(), "looks like a URI") {
+				t.Errorf("%s %s: %v, want it refused as a URI", attr, v, err)
+			}
+		}
+	}
+	if _, err := checkDER(csr("O", "tag:microsoft.com,2022-09-14:sid:"+sid), wide); err != nil {
+		t.Errorf("the SID URI in its one spelling as O under identity_uris=sid: %v", err)
+	}
+}

@@ -488,7 +488,18 @@ func checkNameLike(p *Profile, what, v string) error {
 	}
 	allowedURI := func() bool {
 		u, err := url.Parse(v)
-		return err == nil && p.AllowsURI(u)
+		if err != nil || !p.AllowsURI(u) {
+			return false
+		}
+		// An identity URI in the subject is held to the one spelling the SANs are (SIDOf, DeviceIDOf): a reader
+		// that takes it from the subject must not find another account or device than the policy did.
+		switch IdentityURIKind(u) {
+		case IdentitySID:
+			return SIDOf(u) != ""
+		case IdentityIntuneDeviceID:
+			return DeviceIDOf(u) != ""
+		}
+		return true
 	}
 	switch nameKindOf(v) {
 	case emailLike:
