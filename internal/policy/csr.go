@@ -635,6 +635,11 @@ func (c *identityURIs) add(u *url.URL) error {
 	switch IdentityURIKind(u) {
 	case IdentitySID:
 		slot, form = &c.sid, "SID (tag:microsoft.com)"
+		// One spelling, the one Entra and AD strong mapping read: a reader that finds the SID in any other (a
+		// path, a query, another date or authority) may read it where this CA checked nothing.
+		if SIDOf(u) == "" {
+			return reject(CodeSAN, "SID URI %q is not %s<SID> with nothing after the SID", clip(u.String()), sidURIPrefix)
+		}
 	case IdentityIntuneDeviceID:
 		if strings.EqualFold(u.Scheme, "intunedeviceid") {
 			slot, form = &c.intuneDeviceID, "IntuneDeviceId"
@@ -646,6 +651,10 @@ func (c *identityURIs) add(u *url.URL) error {
 				return reject(CodeSAN, "device ID URI %q has more than one \"GUID:\": readers differ on which device it names", clip(u.String()))
 			}
 		}
+		if DeviceIDOf(u) == "" {
+			return reject(CodeSAN, "device ID URI %q does not name one device: it must be IntuneDeviceId://<GUID> or "+
+				"ID:<product>:GUID:<GUID>, with nothing after the GUID (no user info, port, path, query or fragment)", clip(u.String()))
+		}
 	default:
 		return nil
 	}
@@ -654,31 +663,44 @@ func (c *identityURIs) add(u *url.URL) error {
 	}
 	*slot = u
 	if c.intuneDeviceID != nil && c.nasDeviceID != nil {
-		a, b := DeviceIDOf(c.intuneDeviceID), DeviceIDOf(c.nasDeviceID)
-		if a == "" || !SameName(a, b) {
+		if !SameName(DeviceIDOf(c.intuneDeviceID), DeviceIDOf(c.nasDeviceID)) {
 			return reject(CodeSAN, "the IntuneDeviceId URI and the ID:…:GUID: URI name different devices")
 		}
 	}
 	return nil
 }
 
-// DeviceIDOf is the device ID a device identity URI names: the host of IntuneDeviceId://<id> (its opaque part for
-// IntuneDeviceId:<id>), what follows the last "GUID:" of ID:<product>:GUID:<id>, in its opaque part, path, query
-// or fragment (percent-decoded, as IdentityURIKind reads it); "" when there is none.
+// DeviceIDOf is the device ID a device identity URI names, when it names one GUID and nothing else: the host of
+// IntuneDeviceId://<id> as Intune writes it, or what follows the last "GUID:" of ID:<product>:GUID:<id>, in its
+// opaque part, path, query or fragment (percent-decoded, as IdentityURIKind reads it). "" when there is none, and
+// when anything rides along: user info, a port, a path, a query or a fragment of an IntuneDeviceId URI, or its
+// opaque form IntuneDeviceId:<id> ("IntuneDeviceId://<id>?x" is <id> to url.URL and "<id>?x" to a reader that
+// takes the text after "://", which finds nothing in the opaque form), or text after the GUID of an ID: URI (a "?x"
+// or "#frag" it would otherwise keep). The ID recorded for a certificate (revocation by device, the console's
+// search) must be the one relying parties read.
 func DeviceIDOf(u *url.URL) string {
+	var id string
 	if strings.EqualFold(u.Scheme, "intunedeviceid") {
-		if u.Opaque != "" {
-			return u.Opaque
+		if u.Opaque != "" || u.User != nil || u.Path != "" || u.RawPath != "" || u.RawQuery != "" || u.ForceQuery ||
+			u.Fragment != "" {
+			return ""
 		}
-		return u.Host
-	}
-	text := afterScheme(u)
-	for i := len(text) - len(deviceIDMark); i >= 0; i-- {
-		if SameName(text[i:i+len(deviceIDMark)], deviceIDMark) {
-			return text[i+len(deviceIDMark):]
+		id = u.Host
+	} else {
+		text := afterScheme(u)
+		for i := len(text) - len(deviceIDMark); i >= 0; i-- {
+			if SameName(text[i:i+len(deviceIDMark)], deviceIDMark) {
+				id = text[i+len(deviceIDMark):]
+				break
+			}
 		}
 	}
-	return ""
+	// The GUID ends the URI as written, too: "GUID:%35f2c…" decodes to a GUID that a reader taking the text as it
+	// is does not see.
+	if !entra.IsGUID(id) || !strings.HasSuffix(strings.ToLower(u.String()), strings.ToLower(id)) {
+		return ""
+	}
+	return id
 }
 
 // subjectAttribute is how the CA treats one DN attribute type it copies.

@@ -53,30 +53,100 @@ var identityURINames = map[string]IdentityURI{"sid": IdentitySID, "intunedevicei
 // slip past as an ordinary URI.
 const msTagPrefix = "microsoft.com,"
 
-// IdentityURIKind classifies u: IdentitySID for tag:microsoft.com,… URIs, IdentityIntuneDeviceID for
-// IntuneDeviceId:// URIs and for the ID:<product>:GUID:<id> form network access servers read the Intune device ID
-// from (Cisco ISE's ID:Microsoft Endpoint Manager:GUID:{{DeviceId}}), schemes compared case-insensitively; 0 for
-// anything else. An ID: URI is of that form wherever its "GUID:" is: readers take the device ID from what follows
-// the last "GUID:" of the URI's text, so ID:/Intune:GUID:<id> (a path), ID:x?:GUID:<id> (a query) and
-// ID:x#:GUID:<id> (a fragment), which url.URL does not keep in the opaque part, name the device as much as the
-// opaque form does.
+// sidURIPrefix is the one spelling of a SID URI the CA issues (KB5014754's strong mapping): SIDOf.
+const sidURIPrefix = "tag:microsoft.com,2022-09-14:sid:"
+
+// IdentityURIKind classifies u: IdentitySID for tag:microsoft.com URIs and for any URI that names a SID
+// (holdsSID), IdentityIntuneDeviceID for IntuneDeviceId:// URIs and for the ID:<product>:GUID:<id> form network
+// access servers read the Intune device ID from (Cisco ISE's ID:Microsoft Endpoint Manager:GUID:{{DeviceId}}),
+// schemes compared case-insensitively; 0 for anything else.
+//
+// A tag:microsoft.com URI is a SID URI in its hierarchical form too (tag://microsoft.com,…/sid/…), and with
+// another date or no date (tag:microsoft.com:sid:…). A SID in any other URI (https://x.example/sid/S-1-5-21-…,
+// urn:sid:S-1-5-21-…, a query or a fragment) makes it a SID URI as well: a mapper that takes the SID from where it
+// finds one (a search for "sid", for "S-1-") would map the certificate to that account, so only the opt-in to SID
+// URIs may let one in, never uri= patterns, and then only in the one spelling (SIDOf).
+//
+// An ID: URI is of the device form wherever its "GUID:" is: readers take the device ID from what follows the last
+// "GUID:" of the URI's text, so ID:/Intune:GUID:<id> (a path), ID:x?:GUID:<id> (a query) and ID:x#:GUID:<id> (a
+// fragment), which url.URL does not keep in the opaque part, name the device as much as the opaque form does.
 func IdentityURIKind(u *url.URL) IdentityURI {
 	// The tag is compared percent-decoded too: "tag:microsoft.com%2C2022-09-14:sid:…" must not pass as an
 	// ordinary URI for a reader that decodes it.
-	opaque := u.Opaque
-	if d, err := url.PathUnescape(opaque); err == nil {
-		opaque = d
-	}
+	text := afterScheme(u)
 	switch {
-	case strings.EqualFold(u.Scheme, "tag") && (strings.HasPrefix(strings.ToLower(opaque), msTagPrefix) ||
-		strings.HasPrefix(strings.ToLower(u.Opaque), msTagPrefix)):
+	case strings.EqualFold(u.Scheme, "tag") && (namesMicrosoft(text) || namesMicrosoft(u.Opaque)), holdsSID(text),
+		holdsSID(u.String()):
 		return IdentitySID
 	case strings.EqualFold(u.Scheme, "intunedeviceid"),
-		strings.EqualFold(u.Scheme, "id") && strings.Contains(strings.ToLower(afterScheme(u)), deviceIDMark):
+		strings.EqualFold(u.Scheme, "id") && strings.Contains(strings.ToLower(text), deviceIDMark):
 		return IdentityIntuneDeviceID
 	}
 	return 0
 }
+
+// namesMicrosoft reports whether the text after a tag: scheme begins with the tagging authority microsoft.com
+// (RFC 4151), also written hierarchically ("//microsoft.com,…") or padded, and followed by the date's ","
+// (msTagPrefix), by nothing, or by anything that ends the authority (":", "/", "?", "#"): each is a SID URI's
+// authority to a reader that compares less than all of it.
+func namesMicrosoft(text string) bool {
+	text = strings.ToLower(strings.TrimLeftFunc(strings.TrimLeft(text, "/"), isPadding))
+	rest, ok := strings.CutPrefix(text, "microsoft.com")
+	return ok && (rest == "" || strings.ContainsRune(",:/?#", rune(rest[0])))
+}
+
+// holdsSID reports whether s holds a Windows security identifier: "S-1-" (either case) and a digit, not preceded
+// by a letter or a digit ("S-1-5-21-…", "/S-1-5-18", "sid:s-1-5-32-544"; not "items-1-2").
+func holdsSID(s string) bool {
+	for i := 0; i+5 <= len(s); i++ {
+		if (s[i] == 'S' || s[i] == 's') && s[i+1:i+4] == "-1-" && isDigit(s[i+4]) &&
+			(i == 0 || !isAlnum(s[i-1])) {
+			return true
+		}
+	}
+	return false
+}
+
+// SIDOf is the SID a SID URI names when it is written exactly as Intune writes it for strong certificate mapping,
+// tag:microsoft.com,2022-09-14:sid:<SID> (sidURIPrefix, compared case-insensitively, without percent-encoding),
+// with nothing after the SID; "" otherwise. <SID> is S-1-<authority>-<subauthority>…, each a decimal number.
+func SIDOf(u *url.URL) string {
+	prefix := sidURIPrefix[len("tag:"):]
+	if !strings.EqualFold(u.Scheme, "tag") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" ||
+		len(u.Opaque) <= len(prefix) || !SameName(u.Opaque[:len(prefix)], prefix) {
+		return ""
+	}
+	sid := u.Opaque[len(prefix):]
+	if !sidShaped(sid) {
+		return ""
+	}
+	return sid
+}
+
+// sidShaped reports whether s is a SID in its string form: "S-1-" (either case), then an identifier authority and
+// one to fifteen subauthorities, each a decimal number of at most 15 digits.
+func sidShaped(s string) bool {
+	rest, ok := strings.CutPrefix(s, "S-1-")
+	if !ok {
+		if rest, ok = strings.CutPrefix(s, "s-1-"); !ok {
+			return false
+		}
+	}
+	parts := strings.Split(rest, "-")
+	if len(parts) < 2 || len(parts) > 16 {
+		return false
+	}
+	for _, p := range parts {
+		if p == "" || len(p) > 15 || strings.ContainsFunc(p, func(r rune) bool { return r < '0' || r > '9' }) {
+			return false
+		}
+	}
+	return true
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+func isAlnum(c byte) bool { return isDigit(c) || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
 
 // deviceIDMark, compared case-insensitively, is what the device ID follows in an ID: URI (and in a common name:
 // deviceIDShaped).
@@ -418,7 +488,18 @@ func checkNameLike(p *Profile, what, v string) error {
 	}
 	allowedURI := func() bool {
 		u, err := url.Parse(v)
-		return err == nil && p.AllowsURI(u)
+		if err != nil || !p.AllowsURI(u) {
+			return false
+		}
+		// An identity URI in the subject is held to the one spelling the SANs are (SIDOf, DeviceIDOf): a reader
+		// that takes it from the subject must not find another account or device than the policy did.
+		switch IdentityURIKind(u) {
+		case IdentitySID:
+			return SIDOf(u) != ""
+		case IdentityIntuneDeviceID:
+			return DeviceIDOf(u) != ""
+		}
+		return true
 	}
 	switch nameKindOf(v) {
 	case emailLike:
