@@ -379,7 +379,8 @@ type DisabledSweep struct {
 	Owners    OwnerSweep
 	OwnersErr error
 	// Reasked is what the re-asks of the records the scans passed over in earlier runs did (ReaskAfter,
-	// MaxReasks); ReaskErr says how they stopped short (the store, the list's write).
+	// MaxReasks); ReaskErr says how they stopped short (the store, the list's write), or that the records earlier
+	// builds passed over could not be listed (adoptSkipped), and then the call did nothing else.
 	Reasked  ReaskSweep
 	ReaskErr error
 }
@@ -389,8 +390,14 @@ type DisabledSweep struct {
 // whose scan is not finished. Each delta is read within a third of the time ctx leaves at most, so that one
 // enumeration of a large tenant neither keeps the other from being read nor leaves the scan no time. Last, with the
 // time left, a directory that checks owners (OwnerLookup) has the self-service device certificates' owners
-// re-checked (CheckDeviceOwners): a revocation for a disabled or deleted account or device comes first.
+// re-checked (CheckDeviceOwners): a revocation for a disabled or deleted account or device comes first. Before all,
+// the first call after an upgrade lists the records earlier builds' scans passed over (adoptSkipped); until it has,
+// the call does nothing else and says why in ReaskErr.
 func RevokeDisabled(ctx context.Context, st store.Store, dir Directory, now time.Time) DisabledSweep {
+	if err := adoptSkipped(ctx, st, now); err != nil {
+		// The scans wait: one that replaced its cursor would forget the records an earlier build passed over.
+		return DisabledSweep{ReaskErr: fmt.Errorf("listing the records earlier builds passed over: %w", err)}
+	}
 	users, devices := usersSet(dir), devicesSet(dir)
 	stats := sweepDirectory(ctx, st, now, users, devices)
 	sw := DisabledSweep{Accounts: users.sw, Devices: devices.sw, AccountsErr: users.err, DevicesErr: devices.err,
