@@ -425,3 +425,25 @@ func TestPassedOverAdoptionCrash(t *testing.T) {
 		}
 	}
 }
+
+// TestPassedOverAdoptionFailureRevokesStill: a list of passed-over records that does not decode cannot say whether
+// the records earlier builds passed over were listed: the run says so, and still revokes the certificate of an
+// account the delta names disabled (an adoption that failed for good must not stop every revocation).
+func TestPassedOverAdoptionFailureRevokesStill(t *testing.T) {
+	e := newAccountsEnv(t, false)
+	alice := entrafake.NewGUID()
+	off := false
+	dir := &fixedDir{users: []entra.DirectoryChange{{ID: alice, Enabled: &off}}}
+	cert := e.issued(t, "oid:"+alice+" upn:alice@contoso.example", "alice@contoso.example", nil, "", "",
+		e.now.Add(90*24*time.Hour))
+	if _, err := e.st.PutMeta(context.Background(), "entra-passed-over", []byte("{not json"), ""); err != nil {
+		t.Fatal(err)
+	}
+	sw := revocation.RevokeDisabled(context.Background(), e.st, dir, e.now)
+	if sw.ReaskErr == nil || !strings.Contains(sw.ReaskErr.Error(), "earlier builds passed over") {
+		t.Errorf("the run reported %v; want the adoption's failure", sw.ReaskErr)
+	}
+	if s, _, by, _ := e.status(t, cert); s != store.StatusRevoked || by != revocation.AccountsBy {
+		t.Fatalf("alice's certificate is %s (by %q); want revoked by the account sweep", s, by)
+	}
+}
