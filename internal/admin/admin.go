@@ -1,7 +1,8 @@
 // Package admin is the certificate administration API under /api/certificates: search, get one certificate,
-// revoke with an RFC 5280 reason, and start the Intune revocation sync by hand and follow it. Every call needs an
-// Entra bearer token with the Certificates.Read or Certificates.Manage app role; every change (any method but GET)
-// needs Certificates.Manage. Every revocation and sync is audited with the caller's identity.
+// revoke with an RFC 5280 reason, start the Intune revocation sync by hand and follow it, and list the certificates
+// the Entra sweeps passed over. Every call needs an Entra bearer token with the Certificates.Read or
+// Certificates.Manage app role; every change (any method but GET) needs Certificates.Manage. Every revocation and
+// sync is audited with the caller's identity.
 package admin
 
 import (
@@ -317,6 +318,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.search(w, r)
+	case rest == "passed-over":
+		if r.Method != http.MethodGet {
+			httpx.MethodNotAllowed(w, r, http.MethodGet)
+			return
+		}
+		h.passedOver(w, r)
 	case rest == "revocation-sync":
 		if r.Method != http.MethodPost {
 			httpx.MethodNotAllowed(w, r, http.MethodPost)
@@ -338,6 +345,39 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		httpx.WriteProblem(w, r, &httpx.Problem{Status: http.StatusNotFound, Code: "not_found", Detail: "no such route"})
 	}
+}
+
+// PassedOverView is one certificate the Entra sweeps passed over (revocation.ListPassedOver): its revocation, or the
+// lookup of its holder, failed revocation.MaxRecordTries runs in a row, and later runs ask about it again.
+type PassedOverView struct {
+	Serial string `json:"serial"`
+	// Scan is the scan that passed it over: round (a delta round), pass (a verifying pass) or owners (the owner
+	// check).
+	Scan string `json:"scan"`
+	// Since is when it was passed over (or, for one an earlier build passed over, when it was listed); Failed how
+	// many re-asks failed since, and Next when the next one is due.
+	Since  time.Time `json:"since"`
+	Failed int       `json:"failed"`
+	Next   time.Time `json:"next"`
+}
+
+// passedOver answers GET /api/certificates/passed-over: the certificates the Entra sweeps passed over and have not
+// settled, the longest listed first, for an operator to look at (and revoke by serial when its account or device is
+// gone). One point read; a store that cannot read the list is a 503, never an empty list.
+func (h *Handler) passedOver(w http.ResponseWriter, r *http.Request) {
+	list, err := revocation.ListPassedOver(r.Context(), h.cfg.Store)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	out := struct {
+		Items []PassedOverView `json:"items"`
+	}{Items: []PassedOverView{}}
+	for _, p := range list {
+		out.Items = append(out.Items, PassedOverView{Serial: p.Serial, Scan: p.Scan, Since: p.Since.UTC(),
+			Failed: p.Failed, Next: p.Next.UTC()})
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // refuse answers p to a caller whose token holds an admin role but whom the deployment's restrictions refuse, and

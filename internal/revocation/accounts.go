@@ -379,7 +379,8 @@ type DisabledSweep struct {
 	Owners    OwnerSweep
 	OwnersErr error
 	// Reasked is what the re-asks of the records the scans passed over in earlier runs did (ReaskAfter,
-	// MaxReasks); ReaskErr says how they stopped short (the store, the list's write).
+	// MaxReasks); ReaskErr says how they stopped short (the store, the list's write), or that the records earlier
+	// builds passed over could not be listed (adoptSkipped).
 	Reasked  ReaskSweep
 	ReaskErr error
 }
@@ -389,8 +390,16 @@ type DisabledSweep struct {
 // whose scan is not finished. Each delta is read within a third of the time ctx leaves at most, so that one
 // enumeration of a large tenant neither keeps the other from being read nor leaves the scan no time. Last, with the
 // time left, a directory that checks owners (OwnerLookup) has the self-service device certificates' owners
-// re-checked (CheckDeviceOwners): a revocation for a disabled or deleted account or device comes first.
+// re-checked (CheckDeviceOwners): a revocation for a disabled or deleted account or device comes first. Before all,
+// the first call after an upgrade lists the records earlier builds' scans passed over (adoptSkipped); a call that
+// could not says why in ReaskErr, and the next tries again.
 func RevokeDisabled(ctx context.Context, st store.Store, dir Directory, now time.Time) DisabledSweep {
+	// First, before a scan replaces its cursor: the scans go on when it fails (a list that does not decode, or is
+	// full, would otherwise stop every revocation for good), and the next call adopts them.
+	adoptErr := adoptSkipped(ctx, st, now)
+	if adoptErr != nil {
+		adoptErr = fmt.Errorf("listing the records earlier builds passed over: %w", adoptErr)
+	}
 	users, devices := usersSet(dir), devicesSet(dir)
 	stats := sweepDirectory(ctx, st, now, users, devices)
 	sw := DisabledSweep{Accounts: users.sw, Devices: devices.sw, AccountsErr: users.err, DevicesErr: devices.err,
@@ -400,6 +409,7 @@ func RevokeDisabled(ctx context.Context, st store.Store, dir Directory, now time
 		// Beside the rounds and passes, whose cursors no longer hold them: the records passed over in earlier runs.
 		sw.Reasked, sw.ReaskErr = reaskPassedOver(ctx, st, dir, now)
 	}
+	sw.ReaskErr = errors.Join(adoptErr, sw.ReaskErr)
 	if owners, ok := dir.(OwnerLookup); ok {
 		if ctx.Err() != nil {
 			// The delta and the passes took the call's time: the cycle goes on in the next call.

@@ -46,6 +46,9 @@ func ReaskAfter(failed int) time.Duration {
 // passedOverList is the content of passedOverDoc.
 type passedOverList struct {
 	Records []passedOverRecord `json:"records"`
+	// Adopted says the records the builds before the list passed over, named only in the scan cursors' Skipped, were
+	// listed (adoptSkipped): once, since a record that left the list since may still be in a cursor's Skipped.
+	Adopted bool `json:"adopted,omitempty"`
 }
 
 // passedOverRecord is one record a scan passed over: what is left to ask or do about it, and when.
@@ -161,6 +164,75 @@ func listPassedOver(ctx context.Context, st store.Meta, e passedOverRecord) erro
 			return fmt.Errorf("the list of passed-over records is full (%d)", maxPassedOver)
 		}
 		list.Records = append(list.Records, e)
+		return nil
+	})
+}
+
+// skippedCursors are the scan cursors whose Skipped builds before the list kept alone, and the scan each is.
+var skippedCursors = []struct{ doc, scan string }{
+	// A record in more than one is listed for the first that names it: a pass or an owner check asks a question
+	// again, a round kept no question to ask (only the revocation it decided, which was not kept).
+	{verifyCursorDoc, "pass"}, {ownerCursorDoc, "owners"}, {scanCursorDoc, "round"},
+}
+
+// adoptSkipped lists, once, the records the builds before the list passed over: they are named only in the Skipped
+// of the scan cursors (scanCursor), which the next round, pass or cycle replaces, and would never be asked about
+// again. Each one still issued and unexpired, and not listed already, is listed as a question to ask again (By "":
+// the revocation its scan decided was not kept), due at once, its Since the time it was found. The records and the
+// Adopted mark go in one write of the list, so that a crash before it loses nothing (the cursors are untouched and
+// the next call adopts them) and a call after it adds nothing. A cursor that does not decode names nothing: the
+// scan replaces it.
+func adoptSkipped(ctx context.Context, st store.Store, now time.Time) error {
+	list, _, err := readPassedOver(ctx, st)
+	if err != nil || list.Adopted {
+		return err
+	}
+	var found []passedOverRecord
+	for _, c := range skippedCursors {
+		raw, _, err := st.GetMeta(ctx, c.doc)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			continue
+		case err != nil:
+			return fmt.Errorf("reading the scan cursor %s for the records it passed over: %w", c.doc, err)
+		}
+		var cur scanCursor
+		if json.Unmarshal(raw, &cur) != nil {
+			continue
+		}
+		for _, serial := range cur.Skipped {
+			if slices.ContainsFunc(found, func(r passedOverRecord) bool { return r.Serial == serial }) {
+				continue
+			}
+			rec, err := st.Get(ctx, serial)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				continue
+			case err != nil:
+				return fmt.Errorf("reading passed-over record %s: %w", serial, err)
+			}
+			if rec.Status != store.StatusIssued || !rec.NotAfter.After(now) {
+				// Revoked since, or expired: nothing left to ask.
+				continue
+			}
+			found = append(found, passedOverRecord{Serial: serial, Scan: c.scan, Since: now, Next: now})
+		}
+	}
+	return updatePassedOver(ctx, st, func(list *passedOverList) error {
+		if list.Adopted {
+			return nil
+		}
+		for _, e := range found {
+			if slices.ContainsFunc(list.Records, func(r passedOverRecord) bool { return r.Serial == e.Serial }) {
+				continue
+			}
+			if len(list.Records) >= maxPassedOver {
+				return fmt.Errorf("the list of passed-over records is full (%d) for those earlier builds passed over",
+					maxPassedOver)
+			}
+			list.Records = append(list.Records, e)
+		}
+		list.Adopted = true
 		return nil
 	})
 }
@@ -330,6 +402,13 @@ func reaskOne(ctx context.Context, st store.Store, users, devices *sweepSet, own
 		}
 		if len(keys) == 0 {
 			// Nothing this directory can ask about it: kept, listed, for the operator.
+			if e.Scan == "round" {
+				// Listed from a round's cursor by adoptSkipped: the round decided to revoke it, for an account or
+				// device disabled or deleted, but did not keep which; its question is gone with the round.
+				out.err = fmt.Errorf("passed-over record %s: a round of an earlier build decided to revoke it and did "+
+					"not keep why; revoke it by serial if its account or device is disabled or deleted", e.Serial)
+				return out
+			}
 			out.err = fmt.Errorf("passed-over record %s: no question this directory can ask (scan %q)", e.Serial, e.Scan)
 			return out
 		}
