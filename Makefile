@@ -147,7 +147,7 @@ $(PEERS)/.scepserver-$(SCEPSERVER_VERSION):
 .PHONY: peers bench fuzz dist
 peers: $(PEERS)/.step-ca-$(STEPCA_VERSION) $(PEERS)/.scepserver-$(SCEPSERVER_VERSION)
 
-# About 12 minutes on 2 cores once the tools and peers are installed: the figures below, the side-by-side peer run
+# About 17 minutes on 2 cores once the tools and peers are installed: the figures below, the side-by-side peer run
 # (BenchmarkPeers, 7 alternating rounds, every server once on shared cores and once pinned to a CPU of its own),
 # the latency budget and the scale-out run. The pinned turns need Linux and two CPUs; `make bench BENCH_PIN=0`
 # leaves them out (their rows then read "not measured").
