@@ -53,13 +53,8 @@ func TestPassedOverLookupAskedAgain(t *testing.T) {
 	backends(t, func(t *testing.T, useTables bool) {
 		e := newAccountsEnv(t, useTables)
 		old := e.now.Add(-24 * time.Hour)
-		alice, bob, sam := entrafake.NewGUID(), entrafake.NewGUID(), entrafake.NewGUID()
-		e.g.PutUser(entrafake.User{ID: alice, UPN: "alice@contoso.example", Enabled: true})
-		aliceCert := e.userCert(t, alice, "alice@contoso.example", old)
-		// Bob, deleted, is answered for (404): Graph answers the pass, so sam's failures are sam's.
-		bobCert := e.userCert(t, bob, "bob@contoso.example", old)
-		samCert := e.userCert(t, sam, "sam@contoso.example", old)
-		e.g.SetFault(entrafake.Fault{Path: "/v1.0/users/" + sam, Status: http.StatusInternalServerError})
+		h := e.unansweredHolder(t, old)
+		sam, aliceCert, bobCert, samCert := h.sam, h.aliceCert, h.bobCert, h.samCert
 		at := e.now
 		for run := 1; run <= revocation.MaxRecordTries; run++ {
 			at = e.now.Add(time.Duration(run-1) * time.Hour)

@@ -3,7 +3,6 @@ package revocation_test
 import (
 	"context"
 	"errors"
-	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -78,12 +77,8 @@ func TestRevokeDisabledRecordThatNeverRevokes(t *testing.T) {
 func TestVerifyPassLookupThatNeverAnswers(t *testing.T) {
 	e := newAccountsEnv(t, false)
 	old := e.now.Add(-24 * time.Hour)
-	alice, bob, sam := entrafake.NewGUID(), entrafake.NewGUID(), entrafake.NewGUID()
-	e.g.PutUser(entrafake.User{ID: alice, UPN: "alice@contoso.example", Enabled: true})
-	aliceCert := e.userCert(t, alice, "alice@contoso.example", old)
-	bobCert := e.userCert(t, bob, "bob@contoso.example", old)
-	samCert := e.userCert(t, sam, "sam@contoso.example", old)
-	e.g.SetFault(entrafake.Fault{Path: "/v1.0/users/" + sam, Status: http.StatusInternalServerError})
+	h := e.unansweredHolder(t, old)
+	aliceCert, bobCert, samCert := h.aliceCert, h.bobCert, h.samCert
 
 	for run := 1; run <= revocation.MaxRecordTries; run++ {
 		sw := e.sweepAt(context.Background(), e.now.Add(time.Duration(run-1)*time.Hour))

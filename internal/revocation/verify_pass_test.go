@@ -18,6 +18,24 @@ import (
 
 // userCert stores, in one write, an issued /api/csr certificate of user id naming upn, recorded as created at
 // created.
+// unansweredHolder is the set-up of the tests of a holder whose lookup never answers: certificates issued at created
+// to alice (enabled in Graph), bob (gone: Graph answers 404, so the pass is answered and sam's failures are sam's)
+// and sam, every lookup of whom fails with a 500.
+type unansweredHolder struct {
+	sam                         string
+	aliceCert, bobCert, samCert *store.Record
+}
+
+func (e *accountsEnv) unansweredHolder(t *testing.T, created time.Time) unansweredHolder {
+	t.Helper()
+	alice, bob, sam := entrafake.NewGUID(), entrafake.NewGUID(), entrafake.NewGUID()
+	e.g.PutUser(entrafake.User{ID: alice, UPN: "alice@contoso.example", Enabled: true})
+	h := unansweredHolder{sam: sam, aliceCert: e.userCert(t, alice, "alice@contoso.example", created),
+		bobCert: e.userCert(t, bob, "bob@contoso.example", created), samCert: e.userCert(t, sam, "sam@contoso.example", created)}
+	e.g.SetFault(entrafake.Fault{Path: "/v1.0/users/" + sam, Status: http.StatusInternalServerError})
+	return h
+}
+
 func (e *accountsEnv) userCert(t *testing.T, id, upn string, created time.Time) *store.Record {
 	t.Helper()
 	r := storetest.FullRecord(storetest.NewSerial())
