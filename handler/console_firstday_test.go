@@ -344,6 +344,83 @@ func TestConsoleRunsReadableOnTablet(t *testing.T) {
 	}
 }
 
+// TestConsoleShowsPassedOver: the certificates the Entra sweeps passed over wait for an operator (a later run asks
+// again, but one whose account or device is gone is revoked by hand), so Sync & pending lists them with a link to
+// each, says when none is waiting, and when the list cannot be read says so in its own section while the runs and
+// pending records above it stay on the page.
+func TestConsoleShowsPassedOver(t *testing.T) {
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	ctx := context.Background()
+	if err := svc.store.RecordRun(ctx, store.SyncRun{ID: "run-1", Started: time.Now().Add(-65 * time.Minute),
+		Finished: time.Now().Add(-64 * time.Minute), Trigger: "timer", Downloaded: 1}); err != nil {
+		t.Fatal(err)
+	}
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	const section = `document.querySelector("#passed-over-section")`
+	b.do("operations", chromedp.Navigate(page+"#/operations"))
+	b.waitFor("the empty list", section+` && !!`+section+`.querySelector(".empty")`)
+	if got := eval[string](b, section+`.querySelector(".empty").textContent`); !strings.Contains(got, "No certificate is waiting") {
+		t.Errorf("the empty passed-over list reads %q", got)
+	}
+	b.wantNoProblems(t)
+
+	// The list as revocation's sweeps write it (revocation.passedOverList): one record a verifying pass passed over.
+	const serial = "0A1B2C3D4E5F60718293"
+	since := time.Date(2026, 12, 1, 9, 30, 0, 0, time.UTC)
+	next := since.Add(28 * time.Hour)
+	doc := fmt.Sprintf(`{"records":[{"serial":%q,"scan":"pass","since":%q,"failed":2,"next":%q}],"adopted":true}`,
+		serial, since.Format(time.RFC3339), next.Format(time.RFC3339))
+	etag, err := svc.store.PutMeta(ctx, "entra-passed-over", []byte(doc), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.do("reload", chromedp.Reload())
+	b.waitFor("the passed-over row", `!!document.querySelector("#passed-over tbody tr")`)
+	type row struct {
+		Cells   []string `json:"cells"`
+		Href    string   `json:"href"`
+		Caption string   `json:"caption"`
+		Times   []string `json:"times"`
+	}
+	got := eval[row](b, `(() => {
+		const t = document.querySelector("#passed-over"), tr = t.querySelector("tbody tr");
+		return {cells: [...tr.cells].map((c) => c.textContent.trim()), href: tr.querySelector("a").getAttribute("href"),
+			caption: t.caption.textContent, times: [...tr.querySelectorAll("time")].map((e) => e.getAttribute("datetime"))};
+	})()`)
+	if len(got.Cells) != 5 || got.Cells[0] != serial || got.Cells[1] != "verifying pass" || got.Cells[3] != "2" {
+		t.Errorf("the passed-over row reads %q, want the serial, \"verifying pass\" and 2 failed re-asks", got.Cells)
+	}
+	if got.Href != "#/certificate/"+serial {
+		t.Errorf("the serial links to %q", got.Href)
+	}
+	if !strings.HasPrefix(got.Caption, "1 certificate ") {
+		t.Errorf("the caption reads %q, want the count", got.Caption)
+	}
+	if want := []string{since.Format("2006-01-02T15:04:05.000Z"), next.Format("2006-01-02T15:04:05.000Z")}; strings.Join(got.Times, " ") != strings.Join(want, " ") {
+		t.Errorf("the row's times are %q, want since and next %q", got.Times, want)
+	}
+	b.wantNoProblems(t)
+	b.shot("passed-over")
+	b.do("follow the serial", chromedp.Evaluate[chromedp.Void](`document.querySelector("#passed-over tbody a").click()`))
+	b.waitFor("the certificate page", `location.hash === "#/certificate/`+serial+`"`)
+
+	// A list that does not decode is an error answer for that request alone.
+	if _, err := svc.store.PutMeta(ctx, "entra-passed-over", []byte("not a list"), etag); err != nil {
+		t.Fatal(err)
+	}
+	b.do("operations again", chromedp.Navigate(page+"#/operations"))
+	b.waitFor("the section's error", section+` && !!`+section+`.querySelector(".notice.error")`)
+	if !eval[bool](b, `[...document.querySelectorAll("main td li, main td")].some((td) => td.textContent === "timer") && !!document.querySelector("#sync-result")`) {
+		t.Errorf("with the passed-over list unreadable the sync runs are gone: %q", eval[string](b, `document.querySelector("main").textContent`))
+	}
+	if n := eval[int](b, `document.querySelectorAll("main .notice.error").length`); n != 1 {
+		t.Errorf("%d error notices on the page, want the passed-over section's alone", n)
+	}
+	b.shot("passed-over-error")
+}
+
 // TestConsoleEntraRenewalUnreachable: a signed-in admin's token is due for renewal while Entra cannot be reached (the
 // network is down, or login.microsoftonline.com is). That is not a signed-out admin: the page says the sign-in could
 // not be renewed and offers to try again, instead of the sign-in page, whose button leads to the same unreachable

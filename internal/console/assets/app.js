@@ -1480,10 +1480,37 @@
       errs.length ? el("ul", { class: "plain bad" }, errs.map((x) => el("li", { text: x }))) : null);
   }
 
+  // The scans of the Entra sweeps (revocation.PassedOver's Scan), by what an administrator reads.
+  const SCAN_LABELS = { round: "delta round", pass: "verifying pass", owners: "owner check" };
+
+  // passedOverSection is the list of certificates the Entra sweeps passed over, or, when it could not be read, an
+  // error for this section alone: the runs and pending records above it are still worth reading.
+  function passedOverSection(po) {
+    let body;
+    if (po.error) body = errorView(po.error, () => render());
+    else if (po.items.length) {
+      body = el("div", { class: "table-wrap" }, el("table", { class: "list", id: "passed-over" },
+        el("caption", { text: `${po.items.length} certificate${po.items.length === 1 ? "" : "s"} passed over, the longest first` }),
+        el("thead", {}, el("tr", {}, ["Serial", "Scan", "Passed over", "Failed re-asks", "Next try"].map((h) => el("th", { scope: "col", text: h })))),
+        el("tbody", {}, po.items.map((p) => el("tr", {},
+          el("td", { "data-label": "Serial", class: "serial-cell" }, el("a", { href: "#/certificate/" + encodeURIComponent(p.serial) }, el("code", { class: "mono serial", title: p.serial, text: p.serial }))),
+          el("td", { "data-label": "Scan" }, SCAN_LABELS[p.scan] || p.scan), el("td", { "data-label": "Passed over" }, time(p.since)),
+          el("td", { "data-label": "Failed re-asks" }, String(p.failed || 0)), el("td", { "data-label": "Next try" }, time(p.next)))))));
+    } else {
+      body = el("div", { class: "empty" }, el("h3", { text: "No certificate is waiting" }),
+        el("p", { text: "No certificate is waiting for the Entra sweeps to ask about it again." }));
+    }
+    return el("section", { class: "card wide", id: "passed-over-section" }, el("h2", { text: "Certificates the Entra sweeps passed over" }),
+      el("p", { class: "muted", text: "The sweeps could not settle these (the lookup of the account or device, or the revocation, failed several runs in a row). Later hourly runs ask again, less often each time; if the account or device is gone, open the certificate and revoke it by serial." }),
+      body);
+  }
+
   async function viewOperations() {
     const wait = loading();
     setView("Sync & pending", el("h1", { text: "Revocation sync and pending records" }), wait);
     let runs, ov;
+    // The passed-over list is its own request: when it cannot be read, the rest of the view is still shown.
+    const passed = apiJSON("../certificates/passed-over").then((r) => ({ items: r.items || [] }), (e) => ({ error: e }));
     try {
       [runs, ov] = await Promise.all([apiJSON("../certificates/revocation-sync"), overview(true)]);
     } catch (e) {
@@ -1529,10 +1556,13 @@
       el("tbody", {}, ov.stalePending.map((c) => el("tr", {}, el("td", { "data-label": "Subject" }, el("a", { href: "#/certificate/" + encodeURIComponent(c.serial) }, subjectParts(c.subject))),
         serialCell(c.serial), el("td", { "data-label": "Endpoint" }, source(c)), el("td", { "data-label": "Created" }, time(c.created))))))) :
       el("div", { class: "empty" }, el("h3", { text: "No stale pending records" }), el("p", { text: `No request has stayed pending for more than ${ov.stalePendingMinutes} minutes.` }));
+    const po = await passed;
+    if (!wait.isConnected) return;
     setView("Sync & pending", el("h1", { text: "Revocation sync and pending records" }),
       el("section", { class: "card wide" }, el("div", { class: "title-row" }, el("h2", { text: "Intune revocation sync" }), runNow), out, runsTable),
       el("section", { class: "card wide" }, el("h2", { text: "Stale pending records" }),
-        el("p", { class: "muted", text: "A pending record older than this means the request died between the record and the signature: a certificate may have been signed. Open it and revoke by serial if in doubt." }), pending));
+        el("p", { class: "muted", text: "A pending record older than this means the request died between the record and the signature: a certificate may have been signed. Open it and revoke by serial if in doubt." }), pending),
+      passedOverSection(po));
     focusMain();
   }
 
