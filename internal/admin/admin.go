@@ -363,7 +363,7 @@ type PassedOverView struct {
 
 // passedOver answers GET /api/certificates/passed-over: the certificates the Entra sweeps passed over and have not
 // settled, the longest listed first, for an operator to look at (and revoke by serial when its account or device is
-// gone). One point read; a store that cannot read the list is a 503, never an empty list.
+// gone). One point read; a store that cannot be reached is a 503, a list that does not decode a 500: never an empty list.
 func (h *Handler) passedOver(w http.ResponseWriter, r *http.Request) {
 	list, err := revocation.ListPassedOver(r.Context(), h.cfg.Store)
 	if err != nil {
