@@ -124,10 +124,15 @@ func newBrowser(t *testing.T) *browserSession {
 	return b
 }
 
+// browserStep is the deadline of one browser step (an action, an evaluation, a wait). Generous: on a 2-core machine
+// busy with other builds and tests a page took more than 15 s to draw its first list, and the test failed for the
+// machine, not the console; a console that never gets there still fails the step.
+const browserStep = 30 * time.Second
+
 // do runs steps with a deadline, failing the test with the step name.
 func (b *browserSession) do(name string, steps ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
+	ctx, cancel := context.WithTimeout(b.ctx, browserStep)
 	defer cancel()
 	if err := chromedp.Do(ctx, steps...); err != nil {
 		b.shot("failed-" + strings.ReplaceAll(name, " ", "-"))
@@ -138,7 +143,7 @@ func (b *browserSession) do(name string, steps ...chromedp.Action[chromedp.Void]
 // eval evaluates a JavaScript expression and returns its value.
 func eval[T any](b *browserSession, expr string) T {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
+	ctx, cancel := context.WithTimeout(b.ctx, browserStep)
 	defer cancel()
 	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
 	if err != nil {
@@ -151,7 +156,7 @@ func eval[T any](b *browserSession, expr string) T {
 // that a navigation interrupts (its execution context or target is replaced) starts again in the new document.
 func (b *browserSession) waitFor(name, cond string) {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
+	ctx, cancel := context.WithTimeout(b.ctx, browserStep)
 	defer cancel()
 	for {
 		_, err := chromedp.Run(ctx, chromedp.Poll[bool](cond))
@@ -168,7 +173,7 @@ func (b *browserSession) waitFor(name, cond string) {
 }
 
 func (b *browserSession) shot(name string) {
-	ctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
+	ctx, cancel := context.WithTimeout(b.ctx, browserStep)
 	defer cancel()
 	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
@@ -182,7 +187,7 @@ func (b *browserSession) shot(name string) {
 
 // shotViewport saves what the window shows (a long page's full screenshot would be mostly the same rows).
 func (b *browserSession) shotViewport(name string) {
-	ctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
+	ctx, cancel := context.WithTimeout(b.ctx, browserStep)
 	defer cancel()
 	buf, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 	if err != nil {
