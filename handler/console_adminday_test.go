@@ -31,10 +31,7 @@ import (
 // administrator checks it before handing it on. It showed only the serial and the profile: the names and the
 // expiry took a download and openssl. The certificate alone (PEM) is a download of its own beside the chain.
 func TestConsoleIssuedShowsWhatWasIssued(t *testing.T) {
-	b := newBrowser(t)
-	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
-	page := svc.base + "/api/console/"
-	b.signIn(page)
+	b, svc, page := signedInConsole(t)
 
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	uri, _ := url.Parse("https://billing.contoso.example/service")
@@ -274,10 +271,7 @@ func TestConsoleFiltersFoldOnPhone(t *testing.T) {
 // subject_alt_name_not_allowed") and nothing on what to change; a name the profile does not allow is fixed by
 // choosing another profile or leaving the name out.
 func TestConsoleRequestRefusalSaysWhatToDo(t *testing.T) {
-	b := newBrowser(t)
-	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
-	page := svc.base + "/api/console/"
-	b.signIn(page)
+	b, _, page := signedInConsole(t)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "printer.contoso.example"},
 		DNSNames: []string{"printer.contoso.example"}, IPAddresses: []net.IP{net.ParseIP("10.20.30.40")}}, key)

@@ -286,10 +286,7 @@ func TestConsoleDailyUse(t *testing.T) {
 // file will be sent), then thinks better of it and pastes another request into the box. The CA must sign the
 // request on the screen: the file chosen earlier used to win, silently, and the certificate named another host.
 func TestConsoleRequestPastedAfterFile(t *testing.T) {
-	b := newBrowser(t)
-	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
-	page := svc.base + "/api/console/"
-	b.signIn(page)
+	b, _, page := signedInConsole(t)
 	derFile := filepath.Join(t.TempDir(), "old.der")
 	if err := os.WriteFile(derFile, csrFor(t, "old.contoso.example"), 0o600); err != nil {
 		t.Fatal(err)

@@ -241,10 +241,7 @@ func TestConsoleCrumbReturnsToSearch(t *testing.T) {
 // while the CA has not answered yet: a double-click or an impatient second click on a slow day issued two
 // certificates for one request.
 func TestConsoleRequestOnceWhileAnswered(t *testing.T) {
-	b := newBrowser(t)
-	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
-	page := svc.base + "/api/console/"
-	b.signIn(page)
+	b, _, page := signedInConsole(t)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	csrDER, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "twice.contoso.example"}}, key)
 	csrPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}))

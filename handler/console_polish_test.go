@@ -22,10 +22,7 @@ import (
 // once the certificate is issued (a pasted request and a DER file alike), a second click asks for the next CSR and
 // leaves the issued certificate, and its downloads, on the page.
 func TestConsoleRequestClearedAfterIssue(t *testing.T) {
-	b := newBrowser(t)
-	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
-	page := svc.base + "/api/console/"
-	b.signIn(page)
+	b, _, page := signedInConsole(t)
 	derFile := filepath.Join(t.TempDir(), "first.der")
 	if err := os.WriteFile(derFile, csrFor(t, "first.contoso.example"), 0o600); err != nil {
 		t.Fatal(err)

@@ -723,6 +723,17 @@ func TestConsoleRedirectURIRegistered(t *testing.T) {
 	}
 }
 
+// signedInConsole is the start of most console tests: a browser, a local CA with the development issuer, and the
+// administrator (both roles) signed in to its console, whose URL it returns.
+func signedInConsole(t *testing.T) (*browserSession, *localService, string) {
+	t.Helper()
+	b := newBrowser(t)
+	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
+	page := svc.base + "/api/console/"
+	b.signIn(page)
+	return b, svc, page
+}
+
 // signIn opens the console at page and signs in through the development issuer with the form's defaults
 // (admin@azscep.local, both roles).
 func (b *browserSession) signIn(page string) {
@@ -839,10 +850,7 @@ func runningRunJSON(id string, started time.Time, trigger string) []byte {
 // network fails and one the CA briefly answers 503 — then shows that run's outcome (here: it failed on the way, with
 // its counts and error lines) above the refreshed list of runs.
 func TestConsoleSyncFollowed(t *testing.T) {
-	b := newBrowser(t)
-	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
-	page := svc.base + "/api/console/"
-	b.signIn(page)
+	b, svc, _ := signedInConsole(t)
 	// Local mode has no Intune: the runs list says the sync is enabled, the POST and the status are answered as the
 	// API answers them, and the test records the run's outcome when it lets the status say the run has ended.
 	started := time.Now().Add(-time.Minute).UTC()
@@ -908,10 +916,7 @@ func TestConsoleSyncFollowed(t *testing.T) {
 // last status poll is on its way stays on that page when the poll says the run has ended: following the run must
 // not bring the sync page back over the page the administrator chose.
 func TestConsoleSyncFollowStopsOnNavigation(t *testing.T) {
-	b := newBrowser(t)
-	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
-	page := svc.base + "/api/console/"
-	b.signIn(page)
+	b, _, _ := signedInConsole(t)
 	started := time.Now().Add(-time.Minute).UTC()
 	runningJSON := runningRunJSON("run-nav", started, "admin")
 	endedJSON, _ := json.Marshal(map[string]any{"id": "run-nav", "state": "finished", "started": started, "finished": time.Now().UTC(),
@@ -977,10 +982,7 @@ func TestConsoleEndpointFilterRESTProfiles(t *testing.T) {
 // errorView: the list, one certificate, the CA overview and the operations view. A fixed "try again in a moment"
 // would hide why the CA refused and how long the outage is expected to last.
 func TestConsoleErrorViewShowsReason(t *testing.T) {
-	b := newBrowser(t)
-	svc := startLocal(t, "AZSCEP_DEV_ISSUER=true")
-	page := svc.base + "/api/console/"
-	b.signIn(page)
+	b, _, _ := signedInConsole(t)
 	b.waitFor("certificate list", `!!document.querySelector("#results table.list, #results .empty")`)
 	// Every API call under /certificates answers 503 with a problem document; window.__retryAfter is its
 	// Retry-After header (none when empty).
